@@ -1,0 +1,249 @@
+"""`python -m bench` — Guard's per-call cost against a bare call, the SQLite floor, DBOS and Edictum.
+
+Runs every row sequentially in one process on one disk (DBOS alone runs in a subprocess of the same venv:
+it is a process-wide singleton with background threads). Peers live in .venv-bench/ (bench/requirements.txt);
+run from any Python, this module builds that venv if needed and re-executes itself inside it.
+
+Options / environment:
+  --quick            fewer iterations (ledger rows 200, in-memory rows 20,000)
+  --keep             keep the work directory (database files) for inspection
+  BENCH_N            iterations of ledger-bound rows (default 2,000)
+  BENCH_N_MEM        iterations of in-memory rows (default 200,000)
+  BENCH_SEEDS        earlier calls for the growth rows, comma-separated (default 100000,1000000)
+  BENCH_NO_VENV=1    run in the current interpreter, do not build/enter .venv-bench/
+The last line printed is always the `bench: ...` summary.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import platform
+import shutil
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCH_DIR = ROOT / "bench"
+VENV = ROOT / ".venv-bench"
+STAMP = VENV / "ready"
+
+
+def ensure_venv() -> None:
+    """Build .venv-bench/ (Guard editable + peers) when missing or stale, then re-exec inside it."""
+    if os.environ.get("BENCH_NO_VENV") or Path(sys.prefix).resolve() == VENV.resolve():
+        return
+    req, pyproject = BENCH_DIR / "requirements.txt", ROOT / "pyproject.toml"
+    newest = max(req.stat().st_mtime, pyproject.stat().st_mtime)
+    if not STAMP.exists() or STAMP.stat().st_mtime < newest:
+        print(f"bench: building {VENV.name}/ ...", flush=True)
+        subprocess.check_call([sys.executable, "-m", "venv", str(VENV)])
+        subprocess.check_call([str(VENV / "bin/python"), "-m", "pip", "install", "-q", "-e", str(ROOT),
+                               "-r", str(req)])
+        STAMP.touch()
+    py = str(VENV / "bin/python")
+    os.execv(py, [py, "-m", "bench", *sys.argv[1:]])
+
+
+def filesystem_of(path: Path) -> str:
+    real = str(path.resolve())
+    best = ("?", "?", "/")
+    try:
+        with open("/proc/mounts") as fh:
+            for line in fh:
+                dev, mnt, fstype = line.split()[:3]
+                if (real == mnt or real.startswith(mnt.rstrip("/") + "/")) and len(mnt) >= len(best[2]):
+                    best = (dev, fstype, mnt)
+    except OSError:
+        pass
+    free = shutil.disk_usage(real).free / 2**30
+    return f"{best[1]} on {best[0]} (mounted at {best[2]}), {free:,.0f} GiB free"
+
+
+def short(exc: BaseException) -> str:
+    msg = str(exc).splitlines()[0] if str(exc) else ""
+    return f"{type(exc).__name__} {msg}"[:160]
+
+
+def _count(db: Path) -> int | None:
+    """Calls of bench.noop in the ledger file (None if it has no calls table yet)."""
+    from bench.seed import count_calls
+
+    if not db.exists():
+        return None
+    conn = sqlite3.connect(db)
+    try:
+        return count_calls(conn, tool="bench.noop")
+    finally:
+        conn.close()
+
+
+def run_dbos(db_path: Path, n: int, dbos_defaults: bool):
+    from bench.stats import Row, unavailable
+
+    name = "DBOS step, " + ("DBOS's own SQLite defaults" if dbos_defaults else "Guard's SQLite settings")
+    cmd = [sys.executable, "-m", "bench.dbos_case", str(db_path), str(n)]
+    if dbos_defaults:
+        cmd.append("--dbos-defaults")
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=900)
+    for line in proc.stdout.splitlines():
+        if line.startswith("BENCH_JSON "):
+            return Row.from_json(json.loads(line[len("BENCH_JSON "):]))
+    tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+    return unavailable(name, f"dbos: failed ({tail[:150]})")
+
+
+def main(argv: list[str]) -> int:
+    ensure_venv()
+    from bench import edictum_case, floor, guard_cases, seed
+    from bench.stats import markdown_table, measure, ratio, unavailable
+
+    quick = "--quick" in argv
+    n_led = int(os.environ.get("BENCH_N") or (200 if quick else 2000))
+    n_mem = int(os.environ.get("BENCH_N_MEM") or (20_000 if quick else 200_000))
+    seeds = [int(s) for s in os.environ.get("BENCH_SEEDS", "100000,1000000").split(",") if s.strip()]
+    t_start = time.perf_counter()
+    work = Path(tempfile.mkdtemp(prefix=".work-", dir=BENCH_DIR))
+
+    print("# Guard benchmark")
+    print(f"python {platform.python_version()} ({sys.executable}), sqlite {sqlite3.sqlite_version}, "
+          f"{platform.machine()}, {os.cpu_count()} CPUs")
+    print(f"database files: {work}  [{filesystem_of(work)}]")
+    print(f"iterations: {n_led:,} per ledger-bound row, {n_mem:,} per in-memory row "
+          f"(+10% warm-up); GC on", flush=True)
+
+    rows = {}
+
+    def add(key: str, row) -> None:
+        rows[key] = row
+        val = f"p50 {row.p50_us:,.2f} µs, p99 {row.p99_us:,.2f} µs, cpu {row.cpu_us:,.2f} µs" if row.ok \
+            else row.note
+        print(f"  {row.name}: {val}", flush=True)
+
+    try:
+        # 1. bare call (same shape as the guarded call: one keyword argument)
+        def bare_noop(i: int) -> None:
+            return None
+
+        add("bare", measure("bare Python call (no-op tool)", lambda c=itertools.count(): bare_noop(i=next(c)),
+                            n_mem))
+
+        # 3. the two-commit floor
+        call, close, settings = floor.make_two_commits(str(work / "floor.db"))
+        try:
+            add("floor", measure("SQLite floor: insert+commit, update+commit", call, n_led, note=settings))
+        finally:
+            close()
+
+        # 5. policy classification: Guard vs Edictum
+        for amount in (100, 60_000):
+            args = {"amount_cents": amount}
+            what = "falls through to `invoice`" if amount == 100 else "matches `big-invoice` (approval)"
+            try:
+                classify = guard_cases.make_classifier()
+                add(f"classify{amount}", measure(f"Guard classify, amount_cents={amount}",
+                                                 lambda a=args: classify("billing.create_invoice", a),
+                                                 n_mem, note=what))
+            except Exception as exc:  # Guard core not there yet, or its API moved
+                add(f"classify{amount}", unavailable(f"Guard classify, amount_cents={amount}",
+                                                     f"guard: not available ({short(exc)})"))
+            try:
+                evaluate = edictum_case.make_evaluator()
+                add(f"edictum{amount}", measure(
+                    f"Edictum {edictum_case.version()} evaluate, amount_cents={amount}",
+                    lambda a=args: evaluate("billing.create_invoice", a), n_mem,
+                    note="YAML pre rule `args.amount_cents gt 50000 -> ask`"))
+            except Exception as exc:
+                add(f"edictum{amount}", unavailable(f"Edictum evaluate, amount_cents={amount}",
+                                                    f"edictum: not available ({short(exc)})"))
+
+        # 2. guarded no-op on an empty ledger, then 4. with earlier calls already in it
+        ledger = work / "ledger.db"
+        guard_ok = True
+
+        def guarded_row(key: str, label: str) -> None:
+            nonlocal guard_ok
+            try:
+                call, closer = guard_cases.make_guarded_noop(str(ledger))
+            except Exception as exc:
+                guard_ok = False
+                add(key, unavailable(label, f"guard: not available ({short(exc)})"))
+                return
+            try:
+                before = _count(ledger)
+                row = measure(label, call, n_led, note="auto-approved idempotent no-op, inside one open run")
+                recorded = (_count(ledger) or 0) - (before or 0)
+                expected = n_led + max(10, n_led // 10)
+                if before is not None and recorded != expected:
+                    row.note += f"; WARNING: ledger recorded {recorded:,} calls for {expected:,} guarded calls"
+                add(key, row)
+            except Exception as exc:
+                guard_ok = False
+                traceback.print_exc()
+                add(key, unavailable(label, f"guard: failed ({short(exc)})"))
+            finally:
+                closer()
+
+        guarded_row("guarded", "Guard guarded no-op, empty ledger")
+        seeded = 0
+        for target in seeds:
+            label = f"Guard guarded no-op, {target:,} earlier calls"
+            if not guard_ok:
+                add(f"guarded{target}", unavailable(label, "guard: not available (see above)"))
+                continue
+            try:
+                t0 = time.perf_counter()
+                conn = floor.connect(str(ledger))
+                seed.seed_calls(conn, target - seeded, start=seeded)
+                seeded = target
+                total = seed.count_calls(conn)
+                conn.close()
+                print(f"  (seeded to {target:,} earlier calls in {time.perf_counter() - t0:.1f} s; "
+                      f"calls table holds {total:,}; file {ledger.stat().st_size / 2**20:,.0f} MiB)", flush=True)
+            except Exception as exc:
+                traceback.print_exc()
+                add(f"guarded{target}", unavailable(label, f"seed failed, adapt bench/seed.py ({short(exc)})"))
+                continue
+            guarded_row(f"guarded{target}", label)
+
+        # 6. DBOS per step (subprocess, same venv, same disk)
+        for defaults in (False, True):
+            key = "dbos_defaults" if defaults else "dbos"
+            try:
+                add(key, run_dbos(work / f"dbos{'-defaults' if defaults else ''}.db", n_led, defaults))
+            except Exception as exc:
+                add(key, unavailable(f"DBOS step ({key})", f"dbos: failed ({short(exc)})"))
+    finally:
+        if "--keep" in argv:
+            print(f"kept {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+
+    order = ["bare", "guarded", *[f"guarded{s}" for s in seeds], "floor", "dbos", "dbos_defaults",
+             "classify100", "edictum100", "classify60000", "edictum60000"]
+    print()
+    print(markdown_table([rows[k] for k in order if k in rows]))
+    print()
+    g, b = rows.get("guarded"), rows.get("bare")
+    if g is not None and g.ok and b is not None and b.ok:
+        print(f"Guard overhead per call (guarded p50 - bare p50): {g.p50_us - b.p50_us:,.2f} µs")
+    biggest = f"guarded{max(seeds)}" if seeds else None
+    growth_label = "1M" if seeds and max(seeds) == 1_000_000 else (f"{max(seeds):,}" if seeds else "none")
+    if growth_label != "1M":
+        print(f"note: growth below is {growth_label}/empty (BENCH_SEEDS), not 1M/empty")
+    print(f"total wall time: {time.perf_counter() - t_start:.0f} s")
+    print(f"bench: guarded/floor {ratio(rows.get('guarded'), rows.get('floor'))}, "
+          f"growth 1M/empty {ratio(rows.get(biggest) if biggest else None, rows.get('guarded'))}, "
+          f"guarded/dbos {ratio(rows.get('guarded'), rows.get('dbos'))}, "
+          f"classify/edictum {ratio(rows.get('classify100'), rows.get('edictum100'))}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

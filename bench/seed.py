@@ -1,0 +1,152 @@
+"""Fill a ledger with N earlier calls fast: raw sqlite3 executemany in big transactions (no guarded calls).
+
+The runner opens Guard on the file first, so Guard's migrations create the schema; this module only
+inserts rows shaped like the ones Guard's ledger writes for an auto-approved call that completed:
+one `calls` row (state completed), its 4 chained events (offered, approved, started, completed), and
+one `runs` row (completed, with its 2 events) per CALLS_PER_RUN calls.
+
+>>> LEAD: `seed_calls` is the ONE function to keep in step with guard/ledger/tables.py (written against
+>>> migration 0001_initial and guard/ledger/store.py as of this commit).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+import sqlite3
+import time
+
+try:  # the ledger's own hash rule, so the seeded chain verifies; local copy if Guard is absent
+    from guard.ledger.chain import GENESIS, event_hash
+except ImportError:  # pragma: no cover
+    GENESIS = "0" * 64
+
+    def event_hash(prev_hash: str, run_id: str | None, call_id: str | None, at: float, actor: str,
+                   entity: str, from_state: str | None, to_state: str, detail: str) -> str:
+        text = "\x1f".join((prev_hash, run_id or "", call_id or "", repr(at), actor, entity, from_state or "",
+                            to_state, detail))
+        return hashlib.sha256(text.encode()).hexdigest()
+
+CALLS_PER_RUN = 10
+BATCH_CALLS = 50_000  # calls per transaction (with their events and runs)
+TEAMS = ("bench", "billing", "support", "ops")
+TOOLS = (("crm.lookup", "read"), ("billing.create_invoice", "compensable"),
+         ("crm.upsert_lead", "idempotent"), ("mail.send", "irreversible"))
+CALL_PATH = (None, "offered", "approved", "started", "completed")
+ACTOR = "agent:seed"
+
+_CALL_COLS = ("call_id, run_id, seq, team, tool, side_effect, rule, policy_version, args_json, args_hash, "
+              "idempotency_key, requested_key, state, attempts, external_ids, result_json, error, reason, "
+              "compensates_call_id, requested_by, offered_at, approved_at, started_at, ended_at, updated_at")
+_RUN_COLS = ("run_id, team, source_event_id, subject, state, status_label, last_call_id, next_safe_action, "
+             "requires_review, error_summary, next_seq, created_by, created_at, updated_at")
+_EVENT_COLS = "run_id, call_id, at, actor, entity, from_state, to_state, detail, prev_hash, hash"
+
+
+def _v7(prefix: str, ms: int, rng: random.Random) -> str:
+    """Same layout as guard.ledger.moves.new_id, but at a chosen (past) millisecond."""
+    rand = rng.getrandbits(80)
+    value = (ms << 80) | (0x7 << 76) | ((rand >> 68) << 64) | (0b10 << 62) | (rand & ((1 << 62) - 1))
+    h = f"{value:032x}"
+    return f"{prefix}_{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+def count_calls(conn: sqlite3.Connection, tool: str | None = None) -> int | None:
+    try:
+        if tool is None:
+            return conn.execute("SELECT count(*) FROM calls").fetchone()[0]
+        return conn.execute("SELECT count(*) FROM calls WHERE tool = ?", (tool,)).fetchone()[0]
+    except sqlite3.Error:
+        return None
+
+
+# ===================================================================================================
+# SEED FUNCTION — keep in step with Guard's schema (tables, columns, states, events, hash chain).
+# ===================================================================================================
+def seed_calls(conn: sqlite3.Connection, n: int, *, start: int = 0, seed: int = 7) -> None:
+    """Insert `n` completed earlier calls into the ledger open on `conn` (Guard's schema must exist).
+
+    `start` numbers the synthetic calls, so that seeding twice into one file (100k, then 900k more)
+    never collides. Calls are dated in the past, one per 10 ms ending an hour ago, so their time-ordered
+    ids sort before any live call's. Events continue the ledger's hash chain from its last event.
+    Durability is off while seeding (setup, not measurement); afterwards the caller's synchronous
+    setting is restored and the WAL is checkpointed.
+    """
+    if n <= 0:
+        return
+    rng = random.Random(seed * 1_000_003 + start)
+    old_sync = conn.execute("PRAGMA synchronous").fetchone()[0]
+    old_iso = conn.isolation_level
+    conn.isolation_level = None
+    conn.execute("PRAGMA synchronous=OFF")
+    conn.execute("PRAGMA cache_size=-262144")  # 256 MiB while seeding
+    row = conn.execute("SELECT hash FROM events ORDER BY id DESC LIMIT 1").fetchone()
+    prev = row[0] if row else GENESIS
+    step = 0.01
+    t0 = time.time() - 3600.0 - 1_000_000 * step * 1.2  # whole 1M history ends ~1h ago
+
+    done = 0
+    while done < n:
+        k = min(BATCH_CALLS, n - done)
+        runs, calls, events = [], [], []
+        run_id = team = ""
+        for j in range(start + done, start + done + k):
+            run_no, seq0 = divmod(j, CALLS_PER_RUN)
+            at = t0 + j * step
+            if seq0 == 0 or not run_id:
+                team = TEAMS[run_no % len(TEAMS)]
+                run_id = _v7("run", int((t0 + run_no * CALLS_PER_RUN * step) * 1000), rng)
+                run_end = at + CALLS_PER_RUN * step
+                runs.append((run_id, team, None, None, "completed", None, None, None, 0, None,
+                             CALLS_PER_RUN, ACTOR, at, run_end))
+                for src, dst, ev_at in ((None, "running", at), ("running", "completed", run_end)):
+                    detail = json.dumps({"team": team, "subject": None, "source_event_id": None}) \
+                        if dst == "running" else "{}"
+                    h = event_hash(prev, run_id, None, ev_at, ACTOR, "run", src, dst, detail)
+                    events.append((run_id, None, ev_at, ACTOR, "run", src, dst, detail, prev, h))
+                    prev = h
+            seq = seq0 + 1
+            tool, side_effect = TOOLS[j % len(TOOLS)]
+            call_id = _v7("call", int(at * 1000), rng)
+            args_json = json.dumps({"amount_cents": j % 90_000, "customer": f"c-{j % 5000:05d}"},
+                                   separators=(",", ":"), sort_keys=True)
+            args_hash = "sha256:" + hashlib.sha256(args_json.encode()).hexdigest()
+            key = None if side_effect == "read" else f"{run_id}:{tool}:{args_hash}"
+            calls.append((call_id, run_id, seq, team, tool, side_effect, "seed", "sha256:seed", args_json,
+                          args_hash, key, key, "completed", 1, "{}", '{"ok":true}', None, None, None, ACTOR,
+                          at, at, at, at + 0.002, at + 0.002))
+            for i in range(1, len(CALL_PATH)):
+                src, dst = CALL_PATH[i - 1], CALL_PATH[i]
+                ev_at = at if dst != "completed" else at + 0.002
+                detail = json.dumps({"tool": tool, "seq": seq, "args_hash": args_hash,
+                                     "policy_version": "sha256:seed", "rule": "seed"}) if dst == "offered" else "{}"
+                h = event_hash(prev, run_id, call_id, ev_at, ACTOR, "call", src, dst, detail)
+                events.append((run_id, call_id, ev_at, ACTOR, "call", src, dst, detail, prev, h))
+                prev = h
+        conn.execute("BEGIN IMMEDIATE")
+        conn.executemany(f"INSERT INTO runs ({_RUN_COLS}) VALUES ({', '.join('?' * 14)})", runs)
+        conn.executemany(f"INSERT INTO calls ({_CALL_COLS}) VALUES ({', '.join('?' * 25)})", calls)
+        conn.executemany(f"INSERT INTO events ({_EVENT_COLS}) VALUES ({', '.join('?' * 10)})", events)
+        conn.execute("COMMIT")
+        done += k
+    conn.execute(f"PRAGMA synchronous={old_sync}")
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    conn.isolation_level = old_iso
+# ===================================================================================================
+
+
+if __name__ == "__main__":  # python -m bench.seed DB_PATH N : seed a Guard ledger file by hand
+    import sys
+
+    from bench.floor import connect
+
+    path, count = sys.argv[1], int(sys.argv[2])
+    from guard.ledger.database import ensure_ready
+
+    ensure_ready(f"sqlite:///{os.path.abspath(path)}")
+    c = connect(path)
+    t = time.perf_counter()
+    seed_calls(c, count, start=count_calls(c) or 0)
+    print(f"seeded {count:,} calls in {time.perf_counter() - t:.1f} s; calls table holds {count_calls(c):,}")

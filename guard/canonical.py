@@ -1,0 +1,67 @@
+"""Canonical JSON, argument hashes and secret redaction.
+
+The argument hash binds an approval to the exact arguments a reviewer saw: RFC 8785 (JSON Canonicalization
+Scheme) then SHA-256. Key order never changes the hash; any change of a value does.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import rfc8785
+
+REDACTED = "[REDACTED]"
+
+# Argument names that hold secrets in every team, whatever the policy says (compared case-insensitively).
+DEFAULT_SECRET_FIELDS: frozenset[str] = frozenset(
+    {"password", "passwd", "secret", "api_key", "apikey", "token", "access_token", "refresh_token",
+     "authorization", "card_number", "cvv", "cvc", "private_key", "client_secret"}
+)
+
+
+def canonical_json(value: Any) -> bytes:
+    """RFC 8785 canonical bytes of a JSON value. Raises TypeError for values JSON cannot hold."""
+    try:
+        return rfc8785.dumps(value)
+    except (rfc8785.CanonicalizationError, TypeError, ValueError) as exc:
+        raise TypeError(f"arguments must be JSON values: {exc}") from exc
+
+
+def args_hash(args: Mapping[str, Any]) -> str:
+    """`sha256:<hex>` of the canonical JSON of the arguments."""
+    return "sha256:" + hashlib.sha256(canonical_json(dict(args))).hexdigest()
+
+
+def to_json(value: Any) -> str:
+    """Compact JSON for storage (not canonical; fast). Non-JSON values are stored as their repr."""
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=repr)
+
+
+def redact(value: Any, secret_fields: Iterable[str] = ()) -> Any:
+    """A copy of `value` with every mapping entry whose key names a secret replaced by `[REDACTED]`.
+
+    Secret names are the policy's `secrets` plus `DEFAULT_SECRET_FIELDS`, matched case-insensitively at any
+    depth. Returns `value` itself when nothing needs redacting (the common case costs one walk, no copy).
+    """
+    names = DEFAULT_SECRET_FIELDS.union(f.lower() for f in secret_fields)
+    return _redact(value, names)
+
+
+def _redact(value: Any, names: frozenset[str]) -> Any:
+    if isinstance(value, Mapping):
+        out: dict[str, Any] | None = None
+        for key, item in value.items():  # pyright: ignore[reportUnknownVariableType]
+            new = REDACTED if isinstance(key, str) and key.lower() in names else _redact(item, names)
+            if new is not item and out is None:
+                out = dict(value)  # pyright: ignore[reportUnknownArgumentType]
+            if out is not None:
+                out[key] = new
+        return value if out is None else out
+    if isinstance(value, list | tuple):
+        items = [_redact(item, names) for item in value]  # pyright: ignore[reportUnknownVariableType]
+        changed = any(a is not b for a, b in zip(items, value, strict=True))  # pyright: ignore[reportUnknownArgumentType]
+        return items if changed else value
+    return value

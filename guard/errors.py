@@ -1,0 +1,169 @@
+"""Every error Guard raises, under one root.
+
+```
+GuardError
+├── GuardSignal                 control flow, carries data; not a failure
+│   └── ApprovalPending         the call waits for a human decision (deferred mode)
+├── ConfigurationError          the developer or the policy owner must fix something
+│   ├── PolicyError             a policy file is invalid: file, line, field, reason
+│   ├── LedgerNotReady          the database is unmigrated or at another revision
+│   └── GuardUsageError         the API was used wrongly (a call outside a run, ...)
+├── CallOutcomeError            a guarded call did not complete; carries run, call, tool, state
+│   ├── CallDenied              no rule allows it, a deny rule, a brake, a paused team/tool/run
+│   ├── CallRejected            a reviewer rejected it (reason)
+│   ├── ApprovalExpired         nobody decided before the expiry
+│   ├── ApprovalTimeout         a blocking wait ran out; the approval still stands
+│   ├── RunNotRunning           the run is halted, pending review or finished
+│   ├── IdempotencyConflict     the same idempotency key with other arguments
+│   ├── CallFailed              the tool raised; the error is recorded
+│   └── CallInDoubt             the outcome is unknown (timeout after a write); never re-run blindly
+└── LedgerError                 the ledger could not do what was asked
+    ├── LedgerUnavailable       the database failed (translated from the driver error)
+    ├── IllegalTransition       a state change the transition table refuses
+    └── ApprovalDecisionError   a decision that is not allowed (role, self-approval, decided, expired)
+```
+
+Every error pickles with its fields (`__reduce__`), so it crosses process boundaries intact.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = [
+    "ApprovalDecisionError",
+    "ApprovalExpired",
+    "ApprovalPending",
+    "ApprovalTimeout",
+    "CallDenied",
+    "CallFailed",
+    "CallInDoubt",
+    "CallOutcomeError",
+    "CallRejected",
+    "ConfigurationError",
+    "GuardError",
+    "GuardSignal",
+    "GuardUsageError",
+    "IdempotencyConflict",
+    "IllegalTransition",
+    "LedgerError",
+    "LedgerNotReady",
+    "LedgerUnavailable",
+    "PolicyError",
+    "RunNotRunning",
+]
+
+
+class GuardError(Exception):
+    """Root of every error Guard raises. Fields are keyword arguments kept on the instance."""
+
+    def __init__(self, message: str, **fields: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        self.fields = fields
+        for key, value in fields.items():
+            setattr(self, key, value)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rebuild, (type(self), self.message, self.fields))
+
+
+def _rebuild(cls: type[GuardError], message: str, fields: dict[str, Any]) -> GuardError:
+    err = cls.__new__(cls)
+    GuardError.__init__(err, message, **fields)
+    return err
+
+
+class GuardSignal(GuardError):
+    """Control flow that carries data. Not a failure: the caller is expected to handle it."""
+
+
+class ApprovalPending(GuardSignal):
+    """The call waits for a human decision. Resume the run later with the same call.
+
+    Fields: run_id, call_id, tool, approval_id, expires_at.
+    """
+
+
+class ConfigurationError(GuardError):
+    """Something the developer or policy owner must fix before Guard can run."""
+
+
+class PolicyError(ConfigurationError):
+    """A policy file is invalid. `str(err)` reads `file:line: field: reason`.
+
+    Fields: file, line (1-based, or None when unknown), field (dotted path, or "" for the document), reason.
+    """
+
+    def __init__(self, message: str | None = None, *, file: str, line: int | None, field: str, reason: str,
+                 **extra: Any) -> None:
+        where = f"{file}:{line}" if line is not None else file
+        text = message or f"{where}: {field or '<document>'}: {reason}"
+        super().__init__(text, file=file, line=line, field=field, reason=reason, **extra)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rebuild, (type(self), self.message, self.fields))
+
+
+class LedgerNotReady(ConfigurationError):
+    """The database is not migrated to the revision this Guard needs. Run `guard db upgrade`."""
+
+
+class GuardUsageError(ConfigurationError):
+    """The API was used in a way that cannot work; the message says what to do instead."""
+
+
+class CallOutcomeError(GuardError):
+    """A guarded call did not complete. Fields: run_id, call_id, tool, state (and more per subclass)."""
+
+
+class CallDenied(CallOutcomeError):
+    """The policy or a brake refused the call before anything ran. Fields add: reason, rule."""
+
+
+class CallRejected(CallOutcomeError):
+    """A reviewer rejected the call. Fields add: reason, reviewer."""
+
+
+class ApprovalExpired(CallOutcomeError):
+    """Nobody decided before the approval expired. Nothing ran."""
+
+
+class ApprovalTimeout(CallOutcomeError):
+    """A blocking wait for approval ran out of time. The approval still stands; call again to resume."""
+
+
+class RunNotRunning(CallOutcomeError):
+    """The run is halted, pending review or finished: no new call may start in it."""
+
+
+class IdempotencyConflict(CallOutcomeError):
+    """The idempotency key was used before with other arguments. Fields add: key, recorded_hash."""
+
+
+class CallFailed(CallOutcomeError):
+    """The tool raised. The error is recorded; the original exception is the `__cause__`."""
+
+
+class CallInDoubt(CallOutcomeError):
+    """The outcome is unknown (a timeout after the tool started). The call is never re-run blindly."""
+
+
+class LedgerError(GuardError):
+    """The ledger could not do what was asked."""
+
+
+class LedgerUnavailable(LedgerError):
+    """The database failed or cannot be reached. Nothing was decided; the guard fails closed."""
+
+
+class IllegalTransition(LedgerError):
+    """A state change the transition table refuses, or a compare-and-set that lost a race.
+
+    Fields: entity ("call" or "run"), id, from_state, to_state.
+    """
+
+
+class ApprovalDecisionError(LedgerError):
+    """A decision that may not be made. Fields: approval_id, reason, and `code`:
+    "not_found", "forbidden", "self_approval", "already_decided", "expired", "invalid"."""

@@ -1,0 +1,38 @@
+"""The durable ledger: runs, calls, events, approvals, manual actions. Knows nothing of policy or runtime."""
+
+from guard.ledger.approvals import DecisionResult
+from guard.ledger.chain import ChainReport
+from guard.ledger.database import HEAD_REVISION, current_revision, resolve_url, upgrade
+from guard.ledger.records import (
+    ApprovalRecord,
+    CallRecord,
+    DecisionRecord,
+    EventRecord,
+    ManualActionRecord,
+    RunRecord,
+)
+from guard.ledger.states import ApprovalState, CallState, RunState
+from guard.ledger.store import CallRequest, Ledger, Offer, RunClose, new_id
+
+__all__ = [
+    "HEAD_REVISION",
+    "ApprovalRecord",
+    "ApprovalState",
+    "CallRecord",
+    "CallRequest",
+    "CallState",
+    "ChainReport",
+    "DecisionRecord",
+    "DecisionResult",
+    "EventRecord",
+    "Ledger",
+    "ManualActionRecord",
+    "Offer",
+    "RunClose",
+    "RunRecord",
+    "RunState",
+    "current_revision",
+    "new_id",
+    "resolve_url",
+    "upgrade",
+]

@@ -1,0 +1,154 @@
+"""Approval decisions in the ledger: who may decide, quorum, expiry, one winner per approval.
+
+A decision is one write transaction that holds the write lock, so two reviewers deciding at the same
+instant are serialised: exactly one settles the approval, the other gets `already_decided` naming the winner.
+Authority (the reviewer's roles) comes from the caller, who read it from the team's policy.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from guard.errors import ApprovalDecisionError
+from guard.ledger.backend import Connections
+from guard.ledger.moves import EventIn, append_events, cas_call
+from guard.ledger.records import ApprovalRecord, CallRecord
+from guard.ledger.states import ApprovalState, CallState, RunState
+
+__all__ = ["DecisionResult", "LedgerApprovals"]
+
+A = ApprovalState
+
+
+@dataclass(frozen=True, slots=True)
+class DecisionResult:
+    """The approval after a decision; `settled` when it decided the approval, `repeat` for a replay."""
+
+    approval: ApprovalRecord
+    settled: bool
+    repeat: bool = False
+
+
+class LedgerApprovals:
+    conns: Connections
+
+    def decide(self, approval_id: str, *, reviewer: str, decision: Literal["approve", "reject"],
+               reviewer_roles: frozenset[str], reason: str | None = None,
+               shown_args_hash: str | None = None) -> DecisionResult:
+        """Record one reviewer's decision. Raises ApprovalDecisionError with a `code` when not allowed.
+
+        Codes: not_found, expired (the expiry is recorded first), forbidden (no approver role),
+        self_approval, invalid (a rejection without a reason, or arguments that changed since shown),
+        already_decided (names who settled it). The same reviewer repeating the same decision is a replay:
+        nothing changes and `repeat` is True.
+        """
+        if decision == "reject" and not (reason and reason.strip()):
+            raise ApprovalDecisionError("a rejection needs a reason: the agent and the audit trail show it",
+                                        approval_id=approval_id, code="invalid", reason="missing reason")
+        now = time.time()
+        expired = False
+        with self.conns.write() as cur:
+            approval = self._approval(cur, approval_id)
+            cur.execute("SELECT decision FROM approval_decisions WHERE approval_id = ? AND reviewer = ?",
+                        (approval_id, reviewer))
+            mine = cur.fetchone()
+            if mine is not None and mine[0] == decision:
+                return DecisionResult(approval, settled=False, repeat=True)
+            if approval.state != A.PENDING:
+                raise self._refuse(approval, "already_decided",
+                                   f"approval {approval_id} is already {approval.state} "
+                                   f"(by {', '.join(json.loads(approval.decided_by or '[]')) or 'expiry'})")
+            if mine is not None:
+                raise self._refuse(approval, "already_decided", f"{reviewer} already decided {mine[0]}")
+            if now >= approval.expires_at:
+                self._settle(cur, approval, A.EXPIRED, CallState.EXPIRED, now, "guard", "approval expired")
+                expired = True
+            else:
+                self._check_authority(approval, reviewer, reviewer_roles, shown_args_hash)
+                cur.execute("INSERT INTO approval_decisions (approval_id, reviewer, decision, reason, args_hash, "
+                            "at) VALUES (?, ?, ?, ?, ?, ?)",
+                            (approval_id, reviewer, decision, reason, approval.args_hash, now))
+                append_events(cur, [(approval.run_id, approval.call_id, now, reviewer, "approval", A.PENDING,
+                                     f"decision:{decision}", json.dumps({"reason": reason}))])
+                settled = self._maybe_settle(cur, approval, decision, reviewer, reason, now)
+                return DecisionResult(self._approval(cur, approval_id), settled=settled)
+        if expired:
+            raise ApprovalDecisionError(f"approval {approval_id} expired before the decision; nothing ran",
+                                        approval_id=approval_id, code="expired", reason="expired")
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def expire_if_due(self, approval_id: str) -> bool:
+        """Expire a pending approval whose expiry has passed (its call ends `expired`). True if it did."""
+        now = time.time()
+        with self.conns.write() as cur:
+            approval = self._approval(cur, approval_id)
+            if approval.state != A.PENDING or now < approval.expires_at:
+                return False
+            self._settle(cur, approval, A.EXPIRED, CallState.EXPIRED, now, "guard", "approval expired")
+            return True
+
+    # -- steps --------------------------------------------------------------------------------------------
+
+    def _approval(self, cur: Any, approval_id: str) -> ApprovalRecord:
+        cur.execute(f"SELECT {ApprovalRecord.sql_columns()} FROM approvals WHERE approval_id = ?", (approval_id,))
+        row = cur.fetchone()
+        if row is None:
+            raise ApprovalDecisionError(f"no approval {approval_id}; list them with `guard approvals list`",
+                                        approval_id=approval_id, code="not_found", reason="not found")
+        return ApprovalRecord.from_row(row)
+
+    @staticmethod
+    def _refuse(approval: ApprovalRecord, code: str, reason: str) -> ApprovalDecisionError:
+        return ApprovalDecisionError(reason, approval_id=approval.approval_id, code=code, reason=reason,
+                                     state=approval.state, decided_by=approval.decided_by)
+
+    def _check_authority(self, approval: ApprovalRecord, reviewer: str, roles: frozenset[str],
+                         shown_args_hash: str | None) -> None:
+        if reviewer == approval.requested_by:
+            raise self._refuse(approval, "self_approval", f"{reviewer} asked for this call and cannot decide it")
+        allowed = set(approval.role_list)
+        if not roles & allowed:
+            raise self._refuse(approval, "forbidden",
+                               f"{reviewer} holds none of the roles {sorted(allowed)} this approval needs "
+                               f"in team {approval.team}")
+        if shown_args_hash is not None and shown_args_hash != approval.args_hash:
+            raise self._refuse(approval, "invalid", "the arguments shown to you are not the ones waiting; "
+                                                    "reload the approval and decide again")
+
+    def _maybe_settle(self, cur: Any, approval: ApprovalRecord, decision: str, reviewer: str,
+                      reason: str | None, now: float) -> bool:
+        if decision == "reject":
+            self._settle(cur, approval, A.REJECTED, CallState.REJECTED, now, reviewer, reason or "",
+                         deciders=[reviewer])
+            return True
+        cur.execute("SELECT reviewer FROM approval_decisions WHERE approval_id = ? AND decision = 'approve' "
+                    "ORDER BY id", (approval.approval_id,))
+        approvers = [r[0] for r in cur.fetchall()]
+        if len(set(approvers)) < approval.quorum:
+            return False
+        self._settle(cur, approval, A.APPROVED, CallState.APPROVED, now, reviewer, reason or "",
+                     deciders=approvers)
+        return True
+
+    def _settle(self, cur: Any, approval: ApprovalRecord, state: ApprovalState, call_state: CallState,
+                now: float, actor: str, reason: str, deciders: list[str] | None = None) -> None:
+        cur.execute("UPDATE approvals SET state = ?, decided_at = ?, decided_by = ?, reason = ?, "
+                    "approved_args_hash = ? WHERE approval_id = ? AND state = ?",
+                    (state, now, json.dumps(deciders or []), reason,
+                     approval.args_hash if state is A.APPROVED else None, approval.approval_id, A.PENDING))
+        cur.execute(f"SELECT {CallRecord.sql_columns()} FROM calls WHERE call_id = ?", (approval.call_id,))
+        call = CallRecord.from_row(cur.fetchone())
+        events: list[EventIn] = [(approval.run_id, approval.call_id, now, actor, "approval", A.PENDING, state,
+                                  json.dumps({"approval_id": approval.approval_id, "reason": reason}))]
+        append_events(cur, events)
+        detail = json.dumps({"approval_id": approval.approval_id, "reason": reason})
+        if call_state is CallState.APPROVED:
+            cas_call(cur, call, call_state, now, actor, "approved_at = ?", (now,), detail)
+        else:  # the call never ran: release its idempotency key, reopen the run
+            cas_call(cur, call, call_state, now, actor, "idempotency_key = NULL, reason = ?, ended_at = ?",
+                     (reason, now), detail)
+            cur.execute("UPDATE runs SET state = ?, updated_at = ? WHERE run_id = ? AND state = ?",
+                        (RunState.RUNNING, now, approval.run_id, RunState.PAUSED))

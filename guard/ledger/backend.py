@@ -1,0 +1,141 @@
+"""Database backends: the small port the ledger writes through, and the factory that picks one by URL.
+
+SQLite and PostgreSQL differ only in how a write transaction takes its lock, how placeholders are spelled,
+and how a waiting agent is woken. The hot path talks to the DB-API connection directly with prepared SQL
+text: an ORM round-trip per field would cost more than the commits themselves.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any, Protocol
+
+from guard.errors import LedgerNotReady, LedgerUnavailable
+from guard.ledger.database import ensure_ready, sqlite_path
+
+__all__ = ["Backend", "Connections", "SqliteBackend", "open_backend"]
+
+BUSY_TIMEOUT_MS = 5000
+
+
+class Backend(Protocol):
+    """What a database must provide to hold the ledger."""
+
+    url: str
+
+    def connect(self) -> Any:
+        """A new DB-API connection in autocommit mode (transactions are explicit)."""
+        ...
+
+    def begin_write(self, cur: Any) -> None:
+        """Start a transaction that holds the write lock until commit."""
+        ...
+
+    def is_unavailable(self, exc: BaseException) -> bool:
+        """True when `exc` is a driver error meaning the database failed (not a constraint)."""
+        ...
+
+
+class SqliteBackend:
+    """A SQLite file in WAL mode with synchronous=FULL: every commit is durable when it returns."""
+
+    def __init__(self, url: str) -> None:
+        path = sqlite_path(url)
+        if path is None:
+            raise LedgerNotReady(f"{url}: not a SQLite URL", url=url)
+        self.url = url
+        self.path = path
+
+    def connect(self) -> sqlite3.Connection:
+        try:
+            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False,
+                                   timeout=BUSY_TIMEOUT_MS / 1000)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=FULL")
+            conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+            conn.execute("PRAGMA foreign_keys=ON")
+            conn.execute("PRAGMA cache_size=-65536")  # 64 MiB: keeps index pages of a large ledger hot
+        except sqlite3.Error as exc:
+            raise LedgerUnavailable(f"{self.url}: cannot open the ledger ({exc})", url=self.url) from exc
+        return conn
+
+    def begin_write(self, cur: sqlite3.Cursor) -> None:
+        cur.execute("BEGIN IMMEDIATE")
+
+    def is_unavailable(self, exc: BaseException) -> bool:
+        return isinstance(exc, sqlite3.Error) and not isinstance(exc, sqlite3.IntegrityError)
+
+
+def open_backend(url: str) -> Backend:
+    """The backend for a URL, after checking the database is at the schema revision this code needs."""
+    if url.startswith("sqlite:"):
+        ensure_ready(url)
+        return SqliteBackend(url)
+    raise LedgerNotReady(
+        f"{url}: only SQLite ledgers are supported in this version (sqlite:///path/to/guard.db)", url=url)
+
+
+class Connections:
+    """One connection per thread, opened on first use; transactions as context managers."""
+
+    def __init__(self, backend: Backend) -> None:
+        self.backend = backend
+        self._local = threading.local()
+        self._all: list[Any] = []
+        self._lock = threading.Lock()
+
+    def get(self) -> Any:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self.backend.connect()
+            self._local.conn = conn
+            with self._lock:
+                self._all.append(conn)
+        return conn
+
+    @contextmanager
+    def write(self) -> Iterator[Any]:
+        """A write transaction: committed when the block ends, rolled back if it raises."""
+        cur = self.get().cursor()
+        try:
+            self.backend.begin_write(cur)
+            yield cur
+            cur.execute("COMMIT")
+        except BaseException as exc:
+            self._rollback(cur)
+            if self.backend.is_unavailable(exc):
+                raise LedgerUnavailable(f"{self.backend.url}: ledger write failed ({exc})",
+                                        url=self.backend.url) from exc
+            raise
+        finally:
+            cur.close()
+
+    @contextmanager
+    def read(self) -> Iterator[Any]:
+        """A cursor for reads outside any write transaction."""
+        cur = self.get().cursor()
+        try:
+            yield cur
+        except BaseException as exc:
+            if self.backend.is_unavailable(exc):
+                raise LedgerUnavailable(f"{self.backend.url}: ledger read failed ({exc})",
+                                        url=self.backend.url) from exc
+            raise
+        finally:
+            cur.close()
+
+    def _rollback(self, cur: Any) -> None:
+        try:
+            cur.execute("ROLLBACK")
+        except Exception:  # noqa: BLE001 - the transaction may already be gone; the original error matters
+            pass
+
+    def close(self) -> None:
+        with self._lock:
+            conns, self._all = self._all, []
+        for conn in conns:
+            conn.close()
+        self._local = threading.local()

@@ -1,0 +1,98 @@
+"""Where the ledger lives: the database URL, the schema revision, and `guard db upgrade`.
+
+The URL comes from `--db`, else `GUARD_DATABASE_URL`, else `sqlite:///guard.db` in the working directory.
+A plain file path is taken as a SQLite file. A new SQLite file is created and migrated on first use (no
+set-up); any other database at another revision is refused until `guard db upgrade` runs.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+
+from guard.errors import LedgerNotReady, LedgerUnavailable
+
+__all__ = ["DEFAULT_URL", "HEAD_REVISION", "current_revision", "resolve_url", "sqlite_path", "upgrade"]
+
+DEFAULT_URL = "sqlite:///guard.db"
+# The revision this code reads and writes. tests/ledger pins it to the newest file in migrations/versions.
+HEAD_REVISION = "0001_initial"
+_MIGRATIONS = Path(__file__).with_name("migrations")
+
+
+def resolve_url(db: str | None = None) -> str:
+    """The ledger URL: the argument, else GUARD_DATABASE_URL, else a SQLite file in the working directory."""
+    url = db or os.environ.get("GUARD_DATABASE_URL") or DEFAULT_URL
+    if "://" not in url:
+        url = f"sqlite:///{url}"
+    return url
+
+
+def sqlite_path(url: str) -> Path | None:
+    """The file of a `sqlite:///` URL, or None for other databases."""
+    prefix = "sqlite:///"
+    if not url.startswith(prefix):
+        return None
+    path = url[len(prefix):].split("?", 1)[0]
+    if path in ("", ":memory:"):
+        raise LedgerNotReady(f"{url}: the ledger must be a file, not an in-memory database", url=url)
+    return Path(path)
+
+
+def _engine(url: str) -> sa.Engine:
+    try:
+        return sa.create_engine(url)
+    except (sa.exc.ArgumentError, sa.exc.NoSuchModuleError, ImportError) as exc:
+        raise LedgerNotReady(f"{url}: not a usable database URL ({exc})", url=url) from exc
+
+
+def current_revision(url: str) -> str | None:
+    """The schema revision the database is at, or None when it has none (new or unmigrated)."""
+    engine = _engine(url)
+    try:
+        with engine.connect() as conn:
+            return MigrationContext.configure(conn).get_current_revision()
+    except sa.exc.OperationalError as exc:
+        raise LedgerUnavailable(f"{url}: cannot read the database ({exc.orig})", url=url) from exc
+    finally:
+        engine.dispose()
+
+
+def upgrade(url: str, revision: str = "head") -> str | None:
+    """Run the migrations up to `revision`; returns the revision the database is at afterwards."""
+    path = sqlite_path(url)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    cfg = Config()
+    cfg.set_main_option("script_location", str(_MIGRATIONS))
+    engine = _engine(url)
+    try:
+        with engine.begin() as conn:
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, revision)
+    except sa.exc.OperationalError as exc:
+        raise LedgerUnavailable(f"{url}: migration failed ({exc.orig})", url=url) from exc
+    finally:
+        engine.dispose()
+    return current_revision(url)
+
+
+def ensure_ready(url: str) -> None:
+    """Create and migrate a new SQLite file; refuse a database at another revision with what to run."""
+    path = sqlite_path(url)
+    if path is not None and (not path.exists() or path.stat().st_size == 0):
+        upgrade(url)
+        return
+    rev = current_revision(url)
+    if rev != HEAD_REVISION:
+        found = rev or "no Guard schema"
+        raise LedgerNotReady(
+            f"{url}: the ledger is at {found}, this Guard needs {HEAD_REVISION}. "
+            f"Run `guard db upgrade --db {url}` first.",
+            url=url, revision=rev, needed=HEAD_REVISION,
+        )

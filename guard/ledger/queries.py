@@ -1,0 +1,106 @@
+"""The ledger's read side: what the CLI, the approval service and the runtime ask of it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from guard.ledger.backend import Connections
+from guard.ledger.chain import ChainReport, verify_events
+from guard.ledger.records import (
+    ApprovalRecord,
+    CallRecord,
+    DecisionRecord,
+    EventRecord,
+    ManualActionRecord,
+    RunRecord,
+)
+
+__all__ = ["LedgerQueries"]
+
+
+class LedgerQueries:
+    """Reads, each one statement outside any write transaction."""
+
+    conns: Connections
+
+    def _all(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        with self.conns.read() as cur:
+            cur.execute(sql, params)
+            return cur.fetchall()
+
+    def _one(self, sql: str, params: tuple[Any, ...]) -> tuple[Any, ...] | None:
+        rows = self._all(sql, params)
+        return rows[0] if rows else None
+
+    def get_run(self, run_id: str) -> RunRecord | None:
+        row = self._one(f"SELECT {RunRecord.sql_columns()} FROM runs WHERE run_id = ?", (run_id,))
+        return None if row is None else RunRecord.from_row(row)
+
+    def list_runs(self, *, team: str | None = None, state: str | None = None, limit: int = 50) -> list[RunRecord]:
+        sql = f"SELECT {RunRecord.sql_columns()} FROM runs WHERE 1 = 1"
+        params: list[Any] = []
+        if team:
+            sql += " AND team = ?"
+            params.append(team)
+        if state:
+            sql += " AND state = ?"
+            params.append(state)
+        sql += " ORDER BY created_at DESC LIMIT ?"
+        params.append(limit)
+        return [RunRecord.from_row(r) for r in self._all(sql, tuple(params))]
+
+    def get_call(self, call_id: str) -> CallRecord | None:
+        row = self._one(f"SELECT {CallRecord.sql_columns()} FROM calls WHERE call_id = ?", (call_id,))
+        return None if row is None else CallRecord.from_row(row)
+
+    def calls_of(self, run_id: str) -> list[CallRecord]:
+        rows = self._all(f"SELECT {CallRecord.sql_columns()} FROM calls WHERE run_id = ? ORDER BY seq", (run_id,))
+        return [CallRecord.from_row(r) for r in rows]
+
+    def events_of(self, run_id: str) -> list[EventRecord]:
+        rows = self._all(f"SELECT {EventRecord.sql_columns()} FROM events WHERE run_id = ? ORDER BY id", (run_id,))
+        return [EventRecord.from_row(r) for r in rows]
+
+    def get_approval(self, approval_id: str) -> ApprovalRecord | None:
+        row = self._one(f"SELECT {ApprovalRecord.sql_columns()} FROM approvals WHERE approval_id = ?",
+                        (approval_id,))
+        return None if row is None else ApprovalRecord.from_row(row)
+
+    def approval_for_call(self, call_id: str) -> ApprovalRecord | None:
+        row = self._one(f"SELECT {ApprovalRecord.sql_columns()} FROM approvals WHERE call_id = ?", (call_id,))
+        return None if row is None else ApprovalRecord.from_row(row)
+
+    def list_approvals(self, *, state: str | None = "pending", team: str | None = None,
+                       limit: int = 100) -> list[ApprovalRecord]:
+        sql = f"SELECT {ApprovalRecord.sql_columns()} FROM approvals WHERE 1 = 1"
+        params: list[Any] = []
+        if state:
+            sql += " AND state = ?"
+            params.append(state)
+        if team:
+            sql += " AND team = ?"
+            params.append(team)
+        sql += " ORDER BY requested_at LIMIT ?"
+        params.append(limit)
+        return [ApprovalRecord.from_row(r) for r in self._all(sql, tuple(params))]
+
+    def decisions_of(self, approval_id: str) -> list[DecisionRecord]:
+        rows = self._all(f"SELECT {DecisionRecord.sql_columns()} FROM approval_decisions WHERE approval_id = ? "
+                         "ORDER BY id", (approval_id,))
+        return [DecisionRecord.from_row(r) for r in rows]
+
+    def manual_actions_of(self, run_id: str) -> list[ManualActionRecord]:
+        rows = self._all(f"SELECT {ManualActionRecord.sql_columns()} FROM manual_actions WHERE run_id = ? "
+                         "ORDER BY id", (run_id,))
+        return [ManualActionRecord.from_row(r) for r in rows]
+
+    def call_state(self, call_id: str) -> str | None:
+        """The call's state alone: the cheap read a waiting agent polls."""
+        row = self._one("SELECT state FROM calls WHERE call_id = ?", (call_id,))
+        return None if row is None else str(row[0])
+
+    def verify_chain(self) -> ChainReport:
+        """Recompute the event chain from the first row; report the first row that does not match."""
+        with self.conns.read() as cur:
+            cur.execute(f"SELECT {EventRecord.sql_columns()} FROM events ORDER BY id")
+            return verify_events(cur)

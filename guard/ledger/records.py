@@ -1,0 +1,150 @@
+"""Read-only views of ledger rows, as the rest of Guard sees them (plain frozen dataclasses, no ORM)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, fields
+from typing import Any, Self
+
+__all__ = ["ApprovalRecord", "CallRecord", "DecisionRecord", "EventRecord", "ManualActionRecord", "RunRecord"]
+
+
+class _Row:
+    @classmethod
+    def columns(cls) -> tuple[str, ...]:
+        return tuple(f.name for f in fields(cls))  # pyright: ignore[reportArgumentType]
+
+    @classmethod
+    def sql_columns(cls) -> str:
+        return ", ".join(cls.columns())
+
+    @classmethod
+    def from_row(cls, row: tuple[Any, ...]) -> Self:
+        return cls(*row)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in self.columns()}
+
+
+@dataclass(frozen=True, slots=True)
+class RunRecord(_Row):
+    run_id: str
+    team: str
+    source_event_id: str | None
+    subject: str | None
+    state: str
+    status_label: str | None
+    last_call_id: str | None
+    next_safe_action: str | None
+    requires_review: bool
+    error_summary: str | None
+    next_seq: int
+    created_by: str | None
+    created_at: float
+    updated_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class CallRecord(_Row):
+    call_id: str
+    run_id: str
+    seq: int
+    team: str
+    tool: str
+    side_effect: str | None
+    rule: str | None
+    policy_version: str
+    args_json: str
+    args_hash: str
+    idempotency_key: str | None
+    requested_key: str | None
+    state: str
+    attempts: int
+    external_ids: str
+    result_json: str | None
+    error: str | None
+    reason: str | None
+    compensates_call_id: str | None
+    requested_by: str | None
+    offered_at: float
+    approved_at: float | None
+    started_at: float | None
+    ended_at: float | None
+    updated_at: float
+
+    @property
+    def args(self) -> dict[str, Any]:
+        return json.loads(self.args_json)
+
+    @property
+    def result(self) -> Any:
+        return None if self.result_json is None else json.loads(self.result_json)
+
+    @property
+    def external_id_map(self) -> dict[str, str]:
+        return json.loads(self.external_ids)
+
+
+@dataclass(frozen=True, slots=True)
+class ApprovalRecord(_Row):
+    approval_id: str
+    call_id: str
+    run_id: str
+    team: str
+    tool: str
+    rule: str | None
+    args_hash: str
+    args_json: str
+    roles: str
+    quorum: int
+    requested_by: str | None
+    requested_at: float
+    expires_at: float
+    state: str
+    decided_at: float | None
+    decided_by: str | None
+    reason: str | None
+    approved_args_hash: str | None
+    approved_args_json: str | None
+
+    @property
+    def role_list(self) -> list[str]:
+        return json.loads(self.roles)
+
+
+@dataclass(frozen=True, slots=True)
+class DecisionRecord(_Row):
+    id: int
+    approval_id: str
+    reviewer: str
+    decision: str
+    reason: str | None
+    args_hash: str
+    edited_args_json: str | None
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class EventRecord(_Row):
+    id: int
+    run_id: str | None
+    call_id: str | None
+    at: float
+    actor: str
+    entity: str
+    from_state: str | None
+    to_state: str
+    detail: str
+    prev_hash: str
+    hash: str
+
+
+@dataclass(frozen=True, slots=True)
+class ManualActionRecord(_Row):
+    id: int
+    run_id: str
+    call_id: str | None
+    operator: str
+    action: str
+    note: str
+    at: float

@@ -1,0 +1,343 @@
+"""The ledger's write path: offer a call, start it, record attempts, complete or fail it, open and close runs.
+
+Each method is one transaction. `offer` records everything up to `started` in one commit, written before the
+tool runs (write-ahead); `complete` and `fail` are the second commit. Every change of an existing row is a
+compare-and-set against the transition table (`WHERE call_id = ? AND state = ?`, row count checked).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from fnmatch import fnmatchcase
+from typing import Any, Literal
+
+from guard.errors import CallFailed, CallInDoubt, GuardUsageError, IdempotencyConflict, IllegalTransition
+from guard.ledger.approvals import LedgerApprovals
+from guard.ledger.backend import Connections, open_backend
+from guard.ledger.moves import EventIn, append_events, cas_call, new_id
+from guard.ledger.queries import LedgerQueries
+from guard.ledger.records import CallRecord, RunRecord
+from guard.ledger.states import (
+    OPEN_RUN_STATES,
+    CallState,
+    RunState,
+    check_call_move,
+    check_run_move,
+)
+
+__all__ = ["CallRequest", "Ledger", "Offer", "RunClose", "new_id"]
+
+C = CallState
+_CALL_COLS = ", ".join(CallRecord.columns())
+_INSERT_CALL = (
+    f"INSERT INTO calls ({_CALL_COLS}) VALUES ({', '.join('?' * len(CallRecord.columns()))})"
+)
+_INSERT_APPROVAL = (
+    "INSERT INTO approvals (approval_id, call_id, run_id, team, tool, rule, args_hash, args_json, roles, "
+    "quorum, requested_by, requested_at, expires_at, state) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+
+@dataclass(frozen=True, slots=True)
+class CallRequest:
+    """Everything the ledger needs to record an offered call. The policy decided `verdict` already."""
+
+    call_id: str
+    run_id: str
+    team: str
+    tool: str
+    args_json: str
+    args_hash: str
+    idempotency_key: str | None
+    verdict: Literal["allow", "approve", "deny"]
+    side_effect: str | None
+    rule: str | None
+    reason: str
+    policy_version: str
+    actor: str
+    approval_roles: tuple[str, ...] = ()
+    quorum: int = 1
+    expires_after: float = 3600.0
+    compensates_call_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Offer:
+    """What `offer` found or did. `kind`:
+
+    - `started`: the call is committed as started; run the tool now.
+    - `awaiting`: the call waits for approval (new, or found waiting from an earlier offer).
+    - `completed`: the idempotency key already completed; `record` holds the recorded result. Run nothing.
+    - `denied`: refused by the policy or a brake (`brake` names which); recorded as denied.
+    """
+
+    kind: Literal["started", "awaiting", "completed", "denied"]
+    call_id: str
+    seq: int
+    reason: str = ""
+    brake: str | None = None
+    approval_id: str | None = None
+    expires_at: float | None = None
+    record: CallRecord | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RunClose:
+    """How a run ends or halts: its state and what an operator must know."""
+
+    state: RunState
+    status_label: str | None = None
+    error_summary: str | None = None
+    next_safe_action: str | None = None
+    requires_review: bool = False
+
+
+class Ledger(LedgerQueries, LedgerApprovals):
+    """The durable record of runs, calls, approvals and events. Thread-safe: one connection per thread.
+
+    Open with `Ledger(url)`; a new SQLite file is created and migrated, an old one must be upgraded
+    (`guard db upgrade`). Failure modes: LedgerUnavailable (database error, nothing recorded),
+    IllegalTransition (a refused move or a lost compare-and-set).
+    """
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.conns = Connections(open_backend(url))
+
+    def close(self) -> None:
+        self.conns.close()
+
+    # -- runs ---------------------------------------------------------------------------------------------
+
+    def open_run(self, run_id: str, team: str, *, actor: str, subject: str | None = None,
+                 source_event_id: str | None = None) -> RunRecord:
+        """Create the run, or return it unchanged when it exists for the same team (a resume)."""
+        now = time.time()
+        with self.conns.write() as cur:
+            cur.execute(f"SELECT {RunRecord.sql_columns()} FROM runs WHERE run_id = ?", (run_id,))
+            row = cur.fetchone()
+            if row is not None:
+                run = RunRecord.from_row(row)
+                if run.team != team:
+                    raise GuardUsageError(f"run {run_id} belongs to team {run.team}, not {team}",
+                                          run_id=run_id, team=team)
+                return run
+            cur.execute(
+                "INSERT INTO runs (run_id, team, source_event_id, subject, state, requires_review, next_seq, "
+                "created_by, created_at, updated_at) VALUES (?, ?, ?, ?, ?, 0, 0, ?, ?, ?)",
+                (run_id, team, source_event_id, subject, RunState.RUNNING, actor, now, now))
+            append_events(cur, [(run_id, None, now, actor, "run", None, RunState.RUNNING,
+                                 json.dumps({"team": team, "subject": subject,
+                                             "source_event_id": source_event_id}))])
+            cur.execute(f"SELECT {RunRecord.sql_columns()} FROM runs WHERE run_id = ?", (run_id,))
+            return RunRecord.from_row(cur.fetchone())
+
+    def move_run(self, run_id: str, close: RunClose, *, actor: str, expect: frozenset[RunState] | None = None,
+                 detail: dict[str, Any] | None = None) -> RunRecord:
+        """Move a run to `close.state` (compare-and-set on its current state, which must be in `expect`)."""
+        now = time.time()
+        with self.conns.write() as cur:
+            cur.execute("SELECT state FROM runs WHERE run_id = ?", (run_id,))
+            row = cur.fetchone()
+            if row is None:
+                raise GuardUsageError(f"no run {run_id} in the ledger", run_id=run_id)
+            src = RunState(row[0])
+            if expect is not None and src not in expect:
+                raise IllegalTransition(f"run {run_id} is {src}, expected one of {sorted(expect)}",
+                                        entity="run", id=run_id, from_state=src, to_state=close.state)
+            check_run_move(run_id, src, close.state)
+            cur.execute(
+                "UPDATE runs SET state = ?, status_label = ?, error_summary = ?, next_safe_action = ?, "
+                "requires_review = ?, updated_at = ? WHERE run_id = ? AND state = ?",
+                (close.state, close.status_label, close.error_summary, close.next_safe_action,
+                 close.requires_review, now, run_id, src))
+            if cur.rowcount != 1:
+                raise IllegalTransition(f"run {run_id} changed state concurrently", entity="run", id=run_id,
+                                        from_state=src, to_state=close.state)
+            info = {"status_label": close.status_label, "error_summary": close.error_summary, **(detail or {})}
+            append_events(cur, [(run_id, None, now, actor, "run", src, close.state, json.dumps(info))])
+            cur.execute(f"SELECT {RunRecord.sql_columns()} FROM runs WHERE run_id = ?", (run_id,))
+            return RunRecord.from_row(cur.fetchone())
+
+    # -- the call path ------------------------------------------------------------------------------------
+
+    def offer(self, req: CallRequest) -> Offer:
+        """Brakes, dedupe, record `offered`, gate: one commit. See `Offer` for what comes back."""
+        now = time.time()
+        with self.conns.write() as cur:
+            brake = self._brake(cur, req)
+            if brake is None and req.idempotency_key is not None:
+                cur.execute(f"SELECT {_CALL_COLS} FROM calls WHERE team = ? AND idempotency_key = ?",
+                            (req.team, req.idempotency_key))
+                row = cur.fetchone()
+                if row is not None:
+                    return self._existing(cur, req, CallRecord.from_row(row), now)
+            cur.execute("UPDATE runs SET next_seq = next_seq + 1, updated_at = ? WHERE run_id = ? "
+                        "RETURNING next_seq", (now, req.run_id))
+            seq: int = cur.fetchone()[0]
+            if brake is not None or req.verdict == "deny":
+                reason = brake[1] if brake is not None else req.reason
+                self._insert(cur, req, seq, now, C.DENIED, reason=reason, key=None)
+                return Offer("denied", req.call_id, seq, reason=reason, brake=brake[0] if brake else None)
+            if req.verdict == "approve":
+                approval_id, expires_at = self._request_approval(cur, req, seq, now)
+                return Offer("awaiting", req.call_id, seq, approval_id=approval_id, expires_at=expires_at)
+            self._insert(cur, req, seq, now, C.STARTED, key=req.idempotency_key)
+            return Offer("started", req.call_id, seq)
+
+    def _brake(self, cur: Any, req: CallRequest) -> tuple[str, str] | None:
+        """A kill switch or a closed run that stops this call, as (kind, reason); None when clear."""
+        cur.execute("SELECT state FROM runs WHERE run_id = ?", (req.run_id,))
+        row = cur.fetchone()
+        if row is None:
+            raise GuardUsageError(f"no run {req.run_id} in the ledger: open it with guard.run(...) first",
+                                  run_id=req.run_id)
+        if row[0] not in OPEN_RUN_STATES:
+            return ("run", f"run {req.run_id} is {row[0]}: no new call may start in it")
+        cur.execute("SELECT scope, target, reason, paused_by FROM pauses WHERE lifted_at IS NULL "
+                    "AND (team = ? OR team IS NULL OR (scope = 'run' AND target = ?))", (req.team, req.run_id))
+        for scope, target, reason, by in cur.fetchall():
+            hit = ((scope == "team" and target == req.team) or (scope == "run" and target == req.run_id)
+                   or (scope == "tool" and fnmatchcase(req.tool, target)))
+            if hit:
+                return ("pause", f"{scope} {target} is paused by {by}: {reason} "
+                                 f"(lift it with `guard unpause --{scope} {target}`)")
+        return None
+
+    def _insert(self, cur: Any, req: CallRequest, seq: int, now: float, state: CallState, *,
+                reason: str | None = None, key: str | None) -> None:
+        path = {C.DENIED: (C.OFFERED, C.DENIED), C.STARTED: (C.OFFERED, C.APPROVED, C.STARTED),
+                C.AWAITING_APPROVAL: (C.OFFERED, C.AWAITING_APPROVAL)}[state]
+        started = now if state is C.STARTED else None
+        approved = now if state is C.STARTED else None
+        ended = now if state is C.DENIED else None
+        cur.execute(_INSERT_CALL, (
+            req.call_id, req.run_id, seq, req.team, req.tool, req.side_effect, req.rule, req.policy_version,
+            req.args_json, req.args_hash, key, req.idempotency_key, state, 0, "{}", None, None, reason,
+            req.compensates_call_id, req.actor, now, approved, started, ended, now))
+        detail_first = json.dumps({"tool": req.tool, "seq": seq, "args_hash": req.args_hash,
+                                   "policy_version": req.policy_version, "rule": req.rule})
+        events: list[EventIn] = []
+        src: CallState | None = None
+        for dst in path:
+            check_call_move(req.call_id, src, dst)
+            detail = detail_first if dst is C.OFFERED else (
+                json.dumps({"reason": reason}) if dst is C.DENIED else "{}")
+            events.append((req.run_id, req.call_id, now, req.actor, "call", src, dst, detail))
+            src = dst
+        append_events(cur, events)
+
+    def _request_approval(self, cur: Any, req: CallRequest, seq: int, now: float) -> tuple[str, float]:
+        self._insert(cur, req, seq, now, C.AWAITING_APPROVAL, key=req.idempotency_key)
+        approval_id = new_id("apr")
+        expires_at = now + req.expires_after
+        cur.execute(_INSERT_APPROVAL, (
+            approval_id, req.call_id, req.run_id, req.team, req.tool, req.rule, req.args_hash, req.args_json,
+            json.dumps(list(req.approval_roles)), req.quorum, req.actor, now, expires_at, "pending"))
+        cur.execute("UPDATE runs SET state = ?, updated_at = ? WHERE run_id = ? AND state = ?",
+                    (RunState.PAUSED, now, req.run_id, RunState.RUNNING))
+        append_events(cur, [(req.run_id, req.call_id, now, req.actor, "approval", None, "pending",
+                             json.dumps({"approval_id": approval_id, "roles": list(req.approval_roles),
+                                         "quorum": req.quorum, "expires_at": expires_at}))])
+        return approval_id, expires_at
+
+    def _existing(self, cur: Any, req: CallRequest, call: CallRecord, now: float) -> Offer:
+        """An earlier call holds this idempotency key: never a second `offered`, never a blind re-run."""
+        common = {"run_id": call.run_id, "call_id": call.call_id, "tool": call.tool, "state": call.state}
+        if call.args_hash != req.args_hash:
+            raise IdempotencyConflict(
+                f"idempotency key {req.idempotency_key!r} was used by call {call.call_id} with other "
+                "arguments; use a new key for a new action", key=req.idempotency_key,
+                recorded_hash=call.args_hash, **common)
+        state = CallState(call.state)
+        if state is C.COMPLETED:
+            return Offer("completed", call.call_id, call.seq, record=call)
+        if state is C.AWAITING_APPROVAL:
+            cur.execute("SELECT approval_id, expires_at FROM approvals WHERE call_id = ?", (call.call_id,))
+            approval_id, expires_at = cur.fetchone()
+            return Offer("awaiting", call.call_id, call.seq, approval_id=approval_id, expires_at=expires_at,
+                         record=call)
+        if state is C.APPROVED:
+            cas_call(cur, call, C.STARTED, now, req.actor, "started_at = ?", (now,))
+            cur.execute("UPDATE runs SET state = ?, updated_at = ? WHERE run_id = ? AND state = ?",
+                        (RunState.RUNNING, now, call.run_id, RunState.PAUSED))
+            return Offer("started", call.call_id, call.seq, record=call)
+        if state in (C.STARTED, C.IN_DOUBT):
+            raise CallInDoubt(
+                f"call {call.call_id} ({call.tool}) with this key is {state}: its outcome is not known yet; "
+                "it is never re-run blindly (see `guard runs show " + call.run_id + "`)", **common)
+        raise CallFailed(f"call {call.call_id} ({call.tool}) with this key ended {state}"
+                         + (f": {call.error}" if call.error else "") + "; it is not run again", **common)
+
+    def record_attempt(self, run_id: str, call_id: str, attempt: int, error: str, actor: str) -> None:
+        """A failed attempt of a repeat-safe call; the call stays `started` for the next attempt."""
+        now = time.time()
+        with self.conns.write() as cur:
+            cur.execute("UPDATE calls SET attempts = ?, error = ?, updated_at = ? WHERE call_id = ? AND state = ?",
+                        (attempt, error, now, call_id, C.STARTED))
+            if cur.rowcount != 1:
+                raise IllegalTransition(f"call {call_id} is no longer started", entity="call", id=call_id,
+                                        from_state=C.STARTED, to_state=C.STARTED)
+            append_events(cur, [(run_id, call_id, now, actor, "call", C.STARTED, C.STARTED,
+                                 json.dumps({"attempt": attempt, "error": error}))])
+
+    def record_external_ids(self, run_id: str, call_id: str, external_ids: dict[str, str], actor: str) -> None:
+        """Commit the external ids a running tool reported, before it returns."""
+        now = time.time()
+        with self.conns.write() as cur:
+            cur.execute("UPDATE calls SET external_ids = ?, updated_at = ? WHERE call_id = ? AND state = ?",
+                        (json.dumps(external_ids), now, call_id, C.STARTED))
+            if cur.rowcount != 1:
+                raise IllegalTransition(f"call {call_id} is no longer started", entity="call", id=call_id,
+                                        from_state=C.STARTED, to_state=C.STARTED)
+            append_events(cur, [(run_id, call_id, now, actor, "call", C.STARTED, C.STARTED,
+                                 json.dumps({"external_ids": external_ids}))])
+
+    def complete(self, run_id: str, call_id: str, *, result_json: str, external_ids: dict[str, str],
+                 attempts: int, actor: str) -> None:
+        """`started -> completed` with the result and external ids; the run's last successful call moves."""
+        now = time.time()
+        ids = json.dumps(external_ids)
+        with self.conns.write() as cur:
+            cur.execute("UPDATE calls SET state = ?, result_json = ?, external_ids = ?, attempts = ?, "
+                        "ended_at = ?, updated_at = ? WHERE call_id = ? AND state = ?",
+                        (C.COMPLETED, result_json, ids, attempts, now, now, call_id, C.STARTED))
+            if cur.rowcount != 1:
+                raise IllegalTransition(f"call {call_id} is no longer started: not completed twice",
+                                        entity="call", id=call_id, from_state=C.STARTED, to_state=C.COMPLETED)
+            cur.execute("UPDATE runs SET last_call_id = ?, updated_at = ? WHERE run_id = ?",
+                        (call_id, now, run_id))
+            append_events(cur, [(run_id, call_id, now, actor, "call", C.STARTED, C.COMPLETED,
+                                 ids if external_ids else "{}")])
+
+    def fail(self, run_id: str, call_id: str, *, state: CallState, error: str, attempts: int, actor: str,
+             external_ids: dict[str, str], run: RunClose | None = None) -> None:
+        """`started -> failed | in_doubt` with the error; optionally halt the run in the same commit."""
+        now = time.time()
+        check_call_move(call_id, C.STARTED, state)
+        with self.conns.write() as cur:
+            cur.execute("UPDATE calls SET state = ?, error = ?, attempts = ?, external_ids = ?, ended_at = ?, "
+                        "updated_at = ? WHERE call_id = ? AND state = ?",
+                        (state, error, attempts, json.dumps(external_ids), now, now, call_id, C.STARTED))
+            if cur.rowcount != 1:
+                raise IllegalTransition(f"call {call_id} is no longer started", entity="call", id=call_id,
+                                        from_state=C.STARTED, to_state=state)
+            events: list[EventIn] = [(run_id, call_id, now, actor, "call", C.STARTED, state,
+                                      json.dumps({"error": error, "attempts": attempts}))]
+            if run is not None:
+                events.extend(self._move_run_in(cur, run_id, run, now, actor))
+            append_events(cur, events)
+
+    def _move_run_in(self, cur: Any, run_id: str, close: RunClose, now: float, actor: str) -> list[EventIn]:
+        cur.execute("SELECT state FROM runs WHERE run_id = ?", (run_id,))
+        src = RunState(cur.fetchone()[0])
+        if src == close.state:
+            return []
+        check_run_move(run_id, src, close.state)
+        cur.execute("UPDATE runs SET state = ?, status_label = ?, error_summary = ?, next_safe_action = ?, "
+                    "requires_review = ?, updated_at = ? WHERE run_id = ? AND state = ?",
+                    (close.state, close.status_label, close.error_summary, close.next_safe_action,
+                     close.requires_review, now, run_id, src))
+        return [(run_id, None, now, actor, "run", src, close.state,
+                 json.dumps({"status_label": close.status_label, "error_summary": close.error_summary}))]

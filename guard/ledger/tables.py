@@ -1,0 +1,153 @@
+"""The ledger's tables, declared once with SQLModel; the migrations in `migrations/` create exactly these.
+
+Times are Unix epoch seconds (float): one portable, sortable type on SQLite and PostgreSQL.
+JSON columns hold text written by the ledger (redacted before it arrives here).
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import Index, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+__all__ = ["Approval", "ApprovalDecision", "Call", "Event", "ManualAction", "Pause", "Run", "metadata"]
+
+
+class Run(SQLModel, table=True):
+    __tablename__ = "runs"  # pyright: ignore[reportAssignmentType]
+
+    run_id: str = Field(primary_key=True)
+    team: str = Field(index=True)
+    source_event_id: str | None = None
+    subject: str | None = None
+    state: str = Field(index=True)
+    status_label: str | None = None  # operator-facing named state, e.g. invoice_created_provisioning_failed
+    last_call_id: str | None = None  # last call that completed
+    next_safe_action: str | None = None
+    requires_review: bool = False
+    error_summary: str | None = None
+    next_seq: int = 0
+    created_by: str | None = None
+    created_at: float
+    updated_at: float
+
+
+class Call(SQLModel, table=True):
+    __tablename__ = "calls"  # pyright: ignore[reportAssignmentType]
+    __table_args__ = (
+        UniqueConstraint("run_id", "seq", name="uq_calls_run_seq"),
+        UniqueConstraint("team", "idempotency_key", name="uq_calls_team_key"),
+    )
+
+    call_id: str = Field(primary_key=True)
+    run_id: str = Field(foreign_key="runs.run_id")
+    seq: int
+    team: str
+    tool: str
+    side_effect: str | None = None
+    rule: str | None = None
+    policy_version: str
+    args_json: str  # redacted
+    args_hash: str  # over the real arguments (RFC 8785 + SHA-256)
+    idempotency_key: str | None = None  # NULL once the call provably never ran (denied/rejected/expired)
+    requested_key: str | None = None  # the key as offered, kept for the record
+    state: str = Field(index=True)
+    attempts: int = 0
+    external_ids: str = "{}"
+    result_json: str | None = None  # redacted
+    error: str | None = None
+    reason: str | None = None  # why denied / rejected
+    compensates_call_id: str | None = None
+    requested_by: str | None = None
+    offered_at: float
+    approved_at: float | None = None
+    started_at: float | None = None
+    ended_at: float | None = None
+    updated_at: float
+
+
+class Event(SQLModel, table=True):
+    """Append-only audit trail. `hash = sha256(prev_hash + fields)`: an edited row breaks the chain."""
+
+    __tablename__ = "events"  # pyright: ignore[reportAssignmentType]
+    __table_args__ = (Index("ix_events_run", "run_id", "id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    run_id: str | None = None
+    call_id: str | None = None
+    at: float
+    actor: str
+    entity: str  # call | run | approval | pause | manual
+    from_state: str | None = None
+    to_state: str
+    detail: str = "{}"
+    prev_hash: str
+    hash: str
+
+
+class Approval(SQLModel, table=True):
+    __tablename__ = "approvals"  # pyright: ignore[reportAssignmentType]
+
+    approval_id: str = Field(primary_key=True)
+    call_id: str = Field(foreign_key="calls.call_id", unique=True)
+    run_id: str = Field(index=True)
+    team: str
+    tool: str
+    rule: str | None = None
+    args_hash: str
+    args_json: str
+    roles: str  # JSON list
+    quorum: int = 1
+    requested_by: str | None = None
+    requested_at: float
+    expires_at: float
+    state: str = Field(index=True)
+    decided_at: float | None = None
+    decided_by: str | None = None  # JSON list of reviewers whose decisions settled it
+    reason: str | None = None
+    approved_args_hash: str | None = None  # differs from args_hash when a reviewer edited the arguments
+    approved_args_json: str | None = None
+
+
+class ApprovalDecision(SQLModel, table=True):
+    __tablename__ = "approval_decisions"  # pyright: ignore[reportAssignmentType]
+    __table_args__ = (UniqueConstraint("approval_id", "reviewer", name="uq_decision_reviewer"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    approval_id: str = Field(foreign_key="approvals.approval_id")
+    reviewer: str
+    decision: str  # approve | reject | edit
+    reason: str | None = None
+    args_hash: str  # the hash the reviewer was shown and decided on
+    edited_args_json: str | None = None
+    at: float
+
+
+class ManualAction(SQLModel, table=True):
+    __tablename__ = "manual_actions"  # pyright: ignore[reportAssignmentType]
+
+    id: int | None = Field(default=None, primary_key=True)
+    run_id: str = Field(foreign_key="runs.run_id", index=True)
+    call_id: str | None = None
+    operator: str
+    action: str
+    note: str
+    at: float
+
+
+class Pause(SQLModel, table=True):
+    """A kill switch: pauses a team, a tool (glob) of a team, or one run until lifted."""
+
+    __tablename__ = "pauses"  # pyright: ignore[reportAssignmentType]
+
+    id: int | None = Field(default=None, primary_key=True)
+    scope: str  # team | tool | run
+    team: str | None = None
+    target: str  # team name, tool glob, or run id
+    reason: str
+    paused_by: str
+    at: float
+    lifted_at: float | None = Field(default=None, index=True)
+    lifted_by: str | None = None
+
+
+metadata = SQLModel.metadata

@@ -1,0 +1,49 @@
+"""Structured logs for one Guard instance: run id and call id from context, secrets redacted.
+
+Configuration lives on the instance (no global structlog set-up): a process may hold several Guards.
+Application log lines also carry the run id: `Guard.run` binds it with structlog's contextvars.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Iterable, MutableMapping
+from typing import Any, TextIO
+
+import structlog
+from structlog.typing import FilteringBoundLogger
+
+from guard.canonical import redact
+
+__all__ = ["make_logger"]
+
+
+def _redactor(secret_fields: Iterable[str]) -> Any:
+    fields = tuple(secret_fields)
+
+    def processor(_logger: Any, _name: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+        return redact(event, fields)
+
+    return processor
+
+
+def make_logger(level: str = "info", *, stream: TextIO | None = None, json: bool = False,
+                secret_fields: Iterable[str] = ()) -> FilteringBoundLogger:
+    """A structlog logger that drops lines below `level` at almost no cost and redacts secrets."""
+    level_no = logging.getLevelNamesMapping().get(level.upper())
+    if level_no is None:
+        raise ValueError(f"unknown log level {level!r}: use debug, info, warning or error")
+    renderer: Any = structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer(colors=False)
+    return structlog.wrap_logger(
+        structlog.PrintLogger(stream or sys.stderr),
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="%H:%M:%S", utc=False),
+            _redactor(secret_fields),
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(level_no),
+        logger_name="guard",
+    )

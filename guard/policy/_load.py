@@ -1,0 +1,175 @@
+"""Reading policy files: bytes -> line-numbered YAML -> validated model -> compiled `Policy`.
+
+Every failure becomes one `PolicyError` with the file, the 1-based line, the dotted field and a reason
+that says what to do; nothing else escapes (`OSError`, `UnicodeDecodeError`, YAML and pydantic errors are
+translated here, once).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path as FsPath
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
+from pydantic_core import ErrorDetails
+
+from guard.errors import PolicyError
+from guard.policy._policy import Policy
+from guard.policy._rules import RuleProblem, compile_rules
+from guard.policy._spec import PolicySpec
+from guard.policy._values import json_type, looks_numeric
+from guard.policy._yaml import Path, YamlDocument, YamlProblem, format_path, parse_yaml
+
+__all__ = ["MAX_BYTES", "load_policy", "parse_model", "policy_from_bytes", "policy_from_text", "read_bytes", "read_text"]
+
+MAX_BYTES = 1024 * 1024
+Model = TypeVar("Model", bound=BaseModel)
+_KINDS = {
+    "int_type": "a whole number", "float_type": "a number", "string_type": "text", "bool_type": "true or false",
+    "list_type": "a list", "dict_type": "a mapping", "model_type": "a mapping", "model_attributes_type":
+    "a mapping", "tuple_type": "a list",
+}
+
+
+def load_policy(path: str | FsPath) -> Policy:
+    """Load and compile the policy file at `path`.
+
+    Raises:
+        PolicyError: the file cannot be read (missing, a directory, over 1 MiB, not UTF-8), is not valid
+            YAML, breaks the format, or describes a policy Guard refuses (see `compile_rules`).
+    """
+    source = str(path)
+    data = read_bytes(path)
+    return policy_from_bytes(data, source=source)
+
+
+def read_bytes(path: str | FsPath) -> bytes:
+    """The bytes of a policy or cases file, refusing directories and files over `MAX_BYTES`."""
+    source = str(path)
+    target = FsPath(path)
+    try:
+        if target.is_dir():
+            raise PolicyError(file=source, line=None, field="", reason="is a directory: give the path of a .yaml file")
+        with target.open("rb") as handle:
+            data = handle.read(MAX_BYTES + 1)
+    except FileNotFoundError:
+        raise PolicyError(file=source, line=None, field="",
+                          reason="no such file: check the path (policies live in policies/<team>.yaml)") from None
+    except OSError as exc:
+        raise PolicyError(file=source, line=None, field="",
+                          reason=f"cannot read the file ({exc.strerror or exc}): check its permissions") from None
+    if len(data) > MAX_BYTES:
+        raise PolicyError(file=source, line=None, field="",
+                          reason="the file is larger than 1 MiB: a policy this big is refused; split or trim it")
+    return data
+
+
+def read_text(path: str | FsPath) -> tuple[str, bytes]:
+    """The decoded text and raw bytes of a file (see `read_bytes`); bad UTF-8 is a `PolicyError`."""
+    data = read_bytes(path)
+    return _decode(data, str(path)), data
+
+
+def policy_from_text(text: str, *, source: str) -> Policy:
+    """Compile a policy from YAML text; `source` names it in errors and, when it ends in .yaml/.yml, its
+    stem must equal `team`. The version hashes the UTF-8 encoding of `text`."""
+    return _compile(text, text.encode("utf-8"), source)
+
+
+def policy_from_bytes(data: bytes, *, source: str) -> Policy:
+    """Compile a policy from the raw bytes of a file (the version hashes exactly these bytes)."""
+    return _compile(_decode(data, source), data, source)
+
+
+def parse_model(text: str, source: str, model: type[Model]) -> tuple[Model, YamlDocument]:
+    """Parse YAML text with line numbers and validate it as `model`.
+
+    Raises:
+        PolicyError: YAML problems, an empty document or one that is not a mapping, and the first
+            validation error, mapped back to the line of the offending key.
+    """
+    if len(text.encode("utf-8", "surrogatepass")) > MAX_BYTES:
+        raise PolicyError(file=source, line=None, field="",
+                          reason="the text is larger than 1 MiB: a policy this big is refused; split or trim it")
+    try:
+        doc = parse_yaml(text)
+    except YamlProblem as exc:
+        raise PolicyError(file=source, line=exc.line, field=format_path(exc.path), reason=exc.reason) from None
+    if doc.value is None:
+        raise PolicyError(file=source, line=1, field="", reason="the file is empty: write the policy (see "
+                                                               "`guard policy schema`)")
+    if not isinstance(doc.value, dict):
+        raise PolicyError(file=source, line=1, field="", reason=f"the document is {json_type(doc.value)}, "
+                                                               f"not a mapping: start with `team: <name>`")
+    try:
+        return model.model_validate(doc.value), doc
+    except ValidationError as exc:
+        raise _from_validation(exc, doc, source) from None
+
+
+def _compile(text: str, data: bytes, source: str) -> Policy:
+    spec, doc = parse_model(text, source, PolicySpec)
+    stem = _stem(source)
+    if stem is not None and spec.team != stem:
+        raise PolicyError(file=source, line=doc.line_of(("team",)), field="team",
+                          reason=f"team {spec.team!r} does not match the file name {stem!r}: rename the file "
+                                 f"or set `team: {stem}`")
+    try:
+        rules = compile_rules(spec, doc.line_of)
+    except RuleProblem as exc:
+        raise PolicyError(file=source, line=doc.line_of(exc.path), field=format_path(exc.path),
+                          reason=exc.reason) from None
+    return Policy(team=spec.team, version="sha256:" + hashlib.sha256(data).hexdigest()[:16], source=source,
+                  description=spec.description or "", rules=rules,
+                  reviewers={name: frozenset(roles) for name, roles in spec.reviewers.items()},
+                  secret_fields=frozenset(spec.secrets))
+
+
+def _decode(data: bytes, source: str) -> str:
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise PolicyError(file=source, line=line, field="",
+                          reason=f"the file is not UTF-8 (byte {exc.start}): save it as UTF-8") from None
+    return text.removeprefix("\ufeff")
+
+
+def _stem(source: str) -> str | None:
+    name = FsPath(source).name
+    for suffix in (".yaml", ".yml"):
+        if name.endswith(suffix) and not name.endswith(".cases" + suffix):
+            return name[: -len(suffix)]
+    return None
+
+
+def _from_validation(exc: ValidationError, doc: YamlDocument, source: str) -> PolicyError:
+    errors = exc.errors(include_url=False)
+    first = errors[0]
+    path: Path = tuple(first["loc"])
+    ctx: dict[str, Any] = dict(first.get("ctx") or {})
+    if first["type"] in ("unknown_key", "null_value"):
+        path = (*path, str(ctx["key"]))
+    reason = _reason(first, doc, path)
+    if len(errors) > 1:
+        reason += f" ({len(errors) - 1} more problem(s) after this one)"
+    return PolicyError(file=source, line=doc.line_of(path), field=format_path(path), reason=reason)
+
+
+def _reason(error: ErrorDetails, doc: YamlDocument, path: Path) -> str:
+    kind = error["type"]
+    value: Any = error.get("input")
+    if kind == "missing":
+        return f"required key {path[-1]!r} is missing: add it"
+    if kind in _KINDS:
+        hint = ""
+        if isinstance(value, str) and looks_numeric(value) and kind in ("int_type", "float_type"):
+            hint = " (YAML reads it as text: write 50000 or 5.0e+4, not 5e4, and no quotes)"
+        return f"expected {_KINDS[kind]}, got {json_type(value)}{hint}: fix the value"
+    if kind == "value_error":
+        ctx: dict[str, Any] = dict(error.get("ctx") or {})
+        return str(ctx.get("error", error["msg"]))
+    if kind == "string_pattern_mismatch":
+        return f"{value!r} is not allowed here: use letters, digits, '-', '_' or '.' (no spaces)"
+    return error["msg"]

@@ -1,0 +1,209 @@
+"""`Policy`: one team's compiled rules and the pure, fast `classify` that runs on every tool call.
+
+Classification: take the rules that name the tool (exact names through a dict, then precompiled globs;
+the list is cached per tool name), evaluate their conditions, then decide in this order:
+
+1. any indeterminate condition (wrong type, missing argument) -> DENY, naming the argument;
+2. any matching deny rule -> DENY with its reason;
+3. the strictest matching rule wins, whatever the file order: class irreversible > compensable >
+   idempotent > read, then approval over auto, then the larger quorum, then the first in the file;
+4. nothing matched -> DENY (fail closed).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from guard.policy._conditions import evaluate_all
+from guard.policy._rules import Rule
+from guard.policy._values import format_duration
+from guard.policy._types import NO_RETRY, Decision, OnFailure, Verdict
+
+__all__ = ["Policy", "RuleTrace"]
+
+_CACHE_LIMIT = 4096  # tool names are chosen by the agent: bound what we remember
+
+
+@dataclass(slots=True)
+class _Plan:
+    """What is known about one tool name before looking at arguments."""
+
+    candidates: tuple[Rule, ...]
+    secrets: frozenset[str]
+    decisions: dict[tuple[int, ...], Decision] = field(default_factory=lambda: {})
+    fixed: Decision | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RuleTrace:
+    """How one rule fared for a call (for `explain`): outcome is "matched", "conditions failed",
+    "indeterminate" or "tool not named"; detail says which condition."""
+
+    rule: str
+    line: int | None
+    outcome: str
+    detail: str
+
+
+class Policy:
+    """A team's validated, compiled policy. Immutable; safe to share between threads.
+
+    Build one with `load_policy` or `policy_from_text`. `classify` does no I/O and no validation.
+    """
+
+    __slots__ = ("_description", "_exact", "_globs", "_plans", "_reviewers", "_rules", "_secrets", "_source",
+                 "_team", "_version")
+
+    def __init__(self, *, team: str, version: str, source: str, description: str, rules: tuple[Rule, ...],
+                 reviewers: Mapping[str, frozenset[str]], secret_fields: frozenset[str]) -> None:
+        self._team = team
+        self._version = version
+        self._source = source
+        self._description = description
+        self._rules = rules
+        self._reviewers: Mapping[str, frozenset[str]] = dict(reviewers)
+        self._secrets = secret_fields
+        exact: dict[str, list[Rule]] = {}
+        for rule in rules:
+            for name in rule.exact:
+                exact.setdefault(name, []).append(rule)
+        self._exact = {name: tuple(found) for name, found in exact.items()}
+        self._globs = tuple(rule for rule in rules if rule.globs)
+        self._plans: dict[str, _Plan] = {}
+
+    @property
+    def team(self) -> str:
+        """The team this policy belongs to (the file stem)."""
+        return self._team
+
+    @property
+    def version(self) -> str:
+        """`sha256:` + the first 16 hex digits of the SHA-256 of the file's bytes."""
+        return self._version
+
+    @property
+    def source(self) -> str:
+        """Where the policy was read from (the path as given)."""
+        return self._source
+
+    @property
+    def description(self) -> str:
+        """The file's description, or ''."""
+        return self._description
+
+    @property
+    def reviewers(self) -> Mapping[str, frozenset[str]]:
+        """Reviewer name -> the roles they hold."""
+        return self._reviewers
+
+    @property
+    def secret_fields(self) -> frozenset[str]:
+        """Argument names redacted for every tool of this team."""
+        return self._secrets
+
+    @property
+    def rules(self) -> tuple[Rule, ...]:
+        """The compiled rules, in file order."""
+        return self._rules
+
+    def __repr__(self) -> str:
+        return f"Policy(team={self._team!r}, version={self._version!r}, rules={len(self._rules)})"
+
+    def roles_of(self, reviewer: str) -> frozenset[str]:
+        """The roles `reviewer` holds in this team; empty for someone who is not a reviewer."""
+        return self._reviewers.get(reviewer, frozenset())
+
+    def classify(self, tool: str, args: Mapping[str, Any]) -> Decision:
+        """Decide one call: allow, approve (with its gate) or deny, and why. Pure; never raises for any
+        JSON-like `args`."""
+        plan = self._plans.get(tool)
+        if plan is None:
+            plan = self._plan(tool)
+        if plan.fixed is not None:
+            return plan.fixed
+        matched: list[Rule] = []
+        unknown: tuple[Rule, str] | None = None
+        for rule in plan.candidates:
+            outcome = evaluate_all(rule.checks, args, rule.name) if rule.checks else True
+            if outcome is True:
+                matched.append(rule)
+            elif outcome is not False and unknown is None:
+                unknown = (rule, outcome)  # pyright: ignore[reportAssignmentType]
+        if unknown is not None:
+            return self._deny(tool, plan, matched, unknown[0].name, unknown[1] + " (an argument of the wrong "
+                              "type or a missing one never auto-allows a call)")
+        key = tuple(rule.index for rule in matched)
+        decision = plan.decisions.get(key)
+        if decision is None:
+            decision = self._decide(tool, plan, matched)
+            plan.decisions[key] = decision
+        return decision
+
+    def explain(self, tool: str, args: Mapping[str, Any]) -> tuple[Decision, tuple[RuleTrace, ...]]:
+        """The decision plus, for every rule in file order, whether it named the tool and how its
+        conditions came out. Slower than `classify`; for people, not for the hot path."""
+        traces: list[RuleTrace] = []
+        for rule in self._rules:
+            if not rule.names_tool(tool):
+                traces.append(RuleTrace(rule.name, rule.line, "tool not named", ", ".join(rule.patterns)))
+                continue
+            outcome = evaluate_all(rule.checks, args, rule.name) if rule.checks else True
+            conditions = rule.conditions() or "no conditions"
+            if outcome is True:
+                traces.append(RuleTrace(rule.name, rule.line, "matched", conditions))
+            elif outcome is False:
+                traces.append(RuleTrace(rule.name, rule.line, "conditions failed", conditions))
+            else:
+                traces.append(RuleTrace(rule.name, rule.line, "indeterminate", str(outcome)))
+        return self.classify(tool, args), tuple(traces)
+
+    def _plan(self, tool: str) -> _Plan:
+        named = {rule.index: rule for rule in self._exact.get(tool, ())}
+        named.update((rule.index, rule) for rule in self._globs if rule.names_tool(tool))
+        candidates = tuple(named[index] for index in sorted(named))
+        secrets = self._secrets.union(*(rule.secrets for rule in candidates))
+        plan = _Plan(candidates, secrets)
+        if not any(rule.checks for rule in candidates):
+            plan.fixed = self._decide(tool, plan, list(candidates))
+        if len(self._plans) < _CACHE_LIMIT:
+            self._plans[tool] = plan
+        return plan
+
+    def _decide(self, tool: str, plan: _Plan, matched: list[Rule]) -> Decision:
+        denies = [rule for rule in matched if rule.deny is not None]
+        if denies:
+            return self._deny(tool, plan, matched, denies[0].name, f"{denies[0].deny} (rule {denies[0].name})")
+        if not matched:
+            return self._deny(tool, plan, matched, None, self._no_match(tool, plan))
+        winner = min(matched, key=lambda rule: rule.strictness)
+        assert winner.side_effect is not None  # only deny rules lack a class, and they were handled above
+        reason = f"rule {winner.name} matched"
+        if winner.checks:
+            reason += f" ({winner.conditions()})"
+        if winner.approval is not None:
+            roles = " or ".join(winner.approval.roles)
+            reason += (f": {winner.side_effect} call, needs approval by {winner.approval.quorum} reviewer(s) "
+                       f"with role {roles} within {format_duration(winner.approval.expires_after)}")
+        else:
+            reason += f": {winner.side_effect} call, allowed without approval"
+        if len(matched) > 1:
+            reason += f"; strictest of the matching rules {', '.join(rule.name for rule in matched)}"
+        return Decision(self._team, tool, Verdict.APPROVE if winner.approval else Verdict.ALLOW,
+                        winner.side_effect, winner.name, reason, winner.approval, winner.retry,
+                        winner.on_failure, plan.secrets, self._version, tuple(rule.name for rule in matched))
+
+    def _deny(self, tool: str, plan: _Plan, matched: list[Rule], rule: str | None, reason: str) -> Decision:
+        gated = [r for r in matched if r.side_effect is not None]
+        side_effect = min(gated, key=lambda r: r.strictness).side_effect if gated else None
+        return Decision(self._team, tool, Verdict.DENY, side_effect, rule, reason, None, NO_RETRY,
+                        OnFailure.HALT, plan.secrets, self._version, tuple(r.name for r in matched))
+
+    def _no_match(self, tool: str, plan: _Plan) -> str:
+        if not plan.candidates:
+            return (f"no rule in {self._source} matches tool {tool}: add a rule with `tools: [{tool}]` "
+                    f"to {self._source} (unknown tools are denied)")
+        named = "; ".join(f"{rule.name} ({rule.conditions()})" for rule in plan.candidates)
+        return (f"no rule in {self._source} matches tool {tool} with these arguments: the rules naming it "
+                f"need {named}; add a rule for this case to {self._source}")

@@ -1,0 +1,97 @@
+"""`PolicySet`: the policies of every team in one directory, held side by side in one process.
+
+A broken file does not stop the others: its team is kept with its error and every call of that team is
+denied with a reason that names the error, until the file is fixed and the set reloaded.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from guard.errors import PolicyError
+from guard.policy._load import load_policy
+from guard.policy._policy import Policy
+from guard.policy._types import NO_RETRY, Decision, OnFailure, Verdict
+
+__all__ = ["PolicySet"]
+
+
+class PolicySet:
+    """Policies by team. Immutable after construction; build a new set to reload.
+
+    Attributes:
+        directory: Where the files were read from, or None for a set built in code.
+        policies: Team -> loaded policy, for the teams whose file is valid.
+        errors: Team -> the `PolicyError` of its file, for the teams whose file is broken.
+        teams: Every team the set knows, healthy or broken, sorted.
+    """
+
+    __slots__ = ("directory", "errors", "policies", "teams")
+
+    def __init__(self, policies: Mapping[str, Policy], errors: Mapping[str, PolicyError] | None = None,
+                 directory: str | Path | None = None) -> None:
+        self.policies: Mapping[str, Policy] = dict(policies)
+        self.errors: Mapping[str, PolicyError] = dict(errors or {})
+        self.teams: tuple[str, ...] = tuple(sorted({*self.policies, *self.errors}))
+        self.directory: str | None = None if directory is None else str(directory)
+
+    @classmethod
+    def load_dir(cls, directory: str | Path) -> PolicySet:
+        """Load every `*.yaml` of `directory` except `*.cases.yaml`; the team of a file is its stem.
+
+        Raises:
+            PolicyError: only when the directory itself cannot be listed. Bad files are kept in `errors`.
+        """
+        root = Path(directory)
+        try:
+            files = sorted(p for p in root.iterdir() if p.suffix == ".yaml" and not p.name.endswith(".cases.yaml"))
+        except OSError as exc:
+            raise PolicyError(file=str(directory), line=None, field="",
+                              reason=f"cannot list the policy directory ({exc.strerror or exc}): "
+                                     f"set GUARD_POLICY_DIR or --policies to the folder of <team>.yaml files") from None
+        policies: dict[str, Policy] = {}
+        errors: dict[str, PolicyError] = {}
+        for file in files:
+            try:
+                policies[file.stem] = load_policy(file)
+            except PolicyError as exc:
+                errors[file.stem] = exc
+        return cls(policies, errors, directory)
+
+    def get(self, team: str) -> Policy:
+        """The policy of `team`.
+
+        Raises:
+            PolicyError: the team's file is broken (its own error), or there is no policy for the team.
+        """
+        policy = self.policies.get(team)
+        if policy is not None:
+            return policy
+        raise self._error(team)
+
+    def classify(self, team: str, tool: str, args: Mapping[str, Any]) -> Decision:
+        """`Policy.classify` of the team; an unknown team or a broken policy gives a DENY naming why."""
+        policy = self.policies.get(team)
+        if policy is not None:
+            return policy.classify(tool, args)
+        reason = f"the policy of team {team!r} cannot be used, so every call is denied: {self._error(team)}"
+        return Decision(team, tool, Verdict.DENY, None, None, reason, None, NO_RETRY, OnFailure.HALT,
+                        frozenset(), "", ())
+
+    def _error(self, team: str) -> PolicyError:
+        error = self.errors.get(team)
+        if error is not None:
+            return error
+        where = self.directory or "this policy set"
+        known = ", ".join(self.teams) or "none"
+        return PolicyError(file=str(Path(where) / f"{team}.yaml") if self.directory else where, line=None,
+                           field="team", reason=f"no policy for team {team!r} in {where} (known teams: {known}): "
+                                                f"write {team}.yaml or use one of the known teams")
+
+    def __contains__(self, team: object) -> bool:
+        return team in self.policies or team in self.errors
+
+    def __repr__(self) -> str:
+        return f"PolicySet(teams={self.teams!r}, broken={sorted(self.errors)!r})"

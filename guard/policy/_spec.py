@@ -1,0 +1,166 @@
+"""The policy file format as pydantic models: the one validated shape, and the source of the JSON Schema.
+
+Models are strict (no text-to-number coercion) and refuse unknown keys with the list of keys allowed
+there. They describe shape only; rules that span fields (an irreversible rule needs an approval, a quorum
+needs enough reviewers, ...) are checked when the policy is compiled.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, ClassVar
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    WithJsonSchema,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
+
+from guard.policy._types import OnFailure, SideEffectClass
+from guard.policy._values import number_operand, parse_duration, scalar_list, scalar_operand
+
+__all__ = ["ApprovalSpec", "CaseSpec", "CasesFile", "ConditionSpec", "PolicySpec", "RetrySpec", "RuleSpec"]
+
+_DURATION_SCHEMA = {
+    "anyOf": [
+        {"type": "string", "pattern": r"^\d+(\.\d+)?(ms|s|m|h|d)$", "examples": ["30s", "5m", "1h", "2d"]},
+        {"type": "number", "exclusiveMinimum": 0},
+    ],
+    "description": "A duration: 30s, 5m, 1h, 2d, 250ms, or a number of seconds.",
+}
+_SCALAR_SCHEMA = {"type": ["string", "number", "boolean"]}
+
+Duration = Annotated[float, BeforeValidator(parse_duration), WithJsonSchema(_DURATION_SCHEMA)]
+Number = Annotated[Any, AfterValidator(number_operand), WithJsonSchema({"type": "number"})]
+Scalar = Annotated[Any, AfterValidator(scalar_operand), WithJsonSchema(_SCALAR_SCHEMA)]
+ScalarList = Annotated[Any, AfterValidator(scalar_list),
+                       WithJsonSchema({"type": "array", "items": _SCALAR_SCHEMA, "minItems": 1})]
+Name = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=100)]
+Text = Annotated[str, StringConstraints(min_length=1, max_length=1000)]
+ToolPattern = Annotated[str, StringConstraints(pattern=r"^\S+$", max_length=200)]
+
+
+class _Spec(BaseModel):
+    """Base of every model: strict types, frozen, unknown keys refused with the allowed ones named."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, populate_by_name=False)
+    _keys: ClassVar[frozenset[str]] = frozenset()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _known_keys(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            allowed = {f.alias or name for name, f in cls.model_fields.items()}
+            for key in data:  # pyright: ignore[reportUnknownVariableType]
+                if key not in allowed:
+                    raise PydanticCustomError(
+                        "unknown_key", "unknown key '{key}': allowed here are {allowed}",
+                        {"key": key, "allowed": ", ".join(sorted(allowed))})
+                if data[key] is None:
+                    raise PydanticCustomError(
+                        "null_value", "'{key}' is null: give it a value or remove the key", {"key": key})
+        return data  # pyright: ignore[reportUnknownVariableType]
+
+
+class BackoffSpec(_Spec):
+    """Wait between tries: starts at `initial`, multiplied by `multiplier` after each, capped at `max`."""
+
+    initial: Duration = 0.1
+    max: Duration = 2.0
+    multiplier: Annotated[float, Field(ge=1, le=10, allow_inf_nan=False)] = 2.0
+
+
+class RetrySpec(_Spec):
+    """Retry of a failed call. `attempts` counts every try (1 = no retry); only repeat-safe classes retry."""
+
+    attempts: Annotated[int, Field(ge=1, le=20)] | None = None
+    backoff: BackoffSpec | None = None
+    timeout: Duration | None = Field(default=None, description="Seconds one try may take.")
+
+
+class ApprovalSpec(_Spec):
+    """A human gate: reviewers holding any of `roles`; `quorum` of them must approve before `expires_after`."""
+
+    roles: Annotated[list[Name], Field(min_length=1)]
+    quorum: Annotated[int, Field(ge=1, le=100)] = 1
+    expires_after: Duration | None = None
+
+
+class DefaultApprovalSpec(_Spec):
+    """Policy-wide defaults of approvals."""
+
+    expires_after: Duration | None = None
+
+
+class DefaultsSpec(_Spec):
+    """Policy-wide defaults; per-class defaults are built in."""
+
+    approval: DefaultApprovalSpec | None = None
+    retry: RetrySpec | None = None
+
+
+class ConditionSpec(_Spec):
+    """Comparators on one argument; all must hold. A wrong-typed or missing argument is indeterminate."""
+
+    eq: Scalar | None = None
+    ne: Scalar | None = None
+    gt: Number | None = None
+    gte: Number | None = None
+    lt: Number | None = None
+    lte: Number | None = None
+    in_: ScalarList | None = Field(default=None, alias="in")
+    not_in: ScalarList | None = None
+    glob: Annotated[str, StringConstraints(min_length=1)] | None = None
+    exists: bool | None = None
+
+
+class RuleSpec(_Spec):
+    """One rule: tools (names or globs) and optional conditions -> a class and its gate, or a deny."""
+
+    name: Name
+    description: Text | None = None
+    tools: Annotated[list[ToolPattern], Field(min_length=1)]
+    when: dict[Annotated[str, StringConstraints(pattern=r"^[^.\s]+(\.[^.\s]+)*$")], ConditionSpec] | None = None
+    class_: Annotated[SideEffectClass, Field(strict=False)] | None = Field(default=None, alias="class")
+    approval: ApprovalSpec | None = None
+    retry: RetrySpec | None = None
+    on_failure: Annotated[OnFailure, Field(strict=False)] | None = None
+    secrets: list[Name] = Field(default_factory=lambda: [])
+    deny: Text | None = Field(default=None, description="Refuse the call; the text tells the agent why.")
+
+
+class PolicySpec(_Spec):
+    """A team's policy file, `policies/<team>.yaml`."""
+
+    model_config = ConfigDict(title="Guard team policy", json_schema_extra={"additionalProperties": False})
+
+    schema_: str | None = Field(default=None, alias="$schema")
+    team: Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]*$", max_length=64)]
+    description: Text | None = None
+    secrets: list[Name] = Field(default_factory=lambda: [])
+    reviewers: dict[Name, Annotated[list[Name], Field(min_length=1)]] = Field(default_factory=lambda: {})
+    defaults: DefaultsSpec | None = None
+    rules: Annotated[list[RuleSpec], Field(min_length=1)]
+
+
+class CaseSpec(_Spec):
+    """One expected decision: a call and the verdict (and optionally class and rule) it must get."""
+
+    name: Text | None = None
+    tool: Annotated[str, StringConstraints(min_length=1)]
+    args: dict[str, Any] | None = None
+    args_json: str | None = Field(default=None, description="Arguments as JSON text (JSON number rules).")
+    expect: Annotated[str, StringConstraints(pattern=r"^(allow|approve|deny)$")]
+    class_: Annotated[SideEffectClass, Field(strict=False)] | None = Field(default=None, alias="class")
+    rule: str | None = None
+
+
+class CasesFile(_Spec):
+    """`policies/<team>.cases.yaml`: calls and the decisions the team's policy must give them."""
+
+    cases: Annotated[list[CaseSpec], Field(min_length=1)]

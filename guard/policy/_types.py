@@ -1,0 +1,139 @@
+"""The values a policy hands to the rest of Guard: side-effect classes, verdicts and the decision.
+
+Everything here is immutable and cheap to build: `Policy.classify` returns a `Decision` on every tool call.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+__all__ = ["ApprovalRule", "Decision", "OnFailure", "RetryRule", "SideEffectClass", "Verdict"]
+
+
+class SideEffectClass(StrEnum):
+    """What a tool call changes in the world, from harmless to final.
+
+    `read` changes nothing; `idempotent` is a write keyed so that repeating it changes nothing more;
+    `compensable` is a write a compensation can undo; `irreversible` cannot be undone (money, messages,
+    deletion, permissions) and always needs a human approval.
+    """
+
+    READ = "read"
+    IDEMPOTENT = "idempotent"
+    COMPENSABLE = "compensable"
+    IRREVERSIBLE = "irreversible"
+
+    @property
+    def repeat_safe(self) -> bool:
+        """True when running the call again cannot do harm (read, idempotent): only these retry."""
+        return self in (SideEffectClass.READ, SideEffectClass.IDEMPOTENT)
+
+    @property
+    def rank(self) -> int:
+        """Strictness: read 0 < idempotent 1 < compensable 2 < irreversible 3."""
+        return _RANK[self]
+
+
+_RANK = {
+    SideEffectClass.READ: 0,
+    SideEffectClass.IDEMPOTENT: 1,
+    SideEffectClass.COMPENSABLE: 2,
+    SideEffectClass.IRREVERSIBLE: 3,
+}
+
+
+class OnFailure(StrEnum):
+    """What the runtime does when the call fails after it started.
+
+    `continue` records the failure and lets the run go on; `compensate` runs the compensations of the
+    run's earlier completed calls in reverse order; `halt` stops the run in pending review.
+    """
+
+    CONTINUE = "continue"
+    COMPENSATE = "compensate"
+    HALT = "halt"
+
+
+class Verdict(StrEnum):
+    """The gate's answer: run it (`allow`), wait for a human (`approve`), or refuse (`deny`)."""
+
+    ALLOW = "allow"
+    APPROVE = "approve"
+    DENY = "deny"
+
+
+@dataclass(frozen=True, slots=True)
+class RetryRule:
+    """How often and how fast a failed call is tried again.
+
+    Attributes:
+        attempts: Total tries, at least 1; 1 means no retry. Above 1 only for repeat-safe classes.
+        backoff_initial: Seconds to wait before the second try.
+        backoff_max: Upper bound of any wait, in seconds.
+        backoff_multiplier: Factor applied to the wait after each try (1 keeps it constant).
+        timeout: Seconds one try may take before it is abandoned, or None for no limit.
+    """
+
+    attempts: int = 1
+    backoff_initial: float = 0.1
+    backoff_max: float = 2.0
+    backoff_multiplier: float = 2.0
+    timeout: float | None = None
+
+
+NO_RETRY = RetryRule()
+
+
+@dataclass(frozen=True, slots=True)
+class ApprovalRule:
+    """Who must approve a call, how many of them, and how long the request stays open.
+
+    Attributes:
+        roles: A reviewer holding any of these roles may decide.
+        quorum: Distinct approving reviewers needed (at least 1).
+        expires_after: Seconds after the request after which it expires and nothing runs.
+    """
+
+    roles: tuple[str, ...]
+    quorum: int = 1
+    expires_after: float = 3600.0
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """What the policy says about one tool call, with the reason in words.
+
+    Attributes:
+        team: The team whose policy decided.
+        tool: The tool name as called.
+        verdict: allow, approve (wait for a human) or deny.
+        side_effect: Class of the winning rule; for a deny, the class of the strictest non-deny rule that
+            matched, or None when none did (no rule matched, or the policy could not be loaded).
+        rule: Name of the rule that decided, or None when no rule matched.
+        reason: A sentence saying why: the rule and condition, or what to fix.
+        approval: The gate, set exactly when `verdict` is APPROVE.
+        retry: Retry rule of the winning rule; one attempt for denials and non-repeat-safe classes.
+        on_failure: What to do when the call fails after starting.
+        secret_fields: Argument names to redact (policy-level plus the secrets of every rule naming the tool).
+        policy_version: `sha256:<16 hex>` of the policy file, or "" when no policy could be loaded.
+        matched: Names of all rules whose tool and conditions matched, in file order.
+    """
+
+    team: str
+    tool: str
+    verdict: Verdict
+    side_effect: SideEffectClass | None
+    rule: str | None
+    reason: str
+    approval: ApprovalRule | None
+    retry: RetryRule
+    on_failure: OnFailure
+    secret_fields: frozenset[str]
+    policy_version: str
+    matched: tuple[str, ...]
+
+    @property
+    def allowed(self) -> bool:
+        """True when the call may run without a human."""
+        return self.verdict is Verdict.ALLOW

@@ -1,0 +1,8 @@
+"""The guarded call path, as the agent sees it."""
+
+from guard.runtime.context import current_call, current_run, report_external_id
+from guard.runtime.guard import Guard
+from guard.runtime.runs import RunHandle
+from guard.runtime.tools import GuardedTool
+
+__all__ = ["Guard", "GuardedTool", "RunHandle", "current_call", "current_run", "report_external_id"]

@@ -1,0 +1,68 @@
+"""What is in flight in this task or thread: the current run and the current call.
+
+Both live in context variables, so a guarded tool finds its run without being passed it, and a running tool
+can report an external id (`report_external_id`) the moment it has one.
+"""
+
+from __future__ import annotations
+
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from guard.errors import GuardUsageError
+
+if TYPE_CHECKING:
+    from guard.ledger import Ledger
+
+__all__ = ["CallScope", "RunScope", "current_call", "current_run", "report_external_id"]
+
+
+@dataclass(frozen=True, slots=True)
+class RunScope:
+    """The run a block of agent code works in (set by `Guard.run`)."""
+
+    run_id: str
+    team: str
+    actor: str
+
+
+@dataclass(slots=True)
+class CallScope:
+    """The call whose tool is running now. `external_ids` gathers what the tool reported so far."""
+
+    ledger: Ledger
+    run_id: str
+    call_id: str
+    tool: str
+    actor: str
+    external_ids: dict[str, str] = field(default_factory=dict[str, str])
+
+
+_run: ContextVar[RunScope | None] = ContextVar("guard_run", default=None)
+_call: ContextVar[CallScope | None] = ContextVar("guard_call", default=None)
+
+
+def current_run() -> RunScope | None:
+    return _run.get()
+
+
+def current_call() -> CallScope | None:
+    return _call.get()
+
+
+def report_external_id(kind: str, value: str) -> None:
+    """Record an id the running tool just got from another system (charge, contact, message).
+
+    Committed to the ledger before this returns, so a crash right after the effect still leaves the id
+    in the record. Call it from inside a guarded tool; elsewhere it raises GuardUsageError.
+    """
+    scope = _call.get()
+    if scope is None:
+        raise GuardUsageError("report_external_id() must be called from inside a guarded tool")
+    scope.external_ids[kind] = str(value)
+    scope.ledger.record_external_ids(scope.run_id, scope.call_id, dict(scope.external_ids), scope.actor)
+
+
+RUN_VAR = _run
+CALL_VAR = _call

@@ -1,0 +1,98 @@
+"""`RunHandle`: the scope of one run. Opens (or resumes) it in the ledger and closes it with a state."""
+
+from __future__ import annotations
+
+from types import TracebackType
+from typing import TYPE_CHECKING
+
+import structlog
+
+from guard.errors import ApprovalPending, RunNotRunning
+from guard.ledger import RunClose, RunRecord, RunState, new_id
+from guard.ledger.states import OPEN_RUN_STATES
+from guard.runtime.context import RUN_VAR, RunScope
+
+if TYPE_CHECKING:
+    from contextvars import Token
+
+    from guard.ledger import CallRecord
+    from guard.runtime.guard import Guard
+
+__all__ = ["RunHandle"]
+
+
+class RunHandle:
+    """`with guard.run(team) as run:` (or `async with`). On a clean exit the run is `completed`; if the block
+    raises, an open run moves to `pending_review` (something changed) or `halted` (nothing did), with the
+    error as its summary. `ApprovalPending` leaves the run paused, to resume later with the same run id.
+    """
+
+    def __init__(self, guard: Guard, *, team: str, run_id: str | None, subject: str | None,
+                 source_event_id: str | None) -> None:
+        self.guard = guard
+        self.team = team
+        self.run_id = run_id or (f"{team}:{source_event_id}" if source_event_id else new_id("run"))
+        self.subject = subject
+        self.source_event_id = source_event_id
+        self._token: Token[RunScope | None] | None = None
+        self._bound: dict[str, Token[object]] = {}
+
+    def record(self) -> RunRecord:
+        """The run as the ledger has it now."""
+        run = self.guard.ledger.get_run(self.run_id)
+        assert run is not None
+        return run
+
+    def calls(self) -> list[CallRecord]:
+        return self.guard.ledger.calls_of(self.run_id)
+
+    def __enter__(self) -> RunHandle:
+        run = self.guard.ledger.open_run(self.run_id, self.team, actor=self.guard.actor, subject=self.subject,
+                                         source_event_id=self.source_event_id)
+        if run.state not in OPEN_RUN_STATES:
+            raise RunNotRunning(
+                f"run {self.run_id} is {run.state}" + (f" ({run.status_label})" if run.status_label else "")
+                + f": see `guard runs show {self.run_id}`", run_id=self.run_id, call_id=None, tool=None,
+                state=run.state)
+        self._token = RUN_VAR.set(RunScope(self.run_id, self.team, self.guard.actor))
+        self._bound = structlog.contextvars.bind_contextvars(run_id=self.run_id, team=self.team)
+        self.guard.log.info("run open", subject=self.subject)
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        try:
+            self._close(exc)
+        finally:
+            if self._token is not None:
+                RUN_VAR.reset(self._token)
+            structlog.contextvars.reset_contextvars(**self._bound)
+
+    async def __aenter__(self) -> RunHandle:
+        return self.__enter__()
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        self.__exit__(exc_type, exc, tb)
+
+    def _close(self, exc: BaseException | None) -> None:
+        run = self.record()
+        if run.state not in OPEN_RUN_STATES or isinstance(exc, ApprovalPending):
+            self.guard.log.info("run left " + run.state, status_label=run.status_label)
+            return
+        if exc is None:
+            if run.state == RunState.RUNNING:
+                self.guard.ledger.move_run(self.run_id, RunClose(RunState.COMPLETED), actor=self.guard.actor,
+                                           expect=frozenset({RunState.RUNNING}))
+                self.guard.log.info("run completed")
+            return
+        changed = any(c.state == "completed" and c.side_effect not in (None, "read") for c in self.calls())
+        error = f"{type(exc).__name__}: {exc}"
+        close = (RunClose(RunState.PENDING_REVIEW, status_label="agent_stopped_after_changes",
+                          error_summary=error, requires_review=True,
+                          next_safe_action="review the completed calls; compensate or finish by hand")
+                 if changed else
+                 RunClose(RunState.HALTED, status_label="agent_stopped", error_summary=error,
+                          next_safe_action="nothing changed; the run can be started again"))
+        self.guard.ledger.move_run(self.run_id, close, actor=self.guard.actor, expect=OPEN_RUN_STATES)
+        self.guard.log.warning("run " + close.state, status_label=close.status_label, error=error)

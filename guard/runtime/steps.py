@@ -1,0 +1,166 @@
+"""The guarded call path as small steps, each taking one frozen input.
+
+classify -> request (hash, redact, key) -> ledger.offer (brakes, record `offered`, dedupe, gate, `started`)
+-> [wait for a decision] -> run the tool (`execute.py`) -> record `completed` or `failed`.
+Sync and async callers share every step here; only waiting and running the tool differ (`driver.py`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from guard.canonical import args_hash, redact, to_json
+from guard.errors import (
+    ApprovalExpired,
+    CallDenied,
+    CallFailed,
+    CallInDoubt,
+    CallRejected,
+    RunNotRunning,
+)
+from guard.ledger import CallRequest, CallState, Ledger, Offer, RunClose, RunState, new_id
+from guard.policy import Decision, OnFailure, SideEffectClass, Verdict
+from guard.runtime.context import RunScope
+
+__all__ = ["CallInput", "Prepared", "ToolSpec", "decision_outcome", "prepare", "record_failure",
+           "record_success"]
+
+
+@dataclass(frozen=True, slots=True)
+class ToolSpec:
+    """A tool as Guard knows it: its name in the policy, the function, and how to read its result."""
+
+    name: str
+    fn: Callable[..., Any]
+    is_async: bool
+    external_ids: Mapping[str, str] = field(default_factory=dict[str, str])  # kind -> result field
+    key: Callable[[Mapping[str, Any]], str] | None = None  # idempotency key from the arguments
+
+
+@dataclass(frozen=True, slots=True)
+class CallInput:
+    """One guarded call as the agent made it."""
+
+    run: RunScope
+    tool: ToolSpec
+    args: Mapping[str, Any]
+    key: str | None = None
+    call_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """A call after the ledger's first commit: the policy's decision, the request and what the ledger did."""
+
+    input: CallInput
+    decision: Decision
+    request: CallRequest
+    offer: Offer
+
+
+def prepare(ledger: Ledger, decision: Decision, inp: CallInput) -> Prepared:
+    """Build the ledger request from the decision and offer it (one commit)."""
+    digest = args_hash(inp.args)
+    key = inp.key or (inp.tool.key(inp.args) if inp.tool.key is not None else None)
+    if key is None and (decision.side_effect is not SideEffectClass.READ or decision.verdict is Verdict.APPROVE):
+        # The same tool with the same arguments in the same run is the same action: never run it twice.
+        key = f"{inp.run.run_id}:{inp.tool.name}:{digest}"
+    approval = decision.approval
+    request = CallRequest(
+        call_id=inp.call_id or new_id("call"),
+        run_id=inp.run.run_id,
+        team=inp.run.team,
+        tool=inp.tool.name,
+        args_json=to_json(redact(dict(inp.args), decision.secret_fields)),
+        args_hash=digest,
+        idempotency_key=key,
+        verdict=decision.verdict.value,
+        side_effect=decision.side_effect.value if decision.side_effect is not None else None,
+        rule=decision.rule,
+        reason=decision.reason,
+        policy_version=decision.policy_version,
+        actor=inp.run.actor,
+        approval_roles=approval.roles if approval is not None else (),
+        quorum=approval.quorum if approval is not None else 1,
+        expires_after=approval.expires_after if approval is not None else 3600.0,
+    )
+    return Prepared(inp, decision, request, ledger.offer(request))
+
+
+def _ids(p: Prepared) -> dict[str, Any]:
+    return {"run_id": p.request.run_id, "call_id": p.offer.call_id, "tool": p.request.tool}
+
+
+def decision_outcome(p: Prepared, state: str, reason: str) -> Exception:
+    """The typed error for a call that ended without running (denied, rejected, expired, closed run)."""
+    ids = _ids(p)
+    if state == CallState.REJECTED:
+        return CallRejected(f"{p.request.tool} was rejected: {reason}", state=state, reason=reason, **ids)
+    if state == CallState.EXPIRED:
+        return ApprovalExpired(f"{p.request.tool}: nobody approved it before the approval expired; nothing ran",
+                               state=state, reason=reason, **ids)
+    if p.offer.brake == "run":
+        return RunNotRunning(reason, state=state, reason=reason, **ids)
+    return CallDenied(f"{p.request.tool} denied: {reason}", state=state, reason=reason, rule=p.decision.rule,
+                      **ids)
+
+
+def extract_ids(spec: ToolSpec, result: Any, reported: dict[str, str]) -> dict[str, str]:
+    """External ids: those the tool reported while running, plus the declared fields of its result."""
+    ids = dict(reported)
+    if spec.external_ids and isinstance(result, Mapping):
+        for kind, field_name in spec.external_ids.items():
+            value = result.get(field_name)  # pyright: ignore[reportUnknownMemberType]
+            if value is not None:
+                ids[kind] = str(value)  # pyright: ignore[reportUnknownArgumentType]
+    return ids
+
+
+def record_success(ledger: Ledger, p: Prepared, result: Any, reported: dict[str, str], attempts: int) -> None:
+    """`started -> completed` with the (redacted) result and every external id."""
+    ledger.complete(p.request.run_id, p.offer.call_id,
+                    result_json=to_json(redact(result, p.decision.secret_fields)),
+                    external_ids=extract_ids(p.input.tool, result, reported), attempts=attempts,
+                    actor=p.request.actor)
+
+
+def record_failure(ledger: Ledger, p: Prepared, exc: BaseException, reported: dict[str, str], attempts: int,
+                   *, in_doubt: bool) -> Exception:
+    """Record `failed` (or `in_doubt`), halt the run when the policy says so, return the error to raise.
+
+    A call whose outcome is unknown and that is not provably harmless (anything but a read) is `in_doubt`
+    and always halts the run in `pending_review`: it must be reconciled, never re-run blindly.
+    """
+    error = f"{type(exc).__name__}: {exc}"
+    cls = p.decision.side_effect
+    doubtful = in_doubt and cls is not SideEffectClass.READ
+    state = CallState.IN_DOUBT if doubtful else CallState.FAILED
+    close = _run_close(p, error, doubtful)
+    ledger.fail(p.request.run_id, p.offer.call_id, state=state, error=error, attempts=attempts,
+                actor=p.request.actor, external_ids=reported, run=close)
+    ids = _ids(p)
+    if doubtful:
+        return CallInDoubt(f"{p.request.tool}: outcome unknown after {error}; the run waits for review",
+                           state=state, error=error, **ids)
+    return CallFailed(f"{p.request.tool} failed: {error}", state=state, error=error,
+                      on_failure=p.decision.on_failure.value, **ids)
+
+
+def _run_close(p: Prepared, error: str, doubtful: bool) -> RunClose | None:
+    """What the failure does to the run. `compensate` halts for review until sagas run it (next issue)."""
+    on_failure = p.decision.on_failure
+    if not doubtful and on_failure is OnFailure.CONTINUE:
+        return None
+    slug = p.request.tool.replace(".", "_").replace("-", "_")
+    if doubtful:
+        return RunClose(RunState.PENDING_REVIEW, status_label=f"{slug}_in_doubt",
+                        error_summary=f"{p.request.tool} may or may not have happened: {error}",
+                        next_safe_action=f"check {p.request.tool} in the other system before anything is re-run",
+                        requires_review=True)
+    action = ("compensate the run's completed calls" if on_failure is OnFailure.COMPENSATE
+              else "decide by hand: retry the call, compensate, or finish with a note")
+    return RunClose(RunState.PENDING_REVIEW, status_label=f"{slug}_failed",
+                    error_summary=f"{p.request.tool} failed: {error}", next_safe_action=action,
+                    requires_review=True)
