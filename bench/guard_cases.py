@@ -14,7 +14,7 @@ POLICY_DIR = BENCH_DIR / "policies"
 POLICY_FILE = POLICY_DIR / "bench.yaml"
 
 
-def make_guarded_noop(db_path: str) -> tuple[Callable[[], Any], Callable[[], None]]:
+def make_guarded_noop(db_path: str, log_level: str = "warning") -> tuple[Callable[[], Any], Callable[[], None]]:
     """(call, closer): call() makes one auto-approved guarded no-op tool call inside an open run.
 
     The run is opened here and closed by closer(), so the timed loop measures tool calls only
@@ -29,7 +29,9 @@ def make_guarded_noop(db_path: str) -> tuple[Callable[[], Any], Callable[[], Non
 
     from guard import Guard
 
-    g = Guard(policies=str(POLICY_DIR), db=f"sqlite:///{db_path}")
+    # log_level: Guard logs one `info` line per call to stderr by default; the headline rows run at
+    # `warning` (Guard's mechanism, not a log sink's); the runner adds one row at `info` into /dev/null.
+    g = Guard(policies=str(POLICY_DIR), db=f"sqlite:///{db_path}", log_level=log_level)
     noop = g.tool(lambda i: None, name="bench.noop")
     run_cm = g.run(team="bench")
     run_cm.__enter__()

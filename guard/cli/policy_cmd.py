@@ -1,3 +1,4 @@
+# pyright: strict
 """`guard policy ...`: validate, explain, test and publish the schema of team policies.
 
 Exit codes: 0 ok, 1 a check failed (invalid policy, failing case), 2 usage error (bad arguments, bad
@@ -21,8 +22,12 @@ from guard.policy._cases import CaseReport, cases_path
 app = typer.Typer(help="Check and explain team policies (policies/<team>.yaml).", no_args_is_help=True)
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
-PoliciesDir = Annotated[Path | None, typer.Option(
-    "--policies", help="Folder of <team>.yaml files [default: $GUARD_POLICY_DIR or ./policies].")]
+PoliciesDir = Annotated[
+    Path | None,
+    typer.Option(
+        "--policies", help="Folder of <team>.yaml files [default: $GUARD_POLICY_DIR or ./policies]."
+    ),
+]
 
 
 def _policy_dir(option: Path | None) -> Path:
@@ -42,14 +47,20 @@ def _usage(message: str, as_json: bool) -> typer.Exit:
 
 
 def _error_json(err: PolicyError) -> dict[str, Any]:
-    return {"file": err.fields["file"], "line": err.fields["line"], "field": err.fields["field"],
-            "reason": err.fields["reason"], "message": str(err)}
+    return {
+        "file": err.fields["file"],
+        "line": err.fields["line"],
+        "field": err.fields["field"],
+        "reason": err.fields["reason"],
+        "message": str(err),
+    }
 
 
 @app.command()
-def validate(files: Annotated[list[Path], typer.Argument(help="Policy files to check.")],
-             as_json: JsonFlag = False) -> None:
-    """Check policy files; print `ok` or the error (file:line: field: reason) per file. Exit 1 if any is invalid."""
+def validate(
+    files: Annotated[list[Path], typer.Argument(help="Policy files to check.")], as_json: JsonFlag = False
+) -> None:
+    """Check policy files: print `ok` or `file:line: field: reason` per file. Exit 1 if any is invalid."""
     results: list[dict[str, Any]] = []
     for file in files:
         try:
@@ -59,8 +70,15 @@ def validate(files: Annotated[list[Path], typer.Argument(help="Policy files to c
             if not as_json:
                 typer.echo(str(err))
             continue
-        results.append({"ok": True, "file": str(file), "team": policy.team, "rules": len(policy.rules),
-                        "version": policy.version})
+        results.append(
+            {
+                "ok": True,
+                "file": str(file),
+                "team": policy.team,
+                "rules": len(policy.rules),
+                "version": policy.version,
+            }
+        )
         if not as_json:
             typer.echo(f"ok  {file}  team={policy.team} rules={len(policy.rules)} version={policy.version}")
     if as_json:
@@ -70,16 +88,20 @@ def validate(files: Annotated[list[Path], typer.Argument(help="Policy files to c
 
 
 @app.command()
-def explain(tool: Annotated[str, typer.Argument(help="Tool name, e.g. billing.create_invoice.")],
-            team: Annotated[str, typer.Option("--team", help="Team whose policy decides.")],
-            args: Annotated[str, typer.Option("--args", help="Call arguments as a JSON object.")] = "{}",
-            policies: PoliciesDir = None, as_json: JsonFlag = False) -> None:
+def explain(
+    tool: Annotated[str, typer.Argument(help="Tool name, e.g. billing.create_invoice.")],
+    team: Annotated[str, typer.Option("--team", help="Team whose policy decides.")],
+    args: Annotated[str, typer.Option("--args", help="Call arguments as a JSON object.")] = "{}",
+    policies: PoliciesDir = None,
+    as_json: JsonFlag = False,
+) -> None:
     """Show how a call would be decided: every rule's outcome, the winner, verdict, gate, retry."""
     try:
         call_args: Any = json.loads(args)
     except json.JSONDecodeError as exc:
-        raise _usage(f"--args is not valid JSON ({exc}): pass an object like '{{\"amount_cents\": 100}}'",
-                     as_json) from None
+        raise _usage(
+            f"--args is not valid JSON ({exc}): pass an object like '{{\"amount_cents\": 100}}'", as_json
+        ) from None
     if not isinstance(call_args, dict):
         raise _usage("--args must be a JSON object of arguments, like '{\"amount_cents\": 100}'", as_json)
     try:
@@ -92,8 +114,13 @@ def explain(tool: Annotated[str, typer.Argument(help="Tool name, e.g. billing.cr
         raise typer.Exit(2 if err.fields["field"] == "team" and err.fields["line"] is None else 1) from None
     decision, traces = policy.explain(tool, call_args)  # pyright: ignore[reportUnknownArgumentType]
     shown = redact(call_args, decision.secret_fields)
-    data = {"team": team, "tool": tool, "args": shown, **_decision_json(decision),
-            "rules": [{"rule": t.rule, "line": t.line, "outcome": t.outcome, "detail": t.detail} for t in traces]}
+    data = {
+        "team": team,
+        "tool": tool,
+        "args": shown,
+        **_decision_json(decision),
+        "rules": [{"rule": t.rule, "line": t.line, "outcome": t.outcome, "detail": t.detail} for t in traces],
+    }
     if as_json:
         _emit(data)
         return
@@ -106,20 +133,31 @@ def explain(tool: Annotated[str, typer.Argument(help="Tool name, e.g. billing.cr
     typer.echo(f"reason: {decision.reason}")
     if decision.approval is not None:
         gate = decision.approval
-        typer.echo(f"gate: roles {', '.join(gate.roles)}, quorum {gate.quorum}, expires after {gate.expires_after:g}s")
+        typer.echo(
+            f"gate: roles {', '.join(gate.roles)}, quorum {gate.quorum}, "
+            f"expires after {gate.expires_after:g}s"
+        )
     retry = decision.retry
-    typer.echo(f"retry: {retry.attempts} attempt(s), backoff {retry.backoff_initial:g}s x{retry.backoff_multiplier:g} "
-               f"up to {retry.backoff_max:g}s, timeout {retry.timeout if retry.timeout is not None else 'none'}")
+    typer.echo(
+        f"retry: {retry.attempts} attempt(s), "
+        f"backoff {retry.backoff_initial:g}s x{retry.backoff_multiplier:g} "
+        f"up to {retry.backoff_max:g}s, timeout {retry.timeout if retry.timeout is not None else 'none'}"
+    )
     typer.echo(f"on failure: {decision.on_failure}")
 
 
 @app.command("test")
-def test_cases(teams: Annotated[list[str] | None, typer.Argument(help="Teams to test [default: all].")] = None,
-               policies: PoliciesDir = None, as_json: JsonFlag = False) -> None:
-    """Run each team's cases file (policies/<team>.cases.yaml); print failures and a summary. Exit 1 on any."""
+def test_cases(
+    teams: Annotated[list[str] | None, typer.Argument(help="Teams to test [default: all].")] = None,
+    policies: PoliciesDir = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Run each team's cases file (<team>.cases.yaml): print failures and a summary. Exit 1 on any."""
     directory = _policy_dir(policies)
     if not directory.is_dir():
-        raise _usage(f"policy folder {directory} does not exist: pass --policies or set GUARD_POLICY_DIR", as_json)
+        raise _usage(
+            f"policy folder {directory} does not exist: pass --policies or set GUARD_POLICY_DIR", as_json
+        )
     names = teams or sorted(p.stem for p in directory.glob("*.yaml") if not p.name.endswith(".cases.yaml"))
     reports: list[CaseReport] = []
     errors: list[PolicyError] = []
@@ -127,27 +165,50 @@ def test_cases(teams: Annotated[list[str] | None, typer.Argument(help="Teams to 
         path = directory / f"{team}.yaml"
         try:
             if not cases_path(path).exists() and path.exists():
-                raise PolicyError(file=str(cases_path(path)), line=None, field="",
-                                  reason=f"team {team} has no cases file: write {cases_path(path).name}")
+                raise PolicyError(
+                    file=str(cases_path(path)),
+                    line=None,
+                    field="",
+                    reason=f"team {team} has no cases file: write {cases_path(path).name}",
+                )
             reports.append(run_cases(path))
         except PolicyError as err:
             errors.append(err)
     failed = sum(len(r.failures) for r in reports)
     total = sum(len(r.results) for r in reports)
     if as_json:
-        _emit({"ok": not failed and not errors, "cases": total, "failed": failed,
-               "errors": [_error_json(e) for e in errors],
-               "failures": [{"team": r.team, "file": r.cases_file, "line": f.line, "name": f.name,
-                             "differences": list(f.differences), "reason": f.decision.reason}
-                            for r in reports for f in r.failures]})
+        _emit(
+            {
+                "ok": not failed and not errors,
+                "cases": total,
+                "failed": failed,
+                "errors": [_error_json(e) for e in errors],
+                "failures": [
+                    {
+                        "team": r.team,
+                        "file": r.cases_file,
+                        "line": f.line,
+                        "name": f.name,
+                        "differences": list(f.differences),
+                        "reason": f.decision.reason,
+                    }
+                    for r in reports
+                    for f in r.failures
+                ],
+            }
+        )
     else:
         for err in errors:
             typer.echo(str(err))
         for report in reports:
             for failure in report.failures:
-                typer.echo(f"FAIL {report.cases_file}:{failure.line}: {failure.name}: "
-                           f"{'; '.join(failure.differences)} ({failure.decision.reason})")
-        typer.echo(f"{total - failed} passed, {failed} failed, {len(errors)} error(s) in {len(names)} team(s)")
+                typer.echo(
+                    f"FAIL {report.cases_file}:{failure.line}: {failure.name}: "
+                    f"{'; '.join(failure.differences)} ({failure.decision.reason})"
+                )
+        typer.echo(
+            f"{total - failed} passed, {failed} failed, {len(errors)} error(s) in {len(names)} team(s)"
+        )
     if failed or errors:
         raise typer.Exit(1)
 
@@ -162,13 +223,22 @@ def _decision_json(decision: Decision) -> dict[str, Any]:
     gate = decision.approval
     retry = decision.retry
     return {
-        "verdict": str(decision.verdict), "class": decision.side_effect and str(decision.side_effect),
-        "rule": decision.rule, "reason": decision.reason, "matched": list(decision.matched),
-        "approval": None if gate is None else {"roles": list(gate.roles), "quorum": gate.quorum,
-                                               "expires_after": gate.expires_after},
-        "retry": {"attempts": retry.attempts, "backoff_initial": retry.backoff_initial,
-                  "backoff_max": retry.backoff_max, "backoff_multiplier": retry.backoff_multiplier,
-                  "timeout": retry.timeout},
-        "on_failure": str(decision.on_failure), "policy_version": decision.policy_version,
+        "verdict": str(decision.verdict),
+        "class": decision.side_effect and str(decision.side_effect),
+        "rule": decision.rule,
+        "reason": decision.reason,
+        "matched": list(decision.matched),
+        "approval": None
+        if gate is None
+        else {"roles": list(gate.roles), "quorum": gate.quorum, "expires_after": gate.expires_after},
+        "retry": {
+            "attempts": retry.attempts,
+            "backoff_initial": retry.backoff_initial,
+            "backoff_max": retry.backoff_max,
+            "backoff_multiplier": retry.backoff_multiplier,
+            "timeout": retry.timeout,
+        },
+        "on_failure": str(decision.on_failure),
+        "policy_version": decision.policy_version,
         "secret_fields": sorted(decision.secret_fields),
     }

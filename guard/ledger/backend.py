@@ -10,7 +10,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from typing import Any, Protocol
 
 from guard.errors import LedgerNotReady, LedgerUnavailable
@@ -128,10 +128,8 @@ class Connections:
             cur.close()
 
     def _rollback(self, cur: Any) -> None:
-        try:
+        with suppress(Exception):
             cur.execute("ROLLBACK")
-        except Exception:  # noqa: BLE001 - the transaction may already be gone; the original error matters
-            pass
 
     def close(self) -> None:
         with self._lock:

@@ -17,6 +17,7 @@ from guard.errors import CallFailed, CallInDoubt, GuardUsageError, IdempotencyCo
 from guard.ledger.approvals import LedgerApprovals
 from guard.ledger.backend import Connections, open_backend
 from guard.ledger.moves import EventIn, append_events, cas_call, new_id
+from guard.ledger.pauses import LedgerPauses
 from guard.ledger.queries import LedgerQueries
 from guard.ledger.records import CallRecord, RunRecord
 from guard.ledger.states import (
@@ -93,7 +94,7 @@ class RunClose:
     requires_review: bool = False
 
 
-class Ledger(LedgerQueries, LedgerApprovals):
+class Ledger(LedgerQueries, LedgerApprovals, LedgerPauses):
     """The durable record of runs, calls, approvals and events. Thread-safe: one connection per thread.
 
     Open with `Ledger(url)`; a new SQLite file is created and migrated, an old one must be upgraded

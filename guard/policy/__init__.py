@@ -1,3 +1,4 @@
+# pyright: strict
 """Team policies: which side-effect class a tool call has, who must approve it, how it may retry.
 
 Load a policy file with `load_policy`, or a whole directory with `PolicySet.load_dir`, then `classify`

@@ -1,3 +1,4 @@
+# pyright: strict
 """Policy tests written by the policy owner: `policies/<team>.cases.yaml` next to the policy.
 
 Each case is a call and the decision it must get. `run_cases` loads both files (the cases file with the
@@ -84,28 +85,53 @@ def run_cases(policy_path: str | Path) -> CaseReport:
         line = doc.line_of(at)
         args = _args(case, source, doc.line_of((*at, "args_json")), f"cases[{index}]")
         if case.rule is not None and case.rule not in rules:
-            raise PolicyError(file=source, line=doc.line_of((*at, "rule")), field=f"cases[{index}].rule",
-                              reason=f"the policy has no rule {case.rule!r}: use one of {', '.join(sorted(rules))}")
+            raise PolicyError(
+                file=source,
+                line=doc.line_of((*at, "rule")),
+                field=f"cases[{index}].rule",
+                reason=f"the policy has no rule {case.rule!r}: use one of {', '.join(sorted(rules))}",
+            )
         decision = policy.classify(case.tool, args)
-        results.append(CaseResult(index, line, case.name or f"{case.tool} -> {case.expect}", case.tool, args,
-                                  case.expect, decision, _differences(case, decision)))
+        results.append(
+            CaseResult(
+                index,
+                line,
+                case.name or f"{case.tool} -> {case.expect}",
+                case.tool,
+                args,
+                case.expect,
+                decision,
+                _differences(case, decision),
+            )
+        )
     return CaseReport(policy.team, policy.source, source, tuple(results))
 
 
 def _args(case: CaseSpec, source: str, line: int | None, field: str) -> dict[str, Any]:
     if case.args is not None and case.args_json is not None:
-        raise PolicyError(file=source, line=line, field=f"{field}.args_json",
-                          reason="give `args` or `args_json`, not both")
+        raise PolicyError(
+            file=source, line=line, field=f"{field}.args_json", reason="give `args` or `args_json`, not both"
+        )
     if case.args_json is None:
         return dict(case.args or {})
     try:
-        value: Any = json.loads(case.args_json, parse_constant=lambda name: {"NaN": math.nan}.get(name, math.inf))
+        value: Any = json.loads(
+            case.args_json, parse_constant=lambda name: {"NaN": math.nan}.get(name, math.inf)
+        )
     except ValueError as exc:
-        raise PolicyError(file=source, line=line, field=f"{field}.args_json",
-                          reason=f"not valid JSON ({exc}): fix the JSON text") from None
+        raise PolicyError(
+            file=source,
+            line=line,
+            field=f"{field}.args_json",
+            reason=f"not valid JSON ({exc}): fix the JSON text",
+        ) from None
     if not isinstance(value, dict):
-        raise PolicyError(file=source, line=line, field=f"{field}.args_json",
-                          reason="the JSON must be an object of arguments: write {\"name\": value, ...}")
+        raise PolicyError(
+            file=source,
+            line=line,
+            field=f"{field}.args_json",
+            reason='the JSON must be an object of arguments: write {"name": value, ...}',
+        )
     return value  # pyright: ignore[reportUnknownVariableType]
 
 

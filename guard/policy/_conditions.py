@@ -1,3 +1,4 @@
+# pyright: strict
 """Conditions on call arguments, compiled once at load into plain predicates.
 
 Three-valued: a condition holds (True), fails (False), or is indeterminate, returned as the sentence that
@@ -13,7 +14,7 @@ import operator
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from guard.policy._spec import ConditionSpec
 from guard.policy._values import is_number, json_type, operand_kind
@@ -30,7 +31,11 @@ _ACCEPTS: dict[str, Callable[[Any], bool]] = {
     "boolean": lambda v: isinstance(v, bool),
 }
 _OPS: dict[str, Callable[[Any, Any], bool]] = {
-    "eq": operator.eq, "ne": operator.ne, "gt": operator.gt, "gte": operator.ge, "lt": operator.lt,
+    "eq": operator.eq,
+    "ne": operator.ne,
+    "gt": operator.gt,
+    "gte": operator.ge,
+    "lt": operator.lt,
     "lte": operator.le,
 }
 
@@ -56,7 +61,9 @@ class Comparator:
 
     def describe(self) -> str:
         """`gt 50000`, `in ['EU', 'UK']`, `glob 'crm.*'`."""
-        operand = list(self.operand) if isinstance(self.operand, tuple) else self.operand
+        operand: Any = (
+            list(cast("tuple[Any, ...]", self.operand)) if isinstance(self.operand, tuple) else self.operand
+        )
         return f"{self.op} {operand!r}"
 
 
@@ -78,24 +85,30 @@ class FieldCheck:
 
     def evaluate(self, args: Mapping[str, Any], rule: str) -> Outcome:
         """True or False when the argument decides it; otherwise the sentence saying what is wrong."""
-        value: Any = args
+        value: object = args
         for depth, part in enumerate(self.path):
             if not isinstance(value, Mapping):
                 where = ".".join(self.path[:depth])
-                return (f"argument {where} is {json_type(value)}; rule {rule} reads {self.field} from it "
-                        f"({self.describe()}): send an object")
-            value = value.get(part, _MISSING)  # pyright: ignore[reportUnknownMemberType]
+                return (
+                    f"argument {where} is {json_type(value)}; rule {rule} reads {self.field} from it "
+                    f"({self.describe()}): send an object"
+                )
+            value = cast("Mapping[str, object]", value).get(part, _MISSING)
             if value is _MISSING:
                 if self.exists is not None:
                     return not self.exists
-                return (f"argument {self.field} is missing; rule {rule} needs it to decide "
-                        f"({self.describe()}): send it")
+                return (
+                    f"argument {self.field} is missing; rule {rule} needs it to decide "
+                    f"({self.describe()}): send it"
+                )
         if self.exists is False:
             return False
         for comparator in self.comparators:
             if not comparator.accepts(value):
-                return (f"argument {self.field} is {json_type(value)}; rule {rule} compares it "
-                        f"{_AS[comparator.kind]} ({self.describe()}): {_SEND[comparator.kind]}")
+                return (
+                    f"argument {self.field} is {json_type(value)}; rule {rule} compares it "
+                    f"{_AS[comparator.kind]} ({self.describe()}): {_SEND[comparator.kind]}"
+                )
         return all(comparator.test(value) for comparator in self.comparators)
 
 
@@ -122,7 +135,9 @@ def compile_conditions(when: Mapping[str, ConditionSpec]) -> tuple[FieldCheck, .
     for field, spec in when.items():
         comparators = tuple(_comparators(spec))
         if not comparators and spec.exists is None:
-            raise ConditionProblem(field, "the condition has no comparator: add one (eq, gt, in, exists, ...)")
+            raise ConditionProblem(
+                field, "the condition has no comparator: add one (eq, gt, in, exists, ...)"
+            )
         if spec.exists is False and comparators:
             raise ConditionProblem(field, "`exists: false` cannot be combined with other comparators")
         checks.append(FieldCheck(field, tuple(field.split(".")), comparators, spec.exists))

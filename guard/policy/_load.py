@@ -1,3 +1,4 @@
+# pyright: strict
 """Reading policy files: bytes -> line-numbered YAML -> validated model -> compiled `Policy`.
 
 Every failure becomes one `PolicyError` with the file, the 1-based line, the dotted field and a reason
@@ -9,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path as FsPath
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
@@ -21,14 +22,28 @@ from guard.policy._spec import PolicySpec
 from guard.policy._values import json_type, looks_numeric
 from guard.policy._yaml import Path, YamlDocument, YamlProblem, format_path, parse_yaml
 
-__all__ = ["MAX_BYTES", "load_policy", "parse_model", "policy_from_bytes", "policy_from_text", "read_bytes", "read_text"]
+__all__ = [
+    "MAX_BYTES",
+    "load_policy",
+    "parse_model",
+    "policy_from_bytes",
+    "policy_from_text",
+    "read_bytes",
+    "read_text",
+]
 
 MAX_BYTES = 1024 * 1024
 Model = TypeVar("Model", bound=BaseModel)
 _KINDS = {
-    "int_type": "a whole number", "float_type": "a number", "string_type": "text", "bool_type": "true or false",
-    "list_type": "a list", "dict_type": "a mapping", "model_type": "a mapping", "model_attributes_type":
-    "a mapping", "tuple_type": "a list",
+    "int_type": "a whole number",
+    "float_type": "a number",
+    "string_type": "text",
+    "bool_type": "true or false",
+    "list_type": "a list",
+    "dict_type": "a mapping",
+    "model_type": "a mapping",
+    "model_attributes_type": "a mapping",
+    "tuple_type": "a list",
 }
 
 
@@ -50,18 +65,32 @@ def read_bytes(path: str | FsPath) -> bytes:
     target = FsPath(path)
     try:
         if target.is_dir():
-            raise PolicyError(file=source, line=None, field="", reason="is a directory: give the path of a .yaml file")
+            raise PolicyError(
+                file=source, line=None, field="", reason="is a directory: give the path of a .yaml file"
+            )
         with target.open("rb") as handle:
             data = handle.read(MAX_BYTES + 1)
     except FileNotFoundError:
-        raise PolicyError(file=source, line=None, field="",
-                          reason="no such file: check the path (policies live in policies/<team>.yaml)") from None
+        raise PolicyError(
+            file=source,
+            line=None,
+            field="",
+            reason="no such file: check the path (policies live in policies/<team>.yaml)",
+        ) from None
     except OSError as exc:
-        raise PolicyError(file=source, line=None, field="",
-                          reason=f"cannot read the file ({exc.strerror or exc}): check its permissions") from None
+        raise PolicyError(
+            file=source,
+            line=None,
+            field="",
+            reason=f"cannot read the file ({exc.strerror or exc}): check its permissions",
+        ) from None
     if len(data) > MAX_BYTES:
-        raise PolicyError(file=source, line=None, field="",
-                          reason="the file is larger than 1 MiB: a policy this big is refused; split or trim it")
+        raise PolicyError(
+            file=source,
+            line=None,
+            field="",
+            reason="the file is larger than 1 MiB: a policy this big is refused; split or trim it",
+        )
     return data
 
 
@@ -90,20 +119,34 @@ def parse_model(text: str, source: str, model: type[Model]) -> tuple[Model, Yaml
             validation error, mapped back to the line of the offending key.
     """
     if len(text.encode("utf-8", "surrogatepass")) > MAX_BYTES:
-        raise PolicyError(file=source, line=None, field="",
-                          reason="the text is larger than 1 MiB: a policy this big is refused; split or trim it")
+        raise PolicyError(
+            file=source,
+            line=None,
+            field="",
+            reason="the text is larger than 1 MiB: a policy this big is refused; split or trim it",
+        )
     try:
         doc = parse_yaml(text)
     except YamlProblem as exc:
-        raise PolicyError(file=source, line=exc.line, field=format_path(exc.path), reason=exc.reason) from None
+        raise PolicyError(
+            file=source, line=exc.line, field=format_path(exc.path), reason=exc.reason
+        ) from None
     if doc.value is None:
-        raise PolicyError(file=source, line=1, field="", reason="the file is empty: write the policy (see "
-                                                               "`guard policy schema`)")
+        raise PolicyError(
+            file=source,
+            line=1,
+            field="",
+            reason="the file is empty: write the policy (see `guard policy schema`)",
+        )
     if not isinstance(doc.value, dict):
-        raise PolicyError(file=source, line=1, field="", reason=f"the document is {json_type(doc.value)}, "
-                                                               f"not a mapping: start with `team: <name>`")
+        raise PolicyError(
+            file=source,
+            line=1,
+            field="",
+            reason=f"the document is {json_type(doc.value)}, not a mapping: start with `team: <name>`",
+        )
     try:
-        return model.model_validate(doc.value), doc
+        return model.model_validate(cast("dict[str, Any]", doc.value)), doc
     except ValidationError as exc:
         raise _from_validation(exc, doc, source) from None
 
@@ -112,18 +155,28 @@ def _compile(text: str, data: bytes, source: str) -> Policy:
     spec, doc = parse_model(text, source, PolicySpec)
     stem = _stem(source)
     if stem is not None and spec.team != stem:
-        raise PolicyError(file=source, line=doc.line_of(("team",)), field="team",
-                          reason=f"team {spec.team!r} does not match the file name {stem!r}: rename the file "
-                                 f"or set `team: {stem}`")
+        raise PolicyError(
+            file=source,
+            line=doc.line_of(("team",)),
+            field="team",
+            reason=f"team {spec.team!r} does not match the file name {stem!r}: rename the file "
+            f"or set `team: {stem}`",
+        )
     try:
         rules = compile_rules(spec, doc.line_of)
     except RuleProblem as exc:
-        raise PolicyError(file=source, line=doc.line_of(exc.path), field=format_path(exc.path),
-                          reason=exc.reason) from None
-    return Policy(team=spec.team, version="sha256:" + hashlib.sha256(data).hexdigest()[:16], source=source,
-                  description=spec.description or "", rules=rules,
-                  reviewers={name: frozenset(roles) for name, roles in spec.reviewers.items()},
-                  secret_fields=frozenset(spec.secrets))
+        raise PolicyError(
+            file=source, line=doc.line_of(exc.path), field=format_path(exc.path), reason=exc.reason
+        ) from None
+    return Policy(
+        team=spec.team,
+        version="sha256:" + hashlib.sha256(data).hexdigest()[:16],
+        source=source,
+        description=spec.description or "",
+        rules=rules,
+        reviewers={name: frozenset(roles) for name, roles in spec.reviewers.items()},
+        secret_fields=frozenset(spec.secrets),
+    )
 
 
 def _decode(data: bytes, source: str) -> str:
@@ -131,8 +184,12 @@ def _decode(data: bytes, source: str) -> str:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
         line = data[: exc.start].count(b"\n") + 1
-        raise PolicyError(file=source, line=line, field="",
-                          reason=f"the file is not UTF-8 (byte {exc.start}): save it as UTF-8") from None
+        raise PolicyError(
+            file=source,
+            line=line,
+            field="",
+            reason=f"the file is not UTF-8 (byte {exc.start}): save it as UTF-8",
+        ) from None
     return text.removeprefix("\ufeff")
 
 

@@ -1,3 +1,4 @@
+# pyright: strict
 """`Policy`: one team's compiled rules and the pure, fast `classify` that runs on every tool call.
 
 Classification: take the rules that name the tool (exact names through a dict, then precompiled globs;
@@ -18,8 +19,8 @@ from typing import Any
 
 from guard.policy._conditions import evaluate_all
 from guard.policy._rules import Rule
-from guard.policy._values import format_duration
 from guard.policy._types import NO_RETRY, Decision, OnFailure, Verdict
+from guard.policy._values import format_duration
 
 __all__ = ["Policy", "RuleTrace"]
 
@@ -53,11 +54,30 @@ class Policy:
     Build one with `load_policy` or `policy_from_text`. `classify` does no I/O and no validation.
     """
 
-    __slots__ = ("_description", "_exact", "_globs", "_plans", "_reviewers", "_rules", "_secrets", "_source",
-                 "_team", "_version")
+    __slots__ = (
+        "_description",
+        "_exact",
+        "_globs",
+        "_plans",
+        "_reviewers",
+        "_rules",
+        "_secrets",
+        "_source",
+        "_team",
+        "_version",
+    )
 
-    def __init__(self, *, team: str, version: str, source: str, description: str, rules: tuple[Rule, ...],
-                 reviewers: Mapping[str, frozenset[str]], secret_fields: frozenset[str]) -> None:
+    def __init__(
+        self,
+        *,
+        team: str,
+        version: str,
+        source: str,
+        description: str,
+        rules: tuple[Rule, ...],
+        reviewers: Mapping[str, frozenset[str]],
+        secret_fields: frozenset[str],
+    ) -> None:
         self._team = team
         self._version = version
         self._source = source
@@ -132,8 +152,13 @@ class Policy:
             elif outcome is not False and unknown is None:
                 unknown = (rule, outcome)  # pyright: ignore[reportAssignmentType]
         if unknown is not None:
-            return self._deny(tool, plan, matched, unknown[0].name, unknown[1] + " (an argument of the wrong "
-                              "type or a missing one never auto-allows a call)")
+            return self._deny(
+                tool,
+                plan,
+                matched,
+                unknown[0].name,
+                unknown[1] + " (an argument of the wrong type or a missing one never auto-allows a call)",
+            )
         key = tuple(rule.index for rule in matched)
         decision = plan.decisions.get(key)
         if decision is None:
@@ -174,7 +199,9 @@ class Policy:
     def _decide(self, tool: str, plan: _Plan, matched: list[Rule]) -> Decision:
         denies = [rule for rule in matched if rule.deny is not None]
         if denies:
-            return self._deny(tool, plan, matched, denies[0].name, f"{denies[0].deny} (rule {denies[0].name})")
+            return self._deny(
+                tool, plan, matched, denies[0].name, f"{denies[0].deny} (rule {denies[0].name})"
+            )
         if not matched:
             return self._deny(tool, plan, matched, None, self._no_match(tool, plan))
         winner = min(matched, key=lambda rule: rule.strictness)
@@ -184,26 +211,55 @@ class Policy:
             reason += f" ({winner.conditions()})"
         if winner.approval is not None:
             roles = " or ".join(winner.approval.roles)
-            reason += (f": {winner.side_effect} call, needs approval by {winner.approval.quorum} reviewer(s) "
-                       f"with role {roles} within {format_duration(winner.approval.expires_after)}")
+            reason += (
+                f": {winner.side_effect} call, needs approval by {winner.approval.quorum} reviewer(s) "
+                f"with role {roles} within {format_duration(winner.approval.expires_after)}"
+            )
         else:
             reason += f": {winner.side_effect} call, allowed without approval"
         if len(matched) > 1:
             reason += f"; strictest of the matching rules {', '.join(rule.name for rule in matched)}"
-        return Decision(self._team, tool, Verdict.APPROVE if winner.approval else Verdict.ALLOW,
-                        winner.side_effect, winner.name, reason, winner.approval, winner.retry,
-                        winner.on_failure, plan.secrets, self._version, tuple(rule.name for rule in matched))
+        return Decision(
+            self._team,
+            tool,
+            Verdict.APPROVE if winner.approval else Verdict.ALLOW,
+            winner.side_effect,
+            winner.name,
+            reason,
+            winner.approval,
+            winner.retry,
+            winner.on_failure,
+            plan.secrets,
+            self._version,
+            tuple(rule.name for rule in matched),
+        )
 
     def _deny(self, tool: str, plan: _Plan, matched: list[Rule], rule: str | None, reason: str) -> Decision:
         gated = [r for r in matched if r.side_effect is not None]
         side_effect = min(gated, key=lambda r: r.strictness).side_effect if gated else None
-        return Decision(self._team, tool, Verdict.DENY, side_effect, rule, reason, None, NO_RETRY,
-                        OnFailure.HALT, plan.secrets, self._version, tuple(r.name for r in matched))
+        return Decision(
+            self._team,
+            tool,
+            Verdict.DENY,
+            side_effect,
+            rule,
+            reason,
+            None,
+            NO_RETRY,
+            OnFailure.HALT,
+            plan.secrets,
+            self._version,
+            tuple(r.name for r in matched),
+        )
 
     def _no_match(self, tool: str, plan: _Plan) -> str:
         if not plan.candidates:
-            return (f"no rule in {self._source} matches tool {tool}: add a rule with `tools: [{tool}]` "
-                    f"to {self._source} (unknown tools are denied)")
+            return (
+                f"no rule in {self._source} matches tool {tool}: add a rule with `tools: [{tool}]` "
+                f"to {self._source} (unknown tools are denied)"
+            )
         named = "; ".join(f"{rule.name} ({rule.conditions()})" for rule in plan.candidates)
-        return (f"no rule in {self._source} matches tool {tool} with these arguments: the rules naming it "
-                f"need {named}; add a rule for this case to {self._source}")
+        return (
+            f"no rule in {self._source} matches tool {tool} with these arguments: the rules naming it "
+            f"need {named}; add a rule for this case to {self._source}"
+        )

@@ -1,3 +1,4 @@
+# pyright: strict
 """Compiled rules, and the checks that span fields which the file format alone cannot express.
 
 A `Rule` is a plain frozen value with its tool patterns precompiled, its conditions compiled and every
@@ -84,8 +85,10 @@ def compile_rules(spec: PolicySpec, line_of: Callable[[Path], int | None]) -> tu
     defaults = spec.defaults
     default_retry = defaults.retry if defaults is not None else None
     if default_retry is not None and default_retry.attempts is not None:
-        raise RuleProblem(("defaults", "retry", "attempts"),
-                          "attempts depend on the class: set `retry.attempts` on the rules of repeat-safe classes")
+        raise RuleProblem(
+            ("defaults", "retry", "attempts"),
+            "attempts depend on the class: set `retry.attempts` on the rules of repeat-safe classes",
+        )
     default_expiry = DEFAULT_EXPIRY
     if defaults is not None and defaults.approval is not None and defaults.approval.expires_after is not None:
         default_expiry = defaults.approval.expires_after
@@ -94,14 +97,23 @@ def compile_rules(spec: PolicySpec, line_of: Callable[[Path], int | None]) -> tu
     for index, rule in enumerate(spec.rules):
         at: Path = ("rules", index)
         if rule.name in seen:
-            raise RuleProblem((*at, "name"), f"rule name {rule.name!r} is used twice: give each rule its own name")
+            raise RuleProblem(
+                (*at, "name"), f"rule name {rule.name!r} is used twice: give each rule its own name"
+            )
         seen.add(rule.name)
         rules.append(_compile(index, rule, at, holders, default_retry, default_expiry, line_of(at)))
     return tuple(rules)
 
 
-def _compile(index: int, rule: RuleSpec, at: Path, holders: Mapping[str, frozenset[str]],
-             default_retry: RetrySpec | None, default_expiry: float, line: int | None) -> Rule:
+def _compile(
+    index: int,
+    rule: RuleSpec,
+    at: Path,
+    holders: Mapping[str, frozenset[str]],
+    default_retry: RetrySpec | None,
+    default_expiry: float,
+    line: int | None,
+) -> Rule:
     try:
         checks = compile_conditions(rule.when or {})
     except ConditionProblem as exc:
@@ -113,24 +125,56 @@ def _compile(index: int, rule: RuleSpec, at: Path, holders: Mapping[str, frozens
         for key in ("class", "approval", "retry", "on_failure"):
             if getattr(rule, "class_" if key == "class" else key) is not None:
                 raise RuleProblem((*at, key), f"a deny rule takes no `{key}`: remove it, or remove `deny`")
-        return Rule(index, rule.name, line, tuple(rule.tools), exact, globs, checks, rule.deny, None, None,
-                    RetryRule(), OnFailure.HALT, secrets)
+        return Rule(
+            index,
+            rule.name,
+            line,
+            tuple(rule.tools),
+            exact,
+            globs,
+            checks,
+            rule.deny,
+            None,
+            None,
+            RetryRule(),
+            OnFailure.HALT,
+            secrets,
+        )
     side_effect = rule.class_
     if side_effect is None:
-        raise RuleProblem((*at, "class"), "the rule needs `class:` (read, idempotent, compensable, "
-                                          "irreversible) or `deny: <reason>`")
+        raise RuleProblem(
+            (*at, "class"),
+            "the rule needs `class:` (read, idempotent, compensable, irreversible) or `deny: <reason>`",
+        )
     approval = _approval(rule, at, holders, default_expiry)
     if side_effect is SideEffectClass.IRREVERSIBLE and approval is None:
-        raise RuleProblem((*at, "approval"), "irreversible calls need a human approval: add "
-                                             "`approval: {roles: [<role>]}` or choose another class")
+        raise RuleProblem(
+            (*at, "approval"),
+            "irreversible calls need a human approval: add "
+            "`approval: {roles: [<role>]}` or choose another class",
+        )
     retry = _retry(side_effect, rule.retry, default_retry, at)
     on_failure = rule.on_failure or _ON_FAILURE[side_effect]
-    return Rule(index, rule.name, line, tuple(rule.tools), exact, globs, checks, None, side_effect, approval,
-                retry, on_failure, secrets)
+    return Rule(
+        index,
+        rule.name,
+        line,
+        tuple(rule.tools),
+        exact,
+        globs,
+        checks,
+        None,
+        side_effect,
+        approval,
+        retry,
+        on_failure,
+        secrets,
+    )
 
 
-def _approval(rule: RuleSpec, at: Path, holders: Mapping[str, frozenset[str]],
-              default_expiry: float) -> ApprovalRule | None:
+def _approval(
+    rule: RuleSpec, at: Path, holders: Mapping[str, frozenset[str]], default_expiry: float
+) -> ApprovalRule | None:
     spec = rule.approval
     if spec is None:
         return None
@@ -140,14 +184,18 @@ def _approval(rule: RuleSpec, at: Path, holders: Mapping[str, frozenset[str]],
     if spec.quorum > len(eligible):
         roles = ", ".join(spec.roles)
         who = ", ".join(sorted(eligible)) or "nobody"
-        raise RuleProblem((*at, "approval", "quorum"),
-                          f"quorum {spec.quorum} needs {spec.quorum} reviewers with role {roles}, but only "
-                          f"{len(eligible)} hold it ({who}): add reviewers under `reviewers:` or lower the quorum")
+        raise RuleProblem(
+            (*at, "approval", "quorum"),
+            f"quorum {spec.quorum} needs {spec.quorum} reviewers with role {roles}, but only "
+            f"{len(eligible)} hold it ({who}): add reviewers under `reviewers:` or lower the quorum",
+        )
     expiry = spec.expires_after if spec.expires_after is not None else default_expiry
     return ApprovalRule(tuple(spec.roles), spec.quorum, expiry)
 
 
-def _retry(side_effect: SideEffectClass, spec: RetrySpec | None, default: RetrySpec | None, at: Path) -> RetryRule:
+def _retry(
+    side_effect: SideEffectClass, spec: RetrySpec | None, default: RetrySpec | None, at: Path
+) -> RetryRule:
     attempts = 3 if side_effect.repeat_safe else 1
     initial, maximum, multiplier, timeout = 0.1, 2.0, 2.0, None
     for layer in (default, spec):
@@ -159,13 +207,17 @@ def _retry(side_effect: SideEffectClass, spec: RetrySpec | None, default: RetryS
             timeout = layer.timeout
     if spec is not None and spec.attempts is not None:
         if spec.attempts > 1 and not side_effect.repeat_safe:
-            raise RuleProblem((*at, "retry", "attempts"),
-                              f"{side_effect} calls are not repeat-safe: reconcile instead of retrying "
-                              f"(set attempts: 1 or remove it)")
+            raise RuleProblem(
+                (*at, "retry", "attempts"),
+                f"{side_effect} calls are not repeat-safe: reconcile instead of retrying "
+                f"(set attempts: 1 or remove it)",
+            )
         attempts = spec.attempts
     if maximum < initial:
-        raise RuleProblem((*at, "retry", "backoff", "max"),
-                          f"backoff max ({maximum}s) is below initial ({initial}s): raise max")
+        raise RuleProblem(
+            (*at, "retry", "backoff", "max"),
+            f"backoff max ({maximum}s) is below initial ({initial}s): raise max",
+        )
     return RetryRule(attempts, initial, maximum, multiplier, timeout)
 
 

@@ -1,3 +1,4 @@
+# pyright: strict
 """The JSON Schema of the policy file format, for editors (`guard policy schema`)."""
 
 from __future__ import annotations
@@ -16,5 +17,8 @@ def policy_json_schema() -> dict[str, Any]:
     classes that are not repeat-safe) are not expressible here; `guard policy validate` checks them.
     """
     schema = PolicySpec.model_json_schema(by_alias=True, mode="validation")
-    return {"$schema": "https://json-schema.org/draft/2020-12/schema", "$id": "https://guard.dev/policy.schema.json",
-            **schema}
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": "https://guard.dev/policy.schema.json",
+        **schema,
+    }

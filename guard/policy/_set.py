@@ -1,3 +1,4 @@
+# pyright: strict
 """`PolicySet`: the policies of every team in one directory, held side by side in one process.
 
 A broken file does not stop the others: its team is kept with its error and every call of that team is
@@ -30,8 +31,12 @@ class PolicySet:
 
     __slots__ = ("directory", "errors", "policies", "teams")
 
-    def __init__(self, policies: Mapping[str, Policy], errors: Mapping[str, PolicyError] | None = None,
-                 directory: str | Path | None = None) -> None:
+    def __init__(
+        self,
+        policies: Mapping[str, Policy],
+        errors: Mapping[str, PolicyError] | None = None,
+        directory: str | Path | None = None,
+    ) -> None:
         self.policies: Mapping[str, Policy] = dict(policies)
         self.errors: Mapping[str, PolicyError] = dict(errors or {})
         self.teams: tuple[str, ...] = tuple(sorted({*self.policies, *self.errors}))
@@ -46,11 +51,17 @@ class PolicySet:
         """
         root = Path(directory)
         try:
-            files = sorted(p for p in root.iterdir() if p.suffix == ".yaml" and not p.name.endswith(".cases.yaml"))
+            files = sorted(
+                p for p in root.iterdir() if p.suffix == ".yaml" and not p.name.endswith(".cases.yaml")
+            )
         except OSError as exc:
-            raise PolicyError(file=str(directory), line=None, field="",
-                              reason=f"cannot list the policy directory ({exc.strerror or exc}): "
-                                     f"set GUARD_POLICY_DIR or --policies to the folder of <team>.yaml files") from None
+            raise PolicyError(
+                file=str(directory),
+                line=None,
+                field="",
+                reason=f"cannot list the policy directory ({exc.strerror or exc}): "
+                f"set GUARD_POLICY_DIR or --policies to the folder of <team>.yaml files",
+            ) from None
         policies: dict[str, Policy] = {}
         errors: dict[str, PolicyError] = {}
         for file in files:
@@ -77,8 +88,9 @@ class PolicySet:
         if policy is not None:
             return policy.classify(tool, args)
         reason = f"the policy of team {team!r} cannot be used, so every call is denied: {self._error(team)}"
-        return Decision(team, tool, Verdict.DENY, None, None, reason, None, NO_RETRY, OnFailure.HALT,
-                        frozenset(), "", ())
+        return Decision(
+            team, tool, Verdict.DENY, None, None, reason, None, NO_RETRY, OnFailure.HALT, frozenset(), "", ()
+        )
 
     def _error(self, team: str) -> PolicyError:
         error = self.errors.get(team)
@@ -86,9 +98,13 @@ class PolicySet:
             return error
         where = self.directory or "this policy set"
         known = ", ".join(self.teams) or "none"
-        return PolicyError(file=str(Path(where) / f"{team}.yaml") if self.directory else where, line=None,
-                           field="team", reason=f"no policy for team {team!r} in {where} (known teams: {known}): "
-                                                f"write {team}.yaml or use one of the known teams")
+        return PolicyError(
+            file=str(Path(where) / f"{team}.yaml") if self.directory else where,
+            line=None,
+            field="team",
+            reason=f"no policy for team {team!r} in {where} (known teams: {known}): "
+            f"write {team}.yaml or use one of the known teams",
+        )
 
     def __contains__(self, team: object) -> bool:
         return team in self.policies or team in self.errors

@@ -1,3 +1,4 @@
+# pyright: strict
 """The policy file format as pydantic models: the one validated shape, and the source of the JSON Schema.
 
 Models are strict (no text-to-number coercion) and refuse unknown keys with the list of keys allowed
@@ -38,8 +39,11 @@ _SCALAR_SCHEMA = {"type": ["string", "number", "boolean"]}
 Duration = Annotated[float, BeforeValidator(parse_duration), WithJsonSchema(_DURATION_SCHEMA)]
 Number = Annotated[Any, AfterValidator(number_operand), WithJsonSchema({"type": "number"})]
 Scalar = Annotated[Any, AfterValidator(scalar_operand), WithJsonSchema(_SCALAR_SCHEMA)]
-ScalarList = Annotated[Any, AfterValidator(scalar_list),
-                       WithJsonSchema({"type": "array", "items": _SCALAR_SCHEMA, "minItems": 1})]
+ScalarList = Annotated[
+    Any,
+    AfterValidator(scalar_list),
+    WithJsonSchema({"type": "array", "items": _SCALAR_SCHEMA, "minItems": 1}),
+]
 Name = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=100)]
 Text = Annotated[str, StringConstraints(min_length=1, max_length=1000)]
 ToolPattern = Annotated[str, StringConstraints(pattern=r"^\S+$", max_length=200)]
@@ -59,11 +63,14 @@ class _Spec(BaseModel):
             for key in data:  # pyright: ignore[reportUnknownVariableType]
                 if key not in allowed:
                     raise PydanticCustomError(
-                        "unknown_key", "unknown key '{key}': allowed here are {allowed}",
-                        {"key": key, "allowed": ", ".join(sorted(allowed))})
+                        "unknown_key",
+                        "unknown key '{key}': allowed here are {allowed}",
+                        {"key": key, "allowed": ", ".join(sorted(allowed))},
+                    )
                 if data[key] is None:
                     raise PydanticCustomError(
-                        "null_value", "'{key}' is null: give it a value or remove the key", {"key": key})
+                        "null_value", "'{key}' is null: give it a value or remove the key", {"key": key}
+                    )
         return data  # pyright: ignore[reportUnknownVariableType]
 
 
@@ -84,7 +91,7 @@ class RetrySpec(_Spec):
 
 
 class ApprovalSpec(_Spec):
-    """A human gate: reviewers holding any of `roles`; `quorum` of them must approve before `expires_after`."""
+    """A human gate: `quorum` reviewers holding any of `roles` must approve before `expires_after`."""
 
     roles: Annotated[list[Name], Field(min_length=1)]
     quorum: Annotated[int, Field(ge=1, le=100)] = 1
@@ -125,7 +132,9 @@ class RuleSpec(_Spec):
     name: Name
     description: Text | None = None
     tools: Annotated[list[ToolPattern], Field(min_length=1)]
-    when: dict[Annotated[str, StringConstraints(pattern=r"^[^.\s]+(\.[^.\s]+)*$")], ConditionSpec] | None = None
+    when: dict[Annotated[str, StringConstraints(pattern=r"^[^.\s]+(\.[^.\s]+)*$")], ConditionSpec] | None = (
+        None
+    )
     class_: Annotated[SideEffectClass, Field(strict=False)] | None = Field(default=None, alias="class")
     approval: ApprovalSpec | None = None
     retry: RetrySpec | None = None

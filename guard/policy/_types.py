@@ -1,3 +1,4 @@
+# pyright: strict
 """The values a policy hands to the rest of Guard: side-effect classes, verdicts and the decision.
 
 Everything here is immutable and cheap to build: `Policy.classify` returns a `Decision` on every tool call.

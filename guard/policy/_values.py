@@ -1,3 +1,4 @@
+# pyright: strict
 """Validators for the small value types of a policy file: durations, condition operands, names.
 
 Each raises `ValueError` with a sentence that says what to write instead; the loader puts the file, line
@@ -8,9 +9,19 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Any
+from typing import Any, cast
 
-__all__ = ["format_duration", "is_number", "json_type", "looks_numeric", "number_operand", "operand_kind", "parse_duration", "scalar_list", "scalar_operand"]
+__all__ = [
+    "format_duration",
+    "is_number",
+    "json_type",
+    "looks_numeric",
+    "number_operand",
+    "operand_kind",
+    "parse_duration",
+    "scalar_list",
+    "scalar_operand",
+]
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$")
 _UNIT = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
@@ -67,7 +78,9 @@ def parse_duration(value: Any) -> float:
         ValueError: for anything else, including zero, negative, non-finite and boolean values.
     """
     if isinstance(value, bool) or value is None:
-        raise ValueError(f"expected a duration like 30s, 5m, 1h, 2d or a number of seconds, got {json_type(value)}")
+        raise ValueError(
+            f"expected a duration like 30s, 5m, 1h, 2d or a number of seconds, got {json_type(value)}"
+        )
     if isinstance(value, int | float):
         seconds = float(value)
     elif isinstance(value, str):
@@ -76,7 +89,9 @@ def parse_duration(value: Any) -> float:
             raise ValueError(f"{value!r} is not a duration: write 30s, 5m, 1h, 2d or a number of seconds")
         seconds = float(match.group(1)) * _UNIT[match.group(2)]
     else:
-        raise ValueError(f"expected a duration like 30s, 5m, 1h, 2d or a number of seconds, got {json_type(value)}")
+        raise ValueError(
+            f"expected a duration like 30s, 5m, 1h, 2d or a number of seconds, got {json_type(value)}"
+        )
     if not math.isfinite(seconds) or seconds <= 0:
         raise ValueError(f"a duration must be positive and finite, got {value!r}")
     return seconds
@@ -104,8 +119,8 @@ def scalar_operand(value: Any) -> str | int | float | bool:
 def scalar_list(value: Any) -> tuple[str | int | float | bool, ...]:
     """Check an `in`/`not_in` operand: a non-empty list of scalars all of one kind (text, number, boolean)."""
     if not isinstance(value, list | tuple) or not value:
-        raise ValueError(f"expected a non-empty list, got {json_type(value)}")
-    items = tuple(scalar_operand(item) for item in value)  # pyright: ignore[reportUnknownVariableType]
+        raise ValueError(f"expected a non-empty list, got {json_type(cast(object, value))}")
+    items = tuple(scalar_operand(item) for item in cast("list[Any]", value))
     kinds = {operand_kind(item) for item in items}
     if len(kinds) > 1:
         raise ValueError(f"the list mixes {' and '.join(sorted(kinds))} values: use one kind per list")
@@ -113,7 +128,7 @@ def scalar_list(value: Any) -> tuple[str | int | float | bool, ...]:
 
 
 def operand_kind(value: object) -> str:
-    """"number", "string" or "boolean": what type an argument must have to be compared with `value`."""
+    """ "number", "string" or "boolean": what type an argument must have to be compared with `value`."""
     if isinstance(value, bool):
         return "boolean"
     if isinstance(value, str):

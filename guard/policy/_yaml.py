@@ -1,3 +1,4 @@
+# pyright: strict
 """A safe YAML reader that remembers the line of every value.
 
 It builds on PyYAML's `SafeLoader` compose step (events -> nodes, each node with its start mark) and turns
@@ -66,13 +67,19 @@ class _Loader(yaml.SafeLoader):
     """SafeLoader that refuses anchors and aliases while composing, before anything is expanded."""
 
     def compose_node(self, parent: Node | None, index: object) -> Node | None:  # type: ignore[override]
-        event = self.peek_event()
+        event: Any = self.peek_event()  # pyright: ignore[reportUnknownMemberType, reportUnknownVariableType]
         if isinstance(event, AliasEvent):
-            raise YamlProblem(event.start_mark.line + 1, (),
-                              "YAML aliases (*name) are not allowed in policies: write the value out")
+            raise YamlProblem(
+                event.start_mark.line + 1,
+                (),
+                "YAML aliases (*name) are not allowed in policies: write the value out",
+            )
         if isinstance(event, NodeEvent) and event.anchor is not None:
-            raise YamlProblem(event.start_mark.line + 1, (),
-                              f"YAML anchors (&{event.anchor}) are not allowed in policies: write the value out")
+            raise YamlProblem(
+                event.start_mark.line + 1,
+                (),
+                f"YAML anchors (&{event.anchor}) are not allowed in policies: write the value out",
+            )
         return super().compose_node(parent, index)  # type: ignore[no-any-return]
 
 
@@ -83,7 +90,13 @@ def parse_yaml(text: str) -> YamlDocument:
         YamlProblem: syntax error, several documents, an anchor or alias, a duplicate or non-string key,
             a merge key, or an unsafe tag. An empty document parses to None.
     """
-    loader = _Loader(text)
+    try:
+        loader = _Loader(text)
+    except yaml.reader.ReaderError as exc:
+        line = text.count("\n", 0, exc.position) + 1
+        raise YamlProblem(
+            line, (), f"character #x{exc.character:04x} is not allowed in YAML: remove it"
+        ) from None
     try:
         node = loader.get_single_node()
     except YamlProblem:
@@ -93,13 +106,19 @@ def parse_yaml(text: str) -> YamlDocument:
         line = mark.line + 1 if mark is not None else None
         problem = exc.problem or exc.context or "invalid YAML"
         if "single document" in str(exc.context):
-            raise YamlProblem(line, (), "a policy file holds one YAML document: remove the `---` and what "
-                                        "follows it") from None
+            raise YamlProblem(
+                line, (), "a policy file holds one YAML document: remove the `---` and what follows it"
+            ) from None
         raise YamlProblem(line, (), f"YAML syntax error: {problem}: fix the syntax") from None
+    except yaml.reader.ReaderError as exc:
+        line = text.count("\n", 0, exc.position) + 1
+        raise YamlProblem(
+            line, (), f"character #x{exc.character:04x} is not allowed in YAML: remove it"
+        ) from None
     except yaml.YAMLError as exc:
         raise YamlProblem(None, (), f"YAML error: {exc}") from None
     finally:
-        loader.dispose()
+        loader.dispose()  # pyright: ignore[reportUnknownMemberType]
     doc = YamlDocument(None)
     if node is None:
         return doc
@@ -126,8 +145,9 @@ def _build(node: Node, path: Path, lines: dict[Path, int], loader: _Loader) -> A
             key = _key(key_node, path, loader)
             key_path = (*path, key)
             if key in out:
-                raise YamlProblem(key_node.start_mark.line + 1, key_path,
-                                  f"duplicate key {key!r}: keep one of them")
+                raise YamlProblem(
+                    key_node.start_mark.line + 1, key_path, f"duplicate key {key!r}: keep one of them"
+                )
             lines[key_path] = key_node.start_mark.line + 1
             out[key] = _build(value_node, key_path, lines, loader)
         return out
@@ -136,8 +156,11 @@ def _build(node: Node, path: Path, lines: dict[Path, int], loader: _Loader) -> A
 
 def _check_tag(node: Node, expected: str, path: Path) -> None:
     if node.tag != expected:
-        raise YamlProblem(node.start_mark.line + 1, path,
-                          f"unsafe tag {node.tag!r}: policies use plain YAML values only; remove the tag")
+        raise YamlProblem(
+            node.start_mark.line + 1,
+            path,
+            f"unsafe tag {node.tag!r}: policies use plain YAML values only; remove the tag",
+        )
 
 
 def _key(node: Node, path: Path, loader: _Loader) -> str:
@@ -148,15 +171,18 @@ def _key(node: Node, path: Path, loader: _Loader) -> str:
         raise YamlProblem(line, path, "mapping keys must be plain strings")
     key = _scalar(node, path, loader)
     if not isinstance(key, str):
-        raise YamlProblem(line, path, f"key {node.value!r} is read as a {type(key).__name__}, not text: "
-                                      f"quote it ('{node.value}')")
+        raise YamlProblem(
+            line,
+            path,
+            f"key {node.value!r} is read as a {type(key).__name__}, not text: quote it ('{node.value}')",
+        )
     return key
 
 
 def _scalar(node: ScalarNode, path: Path, loader: _Loader) -> Any:
     if node.tag not in _SCALAR_TAGS:
         _check_tag(node, _CORE + "str", path)
-    value = loader.construct_object(node)  # pyright: ignore[reportUnknownMemberType]
+    value: object = loader.construct_object(node)  # pyright: ignore[reportUnknownMemberType]
     if isinstance(value, datetime.date):
         return node.value  # dates stay text: no policy field is a date
     return value

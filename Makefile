@@ -1,0 +1,35 @@
+# Two commands on a fresh clone: `make demo` and `make test`. Everything else is set up by them.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test lint bench clean help
+
+help:
+	@echo "make demo   set up and run the onboarding example (CRM -> billing -> provisioning -> email)"
+	@echo "make test   set up and run the test suite and the policy cases"
+	@echo "make lint   ruff, import contracts, pyright"
+	@echo "make bench  per-call latency against the two-commit floor and the peers (own venv)"
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/python examples/onboarding/demo.py
+
+test: $(STAMP)
+	$(BIN)/ruff check guard tests policies examples bench
+	$(BIN)/lint-imports
+	$(BIN)/python -m pytest -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check guard tests policies examples bench
+	$(BIN)/lint-imports
+	$(BIN)/pyright guard
+
+clean:
+	rm -rf $(VENV) .venv-bench .pytest_cache .hypothesis examples/onboarding/state

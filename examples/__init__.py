@@ -1,0 +1,1 @@
+"""Runnable scenarios for Guard; see examples/README.md."""

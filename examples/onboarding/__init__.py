@@ -1,0 +1,1 @@
+"""Onboarding: CRM -> billing -> provisioning -> welcome email, with a human approving the email."""

@@ -1,0 +1,35 @@
+"""`guard`: the root command. Each group lives in its own module."""
+
+from __future__ import annotations
+
+import typer
+
+from guard.cli import approvals_cmd, ledger_cmd, ops_cmd, policy_cmd, runs_cmd
+
+app = typer.Typer(
+    name="guard",
+    help=(
+        "Guard sits between an AI agent and the tools that change the world. It classifies every tool call "
+        "by side-effect class from a team policy (policies/<team>.yaml), records each call's life in a durable "
+        "ledger, and holds high-impact calls for a human decision.\n\n"
+        "Start here: `guard policy validate policies/*.yaml`, then `guard policy explain TOOL --team T "
+        "--args '{...}'`. After an agent ran: `guard runs list`, `guard runs show RUN`, `guard approvals "
+        "list`.\n\nThe ledger is --db / $GUARD_DATABASE_URL (default ./guard.db); policies are --policies / "
+        "$GUARD_POLICY_DIR (default ./policies). Exit codes: 0 ok, 1 check failed or refused, 2 usage error."
+    ),
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+app.add_typer(policy_cmd.app, name="policy")
+app.add_typer(runs_cmd.app, name="runs")
+app.add_typer(approvals_cmd.app, name="approvals")
+app.add_typer(ledger_cmd.ledger_app, name="ledger")
+app.add_typer(ledger_cmd.db_app, name="db")
+app.command("pause")(ops_cmd.pause)
+app.command("unpause")(ops_cmd.unpause)
+app.command("pauses")(ops_cmd.pauses)
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,153 @@
+"""`guard approvals ...`: what waits for a human, with its full context, and the decision itself.
+
+The reviewer's authority comes from the team's policy (`reviewers:`): a decision needs one of the roles the
+approval names; nobody decides a call they asked for; a rejection needs a reason.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from typing import Annotated, Any, Literal
+
+import typer
+
+from guard.cli.common import (
+    DbOption,
+    JsonFlag,
+    PoliciesDir,
+    ago,
+    emit,
+    fail,
+    guarded_command,
+    open_ledger,
+    policy_dir,
+    when,
+)
+from guard.errors import ApprovalDecisionError
+from guard.ledger import ApprovalRecord, Ledger
+from guard.policy import PolicySet
+
+app = typer.Typer(help="Approvals: calls waiting for a human decision.", no_args_is_help=True)
+
+Reviewer = Annotated[str | None, typer.Option("--as", help="Who decides [default: $GUARD_REVIEWER].")]
+
+
+def _approval_json(a: ApprovalRecord, ledger: Ledger | None = None) -> dict[str, Any]:
+    data = a.to_dict()
+    data["args"] = json.loads(data.pop("args_json"))
+    data["roles"] = a.role_list
+    data["decided_by"] = json.loads(a.decided_by) if a.decided_by else []
+    if ledger is not None:
+        data["decisions"] = [d.to_dict() for d in ledger.decisions_of(a.approval_id)]
+    return data
+
+
+@app.command("list")
+@guarded_command
+def list_approvals(team: Annotated[str | None, typer.Option(help="Only this team.")] = None,
+                   state: Annotated[str, typer.Option(help="pending, approved, rejected, expired or all.")] = "pending",
+                   db: DbOption = None, as_json: JsonFlag = False) -> None:
+    """List approvals (pending ones by default), oldest first."""
+    ledger = open_ledger(db)
+    items = ledger.list_approvals(state=None if state == "all" else state, team=team)
+    if as_json:
+        emit([_approval_json(a) for a in items])
+        return
+    if not items:
+        typer.echo(f"no {state} approvals")
+        return
+    now = time.time()
+    for a in items:
+        typer.echo(f"{a.approval_id}  {a.team:<12} {a.tool:<28} roles={','.join(a.role_list):<14} "
+                   f"asked {ago(a.requested_at, now)}, expires {ago(a.expires_at, now)}  [{a.state}]")
+
+
+@app.command("show")
+@guarded_command
+def show(approval_id: Annotated[str, typer.Argument(help="The approval id (see `guard approvals list`).")],
+         db: DbOption = None, as_json: JsonFlag = False) -> None:
+    """Everything a reviewer needs: the exact arguments and their hash, the rule, the run so far."""
+    ledger = open_ledger(db)
+    a = ledger.get_approval(approval_id)
+    if a is None:
+        fail(f"no approval {approval_id}; list them with `guard approvals list`")
+    data = _approval_json(a, ledger)
+    calls = ledger.calls_of(a.run_id)
+    data["run"] = [{"seq": c.seq, "tool": c.tool, "state": c.state, "external_ids": c.external_id_map}
+                   for c in calls]
+    if as_json:
+        emit(data)
+        return
+    now = time.time()
+    typer.echo(f"approval {a.approval_id}  [{a.state}]")
+    typer.echo(f"  {a.team} / {a.tool}   rule {a.rule or '-'}   asked by {a.requested_by or '-'}")
+    typer.echo(f"  needs {a.quorum} of roles {', '.join(a.role_list)}; expires {when(a.expires_at)} "
+               f"({ago(a.expires_at, now)})")
+    typer.echo(f"  arguments (hash {a.args_hash}):")
+    for line in json.dumps(data["args"], indent=2).splitlines():
+        typer.echo(f"    {line}")
+    typer.echo(f"  run {a.run_id} so far:")
+    for c in calls:
+        ids = " ".join(f"{k}={v}" for k, v in c.external_id_map.items())
+        marker = "  <- this call" if c.call_id == a.call_id else ""
+        typer.echo(f"    #{c.seq:<3} {c.tool:<30} {c.state:<18} {ids}{marker}")
+    for d in data["decisions"]:
+        typer.echo(f"  decision: {d['reviewer']} {d['decision']} at {when(d['at'])}"
+                   + (f": {d['reason']}" if d["reason"] else ""))
+    if a.state == "pending":
+        typer.echo(f"  decide: guard approvals approve {a.approval_id} --as NAME   |   "
+                   f"guard approvals reject {a.approval_id} --as NAME --reason TEXT")
+
+
+def _decide(approval_id: str, reviewer: str | None, decision: Literal["approve", "reject"], reason: str | None,
+            args_hash: str | None, db: str | None, policies: Any, as_json: bool) -> None:
+    who = reviewer or os.environ.get("GUARD_REVIEWER")
+    if not who:
+        fail("say who decides: --as NAME (or set GUARD_REVIEWER)", 2)
+    ledger = open_ledger(db)
+    approval = ledger.get_approval(approval_id)
+    if approval is None:
+        fail(f"no approval {approval_id}; list them with `guard approvals list`")
+    roles = PolicySet.load_dir(policy_dir(policies)).get(approval.team).roles_of(who)
+    try:
+        result = ledger.decide(approval_id, reviewer=who, decision=decision, reviewer_roles=roles,
+                               reason=reason, shown_args_hash=args_hash)
+    except ApprovalDecisionError as err:
+        if as_json:
+            emit({"ok": False, "code": err.fields.get("code"), "error": str(err)})
+            raise typer.Exit(1) from err
+        fail(f"{err} [{err.fields.get('code')}]")
+    a = result.approval
+    if as_json:
+        emit({"ok": True, "settled": result.settled, "repeat": result.repeat, "approval": _approval_json(a)})
+        return
+    if result.repeat:
+        typer.echo(f"{who} already decided {decision} on {approval_id}; nothing changed (now {a.state})")
+    elif result.settled:
+        typer.echo(f"{approval_id} {a.state} by {who}: {a.tool} in run {a.run_id} "
+                   + ("may run now" if a.state == "approved" else "will not run"))
+    else:
+        typer.echo(f"{who} approved {approval_id}; it still needs {a.quorum} distinct approvers in all")
+
+
+@app.command("approve")
+@guarded_command
+def approve(approval_id: Annotated[str, typer.Argument(help="The approval id.")], reviewer: Reviewer = None,
+            reason: Annotated[str | None, typer.Option(help="Why (kept in the audit trail).")] = None,
+            args_hash: Annotated[str | None, typer.Option("--args-hash", help="Refuse unless the waiting "
+                                 "arguments still have this hash (from `approvals show`).")] = None,
+            db: DbOption = None, policies: PoliciesDir = None, as_json: JsonFlag = False) -> None:
+    """Approve a waiting call (the exact arguments it waits with)."""
+    _decide(approval_id, reviewer, "approve", reason, args_hash, db, policies, as_json)
+
+
+@app.command("reject")
+@guarded_command
+def reject(approval_id: Annotated[str, typer.Argument(help="The approval id.")],
+           reason: Annotated[str, typer.Option(help="Why: the agent is told, the audit trail keeps it.")],
+           reviewer: Reviewer = None, db: DbOption = None, policies: PoliciesDir = None,
+           as_json: JsonFlag = False) -> None:
+    """Reject a waiting call with a reason; it never runs."""
+    _decide(approval_id, reviewer, "reject", reason, None, db, policies, as_json)

@@ -1,0 +1,86 @@
+"""What every `guard` command shares: the --db / --policies / --json options, output, and error exits.
+
+Exit codes: 0 ok, 1 a check failed or the action was refused, 2 usage error (bad arguments or set-up).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+from collections.abc import Callable
+from functools import wraps
+from pathlib import Path
+from typing import Annotated, Any, NoReturn, ParamSpec, TypeVar
+
+import typer
+
+from guard.errors import ConfigurationError, GuardError
+from guard.ledger import Ledger, resolve_url
+from guard.ledger.database import sqlite_path
+
+__all__ = ["DbOption", "JsonFlag", "PoliciesDir", "ago", "emit", "fail", "guarded_command", "open_ledger",
+           "policy_dir", "when"]
+
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
+DbOption = Annotated[
+    str | None,
+    typer.Option("--db", help="Ledger URL or SQLite file [default: $GUARD_DATABASE_URL or ./guard.db]."),
+]
+PoliciesDir = Annotated[
+    Path | None,
+    typer.Option("--policies", help="Folder of <team>.yaml files [default: $GUARD_POLICY_DIR or ./policies]."),
+]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def policy_dir(option: Path | None) -> Path:
+    return option or Path(os.environ.get("GUARD_POLICY_DIR") or "policies")
+
+
+def emit(data: Any) -> None:
+    typer.echo(json.dumps(data, indent=2, default=str))
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def open_ledger(db: str | None) -> Ledger:
+    """The ledger for a command that reads or decides: it must exist already (no silent new file)."""
+    url = resolve_url(db)
+    path = sqlite_path(url)
+    if path is not None and not path.exists():
+        fail(f"no ledger at {path}: pass --db or set GUARD_DATABASE_URL (an agent run creates it; "
+             "`guard db upgrade` creates an empty one)", 2)
+    return Ledger(url)
+
+
+def guarded_command(fn: Callable[P, R]) -> Callable[P, R]:
+    """Turn Guard errors into one clear line and an exit code instead of a traceback."""
+    @wraps(fn)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return fn(*args, **kwargs)
+        except ConfigurationError as err:
+            fail(str(err), 2)
+        except GuardError as err:
+            fail(str(err), 1)
+    return wrapper
+
+
+def when(ts: float | None) -> str:
+    if ts is None:
+        return "-"
+    return dt.datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def ago(ts: float, now: float) -> str:
+    secs = int(now - ts)
+    sign = "" if secs >= 0 else "in "
+    secs = abs(secs)
+    text = f"{secs}s" if secs < 120 else f"{secs // 60}m" if secs < 7200 else f"{secs // 3600}h"
+    return f"{sign}{text}" + (" ago" if not sign else "")

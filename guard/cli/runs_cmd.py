@@ -1,0 +1,93 @@
+"""`guard runs ...`: list runs and tell one run's whole story from the ledger."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+import typer
+
+from guard.cli.common import DbOption, JsonFlag, emit, fail, guarded_command, open_ledger, when
+from guard.ledger import CallRecord, Ledger, RunRecord
+
+app = typer.Typer(help="Runs: the calls of one business event, and what happened to each.", no_args_is_help=True)
+
+
+def _call_json(c: CallRecord) -> dict[str, Any]:
+    data = c.to_dict()
+    data["args"] = json.loads(data.pop("args_json"))
+    data["result"] = json.loads(data.pop("result_json")) if c.result_json is not None else None
+    data["external_ids"] = c.external_id_map
+    return data
+
+
+def run_story(ledger: Ledger, run: RunRecord) -> dict[str, Any]:
+    """Everything `runs show` prints, as one JSON-ready mapping."""
+    return {
+        "run": run.to_dict(),
+        "calls": [_call_json(c) for c in ledger.calls_of(run.run_id)],
+        "events": [e.to_dict() | {"detail": json.loads(e.detail)} for e in ledger.events_of(run.run_id)],
+        "manual_actions": [m.to_dict() for m in ledger.manual_actions_of(run.run_id)],
+    }
+
+
+@app.command("list")
+@guarded_command
+def list_runs(team: Annotated[str | None, typer.Option(help="Only this team.")] = None,
+              state: Annotated[str | None, typer.Option(help="Only runs in this state, e.g. pending_review.")] = None,
+              limit: Annotated[int, typer.Option(help="At most this many, newest first.")] = 50,
+              db: DbOption = None, as_json: JsonFlag = False) -> None:
+    """List runs, newest first."""
+    ledger = open_ledger(db)
+    runs = ledger.list_runs(team=team, state=state, limit=limit)
+    if as_json:
+        emit([r.to_dict() for r in runs])
+        return
+    if not runs:
+        typer.echo("no runs")
+        return
+    for r in runs:
+        label = f"  [{r.status_label}]" if r.status_label else ""
+        typer.echo(f"{r.run_id}  {r.team:<12} {r.state:<15} calls={r.next_seq:<4} {when(r.created_at)}"
+                   f"  {r.subject or ''}{label}")
+
+
+@app.command("show")
+@guarded_command
+def show(run_id: Annotated[str, typer.Argument(help="The run id (see `guard runs list`).")],
+         db: DbOption = None, as_json: JsonFlag = False,
+         events: Annotated[bool, typer.Option("--events/--no-events", help="Print the event trail.")] = True) -> None:
+    """Tell a run's story: its state, every call with its external ids, and the event trail."""
+    ledger = open_ledger(db)
+    run = ledger.get_run(run_id)
+    if run is None:
+        fail(f"no run {run_id}; list them with `guard runs list`")
+    story = run_story(ledger, run)
+    if as_json:
+        emit(story)
+        return
+    typer.echo(f"run {run.run_id}")
+    typer.echo(f"  team {run.team}   subject {run.subject or '-'}   source event {run.source_event_id or '-'}")
+    typer.echo(f"  state {run.state}" + (f"   ({run.status_label})" if run.status_label else "")
+               + ("   REQUIRES REVIEW" if run.requires_review else ""))
+    last = next((c for c in story["calls"] if c["call_id"] == run.last_call_id), None)
+    typer.echo(f"  last successful call: {f'#{last["seq"]} {last["tool"]}' if last else '-'}")
+    if run.error_summary:
+        typer.echo(f"  error: {run.error_summary}")
+    if run.next_safe_action:
+        typer.echo(f"  next safe action: {run.next_safe_action}")
+    typer.echo("calls:")
+    for c in story["calls"]:
+        ids = " ".join(f"{k}={v}" for k, v in c["external_ids"].items())
+        typer.echo(f"  #{c['seq']:<3} {c['tool']:<30} {c['side_effect'] or '-':<13} {c['state']:<18}"
+                   f" {ids}")
+        if c["reason"]:
+            typer.echo(f"        reason: {c['reason']}")
+        if c["error"]:
+            typer.echo(f"        error: {c['error']}")
+    if events:
+        typer.echo("events:")
+        seqs = {c["call_id"]: c["seq"] for c in story["calls"]}
+        for e in story["events"]:
+            what = f"call #{seqs.get(e['call_id'], '?')}" if e["entity"] == "call" else e["entity"]
+            typer.echo(f"  {when(e['at'])}  {e['actor']:<10} {what:<9} {e['from_state'] or '·'} -> {e['to_state']}")

@@ -1,0 +1,59 @@
+"""The kill switch in the ledger: pause a team, a tool (glob) or a run at once; lift it later.
+
+A pause takes effect for the next call that reaches the brakes step (`Ledger.offer` reads it inside the same
+transaction that would record the call). Pausing and lifting are events in the audit trail.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any, Literal
+
+from guard.errors import GuardUsageError
+from guard.ledger.backend import Connections
+from guard.ledger.moves import append_events
+
+__all__ = ["LedgerPauses", "Scope"]
+
+Scope = Literal["team", "tool", "run"]
+
+
+class LedgerPauses:
+    conns: Connections
+
+    def pause(self, scope: Scope, target: str, *, reason: str, by: str, team: str | None = None) -> int:
+        """Pause `target` (a team name, a tool glob within `team` or every team, or a run id)."""
+        if scope not in ("team", "tool", "run"):
+            raise GuardUsageError(f"scope must be team, tool or run, not {scope!r}")
+        if not reason.strip():
+            raise GuardUsageError("a pause needs a reason: the agent and the on-call see it")
+        now = time.time()
+        owner = target if scope == "team" else team
+        with self.conns.write() as cur:
+            cur.execute("INSERT INTO pauses (scope, team, target, reason, paused_by, at) VALUES (?, ?, ?, ?, ?, ?) "
+                        "RETURNING id", (scope, owner, target, reason, by, now))
+            pause_id: int = cur.fetchone()[0]
+            append_events(cur, [(target if scope == "run" else None, None, now, by, "pause", None, "paused",
+                                 json.dumps({"id": pause_id, "scope": scope, "target": target, "team": owner,
+                                             "reason": reason}))])
+        return pause_id
+
+    def unpause(self, scope: Scope, target: str, *, by: str) -> int:
+        """Lift every active pause on `target`; returns how many were lifted."""
+        now = time.time()
+        with self.conns.write() as cur:
+            cur.execute("UPDATE pauses SET lifted_at = ?, lifted_by = ? WHERE scope = ? AND target = ? "
+                        "AND lifted_at IS NULL RETURNING id", (now, by, scope, target))
+            ids = [r[0] for r in cur.fetchall()]
+            if ids:
+                append_events(cur, [(target if scope == "run" else None, None, now, by, "pause", "paused",
+                                     "lifted", json.dumps({"ids": ids, "scope": scope, "target": target}))])
+        return len(ids)
+
+    def active_pauses(self) -> list[dict[str, Any]]:
+        with self.conns.read() as cur:
+            cur.execute("SELECT id, scope, team, target, reason, paused_by, at FROM pauses "
+                        "WHERE lifted_at IS NULL ORDER BY id")
+            cols = ("id", "scope", "team", "target", "reason", "paused_by", "at")
+            return [dict(zip(cols, row, strict=True)) for row in cur.fetchall()]
