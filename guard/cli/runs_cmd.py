@@ -71,7 +71,8 @@ def show(run_id: Annotated[str, typer.Argument(help="The run id (see `guard runs
     typer.echo(f"  state {run.state}" + (f"   ({run.status_label})" if run.status_label else "")
                + ("   REQUIRES REVIEW" if run.requires_review else ""))
     last = next((c for c in story["calls"] if c["call_id"] == run.last_call_id), None)
-    typer.echo(f"  last successful call: {f'#{last["seq"]} {last["tool"]}' if last else '-'}")
+    last_text = f"#{last['seq']} {last['tool']}" if last else "-"
+    typer.echo(f"  last successful call: {last_text}")
     if run.error_summary:
         typer.echo(f"  error: {run.error_summary}")
     if run.next_safe_action:
