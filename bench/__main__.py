@@ -17,6 +17,7 @@ The last line printed is always the `bench: ...` summary.
 from __future__ import annotations
 
 import contextlib
+import functools
 import itertools
 import json
 import os
@@ -147,8 +148,8 @@ def main(argv: list[str]) -> int:
         def bare_noop(i: int) -> None:
             return None
 
-        add("bare", measure("bare Python call (no-op tool)", lambda c=itertools.count(): bare_noop(i=next(c)),
-                            n_mem))
+        counter = itertools.count()
+        add("bare", measure("bare Python call (no-op tool)", lambda: bare_noop(i=next(counter)), n_mem))
 
         # 3. the two-commit floor
         call, close, settings = floor.make_two_commits(str(work / "floor.db"))
@@ -164,7 +165,7 @@ def main(argv: list[str]) -> int:
             try:
                 classify = guard_cases.make_classifier()
                 add(f"classify{amount}", measure(f"Guard classify, amount_cents={amount}",
-                                                 lambda a=args: classify("billing.create_invoice", a),
+                                                 functools.partial(classify, "billing.create_invoice", args),
                                                  n_mem, note=what))
             except Exception as exc:  # Guard core not there yet, or its API moved
                 add(f"classify{amount}", unavailable(f"Guard classify, amount_cents={amount}",
@@ -173,7 +174,7 @@ def main(argv: list[str]) -> int:
                 evaluate = edictum_case.make_evaluator()
                 add(f"edictum{amount}", measure(
                     f"Edictum {edictum_case.version()} evaluate, amount_cents={amount}",
-                    lambda a=args: evaluate("billing.create_invoice", a), n_mem,
+                    functools.partial(evaluate, "billing.create_invoice", args), n_mem,
                     note="YAML pre rule `args.amount_cents gt 50000 -> ask`"))
             except Exception as exc:
                 add(f"edictum{amount}", unavailable(f"Edictum evaluate, amount_cents={amount}",
@@ -185,31 +186,31 @@ def main(argv: list[str]) -> int:
 
         def guarded_row(key: str, label: str, log_level: str = "warning") -> None:
             nonlocal guard_ok
-            try:
-                call, closer = guard_cases.make_guarded_noop(str(ledger), log_level=log_level)
-            except Exception as exc:
-                guard_ok = False
-                add(key, unavailable(label, f"guard: not available ({short(exc)})"))
-                return
-            try:
-                before = _count(ledger)
-                note = f"auto-approved idempotent no-op, one open run, log_level={log_level}"
-                if log_level == "warning":
-                    row = measure(label, call, n_led, note=note)
-                else:  # Guard's default per-call info log line, rendered and written to /dev/null
-                    with _stderr_to_devnull():
-                        row = measure(label, call, n_led, note=note + " (stderr to /dev/null)")
-                recorded = (_count(ledger) or 0) - (before or 0)
-                expected = n_led + max(10, n_led // 10)
-                if before is not None and recorded != expected:
-                    row.note += f"; WARNING: ledger recorded {recorded:,} calls for {expected:,} guarded calls"
-                add(key, row)
-            except Exception as exc:
-                guard_ok = False
-                traceback.print_exc()
-                add(key, unavailable(label, f"guard: failed ({short(exc)})"))
-            finally:
-                closer()
+            note = f"auto-approved idempotent no-op, one open run, log_level={log_level}"
+            # At `info` Guard writes a log line per call to stderr: rendered, then sent to /dev/null here.
+            quiet = _stderr_to_devnull() if log_level != "warning" else contextlib.nullcontext()
+            with quiet:
+                try:
+                    call, closer = guard_cases.make_guarded_noop(str(ledger), log_level=log_level)
+                except Exception as exc:
+                    guard_ok = False
+                    add(key, unavailable(label, f"guard: not available ({short(exc)})"))
+                    return
+                try:
+                    before = _count(ledger)
+                    row = measure(label, call, n_led, note=note if log_level == "warning"
+                                  else note + " (stderr to /dev/null)")
+                    recorded = (_count(ledger) or 0) - (before or 0)
+                    expected = n_led + max(10, n_led // 10)
+                    if before is not None and recorded != expected:
+                        row.note += f"; WARNING: ledger recorded {recorded:,} calls for {expected:,} guarded calls"
+                    add(key, row)
+                except Exception as exc:
+                    guard_ok = False
+                    traceback.print_exc()
+                    add(key, unavailable(label, f"guard: failed ({short(exc)})"))
+                finally:
+                    closer()
 
         guarded_row("guarded", "Guard guarded no-op, empty ledger")
         if guard_ok:

@@ -22,9 +22,42 @@ DEFAULT_SECRET_FIELDS: frozenset[str] = frozenset(
 )
 
 
+_MAX_SAFE_INT = 2**53 - 1
+_dumps_sorted = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), sort_keys=True,
+                                 allow_nan=False).encode
+
+
+def _plain(value: Any) -> bool:
+    """True when the stdlib encoder's sorted output is already RFC 8785: no floats, safe integers only,
+    ASCII keys (so code-point order equals the UTF-16 order RFC 8785 sorts by)."""
+    kind = type(value)
+    if kind is str or kind is bool or value is None:
+        return True
+    if kind is int:
+        return -_MAX_SAFE_INT <= value <= _MAX_SAFE_INT
+    if kind is dict:
+        for k, v in value.items():
+            if type(k) is not str or not k.isascii() or not _plain(v):
+                return False
+        return True
+    if kind is list or kind is tuple:
+        for v in value:
+            if not _plain(v):
+                return False
+        return True
+    return False  # floats, subclasses, anything else: the reference implementation decides
+
+
 def canonical_json(value: Any) -> bytes:
-    """RFC 8785 canonical bytes of a JSON value. Raises TypeError for values JSON cannot hold."""
+    """RFC 8785 canonical bytes of a JSON value. Raises TypeError for values JSON cannot hold.
+
+    Most tool arguments (strings, integers, booleans, nesting) take the C encoder; anything else (floats,
+    non-ASCII keys, big integers) goes through the reference implementation. A property test pins that
+    both agree.
+    """
     try:
+        if _plain(value):
+            return _dumps_sorted(value).encode()
         return rfc8785.dumps(value)
     except (rfc8785.CanonicalizationError, TypeError, ValueError) as exc:
         raise TypeError(f"arguments must be JSON values: {exc}") from exc
@@ -32,7 +65,7 @@ def canonical_json(value: Any) -> bytes:
 
 def args_hash(args: Mapping[str, Any]) -> str:
     """`sha256:<hex>` of the canonical JSON of the arguments."""
-    return "sha256:" + hashlib.sha256(canonical_json(dict(args))).hexdigest()
+    return "sha256:" + hashlib.sha256(canonical_json(args)).hexdigest()
 
 
 def to_json(value: Any) -> str:

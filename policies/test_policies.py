@@ -20,7 +20,5 @@ def test_policy_loads_and_names_its_team(path: Path) -> None:
 @pytest.mark.parametrize("path", POLICIES, ids=lambda p: p.stem)
 def test_policy_passes_its_cases(path: Path) -> None:
     report = run_cases(path)
-    failures = [
-        f"{r.name} (line {r.line}): {'; '.join(r.differences)} [{r.decision.reason}]" for r in report.failures
-    ]
+    failures = [f"{r.name} (line {r.line}): {'; '.join(r.differences)} [{r.decision.reason}]" for r in report.failures]
     assert not failures, "\n".join(failures)

@@ -16,9 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from guard import Guard, GuardedTool, current_run, report_external_id
-
 from examples.onboarding import systems
+from guard import Guard, GuardedTool, current_run, report_external_id
 
 __all__ = ["OnboardingTools", "make_tools", "onboard"]
 

@@ -24,9 +24,7 @@ app = typer.Typer(help="Check and explain team policies (policies/<team>.yaml)."
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
 PoliciesDir = Annotated[
     Path | None,
-    typer.Option(
-        "--policies", help="Folder of <team>.yaml files [default: $GUARD_POLICY_DIR or ./policies]."
-    ),
+    typer.Option("--policies", help="Folder of <team>.yaml files [default: $GUARD_POLICY_DIR or ./policies]."),
 ]
 
 
@@ -133,10 +131,7 @@ def explain(
     typer.echo(f"reason: {decision.reason}")
     if decision.approval is not None:
         gate = decision.approval
-        typer.echo(
-            f"gate: roles {', '.join(gate.roles)}, quorum {gate.quorum}, "
-            f"expires after {gate.expires_after:g}s"
-        )
+        typer.echo(f"gate: roles {', '.join(gate.roles)}, quorum {gate.quorum}, expires after {gate.expires_after:g}s")
     retry = decision.retry
     typer.echo(
         f"retry: {retry.attempts} attempt(s), "
@@ -155,9 +150,7 @@ def test_cases(
     """Run each team's cases file (<team>.cases.yaml): print failures and a summary. Exit 1 on any."""
     directory = _policy_dir(policies)
     if not directory.is_dir():
-        raise _usage(
-            f"policy folder {directory} does not exist: pass --policies or set GUARD_POLICY_DIR", as_json
-        )
+        raise _usage(f"policy folder {directory} does not exist: pass --policies or set GUARD_POLICY_DIR", as_json)
     names = teams or sorted(p.stem for p in directory.glob("*.yaml") if not p.name.endswith(".cases.yaml"))
     reports: list[CaseReport] = []
     errors: list[PolicyError] = []
@@ -206,9 +199,7 @@ def test_cases(
                     f"FAIL {report.cases_file}:{failure.line}: {failure.name}: "
                     f"{'; '.join(failure.differences)} ({failure.decision.reason})"
                 )
-        typer.echo(
-            f"{total - failed} passed, {failed} failed, {len(errors)} error(s) in {len(names)} team(s)"
-        )
+        typer.echo(f"{total - failed} passed, {failed} failed, {len(errors)} error(s) in {len(names)} team(s)")
     if failed or errors:
         raise typer.Exit(1)
 

@@ -48,7 +48,7 @@ def list_runs(team: Annotated[str | None, typer.Option(help="Only this team.")] 
         return
     for r in runs:
         label = f"  [{r.status_label}]" if r.status_label else ""
-        typer.echo(f"{r.run_id}  {r.team:<12} {r.state:<15} calls={r.next_seq:<4} {when(r.created_at)}"
+        typer.echo(f"{r.run_id}  {r.team:<12} {r.state:<15} calls={r.call_count:<4} {when(r.created_at)}"
                    f"  {r.subject or ''}{label}")
 
 

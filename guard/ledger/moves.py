@@ -38,7 +38,10 @@ def append_events(cur: Any, events: list[EventIn]) -> None:
         digest = event_hash(prev, run_id, call_id, at, actor, entity, src, dst, detail)
         out.append((run_id, call_id, at, actor, entity, src, dst, detail, prev, digest))
         prev = digest
-    cur.executemany(_INSERT_EVENTS, out)
+    if len(out) == 1:
+        cur.execute(_INSERT_EVENTS, out[0])
+    else:
+        cur.executemany(_INSERT_EVENTS, out)
 
 
 def cas_call(cur: Any, call: CallRecord, dst: CallState, now: float, actor: str,

@@ -33,19 +33,19 @@ class LedgerQueries:
         return rows[0] if rows else None
 
     def get_run(self, run_id: str) -> RunRecord | None:
-        row = self._one(f"SELECT {RunRecord.sql_columns()} FROM runs WHERE run_id = ?", (run_id,))
+        row = self._one(f"SELECT {RunRecord.sql_columns()} FROM runs r WHERE r.run_id = ?", (run_id,))
         return None if row is None else RunRecord.from_row(row)
 
     def list_runs(self, *, team: str | None = None, state: str | None = None, limit: int = 50) -> list[RunRecord]:
-        sql = f"SELECT {RunRecord.sql_columns()} FROM runs WHERE 1 = 1"
+        sql = f"SELECT {RunRecord.sql_columns()} FROM runs r WHERE 1 = 1"
         params: list[Any] = []
         if team:
-            sql += " AND team = ?"
+            sql += " AND r.team = ?"
             params.append(team)
         if state:
-            sql += " AND state = ?"
+            sql += " AND r.state = ?"
             params.append(state)
-        sql += " ORDER BY created_at DESC LIMIT ?"
+        sql += " ORDER BY r.created_at DESC LIMIT ?"
         params.append(limit)
         return [RunRecord.from_row(r) for r in self._all(sql, tuple(params))]
 

@@ -34,14 +34,20 @@ class RunRecord(_Row):
     subject: str | None
     state: str
     status_label: str | None
-    last_call_id: str | None
     next_safe_action: str | None
     requires_review: bool
     error_summary: str | None
-    next_seq: int
     created_by: str | None
     created_at: float
     updated_at: float
+    last_call_id: str | None  # derived: the latest completed call (one source of truth: the calls table)
+    call_count: int  # derived
+
+    @classmethod
+    def sql_columns(cls) -> str:
+        stored = ", ".join(f"r.{c}" for c in cls.columns()[:-2])
+        return (f"{stored}, (SELECT c.call_id FROM calls c WHERE c.run_id = r.run_id AND c.state = 'completed' "
+                "ORDER BY c.seq DESC LIMIT 1), (SELECT COUNT(*) FROM calls c WHERE c.run_id = r.run_id)")
 
 
 @dataclass(frozen=True, slots=True)

@@ -116,7 +116,7 @@ class Ledger(LedgerQueries, LedgerApprovals, LedgerPauses):
         """Create the run, or return it unchanged when it exists for the same team (a resume)."""
         now = time.time()
         with self.conns.write() as cur:
-            cur.execute(f"SELECT {RunRecord.sql_columns()} FROM runs WHERE run_id = ?", (run_id,))
+            cur.execute(f"SELECT {RunRecord.sql_columns()} FROM runs r WHERE r.run_id = ?", (run_id,))
             row = cur.fetchone()
             if row is not None:
                 run = RunRecord.from_row(row)
@@ -125,13 +125,13 @@ class Ledger(LedgerQueries, LedgerApprovals, LedgerPauses):
                                           run_id=run_id, team=team)
                 return run
             cur.execute(
-                "INSERT INTO runs (run_id, team, source_event_id, subject, state, requires_review, next_seq, "
-                "created_by, created_at, updated_at) VALUES (?, ?, ?, ?, ?, 0, 0, ?, ?, ?)",
+                "INSERT INTO runs (run_id, team, source_event_id, subject, state, requires_review, "
+                "created_by, created_at, updated_at) VALUES (?, ?, ?, ?, ?, 0, ?, ?, ?)",
                 (run_id, team, source_event_id, subject, RunState.RUNNING, actor, now, now))
             append_events(cur, [(run_id, None, now, actor, "run", None, RunState.RUNNING,
                                  json.dumps({"team": team, "subject": subject,
                                              "source_event_id": source_event_id}))])
-            cur.execute(f"SELECT {RunRecord.sql_columns()} FROM runs WHERE run_id = ?", (run_id,))
+            cur.execute(f"SELECT {RunRecord.sql_columns()} FROM runs r WHERE r.run_id = ?", (run_id,))
             return RunRecord.from_row(cur.fetchone())
 
     def move_run(self, run_id: str, close: RunClose, *, actor: str, expect: frozenset[RunState] | None = None,
@@ -158,7 +158,7 @@ class Ledger(LedgerQueries, LedgerApprovals, LedgerPauses):
                                         from_state=src, to_state=close.state)
             info = {"status_label": close.status_label, "error_summary": close.error_summary, **(detail or {})}
             append_events(cur, [(run_id, None, now, actor, "run", src, close.state, json.dumps(info))])
-            cur.execute(f"SELECT {RunRecord.sql_columns()} FROM runs WHERE run_id = ?", (run_id,))
+            cur.execute(f"SELECT {RunRecord.sql_columns()} FROM runs r WHERE r.run_id = ?", (run_id,))
             return RunRecord.from_row(cur.fetchone())
 
     # -- the call path ------------------------------------------------------------------------------------
@@ -174,8 +174,7 @@ class Ledger(LedgerQueries, LedgerApprovals, LedgerPauses):
                 row = cur.fetchone()
                 if row is not None:
                     return self._existing(cur, req, CallRecord.from_row(row), now)
-            cur.execute("UPDATE runs SET next_seq = next_seq + 1, updated_at = ? WHERE run_id = ? "
-                        "RETURNING next_seq", (now, req.run_id))
+            cur.execute("SELECT COALESCE(MAX(seq), 0) + 1 FROM calls WHERE run_id = ?", (req.run_id,))
             seq: int = cur.fetchone()[0]
             if brake is not None or req.verdict == "deny":
                 reason = brake[1] if brake is not None else req.reason
@@ -189,13 +188,16 @@ class Ledger(LedgerQueries, LedgerApprovals, LedgerPauses):
 
     def _brake(self, cur: Any, req: CallRequest) -> tuple[str, str] | None:
         """A kill switch or a closed run that stops this call, as (kind, reason); None when clear."""
-        cur.execute("SELECT state FROM runs WHERE run_id = ?", (req.run_id,))
+        cur.execute("SELECT state, EXISTS (SELECT 1 FROM pauses WHERE lifted_at IS NULL) FROM runs "
+                    "WHERE run_id = ?", (req.run_id,))
         row = cur.fetchone()
         if row is None:
             raise GuardUsageError(f"no run {req.run_id} in the ledger: open it with guard.run(...) first",
                                   run_id=req.run_id)
         if row[0] not in OPEN_RUN_STATES:
             return ("run", f"run {req.run_id} is {row[0]}: no new call may start in it")
+        if not row[1]:
+            return None  # no pause is active anywhere: the common case costs no second statement
         cur.execute("SELECT scope, target, reason, paused_by FROM pauses WHERE lifted_at IS NULL "
                     "AND (team = ? OR team IS NULL OR (scope = 'run' AND target = ?))", (req.team, req.run_id))
         for scope, target, reason, by in cur.fetchall():
@@ -297,7 +299,7 @@ class Ledger(LedgerQueries, LedgerApprovals, LedgerPauses):
 
     def complete(self, run_id: str, call_id: str, *, result_json: str, external_ids: dict[str, str],
                  attempts: int, actor: str) -> None:
-        """`started -> completed` with the result and external ids; the run's last successful call moves."""
+        """`started -> completed` with the result and external ids; the run's last successful call follows from it."""
         now = time.time()
         ids = json.dumps(external_ids)
         with self.conns.write() as cur:
@@ -307,8 +309,6 @@ class Ledger(LedgerQueries, LedgerApprovals, LedgerPauses):
             if cur.rowcount != 1:
                 raise IllegalTransition(f"call {call_id} is no longer started: not completed twice",
                                         entity="call", id=call_id, from_state=C.STARTED, to_state=C.COMPLETED)
-            cur.execute("UPDATE runs SET last_call_id = ?, updated_at = ? WHERE run_id = ?",
-                        (call_id, now, run_id))
             append_events(cur, [(run_id, call_id, now, actor, "call", C.STARTED, C.COMPLETED,
                                  ids if external_ids else "{}")])
 

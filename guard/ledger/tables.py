@@ -21,11 +21,9 @@ class Run(SQLModel, table=True):
     subject: str | None = None
     state: str = Field(index=True)
     status_label: str | None = None  # operator-facing named state, e.g. invoice_created_provisioning_failed
-    last_call_id: str | None = None  # last call that completed
     next_safe_action: str | None = None
     requires_review: bool = False
     error_summary: str | None = None
-    next_seq: int = 0
     created_by: str | None = None
     created_at: float
     updated_at: float
@@ -50,7 +48,7 @@ class Call(SQLModel, table=True):
     args_hash: str  # over the real arguments (RFC 8785 + SHA-256)
     idempotency_key: str | None = None  # NULL once the call provably never ran (denied/rejected/expired)
     requested_key: str | None = None  # the key as offered, kept for the record
-    state: str = Field(index=True)
+    state: str
     attempts: int = 0
     external_ids: str = "{}"
     result_json: str | None = None  # redacted

@@ -115,9 +115,7 @@ def _args(case: CaseSpec, source: str, line: int | None, field: str) -> dict[str
     if case.args_json is None:
         return dict(case.args or {})
     try:
-        value: Any = json.loads(
-            case.args_json, parse_constant=lambda name: {"NaN": math.nan}.get(name, math.inf)
-        )
+        value: Any = json.loads(case.args_json, parse_constant=lambda name: {"NaN": math.nan}.get(name, math.inf))
     except ValueError as exc:
         raise PolicyError(
             file=source,

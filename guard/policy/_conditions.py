@@ -10,7 +10,6 @@ agent sent `"60000"` instead of `60000`. Only `exists` decides about a missing a
 from __future__ import annotations
 
 import fnmatch
-import operator
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -29,14 +28,6 @@ _ACCEPTS: dict[str, Callable[[Any], bool]] = {
     "number": is_number,
     "string": lambda v: isinstance(v, str),
     "boolean": lambda v: isinstance(v, bool),
-}
-_OPS: dict[str, Callable[[Any, Any], bool]] = {
-    "eq": operator.eq,
-    "ne": operator.ne,
-    "gt": operator.gt,
-    "gte": operator.ge,
-    "lt": operator.lt,
-    "lte": operator.le,
 }
 
 
@@ -61,9 +52,9 @@ class Comparator:
 
     def describe(self) -> str:
         """`gt 50000`, `in ['EU', 'UK']`, `glob 'crm.*'`."""
-        operand: Any = (
-            list(cast("tuple[Any, ...]", self.operand)) if isinstance(self.operand, tuple) else self.operand
-        )
+        operand: object = self.operand
+        if isinstance(operand, tuple):
+            operand = list(cast("tuple[object, ...]", operand))
         return f"{self.op} {operand!r}"
 
 
@@ -87,7 +78,7 @@ class FieldCheck:
         """True or False when the argument decides it; otherwise the sentence saying what is wrong."""
         value: object = args
         for depth, part in enumerate(self.path):
-            if not isinstance(value, Mapping):
+            if type(value) is not dict and not isinstance(value, Mapping):  # dict first: the common case
                 where = ".".join(self.path[:depth])
                 return (
                     f"argument {where} is {json_type(value)}; rule {rule} reads {self.field} from it "
@@ -97,10 +88,7 @@ class FieldCheck:
             if value is _MISSING:
                 if self.exists is not None:
                     return not self.exists
-                return (
-                    f"argument {self.field} is missing; rule {rule} needs it to decide "
-                    f"({self.describe()}): send it"
-                )
+                return f"argument {self.field} is missing; rule {rule} needs it to decide ({self.describe()}): send it"
         if self.exists is False:
             return False
         for comparator in self.comparators:
@@ -109,7 +97,10 @@ class FieldCheck:
                     f"argument {self.field} is {json_type(value)}; rule {rule} compares it "
                     f"{_AS[comparator.kind]} ({self.describe()}): {_SEND[comparator.kind]}"
                 )
-        return all(comparator.test(value) for comparator in self.comparators)
+        for comparator in self.comparators:  # noqa: SIM110 - a plain loop is faster than all() on the hot path
+            if not comparator.test(value):
+                return False
+        return True
 
 
 def evaluate_all(checks: tuple[FieldCheck, ...], args: Mapping[str, Any], rule: str) -> Outcome:
@@ -135,9 +126,7 @@ def compile_conditions(when: Mapping[str, ConditionSpec]) -> tuple[FieldCheck, .
     for field, spec in when.items():
         comparators = tuple(_comparators(spec))
         if not comparators and spec.exists is None:
-            raise ConditionProblem(
-                field, "the condition has no comparator: add one (eq, gt, in, exists, ...)"
-            )
+            raise ConditionProblem(field, "the condition has no comparator: add one (eq, gt, in, exists, ...)")
         if spec.exists is False and comparators:
             raise ConditionProblem(field, "`exists: false` cannot be combined with other comparators")
         checks.append(FieldCheck(field, tuple(field.split(".")), comparators, spec.exists))
@@ -149,7 +138,7 @@ def _comparators(spec: ConditionSpec) -> list[Comparator]:
     for op in ("eq", "ne", "gt", "gte", "lt", "lte"):
         operand = getattr(spec, op)
         if operand is not None:
-            out.append(_make(op, operand, operand_kind(operand), _bind(_OPS[op], operand)))
+            out.append(_make(op, operand, operand_kind(operand), _bind(op, operand)))
     if spec.in_ is not None:
         members: tuple[Any, ...] = spec.in_
         out.append(_make("in", members, operand_kind(members[0]), lambda v: _member(v, members)))
@@ -166,8 +155,17 @@ def _make(op: str, operand: Any, kind: str, test: Callable[[Any], bool]) -> Comp
     return Comparator(op, operand, kind, _ACCEPTS[kind], test)
 
 
-def _bind(op: Callable[[Any, Any], bool], operand: Any) -> Callable[[Any], bool]:
-    return lambda value: op(value, operand)
+def _bind(op: str, operand: Any) -> Callable[[Any], bool]:
+    # One closure per operator, so a test is a single call (no operator-module indirection).
+    tests: dict[str, Callable[[Any], bool]] = {
+        "eq": lambda v: v == operand,
+        "ne": lambda v: v != operand,
+        "gt": lambda v: v > operand,
+        "gte": lambda v: v >= operand,
+        "lt": lambda v: v < operand,
+        "lte": lambda v: v <= operand,
+    }
+    return tests[op]
 
 
 def _member(value: Any, members: tuple[Any, ...]) -> bool:

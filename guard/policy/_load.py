@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path as FsPath
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
@@ -65,9 +65,7 @@ def read_bytes(path: str | FsPath) -> bytes:
     target = FsPath(path)
     try:
         if target.is_dir():
-            raise PolicyError(
-                file=source, line=None, field="", reason="is a directory: give the path of a .yaml file"
-            )
+            raise PolicyError(file=source, line=None, field="", reason="is a directory: give the path of a .yaml file")
         with target.open("rb") as handle:
             data = handle.read(MAX_BYTES + 1)
     except FileNotFoundError:
@@ -128,9 +126,7 @@ def parse_model(text: str, source: str, model: type[Model]) -> tuple[Model, Yaml
     try:
         doc = parse_yaml(text)
     except YamlProblem as exc:
-        raise PolicyError(
-            file=source, line=exc.line, field=format_path(exc.path), reason=exc.reason
-        ) from None
+        raise PolicyError(file=source, line=exc.line, field=format_path(exc.path), reason=exc.reason) from None
     if doc.value is None:
         raise PolicyError(
             file=source,
@@ -138,15 +134,16 @@ def parse_model(text: str, source: str, model: type[Model]) -> tuple[Model, Yaml
             field="",
             reason="the file is empty: write the policy (see `guard policy schema`)",
         )
-    if not isinstance(doc.value, dict):
+    raw: object = doc.value
+    if not isinstance(raw, dict):
         raise PolicyError(
             file=source,
             line=1,
             field="",
-            reason=f"the document is {json_type(doc.value)}, not a mapping: start with `team: <name>`",
+            reason=f"the document is {json_type(raw)}, not a mapping: start with `team: <name>`",
         )
     try:
-        return model.model_validate(cast("dict[str, Any]", doc.value)), doc
+        return model.model_validate(raw), doc
     except ValidationError as exc:
         raise _from_validation(exc, doc, source) from None
 
@@ -159,8 +156,7 @@ def _compile(text: str, data: bytes, source: str) -> Policy:
             file=source,
             line=doc.line_of(("team",)),
             field="team",
-            reason=f"team {spec.team!r} does not match the file name {stem!r}: rename the file "
-            f"or set `team: {stem}`",
+            reason=f"team {spec.team!r} does not match the file name {stem!r}: rename the file or set `team: {stem}`",
         )
     try:
         rules = compile_rules(spec, doc.line_of)

@@ -144,11 +144,13 @@ class Policy:
         if plan.fixed is not None:
             return plan.fixed
         matched: list[Rule] = []
+        key: list[int] = []
         unknown: tuple[Rule, str] | None = None
         for rule in plan.candidates:
             outcome = evaluate_all(rule.checks, args, rule.name) if rule.checks else True
             if outcome is True:
                 matched.append(rule)
+                key.append(rule.index)
             elif outcome is not False and unknown is None:
                 unknown = (rule, outcome)  # pyright: ignore[reportAssignmentType]
         if unknown is not None:
@@ -159,11 +161,10 @@ class Policy:
                 unknown[0].name,
                 unknown[1] + " (an argument of the wrong type or a missing one never auto-allows a call)",
             )
-        key = tuple(rule.index for rule in matched)
-        decision = plan.decisions.get(key)
+        decision = plan.decisions.get(tuple(key))
         if decision is None:
             decision = self._decide(tool, plan, matched)
-            plan.decisions[key] = decision
+            plan.decisions[tuple(key)] = decision
         return decision
 
     def explain(self, tool: str, args: Mapping[str, Any]) -> tuple[Decision, tuple[RuleTrace, ...]]:
@@ -199,9 +200,7 @@ class Policy:
     def _decide(self, tool: str, plan: _Plan, matched: list[Rule]) -> Decision:
         denies = [rule for rule in matched if rule.deny is not None]
         if denies:
-            return self._deny(
-                tool, plan, matched, denies[0].name, f"{denies[0].deny} (rule {denies[0].name})"
-            )
+            return self._deny(tool, plan, matched, denies[0].name, f"{denies[0].deny} (rule {denies[0].name})")
         if not matched:
             return self._deny(tool, plan, matched, None, self._no_match(tool, plan))
         winner = min(matched, key=lambda rule: rule.strictness)

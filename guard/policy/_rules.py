@@ -97,9 +97,7 @@ def compile_rules(spec: PolicySpec, line_of: Callable[[Path], int | None]) -> tu
     for index, rule in enumerate(spec.rules):
         at: Path = ("rules", index)
         if rule.name in seen:
-            raise RuleProblem(
-                (*at, "name"), f"rule name {rule.name!r} is used twice: give each rule its own name"
-            )
+            raise RuleProblem((*at, "name"), f"rule name {rule.name!r} is used twice: give each rule its own name")
         seen.add(rule.name)
         rules.append(_compile(index, rule, at, holders, default_retry, default_expiry, line_of(at)))
     return tuple(rules)
@@ -150,8 +148,7 @@ def _compile(
     if side_effect is SideEffectClass.IRREVERSIBLE and approval is None:
         raise RuleProblem(
             (*at, "approval"),
-            "irreversible calls need a human approval: add "
-            "`approval: {roles: [<role>]}` or choose another class",
+            "irreversible calls need a human approval: add `approval: {roles: [<role>]}` or choose another class",
         )
     retry = _retry(side_effect, rule.retry, default_retry, at)
     on_failure = rule.on_failure or _ON_FAILURE[side_effect]
@@ -193,9 +190,7 @@ def _approval(
     return ApprovalRule(tuple(spec.roles), spec.quorum, expiry)
 
 
-def _retry(
-    side_effect: SideEffectClass, spec: RetrySpec | None, default: RetrySpec | None, at: Path
-) -> RetryRule:
+def _retry(side_effect: SideEffectClass, spec: RetrySpec | None, default: RetrySpec | None, at: Path) -> RetryRule:
     attempts = 3 if side_effect.repeat_safe else 1
     initial, maximum, multiplier, timeout = 0.1, 2.0, 2.0, None
     for layer in (default, spec):

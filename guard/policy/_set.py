@@ -51,9 +51,7 @@ class PolicySet:
         """
         root = Path(directory)
         try:
-            files = sorted(
-                p for p in root.iterdir() if p.suffix == ".yaml" and not p.name.endswith(".cases.yaml")
-            )
+            files = sorted(p for p in root.iterdir() if p.suffix == ".yaml" and not p.name.endswith(".cases.yaml"))
         except OSError as exc:
             raise PolicyError(
                 file=str(directory),

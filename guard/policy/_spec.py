@@ -132,9 +132,7 @@ class RuleSpec(_Spec):
     name: Name
     description: Text | None = None
     tools: Annotated[list[ToolPattern], Field(min_length=1)]
-    when: dict[Annotated[str, StringConstraints(pattern=r"^[^.\s]+(\.[^.\s]+)*$")], ConditionSpec] | None = (
-        None
-    )
+    when: dict[Annotated[str, StringConstraints(pattern=r"^[^.\s]+(\.[^.\s]+)*$")], ConditionSpec] | None = None
     class_: Annotated[SideEffectClass, Field(strict=False)] | None = Field(default=None, alias="class")
     approval: ApprovalSpec | None = None
     retry: RetrySpec | None = None

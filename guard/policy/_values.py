@@ -32,6 +32,8 @@ def is_number(value: object) -> bool:
     """True for a finite int or float that is not a bool: the only values numeric comparators accept."""
     if type(value) is int:
         return True
+    if type(value) is float:
+        return math.isfinite(value)
     if isinstance(value, bool):
         return False
     if isinstance(value, int):
@@ -78,9 +80,7 @@ def parse_duration(value: Any) -> float:
         ValueError: for anything else, including zero, negative, non-finite and boolean values.
     """
     if isinstance(value, bool) or value is None:
-        raise ValueError(
-            f"expected a duration like 30s, 5m, 1h, 2d or a number of seconds, got {json_type(value)}"
-        )
+        raise ValueError(f"expected a duration like 30s, 5m, 1h, 2d or a number of seconds, got {json_type(value)}")
     if isinstance(value, int | float):
         seconds = float(value)
     elif isinstance(value, str):
@@ -89,9 +89,7 @@ def parse_duration(value: Any) -> float:
             raise ValueError(f"{value!r} is not a duration: write 30s, 5m, 1h, 2d or a number of seconds")
         seconds = float(match.group(1)) * _UNIT[match.group(2)]
     else:
-        raise ValueError(
-            f"expected a duration like 30s, 5m, 1h, 2d or a number of seconds, got {json_type(value)}"
-        )
+        raise ValueError(f"expected a duration like 30s, 5m, 1h, 2d or a number of seconds, got {json_type(value)}")
     if not math.isfinite(seconds) or seconds <= 0:
         raise ValueError(f"a duration must be positive and finite, got {value!r}")
     return seconds

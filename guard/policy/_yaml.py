@@ -94,9 +94,7 @@ def parse_yaml(text: str) -> YamlDocument:
         loader = _Loader(text)
     except yaml.reader.ReaderError as exc:
         line = text.count("\n", 0, exc.position) + 1
-        raise YamlProblem(
-            line, (), f"character #x{exc.character:04x} is not allowed in YAML: remove it"
-        ) from None
+        raise YamlProblem(line, (), f"character #x{exc.character:04x} is not allowed in YAML: remove it") from None
     try:
         node = loader.get_single_node()
     except YamlProblem:
@@ -112,9 +110,7 @@ def parse_yaml(text: str) -> YamlDocument:
         raise YamlProblem(line, (), f"YAML syntax error: {problem}: fix the syntax") from None
     except yaml.reader.ReaderError as exc:
         line = text.count("\n", 0, exc.position) + 1
-        raise YamlProblem(
-            line, (), f"character #x{exc.character:04x} is not allowed in YAML: remove it"
-        ) from None
+        raise YamlProblem(line, (), f"character #x{exc.character:04x} is not allowed in YAML: remove it") from None
     except yaml.YAMLError as exc:
         raise YamlProblem(None, (), f"YAML error: {exc}") from None
     finally:
@@ -145,9 +141,7 @@ def _build(node: Node, path: Path, lines: dict[Path, int], loader: _Loader) -> A
             key = _key(key_node, path, loader)
             key_path = (*path, key)
             if key in out:
-                raise YamlProblem(
-                    key_node.start_mark.line + 1, key_path, f"duplicate key {key!r}: keep one of them"
-                )
+                raise YamlProblem(key_node.start_mark.line + 1, key_path, f"duplicate key {key!r}: keep one of them")
             lines[key_path] = key_node.start_mark.line + 1
             out[key] = _build(value_node, key_path, lines, loader)
         return out
@@ -182,7 +176,8 @@ def _key(node: Node, path: Path, loader: _Loader) -> str:
 def _scalar(node: ScalarNode, path: Path, loader: _Loader) -> Any:
     if node.tag not in _SCALAR_TAGS:
         _check_tag(node, _CORE + "str", path)
-    value: object = loader.construct_object(node)  # pyright: ignore[reportUnknownMemberType]
+    construct: Any = loader.construct_object  # pyright: ignore[reportUnknownMemberType, reportUnknownVariableType]
+    value: object = construct(node)
     if isinstance(value, datetime.date):
         return node.value  # dates stay text: no policy field is a date
     return value

@@ -7,11 +7,12 @@ Sync and async callers share every step here; only waiting and running the tool 
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from guard.canonical import args_hash, redact, to_json
+from guard.canonical import canonical_json, redact, to_json
 from guard.errors import (
     ApprovalExpired,
     CallDenied,
@@ -62,7 +63,11 @@ class Prepared:
 
 def prepare(ledger: Ledger, decision: Decision, inp: CallInput) -> Prepared:
     """Build the ledger request from the decision and offer it (one commit)."""
-    digest = args_hash(inp.args)
+    canonical = canonical_json(inp.args)
+    digest = "sha256:" + hashlib.sha256(canonical).hexdigest()
+    redacted = redact(inp.args, decision.secret_fields)
+    # Without secrets the canonical text is what we store: one serialisation instead of two.
+    args_json = canonical.decode() if redacted is inp.args else to_json(redacted)
     key = inp.key or (inp.tool.key(inp.args) if inp.tool.key is not None else None)
     if key is None and (decision.side_effect is not SideEffectClass.READ or decision.verdict is Verdict.APPROVE):
         # The same tool with the same arguments in the same run is the same action: never run it twice.
@@ -73,7 +78,7 @@ def prepare(ledger: Ledger, decision: Decision, inp: CallInput) -> Prepared:
         run_id=inp.run.run_id,
         team=inp.run.team,
         tool=inp.tool.name,
-        args_json=to_json(redact(dict(inp.args), decision.secret_fields)),
+        args_json=args_json,
         args_hash=digest,
         idempotency_key=key,
         verdict=decision.verdict.value,

@@ -51,9 +51,7 @@ def test_deny_reason_names_the_json_type_and_the_expectation(billing: Policy) ->
     assert "send a number" in reason
 
 
-@pytest.mark.parametrize(
-    "raw", ['{"amount_cents": 6e4}', '{"amount_cents": 60000.0}', '{"amount_cents": 60000}']
-)
+@pytest.mark.parametrize("raw", ['{"amount_cents": 6e4}', '{"amount_cents": 60000.0}', '{"amount_cents": 60000}'])
 def test_json_numbers_compare_numerically(billing: Policy, raw: str) -> None:
     decision = billing.classify(INVOICE, json.loads(raw))
     assert decision.verdict is Verdict.APPROVE
@@ -123,9 +121,7 @@ def test_reviewer_roles(billing: Policy) -> None:
 def test_strictest_rule_wins_whatever_the_file_order(order: list[int]) -> None:
     head, rules = BILLING_TEXT.split("rules:\n")
     chunks = ["  - " + chunk for chunk in rules.split("  - ")[1:]]
-    policy = policy_from_text(
-        head + "rules:\n" + "".join(chunks[i] for i in order), source="policies/billing.yaml"
-    )
+    policy = policy_from_text(head + "rules:\n" + "".join(chunks[i] for i in order), source="policies/billing.yaml")
     for tool, args, verdict, rule in [
         (INVOICE, {"amount_cents": 60000}, Verdict.APPROVE, "big-invoice"),
         (INVOICE, {"amount_cents": 100}, Verdict.ALLOW, "invoice"),
@@ -189,9 +185,7 @@ def test_a_path_through_a_non_object_names_the_object(conditions: Policy) -> Non
 
 def test_no_match_with_conditions_says_which_conditions_failed(conditions: Policy) -> None:
     reason = conditions.classify("flag", {"enabled": False, "level": 1}).reason
-    assert (
-        "with these arguments" in reason and "flag (enabled eq True and level exists true and ne 3)" in reason
-    )
+    assert "with these arguments" in reason and "flag (enabled eq True and level exists true and ne 3)" in reason
 
 
 def test_repeated_calls_return_the_same_cached_decision(billing: Policy) -> None:

@@ -22,9 +22,7 @@ def test_validate_ok() -> None:
 
 
 def test_validate_bad_exits_1_with_the_error_line() -> None:
-    result = runner.invoke(
-        app, ["validate", str(POLICIES / "growth.yaml"), str(BAD / "irreversible_auto.yaml")]
-    )
+    result = runner.invoke(app, ["validate", str(POLICIES / "growth.yaml"), str(BAD / "irreversible_auto.yaml")])
     assert result.exit_code == 1
     assert f"{BAD / 'irreversible_auto.yaml'}:14: rules[3].approval:" in result.output
 
@@ -101,9 +99,7 @@ def test_test_reports_failures_and_exits_1(tmp_path: Path) -> None:
     (tmp_path / "onboarding.cases.yaml").write_text("cases:\n  - {tool: email.send_welcome, expect: allow}\n")
     result = runner.invoke(app, ["test", "onboarding", "--policies", str(tmp_path)])
     assert result.exit_code == 1
-    assert (
-        "onboarding.cases.yaml:2: email.send_welcome -> allow: expected allow, got approve" in result.output
-    )
+    assert "onboarding.cases.yaml:2: email.send_welcome -> allow: expected allow, got approve" in result.output
     data = json.loads(runner.invoke(app, ["test", "--json", "--policies", str(tmp_path)]).output)
     assert data["failed"] == 1
 

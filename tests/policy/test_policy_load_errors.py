@@ -119,9 +119,7 @@ def test_the_version_hashes_the_file_bytes(tmp_path: Path) -> None:
     assert first != second
 
 
-@pytest.mark.parametrize(
-    "text", ["team: [", "\x00", "team: x\n\t- bad", "- - - -", "? [a]\n: b", "123", "'x'"]
-)
+@pytest.mark.parametrize("text", ["team: [", "\x00", "team: x\n\t- bad", "- - - -", "? [a]\n: b", "123", "'x'"])
 def test_garbage_only_ever_raises_policy_error(text: str) -> None:
     with pytest.raises(PolicyError):
         policy_from_text(text, source="x.yaml")

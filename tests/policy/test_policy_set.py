@@ -17,9 +17,7 @@ BILLING_TEXT = (Path(__file__).parent / "data" / "billing.yaml").read_text()
 def policy_dir(tmp_path: Path) -> Path:
     (tmp_path / "billing.yaml").write_text(BILLING_TEXT)
     (tmp_path / "billing.cases.yaml").write_text("cases: [{tool: crm.search, expect: allow}]\n")
-    (tmp_path / "broken.yaml").write_text(
-        "team: broken\nrules:\n  - name: x\n    tools: [a]\n    class: nope\n"
-    )
+    (tmp_path / "broken.yaml").write_text("team: broken\nrules:\n  - name: x\n    tools: [a]\n    class: nope\n")
     (tmp_path / "notes.txt").write_text("not a policy")
     return tmp_path
 

@@ -54,11 +54,9 @@ def upgrade() -> None:
     sa.Column('subject', sa.String(), nullable=True),
     sa.Column('state', sa.String(), nullable=False),
     sa.Column('status_label', sa.String(), nullable=True),
-    sa.Column('last_call_id', sa.String(), nullable=True),
     sa.Column('next_safe_action', sa.String(), nullable=True),
     sa.Column('requires_review', sa.Boolean(), nullable=False),
     sa.Column('error_summary', sa.String(), nullable=True),
-    sa.Column('next_seq', sa.Integer(), nullable=False),
     sa.Column('created_by', sa.String(), nullable=True),
     sa.Column('created_at', sa.Float(), nullable=False),
     sa.Column('updated_at', sa.Float(), nullable=False),
@@ -98,8 +96,6 @@ def upgrade() -> None:
     sa.UniqueConstraint('run_id', 'seq', name='uq_calls_run_seq'),
     sa.UniqueConstraint('team', 'idempotency_key', name='uq_calls_team_key')
     )
-    with op.batch_alter_table('calls', schema=None) as batch_op:
-        batch_op.create_index(batch_op.f('ix_calls_state'), ['state'], unique=False)
     op.create_table('manual_actions',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('run_id', sa.String(), nullable=False),
@@ -165,8 +161,6 @@ def downgrade() -> None:
     with op.batch_alter_table('manual_actions', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_manual_actions_run_id'))
     op.drop_table('manual_actions')
-    with op.batch_alter_table('calls', schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f('ix_calls_state'))
     op.drop_table('calls')
     with op.batch_alter_table('runs', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_runs_team'))

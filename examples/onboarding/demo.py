@@ -1,0 +1,283 @@
+"""A guided run of the onboarding example: `make demo`, or from the repo root
+`.venv/bin/python examples/onboarding/demo.py` (the module form `python -m examples.onboarding.demo` works too).
+
+The story: a new customer signs up; an agent creates the CRM contact, a draft invoice and a workspace, then
+wants to send the welcome email. The email cannot be unsent, so the team's policy holds it for a reviewer
+with the `support` role. A reviewer approves it from the terminal (`guard approvals ...`), the agent
+finishes, and the same sign-up event delivered again changes nothing anywhere.
+
+Everything lives in examples/onboarding/state/ (the four systems' SQLite files and Guard's ledger,
+guard.db); the demo wipes it at the start. Set GUARD_DEMO_LOG=warning for fewer Guard log lines on stderr.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[2]
+if str(REPO) not in sys.path:  # run as a script: make `examples.onboarding` importable
+    sys.path.insert(0, str(REPO))
+
+from examples.onboarding import systems  # noqa: E402
+from examples.onboarding.agent import make_tools, onboard  # noqa: E402
+from guard import ApprovalPending, Guard, RunNotRunning  # noqa: E402
+
+STATE = Path("examples/onboarding/state")  # relative to the repo root (the demo runs there)
+DB = str(STATE / "guard.db")
+POLICIES = "policies"
+EVENT_ID = "evt_signup_1001"
+RUN_ID = f"onboarding:{EVENT_ID}"
+CUSTOMER = {
+    "email": "ada@example.com",
+    "name": "Ada Lovelace",
+    "company": "Analytical Engines Ltd",
+    "plan": "team",
+    "first_invoice_cents": 4900,
+    "currency": "EUR",
+}
+DEADLINE_S = 30.0  # upper bound for every wait below; none of them is a fixed sleep
+
+
+class DemoFailed(Exception):
+    """Something the story promises did not happen."""
+
+
+# -- printing -----------------------------------------------------------------------------------------------
+
+def say(text: str = "") -> None:
+    print(text, flush=True)
+
+
+def section(number: int, title: str, why: str) -> None:
+    say()
+    say(f"=== {number}. {title} " + "=" * max(3, 72 - len(title)))
+    say(textwrap.fill(why, 100))
+    say()
+
+
+def indented(text: str) -> None:
+    say(textwrap.indent(text.rstrip("\n"), "    "))
+
+
+def expect(ok: bool, what: str) -> None:
+    if not ok:
+        raise DemoFailed(what)
+    say(f"  ok: {what}")
+
+
+# -- the real CLI, as a subprocess ---------------------------------------------------------------------------
+
+def _guard_command() -> list[str]:
+    script = Path(sys.executable).parent / "guard"
+    return [str(script)] if script.exists() else [sys.executable, "-m", "guard"]
+
+
+def guard_cli(*args: str, show: bool = True) -> str:
+    """Run `guard ARGS...` from the repo root; print the command (and its output when `show`)."""
+    if show:
+        say("$ guard " + shlex.join(args))
+    proc = subprocess.run([*_guard_command(), *args], cwd=REPO, capture_output=True, text=True, check=False,
+                          timeout=DEADLINE_S)
+    if proc.returncode != 0:
+        raise DemoFailed(f"`guard {shlex.join(args)}` exited {proc.returncode}:\n{proc.stdout}{proc.stderr}")
+    if show:
+        indented(proc.stdout)
+    return proc.stdout
+
+
+# -- the story -----------------------------------------------------------------------------------------------
+
+def fresh_start() -> None:
+    section(1, "A fresh start",
+            "Four stand-in systems (CRM, billing, provisioning, email), each with its own SQLite file, and an "
+            "empty Guard ledger. Nothing is shared between them but the ids the agent passes along.")
+    shutil.rmtree(STATE, ignore_errors=True)
+    STATE.mkdir(parents=True)
+    for cls in systems.SYSTEMS:
+        cls(STATE)
+    say(f"  state directory: {STATE}/   ledger: {DB}")
+    say(f"  systems: {', '.join(f'{c.name}.db' for c in systems.SYSTEMS)} (all empty)")
+
+
+def policy_explain() -> None:
+    section(2, "What the policy says",
+            "policies/onboarding.yaml decides, per call, its side-effect class and whether a human must "
+            "approve it. `guard policy explain` shows the decision before anything runs.")
+    invoice = {"contact_id": "ct_example", "amount_cents": CUSTOMER["first_invoice_cents"], "currency": "EUR"}
+    guard_cli("policy", "explain", "billing.create_invoice", "--team", "onboarding",
+              "--args", json.dumps(invoice), "--policies", POLICIES)
+    say("  -> a small draft invoice is compensable (it can be voided) and runs without waiting.")
+    say()
+    email = {"to": CUSTOMER["email"], "workspace_id": "ws_example"}
+    guard_cli("policy", "explain", "email.send_welcome", "--team", "onboarding",
+              "--args", json.dumps(email), "--policies", POLICIES)
+    say("  -> an email cannot be unsent: it waits for a reviewer with the `support` role.")
+
+
+def start_agent(guard: Guard) -> tuple[threading.Thread, dict[str, Any]]:
+    section(3, "The agent handles the sign-up event",
+            f"Event {EVENT_ID} (customer.signed_up, {CUSTOMER['email']}) starts run {RUN_ID}. The agent runs "
+            "in a background thread; Guard logs each call to stderr. It will stop at the welcome email and "
+            "wait (approval='block').")
+    outcome: dict[str, Any] = {}
+
+    def work() -> None:
+        try:
+            outcome["result"] = onboard(guard, CUSTOMER, EVENT_ID, tools=make_tools(guard, STATE))
+        except BaseException as exc:  # reported by the main thread
+            outcome["error"] = exc
+
+    agent = threading.Thread(target=work, name="onboarding-agent", daemon=True)
+    agent.start()
+    say("  agent started: crm.upsert_contact -> billing.create_invoice -> provisioning.create_workspace "
+        "-> email.send_welcome")
+    return agent, outcome
+
+
+def wait_for_approval(agent: threading.Thread, outcome: dict[str, Any]) -> dict[str, Any]:
+    section(4, "A reviewer finds the waiting approval",
+            "The reviewer is another process: it only sees the ledger. It polls `guard approvals list` "
+            "until the agent's request shows up, then reads it with `guard approvals show`.")
+    say("$ guard approvals list --team onboarding --json --db " + DB + "   (polled until the request appears)")
+    deadline = time.monotonic() + DEADLINE_S
+    delay = 0.05
+    while True:
+        listed = json.loads(guard_cli("approvals", "list", "--team", "onboarding", "--json", "--db", DB,
+                                      show=False))
+        mine = [a for a in listed if a["run_id"] == RUN_ID and a["tool"] == "email.send_welcome"]
+        if mine:
+            break
+        if not agent.is_alive():
+            raise DemoFailed(f"the agent stopped before asking for approval: {outcome.get('error')!r}")
+        if time.monotonic() > deadline:
+            raise DemoFailed(f"no approval request within {DEADLINE_S:g}s")
+        time.sleep(delay)
+        delay = min(delay * 2, 0.5)
+    approval = mine[0]
+    indented(json.dumps({k: approval.get(k) for k in ("approval_id", "run_id", "tool", "state", "args", "args_hash",
+                                                       "roles", "expires_at")}, indent=2, default=str))
+    say()
+    guard_cli("approvals", "show", approval["approval_id"], "--db", DB)
+    say("  The contact, the invoice and the workspace already exist; only the email waits:")
+    indented(systems.format_snapshot(systems.snapshot(STATE)))
+    return approval
+
+
+def duplicate_while_waiting() -> None:
+    section(5, "The same event arrives again while the email waits",
+            "Webhook senders retry when a handler is slow. A second worker picks up the same event "
+            f"({EVENT_ID}), so it lands in the same run. This worker defers instead of blocking "
+            "(approval='defer'): it hands the event back as soon as a call waits for a human.")
+    before = systems.counts(STATE)
+    with Guard(policies=POLICIES, db=DB, actor="agent", approval="defer", log_level=LOG_LEVEL) as worker:
+        try:
+            onboard(worker, CUSTOMER, EVENT_ID, tools=make_tools(worker, STATE))
+        except ApprovalPending as pending:
+            say(f"  second worker: {pending}")
+        else:
+            raise DemoFailed("the duplicate delivery finished without waiting for the approval")
+    after = systems.counts(STATE)
+    say(f"  rows in the systems before: {before}")
+    say(f"  rows in the systems after:  {after}")
+    expect(before == after, "the contact, invoice and workspace calls returned their recorded results; "
+                            "no system was called again")
+    pending = json.loads(guard_cli("approvals", "list", "--team", "onboarding", "--json", "--db", DB,
+                                   show=False))
+    expect(len([a for a in pending if a["run_id"] == RUN_ID]) == 1,
+           "the welcome email still has exactly one approval request")
+
+
+def approve(approval: dict[str, Any]) -> None:
+    section(6, "Sam (support) approves",
+            "The policy says who holds the role (sam: support). --args-hash makes the approval refuse if the "
+            "arguments changed since the reviewer read them. The decision goes into the ledger, where the "
+            "waiting agent sees it.")
+    guard_cli("approvals", "approve", approval["approval_id"], "--as", "sam", "--reason", "looks right",
+              "--args-hash", approval["args_hash"], "--db", DB, "--policies", POLICIES)
+
+
+def agent_finishes(agent: threading.Thread, outcome: dict[str, Any]) -> dict[str, Any]:
+    section(7, "The agent resumes and finishes",
+            "The blocked call wakes up approved, sends the email once, and the run completes.")
+    agent.join(timeout=DEADLINE_S)
+    if agent.is_alive():
+        raise DemoFailed(f"the agent did not finish within {DEADLINE_S:g}s of the approval")
+    if "error" in outcome:
+        raise DemoFailed(f"the agent failed: {outcome['error']!r}")
+    result: dict[str, Any] = outcome["result"]
+    indented(json.dumps(result, indent=2))
+    expect(systems.counts(STATE)["email"] == 1, "one welcome email in the outbox")
+    return result
+
+
+def replay_after_completion(guard: Guard, result: dict[str, Any]) -> None:
+    section(8, "The event is delivered once more, after the run completed",
+            "A replay of a finished event (a redelivery, or someone pressing 'run again') must not create a "
+            "second invoice or send a second email.")
+    before = systems.counts(STATE)
+    try:
+        again = onboard(guard, CUSTOMER, EVENT_ID, tools=make_tools(guard, STATE))
+    except RunNotRunning as refused:
+        say(f"  Guard refuses to reopen the finished run: {refused}")
+    else:
+        same = {k: again.get(k) for k in result} == result
+        expect(same, "every call returned its recorded result (same contact, invoice, workspace, message ids)")
+    after = systems.counts(STATE)
+    say(f"  rows in the systems before: {before}")
+    say(f"  rows in the systems after:  {after}")
+    expect(before == after, "nothing ran twice")
+
+
+def the_record() -> None:
+    section(9, "What happened, according to each side",
+            "The ledger's story of the run (every call, its class, state and external ids), what each system "
+            "really holds, and a check that the ledger's hash-chained history was not edited.")
+    guard_cli("runs", "show", RUN_ID, "--db", DB)
+    say()
+    say("What the systems hold (each row carries the key that created it):")
+    indented(systems.format_snapshot(systems.snapshot(STATE)))
+    say()
+    guard_cli("ledger", "verify", "--db", DB)
+
+
+LOG_LEVEL = os.environ.get("GUARD_DEMO_LOG", "info")
+
+
+def main() -> int:
+    os.chdir(REPO)
+    say("Guard onboarding demo: CRM -> billing -> provisioning -> welcome email, with a human in the loop.")
+    fresh_start()
+    policy_explain()
+    guard = Guard(policies=POLICIES, db=DB, actor="agent", approval="block", approval_timeout=DEADLINE_S * 2,
+                  log_level=LOG_LEVEL)
+    try:
+        agent, outcome = start_agent(guard)
+        approval = wait_for_approval(agent, outcome)
+        duplicate_while_waiting()
+        approve(approval)
+        result = agent_finishes(agent, outcome)
+        replay_after_completion(guard, result)
+        the_record()
+    except DemoFailed as failed:
+        say()
+        say(f"demo failed: {failed}")
+        return 1
+    finally:
+        guard.close()
+    say()
+    say("Done. Try `guard runs show " + RUN_ID + " --db " + DB + "` yourself, or rerun `make demo` (it starts fresh).")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

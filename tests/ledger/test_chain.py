@@ -1,0 +1,73 @@
+"""The event chain is tamper-evident: an edited or deleted row is named by `verify_chain`."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+from ledger_support import AGENT, TEAM, request
+
+from guard.ledger import Ledger
+from guard.ledger.chain import event_hash
+
+
+@pytest.fixture
+def busy_ledger(ledger: Ledger) -> Ledger:
+    """A ledger with a run holding a completed call, a denied call and a call awaiting approval."""
+    ledger.open_run("r1", TEAM, actor=AGENT)
+    done = ledger.offer(request("r1", key="k1"))
+    ledger.complete("r1", done.call_id, result_json='{"ok":true}', external_ids={"contact": "c-1"}, attempts=1,
+                    actor=AGENT)
+    ledger.offer(request("r1", verdict="deny"))
+    ledger.offer(request("r1", verdict="approve", key="k2"))
+    return ledger
+
+
+def event_ids(path: Path) -> list[int]:
+    with sqlite3.connect(path) as raw:
+        return [row[0] for row in raw.execute("SELECT id FROM events ORDER BY id")]
+
+
+def test_a_fresh_ledger_with_calls_verifies_every_event(busy_ledger: Ledger, db_path: Path) -> None:
+    report = busy_ledger.verify_chain()
+    assert report.ok
+    assert report.bad_id is None
+    assert report.checked == len(event_ids(db_path)) >= 9
+
+
+def test_editing_one_events_detail_names_exactly_that_row(busy_ledger: Ledger, db_path: Path) -> None:
+    ids = event_ids(db_path)
+    target = ids[len(ids) // 2]
+    with sqlite3.connect(db_path) as raw:
+        raw.execute("UPDATE events SET detail = ? WHERE id = ?", ('{"reason":"edited"}', target))
+    report = busy_ledger.verify_chain()
+    assert not report.ok
+    assert report.bad_id == target
+    assert report.checked == ids.index(target)
+    assert "edited" in (report.problem or "")
+
+
+def test_deleting_a_middle_event_names_the_row_after_it(busy_ledger: Ledger, db_path: Path) -> None:
+    ids = event_ids(db_path)
+    victim = ids[len(ids) // 2]
+    with sqlite3.connect(db_path) as raw:
+        raw.execute("DELETE FROM events WHERE id = ?", (victim,))
+    report = busy_ledger.verify_chain()
+    assert not report.ok
+    assert report.bad_id == ids[ids.index(victim) + 1]
+    assert "deleted" in (report.problem or "")
+
+
+def test_an_edit_with_a_recomputed_hash_is_named_at_the_following_row(busy_ledger: Ledger,
+                                                                    db_path: Path) -> None:
+    ids = event_ids(db_path)
+    target = ids[2]
+    with sqlite3.connect(db_path) as raw:
+        row = raw.execute("SELECT prev_hash, run_id, call_id, at, actor, entity, from_state, to_state FROM events "
+                          "WHERE id = ?", (target,)).fetchone()
+        forged = event_hash(*row, '{"forged":true}')
+        raw.execute("UPDATE events SET detail = ?, hash = ? WHERE id = ?", ('{"forged":true}', forged, target))
+    report = busy_ledger.verify_chain()
+    assert not report.ok
+    assert report.bad_id == ids[3]
