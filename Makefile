@@ -31,5 +31,16 @@ lint: $(STAMP)
 	$(BIN)/lint-imports
 	$(BIN)/pyright guard
 
+BENCH_VENV := .venv-bench
+
+$(BENCH_VENV)/ready: pyproject.toml bench/requirements.txt
+	$(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/python -m pip install -q --upgrade pip
+	$(BENCH_VENV)/bin/python -m pip install -q -e . -r bench/requirements.txt
+	touch $@
+
+bench: $(BENCH_VENV)/ready
+	$(BENCH_VENV)/bin/python -m bench
+
 clean:
 	rm -rf $(VENV) .venv-bench .pytest_cache .hypothesis examples/onboarding/state

@@ -35,7 +35,7 @@ def make_logger(level: str = "info", *, stream: TextIO | None = None, json: bool
     if level_no is None:
         raise ValueError(f"unknown log level {level!r}: use debug, info, warning or error")
     renderer: Any = structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer(colors=False)
-    return structlog.wrap_logger(
+    logger: FilteringBoundLogger = structlog.wrap_logger(
         structlog.PrintLogger(stream or sys.stderr),
         processors=[
             structlog.contextvars.merge_contextvars,
@@ -46,4 +46,5 @@ def make_logger(level: str = "info", *, stream: TextIO | None = None, json: bool
         ],
         wrapper_class=structlog.make_filtering_bound_logger(level_no),
         logger_name="guard",
-    )
+    ).bind()  # a concrete logger: the lazy proxy would rebuild itself on every call
+    return logger

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
@@ -28,15 +29,20 @@ class AttemptTimeout(TimeoutError):
 
 
 def _retrying(rule: RetryRule, on_retry: OnRetry) -> dict[str, Any]:
+    """Tenacity settings for attempts 2..n; attempt 1 already ran bare and failed (see `run_sync`).
+
+    Tenacity numbers its attempts from 1, so its attempt j is our attempt j + 1: the wait after it is
+    `initial * multiplier ** j`, and the attempt number reported to `on_retry` is shifted by one.
+    """
     def before_sleep(state: tenacity.RetryCallState) -> None:
         exc = state.outcome.exception() if state.outcome is not None else None
         if exc is not None:
-            on_retry(state.attempt_number, exc)
+            on_retry(state.attempt_number + 1, exc)
 
     return {
-        "stop": tenacity.stop_after_attempt(rule.attempts),
-        "wait": tenacity.wait_exponential(multiplier=rule.backoff_initial, max=rule.backoff_max,
-                                          exp_base=rule.backoff_multiplier),
+        "stop": tenacity.stop_after_attempt(rule.attempts - 1),
+        "wait": tenacity.wait_exponential(multiplier=rule.backoff_initial * rule.backoff_multiplier,
+                                          max=rule.backoff_max, exp_base=rule.backoff_multiplier),
         "retry": tenacity.retry_if_exception_type(Exception),
         "before_sleep": before_sleep,
         "reraise": True,
@@ -55,17 +61,28 @@ def _attempt_with_timeout(pool: ThreadPoolExecutor, fn: Callable[..., Any], args
 
 def run_sync(fn: Callable[..., Any], args: Mapping[str, Any], rule: RetryRule, on_retry: OnRetry,
              pool: Callable[[], ThreadPoolExecutor]) -> tuple[Any, int]:
-    """Run a sync tool under the retry rule; returns (result, attempts). Raises the last error."""
+    """Run a sync tool under the retry rule; returns (result, attempts). Raises the last error.
+
+    Attempt 1 runs bare, so a call that succeeds first time pays nothing for the retry machinery; only
+    after it fails does tenacity drive the remaining attempts.
+    """
     timeout = rule.timeout
-    if rule.attempts == 1 and timeout is None:
-        return fn(**args), 1  # the common case: no retry machinery on the hot path
-    attempts = 0
-    for attempt in tenacity.Retrying(**_retrying(rule, on_retry)):
-        with attempt:
-            attempts = attempt.retry_state.attempt_number
-            if timeout is None:
-                return fn(**args), attempts
-            return _attempt_with_timeout(pool(), fn, args, timeout), attempts
+
+    def attempt() -> Any:
+        if timeout is None:
+            return fn(**args)
+        return _attempt_with_timeout(pool(), fn, args, timeout)
+
+    try:
+        return attempt(), 1
+    except Exception as exc:
+        if rule.attempts == 1:
+            raise
+        on_retry(1, exc)
+    time.sleep(min(rule.backoff_initial, rule.backoff_max))
+    for retry in tenacity.Retrying(**_retrying(rule, on_retry)):
+        with retry:
+            return attempt(), retry.retry_state.attempt_number + 1
     raise AssertionError("unreachable")  # pragma: no cover - tenacity reraises the last error
 
 
@@ -82,9 +99,14 @@ async def run_async(fn: Callable[..., Any], args: Mapping[str, Any], rule: Retry
         except TimeoutError as exc:
             raise AttemptTimeout(f"attempt ran past its {timeout:g}s timeout") from exc
 
-    if rule.attempts == 1:
+    try:
         return await once(), 1
-    async for attempt in tenacity.AsyncRetrying(**_retrying(rule, on_retry)):
-        with attempt:
-            return await once(), attempt.retry_state.attempt_number
+    except Exception as exc:
+        if rule.attempts == 1:
+            raise
+        on_retry(1, exc)
+    await asyncio.sleep(min(rule.backoff_initial, rule.backoff_max))
+    async for retry in tenacity.AsyncRetrying(**_retrying(rule, on_retry)):
+        with retry:
+            return await once(), retry.retry_state.attempt_number + 1
     raise AssertionError("unreachable")  # pragma: no cover

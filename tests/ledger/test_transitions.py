@@ -352,7 +352,7 @@ def test_a_ledger_under_random_operations_holds_only_legal_states_and_a_valid_ch
     LedgerMachine.template = migrated_template
     LedgerMachine.workdir = tmp_path
     run_state_machine_as_test(
-        LedgerMachine, settings=settings(max_examples=40, stateful_step_count=25, deadline=None))
+        LedgerMachine, settings=settings(max_examples=60, stateful_step_count=30, deadline=None))
 
 
 def test_a_key_offered_again_with_other_arguments_is_a_conflict_naming_the_first_call(

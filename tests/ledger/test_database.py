@@ -1,0 +1,148 @@
+"""Where the ledger lives: creation on first use, revision checks, durability settings, unique keys."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from ledger_support import AGENT, TEAM, request
+
+import guard.ledger.database
+from guard.errors import LedgerNotReady
+from guard.ledger import HEAD_REVISION, Ledger, current_revision, upgrade
+from guard.ledger.tables import metadata
+
+MIGRATIONS = Path(guard.ledger.database.__file__).with_name("migrations")
+TABLES = {"runs", "calls", "events", "approvals", "approval_decisions", "manual_actions", "pauses"}
+
+
+def table_names(path: Path) -> set[str]:
+    with sqlite3.connect(path) as raw:
+        return {r[0] for r in raw.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+
+
+def schema(path: Path) -> list[tuple[str, str]]:
+    with sqlite3.connect(path) as raw:
+        return raw.execute("SELECT name, sql FROM sqlite_master ORDER BY name").fetchall()
+
+
+def test_a_new_sqlite_file_is_created_and_migrated_on_first_use(tmp_path: Path) -> None:
+    path = tmp_path / "nested" / "dir" / "guard.db"
+    ledger = Ledger(f"sqlite:///{path}")
+    try:
+        assert ledger.open_run("r", TEAM, actor=AGENT).state == "running"
+    finally:
+        ledger.close()
+    assert TABLES <= table_names(path)
+    assert current_revision(f"sqlite:///{path}") == HEAD_REVISION
+
+
+def test_a_database_stamped_at_another_revision_is_refused_with_the_upgrade_command(db_path: Path) -> None:
+    with sqlite3.connect(db_path) as raw:
+        raw.execute("UPDATE alembic_version SET version_num = '0000_older'")
+    with pytest.raises(LedgerNotReady) as info:
+        Ledger(f"sqlite:///{db_path}")
+    assert "guard db upgrade" in str(info.value)
+    assert info.value.revision == "0000_older"
+    assert info.value.needed == HEAD_REVISION
+
+
+def test_a_sqlite_file_with_unrelated_tables_is_refused_with_the_upgrade_command(tmp_path: Path) -> None:
+    path = tmp_path / "other.db"
+    with sqlite3.connect(path) as raw:
+        raw.execute("CREATE TABLE customers (id INTEGER PRIMARY KEY, name TEXT)")
+        raw.execute("INSERT INTO customers (name) VALUES ('ada')")
+    with pytest.raises(LedgerNotReady) as info:
+        Ledger(f"sqlite:///{path}")
+    assert "guard db upgrade" in str(info.value)
+    assert info.value.revision is None
+    assert table_names(path) == {"customers"}  # refused, not silently migrated
+
+
+def test_head_revision_is_the_newest_migration_script() -> None:
+    scripts = ScriptDirectory(str(MIGRATIONS))
+    assert scripts.get_heads() == [HEAD_REVISION]
+    assert guard.ledger.database.HEAD_REVISION == scripts.get_current_head()
+
+
+def test_upgrade_twice_leaves_the_schema_and_revision_unchanged(tmp_path: Path) -> None:
+    path = tmp_path / "guard.db"
+    url = f"sqlite:///{path}"
+    assert upgrade(url) == HEAD_REVISION
+    first = schema(path)
+    assert upgrade(url) == HEAD_REVISION
+    assert schema(path) == first
+
+
+def test_the_migrations_create_exactly_the_tables_the_models_declare(db_path: Path) -> None:
+    engine = sa.create_engine(f"sqlite:///{db_path}")
+    try:
+        with engine.connect() as conn:
+            diff = compare_metadata(MigrationContext.configure(conn), metadata)
+    finally:
+        engine.dispose()
+    assert diff == []
+
+
+def test_every_connection_runs_in_wal_with_full_sync_and_a_busy_timeout(ledger: Ledger) -> None:
+    def pragmas() -> tuple[object, ...]:
+        conn = ledger.conns.get()
+        return tuple(conn.execute(f"PRAGMA {name}").fetchone()[0]
+                     for name in ("journal_mode", "synchronous", "busy_timeout"))
+
+    seen: list[tuple[object, ...]] = []
+    worker = threading.Thread(target=lambda: seen.append(pragmas()))
+    worker.start()
+    worker.join()
+    assert pragmas() == ("wal", 2, 5000)
+    assert seen == [("wal", 2, 5000)]  # another thread's own connection too
+
+
+def copy_call(path: Path, call_id: str, *, new_id: str, seq: int | None, key: str | None) -> None:
+    """Insert a copy of a call row with a new id and the given sequence and idempotency key (raw SQL)."""
+    with sqlite3.connect(path) as raw:
+        cols = [r[1] for r in raw.execute("PRAGMA table_info(calls)")]
+        select = ", ".join("?" if c in ("call_id", "seq", "idempotency_key") else c for c in cols)
+        params = []
+        for c in cols:
+            if c == "call_id":
+                params.append(new_id)
+            elif c == "seq":
+                params.append(seq)
+            elif c == "idempotency_key":
+                params.append(key)
+        # The placeholders appear in column order, so the parameters do too.
+        raw.execute(f"INSERT INTO calls ({', '.join(cols)}) SELECT {select} FROM calls WHERE call_id = ?",
+                    (*params, call_id))
+
+
+@pytest.fixture
+def one_call(ledger: Ledger) -> tuple[str, int]:
+    ledger.open_run("r", TEAM, actor=AGENT)
+    offer = ledger.offer(request("r", key="key-1"))
+    return offer.call_id, offer.seq
+
+
+def test_two_calls_may_not_share_a_run_and_sequence(one_call: tuple[str, int], db_path: Path) -> None:
+    call_id, seq = one_call
+    copy_call(db_path, call_id, new_id="call_ok", seq=seq + 1, key=None)  # control: a distinct row is fine
+    with pytest.raises(sqlite3.IntegrityError, match="seq"):
+        copy_call(db_path, call_id, new_id="call_dup", seq=seq, key=None)
+
+
+def test_two_calls_of_a_team_may_not_share_an_idempotency_key(one_call: tuple[str, int], db_path: Path) -> None:
+    call_id, seq = one_call
+    with pytest.raises(sqlite3.IntegrityError, match="idempotency_key"):
+        copy_call(db_path, call_id, new_id="call_dup", seq=seq + 1, key="key-1")
+
+
+@pytest.mark.parametrize("url", ["sqlite:///:memory:", "sqlite://", "postgresql://localhost/guard"])
+def test_an_in_memory_or_unsupported_ledger_url_is_refused(url: str) -> None:
+    with pytest.raises(LedgerNotReady):
+        Ledger(url)
