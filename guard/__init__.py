@@ -29,7 +29,7 @@ from guard.errors import (
 )
 from guard.ledger import CallState, Ledger, RunState
 from guard.policy import Decision, PolicySet, SideEffectClass, Verdict, load_policy
-from guard.runtime import Guard, GuardedTool, RunHandle, current_run, report_external_id
+from guard.runtime import Guard, GuardedTool, RunHandle, current_call, current_run, report_external_id
 
 __version__ = "0.1.0"
 
@@ -66,6 +66,7 @@ __all__ = [
     "Verdict",
     "__version__",
     "args_hash",
+    "current_call",
     "current_run",
     "load_policy",
     "report_external_id",

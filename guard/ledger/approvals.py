@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 from guard.errors import ApprovalDecisionError
 from guard.ledger.backend import Connections
-from guard.ledger.moves import EventIn, append_events, cas_call
+from guard.ledger.moves import EventIn, append_events, cas_call, move_run_if
 from guard.ledger.records import ApprovalRecord, CallRecord
 from guard.ledger.states import ApprovalState, CallState, RunState
 
@@ -150,5 +150,5 @@ class LedgerApprovals:
         else:  # the call never ran: release its idempotency key, reopen the run
             cas_call(cur, call, call_state, now, actor, "idempotency_key = NULL, reason = ?, ended_at = ?",
                      (reason, now), detail)
-            cur.execute("UPDATE runs SET state = ?, updated_at = ? WHERE run_id = ? AND state = ?",
-                        (RunState.RUNNING, now, approval.run_id, RunState.PAUSED))
+            append_events(cur, move_run_if(cur, approval.run_id, RunState.PAUSED, RunState.RUNNING, now, actor,
+                                           f"approval {approval.approval_id} {state}"))

@@ -96,22 +96,10 @@ class Connections:
                 self._all.append(conn)
         return conn
 
-    @contextmanager
-    def write(self) -> Iterator[Any]:
-        """A write transaction: committed when the block ends, rolled back if it raises."""
-        cur = self.get().cursor()
-        try:
-            self.backend.begin_write(cur)
-            yield cur
-            cur.execute("COMMIT")
-        except BaseException as exc:
-            self._rollback(cur)
-            if self.backend.is_unavailable(exc):
-                raise LedgerUnavailable(f"{self.backend.url}: ledger write failed ({exc})",
-                                        url=self.backend.url) from exc
-            raise
-        finally:
-            cur.close()
+    def write(self) -> _WriteTx:
+        """A write transaction (`with conns.write() as cur:`): committed when the block ends, rolled back if
+        it raises; driver errors become LedgerUnavailable."""
+        return _WriteTx(self)
 
     @contextmanager
     def read(self) -> Iterator[Any]:
@@ -121,13 +109,16 @@ class Connections:
             yield cur
         except BaseException as exc:
             if self.backend.is_unavailable(exc):
-                raise LedgerUnavailable(f"{self.backend.url}: ledger read failed ({exc})",
-                                        url=self.backend.url) from exc
+                raise self.translate(exc) from exc
             raise
         finally:
             cur.close()
 
-    def _rollback(self, cur: Any) -> None:
+    def translate(self, exc: BaseException) -> LedgerUnavailable:
+        """A driver failure (`backend.is_unavailable`) as the ledger's own error."""
+        return LedgerUnavailable(f"{self.backend.url}: ledger write failed ({exc})", url=self.backend.url)
+
+    def rollback(self, cur: Any) -> None:
         with suppress(Exception):
             cur.execute("ROLLBACK")
 
@@ -137,3 +128,43 @@ class Connections:
         for conn in conns:
             conn.close()
         self._local = threading.local()
+
+
+class _WriteTx:
+    """The context manager behind `Connections.write` (a class: cheaper than a generator on the hot path)."""
+
+    __slots__ = ("_conns", "_cur")
+
+    def __init__(self, conns: Connections) -> None:
+        self._conns = conns
+        self._cur: Any = None
+
+    def __enter__(self) -> Any:
+        cur = self._conns.get().cursor()
+        self._cur = cur
+        try:
+            self._conns.backend.begin_write(cur)
+        except BaseException as exc:
+            cur.close()
+            if self._conns.backend.is_unavailable(exc):
+                raise self._conns.translate(exc) from exc
+            raise
+        return cur
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object) -> None:
+        cur = self._cur
+        try:
+            if exc is None:
+                try:
+                    cur.execute("COMMIT")
+                except BaseException as commit_exc:
+                    self._conns.rollback(cur)
+                    if self._conns.backend.is_unavailable(commit_exc):
+                        raise self._conns.translate(commit_exc) from commit_exc
+                    raise
+                return
+            self._conns.rollback(cur)
+            if self._conns.backend.is_unavailable(exc):
+                raise self._conns.translate(exc) from exc
+        finally:
+            cur.close()

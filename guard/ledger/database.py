@@ -8,14 +8,17 @@ set-up); any other database at another revision is refused until `guard db upgra
 from __future__ import annotations
 
 import os
+import sqlite3
 from pathlib import Path
-
-import sqlalchemy as sa
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
+from typing import TYPE_CHECKING
 
 from guard.errors import LedgerNotReady, LedgerUnavailable
+
+if TYPE_CHECKING:
+    import sqlalchemy as sa
+
+# SQLAlchemy and alembic are imported only to migrate or to reach a non-SQLite database: an agent
+# process on an existing SQLite ledger (and every CLI command) starts without them.
 
 __all__ = ["DEFAULT_URL", "HEAD_REVISION", "current_revision", "resolve_url", "sqlite_path", "upgrade"]
 
@@ -45,6 +48,8 @@ def sqlite_path(url: str) -> Path | None:
 
 
 def _engine(url: str) -> sa.Engine:
+    import sqlalchemy as sa
+
     try:
         return sa.create_engine(url)
     except (sa.exc.ArgumentError, sa.exc.NoSuchModuleError, ImportError) as exc:
@@ -53,6 +58,12 @@ def _engine(url: str) -> sa.Engine:
 
 def current_revision(url: str) -> str | None:
     """The schema revision the database is at, or None when it has none (new or unmigrated)."""
+    path = sqlite_path(url)
+    if path is not None:
+        return _sqlite_revision(url, path)
+    import sqlalchemy as sa
+    from alembic.runtime.migration import MigrationContext
+
     engine = _engine(url)
     try:
         with engine.connect() as conn:
@@ -63,8 +74,28 @@ def current_revision(url: str) -> str | None:
         engine.dispose()
 
 
+def _sqlite_revision(url: str, path: Path) -> str | None:
+    try:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        try:
+            row = conn.execute("SELECT version_num FROM alembic_version").fetchone()
+        finally:
+            conn.close()
+    except sqlite3.OperationalError as exc:
+        if "no such table" in str(exc):
+            return None
+        raise LedgerUnavailable(f"{url}: cannot read the database ({exc})", url=url) from exc
+    except sqlite3.DatabaseError as exc:
+        raise LedgerNotReady(f"{url}: not a SQLite database ({exc})", url=url) from exc
+    return None if row is None else str(row[0])
+
+
 def upgrade(url: str, revision: str = "head") -> str | None:
     """Run the migrations up to `revision`; returns the revision the database is at afterwards."""
+    import sqlalchemy as sa
+    from alembic import command
+    from alembic.config import Config
+
     path = sqlite_path(url)
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)

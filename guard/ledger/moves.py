@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from typing import Any
@@ -9,14 +10,17 @@ from typing import Any
 from guard.errors import IllegalTransition
 from guard.ledger.chain import GENESIS, event_hash
 from guard.ledger.records import CallRecord
-from guard.ledger.states import CallState, check_call_move
+from guard.ledger.states import CallState, RunState, check_call_move, check_run_move
 
-__all__ = ["EventIn", "append_events", "cas_call", "new_id"]
+__all__ = ["EventIn", "append_events", "cas_call", "move_run_if", "new_id"]
 
 # (run_id, call_id, at, actor, entity, from_state, to_state, detail JSON)
 EventIn = tuple[str | None, str | None, float, str, str, str | None, str, str]
-_INSERT_EVENTS = ("INSERT INTO events (run_id, call_id, at, actor, entity, from_state, to_state, detail, "
-                  "prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+_EVENT_COLS = "run_id, call_id, at, actor, entity, from_state, to_state, detail, prev_hash, hash"
+_ROW = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+# One INSERT statement per batch size (SQLite caches each prepared statement): a multi-row VALUES is
+# cheaper than executemany for the 1-4 events a step appends.
+_INSERT_EVENTS = {n: f"INSERT INTO events ({_EVENT_COLS}) VALUES {', '.join([_ROW] * n)}" for n in range(1, 9)}
 
 
 def new_id(prefix: str) -> str:
@@ -38,10 +42,11 @@ def append_events(cur: Any, events: list[EventIn]) -> None:
         digest = event_hash(prev, run_id, call_id, at, actor, entity, src, dst, detail)
         out.append((run_id, call_id, at, actor, entity, src, dst, detail, prev, digest))
         prev = digest
-    if len(out) == 1:
-        cur.execute(_INSERT_EVENTS, out[0])
+    sql = _INSERT_EVENTS.get(len(out))
+    if sql is None:
+        cur.executemany(_INSERT_EVENTS[1], out)
     else:
-        cur.executemany(_INSERT_EVENTS, out)
+        cur.execute(sql, [value for row in out for value in row])
 
 
 def cas_call(cur: Any, call: CallRecord, dst: CallState, now: float, actor: str,
@@ -55,3 +60,13 @@ sets: str = "", params: tuple[Any, ...] = (), detail: str = "{}") -> None:
         raise IllegalTransition(f"call {call.call_id} is no longer {src}", entity="call",
                                 id=call.call_id, from_state=src, to_state=dst)
     append_events(cur, [(call.run_id, call.call_id, now, actor, "call", src, dst, detail)])
+
+
+def move_run_if(cur: Any, run_id: str, src: RunState, dst: RunState, now: float, actor: str,
+                why: str) -> list[EventIn]:
+    """Move the run `src -> dst` if it is in `src` (compare-and-set); the event to append, if it moved."""
+    check_run_move(run_id, src, dst)
+    cur.execute("UPDATE runs SET state = ?, updated_at = ? WHERE run_id = ? AND state = ?", (dst, now, run_id, src))
+    if cur.rowcount != 1:
+        return []
+    return [(run_id, None, now, actor, "run", src, dst, json.dumps({"why": why}))]

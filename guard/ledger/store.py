@@ -16,7 +16,7 @@ from typing import Any, Literal
 from guard.errors import CallFailed, CallInDoubt, GuardUsageError, IdempotencyConflict, IllegalTransition
 from guard.ledger.approvals import LedgerApprovals
 from guard.ledger.backend import Connections, open_backend
-from guard.ledger.moves import EventIn, append_events, cas_call, new_id
+from guard.ledger.moves import EventIn, append_events, cas_call, move_run_if, new_id
 from guard.ledger.pauses import LedgerPauses
 from guard.ledger.queries import LedgerQueries
 from guard.ledger.records import CallRecord, RunRecord
@@ -33,8 +33,28 @@ __all__ = ["CallRequest", "Ledger", "Offer", "RunClose", "new_id"]
 C = CallState
 _CALL_COLS = ", ".join(CallRecord.columns())
 _INSERT_CALL = (
-    f"INSERT INTO calls ({_CALL_COLS}) VALUES ({', '.join('?' * len(CallRecord.columns()))})"
+    f"INSERT INTO calls ({_CALL_COLS}) VALUES ({', '.join('?' * len(CallRecord.columns()))}) "
+    "ON CONFLICT (team, idempotency_key) DO NOTHING"
 )
+# The run's state, whether any pause is active, and the next sequence number: one statement per offer.
+_RUN_GATE = ("SELECT state, EXISTS (SELECT 1 FROM pauses WHERE lifted_at IS NULL), "
+             "(SELECT COALESCE(MAX(seq), 0) + 1 FROM calls WHERE run_id = ?) FROM runs WHERE run_id = ?")
+
+
+def _path(*states: CallState) -> tuple[tuple[CallState | None, CallState], ...]:
+    """The transitions from no row to the last state, each checked against the table once, at import."""
+    moves = tuple(zip((None, *states[:-1]), states, strict=True))
+    for src, dst in moves:
+        check_call_move("<insert>", src, dst)
+    return moves
+
+
+# How a new call enters the ledger, by the state it is inserted in.
+_PATHS = {
+    C.DENIED: _path(C.OFFERED, C.DENIED),
+    C.AWAITING_APPROVAL: _path(C.OFFERED, C.AWAITING_APPROVAL),
+    C.STARTED: _path(C.OFFERED, C.APPROVED, C.STARTED),
+}
 _INSERT_APPROVAL = (
     "INSERT INTO approvals (approval_id, call_id, run_id, team, tool, rule, args_hash, args_json, roles, "
     "quorum, requested_by, requested_at, expires_at, state) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
@@ -164,39 +184,58 @@ class Ledger(LedgerQueries, LedgerApprovals, LedgerPauses):
     # -- the call path ------------------------------------------------------------------------------------
 
     def offer(self, req: CallRequest) -> Offer:
-        """Brakes, dedupe, record `offered`, gate: one commit. See `Offer` for what comes back."""
+        """Brakes, record `offered`, dedupe, gate: one commit. See `Offer` for what comes back.
+
+        The common path is four statements: read the run (state, any pause, next seq), insert the call with
+        its key (`ON CONFLICT DO NOTHING`: a taken key means an earlier call, handled by `_existing`), append
+        its events, commit. A completed key returns its recorded result even when a brake is on: that runs
+        nothing.
+        """
         now = time.time()
         with self.conns.write() as cur:
-            brake = self._brake(cur, req)
-            if brake is None and req.idempotency_key is not None:
-                cur.execute(f"SELECT {_CALL_COLS} FROM calls WHERE team = ? AND idempotency_key = ?",
-                            (req.team, req.idempotency_key))
-                row = cur.fetchone()
-                if row is not None:
-                    return self._existing(cur, req, CallRecord.from_row(row), now)
-            cur.execute("SELECT COALESCE(MAX(seq), 0) + 1 FROM calls WHERE run_id = ?", (req.run_id,))
-            seq: int = cur.fetchone()[0]
+            cur.execute(_RUN_GATE, (req.run_id, req.run_id))
+            row = cur.fetchone()
+            if row is None:
+                raise GuardUsageError(f"no run {req.run_id} in the ledger: open it with guard.run(...) first",
+                                      run_id=req.run_id)
+            run_state, paused, seq = row
+            brake = self._brake(cur, req, run_state, bool(paused))
             if brake is not None or req.verdict == "deny":
+                earlier = self._by_key(cur, req)
+                if earlier is not None and earlier.state == C.COMPLETED:
+                    return self._existing(cur, req, earlier, now)
                 reason = brake[1] if brake is not None else req.reason
-                self._insert(cur, req, seq, now, C.DENIED, reason=reason, key=None)
+                self._insert(cur, req, seq, now, C.DENIED, reason=reason)
                 return Offer("denied", req.call_id, seq, reason=reason, brake=brake[0] if brake else None)
             if req.verdict == "approve":
-                approval_id, expires_at = self._request_approval(cur, req, seq, now)
+                if not self._insert(cur, req, seq, now, C.AWAITING_APPROVAL):
+                    return self._existing(cur, req, self._by_key_or_fail(cur, req), now)
+                approval_id, expires_at = self._request_approval(cur, req, now)
                 return Offer("awaiting", req.call_id, seq, approval_id=approval_id, expires_at=expires_at)
-            self._insert(cur, req, seq, now, C.STARTED, key=req.idempotency_key)
+            if not self._insert(cur, req, seq, now, C.STARTED):
+                return self._existing(cur, req, self._by_key_or_fail(cur, req), now)
             return Offer("started", req.call_id, seq)
 
-    def _brake(self, cur: Any, req: CallRequest) -> tuple[str, str] | None:
-        """A kill switch or a closed run that stops this call, as (kind, reason); None when clear."""
-        cur.execute("SELECT state, EXISTS (SELECT 1 FROM pauses WHERE lifted_at IS NULL) FROM runs "
-                    "WHERE run_id = ?", (req.run_id,))
+    def _by_key(self, cur: Any, req: CallRequest) -> CallRecord | None:
+        if req.idempotency_key is None:
+            return None
+        cur.execute(f"SELECT {_CALL_COLS} FROM calls WHERE team = ? AND idempotency_key = ?",
+                    (req.team, req.idempotency_key))
         row = cur.fetchone()
-        if row is None:
-            raise GuardUsageError(f"no run {req.run_id} in the ledger: open it with guard.run(...) first",
-                                  run_id=req.run_id)
-        if row[0] not in OPEN_RUN_STATES:
-            return ("run", f"run {req.run_id} is {row[0]}: no new call may start in it")
-        if not row[1]:
+        return None if row is None else CallRecord.from_row(row)
+
+    def _by_key_or_fail(self, cur: Any, req: CallRequest) -> CallRecord:
+        call = self._by_key(cur, req)
+        if call is None:  # pragma: no cover - the insert just reported this key as taken
+            raise IllegalTransition(f"key {req.idempotency_key!r} conflicted but no call holds it",
+                                    entity="call", id=req.call_id, from_state=None, to_state=C.OFFERED)
+        return call
+
+    def _brake(self, cur: Any, req: CallRequest, run_state: str, paused: bool) -> tuple[str, str] | None:
+        """A kill switch or a closed run that stops this call, as (kind, reason); None when clear."""
+        if run_state not in OPEN_RUN_STATES:
+            return ("run", f"run {req.run_id} is {run_state}: no new call may start in it")
+        if not paused:
             return None  # no pause is active anywhere: the common case costs no second statement
         cur.execute("SELECT scope, target, reason, paused_by FROM pauses WHERE lifted_at IS NULL "
                     "AND (team = ? OR team IS NULL OR (scope = 'run' AND target = ?))", (req.team, req.run_id))
@@ -209,40 +248,40 @@ class Ledger(LedgerQueries, LedgerApprovals, LedgerPauses):
         return None
 
     def _insert(self, cur: Any, req: CallRequest, seq: int, now: float, state: CallState, *,
-                reason: str | None = None, key: str | None) -> None:
-        path = {C.DENIED: (C.OFFERED, C.DENIED), C.STARTED: (C.OFFERED, C.APPROVED, C.STARTED),
-                C.AWAITING_APPROVAL: (C.OFFERED, C.AWAITING_APPROVAL)}[state]
+                reason: str | None = None) -> bool:
+        """Insert the call in `state` with the events of its path there; False when its key is taken.
+
+        A denied call holds no key (it provably never ran, so the key stays free for a later offer).
+        """
+        key = None if state is C.DENIED else req.idempotency_key
         started = now if state is C.STARTED else None
-        approved = now if state is C.STARTED else None
         ended = now if state is C.DENIED else None
         cur.execute(_INSERT_CALL, (
             req.call_id, req.run_id, seq, req.team, req.tool, req.side_effect, req.rule, req.policy_version,
             req.args_json, req.args_hash, key, req.idempotency_key, state, 0, "{}", None, None, reason,
-            req.compensates_call_id, req.actor, now, approved, started, ended, now))
-        detail_first = json.dumps({"tool": req.tool, "seq": seq, "args_hash": req.args_hash,
-                                   "policy_version": req.policy_version, "rule": req.rule})
-        events: list[EventIn] = []
-        src: CallState | None = None
-        for dst in path:
-            check_call_move(req.call_id, src, dst)
-            detail = detail_first if dst is C.OFFERED else (
-                json.dumps({"reason": reason}) if dst is C.DENIED else "{}")
-            events.append((req.run_id, req.call_id, now, req.actor, "call", src, dst, detail))
-            src = dst
-        append_events(cur, events)
+            req.compensates_call_id, req.actor, now, started, started, ended, now))
+        if cur.rowcount != 1:
+            return False
+        offered = json.dumps({"tool": req.tool, "seq": seq, "args_hash": req.args_hash,
+                              "policy_version": req.policy_version, "rule": req.rule})
+        last = json.dumps({"reason": reason}) if state is C.DENIED else "{}"
+        path = _PATHS[state]
+        append_events(cur, [(req.run_id, req.call_id, now, req.actor, "call", src, dst,
+                             offered if dst is C.OFFERED else last) for src, dst in path])
+        return True
 
-    def _request_approval(self, cur: Any, req: CallRequest, seq: int, now: float) -> tuple[str, float]:
-        self._insert(cur, req, seq, now, C.AWAITING_APPROVAL, key=req.idempotency_key)
+    def _request_approval(self, cur: Any, req: CallRequest, now: float) -> tuple[str, float]:
         approval_id = new_id("apr")
         expires_at = now + req.expires_after
         cur.execute(_INSERT_APPROVAL, (
             approval_id, req.call_id, req.run_id, req.team, req.tool, req.rule, req.args_hash, req.args_json,
             json.dumps(list(req.approval_roles)), req.quorum, req.actor, now, expires_at, "pending"))
-        cur.execute("UPDATE runs SET state = ?, updated_at = ? WHERE run_id = ? AND state = ?",
-                    (RunState.PAUSED, now, req.run_id, RunState.RUNNING))
-        append_events(cur, [(req.run_id, req.call_id, now, req.actor, "approval", None, "pending",
-                             json.dumps({"approval_id": approval_id, "roles": list(req.approval_roles),
-                                         "quorum": req.quorum, "expires_at": expires_at}))])
+        events: list[EventIn] = [(req.run_id, req.call_id, now, req.actor, "approval", None, "pending",
+                                  json.dumps({"approval_id": approval_id, "roles": list(req.approval_roles),
+                                              "quorum": req.quorum, "expires_at": expires_at}))]
+        events.extend(move_run_if(cur, req.run_id, RunState.RUNNING, RunState.PAUSED, now, req.actor,
+                                  f"waiting for approval {approval_id}"))
+        append_events(cur, events)
         return approval_id, expires_at
 
     def _existing(self, cur: Any, req: CallRequest, call: CallRecord, now: float) -> Offer:
@@ -263,12 +302,16 @@ class Ledger(LedgerQueries, LedgerApprovals, LedgerPauses):
                          record=call)
         if state is C.APPROVED:
             cas_call(cur, call, C.STARTED, now, req.actor, "started_at = ?", (now,))
-            cur.execute("UPDATE runs SET state = ?, updated_at = ? WHERE run_id = ? AND state = ?",
-                        (RunState.RUNNING, now, call.run_id, RunState.PAUSED))
+            append_events(cur, move_run_if(cur, call.run_id, RunState.PAUSED, RunState.RUNNING, now, req.actor,
+                                           f"call {call.call_id} approved and started"))
             return Offer("started", call.call_id, call.seq, record=call)
-        if state in (C.STARTED, C.IN_DOUBT):
+        if state is C.STARTED:
             raise CallInDoubt(
-                f"call {call.call_id} ({call.tool}) with this key is {state}: its outcome is not known yet; "
+                f"call {call.call_id} ({call.tool}) with this key is already started, by another worker or "
+                "by one that died; it is never run twice (see `guard runs show " + call.run_id + "`)", **common)
+        if state is C.IN_DOUBT:
+            raise CallInDoubt(
+                f"call {call.call_id} ({call.tool}) with this key is in doubt: its outcome is not known; "
                 "it is never re-run blindly (see `guard runs show " + call.run_id + "`)", **common)
         raise CallFailed(f"call {call.call_id} ({call.tool}) with this key ended {state}"
                          + (f": {call.error}" if call.error else "") + "; it is not run again", **common)
@@ -294,14 +337,14 @@ class Ledger(LedgerQueries, LedgerApprovals, LedgerPauses):
             if cur.rowcount != 1:
                 raise IllegalTransition(f"call {call_id} is no longer started", entity="call", id=call_id,
                                         from_state=C.STARTED, to_state=C.STARTED)
-            append_events(cur, [(run_id, call_id, now, actor, "call", C.STARTED, C.STARTED,
+            append_events(cur, [(run_id, call_id, now, actor, "external_id", None, "recorded",
                                  json.dumps({"external_ids": external_ids}))])
 
     def complete(self, run_id: str, call_id: str, *, result_json: str, external_ids: dict[str, str],
                  attempts: int, actor: str) -> None:
         """`started -> completed` with the result and external ids; the run's last successful call follows from it."""
         now = time.time()
-        ids = json.dumps(external_ids)
+        ids = json.dumps(external_ids) if external_ids else "{}"
         with self.conns.write() as cur:
             cur.execute("UPDATE calls SET state = ?, result_json = ?, external_ids = ?, attempts = ?, "
                         "ended_at = ?, updated_at = ? WHERE call_id = ? AND state = ?",

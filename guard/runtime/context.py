@@ -36,6 +36,7 @@ class CallScope:
     call_id: str
     tool: str
     actor: str
+    idempotency_key: str | None  # pass it on to the other system (e.g. an Idempotency-Key header)
     external_ids: dict[str, str] = field(default_factory=dict[str, str])
 
 
@@ -48,6 +49,7 @@ def current_run() -> RunScope | None:
 
 
 def current_call() -> CallScope | None:
+    """The guarded call whose tool is running in this context (its call id and idempotency key), or None."""
     return _call.get()
 
 

@@ -228,7 +228,8 @@ class Guard:
     def _enter_call(self, p: Prepared) -> CallScope:
         record = p.offer.record
         ids = record.external_id_map if record is not None else {}
-        return CallScope(self.ledger, p.request.run_id, p.offer.call_id, p.request.tool, p.request.actor, ids)
+        return CallScope(self.ledger, p.request.run_id, p.offer.call_id, p.request.tool, p.request.actor,
+                         p.request.idempotency_key, ids)
 
     def _on_retry(self, p: Prepared) -> Callable[[int, BaseException], None]:
         def on_retry(attempt: int, exc: BaseException) -> None:

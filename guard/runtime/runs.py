@@ -25,6 +25,10 @@ class RunHandle:
     """`with guard.run(team) as run:` (or `async with`). On a clean exit the run is `completed`; if the block
     raises, an open run moves to `pending_review` (something changed) or `halted` (nothing did), with the
     error as its summary. `ApprovalPending` leaves the run paused, to resume later with the same run id.
+
+    Entering an existing run resumes it. A `completed` run may be entered again (the same event delivered
+    twice): every call it already made returns its recorded result, and any new call is refused with
+    RunNotRunning. A run halted or pending review refuses entry until an operator acts on it.
     """
 
     def __init__(self, guard: Guard, *, team: str, run_id: str | None, subject: str | None,
@@ -49,7 +53,7 @@ class RunHandle:
     def __enter__(self) -> RunHandle:
         run = self.guard.ledger.open_run(self.run_id, self.team, actor=self.guard.actor, subject=self.subject,
                                          source_event_id=self.source_event_id)
-        if run.state not in OPEN_RUN_STATES:
+        if run.state not in OPEN_RUN_STATES and run.state != RunState.COMPLETED:
             raise RunNotRunning(
                 f"run {self.run_id} is {run.state}" + (f" ({run.status_label})" if run.status_label else "")
                 + f": see `guard runs show {self.run_id}`", run_id=self.run_id, call_id=None, tool=None,
@@ -78,7 +82,8 @@ class RunHandle:
     def _close(self, exc: BaseException | None) -> None:
         run = self.record()
         if run.state not in OPEN_RUN_STATES or isinstance(exc, ApprovalPending):
-            self.guard.log.info("run left " + run.state, status_label=run.status_label)
+            self.guard.log.info("run left " + run.state,
+                                **({"status_label": run.status_label} if run.status_label else {}))
             return
         if exc is None:
             if run.state == RunState.RUNNING:
