@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from examples.onboarding import systems
-from guard import Guard, GuardedTool, current_run, report_external_id
+from guard import Guard, GuardedTool, current_call, report_external_id
 
 __all__ = ["OnboardingTools", "make_tools", "onboard"]
 
@@ -25,9 +25,10 @@ TEAM = "onboarding"
 
 
 def _key(tool: str) -> str:
-    """An idempotency key for the other system: the Guard run id (the correlation id) plus the tool."""
-    run = current_run()
-    return f"{run.run_id}/{tool}" if run is not None else tool
+    """The idempotency key Guard holds for this call, passed on to the other system so that a retry or a
+    replay can never create a second invoice there either."""
+    call = current_call()
+    return call.idempotency_key or call.call_id if call is not None else tool
 
 
 @dataclass(frozen=True)
