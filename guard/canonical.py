@@ -6,6 +6,7 @@ Scheme) then SHA-256. Key order never changes the hash; any change of a value do
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from collections.abc import Iterable, Mapping
@@ -81,8 +82,14 @@ def redact(value: Any, secret_fields: Iterable[str] = ()) -> Any:
     Secret names are the policy's `secrets` plus `DEFAULT_SECRET_FIELDS`, matched case-insensitively at any
     depth. Returns `value` itself when nothing needs redacting (the common case costs one walk, no copy).
     """
-    names = DEFAULT_SECRET_FIELDS.union(f.lower() for f in secret_fields)
-    return _redact(value, names)
+    if value is None or isinstance(value, str | int | float):
+        return value
+    return _redact(value, _secret_names(frozenset(secret_fields)))
+
+
+@functools.lru_cache(maxsize=256)
+def _secret_names(secret_fields: frozenset[str]) -> frozenset[str]:
+    return DEFAULT_SECRET_FIELDS.union(f.lower() for f in secret_fields)
 
 
 def _redact(value: Any, names: frozenset[str]) -> Any:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import time
 from typing import Any
 
@@ -13,6 +14,9 @@ from guard.ledger.records import CallRecord
 from guard.ledger.states import CallState, RunState, check_call_move, check_run_move
 
 __all__ = ["EventIn", "append_events", "cas_call", "move_run_if", "new_id"]
+
+_random = random.Random()  # seeded from os.urandom at import; reseeded after fork below
+os.register_at_fork(after_in_child=_random.seed)
 
 # (run_id, call_id, at, actor, entity, from_state, to_state, detail JSON)
 EventIn = tuple[str | None, str | None, float, str, str, str | None, str, str]
@@ -26,7 +30,7 @@ _INSERT_EVENTS = {n: f"INSERT INTO events ({_EVENT_COLS}) VALUES {', '.join([_RO
 def new_id(prefix: str) -> str:
     """A time-ordered id (UUIDv7 layout): inserts land at the end of the primary-key index."""
     ms = time.time_ns() // 1_000_000
-    rand = int.from_bytes(os.urandom(10), "big")
+    rand = _random.getrandbits(80)  # uniqueness, not secrecy: ids are not credentials
     value = (ms << 80) | (0x7 << 76) | ((rand >> 68) << 64) | (0b10 << 62) | (rand & ((1 << 62) - 1))
     h = f"{value:032x}"
     return f"{prefix}_{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from guard.canonical import canonical_json, redact, to_json
 from guard.errors import (
@@ -40,8 +40,7 @@ class ToolSpec:
     key: Callable[[Mapping[str, Any]], str] | None = None  # idempotency key from the arguments
 
 
-@dataclass(frozen=True, slots=True)
-class CallInput:
+class CallInput(NamedTuple):
     """One guarded call as the agent made it."""
 
     run: RunScope
@@ -51,8 +50,7 @@ class CallInput:
     call_id: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class Prepared:
+class Prepared(NamedTuple):
     """A call after the ledger's first commit: the policy's decision, the request and what the ledger did."""
 
     input: CallInput
