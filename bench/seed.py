@@ -5,8 +5,7 @@ inserts rows shaped like the ones Guard's ledger writes for an auto-approved cal
 one `calls` row (state completed), its 4 chained events (offered, approved, started, completed), and
 one `runs` row (completed, with its 2 events) per CALLS_PER_RUN calls.
 
->>> LEAD: `seed_calls` is the ONE function to keep in step with guard/ledger/tables.py (written against
->>> migration 0001_initial and guard/ledger/store.py as of this commit).
+Column lists come from the ledger's record types, and the hash chain from its own `event_hash`.
 """
 
 from __future__ import annotations
@@ -18,16 +17,8 @@ import random
 import sqlite3
 import time
 
-try:  # the ledger's own hash rule, so the seeded chain verifies; local copy if Guard is absent
-    from guard.ledger.chain import GENESIS, event_hash
-except ImportError:  # pragma: no cover
-    GENESIS = "0" * 64
-
-    def event_hash(prev_hash: str, run_id: str | None, call_id: str | None, at: float, actor: str,
-                   entity: str, from_state: str | None, to_state: str, detail: str) -> str:
-        text = "\x1f".join((prev_hash, run_id or "", call_id or "", repr(at), actor, entity, from_state or "",
-                            to_state, detail))
-        return hashlib.sha256(text.encode()).hexdigest()
+from guard.ledger.chain import GENESIS, event_hash
+from guard.ledger.records import CallRecord, EventRecord, RunRecord
 
 CALLS_PER_RUN = 10
 BATCH_CALLS = 50_000  # calls per transaction (with their events and runs)
@@ -37,12 +28,10 @@ TOOLS = (("crm.lookup", "read"), ("billing.create_invoice", "compensable"),
 CALL_PATH = (None, "offered", "approved", "started", "completed")
 ACTOR = "agent:seed"
 
-_CALL_COLS = ("call_id, run_id, seq, team, tool, side_effect, rule, policy_version, args_json, args_hash, "
-              "idempotency_key, requested_key, state, attempts, external_ids, result_json, error, reason, "
-              "compensates_call_id, requested_by, offered_at, approved_at, started_at, ended_at, updated_at")
-_RUN_COLS = ("run_id, team, source_event_id, subject, state, status_label, last_call_id, next_safe_action, "
-             "requires_review, error_summary, next_seq, created_by, created_at, updated_at")
-_EVENT_COLS = "run_id, call_id, at, actor, entity, from_state, to_state, detail, prev_hash, hash"
+# Column lists come from the ledger's own records, so the seed cannot drift from the schema.
+_CALL_COLS = CallRecord.columns()
+_RUN_COLS = RunRecord.stored_columns()
+_EVENT_COLS = EventRecord.columns()[1:]  # id is assigned by the database
 
 
 def _v7(prefix: str, ms: int, rng: random.Random) -> str:
@@ -51,6 +40,13 @@ def _v7(prefix: str, ms: int, rng: random.Random) -> str:
     value = (ms << 80) | (0x7 << 76) | ((rand >> 68) << 64) | (0b10 << 62) | (rand & ((1 << 62) - 1))
     h = f"{value:032x}"
     return f"{prefix}_{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+def _row(columns: tuple[str, ...], **values: object) -> tuple[object, ...]:
+    """A row in the table's column order; a missing or extra column is a KeyError/ValueError at once."""
+    if set(values) != set(columns):
+        raise ValueError(f"seed row does not match the schema: {sorted(set(values) ^ set(columns))}")
+    return tuple(values[c] for c in columns)
 
 
 def count_calls(conn: sqlite3.Connection, tool: str | None = None) -> int | None:
@@ -99,8 +95,10 @@ def seed_calls(conn: sqlite3.Connection, n: int, *, start: int = 0, seed: int = 
                 team = TEAMS[run_no % len(TEAMS)]
                 run_id = _v7("run", int((t0 + run_no * CALLS_PER_RUN * step) * 1000), rng)
                 run_end = at + CALLS_PER_RUN * step
-                runs.append((run_id, team, None, None, "completed", None, None, None, 0, None,
-                             CALLS_PER_RUN, ACTOR, at, run_end))
+                runs.append(_row(_RUN_COLS, run_id=run_id, team=team, source_event_id=None, subject=None,
+                                 state="completed", status_label=None, next_safe_action=None,
+                                 requires_review=0, error_summary=None, created_by=ACTOR, created_at=at,
+                                 updated_at=run_end))
                 for src, dst, ev_at in ((None, "running", at), ("running", "completed", run_end)):
                     detail = json.dumps({"team": team, "subject": None, "source_event_id": None}) \
                         if dst == "running" else "{}"
@@ -114,9 +112,13 @@ def seed_calls(conn: sqlite3.Connection, n: int, *, start: int = 0, seed: int = 
                                    separators=(",", ":"), sort_keys=True)
             args_hash = "sha256:" + hashlib.sha256(args_json.encode()).hexdigest()
             key = None if side_effect == "read" else f"{run_id}:{tool}:{args_hash}"
-            calls.append((call_id, run_id, seq, team, tool, side_effect, "seed", "sha256:seed", args_json,
-                          args_hash, key, key, "completed", 1, "{}", '{"ok":true}', None, None, None, ACTOR,
-                          at, at, at, at + 0.002, at + 0.002))
+            calls.append(_row(_CALL_COLS, call_id=call_id, run_id=run_id, seq=seq, team=team, tool=tool,
+                              side_effect=side_effect, rule="seed", policy_version="sha256:seed",
+                              args_json=args_json, args_hash=args_hash, idempotency_key=key, requested_key=key,
+                              state="completed", attempts=1, external_ids="{}", result_json='{"ok":true}',
+                              error=None, reason=None, compensates_call_id=None, requested_by=ACTOR,
+                              offered_at=at, approved_at=at, started_at=at, ended_at=at + 0.002,
+                              updated_at=at + 0.002))
             for i in range(1, len(CALL_PATH)):
                 src, dst = CALL_PATH[i - 1], CALL_PATH[i]
                 ev_at = at if dst != "completed" else at + 0.002
@@ -126,9 +128,14 @@ def seed_calls(conn: sqlite3.Connection, n: int, *, start: int = 0, seed: int = 
                 events.append((run_id, call_id, ev_at, ACTOR, "call", src, dst, detail, prev, h))
                 prev = h
         conn.execute("BEGIN IMMEDIATE")
-        conn.executemany(f"INSERT INTO runs ({_RUN_COLS}) VALUES ({', '.join('?' * 14)})", runs)
-        conn.executemany(f"INSERT INTO calls ({_CALL_COLS}) VALUES ({', '.join('?' * 25)})", calls)
-        conn.executemany(f"INSERT INTO events ({_EVENT_COLS}) VALUES ({', '.join('?' * 10)})", events)
+        try:
+            for table, cols, rows in (("runs", _RUN_COLS, runs), ("calls", _CALL_COLS, calls),
+                                      ("events", _EVENT_COLS, events)):
+                conn.executemany(f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
+                                 rows)
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
         conn.execute("COMMIT")
         done += k
     conn.execute(f"PRAGMA synchronous={old_sync}")

@@ -44,8 +44,13 @@ class RunRecord(_Row):
     call_count: int  # derived
 
     @classmethod
+    def stored_columns(cls) -> tuple[str, ...]:
+        """The columns of the `runs` table (the last two fields are derived from `calls`)."""
+        return cls.columns()[:-2]
+
+    @classmethod
     def sql_columns(cls) -> str:
-        stored = ", ".join(f"r.{c}" for c in cls.columns()[:-2])
+        stored = ", ".join(f"r.{c}" for c in cls.stored_columns())
         return (f"{stored}, (SELECT c.call_id FROM calls c WHERE c.run_id = r.run_id AND c.state = 'completed' "
                 "ORDER BY c.seq DESC LIMIT 1), (SELECT COUNT(*) FROM calls c WHERE c.run_id = r.run_id)")
 
