@@ -8,37 +8,22 @@ JSON, unknown team). Every command takes `--json` for machine-readable output.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
 from guard.canonical import redact
+from guard.cli.common import JsonFlag, PoliciesDir, emit, policy_dir
 from guard.errors import PolicyError
 from guard.policy import Decision, PolicySet, load_policy, policy_json_schema, run_cases
 from guard.policy._cases import CaseReport, cases_path
 
 app = typer.Typer(help="Check and explain team policies (policies/<team>.yaml).", no_args_is_help=True)
 
-JsonFlag = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
-PoliciesDir = Annotated[
-    Path | None,
-    typer.Option("--policies", help="Folder of <team>.yaml files [default: $GUARD_POLICY_DIR or ./policies]."),
-]
-
-
-def _policy_dir(option: Path | None) -> Path:
-    return option or Path(os.environ.get("GUARD_POLICY_DIR") or "policies")
-
-
-def _emit(data: Any) -> None:
-    typer.echo(json.dumps(data, indent=2, sort_keys=False, default=str))
-
-
 def _usage(message: str, as_json: bool) -> typer.Exit:
     if as_json:
-        _emit({"ok": False, "error": message})
+        emit({"ok": False, "error": message})
     else:
         typer.echo(f"error: {message}", err=True)
     return typer.Exit(2)
@@ -80,7 +65,7 @@ def validate(
         if not as_json:
             typer.echo(f"ok  {file}  team={policy.team} rules={len(policy.rules)} version={policy.version}")
     if as_json:
-        _emit(results)
+        emit(results)
     if not all(result["ok"] for result in results):
         raise typer.Exit(1)
 
@@ -103,10 +88,10 @@ def explain(
     if not isinstance(call_args, dict):
         raise _usage("--args must be a JSON object of arguments, like '{\"amount_cents\": 100}'", as_json)
     try:
-        policy = PolicySet.load_dir(_policy_dir(policies)).get(team)
+        policy = PolicySet.load_dir(policy_dir(policies)).get(team)
     except PolicyError as err:
         if as_json:
-            _emit({"ok": False, "error": _error_json(err)})
+            emit({"ok": False, "error": _error_json(err)})
         else:
             typer.echo(f"error: {err}", err=True)
         raise typer.Exit(2 if err.fields["field"] == "team" and err.fields["line"] is None else 1) from None
@@ -120,7 +105,7 @@ def explain(
         "rules": [{"rule": t.rule, "line": t.line, "outcome": t.outcome, "detail": t.detail} for t in traces],
     }
     if as_json:
-        _emit(data)
+        emit(data)
         return
     typer.echo(f"{tool} (team {team}, policy {policy.source} {policy.version})")
     typer.echo(f"args: {json.dumps(shown)}")
@@ -148,7 +133,7 @@ def test_cases(
     as_json: JsonFlag = False,
 ) -> None:
     """Run each team's cases file (<team>.cases.yaml): print failures and a summary. Exit 1 on any."""
-    directory = _policy_dir(policies)
+    directory = policy_dir(policies)
     if not directory.is_dir():
         raise _usage(f"policy folder {directory} does not exist: pass --policies or set GUARD_POLICY_DIR", as_json)
     names = teams or sorted(p.stem for p in directory.glob("*.yaml") if not p.name.endswith(".cases.yaml"))
@@ -170,7 +155,7 @@ def test_cases(
     failed = sum(len(r.failures) for r in reports)
     total = sum(len(r.results) for r in reports)
     if as_json:
-        _emit(
+        emit(
             {
                 "ok": not failed and not errors,
                 "cases": total,
@@ -207,7 +192,7 @@ def test_cases(
 @app.command()
 def schema() -> None:
     """Print the JSON Schema of the policy file format (for editors and CI)."""
-    _emit(policy_json_schema())
+    emit(policy_json_schema())
 
 
 def _decision_json(decision: Decision) -> dict[str, Any]:
