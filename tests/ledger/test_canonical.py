@@ -14,9 +14,13 @@ from hypothesis import strategies as st
 from guard.canonical import DEFAULT_SECRET_FIELDS, REDACTED, args_hash, canonical_json, redact
 
 SAFE = 2**53 - 1
-keys = st.text(max_size=6)
+# Plain text, plus the characters where canonical JSON is easy to get wrong: escapes, line separators, DEL,
+# and code points whose UTF-16 order differs from their code-point order.
+tricky = st.sampled_from(["\x00", "\x1f", "\x7f", "\"", "\\", "\u2028", "\u2029", "\ue000", "\U0001f600", "é"])
+chars = st.characters(exclude_categories=["Cs"]) | tricky
+keys = st.text(chars, max_size=6)
 scalars = (st.none() | st.booleans() | st.integers(-SAFE, SAFE)
-           | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=8))
+           | st.floats(allow_nan=False, allow_infinity=False) | st.text(chars, max_size=8))
 json_values = st.recursive(
     scalars, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(keys, inner, max_size=4), max_leaves=12)
 arguments = st.dictionaries(keys, json_values, max_size=5)
@@ -79,6 +83,10 @@ def test_type_confused_values_never_share_a_hash(a: dict[str, Any], b: dict[str,
 def test_values_json_cannot_hold_exactly_are_refused_with_type_error(bad: dict[str, Any]) -> None:
     with pytest.raises(TypeError, match="JSON"):
         args_hash(bad)
+
+
+def test_object_keys_sort_by_utf16_code_units_as_rfc_8785_requires() -> None:
+    assert canonical_json({"\ue000": 1, "\U0001f600": 2, "a": 0}) == '{"a":0,"\U0001f600":2,"\ue000":1}'.encode()
 
 
 def test_the_hash_is_sha256_prefixed_hex() -> None:

@@ -90,6 +90,21 @@ def test_states_that_release_the_idempotency_key_are_final_and_never_follow_star
         assert not any(state in CALL_TRANSITIONS[src] for src in after_start)
 
 
+def run_history_problem(ledger: Ledger, run_id: str) -> str | None:
+    """None when the run's events walk RUN_TRANSITIONS from `None` and end at the run's current state."""
+    src: RunState | None = None
+    for event in (e for e in ledger.events_of(run_id) if e.entity == "run"):
+        if (None if event.from_state is None else RunState(event.from_state)) != src:
+            return f"event {event.id} starts at {event.from_state}, but the run was {src}"
+        dst = RunState(event.to_state)
+        if dst != src and dst not in RUN_TRANSITIONS[src]:
+            return f"event {event.id} moves {src} -> {dst}, not in RUN_TRANSITIONS"
+        src = dst
+    record = ledger.get_run(run_id)
+    assert record is not None
+    return None if record.state == src else f"the run's events end at {src}, but the run row says {record.state}"
+
+
 # -- a real ledger under random operations --------------------------------------------------------------------
 
 ROLES = {"alice": frozenset({"finance"}), "bob": frozenset({"finance"}), "sam": frozenset({"support"}),
@@ -166,7 +181,10 @@ class LedgerMachine(RuleBasedStateMachine):
         req = request(run_id, verdict=verdict, key=key, args=args, quorum=quorum,  # type: ignore[arg-type]
                       expires_after=0.0 if due else 3600.0)
         run_open = self.runs[run_id] in (R.RUNNING, R.PAUSED)
-        holder = self._holder(key) if run_open else None
+        holder = self._holder(key)
+        if not run_open or verdict == "deny":
+            # A refused call still returns a completed key's recorded result: that runs nothing.
+            holder = holder if holder is not None and holder.state is C.COMPLETED else None
         if holder is not None and holder.args_hash != req.args_hash:
             with pytest.raises(IdempotencyConflict):
                 self.ledger.offer(req)
@@ -342,6 +360,8 @@ class LedgerMachine(RuleBasedStateMachine):
         for run_id, state in self.runs.items():
             record = self.ledger.get_run(run_id)
             assert record is not None and record.state == state, run_id
+            problem = run_history_problem(self.ledger, run_id)
+            assert problem is None, problem
         for approval_id, apr in self.model_approvals.items():
             record = self.ledger.get_approval(approval_id)
             assert record is not None and record.state == apr.state, approval_id
@@ -363,3 +383,17 @@ def test_a_key_offered_again_with_other_arguments_is_a_conflict_naming_the_first
         ledger.offer(request("r", key="k", args={"n": 2}))
     assert info.value.call_id == first.call_id
     assert info.value.recorded_hash == args_hash({"n": 1})
+
+
+def test_an_operator_move_of_a_running_run_is_one_event_in_its_history(ledger: Ledger) -> None:
+    ledger.open_run("r", TEAM, actor=AGENT)
+    ledger.move_run("r", RunClose(R.HALTED, status_label="stopped"), actor="operator")
+    assert run_history_problem(ledger, "r") is None
+
+
+def test_a_run_paused_by_an_approval_request_has_that_move_in_its_event_history(ledger: Ledger) -> None:
+    ledger.open_run("r", TEAM, actor=AGENT)
+    ledger.offer(request("r", verdict="approve"))
+    assert ledger.get_run("r").state == "paused"  # type: ignore[union-attr]
+    ledger.move_run("r", RunClose(R.HALTED, status_label="stopped"), actor="operator")
+    assert run_history_problem(ledger, "r") is None

@@ -1,0 +1,77 @@
+"""Approval decisions: one winner per approval, reasons required, bound to the arguments the reviewer saw."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+from ledger_support import AGENT, TEAM, request
+
+from guard.errors import ApprovalDecisionError
+from guard.ledger import DecisionResult, Ledger
+
+FINANCE = frozenset({"finance"})
+
+
+@pytest.fixture
+def approval_id(ledger: Ledger) -> str:
+    ledger.open_run("r", TEAM, actor=AGENT)
+    offer = ledger.offer(request("r", verdict="approve", key="k"))
+    assert offer.approval_id is not None
+    return offer.approval_id
+
+
+def test_two_reviewers_deciding_at_the_same_instant_leave_exactly_one_winner(ledger: Ledger,
+                                                                              approval_id: str) -> None:
+    barrier = threading.Barrier(2)
+    outcomes: dict[str, DecisionResult | ApprovalDecisionError] = {}
+
+    def decide(reviewer: str, decision: str) -> None:
+        barrier.wait()
+        try:
+            outcomes[reviewer] = ledger.decide(approval_id, reviewer=reviewer, decision=decision,  # type: ignore[arg-type]
+                                               reviewer_roles=FINANCE, reason="looked at it")
+        except ApprovalDecisionError as exc:
+            outcomes[reviewer] = exc
+
+    threads = [threading.Thread(target=decide, args=("alice", "approve")),
+               threading.Thread(target=decide, args=("bob", "reject"))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+
+    winners = [r for r, o in outcomes.items() if isinstance(o, DecisionResult) and o.settled]
+    losers = [o for o in outcomes.values() if isinstance(o, ApprovalDecisionError)]
+    assert len(winners) == 1 and len(losers) == 1
+    assert losers[0].code == "already_decided"
+    approval = ledger.get_approval(approval_id)
+    assert approval is not None
+    assert approval.state == ("approved" if winners == ["alice"] else "rejected")
+    assert [d.reviewer for d in ledger.decisions_of(approval_id)] == winners
+    assert ledger.verify_chain().ok
+
+
+def test_a_rejection_without_a_reason_is_refused_as_invalid(ledger: Ledger, approval_id: str) -> None:
+    with pytest.raises(ApprovalDecisionError) as info:
+        ledger.decide(approval_id, reviewer="alice", decision="reject", reviewer_roles=FINANCE, reason="  ")
+    assert info.value.code == "invalid"
+    assert ledger.get_approval(approval_id).state == "pending"  # type: ignore[union-attr]
+
+
+def test_a_decision_on_arguments_other_than_the_waiting_ones_is_refused_as_invalid(
+        ledger: Ledger, approval_id: str) -> None:
+    with pytest.raises(ApprovalDecisionError) as info:
+        ledger.decide(approval_id, reviewer="alice", decision="approve", reviewer_roles=FINANCE,
+                      shown_args_hash="sha256:" + "0" * 64)
+    assert info.value.code == "invalid"
+    assert ledger.decisions_of(approval_id) == []
+
+
+def test_a_settled_approval_names_who_settled_it_when_someone_else_decides_later(
+        ledger: Ledger, approval_id: str) -> None:
+    ledger.decide(approval_id, reviewer="alice", decision="approve", reviewer_roles=FINANCE)
+    with pytest.raises(ApprovalDecisionError) as info:
+        ledger.decide(approval_id, reviewer="bob", decision="reject", reviewer_roles=FINANCE, reason="too late")
+    assert info.value.code == "already_decided"
+    assert "alice" in str(info.value)

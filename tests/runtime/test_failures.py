@@ -1,0 +1,182 @@
+"""When a tool fails, times out, or the brakes are on: typed outcomes, recorded first, runs halted for review."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from runtime_support import Driver, Recorder, call_events
+
+from guard import CallDenied, CallFailed, CallInDoubt, Guard, RunNotRunning
+
+
+def test_a_failing_tool_under_on_failure_halt_raises_call_failed_and_halts_the_run_for_review(
+        driver: Driver, make_guard: Callable[..., Guard]) -> None:
+    guard = make_guard()
+    boom = RuntimeError("disk full")
+    tool = driver.tool(guard, Recorder(errors=[boom]), name="lab.halting_write")
+    with driver.run(guard, "lab") as run, pytest.raises(CallFailed) as failed:
+        run.call(tool, path="/tmp/x")
+
+    assert failed.value.__cause__ is boom
+    assert failed.value.state == "failed"
+    assert "disk full" in failed.value.error
+    [call] = guard.ledger.calls_of(run.run_id)
+    assert (call.call_id, call.state, call.error, call.attempts) == (
+        failed.value.call_id, "failed", "RuntimeError: disk full", 1)
+    record = guard.ledger.get_run(run.run_id)
+    assert record is not None
+    assert (record.state, record.status_label, record.requires_review) == (
+        "pending_review", "lab_halting_write_failed", True)
+    assert "disk full" in (record.error_summary or "")
+
+
+def test_a_failing_tool_under_on_failure_continue_leaves_the_run_running(
+        driver: Driver, make_guard: Callable[..., Guard]) -> None:
+    guard = make_guard()
+    tool = driver.tool(guard, Recorder(errors=[ValueError("bad row")]), name="lab.continuing_write")
+    with driver.run(guard, "lab") as run:
+        with pytest.raises(CallFailed):
+            run.call(tool, row=1)
+        record = guard.ledger.get_run(run.run_id)
+        assert record is not None and record.state == "running" and not record.requires_review
+    assert [c.state for c in guard.ledger.calls_of(run.run_id)] == ["failed"]
+    assert guard.ledger.get_run(run.run_id).state == "completed"  # type: ignore[union-attr]
+
+
+def test_a_repeat_safe_tool_that_fails_twice_completes_on_the_third_attempt_with_each_failure_recorded(
+        driver: Driver, make_guard: Callable[..., Guard]) -> None:
+    guard = make_guard()
+    body = Recorder(result={"rows": 3}, errors=[ConnectionError("reset"), TimeoutError("slow")])
+    tool = driver.tool(guard, body, name="lab.flaky_read")
+    with driver.run(guard, "lab") as run:
+        assert run.call(tool, q="x") == {"rows": 3}
+
+    assert len(body.calls) == 3
+    [call] = guard.ledger.calls_of(run.run_id)
+    assert (call.state, call.attempts) == ("completed", 3)
+    attempts = [json.loads(e.detail) for e in call_events(guard.ledger, run.run_id, call.call_id)
+                if e.from_state == e.to_state == "started"]
+    assert attempts == [{"attempt": 1, "error": "ConnectionError: reset"},
+                        {"attempt": 2, "error": "TimeoutError: slow"}]
+
+
+@pytest.fixture
+def gate() -> Iterator[threading.Event]:
+    """Holds a hanging sync tool's worker thread; released at teardown so the thread ends."""
+    event = threading.Event()
+    yield event
+    event.set()
+
+
+def test_a_timed_out_attempt_of_a_compensable_tool_is_in_doubt_and_halts_the_run(
+        driver: Driver, make_guard: Callable[..., Guard], gate: threading.Event) -> None:
+    guard = make_guard()
+    started: list[str] = []
+    tool = driver.hanging_tool(guard, name="lab.slow_write", gate=gate, started=started)
+    with driver.run(guard, "lab") as run, pytest.raises(CallInDoubt) as doubt:
+        run.call(tool, row=1)
+
+    assert started == ["attempt"]  # one attempt, never retried blindly
+    assert doubt.value.state == "in_doubt"
+    [call] = guard.ledger.calls_of(run.run_id)
+    assert call.state == "in_doubt"
+    record = guard.ledger.get_run(run.run_id)
+    assert record is not None
+    assert (record.state, record.status_label, record.requires_review) == (
+        "pending_review", "lab_slow_write_in_doubt", True)
+
+
+def pause_team(db_path: Path, team: str, reason: str) -> None:
+    with sqlite3.connect(db_path) as raw:
+        raw.execute("INSERT INTO pauses (scope, team, target, reason, paused_by, at) VALUES (?, ?, ?, ?, ?, ?)",
+                    ("team", team, team, reason, "ops-lead", time.time()))
+
+
+def test_a_call_of_a_paused_team_is_denied_naming_the_pause_and_never_runs(
+        driver: Driver, make_guard: Callable[..., Guard], db_path: Path) -> None:
+    guard = make_guard()
+    body = Recorder()
+    tool = driver.tool(guard, body, name="crm.find_contact")
+    pause_team(db_path, "onboarding", "incident 42: duplicate invoices")
+    with driver.run(guard, "onboarding") as run, pytest.raises(CallDenied) as denied:
+        run.call(tool, email="ada@example.com")
+
+    assert body.calls == []
+    assert "paused" in denied.value.reason and "incident 42" in denied.value.reason
+    assert [c.state for c in guard.ledger.calls_of(run.run_id)] == ["denied"]
+
+
+def test_a_pause_of_another_team_does_not_stop_this_one(driver: Driver, make_guard: Callable[..., Guard],
+                                                        db_path: Path) -> None:
+    guard = make_guard()
+    tool = driver.tool(guard, Recorder(result={"rows": 1}), name="lab.flaky_read")
+    pause_team(db_path, "onboarding", "incident 42")
+    with driver.run(guard, "lab") as run:
+        assert run.call(tool, q="x") == {"rows": 1}
+
+
+def test_no_call_starts_in_a_run_pending_review_and_the_run_cannot_be_reopened(
+        driver: Driver, make_guard: Callable[..., Guard]) -> None:
+    guard = make_guard()
+    failing = driver.tool(guard, Recorder(errors=[RuntimeError("boom")]), name="lab.halting_write")
+    reader = Recorder(result={"rows": 1})
+    read = driver.tool(guard, reader, name="lab.flaky_read")
+    with driver.run(guard, "lab") as run:
+        with pytest.raises(CallFailed):
+            run.call(failing, path="/x")
+        with pytest.raises(RunNotRunning) as closed:
+            run.call(read, q="x")
+    assert reader.calls == []
+    assert "pending_review" in closed.value.reason
+    assert guard.ledger.get_run(run.run_id).state == "pending_review"  # type: ignore[union-attr]
+
+    with pytest.raises(RunNotRunning) as reopened, driver.run(guard, "lab", run_id=run.run_id):
+        pass
+    assert reopened.value.state == "pending_review"
+
+
+def test_a_repeat_safe_tool_that_fails_every_attempt_ends_failed_after_exactly_its_attempts(
+        driver: Driver, make_guard: Callable[..., Guard]) -> None:
+    guard = make_guard()
+    body = Recorder(errors=[ConnectionError(f"reset {i}") for i in range(1, 5)])
+    tool = driver.tool(guard, body, name="lab.flaky_read")
+    with driver.run(guard, "lab") as run, pytest.raises(CallFailed) as failed:
+        run.call(tool, q="x")
+
+    assert len(body.calls) == 3
+    assert "reset 3" in failed.value.error
+    [call] = guard.ledger.calls_of(run.run_id)
+    assert (call.state, call.attempts) == ("failed", 3)
+
+
+def test_cancelling_the_agent_task_mid_call_records_the_call_in_doubt_and_the_cancellation_propagates(
+        make_guard: Callable[..., Guard]) -> None:
+    guard = make_guard()
+    entered = asyncio.Event()
+
+    @guard.tool(name="lab.halting_write")
+    async def write(path: str) -> None:
+        entered.set()
+        await asyncio.Event().wait()
+
+    async def agent() -> str:
+        async with guard.run("lab") as run:
+            task = asyncio.create_task(write(path="/x"))
+            await entered.wait()
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            return run.run_id
+
+    run_id = asyncio.run(agent())
+    [call] = guard.ledger.calls_of(run_id)
+    assert call.state == "in_doubt"
+    record = guard.ledger.get_run(run_id)
+    assert record is not None and record.state == "pending_review" and record.requires_review
