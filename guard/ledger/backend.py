@@ -53,7 +53,10 @@ class SqliteBackend:
         try:
             conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False,
                                    timeout=BUSY_TIMEOUT_MS / 1000)
-            conn.execute("PRAGMA journal_mode=WAL")
+            # WAL is a property of the file, set when it was created (database.upgrade). Switching it here would
+            # need an exclusive lock: a connection opened while another writes would fail at once.
+            if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=FULL")
             conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
             conn.execute("PRAGMA foreign_keys=ON")

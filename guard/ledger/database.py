@@ -90,6 +90,18 @@ def _sqlite_revision(url: str, path: Path) -> str | None:
     return None if row is None else str(row[0])
 
 
+def _set_wal(url: str, path: Path) -> None:
+    """Put the SQLite file in WAL mode (persistent): done once, before any agent or reviewer connects."""
+    try:
+        conn = sqlite3.connect(path, timeout=5.0)
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+        finally:
+            conn.close()
+    except sqlite3.Error as exc:
+        raise LedgerUnavailable(f"{url}: cannot open the database ({exc})", url=url) from exc
+
+
 def upgrade(url: str, revision: str = "head") -> str | None:
     """Run the migrations up to `revision`; returns the revision the database is at afterwards."""
     import sqlalchemy as sa
@@ -101,6 +113,8 @@ def upgrade(url: str, revision: str = "head") -> str | None:
         path.parent.mkdir(parents=True, exist_ok=True)
     cfg = Config()
     cfg.set_main_option("script_location", str(_MIGRATIONS))
+    if path is not None:
+        _set_wal(url, path)
     engine = _engine(url)
     try:
         with engine.begin() as conn:

@@ -13,7 +13,14 @@ from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from typing import Any, Literal, NamedTuple
 
-from guard.errors import CallFailed, CallInDoubt, GuardUsageError, IdempotencyConflict, IllegalTransition
+from guard.errors import (
+    CallDenied,
+    CallFailed,
+    CallInDoubt,
+    GuardUsageError,
+    IdempotencyConflict,
+    IllegalTransition,
+)
 from guard.ledger.approvals import LedgerApprovals
 from guard.ledger.backend import Connections, open_backend
 from guard.ledger.moves import EventIn, append_events, cas_call, move_run_if, new_id
@@ -21,6 +28,7 @@ from guard.ledger.pauses import LedgerPauses
 from guard.ledger.queries import LedgerQueries
 from guard.ledger.records import CallRecord, RunRecord
 from guard.ledger.states import (
+    KEY_RELEASING_STATES,
     OPEN_RUN_STATES,
     CallState,
     RunState,
@@ -34,7 +42,7 @@ C = CallState
 _CALL_COLS = ", ".join(CallRecord.columns())
 _INSERT_CALL = (
     f"INSERT INTO calls ({_CALL_COLS}) VALUES ({', '.join('?' * len(CallRecord.columns()))}) "
-    "ON CONFLICT (team, idempotency_key) DO NOTHING"
+    "ON CONFLICT DO NOTHING"
 )
 # The run's state, whether any pause is active, and the next sequence number: one statement per offer.
 _RUN_GATE = ("SELECT state, EXISTS (SELECT 1 FROM pauses WHERE lifted_at IS NULL), "
@@ -211,11 +219,11 @@ class Ledger(LedgerQueries, LedgerApprovals, LedgerPauses):
                 return Offer("denied", req.call_id, seq, reason=reason, brake=brake[0] if brake else None)
             if req.verdict == "approve":
                 if not self._insert(cur, req, seq, now, C.AWAITING_APPROVAL):
-                    return self._existing(cur, req, self._by_key_or_fail(cur, req), now)
+                    return self._existing(cur, req, self._holder(cur, req), now)
                 approval_id, expires_at = self._request_approval(cur, req, now)
                 return Offer("awaiting", req.call_id, seq, approval_id=approval_id, expires_at=expires_at)
             if not self._insert(cur, req, seq, now, C.STARTED):
-                return self._existing(cur, req, self._by_key_or_fail(cur, req), now)
+                return self._existing(cur, req, self._holder(cur, req), now)
             return Offer("started", req.call_id, seq)
 
     def _by_key(self, cur: Any, req: CallRequest) -> CallRecord | None:
@@ -226,10 +234,16 @@ class Ledger(LedgerQueries, LedgerApprovals, LedgerPauses):
         row = cur.fetchone()
         return None if row is None else CallRecord.from_row(row)
 
-    def _by_key_or_fail(self, cur: Any, req: CallRequest) -> CallRecord:
+    def _holder(self, cur: Any, req: CallRequest) -> CallRecord:
+        """The earlier call the insert conflicted with: same idempotency key, or same call id (an adapter
+        passing the framework's tool-call id again, e.g. on a resume)."""
         call = self._by_key(cur, req)
-        if call is None:  # pragma: no cover - the insert just reported this key as taken
-            raise IllegalTransition(f"key {req.idempotency_key!r} conflicted but no call holds it",
+        if call is None:
+            cur.execute(f"SELECT {_CALL_COLS} FROM calls WHERE call_id = ?", (req.call_id,))
+            row = cur.fetchone()
+            call = None if row is None else CallRecord.from_row(row)
+        if call is None:  # pragma: no cover - (run_id, seq) cannot collide under the write lock
+            raise IllegalTransition(f"call {req.call_id} conflicted with no call that holds its key or id",
                                     entity="call", id=req.call_id, from_state=None, to_state=C.OFFERED)
         return call
 
@@ -289,11 +303,12 @@ class Ledger(LedgerQueries, LedgerApprovals, LedgerPauses):
     def _existing(self, cur: Any, req: CallRequest, call: CallRecord, now: float) -> Offer:
         """An earlier call holds this idempotency key: never a second `offered`, never a blind re-run."""
         common = {"run_id": call.run_id, "call_id": call.call_id, "tool": call.tool, "state": call.state}
-        if call.args_hash != req.args_hash:
+        if call.args_hash != req.args_hash or call.tool != req.tool:
+            what = (f"call id {req.call_id!r}" if call.call_id == req.call_id
+                    else f"idempotency key {req.idempotency_key!r}")
             raise IdempotencyConflict(
-                f"idempotency key {req.idempotency_key!r} was used by call {call.call_id} with other "
-                "arguments; use a new key for a new action", key=req.idempotency_key,
-                recorded_hash=call.args_hash, **common)
+                f"{what} was used by call {call.call_id} ({call.tool}) with other arguments; use a new "
+                "one for a new action", key=req.idempotency_key, recorded_hash=call.args_hash, **common)
         state = CallState(call.state)
         if state is C.COMPLETED:
             return Offer("completed", call.call_id, call.seq, record=call)
@@ -315,6 +330,9 @@ class Ledger(LedgerQueries, LedgerApprovals, LedgerPauses):
             raise CallInDoubt(
                 f"call {call.call_id} ({call.tool}) with this key is in doubt: its outcome is not known; "
                 "it is never re-run blindly (see `guard runs show " + call.run_id + "`)", **common)
+        if state in KEY_RELEASING_STATES:  # found by its call id: the same refused call, offered again
+            raise CallDenied(f"call {call.call_id} ({call.tool}) was {state}: {call.reason or ''}; it is not "
+                             "offered again", reason=call.reason, **common)
         raise CallFailed(f"call {call.call_id} ({call.tool}) with this key ended {state}"
                          + (f": {call.error}" if call.error else "") + "; it is not run again", **common)
 

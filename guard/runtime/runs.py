@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 import structlog
 
-from guard.errors import ApprovalPending, RunNotRunning
+from guard.errors import ApprovalPending, ApprovalTimeout, RunNotRunning
 from guard.ledger import RunClose, RunRecord, RunState, new_id
 from guard.ledger.states import OPEN_RUN_STATES
 from guard.runtime.context import RUN_VAR, RunScope
@@ -24,7 +24,8 @@ __all__ = ["RunHandle"]
 class RunHandle:
     """`with guard.run(team) as run:` (or `async with`). On a clean exit the run is `completed`; if the block
     raises, an open run moves to `pending_review` (something changed) or `halted` (nothing did), with the
-    error as its summary. `ApprovalPending` leaves the run paused, to resume later with the same run id.
+    error as its summary. `ApprovalPending` and `ApprovalTimeout` leave the run paused: its approval still
+    stands, and the run resumes later with the same run id and the same call.
 
     Entering an existing run resumes it. A `completed` run may be entered again (the same event delivered
     twice): every call it already made returns its recorded result, and any new call is refused with
@@ -81,7 +82,7 @@ class RunHandle:
 
     def _close(self, exc: BaseException | None) -> None:
         run = self.record()
-        if run.state not in OPEN_RUN_STATES or isinstance(exc, ApprovalPending):
+        if run.state not in OPEN_RUN_STATES or isinstance(exc, ApprovalPending | ApprovalTimeout):
             self.guard.log.info("run left " + run.state,
                                 **({"status_label": run.status_label} if run.status_label else {}))
             return

@@ -61,9 +61,16 @@ class Prepared(NamedTuple):
 
 def prepare(ledger: Ledger, decision: Decision, inp: CallInput) -> Prepared:
     """Build the ledger request from the decision and offer it (one commit)."""
-    canonical = canonical_json(inp.args)
-    digest = "sha256:" + hashlib.sha256(canonical).hexdigest()
     redacted = redact(inp.args, decision.secret_fields)
+    refusal: str | None = None
+    try:
+        canonical = canonical_json(inp.args)
+    except TypeError as exc:
+        # No exact hash means no approval could bind to these arguments: refuse (recorded), never run.
+        refusal = (f"the arguments cannot be hashed exactly ({exc}); send finite numbers, integers within "
+                   "+/-2**53, strings, booleans, lists and objects")
+        canonical = to_json(redacted).encode()
+    digest = ("sha256:" if refusal is None else "invalid:") + hashlib.sha256(canonical).hexdigest()
     # Without secrets the canonical text is what we store: one serialisation instead of two.
     args_json = canonical.decode() if redacted is inp.args else to_json(redacted)
     key = inp.key or (inp.tool.key(inp.args) if inp.tool.key is not None else None)
@@ -89,6 +96,8 @@ def prepare(ledger: Ledger, decision: Decision, inp: CallInput) -> Prepared:
         quorum=approval.quorum if approval is not None else 1,
         expires_after=approval.expires_after if approval is not None else 3600.0,
     )
+    if refusal is not None:
+        request = request._replace(verdict="deny", reason=refusal, idempotency_key=None)
     return Prepared(inp, decision, request, ledger.offer(request))
 
 

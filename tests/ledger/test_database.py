@@ -114,13 +114,6 @@ def test_every_connection_runs_in_wal_with_full_sync_and_a_busy_timeout(ledger: 
     assert seen == [("wal", 2, 5000)]  # another thread's own connection too
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: upgrade() leaves a new SQLite ledger in rollback-journal mode ('delete') and every connection runs "
-    "`PRAGMA journal_mode=WAL` in SqliteBackend.connect. Until one connection has switched the file, a "
-    "connection opened while another holds the write lock (the agent's BEGIN IMMEDIATE) must escalate from "
-    "SHARED, and SQLite answers SQLITE_BUSY at once without the busy handler (deadlock avoidance): connect() "
-    "raises LedgerUnavailable('database is locked') immediately. Two threads making their first calls on a new "
-    "ledger (an agent and a reviewer) hit this at random"))
 def test_a_connection_opened_while_another_holds_the_write_lock_of_a_new_ledger_does_not_fail_at_once(
         db_path: Path) -> None:
     ledger = Ledger(f"sqlite:///{db_path}")

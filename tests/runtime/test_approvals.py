@@ -33,9 +33,6 @@ def blocking_agent(driver: Driver, guard: Guard, tool: GuardedTool, team: str, a
             run_ids.append(run.run_id)
             return run.call(tool, **args)
 
-    # The reviewer's side connects first: concurrent first connections to a freshly migrated file race
-    # (see the xfail in tests/ledger/test_database.py); this test is about the approval, not that race.
-    guard.ledger.list_approvals()
     agent = Agent(work)
     agent.start()
     return agent
@@ -226,10 +223,6 @@ def test_a_blocking_wait_that_runs_out_raises_approval_timeout_and_the_approval_
     assert len(body.calls) == 1
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: RunHandle._close treats ApprovalTimeout like any failure and halts the run (paused -> halted) "
-    "while its approval stays pending; ApprovalTimeout says 'call again to resume', but reopening the run "
-    "raises RunNotRunning. Only ApprovalPending is exempted in guard/runtime/runs.py."))
 def test_after_approval_timeout_leaves_the_run_block_the_run_can_resume_with_the_same_call(
         driver: Driver, make_guard: Callable[..., Guard]) -> None:
     guard = make_guard(approval_timeout=0.05)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -189,10 +188,6 @@ def test_a_sync_call_of_an_async_tool_is_a_usage_error(make_guard: Callable[...,
         tool.call_with({"email": "ada@example.com"})
 
 
-@pytest.mark.xfail(strict=True, raises=TypeError, reason=(
-    "BUG: guard.canonical.canonical_json raises a bare TypeError for arguments RFC 8785 cannot hold (NaN, "
-    "infinity, integers beyond 2**53, datetimes), and guard.runtime.steps.prepare does not translate it: "
-    "the agent gets an error outside the GuardError tree and nothing is recorded"))
 @pytest.mark.parametrize("value", [float("nan"), 2**60], ids=["nan", "big-int"])
 def test_an_argument_json_cannot_hold_is_refused_with_a_guard_error_and_runs_nothing(
         driver: Driver, make_guard: Callable[..., Guard], value: Any) -> None:
@@ -204,11 +199,6 @@ def test_an_argument_json_cannot_hold_is_refused_with_a_guard_error_and_runs_not
     assert body.calls == []
 
 
-@pytest.mark.xfail(strict=True, raises=sqlite3.IntegrityError, reason=(
-    "BUG: Ledger.offer inserts with `ON CONFLICT (team, idempotency_key) DO NOTHING` only, so a call id "
-    "used twice (an adapter passing the framework's tool-call id) hits the calls primary key; "
-    "SqliteBackend.is_unavailable excludes IntegrityError, so the raw sqlite3.IntegrityError leaks out "
-    "of Guard instead of a GuardError"))
 def test_a_call_id_used_twice_is_refused_with_a_guard_error_and_the_second_call_never_runs(
         driver: Driver, make_guard: Callable[..., Guard]) -> None:
     guard = make_guard()
