@@ -92,6 +92,31 @@ def _secret_names(secret_fields: frozenset[str]) -> frozenset[str]:
     return DEFAULT_SECRET_FIELDS.union(f.lower() for f in secret_fields)
 
 
+def scrub(text: str, args: Any, secret_fields: Iterable[str] = ()) -> str:
+    """`text` with the values of the secret arguments in `args` replaced by `[REDACTED]`.
+
+    For text Guard did not write itself (an exception message may quote an API key it was given).
+    Values shorter than 4 characters are left alone: replacing them would mangle ordinary words.
+    """
+    names = _secret_names(frozenset(secret_fields))
+    for value in _secret_values(args, names):
+        text = text.replace(value, REDACTED)
+    return text
+
+
+def _secret_values(value: Any, names: frozenset[str]) -> Iterable[str]:
+    if isinstance(value, Mapping):
+        for key, item in value.items():  # pyright: ignore[reportUnknownVariableType]
+            if isinstance(key, str) and key.lower() in names:
+                if isinstance(item, str | int) and len(text := str(item)) >= 4:  # pyright: ignore[reportUnknownArgumentType]
+                    yield text
+            else:
+                yield from _secret_values(item, names)
+    elif isinstance(value, list | tuple):
+        for item in value:  # pyright: ignore[reportUnknownVariableType]
+            yield from _secret_values(item, names)
+
+
 def _redact(value: Any, names: frozenset[str]) -> Any:
     if isinstance(value, Mapping):
         out: dict[str, Any] | None = None

@@ -26,7 +26,16 @@ from guard.policy import PolicySet
 from guard.runtime.context import CALL_VAR, RUN_VAR, CallScope, RunScope
 from guard.runtime.execute import AttemptTimeout, run_async, run_sync
 from guard.runtime.runs import RunHandle
-from guard.runtime.steps import CallInput, Prepared, ToolSpec, decision_outcome, prepare, record_failure, record_success
+from guard.runtime.steps import (
+    CallInput,
+    Prepared,
+    ToolSpec,
+    decision_outcome,
+    error_text,
+    prepare,
+    record_failure,
+    record_success,
+)
 from guard.runtime.tools import GuardedTool
 from guard.runtime.waiting import Waiter
 
@@ -233,7 +242,7 @@ class Guard:
 
     def _on_retry(self, p: Prepared) -> Callable[[int, BaseException], None]:
         def on_retry(attempt: int, exc: BaseException) -> None:
-            error = f"{type(exc).__name__}: {exc}"
+            error = error_text(p, exc)
             self.ledger.record_attempt(p.request.run_id, p.offer.call_id, attempt, error, p.request.actor)
             self.log.warning("attempt failed; retrying", call_id=p.offer.call_id, tool=p.request.tool,
                              attempt=attempt, error=error)
@@ -243,8 +252,8 @@ class Guard:
         attempts = max(self._attempts_so_far(p), 1)
         in_doubt = isinstance(exc, AttemptTimeout) or not isinstance(exc, Exception)
         err = record_failure(self.ledger, p, exc, scope.external_ids, attempts, in_doubt=in_doubt)
-        self.log.error("call " + str(err.state), call_id=p.offer.call_id, tool=p.request.tool,  # pyright: ignore[reportAttributeAccessIssue]
-                       error=f"{type(exc).__name__}: {exc}")
+        self.log.error("call " + str(err.fields["state"]), call_id=p.offer.call_id, tool=p.request.tool,
+                       error=err.fields["error"])
         # An interruption (KeyboardInterrupt, cancellation) keeps propagating as itself, now recorded.
         return err if isinstance(exc, Exception) else exc
 

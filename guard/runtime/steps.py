@@ -12,12 +12,13 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
-from guard.canonical import canonical_json, redact, to_json
+from guard.canonical import canonical_json, redact, scrub, to_json
 from guard.errors import (
     ApprovalExpired,
     CallDenied,
     CallFailed,
     CallInDoubt,
+    CallOutcomeError,
     CallRejected,
     RunNotRunning,
 )
@@ -139,13 +140,13 @@ def record_success(ledger: Ledger, p: Prepared, result: Any, reported: dict[str,
 
 
 def record_failure(ledger: Ledger, p: Prepared, exc: BaseException, reported: dict[str, str], attempts: int,
-                   *, in_doubt: bool) -> Exception:
+                   *, in_doubt: bool) -> CallOutcomeError:
     """Record `failed` (or `in_doubt`), halt the run when the policy says so, return the error to raise.
 
     A call whose outcome is unknown and that is not provably harmless (anything but a read) is `in_doubt`
     and always halts the run in `pending_review`: it must be reconciled, never re-run blindly.
     """
-    error = f"{type(exc).__name__}: {exc}"
+    error = error_text(p, exc)
     cls = p.decision.side_effect
     doubtful = in_doubt and cls is not SideEffectClass.READ
     state = CallState.IN_DOUBT if doubtful else CallState.FAILED
@@ -158,6 +159,11 @@ def record_failure(ledger: Ledger, p: Prepared, exc: BaseException, reported: di
                            state=state, error=error, **ids)
     return CallFailed(f"{p.request.tool} failed: {error}", state=state, error=error,
                       on_failure=p.decision.on_failure.value, **ids)
+
+
+def error_text(p: Prepared, exc: BaseException) -> str:
+    """The error as recorded and logged: its type and message, secret argument values scrubbed out."""
+    return scrub(f"{type(exc).__name__}: {exc}", p.input.args, p.decision.secret_fields)
 
 
 def _run_close(p: Prepared, error: str, doubtful: bool) -> RunClose | None:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from runtime_support import Driver, Recorder
 
-from guard import ApprovalPending, Guard
+from guard import ApprovalPending, CallFailed, Guard
 
 CARD = "4111-1111-1111-9876"
 API_KEY = "sk_live_Zq8uniqueSECRETvalue"
@@ -65,3 +65,20 @@ def test_a_secret_named_in_a_teams_policy_is_redacted_in_that_team_only(
     [crm_call] = guard.ledger.calls_of(onboarding.run_id)
     assert lab_call.args == {"SSN": "[REDACTED]", "customer_ref": "visible"}
     assert crm_call.args == {"ssn": "078-05-1120"}  # onboarding's policy does not call it a secret
+
+
+def test_a_secret_quoted_in_the_tools_own_error_message_is_scrubbed_from_the_ledger_and_the_logs(
+        driver: Driver, make_guard: Callable[..., Guard], db_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    guard = make_guard(log_level="debug")
+    body = Recorder(errors=[ValueError(f"gateway refused key {API_KEY} for card {CARD}")])
+    tool = driver.tool(guard, body, name="billing.create_invoice")
+    with driver.run(guard, "onboarding") as run, pytest.raises(CallFailed) as failed:
+        run.call(tool, customer_id="cust-1", amount_cents=100, card_number=CARD, api_key=API_KEY)
+    [call] = guard.ledger.calls_of(run.run_id)
+    assert call.error == "ValueError: gateway refused key [REDACTED] for card [REDACTED]"
+    assert API_KEY not in str(failed.value) and CARD not in str(failed.value)
+    guard.close()
+    raw = b"".join(f.read_bytes() for f in sorted(db_path.parent.glob(db_path.name + "*")))
+    assert b"gateway refused key" in raw and API_KEY.encode() not in raw and CARD.encode() not in raw
+    logs = capfd.readouterr()
+    assert "gateway refused key" in logs.err and API_KEY not in logs.err and CARD not in logs.err
