@@ -10,7 +10,7 @@ import functools
 import hashlib
 import json
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, cast
 
 import rfc8785
 
@@ -31,7 +31,7 @@ _dumps_sorted = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), sort
 def _plain(value: Any) -> bool:
     """True when the stdlib encoder's sorted output is already RFC 8785: no floats, safe integers only,
     ASCII keys (so code-point order equals the UTF-16 order RFC 8785 sorts by)."""
-    kind = type(value)
+    kind = cast(Any, type(value))  # pyright: ignore[reportUnknownVariableType] - the type of Any is unknown by nature
     if kind is str or kind is bool or value is None:
         return True
     if kind is int:
@@ -106,29 +106,31 @@ def scrub(text: str, args: Any, secret_fields: Iterable[str] = ()) -> str:
 
 def _secret_values(value: Any, names: frozenset[str]) -> Iterable[str]:
     if isinstance(value, Mapping):
-        for key, item in value.items():  # pyright: ignore[reportUnknownVariableType]
+        for key, item in cast(Mapping[Any, Any], value).items():
             if isinstance(key, str) and key.lower() in names:
-                if isinstance(item, str | int) and len(text := str(item)) >= 4:  # pyright: ignore[reportUnknownArgumentType]
+                if isinstance(item, str | int) and len(text := str(item)) >= 4:
                     yield text
             else:
                 yield from _secret_values(item, names)
     elif isinstance(value, list | tuple):
-        for item in value:  # pyright: ignore[reportUnknownVariableType]
+        for item in cast(list[Any] | tuple[Any, ...], value):
             yield from _secret_values(item, names)
 
 
 def _redact(value: Any, names: frozenset[str]) -> Any:
     if isinstance(value, Mapping):
-        out: dict[str, Any] | None = None
-        for key, item in value.items():  # pyright: ignore[reportUnknownVariableType]
+        mapping = cast(Mapping[Any, Any], value)
+        out: dict[Any, Any] | None = None
+        for key, item in mapping.items():
             new = REDACTED if isinstance(key, str) and key.lower() in names else _redact(item, names)
             if new is not item and out is None:
-                out = dict(value)  # pyright: ignore[reportUnknownArgumentType]
+                out = dict(mapping)
             if out is not None:
                 out[key] = new
-        return value if out is None else out
+        return mapping if out is None else out
     if isinstance(value, list | tuple):
-        items = [_redact(item, names) for item in value]  # pyright: ignore[reportUnknownVariableType]
-        changed = any(a is not b for a, b in zip(items, value, strict=True))  # pyright: ignore[reportUnknownArgumentType]
-        return items if changed else value
+        seq = cast(list[Any] | tuple[Any, ...], value)
+        items = [_redact(item, names) for item in seq]
+        changed = any(a is not b for a, b in zip(items, seq, strict=True))
+        return items if changed else seq
     return value

@@ -55,7 +55,10 @@ __all__ = [
 
 
 class GuardError(Exception):
-    """Root of every error Guard raises. Fields are keyword arguments kept on the instance."""
+    """Root of every error Guard raises. Fields are keyword arguments kept on the instance (and in `fields`)."""
+
+    message: str
+    fields: dict[str, Any]
 
     def __init__(self, message: str, **fields: Any) -> None:
         super().__init__(message)
@@ -84,6 +87,12 @@ class ApprovalPending(GuardSignal):
     Fields: run_id, call_id, tool, approval_id, expires_at.
     """
 
+    run_id: str
+    call_id: str
+    tool: str
+    approval_id: str
+    expires_at: float
+
 
 class ConfigurationError(GuardError):
     """Something the developer or policy owner must fix before Guard can run."""
@@ -94,6 +103,11 @@ class PolicyError(ConfigurationError):
 
     Fields: file, line (1-based, or None when unknown), field (dotted path, or "" for the document), reason.
     """
+
+    file: str
+    line: int | None
+    field: str
+    reason: str
 
     def __init__(self, message: str | None = None, *, file: str, line: int | None, field: str, reason: str,
                  **extra: Any) -> None:
@@ -116,13 +130,23 @@ class GuardUsageError(ConfigurationError):
 class CallOutcomeError(GuardError):
     """A guarded call did not complete. Fields: run_id, call_id, tool, state (and more per subclass)."""
 
+    run_id: str
+    call_id: str | None
+    tool: str | None
+    state: str
+
 
 class CallDenied(CallOutcomeError):
     """The policy or a brake refused the call before anything ran. Fields add: reason, rule."""
 
+    reason: str
+    rule: str | None
+
 
 class CallRejected(CallOutcomeError):
-    """A reviewer rejected the call. Fields add: reason, reviewer."""
+    """A reviewer rejected the call. Fields add: reason."""
+
+    reason: str
 
 
 class ApprovalExpired(CallOutcomeError):
@@ -132,6 +156,8 @@ class ApprovalExpired(CallOutcomeError):
 class ApprovalTimeout(CallOutcomeError):
     """A blocking wait for approval ran out of time. The approval still stands; call again to resume."""
 
+    approval_id: str
+
 
 class RunNotRunning(CallOutcomeError):
     """The run is halted, pending review or finished: no new call may start in it."""
@@ -140,13 +166,24 @@ class RunNotRunning(CallOutcomeError):
 class IdempotencyConflict(CallOutcomeError):
     """The idempotency key was used before with other arguments. Fields add: key, recorded_hash."""
 
+    key: str | None
+    recorded_hash: str
+
 
 class CallFailed(CallOutcomeError):
-    """The tool raised. The error is recorded; the original exception is the `__cause__`."""
+    """The tool raised. The error is recorded; the original exception is the `__cause__`.
+
+    Fields add: error (type and message, secrets scrubbed), on_failure (what the policy did to the run).
+    """
+
+    error: str
+    on_failure: str
 
 
 class CallInDoubt(CallOutcomeError):
     """The outcome is unknown (a timeout after the tool started). The call is never re-run blindly."""
+
+    error: str
 
 
 class LedgerError(GuardError):
@@ -163,7 +200,16 @@ class IllegalTransition(LedgerError):
     Fields: entity ("call" or "run"), id, from_state, to_state.
     """
 
+    entity: str
+    id: str
+    from_state: str | None
+    to_state: str
+
 
 class ApprovalDecisionError(LedgerError):
     """A decision that may not be made. Fields: approval_id, reason, and `code`:
     "not_found", "forbidden", "self_approval", "already_decided", "expired", "invalid"."""
+
+    approval_id: str
+    code: str
+    reason: str

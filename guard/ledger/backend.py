@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Generator
 from contextlib import contextmanager, suppress
 from typing import Any, Protocol
 
@@ -105,7 +105,7 @@ class Connections:
         return _WriteTx(self)
 
     @contextmanager
-    def read(self) -> Iterator[Any]:
+    def read(self) -> Generator[Any]:
         """A cursor for reads outside any write transaction."""
         cur = self.get().cursor()
         try:

@@ -49,10 +49,11 @@ def sqlite_path(url: str) -> Path | None:
 
 def _engine(url: str) -> sa.Engine:
     import sqlalchemy as sa
+    from sqlalchemy import exc as sa_exc
 
     try:
         return sa.create_engine(url)
-    except (sa.exc.ArgumentError, sa.exc.NoSuchModuleError, ImportError) as exc:
+    except (sa_exc.ArgumentError, sa_exc.NoSuchModuleError, ImportError) as exc:
         raise LedgerNotReady(f"{url}: not a usable database URL ({exc})", url=url) from exc
 
 
@@ -61,14 +62,14 @@ def current_revision(url: str) -> str | None:
     path = sqlite_path(url)
     if path is not None:
         return _sqlite_revision(url, path)
-    import sqlalchemy as sa
     from alembic.runtime.migration import MigrationContext
+    from sqlalchemy import exc as sa_exc
 
     engine = _engine(url)
     try:
         with engine.connect() as conn:
             return MigrationContext.configure(conn).get_current_revision()
-    except sa.exc.OperationalError as exc:
+    except sa_exc.OperationalError as exc:
         raise LedgerUnavailable(f"{url}: cannot read the database ({exc.orig})", url=url) from exc
     finally:
         engine.dispose()
@@ -104,9 +105,9 @@ def _set_wal(url: str, path: Path) -> None:
 
 def upgrade(url: str, revision: str = "head") -> str | None:
     """Run the migrations up to `revision`; returns the revision the database is at afterwards."""
-    import sqlalchemy as sa
     from alembic import command
     from alembic.config import Config
+    from sqlalchemy import exc as sa_exc
 
     path = sqlite_path(url)
     if path is not None:
@@ -120,7 +121,7 @@ def upgrade(url: str, revision: str = "head") -> str | None:
         with engine.begin() as conn:
             cfg.attributes["connection"] = conn
             command.upgrade(cfg, revision)
-    except sa.exc.OperationalError as exc:
+    except sa_exc.OperationalError as exc:
         raise LedgerUnavailable(f"{url}: migration failed ({exc.orig})", url=url) from exc
     finally:
         engine.dispose()

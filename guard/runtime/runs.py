@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from types import TracebackType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
@@ -40,7 +41,7 @@ class RunHandle:
         self.subject = subject
         self.source_event_id = source_event_id
         self._token: Token[RunScope | None] | None = None
-        self._bound: dict[str, Token[object]] = {}
+        self._bound: Mapping[str, Token[Any]] = {}
 
     def record(self) -> RunRecord:
         """The run as the ledger has it now."""

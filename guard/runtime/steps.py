@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 from guard.canonical import canonical_json, redact, scrub, to_json
 from guard.errors import (
@@ -124,10 +124,11 @@ def extract_ids(spec: ToolSpec, result: Any, reported: dict[str, str]) -> dict[s
     """External ids: those the tool reported while running, plus the declared fields of its result."""
     ids = dict(reported)
     if spec.external_ids and isinstance(result, Mapping):
+        fields = cast(Mapping[str, Any], result)
         for kind, field_name in spec.external_ids.items():
-            value = result.get(field_name)  # pyright: ignore[reportUnknownMemberType]
+            value = fields.get(field_name)
             if value is not None:
-                ids[kind] = str(value)  # pyright: ignore[reportUnknownArgumentType]
+                ids[kind] = str(value)
     return ids
 
 
