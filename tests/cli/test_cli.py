@@ -1,0 +1,188 @@
+"""The `guard` command line on a real ledger file: as a subprocess (the installed entry point) and through
+typer's runner. Exit codes: 0 ok, 1 check failed or refused, 2 usage error."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from guard import ApprovalPending, CallDenied, Guard
+from guard.cli import app
+
+REPO = Path(__file__).resolve().parents[2]
+POLICIES = REPO / "policies"
+WELCOME = {"to": "ada@example.com", "workspace_id": "ws_1"}
+
+
+def guard_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """Run `python -m guard ...` as a separate process, as a user or a script would."""
+    full_env = {**os.environ, "GUARD_POLICY_DIR": str(POLICIES), **(env or {})}
+    full_env.pop("GUARD_REVIEWER", None)
+    return subprocess.run([sys.executable, "-m", "guard", *args], capture_output=True, text=True, env=full_env,
+                          timeout=60, check=False)
+
+
+@pytest.fixture
+def runner(monkeypatch: pytest.MonkeyPatch) -> CliRunner:
+    monkeypatch.setenv("GUARD_POLICY_DIR", str(POLICIES))
+    monkeypatch.delenv("GUARD_REVIEWER", raising=False)
+    return CliRunner()
+
+
+@pytest.fixture
+def waiting(db_path: Path) -> Iterator[tuple[Guard, str, str]]:
+    """A run whose welcome email waits for support's approval; the agent asking is `sam` (a reviewer)."""
+    guard = Guard(policies=POLICIES, db=str(db_path), actor="sam", approval="defer", log_level="error")
+    sent: list[dict[str, Any]] = []
+
+    def send_welcome(**kw: Any) -> dict[str, str]:
+        sent.append(kw)
+        return {"message_id": "m-1"}
+
+    tool = guard.tool(send_welcome, name="email.send_welcome")
+    with pytest.raises(ApprovalPending) as pending, guard.run("onboarding") as run:
+        tool(**WELCOME)
+    try:
+        yield guard, run.run_id, pending.value.approval_id
+    finally:
+        assert sent == []  # nothing in these tests runs the email
+        guard.close()
+
+
+def test_help_explains_the_tool_and_lists_every_command_group() -> None:
+    done = guard_cli("--help")
+    assert done.returncode == 0
+    for word in ("policy", "runs", "approvals", "ledger", "db", "pause"):
+        assert word in done.stdout
+
+
+def test_approvals_list_json_shows_the_waiting_call_with_its_exact_arguments(
+        waiting: tuple[Guard, str, str], db_path: Path) -> None:
+    _, run_id, approval_id = waiting
+    done = guard_cli("approvals", "list", "--json", "--db", str(db_path))
+    assert done.returncode == 0, done.stderr
+    [item] = json.loads(done.stdout)
+    assert item["approval_id"] == approval_id and item["run_id"] == run_id
+    assert item["tool"] == "email.send_welcome" and item["args"] == WELCOME and item["roles"] == ["support"]
+
+
+def test_a_reviewer_without_the_role_and_the_requester_are_refused_and_nothing_is_decided(
+        waiting: tuple[Guard, str, str], db_path: Path) -> None:
+    guard, _, approval_id = waiting
+    wrong_role = guard_cli("approvals", "approve", approval_id, "--as", "alice", "--db", str(db_path))
+    assert wrong_role.returncode == 1 and "forbidden" in wrong_role.stderr
+    own_call = guard_cli("approvals", "approve", approval_id, "--as", "sam", "--db", str(db_path))
+    assert own_call.returncode == 1 and "self_approval" in own_call.stderr
+    approval = guard.ledger.get_approval(approval_id)
+    assert approval is not None and approval.state == "pending"
+    assert guard.ledger.decisions_of(approval_id) == []
+
+
+def test_approving_through_the_cli_lets_the_waiting_call_run(
+        waiting: tuple[Guard, str, str], db_path: Path) -> None:
+    guard, _, approval_id = waiting
+    done = guard_cli("approvals", "approve", approval_id, "--as", "ops-lead", "--reason", "checked", "--db",
+                     str(db_path))
+    assert done.returncode == 0, done.stderr
+    assert "approved by ops-lead" in done.stdout
+    approval = guard.ledger.get_approval(approval_id)
+    assert approval is not None and approval.state == "approved"
+    assert guard.ledger.call_state(approval.call_id) == "approved"
+
+
+def test_deciding_without_saying_who_is_a_usage_error(
+        waiting: tuple[Guard, str, str], db_path: Path, runner: CliRunner) -> None:
+    _, _, approval_id = waiting
+    result = runner.invoke(app, ["approvals", "approve", approval_id, "--db", str(db_path)])
+    assert result.exit_code == 2
+    assert "--as" in result.output
+
+
+def test_a_rejection_needs_a_reason(waiting: tuple[Guard, str, str], db_path: Path, runner: CliRunner) -> None:
+    guard, _, approval_id = waiting
+    result = runner.invoke(app, ["approvals", "reject", approval_id, "--as", "ops-lead", "--db", str(db_path)])
+    assert result.exit_code == 2
+    approval = guard.ledger.get_approval(approval_id)
+    assert approval is not None and approval.state == "pending"
+
+
+def test_runs_show_tells_the_runs_story_in_json(
+        waiting: tuple[Guard, str, str], db_path: Path, runner: CliRunner) -> None:
+    _, run_id, _ = waiting
+    result = runner.invoke(app, ["runs", "show", run_id, "--json", "--db", str(db_path)])
+    assert result.exit_code == 0, result.output
+    story = json.loads(result.output)
+    assert story["run"]["state"] == "paused"
+    assert [c["state"] for c in story["calls"]] == ["awaiting_approval"]
+    assert [e["to_state"] for e in story["events"] if e["entity"] == "call"] == ["offered", "awaiting_approval"]
+
+
+def test_an_unknown_run_is_a_failed_check_and_a_missing_ledger_a_usage_error(
+        db_path: Path, tmp_path: Path, runner: CliRunner) -> None:
+    unknown = runner.invoke(app, ["runs", "show", "run_nope", "--db", str(db_path)])
+    assert unknown.exit_code == 1 and "guard runs list" in unknown.output
+    missing = runner.invoke(app, ["runs", "list", "--db", str(tmp_path / "absent.db")])
+    assert missing.exit_code == 2 and "no ledger" in missing.output
+    assert not (tmp_path / "absent.db").exists()  # a read never creates a ledger by accident
+
+
+def test_ledger_verify_passes_on_an_intact_ledger_and_names_the_row_someone_edited(
+        waiting: tuple[Guard, str, str], db_path: Path) -> None:
+    guard, _, _ = waiting
+    ok = guard_cli("ledger", "verify", "--db", str(db_path))
+    assert ok.returncode == 0 and "hash chain intact" in ok.stdout
+    guard.close()
+    with sqlite3.connect(db_path) as conn:
+        [(target,)] = conn.execute("SELECT id FROM events WHERE to_state = 'awaiting_approval'").fetchall()
+        conn.execute("UPDATE events SET actor = 'someone-else' WHERE id = ?", (target,))
+    bad = guard_cli("ledger", "verify", "--db", str(db_path))
+    assert bad.returncode == 1
+    assert f"event id {target}" in bad.stdout
+
+
+def test_db_status_fails_until_db_upgrade_creates_the_schema(tmp_path: Path, runner: CliRunner) -> None:
+    db = str(tmp_path / "new.db")
+    assert runner.invoke(app, ["db", "status", "--db", db]).exit_code == 1
+    upgraded = runner.invoke(app, ["db", "upgrade", "--db", db])
+    assert upgraded.exit_code == 0, upgraded.output
+    status = runner.invoke(app, ["db", "status", "--db", db])
+    assert status.exit_code == 0 and "0001_initial" in status.output
+
+
+def test_a_paused_team_has_its_calls_denied_until_it_is_unpaused(db_path: Path, runner: CliRunner) -> None:
+    paused = runner.invoke(app, ["pause", "--team", "onboarding", "--reason", "incident 42", "--as", "oncall",
+                                 "--db", str(db_path)])
+    assert paused.exit_code == 0, paused.output
+    guard = Guard(policies=POLICIES, db=str(db_path), log_level="error")
+    ran: list[str] = []
+
+    def find_contact(email: str) -> None:
+        ran.append(email)
+
+    tool = guard.tool(find_contact, name="crm.find_contact")
+    try:
+        with guard.run("onboarding"):
+            with pytest.raises(CallDenied, match="incident 42"):
+                tool(email="ada@example.com")
+            lifted = runner.invoke(app, ["unpause", "--team", "onboarding", "--db", str(db_path)])
+            assert lifted.exit_code == 0, lifted.output
+            tool(email="ada@example.com")
+    finally:
+        guard.close()
+    assert ran == ["ada@example.com"]
+    again = runner.invoke(app, ["unpause", "--team", "onboarding", "--db", str(db_path)])
+    assert again.exit_code == 1 and "no active pause" in again.output
+
+
+def test_pause_needs_exactly_one_target(db_path: Path, runner: CliRunner) -> None:
+    both = runner.invoke(app, ["pause", "--team", "a", "--tool", "b", "--reason", "x", "--db", str(db_path)])
+    assert both.exit_code == 2
