@@ -24,6 +24,7 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/ruff check guard tests policies examples bench
 	$(BIN)/lint-imports
+	$(BIN)/pyright
 	$(BIN)/python -m pytest -q
 
 lint: $(STAMP)

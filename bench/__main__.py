@@ -1,3 +1,5 @@
+# pyright: basic
+# bench runs in its own venv (.venv-bench) with its peers; see the [tool.pyright] comment in pyproject.toml.
 """`python -m bench` — Guard's per-call cost against a bare call, the SQLite floor, DBOS and Edictum.
 
 Runs every row sequentially in one process on one disk (DBOS alone runs in a subprocess of the same venv:

@@ -1,3 +1,5 @@
+# pyright: basic
+# bench runs in its own venv (.venv-bench) with its peers; see the [tool.pyright] comment in pyproject.toml.
 """DBOS Transact's cost per durable step on a SQLite system database (the closest durable peer).
 
 One workflow of N no-op steps; each step's latency is timed inside the workflow around the step call
@@ -33,10 +35,11 @@ def version() -> str:
 
 def _engine(db_path: str) -> Any:
     import sqlalchemy as sa
+    import sqlalchemy.event
 
     engine = sa.create_engine(f"sqlite:///{db_path}")
 
-    @sa.event.listens_for(engine, "connect")
+    @sqlalchemy.event.listens_for(engine, "connect")
     def _pragmas(dbapi_conn: Any, _record: Any) -> None:
         dbapi_conn.isolation_level = "IMMEDIATE"  # as DBOS's own SQLite engine does
         dbapi_conn.execute("PRAGMA foreign_keys=ON")  # as DBOS's own SQLite engine does
@@ -49,7 +52,7 @@ def _engine(db_path: str) -> Any:
 
 def run(db_path: str, n: int, warmup: int, dbos_defaults: bool = False) -> dict:
     import sqlalchemy as sa
-    from dbos import DBOS
+    from dbos import DBOS  # pyright: ignore[reportMissingImports]  # peer: only in .venv-bench
 
     from bench.stats import summarize
 

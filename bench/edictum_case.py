@@ -1,3 +1,5 @@
+# pyright: basic
+# bench runs in its own venv (.venv-bench) with its peers; see the [tool.pyright] comment in pyproject.toml.
 """Edictum's evaluation of the rule equivalent to bench/policies/bench.yaml's `big-invoice` rule.
 
 Built with Edictum's own YAML ruleset API (Edictum.from_yaml_string): a `pre` rule on
@@ -37,7 +39,7 @@ def version() -> str:
 
 
 def make_evaluator() -> Callable[[str, dict[str, Any]], Any]:
-    from edictum import Edictum
+    from edictum import Edictum  # pyright: ignore[reportMissingImports]  # peer: only in .venv-bench
 
     guard = Edictum.from_yaml_string(RULESET)
     # Sanity: the rule must behave like Guard's policy on both sides of the threshold.

@@ -1,3 +1,5 @@
+# pyright: basic
+# bench runs in its own venv (.venv-bench) with its peers; see the [tool.pyright] comment in pyproject.toml.
 """The floor of a write-ahead ledger: two raw SQLite commits per call (insert a row, then update it).
 
 Same connection settings Guard uses: journal_mode=WAL, synchronous=FULL, busy_timeout=5000, and explicit

@@ -1,3 +1,5 @@
+# pyright: basic
+# bench runs in its own venv (.venv-bench) with its peers; see the [tool.pyright] comment in pyproject.toml.
 """Guard-specific code of the benchmark (with seed.py, the only modules that import `guard`)."""
 
 from __future__ import annotations

@@ -1,3 +1,5 @@
+# pyright: basic
+# bench runs in its own venv (.venv-bench) with its peers; see the [tool.pyright] comment in pyproject.toml.
 """Fill a ledger with N earlier calls fast: raw sqlite3 executemany in big transactions (no guarded calls).
 
 The runner opens Guard on the file first, so Guard's migrations create the schema; this module only
@@ -121,6 +123,7 @@ def seed_calls(conn: sqlite3.Connection, n: int, *, start: int = 0, seed: int = 
                               updated_at=at + 0.002))
             for i in range(1, len(CALL_PATH)):
                 src, dst = CALL_PATH[i - 1], CALL_PATH[i]
+                assert dst is not None  # only CALL_PATH[0] is None
                 ev_at = at if dst != "completed" else at + 0.002
                 detail = json.dumps({"tool": tool, "seq": seq, "args_hash": args_hash,
                                      "policy_version": "sha256:seed", "rule": "seed"}) if dst == "offered" else "{}"

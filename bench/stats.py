@@ -1,3 +1,5 @@
+# pyright: basic
+# bench runs in its own venv (.venv-bench) with its peers; see the [tool.pyright] comment in pyproject.toml.
 """Timing loop and percentile summary shared by every benchmark row.
 
 Latency: time.perf_counter_ns around each call (the two timer reads are included, ~0.1 µs).
@@ -69,7 +71,7 @@ def unavailable(name: str, reason: str) -> Row:
 
 
 def ratio(a: Row | None, b: Row | None) -> str:
-    if a is None or b is None or not a.ok or not b.ok or not b.p50_us:
+    if a is None or b is None or a.p50_us is None or not b.p50_us:  # not .ok: pyright cannot narrow a property
         return "n/a"
     return f"{a.p50_us / b.p50_us:.2f}"
 

@@ -120,7 +120,12 @@ class PolicyError(ConfigurationError):
 
 
 class LedgerNotReady(ConfigurationError):
-    """The database is not migrated to the revision this Guard needs. Run `guard db upgrade`."""
+    """The database is not migrated to the revision this Guard needs (or is not a usable ledger at all).
+    Run `guard db upgrade`. Fields: url; revision and needed when the schema is at another revision."""
+
+    url: str
+    revision: str | None = None
+    needed: str | None = None
 
 
 class GuardUsageError(ConfigurationError):
@@ -160,7 +165,9 @@ class ApprovalTimeout(CallOutcomeError):
 
 
 class RunNotRunning(CallOutcomeError):
-    """The run is halted, pending review or finished: no new call may start in it."""
+    """The run is halted, pending review or finished: no new call may start in it. Fields add: reason."""
+
+    reason: str
 
 
 class IdempotencyConflict(CallOutcomeError):

@@ -56,10 +56,10 @@ class RunHandle:
         run = self.guard.ledger.open_run(self.run_id, self.team, actor=self.guard.actor, subject=self.subject,
                                          source_event_id=self.source_event_id)
         if run.state not in OPEN_RUN_STATES and run.state != RunState.COMPLETED:
-            raise RunNotRunning(
-                f"run {self.run_id} is {run.state}" + (f" ({run.status_label})" if run.status_label else "")
-                + f": see `guard runs show {self.run_id}`", run_id=self.run_id, call_id=None, tool=None,
-                state=run.state)
+            reason = (f"run {self.run_id} is {run.state}" + (f" ({run.status_label})" if run.status_label else "")
+                      + f": see `guard runs show {self.run_id}`")
+            raise RunNotRunning(reason, run_id=self.run_id, call_id=None, tool=None, state=run.state,
+                                reason=reason)
         self._token = RUN_VAR.set(RunScope(self.run_id, self.team, self.guard.actor))
         self._bound = structlog.contextvars.bind_contextvars(run_id=self.run_id, team=self.team)
         self.guard.log.info("run open", subject=self.subject)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import random
-from typing import Any
+from typing import Any, cast
 
 import pytest
 import rfc8785
@@ -29,11 +29,11 @@ arguments = st.dictionaries(keys, json_values, max_size=5)
 def shuffled(value: Any, rnd: random.Random) -> Any:
     """The same JSON value with every object's keys in another insertion order."""
     if isinstance(value, dict):
-        items = list(value.items())
+        items = list(cast(dict[str, Any], value).items())
         rnd.shuffle(items)
         return {k: shuffled(v, rnd) for k, v in items}
     if isinstance(value, list):
-        return [shuffled(v, rnd) for v in value]
+        return [shuffled(v, rnd) for v in cast(list[Any], value)]
     return value
 
 
@@ -44,7 +44,7 @@ def model(value: Any) -> Any:
     if isinstance(value, int | float):
         return ("number", float(value) + 0.0)  # -0.0 and 0 serialise alike
     if isinstance(value, list):
-        return ("array", tuple(model(v) for v in value))
+        return ("array", tuple(model(v) for v in cast(list[Any], value)))
     return ("object", frozenset((k, model(v)) for k, v in value.items()))
 
 
@@ -116,15 +116,19 @@ documents = st.recursive(
 def check_redacted(original: Any, out: Any) -> None:
     """Every secret-named entry is `[REDACTED]`; everything else is identical to the original."""
     if isinstance(original, dict):
-        assert isinstance(out, dict) and list(out) == list(original)
-        for key, item in original.items():
+        assert isinstance(out, dict)
+        original_obj, out_obj = cast(dict[str, Any], original), cast(dict[str, Any], out)
+        assert list(out_obj) == list(original_obj)
+        for key, item in original_obj.items():
             if key.lower() in SECRET_NAMES:
-                assert out[key] == REDACTED
+                assert out_obj[key] == REDACTED
             else:
-                check_redacted(item, out[key])
+                check_redacted(item, out_obj[key])
     elif isinstance(original, list):
-        assert isinstance(out, list) and len(out) == len(original)
-        for a, b in zip(original, out, strict=True):
+        assert isinstance(out, list)
+        original_arr, out_arr = cast(list[Any], original), cast(list[Any], out)
+        assert len(out_arr) == len(original_arr)
+        for a, b in zip(original_arr, out_arr, strict=True):
             check_redacted(a, b)
     else:
         assert out is original or (out == original and type(out) is type(original))

@@ -135,9 +135,9 @@ def test_a_connection_opened_while_another_holds_the_write_lock_of_a_new_ledger_
 def copy_call(path: Path, call_id: str, *, new_id: str, seq: int | None, key: str | None) -> None:
     """Insert a copy of a call row with a new id and the given sequence and idempotency key (raw SQL)."""
     with sqlite3.connect(path) as raw:
-        cols = [r[1] for r in raw.execute("PRAGMA table_info(calls)")]
+        cols: list[str] = [r[1] for r in raw.execute("PRAGMA table_info(calls)")]
         select = ", ".join("?" if c in ("call_id", "seq", "idempotency_key") else c for c in cols)
-        params = []
+        params: list[str | int | None] = []
         for c in cols:
             if c == "call_id":
                 params.append(new_id)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from typing import Literal
 
 import pytest
 from ledger_support import AGENT, TEAM, request
@@ -26,10 +27,10 @@ def test_two_reviewers_deciding_at_the_same_instant_leave_exactly_one_winner(led
     barrier = threading.Barrier(2)
     outcomes: dict[str, DecisionResult | ApprovalDecisionError] = {}
 
-    def decide(reviewer: str, decision: str) -> None:
+    def decide(reviewer: str, decision: Literal["approve", "reject"]) -> None:
         barrier.wait()
         try:
-            outcomes[reviewer] = ledger.decide(approval_id, reviewer=reviewer, decision=decision,  # type: ignore[arg-type]
+            outcomes[reviewer] = ledger.decide(approval_id, reviewer=reviewer, decision=decision,
                                                reviewer_roles=FINANCE, reason="looked at it")
         except ApprovalDecisionError as exc:
             outcomes[reviewer] = exc
@@ -56,7 +57,8 @@ def test_a_rejection_without_a_reason_is_refused_as_invalid(ledger: Ledger, appr
     with pytest.raises(ApprovalDecisionError) as info:
         ledger.decide(approval_id, reviewer="alice", decision="reject", reviewer_roles=FINANCE, reason="  ")
     assert info.value.code == "invalid"
-    assert ledger.get_approval(approval_id).state == "pending"  # type: ignore[union-attr]
+    approval_record = ledger.get_approval(approval_id)
+    assert approval_record is not None and approval_record.state == "pending"
 
 
 def test_a_decision_on_arguments_other_than_the_waiting_ones_is_refused_as_invalid(

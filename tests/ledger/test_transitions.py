@@ -5,9 +5,10 @@ from __future__ import annotations
 import shutil
 import uuid
 from collections import deque
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import ClassVar
+from typing import ClassVar, Literal, TypeVar
 
 import pytest
 from hypothesis import given, settings
@@ -24,7 +25,7 @@ from ledger_support import AGENT, TEAM, call_history, history_problem, request
 
 from guard.canonical import args_hash
 from guard.errors import ApprovalDecisionError, CallFailed, CallInDoubt, IdempotencyConflict, IllegalTransition
-from guard.ledger import Ledger, RunClose
+from guard.ledger import DecisionResult, Ledger, RunClose
 from guard.ledger.states import (
     CALL_TRANSITIONS,
     KEY_RELEASING_STATES,
@@ -37,9 +38,10 @@ from guard.ledger.states import (
 
 C = CallState
 R = RunState
+S = TypeVar("S")
 
 
-def reachable(table: dict[object, frozenset[object]], start: object) -> set[object]:
+def reachable(table: Mapping[S, frozenset[S]], start: S) -> set[S]:
     seen = {start}
     todo = deque([start])
     while todo:
@@ -75,16 +77,16 @@ def test_check_run_move_accepts_exactly_the_moves_in_the_table_or_staying_put(
 
 def test_every_call_state_is_a_key_of_the_table_and_reachable_from_no_row() -> None:
     assert set(CALL_TRANSITIONS) == {None, *CallState}
-    assert reachable(CALL_TRANSITIONS, None) == {None, *CallState}  # type: ignore[arg-type]
+    assert reachable(CALL_TRANSITIONS, None) == {None, *CallState}
 
 
 def test_every_run_state_is_a_key_of_the_table_and_reachable_from_no_row() -> None:
     assert set(RUN_TRANSITIONS) == {None, *RunState}
-    assert reachable(RUN_TRANSITIONS, None) == {None, *RunState}  # type: ignore[arg-type]
+    assert reachable(RUN_TRANSITIONS, None) == {None, *RunState}
 
 
 def test_states_that_release_the_idempotency_key_are_final_and_never_follow_started() -> None:
-    after_start = reachable(CALL_TRANSITIONS, C.STARTED)  # type: ignore[arg-type]
+    after_start = reachable(CALL_TRANSITIONS, C.STARTED)
     for state in KEY_RELEASING_STATES:
         assert CALL_TRANSITIONS[state] == frozenset()
         assert not any(state in CALL_TRANSITIONS[src] for src in after_start)
@@ -176,9 +178,9 @@ class LedgerMachine(RuleBasedStateMachine):
     @rule(target=calls, run_id=st.sampled_from(["r0", "r1"]),
           verdict=st.sampled_from(["allow", "approve", "deny"]), key=st.sampled_from(KEYS),
           args=st.sampled_from(ARGS), quorum=st.sampled_from([1, 2]), due=st.booleans())
-    def offer(self, run_id: str, verdict: str, key: str | None, args: dict[str, int], quorum: int,
-              due: bool) -> str:
-        req = request(run_id, verdict=verdict, key=key, args=args, quorum=quorum,  # type: ignore[arg-type]
+    def offer(self, run_id: str, verdict: Literal["allow", "approve", "deny"], key: str | None,
+              args: dict[str, int], quorum: int, due: bool) -> str:
+        req = request(run_id, verdict=verdict, key=key, args=args, quorum=quorum,
                       expires_after=0.0 if due else 3600.0)
         run_open = self.runs[run_id] in (R.RUNNING, R.PAUSED)
         holder = self._holder(key)
@@ -270,11 +272,11 @@ class LedgerMachine(RuleBasedStateMachine):
 
     @rule(approval_id=approvals, reviewer=st.sampled_from(sorted(ROLES)),
           decision=st.sampled_from(["approve", "reject"]))
-    def decide(self, approval_id: str, reviewer: str, decision: str) -> None:
+    def decide(self, approval_id: str, reviewer: str, decision: Literal["approve", "reject"]) -> None:
         apr = self.model_approvals.get(approval_id)
 
-        def act() -> object:
-            return self.ledger.decide(approval_id, reviewer=reviewer, decision=decision,  # type: ignore[arg-type]
+        def act() -> DecisionResult:
+            return self.ledger.decide(approval_id, reviewer=reviewer, decision=decision,
                                       reviewer_roles=ROLES[reviewer], reason="because")
 
         def refused(code: str) -> None:
@@ -286,7 +288,7 @@ class LedgerMachine(RuleBasedStateMachine):
             return refused("not_found")
         if apr.decisions.get(reviewer) == decision:
             result = act()
-            assert result.repeat  # type: ignore[attr-defined]
+            assert result.repeat
             return None
         if apr.state != "pending" or reviewer in apr.decisions:
             return refused("already_decided")
@@ -394,6 +396,7 @@ def test_an_operator_move_of_a_running_run_is_one_event_in_its_history(ledger: L
 def test_a_run_paused_by_an_approval_request_has_that_move_in_its_event_history(ledger: Ledger) -> None:
     ledger.open_run("r", TEAM, actor=AGENT)
     ledger.offer(request("r", verdict="approve"))
-    assert ledger.get_run("r").state == "paused"  # type: ignore[union-attr]
+    run_record = ledger.get_run("r")
+    assert run_record is not None and run_record.state == "paused"
     ledger.move_run("r", RunClose(R.HALTED, status_label="stopped"), actor="operator")
     assert run_history_problem(ledger, "r") is None

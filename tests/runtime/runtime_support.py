@@ -7,7 +7,7 @@ import asyncio
 import contextvars
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -141,7 +141,8 @@ class Driver:
         return guard.tool(hang_async, name=name)
 
     @contextmanager
-    def run(self, guard: Guard, team: str, *, run_id: str | None = None) -> Iterator[SyncSession | AsyncSession]:
+    def run(self, guard: Guard, team: str, *,
+            run_id: str | None = None) -> Generator[SyncSession | AsyncSession, None, None]:
         handle = guard.run(team, run_id=run_id)
         if self.kind == "sync":
             with handle:

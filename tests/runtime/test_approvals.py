@@ -60,7 +60,8 @@ def test_a_blocked_agent_runs_the_call_exactly_once_after_a_reviewer_approves(
 
     approval = waiting_approval(guard, agent)
     assert body.calls == []
-    assert guard.ledger.get_run(approval.run_id).state == "paused"  # type: ignore[union-attr]
+    run_record = guard.ledger.get_run(approval.run_id)
+    assert run_record is not None and run_record.state == "paused"
     decided = guard.ledger.decide(approval.approval_id, reviewer="alice", decision="approve",
                                   reviewer_roles=FINANCE, shown_args_hash=approval.args_hash)
     assert decided.settled
@@ -72,7 +73,8 @@ def test_a_blocked_agent_runs_the_call_exactly_once_after_a_reviewer_approves(
     assert call is not None and call.state == "completed"
     assert [e.to_state for e in call_events(guard.ledger, approval.run_id, call.call_id)] == [
         "offered", "awaiting_approval", "approved", "started", "completed"]
-    assert guard.ledger.get_run(run_ids[0]).state == "completed"  # type: ignore[union-attr]
+    run_record = guard.ledger.get_run(run_ids[0])
+    assert run_record is not None and run_record.state == "completed"
 
 
 def test_a_rejection_reaches_the_blocked_agent_as_call_rejected_with_the_reason(
@@ -170,8 +172,10 @@ def test_a_blocked_agent_whose_approval_expires_gets_approval_expired_and_nothin
     with driver.run(guard, "lab") as run:
         with pytest.raises(ApprovalExpired) as expired:
             run.call(tool, sku="sku-1")
-        assert guard.ledger.get_run(run.run_id).state == "running"  # type: ignore[union-attr]  # unpaused
+        run_record = guard.ledger.get_run(run.run_id)
+        assert run_record is not None and run_record.state == "running"  # unpaused
     assert body.calls == []
+    assert expired.value.call_id is not None
     assert guard.ledger.call_state(expired.value.call_id) == "expired"
     assert guard.ledger.list_approvals(team="lab") == []
 
@@ -187,7 +191,8 @@ def test_a_deferred_call_resumes_in_a_new_run_block_and_runs_exactly_once_after_
     assert pending.value.run_id == run_id
     approval = guard.ledger.get_approval(pending.value.approval_id)
     assert approval is not None and approval.call_id == pending.value.call_id
-    assert guard.ledger.get_run(run_id).state == "paused"  # type: ignore[union-attr]
+    run_record = guard.ledger.get_run(run_id)
+    assert run_record is not None and run_record.state == "paused"
 
     with driver.run(guard, TEAM, run_id=run_id) as again, pytest.raises(ApprovalPending):
         again.call(tool, **BIG)  # still undecided: the same approval, not a second one
@@ -202,7 +207,8 @@ def test_a_deferred_call_resumes_in_a_new_run_block_and_runs_exactly_once_after_
     assert call.call_id == pending.value.call_id and call.state == "completed"
     states = [e.to_state for e in call_events(guard.ledger, run_id, call.call_id)]
     assert states.count("offered") == 1
-    assert guard.ledger.get_run(run_id).state == "completed"  # type: ignore[union-attr]
+    run_record = guard.ledger.get_run(run_id)
+    assert run_record is not None and run_record.state == "completed"
 
 
 def test_a_blocking_wait_that_runs_out_raises_approval_timeout_and_the_approval_stands(
@@ -215,6 +221,7 @@ def test_a_blocking_wait_that_runs_out_raises_approval_timeout_and_the_approval_
             run.call(tool, **BIG)
         [approval] = guard.ledger.list_approvals(team=TEAM)
         assert approval.approval_id == timeout.value.approval_id
+        assert timeout.value.call_id is not None
         assert guard.ledger.call_state(timeout.value.call_id) == "awaiting_approval"
         assert body.calls == []
 
