@@ -105,7 +105,7 @@ def seed_calls(conn: sqlite3.Connection, n: int, *, start: int = 0, seed: int = 
                     detail = json.dumps({"team": team, "subject": None, "source_event_id": None}) \
                         if dst == "running" else "{}"
                     h = event_hash(prev, run_id, None, ev_at, ACTOR, "run", src, dst, detail)
-                    events.append((run_id, None, ev_at, ACTOR, "run", src, dst, detail, prev, h))
+                    events.append((run_id, None, ev_at, ACTOR, "run", src, dst, detail, h))
                     prev = h
             seq = seq0 + 1
             tool, side_effect = TOOLS[j % len(TOOLS)]
@@ -113,10 +113,11 @@ def seed_calls(conn: sqlite3.Connection, n: int, *, start: int = 0, seed: int = 
             args_json = json.dumps({"amount_cents": j % 90_000, "customer": f"c-{j % 5000:05d}"},
                                    separators=(",", ":"), sort_keys=True)
             args_hash = "sha256:" + hashlib.sha256(args_json.encode()).hexdigest()
-            key = None if side_effect == "read" else f"{run_id}:{tool}:{args_hash}"
+            key = None if side_effect == "read" else "auto:" + hashlib.sha256(
+                f"{run_id}\x1f{tool}\x1f{args_hash}".encode()).hexdigest()[:32]
             calls.append(_row(_CALL_COLS, call_id=call_id, run_id=run_id, seq=seq, team=team, tool=tool,
                               side_effect=side_effect, rule="seed", policy_version="sha256:seed",
-                              args_json=args_json, args_hash=args_hash, idempotency_key=key, requested_key=key,
+                              args_json=args_json, args_hash=args_hash, idempotency_key=key, requested_key=None,
                               state="completed", attempts=1, external_ids="{}", result_json='{"ok":true}',
                               error=None, reason=None, compensates_call_id=None, requested_by=ACTOR,
                               offered_at=at, approved_at=at, started_at=at, ended_at=at + 0.002,
@@ -125,10 +126,10 @@ def seed_calls(conn: sqlite3.Connection, n: int, *, start: int = 0, seed: int = 
                 src, dst = CALL_PATH[i - 1], CALL_PATH[i]
                 assert dst is not None  # only CALL_PATH[0] is None
                 ev_at = at if dst != "completed" else at + 0.002
-                detail = json.dumps({"tool": tool, "seq": seq, "args_hash": args_hash,
-                                     "policy_version": "sha256:seed", "rule": "seed"}) if dst == "offered" else "{}"
+                detail = (json.dumps({"args_hash": args_hash, "policy_version": "sha256:seed"})
+                          if dst == "offered" else "{}")
                 h = event_hash(prev, run_id, call_id, ev_at, ACTOR, "call", src, dst, detail)
-                events.append((run_id, call_id, ev_at, ACTOR, "call", src, dst, detail, prev, h))
+                events.append((run_id, call_id, ev_at, ACTOR, "call", src, dst, detail, h))
                 prev = h
         conn.execute("BEGIN IMMEDIATE")
         try:

@@ -148,7 +148,8 @@ class LedgerApprovals:
         if call_state is CallState.APPROVED:
             cas_call(cur, call, call_state, now, actor, "approved_at = ?", (now,), detail)
         else:  # the call never ran: release its idempotency key, reopen the run
-            cas_call(cur, call, call_state, now, actor, "idempotency_key = NULL, reason = ?, ended_at = ?",
+            cas_call(cur, call, call_state, now, actor,
+                     "requested_key = idempotency_key, idempotency_key = NULL, reason = ?, ended_at = ?",
                      (reason, now), detail)
             append_events(cur, move_run_if(cur, approval.run_id, RunState.PAUSED, RunState.RUNNING, now, actor,
                                            f"approval {approval.approval_id} {state}"))

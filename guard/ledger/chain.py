@@ -30,19 +30,21 @@ class ChainReport:
     problem: str | None = None
 
 
-EventRow = tuple[int, str | None, str | None, float, str, str, str | None, str, str, str, str]
+EventRow = tuple[int, str | None, str | None, float, str, str, str | None, str, str, str]
 
 
 def verify_events(rows: Iterable[EventRow]) -> ChainReport:
-    """Walk events in id order; report the first whose prev_hash or hash does not match."""
+    """Walk events in id order; report the first whose hash does not follow from the row before it.
+
+    The previous hash is not stored on each row (it is the row before's `hash`), so one check catches both
+    an edited row and a deleted, inserted or reordered one: the chain breaks at the first row after it.
+    """
     prev = GENESIS
     checked = 0
-    for (id_, run_id, call_id, at, actor, entity, from_state, to_state, detail, prev_hash, hash_) in rows:
-        if prev_hash != prev:
-            return ChainReport(False, checked, id_, "prev_hash does not match the hash of the row before it "
-                               "(a row was deleted, inserted or reordered)")
-        if event_hash(prev_hash, run_id, call_id, at, actor, entity, from_state, to_state, detail) != hash_:
-            return ChainReport(False, checked, id_, "hash does not match the row's fields (the row was edited)")
+    for (id_, run_id, call_id, at, actor, entity, from_state, to_state, detail, hash_) in rows:
+        if event_hash(prev, run_id, call_id, at, actor, entity, from_state, to_state, detail) != hash_:
+            return ChainReport(False, checked, id_, "hash does not follow from the row before it: this row was "
+                                                    "edited, or a row before it was deleted, inserted or reordered")
         prev = hash_
         checked += 1
     return ChainReport(True, checked)

@@ -20,8 +20,8 @@ os.register_at_fork(after_in_child=_random.seed)
 
 # (run_id, call_id, at, actor, entity, from_state, to_state, detail JSON)
 EventIn = tuple[str | None, str | None, float, str, str, str | None, str, str]
-_EVENT_COLS = "run_id, call_id, at, actor, entity, from_state, to_state, detail, prev_hash, hash"
-_ROW = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+_EVENT_COLS = "run_id, call_id, at, actor, entity, from_state, to_state, detail, hash"
+_ROW = "(?, ?, ?, ?, ?, ?, ?, ?, ?)"
 # One INSERT statement per batch size (SQLite caches each prepared statement): a multi-row VALUES is
 # cheaper than executemany for the 1-4 events a step appends.
 _INSERT_EVENTS = {n: f"INSERT INTO events ({_EVENT_COLS}) VALUES {', '.join([_ROW] * n)}" for n in range(1, 9)}
@@ -44,7 +44,7 @@ def append_events(cur: Any, events: list[EventIn]) -> None:
     out: list[tuple[Any, ...]] = []
     for run_id, call_id, at, actor, entity, src, dst, detail in events:
         digest = event_hash(prev, run_id, call_id, at, actor, entity, src, dst, detail)
-        out.append((run_id, call_id, at, actor, entity, src, dst, detail, prev, digest))
+        out.append((run_id, call_id, at, actor, entity, src, dst, detail, digest))
         prev = digest
     sql = _INSERT_EVENTS.get(len(out))
     if sql is None:

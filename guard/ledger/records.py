@@ -68,7 +68,7 @@ class CallRecord(_Row):
     args_json: str
     args_hash: str
     idempotency_key: str | None
-    requested_key: str | None
+    requested_key: str | None  # the key as offered, once it was released (denied, rejected, expired)
     state: str
     attempts: int
     external_ids: str
@@ -82,6 +82,11 @@ class CallRecord(_Row):
     started_at: float | None
     ended_at: float | None
     updated_at: float
+
+    @property
+    def offered_key(self) -> str | None:
+        """The idempotency key the call was offered with (held, or released once it provably never ran)."""
+        return self.idempotency_key or self.requested_key
 
     @property
     def args(self) -> dict[str, Any]:
@@ -146,7 +151,6 @@ class EventRecord(_Row):
     from_state: str | None
     to_state: str
     detail: str
-    prev_hash: str
     hash: str
 
 

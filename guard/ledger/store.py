@@ -272,14 +272,16 @@ class Ledger(LedgerQueries, LedgerApprovals, LedgerPauses):
         key = None if state is C.DENIED else req.idempotency_key
         started = now if state is C.STARTED else None
         ended = now if state is C.DENIED else None
+        released = req.idempotency_key if key is None else None
         cur.execute(_INSERT_CALL, (
             req.call_id, req.run_id, seq, req.team, req.tool, req.side_effect, req.rule, req.policy_version,
-            req.args_json, req.args_hash, key, req.idempotency_key, state, 0, "{}", None, None, reason,
+            req.args_json, req.args_hash, key, released, state, 0, "{}", None, None, reason,
             req.compensates_call_id, req.actor, now, started, started, ended, now))
         if cur.rowcount != 1:
             return False
-        offered = json.dumps({"tool": req.tool, "seq": seq, "args_hash": req.args_hash,
-                              "policy_version": req.policy_version, "rule": req.rule})
+        # The tool, seq and rule are on the call row; the hash and policy version are repeated here so that
+        # an edit of the call row's arguments or policy is caught against the chained trail.
+        offered = json.dumps({"args_hash": req.args_hash, "policy_version": req.policy_version})
         last = json.dumps({"reason": reason}) if state is C.DENIED else "{}"
         path = _PATHS[state]
         append_events(cur, [(req.run_id, req.call_id, now, req.actor, "call", src, dst,

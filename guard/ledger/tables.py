@@ -47,7 +47,7 @@ class Call(SQLModel, table=True):
     args_json: str  # redacted
     args_hash: str  # over the real arguments (RFC 8785 + SHA-256)
     idempotency_key: str | None = None  # NULL once the call provably never ran (denied/rejected/expired)
-    requested_key: str | None = None  # the key as offered, kept for the record
+    requested_key: str | None = None  # the key as offered, kept once the call released it
     state: str
     attempts: int = 0
     external_ids: str = "{}"
@@ -64,7 +64,8 @@ class Call(SQLModel, table=True):
 
 
 class Event(SQLModel, table=True):
-    """Append-only audit trail. `hash = sha256(prev_hash + fields)`: an edited row breaks the chain."""
+    """Append-only audit trail. `hash = sha256(hash of the row before + fields)`: an edited, deleted or
+    reordered row breaks the chain at the first row after it."""
 
     __tablename__ = "events"  # pyright: ignore[reportAssignmentType]
     __table_args__ = (Index("ix_events_run", "run_id", "id"),)
@@ -78,7 +79,6 @@ class Event(SQLModel, table=True):
     from_state: str | None = None
     to_state: str
     detail: str = "{}"
-    prev_hash: str
     hash: str
 
 

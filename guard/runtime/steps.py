@@ -77,7 +77,8 @@ def prepare(ledger: Ledger, decision: Decision, inp: CallInput) -> Prepared:
     key = inp.key or (inp.tool.key(inp.args) if inp.tool.key is not None else None)
     if key is None and (decision.side_effect is not SideEffectClass.READ or decision.verdict is Verdict.APPROVE):
         # The same tool with the same arguments in the same run is the same action: never run it twice.
-        key = f"{inp.run.run_id}:{inp.tool.name}:{digest}"
+        # Hashed to a short, fixed length: it is indexed, and handed on to other systems as their key.
+        key = "auto:" + hashlib.sha256(f"{inp.run.run_id}\x1f{inp.tool.name}\x1f{digest}".encode()).hexdigest()[:32]
     approval = decision.approval
     request = CallRequest(
         call_id=inp.call_id or new_id("call"),

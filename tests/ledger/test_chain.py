@@ -64,10 +64,12 @@ def test_an_edit_with_a_recomputed_hash_is_named_at_the_following_row(busy_ledge
     ids = event_ids(db_path)
     target = ids[2]
     with sqlite3.connect(db_path) as raw:
-        row: tuple[str, str | None, str | None, float, str, str, str | None, str] = raw.execute(
-            "SELECT prev_hash, run_id, call_id, at, actor, entity, from_state, to_state FROM events "
+        (prev_hash,) = raw.execute("SELECT hash FROM events WHERE id < ? ORDER BY id DESC LIMIT 1",
+                                   (target,)).fetchone()
+        row: tuple[str | None, str | None, float, str, str, str | None, str] = raw.execute(
+            "SELECT run_id, call_id, at, actor, entity, from_state, to_state FROM events "
             "WHERE id = ?", (target,)).fetchone()
-        forged = event_hash(*row, '{"forged":true}')
+        forged = event_hash(prev_hash, *row, '{"forged":true}')
         raw.execute("UPDATE events SET detail = ?, hash = ? WHERE id = ?", ('{"forged":true}', forged, target))
     report = busy_ledger.verify_chain()
     assert not report.ok

@@ -27,7 +27,6 @@ def upgrade() -> None:
     sa.Column('from_state', sa.String(), nullable=True),
     sa.Column('to_state', sa.String(), nullable=False),
     sa.Column('detail', sa.String(), nullable=False),
-    sa.Column('prev_hash', sa.String(), nullable=False),
     sa.Column('hash', sa.String(), nullable=False),
     sa.PrimaryKeyConstraint('id')
     )
