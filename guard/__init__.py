@@ -29,7 +29,19 @@ from guard.errors import (
 )
 from guard.ledger import CallState, Ledger, RunState
 from guard.policy import Decision, PolicySet, SideEffectClass, Verdict, load_policy
-from guard.runtime import Guard, GuardedTool, RunHandle, current_call, current_run, report_external_id
+from guard.runtime import (
+    Found,
+    Guard,
+    GuardedTool,
+    NotFound,
+    ReconcileContext,
+    RecoveryReport,
+    RollbackContext,
+    RunHandle,
+    current_call,
+    current_run,
+    report_external_id,
+)
 
 __version__ = "0.1.0"
 
@@ -46,6 +58,7 @@ __all__ = [
     "CallState",
     "ConfigurationError",
     "Decision",
+    "Found",
     "Guard",
     "GuardError",
     "GuardSignal",
@@ -57,8 +70,12 @@ __all__ = [
     "LedgerError",
     "LedgerNotReady",
     "LedgerUnavailable",
+    "NotFound",
     "PolicyError",
     "PolicySet",
+    "ReconcileContext",
+    "RecoveryReport",
+    "RollbackContext",
     "RunHandle",
     "RunNotRunning",
     "RunState",

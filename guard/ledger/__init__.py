@@ -3,6 +3,7 @@
 from guard.ledger.approvals import DecisionResult
 from guard.ledger.chain import ChainReport
 from guard.ledger.database import HEAD_REVISION, current_revision, resolve_url, upgrade
+from guard.ledger.moves import RunClose
 from guard.ledger.records import (
     ApprovalRecord,
     CallRecord,
@@ -12,7 +13,7 @@ from guard.ledger.records import (
     RunRecord,
 )
 from guard.ledger.states import ApprovalState, CallState, RunState
-from guard.ledger.store import CallRequest, Ledger, Offer, RunClose, new_id
+from guard.ledger.store import CallRequest, Ledger, Offer, new_id
 
 __all__ = [
     "HEAD_REVISION",

@@ -6,6 +6,7 @@ import json
 import os
 import random
 import time
+from dataclasses import dataclass
 from typing import Any
 
 from guard.errors import IllegalTransition
@@ -13,7 +14,7 @@ from guard.ledger.chain import GENESIS, event_hash
 from guard.ledger.records import CallRecord
 from guard.ledger.states import CallState, RunState, check_call_move, check_run_move
 
-__all__ = ["EventIn", "append_events", "cas_call", "move_run_if", "new_id"]
+__all__ = ["EventIn", "RunClose", "append_events", "cas_call", "move_run", "move_run_if", "new_id"]
 
 _random = random.Random()  # seeded from os.urandom at import; reseeded after fork below
 os.register_at_fork(after_in_child=_random.seed)
@@ -74,3 +75,32 @@ def move_run_if(cur: Any, run_id: str, src: RunState, dst: RunState, now: float,
     if cur.rowcount != 1:
         return []
     return [(run_id, None, now, actor, "run", src, dst, json.dumps({"why": why}))]
+
+
+@dataclass(frozen=True, slots=True)
+class RunClose:
+    """How a run ends or halts: its state and what an operator must know."""
+
+    state: RunState
+    status_label: str | None = None
+    error_summary: str | None = None
+    next_safe_action: str | None = None
+    requires_review: bool = False
+
+
+def move_run(cur: Any, run_id: str, close: RunClose, now: float, actor: str) -> list[EventIn]:
+    """Move the run to `close.state` from whatever it is in (checked against the table); the event to append."""
+    cur.execute("SELECT state FROM runs WHERE run_id = ?", (run_id,))
+    src = RunState(cur.fetchone()[0])
+    if src == close.state:
+        cur.execute("UPDATE runs SET status_label = ?, error_summary = ?, next_safe_action = ?, requires_review = ?, "
+                    "updated_at = ? WHERE run_id = ?", (close.status_label, close.error_summary,
+                                                        close.next_safe_action, close.requires_review, now, run_id))
+        return []
+    check_run_move(run_id, src, close.state)
+    cur.execute("UPDATE runs SET state = ?, status_label = ?, error_summary = ?, next_safe_action = ?, "
+                "requires_review = ?, updated_at = ? WHERE run_id = ? AND state = ?",
+                (close.state, close.status_label, close.error_summary, close.next_safe_action,
+                 close.requires_review, now, run_id, src))
+    return [(run_id, None, now, actor, "run", src, close.state,
+             json.dumps({"status_label": close.status_label, "error_summary": close.error_summary}))]

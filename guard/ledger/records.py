@@ -82,6 +82,9 @@ class CallRecord(_Row):
     started_at: float | None
     ended_at: float | None
     updated_at: float
+    lease_owner: str | None
+    lease_token: int
+    lease_expires_at: float | None
 
     @property
     def offered_key(self) -> str | None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from typing import Any, Literal, NamedTuple
 
@@ -23,7 +22,8 @@ from guard.errors import (
 )
 from guard.ledger.approvals import LedgerApprovals
 from guard.ledger.backend import Connections, open_backend
-from guard.ledger.moves import EventIn, append_events, cas_call, move_run_if, new_id
+from guard.ledger.inflight import LedgerInFlight
+from guard.ledger.moves import EventIn, RunClose, append_events, cas_call, move_run_if, new_id
 from guard.ledger.pauses import LedgerPauses
 from guard.ledger.queries import LedgerQueries
 from guard.ledger.records import CallRecord, RunRecord
@@ -92,6 +92,8 @@ class CallRequest(NamedTuple):
     quorum: int = 1
     expires_after: float = 3600.0
     compensates_call_id: str | None = None
+    worker: str = "worker"  # holds the lease on the call once it is started
+    lease_ttl: float = 30.0
 
 
 class Offer(NamedTuple):
@@ -111,20 +113,10 @@ class Offer(NamedTuple):
     approval_id: str | None = None
     expires_at: float | None = None
     record: CallRecord | None = None
+    lease_token: int = 0  # the fencing token every later write on a started call must carry
 
 
-@dataclass(frozen=True, slots=True)
-class RunClose:
-    """How a run ends or halts: its state and what an operator must know."""
-
-    state: RunState
-    status_label: str | None = None
-    error_summary: str | None = None
-    next_safe_action: str | None = None
-    requires_review: bool = False
-
-
-class Ledger(LedgerQueries, LedgerApprovals, LedgerPauses):
+class Ledger(LedgerQueries, LedgerApprovals, LedgerPauses, LedgerInFlight):
     """The durable record of runs, calls, approvals and events. Thread-safe: one connection per thread.
 
     Open with `Ledger(url)`; a new SQLite file is created and migrated, an old one must be upgraded
@@ -224,7 +216,7 @@ class Ledger(LedgerQueries, LedgerApprovals, LedgerPauses):
                 return Offer("awaiting", req.call_id, seq, approval_id=approval_id, expires_at=expires_at)
             if not self._insert(cur, req, seq, now, C.STARTED):
                 return self._existing(cur, req, self._holder(cur, req), now)
-            return Offer("started", req.call_id, seq)
+            return Offer("started", req.call_id, seq, lease_token=1)
 
     def _by_key(self, cur: Any, req: CallRequest) -> CallRecord | None:
         if req.idempotency_key is None:
@@ -249,7 +241,8 @@ class Ledger(LedgerQueries, LedgerApprovals, LedgerPauses):
 
     def _brake(self, cur: Any, req: CallRequest, run_state: str, paused: bool) -> tuple[str, str] | None:
         """A kill switch or a closed run that stops this call, as (kind, reason); None when clear."""
-        if run_state not in OPEN_RUN_STATES:
+        if run_state not in OPEN_RUN_STATES and not (
+                run_state == RunState.ROLLING_BACK and req.compensates_call_id is not None):
             return ("run", f"run {req.run_id} is {run_state}: no new call may start in it")
         if not paused:
             return None  # no pause is active anywhere: the common case costs no second statement
@@ -273,10 +266,12 @@ class Ledger(LedgerQueries, LedgerApprovals, LedgerPauses):
         started = now if state is C.STARTED else None
         ended = now if state is C.DENIED else None
         released = req.idempotency_key if key is None else None
+        leased = state is C.STARTED
         cur.execute(_INSERT_CALL, (
             req.call_id, req.run_id, seq, req.team, req.tool, req.side_effect, req.rule, req.policy_version,
             req.args_json, req.args_hash, key, released, state, 0, "{}", None, None, reason,
-            req.compensates_call_id, req.actor, now, started, started, ended, now))
+            req.compensates_call_id, req.actor, now, started, started, ended, now,
+            req.worker if leased else None, 1 if leased else 0, now + req.lease_ttl if leased else None))
         if cur.rowcount != 1:
             return False
         # The tool, seq and rule are on the call row; the hash and policy version are repeated here so that
@@ -320,10 +315,12 @@ class Ledger(LedgerQueries, LedgerApprovals, LedgerPauses):
             return Offer("awaiting", call.call_id, call.seq, approval_id=approval_id, expires_at=expires_at,
                          record=call)
         if state is C.APPROVED:
-            cas_call(cur, call, C.STARTED, now, req.actor, "started_at = ?", (now,))
+            cas_call(cur, call, C.STARTED, now, req.actor,
+                     "started_at = ?, lease_owner = ?, lease_token = lease_token + 1, lease_expires_at = ?",
+                     (now, req.worker, now + req.lease_ttl))
             append_events(cur, move_run_if(cur, call.run_id, RunState.PAUSED, RunState.RUNNING, now, req.actor,
                                            f"call {call.call_id} approved and started"))
-            return Offer("started", call.call_id, call.seq, record=call)
+            return Offer("started", call.call_id, call.seq, record=call, lease_token=call.lease_token + 1)
         if state is C.STARTED:
             raise CallInDoubt(
                 f"call {call.call_id} ({call.tool}) with this key is already started, by another worker or "
@@ -337,73 +334,3 @@ class Ledger(LedgerQueries, LedgerApprovals, LedgerPauses):
                              "offered again", reason=call.reason, **common)
         raise CallFailed(f"call {call.call_id} ({call.tool}) with this key ended {state}"
                          + (f": {call.error}" if call.error else "") + "; it is not run again", **common)
-
-    def record_attempt(self, run_id: str, call_id: str, attempt: int, error: str, actor: str) -> None:
-        """A failed attempt of a repeat-safe call; the call stays `started` for the next attempt."""
-        now = time.time()
-        with self.conns.write() as cur:
-            cur.execute("UPDATE calls SET attempts = ?, error = ?, updated_at = ? WHERE call_id = ? AND state = ?",
-                        (attempt, error, now, call_id, C.STARTED))
-            if cur.rowcount != 1:
-                raise IllegalTransition(f"call {call_id} is no longer started", entity="call", id=call_id,
-                                        from_state=C.STARTED, to_state=C.STARTED)
-            append_events(cur, [(run_id, call_id, now, actor, "call", C.STARTED, C.STARTED,
-                                 json.dumps({"attempt": attempt, "error": error}))])
-
-    def record_external_ids(self, run_id: str, call_id: str, external_ids: dict[str, str], actor: str) -> None:
-        """Commit the external ids a running tool reported, before it returns."""
-        now = time.time()
-        with self.conns.write() as cur:
-            cur.execute("UPDATE calls SET external_ids = ?, updated_at = ? WHERE call_id = ? AND state = ?",
-                        (json.dumps(external_ids), now, call_id, C.STARTED))
-            if cur.rowcount != 1:
-                raise IllegalTransition(f"call {call_id} is no longer started", entity="call", id=call_id,
-                                        from_state=C.STARTED, to_state=C.STARTED)
-            append_events(cur, [(run_id, call_id, now, actor, "external_id", None, "recorded",
-                                 json.dumps({"external_ids": external_ids}))])
-
-    def complete(self, run_id: str, call_id: str, *, result_json: str, external_ids: dict[str, str],
-                 attempts: int, actor: str) -> None:
-        """`started -> completed` with the result and external ids; the run's last successful call follows from it."""
-        now = time.time()
-        ids = json.dumps(external_ids) if external_ids else "{}"
-        with self.conns.write() as cur:
-            cur.execute("UPDATE calls SET state = ?, result_json = ?, external_ids = ?, attempts = ?, "
-                        "ended_at = ?, updated_at = ? WHERE call_id = ? AND state = ?",
-                        (C.COMPLETED, result_json, ids, attempts, now, now, call_id, C.STARTED))
-            if cur.rowcount != 1:
-                raise IllegalTransition(f"call {call_id} is no longer started: not completed twice",
-                                        entity="call", id=call_id, from_state=C.STARTED, to_state=C.COMPLETED)
-            append_events(cur, [(run_id, call_id, now, actor, "call", C.STARTED, C.COMPLETED,
-                                 ids if external_ids else "{}")])
-
-    def fail(self, run_id: str, call_id: str, *, state: CallState, error: str, attempts: int, actor: str,
-             external_ids: dict[str, str], run: RunClose | None = None) -> None:
-        """`started -> failed | in_doubt` with the error; optionally halt the run in the same commit."""
-        now = time.time()
-        check_call_move(call_id, C.STARTED, state)
-        with self.conns.write() as cur:
-            cur.execute("UPDATE calls SET state = ?, error = ?, attempts = ?, external_ids = ?, ended_at = ?, "
-                        "updated_at = ? WHERE call_id = ? AND state = ?",
-                        (state, error, attempts, json.dumps(external_ids), now, now, call_id, C.STARTED))
-            if cur.rowcount != 1:
-                raise IllegalTransition(f"call {call_id} is no longer started", entity="call", id=call_id,
-                                        from_state=C.STARTED, to_state=state)
-            events: list[EventIn] = [(run_id, call_id, now, actor, "call", C.STARTED, state,
-                                      json.dumps({"error": error, "attempts": attempts}))]
-            if run is not None:
-                events.extend(self._move_run_in(cur, run_id, run, now, actor))
-            append_events(cur, events)
-
-    def _move_run_in(self, cur: Any, run_id: str, close: RunClose, now: float, actor: str) -> list[EventIn]:
-        cur.execute("SELECT state FROM runs WHERE run_id = ?", (run_id,))
-        src = RunState(cur.fetchone()[0])
-        if src == close.state:
-            return []
-        check_run_move(run_id, src, close.state)
-        cur.execute("UPDATE runs SET state = ?, status_label = ?, error_summary = ?, next_safe_action = ?, "
-                    "requires_review = ?, updated_at = ? WHERE run_id = ? AND state = ?",
-                    (close.state, close.status_label, close.error_summary, close.next_safe_action,
-                     close.requires_review, now, run_id, src))
-        return [(run_id, None, now, actor, "run", src, close.state,
-                 json.dumps({"status_label": close.status_label, "error_summary": close.error_summary}))]

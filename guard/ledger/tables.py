@@ -61,6 +61,9 @@ class Call(SQLModel, table=True):
     started_at: float | None = None
     ended_at: float | None = None
     updated_at: float
+    lease_owner: str | None = None  # the worker holding a started call
+    lease_token: int = Field(default=0, sa_column_kwargs={"server_default": "0"})  # fencing: +1 per takeover
+    lease_expires_at: float | None = None
 
 
 class Event(SQLModel, table=True):

@@ -48,12 +48,15 @@ class OnFailure(StrEnum):
     """What the runtime does when the call fails after it started.
 
     `continue` records the failure and lets the run go on; `compensate` runs the compensations of the
-    run's earlier completed calls in reverse order; `halt` stops the run in pending review.
+    run's earlier completed calls in reverse order; `halt` stops the run in pending review; `retry` runs this
+    call once more when that is provably safe (a repeat-safe class, or the tool's reconcile check found no
+    effect in the other system) and halts if it fails again or safety cannot be shown.
     """
 
     CONTINUE = "continue"
     COMPENSATE = "compensate"
     HALT = "halt"
+    RETRY = "retry"
 
 
 class Verdict(StrEnum):

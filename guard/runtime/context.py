@@ -37,6 +37,7 @@ class CallScope:
     tool: str
     actor: str
     idempotency_key: str | None  # pass it on to the other system (e.g. an Idempotency-Key header)
+    lease_token: int  # fencing: every write on this call carries it
     external_ids: dict[str, str] = field(default_factory=dict[str, str])
 
 
@@ -63,7 +64,8 @@ def report_external_id(kind: str, value: str) -> None:
     if scope is None:
         raise GuardUsageError("report_external_id() must be called from inside a guarded tool")
     scope.external_ids[kind] = str(value)
-    scope.ledger.record_external_ids(scope.run_id, scope.call_id, dict(scope.external_ids), scope.actor)
+    scope.ledger.record_external_ids(scope.run_id, scope.call_id, scope.lease_token, dict(scope.external_ids),
+                                     scope.actor)
 
 
 RUN_VAR = _run

@@ -14,28 +14,24 @@ with guard.run("onboarding", subject="cust-42"):
 from __future__ import annotations
 
 import inspect
+import os
+import socket
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Literal, overload
 
-from guard.errors import ApprovalPending, ApprovalTimeout, GuardUsageError
-from guard.ledger import CallState, Ledger, resolve_url
+from guard.errors import GuardUsageError
+from guard.ledger import Ledger, new_id, resolve_url
 from guard.logs import make_logger
 from guard.policy import PolicySet
-from guard.runtime.context import CALL_VAR, RUN_VAR, CallScope, RunScope
-from guard.runtime.execute import AttemptTimeout, run_async, run_sync
+from guard.runtime import driver
+from guard.runtime.context import RunScope
+from guard.runtime.hooks import ToolHooks
+from guard.runtime.leases import Heartbeat
+from guard.runtime.recovery import RecoveryReport, recover
 from guard.runtime.runs import RunHandle
-from guard.runtime.steps import (
-    CallInput,
-    Prepared,
-    ToolSpec,
-    decision_outcome,
-    error_text,
-    prepare,
-    record_failure,
-    record_success,
-)
+from guard.runtime.steps import Prepared, ToolSpec
 from guard.runtime.tools import GuardedTool
 from guard.runtime.waiting import Waiter
 
@@ -55,13 +51,17 @@ class Guard:
         approval: `block` waits for a decision up to `approval_timeout` seconds (then ApprovalTimeout);
             `defer` raises ApprovalPending at once and the run resumes when the same call is made again.
         log_level: `debug`, `info`, `warning` or `error`; logs go to stderr with run and call ids.
+        worker_id: this worker's name on the leases of the calls it runs (default: host, pid and a nonce).
+        lease_ttl: seconds a started call stays this worker's without a heartbeat; `recover()` in another
+            worker takes over calls whose lease ran out.
 
     Failure modes: every refused or failed call raises a subclass of `CallOutcomeError`, recorded first.
     """
 
     def __init__(self, *, policies: str | Path | PolicySet = "policies", db: str | None = None,
                  actor: str = "agent", approval: WaitMode = "block", approval_timeout: float = 300.0,
-                 log_level: str = "info", log_json: bool = False) -> None:
+                 log_level: str = "info", log_json: bool = False, worker_id: str | None = None,
+                 lease_ttl: float = 30.0) -> None:
         if approval not in ("block", "defer"):
             raise GuardUsageError(f"approval must be 'block' or 'defer', not {approval!r}")
         self.policies = policies if isinstance(policies, PolicySet) else PolicySet.load_dir(policies)
@@ -70,13 +70,18 @@ class Guard:
         self.approval = approval
         self.approval_timeout = approval_timeout
         self.log = make_logger(log_level, json=log_json)
-        self._waiter = Waiter(self.ledger)
+        self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{new_id('w')[-6:]}"
+        self.lease_ttl = lease_ttl
+        self.heartbeat = Heartbeat(self.ledger, lease_ttl, self.log)
+        self.waiter = Waiter(self.ledger)
         self._pool: ThreadPoolExecutor | None = None
+        self._tools: dict[str, GuardedTool] = {}
         for team, err in self.policies.errors.items():
             self.log.error("policy invalid: every call of this team is denied", team=team, error=str(err))
 
     def close(self) -> None:
         """Close the ledger connections and the timeout worker threads."""
+        self.heartbeat.close()
         if self._pool is not None:
             self._pool.shutdown(wait=False, cancel_futures=True)
         self.ledger.close()
@@ -92,26 +97,34 @@ class Guard:
     @overload
     def tool(self, fn: Callable[..., Any], /, *, name: str | None = None,
              external_ids: Mapping[str, str] | None = None,
-             key: Callable[[Mapping[str, Any]], str] | None = None) -> GuardedTool: ...
+             key: Callable[[Mapping[str, Any]], str] | None = None, label: str | None = None) -> GuardedTool: ...
     @overload
     def tool(self, fn: None = None, /, *, name: str | None = None,
              external_ids: Mapping[str, str] | None = None,
-             key: Callable[[Mapping[str, Any]], str] | None = None) -> Callable[[Callable[..., Any]], GuardedTool]: ...
+             key: Callable[[Mapping[str, Any]], str] | None = None,
+             label: str | None = None) -> Callable[[Callable[..., Any]], GuardedTool]: ...
 
     def tool(self, fn: Callable[..., Any] | None = None, /, *, name: str | None = None,
              external_ids: Mapping[str, str] | None = None,
-             key: Callable[[Mapping[str, Any]], str] | None = None) -> Any:
+             key: Callable[[Mapping[str, Any]], str] | None = None, label: str | None = None) -> Any:
         """Wrap a plain function (sync or async) as a guarded tool. Use as `guard.tool(fn)` or a decorator.
 
         Args:
             name: the tool's name in the policy (default: the function's `__name__`).
             external_ids: result fields holding ids in other systems, e.g. `{"invoice": "invoice_id"}`.
             key: builds the idempotency key from the arguments (default: run id + tool + argument hash).
+            label: how an operator-facing run state names this tool's effect (default from its name:
+                `billing.create_invoice` -> `invoice_created`).
+
+        Declare what undoes or checks it with the tool's decorators: `.compensation(name=...)`,
+        `.reconcile`, `.verify`, `.handoff(role)`. Recovery and operators find tools by name in this Guard.
         """
         def wrap(f: Callable[..., Any]) -> GuardedTool:
             spec = ToolSpec(name=name or f.__name__, fn=f, is_async=inspect.iscoroutinefunction(f),
-                            external_ids=dict(external_ids or {}), key=key)
-            return GuardedTool(self, spec)
+                            external_ids=dict(external_ids or {}), key=key, hooks=ToolHooks(label=label))
+            tool = GuardedTool(self, spec)
+            self._tools[spec.name] = tool
+            return tool
 
         return wrap(fn) if fn is not None else wrap
 
@@ -124,150 +137,48 @@ class Guard:
         """
         return RunHandle(self, team=team, run_id=run_id, subject=subject, source_event_id=source_event_id)
 
-    # -- the call path ------------------------------------------------------------------------------------
 
-    def _scope(self) -> RunScope:
-        run = RUN_VAR.get()
-        if run is None:
-            raise GuardUsageError("a guarded tool was called outside a run: wrap the agent's work in "
-                                  "`with guard.run(team):`")
-        return run
-
-    def _prepare(self, spec: ToolSpec, args: Mapping[str, Any], key: str | None, call_id: str | None) -> Prepared:
-        run = self._scope()
-        decision = self.policies.classify(run.team, spec.name, args)
-        return prepare(self.ledger, decision, CallInput(run, spec, args, key, call_id))
+    # -- the call path (driver.py) ------------------------------------------------------------------------
 
     def invoke(self, spec: ToolSpec, args: Mapping[str, Any], *, key: str | None = None,
                call_id: str | None = None) -> Any:
         """Run one guarded call synchronously; returns the tool's result or raises a typed outcome."""
-        if spec.is_async:
-            raise GuardUsageError(f"{spec.name} is async: call it with `await`")
-        p = self._prepare(spec, args, key, call_id)
-        while p.offer.kind == "awaiting":
-            self._settled(p, self._waiter.wait(p.offer.call_id, p.offer.approval_id or "",
-                                               p.offer.expires_at or 0.0, self._wait_budget(p)))
-            p = self._prepare(spec, args, key, call_id)
-        if (done := self._short_circuit(p)) is not None:
-            return done[0]
-        scope = self._enter_call(p)
-        token = CALL_VAR.set(scope)
-        try:
-            result, attempts = run_sync(spec.fn, args, p.decision.retry, self._on_retry(p), self._get_pool)
-        except BaseException as exc:
-            err = self._failed(p, exc, scope)
-            if err is exc:
-                raise
-            raise err from exc
-        finally:
-            CALL_VAR.reset(token)
-        return self._completed(p, result, scope, attempts)
+        return driver.invoke(self, spec, args, key=key, call_id=call_id)
 
     async def ainvoke(self, spec: ToolSpec, args: Mapping[str, Any], *, key: str | None = None,
                       call_id: str | None = None) -> Any:
         """Run one guarded call in the event loop (sync tools run inline)."""
-        p = self._prepare(spec, args, key, call_id)
-        while p.offer.kind == "awaiting":
-            self._settled(p, await self._waiter.await_(p.offer.call_id, p.offer.approval_id or "",
-                                                       p.offer.expires_at or 0.0, self._wait_budget(p)))
-            p = self._prepare(spec, args, key, call_id)
-        if (done := self._short_circuit(p)) is not None:
-            return done[0]
-        scope = self._enter_call(p)
-        token = CALL_VAR.set(scope)
-        try:
-            if spec.is_async:
-                result, attempts = await run_async(spec.fn, args, p.decision.retry, self._on_retry(p))
-            else:
-                result, attempts = run_sync(spec.fn, args, p.decision.retry, self._on_retry(p), self._get_pool)
-        except BaseException as exc:
-            err = self._failed(p, exc, scope)
-            if err is exc:
-                raise
-            raise err from exc
-        finally:
-            CALL_VAR.reset(token)
-        return self._completed(p, result, scope, attempts)
+        return await driver.ainvoke(self, spec, args, key=key, call_id=call_id)
 
-    # -- steps shared by both drivers ---------------------------------------------------------------------
+    def invoke_in(self, run: RunScope, spec: ToolSpec, args: Mapping[str, Any], *, key: str | None = None,
+                  call_id: str | None = None, compensates: str | None = None) -> Any:
+        """`invoke` in an explicit run: sagas, recovery and operators act outside the agent's `with` block."""
+        return driver.invoke_in(self, run, spec, args, key=key, call_id=call_id, compensates=compensates)
 
-    def _wait_budget(self, p: Prepared) -> float:
-        """Seconds to block for a decision; in defer mode the agent is told at once instead."""
-        if self.approval == "defer":
-            self.log.warning("call waits for approval; run deferred", run_id=p.request.run_id,
-                             call_id=p.offer.call_id, tool=p.request.tool, approval_id=p.offer.approval_id)
-            raise ApprovalPending(
-                f"{p.request.tool} waits for approval {p.offer.approval_id}; make the same call again in "
-                f"run {p.request.run_id} to resume", run_id=p.request.run_id, call_id=p.offer.call_id,
-                tool=p.request.tool, approval_id=p.offer.approval_id, expires_at=p.offer.expires_at)
-        self.log.warning("call waits for approval", run_id=p.request.run_id, call_id=p.offer.call_id,
-                         tool=p.request.tool, approval_id=p.offer.approval_id,
-                         roles=list(p.request.approval_roles))
-        return self.approval_timeout
+    def drive_sync(self, p: Prepared) -> Any:
+        """Run a call that is `started` under this worker's lease to its recorded end (recovery)."""
+        return driver.drive_sync(self, p)
 
-    def _settled(self, p: Prepared, state: str | None) -> None:
-        """After a wait: return to re-offer when approved; raise the typed outcome otherwise."""
-        if state == CallState.APPROVED:
-            self.log.info("call approved", call_id=p.offer.call_id, tool=p.request.tool)
-            return
-        if state is None:
-            raise ApprovalTimeout(
-                f"{p.request.tool}: no decision within {self.approval_timeout:g}s; approval "
-                f"{p.offer.approval_id} still stands, call again to keep waiting", run_id=p.request.run_id,
-                call_id=p.offer.call_id, tool=p.request.tool, state=CallState.AWAITING_APPROVAL,
-                approval_id=p.offer.approval_id)
-        approval = self.ledger.approval_for_call(p.offer.call_id)
-        reason = (approval.reason if approval is not None else None) or state
-        err = decision_outcome(p, state, reason)
-        self.log.warning("call " + state, call_id=p.offer.call_id, tool=p.request.tool, reason=reason)
-        raise err
-
-    def _short_circuit(self, p: Prepared) -> tuple[Any] | None:
-        """A call that runs nothing: a recorded result (deduplicated) or a refusal."""
-        if p.offer.kind == "completed" and p.offer.record is not None:
-            self.log.info("call deduplicated: returning the recorded result", call_id=p.offer.call_id,
-                          tool=p.request.tool)
-            return (p.offer.record.result,)
-        if p.offer.kind == "denied":
-            err = decision_outcome(p, CallState.DENIED, p.offer.reason)
-            self.log.warning("call denied", call_id=p.offer.call_id, tool=p.request.tool, reason=p.offer.reason)
-            raise err
-        return None
-
-    def _enter_call(self, p: Prepared) -> CallScope:
-        record = p.offer.record
-        ids = record.external_id_map if record is not None else {}
-        return CallScope(self.ledger, p.request.run_id, p.offer.call_id, p.request.tool, p.request.actor,
-                         p.request.idempotency_key, ids)
-
-    def _on_retry(self, p: Prepared) -> Callable[[int, BaseException], None]:
-        def on_retry(attempt: int, exc: BaseException) -> None:
-            error = error_text(p, exc)
-            self.ledger.record_attempt(p.request.run_id, p.offer.call_id, attempt, error, p.request.actor)
-            self.log.warning("attempt failed; retrying", call_id=p.offer.call_id, tool=p.request.tool,
-                             attempt=attempt, error=error)
-        return on_retry
-
-    def _failed(self, p: Prepared, exc: BaseException, scope: CallScope) -> BaseException:
-        attempts = max(self._attempts_so_far(p), 1)
-        in_doubt = isinstance(exc, AttemptTimeout) or not isinstance(exc, Exception)
-        err = record_failure(self.ledger, p, exc, scope.external_ids, attempts, in_doubt=in_doubt)
-        self.log.error("call " + str(err.fields["state"]), call_id=p.offer.call_id, tool=p.request.tool,
-                       error=err.fields["error"])
-        # An interruption (KeyboardInterrupt, cancellation) keeps propagating as itself, now recorded.
-        return err if isinstance(exc, Exception) else exc
-
-    def _attempts_so_far(self, p: Prepared) -> int:
-        call = self.ledger.get_call(p.offer.call_id)
-        return (call.attempts + 1) if call is not None else 1
-
-    def _completed(self, p: Prepared, result: Any, scope: CallScope, attempts: int) -> Any:
-        record_success(self.ledger, p, result, scope.external_ids, attempts)
-        self.log.info("call completed", call_id=p.offer.call_id, tool=p.request.tool,
-                      side_effect=p.request.side_effect)
-        return result
-
-    def _get_pool(self) -> ThreadPoolExecutor:
+    def tool_pool(self) -> ThreadPoolExecutor:
+        """Worker threads for sync tools with a per-attempt timeout (created on first use)."""
         if self._pool is None:
             self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="guard-tool")
         return self._pool
+
+    # -- what recovery, sagas and operators look up -------------------------------------------------------
+
+    def tool_named(self, name: str) -> GuardedTool | None:
+        """The tool registered under `name` in this Guard (its compensations included), or None."""
+        return self._tools.get(name)
+
+    def hooks_of(self, name: str) -> ToolHooks | None:
+        tool = self._tools.get(name)
+        return tool.spec.hooks if tool is not None else None
+
+    def label_of(self, name: str) -> str | None:
+        hooks = self.hooks_of(name)
+        return hooks.label if hooks is not None else None
+
+    def recover(self, *, stale_after: float | None = None) -> RecoveryReport:
+        """Resolve what dead workers left behind; see `guard.runtime.recovery.recover`."""
+        return recover(self, stale_after=stale_after)

@@ -16,17 +16,15 @@ from guard.canonical import canonical_json, redact, scrub, to_json
 from guard.errors import (
     ApprovalExpired,
     CallDenied,
-    CallFailed,
-    CallInDoubt,
-    CallOutcomeError,
     CallRejected,
     RunNotRunning,
 )
-from guard.ledger import CallRequest, CallState, Ledger, Offer, RunClose, RunState, new_id
-from guard.policy import Decision, OnFailure, SideEffectClass, Verdict
+from guard.ledger import CallRequest, CallState, Ledger, Offer, new_id
+from guard.policy import Decision, SideEffectClass, Verdict
 from guard.runtime.context import RunScope
+from guard.runtime.hooks import ToolHooks
 
-__all__ = ["CallInput", "Prepared", "ToolSpec", "decision_outcome", "prepare", "record_failure",
+__all__ = ["CallInput", "Prepared", "ToolSpec", "decision_outcome", "error_text", "extract_ids", "prepare",
            "record_success"]
 
 
@@ -39,6 +37,7 @@ class ToolSpec:
     is_async: bool
     external_ids: Mapping[str, str] = field(default_factory=dict[str, str])  # kind -> result field
     key: Callable[[Mapping[str, Any]], str] | None = None  # idempotency key from the arguments
+    hooks: ToolHooks = field(default_factory=ToolHooks)  # compensation, reconcile, verify (set by decorators)
 
 
 class CallInput(NamedTuple):
@@ -49,6 +48,7 @@ class CallInput(NamedTuple):
     args: Mapping[str, Any]
     key: str | None = None
     call_id: str | None = None
+    compensates: str | None = None  # the call this one compensates
 
 
 class Prepared(NamedTuple):
@@ -60,7 +60,7 @@ class Prepared(NamedTuple):
     offer: Offer
 
 
-def prepare(ledger: Ledger, decision: Decision, inp: CallInput) -> Prepared:
+def prepare(ledger: Ledger, decision: Decision, inp: CallInput, worker: str, lease_ttl: float) -> Prepared:
     """Build the ledger request from the decision and offer it (one commit)."""
     redacted = redact(inp.args, decision.secret_fields)
     refusal: str | None = None
@@ -97,6 +97,9 @@ def prepare(ledger: Ledger, decision: Decision, inp: CallInput) -> Prepared:
         approval_roles=approval.roles if approval is not None else (),
         quorum=approval.quorum if approval is not None else 1,
         expires_after=approval.expires_after if approval is not None else 3600.0,
+        compensates_call_id=inp.compensates,
+        worker=worker,
+        lease_ttl=lease_ttl,
     )
     if refusal is not None:
         request = request._replace(verdict="deny", reason=refusal, idempotency_key=None)
@@ -135,52 +138,12 @@ def extract_ids(spec: ToolSpec, result: Any, reported: dict[str, str]) -> dict[s
 
 def record_success(ledger: Ledger, p: Prepared, result: Any, reported: dict[str, str], attempts: int) -> None:
     """`started -> completed` with the (redacted) result and every external id."""
-    ledger.complete(p.request.run_id, p.offer.call_id,
+    ledger.complete(p.request.run_id, p.offer.call_id, token=p.offer.lease_token,
                     result_json=to_json(redact(result, p.decision.secret_fields)),
                     external_ids=extract_ids(p.input.tool, result, reported), attempts=attempts,
                     actor=p.request.actor)
 
 
-def record_failure(ledger: Ledger, p: Prepared, exc: BaseException, reported: dict[str, str], attempts: int,
-                   *, in_doubt: bool) -> CallOutcomeError:
-    """Record `failed` (or `in_doubt`), halt the run when the policy says so, return the error to raise.
-
-    A call whose outcome is unknown and that is not provably harmless (anything but a read) is `in_doubt`
-    and always halts the run in `pending_review`: it must be reconciled, never re-run blindly.
-    """
-    error = error_text(p, exc)
-    cls = p.decision.side_effect
-    doubtful = in_doubt and cls is not SideEffectClass.READ
-    state = CallState.IN_DOUBT if doubtful else CallState.FAILED
-    close = _run_close(p, error, doubtful)
-    ledger.fail(p.request.run_id, p.offer.call_id, state=state, error=error, attempts=attempts,
-                actor=p.request.actor, external_ids=reported, run=close)
-    ids = _ids(p)
-    if doubtful:
-        return CallInDoubt(f"{p.request.tool}: outcome unknown after {error}; the run waits for review",
-                           state=state, error=error, **ids)
-    return CallFailed(f"{p.request.tool} failed: {error}", state=state, error=error,
-                      on_failure=p.decision.on_failure.value, **ids)
-
-
 def error_text(p: Prepared, exc: BaseException) -> str:
     """The error as recorded and logged: its type and message, secret argument values scrubbed out."""
     return scrub(f"{type(exc).__name__}: {exc}", p.input.args, p.decision.secret_fields)
-
-
-def _run_close(p: Prepared, error: str, doubtful: bool) -> RunClose | None:
-    """What the failure does to the run. `compensate` halts for review until sagas run it (next issue)."""
-    on_failure = p.decision.on_failure
-    if not doubtful and on_failure is OnFailure.CONTINUE:
-        return None
-    slug = p.request.tool.replace(".", "_").replace("-", "_")
-    if doubtful:
-        return RunClose(RunState.PENDING_REVIEW, status_label=f"{slug}_in_doubt",
-                        error_summary=f"{p.request.tool} may or may not have happened: {error}",
-                        next_safe_action=f"check {p.request.tool} in the other system before anything is re-run",
-                        requires_review=True)
-    action = ("compensate the run's completed calls" if on_failure is OnFailure.COMPENSATE
-              else "decide by hand: retry the call, compensate, or finish with a note")
-    return RunClose(RunState.PENDING_REVIEW, status_label=f"{slug}_failed",
-                    error_summary=f"{p.request.tool} failed: {error}", next_safe_action=action,
-                    requires_review=True)

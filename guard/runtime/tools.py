@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import functools
 import inspect
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
+from guard.errors import GuardUsageError
+from guard.runtime.hooks import CompensationKind, Found, NotFound, ReconcileContext, RollbackContext
 from guard.runtime.steps import ToolSpec
 
 if TYPE_CHECKING:
@@ -48,6 +50,51 @@ class GuardedTool:
                          call_id: str | None = None) -> Any:
         """Async call with an explicit idempotency key and call id (sync functions run inline)."""
         return await self.guard.ainvoke(self.spec, args, key=key, call_id=call_id)
+
+    # -- what undoes or checks this tool (decorators, used once where the tool is defined) ---------------
+
+    def compensation(self, *, name: str, kind: CompensationKind = "undo"
+                     ) -> Callable[[Callable[[RollbackContext], Any]], GuardedTool]:
+        """Declare the function that compensates this tool when a later call of its run fails.
+
+        The compensation is a guarded call of its own under `name` (the team's policy classifies it), with
+        the idempotency key `compensate:<call id>`, so a saga run twice never compensates twice. It gets a
+        `RollbackContext`. `kind` says what it does: undo, void, cancel, mark_for_review, correct, isolate.
+        """
+        def wrap(fn: Callable[[RollbackContext], Any]) -> GuardedTool:
+            if inspect.iscoroutinefunction(fn):
+                raise GuardUsageError(f"the compensation {name} must be a plain function (sagas also run in "
+                                      "recovery and operator commands, outside any event loop)")
+
+            def compensate(context: Mapping[str, Any]) -> Any:
+                return fn(RollbackContext.from_json(context))
+
+            functools.update_wrapper(compensate, fn)
+            comp = self.guard.tool(compensate, name=name)
+            self.spec.hooks.compensation = comp
+            self.spec.hooks.compensation_kind = kind
+            return comp
+        return wrap
+
+    def reconcile(self, fn: Callable[[ReconcileContext], Found | NotFound | None]) -> Callable[
+            [ReconcileContext], Found | NotFound | None]:
+        """Declare the check that looks this call's idempotency key up in the other system: `Found(...)` when
+        the effect exists, `NotFound()` when it provably does not, None when it cannot tell."""
+        self.spec.hooks.reconcile = fn
+        return fn
+
+    def verify(self, fn: Callable[[Any, ReconcileContext], bool]) -> Callable[[Any, ReconcileContext], bool]:
+        """Declare a check that confirms the effect after the tool returned; False (or raising) fails the call
+        and sends the run to review: the effect may exist without the confirmation."""
+        self.spec.hooks.verify = fn
+        return fn
+
+    def handoff(self, role: str) -> GuardedTool:
+        """No function undoes this tool: when its run fails, a person with `role` takes it over (the run
+        halts in pending review naming the role)."""
+        self.spec.hooks.handoff_role = role
+        self.spec.hooks.compensation_kind = "handoff"
+        return self
 
     def __repr__(self) -> str:
         return f"<GuardedTool {self.name}>"

@@ -17,8 +17,15 @@ def busy_ledger(ledger: Ledger) -> Ledger:
     """A ledger with a run holding a completed call, a denied call and a call awaiting approval."""
     ledger.open_run("r1", TEAM, actor=AGENT)
     done = ledger.offer(request("r1", key="k1"))
-    ledger.complete("r1", done.call_id, result_json='{"ok":true}', external_ids={"contact": "c-1"}, attempts=1,
-                    actor=AGENT)
+    ledger.complete(
+        "r1",
+        done.call_id,
+        token=done.lease_token,
+        result_json='{"ok":true}',
+        external_ids={"contact": "c-1"},
+        attempts=1,
+        actor=AGENT,
+    )
     ledger.offer(request("r1", verdict="deny"))
     ledger.offer(request("r1", verdict="approve", key="k2"))
     return ledger
@@ -59,16 +66,16 @@ def test_deleting_a_middle_event_names_the_row_after_it(busy_ledger: Ledger, db_
     assert "deleted" in (report.problem or "")
 
 
-def test_an_edit_with_a_recomputed_hash_is_named_at_the_following_row(busy_ledger: Ledger,
-                                                                    db_path: Path) -> None:
+def test_an_edit_with_a_recomputed_hash_is_named_at_the_following_row(busy_ledger: Ledger, db_path: Path) -> None:
     ids = event_ids(db_path)
     target = ids[2]
     with sqlite3.connect(db_path) as raw:
-        (prev_hash,) = raw.execute("SELECT hash FROM events WHERE id < ? ORDER BY id DESC LIMIT 1",
-                                   (target,)).fetchone()
+        (prev_hash,) = raw.execute(
+            "SELECT hash FROM events WHERE id < ? ORDER BY id DESC LIMIT 1", (target,)
+        ).fetchone()
         row: tuple[str | None, str | None, float, str, str, str | None, str] = raw.execute(
-            "SELECT run_id, call_id, at, actor, entity, from_state, to_state FROM events "
-            "WHERE id = ?", (target,)).fetchone()
+            "SELECT run_id, call_id, at, actor, entity, from_state, to_state FROM events WHERE id = ?", (target,)
+        ).fetchone()
         forged = event_hash(prev_hash, *row, '{"forged":true}')
         raw.execute("UPDATE events SET detail = ?, hash = ? WHERE id = ?", ('{"forged":true}', forged, target))
     report = busy_ledger.verify_chain()

@@ -54,6 +54,7 @@ def reachable(table: Mapping[S, frozenset[S]], start: S) -> set[S]:
 
 # -- the table itself -----------------------------------------------------------------------------------------
 
+
 @given(src=st.sampled_from([None, *CallState]), dst=st.sampled_from(list(CallState)))
 def test_check_call_move_accepts_exactly_the_moves_in_the_table(src: CallState | None, dst: CallState) -> None:
     if dst in CALL_TRANSITIONS[src]:
@@ -66,7 +67,8 @@ def test_check_call_move_accepts_exactly_the_moves_in_the_table(src: CallState |
 
 @given(src=st.sampled_from([None, *RunState]), dst=st.sampled_from(list(RunState)))
 def test_check_run_move_accepts_exactly_the_moves_in_the_table_or_staying_put(
-        src: RunState | None, dst: RunState) -> None:
+    src: RunState | None, dst: RunState
+) -> None:
     if dst in RUN_TRANSITIONS[src] or src == dst:
         check_run_move("run_x", src, dst)
     else:
@@ -109,8 +111,12 @@ def run_history_problem(ledger: Ledger, run_id: str) -> str | None:
 
 # -- a real ledger under random operations --------------------------------------------------------------------
 
-ROLES = {"alice": frozenset({"finance"}), "bob": frozenset({"finance"}), "sam": frozenset({"support"}),
-         AGENT: frozenset({"finance"})}
+ROLES = {
+    "alice": frozenset({"finance"}),
+    "bob": frozenset({"finance"}),
+    "sam": frozenset({"support"}),
+    AGENT: frozenset({"finance"}),
+}
 ARGS = [{"n": 1}, {"n": 2}]
 KEYS = [None, "k1", "k2"]
 
@@ -175,13 +181,25 @@ class LedgerMachine(RuleBasedStateMachine):
 
     # -- rules --
 
-    @rule(target=calls, run_id=st.sampled_from(["r0", "r1"]),
-          verdict=st.sampled_from(["allow", "approve", "deny"]), key=st.sampled_from(KEYS),
-          args=st.sampled_from(ARGS), quorum=st.sampled_from([1, 2]), due=st.booleans())
-    def offer(self, run_id: str, verdict: Literal["allow", "approve", "deny"], key: str | None,
-              args: dict[str, int], quorum: int, due: bool) -> str:
-        req = request(run_id, verdict=verdict, key=key, args=args, quorum=quorum,
-                      expires_after=0.0 if due else 3600.0)
+    @rule(
+        target=calls,
+        run_id=st.sampled_from(["r0", "r1"]),
+        verdict=st.sampled_from(["allow", "approve", "deny"]),
+        key=st.sampled_from(KEYS),
+        args=st.sampled_from(ARGS),
+        quorum=st.sampled_from([1, 2]),
+        due=st.booleans(),
+    )
+    def offer(
+        self,
+        run_id: str,
+        verdict: Literal["allow", "approve", "deny"],
+        key: str | None,
+        args: dict[str, int],
+        quorum: int,
+        due: bool,
+    ) -> str:
+        req = request(run_id, verdict=verdict, key=key, args=args, quorum=quorum, expires_after=0.0 if due else 3600.0)
         run_open = self.runs[run_id] in (R.RUNNING, R.PAUSED)
         holder = self._holder(key)
         if not run_open or verdict == "deny":
@@ -202,8 +220,9 @@ class LedgerMachine(RuleBasedStateMachine):
         offer = self.ledger.offer(req)
         if holder is not None:
             assert offer.call_id == holder.call_id
-            expected_kind = {C.COMPLETED: "completed", C.AWAITING_APPROVAL: "awaiting",
-                             C.APPROVED: "started"}[holder.state]
+            expected_kind = {C.COMPLETED: "completed", C.AWAITING_APPROVAL: "awaiting", C.APPROVED: "started"}[
+                holder.state
+            ]
             assert offer.kind == expected_kind
             if holder.state is C.APPROVED:
                 holder.state = C.STARTED
@@ -217,8 +236,9 @@ class LedgerMachine(RuleBasedStateMachine):
             self.model[req.call_id] = ModelCall(req.call_id, run_id, C.DENIED, None, req.args_hash)
         elif verdict == "approve":
             assert offer.kind == "awaiting" and offer.approval_id is not None
-            self.model[req.call_id] = ModelCall(req.call_id, run_id, C.AWAITING_APPROVAL, key, req.args_hash,
-                                                offer.approval_id)
+            self.model[req.call_id] = ModelCall(
+                req.call_id, run_id, C.AWAITING_APPROVAL, key, req.args_hash, offer.approval_id
+            )
             self.model_approvals[offer.approval_id] = ModelApproval(offer.approval_id, req.call_id, quorum, due)
             if self.runs[run_id] is R.RUNNING:
                 self.runs[run_id] = R.PAUSED
@@ -227,26 +247,45 @@ class LedgerMachine(RuleBasedStateMachine):
             self.model[req.call_id] = ModelCall(req.call_id, run_id, C.STARTED, key, req.args_hash)
         return req.call_id
 
+    def token(self, call_id: str) -> int:
+        """The lease token the worker holding the call got (what every write on a started call carries)."""
+        record = self.ledger.get_call(call_id)
+        return record.lease_token if record is not None else 0
+
     @rule(call_id=calls)
     def record_attempt(self, call_id: str) -> None:
         call = self.model[call_id]
         if call.state is C.STARTED:
-            self.ledger.record_attempt(call.run_id, call_id, 1, "boom", AGENT)
+            self.ledger.record_attempt(call.run_id, call_id, self.token(call_id), 1, "boom", AGENT)
         else:
             with pytest.raises(IllegalTransition):
-                self.ledger.record_attempt(call.run_id, call_id, 1, "boom", AGENT)
+                self.ledger.record_attempt(call.run_id, call_id, self.token(call_id), 1, "boom", AGENT)
 
     @rule(call_id=calls)
     def complete(self, call_id: str) -> None:
         call = self.model[call_id]
         if call.state is C.STARTED:
-            self.ledger.complete(call.run_id, call_id, result_json="{}", external_ids={"x": "1"}, attempts=1,
-                                 actor=AGENT)
+            self.ledger.complete(
+                call.run_id,
+                call_id,
+                token=self.token(call_id),
+                result_json="{}",
+                external_ids={"x": "1"},
+                attempts=1,
+                actor=AGENT,
+            )
             call.state = C.COMPLETED
         else:
             with pytest.raises(IllegalTransition):
-                self.ledger.complete(call.run_id, call_id, result_json="{}", external_ids={}, attempts=1,
-                                     actor=AGENT)
+                self.ledger.complete(
+                    call.run_id,
+                    call_id,
+                    token=self.token(call_id),
+                    result_json="{}",
+                    external_ids={},
+                    attempts=1,
+                    actor=AGENT,
+                )
 
     @rule(call_id=calls, state=st.sampled_from([C.FAILED, C.IN_DOUBT]), halt=st.booleans())
     def fail(self, call_id: str, state: C, halt: bool) -> None:
@@ -255,29 +294,49 @@ class LedgerMachine(RuleBasedStateMachine):
         run_state = self.runs[call.run_id]
         run_ok = not halt or run_state is R.PENDING_REVIEW or R.PENDING_REVIEW in RUN_TRANSITIONS[run_state]
         if call.state is C.STARTED and run_ok:
-            self.ledger.fail(call.run_id, call_id, state=state, error="boom", attempts=1, actor=AGENT,
-                             external_ids={}, run=close)
+            self.ledger.fail(
+                call.run_id,
+                call_id,
+                token=self.token(call_id),
+                state=state,
+                error="boom",
+                attempts=1,
+                actor=AGENT,
+                external_ids={},
+                run=close,
+            )
             call.state = state
             if halt:
                 self.runs[call.run_id] = R.PENDING_REVIEW
         else:
             with pytest.raises(IllegalTransition):
-                self.ledger.fail(call.run_id, call_id, state=state, error="boom", attempts=1, actor=AGENT,
-                                 external_ids={}, run=close)
+                self.ledger.fail(
+                    call.run_id,
+                    call_id,
+                    token=self.token(call_id),
+                    state=state,
+                    error="boom",
+                    attempts=1,
+                    actor=AGENT,
+                    external_ids={},
+                    run=close,
+                )
 
     @rule(target=approvals, call_id=calls)
     def approval_of(self, call_id: str) -> str:
         approval_id = self.model[call_id].approval_id
         return approval_id or "apr_missing"
 
-    @rule(approval_id=approvals, reviewer=st.sampled_from(sorted(ROLES)),
-          decision=st.sampled_from(["approve", "reject"]))
+    @rule(
+        approval_id=approvals, reviewer=st.sampled_from(sorted(ROLES)), decision=st.sampled_from(["approve", "reject"])
+    )
     def decide(self, approval_id: str, reviewer: str, decision: Literal["approve", "reject"]) -> None:
         apr = self.model_approvals.get(approval_id)
 
         def act() -> DecisionResult:
-            return self.ledger.decide(approval_id, reviewer=reviewer, decision=decision,
-                                      reviewer_roles=ROLES[reviewer], reason="because")
+            return self.ledger.decide(
+                approval_id, reviewer=reviewer, decision=decision, reviewer_roles=ROLES[reviewer], reason="because"
+            )
 
         def refused(code: str) -> None:
             with pytest.raises(ApprovalDecisionError) as info:
@@ -370,15 +429,14 @@ class LedgerMachine(RuleBasedStateMachine):
 
 
 def test_a_ledger_under_random_operations_holds_only_legal_states_and_a_valid_chain(
-        migrated_template: Path, tmp_path: Path) -> None:
+    migrated_template: Path, tmp_path: Path
+) -> None:
     LedgerMachine.template = migrated_template
     LedgerMachine.workdir = tmp_path
-    run_state_machine_as_test(
-        LedgerMachine, settings=settings(max_examples=60, stateful_step_count=30, deadline=None))
+    run_state_machine_as_test(LedgerMachine, settings=settings(max_examples=60, stateful_step_count=30, deadline=None))
 
 
-def test_a_key_offered_again_with_other_arguments_is_a_conflict_naming_the_first_call(
-        ledger: Ledger) -> None:
+def test_a_key_offered_again_with_other_arguments_is_a_conflict_naming_the_first_call(ledger: Ledger) -> None:
     ledger.open_run("r", TEAM, actor=AGENT)
     first = ledger.offer(request("r", key="k", args={"n": 1}))
     with pytest.raises(IdempotencyConflict) as info:

@@ -33,7 +33,7 @@ def test_a_failing_tool_under_on_failure_halt_raises_call_failed_and_halts_the_r
     record = guard.ledger.get_run(run.run_id)
     assert record is not None
     assert (record.state, record.status_label, record.requires_review) == (
-        "pending_review", "lab_halting_write_failed", True)
+        "pending_review", "lab_failed", True)
     assert "disk full" in (record.error_summary or "")
 
 
@@ -91,7 +91,7 @@ def test_a_timed_out_attempt_of_a_compensable_tool_is_in_doubt_and_halts_the_run
     record = guard.ledger.get_run(run.run_id)
     assert record is not None
     assert (record.state, record.status_label, record.requires_review) == (
-        "pending_review", "lab_slow_write_in_doubt", True)
+        "pending_review", "lab_in_doubt", True)
 
 
 def pause_team(db_path: Path, team: str, reason: str) -> None:

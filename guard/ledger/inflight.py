@@ -1,0 +1,177 @@
+"""Writes on a call while a worker holds it: attempts, external ids, the outcome, leases and takeovers.
+
+Every write carries the lease token the worker got when the call became `started`. A takeover (`claim`)
+increments the token, so a worker that lost the call (paused, cut off, presumed dead) is refused on its next
+write (`IllegalTransition`, entity "lease") instead of overwriting what the new owner recorded.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from guard.errors import IllegalTransition
+from guard.ledger.backend import Connections
+from guard.ledger.moves import EventIn, RunClose, append_events, move_run
+from guard.ledger.records import CallRecord
+from guard.ledger.states import CallState, check_call_move
+
+__all__ = ["LedgerInFlight"]
+
+C = CallState
+_CALL_COLS = CallRecord.sql_columns()
+
+
+def _fenced(call_id: str, src: CallState, dst: CallState) -> IllegalTransition:
+    return IllegalTransition(
+        f"call {call_id} is no longer {src} under this worker's lease (another worker took it over, or it "
+        "was already settled): nothing written", entity="lease", id=call_id, from_state=src, to_state=dst)
+
+
+class LedgerInFlight:
+    conns: Connections
+
+    def record_attempt(self, run_id: str, call_id: str, token: int, attempt: int, error: str, actor: str) -> None:
+        """A failed attempt of a repeat-safe call; the call stays `started` for the next attempt."""
+        now = time.time()
+        with self.conns.write() as cur:
+            cur.execute("UPDATE calls SET attempts = ?, error = ?, updated_at = ? WHERE call_id = ? AND state = ? "
+                        "AND lease_token = ?", (attempt, error, now, call_id, C.STARTED, token))
+            if cur.rowcount != 1:
+                raise _fenced(call_id, C.STARTED, C.STARTED)
+            append_events(cur, [(run_id, call_id, now, actor, "call", C.STARTED, C.STARTED,
+                                 json.dumps({"attempt": attempt, "error": error}))])
+
+    def record_external_ids(self, run_id: str, call_id: str, token: int, external_ids: dict[str, str],
+                            actor: str) -> None:
+        """Commit the external ids a running tool reported, before it returns."""
+        now = time.time()
+        with self.conns.write() as cur:
+            cur.execute("UPDATE calls SET external_ids = ?, updated_at = ? WHERE call_id = ? AND state = ? "
+                        "AND lease_token = ?", (json.dumps(external_ids), now, call_id, C.STARTED, token))
+            if cur.rowcount != 1:
+                raise _fenced(call_id, C.STARTED, C.STARTED)
+            append_events(cur, [(run_id, call_id, now, actor, "external_id", None, "recorded",
+                                 json.dumps({"external_ids": external_ids}))])
+
+    def complete(self, run_id: str, call_id: str, *, token: int, result_json: str, external_ids: dict[str, str],
+                 attempts: int, actor: str, src: CallState = C.STARTED, detail: dict[str, Any] | None = None) -> None:
+        """`started -> completed` (or `in_doubt -> completed` after a reconcile found the effect)."""
+        now = time.time()
+        ids = json.dumps(external_ids) if external_ids else "{}"
+        with self.conns.write() as cur:
+            cur.execute("UPDATE calls SET state = ?, result_json = ?, external_ids = ?, attempts = ?, "
+                        "ended_at = ?, updated_at = ?, lease_expires_at = NULL WHERE call_id = ? AND state = ? "
+                        "AND lease_token = ?",
+                        (C.COMPLETED, result_json, ids, attempts, now, now, call_id, src, token))
+            if cur.rowcount != 1:
+                raise _fenced(call_id, src, C.COMPLETED)
+            info = ids if detail is None else json.dumps({**detail, "external_ids": external_ids})
+            append_events(cur, [(run_id, call_id, now, actor, "call", src, C.COMPLETED, info)])
+
+    def fail(self, run_id: str, call_id: str, *, token: int, state: CallState, error: str, attempts: int,
+             actor: str, external_ids: dict[str, str], run: RunClose | None = None,
+             src: CallState = C.STARTED) -> None:
+        """`started -> failed | in_doubt` (or `in_doubt -> failed`) with the error; optionally move the run in
+        the same commit."""
+        now = time.time()
+        check_call_move(call_id, src, state)
+        with self.conns.write() as cur:
+            cur.execute("UPDATE calls SET state = ?, error = ?, attempts = ?, external_ids = ?, ended_at = ?, "
+                        "updated_at = ?, lease_expires_at = NULL WHERE call_id = ? AND state = ? AND lease_token = ?",
+                        (state, error, attempts, json.dumps(external_ids), now, now, call_id, src, token))
+            if cur.rowcount != 1:
+                raise _fenced(call_id, src, state)
+            events: list[EventIn] = [(run_id, call_id, now, actor, "call", src, state,
+                                      json.dumps({"error": error, "attempts": attempts}))]
+            if run is not None:
+                events.extend(move_run(cur, run_id, run, now, actor))
+            append_events(cur, events)
+
+    def heartbeat(self, call_id: str, token: int, ttl: float) -> bool:
+        """Extend this worker's lease on a started call; False when the lease was lost (fenced)."""
+        with self.conns.write() as cur:
+            now = time.time()
+            cur.execute("UPDATE calls SET lease_expires_at = ?, updated_at = ? WHERE call_id = ? AND state = ? "
+                        "AND lease_token = ?", (now + ttl, now, call_id, C.STARTED, token))
+            return cur.rowcount == 1
+
+    def claim(self, call: CallRecord, *, worker: str, ttl: float, actor: str,
+              to: CallState | None = None) -> int | None:
+        """Take over a call (compare-and-set on its state and lease token); the new token, or None if another
+        worker changed it first. With `to`, the call also moves (e.g. `started -> in_doubt`, `in_doubt ->
+        started` to run it once)."""
+        now = time.time()
+        src = CallState(call.state)
+        dst = to or src
+        if dst is not src:
+            check_call_move(call.call_id, src, dst)
+        with self.conns.write() as cur:
+            started = ", started_at = ?" if dst is C.STARTED and src is not C.STARTED else ""
+            params: tuple[Any, ...] = (now,) if started else ()
+            cur.execute(f"UPDATE calls SET state = ?, lease_owner = ?, lease_token = lease_token + 1, "
+                        f"lease_expires_at = ?, updated_at = ?{started} WHERE call_id = ? AND state = ? "
+                        "AND lease_token = ?",
+                        (dst, worker, now + ttl, now, *params, call.call_id, src, call.lease_token))
+            if cur.rowcount != 1:
+                return None
+            append_events(cur, [(call.run_id, call.call_id, now, actor, "call", src, dst,
+                                 json.dumps({"takeover": worker, "lease_token": call.lease_token + 1}))])
+        return call.lease_token + 1
+
+    def calls_in_state(self, states: tuple[CallState, ...], *, run_id: str | None = None) -> list[CallRecord]:
+        """Calls in any of `states` (a scan: recovery and operators only, never the hot path)."""
+        marks = ", ".join("?" * len(states))
+        sql = f"SELECT {_CALL_COLS} FROM calls WHERE state IN ({marks})"
+        params: list[Any] = list(states)
+        if run_id is not None:
+            sql += " AND run_id = ?"
+            params.append(run_id)
+        with self.conns.read() as cur:
+            cur.execute(sql + " ORDER BY run_id, seq", params)
+            return [CallRecord.from_row(r) for r in cur.fetchall()]
+
+    def begin_rollback(self, call: CallRecord, *, actor: str, reason: str) -> bool:
+        """`completed | in_doubt | failed | rollback_failed -> rolling_back` (compare-and-set); False if the
+        call moved on meanwhile (another worker is compensating it)."""
+        now = time.time()
+        src = CallState(call.state)
+        check_call_move(call.call_id, src, C.ROLLING_BACK)
+        with self.conns.write() as cur:
+            cur.execute("UPDATE calls SET state = ?, updated_at = ? WHERE call_id = ? AND state = ?",
+                        (C.ROLLING_BACK, now, call.call_id, src))
+            if cur.rowcount != 1:
+                return False
+            append_events(cur, [(call.run_id, call.call_id, now, actor, "call", src, C.ROLLING_BACK,
+                                 json.dumps({"reason": reason}))])
+        return True
+
+    def end_rollback(self, call: CallRecord, *, ok: bool, actor: str, detail: dict[str, Any]) -> None:
+        """`rolling_back -> rolled_back` (its compensation completed) or `-> rollback_failed`."""
+        now = time.time()
+        dst = C.ROLLED_BACK if ok else C.ROLLBACK_FAILED
+        check_call_move(call.call_id, C.ROLLING_BACK, dst)
+        with self.conns.write() as cur:
+            cur.execute("UPDATE calls SET state = ?, updated_at = ? WHERE call_id = ? AND state = ?",
+                        (dst, now, call.call_id, C.ROLLING_BACK))
+            if cur.rowcount != 1:
+                raise _fenced(call.call_id, C.ROLLING_BACK, dst)
+            append_events(cur, [(call.run_id, call.call_id, now, actor, "call", C.ROLLING_BACK, dst,
+                                 json.dumps(detail))])
+
+    def record_manual_action(self, run_id: str, *, operator: str, action: str, note: str,
+                             call_id: str | None = None, run: RunClose | None = None) -> None:
+        """What an operator did by hand, with their note; optionally the run's new state in the same commit."""
+        if not note.strip():
+            raise IllegalTransition("a manual action needs a note: say what you did and why", entity="run",
+                                    id=run_id, from_state=None, to_state=action)
+        now = time.time()
+        with self.conns.write() as cur:
+            cur.execute("INSERT INTO manual_actions (run_id, call_id, operator, action, note, at) "
+                        "VALUES (?, ?, ?, ?, ?, ?)", (run_id, call_id, operator, action, note, now))
+            events: list[EventIn] = [(run_id, call_id, now, operator, "manual", None, action,
+                                      json.dumps({"note": note}))]
+            if run is not None:
+                events.extend(move_run(cur, run_id, run, now, operator))
+            append_events(cur, events)

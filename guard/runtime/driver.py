@@ -1,0 +1,329 @@
+"""The two drivers of the guarded call path, sync and async, over the shared steps.
+
+Functions over a `Guard` (its methods `invoke`, `ainvoke` delegate here). Only waiting for a decision and
+running the tool differ between them; classification, the ledger's commits,
+reconciliation, retries after a proven-clean failure and sagas are the same code (`steps.py`, `failure.py`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from guard.crash import crash_point
+from guard.errors import ApprovalPending, ApprovalTimeout, CallFailed, CallOutcomeError, GuardUsageError
+from guard.ledger import CallState, RunState
+from guard.ledger.moves import RunClose
+from guard.runtime.context import CALL_VAR, RUN_VAR, CallScope, RunScope
+from guard.runtime.execute import run_async, run_sync
+from guard.runtime.failure import Settlement, settle
+from guard.runtime.hooks import ReconcileContext
+from guard.runtime.steps import (
+    CallInput,
+    Prepared,
+    ToolSpec,
+    decision_outcome,
+    error_text,
+    prepare,
+    record_success,
+)
+
+if TYPE_CHECKING:
+    from guard.runtime.guard import Guard
+
+__all__ = ["ainvoke", "drive_sync", "invoke_in"]
+
+
+def _scope(guard: Guard) -> RunScope:
+    run = RUN_VAR.get()
+    if run is None:
+        raise GuardUsageError(
+            "a guarded tool was called outside a run: wrap the agent's work in `with guard.run(team):`"
+        )
+    return run
+
+
+def _prepare(
+    guard: Guard,
+    run: RunScope,
+    spec: ToolSpec,
+    args: Mapping[str, Any],
+    key: str | None,
+    call_id: str | None,
+    compensates: str | None = None,
+) -> Prepared:
+    crash_point("before_offer")
+    decision = guard.policies.classify(run.team, spec.name, args)
+    p = prepare(
+        guard.ledger, decision, CallInput(run, spec, args, key, call_id, compensates), guard.worker_id, guard.lease_ttl
+    )
+    crash_point("after_offer")
+    return p
+
+
+def invoke(
+    guard: Guard, spec: ToolSpec, args: Mapping[str, Any], *, key: str | None = None, call_id: str | None = None
+) -> Any:
+    """Run one guarded call synchronously; returns the tool's result or raises a typed outcome."""
+    return invoke_in(guard, _scope(guard), spec, args, key=key, call_id=call_id)
+
+
+def invoke_in(
+    guard: Guard,
+    run: RunScope,
+    spec: ToolSpec,
+    args: Mapping[str, Any],
+    *,
+    key: str | None = None,
+    call_id: str | None = None,
+    compensates: str | None = None,
+) -> Any:
+    """`invoke` in an explicit run (sagas, recovery and operators act outside the agent's `with` block)."""
+    if spec.is_async:
+        raise GuardUsageError(f"{spec.name} is async: call it with `await`")
+    p = _prepare(guard, run, spec, args, key, call_id, compensates)
+    while p.offer.kind == "awaiting":
+        _settled(
+            guard,
+            p,
+            guard.waiter.wait(
+                p.offer.call_id, p.offer.approval_id or "", p.offer.expires_at or 0.0, _wait_budget(guard, p)
+            ),
+        )
+        p = _prepare(guard, run, spec, args, key, call_id, compensates)
+        crash_point("after_approved")
+    if (done := _short_circuit(guard, p)) is not None:
+        return done[0]
+    return drive_sync(guard, p)
+
+
+async def ainvoke(
+    guard: Guard, spec: ToolSpec, args: Mapping[str, Any], *, key: str | None = None, call_id: str | None = None
+) -> Any:
+    """Run one guarded call in the event loop (sync tools run inline)."""
+    run = _scope(guard)
+    p = _prepare(guard, run, spec, args, key, call_id)
+    while p.offer.kind == "awaiting":
+        _settled(
+            guard,
+            p,
+            await guard.waiter.await_(
+                p.offer.call_id, p.offer.approval_id or "", p.offer.expires_at or 0.0, _wait_budget(guard, p)
+            ),
+        )
+        p = _prepare(guard, run, spec, args, key, call_id)
+        crash_point("after_approved")
+    if (done := _short_circuit(guard, p)) is not None:
+        return done[0]
+    spec_, args_ = p.input.tool, p.input.args
+    scope = _enter_call(guard, p)
+    token = CALL_VAR.set(scope)
+    retried = False
+    try:
+        while True:
+            crash_point("before_tool")
+            try:
+                if spec_.is_async:
+                    result, attempts = await run_async(spec_.fn, args_, p.decision.retry, _on_retry(guard, p))
+                else:
+                    result, attempts = run_sync(spec_.fn, args_, p.decision.retry, _on_retry(guard, p), guard.tool_pool)
+            except BaseException as exc:
+                settled = _failed(guard, p, exc, scope, retried)
+                if settled.kind == "completed":
+                    return settled.value
+                retried = True
+                continue
+            return _completed(guard, p, result, scope, attempts)
+    finally:
+        CALL_VAR.reset(token)
+        guard.heartbeat.release(p.offer.call_id)
+
+
+def drive_sync(guard: Guard, p: Prepared) -> Any:
+    """Run a call that is `started` under this worker's lease, to its recorded end."""
+    spec, args = p.input.tool, p.input.args
+    scope = _enter_call(guard, p)
+    token = CALL_VAR.set(scope)
+    retried = False
+    try:
+        while True:
+            crash_point("before_tool")
+            try:
+                result, attempts = run_sync(spec.fn, args, p.decision.retry, _on_retry(guard, p), guard.tool_pool)
+            except BaseException as exc:
+                settled = _failed(guard, p, exc, scope, retried)
+                if settled.kind == "completed":
+                    return settled.value
+                retried = True
+                continue
+            return _completed(guard, p, result, scope, attempts)
+    finally:
+        CALL_VAR.reset(token)
+        guard.heartbeat.release(p.offer.call_id)
+
+
+# -- steps shared by both drivers ---------------------------------------------------------------------
+
+
+def _wait_budget(guard: Guard, p: Prepared) -> float:
+    """Seconds to block for a decision; in defer mode the agent is told at once instead."""
+    if guard.approval == "defer":
+        guard.log.warning(
+            "call waits for approval; run deferred",
+            run_id=p.request.run_id,
+            call_id=p.offer.call_id,
+            tool=p.request.tool,
+            approval_id=p.offer.approval_id,
+        )
+        raise ApprovalPending(
+            f"{p.request.tool} waits for approval {p.offer.approval_id}; make the same call again in "
+            f"run {p.request.run_id} to resume",
+            run_id=p.request.run_id,
+            call_id=p.offer.call_id,
+            tool=p.request.tool,
+            approval_id=p.offer.approval_id,
+            expires_at=p.offer.expires_at,
+        )
+    guard.log.warning(
+        "call waits for approval",
+        run_id=p.request.run_id,
+        call_id=p.offer.call_id,
+        tool=p.request.tool,
+        approval_id=p.offer.approval_id,
+        roles=list(p.request.approval_roles),
+    )
+    return guard.approval_timeout
+
+
+def _settled(guard: Guard, p: Prepared, state: str | None) -> None:
+    """After a wait: return to re-offer when approved; raise the typed outcome otherwise."""
+    if state == CallState.APPROVED:
+        guard.log.info("call approved", call_id=p.offer.call_id, tool=p.request.tool)
+        return
+    if state is None:
+        raise ApprovalTimeout(
+            f"{p.request.tool}: no decision within {guard.approval_timeout:g}s; approval "
+            f"{p.offer.approval_id} still stands, call again to keep waiting",
+            run_id=p.request.run_id,
+            call_id=p.offer.call_id,
+            tool=p.request.tool,
+            state=CallState.AWAITING_APPROVAL,
+            approval_id=p.offer.approval_id,
+        )
+    approval = guard.ledger.approval_for_call(p.offer.call_id)
+    reason = (approval.reason if approval is not None else None) or state
+    err = decision_outcome(p, state, reason)
+    guard.log.warning("call " + state, call_id=p.offer.call_id, tool=p.request.tool, reason=reason)
+    raise err
+
+
+def _short_circuit(guard: Guard, p: Prepared) -> tuple[Any] | None:
+    """A call that runs nothing: a recorded result (deduplicated) or a refusal."""
+    if p.offer.kind == "completed" and p.offer.record is not None:
+        guard.log.info("call deduplicated: returning the recorded result", call_id=p.offer.call_id, tool=p.request.tool)
+        return (p.offer.record.result,)
+    if p.offer.kind == "denied":
+        err = decision_outcome(p, CallState.DENIED, p.offer.reason)
+        guard.log.warning("call denied", call_id=p.offer.call_id, tool=p.request.tool, reason=p.offer.reason)
+        raise err
+    return None
+
+
+def _enter_call(guard: Guard, p: Prepared) -> CallScope:
+    record = p.offer.record
+    ids = record.external_id_map if record is not None else {}
+    guard.heartbeat.hold(p.offer.call_id, p.offer.lease_token)
+    return CallScope(
+        guard.ledger,
+        p.request.run_id,
+        p.offer.call_id,
+        p.request.tool,
+        p.request.actor,
+        p.request.idempotency_key,
+        p.offer.lease_token,
+        ids,
+    )
+
+
+def _on_retry(guard: Guard, p: Prepared) -> Callable[[int, BaseException], None]:
+    def on_retry(attempt: int, exc: BaseException) -> None:
+        error = error_text(p, exc)
+        guard.ledger.record_attempt(
+            p.request.run_id, p.offer.call_id, p.offer.lease_token, attempt, error, p.request.actor
+        )
+        guard.log.warning(
+            "attempt failed; retrying", call_id=p.offer.call_id, tool=p.request.tool, attempt=attempt, error=error
+        )
+
+    return on_retry
+
+
+def _failed(guard: Guard, p: Prepared, exc: BaseException, scope: CallScope, retried: bool) -> Settlement:
+    """Settle a failed run of the tool; raises the typed outcome, or the interruption itguard."""
+    call = guard.ledger.get_call(p.offer.call_id)
+    attempts = (call.attempts + 1) if call is not None else 1
+    try:
+        return settle(guard, p, exc, scope, attempts, retried)
+    except CallOutcomeError as err:
+        if not isinstance(exc, Exception):
+            raise exc from None  # an interruption (KeyboardInterrupt, cancellation): recorded, re-raised
+        raise err from exc
+
+
+def _completed(guard: Guard, p: Prepared, result: Any, scope: CallScope, attempts: int) -> Any:
+    crash_point("after_return")
+    verify = p.input.tool.hooks.verify
+    if verify is not None and not _verified(verify, p, result, scope, attempts):
+        error = f"{p.request.tool} returned, but its verification did not confirm the effect"
+        guard.ledger.fail(
+            p.request.run_id,
+            p.offer.call_id,
+            token=p.offer.lease_token,
+            state=CallState.FAILED,
+            error=error,
+            attempts=attempts,
+            actor=p.request.actor,
+            external_ids=dict(scope.external_ids),
+            run=RunClose(
+                RunState.PENDING_REVIEW,
+                status_label=f"{p.request.tool}_unconfirmed".replace(".", "_"),
+                error_summary=error,
+                requires_review=True,
+                next_safe_action=f"check {p.request.tool} in the other system; do not repeat it before that",
+            ),
+        )
+        raise _unconfirmed(p, error)
+    record_success(guard.ledger, p, result, scope.external_ids, attempts)
+    crash_point("after_completed")
+    guard.log.info("call completed", call_id=p.offer.call_id, tool=p.request.tool, side_effect=p.request.side_effect)
+    return result
+
+
+def _verified(
+    verify: Callable[[Any, ReconcileContext], bool], p: Prepared, result: Any, scope: CallScope, attempts: int
+) -> bool:
+    ctx = ReconcileContext(
+        run_id=p.request.run_id,
+        call_id=p.offer.call_id,
+        tool=p.request.tool,
+        args=p.input.args,
+        idempotency_key=p.request.idempotency_key,
+        external_ids=dict(scope.external_ids),
+        attempts=attempts,
+    )
+    try:
+        return verify(result, ctx) is True
+    except Exception:
+        return False
+
+
+def _unconfirmed(p: Prepared, error: str) -> CallOutcomeError:
+    return CallFailed(
+        error,
+        run_id=p.request.run_id,
+        call_id=p.offer.call_id,
+        tool=p.request.tool,
+        state=CallState.FAILED,
+        error=error,
+        on_failure="halt",
+    )

@@ -1,0 +1,136 @@
+"""What a failed call means, decided once for both drivers: reconcile, retry once, compensate, or halt.
+
+1. Reconcile first: a tool that is not repeat-safe (or whose outcome is unknown) and declares a reconcile
+   check is looked up in the other system. Found -> the call is `completed` with what was found (the
+   caller gets the result); NotFound -> a clean failure, proven; no answer -> the outcome stays unknown.
+2. An unknown outcome of anything but a read is `in_doubt`: never re-run blindly. The run halts for review,
+   or compensates when the policy says so (the in-doubt call's own compensation reconciles by its key).
+3. A clean failure follows the policy's `on_failure`: `retry` (once, only when provably safe), `continue`,
+   `halt` (pending review), or `compensate` (the saga, `saga.py`).
+A compensation that fails never starts a saga of its own: the saga that ran it decides.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
+
+from guard.canonical import redact, to_json
+from guard.errors import CallFailed, CallInDoubt, CallOutcomeError
+from guard.ledger import CallState, RunState
+from guard.ledger.moves import RunClose
+from guard.policy import OnFailure, SideEffectClass
+from guard.runtime.context import CallScope
+from guard.runtime.execute import AttemptTimeout
+from guard.runtime.hooks import Found, NotFound, ReconcileContext
+from guard.runtime.labels import situation
+from guard.runtime.saga import compensate_run
+from guard.runtime.steps import Prepared, error_text, extract_ids
+
+if TYPE_CHECKING:
+    from guard.runtime.guard import Guard
+
+__all__ = ["Settlement", "reconcile", "settle"]
+
+_REPEAT_SAFE = (SideEffectClass.READ, SideEffectClass.IDEMPOTENT)
+
+
+@dataclass(frozen=True, slots=True)
+class Settlement:
+    """`completed` (a reconcile check found the effect: `value` is the result) or `retry` (run it once more)."""
+
+    kind: Literal["completed", "retry"]
+    value: Any = None
+
+
+def reconcile(check: Callable[[ReconcileContext], Found | NotFound | None] | None,
+              ctx: ReconcileContext) -> Found | NotFound | None:
+    """Ask the tool's reconcile check; a check that raises or answers anything else means "cannot tell"."""
+    if check is None:
+        return None
+    try:
+        answer = check(ctx)
+    except Exception:
+        return None
+    return answer if isinstance(answer, Found | NotFound) else None
+
+
+def _ctx(p: Prepared, scope: CallScope, attempts: int) -> ReconcileContext:
+    return ReconcileContext(run_id=p.request.run_id, call_id=p.offer.call_id, tool=p.request.tool,
+                            args=p.input.args, idempotency_key=p.request.idempotency_key,
+                            external_ids=dict(scope.external_ids), attempts=attempts)
+
+
+def settle(guard: Guard, p: Prepared, exc: BaseException, scope: CallScope, attempts: int,
+           retried: bool) -> Settlement:
+    """Record what the failure means and return a Settlement, or raise the typed outcome for the caller."""
+    error = error_text(p, exc)
+    side_effect = p.decision.side_effect
+    repeat_safe = side_effect in _REPEAT_SAFE
+    unknown = isinstance(exc, AttemptTimeout) or not isinstance(exc, Exception)
+    hooks = p.input.tool.hooks
+    answer = reconcile(hooks.reconcile, _ctx(p, scope, attempts)) if (unknown or not repeat_safe) else None
+    if isinstance(answer, Found):
+        ids = {**scope.external_ids, **answer.external_ids, **extract_ids(p.input.tool, answer.result, {})}
+        guard.ledger.complete(p.request.run_id, p.offer.call_id, token=p.offer.lease_token,
+                              result_json=to_json(redact(answer.result, p.decision.secret_fields)),
+                              external_ids=ids, attempts=attempts, actor=p.request.actor,
+                              detail={"reconciled": "found", "after": error})
+        guard.log.warning("call completed: the reconcile check found its effect", call_id=p.offer.call_id,
+                          tool=p.request.tool, after=error)
+        return Settlement("completed", answer.result)
+    proven_clean = isinstance(answer, NotFound)
+    doubtful = unknown and side_effect is not SideEffectClass.READ and not proven_clean
+    on_failure = p.decision.on_failure
+    if (not doubtful and not retried and on_failure is OnFailure.RETRY and not unknown
+            and (repeat_safe or proven_clean)):
+        guard.ledger.record_attempt(p.request.run_id, p.offer.call_id, p.offer.lease_token, attempts, error,
+                                    p.request.actor)
+        return Settlement("retry")
+    raise _record(guard, p, error, scope, attempts, doubtful, proven_clean)
+
+
+def _record(guard: Guard, p: Prepared, error: str, scope: CallScope, attempts: int, doubtful: bool,
+            proven_clean: bool) -> CallOutcomeError:
+    state = CallState.IN_DOUBT if doubtful else CallState.FAILED
+    on_failure = p.decision.on_failure
+    is_compensation = p.input.compensates is not None
+    saga = on_failure is OnFailure.COMPENSATE and not is_compensation
+    close = None if (saga or is_compensation) else _halt(guard, p, error, doubtful, proven_clean)
+    guard.ledger.fail(p.request.run_id, p.offer.call_id, token=p.offer.lease_token, state=state, error=error,
+                      attempts=attempts, actor=p.request.actor, external_ids=dict(scope.external_ids), run=close)
+    ids = {"run_id": p.request.run_id, "call_id": p.offer.call_id, "tool": p.request.tool, "state": state}
+    where = ""
+    if saga:
+        outcome = compensate_run(guard, p.request.run_id, failure=f"{p.request.tool} failed: {error}",
+                                 failed_tool=p.request.tool, actor=p.request.actor,
+                                 outcome="in_doubt" if doubtful else "failed")
+        where = f"; the run is {outcome.close.state if outcome.close else 'rolling back'}"
+    elif close is not None:
+        where = f"; the run is {close.state} ({close.status_label})"
+    guard.log.error("call " + state, call_id=p.offer.call_id, tool=p.request.tool, error=error)
+    if doubtful:
+        return CallInDoubt(f"{p.request.tool}: outcome unknown after {error}{where}", error=error, **ids)
+    return CallFailed(f"{p.request.tool} failed: {error}{where}", error=error, on_failure=on_failure.value,
+                      **ids)
+
+
+def _halt(guard: Guard, p: Prepared, error: str, doubtful: bool, proven_clean: bool) -> RunClose | None:
+    """The run's state after a failure that no saga handles; None when the run goes on (`continue`)."""
+    on_failure = p.decision.on_failure
+    if not doubtful and on_failure is OnFailure.CONTINUE:
+        return None
+    label = situation(guard.ledger.calls_of(p.request.run_id), p.request.tool, guard.label_of,
+                      "in_doubt" if doubtful else "failed")
+    if doubtful:
+        return RunClose(RunState.PENDING_REVIEW, status_label=label,
+                        error_summary=f"{p.request.tool} may or may not have happened: {error}",
+                        next_safe_action=f"check {p.request.tool} in the other system before anything is re-run "
+                                         "(`guard recover` runs its reconcile check)", requires_review=True)
+    retry = ("it provably did nothing: `guard runs retry-call` is safe" if proven_clean
+             or p.decision.side_effect in _REPEAT_SAFE else "do not retry before checking the other system")
+    return RunClose(RunState.PENDING_REVIEW, status_label=label,
+                    error_summary=f"{p.request.tool} failed: {error}",
+                    next_safe_action=f"{retry}; or compensate (`guard runs compensate`) or finish by hand "
+                                     "(`guard runs finish --note`)", requires_review=True)

@@ -1,0 +1,58 @@
+"""Keeping this worker's leases alive while its tools run, so no other worker takes a live call over.
+
+A daemon thread, started with the first call, extends the lease of every call this worker holds every
+third of the lease's lifetime. A heartbeat the ledger refuses means the lease was lost (another worker took
+the call over): the call is dropped from the set, and the tool's own final write will be refused too.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import TYPE_CHECKING
+
+from structlog.typing import FilteringBoundLogger
+
+if TYPE_CHECKING:
+    from guard.ledger import Ledger
+
+__all__ = ["Heartbeat"]
+
+
+class Heartbeat:
+    def __init__(self, ledger: Ledger, ttl: float, log: FilteringBoundLogger) -> None:
+        self._ledger = ledger
+        self._ttl = ttl
+        self._log = log
+        self._held: dict[str, int] = {}
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def hold(self, call_id: str, token: int) -> None:
+        self._held[call_id] = token
+        if self._thread is None:
+            with self._lock:
+                if self._thread is None:
+                    self._thread = threading.Thread(target=self._loop, name="guard-heartbeat", daemon=True)
+                    self._thread.start()
+
+    def holds(self, call_id: str) -> bool:
+        return call_id in self._held
+
+    def release(self, call_id: str) -> None:
+        self._held.pop(call_id, None)
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self._ttl / 3):
+            for call_id, token in list(self._held.items()):
+                try:
+                    alive = self._ledger.heartbeat(call_id, token, self._ttl)
+                except Exception as exc:
+                    self._log.warning("lease heartbeat failed", call_id=call_id, error=str(exc))
+                    continue
+                if not alive and self._held.get(call_id) == token:
+                    self._held.pop(call_id, None)
+                    self._log.error("lease lost: another worker took this call over", call_id=call_id)
+
+    def close(self) -> None:
+        self._stop.set()

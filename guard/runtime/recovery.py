@@ -1,0 +1,168 @@
+"""Crash recovery: resolve what a dead worker left behind, never re-running anything blindly.
+
+- A call left `started` (its worker's lease ran out, or `stale_after` says it is dead) is taken over with a
+  new fencing token. A repeat-safe call (read, idempotent) runs again with the same key. Any other call
+  becomes `in_doubt` and goes through its tool's reconcile check: found -> `completed` with what was found;
+  confirmed absent -> it runs once; no check or no answer -> its run halts in `pending_review`.
+- A call already `in_doubt` gets its reconcile check again (the check may answer now).
+- A run left `rolling_back` resumes its saga; compensations are keyed, so none runs twice.
+Arguments with redacted secrets cannot be replayed from the ledger: such calls go to review instead.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from guard.canonical import REDACTED, redact, to_json
+from guard.crash import crash_point
+from guard.errors import CallOutcomeError
+from guard.ledger import CallRecord, CallRequest, CallState, Offer, RunState
+from guard.ledger.moves import RunClose
+from guard.runtime.context import RunScope
+from guard.runtime.failure import reconcile
+from guard.runtime.hooks import Found, NotFound, ReconcileContext
+from guard.runtime.saga import compensate_run
+from guard.runtime.steps import CallInput, Prepared
+
+if TYPE_CHECKING:
+    from guard.runtime.guard import Guard
+    from guard.runtime.tools import GuardedTool
+
+__all__ = ["RecoveryReport", "recover"]
+
+C = CallState
+
+
+@dataclass(slots=True)
+class RecoveryReport:
+    """What `recover` did, counted; `notes` say why each call that went to review went there."""
+
+    claimed: int = 0
+    retried: int = 0
+    reconciled: int = 0
+    ran_once: int = 0
+    to_review: int = 0
+    compensations: int = 0
+    notes: list[str] = field(default_factory=list[str])
+
+
+def recover(guard: Guard, *, stale_after: float | None = None) -> RecoveryReport:
+    """Resolve calls left `started` or `in_doubt` and runs left `rolling_back`.
+
+    Args:
+        stale_after: None takes over calls whose lease ran out; a number takes over calls with no sign of
+            life for that many seconds (0: every started call not held by this worker; use it when the other
+            worker is known dead, e.g. after its process was killed).
+    """
+    report = RecoveryReport()
+    now = time.time()
+    for call in guard.ledger.calls_in_state((C.STARTED,)):
+        if guard.heartbeat.holds(call.call_id):
+            continue
+        alive = (call.lease_expires_at is not None and call.lease_expires_at > now) if stale_after is None \
+            else call.updated_at > now - stale_after
+        if not alive:
+            _started(guard, call, report)
+    for call in guard.ledger.calls_in_state((C.IN_DOUBT,)):
+        fresh = guard.ledger.get_call(call.call_id)
+        if fresh is not None and fresh.state == C.IN_DOUBT:
+            _in_doubt(guard, fresh, report)
+    for run in guard.ledger.list_runs(state=RunState.ROLLING_BACK, limit=10_000):
+        failed = next((c for c in guard.ledger.calls_of(run.run_id)
+                       if c.state in (C.FAILED, C.IN_DOUBT) and c.compensates_call_id is None), None)
+        compensate_run(guard, run.run_id, failure=run.error_summary or "a saga was interrupted",
+                       failed_tool=failed.tool if failed is not None else "run", actor=_actor(guard))
+        report.compensations += 1
+    return report
+
+
+def _actor(guard: Guard) -> str:
+    return f"recovery:{guard.worker_id}"
+
+
+def _exact(call: CallRecord) -> bool:
+    """The recorded arguments are the real ones (no secret was redacted out of them)."""
+    return REDACTED not in call.args_json
+
+
+def _started(guard: Guard, call: CallRecord, report: RecoveryReport) -> None:
+    tool = guard.tool_named(call.tool)
+    repeat_safe = call.side_effect in ("read", "idempotent")
+    if tool is not None and repeat_safe and _exact(call):
+        token = guard.ledger.claim(call, worker=guard.worker_id, ttl=guard.lease_ttl, actor=_actor(guard))
+        if token is None:
+            return
+        report.claimed += 1
+        crash_point("after_recover_claim")
+        _run(guard, call, tool, token, report)
+        report.retried += 1
+        return
+    token = guard.ledger.claim(call, worker=guard.worker_id, ttl=guard.lease_ttl, actor=_actor(guard),
+                               to=C.IN_DOUBT)
+    if token is None:
+        return
+    report.claimed += 1
+    crash_point("after_recover_claim")
+    moved = guard.ledger.get_call(call.call_id)
+    if moved is not None:
+        _in_doubt(guard, moved, report)
+
+
+def _in_doubt(guard: Guard, call: CallRecord, report: RecoveryReport) -> None:
+    tool = guard.tool_named(call.tool)
+    hooks = tool.spec.hooks if tool is not None else None
+    ctx = ReconcileContext(run_id=call.run_id, call_id=call.call_id, tool=call.tool, args=call.args,
+                           idempotency_key=call.offered_key, external_ids=call.external_id_map,
+                           attempts=call.attempts)
+    answer = reconcile(hooks.reconcile if hooks is not None else None, ctx)
+    if isinstance(answer, Found):
+        decision = guard.policies.classify(call.team, call.tool, call.args)
+        ids = {**call.external_id_map, **answer.external_ids}
+        guard.ledger.complete(call.run_id, call.call_id, token=call.lease_token,
+                              result_json=to_json(redact(answer.result, decision.secret_fields)), external_ids=ids,
+                              attempts=call.attempts, actor=_actor(guard), src=C.IN_DOUBT,
+                              detail={"reconciled": "found"})
+        report.reconciled += 1
+        return
+    if isinstance(answer, NotFound) and tool is not None and _exact(call):
+        token = guard.ledger.claim(call, worker=guard.worker_id, ttl=guard.lease_ttl, actor=_actor(guard),
+                                   to=C.STARTED)
+        if token is not None:
+            report.reconciled += 1
+            _run(guard, call, tool, token, report)
+            report.ran_once += 1
+        return
+    why = ("its reconcile check confirmed it did not happen, but its recorded arguments are redacted: run it "
+           "by hand" if isinstance(answer, NotFound) else
+           "no tool code or reconcile check here" if hooks is None or hooks.reconcile is None else
+           "its reconcile check could not tell")
+    report.to_review += 1
+    report.notes.append(f"{call.run_id} #{call.seq} {call.tool}: {why}")
+    run = guard.ledger.get_run(call.run_id)
+    if run is not None and run.state != RunState.PENDING_REVIEW:
+        guard.ledger.move_run(call.run_id, RunClose(
+            RunState.PENDING_REVIEW, status_label=call.tool.replace(".", "_") + "_in_doubt",
+            error_summary=f"{call.tool} may or may not have happened ({why})",
+            next_safe_action=f"check {call.tool} in the other system, then `guard runs finish --note` or "
+                             "`guard runs retry-call`", requires_review=True), actor=_actor(guard))
+
+
+def _run(guard: Guard, call: CallRecord, tool: GuardedTool, token: int, report: RecoveryReport) -> None:
+    """Run a claimed call to its recorded end; its failure is settled by the policy as on the live path."""
+    scope = RunScope(call.run_id, call.team, _actor(guard))
+    args = call.args
+    decision = guard.policies.classify(call.team, call.tool, args)
+    request = CallRequest(
+        call_id=call.call_id, run_id=call.run_id, team=call.team, tool=call.tool, args_json=call.args_json,
+        args_hash=call.args_hash, idempotency_key=call.offered_key, verdict="allow", side_effect=call.side_effect,
+        rule=call.rule, reason="", policy_version=call.policy_version, actor=scope.actor,
+        compensates_call_id=call.compensates_call_id, worker=guard.worker_id, lease_ttl=guard.lease_ttl)
+    offer = Offer("started", call.call_id, call.seq, record=call, lease_token=token)
+    p = Prepared(CallInput(scope, tool.spec, args, call.offered_key, call.call_id, call.compensates_call_id),
+                 decision, request, offer)
+    try:
+        guard.drive_sync(p)
+    except CallOutcomeError as exc:
+        report.notes.append(f"{call.run_id} #{call.seq} {call.tool}: re-run ended {exc.state}")
