@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from guard.cli import approvals_cmd, ledger_cmd, ops_cmd, policy_cmd, runs_cmd
+from guard.cli import approvals_cmd, ledger_cmd, operate_cmd, ops_cmd, policy_cmd, runs_cmd
 
 app = typer.Typer(
     name="guard",
@@ -26,6 +26,10 @@ app.add_typer(runs_cmd.app, name="runs")
 app.add_typer(approvals_cmd.app, name="approvals")
 app.add_typer(ledger_cmd.ledger_app, name="ledger")
 app.add_typer(ledger_cmd.db_app, name="db")
+runs_cmd.app.command("retry-call")(operate_cmd.retry_call_cmd)
+runs_cmd.app.command("compensate")(operate_cmd.compensate_cmd)
+runs_cmd.app.command("finish")(operate_cmd.finish_cmd)
+app.command("recover")(operate_cmd.recover)
 app.command("pause")(ops_cmd.pause)
 app.command("unpause")(ops_cmd.unpause)
 app.command("pauses")(ops_cmd.pauses)

@@ -19,8 +19,8 @@ from guard.errors import ConfigurationError, GuardError
 from guard.ledger import Ledger, resolve_url
 from guard.ledger.database import sqlite_path
 
-__all__ = ["DbOption", "JsonFlag", "PoliciesDir", "ago", "emit", "fail", "guarded_command", "open_ledger",
-           "policy_dir", "when"]
+__all__ = ["AppOption", "DbOption", "JsonFlag", "PoliciesDir", "ago", "emit", "fail", "guarded_command", "load_app",
+           "open_ledger", "policy_dir", "when"]
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
 DbOption = Annotated[
@@ -30,6 +30,12 @@ DbOption = Annotated[
 PoliciesDir = Annotated[
     Path | None,
     typer.Option("--policies", help="Folder of <team>.yaml files [default: $GUARD_POLICY_DIR or ./policies]."),
+]
+
+AppOption = Annotated[
+    str,
+    typer.Option("--app", help="The agent's Guard, as module:attribute (a Guard, or a function returning one): "
+                               "its tools, compensations and reconcile checks, e.g. examples.onboarding.agent:app."),
 ]
 
 P = ParamSpec("P")
@@ -84,3 +90,27 @@ def ago(ts: float, now: float) -> str:
     secs = abs(secs)
     text = f"{secs}s" if secs < 120 else f"{secs // 60}m" if secs < 7200 else f"{secs // 3600}h"
     return f"{sign}{text}" + (" ago" if not sign else "")
+
+
+def load_app(spec: str, db: str | None) -> Any:
+    """Import `module:attribute` and return the Guard it names (calling a factory with `db` when it takes one)."""
+    import importlib
+    import inspect
+    import sys
+
+    from guard.runtime import Guard
+
+    module_name, _, attr = spec.partition(":")
+    if not module_name or not attr:
+        fail(f"--app must be module:attribute, not {spec!r}", 2)
+    sys.path.insert(0, os.getcwd())
+    try:
+        target = getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as exc:
+        fail(f"cannot load --app {spec}: {exc}", 2)
+    if not isinstance(target, Guard) and callable(target):
+        params = inspect.signature(target).parameters
+        target = target(db=db) if "db" in params else target()
+    if not isinstance(target, Guard):
+        fail(f"--app {spec} is not a Guard (nor a function returning one)", 2)
+    return target

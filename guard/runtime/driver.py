@@ -119,6 +119,7 @@ async def ainvoke(
     scope = _enter_call(guard, p)
     token = CALL_VAR.set(scope)
     retried = False
+    base = 0
     try:
         while True:
             crash_point("before_tool")
@@ -132,8 +133,9 @@ async def ainvoke(
                 if settled.kind == "completed":
                     return settled.value
                 retried = True
+                base = settled.attempts
                 continue
-            return _completed(guard, p, result, scope, attempts)
+            return _completed(guard, p, result, scope, base + attempts)
     finally:
         CALL_VAR.reset(token)
         guard.heartbeat.release(p.offer.call_id)
@@ -145,6 +147,7 @@ def drive_sync(guard: Guard, p: Prepared) -> Any:
     scope = _enter_call(guard, p)
     token = CALL_VAR.set(scope)
     retried = False
+    base = 0
     try:
         while True:
             crash_point("before_tool")
@@ -155,8 +158,9 @@ def drive_sync(guard: Guard, p: Prepared) -> Any:
                 if settled.kind == "completed":
                     return settled.value
                 retried = True
+                base = settled.attempts
                 continue
-            return _completed(guard, p, result, scope, attempts)
+            return _completed(guard, p, result, scope, base + attempts)
     finally:
         CALL_VAR.reset(token)
         guard.heartbeat.release(p.offer.call_id)

@@ -42,6 +42,7 @@ class Settlement:
 
     kind: Literal["completed", "retry"]
     value: Any = None
+    attempts: int = 0  # attempts made so far (a retry's own attempts count on from here)
 
 
 def reconcile(check: Callable[[ReconcileContext], Found | NotFound | None] | None,
@@ -87,7 +88,7 @@ def settle(guard: Guard, p: Prepared, exc: BaseException, scope: CallScope, atte
             and (repeat_safe or proven_clean)):
         guard.ledger.record_attempt(p.request.run_id, p.offer.call_id, p.offer.lease_token, attempts, error,
                                     p.request.actor)
-        return Settlement("retry")
+        return Settlement("retry", attempts=attempts)
     raise _record(guard, p, error, scope, attempts, doubtful, proven_clean)
 
 
@@ -105,7 +106,7 @@ def _record(guard: Guard, p: Prepared, error: str, scope: CallScope, attempts: i
     if saga:
         outcome = compensate_run(guard, p.request.run_id, failure=f"{p.request.tool} failed: {error}",
                                  failed_tool=p.request.tool, actor=p.request.actor,
-                                 outcome="in_doubt" if doubtful else "failed")
+                                 outcome="in_doubt" if doubtful else "failed", failed_call_id=p.offer.call_id)
         where = f"; the run is {outcome.close.state if outcome.close else 'rolling back'}"
     elif close is not None:
         where = f"; the run is {close.state} ({close.status_label})"
@@ -122,7 +123,7 @@ def _halt(guard: Guard, p: Prepared, error: str, doubtful: bool, proven_clean: b
     if not doubtful and on_failure is OnFailure.CONTINUE:
         return None
     label = situation(guard.ledger.calls_of(p.request.run_id), p.request.tool, guard.label_of,
-                      "in_doubt" if doubtful else "failed")
+                      "in_doubt" if doubtful else "failed", p.offer.call_id)
     if doubtful:
         return RunClose(RunState.PENDING_REVIEW, status_label=label,
                         error_summary=f"{p.request.tool} may or may not have happened: {error}",

@@ -41,11 +41,11 @@ def system_of(tool: str) -> str:
 
 
 def situation(calls: Iterable[CallRecord], failed_tool: str, label_of: Callable[[str], str | None],
-              outcome: str = "failed") -> str:
+              outcome: str = "failed", failed_call_id: str | None = None) -> str:
     """`<last standing effect>_<failed system>_<outcome>`, or `<failed system>_<outcome>` when nothing stands;
     `outcome` is `failed` or `in_doubt`."""
     standing = [c for c in calls if c.state in _STANDING and c.side_effect not in (None, "read")
-                and c.compensates_call_id is None and c.tool != failed_tool]
+                and c.compensates_call_id is None and c.call_id != failed_call_id]
     tail = f"{system_of(failed_tool)}_{outcome}"
     if not standing:
         return tail

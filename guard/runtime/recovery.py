@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from guard.runtime.guard import Guard
     from guard.runtime.tools import GuardedTool
 
-__all__ = ["RecoveryReport", "recover"]
+__all__ = ["RecoveryReport", "recover", "run_claimed"]
 
 C = CallState
 
@@ -58,14 +58,18 @@ def recover(guard: Guard, *, stale_after: float | None = None) -> RecoveryReport
     """
     report = RecoveryReport()
     now = time.time()
+    seen: set[str] = set()
     for call in guard.ledger.calls_in_state((C.STARTED,)):
         if guard.heartbeat.holds(call.call_id):
             continue
         alive = (call.lease_expires_at is not None and call.lease_expires_at > now) if stale_after is None \
             else call.updated_at > now - stale_after
         if not alive:
+            seen.add(call.call_id)
             _started(guard, call, report)
     for call in guard.ledger.calls_in_state((C.IN_DOUBT,)):
+        if call.call_id in seen:
+            continue
         fresh = guard.ledger.get_call(call.call_id)
         if fresh is not None and fresh.state == C.IN_DOUBT:
             _in_doubt(guard, fresh, report)
@@ -96,7 +100,7 @@ def _started(guard: Guard, call: CallRecord, report: RecoveryReport) -> None:
             return
         report.claimed += 1
         crash_point("after_recover_claim")
-        _run(guard, call, tool, token, report)
+        run_claimed(guard, call, tool, token, report)
         report.retried += 1
         return
     token = guard.ledger.claim(call, worker=guard.worker_id, ttl=guard.lease_ttl, actor=_actor(guard),
@@ -131,7 +135,7 @@ def _in_doubt(guard: Guard, call: CallRecord, report: RecoveryReport) -> None:
                                    to=C.STARTED)
         if token is not None:
             report.reconciled += 1
-            _run(guard, call, tool, token, report)
+            run_claimed(guard, call, tool, token, report)
             report.ran_once += 1
         return
     why = ("its reconcile check confirmed it did not happen, but its recorded arguments are redacted: run it "
@@ -149,9 +153,10 @@ def _in_doubt(guard: Guard, call: CallRecord, report: RecoveryReport) -> None:
                              "`guard runs retry-call`", requires_review=True), actor=_actor(guard))
 
 
-def _run(guard: Guard, call: CallRecord, tool: GuardedTool, token: int, report: RecoveryReport) -> None:
+def run_claimed(guard: Guard, call: CallRecord, tool: GuardedTool, token: int, report: RecoveryReport, *,
+                actor: str | None = None) -> None:
     """Run a claimed call to its recorded end; its failure is settled by the policy as on the live path."""
-    scope = RunScope(call.run_id, call.team, _actor(guard))
+    scope = RunScope(call.run_id, call.team, actor or _actor(guard))
     args = call.args
     decision = guard.policies.classify(call.team, call.tool, args)
     request = CallRequest(

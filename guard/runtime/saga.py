@@ -55,7 +55,7 @@ def _context(call: CallRecord, failure: str, kind: str, guard: Guard) -> Rollbac
 
 
 def compensate_run(guard: Guard, run_id: str, *, failure: str, failed_tool: str, actor: str,
-                   outcome: str = "failed") -> SagaOutcome:
+                   outcome: str = "failed", failed_call_id: str | None = None) -> SagaOutcome:
     """Run the compensations of `run_id`'s standing calls, newest first; move the run to its end state."""
     ledger = guard.ledger
     run = ledger.get_run(run_id)
@@ -67,7 +67,7 @@ def compensate_run(guard: Guard, run_id: str, *, failure: str, failed_tool: str,
     scope = RunScope(run_id, run.team, actor)
     out = SagaOutcome()
     calls = ledger.calls_of(run_id)
-    label = situation(calls, failed_tool, guard.label_of, outcome)
+    label = situation(calls, failed_tool, guard.label_of, outcome, failed_call_id)
     for call in reversed([c for c in calls if c.state in _ELIGIBLE and c.compensates_call_id is None
                           and c.side_effect not in (None, SideEffectClass.READ)]):
         if not _compensate_one(guard, scope, call, failure, out):

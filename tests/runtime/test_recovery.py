@@ -1,0 +1,219 @@
+"""Crash recovery and operator actions on a real ledger: calls a dead worker left `started` are resolved,
+never re-run blindly; a worker that lost its lease cannot write; operators retry, compensate, finish."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from guard import (
+    Found,
+    Guard,
+    GuardedTool,
+    IllegalTransition,
+    NotFound,
+    ReconcileContext,
+    RollbackContext,
+    args_hash,
+)
+from guard.canonical import canonical_json
+from guard.ledger import CallRequest, Ledger, new_id
+from guard.runtime.operator import compensate, finish, retry_call
+
+POLICY = """\
+team: ops
+reviewers: {oncall: [ops]}
+rules:
+  - {name: upsert, tools: [crm.upsert], class: idempotent}
+  - {name: charge, tools: [billing.charge], class: compensable, on_failure: halt}
+  - {name: refund, tools: [billing.refund], class: idempotent}
+  - {name: ship, tools: [warehouse.ship], class: compensable, on_failure: halt}
+"""
+
+
+class Counter:
+    def __init__(self) -> None:
+        self.upserts = 0
+        self.charges: list[str] = []
+        self.refunds: list[str] = []
+        self.ships = 0
+        self.charge_answer: Found | NotFound | None = None
+        self.ship_fails = False
+
+
+@pytest.fixture
+def worker(tmp_path: Path, db_path: Path) -> Iterator[tuple[Guard, Counter, dict[str, GuardedTool]]]:
+    """A fresh worker with the tools registered: the process that recovers after another one died."""
+    policies = tmp_path / "ops-policies"
+    policies.mkdir()
+    (policies / "ops.yaml").write_text(POLICY)
+    guard = Guard(policies=policies, db=str(db_path), worker_id="fresh", log_level="error")
+    seen = Counter()
+
+    @guard.tool(name="crm.upsert")
+    def upsert(email: str) -> dict[str, str]:
+        seen.upserts += 1
+        return {"contact": email}
+
+    @guard.tool(name="billing.charge", external_ids={"charge": "charge_id"})
+    def charge(amount: int) -> dict[str, str]:
+        seen.charges.append(str(amount))
+        return {"charge_id": f"ch_{amount}"}
+
+    @charge.reconcile
+    def find_charge(ctx: ReconcileContext) -> Found | NotFound | None:
+        return seen.charge_answer
+
+    @charge.compensation(name="billing.refund", kind="void")
+    def refund(ctx: RollbackContext) -> None:
+        seen.refunds.append(ctx.external_ids.get("charge", "?"))
+
+    @guard.tool(name="warehouse.ship")
+    def ship(order: str) -> None:
+        seen.ships += 1
+        if seen.ship_fails:
+            raise RuntimeError("carrier API down")
+
+    try:
+        yield guard, seen, {"upsert": upsert, "charge": charge, "ship": ship}
+    finally:
+        guard.close()
+
+
+def left_started(ledger: Ledger, run_id: str, tool: str, side_effect: str, args: dict[str, object],
+                 *, ttl: float = 0.0) -> str:
+    """What a worker that died right after `started` committed leaves behind (its lease lasts `ttl`)."""
+    ledger.open_run(run_id, "ops", actor="agent")
+    call_id = new_id("call")
+    offer = ledger.offer(CallRequest(
+        call_id=call_id, run_id=run_id, team="ops", tool=tool, args_json=canonical_json(args).decode(),
+        args_hash=args_hash(args), idempotency_key=f"k:{call_id}", verdict="allow", side_effect=side_effect,
+        rule=None, reason="", policy_version="v", actor="agent", worker="dead", lease_ttl=ttl))
+    assert offer.kind == "started"
+    return call_id
+
+
+def test_a_repeat_safe_call_left_started_runs_again_with_its_key(
+        worker: tuple[Guard, Counter, dict[str, GuardedTool]]) -> None:
+    guard, seen, _ = worker
+    call_id = left_started(guard.ledger, "r1", "crm.upsert", "idempotent", {"email": "ada@example.com"})
+    report = guard.recover()
+    assert (report.claimed, report.retried, report.to_review) == (1, 1, 0)
+    assert seen.upserts == 1
+    call = guard.ledger.get_call(call_id)
+    assert call is not None and call.state == "completed" and call.lease_owner == "fresh"
+
+
+def test_a_compensable_call_left_started_is_found_by_its_reconcile_check_and_not_run_again(
+        worker: tuple[Guard, Counter, dict[str, GuardedTool]]) -> None:
+    guard, seen, _ = worker
+    seen.charge_answer = Found(result={"charge_id": "ch_900"}, external_ids={"charge": "ch_900"})
+    call_id = left_started(guard.ledger, "r2", "billing.charge", "compensable", {"amount": 900})
+    report = guard.recover()
+    assert (report.reconciled, report.ran_once) == (1, 0)
+    assert seen.charges == []  # never re-run: the effect was already there
+    call = guard.ledger.get_call(call_id)
+    assert call is not None and call.state == "completed" and call.external_id_map == {"charge": "ch_900"}
+    states = [e.to_state for e in guard.ledger.events_of("r2") if e.call_id == call_id and e.entity == "call"]
+    assert states == ["offered", "approved", "started", "in_doubt", "in_doubt", "completed"][:len(states)] or \
+        states[-2:] == ["in_doubt", "completed"]
+
+
+def test_a_call_confirmed_absent_runs_exactly_once(worker: tuple[Guard, Counter, dict[str, GuardedTool]]) -> None:
+    guard, seen, _ = worker
+    seen.charge_answer = NotFound()
+    call_id = left_started(guard.ledger, "r3", "billing.charge", "compensable", {"amount": 5})
+    report = guard.recover()
+    assert (report.reconciled, report.ran_once) == (1, 1)
+    assert seen.charges == ["5"]
+    call = guard.ledger.get_call(call_id)
+    assert call is not None and call.state == "completed"
+    assert guard.recover().claimed == 0  # a second recovery finds nothing left to do
+
+
+def test_a_call_whose_outcome_nobody_can_tell_goes_to_review_and_never_runs(
+        worker: tuple[Guard, Counter, dict[str, GuardedTool]]) -> None:
+    guard, seen, _ = worker
+    seen.charge_answer = None
+    call_id = left_started(guard.ledger, "r4", "billing.charge", "compensable", {"amount": 7})
+    report = guard.recover()
+    assert report.to_review == 1 and "could not tell" in report.notes[0]
+    assert seen.charges == []
+    call = guard.ledger.get_call(call_id)
+    assert call is not None and call.state == "in_doubt"
+    run = guard.ledger.get_run("r4")
+    assert run is not None and (run.state, run.status_label) == ("pending_review", "billing_charge_in_doubt")
+
+
+def test_a_live_lease_is_not_taken_over_unless_its_worker_is_declared_dead(
+        worker: tuple[Guard, Counter, dict[str, GuardedTool]]) -> None:
+    guard, seen, _ = worker
+    call_id = left_started(guard.ledger, "r5", "crm.upsert", "idempotent", {"email": "x@y"}, ttl=60.0)
+    assert guard.recover().claimed == 0
+    assert seen.upserts == 0
+    assert guard.recover(stale_after=0.0).claimed == 1
+    call = guard.ledger.get_call(call_id)
+    assert call is not None and call.state == "completed"
+
+
+def test_a_worker_that_lost_its_lease_cannot_complete_or_heartbeat_the_call(
+        worker: tuple[Guard, Counter, dict[str, GuardedTool]]) -> None:
+    guard, _, _ = worker
+    guard.ledger.open_run("r6", "ops", actor="agent")
+    call_id = left_started(guard.ledger, "r6", "warehouse.ship", "compensable", {"order": "o1"}, ttl=60.0)
+    zombie_token = 1
+    call = guard.ledger.get_call(call_id)
+    assert call is not None
+    new_token = guard.ledger.claim(call, worker="fresh", ttl=30.0, actor="recovery", to=None)
+    assert new_token == zombie_token + 1
+    assert guard.ledger.heartbeat(call_id, zombie_token, 30.0) is False
+    with pytest.raises(IllegalTransition) as fenced:
+        guard.ledger.complete("r6", call_id, token=zombie_token, result_json="null", external_ids={}, attempts=1,
+                              actor="zombie")
+    assert fenced.value.entity == "lease"
+    guard.ledger.complete("r6", call_id, token=new_token, result_json="null", external_ids={}, attempts=1,
+                          actor="fresh")
+    after = guard.ledger.get_call(call_id)
+    assert after is not None and after.state == "completed"
+
+
+def test_an_operator_retries_a_failed_call_compensates_and_finishes_with_notes(
+        worker: tuple[Guard, Counter, dict[str, GuardedTool]]) -> None:
+    guard, seen, tools = worker
+    seen.ship_fails = True
+    with guard.run("ops", source_event_id="order-1") as run, pytest.raises(Exception, match="carrier"):
+        tools["charge"](amount=42)
+        tools["ship"](order="o-1")
+    record = guard.ledger.get_run(run.run_id)
+    assert record is not None and record.state == "pending_review"
+    ship_call = next(c for c in guard.ledger.calls_of(run.run_id) if c.tool == "warehouse.ship")
+
+    with pytest.raises(IllegalTransition):
+        finish(guard.ledger, run.run_id, operator="oncall", note="   ")  # a note is required
+    retry_call(guard, run.run_id, ship_call.call_id, operator="oncall", note="carrier is back")
+    assert seen.ships == 2
+    again = guard.ledger.get_call(ship_call.call_id)
+    assert again is not None and again.state == "failed"  # still down: recorded, run back to review
+    outcome = compensate(guard, run.run_id, operator="oncall", note="customer cancelled the order")
+    assert seen.refunds == ["ch_42"] and outcome.remains == []
+    final = guard.ledger.get_run(run.run_id)
+    assert final is not None and final.state == "rolled_back"
+    actions = [(m.action, m.operator) for m in guard.ledger.manual_actions_of(run.run_id)]
+    assert actions == [("retry-call", "oncall"), ("compensate", "oncall")]
+    assert guard.ledger.verify_chain().ok
+
+
+def test_finishing_a_run_by_hand_records_the_note_and_completes_it(
+        worker: tuple[Guard, Counter, dict[str, GuardedTool]]) -> None:
+    guard, seen, _ = worker
+    seen.charge_answer = None
+    left_started(guard.ledger, "r7", "billing.charge", "compensable", {"amount": 1})
+    guard.recover()
+    run = finish(guard.ledger, "r7", operator="oncall", note="checked the processor: no charge; closing")
+    assert run.state == "completed"
+    [action] = guard.ledger.manual_actions_of("r7")
+    assert (action.action, action.note) == ("finish", "checked the processor: no charge; closing")
+    assert time.time() >= action.at
