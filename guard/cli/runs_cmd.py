@@ -78,17 +78,20 @@ def show(run_id: Annotated[str, typer.Argument(help="The run id (see `guard runs
     if run.next_safe_action:
         typer.echo(f"  next safe action: {run.next_safe_action}")
     typer.echo("calls:")
+    seqs = {c["call_id"]: c["seq"] for c in story["calls"]}
     for c in story["calls"]:
         ids = " ".join(f"{k}={v}" for k, v in c["external_ids"].items())
+        link = f"  compensates #{seqs[c['compensates_call_id']]}" if c["compensates_call_id"] in seqs else ""
         typer.echo(f"  #{c['seq']:<3} {c['tool']:<30} {c['side_effect'] or '-':<13} {c['state']:<18}"
-                   f" {ids}")
+                   f" {ids}{link}")
         if c["reason"]:
             typer.echo(f"        reason: {c['reason']}")
         if c["error"]:
             typer.echo(f"        error: {c['error']}")
+    for m in story["manual_actions"]:
+        typer.echo(f"  by hand: {when(m['at'])} {m['operator']} {m['action']}: {m['note']}")
     if events:
         typer.echo("events:")
-        seqs = {c["call_id"]: c["seq"] for c in story["calls"]}
         for e in story["events"]:
             what = f"call #{seqs.get(e['call_id'], '?')}" if e["entity"] == "call" else e["entity"]
             typer.echo(f"  {when(e['at'])}  {e['actor']:<10} {what:<9} {e['from_state'] or '·'} -> {e['to_state']}")

@@ -40,7 +40,7 @@ class RunRecord(_Row):
     created_by: str | None
     created_at: float
     updated_at: float
-    last_call_id: str | None  # derived: the latest completed call (one source of truth: the calls table)
+    last_call_id: str | None  # derived: the latest completed forward call (the calls table is the truth)
     call_count: int  # derived
 
     @classmethod
@@ -52,7 +52,8 @@ class RunRecord(_Row):
     def sql_columns(cls) -> str:
         stored = ", ".join(f"r.{c}" for c in cls.stored_columns())
         return (f"{stored}, (SELECT c.call_id FROM calls c WHERE c.run_id = r.run_id AND c.state = 'completed' "
-                "ORDER BY c.seq DESC LIMIT 1), (SELECT COUNT(*) FROM calls c WHERE c.run_id = r.run_id)")
+                "AND c.compensates_call_id IS NULL ORDER BY c.seq DESC LIMIT 1), "
+                "(SELECT COUNT(*) FROM calls c WHERE c.run_id = r.run_id)")
 
 
 @dataclass(frozen=True, slots=True)
