@@ -7,6 +7,15 @@ A new customer signs up (a webhook event); the agent
   4. sends the welcome email                   email.send_welcome           irreversible  support approves
 The classes and gates come from policies/onboarding.yaml, not from this file.
 
+Beside each tool it declares what undoes it and how to look its effect up in the other system:
+  billing.create_invoice         compensation billing.void_invoice (void)         reconcile by idempotency key
+  provisioning.create_workspace  compensation provisioning.delete_workspace (undo) reconcile by idempotency key
+  email.send_welcome             (an email cannot be unsent)                       reconcile by idempotency key
+  crm.upsert_contact             nothing: a contact stays, an operator decides (the run halts for review)
+When provisioning fails (its rule: on_failure compensate), Guard voids the invoice and halts the run for
+review because the contact remains. When the email fails and its reconcile check proves nothing was sent
+(on_failure retry), Guard sends it once more.
+
 The sequence is scripted here (a real LLM agent would choose the calls; the guarded path is the same).
 """
 
@@ -17,11 +26,21 @@ from pathlib import Path
 from typing import Any
 
 from examples.onboarding import systems
-from guard import Guard, GuardedTool, current_call, report_external_id
+from guard import (
+    Found,
+    Guard,
+    GuardedTool,
+    NotFound,
+    ReconcileContext,
+    RollbackContext,
+    current_call,
+    report_external_id,
+)
 
-__all__ = ["OnboardingTools", "make_tools", "onboard"]
+__all__ = ["OnboardingTools", "app", "make_tools", "onboard"]
 
 TEAM = "onboarding"
+POLICIES = Path(__file__).resolve().parents[2] / "policies"
 
 
 def _key(tool: str) -> str:
@@ -39,14 +58,26 @@ class OnboardingTools:
     send_welcome: GuardedTool
 
 
+def _key_of(ctx: ReconcileContext | RollbackContext) -> str:
+    """The key the tool passed to the other system (see `_key`)."""
+    return ctx.idempotency_key or ctx.call_id
+
+
+def _result_field(result: Any, name: str) -> str | None:
+    value = result.get(name) if isinstance(result, dict) else None  # pyright: ignore[reportUnknownMemberType, reportUnknownVariableType]
+    return str(value) if value else None  # pyright: ignore[reportUnknownArgumentType]
+
+
 def make_tools(guard: Guard, state_dir: str | Path = systems.DEFAULT_STATE_DIR, *,
-               provisioning_fail: bool | None = None) -> OnboardingTools:
-    """Wrap the four tools with `guard`. `provisioning_fail=True` makes the workspace step fail
-    (the seam for the compensation example; nothing compensates yet)."""
+               provisioning_fail: bool | None = None, email_fail_once: bool | None = None) -> OnboardingTools:
+    """Wrap the four tools with `guard`, with their compensations and reconcile checks.
+
+    `provisioning_fail=True` makes the workspace step fail (the invoice is then voided by its compensation);
+    `email_fail_once=True` makes the first welcome email fail before anything is sent (it is retried)."""
     crm = systems.CRM(state_dir)
     billing = systems.Billing(state_dir)
     provisioning = systems.Provisioning(state_dir, fail=provisioning_fail)
-    email = systems.Email(state_dir)
+    email = systems.Email(state_dir, fail_once=email_fail_once)
 
     @guard.tool(name="crm.upsert_contact", external_ids={"contact": "contact_id"})
     def upsert_contact(email: str, name: str, company: str | None = None) -> dict[str, Any]:
@@ -60,17 +91,79 @@ def make_tools(guard: Guard, state_dir: str | Path = systems.DEFAULT_STATE_DIR, 
         report_external_id("invoice", invoice_id)
         return {"invoice_id": invoice_id, "status": "draft"}
 
+    @create_invoice.compensation(name="billing.void_invoice", kind="void")
+    def void_invoice(ctx: RollbackContext) -> dict[str, Any]:
+        """Void the draft this run opened. Its id is in the ledger (reported the moment billing gave it);
+        if the create call's outcome was unknown, billing is asked by the call's idempotency key."""
+        invoice_id = ctx.external_ids.get("invoice") or _result_field(ctx.result, "invoice_id")
+        if invoice_id is None:
+            row = billing.find_by_key(_key_of(ctx))
+            if row is None:
+                return {"invoice_id": None, "status": "never_created"}
+            invoice_id = str(row["invoice_id"])
+        report_external_id("invoice", invoice_id)  # the void call names the invoice it voided, in the ledger
+        return {"invoice_id": invoice_id, "status": billing.void_invoice(invoice_id)}
+
+    @create_invoice.reconcile
+    def find_invoice(ctx: ReconcileContext) -> Found | NotFound:
+        row = billing.find_by_key(_key_of(ctx))
+        if row is None:
+            return NotFound()
+        return Found(result={"invoice_id": row["invoice_id"], "status": row["status"]},
+                     external_ids={"invoice": str(row["invoice_id"])})
+
     @guard.tool(name="provisioning.create_workspace", external_ids={"workspace": "workspace_id"})
     def create_workspace(contact_id: str, plan: str) -> dict[str, Any]:
         workspace_id = provisioning.create_workspace(contact_id, plan,
                                                      idempotency_key=_key("provisioning.create_workspace"))
         return {"workspace_id": workspace_id}
 
+    @create_workspace.compensation(name="provisioning.delete_workspace", kind="undo")
+    def delete_workspace(ctx: RollbackContext) -> dict[str, Any]:
+        """Delete the workspace this run created seconds ago (found by its id, or by the call's key)."""
+        workspace_id = ctx.external_ids.get("workspace") or _result_field(ctx.result, "workspace_id")
+        if workspace_id is None:
+            row = provisioning.find_by_key(_key_of(ctx))
+            if row is None:
+                return {"workspace_id": None, "status": "never_created"}
+            workspace_id = str(row["workspace_id"])
+        report_external_id("workspace", workspace_id)
+        return {"workspace_id": workspace_id, "status": provisioning.delete_workspace(workspace_id)}
+
+    @create_workspace.reconcile
+    def find_workspace(ctx: ReconcileContext) -> Found | NotFound:
+        row = provisioning.find_by_key(_key_of(ctx))
+        if row is None:
+            return NotFound()
+        return Found(result={"workspace_id": row["workspace_id"]},
+                     external_ids={"workspace": str(row["workspace_id"])})
+
     @guard.tool(name="email.send_welcome", external_ids={"message": "message_id"})
     def send_welcome(to: str, workspace_id: str) -> dict[str, Any]:
         return {"message_id": email.send_welcome(to, workspace_id, idempotency_key=_key("email.send_welcome"))}
 
+    # No compensation: an email cannot be unsent. The reconcile check is what makes a retry safe: the
+    # outbox is asked for this call's key, and only a provable "not sent" lets Guard send it again.
+    @send_welcome.reconcile
+    def find_welcome(ctx: ReconcileContext) -> Found | NotFound:
+        row = email.find_by_key(_key_of(ctx))
+        if row is None:
+            return NotFound()
+        return Found(result={"message_id": row["message_id"]}, external_ids={"message": str(row["message_id"])})
+
+    # crm.upsert_contact declares no compensation: deleting a customer's contact is not the agent's call.
+    # When a later step fails, the contact remains and the run halts for review, naming it.
+
     return OnboardingTools(upsert_contact, create_invoice, create_workspace, send_welcome)
+
+
+def app(db: str | None = None) -> Guard:
+    """This agent's Guard with its tools, compensations and reconcile checks registered, for the operator
+    commands that run them outside the agent (e.g. `guard runs compensate RUN --app
+    examples.onboarding.agent:app --db examples/onboarding/state/guard.db`)."""
+    guard = Guard(policies=POLICIES, db=db)
+    make_tools(guard)
+    return guard
 
 
 def onboard(guard: Guard, customer: dict[str, Any], event_id: str, *,

@@ -6,6 +6,10 @@ wants to send the welcome email. The email cannot be unsent, so the team's polic
 with the `support` role. A reviewer approves it from the terminal (`guard approvals ...`), the agent
 finishes, and the same sign-up event delivered again changes nothing anywhere.
 
+Then two more customers: one whose workspace cannot be created (the invoice already opened for them is
+voided by its compensation, no welcome email goes out, and the run halts for operations in a named state),
+and one whose welcome email fails once before anything was sent (only the email is sent again).
+
 Everything lives in examples/onboarding/state/ (the four systems' SQLite files and Guard's ledger,
 guard.db); the demo wipes it at the start. Set GUARD_DEMO_LOG=warning for fewer Guard log lines on stderr.
 """
@@ -30,7 +34,7 @@ if str(REPO) not in sys.path:  # run as a script: make `examples.onboarding` imp
 
 from examples.onboarding import systems  # noqa: E402
 from examples.onboarding.agent import make_tools, onboard  # noqa: E402
-from guard import ApprovalPending, Guard, RunNotRunning  # noqa: E402
+from guard import ApprovalPending, CallFailed, Guard, RunNotRunning  # noqa: E402
 
 STATE = Path("examples/onboarding/state")  # relative to the repo root (the demo runs there)
 DB = str(STATE / "guard.db")
@@ -43,6 +47,29 @@ CUSTOMER = {
     "company": "Analytical Engines Ltd",
     "plan": "team",
     "first_invoice_cents": 4900,
+    "currency": "EUR",
+}
+# The second story: a customer whose workspace cannot be created.
+FAIL_EVENT_ID = "evt_signup_1002"
+FAIL_RUN_ID = f"onboarding:{FAIL_EVENT_ID}"
+FAIL_CUSTOMER = {
+    "email": "grace@example.com",
+    "name": "Grace Hopper",
+    "company": "Compiler Works",
+    "plan": "team",
+    "first_invoice_cents": 4900,
+    "currency": "EUR",
+}
+FAIL_LABEL = "invoice_created_provisioning_failed"
+# The third story: a customer whose welcome email fails once, cleanly.
+RETRY_EVENT_ID = "evt_signup_1003"
+RETRY_RUN_ID = f"onboarding:{RETRY_EVENT_ID}"
+RETRY_CUSTOMER = {
+    "email": "katherine@example.com",
+    "name": "Katherine Johnson",
+    "company": "Langley Research",
+    "plan": "starter",
+    "first_invoice_cents": 1900,
     "currency": "EUR",
 }
 DEADLINE_S = 30.0  # upper bound for every wait below; none of them is a fixed sleep
@@ -250,6 +277,121 @@ def the_record() -> None:
     guard_cli("ledger", "verify", "--db", DB)
 
 
+def show_run_json(run_id: str) -> dict[str, Any]:
+    """`guard runs show RUN --json`, parsed (not printed): what the checks below read."""
+    shown: dict[str, Any] = json.loads(guard_cli("runs", "show", run_id, "--json", "--db", DB, show=False))
+    return shown
+
+
+def rows_for(customer: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
+    """Each system's rows that belong to this customer (by contact id, or by address for the outbox)."""
+    snap = systems.snapshot(STATE)
+    contact_ids = {r["contact_id"] for r in snap["crm"] if r["email"] == customer["email"]}
+    return {
+        "crm": [r for r in snap["crm"] if r["email"] == customer["email"]],
+        "billing": [r for r in snap["billing"] if r["contact_id"] in contact_ids],
+        "provisioning": [r for r in snap["provisioning"] if r["contact_id"] in contact_ids],
+        "email": [r for r in snap["email"] if r["to_addr"] == customer["email"]],
+    }
+
+
+def provisioning_fails(guard: Guard) -> None:
+    section(10, "A second customer: provisioning fails after the invoice was opened",
+            f"Event {FAIL_EVENT_ID} ({FAIL_CUSTOMER['email']}) starts run {FAIL_RUN_ID}, with the provisioning "
+            "service scripted to fail (systems.Provisioning(fail=True)). The contact and the draft invoice "
+            "already exist when the workspace call fails. Its reconcile check asks provisioning for the call's "
+            "key and proves no workspace was made; its rule says on_failure: compensate, so Guard runs the "
+            "saga: the invoice is voided by its compensation (billing.void_invoice, itself a guarded call). "
+            "The contact has no compensation: it remains, and the run halts for operations.")
+    tools = make_tools(guard, STATE, provisioning_fail=True)
+    try:
+        onboard(guard, FAIL_CUSTOMER, FAIL_EVENT_ID, tools=tools)
+    except CallFailed as failed:
+        say(f"  the agent gets CallFailed: {failed}")
+        expect(failed.tool == "provisioning.create_workspace", "the failure names the provisioning call")
+    else:
+        raise DemoFailed("the onboarding of the second customer finished although provisioning was down")
+
+
+def failure_record() -> None:
+    section(11, "The ledger's story of the failed run",
+            "The invoice call is rolled back, the void call is linked to it as its compensation, and the run "
+            "waits in pending_review under a name an operator can read at a glance. Guard derives it from "
+            "the ledger: the last effect that still stood when provisioning failed, then the failed system. "
+            "The summary lists what was undone and what remains; the next safe action says what to do.")
+    guard_cli("runs", "show", FAIL_RUN_ID, "--db", DB)
+    shown = show_run_json(FAIL_RUN_ID)
+    run, calls = shown["run"], shown["calls"]
+    by_tool = {c["tool"]: c for c in calls}
+    invoice, void = by_tool.get("billing.create_invoice"), by_tool.get("billing.void_invoice")
+    expect(run["state"] == "pending_review", "the run waits for operations in pending_review")
+    expect(run["status_label"] == FAIL_LABEL, f"its operator-facing state is {FAIL_LABEL}")
+    expect(invoice is not None and invoice["state"] == "rolled_back", "the invoice call is rolled_back")
+    expect(void is not None and invoice is not None and void["state"] == "completed"
+           and void["compensates_call_id"] == invoice["call_id"],
+           "billing.void_invoice completed as the invoice call's compensation")
+    expect("email.send_welcome" not in by_tool, "the agent never got to the welcome email")
+
+
+def failure_systems() -> None:
+    section(12, "What the systems hold for the second customer",
+            "The invoice is still there, voided (an invoice is voided, not deleted); there is no workspace "
+            "and no welcome email; the contact remains for operations to decide on. The ledger's hash chain "
+            "covers the failure and the saga too.")
+    mine = rows_for(FAIL_CUSTOMER)
+    indented(systems.format_snapshot(mine))
+    say()
+    expect(len(mine["billing"]) == 1 and mine["billing"][0]["status"] == "voided", "the invoice is voided")
+    expect(len(mine["email"]) == 0, f"no welcome email was sent to {FAIL_CUSTOMER['email']}")
+    expect(len(mine["provisioning"]) == 0, "no workspace exists for the customer")
+    expect(len(mine["crm"]) == 1, "the contact remains (it has no compensation), named in the run's summary")
+    say()
+    guard_cli("ledger", "verify", "--db", DB)
+
+
+def email_fails_once() -> None:
+    section(13, "A third customer: the welcome email fails once, cleanly",
+            f"Event {RETRY_EVENT_ID} ({RETRY_CUSTOMER['email']}), with the mail provider scripted to refuse the "
+            "first send before sending anything (systems.Email(fail_once=True)). This worker defers the "
+            "approval; sam approves from the terminal, and the event is handled again. The email's reconcile "
+            "check asks the outbox for the call's key, finds nothing, and the rule's on_failure: retry sends "
+            "it once more. Nothing else runs again, nothing is rolled back.")
+    with Guard(policies=POLICIES, db=DB, actor="agent", approval="defer", log_level=LOG_LEVEL) as worker:
+        tools = make_tools(worker, STATE, email_fail_once=True)
+        try:
+            onboard(worker, RETRY_CUSTOMER, RETRY_EVENT_ID, tools=tools)
+        except ApprovalPending as pending:
+            say(f"  the worker defers: {pending}")
+        else:
+            raise DemoFailed("the third customer's email went out without an approval")
+        listed = json.loads(guard_cli("approvals", "list", "--team", "onboarding", "--json", "--db", DB,
+                                      show=False))
+        [approval] = [a for a in listed if a["run_id"] == RETRY_RUN_ID]
+        guard_cli("approvals", "approve", approval["approval_id"], "--as", "sam", "--reason", "welcome aboard",
+                  "--args-hash", approval["args_hash"], "--db", DB, "--policies", POLICIES)
+        result = onboard(worker, RETRY_CUSTOMER, RETRY_EVENT_ID, tools=tools)
+        say(f"  the event handled again, after the approval: message {result['message_id']}")
+    guard_cli("runs", "show", RETRY_RUN_ID, "--no-events", "--db", DB)
+    shown = show_run_json(RETRY_RUN_ID)
+    by_tool = {c["tool"]: c for c in shown["calls"]}
+    mine = rows_for(RETRY_CUSTOMER)
+    indented(systems.format_snapshot(mine))
+    say()
+    email_call = by_tool["email.send_welcome"]
+    retried = [e["detail"] for e in shown["events"] if e["call_id"] == email_call["call_id"]
+               and e["from_state"] == e["to_state"] == "started"]
+    say(f"  the ledger's record of the failed attempt: {retried}")
+    expect(shown["run"]["state"] == "completed", "the run completed")
+    expect(len(retried) == 1 and "EmailDown" in str(retried[0].get("error")),
+           "the failed attempt is in the ledger's event trail")
+    expect(by_tool["email.send_welcome"]["attempts"] == 2, "the email call took two attempts (one failed, "
+                                                           "proven unsent, then sent)")
+    expect(len(mine["email"]) == 1, f"exactly one welcome email to {RETRY_CUSTOMER['email']}")
+    expect(all(c["attempts"] == 1 for t, c in by_tool.items() if t != "email.send_welcome")
+           and len(mine["billing"]) == 1 and mine["billing"][0]["status"] == "draft",
+           "the other calls ran once; the invoice stands (nothing was rolled back)")
+
+
 LOG_LEVEL = os.environ.get("GUARD_DEMO_LOG", "info")
 
 
@@ -268,6 +410,10 @@ def main() -> int:
         result = agent_finishes(agent, outcome)
         replay_after_completion(guard, result)
         the_record()
+        provisioning_fails(guard)
+        failure_record()
+        failure_systems()
+        email_fails_once()
     except DemoFailed as failed:
         say()
         say(f"demo failed: {failed}")
@@ -275,7 +421,8 @@ def main() -> int:
     finally:
         guard.close()
     say()
-    say("Done. Try `guard runs show " + RUN_ID + " --db " + DB + "` yourself, or rerun `make demo` (it starts fresh).")
+    say(f"Done. Try `guard runs show {RUN_ID} --db {DB}` or `guard runs show {FAIL_RUN_ID} --db {DB}` "
+        "yourself, or rerun `make demo` (it starts fresh).")
     return 0
 
 

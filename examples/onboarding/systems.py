@@ -7,9 +7,9 @@ the idempotency key for the others), so after a run you can look at what each sy
 Nothing here knows about Guard: these are "the world" the agent's tools change.
 
     crm.db           contacts   upsert by email -> contact_id, find
-    billing.db       invoices   create a draft -> invoice_id, void
-    provisioning.db  workspaces create -> workspace_id, delete (can be told to fail)
-    email.db         outbox     send_welcome -> message_id
+    billing.db       invoices   create a draft -> invoice_id, void, find by idempotency key
+    provisioning.db  workspaces create -> workspace_id, delete, find by key (can be told to fail)
+    email.db         outbox     send_welcome -> message_id, find by key (can be told to fail once)
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ __all__ = [
     "SYSTEMS",
     "Billing",
     "Email",
+    "EmailDown",
     "Provisioning",
     "ProvisioningDown",
     "counts",
@@ -44,6 +45,9 @@ def _new_id(prefix: str) -> str:
 
 class _System:
     """One system, one SQLite file. Each method is one short transaction."""
+
+    # The column that holds the key a row was made with; `find_by_key` looks it up (a reconcile check).
+    key_column = "idempotency_key"
 
     name = ""
     table = ""
@@ -69,11 +73,18 @@ class _System:
         with self._db() as db:
             return [dict(r) for r in db.execute(f"SELECT * FROM {self.table} ORDER BY rowid")]
 
+    def find_by_key(self, idempotency_key: str) -> dict[str, Any] | None:
+        """The row this idempotency key made, or None: what a real API's "get by idempotency key" answers."""
+        with self._db() as db:
+            row = db.execute(f"SELECT * FROM {self.table} WHERE {self.key_column} = ? ORDER BY rowid LIMIT 1",
+                             (idempotency_key,)).fetchone()
+            return dict(row) if row is not None else None
+
 
 class CRM(_System):
     """Contacts keyed by email: an upsert is naturally repeat-safe."""
 
-    name, table = "crm", "contacts"
+    name, table, key_column = "crm", "contacts", "email"
     schema = ("CREATE TABLE IF NOT EXISTS contacts (contact_id TEXT PRIMARY KEY, email TEXT UNIQUE NOT NULL, "
               "name TEXT NOT NULL, company TEXT, writes INTEGER NOT NULL, updated_at REAL NOT NULL)")
 
@@ -97,7 +108,7 @@ class CRM(_System):
 
 
 class Billing(_System):
-    """Draft invoices. A draft can be voided (that is its compensation, in a later example)."""
+    """Draft invoices. A draft can be voided: that is how the onboarding saga takes one back."""
 
     name, table = "billing", "invoices"
     schema = ("CREATE TABLE IF NOT EXISTS invoices (invoice_id TEXT PRIMARY KEY, idempotency_key TEXT UNIQUE, "
@@ -118,9 +129,14 @@ class Billing(_System):
                        (invoice_id, idempotency_key, contact_id, amount_cents, currency, time.time()))
             return invoice_id
 
-    def void_invoice(self, invoice_id: str) -> None:
+    def void_invoice(self, invoice_id: str) -> str:
+        """Void a draft (voiding a voided invoice changes nothing); returns the invoice's status now."""
         with self._db() as db:
-            db.execute("UPDATE invoices SET status = 'void' WHERE invoice_id = ?", (invoice_id,))
+            row = db.execute("SELECT status FROM invoices WHERE invoice_id = ?", (invoice_id,)).fetchone()
+            if row is None:
+                raise LookupError(f"billing: no invoice {invoice_id}")
+            db.execute("UPDATE invoices SET status = 'voided' WHERE invoice_id = ?", (invoice_id,))
+            return "voided"
 
 
 class ProvisioningDown(RuntimeError):
@@ -128,8 +144,8 @@ class ProvisioningDown(RuntimeError):
 
 
 class Provisioning(_System):
-    """Customer workspaces. `fail=True` (or GUARD_DEMO_PROVISIONING_FAIL=1) makes create_workspace fail,
-    the seam for the failure-and-compensation story of a later example."""
+    """Customer workspaces. `fail=True` (or GUARD_DEMO_PROVISIONING_FAIL=1) makes create_workspace fail
+    before it writes anything: the seam for the demo's failure-and-compensation story."""
 
     name, table = "provisioning", "workspaces"
     schema = ("CREATE TABLE IF NOT EXISTS workspaces (workspace_id TEXT PRIMARY KEY, idempotency_key TEXT UNIQUE, "
@@ -153,19 +169,36 @@ class Provisioning(_System):
                        (workspace_id, idempotency_key, contact_id, plan, time.time()))
             return workspace_id
 
-    def delete_workspace(self, workspace_id: str) -> None:
+    def delete_workspace(self, workspace_id: str) -> str:
+        """Mark the workspace deleted (deleting it again changes nothing); returns its status now."""
         with self._db() as db:
             db.execute("UPDATE workspaces SET status = 'deleted' WHERE workspace_id = ?", (workspace_id,))
+            return "deleted"
+
+
+class EmailDown(RuntimeError):
+    """The mail provider refused the request before sending anything (the scripted failure)."""
 
 
 class Email(_System):
-    """An outbox. Like a real mail provider, it sends whatever it is given: a second call is a second email."""
+    """An outbox. Like a real mail provider, it sends whatever it is given: a second call is a second email.
+
+    `fail_once=True` (or GUARD_DEMO_EMAIL_FAIL_ONCE=1) makes the first send of this instance fail before
+    anything is sent, the way a provider answers 503 to a request it never accepted."""
 
     name, table = "email", "outbox"
     schema = ("CREATE TABLE IF NOT EXISTS outbox (message_id TEXT PRIMARY KEY, idempotency_key TEXT, "
               "to_addr TEXT NOT NULL, template TEXT NOT NULL, workspace_id TEXT, sent_at REAL NOT NULL)")
 
+    def __init__(self, state_dir: str | Path = DEFAULT_STATE_DIR, *, fail_once: bool | None = None) -> None:
+        super().__init__(state_dir)
+        self.failures_left = int(fail_once if fail_once is not None
+                                 else os.environ.get("GUARD_DEMO_EMAIL_FAIL_ONCE") == "1")
+
     def send_welcome(self, to: str, workspace_id: str, idempotency_key: str | None = None) -> str:
+        if self.failures_left > 0:
+            self.failures_left -= 1
+            raise EmailDown("email: 503 Service Unavailable, nothing sent (scripted failure)")
         message_id = _new_id("msg")
         with self._db() as db:
             db.execute("INSERT INTO outbox VALUES (?, ?, ?, 'welcome', ?, ?)",
