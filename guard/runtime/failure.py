@@ -86,8 +86,11 @@ def settle(guard: Guard, p: Prepared, exc: BaseException, scope: CallScope, atte
     on_failure = p.decision.on_failure
     if (not doubtful and not retried and on_failure is OnFailure.RETRY and not unknown
             and (repeat_safe or proven_clean)):
-        guard.ledger.record_attempt(p.request.run_id, p.offer.call_id, p.offer.lease_token, attempts, error,
-                                    p.request.actor)
+        why = "its reconcile check found no effect" if proven_clean else "it is repeat-safe"
+        guard.ledger.record_attempt(p.request.run_id, p.offer.call_id, p.offer.lease_token, attempts,
+                                    f"{error} (retrying once: {why})", p.request.actor)
+        guard.log.warning("call failed cleanly; retrying it once", call_id=p.offer.call_id, tool=p.request.tool,
+                          error=error, because=why)
         return Settlement("retry", attempts=attempts)
     raise _record(guard, p, error, scope, attempts, doubtful, proven_clean)
 

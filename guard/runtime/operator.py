@@ -76,9 +76,11 @@ def retry_call(guard: Guard, run_id: str, call_id: str, *, operator: str, note: 
 
 def compensate(guard: Guard, run_id: str, *, operator: str, note: str) -> SagaOutcome:
     """Run the compensations of a stopped run's standing calls (again); each runs at most once."""
-    _stopped_run(guard.ledger, run_id)
+    run = _stopped_run(guard.ledger, run_id)
     guard.ledger.record_manual_action(run_id, operator=operator, action="compensate", note=note)
     failed = next((c for c in guard.ledger.calls_of(run_id)
                    if c.state in (CallState.FAILED, CallState.IN_DOUBT) and c.compensates_call_id is None), None)
-    return compensate_run(guard, run_id, failure=f"compensation requested by {operator}: {note}",
-                          failed_tool=failed.tool if failed is not None else "run", actor=operator)
+    # The run's summary keeps naming the failure that started it all.
+    cause = (run.error_summary or "").split(". Undone:", 1)[0] or f"compensation requested by {operator}"
+    return compensate_run(guard, run_id, failure=cause, failed_tool=failed.tool if failed is not None else "run",
+                          actor=operator)

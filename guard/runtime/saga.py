@@ -67,11 +67,15 @@ def compensate_run(guard: Guard, run_id: str, *, failure: str, failed_tool: str,
     scope = RunScope(run_id, run.team, actor)
     out = SagaOutcome()
     calls = ledger.calls_of(run_id)
-    label = situation(calls, failed_tool, guard.label_of, outcome, failed_call_id)
+    # A saga run again (recovery, an operator) keeps the name the first one gave the situation.
+    label = run.status_label or situation(calls, failed_tool, guard.label_of, outcome, failed_call_id)
     for call in reversed([c for c in calls if c.state in _ELIGIBLE and c.compensates_call_id is None
                           and c.side_effect not in (None, SideEffectClass.READ)]):
         if not _compensate_one(guard, scope, call, failure, out):
             break
+    # What is undone is what the ledger says is rolled back, whichever pass of the saga did it.
+    out.undone = [_describe(c) for c in ledger.calls_of(run_id)
+                  if c.state == C.ROLLED_BACK and c.compensates_call_id is None]
     out.close = _close(label, failure, out)
     ledger.move_run(run_id, out.close, actor=actor)
     guard.log.warning("run " + out.close.state, run_id=run_id, status_label=label, undone=out.undone,
@@ -108,12 +112,13 @@ def _compensate_one(guard: Guard, scope: RunScope, call: CallRecord, failure: st
     crash_point("after_compensation")
     guard.ledger.end_rollback(call, ok=True, actor=scope.actor,
                               detail={"compensation": comp.name, "kind": hooks.compensation_kind})
-    out.undone.append(f"{_describe(call)}: {hooks.compensation_kind} by {comp.name}")
     return True
 
 
 def _close(label: str, failure: str, out: SagaOutcome) -> RunClose:
     undone = "; ".join(out.undone) or "nothing"
+    # Only what has a compensation is worth another pass; the rest needs a person.
+    stuck = [r for r in out.remains if "no compensation declared" not in r and "handed off" not in r]
     if not out.remains:
         return RunClose(RunState.ROLLED_BACK, status_label=label,
                         error_summary=f"{failure}. Undone: {undone}.",
@@ -121,5 +126,8 @@ def _close(label: str, failure: str, out: SagaOutcome) -> RunClose:
                                          "when its cause is fixed", requires_review=True)
     return RunClose(RunState.PENDING_REVIEW, status_label=label,
                     error_summary=f"{failure}. Undone: {undone}. Remains: {'; '.join(out.remains)}.",
-                    next_safe_action="decide what remains: `guard runs compensate` to retry the compensations, "
-                                     "or finish by hand with `guard runs finish --note`", requires_review=True)
+                    next_safe_action=(
+                        "retry what failed to compensate with `guard runs compensate`, or finish by hand with "
+                        "`guard runs finish --note`" if stuck else
+                        "what remains has no compensation: settle it by hand, then `guard runs finish --note`"),
+                    requires_review=True)

@@ -53,7 +53,8 @@ class GuardedTool:
 
     # -- what undoes or checks this tool (decorators, used once where the tool is defined) ---------------
 
-    def compensation(self, *, name: str, kind: CompensationKind = "undo"
+    def compensation(self, *, name: str, kind: CompensationKind = "undo",
+                     external_ids: Mapping[str, str] | None = None, label: str | None = None,
                      ) -> Callable[[Callable[[RollbackContext], Any]], GuardedTool]:
         """Declare the function that compensates this tool when a later call of its run fails.
 
@@ -70,7 +71,7 @@ class GuardedTool:
                 return fn(RollbackContext.from_json(context))
 
             functools.update_wrapper(compensate, fn)
-            comp = self.guard.tool(compensate, name=name)
+            comp = self.guard.tool(compensate, name=name, external_ids=external_ids, label=label)
             self.spec.hooks.compensation = comp
             self.spec.hooks.compensation_kind = kind
             return comp

@@ -201,6 +201,10 @@ def test_an_operator_retries_a_failed_call_compensates_and_finishes_with_notes(
     assert seen.refunds == ["ch_42"] and outcome.remains == []
     final = guard.ledger.get_run(run.run_id)
     assert final is not None and final.state == "rolled_back"
+    # the run still names the situation and the failure that started it, not the operator's pass
+    assert final.status_label == "billing_charged_warehouse_failed"
+    assert final.error_summary is not None and final.error_summary.startswith("warehouse.ship failed")
+    assert "Undone: #1 billing.charge" in final.error_summary
     actions = [(m.action, m.operator) for m in guard.ledger.manual_actions_of(run.run_id)]
     assert actions == [("retry-call", "oncall"), ("compensate", "oncall")]
     assert guard.ledger.verify_chain().ok
