@@ -4,13 +4,14 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench clean help
+.PHONY: demo test lint bench chaos clean help
 
 help:
 	@echo "make demo   set up and run the onboarding example (CRM -> billing -> provisioning -> email)"
 	@echo "make test   set up and run the test suite and the policy cases"
 	@echo "make lint   ruff, import contracts, pyright"
 	@echo "make bench  per-call latency against the two-commit floor and the peers (own venv)"
+	@echo "make chaos  the kill campaign: SIGKILL at every crash point, recover, check the invariants"
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +32,9 @@ lint: $(STAMP)
 	$(BIN)/ruff check guard tests policies examples bench
 	$(BIN)/lint-imports
 	$(BIN)/pyright guard
+
+chaos: $(STAMP)
+	$(BIN)/python -m tests.chaos.campaign
 
 BENCH_VENV := .venv-bench
 

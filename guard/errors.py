@@ -188,9 +188,12 @@ class CallFailed(CallOutcomeError):
 
 
 class CallInDoubt(CallOutcomeError):
-    """The outcome is unknown (a timeout after the tool started). The call is never re-run blindly."""
+    """The outcome is unknown (a timeout after the tool started), or the call is in flight in another worker
+    (`in_flight` True, `held_by` names it). The call is never re-run blindly."""
 
-    error: str
+    error: str = ""
+    in_flight: bool = False
+    held_by: str | None = None
 
 
 class LedgerError(GuardError):

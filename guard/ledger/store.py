@@ -322,9 +322,12 @@ class Ledger(LedgerQueries, LedgerApprovals, LedgerPauses, LedgerInFlight):
                                            f"call {call.call_id} approved and started"))
             return Offer("started", call.call_id, call.seq, record=call, lease_token=call.lease_token + 1)
         if state is C.STARTED:
+            live = call.lease_expires_at is not None and call.lease_expires_at > now
             raise CallInDoubt(
-                f"call {call.call_id} ({call.tool}) with this key is already started, by another worker or "
-                "by one that died; it is never run twice (see `guard runs show " + call.run_id + "`)", **common)
+                f"call {call.call_id} ({call.tool}) with this key is already started "
+                + (f"by worker {call.lease_owner}, which holds it" if live else "by a worker whose lease ran out "
+                   "(`guard recover` resolves it)") + "; it is never run twice", in_flight=live,
+                held_by=call.lease_owner, **common)
         if state is C.IN_DOUBT:
             raise CallInDoubt(
                 f"call {call.call_id} ({call.tool}) with this key is in doubt: its outcome is not known; "

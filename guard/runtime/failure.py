@@ -72,6 +72,10 @@ def settle(guard: Guard, p: Prepared, exc: BaseException, scope: CallScope, atte
     unknown = isinstance(exc, AttemptTimeout) or not isinstance(exc, Exception)
     hooks = p.input.tool.hooks
     answer = reconcile(hooks.reconcile, _ctx(p, scope, attempts)) if (unknown or not repeat_safe) else None
+    if isinstance(answer, NotFound) and isinstance(exc, AttemptTimeout):
+        # The timed-out attempt may still be running (a thread cannot be stopped, a cancelled request may
+        # still land): "not there yet" proves nothing. It stays in doubt until recovery asks again later.
+        answer = None
     if isinstance(answer, Found):
         ids = {**scope.external_ids, **answer.external_ids, **extract_ids(p.input.tool, answer.result, {})}
         guard.ledger.complete(p.request.run_id, p.offer.call_id, token=p.offer.lease_token,

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from guard.errors import ApprovalPending, ApprovalTimeout, RunNotRunning
+from guard.errors import ApprovalPending, ApprovalTimeout, CallInDoubt, RunNotRunning
 from guard.ledger import RunClose, RunRecord, RunState, new_id
 from guard.ledger.states import OPEN_RUN_STATES
 from guard.runtime.context import RUN_VAR, RunScope
@@ -83,7 +83,8 @@ class RunHandle:
 
     def _close(self, exc: BaseException | None) -> None:
         run = self.record()
-        if run.state not in OPEN_RUN_STATES or isinstance(exc, ApprovalPending | ApprovalTimeout):
+        elsewhere = isinstance(exc, CallInDoubt) and exc.in_flight  # another live worker carries the run on
+        if run.state not in OPEN_RUN_STATES or isinstance(exc, ApprovalPending | ApprovalTimeout) or elsewhere:
             self.guard.log.info("run left " + run.state,
                                 **({"status_label": run.status_label} if run.status_label else {}))
             return

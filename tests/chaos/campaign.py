@@ -1,0 +1,179 @@
+"""The kill campaign: every hit of every crash point, in a clean run and in a run whose saga refunds the charge,
+plus killed recoverers and the witness's faults (hang past the timeout, lost responses, a failing refund).
+
+```
+python -m tests.chaos.campaign [--repeat N] [--jobs J] [--keep DIR]
+```
+
+Each scenario has its own ledger file and witness store; after the kill a fresh worker recovers and runs the
+event again, then the invariants are checked. Every violation is printed with its scenario; the last line is
+`chaos: K kills, D duplicate effects, L lost rows, I illegal transitions, S left started, R reconciled,
+V to review`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import tempfile
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import cast
+
+from guard.ledger import Ledger
+from tests.chaos.harness import KILL_POINTS, SAGA, Lab, calibrate, kill_and_recover, poll, template, tool_of
+from tests.chaos.invariants import Check
+
+__all__ = ["Scenario", "Tally", "main", "scenarios"]
+
+
+@dataclass(frozen=True, slots=True)
+class Scenario:
+    """One thing to do to a fresh lab, named for the report; `run` returns (kills, check)."""
+
+    name: str
+    run: Callable[[Path], tuple[int, Check]]
+
+
+@dataclass
+class Tally:
+    kills: int = 0
+    duplicates: int = 0
+    blind_reruns: int = 0
+    lost: int = 0
+    illegal: int = 0
+    left_started: int = 0
+    reconciled: int = 0
+    to_review: int = 0
+    scenarios: int = 0
+    violations: list[str] = field(default_factory=list[str])
+
+    def add(self, name: str, kills: int, check: Check) -> None:
+        self.scenarios += 1
+        self.kills += kills
+        self.duplicates += check.duplicates
+        self.blind_reruns += check.blind_reruns
+        self.lost += check.lost
+        self.illegal += check.illegal
+        self.left_started += check.left_started
+        self.reconciled += check.reconciled
+        self.to_review += check.to_review
+        self.violations.extend(f"{name}: {v.kind}: {v.detail}" for v in check.violations)
+
+    def line(self) -> str:
+        return (f"chaos: {self.kills} kills, {self.duplicates} duplicate effects, {self.lost} lost rows, "
+                f"{self.illegal} illegal transitions, {self.left_started} left started, {self.reconciled} "
+                f"reconciled, {self.to_review} to review")
+
+
+def _kill(point: str, nth: int, tool: str | None, script: Mapping[str, list[object]] | None,
+          kill_recoverer: bool = False) -> Callable[[Path], tuple[int, Check]]:
+    def run(root: Path) -> tuple[int, Check]:
+        kill = kill_and_recover(root, point, nth, tool=tool, script=script, kill_recoverer=kill_recoverer)
+        if not kill.first.killed:
+            raise RuntimeError(f"{point}@{nth} did not kill the agent: {kill.first.stderr[-1000:]}")
+        kills = 1 + (1 if kill.extra is not None and kill.extra.killed else 0)
+        return kills, kill.result
+    return run
+
+
+def _fault(script: Mapping[str, list[object]], extra: tuple[str, ...] = (),
+           release: str | None = None) -> Callable[[Path], tuple[int, Check]]:
+    def run(root: Path) -> tuple[int, Check]:
+        lab = Lab(root, script=script)
+        agent = lab.start(extra=extra)
+        if release is not None:
+            ledger = lab.ledger()
+            try:
+                _settled(ledger, lab)  # the provider answers late: the first attempt commits after this
+            finally:
+                ledger.close()
+            (root / release).touch()
+        agent.wait()
+        lab.run(worker="w2", extra=("--recover", *extra))
+        return 0, lab.check()
+    return run
+
+
+def _settled(ledger: Ledger, lab: Lab) -> None:
+    """Wait until the timed-out charge is no longer `started` in the ledger."""
+    poll(lambda: [c for c in ledger.calls_of("chaos:evt-1") if c.tool == "witness.charge" and c.state != "started"],
+         what="the timed-out charge settled")
+
+
+def scenarios(work: Path) -> list[Scenario]:
+    """The matrix: each hit of each point (clean run and saga run), killed recoverers, and the faults."""
+    out: list[Scenario] = []
+    for label, script in (("run", None), ("saga", SAGA)):
+        for point in KILL_POINTS:
+            windows = calibrate(work / f"calibrate-{label}-{point}", point, script=script)
+            total = max((end for _, end in windows.values()), default=0)
+            for nth in range(1, total + 1):
+                tool = tool_of(windows, nth)
+                out.append(Scenario(f"{label} kill {point}@{nth} in {tool}", _kill(point, nth, tool, script)))
+    for nth, tool in ((3, "witness.charge"), (4, "witness.message")):
+        out.append(Scenario(f"run kill before_tool@{nth} in {tool}, recoverer killed after its claim",
+                            _kill("before_tool", nth, tool, None, kill_recoverer=True)))
+    hang: dict[str, list[object]] = {"witness.charge": [{"mode": "hang", "release": "RELEASE", "seconds": 20}]}
+    out.append(Scenario("fault: charge hangs past its 100ms timeout, then commits",
+                        lambda root: _fault(_released(hang, root), ("--amount", "1000000"), "release")(root)))
+    for tool in ("witness.upsert", "witness.charge", "witness.message"):
+        out.append(Scenario(f"fault: {tool} commits, then the response is lost", _fault({tool: ["commit_then_drop"]})))
+    out.append(Scenario("fault: the refund fails every attempt",
+                        _fault({**SAGA, "witness.refund": ["fail", "fail"]})))
+    return out
+
+
+def _released(script: Mapping[str, list[object]], root: Path) -> dict[str, list[object]]:
+    """The script with its RELEASE placeholder pointing at `<root>/release`."""
+    def step(s: object) -> object:
+        return {**cast(dict[str, object], s), "release": str(root / "release")} if isinstance(s, dict) else s
+
+    return {tool: [step(s) for s in steps] for tool, steps in script.items()}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tests.chaos.campaign")
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--keep", type=Path, help="keep every lab under this directory")
+    args = parser.parse_args(argv)
+    work = args.keep or Path(tempfile.mkdtemp(prefix="chaos-"))
+    work.mkdir(parents=True, exist_ok=True)
+    template(work)
+    tally = Tally()
+    try:
+        matrix = scenarios(work)
+        jobs = [(rep, i, s) for rep in range(args.repeat) for i, s in enumerate(matrix)]
+
+        def one(job: tuple[int, int, Scenario]) -> tuple[str, int, Check]:
+            rep, i, s = job
+            name = f"[{rep + 1}/{args.repeat}] {s.name}"
+            try:
+                kills, check = s.run(work / f"r{rep}" / f"s{i:03d}")
+            except Exception as exc:  # a scenario that could not run is reported, and the campaign goes on
+                check = Check()
+                check.add("harness", f"{type(exc).__name__}: {str(exc)[-500:]}")
+                return name, 0, check
+            return name, kills, check
+
+        with ThreadPoolExecutor(max_workers=max(args.jobs, 1)) as pool:
+            for name, kills, check in pool.map(one, jobs):
+                tally.add(name, kills, check)
+    finally:
+        if args.keep is None:
+            shutil.rmtree(work, ignore_errors=True)
+    for v in tally.violations:
+        print(v)
+    print(f"{tally.scenarios} scenarios; {tally.blind_reruns} blind re-runs of non-repeat-safe calls "
+          "(a key that already had its effect reached the witness again)")
+    print(tally.line())
+    sys.stdout.flush()
+    return 0 if not tally.violations else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,188 @@
+"""Running the chaos agent in subprocesses: one lab (ledger file + witness store) per scenario, kills through
+`GUARD_CRASH_AT`, a fresh worker that recovers and runs the event again, and the invariants over both stores.
+
+Synchronisation is by state, never by sleeping: a test waits for a witness row, a ledger state or a process
+exit, each with a bounded poll.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from guard.crash import POINTS
+from guard.ledger import Ledger, upgrade
+from tests.chaos.invariants import Check, check
+from tests.chaos.witness import Witness
+
+__all__ = ["EVENT", "KILL_POINTS", "POLICIES", "SAGA", "TEAM", "Agent", "Kill", "Lab", "Result", "calibrate",
+           "kill_and_recover", "poll", "template", "tool_of"]
+
+REPO = Path(__file__).resolve().parents[2]
+POLICIES = Path(__file__).resolve().parent / "policies"
+TEAM = "chaos"
+EVENT = "evt-1"
+# The points on the forward path (the compensation points need a failing run; see `SAGA`).
+KILL_POINTS = tuple(p for p in POINTS if p != "after_recover_claim")
+SAGA: dict[str, list[object]] = {"witness.message": ["fail"]}  # the message fails: the charge is refunded
+_TEMPLATE: list[Path] = []
+
+
+def poll(predicate: Callable[[], Any], *, timeout: float = 20.0, what: str = "condition") -> Any:
+    """Re-read state until `predicate()` is truthy and return it; AssertionError after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.005)  # a poll interval, not a synchronisation: the condition is re-read each time
+    raise AssertionError(f"{what} not met within {timeout}s")
+
+
+def template(folder: Path | None = None) -> Path:
+    """A migrated, empty ledger file, made once per process (in `folder`, else a temporary directory); each
+    lab copies it, so every scenario still has a real file of its own."""
+    if not _TEMPLATE:
+        path = (folder or Path(tempfile.mkdtemp(prefix="chaos-template-"))) / "template.db"
+        upgrade(f"sqlite:///{path}")
+        _TEMPLATE.append(path)
+    return _TEMPLATE[0]
+
+
+@dataclass
+class Result:
+    """One agent process after it ended: exit status (-9 for SIGKILL) and its JSON output (if it wrote one)."""
+
+    code: int
+    output: dict[str, Any]
+    stderr: str
+
+    @property
+    def killed(self) -> bool:
+        return self.code == -signal.SIGKILL
+
+
+@dataclass
+class Agent:
+    """A running agent subprocess."""
+
+    proc: subprocess.Popen[bytes]
+    out: Path
+    err: Path
+
+    def wait(self, timeout: float = 60.0) -> Result:
+        code = self.proc.wait(timeout)
+        text = self.out.read_text() if self.out.exists() else ""
+        return Result(code, json.loads(text) if text else {}, self.err.read_text() if self.err.exists() else "")
+
+
+@dataclass
+class Lab:
+    """A scenario's own ledger file and witness store in `root`."""
+
+    root: Path
+    script: Mapping[str, list[object]] = field(default_factory=dict[str, list[object]])
+    base: Path | None = None  # a migrated empty ledger to copy (default: `template()`)
+    runs: int = 0
+
+    def __post_init__(self) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.db = self.root / "guard.db"
+        if not self.db.exists():
+            shutil.copyfile(self.base or template(), self.db)
+        self.store = self.root / "witness.db"
+        self.script_file = self.root / "script.json"
+        self.script_file.write_text(json.dumps(self.script))
+        self.witness = Witness(self.store, script=self.script)
+
+    def start(self, command: str = "run", *, crash: str | None = None, worker: str = "w1", event: str = EVENT,
+              extra: tuple[str, ...] = ()) -> Agent:
+        """Start `python -m tests.chaos.agent <command>` on this lab; `crash` arms GUARD_CRASH_AT."""
+        self.runs += 1
+        out = self.root / f"out-{self.runs}.json"
+        err = self.root / f"err-{self.runs}.txt"
+        env = {k: v for k, v in os.environ.items() if k != "GUARD_CRASH_AT"}
+        env["WITNESS_SCRIPT"] = str(self.script_file)
+        env["PYTHONPATH"] = str(REPO)
+        if crash is not None:
+            env["GUARD_CRASH_AT"] = crash
+        argv = [sys.executable, "-m", "tests.chaos.agent", command, "--db", str(self.db), "--witness",
+                str(self.store), "--event", event, "--worker", worker, "--out", str(out), *extra]
+        with err.open("wb") as stderr:
+            proc = subprocess.Popen(argv, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=stderr)
+        return Agent(proc, out, err)
+
+    def run(self, command: str = "run", **kwargs: Any) -> Result:
+        return self.start(command, **kwargs).wait()
+
+    def check(self) -> Check:
+        ledger = Ledger(f"sqlite:///{self.db}")
+        try:
+            return check(ledger, self.witness)
+        finally:
+            ledger.close()
+
+    def ledger(self) -> Ledger:
+        return Ledger(f"sqlite:///{self.db}")
+
+
+@dataclass
+class Kill:
+    """One kill scenario and what came of it."""
+
+    point: str
+    nth: int
+    tool: str | None
+    first: Result
+    resume: Result
+    result: Check
+    extra: Result | None = None
+
+    def describe(self) -> str:
+        return (f"kill at {self.point}@{self.nth} (in {self.tool or '?'}): agent exit {self.first.code}, "
+                f"resume exit {self.resume.code} ({self.resume.output.get('status')}, run "
+                f"{self.resume.output.get('run_state')}, {self.resume.output.get('error_type')})")
+
+
+def kill_and_recover(root: Path, point: str, nth: int, *, tool: str | None = None,
+                     script: Mapping[str, list[object]] | None = None, extra: tuple[str, ...] = (),
+                     kill_recoverer: bool = False) -> Kill:
+    """Run the event with `point@nth` armed (SIGKILL), then a fresh worker recovers and runs it again.
+
+    With `kill_recoverer`, the first recovering worker is itself killed after it claimed a call, and a
+    third worker recovers after it.
+    """
+    lab = Lab(root, script=script or {})
+    first = lab.run(crash=f"{point}@{nth}", extra=extra)
+    second: Result | None = None
+    if kill_recoverer:
+        second = lab.run("recover", crash="after_recover_claim", worker="w2", extra=extra)
+    resume = lab.run(worker="w3", extra=("--recover", *extra))
+    return Kill(point, nth, tool, first, resume, lab.check(), second)
+
+
+def calibrate(root: Path, point: str, *, script: Mapping[str, list[object]] | None = None,
+              extra: tuple[str, ...] = ()) -> dict[str, tuple[int, int]]:
+    """How often each tool's step reaches `point`: {tool: (hits before it, hits after it)} from a clean run
+    with the point armed at an unreachable hit. A kill at `point@n` lands in the tool whose window holds n."""
+    lab = Lab(root, script=script or {})
+    result = lab.run(crash=f"{point}@{10**9}", extra=extra)
+    hits: dict[str, list[int]] = result.output.get("hits", {})
+    return {tool: (pair[0], pair[1]) for tool, pair in hits.items()}
+
+
+def tool_of(windows: Mapping[str, tuple[int, int]], nth: int) -> str | None:
+    for tool, (before, after) in windows.items():
+        if before < nth <= after:
+            return tool
+    return None
