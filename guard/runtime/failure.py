@@ -12,6 +12,7 @@ A compensation that fails never starts a saga of its own: the saga that ran it d
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
@@ -88,7 +89,8 @@ def settle(guard: Guard, p: Prepared, exc: BaseException, scope: CallScope, atte
     proven_clean = isinstance(answer, NotFound)
     doubtful = unknown and side_effect is not SideEffectClass.READ and not proven_clean
     on_failure = p.decision.on_failure
-    if (not doubtful and not retried and on_failure is OnFailure.RETRY and not unknown
+    escalation = _escalation(p, exc, attempts)
+    if (escalation is None and not doubtful and not retried and on_failure is OnFailure.RETRY and not unknown
             and (repeat_safe or proven_clean)):
         why = "its reconcile check found no effect" if proven_clean else "it is repeat-safe"
         guard.ledger.record_attempt(p.request.run_id, p.offer.call_id, p.offer.lease_token, attempts,
@@ -96,16 +98,33 @@ def settle(guard: Guard, p: Prepared, exc: BaseException, scope: CallScope, atte
         guard.log.warning("call failed cleanly; retrying it once", call_id=p.offer.call_id, tool=p.request.tool,
                           error=error, because=why)
         return Settlement("retry", attempts=attempts)
-    raise _record(guard, p, error, scope, attempts, doubtful, proven_clean)
+    raise _record(guard, p, error, scope, attempts, doubtful, proven_clean, escalation)
+
+
+_CREDENTIALS = re.compile(r"auth|credential|unauthori[sz]ed|forbidden|permission", re.IGNORECASE)
+
+
+def _escalation(p: Prepared, exc: BaseException, attempts: int) -> str | None:
+    """Failures no policy rule should handle on its own: a person looks first (straight to review).
+
+    - credentials failed mid-run: nothing retried or compensated with broken credentials;
+    - the retry limit ran out after a write: repeating it again, or undoing around it, needs a decision.
+    """
+    if isinstance(exc, PermissionError) or _CREDENTIALS.search(type(exc).__name__):
+        return "credentials_failed"
+    retry = p.decision.retry
+    if p.decision.side_effect is SideEffectClass.IDEMPOTENT and retry.attempts > 1 and attempts >= retry.attempts:
+        return "retries_exhausted"
+    return None
 
 
 def _record(guard: Guard, p: Prepared, error: str, scope: CallScope, attempts: int, doubtful: bool,
-            proven_clean: bool) -> CallOutcomeError:
+            proven_clean: bool, escalation: str | None) -> CallOutcomeError:
     state = CallState.IN_DOUBT if doubtful else CallState.FAILED
     on_failure = p.decision.on_failure
     is_compensation = p.input.compensates is not None
-    saga = on_failure is OnFailure.COMPENSATE and not is_compensation
-    close = None if (saga or is_compensation) else _halt(guard, p, error, doubtful, proven_clean)
+    saga = on_failure is OnFailure.COMPENSATE and not is_compensation and escalation is None
+    close = None if (saga or is_compensation) else _halt(guard, p, error, doubtful, proven_clean, escalation)
     guard.ledger.fail(p.request.run_id, p.offer.call_id, token=p.offer.lease_token, state=state, error=error,
                       attempts=attempts, actor=p.request.actor, external_ids=dict(scope.external_ids), run=close)
     ids = {"run_id": p.request.run_id, "call_id": p.offer.call_id, "tool": p.request.tool, "state": state}
@@ -124,9 +143,19 @@ def _record(guard: Guard, p: Prepared, error: str, scope: CallScope, attempts: i
                       **ids)
 
 
-def _halt(guard: Guard, p: Prepared, error: str, doubtful: bool, proven_clean: bool) -> RunClose | None:
+def _halt(guard: Guard, p: Prepared, error: str, doubtful: bool, proven_clean: bool,
+          escalation: str | None) -> RunClose | None:
     """The run's state after a failure that no saga handles; None when the run goes on (`continue`)."""
     on_failure = p.decision.on_failure
+    if escalation is not None:
+        label = situation(guard.ledger.calls_of(p.request.run_id), p.request.tool, guard.label_of, escalation,
+                          p.offer.call_id)
+        action = ("fix the credentials of " + p.request.tool.split(".", 1)[0] + ", then `guard runs retry-call`"
+                  if escalation == "credentials_failed" else
+                  f"find out why {p.request.tool} keeps failing before it is repeated again (`guard runs "
+                  "retry-call`), compensated (`guard runs compensate`) or finished by hand")
+        return RunClose(RunState.PENDING_REVIEW, status_label=label, error_summary=f"{p.request.tool}: {error}",
+                        next_safe_action=action, requires_review=True)
     if not doubtful and on_failure is OnFailure.CONTINUE:
         return None
     label = situation(guard.ledger.calls_of(p.request.run_id), p.request.tool, guard.label_of,

@@ -288,3 +288,40 @@ def test_a_verification_that_does_not_confirm_fails_the_call_and_sends_the_run_t
     assert call.state == "failed"  # ... but unconfirmed: never reported as completed
     record = guard.ledger.get_run(run.run_id)
     assert record is not None and record.state == "pending_review" and record.requires_review
+
+
+def test_credentials_failing_mid_run_go_straight_to_review_without_compensating(
+        shop: tuple[Guard, World, dict[str, GuardedTool]]) -> None:
+    guard, world, tools = shop
+    workspace = tools["workspace"]
+
+    def expired_token(contact_id: str) -> None:
+        raise PermissionError("provisioning API: token expired")
+
+    object.__setattr__(workspace.spec, "fn", expired_token)
+    with pytest.raises(CallFailed), guard.run("shop", source_event_id="evt-8") as run:
+        tools["invoice"](contact_id="ct_1", amount_cents=100)
+        workspace(contact_id="ct_1")
+    assert world.invoices["inv_1"]["status"] == "draft"  # nothing undone with broken credentials
+    record = guard.ledger.get_run(run.run_id)
+    assert record is not None and (record.state, record.status_label) == (
+        "pending_review", "invoice_created_provisioning_credentials_failed")
+    assert record.next_safe_action is not None and "credentials" in record.next_safe_action
+
+
+def test_a_write_whose_retries_ran_out_goes_straight_to_review(
+        shop: tuple[Guard, World, dict[str, GuardedTool]]) -> None:
+    guard, _, tools = shop
+    contact = tools["contact"]
+    tries: list[str] = []
+
+    def crm_down(email: str) -> None:
+        tries.append(email)
+        raise ConnectionError("crm unavailable")
+
+    object.__setattr__(contact.spec, "fn", crm_down)
+    with pytest.raises(CallFailed), guard.run("shop", source_event_id="evt-9") as run:
+        contact(email="ada@example.com")
+    assert len(tries) == 3  # the policy's bounded retries for a repeat-safe write
+    record = guard.ledger.get_run(run.run_id)
+    assert record is not None and (record.state, record.status_label) == ("pending_review", "crm_retries_exhausted")
