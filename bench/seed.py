@@ -121,7 +121,7 @@ def seed_calls(conn: sqlite3.Connection, n: int, *, start: int = 0, seed: int = 
                               state="completed", attempts=1, external_ids="{}", result_json='{"ok":true}',
                               error=None, reason=None, compensates_call_id=None, requested_by=ACTOR,
                               offered_at=at, approved_at=at, started_at=at, ended_at=at + 0.002,
-                              updated_at=at + 0.002))
+                              updated_at=at + 0.002, lease_owner="seed", lease_token=1, lease_expires_at=None))
             for i in range(1, len(CALL_PATH)):
                 src, dst = CALL_PATH[i - 1], CALL_PATH[i]
                 assert dst is not None  # only CALL_PATH[0] is None

@@ -1,0 +1,21 @@
+"""The benchmark's bulk seed writes rows the ledger accepts: same columns, a chain that verifies."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+from bench.seed import count_calls, seed_calls
+from guard.ledger import Ledger
+
+
+def test_the_bench_seed_matches_the_schema_and_continues_the_chain(ledger: Ledger, db_path: Path) -> None:
+    ledger.open_run("live", "bench", actor="agent")  # a chain head before the seed
+    conn = sqlite3.connect(db_path)
+    try:
+        seed_calls(conn, 25)
+        assert count_calls(conn) == 25
+    finally:
+        conn.close()
+    report = ledger.verify_chain()
+    assert report.ok and report.checked == 1 + 25 * 4 + 3 * 2
