@@ -25,13 +25,13 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/ruff check guard tests policies examples bench
 	$(BIN)/lint-imports
-	$(BIN)/pyright
+	$(BIN)/pyright --project pyproject.toml
 	$(BIN)/python -m pytest -q
 
 lint: $(STAMP)
 	$(BIN)/ruff check guard tests policies examples bench
 	$(BIN)/lint-imports
-	$(BIN)/pyright guard
+	$(BIN)/pyright --project pyproject.toml
 
 chaos: $(STAMP)
 	$(BIN)/python -m tests.chaos.campaign
