@@ -35,6 +35,7 @@ from guard.ledger.states import (
     check_call_move,
     check_run_move,
 )
+from guard.ledger.tokens import LedgerTokens
 
 __all__ = ["CallRequest", "Ledger", "Offer", "RunClose", "new_id"]
 
@@ -116,7 +117,7 @@ class Offer(NamedTuple):
     lease_token: int = 0  # the fencing token every later write on a started call must carry
 
 
-class Ledger(LedgerQueries, LedgerApprovals, LedgerPauses, LedgerInFlight):
+class Ledger(LedgerQueries, LedgerApprovals, LedgerPauses, LedgerInFlight, LedgerTokens):
     """The durable record of runs, calls, approvals and events. Thread-safe: one connection per thread.
 
     Open with `Ledger(url)`; a new SQLite file is created and migrated, an old one must be upgraded

@@ -9,7 +9,7 @@ from __future__ import annotations
 from sqlalchemy import Index, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
-__all__ = ["Approval", "ApprovalDecision", "Call", "Event", "ManualAction", "Pause", "Run", "metadata"]
+__all__ = ["Approval", "ApprovalDecision", "Call", "Event", "ManualAction", "Pause", "ReviewerToken", "Run", "metadata"]
 
 
 class Run(SQLModel, table=True):
@@ -149,6 +149,25 @@ class Pause(SQLModel, table=True):
     at: float
     lifted_at: float | None = Field(default=None, index=True)
     lifted_by: str | None = None
+
+
+class ReviewerToken(SQLModel, table=True):
+    """An API token of the approval service. Only the SHA-256 of its secret is stored; the secret is shown once.
+
+    The token names a reviewer; what they may decide comes from the team policies (`reviewers:`), read when
+    they act, so a policy change takes effect without new tokens. Revoked tokens stay, for the audit trail.
+    """
+
+    __tablename__ = "reviewer_tokens"  # pyright: ignore[reportAssignmentType]
+
+    token_id: str = Field(primary_key=True)
+    reviewer: str = Field(index=True)
+    token_hash: str = Field(unique=True, index=True)  # sha256 hex of the secret; looked up on every request
+    label: str | None = None
+    created_by: str
+    created_at: float
+    revoked_at: float | None = None
+    revoked_by: str | None = None
 
 
 metadata = SQLModel.metadata

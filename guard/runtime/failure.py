@@ -13,7 +13,7 @@ A compensation that fails never starts a saga of its own: the saga that ran it d
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -58,6 +58,13 @@ def reconcile(check: Callable[[ReconcileContext], Found | NotFound | None] | Non
     return answer if isinstance(answer, Found | NotFound) else None
 
 
+def disagreement(recorded: Mapping[str, str], found: Found) -> str | None:
+    """The reconcile check found an effect whose ids contradict what the ledger already holds, or None."""
+    clashes = [f"{kind}: ledger {value}, other system {found.external_ids[kind]}"
+               for kind, value in recorded.items() if kind in found.external_ids and found.external_ids[kind] != value]
+    return "; ".join(clashes) or None
+
+
 def _ctx(p: Prepared, scope: CallScope, attempts: int) -> ReconcileContext:
     return ReconcileContext(run_id=p.request.run_id, call_id=p.offer.call_id, tool=p.request.tool,
                             args=p.input.args, idempotency_key=p.request.idempotency_key,
@@ -77,6 +84,10 @@ def settle(guard: Guard, p: Prepared, exc: BaseException, scope: CallScope, atte
         # The timed-out attempt may still be running (a thread cannot be stopped, a cancelled request may
         # still land): "not there yet" proves nothing. It stays in doubt until recovery asks again later.
         answer = None
+    if isinstance(answer, Found) and (clash := disagreement(scope.external_ids, answer)) is not None:
+        # The ledger and the other system disagree: a person decides which is right; nothing is repeated.
+        raise _record(guard, p, f"{error}; the reconcile check and the ledger disagree ({clash})", scope,
+                      attempts, True, False, "ledger_disagrees")
     if isinstance(answer, Found):
         ids = {**scope.external_ids, **answer.external_ids, **extract_ids(p.input.tool, answer.result, {})}
         guard.ledger.complete(p.request.run_id, p.offer.call_id, token=p.offer.lease_token,

@@ -54,6 +54,8 @@ class Guard:
         worker_id: this worker's name on the leases of the calls it runs (default: host, pid and a nonce).
         lease_ttl: seconds a started call stays this worker's without a heartbeat; `recover()` in another
             worker takes over calls whose lease ran out.
+        recover_on_start: when this worker opens its first run (its tools are defined by then), it first
+            recovers what dead workers left behind: calls whose lease ran out, calls in doubt, cut-short sagas.
 
     Failure modes: every refused or failed call raises a subclass of `CallOutcomeError`, recorded first.
     """
@@ -61,7 +63,7 @@ class Guard:
     def __init__(self, *, policies: str | Path | PolicySet = "policies", db: str | None = None,
                  actor: str = "agent", approval: WaitMode = "block", approval_timeout: float = 300.0,
                  log_level: str = "info", log_json: bool = False, worker_id: str | None = None,
-                 lease_ttl: float = 30.0) -> None:
+                 lease_ttl: float = 30.0, recover_on_start: bool = True) -> None:
         if approval not in ("block", "defer"):
             raise GuardUsageError(f"approval must be 'block' or 'defer', not {approval!r}")
         self.policies = policies if isinstance(policies, PolicySet) else PolicySet.load_dir(policies)
@@ -76,6 +78,7 @@ class Guard:
         self.waiter = Waiter(self.ledger)
         self._pool: ThreadPoolExecutor | None = None
         self._tools: dict[str, GuardedTool] = {}
+        self._recover_pending = recover_on_start
         for team, err in self.policies.errors.items():
             self.log.error("policy invalid: every call of this team is denied", team=team, error=str(err))
 
@@ -182,3 +185,14 @@ class Guard:
     def recover(self, *, stale_after: float | None = None) -> RecoveryReport:
         """Resolve what dead workers left behind; see `guard.runtime.recovery.recover`."""
         return recover(self, stale_after=stale_after)
+
+    def recover_on_start(self) -> None:
+        """Once per worker, before its first run: recover what expired leases left behind."""
+        if not self._recover_pending:
+            return
+        self._recover_pending = False
+        report = self.recover()
+        if report.claimed or report.to_review or report.compensations:
+            self.log.warning("recovered what a dead worker left", claimed=report.claimed, retried=report.retried,
+                             reconciled=report.reconciled, to_review=report.to_review,
+                             compensations=report.compensations)

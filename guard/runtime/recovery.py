@@ -21,7 +21,7 @@ from guard.errors import CallOutcomeError
 from guard.ledger import CallRecord, CallRequest, CallState, Offer, RunState
 from guard.ledger.moves import RunClose
 from guard.runtime.context import RunScope
-from guard.runtime.failure import reconcile
+from guard.runtime.failure import disagreement, reconcile
 from guard.runtime.hooks import Found, NotFound, ReconcileContext
 from guard.runtime.saga import compensate_run
 from guard.runtime.steps import CallInput, Prepared
@@ -121,7 +121,8 @@ def _in_doubt(guard: Guard, call: CallRecord, report: RecoveryReport) -> None:
                            idempotency_key=call.offered_key, external_ids=call.external_id_map,
                            attempts=call.attempts)
     answer = reconcile(hooks.reconcile if hooks is not None else None, ctx)
-    if isinstance(answer, Found):
+    clash = disagreement(call.external_id_map, answer) if isinstance(answer, Found) else None
+    if isinstance(answer, Found) and clash is None:
         decision = guard.policies.classify(call.team, call.tool, call.args)
         ids = {**call.external_id_map, **answer.external_ids}
         guard.ledger.complete(call.run_id, call.call_id, token=call.lease_token,
@@ -138,7 +139,8 @@ def _in_doubt(guard: Guard, call: CallRecord, report: RecoveryReport) -> None:
             run_claimed(guard, call, tool, token, report)
             report.ran_once += 1
         return
-    why = ("its reconcile check confirmed it did not happen, but its recorded arguments are redacted: run it "
+    why = (f"its reconcile check and the ledger disagree ({clash})" if clash is not None else
+           "its reconcile check confirmed it did not happen, but its recorded arguments are redacted: run it "
            "by hand" if isinstance(answer, NotFound) else
            "no tool code or reconcile check here" if hooks is None or hooks.reconcile is None else
            "its reconcile check could not tell")

@@ -53,6 +53,7 @@ class RunHandle:
         return self.guard.ledger.calls_of(self.run_id)
 
     def __enter__(self) -> RunHandle:
+        self.guard.recover_on_start()
         run = self.guard.ledger.open_run(self.run_id, self.team, actor=self.guard.actor, subject=self.subject,
                                          source_event_id=self.source_event_id)
         if run.state not in OPEN_RUN_STATES and run.state != RunState.COMPLETED:

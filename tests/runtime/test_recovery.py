@@ -221,3 +221,16 @@ def test_finishing_a_run_by_hand_records_the_note_and_completes_it(
     [action] = guard.ledger.manual_actions_of("r7")
     assert (action.action, action.note) == ("finish", "checked the processor: no charge; closing")
     assert time.time() >= action.at
+
+
+def test_a_worker_recovers_expired_leases_before_its_first_run(
+        worker: tuple[Guard, Counter, dict[str, GuardedTool]]) -> None:
+    guard, seen, _ = worker
+    call_id = left_started(guard.ledger, "r8", "crm.upsert", "idempotent", {"email": "late@example.com"})
+    with guard.run("ops", source_event_id="next-event"):
+        pass
+    call = guard.ledger.get_call(call_id)
+    assert call is not None and call.state == "completed" and seen.upserts == 1
+    with guard.run("ops", source_event_id="another-event"):
+        pass
+    assert seen.upserts == 1  # once per worker, not per run

@@ -325,3 +325,24 @@ def test_a_write_whose_retries_ran_out_goes_straight_to_review(
     assert len(tries) == 3  # the policy's bounded retries for a repeat-safe write
     record = guard.ledger.get_run(run.run_id)
     assert record is not None and (record.state, record.status_label) == ("pending_review", "crm_retries_exhausted")
+
+
+def test_a_reconcile_check_that_contradicts_the_ledger_sends_the_call_to_review(
+        shop: tuple[Guard, World, dict[str, GuardedTool]]) -> None:
+    from guard import report_external_id
+
+    guard, _, tools = shop
+    send = tools["email"]
+
+    def reported_then_dropped(to: str) -> None:
+        report_external_id("message", "msg_A")
+        raise ConnectionError("connection reset")
+
+    object.__setattr__(send.spec, "fn", reported_then_dropped)
+    send.reconcile(lambda ctx: Found(result={"message_id": "msg_B"}, external_ids={"message": "msg_B"}))
+    with pytest.raises(CallInDoubt, match="disagree"), guard.run("shop", source_event_id="evt-10") as run:
+        send(to="ada@example.com")
+    [call] = guard.ledger.calls_of(run.run_id)
+    assert call.state == "in_doubt" and call.external_id_map == {"message": "msg_A"}
+    record = guard.ledger.get_run(run.run_id)
+    assert record is not None and (record.state, record.status_label) == ("pending_review", "email_ledger_disagrees")
