@@ -3,6 +3,7 @@ verification, named run states. Real ledger file, real Guard, the seeds' onboard
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -33,7 +34,7 @@ rules:
   - name: void
     tools: [billing.void_invoice]
     class: idempotent
-    retry: {attempts: 1}
+    retry: {attempts: 1, timeout: 200ms}
   - name: workspace
     tools: [provisioning.create_workspace]
     class: compensable
@@ -63,6 +64,7 @@ class World:
         self.provisioning_fails = False
         self.email_failures = 0
         self.void_fails = False
+        self.void_hangs: threading.Event | None = None
         self.log: list[str] = []
 
 
@@ -96,6 +98,8 @@ def shop(tmp_path: Path, db_path: Path) -> Iterator[tuple[Guard, World, dict[str
     def void_invoice(ctx: RollbackContext) -> dict[str, str]:
         if world.void_fails:
             raise RuntimeError("billing API refused the void")
+        if world.void_hangs is not None:
+            world.void_hangs.wait(10)
         invoice_id = ctx.external_ids["invoice"]
         world.invoices[invoice_id]["status"] = "void"
         world.log.append(f"void {invoice_id} because {ctx.failure}")
@@ -346,3 +350,21 @@ def test_a_reconcile_check_that_contradicts_the_ledger_sends_the_call_to_review(
     assert call.state == "in_doubt" and call.external_id_map == {"message": "msg_A"}
     record = guard.ledger.get_run(run.run_id)
     assert record is not None and (record.state, record.status_label) == ("pending_review", "email_ledger_disagrees")
+
+
+def test_a_compensation_that_hangs_past_its_timeout_is_in_doubt_and_the_run_halts_without_looping(
+        shop: tuple[Guard, World, dict[str, GuardedTool]]) -> None:
+    guard, world, tools = shop
+    world.provisioning_fails = True
+    world.void_hangs = threading.Event()
+    try:
+        with pytest.raises(CallFailed) as failed:
+            onboard(guard, tools, "evt-11")
+    finally:
+        world.void_hangs.set()
+    calls = {c.tool: c for c in guard.ledger.calls_of(failed.value.run_id)}
+    assert calls["billing.create_invoice"].state == "rollback_failed"
+    assert calls["billing.void_invoice"].state == "in_doubt"  # the void may still land: never assumed
+    run = guard.ledger.get_run(failed.value.run_id)
+    assert run is not None and run.state == "pending_review"
+    assert run.error_summary is not None and "compensation billing.void_invoice failed" in run.error_summary
