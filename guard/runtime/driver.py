@@ -115,34 +115,25 @@ async def ainvoke(
         crash_point("after_approved")
     if (done := _short_circuit(guard, p)) is not None:
         return done[0]
-    spec_, args_ = p.input.tool, p.input.args
-    scope = _enter_call(guard, p)
-    token = CALL_VAR.set(scope)
-    retried = False
-    base = 0
-    try:
-        while True:
-            crash_point("before_tool")
-            try:
-                if spec_.is_async:
-                    result, attempts = await run_async(spec_.fn, args_, p.decision.retry, _on_retry(guard, p))
-                else:
-                    result, attempts = run_sync(spec_.fn, args_, p.decision.retry, _on_retry(guard, p), guard.tool_pool)
-            except BaseException as exc:
-                settled = _failed(guard, p, exc, scope, retried)
-                if settled.kind == "completed":
-                    return settled.value
-                retried = True
-                base = settled.attempts
-                continue
-            return _completed(guard, p, result, scope, base + attempts)
-    finally:
-        CALL_VAR.reset(token)
-        guard.heartbeat.release(p.offer.call_id)
+    return await _drive(guard, p)
 
 
 def drive_sync(guard: Guard, p: Prepared) -> Any:
-    """Run a call that is `started` under this worker's lease, to its recorded end."""
+    """Run a call that is `started` under this worker's lease, to its recorded end (no event loop)."""
+    coro = _drive(guard, p)
+    try:
+        coro.send(None)  # a sync tool never suspends: the coroutine runs to its end in this one step
+    except StopIteration as done:
+        return done.value
+    coro.close()
+    raise GuardUsageError(f"{p.request.tool} is async: call it with `await`")
+
+
+async def _drive(guard: Guard, p: Prepared) -> Any:
+    """Run the tool under the retry rule, settle a failure, record the end: written once for both drivers.
+
+    For a sync tool nothing in here awaits anything that suspends, so `drive_sync` runs it without a loop.
+    """
     spec, args = p.input.tool, p.input.args
     scope = _enter_call(guard, p)
     token = CALL_VAR.set(scope)
@@ -152,7 +143,10 @@ def drive_sync(guard: Guard, p: Prepared) -> Any:
         while True:
             crash_point("before_tool")
             try:
-                result, attempts = run_sync(spec.fn, args, p.decision.retry, _on_retry(guard, p), guard.tool_pool)
+                if spec.is_async:
+                    result, attempts = await run_async(spec.fn, args, p.decision.retry, _on_retry(guard, p))
+                else:
+                    result, attempts = run_sync(spec.fn, args, p.decision.retry, _on_retry(guard, p), guard.tool_pool)
             except BaseException as exc:
                 settled = _failed(guard, p, exc, scope, retried)
                 if settled.kind == "completed":
