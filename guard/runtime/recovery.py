@@ -53,8 +53,9 @@ def recover(guard: Guard, *, stale_after: float | None = None) -> RecoveryReport
 
     Args:
         stale_after: None takes over calls whose lease ran out; a number takes over calls with no sign of
-            life for that many seconds (0: every started call not held by this worker; use it when the other
-            worker is known dead, e.g. after its process was killed).
+            life for that many seconds (0: every started call not held by this worker; use it only when every
+            other worker is known dead, e.g. after its process was killed: two recoveries at once must rely on
+            leases, or one may take over a call the other is running).
     """
     report = RecoveryReport()
     now = time.time()

@@ -215,7 +215,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--worker", default="w1")
     parser.add_argument("--amount", type=int, default=500)
     parser.add_argument("--lease-ttl", type=float, default=30.0)
-    parser.add_argument("--stale-after", type=float, default=0.0)
+    parser.add_argument("--stale-after", type=float, default=0.0,
+                        help="0: every started call's worker is dead; negative: only calls whose lease ran out")
     parser.add_argument("--no-reconcile", action="store_true")
     parser.add_argument("--recover", action="store_true", help="recover before running the event")
     parser.add_argument("--out", type=Path)
@@ -228,7 +229,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         tools = build_tools(g, Witness(args.witness), reconcile=not args.no_reconcile)
         if args.command == "recover" or args.recover:
-            out.recover = _plain(g.recover(stale_after=args.stale_after))
+            stale_after = None if args.stale_after < 0 else args.stale_after
+            out.recover = _plain(g.recover(stale_after=stale_after))
         if args.command == "run":
             run_event(g, tools, args.event, amount=args.amount, out=out)
     except GuardError as exc:

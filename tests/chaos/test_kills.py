@@ -10,11 +10,13 @@ from __future__ import annotations
 import json
 import os
 import signal
+import time
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
+from guard.ledger import CallState
 from tests.chaos.harness import KILL_POINTS, SAGA, Lab, calibrate, kill_and_recover, poll, tool_of
 from tests.chaos.invariants import Check
 from tests.chaos.witness import Effect
@@ -168,10 +170,23 @@ def test_a_committed_effect_whose_response_was_lost_is_reconciled_never_applied_
     assert check.effect_states.keys() <= {"completed", "in_doubt/pending_review"}
 
 
+def _leases_ran_out(lab: Lab) -> bool:
+    ledger = lab.ledger()
+    try:
+        started = ledger.calls_in_state((CallState.STARTED,))
+        return bool(started) and all(c.lease_expires_at is not None and c.lease_expires_at < time.time()
+                                     for c in started)
+    finally:
+        ledger.close()
+
+
 def test_two_resumes_of_one_killed_run_at_once_apply_each_effect_once(lab: Lab) -> None:
-    assert lab.run(crash="before_tool@3").killed  # the charge is left started
-    a = lab.start(worker="w2", extra=("--recover",))
-    b = lab.start(worker="w3", extra=("--recover",))
+    # The dead worker's lease is short; the two resumers take over only what its lease no longer holds (each
+    # one's own claim is a fresh lease, so neither takes a call the other one is already running).
+    assert lab.run(crash="before_tool@3", extra=("--lease-ttl", "0.3")).killed  # the charge is left started
+    poll(lambda: _leases_ran_out(lab), what="the dead worker's lease ran out")
+    a = lab.start(worker="w2", extra=("--recover", "--stale-after", "-1"))
+    b = lab.start(worker="w3", extra=("--recover", "--stale-after", "-1"))
     results = [a.wait(), b.wait()]
 
     _assert_clean(lab.check(), "two resumes: " + json.dumps([r.output.get("status") for r in results]))
