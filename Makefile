@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench chaos clean help
+.PHONY: demo test lint bench chaos example-langchain clean help
 
 help:
 	@echo "make demo   set up and run the onboarding example (CRM -> billing -> provisioning -> email)"
@@ -12,6 +12,7 @@ help:
 	@echo "make lint   ruff, import contracts, pyright"
 	@echo "make bench  per-call latency against the two-commit floor and the peers (own venv)"
 	@echo "make chaos  the kill campaign: SIGKILL at every crash point, recover, check the invariants"
+	@echo "make example-langchain  a LangChain agent (scripted chat model, offline) through Guard's middleware"
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,15 +24,18 @@ demo: $(STAMP)
 	$(BIN)/python examples/onboarding/demo.py
 
 test: $(STAMP)
-	$(BIN)/ruff check guard tests policies examples bench
+	$(BIN)/ruff check guard tests policies examples bench adapters
 	$(BIN)/lint-imports
 	$(BIN)/pyright --project pyproject.toml
 	$(BIN)/python -m pytest -q
 
 lint: $(STAMP)
-	$(BIN)/ruff check guard tests policies examples bench
+	$(BIN)/ruff check guard tests policies examples bench adapters
 	$(BIN)/lint-imports
 	$(BIN)/pyright --project pyproject.toml
+
+example-langchain: $(STAMP)
+	$(BIN)/python examples/lead_funnel/run.py
 
 chaos: $(STAMP)
 	$(BIN)/python -m tests.chaos.campaign

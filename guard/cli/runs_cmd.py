@@ -2,33 +2,13 @@
 
 from __future__ import annotations
 
-import json
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
 from guard.cli.common import DbOption, JsonFlag, emit, fail, guarded_command, open_ledger, when
-from guard.ledger import CallRecord, Ledger, RunRecord
 
 app = typer.Typer(help="Runs: the calls of one business event, and what happened to each.", no_args_is_help=True)
-
-
-def _call_json(c: CallRecord) -> dict[str, Any]:
-    data = c.to_dict()
-    data["args"] = json.loads(data.pop("args_json"))
-    data["result"] = json.loads(data.pop("result_json")) if c.result_json is not None else None
-    data["external_ids"] = c.external_id_map
-    return data
-
-
-def run_story(ledger: Ledger, run: RunRecord) -> dict[str, Any]:
-    """Everything `runs show` prints, as one JSON-ready mapping."""
-    return {
-        "run": run.to_dict(),
-        "calls": [_call_json(c) for c in ledger.calls_of(run.run_id)],
-        "events": [e.to_dict() | {"detail": json.loads(e.detail)} for e in ledger.events_of(run.run_id)],
-        "manual_actions": [m.to_dict() for m in ledger.manual_actions_of(run.run_id)],
-    }
 
 
 @app.command("list")
@@ -62,7 +42,7 @@ def show(run_id: Annotated[str, typer.Argument(help="The run id (see `guard runs
     run = ledger.get_run(run_id)
     if run is None:
         fail(f"no run {run_id}; list them with `guard runs list`")
-    story = run_story(ledger, run)
+    story = ledger.run_story(run)
     if as_json:
         emit(story)
         return

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from guard.ledger.backend import Connections
@@ -93,6 +94,23 @@ class LedgerQueries:
         rows = self._all(f"SELECT {ManualActionRecord.sql_columns()} FROM manual_actions WHERE run_id = ? "
                          "ORDER BY id", (run_id,))
         return [ManualActionRecord.from_row(r) for r in rows]
+
+    def run_story(self, run: RunRecord) -> dict[str, Any]:
+        """Everything known about a run, JSON-ready: the run, its calls (arguments, results and external ids
+        decoded), its event trail and the manual actions. What `guard runs show` and the reviewer page tell."""
+        calls: list[dict[str, Any]] = []
+        for c in self.calls_of(run.run_id):
+            data = c.to_dict()
+            data["args"] = json.loads(data.pop("args_json"))
+            data["result"] = json.loads(data.pop("result_json")) if c.result_json is not None else None
+            data["external_ids"] = c.external_id_map
+            calls.append(data)
+        return {
+            "run": run.to_dict(),
+            "calls": calls,
+            "events": [e.to_dict() | {"detail": json.loads(e.detail)} for e in self.events_of(run.run_id)],
+            "manual_actions": [m.to_dict() for m in self.manual_actions_of(run.run_id)],
+        }
 
     def call_state(self, call_id: str) -> str | None:
         """The call's state alone: the cheap read a waiting agent polls."""

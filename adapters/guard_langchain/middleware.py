@@ -1,0 +1,124 @@
+"""`GuardMiddleware`: LangChain 1.x agent middleware that guards every tool call of a `create_agent` agent.
+
+Per tool call (`wrap_tool_call`, and `awrap_tool_call` under `ainvoke`/`astream`):
+
+- the run is the current `guard.run(...)` (open it around `agent.invoke`); the tool call's id is Guard's
+  call id, its arguments (as the model sent them) are what the policy classifies and the ledger records;
+- Guard runs LangChain's own execution of the call (`handler(request)`) inside its guarded path; a call the
+  ledger already completed (same idempotency key: same run, tool and arguments) returns its recorded
+  result as a tool message and runs nothing;
+- a denial, rejection, expiry, closed run or failure is recorded first, then reaches the model as an error
+  `ToolMessage` (`status="error"`) with Guard's reason; the typed outcome is in the message's artifact;
+- waiting for approval: with `Guard(approval="block")` the tool call blocks until a reviewer decides (or
+  `approval_timeout`); with `Guard(approval="defer")` the middleware pauses the graph with LangGraph's own
+  `interrupt()` (the agent needs a checkpointer). Resume with `agent.invoke(Command(resume=...), config)`
+  inside `guard.run` of the same run: the middleware is re-entered, offers the same call again (same call id,
+  same key: no second `offered`), and runs it once the ledger holds the approval; while it is still pending it
+  interrupts again. The decision is read from the ledger, never from the resume value.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, Literal
+
+from langchain.agents.middleware import AgentMiddleware, AgentState
+from langchain_core.messages import ToolMessage
+from langchain_core.tools import BaseTool
+from langgraph.prebuilt.tool_node import ToolCallRequest
+from langgraph.types import Command, interrupt
+
+from guard import ApprovalPending, CallOutcomeError, Guard, GuardUsageError, current_run
+
+from .bridge import ToolBridge, as_tool_message, refusal_message
+
+__all__ = ["GuardMiddleware"]
+
+OnPending = Literal["interrupt", "error"]
+
+
+class GuardMiddleware(AgentMiddleware[AgentState[Any], Any, Any]):
+    """Guards every tool call of the agent it is given to.
+
+    Args:
+        guard: the Guard whose policies and ledger decide.
+        team: when set, a tool call in a run of another team is a usage error (a wiring mistake, loud).
+        names: LangChain tool name -> policy tool name (default: the same name).
+        external_ids: policy tool name -> `{kind: result field}`, as in `guard.tool(external_ids=...)`.
+        on_pending: in deferred mode, `interrupt` pauses the graph (LangGraph `interrupt`); `error` answers
+            the model with an error tool message naming the approval.
+
+    Declare compensations and reconcile checks on `middleware.tool(policy_name)` before the agent runs.
+    """
+
+    def __init__(self, guard: Guard, *, team: str | None = None, names: Mapping[str, str] | None = None,
+                 external_ids: Mapping[str, Mapping[str, str]] | None = None,
+                 on_pending: OnPending = "interrupt") -> None:
+        super().__init__()
+        self.guard = guard
+        self.team = team
+        self.names = dict(names or {})
+        self.external_ids = {k: dict(v) for k, v in (external_ids or {}).items()}
+        self.on_pending = on_pending
+        self._bridges: dict[str, ToolBridge] = {}
+
+    def tool(self, name: str, *, base: BaseTool | None = None) -> ToolBridge:
+        """The bridge for the policy tool `name` (created on first use); declare its compensation here."""
+        bridge = self._bridges.get(name)
+        if bridge is None:
+            bridge = ToolBridge(self.guard, name, external_ids=self.external_ids.get(name))
+            self._bridges[name] = bridge
+        if base is not None and bridge.fallback is None:
+            def fallback(args: Mapping[str, Any]) -> Any:
+                return base.invoke(dict(args))
+            bridge.fallback = fallback
+        return bridge
+
+    def _start(self, request: ToolCallRequest) -> tuple[ToolBridge, str, str]:
+        run = current_run()
+        if run is not None and self.team is not None and run.team != self.team:
+            raise GuardUsageError(f"GuardMiddleware for team {self.team!r} called in run {run.run_id} of team "
+                                  f"{run.team!r}: open the run with guard.run({self.team!r}, ...)")
+        name = request.tool_call["name"]
+        return self.tool(self.names.get(name, name), base=request.tool), name, request.tool_call.get("id") or ""
+
+    def _pending(self, err: ApprovalPending, tool_call_id: str, name: str) -> ToolMessage | None:
+        """Deferred approval: pause the graph (returns on resume: offer again), or answer with an error."""
+        if self.on_pending == "error":
+            return ToolMessage(content=f"[guard] {err.message}", tool_call_id=tool_call_id, name=name,
+                               status="error", artifact={"guard": {"outcome": "ApprovalPending",
+                                                                   "approval_id": err.approval_id}})
+        interrupt({"guard": "approval_pending", "run_id": err.run_id, "call_id": err.call_id, "tool": err.tool,
+                   "approval_id": err.approval_id, "expires_at": err.expires_at})
+        return None
+
+    def wrap_tool_call(self, request: ToolCallRequest,
+                       handler: Callable[[ToolCallRequest], ToolMessage | Command[Any]],
+                       ) -> ToolMessage | Command[Any]:
+        bridge, name, tool_call_id = self._start(request)
+        while True:
+            try:
+                out, recorded = bridge.call(request.tool_call["args"], tool_call_id or None, lambda: handler(request))
+            except ApprovalPending as err:
+                if (answer := self._pending(err, tool_call_id, name)) is not None:
+                    return answer
+                continue
+            except CallOutcomeError as err:
+                return refusal_message(err, tool_call_id=tool_call_id, name=name)
+            return as_tool_message(out, recorded, tool_call_id=tool_call_id, name=name)
+
+    async def awrap_tool_call(self, request: ToolCallRequest,
+                              handler: Callable[[ToolCallRequest], Awaitable[ToolMessage | Command[Any]]],
+                              ) -> ToolMessage | Command[Any]:
+        bridge, name, tool_call_id = self._start(request)
+        while True:
+            try:
+                out, recorded = await bridge.acall(request.tool_call["args"], tool_call_id or None,
+                                                   lambda: handler(request))
+            except ApprovalPending as err:
+                if (answer := self._pending(err, tool_call_id, name)) is not None:
+                    return answer
+                continue
+            except CallOutcomeError as err:
+                return refusal_message(err, tool_call_id=tool_call_id, name=name)
+            return as_tool_message(out, recorded, tool_call_id=tool_call_id, name=name)

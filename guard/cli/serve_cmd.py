@@ -1,0 +1,98 @@
+"""`guard serve` and `guard tokens ...`: the approval service and the reviewer tokens it accepts.
+
+A token names a reviewer; what they may decide comes from the team policies (`reviewers:`) when they act.
+Only the token's SHA-256 is stored: `tokens create` prints the secret once, and nothing can show it again.
+The server (FastAPI, uvicorn) is imported only by `serve`, so the other commands start without it.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Annotated
+
+import typer
+
+from guard.cli.common import DbOption, JsonFlag, PoliciesDir, ago, emit, fail, guarded_command, open_ledger, policy_dir
+from guard.ledger import resolve_url
+from guard.policy import PolicySet
+
+__all__ = ["serve", "tokens_app"]
+
+tokens_app = typer.Typer(help="Reviewer tokens for the approval service (`guard serve`).", no_args_is_help=True)
+
+
+@tokens_app.command("create")
+@guarded_command
+def create(reviewer: Annotated[str, typer.Option("--reviewer", help="The reviewer, as named under `reviewers:` "
+                                                 "in a team policy.")],
+           label: Annotated[str | None, typer.Option(help="What the token is for (kept, shown by list).")] = None,
+           by: Annotated[str | None, typer.Option("--by", help="Who creates it [default: $USER].")] = None,
+           db: DbOption = None, policies: PoliciesDir = None, as_json: JsonFlag = False) -> None:
+    """Create a token for a reviewer and print its secret once (only its hash is kept)."""
+    teams = [t for t, p in PolicySet.load_dir(policy_dir(policies)).policies.items() if reviewer in p.reviewers]
+    if not teams:
+        fail(f"no team policy lists {reviewer!r} under `reviewers:`; a token for them could decide nothing", 2)
+    ledger = open_ledger(db)
+    token, secret = ledger.create_token(reviewer, by=by or os.environ.get("USER") or "guard", label=label)
+    if as_json:
+        emit(token.to_dict() | {"token": secret, "teams": teams})
+        return
+    typer.echo(f"token {token.token_id} for {reviewer} (reviewer of {', '.join(teams)}):")
+    typer.echo(f"  {secret}")
+    typer.echo("Keep it now: it is not stored and cannot be shown again. Revoke it with "
+               f"`guard tokens revoke {token.token_id}`.")
+
+
+@tokens_app.command("list")
+@guarded_command
+def list_tokens(include_revoked: Annotated[bool, typer.Option("--all", help="Include revoked tokens.")] = False,
+                db: DbOption = None, as_json: JsonFlag = False) -> None:
+    """List tokens (never their secrets), oldest first."""
+    tokens = open_ledger(db).list_tokens(include_revoked=include_revoked)
+    if as_json:
+        emit([t.to_dict() for t in tokens])
+        return
+    if not tokens:
+        typer.echo("no tokens")
+        return
+    now = time.time()
+    for t in tokens:
+        state = "active" if t.active else f"revoked by {t.revoked_by}"
+        typer.echo(f"{t.token_id}  {t.reviewer:<14} created {ago(t.created_at, now)} by {t.created_by}  [{state}]"
+                   + (f"  {t.label}" if t.label else ""))
+
+
+@tokens_app.command("revoke")
+@guarded_command
+def revoke(token_id: Annotated[str, typer.Argument(help="The token id (see `guard tokens list`).")],
+           by: Annotated[str | None, typer.Option("--by", help="Who revokes it [default: $USER].")] = None,
+           db: DbOption = None, as_json: JsonFlag = False) -> None:
+    """Revoke a token: it stops working at once, in the API and in every page session made with it."""
+    token = open_ledger(db).revoke_token(token_id, by=by or os.environ.get("USER") or "guard")
+    if as_json:
+        emit(token.to_dict())
+        return
+    typer.echo(f"token {token.token_id} of {token.reviewer} is revoked")
+
+
+@guarded_command
+def serve(host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+          port: Annotated[int, typer.Option(help="Port to listen on.")] = 8700,
+          db: DbOption = None, policies: PoliciesDir = None,
+          log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info") -> None:
+    """Start the approval service: the reviewer page at / and the REST API at /api (OpenAPI at /openapi.json).
+
+    Page sessions are signed with $GUARD_SESSION_SECRET (give every replica the same one); without it, a
+    random secret, so sessions end when the server stops.
+    """
+    try:
+        import uvicorn
+
+        from guard.server import create_app
+    except ImportError as exc:
+        fail(f"the approval service needs its extra: pip install 'guard-middleware[server]' ({exc})", 2)
+    secret = os.environ.get("GUARD_SESSION_SECRET")
+    app = create_app(resolve_url(db), policy_dir(policies), session_secret=secret.encode() if secret else None)
+    typer.echo(f"Guard approval service on http://{host}:{port}/ (API /api, OpenAPI /openapi.json)")
+    uvicorn.run(app, host=host, port=port, log_level=log_level)

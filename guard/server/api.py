@@ -1,0 +1,150 @@
+"""The REST API under /api: approvals (list, show, decide) and runs (list, show), bearer-token auth.
+
+Statuses: 401 no or a bad token; 403 not a reviewer of the team, none of the approval's roles, or the
+requester; 404 unknown id; 409 already decided (the body names who); 410 expired; 422 a bad body (with
+the reason). The same reviewer repeating the same decision gets 200 with `repeat: true`, and nothing changes.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Header, Path, Query, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel, ConfigDict, Field
+
+from guard.server.auth import bearer_reviewer
+from guard.server.desk import Desk, Reviewer
+
+__all__ = ["DecisionIn", "router"]
+
+_ID = r"^[A-Za-z0-9_.:-]{1,128}$"
+
+
+class DecisionIn(BaseModel):
+    """A decision on the exact arguments the reviewer was shown."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    decision: Literal["approve", "reject"]
+    reason: str | None = Field(default=None, max_length=4000,
+                               description="Why. Required to reject: the agent and the audit trail show it.")
+    args_hash: str = Field(min_length=1, max_length=128,
+                           description="The `args_hash` of the approval as shown; refused if the arguments changed.")
+
+
+class DecisionOut(BaseModel):
+    approval_id: str
+    decision: Literal["approve", "reject"]
+    reviewer: str
+    state: str
+    settled: bool = Field(description="This decision settled the approval (approved or rejected it).")
+    repeat: bool = Field(description="The same reviewer had made the same decision already; nothing changed.")
+    decided_by: list[str]
+
+
+class ApprovalSummary(BaseModel):
+    approval_id: str
+    run_id: str
+    team: str
+    tool: str
+    rule: str | None
+    side_effect: str | None
+    risk: int = Field(description="3 irreversible, 2 compensable, 1 idempotent, 0 read or unknown.")
+    roles: list[str]
+    quorum: int
+    requested_by: str | None
+    requested_at: float
+    expires_at: float
+    age_seconds: float
+    state: str
+
+
+class ApprovalDetail(BaseModel):
+    approval_id: str
+    call_id: str
+    run_id: str
+    team: str
+    tool: str
+    rule: str | None
+    side_effect: str | None
+    args: dict[str, Any]
+    args_hash: str
+    roles: list[str]
+    quorum: int
+    requested_by: str | None
+    requested_at: float
+    expires_at: float
+    expired: bool
+    state: str
+    decided_at: float | None
+    decided_by: list[str]
+    reason: str | None
+    decisions: list[dict[str, Any]]
+    allowed_decisions: list[Literal["approve", "reject"]]
+    run: dict[str, Any] | None = Field(description="The run so far: its calls, events and manual actions.")
+
+
+class Problem(BaseModel):
+    detail: str
+    code: str
+
+
+_bearer = HTTPBearer(auto_error=False, description="A reviewer token from `guard tokens create --reviewer NAME`.")
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"model": Problem, "description": "No token, or an unknown or revoked one."},
+    403: {"model": Problem, "description": "Not allowed for this reviewer."},
+    404: {"model": Problem, "description": "Unknown id."},
+}
+
+
+def _desk(request: Request) -> Desk:
+    desk: Desk = request.app.state.desk  # set by create_app
+    return desk
+
+
+def _reviewer(request: Request, _: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+              authorization: Annotated[str | None, Header(include_in_schema=False)] = None) -> Reviewer:
+    return bearer_reviewer(_desk(request).ledger, authorization)
+
+
+DeskDep = Annotated[Desk, Depends(_desk)]
+Who = Annotated[Reviewer, Depends(_reviewer)]
+ApprovalId = Annotated[str, Path(pattern=_ID, description="The approval id.")]
+router = APIRouter(prefix="/api", responses=_ERRORS)
+
+
+@router.get("/approvals", tags=["approvals"], response_model=list[ApprovalSummary])
+def list_approvals(who: Who, desk: DeskDep) -> list[dict[str, Any]]:
+    """Pending approvals this reviewer may decide, riskiest first, then oldest."""
+    return desk.queue(who)
+
+
+@router.get("/approvals/{approval_id}", tags=["approvals"], response_model=ApprovalDetail)
+def show_approval(who: Who, desk: DeskDep, approval_id: ApprovalId) -> dict[str, Any]:
+    """One approval with its full context and the decisions this reviewer may make."""
+    return desk.approval(who, approval_id)
+
+
+@router.post("/approvals/{approval_id}/decision", tags=["approvals"], response_model=DecisionOut,
+             responses={409: {"model": Problem, "description": "Already decided; the body names who."},
+                        410: {"model": Problem, "description": "Expired before the decision."},
+                        422: {"model": Problem, "description": "A bad body, a rejection without a "
+                                                               "reason, or arguments that changed."}})
+def decide(who: Who, desk: DeskDep, approval_id: ApprovalId, body: DecisionIn) -> dict[str, Any]:
+    """Approve or reject, bound to the arguments' hash as shown. Idempotent for the same reviewer."""
+    return desk.decide(who, approval_id, body.decision, reason=body.reason, args_hash=body.args_hash)
+
+
+@router.get("/runs", tags=["runs"])
+def list_runs(who: Who, desk: DeskDep, team: Annotated[str | None, Query(max_length=128)] = None,
+              state: Annotated[str | None, Query(max_length=64)] = None,
+              limit: Annotated[int, Query(ge=1, le=500)] = 50) -> list[dict[str, Any]]:
+    """Runs of the reviewer's teams, newest first."""
+    return desk.runs(who, team=team, state=state, limit=limit)
+
+
+@router.get("/runs/{run_id}", tags=["runs"])
+def show_run(who: Who, desk: DeskDep, run_id: Annotated[str, Path(max_length=256)]) -> dict[str, Any]:
+    """A run's story: every call with its state and external ids, the events, the manual actions."""
+    return desk.run(who, run_id)

@@ -1,0 +1,80 @@
+"""`create_app`: the approval service as one FastAPI app over a ledger and a directory of team policies.
+
+Routes: `/api/...` (REST, bearer tokens; see `api.py`), `/`, `/login`, `/approvals/{id}` (the reviewer page;
+see `pages.py`), `/health`, and the OpenAPI document at `/openapi.json`. Refusals are JSON
+`{"detail": sentence, "code": code, ...}` with the status `DeskError` carries; a request body that does not
+validate is 422 with the reason; a ledger that cannot be reached is 503 and nothing is decided.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+from guard.errors import LedgerUnavailable
+from guard.ledger import Ledger, resolve_url
+from guard.policy import PolicySet
+from guard.server.api import router as api_router
+from guard.server.auth import Sessions
+from guard.server.desk import Desk, DeskError
+from guard.server.pages import pages_router
+
+__all__ = ["create_app"]
+
+
+def create_app(db_url: str | None, policies_dir: str | Path, *, session_secret: bytes | None = None) -> FastAPI:
+    """The approval service over the ledger at `db_url` and the policies in `policies_dir`.
+
+    `session_secret` signs the page's session cookies; give every replica the same one. When None, a random
+    secret is made: sessions end when the process does.
+
+    Raises:
+        LedgerNotReady: the ledger is at another schema revision (run `guard db upgrade`).
+        PolicyError: the policy directory cannot be listed.
+    """
+    ledger = Ledger(resolve_url(db_url))
+    desk = Desk(ledger, PolicySet.load_dir(policies_dir))
+    sessions = Sessions(ledger, session_secret)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncGenerator[None]:
+        yield
+        ledger.close()
+
+    app = FastAPI(title="Guard approval service", version="0.1.0", lifespan=lifespan,
+                  description="Reviewers decide the tool calls that wait for a human: list, show with full "
+                              "context, approve or reject (bound to the arguments' hash). Authenticate with "
+                              "`Authorization: Bearer <token>` from `guard tokens create --reviewer NAME`.")
+    app.state.desk = desk
+    app.include_router(api_router)
+    app.include_router(pages_router(desk, sessions))
+
+    @app.get("/health", tags=["health"])
+    def health() -> dict[str, Any]:
+        """Ready when the ledger answers a read."""
+        ledger.list_runs(limit=1)
+        return {"status": "ok", "teams": list(desk.policies.teams), "broken_policies": sorted(desk.policies.errors)}
+
+    @app.exception_handler(DeskError)
+    async def refused(_: Request, exc: DeskError) -> JSONResponse:  # pyright: ignore[reportUnusedFunction]
+        return JSONResponse(exc.body(), status_code=exc.status, headers=exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:  # pyright: ignore[reportUnusedFunction]
+        errors = [{"loc": [str(part) for part in e.get("loc", ())], "msg": str(e.get("msg", "")),
+                   "type": str(e.get("type", ""))} for e in exc.errors()]
+        reason = "; ".join(f"{'.'.join(e['loc'][1:]) or 'body'}: {e['msg']}" for e in errors) or "invalid request"
+        return JSONResponse({"detail": reason, "code": "invalid", "errors": errors}, status_code=422)
+
+    @app.exception_handler(LedgerUnavailable)
+    async def unavailable(_: Request, exc: LedgerUnavailable) -> JSONResponse:  # pyright: ignore[reportUnusedFunction]
+        return JSONResponse({"detail": f"the ledger cannot be reached; nothing was decided ({exc})",
+                             "code": "ledger_unavailable"}, status_code=503)
+
+    return app

@@ -1,0 +1,183 @@
+"""The reviewer's desk: what the REST API and the web page both do, over the ledger and the team policies.
+
+Authority comes from the policies (`reviewers:` of each team), read when the reviewer acts: a reviewer sees
+the approvals and runs of the teams that list them, and decides only approvals that need one of their roles
+in that team. The ledger decides the rest in one transaction (self-approval, already decided, expiry,
+argument hash, quorum), and its refusal codes become HTTP statuses here, once (`DeskError.status`).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from guard.errors import ApprovalDecisionError, PolicyError
+from guard.ledger import ApprovalRecord, Ledger, RunRecord
+from guard.ledger.tokens import QueuedApproval
+from guard.policy import PolicySet
+
+__all__ = ["Desk", "DeskError", "Reviewer"]
+
+Decision = Literal["approve", "reject"]
+# The ledger's refusal codes as HTTP statuses. `already_decided` on an expired approval becomes 410.
+_STATUS = {"not_found": 404, "forbidden": 403, "self_approval": 403, "already_decided": 409, "expired": 410,
+           "invalid": 422}
+
+
+class DeskError(Exception):
+    """A request the desk refuses: an HTTP status, a stable `code`, a sentence for people, extra fields."""
+
+    def __init__(self, status: int, code: str, message: str, *, headers: dict[str, str] | None = None,
+                 **extra: Any) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.headers = headers
+        self.extra = extra
+
+    def body(self) -> dict[str, Any]:
+        return {"detail": self.message, "code": self.code, **self.extra}
+
+    @classmethod
+    def from_decision(cls, err: ApprovalDecisionError) -> DeskError:
+        code = err.code
+        state = err.fields.get("state")
+        status = 410 if code == "already_decided" and state == "expired" else _STATUS.get(code, 400)
+        decided_by = err.fields.get("decided_by")
+        extra: dict[str, Any] = {"approval_id": err.approval_id}
+        if state is not None:
+            extra["state"] = state
+        if decided_by:
+            extra["decided_by"] = json.loads(decided_by)
+        return cls(status, code, err.message, **extra)
+
+
+@dataclass(frozen=True, slots=True)
+class Reviewer:
+    """Who is asking: the reviewer a token (or a session made from one) names."""
+
+    name: str
+    token_id: str
+
+
+@dataclass(slots=True)
+class Desk:
+    """The operations behind every route. Raises DeskError for anything it refuses."""
+
+    ledger: Ledger
+    policies: PolicySet
+
+    # -- authority ----------------------------------------------------------------------------------------
+
+    def roles(self, reviewer: str, team: str) -> frozenset[str]:
+        """The reviewer's roles in `team`; none when the team's policy is missing or broken (fail closed)."""
+        try:
+            return self.policies.get(team).roles_of(reviewer)
+        except PolicyError:
+            return frozenset()
+
+    def teams_of(self, reviewer: str) -> list[str]:
+        """The teams whose policy lists the reviewer under `reviewers:`."""
+        return [team for team, policy in self.policies.policies.items() if reviewer in policy.reviewers]
+
+    def _visible(self, who: Reviewer, team: str, what: str) -> None:
+        if not self.roles(who.name, team):
+            raise DeskError(403, "forbidden", f"{who.name} is not a reviewer of team {team}, which owns this {what}")
+
+    # -- approvals ----------------------------------------------------------------------------------------
+
+    def queue(self, who: Reviewer) -> list[dict[str, Any]]:
+        """Pending approvals this reviewer may decide now: riskiest first, then oldest."""
+        now = time.time()
+        out: list[dict[str, Any]] = []
+        for item in self.ledger.approval_queue(teams=self.teams_of(who.name)):
+            if self._allowed(who, item.approval, now):
+                out.append(self._summary(item, now))
+        return out
+
+    def _allowed(self, who: Reviewer, a: ApprovalRecord, now: float) -> bool:
+        """Whether `decide` could accept a decision of this reviewer now (the ledger checks again)."""
+        if a.state != "pending" or now >= a.expires_at or who.name == a.requested_by:
+            return False
+        if not self.roles(who.name, a.team) & set(a.role_list):
+            return False
+        return a.quorum <= 1 or all(d.reviewer != who.name for d in self.ledger.decisions_of(a.approval_id))
+
+    @staticmethod
+    def _summary(item: QueuedApproval, now: float) -> dict[str, Any]:
+        a = item.approval
+        return {"approval_id": a.approval_id, "run_id": a.run_id, "team": a.team, "tool": a.tool, "rule": a.rule,
+                "side_effect": item.side_effect, "risk": item.risk, "roles": a.role_list, "quorum": a.quorum,
+                "requested_by": a.requested_by, "requested_at": a.requested_at, "expires_at": a.expires_at,
+                "age_seconds": round(now - a.requested_at, 3), "state": a.state}
+
+    def _approval(self, approval_id: str) -> ApprovalRecord:
+        a = self.ledger.get_approval(approval_id)
+        if a is None:
+            raise DeskError(404, "not_found", f"no approval {approval_id}", approval_id=approval_id)
+        return a
+
+    def approval(self, who: Reviewer, approval_id: str) -> dict[str, Any]:
+        """The full context of one approval: the exact arguments and hash, the rule, the run so far."""
+        a = self._approval(approval_id)
+        self._visible(who, a.team, "approval")
+        call = self.ledger.get_call(a.call_id)
+        run = self.ledger.get_run(a.run_id)
+        now = time.time()
+        return {
+            "approval_id": a.approval_id, "call_id": a.call_id, "run_id": a.run_id, "team": a.team, "tool": a.tool,
+            "rule": a.rule, "side_effect": call.side_effect if call else None, "args": json.loads(a.args_json),
+            "args_hash": a.args_hash, "roles": a.role_list, "quorum": a.quorum, "requested_by": a.requested_by,
+            "requested_at": a.requested_at, "expires_at": a.expires_at, "expired": now >= a.expires_at,
+            "state": a.state, "decided_at": a.decided_at,
+            "decided_by": json.loads(a.decided_by) if a.decided_by else [], "reason": a.reason,
+            "decisions": [d.to_dict() for d in self.ledger.decisions_of(a.approval_id)],
+            "allowed_decisions": ["approve", "reject"] if self._allowed(who, a, now) else [],
+            "run": self.ledger.run_story(run) if run is not None else None,
+        }
+
+    def decide(self, who: Reviewer, approval_id: str, decision: Decision, *, reason: str | None,
+               args_hash: str) -> dict[str, Any]:
+        """Record the reviewer's decision on the arguments they were shown (`args_hash`).
+
+        A reviewer outside the approval's roles is refused before the ledger is asked, so they learn nothing
+        of its state. Everything else is the ledger's one transaction (see `Ledger.decide`).
+        """
+        a = self._approval(approval_id)
+        roles = self.roles(who.name, a.team)
+        if not roles & set(a.role_list):
+            raise DeskError(403, "forbidden", f"{who.name} holds none of the roles {a.role_list} this approval "
+                                              f"needs in team {a.team}", approval_id=approval_id)
+        try:
+            result = self.ledger.decide(approval_id, reviewer=who.name, decision=decision, reviewer_roles=roles,
+                                        reason=reason or None, shown_args_hash=args_hash)
+        except ApprovalDecisionError as err:
+            raise DeskError.from_decision(err) from err
+        after = result.approval
+        return {"approval_id": approval_id, "decision": decision, "reviewer": who.name, "state": after.state,
+                "settled": result.settled, "repeat": result.repeat,
+                "decided_by": json.loads(after.decided_by) if after.decided_by else []}
+
+    # -- runs ---------------------------------------------------------------------------------------------
+
+    def runs(self, who: Reviewer, *, team: str | None, state: str | None, limit: int) -> list[dict[str, Any]]:
+        """Runs of the reviewer's teams (or of one of them), newest first."""
+        teams = self.teams_of(who.name)
+        if team is not None:
+            self._visible(who, team, "run list")
+            teams = [team]
+        runs: list[RunRecord] = []
+        for t in teams:
+            runs.extend(self.ledger.list_runs(team=t, state=state, limit=limit))
+        runs.sort(key=lambda r: r.created_at, reverse=True)
+        return [r.to_dict() for r in runs[:limit]]
+
+    def run(self, who: Reviewer, run_id: str) -> dict[str, Any]:
+        run = self.ledger.get_run(run_id)
+        if run is None:
+            raise DeskError(404, "not_found", f"no run {run_id}", run_id=run_id)
+        self._visible(who, run.team, "run")
+        return self.ledger.run_story(run)

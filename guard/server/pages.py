@@ -1,0 +1,136 @@
+"""The reviewer web page: sign in with a token, the queue, one approval with approve / reject forms.
+
+Every page is rendered on the server from `html.py`. Pages need a session (else a redirect to /login); every
+form post needs the session's CSRF token and must not come from another site. A decision redirects back to the
+approval (post/redirect/get); a refused one shows the page again with the reason and the refusal's status.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Cookie, Form, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+
+from guard.server import html
+from guard.server.auth import COOKIE, SESSION_TTL, Session, Sessions, bearer_reviewer, check_same_origin
+from guard.server.desk import Desk, DeskError
+
+__all__ = ["PAGE_HEADERS", "pages_router"]
+
+# No script, no framing (an approve button inside another site's frame is a clickjacking target), no caching.
+PAGE_HEADERS = {
+    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; "
+                               "frame-ancestors 'none'; base-uri 'none'",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-store",
+    "X-Content-Type-Options": "nosniff",
+}
+_NOTICES = {"approved": "Approved: the call may run now.", "rejected": "Rejected: the call will not run.",
+            "pending": "Your approval is recorded; it needs more approvers.", "repeat": "You had decided that "
+            "already; nothing changed."}
+
+SessionCookie = Annotated[str | None, Cookie(alias=COOKIE, include_in_schema=False)]
+
+
+def _page(body: str, status: int = 200) -> HTMLResponse:
+    return HTMLResponse(body, status_code=status, headers=PAGE_HEADERS)
+
+
+def _to(url: str) -> RedirectResponse:
+    return RedirectResponse(url, status_code=303, headers=PAGE_HEADERS)
+
+
+def pages_router(desk: Desk, sessions: Sessions) -> APIRouter:
+    """The page routes (left out of the OpenAPI document: it describes the API)."""
+    router = APIRouter(include_in_schema=False)
+
+    def session_of(cookie: str | None) -> Session | None:
+        return sessions.read(cookie)
+
+    @router.get("/login")
+    def login_form() -> Response:
+        return _page(html.login_page())
+
+    @router.post("/login")
+    def login(request: Request, token: Annotated[str, Form(max_length=200)] = "") -> Response:
+        try:
+            check_same_origin(request)
+            reviewer = bearer_reviewer(desk.ledger, f"Bearer {token}")
+        except DeskError as err:
+            return _page(html.login_page(err.message), 401 if err.status == 401 else err.status)
+        response = _to("/")
+        response.set_cookie(COOKIE, sessions.issue(reviewer), max_age=SESSION_TTL, path="/", httponly=True,
+                            samesite="strict", secure=request.url.scheme == "https")
+        return response
+
+    @router.post("/logout")
+    def logout(request: Request, cookie: SessionCookie = None,
+               csrf_token: Annotated[str, Form(max_length=200)] = "") -> Response:
+        session = session_of(cookie)
+        if session is not None:
+            try:
+                check_same_origin(request)
+                sessions.check_csrf(session, csrf_token)
+            except DeskError as err:
+                return _page(html.message_page("Refused", err.message), err.status)
+        response = _to("/login")
+        response.delete_cookie(COOKIE, path="/", httponly=True, samesite="strict")
+        return response
+
+    @router.get("/")
+    def queue(cookie: SessionCookie = None) -> Response:
+        session = session_of(cookie)
+        if session is None:
+            return _to("/login")
+        who = session.reviewer
+        return _page(html.queue_page(who.name, sessions.csrf_token(session), desk.queue(who)))
+
+    @router.get("/approvals/{approval_id}")
+    def approval(approval_id: str, cookie: SessionCookie = None, done: str | None = None) -> Response:
+        session = session_of(cookie)
+        if session is None:
+            return _to("/login")
+        csrf = sessions.csrf_token(session)
+        try:
+            data = desk.approval(session.reviewer, approval_id)
+        except DeskError as err:
+            return _page(html.message_page("Not available", err.message, reviewer=session.reviewer.name,
+                                           csrf=csrf), err.status)
+        return _page(html.approval_page(session.reviewer.name, csrf, data, notice=_NOTICES.get(done or "")))
+
+    @router.post("/approvals/{approval_id}/decision")
+    def decide(request: Request, approval_id: str, cookie: SessionCookie = None,
+               csrf_token: Annotated[str, Form(max_length=200)] = "",
+               decision: Annotated[str, Form(max_length=20)] = "",
+               reason: Annotated[str, Form(max_length=4000)] = "",
+               args_hash: Annotated[str, Form(max_length=128)] = "") -> Response:
+        session = session_of(cookie)
+        if session is None:
+            return _page(html.login_page("sign in first: your session is missing or has ended"), 401)
+        who = session.reviewer
+        csrf = sessions.csrf_token(session)
+        try:
+            check_same_origin(request)
+            sessions.check_csrf(session, csrf_token)
+            choice = _decision(decision)
+            result = desk.decide(who, approval_id, choice, reason=reason.strip() or None, args_hash=args_hash)
+        except DeskError as err:
+            try:
+                data = desk.approval(who, approval_id)
+            except DeskError:
+                return _page(html.message_page("Refused", err.message, reviewer=who.name, csrf=csrf), err.status)
+            return _page(html.approval_page(who.name, csrf, data, error=err.message), err.status)
+        done = "repeat" if result["repeat"] else str(result["state"])
+        return _to(f"/approvals/{approval_id}?done={done}")
+
+    return router
+
+
+def _decision(value: str) -> Literal["approve", "reject"]:
+    if value == "approve":
+        return "approve"
+    if value == "reject":
+        return "reject"
+    raise DeskError(422, "invalid", "the decision must be approve or reject")

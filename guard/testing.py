@@ -1,0 +1,86 @@
+"""Fakes for the people who test with Guard: adapter authors and policy owners. Never a fake ledger.
+
+- `RecordingTool`: a tool body that records every call and answers from a script (results or errors).
+- `ScriptedReviewer`: a reviewer on a thread that decides pending approvals as a function says, through the
+  real ledger (roles and self-approval are checked as for a person).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterable
+from types import TracebackType
+from typing import Any, Literal
+
+from guard.errors import ApprovalDecisionError
+from guard.ledger import ApprovalRecord, Ledger
+
+__all__ = ["RecordingTool", "ScriptedReviewer"]
+
+Decision = Literal["approve", "reject"]
+
+
+class RecordingTool:
+    """Records each call's keyword arguments; returns the scripted answers in order (an exception instance is
+    raised instead), then `default` (or the arguments themselves) once the script is used up."""
+
+    def __init__(self, script: Iterable[Any] = (), default: Any = None) -> None:
+        self.calls: list[dict[str, Any]] = []
+        self._script = list(script)
+        self._default = default
+        self._lock = threading.Lock()
+
+    def __call__(self, **kwargs: Any) -> Any:
+        with self._lock:
+            self.calls.append(kwargs)
+            answer = self._script.pop(0) if self._script else (self._default if self._default is not None
+                                                                 else {"echo": kwargs})
+        if isinstance(answer, BaseException):
+            raise answer
+        return answer
+
+
+class ScriptedReviewer:
+    """`with ScriptedReviewer(ledger, lambda a: "approve", roles={"finance"}):` decides every pending approval
+    it may decide; `decide` returning None leaves one pending. Decisions it was refused are kept in `refused`
+    (code, approval id) rather than raised: a test asserts on them."""
+
+    def __init__(self, ledger: Ledger, decide: Callable[[ApprovalRecord], Decision | None], *,
+                 reviewer: str = "scripted-reviewer", roles: Iterable[str] = (), reason: str = "scripted decision",
+                 poll_interval: float = 0.005) -> None:
+        self.ledger = ledger
+        self.decide = decide
+        self.reviewer = reviewer
+        self.roles = frozenset(roles)
+        self.reason = reason
+        self.decided: list[tuple[str, Decision]] = []
+        self.refused: list[tuple[str, str]] = []
+        self._interval = poll_interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="scripted-reviewer", daemon=True)
+        self._seen: set[str] = set()
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self._interval):
+            for approval in self.ledger.list_approvals():
+                if approval.approval_id in self._seen:
+                    continue
+                choice = self.decide(approval)
+                if choice is None:
+                    continue
+                self._seen.add(approval.approval_id)
+                try:
+                    self.ledger.decide(approval.approval_id, reviewer=self.reviewer, decision=choice,
+                                       reviewer_roles=self.roles, reason=self.reason)
+                    self.decided.append((approval.approval_id, choice))
+                except ApprovalDecisionError as exc:
+                    self.refused.append((exc.code, approval.approval_id))
+
+    def __enter__(self) -> ScriptedReviewer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self._stop.set()
+        self._thread.join(5)

@@ -1,0 +1,87 @@
+"""The approval service on a real ledger file, with approvals made by a real Guard in defer mode.
+
+`policies/onboarding.yaml`: `email.send_welcome` needs role `support`; reviewers sam [support], alice [finance],
+ops-lead [finance, support]. maria is a reviewer of growth only. The agent asks as `requester`, who is also
+given a token (holding no role), and `sam` asks in `asked_by_sam` (he holds the role, so only self-approval
+stops him).
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+from server_support import POLICIES, Service
+
+from guard.ledger import Ledger
+from guard.server import create_app
+
+
+@pytest.fixture
+def service(db_path: Path) -> Iterator[Service]:
+    ledger = Ledger(f"sqlite:///{db_path}")
+    tokens = {name: ledger.create_token(name, by="test")[1]
+              for name in ("sam", "alice", "ops-lead", "maria", "onboarding-agent")}
+    app = create_app(f"sqlite:///{db_path}", POLICIES, session_secret=b"s" * 32)
+    try:
+        yield Service(app, ledger, db_path, tokens, [])
+    finally:
+        app.state.desk.ledger.close()
+        ledger.close()
+
+
+@pytest.fixture
+async def client(service: Service) -> AsyncIterator[httpx.AsyncClient]:
+    """The real app over HTTP through httpx's ASGI transport."""
+    transport = httpx.ASGITransport(app=service.app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+        yield client
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def live_url(service: Service) -> Iterator[str]:
+    """A real uvicorn server on loopback in a thread; ready when /health answers (polled with a deadline)."""
+    port = _free_port()
+    server = uvicorn.Server(uvicorn.Config(service.app, host="127.0.0.1", port=port, log_level="error",
+                                           lifespan="off"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            if httpx.get(f"{url}/health", timeout=1).status_code == 200:
+                break
+        except httpx.TransportError:
+            pass
+        if time.monotonic() > deadline or not thread.is_alive():
+            server.should_exit = True
+            raise RuntimeError("the uvicorn server did not become healthy within 10 s")
+        time.sleep(0.02)  # polling interval, not synchronisation: the loop waits on /health
+    try:
+        yield url
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        assert not thread.is_alive(), "uvicorn did not stop"
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    from server_figures import FIGURES
+
+    if FIGURES:
+        line = ", ".join(f"{k} {v}" for k, v in sorted(FIGURES.items()))
+        terminalreporter.write_line(f"approval service figures: {line}")
