@@ -3,21 +3,41 @@
 - `RecordingTool`: a tool body that records every call and answers from a script (results or errors).
 - `ScriptedReviewer`: a reviewer on a thread that decides pending approvals as a function says, through the
   real ledger (roles and self-approval are checked as for a person).
+- `poll`: wait for a condition by re-reading real state (the ledger, a file, a health check) with a deadline.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Iterable
 from types import TracebackType
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from guard.errors import ApprovalDecisionError
 from guard.ledger import ApprovalRecord, Ledger
 
-__all__ = ["RecordingTool", "ScriptedReviewer"]
+__all__ = ["RecordingTool", "ScriptedReviewer", "poll"]
 
 Decision = Literal["approve", "reject"]
+T = TypeVar("T")
+
+
+def poll(predicate: Callable[[], T], *, timeout: float = 10.0, what: str = "condition",
+            interval: float = 0.005) -> T:
+    """Re-read state until `predicate()` is truthy and return its value; AssertionError after `timeout` s.
+
+    The sleep between reads is a poll interval, not a synchronisation: the condition itself is what is
+    waited for, so the wait ends as soon as it holds.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"{what} not met within {timeout:g}s")
+        time.sleep(interval)
 
 
 class RecordingTool:

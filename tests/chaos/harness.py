@@ -14,14 +14,14 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from guard.crash import POINTS
 from guard.ledger import Ledger, upgrade
+from guard.testing import poll
 from tests.chaos.invariants import Check, check
 from tests.chaos.witness import Witness
 
@@ -36,17 +36,6 @@ EVENT = "evt-1"
 KILL_POINTS = tuple(p for p in POINTS if p != "after_recover_claim")
 SAGA: dict[str, list[object]] = {"witness.message": ["fail"]}  # the message fails: the charge is refunded
 _TEMPLATE: list[Path] = []
-
-
-def poll(predicate: Callable[[], Any], *, timeout: float = 20.0, what: str = "condition") -> Any:
-    """Re-read state until `predicate()` is truthy and return it; AssertionError after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.005)  # a poll interval, not a synchronisation: the condition is re-read each time
-    raise AssertionError(f"{what} not met within {timeout}s")
 
 
 def template(folder: Path | None = None) -> Path:

@@ -31,6 +31,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, cast
 
+from guard.testing import poll
+
 __all__ = ["Attempt", "Effect", "Step", "Witness", "WitnessDown", "wait_for_file"]
 
 Mode = Literal["succeed", "fail", "hang", "commit_then_hang", "commit_then_drop"]
@@ -127,12 +129,10 @@ class Step:
 
 def wait_for_file(path: Path, seconds: float) -> bool:
     """Block until `path` exists (True) or `seconds` pass (False): bounded polling of the file system."""
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if path.exists():
-            return True
-        time.sleep(0.005)  # a poll interval, not a synchronisation: the file is re-checked
-    return path.exists()
+    try:
+        return poll(path.exists, timeout=seconds, what=f"{path} to appear")
+    except AssertionError:
+        return False
 
 
 class Witness:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import threading
-import time
 from collections.abc import Callable, Generator
 from contextlib import contextmanager
 from pathlib import Path
@@ -31,17 +30,6 @@ class Recorder:
         if self.errors:
             raise self.errors.pop(0)
         return self.result if self.result is not None else {"echo": kwargs}
-
-
-def poll(predicate: Callable[[], Any], *, timeout: float = 10.0) -> Any:
-    """Poll the ledger until `predicate()` is truthy; its value. Fails the test after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.002)  # a poll interval, not a synchronisation: the condition is re-read from the ledger
-    raise AssertionError(f"condition not met within {timeout}s")
 
 
 class Agent(threading.Thread):

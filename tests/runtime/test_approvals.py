@@ -7,7 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from runtime_support import Agent, Driver, Recorder, call_events, poll
+from runtime_support import Agent, Driver, Recorder, call_events
 
 from guard import (
     ApprovalDecisionError,
@@ -20,6 +20,7 @@ from guard import (
     RunNotRunning,
 )
 from guard.ledger import ApprovalRecord
+from guard.testing import poll
 
 TEAM = "onboarding"
 BIG = {"customer_id": "cust-1", "amount_cents": 60000}

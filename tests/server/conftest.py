@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import socket
 import threading
-import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -18,10 +17,11 @@ from typing import Any
 import httpx
 import pytest
 import uvicorn
-from server_support import POLICIES, Service
+from server_support import POLICIES, Service, healthy
 
 from guard.ledger import Ledger
 from guard.server import create_app
+from guard.testing import poll
 
 
 @pytest.fixture
@@ -60,17 +60,12 @@ def live_url(service: Service) -> Iterator[str]:
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 10
-    while True:
-        try:
-            if httpx.get(f"{url}/health", timeout=1).status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
-        if time.monotonic() > deadline or not thread.is_alive():
-            server.should_exit = True
-            raise RuntimeError("the uvicorn server did not become healthy within 10 s")
-        time.sleep(0.02)  # polling interval, not synchronisation: the loop waits on /health
+    try:
+        poll(lambda: not thread.is_alive() or healthy(url), timeout=10, what="uvicorn answering /health")
+        assert thread.is_alive(), "uvicorn stopped before it answered /health"
+    except AssertionError:
+        server.should_exit = True
+        raise
     try:
         yield url
     finally:

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from fastapi import FastAPI
 
@@ -44,3 +45,11 @@ class Service:
 
     def auth(self, reviewer: str) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.tokens[reviewer]}"}
+
+
+def healthy(url: str) -> bool:
+    """The service at `url` answers its health check."""
+    try:
+        return httpx.get(f"{url}/health", timeout=1).status_code == 200
+    except httpx.TransportError:
+        return False

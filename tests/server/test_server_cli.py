@@ -7,17 +7,17 @@ import os
 import sqlite3
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
 import pytest
-from server_support import POLICIES
+from server_support import POLICIES, healthy
 from typer.testing import CliRunner
 
 from guard.cli import app
 from guard.ledger import Ledger
 from guard.ledger.tokens import hash_token
+from guard.testing import poll
 
 
 @pytest.fixture
@@ -74,16 +74,9 @@ def test_guard_serve_answers_health_and_the_api_on_loopback(db_path: Path) -> No
     proc = subprocess.Popen([sys.executable, "-m", "guard", "serve", "--port", str(port), "--db", str(db_path),
                              "--log-level", "warning"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert proc.poll() is None, proc.communicate()[1].decode()
-            assert time.monotonic() < deadline, "guard serve did not answer /health within 20 s"
-            time.sleep(0.05)  # polling interval; the loop waits on /health
+        poll(lambda: proc.poll() is not None or healthy(f"http://127.0.0.1:{port}"), timeout=20,
+             what="guard serve answering /health")
+        assert proc.poll() is None, proc.communicate()[1].decode()
         assert httpx.get(f"http://127.0.0.1:{port}/api/approvals").status_code == 401
     finally:
         proc.terminate()
