@@ -7,6 +7,7 @@ text: an ORM round-trip per field would cost more than the commits themselves.
 
 from __future__ import annotations
 
+import queue
 import sqlite3
 import threading
 from collections.abc import Generator
@@ -82,22 +83,43 @@ def open_backend(url: str) -> Backend:
 
 
 class Connections:
-    """One connection per thread, opened on first use; transactions as context managers."""
+    """A pool of connections, each used by one transaction at a time, from any thread; opened on demand and
+    kept for reuse. Threads that come and go (a framework's executor starts one per tool call) borrow an open
+    connection instead of paying for a new one each time, and nothing is left open behind a finished thread.
+    """
 
     def __init__(self, backend: Backend) -> None:
         self.backend = backend
-        self._local = threading.local()
+        self._idle: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._all: list[Any] = []
         self._lock = threading.Lock()
 
-    def get(self) -> Any:
-        conn = getattr(self._local, "conn", None)
-        if conn is None:
+    def borrow(self) -> Any:
+        try:
+            return self._idle.get_nowait()
+        except queue.Empty:
             conn = self.backend.connect()
-            self._local.conn = conn
             with self._lock:
                 self._all.append(conn)
-        return conn
+            return conn
+
+    def give_back(self, conn: Any) -> None:
+        if getattr(conn, "in_transaction", False):  # a rollback that failed: this connection is not reused
+            with self._lock:
+                self._all.remove(conn)
+            conn.close()
+            return
+        self._idle.put(conn)
+
+    @contextmanager
+    def connection(self) -> Generator[Any]:
+        """A connection of the pool for the length of the block (tests and maintenance; the ledger's own
+        reads and writes borrow through `read` and `write`)."""
+        conn = self.borrow()
+        try:
+            yield conn
+        finally:
+            self.give_back(conn)
 
     def write(self) -> _WriteTx:
         """A write transaction (`with conns.write() as cur:`): committed when the block ends, rolled back if
@@ -107,7 +129,8 @@ class Connections:
     @contextmanager
     def read(self) -> Generator[Any]:
         """A cursor for reads outside any write transaction."""
-        cur = self.get().cursor()
+        conn = self.borrow()
+        cur = conn.cursor()
         try:
             yield cur
         except BaseException as exc:
@@ -116,6 +139,7 @@ class Connections:
             raise
         finally:
             cur.close()
+            self.give_back(conn)
 
     def translate(self, exc: BaseException) -> LedgerUnavailable:
         """A driver failure (`backend.is_unavailable`) as the ledger's own error."""
@@ -130,25 +154,28 @@ class Connections:
             conns, self._all = self._all, []
         for conn in conns:
             conn.close()
-        self._local = threading.local()
+        self._idle = queue.SimpleQueue()
 
 
 class _WriteTx:
     """The context manager behind `Connections.write` (a class: cheaper than a generator on the hot path)."""
 
-    __slots__ = ("_conns", "_cur")
+    __slots__ = ("_conn", "_conns", "_cur")
 
     def __init__(self, conns: Connections) -> None:
         self._conns = conns
+        self._conn: Any = None
         self._cur: Any = None
 
     def __enter__(self) -> Any:
-        cur = self._conns.get().cursor()
-        self._cur = cur
+        conn = self._conns.borrow()
+        cur = conn.cursor()
+        self._conn, self._cur = conn, cur
         try:
             self._conns.backend.begin_write(cur)
         except BaseException as exc:
             cur.close()
+            self._conns.give_back(conn)
             if self._conns.backend.is_unavailable(exc):
                 raise self._conns.translate(exc) from exc
             raise
@@ -171,3 +198,4 @@ class _WriteTx:
                 raise self._conns.translate(exc) from exc
         finally:
             cur.close()
+            self._conns.give_back(self._conn)

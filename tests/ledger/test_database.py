@@ -102,16 +102,16 @@ def test_the_migrations_create_exactly_the_tables_the_models_declare(db_path: Pa
 
 def test_every_connection_runs_in_wal_with_full_sync_and_a_busy_timeout(ledger: Ledger) -> None:
     def pragmas() -> tuple[object, ...]:
-        conn = ledger.conns.get()
-        return tuple(conn.execute(f"PRAGMA {name}").fetchone()[0]
-                     for name in ("journal_mode", "synchronous", "busy_timeout"))
+        with ledger.conns.connection() as conn:
+            return tuple(conn.execute(f"PRAGMA {name}").fetchone()[0]
+                         for name in ("journal_mode", "synchronous", "busy_timeout"))
 
     seen: list[tuple[object, ...]] = []
     worker = threading.Thread(target=lambda: seen.append(pragmas()))
     worker.start()
     worker.join()
     assert pragmas() == ("wal", 2, 5000)
-    assert seen == [("wal", 2, 5000)]  # another thread's own connection too
+    assert seen == [("wal", 2, 5000)]  # from another thread too
 
 
 def test_a_connection_opened_while_another_holds_the_write_lock_of_a_new_ledger_does_not_fail_at_once(
@@ -122,7 +122,8 @@ def test_a_connection_opened_while_another_holds_the_write_lock_of_a_new_ledger_
     writer.execute("INSERT INTO pauses (scope, target, reason, paused_by, at) VALUES ('team', 'x', 'y', 'z', 0)")
     started = time.monotonic()
     try:
-        ledger.conns.get()
+        with ledger.conns.connection():
+            pass
     except LedgerUnavailable:
         waited = time.monotonic() - started
         assert waited >= 0.9 * BUSY_TIMEOUT_MS / 1000, f"failed after {waited:.3f}s, not after the busy timeout"
@@ -174,3 +175,16 @@ def test_two_calls_of_a_team_may_not_share_an_idempotency_key(one_call: tuple[st
 def test_an_in_memory_or_unsupported_ledger_url_is_refused(url: str) -> None:
     with pytest.raises(LedgerNotReady):
         Ledger(url)
+
+
+def test_connections_are_pooled_across_threads_and_each_is_set_up_alike(ledger: Ledger) -> None:
+    with ledger.conns.connection() as first, ledger.conns.connection() as second:
+        assert first is not second  # two transactions at once get two connections
+        for conn in (first, second):
+            assert conn.execute("PRAGMA synchronous").fetchone()[0] == 2
+    reused: list[object] = []
+    worker = threading.Thread(target=lambda: reused.append(ledger.conns.borrow()))
+    worker.start()
+    worker.join()
+    assert reused[0] in (first, second)  # a new thread borrows an open connection instead of opening one
+    ledger.conns.give_back(reused[0])
