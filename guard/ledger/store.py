@@ -235,6 +235,13 @@ class Ledger(LedgerQueries, LedgerApprovals, LedgerPauses, LedgerInFlight, Ledge
             cur.execute(f"SELECT {_CALL_COLS} FROM calls WHERE call_id = ?", (req.call_id,))
             row = cur.fetchone()
             call = None if row is None else CallRecord.from_row(row)
+            if call is not None and call.run_id != req.run_id:
+                # Never hand one run another run's result: a framework reused its tool-call id.
+                raise IdempotencyConflict(
+                    f"call id {req.call_id!r} belongs to run {call.run_id}, not {req.run_id}: call ids are unique "
+                    "across runs; prefix a framework's tool-call ids with the run id", key=req.idempotency_key,
+                    recorded_hash=call.args_hash, run_id=req.run_id, call_id=req.call_id, tool=req.tool,
+                    state=call.state)
         if call is None:  # pragma: no cover - (run_id, seq) cannot collide under the write lock
             raise IllegalTransition(f"call {req.call_id} conflicted with no call that holds its key or id",
                                     entity="call", id=req.call_id, from_state=None, to_state=C.OFFERED)

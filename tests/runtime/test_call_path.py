@@ -209,3 +209,15 @@ def test_a_call_id_used_twice_is_refused_with_a_guard_error_and_the_second_call_
         with pytest.raises(GuardError):
             run.call_with(tool, {"email": "bob@example.com"}, call_id="framework-call-1")
     assert len(body.calls) == 1
+
+
+def test_a_call_id_reused_in_another_run_never_returns_that_runs_result(
+        driver: Driver, make_guard: Callable[..., Guard]) -> None:
+    guard = make_guard()
+    body = Recorder(result={"contact_id": "c-1"})
+    tool = driver.tool(guard, body, name="crm.find_contact")
+    with driver.run(guard, TEAM) as first:
+        first.call_with(tool, {"email": "ada@example.com"}, call_id="framework-call-7")
+    with driver.run(guard, TEAM) as second, pytest.raises(IdempotencyConflict, match="belongs to run"):
+        second.call_with(tool, {"email": "ada@example.com"}, call_id="framework-call-7")
+    assert len(body.calls) == 1
