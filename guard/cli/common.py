@@ -19,8 +19,22 @@ from guard.errors import ConfigurationError, GuardError
 from guard.ledger import Ledger, resolve_url
 from guard.ledger.database import sqlite_path
 
-__all__ = ["AppOption", "DbOption", "JsonFlag", "PoliciesDir", "ago", "emit", "fail", "guarded_command", "load_app",
-           "open_ledger", "policy_dir", "when"]
+__all__ = [
+    "AppOption",
+    "DbOption",
+    "JsonFlag",
+    "PoliciesDir",
+    "Who",
+    "ago",
+    "emit",
+    "fail",
+    "guarded_command",
+    "load_app",
+    "open_ledger",
+    "operator_name",
+    "policy_dir",
+    "when",
+]
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
 DbOption = Annotated[
@@ -31,6 +45,8 @@ PoliciesDir = Annotated[
     Path | None,
     typer.Option("--policies", help="Folder of <team>.yaml files [default: $GUARD_POLICY_DIR or ./policies]."),
 ]
+
+Who = Annotated[str | None, typer.Option("--as", help="Who acts [default: $GUARD_OPERATOR or $USER].")]
 
 AppOption = Annotated[
     str,
@@ -90,6 +106,11 @@ def ago(ts: float, now: float) -> str:
     secs = abs(secs)
     text = f"{secs}s" if secs < 120 else f"{secs // 60}m" if secs < 7200 else f"{secs // 3600}h"
     return f"{sign}{text}" + (" ago" if not sign else "")
+
+
+def operator_name(who: str | None) -> str:
+    """Who acts: `--as`, else $GUARD_OPERATOR, else $USER."""
+    return who or os.environ.get("GUARD_OPERATOR") or os.environ.get("USER") or "operator"
 
 
 def load_app(spec: str, db: str | None) -> Any:

@@ -6,20 +6,24 @@
 
 from __future__ import annotations
 
-import os
 from typing import Annotated
 
 import typer
 
-from guard.cli.common import AppOption, DbOption, JsonFlag, emit, guarded_command, load_app, open_ledger
+from guard.cli.common import (
+    AppOption,
+    DbOption,
+    JsonFlag,
+    Who,
+    emit,
+    guarded_command,
+    load_app,
+    open_ledger,
+    operator_name,
+)
 from guard.runtime.operator import compensate, finish, retry_call
 
 Note = Annotated[str, typer.Option("--note", help="What you did or decided, and why (kept in the ledger).")]
-Who = Annotated[str | None, typer.Option("--as", help="Who acts [default: $GUARD_OPERATOR or $USER].")]
-
-
-def _who(who: str | None) -> str:
-    return who or os.environ.get("GUARD_OPERATOR") or os.environ.get("USER") or "operator"
 
 
 @guarded_command
@@ -48,7 +52,7 @@ def retry_call_cmd(run_id: Annotated[str, typer.Argument(help="The run.")],
                    note: Note, app: AppOption, who: Who = None, db: DbOption = None) -> None:
     """Run one failed or in-doubt call again with its recorded arguments and key (only when that is safe)."""
     guard = load_app(app, db)
-    report = retry_call(guard, run_id, call_id, operator=_who(who), note=note)
+    report = retry_call(guard, run_id, call_id, operator=operator_name(who), note=note)
     call = guard.ledger.get_call(call_id)
     typer.echo(f"call {call_id}: {call.state if call else '?'}")
     for line in report.notes:
@@ -59,7 +63,7 @@ def retry_call_cmd(run_id: Annotated[str, typer.Argument(help="The run.")],
 def compensate_cmd(run_id: Annotated[str, typer.Argument(help="The run.")], note: Note, app: AppOption,
                    who: Who = None, db: DbOption = None) -> None:
     """Run the remaining compensations of a stopped run, newest first; each runs at most once."""
-    outcome = compensate(load_app(app, db), run_id, operator=_who(who), note=note)
+    outcome = compensate(load_app(app, db), run_id, operator=operator_name(who), note=note)
     typer.echo(f"run {run_id}: {outcome.close.state if outcome.close else '?'}")
     for line in outcome.undone:
         typer.echo(f"  undone: {line}")
@@ -71,5 +75,5 @@ def compensate_cmd(run_id: Annotated[str, typer.Argument(help="The run.")], note
 def finish_cmd(run_id: Annotated[str, typer.Argument(help="The run.")], note: Note, who: Who = None,
                db: DbOption = None) -> None:
     """Close a halted or pending-review run as completed by hand, with a note of what you did."""
-    run = finish(open_ledger(db), run_id, operator=_who(who), note=note)
+    run = finish(open_ledger(db), run_id, operator=operator_name(who), note=note)
     typer.echo(f"run {run_id}: {run.state} (finished by hand)")

@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import os
 from typing import Annotated
 
 import typer
 
-from guard.cli.common import DbOption, JsonFlag, emit, fail, guarded_command, open_ledger, when
+from guard.cli.common import DbOption, JsonFlag, Who, emit, fail, guarded_command, open_ledger, operator_name, when
 from guard.ledger.pauses import Scope
 
 TeamOpt = Annotated[str | None, typer.Option("--team", help="Pause a whole team.")]
 ToolOpt = Annotated[str | None, typer.Option("--tool", help="Pause a tool (glob, e.g. 'email.*').")]
 RunOpt = Annotated[str | None, typer.Option("--run", help="Pause one run.")]
-Who = Annotated[str | None, typer.Option("--as", help="Who acts [default: $GUARD_OPERATOR or $USER].")]
 
 
 def _target(team: str | None, tool: str | None, run: str | None) -> tuple[Scope, str]:
@@ -24,10 +22,6 @@ def _target(team: str | None, tool: str | None, run: str | None) -> tuple[Scope,
     return scope, target  # pyright: ignore[reportReturnType]
 
 
-def _who(who: str | None) -> str:
-    return who or os.environ.get("GUARD_OPERATOR") or os.environ.get("USER") or "operator"
-
-
 @guarded_command
 def pause(reason: Annotated[str, typer.Option(help="Why: shown to the agent and the on-call.")],
           team: TeamOpt = None, tool: ToolOpt = None, run: RunOpt = None,
@@ -35,7 +29,7 @@ def pause(reason: Annotated[str, typer.Option(help="Why: shown to the agent and 
           who: Who = None, db: DbOption = None) -> None:
     """Stop new calls at once: every matching call is denied until `guard unpause`."""
     scope, target = _target(team, tool, run)
-    pause_id = open_ledger(db).pause(scope, target, reason=reason, by=_who(who), team=tool_team)
+    pause_id = open_ledger(db).pause(scope, target, reason=reason, by=operator_name(who), team=tool_team)
     typer.echo(f"paused {scope} {target} (pause {pause_id}); lift with `guard unpause --{scope} {target}`")
 
 
@@ -44,7 +38,7 @@ def unpause(team: TeamOpt = None, tool: ToolOpt = None, run: RunOpt = None, who:
             db: DbOption = None) -> None:
     """Lift the pauses on a team, tool or run."""
     scope, target = _target(team, tool, run)
-    n = open_ledger(db).unpause(scope, target, by=_who(who))
+    n = open_ledger(db).unpause(scope, target, by=operator_name(who))
     if n == 0:
         fail(f"no active pause on {scope} {target}")
     typer.echo(f"lifted {n} pause(s) on {scope} {target}")

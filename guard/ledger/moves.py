@@ -9,7 +9,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from guard.errors import IllegalTransition
+from guard.errors import GuardUsageError, IllegalTransition
 from guard.ledger.chain import GENESIS, event_hash
 from guard.ledger.records import CallRecord
 from guard.ledger.states import CallState, RunState, check_call_move, check_run_move
@@ -88,10 +88,18 @@ class RunClose:
     requires_review: bool = False
 
 
-def move_run(cur: Any, run_id: str, close: RunClose, now: float, actor: str) -> list[EventIn]:
-    """Move the run to `close.state` from whatever it is in (checked against the table); the event to append."""
+def move_run(cur: Any, run_id: str, close: RunClose, now: float, actor: str, *,
+             expect: frozenset[RunState] | None = None, detail: dict[str, Any] | None = None) -> list[EventIn]:
+    """Move the run to `close.state` (checked against the table, and against `expect` when given) inside the
+    caller's write transaction; the event to append. In the same state, only its description is updated."""
     cur.execute("SELECT state FROM runs WHERE run_id = ?", (run_id,))
-    src = RunState(cur.fetchone()[0])
+    row = cur.fetchone()
+    if row is None:
+        raise GuardUsageError(f"no run {run_id} in the ledger", run_id=run_id)
+    src = RunState(row[0])
+    if expect is not None and src not in expect:
+        raise IllegalTransition(f"run {run_id} is {src}, expected one of {sorted(expect)}",
+                                entity="run", id=run_id, from_state=src, to_state=close.state)
     if src == close.state:
         cur.execute("UPDATE runs SET status_label = ?, error_summary = ?, next_safe_action = ?, requires_review = ?, "
                     "updated_at = ? WHERE run_id = ?", (close.status_label, close.error_summary,
@@ -102,5 +110,8 @@ def move_run(cur: Any, run_id: str, close: RunClose, now: float, actor: str) -> 
                 "requires_review = ?, updated_at = ? WHERE run_id = ? AND state = ?",
                 (close.state, close.status_label, close.error_summary, close.next_safe_action,
                  close.requires_review, now, run_id, src))
-    return [(run_id, None, now, actor, "run", src, close.state,
-             json.dumps({"status_label": close.status_label, "error_summary": close.error_summary}))]
+    if cur.rowcount != 1:
+        raise IllegalTransition(f"run {run_id} changed state concurrently", entity="run", id=run_id,
+                                from_state=src, to_state=close.state)
+    info = {"status_label": close.status_label, "error_summary": close.error_summary, **(detail or {})}
+    return [(run_id, None, now, actor, "run", src, close.state, json.dumps(info))]

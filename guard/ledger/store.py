@@ -23,7 +23,7 @@ from guard.errors import (
 from guard.ledger.approvals import LedgerApprovals
 from guard.ledger.backend import Connections, open_backend
 from guard.ledger.inflight import LedgerInFlight
-from guard.ledger.moves import EventIn, RunClose, append_events, cas_call, move_run_if, new_id
+from guard.ledger.moves import EventIn, RunClose, append_events, cas_call, move_run, move_run_if, new_id
 from guard.ledger.pauses import LedgerPauses
 from guard.ledger.queries import LedgerQueries
 from guard.ledger.records import CallRecord, RunRecord
@@ -33,7 +33,6 @@ from guard.ledger.states import (
     CallState,
     RunState,
     check_call_move,
-    check_run_move,
 )
 from guard.ledger.tokens import LedgerTokens
 
@@ -162,25 +161,7 @@ class Ledger(LedgerQueries, LedgerApprovals, LedgerPauses, LedgerInFlight, Ledge
         """Move a run to `close.state` (compare-and-set on its current state, which must be in `expect`)."""
         now = time.time()
         with self.conns.write() as cur:
-            cur.execute("SELECT state FROM runs WHERE run_id = ?", (run_id,))
-            row = cur.fetchone()
-            if row is None:
-                raise GuardUsageError(f"no run {run_id} in the ledger", run_id=run_id)
-            src = RunState(row[0])
-            if expect is not None and src not in expect:
-                raise IllegalTransition(f"run {run_id} is {src}, expected one of {sorted(expect)}",
-                                        entity="run", id=run_id, from_state=src, to_state=close.state)
-            check_run_move(run_id, src, close.state)
-            cur.execute(
-                "UPDATE runs SET state = ?, status_label = ?, error_summary = ?, next_safe_action = ?, "
-                "requires_review = ?, updated_at = ? WHERE run_id = ? AND state = ?",
-                (close.state, close.status_label, close.error_summary, close.next_safe_action,
-                 close.requires_review, now, run_id, src))
-            if cur.rowcount != 1:
-                raise IllegalTransition(f"run {run_id} changed state concurrently", entity="run", id=run_id,
-                                        from_state=src, to_state=close.state)
-            info = {"status_label": close.status_label, "error_summary": close.error_summary, **(detail or {})}
-            append_events(cur, [(run_id, None, now, actor, "run", src, close.state, json.dumps(info))])
+            append_events(cur, move_run(cur, run_id, close, now, actor, expect=expect, detail=detail))
             cur.execute(f"SELECT {RunRecord.sql_columns()} FROM runs r WHERE r.run_id = ?", (run_id,))
             return RunRecord.from_row(cur.fetchone())
 
