@@ -104,6 +104,35 @@ def scrub(text: str, args: Any, secret_fields: Iterable[str] = ()) -> str:
     return text
 
 
+def sets_secrets(value: Any, secret_fields: Iterable[str] = ()) -> bool:
+    """True when `value` holds a secret field with anything but `[REDACTED]`: a reviewer's edit may not."""
+    return redact(value, secret_fields) != value
+
+
+def restore_secrets(edited: Any, original: Any, secret_fields: Iterable[str] = ()) -> Any:
+    """`edited` (arguments a reviewer edited from their redacted form) with every secret entry taken from
+    `original`, the agent's real arguments, at the same place: a reviewer never sees nor sets a secret.
+
+    A secret entry with no counterpart in `original` keeps the edited value (and will not hash as approved).
+    """
+    return _restore(edited, original, _secret_names(frozenset(secret_fields)))
+
+
+def _restore(edited: Any, original: Any, names: frozenset[str]) -> Any:
+    if isinstance(edited, Mapping):
+        src: Mapping[Any, Any] = cast(Mapping[Any, Any], original) if isinstance(original, Mapping) else {}
+        out: dict[Any, Any] = {}
+        for key, item in cast(Mapping[Any, Any], edited).items():
+            secret = isinstance(key, str) and key.lower() in names and key in src
+            out[key] = src[key] if secret else _restore(item, src.get(key), names)
+        return out
+    if isinstance(edited, list):
+        items = cast(list[Any], edited)
+        src_list: list[Any] = list(cast(list[Any], original)) if isinstance(original, list | tuple) else []
+        return [_restore(item, src_list[i] if i < len(src_list) else None, names) for i, item in enumerate(items)]
+    return edited
+
+
 def _secret_values(value: Any, names: frozenset[str]) -> Iterable[str]:
     if isinstance(value, Mapping):
         for key, item in cast(Mapping[Any, Any], value).items():

@@ -37,7 +37,7 @@ class ToolReportedError(Exception):
 class _InFlight:
     """LangChain's execution of the call being guarded now, and what it produced (None until it succeeds)."""
 
-    execute: Callable[[], Any]
+    execute: Callable[[Mapping[str, Any]], Any]  # LangChain's execution with these arguments
     out: ToolMessage | Command[Any] | None = None
 
 
@@ -109,7 +109,7 @@ class ToolBridge:
                 raise RuntimeError(f"{self.name}: no LangChain call in flight and no fallback tool to run it")
             return _record(_check(self.fallback(args)))
         flight.out = None
-        out = _check(flight.execute())
+        out = _check(flight.execute(args))
         flight.out = out
         return _record(out)
 
@@ -118,16 +118,18 @@ class ToolBridge:
         if flight is None:
             return self._body(**args)
         flight.out = None
-        out = _check(await flight.execute())
+        out = _check(await flight.execute(args))
         flight.out = out
         return _record(out)
 
     # -- calls ---------------------------------------------------------------------------------------------
 
-    def call(self, args: Mapping[str, Any], call_id: str | None, execute: Callable[[], ToolMessage | Command[Any]],
+    def call(self, args: Mapping[str, Any], call_id: str | None,
+             execute: Callable[[Mapping[str, Any]], ToolMessage | Command[Any]],
              ) -> tuple[ToolMessage | Command[Any] | None, Any]:
-        """Guard one call whose execution is `execute()`: (what LangChain produced, or None when Guard returned
-        a recorded result without running it; the recorded result)."""
+        """Guard one call whose execution is `execute(args)`: (what LangChain produced, or None when Guard
+        returned a recorded result without running it; the recorded result). `execute` gets the arguments Guard
+        runs: the model's, or a reviewer's edit of them."""
         flight = _InFlight(execute)
         token = _IN_FLIGHT.set(flight)
         try:
@@ -137,7 +139,7 @@ class ToolBridge:
         return flight.out, recorded
 
     async def acall(self, args: Mapping[str, Any], call_id: str | None,
-                    execute: Callable[[], Awaitable[ToolMessage | Command[Any]]],
+                    execute: Callable[[Mapping[str, Any]], Awaitable[ToolMessage | Command[Any]]],
                     ) -> tuple[ToolMessage | Command[Any] | None, Any]:
         """`call` in the event loop, with LangChain's async execution."""
         flight = _InFlight(execute)

@@ -98,7 +98,8 @@ class GuardMiddleware(AgentMiddleware[AgentState[Any], Any, Any]):
         bridge, name, tool_call_id = self._start(request)
         while True:
             try:
-                out, recorded = bridge.call(request.tool_call["args"], tool_call_id or None, lambda: handler(request))
+                out, recorded = bridge.call(request.tool_call["args"], tool_call_id or None,
+                                            lambda args: handler(_with_args(request, args)))
             except ApprovalPending as err:
                 if (answer := self._pending(err, tool_call_id, name)) is not None:
                     return answer
@@ -114,7 +115,7 @@ class GuardMiddleware(AgentMiddleware[AgentState[Any], Any, Any]):
         while True:
             try:
                 out, recorded = await bridge.acall(request.tool_call["args"], tool_call_id or None,
-                                                   lambda: handler(request))
+                                                   lambda args: handler(_with_args(request, args)))
             except ApprovalPending as err:
                 if (answer := self._pending(err, tool_call_id, name)) is not None:
                     return answer
@@ -122,3 +123,10 @@ class GuardMiddleware(AgentMiddleware[AgentState[Any], Any, Any]):
             except CallOutcomeError as err:
                 return refusal_message(err, tool_call_id=tool_call_id, name=name)
             return as_tool_message(out, recorded, tool_call_id=tool_call_id, name=name)
+
+
+def _with_args(request: ToolCallRequest, args: Mapping[str, Any]) -> ToolCallRequest:
+    """The request with the arguments Guard runs (a reviewer may have edited the model's)."""
+    if args == request.tool_call["args"]:
+        return request
+    return request.override(tool_call={**request.tool_call, "args": dict(args)})

@@ -38,6 +38,18 @@ def _split(tool: BaseTool, tool_input: Any) -> tuple[dict[str, Any], str | None]
     return args, call_id
 
 
+def _with_args(tool_input: Any, asked: Mapping[str, Any], run: Mapping[str, Any]) -> Any:
+    """The tool input with the arguments Guard runs (a reviewer's edit of the model's), rest unchanged."""
+    if run == asked:
+        return tool_input
+    def injected(given: Mapping[str, Any]) -> dict[str, Any]:  # what the model did not send (state, runtime)
+        return {k: v for k, v in given.items() if k not in asked}
+    if isinstance(tool_input, dict) and cast(dict[str, Any], tool_input).get("type") == "tool_call":
+        call = cast(ToolCall, tool_input)
+        return {**call, "args": {**injected(call["args"]), **run}}
+    return {**injected(cast(Mapping[str, Any], tool_input)), **run}
+
+
 class GuardedLangChainTool(BaseTool):
     """A `BaseTool` whose every invocation goes Guard's guarded path before the wrapped tool runs.
 
@@ -68,7 +80,8 @@ class GuardedLangChainTool(BaseTool):
                **kwargs: Any) -> Any:
         args, call_id = _split(self.inner, input)
         try:
-            out, recorded = self.bridge.call(args, call_id, lambda: self.inner.invoke(input, config, **kwargs))
+            out, recorded = self.bridge.call(
+                args, call_id, lambda run: self.inner.invoke(_with_args(input, args, run), config, **kwargs))
         except CallOutcomeError as err:
             return self._refused(err, call_id)
         return self._finish(out, recorded, call_id)
@@ -77,8 +90,8 @@ class GuardedLangChainTool(BaseTool):
                       **kwargs: Any) -> Any:
         args, call_id = _split(self.inner, input)
         try:
-            out, recorded = await self.bridge.acall(args, call_id,
-                                                    lambda: self.inner.ainvoke(input, config, **kwargs))
+            out, recorded = await self.bridge.acall(
+                args, call_id, lambda run: self.inner.ainvoke(_with_args(input, args, run), config, **kwargs))
         except CallOutcomeError as err:
             return self._refused(err, call_id)
         return self._finish(out, recorded, call_id)

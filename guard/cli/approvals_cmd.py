@@ -9,10 +9,11 @@ from __future__ import annotations
 import json
 import os
 import time
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, cast
 
 import typer
 
+from guard.canonical import sets_secrets
 from guard.cli.common import (
     DbOption,
     JsonFlag,
@@ -102,7 +103,7 @@ def show(approval_id: Annotated[str, typer.Argument(help="The approval id (see `
 
 
 def _decide(approval_id: str, reviewer: str | None, decision: Literal["approve", "reject"], reason: str | None,
-            args_hash: str | None, db: str | None, policies: Any, as_json: bool) -> None:
+            args_hash: str | None, db: str | None, policies: Any, as_json: bool, edit: str | None = None) -> None:
     who = reviewer or os.environ.get("GUARD_REVIEWER")
     if not who:
         fail("say who decides: --as NAME (or set GUARD_REVIEWER)", 2)
@@ -110,10 +111,11 @@ def _decide(approval_id: str, reviewer: str | None, decision: Literal["approve",
     approval = ledger.get_approval(approval_id)
     if approval is None:
         fail(f"no approval {approval_id}; list them with `guard approvals list`")
-    roles = PolicySet.load_dir(policy_dir(policies)).get(approval.team).roles_of(who)
+    policy = PolicySet.load_dir(policy_dir(policies)).get(approval.team)
+    edited = _edited(edit, policy.secret_fields)
     try:
-        result = ledger.decide(approval_id, reviewer=who, decision=decision, reviewer_roles=roles,
-                               reason=reason, shown_args_hash=args_hash)
+        result = ledger.decide(approval_id, reviewer=who, decision=decision, reviewer_roles=policy.roles_of(who),
+                               reason=reason, shown_args_hash=args_hash, edited_args=edited)
     except ApprovalDecisionError as err:
         if as_json:
             emit({"ok": False, "code": err.fields.get("code"), "error": str(err)})
@@ -132,15 +134,32 @@ def _decide(approval_id: str, reviewer: str | None, decision: Literal["approve",
         typer.echo(f"{who} approved {approval_id}; it still needs {a.quorum} distinct approvers in all")
 
 
+def _edited(text: str | None, secret_fields: frozenset[str]) -> dict[str, Any] | None:
+    if text is None:
+        return None
+    try:
+        value: Any = json.loads(text)
+    except ValueError as exc:
+        fail(f"--edit: not JSON ({exc}); pass the whole argument object, e.g. --edit '{{\"amount_cents\": 5000}}'",
+             2)
+    if not isinstance(value, dict):
+        fail("--edit: pass the arguments as a JSON object", 2)
+    if sets_secrets(value, secret_fields):
+        fail("--edit: secret fields cannot be edited; leave them as [REDACTED] (the agent's value is kept)", 2)
+    return cast(dict[str, Any], value)
+
+
 @app.command("approve")
 @guarded_command
 def approve(approval_id: Annotated[str, typer.Argument(help="The approval id.")], reviewer: Reviewer = None,
             reason: Annotated[str | None, typer.Option(help="Why (kept in the audit trail).")] = None,
             args_hash: Annotated[str | None, typer.Option("--args-hash", help="Refuse unless the waiting "
                                  "arguments still have this hash (from `approvals show`).")] = None,
+            edit: Annotated[str | None, typer.Option("--edit", help="Approve these arguments instead: the whole "
+                            "JSON object (start from `approvals show --json`); the call runs with them.")] = None,
             db: DbOption = None, policies: PoliciesDir = None, as_json: JsonFlag = False) -> None:
-    """Approve a waiting call (the exact arguments it waits with)."""
-    _decide(approval_id, reviewer, "approve", reason, args_hash, db, policies, as_json)
+    """Approve a waiting call: the exact arguments it waits with, or your edit of them (--edit)."""
+    _decide(approval_id, reviewer, "approve", reason, args_hash, db, policies, as_json, edit)
 
 
 @app.command("reject")

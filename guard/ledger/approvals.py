@@ -7,11 +7,13 @@ Authority (the reviewer's roles) comes from the caller, who read it from the tea
 
 from __future__ import annotations
 
+import hashlib
 import json
-import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from guard.canonical import canonical_json
 from guard.errors import ApprovalDecisionError
 from guard.ledger.backend import Connections
 from guard.ledger.moves import EventIn, append_events, cas_call, move_run_if
@@ -19,6 +21,8 @@ from guard.ledger.records import ApprovalRecord, CallRecord
 from guard.ledger.states import ApprovalState, CallState, RunState
 
 __all__ = ["DecisionResult", "LedgerApprovals"]
+
+_MAX_EDIT_BYTES = 64 * 1024
 
 A = ApprovalState
 
@@ -37,42 +41,55 @@ class LedgerApprovals:
 
     def decide(self, approval_id: str, *, reviewer: str, decision: Literal["approve", "reject"],
                reviewer_roles: frozenset[str], reason: str | None = None,
-               shown_args_hash: str | None = None) -> DecisionResult:
+               shown_args_hash: str | None = None, edited_args: Mapping[str, Any] | None = None) -> DecisionResult:
         """Record one reviewer's decision. Raises ApprovalDecisionError with a `code` when not allowed.
 
-        Codes: not_found, expired (the expiry is recorded first), forbidden (no approver role),
-        self_approval, invalid (a rejection without a reason, or arguments that changed since shown),
-        already_decided (names who settled it). The same reviewer repeating the same decision is a replay:
-        nothing changes and `repeat` is True.
+        `edited_args` (approve only) replaces the arguments on the table: the approval then binds to the edited
+        arguments' hash, approvals given to the earlier arguments stop counting towards the quorum, and the
+        agent's call runs with the edited arguments (secret fields keep the agent's values; see the runtime).
+
+        Codes: not_found, expired (the expiry is recorded first; judged by the database clock), forbidden (no
+        approver role), self_approval, invalid (a rejection without a reason, arguments that changed since
+        shown, edited arguments that are not a JSON object), already_decided (names who settled it). The same
+        reviewer repeating the same decision on the same arguments is a replay: nothing changes, `repeat` is True.
         """
         if decision == "reject" and not (reason and reason.strip()):
             raise ApprovalDecisionError("a rejection needs a reason: the agent and the audit trail show it",
                                         approval_id=approval_id, code="invalid", reason="missing reason")
-        now = time.time()
+        edit = _edit(approval_id, decision, edited_args)
         expired = False
         with self.conns.write() as cur:
+            now = self.conns.backend.clock(cur)
             approval = self._approval(cur, approval_id)
-            cur.execute("SELECT decision FROM approval_decisions WHERE approval_id = ? AND reviewer = ?",
+            on_table = approval.approved_args_hash or approval.args_hash
+            decided_on = edit[0] if edit is not None else on_table
+            cur.execute("SELECT decision, args_hash FROM approval_decisions WHERE approval_id = ? AND reviewer = ?",
                         (approval_id, reviewer))
             mine = cur.fetchone()
-            if mine is not None and mine[0] == decision:
+            if mine is not None and mine[0] == decision and mine[1] == decided_on:
                 return DecisionResult(approval, settled=False, repeat=True)
             if approval.state != A.PENDING:
                 raise self._refuse(approval, "already_decided",
                                    f"approval {approval_id} is already {approval.state} "
                                    f"(by {', '.join(json.loads(approval.decided_by or '[]')) or 'expiry'})")
-            if mine is not None:
+            if mine is not None and mine[1] == on_table:
                 raise self._refuse(approval, "already_decided", f"{reviewer} already decided {mine[0]}")
             if now >= approval.expires_at:
                 self._settle(cur, approval, A.EXPIRED, CallState.EXPIRED, now, "guard", "approval expired")
                 expired = True
             else:
-                self._check_authority(approval, reviewer, reviewer_roles, shown_args_hash)
+                self._check_authority(approval, reviewer, reviewer_roles, shown_args_hash, on_table)
+                if edit is not None and edit[0] != on_table:
+                    approval = self._propose(cur, approval, reviewer, edit, now)
+                # A reviewer's earlier decision on arguments no longer on the table is replaced by this one.
+                cur.execute("DELETE FROM approval_decisions WHERE approval_id = ? AND reviewer = ?",
+                            (approval_id, reviewer))
                 cur.execute("INSERT INTO approval_decisions (approval_id, reviewer, decision, reason, args_hash, "
-                            "at) VALUES (?, ?, ?, ?, ?, ?)",
-                            (approval_id, reviewer, decision, reason, approval.args_hash, now))
+                            "edited_args_json, at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                            (approval_id, reviewer, decision, reason, decided_on,
+                             edit[1] if edit is not None else None, now))
                 append_events(cur, [(approval.run_id, approval.call_id, now, reviewer, "approval", A.PENDING,
-                                     f"decision:{decision}", json.dumps({"reason": reason}))])
+                                     f"decision:{decision}", json.dumps({"reason": reason, "args_hash": decided_on}))])
                 settled = self._maybe_settle(cur, approval, decision, reviewer, reason, now)
                 return DecisionResult(self._approval(cur, approval_id), settled=settled)
         if expired:
@@ -81,14 +98,20 @@ class LedgerApprovals:
         raise AssertionError("unreachable")  # pragma: no cover
 
     def expire_if_due(self, approval_id: str) -> bool:
-        """Expire a pending approval whose expiry has passed (its call ends `expired`). True if it did."""
-        now = time.time()
+        """Expire a pending approval whose expiry has passed by the database clock (its call ends `expired`).
+        True if it did."""
         with self.conns.write() as cur:
+            now = self.conns.backend.clock(cur)
             approval = self._approval(cur, approval_id)
             if approval.state != A.PENDING or now < approval.expires_at:
                 return False
             self._settle(cur, approval, A.EXPIRED, CallState.EXPIRED, now, "guard", "approval expired")
             return True
+
+    def database_time(self) -> float:
+        """The database clock now (Unix seconds): for showing what is expired the way `decide` judges it."""
+        with self.conns.read() as cur:
+            return self.conns.backend.clock(cur)
 
     # -- steps --------------------------------------------------------------------------------------------
 
@@ -106,7 +129,7 @@ class LedgerApprovals:
                                      state=approval.state, decided_by=approval.decided_by)
 
     def _check_authority(self, approval: ApprovalRecord, reviewer: str, roles: frozenset[str],
-                         shown_args_hash: str | None) -> None:
+                         shown_args_hash: str | None, on_table: str) -> None:
         if reviewer == approval.requested_by:
             raise self._refuse(approval, "self_approval", f"{reviewer} asked for this call and cannot decide it")
         allowed = set(approval.role_list)
@@ -114,9 +137,19 @@ class LedgerApprovals:
             raise self._refuse(approval, "forbidden",
                                f"{reviewer} holds none of the roles {sorted(allowed)} this approval needs "
                                f"in team {approval.team}")
-        if shown_args_hash is not None and shown_args_hash != approval.args_hash:
+        if shown_args_hash is not None and shown_args_hash != on_table:
             raise self._refuse(approval, "invalid", "the arguments shown to you are not the ones waiting; "
                                                     "reload the approval and decide again")
+
+    def _propose(self, cur: Any, approval: ApprovalRecord, reviewer: str, edit: tuple[str, str],
+                 now: float) -> ApprovalRecord:
+        """Put a reviewer's edited arguments on the table (the approval stays pending until its quorum)."""
+        cur.execute("UPDATE approvals SET approved_args_hash = ?, approved_args_json = ? "
+                    "WHERE approval_id = ? AND state = ?", (edit[0], edit[1], approval.approval_id, A.PENDING))
+        append_events(cur, [(approval.run_id, approval.call_id, now, reviewer, "approval", A.PENDING, "edited",
+                             json.dumps({"args_hash": edit[0], "from_hash": approval.approved_args_hash
+                                         or approval.args_hash}))])
+        return self._approval(cur, approval.approval_id)
 
     def _maybe_settle(self, cur: Any, approval: ApprovalRecord, decision: str, reviewer: str,
                       reason: str | None, now: float) -> bool:
@@ -125,7 +158,8 @@ class LedgerApprovals:
                          deciders=[reviewer])
             return True
         cur.execute("SELECT reviewer FROM approval_decisions WHERE approval_id = ? AND decision = 'approve' "
-                    "ORDER BY id", (approval.approval_id,))
+                    "AND args_hash = ? ORDER BY id", (approval.approval_id,
+                                                     approval.approved_args_hash or approval.args_hash))
         approvers = [r[0] for r in cur.fetchall()]
         if len(set(approvers)) < approval.quorum:
             return False
@@ -135,10 +169,12 @@ class LedgerApprovals:
 
     def _settle(self, cur: Any, approval: ApprovalRecord, state: ApprovalState, call_state: CallState,
                 now: float, actor: str, reason: str, deciders: list[str] | None = None) -> None:
+        approved = state is A.APPROVED
         cur.execute("UPDATE approvals SET state = ?, decided_at = ?, decided_by = ?, reason = ?, "
-                    "approved_args_hash = ? WHERE approval_id = ? AND state = ?",
+                    "approved_args_hash = ?, approved_args_json = ? WHERE approval_id = ? AND state = ?",
                     (state, now, json.dumps(deciders or []), reason,
-                     approval.args_hash if state is A.APPROVED else None, approval.approval_id, A.PENDING))
+                     (approval.approved_args_hash or approval.args_hash) if approved else None,
+                     approval.approved_args_json if approved else None, approval.approval_id, A.PENDING))
         cur.execute(f"SELECT {CallRecord.sql_columns()} FROM calls WHERE call_id = ?", (approval.call_id,))
         call = CallRecord.from_row(cur.fetchone())
         events: list[EventIn] = [(approval.run_id, approval.call_id, now, actor, "approval", A.PENDING, state,
@@ -153,3 +189,23 @@ class LedgerApprovals:
                      (reason, now), detail)
             append_events(cur, move_run_if(cur, approval.run_id, RunState.PAUSED, RunState.RUNNING, now, actor,
                                            f"approval {approval.approval_id} {state}"))
+
+
+def _edit(approval_id: str, decision: str, edited_args: Mapping[str, Any] | None) -> tuple[str, str] | None:
+    """(hash, canonical JSON) of a reviewer's edited arguments; None when they did not edit."""
+    if edited_args is None:
+        return None
+    def invalid(why: str) -> ApprovalDecisionError:
+        return ApprovalDecisionError(f"edited arguments refused: {why}", approval_id=approval_id, code="invalid",
+                                     reason=why)
+    if decision != "approve":
+        raise invalid("only an approval carries edited arguments; a rejection needs a reason only")
+    if not isinstance(edited_args, Mapping):  # pyright: ignore[reportUnnecessaryIsInstance] - JSON from outside
+        raise invalid("send the arguments as a JSON object")
+    try:
+        canonical = canonical_json(dict(edited_args))
+    except TypeError as exc:
+        raise invalid(str(exc)) from exc
+    if len(canonical) > _MAX_EDIT_BYTES:
+        raise invalid(f"they are over {_MAX_EDIT_BYTES // 1024} KiB")
+    return "sha256:" + hashlib.sha256(canonical).hexdigest(), canonical.decode()

@@ -39,6 +39,10 @@ class Backend(Protocol):
         """True when `exc` is a driver error meaning the database failed (not a constraint)."""
         ...
 
+    def clock(self, cur: Any) -> float:
+        """The database's own clock, in Unix seconds: what expiry is judged by, whatever the host's clock says."""
+        ...
+
 
 class SqliteBackend:
     """A SQLite file in WAL mode with synchronous=FULL: every commit is durable when it returns."""
@@ -71,6 +75,12 @@ class SqliteBackend:
 
     def is_unavailable(self, exc: BaseException) -> bool:
         return isinstance(exc, sqlite3.Error) and not isinstance(exc, sqlite3.IntegrityError)
+
+    def clock(self, cur: sqlite3.Cursor) -> float:
+        # julianday('now') is SQLite's clock (the OS clock of the host holding the file, read by the library,
+        # never a client's idea of the time); PostgreSQL will read clock_timestamp() here.
+        cur.execute("SELECT (julianday('now') - 2440587.5) * 86400.0")
+        return float(cur.fetchone()[0])
 
 
 def open_backend(url: str) -> Backend:

@@ -114,6 +114,8 @@ class Offer(NamedTuple):
     expires_at: float | None = None
     record: CallRecord | None = None
     lease_token: int = 0  # the fencing token every later write on a started call must carry
+    edited_args: str | None = None  # `started` after an approval of edited arguments: their canonical JSON
+    edited_hash: str | None = None  # ... and the hash the approval binds to
 
 
 class Ledger(LedgerQueries, LedgerApprovals, LedgerPauses, LedgerInFlight, LedgerTokens):
@@ -274,7 +276,7 @@ class Ledger(LedgerQueries, LedgerApprovals, LedgerPauses, LedgerInFlight, Ledge
 
     def _request_approval(self, cur: Any, req: CallRequest, now: float) -> tuple[str, float]:
         approval_id = new_id("apr")
-        expires_at = now + req.expires_after
+        expires_at = self.conns.backend.clock(cur) + req.expires_after  # expiry is judged by the database clock
         cur.execute(_INSERT_APPROVAL, (
             approval_id, req.call_id, req.run_id, req.team, req.tool, req.rule, req.args_hash, req.args_json,
             json.dumps(list(req.approval_roles)), req.quorum, req.actor, now, expires_at, "pending"))
@@ -304,12 +306,16 @@ class Ledger(LedgerQueries, LedgerApprovals, LedgerPauses, LedgerInFlight, Ledge
             return Offer("awaiting", call.call_id, call.seq, approval_id=approval_id, expires_at=expires_at,
                          record=call)
         if state is C.APPROVED:
+            cur.execute("SELECT approved_args_json, approved_args_hash FROM approvals WHERE call_id = ?",
+                        (call.call_id,))
+            edited, edited_hash = cur.fetchone() or (None, None)
             cas_call(cur, call, C.STARTED, now, req.actor,
                      "started_at = ?, lease_owner = ?, lease_token = lease_token + 1, lease_expires_at = ?",
                      (now, req.worker, now + req.lease_ttl))
             append_events(cur, move_run_if(cur, call.run_id, RunState.PAUSED, RunState.RUNNING, now, req.actor,
                                            f"call {call.call_id} approved and started"))
-            return Offer("started", call.call_id, call.seq, record=call, lease_token=call.lease_token + 1)
+            return Offer("started", call.call_id, call.seq, record=call, lease_token=call.lease_token + 1,
+                         edited_args=edited, edited_hash=edited_hash if edited is not None else None)
         if state is C.STARTED:
             live = call.lease_expires_at is not None and call.lease_expires_at > now
             raise CallInDoubt(

@@ -22,6 +22,7 @@ from guard.runtime.steps import (
     CallInput,
     Prepared,
     ToolSpec,
+    as_approved,
     decision_outcome,
     error_text,
     prepare,
@@ -94,7 +95,7 @@ def invoke_in(
         crash_point("after_approved")
     if (done := _short_circuit(guard, p)) is not None:
         return done[0]
-    return drive_sync(guard, p)
+    return drive_sync(guard, _approved(guard, p))
 
 
 async def ainvoke(
@@ -115,7 +116,7 @@ async def ainvoke(
         crash_point("after_approved")
     if (done := _short_circuit(guard, p)) is not None:
         return done[0]
-    return await _drive(guard, p)
+    return await _drive(guard, _approved(guard, p))
 
 
 def drive_sync(guard: Guard, p: Prepared) -> Any:
@@ -227,6 +228,44 @@ def _short_circuit(guard: Guard, p: Prepared) -> tuple[Any] | None:
     return None
 
 
+def _approved(guard: Guard, p: Prepared) -> Prepared:
+    """The started call with the arguments its approval binds to (a reviewer may have edited them)."""
+    approved = as_approved(p)
+    if approved is not None:
+        if approved is not p:
+            guard.log.info("call runs with the arguments its reviewer edited", call_id=p.offer.call_id,
+                           tool=p.request.tool, args_hash=p.offer.edited_hash)
+        return approved
+    error = (f"{p.request.tool}: the reviewer's edited arguments cannot be applied exactly (a secret field was "
+             "edited, or they do not hash as approved); nothing ran")
+    raise _halt(guard, p, error, f"{p.request.tool}_edit_not_applicable", attempts=0,
+                next_action=f"reject approval of {p.request.tool} or approve it again without editing secrets")
+
+
+def _halt(guard: Guard, p: Prepared, error: str, label: str, *, attempts: int, next_action: str,
+          external_ids: dict[str, str] | None = None) -> CallOutcomeError:
+    """Record the started call failed and its run pending review; the typed outcome to raise."""
+    guard.heartbeat.release(p.offer.call_id)
+    guard.ledger.fail(
+        p.request.run_id,
+        p.offer.call_id,
+        token=p.offer.lease_token,
+        state=CallState.FAILED,
+        error=error,
+        attempts=attempts,
+        actor=p.request.actor,
+        external_ids=external_ids or {},
+        run=RunClose(
+            RunState.PENDING_REVIEW,
+            status_label=label.replace(".", "_"),
+            error_summary=error,
+            requires_review=True,
+            next_safe_action=next_action,
+        ),
+    )
+    return _unconfirmed(p, error)
+
+
 def _enter_call(guard: Guard, p: Prepared) -> CallScope:
     record = p.offer.record
     ids = record.external_id_map if record is not None else {}
@@ -273,24 +312,9 @@ def _completed(guard: Guard, p: Prepared, result: Any, scope: CallScope, attempt
     verify = p.input.tool.hooks.verify
     if verify is not None and not _verified(verify, p, result, scope, attempts):
         error = f"{p.request.tool} returned, but its verification did not confirm the effect"
-        guard.ledger.fail(
-            p.request.run_id,
-            p.offer.call_id,
-            token=p.offer.lease_token,
-            state=CallState.FAILED,
-            error=error,
-            attempts=attempts,
-            actor=p.request.actor,
-            external_ids=dict(scope.external_ids),
-            run=RunClose(
-                RunState.PENDING_REVIEW,
-                status_label=f"{p.request.tool}_unconfirmed".replace(".", "_"),
-                error_summary=error,
-                requires_review=True,
-                next_safe_action=f"check {p.request.tool} in the other system; do not repeat it before that",
-            ),
-        )
-        raise _unconfirmed(p, error)
+        raise _halt(guard, p, error, f"{p.request.tool}_unconfirmed", attempts=attempts,
+                    external_ids=dict(scope.external_ids),
+                    next_action=f"check {p.request.tool} in the other system; do not repeat it before that")
     record_success(guard.ledger, p, result, scope.external_ids, attempts)
     crash_point("after_completed")
     guard.log.info("call completed", call_id=p.offer.call_id, tool=p.request.tool, side_effect=p.request.side_effect)

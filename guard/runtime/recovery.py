@@ -11,6 +11,7 @@ Arguments with redacted secrets cannot be replayed from the ledger: such calls g
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -87,15 +88,23 @@ def _actor(guard: Guard) -> str:
     return f"recovery:{guard.worker_id}"
 
 
-def _exact(call: CallRecord) -> bool:
+def _approved_args(guard: Guard, call: CallRecord) -> str:
+    """The arguments the call was approved to run with: a reviewer's edit when there is one."""
+    approval = guard.ledger.approval_for_call(call.call_id)
+    if approval is not None and approval.approved_args_json is not None:
+        return approval.approved_args_json
+    return call.args_json
+
+
+def _exact(args_json: str) -> bool:
     """The recorded arguments are the real ones (no secret was redacted out of them)."""
-    return REDACTED not in call.args_json
+    return REDACTED not in args_json
 
 
 def _started(guard: Guard, call: CallRecord, report: RecoveryReport) -> None:
     tool = guard.tool_named(call.tool)
     repeat_safe = call.side_effect in ("read", "idempotent")
-    if tool is not None and repeat_safe and _exact(call):
+    if tool is not None and repeat_safe and _exact(_approved_args(guard, call)):
         token = guard.ledger.claim(call, worker=guard.worker_id, ttl=guard.lease_ttl, actor=_actor(guard))
         if token is None:
             return
@@ -132,7 +141,7 @@ def _in_doubt(guard: Guard, call: CallRecord, report: RecoveryReport) -> None:
                               detail={"reconciled": "found"})
         report.reconciled += 1
         return
-    if isinstance(answer, NotFound) and tool is not None and _exact(call):
+    if isinstance(answer, NotFound) and tool is not None and _exact(_approved_args(guard, call)):
         token = guard.ledger.claim(call, worker=guard.worker_id, ttl=guard.lease_ttl, actor=_actor(guard),
                                    to=C.STARTED)
         if token is not None:
@@ -160,7 +169,7 @@ def run_claimed(guard: Guard, call: CallRecord, tool: GuardedTool, token: int, r
                 actor: str | None = None) -> None:
     """Run a claimed call to its recorded end; its failure is settled by the policy as on the live path."""
     scope = RunScope(call.run_id, call.team, actor or _actor(guard))
-    args = call.args
+    args = json.loads(_approved_args(guard, call))
     decision = guard.policies.classify(call.team, call.tool, args)
     request = CallRequest(
         call_id=call.call_id, run_id=call.run_id, team=call.team, tool=call.tool, args_json=call.args_json,

@@ -8,11 +8,12 @@ Sync and async callers share every step here; only waiting and running the tool 
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, cast
 
-from guard.canonical import canonical_json, redact, scrub, to_json
+from guard.canonical import args_hash, canonical_json, redact, restore_secrets, scrub, to_json
 from guard.errors import (
     ApprovalExpired,
     CallDenied,
@@ -24,8 +25,8 @@ from guard.policy import Decision, SideEffectClass, Verdict
 from guard.runtime.context import RunScope
 from guard.runtime.hooks import ToolHooks
 
-__all__ = ["CallInput", "Prepared", "ToolSpec", "decision_outcome", "error_text", "extract_ids", "prepare",
-           "record_success"]
+__all__ = ["CallInput", "Prepared", "ToolSpec", "as_approved", "decision_outcome", "error_text", "extract_ids",
+           "prepare", "record_success"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +105,21 @@ def prepare(ledger: Ledger, decision: Decision, inp: CallInput, worker: str, lea
     if refusal is not None:
         request = request._replace(verdict="deny", reason=refusal, idempotency_key=None)
     return Prepared(inp, decision, request, ledger.offer(request))
+
+
+def as_approved(p: Prepared) -> Prepared | None:
+    """The call with the arguments its approval binds to: a reviewer's edit replaces the agent's arguments
+    (secret fields keep the agent's values). None when the edit cannot be applied exactly: the caller fails
+    the call closed, it never runs the agent's arguments in place of the approved ones."""
+    if p.offer.edited_args is None:
+        return p
+    edited: Any = json.loads(p.offer.edited_args)
+    args = restore_secrets(edited, p.input.args, p.decision.secret_fields)
+    try:
+        exact = args_hash(redact(args, p.decision.secret_fields)) == p.offer.edited_hash
+    except TypeError:
+        exact = False
+    return p._replace(input=p.input._replace(args=args)) if exact else None
 
 
 def _ids(p: Prepared) -> dict[str, Any]:

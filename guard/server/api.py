@@ -31,6 +31,10 @@ class DecisionIn(BaseModel):
                                description="Why. Required to reject: the agent and the audit trail show it.")
     args_hash: str = Field(min_length=1, max_length=128,
                            description="The `args_hash` of the approval as shown; refused if the arguments changed.")
+    edited_args: dict[str, Any] | None = Field(
+        default=None, description="Approve these arguments instead (a full JSON object, from `args` as shown): "
+                                  "the approval binds to their hash and the call runs with them. Secret fields "
+                                  "stay `[REDACTED]` and keep the agent's value. Approve only.")
 
 
 class DecisionOut(BaseModel):
@@ -41,6 +45,7 @@ class DecisionOut(BaseModel):
     settled: bool = Field(description="This decision settled the approval (approved or rejected it).")
     repeat: bool = Field(description="The same reviewer had made the same decision already; nothing changed.")
     decided_by: list[str]
+    args_hash: str = Field(description="The hash of the arguments on the table after this decision.")
 
 
 class ApprovalSummary(BaseModel):
@@ -68,8 +73,11 @@ class ApprovalDetail(BaseModel):
     tool: str
     rule: str | None
     side_effect: str | None
-    args: dict[str, Any]
+    args: dict[str, Any] = Field(description="The arguments on the table (a reviewer's edit, when `edited`).")
     args_hash: str
+    edited: bool = Field(description="A reviewer edited the arguments; the approval binds to the edited hash.")
+    requested_args: dict[str, Any] = Field(description="The arguments as the agent asked.")
+    requested_args_hash: str
     roles: list[str]
     quorum: int
     requested_by: str | None
@@ -133,7 +141,8 @@ def show_approval(who: Who, desk: DeskDep, approval_id: ApprovalId) -> dict[str,
                                                                "reason, or arguments that changed."}})
 def decide(who: Who, desk: DeskDep, approval_id: ApprovalId, body: DecisionIn) -> dict[str, Any]:
     """Approve or reject, bound to the arguments' hash as shown. Idempotent for the same reviewer."""
-    return desk.decide(who, approval_id, body.decision, reason=body.reason, args_hash=body.args_hash)
+    return desk.decide(who, approval_id, body.decision, reason=body.reason, args_hash=body.args_hash,
+                       edited_args=body.edited_args)
 
 
 @router.get("/runs", tags=["runs"])

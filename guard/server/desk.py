@@ -9,10 +9,10 @@ argument hash, quorum), and its refusal codes become HTTP statuses here, once (`
 from __future__ import annotations
 
 import json
-import time
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from guard.canonical import sets_secrets
 from guard.errors import ApprovalDecisionError, PolicyError
 from guard.ledger import ApprovalRecord, Ledger, RunRecord
 from guard.ledger.tokens import QueuedApproval
@@ -83,6 +83,12 @@ class Desk:
         """The teams whose policy lists the reviewer under `reviewers:`."""
         return [team for team, policy in self.policies.policies.items() if reviewer in policy.reviewers]
 
+    def _secrets(self, team: str) -> frozenset[str]:
+        try:
+            return self.policies.get(team).secret_fields
+        except PolicyError:
+            return frozenset()
+
     def _visible(self, who: Reviewer, team: str, what: str) -> None:
         if not self.roles(who.name, team):
             raise DeskError(403, "forbidden", f"{who.name} is not a reviewer of team {team}, which owns this {what}")
@@ -91,7 +97,7 @@ class Desk:
 
     def queue(self, who: Reviewer) -> list[dict[str, Any]]:
         """Pending approvals this reviewer may decide now: riskiest first, then oldest."""
-        now = time.time()
+        now = self.ledger.database_time()
         out: list[dict[str, Any]] = []
         for item in self.ledger.approval_queue(teams=self.teams_of(who.name)):
             if self._allowed(who, item.approval, now):
@@ -104,7 +110,9 @@ class Desk:
             return False
         if not self.roles(who.name, a.team) & set(a.role_list):
             return False
-        return a.quorum <= 1 or all(d.reviewer != who.name for d in self.ledger.decisions_of(a.approval_id))
+        on_table = a.approved_args_hash or a.args_hash
+        return a.quorum <= 1 or all(d.reviewer != who.name or d.args_hash != on_table
+                                    for d in self.ledger.decisions_of(a.approval_id))
 
     @staticmethod
     def _summary(item: QueuedApproval, now: float) -> dict[str, Any]:
@@ -126,11 +134,15 @@ class Desk:
         self._visible(who, a.team, "approval")
         call = self.ledger.get_call(a.call_id)
         run = self.ledger.get_run(a.run_id)
-        now = time.time()
+        now = self.ledger.database_time()
+        edited = a.approved_args_json is not None and a.approved_args_hash != a.args_hash
         return {
             "approval_id": a.approval_id, "call_id": a.call_id, "run_id": a.run_id, "team": a.team, "tool": a.tool,
-            "rule": a.rule, "side_effect": call.side_effect if call else None, "args": json.loads(a.args_json),
-            "args_hash": a.args_hash, "roles": a.role_list, "quorum": a.quorum, "requested_by": a.requested_by,
+            "rule": a.rule, "side_effect": call.side_effect if call else None,
+            "args": json.loads(a.approved_args_json if edited and a.approved_args_json else a.args_json),
+            "args_hash": (a.approved_args_hash or a.args_hash) if edited else a.args_hash, "edited": edited,
+            "requested_args": json.loads(a.args_json), "requested_args_hash": a.args_hash,
+            "roles": a.role_list, "quorum": a.quorum, "requested_by": a.requested_by,
             "requested_at": a.requested_at, "expires_at": a.expires_at, "expired": now >= a.expires_at,
             "state": a.state, "decided_at": a.decided_at,
             "decided_by": json.loads(a.decided_by) if a.decided_by else [], "reason": a.reason,
@@ -140,25 +152,31 @@ class Desk:
         }
 
     def decide(self, who: Reviewer, approval_id: str, decision: Decision, *, reason: str | None,
-               args_hash: str) -> dict[str, Any]:
-        """Record the reviewer's decision on the arguments they were shown (`args_hash`).
+               args_hash: str, edited_args: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Record the reviewer's decision on the arguments they were shown (`args_hash`), or approve edited
+        arguments (`edited_args`: the approval then binds to their hash and the call runs with them).
 
         A reviewer outside the approval's roles is refused before the ledger is asked, so they learn nothing
-        of its state. Everything else is the ledger's one transaction (see `Ledger.decide`).
+        of its state. Secret fields cannot be edited (they show as `[REDACTED]` and keep the agent's value).
+        Everything else is the ledger's one transaction (see `Ledger.decide`).
         """
         a = self._approval(approval_id)
         roles = self.roles(who.name, a.team)
         if not roles & set(a.role_list):
             raise DeskError(403, "forbidden", f"{who.name} holds none of the roles {a.role_list} this approval "
                                               f"needs in team {a.team}", approval_id=approval_id)
+        if edited_args is not None and sets_secrets(edited_args, self._secrets(a.team)):
+            raise DeskError(422, "invalid", "secret fields cannot be edited: leave them as [REDACTED], the call "
+                                            "keeps the agent's value", approval_id=approval_id)
         try:
             result = self.ledger.decide(approval_id, reviewer=who.name, decision=decision, reviewer_roles=roles,
-                                        reason=reason or None, shown_args_hash=args_hash)
+                                        reason=reason or None, shown_args_hash=args_hash, edited_args=edited_args)
         except ApprovalDecisionError as err:
             raise DeskError.from_decision(err) from err
         after = result.approval
         return {"approval_id": approval_id, "decision": decision, "reviewer": who.name, "state": after.state,
                 "settled": result.settled, "repeat": result.repeat,
+                "args_hash": after.approved_args_hash or after.args_hash,
                 "decided_by": json.loads(after.decided_by) if after.decided_by else []}
 
     # -- runs ---------------------------------------------------------------------------------------------

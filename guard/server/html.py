@@ -91,6 +91,16 @@ def _run_table(run: dict[str, Any] | None, call_id: str) -> str:
             f"</tr></thead><tbody>{rows}</tbody></table>")
 
 
+def _arguments(a: dict[str, Any]) -> str:
+    shown = (f'<h2>Arguments</h2><p>hash <code>{_e(a["args_hash"])}</code></p>'
+             f'<pre>{_e(json.dumps(a["args"], indent=2, sort_keys=True))}</pre>')
+    if not a.get("edited"):
+        return shown
+    return (shown.replace("<h2>Arguments</h2>", "<h2>Arguments, as edited by a reviewer</h2>")
+            + f'<h3>As the agent asked</h3><p>hash <code>{_e(a["requested_args_hash"])}</code></p>'
+            f'<pre>{_e(json.dumps(a["requested_args"], indent=2, sort_keys=True))}</pre>')
+
+
 def _forms(a: dict[str, Any], csrf: str) -> str:
     if not a["allowed_decisions"]:
         return "<p>You cannot decide this approval now.</p>"
@@ -106,7 +116,16 @@ def _forms(a: dict[str, Any], csrf: str) -> str:
             '<input type="hidden" name="decision" value="reject">'
             '<label for="reject-reason">Reason (shown to the agent)</label>'
             '<textarea id="reject-reason" name="reason" rows="3" maxlength="4000" required></textarea>'
-            '<div><button type="submit">Reject</button></div></form>')
+            '<div><button type="submit">Reject</button></div></form>'
+            f'<form class="decide edit" method="post" action="{action}">{hidden}'
+            '<input type="hidden" name="decision" value="approve">'
+            '<label for="edited-args">Edit the arguments, then approve those (JSON; secrets stay [REDACTED])'
+            '</label>'
+            f'<textarea id="edited-args" name="edited_args" rows="8" maxlength="65536">'
+            f'{_e(json.dumps(a["args"], indent=2, sort_keys=True))}</textarea>'
+            '<label for="edit-reason">Note (optional)</label>'
+            '<input id="edit-reason" name="reason" type="text" maxlength="4000">'
+            '<div><button type="submit">Approve the edited arguments</button></div></form>')
 
 
 def approval_page(reviewer: str, csrf: str, a: dict[str, Any], *, notice: str | None = None,
@@ -123,8 +142,7 @@ def approval_page(reviewer: str, csrf: str, a: dict[str, Any], *, notice: str | 
         f'<dt>Needs</dt><dd>{_e(a["quorum"])} of roles {_e(", ".join(a["roles"]))}</dd>'
         f'<dt>Decided by</dt><dd>{_e(", ".join(a["decided_by"]) or None)}</dd>'
         f'<dt>Reason</dt><dd>{_e(a["reason"])}</dd></dl>'
-        f'<h2>Arguments</h2><p>hash <code>{_e(a["args_hash"])}</code></p>'
-        f'<pre>{_e(json.dumps(a["args"], indent=2, sort_keys=True))}</pre>'
+        + _arguments(a)
         + (f"<h2>Decisions</h2><ul>{decisions}</ul>" if decisions else "")
         + _forms(a, csrf) + _run_table(a["run"], a["call_id"]))
     return _layout(str(a["tool"]), body, reviewer=reviewer, csrf=csrf)

@@ -7,7 +7,8 @@ approval (post/redirect/get); a refused one shows the page again with the reason
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+import json
+from typing import Annotated, Any, Literal, cast
 
 from fastapi import APIRouter, Cookie, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -105,7 +106,8 @@ def pages_router(desk: Desk, sessions: Sessions) -> APIRouter:
                csrf_token: Annotated[str, Form(max_length=200)] = "",
                decision: Annotated[str, Form(max_length=20)] = "",
                reason: Annotated[str, Form(max_length=4000)] = "",
-               args_hash: Annotated[str, Form(max_length=128)] = "") -> Response:
+               args_hash: Annotated[str, Form(max_length=128)] = "",
+               edited_args: Annotated[str | None, Form(max_length=65536)] = None) -> Response:
         session = session_of(cookie)
         if session is None:
             return _page(html.login_page("sign in first: your session is missing or has ended"), 401)
@@ -115,7 +117,8 @@ def pages_router(desk: Desk, sessions: Sessions) -> APIRouter:
             check_same_origin(request)
             sessions.check_csrf(session, csrf_token)
             choice = _decision(decision)
-            result = desk.decide(who, approval_id, choice, reason=reason.strip() or None, args_hash=args_hash)
+            result = desk.decide(who, approval_id, choice, reason=reason.strip() or None, args_hash=args_hash,
+                                 edited_args=_edited(edited_args))
         except DeskError as err:
             try:
                 data = desk.approval(who, approval_id)
@@ -126,6 +129,19 @@ def pages_router(desk: Desk, sessions: Sessions) -> APIRouter:
         return _to(f"/approvals/{approval_id}?done={done}")
 
     return router
+
+
+def _edited(text: str | None) -> dict[str, Any] | None:
+    """The edited arguments of the form's text area: a JSON object, or a 422 saying what is wrong."""
+    if text is None:
+        return None
+    try:
+        value: Any = json.loads(text)
+    except ValueError as exc:
+        raise DeskError(422, "invalid", f"the edited arguments are not JSON: {exc}") from exc
+    if not isinstance(value, dict):
+        raise DeskError(422, "invalid", "the edited arguments must be a JSON object")
+    return cast(dict[str, Any], value)
 
 
 def _decision(value: str) -> Literal["approve", "reject"]:

@@ -5,6 +5,7 @@ drivers run the same scenarios."""
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -210,6 +211,23 @@ def test_deferred_approval_pauses_with_a_langgraph_interrupt_and_a_resume_offers
     assert _offered(guard, run.run_id, "tc-email") == 1
     assert [(c.call_id, c.state) for c in run.calls()] == [("tc-email", "completed")]
     assert run.record().state == "completed"
+
+
+def test_a_reviewers_edit_of_the_arguments_is_what_langchain_runs(deferring_guard: Guard, drive: Drive) -> None:
+    guard, world = deferring_guard, Funnel()
+    agent, _ = _agent(guard, world, [tool_calls(EMAIL)], checkpointer=InMemorySaver())
+    config = {"configurable": {"thread_id": "lead-9"}}
+    with guard.run("funnel", source_event_id="lead-9"):
+        assert "__interrupt__" in drive(agent, USER, config)
+    (approval,) = guard.ledger.list_approvals(team="funnel")
+    edited = {**json.loads(approval.args_json), "template": "intro-short"}
+    guard.ledger.decide(approval.approval_id, reviewer="maria", decision="approve",
+                        reviewer_roles=frozenset({"marketing"}), edited_args=edited)
+    with guard.run("funnel", source_event_id="lead-9") as run:
+        out = drive(agent, Command(resume="approved"), config)
+    assert "__interrupt__" not in out
+    assert world.emails == [{"email": "ann@acme.io", "template": "intro-short"}]  # the edit ran, not the ask
+    assert [(c.call_id, c.state) for c in run.calls()] == [("tc-email", "completed")]
 
 
 def test_guard_tool_answers_a_tool_call_with_an_error_message_and_plain_python_with_the_typed_error(

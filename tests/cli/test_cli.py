@@ -100,6 +100,21 @@ def test_approving_through_the_cli_lets_the_waiting_call_run(
     assert guard.ledger.call_state(approval.call_id) == "approved"
 
 
+def test_approving_an_edit_through_the_cli_binds_the_approval_to_the_edited_arguments(
+        waiting: tuple[Guard, str, str], db_path: Path, runner: CliRunner) -> None:
+    guard, _, approval_id = waiting
+    edited = {**WELCOME, "to": "ada.lovelace@example.com"}
+    bad = runner.invoke(app, ["approvals", "approve", approval_id, "--as", "ops-lead", "--edit", "{to:", "--db",
+                              str(db_path)])
+    assert bad.exit_code == 2 and "not JSON" in bad.output
+    done = runner.invoke(app, ["approvals", "approve", approval_id, "--as", "ops-lead", "--edit", json.dumps(edited),
+                               "--json", "--db", str(db_path)])
+    assert done.exit_code == 0, done.output
+    approval = guard.ledger.get_approval(approval_id)
+    assert approval is not None and approval.state == "approved"
+    assert approval.approved_args_json is not None and json.loads(approval.approved_args_json) == edited
+
+
 def test_deciding_without_saying_who_is_a_usage_error(
         waiting: tuple[Guard, str, str], db_path: Path, runner: CliRunner) -> None:
     _, _, approval_id = waiting

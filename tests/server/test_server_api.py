@@ -61,7 +61,7 @@ async def test_an_approval_binds_to_the_hash_shown_and_lets_the_call_run(
     assert done.status_code == 200, done.text
     assert done.json() | {"decided_by": None} == {
         "approval_id": approval_id, "decision": "approve", "reviewer": "sam", "state": "approved", "settled": True,
-        "repeat": False, "decided_by": None}
+        "repeat": False, "decided_by": None, "args_hash": shown["args_hash"]}
     assert service.ledger.call_state(shown["call_id"]) == "approved"
 
 

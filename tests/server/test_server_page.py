@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import re
 
 import httpx
 import pytest
-from server_support import Service
+from server_support import WELCOME, Service
+
+from guard.canonical import args_hash
 
 pytestmark = pytest.mark.anyio
 
@@ -62,6 +65,24 @@ async def test_approving_through_the_form_decides_and_the_page_says_so(
     assert "Approved: the call may run now." in after.text
     record = service.ledger.get_approval(approval_id)
     assert record is not None and record.state == "approved" and record.decided_by == '["sam"]'
+
+
+async def test_approving_edited_arguments_through_the_form_binds_to_the_edit(
+        service: Service, client: httpx.AsyncClient) -> None:
+    approval_id = service.waiting()
+    await sign_in(client, service, "sam")
+    page = (await client.get(f"/approvals/{approval_id}")).text
+    assert '<textarea id="edited-args" name="edited_args"' in page and "Approve the edited arguments" in page
+    form = {"csrf_token": field(page, "csrf_token"), "args_hash": field(page, "args_hash"), "decision": "approve"}
+    broken = await client.post(f"/approvals/{approval_id}/decision", data=form | {"edited_args": "{to:"})
+    assert broken.status_code == 422 and "not JSON" in broken.text
+    edited = {**WELCOME, "to": "billing@example.com"}
+    done = await client.post(f"/approvals/{approval_id}/decision", data=form | {"edited_args": json.dumps(edited)})
+    assert done.status_code == 303 and done.headers["location"].endswith("?done=approved")
+    shown = (await client.get(done.headers["location"])).text
+    assert "as edited by a reviewer" in shown and "billing@example.com" in shown and "ada@example.com" in shown
+    record = service.ledger.get_approval(approval_id)
+    assert record is not None and record.state == "approved" and record.approved_args_hash == args_hash(edited)
 
 
 async def test_rejecting_through_the_form_without_a_reason_is_refused(
