@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from guard.cli import approvals_cmd, ledger_cmd, operate_cmd, ops_cmd, policy_cmd, runs_cmd, serve_cmd
+from guard.cli import approvals_cmd, ledger_cmd, notify_cmd, operate_cmd, ops_cmd, policy_cmd, runs_cmd, serve_cmd
 
 app = typer.Typer(
     name="guard",
@@ -35,6 +35,7 @@ app.command("unpause")(ops_cmd.unpause)
 app.command("pauses")(ops_cmd.pauses)
 app.add_typer(serve_cmd.tokens_app, name="tokens")
 app.command("serve")(serve_cmd.serve)
+app.add_typer(notify_cmd.app, name="notifications")
 
 
 def main() -> None:

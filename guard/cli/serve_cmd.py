@@ -79,12 +79,15 @@ def revoke(token_id: Annotated[str, typer.Argument(help="The token id (see `guar
 @guarded_command
 def serve(host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
           port: Annotated[int, typer.Option(help="Port to listen on.")] = 8700,
+          public_url: Annotated[str | None, typer.Option(help="The page's address as reviewers reach it, for the "
+                                                         "links in notifications [default: http://HOST:PORT].")] = None,
           db: DbOption = None, policies: PoliciesDir = None,
           log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info") -> None:
     """Start the approval service: the reviewer page at / and the REST API at /api (OpenAPI at /openapi.json).
 
     Page sessions are signed with $GUARD_SESSION_SECRET (give every replica the same one); without it, a
-    random secret, so sessions end when the server stops.
+    random secret, so sessions end when the server stops. Teams with a `notify:` webhook in their policy are
+    told of waiting calls and halted runs (see `guard notifications list`).
     """
     try:
         import uvicorn
@@ -93,6 +96,7 @@ def serve(host: Annotated[str, typer.Option(help="Interface to listen on.")] = "
     except ImportError as exc:
         fail(f"the approval service needs its extra: pip install 'guard-middleware[server]' ({exc})", 2)
     secret = os.environ.get("GUARD_SESSION_SECRET")
-    app = create_app(resolve_url(db), policy_dir(policies), session_secret=secret.encode() if secret else None)
+    app = create_app(resolve_url(db), policy_dir(policies), session_secret=secret.encode() if secret else None,
+                     public_url=public_url or f"http://{host}:{port}")
     typer.echo(f"Guard approval service on http://{host}:{port}/ (API /api, OpenAPI /openapi.json)")
     uvicorn.run(app, host=host, port=port, log_level=log_level)

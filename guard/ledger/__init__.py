@@ -10,6 +10,8 @@ from guard.ledger.records import (
     DecisionRecord,
     EventRecord,
     ManualActionRecord,
+    NoticeEvent,
+    NotificationRecord,
     RunRecord,
 )
 from guard.ledger.states import ApprovalState, CallState, RunState
@@ -28,6 +30,8 @@ __all__ = [
     "EventRecord",
     "Ledger",
     "ManualActionRecord",
+    "NoticeEvent",
+    "NotificationRecord",
     "Offer",
     "RunClose",
     "RunRecord",

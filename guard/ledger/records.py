@@ -6,7 +6,8 @@ import json
 from dataclasses import dataclass, fields
 from typing import Any, Self
 
-__all__ = ["ApprovalRecord", "CallRecord", "DecisionRecord", "EventRecord", "ManualActionRecord", "RunRecord"]
+__all__ = ["ApprovalRecord", "CallRecord", "DecisionRecord", "EventRecord", "ManualActionRecord", "NoticeEvent",
+           "NotificationRecord", "RunRecord"]
 
 
 class _Row:
@@ -167,3 +168,32 @@ class ManualActionRecord(_Row):
     action: str
     note: str
     at: float
+
+
+@dataclass(frozen=True, slots=True)
+class NotificationRecord(_Row):
+    id: int
+    event_id: int
+    team: str
+    kind: str
+    run_id: str
+    call_id: str | None
+    approval_id: str | None
+    target: str
+    state: str
+    attempts: int
+    last_error: str | None
+    created_at: float
+    updated_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class NoticeEvent:
+    """A ledger event a team's channel may need to hear of, with the run's team."""
+
+    event_id: int
+    kind: str  # approval_waiting | run_halted
+    team: str
+    run_id: str
+    call_id: str | None
+    to_state: str

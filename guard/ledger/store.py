@@ -24,6 +24,7 @@ from guard.ledger.approvals import LedgerApprovals
 from guard.ledger.backend import Connections, open_backend
 from guard.ledger.inflight import LedgerInFlight
 from guard.ledger.moves import EventIn, RunClose, append_events, cas_call, move_run, move_run_if, new_id
+from guard.ledger.notices import LedgerNotices
 from guard.ledger.pauses import LedgerPauses
 from guard.ledger.queries import LedgerQueries
 from guard.ledger.records import CallRecord, RunRecord
@@ -118,7 +119,7 @@ class Offer(NamedTuple):
     edited_hash: str | None = None  # ... and the hash the approval binds to
 
 
-class Ledger(LedgerQueries, LedgerApprovals, LedgerPauses, LedgerInFlight, LedgerTokens):
+class Ledger(LedgerQueries, LedgerApprovals, LedgerPauses, LedgerInFlight, LedgerTokens, LedgerNotices):
     """The durable record of runs, calls, approvals and events. Thread-safe: one connection per thread.
 
     Open with `Ledger(url)`; a new SQLite file is created and migrated, an old one must be upgraded

@@ -170,4 +170,33 @@ class ReviewerToken(SQLModel, table=True):
     revoked_by: str | None = None
 
 
+class Notification(SQLModel, table=True):
+    """A team's webhook told of one ledger event (a call waiting for approval, a run halted): what became of it."""
+
+    __tablename__ = "notifications"  # pyright: ignore[reportAssignmentType]
+
+    id: int | None = Field(default=None, primary_key=True)
+    event_id: int = Field(unique=True, index=True)  # one notification per event, however many notifiers run
+    team: str
+    kind: str  # approval_waiting | run_halted
+    run_id: str = Field(index=True)
+    call_id: str | None = None
+    approval_id: str | None = None
+    target: str  # the webhook's scheme://host only: a Slack webhook's path is a secret
+    state: str  # sending | sent | failed | skipped
+    attempts: int = 0
+    last_error: str | None = None
+    created_at: float
+    updated_at: float
+
+
+class NotifyCursor(SQLModel, table=True):
+    """How far the notifier has read the events."""
+
+    __tablename__ = "notify_cursor"  # pyright: ignore[reportAssignmentType]
+
+    name: str = Field(primary_key=True)
+    event_id: int
+
+
 metadata = SQLModel.metadata

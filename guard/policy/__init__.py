@@ -11,13 +11,14 @@ from guard.policy._load import load_policy, policy_from_text
 from guard.policy._policy import Policy, RuleTrace
 from guard.policy._schema import policy_json_schema
 from guard.policy._set import PolicySet
-from guard.policy._types import ApprovalRule, Decision, OnFailure, RetryRule, SideEffectClass, Verdict
+from guard.policy._types import ApprovalRule, Decision, Notify, OnFailure, RetryRule, SideEffectClass, Verdict
 
 __all__ = [
     "ApprovalRule",
     "CaseReport",
     "CaseResult",
     "Decision",
+    "Notify",
     "OnFailure",
     "Policy",
     "PolicySet",

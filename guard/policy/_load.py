@@ -19,6 +19,7 @@ from guard.errors import PolicyError
 from guard.policy._policy import Policy
 from guard.policy._rules import RuleProblem, compile_rules
 from guard.policy._spec import PolicySpec
+from guard.policy._types import Notify
 from guard.policy._values import json_type, looks_numeric
 from guard.policy._yaml import Path, YamlDocument, YamlProblem, format_path, parse_yaml
 
@@ -172,6 +173,9 @@ def _compile(text: str, data: bytes, source: str) -> Policy:
         rules=rules,
         reviewers={name: frozenset(roles) for name, roles in spec.reviewers.items()},
         secret_fields=frozenset(spec.secrets),
+        notify=None if spec.notify is None else Notify(
+            webhook=spec.notify.webhook, webhook_env=spec.notify.webhook_env, secret_env=spec.notify.secret_env,
+            events=frozenset(spec.notify.events)),
     )
 
 

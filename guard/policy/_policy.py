@@ -19,7 +19,7 @@ from typing import Any
 
 from guard.policy._conditions import evaluate_all
 from guard.policy._rules import Rule
-from guard.policy._types import NO_RETRY, Decision, OnFailure, Verdict
+from guard.policy._types import NO_RETRY, Decision, Notify, OnFailure, Verdict
 from guard.policy._values import format_duration
 
 __all__ = ["Policy", "RuleTrace"]
@@ -58,6 +58,7 @@ class Policy:
         "_description",
         "_exact",
         "_globs",
+        "_notify",
         "_plans",
         "_reviewers",
         "_rules",
@@ -77,7 +78,9 @@ class Policy:
         rules: tuple[Rule, ...],
         reviewers: Mapping[str, frozenset[str]],
         secret_fields: frozenset[str],
+        notify: Notify | None = None,
     ) -> None:
+        self._notify = notify
         self._team = team
         self._version = version
         self._source = source
@@ -122,6 +125,11 @@ class Policy:
     def secret_fields(self) -> frozenset[str]:
         """Argument names redacted for every tool of this team."""
         return self._secrets
+
+    @property
+    def notify(self) -> Notify | None:
+        """Where the team's channel is told of waiting calls and halted runs; None when nowhere."""
+        return self._notify
 
     @property
     def rules(self) -> tuple[Rule, ...]:

@@ -141,6 +141,27 @@ class RuleSpec(_Spec):
     deny: Text | None = Field(default=None, description="Refuse the call; the text tells the agent why.")
 
 
+EnvName = Annotated[str, StringConstraints(pattern=r"^[A-Z_][A-Z0-9_]*$", max_length=100)]
+Event = Annotated[str, StringConstraints(pattern=r"^(approval_waiting|run_halted)$")]
+
+
+class NotifySpec(_Spec):
+    """Where the team's channel hears about calls waiting for approval and runs that halt."""
+
+    webhook: Annotated[str, StringConstraints(pattern=r"^https?://\S+$", max_length=2000)] | None = Field(
+        default=None, description="The webhook URL (Slack-compatible). Prefer webhook_env: such URLs are secrets.")
+    webhook_env: EnvName | None = Field(default=None, description="The environment variable holding the URL.")
+    secret_env: EnvName = Field(description="The environment variable holding the HMAC-SHA256 signing key.")
+    events: Annotated[list[Event], Field(min_length=1)] = Field(
+        default_factory=lambda: ["approval_waiting", "run_halted"])
+
+    @model_validator(mode="after")
+    def _one_url(self) -> NotifySpec:
+        if (self.webhook is None) == (self.webhook_env is None):
+            raise PydanticCustomError("webhook", "give exactly one of webhook or webhook_env")
+        return self
+
+
 class PolicySpec(_Spec):
     """A team's policy file, `policies/<team>.yaml`."""
 
@@ -152,6 +173,7 @@ class PolicySpec(_Spec):
     secrets: list[Name] = Field(default_factory=lambda: [])
     reviewers: dict[Name, Annotated[list[Name], Field(min_length=1)]] = Field(default_factory=lambda: {})
     defaults: DefaultsSpec | None = None
+    notify: NotifySpec | None = None
     rules: Annotated[list[RuleSpec], Field(min_length=1)]
 
 

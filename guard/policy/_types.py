@@ -6,10 +6,11 @@ Everything here is immutable and cheap to build: `Policy.classify` returns a `De
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from enum import StrEnum
 
-__all__ = ["ApprovalRule", "Decision", "OnFailure", "RetryRule", "SideEffectClass", "Verdict"]
+__all__ = ["ApprovalRule", "Decision", "Notify", "OnFailure", "RetryRule", "SideEffectClass", "Verdict"]
 
 
 class SideEffectClass(StrEnum):
@@ -102,6 +103,26 @@ class ApprovalRule:
     roles: tuple[str, ...]
     quorum: int = 1
     expires_after: float = 3600.0
+
+
+@dataclass(frozen=True, slots=True)
+class Notify:
+    """A team's webhook: the URL (or the environment variable holding it), the signing key's variable, and
+    which events it hears (`approval_waiting`, `run_halted`). Secrets stay in the environment, never in files."""
+
+    webhook: str | None
+    webhook_env: str | None
+    secret_env: str
+    events: frozenset[str]
+
+    def url(self) -> str | None:
+        """The webhook URL now (None when its variable is unset)."""
+        return self.webhook if self.webhook is not None else os.environ.get(self.webhook_env or "") or None
+
+    def secret(self) -> bytes | None:
+        """The signing key now (None when its variable is unset: nothing is sent unsigned)."""
+        value = os.environ.get(self.secret_env)
+        return value.encode() if value else None
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,6 +8,7 @@ validate is 422 with the reason; a ledger that cannot be reached is 503 and noth
 
 from __future__ import annotations
 
+import threading
 from collections.abc import AsyncGenerator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -19,6 +20,7 @@ from fastapi.responses import JSONResponse
 
 from guard.errors import LedgerUnavailable
 from guard.ledger import Ledger, resolve_url
+from guard.notify import Notifier
 from guard.policy import PolicySet
 from guard.server.api import router as api_router
 from guard.server.auth import Sessions
@@ -28,11 +30,14 @@ from guard.server.pages import pages_router
 __all__ = ["create_app"]
 
 
-def create_app(db_url: str | None, policies_dir: str | Path, *, session_secret: bytes | None = None) -> FastAPI:
+def create_app(db_url: str | None, policies_dir: str | Path, *, session_secret: bytes | None = None,
+               public_url: str = "http://127.0.0.1:8700", notify_every: float | None = 1.0) -> FastAPI:
     """The approval service over the ledger at `db_url` and the policies in `policies_dir`.
 
     `session_secret` signs the page's session cookies; give every replica the same one. When None, a random
-    secret is made: sessions end when the process does.
+    secret is made: sessions end when the process does. While the app runs (its lifespan), a notifier thread
+    tells the teams' webhooks (policy `notify:`) of waiting calls and halted runs every `notify_every`
+    seconds, linking to the page at `public_url`; None runs no notifier.
 
     Raises:
         LedgerNotReady: the ledger is at another schema revision (run `guard db upgrade`).
@@ -42,9 +47,20 @@ def create_app(db_url: str | None, policies_dir: str | Path, *, session_secret: 
     desk = Desk(ledger, PolicySet.load_dir(policies_dir))
     sessions = Sessions(ledger, session_secret)
 
+    notifier = Notifier(ledger, desk.policies, public_url)
+    stop = threading.Event()
+
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncGenerator[None]:
+        thread = None
+        if notify_every is not None and any(p.notify for p in desk.policies.policies.values()):
+            thread = threading.Thread(target=notifier.run, args=(stop, notify_every), name="guard-notifier",
+                                      daemon=True)
+            thread.start()
         yield
+        stop.set()
+        if thread is not None:
+            thread.join(timeout=notifier.timeout * notifier.attempts + 5)
         ledger.close()
 
     app = FastAPI(title="Guard approval service", version="0.1.0", lifespan=lifespan,
@@ -52,6 +68,7 @@ def create_app(db_url: str | None, policies_dir: str | Path, *, session_secret: 
                               "context, approve or reject (bound to the arguments' hash). Authenticate with "
                               "`Authorization: Bearer <token>` from `guard tokens create --reviewer NAME`.")
     app.state.desk = desk
+    app.state.notifier = notifier
     app.include_router(api_router)
     app.include_router(pages_router(desk, sessions))
 

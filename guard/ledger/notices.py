@@ -1,0 +1,87 @@
+"""What the teams' channels were told: the notifier's reads and writes on `notifications` and its cursor.
+
+The notifier reads the events after its cursor that a channel may need (a call entering `awaiting_approval`,
+a run entering `halted` or `pending_review`), claims each one with an insert unique on the event (two notifiers
+never send the same event twice), and records what became of it. Nothing here sends anything: `guard.notify`
+does, outside any transaction.
+"""
+
+from __future__ import annotations
+
+import time
+
+from guard.ledger.backend import Connections
+from guard.ledger.records import NoticeEvent, NotificationRecord
+from guard.ledger.states import CallState, RunState
+
+__all__ = ["LedgerNotices"]
+
+_CURSOR = "webhooks"
+_CANDIDATES = (
+    "SELECT e.id, e.run_id, e.call_id, e.entity, e.to_state, r.team FROM events e JOIN runs r ON r.run_id = e.run_id "
+    "WHERE e.id > ? AND ((e.entity = 'call' AND e.to_state = ?) OR (e.entity = 'run' AND e.to_state IN (?, ?))) "
+    "ORDER BY e.id LIMIT ?"
+)
+
+
+class LedgerNotices:
+    conns: Connections
+
+    def notice_cursor(self) -> int:
+        """The last event id the notifier has dealt with (0 before its first pass)."""
+        with self.conns.read() as cur:
+            cur.execute("SELECT event_id FROM notify_cursor WHERE name = ?", (_CURSOR,))
+            row = cur.fetchone()
+            return int(row[0]) if row else 0
+
+    def notice_events(self, after: int, limit: int = 200) -> tuple[list[NoticeEvent], int]:
+        """Events after `after` a channel may need to hear of, oldest first; and the last event id read."""
+        with self.conns.read() as cur:
+            cur.execute(_CANDIDATES, (after, CallState.AWAITING_APPROVAL, RunState.HALTED, RunState.PENDING_REVIEW,
+                                      limit))
+            rows = cur.fetchall()
+            if len(rows) < limit:  # nothing more to find: the cursor may move to the end of the events
+                cur.execute("SELECT COALESCE(MAX(id), 0) FROM events")
+                last = max(after, int(cur.fetchone()[0]))
+            else:
+                last = int(rows[-1][0])
+        events = [NoticeEvent(event_id=r[0], run_id=r[1], call_id=r[2], team=r[5], to_state=r[4],
+                              kind="approval_waiting" if r[3] == "call" else "run_halted") for r in rows]
+        return events, last
+
+    def move_notice_cursor(self, to: int) -> None:
+        with self.conns.write() as cur:
+            cur.execute("INSERT INTO notify_cursor (name, event_id) VALUES (?, ?) ON CONFLICT (name) DO UPDATE "
+                        "SET event_id = MAX(event_id, excluded.event_id)", (_CURSOR, to))
+
+    def claim_notice(self, event: NoticeEvent, *, target: str, approval_id: str | None, state: str = "sending",
+                     error: str | None = None) -> int | None:
+        """Record that `event` is being told (or `skipped`); the row id, or None when another notifier has it."""
+        now = time.time()
+        with self.conns.write() as cur:
+            cur.execute("INSERT INTO notifications (event_id, team, kind, run_id, call_id, approval_id, target, state, "
+                        "attempts, last_error, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?) "
+                        "ON CONFLICT (event_id) DO NOTHING",
+                        (event.event_id, event.team, event.kind, event.run_id, event.call_id, approval_id, target,
+                         state, error, now, now))
+            return cur.lastrowid if cur.rowcount == 1 else None
+
+    def settle_notice(self, notice_id: int, *, state: str, attempts: int, error: str | None) -> None:
+        with self.conns.write() as cur:
+            cur.execute("UPDATE notifications SET state = ?, attempts = ?, last_error = ?, updated_at = ? "
+                        "WHERE id = ?", (state, attempts, error, time.time(), notice_id))
+
+    def notices(self, *, team: str | None = None, run_id: str | None = None, state: str | None = None,
+                limit: int = 100) -> list[NotificationRecord]:
+        """What the channels were told, newest first."""
+        sql = f"SELECT {NotificationRecord.sql_columns()} FROM notifications WHERE 1 = 1"
+        params: list[object] = []
+        for column, value in (("team", team), ("run_id", run_id), ("state", state)):
+            if value is not None:
+                sql += f" AND {column} = ?"
+                params.append(value)
+        sql += " ORDER BY id DESC LIMIT ?"
+        params.append(limit)
+        with self.conns.read() as cur:
+            cur.execute(sql, tuple(params))
+            return [NotificationRecord.from_row(r) for r in cur.fetchall()]

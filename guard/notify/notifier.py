@@ -1,0 +1,148 @@
+"""The notifier: tells each team's channel of calls waiting for approval and of runs that halt.
+
+It reads the ledger's events after its cursor (`Ledger.notice_events`), so nothing is lost while no notifier
+runs: the next pass catches up. Each event is claimed with a row unique on the event before it is sent, and
+the row records the outcome: `sent`, `failed` (after its retries: the webhook is dead or refuses), `skipped`
+(decided or resolved before the pass reached it). A dead webhook costs the notifier its retries and nothing
+else: it never blocks, approves or changes a call. `guard serve` runs it every second; `guard notifications
+deliver` runs one pass (cron).
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from structlog.typing import FilteringBoundLogger
+
+from guard.ledger import ApprovalRecord, Ledger, NoticeEvent, RunRecord
+from guard.logs import make_logger
+from guard.notify.webhook import post, target_of
+from guard.policy import Notify, PolicySet
+
+__all__ = ["Notifier", "NotifyReport"]
+
+
+@dataclass(slots=True)
+class NotifyReport:
+    """What one pass did."""
+
+    sent: int = 0
+    failed: int = 0
+    skipped: int = 0
+    errors: list[str] = field(default_factory=list[str])
+
+
+@dataclass(slots=True)
+class Notifier:
+    """Delivers the teams' notifications from the ledger. `page_url`: the reviewer page's base URL."""
+
+    ledger: Ledger
+    policies: PolicySet
+    page_url: str
+    attempts: int = 3
+    backoff: float = 0.2
+    timeout: float = 5.0
+    batch: int = 200
+    log: FilteringBoundLogger = field(default_factory=lambda: make_logger("warning"))
+
+    def deliver(self) -> NotifyReport:
+        """One pass over the events after the cursor; moves the cursor past them."""
+        report = NotifyReport()
+        after = self.ledger.notice_cursor()
+        while True:
+            events, last = self.ledger.notice_events(after, self.batch)
+            for event in events:
+                self._one(event, report)
+                self.ledger.move_notice_cursor(event.event_id)
+            self.ledger.move_notice_cursor(last)
+            if len(events) < self.batch:
+                return report
+            after = last
+
+    def run(self, stop: threading.Event, interval: float = 1.0) -> None:
+        """Deliver every `interval` seconds until `stop` is set (a daemon thread of `guard serve`)."""
+        while not stop.is_set():
+            try:
+                self.deliver()
+            except Exception as exc:  # a ledger hiccup must not end the loop: the next pass catches up
+                self.log.warning("notifier pass failed; retrying next pass", error=f"{type(exc).__name__}: {exc}")
+            stop.wait(interval)
+
+    # -- one event ----------------------------------------------------------------------------------------
+
+    def _one(self, event: NoticeEvent, report: NotifyReport) -> None:
+        notify = self._notify_of(event.team)
+        if notify is None or event.kind not in notify.events:
+            return
+        approval = self.ledger.approval_for_call(event.call_id) if event.call_id else None
+        run = self.ledger.get_run(event.run_id)
+        url, key = notify.url(), notify.secret()
+        target = target_of(url) if url else f"${notify.webhook_env}"
+        approval_id = approval.approval_id if approval is not None else None
+        stale = _stale(event, approval, run)
+        if stale is not None or url is None or key is None:
+            unset = notify.webhook_env if url is None else notify.secret_env
+            state, why = ("skipped", stale) if stale is not None else (
+                "failed", f"${unset} is not set: nothing was sent (Guard never sends unsigned)")
+            if self.ledger.claim_notice(event, target=target, approval_id=approval_id, state=state, error=why):
+                report.skipped += state == "skipped"
+                report.failed += state == "failed"
+            return
+        notice_id = self.ledger.claim_notice(event, target=target, approval_id=approval_id)
+        if notice_id is None:
+            return  # another notifier holds this event
+        delivery = post(url, self.message(event, approval, run), key, attempts=self.attempts, timeout=self.timeout,
+                        backoff=self.backoff)
+        self.ledger.settle_notice(notice_id, state="sent" if delivery.ok else "failed", attempts=delivery.attempts,
+                                  error=delivery.error)
+        if delivery.ok:
+            report.sent += 1
+        else:
+            report.failed += 1
+            report.errors.append(f"{event.team} event {event.event_id}: {delivery.error}")
+            self.log.warning("webhook delivery failed", team=event.team, kind=event.kind, run_id=event.run_id,
+                             target=target, attempts=delivery.attempts, error=delivery.error)
+
+    def _notify_of(self, team: str) -> Notify | None:
+        policy = self.policies.policies.get(team)
+        return policy.notify if policy is not None else None
+
+    def message(self, event: NoticeEvent, approval: ApprovalRecord | None, run: RunRecord | None) -> dict[str, Any]:
+        """The Slack-compatible message: `text` (mrkdwn, with a link to the page) plus the facts as `guard`."""
+        base = self.page_url.rstrip("/")
+        facts: dict[str, Any] = {"event": event.kind, "event_id": event.event_id, "team": event.team,
+                                 "run_id": event.run_id, "call_id": event.call_id}
+        if event.kind == "approval_waiting" and approval is not None:
+            link = f"{base}/approvals/{approval.approval_id}"
+            roles = ", ".join(approval.role_list)
+            expires = datetime.fromtimestamp(approval.expires_at, UTC).strftime("%Y-%m-%d %H:%M UTC")
+            text = (f"Approval needed in team *{event.team}*: `{approval.tool}` waits for "
+                    f"{approval.quorum} reviewer(s) with role *{roles}* (asked by {approval.requested_by}, "
+                    f"expires {expires}). <{link}|Review it>")
+            facts |= {"approval_id": approval.approval_id, "tool": approval.tool, "roles": approval.role_list,
+                      "quorum": approval.quorum, "expires_at": approval.expires_at, "url": link}
+        else:
+            policy = self.policies.policies.get(event.team)
+            roles = sorted({r for held in policy.reviewers.values() for r in held}) if policy else []
+            label = (run.status_label if run else None) or event.to_state
+            summary = (run.error_summary if run else None) or ""
+            step = (run.next_safe_action if run else None) or f"guard runs show {event.run_id}"
+            text = (f"Run `{event.run_id}` of team *{event.team}* is {event.to_state.replace('_', ' ')}: "
+                    f"*{label}*{': ' + summary if summary else ''}. Owners: role *{', '.join(roles) or 'none'}*. "
+                    f"Next: {step}. <{base}/|Open the reviewer page>")
+            facts |= {"state": event.to_state, "label": label, "roles": roles, "url": f"{base}/"}
+        return {"text": text, "guard": facts}
+
+
+def _stale(event: NoticeEvent, approval: ApprovalRecord | None, run: RunRecord | None) -> str | None:
+    """Why the event no longer needs telling (decided or resolved before the pass), or None."""
+    if event.kind == "approval_waiting":
+        if approval is None:
+            return "no approval recorded for this call"
+        return None if approval.state == "pending" else f"approval already {approval.state}"
+    if run is None or run.state != event.to_state:
+        return f"run is {run.state if run else 'gone'} now"
+    return None

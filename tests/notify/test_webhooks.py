@@ -1,0 +1,247 @@
+"""Webhook notifications against a real HTTP server on loopback, from a real ledger file.
+
+The team `ops` (written here) has a webhook; its refunds wait for `finance`, its shipments halt the run when
+they fail. A real Guard makes the calls; `Notifier.deliver` is one pass, as `guard serve` runs every second.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+import uvicorn
+
+from guard import ApprovalPending, CallFailed, Guard
+from guard.ledger import Ledger
+from guard.notify import Notifier, verify_signature
+from guard.policy import PolicySet
+from guard.server import create_app
+from guard.testing import poll
+
+KEY = "whsec-test-key-0123456789"
+POLICY = """\
+team: ops
+reviewers:
+  rita: [finance]
+  sam: [support]
+notify:
+  webhook_env: OPS_WEBHOOK_URL
+  secret_env: OPS_WEBHOOK_KEY
+rules:
+  - name: refunds
+    tools: [billing.refund]
+    class: compensable
+    approval: {roles: [finance], expires_after: 1h}
+  - name: shipping
+    tools: [warehouse.ship]
+    class: irreversible
+    approval: {roles: [support], expires_after: 1h}
+    on_failure: halt
+"""
+
+
+@dataclass
+class Receiver:
+    """A webhook endpoint on loopback: records what it got, answers `statuses` in turn (then 200)."""
+
+    statuses: list[int] = field(default_factory=list[int])
+    got: list[tuple[dict[str, str], bytes]] = field(default_factory=list[tuple[dict[str, str], bytes]])
+    url: str = ""
+
+    def bodies(self) -> list[dict[str, Any]]:
+        return [json.loads(body) for _, body in self.got]
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    state = Receiver()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            state.got.append(({k: v for k, v in self.headers.items()}, body))
+            status = state.statuses.pop(0) if state.statuses else 200
+            self.send_response(status)
+            self.end_headers()
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    state.url = f"http://127.0.0.1:{server.server_address[1]}/services/T000/B000/secret-path"
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield state
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@dataclass
+class Ops:
+    guard: Guard
+    ledger: Ledger
+    notifier: Notifier
+    shipped: list[dict[str, Any]]
+
+
+@pytest.fixture
+def ops(tmp_path: Path, db_path: Path, receiver: Receiver, monkeypatch: pytest.MonkeyPatch) -> Iterator[Ops]:
+    policies = tmp_path / "policies"
+    policies.mkdir()
+    (policies / "ops.yaml").write_text(POLICY)
+    monkeypatch.setenv("OPS_WEBHOOK_URL", receiver.url)
+    monkeypatch.setenv("OPS_WEBHOOK_KEY", KEY)
+    guard = Guard(policies=policies, db=str(db_path), actor="ops-agent", approval="defer", log_level="error")
+    shipped: list[dict[str, Any]] = []
+    def refund(**kw: Any) -> dict[str, str]:
+        return {"refund_id": "re_1"}
+
+    guard.tool(refund, name="billing.refund")
+
+    def ship(**kw: Any) -> dict[str, str]:
+        shipped.append(kw)
+        raise ConnectionError("warehouse API answered 503")
+
+    guard.tool(ship, name="warehouse.ship")
+    notifier = Notifier(guard.ledger, PolicySet.load_dir(policies), "https://guard.example.com", backoff=0.01,
+                        timeout=2)
+    try:
+        yield Ops(guard, guard.ledger, notifier, shipped)
+    finally:
+        guard.close()
+
+
+def _wait_for_refund(ops: Ops) -> str:
+    with pytest.raises(ApprovalPending) as pending, ops.guard.run("ops"):
+        ops.guard.tool_named("billing.refund")(invoice_id="inv_9", amount_cents=12000)  # type: ignore[misc]
+    return str(pending.value.approval_id)
+
+
+def test_a_waiting_call_is_told_once_signed_slack_json_with_a_link_and_the_owning_role(
+        ops: Ops, receiver: Receiver) -> None:
+    approval_id = _wait_for_refund(ops)
+    report = ops.notifier.deliver()
+    assert (report.sent, report.failed) == (1, 0)
+    [(headers, body)] = receiver.got
+    assert verify_signature(KEY.encode(), headers, body, now=time.time())
+    assert not verify_signature(b"another key", headers, body, now=time.time())
+    assert not verify_signature(KEY.encode(), headers, body + b" ", now=time.time())
+    assert not verify_signature(KEY.encode(), headers, body, now=time.time() + 3600)  # a replay an hour later
+    message = json.loads(body)
+    assert f"<https://guard.example.com/approvals/{approval_id}|Review it>" in message["text"]
+    assert "billing.refund" in message["text"] and "*finance*" in message["text"]
+    assert message["guard"]["approval_id"] == approval_id and message["guard"]["roles"] == ["finance"]
+
+    assert ops.notifier.deliver().sent == 0  # a second pass tells nothing twice
+    assert len(receiver.got) == 1
+    [notice] = ops.ledger.notices(team="ops")
+    assert (notice.state, notice.kind, notice.attempts, notice.approval_id) == ("sent", "approval_waiting", 1,
+                                                                               approval_id)
+    assert notice.target == receiver.url.split("/services")[0]  # never the webhook's secret path
+
+
+def test_a_failing_webhook_is_retried_and_a_dead_one_blocks_nothing_and_shows_in_the_ledger(
+        ops: Ops, receiver: Receiver, monkeypatch: pytest.MonkeyPatch) -> None:
+    receiver.statuses = [500, 502]
+    _wait_for_refund(ops)
+    assert ops.notifier.deliver().sent == 1
+    [notice] = ops.ledger.notices()
+    assert (notice.state, notice.attempts) == ("sent", 3) and len(receiver.got) == 3
+
+    monkeypatch.setenv("OPS_WEBHOOK_URL", "http://127.0.0.1:9/dead")  # nothing listens on the discard port
+    approval_id = _wait_for_refund(ops)
+    report = ops.notifier.deliver()
+    assert (report.sent, report.failed) == (0, 1)
+    dead = ops.ledger.notices(state="failed")[0]
+    assert dead.attempts == 3 and dead.last_error is not None and "unreachable" in dead.last_error
+    assert "/dead" not in dead.last_error and dead.target == "http://127.0.0.1:9"
+    # The call still waits as before and is decided as before: the dead webhook changed nothing.
+    approval = ops.ledger.get_approval(approval_id)
+    assert approval is not None and approval.state == "pending"
+    decided = ops.ledger.decide(approval_id, reviewer="rita", decision="approve", reviewer_roles=frozenset({"finance"}))
+    assert decided.approval.state == "approved"
+
+
+def test_a_run_that_halts_is_told_and_a_call_decided_before_the_pass_is_skipped(
+        ops: Ops, receiver: Receiver) -> None:
+    approval_id = _wait_for_refund(ops)
+    ops.ledger.decide(approval_id, reviewer="rita", decision="reject", reviewer_roles=frozenset({"finance"}),
+                      reason="duplicate refund")
+    with pytest.raises(ApprovalPending) as pending, ops.guard.run("ops") as run:
+        ops.guard.tool_named("warehouse.ship")(order_id="o_1")  # type: ignore[misc]
+    ops.ledger.decide(str(pending.value.approval_id), reviewer="sam", decision="approve",
+                      reviewer_roles=frozenset({"support"}))
+    with pytest.raises(CallFailed), ops.guard.run("ops", run_id=run.run_id):
+        ops.guard.tool_named("warehouse.ship")(order_id="o_1")  # type: ignore[misc]
+    assert len(ops.shipped) == 1
+
+    report = ops.notifier.deliver()
+    # The refund was decided before the pass: skipped. The shipment's wait was approved before the pass:
+    # skipped. The halted run is still halted: told.
+    assert (report.sent, report.skipped) == (1, 2)
+    [message] = receiver.bodies()
+    assert message["guard"]["event"] == "run_halted" and message["guard"]["run_id"] == run.run_id
+    assert "*finance, support*" in message["text"] and "warehouse API answered 503" in message["text"]
+    states = sorted((n.kind, n.state) for n in ops.ledger.notices())
+    assert states == [("approval_waiting", "skipped"), ("approval_waiting", "skipped"), ("run_halted", "sent")]
+
+
+def test_an_unset_signing_key_sends_nothing_unsigned(ops: Ops, receiver: Receiver,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("OPS_WEBHOOK_KEY")
+    _wait_for_refund(ops)
+    assert ops.notifier.deliver().failed == 1
+    assert receiver.got == []
+    [notice] = ops.ledger.notices()
+    assert notice.state == "failed" and notice.last_error is not None and "OPS_WEBHOOK_KEY" in notice.last_error
+
+
+def test_two_notifiers_at_once_tell_each_event_once(ops: Ops, receiver: Receiver) -> None:
+    for _ in range(5):
+        _wait_for_refund(ops)
+    other = Notifier(Ledger(ops.ledger.url), ops.notifier.policies, "https://guard.example.com")
+    try:
+        barrier = threading.Barrier(2)
+        reports: list[int] = []
+
+        def one(n: Notifier) -> None:
+            barrier.wait()
+            reports.append(n.deliver().sent)
+
+        threads = [threading.Thread(target=one, args=(n,)) for n in (ops.notifier, other)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        other.ledger.close()
+    assert sum(reports) == 5 and len(receiver.got) == 5
+    assert len({json.loads(body)["guard"]["event_id"] for _, body in receiver.got}) == 5
+
+
+def test_the_approval_service_tells_the_channel_while_it_runs(
+        ops: Ops, receiver: Receiver, tmp_path: Path) -> None:
+    app = create_app(ops.ledger.url, tmp_path / "policies", session_secret=b"s" * 32,
+                     public_url="https://review.example.com", notify_every=0.05)
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="error", lifespan="on"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        approval_id = _wait_for_refund(ops)
+        poll(lambda: receiver.got, timeout=10, what="the service's notifier posting to the webhook")
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+    assert not thread.is_alive()
+    [message] = receiver.bodies()
+    assert message["guard"]["url"] == f"https://review.example.com/approvals/{approval_id}"
+    assert [n.state for n in ops.ledger.notices()] == ["sent"]
