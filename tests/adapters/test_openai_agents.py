@@ -314,3 +314,30 @@ def test_importing_the_adapter_without_the_sdk_fails_with_the_install_command(mo
     monkeypatch.delitem(sys.modules, "guard_openai_agents")
     with pytest.raises(ImportError, match=r"pip install 'guard-middleware\[openai-agents\]'"):
         importlib.import_module("guard_openai_agents")
+
+
+def test_an_approved_call_delivered_again_with_a_new_call_id_runs_once_and_the_old_state_reads_its_record(
+        deferring_guard: Guard) -> None:
+    guard, world, event = deferring_guard, Funnel(), "lead-11"
+    saved = asyncio.run(_pause(guard, world, [calls(EMAIL)], event))
+    (approval,) = guard.ledger.list_approvals(team="funnel")
+    guard.ledger.decide(approval.approval_id, reviewer="maria", decision="approve",
+                        reviewer_roles=frozenset({"marketing"}))
+
+    async def deliver_again() -> RunResult:  # the worker lost the SDK state; the event comes again
+        agent, _ = _agent(guard, world, [calls(function_call(
+            "send_prospect_email", {"email": "ann@acme.io", "template": "intro"}, "call_email_2"))])
+        async with guard.run("funnel", source_event_id=event):
+            return await Runner.run(agent, USER, run_config=RC)
+
+    again = asyncio.run(deliver_again())
+    assert again.interruptions == []  # the ledger holds the approval of this very action: no second request
+    assert world.emails == [{"email": "ann@acme.io", "template": "intro"}]
+    result, decided = asyncio.run(_resume(guard, world, saved, [calls(EMAIL)], event))  # the old state, too
+    assert decided == ["approved"] and result.interruptions == []
+    assert len(world.emails) == 1
+    (out,) = _outputs(result)
+    assert out.output == "sent intro to ann@acme.io"
+    assert out.custom_data is not None and out.custom_data["guard"]["deduplicated"] is True
+    assert [(c.call_id, c.state) for c in guard.ledger.calls_of(f"funnel:{event}")] == [
+        (f"funnel:{event}/call_email", "completed")]
