@@ -21,7 +21,9 @@ Per tool call (`GuardedToolset.call_tool`, reached after Pydantic AI validated t
   pending until a reviewer decides or it expires. `ToolApproved(override_args=...)` with other arguments is
   refused (`IdempotencyConflict`): an approval binds the exact arguments.
 - a tool declared `requires_approval=True` in Pydantic AI asks its caller first (the framework's gate), and
-  only an approved call reaches Guard's own gate.
+  only an approved call reaches Guard's own gate. Nothing waits in the ledger then, so the `with guard.run`
+  block's clean end completes the Guard run, and a resume in it is refused (`RunNotRunning`, a denied return):
+  it fails closed. Declare approvals in the team's policy instead, where a resume works as above.
 """
 
 from __future__ import annotations
@@ -76,7 +78,7 @@ class ToolGuard:
         return bridge
 
     def capability(self) -> GuardCapability[Any]:
-        """A capability that guards every tool of the agent it is given to (function tools, MCP, ...)."""
+        """A capability that guards every (non-output) tool of the agent it is given to, whatever toolset holds it."""
         return GuardCapability(self)
 
     def wrap(self, toolset: AbstractToolset[AgentDepsT]) -> GuardedToolset[AgentDepsT]:

@@ -16,7 +16,7 @@ from guard_pydantic_ai.testing import Step, scripted_model, tool_call, tool_call
 from pai_world import NAMES, Funnel
 from pydantic_ai import Agent
 from pydantic_ai.messages import ModelMessage, ModelRequest, ModelResponse, TextPart, ToolReturnPart
-from pydantic_ai.tools import DeferredToolRequests, DeferredToolResults, ToolApproved
+from pydantic_ai.tools import DeferredToolRequests, DeferredToolResults, Tool, ToolApproved
 from pydantic_ai.toolsets import FunctionToolset
 
 from guard import Guard, GuardUsageError, RollbackContext
@@ -297,6 +297,26 @@ def test_a_wrapped_toolset_is_guarded_and_the_agents_other_tools_are_not(guard: 
     outcomes = {r.tool_name: r.outcome for r in _returns(result.all_messages())}
     assert outcomes == {"delete_all_leads": "denied", "ping": "success"}
     assert [c.tool for c in run.calls()] == ["crm.delete_all_leads"]
+
+
+def test_a_tool_pydantic_ai_holds_for_its_caller_never_runs_unrecorded(guard: Guard) -> None:
+    world = Funnel()
+    tools = ToolGuard(guard, team="funnel", names=NAMES)
+    held = FunctionToolset([Tool(world.upsert_contact, requires_approval=True)])
+    agent = Agent(scripted_model([tool_calls(CONTACT)]), toolsets=[tools.wrap(held)],
+                  output_type=[str, DeferredToolRequests])
+    with guard.run("funnel", source_event_id="lead-11") as run:
+        first = agent.run_sync(PROMPT)
+    assert isinstance(first.output, DeferredToolRequests) and world.upserts == 0
+    assert run.calls() == []  # the framework's own gate came first: nothing was offered to Guard
+    # Nothing waits in the ledger, so the block's clean end completed the run; a resume there runs nothing.
+    assert run.record().state == "completed"
+    with guard.run("funnel", source_event_id="lead-11"):
+        second = agent.run_sync(message_history=first.all_messages(),
+                                deferred_tool_results=DeferredToolResults(approvals={"call_1": True}))
+    assert world.upserts == 0
+    (ret,) = _returns(second.all_messages())
+    assert ret.outcome == "denied" and ret.metadata["guard"]["outcome"] == "RunNotRunning"
 
 
 def test_a_tool_call_in_a_run_of_another_team_is_a_loud_usage_error(guard: Guard, policy_dir: Any) -> None:
