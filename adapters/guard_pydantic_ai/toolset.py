@@ -85,21 +85,24 @@ class ToolGuard:
         """`toolset`, with every call through Guard."""
         return GuardedToolset(toolset, self)
 
-    def _bridge_for(self, name: str) -> ToolBridge:
+    def _call_id(self, ctx: RunContext[Any]) -> str | None:
+        """`<run id>/<tool call id>` in the open run (checked against `team`); None outside a run, where Guard's
+        call path itself refuses the call with a usage error."""
         run = current_run()
-        if run is not None and self.team is not None and run.team != self.team:
+        if run is None or ctx.tool_call_id is None:
+            return None
+        if self.team is not None and run.team != self.team:
             raise GuardUsageError(f"ToolGuard for team {self.team!r} called in run {run.run_id} of team "
                                   f"{run.team!r}: open the run with guard.run({self.team!r}, ...)")
-        return self.tool(self.names.get(name, name))
+        return f"{run.run_id}/{ctx.tool_call_id}"
 
     async def call(self, name: str, tool_args: dict[str, Any], ctx: RunContext[Any], tool: ToolsetTool[Any],
                    inner: AbstractToolset[Any]) -> Any:
         """One tool call of the agent through Guard; `inner.call_tool` is the framework's execution of it."""
         if tool.tool_def.kind == "unapproved" and not ctx.tool_call_approved:
             raise ApprovalRequired  # the framework's own gate comes first; Guard's follows once it is passed
-        bridge = self._bridge_for(name)
-        run = current_run()
-        call_id = f"{run.run_id}/{ctx.tool_call_id}" if run is not None and ctx.tool_call_id else None
+        call_id = self._call_id(ctx)
+        bridge = self.tool(self.names.get(name, name))
         args = to_jsonable_python(tool_args, fallback=repr)
         try:
             answer = await bridge.acall(args, call_id, lambda: inner.call_tool(name, tool_args, ctx, tool))

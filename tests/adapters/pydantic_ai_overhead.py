@@ -4,6 +4,8 @@ One agent run makes `calls` tool calls (a scripted `FunctionModel`, one call a t
 so nothing is deduplicated) of an `idempotent` write tool. The same tool call is timed at the outermost toolset
 with and without Guard in between (`ToolGuard.wrap`); the difference of the medians is Guard's overhead per
 call: classify, `offered` + `started` in one commit, the tool, `completed` in another, on a SQLite file ledger.
+For scale, the same tool as a plain guarded function (`guard.tool`, no framework) is timed in the same rounds:
+what is left above it is the adapter's own share. The figures move with the machine's load (SQLite commits).
 """
 
 from __future__ import annotations
@@ -58,6 +60,16 @@ def _timed_run(toolset: AbstractToolset[Any], calls: int) -> list[float]:
     return timed.seconds[calls // 10:]  # the first tenth warms caches and connections up
 
 
+def _timed_plain(guard: Guard, calls: int) -> list[float]:
+    tool = guard.tool(upsert, name="upsert")
+    seconds: list[float] = []
+    for i in range(calls):
+        start = time.perf_counter()
+        tool(key=f"p{i}", value=i)
+        seconds.append(time.perf_counter() - start)
+    return seconds[calls // 10:]
+
+
 def main(calls: int = 300, rounds: int = 3) -> None:
     folder = Path(tempfile.mkdtemp(prefix="guard-pai-overhead-"))
     (folder / "policies").mkdir()
@@ -66,6 +78,7 @@ def main(calls: int = 300, rounds: int = 3) -> None:
     upgrade(url)
     plain: list[float] = []
     guarded: list[float] = []
+    floor: list[float] = []
     per_round = max(calls // rounds, 10)
     with Guard(policies=folder / "policies", db=url, log_level="error") as guard:
         # Rounds alternate, so a change in the machine's load falls on both sides alike.
@@ -74,11 +87,14 @@ def main(calls: int = 300, rounds: int = 3) -> None:
             with guard.run("bench", source_event_id=f"overhead-{r}"):
                 guarded += _timed_run(ToolGuard(guard, team="bench").wrap(FunctionToolset([upsert])), per_round)
             assert len(guard.ledger.calls_of(f"bench:overhead-{r}")) == per_round  # every call was recorded
+            with guard.run("bench", source_event_id=f"floor-{r}"):
+                floor += _timed_plain(guard, per_round)
     p50_plain, p50_guarded = statistics.median(plain), statistics.median(guarded)
     print(f"Pydantic AI tool call, p50 of {len(plain)} calls each way (SQLite ledger file, {rounds} rounds):")
     print(f"  without Guard  {p50_plain * 1000:.3f} ms")
     print(f"  with Guard     {p50_guarded * 1000:.3f} ms")
     print(f"  Guard adds     {(p50_guarded - p50_plain) * 1000:.3f} ms per call")
+    print(f"  (Guard's call path alone, a guarded plain function: {statistics.median(floor) * 1000:.3f} ms)")
 
 
 if __name__ == "__main__":
