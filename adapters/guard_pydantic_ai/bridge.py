@@ -79,6 +79,14 @@ class ToolBridge:
         self._async = guard.tool(self._abody, name=name, external_ids=external_ids)
         self._sync = guard.tool(self._body, name=name, external_ids=external_ids)
 
+    @classmethod
+    def registered(cls, guard: Guard, name: str) -> ToolBridge | None:
+        """The bridge already registered in `guard` under `name`, if any."""
+        tool = guard.tool_named(name)
+        body = getattr(tool, "__wrapped__", None)  # the bridge's bound `_body` (GuardedTool wraps its function)
+        owner = getattr(body, "__self__", None)
+        return owner if isinstance(owner, ToolBridge) else None
+
     @property
     def tools(self) -> tuple[GuardedTool, GuardedTool]:
         return (self._sync, self._async)

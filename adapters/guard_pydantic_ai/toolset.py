@@ -70,10 +70,15 @@ class ToolGuard:
         self._bridges: dict[str, ToolBridge] = {}
 
     def tool(self, name: str) -> ToolBridge:
-        """The bridge for the policy tool `name` (created on first use); declare its compensation here."""
+        """The bridge for the policy tool `name`; declare its compensation here.
+
+        One bridge per Guard and name: a `ToolGuard` reuses the bridge another one made on the same Guard, so a
+        compensation declared through either holds for both (sagas and recovery find tools by name in the Guard).
+        """
         bridge = self._bridges.get(name)
         if bridge is None:
-            bridge = ToolBridge(self.guard, name, external_ids=self.external_ids.get(name))
+            bridge = ToolBridge.registered(self.guard, name) or ToolBridge(
+                self.guard, name, external_ids=self.external_ids.get(name))
             self._bridges[name] = bridge
         return bridge
 

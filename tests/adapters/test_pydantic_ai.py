@@ -240,6 +240,22 @@ def test_a_failure_compensates_the_earlier_deal_and_the_model_reads_a_failed_too
     assert run.record().state in ("rolled_back", "pending_review")  # the contact stays: review decides
 
 
+def test_a_compensation_declared_through_one_tool_guard_holds_for_another_on_the_same_guard(guard: Guard) -> None:
+    world = Funnel(slack_down=True)
+    first = ToolGuard(guard, team="funnel", names=NAMES)
+
+    @first.tool("crm.create_deal").compensation(name="crm.close_deal")
+    def close_deal(ctx: RollbackContext) -> dict[str, Any]:  # pyright: ignore[reportUnusedFunction]  # registered by the decorator
+        world.closed.append(ctx.result["deal_id"])
+        return {"closed": ctx.result["deal_id"]}
+
+    agent, _ = _agent(guard, world, [tool_calls(DEAL), tool_calls(NOTIFY)])  # a second ToolGuard
+    with guard.run("funnel", source_event_id="lead-7b") as run:
+        agent.run_sync(PROMPT)
+    assert world.closed == ["d-1"]
+    assert {c.tool: c.state for c in run.calls()}["crm.create_deal"] == "rolled_back"
+
+
 def test_the_same_event_replayed_repeats_no_effect_with_the_same_or_new_tool_call_ids(
         guard: Guard, drive: Drive) -> None:
     world = Funnel()
