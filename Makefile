@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench chaos example-langchain example-openai-agents clean help
+.PHONY: demo test lint bench chaos example-langchain example-openai-agents example-pydantic-ai clean help
 
 help:
 	@echo "make demo   set up and run the onboarding example (CRM -> billing -> provisioning -> email)"
@@ -14,6 +14,7 @@ help:
 	@echo "make chaos  the kill campaign: SIGKILL at every crash point, recover, check the invariants"
 	@echo "make example-langchain  a LangChain agent (scripted chat model, offline) through Guard's middleware"
 	@echo "make example-openai-agents  a booking through an OpenAI Agents SDK agent (scripted model, offline)"
+	@echo "make example-pydantic-ai  a Pydantic AI agent (FunctionModel, offline) through ToolGuard, deferred approval"
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -40,6 +41,9 @@ example-langchain: $(STAMP)
 
 example-openai-agents: $(STAMP)
 	$(BIN)/python examples/booking/run.py
+
+example-pydantic-ai: $(STAMP)
+	$(BIN)/python examples/lead_funnel_pydantic_ai/run.py
 
 chaos: $(STAMP)
 	$(BIN)/python -m tests.chaos.campaign

@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -67,9 +68,12 @@ class ScriptedReviewer:
 
     def __init__(self, ledger: Ledger, decide: Callable[[ApprovalRecord], Decision | None], *,
                  reviewer: str = "scripted-reviewer", roles: Iterable[str] = (), reason: str = "scripted decision",
+                 edit: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
                  poll_interval: float = 0.005) -> None:
+        """`edit`: approve the arguments this function makes of the ones shown, instead of those."""
         self.ledger = ledger
         self.decide = decide
+        self.edit = edit
         self.reviewer = reviewer
         self.roles = frozenset(roles)
         self.reason = reason
@@ -90,8 +94,10 @@ class ScriptedReviewer:
                     continue
                 self._seen.add(approval.approval_id)
                 try:
+                    edited = (self.edit(json.loads(approval.args_json))
+                              if self.edit is not None and choice == "approve" else None)
                     self.ledger.decide(approval.approval_id, reviewer=self.reviewer, decision=choice,
-                                       reviewer_roles=self.roles, reason=self.reason)
+                                       reviewer_roles=self.roles, reason=self.reason, edited_args=edited)
                     self.decided.append((approval.approval_id, choice))
                 except ApprovalDecisionError as exc:
                     self.refused.append((exc.code, approval.approval_id))

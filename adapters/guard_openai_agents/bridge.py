@@ -32,7 +32,7 @@ CompensationKind = Literal["undo", "void", "cancel", "mark_for_review", "correct
 class _InFlight:
     """The SDK's execution of the call being guarded now, and whether it ran (False until it returns)."""
 
-    execute: Callable[[], Awaitable[Any]]
+    execute: Callable[[Mapping[str, Any]], Awaitable[Any]]  # the framework's execution with these arguments
     ran: bool = False
     out: Any = None
 
@@ -90,12 +90,12 @@ class ToolBridge:
         if flight is None:
             return self._body(**args)
         flight.ran = False
-        out = await flight.execute()
+        out = await flight.execute(args)  # the arguments Guard runs: the model's, or a reviewer's edit
         flight.ran, flight.out = True, out
         return recordable(out)
 
     async def acall(self, args: Mapping[str, Any], call_id: str,
-                    execute: Callable[[], Awaitable[Any]]) -> tuple[bool, Any, Any]:
+                    execute: Callable[[Mapping[str, Any]], Awaitable[Any]]) -> tuple[bool, Any, Any]:
         """Guard one call whose execution is `execute()`: (whether it ran now, what it returned, the recorded
         result). When it did not run, Guard returned the result the ledger holds for its idempotency key."""
         flight = _InFlight(execute)

@@ -158,7 +158,8 @@ class GuardedTools:
             self._notes[ctx] = {"outcome": "InvalidArguments", "call_id": call_id, "tool": bridge.name}
             return f"[guard] {bridge.name}: the arguments are not a JSON object; nothing ran"
         try:
-            ran, out, recorded = await bridge.acall(args, call_id, lambda: execute(ctx, raw))
+            ran, out, recorded = await bridge.acall(
+                args, call_id, lambda run: execute(ctx, raw if run == args else json.dumps(dict(run))))
         except (CallOutcomeError, ApprovalPending) as err:
             text, outcome = _refusal(err)
             self._notes[ctx] = outcome
@@ -189,7 +190,8 @@ class GuardedTools:
             # Runs the tool only when the ledger already approved an earlier call with the same key (a run
             # delivered again before that call ran): then it must run now, once, and the SDK's call below
             # returns its recorded result.
-            await bridge.acall(params, call_id, lambda: execute(tool_ctx, raw))
+            await bridge.acall(
+                params, call_id, lambda run: execute(tool_ctx, raw if run == params else json.dumps(dict(run))))
         except ApprovalPending:
             return True
         except CallOutcomeError:

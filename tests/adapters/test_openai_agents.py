@@ -107,6 +107,17 @@ def test_a_denied_call_never_runs_and_the_model_reads_the_reason_as_the_tool_out
     assert result.final_output == "I may not delete leads."
 
 
+def test_a_reviewers_edit_of_the_arguments_is_what_the_framework_runs(guard: Guard, drive: Drive) -> None:
+    world = Funnel()
+    agent, _ = _agent(guard, world, [calls(EMAIL)])
+    with ScriptedReviewer(guard.ledger, lambda a: "approve", reviewer="maria", roles={"marketing"},
+                          edit=lambda args: {**args, "template": "intro-short"}), \
+            guard.run("funnel", source_event_id="lead-3e") as run:
+        drive(agent, USER)
+    assert world.emails == [{"email": "ann@acme.io", "template": "intro-short"}]  # the edit ran, not the ask
+    assert [c.state for c in run.calls()] == ["completed"]
+
+
 def test_a_blocking_wait_for_approval_runs_the_call_once_a_reviewer_approves(guard: Guard, drive: Drive) -> None:
     world = Funnel()
     agent, _ = _agent(guard, world, [calls(EMAIL)])
