@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench chaos example-langchain clean help
+.PHONY: demo test lint bench chaos example-langchain screenshots clean help
 
 help:
 	@echo "make demo   set up and run the onboarding example (CRM -> billing -> provisioning -> email)"
@@ -13,6 +13,7 @@ help:
 	@echo "make bench  per-call latency against the two-commit floor and the peers (own venv)"
 	@echo "make chaos  the kill campaign: SIGKILL at every crash point, recover, check the invariants"
 	@echo "make example-langchain  a LangChain agent (scripted chat model, offline) through Guard's middleware"
+	@echo "make screenshots  the reviewer page in headless Chromium, saved to docs/screenshots/"
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +25,7 @@ demo: $(STAMP)
 	$(BIN)/python examples/onboarding/demo.py
 
 test: $(STAMP)
+	.ci/ensure-chromium
 	$(BIN)/ruff check guard tests policies examples bench adapters
 	$(BIN)/lint-imports
 	$(BIN)/pyright --project pyproject.toml
@@ -36,6 +38,10 @@ lint: $(STAMP)
 
 example-langchain: $(STAMP)
 	$(BIN)/python examples/lead_funnel/run.py
+
+screenshots: $(STAMP)
+	.ci/ensure-chromium
+	$(BIN)/python tests/server/screenshots.py
 
 chaos: $(STAMP)
 	$(BIN)/python -m tests.chaos.campaign
