@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench chaos example-langchain example-openai-agents example-pydantic-ai clean help
+.PHONY: demo test lint bench chaos example-langchain example-openai-agents example-pydantic-ai screenshots clean help
 
 help:
 	@echo "make demo   set up and run the onboarding example (CRM -> billing -> provisioning -> email)"
@@ -15,6 +15,7 @@ help:
 	@echo "make example-langchain  a LangChain agent (scripted chat model, offline) through Guard's middleware"
 	@echo "make example-openai-agents  a booking through an OpenAI Agents SDK agent (scripted model, offline)"
 	@echo "make example-pydantic-ai  a Pydantic AI agent (FunctionModel, offline) through ToolGuard, deferred approval"
+	@echo "make screenshots  the reviewer page in headless Chromium, saved to docs/screenshots/"
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +27,7 @@ demo: $(STAMP)
 	$(BIN)/python examples/onboarding/demo.py
 
 test: $(STAMP)
+	.ci/ensure-chromium
 	$(BIN)/ruff check guard tests policies examples bench adapters
 	$(BIN)/lint-imports
 	$(BIN)/pyright --project pyproject.toml
@@ -44,6 +46,10 @@ example-openai-agents: $(STAMP)
 
 example-pydantic-ai: $(STAMP)
 	$(BIN)/python examples/lead_funnel_pydantic_ai/run.py
+
+screenshots: $(STAMP)
+	.ci/ensure-chromium
+	$(BIN)/python tests/server/screenshots.py
 
 chaos: $(STAMP)
 	$(BIN)/python -m tests.chaos.campaign
