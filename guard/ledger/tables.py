@@ -170,6 +170,16 @@ class ReviewerToken(SQLModel, table=True):
     revoked_by: str | None = None
 
 
+class EndedSession(SQLModel, table=True):
+    """A reviewer page session signed out: its cookie (and every copy) is refused until it would have expired."""
+
+    __tablename__ = "ended_sessions"  # pyright: ignore[reportAssignmentType]
+
+    nonce: str = Field(primary_key=True)
+    ended_at: float
+    expires_at: float
+
+
 class Notification(SQLModel, table=True):
     """A team's webhook told of one ledger event (a call waiting for approval, a run halted): what became of it."""
 

@@ -138,3 +138,16 @@ class LedgerTokens:
             rows = cur.fetchall()
         width = len(ApprovalRecord.columns())
         return [QueuedApproval(ApprovalRecord.from_row(r[:width]), r[width], int(r[width + 1])) for r in rows]
+
+    def end_session(self, nonce: str, *, until: float) -> None:
+        """Record a page session as ended (signed out); kept until its cookie would have expired anyway."""
+        now = time.time()
+        with self.conns.write() as cur:
+            cur.execute("DELETE FROM ended_sessions WHERE expires_at < ?", (now,))
+            cur.execute("INSERT INTO ended_sessions (nonce, ended_at, expires_at) VALUES (?, ?, ?) "
+                        "ON CONFLICT (nonce) DO NOTHING", (nonce, now, until))
+
+    def session_ended(self, nonce: str) -> bool:
+        with self.conns.read() as cur:
+            cur.execute("SELECT 1 FROM ended_sessions WHERE nonce = ?", (nonce,))
+            return cur.fetchone() is not None

@@ -98,11 +98,25 @@ class Problem(BaseModel):
     code: str
 
 
+class FieldError(BaseModel):
+    loc: list[str]
+    msg: str
+    type: str
+
+
+class InvalidRequest(Problem):
+    """A request that does not validate: `detail` says what is wrong, `errors` where."""
+
+    errors: list[FieldError] = Field(default_factory=lambda: [])
+
+
 _bearer = HTTPBearer(auto_error=False, description="A reviewer token from `guard tokens create --reviewer NAME`.")
 _ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"model": Problem, "description": "A body that cannot be read (not UTF-8 JSON)."},
     401: {"model": Problem, "description": "No token, or an unknown or revoked one."},
     403: {"model": Problem, "description": "Not allowed for this reviewer."},
     404: {"model": Problem, "description": "Unknown id."},
+    422: {"model": InvalidRequest, "description": "A parameter or body that does not validate, with the reason."},
 }
 
 
@@ -113,7 +127,8 @@ def _desk(request: Request) -> Desk:
 
 def _reviewer(request: Request, _: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
               authorization: Annotated[str | None, Header(include_in_schema=False)] = None) -> Reviewer:
-    return bearer_reviewer(_desk(request).ledger, authorization)
+    known: Reviewer | None = getattr(request.state, "reviewer", None)  # checked before the body was read
+    return known if known is not None else bearer_reviewer(_desk(request).ledger, authorization)
 
 
 DeskDep = Annotated[Desk, Depends(_desk)]
@@ -137,8 +152,8 @@ def show_approval(who: Who, desk: DeskDep, approval_id: ApprovalId) -> dict[str,
 @router.post("/approvals/{approval_id}/decision", tags=["approvals"], response_model=DecisionOut,
              responses={409: {"model": Problem, "description": "Already decided; the body names who."},
                         410: {"model": Problem, "description": "Expired before the decision."},
-                        422: {"model": Problem, "description": "A bad body, a rejection without a "
-                                                               "reason, or arguments that changed."}})
+                        422: {"model": InvalidRequest, "description": "A bad body, a rejection without a "
+                                                                      "reason, or arguments that changed."}})
 def decide(who: Who, desk: DeskDep, approval_id: ApprovalId, body: DecisionIn) -> dict[str, Any]:
     """Approve or reject, bound to the arguments' hash as shown. Idempotent for the same reviewer."""
     return desk.decide(who, approval_id, body.decision, reason=body.reason, args_hash=body.args_hash,

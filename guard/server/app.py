@@ -17,13 +17,15 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from guard.errors import LedgerUnavailable
 from guard.ledger import Ledger, resolve_url
 from guard.notify import Notifier
 from guard.policy import PolicySet
 from guard.server.api import router as api_router
-from guard.server.auth import Sessions
+from guard.server.auth import Sessions, bearer_reviewer
 from guard.server.desk import Desk, DeskError
 from guard.server.pages import pages_router
 
@@ -77,6 +79,23 @@ def create_app(db_url: str | None, policies_dir: str | Path, *, session_secret: 
         """Ready when the ledger answers a read."""
         ledger.list_runs(limit=1)
         return {"status": "ok", "teams": list(desk.policies.teams), "broken_policies": sorted(desk.policies.errors)}
+
+    @app.middleware("http")
+    async def authenticate_api(request: Request, call_next: Any) -> Any:  # pyright: ignore[reportUnusedFunction]
+        """The API's token is checked before anything of the request is read: no body is parsed for a stranger."""
+        if request.url.path.startswith("/api/"):
+            try:
+                request.state.reviewer = await run_in_threadpool(bearer_reviewer, ledger,
+                                                                 request.headers.get("authorization"))
+            except DeskError as err:
+                return JSONResponse(err.body(), status_code=err.status, headers=err.headers)
+        return await call_next(request)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:  # pyright: ignore[reportUnusedFunction]
+        code = {400: "bad_request", 404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        return JSONResponse({"detail": str(exc.detail), "code": code}, status_code=exc.status_code,
+                            headers=exc.headers)
 
     @app.exception_handler(DeskError)
     async def refused(_: Request, exc: DeskError) -> JSONResponse:  # pyright: ignore[reportUnusedFunction]

@@ -80,12 +80,16 @@ class Sessions:
             token_id, name, nonce, issued = str(record["t"]), str(record["r"]), str(record["n"]), int(record["i"])
         except (ValueError, KeyError, TypeError):
             return None
-        if time.time() - issued > SESSION_TTL:
+        if time.time() - issued > SESSION_TTL or self._ledger.session_ended(nonce):
             return None
         token = self._ledger.get_token(token_id)
         if token is None or not token.active or token.reviewer != name:
             return None
         return Session(Reviewer(name, token_id), nonce, issued)
+
+    def end(self, session: Session) -> None:
+        """Sign out on the server: this session's cookie, and every copy of it, stops working now."""
+        self._ledger.end_session(session.nonce, until=session.issued_at + SESSION_TTL)
 
     def csrf_token(self, session: Session) -> str:
         return self._sign(f"csrf:{session.nonce}".encode())
@@ -97,10 +101,16 @@ class Sessions:
 
 
 def check_same_origin(request: Request) -> None:
-    """Refuse a form post a browser says came from another site (Origin or Sec-Fetch-Site)."""
+    """Refuse a form post a browser says came from another site.
+
+    `Sec-Fetch-Site` decides when the browser sends it (every current one does): the browser itself says where
+    the post came from, also when it sends `Origin: null`. Without it, an `Origin` other than ours is refused
+    (`null` included: a sandboxed frame of any site sends that)."""
     site = request.headers.get("sec-fetch-site")
-    if site is not None and site not in ("same-origin", "none"):
-        raise DeskError(403, "cross_site", "form posts from other sites are refused")
+    if site is not None:
+        if site not in ("same-origin", "none"):
+            raise DeskError(403, "cross_site", "form posts from other sites are refused")
+        return
     origin = request.headers.get("origin")
     if origin is not None and origin != f"{request.url.scheme}://{request.url.netloc}":
         raise DeskError(403, "cross_site", "form posts from other sites are refused")

@@ -123,7 +123,7 @@ def _forms(a: dict[str, Any], csrf: str) -> str:
             '</label>'
             f'<textarea id="edited-args" name="edited_args" rows="8" maxlength="65536">'
             f'{_e(json.dumps(a["args"], indent=2, sort_keys=True))}</textarea>'
-            '<label for="edit-reason">Note (optional)</label>'
+            '<label for="edit-reason">Note on your edit (optional)</label>'
             '<input id="edit-reason" name="reason" type="text" maxlength="4000">'
             '<div><button type="submit">Approve the edited arguments</button></div></form>')
 

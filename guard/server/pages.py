@@ -24,7 +24,7 @@ PAGE_HEADERS = {
     "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; "
                                "frame-ancestors 'none'; base-uri 'none'",
     "X-Frame-Options": "DENY",
-    "Referrer-Policy": "no-referrer",
+    "Referrer-Policy": "same-origin",  # no-referrer makes Chromium post forms with Origin: null
     "Cache-Control": "no-store",
     "X-Content-Type-Options": "nosniff",
 }
@@ -76,6 +76,7 @@ def pages_router(desk: Desk, sessions: Sessions) -> APIRouter:
                 sessions.check_csrf(session, csrf_token)
             except DeskError as err:
                 return _page(html.message_page("Refused", err.message), err.status)
+            sessions.end(session)
         response = _to("/login")
         response.delete_cookie(COOKIE, path="/", httponly=True, samesite="strict")
         return response

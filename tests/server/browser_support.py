@@ -14,12 +14,11 @@ from collections.abc import Generator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import pytest
 import uvicorn
 from fastapi import FastAPI
-from playwright.sync_api import Browser, BrowserContext, Error, Playwright, Request, Route
+from playwright.sync_api import Browser, Error, Playwright
 from server_support import POLICIES, healthy
 
 from guard import ApprovalPending, Guard
@@ -54,33 +53,6 @@ def launch_chromium(playwright: Playwright) -> Browser:
         return playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, timeout=30_000)
     except Error as exc:
         raise ChromiumUnavailable(f"{CHROMIUM} did not start under Playwright: {exc}") from exc
-
-
-def name_the_origin(context: BrowserContext) -> None:
-    """WORKAROUND for a bug in guard/server. Remove it when test_reviewer_browser.py's
-    `test_signing_in_from_an_unmodified_chromium_reaches_the_queue` passes.
-
-    The page sends `Referrer-Policy: no-referrer`, so Chromium posts its forms with `Origin: null` (the Fetch
-    standard serialises the origin as null under that policy) and `check_same_origin` compares Origin
-    literally with the server's own origin: every form post (sign in, decide, sign out) is refused as
-    cross-site. Chromium does not let an intercepted request's Origin be changed, so a form post with
-    `Origin: null` made from a page of the same origin is sent again by Playwright with the same headers,
-    cookie and body and its real Origin (no Sec-Fetch-Site: Playwright's client does not add it), and the
-    browser gets that answer. A post from a page of another origin carries that origin, never null, and goes
-    out untouched: the cross-site tests see the server exactly as it is.
-    """
-    def route(route: Route, request: Request) -> None:
-        headers = request.all_headers()
-        target = urlsplit(request.url)
-        if (request.method == "POST" and headers.get("origin") == "null"
-                and urlsplit(request.frame.url).netloc == target.netloc):
-            answer = route.fetch(headers={**headers, "origin": f"{target.scheme}://{target.netloc}"},
-                                 max_redirects=0)
-            route.fulfill(response=answer)
-        else:
-            route.continue_()
-
-    context.route("**/*", route)
 
 
 def _free_port() -> int:

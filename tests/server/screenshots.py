@@ -12,7 +12,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from browser_support import launch_chromium, name_the_origin, serving, waiting_invoice
+from browser_support import launch_chromium, serving, waiting_invoice
 from playwright.sync_api import Page, ViewportSize, expect, sync_playwright
 from server_support import POLICIES, REPO
 
@@ -56,7 +56,6 @@ def main() -> int:
             with serving(app) as url, sync_playwright() as playwright:
                 browser = launch_chromium(playwright)
                 context = browser.new_context(base_url=url, viewport=VIEWPORT)
-                name_the_origin(context)
                 page = context.new_page()
                 page.goto("/login")
                 saved.append(shoot(page, "sign-in"))

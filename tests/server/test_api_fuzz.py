@@ -48,30 +48,10 @@ FuzzCase = Any
 Check = Callable[[CheckContext, Response, Any], "bool | None"]
 
 
-PARSE_ERROR = {"detail": "There was an error parsing the body"}  # FastAPI's own answer to a body it cannot parse
 
 
-# Two known bugs in guard/server, each pinned by a strict xfail test below, are stepped over here so that the
-# fuzzing goes on finding anything else. Remove each exception when its xfail test passes.
-
-def schema_conformance_except_422(ctx: CheckContext, response: Response, case: FuzzCase) -> bool | None:
-    """`response_schema_conformance`, except a 422's body (see `test_a_422_body_is_the_one_the_document_declares`)."""
-    if response.status_code == 422:
-        return None
-    return response_schema_conformance(ctx, response, case)
-
-
-def status_conformance_except_unparsable_body(ctx: CheckContext, response: Response,
-                                              case: FuzzCase) -> bool | None:
-    """`status_code_conformance`, except FastAPI's 400 for a body that is not JSON (see
-    `test_a_body_that_is_not_json_is_refused_with_a_documented_status_and_shape`)."""
-    if response.status_code == 400 and response.json() == PARSE_ERROR:
-        return None
-    return status_code_conformance(ctx, response, case)
-
-
-CHECKS: list[Check] = [not_a_server_error, status_conformance_except_unparsable_body, content_type_conformance,
-                       response_headers_conformance, schema_conformance_except_422, negative_data_rejection]
+CHECKS: list[Check] = [not_a_server_error, status_code_conformance, content_type_conformance,
+                       response_headers_conformance, response_schema_conformance, negative_data_rejection]
 FUZZ = settings(max_examples=EXAMPLES, deadline=None, derandomize=True, database=None, print_blob=True,
                 phases=[Phase.explicit, Phase.generate, Phase.shrink],
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much,
@@ -174,9 +154,6 @@ def test_the_api_answers_every_generated_request_without_a_5xx_and_as_its_schema
     assert after is not None and after.state == "pending" and service.ledger.decisions_of(approval_id) == []
 
 
-@pytest.mark.xfail(strict=True, reason="bug in guard/server: a 422 body is {detail: str, code, errors}, but the "
-                                       "OpenAPI document declares FastAPI's HTTPValidationError (detail: array) "
-                                       "for every operation but the decision route")
 def test_a_422_body_is_the_one_the_document_declares(service: Service, live_url: str) -> None:
     schema = schemathesis.openapi.from_url(f"{live_url}/openapi.json")
     operation: Operation = schema["/api/approvals/{approval_id}"]["GET"]
@@ -186,11 +163,6 @@ def test_a_422_body_is_the_one_the_document_declares(service: Service, live_url:
     case.validate_response(response, checks=[response_schema_conformance])
 
 
-@pytest.mark.xfail(strict=True, reason="bug in guard/server: a decision body that is not JSON is parsed before the "
-                                       "token is looked at: bytes that are not UTF-8 get FastAPI's 400 {detail: "
-                                       "'There was an error parsing the body'} (a status the OpenAPI document "
-                                       "does not list, without the `code` every other refusal has), other bytes "
-                                       "a 422 json_invalid; with no token either way, not 401")
 def test_a_body_that_is_not_json_is_refused_with_a_documented_status_and_shape(
         service: Service, live_url: str) -> None:
     schema = schemathesis.openapi.from_url(f"{live_url}/openapi.json")

@@ -20,7 +20,6 @@ import pytest
 from browser_support import (
     ChromiumUnavailable,
     launch_chromium,
-    name_the_origin,
     waiting_invoice,
     waiting_prospect_email,
 )
@@ -60,8 +59,7 @@ def bare_context(browser: Browser, live_url: str) -> Iterator[BrowserContext]:
 
 @pytest.fixture
 def context(bare_context: BrowserContext) -> BrowserContext:
-    """A fresh profile with the `Origin: null` workaround (`browser_support.name_the_origin`) until the bug is fixed."""
-    name_the_origin(bare_context)
+    """A fresh browser profile of this test's own."""
     return bare_context
 
 
@@ -98,10 +96,6 @@ def pending(service: Service, approval_id: str) -> ApprovalRecord:
     return record
 
 
-@pytest.mark.xfail(strict=True, reason="bug in guard/server: the page's `Referrer-Policy: no-referrer` makes "
-                                       "Chromium post forms with `Origin: null`, which check_same_origin refuses "
-                                       "as cross-site (403 'form posts from other sites are refused'), so no "
-                                       "reviewer can sign in, decide or sign out from a real browser")
 def test_signing_in_from_an_unmodified_chromium_reaches_the_queue(
         service: Service, bare_context: BrowserContext) -> None:
     page = bare_context.new_page()
@@ -345,9 +339,6 @@ def test_signing_out_ends_the_session_in_the_browser(service: Service, page: Pag
     expect(page).to_have_url("/login")
 
 
-@pytest.mark.xfail(strict=True, reason="sign-out only deletes the cookie in this browser: the session is a signed "
-                                       "record with no server-side state, so a copy of the cookie taken before "
-                                       "sign-out keeps working until SESSION_TTL (8 h) or the token is revoked")
 def test_a_session_cookie_copied_before_sign_out_is_refused_after_it(
         service: Service, browser: Browser, page: Page, live_url: str) -> None:
     sign_in(page, service, "sam")

@@ -1,10 +1,11 @@
-"""webhook notifications of the teams' channels
+"""webhook notifications of the teams' channels; page sessions ended on the server
 
 One row per ledger event a team's webhook was told of (a call waiting for approval, a run halted): unique on the
 event, so two notifiers never send the same event twice. The row says what became of it (sent, failed after its
 retries, skipped because it was decided first), how many attempts it took and the last error. The target is
 the webhook's scheme and host only: a Slack webhook's path is a secret. `notify_cursor` keeps how far the
-notifier has read the events.
+notifier has read the events. `ended_sessions` holds the page sessions signed out, until their cookies would
+have expired anyway, so a copy of a cookie stops working at sign-out.
 
 Revision ID: 0004_notifications
 Revises: 0003_reviewer_tokens
@@ -49,9 +50,17 @@ def upgrade() -> None:
         sa.Column("event_id", sa.Integer(), nullable=False),
         sa.PrimaryKeyConstraint("name"),
     )
+    op.create_table(
+        "ended_sessions",
+        sa.Column("nonce", sa.String(), nullable=False),
+        sa.Column("ended_at", sa.Float(), nullable=False),
+        sa.Column("expires_at", sa.Float(), nullable=False),
+        sa.PrimaryKeyConstraint("nonce"),
+    )
 
 
 def downgrade() -> None:
+    op.drop_table("ended_sessions")
     op.drop_table("notify_cursor")
     with op.batch_alter_table("notifications", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_notifications_run_id"))
