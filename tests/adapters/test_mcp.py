@@ -60,7 +60,7 @@ def test_the_proxy_forwards_allowed_calls_denies_unnamed_tools_and_never_repeats
         policy_dir: Path, db_path: Path, effects: Path) -> None:
     async def work(session: ClientSession) -> list[types.CallToolResult]:
         listed = await session.list_tools()
-        assert {t.name for t in listed.tools} == {"upsert_contact", "delete_all_leads"}
+        assert {"upsert_contact", "delete_all_leads"} <= {t.name for t in listed.tools}
         args = {"email": "ann@acme.io", "name": "Ann"}
         return [await session.call_tool("upsert_contact", args),
                 await session.call_tool("delete_all_leads", {}),
