@@ -97,8 +97,8 @@ def _on_own_loop(work: Callable[[], Coroutine[Any, Any, T]]) -> T:
     def target() -> None:
         try:
             box["value"] = anyio.run(work)
-        except BaseException as exc:  # handed to the caller's thread as is
-            box["error"] = exc
+        except BaseException as exc:  # handed to the caller's thread, out of the transports' task groups
+            box["error"] = _sole(exc)
 
     thread = threading.Thread(target=target, name="guard-mcp-compensation")
     thread.start()
@@ -106,3 +106,12 @@ def _on_own_loop(work: Callable[[], Coroutine[Any, Any, T]]) -> T:
     if "error" in box:
         raise box["error"]
     return cast(T, box["value"])
+
+
+def _sole(exc: BaseException) -> BaseException:
+    """The one error inside nested single-error groups (anyio task groups wrap what their tasks raise)."""
+    if isinstance(exc, BaseExceptionGroup):
+        inner = cast(tuple[BaseException, ...], exc.exceptions)  # pyright: ignore[reportUnknownMemberType] - the group's type argument is unknown here
+        if len(inner) == 1:
+            return _sole(inner[0])
+    return cast(BaseException, exc)

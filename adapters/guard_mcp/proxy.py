@@ -142,7 +142,7 @@ class GuardProxy:
         bound = bind(args, definition)
         key = key or self._default_key(name, args)
         try:
-            return await tool.acall_with(bound, key=key)
+            return await tool.acall_with(bound, key=key, call_id=self._call_id(key))
         except IdempotencyConflict as err:
             earlier = self.guard.ledger.get_call(err.call_id) if err.call_id else None
             if earlier is None or not _same_call_other_definition(earlier.args_hash, args, earlier.args):
@@ -157,7 +157,8 @@ class GuardProxy:
                                    "cover the new definition: asking again", tool=name, stale_call=earlier.call_id,
                                    definition=definition)
             # A new call under a key of its own (arguments and definition): it waits for a new approval.
-            return await tool.acall_with(bound, key=f"{key}@{definition.removeprefix('sha256:')[:16]}")
+            key = f"{key}@{definition.removeprefix('sha256:')[:16]}"
+            return await tool.acall_with(bound, key=key, call_id=self._call_id(key))
 
     async def _definition(self, name: str) -> str:
         """The hash of `name`'s definition as the upstream lists it now (listed afresh for each held call)."""
@@ -165,10 +166,22 @@ class GuardProxy:
         return definition_hash(next((t for t in tools if t.name == name), None))
 
     def _default_key(self, name: str, args: Mapping[str, Any]) -> str:
-        run = current_run()
-        run_id = run.run_id if run is not None else ""
-        digest = hashlib.sha256(f"{run_id}\x1f{name}\x1f{args_hash(args)}".encode()).hexdigest()[:32]
-        return f"mcp:{digest}"
+        return "mcp:" + _digest(_run_id(), name, args_hash(args))
+
+    def _call_id(self, key: str) -> str:
+        """A held call's id, from its run and key: the same call sent again (a retry, a reconnect) is offered
+        under the same id, so after a decision it gets that decision (a rejection and its reason) instead of
+        a new request for approval. A new attempt after a rejection needs a new idempotency key."""
+        return "mcp-call-" + _digest(_run_id(), key)
+
+
+def _run_id() -> str:
+    run = current_run()
+    return run.run_id if run is not None else ""
+
+
+def _digest(*parts: str) -> str:
+    return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:32]
 
 
 def _same_call_other_definition(recorded_hash: str, args: Mapping[str, Any], recorded: Mapping[str, Any]) -> bool:

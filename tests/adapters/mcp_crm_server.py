@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver.exceptions import ToolError
 from mcp_types import ToolAnnotations
 
 EFFECTS = Path(os.environ["CRM_EFFECTS"])
@@ -67,7 +68,7 @@ def void_invoice(invoice_id: str) -> dict[str, str]:
 def provision_account(customer: str, plan: str) -> dict[str, str]:
     """Provision the customer's account; the `broken` plan fails without changing anything."""
     if plan == "broken":
-        raise ValueError(f"no such plan: {plan}")
+        raise ToolError(f"no such plan: {plan}")  # an anticipated failure: its message reaches the client
     _effect("provision", customer=customer, plan=plan)
     return {"account_id": f"acct-{customer}"}
 
