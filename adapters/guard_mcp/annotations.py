@@ -20,15 +20,16 @@ DRAFT_APPROVER_ROLE = "owner"
 
 
 def suggest_class(tool: types.Tool) -> str:
-    """The side-effect class a policy owner might start from: `read` only when the server says read-only and
-    not destructive, `idempotent` when it says idempotent and not destructive, else `irreversible` (hints
-    missing included: never looser than the safest reading)."""
+    """The side-effect class a policy owner might start from, never looser than the safest reading:
+    `read` only when the server says read-only (and not also destructive); `idempotent` only when it says
+    idempotent and explicitly not destructive (the spec's default for `destructiveHint` is true: an
+    idempotent delete is still a delete); anything else, missing hints included, `irreversible`."""
     hints = tool.annotations
     if hints is None:
         return "irreversible"
     if hints.read_only_hint is True and hints.destructive_hint is not True:
         return "read"
-    if hints.idempotent_hint is True and hints.destructive_hint is not True:
+    if hints.idempotent_hint is True and hints.destructive_hint is False:
         return "idempotent"
     return "irreversible"
 
@@ -61,9 +62,9 @@ def _rule_name(tool: str, taken: set[str]) -> str:
 def suggest_policy(team: str, tools: Iterable[types.Tool], *, server: str | None = None) -> str:
     """A draft policy (YAML, valid for `guard policy validate`) for `team`, one rule per tool.
 
-    Irreversible tools wait for the `owner` role; the draft names no reviewer who holds it, so until the
-    policy owner adds one nobody can approve them (fail closed). Review it before use: it is built from the
-    server's own claims, and a tool it does not list is denied like any tool no rule names.
+    Irreversible tools wait for the `owner` role, held by a placeholder reviewer `change-me` for the policy
+    owner to replace. Review it before use: it is built from the server's own claims, and a tool it does not
+    list is denied like any tool no rule names.
     """
     tools = list(tools)
     source = f"the MCP server {server!r}" if server else "the MCP server"
@@ -76,8 +77,9 @@ def suggest_policy(team: str, tools: Iterable[types.Tool], *, server: str | None
         "# A tool no rule names is denied. Validate with `guard policy validate`; add a <team>.cases.yaml.",
         f"team: {team}",
         f"description: {json.dumps(f'Draft from the tool annotations of {source}; to review')}",
-        "# Name who approves: e.g. `maria: [owner]`. Until then nobody can approve an irreversible call.",
-        "reviewers: {}",
+        f"# Who approves irreversible calls: replace `change-me` with the people holding {DRAFT_APPROVER_ROLE}.",
+        "reviewers:",
+        f"  change-me: [{DRAFT_APPROVER_ROLE}]",
         "rules:",
     ]
     taken: set[str] = set()

@@ -102,6 +102,8 @@ def test_annotations_only_suggest_a_class_and_the_strictest_reading_wins() -> No
     assert suggest_class(tool(read_only_hint=True)) == "read"
     assert suggest_class(tool(read_only_hint=True, destructive_hint=True)) == "irreversible"
     assert suggest_class(tool(idempotent_hint=True, destructive_hint=False)) == "idempotent"
+    assert suggest_class(tool(idempotent_hint=True)) == "irreversible"  # destructiveHint defaults to true
     assert suggest_class(tool()) == "irreversible"
+    assert suggest_class(types.Tool(name="t", input_schema={"type": "object"})) == "irreversible"
     draft = suggest_policy("crm", [tool(read_only_hint=True)])
-    assert "class: read" in draft and "review" in draft
+    assert "class: read" in draft and "Review every rule" in draft
