@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench chaos example-langchain clean help
+.PHONY: demo test lint bench chaos example-langchain example-mcp clean help
 
 help:
 	@echo "make demo   set up and run the onboarding example (CRM -> billing -> provisioning -> email)"
@@ -13,6 +13,7 @@ help:
 	@echo "make bench  per-call latency against the two-commit floor and the peers (own venv)"
 	@echo "make chaos  the kill campaign: SIGKILL at every crash point, recover, check the invariants"
 	@echo "make example-langchain  a LangChain agent (scripted chat model, offline) through Guard's middleware"
+	@echo "make example-mcp  a real MCP client through the Guard MCP proxy in front of a CRM MCP server (offline)"
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +37,9 @@ lint: $(STAMP)
 
 example-langchain: $(STAMP)
 	$(BIN)/python examples/lead_funnel/run.py
+
+example-mcp: $(STAMP)
+	$(BIN)/python examples/mcp_crm/run.py
 
 chaos: $(STAMP)
 	$(BIN)/python -m tests.chaos.campaign
