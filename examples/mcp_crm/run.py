@@ -3,15 +3,14 @@
 
 The client (the MCP SDK's own `ClientSession` over stdio, as any MCP host would use) starts
 
-    python -m guard_mcp --policies policies --db sqlite:///examples/mcp_crm/state/guard.db --team crm \\
-        --event deal-42 --compensate create_invoice=void_invoice -- python examples/mcp_crm/server.py
+    python -m guard_mcp --policies policies --db sqlite:///examples/mcp_crm/state/guard.db --team growth \\
+        --event lead-42 -- python examples/mcp_crm/server.py
 
-and acts as a sales agent on deal 42. The rules are `policies/crm.yaml`: a lookup and a contact upsert run at
-once; `delete_contacts` (which calls itself read-only) is denied; the quote waits for a person with the `sales`
-role, who approves it with Guard's CLI; the agent's retry sends it once. Last, the ledger's story of the run
-(`guard runs show crm:deal-42`). Everything lives in examples/mcp_crm/state/ (or $MCP_CRM_STATE), wiped at
-the start. `--compensate create_invoice=void_invoice` shows how a compensation is declared on the proxy's side;
-nothing fails in this story, so no saga runs (tests/adapters/test_mcp_saga.py has one).
+and acts as a lead-funnel agent on lead 42. The rules are the growth team's (`policies/growth.yaml`): the lookup
+and the contact upsert run at once; `crm.delete_lead` (which calls itself read-only) is named by no rule and is
+denied; the prospect email waits for a person with the `marketing` role, who approves it with Guard's CLI; the
+agent's retry sends it once. Last, the ledger's story of the run (`guard runs show growth:lead-42`).
+Everything lives in examples/mcp_crm/state/ (or $MCP_CRM_STATE), wiped at the start.
 """
 
 from __future__ import annotations
@@ -37,8 +36,9 @@ from mcp.client.stdio import StdioServerParameters  # noqa: E402
 HERE = Path(__file__).resolve().parent
 STATE = Path(os.environ.get("MCP_CRM_STATE", HERE / "state"))  # the tests point it at a temporary folder
 DB = f"sqlite:///{STATE / 'guard.db'}"
-RUN_ID = "crm:deal-42"
-QUOTE = {"email": "ann@acme.io", "amount_cents": 480000}
+RUN_ID = "growth:lead-42"
+LEAD = {"email": "ann@acme.io", "segment": "smb", "unsubscribed": False}
+EMAIL = {"lead": LEAD, "subject": "Acme x Guard: a proposal"}
 
 
 class ExampleFailed(Exception):
@@ -77,9 +77,8 @@ def proxy() -> StdioServerParameters:
            "CRM_STATE": str(STATE / "crm.json")}
     return StdioServerParameters(
         command=sys.executable,
-        args=["-m", "guard_mcp", "--policies", str(ROOT / "policies"), "--db", DB, "--team", "crm",
-              "--event", "deal-42", "--compensate", "create_invoice=void_invoice", "--log-level", "error",
-              "--", sys.executable, str(HERE / "server.py")],
+        args=["-m", "guard_mcp", "--policies", str(ROOT / "policies"), "--db", DB, "--team", "growth",
+              "--event", "lead-42", "--log-level", "error", "--", sys.executable, str(HERE / "server.py")],
         env=env, cwd=str(ROOT))
 
 
@@ -87,44 +86,44 @@ async def agent(client: ClientSession) -> None:
     section("1. The tools the proxy lists: the CRM server's own, with what they say about themselves")
     for tool in (await client.list_tools()).tools:
         hints = tool.annotations.model_dump(exclude_none=True, by_alias=True) if tool.annotations else {}
-        print(f"  {tool.name:<18} {hints}")
+        print(f"  {tool.name:<20} {hints}")
 
-    section("2. Allowed: a read and an idempotent write run at once")
-    found = await client.call_tool("find_contact", {"email": "ann@acme.io"})
-    show("find_contact", found)
-    contact = await client.call_tool("upsert_contact", {"email": "ann@acme.io", "name": "Ann Lee",
-                                                        "company": "Acme"})
-    show("upsert_contact", contact)
+    section("2. Allowed: a read (rule enrich) and an idempotent write (rule crm-upsert) run at once")
+    found = await client.call_tool("enrichment.lookup", {"email": LEAD["email"]})
+    show("enrichment.lookup", found)
+    contact = await client.call_tool("crm.upsert_contact", {"email": LEAD["email"], "name": "Ann Lee",
+                                                            "company": "Acme"})
+    show("crm.upsert_contact", contact)
     check(not found.is_error and not contact.is_error, "the read and the upsert should run")
 
-    section("3. Denied: delete_contacts calls itself read-only; the policy (no-bulk-deletes) decides")
-    denied = await client.call_tool("delete_contacts", {"company": "Acme"})
-    show("delete_contacts", denied)
+    section("3. Denied: crm.delete_lead calls itself read-only, but no rule names it (fail closed)")
+    denied = await client.call_tool("crm.delete_lead", {"email": LEAD["email"]})
+    show("crm.delete_lead", denied)
     check(denied.is_error, "the delete should be denied")
 
-    section("4. Held: the quote is an email with a price; it waits for a person with the sales role")
-    waiting = await client.call_tool("send_quote", QUOTE)
-    show("send_quote", waiting)
+    section("4. Held: a prospect email cannot be unsent; it waits for a person with the marketing role")
+    waiting = await client.call_tool("email.send_prospect", EMAIL)
+    show("email.send_prospect", waiting)
     structured: dict[str, Any] = waiting.structured_content or {}
     pending: dict[str, Any] = structured.get("guard") or {}
-    check(pending.get("outcome") == "ApprovalPending", "the quote should wait for approval")
+    check(pending.get("outcome") == "ApprovalPending", "the email should wait for approval")
     approval_id = str(pending["approval_id"])
     guard_cli("approvals", "show", approval_id)
-    guard_cli("approvals", "approve", approval_id, "--as", "dana", "--reason", "price agreed on the call",
+    guard_cli("approvals", "approve", approval_id, "--as", "maria", "--reason", "copy reviewed",
               "--policies", str(ROOT / "policies"))
 
-    section("5. The agent asks again: the quote goes out once; asked a third time, nothing new runs")
-    sent = await client.call_tool("send_quote", QUOTE)
-    show("send_quote", sent)
-    again = await client.call_tool("send_quote", QUOTE)
-    show("send_quote (again)", again)
-    check(not sent.is_error and again.structured_content == sent.structured_content, "one quote, one result")
+    section("5. The agent asks again: the email goes out once; asked a third time, nothing new runs")
+    sent = await client.call_tool("email.send_prospect", EMAIL)
+    show("email.send_prospect", sent)
+    again = await client.call_tool("email.send_prospect", EMAIL)
+    show("email.send_prospect (again)", again)
+    check(not sent.is_error and again.structured_content == sent.structured_content, "one email, one result")
 
 
 def main() -> None:
     shutil.rmtree(STATE, ignore_errors=True)
     STATE.mkdir(parents=True)
-    print("A sales agent on deal 42, through the Guard MCP proxy (policy: policies/crm.yaml)")
+    print("A lead-funnel agent on lead 42, through the Guard MCP proxy (policy: policies/growth.yaml)")
 
     async def session() -> None:
         with (STATE / "proxy.log").open("w") as log:
@@ -133,15 +132,15 @@ def main() -> None:
 
     anyio.run(session)
 
-    section("6. What the CRM holds (its own file): one contact, one quote, nothing deleted")
+    section("6. What the CRM holds (its own file): one contact, one email sent, nothing deleted")
     crm = json.loads((STATE / "crm.json").read_text())
-    print(textwrap.indent(json.dumps({"contacts": crm["contacts"], "quotes": crm["quotes"]}, indent=2), "  "))
-    check(len(crm["quotes"]) == 1 and "ann@acme.io" in crm["contacts"], "the CRM should hold one quote, one contact")
+    print(textwrap.indent(json.dumps(crm, indent=2), "  "))
+    check(len(crm["emails"]) == 1 and "ann@acme.io" in crm["contacts"], "the CRM should hold one email, one contact")
 
     section("7. The ledger's story of the run")
     story = guard_cli("runs", "show", RUN_ID)
     check("completed" in story and "denied" in story, "the ledger should tell the whole run")
-    print("\nok: allowed calls ran, the delete was denied, the quote ran once after its approval.")
+    print("\nok: allowed calls ran, the delete was denied, the email ran once after its approval.")
 
 
 if __name__ == "__main__":

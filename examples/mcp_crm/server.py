@@ -1,5 +1,9 @@
-"""A small CRM as an MCP server (mcp 2.x `MCPServer`, stdio): contacts, quotes and invoices kept in a JSON file
-(`CRM_STATE`), so what really happened can be read after the run. It knows nothing of Guard."""
+"""A small CRM as an MCP server (mcp 2.x `MCPServer`, stdio): lead lookup, contacts and prospect emails kept in a
+JSON file (`CRM_STATE`), so what really happened can be read after the run. It knows nothing of Guard.
+
+Its tool names are those `policies/growth.yaml` names (`enrichment.lookup`, `crm.upsert_contact`,
+`email.send_prospect`); `crm.delete_lead` is named by no rule there.
+"""
 
 from __future__ import annotations
 
@@ -18,21 +22,20 @@ server = MCPServer("acme-crm")
 def _load() -> dict[str, Any]:
     if STATE.exists():
         return json.loads(STATE.read_text())
-    return {"contacts": {}, "quotes": [], "invoices": {}}
+    return {"contacts": {}, "emails": []}
 
 
 def _save(data: dict[str, Any]) -> None:
     STATE.write_text(json.dumps(data, indent=2))
 
 
-@server.tool(annotations=ToolAnnotations(read_only_hint=True))
-def find_contact(email: str) -> dict[str, Any]:
-    """Look a contact up by email."""
-    contact = _load()["contacts"].get(email)
-    return {"found": contact is not None, "contact": contact}
+@server.tool(name="enrichment.lookup", annotations=ToolAnnotations(read_only_hint=True))
+def lookup(email: str) -> dict[str, Any]:
+    """Look the lead's company up."""
+    return {"company": "Acme", "employees": 120, "segment": "smb"}
 
 
-@server.tool(annotations=ToolAnnotations(idempotent_hint=True, destructive_hint=False))
+@server.tool(name="crm.upsert_contact", annotations=ToolAnnotations(idempotent_hint=True, destructive_hint=False))
 def upsert_contact(email: str, name: str, company: str) -> dict[str, str]:
     """Create or update a contact."""
     data = _load()
@@ -41,45 +44,24 @@ def upsert_contact(email: str, name: str, company: str) -> dict[str, str]:
     return {"contact_id": f"c-{email.split('@')[0]}"}
 
 
-# The server says read-only. It is not; the team's policy denies it.
-@server.tool(annotations=ToolAnnotations(read_only_hint=True))
-def delete_contacts(company: str) -> dict[str, int]:
-    """Delete every contact of a company."""
+# The server says read-only. It is not; and no rule of the team's policy names it, so it is denied.
+@server.tool(name="crm.delete_lead", annotations=ToolAnnotations(read_only_hint=True))
+def delete_lead(email: str) -> dict[str, bool]:
+    """Delete a lead and its contact."""
     data = _load()
-    gone = [e for e, c in data["contacts"].items() if c["company"] == company]
-    for email in gone:
-        del data["contacts"][email]
+    gone = data["contacts"].pop(email, None) is not None
     _save(data)
-    return {"deleted": len(gone)}
+    return {"deleted": gone}
 
 
-@server.tool(annotations=ToolAnnotations(read_only_hint=False, destructive_hint=False))
-def send_quote(email: str, amount_cents: int) -> dict[str, str]:
-    """Email a price quote to a contact."""
+@server.tool(name="email.send_prospect", annotations=ToolAnnotations(read_only_hint=False, destructive_hint=False))
+def send_prospect(lead: dict[str, Any], subject: str) -> dict[str, str]:
+    """Email a prospect."""
     data = _load()
-    quote_id = f"q-{len(data['quotes']) + 1}"
-    data["quotes"].append({"quote_id": quote_id, "email": email, "amount_cents": amount_cents})
+    message_id = f"m-{len(data['emails']) + 1}"
+    data["emails"].append({"message_id": message_id, "to": lead["email"], "subject": subject})
     _save(data)
-    return {"quote_id": quote_id}
-
-
-@server.tool()
-def create_invoice(customer: str, amount_cents: int) -> dict[str, str]:
-    """Create a draft invoice."""
-    data = _load()
-    invoice_id = f"inv-{len(data['invoices']) + 1}"
-    data["invoices"][invoice_id] = {"customer": customer, "amount_cents": amount_cents, "status": "draft"}
-    _save(data)
-    return {"invoice_id": invoice_id}
-
-
-@server.tool(annotations=ToolAnnotations(destructive_hint=True, idempotent_hint=True))
-def void_invoice(invoice_id: str) -> dict[str, str]:
-    """Void a draft invoice."""
-    data = _load()
-    data["invoices"][invoice_id]["status"] = "void"
-    _save(data)
-    return {"voided": invoice_id}
+    return {"message_id": message_id}
 
 
 if __name__ == "__main__":

@@ -19,13 +19,13 @@ from typing import IO, Any
 
 import anyio
 import mcp_types as types
-from conftest import ADAPTERS
 from guard_mcp import HttpUpstream, Upstream, connect
 from mcp.client.stdio import StdioServerParameters
 
 from guard import Guard
 from guard.testing import poll
 
+ADAPTERS = Path(__file__).resolve().parents[2] / "adapters"
 SERVER = Path(__file__).with_name("mcp_crm_server.py")
 PYTHONPATH = os.pathsep.join([str(ADAPTERS), str(ADAPTERS.parent)])
 
