@@ -145,12 +145,15 @@ class GuardProxy:
             return await tool.acall_with(bound, key=key, call_id=self._call_id(key))
         except IdempotencyConflict as err:
             earlier = self.guard.ledger.get_call(err.call_id) if err.call_id else None
-            if earlier is None or not _same_call_other_definition(earlier.args_hash, args, earlier.args):
+            if (earlier is None or earlier.tool != name
+                    or not _same_call_other_definition(earlier.args_hash, args, earlier.args)):
                 raise
             if earlier.state not in _NEVER_RAN:
+                # It ran (or was refused) as the tool was defined then: never again under the same key.
                 return error_result(
-                    f"{name} changed upstream since call {earlier.call_id} ran under its earlier definition "
-                    f"({earlier.state}); it is not run again",
+                    f"{name} changed upstream since call {earlier.call_id} with these arguments ended "
+                    f"{earlier.state} under its earlier definition; it is not run or offered again (send a new "
+                    "idempotency key for a new attempt)",
                     {"outcome": "DefinitionChanged", "state": earlier.state, "run_id": earlier.run_id,
                      "call_id": earlier.call_id})
             self.guard.log.warning("tool definition changed since the call was offered; its approval does not "

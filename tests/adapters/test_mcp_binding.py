@@ -81,7 +81,7 @@ def test_a_call_that_ran_is_not_run_again_after_its_tool_changed(tmp_path: Path,
     assert not ran.is_error and outcome(pending)["outcome"] == "ApprovalPending"
     resent = call(v2, "send_quote", QUOTE)
     assert outcome(resent)["outcome"] == "DefinitionChanged" and outcome(resent)["state"] == "completed"
-    assert "not run again" in text(resent)
+    assert "not run or offered again" in text(resent)
     assert [e["kind"] for e in effects(log)] == ["quote"]
 
 
