@@ -138,9 +138,12 @@ class GuardProxy:
             return await tool.acall_with(args, key=key)
         # Held for a human: bind the approval to the tool as it is defined upstream right now. The key stays
         # that of the arguments alone, so a changed definition meets the earlier call instead of slipping by.
+        try:
+            key = key or self._default_key(name, args)
+        except TypeError:  # arguments with no exact hash: Guard records the refusal and runs nothing
+            return await tool.acall_with(args, key=key)
         definition = await self._definition(name)
         bound = bind(args, definition)
-        key = key or self._default_key(name, args)
         try:
             return await tool.acall_with(bound, key=key, call_id=self._call_id(key))
         except IdempotencyConflict as err:

@@ -110,3 +110,14 @@ def test_a_run_resumed_by_a_new_connection_repeats_no_effect_and_runs_the_approv
     assert [e["kind"] for e in effects(log)] == ["upsert", "invoice", "quote"]
     assert ledger_calls(policies, db_path, "crm:deal-9") == [
         ("upsert_contact", "completed"), ("create_invoice", "completed"), ("send_quote", "completed")]
+
+
+def test_a_held_call_whose_arguments_have_no_exact_hash_is_refused_and_recorded(
+        tmp_path: Path, db_path: Path) -> None:
+    policies = write_policy(tmp_path / "policies")
+    log = tmp_path / "effects.jsonl"
+    proxy = stdio_proxy(policies, db_path, log, "quote-5")
+    refused = call(proxy, "send_quote", {"email": "ann@acme.io", "amount_cents": 2**60})  # beyond +/-2**53
+    assert outcome(refused)["outcome"] == "CallDenied" and "cannot be hashed exactly" in text(refused)
+    assert effects(log) == []
+    assert ledger_calls(policies, db_path, "crm:quote-5") == [("send_quote", "denied")]
