@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench chaos example-langchain example-openai-agents example-pydantic-ai screenshots clean help
+.PHONY: demo test lint bench chaos example-langchain example-openai-agents example-pydantic-ai example-mcp screenshots clean help
 
 help:
 	@echo "make demo   set up and run the onboarding example (CRM -> billing -> provisioning -> email)"
@@ -16,6 +16,7 @@ help:
 	@echo "make example-openai-agents  a booking through an OpenAI Agents SDK agent (scripted model, offline)"
 	@echo "make example-pydantic-ai  a Pydantic AI agent (FunctionModel, offline) through ToolGuard, deferred approval"
 	@echo "make screenshots  the reviewer page in headless Chromium, saved to docs/screenshots/"
+	@echo "make example-mcp  a real MCP client through the Guard MCP proxy in front of a CRM MCP server (offline)"
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -50,6 +51,9 @@ example-pydantic-ai: $(STAMP)
 screenshots: $(STAMP)
 	.ci/ensure-chromium
 	$(BIN)/python tests/server/screenshots.py
+
+example-mcp: $(STAMP)
+	$(BIN)/python examples/mcp_crm/run.py
 
 chaos: $(STAMP)
 	$(BIN)/python -m tests.chaos.campaign

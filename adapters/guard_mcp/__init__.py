@@ -3,11 +3,15 @@
 ```sh
 python -m guard_mcp --policies policies --db sqlite:///guard.db --team growth --event lead-42 -- \\
     python my_crm_server.py
+python -m guard_mcp --serve http --port 8765 ... --upstream-url http://127.0.0.1:8000/mcp
+python -m guard_mcp policy-init --team crm -- python my_crm_server.py > policies/crm.yaml
 ```
 
-The client talks MCP to the proxy over stdio; the proxy talks MCP to the upstream server it starts. Tool
-annotations (`readOnlyHint`, `idempotentHint`, ...) only *suggest* a class for a new policy
-(`suggest_policy`); the team's policy alone decides, and a tool it does not name is denied.
+The client talks MCP to the proxy over stdio or streamable HTTP; the proxy talks MCP to the upstream server
+(a command it starts, over stdio, or a streamable HTTP URL). A call the policy holds for a human is bound to
+the upstream tool's definition: a tool changed after its approval waits for a new one. Tool annotations
+(`readOnlyHint`, `idempotentHint`, ...) only *suggest* a class for a new policy (`policy-init`,
+`suggest_policy`); the team's policy alone decides, and a tool it does not name is denied.
 """
 
 from __future__ import annotations
@@ -19,6 +23,12 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
     raise ImportError("guard_mcp needs the MCP SDK 2.x: pip install 'guard-middleware[mcp]'") from exc
 
 from .annotations import suggest_class, suggest_policy
-from .proxy import IDEMPOTENCY_META_KEYS, GuardProxy, serve_stdio
+from .compensate import compensation_args, declare_compensation
+from .definitions import BINDING_FIELD, definition_hash
+from .proxy import IDEMPOTENCY_META_KEYS, GuardProxy, ToolReportedError
+from .serve import ProxyConfig, serve
+from .upstream import HttpUpstream, Upstream, connect, stdio_upstream
 
-__all__ = ["IDEMPOTENCY_META_KEYS", "GuardProxy", "serve_stdio", "suggest_class", "suggest_policy"]
+__all__ = ["BINDING_FIELD", "IDEMPOTENCY_META_KEYS", "GuardProxy", "HttpUpstream", "ProxyConfig", "ToolReportedError",
+           "Upstream", "compensation_args", "connect", "declare_compensation", "definition_hash", "serve",
+           "stdio_upstream", "suggest_class", "suggest_policy"]

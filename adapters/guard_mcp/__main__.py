@@ -1,38 +1,101 @@
-"""`python -m guard_mcp --policies DIR --db URL --team TEAM [--event ID | --run-id ID] -- COMMAND [ARGS...]`"""
+"""The proxy and the policy draft, from the command line.
+
+```sh
+python -m guard_mcp --policies DIR --db URL --team TEAM [--event ID | --run-id ID]
+    [--serve stdio|http --host H --port P --path /mcp] [--compensate TOOL=COMPENSATING_TOOL ...]
+    (--upstream-url http://host:port/mcp | -- COMMAND [ARGS...])
+python -m guard_mcp policy-init --team TEAM (--upstream-url URL | -- COMMAND [ARGS...]) > policies/TEAM.yaml
+```
+"""
 
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 
 import anyio
-from mcp.client.stdio import StdioServerParameters
 
 from guard import Guard
 
-from .proxy import serve_stdio
+from .annotations import suggest_policy
+from .compensate import parse_compensation
+from .serve import ProxyConfig, serve
+from .upstream import HttpUpstream, Upstream, connect, list_all_tools, stdio_upstream
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m guard_mcp", description="Guard proxy in front of an MCP server")
+def _upstream_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--upstream-url", default=None,
+                        help="the upstream server's streamable HTTP endpoint (instead of -- COMMAND)")
+    parser.add_argument("upstream", nargs=argparse.REMAINDER, help="-- COMMAND [ARGS...] of the upstream server")
+
+
+def _upstream(parser: argparse.ArgumentParser, ns: argparse.Namespace) -> Upstream:
+    command: list[str] = ns.upstream[1:] if ns.upstream[:1] == ["--"] else ns.upstream
+    if ns.upstream_url and command:
+        parser.error("name the upstream once: --upstream-url URL or -- COMMAND, not both")
+    if ns.upstream_url:
+        return HttpUpstream(ns.upstream_url)
+    if not command:
+        parser.error("name the upstream server: --upstream-url URL, or -- COMMAND [ARGS...]")
+    return stdio_upstream(command)
+
+
+def proxy_main(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser(prog="python -m guard_mcp", description="Guard proxy in front of an MCP "
+                                     "server (see also: python -m guard_mcp policy-init --help)")
     parser.add_argument("--policies", default="policies")
     parser.add_argument("--db", default=None, help="ledger URL (default GUARD_DATABASE_URL, else sqlite:///guard.db)")
     parser.add_argument("--team", required=True)
     parser.add_argument("--event", default=None, help="source event id: the run is <team>:<event>")
     parser.add_argument("--run-id", default=None)
     parser.add_argument("--approval", choices=["block", "defer"], default="defer")
+    parser.add_argument("--approval-timeout", type=float, default=300.0, help="seconds a blocking wait lasts")
+    parser.add_argument("--serve", choices=["stdio", "http"], default="stdio", help="how clients reach the proxy")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8765)
+    parser.add_argument("--path", default="/mcp")
+    parser.add_argument("--compensate", action="append", default=[], metavar="TOOL=COMPENSATING_TOOL",
+                        help="the upstream tool that compensates TOOL in a saga (repeatable)")
     parser.add_argument("--log-level", default="warning")
-    parser.add_argument("upstream", nargs=argparse.REMAINDER, help="-- COMMAND [ARGS...] of the upstream server")
+    _upstream_args(parser)
     ns = parser.parse_args(argv)
-    command = [a for a in ns.upstream if a != "--"] if ns.upstream[:1] == ["--"] else ns.upstream
-    if not command:
-        parser.error("name the upstream server after --")
-    with Guard(policies=ns.policies, db=ns.db, approval=ns.approval, log_level=ns.log_level) as guard:
-        # The upstream server gets this process's environment (the SDK's default passes only a safe few).
-        upstream = StdioServerParameters(command=command[0], args=command[1:], env=dict(os.environ))
-        anyio.run(lambda: serve_stdio(guard, upstream, team=ns.team, run_id=ns.run_id, source_event_id=ns.event))
+    upstream = _upstream(parser, ns)
+    try:
+        compensations = dict(parse_compensation(text) for text in ns.compensate)
+    except ValueError as exc:
+        parser.error(str(exc))
+    config = ProxyConfig(upstream=upstream, team=ns.team, run_id=ns.run_id, source_event_id=ns.event,
+                         transport=ns.serve, host=ns.host, port=ns.port, path=ns.path, compensations=compensations)
+    with Guard(policies=ns.policies, db=ns.db, approval=ns.approval, approval_timeout=ns.approval_timeout,
+               log_level=ns.log_level) as guard:
+        anyio.run(serve, guard, config)
+
+
+def policy_init_main(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser(prog="python -m guard_mcp policy-init",
+                                     description="Print a draft policy (YAML) from the tools an MCP server lists "
+                                                 "and their annotations: a suggestion to review, never looser "
+                                                 "than the safest reading.")
+    parser.add_argument("--team", required=True, help="the team the draft is for (the file is <team>.yaml)")
+    _upstream_args(parser)
+    ns = parser.parse_args(argv)
+    upstream = _upstream(parser, ns)
+
+    async def draft() -> str:
+        async with connect(upstream) as session:
+            server = session.server_info.name if session.server_info is not None else None
+            return suggest_policy(ns.team, await list_all_tools(session), server=server)
+
+    sys.stdout.write(anyio.run(draft))
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = sys.argv[1:] if argv is None else argv
+    if args[:1] == ["policy-init"]:
+        policy_init_main(args[1:])
+    else:
+        proxy_main(args)
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    main()

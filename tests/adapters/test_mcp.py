@@ -60,7 +60,7 @@ def test_the_proxy_forwards_allowed_calls_denies_unnamed_tools_and_never_repeats
         policy_dir: Path, db_path: Path, effects: Path) -> None:
     async def work(session: ClientSession) -> list[types.CallToolResult]:
         listed = await session.list_tools()
-        assert {t.name for t in listed.tools} == {"upsert_contact", "delete_all_leads"}
+        assert {"upsert_contact", "delete_all_leads"} <= {t.name for t in listed.tools}
         args = {"email": "ann@acme.io", "name": "Ann"}
         return [await session.call_tool("upsert_contact", args),
                 await session.call_tool("delete_all_leads", {}),
@@ -102,6 +102,8 @@ def test_annotations_only_suggest_a_class_and_the_strictest_reading_wins() -> No
     assert suggest_class(tool(read_only_hint=True)) == "read"
     assert suggest_class(tool(read_only_hint=True, destructive_hint=True)) == "irreversible"
     assert suggest_class(tool(idempotent_hint=True, destructive_hint=False)) == "idempotent"
+    assert suggest_class(tool(idempotent_hint=True)) == "irreversible"  # destructiveHint defaults to true
     assert suggest_class(tool()) == "irreversible"
+    assert suggest_class(types.Tool(name="t", input_schema={"type": "object"})) == "irreversible"
     draft = suggest_policy("crm", [tool(read_only_hint=True)])
-    assert "class: read" in draft and "review" in draft
+    assert "class: read" in draft and "Review every rule" in draft

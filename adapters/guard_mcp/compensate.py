@@ -1,0 +1,117 @@
+"""Compensations declared on the proxy's side: `--compensate create_invoice=void_invoice`.
+
+The upstream server offers the tool that undoes another (`void_invoice` undoes `create_invoice`); the proxy
+declares it as that tool's compensation, as an agent builder declares `.compensation(...)` next to a Python
+tool. When a later call of the run fails and the policy says `compensate`, Guard's saga calls it as a guarded
+call of its own (the policy classifies `void_invoice`; its key is `compensate:<call id>`, sent upstream as
+`_meta["guard/idempotency_key"]`).
+
+Its arguments are taken by name from what the compensated call had: the fields of its structured result
+(`invoice_id` of a created invoice), then its own arguments, keeping those the compensating tool's input
+schema names. A required argument found nowhere fails the compensation, and the run halts for review.
+
+Guard runs a saga synchronously (it also runs in recovery and operator commands, outside any event loop), so
+the compensation talks to the upstream server over a connection of its own, on a thread of its own.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Coroutine, Mapping
+from typing import Any, TypeVar, cast
+
+import anyio
+
+from guard import GuardedTool, RollbackContext, current_call
+
+from .definitions import unbind
+from .upstream import Upstream, connect, list_all_tools
+
+__all__ = ["compensation_args", "declare_compensation", "parse_compensation"]
+
+T = TypeVar("T")
+
+
+class CompensationError(Exception):
+    """The compensating tool could not be called as declared, or answered `isError`."""
+
+
+def parse_compensation(text: str) -> tuple[str, str]:
+    """`create_invoice=void_invoice` -> ("create_invoice", "void_invoice")."""
+    tool, sep, comp = text.partition("=")
+    if not sep or not tool.strip() or not comp.strip():
+        raise ValueError(f"--compensate takes TOOL=COMPENSATING_TOOL, not {text!r}")
+    return tool.strip(), comp.strip()
+
+
+def compensation_args(schema: Mapping[str, Any], ctx: RollbackContext) -> dict[str, Any]:
+    """The compensating tool's arguments, by name, from the compensated call's structured result and arguments."""
+    raw: Any = ctx.result
+    result: Mapping[str, Any] = cast(Mapping[str, Any], raw) if isinstance(raw, Mapping) else {}
+    structured = result.get("structuredContent")
+    sources: list[Mapping[str, Any]] = [cast(Mapping[str, Any], structured) if isinstance(structured, Mapping)
+                                        else {}, dict(ctx.external_ids), unbind(ctx.args)]
+    properties = cast(Mapping[str, Any], schema.get("properties") or {})
+    args: dict[str, Any] = {}
+    for name in properties:
+        for source in sources:
+            if name in source:
+                args[name] = source[name]
+                break
+    missing = [name for name in cast(list[str], schema.get("required") or []) if name not in args]
+    if missing:
+        raise CompensationError(f"no value for {', '.join(missing)} in the result or arguments of {ctx.tool} "
+                                f"call {ctx.call_id}")
+    return args
+
+
+def declare_compensation(tool: GuardedTool, compensating_tool: str, upstream: Upstream) -> GuardedTool:
+    """Declare the upstream tool `compensating_tool` as the compensation of `tool` (a proxy's guarded tool)."""
+
+    def compensate(ctx: RollbackContext) -> Any:
+        call = current_call()
+        key = call.idempotency_key if call is not None else None
+        return _on_own_loop(lambda: _call_upstream(upstream, compensating_tool, ctx, key))
+
+    compensate.__name__ = compensating_tool
+    return tool.compensation(name=compensating_tool)(compensate)
+
+
+async def _call_upstream(upstream: Upstream, name: str, ctx: RollbackContext, key: str | None) -> Any:
+    async with connect(upstream) as session:
+        listed = {t.name: t for t in await list_all_tools(session)}
+        if name not in listed:
+            raise CompensationError(f"the upstream server lists no tool {name!r} to compensate {ctx.tool}")
+        args = compensation_args(listed[name].input_schema, ctx)
+        result = await session.call_tool(name, args, meta={"guard/idempotency_key": key} if key else None)
+        if result.is_error:
+            text = " ".join(getattr(c, "text", "") for c in result.content)
+            raise CompensationError(f"{name} answered isError: {text}")
+        return result.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+def _on_own_loop(work: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    """Run `work` to its end in an event loop on a new thread (the caller may be inside a running loop)."""
+    box: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            box["value"] = anyio.run(work)
+        except BaseException as exc:  # handed to the caller's thread, out of the transports' task groups
+            box["error"] = _sole(exc)
+
+    thread = threading.Thread(target=target, name="guard-mcp-compensation")
+    thread.start()
+    thread.join()
+    if "error" in box:
+        raise box["error"]
+    return cast(T, box["value"])
+
+
+def _sole(exc: BaseException) -> BaseException:
+    """The one error inside nested single-error groups (anyio task groups wrap what their tasks raise)."""
+    if isinstance(exc, BaseExceptionGroup):
+        inner = cast(tuple[BaseException, ...], exc.exceptions)  # pyright: ignore[reportUnknownMemberType] - the group's type argument is unknown here
+        if len(inner) == 1:
+            return _sole(inner[0])
+    return cast(BaseException, exc)

@@ -1,0 +1,62 @@
+"""Where the upstream MCP server is, and one initialized client session to it.
+
+An upstream is either a command the proxy starts and talks to over stdio (`StdioServerParameters`) or the URL
+of a server already listening on streamable HTTP (`HttpUpstream`). Both use the SDK's own client transports.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import AsyncGenerator, Sequence
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
+from typing import TextIO
+
+import mcp_types as types
+from mcp.client.session import ClientSession
+from mcp.client.stdio import StdioServerParameters, stdio_client
+from mcp.client.streamable_http import streamable_http_client
+
+__all__ = ["HttpUpstream", "Upstream", "connect", "list_all_tools", "stdio_upstream"]
+
+
+@dataclass(frozen=True, slots=True)
+class HttpUpstream:
+    """An upstream MCP server listening on streamable HTTP, e.g. `http://127.0.0.1:8000/mcp`."""
+
+    url: str
+
+
+Upstream = StdioServerParameters | HttpUpstream
+
+
+def stdio_upstream(command: Sequence[str]) -> StdioServerParameters:
+    """An upstream started as `command`; it gets this process's environment (the SDK passes only a safe few
+    variables by default, and an upstream server usually needs its own configuration from the environment)."""
+    return StdioServerParameters(command=command[0], args=list(command[1:]), env=dict(os.environ))
+
+
+@asynccontextmanager
+async def connect(upstream: Upstream, *, errlog: TextIO | None = None) -> AsyncGenerator[ClientSession]:
+    """An initialized client session to `upstream`, closed (and a started server stopped) on exit."""
+    async with AsyncExitStack() as stack:
+        if isinstance(upstream, HttpUpstream):
+            read, write = await stack.enter_async_context(streamable_http_client(upstream.url))
+        else:
+            read, write = await stack.enter_async_context(stdio_client(upstream, errlog=errlog or sys.stderr))
+        session = await stack.enter_async_context(ClientSession(read, write))
+        await session.initialize()
+        yield session
+
+
+async def list_all_tools(session: ClientSession) -> list[types.Tool]:
+    """Every tool the server lists, all pages."""
+    tools: list[types.Tool] = []
+    cursor: str | None = None
+    while True:
+        page = await session.list_tools(params=types.PaginatedRequestParams(cursor=cursor) if cursor else None)
+        tools.extend(page.tools)
+        cursor = page.next_cursor
+        if not cursor:
+            return tools
