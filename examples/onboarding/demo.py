@@ -3,7 +3,8 @@
 
 The story: a new customer signs up; an agent creates the CRM contact, a draft invoice and a workspace, then
 wants to send the welcome email. The email cannot be unsent, so the team's policy holds it for a reviewer
-with the `support` role. A reviewer approves it from the terminal (`guard approvals ...`), the agent
+with the `support` role. A reviewer approves it from the terminal (`guard approvals ...`) or, with
+GUARD_DEMO_REVIEW=page, on the reviewer page the demo serves (it prints the URL and a token); the agent
 finishes, and the same sign-up event delivered again changes nothing anywhere.
 
 Then two more customers: one whose workspace cannot be created (the invoice already opened for them is
@@ -20,11 +21,13 @@ import json
 import os
 import shlex
 import shutil
+import socket
 import subprocess
 import sys
 import textwrap
 import threading
 import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -73,6 +76,11 @@ RETRY_CUSTOMER = {
     "currency": "EUR",
 }
 DEADLINE_S = 30.0  # upper bound for every wait below; none of them is a fixed sleep
+# Who approves the welcome email: `cli` (the default: sam, scripted, from the terminal) or `page` (you, on the
+# reviewer page the demo serves: `GUARD_DEMO_REVIEW=page make demo`, then open the URL it prints).
+REVIEW = os.environ.get("GUARD_DEMO_REVIEW", "cli")
+PAGE_PORT = int(os.environ.get("GUARD_DEMO_PORT", "8765"))
+PAGE_WAIT_S = 900.0  # how long the demo waits for a person on the page
 
 
 class DemoFailed(Exception):
@@ -224,13 +232,81 @@ def duplicate_while_waiting() -> None:
            "the welcome email still has exactly one approval request")
 
 
-def approve(approval: dict[str, Any]) -> None:
-    section(6, "Sam (support) approves",
-            "The policy says who holds the role (sam: support). --args-hash makes the approval refuse if the "
-            "arguments changed since the reviewer read them. The decision goes into the ledger, where the "
-            "waiting agent sees it.")
-    guard_cli("approvals", "approve", approval["approval_id"], "--as", "sam", "--reason", "looks right",
-              "--args-hash", approval["args_hash"], "--db", DB, "--policies", POLICIES)
+class ReviewerPage:
+    """The approval service (`guard serve`'s app) on loopback, in a thread of the demo."""
+
+    def __init__(self) -> None:
+        import uvicorn
+
+        from guard.server import create_app
+
+        self.port = _free_port(PAGE_PORT)
+        self.url = f"http://127.0.0.1:{self.port}"
+        app = create_app(DB, POLICIES, public_url=self.url)
+        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning"))
+        self.thread = threading.Thread(target=self.server.run, name="reviewer-page", daemon=True)
+        self.thread.start()
+        deadline = time.monotonic() + DEADLINE_S
+        while not self._healthy():
+            if not self.thread.is_alive() or time.monotonic() > deadline:
+                raise DemoFailed(f"the reviewer page did not start on {self.url}")
+            time.sleep(0.05)
+
+    def _healthy(self) -> bool:
+        try:
+            with urllib.request.urlopen(f"{self.url}/health", timeout=1) as answer:
+                return bool(answer.status == 200)
+        except OSError:
+            return False
+
+    def close(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=DEADLINE_S)
+
+
+def _free_port(preferred: int) -> int:
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", preferred))
+        except OSError:
+            probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def approve(approval: dict[str, Any], page: ReviewerPage) -> None:
+    section(6, "Sam (support) approves: on the reviewer page, or from the terminal",
+            "The approval service is running beside the agent (the same app as `guard serve`). A token names a "
+            "reviewer; the policy says which roles they hold (sam: support). On the page, sam sees the call "
+            "waiting with its exact arguments and hash, the rule and the run so far; he may approve, reject "
+            "with a reason, or edit the arguments and approve those. From the terminal, --args-hash makes the "
+            "approval refuse if the arguments changed since the reviewer read them. Either way the decision "
+            "goes into the ledger, where the waiting agent sees it.")
+    created = json.loads(guard_cli("tokens", "create", "--reviewer", "sam", "--label", "demo", "--by", "demo",
+                                   "--json", "--db", DB, "--policies", POLICIES, show=False))
+    say("$ guard tokens create --reviewer sam --label demo --db " + DB)
+    say(f"  reviewer page: {page.url}/approvals/{approval['approval_id']}")
+    say(f"  sign in as sam with this token: {created['token']}")
+    if REVIEW != "page":
+        say("  (GUARD_DEMO_REVIEW=page make demo waits for you to decide there; this run approves from the "
+            "terminal)")
+        guard_cli("approvals", "approve", approval["approval_id"], "--as", "sam", "--reason", "looks right",
+                  "--args-hash", approval["args_hash"], "--db", DB, "--policies", POLICIES)
+        return
+    say(f"  waiting up to {PAGE_WAIT_S / 60:g} minutes for your decision on the page ...")
+    deadline = time.monotonic() + PAGE_WAIT_S
+    while True:
+        shown = json.loads(guard_cli("approvals", "show", approval["approval_id"], "--json", "--db", DB,
+                                     show=False))
+        state = shown["state"]
+        if state != "pending":
+            break
+        if time.monotonic() > deadline:
+            raise DemoFailed("nobody decided on the page in time")
+        time.sleep(0.5)
+    guard_cli("approvals", "show", approval["approval_id"], "--db", DB)
+    if state != "approved":
+        raise DemoFailed(f"the welcome email was {state} on the page, so it was not sent (that is Guard working: "
+                         "rerun `make demo` to see the rest of the story)")
 
 
 def agent_finishes(agent: threading.Thread, outcome: dict[str, Any]) -> dict[str, Any]:
@@ -400,13 +476,16 @@ def main() -> int:
     say("Guard onboarding demo: CRM -> billing -> provisioning -> welcome email, with a human in the loop.")
     fresh_start()
     policy_explain()
-    guard = Guard(policies=POLICIES, db=DB, actor="agent", approval="block", approval_timeout=DEADLINE_S * 2,
+    wait = PAGE_WAIT_S + DEADLINE_S if REVIEW == "page" else DEADLINE_S * 2
+    guard = Guard(policies=POLICIES, db=DB, actor="agent", approval="block", approval_timeout=wait,
                   log_level=LOG_LEVEL)
+    page: ReviewerPage | None = None
     try:
         agent, outcome = start_agent(guard)
         approval = wait_for_approval(agent, outcome)
         duplicate_while_waiting()
-        approve(approval)
+        page = ReviewerPage()
+        approve(approval, page)
         result = agent_finishes(agent, outcome)
         replay_after_completion(guard, result)
         the_record()
@@ -419,6 +498,8 @@ def main() -> int:
         say(f"demo failed: {failed}")
         return 1
     finally:
+        if page is not None:
+            page.close()
         guard.close()
     say()
     say(f"Done. Try `guard runs show {RUN_ID} --db {DB}` or `guard runs show {FAIL_RUN_ID} --db {DB}` "

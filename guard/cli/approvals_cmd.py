@@ -38,6 +38,8 @@ Reviewer = Annotated[str | None, typer.Option("--as", help="Who decides [default
 def _approval_json(a: ApprovalRecord, ledger: Ledger | None = None) -> dict[str, Any]:
     data = a.to_dict()
     data["args"] = json.loads(data.pop("args_json"))
+    edited = data.pop("approved_args_json")
+    data["approved_args"] = json.loads(edited) if edited is not None else None  # a reviewer's edit, if any
     data["roles"] = a.role_list
     data["decided_by"] = json.loads(a.decided_by) if a.decided_by else []
     if ledger is not None:
@@ -89,6 +91,10 @@ def show(approval_id: Annotated[str, typer.Argument(help="The approval id (see `
     typer.echo(f"  arguments (hash {a.args_hash}):")
     for line in json.dumps(data["args"], indent=2).splitlines():
         typer.echo(f"    {line}")
+    if data["approved_args"] is not None and a.approved_args_hash != a.args_hash:
+        typer.echo(f"  edited by a reviewer to (hash {a.approved_args_hash}; the call runs with these):")
+        for line in json.dumps(data["approved_args"], indent=2).splitlines():
+            typer.echo(f"    {line}")
     typer.echo(f"  run {a.run_id} so far:")
     for c in calls:
         ids = " ".join(f"{k}={v}" for k, v in c.external_id_map.items())
