@@ -30,6 +30,7 @@ from guard.errors import (
 from guard.ledger import CallState, Ledger, RunState
 from guard.policy import Decision, PolicySet, SideEffectClass, Verdict, load_policy
 from guard.runtime import (
+    CompensationKind,
     Found,
     Guard,
     GuardedTool,
@@ -56,6 +57,7 @@ __all__ = [
     "CallOutcomeError",
     "CallRejected",
     "CallState",
+    "CompensationKind",
     "ConfigurationError",
     "Decision",
     "Found",

@@ -19,12 +19,12 @@ import json
 from collections.abc import Awaitable, Callable, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Any, Literal, cast
+from typing import Any, cast
 
 from langchain_core.messages import ToolMessage
 from langgraph.types import Command
 
-from guard import CallOutcomeError, Guard, GuardedTool, ReconcileContext, RollbackContext
+from guard import CallOutcomeError, CompensationKind, Guard, GuardedTool, ReconcileContext, RollbackContext
 
 __all__ = ["ToolBridge", "ToolReportedError", "as_tool_message", "refusal_message"]
 
@@ -41,8 +41,6 @@ class _InFlight:
     out: ToolMessage | Command[Any] | None = None
 
 
-# Mirrors guard's compensation kinds (a Literal the core does not export by name).
-CompensationKind = Literal["undo", "void", "cancel", "mark_for_review", "correct", "isolate", "handoff"]
 
 _IN_FLIGHT: ContextVar[_InFlight | None] = ContextVar("guard_langchain_in_flight", default=None)
 

@@ -18,14 +18,12 @@ import json
 from collections.abc import Awaitable, Callable, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Any, Literal, cast
+from typing import Any, cast
 
-from guard import Guard, GuardedTool, ReconcileContext, RollbackContext
+from guard import CompensationKind, Guard, GuardedTool, ReconcileContext, RollbackContext
 
 __all__ = ["CompensationKind", "ToolBridge", "recordable"]
 
-# Mirrors guard's compensation kinds (a Literal the core does not export by name).
-CompensationKind = Literal["undo", "void", "cancel", "mark_for_review", "correct", "isolate", "handoff"]
 
 
 @dataclass(slots=True)

@@ -16,17 +16,15 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 from pydantic_ai.messages import ToolReturn
 from pydantic_core import to_jsonable_python
 
-from guard import Guard, GuardedTool, ReconcileContext, RollbackContext
+from guard import CompensationKind, Guard, GuardedTool, ReconcileContext, RollbackContext
 
 __all__ = ["Answer", "CompensationKind", "ToolBridge", "recordable"]
 
-# Mirrors guard's compensation kinds (a Literal the core does not export by name).
-CompensationKind = Literal["undo", "void", "cancel", "mark_for_review", "correct", "isolate", "handoff"]
 
 
 @dataclass(slots=True)

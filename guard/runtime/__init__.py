@@ -2,10 +2,10 @@
 
 from guard.runtime.context import current_call, current_run, report_external_id
 from guard.runtime.guard import Guard
-from guard.runtime.hooks import Found, NotFound, ReconcileContext, RollbackContext
+from guard.runtime.hooks import CompensationKind, Found, NotFound, ReconcileContext, RollbackContext
 from guard.runtime.recovery import RecoveryReport
 from guard.runtime.runs import RunHandle
 from guard.runtime.tools import GuardedTool
 
-__all__ = ["Found", "Guard", "GuardedTool", "NotFound", "ReconcileContext", "RecoveryReport", "RollbackContext",
-           "RunHandle", "current_call", "current_run", "report_external_id"]
+__all__ = ["CompensationKind", "Found", "Guard", "GuardedTool", "NotFound", "ReconcileContext", "RecoveryReport",
+           "RollbackContext", "RunHandle", "current_call", "current_run", "report_external_id"]
