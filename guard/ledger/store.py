@@ -13,9 +13,11 @@ from fnmatch import fnmatchcase
 from typing import Any, Literal, NamedTuple
 
 from guard.errors import (
+    ApprovalExpired,
     CallDenied,
     CallFailed,
     CallInDoubt,
+    CallRejected,
     GuardUsageError,
     IdempotencyConflict,
     IllegalTransition,
@@ -329,7 +331,9 @@ class Ledger(LedgerQueries, LedgerApprovals, LedgerPauses, LedgerInFlight, Ledge
                 f"call {call.call_id} ({call.tool}) with this key is in doubt: its outcome is not known; "
                 "it is never re-run blindly (see `guard runs show " + call.run_id + "`)", **common)
         if state in KEY_RELEASING_STATES:  # found by its call id: the same refused call, offered again
-            raise CallDenied(f"call {call.call_id} ({call.tool}) was {state}: {call.reason or ''}; it is not "
-                             "offered again", reason=call.reason, **common)
+            # The same typed outcome a blocking wait gets, so a deferred resume reads the same as a live one.
+            kind = {C.REJECTED: CallRejected, C.EXPIRED: ApprovalExpired}.get(state, CallDenied)
+            raise kind(f"call {call.call_id} ({call.tool}) was {state}: {call.reason or ''}; it is not "
+                       "offered again", reason=call.reason, **common)
         raise CallFailed(f"call {call.call_id} ({call.tool}) with this key ended {state}"
                          + (f": {call.error}" if call.error else "") + "; it is not run again", **common)

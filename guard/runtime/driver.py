@@ -7,7 +7,9 @@ reconciliation, retries after a proven-clean failure and sagas are the same code
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from guard.crash import crash_point
@@ -120,14 +122,25 @@ async def ainvoke(
 
 
 def drive_sync(guard: Guard, p: Prepared) -> Any:
-    """Run a call that is `started` under this worker's lease, to its recorded end (no event loop)."""
+    """Run a call that is `started` under this worker's lease, to its recorded end, from sync code.
+
+    A sync tool runs without a loop. An async one (recovery or an operator re-running a call an async tool
+    left behind) gets an event loop of its own: this thread's when none runs here, else a worker thread's.
+    """
+    if p.input.tool.is_async:
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return asyncio.run(_drive(guard, p))
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="guard-async-drive") as pool:
+            return pool.submit(asyncio.run, _drive(guard, p)).result()
     coro = _drive(guard, p)
     try:
         coro.send(None)  # a sync tool never suspends: the coroutine runs to its end in this one step
     except StopIteration as done:
         return done.value
-    coro.close()
-    raise GuardUsageError(f"{p.request.tool} is async: call it with `await`")
+    coro.close()  # pragma: no cover - only a sync tool comes here, and it never suspends
+    raise GuardUsageError(f"{p.request.tool} suspended although it is not async")
 
 
 async def _drive(guard: Guard, p: Prepared) -> Any:

@@ -14,6 +14,7 @@ from guard import (
     ApprovalExpired,
     ApprovalPending,
     ApprovalTimeout,
+    CallOutcomeError,
     CallRejected,
     Guard,
     GuardedTool,
@@ -245,3 +246,24 @@ def test_after_approval_timeout_leaves_the_run_block_the_run_can_resume_with_the
     except RunNotRunning as exc:
         raise AssertionError(f"the timed-out run cannot be resumed: {exc}") from exc
     assert len(body.calls) == 1
+
+
+@pytest.mark.parametrize(("decision", "outcome"), [("reject", CallRejected), ("expire", ApprovalExpired)])
+def test_a_deferred_call_offered_again_after_its_refusal_gets_the_same_typed_outcome_as_a_blocked_one(
+        make_guard: Callable[..., Guard], decision: str, outcome: type[Exception]) -> None:
+    guard = make_guard(approval="defer")
+    body = Recorder(result={"invoice_id": "inv-1"})
+    tool = guard.tool(body, name="billing.create_invoice")
+    with guard.run(TEAM) as run, pytest.raises(ApprovalPending) as pending:
+        tool.call_with(BIG, call_id="agent-call-7")
+    if decision == "reject":
+        guard.ledger.decide(pending.value.approval_id, reviewer="alice", decision="reject", reviewer_roles=FINANCE,
+                            reason="wrong customer")
+    else:
+        with guard.ledger.conns.connection() as conn:
+            conn.execute("UPDATE approvals SET expires_at = 0 WHERE approval_id = ?", (pending.value.approval_id,))
+        assert guard.ledger.expire_if_due(pending.value.approval_id)
+    with guard.run(TEAM, run_id=run.run_id), pytest.raises(outcome) as again:
+        tool.call_with(BIG, call_id="agent-call-7")  # a framework resuming the same tool call
+    assert isinstance(again.value, CallOutcomeError) and again.value.call_id == "agent-call-7"
+    assert body.calls == []

@@ -3,6 +3,7 @@ never re-run blindly; a worker that lost its lease cannot write; operators retry
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,6 +17,7 @@ from guard import (
     IllegalTransition,
     NotFound,
     ReconcileContext,
+    RecoveryReport,
     RollbackContext,
     args_hash,
 )
@@ -105,6 +107,30 @@ def test_a_repeat_safe_call_left_started_runs_again_with_its_key(
     assert seen.upserts == 1
     call = guard.ledger.get_call(call_id)
     assert call is not None and call.state == "completed" and call.lease_owner == "fresh"
+
+
+@pytest.mark.parametrize("inside_a_loop", [False, True])
+def test_a_repeat_safe_async_tool_left_started_runs_again_to_its_end(
+        worker: tuple[Guard, Counter, dict[str, GuardedTool]], inside_a_loop: bool) -> None:
+    guard, seen, _ = worker
+    enriched: list[str] = []
+
+    @guard.tool(name="crm.upsert")
+    async def upsert_async(email: str) -> dict[str, str]:
+        await asyncio.sleep(0)  # really suspends: a sync driver alone could not finish it
+        enriched.append(email)
+        return {"contact": email}
+
+    call_id = left_started(guard.ledger, "r-async", "crm.upsert", "idempotent", {"email": "ada@example.com"})
+
+    async def from_async_code() -> RecoveryReport:
+        return guard.recover()  # e.g. the first `guard.run` of a worker opened inside an event loop
+
+    report = asyncio.run(from_async_code()) if inside_a_loop else guard.recover()
+    assert (report.claimed, report.retried) == (1, 1)
+    assert enriched == ["ada@example.com"] and seen.upserts == 0
+    call = guard.ledger.get_call(call_id)
+    assert call is not None and call.state == "completed"
 
 
 def test_a_compensable_call_left_started_is_found_by_its_reconcile_check_and_not_run_again(
