@@ -18,6 +18,7 @@ from guard.errors import ApprovalDecisionError
 from guard.ledger.backend import Connections
 from guard.ledger.moves import EventIn, append_events, cas_call, move_run_if
 from guard.ledger.records import ApprovalRecord, CallRecord
+from guard.ledger.signals import changed
 from guard.ledger.states import ApprovalState, CallState, RunState
 
 __all__ = ["DecisionResult", "LedgerApprovals"]
@@ -42,6 +43,17 @@ class LedgerApprovals:
     def decide(self, approval_id: str, *, reviewer: str, decision: Literal["approve", "reject"],
                reviewer_roles: frozenset[str], reason: str | None = None,
                shown_args_hash: str | None = None, edited_args: Mapping[str, Any] | None = None) -> DecisionResult:
+        """Record one reviewer's decision (see `_decide`); a decision that settled the approval wakes this
+        process's waiting agents at once."""
+        result = self._decide(approval_id, reviewer=reviewer, decision=decision, reviewer_roles=reviewer_roles,
+                              reason=reason, shown_args_hash=shown_args_hash, edited_args=edited_args)
+        if result.settled:
+            changed(self.conns.backend.url)
+        return result
+
+    def _decide(self, approval_id: str, *, reviewer: str, decision: Literal["approve", "reject"],
+                reviewer_roles: frozenset[str], reason: str | None = None,
+                shown_args_hash: str | None = None, edited_args: Mapping[str, Any] | None = None) -> DecisionResult:
         """Record one reviewer's decision. Raises ApprovalDecisionError with a `code` when not allowed.
 
         `edited_args` (approve only) replaces the arguments on the table: the approval then binds to the edited
@@ -106,7 +118,8 @@ class LedgerApprovals:
             if approval.state != A.PENDING or now < approval.expires_at:
                 return False
             self._settle(cur, approval, A.EXPIRED, CallState.EXPIRED, now, "guard", "approval expired")
-            return True
+        changed(self.conns.backend.url)
+        return True
 
     def database_time(self) -> float:
         """The database clock now (Unix seconds): for showing what is expired the way `decide` judges it."""

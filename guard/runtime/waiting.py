@@ -1,8 +1,10 @@
-"""Waiting for a human decision: poll the ledger with a growing interval until the call leaves
-`awaiting_approval`, the approval expires, or the agent's own timeout runs out.
+"""Waiting for a human decision: until the call leaves `awaiting_approval`, the approval expires, or the
+agent's own timeout runs out.
 
-This is the seam a PostgreSQL backend fills with LISTEN/NOTIFY; on SQLite a bounded poll of one indexed
-row is the cheapest honest wake-up.
+A decision committed in this process (the approval service or a reviewer thread beside the agent) wakes a
+blocked agent at once (`guard.ledger.signals`). One made in another process is found by polling one indexed
+row with a growing interval (10 ms, x1.5, at most 250 ms). That poll is the seam a PostgreSQL backend fills
+with LISTEN/NOTIFY.
 """
 
 from __future__ import annotations
@@ -13,10 +15,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from guard.ledger import CallState, Ledger
+from guard.ledger.signals import condition
 
 __all__ = ["Waiter"]
 
-_FIRST, _FACTOR, _CAP = 0.01, 1.5, 0.5
+_FIRST, _FACTOR, _CAP = 0.01, 1.5, 0.25
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,10 +45,12 @@ class Waiter:
 
     def wait(self, call_id: str, approval_id: str, expires_at: float, timeout: float) -> str | None:
         """The call's state once decided, or None when `timeout` seconds pass first."""
+        decided = condition(self.ledger.url)
         for delay in self._delays(time.monotonic() + timeout):
-            if (state := self._check(call_id, approval_id, expires_at)) is not None:
-                return state
-            time.sleep(delay)
+            with decided:  # held from the check to the wait: a decision in between cannot go unnoticed
+                if (state := self._check(call_id, approval_id, expires_at)) is not None:
+                    return state
+                decided.wait(delay)
         return self._check(call_id, approval_id, expires_at)
 
     async def await_(self, call_id: str, approval_id: str, expires_at: float, timeout: float) -> str | None:
