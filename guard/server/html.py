@@ -23,13 +23,14 @@ pre{background:#f5f5f5;padding:.75rem;overflow:auto}code{font-size:.9em}
 form.decide{display:inline-block;vertical-align:top;margin:0 2rem 1rem 0}
 label{display:block;font-weight:600;margin:.5rem 0 .2rem}textarea,input[type=text],input[type=password]{width:22rem}
 button{font-size:1rem;padding:.35rem 1rem;margin-top:.5rem}:focus{outline:3px solid #36c;outline-offset:2px}
+#edited-args{width:40rem;max-width:100%;font-family:monospace}
 dl{display:grid;grid-template-columns:12rem 1fr;gap:.25rem 1rem}dt{font-weight:600}
 """
 _RISK = {3: "irreversible", 2: "compensable", 1: "idempotent", 0: "read"}
 
 
 def _t(ts: float | None) -> str:
-    return "-" if ts is None else dt.datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S")
+    return "-" if ts is None else dt.datetime.fromtimestamp(ts, dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 def _e(value: object) -> str:

@@ -142,8 +142,8 @@ def test_the_call_page_shows_the_run_so_far_the_exact_arguments_and_hash_the_rul
     facts = page.locator("dl")
     for term, value in {"Team": "onboarding", "Class": "compensable", "Rule": "big-invoice",
                         "Asked by": "onboarding-agent", "Needs": "1 of roles finance",
-                        "Expires": dt.datetime.fromtimestamp(record.expires_at).strftime("%Y-%m-%d %H:%M:%S")
-                        }.items():
+                        "Expires": dt.datetime.fromtimestamp(record.expires_at, dt.UTC).strftime(
+                            "%Y-%m-%d %H:%M:%S UTC")}.items():
         expect(facts.locator(f'dt:text-is("{term}") + dd')).to_have_text(value)
     expect(page.locator("code").filter(has_text=record.args_hash)).to_have_count(1)
     assert json.loads(page.locator("pre").inner_text()) == json.loads(record.args_json)
@@ -234,6 +234,31 @@ def test_rejecting_needs_a_reason_and_the_reason_is_in_the_ledger(service: Servi
     shown = guard_cli_show(service, approval_id)
     assert (shown["state"], shown["reason"], shown["decided_by"]) == ("rejected", why, ["sam"])
     assert service.sent == []
+
+
+def test_a_reviewer_edits_the_arguments_on_the_page_and_the_approval_binds_to_the_edit(
+        service: Service, page: Page) -> None:
+    approval_id = service.waiting()
+    record = pending(service, approval_id)
+    sign_in(page, service, "sam")
+    page.goto(f"/approvals/{approval_id}")
+    editor = page.get_by_label("Edit the arguments, then approve those (JSON; secrets stay [REDACTED])")
+    assert json.loads(editor.input_value()) == json.loads(record.args_json)  # starts from the exact arguments
+
+    editor.fill("{not json")
+    page.get_by_role("button", name="Approve the edited arguments").click()
+    expect(page.get_by_role("alert")).to_contain_text("not JSON")
+    assert service.ledger.decisions_of(approval_id) == []
+
+    edited = {**json.loads(record.args_json), "to": "billing@example.com"}
+    page.get_by_label("Edit the arguments, then approve those (JSON; secrets stay [REDACTED])").fill(json.dumps(edited))
+    page.get_by_role("button", name="Approve the edited arguments").click()
+    expect(page).to_have_url(f"/approvals/{approval_id}?done=approved")
+    expect(page.get_by_role("heading", name="Arguments, as edited by a reviewer")).to_be_visible()
+    after = settled(service, approval_id)
+    assert after.state == "approved" and after.approved_args_json is not None
+    assert json.loads(after.approved_args_json) == edited and after.approved_args_hash != record.args_hash
+    assert service.sent == []  # the agent has not resumed yet: nothing ran on the page's say-so alone
 
 
 def test_the_requester_sees_no_decision_buttons_and_a_forced_decision_is_refused(
