@@ -57,7 +57,8 @@ class Notifier:
             for event in events:
                 self._one(event, report)
                 self.ledger.move_notice_cursor(event.event_id)
-            self.ledger.move_notice_cursor(last)
+            if last > after:  # an idle pass writes nothing: no write lock taken from the agents every second
+                self.ledger.move_notice_cursor(last)
             if len(events) < self.batch:
                 return report
             after = last
