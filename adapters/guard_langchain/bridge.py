@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping
-from typing import Any, cast
+from typing import Any
 
 from langchain_core.messages import ToolMessage
 from langgraph.types import Command
@@ -35,14 +35,7 @@ def _record(out: Any) -> Any:
     """The JSON value Guard records for a framework output."""
     if isinstance(out, Command):
         return {"command": "state update"}  # a LangGraph Command updates the graph; only that it did is recorded
-    content: Any = out.content if isinstance(out, ToolMessage) else out
-    if isinstance(content, str) and content.startswith("{"):
-        try:
-            parsed: Any = json.loads(content)
-        except ValueError:
-            return content
-        return cast(dict[str, Any], parsed) if isinstance(parsed, dict) else content
-    return content
+    return FrameworkBridge.parse_json_text(out.content if isinstance(out, ToolMessage) else out)
 
 
 def _check(out: Any) -> None:

@@ -16,9 +16,8 @@ a success with sad prose.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Mapping
-from typing import Any, cast
+from typing import Any
 
 from guard import CompensationKind, FrameworkBridge, Guard
 
@@ -27,16 +26,10 @@ __all__ = ["CompensationKind", "ToolBridge", "recordable"]
 
 def recordable(out: Any) -> Any:
     """The JSON value Guard records for a tool's output (a JSON object in a text becomes that object)."""
-    if isinstance(out, str) and out.startswith("{"):
-        try:
-            parsed: Any = json.loads(out)
-        except ValueError:
-            return out
-        return cast(dict[str, Any], parsed) if isinstance(parsed, dict) else out
     model_dump: Any = getattr(out, "model_dump", None)  # a pydantic model returned by the tool
     if callable(model_dump):
         return model_dump(mode="json")
-    return out
+    return FrameworkBridge.parse_json_text(out)
 
 
 class ToolBridge(FrameworkBridge):

@@ -14,17 +14,19 @@ the one they find. One bridge per Guard and name: `for_name` returns the bridge 
 compensation declared through one adapter object holds for every other one on the same Guard.
 
 What a framework adds comes in as two functions: `record` turns the framework's output into the JSON value
-the ledger records (default: the output as it is), and `check` raises when an output is the framework's way
-of reporting an error, so Guard records a failure and its policy decides (retry, compensate, halt).
+the ledger records (default: a text holding a JSON object becomes that object, anything else stays as it is),
+and `check` raises when an output is the framework's way of reporting an error, so Guard records a failure and
+its policy decides (retry, compensate, halt).
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Awaitable, Callable, Generator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, NamedTuple, Self
+from typing import TYPE_CHECKING, Any, NamedTuple, Self, cast
 
 from guard.errors import GuardUsageError
 from guard.runtime.hooks import CompensationKind, Found, NotFound, ReconcileContext, RollbackContext
@@ -60,7 +62,13 @@ class _InFlight:
 _IN_FLIGHT: ContextVar[_InFlight | None] = ContextVar("guard_bridge_in_flight", default=None)
 
 
-def _as_is(out: Any) -> Any:
+def _parse_json_text(out: Any) -> Any:
+    if isinstance(out, str) and out.startswith("{"):
+        try:
+            parsed: Any = json.loads(out)
+        except ValueError:
+            return out
+        return cast(dict[str, Any], parsed) if isinstance(parsed, dict) else out
     return out
 
 
@@ -70,7 +78,8 @@ class FrameworkBridge:
     Args:
         guard: the Guard the two guarded tools are registered in.
         name: the policy tool name.
-        record: the framework's output -> the JSON value the ledger records (and a policy's `external_ids` read).
+        record: the framework's output -> the JSON value the ledger records (and a policy's `external_ids` read);
+            default `parse_json_text`.
         check: raises when the output reports an error (its return value is ignored); None: no output does.
         external_ids: `{kind: result field}`, as in `guard.tool(external_ids=...)`.
         fallback: runs the tool with the recorded arguments when no framework call is in flight (Guard's
@@ -87,17 +96,17 @@ class FrameworkBridge:
     `external_ids`.
     """
 
-    def __init__(self, guard: Guard, name: str, *, record: Callable[[Any], Any] = _as_is,
+    def __init__(self, guard: Guard, name: str, *, record: Callable[[Any], Any] = _parse_json_text,
                  check: Callable[[Any], object] | None = None, external_ids: Mapping[str, str] | None = None,
                  fallback: Execute | None = None, framework: str = "framework") -> None:
-        self.guard = guard
-        self.name = name
-        self.record = record
-        self.check = check
-        self.fallback = fallback
-        self.framework = framework
+        self.guard, self.name, self.framework = guard, name, framework
+        self.record, self.check, self.fallback = record, check, fallback
         self._async = guard.tool(self._abody, name=name, external_ids=external_ids)
         self._sync = guard.tool(self._body, name=name, external_ids=external_ids)  # last: what recovery finds
+
+    parse_json_text = staticmethod(_parse_json_text)
+    """The default `record`: a text holding a JSON object is recorded as that object (so a policy's
+    `external_ids` fields can be read from it); anything else as it is."""
 
     @classmethod
     def registered(cls, guard: Guard, name: str) -> Self | None:

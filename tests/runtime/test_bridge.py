@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -111,15 +111,13 @@ def policy_dir(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def guard(policy_dir: Path, db_path: Path) -> Iterator[Guard]:
-    with Guard(policies=policy_dir, db=f"sqlite:///{db_path}", log_level="error", worker_id="fresh") as g:
-        yield g
+def guard(make_guard: Callable[..., Guard]) -> Guard:
+    return make_guard(log_level="error", worker_id="fresh")  # on this module's policy_dir
 
 
 @pytest.fixture
-def deferring_guard(policy_dir: Path, db_path: Path) -> Iterator[Guard]:
-    with Guard(policies=policy_dir, db=f"sqlite:///{db_path}", log_level="error", approval="defer") as g:
-        yield g
+def deferring_guard(make_guard: Callable[..., Guard]) -> Guard:
+    return make_guard(log_level="error", approval="defer")
 
 
 def _contact(args: Mapping[str, Any]) -> Reply:
@@ -268,3 +266,11 @@ def test_a_second_declaration_of_other_external_ids_is_refused(guard: Guard) -> 
     assert ReplyBridge.for_name(guard, "crm.create_deal").external_ids == {"deal": "deal_id"}
     with pytest.raises(GuardUsageError, match="external_ids"):
         ReplyBridge.for_name(guard, "crm.create_deal", external_ids={"deal": "id"})
+
+
+def test_the_default_record_reads_a_json_object_out_of_a_text_and_keeps_anything_else() -> None:
+    parse = FrameworkBridge.parse_json_text
+    assert parse('{"deal_id": "d-1"}') == {"deal_id": "d-1"}
+    assert parse("{not json") == "{not json"
+    assert parse("[1, 2]") == "[1, 2]"
+    assert parse({"deal_id": "d-1"}) == {"deal_id": "d-1"}
