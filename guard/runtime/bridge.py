@@ -153,7 +153,11 @@ class FrameworkBridge:
     # -- calls ---------------------------------------------------------------------------------------------
 
     def call(self, args: Mapping[str, Any], call_id: str | None, execute: Execute) -> BridgedCall:
-        """Guard one call whose execution is `execute(arguments Guard runs)`, synchronously."""
+        """Guard one call whose execution is `execute(arguments Guard runs)`, synchronously.
+
+        Returns whether the execution ran now (False: Guard returned the result the ledger holds for the call's
+        idempotency key), what it returned, and the recorded value. `call_id` is the framework's id of the call.
+        """
         with self._in_flight(execute) as flight:
             recorded = self._sync.call_with(args, call_id=call_id)
         return BridgedCall(flight.ran, flight.out, recorded)
@@ -194,19 +198,19 @@ class FrameworkBridge:
         flight.ran, flight.out = False, None
         return self._ran(flight, await flight.execute(args))
 
-    def _ran(self, flight: _InFlight, out: Any) -> Any:
+    def _checked(self, out: Any) -> Any:
         if self.check is not None:
-            self.check(out)
-        flight.ran, flight.out = True, out
+            self.check(out)  # raises on an error report: Guard records a failed attempt
+        return out
+
+    def _ran(self, flight: _InFlight, out: Any) -> Any:
+        flight.ran, flight.out = True, self._checked(out)
         return self.record(out)
 
     def _fallback(self, args: Mapping[str, Any]) -> Any:
         if self.fallback is None:
             raise RuntimeError(f"{self.name}: no {self.framework} call in flight and no fallback to run it")
-        out = self.fallback(args)
-        if self.check is not None:
-            self.check(out)
-        return self.record(out)
+        return self.record(self._checked(self.fallback(args)))
 
     # -- what undoes or checks this tool (forwarded to both guarded tools) ---------------------------------
 
