@@ -30,8 +30,10 @@ from guard.errors import (
 from guard.ledger import CallState, Ledger, RunState
 from guard.policy import Decision, PolicySet, SideEffectClass, Verdict, load_policy
 from guard.runtime import (
+    BridgedCall,
     CompensationKind,
     Found,
+    FrameworkBridge,
     Guard,
     GuardedTool,
     NotFound,
@@ -51,6 +53,7 @@ __all__ = [
     "ApprovalExpired",
     "ApprovalPending",
     "ApprovalTimeout",
+    "BridgedCall",
     "CallDenied",
     "CallFailed",
     "CallInDoubt",
@@ -61,6 +64,7 @@ __all__ = [
     "ConfigurationError",
     "Decision",
     "Found",
+    "FrameworkBridge",
     "Guard",
     "GuardError",
     "GuardSignal",

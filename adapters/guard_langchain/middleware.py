@@ -60,14 +60,15 @@ class GuardMiddleware(AgentMiddleware[AgentState[Any], Any, Any]):
         self.names = dict(names or {})
         self.external_ids = {k: dict(v) for k, v in (external_ids or {}).items()}
         self.on_pending = on_pending
-        self._bridges: dict[str, ToolBridge] = {}
 
     def tool(self, name: str, *, base: BaseTool | None = None) -> ToolBridge:
-        """The bridge for the policy tool `name` (created on first use); declare its compensation here."""
-        bridge = self._bridges.get(name)
-        if bridge is None:
-            bridge = ToolBridge(self.guard, name, external_ids=self.external_ids.get(name))
-            self._bridges[name] = bridge
+        """The bridge for the policy tool `name`; declare its compensation here.
+
+        One bridge per Guard and name: another `GuardMiddleware` (or `guard_tool`) on the same Guard gets the same
+        one, so a compensation declared through either holds for both (sagas and recovery find tools by name).
+        `base`, the LangChain tool itself, becomes the bridge's fallback if it has none.
+        """
+        bridge = ToolBridge.for_name(self.guard, name, external_ids=self.external_ids.get(name))
         if base is not None and bridge.fallback is None:
             def fallback(args: Mapping[str, Any]) -> Any:
                 return base.invoke(dict(args))
@@ -98,8 +99,8 @@ class GuardMiddleware(AgentMiddleware[AgentState[Any], Any, Any]):
         bridge, name, tool_call_id = self._start(request)
         while True:
             try:
-                out, recorded = bridge.call(request.tool_call["args"], tool_call_id or None,
-                                            lambda args: handler(_with_args(request, args)))
+                _, out, recorded = bridge.call(request.tool_call["args"], tool_call_id or None,
+                                               lambda args: handler(_with_args(request, args)))
             except ApprovalPending as err:
                 if (answer := self._pending(err, tool_call_id, name)) is not None:
                     return answer
@@ -114,8 +115,8 @@ class GuardMiddleware(AgentMiddleware[AgentState[Any], Any, Any]):
         bridge, name, tool_call_id = self._start(request)
         while True:
             try:
-                out, recorded = await bridge.acall(request.tool_call["args"], tool_call_id or None,
-                                                   lambda args: handler(_with_args(request, args)))
+                _, out, recorded = await bridge.acall(request.tool_call["args"], tool_call_id or None,
+                                                      lambda args: handler(_with_args(request, args)))
             except ApprovalPending as err:
                 if (answer := self._pending(err, tool_call_id, name)) is not None:
                     return answer

@@ -53,7 +53,8 @@ def _with_args(tool_input: Any, asked: Mapping[str, Any], run: Mapping[str, Any]
 class GuardedLangChainTool(BaseTool):
     """A `BaseTool` whose every invocation goes Guard's guarded path before the wrapped tool runs.
 
-    `bridge` holds the guarded tool behind the policy name: declare its compensation and reconcile check there.
+    `bridge` holds the guarded tool behind the policy name (one per Guard and name, shared with `GuardMiddleware`):
+    declare its compensation and reconcile check there.
     """
 
     inner: BaseTool
@@ -80,7 +81,7 @@ class GuardedLangChainTool(BaseTool):
                **kwargs: Any) -> Any:
         args, call_id = _split(self.inner, input)
         try:
-            out, recorded = self.bridge.call(
+            _, out, recorded = self.bridge.call(
                 args, call_id, lambda run: self.inner.invoke(_with_args(input, args, run), config, **kwargs))
         except CallOutcomeError as err:
             return self._refused(err, call_id)
@@ -90,7 +91,7 @@ class GuardedLangChainTool(BaseTool):
                       **kwargs: Any) -> Any:
         args, call_id = _split(self.inner, input)
         try:
-            out, recorded = await self.bridge.acall(
+            _, out, recorded = await self.bridge.acall(
                 args, call_id, lambda run: self.inner.ainvoke(_with_args(input, args, run), config, **kwargs))
         except CallOutcomeError as err:
             return self._refused(err, call_id)
@@ -100,7 +101,7 @@ class GuardedLangChainTool(BaseTool):
 def guard_tool(guard: Guard, tool: BaseTool, *, name: str | None = None,
                external_ids: Mapping[str, str] | None = None) -> GuardedLangChainTool:
     """Guard `tool` under the policy tool `name` (default: the tool's own name)."""
-    bridge = ToolBridge(guard, name or tool.name, external_ids=external_ids,
-                        fallback=lambda args: tool.invoke(dict(args)))
+    bridge = ToolBridge.for_name(guard, name or tool.name, external_ids=external_ids,
+                                 fallback=lambda args: tool.invoke(dict(args)))
     return GuardedLangChainTool(name=tool.name, description=tool.description, args_schema=tool.args_schema,
                                 inner=tool, bridge=bridge)

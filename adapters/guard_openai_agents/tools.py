@@ -97,17 +97,16 @@ class GuardedTools:
         self.team = team
         self.names = dict(names or {})
         self.external_ids = {k: dict(v) for k, v in (external_ids or {}).items()}
-        self._bridges: dict[str, ToolBridge] = {}
         # The typed outcome of a refused or deduplicated call, until the SDK asks for the output's custom data.
         self._notes: weakref.WeakKeyDictionary[ToolContext[Any], dict[str, Any]] = weakref.WeakKeyDictionary()
 
     def tool(self, name: str) -> ToolBridge:
-        """The bridge for the policy tool `name` (created on first use); declare its compensation here."""
-        bridge = self._bridges.get(name)
-        if bridge is None:
-            bridge = ToolBridge(self.guard, name, external_ids=self.external_ids.get(name))
-            self._bridges[name] = bridge
-        return bridge
+        """The bridge for the policy tool `name`; declare its compensation here.
+
+        One bridge per Guard and name: a `GuardedTools` reuses the bridge another one made on the same Guard, so a
+        compensation declared through either holds for both (sagas and recovery find tools by name in the Guard).
+        """
+        return ToolBridge.for_name(self.guard, name, external_ids=self.external_ids.get(name))
 
     def wrap(self, tools: Iterable[FunctionTool]) -> list[Tool]:
         """Guarded copies of `tools`, for `Agent(tools=...)`: the same names, descriptions and schemas.

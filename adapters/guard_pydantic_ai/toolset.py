@@ -67,7 +67,6 @@ class ToolGuard:
         self.team = team
         self.names = dict(names or {})
         self.external_ids = {k: dict(v) for k, v in (external_ids or {}).items()}
-        self._bridges: dict[str, ToolBridge] = {}
 
     def tool(self, name: str) -> ToolBridge:
         """The bridge for the policy tool `name`; declare its compensation here.
@@ -75,12 +74,7 @@ class ToolGuard:
         One bridge per Guard and name: a `ToolGuard` reuses the bridge another one made on the same Guard, so a
         compensation declared through either holds for both (sagas and recovery find tools by name in the Guard).
         """
-        bridge = self._bridges.get(name)
-        if bridge is None:
-            bridge = ToolBridge.registered(self.guard, name) or ToolBridge(
-                self.guard, name, external_ids=self.external_ids.get(name))
-            self._bridges[name] = bridge
-        return bridge
+        return ToolBridge.for_name(self.guard, name, external_ids=self.external_ids.get(name))
 
     def capability(self) -> GuardCapability[Any]:
         """A capability that guards every (non-output) tool of the agent it is given to, whatever toolset holds it."""

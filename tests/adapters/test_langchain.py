@@ -167,6 +167,24 @@ def test_a_failure_compensates_the_earlier_deal_and_the_model_gets_an_error(guar
     assert run.record().state in ("rolled_back", "pending_review")  # the contact stays: review decides
 
 
+def test_a_compensation_declared_through_one_middleware_holds_for_another_on_the_same_guard(
+        guard: Guard, drive: Drive) -> None:
+    world = Funnel(slack_down=True)
+    first = GuardMiddleware(guard, team="funnel", names=NAMES)
+
+    @first.tool("crm.create_deal").compensation(name="crm.close_deal")
+    def close_deal(ctx: RollbackContext) -> dict[str, Any]:  # pyright: ignore[reportUnusedFunction]  # registered by the decorator
+        world.closed.append(ctx.result["deal_id"])
+        return {"closed": ctx.result["deal_id"]}
+
+    agent, second = _agent(guard, world, [tool_calls(DEAL), tool_calls(NOTIFY)])  # a second GuardMiddleware
+    with guard.run("funnel", source_event_id="lead-5b") as run:
+        drive(agent, USER, None)
+    assert second.tool("crm.create_deal") is first.tool("crm.create_deal")
+    assert world.closed == ["d-1"]
+    assert {c.tool: c.state for c in run.calls()}["crm.create_deal"] == "rolled_back"
+
+
 def test_the_same_event_run_again_repeats_no_effect_even_with_new_tool_call_ids(guard: Guard, drive: Drive) -> None:
     world = Funnel()
     first, _ = _agent(guard, world, [tool_calls(CONTACT), tool_calls(DEAL)])
