@@ -13,7 +13,6 @@ from typing import Any
 import anyio
 import mcp_types as types
 import pytest
-from conftest import ADAPTERS
 from guard_mcp import suggest_class, suggest_policy
 from mcp.client.session import ClientSession
 from mcp.client.stdio import StdioServerParameters, stdio_client
@@ -21,6 +20,7 @@ from mcp.client.stdio import StdioServerParameters, stdio_client
 from guard import Guard
 
 SERVER = Path(__file__).with_name("mcp_crm_server.py")
+ADAPTERS = Path(__file__).resolve().parents[2] / "adapters"  # the proxy subprocess imports guard_mcp from here
 
 Session = Callable[[ClientSession], Awaitable[Any]]
 
