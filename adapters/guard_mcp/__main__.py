@@ -79,14 +79,22 @@ def policy_init_main(argv: list[str]) -> None:
     parser.add_argument("--team", required=True, help="the team the draft is for (the file is <team>.yaml)")
     _upstream_args(parser)
     ns = parser.parse_args(argv)
-    upstream = _upstream(parser, ns)
+    _upstream(parser, ns)  # the same checks of the arguments as the proxy's
+    command: list[str] = ns.upstream[1:] if ns.upstream[:1] == ["--"] else ns.upstream
+    sys.stdout.write(draft_policy(team=ns.team, upstream_url=ns.upstream_url, command=command))
+
+
+def draft_policy(*, team: str, upstream_url: str | None, command: list[str]) -> str:
+    """The draft policy YAML for `team` from an upstream server's tools: the `mcp` source of
+    `guard policy init` (entry point group `guard.policy_sources`)."""
+    upstream: Upstream = HttpUpstream(upstream_url) if upstream_url else stdio_upstream(command)
 
     async def draft() -> str:
         async with connect(upstream) as session:
             server = session.server_info.name if session.server_info is not None else None
-            return suggest_policy(ns.team, await list_all_tools(session), server=server)
+            return suggest_policy(team, await list_all_tools(session), server=server)
 
-    sys.stdout.write(anyio.run(draft))
+    return anyio.run(draft)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -4,7 +4,17 @@ from __future__ import annotations
 
 import typer
 
-from guard.cli import approvals_cmd, ledger_cmd, notify_cmd, operate_cmd, ops_cmd, policy_cmd, runs_cmd, serve_cmd
+from guard.cli import (
+    approvals_cmd,
+    ledger_cmd,
+    notify_cmd,
+    operate_cmd,
+    ops_cmd,
+    policy_cmd,
+    policy_init,
+    runs_cmd,
+    serve_cmd,
+)
 
 app = typer.Typer(
     name="guard",
@@ -21,6 +31,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
+policy_cmd.app.command("init", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})(
+    policy_init.init)
 app.add_typer(policy_cmd.app, name="policy")
 app.add_typer(runs_cmd.app, name="runs")
 app.add_typer(approvals_cmd.app, name="approvals")

@@ -39,3 +39,32 @@ def test_policy_init_prints_a_valid_draft_with_the_strictest_class_each_tools_hi
     assert decided["create_invoice"].approval is not None and decided["create_invoice"].approval.roles == ("owner",)
     assert policies.classify("crm", "charge_card", {}).verdict is Verdict.DENY  # not listed: denied
     assert not (tmp_path / "effects.jsonl").exists()  # listing tools ran none of them
+
+
+def test_guard_policy_init_drafts_from_an_mcp_server_through_the_installed_source(tmp_path: Path) -> None:
+    """The core command finds the MCP adapter's draft through its entry point (the core never imports it)."""
+    done = subprocess.run([sys.executable, "-m", "guard", "policy", "init", "--team", "crm", "--",
+                           sys.executable, str(SERVER)], env=server_env(tmp_path / "effects.jsonl"),
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    folder = tmp_path / "policies"
+    folder.mkdir()
+    (folder / "crm.yaml").write_text(done.stdout)
+    assert PolicySet.load_dir(folder).classify("crm", "create_invoice", {}).verdict is Verdict.APPROVE
+
+    dead = subprocess.run([sys.executable, "-m", "guard", "policy", "init", "--team", "crm", "--", sys.executable,
+                           "-c", "raise SystemExit(3)"], capture_output=True, text=True, timeout=60, check=False)
+    assert dead.returncode == 1 and "could not read the tools" in dead.stderr and "Traceback" not in dead.stderr
+    unknown = guard_cli("policy", "init", "--team", "crm", "--from", "nope", "--", "true")
+    assert unknown.returncode == 2 and "no policy source 'nope'" in unknown.stderr
+
+
+def test_guard_policy_init_without_a_source_prints_a_skeleton_that_denies_everything(tmp_path: Path) -> None:
+    done = guard_cli("policy", "init", "--team", "ops")
+    assert done.returncode == 0, done.stderr
+    folder = tmp_path / "policies"
+    folder.mkdir()
+    (folder / "ops.yaml").write_text(done.stdout)
+    assert guard_cli("policy", "validate", str(folder / "ops.yaml")).returncode == 0
+    policies = PolicySet.load_dir(folder)
+    assert policies.classify("ops", "billing.refund", {}).verdict is Verdict.DENY
