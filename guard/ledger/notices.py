@@ -54,6 +54,28 @@ class LedgerNotices:
             cur.execute("INSERT INTO notify_cursor (name, event_id) VALUES (?, ?) ON CONFLICT (name) DO UPDATE "
                         "SET event_id = MAX(event_id, excluded.event_id)", (_CURSOR, to))
 
+    def stuck_notices(self, older_than: float, limit: int = 50) -> list[tuple[NotificationRecord, NoticeEvent]]:
+        """Notifications left `sending` before `older_than` (their notifier died mid-send), with their events."""
+        sql = (f"SELECT {', '.join('n.' + c for c in NotificationRecord.columns())}, e.entity, e.to_state "
+               "FROM notifications n JOIN events e ON e.id = n.event_id "
+               "WHERE n.state = 'sending' AND n.updated_at < ? ORDER BY n.id LIMIT ?")
+        with self.conns.read() as cur:
+            cur.execute(sql, (older_than, limit))
+            rows = cur.fetchall()
+        found: list[tuple[NotificationRecord, NoticeEvent]] = []
+        for row in rows:
+            notice = NotificationRecord.from_row(row[:-2])
+            found.append((notice, NoticeEvent(event_id=notice.event_id, kind=notice.kind, team=notice.team,
+                                              run_id=notice.run_id, call_id=notice.call_id, to_state=row[-1])))
+        return found
+
+    def reclaim_notice(self, notice: NotificationRecord) -> bool:
+        """Take over a stuck notification (compare-and-set on its last update): True if this notifier has it."""
+        with self.conns.write() as cur:
+            cur.execute("UPDATE notifications SET updated_at = ? WHERE id = ? AND state = 'sending' AND updated_at = ?",
+                        (time.time(), notice.id, notice.updated_at))
+            return cur.rowcount == 1
+
     def claim_notice(self, event: NoticeEvent, *, target: str, approval_id: str | None, state: str = "sending",
                      error: str | None = None) -> int | None:
         """Record that `event` is being told (or `skipped`); the row id, or None when another notifier has it."""

@@ -4,13 +4,16 @@ It reads the ledger's events after its cursor (`Ledger.notice_events`), so nothi
 runs: the next pass catches up. Each event is claimed with a row unique on the event before it is sent, and
 the row records the outcome: `sent`, `failed` (after its retries: the webhook is dead or refuses), `skipped`
 (decided or resolved before the pass reached it). A dead webhook costs the notifier its retries and nothing
-else: it never blocks, approves or changes a call. `guard serve` runs it every second; `guard notifications
+else: it never blocks, approves or changes a call. A notifier that dies mid-send leaves its row `sending`; a
+later pass takes it over once it is clearly stale and sends it again (at least once: receivers dedupe on
+`guard.event_id`). `guard serve` runs it every second; `guard notifications
 deliver` runs one pass (cron).
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -49,8 +52,13 @@ class Notifier:
     log: FilteringBoundLogger = field(default_factory=lambda: make_logger("warning"))
 
     def deliver(self) -> NotifyReport:
-        """One pass over the events after the cursor; moves the cursor past them."""
+        """One pass: first what a dead notifier left `sending`, then the events after the cursor (the cursor
+        moves past them)."""
         report = NotifyReport()
+        stale_before = time.time() - (self.attempts * (self.timeout + 5 * self.backoff) + 60)
+        for notice, event in self.ledger.stuck_notices(stale_before):
+            if self.ledger.reclaim_notice(notice):
+                self._send(event, notice.id, notice.target, report)
         after = self.ledger.notice_cursor()
         while True:
             events, last = self.ledger.notice_events(after, self.batch)
@@ -95,6 +103,23 @@ class Notifier:
         notice_id = self.ledger.claim_notice(event, target=target, approval_id=approval_id)
         if notice_id is None:
             return  # another notifier holds this event
+        self._send(event, notice_id, target, report)
+
+    def _send(self, event: NoticeEvent, notice_id: int, target: str, report: NotifyReport) -> None:
+        """Post the event's message and record the outcome on its claimed row (a dead notifier's too)."""
+        notify = self._notify_of(event.team)
+        url, key = (notify.url(), notify.secret()) if notify is not None else (None, None)
+        if url is None or key is None:
+            self.ledger.settle_notice(notice_id, state="failed", attempts=0,
+                                      error="the team's webhook or signing key is no longer configured")
+            report.failed += 1
+            return
+        approval = self.ledger.approval_for_call(event.call_id) if event.call_id else None
+        run = self.ledger.get_run(event.run_id)
+        if (stale := _stale(event, approval, run)) is not None:  # a stuck row whose call was decided since
+            self.ledger.settle_notice(notice_id, state="skipped", attempts=0, error=stale)
+            report.skipped += 1
+            return
         delivery = post(url, self.message(event, approval, run), key, attempts=self.attempts, timeout=self.timeout,
                         backoff=self.backoff)
         self.ledger.settle_notice(notice_id, state="sent" if delivery.ok else "failed", attempts=delivery.attempts,

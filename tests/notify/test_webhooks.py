@@ -245,3 +245,23 @@ def test_the_approval_service_tells_the_channel_while_it_runs(
     [message] = receiver.bodies()
     assert message["guard"]["url"] == f"https://review.example.com/approvals/{approval_id}"
     assert [n.state for n in ops.ledger.notices()] == ["sent"]
+
+
+def test_a_notification_a_dead_notifier_left_sending_is_taken_over_and_sent_once(
+        ops: Ops, receiver: Receiver) -> None:
+    approval_id = _wait_for_refund(ops)
+    # A notifier claimed the event, then died before sending: its row stays `sending`, its cursor moved on.
+    [event], last = ops.ledger.notice_events(ops.ledger.notice_cursor())
+    assert ops.ledger.claim_notice(event, target="http://127.0.0.1", approval_id=approval_id) is not None
+    ops.ledger.move_notice_cursor(last)
+    assert ops.notifier.deliver().sent == 0  # still fresh: it may be in the middle of its send
+    assert receiver.got == []
+    with ops.ledger.conns.connection() as conn:
+        conn.execute("UPDATE notifications SET updated_at = updated_at - 3600")  # an hour later
+
+    assert ops.notifier.deliver().sent == 1
+    assert ops.notifier.deliver().sent == 0
+    [message] = receiver.bodies()
+    assert message["guard"]["approval_id"] == approval_id
+    [notice] = ops.ledger.notices()
+    assert (notice.state, notice.attempts) == ("sent", 1)
