@@ -162,9 +162,19 @@ class GuardProxy:
             self.guard.log.warning("tool definition changed since the call was offered; its approval does not "
                                    "cover the new definition: asking again", tool=name, stale_call=earlier.call_id,
                                    definition=definition)
+            # The earlier request no longer describes what would run: out of the reviewers' queue.
+            self._withdraw(earlier.call_id, name)
             # A new call under a key of its own (arguments and definition): it waits for a new approval.
             key = f"{key}@{definition.removeprefix('sha256:')[:16]}"
             return await tool.acall_with(bound, key=key, call_id=self._call_id(key))
+
+    def _withdraw(self, call_id: str, name: str) -> None:
+        """Withdraw the pending approval of a call whose tool changed upstream (an approved one never runs)."""
+        approval = self.guard.ledger.approval_for_call(call_id)
+        if approval is not None:
+            self.guard.ledger.withdraw(approval.approval_id, actor="guard-mcp",
+                                       reason=f"superseded: {name} changed upstream; a new approval was asked for "
+                                              "the tool as it is defined now")
 
     async def _definition(self, name: str) -> str:
         """The hash of `name`'s definition as the upstream lists it now (listed afresh for each held call)."""

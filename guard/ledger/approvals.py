@@ -121,6 +121,18 @@ class LedgerApprovals:
         changed(self.conns.backend.url)
         return True
 
+    def withdraw(self, approval_id: str, *, reason: str, actor: str) -> bool:
+        """End a pending approval nobody should decide any more (what it would approve is superseded): the call
+        ends `expired` with `reason` and never runs. True if it was pending."""
+        with self.conns.write() as cur:
+            now = self.conns.backend.clock(cur)
+            approval = self._approval(cur, approval_id)
+            if approval.state != A.PENDING:
+                return False
+            self._settle(cur, approval, A.EXPIRED, CallState.EXPIRED, now, actor, reason)
+        changed(self.conns.backend.url)
+        return True
+
     def database_time(self) -> float:
         """The database clock now (Unix seconds): for showing what is expired the way `decide` judges it."""
         with self.conns.read() as cur:

@@ -64,6 +64,24 @@ def test_a_tool_changed_after_its_approval_does_not_run_on_it_and_waits_for_a_ne
     assert [(e["kind"], e["description"]) for e in effects(log)] == [("quote", V2)]  # once, as approved
 
 
+def test_a_request_still_waiting_when_its_tool_changes_is_withdrawn_from_the_reviewers_queue(
+        tmp_path: Path, db_path: Path) -> None:
+    policies = write_policy(tmp_path / "policies")
+    log = tmp_path / "effects.jsonl"
+    v1 = stdio_proxy(policies, db_path, log, "quote-w")
+    v2 = stdio_proxy(policies, db_path, log, "quote-w", env=server_env(log, CRM_QUOTE_DESCRIPTION=V2))
+
+    first = outcome(call(v1, "send_quote", QUOTE))
+    again = outcome(call(v2, "send_quote", QUOTE))  # redeployed before anyone decided
+    assert again["outcome"] == "ApprovalPending" and again["approval_id"] != first["approval_id"]
+    shown = json.loads(guard_cli("approvals", "show", first["approval_id"], "--db", f"sqlite:///{db_path}",
+                                 "--json").stdout)
+    assert shown["state"] == "expired" and shown["reason"].startswith("superseded: send_quote changed upstream")
+    waiting = json.loads(guard_cli("approvals", "list", "--json", "--db", f"sqlite:///{db_path}").stdout)
+    assert [a["approval_id"] for a in waiting] == [again["approval_id"]]  # only the request that can still run
+    assert effects(log) == []
+
+
 def test_a_call_that_ran_is_not_run_again_after_its_tool_changed(tmp_path: Path, db_path: Path) -> None:
     policies = write_policy(tmp_path / "policies")
     log = tmp_path / "effects.jsonl"

@@ -77,3 +77,15 @@ def test_a_settled_approval_names_who_settled_it_when_someone_else_decides_later
         ledger.decide(approval_id, reviewer="bob", decision="reject", reviewer_roles=FINANCE, reason="too late")
     assert info.value.code == "already_decided"
     assert "alice" in str(info.value)
+
+
+def test_a_withdrawn_approval_ends_its_call_expired_with_the_reason_and_cannot_be_decided(
+        ledger: Ledger, approval_id: str) -> None:
+    assert ledger.withdraw(approval_id, reason="superseded: the tool changed", actor="guard-mcp") is True
+    assert ledger.withdraw(approval_id, reason="again", actor="guard-mcp") is False  # only a pending one
+    approval = ledger.get_approval(approval_id)
+    assert approval is not None and (approval.state, approval.reason) == ("expired", "superseded: the tool changed")
+    assert ledger.call_state(approval.call_id) == "expired"
+    with pytest.raises(ApprovalDecisionError) as late:
+        ledger.decide(approval_id, reviewer="alice", decision="approve", reviewer_roles=frozenset({"finance"}))
+    assert late.value.code == "already_decided"
