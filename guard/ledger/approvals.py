@@ -84,7 +84,8 @@ class LedgerApprovals:
                 raise self._refuse(approval, "already_decided",
                                    f"approval {approval_id} is already {approval.state} "
                                    f"(by {', '.join(json.loads(approval.decided_by or '[]')) or 'expiry'})")
-            if mine is not None and mine[1] == on_table:
+            revising = edit is not None and edit[0] != on_table  # a new edit replaces what is on the table
+            if mine is not None and mine[1] == on_table and not revising:
                 raise self._refuse(approval, "already_decided", f"{reviewer} already decided {mine[0]}")
             if now >= approval.expires_at:
                 self._settle(cur, approval, A.EXPIRED, CallState.EXPIRED, now, "guard", "approval expired")

@@ -165,6 +165,24 @@ async def test_an_approval_of_the_old_arguments_does_not_count_after_an_edit(des
     assert desk.refunds == [{**ASKED, "amount_cents": 1000}]
 
 
+async def test_a_reviewer_may_revise_their_own_edit_before_the_quorum_and_only_the_last_one_runs(
+        desk: Desk, agent: Guard) -> None:
+    run_id, approval_id = desk.ask(agent)
+    shown = await desk.shown("rita", approval_id)
+    first = {**shown["args"], "amount_cents": 45000}
+    second = {**shown["args"], "amount_cents": 40000}
+    assert (await desk.decide("rita", approval_id, decision="approve", args_hash=shown["args_hash"],
+                              edited_args=first)).status_code == 200
+    revised = await desk.decide("rita", approval_id, decision="approve", args_hash=args_hash(first),
+                                edited_args=second)
+    assert revised.status_code == 200 and revised.json()["args_hash"] == args_hash(second)
+    assert [(d.reviewer, d.args_hash) for d in desk.ledger.decisions_of(approval_id)] == [("rita", args_hash(second))]
+    done = await desk.decide("omar", approval_id, decision="approve", args_hash=args_hash(second))
+    assert done.json()["state"] == "approved"
+    assert _resume(agent, run_id) == {"refund_id": "re_1"}
+    assert desk.refunds == [{**ASKED, "amount_cents": 40000}]
+
+
 async def test_quorum_counts_distinct_reviewers_and_nobody_approves_their_own_call(
         desk: Desk, agent: Guard) -> None:
     run_id, approval_id = desk.ask(agent)
