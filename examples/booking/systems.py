@@ -11,49 +11,14 @@ after a run you can see what each system really holds. Nothing here knows about 
 
 from __future__ import annotations
 
-import sqlite3
-import uuid
-from collections.abc import Generator
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+
+from examples.stand_ins import System, new_id
 
 __all__ = ["Inventory", "Mailer", "MailerDown", "Payments", "holdings"]
 
 
-def _new_id(prefix: str) -> str:
-    return f"{prefix}_{uuid.uuid4().hex[:8]}"
-
-
-class _System:
-    """One system, one SQLite file; each method is one short transaction."""
-
-    name = ""
-    table = ""
-    schema = ""
-
-    def __init__(self, state_dir: Path) -> None:
-        self.path = state_dir / f"{self.name}.db"
-        state_dir.mkdir(parents=True, exist_ok=True)
-        with self._db() as db:
-            db.execute(self.schema)
-
-    @contextmanager
-    def _db(self) -> Generator[sqlite3.Connection, None, None]:
-        db = sqlite3.connect(self.path, timeout=10)
-        db.row_factory = sqlite3.Row
-        try:
-            with db:  # commit on success, roll back on error
-                yield db
-        finally:
-            db.close()
-
-    def rows(self) -> list[dict[str, Any]]:
-        with self._db() as db:
-            return [dict(r) for r in db.execute(f"SELECT * FROM {self.table} ORDER BY rowid")]
-
-
-class Inventory(_System):
+class Inventory(System):
     """Slots held for a guest. A hold can be released: that is how a booking saga gives the slot back."""
 
     name, table = "inventory", "holds"
@@ -64,7 +29,7 @@ class Inventory(_System):
         with self._db() as db:
             if db.execute("SELECT 1 FROM holds WHERE slot = ? AND status = 'held'", (slot,)).fetchone():
                 raise LookupError(f"inventory: slot {slot} is already held")
-            hold_id = _new_id("hold")
+            hold_id = new_id("hold")
             db.execute("INSERT INTO holds VALUES (?, ?, ?, 'held')", (hold_id, slot, guest))
             return hold_id
 
@@ -74,7 +39,7 @@ class Inventory(_System):
             return "released"
 
 
-class Payments(_System):
+class Payments(System):
     """Card charges. The same idempotency key returns the same charge; a charge can be reversed (a refund)."""
 
     name, table = "payments", "charges"
@@ -86,7 +51,7 @@ class Payments(_System):
             row = db.execute("SELECT charge_id FROM charges WHERE idempotency_key = ?", (idempotency_key,)).fetchone()
             if row is not None:
                 return str(row["charge_id"])
-            charge_id = _new_id("ch")
+            charge_id = new_id("ch")
             db.execute("INSERT INTO charges VALUES (?, ?, ?, ?, 'captured')",
                        (charge_id, idempotency_key, booking, amount_cents))
             return charge_id
@@ -101,7 +66,7 @@ class MailerDown(RuntimeError):
     """The mail provider refused the request before sending anything (the scripted failure)."""
 
 
-class Mailer(_System):
+class Mailer(System):
     """An outbox: a second call is a second email. `down=True` refuses every send before anything is sent."""
 
     name, table = "email", "outbox"
@@ -115,12 +80,12 @@ class Mailer(_System):
     def send(self, to: str, body: str) -> str:
         if self.down:
             raise MailerDown("mailer: 503 Service Unavailable (scripted failure)")
-        message_id = _new_id("msg")
+        message_id = new_id("msg")
         with self._db() as db:
             db.execute("INSERT INTO outbox VALUES (?, ?, ?)", (message_id, to, body))
         return message_id
 
 
-def holdings(*systems: _System) -> list[str]:
+def holdings(*systems: System) -> list[str]:
     """What each system holds, one line a row."""
     return [f"{s.name}: {row}" for s in systems for row in s.rows()]

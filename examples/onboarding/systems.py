@@ -15,13 +15,11 @@ Nothing here knows about Guard: these are "the world" the agent's tools change.
 from __future__ import annotations
 
 import os
-import sqlite3
 import time
-import uuid
-from collections.abc import Generator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+from examples.stand_ins import System, new_id
 
 __all__ = [
     "CRM",
@@ -39,46 +37,13 @@ __all__ = [
 DEFAULT_STATE_DIR = Path(__file__).resolve().parent / "state"
 
 
-def _new_id(prefix: str) -> str:
-    return f"{prefix}_{uuid.uuid4().hex[:10]}"
 
 
-class _System:
-    """One system, one SQLite file. Each method is one short transaction."""
-
-    # The column that holds the key a row was made with; `find_by_key` looks it up (a reconcile check).
-    key_column = "idempotency_key"
-
-    name = ""
-    table = ""
-    schema = ""
+class _System(System):
+    """A system of the onboarding story; its file lives in `examples/onboarding/state/` unless told otherwise."""
 
     def __init__(self, state_dir: str | Path = DEFAULT_STATE_DIR) -> None:
-        self.path = Path(state_dir) / f"{self.name}.db"
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self._db() as db:
-            db.execute(self.schema)
-
-    @contextmanager
-    def _db(self) -> Generator[sqlite3.Connection, None, None]:
-        db = sqlite3.connect(self.path, timeout=10)
-        db.row_factory = sqlite3.Row
-        try:
-            with db:  # commit on success, roll back on error
-                yield db
-        finally:
-            db.close()
-
-    def rows(self) -> list[dict[str, Any]]:
-        with self._db() as db:
-            return [dict(r) for r in db.execute(f"SELECT * FROM {self.table} ORDER BY rowid")]
-
-    def find_by_key(self, idempotency_key: str) -> dict[str, Any] | None:
-        """The row this idempotency key made, or None: what a real API's "get by idempotency key" answers."""
-        with self._db() as db:
-            row = db.execute(f"SELECT * FROM {self.table} WHERE {self.key_column} = ? ORDER BY rowid LIMIT 1",
-                             (idempotency_key,)).fetchone()
-            return dict(row) if row is not None else None
+        super().__init__(state_dir)
 
 
 class CRM(_System):
@@ -96,7 +61,7 @@ class CRM(_System):
                 db.execute("UPDATE contacts SET name = ?, company = ?, writes = writes + 1, updated_at = ? "
                            "WHERE email = ?", (name, company, time.time(), email))
                 return str(row["contact_id"])
-            contact_id = _new_id("ct")
+            contact_id = new_id("ct")
             db.execute("INSERT INTO contacts VALUES (?, ?, ?, ?, 1, ?)",
                        (contact_id, email, name, company, time.time()))
             return contact_id
@@ -124,7 +89,7 @@ class Billing(_System):
                                  (idempotency_key,)).fetchone()
                 if row is not None:
                     return str(row["invoice_id"])
-            invoice_id = _new_id("inv")
+            invoice_id = new_id("inv")
             db.execute("INSERT INTO invoices VALUES (?, ?, ?, ?, ?, 'draft', ?)",
                        (invoice_id, idempotency_key, contact_id, amount_cents, currency, time.time()))
             return invoice_id
@@ -164,7 +129,7 @@ class Provisioning(_System):
                                  (idempotency_key,)).fetchone()
                 if row is not None:
                     return str(row["workspace_id"])
-            workspace_id = _new_id("ws")
+            workspace_id = new_id("ws")
             db.execute("INSERT INTO workspaces VALUES (?, ?, ?, ?, 'active', ?)",
                        (workspace_id, idempotency_key, contact_id, plan, time.time()))
             return workspace_id
@@ -199,7 +164,7 @@ class Email(_System):
         if self.failures_left > 0:
             self.failures_left -= 1
             raise EmailDown("email: 503 Service Unavailable, nothing sent (scripted failure)")
-        message_id = _new_id("msg")
+        message_id = new_id("msg")
         with self._db() as db:
             db.execute("INSERT INTO outbox VALUES (?, ?, ?, 'welcome', ?, ?)",
                        (message_id, idempotency_key, to, workspace_id, time.time()))
