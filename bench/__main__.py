@@ -186,14 +186,15 @@ def main(argv: list[str]) -> int:
         ledger = work / "ledger.db"
         guard_ok = True
 
-        def guarded_row(key: str, label: str, log_level: str = "warning") -> None:
+        def guarded_row(key: str, label: str, log_level: str = "warning", durability: str = "by_class") -> None:
             nonlocal guard_ok
-            note = f"auto-approved idempotent no-op, one open run, log_level={log_level}"
+            note = f"auto-approved idempotent no-op, one open run, log_level={log_level}, durability={durability}"
             # At `info` Guard writes a log line per call to stderr: rendered, then sent to /dev/null here.
             quiet = _stderr_to_devnull() if log_level != "warning" else contextlib.nullcontext()
             with quiet:
                 try:
-                    call, closer = guard_cases.make_guarded_noop(str(ledger), log_level=log_level)
+                    call, closer = guard_cases.make_guarded_noop(str(ledger), log_level=log_level,
+                                                                 durability=durability)
                 except Exception as exc:
                     guard_ok = False
                     add(key, unavailable(label, f"guard: not available ({short(exc)})"))
@@ -216,7 +217,20 @@ def main(argv: list[str]) -> int:
 
         guarded_row("guarded", "Guard guarded no-op, empty ledger")
         if guard_ok:
+            guarded_row("guarded_always", "Guard guarded no-op, empty ledger, every commit durable",
+                        durability="always")
             guarded_row("guarded_info", "Guard guarded no-op, empty ledger, info logs", log_level="info")
+            try:
+                replay, close_replay, statements = guard_cases.make_sql_replay(str(work), n_led + max(10, n_led // 10))
+                try:
+                    add("sql", measure("Guard's ledger SQL alone, replayed without Guard", replay, n_led,
+                                       note=f"the {statements} statements of one guarded no-op as Guard sent them "
+                                            "(durability=by_class), on a fresh ledger file"))
+                finally:
+                    close_replay()
+            except Exception as exc:
+                traceback.print_exc()
+                add("sql", unavailable("Guard's ledger SQL alone", f"replay failed ({short(exc)})"))
         seeded = 0
         for target in seeds:
             label = f"Guard guarded no-op, {target:,} earlier calls"
@@ -251,7 +265,8 @@ def main(argv: list[str]) -> int:
         else:
             shutil.rmtree(work, ignore_errors=True)
 
-    order = ["bare", "guarded", "guarded_info", *[f"guarded{s}" for s in seeds], "floor", "dbos", "dbos_defaults",
+    order = ["bare", "guarded", "guarded_always", "guarded_info", *[f"guarded{s}" for s in seeds], "sql", "floor",
+             "dbos", "dbos_defaults",
              "classify100", "edictum100", "classify60000", "edictum60000"]
     print()
     print(markdown_table([rows[k] for k in order if k in rows]))
@@ -259,6 +274,11 @@ def main(argv: list[str]) -> int:
     g, b = rows.get("guarded"), rows.get("bare")
     if g is not None and g.ok and b is not None and b.ok:
         print(f"Guard overhead per call (guarded p50 - bare p50): {g.p50_us - b.p50_us:,.2f} µs")
+    sql, fl = rows.get("sql"), rows.get("floor")
+    if g is not None and g.ok and sql is not None and sql.ok and fl is not None and fl.ok:
+        print(f"where it goes: the ledger's SQL alone is {sql.p50_us:,.0f} µs ({ratio(sql, fl)}x the floor), "
+              f"Guard's Python the other {g.p50_us - sql.p50_us:,.0f} µs; "
+              f"every commit durable: {ratio(rows.get('guarded_always'), fl)}x the floor")
     biggest = f"guarded{max(seeds)}" if seeds else None
     growth_label = "1M" if seeds and max(seeds) == 1_000_000 else (f"{max(seeds):,}" if seeds else "none")
     if growth_label != "1M":

@@ -13,7 +13,8 @@ POLICY_DIR = BENCH_DIR / "policies"
 POLICY_FILE = POLICY_DIR / "bench.yaml"
 
 
-def make_guarded_noop(db_path: str, log_level: str = "warning") -> tuple[Callable[[], Any], Callable[[], None]]:
+def make_guarded_noop(db_path: str, log_level: str = "warning",
+                      durability: str = "by_class") -> tuple[Callable[[], Any], Callable[[], None]]:
     """(call, closer): call() makes one auto-approved guarded no-op tool call inside an open run.
 
     The run is opened here and closed by closer(), so the timed loop measures tool calls only
@@ -30,7 +31,10 @@ def make_guarded_noop(db_path: str, log_level: str = "warning") -> tuple[Callabl
 
     # log_level: Guard logs one `info` line per call to stderr by default; the headline rows run at
     # `warning` (Guard's mechanism, not a log sink's); the runner adds one row at `info` into /dev/null.
-    g = Guard(policies=str(POLICY_DIR), db=f"sqlite:///{db_path}", log_level=log_level)
+    # durability: `by_class` (Guard's default) commits the `completed` of this repeat-safe (idempotent) call
+    # without waiting for the disk; `always` waits, as for a compensable or irreversible call.
+    g = Guard(policies=str(POLICY_DIR), db=f"sqlite:///{db_path}", log_level=log_level,
+              durability=durability)  # type: ignore[arg-type]
     noop = g.tool(lambda i: None, name="bench.noop")
     run_cm = g.run(team="bench")
     run_cm.__enter__()
@@ -59,3 +63,82 @@ def make_classifier() -> Callable[[str, dict[str, Any]], Any]:
     if "allow" not in small.lower() or "approve" not in big.lower():
         raise RuntimeError(f"bench policy misbehaves: small={small} big={big}")
     return policy.classify
+
+
+def make_sql_replay(work: str, n: int) -> tuple[Callable[[], Any], Callable[[], None], int]:
+    """(call, closer, statements per call): the ledger SQL of one guarded no-op, replayed without Guard.
+
+    Runs `n` guarded calls on a capture ledger, recording every statement and its parameters as the DB-API
+    connection received them (and whether that connection waits for the disk). Then each call() replays one
+    call's statements, in order, on a fresh copy of the same schema through two plain sqlite3 connections
+    set up as Guard's (synchronous FULL, and NORMAL for the lazy completion). What remains between this row
+    and the guarded row is Guard's Python: classification, hashing, building rows, the chained hashes.
+    """
+    import shutil
+    import sqlite3
+
+    from guard.ledger import backend as ledger_backend
+
+    captured: list[tuple[Any, str, tuple[Any, ...]]] = []
+    modes: dict[Any, int] = {}
+
+    class Cursor(sqlite3.Cursor):
+        def execute(self, sql, parameters=()):  # type: ignore[override]
+            conn = self.connection
+            if sql.startswith("PRAGMA"):  # setting the connection up, not a call's statement
+                return super().execute(sql, parameters)
+            if conn not in modes:
+                modes[conn] = sqlite3.Cursor.execute(conn.cursor(sqlite3.Cursor), "PRAGMA synchronous").fetchone()[0]
+            captured.append((conn, sql, tuple(parameters)))
+            return super().execute(sql, parameters)
+
+    class Connection(sqlite3.Connection):
+        def cursor(self, factory=Cursor):  # type: ignore[override]
+            return super().cursor(factory)
+
+    real_connect = sqlite3.connect
+
+    def connect(*args: Any, **kwargs: Any) -> Any:
+        return real_connect(*args, factory=Connection, **kwargs)
+
+    capture_db = f"{work}/replay-capture.db"
+    ledger_backend.sqlite3.connect = connect  # type: ignore[assignment]
+    try:
+        call, closer = make_guarded_noop(capture_db)
+        groups: list[list[tuple[Any, str, tuple[Any, ...]]]] = []
+        try:
+            for _ in range(n):
+                captured.clear()
+                call()
+                groups.append(list(captured))
+        finally:
+            closer()
+    finally:
+        ledger_backend.sqlite3.connect = real_connect  # type: ignore[assignment]
+
+    replay_db = f"{work}/replay.db"
+    shutil.copyfile(capture_db, replay_db)
+    fresh = sqlite3.connect(replay_db, isolation_level=None)
+    fresh.execute("DELETE FROM events WHERE call_id IS NOT NULL")  # keep the run and its event
+    fresh.execute("DELETE FROM calls")
+    fresh.execute("VACUUM")
+    fresh.close()
+    conns: dict[int, sqlite3.Connection] = {}
+    for mode in set(modes.values()):
+        conn = real_connect(replay_db, isolation_level=None, check_same_thread=False)
+        for pragma in (f"PRAGMA synchronous={mode}", "PRAGMA busy_timeout=5000", "PRAGMA foreign_keys=ON",
+                       "PRAGMA cache_size=-65536"):
+            conn.execute(pragma)
+        conns[mode] = conn
+    cursors = {mode: conn.cursor() for mode, conn in conns.items()}
+    plan = iter([[(cursors[modes[conn]].execute, sql, params) for conn, sql, params in group] for group in groups])
+
+    def replay() -> None:
+        for execute, sql, params in next(plan):
+            execute(sql, params)
+
+    def close_all() -> None:
+        for conn in conns.values():
+            conn.close()
+
+    return replay, close_all, len(groups[-1])

@@ -1,8 +1,9 @@
 """Database backends: the small port the ledger writes through, and the factory that picks one by URL.
 
 SQLite and PostgreSQL differ only in how a write transaction takes its lock, how placeholders are spelled,
-and how a waiting agent is woken. The hot path talks to the DB-API connection directly with prepared SQL
-text: an ORM round-trip per field would cost more than the commits themselves.
+how a commit that need not wait for the disk is asked for, and how a waiting agent is woken. The hot path
+talks to the DB-API connection directly with prepared SQL text: an ORM round-trip per field would cost more
+than the commits themselves.
 """
 
 from __future__ import annotations
@@ -27,8 +28,14 @@ class Backend(Protocol):
 
     url: str
 
-    def connect(self) -> Any:
-        """A new DB-API connection in autocommit mode (transactions are explicit)."""
+    def connect(self, *, durable: bool = True) -> Any:
+        """A new DB-API connection in autocommit mode (transactions are explicit).
+
+        `durable=False`: its commits return without waiting for the disk (SQLite's synchronous=NORMAL in WAL
+        mode; PostgreSQL's `synchronous_commit = off`). Such a commit is durable once any later durable commit
+        returns, because the log is written and flushed in order; a process that dies loses nothing of it,
+        only a machine that loses power before that flush does. See `Connections.write`.
+        """
         ...
 
     def begin_write(self, cur: Any) -> None:
@@ -54,7 +61,7 @@ class SqliteBackend:
         self.url = url
         self.path = path
 
-    def connect(self) -> sqlite3.Connection:
+    def connect(self, *, durable: bool = True) -> sqlite3.Connection:
         try:
             conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False,
                                    timeout=BUSY_TIMEOUT_MS / 1000)
@@ -62,7 +69,7 @@ class SqliteBackend:
             # need an exclusive lock: a connection opened while another writes would fail at once.
             if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
                 conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=FULL")
+            conn.execute("PRAGMA synchronous=FULL" if durable else "PRAGMA synchronous=NORMAL")
             conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
             conn.execute("PRAGMA foreign_keys=ON")
             conn.execute("PRAGMA cache_size=-65536")  # 64 MiB: keeps index pages of a large ledger hot
@@ -100,26 +107,27 @@ class Connections:
 
     def __init__(self, backend: Backend) -> None:
         self.backend = backend
-        self._idle: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        # Durable and lazy connections never mix: a durable write cannot land on a connection set up not to wait.
+        self._idle: dict[bool, queue.SimpleQueue[Any]] = {True: queue.SimpleQueue(), False: queue.SimpleQueue()}
         self._all: list[Any] = []
         self._lock = threading.Lock()
 
-    def borrow(self) -> Any:
+    def borrow(self, durable: bool = True) -> Any:
         try:
-            return self._idle.get_nowait()
+            return self._idle[durable].get_nowait()
         except queue.Empty:
-            conn = self.backend.connect()
+            conn = self.backend.connect(durable=durable)
             with self._lock:
                 self._all.append(conn)
             return conn
 
-    def give_back(self, conn: Any) -> None:
+    def give_back(self, conn: Any, durable: bool = True) -> None:
         if getattr(conn, "in_transaction", False):  # a rollback that failed: this connection is not reused
             with self._lock:
                 self._all.remove(conn)
             conn.close()
             return
-        self._idle.put(conn)
+        self._idle[durable].put(conn)
 
     @contextmanager
     def connection(self) -> Generator[Any]:
@@ -131,10 +139,16 @@ class Connections:
         finally:
             self.give_back(conn)
 
-    def write(self) -> _WriteTx:
+    def write(self, durable: bool = True) -> _WriteTx:
         """A write transaction (`with conns.write() as cur:`): committed when the block ends, rolled back if
-        it raises; driver errors become LedgerUnavailable."""
-        return _WriteTx(self)
+        it raises; driver errors become LedgerUnavailable.
+
+        Durable by default: the commit is on disk when the block ends. `durable=False` is for a record whose
+        loss in a power cut costs nothing that cannot be redone exactly (the completion of a repeat-safe call:
+        recovery finds it `started` and runs it again with the same key). It still reaches the database file
+        before any later durable commit returns, so nothing recorded after it can survive without it.
+        """
+        return _WriteTx(self, durable)
 
     @contextmanager
     def read(self) -> Generator[Any]:
@@ -164,28 +178,29 @@ class Connections:
             conns, self._all = self._all, []
         for conn in conns:
             conn.close()
-        self._idle = queue.SimpleQueue()
+        self._idle = {True: queue.SimpleQueue(), False: queue.SimpleQueue()}
 
 
 class _WriteTx:
     """The context manager behind `Connections.write` (a class: cheaper than a generator on the hot path)."""
 
-    __slots__ = ("_conn", "_conns", "_cur")
+    __slots__ = ("_conn", "_conns", "_cur", "_durable")
 
-    def __init__(self, conns: Connections) -> None:
+    def __init__(self, conns: Connections, durable: bool) -> None:
         self._conns = conns
+        self._durable = durable
         self._conn: Any = None
         self._cur: Any = None
 
     def __enter__(self) -> Any:
-        conn = self._conns.borrow()
+        conn = self._conns.borrow(self._durable)
         cur = conn.cursor()
         self._conn, self._cur = conn, cur
         try:
             self._conns.backend.begin_write(cur)
         except BaseException as exc:
             cur.close()
-            self._conns.give_back(conn)
+            self._conns.give_back(conn, self._durable)
             if self._conns.backend.is_unavailable(exc):
                 raise self._conns.translate(exc) from exc
             raise
@@ -208,4 +223,4 @@ class _WriteTx:
                 raise self._conns.translate(exc) from exc
         finally:
             cur.close()
-            self._conns.give_back(self._conn)
+            self._conns.give_back(self._conn, self._durable)

@@ -56,11 +56,14 @@ class LedgerInFlight:
                                  json.dumps({"external_ids": external_ids}))])
 
     def complete(self, run_id: str, call_id: str, *, token: int, result_json: str, external_ids: dict[str, str],
-                 attempts: int, actor: str, src: CallState = C.STARTED, detail: dict[str, Any] | None = None) -> None:
-        """`started -> completed` (or `in_doubt -> completed` after a reconcile found the effect)."""
+                 attempts: int, actor: str, src: CallState = C.STARTED, detail: dict[str, Any] | None = None,
+                 durable: bool = True) -> None:
+        """`started -> completed` (or `in_doubt -> completed` after a reconcile found the effect).
+
+        `durable=False` for a repeat-safe call only: see `Connections.write`."""
         now = time.time()
         ids = json.dumps(external_ids) if external_ids else "{}"
-        with self.conns.write() as cur:
+        with self.conns.write(durable) as cur:
             cur.execute("UPDATE calls SET state = ?, result_json = ?, external_ids = ?, attempts = ?, "
                         "ended_at = ?, updated_at = ?, lease_expires_at = NULL WHERE call_id = ? AND state = ? "
                         "AND lease_token = ?",

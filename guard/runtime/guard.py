@@ -38,6 +38,7 @@ from guard.runtime.waiting import Waiter
 __all__ = ["Guard"]
 
 WaitMode = Literal["block", "defer"]
+Durability = Literal["by_class", "always"]
 
 
 class Guard:
@@ -56,6 +57,11 @@ class Guard:
             worker takes over calls whose lease ran out.
         recover_on_start: when this worker opens its first run (its tools are defined by then), it first
             recovers what dead workers left behind: calls whose lease ran out, calls in doubt, cut-short sagas.
+        durability: `by_class` (default): every commit waits for the disk, except the `completed` of a
+            repeat-safe call (read, idempotent). That one is on disk before any later commit returns, and a
+            process that dies never loses it; only a power cut in between does, and then recovery finds the
+            call `started` and runs it again with the same key. `always`: that commit waits too (one more
+            disk flush per repeat-safe call).
 
     Failure modes: every refused or failed call raises a subclass of `CallOutcomeError`, recorded first.
     """
@@ -63,14 +69,17 @@ class Guard:
     def __init__(self, *, policies: str | Path | PolicySet = "policies", db: str | None = None,
                  actor: str = "agent", approval: WaitMode = "block", approval_timeout: float = 300.0,
                  log_level: str = "info", log_json: bool = False, worker_id: str | None = None,
-                 lease_ttl: float = 30.0, recover_on_start: bool = True) -> None:
+                 lease_ttl: float = 30.0, recover_on_start: bool = True, durability: Durability = "by_class") -> None:
         if approval not in ("block", "defer"):
             raise GuardUsageError(f"approval must be 'block' or 'defer', not {approval!r}")
+        if durability not in ("by_class", "always"):
+            raise GuardUsageError(f"durability must be 'by_class' or 'always', not {durability!r}")
         self.policies = policies if isinstance(policies, PolicySet) else PolicySet.load_dir(policies)
         self.ledger = Ledger(resolve_url(db))
         self.actor = actor
         self.approval = approval
         self.approval_timeout = approval_timeout
+        self.durability = durability
         self.log = make_logger(log_level, json=log_json)
         self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{new_id('w')[-6:]}"
         self.lease_ttl = lease_ttl

@@ -152,12 +152,17 @@ def extract_ids(spec: ToolSpec, result: Any, reported: dict[str, str]) -> dict[s
     return ids
 
 
-def record_success(ledger: Ledger, p: Prepared, result: Any, reported: dict[str, str], attempts: int) -> None:
-    """`started -> completed` with the (redacted) result and every external id."""
+def record_success(ledger: Ledger, p: Prepared, result: Any, reported: dict[str, str], attempts: int, *,
+                   durable: bool = True) -> None:
+    """`started -> completed` with the (redacted) result and every external id.
+
+    `durable=False` is honoured for repeat-safe classes only (see `Guard(durability=...)`)."""
+    side_effect = p.decision.side_effect
     ledger.complete(p.request.run_id, p.offer.call_id, token=p.offer.lease_token,
                     result_json=to_json(redact(result, p.decision.secret_fields)),
                     external_ids=extract_ids(p.input.tool, result, reported), attempts=attempts,
-                    actor=p.request.actor)
+                    actor=p.request.actor,
+                    durable=durable or side_effect is None or not side_effect.repeat_safe)
 
 
 def error_text(p: Prepared, exc: BaseException) -> str:
