@@ -2,8 +2,10 @@
 # bench runs in its own venv (.venv-bench) with its peers; see the [tool.pyright] comment in pyproject.toml.
 """`python -m bench` — Guard's per-call cost against a bare call, the SQLite floor, DBOS and Edictum.
 
-Runs every row sequentially in one process on one disk (DBOS alone runs in a subprocess of the same venv:
-it is a process-wide singleton with background threads). Peers live in .venv-bench/ (bench/requirements.txt);
+Runs every row in one process on one disk. The rows that write to disk (the floor, Guard's, the ledger's SQL
+alone) are measured in turns of 100 calls each, so that a shared machine's drift falls on all of them alike and
+their ratios hold from run to run. DBOS alone runs in a subprocess of the same venv, after them: it is a
+process-wide singleton with background threads. Peers live in .venv-bench/ (bench/requirements.txt);
 run from any Python, this module builds that venv if needed and re-executes itself inside it.
 
 Options / environment:
@@ -90,6 +92,17 @@ def _stderr_to_devnull():
         os.close(devnull)
 
 
+def _flush(db: Path) -> None:
+    """Put what a row left in the OS's cache (its lazy commits) on disk, so the next row does not pay for it."""
+    for path in (db, db.with_name(db.name + "-wal")):
+        with contextlib.suppress(FileNotFoundError):
+            fd = os.open(path, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+
+
 def _count(db: Path) -> int | None:
     """Calls of bench.noop in the ledger file (None if it has no calls table yet)."""
     from bench.seed import count_calls
@@ -121,7 +134,7 @@ def run_dbos(db_path: Path, n: int, dbos_defaults: bool):
 def main(argv: list[str]) -> int:
     ensure_venv()
     from bench import edictum_case, floor, guard_cases, seed
-    from bench.stats import markdown_table, measure, ratio, unavailable
+    from bench.stats import Case, markdown_table, measure, measure_interleaved, ratio, summarize, unavailable
 
     quick = "--quick" in argv
     n_led = int(os.environ.get("BENCH_N") or (200 if quick else 2000))
@@ -153,13 +166,6 @@ def main(argv: list[str]) -> int:
         counter = itertools.count()
         add("bare", measure("bare Python call (no-op tool)", lambda: bare_noop(i=next(counter)), n_mem))
 
-        # 3. the two-commit floor
-        call, close, settings = floor.make_two_commits(str(work / "floor.db"))
-        try:
-            add("floor", measure("SQLite floor: insert+commit, update+commit", call, n_led, note=settings))
-        finally:
-            close()
-
         # 5. policy classification: Guard vs Edictum
         for amount in (100, 60_000):
             args = {"amount_cents": amount}
@@ -182,75 +188,91 @@ def main(argv: list[str]) -> int:
                 add(f"edictum{amount}", unavailable(f"Edictum evaluate, amount_cents={amount}",
                                                     f"edictum: not available ({short(exc)})"))
 
-        # 2. guarded no-op on an empty ledger, then 4. with earlier calls already in it
-        ledger = work / "ledger.db"
-        guard_ok = True
-
-        def guarded_row(key: str, label: str, log_level: str = "warning", durability: str = "by_class") -> None:
-            nonlocal guard_ok
-            note = f"auto-approved idempotent no-op, one open run, log_level={log_level}, durability={durability}"
-            # At `info` Guard writes a log line per call to stderr: rendered, then sent to /dev/null here.
-            quiet = _stderr_to_devnull() if log_level != "warning" else contextlib.nullcontext()
-            with quiet:
-                try:
-                    call, closer = guard_cases.make_guarded_noop(str(ledger), log_level=log_level,
-                                                                 durability=durability)
-                except Exception as exc:
-                    guard_ok = False
-                    add(key, unavailable(label, f"guard: not available ({short(exc)})"))
-                    return
-                try:
-                    before = _count(ledger)
-                    row = measure(label, call, n_led, note=note if log_level == "warning"
-                                  else note + " (stderr to /dev/null)")
-                    recorded = (_count(ledger) or 0) - (before or 0)
-                    expected = n_led + max(10, n_led // 10)
-                    if before is not None and recorded != expected:
-                        row.note += f"; WARNING: ledger recorded {recorded:,} calls for {expected:,} guarded calls"
-                    add(key, row)
-                except Exception as exc:
-                    guard_ok = False
-                    traceback.print_exc()
-                    add(key, unavailable(label, f"guard: failed ({short(exc)})"))
-                finally:
-                    closer()
-
-        guarded_row("guarded", "Guard guarded no-op, empty ledger")
-        if guard_ok:
-            guarded_row("guarded_always", "Guard guarded no-op, empty ledger, every commit durable",
-                        durability="always")
-            guarded_row("guarded_info", "Guard guarded no-op, empty ledger, info logs", log_level="info")
-            try:
-                replay, close_replay, statements = guard_cases.make_sql_replay(str(work), n_led + max(10, n_led // 10))
-                try:
-                    add("sql", measure("Guard's ledger SQL alone, replayed without Guard", replay, n_led,
-                                       note=f"the {statements} statements of one guarded no-op as Guard sent them "
-                                            "(durability=by_class), on a fresh ledger file"))
-                finally:
-                    close_replay()
-            except Exception as exc:
-                traceback.print_exc()
-                add("sql", unavailable("Guard's ledger SQL alone", f"replay failed ({short(exc)})"))
-        seeded = 0
-        for target in seeds:
-            label = f"Guard guarded no-op, {target:,} earlier calls"
-            if not guard_ok:
-                add(f"guarded{target}", unavailable(label, "guard: not available (see above)"))
-                continue
-            try:
+        # 2-4. everything that writes to disk, measured in turns on files of its own (see measure_interleaved):
+        # the two-commit floor, the guarded no-op (default, every commit durable, info logs), the ledger's SQL
+        # alone, and the guarded no-op on ledgers that already hold earlier calls.
+        closers: list = []
+        cases: dict = {}
+        counted: dict = {}  # key -> (ledger file, calls of bench.noop before)
+        try:
+            call, close, settings = floor.make_two_commits(str(work / "floor.db"))
+            closers.append(close)
+            # Warmed up past its WAL's first checkpoint (1,000 pages: 500 calls), as a long-lived ledger's WAL is:
+            # while a new WAL file still grows, every commit also flushes its size and costs half as much again.
+            cases["floor"] = Case("SQLite floor: insert+commit, update+commit", call, note=settings,
+                                  warmup=max(600, n_led // 10))
+            ledgers = {"guarded": work / "ledger.db", "guarded_always": work / "ledger-always.db",
+                       "guarded_info": work / "ledger-info.db"}
+            seeded, previous = 0, None
+            for target in seeds:  # the growth rows' files, seeded before anything is timed
+                path = work / f"ledger-{target}.db"
                 t0 = time.perf_counter()
-                conn = floor.connect(str(ledger))
+                if previous is None:
+                    _, close_new = guard_cases.make_guarded_noop(str(path))  # Guard's migrations make the schema
+                    close_new()
+                else:
+                    shutil.copyfile(previous, path)
+                conn = floor.connect(str(path))
                 seed.seed_calls(conn, target - seeded, start=seeded)
-                seeded = target
                 total = seed.count_calls(conn)
                 conn.close()
-                print(f"  (seeded to {target:,} earlier calls in {time.perf_counter() - t0:.1f} s; "
-                      f"calls table holds {total:,}; file {ledger.stat().st_size / 2**20:,.0f} MiB)", flush=True)
+                seeded, previous = target, path
+                ledgers[f"guarded{target}"] = path
+                print(f"  (seeded {path.name} to {target:,} earlier calls in {time.perf_counter() - t0:.1f} s; "
+                      f"calls table holds {total:,}; file {path.stat().st_size / 2**20:,.0f} MiB)", flush=True)
+            for key, path in ledgers.items():
+                durability = "always" if key == "guarded_always" else "by_class"
+                log_level = "info" if key == "guarded_info" else "warning"
+                target = key.removeprefix("guarded")
+                label = ("Guard guarded no-op, " + (f"{int(target):,} earlier calls" if target.isdigit()
+                         else "empty ledger") + {"guarded_always": ", every commit durable",
+                                                 "guarded_info": ", info logs"}.get(key, ""))
+                note = (f"auto-approved idempotent no-op, one open run, log_level={log_level}, "
+                        f"durability={durability}")
+                # At `info` Guard writes a log line per call to stderr: rendered, then sent to /dev/null here.
+                around = _stderr_to_devnull if log_level == "info" else None
+                with around() if around is not None else contextlib.nullcontext():
+                    call, close = guard_cases.make_guarded_noop(str(path), log_level=log_level, durability=durability)
+                closers.append(close)
+                counted[key] = (path, _count(path))
+                cases[key] = Case(label, call, note=note + (" (stderr to /dev/null)" if around else ""), around=around,
+                                  settle=functools.partial(_flush, path))
+            replay, close_replay, statements = guard_cases.make_sql_replay(str(work), n_led + max(10, n_led // 10))
+            closers.append(close_replay)
+            cases["sql"] = Case("Guard's ledger SQL alone, replayed without Guard", replay,
+                                note=f"the {statements} statements of one guarded no-op as Guard sent them "
+                                     "(durability=by_class), on a ledger file of its own",
+                                settle=functools.partial(_flush, work / "replay.db"))
+            os.sync()  # what seeding left in the OS's cache goes to disk now, not during the measurements
+            print(f"  measuring {len(cases)} disk-bound rows in turns of 100 calls ...", flush=True)
+            for key, row in measure_interleaved(cases, n_led).items():
+                if key in counted:
+                    path, before = counted[key]
+                    recorded = (_count(path) or 0) - (before or 0)
+                    expected = n_led + max(10, n_led // 10)
+                    if recorded != expected:
+                        row.note += f"; WARNING: ledger recorded {recorded:,} calls for {expected:,} guarded calls"
+                add(key, row)
+        except Exception as exc:
+            traceback.print_exc()
+            for key, case in cases.items():
+                if key not in rows:
+                    add(key, unavailable(case.name, f"failed ({short(exc)})"))
+        finally:
+            with _stderr_to_devnull():  # the info row's Guard logs its run's end
+                for close in closers:
+                    with contextlib.suppress(Exception):
+                        close()
+
+        # 5. what a worker pays at start on the largest ledger: recovery finding nothing to do
+        if seeds and f"guarded{max(seeds)}" in rows:
+            try:
+                times = guard_cases.time_recovery(str(work / f"ledger-{max(seeds)}.db"))
+                add("recover", summarize(f"Guard.recover() with nothing to do, {max(seeds):,} earlier calls",
+                                         times, 0, note="once per worker start; CPU not measured"))
             except Exception as exc:
                 traceback.print_exc()
-                add(f"guarded{target}", unavailable(label, f"seed failed, adapt bench/seed.py ({short(exc)})"))
-                continue
-            guarded_row(f"guarded{target}", label)
+                add("recover", unavailable("Guard.recover()", f"failed ({short(exc)})"))
 
         # 6. DBOS per step (subprocess, same venv, same disk)
         for defaults in (False, True):
@@ -266,7 +288,7 @@ def main(argv: list[str]) -> int:
             shutil.rmtree(work, ignore_errors=True)
 
     order = ["bare", "guarded", "guarded_always", "guarded_info", *[f"guarded{s}" for s in seeds], "sql", "floor",
-             "dbos", "dbos_defaults",
+             "recover", "dbos", "dbos_defaults",
              "classify100", "edictum100", "classify60000", "edictum60000"]
     print()
     print(markdown_table([rows[k] for k in order if k in rows]))

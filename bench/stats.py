@@ -9,6 +9,7 @@ the process, so a library's background threads are charged to it). Garbage colle
 
 from __future__ import annotations
 
+import contextlib
 import statistics
 import time
 from collections.abc import Callable
@@ -64,6 +65,56 @@ def measure(name: str, fn: Callable[[], object], n: int, warmup: int | None = No
         samples[i] = pc() - t0
     cpu = time.process_time_ns() - cpu0
     return summarize(name, samples, cpu, note)
+
+
+@dataclass
+class Case:
+    """One row measured by `measure_interleaved`: `fn` makes one call; `around` wraps each block and `settle`
+    runs after it, untimed (both optional)."""
+
+    name: str
+    fn: Callable[[], object]
+    note: str = ""
+    around: Callable[[], contextlib.AbstractContextManager[object]] | None = None
+    settle: Callable[[], object] | None = None
+    warmup: int | None = None  # untimed calls first; None: the runner's default
+
+
+def measure_interleaved(cases: dict[str, Case], n: int, block: int = 100,
+                        warmup: int | None = None) -> dict[str, Row]:
+    """Measure every case `n` times, in turns of `block` calls (case A, B, C, A, B, C, ...).
+
+    A shared machine drifts (other tenants, the disk's background work) by tens of percent over a minute.
+    Sequential rows each catch a different moment, and a ratio between two of them mostly measures that drift;
+    in turns, every case sees the same moments, so their ratios hold from run to run. A case that leaves
+    writes in the OS's cache (a commit that did not wait for the disk) must flush them in `settle`: else the
+    next case's first disk flush would pay for them (one journal commit flushes the whole filesystem's).
+    """
+    if warmup is None:
+        warmup = max(10, n // 10)
+    pc = time.perf_counter_ns
+    samples: dict[str, list[int]] = {key: [] for key in cases}
+    cpu: dict[str, int] = dict.fromkeys(cases, 0)
+    for case in cases.values():
+        with case.around() if case.around is not None else contextlib.nullcontext():
+            for _ in range(case.warmup if case.warmup is not None else warmup):
+                case.fn()
+    while any(len(samples[key]) < n for key in cases):
+        for key, case in cases.items():
+            todo = min(block, n - len(samples[key]))
+            if todo <= 0:
+                continue
+            fn, out = case.fn, samples[key]
+            with case.around() if case.around is not None else contextlib.nullcontext():
+                cpu0 = time.process_time_ns()
+                for _ in range(todo):
+                    t0 = pc()
+                    fn()
+                    out.append(pc() - t0)
+                cpu[key] += time.process_time_ns() - cpu0
+            if case.settle is not None:
+                case.settle()
+    return {key: summarize(case.name, samples[key], cpu[key], case.note) for key, case in cases.items()}
 
 
 def unavailable(name: str, reason: str) -> Row:

@@ -45,8 +45,9 @@ from .upstream import list_all_tools
 __all__ = ["IDEMPOTENCY_META_KEYS", "GuardProxy", "ToolReportedError"]
 
 IDEMPOTENCY_META_KEYS = ("guard/idempotency_key", "idempotency_key")
-# An earlier call under a stale definition that never ran: a new approval may be asked for.
-_NEVER_RAN = (CallState.AWAITING_APPROVAL, CallState.APPROVED)
+# An earlier call under a stale definition that never ran and was not refused (it waits, was approved, or expired,
+# e.g. withdrawn when its tool changed before): a new approval may be asked for.
+_NEVER_RAN = (CallState.AWAITING_APPROVAL, CallState.APPROVED, CallState.EXPIRED)
 
 
 class ToolReportedError(Exception):
@@ -169,7 +170,8 @@ class GuardProxy:
             return await tool.acall_with(bound, key=key, call_id=self._call_id(key))
 
     def _withdraw(self, call_id: str, name: str) -> None:
-        """Withdraw the pending approval of a call whose tool changed upstream (an approved one never runs)."""
+        """End the earlier call of a tool that changed upstream: its request leaves the reviewers' queue, or, if it
+        was approved already, the call expires (it never runs on an approval of another definition)."""
         approval = self.guard.ledger.approval_for_call(call_id)
         if approval is not None:
             self.guard.ledger.withdraw(approval.approval_id, actor="guard-mcp",

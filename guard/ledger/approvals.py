@@ -123,14 +123,23 @@ class LedgerApprovals:
         return True
 
     def withdraw(self, approval_id: str, *, reason: str, actor: str) -> bool:
-        """End a pending approval nobody should decide any more (what it would approve is superseded): the call
-        ends `expired` with `reason` and never runs. True if it was pending."""
+        """End an approval nobody should act on any more (what it approves is superseded): the call ends
+        `expired` with `reason` and never runs. A pending approval expires with it; an approved one stays as it
+        was given, while its call, approved but not started yet, expires. True if a call was ended."""
         with self.conns.write() as cur:
             now = self.conns.backend.clock(cur)
             approval = self._approval(cur, approval_id)
-            if approval.state != A.PENDING:
+            if approval.state == A.PENDING:
+                self._settle(cur, approval, A.EXPIRED, CallState.EXPIRED, now, actor, reason)
+            elif approval.state == A.APPROVED:
+                cur.execute(f"SELECT {CallRecord.sql_columns()} FROM calls WHERE call_id = ?", (approval.call_id,))
+                call = CallRecord.from_row(cur.fetchone())
+                if call.state != CallState.APPROVED:
+                    return False  # it started (or ended) already: there is nothing left to withdraw
+                self._never_runs(cur, approval, call, CallState.EXPIRED, now, actor, reason,
+                                 f"call {call.call_id} withdrawn: {reason}")
+            else:
                 return False
-            self._settle(cur, approval, A.EXPIRED, CallState.EXPIRED, now, actor, reason)
         changed(self.conns.backend.url)
         return True
 
@@ -209,12 +218,19 @@ class LedgerApprovals:
         detail = json.dumps({"approval_id": approval.approval_id, "reason": reason})
         if call_state is CallState.APPROVED:
             cas_call(cur, call, call_state, now, actor, "approved_at = ?", (now,), detail)
-        else:  # the call never ran: release its idempotency key, reopen the run
-            cas_call(cur, call, call_state, now, actor,
-                     "requested_key = idempotency_key, idempotency_key = NULL, reason = ?, ended_at = ?",
-                     (reason, now), detail)
-            append_events(cur, move_run_if(cur, approval.run_id, RunState.PAUSED, RunState.RUNNING, now, actor,
-                                           f"approval {approval.approval_id} {state}"))
+        else:
+            self._never_runs(cur, approval, call, call_state, now, actor, reason,
+                             f"approval {approval.approval_id} {state}")
+
+    @staticmethod
+    def _never_runs(cur: Any, approval: ApprovalRecord, call: CallRecord, call_state: CallState, now: float,
+                    actor: str, reason: str, run_note: str) -> None:
+        """The call ends without running: release its idempotency key, reopen the run."""
+        cas_call(cur, call, call_state, now, actor,
+                 "requested_key = idempotency_key, idempotency_key = NULL, reason = ?, ended_at = ?",
+                 (reason, now), json.dumps({"approval_id": approval.approval_id, "reason": reason}))
+        append_events(cur, move_run_if(cur, approval.run_id, RunState.PAUSED, RunState.RUNNING, now, actor,
+                                       run_note))
 
 
 def _edit(approval_id: str, decision: str, edited_args: Mapping[str, Any] | None) -> tuple[str, str] | None:

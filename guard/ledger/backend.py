@@ -28,18 +28,23 @@ class Backend(Protocol):
 
     url: str
 
-    def connect(self, *, durable: bool = True) -> Any:
-        """A new DB-API connection in autocommit mode (transactions are explicit).
+    def connect(self) -> Any:
+        """A new DB-API connection in autocommit mode (transactions are explicit); its commits wait for the disk."""
+        ...
 
-        `durable=False`: its commits return without waiting for the disk (SQLite's synchronous=NORMAL in WAL
-        mode; PostgreSQL's `synchronous_commit = off`). Such a commit is durable once any later durable commit
-        returns, because the log is written and flushed in order; a process that dies loses nothing of it,
-        only a machine that loses power before that flush does. See `Connections.write`.
+    def begin_write(self, cur: Any, durable: bool = True) -> None:
+        """Start a transaction that holds the write lock until commit.
+
+        `durable=False`: this transaction's commit returns without waiting for the disk (SQLite's
+        synchronous=NORMAL in WAL mode; PostgreSQL's `SET LOCAL synchronous_commit = off`). Such a commit is
+        durable once any later durable commit returns, because the log is written and flushed in order; a
+        process that dies loses nothing of it, only a machine that loses power before that flush does.
         """
         ...
 
-    def begin_write(self, cur: Any) -> None:
-        """Start a transaction that holds the write lock until commit."""
+    def end_write(self, cur: Any, durable: bool = True) -> None:
+        """After the commit or rollback: put the connection back to waiting for the disk on every commit.
+        Raises when it cannot; the connection is then closed, never reused."""
         ...
 
     def is_unavailable(self, exc: BaseException) -> bool:
@@ -52,7 +57,8 @@ class Backend(Protocol):
 
 
 class SqliteBackend:
-    """A SQLite file in WAL mode with synchronous=FULL: every commit is durable when it returns."""
+    """A SQLite file in WAL mode with synchronous=FULL: every commit is durable when it returns, except those of
+    a transaction begun with `durable=False` (synchronous=NORMAL for that one transaction)."""
 
     def __init__(self, url: str) -> None:
         path = sqlite_path(url)
@@ -61,7 +67,7 @@ class SqliteBackend:
         self.url = url
         self.path = path
 
-    def connect(self, *, durable: bool = True) -> sqlite3.Connection:
+    def connect(self) -> sqlite3.Connection:
         try:
             conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False,
                                    timeout=BUSY_TIMEOUT_MS / 1000)
@@ -69,7 +75,7 @@ class SqliteBackend:
             # need an exclusive lock: a connection opened while another writes would fail at once.
             if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
                 conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=FULL" if durable else "PRAGMA synchronous=NORMAL")
+            conn.execute("PRAGMA synchronous=FULL")
             conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
             conn.execute("PRAGMA foreign_keys=ON")
             conn.execute("PRAGMA cache_size=-65536")  # 64 MiB: keeps index pages of a large ledger hot
@@ -77,8 +83,16 @@ class SqliteBackend:
             raise LedgerUnavailable(f"{self.url}: cannot open the ledger ({exc})", url=self.url) from exc
         return conn
 
-    def begin_write(self, cur: sqlite3.Cursor) -> None:
+    def begin_write(self, cur: sqlite3.Cursor, durable: bool = True) -> None:
+        # One connection serves both kinds: a second connection for the lazy commits would find its page cache
+        # stale after every commit of the first (SQLite drops a connection's cache when another one wrote).
+        if not durable:
+            cur.execute("PRAGMA synchronous=NORMAL")
         cur.execute("BEGIN IMMEDIATE")
+
+    def end_write(self, cur: sqlite3.Cursor, durable: bool = True) -> None:
+        if not durable:
+            cur.execute("PRAGMA synchronous=FULL")
 
     def is_unavailable(self, exc: BaseException) -> bool:
         return isinstance(exc, sqlite3.Error) and not isinstance(exc, sqlite3.IntegrityError)
@@ -107,27 +121,32 @@ class Connections:
 
     def __init__(self, backend: Backend) -> None:
         self.backend = backend
-        # Durable and lazy connections never mix: a durable write cannot land on a connection set up not to wait.
-        self._idle: dict[bool, queue.SimpleQueue[Any]] = {True: queue.SimpleQueue(), False: queue.SimpleQueue()}
+        self._idle: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._all: list[Any] = []
         self._lock = threading.Lock()
 
-    def borrow(self, durable: bool = True) -> Any:
+    def borrow(self) -> Any:
         try:
-            return self._idle[durable].get_nowait()
+            return self._idle.get_nowait()
         except queue.Empty:
-            conn = self.backend.connect(durable=durable)
+            conn = self.backend.connect()
             with self._lock:
                 self._all.append(conn)
             return conn
 
-    def give_back(self, conn: Any, durable: bool = True) -> None:
+    def give_back(self, conn: Any) -> None:
         if getattr(conn, "in_transaction", False):  # a rollback that failed: this connection is not reused
-            with self._lock:
-                self._all.remove(conn)
-            conn.close()
+            self.discard(conn)
             return
-        self._idle[durable].put(conn)
+        self._idle.put(conn)
+
+    def discard(self, conn: Any) -> None:
+        """Close a connection that must not be used again (its state is unknown)."""
+        with self._lock:
+            if conn in self._all:
+                self._all.remove(conn)
+        with suppress(Exception):
+            conn.close()
 
     @contextmanager
     def connection(self) -> Generator[Any]:
@@ -178,7 +197,7 @@ class Connections:
             conns, self._all = self._all, []
         for conn in conns:
             conn.close()
-        self._idle = {True: queue.SimpleQueue(), False: queue.SimpleQueue()}
+        self._idle = queue.SimpleQueue()
 
 
 class _WriteTx:
@@ -193,14 +212,13 @@ class _WriteTx:
         self._cur: Any = None
 
     def __enter__(self) -> Any:
-        conn = self._conns.borrow(self._durable)
+        conn = self._conns.borrow()
         cur = conn.cursor()
         self._conn, self._cur = conn, cur
         try:
-            self._conns.backend.begin_write(cur)
+            self._conns.backend.begin_write(cur, self._durable)
         except BaseException as exc:
-            cur.close()
-            self._conns.give_back(conn, self._durable)
+            self._release()
             if self._conns.backend.is_unavailable(exc):
                 raise self._conns.translate(exc) from exc
             raise
@@ -222,5 +240,18 @@ class _WriteTx:
             if self._conns.backend.is_unavailable(exc):
                 raise self._conns.translate(exc) from exc
         finally:
+            self._release()
+
+    def _release(self) -> None:
+        """Give the connection back, waiting for the disk again. One that cannot be put back is closed, never
+        reused: a later durable write must not land on it. (The commit itself stands either way.)"""
+        cur, conn = self._cur, self._conn
+        try:
+            if not self._durable:
+                self._conns.backend.end_write(cur, self._durable)
+        except Exception:
             cur.close()
-            self._conns.give_back(self._conn, self._durable)
+            self._conns.discard(conn)
+            return
+        cur.close()
+        self._conns.give_back(conn)

@@ -15,12 +15,13 @@ from guard.errors import IllegalTransition
 from guard.ledger.backend import Connections
 from guard.ledger.moves import EventIn, RunClose, append_events, move_run
 from guard.ledger.records import CallRecord
-from guard.ledger.states import CallState, check_call_move
+from guard.ledger.states import UNSETTLED_SQL, CallState, check_call_move
 
 __all__ = ["LedgerInFlight"]
 
 C = CallState
 _CALL_COLS = CallRecord.sql_columns()
+_UNSETTLED = frozenset({C.STARTED, C.IN_DOUBT})
 
 
 def _fenced(call_id: str, src: CallState, dst: CallState) -> IllegalTransition:
@@ -124,9 +125,11 @@ class LedgerInFlight:
         return call.lease_token + 1
 
     def calls_in_state(self, states: tuple[CallState, ...], *, run_id: str | None = None) -> list[CallRecord]:
-        """Calls in any of `states` (a scan: recovery and operators only, never the hot path)."""
+        """Calls in any of `states` (recovery and operators, never the hot path). Asking only for `started` and
+        `in_doubt` reads the small index of unsettled calls, whatever the size of the ledger; other states scan."""
         marks = ", ".join("?" * len(states))
-        sql = f"SELECT {_CALL_COLS} FROM calls WHERE state IN ({marks})"
+        unsettled = f"{UNSETTLED_SQL} AND " if set(states) <= _UNSETTLED else ""
+        sql = f"SELECT {_CALL_COLS} FROM calls WHERE {unsettled}state IN ({marks})"
         params: list[Any] = list(states)
         if run_id is not None:
             sql += " AND run_id = ?"

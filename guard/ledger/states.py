@@ -15,6 +15,7 @@ __all__ = [
     "KEY_RELEASING_STATES",
     "OPEN_RUN_STATES",
     "RUN_TRANSITIONS",
+    "UNSETTLED_SQL",
     "ApprovalState",
     "CallState",
     "RunState",
@@ -78,6 +79,9 @@ CALL_TRANSITIONS: dict[CallState | None, frozenset[CallState]] = {
 
 # In these states the call provably never ran, so its idempotency key is released for a fresh offer.
 KEY_RELEASING_STATES: frozenset[CallState] = frozenset({C.DENIED, C.REJECTED, C.EXPIRED})
+# The calls recovery looks for, as SQL: the partial index `ix_calls_unsettled` (migration 0005) holds exactly
+# these, and SQLite uses it only for a query that carries this same predicate.
+UNSETTLED_SQL = "state IN ('started', 'in_doubt')"
 
 R = RunState
 RUN_TRANSITIONS: dict[RunState | None, frozenset[RunState]] = {

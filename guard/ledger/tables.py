@@ -6,8 +6,10 @@ JSON columns hold text written by the ledger (redacted before it arrives here).
 
 from __future__ import annotations
 
-from sqlalchemy import Index, UniqueConstraint
+from sqlalchemy import Index, UniqueConstraint, text
 from sqlmodel import Field, SQLModel
+
+from guard.ledger.states import UNSETTLED_SQL
 
 __all__ = ["Approval", "ApprovalDecision", "Call", "Event", "ManualAction", "Pause", "ReviewerToken", "Run", "metadata"]
 
@@ -34,6 +36,8 @@ class Call(SQLModel, table=True):
     __table_args__ = (
         UniqueConstraint("run_id", "seq", name="uq_calls_run_seq"),
         UniqueConstraint("team", "idempotency_key", name="uq_calls_team_key"),
+        # Only the calls recovery looks for: as small as the work in flight (migration 0005).
+        Index("ix_calls_unsettled", "state", sqlite_where=text(UNSETTLED_SQL), postgresql_where=text(UNSETTLED_SQL)),
     )
 
     call_id: str = Field(primary_key=True)

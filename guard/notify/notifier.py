@@ -23,7 +23,7 @@ from structlog.typing import FilteringBoundLogger
 from guard.ledger import ApprovalRecord, Ledger, NoticeEvent, RunRecord
 from guard.logs import make_logger
 from guard.notify.webhook import post, target_of
-from guard.policy import Notify, PolicySet
+from guard.policy import LivePolicies, Notify, PolicySet
 
 __all__ = ["Notifier", "NotifyReport"]
 
@@ -43,13 +43,17 @@ class Notifier:
     """Delivers the teams' notifications from the ledger. `page_url`: the reviewer page's base URL."""
 
     ledger: Ledger
-    policies: PolicySet
+    source: LivePolicies | PolicySet  # a fixed set, or a directory followed as it changes
     page_url: str
     attempts: int = 3
     backoff: float = 0.2
     timeout: float = 5.0
     batch: int = 200
     log: FilteringBoundLogger = field(default_factory=lambda: make_logger("warning"))
+
+    @property
+    def policies(self) -> PolicySet:
+        return self.source if isinstance(self.source, PolicySet) else self.source.current()
 
     def deliver(self) -> NotifyReport:
         """One pass: first what a dead notifier left `sending`, then the events after the cursor (the cursor

@@ -7,6 +7,7 @@ classifying is pure and fails closed (unknown tools, wrong-typed arguments and b
 """
 
 from guard.policy._cases import CaseReport, CaseResult, run_cases
+from guard.policy._live import LivePolicies
 from guard.policy._load import load_policy, policy_from_text
 from guard.policy._policy import Policy, RuleTrace
 from guard.policy._schema import policy_json_schema
@@ -18,6 +19,7 @@ __all__ = [
     "CaseReport",
     "CaseResult",
     "Decision",
+    "LivePolicies",
     "Notify",
     "OnFailure",
     "Policy",

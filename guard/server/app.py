@@ -23,7 +23,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from guard.errors import LedgerUnavailable
 from guard.ledger import Ledger, resolve_url
 from guard.notify import Notifier
-from guard.policy import PolicySet
+from guard.policy import LivePolicies
 from guard.server.api import router as api_router
 from guard.server.auth import Sessions, bearer_reviewer
 from guard.server.desk import Desk, DeskError
@@ -33,8 +33,12 @@ __all__ = ["create_app"]
 
 
 def create_app(db_url: str | None, policies_dir: str | Path, *, session_secret: bytes | None = None,
-               public_url: str = "http://127.0.0.1:8700", notify_every: float | None = 1.0) -> FastAPI:
+               public_url: str = "http://127.0.0.1:8700", notify_every: float | None = 1.0,
+               policies_every: float = 1.0) -> FastAPI:
     """The approval service over the ledger at `db_url` and the policies in `policies_dir`.
+
+    The policy files are read again when they change (looked at every `policies_every` seconds at most), so
+    a reviewer added to or taken off a team's `reviewers:` gains or loses authority without a restart.
 
     `session_secret` signs the page's session cookies; give every replica the same one. When None, a random
     secret is made: sessions end when the process does. While the app runs (its lifespan), a notifier thread
@@ -46,10 +50,11 @@ def create_app(db_url: str | None, policies_dir: str | Path, *, session_secret: 
         PolicyError: the policy directory cannot be listed.
     """
     ledger = Ledger(resolve_url(db_url))
-    desk = Desk(ledger, PolicySet.load_dir(policies_dir))
+    policies = LivePolicies(policies_dir, every=policies_every)
+    desk = Desk(ledger, policies)
     sessions = Sessions(ledger, session_secret)
 
-    notifier = Notifier(ledger, desk.policies, public_url)
+    notifier = Notifier(ledger, policies, public_url)
     stop = threading.Event()
 
     @asynccontextmanager

@@ -1,6 +1,7 @@
 """The reviewer's desk: what the REST API and the web page both do, over the ledger and the team policies.
 
-Authority comes from the policies (`reviewers:` of each team), read when the reviewer acts: a reviewer sees
+Authority comes from the policies (`reviewers:` of each team), as the files say when the reviewer acts (they
+are read again when they change, see `LivePolicies`): a reviewer sees
 the approvals and runs of the teams that list them, and decides only approvals that need one of their roles
 in that team. The ledger decides the rest in one transaction (self-approval, already decided, expiry,
 argument hash, quorum), and its refusal codes become HTTP statuses here, once (`DeskError.status`).
@@ -16,7 +17,7 @@ from guard.canonical import sets_secrets
 from guard.errors import ApprovalDecisionError, PolicyError
 from guard.ledger import ApprovalRecord, Ledger, RunRecord
 from guard.ledger.tokens import QueuedApproval
-from guard.policy import PolicySet
+from guard.policy import LivePolicies, PolicySet
 
 __all__ = ["Desk", "DeskError", "Reviewer"]
 
@@ -68,7 +69,11 @@ class Desk:
     """The operations behind every route. Raises DeskError for anything it refuses."""
 
     ledger: Ledger
-    policies: PolicySet
+    source: LivePolicies | PolicySet  # a fixed set, or a directory followed as it changes
+
+    @property
+    def policies(self) -> PolicySet:
+        return self.source if isinstance(self.source, PolicySet) else self.source.current()
 
     # -- authority ----------------------------------------------------------------------------------------
 

@@ -51,8 +51,12 @@ def test_a_tool_changed_after_its_approval_does_not_run_on_it_and_waits_for_a_ne
 
     assert outcome(again)["outcome"] == "ApprovalPending" and outcome(again)["approval_id"] != first["approval_id"]
     assert effects(log) == []  # the approval of the old definition ran nothing
-    assert ledger_calls(policies, db_path, "crm:quote-b") == [("send_quote", "approved"),
+    # The call approved for the old definition is over: expired with the reason, not left `approved` forever.
+    assert ledger_calls(policies, db_path, "crm:quote-b") == [("send_quote", "expired"),
                                                                ("send_quote", "awaiting_approval")]
+    stale = json.loads(guard_cli("approvals", "show", first["approval_id"], "--db", f"sqlite:///{db_path}",
+                                 "--json").stdout)
+    assert stale["state"] == "approved"  # what the reviewer decided stays in the record
     old, new = _args_shown(db_path, first["approval_id"]), _args_shown(db_path, outcome(again)["approval_id"])
     assert {k: v for k, v in old.items() if k != BINDING_FIELD} == QUOTE == {
         k: v for k, v in new.items() if k != BINDING_FIELD}

@@ -16,7 +16,7 @@ from ledger_support import AGENT, TEAM, request
 
 import guard.ledger.database
 from guard.errors import LedgerNotReady, LedgerUnavailable
-from guard.ledger import HEAD_REVISION, Ledger, current_revision, upgrade
+from guard.ledger import HEAD_REVISION, CallState, Ledger, current_revision, upgrade
 from guard.ledger.backend import BUSY_TIMEOUT_MS
 from guard.ledger.tables import metadata
 
@@ -188,3 +188,24 @@ def test_connections_are_pooled_across_threads_and_each_is_set_up_alike(ledger: 
     worker.join()
     assert reused[0] in (first, second)  # a new thread borrows an open connection instead of opening one
     ledger.conns.give_back(reused[0])
+
+
+def test_recovery_finds_the_unsettled_calls_through_their_index_not_a_scan_of_every_call(ledger: Ledger) -> None:
+    seen: list[str] = []
+    with ledger.conns.connection() as conn:  # the pool's one connection: the queries below run on it
+        conn.set_trace_callback(seen.append)
+    try:
+        ledger.calls_in_state((CallState.STARTED,))
+        ledger.calls_in_state((CallState.IN_DOUBT,), run_id="run-1")
+        ledger.calls_in_state((CallState.STARTED, CallState.IN_DOUBT))
+    finally:
+        with ledger.conns.connection() as conn:
+            conn.set_trace_callback(None)
+    queries = [sql for sql in seen if sql.startswith("SELECT")]
+    assert len(queries) == 3
+    with ledger.conns.connection() as conn:
+        for sql in queries:
+            plan = " ".join(str(row[3]) for row in conn.execute("EXPLAIN QUERY PLAN " + sql))
+            assert plan.startswith("SEARCH calls USING INDEX") and "SCAN calls" not in plan, (sql, plan)
+            if "run_id =" not in sql:
+                assert "ix_calls_unsettled" in plan, (sql, plan)

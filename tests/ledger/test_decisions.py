@@ -89,3 +89,21 @@ def test_a_withdrawn_approval_ends_its_call_expired_with_the_reason_and_cannot_b
     with pytest.raises(ApprovalDecisionError) as late:
         ledger.decide(approval_id, reviewer="alice", decision="approve", reviewer_roles=frozenset({"finance"}))
     assert late.value.code == "already_decided"
+
+
+def test_withdrawing_an_approved_call_that_has_not_started_ends_it_and_keeps_the_approval_as_given(
+        ledger: Ledger, approval_id: str) -> None:
+    ledger.decide(approval_id, reviewer="alice", decision="approve", reviewer_roles=frozenset({"finance"}))
+    approval = ledger.get_approval(approval_id)
+    assert approval is not None and ledger.call_state(approval.call_id) == "approved"
+
+    assert ledger.withdraw(approval_id, reason="superseded: the tool changed", actor="guard-mcp") is True
+    assert ledger.withdraw(approval_id, reason="again", actor="guard-mcp") is False  # nothing left to end
+    after = ledger.get_approval(approval_id)
+    assert after is not None and after.state == "approved"  # what the reviewer did stands in the record
+    call = ledger.get_call(approval.call_id)
+    assert call is not None and (call.state, call.reason) == ("expired", "superseded: the tool changed")
+    assert call.idempotency_key is None  # released: a new offer of the same action may ask again
+    run = ledger.get_run(approval.run_id)
+    assert run is not None and run.state == "running"
+    assert ledger.verify_chain().ok

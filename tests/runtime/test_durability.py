@@ -24,25 +24,30 @@ FULL, NORMAL = 2, 1
 
 
 class TracingBackend:
-    """The ledger's own SQLite backend, with a trace of (synchronous mode, SQL) for every statement run."""
+    """The ledger's own SQLite backend, with a trace of (synchronous mode in effect, SQL) for every statement."""
 
     def __init__(self, inner: Backend) -> None:
         self.inner = inner
         self.url = inner.url
         self.trace: list[tuple[int, str]] = []
 
-    def connect(self, *, durable: bool = True) -> Any:
-        conn = self.inner.connect(durable=durable)
-        mode = int(conn.execute("PRAGMA synchronous").fetchone()[0])
+    def connect(self) -> Any:
+        conn = self.inner.connect()
+        mode = [int(conn.execute("PRAGMA synchronous").fetchone()[0])]
 
         def record(sql: str) -> None:
-            self.trace.append((mode, sql))
+            if sql.startswith("PRAGMA synchronous="):
+                mode[0] = {"FULL": FULL, "NORMAL": NORMAL}[sql.split("=", 1)[1]]
+            self.trace.append((mode[0], sql))
 
         conn.set_trace_callback(record)
         return conn
 
-    def begin_write(self, cur: Any) -> None:
-        self.inner.begin_write(cur)
+    def begin_write(self, cur: Any, durable: bool = True) -> None:
+        self.inner.begin_write(cur, durable)
+
+    def end_write(self, cur: Any, durable: bool = True) -> None:
+        self.inner.end_write(cur, durable)
 
     def is_unavailable(self, exc: BaseException) -> bool:
         return self.inner.is_unavailable(exc)
@@ -100,7 +105,8 @@ def test_by_class_only_a_repeat_safe_completion_commits_without_waiting_for_the_
 
     assert completion_modes(backend, ids) == {"read": {NORMAL}, "idempotent": {NORMAL}, "compensable": {FULL}}
     # Everything else (each offer, the run's own moves) waited for the disk.
-    lazy = [sql for mode, sql in backend.trace if mode == NORMAL and sql not in ("BEGIN IMMEDIATE", "COMMIT")]
+    lazy = [sql for mode, sql in backend.trace
+            if mode == NORMAL and sql not in ("BEGIN IMMEDIATE", "COMMIT", "PRAGMA synchronous=NORMAL")]
     assert lazy and all(sql.startswith(("UPDATE calls SET state = 'completed'", "SELECT hash FROM events",
                                         "INSERT INTO events")) for sql in lazy), lazy
     assert [c.state for c in guard.ledger.calls_of(run_id)] == ["completed"] * 3
@@ -113,6 +119,7 @@ def test_always_makes_every_completion_wait_for_the_disk(make_guard: Callable[..
 
     assert completion_modes(backend, ids) == {"read": {FULL}, "idempotent": {FULL}, "compensable": {FULL}}
     assert {mode for mode, _ in backend.trace} == {FULL}
+    assert not any("synchronous" in sql for _, sql in backend.trace)
 
 
 def test_an_unknown_durability_is_a_usage_error(policy_dir: Path, db_path: Path) -> None:
@@ -122,14 +129,18 @@ def test_an_unknown_durability_is_a_usage_error(policy_dir: Path, db_path: Path)
         Guard(policies=policy_dir, db=str(db_path), durability="sometimes")  # type: ignore[arg-type]
 
 
-def test_durable_and_lazy_transactions_never_share_a_connection(ledger: Ledger) -> None:
+def test_a_lazy_transaction_leaves_its_connection_waiting_for_the_disk_again(ledger: Ledger) -> None:
     seen: list[tuple[bool, int]] = []
     for durable in (True, False, False, True, False, True, True):
         with ledger.conns.write(durable) as cur:
             cur.execute("PRAGMA synchronous")
             seen.append((durable, int(cur.fetchone()[0])))
     assert seen == [(d, FULL if d else NORMAL) for d, _ in seen]
-    with ledger.conns.read() as cur:  # reads and every default write use the durable connections
+    with pytest.raises(RuntimeError), ledger.conns.write(False):  # also when the block fails
+        raise RuntimeError("boom")
+    with ledger.conns.connection() as conn:  # the pool holds one connection, and it waits for the disk
+        assert conn.execute("PRAGMA synchronous").fetchone()[0] == FULL
+    with ledger.conns.read() as cur:
         cur.execute("PRAGMA synchronous")
         assert cur.fetchone()[0] == FULL
 
