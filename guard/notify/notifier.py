@@ -53,7 +53,7 @@ class Notifier:
 
     @property
     def policies(self) -> PolicySet:
-        return self.source if isinstance(self.source, PolicySet) else self.source.current()
+        return self.source.current()
 
     def deliver(self) -> NotifyReport:
         """One pass: first what a dead notifier left `sending`, then the events after the cursor (the cursor

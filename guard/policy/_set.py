@@ -69,6 +69,10 @@ class PolicySet:
                 errors[file.stem] = exc
         return cls(policies, errors, directory)
 
+    def current(self) -> PolicySet:
+        """This set: it never changes (`LivePolicies.current` is the one that follows the files)."""
+        return self
+
     def get(self, team: str) -> Policy:
         """The policy of `team`.
 

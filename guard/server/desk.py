@@ -73,7 +73,7 @@ class Desk:
 
     @property
     def policies(self) -> PolicySet:
-        return self.source if isinstance(self.source, PolicySet) else self.source.current()
+        return self.source.current()
 
     # -- authority ----------------------------------------------------------------------------------------
 

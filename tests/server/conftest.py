@@ -25,11 +25,24 @@ from guard.testing import poll
 
 
 @pytest.fixture
-def service(db_path: Path) -> Iterator[Service]:
+def service_policies() -> Path:
+    """The policy directory the service reads (a test module may give it a copy it edits)."""
+    return POLICIES
+
+
+@pytest.fixture
+def service_options() -> dict[str, Any]:
+    """More keyword arguments for `create_app` (a test module may override this fixture)."""
+    return {}
+
+
+@pytest.fixture
+def service(db_path: Path, service_policies: Path, service_options: dict[str, Any]) -> Iterator[Service]:
     ledger = Ledger(f"sqlite:///{db_path}")
+    # `newcomer` holds a token but no role anywhere until a test writes one into a policy.
     tokens = {name: ledger.create_token(name, by="test")[1]
-              for name in ("sam", "alice", "ops-lead", "maria", "onboarding-agent")}
-    app = create_app(f"sqlite:///{db_path}", POLICIES, session_secret=b"s" * 32)
+              for name in ("sam", "alice", "ops-lead", "maria", "onboarding-agent", "newcomer")}
+    app = create_app(f"sqlite:///{db_path}", service_policies, session_secret=b"s" * 32, **service_options)
     try:
         yield Service(app, ledger, db_path, tokens, [])
     finally:

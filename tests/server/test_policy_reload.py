@@ -6,16 +6,15 @@ The app is made with `policies_every=0` (it looks at the files on every request)
 from __future__ import annotations
 
 import shutil
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 from server_support import POLICIES, Service
 
-from guard.ledger import Ledger
 from guard.policy import LivePolicies
-from guard.server import create_app
 
 pytestmark = pytest.mark.anyio
 
@@ -33,21 +32,18 @@ def policy_dir(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def live(db_path: Path, policy_dir: Path) -> Iterator[Service]:
-    ledger = Ledger(f"sqlite:///{db_path}")
-    tokens = {name: ledger.create_token(name, by="test")[1] for name in ("sam", "newcomer")}
-    app = create_app(f"sqlite:///{db_path}", policy_dir, session_secret=b"s" * 32, notify_every=None,
-                     policies_every=0)
-    try:
-        yield Service(app, ledger, db_path, tokens, [])
-    finally:
-        app.state.desk.ledger.close()
-        ledger.close()
+def service_policies(policy_dir: Path) -> Path:
+    return policy_dir
 
 
 @pytest.fixture
-async def http(live: Service) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=live.app), base_url="http://testserver") as c:
+def service_options() -> dict[str, Any]:
+    return {"notify_every": None, "policies_every": 0}
+
+
+@pytest.fixture
+async def http(service: Service) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=service.app), base_url="http://testserver") as c:
         yield c
 
 
@@ -58,52 +54,52 @@ def edit(policy_dir: Path, old: str, new: str) -> None:
     file.write_text(text.replace(old, new, 1))
 
 
-async def approve(http: httpx.AsyncClient, live: Service, who: str, approval_id: str) -> httpx.Response:
-    record = live.ledger.get_approval(approval_id)
+async def approve(http: httpx.AsyncClient, service: Service, who: str, approval_id: str) -> httpx.Response:
+    record = service.ledger.get_approval(approval_id)
     assert record is not None
-    return await http.post(f"/api/approvals/{approval_id}/decision", headers=live.auth(who),
+    return await http.post(f"/api/approvals/{approval_id}/decision", headers=service.auth(who),
                            json={"decision": "approve", "args_hash": record.args_hash})
 
 
 async def test_a_reviewer_added_to_the_file_may_decide_at_once(
-        live: Service, http: httpx.AsyncClient, policy_dir: Path) -> None:
-    approval_id = live.waiting()
-    refused = await approve(http, live, "newcomer", approval_id)
+        service: Service, http: httpx.AsyncClient, policy_dir: Path) -> None:
+    approval_id = service.waiting()
+    refused = await approve(http, service, "newcomer", approval_id)
     assert refused.status_code == 403, refused.text
 
     edit(policy_dir, "  sam: [support]\n", "  sam: [support]\n  newcomer: [support]\n")
-    queue = await http.get("/api/approvals", headers=live.auth("newcomer"))
+    queue = await http.get("/api/approvals", headers=service.auth("newcomer"))
     assert [a["approval_id"] for a in queue.json()] == [approval_id]
-    decided = await approve(http, live, "newcomer", approval_id)
+    decided = await approve(http, service, "newcomer", approval_id)
     assert decided.status_code == 200, decided.text
-    after = live.ledger.get_approval(approval_id)
+    after = service.ledger.get_approval(approval_id)
     assert after is not None and after.state == "approved"
-    assert [d.reviewer for d in live.ledger.decisions_of(approval_id)] == ["newcomer"]
+    assert [d.reviewer for d in service.ledger.decisions_of(approval_id)] == ["newcomer"]
 
 
 async def test_a_reviewer_taken_off_the_file_loses_authority_at_once(
-        live: Service, http: httpx.AsyncClient, policy_dir: Path) -> None:
-    approval_id = live.waiting()
-    assert (await http.get(f"/api/approvals/{approval_id}", headers=live.auth("sam"))).status_code == 200
+        service: Service, http: httpx.AsyncClient, policy_dir: Path) -> None:
+    approval_id = service.waiting()
+    assert (await http.get(f"/api/approvals/{approval_id}", headers=service.auth("sam"))).status_code == 200
 
     edit(policy_dir, "  sam: [support]\n", "")
-    refused = await approve(http, live, "sam", approval_id)
+    refused = await approve(http, service, "sam", approval_id)
     assert refused.status_code == 403, refused.text
-    after = live.ledger.get_approval(approval_id)
+    after = service.ledger.get_approval(approval_id)
     assert after is not None and after.state == "pending"
-    assert live.ledger.decisions_of(approval_id) == []
+    assert service.ledger.decisions_of(approval_id) == []
 
 
 async def test_an_edit_that_breaks_the_file_leaves_that_team_without_reviewers(
-        live: Service, http: httpx.AsyncClient, policy_dir: Path) -> None:
-    approval_id = live.waiting()
+        service: Service, http: httpx.AsyncClient, policy_dir: Path) -> None:
+    approval_id = service.waiting()
     edit(policy_dir, "reviewers:\n", "reviewers:\n  - not a mapping\n")
 
-    refused = await approve(http, live, "sam", approval_id)
+    refused = await approve(http, service, "sam", approval_id)
     assert refused.status_code == 403, refused.text
     health = (await http.get("/health")).json()
     assert "onboarding" in health["broken_policies"]
-    after = live.ledger.get_approval(approval_id)
+    after = service.ledger.get_approval(approval_id)
     assert after is not None and after.state == "pending"
 
 
