@@ -328,7 +328,7 @@ def _completed(guard: Guard, p: Prepared, result: Any, scope: CallScope, attempt
         raise _halt(guard, p, error, f"{p.request.tool}_unconfirmed", attempts=attempts,
                     external_ids=dict(scope.external_ids),
                     next_action=f"check {p.request.tool} in the other system; do not repeat it before that")
-    record_success(guard.ledger, p, result, scope.external_ids, attempts, durable=guard.durability == "always")
+    record_success(guard.ledger, p, result, scope.external_ids, attempts, durability=guard.durability)
     crash_point("after_completed")
     guard.log.info("call completed", call_id=p.offer.call_id, tool=p.request.tool, side_effect=p.request.side_effect)
     return result

@@ -153,16 +153,17 @@ def extract_ids(spec: ToolSpec, result: Any, reported: dict[str, str]) -> dict[s
 
 
 def record_success(ledger: Ledger, p: Prepared, result: Any, reported: dict[str, str], attempts: int, *,
-                   durable: bool = True) -> None:
+                   durability: str = "always") -> None:
     """`started -> completed` with the (redacted) result and every external id.
 
-    `durable=False` is honoured for repeat-safe classes only (see `Guard(durability=...)`)."""
+    `durability="by_class"` lets the commit of a repeat-safe call return without waiting for the disk (see
+    `Guard(durability=...)`); every other commit waits."""
     side_effect = p.decision.side_effect
+    lazy = durability == "by_class" and side_effect is not None and side_effect.repeat_safe
     ledger.complete(p.request.run_id, p.offer.call_id, token=p.offer.lease_token,
                     result_json=to_json(redact(result, p.decision.secret_fields)),
                     external_ids=extract_ids(p.input.tool, result, reported), attempts=attempts,
-                    actor=p.request.actor,
-                    durable=durable or side_effect is None or not side_effect.repeat_safe)
+                    actor=p.request.actor, durable=not lazy)
 
 
 def error_text(p: Prepared, exc: BaseException) -> str:
