@@ -3,9 +3,9 @@
 """`python -m bench` — Guard's per-call cost against a bare call, the SQLite floor, DBOS and Edictum.
 
 Runs every row in one process on one disk. The rows that write to disk (the floor, Guard's, the ledger's SQL
-alone) are measured in turns of 100 calls each, so that a shared machine's drift falls on all of them alike and
-their ratios hold from run to run. DBOS alone runs in a subprocess of the same venv, after them: it is a
-process-wide singleton with background threads. Peers live in .venv-bench/ (bench/requirements.txt);
+alone) are measured in turns of 100 calls each, so that a shared machine's drift falls on all of them alike
+and their ratios depend less on the moment each row ran. DBOS alone runs in a subprocess of the same venv,
+after them: it is a process-wide singleton with background threads. Peers live in .venv-bench/ (bench/requirements.txt);
 run from any Python, this module builds that venv if needed and re-executes itself inside it.
 
 Options / environment:
