@@ -107,10 +107,14 @@ class Notifier:
         notice_id = self.ledger.claim_notice(event, target=target, approval_id=approval_id)
         if notice_id is None:
             return  # another notifier holds this event
-        self._send(event, notice_id, target, report)
+        self._send(event, notice_id, target, report, read=(approval, run))
 
-    def _send(self, event: NoticeEvent, notice_id: int, target: str, report: NotifyReport) -> None:
-        """Post the event's message and record the outcome on its claimed row (a dead notifier's too)."""
+    def _send(self, event: NoticeEvent, notice_id: int, target: str, report: NotifyReport,
+              read: tuple[ApprovalRecord | None, RunRecord | None] | None = None) -> None:
+        """Post the event's message and record the outcome on its claimed row (a dead notifier's too).
+
+        `read`: the approval and run as the caller just read them; a row taken over from a dead notifier reads
+        them afresh (its call may have been decided since)."""
         notify = self._notify_of(event.team)
         url, key = (notify.url(), notify.secret()) if notify is not None else (None, None)
         if url is None or key is None:
@@ -118,8 +122,10 @@ class Notifier:
                                       error="the team's webhook or signing key is no longer configured")
             report.failed += 1
             return
-        approval = self.ledger.approval_for_call(event.call_id) if event.call_id else None
-        run = self.ledger.get_run(event.run_id)
+        if read is None:
+            read = (self.ledger.approval_for_call(event.call_id) if event.call_id else None,
+                    self.ledger.get_run(event.run_id))
+        approval, run = read
         if (stale := _stale(event, approval, run)) is not None:  # a stuck row whose call was decided since
             self.ledger.settle_notice(notice_id, state="skipped", attempts=0, error=stale)
             report.skipped += 1
