@@ -87,7 +87,8 @@ def serve(host: Annotated[str, typer.Option(help="Interface to listen on.")] = "
 
     Page sessions are signed with $GUARD_SESSION_SECRET (give every replica the same one); without it, a
     random secret, so sessions end when the server stops. Teams with a `notify:` webhook in their policy are
-    told of waiting calls and halted runs (see `guard notifications list`).
+    told of waiting calls and halted runs (see `guard notifications list`). Prometheus reads /metrics; set
+    $GUARD_METRICS_TOKEN to require it as a bearer token there.
     """
     try:
         import uvicorn
@@ -97,6 +98,8 @@ def serve(host: Annotated[str, typer.Option(help="Interface to listen on.")] = "
         fail(f"the approval service needs its extra: pip install 'guard-middleware[server]' ({exc})", 2)
     secret = os.environ.get("GUARD_SESSION_SECRET")
     app = create_app(resolve_url(db), policy_dir(policies), session_secret=secret.encode() if secret else None,
-                     public_url=public_url or f"http://{host}:{port}")
-    typer.echo(f"Guard approval service on http://{host}:{port}/ (API /api, OpenAPI /openapi.json)")
+                     public_url=public_url or f"http://{host}:{port}",
+                     metrics_token=os.environ.get("GUARD_METRICS_TOKEN") or None)
+    typer.echo(f"Guard approval service on http://{host}:{port}/ (API /api, OpenAPI /openapi.json, "
+               "metrics /metrics)")
     uvicorn.run(app, host=host, port=port, log_level=log_level)

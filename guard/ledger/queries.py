@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from typing import Any
 
 from guard.ledger.backend import Connections
@@ -15,8 +16,23 @@ from guard.ledger.records import (
     ManualActionRecord,
     RunRecord,
 )
+from guard.ledger.states import UNSETTLED_SQL, RunState
 
-__all__ = ["LedgerQueries"]
+__all__ = ["LedgerQueries", "OpenWork"]
+
+# Run states that still need something: work going on, or a person (read through ix_runs_state).
+_UNFINISHED_RUNS = tuple(s.value for s in RunState if s not in (RunState.COMPLETED, RunState.ROLLED_BACK))
+
+
+@dataclass(frozen=True, slots=True)
+class OpenWork:
+    """What waits on people or is stuck, by team, as the ledger says now (the service's metrics)."""
+
+    now: float  # the database clock
+    pending: list[tuple[str, int, float]]  # team, approvals waiting for a decision, oldest request's time
+    runs: list[tuple[str, str, int]]  # team, run state, runs (open states only)
+    unsettled: list[tuple[str, str, int]]  # team, `started` or `in_doubt`, calls
+    notices: list[tuple[str, str, int]]  # team, `failed` or `sending`, webhook notifications
 
 
 class LedgerQueries:
@@ -116,6 +132,23 @@ class LedgerQueries:
         """The call's state alone: the cheap read a waiting agent polls."""
         row = self._one("SELECT state FROM calls WHERE call_id = ?", (call_id,))
         return None if row is None else str(row[0])
+
+    def open_work(self) -> OpenWork:
+        """Counts of what is open, each read through an index of its own (never a scan of every call)."""
+        with self.conns.read() as cur:
+            now = self.conns.backend.clock(cur)
+            cur.execute("SELECT team, count(*), min(requested_at) FROM approvals WHERE state = 'pending' "
+                        "GROUP BY team")
+            pending = [(str(t), int(n), float(oldest)) for t, n, oldest in cur.fetchall()]
+            cur.execute(f"SELECT team, state, count(*) FROM runs WHERE state IN "
+                        f"({', '.join('?' * len(_UNFINISHED_RUNS))}) GROUP BY team, state", _UNFINISHED_RUNS)
+            runs = [(str(t), str(st), int(n)) for t, st, n in cur.fetchall()]
+            cur.execute(f"SELECT team, state, count(*) FROM calls WHERE {UNSETTLED_SQL} GROUP BY team, state")
+            unsettled = [(str(t), str(st), int(n)) for t, st, n in cur.fetchall()]
+            cur.execute("SELECT team, state, count(*) FROM notifications WHERE state IN ('failed', 'sending') "
+                        "GROUP BY team, state")
+            notices = [(str(t), str(st), int(n)) for t, st, n in cur.fetchall()]
+        return OpenWork(now, pending, runs, unsettled, notices)
 
     def verify_chain(self) -> ChainReport:
         """Recompute the event chain from the first row; report the first row that does not match."""

@@ -27,6 +27,7 @@ from guard.policy import LivePolicies
 from guard.server.api import router as api_router
 from guard.server.auth import Sessions, bearer_reviewer
 from guard.server.desk import Desk, DeskError
+from guard.server.metrics import metrics_router
 from guard.server.pages import pages_router
 
 __all__ = ["create_app"]
@@ -34,8 +35,11 @@ __all__ = ["create_app"]
 
 def create_app(db_url: str | None, policies_dir: str | Path, *, session_secret: bytes | None = None,
                public_url: str = "http://127.0.0.1:8700", notify_every: float | None = 1.0,
-               policies_every: float = 1.0) -> FastAPI:
+               policies_every: float = 1.0, metrics_token: str | None = None) -> FastAPI:
     """The approval service over the ledger at `db_url` and the policies in `policies_dir`.
+
+    `GET /metrics` gives the ledger's open work to Prometheus (see `guard.server.metrics`); with
+    `metrics_token`, only to a request bearing it.
 
     The policy files are read again when they change (looked at every `policies_every` seconds at most), so
     a reviewer added to or taken off a team's `reviewers:` gains or loses authority without a restart.
@@ -78,6 +82,7 @@ def create_app(db_url: str | None, policies_dir: str | Path, *, session_secret: 
     app.state.notifier = notifier
     app.include_router(api_router)
     app.include_router(pages_router(desk, sessions))
+    app.include_router(metrics_router(ledger, metrics_token))
 
     @app.get("/health", tags=["health"])
     def health() -> dict[str, Any]:
