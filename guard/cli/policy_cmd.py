@@ -124,6 +124,10 @@ def explain(
         f"up to {retry.backoff_max:g}s, timeout {retry.timeout if retry.timeout is not None else 'none'}"
     )
     typer.echo(f"on failure: {decision.on_failure}")
+    limits = [f"the same call at most {decision.stop.repeats} time(s) in a row"] if decision.stop.repeats else []
+    limits += [f"at most {n} call(s) of {glob}" for glob, n in decision.stop.max_calls]
+    if limits:
+        typer.echo(f"stop rules, counted in the run: {'; '.join(limits)}")
 
 
 @app.command("test")
@@ -217,4 +221,5 @@ def _decision_json(decision: Decision) -> dict[str, Any]:
         "on_failure": str(decision.on_failure),
         "policy_version": decision.policy_version,
         "secret_fields": sorted(decision.secret_fields),
+        "stop": {"repeats": decision.stop.repeats, "max_calls": dict(decision.stop.max_calls)},
     }

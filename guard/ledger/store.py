@@ -97,6 +97,9 @@ class CallRequest(NamedTuple):
     compensates_call_id: str | None = None
     worker: str = "worker"  # holds the lease on the call once it is started
     lease_ttl: float = 30.0
+    # The policy's stop rules for this tool, counted in the run when the call is offered (`_stopped`).
+    stop_repeats: int | None = None  # the same call at most this many times in a row
+    stop_limits: tuple[tuple[str, int], ...] = ()  # (tool glob, most calls of it per run)
 
 
 class Offer(NamedTuple):
@@ -234,20 +237,46 @@ class Ledger(LedgerQueries, LedgerApprovals, LedgerPauses, LedgerInFlight, Ledge
         return call
 
     def _brake(self, cur: Any, req: CallRequest, run_state: str, paused: bool) -> tuple[str, str] | None:
-        """A kill switch or a closed run that stops this call, as (kind, reason); None when clear."""
+        """A kill switch, a closed run or a stop rule that stops this call, as (kind, reason); None when clear."""
         if run_state not in OPEN_RUN_STATES and not (
                 run_state == RunState.ROLLING_BACK and req.compensates_call_id is not None):
             return ("run", f"run {req.run_id} is {run_state}: no new call may start in it")
-        if not paused:
-            return None  # no pause is active anywhere: the common case costs no second statement
-        cur.execute("SELECT scope, target, reason, paused_by FROM pauses WHERE lifted_at IS NULL "
-                    "AND (team = ? OR team IS NULL OR (scope = 'run' AND target = ?))", (req.team, req.run_id))
-        for scope, target, reason, by in cur.fetchall():
-            hit = ((scope == "team" and target == req.team) or (scope == "run" and target == req.run_id)
-                   or (scope == "tool" and fnmatchcase(req.tool, target)))
-            if hit:
-                return ("pause", f"{scope} {target} is paused by {by}: {reason} "
-                                 f"(lift it with `guard unpause --{scope} {target}`)")
+        if paused:  # only when a pause is active anywhere: the common case costs no second statement
+            cur.execute("SELECT scope, target, reason, paused_by FROM pauses WHERE lifted_at IS NULL "
+                        "AND (team = ? OR team IS NULL OR (scope = 'run' AND target = ?))", (req.team, req.run_id))
+            for scope, target, reason, by in cur.fetchall():
+                hit = ((scope == "team" and target == req.team) or (scope == "run" and target == req.run_id)
+                       or (scope == "tool" and fnmatchcase(req.tool, target)))
+                if hit:
+                    return ("pause", f"{scope} {target} is paused by {by}: {reason} "
+                                     f"(lift it with `guard unpause --{scope} {target}`)")
+        if req.stop_repeats is not None or req.stop_limits:  # only for teams whose policy sets `stop:`
+            reason = self._stopped(cur, req)
+            if reason is not None:
+                return ("stop", reason)
+        return None
+
+    @staticmethod
+    def _stopped(cur: Any, req: CallRequest) -> str | None:
+        """Why the policy's stop rules refuse this call in its run, or None. Calls denied earlier do not count,
+        so an agent that keeps looping stays stopped, and one that changes course goes on."""
+        n = req.stop_repeats
+        if n is not None:
+            cur.execute("SELECT tool, args_hash FROM calls WHERE run_id = ? AND state != 'denied' "
+                        "ORDER BY seq DESC LIMIT ?", (req.run_id, n))
+            last = cur.fetchall()
+            if len(last) == n and all(tool == req.tool and digest == req.args_hash for tool, digest in last):
+                return (f"stop rule: {req.tool} was called with these same arguments {n} time(s) in a row in run "
+                        f"{req.run_id}, the most the policy allows (`stop.repeats: {n}`); change course or end "
+                        "the run")
+        if req.stop_limits:
+            cur.execute("SELECT tool FROM calls WHERE run_id = ? AND state != 'denied'", (req.run_id,))
+            tools = [tool for (tool,) in cur.fetchall()]
+            for pattern, limit in req.stop_limits:
+                made = sum(1 for tool in tools if fnmatchcase(tool, pattern))
+                if made >= limit:
+                    return (f"stop rule: run {req.run_id} already made {made} call(s) of {pattern}, the most the "
+                            f"policy allows per run (`stop.max_calls: {{{pattern}: {limit}}}`)")
         return None
 
     def _insert(self, cur: Any, req: CallRequest, seq: int, now: float, state: CallState, *,

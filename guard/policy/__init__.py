@@ -12,7 +12,16 @@ from guard.policy._load import load_policy, policy_from_text
 from guard.policy._policy import Policy, RuleTrace
 from guard.policy._schema import policy_json_schema
 from guard.policy._set import PolicySet
-from guard.policy._types import ApprovalRule, Decision, Notify, OnFailure, RetryRule, SideEffectClass, Verdict
+from guard.policy._types import (
+    ApprovalRule,
+    Decision,
+    Notify,
+    OnFailure,
+    RetryRule,
+    SideEffectClass,
+    StopRules,
+    Verdict,
+)
 
 __all__ = [
     "ApprovalRule",
@@ -27,6 +36,7 @@ __all__ = [
     "RetryRule",
     "RuleTrace",
     "SideEffectClass",
+    "StopRules",
     "Verdict",
     "load_policy",
     "policy_from_text",

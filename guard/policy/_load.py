@@ -19,7 +19,7 @@ from guard.errors import PolicyError
 from guard.policy._policy import Policy
 from guard.policy._rules import RuleProblem, compile_rules
 from guard.policy._spec import PolicySpec
-from guard.policy._types import Notify
+from guard.policy._types import NO_STOP, Notify, StopRules
 from guard.policy._values import json_type, looks_numeric
 from guard.policy._yaml import Path, YamlDocument, YamlProblem, format_path, parse_yaml
 
@@ -176,6 +176,7 @@ def _compile(text: str, data: bytes, source: str) -> Policy:
         notify=None if spec.notify is None else Notify(
             webhook=spec.notify.webhook, webhook_env=spec.notify.webhook_env, secret_env=spec.notify.secret_env,
             events=frozenset(spec.notify.events)),
+        stop=NO_STOP if spec.stop is None else StopRules(spec.stop.repeats, tuple(spec.stop.max_calls.items())),
     )
 
 

@@ -19,7 +19,7 @@ from typing import Any
 
 from guard.policy._conditions import evaluate_all
 from guard.policy._rules import Rule
-from guard.policy._types import NO_RETRY, Decision, Notify, OnFailure, Verdict
+from guard.policy._types import NO_RETRY, NO_STOP, Decision, Notify, OnFailure, StopRules, Verdict
 from guard.policy._values import format_duration
 
 __all__ = ["Policy", "RuleTrace"]
@@ -33,6 +33,7 @@ class _Plan:
 
     candidates: tuple[Rule, ...]
     secrets: frozenset[str]
+    stop: StopRules
     decisions: dict[tuple[int, ...], Decision] = field(default_factory=lambda: {})
     fixed: Decision | None = None
 
@@ -64,6 +65,7 @@ class Policy:
         "_rules",
         "_secrets",
         "_source",
+        "_stop",
         "_team",
         "_version",
     )
@@ -79,8 +81,10 @@ class Policy:
         reviewers: Mapping[str, frozenset[str]],
         secret_fields: frozenset[str],
         notify: Notify | None = None,
+        stop: StopRules = NO_STOP,
     ) -> None:
         self._notify = notify
+        self._stop = stop
         self._team = team
         self._version = version
         self._source = source
@@ -130,6 +134,11 @@ class Policy:
     def notify(self) -> Notify | None:
         """Where the team's channel is told of waiting calls and halted runs; None when nowhere."""
         return self._notify
+
+    @property
+    def stop(self) -> StopRules:
+        """The brakes on a runaway agent (policy `stop:`); no limits when the file sets none."""
+        return self._stop
 
     @property
     def rules(self) -> tuple[Rule, ...]:
@@ -198,7 +207,7 @@ class Policy:
         named.update((rule.index, rule) for rule in self._globs if rule.names_tool(tool))
         candidates = tuple(named[index] for index in sorted(named))
         secrets = self._secrets.union(*(rule.secrets for rule in candidates))
-        plan = _Plan(candidates, secrets)
+        plan = _Plan(candidates, secrets, self._stop.for_tool(tool))
         if not any(rule.checks for rule in candidates):
             plan.fixed = self._decide(tool, plan, list(candidates))
         if len(self._plans) < _CACHE_LIMIT:
@@ -239,6 +248,7 @@ class Policy:
             plan.secrets,
             self._version,
             tuple(rule.name for rule in matched),
+            plan.stop,
         )
 
     def _deny(self, tool: str, plan: _Plan, matched: list[Rule], rule: str | None, reason: str) -> Decision:

@@ -25,7 +25,7 @@ from pydantic_core import PydanticCustomError
 from guard.policy._types import OnFailure, SideEffectClass
 from guard.policy._values import number_operand, parse_duration, scalar_list, scalar_operand
 
-__all__ = ["ApprovalSpec", "CaseSpec", "CasesFile", "ConditionSpec", "PolicySpec", "RetrySpec", "RuleSpec"]
+__all__ = ["ApprovalSpec", "CaseSpec", "CasesFile", "ConditionSpec", "PolicySpec", "RetrySpec", "RuleSpec", "StopSpec"]
 
 _DURATION_SCHEMA = {
     "anyOf": [
@@ -162,6 +162,15 @@ class NotifySpec(_Spec):
         return self
 
 
+class StopSpec(_Spec):
+    """Brakes on a runaway agent, per run: a call over a limit is denied (and recorded) before it starts."""
+
+    repeats: Annotated[int, Field(ge=1, le=1000)] | None = Field(
+        default=None, description="The same call (tool and arguments) at most this many times in a row in a run.")
+    max_calls: dict[ToolPattern, Annotated[int, Field(ge=1, le=1_000_000)]] = Field(
+        default_factory=lambda: {}, description="Tool name or glob -> at most this many calls of it per run.")
+
+
 class PolicySpec(_Spec):
     """A team's policy file, `policies/<team>.yaml`."""
 
@@ -174,6 +183,7 @@ class PolicySpec(_Spec):
     reviewers: dict[Name, Annotated[list[Name], Field(min_length=1)]] = Field(default_factory=lambda: {})
     defaults: DefaultsSpec | None = None
     notify: NotifySpec | None = None
+    stop: StopSpec | None = None
     rules: Annotated[list[RuleSpec], Field(min_length=1)]
 
 

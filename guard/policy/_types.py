@@ -9,8 +9,10 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from enum import StrEnum
+from fnmatch import fnmatchcase
 
-__all__ = ["ApprovalRule", "Decision", "Notify", "OnFailure", "RetryRule", "SideEffectClass", "Verdict"]
+__all__ = ["NO_STOP", "ApprovalRule", "Decision", "Notify", "OnFailure", "RetryRule", "SideEffectClass", "StopRules",
+           "Verdict"]
 
 
 class SideEffectClass(StrEnum):
@@ -126,6 +128,27 @@ class Notify:
 
 
 @dataclass(frozen=True, slots=True)
+class StopRules:
+    """Brakes on a runaway agent, counted per run in the ledger when a call is offered (policy `stop:`).
+
+    Attributes:
+        repeats: The same call (tool and arguments) may be made at most this many times in a row in a run;
+            the next one is denied. None: no limit.
+        max_calls: (tool name or glob, limit): at most `limit` calls of the matching tools per run.
+    """
+
+    repeats: int | None = None
+    max_calls: tuple[tuple[str, int], ...] = ()
+
+    def for_tool(self, tool: str) -> StopRules:
+        """The rules that count a call of `tool` (the limits whose pattern names it)."""
+        return StopRules(self.repeats, tuple((glob, n) for glob, n in self.max_calls if fnmatchcase(tool, glob)))
+
+
+NO_STOP = StopRules()
+
+
+@dataclass(frozen=True, slots=True)
 class Decision:
     """What the policy says about one tool call, with the reason in words.
 
@@ -143,6 +166,7 @@ class Decision:
         secret_fields: Argument names to redact (policy-level plus the secrets of every rule naming the tool).
         policy_version: `sha256:<16 hex>` of the policy file, or "" when no policy could be loaded.
         matched: Names of all rules whose tool and conditions matched, in file order.
+        stop: The policy's stop rules that count this tool (checked against the run in the ledger).
     """
 
     team: str
@@ -157,6 +181,7 @@ class Decision:
     secret_fields: frozenset[str]
     policy_version: str
     matched: tuple[str, ...]
+    stop: StopRules = NO_STOP
 
     @property
     def allowed(self) -> bool:

@@ -101,6 +101,8 @@ def prepare(ledger: Ledger, decision: Decision, inp: CallInput, worker: str, lea
         compensates_call_id=inp.compensates,
         worker=worker,
         lease_ttl=lease_ttl,
+        stop_repeats=decision.stop.repeats,
+        stop_limits=decision.stop.max_calls,
     )
     if refusal is not None:
         request = request._replace(verdict="deny", reason=refusal, idempotency_key=None)

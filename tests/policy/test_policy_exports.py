@@ -20,6 +20,7 @@ def test_exported_names() -> None:
             "RetryRule",
             "RuleTrace",
             "SideEffectClass",
+            "StopRules",
             "Verdict",
             "load_policy",
             "policy_from_text",

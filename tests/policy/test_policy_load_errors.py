@@ -48,6 +48,8 @@ EXPECTED: dict[str, tuple[int, str, str]] = {
     "no_class.yaml": (3, "rules[0].class", "needs `class:`"),
     "unknown_class.yaml": (5, "rules[0].class", "'read', 'idempotent'"),
     "empty_roles.yaml": (6, "rules[0].approval.roles", "at least 1 item"),
+    "stop_zero.yaml": (6, "stop.max_calls.email.send_*", "greater than or equal to 1"),
+    "stop_unknown_key.yaml": (4, "stop.per_minute", "allowed here are max_calls, repeats"),
 }
 
 
