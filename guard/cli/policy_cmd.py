@@ -125,9 +125,11 @@ def explain(
     )
     typer.echo(f"on failure: {decision.on_failure}")
     limits = [f"the same call at most {decision.stop.repeats} time(s) in a row"] if decision.stop.repeats else []
-    limits += [f"at most {n} call(s) of {glob}" for glob, n in decision.stop.max_calls]
+    limits += [f"at most {n} call(s) of {glob} per run" for glob, n in decision.stop.max_calls]
+    limits += [f"at most {calls} call(s) of {glob} per {per:g}s for the team"
+               for glob, calls, per in decision.stop.rate]
     if limits:
-        typer.echo(f"stop rules, counted in the run: {'; '.join(limits)}")
+        typer.echo(f"stop rules: {'; '.join(limits)}")
 
 
 @app.command("test")
@@ -221,5 +223,6 @@ def _decision_json(decision: Decision) -> dict[str, Any]:
         "on_failure": str(decision.on_failure),
         "policy_version": decision.policy_version,
         "secret_fields": sorted(decision.secret_fields),
-        "stop": {"repeats": decision.stop.repeats, "max_calls": dict(decision.stop.max_calls)},
+        "stop": {"repeats": decision.stop.repeats, "max_calls": dict(decision.stop.max_calls),
+                 "rate": {glob: {"calls": calls, "per": per} for glob, calls, per in decision.stop.rate}},
     }

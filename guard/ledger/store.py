@@ -100,6 +100,7 @@ class CallRequest(NamedTuple):
     # The policy's stop rules for this tool, counted in the run when the call is offered (`_stopped`).
     stop_repeats: int | None = None  # the same call at most this many times in a row
     stop_limits: tuple[tuple[str, int], ...] = ()  # (tool glob, most calls of it per run)
+    stop_rates: tuple[tuple[str, int, float], ...] = ()  # (tool glob, most calls, per seconds) for the team
 
 
 class Offer(NamedTuple):
@@ -202,10 +203,14 @@ class Ledger(LedgerQueries, LedgerApprovals, LedgerPauses, LedgerInFlight, Ledge
             if req.verdict == "approve":
                 if not self._insert(cur, req, seq, now, C.AWAITING_APPROVAL):
                     return self._existing(cur, req, self._holder(cur, req), now)
+                if req.stop_rates:
+                    self._count_rate(cur, req)
                 approval_id, expires_at = self._request_approval(cur, req, now)
                 return Offer("awaiting", req.call_id, seq, approval_id=approval_id, expires_at=expires_at)
             if not self._insert(cur, req, seq, now, C.STARTED):
                 return self._existing(cur, req, self._holder(cur, req), now)
+            if req.stop_rates:
+                self._count_rate(cur, req)
             return Offer("started", req.call_id, seq, lease_token=1)
 
     def _by_key(self, cur: Any, req: CallRequest) -> CallRecord | None:
@@ -250,14 +255,13 @@ class Ledger(LedgerQueries, LedgerApprovals, LedgerPauses, LedgerInFlight, Ledge
                 if hit:
                     return ("pause", f"{scope} {target} is paused by {by}: {reason} "
                                      f"(lift it with `guard unpause --{scope} {target}`)")
-        if req.stop_repeats is not None or req.stop_limits:  # only for teams whose policy sets `stop:`
+        if req.stop_repeats is not None or req.stop_limits or req.stop_rates:  # only if the policy sets `stop:`
             reason = self._stopped(cur, req)
             if reason is not None:
                 return ("stop", reason)
         return None
 
-    @staticmethod
-    def _stopped(cur: Any, req: CallRequest) -> str | None:
+    def _stopped(self, cur: Any, req: CallRequest) -> str | None:
         """Why the policy's stop rules refuse this call in its run, or None. Calls denied earlier do not count,
         so an agent that keeps looping stays stopped, and one that changes course goes on."""
         n = req.stop_repeats
@@ -277,7 +281,29 @@ class Ledger(LedgerQueries, LedgerApprovals, LedgerPauses, LedgerInFlight, Ledge
                 if made >= limit:
                     return (f"stop rule: run {req.run_id} already made {made} call(s) of {pattern}, the most the "
                             f"policy allows per run (`stop.max_calls: {{{pattern}: {limit}}}`)")
+        if req.stop_rates:
+            now = self.conns.backend.clock(cur)
+            for pattern, limit, per in req.stop_rates:
+                cur.execute("SELECT window, calls FROM rate_windows WHERE team = ? AND pattern = ? AND period = ?",
+                            (req.team, pattern, per))
+                row = cur.fetchone()
+                window = int(now // per)
+                if row is not None and row[0] == window and row[1] >= limit:
+                    wait = (window + 1) * per - now
+                    return (f"stop rule: team {req.team} already made {row[1]} call(s) of {pattern} in this "
+                            f"{per:g}s window, the most the policy allows (`stop.rate`); the next window opens in "
+                            f"{wait:.0f}s")
         return None
+
+    def _count_rate(self, cur: Any, req: CallRequest) -> None:
+        """Count a new call (not a denied one, not one found by its key) in the windows of its rate rules."""
+        now = self.conns.backend.clock(cur)
+        for pattern, _limit, per in req.stop_rates:
+            window = int(now // per)
+            cur.execute("INSERT INTO rate_windows (team, pattern, period, window, calls) VALUES (?, ?, ?, ?, 1) "
+                        "ON CONFLICT (team, pattern, period) DO UPDATE SET calls = "
+                        "CASE WHEN window = excluded.window THEN calls + 1 ELSE 1 END, window = excluded.window",
+                        (req.team, pattern, per, window))
 
     def _insert(self, cur: Any, req: CallRequest, seq: int, now: float, state: CallState, *,
                 reason: str | None = None) -> bool:

@@ -11,7 +11,8 @@ from sqlmodel import Field, SQLModel
 
 from guard.ledger.states import UNSETTLED_SQL
 
-__all__ = ["Approval", "ApprovalDecision", "Call", "Event", "ManualAction", "Pause", "ReviewerToken", "Run", "metadata"]
+__all__ = ["Approval", "ApprovalDecision", "Call", "Event", "ManualAction", "Pause", "RateWindow", "ReviewerToken",
+           "Run", "metadata"]
 
 
 class Run(SQLModel, table=True):
@@ -153,6 +154,18 @@ class Pause(SQLModel, table=True):
     at: float
     lifted_at: float | None = Field(default=None, index=True)
     lifted_by: str | None = None
+
+
+class RateWindow(SQLModel, table=True):
+    """Calls made in the current window of a team's `stop.rate` rule (one row per team, pattern and period)."""
+
+    __tablename__ = "rate_windows"  # pyright: ignore[reportAssignmentType]
+
+    team: str = Field(primary_key=True)
+    pattern: str = Field(primary_key=True)
+    period: float = Field(primary_key=True)  # seconds
+    window: int  # the database clock // period
+    calls: int
 
 
 class ReviewerToken(SQLModel, table=True):

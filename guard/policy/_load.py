@@ -176,7 +176,9 @@ def _compile(text: str, data: bytes, source: str) -> Policy:
         notify=None if spec.notify is None else Notify(
             webhook=spec.notify.webhook, webhook_env=spec.notify.webhook_env, secret_env=spec.notify.secret_env,
             events=frozenset(spec.notify.events)),
-        stop=NO_STOP if spec.stop is None else StopRules(spec.stop.repeats, tuple(spec.stop.max_calls.items())),
+        stop=NO_STOP if spec.stop is None else StopRules(
+            spec.stop.repeats, tuple(spec.stop.max_calls.items()),
+            tuple((glob, rate.calls, rate.per) for glob, rate in spec.stop.rate.items())),
     )
 
 

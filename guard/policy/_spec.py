@@ -162,13 +162,22 @@ class NotifySpec(_Spec):
         return self
 
 
+class RateSpec(_Spec):
+    """At most `calls` calls of the matching tools in each period of `per`, across every run of the team."""
+
+    calls: Annotated[int, Field(ge=1, le=1_000_000)]
+    per: Duration
+
+
 class StopSpec(_Spec):
-    """Brakes on a runaway agent, per run: a call over a limit is denied (and recorded) before it starts."""
+    """Brakes on a runaway agent: a call over a limit is denied (and recorded) before it starts."""
 
     repeats: Annotated[int, Field(ge=1, le=1000)] | None = Field(
         default=None, description="The same call (tool and arguments) at most this many times in a row in a run.")
     max_calls: dict[ToolPattern, Annotated[int, Field(ge=1, le=1_000_000)]] = Field(
         default_factory=lambda: {}, description="Tool name or glob -> at most this many calls of it per run.")
+    rate: dict[ToolPattern, RateSpec] = Field(
+        default_factory=lambda: {}, description="Tool name or glob -> at most `calls` per `per` for the whole team.")
 
 
 class PolicySpec(_Spec):

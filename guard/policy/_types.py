@@ -135,14 +135,18 @@ class StopRules:
         repeats: The same call (tool and arguments) may be made at most this many times in a row in a run;
             the next one is denied. None: no limit.
         max_calls: (tool name or glob, limit): at most `limit` calls of the matching tools per run.
+        rate: (tool name or glob, calls, period in seconds): at most `calls` calls of the matching tools in each
+            period (a fixed window of the database clock), across every run of the team.
     """
 
     repeats: int | None = None
     max_calls: tuple[tuple[str, int], ...] = ()
+    rate: tuple[tuple[str, int, float], ...] = ()
 
     def for_tool(self, tool: str) -> StopRules:
         """The rules that count a call of `tool` (the limits whose pattern names it)."""
-        return StopRules(self.repeats, tuple((glob, n) for glob, n in self.max_calls if fnmatchcase(tool, glob)))
+        return StopRules(self.repeats, tuple((glob, n) for glob, n in self.max_calls if fnmatchcase(tool, glob)),
+                         tuple(rule for rule in self.rate if fnmatchcase(tool, rule[0])))
 
 
 NO_STOP = StopRules()

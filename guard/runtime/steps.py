@@ -103,6 +103,7 @@ def prepare(ledger: Ledger, decision: Decision, inp: CallInput, worker: str, lea
         lease_ttl=lease_ttl,
         stop_repeats=decision.stop.repeats,
         stop_limits=decision.stop.max_calls,
+        stop_rates=decision.stop.rate,
     )
     if refusal is not None:
         request = request._replace(verdict="deny", reason=refusal, idempotency_key=None)

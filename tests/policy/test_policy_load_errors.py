@@ -49,7 +49,8 @@ EXPECTED: dict[str, tuple[int, str, str]] = {
     "unknown_class.yaml": (5, "rules[0].class", "'read', 'idempotent'"),
     "empty_roles.yaml": (6, "rules[0].approval.roles", "at least 1 item"),
     "stop_zero.yaml": (6, "stop.max_calls.email.send_*", "greater than or equal to 1"),
-    "stop_unknown_key.yaml": (4, "stop.per_minute", "allowed here are max_calls, repeats"),
+    "stop_unknown_key.yaml": (4, "stop.per_minute", "allowed here are max_calls, rate, repeats"),
+    "stop_rate_no_period.yaml": (4, "stop.rate.billing.*.per", "required key 'per' is missing"),
 }
 
 

@@ -16,12 +16,17 @@ stop:
   repeats: 2
   max_calls:
     "outreach.send_*": 3
+  rate:
+    "billing.*": {calls: 2, per: 1h}
 rules:
   - name: search
     tools: [crm.search]
     class: read
   - name: outreach
     tools: ["outreach.send_*"]
+    class: compensable
+  - name: billing
+    tools: ["billing.*"]
     class: compensable
 """
 
@@ -90,3 +95,31 @@ def test_a_policy_without_stop_rules_sends_none_to_the_ledger(make_guard: Callab
     guard = make_guard(log_level="error")
     decision = guard.policies.classify("onboarding", "crm.find_contact", {"email": "a@example.com"})
     assert decision.stop.repeats is None and decision.stop.max_calls == ()
+
+
+def test_a_rate_rule_counts_the_whole_team_across_runs_and_opens_again_in_the_next_window(
+        loop_guard: Callable[[], Guard], driver: Driver) -> None:
+    guard = loop_guard()
+    body = Recorder(result={"invoice_id": "inv"})
+    invoice = driver.tool(guard, body, name="billing.create_invoice")
+    refund = driver.tool(guard, body, name="billing.refund")
+    with driver.run(guard, "loop") as first:
+        first.call(invoice, amount_cents=100)
+    with driver.run(guard, "loop") as second:
+        second.call(refund, amount_cents=100)  # another tool of the same pattern, in another run
+        with pytest.raises(CallDenied, match=r"team loop already made 2 call\(s\) of billing\.\* in this 3600s window"):
+            second.call(invoice, amount_cents=200)
+        with pytest.raises(CallDenied, match="stop rule"):  # the denied call did not count, and did not reset
+            second.call(invoice, amount_cents=300)
+        stopped = second.run_id
+    assert len(body.calls) == 2
+
+    with guard.ledger.conns.write() as cur:  # an hour passes: the window the count is in is an old one now
+        cur.execute("UPDATE rate_windows SET window = window - 1 WHERE team = 'loop'")
+    with driver.run(guard, "loop") as third:
+        third.call(invoice, amount_cents=400)
+    assert len(body.calls) == 3
+    assert [c.state for c in guard.ledger.calls_of(stopped)] == ["completed", "denied", "denied"]
+    with guard.ledger.conns.read() as cur:
+        cur.execute("SELECT pattern, period, calls FROM rate_windows WHERE team = 'loop'")
+        assert cur.fetchall() == [("billing.*", 3600.0, 1)]
