@@ -192,7 +192,9 @@ class Ledger(LedgerQueries, LedgerApprovals, LedgerPauses, LedgerInFlight, Ledge
                 raise GuardUsageError(f"no run {req.run_id} in the ledger: open it with guard.run(...) first",
                                       run_id=req.run_id)
             run_state, paused, seq = row
-            brake = self._brake(cur, req, run_state, bool(paused))
+            # Rate windows are judged by the database clock, read once for the check and the count.
+            clock = self.conns.backend.clock(cur) if req.stop_rates and req.compensates_call_id is None else 0.0
+            brake = self._brake(cur, req, run_state, bool(paused), clock)
             if brake is not None or req.verdict == "deny":
                 earlier = self._by_key(cur, req)
                 if earlier is not None and earlier.state == C.COMPLETED:
@@ -203,14 +205,14 @@ class Ledger(LedgerQueries, LedgerApprovals, LedgerPauses, LedgerInFlight, Ledge
             if req.verdict == "approve":
                 if not self._insert(cur, req, seq, now, C.AWAITING_APPROVAL):
                     return self._existing(cur, req, self._holder(cur, req), now)
-                if req.stop_rates:
-                    self._count_rate(cur, req)
+                if clock:
+                    self._count_rate(cur, req, clock)
                 approval_id, expires_at = self._request_approval(cur, req, now)
                 return Offer("awaiting", req.call_id, seq, approval_id=approval_id, expires_at=expires_at)
             if not self._insert(cur, req, seq, now, C.STARTED):
                 return self._existing(cur, req, self._holder(cur, req), now)
-            if req.stop_rates:
-                self._count_rate(cur, req)
+            if clock:
+                self._count_rate(cur, req, clock)
             return Offer("started", req.call_id, seq, lease_token=1)
 
     def _by_key(self, cur: Any, req: CallRequest) -> CallRecord | None:
@@ -241,8 +243,11 @@ class Ledger(LedgerQueries, LedgerApprovals, LedgerPauses, LedgerInFlight, Ledge
                                     entity="call", id=req.call_id, from_state=None, to_state=C.OFFERED)
         return call
 
-    def _brake(self, cur: Any, req: CallRequest, run_state: str, paused: bool) -> tuple[str, str] | None:
-        """A kill switch, a closed run or a stop rule that stops this call, as (kind, reason); None when clear."""
+    def _brake(self, cur: Any, req: CallRequest, run_state: str, paused: bool,
+               clock: float) -> tuple[str, str] | None:
+        """A kill switch, a closed run or a stop rule that stops this call, as (kind, reason); None when clear.
+
+        Stop rules never stop a compensation: undoing what the run did is bounded by what it did."""
         if run_state not in OPEN_RUN_STATES and not (
                 run_state == RunState.ROLLING_BACK and req.compensates_call_id is not None):
             return ("run", f"run {req.run_id} is {run_state}: no new call may start in it")
@@ -255,13 +260,13 @@ class Ledger(LedgerQueries, LedgerApprovals, LedgerPauses, LedgerInFlight, Ledge
                 if hit:
                     return ("pause", f"{scope} {target} is paused by {by}: {reason} "
                                      f"(lift it with `guard unpause --{scope} {target}`)")
-        if req.stop_repeats is not None or req.stop_limits or req.stop_rates:  # only if the policy sets `stop:`
-            reason = self._stopped(cur, req)
+        if req.compensates_call_id is None and (req.stop_repeats is not None or req.stop_limits or req.stop_rates):
+            reason = self._stopped(cur, req, clock)  # only when the policy sets `stop:`
             if reason is not None:
                 return ("stop", reason)
         return None
 
-    def _stopped(self, cur: Any, req: CallRequest) -> str | None:
+    def _stopped(self, cur: Any, req: CallRequest, now: float) -> str | None:
         """Why the policy's stop rules refuse this call in its run, or None. Calls denied earlier do not count,
         so an agent that keeps looping stays stopped, and one that changes course goes on."""
         n = req.stop_repeats
@@ -282,7 +287,6 @@ class Ledger(LedgerQueries, LedgerApprovals, LedgerPauses, LedgerInFlight, Ledge
                     return (f"stop rule: run {req.run_id} already made {made} call(s) of {pattern}, the most the "
                             f"policy allows per run (`stop.max_calls: {{{pattern}: {limit}}}`)")
         if req.stop_rates:
-            now = self.conns.backend.clock(cur)
             for pattern, limit, per in req.stop_rates:
                 cur.execute("SELECT window, calls FROM rate_windows WHERE team = ? AND pattern = ? AND period = ?",
                             (req.team, pattern, per))
@@ -295,9 +299,8 @@ class Ledger(LedgerQueries, LedgerApprovals, LedgerPauses, LedgerInFlight, Ledge
                             f"{wait:.0f}s")
         return None
 
-    def _count_rate(self, cur: Any, req: CallRequest) -> None:
+    def _count_rate(self, cur: Any, req: CallRequest, now: float) -> None:
         """Count a new call (not a denied one, not one found by its key) in the windows of its rate rules."""
-        now = self.conns.backend.clock(cur)
         for pattern, _limit, per in req.stop_rates:
             window = int(now // per)
             cur.execute("INSERT INTO rate_windows (team, pattern, period, window, calls) VALUES (?, ?, ?, ?, 1) "

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from runtime_support import Driver, Recorder
 
-from guard import CallDenied, Guard
+from guard import CallDenied, CallFailed, Guard, RollbackContext
 
 LOOP_POLICY = """\
 team: loop
@@ -28,6 +28,10 @@ rules:
   - name: billing
     tools: ["billing.*"]
     class: compensable
+  - name: provisioning
+    tools: [provisioning.create_workspace]
+    class: compensable
+    on_failure: compensate
 """
 
 
@@ -123,3 +127,29 @@ def test_a_rate_rule_counts_the_whole_team_across_runs_and_opens_again_in_the_ne
     with guard.ledger.conns.read() as cur:
         cur.execute("SELECT pattern, period, calls FROM rate_windows WHERE team = 'loop'")
         assert cur.fetchall() == [("billing.*", 3600.0, 1)]
+
+
+def test_stop_rules_never_stop_a_compensation(loop_guard: Callable[[], Guard]) -> None:
+    guard = loop_guard()
+    voided: list[str] = []
+    def create_invoice(amount_cents: int) -> dict[str, str]:
+        return {"invoice_id": f"inv-{amount_cents}"}
+
+    invoice = guard.tool(create_invoice, name="billing.create_invoice", external_ids={"invoice": "invoice_id"})
+
+    @invoice.compensation(name="billing.void_invoice", kind="void")
+    def void(context: RollbackContext) -> dict[str, bool]:
+        voided.append(context.external_ids["invoice"])
+        return {"voided": True}
+
+    def create_workspace(plan: str) -> None:
+        raise RuntimeError("provisioning is down")
+
+    workspace = guard.tool(create_workspace, name="provisioning.create_workspace")
+    with pytest.raises(CallFailed), guard.run("loop") as run:
+        invoice(amount_cents=100)
+        invoice(amount_cents=200)  # the team's rate for billing.* (2 an hour) is used up now
+        workspace(plan="pro")  # fails: the saga voids both invoices, each a billing.* call of its own
+    assert voided == ["inv-200", "inv-100"]
+    record = guard.ledger.get_run(run.run_id)
+    assert record is not None and record.state == "rolled_back"
