@@ -260,11 +260,20 @@ class Ledger(LedgerQueries, LedgerApprovals, LedgerPauses, LedgerInFlight, Ledge
                 if hit:
                     return ("pause", f"{scope} {target} is paused by {by}: {reason} "
                                      f"(lift it with `guard unpause --{scope} {target}`)")
-        if req.compensates_call_id is None and (req.stop_repeats is not None or req.stop_limits or req.stop_rates):
-            reason = self._stopped(cur, req, clock)  # only when the policy sets `stop:`
+        if (req.compensates_call_id is None and (req.stop_repeats is not None or req.stop_limits or req.stop_rates)
+                and not self._offered_before(cur, req)):  # only when the policy sets `stop:`
+            reason = self._stopped(cur, req, clock)
             if reason is not None:
                 return ("stop", reason)
         return None
+
+    @staticmethod
+    def _offered_before(cur: Any, req: CallRequest) -> bool:
+        """This call is in the ledger already, by its id or its key: a resume or a repeat that runs nothing new,
+        which stop rules do not count again."""
+        cur.execute("SELECT 1 FROM calls WHERE call_id = ? OR (team = ? AND idempotency_key = ?) LIMIT 1",
+                    (req.call_id, req.team, req.idempotency_key))
+        return cur.fetchone() is not None
 
     def _stopped(self, cur: Any, req: CallRequest, now: float) -> str | None:
         """Why the policy's stop rules refuse this call in its run, or None. Calls denied earlier do not count,

@@ -4,18 +4,21 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from runtime_support import Driver, Recorder
 
-from guard import CallDenied, CallFailed, Guard, RollbackContext
+from guard import ApprovalPending, CallDenied, CallFailed, Guard, RollbackContext
 
 LOOP_POLICY = """\
 team: loop
+reviewers: {olga: [ops]}
 stop:
   repeats: 2
   max_calls:
     "outreach.send_*": 3
+    "payout.*": 1
   rate:
     "billing.*": {calls: 2, per: 1h}
 rules:
@@ -28,6 +31,10 @@ rules:
   - name: billing
     tools: ["billing.*"]
     class: compensable
+  - name: payout
+    tools: ["payout.*"]
+    class: irreversible
+    approval: {roles: [ops]}
   - name: provisioning
     tools: [provisioning.create_workspace]
     class: compensable
@@ -36,14 +43,14 @@ rules:
 
 
 @pytest.fixture
-def loop_guard(tmp_path: Path, db_path: Path) -> Iterator[Callable[[], Guard]]:
+def loop_guard(tmp_path: Path, db_path: Path) -> Iterator[Callable[..., Guard]]:
     folder = tmp_path / "loop-policies"
     folder.mkdir()
     (folder / "loop.yaml").write_text(LOOP_POLICY)
     made: list[Guard] = []
 
-    def make() -> Guard:
-        guard = Guard(policies=folder, db=str(db_path), log_level="error")
+    def make(**kwargs: Any) -> Guard:
+        guard = Guard(policies=folder, db=str(db_path), log_level="error", **kwargs)
         made.append(guard)
         return guard
 
@@ -53,7 +60,7 @@ def loop_guard(tmp_path: Path, db_path: Path) -> Iterator[Callable[[], Guard]]:
 
 
 def test_the_same_call_past_its_repeats_is_denied_and_recorded_and_stays_denied(
-        loop_guard: Callable[[], Guard], driver: Driver) -> None:
+        loop_guard: Callable[..., Guard], driver: Driver) -> None:
     guard = loop_guard()
     body = Recorder(result={"hits": []})
     search = driver.tool(guard, body, name="crm.search")
@@ -74,7 +81,7 @@ def test_the_same_call_past_its_repeats_is_denied_and_recorded_and_stays_denied(
 
 
 def test_more_calls_of_a_tool_than_a_run_may_make_are_denied_and_the_next_run_starts_afresh(
-        loop_guard: Callable[[], Guard], driver: Driver) -> None:
+        loop_guard: Callable[..., Guard], driver: Driver) -> None:
     guard = loop_guard()
     body = Recorder(result={"sent": True})
     send_email = driver.tool(guard, body, name="outreach.send_email")
@@ -102,7 +109,7 @@ def test_a_policy_without_stop_rules_sends_none_to_the_ledger(make_guard: Callab
 
 
 def test_a_rate_rule_counts_the_whole_team_across_runs_and_opens_again_in_the_next_window(
-        loop_guard: Callable[[], Guard], driver: Driver) -> None:
+        loop_guard: Callable[..., Guard], driver: Driver) -> None:
     guard = loop_guard()
     body = Recorder(result={"invoice_id": "inv"})
     invoice = driver.tool(guard, body, name="billing.create_invoice")
@@ -129,7 +136,7 @@ def test_a_rate_rule_counts_the_whole_team_across_runs_and_opens_again_in_the_ne
         assert cur.fetchall() == [("billing.*", 3600.0, 1)]
 
 
-def test_stop_rules_never_stop_a_compensation(loop_guard: Callable[[], Guard]) -> None:
+def test_stop_rules_never_stop_a_compensation(loop_guard: Callable[..., Guard]) -> None:
     guard = loop_guard()
     voided: list[str] = []
     def create_invoice(amount_cents: int) -> dict[str, str]:
@@ -153,3 +160,19 @@ def test_stop_rules_never_stop_a_compensation(loop_guard: Callable[[], Guard]) -
     assert voided == ["inv-200", "inv-100"]
     record = guard.ledger.get_run(run.run_id)
     assert record is not None and record.state == "rolled_back"
+
+
+def test_resuming_a_call_that_waited_for_approval_is_not_counted_again(
+        loop_guard: Callable[..., Guard], driver: Driver) -> None:
+    guard = loop_guard(approval="defer", actor="agent")
+    body = Recorder(result={"payout_id": "p-1"})
+    payout = driver.tool(guard, body, name="payout.send")
+    with driver.run(guard, "loop") as run:
+        with pytest.raises(ApprovalPending) as pending:
+            run.call(payout, amount_cents=500)
+        guard.ledger.decide(pending.value.approval_id, reviewer="olga", decision="approve",
+                            reviewer_roles=frozenset({"ops"}))
+        assert run.call(payout, amount_cents=500) == {"payout_id": "p-1"}  # the resume: the one payout of the run
+        with pytest.raises(CallDenied, match=r"already made 1 call\(s\) of payout\.\*"):
+            run.call(payout, amount_cents=900)  # a second one is over `max_calls`
+    assert body.calls == [{"amount_cents": 500}]
