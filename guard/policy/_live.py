@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 from guard.errors import PolicyError
-from guard.policy._set import PolicySet
+from guard.policy._set import PolicySet, policy_files
 
 __all__ = ["LivePolicies"]
 
@@ -57,8 +57,7 @@ class LivePolicies:
     def _look(self) -> tuple[tuple[str, str], ...] | None:
         """(file name, SHA-256 of its bytes) of every policy file; None when the folder cannot be listed."""
         try:
-            files = sorted(p for p in self.directory.iterdir()
-                           if p.suffix == ".yaml" and not p.name.endswith(".cases.yaml"))
+            files = policy_files(self.directory)
         except OSError:
             return None
         seen: list[tuple[str, str]] = []

@@ -16,7 +16,16 @@ from guard.policy._load import load_policy
 from guard.policy._policy import Policy
 from guard.policy._types import NO_RETRY, Decision, OnFailure, Verdict
 
-__all__ = ["PolicySet"]
+__all__ = ["PolicySet", "policy_files"]
+
+
+def policy_files(directory: str | Path) -> list[Path]:
+    """The policy files of a directory, sorted: every `*.yaml` but the `*.cases.yaml` beside them.
+
+    Raises:
+        OSError: the directory cannot be listed.
+    """
+    return sorted(p for p in Path(directory).iterdir() if p.suffix == ".yaml" and not p.name.endswith(".cases.yaml"))
 
 
 class PolicySet:
@@ -49,9 +58,8 @@ class PolicySet:
         Raises:
             PolicyError: only when the directory itself cannot be listed. Bad files are kept in `errors`.
         """
-        root = Path(directory)
         try:
-            files = sorted(p for p in root.iterdir() if p.suffix == ".yaml" and not p.name.endswith(".cases.yaml"))
+            files = policy_files(directory)
         except OSError as exc:
             raise PolicyError(
                 file=str(directory),
