@@ -29,6 +29,7 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	.ci/ensure-chromium
+	.ci/ensure-postgres
 	$(BIN)/ruff check guard tests policies examples bench adapters
 	$(BIN)/lint-imports
 	$(BIN)/pyright --project pyproject.toml

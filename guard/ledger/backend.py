@@ -109,8 +109,15 @@ def open_backend(url: str) -> Backend:
     if url.startswith("sqlite:"):
         ensure_ready(url)
         return SqliteBackend(url)
+    if url.split("+", 1)[0].split(":", 1)[0] in ("postgresql", "postgres"):
+        from guard.ledger.backend_postgres import PostgresBackend
+
+        backend = PostgresBackend(url)
+        ensure_ready(url)
+        return backend
     raise LedgerNotReady(
-        f"{url}: only SQLite ledgers are supported in this version (sqlite:///path/to/guard.db)", url=url)
+        f"{url}: not a ledger URL Guard knows; use sqlite:///path/to/guard.db or "
+        "postgresql+psycopg://user@host:port/database", url=url)
 
 
 class Connections:
@@ -139,6 +146,15 @@ class Connections:
             self.discard(conn)
             return
         self._idle.put(conn)
+
+    def discard_idle(self) -> None:
+        """Close every idle connection (after one of them was found cut off from the server)."""
+        while True:
+            try:
+                conn = self._idle.get_nowait()
+            except queue.Empty:
+                return
+            self.discard(conn)
 
     def discard(self, conn: Any) -> None:
         """Close a connection that must not be used again (its state is unknown)."""
@@ -212,17 +228,24 @@ class _WriteTx:
         self._cur: Any = None
 
     def __enter__(self) -> Any:
-        conn = self._conns.borrow()
-        cur = conn.cursor()
-        self._conn, self._cur = conn, cur
-        try:
-            self._conns.backend.begin_write(cur, self._durable)
-        except BaseException as exc:
-            self._release()
-            if self._conns.backend.is_unavailable(exc):
-                raise self._conns.translate(exc) from exc
-            raise
-        return cur
+        for attempt in (1, 2):
+            conn = self._conns.borrow()
+            cur = conn.cursor()
+            self._conn, self._cur = conn, cur
+            try:
+                self._conns.backend.begin_write(cur, self._durable)
+            except BaseException as exc:
+                self._release()
+                if attempt == 1 and getattr(conn, "broken", False):
+                    # The server went away since this connection was last used (a restart): nothing of this
+                    # transaction was sent. Every idle connection is as stale; start again on a new one.
+                    self._conns.discard_idle()
+                    continue
+                if self._conns.backend.is_unavailable(exc):
+                    raise self._conns.translate(exc) from exc
+                raise
+            break
+        return self._cur
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object) -> None:
         cur = self._cur

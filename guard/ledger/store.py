@@ -157,7 +157,7 @@ class Ledger(LedgerQueries, LedgerApprovals, LedgerPauses, LedgerInFlight, Ledge
                 return run
             cur.execute(
                 "INSERT INTO runs (run_id, team, source_event_id, subject, state, requires_review, "
-                "created_by, created_at, updated_at) VALUES (?, ?, ?, ?, ?, 0, ?, ?, ?)",
+                "created_by, created_at, updated_at) VALUES (?, ?, ?, ?, ?, FALSE, ?, ?, ?)",
                 (run_id, team, source_event_id, subject, RunState.RUNNING, actor, now, now))
             append_events(cur, [(run_id, None, now, actor, "run", None, RunState.RUNNING,
                                  json.dumps({"team": team, "subject": subject,

@@ -100,6 +100,7 @@ def test_the_migrations_create_exactly_the_tables_the_models_declare(db_path: Pa
     assert diff == []
 
 
+@pytest.mark.sqlite_only  # SQLite's pragmas and trace callback
 def test_every_connection_runs_in_wal_with_full_sync_and_a_busy_timeout(ledger: Ledger) -> None:
     def pragmas() -> tuple[object, ...]:
         with ledger.conns.connection() as conn:
@@ -171,12 +172,13 @@ def test_two_calls_of_a_team_may_not_share_an_idempotency_key(one_call: tuple[st
         copy_call(db_path, call_id, new_id="call_dup", seq=seq + 1, key="key-1")
 
 
-@pytest.mark.parametrize("url", ["sqlite:///:memory:", "sqlite://", "postgresql://localhost/guard"])
+@pytest.mark.parametrize("url", ["sqlite:///:memory:", "sqlite://", "mysql://localhost/guard"])
 def test_an_in_memory_or_unsupported_ledger_url_is_refused(url: str) -> None:
     with pytest.raises(LedgerNotReady):
         Ledger(url)
 
 
+@pytest.mark.sqlite_only  # SQLite's pragmas and trace callback
 def test_connections_are_pooled_across_threads_and_each_is_set_up_alike(ledger: Ledger) -> None:
     with ledger.conns.connection() as first, ledger.conns.connection() as second:
         assert first is not second  # two transactions at once get two connections
@@ -190,6 +192,7 @@ def test_connections_are_pooled_across_threads_and_each_is_set_up_alike(ledger: 
     ledger.conns.give_back(reused[0])
 
 
+@pytest.mark.sqlite_only  # SQLite's pragmas and trace callback
 def test_recovery_finds_the_unsettled_calls_through_their_index_not_a_scan_of_every_call(ledger: Ledger) -> None:
     seen: list[str] = []
     with ledger.conns.connection() as conn:  # the pool's one connection: the queries below run on it

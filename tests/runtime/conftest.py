@@ -1,5 +1,6 @@
 """Runtime fixtures: each scenario runs twice, once with sync tools in `with guard.run` and once with async
-tools in `async with guard.run` awaited on an event loop, against a real SQLite ledger file."""
+tools in `async with guard.run` awaited on an event loop, against a real ledger on each backend (a SQLite file
+and PostgreSQL)."""
 
 from __future__ import annotations
 
@@ -60,13 +61,13 @@ def policy_dir(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def make_guard(policy_dir: Path, db_path: Path) -> Iterator[Callable[..., Guard]]:
-    """Guard(...) on this test's ledger file and policy directory; closed at teardown."""
+def make_guard(policy_dir: Path, ledger_url: str) -> Iterator[Callable[..., Guard]]:
+    """Guard(...) on this test's ledger (on each backend) and policy directory; closed at teardown."""
     made: list[Guard] = []
 
     def make(**kwargs: Any) -> Guard:
         kwargs.setdefault("policies", policy_dir)
-        guard = Guard(db=str(db_path), **kwargs)
+        guard = Guard(db=ledger_url, **kwargs)
         made.append(guard)
         return guard
 

@@ -97,6 +97,7 @@ def run_three(guard: Guard) -> tuple[str, dict[str, str]]:
                         "compensable": calls["billing.create_invoice"]}
 
 
+@pytest.mark.sqlite_only  # reads SQLite's synchronous pragma through its trace callback
 def test_by_class_only_a_repeat_safe_completion_commits_without_waiting_for_the_disk(
         make_guard: Callable[..., Guard]) -> None:
     guard = make_guard(log_level="warning")
@@ -112,6 +113,7 @@ def test_by_class_only_a_repeat_safe_completion_commits_without_waiting_for_the_
     assert [c.state for c in guard.ledger.calls_of(run_id)] == ["completed"] * 3
 
 
+@pytest.mark.sqlite_only  # reads SQLite's synchronous pragma through its trace callback
 def test_always_makes_every_completion_wait_for_the_disk(make_guard: Callable[..., Guard]) -> None:
     guard = make_guard(log_level="warning", durability="always")
     backend = traced(guard)
@@ -129,6 +131,7 @@ def test_an_unknown_durability_is_a_usage_error(policy_dir: Path, db_path: Path)
         Guard(policies=policy_dir, db=str(db_path), durability="sometimes")  # type: ignore[arg-type]
 
 
+@pytest.mark.sqlite_only  # reads SQLite's synchronous pragma through its trace callback
 def test_a_lazy_transaction_leaves_its_connection_waiting_for_the_disk_again(ledger: Ledger) -> None:
     seen: list[tuple[bool, int]] = []
     for durable in (True, False, False, True, False, True, True):

@@ -1,0 +1,157 @@
+"""The PostgreSQL backend: psycopg 3, sync, the ledger's SQL text adapted to the server's placeholder style.
+
+The ledger's modules write their SQL once, with `?` placeholders; this module alone knows PostgreSQL spells them
+`%s`. Each statement's translation is made once and kept (a dict look-up per execute afterwards), and psycopg
+prepares a statement on the server after a few executions, so the hot path pays neither twice.
+
+Write transactions: `BEGIN` then a transaction-scoped advisory lock taken by every writer, which gives the
+ledger's read-check-write steps the same one-writer-at-a-time guarantee `BEGIN IMMEDIATE` gives them on
+SQLite. Readers never wait for it. (Finer locking, so writers of different runs do not queue on one lock, is
+the next step of the shared ledger; the ledger's compare-and-set updates are ready for it.)
+
+Durability: `SET LOCAL synchronous_commit = off` for a transaction begun with `durable=False` (the completion of
+a repeat-safe call), exactly where SQLite uses its lazy commit; every other commit waits for the server's WAL
+flush.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from guard.errors import LedgerNotReady, LedgerUnavailable
+
+__all__ = ["WRITE_LOCK_KEY", "PostgresBackend"]
+
+# pg_advisory_xact_lock's key for the ledger's write lock: any constant of our own ("guard" in ASCII).
+WRITE_LOCK_KEY = 0x6775617264
+_BEGIN = f"BEGIN; SELECT pg_advisory_xact_lock({WRITE_LOCK_KEY})"
+_BEGIN_LAZY = f"BEGIN; SET LOCAL synchronous_commit = off; SELECT pg_advisory_xact_lock({WRITE_LOCK_KEY})"
+
+_translated: dict[str, str] = {}
+
+
+def to_server_sql(sql: str) -> str:
+    """The ledger's `?` placeholders as psycopg's `%s` (a literal `%` doubled), translated once per text."""
+    done = _translated.get(sql)
+    if done is None:
+        done = sql.replace("%", "%%").replace("?", "%s")
+        _translated[sql] = done
+    return done
+
+
+class _Cursor:
+    """A psycopg cursor that takes the ledger's SQL text as written."""
+
+    __slots__ = ("_cur",)
+
+    def __init__(self, cur: Any) -> None:
+        self._cur = cur
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> _Cursor:
+        # Without parameters psycopg sends the text as it is (no placeholders, `%` stays single).
+        if params:
+            self._cur.execute(to_server_sql(sql), params)
+        else:
+            self._cur.execute(sql)
+        return self
+
+    def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        self._cur.executemany(to_server_sql(sql), list(rows))
+
+    def fetchone(self) -> Any:
+        return self._cur.fetchone()
+
+    def fetchall(self) -> list[Any]:
+        return self._cur.fetchall()
+
+    def fetchmany(self, size: int) -> list[Any]:
+        return self._cur.fetchmany(size)
+
+    def __iter__(self) -> Any:
+        return iter(self._cur)
+
+    @property
+    def rowcount(self) -> int:
+        return int(self._cur.rowcount)
+
+    @property
+    def description(self) -> Any:
+        return self._cur.description
+
+    def close(self) -> None:
+        self._cur.close()
+
+
+class _Connection:
+    """A psycopg connection in autocommit mode (the ledger's transactions are explicit)."""
+
+    __slots__ = ("_conn",)
+
+    def __init__(self, conn: Any) -> None:
+        self._conn = conn
+
+    def cursor(self) -> _Cursor:
+        return _Cursor(self._conn.cursor())
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> _Cursor:
+        """One statement on a new cursor, as `sqlite3.Connection.execute` does (maintenance and tests)."""
+        return self.cursor().execute(sql, params)
+
+    @property
+    def broken(self) -> bool:
+        """True once the connection was found cut off from the server (psycopg closes it then)."""
+        return bool(self._conn.broken or self._conn.closed)
+
+    @property
+    def in_transaction(self) -> bool:
+        from psycopg.pq import TransactionStatus
+
+        return self._conn.info.transaction_status != TransactionStatus.IDLE
+
+    def close(self) -> None:
+        self._conn.close()
+
+
+def conninfo(url: str) -> str:
+    """A libpq connection string from a SQLAlchemy-style URL (`postgresql+psycopg://...` or `postgresql://...`)."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or scheme.split("+", 1)[0] not in ("postgresql", "postgres"):
+        raise LedgerNotReady(f"{url}: not a PostgreSQL URL (postgresql+psycopg://user@host:port/db)", url=url)
+    return f"postgresql://{rest}"
+
+
+class PostgresBackend:
+    """A PostgreSQL database holding the ledger, reached with psycopg 3."""
+
+    def __init__(self, url: str) -> None:
+        try:
+            import psycopg
+        except ImportError as exc:
+            raise LedgerNotReady(
+                f"{url}: PostgreSQL needs psycopg: pip install 'guard-middleware[postgres]'", url=url) from exc
+        self._psycopg = psycopg
+        self.url = url
+        self._conninfo = conninfo(url)
+
+    def connect(self) -> _Connection:
+        try:
+            conn = self._psycopg.connect(self._conninfo, autocommit=True)
+        except self._psycopg.Error as exc:
+            raise LedgerUnavailable(f"{self.url}: cannot open the ledger ({exc})", url=self.url) from exc
+        return _Connection(conn)
+
+    def begin_write(self, cur: _Cursor, durable: bool = True) -> None:
+        cur.execute(_BEGIN if durable else _BEGIN_LAZY)
+
+    def end_write(self, cur: _Cursor, durable: bool = True) -> None:
+        # SET LOCAL ends with its transaction: nothing to put back.
+        return None
+
+    def is_unavailable(self, exc: BaseException) -> bool:
+        errors = self._psycopg.errors
+        return isinstance(exc, self._psycopg.Error) and not isinstance(exc, errors.IntegrityError)
+
+    def clock(self, cur: _Cursor) -> float:
+        cur.execute("SELECT extract(epoch FROM clock_timestamp())::float8")
+        return float(cur.fetchone()[0])
