@@ -70,3 +70,99 @@ def test_a_url_that_is_not_postgresql_is_refused_by_the_postgres_backend(url: st
     with pytest.raises(LedgerNotReady):
         conninfo(url)
 
+
+
+class _ShowingCursor:
+    """A ledger cursor that records each statement with the server's synchronous_commit in its transaction."""
+
+    def __init__(self, inner: Any, trace: list[tuple[str, str, tuple[Any, ...]]]) -> None:
+        self.inner: Any = inner
+        self.trace = trace
+        self.mode = "on"
+
+    def execute(self, sql: str, params: Any = ()) -> Any:
+        self.trace.append((self.mode, sql, tuple(params)))
+        return self.inner.execute(sql, params)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+class _ShowingBackend:
+    """The PostgreSQL backend, asking the server after every BEGIN whether this transaction waits for the disk."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner: Any = inner
+        self.url: str = inner.url
+        self.trace: list[tuple[str, str, tuple[Any, ...]]] = []
+
+    def connect(self) -> Any:
+        conn = self.inner.connect()
+        trace = self.trace
+
+        class _Conn:
+            in_transaction = property(lambda _: conn.in_transaction)
+            broken = property(lambda _: conn.broken)
+
+            def cursor(self) -> _ShowingCursor:
+                return _ShowingCursor(conn.cursor(), trace)
+
+            def close(self) -> None:
+                conn.close()
+
+        return _Conn()
+
+    def begin_write(self, cur: _ShowingCursor, durable: bool = True) -> None:
+        self.inner.begin_write(cur.inner, durable)
+        cur.inner.execute("SHOW synchronous_commit")
+        cur.mode = cur.inner.fetchone()[0]
+
+    def end_write(self, cur: _ShowingCursor, durable: bool = True) -> None:
+        self.inner.end_write(cur.inner, durable)
+
+    def is_unavailable(self, exc: BaseException) -> bool:
+        return bool(self.inner.is_unavailable(exc))
+
+    def clock(self, cur: _ShowingCursor) -> float:
+        return float(self.inner.clock(cur.inner))
+
+
+POLICY_CLASSES = """\
+team: pgtest
+rules:
+  - {name: reads, tools: [crm.find], class: read}
+  - {name: upserts, tools: [crm.upsert], class: idempotent}
+  - {name: invoices, tools: [billing.invoice], class: compensable}
+"""
+
+
+def test_only_a_repeat_safe_completion_commits_with_synchronous_commit_off(pg_cluster: PgCluster,
+                                                                            tmp_path: Path) -> None:
+    (tmp_path / "pgtest.yaml").write_text(POLICY_CLASSES)
+    guard = Guard(db=pg_cluster.create_database("durability", template="guard_template"), policies=tmp_path,
+                  log_level="warning")
+    try:
+        guard.ledger.conns.close()
+        backend = _ShowingBackend(guard.ledger.conns.backend)
+        guard.ledger.conns.backend = backend
+        def answer(x: int) -> dict[str, int]:
+            return {"x": x}
+
+        tools = {name: guard.tool(answer, name=name) for name in ("crm.find", "crm.upsert", "billing.invoice")}
+        with guard.run("pgtest") as run:
+            for tool in tools.values():
+                tool(x=1)
+        ids = {c.tool: c.call_id for c in guard.ledger.calls_of(run.run_id)}
+        modes: dict[str, set[str]] = {name: set() for name in ids}
+        for mode, sql, params in backend.trace:
+            if sql.startswith("UPDATE calls SET state = ?") and params[0] == "completed":
+                for name, call_id in ids.items():
+                    if call_id in params:
+                        modes[name].add(mode)
+        assert modes == {"crm.find": {"off"}, "crm.upsert": {"off"}, "billing.invoice": {"on"}}
+        # Nothing but those completions (and their events) ran in a transaction that does not wait for the disk.
+        lazy = [sql for mode, sql, _ in backend.trace if mode == "off"]
+        assert lazy and all(sql.startswith(("UPDATE calls SET state = ?", "SELECT hash FROM events",
+                                            "INSERT INTO events", "COMMIT")) for sql in lazy), lazy
+    finally:
+        guard.close()
