@@ -11,7 +11,7 @@ help:
 	@echo "make test   set up and run the test suite and the policy cases"
 	@echo "make lint   ruff, import contracts, pyright"
 	@echo "make bench  per-call latency against the two-commit floor and the peers (own venv)"
-	@echo "make chaos  the kill campaign: SIGKILL at every crash point, recover, check the invariants"
+	@echo "make chaos  the kill campaign on SQLite and PostgreSQL: SIGKILL at every crash point, recover, check the invariants"
 	@echo "make example-langchain  a LangChain agent (scripted chat model, offline) through Guard's middleware"
 	@echo "make example-openai-agents  a booking through an OpenAI Agents SDK agent (scripted model, offline)"
 	@echo "make example-pydantic-ai  a Pydantic AI agent (FunctionModel, offline) through ToolGuard, deferred approval"
@@ -57,6 +57,7 @@ example-mcp: $(STAMP)
 	$(BIN)/python examples/mcp_crm/run.py
 
 chaos: $(STAMP)
+	.ci/ensure-postgres
 	$(BIN)/python -m tests.chaos.campaign
 
 BENCH_VENV := .venv-bench

@@ -209,7 +209,7 @@ def _plain(value: object) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tests.chaos.agent")
     parser.add_argument("command", choices=["run", "recover"])
-    parser.add_argument("--db", required=True, type=Path)
+    parser.add_argument("--db", required=True, help="the ledger URL (or a SQLite file)")
     parser.add_argument("--witness", required=True, type=Path)
     parser.add_argument("--event", default="evt-1")
     parser.add_argument("--worker", default="w1")
@@ -224,7 +224,7 @@ def main(argv: list[str] | None = None) -> int:
 
     out = Outcome()
     code = 0
-    g = Guard(policies=POLICIES, db=f"sqlite:///{args.db}", actor=f"agent:{args.worker}", worker_id=args.worker,
+    g = Guard(policies=POLICIES, db=args.db, actor=f"agent:{args.worker}", worker_id=args.worker,
               lease_ttl=args.lease_ttl, log_level="error", approval_timeout=30.0)
     try:
         tools = build_tools(g, Witness(args.witness), reconcile=not args.no_reconcile)

@@ -2,30 +2,34 @@
 plus killed recoverers and the witness's faults (hang past the timeout, lost responses, a failing refund).
 
 ```
-python -m tests.chaos.campaign [--repeat N] [--jobs J] [--keep DIR]
+python -m tests.chaos.campaign [--repeat N] [--jobs J] [--keep DIR] [--backend sqlite,postgres]
 ```
 
-Each scenario has its own ledger file and witness store; after the kill a fresh worker recovers and runs the
-event again, then the invariants are checked. Every violation is printed with its scenario; the last line is
-`chaos: K kills, D duplicate effects, L lost rows, I illegal transitions, S left started, R reconciled,
+The campaign runs once per backend (a SQLite file per lab; a database per lab on a throwaway PostgreSQL
+cluster). Each scenario has its own ledger and witness store; after the kill a fresh worker recovers and runs the
+event again, then the invariants are checked. Every violation is printed with its scenario; each backend's last line is
+`<backend> chaos: K kills, D duplicate effects, L lost rows, I illegal transitions, S left started, R reconciled,
 V to review`.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import shutil
 import sys
 import tempfile
+import threading
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import cast
 
-from guard.ledger import Ledger
-from tests.chaos.harness import KILL_POINTS, SAGA, Lab, calibrate, kill_and_recover, poll, template, tool_of
+from guard.ledger import Ledger, upgrade
+from tests.chaos.harness import KILL_POINTS, NEW_LEDGER, SAGA, Lab, calibrate, kill_and_recover, poll, template, tool_of
 from tests.chaos.invariants import Check
+from tests.pg_cluster import PgCluster, server_bin_dir
 
 __all__ = ["Scenario", "Tally", "main", "scenarios"]
 
@@ -140,10 +144,28 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--keep", type=Path, help="keep every lab under this directory")
+    parser.add_argument("--backend", default="sqlite,postgres",
+                        help="comma-separated: sqlite, postgres (a throwaway cluster of the campaign's own)")
     args = parser.parse_args(argv)
-    work = args.keep or Path(tempfile.mkdtemp(prefix="chaos-"))
+    failed = False
+    for backend in args.backend.split(","):
+        tally = _campaign(args, backend)
+        for v in tally.violations:
+            print(v)
+        print(f"{backend}: {tally.scenarios} scenarios; {tally.blind_reruns} blind re-runs of non-repeat-safe "
+              "calls (a key that already had its effect reached the witness again)")
+        print(f"{backend} {tally.line()}")
+        sys.stdout.flush()
+        failed = failed or bool(tally.violations)
+    return 1 if failed else 0
+
+
+def _campaign(args: argparse.Namespace, backend: str) -> Tally:
+    """Every scenario `args.repeat` times, each lab's ledger on `backend`."""
+    work = (args.keep / backend) if args.keep else Path(tempfile.mkdtemp(prefix=f"chaos-{backend}-"))
     work.mkdir(parents=True, exist_ok=True)
     template(work)
+    cluster = _postgres(NEW_LEDGER) if backend == "postgres" else None
     tally = Tally()
     try:
         matrix = scenarios(work)
@@ -151,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
 
         def one(job: tuple[int, int, Scenario]) -> tuple[str, int, Check]:
             rep, i, s = job
-            name = f"[{rep + 1}/{args.repeat}] {s.name}"
+            name = f"[{backend} {rep + 1}/{args.repeat}] {s.name}"
             try:
                 kills, check = s.run(work / f"r{rep}" / f"s{i:03d}")
             except Exception as exc:  # a scenario that could not run is reported, and the campaign goes on
@@ -164,15 +186,31 @@ def main(argv: list[str] | None = None) -> int:
             for name, kills, check in pool.map(one, jobs):
                 tally.add(name, kills, check)
     finally:
+        NEW_LEDGER.clear()
+        if cluster is not None:
+            cluster.stop()
         if args.keep is None:
             shutil.rmtree(work, ignore_errors=True)
-    for v in tally.violations:
-        print(v)
-    print(f"{tally.scenarios} scenarios; {tally.blind_reruns} blind re-runs of non-repeat-safe calls "
-          "(a key that already had its effect reached the witness again)")
-    print(tally.line())
-    sys.stdout.flush()
-    return 0 if not tally.violations else 1
+    return tally
+
+
+def _postgres(factory: list[Callable[[], str]]) -> PgCluster:
+    """A throwaway PostgreSQL cluster with a migrated template; every new lab gets a database copied from it."""
+    bin_dir = server_bin_dir()
+    if bin_dir is None:
+        raise SystemExit("chaos: no PostgreSQL server binaries; run .ci/ensure-postgres or --backend sqlite")
+    cluster = PgCluster(bin_dir).start()
+    upgrade(cluster.create_database("chaos_template"))
+    numbers = itertools.count(1)
+    lock = threading.Lock()
+
+    def new_ledger() -> str:
+        with lock:
+            n = next(numbers)
+        return cluster.create_database(f"lab{n}", template="chaos_template")
+
+    factory.append(new_ledger)
+    return cluster
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""Chaos fixtures: a lab (ledger file + witness store) per test, and the `chaos` marker for the big campaign.
+"""Chaos fixtures: a lab (a ledger on each backend + witness store) per test, and the `chaos` marker for the
+big campaign.
 
 The marker is registered here (pyproject's `--strict-markers` refuses unknown ones); tests marked `chaos`
 are skipped unless the run selects them with `-m chaos`, so `make test` stays fast.
@@ -27,6 +28,6 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 @pytest.fixture
-def lab(tmp_path: Path, migrated_template: Path) -> Lab:
-    """An empty lab of this test's own: a migrated ledger file and an empty witness store, no script."""
-    return Lab(tmp_path / "lab", base=migrated_template)
+def lab(tmp_path: Path, ledger_url: str) -> Lab:
+    """An empty lab of this test's own (on each backend): a migrated ledger and an empty witness store."""
+    return Lab(tmp_path / "lab", url=ledger_url)

@@ -14,7 +14,7 @@ import signal
 import subprocess
 import sys
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,8 +25,8 @@ from guard.testing import poll
 from tests.chaos.invariants import Check, check
 from tests.chaos.witness import Witness
 
-__all__ = ["EVENT", "KILL_POINTS", "POLICIES", "SAGA", "TEAM", "Agent", "Kill", "Lab", "Result", "calibrate",
-           "kill_and_recover", "poll", "template", "tool_of"]
+__all__ = ["EVENT", "KILL_POINTS", "NEW_LEDGER", "POLICIES", "SAGA", "TEAM", "Agent", "Kill", "Lab", "Result",
+           "calibrate", "kill_and_recover", "poll", "template", "tool_of"]
 
 REPO = Path(__file__).resolve().parents[2]
 POLICIES = Path(__file__).resolve().parent / "policies"
@@ -75,20 +75,38 @@ class Agent:
         return Result(code, json.loads(text) if text else {}, self.err.read_text() if self.err.exists() else "")
 
 
+# Where a new lab's ledger lives when none is given: None for a SQLite file in the lab, else a function that
+# makes a new migrated ledger and returns its URL (the campaign's `--backend postgres` sets it).
+NEW_LEDGER: list[Callable[[], str]] = []
+
+
 @dataclass
 class Lab:
-    """A scenario's own ledger file and witness store in `root`."""
+    """A scenario's own ledger and witness store in `root`.
+
+    The ledger is a SQLite file in `root` (copied from `base`), or the database at `url`. The URL is kept in
+    `root/ledger.url`, so a `Lab(root)` made again later finds the same ledger.
+    """
 
     root: Path
     script: Mapping[str, list[object]] = field(default_factory=dict[str, list[object]])
     base: Path | None = None  # a migrated empty ledger to copy (default: `template()`)
     runs: int = 0
+    url: str | None = None
 
     def __post_init__(self) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
         self.db = self.root / "guard.db"
-        if not self.db.exists():
-            shutil.copyfile(self.base or template(), self.db)
+        kept = self.root / "ledger.url"
+        if self.url is None and kept.exists():
+            self.url = kept.read_text()
+        if self.url is None and NEW_LEDGER:
+            self.url = NEW_LEDGER[0]()
+        if self.url is None:
+            if not self.db.exists():
+                shutil.copyfile(self.base or template(), self.db)
+            self.url = f"sqlite:///{self.db}"
+        kept.write_text(self.url)
         self.store = self.root / "witness.db"
         self.script_file = self.root / "script.json"
         self.script_file.write_text(json.dumps(self.script))
@@ -105,7 +123,7 @@ class Lab:
         env["PYTHONPATH"] = str(REPO)
         if crash is not None:
             env["GUARD_CRASH_AT"] = crash
-        argv = [sys.executable, "-m", "tests.chaos.agent", command, "--db", str(self.db), "--witness",
+        argv = [sys.executable, "-m", "tests.chaos.agent", command, "--db", self.ledger_url, "--witness",
                 str(self.store), "--event", event, "--worker", worker, "--out", str(out), *extra]
         with err.open("wb") as stderr:
             proc = subprocess.Popen(argv, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=stderr)
@@ -114,15 +132,20 @@ class Lab:
     def run(self, command: str = "run", **kwargs: Any) -> Result:
         return self.start(command, **kwargs).wait()
 
+    @property
+    def ledger_url(self) -> str:
+        assert self.url is not None  # set in __post_init__
+        return self.url
+
     def check(self) -> Check:
-        ledger = Ledger(f"sqlite:///{self.db}")
+        ledger = Ledger(self.ledger_url)
         try:
             return check(ledger, self.witness)
         finally:
             ledger.close()
 
     def ledger(self) -> Ledger:
-        return Ledger(f"sqlite:///{self.db}")
+        return Ledger(self.ledger_url)
 
 
 @dataclass

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sqlite3
 from typing import Any
 
 from guard import Guard, current_call
@@ -20,7 +19,7 @@ def _key() -> str:
 def _clean_run(lab: Lab) -> dict[str, Any]:
     """lookup -> upsert -> charge through Guard on the lab's ledger, effects at the lab's witness."""
     w = lab.witness
-    with Guard(policies=POLICIES, db=f"sqlite:///{lab.db}", log_level="error") as g:
+    with Guard(policies=POLICIES, db=lab.ledger_url, log_level="error") as g:
         @g.tool(name="witness.lookup")
         def lookup(account: str) -> dict[str, Any]:
             w.read("account", account)
@@ -41,12 +40,13 @@ def _clean_run(lab: Lab) -> dict[str, Any]:
 
 
 def _sql(lab: Lab, statement: str, params: tuple[Any, ...] = ()) -> None:
-    db = sqlite3.connect(lab.db)
+    """An edit behind Guard's back, on whichever database holds the lab's ledger."""
+    ledger = lab.ledger()
     try:
-        db.execute(statement, params)
-        db.commit()
+        with ledger.conns.write() as cur:
+            cur.execute(statement, params)
     finally:
-        db.close()
+        ledger.close()
 
 
 def test_a_clean_run_passes_every_invariant_with_each_effect_recorded_completed(lab: Lab) -> None:
