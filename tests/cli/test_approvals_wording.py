@@ -24,6 +24,10 @@ rules:
 """
 
 
+def _refund(**kw: object) -> dict[str, object]:
+    return dict(kw)
+
+
 @pytest.fixture
 def waiting(tmp_path: Path, db_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Guard, str]]:
     """A refund waiting for finance's approval, which expires 4 hours after it was asked."""
@@ -32,7 +36,7 @@ def waiting(tmp_path: Path, db_path: Path, monkeypatch: pytest.MonkeyPatch) -> I
     (policies / "pay.yaml").write_text(POLICY)
     monkeypatch.setenv("GUARD_POLICY_DIR", str(policies))
     guard = Guard(policies=policies, db=str(db_path), actor="agent", approval="defer", log_level="error")
-    tool = guard.tool(lambda **kw: kw, name="billing.refund")
+    tool = guard.tool(_refund, name="billing.refund")
     with pytest.raises(ApprovalPending) as pending, guard.run("pay"):
         tool(invoice_id="inv_1")
     try:

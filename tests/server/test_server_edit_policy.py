@@ -9,13 +9,14 @@ an edit of the file takes effect at the next request.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import httpx
+import httpx2
 import pytest
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
@@ -103,10 +104,10 @@ class Pay:
     def auth(self, who: str) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.tokens[who]}"}
 
-    def decide(self, who: str, approval_id: str, **body: Any) -> httpx.Response:
+    def decide(self, who: str, approval_id: str, **body: Any) -> httpx2.Response:
         return self.http.post(f"/api/approvals/{approval_id}/decision", headers=self.auth(who), json=body)
 
-    def approve(self, who: str, approval_id: str, edited: dict[str, Any] | None = None) -> httpx.Response:
+    def approve(self, who: str, approval_id: str, edited: dict[str, Any] | None = None) -> httpx2.Response:
         """`who` approves the arguments on the table now (or `edited` instead of them)."""
         record = self.ledger.get_approval(approval_id)
         assert record is not None
@@ -352,10 +353,8 @@ def test_for_any_edit_what_runs_was_approved_under_the_policys_verdict_for_those
             break
         assert pay.approve(who, approval_id).status_code in (200, 403, 409)
     before = len(pay.refunds)
-    try:
+    with contextlib.suppress(ApprovalPending, CallFailed):  # not approved (yet), or no longer: nothing runs
         pay.resume(run_id)
-    except (ApprovalPending, CallFailed):
-        pass
     ran = pay.refunds[before:]
     approval = pay.ledger.get_approval(approval_id)
     assert approval is not None
