@@ -218,7 +218,8 @@ class IllegalTransition(LedgerError):
 
 class ApprovalDecisionError(LedgerError):
     """A decision that may not be made. Fields: approval_id, reason, and `code`:
-    "not_found", "forbidden", "self_approval", "already_decided", "expired", "invalid"."""
+    "not_found", "forbidden", "self_approval", "already_decided", "expired", "invalid", "denied" (the policy
+    refuses edited arguments)."""
 
     approval_id: str
     code: str

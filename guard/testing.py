@@ -15,8 +15,10 @@ from collections.abc import Callable, Iterable
 from types import TracebackType
 from typing import Any, Literal, TypeVar
 
-from guard.errors import ApprovalDecisionError
+from guard.errors import ApprovalDecisionError, GuardUsageError
 from guard.ledger import ApprovalRecord, Ledger
+from guard.policy import PolicySet
+from guard.runtime.review import edit_gate, roles_in
 
 __all__ = ["RecordingTool", "ScriptedReviewer", "poll"]
 
@@ -69,8 +71,14 @@ class ScriptedReviewer:
     def __init__(self, ledger: Ledger, decide: Callable[[ApprovalRecord], Decision | None], *,
                  reviewer: str = "scripted-reviewer", roles: Iterable[str] = (), reason: str = "scripted decision",
                  edit: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
-                 poll_interval: float = 0.005) -> None:
-        """`edit`: approve the arguments this function makes of the ones shown, instead of those."""
+                 policies: PolicySet | None = None, poll_interval: float = 0.005) -> None:
+        """`edit`: approve the arguments this function makes of the ones shown, instead of those; an edit is a
+        new proposal the team's policy judges, so it needs `policies` (e.g. `guard.policies`). With
+        `policies`, other reviewers' votes count only while they hold one of the approval's roles there."""
+        if edit is not None and policies is None:
+            raise GuardUsageError("ScriptedReviewer(edit=...) needs policies=... (e.g. guard.policies): an edit is "
+                                  "judged by the team's policy before it is put to reviewers")
+        self.policies = policies
         self.ledger = ledger
         self.decide = decide
         self.edit = edit
@@ -96,11 +104,22 @@ class ScriptedReviewer:
                 try:
                     edited = (self.edit(json.loads(approval.args_json))
                               if self.edit is not None and choice == "approve" else None)
-                    self.ledger.decide(approval.approval_id, reviewer=self.reviewer, decision=choice,
-                                       reviewer_roles=self.roles, reason=self.reason, edited_args=edited)
+                    self.ledger.decide(
+                        approval.approval_id, reviewer=self.reviewer, decision=choice, reviewer_roles=self.roles,
+                        reason=self.reason, edited_args=edited,
+                        edit_gate=(edit_gate(self.policies, approval.team, approval.tool, edited)
+                                   if edited is not None and self.policies is not None else None),
+                        roles_now=self._roles_now(approval.team))
                     self.decided.append((approval.approval_id, choice))
                 except ApprovalDecisionError as exc:
                     self.refused.append((exc.code, approval.approval_id))
+
+    def _roles_now(self, team: str) -> Callable[[str], frozenset[str]] | None:
+        """Its own roles as given; every other voter's from `policies` (None without: every vote stands)."""
+        if self.policies is None:
+            return None
+        others = roles_in(self.policies, team)
+        return lambda name: self.roles if name == self.reviewer else others(name)
 
     def __enter__(self) -> ScriptedReviewer:
         self._thread.start()

@@ -29,6 +29,7 @@ from guard.cli.common import (
 from guard.errors import ApprovalDecisionError
 from guard.ledger import ApprovalRecord, Ledger
 from guard.policy import PolicySet
+from guard.runtime.review import review
 
 app = typer.Typer(help="Approvals: calls waiting for a human decision.", no_args_is_help=True)
 
@@ -117,11 +118,11 @@ def _decide(approval_id: str, reviewer: str | None, decision: Literal["approve",
     approval = ledger.get_approval(approval_id)
     if approval is None:
         fail(f"no approval {approval_id}; list them with `guard approvals list`")
-    policy = PolicySet.load_dir(policy_dir(policies)).get(approval.team)
-    edited = _edited(edit, policy.secret_fields)
+    policy_set = PolicySet.load_dir(policy_dir(policies))
+    edited = _edited(edit, policy_set.get(approval.team).secret_fields)
     try:
-        result = ledger.decide(approval_id, reviewer=who, decision=decision, reviewer_roles=policy.roles_of(who),
-                               reason=reason, shown_args_hash=args_hash, edited_args=edited)
+        result = review(ledger, policy_set, approval_id, reviewer=who, decision=decision, reason=reason,
+                        shown_args_hash=args_hash, edited_args=edited)
     except ApprovalDecisionError as err:
         if as_json:
             emit({"ok": False, "code": err.fields.get("code"), "error": str(err)})
@@ -134,10 +135,12 @@ def _decide(approval_id: str, reviewer: str | None, decision: Literal["approve",
     if result.repeat:
         typer.echo(f"{who} already decided {decision} on {approval_id}; nothing changed (now {a.state})")
     elif result.settled:
+        pause = ledger.pause_holding(a.team, a.tool, a.run_id) if a.state == "approved" else None
         typer.echo(f"{approval_id} {a.state} by {who}: {a.tool} in run {a.run_id} "
-                   + ("may run now" if a.state == "approved" else "will not run"))
+                   + ((pause or "may run now") if a.state == "approved" else "will not run"))
     else:
-        typer.echo(f"{who} approved {approval_id}; it still needs {a.quorum} distinct approvers in all")
+        typer.echo(f"{who}'s decision on {approval_id} is recorded; the arguments on the table need {a.quorum} "
+                   f"distinct approver(s) with role {' or '.join(a.role_list)} in all")
 
 
 def _edited(text: str | None, secret_fields: frozenset[str]) -> dict[str, Any] | None:

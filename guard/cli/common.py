@@ -18,6 +18,7 @@ import typer
 from guard.errors import ConfigurationError, GuardError
 from guard.ledger import Ledger, resolve_url
 from guard.ledger.database import sqlite_path
+from guard.spans import format_span
 
 __all__ = [
     "AppOption",
@@ -101,11 +102,9 @@ def when(ts: float | None) -> str:
 
 
 def ago(ts: float, now: float) -> str:
-    secs = int(now - ts)
-    sign = "" if secs >= 0 else "in "
-    secs = abs(secs)
-    text = f"{secs}s" if secs < 120 else f"{secs // 60}m" if secs < 7200 else f"{secs // 3600}h"
-    return f"{sign}{text}" + (" ago" if not sign else "")
+    """`3h 59m ago`, or `in 3h 59m` for a time ahead (two units, never rounded up: see `format_span`)."""
+    text = format_span(abs(now - ts))
+    return f"{text} ago" if now >= ts else f"in {text}"
 
 
 def operator_name(who: str | None) -> str:

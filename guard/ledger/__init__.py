@@ -1,6 +1,6 @@
 """The durable ledger: runs, calls, events, approvals, manual actions. Knows nothing of policy or runtime."""
 
-from guard.ledger.approvals import DecisionResult
+from guard.ledger.approvals import DecisionResult, EditGate, RolesNow
 from guard.ledger.chain import ChainReport
 from guard.ledger.database import HEAD_REVISION, current_revision, resolve_url, upgrade
 from guard.ledger.moves import RunClose
@@ -27,12 +27,14 @@ __all__ = [
     "ChainReport",
     "DecisionRecord",
     "DecisionResult",
+    "EditGate",
     "EventRecord",
     "Ledger",
     "ManualActionRecord",
     "NoticeEvent",
     "NotificationRecord",
     "Offer",
+    "RolesNow",
     "RunClose",
     "RunRecord",
     "RunState",

@@ -2,30 +2,61 @@
 
 A decision is one write transaction that holds the write lock, so two reviewers deciding at the same
 instant are serialised: exactly one settles the approval, the other gets `already_decided` naming the winner.
-Authority (the reviewer's roles) comes from the caller, who read it from the team's policy.
+Authority (the reviewer's roles) comes from the caller, who read it from the team's policy: the deciding
+reviewer's roles, every other voter's roles as they are now (`roles_now`), and the policy's verdict on edited
+arguments (`EditGate`). The ledger knows no policy; it records what it was told and counts by it.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from guard.canonical import canonical_json
 from guard.errors import ApprovalDecisionError
+from guard.identity import same_person
 from guard.ledger.backend import Connections
 from guard.ledger.moves import EventIn, append_events, cas_call, move_run_if
 from guard.ledger.records import ApprovalRecord, CallRecord
 from guard.ledger.signals import changed
 from guard.ledger.states import ApprovalState, CallState, RunState
 
-__all__ = ["DecisionResult", "LedgerApprovals"]
+__all__ = ["DecisionResult", "EditGate", "LedgerApprovals", "RolesNow"]
 
 _MAX_EDIT_BYTES = 64 * 1024
 
 A = ApprovalState
+
+
+RolesNow = Callable[[str], frozenset[str]]
+"""The roles a reviewer holds in the approval's team now (from the team's current policy)."""
+
+
+@dataclass(frozen=True, slots=True)
+class EditGate:
+    """The team policy's verdict on a reviewer's edited arguments, judged as an agent's call would be.
+
+    `verdict`: "deny" (the edit is refused with `reason`, the call keeps waiting), "approve" (the edit becomes the
+    pending request for `roles` and `quorum`), or "allow" (the policy would let it run unheld: the gate already
+    on the table stays, a human gate is never lowered by an edit). `rule`, `side_effect` and `policy_version`
+    name what decided it; all of it goes into the ledger's record of the edit.
+    """
+
+    verdict: Literal["approve", "allow", "deny"]
+    reason: str
+    rule: str | None = None
+    side_effect: str | None = None
+    roles: tuple[str, ...] = ()
+    quorum: int = 1
+    policy_version: str = ""
+
+    def detail(self) -> dict[str, Any]:
+        return {"verdict": self.verdict, "rule": self.rule, "side_effect": self.side_effect,
+                "roles": list(self.roles), "quorum": self.quorum, "reason": self.reason,
+                "policy_version": self.policy_version}
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,34 +73,48 @@ class LedgerApprovals:
 
     def decide(self, approval_id: str, *, reviewer: str, decision: Literal["approve", "reject"],
                reviewer_roles: frozenset[str], reason: str | None = None,
-               shown_args_hash: str | None = None, edited_args: Mapping[str, Any] | None = None) -> DecisionResult:
+               shown_args_hash: str | None = None, edited_args: Mapping[str, Any] | None = None,
+               edit_gate: EditGate | None = None, roles_now: RolesNow | None = None) -> DecisionResult:
         """Record one reviewer's decision (see `_decide`); a decision that settled the approval wakes this
         process's waiting agents at once."""
         result = self._decide(approval_id, reviewer=reviewer, decision=decision, reviewer_roles=reviewer_roles,
-                              reason=reason, shown_args_hash=shown_args_hash, edited_args=edited_args)
+                              reason=reason, shown_args_hash=shown_args_hash, edited_args=edited_args,
+                              edit_gate=edit_gate, roles_now=roles_now)
         if result.settled:
             changed(self.conns.backend.url)
         return result
 
     def _decide(self, approval_id: str, *, reviewer: str, decision: Literal["approve", "reject"],
                 reviewer_roles: frozenset[str], reason: str | None = None,
-                shown_args_hash: str | None = None, edited_args: Mapping[str, Any] | None = None) -> DecisionResult:
+                shown_args_hash: str | None = None, edited_args: Mapping[str, Any] | None = None,
+                edit_gate: EditGate | None = None, roles_now: RolesNow | None = None) -> DecisionResult:
         """Record one reviewer's decision. Raises ApprovalDecisionError with a `code` when not allowed.
 
-        `edited_args` (approve only) replaces the arguments on the table: the approval then binds to the edited
-        arguments' hash, approvals given to the earlier arguments stop counting towards the quorum, and the
-        agent's call runs with the edited arguments (secret fields keep the agent's values; see the runtime).
+        `edited_args` (approve only) is a new proposal, and `edit_gate` is the team policy's verdict on it (an
+        edit nobody judged is refused). Denied: refused with code `denied` and the rule's reason; the refused edit
+        is recorded (an event with the verdict), nothing else changes and the call keeps waiting. Otherwise the
+        approval binds to the edited arguments' hash and takes the edit's roles and quorum; approvals given to
+        earlier arguments stop counting; the agent's call runs with the edited arguments (secret fields keep the
+        agent's values; see the runtime). The editor's own approval counts only if they hold one of the edit's
+        roles; else it is recorded as `edit` (a proposal, no vote).
+
+        The quorum is judged at every vote, from the approvals of the arguments on the table by distinct people
+        (`guard.identity`) who hold one of the approval's roles now (`roles_now`; without it every recorded vote
+        stands), never the requester's. The decision and settle events name the votes counted and those that no
+        longer count, and why.
 
         Codes: not_found, expired (the expiry is recorded first; judged by the database clock), forbidden (no
-        approver role), self_approval, invalid (a rejection without a reason, arguments that changed since
-        shown, edited arguments that are not a JSON object), already_decided (names who settled it). The same
-        reviewer repeating the same decision on the same arguments is a replay: nothing changes, `repeat` is True.
+        approver role), self_approval, denied (the policy refuses the edited arguments), invalid (a rejection
+        without a reason, arguments that changed since shown, edited arguments that are not a JSON object or
+        were not judged), already_decided (names who settled it). The same reviewer repeating the same decision
+        on the same arguments is a replay: nothing changes, `repeat` is True.
         """
         if decision == "reject" and not (reason and reason.strip()):
             raise ApprovalDecisionError("a rejection needs a reason: the agent and the audit trail show it",
                                         approval_id=approval_id, code="invalid", reason="missing reason")
         edit = _edit(approval_id, decision, edited_args)
         expired = False
+        refused: ApprovalDecisionError | None = None
         with self.conns.write() as cur:
             now = self.conns.backend.clock(cur)
             approval = self._approval(cur, approval_id)
@@ -78,7 +123,8 @@ class LedgerApprovals:
             cur.execute("SELECT decision, args_hash FROM approval_decisions WHERE approval_id = ? AND reviewer = ?",
                         (approval_id, reviewer))
             mine = cur.fetchone()
-            if mine is not None and mine[0] == decision and mine[1] == decided_on:
+            if mine is not None and mine[1] == decided_on and (
+                    mine[0] == decision or (mine[0] == "edit" and edit is not None)):
                 return DecisionResult(approval, settled=False, repeat=True)
             if approval.state != A.PENDING:
                 raise self._refuse(approval, "already_decided",
@@ -92,19 +138,26 @@ class LedgerApprovals:
                 expired = True
             else:
                 self._check_authority(approval, reviewer, reviewer_roles, shown_args_hash, on_table)
-                if edit is not None and edit[0] != on_table:
-                    approval = self._propose(cur, approval, reviewer, edit, now)
-                # A reviewer's earlier decision on arguments no longer on the table is replaced by this one.
-                cur.execute("DELETE FROM approval_decisions WHERE approval_id = ? AND reviewer = ?",
-                            (approval_id, reviewer))
-                cur.execute("INSERT INTO approval_decisions (approval_id, reviewer, decision, reason, args_hash, "
-                            "edited_args_json, at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                            (approval_id, reviewer, decision, reason, decided_on,
-                             edit[1] if edit is not None else None, now))
-                append_events(cur, [(approval.run_id, approval.call_id, now, reviewer, "approval", A.PENDING,
-                                     f"decision:{decision}", json.dumps({"reason": reason, "args_hash": decided_on}))])
-                settled = self._maybe_settle(cur, approval, decision, reviewer, reason, now)
-                return DecisionResult(self._approval(cur, approval_id), settled=settled)
+                vote: str = decision
+                if edit is not None and revising:
+                    if edit_gate is None:
+                        raise self._refuse(approval, "invalid", "edited arguments are a new proposal the team's "
+                                           "policy must judge first: decide through the approval service or "
+                                           "`guard approvals approve --edit`")
+                    if edit_gate.verdict == "deny":
+                        self._record_edit(cur, approval, reviewer, edit, edit_gate, now, "edit_denied")
+                        refused = self._refuse(approval, "denied",
+                                               f"the policy refuses the edited arguments: {edit_gate.reason}; "
+                                               "nothing was approved and the call keeps waiting")
+                    else:
+                        approval = self._propose(cur, approval, reviewer, edit, edit_gate, now)
+                        if not reviewer_roles & set(approval.role_list):
+                            vote = "edit"  # a proposal for the roles the edit needs, which the editor lacks
+                if refused is None:
+                    return self._vote(cur, approval, reviewer, vote, reason, decided_on,
+                                      edit[1] if edit is not None else None, now, roles_now)
+        if refused is not None:
+            raise refused
         if expired:
             raise ApprovalDecisionError(f"approval {approval_id} expired before the decision; nothing ran",
                                         approval_id=approval_id, code="expired", reason="expired")
@@ -165,7 +218,7 @@ class LedgerApprovals:
 
     def _check_authority(self, approval: ApprovalRecord, reviewer: str, roles: frozenset[str],
                          shown_args_hash: str | None, on_table: str) -> None:
-        if reviewer == approval.requested_by:
+        if same_person(reviewer, approval.requested_by):
             raise self._refuse(approval, "self_approval", f"{reviewer} asked for this call and cannot decide it")
         allowed = set(approval.role_list)
         if not roles & allowed:
@@ -176,34 +229,76 @@ class LedgerApprovals:
             raise self._refuse(approval, "invalid", "the arguments shown to you are not the ones waiting; "
                                                     "reload the approval and decide again")
 
-    def _propose(self, cur: Any, approval: ApprovalRecord, reviewer: str, edit: tuple[str, str],
+    def _propose(self, cur: Any, approval: ApprovalRecord, reviewer: str, edit: tuple[str, str], gate: EditGate,
                  now: float) -> ApprovalRecord:
-        """Put a reviewer's edited arguments on the table (the approval stays pending until its quorum)."""
-        cur.execute("UPDATE approvals SET approved_args_hash = ?, approved_args_json = ? "
-                    "WHERE approval_id = ? AND state = ?", (edit[0], edit[1], approval.approval_id, A.PENDING))
-        append_events(cur, [(approval.run_id, approval.call_id, now, reviewer, "approval", A.PENDING, "edited",
-                             json.dumps({"args_hash": edit[0], "from_hash": approval.approved_args_hash
-                                         or approval.args_hash}))])
+        """Put a reviewer's edited arguments on the table as the pending request: for the roles and quorum the
+        policy's verdict names (an `allow` verdict keeps the gate on the table)."""
+        if gate.verdict == "approve":
+            cur.execute("UPDATE approvals SET approved_args_hash = ?, approved_args_json = ?, roles = ?, quorum = ?, "
+                        "rule = ? WHERE approval_id = ? AND state = ?",
+                        (edit[0], edit[1], json.dumps(list(gate.roles)), gate.quorum, gate.rule,
+                         approval.approval_id, A.PENDING))
+        else:
+            cur.execute("UPDATE approvals SET approved_args_hash = ?, approved_args_json = ? "
+                        "WHERE approval_id = ? AND state = ?", (edit[0], edit[1], approval.approval_id, A.PENDING))
+        self._record_edit(cur, approval, reviewer, edit, gate, now, "edited")
         return self._approval(cur, approval.approval_id)
 
-    def _maybe_settle(self, cur: Any, approval: ApprovalRecord, decision: str, reviewer: str,
-                      reason: str | None, now: float) -> bool:
-        if decision == "reject":
+    @staticmethod
+    def _record_edit(cur: Any, approval: ApprovalRecord, reviewer: str, edit: tuple[str, str], gate: EditGate,
+                     now: float, what: str) -> None:
+        """The edit, its arguments (secrets stay redacted) and the policy's verdict on it, in the audit trail."""
+        detail = {"args_hash": edit[0], "from_hash": approval.approved_args_hash or approval.args_hash,
+                  "args": json.loads(edit[1]), **gate.detail()}
+        append_events(cur, [(approval.run_id, approval.call_id, now, reviewer, "approval", A.PENDING, what,
+                             json.dumps(detail))])
+
+    def _vote(self, cur: Any, approval: ApprovalRecord, reviewer: str, vote: str, reason: str | None,
+              args_hash: str, edited_json: str | None, now: float, roles_now: RolesNow | None) -> DecisionResult:
+        """Record the vote (replacing the reviewer's vote on earlier arguments), judge the quorum, settle if met."""
+        cur.execute("DELETE FROM approval_decisions WHERE approval_id = ? AND reviewer = ?",
+                    (approval.approval_id, reviewer))
+        cur.execute("INSERT INTO approval_decisions (approval_id, reviewer, decision, reason, args_hash, "
+                    "edited_args_json, at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (approval.approval_id, reviewer, vote, reason, args_hash, edited_json, now))
+        tally = self._tally(cur, approval, roles_now)
+        append_events(cur, [(approval.run_id, approval.call_id, now, reviewer, "approval", A.PENDING,
+                             f"decision:{vote}", json.dumps({"reason": reason, "args_hash": args_hash, **tally}))])
+        settled = False
+        if vote == "reject":
             self._settle(cur, approval, A.REJECTED, CallState.REJECTED, now, reviewer, reason or "",
                          deciders=[reviewer])
-            return True
+            settled = True
+        elif len(tally["counted"]) >= approval.quorum:
+            self._settle(cur, approval, A.APPROVED, CallState.APPROVED, now, reviewer, reason or "",
+                         deciders=tally["counted"], tally=tally)
+            settled = True
+        return DecisionResult(self._approval(cur, approval.approval_id), settled=settled)
+
+    @staticmethod
+    def _tally(cur: Any, approval: ApprovalRecord, roles_now: RolesNow | None) -> dict[str, Any]:
+        """The approvals of the arguments on the table that count now: one per person, never the requester's,
+        only of reviewers who hold one of the approval's roles at this moment; and those that do not, and why."""
         cur.execute("SELECT reviewer FROM approval_decisions WHERE approval_id = ? AND decision = 'approve' "
                     "AND args_hash = ? ORDER BY id", (approval.approval_id,
                                                      approval.approved_args_hash or approval.args_hash))
-        approvers = [r[0] for r in cur.fetchall()]
-        if len(set(approvers)) < approval.quorum:
-            return False
-        self._settle(cur, approval, A.APPROVED, CallState.APPROVED, now, reviewer, reason or "",
-                     deciders=approvers)
-        return True
+        roles = set(approval.role_list)
+        counted: list[str] = []
+        not_counted: dict[str, str] = {}
+        for (voter,) in cur.fetchall():
+            if same_person(voter, approval.requested_by):
+                not_counted[voter] = "asked for this call"
+            elif any(same_person(voter, other) for other in counted):
+                not_counted[voter] = "the same person as another approver"
+            elif roles_now is not None and not roles_now(voter) & roles:
+                not_counted[voter] = f"holds none of the roles {sorted(roles)} now"
+            else:
+                counted.append(voter)
+        return {"quorum": approval.quorum, "roles": sorted(roles), "counted": counted, "not_counted": not_counted}
 
     def _settle(self, cur: Any, approval: ApprovalRecord, state: ApprovalState, call_state: CallState,
-                now: float, actor: str, reason: str, deciders: list[str] | None = None) -> None:
+                now: float, actor: str, reason: str, deciders: list[str] | None = None,
+                tally: dict[str, Any] | None = None) -> None:
         approved = state is A.APPROVED
         cur.execute("UPDATE approvals SET state = ?, decided_at = ?, decided_by = ?, reason = ?, "
                     "approved_args_hash = ?, approved_args_json = ? WHERE approval_id = ? AND state = ?",
@@ -213,7 +308,8 @@ class LedgerApprovals:
         cur.execute(f"SELECT {CallRecord.sql_columns()} FROM calls WHERE call_id = ?", (approval.call_id,))
         call = CallRecord.from_row(cur.fetchone())
         events: list[EventIn] = [(approval.run_id, approval.call_id, now, actor, "approval", A.PENDING, state,
-                                  json.dumps({"approval_id": approval.approval_id, "reason": reason}))]
+                                  json.dumps({"approval_id": approval.approval_id, "reason": reason,
+                                              **({"votes": tally} if tally is not None else {})}))]
         append_events(cur, events)
         detail = json.dumps({"approval_id": approval.approval_id, "reason": reason})
         if call_state is CallState.APPROVED:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import time
+from fnmatch import fnmatchcase
 from typing import Any, Literal
 
 from guard.errors import GuardUsageError
@@ -50,6 +51,20 @@ class LedgerPauses:
                 append_events(cur, [(target if scope == "run" else None, None, now, by, "pause", "paused",
                                      "lifted", json.dumps({"ids": ids, "scope": scope, "target": target}))])
         return len(ids)
+
+    def pause_holding(self, team: str, tool: str, run_id: str) -> str | None:
+        """The active pause that would stop this call at the brakes now, as a sentence naming how to lift it;
+        None when nothing holds it. (The same match `Ledger.offer` makes: the team, a tool glob, or the run.)"""
+        with self.conns.read() as cur:
+            cur.execute("SELECT scope, target, reason, paused_by FROM pauses WHERE lifted_at IS NULL "
+                        "AND (team = ? OR team IS NULL OR (scope = 'run' AND target = ?)) ORDER BY id",
+                        (team, run_id))
+            for scope, target, reason, by in cur.fetchall():
+                if ((scope == "team" and target == team) or (scope == "run" and target == run_id)
+                        or (scope == "tool" and fnmatchcase(tool, target))):
+                    return (f"{scope} {target} is paused by {by}: {reason}; the call runs when the pause is "
+                            f"lifted (`guard unpause --{scope} {target}`)")
+        return None
 
     def active_pauses(self) -> list[dict[str, Any]]:
         with self.conns.read() as cur:

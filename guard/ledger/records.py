@@ -132,6 +132,11 @@ class ApprovalRecord(_Row):
     def role_list(self) -> list[str]:
         return json.loads(self.roles)
 
+    @property
+    def decider_list(self) -> list[str]:
+        """The reviewers whose approvals settled it (empty while pending, or when expiry settled it)."""
+        return json.loads(self.decided_by) if self.decided_by else []
+
 
 @dataclass(frozen=True, slots=True)
 class DecisionRecord(_Row):

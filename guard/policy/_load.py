@@ -172,6 +172,7 @@ def _compile(text: str, data: bytes, source: str) -> Policy:
         description=spec.description or "",
         rules=rules,
         reviewers={name: frozenset(roles) for name, roles in spec.reviewers.items()},
+        reviewer_lines={name: doc.line_of(("reviewers", name)) for name in spec.reviewers},
         secret_fields=frozenset(spec.secrets),
         notify=None if spec.notify is None else Notify(
             webhook=spec.notify.webhook, webhook_env=spec.notify.webhook_env, secret_env=spec.notify.secret_env,

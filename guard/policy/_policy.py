@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from guard.identity import identity
 from guard.policy._conditions import evaluate_all
 from guard.policy._rules import Rule
 from guard.policy._types import NO_RETRY, NO_STOP, Decision, Notify, OnFailure, StopRules, Verdict
@@ -59,8 +60,10 @@ class Policy:
         "_description",
         "_exact",
         "_globs",
+        "_identities",
         "_notify",
         "_plans",
+        "_reviewer_lines",
         "_reviewers",
         "_rules",
         "_secrets",
@@ -82,6 +85,7 @@ class Policy:
         secret_fields: frozenset[str],
         notify: Notify | None = None,
         stop: StopRules = NO_STOP,
+        reviewer_lines: Mapping[str, int | None] | None = None,
     ) -> None:
         self._notify = notify
         self._stop = stop
@@ -91,6 +95,9 @@ class Policy:
         self._description = description
         self._rules = rules
         self._reviewers: Mapping[str, frozenset[str]] = dict(reviewers)
+        self._reviewer_lines: Mapping[str, int | None] = dict(reviewer_lines or {})
+        # A name from a token or a request is looked up as the person it means (`guard.identity`).
+        self._identities: Mapping[str, frozenset[str]] = {identity(name): roles for name, roles in reviewers.items()}
         self._secrets = secret_fields
         exact: dict[str, list[Rule]] = {}
         for rule in rules:
@@ -125,6 +132,10 @@ class Policy:
         """Reviewer name -> the roles they hold."""
         return self._reviewers
 
+    def reviewer_line(self, name: str) -> int | None:
+        """The line of the file where `reviewers:` names `name` (None when unknown: a policy built in code)."""
+        return self._reviewer_lines.get(name)
+
     @property
     def secret_fields(self) -> frozenset[str]:
         """Argument names redacted for every tool of this team."""
@@ -149,8 +160,9 @@ class Policy:
         return f"Policy(team={self._team!r}, version={self._version!r}, rules={len(self._rules)})"
 
     def roles_of(self, reviewer: str) -> frozenset[str]:
-        """The roles `reviewer` holds in this team; empty for someone who is not a reviewer."""
-        return self._reviewers.get(reviewer, frozenset())
+        """The roles `reviewer` holds in this team, the name compared as the person it means (`Alice ` is
+        `alice`); empty for someone who is not a reviewer."""
+        return self._identities.get(identity(reviewer), frozenset())
 
     def classify(self, tool: str, args: Mapping[str, Any]) -> Decision:
         """Decide one call: allow, approve (with its gate) or deny, and why. Pure; never raises for any

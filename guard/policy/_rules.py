@@ -12,6 +12,7 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
+from guard.identity import identity
 from guard.policy._conditions import ConditionProblem, FieldCheck, compile_conditions
 from guard.policy._spec import PolicySpec, RetrySpec, RuleSpec
 from guard.policy._types import ApprovalRule, OnFailure, RetryRule, SideEffectClass
@@ -79,8 +80,10 @@ def compile_rules(spec: PolicySpec, line_of: Callable[[Path], int | None]) -> tu
     Raises:
         RuleProblem: a duplicate rule name, a rule with neither `class` nor `deny` (or a deny rule with a
             gate), an irreversible rule without approval, retries on a class that is not repeat-safe, a
-            quorum larger than the reviewers holding the roles, or an impossible condition.
+            quorum larger than the reviewers holding the roles, an impossible condition, or two reviewer
+            names that mean one person (`Alice` and `alice`: see `guard.identity`).
     """
+    _one_person_per_name(spec.reviewers)
     holders = _role_holders(spec.reviewers)
     defaults = spec.defaults
     default_retry = defaults.retry if defaults is not None else None
@@ -214,6 +217,20 @@ def _retry(side_effect: SideEffectClass, spec: RetrySpec | None, default: RetryS
             f"backoff max ({maximum}s) is below initial ({initial}s): raise max",
         )
     return RetryRule(attempts, initial, maximum, multiplier, timeout)
+
+
+def _one_person_per_name(reviewers: Mapping[str, list[str]]) -> None:
+    """Refuse two `reviewers:` entries whose names normalise to one identity: they would be one person with two
+    sets of roles, or two people sharing one token's authority."""
+    seen: dict[str, str] = {}
+    for name in reviewers:
+        first = seen.setdefault(identity(name), name)
+        if first != name:
+            raise RuleProblem(
+                ("reviewers", name),
+                f"reviewer {name!r} and reviewer {first!r} are the same name (names are compared without case, "
+                "surrounding spaces or Unicode width): keep one entry with all of that person's roles",
+            )
 
 
 def _role_holders(reviewers: Mapping[str, list[str]]) -> dict[str, frozenset[str]]:

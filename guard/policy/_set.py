@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from guard.errors import PolicyError
+from guard.identity import identity
 from guard.policy._load import load_policy
 from guard.policy._policy import Policy
 from guard.policy._types import NO_RETRY, Decision, OnFailure, Verdict
@@ -26,6 +27,27 @@ def policy_files(directory: str | Path) -> list[Path]:
         OSError: the directory cannot be listed.
     """
     return sorted(p for p in Path(directory).iterdir() if p.suffix == ".yaml" and not p.name.endswith(".cases.yaml"))
+
+
+def _names_spelled_twice(policies: Mapping[str, Policy]) -> dict[str, PolicyError]:
+    """Teams (after the first, in file order) naming a reviewer whose name normalises like another team's but is
+    spelled otherwise (`Alice` here, `alice` there): one token would act as both, so the name must be one person.
+    """
+    first: dict[str, tuple[str, Policy]] = {}
+    errors: dict[str, PolicyError] = {}
+    for team, policy in policies.items():
+        for name in policy.reviewers:
+            spelled, where = first.setdefault(identity(name), (name, policy))
+            if spelled != name and team not in errors:
+                errors[team] = PolicyError(
+                    file=policy.source,
+                    line=policy.reviewer_line(name),
+                    field=f"reviewers.{name}",
+                    reason=f"{where.source} names this reviewer {spelled!r}: names are compared without case, "
+                    "surrounding spaces or Unicode width, so both would be one person; spell the name the same in "
+                    "every team (or give the other person a name of their own)",
+                )
+    return errors
 
 
 class PolicySet:
@@ -75,6 +97,9 @@ class PolicySet:
                 policies[file.stem] = load_policy(file)
             except PolicyError as exc:
                 errors[file.stem] = exc
+        for team, exc in _names_spelled_twice(policies).items():
+            del policies[team]
+            errors[team] = exc
         return cls(policies, errors, directory)
 
     def current(self) -> PolicySet:

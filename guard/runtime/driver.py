@@ -16,10 +16,12 @@ from guard.crash import crash_point
 from guard.errors import ApprovalPending, ApprovalTimeout, CallFailed, CallOutcomeError, GuardUsageError
 from guard.ledger import CallState, RunState
 from guard.ledger.moves import RunClose
+from guard.policy import Verdict
 from guard.runtime.context import CALL_VAR, RUN_VAR, CallScope, RunScope
 from guard.runtime.execute import run_async, run_sync
 from guard.runtime.failure import Settlement, settle
 from guard.runtime.hooks import ReconcileContext
+from guard.runtime.review import policies_now, roles_in, still_approved
 from guard.runtime.steps import (
     CallInput,
     Prepared,
@@ -242,9 +244,13 @@ def _short_circuit(guard: Guard, p: Prepared) -> tuple[Any] | None:
 
 
 def _approved(guard: Guard, p: Prepared) -> Prepared:
-    """The started call with the arguments its approval binds to (a reviewer may have edited them)."""
+    """The started call with the arguments its approval binds to (a reviewer may have edited them), judged again
+    by the team's policy file as it is now: what runs must be allowed for those exact arguments, and enough of
+    the approvals must come from reviewers who still hold a required role. Else nothing runs (pending review)."""
     approved = as_approved(p)
     if approved is not None:
+        if approved is not p or p.decision.verdict is Verdict.APPROVE:
+            approved = _still_approved(guard, approved)
         if approved is not p:
             guard.log.info("call runs with the arguments its reviewer edited", call_id=p.offer.call_id,
                            tool=p.request.tool, args_hash=p.offer.edited_hash)
@@ -253,6 +259,23 @@ def _approved(guard: Guard, p: Prepared) -> Prepared:
              "edited, or they do not hash as approved); nothing ran")
     raise _halt(guard, p, error, f"{p.request.tool}_edit_not_applicable", attempts=0,
                 next_action=f"reject approval of {p.request.tool} or approve it again without editing secrets")
+
+
+def _still_approved(guard: Guard, p: Prepared) -> Prepared:
+    """`p` under the decision for the arguments that run (an edit has its own class and rules); halts it when
+    its approval no longer stands (see `still_approved`)."""
+    team, tool = p.request.team, p.request.tool
+    approval = guard.ledger.approval_for_call(p.offer.call_id)
+    policies = policies_now(guard.policies, team)
+    decision = policies.classify(team, tool, p.input.args)
+    why = ("no approval is recorded for it" if approval is None
+           else still_approved(approval, decision, roles_in(policies, team)))
+    if why is None:
+        return p._replace(decision=decision) if p.offer.edited_args is not None else p
+    error = f"{tool}: its approval no longer stands ({why}); nothing ran"
+    raise _halt(guard, p, error, f"{tool}_approval_withdrawn", attempts=0,
+                next_action=f"ask for approval of {tool} again: make the call again in a new run, or finish this "
+                            "one by hand")
 
 
 def _halt(guard: Guard, p: Prepared, error: str, label: str, *, attempts: int, next_action: str,

@@ -1,8 +1,9 @@
 """The REST API under /api: approvals (list, show, decide) and runs (list, show), bearer-token auth.
 
-Statuses: 401 no or a bad token; 403 not a reviewer of the team, none of the approval's roles, or the
-requester; 404 unknown id; 409 already decided (the body names who); 410 expired; 422 a bad body (with
-the reason). The same reviewer repeating the same decision gets 200 with `repeat: true`, and nothing changes.
+Statuses: 401 no or a bad token; 403 none of the approval's roles, or the requester; 404 an unknown id, or one
+of a team the reviewer does not review for (the same answer: no existence oracle across teams); 409 already
+decided (the body names who); 410 expired; 422 a bad body, or edited arguments the team's policy refuses
+(with the reason). The same reviewer repeating the same decision gets 200 with `repeat: true`, and nothing changes.
 """
 
 from __future__ import annotations
@@ -46,6 +47,10 @@ class DecisionOut(BaseModel):
     repeat: bool = Field(description="The same reviewer had made the same decision already; nothing changed.")
     decided_by: list[str]
     args_hash: str = Field(description="The hash of the arguments on the table after this decision.")
+    roles: list[str] = Field(description="The roles the arguments on the table need (an edit may change them).")
+    quorum: int = Field(description="Distinct approvers those arguments need.")
+    paused: str | None = Field(default=None, description="Approved, but a pause (kill switch) holds the call: "
+                                                         "it runs when the pause is lifted.")
 
 
 class ApprovalSummary(BaseModel):
@@ -91,6 +96,8 @@ class ApprovalDetail(BaseModel):
     decisions: list[dict[str, Any]]
     allowed_decisions: list[Literal["approve", "reject"]]
     run: dict[str, Any] | None = Field(description="The run so far: its calls, events and manual actions.")
+    paused: str | None = Field(default=None, description="Approved, but a pause (kill switch) holds the call: it "
+                                                         "runs when the pause is lifted.")
 
 
 class Problem(BaseModel):

@@ -15,16 +15,18 @@ from typing import Any, Literal
 
 from guard.canonical import sets_secrets
 from guard.errors import ApprovalDecisionError, PolicyError
+from guard.identity import same_person
 from guard.ledger import ApprovalRecord, Ledger, RunRecord
 from guard.ledger.tokens import QueuedApproval
 from guard.policy import LivePolicies, PolicySet
+from guard.runtime.review import review
 
 __all__ = ["Desk", "DeskError", "Reviewer"]
 
 Decision = Literal["approve", "reject"]
 # The ledger's refusal codes as HTTP statuses. `already_decided` on an expired approval becomes 410.
 _STATUS = {"not_found": 404, "forbidden": 403, "self_approval": 403, "already_decided": 409, "expired": 410,
-           "invalid": 422}
+           "invalid": 422, "denied": 422}
 
 
 class DeskError(Exception):
@@ -85,8 +87,8 @@ class Desk:
             return frozenset()
 
     def teams_of(self, reviewer: str) -> list[str]:
-        """The teams whose policy lists the reviewer under `reviewers:`."""
-        return [team for team, policy in self.policies.policies.items() if reviewer in policy.reviewers]
+        """The teams whose policy lists the reviewer under `reviewers:` (names compared as people)."""
+        return [team for team, policy in self.policies.policies.items() if policy.roles_of(reviewer)]
 
     def _secrets(self, team: str) -> frozenset[str]:
         try:
@@ -94,9 +96,11 @@ class Desk:
         except PolicyError:
             return frozenset()
 
-    def _visible(self, who: Reviewer, team: str, what: str) -> None:
+    def _visible(self, who: Reviewer, team: str, unknown: DeskError) -> None:
+        """Refuse a reviewer of other teams exactly as an unknown id is refused (`unknown`): the answer never
+        tells them that the id exists, nor which team owns it."""
         if not self.roles(who.name, team):
-            raise DeskError(403, "forbidden", f"{who.name} is not a reviewer of team {team}, which owns this {what}")
+            raise unknown
 
     # -- approvals ----------------------------------------------------------------------------------------
 
@@ -111,7 +115,7 @@ class Desk:
 
     def _allowed(self, who: Reviewer, a: ApprovalRecord, now: float) -> bool:
         """Whether `decide` could accept a decision of this reviewer now (the ledger checks again)."""
-        if a.state != "pending" or now >= a.expires_at or who.name == a.requested_by:
+        if a.state != "pending" or now >= a.expires_at or same_person(who.name, a.requested_by):
             return False
         if not self.roles(who.name, a.team) & set(a.role_list):
             return False
@@ -125,18 +129,20 @@ class Desk:
         return {"approval_id": a.approval_id, "run_id": a.run_id, "team": a.team, "tool": a.tool, "rule": a.rule,
                 "side_effect": item.side_effect, "risk": item.risk, "roles": a.role_list, "quorum": a.quorum,
                 "requested_by": a.requested_by, "requested_at": a.requested_at, "expires_at": a.expires_at,
-                "age_seconds": round(now - a.requested_at, 3), "state": a.state}
+                "age_seconds": round(now - a.requested_at, 3), "state": a.state, "now": now}
 
-    def _approval(self, approval_id: str) -> ApprovalRecord:
+    def _approval(self, who: Reviewer, approval_id: str) -> ApprovalRecord:
+        """The approval, when it exists and `who` reviews for its team; one 404 for both otherwise."""
+        unknown = DeskError(404, "not_found", f"no approval {approval_id}", approval_id=approval_id)
         a = self.ledger.get_approval(approval_id)
         if a is None:
-            raise DeskError(404, "not_found", f"no approval {approval_id}", approval_id=approval_id)
+            raise unknown
+        self._visible(who, a.team, unknown)
         return a
 
     def approval(self, who: Reviewer, approval_id: str) -> dict[str, Any]:
         """The full context of one approval: the exact arguments and hash, the rule, the run so far."""
-        a = self._approval(approval_id)
-        self._visible(who, a.team, "approval")
+        a = self._approval(who, approval_id)
         call = self.ledger.get_call(a.call_id)
         run = self.ledger.get_run(a.run_id)
         now = self.ledger.database_time()
@@ -148,12 +154,14 @@ class Desk:
             "args_hash": (a.approved_args_hash or a.args_hash) if edited else a.args_hash, "edited": edited,
             "requested_args": json.loads(a.args_json), "requested_args_hash": a.args_hash,
             "roles": a.role_list, "quorum": a.quorum, "requested_by": a.requested_by,
-            "requested_at": a.requested_at, "expires_at": a.expires_at, "expired": now >= a.expires_at,
+            "requested_at": a.requested_at, "expires_at": a.expires_at, "expired": now >= a.expires_at, "now": now,
             "state": a.state, "decided_at": a.decided_at,
             "decided_by": json.loads(a.decided_by) if a.decided_by else [], "reason": a.reason,
             "decisions": [d.to_dict() for d in self.ledger.decisions_of(a.approval_id)],
             "allowed_decisions": ["approve", "reject"] if self._allowed(who, a, now) else [],
             "run": self.ledger.run_story(run) if run is not None else None,
+            "paused": (self.ledger.pause_holding(a.team, a.tool, a.run_id)
+                       if call is not None and call.state == "approved" else None),
         }
 
     def decide(self, who: Reviewer, approval_id: str, decision: Decision, *, reason: str | None,
@@ -161,11 +169,16 @@ class Desk:
         """Record the reviewer's decision on the arguments they were shown (`args_hash`), or approve edited
         arguments (`edited_args`: the approval then binds to their hash and the call runs with them).
 
-        A reviewer outside the approval's roles is refused before the ledger is asked, so they learn nothing
-        of its state. Secret fields cannot be edited (they show as `[REDACTED]` and keep the agent's value).
-        Everything else is the ledger's one transaction (see `Ledger.decide`).
+        Edited arguments are a new proposal, judged by the team's policy as it is now (`guard.runtime.review`):
+        a deny rule, or an argument of the wrong type or missing, refuses them (422, the rule's reason); a rule
+        needing other roles or a larger quorum makes them the pending request for those roles.
+
+        A reviewer of other teams gets the 404 of an unknown id; one of the team outside the approval's roles
+        is refused before the ledger is asked. Secret fields cannot be edited (they show as `[REDACTED]` and
+        keep the agent's value). Everything else is the ledger's one transaction (see `Ledger.decide`).
         """
-        a = self._approval(approval_id)
+        a = self._approval(who, approval_id)
+        policies = self.policies
         roles = self.roles(who.name, a.team)
         if not roles & set(a.role_list):
             raise DeskError(403, "forbidden", f"{who.name} holds none of the roles {a.role_list} this approval "
@@ -174,15 +187,17 @@ class Desk:
             raise DeskError(422, "invalid", "secret fields cannot be edited: leave them as [REDACTED], the call "
                                             "keeps the agent's value", approval_id=approval_id)
         try:
-            result = self.ledger.decide(approval_id, reviewer=who.name, decision=decision, reviewer_roles=roles,
-                                        reason=reason or None, shown_args_hash=args_hash, edited_args=edited_args)
+            result = review(self.ledger, policies, approval_id, reviewer=who.name, decision=decision,
+                            reason=reason or None, shown_args_hash=args_hash, edited_args=edited_args)
         except ApprovalDecisionError as err:
             raise DeskError.from_decision(err) from err
         after = result.approval
+        pause = self.ledger.pause_holding(after.team, after.tool, after.run_id) if after.state == "approved" else None
         return {"approval_id": approval_id, "decision": decision, "reviewer": who.name, "state": after.state,
                 "settled": result.settled, "repeat": result.repeat,
                 "args_hash": after.approved_args_hash or after.args_hash,
-                "decided_by": json.loads(after.decided_by) if after.decided_by else []}
+                "decided_by": json.loads(after.decided_by) if after.decided_by else [],
+                "roles": after.role_list, "quorum": after.quorum, "paused": pause}
 
     # -- runs ---------------------------------------------------------------------------------------------
 
@@ -190,7 +205,8 @@ class Desk:
         """Runs of the reviewer's teams (or of one of them), newest first."""
         teams = self.teams_of(who.name)
         if team is not None:
-            self._visible(who, team, "run list")
+            if not self.roles(who.name, team):
+                raise DeskError(403, "forbidden", f"{who.name} is not a reviewer of team {team}")
             teams = [team]
         runs: list[RunRecord] = []
         for t in teams:
@@ -199,8 +215,9 @@ class Desk:
         return [r.to_dict() for r in runs[:limit]]
 
     def run(self, who: Reviewer, run_id: str) -> dict[str, Any]:
+        unknown = DeskError(404, "not_found", f"no run {run_id}", run_id=run_id)
         run = self.ledger.get_run(run_id)
         if run is None:
-            raise DeskError(404, "not_found", f"no run {run_id}", run_id=run_id)
-        self._visible(who, run.team, "run")
+            raise unknown
+        self._visible(who, run.team, unknown)
         return self.ledger.run_story(run)

@@ -11,6 +11,8 @@ import json
 from html import escape
 from typing import Any
 
+from guard.spans import format_span
+
 __all__ = ["approval_page", "login_page", "message_page", "queue_page"]
 
 _CSS = """
@@ -31,6 +33,12 @@ _RISK = {3: "irreversible", 2: "compensable", 1: "idempotent", 0: "read"}
 
 def _t(ts: float | None) -> str:
     return "-" if ts is None else dt.datetime.fromtimestamp(ts, dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _left(a: dict[str, Any]) -> str:
+    """What is left before the approval expires, by the database clock: `in 3h 59m`, or `expired`."""
+    left = a["expires_at"] - a["now"]
+    return "expired" if left <= 0 else f"in {format_span(left)}"
 
 
 def _e(value: object) -> str:
@@ -69,7 +77,7 @@ def queue_page(reviewer: str, csrf: str, items: list[dict[str, Any]]) -> str:
             f'<tr><td class="risk-{i["risk"]}">{_e(i["side_effect"] or _RISK.get(i["risk"]))}</td>'
             f'<td>{_e(i["team"])}</td><td><a href="/approvals/{_e(i["approval_id"])}">{_e(i["tool"])}</a></td>'
             f'<td>{_e(i["requested_by"])}</td><td>{_e(", ".join(i["roles"]))}</td>'
-            f'<td>{int(i["age_seconds"] // 60)} min</td><td>{_t(i["expires_at"])}</td></tr>'
+            f'<td>{_e(format_span(i["age_seconds"]))}</td><td>{_t(i["expires_at"])} ({_left(i)})</td></tr>'
             for i in items)
         rows = ("<table><caption>Riskiest first, then oldest</caption><thead><tr><th>Class</th><th>Team</th>"
                 "<th>Tool</th><th>Asked by</th><th>Roles</th><th>Waiting</th><th>Expires</th></tr></thead>"
@@ -139,7 +147,7 @@ def approval_page(reviewer: str, csrf: str, a: dict[str, Any], *, notice: str | 
         + f'<dl><dt>Team</dt><dd>{_e(a["team"])}</dd><dt>Class</dt><dd>{_e(a["side_effect"])}</dd>'
         f'<dt>Rule</dt><dd>{_e(a["rule"])}</dd><dt>Asked by</dt><dd>{_e(a["requested_by"])}</dd>'
         f'<dt>Asked at</dt><dd>{_t(a["requested_at"])}</dd>'
-        f'<dt>Expires</dt><dd>{_t(a["expires_at"])}{" (expired)" if a["expired"] else ""}</dd>'
+        f'<dt>Expires</dt><dd>{_t(a["expires_at"])} ({_left(a)})</dd>'
         f'<dt>Needs</dt><dd>{_e(a["quorum"])} of roles {_e(", ".join(a["roles"]))}</dd>'
         f'<dt>Decided by</dt><dd>{_e(", ".join(a["decided_by"]) or None)}</dd>'
         f'<dt>Reason</dt><dd>{_e(a["reason"])}</dd></dl>'

@@ -28,9 +28,17 @@ PAGE_HEADERS = {
     "Cache-Control": "no-store",
     "X-Content-Type-Options": "nosniff",
 }
-_NOTICES = {"approved": "Approved: the call may run now.", "rejected": "Rejected: the call will not run.",
-            "pending": "Your approval is recorded; it needs more approvers.", "repeat": "You had decided that "
-            "already; nothing changed."}
+_NOTICES = {"rejected": "Rejected: the call will not run.", "repeat": "You had decided that already; nothing changed."}
+
+
+def _notice(done: str | None, data: dict[str, Any]) -> str | None:
+    """What the reviewer's decision did, as the approval stands now (a pause holds an approved call)."""
+    if done == "approved":
+        return f"Approved: {data['paused']}" if data.get("paused") else "Approved: the call may run now."
+    if done == "pending":
+        return (f"Your decision is recorded. The arguments on the table need {data['quorum']} approval(s) by role "
+                f"{' or '.join(data['roles'])}.")
+    return _NOTICES.get(done or "")
 
 SessionCookie = Annotated[str | None, Cookie(alias=COOKIE, include_in_schema=False)]
 
@@ -100,7 +108,7 @@ def pages_router(desk: Desk, sessions: Sessions) -> APIRouter:
         except DeskError as err:
             return _page(html.message_page("Not available", err.message, reviewer=session.reviewer.name,
                                            csrf=csrf), err.status)
-        return _page(html.approval_page(session.reviewer.name, csrf, data, notice=_NOTICES.get(done or "")))
+        return _page(html.approval_page(session.reviewer.name, csrf, data, notice=_notice(done, data)))
 
     @router.post("/approvals/{approval_id}/decision")
     def decide(request: Request, approval_id: str, cookie: SessionCookie = None,

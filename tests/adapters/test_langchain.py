@@ -20,6 +20,7 @@ from langgraph.types import Command
 from lc_world import NAMES, Funnel
 
 from guard import CallDenied, Guard, RollbackContext
+from guard.runtime.review import review
 
 Drive = Callable[[Any, Any, Any], dict[str, Any]]
 USER = {"messages": [{"role": "user", "content": "a new lead signed up: ann@acme.io"}]}
@@ -239,8 +240,8 @@ def test_a_reviewers_edit_of_the_arguments_is_what_langchain_runs(deferring_guar
         assert "__interrupt__" in drive(agent, USER, config)
     (approval,) = guard.ledger.list_approvals(team="funnel")
     edited = {**json.loads(approval.args_json), "template": "intro-short"}
-    guard.ledger.decide(approval.approval_id, reviewer="maria", decision="approve",
-                        reviewer_roles=frozenset({"marketing"}), edited_args=edited)
+    review(guard.ledger, guard.policies, approval.approval_id, reviewer="maria", decision="approve",
+           edited_args=edited)
     with guard.run("funnel", source_event_id="lead-9") as run:
         out = drive(agent, Command(resume="approved"), config)
     assert "__interrupt__" not in out

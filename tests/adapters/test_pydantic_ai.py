@@ -119,7 +119,7 @@ def test_a_reviewers_edit_of_the_arguments_is_what_the_framework_runs(guard: Gua
     world = Funnel()
     agent, _ = _agent(guard, world, [tool_calls(EMAIL)])
     with ScriptedReviewer(guard.ledger, lambda a: "approve", reviewer="maria", roles={"marketing"},
-                          edit=lambda args: {**args, "template": "intro-short"}), \
+                          policies=guard.policies, edit=lambda args: {**args, "template": "intro-short"}), \
             guard.run("funnel", source_event_id="lead-3e") as run:
         drive(agent)
     assert world.emails == [{"email": "ann@acme.io", "template": "intro-short"}]  # the edit ran, not the ask

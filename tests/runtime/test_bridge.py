@@ -25,6 +25,7 @@ from guard import (
 )
 from guard.canonical import canonical_json
 from guard.ledger import CallRequest, new_id
+from guard.runtime.review import review
 
 POLICY = """\
 team: desk
@@ -160,8 +161,8 @@ def test_an_approval_with_edited_arguments_runs_the_edit_not_the_ask(deferring_g
     assert world.ran == []
     (approval,) = guard.ledger.list_approvals(team="desk")
     edited = {**json.loads(approval.args_json), "template": "intro-short"}
-    guard.ledger.decide(approval.approval_id, reviewer="maria", decision="approve",
-                        reviewer_roles=frozenset({"marketing"}), edited_args=edited)
+    review(guard.ledger, guard.policies, approval.approval_id, reviewer="maria", decision="approve",
+           edited_args=edited)
     with guard.run("desk", source_event_id="lead-3") as run:
         answer = bridging(bridge, asked, "tc-email", execute)
     assert world.ran == [("email", {"email": "ann@acme.io", "template": "intro-short"})]

@@ -65,7 +65,7 @@ async def test_a_reviewer_added_to_the_file_may_decide_at_once(
         service: Service, http: httpx.AsyncClient, policy_dir: Path) -> None:
     approval_id = service.waiting()
     refused = await approve(http, service, "newcomer", approval_id)
-    assert refused.status_code == 403, refused.text
+    assert refused.status_code == 404, refused.text  # not a reviewer of the team yet: as if the id were unknown
 
     edit(policy_dir, "  sam: [support]\n", "  sam: [support]\n  newcomer: [support]\n")
     queue = await http.get("/api/approvals", headers=service.auth("newcomer"))
@@ -84,7 +84,7 @@ async def test_a_reviewer_taken_off_the_file_loses_authority_at_once(
 
     edit(policy_dir, "  sam: [support]\n", "")
     refused = await approve(http, service, "sam", approval_id)
-    assert refused.status_code == 403, refused.text
+    assert refused.status_code == 404, refused.text  # no longer a reviewer of the team: as if the id were unknown
     after = service.ledger.get_approval(approval_id)
     assert after is not None and after.state == "pending"
     assert service.ledger.decisions_of(approval_id) == []
@@ -96,7 +96,7 @@ async def test_an_edit_that_breaks_the_file_leaves_that_team_without_reviewers(
     edit(policy_dir, "reviewers:\n", "reviewers:\n  - not a mapping\n")
 
     refused = await approve(http, service, "sam", approval_id)
-    assert refused.status_code == 403, refused.text
+    assert refused.status_code == 404, refused.text  # nobody reviews for a broken team
     health = (await http.get("/health")).json()
     assert "onboarding" in health["broken_policies"]
     after = service.ledger.get_approval(approval_id)

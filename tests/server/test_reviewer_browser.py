@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 import subprocess
 import sys
 import threading
@@ -142,8 +143,8 @@ def test_the_call_page_shows_the_run_so_far_the_exact_arguments_and_hash_the_rul
     facts = page.locator("dl")
     for term, value in {"Team": "onboarding", "Class": "compensable", "Rule": "big-invoice",
                         "Asked by": "onboarding-agent", "Needs": "1 of roles finance",
-                        "Expires": dt.datetime.fromtimestamp(record.expires_at, dt.UTC).strftime(
-                            "%Y-%m-%d %H:%M:%S UTC")}.items():
+                        "Expires": re.compile(re.escape(dt.datetime.fromtimestamp(record.expires_at, dt.UTC).strftime(
+                            "%Y-%m-%d %H:%M:%S UTC")) + r" \(in \d+m \d+s\)")}.items():  # and what is left
         expect(facts.locator(f'dt:text-is("{term}") + dd')).to_have_text(value)
     expect(page.locator("code").filter(has_text=record.args_hash)).to_have_count(1)
     assert json.loads(page.locator("pre").inner_text()) == json.loads(record.args_json)

@@ -13,7 +13,7 @@ from server_support import Service
 WRONG: dict[str, tuple[dict[str, str] | str, int]] = {
     "no credentials": ({}, 401),
     "bad token": ({"Authorization": "Bearer gtk_not-a-real-token"}, 401),
-    "another team's reviewer": ("maria", 403),
+    "another team's reviewer": ("maria", 404),  # the answer to an unknown id: no existence oracle
     "a reviewer without the role": ("alice", 403),
     "the requester": ("sam", 403),
 }
