@@ -4,13 +4,14 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench chaos example-langchain example-openai-agents example-pydantic-ai example-mcp screenshots clean help
+.PHONY: demo test lint bench bench-postgres chaos example-langchain example-openai-agents example-pydantic-ai example-mcp screenshots clean help
 
 help:
 	@echo "make demo   set up and run the onboarding example (CRM -> billing -> provisioning -> email)"
 	@echo "make test   set up and run the test suite and the policy cases"
 	@echo "make lint   ruff, import contracts, pyright"
 	@echo "make bench  per-call latency against the two-commit floor and the peers (own venv)"
+	@echo "make bench-postgres  the ledger on a throwaway PostgreSQL: per call against its two-commit floor, workers 1-16"
 	@echo "make chaos  the kill campaign on SQLite and PostgreSQL: SIGKILL at every crash point, recover, check the invariants"
 	@echo "make example-langchain  a LangChain agent (scripted chat model, offline) through Guard's middleware"
 	@echo "make example-openai-agents  a booking through an OpenAI Agents SDK agent (scripted model, offline)"
@@ -70,6 +71,10 @@ $(BENCH_VENV)/ready: pyproject.toml bench/requirements.txt
 
 bench: $(BENCH_VENV)/ready
 	$(BENCH_VENV)/bin/python -m bench
+
+bench-postgres: $(BENCH_VENV)/ready
+	.ci/ensure-postgres
+	$(BENCH_VENV)/bin/python -m bench.postgres
 
 clean:
 	rm -rf $(VENV) .venv-bench .pytest_cache .hypothesis examples/onboarding/state
