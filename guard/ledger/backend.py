@@ -128,13 +128,21 @@ class Connections:
 
     def __init__(self, backend: Backend) -> None:
         self.backend = backend
+        # A server can drop an idle connection (a restart); a file cannot. Checked on borrow where it can happen.
+        self._check_stale = bool(getattr(backend, "drops_idle_connections", False))
         self._idle: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._all: list[Any] = []
         self._lock = threading.Lock()
 
     def borrow(self) -> Any:
         try:
-            return self._idle.get_nowait()
+            conn = self._idle.get_nowait()
+            while self._check_stale and conn.stale():
+                # The server dropped it while it sat idle (a restart): so did it every other idle one.
+                self.discard(conn)
+                self.discard_idle()
+                conn = self._idle.get_nowait()
+            return conn
         except queue.Empty:
             conn = self.backend.connect()
             with self._lock:

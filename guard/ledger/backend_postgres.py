@@ -16,6 +16,7 @@ flush.
 
 from __future__ import annotations
 
+import select
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -98,6 +99,17 @@ class _Connection:
         """One statement on a new cursor, as `sqlite3.Connection.execute` does (maintenance and tests)."""
         return self.cursor().execute(sql, params)
 
+    def stale(self) -> bool:
+        """True when the server closed this idle connection (a restart, an idle timeout): its socket is readable
+        although no query is under way. A select with no wait (a syscall, no round trip)."""
+        if self._conn.closed:
+            return True
+        try:
+            readable, _, _ = select.select([self._conn.fileno()], [], [], 0)
+        except (OSError, ValueError):
+            return True
+        return bool(readable)
+
     @property
     def broken(self) -> bool:
         """True once the connection was found cut off from the server (psycopg closes it then)."""
@@ -123,6 +135,9 @@ def conninfo(url: str) -> str:
 
 class PostgresBackend:
     """A PostgreSQL database holding the ledger, reached with psycopg 3."""
+
+    # The pool checks a connection on borrow (`_Connection.stale`): a restarted server dropped it.
+    drops_idle_connections = True
 
     def __init__(self, url: str) -> None:
         try:

@@ -11,6 +11,7 @@ from pg_cluster import PgCluster
 
 from guard import Guard
 from guard.errors import LedgerNotReady, LedgerUnavailable
+from guard.ledger import Ledger
 from guard.ledger.backend_postgres import conninfo, to_server_sql
 
 POLICY = """\
@@ -51,6 +52,20 @@ def test_a_worker_whose_server_restarted_reconnects_by_itself_and_runs_the_next_
     assert effects == ["before", "after"]
     calls = pg_guard.ledger.calls_of(run.run_id)
     assert [(c.tool, c.state) for c in calls] == [("crm.add_note", "completed")]
+
+
+def test_reads_after_a_server_restart_answer_at_once_on_new_connections(pg_cluster: PgCluster) -> None:
+    ledger = Ledger(pg_cluster.create_database("reads_after_restart", template="guard_template"))
+    try:
+        with ledger.conns.connection() as first, ledger.conns.connection() as second:
+            assert first is not second  # two idle connections in the pool, both about to go stale
+        ledger.list_runs(limit=1)
+        pg_cluster.restart()
+        assert ledger.list_runs(limit=1) == []  # no LedgerUnavailable: the stale ones were dropped on borrow
+        with ledger.conns.connection() as conn:
+            assert conn not in (first, second)
+    finally:
+        ledger.close()
 
 
 def test_a_database_the_server_does_not_hold_is_refused_at_start_by_name(pg_cluster: PgCluster, tmp_path: Path) -> None:
@@ -94,6 +109,7 @@ class _ShowingBackend:
     def __init__(self, inner: Any) -> None:
         self.inner: Any = inner
         self.url: str = inner.url
+        self.drops_idle_connections = True
         self.trace: list[tuple[str, str, tuple[Any, ...]]] = []
 
     def connect(self) -> Any:
@@ -103,6 +119,9 @@ class _ShowingBackend:
         class _Conn:
             in_transaction = property(lambda _: conn.in_transaction)
             broken = property(lambda _: conn.broken)
+
+            def stale(self) -> bool:
+                return bool(conn.stale())
 
             def cursor(self) -> _ShowingCursor:
                 return _ShowingCursor(conn.cursor(), trace)
