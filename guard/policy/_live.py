@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 from guard.errors import PolicyError
+from guard.policy._load import read_bytes
 from guard.policy._set import PolicySet, policy_files
 
 __all__ = ["LivePolicies"]
@@ -62,10 +63,10 @@ class LivePolicies:
             return None
         seen: list[tuple[str, str]] = []
         for file in files:
-            try:
-                seen.append((file.name, hashlib.sha256(file.read_bytes()).hexdigest()))
-            except OSError as exc:  # unreadable now: the load below reports it as that team's error
-                seen.append((file.name, f"unreadable: {exc}"))
+            try:  # the loader's own reader: a FIFO or a huge file is refused here too, never waited on
+                seen.append((file.name, hashlib.sha256(read_bytes(file)).hexdigest()))
+            except PolicyError as exc:  # unreadable now: the load below reports it as that team's error
+                seen.append((file.name, f"unreadable: {exc.fields['reason']}"))
         return tuple(seen)
 
     def _load(self) -> PolicySet:

@@ -8,7 +8,10 @@ translated here, once).
 
 from __future__ import annotations
 
+import errno
 import hashlib
+import os
+import stat
 from pathlib import Path as FsPath
 from typing import Any, TypeVar
 
@@ -34,6 +37,8 @@ __all__ = [
 ]
 
 MAX_BYTES = 1024 * 1024
+# Opening never waits (a FIFO with no writer would block forever) and never leaks the descriptor to children.
+_OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
 Model = TypeVar("Model", bound=BaseModel)
 _KINDS = {
     "int_type": "a whole number",
@@ -52,8 +57,8 @@ def load_policy(path: str | FsPath) -> Policy:
     """Load and compile the policy file at `path`.
 
     Raises:
-        PolicyError: the file cannot be read (missing, a directory, over 1 MiB, not UTF-8), is not valid
-            YAML, breaks the format, or describes a policy Guard refuses (see `compile_rules`).
+        PolicyError: the file cannot be read (missing, not a regular file, over 1 MiB, not UTF-8), is not
+            valid YAML, breaks the format, or describes a policy Guard refuses (see `compile_rules`).
     """
     source = str(path)
     data = read_bytes(path)
@@ -61,21 +66,25 @@ def load_policy(path: str | FsPath) -> Policy:
 
 
 def read_bytes(path: str | FsPath) -> bytes:
-    """The bytes of a policy or cases file, refusing directories and files over `MAX_BYTES`."""
+    """The bytes of a policy or cases file: a regular file of at most `MAX_BYTES`, checked before reading.
+
+    The file is opened without waiting (a FIFO would otherwise block until a writer appears), its type and
+    size are read from the open descriptor (so a swap between check and read changes nothing), and at most
+    `MAX_BYTES + 1` bytes are ever read. Directories, FIFOs, devices, sockets, dangling links and link
+    loops are refused with a reason that names what the path is.
+    """
     source = str(path)
-    target = FsPath(path)
     try:
-        if target.is_dir():
-            raise PolicyError(file=source, line=None, field="", reason="is a directory: give the path of a .yaml file")
-        with target.open("rb") as handle:
-            data = handle.read(MAX_BYTES + 1)
-    except FileNotFoundError:
-        raise PolicyError(
-            file=source,
-            line=None,
-            field="",
-            reason="no such file: check the path (policies live in policies/<team>.yaml)",
-        ) from None
+        fd = os.open(path, _OPEN_FLAGS)
+    except OSError as exc:
+        raise PolicyError(file=source, line=None, field="", reason=_open_reason(path, exc)) from None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise PolicyError(file=source, line=None, field="", reason=_kind_reason(info.st_mode))
+        if info.st_size > MAX_BYTES:
+            raise PolicyError(file=source, line=None, field="", reason=_too_big(info.st_size))
+        data = _read_at_most(fd, MAX_BYTES + 1)
     except OSError as exc:
         raise PolicyError(
             file=source,
@@ -83,14 +92,50 @@ def read_bytes(path: str | FsPath) -> bytes:
             field="",
             reason=f"cannot read the file ({exc.strerror or exc}): check its permissions",
         ) from None
-    if len(data) > MAX_BYTES:
-        raise PolicyError(
-            file=source,
-            line=None,
-            field="",
-            reason="the file is larger than 1 MiB: a policy this big is refused; split or trim it",
-        )
+    finally:
+        os.close(fd)
+    if len(data) > MAX_BYTES:  # it grew after the check
+        raise PolicyError(file=source, line=None, field="", reason=_too_big(len(data)))
     return data
+
+
+def _read_at_most(fd: int, limit: int) -> bytes:
+    chunks: list[bytes] = []
+    left = limit
+    while left > 0:
+        chunk = os.read(fd, min(left, 1 << 16))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        left -= len(chunk)
+    return b"".join(chunks)
+
+
+def _too_big(size: int) -> str:
+    return f"the file is larger than 1 MiB ({size} bytes): a policy this big is refused; split or trim it"
+
+
+def _open_reason(path: str | FsPath, exc: OSError) -> str:
+    if exc.errno == errno.ENOENT:
+        if os.path.islink(path):
+            return (f"is a symbolic link to {os.readlink(path)!r}, which does not exist: "
+                    "point the link at a policy file or remove it")
+        return "no such file: check the path (policies live in policies/<team>.yaml)"
+    if exc.errno == errno.ELOOP:
+        return "is a symbolic link loop (or links nested too deep): point the link at a policy file"
+    if exc.errno == errno.EISDIR:
+        return _kind_reason(stat.S_IFDIR)
+    if exc.errno == errno.ENOTDIR:
+        return "a part of the path is not a directory: check the path"
+    return f"cannot open the file ({exc.strerror or exc}): check its permissions"
+
+
+def _kind_reason(mode: int) -> str:
+    if stat.S_ISDIR(mode):
+        return "is a directory: give the path of a .yaml file"
+    kind = ("a named pipe (FIFO)" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode)
+            else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "not a regular file")
+    return f"is {kind}, not a regular file: give the path of a .yaml file"
 
 
 def read_text(path: str | FsPath) -> tuple[str, bytes]:

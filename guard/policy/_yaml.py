@@ -6,6 +6,11 @@ the nodes into plain Python values itself, so that it can refuse what a policy m
 anchors and aliases (which also stops alias bombs before anything is expanded), duplicate keys, keys that
 are not strings, merge keys, and tags outside the core safe set. Scalars are resolved the way
 `yaml.safe_load` resolves them (YAML 1.1: `yes` is true, `6e4` is text, `1.0e+4` is a number).
+
+Hostile input is refused with a line, never a crash: values nested deeper than `MAX_DEPTH` (checked while
+composing, before the recursion gets deep), a core tag whose value does not fit it (`!!int abc`,
+`!!timestamp 2020-13-45`), and whole numbers outside the signed 64-bit range (which also keeps Python's
+limit on int digits out of reach). Dates stay text: no policy field is a date.
 """
 
 from __future__ import annotations
@@ -15,15 +20,25 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import yaml
-from yaml.events import AliasEvent, NodeEvent
+from yaml.events import AliasEvent, NodeEvent, ScalarEvent
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
-__all__ = ["Path", "YamlDocument", "YamlProblem", "format_path", "parse_yaml"]
+__all__ = ["MAX_DEPTH", "Path", "YamlDocument", "YamlProblem", "format_path", "parse_yaml"]
 
 Path = tuple[str | int, ...]
 
+MAX_DEPTH = 64
+"""Deepest nesting of mappings and lists a document may have (a policy needs about six)."""
+
 _CORE = "tag:yaml.org,2002:"
-_SCALAR_TAGS = {_CORE + name for name in ("str", "int", "float", "bool", "null", "timestamp")}
+_STR, _INT, _FLOAT, _BOOL, _NULL, _TIMESTAMP = (
+    _CORE + name for name in ("str", "int", "float", "bool", "null", "timestamp"))
+_SCALAR_TAGS = {_STR, _INT, _FLOAT, _BOOL, _NULL, _TIMESTAMP}
+# What a value under an explicit core tag must resolve to on its own (`!!float 1` is fine, `!!int 1.5` is not).
+_FITS = {_INT: {_INT}, _FLOAT: {_INT, _FLOAT}, _BOOL: {_BOOL}, _NULL: {_NULL}, _TIMESTAMP: {_TIMESTAMP}}
+_KIND = {_INT: "a whole number", _FLOAT: "a number", _BOOL: "true or false", _NULL: "null", _TIMESTAMP: "a date"}
+_INT_LIMIT = 2**63 - 1
+_INT_TEXT_LIMIT = 100  # longer int literals are refused unparsed (Python's int() is slow and capped there)
 
 
 class YamlProblem(Exception):
@@ -64,23 +79,43 @@ def format_path(path: Path) -> str:
 
 
 class _Loader(yaml.SafeLoader):
-    """SafeLoader that refuses anchors and aliases while composing, before anything is expanded."""
+    """SafeLoader that refuses anchors, aliases and deep nesting while composing, before anything is expanded,
+    and remembers which scalars carry an explicit tag (the tag must then fit the value)."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self.depth = 0
+        self.explicit: set[int] = set()  # id() of the scalar nodes written with an explicit tag
 
     def compose_node(self, parent: Node | None, index: object) -> Node | None:  # type: ignore[override]
         event: Any = self.peek_event()  # pyright: ignore[reportUnknownMemberType, reportUnknownVariableType]
+        line = int(event.start_mark.line) + 1  # pyright: ignore[reportUnknownMemberType, reportUnknownArgumentType]
         if isinstance(event, AliasEvent):
             raise YamlProblem(
-                event.start_mark.line + 1,
+                line,
                 (),
                 "YAML aliases (*name) are not allowed in policies: write the value out",
             )
         if isinstance(event, NodeEvent) and event.anchor is not None:
             raise YamlProblem(
-                event.start_mark.line + 1,
+                line,
                 (),
                 f"YAML anchors (&{event.anchor}) are not allowed in policies: write the value out",
             )
-        return super().compose_node(parent, index)  # type: ignore[no-any-return]
+        if self.depth >= MAX_DEPTH:
+            raise YamlProblem(
+                line,
+                (),
+                f"values are nested more than {MAX_DEPTH} levels deep: a policy never needs this; flatten it",
+            )
+        self.depth += 1
+        try:
+            node: Node | None = super().compose_node(parent, index)  # type: ignore[no-any-return]
+        finally:
+            self.depth -= 1
+        if isinstance(event, ScalarEvent) and event.tag not in (None, "!"):
+            self.explicit.add(id(node))
+        return node
 
 
 def parse_yaml(text: str) -> YamlDocument:
@@ -174,10 +209,38 @@ def _key(node: Node, path: Path, loader: _Loader) -> str:
 
 
 def _scalar(node: ScalarNode, path: Path, loader: _Loader) -> Any:
-    if node.tag not in _SCALAR_TAGS:
-        _check_tag(node, _CORE + "str", path)
+    tag: str = node.tag
+    if tag not in _SCALAR_TAGS:
+        _check_tag(node, _STR, path)
+    line = node.start_mark.line + 1
+    text: str = node.value
+    if id(node) in loader.explicit and tag in _FITS:
+        resolved = str(loader.resolve(ScalarNode, text, (True, False)))  # pyright: ignore[reportUnknownMemberType, reportUnknownArgumentType]
+        if resolved not in _FITS[tag]:
+            name = tag.removeprefix(_CORE)
+            raise YamlProblem(line, path, f"{_show(text)} is not {_KIND[tag]}, which its tag !!{name} says it is: "
+                                          "fix the value or remove the tag")
+    if tag == _INT and len(text) > _INT_TEXT_LIMIT:
+        raise YamlProblem(line, path, _out_of_range(text))
+    if tag == _TIMESTAMP and id(node) not in loader.explicit:
+        return text  # dates stay text: no policy field is a date (and `2020-13-45` is text too)
     construct: Any = loader.construct_object  # pyright: ignore[reportUnknownMemberType, reportUnknownVariableType]
-    value: object = construct(node)
+    try:
+        value: object = construct(node)
+    except (ValueError, TypeError, KeyError, AttributeError, OverflowError):
+        kind = _KIND.get(tag, "a plain value")
+        raise YamlProblem(line, path, f"{_show(text)} is not {kind}: fix the value") from None
+    if isinstance(value, int) and not isinstance(value, bool) and not -_INT_LIMIT - 1 <= value <= _INT_LIMIT:
+        raise YamlProblem(line, path, _out_of_range(text))
     if isinstance(value, datetime.date):
-        return node.value  # dates stay text: no policy field is a date
+        return text  # dates stay text: no policy field is a date
     return value
+
+
+def _show(text: str) -> str:
+    return repr(text) if len(text) <= 40 else f"{text[:20]!r}... ({len(text)} characters)"
+
+
+def _out_of_range(text: str) -> str:
+    return (f"the whole number {_show(text)} is out of range: policies take whole numbers from "
+            f"{-_INT_LIMIT - 1} to {_INT_LIMIT}; write a smaller one (or a number like 1.0e+30)")
