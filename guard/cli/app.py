@@ -29,6 +29,7 @@ app = typer.Typer(
     ),
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,
     add_completion=False,
 )
 policy_cmd.app.command("init", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})(

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from typing import Annotated, Any, Literal, cast
+from typing import TYPE_CHECKING, Annotated, Any, Literal, cast
 
 import typer
 
@@ -27,13 +27,15 @@ from guard.cli.common import (
     when,
 )
 from guard.errors import ApprovalDecisionError
-from guard.ledger import ApprovalRecord, Ledger
 from guard.policy import PolicySet
 from guard.runtime.review import review
 
+if TYPE_CHECKING:  # the CLI loads the ledger only in the commands that open one
+    from guard.ledger import ApprovalRecord, Ledger
+
 app = typer.Typer(help="Approvals: calls waiting for a human decision.", no_args_is_help=True)
 
-Reviewer = Annotated[str | None, typer.Option("--as", help="Who decides [default: $GUARD_REVIEWER].")]
+Reviewer = Annotated[str | None, typer.Option("--as", help="Who decides.", show_default="$GUARD_REVIEWER")]
 
 
 def _approval_json(a: ApprovalRecord, ledger: Ledger | None = None) -> dict[str, Any]:

@@ -11,14 +11,15 @@ import os
 from collections.abc import Callable
 from functools import wraps
 from pathlib import Path
-from typing import Annotated, Any, NoReturn, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, ParamSpec, TypeVar
 
 import typer
 
 from guard.errors import ConfigurationError, GuardError
-from guard.ledger import Ledger, resolve_url
-from guard.ledger.database import sqlite_path
 from guard.spans import format_span
+
+if TYPE_CHECKING:  # imported where used: `guard policy ...` never loads the ledger
+    from guard.ledger import Ledger
 
 __all__ = [
     "AppOption",
@@ -40,14 +41,14 @@ __all__ = [
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
 DbOption = Annotated[
     str | None,
-    typer.Option("--db", help="Ledger URL or SQLite file [default: $GUARD_DATABASE_URL or ./guard.db]."),
+    typer.Option("--db", help="Ledger URL or SQLite file.", show_default="$GUARD_DATABASE_URL or ./guard.db"),
 ]
 PoliciesDir = Annotated[
     Path | None,
-    typer.Option("--policies", help="Folder of <team>.yaml files [default: $GUARD_POLICY_DIR or ./policies]."),
+    typer.Option("--policies", help="Folder of <team>.yaml files.", show_default="$GUARD_POLICY_DIR or ./policies"),
 ]
 
-Who = Annotated[str | None, typer.Option("--as", help="Who acts [default: $GUARD_OPERATOR or $USER].")]
+Who = Annotated[str | None, typer.Option("--as", help="Who acts.", show_default="$GUARD_OPERATOR or $USER")]
 
 AppOption = Annotated[
     str,
@@ -74,6 +75,9 @@ def fail(message: str, code: int = 1) -> NoReturn:
 
 def open_ledger(db: str | None) -> Ledger:
     """The ledger for a command that reads or decides: it must exist already (no silent new file)."""
+    from guard.ledger import Ledger, resolve_url
+    from guard.ledger.database import sqlite_path
+
     url = resolve_url(db)
     path = sqlite_path(url)
     if path is not None and not path.exists():

@@ -5,7 +5,6 @@ from __future__ import annotations
 import typer
 
 from guard.cli.common import DbOption, JsonFlag, emit, guarded_command, open_ledger
-from guard.ledger import HEAD_REVISION, current_revision, resolve_url, upgrade
 
 ledger_app = typer.Typer(help="The ledger's audit trail.", no_args_is_help=True)
 db_app = typer.Typer(help="The ledger database: migrations.", no_args_is_help=True)
@@ -31,6 +30,8 @@ def verify(db: DbOption = None, as_json: JsonFlag = False) -> None:
 @guarded_command
 def db_upgrade(db: DbOption = None) -> None:
     """Create or migrate the ledger database to the schema this Guard needs."""
+    from guard.ledger import current_revision, resolve_url, upgrade
+
     url = resolve_url(db)
     before = current_revision(url) if not url.startswith("sqlite:") or _exists(url) else None
     after = upgrade(url)
@@ -41,6 +42,8 @@ def db_upgrade(db: DbOption = None) -> None:
 @guarded_command
 def db_status(db: DbOption = None) -> None:
     """Say which schema revision the database is at; exit 1 when it needs `guard db upgrade`."""
+    from guard.ledger import HEAD_REVISION, current_revision, resolve_url
+
     url = resolve_url(db)
     rev = current_revision(url) if _exists(url) else None
     typer.echo(f"{url}: at {rev or 'no schema'}, this Guard needs {HEAD_REVISION}")

@@ -11,7 +11,6 @@ from typing import Annotated
 import typer
 
 from guard.cli.common import DbOption, JsonFlag, PoliciesDir, ago, emit, guarded_command, open_ledger, policy_dir
-from guard.notify import Notifier
 from guard.policy import PolicySet
 
 __all__ = ["app"]
@@ -25,7 +24,7 @@ app = typer.Typer(help="Webhook notifications of waiting calls and halted runs (
 def list_notices(team: Annotated[str | None, typer.Option(help="Only this team.")] = None,
                  state: Annotated[str | None, typer.Option(help="sending, sent, failed or skipped.")] = None,
                  run: Annotated[str | None, typer.Option("--run", help="Only this run.")] = None,
-                 limit: Annotated[int, typer.Option(min=1, max=1000)] = 50,
+                 limit: Annotated[int, typer.Option(min=1, max=1000, help="At most this many, newest first.")] = 50,
                  db: DbOption = None, as_json: JsonFlag = False) -> None:
     """What each team's webhook was told, newest first, with failures and their last error."""
     rows = open_ledger(db).notices(team=team, state=state, run_id=run, limit=limit)
@@ -47,6 +46,8 @@ def deliver(public_url: Annotated[str, typer.Option(help="The reviewer page's ad
             = "http://127.0.0.1:8700", db: DbOption = None, policies: PoliciesDir = None,
             as_json: JsonFlag = False) -> None:
     """Send what the ledger holds since the last pass (exit 1 when a delivery failed)."""
+    from guard.notify import Notifier
+
     notifier = Notifier(open_ledger(db), PolicySet.load_dir(policy_dir(policies)), public_url)
     report = notifier.deliver()
     if as_json:

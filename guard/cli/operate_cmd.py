@@ -21,7 +21,6 @@ from guard.cli.common import (
     open_ledger,
     operator_name,
 )
-from guard.runtime.operator import compensate, finish, retry_call
 
 Note = Annotated[str, typer.Option("--note", help="What you did or decided, and why (kept in the ledger).")]
 
@@ -29,8 +28,8 @@ Note = Annotated[str, typer.Option("--note", help="What you did or decided, and 
 @guarded_command
 def recover(app: AppOption, db: DbOption = None,
             stale_after: Annotated[float | None, typer.Option(
-                help="Take over started calls with no sign of life for this many seconds [default: when their "
-                     "lease ran out]; 0 when their worker is known dead.")] = None,
+                help="Take over started calls with no sign of life for this many seconds; 0 when their worker "
+                     "is known dead.", show_default="when their lease ran out")] = None,
             as_json: JsonFlag = False) -> None:
     """Resolve what dead workers left: started calls, calls in doubt, sagas cut short. Never re-runs blindly."""
     guard = load_app(app, db)
@@ -52,6 +51,8 @@ def retry_call_cmd(run_id: Annotated[str, typer.Argument(help="The run.")],
                    note: Note, app: AppOption, who: Who = None, db: DbOption = None) -> None:
     """Run one failed or in-doubt call again with its recorded arguments and key (only when that is safe)."""
     guard = load_app(app, db)
+    from guard.runtime.operator import retry_call
+
     report = retry_call(guard, run_id, call_id, operator=operator_name(who), note=note)
     call = guard.ledger.get_call(call_id)
     typer.echo(f"call {call_id}: {call.state if call else '?'}")
@@ -63,6 +64,8 @@ def retry_call_cmd(run_id: Annotated[str, typer.Argument(help="The run.")],
 def compensate_cmd(run_id: Annotated[str, typer.Argument(help="The run.")], note: Note, app: AppOption,
                    who: Who = None, db: DbOption = None) -> None:
     """Run the remaining compensations of a stopped run, newest first; each runs at most once."""
+    from guard.runtime.operator import compensate
+
     outcome = compensate(load_app(app, db), run_id, operator=operator_name(who), note=note)
     typer.echo(f"run {run_id}: {outcome.close.state if outcome.close else '?'}")
     for line in outcome.undone:
@@ -75,5 +78,7 @@ def compensate_cmd(run_id: Annotated[str, typer.Argument(help="The run.")], note
 def finish_cmd(run_id: Annotated[str, typer.Argument(help="The run.")], note: Note, who: Who = None,
                db: DbOption = None) -> None:
     """Close a halted or pending-review run as completed by hand, with a note of what you did."""
+    from guard.runtime.operator import finish
+
     run = finish(open_ledger(db), run_id, operator=operator_name(who), note=note)
     typer.echo(f"run {run_id}: {run.state} (finished by hand)")

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from guard.cli.common import DbOption, JsonFlag, Who, emit, fail, guarded_command, open_ledger, operator_name, when
-from guard.ledger.pauses import Scope
+
+if TYPE_CHECKING:
+    from guard.ledger.pauses import Scope
 
 TeamOpt = Annotated[str | None, typer.Option("--team", help="Pause a whole team.")]
 ToolOpt = Annotated[str | None, typer.Option("--tool", help="Pause a tool (glob, e.g. 'email.*').")]

@@ -134,7 +134,7 @@ def explain(
 
 @app.command("test")
 def test_cases(
-    teams: Annotated[list[str] | None, typer.Argument(help="Teams to test [default: all].")] = None,
+    teams: Annotated[list[str] | None, typer.Argument(help="Teams to test.", show_default="all")] = None,
     policies: PoliciesDir = None,
     as_json: JsonFlag = False,
 ) -> None:

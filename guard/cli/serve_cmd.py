@@ -14,7 +14,6 @@ from typing import Annotated
 import typer
 
 from guard.cli.common import DbOption, JsonFlag, PoliciesDir, ago, emit, fail, guarded_command, open_ledger, policy_dir
-from guard.ledger import resolve_url
 from guard.policy import PolicySet
 
 __all__ = ["serve", "tokens_app"]
@@ -27,7 +26,7 @@ tokens_app = typer.Typer(help="Reviewer tokens for the approval service (`guard 
 def create(reviewer: Annotated[str, typer.Option("--reviewer", help="The reviewer, as named under `reviewers:` "
                                                  "in a team policy.")],
            label: Annotated[str | None, typer.Option(help="What the token is for (kept, shown by list).")] = None,
-           by: Annotated[str | None, typer.Option("--by", help="Who creates it [default: $USER].")] = None,
+           by: Annotated[str | None, typer.Option("--by", help="Who creates it.", show_default="$USER")] = None,
            db: DbOption = None, policies: PoliciesDir = None, as_json: JsonFlag = False) -> None:
     """Create a token for a reviewer and print its secret once (only its hash is kept)."""
     teams = [t for t, p in PolicySet.load_dir(policy_dir(policies)).policies.items() if reviewer in p.reviewers]
@@ -66,7 +65,7 @@ def list_tokens(include_revoked: Annotated[bool, typer.Option("--all", help="Inc
 @tokens_app.command("revoke")
 @guarded_command
 def revoke(token_id: Annotated[str, typer.Argument(help="The token id (see `guard tokens list`).")],
-           by: Annotated[str | None, typer.Option("--by", help="Who revokes it [default: $USER].")] = None,
+           by: Annotated[str | None, typer.Option("--by", help="Who revokes it.", show_default="$USER")] = None,
            db: DbOption = None, as_json: JsonFlag = False) -> None:
     """Revoke a token: it stops working at once, in the API and in every page session made with it."""
     token = open_ledger(db).revoke_token(token_id, by=by or os.environ.get("USER") or "guard")
@@ -80,7 +79,8 @@ def revoke(token_id: Annotated[str, typer.Argument(help="The token id (see `guar
 def serve(host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
           port: Annotated[int, typer.Option(help="Port to listen on.")] = 8700,
           public_url: Annotated[str | None, typer.Option(help="The page's address as reviewers reach it, for the "
-                                                         "links in notifications [default: http://HOST:PORT].")] = None,
+                                                         "links in notifications.",
+                                                         show_default="http://HOST:PORT")] = None,
           db: DbOption = None, policies: PoliciesDir = None,
           log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info") -> None:
     """Start the approval service: the reviewer page at / and the REST API at /api (OpenAPI at /openapi.json).
@@ -96,6 +96,8 @@ def serve(host: Annotated[str, typer.Option(help="Interface to listen on.")] = "
         from guard.server import create_app
     except ImportError as exc:
         fail(f"the approval service needs its extra: pip install 'guard-middleware[server]' ({exc})", 2)
+    from guard.ledger import resolve_url
+
     secret = os.environ.get("GUARD_SESSION_SECRET")
     app = create_app(resolve_url(db), policy_dir(policies), session_secret=secret.encode() if secret else None,
                      public_url=public_url or f"http://{host}:{port}",
