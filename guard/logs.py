@@ -1,5 +1,8 @@
 """Structured logs for one Guard instance: run id and call id from context, secrets redacted.
 
+The console renderer escapes control characters in every key and value (`guard.printable`): a newline in a
+tool name cannot forge a log line, nor an ESC sequence reach the terminal. JSON lines escape them by themselves.
+
 Configuration lives on the instance (no global structlog set-up): a process may hold several Guards.
 Application log lines also carry the run id: `Guard.run` binds it with structlog's contextvars.
 """
@@ -15,6 +18,7 @@ import structlog
 from structlog.typing import FilteringBoundLogger
 
 from guard.canonical import redact
+from guard.printable import printable
 
 __all__ = ["make_logger"]
 
@@ -29,7 +33,7 @@ def _redactor(secret_fields: Iterable[str]) -> Any:
 
 
 def _text(value: Any) -> str:
-    return value if isinstance(value, str) else repr(value)
+    return printable(value if isinstance(value, str) else repr(value))
 
 
 def _console(_logger: Any, level: str, event: MutableMapping[str, Any]) -> str:
@@ -38,7 +42,7 @@ def _console(_logger: Any, level: str, event: MutableMapping[str, Any]) -> str:
     stamp = event.pop("timestamp", "")
     name = event.pop("level", level)
     message = _text(event.pop("event", ""))
-    fields = " ".join(f"{key}={_text(event[key])}" for key in sorted(event))
+    fields = " ".join(f"{_text(key)}={_text(event[key])}" for key in sorted(event))
     return f"{stamp} [{name:<9}] {message:<40} {fields}".rstrip()
 
 

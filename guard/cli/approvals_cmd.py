@@ -19,6 +19,7 @@ from guard.cli.common import (
     JsonFlag,
     PoliciesDir,
     ago,
+    echo,
     emit,
     fail,
     guarded_command,
@@ -62,11 +63,11 @@ def list_approvals(team: Annotated[str | None, typer.Option(help="Only this team
         emit([_approval_json(a) for a in items])
         return
     if not items:
-        typer.echo(f"no {state} approvals")
+        echo(f"no {state} approvals")
         return
     now = time.time()
     for a in items:
-        typer.echo(f"{a.approval_id}  {a.team:<12} {a.tool:<28} roles={','.join(a.role_list):<14} "
+        echo(f"{a.approval_id}  {a.team:<12} {a.tool:<28} roles={','.join(a.role_list):<14} "
                    f"asked {ago(a.requested_at, now)}, expires {ago(a.expires_at, now)}  [{a.state}]")
 
 
@@ -87,27 +88,27 @@ def show(approval_id: Annotated[str, typer.Argument(help="The approval id (see `
         emit(data)
         return
     now = time.time()
-    typer.echo(f"approval {a.approval_id}  [{a.state}]")
-    typer.echo(f"  {a.team} / {a.tool}   rule {a.rule or '-'}   asked by {a.requested_by or '-'}")
-    typer.echo(f"  needs {a.quorum} of roles {', '.join(a.role_list)}; expires {when(a.expires_at)} "
+    echo(f"approval {a.approval_id}  [{a.state}]")
+    echo(f"  {a.team} / {a.tool}   rule {a.rule or '-'}   asked by {a.requested_by or '-'}")
+    echo(f"  needs {a.quorum} of roles {', '.join(a.role_list)}; expires {when(a.expires_at)} "
                f"({ago(a.expires_at, now)})")
-    typer.echo(f"  arguments (hash {a.args_hash}):")
+    echo(f"  arguments (hash {a.args_hash}):")
     for line in json.dumps(data["args"], indent=2).splitlines():
-        typer.echo(f"    {line}")
+        echo(f"    {line}")
     if data["approved_args"] is not None and a.approved_args_hash != a.args_hash:
-        typer.echo(f"  edited by a reviewer to (hash {a.approved_args_hash}; the call runs with these):")
+        echo(f"  edited by a reviewer to (hash {a.approved_args_hash}; the call runs with these):")
         for line in json.dumps(data["approved_args"], indent=2).splitlines():
-            typer.echo(f"    {line}")
-    typer.echo(f"  run {a.run_id} so far:")
+            echo(f"    {line}")
+    echo(f"  run {a.run_id} so far:")
     for c in calls:
         ids = " ".join(f"{k}={v}" for k, v in c.external_id_map.items())
         marker = "  <- this call" if c.call_id == a.call_id else ""
-        typer.echo(f"    #{c.seq:<3} {c.tool:<30} {c.state:<18} {ids}{marker}")
+        echo(f"    #{c.seq:<3} {c.tool:<30} {c.state:<18} {ids}{marker}")
     for d in data["decisions"]:
-        typer.echo(f"  decision: {d['reviewer']} {d['decision']} at {when(d['at'])}"
+        echo(f"  decision: {d['reviewer']} {d['decision']} at {when(d['at'])}"
                    + (f": {d['reason']}" if d["reason"] else ""))
     if a.state == "pending":
-        typer.echo(f"  decide: guard approvals approve {a.approval_id} --as NAME   |   "
+        echo(f"  decide: guard approvals approve {a.approval_id} --as NAME   |   "
                    f"guard approvals reject {a.approval_id} --as NAME --reason TEXT")
 
 
@@ -135,14 +136,14 @@ def _decide(approval_id: str, reviewer: str | None, decision: Literal["approve",
         emit({"ok": True, "settled": result.settled, "repeat": result.repeat, "approval": _approval_json(a)})
         return
     if result.repeat:
-        typer.echo(f"{who} already decided {decision} on {approval_id}; nothing changed (now {a.state})")
+        echo(f"{who} already decided {decision} on {approval_id}; nothing changed (now {a.state})")
     elif result.settled:
         pause = ledger.pause_holding(a.team, a.tool, a.run_id) if a.state == "approved" else None
-        typer.echo(f"{approval_id} {a.state} by {who}: {a.tool} in run {a.run_id} "
-                   + ((pause or "may run now") if a.state == "approved" else "will not run"))
+        echo(f"{approval_id} {a.state} by {who}: {a.tool} in run {a.run_id} "
+             + ((pause or "may run now") if a.state == "approved" else "will not run"))
     else:
-        typer.echo(f"{who}'s decision on {approval_id} is recorded; the arguments on the table need {a.quorum} "
-                   f"distinct approver(s) with role {' or '.join(a.role_list)} in all")
+        echo(f"{who}'s decision on {approval_id} is recorded; the arguments on the table need {a.quorum} "
+             f"distinct approver(s) with role {' or '.join(a.role_list)} in all")
 
 
 def _edited(text: str | None, secret_fields: frozenset[str]) -> dict[str, Any] | None:

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn, ParamSpec, TypeVar
 import typer
 
 from guard.errors import ConfigurationError, GuardError
+from guard.printable import printable
 from guard.spans import format_span
 
 if TYPE_CHECKING:  # imported where used: `guard policy ...` never loads the ledger
@@ -28,6 +29,7 @@ __all__ = [
     "PoliciesDir",
     "Who",
     "ago",
+    "echo",
     "emit",
     "fail",
     "guarded_command",
@@ -65,11 +67,19 @@ def policy_dir(option: Path | None) -> Path:
 
 
 def emit(data: Any) -> None:
+    """Print `data` as JSON (which escapes control characters itself)."""
     typer.echo(json.dumps(data, indent=2, default=str))
 
 
+def echo(line: str = "", *, err: bool = False) -> None:
+    """Print one line for a person. Values in it come from agents and tools, so control characters are
+    escaped (`guard.printable`): a newline in a tool name cannot fake a row, nor an ESC sequence reach the
+    terminal. Every text output of the CLI goes through here; a multi-line block is one call per line."""
+    typer.echo(printable(line), err=err)
+
+
 def fail(message: str, code: int = 1) -> NoReturn:
-    typer.echo(f"error: {message}", err=True)
+    echo(f"error: {message}", err=True)
     raise typer.Exit(code)
 
 

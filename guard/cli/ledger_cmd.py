@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from guard.cli.common import DbOption, JsonFlag, emit, guarded_command, open_ledger
+from guard.cli.common import DbOption, JsonFlag, echo, emit, guarded_command, open_ledger
 
 ledger_app = typer.Typer(help="The ledger's audit trail.", no_args_is_help=True)
 db_app = typer.Typer(help="The ledger database: migrations.", no_args_is_help=True)
@@ -18,9 +18,9 @@ def verify(db: DbOption = None, as_json: JsonFlag = False) -> None:
     if as_json:
         emit({"ok": report.ok, "checked": report.checked, "bad_id": report.bad_id, "problem": report.problem})
     elif report.ok:
-        typer.echo(f"ok: {report.checked} events, hash chain intact")
+        echo(f"ok: {report.checked} events, hash chain intact")
     else:
-        typer.echo(f"TAMPERED: event id {report.bad_id}: {report.problem} ({report.checked} events before it "
+        echo(f"TAMPERED: event id {report.bad_id}: {report.problem} ({report.checked} events before it "
                    "verify)")
     if not report.ok:
         raise typer.Exit(1)
@@ -35,7 +35,7 @@ def db_upgrade(db: DbOption = None) -> None:
     url = resolve_url(db)
     before = current_revision(url) if not url.startswith("sqlite:") or _exists(url) else None
     after = upgrade(url)
-    typer.echo(f"{url}: {before or 'empty'} -> {after}" if before != after else f"{url}: already at {after}")
+    echo(f"{url}: {before or 'empty'} -> {after}" if before != after else f"{url}: already at {after}")
 
 
 @db_app.command("status")
@@ -46,7 +46,7 @@ def db_status(db: DbOption = None) -> None:
 
     url = resolve_url(db)
     rev = current_revision(url) if _exists(url) else None
-    typer.echo(f"{url}: at {rev or 'no schema'}, this Guard needs {HEAD_REVISION}")
+    echo(f"{url}: at {rev or 'no schema'}, this Guard needs {HEAD_REVISION}")
     if rev != HEAD_REVISION:
         raise typer.Exit(1)
 

@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from guard.cli.common import DbOption, JsonFlag, PoliciesDir, ago, emit, guarded_command, open_ledger, policy_dir
+from guard.cli.common import DbOption, JsonFlag, PoliciesDir, ago, echo, emit, guarded_command, open_ledger, policy_dir
 from guard.policy import PolicySet
 
 __all__ = ["app"]
@@ -32,11 +32,11 @@ def list_notices(team: Annotated[str | None, typer.Option(help="Only this team."
         emit([r.to_dict() for r in rows])
         return
     if not rows:
-        typer.echo("no notifications")
+        echo("no notifications")
         return
     now = time.time()
     for r in rows:
-        typer.echo(f"{r.state:<8} {r.kind:<17} {r.team:<12} run {r.run_id}  {r.target}  attempts {r.attempts}  "
+        echo(f"{r.state:<8} {r.kind:<17} {r.team:<12} run {r.run_id}  {r.target}  attempts {r.attempts}  "
                    f"{ago(r.updated_at, now)}" + (f"  ({r.last_error})" if r.last_error else ""))
 
 
@@ -53,8 +53,8 @@ def deliver(public_url: Annotated[str, typer.Option(help="The reviewer page's ad
     if as_json:
         emit({"sent": report.sent, "failed": report.failed, "skipped": report.skipped, "errors": report.errors})
     else:
-        typer.echo(f"sent {report.sent}, failed {report.failed}, skipped {report.skipped}")
+        echo(f"sent {report.sent}, failed {report.failed}, skipped {report.skipped}")
         for error in report.errors:
-            typer.echo(f"  failed: {error}")
+            echo(f"  failed: {error}")
     if report.failed:
         raise typer.Exit(1)

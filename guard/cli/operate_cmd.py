@@ -15,6 +15,7 @@ from guard.cli.common import (
     DbOption,
     JsonFlag,
     Who,
+    echo,
     emit,
     guarded_command,
     load_app,
@@ -40,9 +41,9 @@ def recover(app: AppOption, db: DbOption = None,
     if as_json:
         emit(data)
         return
-    typer.echo(", ".join(f"{k.replace('_', ' ')} {v}" for k, v in data.items() if k != "notes"))
+    echo(", ".join(f"{k.replace('_', ' ')} {v}" for k, v in data.items() if k != "notes"))
     for note in report.notes:
-        typer.echo(f"  review: {note}")
+        echo(f"  review: {note}")
 
 
 @guarded_command
@@ -55,9 +56,9 @@ def retry_call_cmd(run_id: Annotated[str, typer.Argument(help="The run.")],
 
     report = retry_call(guard, run_id, call_id, operator=operator_name(who), note=note)
     call = guard.ledger.get_call(call_id)
-    typer.echo(f"call {call_id}: {call.state if call else '?'}")
+    echo(f"call {call_id}: {call.state if call else '?'}")
     for line in report.notes:
-        typer.echo(f"  {line}")
+        echo(f"  {line}")
 
 
 @guarded_command
@@ -67,11 +68,11 @@ def compensate_cmd(run_id: Annotated[str, typer.Argument(help="The run.")], note
     from guard.runtime.operator import compensate
 
     outcome = compensate(load_app(app, db), run_id, operator=operator_name(who), note=note)
-    typer.echo(f"run {run_id}: {outcome.close.state if outcome.close else '?'}")
+    echo(f"run {run_id}: {outcome.close.state if outcome.close else '?'}")
     for line in outcome.undone:
-        typer.echo(f"  undone: {line}")
+        echo(f"  undone: {line}")
     for line in outcome.remains:
-        typer.echo(f"  remains: {line}")
+        echo(f"  remains: {line}")
 
 
 @guarded_command
@@ -81,4 +82,4 @@ def finish_cmd(run_id: Annotated[str, typer.Argument(help="The run.")], note: No
     from guard.runtime.operator import finish
 
     run = finish(open_ledger(db), run_id, operator=operator_name(who), note=note)
-    typer.echo(f"run {run_id}: {run.state} (finished by hand)")
+    echo(f"run {run_id}: {run.state} (finished by hand)")

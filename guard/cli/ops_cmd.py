@@ -6,7 +6,18 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from guard.cli.common import DbOption, JsonFlag, Who, emit, fail, guarded_command, open_ledger, operator_name, when
+from guard.cli.common import (
+    DbOption,
+    JsonFlag,
+    Who,
+    echo,
+    emit,
+    fail,
+    guarded_command,
+    open_ledger,
+    operator_name,
+    when,
+)
 
 if TYPE_CHECKING:
     from guard.ledger.pauses import Scope
@@ -32,7 +43,7 @@ def pause(reason: Annotated[str, typer.Option(help="Why: shown to the agent and 
     """Stop new calls at once: every matching call is denied until `guard unpause`."""
     scope, target = _target(team, tool, run)
     pause_id = open_ledger(db).pause(scope, target, reason=reason, by=operator_name(who), team=tool_team)
-    typer.echo(f"paused {scope} {target} (pause {pause_id}); lift with `guard unpause --{scope} {target}`")
+    echo(f"paused {scope} {target} (pause {pause_id}); lift with `guard unpause --{scope} {target}`")
 
 
 @guarded_command
@@ -43,7 +54,7 @@ def unpause(team: TeamOpt = None, tool: ToolOpt = None, run: RunOpt = None, who:
     n = open_ledger(db).unpause(scope, target, by=operator_name(who))
     if n == 0:
         fail(f"no active pause on {scope} {target}")
-    typer.echo(f"lifted {n} pause(s) on {scope} {target}")
+    echo(f"lifted {n} pause(s) on {scope} {target}")
 
 
 @guarded_command
@@ -54,7 +65,7 @@ def pauses(db: DbOption = None, as_json: JsonFlag = False) -> None:
         emit(active)
         return
     for p in active:
-        typer.echo(f"{p['id']:<4} {p['scope']:<5} {p['target']:<24} by {p['paused_by']} at {when(p['at'])}: "
+        echo(f"{p['id']:<4} {p['scope']:<5} {p['target']:<24} by {p['paused_by']} at {when(p['at'])}: "
                    f"{p['reason']}")
     if not active:
-        typer.echo("no active pauses")
+        echo("no active pauses")

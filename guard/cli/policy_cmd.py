@@ -14,7 +14,7 @@ from typing import Annotated, Any
 import typer
 
 from guard.canonical import redact
-from guard.cli.common import JsonFlag, PoliciesDir, emit, policy_dir
+from guard.cli.common import JsonFlag, PoliciesDir, echo, emit, policy_dir
 from guard.errors import PolicyError
 from guard.policy import Decision, PolicySet, load_policy, policy_json_schema, run_cases
 from guard.policy._cases import CaseReport, cases_path
@@ -25,7 +25,7 @@ def _usage(message: str, as_json: bool) -> typer.Exit:
     if as_json:
         emit({"ok": False, "error": message})
     else:
-        typer.echo(f"error: {message}", err=True)
+        echo(f"error: {message}", err=True)
     return typer.Exit(2)
 
 
@@ -51,7 +51,7 @@ def validate(
         except PolicyError as err:
             results.append({"ok": False, **_error_json(err)})
             if not as_json:
-                typer.echo(str(err))
+                echo(str(err))
             continue
         results.append(
             {
@@ -63,7 +63,7 @@ def validate(
             }
         )
         if not as_json:
-            typer.echo(f"ok  {file}  team={policy.team} rules={len(policy.rules)} version={policy.version}")
+            echo(f"ok  {file}  team={policy.team} rules={len(policy.rules)} version={policy.version}")
     if as_json:
         emit(results)
     if not all(result["ok"] for result in results):
@@ -93,7 +93,7 @@ def explain(
         if as_json:
             emit({"ok": False, "error": _error_json(err)})
         else:
-            typer.echo(f"error: {err}", err=True)
+            echo(f"error: {err}", err=True)
         raise typer.Exit(2 if err.fields["field"] == "team" and err.fields["line"] is None else 1) from None
     decision, traces = policy.explain(tool, call_args)  # pyright: ignore[reportUnknownArgumentType]
     shown = redact(call_args, decision.secret_fields)
@@ -107,29 +107,29 @@ def explain(
     if as_json:
         emit(data)
         return
-    typer.echo(f"{tool} (team {team}, policy {policy.source} {policy.version})")
-    typer.echo(f"args: {json.dumps(shown)}")
+    echo(f"{tool} (team {team}, policy {policy.source} {policy.version})")
+    echo(f"args: {json.dumps(shown)}")
     for trace in traces:
         mark = {"matched": "+", "conditions failed": "-", "indeterminate": "?"}.get(trace.outcome, " ")
-        typer.echo(f"  {mark} {trace.rule:<24} line {trace.line}: {trace.outcome}: {trace.detail}")
-    typer.echo(f"verdict: {decision.verdict}  class: {decision.side_effect}  rule: {decision.rule}")
-    typer.echo(f"reason: {decision.reason}")
+        echo(f"  {mark} {trace.rule:<24} line {trace.line}: {trace.outcome}: {trace.detail}")
+    echo(f"verdict: {decision.verdict}  class: {decision.side_effect}  rule: {decision.rule}")
+    echo(f"reason: {decision.reason}")
     if decision.approval is not None:
         gate = decision.approval
-        typer.echo(f"gate: roles {', '.join(gate.roles)}, quorum {gate.quorum}, expires after {gate.expires_after:g}s")
+        echo(f"gate: roles {', '.join(gate.roles)}, quorum {gate.quorum}, expires after {gate.expires_after:g}s")
     retry = decision.retry
-    typer.echo(
+    echo(
         f"retry: {retry.attempts} attempt(s), "
         f"backoff {retry.backoff_initial:g}s x{retry.backoff_multiplier:g} "
         f"up to {retry.backoff_max:g}s, timeout {retry.timeout if retry.timeout is not None else 'none'}"
     )
-    typer.echo(f"on failure: {decision.on_failure}")
+    echo(f"on failure: {decision.on_failure}")
     limits = [f"the same call at most {decision.stop.repeats} time(s) in a row"] if decision.stop.repeats else []
     limits += [f"at most {n} call(s) of {glob} per run" for glob, n in decision.stop.max_calls]
     limits += [f"at most {calls} call(s) of {glob} per {per:g}s for the team"
                for glob, calls, per in decision.stop.rate]
     if limits:
-        typer.echo(f"stop rules: {'; '.join(limits)}")
+        echo(f"stop rules: {'; '.join(limits)}")
 
 
 @app.command("test")
@@ -183,14 +183,14 @@ def test_cases(
         )
     else:
         for err in errors:
-            typer.echo(str(err))
+            echo(str(err))
         for report in reports:
             for failure in report.failures:
-                typer.echo(
+                echo(
                     f"FAIL {report.cases_file}:{failure.line}: {failure.name}: "
                     f"{'; '.join(failure.differences)} ({failure.decision.reason})"
                 )
-        typer.echo(f"{total - failed} passed, {failed} failed, {len(errors)} error(s) in {len(names)} team(s)")
+        echo(f"{total - failed} passed, {failed} failed, {len(errors)} error(s) in {len(names)} team(s)")
     if failed or errors:
         raise typer.Exit(1)
 

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from guard.cli.common import DbOption, JsonFlag, emit, fail, guarded_command, open_ledger, when
+from guard.cli.common import DbOption, JsonFlag, echo, emit, fail, guarded_command, open_ledger, when
 
 app = typer.Typer(help="Runs: the calls of one business event, and what happened to each.", no_args_is_help=True)
 
@@ -24,11 +24,11 @@ def list_runs(team: Annotated[str | None, typer.Option(help="Only this team.")] 
         emit([r.to_dict() for r in runs])
         return
     if not runs:
-        typer.echo("no runs")
+        echo("no runs")
         return
     for r in runs:
         label = f"  [{r.status_label}]" if r.status_label else ""
-        typer.echo(f"{r.run_id}  {r.team:<12} {r.state:<15} calls={r.call_count:<4} {when(r.created_at)}"
+        echo(f"{r.run_id}  {r.team:<12} {r.state:<15} calls={r.call_count:<4} {when(r.created_at)}"
                    f"  {r.subject or ''}{label}")
 
 
@@ -46,32 +46,32 @@ def show(run_id: Annotated[str, typer.Argument(help="The run id (see `guard runs
     if as_json:
         emit(story)
         return
-    typer.echo(f"run {run.run_id}")
-    typer.echo(f"  team {run.team}   subject {run.subject or '-'}   source event {run.source_event_id or '-'}")
-    typer.echo(f"  state {run.state}" + (f"   ({run.status_label})" if run.status_label else "")
+    echo(f"run {run.run_id}")
+    echo(f"  team {run.team}   subject {run.subject or '-'}   source event {run.source_event_id or '-'}")
+    echo(f"  state {run.state}" + (f"   ({run.status_label})" if run.status_label else "")
                + ("   REQUIRES REVIEW" if run.requires_review else ""))
     last = next((c for c in story["calls"] if c["call_id"] == run.last_call_id), None)
     last_text = f"#{last['seq']} {last['tool']}" if last else "-"
-    typer.echo(f"  last successful call: {last_text}")
+    echo(f"  last successful call: {last_text}")
     if run.error_summary:
-        typer.echo(f"  error: {run.error_summary}")
+        echo(f"  error: {run.error_summary}")
     if run.next_safe_action:
-        typer.echo(f"  next safe action: {run.next_safe_action}")
-    typer.echo("calls:")
+        echo(f"  next safe action: {run.next_safe_action}")
+    echo("calls:")
     seqs = {c["call_id"]: c["seq"] for c in story["calls"]}
     for c in story["calls"]:
         ids = " ".join(f"{k}={v}" for k, v in c["external_ids"].items())
         link = f"  compensates #{seqs[c['compensates_call_id']]}" if c["compensates_call_id"] in seqs else ""
-        typer.echo(f"  #{c['seq']:<3} {c['tool']:<30} {c['side_effect'] or '-':<13} {c['state']:<18}"
+        echo(f"  #{c['seq']:<3} {c['tool']:<30} {c['side_effect'] or '-':<13} {c['state']:<18}"
                    f" {ids}{link}")
         if c["reason"]:
-            typer.echo(f"        reason: {c['reason']}")
+            echo(f"        reason: {c['reason']}")
         if c["error"]:
-            typer.echo(f"        error: {c['error']}")
+            echo(f"        error: {c['error']}")
     for m in story["manual_actions"]:
-        typer.echo(f"  by hand: {when(m['at'])} {m['operator']} {m['action']}: {m['note']}")
+        echo(f"  by hand: {when(m['at'])} {m['operator']} {m['action']}: {m['note']}")
     if events:
-        typer.echo("events:")
+        echo("events:")
         for e in story["events"]:
             what = f"call #{seqs.get(e['call_id'], '?')}" if e["entity"] == "call" else e["entity"]
-            typer.echo(f"  {when(e['at'])}  {e['actor']:<10} {what:<9} {e['from_state'] or '·'} -> {e['to_state']}")
+            echo(f"  {when(e['at'])}  {e['actor']:<10} {what:<9} {e['from_state'] or '·'} -> {e['to_state']}")

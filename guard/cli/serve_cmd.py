@@ -13,7 +13,18 @@ from typing import Annotated
 
 import typer
 
-from guard.cli.common import DbOption, JsonFlag, PoliciesDir, ago, emit, fail, guarded_command, open_ledger, policy_dir
+from guard.cli.common import (
+    DbOption,
+    JsonFlag,
+    PoliciesDir,
+    ago,
+    echo,
+    emit,
+    fail,
+    guarded_command,
+    open_ledger,
+    policy_dir,
+)
 from guard.policy import PolicySet
 
 __all__ = ["serve", "tokens_app"]
@@ -37,9 +48,9 @@ def create(reviewer: Annotated[str, typer.Option("--reviewer", help="The reviewe
     if as_json:
         emit(token.to_dict() | {"token": secret, "teams": teams})
         return
-    typer.echo(f"token {token.token_id} for {reviewer} (reviewer of {', '.join(teams)}):")
-    typer.echo(f"  {secret}")
-    typer.echo("Keep it now: it is not stored and cannot be shown again. Revoke it with "
+    echo(f"token {token.token_id} for {reviewer} (reviewer of {', '.join(teams)}):")
+    echo(f"  {secret}")
+    echo("Keep it now: it is not stored and cannot be shown again. Revoke it with "
                f"`guard tokens revoke {token.token_id}`.")
 
 
@@ -53,12 +64,12 @@ def list_tokens(include_revoked: Annotated[bool, typer.Option("--all", help="Inc
         emit([t.to_dict() for t in tokens])
         return
     if not tokens:
-        typer.echo("no tokens")
+        echo("no tokens")
         return
     now = time.time()
     for t in tokens:
         state = "active" if t.active else f"revoked by {t.revoked_by}"
-        typer.echo(f"{t.token_id}  {t.reviewer:<14} created {ago(t.created_at, now)} by {t.created_by}  [{state}]"
+        echo(f"{t.token_id}  {t.reviewer:<14} created {ago(t.created_at, now)} by {t.created_by}  [{state}]"
                    + (f"  {t.label}" if t.label else ""))
 
 
@@ -72,7 +83,7 @@ def revoke(token_id: Annotated[str, typer.Argument(help="The token id (see `guar
     if as_json:
         emit(token.to_dict())
         return
-    typer.echo(f"token {token.token_id} of {token.reviewer} is revoked")
+    echo(f"token {token.token_id} of {token.reviewer} is revoked")
 
 
 @guarded_command
@@ -102,6 +113,6 @@ def serve(host: Annotated[str, typer.Option(help="Interface to listen on.")] = "
     app = create_app(resolve_url(db), policy_dir(policies), session_secret=secret.encode() if secret else None,
                      public_url=public_url or f"http://{host}:{port}",
                      metrics_token=os.environ.get("GUARD_METRICS_TOKEN") or None)
-    typer.echo(f"Guard approval service on http://{host}:{port}/ (API /api, OpenAPI /openapi.json, "
+    echo(f"Guard approval service on http://{host}:{port}/ (API /api, OpenAPI /openapi.json, "
                "metrics /metrics)")
     uvicorn.run(app, host=host, port=port, log_level=log_level)

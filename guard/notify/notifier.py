@@ -24,6 +24,7 @@ from guard.ledger import ApprovalRecord, Ledger, NoticeEvent, RunRecord
 from guard.logs import make_logger
 from guard.notify.webhook import post, target_of
 from guard.policy import LivePolicies, Notify, PolicySet
+from guard.printable import printable
 
 __all__ = ["Notifier", "NotifyReport"]
 
@@ -155,8 +156,8 @@ class Notifier:
             link = f"{base}/approvals/{approval.approval_id}"
             roles = ", ".join(approval.role_list)
             expires = datetime.fromtimestamp(approval.expires_at, UTC).strftime("%Y-%m-%d %H:%M UTC")
-            text = (f"Approval needed in team *{event.team}*: `{approval.tool}` waits for "
-                    f"{approval.quorum} reviewer(s) with role *{roles}* (asked by {approval.requested_by}, "
+            text = (f"Approval needed in team *{_md(event.team)}*: `{_md(approval.tool)}` waits for "
+                    f"{approval.quorum} reviewer(s) with role *{_md(roles)}* (asked by {_md(approval.requested_by)}, "
                     f"expires {expires}). <{link}|Review it>")
             facts |= {"approval_id": approval.approval_id, "tool": approval.tool, "roles": approval.role_list,
                       "quorum": approval.quorum, "expires_at": approval.expires_at, "url": link}
@@ -166,9 +167,10 @@ class Notifier:
             label = (run.status_label if run else None) or event.to_state
             summary = (run.error_summary if run else None) or ""
             step = (run.next_safe_action if run else None) or f"guard runs show {event.run_id}"
-            text = (f"Run `{event.run_id}` of team *{event.team}* is {event.to_state.replace('_', ' ')}: "
-                    f"*{label}*{': ' + summary if summary else ''}. Owners: role *{', '.join(roles) or 'none'}*. "
-                    f"Next: {step}. <{base}/|Open the reviewer page>")
+            text = (f"Run `{_md(event.run_id)}` of team *{_md(event.team)}* is {event.to_state.replace('_', ' ')}: "
+                    f"*{_md(label)}*{': ' + _md(summary) if summary else ''}. "
+                    f"Owners: role *{_md(', '.join(roles) or 'none')}*. Next: {_md(step)}. "
+                    f"<{base}/|Open the reviewer page>")
             facts |= {"state": event.to_state, "label": label, "roles": roles, "url": f"{base}/"}
         return {"text": text, "guard": facts}
 
@@ -182,3 +184,9 @@ def _stale(event: NoticeEvent, approval: ApprovalRecord | None, run: RunRecord |
     if run is None or run.state != event.to_state:
         return f"run is {run.state if run else 'gone'} now"
     return None
+
+
+def _md(value: object) -> str:
+    """A value from the ledger inside Slack mrkdwn: control characters escaped (`guard.printable`) and `&`, `<`,
+    `>` entity-encoded as Slack asks, so a tool name can neither add a line nor a link of its own."""
+    return printable(str(value)).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")

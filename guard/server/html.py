@@ -11,6 +11,7 @@ import json
 from html import escape
 from typing import Any
 
+from guard.printable import printable
 from guard.spans import format_span
 
 __all__ = ["approval_page", "login_page", "message_page", "queue_page"]
@@ -42,7 +43,9 @@ def _left(a: dict[str, Any]) -> str:
 
 
 def _e(value: object) -> str:
-    return escape("-" if value is None else str(value))
+    """HTML-escaped (quotes too: every attribute is double-quoted) with control and bidi characters shown
+    as escapes, so an agent's tool name cannot reorder or hide what the reviewer reads."""
+    return escape(printable("-" if value is None else str(value)))
 
 
 def _layout(title: str, body: str, *, reviewer: str | None = None, csrf: str | None = None) -> str:
