@@ -13,7 +13,6 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal, cast
 
 import typer
 
-from guard.canonical import sets_secrets
 from guard.cli.common import (
     DbOption,
     JsonFlag,
@@ -156,6 +155,8 @@ def _edited(text: str | None, secret_fields: frozenset[str]) -> dict[str, Any] |
              2)
     if not isinstance(value, dict):
         fail("--edit: pass the arguments as a JSON object", 2)
+    from guard.canonical import sets_secrets
+
     if sets_secrets(value, secret_fields):
         fail("--edit: secret fields cannot be edited; leave them as [REDACTED] (the agent's value is kept)", 2)
     return cast(dict[str, Any], value)

@@ -13,7 +13,6 @@ from typing import Annotated, Any
 
 import typer
 
-from guard.canonical import redact
 from guard.cli.common import JsonFlag, PoliciesDir, echo, emit, policy_dir
 from guard.errors import PolicyError
 from guard.policy import Decision, PolicySet, load_policy, policy_json_schema, run_cases
@@ -96,6 +95,8 @@ def explain(
             echo(f"error: {err}", err=True)
         raise typer.Exit(2 if err.fields["field"] == "team" and err.fields["line"] is None else 1) from None
     decision, traces = policy.explain(tool, call_args)  # pyright: ignore[reportUnknownArgumentType]
+    from guard.canonical import redact
+
     shown = redact(call_args, decision.secret_fields)
     data = {
         "team": team,

@@ -8,7 +8,6 @@ core never imports an adapter. A draft only suggests: a tool's own annotations c
 
 from __future__ import annotations
 
-from importlib.metadata import entry_points
 from typing import Annotated, Any
 
 import typer
@@ -52,6 +51,8 @@ def init(
     if not command and upstream_url is None:
         typer.echo(SKELETON.format(team=team), nl=False)
         return
+    from importlib.metadata import entry_points  # scans every installed package: only when asked
+
     found = {ep.name: ep for ep in entry_points(group=GROUP)}
     if source not in found:
         hint = "pip install 'guard-middleware[mcp]'" if source == "mcp" else f"install the {source} adapter"
