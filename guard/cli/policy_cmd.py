@@ -42,10 +42,20 @@ def _error_json(err: PolicyError) -> dict[str, Any]:
 def validate(
     files: Annotated[list[Path], typer.Argument(help="Policy files to check.")], as_json: JsonFlag = False
 ) -> None:
-    """Check policy files: print `ok` or `file:line: field: reason` per file. Exit 1 if any is invalid."""
+    """Check policy files: print `ok` or `file:line: field: reason` per file. Exit 1 if any is invalid.
+
+    A `<team>.cases.yaml` among them (as `policies/*.yaml` gives) is checked as the cases file of its team's
+    policy: its format and the rules it names; whether the cases pass is `guard policy test`.
+    """
     results: list[dict[str, Any]] = []
     for file in files:
         try:
+            if file.name.endswith((".cases.yaml", ".cases.yml")):
+                report = run_cases(_policy_of(file))
+                results.append({"ok": True, "file": str(file), "team": report.team, "cases": len(report.results)})
+                if not as_json:
+                    echo(f"ok  {file}  cases of team {report.team}: {len(report.results)}")
+                continue
             policy = load_policy(file)
         except PolicyError as err:
             results.append({"ok": False, **_error_json(err)})
@@ -67,6 +77,12 @@ def validate(
         emit(results)
     if not all(result["ok"] for result in results):
         raise typer.Exit(1)
+
+
+def _policy_of(cases_file: Path) -> Path:
+    """`policies/billing.cases.yaml` -> `policies/billing.yaml` (the inverse of `cases_path`)."""
+    stem, _, suffix = cases_file.name.rpartition(".cases.")
+    return cases_file.with_name(f"{stem}.{suffix}")
 
 
 @app.command()

@@ -110,3 +110,20 @@ def test_schema_is_json_schema() -> None:
     schema = json.loads(result.output)
     assert schema["$schema"].startswith("https://json-schema.org/")
     assert set(schema["required"]) == {"team", "rules"}
+
+
+def test_validate_on_the_policies_glob_checks_cases_files_as_cases_and_exits_0() -> None:
+    """`guard policy validate policies/*.yaml` (the README's first command) passes on the shipped files."""
+    files = sorted(str(p) for p in POLICIES.glob("*.yaml"))
+    assert any(f.endswith(".cases.yaml") for f in files)
+    result = runner.invoke(app, ["validate", *files])
+    assert result.exit_code == 0, result.output
+    assert f"ok  {POLICIES / 'onboarding.cases.yaml'}  cases of team onboarding: " in result.output
+
+
+def test_validate_refuses_a_cases_file_that_names_a_rule_the_policy_lacks(tmp_path: Path) -> None:
+    (tmp_path / "t.yaml").write_text("team: t\nrules:\n  - {name: r, tools: [a], class: read}\n")
+    (tmp_path / "t.cases.yaml").write_text("cases:\n  - {tool: a, args: {}, expect: allow, rule: nope}\n")
+    result = runner.invoke(app, ["validate", str(tmp_path / "t.cases.yaml")])
+    assert result.exit_code == 1
+    assert result.output.startswith(f"{tmp_path / 't.cases.yaml'}:2: cases[0].rule: the policy has no rule 'nope'")
