@@ -20,7 +20,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from guard.errors import PolicyError
-from guard.policy import PolicySet, load_policy, policy_from_text
+from guard.policy import LivePolicies, PolicySet, load_policy, policy_from_text
 from guard.policy._load import MAX_BYTES
 
 Build = Callable[[Path], None]
@@ -185,3 +185,13 @@ def test_any_text_is_a_policy_or_a_policy_error(bits: list[str]) -> None:
     """Whatever text the loader gets, the only thing it may raise is a PolicyError."""
     with contextlib.suppress(PolicyError):
         policy_from_text("".join(bits), source="t.yaml")
+
+
+def test_live_policies_never_wait_on_a_fifo_that_appears_in_the_folder(tmp_path: Path) -> None:
+    """The server's reload hashes files through the same reader: a FIFO dropped in later is its team's error."""
+    (tmp_path / "good.yaml").write_text("team: good\nrules:\n  - {name: r, tools: [a], class: read}\n")
+    live = LivePolicies(tmp_path, every=0)
+    os.mkfifo(tmp_path / "pipe.yaml")
+    current = live.current()
+    assert set(current.policies) == {"good"}
+    assert "named pipe (FIFO)" in current.errors["pipe"].fields["reason"]
