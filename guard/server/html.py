@@ -48,6 +48,12 @@ def _e(value: object) -> str:
     return escape(printable("-" if value is None else str(value)))
 
 
+def _json(value: object) -> str:
+    """Arguments as indented JSON for a <pre> or <textarea>: its line breaks are meant, and JSON escapes
+    every control character inside the values by itself."""
+    return escape(json.dumps(value, indent=2, sort_keys=True))
+
+
 def _layout(title: str, body: str, *, reviewer: str | None = None, csrf: str | None = None) -> str:
     who = ""
     if reviewer is not None and csrf is not None:
@@ -105,12 +111,12 @@ def _run_table(run: dict[str, Any] | None, call_id: str) -> str:
 
 def _arguments(a: dict[str, Any]) -> str:
     shown = (f'<h2>Arguments</h2><p>hash <code>{_e(a["args_hash"])}</code></p>'
-             f'<pre>{_e(json.dumps(a["args"], indent=2, sort_keys=True))}</pre>')
+             f'<pre>{_json(a["args"])}</pre>')
     if not a.get("edited"):
         return shown
     return (shown.replace("<h2>Arguments</h2>", "<h2>Arguments, as edited by a reviewer</h2>")
             + f'<h3>As the agent asked</h3><p>hash <code>{_e(a["requested_args_hash"])}</code></p>'
-            f'<pre>{_e(json.dumps(a["requested_args"], indent=2, sort_keys=True))}</pre>')
+            f'<pre>{_json(a["requested_args"])}</pre>')
 
 
 def _forms(a: dict[str, Any], csrf: str) -> str:
@@ -134,7 +140,7 @@ def _forms(a: dict[str, Any], csrf: str) -> str:
             '<label for="edited-args">Edit the arguments, then approve those (JSON; secrets stay [REDACTED])'
             '</label>'
             f'<textarea id="edited-args" name="edited_args" rows="8" maxlength="65536">'
-            f'{_e(json.dumps(a["args"], indent=2, sort_keys=True))}</textarea>'
+            f'{_json(a["args"])}</textarea>'
             '<label for="edit-reason">Note on your edit (optional)</label>'
             '<input id="edit-reason" name="reason" type="text" maxlength="4000">'
             '<div><button type="submit">Approve the edited arguments</button></div></form>')
