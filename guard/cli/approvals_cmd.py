@@ -28,7 +28,6 @@ from guard.cli.common import (
 )
 from guard.errors import ApprovalDecisionError
 from guard.policy import PolicySet
-from guard.runtime.review import review
 
 if TYPE_CHECKING:  # the CLI loads the ledger only in the commands that open one
     from guard.ledger import ApprovalRecord, Ledger
@@ -67,7 +66,7 @@ def list_approvals(team: Annotated[str | None, typer.Option(help="Only this team
     now = time.time()
     for a in items:
         echo(f"{a.approval_id}  {a.team:<12} {a.tool:<28} roles={','.join(a.role_list):<14} "
-                   f"asked {ago(a.requested_at, now)}, expires {ago(a.expires_at, now)}  [{a.state}]")
+             f"asked {ago(a.requested_at, now)}, expires {ago(a.expires_at, now)}  [{a.state}]")
 
 
 @app.command("show")
@@ -90,7 +89,7 @@ def show(approval_id: Annotated[str, typer.Argument(help="The approval id (see `
     echo(f"approval {a.approval_id}  [{a.state}]")
     echo(f"  {a.team} / {a.tool}   rule {a.rule or '-'}   asked by {a.requested_by or '-'}")
     echo(f"  needs {a.quorum} of roles {', '.join(a.role_list)}; expires {when(a.expires_at)} "
-               f"({ago(a.expires_at, now)})")
+         f"({ago(a.expires_at, now)})")
     echo(f"  arguments (hash {a.args_hash}):")
     for line in json.dumps(data["args"], indent=2).splitlines():
         echo(f"    {line}")
@@ -105,10 +104,10 @@ def show(approval_id: Annotated[str, typer.Argument(help="The approval id (see `
         echo(f"    #{c.seq:<3} {c.tool:<30} {c.state:<18} {ids}{marker}")
     for d in data["decisions"]:
         echo(f"  decision: {d['reviewer']} {d['decision']} at {when(d['at'])}"
-                   + (f": {d['reason']}" if d["reason"] else ""))
+             + (f": {d['reason']}" if d["reason"] else ""))
     if a.state == "pending":
         echo(f"  decide: guard approvals approve {a.approval_id} --as NAME   |   "
-                   f"guard approvals reject {a.approval_id} --as NAME --reason TEXT")
+             f"guard approvals reject {a.approval_id} --as NAME --reason TEXT")
 
 
 def _decide(approval_id: str, reviewer: str | None, decision: Literal["approve", "reject"], reason: str | None,
@@ -122,6 +121,8 @@ def _decide(approval_id: str, reviewer: str | None, decision: Literal["approve",
         fail(f"no approval {approval_id}; list them with `guard approvals list`")
     policy_set = PolicySet.load_dir(policy_dir(policies))
     edited = _edited(edit, policy_set.get(approval.team).secret_fields)
+    from guard.runtime.review import review  # the runtime only for a decision, never for `guard policy ...`
+
     try:
         result = review(ledger, policy_set, approval_id, reviewer=who, decision=decision, reason=reason,
                         shown_args_hash=args_hash, edited_args=edited)

@@ -21,7 +21,7 @@ def verify(db: DbOption = None, as_json: JsonFlag = False) -> None:
         echo(f"ok: {report.checked} events, hash chain intact")
     else:
         echo(f"TAMPERED: event id {report.bad_id}: {report.problem} ({report.checked} events before it "
-                   "verify)")
+             "verify)")
     if not report.ok:
         raise typer.Exit(1)
 

@@ -37,7 +37,7 @@ def list_notices(team: Annotated[str | None, typer.Option(help="Only this team."
     now = time.time()
     for r in rows:
         echo(f"{r.state:<8} {r.kind:<17} {r.team:<12} run {r.run_id}  {r.target}  attempts {r.attempts}  "
-                   f"{ago(r.updated_at, now)}" + (f"  ({r.last_error})" if r.last_error else ""))
+             f"{ago(r.updated_at, now)}" + (f"  ({r.last_error})" if r.last_error else ""))
 
 
 @app.command("deliver")

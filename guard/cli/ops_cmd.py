@@ -66,6 +66,6 @@ def pauses(db: DbOption = None, as_json: JsonFlag = False) -> None:
         return
     for p in active:
         echo(f"{p['id']:<4} {p['scope']:<5} {p['target']:<24} by {p['paused_by']} at {when(p['at'])}: "
-                   f"{p['reason']}")
+             f"{p['reason']}")
     if not active:
         echo("no active pauses")

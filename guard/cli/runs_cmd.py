@@ -29,7 +29,7 @@ def list_runs(team: Annotated[str | None, typer.Option(help="Only this team.")] 
     for r in runs:
         label = f"  [{r.status_label}]" if r.status_label else ""
         echo(f"{r.run_id}  {r.team:<12} {r.state:<15} calls={r.call_count:<4} {when(r.created_at)}"
-                   f"  {r.subject or ''}{label}")
+             f"  {r.subject or ''}{label}")
 
 
 @app.command("show")
@@ -49,7 +49,7 @@ def show(run_id: Annotated[str, typer.Argument(help="The run id (see `guard runs
     echo(f"run {run.run_id}")
     echo(f"  team {run.team}   subject {run.subject or '-'}   source event {run.source_event_id or '-'}")
     echo(f"  state {run.state}" + (f"   ({run.status_label})" if run.status_label else "")
-               + ("   REQUIRES REVIEW" if run.requires_review else ""))
+         + ("   REQUIRES REVIEW" if run.requires_review else ""))
     last = next((c for c in story["calls"] if c["call_id"] == run.last_call_id), None)
     last_text = f"#{last['seq']} {last['tool']}" if last else "-"
     echo(f"  last successful call: {last_text}")
@@ -63,7 +63,7 @@ def show(run_id: Annotated[str, typer.Argument(help="The run id (see `guard runs
         ids = " ".join(f"{k}={v}" for k, v in c["external_ids"].items())
         link = f"  compensates #{seqs[c['compensates_call_id']]}" if c["compensates_call_id"] in seqs else ""
         echo(f"  #{c['seq']:<3} {c['tool']:<30} {c['side_effect'] or '-':<13} {c['state']:<18}"
-                   f" {ids}{link}")
+             f" {ids}{link}")
         if c["reason"]:
             echo(f"        reason: {c['reason']}")
         if c["error"]:

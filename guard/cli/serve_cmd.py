@@ -51,7 +51,7 @@ def create(reviewer: Annotated[str, typer.Option("--reviewer", help="The reviewe
     echo(f"token {token.token_id} for {reviewer} (reviewer of {', '.join(teams)}):")
     echo(f"  {secret}")
     echo("Keep it now: it is not stored and cannot be shown again. Revoke it with "
-               f"`guard tokens revoke {token.token_id}`.")
+         f"`guard tokens revoke {token.token_id}`.")
 
 
 @tokens_app.command("list")
@@ -70,7 +70,7 @@ def list_tokens(include_revoked: Annotated[bool, typer.Option("--all", help="Inc
     for t in tokens:
         state = "active" if t.active else f"revoked by {t.revoked_by}"
         echo(f"{t.token_id}  {t.reviewer:<14} created {ago(t.created_at, now)} by {t.created_by}  [{state}]"
-                   + (f"  {t.label}" if t.label else ""))
+             + (f"  {t.label}" if t.label else ""))
 
 
 @tokens_app.command("revoke")
@@ -114,5 +114,5 @@ def serve(host: Annotated[str, typer.Option(help="Interface to listen on.")] = "
                      public_url=public_url or f"http://{host}:{port}",
                      metrics_token=os.environ.get("GUARD_METRICS_TOKEN") or None)
     echo(f"Guard approval service on http://{host}:{port}/ (API /api, OpenAPI /openapi.json, "
-               "metrics /metrics)")
+         "metrics /metrics)")
     uvicorn.run(app, host=host, port=port, log_level=log_level)
