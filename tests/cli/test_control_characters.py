@@ -21,6 +21,7 @@ from guard.cli import app
 from guard.ledger import NoticeEvent
 from guard.notify import Notifier
 from guard.printable import printable
+from guard.server.desk import Desk, Reviewer
 from guard.server.html import approval_page, queue_page
 
 FORGED = "\n12:00:00 [info     ] forged line"
@@ -103,21 +104,13 @@ def test_cli_errors_escape_what_they_quote(called: tuple[Guard, str, str, str, s
 
 
 def test_the_reviewer_page_shows_control_characters_escaped(called: tuple[Guard, str, str, str, str]) -> None:
-    """The queue and the approval page show the tool name with its controls and bidi override escaped."""
-    guard, _, run_id, approval_id, _ = called
-    approval = guard.ledger.get_approval(approval_id)
-    assert approval is not None
-    item = {"risk": 3, "side_effect": "irreversible", "team": "ctl", "approval_id": approval_id,
-            "tool": approval.tool, "requested_by": "agent", "roles": ["finance"], "age_seconds": 60,
-            "expires_at": approval.expires_at}
-    queue = queue_page("fin", "csrf", [item])
-    page = approval_page("fin", "csrf", {
-        **item, "state": "pending", "rule": "refunds", "requested_at": approval.requested_at, "expired": False,
-        "quorum": 1, "decided_by": [], "reason": TOOL, "args_hash": approval.args_hash, "args": ARGS,
-        "decisions": [], "allowed_decisions": ["approve"], "call_id": approval.call_id,
-        "run": {"run": {"run_id": run_id, "team": "ctl", "subject": None, "state": "paused"},
-                "calls": [{"seq": 1, "tool": approval.tool, "side_effect": "irreversible", "state": "held",
-                           "external_ids": {}, "call_id": approval.call_id}]}})
+    """The queue and the approval page, built by the service's own Desk from the ledger, show the tool name
+    with its controls and bidi override escaped."""
+    guard, _, _, approval_id, _ = called
+    desk = Desk(guard.ledger, guard.policies)
+    fin = Reviewer("fin", "tok_1")
+    queue = queue_page("fin", "csrf", desk.queue(fin))
+    page = approval_page("fin", "csrf", desk.approval(fin, approval_id))
     for html in (queue, page):
         assert_clean(html)
         assert "pay.refund\\n12:00:00 [info     ] forged line\\x1b[31m\\x1b]0;owned\\x07\\u202e" in html
