@@ -98,13 +98,14 @@ class _Stream:
         self.seal_len = self.points[-1][0] if self.points else 0
 
 
-def audit(conn: Any, sealed: dict[str, list[tuple[int, str]]] | None = None) -> AuditReport:
+def audit(conn: Any, sealed: dict[str, list[tuple[int, str]]] | None = None, *, postgres: bool = False) -> AuditReport:
     """Check the ledger open on `conn` (a DB-API connection) in one read snapshot; `sealed` maps each sealed
     stream to its (length, head) at every seal that named it (guard.ledger.seals.SealFile.checkpoints), so
     history sealed once is checked even when a later seal signed a rewritten head."""
     report = AuditReport(sealed=sealed is not None)
     cur = conn.cursor()
-    cur.execute("BEGIN")  # one snapshot for the chains and the rows: concurrent writers are not false alarms
+    # One snapshot for the chains and the rows: concurrent writers are not false alarms.
+    cur.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY" if postgres else "BEGIN")
     try:
         streams = {name: _Stream(points) for name, points in (sealed or {}).items()}
         _walk(conn, streams, report)
@@ -112,11 +113,12 @@ def audit(conn: Any, sealed: dict[str, list[tuple[int, str]]] | None = None) -> 
         _seal_ends(streams, report, sealed is not None)
         claims_cur = conn.cursor()
         # One pass over every claim, sorted once (no index: the hot path is spared one), table by table.
-        claims_cur.execute("SELECT row_table, row_key, row_digest, stream, seq, id FROM events "
-                           "WHERE row_table IS NOT NULL ORDER BY row_table, row_key, id")
+        collate = ' COLLATE "C"' if postgres else ""
+        claims_cur.execute("SELECT row_table, row_key, row_digest, stream, seq, id FROM events WHERE row_table IS "
+                           f"NOT NULL ORDER BY row_table{collate}, row_key{collate}, id")
         claims = _Peek(_newest(_rows_of(claims_cur)))
         for table in sorted(COVERED):
-            _rows(conn, COVERED[table], claims, streams, report)
+            _rows(conn, COVERED[table], claims, streams, report, postgres)
         for claim in claims.rest():
             report.add(Finding("row_inserted", claim[3], f"event {claim[5]} claims a row of {claim[0]}, a table "
                                "Guard does not record", event_id=claim[5], seq=claim[4], table=claim[0],
@@ -241,13 +243,14 @@ class _Peek:
             yield claim
 
 
-def _rows(conn: Any, spec: Covered, claims: _Peek, streams: dict[str, _Stream], report: AuditReport) -> None:
+def _rows(conn: Any, spec: Covered, claims: _Peek, streams: dict[str, _Stream], report: AuditReport,
+          postgres: bool) -> None:
     """Merge the table's rows (by key) with its claims (by key, newest last); both sides stream."""
     while (stray := claims.take_before(spec.table)) is not None:
         report.add(Finding("row_inserted", stray[3], f"event {stray[5]} claims a row of {stray[0]}, a table "
                            "Guard does not record", event_id=stray[5], seq=stray[4], table=stray[0], key=stray[1]))
     rows = conn.cursor()
-    rows.execute(f"SELECT {', '.join(spec.columns)} FROM {spec.table} ORDER BY {spec.key_sql}")
+    rows.execute(f"SELECT {', '.join(spec.columns)} FROM {spec.table} ORDER BY {spec.key_sql(postgres)}")
     pending = claims.take(spec.table)
     for values in _rows_of(rows):
         report.rows += 1

@@ -54,12 +54,11 @@ class Covered:
         where = " AND ".join(f"{k} = ?" for k in self.key)
         return f"SELECT {', '.join(self.columns)} FROM {self.table} WHERE {where}"
 
-    @property
-    def key_sql(self) -> str:
-        """The key as one text value in SQL, sorting as Python sorts `row_key` strings (binary collation)."""
-        if self.int_key:
-            return "CAST(id AS TEXT)"
-        return " || char(31) || ".join(self.key)
+    def key_sql(self, postgres: bool = False) -> str:
+        """The key as one text value in SQL, sorting as Python sorts `row_key` strings (by code point)."""
+        sep = f" || {'chr' if postgres else 'char'}(31) || "
+        text = "CAST(id AS TEXT)" if self.int_key else sep.join(self.key)
+        return f'({text}) COLLATE "C"' if postgres else text
 
 
 COVERED: dict[str, Covered] = {c.table: c for c in (

@@ -183,8 +183,8 @@ class LedgerInFlight:
         now = time.time()
         with self.conns.write() as cur:
             cur.execute("INSERT INTO manual_actions (run_id, call_id, operator, action, note, at) "
-                        "VALUES (?, ?, ?, ?, ?, ?)", (run_id, call_id, operator, action, note, now))
-            action_id = cur.lastrowid
+                        "VALUES (?, ?, ?, ?, ?, ?) RETURNING id", (run_id, call_id, operator, action, note, now))
+            action_id = int(cur.fetchone()[0])
             events: list[EventIn] = [(run_id, call_id, now, operator, "manual", None, action,
                                       json.dumps({"note": note}))]
             if run is not None:

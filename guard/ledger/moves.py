@@ -59,6 +59,10 @@ def append_events(cur: Any, events: list[EventIn], claims: Sequence[Claim] = (),
     stream's head row is written (and read, unless this process wrote it last): writers on other streams never wait
     for it on a database with row locks (on SQLite every writer holds the one write lock anyway).
     """
+    if not events:  # e.g. a move_run_if that did not move: nothing happened, nothing to chain
+        if claims:  # pragma: no cover - a programming error: a claim rides on an event of its transaction
+            raise GuardUsageError("claims need at least one event to ride on")
+        return
     if stream is None:
         first = events[0][0]
         if first is None:  # pragma: no cover - a programming error: run-less events name their stream

@@ -25,7 +25,7 @@ _CURSOR = "webhooks"
 _CANDIDATES = (
     "SELECT e.id, e.run_id, e.call_id, e.entity, e.to_state, r.team FROM events e JOIN runs r ON r.run_id = e.run_id "
     "WHERE e.id > ? AND ((e.entity = 'call' AND e.to_state = ?) OR (e.entity = 'run' AND e.to_state IN (?, ?) "
-    "AND e.from_state IS NOT e.to_state)) "
+    "AND e.from_state IS DISTINCT FROM e.to_state)) "
     "ORDER BY e.id LIMIT ?"
 )
 
@@ -99,12 +99,13 @@ class LedgerNotices:
         with self.conns.write() as cur:
             cur.execute("INSERT INTO notifications (event_id, team, kind, run_id, call_id, approval_id, target, state, "
                         "attempts, last_error, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?) "
-                        "ON CONFLICT (event_id) DO NOTHING",
+                        "ON CONFLICT (event_id) DO NOTHING RETURNING id",
                         (event.event_id, event.team, event.kind, event.run_id, event.call_id, approval_id, target,
                          state, error, now, now))
-            if cur.rowcount != 1:
+            inserted = cur.fetchone()
+            if inserted is None:
                 return None
-            notice_id = int(cur.lastrowid)
+            notice_id = int(inserted[0])
             _record(cur, event.team, event.run_id, notice_id, now, None, state)
             return notice_id
 

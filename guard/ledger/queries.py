@@ -154,4 +154,4 @@ class LedgerQueries:
         """Every stream's chain, every covered row against its newest claim, and both against the seals'
         checkpoints when given (guard.ledger.audit). Reads one snapshot; writers go on meanwhile."""
         with self.conns.connection() as conn:
-            return audit(conn, sealed)
+            return audit(conn, sealed, postgres=not self.conns.backend.url.startswith("sqlite"))

@@ -102,7 +102,8 @@ def _baseline(bind: Any) -> None:
                      "NULL, 'baseline', '{}', :hash, :stream, :seq, :t, :k, :d)")
     for spec in COVERED.values():
         batch: list[dict[str, Any]] = []
-        rows = bind.execute(sa.text(f"SELECT {', '.join(spec.columns)} FROM {spec.table} ORDER BY {spec.key_sql}"))
+        order = spec.key_sql(bind.dialect.name == "postgresql")
+        rows = bind.execute(sa.text(f"SELECT {', '.join(spec.columns)} FROM {spec.table} ORDER BY {order}"))
         for row in rows:
             values = tuple(row)
             key, digest = row_key(spec.table, values), row_digest(spec.table, values)
