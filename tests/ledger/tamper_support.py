@@ -19,7 +19,7 @@ from typing import Any
 from ledger_support import AGENT, TEAM, request
 
 from guard.canonical import args_hash
-from guard.ledger import Ledger, RunClose, RunState
+from guard.ledger import EditGate, Ledger, RunClose, RunState
 from guard.ledger.chain import event_hash
 from guard.ledger.digests import COVERED, KEY_SEP, row_key
 from guard.ledger.notices import NoticeEvent
@@ -39,6 +39,10 @@ class Target:
     key: str | None = None
 
 
+# The policy's verdict on the edits below: still an approval, for the same role and a quorum of two.
+_GATE = EditGate(verdict="approve", reason="test edit", rule="r", roles=("finance",), quorum=2)
+
+
 def _activity(led: Ledger, tag: str, runs: int) -> None:
     """Runs with completed, denied, approved, rejected and edited calls, tokens, pauses, manual actions,
     notifications and page sessions: every covered table gets rows."""
@@ -52,7 +56,7 @@ def _activity(led: Ledger, tag: str, runs: int) -> None:
         waiting = led.offer(request(run, verdict="approve", key=f"{run}-k2", quorum=2, args={"amount": 100 + r}))
         assert waiting.approval_id is not None
         led.decide(waiting.approval_id, reviewer="alice", decision="approve", reviewer_roles=frozenset({"finance"}),
-                   edited_args={"amount": 90 + r})
+                   edited_args={"amount": 90 + r}, edit_gate=_GATE)
         led.decide(waiting.approval_id, reviewer="bob", decision="approve", reviewer_roles=frozenset({"finance"}))
         refused = led.offer(request(run, verdict="approve", key=f"{run}-k3", args={"amount": 9_000}))
         assert refused.approval_id is not None
