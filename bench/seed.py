@@ -5,9 +5,12 @@
 The runner opens Guard on the file first, so Guard's migrations create the schema; this module only
 inserts rows shaped like the ones Guard's ledger writes for an auto-approved call that completed:
 one `calls` row (state completed), its 4 chained events (offered, approved, started, completed), and
-one `runs` row (completed, with its 2 events) per CALLS_PER_RUN calls.
+one `runs` row (completed, with its 2 events) per CALLS_PER_RUN calls; each run is its own stream (its events
+chained from the stream's start, its head in `stream_heads`), and the last event of each row carries that
+row's claim (its digest), as Guard's own writes do.
 
-Column lists come from the ledger's record types, and the hash chain from its own `event_hash`.
+Column lists come from the ledger's record types, the hash chain from its own `event_hash`, the claims from
+its own `row_digest`.
 """
 
 from __future__ import annotations
@@ -19,7 +22,8 @@ import random
 import sqlite3
 import time
 
-from guard.ledger.chain import GENESIS, event_hash
+from guard.ledger.chain import GENESIS, event_hash, run_stream
+from guard.ledger.digests import row_digest
 from guard.ledger.records import CallRecord, EventRecord, RunRecord
 
 CALLS_PER_RUN = 10
@@ -80,32 +84,37 @@ def seed_calls(conn: sqlite3.Connection, n: int, *, start: int = 0, seed: int = 
     conn.isolation_level = None
     conn.execute("PRAGMA synchronous=OFF")
     conn.execute("PRAGMA cache_size=-262144")  # 256 MiB while seeding
-    row = conn.execute("SELECT hash FROM events ORDER BY id DESC LIMIT 1").fetchone()
-    prev = row[0] if row else GENESIS
     step = 0.01
     t0 = time.time() - 3600.0 - 1_000_000 * step * 1.2  # whole 1M history ends ~1h ago
 
     done = 0
     while done < n:
         k = min(BATCH_CALLS, n - done)
-        runs, calls, events = [], [], []
-        run_id = team = ""
+        runs, calls, events, heads = [], [], [], []
+        run_id = team = stream = ""
+        prev, length = GENESIS, 0
         for j in range(start + done, start + done + k):
             run_no, seq0 = divmod(j, CALLS_PER_RUN)
             at = t0 + j * step
             if seq0 == 0 or not run_id:
+                if stream:
+                    heads.append((stream, length, prev))
                 team = TEAMS[run_no % len(TEAMS)]
                 run_id = _v7("run", int((t0 + run_no * CALLS_PER_RUN * step) * 1000), rng)
                 run_end = at + CALLS_PER_RUN * step
-                runs.append(_row(_RUN_COLS, run_id=run_id, team=team, source_event_id=None, subject=None,
-                                 state="completed", status_label=None, next_safe_action=None,
-                                 requires_review=0, error_summary=None, created_by=ACTOR, created_at=at,
-                                 updated_at=run_end))
+                stream, prev, length = run_stream(run_id), GENESIS, 0
+                run_row = _row(_RUN_COLS, run_id=run_id, team=team, source_event_id=None, subject=None,
+                               state="completed", status_label=None, next_safe_action=None,
+                               requires_review=0, error_summary=None, created_by=ACTOR, created_at=at,
+                               updated_at=run_end)
+                runs.append(run_row)
                 for src, dst, ev_at in ((None, "running", at), ("running", "completed", run_end)):
                     detail = json.dumps({"team": team, "subject": None, "source_event_id": None}) \
                         if dst == "running" else "{}"
-                    h = event_hash(prev, run_id, None, ev_at, ACTOR, "run", src, dst, detail)
-                    events.append((run_id, None, ev_at, ACTOR, "run", src, dst, detail, h))
+                    claim = ("runs", run_id, row_digest("runs", run_row)) if dst == "completed" else (None,) * 3
+                    length += 1
+                    h = event_hash(prev, stream, length, run_id, None, ev_at, ACTOR, "run", src, dst, detail, *claim)
+                    events.append((run_id, None, ev_at, ACTOR, "run", src, dst, detail, h, stream, length, *claim))
                     prev = h
             seq = seq0 + 1
             tool, side_effect = TOOLS[j % len(TOOLS)]
@@ -115,26 +124,32 @@ def seed_calls(conn: sqlite3.Connection, n: int, *, start: int = 0, seed: int = 
             args_hash = "sha256:" + hashlib.sha256(args_json.encode()).hexdigest()
             key = None if side_effect == "read" else "auto:" + hashlib.sha256(
                 f"{run_id}\x1f{tool}\x1f{args_hash}".encode()).hexdigest()[:32]
-            calls.append(_row(_CALL_COLS, call_id=call_id, run_id=run_id, seq=seq, team=team, tool=tool,
+            call_row = (_row(_CALL_COLS, call_id=call_id, run_id=run_id, seq=seq, team=team, tool=tool,
                               side_effect=side_effect, rule="seed", policy_version="sha256:seed",
                               args_json=args_json, args_hash=args_hash, idempotency_key=key, requested_key=None,
                               state="completed", attempts=1, external_ids="{}", result_json='{"ok":true}',
                               error=None, reason=None, compensates_call_id=None, requested_by=ACTOR,
                               offered_at=at, approved_at=at, started_at=at, ended_at=at + 0.002,
                               updated_at=at + 0.002, lease_owner="seed", lease_token=1, lease_expires_at=None))
+            calls.append(call_row)
             for i in range(1, len(CALL_PATH)):
                 src, dst = CALL_PATH[i - 1], CALL_PATH[i]
                 assert dst is not None  # only CALL_PATH[0] is None
                 ev_at = at if dst != "completed" else at + 0.002
                 detail = (json.dumps({"args_hash": args_hash, "policy_version": "sha256:seed"})
                           if dst == "offered" else "{}")
-                h = event_hash(prev, run_id, call_id, ev_at, ACTOR, "call", src, dst, detail)
-                events.append((run_id, call_id, ev_at, ACTOR, "call", src, dst, detail, h))
+                claim = ("calls", call_id, row_digest("calls", call_row)) if dst == "completed" else (None,) * 3
+                length += 1
+                h = event_hash(prev, stream, length, run_id, call_id, ev_at, ACTOR, "call", src, dst, detail, *claim)
+                events.append((run_id, call_id, ev_at, ACTOR, "call", src, dst, detail, h, stream, length, *claim))
                 prev = h
+        if stream:
+            heads.append((stream, length, prev))
         conn.execute("BEGIN IMMEDIATE")
         try:
             for table, cols, rows in (("runs", _RUN_COLS, runs), ("calls", _CALL_COLS, calls),
-                                      ("events", _EVENT_COLS, events)):
+                                      ("events", _EVENT_COLS, events),
+                                      ("stream_heads", ("stream", "length", "head"), heads)):
                 conn.executemany(f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
                                  rows)
         except BaseException:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import time
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -93,13 +94,19 @@ def serve(host: Annotated[str, typer.Option(help="Interface to listen on.")] = "
                                                          "links in notifications.",
                                                          show_default="http://HOST:PORT")] = None,
           db: DbOption = None, policies: PoliciesDir = None,
-          log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info") -> None:
+          log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
+          seal_every: Annotated[float | None, typer.Option(
+              "--seal-every", envvar="GUARD_SEAL_EVERY", help="Seal the ledger every SECONDS (needs the seal key "
+              "in $GUARD_SEAL_KEY_FILE or --seal-key-env, and $GUARD_SEAL_SINK).")] = None,
+          seal_key_env: Annotated[str | None, typer.Option(
+              "--seal-key-env", help="Name of an environment variable holding the seal key's PEM.")] = None) -> None:
     """Start the approval service: the reviewer page at / and the REST API at /api (OpenAPI at /openapi.json).
 
     Page sessions are signed with $GUARD_SESSION_SECRET (give every replica the same one); without it, a
     random secret, so sessions end when the server stops. Teams with a `notify:` webhook in their policy are
     told of waiting calls and halted runs (see `guard notifications list`). Prometheus reads /metrics; set
-    $GUARD_METRICS_TOKEN to require it as a bearer token there.
+    $GUARD_METRICS_TOKEN to require it as a bearer token there. With --seal-every, the service seals the ledger
+    on that schedule (see `guard ledger seal`).
     """
     try:
         import uvicorn
@@ -110,9 +117,19 @@ def serve(host: Annotated[str, typer.Option(help="Interface to listen on.")] = "
     from guard.ledger import resolve_url
 
     secret = os.environ.get("GUARD_SESSION_SECRET")
+    seals = None
+    if seal_every is not None:
+        from guard.ledger.seals import Signer
+        from guard.server.sealing import SealSchedule
+
+        sink = os.environ.get("GUARD_SEAL_SINK")
+        if seal_every <= 0 or not sink:
+            fail("--seal-every needs a positive number of seconds and $GUARD_SEAL_SINK (the file seals go to)")
+        seals = SealSchedule(Signer.load(key_file=os.environ.get("GUARD_SEAL_KEY_FILE"), key_env=seal_key_env),
+                             Path(sink), seal_every)
     app = create_app(resolve_url(db), policy_dir(policies), session_secret=secret.encode() if secret else None,
                      public_url=public_url or f"http://{host}:{port}",
-                     metrics_token=os.environ.get("GUARD_METRICS_TOKEN") or None)
+                     metrics_token=os.environ.get("GUARD_METRICS_TOKEN") or None, seals=seals)
     echo(f"Guard approval service on http://{host}:{port}/ (API /api, OpenAPI /openapi.json, "
          "metrics /metrics)")
     uvicorn.run(app, host=host, port=port, log_level=log_level)

@@ -1,7 +1,7 @@
 """The durable ledger: runs, calls, events, approvals, manual actions. Knows nothing of policy or runtime."""
 
 from guard.ledger.approvals import DecisionResult, EditGate, RolesNow
-from guard.ledger.chain import ChainReport
+from guard.ledger.audit import AuditReport, Finding, Unsealed
 from guard.ledger.database import HEAD_REVISION, current_revision, resolve_url, upgrade
 from guard.ledger.moves import RunClose
 from guard.ledger.records import (
@@ -21,14 +21,15 @@ __all__ = [
     "HEAD_REVISION",
     "ApprovalRecord",
     "ApprovalState",
+    "AuditReport",
     "CallRecord",
     "CallRequest",
     "CallState",
-    "ChainReport",
     "DecisionRecord",
     "DecisionResult",
     "EditGate",
     "EventRecord",
+    "Finding",
     "Ledger",
     "ManualActionRecord",
     "NoticeEvent",
@@ -38,6 +39,7 @@ __all__ = [
     "RunClose",
     "RunRecord",
     "RunState",
+    "Unsealed",
     "current_revision",
     "new_id",
     "resolve_url",

@@ -19,6 +19,7 @@ from guard.canonical import canonical_json
 from guard.errors import ApprovalDecisionError
 from guard.identity import same_person
 from guard.ledger.backend import Connections
+from guard.ledger.digests import claim
 from guard.ledger.moves import EventIn, append_events, cas_call, move_run_if
 from guard.ledger.records import ApprovalRecord, CallRecord
 from guard.ledger.signals import changed
@@ -251,7 +252,7 @@ class LedgerApprovals:
         detail = {"args_hash": edit[0], "from_hash": approval.approved_args_hash or approval.args_hash,
                   "args": json.loads(edit[1]), **gate.detail()}
         append_events(cur, [(approval.run_id, approval.call_id, now, reviewer, "approval", A.PENDING, what,
-                             json.dumps(detail))])
+                             json.dumps(detail))], [claim(cur, "approvals", approval.approval_id)])
 
     def _vote(self, cur: Any, approval: ApprovalRecord, reviewer: str, vote: str, reason: str | None,
               args_hash: str, edited_json: str | None, now: float, roles_now: RolesNow | None) -> DecisionResult:
@@ -263,7 +264,8 @@ class LedgerApprovals:
                     (approval.approval_id, reviewer, vote, reason, args_hash, edited_json, now))
         tally = self._tally(cur, approval, roles_now)
         append_events(cur, [(approval.run_id, approval.call_id, now, reviewer, "approval", A.PENDING,
-                             f"decision:{vote}", json.dumps({"reason": reason, "args_hash": args_hash, **tally}))])
+                             f"decision:{vote}", json.dumps({"reason": reason, "args_hash": args_hash, **tally}))],
+                      [claim(cur, "approval_decisions", approval.approval_id, reviewer)])
         settled = False
         if vote == "reject":
             self._settle(cur, approval, A.REJECTED, CallState.REJECTED, now, reviewer, reason or "",
@@ -310,7 +312,7 @@ class LedgerApprovals:
         events: list[EventIn] = [(approval.run_id, approval.call_id, now, actor, "approval", A.PENDING, state,
                                   json.dumps({"approval_id": approval.approval_id, "reason": reason,
                                               **({"votes": tally} if tally is not None else {})}))]
-        append_events(cur, events)
+        append_events(cur, events, [claim(cur, "approvals", approval.approval_id)])
         detail = json.dumps({"approval_id": approval.approval_id, "reason": reason})
         if call_state is CallState.APPROVED:
             cas_call(cur, call, call_state, now, actor, "approved_at = ?", (now,), detail)

@@ -24,7 +24,7 @@ __all__ = ["DEFAULT_URL", "HEAD_REVISION", "current_revision", "resolve_url", "s
 
 DEFAULT_URL = "sqlite:///guard.db"
 # The revision this code reads and writes. tests/ledger pins it to the newest file in migrations/versions.
-HEAD_REVISION = "0006_rate_windows"
+HEAD_REVISION = "0007_streams"
 _MIGRATIONS = Path(__file__).with_name("migrations")
 
 

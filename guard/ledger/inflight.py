@@ -13,6 +13,7 @@ from typing import Any
 
 from guard.errors import IllegalTransition
 from guard.ledger.backend import Connections
+from guard.ledger.digests import claim, row_digest
 from guard.ledger.moves import EventIn, RunClose, append_events, move_run
 from guard.ledger.records import CallRecord
 from guard.ledger.states import UNSETTLED_SQL, CallState, check_call_move
@@ -67,12 +68,14 @@ class LedgerInFlight:
         with self.conns.write(durable) as cur:
             cur.execute("UPDATE calls SET state = ?, result_json = ?, external_ids = ?, attempts = ?, "
                         "ended_at = ?, updated_at = ?, lease_expires_at = NULL WHERE call_id = ? AND state = ? "
-                        "AND lease_token = ?",
+                        f"AND lease_token = ? RETURNING {_CALL_COLS}",
                         (C.COMPLETED, result_json, ids, attempts, now, now, call_id, src, token))
-            if cur.rowcount != 1:
+            row = cur.fetchone()  # the row as written: its claim, without reading it again
+            if row is None:
                 raise _fenced(call_id, src, C.COMPLETED)
             info = ids if detail is None else json.dumps({**detail, "external_ids": external_ids})
-            append_events(cur, [(run_id, call_id, now, actor, "call", src, C.COMPLETED, info)])
+            append_events(cur, [(run_id, call_id, now, actor, "call", src, C.COMPLETED, info)],
+                          [("calls", call_id, row_digest("calls", row))])
 
     def fail(self, run_id: str, call_id: str, *, token: int, state: CallState, error: str, attempts: int,
              actor: str, external_ids: dict[str, str], run: RunClose | None = None,
@@ -98,8 +101,13 @@ class LedgerInFlight:
         with self.conns.write() as cur:
             now = time.time()
             cur.execute("UPDATE calls SET lease_expires_at = ?, updated_at = ? WHERE call_id = ? AND state = ? "
-                        "AND lease_token = ?", (now + ttl, now, call_id, C.STARTED, token))
-            return cur.rowcount == 1
+                        "AND lease_token = ? RETURNING run_id", (now + ttl, now, call_id, C.STARTED, token))
+            held = cur.fetchone()
+            if held is None:
+                return False
+            append_events(cur, [(held[0], call_id, now, "guard", "lease", C.STARTED, C.STARTED,
+                                 json.dumps({"lease_token": token}))])
+            return True
 
     def claim(self, call: CallRecord, *, worker: str, ttl: float, actor: str,
               to: CallState | None = None) -> int | None:
@@ -175,9 +183,10 @@ class LedgerInFlight:
         now = time.time()
         with self.conns.write() as cur:
             cur.execute("INSERT INTO manual_actions (run_id, call_id, operator, action, note, at) "
-                        "VALUES (?, ?, ?, ?, ?, ?)", (run_id, call_id, operator, action, note, now))
+                        "VALUES (?, ?, ?, ?, ?, ?) RETURNING id", (run_id, call_id, operator, action, note, now))
+            action_id = int(cur.fetchone()[0])
             events: list[EventIn] = [(run_id, call_id, now, operator, "manual", None, action,
                                       json.dumps({"note": note}))]
             if run is not None:
                 events.extend(move_run(cur, run_id, run, now, operator))
-            append_events(cur, events)
+            append_events(cur, events, [claim(cur, "manual_actions", action_id)])

@@ -6,11 +6,13 @@ import json
 import os
 import random
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from guard.errors import GuardUsageError, IllegalTransition
 from guard.ledger.chain import GENESIS, event_hash
+from guard.ledger.digests import Claim, claim
 from guard.ledger.records import CallRecord
 from guard.ledger.states import CallState, RunState, check_call_move, check_run_move
 
@@ -21,11 +23,19 @@ os.register_at_fork(after_in_child=_random.seed)
 
 # (run_id, call_id, at, actor, entity, from_state, to_state, detail JSON)
 EventIn = tuple[str | None, str | None, float, str, str, str | None, str, str]
-_EVENT_COLS = "run_id, call_id, at, actor, entity, from_state, to_state, detail, hash"
-_ROW = "(?, ?, ?, ?, ?, ?, ?, ?, ?)"
+_EVENT_COLS = ("run_id, call_id, at, actor, entity, from_state, to_state, detail, hash, stream, seq, row_table, "
+               "row_key, row_digest")
+_ROW = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 # One INSERT statement per batch size (SQLite caches each prepared statement): a multi-row VALUES is
 # cheaper than executemany for the 1-4 events a step appends.
 _INSERT_EVENTS = {n: f"INSERT INTO events ({_EVENT_COLS}) VALUES {', '.join([_ROW] * n)}" for n in range(1, 9)}
+_HEAD = "SELECT length, head FROM stream_heads WHERE stream = ?"
+# Compare-and-set on the length read above: two writers on one stream can never both extend it from one head.
+_MOVE_HEAD = "UPDATE stream_heads SET length = ?, head = ? WHERE stream = ? AND length = ? AND head = ?"
+_NEW_HEAD = "INSERT INTO stream_heads (stream, length, head) VALUES (?, ?, ?)"
+_CALL_ENTITIES = frozenset({"call", "external_id", "lease"})
+_HEADS: dict[str, tuple[int, str]] = {}  # stream -> (length, head) this process last wrote (see _remember)
+_HEADS_KEPT = 50_000
 
 
 def new_id(prefix: str) -> str:
@@ -37,25 +47,101 @@ def new_id(prefix: str) -> str:
     return f"{prefix}_{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
-def append_events(cur: Any, events: list[EventIn]) -> None:
-    """Append events to the hash chain inside the caller's write transaction (which holds the lock)."""
-    cur.execute("SELECT hash FROM events ORDER BY id DESC LIMIT 1")
+def append_events(cur: Any, events: list[EventIn], claims: Sequence[Claim] = (), *,
+                  stream: str | None = None) -> None:
+    """Append events to one stream's hash chain inside the caller's write transaction, with the claims of the
+    rows this transaction wrote (see `guard.ledger.digests`), and move the stream's head in the same transaction.
+
+    `stream` defaults to the run of the first event. An event about a call (entity `call`, `external_id`,
+    `lease`) or a run (`run`) claims that row as it is now, the last such event per row only; `claims` are the
+    other rows written (or a call's row computed from the values just inserted, which saves reading it back).
+    They ride on events of the batch without a claim, from the last; `row` events carry any left over. Only this
+    stream's head row is written (and read, unless this process wrote it last): writers on other streams never wait
+    for it on a database with row locks (on SQLite every writer holds the one write lock anyway).
+    """
+    if not events:  # e.g. a move_run_if that did not move: nothing happened, nothing to chain
+        if claims:  # pragma: no cover - a programming error: a claim rides on an event of its transaction
+            raise GuardUsageError("claims need at least one event to ride on")
+        return
+    if stream is None:
+        first = events[0][0]
+        if first is None:  # pragma: no cover - a programming error: run-less events name their stream
+            raise GuardUsageError("an event without a run must name its stream")
+        stream = "run:" + first
+    given = {(c[0], c[1]) for c in claims}
+    attached: list[Claim | None] = [None] * len(events)
+    for i in range(len(events) - 1, -1, -1):
+        ev = events[i]
+        target = (("calls", ev[1]) if ev[4] in _CALL_ENTITIES and ev[1] is not None
+                  else ("runs", ev[0]) if ev[4] == "run" and ev[0] is not None else None)
+        if target is not None and target not in given:
+            given.add(target)
+            attached[i] = claim(cur, *target)
+    rest = list(claims)
+    for i in range(len(events) - 1, -1, -1):
+        if not rest:
+            break
+        if attached[i] is None:
+            attached[i] = rest.pop()
+    if rest:
+        run_id, _call, at, actor = events[-1][:4]
+        events = [*events, *[(run_id, None, at, actor, "row", None, "written", "{}")] * len(rest)]
+        attached.extend(rest)
+    known = _HEADS.get(stream)
+    if known is not None:  # the head this process last wrote: one compare-and-set proves it is still the head
+        out, seq, head = _chain(stream, known[0], known[1], events, attached)
+        cur.execute(_MOVE_HEAD, (seq, head, stream, known[0], known[1]))
+        if cur.rowcount == 1:
+            _insert(cur, out, len(events))
+            _remember(stream, seq, head)
+            return
+    cur.execute(_HEAD, (stream,))
     row = cur.fetchone()
-    prev: str = row[0] if row else GENESIS
-    out: list[tuple[Any, ...]] = []
-    for run_id, call_id, at, actor, entity, src, dst, detail in events:
-        digest = event_hash(prev, run_id, call_id, at, actor, entity, src, dst, detail)
-        out.append((run_id, call_id, at, actor, entity, src, dst, detail, digest))
-        prev = digest
-    sql = _INSERT_EVENTS.get(len(out))
-    if sql is None:
-        cur.executemany(_INSERT_EVENTS[1], out)
+    length, prev = (int(row[0]), str(row[1])) if row is not None else (0, GENESIS)
+    out, seq, head = _chain(stream, length, prev, events, attached)
+    if row is None:
+        cur.execute(_NEW_HEAD, (stream, seq, head))
     else:
-        cur.execute(sql, [value for row in out for value in row])
+        cur.execute(_MOVE_HEAD, (seq, head, stream, length, prev))
+        if cur.rowcount != 1:  # pragma: no cover - only a database without the write lock can get here
+            raise IllegalTransition(f"stream {stream} moved on while this transaction appended to it",
+                                    entity="stream", id=stream, from_state=str(length), to_state=str(seq))
+    _insert(cur, out, len(events))
+    _remember(stream, seq, head)
+
+
+def _chain(stream: str, length: int, prev: str, events: list[EventIn],
+           attached: list[Claim | None]) -> tuple[list[Any], int, str]:
+    """The events' rows (flattened for one INSERT), the stream's new length and head."""
+    out: list[Any] = []
+    seq = length
+    for (run_id, call_id, at, actor, entity, src, dst, detail), held in zip(events, attached, strict=True):
+        table, key, digest = held if held is not None else (None, None, None)
+        seq += 1
+        prev = event_hash(prev, stream, seq, run_id, call_id, at, actor, entity, src, dst, detail, table, key, digest)
+        out.extend((run_id, call_id, at, actor, entity, src, dst, detail, prev, stream, seq, table, key, digest))
+    return out, seq, prev
+
+
+def _insert(cur: Any, out: list[Any], n: int) -> None:
+    sql = _INSERT_EVENTS.get(n)
+    if sql is None:
+        cur.executemany(_INSERT_EVENTS[1], [out[i:i + 14] for i in range(0, len(out), 14)])
+    else:
+        cur.execute(sql, out)
+
+
+def _remember(stream: str, length: int, head: str) -> None:
+    """Keep the head this transaction wrote, to skip reading it next time. Only a hint: it may be stale (a rolled
+    back transaction, another process, another ledger file with the same stream name), which the compare-and-set
+    on (length, head) finds, and then the head is read."""
+    if len(_HEADS) >= _HEADS_KEPT:
+        _HEADS.clear()
+    _HEADS[stream] = (length, head)
 
 
 def cas_call(cur: Any, call: CallRecord, dst: CallState, now: float, actor: str,
-sets: str = "", params: tuple[Any, ...] = (), detail: str = "{}") -> None:
+             sets: str = "", params: tuple[Any, ...] = (), detail: str = "{}") -> None:
     src = CallState(call.state)
     check_call_move(call.call_id, src, dst)
     extra = f", {sets}" if sets else ""
@@ -91,7 +177,8 @@ class RunClose:
 def move_run(cur: Any, run_id: str, close: RunClose, now: float, actor: str, *,
              expect: frozenset[RunState] | None = None, detail: dict[str, Any] | None = None) -> list[EventIn]:
     """Move the run to `close.state` (checked against the table, and against `expect` when given) inside the
-    caller's write transaction; the event to append. In the same state, only its description is updated."""
+    caller's write transaction; the event to append. In the same state only its description is updated, and the
+    event (from and to the same state) records that."""
     cur.execute("SELECT state FROM runs WHERE run_id = ?", (run_id,))
     row = cur.fetchone()
     if row is None:
@@ -104,7 +191,9 @@ def move_run(cur: Any, run_id: str, close: RunClose, now: float, actor: str, *,
         cur.execute("UPDATE runs SET status_label = ?, error_summary = ?, next_safe_action = ?, requires_review = ?, "
                     "updated_at = ? WHERE run_id = ?", (close.status_label, close.error_summary,
                                                         close.next_safe_action, close.requires_review, now, run_id))
-        return []
+        # Not a move: an event all the same, so the rewritten row is claimed (see guard.ledger.digests).
+        return [(run_id, None, now, actor, "run", src, src, json.dumps({"status_label": close.status_label,
+                                                                       "error_summary": close.error_summary}))]
     check_run_move(run_id, src, close.state)
     cur.execute("UPDATE runs SET state = ?, status_label = ?, error_summary = ?, next_safe_action = ?, "
                 "requires_review = ?, updated_at = ? WHERE run_id = ? AND state = ?",

@@ -8,9 +8,14 @@ does, outside any transaction.
 
 from __future__ import annotations
 
+import json
 import time
+from typing import Any
 
 from guard.ledger.backend import Connections
+from guard.ledger.chain import notices_stream
+from guard.ledger.digests import claim
+from guard.ledger.moves import append_events
 from guard.ledger.records import NoticeEvent, NotificationRecord
 from guard.ledger.states import CallState, RunState
 
@@ -19,9 +24,16 @@ __all__ = ["LedgerNotices"]
 _CURSOR = "webhooks"
 _CANDIDATES = (
     "SELECT e.id, e.run_id, e.call_id, e.entity, e.to_state, r.team FROM events e JOIN runs r ON r.run_id = e.run_id "
-    "WHERE e.id > ? AND ((e.entity = 'call' AND e.to_state = ?) OR (e.entity = 'run' AND e.to_state IN (?, ?))) "
+    "WHERE e.id > ? AND ((e.entity = 'call' AND e.to_state = ?) OR (e.entity = 'run' AND e.to_state IN (?, ?) "
+    "AND e.from_state IS DISTINCT FROM e.to_state)) "
     "ORDER BY e.id LIMIT ?"
 )
+
+
+def _record(cur: Any, team: str, run_id: str, notice_id: int, now: float, src: str | None, dst: str) -> None:
+    """The notification's outcome as an event of the team's notices stream, carrying the row's claim."""
+    append_events(cur, [(run_id, None, now, "guard:notifier", "notice", src, dst, json.dumps({"id": notice_id}))],
+                  [claim(cur, "notifications", notice_id)], stream=notices_stream(team))
 
 
 class LedgerNotices:
@@ -71,10 +83,14 @@ class LedgerNotices:
 
     def reclaim_notice(self, notice: NotificationRecord) -> bool:
         """Take over a stuck notification (compare-and-set on its last update): True if this notifier has it."""
+        now = time.time()
         with self.conns.write() as cur:
-            cur.execute("UPDATE notifications SET updated_at = ? WHERE id = ? AND state = 'sending' AND updated_at = ?",
-                        (time.time(), notice.id, notice.updated_at))
-            return cur.rowcount == 1
+            cur.execute("UPDATE notifications SET updated_at = ? WHERE id = ? AND state = 'sending' AND updated_at = ? "
+                        "RETURNING run_id", (now, notice.id, notice.updated_at))
+            if cur.fetchone() is None:
+                return False
+            _record(cur, notice.team, notice.run_id, notice.id, now, "sending", "reclaimed")
+            return True
 
     def claim_notice(self, event: NoticeEvent, *, target: str, approval_id: str | None, state: str = "sending",
                      error: str | None = None) -> int | None:
@@ -83,15 +99,24 @@ class LedgerNotices:
         with self.conns.write() as cur:
             cur.execute("INSERT INTO notifications (event_id, team, kind, run_id, call_id, approval_id, target, state, "
                         "attempts, last_error, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?) "
-                        "ON CONFLICT (event_id) DO NOTHING",
+                        "ON CONFLICT (event_id) DO NOTHING RETURNING id",
                         (event.event_id, event.team, event.kind, event.run_id, event.call_id, approval_id, target,
                          state, error, now, now))
-            return cur.lastrowid if cur.rowcount == 1 else None
+            inserted = cur.fetchone()
+            if inserted is None:
+                return None
+            notice_id = int(inserted[0])
+            _record(cur, event.team, event.run_id, notice_id, now, None, state)
+            return notice_id
 
     def settle_notice(self, notice_id: int, *, state: str, attempts: int, error: str | None) -> None:
+        now = time.time()
         with self.conns.write() as cur:
             cur.execute("UPDATE notifications SET state = ?, attempts = ?, last_error = ?, updated_at = ? "
-                        "WHERE id = ?", (state, attempts, error, time.time(), notice_id))
+                        "WHERE id = ? RETURNING team, run_id", (state, attempts, error, now, notice_id))
+            row = cur.fetchone()
+            if row is not None:
+                _record(cur, row[0], row[1], notice_id, now, "sending", state)
 
     def notices(self, *, team: str | None = None, run_id: str | None = None, state: str | None = None,
                 limit: int = 100) -> list[NotificationRecord]:

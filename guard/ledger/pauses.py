@@ -13,6 +13,8 @@ from typing import Any, Literal
 
 from guard.errors import GuardUsageError
 from guard.ledger.backend import Connections
+from guard.ledger.chain import pauses_stream, run_stream
+from guard.ledger.digests import claim
 from guard.ledger.moves import append_events
 
 __all__ = ["LedgerPauses", "Scope"]
@@ -37,7 +39,8 @@ class LedgerPauses:
             pause_id: int = cur.fetchone()[0]
             append_events(cur, [(target if scope == "run" else None, None, now, by, "pause", None, "paused",
                                  json.dumps({"id": pause_id, "scope": scope, "target": target, "team": owner,
-                                             "reason": reason}))])
+                                             "reason": reason}))], [claim(cur, "pauses", pause_id)],
+                          stream=run_stream(target) if scope == "run" else pauses_stream(owner))
         return pause_id
 
     def unpause(self, scope: Scope, target: str, *, by: str) -> int:
@@ -45,11 +48,16 @@ class LedgerPauses:
         now = time.time()
         with self.conns.write() as cur:
             cur.execute("UPDATE pauses SET lifted_at = ?, lifted_by = ? WHERE scope = ? AND target = ? "
-                        "AND lifted_at IS NULL RETURNING id", (now, by, scope, target))
-            ids = [r[0] for r in cur.fetchall()]
-            if ids:
+                        "AND lifted_at IS NULL RETURNING id, team", (now, by, scope, target))
+            lifted = cur.fetchall()
+            ids = [r[0] for r in lifted]
+            # One event per stream the lifted pauses were recorded in (a team's pauses, or the run's).
+            for team in sorted({r[1] or "" for r in lifted}):
+                mine = [r[0] for r in lifted if (r[1] or "") == team]
                 append_events(cur, [(target if scope == "run" else None, None, now, by, "pause", "paused",
-                                     "lifted", json.dumps({"ids": ids, "scope": scope, "target": target}))])
+                                     "lifted", json.dumps({"ids": mine, "scope": scope, "target": target}))],
+                              [claim(cur, "pauses", i) for i in mine],
+                              stream=run_stream(target) if scope == "run" else pauses_stream(team or None))
         return len(ids)
 
     def pause_holding(self, team: str, tool: str, run_id: str) -> str | None:

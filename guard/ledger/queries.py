@@ -6,8 +6,8 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from guard.ledger.audit import AuditReport, audit
 from guard.ledger.backend import Connections
-from guard.ledger.chain import ChainReport, verify_events
 from guard.ledger.records import (
     ApprovalRecord,
     CallRecord,
@@ -150,8 +150,8 @@ class LedgerQueries:
             notices = [(str(t), str(st), int(n)) for t, st, n in cur.fetchall()]
         return OpenWork(now, pending, runs, unsettled, notices)
 
-    def verify_chain(self) -> ChainReport:
-        """Recompute the event chain from the first row; report the first row that does not match."""
-        with self.conns.read() as cur:
-            cur.execute(f"SELECT {EventRecord.sql_columns()} FROM events ORDER BY id")
-            return verify_events(cur)
+    def verify_chain(self, sealed: dict[str, list[tuple[int, str]]] | None = None) -> AuditReport:
+        """Every stream's chain, every covered row against its newest claim, and both against the seals'
+        checkpoints when given (guard.ledger.audit). Reads one snapshot; writers go on meanwhile."""
+        with self.conns.connection() as conn:
+            return audit(conn, sealed, postgres=not self.conns.backend.url.startswith("sqlite"))

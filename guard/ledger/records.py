@@ -162,6 +162,11 @@ class EventRecord(_Row):
     to_state: str
     detail: str
     hash: str
+    stream: str
+    seq: int
+    row_table: str | None
+    row_key: str | None
+    row_digest: str | None
 
 
 @dataclass(frozen=True, slots=True)

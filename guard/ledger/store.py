@@ -24,12 +24,14 @@ from guard.errors import (
 )
 from guard.ledger.approvals import LedgerApprovals
 from guard.ledger.backend import Connections, open_backend
+from guard.ledger.digests import claim, row_digest
 from guard.ledger.inflight import LedgerInFlight
 from guard.ledger.moves import EventIn, RunClose, append_events, cas_call, move_run, move_run_if, new_id
 from guard.ledger.notices import LedgerNotices
 from guard.ledger.pauses import LedgerPauses
 from guard.ledger.queries import LedgerQueries
 from guard.ledger.records import CallRecord, RunRecord
+from guard.ledger.seals import LedgerSeals
 from guard.ledger.states import (
     KEY_RELEASING_STATES,
     OPEN_RUN_STATES,
@@ -125,7 +127,8 @@ class Offer(NamedTuple):
     edited_hash: str | None = None  # ... and the hash the approval binds to
 
 
-class Ledger(LedgerQueries, LedgerApprovals, LedgerPauses, LedgerInFlight, LedgerTokens, LedgerNotices):
+class Ledger(LedgerQueries, LedgerApprovals, LedgerPauses, LedgerInFlight, LedgerTokens, LedgerNotices,
+             LedgerSeals):
     """The durable record of runs, calls, approvals and events. Thread-safe: one connection per thread.
 
     Open with `Ledger(url)`; a new SQLite file is created and migrated, an old one must be upgraded
@@ -328,20 +331,22 @@ class Ledger(LedgerQueries, LedgerApprovals, LedgerPauses, LedgerInFlight, Ledge
         ended = now if state is C.DENIED else None
         released = req.idempotency_key if key is None else None
         leased = state is C.STARTED
-        cur.execute(_INSERT_CALL, (
+        values = (
             req.call_id, req.run_id, seq, req.team, req.tool, req.side_effect, req.rule, req.policy_version,
-            req.args_json, req.args_hash, key, released, state, 0, "{}", None, None, reason,
+            req.args_json, req.args_hash, key, released, str(state), 0, "{}", None, None, reason,
             req.compensates_call_id, req.actor, now, started, started, ended, now,
-            req.worker if leased else None, 1 if leased else 0, now + req.lease_ttl if leased else None))
+            req.worker if leased else None, 1 if leased else 0, now + req.lease_ttl if leased else None)
+        cur.execute(_INSERT_CALL, values)
         if cur.rowcount != 1:
             return False
-        # The tool, seq and rule are on the call row; the hash and policy version are repeated here so that
-        # an edit of the call row's arguments or policy is caught against the chained trail.
+        # The call's claim is its digest as inserted (guard.ledger.digests): an edit of any of its fields is
+        # found by `verify`; the hash and policy version are repeated in the event for the story's reader.
         offered = json.dumps({"args_hash": req.args_hash, "policy_version": req.policy_version})
         last = json.dumps({"reason": reason}) if state is C.DENIED else "{}"
         path = _PATHS[state]
         append_events(cur, [(req.run_id, req.call_id, now, req.actor, "call", src, dst,
-                             offered if dst is C.OFFERED else last) for src, dst in path])
+                             offered if dst is C.OFFERED else last) for src, dst in path],
+                      [("calls", req.call_id, row_digest("calls", values))])
         return True
 
     def _request_approval(self, cur: Any, req: CallRequest, now: float) -> tuple[str, float]:
@@ -355,7 +360,7 @@ class Ledger(LedgerQueries, LedgerApprovals, LedgerPauses, LedgerInFlight, Ledge
                                               "quorum": req.quorum, "expires_at": expires_at}))]
         events.extend(move_run_if(cur, req.run_id, RunState.RUNNING, RunState.PAUSED, now, req.actor,
                                   f"waiting for approval {approval_id}"))
-        append_events(cur, events)
+        append_events(cur, events, [claim(cur, "approvals", approval_id)])
         return approval_id, expires_at
 
     def _existing(self, cur: Any, req: CallRequest, call: CallRecord, now: float) -> Offer:

@@ -12,7 +12,7 @@ from sqlmodel import Field, SQLModel
 from guard.ledger.states import UNSETTLED_SQL
 
 __all__ = ["Approval", "ApprovalDecision", "Call", "Event", "ManualAction", "Pause", "RateWindow", "ReviewerToken",
-           "Run", "metadata"]
+           "Run", "Seal", "SealedHead", "StreamHead", "metadata"]
 
 
 class Run(SQLModel, table=True):
@@ -72,10 +72,12 @@ class Call(SQLModel, table=True):
 
 
 class Event(SQLModel, table=True):
-    """Append-only audit trail. `hash = sha256(hash of the row before + fields)`: an edited, deleted or
-    reordered row breaks the chain at the first row after it."""
+    """Append-only audit trail, one hash chain per stream (guard.ledger.chain): `hash = sha256(hash of the
+    stream's event before + place + fields)`. An event may carry the claim of a row its transaction wrote
+    (`row_table`, `row_key`, `row_digest`: guard.ledger.digests)."""
 
     __tablename__ = "events"  # pyright: ignore[reportAssignmentType]
+    # No index on the claims: verify sorts them once, and every call's commit is spared a B-tree insert.
     __table_args__ = (Index("ix_events_run", "run_id", "id"),)
 
     id: int | None = Field(default=None, primary_key=True)
@@ -88,6 +90,46 @@ class Event(SQLModel, table=True):
     to_state: str
     detail: str = "{}"
     hash: str
+    stream: str = Field(default="", sa_column_kwargs={"server_default": ""})
+    seq: int = Field(default=0, sa_column_kwargs={"server_default": "0"})  # 1, 2, ... within the stream
+    row_table: str | None = None
+    row_key: str | None = None
+    row_digest: str | None = None
+
+
+class StreamHead(SQLModel, table=True):
+    """The head of one stream's chain: written in the transaction that appends to it (guard.ledger.chain)."""
+
+    __tablename__ = "stream_heads"  # pyright: ignore[reportAssignmentType]
+
+    stream: str = Field(primary_key=True)
+    length: int
+    head: str
+
+
+class SealedHead(SQLModel, table=True):
+    """Each stream's head as the last seal signed it: what the next seal leaves out when unchanged."""
+
+    __tablename__ = "sealed_heads"  # pyright: ignore[reportAssignmentType]
+
+    stream: str = Field(primary_key=True)
+    length: int
+    head: str
+
+
+class Seal(SQLModel, table=True):
+    """A signed checkpoint of every stream's head (guard.ledger.seals); also kept outside the database."""
+
+    __tablename__ = "seals"  # pyright: ignore[reportAssignmentType]
+
+    id: int | None = Field(default=None, primary_key=True)
+    at: float
+    root: str  # Merkle root over (stream, length, head) of every stream
+    streams: int
+    events: int
+    key_id: str  # SHA-256 of the public key, first 16 hex digits
+    body: str  # the signed JSON, as signed
+    signature: str  # Ed25519 over `body`, base64
 
 
 class Approval(SQLModel, table=True):

@@ -17,6 +17,8 @@ from typing import Any
 
 from guard.errors import GuardUsageError
 from guard.ledger.backend import Connections
+from guard.ledger.chain import SESSIONS, reviewer_stream
+from guard.ledger.digests import claim, claim_deleted
 from guard.ledger.moves import append_events, new_id
 from guard.ledger.records import ApprovalRecord
 
@@ -79,7 +81,8 @@ class LedgerTokens:
             cur.execute("INSERT INTO reviewer_tokens (token_id, reviewer, token_hash, label, created_by, created_at) "
                         "VALUES (?, ?, ?, ?, ?, ?)", (token_id, reviewer, hash_token(secret), label, by, now))
             append_events(cur, [(None, None, now, by, "token", None, "active",
-                                 json.dumps({"token_id": token_id, "reviewer": reviewer, "label": label}))])
+                                 json.dumps({"token_id": token_id, "reviewer": reviewer, "label": label}))],
+                          [claim(cur, "reviewer_tokens", token_id)], stream=reviewer_stream(reviewer))
         return TokenRecord(token_id, reviewer, label, by, now, None, None), secret
 
     def revoke_token(self, token_id: str, *, by: str) -> TokenRecord:
@@ -91,10 +94,12 @@ class LedgerTokens:
         now = time.time()
         with self.conns.write() as cur:
             cur.execute("UPDATE reviewer_tokens SET revoked_at = ?, revoked_by = ? "
-                        "WHERE token_id = ? AND revoked_at IS NULL", (now, by, token_id))
-            if cur.rowcount == 1:
+                        "WHERE token_id = ? AND revoked_at IS NULL RETURNING reviewer", (now, by, token_id))
+            revoked = cur.fetchone()
+            if revoked is not None:
                 append_events(cur, [(None, None, now, by, "token", "active", "revoked",
-                                     json.dumps({"token_id": token_id}))])
+                                     json.dumps({"token_id": token_id}))],
+                              [claim(cur, "reviewer_tokens", token_id)], stream=reviewer_stream(revoked[0]))
             cur.execute(f"SELECT {_TOKEN_COLS} FROM reviewer_tokens WHERE token_id = ?", (token_id,))
             row = cur.fetchone()
         if row is None:
@@ -143,9 +148,15 @@ class LedgerTokens:
         """Record a page session as ended (signed out); kept until its cookie would have expired anyway."""
         now = time.time()
         with self.conns.write() as cur:
-            cur.execute("DELETE FROM ended_sessions WHERE expires_at < ?", (now,))
+            cur.execute("DELETE FROM ended_sessions WHERE expires_at < ? RETURNING nonce", (now,))
+            claims = [claim_deleted("ended_sessions", gone) for (gone,) in cur.fetchall()]
             cur.execute("INSERT INTO ended_sessions (nonce, ended_at, expires_at) VALUES (?, ?, ?) "
-                        "ON CONFLICT (nonce) DO NOTHING", (nonce, now, until))
+                        "ON CONFLICT (nonce) DO NOTHING RETURNING nonce", (nonce, now, until))
+            if cur.fetchone() is not None:
+                claims.append(claim(cur, "ended_sessions", nonce))
+            if claims:
+                append_events(cur, [(None, None, now, "guard", "session", None, "ended", "{}")], claims,
+                              stream=SESSIONS)
 
     def session_ended(self, nonce: str) -> bool:
         with self.conns.read() as cur:

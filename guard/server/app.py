@@ -29,13 +29,15 @@ from guard.server.auth import Sessions, bearer_reviewer
 from guard.server.desk import Desk, DeskError
 from guard.server.metrics import metrics_router
 from guard.server.pages import pages_router
+from guard.server.sealing import SealSchedule
 
 __all__ = ["create_app"]
 
 
 def create_app(db_url: str | None, policies_dir: str | Path, *, session_secret: bytes | None = None,
                public_url: str = "http://127.0.0.1:8700", notify_every: float | None = 1.0,
-               policies_every: float = 1.0, metrics_token: str | None = None) -> FastAPI:
+               policies_every: float = 1.0, metrics_token: str | None = None,
+               seals: SealSchedule | None = None) -> FastAPI:
     """The approval service over the ledger at `db_url` and the policies in `policies_dir`.
 
     `GET /metrics` gives the ledger's open work to Prometheus (see `guard.server.metrics`); with
@@ -47,7 +49,8 @@ def create_app(db_url: str | None, policies_dir: str | Path, *, session_secret: 
     `session_secret` signs the page's session cookies; give every replica the same one. When None, a random
     secret is made: sessions end when the process does. While the app runs (its lifespan), a notifier thread
     tells the teams' webhooks (policy `notify:`) of waiting calls and halted runs every `notify_every`
-    seconds, linking to the page at `public_url`; None runs no notifier.
+    seconds, linking to the page at `public_url`; None runs no notifier. With `seals`, a thread seals the
+    ledger on that schedule (and once more when the app stops).
 
     Raises:
         LedgerNotReady: the ledger is at another schema revision (run `guard db upgrade`).
@@ -68,10 +71,16 @@ def create_app(db_url: str | None, policies_dir: str | Path, *, session_secret: 
             thread = threading.Thread(target=notifier.run, args=(stop, notify_every), name="guard-notifier",
                                       daemon=True)
             thread.start()
+        sealer = None
+        if seals is not None:
+            sealer = threading.Thread(target=seals.run, args=(ledger, stop), name="guard-seals", daemon=True)
+            sealer.start()
         yield
         stop.set()
         if thread is not None:
             thread.join(timeout=notifier.timeout * notifier.attempts + 5)
+        if sealer is not None:
+            sealer.join(timeout=30)
         ledger.close()
 
     app = FastAPI(title="Guard approval service", version="0.1.0", lifespan=lifespan,

@@ -118,7 +118,8 @@ def test_an_edited_event_breaks_the_chain(lab: Lab) -> None:
 
 
 def _event(i: int, entity: str, src: str | None, dst: str, call_id: str | None = "c1") -> EventRecord:
-    return EventRecord(i, "r1", call_id if entity == "call" else None, float(i), "t", entity, src, dst, "{}", "")
+    return EventRecord(i, "r1", call_id if entity == "call" else None, float(i), "t", entity, src, dst, "{}", "",
+                       "run:r1", i, None, None, None)
 
 
 def test_history_accepts_a_legal_path_and_names_a_jump_and_a_gap() -> None:

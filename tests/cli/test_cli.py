@@ -155,14 +155,14 @@ def test_ledger_verify_passes_on_an_intact_ledger_and_names_the_row_someone_edit
         waiting: tuple[Guard, str, str], db_path: Path) -> None:
     guard, _, _ = waiting
     ok = guard_cli("ledger", "verify", "--db", str(db_path))
-    assert ok.returncode == 0 and "hash chain intact" in ok.stdout
+    assert ok.returncode == 0 and "ok: 5 events in 1 streams" in ok.stdout
     guard.close()
     with sqlite3.connect(db_path) as conn:
         [(target,)] = conn.execute("SELECT id FROM events WHERE to_state = 'awaiting_approval'").fetchall()
         conn.execute("UPDATE events SET actor = 'someone-else' WHERE id = ?", (target,))
     bad = guard_cli("ledger", "verify", "--db", str(db_path))
     assert bad.returncode == 1
-    assert f"event id {target}" in bad.stdout
+    assert f"event {target} (stream run:" in bad.stdout
 
 
 def test_db_status_fails_until_db_upgrade_creates_the_schema(tmp_path: Path, runner: CliRunner) -> None:

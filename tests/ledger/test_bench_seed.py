@@ -1,4 +1,4 @@
-"""The benchmark's bulk seed writes rows the ledger accepts: same columns, a chain that verifies."""
+"""The benchmark's bulk seed writes rows the ledger accepts: same columns, chains and claims that verify."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from bench.seed import count_calls, seed_calls
 from guard.ledger import Ledger
 
 
-def test_the_bench_seed_matches_the_schema_and_continues_the_chain(ledger: Ledger, db_path: Path) -> None:
+def test_the_bench_seed_matches_the_schema_and_its_streams_and_rows_verify(ledger: Ledger, db_path: Path) -> None:
     ledger.open_run("live", "bench", actor="agent")  # a chain head before the seed
     conn = sqlite3.connect(db_path)
     try:
@@ -18,4 +18,5 @@ def test_the_bench_seed_matches_the_schema_and_continues_the_chain(ledger: Ledge
     finally:
         conn.close()
     report = ledger.verify_chain()
-    assert report.ok and report.checked == 1 + 25 * 4 + 3 * 2
+    assert report.ok, report.findings
+    assert report.checked == 1 + 25 * 4 + 3 * 2 and report.rows == 1 + 25 + 3

@@ -1,4 +1,4 @@
-"""The event chain is tamper-evident: an edited or deleted row is named by `verify_chain`."""
+"""Each stream's chain is tamper-evident: an edited or deleted event is named, with its stream, by `verify_chain`."""
 
 from __future__ import annotations
 
@@ -51,7 +51,7 @@ def test_editing_one_events_detail_names_exactly_that_row(busy_ledger: Ledger, d
     report = busy_ledger.verify_chain()
     assert not report.ok
     assert report.bad_id == target
-    assert report.checked == ids.index(target)
+    assert [(f.kind, f.stream) for f in report.findings] == [("event_edited", "run:r1")]
     assert "edited" in (report.problem or "")
 
 
@@ -76,7 +76,7 @@ def test_an_edit_with_a_recomputed_hash_is_named_at_the_following_row(busy_ledge
         row: tuple[str | None, str | None, float, str, str, str | None, str] = raw.execute(
             "SELECT run_id, call_id, at, actor, entity, from_state, to_state FROM events WHERE id = ?", (target,)
         ).fetchone()
-        forged = event_hash(prev_hash, *row, '{"forged":true}')
+        forged = event_hash(prev_hash, "run:r1", 3, *row, '{"forged":true}', None, None, None)
         raw.execute("UPDATE events SET detail = ?, hash = ? WHERE id = ?", ('{"forged":true}', forged, target))
     report = busy_ledger.verify_chain()
     assert not report.ok

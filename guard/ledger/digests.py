@@ -1,0 +1,102 @@
+"""Row digests: what a covered row held when Guard last wrote it, carried by a chained event.
+
+Every write that creates, changes or deletes a row of a covered table appends, in the same transaction, an event
+that carries a *claim*: the table, the row's key and the SHA-256 of the row as written (`row_digest`). `guard
+ledger verify` recomputes every current row's digest and compares it with the newest claim for that row, so an
+edit of a call's arguments, a decision's reviewer or a token's revocation is found even though the row itself
+is not chained. A deleted row's last claim is `DELETED`.
+
+The digest is SHA-256 (hex) of the compact JSON array `[table, value, value, ...]` of the row's values in the
+column order below (text, integers, floats as their shortest round-trip form, null). Not covered: `rate_windows`
+(stop-rule counters), `notify_cursor` (how far the notifier read), `stream_heads` and `seals` (checked by the
+chain and the seals themselves), `alembic_version`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from guard.ledger.records import (
+    ApprovalRecord,
+    CallRecord,
+    DecisionRecord,
+    ManualActionRecord,
+    NotificationRecord,
+    RunRecord,
+)
+
+__all__ = ["COVERED", "DELETED", "Claim", "Covered", "claim", "claim_deleted", "row_digest", "row_key"]
+
+DELETED = "-"
+KEY_SEP = "\x1f"
+
+# (table, key, digest) as carried by an event
+Claim = tuple[str, str, str]
+
+_encode = json.JSONEncoder(ensure_ascii=True, separators=(",", ":"), allow_nan=False).encode
+
+
+@dataclass(frozen=True, slots=True)
+class Covered:
+    """A covered table: its columns in digest order and the columns of its key (joined by \\x1f)."""
+
+    table: str
+    columns: tuple[str, ...]
+    key: tuple[str, ...]
+    int_key: bool = False  # keyed by an integer `id` (sorted as text to match the claims' `row_key`)
+
+    @property
+    def select(self) -> str:
+        """`SELECT <columns> FROM <table> WHERE <key> = ?`: the row as the digest reads it."""
+        where = " AND ".join(f"{k} = ?" for k in self.key)
+        return f"SELECT {', '.join(self.columns)} FROM {self.table} WHERE {where}"
+
+    def key_sql(self, postgres: bool = False) -> str:
+        """The key as one text value in SQL, sorting as Python sorts `row_key` strings (by code point)."""
+        sep = f" || {'chr' if postgres else 'char'}(31) || "
+        text = "CAST(id AS TEXT)" if self.int_key else sep.join(self.key)
+        return f'({text}) COLLATE "C"' if postgres else text
+
+
+COVERED: dict[str, Covered] = {c.table: c for c in (
+    Covered("runs", RunRecord.stored_columns(), ("run_id",)),
+    Covered("calls", CallRecord.columns(), ("call_id",)),
+    Covered("approvals", ApprovalRecord.columns(), ("approval_id",)),
+    # Keyed by (approval, reviewer): a reviewer's revised decision replaces their row under the same key.
+    Covered("approval_decisions", DecisionRecord.columns(), ("approval_id", "reviewer")),
+    Covered("reviewer_tokens", ("token_id", "reviewer", "token_hash", "label", "created_by", "created_at",
+                                "revoked_at", "revoked_by"), ("token_id",)),
+    Covered("ended_sessions", ("nonce", "ended_at", "expires_at"), ("nonce",)),
+    Covered("pauses", ("id", "scope", "team", "target", "reason", "paused_by", "at", "lifted_at", "lifted_by"),
+            ("id",), int_key=True),
+    Covered("manual_actions", ManualActionRecord.columns(), ("id",), int_key=True),
+    Covered("notifications", NotificationRecord.columns(), ("id",), int_key=True),
+)}
+
+
+def row_digest(table: str, values: tuple[Any, ...] | list[Any]) -> str:
+    """SHA-256 hex of `[table, *values]` as compact JSON (values in the table's digest column order)."""
+    return hashlib.sha256(_encode([table, *values]).encode()).hexdigest()
+
+
+def row_key(table: str, values: tuple[Any, ...] | list[Any]) -> str:
+    """The key of a row given its values in digest order (as verify derives it from the row)."""
+    spec = COVERED[table]
+    return KEY_SEP.join(str(values[spec.columns.index(k)]) for k in spec.key)
+
+
+def claim(cur: Any, table: str, *key: Any) -> Claim:
+    """The claim for a row as it is now inside the caller's transaction (DELETED when it is gone)."""
+    spec = COVERED[table]
+    cur.execute(spec.select, key)
+    row = cur.fetchone()
+    text_key = KEY_SEP.join(str(k) for k in key)
+    return (table, text_key, DELETED if row is None else row_digest(table, row))
+
+
+def claim_deleted(table: str, *key: Any) -> Claim:
+    """The claim for a row this transaction deleted."""
+    return (table, KEY_SEP.join(str(k) for k in key), DELETED)

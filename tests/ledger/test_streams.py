@@ -1,0 +1,96 @@
+"""Streams: one chain per run (or reviewer, team's pauses, ...), heads kept in the writing transaction, and
+ledgers from before streams migrated with their single chain verified once."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+from ledger_support import AGENT, TEAM, request
+
+from guard.errors import LedgerNotReady
+from guard.ledger import Ledger, current_revision, upgrade
+from guard.ledger.chain import GENESIS, legacy_hash
+from guard.ledger.digests import COVERED
+from guard.ledger.tables import metadata
+
+
+def test_every_covered_tables_digest_reads_every_column_of_the_table() -> None:
+    for spec in COVERED.values():
+        assert set(spec.columns) == {c.name for c in metadata.tables[spec.table].columns}, spec.table
+
+
+def test_writes_on_two_runs_move_only_their_own_stream_heads(ledger: Ledger, db_path: Path) -> None:
+    ledger.open_run("a", TEAM, actor=AGENT)
+    ledger.open_run("b", TEAM, actor=AGENT)
+    with sqlite3.connect(db_path) as raw:
+        before = dict(raw.execute("SELECT stream, head FROM stream_heads").fetchall())
+    ledger.offer(request("a"))
+    with sqlite3.connect(db_path) as raw:
+        after = dict(raw.execute("SELECT stream, head FROM stream_heads").fetchall())
+        lengths = dict(raw.execute("SELECT stream, length FROM stream_heads").fetchall())
+    assert after["run:b"] == before["run:b"] and after["run:a"] != before["run:a"]
+    assert lengths == {"run:a": 4, "run:b": 1}
+
+
+def test_an_edited_call_row_is_named_with_its_run_stream_and_key(ledger: Ledger, db_path: Path) -> None:
+    ledger.open_run("a", TEAM, actor=AGENT)
+    offer = ledger.offer(request("a", args={"amount": 5}))
+    with sqlite3.connect(db_path) as raw:
+        raw.execute("UPDATE calls SET args_json = '{\"amount\":5000}' WHERE call_id = ?", (offer.call_id,))
+    report = ledger.verify_chain()
+    assert [(f.kind, f.stream, f.table, f.key) for f in report.findings] == [
+        ("row_edited", "run:a", "calls", offer.call_id)]
+
+
+def _legacy_ledger(path: Path, *, break_at: int | None = None) -> str:
+    """A ledger at 0006 with a run, a call and their events chained the old, single way."""
+    url = f"sqlite:///{path}"
+    upgrade(url, "0006_rate_windows")
+    events = [("r1", None, 1.0, "agent", "run", None, "running", "{}"),
+              ("r1", "c1", 2.0, "agent", "call", None, "offered", "{}"),
+              ("r1", "c1", 3.0, "agent", "call", "offered", "denied", '{"reason":"no"}')]
+    with sqlite3.connect(path) as raw:
+        raw.execute("INSERT INTO runs (run_id, team, state, requires_review, created_at, updated_at) "
+                    "VALUES ('r1', 'ops', 'running', 0, 1.0, 1.0)")
+        raw.execute("INSERT INTO calls (call_id, run_id, seq, team, tool, policy_version, args_json, args_hash, state, "
+                    "attempts, external_ids, offered_at, updated_at, lease_token) VALUES ('c1', 'r1', 1, 'ops', "
+                    "'crm.x', 'v', '{}', 'h', 'denied', 0, '{}', 2.0, 3.0, 0)")
+        prev = GENESIS
+        for i, ev in enumerate(events):
+            prev = legacy_hash(prev, *ev)
+            stored = "0" * 64 if i == break_at else prev
+            raw.execute("INSERT INTO events (run_id, call_id, at, actor, entity, from_state, to_state, detail, hash) "
+                        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", (*ev, stored))
+    return url
+
+
+def test_an_old_ledgers_single_chain_becomes_the_legacy_stream_and_its_rows_get_a_baseline(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    url = _legacy_ledger(path)
+    assert upgrade(url) == "0007_streams"
+    led = Ledger(url)
+    try:
+        report = led.verify_chain()
+        assert report.ok, report.findings
+        assert report.checked == 3 + 2 and report.rows == 2
+        with sqlite3.connect(path) as raw:
+            assert raw.execute("SELECT stream, seq FROM events ORDER BY id LIMIT 3").fetchall() == [
+                ("legacy", 1), ("legacy", 2), ("legacy", 3)]
+            raw.execute("UPDATE events SET actor = 'mallory' WHERE seq = 2 AND stream = 'legacy'")
+            raw.execute("UPDATE calls SET state = 'completed'")
+        kinds = {(f.kind, f.stream) for f in led.verify_chain().findings}
+        assert kinds == {("event_edited", "legacy"), ("row_edited", "baseline")}
+    finally:
+        led.close()
+
+
+def test_an_old_ledger_whose_chain_is_already_broken_is_not_upgraded(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    url = _legacy_ledger(path, break_at=1)
+    with pytest.raises(LedgerNotReady, match="event 2 does not follow"):
+        upgrade(url)
+    assert current_revision(url) == "0006_rate_windows"
+    with sqlite3.connect(path) as raw:
+        assert "stream" not in {row[1] for row in raw.execute("PRAGMA table_info(events)")}  # nothing half-done
