@@ -53,12 +53,12 @@ def verify(db: DbOption = None, as_json: JsonFlag = False,
                                  "list": [asdict(u) for u in report.unsealed],
                                  "row_list": [list(r) for r in report.unsealed_rows]}})
     else:
-        _print(report, sealed, problems)
+        _show_report(report, sealed, problems)
     if not ok:
         raise typer.Exit(1)
 
 
-def _print(report: AuditReport, sealed: SealFile | None, problems: list[str]) -> None:
+def _show_report(report: AuditReport, sealed: SealFile | None, problems: list[str]) -> None:
     for problem in problems:
         echo(f"SEALS: {problem}")
     for f in report.findings:
