@@ -25,6 +25,7 @@ import anyio
 from guard import GuardedTool, RollbackContext, current_call
 
 from .definitions import unbind
+from .meta import IDEMPOTENCY_META_KEY
 from .upstream import Upstream, connect, list_all_tools
 
 __all__ = ["compensation_args", "declare_compensation", "parse_compensation"]
@@ -83,7 +84,7 @@ async def _call_upstream(upstream: Upstream, name: str, ctx: RollbackContext, ke
         if name not in listed:
             raise CompensationError(f"the upstream server lists no tool {name!r} to compensate {ctx.tool}")
         args = compensation_args(listed[name].input_schema, ctx)
-        result = await session.call_tool(name, args, meta={"guard/idempotency_key": key} if key else None)
+        result = await session.call_tool(name, args, meta={IDEMPOTENCY_META_KEY: key} if key else None)
         if result.is_error:
             text = " ".join(getattr(c, "text", "") for c in result.content)
             raise CompensationError(f"{name} answered isError: {text}")

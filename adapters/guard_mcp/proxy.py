@@ -5,20 +5,27 @@ the run, and every call it already made returns its recorded result). Per `tools
 
 - the upstream tool's name is the policy tool name, its arguments are what the policy classifies;
 - the idempotency key is `_meta["guard/idempotency_key"]` (or `_meta["idempotency_key"]`) when the client
-  sends one, else Guard's default (run id + tool + argument hash): a call sent again runs nothing twice;
+  sends one, else Guard's default (run id + tool + argument hash): a call sent again runs nothing twice; the
+  key goes upstream as `_meta["guard/idempotency_key"]` (`meta.py`), with the client's other `_meta` keys;
 - a call the policy holds for a human is bound to the upstream tool's current definition (`definitions.py`):
   when the tool changed since the call was offered, the earlier approval does not cover it; the call waits
   for a new approval (or, if it already ran under the old definition, is refused: it never runs twice);
 - an allowed call is forwarded upstream inside Guard's path and its result recorded; an upstream result with
   `isError` is recorded as a failure (the policy decides: retry, compensate, halt);
 - a denial, rejection, expiry, failure or pending approval (deferred mode) is answered with an MCP tool
-  error result (`isError: true`) whose text is Guard's reason and whose `structuredContent` names the outcome.
+  error result (`isError: true`) whose text is Guard's reason and whose `_meta["guard/outcome"]` names the
+  outcome; it has no `structuredContent`, so a client that checks results against the tool's `outputSchema`
+  shows Guard's reason instead of a schema error.
+
+The proxy is a server of the SDK's lowlevel `Server`, which serves both protocol eras on one connection (the
+2025 `initialize` handshake and the 2026-07-28 per-request envelope), on stdio and streamable HTTP alike.
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping
+from contextvars import ContextVar
 from typing import Any
 
 import mcp_types as types
@@ -40,11 +47,14 @@ from guard import (
 )
 
 from .definitions import BINDING_FIELD, bind, definition_hash, unbind
+from .meta import OUTCOME_META_KEY, client_key, forward_meta
 from .upstream import list_all_tools
 
-__all__ = ["IDEMPOTENCY_META_KEYS", "GuardProxy", "ToolReportedError"]
+__all__ = ["GuardProxy", "ToolReportedError"]
 
-IDEMPOTENCY_META_KEYS = ("guard/idempotency_key", "idempotency_key")
+# The client's `tools/call` being served: its `_meta` and whether it sent `arguments` at all (Guard's tool
+# function sees only the arguments).
+_REQUEST: ContextVar[types.CallToolRequestParams | None] = ContextVar("guard_mcp_request", default=None)
 # An earlier call under a stale definition that never ran and was not refused (it waits, was approved, or expired,
 # e.g. withdrawn when its tool changed before): a new approval may be asked for.
 _NEVER_RAN = (CallState.AWAITING_APPROVAL, CallState.APPROVED, CallState.EXPIRED)
@@ -55,22 +65,13 @@ class ToolReportedError(Exception):
 
 
 def error_result(text: str, outcome: Mapping[str, Any]) -> types.CallToolResult:
-    """An MCP tool error result: Guard's reason as text, the typed outcome in `structuredContent.guard`."""
+    """An MCP tool error result: Guard's reason as text, the typed outcome in `_meta["guard/outcome"]`."""
     return types.CallToolResult(content=[types.TextContent(text=f"[guard] {text}")], is_error=True,
-                                structured_content={"guard": dict(outcome)})
+                                _meta={OUTCOME_META_KEY: dict(outcome)})
 
 
 def result_text(result: types.CallToolResult) -> str:
     return " ".join(c.text for c in result.content if isinstance(c, types.TextContent))
-
-
-def _meta_key(params: types.CallToolRequestParams) -> str | None:
-    meta: Mapping[str, Any] = params.meta or {}
-    for name in IDEMPOTENCY_META_KEYS:
-        value = meta.get(name)
-        if isinstance(value, str) and value:
-            return value
-    return None
 
 
 def _outcome(err: CallOutcomeError) -> dict[str, Any]:
@@ -102,8 +103,14 @@ class GuardProxy:
             async def forward(**args: Any) -> Any:
                 call = current_call()  # Guard's key for this call, handed on for servers that deduplicate too
                 key = call.idempotency_key if call is not None else None
-                result = await upstream.call_tool(name, unbind(args), meta={IDEMPOTENCY_META_KEYS[0]: key} if key
-                                                  else None)
+                request = _REQUEST.get()
+                sent = unbind(args)
+                params = types.CallToolRequestParams(
+                    name=name, arguments=None if request is not None and request.arguments is None and not sent
+                    else sent, _meta=forward_meta(request.meta if request is not None else None, key=key))
+                # Sent as a plain request: the proxy does not judge the upstream's result against its declared
+                # output schema (the client behind it may, and the tool has already run).
+                result = await upstream.send_request(types.CallToolRequest(params=params), types.CallToolResult)
                 if result.is_error:
                     raise ToolReportedError(result_text(result) or "the upstream tool answered isError")
                 return result.model_dump(mode="json", by_alias=True, exclude_none=True)
@@ -114,7 +121,8 @@ class GuardProxy:
 
     async def _list_tools(self, ctx: ServerRequestContext[Any], params: types.PaginatedRequestParams | None,
                           ) -> types.ListToolsResult:
-        return await self.upstream.list_tools(params=params)
+        forwarded = None if params is None else params.model_copy(update={"meta": forward_meta(params.meta)})
+        return await self.upstream.list_tools(params=forwarded)
 
     async def _call_tool(self, ctx: ServerRequestContext[Any], params: types.CallToolRequestParams,
                          ) -> types.CallToolResult:
@@ -122,13 +130,16 @@ class GuardProxy:
         if BINDING_FIELD in args:
             return error_result(f"the argument name {BINDING_FIELD!r} is reserved for Guard; nothing ran",
                                 {"outcome": "ReservedArgument"})
+        token = _REQUEST.set(params)
         try:
-            recorded = await self._guarded_call(params.name, args, _meta_key(params))
+            recorded = await self._guarded_call(params.name, args, client_key(params.meta))
         except ApprovalPending as err:
             return error_result(err.message, {"outcome": "ApprovalPending", "approval_id": err.approval_id,
                                               "run_id": err.run_id, "call_id": err.call_id})
         except CallOutcomeError as err:
             return error_result(err.message, _outcome(err))
+        finally:
+            _REQUEST.reset(token)
         if isinstance(recorded, types.CallToolResult):
             return recorded
         return types.CallToolResult.model_validate(recorded)

@@ -1,0 +1,84 @@
+"""The clients people use, through the proxy: the `mcp` SDK's own high-level `Client` in its default mode
+(it probes `server/discover` and speaks the 2026-07-28 per-request envelope when the server does), over stdio
+and over streamable HTTP, and the legacy handshake beside it on the same proxy."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import anyio
+import mcp_types as types
+import pytest
+from mcp import Client
+from mcp.client.stdio import StdioServerParameters
+from mcp_types.version import LATEST_MODERN_VERSION
+from mcp_world import (
+    SERVER,
+    effects,
+    free_port,
+    ledger_calls,
+    outcome,
+    processes,
+    proxy_args,
+    server_env,
+    stdio_proxy,
+    write_policy,
+)
+
+ANN = {"email": "ann@acme.io", "name": "Ann"}
+
+
+async def _agent(client: Client) -> list[Any]:
+    listed = await client.list_tools()
+    return [client.protocol_version, {t.name for t in listed.tools},
+            await client.call_tool("upsert_contact", ANN),
+            await client.call_tool("delete_all_leads", {})]
+
+
+def _check(version: str, names: set[str], upsert: types.CallToolResult, denied: types.CallToolResult) -> None:
+    assert {"upsert_contact", "delete_all_leads", "send_quote"} <= names
+    assert not upsert.is_error and upsert.structured_content == {"contact_id": "c-ann"}
+    assert outcome(denied)["outcome"] == "CallDenied"
+
+
+@pytest.mark.parametrize("mode", ["auto", "legacy"])
+def test_the_sdk_client_in_either_era_lists_and_calls_through_the_stdio_proxy(
+        tmp_path: Path, db_path: Path, mode: str) -> None:
+    policies = write_policy(tmp_path / "policies")
+    log = tmp_path / "effects.jsonl"
+    params: StdioServerParameters = stdio_proxy(policies, db_path, log, "client-1")
+
+    async def main() -> list[Any]:
+        async with Client(params, mode=mode) as client:  # pyright: ignore[reportArgumentType] - a ConnectMode literal
+            return await _agent(client)
+
+    version, names, upsert, denied = anyio.run(main)
+    _check(version, names, upsert, denied)
+    assert (version == LATEST_MODERN_VERSION) == (mode == "auto")  # the default client speaks the newest era
+    assert [e["kind"] for e in effects(log)] == ["upsert"]
+    assert ledger_calls(policies, db_path, "crm:client-1") == [("upsert_contact", "completed"),
+                                                                ("delete_all_leads", "denied")]
+
+
+def test_the_sdk_client_in_its_default_mode_is_guarded_through_the_http_proxy(tmp_path: Path, db_path: Path) -> None:
+    policies = write_policy(tmp_path / "policies")
+    log = tmp_path / "effects.jsonl"
+    with processes(tmp_path) as procs:
+        port = free_port()
+        proxy = procs.start_http("proxy", [*proxy_args(policies, db_path, "client-2", "--serve", "http", "--port",
+                                                       str(port)), "--", sys.executable, str(SERVER)],
+                                 server_env(log), port)
+
+        async def main() -> list[Any]:
+            async with Client(proxy.url) as client:
+                first = await _agent(client)
+            async with Client(proxy.url, mode="legacy") as client:  # a handshake-era client on the same proxy
+                return [*first, await client.call_tool("upsert_contact", ANN)]
+
+        version, names, upsert, denied, again = anyio.run(main)
+    _check(version, names, upsert, denied)
+    assert version == LATEST_MODERN_VERSION
+    assert again.structured_content == upsert.structured_content  # the same run: recorded, not run again
+    assert [e["kind"] for e in effects(log)] == ["upsert"]
