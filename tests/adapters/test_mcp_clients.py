@@ -4,6 +4,8 @@ and over streamable HTTP, and the legacy handshake beside it on the same proxy."
 
 from __future__ import annotations
 
+import json
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -82,3 +84,57 @@ def test_the_sdk_client_in_its_default_mode_is_guarded_through_the_http_proxy(tm
     assert version == LATEST_MODERN_VERSION
     assert again.structured_content == upsert.structured_content  # the same run: recorded, not run again
     assert [e["kind"] for e in effects(log)] == ["upsert"]
+
+
+TS_CLIENT = Path(__file__).with_name("ts_client")
+
+
+def _ts_client(config: dict[str, Any]) -> dict[str, Any]:
+    """Run the TypeScript SDK's client (tests/adapters/ts_client/client.mjs) under node; its JSON report."""
+    subprocess.run([str(TS_CLIENT / "ensure")], check=True, timeout=300)
+    done = subprocess.run(["node", str(TS_CLIENT / "client.mjs"), json.dumps(config)], capture_output=True,
+                          text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+TS_CALLS = [["upsert_contact", ANN], ["delete_all_leads", {}], ["send_quote", {"email": "ann@acme.io",
+                                                                               "amount_cents": 900}]]
+
+
+def _check_ts(report: dict[str, Any], run_id: str) -> None:
+    schemas = {t["name"]: t["outputSchema"] for t in report["tools"]}
+    assert schemas["delete_all_leads"] is not None and schemas["send_quote"] is not None  # the SDK checks these
+    upsert, denied, waiting = report["calls"]
+    assert "error" not in denied and "error" not in waiting, report["calls"]  # no "data must have ..." errors
+    assert upsert["result"]["structuredContent"] == {"contact_id": "c-ann"}
+    for call, kind in ((denied, "CallDenied"), (waiting, "ApprovalPending")):
+        result = call["result"]
+        assert result["isError"] is True and "structuredContent" not in result
+        assert result["_meta"]["guard/outcome"]["outcome"] == kind
+        assert result["_meta"]["guard/outcome"]["run_id"] == run_id
+        assert result["content"][0]["text"].startswith("[guard] ")
+    assert "waits for approval" in waiting["result"]["content"][0]["text"]
+
+
+def test_the_typescript_sdk_client_gets_guards_reasons_not_schema_errors_over_stdio(
+        tmp_path: Path, db_path: Path) -> None:
+    """The TS SDK checks `structuredContent` against the tool's `outputSchema`: Guard's denial and wait reach it
+    as error results with Guard's reason in the text and its facts in `_meta`, never as a schema failure."""
+    policies = write_policy(tmp_path / "policies")
+    params = stdio_proxy(policies, db_path, tmp_path / "effects.jsonl", "ts-1")
+    report = _ts_client({"command": params.command, "args": params.args, "env": params.env, "calls": TS_CALLS})
+    _check_ts(report, "crm:ts-1")
+    assert [state for _, state in ledger_calls(policies, db_path, "crm:ts-1")] == ["completed", "denied",
+                                                                                    "awaiting_approval"]
+
+
+def test_the_typescript_sdk_client_gets_guards_reasons_over_streamable_http(tmp_path: Path, db_path: Path) -> None:
+    policies = write_policy(tmp_path / "policies")
+    with processes(tmp_path) as procs:
+        port = free_port()
+        proxy = procs.start_http("proxy", [*proxy_args(policies, db_path, "ts-2", "--serve", "http", "--port",
+                                                       str(port)), "--", sys.executable, str(SERVER)],
+                                 server_env(tmp_path / "effects.jsonl"), port)
+        report = _ts_client({"url": proxy.url, "calls": TS_CALLS})
+    _check_ts(report, "crm:ts-2")
