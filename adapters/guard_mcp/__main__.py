@@ -3,6 +3,7 @@
 ```sh
 python -m guard_mcp --policies DIR --db URL --team TEAM [--event ID | --run-id ID]
     [--serve stdio|http --host H --port P --path /mcp] [--compensate TOOL=COMPENSATING_TOOL ...]
+    [--on-exit keep|complete]
     (--upstream-url http://host:port/mcp | -- COMMAND [ARGS...])
 python -m guard_mcp policy-init --team TEAM (--upstream-url URL | -- COMMAND [ARGS...]) > policies/TEAM.yaml
 ```
@@ -56,6 +57,10 @@ def proxy_main(argv: list[str]) -> None:
     parser.add_argument("--path", default="/mcp")
     parser.add_argument("--compensate", action="append", default=[], metavar="TOOL=COMPENSATING_TOOL",
                         help="the upstream tool that compensates TOOL in a saga (repeatable)")
+    parser.add_argument("--on-exit", choices=["keep", "complete"], default=None,
+                        help="what the proxy's end (the client gone, SIGTERM) does to its run: keep it running for "
+                             "the next connection of the same event (the default with --event or --run-id) or "
+                             "complete it (the default without: a run of the proxy's own)")
     parser.add_argument("--log-level", default="warning")
     _upstream_args(parser)
     ns = parser.parse_args(argv)
@@ -65,7 +70,8 @@ def proxy_main(argv: list[str]) -> None:
     except ValueError as exc:
         parser.error(str(exc))
     config = ProxyConfig(upstream=upstream, team=ns.team, run_id=ns.run_id, source_event_id=ns.event,
-                         transport=ns.serve, host=ns.host, port=ns.port, path=ns.path, compensations=compensations)
+                         transport=ns.serve, host=ns.host, port=ns.port, path=ns.path, compensations=compensations,
+                         on_exit=ns.on_exit)
     with Guard(policies=ns.policies, db=ns.db, approval=ns.approval, approval_timeout=ns.approval_timeout,
                log_level=ns.log_level) as guard:
         anyio.run(serve, guard, config)

@@ -40,6 +40,8 @@ from guard import (
     Guard,
     GuardedTool,
     IdempotencyConflict,
+    RunNotRunning,
+    RunState,
     Verdict,
     args_hash,
     current_call,
@@ -87,10 +89,14 @@ class GuardProxy:
         team: the team whose policy classifies the calls (the run's team).
     """
 
-    def __init__(self, guard: Guard, upstream: ClientSession, *, team: str, name: str = "guard-proxy") -> None:
+    def __init__(self, guard: Guard, upstream: ClientSession, *, team: str, name: str = "guard-proxy",
+                 keeps_run_open: bool = True) -> None:
         self.guard = guard
         self.upstream = upstream
         self.team = team
+        self.keeps_run_open = keeps_run_open
+        # Set when the run could not be entered (halted, pending review): every call is answered with why.
+        self.stopped: RunNotRunning | None = None
         self._tools: dict[str, GuardedTool] = {}
         self.server: Server[Any] = Server(name, on_list_tools=self._list_tools, on_call_tool=self._call_tool)
 
@@ -130,9 +136,13 @@ class GuardProxy:
         if BINDING_FIELD in args:
             return error_result(f"the argument name {BINDING_FIELD!r} is reserved for Guard; nothing ran",
                                 {"outcome": "ReservedArgument"})
+        if self.stopped is not None:
+            return error_result(_stopped_text(self.stopped), _outcome(self.stopped))
         token = _REQUEST.set(params)
         try:
             recorded = await self._guarded_call(params.name, args, client_key(params.meta))
+        except RunNotRunning as err:
+            return error_result(self._closed_text(err), _outcome(err))
         except ApprovalPending as err:
             return error_result(err.message, {"outcome": "ApprovalPending", "approval_id": err.approval_id,
                                               "run_id": err.run_id, "call_id": err.call_id})
@@ -180,6 +190,17 @@ class GuardProxy:
             key = f"{key}@{definition.removeprefix('sha256:')[:16]}"
             return await tool.acall_with(bound, key=key, call_id=self._call_id(key))
 
+    def _closed_text(self, err: RunNotRunning) -> str:
+        """Why a new call in a run that is no longer running is refused, and what to do."""
+        run = self.guard.ledger.get_run(err.run_id)
+        if run is None or run.state != RunState.COMPLETED:
+            return _stopped_text(err)
+        event = f"event {run.source_event_id!r}" if run.source_event_id else f"run {run.run_id}"
+        return (f"{err.message}: {event} was finished earlier (its proxy ended with --on-exit complete). Calls it "
+                "made return their recorded results; a new call needs a run of its own: start the proxy with a "
+                "new --event (or --run-id), or keep an event's run open across connections (the default "
+                "--on-exit keep)")
+
     def _withdraw(self, call_id: str, name: str) -> None:
         """End the earlier call of a tool that changed upstream: its request leaves the reviewers' queue, or, if it
         was approved already, the call expires (it never runs on an approval of another definition)."""
@@ -202,6 +223,11 @@ class GuardProxy:
         under the same id, so after a decision it gets that decision (a rejection and its reason) instead of
         a new request for approval. A new attempt after a rejection needs a new idempotency key."""
         return "mcp-call-" + _digest(_run_id(), key)
+
+
+def _stopped_text(err: RunNotRunning) -> str:
+    return (f"nothing ran: {err.message}. An operator decides what happens to the run (retry, compensate or "
+            "finish it by hand); reconnect after that")
 
 
 def _run_id() -> str:
