@@ -24,6 +24,7 @@ from guard.errors import (
     LedgerError,
     LedgerNotReady,
     LedgerUnavailable,
+    OutcomeUnknown,
     PolicyError,
     RunNotRunning,
 )
@@ -77,6 +78,7 @@ __all__ = [
     "LedgerNotReady",
     "LedgerUnavailable",
     "NotFound",
+    "OutcomeUnknown",
     "PolicyError",
     "PolicySet",
     "ReconcileContext",

@@ -16,7 +16,9 @@ never forwarded. Every other key the client sent (`progressToken`, its own names
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
+
+from mcp_types import RequestParamsMeta
 
 __all__ = ["IDEMPOTENCY_META_KEY", "IDEMPOTENCY_META_KEYS", "OUTCOME_META_KEY", "client_key", "forward_meta",
            "upstream_key"]
@@ -36,14 +38,14 @@ def client_key(meta: Mapping[str, Any] | None) -> str | None:
     return None
 
 
-def forward_meta(meta: Mapping[str, Any] | None, *, key: str | None = None) -> dict[str, Any] | None:
+def forward_meta(meta: Mapping[str, Any] | None, *, key: str | None = None) -> RequestParamsMeta | None:
     """The `_meta` the proxy sends upstream for a client's request: the client's own keys without its
     connection envelope, and Guard's idempotency key for a guarded call (in place of any the client sent)."""
     kept = {name: value for name, value in (meta or {}).items()
             if not name.startswith(_ENVELOPE_PREFIX) and name not in IDEMPOTENCY_META_KEYS}
     if key:
         kept[IDEMPOTENCY_META_KEY] = key
-    return kept or None
+    return cast(RequestParamsMeta, kept) if kept else None
 
 
 def upstream_key(meta: Mapping[str, Any] | None) -> str | None:

@@ -28,10 +28,13 @@ from collections.abc import Mapping
 from contextvars import ContextVar
 from typing import Any
 
+import anyio
 import mcp_types as types
 from mcp.client.session import ClientSession
 from mcp.server.context import ServerRequestContext
 from mcp.server.lowlevel.server import Server
+from mcp.shared.exceptions import MCPError
+from mcp_types import CONNECTION_CLOSED, REQUEST_TIMEOUT
 
 from guard import (
     ApprovalPending,
@@ -40,6 +43,7 @@ from guard import (
     Guard,
     GuardedTool,
     IdempotencyConflict,
+    OutcomeUnknown,
     RunNotRunning,
     RunState,
     Verdict,
@@ -52,7 +56,9 @@ from .definitions import BINDING_FIELD, bind, definition_hash, unbind
 from .meta import OUTCOME_META_KEY, client_key, forward_meta
 from .upstream import list_all_tools
 
-__all__ = ["GuardProxy", "ToolReportedError"]
+__all__ = ["DEFAULT_CALL_TIMEOUT", "GuardProxy", "ToolReportedError"]
+
+DEFAULT_CALL_TIMEOUT = 300.0  # seconds an upstream tools/call may take when the proxy is not told otherwise
 
 # The client's `tools/call` being served: its `_meta` and whether it sent `arguments` at all (Guard's tool
 # function sees only the arguments).
@@ -87,11 +93,16 @@ class GuardProxy:
         guard: the Guard whose policies classify and whose ledger records every call.
         upstream: an initialized client session to the upstream server.
         team: the team whose policy classifies the calls (the run's team).
+        keeps_run_open: whether the run outlives the proxy (`serve.py`); only the wording of a refusal uses it.
+        call_timeout: seconds an upstream `tools/call` may take (None: no bound). A call that gets no answer in
+            time, or whose connection is lost, raises `OutcomeUnknown`: its reconcile check looks it up, else a
+            call that is not a `read` is `in_doubt`, never `failed`.
     """
 
     def __init__(self, guard: Guard, upstream: ClientSession, *, team: str, name: str = "guard-proxy",
-                 keeps_run_open: bool = True) -> None:
+                 keeps_run_open: bool = True, call_timeout: float | None = DEFAULT_CALL_TIMEOUT) -> None:
         self.guard = guard
+        self.call_timeout = call_timeout
         self.upstream = upstream
         self.team = team
         self.keeps_run_open = keeps_run_open
@@ -116,7 +127,15 @@ class GuardProxy:
                     else sent, _meta=forward_meta(request.meta if request is not None else None, key=key))
                 # Sent as a plain request: the proxy does not judge the upstream's result against its declared
                 # output schema (the client behind it may, and the tool has already run).
-                result = await upstream.send_request(types.CallToolRequest(params=params), types.CallToolResult)
+                try:
+                    result = await upstream.send_request(types.CallToolRequest(params=params), types.CallToolResult,
+                                                         request_read_timeout_seconds=self.call_timeout)
+                except MCPError as exc:
+                    if exc.code not in (CONNECTION_CLOSED, REQUEST_TIMEOUT):
+                        raise  # the upstream answered: a clean failure
+                    raise _unanswered(name, exc.message) from exc
+                except (anyio.ClosedResourceError, anyio.BrokenResourceError, anyio.EndOfStream, OSError) as exc:
+                    raise _unanswered(name, f"{type(exc).__name__}: {exc}") from exc
                 if result.is_error:
                     raise ToolReportedError(result_text(result) or "the upstream tool answered isError")
                 return result.model_dump(mode="json", by_alias=True, exclude_none=True)
@@ -223,6 +242,11 @@ class GuardProxy:
         under the same id, so after a decision it gets that decision (a rejection and its reason) instead of
         a new request for approval. A new attempt after a rejection needs a new idempotency key."""
         return "mcp-call-" + _digest(_run_id(), key)
+
+
+def _unanswered(name: str, why: str) -> OutcomeUnknown:
+    return OutcomeUnknown(f"{name}: the upstream server sent no answer ({why}); its effect may or may not have "
+                          "happened")
 
 
 def _stopped_text(err: RunNotRunning) -> str:

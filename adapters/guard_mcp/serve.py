@@ -28,7 +28,8 @@ from mcp.server.stdio import stdio_server
 from guard import Guard, RunNotRunning
 
 from .compensate import declare_compensation
-from .proxy import GuardProxy
+from .proxy import DEFAULT_CALL_TIMEOUT, GuardProxy
+from .reconcile import declare_reconcile
 from .upstream import Upstream, connect
 
 __all__ = ["ProxyConfig", "serve"]
@@ -47,6 +48,8 @@ class ProxyConfig:
         compensations: tool -> upstream tool that compensates it (`{"create_invoice": "void_invoice"}`).
         on_exit: what the proxy's end does to its run: `keep` it running (default with an event or run id) or
             `complete` it (default without: a run of the proxy's own).
+        reconciles: tool -> upstream look-up tool that finds its effect by idempotency key (`reconcile.py`).
+        call_timeout: seconds an upstream `tools/call` may take; past it the call's outcome is unknown.
     """
 
     upstream: Upstream
@@ -59,6 +62,8 @@ class ProxyConfig:
     path: str = "/mcp"
     compensations: Mapping[str, str] = field(default_factory=dict[str, str])
     on_exit: Literal["keep", "complete"] | None = None
+    reconciles: Mapping[str, str] = field(default_factory=dict[str, str])
+    call_timeout: float | None = DEFAULT_CALL_TIMEOUT
 
     @property
     def keeps_run_open(self) -> bool:
@@ -70,9 +75,12 @@ class ProxyConfig:
 async def serve(guard: Guard, config: ProxyConfig) -> None:
     """Connect upstream, open (or resume) the run, and serve the proxy until the client side ends."""
     async with connect(config.upstream) as session, AsyncExitStack() as run:
-        proxy = GuardProxy(guard, session, team=config.team, keeps_run_open=config.keeps_run_open)
+        proxy = GuardProxy(guard, session, team=config.team, keeps_run_open=config.keeps_run_open,
+                           call_timeout=config.call_timeout)
         for tool, compensating in config.compensations.items():
             declare_compensation(proxy.guarded(tool), compensating, config.upstream)
+        for tool, lookup in config.reconciles.items():
+            declare_reconcile(proxy.guarded(tool), lookup, config.upstream)
         try:
             await run.enter_async_context(guard.run(config.team, run_id=config.run_id,
                                                     source_event_id=config.source_event_id,

@@ -98,7 +98,7 @@ def _ts_client(config: dict[str, Any]) -> dict[str, Any]:
     return json.loads(done.stdout)
 
 
-TS_CALLS = [["upsert_contact", ANN], ["delete_all_leads", {}], ["send_quote", {"email": "ann@acme.io",
+TS_CALLS: list[list[Any]] = [["upsert_contact", ANN], ["delete_all_leads", {}], ["send_quote", {"email": "ann@acme.io",
                                                                                "amount_cents": 900}]]
 
 
