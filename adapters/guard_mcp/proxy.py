@@ -11,7 +11,8 @@ the run, and every call it already made returns its recorded result). Per `tools
   when the tool changed since the call was offered, the earlier approval does not cover it; the call waits
   for a new approval (or, if it already ran under the old definition, is refused: it never runs twice);
 - an allowed call is forwarded upstream inside Guard's path and its result recorded; an upstream result with
-  `isError` is recorded as a failure (the policy decides: retry, compensate, halt);
+  `isError` is recorded as a failure (the policy decides: retry, compensate, halt) and reaches the client as
+  the upstream sent it, every content item kept, Guard's outcome and words added in `_meta["guard/outcome"]`;
 - a denial, rejection, expiry, failure or pending approval (deferred mode) is answered with an MCP tool
   error result (`isError: true`) whose text is Guard's reason and whose `_meta["guard/outcome"]` names the
   outcome; it has no `structuredContent`, so a client that checks results against the tool's `outputSchema`
@@ -26,6 +27,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping
 from contextvars import ContextVar
+from dataclasses import dataclass
 from typing import Any
 
 import anyio
@@ -38,6 +40,7 @@ from mcp_types import CONNECTION_CLOSED, REQUEST_TIMEOUT
 
 from guard import (
     ApprovalPending,
+    CallFailed,
     CallOutcomeError,
     CallState,
     Guard,
@@ -60,16 +63,36 @@ __all__ = ["DEFAULT_CALL_TIMEOUT", "GuardProxy", "ToolReportedError"]
 
 DEFAULT_CALL_TIMEOUT = 300.0  # seconds an upstream tools/call may take when the proxy is not told otherwise
 
-# The client's `tools/call` being served: its `_meta` and whether it sent `arguments` at all (Guard's tool
-# function sees only the arguments).
-_REQUEST: ContextVar[types.CallToolRequestParams | None] = ContextVar("guard_mcp_request", default=None)
+
+
+@dataclass(slots=True)
+class _Served:
+    """The client's `tools/call` being served: its `_meta` and whether it sent `arguments` at all (Guard's tool
+    function sees only the arguments), and the upstream's own error result, if it answered with one."""
+
+    params: types.CallToolRequestParams
+    answered: types.CallToolResult | None = None
+
+
+_SERVED: ContextVar[_Served | None] = ContextVar("guard_mcp_served", default=None)
 # An earlier call under a stale definition that never ran and was not refused (it waits, was approved, or expired,
 # e.g. withdrawn when its tool changed before): a new approval may be asked for.
 _NEVER_RAN = (CallState.AWAITING_APPROVAL, CallState.APPROVED, CallState.EXPIRED)
 
 
 class ToolReportedError(Exception):
-    """The upstream tool answered with `isError: true`: recorded by Guard as a failure."""
+    """The upstream tool answered with `isError: true`: recorded by Guard as a failure. The client gets the
+    upstream's result as it was sent, with Guard's outcome added in `_meta["guard/outcome"]`."""
+
+    def __init__(self, message: str, result: types.CallToolResult | None = None) -> None:
+        super().__init__(message)
+        self.result = result
+
+
+def passed_on(answered: types.CallToolResult, text: str, outcome: Mapping[str, Any]) -> types.CallToolResult:
+    """The upstream tool's own error result, unchanged but for Guard's outcome (and its words) in `_meta`."""
+    return answered.model_copy(update={"meta": {**(answered.meta or {}),
+                                                OUTCOME_META_KEY: {**outcome, "message": text}}})
 
 
 def error_result(text: str, outcome: Mapping[str, Any]) -> types.CallToolResult:
@@ -120,7 +143,8 @@ class GuardProxy:
             async def forward(**args: Any) -> Any:
                 call = current_call()  # Guard's key for this call, handed on for servers that deduplicate too
                 key = call.idempotency_key if call is not None else None
-                request = _REQUEST.get()
+                served = _SERVED.get()
+                request = served.params if served is not None else None
                 sent = unbind(args)
                 params = types.CallToolRequestParams(
                     name=name, arguments=None if request is not None and request.arguments is None and not sent
@@ -137,7 +161,9 @@ class GuardProxy:
                 except (anyio.ClosedResourceError, anyio.BrokenResourceError, anyio.EndOfStream, OSError) as exc:
                     raise _unanswered(name, f"{type(exc).__name__}: {exc}") from exc
                 if result.is_error:
-                    raise ToolReportedError(result_text(result) or "the upstream tool answered isError")
+                    if served is not None:
+                        served.answered = result
+                    raise ToolReportedError(result_text(result) or "the upstream tool answered isError", result)
                 return result.model_dump(mode="json", by_alias=True, exclude_none=True)
 
             tool = self.guard.tool(forward, name=name)
@@ -157,7 +183,8 @@ class GuardProxy:
                                 {"outcome": "ReservedArgument"})
         if self.stopped is not None:
             return error_result(_stopped_text(self.stopped), _outcome(self.stopped))
-        token = _REQUEST.set(params)
+        served = _Served(params)
+        token = _SERVED.set(served)
         try:
             recorded = await self._guarded_call(params.name, args, client_key(params.meta))
         except RunNotRunning as err:
@@ -165,10 +192,14 @@ class GuardProxy:
         except ApprovalPending as err:
             return error_result(err.message, {"outcome": "ApprovalPending", "approval_id": err.approval_id,
                                               "run_id": err.run_id, "call_id": err.call_id})
+        except CallFailed as err:
+            if served.answered is not None:  # the tool's own error result: passed on as the upstream sent it
+                return passed_on(served.answered, err.message, _outcome(err))
+            return error_result(err.message, _outcome(err))
         except CallOutcomeError as err:
             return error_result(err.message, _outcome(err))
         finally:
-            _REQUEST.reset(token)
+            _SERVED.reset(token)
         if isinstance(recorded, types.CallToolResult):
             return recorded
         return types.CallToolResult.model_validate(recorded)

@@ -138,3 +138,27 @@ def test_the_typescript_sdk_client_gets_guards_reasons_over_streamable_http(tmp_
                                  server_env(tmp_path / "effects.jsonl"), port)
         report = _ts_client({"url": proxy.url, "calls": TS_CALLS})
     _check_ts(report, "crm:ts-2")
+
+
+def test_a_tools_own_error_result_reaches_the_client_as_the_upstream_sent_it_with_guards_facts_in_meta(
+        tmp_path: Path, db_path: Path) -> None:
+    """Direct and through the proxy, the same call gets the same result, but for `_meta["guard/outcome"]`."""
+    policies = write_policy(tmp_path / "policies")
+    log = tmp_path / "effects.jsonl"
+    broken = {"customer": "acme", "plan": "broken"}
+    direct = StdioServerParameters(command=sys.executable, args=[str(SERVER)], env=server_env(log))
+
+    async def main() -> list[types.CallToolResult]:
+        results: list[types.CallToolResult] = []
+        for params in (direct, stdio_proxy(policies, db_path, log, "own-error")):
+            async with Client(params) as client:
+                results.append(await client.call_tool("provision_account", broken))
+        return results
+
+    plain, proxied = anyio.run(main)
+    assert plain.is_error and "no such plan" in " ".join(getattr(c, "text", "") for c in plain.content)
+    guard_facts = outcome(proxied)
+    assert guard_facts["outcome"] == "CallFailed" and "no such plan" in guard_facts["message"]
+    assert proxied.model_dump(exclude={"meta"}) == plain.model_dump(exclude={"meta"})  # content, isError, ...
+    assert set(proxied.meta or {}) - set(plain.meta or {}) == {"guard/outcome"}
+    assert ledger_calls(policies, db_path, "crm:own-error") == [("provision_account", "failed")]
