@@ -25,6 +25,7 @@ The proxy is a server of the SDK's lowlevel `Server`, which serves both protocol
 from __future__ import annotations
 
 import hashlib
+import warnings
 from collections.abc import Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -35,7 +36,7 @@ import mcp_types as types
 from mcp.client.session import ClientSession
 from mcp.server.context import ServerRequestContext
 from mcp.server.lowlevel.server import Server
-from mcp.shared.exceptions import MCPError
+from mcp.shared.exceptions import MCPDeprecationWarning, MCPError
 from mcp_types import CONNECTION_CLOSED, REQUEST_TIMEOUT
 
 from guard import (
@@ -57,6 +58,7 @@ from guard import (
 
 from .definitions import BINDING_FIELD, bind, definition_hash, unbind
 from .meta import OUTCOME_META_KEY, client_key, forward_meta
+from .relay import Relay, identity
 from .upstream import list_all_tools
 
 __all__ = ["DEFAULT_CALL_TIMEOUT", "GuardProxy", "ToolReportedError"]
@@ -132,7 +134,11 @@ class GuardProxy:
         # Set when the run could not be entered (halted, pending review): every call is answered with why.
         self.stopped: RunNotRunning | None = None
         self._tools: dict[str, GuardedTool] = {}
-        self.server: Server[Any] = Server(name, on_list_tools=self._list_tools, on_call_tool=self._call_tool)
+        self.relay = Relay(guard, upstream)
+        with warnings.catch_warnings():  # the upstream's logging capability is relayed though deprecated in 2026
+            warnings.simplefilter("ignore", MCPDeprecationWarning)
+            self.server: Server[Any] = Server(**{**identity(upstream, name), **self.relay.handlers()},
+                                              on_list_tools=self._list_tools, on_call_tool=self._call_tool)
 
     def guarded(self, name: str) -> GuardedTool:
         """The guarded tool that forwards `name` upstream (created on first use, one per name)."""

@@ -20,7 +20,7 @@ import anyio
 from guard_mcp import upstream_key
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
-from mcp_types import ToolAnnotations
+from mcp_types import Completion, ToolAnnotations
 
 EFFECTS = Path(os.environ["CRM_EFFECTS"])
 QUOTE_DESCRIPTION = os.environ.get("CRM_QUOTE_DESCRIPTION", "Email a price quote to a customer.")
@@ -94,6 +94,38 @@ def provision_account(customer: str, plan: str) -> dict[str, str]:
         raise ToolError(f"no such plan: {plan}")  # an anticipated failure: its message reaches the client
     _effect("provision", customer=customer, plan=plan)
     return {"account_id": f"acct-{customer}"}
+
+
+# Besides tools: a prompt, a completion, a document, a contact template and a private note (the proxy relays
+# them; the CRM policy lets reads of `crm://docs/*` through and names nothing else).
+@server.prompt()
+def follow_up(name: str, tone: str = "warm") -> str:
+    """A follow-up email to a lead."""
+    return f"Write a {tone} follow-up email to {name}."
+
+
+@server.completion()
+async def complete(ref: Any, argument: Any, context: Any) -> Completion | None:
+    if argument.name == "tone":
+        return Completion(values=[t for t in ("warm", "formal", "brief") if t.startswith(argument.value)])
+    return None
+
+
+@server.resource("crm://docs/terms", mime_type="text/plain")
+def terms() -> str:
+    """The standard terms sent with every quote."""
+    return "Net 30. Prices in EUR."
+
+
+@server.resource("crm://notes/private", mime_type="text/plain")
+def private_note() -> str:
+    return "the CEO's phone number"
+
+
+@server.resource("crm://contacts/{email}")
+def contact(email: str) -> dict[str, str]:
+    """A contact card."""
+    return {"email": email}
 
 
 if __name__ == "__main__":

@@ -49,6 +49,9 @@ rules:
     tools: [provision_account]
     class: compensable
     on_failure: compensate
+  - name: documents
+    tools: ["resource:crm://docs/*"]
+    class: read
   # The server annotates send_quote read-only; the policy says what it is.
   - name: quotes
     tools: [send_quote]
