@@ -31,6 +31,7 @@ demo: $(STAMP)
 test: $(STAMP)
 	.ci/ensure-chromium
 	.ci/ensure-postgres
+	tests/adapters/ts_client/ensure  # npm ci: the TypeScript MCP SDK client for the proxy's interop tests
 	$(BIN)/ruff check guard tests policies examples bench adapters
 	$(BIN)/lint-imports
 	$(BIN)/pyright --project pyproject.toml

@@ -31,6 +31,7 @@ from guard.errors import (
     LedgerError,
     LedgerNotReady,
     LedgerUnavailable,
+    OutcomeUnknown,
     PolicyError,
     RunNotRunning,
 )
@@ -113,6 +114,7 @@ __all__ = [
     "LedgerNotReady",
     "LedgerUnavailable",
     "NotFound",
+    "OutcomeUnknown",
     "PolicyError",
     "PolicySet",
     "ReconcileContext",

@@ -17,6 +17,7 @@ GuardError
 │   ├── IdempotencyConflict     the same idempotency key with other arguments
 │   ├── CallFailed              the tool raised; the error is recorded
 │   └── CallInDoubt             the outcome is unknown (timeout after a write); never re-run blindly
+├── OutcomeUnknown              raised BY a tool (an adapter): its request went out, no answer came back
 └── LedgerError                 the ledger could not do what was asked
     ├── LedgerUnavailable       the database failed (translated from the driver error)
     ├── IllegalTransition       a state change the transition table refuses
@@ -49,6 +50,7 @@ __all__ = [
     "LedgerError",
     "LedgerNotReady",
     "LedgerUnavailable",
+    "OutcomeUnknown",
     "PolicyError",
     "RunNotRunning",
 ]
@@ -224,3 +226,15 @@ class ApprovalDecisionError(LedgerError):
     approval_id: str
     code: str
     reason: str
+
+
+class OutcomeUnknown(GuardError):  # named for what the tool reports, like CallInDoubt
+    """Raised by a tool (an adapter's forwarding function) that cannot tell whether its effect happened: the
+    request went out and no answer came back (a lost response, a server that died mid-call, an upstream
+    timeout).
+
+    Guard treats it like an attempt past its timeout: the tool's reconcile check looks the call up (found: the
+    call is `completed` with what was found); otherwise a call that is not a `read` becomes `in_doubt`, never
+    `failed`, and is never re-run blindly. A "not found" right after it proves nothing (the request may still
+    land): the call stays in doubt until recovery asks again.
+    """

@@ -41,6 +41,7 @@ EXPORTED = [
     "LedgerNotReady",
     "LedgerUnavailable",
     "NotFound",
+    "OutcomeUnknown",
     "PolicyError",
     "PolicySet",
     "ReconcileContext",

@@ -25,10 +25,12 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
 from .annotations import suggest_class, suggest_policy
 from .compensate import compensation_args, declare_compensation
 from .definitions import BINDING_FIELD, definition_hash
-from .proxy import IDEMPOTENCY_META_KEYS, GuardProxy, ToolReportedError
+from .meta import IDEMPOTENCY_META_KEY, IDEMPOTENCY_META_KEYS, OUTCOME_META_KEY, upstream_key
+from .proxy import GuardProxy, ToolReportedError
 from .serve import ProxyConfig, serve
 from .upstream import HttpUpstream, Upstream, connect, stdio_upstream
 
-__all__ = ["BINDING_FIELD", "IDEMPOTENCY_META_KEYS", "GuardProxy", "HttpUpstream", "ProxyConfig", "ToolReportedError",
-           "Upstream", "compensation_args", "connect", "declare_compensation", "definition_hash", "serve",
-           "stdio_upstream", "suggest_class", "suggest_policy"]
+__all__ = ["BINDING_FIELD", "IDEMPOTENCY_META_KEY", "IDEMPOTENCY_META_KEYS", "OUTCOME_META_KEY", "GuardProxy",
+           "HttpUpstream", "ProxyConfig", "ToolReportedError", "Upstream", "compensation_args", "connect",
+           "declare_compensation", "definition_hash", "serve", "stdio_upstream", "suggest_class", "suggest_policy",
+           "upstream_key"]

@@ -3,6 +3,7 @@
 ```sh
 python -m guard_mcp --policies DIR --db URL --team TEAM [--event ID | --run-id ID]
     [--serve stdio|http --host H --port P --path /mcp] [--compensate TOOL=COMPENSATING_TOOL ...]
+    [--reconcile TOOL=LOOKUP_TOOL ...] [--call-timeout SECONDS] [--on-exit keep|complete]
     (--upstream-url http://host:port/mcp | -- COMMAND [ARGS...])
 python -m guard_mcp policy-init --team TEAM (--upstream-url URL | -- COMMAND [ARGS...]) > policies/TEAM.yaml
 ```
@@ -18,7 +19,8 @@ import anyio
 from guard import Guard
 
 from .annotations import suggest_policy
-from .compensate import parse_compensation
+from .compensate import parse_compensation, parse_pair
+from .proxy import DEFAULT_CALL_TIMEOUT
 from .serve import ProxyConfig, serve
 from .upstream import HttpUpstream, Upstream, connect, list_all_tools, stdio_upstream
 
@@ -56,16 +58,27 @@ def proxy_main(argv: list[str]) -> None:
     parser.add_argument("--path", default="/mcp")
     parser.add_argument("--compensate", action="append", default=[], metavar="TOOL=COMPENSATING_TOOL",
                         help="the upstream tool that compensates TOOL in a saga (repeatable)")
+    parser.add_argument("--reconcile", action="append", default=[], metavar="TOOL=LOOKUP_TOOL",
+                        help="the upstream tool that finds TOOL's effect by its idempotency key, asked when a "
+                             "call's outcome is unknown (repeatable)")
+    parser.add_argument("--call-timeout", type=float, default=DEFAULT_CALL_TIMEOUT,
+                        help="seconds an upstream tools/call may take; past it the outcome is unknown (in doubt)")
+    parser.add_argument("--on-exit", choices=["keep", "complete"], default=None,
+                        help="what the proxy's end (the client gone, SIGTERM) does to its run: keep it running for "
+                             "the next connection of the same event (the default with --event or --run-id) or "
+                             "complete it (the default without: a run of the proxy's own)")
     parser.add_argument("--log-level", default="warning")
     _upstream_args(parser)
     ns = parser.parse_args(argv)
     upstream = _upstream(parser, ns)
     try:
         compensations = dict(parse_compensation(text) for text in ns.compensate)
+        reconciles = dict(parse_pair(text, "--reconcile", "LOOKUP_TOOL") for text in ns.reconcile)
     except ValueError as exc:
         parser.error(str(exc))
     config = ProxyConfig(upstream=upstream, team=ns.team, run_id=ns.run_id, source_event_id=ns.event,
-                         transport=ns.serve, host=ns.host, port=ns.port, path=ns.path, compensations=compensations)
+                         transport=ns.serve, host=ns.host, port=ns.port, path=ns.path, compensations=compensations,
+                         on_exit=ns.on_exit, reconciles=reconciles, call_timeout=ns.call_timeout)
     with Guard(policies=ns.policies, db=ns.db, approval=ns.approval, approval_timeout=ns.approval_timeout,
                log_level=ns.log_level) as guard:
         anyio.run(serve, guard, config)

@@ -16,32 +16,34 @@ the compensation talks to the upstream server over a connection of its own, on a
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable, Coroutine, Mapping
-from typing import Any, TypeVar, cast
-
-import anyio
+from collections.abc import Mapping
+from typing import Any, cast
 
 from guard import GuardedTool, RollbackContext, current_call
 
 from .definitions import unbind
+from .meta import IDEMPOTENCY_META_KEY
+from .ownloop import on_own_loop
 from .upstream import Upstream, connect, list_all_tools
 
-__all__ = ["compensation_args", "declare_compensation", "parse_compensation"]
-
-T = TypeVar("T")
+__all__ = ["compensation_args", "declare_compensation", "parse_compensation", "parse_pair"]
 
 
 class CompensationError(Exception):
     """The compensating tool could not be called as declared, or answered `isError`."""
 
 
+def parse_pair(text: str, flag: str = "--compensate", second: str = "COMPENSATING_TOOL") -> tuple[str, str]:
+    """`create_invoice=void_invoice` -> ("create_invoice", "void_invoice")."""
+    tool, sep, other = text.partition("=")
+    if not sep or not tool.strip() or not other.strip():
+        raise ValueError(f"{flag} takes TOOL={second}, not {text!r}")
+    return tool.strip(), other.strip()
+
+
 def parse_compensation(text: str) -> tuple[str, str]:
     """`create_invoice=void_invoice` -> ("create_invoice", "void_invoice")."""
-    tool, sep, comp = text.partition("=")
-    if not sep or not tool.strip() or not comp.strip():
-        raise ValueError(f"--compensate takes TOOL=COMPENSATING_TOOL, not {text!r}")
-    return tool.strip(), comp.strip()
+    return parse_pair(text)
 
 
 def compensation_args(schema: Mapping[str, Any], ctx: RollbackContext) -> dict[str, Any]:
@@ -71,7 +73,7 @@ def declare_compensation(tool: GuardedTool, compensating_tool: str, upstream: Up
     def compensate(ctx: RollbackContext) -> Any:
         call = current_call()
         key = call.idempotency_key if call is not None else None
-        return _on_own_loop(lambda: _call_upstream(upstream, compensating_tool, ctx, key))
+        return on_own_loop(lambda: _call_upstream(upstream, compensating_tool, ctx, key))
 
     compensate.__name__ = compensating_tool
     return tool.compensation(name=compensating_tool)(compensate)
@@ -83,35 +85,8 @@ async def _call_upstream(upstream: Upstream, name: str, ctx: RollbackContext, ke
         if name not in listed:
             raise CompensationError(f"the upstream server lists no tool {name!r} to compensate {ctx.tool}")
         args = compensation_args(listed[name].input_schema, ctx)
-        result = await session.call_tool(name, args, meta={"guard/idempotency_key": key} if key else None)
+        result = await session.call_tool(name, args, meta={IDEMPOTENCY_META_KEY: key} if key else None)
         if result.is_error:
             text = " ".join(getattr(c, "text", "") for c in result.content)
             raise CompensationError(f"{name} answered isError: {text}")
         return result.model_dump(mode="json", by_alias=True, exclude_none=True)
-
-
-def _on_own_loop(work: Callable[[], Coroutine[Any, Any, T]]) -> T:
-    """Run `work` to its end in an event loop on a new thread (the caller may be inside a running loop)."""
-    box: dict[str, Any] = {}
-
-    def target() -> None:
-        try:
-            box["value"] = anyio.run(work)
-        except BaseException as exc:  # handed to the caller's thread, out of the transports' task groups
-            box["error"] = _sole(exc)
-
-    thread = threading.Thread(target=target, name="guard-mcp-compensation")
-    thread.start()
-    thread.join()
-    if "error" in box:
-        raise box["error"]
-    return cast(T, box["value"])
-
-
-def _sole(exc: BaseException) -> BaseException:
-    """The one error inside nested single-error groups (anyio task groups wrap what their tasks raise)."""
-    if isinstance(exc, BaseExceptionGroup):
-        inner = cast(tuple[BaseException, ...], exc.exceptions)  # pyright: ignore[reportUnknownMemberType] - the group's type argument is unknown here
-        if len(inner) == 1:
-            return _sole(inner[0])
-    return cast(BaseException, exc)

@@ -5,34 +5,51 @@ the run, and every call it already made returns its recorded result). Per `tools
 
 - the upstream tool's name is the policy tool name, its arguments are what the policy classifies;
 - the idempotency key is `_meta["guard/idempotency_key"]` (or `_meta["idempotency_key"]`) when the client
-  sends one, else Guard's default (run id + tool + argument hash): a call sent again runs nothing twice;
+  sends one, else Guard's default (run id + tool + argument hash): a call sent again runs nothing twice; the
+  key goes upstream as `_meta["guard/idempotency_key"]` (`meta.py`), with the client's other `_meta` keys;
 - a call the policy holds for a human is bound to the upstream tool's current definition (`definitions.py`):
   when the tool changed since the call was offered, the earlier approval does not cover it; the call waits
   for a new approval (or, if it already ran under the old definition, is refused: it never runs twice);
 - an allowed call is forwarded upstream inside Guard's path and its result recorded; an upstream result with
-  `isError` is recorded as a failure (the policy decides: retry, compensate, halt);
+  `isError` is recorded as a failure (the policy decides: retry, compensate, halt) and reaches the client as
+  the upstream sent it, every content item kept, Guard's outcome and words added in `_meta["guard/outcome"]`;
 - a denial, rejection, expiry, failure or pending approval (deferred mode) is answered with an MCP tool
-  error result (`isError: true`) whose text is Guard's reason and whose `structuredContent` names the outcome.
+  error result (`isError: true`) whose text is Guard's reason and whose `_meta["guard/outcome"]` names the
+  outcome; it has no `structuredContent`, so a client that checks results against the tool's `outputSchema`
+  shows Guard's reason instead of a schema error.
+
+The proxy is a server of the SDK's lowlevel `Server`, which serves both protocol eras on one connection (the
+2025 `initialize` handshake and the 2026-07-28 per-request envelope), on stdio and streamable HTTP alike.
 """
 
 from __future__ import annotations
 
 import hashlib
+import warnings
 from collections.abc import Mapping
+from contextvars import ContextVar
+from dataclasses import dataclass
 from typing import Any
 
+import anyio
 import mcp_types as types
 from mcp.client.session import ClientSession
 from mcp.server.context import ServerRequestContext
 from mcp.server.lowlevel.server import Server
+from mcp.shared.exceptions import MCPDeprecationWarning, MCPError
+from mcp_types import CONNECTION_CLOSED, REQUEST_TIMEOUT
 
 from guard import (
     ApprovalPending,
+    CallFailed,
     CallOutcomeError,
     CallState,
     Guard,
     GuardedTool,
     IdempotencyConflict,
+    OutcomeUnknown,
+    RunNotRunning,
+    RunState,
     Verdict,
     args_hash,
     current_call,
@@ -40,37 +57,54 @@ from guard import (
 )
 
 from .definitions import BINDING_FIELD, bind, definition_hash, unbind
+from .meta import OUTCOME_META_KEY, client_key, forward_meta
+from .relay import Relay, identity
 from .upstream import list_all_tools
 
-__all__ = ["IDEMPOTENCY_META_KEYS", "GuardProxy", "ToolReportedError"]
+__all__ = ["DEFAULT_CALL_TIMEOUT", "GuardProxy", "ToolReportedError"]
 
-IDEMPOTENCY_META_KEYS = ("guard/idempotency_key", "idempotency_key")
+DEFAULT_CALL_TIMEOUT = 300.0  # seconds an upstream tools/call may take when the proxy is not told otherwise
+
+
+
+@dataclass(slots=True)
+class _Served:
+    """The client's `tools/call` being served: its `_meta` and whether it sent `arguments` at all (Guard's tool
+    function sees only the arguments), and the upstream's own error result, if it answered with one."""
+
+    params: types.CallToolRequestParams
+    answered: types.CallToolResult | None = None
+
+
+_SERVED: ContextVar[_Served | None] = ContextVar("guard_mcp_served", default=None)
 # An earlier call under a stale definition that never ran and was not refused (it waits, was approved, or expired,
 # e.g. withdrawn when its tool changed before): a new approval may be asked for.
 _NEVER_RAN = (CallState.AWAITING_APPROVAL, CallState.APPROVED, CallState.EXPIRED)
 
 
 class ToolReportedError(Exception):
-    """The upstream tool answered with `isError: true`: recorded by Guard as a failure."""
+    """The upstream tool answered with `isError: true`: recorded by Guard as a failure. The client gets the
+    upstream's result as it was sent, with Guard's outcome added in `_meta["guard/outcome"]`."""
+
+    def __init__(self, message: str, result: types.CallToolResult | None = None) -> None:
+        super().__init__(message)
+        self.result = result
+
+
+def passed_on(answered: types.CallToolResult, text: str, outcome: Mapping[str, Any]) -> types.CallToolResult:
+    """The upstream tool's own error result, unchanged but for Guard's outcome (and its words) in `_meta`."""
+    return answered.model_copy(update={"meta": {**(answered.meta or {}),
+                                                OUTCOME_META_KEY: {**outcome, "message": text}}})
 
 
 def error_result(text: str, outcome: Mapping[str, Any]) -> types.CallToolResult:
-    """An MCP tool error result: Guard's reason as text, the typed outcome in `structuredContent.guard`."""
+    """An MCP tool error result: Guard's reason as text, the typed outcome in `_meta["guard/outcome"]`."""
     return types.CallToolResult(content=[types.TextContent(text=f"[guard] {text}")], is_error=True,
-                                structured_content={"guard": dict(outcome)})
+                                _meta={OUTCOME_META_KEY: dict(outcome)})
 
 
 def result_text(result: types.CallToolResult) -> str:
     return " ".join(c.text for c in result.content if isinstance(c, types.TextContent))
-
-
-def _meta_key(params: types.CallToolRequestParams) -> str | None:
-    meta: Mapping[str, Any] = params.meta or {}
-    for name in IDEMPOTENCY_META_KEYS:
-        value = meta.get(name)
-        if isinstance(value, str) and value:
-            return value
-    return None
 
 
 def _outcome(err: CallOutcomeError) -> dict[str, Any]:
@@ -84,14 +118,27 @@ class GuardProxy:
         guard: the Guard whose policies classify and whose ledger records every call.
         upstream: an initialized client session to the upstream server.
         team: the team whose policy classifies the calls (the run's team).
+        keeps_run_open: whether the run outlives the proxy (`serve.py`); only the wording of a refusal uses it.
+        call_timeout: seconds an upstream `tools/call` may take (None: no bound). A call that gets no answer in
+            time, or whose connection is lost, raises `OutcomeUnknown`: its reconcile check looks it up, else a
+            call that is not a `read` is `in_doubt`, never `failed`.
     """
 
-    def __init__(self, guard: Guard, upstream: ClientSession, *, team: str, name: str = "guard-proxy") -> None:
+    def __init__(self, guard: Guard, upstream: ClientSession, *, team: str, name: str = "guard-proxy",
+                 keeps_run_open: bool = True, call_timeout: float | None = DEFAULT_CALL_TIMEOUT) -> None:
         self.guard = guard
+        self.call_timeout = call_timeout
         self.upstream = upstream
         self.team = team
+        self.keeps_run_open = keeps_run_open
+        # Set when the run could not be entered (halted, pending review): every call is answered with why.
+        self.stopped: RunNotRunning | None = None
         self._tools: dict[str, GuardedTool] = {}
-        self.server: Server[Any] = Server(name, on_list_tools=self._list_tools, on_call_tool=self._call_tool)
+        self.relay = Relay(guard, upstream)
+        with warnings.catch_warnings():  # the upstream's logging capability is relayed though deprecated in 2026
+            warnings.simplefilter("ignore", MCPDeprecationWarning)
+            self.server: Server[Any] = Server(**{**identity(upstream, name), **self.relay.handlers()},
+                                              on_list_tools=self._list_tools, on_call_tool=self._call_tool)
 
     def guarded(self, name: str) -> GuardedTool:
         """The guarded tool that forwards `name` upstream (created on first use, one per name)."""
@@ -102,10 +149,27 @@ class GuardProxy:
             async def forward(**args: Any) -> Any:
                 call = current_call()  # Guard's key for this call, handed on for servers that deduplicate too
                 key = call.idempotency_key if call is not None else None
-                result = await upstream.call_tool(name, unbind(args), meta={IDEMPOTENCY_META_KEYS[0]: key} if key
-                                                  else None)
+                served = _SERVED.get()
+                request = served.params if served is not None else None
+                sent = unbind(args)
+                params = types.CallToolRequestParams(
+                    name=name, arguments=None if request is not None and request.arguments is None and not sent
+                    else sent, _meta=forward_meta(request.meta if request is not None else None, key=key))
+                # Sent as a plain request: the proxy does not judge the upstream's result against its declared
+                # output schema (the client behind it may, and the tool has already run).
+                try:
+                    result = await upstream.send_request(types.CallToolRequest(params=params), types.CallToolResult,
+                                                         request_read_timeout_seconds=self.call_timeout)
+                except MCPError as exc:
+                    if exc.code not in (CONNECTION_CLOSED, REQUEST_TIMEOUT):
+                        raise  # the upstream answered: a clean failure
+                    raise _unanswered(name, exc.message) from exc
+                except (anyio.ClosedResourceError, anyio.BrokenResourceError, anyio.EndOfStream, OSError) as exc:
+                    raise _unanswered(name, f"{type(exc).__name__}: {exc}") from exc
                 if result.is_error:
-                    raise ToolReportedError(result_text(result) or "the upstream tool answered isError")
+                    if served is not None:
+                        served.answered = result
+                    raise ToolReportedError(result_text(result) or "the upstream tool answered isError", result)
                 return result.model_dump(mode="json", by_alias=True, exclude_none=True)
 
             tool = self.guard.tool(forward, name=name)
@@ -114,7 +178,8 @@ class GuardProxy:
 
     async def _list_tools(self, ctx: ServerRequestContext[Any], params: types.PaginatedRequestParams | None,
                           ) -> types.ListToolsResult:
-        return await self.upstream.list_tools(params=params)
+        forwarded = None if params is None else params.model_copy(update={"meta": forward_meta(params.meta)})
+        return await self.upstream.list_tools(params=forwarded)
 
     async def _call_tool(self, ctx: ServerRequestContext[Any], params: types.CallToolRequestParams,
                          ) -> types.CallToolResult:
@@ -122,13 +187,25 @@ class GuardProxy:
         if BINDING_FIELD in args:
             return error_result(f"the argument name {BINDING_FIELD!r} is reserved for Guard; nothing ran",
                                 {"outcome": "ReservedArgument"})
+        if self.stopped is not None:
+            return error_result(_stopped_text(self.stopped), _outcome(self.stopped))
+        served = _Served(params)
+        token = _SERVED.set(served)
         try:
-            recorded = await self._guarded_call(params.name, args, _meta_key(params))
+            recorded = await self._guarded_call(params.name, args, client_key(params.meta))
+        except RunNotRunning as err:
+            return error_result(self._closed_text(err), _outcome(err))
         except ApprovalPending as err:
             return error_result(err.message, {"outcome": "ApprovalPending", "approval_id": err.approval_id,
                                               "run_id": err.run_id, "call_id": err.call_id})
+        except CallFailed as err:
+            if served.answered is not None:  # the tool's own error result: passed on as the upstream sent it
+                return passed_on(served.answered, err.message, _outcome(err))
+            return error_result(err.message, _outcome(err))
         except CallOutcomeError as err:
             return error_result(err.message, _outcome(err))
+        finally:
+            _SERVED.reset(token)
         if isinstance(recorded, types.CallToolResult):
             return recorded
         return types.CallToolResult.model_validate(recorded)
@@ -169,6 +246,17 @@ class GuardProxy:
             key = f"{key}@{definition.removeprefix('sha256:')[:16]}"
             return await tool.acall_with(bound, key=key, call_id=self._call_id(key))
 
+    def _closed_text(self, err: RunNotRunning) -> str:
+        """Why a new call in a run that is no longer running is refused, and what to do."""
+        run = self.guard.ledger.get_run(err.run_id)
+        if run is None or run.state != RunState.COMPLETED:
+            return _stopped_text(err)
+        event = f"event {run.source_event_id!r}" if run.source_event_id else f"run {run.run_id}"
+        return (f"{err.message}: {event} was finished earlier (its proxy ended with --on-exit complete). Calls it "
+                "made return their recorded results; a new call needs a run of its own: start the proxy with a "
+                "new --event (or --run-id), or keep an event's run open across connections (the default "
+                "--on-exit keep)")
+
     def _withdraw(self, call_id: str, name: str) -> None:
         """End the earlier call of a tool that changed upstream: its request leaves the reviewers' queue, or, if it
         was approved already, the call expires (it never runs on an approval of another definition)."""
@@ -191,6 +279,16 @@ class GuardProxy:
         under the same id, so after a decision it gets that decision (a rejection and its reason) instead of
         a new request for approval. A new attempt after a rejection needs a new idempotency key."""
         return "mcp-call-" + _digest(_run_id(), key)
+
+
+def _unanswered(name: str, why: str) -> OutcomeUnknown:
+    return OutcomeUnknown(f"{name}: the upstream server sent no answer ({why}); its effect may or may not have "
+                          "happened")
+
+
+def _stopped_text(err: RunNotRunning) -> str:
+    return (f"nothing ran: {err.message}. An operator decides what happens to the run (retry, compensate or "
+            "finish it by hand); reconnect after that")
 
 
 def _run_id() -> str:

@@ -3,21 +3,33 @@
 Both sides use the SDK's own transports: `stdio_client` / `streamable_http_client` towards the upstream server,
 `stdio_server` / the lowlevel server's `streamable_http_app` (under uvicorn) towards the client. Over HTTP the
 proxy serves any number of client sessions, all in its one run, until it is stopped (SIGINT / SIGTERM).
+
+The run and the client's connection (`on_exit`):
+- `--event ID` (or `--run-id ID`) names the work, not the connection: the run stays open (`running`) when a
+  client disconnects or the proxy stops, so the next connection for the same event carries it on, and every
+  call the run already made returns its recorded result. `--on-exit complete` closes it as `completed` when
+  the proxy ends cleanly (a one-shot agent whose one session is the whole event); a new call in a completed
+  run is refused with what to do (a new `--event`).
+- without either, every proxy process is a run of its own, completed when the proxy ends.
+- a run that is stopped (halted or pending review) is not entered: the proxy still starts and lists the
+  tools, and every `tools/call` answers with a tool error that says what happened and what to do.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from typing import Literal
 
 import uvicorn
 from mcp.server.stdio import stdio_server
 
-from guard import Guard
+from guard import Guard, RunNotRunning
 
 from .compensate import declare_compensation
-from .proxy import GuardProxy
+from .proxy import DEFAULT_CALL_TIMEOUT, GuardProxy
+from .reconcile import declare_reconcile
 from .upstream import Upstream, connect
 
 __all__ = ["ProxyConfig", "serve"]
@@ -34,6 +46,10 @@ class ProxyConfig:
         source_event_id: the business event the run handles; the same event resumes the same run.
         transport: `stdio` (this process's stdin/stdout) or `http` (streamable HTTP on host:port, path).
         compensations: tool -> upstream tool that compensates it (`{"create_invoice": "void_invoice"}`).
+        on_exit: what the proxy's end does to its run: `keep` it running (default with an event or run id) or
+            `complete` it (default without: a run of the proxy's own).
+        reconciles: tool -> upstream look-up tool that finds its effect by idempotency key (`reconcile.py`).
+        call_timeout: seconds an upstream `tools/call` may take; past it the call's outcome is unknown.
     """
 
     upstream: Upstream
@@ -45,20 +61,39 @@ class ProxyConfig:
     port: int = 8765
     path: str = "/mcp"
     compensations: Mapping[str, str] = field(default_factory=dict[str, str])
+    on_exit: Literal["keep", "complete"] | None = None
+    reconciles: Mapping[str, str] = field(default_factory=dict[str, str])
+    call_timeout: float | None = DEFAULT_CALL_TIMEOUT
+
+    @property
+    def keeps_run_open(self) -> bool:
+        if self.on_exit is not None:
+            return self.on_exit == "keep"
+        return self.run_id is not None or self.source_event_id is not None
 
 
 async def serve(guard: Guard, config: ProxyConfig) -> None:
     """Connect upstream, open (or resume) the run, and serve the proxy until the client side ends."""
-    async with connect(config.upstream) as session:
-        proxy = GuardProxy(guard, session, team=config.team)
+    async with connect(config.upstream) as session, AsyncExitStack() as run:
+        proxy = GuardProxy(guard, session, team=config.team, keeps_run_open=config.keeps_run_open,
+                           call_timeout=config.call_timeout)
         for tool, compensating in config.compensations.items():
             declare_compensation(proxy.guarded(tool), compensating, config.upstream)
-        async with guard.run(config.team, run_id=config.run_id, source_event_id=config.source_event_id):
-            if config.transport == "http":
-                await _serve_http(proxy, config)
-            else:
-                async with stdio_server() as (read, write):
-                    await proxy.server.run(read, write, proxy.server.create_initialization_options())
+        for tool, lookup in config.reconciles.items():
+            declare_reconcile(proxy.guarded(tool), lookup, config.upstream)
+        try:
+            await run.enter_async_context(guard.run(config.team, run_id=config.run_id,
+                                                    source_event_id=config.source_event_id,
+                                                    keep_open=config.keeps_run_open))
+        except RunNotRunning as err:  # a replay of the event into a stopped run: every call is told why
+            guard.log.warning("the run is stopped; serving tool errors that say so", run_id=err.run_id,
+                              state=err.state)
+            proxy.stopped = err
+        if config.transport == "http":
+            await _serve_http(proxy, config)
+        else:
+            async with stdio_server() as (read, write):
+                await proxy.server.run(read, write, proxy.server.create_initialization_options())
 
 
 async def _serve_http(proxy: GuardProxy, config: ProxyConfig) -> None:

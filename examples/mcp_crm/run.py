@@ -29,7 +29,7 @@ sys.path[:0] = [str(ROOT / "adapters"), str(ROOT)]  # adapters/ holds import pac
 
 import anyio  # noqa: E402
 import mcp_types as types  # noqa: E402
-from guard_mcp import connect  # noqa: E402
+from guard_mcp import OUTCOME_META_KEY, connect  # noqa: E402
 from mcp.client.session import ClientSession  # noqa: E402
 from mcp.client.stdio import StdioServerParameters  # noqa: E402
 
@@ -104,8 +104,7 @@ async def agent(client: ClientSession) -> None:
     section("4. Held: a prospect email cannot be unsent; it waits for a person with the marketing role")
     waiting = await client.call_tool("email.send_prospect", EMAIL)
     show("email.send_prospect", waiting)
-    structured: dict[str, Any] = waiting.structured_content or {}
-    pending: dict[str, Any] = structured.get("guard") or {}
+    pending: dict[str, Any] = (waiting.meta or {}).get(OUTCOME_META_KEY) or {}  # Guard's facts, in `_meta`
     check(pending.get("outcome") == "ApprovalPending", "the email should wait for approval")
     approval_id = str(pending["approval_id"])
     guard_cli("approvals", "show", approval_id)

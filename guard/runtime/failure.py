@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 from guard.canonical import redact, to_json
-from guard.errors import CallFailed, CallInDoubt, CallOutcomeError
+from guard.errors import CallFailed, CallInDoubt, CallOutcomeError, OutcomeUnknown
 from guard.ledger import CallState, RunState
 from guard.ledger.moves import RunClose
 from guard.policy import OnFailure, SideEffectClass
@@ -77,12 +77,12 @@ def settle(guard: Guard, p: Prepared, exc: BaseException, scope: CallScope, atte
     error = error_text(p, exc)
     side_effect = p.decision.side_effect
     repeat_safe = side_effect in _REPEAT_SAFE
-    unknown = isinstance(exc, AttemptTimeout) or not isinstance(exc, Exception)
+    unknown = isinstance(exc, AttemptTimeout | OutcomeUnknown) or not isinstance(exc, Exception)
     hooks = p.input.tool.hooks
     answer = reconcile(hooks.reconcile, _ctx(p, scope, attempts)) if (unknown or not repeat_safe) else None
-    if isinstance(answer, NotFound) and isinstance(exc, AttemptTimeout):
-        # The timed-out attempt may still be running (a thread cannot be stopped, a cancelled request may
-        # still land): "not there yet" proves nothing. It stays in doubt until recovery asks again later.
+    if isinstance(answer, NotFound) and isinstance(exc, AttemptTimeout | OutcomeUnknown):
+        # The timed-out attempt may still be running (a thread cannot be stopped, a cancelled or unanswered
+        # request may still land): "not there yet" proves nothing. It stays in doubt until recovery asks again.
         answer = None
     if isinstance(answer, Found) and (clash := disagreement(scope.external_ids, answer)) is not None:
         # The ledger and the other system disagree: a person decides which is right; nothing is repeated.

@@ -141,13 +141,15 @@ class Guard:
         return wrap(fn) if fn is not None else wrap
 
     def run(self, team: str, *, run_id: str | None = None, subject: str | None = None,
-            source_event_id: str | None = None) -> RunHandle:
+            source_event_id: str | None = None, keep_open: bool = False) -> RunHandle:
         """A run: the calls of one business event, under one run id (`with` or `async with`).
 
         With `source_event_id` and no `run_id`, the run id is `<team>:<source_event_id>`, so the same event
         delivered twice resumes the same run instead of acting twice. An existing run id resumes that run.
+        `keep_open=True`: a clean exit leaves the run running, for the next session of the same run.
         """
-        return RunHandle(self, team=team, run_id=run_id, subject=subject, source_event_id=source_event_id)
+        return RunHandle(self, team=team, run_id=run_id, subject=subject, source_event_id=source_event_id,
+                         keep_open=keep_open)
 
 
     # -- the call path (driver.py) ------------------------------------------------------------------------

@@ -31,11 +31,15 @@ class RunHandle:
     Entering an existing run resumes it. A `completed` run may be entered again (the same event delivered
     twice): every call it already made returns its recorded result, and any new call is refused with
     RunNotRunning. A run halted or pending review refuses entry until an operator acts on it.
+
+    With `keep_open=True` a clean exit leaves a running run `running` (a run that several sessions carry on,
+    e.g. an MCP proxy's run for one event across client connections); a block that raises closes it as above.
     """
 
     def __init__(self, guard: Guard, *, team: str, run_id: str | None, subject: str | None,
-                 source_event_id: str | None) -> None:
+                 source_event_id: str | None, keep_open: bool = False) -> None:
         self.guard = guard
+        self.keep_open = keep_open
         self.team = team
         self.run_id = run_id or (f"{team}:{source_event_id}" if source_event_id else new_id("run"))
         self.subject = subject
@@ -90,7 +94,9 @@ class RunHandle:
                                 **({"status_label": run.status_label} if run.status_label else {}))
             return
         if exc is None:
-            if run.state == RunState.RUNNING:
+            if run.state == RunState.RUNNING and self.keep_open:
+                self.guard.log.info("run left running (kept open)")
+            elif run.state == RunState.RUNNING:
                 self.guard.ledger.move_run(self.run_id, RunClose(RunState.COMPLETED), actor=self.guard.actor,
                                            expect=frozenset({RunState.RUNNING}))
                 self.guard.log.info("run completed")

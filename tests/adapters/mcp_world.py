@@ -19,7 +19,7 @@ from typing import IO, Any
 
 import anyio
 import mcp_types as types
-from guard_mcp import HttpUpstream, Upstream, connect
+from guard_mcp import OUTCOME_META_KEY, HttpUpstream, Upstream, connect
 from mcp.client.stdio import StdioServerParameters
 
 from guard import Guard
@@ -49,6 +49,9 @@ rules:
     tools: [provision_account]
     class: compensable
     on_failure: compensate
+  - name: documents
+    tools: ["resource:crm://docs/*"]
+    class: read
   # The server annotates send_quote read-only; the policy says what it is.
   - name: quotes
     tools: [send_quote]
@@ -108,10 +111,11 @@ def text(result: types.CallToolResult) -> str:
 
 
 def outcome(result: types.CallToolResult) -> dict[str, Any]:
-    """The typed outcome the proxy put in `structuredContent.guard` of an error result."""
+    """The typed outcome the proxy put in `_meta["guard/outcome"]` of an error result (Guard's own error results
+    have no `structuredContent`: it belongs to the tool's output schema)."""
     assert result.is_error, text(result)
-    assert result.structured_content is not None
-    return result.structured_content["guard"]
+    assert result.meta is not None
+    return result.meta[OUTCOME_META_KEY]
 
 
 def ledger_calls(policies: Path, db: Path, run_id: str) -> list[tuple[str, str]]:

@@ -69,9 +69,9 @@ def test_the_proxy_forwards_allowed_calls_denies_unnamed_tools_and_never_repeats
     first, denied, again = _session(_proxy(policy_dir, db_path, effects, "mcp-1"), work)
     assert not first.is_error and first.structured_content == {"contact_id": "c-ann"}
     assert (denied.is_error and "no rule" in _text(denied).lower()) or "denied" in _text(denied)
-    assert denied.structured_content == {"guard": {"outcome": "CallDenied", "state": "denied",
-                                                   "run_id": "funnel:mcp-1",
-                                                   "call_id": denied.structured_content["guard"]["call_id"]}}
+    assert denied.structured_content is None and denied.meta is not None
+    assert denied.meta["guard/outcome"] == {"outcome": "CallDenied", "state": "denied", "run_id": "funnel:mcp-1",
+                                            "call_id": denied.meta["guard/outcome"]["call_id"]}
     assert not again.is_error and again.structured_content == first.structured_content
     assert [e["kind"] for e in _effects(effects)] == ["upsert"]  # once; the read-only-annotated delete never ran
     with Guard(policies=policy_dir, db=f"sqlite:///{db_path}", log_level="error") as guard:
