@@ -10,6 +10,7 @@ from guard.errors import (
     ApprovalExpired,
     ApprovalPending,
     ApprovalTimeout,
+    ArgumentsRefused,
     CallDenied,
     CallFailed,
     CallInDoubt,
@@ -26,6 +27,7 @@ from guard.errors import (
     LedgerUnavailable,
     PolicyError,
     RunNotRunning,
+    SecretKeyMissing,
 )
 from guard.ledger import CallState, Ledger, RunState
 from guard.policy import Decision, PolicySet, SideEffectClass, Verdict, load_policy
@@ -53,6 +55,7 @@ __all__ = [
     "ApprovalExpired",
     "ApprovalPending",
     "ApprovalTimeout",
+    "ArgumentsRefused",
     "BridgedCall",
     "CallDenied",
     "CallFailed",
@@ -85,6 +88,7 @@ __all__ = [
     "RunHandle",
     "RunNotRunning",
     "RunState",
+    "SecretKeyMissing",
     "SideEffectClass",
     "Verdict",
     "__version__",

@@ -2,7 +2,7 @@
 
 from guard.ledger.approvals import DecisionResult, EditGate, RolesNow
 from guard.ledger.chain import ChainReport
-from guard.ledger.database import HEAD_REVISION, current_revision, resolve_url, upgrade
+from guard.ledger.database import HEAD_REVISION, current_revision, resolve_url, sqlite_path, upgrade
 from guard.ledger.moves import RunClose
 from guard.ledger.records import (
     ApprovalRecord,
@@ -41,5 +41,6 @@ __all__ = [
     "current_revision",
     "new_id",
     "resolve_url",
+    "sqlite_path",
     "upgrade",
 ]

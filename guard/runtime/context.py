@@ -25,6 +25,9 @@ class RunScope:
     run_id: str
     team: str
     actor: str
+    # Text forms of the secret values its calls were given (in memory only): the run's own error summary is
+    # scrubbed of them, since an agent's exception may quote one.
+    secrets: set[str] = field(default_factory=set[str], compare=False)
 
 
 @dataclass(slots=True)
