@@ -136,6 +136,8 @@ def to_json(value: Any) -> str:
 
 
 def _too_deep(max_depth: int, where: str = "") -> str:
+    if len(where) > 80:
+        where = where[:80] + "..."
     at = f" (at {where})" if where else ""
     return (f"the arguments nest lists and objects more than {max_depth} levels deep{at}, the most Guard "
             "accepts: flatten them")
