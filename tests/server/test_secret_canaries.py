@@ -9,6 +9,7 @@ webhooks; the CLI runs through typer's runner on the same file.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 from collections.abc import Iterator
@@ -128,10 +129,8 @@ def unredacted_secret_fields(value: Any, path: str = "") -> list[str]:
         for i, item in enumerate(cast(list[Any], value)):
             found += unredacted_secret_fields(item, f"{path}[{i}]")
     elif isinstance(value, str) and value.startswith(("{", "[")):
-        try:
+        with contextlib.suppress(ValueError):  # text that only looks like JSON
             found += unredacted_secret_fields(json.loads(value), path + "(json)")
-        except ValueError:
-            pass
     return found
 
 
@@ -167,7 +166,7 @@ def test_canary_secrets_of_every_json_type_appear_on_no_surface(
             tools["fails"](**canary_args())
         errors.append(failed.value)
     assert refused.value.limit == "json" and "card is an integer beyond" in refused.value.reason
-    with pytest.raises(ValueError), guard.run("vault", subject="agent-error"):  # noqa: PT012 - one run
+    with pytest.raises(ValueError), guard.run("vault", subject="agent-error"):  # one run
         tools["lookup"](**canary_args(account="acct-2"))
         raise ValueError("the agent gave up on " + quoted())
     with pytest.raises(ApprovalPending) as pending, guard.run("vault", subject="held"):
@@ -199,9 +198,9 @@ def test_canary_secrets_of_every_json_type_appear_on_no_surface(
     runner = CliRunner()
     db = ["--db", str(service.db_path)]
     commands = [["runs", "list", *db], *[["runs", "show", r["run_id"], *db] for r in api[2].json()],
-                ["approvals", "list", *db], ["approvals", "show", approval_id, *db], ["notifications", "list", *db], ["tokens", "list", *db],
-                ["ledger", "verify", *db], ["pauses", *db]]
-    outputs = []
+                ["approvals", "list", *db], ["approvals", "show", approval_id, *db], ["notifications", "list", *db],
+                ["tokens", "list", *db], ["ledger", "verify", *db], ["pauses", *db]]
+    outputs: list[str] = []
     for command in commands:
         out = runner.invoke(cli, [*command, "--json"], env={"GUARD_POLICY_DIR": str(service_policies)})
         assert out.exit_code == 0, (command, out.output)
