@@ -199,7 +199,8 @@ def test_canary_secrets_of_every_json_type_appear_on_no_surface(
     db = ["--db", str(service.db_path)]
     commands = [["runs", "list", *db], *[["runs", "show", r["run_id"], *db] for r in api[2].json()],
                 ["approvals", "list", *db], ["approvals", "show", approval_id, *db], ["notifications", "list", *db],
-                ["tokens", "list", *db], ["ledger", "verify", *db], ["pauses", *db]]
+                ["tokens", "list", *db], ["ledger", "verify", *db], ["pauses", *db],
+                ["policy", "explain", "vault.lookup", "--team", "vault", "--args", json.dumps(canary_args())]]
     outputs: list[str] = []
     for command in commands:
         out = runner.invoke(cli, [*command, "--json"], env={"GUARD_POLICY_DIR": str(service_policies)})
