@@ -314,6 +314,7 @@ def _enter_call(guard: Guard, p: Prepared) -> CallScope:
         p.request.idempotency_key,
         p.offer.lease_token,
         ids,
+        p.secrets,
     )
 
 

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from runtime_support import Driver, Recorder
 
-from guard import ApprovalPending, CallDenied, CallFailed, Guard, SecretKeyMissing, args_hash
+from guard import ApprovalPending, CallDenied, CallFailed, Guard, SecretKeyMissing, args_hash, report_external_id
 from guard.runtime.keys import SecretKey, key_file_for
 
 CARD = "4111-1111-1111-9876"
@@ -231,3 +231,21 @@ def test_a_nineteen_digit_card_number_in_a_secret_field_is_refused_without_being
     for text in (str(denied.value), repr(denied.value.fields), call.reason or "", raw.decode("utf-8", "replace"),
                  logs.err + logs.out):
         assert "4111111111111111117" not in text
+
+
+def test_a_secret_a_tool_reports_as_an_external_id_is_scrubbed_before_it_is_recorded(
+        driver: Driver, make_guard: Callable[..., Guard]) -> None:
+    guard = make_guard()
+
+    def charge(**kw: Any) -> dict[str, str]:
+        report_external_id("charge", f"ch_for_{kw['api_key']}")  # committed at once, before the tool returns
+        raise ConnectionError("gateway hung up")
+
+    tool = driver.tool(guard, charge, name="lab.halting_write")
+    with driver.run(guard, "lab") as run, pytest.raises(CallFailed):
+        run.call(tool, customer_ref="c-1", api_key="sk_live_reported_as_id")
+    [call] = guard.ledger.calls_of(run.run_id)
+    assert call.external_id_map == {"charge": "ch_for_[REDACTED]"}
+    events = guard.ledger.events_of(run.run_id)
+    assert any(e.entity == "external_id" for e in events)
+    assert all("sk_live_reported_as_id" not in e.detail for e in events)
