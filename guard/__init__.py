@@ -17,6 +17,7 @@ from guard.errors import (
     ApprovalExpired,
     ApprovalPending,
     ApprovalTimeout,
+    ArgumentsRefused,
     CallDenied,
     CallFailed,
     CallInDoubt,
@@ -34,6 +35,7 @@ from guard.errors import (
     OutcomeUnknown,
     PolicyError,
     RunNotRunning,
+    SecretKeyMissing,
 )
 
 if TYPE_CHECKING:
@@ -90,6 +92,7 @@ __all__ = [
     "ApprovalExpired",
     "ApprovalPending",
     "ApprovalTimeout",
+    "ArgumentsRefused",
     "BridgedCall",
     "CallDenied",
     "CallFailed",
@@ -123,6 +126,7 @@ __all__ = [
     "RunHandle",
     "RunNotRunning",
     "RunState",
+    "SecretKeyMissing",
     "SideEffectClass",
     "Verdict",
     "__version__",

@@ -7,9 +7,11 @@ GuardError
 ├── ConfigurationError          the developer or the policy owner must fix something
 │   ├── PolicyError             a policy file is invalid: file, line, field, reason
 │   ├── LedgerNotReady          the database is unmigrated or at another revision
-│   └── GuardUsageError         the API was used wrongly (a call outside a run, ...)
+│   ├── GuardUsageError         the API was used wrongly (a call outside a run, ...)
+│   └── SecretKeyMissing        arguments hold secrets and no key to hash them is configured
 ├── CallOutcomeError            a guarded call did not complete; carries run, call, tool, state
 │   ├── CallDenied              no rule allows it, a deny rule, a brake, a paused team/tool/run
+│   │   └── ArgumentsRefused    arguments too deep, too large, or not exact JSON (recorded as denied)
 │   ├── CallRejected            a reviewer rejected it (reason)
 │   ├── ApprovalExpired         nobody decided before the expiry
 │   ├── ApprovalTimeout         a blocking wait ran out; the approval still stands
@@ -36,6 +38,7 @@ __all__ = [
     "ApprovalExpired",
     "ApprovalPending",
     "ApprovalTimeout",
+    "ArgumentsRefused",
     "CallDenied",
     "CallFailed",
     "CallInDoubt",
@@ -53,6 +56,7 @@ __all__ = [
     "OutcomeUnknown",
     "PolicyError",
     "RunNotRunning",
+    "SecretKeyMissing",
 ]
 
 
@@ -134,6 +138,17 @@ class GuardUsageError(ConfigurationError):
     """The API was used in a way that cannot work; the message says what to do instead."""
 
 
+class SecretKeyMissing(ConfigurationError):
+    """A call's arguments hold secrets, and no key to hash them is configured (nothing was recorded).
+
+    The hash of such arguments is keyed so that nobody who sees it can guess a secret from it; every worker on
+    one ledger needs the same key. Set `GUARD_SECRET_KEY` or `GUARD_SECRET_KEY_FILE`, or pass
+    `Guard(secret_key=...)`. A SQLite ledger file gets one made beside it on first use. Fields: tool.
+    """
+
+    tool: str
+
+
 class CallOutcomeError(GuardError):
     """A guarded call did not complete. Fields: run_id, call_id, tool, state (and more per subclass)."""
 
@@ -148,6 +163,16 @@ class CallDenied(CallOutcomeError):
 
     reason: str
     rule: str | None
+
+
+class ArgumentsRefused(CallDenied):
+    """The arguments are nested too deep, too large, or not exact JSON: the call is recorded as denied, with a
+    placeholder for arguments over a limit. The reason names where and what kind of value, never the value.
+
+    Fields add: limit ("depth", "size" or "json").
+    """
+
+    limit: str
 
 
 class CallRejected(CallOutcomeError):

@@ -227,7 +227,7 @@ class GuardProxy:
         except IdempotencyConflict as err:
             earlier = self.guard.ledger.get_call(err.call_id) if err.call_id else None
             if (earlier is None or earlier.tool != name
-                    or not _same_call_other_definition(earlier.args_hash, args, earlier.args)):
+                    or not self._same_call_other_definition(earlier.args_hash, name, args, earlier.args)):
                 raise
             if earlier.state not in _NEVER_RAN:
                 # It ran (or was refused) as the tool was defined then: never again under the same key.
@@ -272,7 +272,18 @@ class GuardProxy:
         return definition_hash(next((t for t in tools if t.name == name), None))
 
     def _default_key(self, name: str, args: Mapping[str, Any]) -> str:
-        return "mcp:" + _digest(_run_id(), name, args_hash(args))
+        # The hash Guard records (keyed when the arguments hold secrets): the key never lets a secret be guessed.
+        return "mcp:" + _digest(_run_id(), name, self._args_hash(name, args))
+
+    def _args_hash(self, name: str, args: Mapping[str, Any]) -> str:
+        run = current_run()
+        return self.guard.args_hash(run.team, name, args) if run is not None else args_hash(args)
+
+    def _same_call_other_definition(self, recorded_hash: str, name: str, args: Mapping[str, Any],
+                                    recorded: Mapping[str, Any]) -> bool:
+        """True when the recorded call had exactly these arguments, bound to another tool definition."""
+        old = recorded.get(BINDING_FIELD)
+        return isinstance(old, str) and recorded_hash == self._args_hash(name, bind(args, old))
 
     def _call_id(self, key: str) -> str:
         """A held call's id, from its run and key: the same call sent again (a retry, a reconnect) is offered
@@ -298,9 +309,3 @@ def _run_id() -> str:
 
 def _digest(*parts: str) -> str:
     return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:32]
-
-
-def _same_call_other_definition(recorded_hash: str, args: Mapping[str, Any], recorded: Mapping[str, Any]) -> bool:
-    """True when the recorded call had exactly these arguments, bound to another tool definition."""
-    old = recorded.get(BINDING_FIELD)
-    return isinstance(old, str) and recorded_hash == args_hash(bind(args, old))

@@ -2,7 +2,7 @@
 
 from guard.ledger.approvals import DecisionResult, EditGate, RolesNow
 from guard.ledger.audit import AuditReport, Finding, Unsealed
-from guard.ledger.database import HEAD_REVISION, current_revision, resolve_url, upgrade
+from guard.ledger.database import HEAD_REVISION, current_revision, resolve_url, sqlite_path, upgrade
 from guard.ledger.moves import RunClose
 from guard.ledger.records import (
     ApprovalRecord,
@@ -43,5 +43,6 @@ __all__ = [
     "current_revision",
     "new_id",
     "resolve_url",
+    "sqlite_path",
     "upgrade",
 ]

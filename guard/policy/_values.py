@@ -50,7 +50,7 @@ def json_type(value: object) -> str:
     if isinstance(value, int):
         return "a number"
     if isinstance(value, float):
-        return "a number" if math.isfinite(value) else f"a non-finite number ({value})"
+        return "a number" if math.isfinite(value) else "a non-finite number (NaN or infinity)"
     if isinstance(value, str):
         return "a string"
     if isinstance(value, list | tuple):

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from guard.errors import GuardUsageError
+from guard.redaction import scrub_text
 
 if TYPE_CHECKING:
     from guard.ledger import Ledger
@@ -25,6 +26,9 @@ class RunScope:
     run_id: str
     team: str
     actor: str
+    # Text forms of the secret values its calls were given (in memory only): the run's own error summary is
+    # scrubbed of them, since an agent's exception may quote one.
+    secrets: set[str] = field(default_factory=set[str], compare=False)
 
 
 @dataclass(slots=True)
@@ -39,6 +43,7 @@ class CallScope:
     idempotency_key: str | None  # pass it on to the other system (e.g. an Idempotency-Key header)
     lease_token: int  # fencing: every write on this call carries it
     external_ids: dict[str, str] = field(default_factory=dict[str, str])
+    secrets: tuple[str, ...] = ()  # text forms of the call's secret values: cut out of every reported id
 
 
 _run: ContextVar[RunScope | None] = ContextVar("guard_run", default=None)
@@ -63,7 +68,7 @@ def report_external_id(kind: str, value: str) -> None:
     scope = _call.get()
     if scope is None:
         raise GuardUsageError("report_external_id() must be called from inside a guarded tool")
-    scope.external_ids[kind] = str(value)
+    scope.external_ids[kind] = scrub_text(str(value), scope.secrets)
     scope.ledger.record_external_ids(scope.run_id, scope.call_id, scope.lease_token, dict(scope.external_ids),
                                      scope.actor)
 

@@ -59,9 +59,8 @@ def _prepare(
 ) -> Prepared:
     crash_point("before_offer")
     decision = guard.policies.classify(run.team, spec.name, args)
-    p = prepare(
-        guard.ledger, decision, CallInput(run, spec, args, key, call_id, compensates), guard.worker_id, guard.lease_ttl
-    )
+    p = prepare(guard.ledger, decision, CallInput(run, spec, args, key, call_id, compensates), guard.worker_id,
+                guard.lease_ttl, guard.arguments)
     crash_point("after_offer")
     return p
 
@@ -315,6 +314,7 @@ def _enter_call(guard: Guard, p: Prepared) -> CallScope:
         p.request.idempotency_key,
         p.offer.lease_token,
         ids,
+        p.secrets,
     )
 
 

@@ -17,7 +17,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
-from guard.canonical import redact, to_json
 from guard.errors import CallFailed, CallInDoubt, CallOutcomeError, OutcomeUnknown
 from guard.ledger import CallState, RunState
 from guard.ledger.moves import RunClose
@@ -27,7 +26,7 @@ from guard.runtime.execute import AttemptTimeout
 from guard.runtime.hooks import Found, NotFound, ReconcileContext
 from guard.runtime.labels import situation
 from guard.runtime.saga import compensate_run
-from guard.runtime.steps import Prepared, error_text, extract_ids
+from guard.runtime.steps import Prepared, error_text, extract_ids, scrub_ids, stored_result
 
 if TYPE_CHECKING:
     from guard.runtime.guard import Guard
@@ -91,8 +90,8 @@ def settle(guard: Guard, p: Prepared, exc: BaseException, scope: CallScope, atte
     if isinstance(answer, Found):
         ids = {**scope.external_ids, **answer.external_ids, **extract_ids(p.input.tool, answer.result, {})}
         guard.ledger.complete(p.request.run_id, p.offer.call_id, token=p.offer.lease_token,
-                              result_json=to_json(redact(answer.result, p.decision.secret_fields)),
-                              external_ids=ids, attempts=attempts, actor=p.request.actor,
+                              result_json=stored_result(p, answer.result), external_ids=scrub_ids(p, ids),
+                              attempts=attempts, actor=p.request.actor,
                               detail={"reconciled": "found", "after": error})
         guard.log.warning("call completed: the reconcile check found its effect", call_id=p.offer.call_id,
                           tool=p.request.tool, after=error)

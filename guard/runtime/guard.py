@@ -21,13 +21,16 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Literal, overload
 
+from guard.canonical import MAX_BYTES, MAX_DEPTH
 from guard.errors import GuardUsageError
 from guard.ledger import Ledger, new_id, resolve_url
 from guard.logs import make_logger
 from guard.policy import PolicySet
 from guard.runtime import driver
+from guard.runtime.arguments import ArgumentRules, fingerprint
 from guard.runtime.context import RunScope
 from guard.runtime.hooks import ToolHooks
+from guard.runtime.keys import SecretKey
 from guard.runtime.leases import Heartbeat
 from guard.runtime.recovery import RecoveryReport, recover
 from guard.runtime.runs import RunHandle
@@ -62,6 +65,12 @@ class Guard:
             process that dies never loses it; only a power cut in between does, and then recovery finds the
             call `started` and runs it again with the same key. `always`: that commit waits too (one more
             disk flush per repeat-safe call).
+        secret_key: the key of the argument hash of calls whose arguments hold secrets (never stored in the
+            ledger; see `guard.runtime.keys`). Default: `GUARD_SECRET_KEY`, `GUARD_SECRET_KEY_FILE`, else a key
+            file made once beside a SQLite ledger. Every worker of one ledger needs the same key.
+        max_arg_depth: lists and objects nested deeper than this in a call's arguments (the arguments object
+            is level 1) deny the call, recorded with a placeholder for the arguments (`ArgumentsRefused`).
+        max_arg_bytes: the same for arguments larger than this as canonical JSON (default 1 MiB).
 
     Failure modes: every refused or failed call raises a subclass of `CallOutcomeError`, recorded first.
     """
@@ -69,13 +78,19 @@ class Guard:
     def __init__(self, *, policies: str | Path | PolicySet = "policies", db: str | None = None,
                  actor: str = "agent", approval: WaitMode = "block", approval_timeout: float = 300.0,
                  log_level: str = "info", log_json: bool = False, worker_id: str | None = None,
-                 lease_ttl: float = 30.0, recover_on_start: bool = True, durability: Durability = "by_class") -> None:
+                 lease_ttl: float = 30.0, recover_on_start: bool = True, durability: Durability = "by_class",
+                 secret_key: bytes | str | None = None, max_arg_depth: int = MAX_DEPTH,
+                 max_arg_bytes: int = MAX_BYTES) -> None:
         if approval not in ("block", "defer"):
             raise GuardUsageError(f"approval must be 'block' or 'defer', not {approval!r}")
         if durability not in ("by_class", "always"):
             raise GuardUsageError(f"durability must be 'by_class' or 'always', not {durability!r}")
+        if max_arg_depth < 1 or max_arg_bytes < 2:
+            raise GuardUsageError("max_arg_depth must be at least 1 and max_arg_bytes at least 2")
         self.policies = policies if isinstance(policies, PolicySet) else PolicySet.load_dir(policies)
-        self.ledger = Ledger(resolve_url(db))
+        url = resolve_url(db)
+        self.ledger = Ledger(url)
+        self.arguments = ArgumentRules(SecretKey(url, secret_key), max_arg_depth, max_arg_bytes)
         self.actor = actor
         self.approval = approval
         self.approval_timeout = approval_timeout
@@ -151,6 +166,21 @@ class Guard:
         return RunHandle(self, team=team, run_id=run_id, subject=subject, source_event_id=source_event_id,
                          keep_open=keep_open)
 
+
+    def args_hash(self, team: str, tool: str, args: Mapping[str, Any]) -> str:
+        """The argument hash this Guard records for `tool` called with `args` in `team` (keyed when the
+        arguments hold secrets): what adapters compare with a recorded call's `args_hash`.
+
+        Raises:
+            TypeError: the arguments have no exact hash (over a limit, or not exact JSON); a call with them is
+                refused.
+            SecretKeyMissing: they hold secrets and no key can be had.
+        """
+        secret_fields = self.policies.classify(team, tool, args).secret_fields
+        fp = fingerprint(args, secret_fields, self.arguments, tool)
+        if fp.refusal is not None:
+            raise TypeError(fp.refusal)
+        return fp.digest
 
     # -- the call path (driver.py) ------------------------------------------------------------------------
 

@@ -11,6 +11,7 @@ import structlog
 from guard.errors import ApprovalPending, ApprovalTimeout, CallInDoubt, RunNotRunning
 from guard.ledger import RunClose, RunRecord, RunState, new_id
 from guard.ledger.states import OPEN_RUN_STATES
+from guard.redaction import scrub_text
 from guard.runtime.context import RUN_VAR, RunScope
 
 if TYPE_CHECKING:
@@ -45,6 +46,7 @@ class RunHandle:
         self.subject = subject
         self.source_event_id = source_event_id
         self._token: Token[RunScope | None] | None = None
+        self._scope: RunScope | None = None
         self._bound: Mapping[str, Token[Any]] = {}
 
     def record(self) -> RunRecord:
@@ -65,7 +67,8 @@ class RunHandle:
                       + f": see `guard runs show {self.run_id}`")
             raise RunNotRunning(reason, run_id=self.run_id, call_id=None, tool=None, state=run.state,
                                 reason=reason)
-        self._token = RUN_VAR.set(RunScope(self.run_id, self.team, self.guard.actor))
+        self._scope = RunScope(self.run_id, self.team, self.guard.actor)
+        self._token = RUN_VAR.set(self._scope)
         self._bound = structlog.contextvars.bind_contextvars(run_id=self.run_id, team=self.team)
         self.guard.log.info("run open", subject=self.subject)
         return self
@@ -102,7 +105,8 @@ class RunHandle:
                 self.guard.log.info("run completed")
             return
         changed = any(c.state == "completed" and c.side_effect not in (None, "read") for c in self.calls())
-        error = f"{type(exc).__name__}: {exc}"
+        texts = tuple(sorted(self._scope.secrets, key=len, reverse=True)) if self._scope is not None else ()
+        error = scrub_text(f"{type(exc).__name__}: {exc}", texts)
         close = (RunClose(RunState.PENDING_REVIEW, status_label="agent_stopped_after_changes",
                           error_summary=error, requires_review=True,
                           next_safe_action="review the completed calls; compensate or finish by hand")

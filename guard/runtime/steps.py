@@ -13,20 +13,23 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, cast
 
-from guard.canonical import args_hash, canonical_json, redact, restore_secrets, scrub, to_json
+from guard.canonical import args_hash, to_json
 from guard.errors import (
     ApprovalExpired,
+    ArgumentsRefused,
     CallDenied,
     CallRejected,
     RunNotRunning,
 )
 from guard.ledger import CallRequest, CallState, Ledger, Offer, new_id
 from guard.policy import Decision, SideEffectClass, Verdict
+from guard.redaction import conceal, redact, restore_secrets, scrub_text, secret_texts
+from guard.runtime.arguments import ArgumentRules, fingerprint
 from guard.runtime.context import RunScope
 from guard.runtime.hooks import ToolHooks
 
 __all__ = ["CallInput", "Prepared", "ToolSpec", "as_approved", "decision_outcome", "error_text", "extract_ids",
-           "prepare", "record_success"]
+           "prepare", "record_success", "scrub_ids", "stored_result"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,40 +62,42 @@ class Prepared(NamedTuple):
     decision: Decision
     request: CallRequest
     offer: Offer
+    secrets: tuple[str, ...] = ()  # text forms of the call's secret values: scrubbed from errors and results
+    limit: str | None = None  # the argument limit that refused the call ("depth", "size", "json")
 
 
-def prepare(ledger: Ledger, decision: Decision, inp: CallInput, worker: str, lease_ttl: float) -> Prepared:
-    """Build the ledger request from the decision and offer it (one commit)."""
-    redacted = redact(inp.args, decision.secret_fields)
-    refusal: str | None = None
-    try:
-        canonical = canonical_json(inp.args)
-    except TypeError as exc:
-        # No exact hash means no approval could bind to these arguments: refuse (recorded), never run.
-        refusal = (f"the arguments cannot be hashed exactly ({exc}); send finite numbers, integers within "
-                   "+/-2**53, strings, booleans, lists and objects")
-        canonical = to_json(redacted).encode()
-    digest = ("sha256:" if refusal is None else "invalid:") + hashlib.sha256(canonical).hexdigest()
-    # Without secrets the canonical text is what we store: one serialisation instead of two.
-    args_json = canonical.decode() if redacted is inp.args else to_json(redacted)
-    key = inp.key or (inp.tool.key(inp.args) if inp.tool.key is not None else None)
-    if key is None and (decision.side_effect is not SideEffectClass.READ or decision.verdict is Verdict.APPROVE):
+def prepare(ledger: Ledger, decision: Decision, inp: CallInput, worker: str, lease_ttl: float,
+            rules: ArgumentRules) -> Prepared:
+    """Build the ledger request from the decision and offer it (one commit).
+
+    Arguments over a limit of `rules`, or not exact JSON, are recorded denied (`ArgumentsRefused` follows).
+    Raises SecretKeyMissing, before anything is recorded, when they hold secrets and no key can be had.
+    """
+    fp = fingerprint(inp.args, decision.secret_fields, rules, inp.tool.name)
+    if fp.secrets:
+        inp.run.secrets.update(fp.secrets)  # the run's own error summary is scrubbed of them too
+    key = None if fp.refusal is not None else (
+        inp.key or (inp.tool.key(inp.args) if inp.tool.key is not None else None))
+    if key is None and fp.refusal is None and (decision.side_effect is not SideEffectClass.READ
+                                               or decision.verdict is Verdict.APPROVE):
         # The same tool with the same arguments in the same run is the same action: never run it twice.
-        # Hashed to a short, fixed length: it is indexed, and handed on to other systems as their key.
-        key = "auto:" + hashlib.sha256(f"{inp.run.run_id}\x1f{inp.tool.name}\x1f{digest}".encode()).hexdigest()[:32]
+        # Hashed to a short, fixed length: it is indexed, and handed on to other systems as their key. The
+        # argument hash in it is keyed when there are secrets, so the key never lets a secret be guessed.
+        seed = f"{inp.run.run_id}\x1f{inp.tool.name}\x1f{fp.digest}"
+        key = "auto:" + hashlib.sha256(seed.encode()).hexdigest()[:32]
     approval = decision.approval
     request = CallRequest(
         call_id=inp.call_id or new_id("call"),
         run_id=inp.run.run_id,
         team=inp.run.team,
         tool=inp.tool.name,
-        args_json=args_json,
-        args_hash=digest,
+        args_json=fp.args_json,
+        args_hash=fp.digest,
         idempotency_key=key,
-        verdict=decision.verdict.value,
+        verdict=decision.verdict.value if fp.refusal is None else "deny",
         side_effect=decision.side_effect.value if decision.side_effect is not None else None,
         rule=decision.rule,
-        reason=decision.reason,
+        reason=decision.reason if fp.refusal is None else fp.refusal,
         policy_version=decision.policy_version,
         actor=inp.run.actor,
         approval_roles=approval.roles if approval is not None else (),
@@ -105,9 +110,7 @@ def prepare(ledger: Ledger, decision: Decision, inp: CallInput, worker: str, lea
         stop_limits=decision.stop.max_calls,
         stop_rates=decision.stop.rate,
     )
-    if refusal is not None:
-        request = request._replace(verdict="deny", reason=refusal, idempotency_key=None)
-    return Prepared(inp, decision, request, ledger.offer(request))
+    return Prepared(inp, decision, request, ledger.offer(request), fp.secrets, fp.limit)
 
 
 def as_approved(p: Prepared) -> Prepared | None:
@@ -139,6 +142,9 @@ def decision_outcome(p: Prepared, state: str, reason: str) -> Exception:
                                state=state, reason=reason, **ids)
     if p.offer.brake == "run":
         return RunNotRunning(reason, state=state, reason=reason, **ids)
+    if p.limit is not None and p.offer.brake is None:
+        return ArgumentsRefused(f"{p.request.tool} denied: {reason}", state=state, reason=reason, rule=None,
+                                limit=p.limit, **ids)
     return CallDenied(f"{p.request.tool} denied: {reason}", state=state, reason=reason, rule=p.decision.rule,
                       **ids)
 
@@ -163,12 +169,23 @@ def record_success(ledger: Ledger, p: Prepared, result: Any, reported: dict[str,
     `Guard(durability=...)`); every other commit waits."""
     side_effect = p.decision.side_effect
     lazy = durability == "by_class" and side_effect is not None and side_effect.repeat_safe
+    ids = extract_ids(p.input.tool, result, reported)
     ledger.complete(p.request.run_id, p.offer.call_id, token=p.offer.lease_token,
-                    result_json=to_json(redact(result, p.decision.secret_fields)),
-                    external_ids=extract_ids(p.input.tool, result, reported), attempts=attempts,
+                    result_json=stored_result(p, result), external_ids=scrub_ids(p, ids), attempts=attempts,
                     actor=p.request.actor, durable=not lazy)
+
+
+def stored_result(p: Prepared, result: Any) -> str:
+    """A result as the ledger keeps it: the call's secret values scrubbed out, secret fields redacted."""
+    return to_json(conceal(result, p.secrets, p.decision.secret_fields))
+
+
+def scrub_ids(p: Prepared, ids: dict[str, str]) -> dict[str, str]:
+    """External ids with the call's secret values cut out (a tool may report one as an id)."""
+    return {kind: scrub_text(value, p.secrets) for kind, value in ids.items()} if p.secrets else ids
 
 
 def error_text(p: Prepared, exc: BaseException) -> str:
     """The error as recorded and logged: its type and message, secret argument values scrubbed out."""
-    return scrub(f"{type(exc).__name__}: {exc}", p.input.args, p.decision.secret_fields)
+    texts = p.secrets or secret_texts(p.input.args, p.decision.secret_fields)
+    return scrub_text(f"{type(exc).__name__}: {exc}", texts)

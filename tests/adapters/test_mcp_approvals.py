@@ -118,6 +118,6 @@ def test_a_held_call_whose_arguments_have_no_exact_hash_is_refused_and_recorded(
     log = tmp_path / "effects.jsonl"
     proxy = stdio_proxy(policies, db_path, log, "quote-5")
     refused = call(proxy, "send_quote", {"email": "ann@acme.io", "amount_cents": 2**60})  # beyond +/-2**53
-    assert outcome(refused)["outcome"] == "CallDenied" and "cannot be hashed exactly" in text(refused)
+    assert outcome(refused)["outcome"] == "ArgumentsRefused" and "cannot be hashed exactly" in text(refused)
     assert effects(log) == []
     assert ledger_calls(policies, db_path, "crm:quote-5") == [("send_quote", "denied")]

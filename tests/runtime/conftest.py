@@ -67,6 +67,10 @@ def make_guard(policy_dir: Path, ledger_url: str) -> Iterator[Callable[..., Guar
 
     def make(**kwargs: Any) -> Guard:
         kwargs.setdefault("policies", policy_dir)
+        if not ledger_url.startswith("sqlite"):
+            # A shared ledger's workers are given one hashing key, as in a deployment (GUARD_SECRET_KEY); a SQLite
+            # file gets a key file beside it by itself.
+            kwargs.setdefault("secret_key", "test-deployment-key-0123456789")
         guard = Guard(db=ledger_url, **kwargs)
         made.append(guard)
         return guard

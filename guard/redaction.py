@@ -1,0 +1,196 @@
+"""Secret redaction: by field name in arguments and results, and by value in any text or result.
+
+Two layers, both applied before anything is stored, logged or served:
+
+- By name (`redact`): a mapping entry whose key is a secret name (the policy's `secrets:` plus
+  `DEFAULT_SECRET_FIELDS`, case-insensitive, at any depth) is replaced by `[REDACTED]`, whatever its JSON type.
+- By value (`secret_texts`, `scrub`, `scrub_value`): the text forms of the call's own secret values (a string
+  as is, an integer in decimal, a float as Python and JSON write it; the leaves of a secret list or object)
+  are cut out of error messages and of every string, number and key of a result.
+
+What it cannot catch (the README says so too): a secret that is encoded (base64, hex, URL-escaped, split up)
+or reformatted (`4111 1111 ...` for `4111111111111111`); values shorter than `MIN_SCRUB_CHARS` characters,
+which are only redacted where they stand as a secret field (cutting them out of text would mangle it); and
+booleans and null, which carry too little to find by value and are redacted where they stand only.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Iterable, Mapping
+from typing import Any, cast
+
+__all__ = ["DEFAULT_SECRET_FIELDS", "MIN_SCRUB_CHARS", "REDACTED", "conceal", "redact", "restore_secrets",
+           "scrub", "scrub_text", "scrub_value", "secret_texts", "sets_secrets"]
+
+REDACTED = "[REDACTED]"
+MIN_SCRUB_CHARS = 4
+
+# Argument names that hold secrets in every team, whatever the policy says (compared case-insensitively).
+DEFAULT_SECRET_FIELDS: frozenset[str] = frozenset(
+    {"password", "passwd", "secret", "api_key", "apikey", "token", "access_token", "refresh_token",
+     "authorization", "card_number", "cvv", "cvc", "private_key", "client_secret"}
+)
+
+
+def redact(value: Any, secret_fields: Iterable[str] = ()) -> Any:
+    """A copy of `value` with every mapping entry whose key names a secret replaced by `[REDACTED]`.
+
+    Secret names are the policy's `secrets` plus `DEFAULT_SECRET_FIELDS`, matched case-insensitively at any
+    depth. Returns `value` itself when nothing needs redacting (the common case costs one walk, no copy).
+    """
+    if value is None or isinstance(value, str | int | float):
+        return value
+    return _redact(value, secret_names(frozenset(secret_fields)))
+
+
+@functools.lru_cache(maxsize=256)
+def secret_names(secret_fields: frozenset[str]) -> frozenset[str]:
+    """The lower-cased secret names of a policy plus the defaults."""
+    return DEFAULT_SECRET_FIELDS.union(f.lower() for f in secret_fields)
+
+
+def secret_texts(args: Any, secret_fields: Iterable[str] = ()) -> tuple[str, ...]:
+    """The text forms of every secret value in `args`, longest first: what `scrub` cuts out of text.
+
+    A string is its own text; an integer its decimal digits; a float its Python and JSON spelling (and, when
+    it is whole, its integer digits); a list or object under a secret name gives the texts of its leaves.
+    Booleans, null and texts shorter than `MIN_SCRUB_CHARS` give none (see the module docstring).
+    """
+    found: set[str] = set()
+    _collect(args, secret_names(frozenset(secret_fields)), found, under_secret=False)
+    return tuple(sorted(found, key=lambda text: (-len(text), text)))
+
+
+def scrub_text(text: str, texts: tuple[str, ...]) -> str:
+    """`text` with every occurrence of each of `texts` (longest first) replaced by `[REDACTED]`."""
+    for secret in texts:
+        if secret in text:
+            text = text.replace(secret, REDACTED)
+    return text
+
+
+def scrub(text: str, args: Any, secret_fields: Iterable[str] = ()) -> str:
+    """`text` with the values of the secret arguments in `args` replaced by `[REDACTED]`.
+
+    For text Guard did not write itself (an exception message may quote an API key it was given).
+    """
+    return scrub_text(text, secret_texts(args, secret_fields))
+
+
+def scrub_value(value: Any, texts: tuple[str, ...]) -> Any:
+    """A copy of a result with `texts` cut out of every string and key; a number whose text holds one becomes
+    `[REDACTED]`; anything that is not JSON becomes its scrubbed `repr` (what the ledger would store).
+
+    Returns `value` itself when nothing changed.
+    """
+    if not texts:
+        return value
+    return _scrub(value, texts)
+
+
+def conceal(result: Any, texts: tuple[str, ...], secret_fields: Iterable[str] = ()) -> Any:
+    """A result as it may be stored and served: the call's secret values scrubbed, secret fields redacted."""
+    return redact(scrub_value(result, texts), secret_fields)
+
+
+def sets_secrets(value: Any, secret_fields: Iterable[str] = ()) -> bool:
+    """True when `value` holds a secret field with anything but `[REDACTED]`: a reviewer's edit may not."""
+    return redact(value, secret_fields) != value
+
+
+def restore_secrets(edited: Any, original: Any, secret_fields: Iterable[str] = ()) -> Any:
+    """`edited` (arguments a reviewer edited from their redacted form) with every secret entry taken from
+    `original`, the agent's real arguments, at the same place: a reviewer never sees nor sets a secret.
+
+    A secret entry with no counterpart in `original` keeps the edited value (and will not hash as approved).
+    """
+    return _restore(edited, original, secret_names(frozenset(secret_fields)))
+
+
+def _restore(edited: Any, original: Any, names: frozenset[str]) -> Any:
+    if isinstance(edited, Mapping):
+        src: Mapping[Any, Any] = cast(Mapping[Any, Any], original) if isinstance(original, Mapping) else {}
+        out: dict[Any, Any] = {}
+        for key, item in cast(Mapping[Any, Any], edited).items():
+            secret = isinstance(key, str) and key.lower() in names and key in src
+            out[key] = src[key] if secret else _restore(item, src.get(key), names)
+        return out
+    if isinstance(edited, list):
+        items = cast(list[Any], edited)
+        src_list: list[Any] = list(cast(list[Any], original)) if isinstance(original, list | tuple) else []
+        return [_restore(item, src_list[i] if i < len(src_list) else None, names) for i, item in enumerate(items)]
+    return edited
+
+
+def _forms(value: Any) -> Iterable[str]:
+    """The ways a secret scalar is written out: by `str`, `repr`, JSON, and a whole float as an integer."""
+    if isinstance(value, bool) or value is None:
+        return ()
+    if isinstance(value, str):
+        return (value,)
+    if isinstance(value, int):
+        return (str(value),)
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            return ()
+        forms = {repr(value), str(value)}
+        if value.is_integer():
+            forms.add(str(int(value)))
+        return forms
+    return (str(value),)
+
+
+def _collect(value: Any, names: frozenset[str], found: set[str], *, under_secret: bool) -> None:
+    if isinstance(value, Mapping):
+        for key, item in cast(Mapping[Any, Any], value).items():
+            secret = under_secret or (isinstance(key, str) and key.lower() in names)
+            _collect(item, names, found, under_secret=secret)
+    elif isinstance(value, list | tuple):
+        for item in cast(list[Any] | tuple[Any, ...], value):
+            _collect(item, names, found, under_secret=under_secret)
+    elif under_secret:
+        found.update(text for text in _forms(value) if len(text) >= MIN_SCRUB_CHARS)
+
+
+def _scrub(value: Any, texts: tuple[str, ...]) -> Any:
+    if isinstance(value, str):
+        return scrub_text(value, texts)
+    if value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, int | float):
+        spelled = set(_forms(value)) | {str(value)}
+        return REDACTED if any(secret in form for form in spelled for secret in texts) else value
+    if isinstance(value, Mapping):
+        mapping = cast(Mapping[Any, Any], value)
+        out = {(_scrub(key, texts) if isinstance(key, str) else key): _scrub(item, texts)
+               for key, item in mapping.items()}
+        same = len(out) == len(mapping) and all(k in mapping and out[k] is mapping[k] for k in out)
+        return mapping if same else out
+    if isinstance(value, list | tuple):
+        seq = cast(list[Any] | tuple[Any, ...], value)
+        items: list[Any] = [_scrub(item, texts) for item in seq]
+        return seq if all(a is b for a, b in zip(items, seq, strict=True)) else items
+    text = repr(value)
+    scrubbed = scrub_text(text, texts)
+    return value if scrubbed == text else scrubbed
+
+
+def _redact(value: Any, names: frozenset[str]) -> Any:
+    if isinstance(value, Mapping):
+        mapping = cast(Mapping[Any, Any], value)
+        out: dict[Any, Any] | None = None
+        for key, item in mapping.items():
+            new = REDACTED if isinstance(key, str) and key.lower() in names else _redact(item, names)
+            if new is not item and out is None:
+                out = dict(mapping)
+            if out is not None:
+                out[key] = new
+        return mapping if out is None else out
+    if isinstance(value, list | tuple):
+        seq = cast(list[Any] | tuple[Any, ...], value)
+        items = [_redact(item, names) for item in seq]
+        changed = any(a is not b for a, b in zip(items, seq, strict=True))
+        return items if changed else seq
+    return value
