@@ -7,6 +7,7 @@ from typing import Annotated
 import typer
 
 from guard.cli.common import DbOption, JsonFlag, emit, fail, guarded_command, open_ledger, when
+from guard.ledger import RunState
 
 app = typer.Typer(help="Runs: the calls of one business event, and what happened to each.", no_args_is_help=True)
 
@@ -28,7 +29,7 @@ def list_runs(team: Annotated[str | None, typer.Option(help="Only this team.")] 
         return
     for r in runs:
         label = f"  [{r.status_label}]" if r.status_label else ""
-        typer.echo(f"{r.run_id}  {r.team:<12} {r.state:<15} calls={r.call_count:<4} {when(r.created_at)}"
+        typer.echo(f"{r.run_id}  {r.team:<12} {r.state:<16} calls={r.call_count:<4} {when(r.created_at)}"
                    f"  {r.subject or ''}{label}")
 
 
@@ -50,6 +51,9 @@ def show(run_id: Annotated[str, typer.Argument(help="The run id (see `guard runs
     typer.echo(f"  team {run.team}   subject {run.subject or '-'}   source event {run.source_event_id or '-'}")
     typer.echo(f"  state {run.state}" + (f"   ({run.status_label})" if run.status_label else "")
                + ("   REQUIRES REVIEW" if run.requires_review else ""))
+    if run.state == RunState.FINISHED_BY_HAND:
+        for m in (m for m in story["manual_actions"] if m["action"] == "finish"):
+            typer.echo(f"  FINISHED BY HAND by {m['operator']} at {when(m['at'])}: {m['note']}")
     last = next((c for c in story["calls"] if c["call_id"] == run.last_call_id), None)
     last_text = f"#{last['seq']} {last['tool']}" if last else "-"
     typer.echo(f"  last successful call: {last_text}")

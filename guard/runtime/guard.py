@@ -16,7 +16,7 @@ from __future__ import annotations
 import inspect
 import os
 import socket
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Literal, overload
@@ -191,9 +191,9 @@ class Guard:
         hooks = self.hooks_of(name)
         return hooks.label if hooks is not None else None
 
-    def recover(self, *, stale_after: float | None = None) -> RecoveryReport:
+    def recover(self, *, stale_after: float | None = None, dead_workers: Collection[str] = ()) -> RecoveryReport:
         """Resolve what dead workers left behind; see `guard.runtime.recovery.recover`."""
-        return recover(self, stale_after=stale_after)
+        return recover(self, stale_after=stale_after, dead_workers=dead_workers)
 
     def recover_on_start(self) -> None:
         """Once per worker, before its first run: recover what expired leases left behind."""

@@ -28,9 +28,9 @@ class RunHandle:
     error as its summary. `ApprovalPending` and `ApprovalTimeout` leave the run paused: its approval still
     stands, and the run resumes later with the same run id and the same call.
 
-    Entering an existing run resumes it. A `completed` run may be entered again (the same event delivered
-    twice): every call it already made returns its recorded result, and any new call is refused with
-    RunNotRunning. A run halted or pending review refuses entry until an operator acts on it.
+    Entering an existing run resumes it. A `completed` run (or one `finished_by_hand`) may be entered again
+    (the same event delivered twice): every call it already made returns its recorded result, and any new call
+    is refused with RunNotRunning. A run halted or pending review refuses entry until an operator acts on it.
     """
 
     def __init__(self, guard: Guard, *, team: str, run_id: str | None, subject: str | None,
@@ -56,7 +56,7 @@ class RunHandle:
         self.guard.recover_on_start()
         run = self.guard.ledger.open_run(self.run_id, self.team, actor=self.guard.actor, subject=self.subject,
                                          source_event_id=self.source_event_id)
-        if run.state not in OPEN_RUN_STATES and run.state != RunState.COMPLETED:
+        if run.state not in OPEN_RUN_STATES and run.state not in (RunState.COMPLETED, RunState.FINISHED_BY_HAND):
             reason = (f"run {self.run_id} is {run.state}" + (f" ({run.status_label})" if run.status_label else "")
                       + f": see `guard runs show {self.run_id}`")
             raise RunNotRunning(reason, run_id=self.run_id, call_id=None, tool=None, state=run.state,

@@ -4,6 +4,7 @@ agent's tools loaded from `--app module:attribute`."""
 from __future__ import annotations
 
 import importlib
+import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -101,9 +102,12 @@ def test_finish_needs_a_note_and_closes_the_run_by_hand(ops_app: Path, db_path: 
     assert missing.exit_code == 2
     done = runner.invoke(cli, ["runs", "finish", run_id, "--note", "shipped by hand", "--as", "oncall",
                                "--db", str(db_path)])
-    assert done.exit_code == 0 and "completed" in done.output
+    assert done.exit_code == 0 and f"run {run_id}: finished_by_hand (billing_charged_warehouse_failed)" in done.output
     story = runner.invoke(cli, ["runs", "show", run_id, "--db", str(db_path), "--no-events"])
-    assert "by hand:" in story.output and "oncall finish: shipped by hand" in story.output
+    assert "state finished_by_hand" in story.output and "state completed" not in story.output
+    assert "FINISHED BY HAND by oncall" in story.output and "shipped by hand" in story.output
+    listed = runner.invoke(cli, ["runs", "list", "--db", str(db_path), "--json"])
+    assert [r["state"] for r in json.loads(listed.output) if r["run_id"] == run_id] == ["finished_by_hand"]
 
 
 def test_retry_call_runs_the_failed_call_again_once_the_cause_is_fixed(ops_app: Path, db_path: Path) -> None:
@@ -114,10 +118,15 @@ def test_retry_call_runs_the_failed_call_again_once_the_cause_is_fixed(ops_app: 
         [ship] = [c for c in guard.ledger.calls_of(run_id) if c.tool == "warehouse.ship"]
     finally:
         guard.close()
-    done = CliRunner().invoke(cli, ["runs", "retry-call", run_id, ship.call_id, "--note", "carrier is back",
-                                    "--app", "opsapp:app", "--db", str(db_path)])
+    runner = CliRunner()
+    args = ["runs", "retry-call", run_id, ship.call_id, "--note", "carrier is back; no parcel left",
+            "--app", "opsapp:app", "--db", str(db_path)]
+    refused = runner.invoke(cli, args)  # shipping declares no reconcile check: nobody knows it did nothing
+    assert refused.exit_code == 1 and "--confirmed-absent" in refused.output
+    done = runner.invoke(cli, [*args, "--confirmed-absent"])  # the operator checked the carrier by hand
     assert done.exit_code == 0, done.output
-    assert f"call {ship.call_id}: completed" in done.output
+    assert f"call {ship.call_id}: completed (ran once)" in done.output
+    assert f"run {run_id}: running; next:" in done.output
 
 
 def test_recover_reports_what_it_did_and_a_bad_app_is_a_usage_error(ops_app: Path, db_path: Path) -> None:
