@@ -123,7 +123,7 @@ def _refusal(call: CallRecord, answer: Unknown) -> str:
 def _moved_on(guard: Guard, call: CallRecord, operator: str, how: str) -> None:
     done = guard.ledger.get_call(call.call_id)
     if done is not None and done.state == CallState.COMPLETED:
-        after_settled(guard.ledger, call.run_id, actor=operator, settled=how,
+        after_settled(guard, call.run_id, actor=operator, settled=how,
                       expect=frozenset({RunState.RUNNING, *_STOPPED}))
 
 

@@ -253,7 +253,7 @@ def _settled(guard: Guard, call: CallRecord, how: str) -> None:
     """A call recovery settled: its run, if it waits for review, moves on or says what is left."""
     done = guard.ledger.get_call(call.call_id)
     if done is not None and done.state == C.COMPLETED:
-        after_settled(guard.ledger, call.run_id, actor=_actor(guard), settled=how,
+        after_settled(guard, call.run_id, actor=_actor(guard), settled=how,
                       expect=frozenset({RunState.PENDING_REVIEW}))
 
 

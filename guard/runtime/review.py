@@ -13,10 +13,15 @@ completed), `after_settled` looks at the run again:
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from guard.errors import IllegalTransition
-from guard.ledger import CallRecord, CallState, Ledger, RunRecord, RunState
+from guard.ledger import CallRecord, CallState, RunRecord, RunState
 from guard.ledger.moves import RunClose
+from guard.policy import OnFailure
+
+if TYPE_CHECKING:
+    from guard.runtime.guard import Guard
 
 __all__ = ["after_settled", "next_steps", "outstanding"]
 
@@ -25,11 +30,13 @@ C = CallState
 _NEEDS_A_PERSON = frozenset({C.IN_DOUBT, C.STARTED, C.FAILED, C.ROLLING_BACK, C.ROLLBACK_FAILED})
 
 
-def outstanding(calls: Sequence[CallRecord]) -> list[CallRecord]:
+def outstanding(guard: Guard, calls: Sequence[CallRecord]) -> list[CallRecord]:
     """The calls that keep their run in review. A failed compensation counts through the call it compensates
-    (`rollback_failed`), not twice."""
-    return [c for c in calls if c.state in _NEEDS_A_PERSON
-            and not (c.state == C.FAILED and c.compensates_call_id is not None)]
+    (`rollback_failed`), not twice; a failed call whose rule says `on_failure: continue` does not count (the
+    run went on past it by design)."""
+    return [c for c in calls if c.state in _NEEDS_A_PERSON and not (c.state == C.FAILED and (
+        c.compensates_call_id is not None
+        or guard.policies.classify(c.team, c.tool, c.args).on_failure is OnFailure.CONTINUE))]
 
 
 def next_steps(run_id: str, left: Sequence[CallRecord]) -> str:
@@ -41,17 +48,18 @@ def next_steps(run_id: str, left: Sequence[CallRecord]) -> str:
             f"`guard runs finish {run_id} --note ...` closes it by hand")
 
 
-def after_settled(ledger: Ledger, run_id: str, *, actor: str, settled: str,
+def after_settled(guard: Guard, run_id: str, *, actor: str, settled: str,
                   expect: frozenset[RunState]) -> RunRecord | None:
     """After a call of `run_id` settled (`settled` says how): move the run on, or say what is left.
 
     Only a run in `expect` is touched (recovery passes `pending_review`: a run that is running belongs to its
     agent). Returns the run as it is now, or None when there is no such run.
     """
+    ledger = guard.ledger
     run = ledger.get_run(run_id)
     if run is None or run.state not in expect:
         return run
-    left = outstanding(ledger.calls_of(run_id))
+    left = outstanding(guard, ledger.calls_of(run_id))
     if left:
         close = RunClose(RunState.PENDING_REVIEW, status_label=run.status_label, error_summary=run.error_summary,
                          next_safe_action=next_steps(run_id, left), requires_review=True)
