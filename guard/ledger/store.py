@@ -393,8 +393,9 @@ class Ledger(LedgerQueries, LedgerApprovals, LedgerPauses, LedgerInFlight, Ledge
                 f"call {call.call_id} ({call.tool}) with this key is already started; it is never run twice. "
                 + (f"Worker {call.lease_owner} holds its lease for {expires - now:.0f}s more (renewed while that "
                    "worker lives). If that worker is dead, `guard recover --app MODULE:GUARD` takes the call over "
-                   f"once the lease runs out, or at once with `--dead-worker {call.lease_owner}` (only when you know "
-                   "its process is gone); it is reconciled, never re-run blindly"
+                   "once the lease runs out, or at once `guard recover --app MODULE:GUARD --dead-worker "
+                   f"{call.lease_owner}` (only when you know its process is gone); it is reconciled, never re-run "
+                   "blindly"
                    if expires is not None and live else
                    f"Its worker {call.lease_owner}'s lease ran out: `guard recover --app MODULE:GUARD` takes it over "
                    "(reconciled, never re-run blindly)"),

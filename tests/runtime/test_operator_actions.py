@@ -8,6 +8,9 @@ its charge endpoint was called, and has a look-up by key (the tool's reconcile c
 
 from __future__ import annotations
 
+import socket
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -184,7 +187,7 @@ def test_a_retry_whose_check_disagrees_with_the_ledger_is_refused_even_when_vouc
 def test_a_settled_in_doubt_call_moves_its_run_on_and_a_replay_finishes_the_run(
         pay: tuple[Guard, Billing, dict[str, GuardedTool]]) -> None:
     guard, billing, tools = pay
-    run_id, [call_id] = in_doubt_charge(guard, billing, tools, "order-5")
+    run_id, [_call_id] = in_doubt_charge(guard, billing, tools, "order-5")
     stuck = guard.ledger.get_run(run_id)
     assert stuck is not None and stuck.state == "pending_review" and stuck.requires_review
 
@@ -270,3 +273,37 @@ def test_an_operator_retry_that_completes_the_last_call_left_makes_the_run_resum
     settled = [e for e in guard.ledger.events_of(run_id) if e.entity == "run" and e.to_state == "running"]
     detail: Any = settled[-1].detail
     assert "was found by its reconcile check" in detail
+
+
+def dead_pid() -> int:
+    """The id of a process that ran on this host and has exited."""
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid
+
+
+@pytest.mark.parametrize("holder", ["elsewhere", "dead_here"])
+def test_a_worker_meeting_a_call_another_worker_holds_is_told_when_it_frees_and_how_to_take_it_over(
+        pay: tuple[Guard, Billing, dict[str, GuardedTool]], holder: str) -> None:
+    guard, billing, _ = pay
+    worker = "otherhost:4242:w" if holder == "elsewhere" else f"{socket.gethostname()}:{dead_pid()}:w"
+    guard.ledger.open_run("pay:order-9", "pay", actor="agent")
+    args = {"amount": 9}
+    guard.ledger.offer(CallRequest(
+        call_id=new_id("call"), run_id="pay:order-9", team="pay", tool="billing.charge",
+        args_json=canonical_json(args).decode(), args_hash=args_hash(args), idempotency_key="charge:order-9",
+        verdict="allow", side_effect="compensable", rule="charge", reason="", policy_version="v", actor="agent",
+        worker=worker, lease_ttl=60.0))  # a worker that died mid-charge, its lease still live
+    keyed = guard.tool(billing.charge, name="billing.charge", key=lambda _args: "charge:order-9")
+
+    with pytest.raises(CallInDoubt) as held, guard.run("pay", source_event_id="order-9"):
+        keyed(amount=9)
+
+    message = str(held.value)
+    assert held.value.held_by == worker and held.value.in_flight
+    assert f"Worker {worker} holds its lease for" in message and "s more" in message
+    assert f"guard recover --app MODULE:GUARD --dead-worker {worker}" in message
+    assert ("which is not running any more: it is dead" in message) is (holder == "dead_here")
+    assert billing.invocations == 0
+    report = guard.recover(dead_workers=[worker])  # the operator names it dead: taken over now, reconciled first
+    assert report.claimed == 1 and report.held == [] and billing.invocations == 0
