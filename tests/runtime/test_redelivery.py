@@ -14,7 +14,7 @@ import pytest
 from runtime_support import Agent
 
 from guard import Guard, GuardedTool
-from guard.ledger import CallState
+from guard.ledger import CallState, Ledger
 from guard.runtime.waiting import Waiter
 from guard.testing import poll
 
@@ -30,33 +30,38 @@ class WatchedWaiter(Waiter):
     """The real waiter, telling the test when its worker waits, and (`late`) reading the call's state only once
     the other delivery has finished it: a worker in another process whose poll comes round late."""
 
-    def __init__(self, ledger: Any, *, late: bool) -> None:
+    late: bool
+    waiting: threading.Event
+    waiting_out: threading.Event
+
+    def __init__(self, ledger: Ledger, *, late: bool) -> None:
         super().__init__(ledger)
-        object.__setattr__(self, "late", late)
+        object.__setattr__(self, "late", late)  # the real Waiter is a frozen dataclass
         object.__setattr__(self, "waiting", threading.Event())
         object.__setattr__(self, "waiting_out", threading.Event())
 
     def _looked(self, call_id: str, state: str | None) -> str | None:
-        if not self.late:  # pyright: ignore[reportAttributeAccessIssue]
+        if not self.late:
             return state
-        return poll(lambda: self.ledger.call_state(call_id) == CallState.COMPLETED and CallState.COMPLETED,
-                    what="the other delivery completing the call")
+        poll(lambda: self.ledger.call_state(call_id) == CallState.COMPLETED,
+             what="the other delivery completing the call")
+        return self.ledger.call_state(call_id)
 
     def wait(self, call_id: str, approval_id: str, expires_at: float, timeout: float) -> str | None:
-        self.waiting.set()  # pyright: ignore[reportAttributeAccessIssue]
+        self.waiting.set()
         return self._looked(call_id, super().wait(call_id, approval_id, expires_at, timeout))
 
     async def await_(self, call_id: str, approval_id: str, expires_at: float, timeout: float) -> str | None:
-        self.waiting.set()  # pyright: ignore[reportAttributeAccessIssue]
+        self.waiting.set()
         state = await super().await_(call_id, approval_id, expires_at, timeout)
         return await asyncio.to_thread(self._looked, call_id, state)
 
     def wait_out(self, call_id: str, timeout: float) -> str | None:
-        self.waiting_out.set()  # pyright: ignore[reportAttributeAccessIssue]
+        self.waiting_out.set()
         return super().wait_out(call_id, timeout)
 
     async def await_out(self, call_id: str, timeout: float) -> str | None:
-        self.waiting_out.set()  # pyright: ignore[reportAttributeAccessIssue]
+        self.waiting_out.set()
         return await super().await_out(call_id, timeout)
 
 
@@ -77,14 +82,15 @@ class Mailer:
         return {"message_id": f"m-{len(self.sent)}"}
 
 
-def worker(tmp_path: Path, db_path: Path, name: str, late: bool, mailer: Mailer) -> tuple[Guard, GuardedTool]:
+def worker(tmp_path: Path, db_path: Path, name: str, late: bool,
+           mailer: Mailer) -> tuple[Guard, GuardedTool, WatchedWaiter]:
     policies = tmp_path / "mail-policies"
     policies.mkdir(exist_ok=True)
     (policies / "mail.yaml").write_text(POLICY)
     guard = Guard(policies=policies, db=str(db_path), worker_id=name, approval_timeout=20, log_level="error",
                   recover_on_start=False)
-    guard.waiter = WatchedWaiter(guard.ledger, late=late)
-    return guard, guard.tool(mailer.send, name="email.send")
+    guard.waiter = watched = WatchedWaiter(guard.ledger, late=late)
+    return guard, guard.tool(mailer.send, name="email.send"), watched
 
 
 def delivery(guard: Guard, tool: GuardedTool, kind: str) -> Callable[[], Any]:
@@ -105,20 +111,20 @@ def test_a_second_delivery_waiting_on_the_same_approval_gets_the_recorded_result
         tmp_path: Path, db_path: Path, kind: str, second_looks: str) -> None:
     late = second_looks == "late"
     mailer = Mailer(hold=not late)
-    first, first_tool = worker(tmp_path, db_path, "w-first", False, mailer)
-    second, second_tool = worker(tmp_path, db_path, "w-second", late, mailer)
+    first, first_tool, first_waiter = worker(tmp_path, db_path, "w-first", False, mailer)
+    second, second_tool, second_waiter = worker(tmp_path, db_path, "w-second", late, mailer)
     try:
         a = Agent(delivery(first, first_tool, "sync"))
         a.start()
         [approval] = poll(lambda: first.ledger.list_approvals(), what="the approval request")
         b = Agent(delivery(second, second_tool, kind))
         b.start()
-        assert second.waiter.waiting.wait(10)  # pyright: ignore[reportAttributeAccessIssue]  # both wait now
-        first.ledger.decide(approval.approval_id, reviewer="sam", decision="approve", reviewer_roles={"support"})
+        assert second_waiter.waiting.wait(10)  # both deliveries wait on the one approval now
+        first.ledger.decide(approval.approval_id, reviewer="sam", decision="approve",
+                            reviewer_roles=frozenset({"support"}))
         if not late:  # one delivery runs the email; the other meets it in flight and waits for its outcome
             assert mailer.sending.wait(10)
-            poll(lambda: first.waiter.waiting_out.is_set()  # pyright: ignore[reportAttributeAccessIssue]
-                 or second.waiter.waiting_out.is_set(),  # pyright: ignore[reportAttributeAccessIssue]
+            poll(lambda: first_waiter.waiting_out.is_set() or second_waiter.waiting_out.is_set(),
                  what="the other delivery waiting for the call's outcome")
             mailer.gate.set()
         a.finish(20)
