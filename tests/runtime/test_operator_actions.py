@@ -57,7 +57,7 @@ class Billing:
         self.keys: list[str | None] = []
         self.reported: str | None = None  # an id the tool reports while it runs
 
-    def charge(self, amount: int) -> dict[str, str]:
+    def charge(self, amount: int) -> dict[str, Any]:
         self.invocations += 1
         scope = current_call()
         key = scope.idempotency_key if scope is not None else None
