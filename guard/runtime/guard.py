@@ -16,6 +16,7 @@ from __future__ import annotations
 import inspect
 import os
 import socket
+import time
 from collections.abc import Callable, Collection, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -205,3 +206,10 @@ class Guard:
             self.log.warning("recovered what a dead worker left", claimed=report.claimed, retried=report.retried,
                              reconciled=report.reconciled, to_review=report.to_review,
                              compensations=report.compensations)
+        for worker in sorted({h.worker or "?" for h in report.held}):
+            held = [h for h in report.held if (h.worker or "?") == worker]
+            self.log.warning("calls held by another worker's live lease: left alone until it runs out",
+                             worker=worker, calls=[h.call_id for h in held],
+                             lease_ends_in=round(max((h.until or 0.0) for h in held) - time.time(), 1),
+                             then="guard recover --app MODULE:GUARD",
+                             now_if_dead=f"guard recover --app MODULE:GUARD --dead-worker {worker}")
