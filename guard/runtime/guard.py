@@ -208,7 +208,7 @@ class Guard:
                              compensations=report.compensations)
         for worker in sorted({h.worker or "?" for h in report.held}):
             held = [h for h in report.held if (h.worker or "?") == worker]
-            self.log.warning("calls held by another worker's live lease: left alone until it runs out",
+            self.log.info("calls held by another worker's live lease: left alone until it runs out",
                              worker=worker, calls=[h.call_id for h in held],
                              lease_ends_in=round(max((h.until or 0.0) for h in held) - time.time(), 1),
                              then="guard recover --app MODULE:GUARD",
