@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from guard.errors import ApprovalPending, ApprovalTimeout, CallInDoubt, RunNotRunning
+from guard.errors import ApprovalPending, ApprovalTimeout, CallInDoubt, IllegalTransition, RunNotRunning
 from guard.ledger import RunClose, RunRecord, RunState, new_id
 from guard.ledger.states import OPEN_RUN_STATES
 from guard.runtime.context import RUN_VAR, RunScope
@@ -91,8 +91,12 @@ class RunHandle:
             return
         if exc is None:
             if run.state == RunState.RUNNING:
-                self.guard.ledger.move_run(self.run_id, RunClose(RunState.COMPLETED), actor=self.guard.actor,
-                                           expect=frozenset({RunState.RUNNING}))
+                try:
+                    self.guard.ledger.move_run(self.run_id, RunClose(RunState.COMPLETED), actor=self.guard.actor,
+                                               expect=frozenset({RunState.RUNNING}))
+                except IllegalTransition:  # another delivery of the same event moved it first: that stands
+                    self.guard.log.info("run left " + self.record().state + " by another delivery")
+                    return
                 self.guard.log.info("run completed")
             return
         changed = any(c.state == "completed" and c.side_effect not in (None, "read") for c in self.calls())

@@ -77,11 +77,11 @@ class Billing:
 
 
 @pytest.fixture
-def pay(tmp_path: Path, db_path: Path) -> Iterator[tuple[Guard, Billing, dict[str, GuardedTool]]]:
+def pay(tmp_path: Path, ledger_url: str) -> Iterator[tuple[Guard, Billing, dict[str, GuardedTool]]]:
     policies = tmp_path / "pay-policies"
     policies.mkdir()
     (policies / "pay.yaml").write_text(POLICY)
-    guard = Guard(policies=policies, db=str(db_path), worker_id="w1", log_level="error")
+    guard = Guard(policies=policies, db=ledger_url, worker_id="w1", log_level="error")
     billing = Billing()
     shipped: list[str] = []
     charge = guard.tool(billing.charge, name="billing.charge", external_ids={"charge": "charge_id"})

@@ -82,12 +82,12 @@ class Mailer:
         return {"message_id": f"m-{len(self.sent)}"}
 
 
-def worker(tmp_path: Path, db_path: Path, name: str, late: bool,
+def worker(tmp_path: Path, ledger_url: str, name: str, late: bool,
            mailer: Mailer) -> tuple[Guard, GuardedTool, WatchedWaiter]:
     policies = tmp_path / "mail-policies"
     policies.mkdir(exist_ok=True)
     (policies / "mail.yaml").write_text(POLICY)
-    guard = Guard(policies=policies, db=str(db_path), worker_id=name, approval_timeout=20, log_level="error",
+    guard = Guard(policies=policies, db=ledger_url, worker_id=name, approval_timeout=20, log_level="error",
                   recover_on_start=False)
     guard.waiter = watched = WatchedWaiter(guard.ledger, late=late)
     return guard, guard.tool(mailer.send, name="email.send"), watched
@@ -108,11 +108,11 @@ def delivery(guard: Guard, tool: GuardedTool, kind: str) -> Callable[[], Any]:
 @pytest.mark.parametrize("kind", ["sync", "async"])
 @pytest.mark.parametrize("second_looks", ["late", "while_it_runs"])
 def test_a_second_delivery_waiting_on_the_same_approval_gets_the_recorded_result_and_nothing_runs_twice(
-        tmp_path: Path, db_path: Path, kind: str, second_looks: str) -> None:
+        tmp_path: Path, ledger_url: str, kind: str, second_looks: str) -> None:
     late = second_looks == "late"
     mailer = Mailer(hold=not late)
-    first, first_tool, first_waiter = worker(tmp_path, db_path, "w-first", False, mailer)
-    second, second_tool, second_waiter = worker(tmp_path, db_path, "w-second", late, mailer)
+    first, first_tool, first_waiter = worker(tmp_path, ledger_url, "w-first", False, mailer)
+    second, second_tool, second_waiter = worker(tmp_path, ledger_url, "w-second", late, mailer)
     try:
         a = Agent(delivery(first, first_tool, "sync"))
         a.start()
