@@ -15,8 +15,8 @@ from guard.ledger import CallRecord, CallState, Ledger, RunRecord, RunState
 from guard.ledger.moves import RunClose
 from guard.runtime.hooks import Found, NotFound
 from guard.runtime.recovery import RecoveryReport, Unknown, ask_reconcile, record_found, replayable, run_once
-from guard.runtime.review import after_settled
 from guard.runtime.saga import SagaOutcome, compensate_run
+from guard.runtime.settled_runs import after_settled
 
 if TYPE_CHECKING:
     from guard.runtime.guard import Guard
@@ -64,7 +64,7 @@ def retry_call(guard: Guard, run_id: str, call_id: str, *, operator: str, note: 
       A disagreement between the check and the ledger, or arguments the ledger holds only redacted, is always
       refused.
 
-    When the call ends `completed`, the run moves on (`review.after_settled`): `running` when nothing else is
+    When the call ends `completed`, the run moves on (`settled_runs.after_settled`): `running` when nothing else is
     left for review (deliver its event again to let the agent go on), else back in `pending_review` naming
     what is left. Every retry is a manual action with the operator's note.
     """

@@ -5,7 +5,7 @@
   becomes `in_doubt` and goes through its tool's reconcile check: found -> `completed` with what was found;
   confirmed absent -> it runs once; no check or no answer -> its run halts in `pending_review`.
 - A call already `in_doubt` gets its reconcile check again (the check may answer now). When it settles, a
-  run that waited for review because of it moves on, or says what is left (`review.after_settled`).
+  run that waited for review because of it moves on, or says what is left (`settled_runs.after_settled`).
 - The reconcile step (`ask_reconcile`, `record_found`, `run_once`) is the one an operator's
   `guard runs retry-call` takes too, so a call is settled the same way whoever asks.
 - A started call whose worker's lease is still live is left alone and listed in `RecoveryReport.held`: the
@@ -30,8 +30,8 @@ from guard.ledger.moves import RunClose
 from guard.runtime.context import RunScope
 from guard.runtime.failure import disagreement, reconcile
 from guard.runtime.hooks import Found, NotFound, ReconcileContext
-from guard.runtime.review import after_settled
 from guard.runtime.saga import compensate_run
+from guard.runtime.settled_runs import after_settled
 from guard.runtime.steps import CallInput, Prepared
 
 if TYPE_CHECKING:
