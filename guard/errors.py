@@ -216,11 +216,13 @@ class CallFailed(CallOutcomeError):
 
 class CallInDoubt(CallOutcomeError):
     """The outcome is unknown (a timeout after the tool started), or the call is in flight in another worker
-    (`in_flight` True, `held_by` names it). The call is never re-run blindly."""
+    (`in_flight` True, `held_by` names it, `lease_expires_at` says until when its lease holds it unless
+    renewed). The call is never re-run blindly."""
 
     error: str = ""
     in_flight: bool = False
     held_by: str | None = None
+    lease_expires_at: float | None = None
 
 
 class LedgerError(GuardError):

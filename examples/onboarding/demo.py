@@ -117,12 +117,13 @@ def _guard_command() -> list[str]:
     return [str(script)] if script.exists() else [sys.executable, "-m", "guard"]
 
 
-def guard_cli(*args: str, show: bool = True) -> str:
-    """Run `guard ARGS...` from the repo root; print the command (and its output when `show`)."""
+def guard_cli(*args: str, show: bool = True, env: dict[str, str] | None = None) -> str:
+    """Run `guard ARGS...` from the repo root, with `env` added to the environment; print the command (and its
+    output when `show`)."""
     if show:
-        say("$ guard " + shlex.join(args))
+        say("$ " + "".join(f"{k}=... " for k in env or {}) + "guard " + shlex.join(args))
     proc = subprocess.run([*_guard_command(), *args], cwd=REPO, capture_output=True, text=True, check=False,
-                          timeout=DEADLINE_S)
+                          timeout=DEADLINE_S, env={**os.environ, **(env or {})})
     if proc.returncode != 0:
         raise DemoFailed(f"`guard {shlex.join(args)}` exited {proc.returncode}:\n{proc.stdout}{proc.stderr}")
     if show:
@@ -273,25 +274,28 @@ def _free_port(preferred: int) -> int:
         return int(probe.getsockname()[1])
 
 
-def approve(approval: dict[str, Any], page: ReviewerPage) -> None:
+def approve(approval: dict[str, Any], page: ReviewerPage) -> dict[str, str]:
+    """Sam's decision; returns what the terminal needs to decide as sam again: GUARD_SERVER_URL and GUARD_TOKEN."""
     section(6, "Sam (support) approves: on the reviewer page, or from the terminal",
             "The approval service is running beside the agent (the same app as `guard serve`). A token names a "
             "reviewer; the policy says which roles they hold (sam: support). On the page, sam sees the call "
             "waiting with its exact arguments and hash, the rule and the run so far; he may approve, reject "
-            "with a reason, or edit the arguments and approve those. From the terminal, --args-hash makes the "
-            "approval refuse if the arguments changed since the reviewer read them. Either way the decision "
-            "goes into the ledger, where the waiting agent sees it.")
+            "with a reason, or edit the arguments and approve those. From the terminal he decides through the "
+            "same service (--server, his token in $GUARD_TOKEN), and --args-hash makes the approval refuse if "
+            "the arguments changed since he read them. Either way the decision goes into the ledger, where the "
+            "waiting agent sees it. (`--as NAME` instead writes the ledger directly: that is operator power.)")
     created = json.loads(guard_cli("tokens", "create", "--reviewer", "sam", "--label", "demo", "--by", "demo",
                                    "--json", "--db", DB, "--policies", POLICIES, show=False))
+    sam = {"GUARD_SERVER_URL": page.url, "GUARD_TOKEN": created["token"]}
     say("$ guard tokens create --reviewer sam --label demo --db " + DB)
     say(f"  reviewer page: {page.url}/approvals/{approval['approval_id']}")
     say(f"  sign in as sam with this token: {created['token']}")
     if REVIEW != "page":
         say("  (GUARD_DEMO_REVIEW=page make demo waits for you to decide there; this run approves from the "
             "terminal)")
-        guard_cli("approvals", "approve", approval["approval_id"], "--as", "sam", "--reason", "looks right",
-                  "--args-hash", approval["args_hash"], "--db", DB, "--policies", POLICIES)
-        return
+        guard_cli("approvals", "approve", approval["approval_id"], "--server", page.url, "--reason", "looks right",
+                  "--args-hash", approval["args_hash"], env={"GUARD_TOKEN": created["token"]})
+        return sam
     say(f"  waiting up to {PAGE_WAIT_S / 60:g} minutes for your decision on the page ...")
     deadline = time.monotonic() + PAGE_WAIT_S
     while True:
@@ -307,6 +311,7 @@ def approve(approval: dict[str, Any], page: ReviewerPage) -> None:
     if state != "approved":
         raise DemoFailed(f"the welcome email was {state} on the page, so it was not sent (that is Guard working: "
                          "rerun `make demo` to see the rest of the story)")
+    return sam
 
 
 def agent_finishes(agent: threading.Thread, outcome: dict[str, Any]) -> dict[str, Any]:
@@ -425,7 +430,7 @@ def failure_systems() -> None:
     guard_cli("ledger", "verify", "--db", DB)
 
 
-def email_fails_once() -> None:
+def email_fails_once(sam: dict[str, str]) -> None:
     section(13, "A third customer: the welcome email fails once, cleanly",
             f"Event {RETRY_EVENT_ID} ({RETRY_CUSTOMER['email']}), with the mail provider scripted to refuse the "
             "first send before sending anything (systems.Email(fail_once=True)). This worker defers the "
@@ -443,8 +448,8 @@ def email_fails_once() -> None:
         listed = json.loads(guard_cli("approvals", "list", "--team", "onboarding", "--json", "--db", DB,
                                       show=False))
         [approval] = [a for a in listed if a["run_id"] == RETRY_RUN_ID]
-        guard_cli("approvals", "approve", approval["approval_id"], "--as", "sam", "--reason", "welcome aboard",
-                  "--args-hash", approval["args_hash"], "--db", DB, "--policies", POLICIES)
+        guard_cli("approvals", "approve", approval["approval_id"], "--reason", "welcome aboard",
+                  "--args-hash", approval["args_hash"], env=sam)
         result = onboard(worker, RETRY_CUSTOMER, RETRY_EVENT_ID, tools=tools)
         say(f"  the event handled again, after the approval: message {result['message_id']}")
     guard_cli("runs", "show", RETRY_RUN_ID, "--no-events", "--db", DB)
@@ -485,14 +490,14 @@ def main() -> int:
         approval = wait_for_approval(agent, outcome)
         duplicate_while_waiting()
         page = ReviewerPage()
-        approve(approval, page)
+        sam = approve(approval, page)
         result = agent_finishes(agent, outcome)
         replay_after_completion(guard, result)
         the_record()
         provisioning_fails(guard)
         failure_record()
         failure_systems()
-        email_fails_once()
+        email_fails_once(sam)
     except DemoFailed as failed:
         say()
         say(f"demo failed: {failed}")

@@ -26,6 +26,7 @@ from guard.cli.common import (
     policy_dir,
     when,
 )
+from guard.cli.service_client import TOKEN_ENV, decide_over_http
 from guard.errors import ApprovalDecisionError
 from guard.policy import PolicySet
 
@@ -34,7 +35,12 @@ if TYPE_CHECKING:  # the CLI loads the ledger only in the commands that open one
 
 app = typer.Typer(help="Approvals: calls waiting for a human decision.", no_args_is_help=True)
 
-Reviewer = Annotated[str | None, typer.Option("--as", help="Who decides.", show_default="$GUARD_REVIEWER")]
+Reviewer = Annotated[str | None, typer.Option("--as", help=(
+    "Decide directly in the ledger as this reviewer. Operator power: nothing proves the name, so whoever can "
+    "write the ledger can decide as anyone. People decide with --server."), show_default="$GUARD_REVIEWER")]
+Server = Annotated[str | None, typer.Option("--server", help=(
+    "Decide through the approval service at this URL (`guard serve`), as the reviewer your token names: the token "
+    f"is read from ${TOKEN_ENV}."), show_default="$GUARD_SERVER_URL")]
 
 
 def _approval_json(a: ApprovalRecord, ledger: Ledger | None = None) -> dict[str, Any]:
@@ -106,15 +112,27 @@ def show(approval_id: Annotated[str, typer.Argument(help="The approval id (see `
         echo(f"  decision: {d['reviewer']} {d['decision']} at {when(d['at'])}"
              + (f": {d['reason']}" if d["reason"] else ""))
     if a.state == "pending":
-        echo(f"  decide: guard approvals approve {a.approval_id} --as NAME   |   "
-             f"guard approvals reject {a.approval_id} --as NAME --reason TEXT")
+        echo(f"  decide: guard approvals approve {a.approval_id} --server URL   |   "
+             f"guard approvals reject {a.approval_id} --server URL --reason TEXT   (your token in "
+             f"${TOKEN_ENV})")
 
 
 def _decide(approval_id: str, reviewer: str | None, decision: Literal["approve", "reject"], reason: str | None,
-            args_hash: str | None, db: str | None, policies: Any, as_json: bool, edit: str | None = None) -> None:
+            args_hash: str | None, db: str | None, policies: Any, as_json: bool, edit: str | None = None,
+            server: str | None = None) -> None:
+    if server and reviewer:
+        fail("--server decides as the reviewer your token names; --as is direct ledger access (operator power): "
+             "use one of them", 2)
+    url = server or (None if reviewer else os.environ.get("GUARD_SERVER_URL"))
+    if url:
+        edited = _edited(edit, frozenset())  # the service refuses an edit of a secret field itself
+        decide_over_http(url, approval_id, decision, reason=reason, args_hash=args_hash, edited=edited,
+                         as_json=as_json)
+        return
     who = reviewer or os.environ.get("GUARD_REVIEWER")
     if not who:
-        fail("say who decides: --as NAME (or set GUARD_REVIEWER)", 2)
+        fail(f"say how you decide: --server URL with your reviewer token in ${TOKEN_ENV} (or set GUARD_SERVER_URL); "
+             "or, with direct ledger access (operator power), --as NAME", 2)
     ledger = open_ledger(db)
     approval = ledger.get_approval(approval_id)
     if approval is None:
@@ -171,16 +189,23 @@ def approve(approval_id: Annotated[str, typer.Argument(help="The approval id.")]
                                  "arguments still have this hash (from `approvals show`).")] = None,
             edit: Annotated[str | None, typer.Option("--edit", help="Approve these arguments instead: the whole "
                             "JSON object (start from `approvals show --json`); the call runs with them.")] = None,
-            db: DbOption = None, policies: PoliciesDir = None, as_json: JsonFlag = False) -> None:
-    """Approve a waiting call: the exact arguments it waits with, or your edit of them (--edit)."""
-    _decide(approval_id, reviewer, "approve", reason, args_hash, db, policies, as_json, edit)
+            server: Server = None, db: DbOption = None, policies: PoliciesDir = None,
+            as_json: JsonFlag = False) -> None:
+    """Approve a waiting call: the exact arguments it waits with, or your edit of them (--edit).
+
+    People decide through the approval service: `--server URL` (or $GUARD_SERVER_URL) with their reviewer token
+    in $GUARD_TOKEN. `--as NAME` writes the ledger directly, which is operator power."""
+    _decide(approval_id, reviewer, "approve", reason, args_hash, db, policies, as_json, edit, server)
 
 
 @app.command("reject")
 @guarded_command
 def reject(approval_id: Annotated[str, typer.Argument(help="The approval id.")],
            reason: Annotated[str, typer.Option(help="Why: the agent is told, the audit trail keeps it.")],
-           reviewer: Reviewer = None, db: DbOption = None, policies: PoliciesDir = None,
+           reviewer: Reviewer = None, server: Server = None, db: DbOption = None, policies: PoliciesDir = None,
            as_json: JsonFlag = False) -> None:
-    """Reject a waiting call with a reason; it never runs."""
-    _decide(approval_id, reviewer, "reject", reason, None, db, policies, as_json)
+    """Reject a waiting call with a reason; it never runs.
+
+    People decide through the approval service: `--server URL` (or $GUARD_SERVER_URL) with their reviewer token
+    in $GUARD_TOKEN. `--as NAME` writes the ledger directly, which is operator power."""
+    _decide(approval_id, reviewer, "reject", reason, None, db, policies, as_json, server=server)

@@ -28,8 +28,8 @@ def list_runs(team: Annotated[str | None, typer.Option(help="Only this team.")] 
         return
     for r in runs:
         label = f"  [{r.status_label}]" if r.status_label else ""
-        echo(f"{r.run_id}  {r.team:<12} {r.state:<15} calls={r.call_count:<4} {when(r.created_at)}"
-             f"  {r.subject or ''}{label}")
+        echo(f"{r.run_id}  {r.team:<12} {r.state:<16} calls={r.call_count:<4} {when(r.created_at)}"
+                   f"  {r.subject or ''}{label}")
 
 
 @app.command("show")
@@ -49,7 +49,10 @@ def show(run_id: Annotated[str, typer.Argument(help="The run id (see `guard runs
     echo(f"run {run.run_id}")
     echo(f"  team {run.team}   subject {run.subject or '-'}   source event {run.source_event_id or '-'}")
     echo(f"  state {run.state}" + (f"   ({run.status_label})" if run.status_label else "")
-         + ("   REQUIRES REVIEW" if run.requires_review else ""))
+               + ("   REQUIRES REVIEW" if run.requires_review else ""))
+    if run.state == "finished_by_hand":  # RunState.FINISHED_BY_HAND (the CLI starts without the ledger)
+        for m in (m for m in story["manual_actions"] if m["action"] == "finish"):
+            echo(f"  FINISHED BY HAND by {m['operator']} at {when(m['at'])}: {m['note']}")
     last = next((c for c in story["calls"] if c["call_id"] == run.last_call_id), None)
     last_text = f"#{last['seq']} {last['tool']}" if last else "-"
     echo(f"  last successful call: {last_text}")

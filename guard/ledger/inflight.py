@@ -60,9 +60,11 @@ class LedgerInFlight:
     def complete(self, run_id: str, call_id: str, *, token: int, result_json: str, external_ids: dict[str, str],
                  attempts: int, actor: str, src: CallState = C.STARTED, detail: dict[str, Any] | None = None,
                  durable: bool = True) -> None:
-        """`started -> completed` (or `in_doubt -> completed` after a reconcile found the effect).
+        """`started -> completed` (or `in_doubt | failed -> completed` after a reconcile check found the effect).
 
         `durable=False` for a repeat-safe call only: see `Connections.write`."""
+        if src is not C.STARTED:  # the hot path's `started -> completed` is legal by construction
+            check_call_move(call_id, src, C.COMPLETED)
         now = time.time()
         ids = json.dumps(external_ids) if external_ids else "{}"
         with self.conns.write(durable) as cur:

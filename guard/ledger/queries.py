@@ -16,12 +16,12 @@ from guard.ledger.records import (
     ManualActionRecord,
     RunRecord,
 )
-from guard.ledger.states import UNSETTLED_SQL, RunState
+from guard.ledger.states import FINISHED_RUN_STATES, UNSETTLED_SQL, RunState
 
 __all__ = ["LedgerQueries", "OpenWork"]
 
 # Run states that still need something: work going on, or a person (read through ix_runs_state).
-_UNFINISHED_RUNS = tuple(s.value for s in RunState if s not in (RunState.COMPLETED, RunState.ROLLED_BACK))
+_UNFINISHED_RUNS = tuple(s.value for s in RunState if s not in FINISHED_RUN_STATES)
 
 
 @dataclass(frozen=True, slots=True)

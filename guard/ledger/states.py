@@ -12,6 +12,7 @@ from guard.errors import IllegalTransition
 
 __all__ = [
     "CALL_TRANSITIONS",
+    "FINISHED_RUN_STATES",
     "KEY_RELEASING_STATES",
     "OPEN_RUN_STATES",
     "RUN_TRANSITIONS",
@@ -43,7 +44,8 @@ class CallState(StrEnum):
 class RunState(StrEnum):
     RUNNING = "running"
     PAUSED = "paused"  # waiting on a human decision
-    COMPLETED = "completed"
+    COMPLETED = "completed"  # the agent finished it
+    FINISHED_BY_HAND = "finished_by_hand"  # an operator closed it after a stop, with a note (`guard runs finish`)
     ROLLING_BACK = "rolling_back"
     ROLLED_BACK = "rolled_back"
     PENDING_REVIEW = "pending_review"
@@ -67,7 +69,9 @@ CALL_TRANSITIONS: dict[CallState | None, frozenset[CallState]] = {
     C.APPROVED: frozenset({C.STARTED, C.EXPIRED}),
     C.STARTED: frozenset({C.STARTED, C.COMPLETED, C.FAILED, C.IN_DOUBT}),
     C.IN_DOUBT: frozenset({C.COMPLETED, C.FAILED, C.STARTED, C.ROLLING_BACK}),
-    C.FAILED: frozenset({C.STARTED, C.ROLLING_BACK}),
+    # `failed -> completed`: an operator's retry asked the reconcile check first and it found the effect (the
+    # failure was not clean); nothing ran again.
+    C.FAILED: frozenset({C.STARTED, C.ROLLING_BACK, C.COMPLETED}),
     C.COMPLETED: frozenset({C.ROLLING_BACK}),
     C.ROLLING_BACK: frozenset({C.ROLLED_BACK, C.ROLLBACK_FAILED}),
     C.ROLLBACK_FAILED: frozenset({C.ROLLING_BACK, C.ROLLED_BACK}),
@@ -89,14 +93,17 @@ RUN_TRANSITIONS: dict[RunState | None, frozenset[RunState]] = {
     R.RUNNING: frozenset({R.PAUSED, R.COMPLETED, R.ROLLING_BACK, R.PENDING_REVIEW, R.HALTED}),
     R.PAUSED: frozenset({R.RUNNING, R.COMPLETED, R.ROLLING_BACK, R.PENDING_REVIEW, R.HALTED}),
     R.ROLLING_BACK: frozenset({R.ROLLED_BACK, R.PENDING_REVIEW}),
-    R.PENDING_REVIEW: frozenset({R.RUNNING, R.ROLLING_BACK, R.COMPLETED, R.HALTED}),
-    R.HALTED: frozenset({R.RUNNING, R.PENDING_REVIEW}),
+    R.PENDING_REVIEW: frozenset({R.RUNNING, R.ROLLING_BACK, R.FINISHED_BY_HAND, R.HALTED}),
+    R.HALTED: frozenset({R.RUNNING, R.PENDING_REVIEW, R.FINISHED_BY_HAND}),
     R.ROLLED_BACK: frozenset(),
     R.COMPLETED: frozenset(),
+    R.FINISHED_BY_HAND: frozenset(),
 }
 
 # A run in these states accepts new calls.
 OPEN_RUN_STATES: frozenset[RunState] = frozenset({R.RUNNING, R.PAUSED})
+# A run in these states is over: nothing is left to do in it, by the agent or by a person.
+FINISHED_RUN_STATES: frozenset[RunState] = frozenset({R.COMPLETED, R.FINISHED_BY_HAND, R.ROLLED_BACK})
 
 
 def check_call_move(call_id: str, src: CallState | None, dst: CallState) -> None:

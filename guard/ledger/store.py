@@ -392,12 +392,19 @@ class Ledger(LedgerQueries, LedgerApprovals, LedgerPauses, LedgerInFlight, Ledge
             return Offer("started", call.call_id, call.seq, record=call, lease_token=call.lease_token + 1,
                          edited_args=edited, edited_hash=edited_hash if edited is not None else None)
         if state is C.STARTED:
-            live = call.lease_expires_at is not None and call.lease_expires_at > now
+            expires = call.lease_expires_at
+            live = expires is not None and expires > now
             raise CallInDoubt(
-                f"call {call.call_id} ({call.tool}) with this key is already started "
-                + (f"by worker {call.lease_owner}, which holds it" if live else "by a worker whose lease ran out "
-                   "(`guard recover` resolves it)") + "; it is never run twice", in_flight=live,
-                held_by=call.lease_owner, **common)
+                f"call {call.call_id} ({call.tool}) with this key is already started; it is never run twice. "
+                + (f"Worker {call.lease_owner} holds its lease for {expires - now:.0f}s more (renewed while that "
+                   "worker lives). If that worker is dead, `guard recover --app MODULE:GUARD` takes the call over "
+                   "once the lease runs out, or at once `guard recover --app MODULE:GUARD --dead-worker "
+                   f"{call.lease_owner}` (only when you know its process is gone); it is reconciled, never re-run "
+                   "blindly"
+                   if expires is not None and live else
+                   f"Its worker {call.lease_owner}'s lease ran out: `guard recover --app MODULE:GUARD` takes it over "
+                   "(reconciled, never re-run blindly)"),
+                in_flight=live, held_by=call.lease_owner, lease_expires_at=expires, **common)
         if state is C.IN_DOUBT:
             raise CallInDoubt(
                 f"call {call.call_id} ({call.tool}) with this key is in doubt: its outcome is not known; "

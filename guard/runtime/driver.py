@@ -13,7 +13,14 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from guard.crash import crash_point
-from guard.errors import ApprovalPending, ApprovalTimeout, CallFailed, CallOutcomeError, GuardUsageError
+from guard.errors import (
+    ApprovalPending,
+    ApprovalTimeout,
+    CallFailed,
+    CallInDoubt,
+    CallOutcomeError,
+    GuardUsageError,
+)
 from guard.ledger import CallState, RunState
 from guard.ledger.moves import RunClose
 from guard.policy import Verdict
@@ -21,6 +28,7 @@ from guard.runtime.context import CALL_VAR, RUN_VAR, CallScope, RunScope
 from guard.runtime.execute import run_async, run_sync
 from guard.runtime.failure import Settlement, settle
 from guard.runtime.hooks import ReconcileContext
+from guard.runtime.leases import gone_process, name_dead_holder
 from guard.runtime.review import policies_now, roles_in, still_approved
 from guard.runtime.steps import (
     CallInput,
@@ -59,8 +67,11 @@ def _prepare(
 ) -> Prepared:
     crash_point("before_offer")
     decision = guard.policies.classify(run.team, spec.name, args)
-    p = prepare(guard.ledger, decision, CallInput(run, spec, args, key, call_id, compensates), guard.worker_id,
-                guard.lease_ttl, guard.arguments)
+    try:
+        p = prepare(guard.ledger, decision, CallInput(run, spec, args, key, call_id, compensates), guard.worker_id,
+                    guard.lease_ttl, guard.arguments)
+    except CallInDoubt as exc:  # held by another worker: say so when it is known dead, and what to do
+        raise name_dead_holder(exc) from None
     crash_point("after_offer")
     return p
 
@@ -94,7 +105,11 @@ def invoke_in(
                 p.offer.call_id, p.offer.approval_id or "", p.offer.expires_at or 0.0, _wait_budget(guard, p)
             ),
         )
-        p = _prepare(guard, run, spec, args, key, call_id, compensates)
+        try:
+            p = _prepare(guard, run, spec, args, key, call_id, compensates)
+        except CallInDoubt as exc:
+            guard.waiter.wait_out(_running_elsewhere(guard, exc), guard.approval_timeout)
+            p = _prepare(guard, run, spec, args, key, call_id, compensates)
         crash_point("after_approved")
     if (done := _short_circuit(guard, p)) is not None:
         return done[0]
@@ -115,7 +130,11 @@ async def ainvoke(
                 p.offer.call_id, p.offer.approval_id or "", p.offer.expires_at or 0.0, _wait_budget(guard, p)
             ),
         )
-        p = _prepare(guard, run, spec, args, key, call_id)
+        try:
+            p = _prepare(guard, run, spec, args, key, call_id)
+        except CallInDoubt as exc:
+            await guard.waiter.await_out(_running_elsewhere(guard, exc), guard.approval_timeout)
+            p = _prepare(guard, run, spec, args, key, call_id)
         crash_point("after_approved")
     if (done := _short_circuit(guard, p)) is not None:
         return done[0]
@@ -208,10 +227,21 @@ def _wait_budget(guard: Guard, p: Prepared) -> float:
     return guard.approval_timeout
 
 
+def _running_elsewhere(guard: Guard, exc: CallInDoubt) -> str:
+    """After an approval both deliveries of the same call waited on, the other one runs it now: the call to wait
+    out (its outcome is then read from the ledger, never run here). Any other doubt is raised as it is."""
+    if not exc.in_flight or exc.call_id is None or gone_process(exc.held_by) is not None:
+        raise exc
+    guard.log.info("call approved; another delivery of it runs it: waiting for its outcome", call_id=exc.call_id,
+                   held_by=exc.held_by)
+    return exc.call_id
+
+
 def _settled(guard: Guard, p: Prepared, state: str | None) -> None:
-    """After a wait: return to re-offer when approved; raise the typed outcome otherwise."""
-    if state == CallState.APPROVED:
-        guard.log.info("call approved", call_id=p.offer.call_id, tool=p.request.tool)
+    """After a wait: return to re-offer when the call was approved (and maybe already run by another delivery
+    of it: the re-offer returns its recorded result); raise the typed outcome of a refusal or a timeout."""
+    if state not in _REFUSED and state is not None:
+        guard.log.info("call approved", call_id=p.offer.call_id, tool=p.request.tool, state=state)
         return
     if state is None:
         raise ApprovalTimeout(
@@ -228,6 +258,10 @@ def _settled(guard: Guard, p: Prepared, state: str | None) -> None:
     err = decision_outcome(p, state, reason)
     guard.log.warning("call " + state, call_id=p.offer.call_id, tool=p.request.tool, reason=reason)
     raise err
+
+
+# What a wait may end in that means the call will never run.
+_REFUSED = frozenset({CallState.REJECTED, CallState.EXPIRED, CallState.DENIED})
 
 
 def _short_circuit(guard: Guard, p: Prepared) -> tuple[Any] | None:

@@ -16,7 +16,8 @@ from __future__ import annotations
 import inspect
 import os
 import socket
-from collections.abc import Callable, Mapping
+import time
+from collections.abc import Callable, Collection, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Literal, overload
@@ -223,9 +224,9 @@ class Guard:
         hooks = self.hooks_of(name)
         return hooks.label if hooks is not None else None
 
-    def recover(self, *, stale_after: float | None = None) -> RecoveryReport:
+    def recover(self, *, stale_after: float | None = None, dead_workers: Collection[str] = ()) -> RecoveryReport:
         """Resolve what dead workers left behind; see `guard.runtime.recovery.recover`."""
-        return recover(self, stale_after=stale_after)
+        return recover(self, stale_after=stale_after, dead_workers=dead_workers)
 
     def recover_on_start(self) -> None:
         """Once per worker, before its first run: recover what expired leases left behind."""
@@ -237,3 +238,10 @@ class Guard:
             self.log.warning("recovered what a dead worker left", claimed=report.claimed, retried=report.retried,
                              reconciled=report.reconciled, to_review=report.to_review,
                              compensations=report.compensations)
+        for worker in sorted({h.worker or "?" for h in report.held}):
+            held = [h for h in report.held if (h.worker or "?") == worker]
+            self.log.info("calls held by another worker's live lease: left alone until it runs out",
+                             worker=worker, calls=[h.call_id for h in held],
+                             lease_ends_in=round(max((h.until or 0.0) for h in held) - time.time(), 1),
+                             then="guard recover --app MODULE:GUARD",
+                             now_if_dead=f"guard recover --app MODULE:GUARD --dead-worker {worker}")

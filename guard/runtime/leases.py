@@ -7,15 +7,49 @@ the call over): the call is dropped from the set, and the tool's own final write
 
 from __future__ import annotations
 
+import os
+import socket
 import threading
 from typing import TYPE_CHECKING
 
 from structlog.typing import FilteringBoundLogger
 
+from guard.errors import CallInDoubt
+
 if TYPE_CHECKING:
     from guard.ledger import Ledger
 
-__all__ = ["Heartbeat"]
+__all__ = ["Heartbeat", "gone_process", "name_dead_holder"]
+
+
+def gone_process(worker: str | None) -> int | None:
+    """The process id of `worker` when it is a default worker id (`host:pid:nonce`) of this host and no process
+    with that id runs here any more: that worker is dead. None when it may be alive, ran elsewhere, or is named
+    otherwise (nothing can be told from here)."""
+    if not worker or os.name != "posix":  # os.kill(pid, 0) is only a probe on POSIX
+        return None
+    host, _, rest = worker.partition(":")
+    pid_text = rest.partition(":")[0]
+    if host != socket.gethostname() or not pid_text.isdigit() or int(pid_text) in (0, os.getpid()):
+        return None
+    try:
+        os.kill(int(pid_text), 0)
+    except ProcessLookupError:
+        return int(pid_text)
+    except OSError:  # it exists under another user, or cannot be asked: not known dead
+        return None
+    return None
+
+
+def name_dead_holder(exc: CallInDoubt) -> CallInDoubt:
+    """The same doubt, saying so when the worker holding the call is known dead (it ran on this host and its
+    process is gone), with the command that takes the call over now; `exc` itself otherwise."""
+    pid = gone_process(exc.held_by) if exc.in_flight else None
+    if pid is None:
+        return exc
+    return CallInDoubt(f"{exc.message} Worker {exc.held_by} ran on this host as process {pid}, which is not "
+                       f"running any more: it is dead. `guard recover --app MODULE:GUARD --dead-worker {exc.held_by}` "
+                       "takes its calls over now.", **exc.fields)
 
 
 class Heartbeat:

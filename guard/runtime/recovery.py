@@ -4,7 +4,12 @@
   new fencing token. A repeat-safe call (read, idempotent) runs again with the same key. Any other call
   becomes `in_doubt` and goes through its tool's reconcile check: found -> `completed` with what was found;
   confirmed absent -> it runs once; no check or no answer -> its run halts in `pending_review`.
-- A call already `in_doubt` gets its reconcile check again (the check may answer now).
+- A call already `in_doubt` gets its reconcile check again (the check may answer now). When it settles, a
+  run that waited for review because of it moves on, or says what is left (`settled_runs.after_settled`).
+- The reconcile step (`ask_reconcile`, `record_found`, `run_once`) is the one an operator's
+  `guard runs retry-call` takes too, so a call is settled the same way whoever asks.
+- A started call whose worker's lease is still live is left alone and listed in `RecoveryReport.held`: the
+  dead worker's lease must run out first, unless a person names that worker dead (`dead_workers`).
 - A run left `rolling_back` resumes its saga; compensations are keyed, so none runs twice.
 Arguments with redacted secrets cannot be replayed from the ledger: such calls go to review instead.
 """
@@ -13,6 +18,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -25,13 +31,15 @@ from guard.runtime.context import RunScope
 from guard.runtime.failure import disagreement, reconcile
 from guard.runtime.hooks import Found, NotFound, ReconcileContext
 from guard.runtime.saga import compensate_run
+from guard.runtime.settled_runs import after_settled
 from guard.runtime.steps import CallInput, Prepared
 
 if TYPE_CHECKING:
     from guard.runtime.guard import Guard
     from guard.runtime.tools import GuardedTool
 
-__all__ = ["RecoveryReport", "recover", "run_claimed"]
+__all__ = ["Held", "RecoveryReport", "Unknown", "ask_reconcile", "record_found", "recover", "replayable", "run_claimed",
+           "run_once"]
 
 C = CallState
 
@@ -47,9 +55,23 @@ class RecoveryReport:
     to_review: int = 0
     compensations: int = 0
     notes: list[str] = field(default_factory=list[str])
+    held: list[Held] = field(default_factory=list["Held"])  # started calls left alone: their worker looks alive
 
 
-def recover(guard: Guard, *, stale_after: float | None = None) -> RecoveryReport:
+@dataclass(frozen=True, slots=True)
+class Held:
+    """A started call recovery left alone because its worker's lease (or sign of life) has not run out."""
+
+    run_id: str
+    call_id: str
+    seq: int
+    tool: str
+    worker: str | None
+    until: float | None  # when recovery may take it over (epoch seconds); None: unknown
+
+
+def recover(guard: Guard, *, stale_after: float | None = None,
+            dead_workers: Collection[str] = ()) -> RecoveryReport:
     """Resolve calls left `started` or `in_doubt` and runs left `rolling_back`.
 
     Args:
@@ -57,18 +79,27 @@ def recover(guard: Guard, *, stale_after: float | None = None) -> RecoveryReport
             life for that many seconds (0: every started call not held by this worker; use it only when every
             other worker is known dead, e.g. after its process was killed: two recoveries at once must rely on
             leases, or one may take over a call the other is running).
+        dead_workers: worker ids a person knows are dead (their process is gone): their calls are taken over
+            now, whatever their lease says. Every other worker's live lease is still respected.
+
+    The calls left alone because their worker may be alive are in `RecoveryReport.held`, with the time their
+    lease runs out.
     """
     report = RecoveryReport()
     now = time.time()
     seen: set[str] = set()
+    dead = frozenset(dead_workers)
     for call in guard.ledger.calls_in_state((C.STARTED,)):
         if guard.heartbeat.holds(call.call_id):
             continue
         alive = (call.lease_expires_at is not None and call.lease_expires_at > now) if stale_after is None \
             else call.updated_at > now - stale_after
-        if not alive:
-            seen.add(call.call_id)
-            _started(guard, call, report)
+        if alive and call.lease_owner not in dead:
+            until = call.lease_expires_at if stale_after is None else call.updated_at + stale_after
+            report.held.append(Held(call.run_id, call.call_id, call.seq, call.tool, call.lease_owner, until))
+            continue
+        seen.add(call.call_id)
+        _started(guard, call, report)
     for call in guard.ledger.calls_in_state((C.IN_DOUBT,)):
         if call.call_id in seen:
             continue
@@ -101,6 +132,11 @@ def _exact(args_json: str) -> bool:
     return REDACTED not in args_json
 
 
+def replayable(guard: Guard, call: CallRecord) -> bool:
+    """The ledger holds the arguments the call was approved to run with exactly (no secret redacted out)."""
+    return _exact(_approved_args(guard, call))
+
+
 def _started(guard: Guard, call: CallRecord, report: RecoveryReport) -> None:
     tool = guard.tool_named(call.tool)
     repeat_safe = call.side_effect in ("read", "idempotent")
@@ -124,36 +160,77 @@ def _started(guard: Guard, call: CallRecord, report: RecoveryReport) -> None:
         _in_doubt(guard, moved, report)
 
 
-def _in_doubt(guard: Guard, call: CallRecord, report: RecoveryReport) -> None:
+@dataclass(frozen=True, slots=True)
+class Unknown:
+    """The reconcile step cannot settle the call: nothing may run. `why` says why; `replayable` is True when a
+    person who checked the other system may still have it run once (`guard runs retry-call --confirmed-absent`):
+    no check, or a check that could not tell. Never when the check and the ledger disagree, or when the recorded
+    arguments are redacted."""
+
+    why: str
+    replayable: bool
+
+
+def ask_reconcile(guard: Guard, call: CallRecord) -> Found | NotFound | Unknown:
+    """The reconcile step, shared by recovery and an operator's retry: ask the tool's reconcile check about a
+    call whose outcome is not known, and say what may happen next. Found: the effect is there (its ids agree
+    with the ledger); record it, run nothing. NotFound: it provably is not, and the call can be replayed exactly;
+    run it once with the same key. Unknown: nothing runs."""
     tool = guard.tool_named(call.tool)
     hooks = tool.spec.hooks if tool is not None else None
     ctx = ReconcileContext(run_id=call.run_id, call_id=call.call_id, tool=call.tool, args=call.args,
                            idempotency_key=call.offered_key, external_ids=call.external_id_map,
                            attempts=call.attempts)
     answer = reconcile(hooks.reconcile if hooks is not None else None, ctx)
-    clash = disagreement(call.external_id_map, answer) if isinstance(answer, Found) else None
-    if isinstance(answer, Found) and clash is None:
-        decision = guard.policies.classify(call.team, call.tool, call.args)
-        ids = {**call.external_id_map, **answer.external_ids}
-        guard.ledger.complete(call.run_id, call.call_id, token=call.lease_token,
-                              result_json=to_json(redact(answer.result, decision.secret_fields)), external_ids=ids,
-                              attempts=call.attempts, actor=_actor(guard), src=C.IN_DOUBT,
-                              detail={"reconciled": "found"})
+    if isinstance(answer, Found):
+        clash = disagreement(call.external_id_map, answer)
+        return answer if clash is None else Unknown(f"its reconcile check and the ledger disagree ({clash})", False)
+    exact = _exact(_approved_args(guard, call))
+    if isinstance(answer, NotFound):
+        return answer if tool is not None and exact else Unknown(
+            "its reconcile check confirmed it did not happen, but its recorded arguments are redacted: run it by "
+            "hand" if tool is not None else "this Guard has no tool code for it", tool is None and exact)
+    if not exact:
+        return Unknown("no reconcile check answered, and its recorded arguments are redacted: check the other "
+                       "system and run it by hand", False)
+    return Unknown("no tool code here" if hooks is None else "its tool declares no reconcile check"
+                   if hooks.reconcile is None else "its reconcile check could not tell", True)
+
+
+def record_found(guard: Guard, call: CallRecord, found: Found, *, actor: str) -> None:
+    """The reconcile check found the call's effect: `in_doubt | failed -> completed` with what it found."""
+    decision = guard.policies.classify(call.team, call.tool, call.args)
+    guard.ledger.complete(call.run_id, call.call_id, token=call.lease_token,
+                          result_json=to_json(redact(found.result, decision.secret_fields)),
+                          external_ids={**call.external_id_map, **found.external_ids}, attempts=call.attempts,
+                          actor=actor, src=C(call.state), detail={"reconciled": "found"})
+
+
+def run_once(guard: Guard, call: CallRecord, tool: GuardedTool, report: RecoveryReport, *, actor: str) -> bool:
+    """Take the call over (`-> started`, a new fencing token) and run it once with its recorded arguments and
+    key; False when another worker changed it first (then nothing ran here)."""
+    token = guard.ledger.claim(call, worker=guard.worker_id, ttl=guard.lease_ttl, actor=actor, to=C.STARTED)
+    if token is None:
+        return False
+    run_claimed(guard, call, tool, token, report, actor=actor)
+    return True
+
+
+def _in_doubt(guard: Guard, call: CallRecord, report: RecoveryReport) -> None:
+    answer = ask_reconcile(guard, call)
+    tool = guard.tool_named(call.tool)
+    if isinstance(answer, Found):
+        record_found(guard, call, answer, actor=_actor(guard))
         report.reconciled += 1
+        _settled(guard, call, f"#{call.seq} {call.tool} was found by its reconcile check")
         return
-    if isinstance(answer, NotFound) and tool is not None and _exact(_approved_args(guard, call)):
-        token = guard.ledger.claim(call, worker=guard.worker_id, ttl=guard.lease_ttl, actor=_actor(guard),
-                                   to=C.STARTED)
-        if token is not None:
+    if isinstance(answer, NotFound) and tool is not None:
+        if run_once(guard, call, tool, report, actor=_actor(guard)):
             report.reconciled += 1
-            run_claimed(guard, call, tool, token, report)
             report.ran_once += 1
+            _settled(guard, call, f"#{call.seq} {call.tool} was confirmed absent by its reconcile check and ran once")
         return
-    why = (f"its reconcile check and the ledger disagree ({clash})" if clash is not None else
-           "its reconcile check confirmed it did not happen, but its recorded arguments are redacted: run it "
-           "by hand" if isinstance(answer, NotFound) else
-           "no tool code or reconcile check here" if hooks is None or hooks.reconcile is None else
-           "its reconcile check could not tell")
+    why = answer.why if isinstance(answer, Unknown) else "no tool code here"
     report.to_review += 1
     report.notes.append(f"{call.run_id} #{call.seq} {call.tool}: {why}")
     run = guard.ledger.get_run(call.run_id)
@@ -161,8 +238,23 @@ def _in_doubt(guard: Guard, call: CallRecord, report: RecoveryReport) -> None:
         guard.ledger.move_run(call.run_id, RunClose(
             RunState.PENDING_REVIEW, status_label=call.tool.replace(".", "_") + "_in_doubt",
             error_summary=f"{call.tool} may or may not have happened ({why})",
-            next_safe_action=f"check {call.tool} in the other system, then `guard runs finish --note` or "
-                             "`guard runs retry-call`", requires_review=True), actor=_actor(guard))
+            next_safe_action=_what_to_do(call), requires_review=True), actor=_actor(guard))
+
+
+def _what_to_do(call: CallRecord) -> str:
+    """What a person does about a call the reconcile step could not settle."""
+    return (f"check {call.tool} in the other system (idempotency key {call.offered_key or '-'}); then "
+            f"`guard runs retry-call {call.run_id} {call.call_id} --app MODULE:GUARD --note ...` (add "
+            "`--confirmed-absent` if you found it is not there) or `guard runs finish "
+            f"{call.run_id} --note ...`")
+
+
+def _settled(guard: Guard, call: CallRecord, how: str) -> None:
+    """A call recovery settled: its run, if it waits for review, moves on or says what is left."""
+    done = guard.ledger.get_call(call.call_id)
+    if done is not None and done.state == C.COMPLETED:
+        after_settled(guard, call.run_id, actor=_actor(guard), settled=how,
+                      expect=frozenset({RunState.PENDING_REVIEW}))
 
 
 def run_claimed(guard: Guard, call: CallRecord, tool: GuardedTool, token: int, report: RecoveryReport, *,

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from guard.errors import ApprovalPending, ApprovalTimeout, CallInDoubt, RunNotRunning
+from guard.errors import ApprovalPending, ApprovalTimeout, CallInDoubt, IllegalTransition, RunNotRunning
 from guard.ledger import RunClose, RunRecord, RunState, new_id
 from guard.ledger.states import OPEN_RUN_STATES
 from guard.redaction import scrub_text
@@ -29,9 +29,9 @@ class RunHandle:
     error as its summary. `ApprovalPending` and `ApprovalTimeout` leave the run paused: its approval still
     stands, and the run resumes later with the same run id and the same call.
 
-    Entering an existing run resumes it. A `completed` run may be entered again (the same event delivered
-    twice): every call it already made returns its recorded result, and any new call is refused with
-    RunNotRunning. A run halted or pending review refuses entry until an operator acts on it.
+    Entering an existing run resumes it. A `completed` run (or one `finished_by_hand`) may be entered again
+    (the same event delivered twice): every call it already made returns its recorded result, and any new call
+    is refused with RunNotRunning. A run halted or pending review refuses entry until an operator acts on it.
 
     With `keep_open=True` a clean exit leaves a running run `running` (a run that several sessions carry on,
     e.g. an MCP proxy's run for one event across client connections); a block that raises closes it as above.
@@ -62,7 +62,7 @@ class RunHandle:
         self.guard.recover_on_start()
         run = self.guard.ledger.open_run(self.run_id, self.team, actor=self.guard.actor, subject=self.subject,
                                          source_event_id=self.source_event_id)
-        if run.state not in OPEN_RUN_STATES and run.state != RunState.COMPLETED:
+        if run.state not in OPEN_RUN_STATES and run.state not in (RunState.COMPLETED, RunState.FINISHED_BY_HAND):
             reason = (f"run {self.run_id} is {run.state}" + (f" ({run.status_label})" if run.status_label else "")
                       + f": see `guard runs show {self.run_id}`")
             raise RunNotRunning(reason, run_id=self.run_id, call_id=None, tool=None, state=run.state,
@@ -100,8 +100,12 @@ class RunHandle:
             if run.state == RunState.RUNNING and self.keep_open:
                 self.guard.log.info("run left running (kept open)")
             elif run.state == RunState.RUNNING:
-                self.guard.ledger.move_run(self.run_id, RunClose(RunState.COMPLETED), actor=self.guard.actor,
-                                           expect=frozenset({RunState.RUNNING}))
+                try:
+                    self.guard.ledger.move_run(self.run_id, RunClose(RunState.COMPLETED), actor=self.guard.actor,
+                                               expect=frozenset({RunState.RUNNING}))
+                except IllegalTransition:  # another delivery of the same event moved it first: that stands
+                    self.guard.log.info("run left " + self.record().state + " by another delivery")
+                    return
                 self.guard.log.info("run completed")
             return
         changed = any(c.state == "completed" and c.side_effect not in (None, "read") for c in self.calls())

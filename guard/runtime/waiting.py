@@ -53,6 +53,24 @@ class Waiter:
                 decided.wait(delay)
         return self._check(call_id, approval_id, expires_at)
 
+    def wait_out(self, call_id: str, timeout: float) -> str | None:
+        """While another worker runs the call (`started`): its state once it leaves `started`, or None when
+        `timeout` seconds pass first."""
+        decided = condition(self.ledger.url)
+        for delay in self._delays(time.monotonic() + timeout):
+            if (state := self.ledger.call_state(call_id)) != CallState.STARTED:
+                return state
+            with decided:
+                decided.wait(delay)
+        return None
+
+    async def await_out(self, call_id: str, timeout: float) -> str | None:
+        for delay in self._delays(time.monotonic() + timeout):
+            if (state := self.ledger.call_state(call_id)) != CallState.STARTED:
+                return state
+            await asyncio.sleep(delay)
+        return None
+
     async def await_(self, call_id: str, approval_id: str, expires_at: float, timeout: float) -> str | None:
         for delay in self._delays(time.monotonic() + timeout):
             if (state := self._check(call_id, approval_id, expires_at)) is not None:

@@ -103,10 +103,13 @@ def _run_table(run: dict[str, Any] | None, call_id: str) -> str:
         f'<td>{"this call" if c["call_id"] == call_id else ""}</td></tr>'
         for c in run["calls"])
     r = run["run"]
+    by_hand = "".join(f'<li>{_e(m["operator"])} {_e(m["action"])}: {_e(m["note"])}</li>'
+                      for m in run.get("manual_actions", []))
     return (f'<h2>The run so far</h2><p>Run <code>{_e(r["run_id"])}</code>, team {_e(r["team"])}, '
             f'subject {_e(r["subject"])}, state {_e(r["state"])}</p>'
             "<table><thead><tr><th>#</th><th>Tool</th><th>Class</th><th>State</th><th>External ids</th><th></th>"
-            f"</tr></thead><tbody>{rows}</tbody></table>")
+            f"</tr></thead><tbody>{rows}</tbody></table>"
+            + (f"<h3>Done by hand</h3><ul>{by_hand}</ul>" if by_hand else ""))
 
 
 def _arguments(a: dict[str, Any]) -> str:

@@ -4,6 +4,9 @@ agent's tools loaded from `--app module:attribute`."""
 from __future__ import annotations
 
 import importlib
+import json
+import socket
+import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -12,8 +15,10 @@ from typing import cast
 import pytest
 from typer.testing import CliRunner
 
-from guard import CallFailed, Guard
+from guard import CallFailed, Guard, args_hash
+from guard.canonical import canonical_json
 from guard.cli import app as cli
+from guard.ledger import CallRequest, Ledger, new_id
 
 POLICY = """\
 team: ops
@@ -101,9 +106,12 @@ def test_finish_needs_a_note_and_closes_the_run_by_hand(ops_app: Path, db_path: 
     assert missing.exit_code == 2
     done = runner.invoke(cli, ["runs", "finish", run_id, "--note", "shipped by hand", "--as", "oncall",
                                "--db", str(db_path)])
-    assert done.exit_code == 0 and "completed" in done.output
+    assert done.exit_code == 0 and f"run {run_id}: finished_by_hand (billing_charged_warehouse_failed)" in done.output
     story = runner.invoke(cli, ["runs", "show", run_id, "--db", str(db_path), "--no-events"])
-    assert "by hand:" in story.output and "oncall finish: shipped by hand" in story.output
+    assert "state finished_by_hand" in story.output and "state completed" not in story.output
+    assert "FINISHED BY HAND by oncall" in story.output and "shipped by hand" in story.output
+    listed = runner.invoke(cli, ["runs", "list", "--db", str(db_path), "--json"])
+    assert [r["state"] for r in json.loads(listed.output) if r["run_id"] == run_id] == ["finished_by_hand"]
 
 
 def test_retry_call_runs_the_failed_call_again_once_the_cause_is_fixed(ops_app: Path, db_path: Path) -> None:
@@ -114,10 +122,15 @@ def test_retry_call_runs_the_failed_call_again_once_the_cause_is_fixed(ops_app: 
         [ship] = [c for c in guard.ledger.calls_of(run_id) if c.tool == "warehouse.ship"]
     finally:
         guard.close()
-    done = CliRunner().invoke(cli, ["runs", "retry-call", run_id, ship.call_id, "--note", "carrier is back",
-                                    "--app", "opsapp:app", "--db", str(db_path)])
+    runner = CliRunner()
+    args = ["runs", "retry-call", run_id, ship.call_id, "--note", "carrier is back; no parcel left",
+            "--app", "opsapp:app", "--db", str(db_path)]
+    refused = runner.invoke(cli, args)  # shipping declares no reconcile check: nobody knows it did nothing
+    assert refused.exit_code == 1 and "--confirmed-absent" in refused.output
+    done = runner.invoke(cli, [*args, "--confirmed-absent"])  # the operator checked the carrier by hand
     assert done.exit_code == 0, done.output
-    assert f"call {ship.call_id}: completed" in done.output
+    assert f"call {ship.call_id}: completed (ran once)" in done.output
+    assert f"run {run_id}: running; next:" in done.output
 
 
 def test_recover_reports_what_it_did_and_a_bad_app_is_a_usage_error(ops_app: Path, db_path: Path) -> None:
@@ -126,3 +139,54 @@ def test_recover_reports_what_it_did_and_a_bad_app_is_a_usage_error(ops_app: Pat
     assert done.exit_code == 0 and "claimed 0" in done.output
     bad = runner.invoke(cli, ["recover", "--app", "opsapp", "--db", str(db_path)])
     assert bad.exit_code == 2 and "module:attribute" in bad.output
+
+
+def test_recover_right_after_a_crash_says_which_lease_holds_a_call_until_when_and_how_to_take_it_over_now(
+        ops_app: Path, db_path: Path) -> None:
+    ledger = Ledger(f"sqlite:///{db_path}")
+    try:
+        ledger.open_run("ops:order-9", "ops", actor="agent")
+        args = {"amount": 9}
+        ledger.offer(CallRequest(  # what a worker killed mid-charge leaves: its lease lives on for a minute
+            call_id=new_id("call"), run_id="ops:order-9", team="ops", tool="billing.charge",
+            args_json=canonical_json(args).decode(), args_hash=args_hash(args), idempotency_key="k9",
+            verdict="allow", side_effect="compensable", rule="charge", reason="", policy_version="v", actor="agent",
+            worker="box-7:4242:w", lease_ttl=60.0))
+    finally:
+        ledger.close()
+    runner = CliRunner()
+    base = ["recover", "--app", "opsapp:app", "--db", str(db_path)]
+
+    first = runner.invoke(cli, base)
+
+    assert first.exit_code == 0 and "claimed 0" in first.output
+    assert "held by worker box-7:4242:w: #1 billing.charge in run ops:order-9" in first.output
+    assert "its lease runs out in 6" in first.output or "its lease runs out in 5" in first.output
+    assert "guard recover --app opsapp:app --dead-worker box-7:4242:w" in first.output
+    as_json = json.loads(runner.invoke(cli, [*base, "--json"]).output)
+    assert [(h["worker"], h["tool"]) for h in as_json["held"]] == [("box-7:4242:w", "billing.charge")]
+
+    forced = runner.invoke(cli, [*base, "--dead-worker", "box-7:4242:w"])  # the on-call knows box-7 died
+
+    assert forced.exit_code == 0 and "claimed 1" in forced.output and "held by" not in forced.output
+    assert "review: ops:order-9 #1 billing.charge: its tool declares no reconcile check" in forced.output
+
+
+def test_recover_says_a_holder_on_this_host_whose_process_is_gone_is_dead(ops_app: Path, db_path: Path) -> None:
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    worker = f"{socket.gethostname()}:{child.pid}:w"
+    ledger = Ledger(f"sqlite:///{db_path}")
+    try:
+        ledger.open_run("ops:order-10", "ops", actor="agent")
+        args = {"order": "o-10"}
+        ledger.offer(CallRequest(
+            call_id=new_id("call"), run_id="ops:order-10", team="ops", tool="warehouse.ship",
+            args_json=canonical_json(args).decode(), args_hash=args_hash(args), idempotency_key="k10",
+            verdict="allow", side_effect="compensable", rule="ship", reason="", policy_version="v", actor="agent",
+            worker=worker, lease_ttl=60.0))
+    finally:
+        ledger.close()
+    done = CliRunner().invoke(cli, ["recover", "--app", "opsapp:app", "--db", str(db_path)])
+    assert f"ran on this host as process {child.pid}, which is not running any more: it is dead" in done.output
+    assert f"guard recover --app opsapp:app --dead-worker {worker}" in done.output

@@ -219,7 +219,8 @@ def test_an_operator_retries_a_failed_call_compensates_and_finishes_with_notes(
 
     with pytest.raises(IllegalTransition):
         finish(guard.ledger, run.run_id, operator="oncall", note="   ")  # a note is required
-    retry_call(guard, run.run_id, ship_call.call_id, operator="oncall", note="carrier is back")
+    retry_call(guard, run.run_id, ship_call.call_id, operator="oncall", note="carrier is back: no shipment",
+               confirmed_absent=True)
     assert seen.ships == 2
     again = guard.ledger.get_call(ship_call.call_id)
     assert again is not None and again.state == "failed"  # still down: recorded, run back to review
@@ -232,18 +233,21 @@ def test_an_operator_retries_a_failed_call_compensates_and_finishes_with_notes(
     assert final.error_summary is not None and final.error_summary.startswith("warehouse.ship failed")
     assert "Undone: #1 billing.charge" in final.error_summary
     actions = [(m.action, m.operator) for m in guard.ledger.manual_actions_of(run.run_id)]
-    assert actions == [("retry-call", "oncall"), ("compensate", "oncall")]
+    assert actions == [("retry-call --confirmed-absent", "oncall"), ("compensate", "oncall")]
     assert guard.ledger.verify_chain().ok
 
 
-def test_finishing_a_run_by_hand_records_the_note_and_completes_it(
+def test_a_run_finished_by_hand_is_recorded_finished_by_hand_with_its_note_never_completed(
         worker: tuple[Guard, Counter, dict[str, GuardedTool]]) -> None:
     guard, seen, _ = worker
     seen.charge_answer = None
     left_started(guard.ledger, "r7", "billing.charge", "compensable", {"amount": 1})
     guard.recover()
     run = finish(guard.ledger, "r7", operator="oncall", note="checked the processor: no charge; closing")
-    assert run.state == "completed"
+    assert (run.state, run.status_label) == ("finished_by_hand", "billing_charge_in_doubt")
+    assert not run.requires_review
+    [close] = [e for e in guard.ledger.events_of("r7") if e.entity == "run" and e.to_state == "finished_by_hand"]
+    assert (close.from_state, close.actor) == ("pending_review", "oncall")
     [action] = guard.ledger.manual_actions_of("r7")
     assert (action.action, action.note) == ("finish", "checked the processor: no charge; closing")
     assert time.time() >= action.at
