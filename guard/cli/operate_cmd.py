@@ -34,8 +34,8 @@ Note = Annotated[str, typer.Option("--note", help="What you did or decided, and 
 @guarded_command
 def recover(app: AppOption, db: DbOption = None,
             stale_after: Annotated[float | None, typer.Option(
-                help="Take over started calls with no sign of life for this many seconds [default: when their "
-                     "lease ran out]; 0 when every other worker is known dead.")] = None,
+                help="Take over started calls with no sign of life for this many seconds; 0 when every other "
+                     "worker is known dead.", show_default="when their lease ran out")] = None,
             dead_worker: Annotated[list[str] | None, typer.Option(
                 "--dead-worker", help="A worker you know is dead (its process is gone): take over its calls now, "
                                       "without waiting for its lease to run out. Repeat for several.")] = None,

@@ -13,7 +13,7 @@ from urllib.parse import quote
 
 import typer
 
-from guard.cli.common import emit, fail
+from guard.cli.common import echo, emit, fail
 
 __all__ = ["TOKEN_ENV", "decide_over_http"]
 
@@ -66,12 +66,12 @@ def decide_over_http(server: str, approval_id: str, decision: Literal["approve",
         return
     who, state = out["reviewer"], out["state"]
     if out["repeat"]:
-        typer.echo(f"{who} already decided {decision} on {approval_id}; nothing changed (now {state})")
+        echo(f"{who} already decided {decision} on {approval_id}; nothing changed (now {state})")
     elif out["settled"]:
-        typer.echo(f"{approval_id} {state} by {who} (through {server}): {approval['tool']} in run {approval['run_id']} "
+        echo(f"{approval_id} {state} by {who} (through {server}): {approval['tool']} in run {approval['run_id']} "
               + ("may run now" if state == "approved" else "will not run"))
     else:
-        typer.echo(f"{who} approved {approval_id}; it still needs {approval['quorum']} distinct approvers in all")
+        echo(f"{who} approved {approval_id}; it still needs {approval['quorum']} distinct approvers in all")
 
 
 def _refused(response: Any, as_json: bool) -> NoReturn:
