@@ -36,6 +36,7 @@ EXPORTED = [
     "GuardedTool",
     "IdempotencyConflict",
     "IllegalTransition",
+    "LeaseLost",
     "Ledger",
     "LedgerError",
     "LedgerNotReady",

@@ -133,8 +133,11 @@ class Connections:
         self._idle: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._all: list[Any] = []
         self._lock = threading.Lock()
+        self._closed = False
 
     def borrow(self) -> Any:
+        if self._closed:
+            raise LedgerUnavailable(f"{self.backend.url}: this ledger was closed", url=self.backend.url)
         try:
             conn = self._idle.get_nowait()
             while self._check_stale and conn.stale():
@@ -150,7 +153,8 @@ class Connections:
             return conn
 
     def give_back(self, conn: Any) -> None:
-        if getattr(conn, "in_transaction", False):  # a rollback that failed: this connection is not reused
+        if self._closed or getattr(conn, "in_transaction", False):
+            # Closed meanwhile, or a rollback that failed: this connection is not reused.
             self.discard(conn)
             return
         self._idle.put(conn)
@@ -217,11 +221,16 @@ class Connections:
             cur.execute("ROLLBACK")
 
     def close(self) -> None:
-        with self._lock:
-            conns, self._all = self._all, []
-        for conn in conns:
-            conn.close()
-        self._idle = queue.SimpleQueue()
+        """Close the idle connections now, and each borrowed one when its thread gives it back: closing a
+        connection another thread is writing on would crash the process (SQLite frees it under the write).
+        Borrowing afterwards raises LedgerUnavailable."""
+        self._closed = True
+        while True:
+            try:
+                conn = self._idle.get_nowait()
+            except queue.Empty:
+                break
+            self.discard(conn)
 
 
 class _WriteTx:

@@ -20,11 +20,16 @@ __all__ = ["CallScope", "RunScope", "current_call", "current_run", "report_exter
 
 @dataclass(frozen=True, slots=True)
 class RunScope:
-    """The run a block of agent code works in (set by `Guard.run`)."""
+    """The run a block of agent code works in (set by `Guard.run`).
+
+    `lost` names the calls of this run whose lease this worker lost (`LeaseLost`): another worker took them
+    over, so this one is stale for the run and leaves it as it stands when its block ends.
+    """
 
     run_id: str
     team: str
     actor: str
+    lost: set[str] = field(default_factory=set[str], compare=False)
 
 
 @dataclass(slots=True)

@@ -13,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from guard.crash import crash_point
-from guard.errors import ApprovalPending, ApprovalTimeout, CallFailed, CallOutcomeError, GuardUsageError
+from guard.errors import ApprovalPending, ApprovalTimeout, CallFailed, CallOutcomeError, GuardUsageError, LeaseLost
 from guard.ledger import CallState, RunState
 from guard.ledger.moves import RunClose
 from guard.policy import Verdict
@@ -171,6 +171,9 @@ async def _drive(guard: Guard, p: Prepared) -> Any:
                 base = settled.attempts
                 continue
             return _completed(guard, p, result, scope, base + attempts)
+    except LeaseLost:
+        p.input.run.lost.add(p.offer.call_id)  # fenced: this worker is stale for the run (RunHandle._close)
+        raise
     finally:
         CALL_VAR.reset(token)
         guard.heartbeat.release(p.offer.call_id)

@@ -7,18 +7,24 @@
 - A call already `in_doubt` gets its reconcile check again (the check may answer now).
 - A run left `rolling_back` resumes its saga; compensations are keyed, so none runs twice.
 Arguments with redacted secrets cannot be replayed from the ledger: such calls go to review instead.
+
+Several recoveries may run at once (workers starting together, `guard recover` beside them). Each takes a call
+over with a compare-and-set on its lease token before it acts on it, an in-doubt call included; a call whose
+live lease another recoverer holds, or that another changed first, is skipped with a note (`skipped`), and the
+pass goes on.
 """
 
 from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from guard.canonical import REDACTED, redact, to_json
 from guard.crash import crash_point
-from guard.errors import CallOutcomeError
+from guard.errors import CallOutcomeError, IllegalTransition
 from guard.ledger import CallRecord, CallRequest, CallState, Offer, RunState
 from guard.ledger.moves import RunClose
 from guard.runtime.context import RunScope
@@ -34,6 +40,8 @@ if TYPE_CHECKING:
 __all__ = ["RecoveryReport", "recover", "run_claimed"]
 
 C = CallState
+# The run states an unsettled in-doubt call sends to review (a run already there, or closed, stays as it is).
+_TO_REVIEW = frozenset({RunState.RUNNING, RunState.PAUSED, RunState.ROLLING_BACK, RunState.HALTED})
 
 
 @dataclass(slots=True)
@@ -46,7 +54,12 @@ class RecoveryReport:
     ran_once: int = 0
     to_review: int = 0
     compensations: int = 0
+    skipped: int = 0  # calls and runs another recoverer took first
     notes: list[str] = field(default_factory=list[str])
+
+    def lost(self, what: str, why: str) -> None:
+        self.skipped += 1
+        self.notes.append(f"{what}: skipped, {why}")
 
 
 def recover(guard: Guard, *, stale_after: float | None = None) -> RecoveryReport:
@@ -68,20 +81,53 @@ def recover(guard: Guard, *, stale_after: float | None = None) -> RecoveryReport
             else call.updated_at > now - stale_after
         if not alive:
             seen.add(call.call_id)
-            _started(guard, call, report)
+            _contended(report, _name(call), lambda c=call: _started(guard, c, report))
     for call in guard.ledger.calls_in_state((C.IN_DOUBT,)):
-        if call.call_id in seen:
-            continue
-        fresh = guard.ledger.get_call(call.call_id)
-        if fresh is not None and fresh.state == C.IN_DOUBT:
-            _in_doubt(guard, fresh, report)
+        if call.call_id not in seen:
+            _contended(report, _name(call), lambda c=call: _take_in_doubt(guard, c, report))
     for run in guard.ledger.list_runs(state=RunState.ROLLING_BACK, limit=10_000):
         failed = next((c for c in guard.ledger.calls_of(run.run_id)
                        if c.state in (C.FAILED, C.IN_DOUBT) and c.compensates_call_id is None), None)
-        compensate_run(guard, run.run_id, failure=run.error_summary or "a saga was interrupted",
-                       failed_tool=failed.tool if failed is not None else "run", actor=_actor(guard))
-        report.compensations += 1
+        if _contended(report, f"run {run.run_id}", lambda r=run, f=failed: compensate_run(
+                guard, r.run_id, failure=r.error_summary or "a saga was interrupted",
+                failed_tool=f.tool if f is not None else "run", actor=_actor(guard))):
+            report.compensations += 1
     return report
+
+
+def _name(call: CallRecord) -> str:
+    return f"{call.run_id} #{call.seq} {call.tool}"
+
+
+def _contended(report: RecoveryReport, what: str, step: Callable[[], object]) -> bool:
+    """Run one item of the pass; a compare-and-set lost to another recoverer (or worker) skips that item
+    with a note instead of ending the pass. True when the step ran to its end."""
+    try:
+        step()
+    except IllegalTransition as exc:
+        report.lost(what, f"another worker changed it first ({exc})")
+        return False
+    return True
+
+
+def _take_in_doubt(guard: Guard, call: CallRecord, report: RecoveryReport) -> None:
+    """Take an in-doubt call over (a new lease token) before its reconcile check, unless another recoverer
+    holds a live lease on it: two recoverers never settle one call."""
+    fresh = guard.ledger.get_call(call.call_id)
+    if fresh is None or fresh.state != C.IN_DOUBT:
+        return
+    holder = fresh.lease_owner
+    if (holder is not None and holder != guard.worker_id and fresh.lease_expires_at is not None
+            and fresh.lease_expires_at > time.time()):
+        report.lost(_name(fresh), f"{holder} is reconciling it")
+        return
+    token = guard.ledger.claim(fresh, worker=guard.worker_id, ttl=guard.lease_ttl, actor=_actor(guard))
+    if token is None:
+        report.lost(_name(fresh), "another recoverer took it first")
+        return
+    taken = guard.ledger.get_call(call.call_id)
+    if taken is not None:
+        _in_doubt(guard, taken, report)
 
 
 def _actor(guard: Guard) -> str:
@@ -107,6 +153,7 @@ def _started(guard: Guard, call: CallRecord, report: RecoveryReport) -> None:
     if tool is not None and repeat_safe and _exact(_approved_args(guard, call)):
         token = guard.ledger.claim(call, worker=guard.worker_id, ttl=guard.lease_ttl, actor=_actor(guard))
         if token is None:
+            report.lost(_name(call), "another recoverer took it first")
             return
         report.claimed += 1
         crash_point("after_recover_claim")
@@ -116,6 +163,7 @@ def _started(guard: Guard, call: CallRecord, report: RecoveryReport) -> None:
     token = guard.ledger.claim(call, worker=guard.worker_id, ttl=guard.lease_ttl, actor=_actor(guard),
                                to=C.IN_DOUBT)
     if token is None:
+        report.lost(_name(call), "another recoverer took it first")
         return
     report.claimed += 1
     crash_point("after_recover_claim")
@@ -125,6 +173,7 @@ def _started(guard: Guard, call: CallRecord, report: RecoveryReport) -> None:
 
 
 def _in_doubt(guard: Guard, call: CallRecord, report: RecoveryReport) -> None:
+    """Settle an in-doubt call this recoverer holds the lease of (`call.lease_token`) by its reconcile check."""
     tool = guard.tool_named(call.tool)
     hooks = tool.spec.hooks if tool is not None else None
     ctx = ReconcileContext(run_id=call.run_id, call_id=call.call_id, tool=call.tool, args=call.args,
@@ -144,10 +193,12 @@ def _in_doubt(guard: Guard, call: CallRecord, report: RecoveryReport) -> None:
     if isinstance(answer, NotFound) and tool is not None and _exact(_approved_args(guard, call)):
         token = guard.ledger.claim(call, worker=guard.worker_id, ttl=guard.lease_ttl, actor=_actor(guard),
                                    to=C.STARTED)
-        if token is not None:
-            report.reconciled += 1
-            run_claimed(guard, call, tool, token, report)
-            report.ran_once += 1
+        if token is None:
+            report.lost(_name(call), "another recoverer took it first")
+            return
+        report.reconciled += 1
+        run_claimed(guard, call, tool, token, report)
+        report.ran_once += 1
         return
     why = (f"its reconcile check and the ledger disagree ({clash})" if clash is not None else
            "its reconcile check confirmed it did not happen, but its recorded arguments are redacted: run it "
@@ -155,14 +206,13 @@ def _in_doubt(guard: Guard, call: CallRecord, report: RecoveryReport) -> None:
            "no tool code or reconcile check here" if hooks is None or hooks.reconcile is None else
            "its reconcile check could not tell")
     report.to_review += 1
-    report.notes.append(f"{call.run_id} #{call.seq} {call.tool}: {why}")
-    run = guard.ledger.get_run(call.run_id)
-    if run is not None and run.state != RunState.PENDING_REVIEW:
-        guard.ledger.move_run(call.run_id, RunClose(
-            RunState.PENDING_REVIEW, status_label=call.tool.replace(".", "_") + "_in_doubt",
-            error_summary=f"{call.tool} may or may not have happened ({why})",
-            next_safe_action=f"check {call.tool} in the other system, then `guard runs finish --note` or "
-                             "`guard runs retry-call`", requires_review=True), actor=_actor(guard))
+    report.notes.append(f"{_name(call)}: {why}")
+    guard.ledger.close_run(call.run_id, RunClose(
+        RunState.PENDING_REVIEW, status_label=call.tool.replace(".", "_") + "_in_doubt",
+        error_summary=f"{call.tool} may or may not have happened ({why})",
+        next_safe_action=f"check {call.tool} in the other system, then `guard runs finish --note` or "
+                         "`guard runs retry-call`", requires_review=True), actor=_actor(guard), expect=_TO_REVIEW)
+    guard.ledger.release(call.call_id, call.lease_token)  # the next pass (or an operator) may try it at once
 
 
 def run_claimed(guard: Guard, call: CallRecord, tool: GuardedTool, token: int, report: RecoveryReport, *,

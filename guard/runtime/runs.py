@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
+from guard.crash import crash_point
 from guard.errors import ApprovalPending, ApprovalTimeout, CallInDoubt, RunNotRunning
 from guard.ledger import RunClose, RunRecord, RunState, new_id
 from guard.ledger.states import OPEN_RUN_STATES
@@ -31,6 +32,11 @@ class RunHandle:
     Entering an existing run resumes it. A `completed` run may be entered again (the same event delivered
     twice): every call it already made returns its recorded result, and any new call is refused with
     RunNotRunning. A run halted or pending review refuses entry until an operator acts on it.
+
+    The close is decided inside its own write transaction: a delivery that finds the run already closed by
+    another (the same event delivered twice at once) leaves it as recorded. A worker that lost a call of the
+    run to another worker (`LeaseLost`: it was paused past its lease and the call was taken over) writes
+    nothing to the run: the run is the new owner's to carry on.
     """
 
     def __init__(self, guard: Guard, *, team: str, run_id: str | None, subject: str | None,
@@ -40,6 +46,7 @@ class RunHandle:
         self.run_id = run_id or (f"{team}:{source_event_id}" if source_event_id else new_id("run"))
         self.subject = subject
         self.source_event_id = source_event_id
+        self._scope = RunScope(self.run_id, team, guard.actor)
         self._token: Token[RunScope | None] | None = None
         self._bound: Mapping[str, Token[Any]] = {}
 
@@ -61,7 +68,7 @@ class RunHandle:
                       + f": see `guard runs show {self.run_id}`")
             raise RunNotRunning(reason, run_id=self.run_id, call_id=None, tool=None, state=run.state,
                                 reason=reason)
-        self._token = RUN_VAR.set(RunScope(self.run_id, self.team, self.guard.actor))
+        self._token = RUN_VAR.set(self._scope)
         self._bound = structlog.contextvars.bind_contextvars(run_id=self.run_id, team=self.team)
         self.guard.log.info("run open", subject=self.subject)
         return self
@@ -83,25 +90,36 @@ class RunHandle:
         self.__exit__(exc_type, exc, tb)
 
     def _close(self, exc: BaseException | None) -> None:
-        run = self.record()
+        crash_point("before_run_close")
+        log = self.guard.log
         elsewhere = isinstance(exc, CallInDoubt) and exc.in_flight  # another live worker carries the run on
-        if run.state not in OPEN_RUN_STATES or isinstance(exc, ApprovalPending | ApprovalTimeout) or elsewhere:
-            self.guard.log.info("run left " + run.state,
-                                **({"status_label": run.status_label} if run.status_label else {}))
+        if self._scope.lost:
+            log.warning("run left to the worker that took over its calls: this worker's lease ran out",
+                        calls=sorted(self._scope.lost))
+            return
+        if isinstance(exc, ApprovalPending | ApprovalTimeout) or elsewhere:
+            self._left(self.record())
             return
         if exc is None:
-            if run.state == RunState.RUNNING:
-                self.guard.ledger.move_run(self.run_id, RunClose(RunState.COMPLETED), actor=self.guard.actor,
-                                           expect=frozenset({RunState.RUNNING}))
-                self.guard.log.info("run completed")
+            run, moved = self.guard.ledger.close_run(self.run_id, RunClose(RunState.COMPLETED), actor=self.guard.actor,
+                                                     expect=frozenset({RunState.RUNNING}))
+            if moved:
+                log.info("run completed")
+            else:
+                self._left(run)
             return
-        changed = any(c.state == "completed" and c.side_effect not in (None, "read") for c in self.calls())
         error = f"{type(exc).__name__}: {exc}"
-        close = (RunClose(RunState.PENDING_REVIEW, status_label="agent_stopped_after_changes",
-                          error_summary=error, requires_review=True,
+        halted = RunClose(RunState.HALTED, status_label="agent_stopped", error_summary=error,
+                          next_safe_action="nothing changed; the run can be started again")
+        review = RunClose(RunState.PENDING_REVIEW, status_label="agent_stopped_after_changes", error_summary=error,
+                          requires_review=True,
                           next_safe_action="review the completed calls; compensate or finish by hand")
-                 if changed else
-                 RunClose(RunState.HALTED, status_label="agent_stopped", error_summary=error,
-                          next_safe_action="nothing changed; the run can be started again"))
-        self.guard.ledger.move_run(self.run_id, close, actor=self.guard.actor, expect=OPEN_RUN_STATES)
-        self.guard.log.warning("run " + close.state, status_label=close.status_label, error=error)
+        run, moved = self.guard.ledger.close_run(self.run_id, halted, actor=self.guard.actor, expect=OPEN_RUN_STATES,
+                                                 after_changes=review)
+        if moved:
+            log.warning("run " + run.state, status_label=run.status_label, error=error)
+        else:
+            self._left(run)
+
+    def _left(self, run: RunRecord) -> None:
+        self.guard.log.info("run left " + run.state, **({"status_label": run.status_label} if run.status_label else {}))

@@ -18,7 +18,7 @@ from runtime_support import REPO
 
 from guard import Guard
 from guard.ledger import Ledger
-from guard.ledger.backend import Backend
+from guard.ledger.backend import Backend, Connections
 
 FULL, NORMAL = 2, 1
 
@@ -57,9 +57,10 @@ class TracingBackend:
 
 
 def traced(guard: Guard) -> TracingBackend:
-    guard.ledger.conns.close()  # connections opened so far are not traced: open them again through the tracer
+    # Connections opened so far are not traced: a new pool opens them again through the tracer.
     backend = TracingBackend(guard.ledger.conns.backend)
-    guard.ledger.conns.backend = backend
+    guard.ledger.conns.close()
+    guard.ledger.conns = Connections(backend)
     return backend
 
 
