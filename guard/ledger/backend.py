@@ -258,12 +258,7 @@ class Connections:
         connection another thread is writing on would crash the process (SQLite frees it under the write).
         Borrowing afterwards raises LedgerUnavailable."""
         self._closed = True
-        while True:
-            try:
-                conn = self._idle.get_nowait()
-            except queue.Empty:
-                break
-            self.discard(conn)
+        self.discard_idle()
 
 
 class _WriteTx:

@@ -26,8 +26,8 @@ if TYPE_CHECKING:
 __all__ = ["DEFAULT_URL", "HEAD_REVISION", "current_revision", "resolve_url", "sqlite_path", "upgrade"]
 
 DEFAULT_URL = "sqlite:///guard.db"
-# PostgreSQL's advisory lock id for migrations (the bytes of "guard").
-_MIGRATION_LOCK = 0x6775617264
+# PostgreSQL's advisory lock id for migrations (the bytes of "guardm"; the write lock's is "guard").
+_MIGRATION_LOCK = 0x67756172646D
 # The revision this code reads and writes. tests/ledger pins it to the newest file in migrations/versions.
 HEAD_REVISION = "0006_rate_windows"
 _MIGRATIONS = Path(__file__).with_name("migrations")
