@@ -1,15 +1,17 @@
 # pyright: basic
 """`python -m bench.wake` — how soon a blocked agent resumes after a reviewer's decision commits.
 
-Two figures, p50/p95 over BENCH_WAKE_N decisions (default 30) on a SQLite ledger file:
-  same process   the decision is made through another `Ledger` of this process (the approval service or a
-                 reviewer thread beside the agent): the in-process wake-up.
-  other process  the decision is made by a separate Python process: the agent finds it by polling the ledger.
+Three figures, p50/p99 over BENCH_WAKE_N rounds (default 30) on a SQLite ledger file:
+  same process             the decision is made through another `Ledger` of this process (the approval service
+                           or a reviewer thread beside the agent): the in-process wake-up.
+  other process, 1 agent   the decision is made by a separate Python process: the wake file wakes the agent.
+  other process, 8 agents  eight agents wait at once; the other process decides all eight.
 Measured from the moment the deciding side's commit returned to the moment the tool's body starts.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import statistics
 import subprocess
@@ -20,7 +22,7 @@ import time
 from pathlib import Path
 
 from guard import Guard
-from guard.ledger import Ledger
+from guard.ledger import ApprovalRecord, Ledger
 from guard.testing import poll
 
 POLICY = """\
@@ -34,7 +36,7 @@ rules:
 """
 DECIDE = """
 import sys, time
-from guard.ledger import Ledger
+from guard.ledger import ApprovalRecord, Ledger
 ledger = Ledger(sys.argv[1])
 for line in sys.stdin:
     ledger.decide(line.strip(), reviewer="rita", decision="approve", reviewer_roles=frozenset({"finance"}))
@@ -55,46 +57,56 @@ def main() -> None:
         (policies / "wake.yaml").write_text(POLICY)
         db = f"sqlite:///{tmp}/guard.db"
         guard = Guard(policies=policies, db=db, approval="block", approval_timeout=30, log_level="error")
-        started: list[float] = []
-        guard.tool(lambda **kw: started.append(time.time()), name="billing.refund")
+        started: dict[str, float] = {}
+        guard.tool(lambda invoice: started.__setitem__(invoice, time.time()), name="billing.refund")
         reviewer = Ledger(db)
         other = subprocess.Popen([sys.executable, "-c", DECIDE, db], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                  text=True)
         assert other.stdin is not None and other.stdout is not None
-        figures: dict[str, list[float]] = {"same process": [], "other process": []}
+        figures: dict[str, list[float]] = {"same process": [], "other process, 1 agent": [],
+                                           "other process, 8 agents": []}
+        rounds = [("same process", 1), ("other process, 1 agent", 1), ("other process, 8 agents", 8)]
         try:
-            for i in range(2 * n):
-                where = "same process" if i % 2 == 0 else "other process"
-                done = threading.Event()
-
-                def agent(i: int = i, done: threading.Event = done) -> None:
-                    with guard.run("wake", source_event_id=f"evt-{i}"):
-                        guard.tool_named("billing.refund")(invoice=f"inv-{i}")  # type: ignore[misc]
-                    done.set()
-
-                thread = threading.Thread(target=agent)
-                thread.start()
-                approval = poll(lambda: reviewer.list_approvals(team="wake"), what="the approval request")[0]
-                time.sleep(0.3)  # let the agent's poll interval grow, as it would while a person reads the call
-                if where == "same process":
-                    reviewer.decide(approval.approval_id, reviewer="rita", decision="approve",
-                                    reviewer_roles=frozenset({"finance"}))
-                    committed = time.time()
-                else:
-                    other.stdin.write(approval.approval_id + "\n")
-                    other.stdin.flush()
-                    committed = float(other.stdout.readline())
-                thread.join(30)
-                assert done.is_set()
-                figures[where].append((started[-1] - committed) * 1000)
+            for i in range(n):
+                for where, agents in rounds:
+                    names = [f"{where}-{i}-{a}" for a in range(agents)]
+                    threads = [threading.Thread(target=_agent, args=(guard, name)) for name in names]
+                    for thread in threads:
+                        thread.start()
+                    pending = poll(lambda k=agents: _all_asked(reviewer, k), what="the approval requests")
+                    time.sleep(0.3)  # let the agents' poll interval grow, as it would while a person reads the call
+                    committed: dict[str, float] = {}
+                    for approval in pending:
+                        invoice = json.loads(approval.args_json)["invoice"]
+                        if where == "same process":
+                            reviewer.decide(approval.approval_id, reviewer="rita", decision="approve",
+                                            reviewer_roles=frozenset({"finance"}))
+                            committed[invoice] = time.time()
+                        else:
+                            other.stdin.write(approval.approval_id + "\n")
+                            other.stdin.flush()
+                            committed[invoice] = float(other.stdout.readline())
+                    for thread in threads:
+                        thread.join(30)
+                    figures[where].extend((started[k] - t) * 1000 for k, t in committed.items())
         finally:
             other.stdin.close()
             other.wait(10)
             reviewer.close()
             guard.close()
     for where, ms in figures.items():
-        print(f"{where:<14} wake after the decision: p50 {statistics.median(ms):7.2f} ms   "
-              f"p95 {_pct(ms, 0.95):7.2f} ms   (n={len(ms)})")
+        print(f"{where:<24} wake after the decision: p50 {statistics.median(ms):7.2f} ms   "
+              f"p99 {_pct(ms, 0.99):7.2f} ms   max {max(ms):7.2f} ms   (n={len(ms)})")
+
+
+def _all_asked(reviewer: Ledger, agents: int) -> list[ApprovalRecord]:
+    found = reviewer.list_approvals(state="pending", team="wake")
+    return found if len(found) == agents else []
+
+
+def _agent(guard: Guard, invoice: str) -> None:
+    with guard.run("wake", source_event_id=invoice):
+        guard.tool_named("billing.refund")(invoice=invoice)  # type: ignore[misc]
 
 
 if __name__ == "__main__":

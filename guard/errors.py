@@ -23,6 +23,7 @@ GuardError
 └── LedgerError                 the ledger could not do what was asked
     ├── LedgerUnavailable       the database failed (translated from the driver error)
     ├── IllegalTransition       a state change the transition table refuses
+    │   └── LeaseLost           a write on a call another worker took over (fenced: nothing written)
     └── ApprovalDecisionError   a decision that is not allowed (role, self-approval, decided, expired)
 ```
 
@@ -50,6 +51,7 @@ __all__ = [
     "GuardUsageError",
     "IdempotencyConflict",
     "IllegalTransition",
+    "LeaseLost",
     "LedgerError",
     "LedgerNotReady",
     "LedgerUnavailable",
@@ -243,6 +245,15 @@ class IllegalTransition(LedgerError):
     id: str
     from_state: str | None
     to_state: str
+
+
+class LeaseLost(IllegalTransition):
+    """A worker wrote on a call it no longer holds: another worker took the call over (this one's lease ran
+    out while it was paused, cut off or presumed dead), or the call was settled already. Nothing was written.
+
+    The call, and the run it belongs to, are the new owner's to carry on: a worker that lost a lease in a run
+    leaves that run as it stands when its block ends. Fields as IllegalTransition (entity "lease").
+    """
 
 
 class ApprovalDecisionError(LedgerError):

@@ -37,6 +37,7 @@ EXPORTED = [
     "GuardedTool",
     "IdempotencyConflict",
     "IllegalTransition",
+    "LeaseLost",
     "Ledger",
     "LedgerError",
     "LedgerNotReady",

@@ -9,8 +9,10 @@ than the commits themselves.
 from __future__ import annotations
 
 import queue
+import random
 import sqlite3
 import threading
+import time
 from collections.abc import Generator
 from contextlib import contextmanager, suppress
 from typing import Any, Protocol
@@ -21,6 +23,12 @@ from guard.ledger.database import ensure_ready, sqlite_path
 __all__ = ["Backend", "Connections", "SqliteBackend", "open_backend"]
 
 BUSY_TIMEOUT_MS = 5000
+# Waiting for SQLite's write lock: retry BEGIN IMMEDIATE after a short jittered pause that doubles up to a cap.
+# SQLite's own busy handler sleeps 1, 2, 5, 10 ... 100 ms between tries, so with several processes a waiter
+# sleeps through the moments the lock is free and the tail grows to seconds; a pause of at most 2 ms catches
+# the lock between two commits of the other processes. Each retry is one failed lock attempt (microseconds).
+_RETRY_FIRST, _RETRY_CAP = 0.0002, 0.002
+_BUSY_TIMEOUT = f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}"
 
 
 class Backend(Protocol):
@@ -76,7 +84,7 @@ class SqliteBackend:
             if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
                 conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=FULL")
-            conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+            conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")  # reads; a write waits in `begin_write`
             conn.execute("PRAGMA foreign_keys=ON")
             conn.execute("PRAGMA cache_size=-65536")  # 64 MiB: keeps index pages of a large ledger hot
         except sqlite3.Error as exc:
@@ -88,7 +96,32 @@ class SqliteBackend:
         # stale after every commit of the first (SQLite drops a connection's cache when another one wrote).
         if not durable:
             cur.execute("PRAGMA synchronous=NORMAL")
-        cur.execute("BEGIN IMMEDIATE")
+        cur.execute("PRAGMA busy_timeout=0")  # each try fails at once; the pauses are ours (reads keep SQLite's)
+        try:
+            self._begin_immediate(cur)
+        finally:
+            cur.execute(_BUSY_TIMEOUT)
+
+    @staticmethod
+    def _begin_immediate(cur: sqlite3.Cursor) -> None:
+        """BEGIN IMMEDIATE, again after short jittered pauses while another connection writes, until it holds
+        the write lock or the busy timeout has passed (then the last `database is locked` error is raised)."""
+        deadline = 0.0
+        pause = _RETRY_FIRST
+        while True:
+            try:
+                cur.execute("BEGIN IMMEDIATE")
+                return
+            except sqlite3.OperationalError as exc:
+                if exc.sqlite_errorcode & 0xFF != sqlite3.SQLITE_BUSY:
+                    raise
+                now = time.monotonic()
+                if not deadline:
+                    deadline = now + BUSY_TIMEOUT_MS / 1000
+                elif now >= deadline:
+                    raise
+            time.sleep(pause * (0.5 + random.random()))
+            pause = min(pause * 2, _RETRY_CAP)
 
     def end_write(self, cur: sqlite3.Cursor, durable: bool = True) -> None:
         if not durable:
@@ -133,8 +166,11 @@ class Connections:
         self._idle: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._all: list[Any] = []
         self._lock = threading.Lock()
+        self._closed = False
 
     def borrow(self) -> Any:
+        if self._closed:
+            raise LedgerUnavailable(f"{self.backend.url}: this ledger was closed", url=self.backend.url)
         try:
             conn = self._idle.get_nowait()
             while self._check_stale and conn.stale():
@@ -150,7 +186,8 @@ class Connections:
             return conn
 
     def give_back(self, conn: Any) -> None:
-        if getattr(conn, "in_transaction", False):  # a rollback that failed: this connection is not reused
+        if self._closed or getattr(conn, "in_transaction", False):
+            # Closed meanwhile, or a rollback that failed: this connection is not reused.
             self.discard(conn)
             return
         self._idle.put(conn)
@@ -217,11 +254,11 @@ class Connections:
             cur.execute("ROLLBACK")
 
     def close(self) -> None:
-        with self._lock:
-            conns, self._all = self._all, []
-        for conn in conns:
-            conn.close()
-        self._idle = queue.SimpleQueue()
+        """Close the idle connections now, and each borrowed one when its thread gives it back: closing a
+        connection another thread is writing on would crash the process (SQLite frees it under the write).
+        Borrowing afterwards raises LedgerUnavailable."""
+        self._closed = True
+        self.discard_idle()
 
 
 class _WriteTx:

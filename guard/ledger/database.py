@@ -3,6 +3,9 @@
 The URL comes from `--db`, else `GUARD_DATABASE_URL`, else `sqlite:///guard.db` in the working directory.
 A plain file path is taken as a SQLite file. A new SQLite file is created and migrated on first use (no
 set-up); any other database at another revision is refused until `guard db upgrade` runs.
+
+Migrations are serialised across processes by a lock the database gives (`_serialise_migrations`), so any number
+of workers can start together on a new ledger: the first migrates it, the others wait for it and find it done.
 """
 
 from __future__ import annotations
@@ -10,7 +13,7 @@ from __future__ import annotations
 import os
 import sqlite3
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from guard.errors import LedgerNotReady, LedgerUnavailable
 
@@ -23,9 +26,12 @@ if TYPE_CHECKING:
 __all__ = ["DEFAULT_URL", "HEAD_REVISION", "current_revision", "resolve_url", "sqlite_path", "upgrade"]
 
 DEFAULT_URL = "sqlite:///guard.db"
+# PostgreSQL's advisory lock id for migrations (the bytes of "guardm"; the write lock's is "guard").
+_MIGRATION_LOCK = 0x67756172646D
 # The revision this code reads and writes. tests/ledger pins it to the newest file in migrations/versions.
 HEAD_REVISION = "0007_streams"
 _MIGRATIONS = Path(__file__).with_name("migrations")
+_MIGRATION_WAIT = 60.0  # seconds a process waits for another one's migration
 
 
 def resolve_url(db: str | None = None) -> str:
@@ -47,14 +53,39 @@ def sqlite_path(url: str) -> Path | None:
     return Path(path)
 
 
-def _engine(url: str) -> sa.Engine:
+def _engine(url: str, **kwargs: Any) -> sa.Engine:
     import sqlalchemy as sa
     from sqlalchemy import exc as sa_exc
 
     try:
-        return sa.create_engine(url)
+        return sa.create_engine(url, **kwargs)
     except (sa_exc.ArgumentError, sa_exc.NoSuchModuleError, ImportError) as exc:
         raise LedgerNotReady(f"{url}: not a usable database URL ({exc})", url=url) from exc
+
+
+def _serialise_migrations(engine: sa.Engine) -> None:
+    """Make every transaction on `engine` first take a lock that every other migrating process waits for.
+
+    SQLite: the transaction begins EXCLUSIVE (the driver's own deferred BEGIN is turned off, so the lock is
+    taken before alembic reads the revision). PostgreSQL: a transaction-scoped advisory lock, released at
+    commit. Inside the lock alembic reads the revision again, so a process that waited finds the work done.
+    """
+    from sqlalchemy import event
+
+    def exclusive(conn: sa.Connection) -> None:
+        conn.exec_driver_sql("BEGIN EXCLUSIVE")
+
+    def advisory(conn: sa.Connection) -> None:
+        conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_MIGRATION_LOCK})")
+
+    def autocommit(dbapi_conn: Any, _record: Any) -> None:
+        dbapi_conn.isolation_level = None
+
+    if engine.dialect.name == "sqlite":
+        event.listen(engine, "connect", autocommit)
+        event.listen(engine, "begin", exclusive)
+    elif engine.dialect.name == "postgresql":
+        event.listen(engine, "begin", advisory)
 
 
 def current_revision(url: str) -> str | None:
@@ -116,7 +147,9 @@ def upgrade(url: str, revision: str = "head") -> str | None:
     cfg.set_main_option("script_location", str(_MIGRATIONS))
     if path is not None:
         _set_wal(url, path)
-    engine = _engine(url)
+    # A waiting process waits as long as a migration of a large ledger may take, not SQLite's default 5 s.
+    engine = _engine(url, connect_args={"timeout": _MIGRATION_WAIT}) if path is not None else _engine(url)
+    _serialise_migrations(engine)
     try:
         with engine.begin() as conn:
             cfg.attributes["connection"] = conn
@@ -128,11 +161,25 @@ def upgrade(url: str, revision: str = "head") -> str | None:
     return current_revision(url)
 
 
+def _sqlite_new(url: str, path: Path) -> bool:
+    """The file is missing, empty, or holds no table yet (another process may be creating it right now)."""
+    if not path.exists() or path.stat().st_size == 0:
+        return True
+    try:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=_MIGRATION_WAIT)
+        try:
+            return conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0] == 0
+        finally:
+            conn.close()
+    except sqlite3.DatabaseError as exc:
+        raise LedgerNotReady(f"{url}: not a SQLite database ({exc})", url=url) from exc
+
+
 def ensure_ready(url: str) -> None:
     """Create and migrate a new SQLite file; refuse a database at another revision with what to run."""
     path = sqlite_path(url)
-    if path is not None and (not path.exists() or path.stat().st_size == 0):
-        upgrade(url)
+    if path is not None and _sqlite_new(url, path):
+        upgrade(url)  # serialised: a process that finds another migrating waits, then finds it done
         return
     rev = current_revision(url)
     if rev != HEAD_REVISION:

@@ -2,7 +2,9 @@
 
 Every write carries the lease token the worker got when the call became `started`. A takeover (`claim`)
 increments the token, so a worker that lost the call (paused, cut off, presumed dead) is refused on its next
-write (`IllegalTransition`, entity "lease") instead of overwriting what the new owner recorded.
+write (`LeaseLost`, an `IllegalTransition` with entity "lease") instead of overwriting what the new owner
+recorded. The run's close at the end of a worker's block (`close_run`) is decided inside its own write
+transaction, so two workers closing one run never act on a state the other already changed.
 """
 
 from __future__ import annotations
@@ -11,22 +13,26 @@ import json
 import time
 from typing import Any
 
-from guard.errors import IllegalTransition
+from guard.errors import GuardUsageError, IllegalTransition, LeaseLost
 from guard.ledger.backend import Connections
 from guard.ledger.digests import claim, row_digest
 from guard.ledger.moves import EventIn, RunClose, append_events, move_run
-from guard.ledger.records import CallRecord
-from guard.ledger.states import UNSETTLED_SQL, CallState, check_call_move
+from guard.ledger.records import CallRecord, RunRecord
+from guard.ledger.states import UNSETTLED_SQL, CallState, RunState, check_call_move
 
 __all__ = ["LedgerInFlight"]
 
 C = CallState
 _CALL_COLS = CallRecord.sql_columns()
 _UNSETTLED = frozenset({C.STARTED, C.IN_DOUBT})
+_RUN_COLS = RunRecord.sql_columns()
+# A call of the run completed a change in another system (anything but a read).
+_CHANGED = ("SELECT 1 FROM calls WHERE run_id = ? AND state = 'completed' AND side_effect IS NOT NULL "
+            "AND side_effect != 'read' LIMIT 1")
 
 
-def _fenced(call_id: str, src: CallState, dst: CallState) -> IllegalTransition:
-    return IllegalTransition(
+def _fenced(call_id: str, src: CallState, dst: CallState) -> LeaseLost:
+    return LeaseLost(
         f"call {call_id} is no longer {src} under this worker's lease (another worker took it over, or it "
         "was already settled): nothing written", entity="lease", id=call_id, from_state=src, to_state=dst)
 
@@ -110,6 +116,37 @@ class LedgerInFlight:
             append_events(cur, [(held[0], call_id, now, "guard", "lease", C.STARTED, C.STARTED,
                                  json.dumps({"lease_token": token}))])
             return True
+
+    def release(self, call_id: str, token: int) -> bool:
+        """Give up this worker's lease on a call without moving it (recovery that could not settle an in-doubt
+        call leaves it for the next pass or an operator at once); False when the lease was lost already."""
+        with self.conns.write() as cur:
+            cur.execute("UPDATE calls SET lease_expires_at = NULL WHERE call_id = ? AND lease_token = ?",
+                        (call_id, token))
+            return cur.rowcount == 1
+
+    def close_run(self, run_id: str, close: RunClose, *, actor: str, expect: frozenset[RunState],
+                  after_changes: RunClose | None = None) -> tuple[RunRecord, bool]:
+        """End a worker's block on a run: move it to `close.state` (to `after_changes.state` instead when a call
+        of the run completed a change in another system) if, read inside this write transaction, it is still in
+        `expect`. Otherwise it stays as another worker left it (a duplicate delivery that closed it first).
+
+        Returns the run as it stands and whether this moved it."""
+        now = time.time()
+        with self.conns.write() as cur:
+            cur.execute("SELECT state FROM runs WHERE run_id = ?", (run_id,))
+            row = cur.fetchone()
+            if row is None:
+                raise GuardUsageError(f"no run {run_id} in the ledger", run_id=run_id)
+            moved = row[0] in expect
+            if moved:
+                if after_changes is not None:
+                    cur.execute(_CHANGED, (run_id,))
+                    if cur.fetchone() is not None:
+                        close = after_changes
+                append_events(cur, move_run(cur, run_id, close, now, actor, expect=expect))
+            cur.execute(f"SELECT {_RUN_COLS} FROM runs r WHERE r.run_id = ?", (run_id,))
+            return RunRecord.from_row(cur.fetchone()), moved
 
     def claim(self, call: CallRecord, *, worker: str, ttl: float, actor: str,
               to: CallState | None = None) -> int | None:

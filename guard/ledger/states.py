@@ -61,14 +61,15 @@ class ApprovalState(StrEnum):
 
 C = CallState
 # `None` is "no row yet": a call enters the ledger as `offered`.
-# `started -> started` is a further attempt of a repeat-safe call (recorded as its own event).
+# `started -> started` is a further attempt of a repeat-safe call, or a takeover (recorded as its own event);
+# `in_doubt -> in_doubt` is a recoverer taking the call over (a new lease) before its reconcile check.
 CALL_TRANSITIONS: dict[CallState | None, frozenset[CallState]] = {
     None: frozenset({C.OFFERED}),
     C.OFFERED: frozenset({C.AWAITING_APPROVAL, C.APPROVED, C.DENIED}),
     C.AWAITING_APPROVAL: frozenset({C.APPROVED, C.REJECTED, C.EXPIRED}),
     C.APPROVED: frozenset({C.STARTED, C.EXPIRED}),
     C.STARTED: frozenset({C.STARTED, C.COMPLETED, C.FAILED, C.IN_DOUBT}),
-    C.IN_DOUBT: frozenset({C.COMPLETED, C.FAILED, C.STARTED, C.ROLLING_BACK}),
+    C.IN_DOUBT: frozenset({C.IN_DOUBT, C.COMPLETED, C.FAILED, C.STARTED, C.ROLLING_BACK}),
     # `failed -> completed`: an operator's retry asked the reconcile check first and it found the effect (the
     # failure was not clean); nothing ran again.
     C.FAILED: frozenset({C.STARTED, C.ROLLING_BACK, C.COMPLETED}),

@@ -21,7 +21,11 @@ __all__ = ["CallScope", "RunScope", "current_call", "current_run", "report_exter
 
 @dataclass(frozen=True, slots=True)
 class RunScope:
-    """The run a block of agent code works in (set by `Guard.run`)."""
+    """The run a block of agent code works in (set by `Guard.run`).
+
+    `lost` names the calls of this run whose lease this worker lost (`LeaseLost`): another worker took them
+    over, so this one is stale for the run and leaves it as it stands when its block ends.
+    """
 
     run_id: str
     team: str
@@ -29,6 +33,7 @@ class RunScope:
     # Text forms of the secret values its calls were given (in memory only): the run's own error summary is
     # scrubbed of them, since an agent's exception may quote one.
     secrets: set[str] = field(default_factory=set[str], compare=False)
+    lost: set[str] = field(default_factory=set[str], compare=False)
 
 
 @dataclass(slots=True)

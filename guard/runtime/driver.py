@@ -20,6 +20,7 @@ from guard.errors import (
     CallInDoubt,
     CallOutcomeError,
     GuardUsageError,
+    LeaseLost,
 )
 from guard.ledger import CallState, RunState
 from guard.ledger.moves import RunClose
@@ -189,6 +190,9 @@ async def _drive(guard: Guard, p: Prepared) -> Any:
                 base = settled.attempts
                 continue
             return _completed(guard, p, result, scope, base + attempts)
+    except LeaseLost:
+        p.input.run.lost.add(p.offer.call_id)  # fenced: this worker is stale for the run (RunHandle._close)
+        raise
     finally:
         CALL_VAR.reset(token)
         guard.heartbeat.release(p.offer.call_id)

@@ -108,7 +108,9 @@ class Guard:
             self.log.error("policy invalid: every call of this team is denied", team=team, error=str(err))
 
     def close(self) -> None:
-        """Close the ledger connections and the timeout worker threads."""
+        """Shut down in order: stop the heartbeat and wait for it, stop the timeout worker threads from taking
+        more work, then close the ledger's connections. A tool thread still running past its timeout cannot be
+        stopped: the connection it writes on is closed when it gives it back (`Connections.close`)."""
         self.heartbeat.close()
         if self._pool is not None:
             self._pool.shutdown(wait=False, cancel_futures=True)

@@ -3,6 +3,9 @@
 A daemon thread, started with the first call, extends the lease of every call this worker holds every
 third of the lease's lifetime. A heartbeat the ledger refuses means the lease was lost (another worker took
 the call over): the call is dropped from the set, and the tool's own final write will be refused too.
+
+`close()` stops the thread and waits for it: a heartbeat is never half-way through a write when the ledger's
+connections close behind it (`Guard.close`).
 """
 
 from __future__ import annotations
@@ -89,4 +92,9 @@ class Heartbeat:
                     self._log.error("lease lost: another worker took this call over", call_id=call_id)
 
     def close(self) -> None:
+        """Stop the heartbeat and wait for a write it is making to end (at most the ledger's lock timeout)."""
         self._stop.set()
+        with self._lock:
+            thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join()

@@ -12,19 +12,24 @@
   dead worker's lease must run out first, unless a person names that worker dead (`dead_workers`).
 - A run left `rolling_back` resumes its saga; compensations are keyed, so none runs twice.
 Arguments with redacted secrets cannot be replayed from the ledger: such calls go to review instead.
+
+Several recoveries may run at once (workers starting together, `guard recover` beside them). Each takes a call
+over with a compare-and-set on its lease token before it acts on it, an in-doubt call included; a call whose
+live lease another recoverer holds, or that another changed first, is skipped with a note (`skipped`), and the
+pass goes on.
 """
 
 from __future__ import annotations
 
 import json
 import time
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from guard.canonical import REDACTED, redact, to_json
 from guard.crash import crash_point
-from guard.errors import CallOutcomeError
+from guard.errors import CallOutcomeError, IllegalTransition
 from guard.ledger import CallRecord, CallRequest, CallState, Offer, RunState
 from guard.ledger.moves import RunClose
 from guard.runtime.context import RunScope
@@ -42,6 +47,8 @@ __all__ = ["Held", "RecoveryReport", "Unknown", "ask_reconcile", "record_found",
            "run_once"]
 
 C = CallState
+# The run states an unsettled in-doubt call sends to review (a run already there, or closed, stays as it is).
+_TO_REVIEW = frozenset({RunState.RUNNING, RunState.PAUSED, RunState.ROLLING_BACK, RunState.HALTED})
 
 
 @dataclass(slots=True)
@@ -54,8 +61,13 @@ class RecoveryReport:
     ran_once: int = 0
     to_review: int = 0
     compensations: int = 0
+    skipped: int = 0  # calls and runs another recoverer took first
     notes: list[str] = field(default_factory=list[str])
     held: list[Held] = field(default_factory=list["Held"])  # started calls left alone: their worker looks alive
+
+    def lost(self, what: str, why: str) -> None:
+        self.skipped += 1
+        self.notes.append(f"{what}: skipped, {why}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,20 +111,53 @@ def recover(guard: Guard, *, stale_after: float | None = None,
             report.held.append(Held(call.run_id, call.call_id, call.seq, call.tool, call.lease_owner, until))
             continue
         seen.add(call.call_id)
-        _started(guard, call, report)
+        _contended(report, _name(call), lambda c=call: _started(guard, c, report))
     for call in guard.ledger.calls_in_state((C.IN_DOUBT,)):
-        if call.call_id in seen:
-            continue
-        fresh = guard.ledger.get_call(call.call_id)
-        if fresh is not None and fresh.state == C.IN_DOUBT:
-            _in_doubt(guard, fresh, report)
+        if call.call_id not in seen:
+            _contended(report, _name(call), lambda c=call: _take_in_doubt(guard, c, report))
     for run in guard.ledger.list_runs(state=RunState.ROLLING_BACK, limit=10_000):
         failed = next((c for c in guard.ledger.calls_of(run.run_id)
                        if c.state in (C.FAILED, C.IN_DOUBT) and c.compensates_call_id is None), None)
-        compensate_run(guard, run.run_id, failure=run.error_summary or "a saga was interrupted",
-                       failed_tool=failed.tool if failed is not None else "run", actor=_actor(guard))
-        report.compensations += 1
+        if _contended(report, f"run {run.run_id}", lambda r=run, f=failed: compensate_run(
+                guard, r.run_id, failure=r.error_summary or "a saga was interrupted",
+                failed_tool=f.tool if f is not None else "run", actor=_actor(guard))):
+            report.compensations += 1
     return report
+
+
+def _name(call: CallRecord) -> str:
+    return f"{call.run_id} #{call.seq} {call.tool}"
+
+
+def _contended(report: RecoveryReport, what: str, step: Callable[[], object]) -> bool:
+    """Run one item of the pass; a compare-and-set lost to another recoverer (or worker) skips that item
+    with a note instead of ending the pass. True when the step ran to its end."""
+    try:
+        step()
+    except IllegalTransition as exc:
+        report.lost(what, f"another worker changed it first ({exc})")
+        return False
+    return True
+
+
+def _take_in_doubt(guard: Guard, call: CallRecord, report: RecoveryReport) -> None:
+    """Take an in-doubt call over (a new lease token) before its reconcile check, unless another recoverer
+    holds a live lease on it: two recoverers never settle one call."""
+    fresh = guard.ledger.get_call(call.call_id)
+    if fresh is None or fresh.state != C.IN_DOUBT:
+        return
+    holder = fresh.lease_owner
+    if (holder is not None and holder != guard.worker_id and fresh.lease_expires_at is not None
+            and fresh.lease_expires_at > time.time()):
+        report.lost(_name(fresh), f"{holder} is reconciling it")
+        return
+    token = guard.ledger.claim(fresh, worker=guard.worker_id, ttl=guard.lease_ttl, actor=_actor(guard))
+    if token is None:
+        report.lost(_name(fresh), "another recoverer took it first")
+        return
+    taken = guard.ledger.get_call(call.call_id)
+    if taken is not None:
+        _in_doubt(guard, taken, report)
 
 
 def _actor(guard: Guard) -> str:
@@ -143,6 +188,7 @@ def _started(guard: Guard, call: CallRecord, report: RecoveryReport) -> None:
     if tool is not None and repeat_safe and _exact(_approved_args(guard, call)):
         token = guard.ledger.claim(call, worker=guard.worker_id, ttl=guard.lease_ttl, actor=_actor(guard))
         if token is None:
+            report.lost(_name(call), "another recoverer took it first")
             return
         report.claimed += 1
         crash_point("after_recover_claim")
@@ -152,6 +198,7 @@ def _started(guard: Guard, call: CallRecord, report: RecoveryReport) -> None:
     token = guard.ledger.claim(call, worker=guard.worker_id, ttl=guard.lease_ttl, actor=_actor(guard),
                                to=C.IN_DOUBT)
     if token is None:
+        report.lost(_name(call), "another recoverer took it first")
         return
     report.claimed += 1
     crash_point("after_recover_claim")
@@ -229,16 +276,17 @@ def _in_doubt(guard: Guard, call: CallRecord, report: RecoveryReport) -> None:
             report.reconciled += 1
             report.ran_once += 1
             _settled(guard, call, f"#{call.seq} {call.tool} was confirmed absent by its reconcile check and ran once")
+        else:
+            report.lost(_name(call), "another recoverer took it first")
         return
     why = answer.why if isinstance(answer, Unknown) else "no tool code here"
     report.to_review += 1
-    report.notes.append(f"{call.run_id} #{call.seq} {call.tool}: {why}")
-    run = guard.ledger.get_run(call.run_id)
-    if run is not None and run.state != RunState.PENDING_REVIEW:
-        guard.ledger.move_run(call.run_id, RunClose(
-            RunState.PENDING_REVIEW, status_label=call.tool.replace(".", "_") + "_in_doubt",
-            error_summary=f"{call.tool} may or may not have happened ({why})",
-            next_safe_action=_what_to_do(call), requires_review=True), actor=_actor(guard))
+    report.notes.append(f"{_name(call)}: {why}")
+    guard.ledger.close_run(call.run_id, RunClose(
+        RunState.PENDING_REVIEW, status_label=call.tool.replace(".", "_") + "_in_doubt",
+        error_summary=f"{call.tool} may or may not have happened ({why})",
+        next_safe_action=_what_to_do(call), requires_review=True), actor=_actor(guard), expect=_TO_REVIEW)
+    guard.ledger.release(call.call_id, call.lease_token)  # the next pass (or an operator) may try it at once
 
 
 def _what_to_do(call: CallRecord) -> str:

@@ -8,7 +8,8 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from guard.errors import ApprovalPending, ApprovalTimeout, CallInDoubt, IllegalTransition, RunNotRunning
+from guard.crash import crash_point
+from guard.errors import ApprovalPending, ApprovalTimeout, CallInDoubt, RunNotRunning
 from guard.ledger import RunClose, RunRecord, RunState, new_id
 from guard.ledger.states import OPEN_RUN_STATES
 from guard.redaction import scrub_text
@@ -35,6 +36,11 @@ class RunHandle:
 
     With `keep_open=True` a clean exit leaves a running run `running` (a run that several sessions carry on,
     e.g. an MCP proxy's run for one event across client connections); a block that raises closes it as above.
+
+    The close is decided inside its own write transaction: a delivery that finds the run already closed by
+    another (the same event delivered twice at once) leaves it as recorded. A worker that lost a call of the
+    run to another worker (`LeaseLost`: it was paused past its lease and the call was taken over) writes
+    nothing to the run: the run is the new owner's to carry on.
     """
 
     def __init__(self, guard: Guard, *, team: str, run_id: str | None, subject: str | None,
@@ -45,8 +51,8 @@ class RunHandle:
         self.run_id = run_id or (f"{team}:{source_event_id}" if source_event_id else new_id("run"))
         self.subject = subject
         self.source_event_id = source_event_id
+        self._scope = RunScope(self.run_id, team, guard.actor)
         self._token: Token[RunScope | None] | None = None
-        self._scope: RunScope | None = None
         self._bound: Mapping[str, Token[Any]] = {}
 
     def record(self) -> RunRecord:
@@ -67,7 +73,6 @@ class RunHandle:
                       + f": see `guard runs show {self.run_id}`")
             raise RunNotRunning(reason, run_id=self.run_id, call_id=None, tool=None, state=run.state,
                                 reason=reason)
-        self._scope = RunScope(self.run_id, self.team, self.guard.actor)
         self._token = RUN_VAR.set(self._scope)
         self._bound = structlog.contextvars.bind_contextvars(run_id=self.run_id, team=self.team)
         self.guard.log.info("run open", subject=self.subject)
@@ -90,32 +95,40 @@ class RunHandle:
         self.__exit__(exc_type, exc, tb)
 
     def _close(self, exc: BaseException | None) -> None:
-        run = self.record()
+        crash_point("before_run_close")
+        log = self.guard.log
         elsewhere = isinstance(exc, CallInDoubt) and exc.in_flight  # another live worker carries the run on
-        if run.state not in OPEN_RUN_STATES or isinstance(exc, ApprovalPending | ApprovalTimeout) or elsewhere:
-            self.guard.log.info("run left " + run.state,
-                                **({"status_label": run.status_label} if run.status_label else {}))
+        if self._scope.lost:
+            log.warning("run left to the worker that took over its calls: this worker's lease ran out",
+                        calls=sorted(self._scope.lost))
+            return
+        if isinstance(exc, ApprovalPending | ApprovalTimeout) or elsewhere:
+            self._left(self.record())
             return
         if exc is None:
-            if run.state == RunState.RUNNING and self.keep_open:
-                self.guard.log.info("run left running (kept open)")
-            elif run.state == RunState.RUNNING:
-                try:
-                    self.guard.ledger.move_run(self.run_id, RunClose(RunState.COMPLETED), actor=self.guard.actor,
-                                               expect=frozenset({RunState.RUNNING}))
-                except IllegalTransition:  # another delivery of the same event moved it first: that stands
-                    self.guard.log.info("run left " + self.record().state + " by another delivery")
-                    return
-                self.guard.log.info("run completed")
+            if self.keep_open:
+                log.info("run left open (keep_open)")
+                return
+            run, moved = self.guard.ledger.close_run(self.run_id, RunClose(RunState.COMPLETED), actor=self.guard.actor,
+                                                     expect=frozenset({RunState.RUNNING}))
+            if moved:
+                log.info("run completed")
+            else:
+                self._left(run)
             return
-        changed = any(c.state == "completed" and c.side_effect not in (None, "read") for c in self.calls())
-        texts = tuple(sorted(self._scope.secrets, key=len, reverse=True)) if self._scope is not None else ()
+        texts = tuple(sorted(self._scope.secrets, key=len, reverse=True))
         error = scrub_text(f"{type(exc).__name__}: {exc}", texts)
-        close = (RunClose(RunState.PENDING_REVIEW, status_label="agent_stopped_after_changes",
-                          error_summary=error, requires_review=True,
+        halted = RunClose(RunState.HALTED, status_label="agent_stopped", error_summary=error,
+                          next_safe_action="nothing changed; the run can be started again")
+        review = RunClose(RunState.PENDING_REVIEW, status_label="agent_stopped_after_changes", error_summary=error,
+                          requires_review=True,
                           next_safe_action="review the completed calls; compensate or finish by hand")
-                 if changed else
-                 RunClose(RunState.HALTED, status_label="agent_stopped", error_summary=error,
-                          next_safe_action="nothing changed; the run can be started again"))
-        self.guard.ledger.move_run(self.run_id, close, actor=self.guard.actor, expect=OPEN_RUN_STATES)
-        self.guard.log.warning("run " + close.state, status_label=close.status_label, error=error)
+        run, moved = self.guard.ledger.close_run(self.run_id, halted, actor=self.guard.actor, expect=OPEN_RUN_STATES,
+                                                 after_changes=review)
+        if moved:
+            log.warning("run " + run.state, status_label=run.status_label, error=error)
+        else:
+            self._left(run)
+
+    def _left(self, run: RunRecord) -> None:
+        self.guard.log.info("run left " + run.state, **({"status_label": run.status_label} if run.status_label else {}))

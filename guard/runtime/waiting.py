@@ -2,9 +2,10 @@
 agent's own timeout runs out.
 
 A decision committed in this process (the approval service or a reviewer thread beside the agent) wakes a
-blocked agent at once (`guard.ledger.signals`). One made in another process is found by polling one indexed
-row with a growing interval (10 ms, x1.5, at most 250 ms). That poll is the seam a PostgreSQL backend fills
-with LISTEN/NOTIFY.
+blocked agent at once; one made in another process on the same SQLite file within a few milliseconds, through
+the ledger's wake file (`guard.ledger.signals`). Between wake-ups the agent still reads its one indexed row at
+a growing interval (10 ms, x1.5, at most 250 ms): the safety net, and the seam a PostgreSQL backend fills with
+LISTEN/NOTIFY.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from guard.ledger import CallState, Ledger
-from guard.ledger.signals import condition
+from guard.ledger.signals import TICK, Watch, condition
 
 __all__ = ["Waiter"]
 
@@ -46,11 +47,12 @@ class Waiter:
     def wait(self, call_id: str, approval_id: str, expires_at: float, timeout: float) -> str | None:
         """The call's state once decided, or None when `timeout` seconds pass first."""
         decided = condition(self.ledger.url)
+        watch = Watch(self.ledger.url)
         for delay in self._delays(time.monotonic() + timeout):
             with decided:  # held from the check to the wait: a decision in between cannot go unnoticed
                 if (state := self._check(call_id, approval_id, expires_at)) is not None:
                     return state
-                decided.wait(delay)
+                watch.wait(decided, delay)
         return self._check(call_id, approval_id, expires_at)
 
     def wait_out(self, call_id: str, timeout: float) -> str | None:
@@ -72,8 +74,13 @@ class Waiter:
         return None
 
     async def await_(self, call_id: str, approval_id: str, expires_at: float, timeout: float) -> str | None:
+        watch = Watch(self.ledger.url)
         for delay in self._delays(time.monotonic() + timeout):
             if (state := self._check(call_id, approval_id, expires_at)) is not None:
                 return state
-            await asyncio.sleep(delay)
+            end = time.monotonic() + delay
+            while (left := end - time.monotonic()) > 0:
+                await asyncio.sleep(min(TICK, left) if watch.active else left)
+                if watch.moved():
+                    break
         return self._check(call_id, approval_id, expires_at)

@@ -123,6 +123,7 @@ def build_tools(g: Guard, witness: Witness, *, reconcile: bool = True) -> Tools:
 
 
 def _find(witness: Witness, ctx: ReconcileContext, kind: str) -> Found | NotFound | None:
+    crash_point("in_reconcile")  # the race tests stop a recoverer here (GUARD_STOP_AT)
     if ctx.idempotency_key is None:
         return None
     effect = witness.lookup(ctx.idempotency_key)

@@ -32,8 +32,8 @@ REPO = Path(__file__).resolve().parents[2]
 POLICIES = Path(__file__).resolve().parent / "policies"
 TEAM = "chaos"
 EVENT = "evt-1"
-# The points on the forward path (the compensation points need a failing run; see `SAGA`).
-KILL_POINTS = tuple(p for p in POINTS if p != "after_recover_claim")
+# The points inside a tool's step on the forward path (the compensation points need a failing run; see `SAGA`).
+KILL_POINTS = tuple(p for p in POINTS if p not in ("after_recover_claim", "before_run_close"))
 SAGA: dict[str, list[object]] = {"witness.message": ["fail"]}  # the message fails: the charge is refunded
 _TEMPLATE: list[Path] = []
 
@@ -68,6 +68,20 @@ class Agent:
     proc: subprocess.Popen[bytes]
     out: Path
     err: Path
+
+    def stopped(self, timeout: float = 30.0) -> None:
+        """Wait until the process stopped itself at its `stop` point (SIGSTOP); AssertionError if it ended or
+        did not get there within `timeout` s."""
+        def stopped_now() -> bool:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"the agent ended (exit {self.proc.returncode}) before its stop point")
+            _, status = os.waitpid(self.proc.pid, os.WUNTRACED | os.WNOHANG)
+            return os.WIFSTOPPED(status)
+
+        poll(stopped_now, timeout=timeout, what="the agent stopped at its stop point")
+
+    def resume(self) -> None:
+        os.kill(self.proc.pid, signal.SIGCONT)
 
     def wait(self, timeout: float = 60.0) -> Result:
         code = self.proc.wait(timeout)
@@ -112,17 +126,20 @@ class Lab:
         self.script_file.write_text(json.dumps(self.script))
         self.witness = Witness(self.store, script=self.script)
 
-    def start(self, command: str = "run", *, crash: str | None = None, worker: str = "w1", event: str = EVENT,
-              extra: tuple[str, ...] = ()) -> Agent:
-        """Start `python -m tests.chaos.agent <command>` on this lab; `crash` arms GUARD_CRASH_AT."""
+    def start(self, command: str = "run", *, crash: str | None = None, stop: str | None = None, worker: str = "w1",
+              event: str = EVENT, extra: tuple[str, ...] = ()) -> Agent:
+        """Start `python -m tests.chaos.agent <command>` on this lab; `crash` arms GUARD_CRASH_AT, `stop`
+        GUARD_STOP_AT (see `Agent.stopped`)."""
         self.runs += 1
         out = self.root / f"out-{self.runs}.json"
         err = self.root / f"err-{self.runs}.txt"
-        env = {k: v for k, v in os.environ.items() if k != "GUARD_CRASH_AT"}
+        env = {k: v for k, v in os.environ.items() if k not in ("GUARD_CRASH_AT", "GUARD_STOP_AT")}
         env["WITNESS_SCRIPT"] = str(self.script_file)
         env["PYTHONPATH"] = str(REPO)
         if crash is not None:
             env["GUARD_CRASH_AT"] = crash
+        if stop is not None:
+            env["GUARD_STOP_AT"] = stop
         argv = [sys.executable, "-m", "tests.chaos.agent", command, "--db", self.ledger_url, "--witness",
                 str(self.store), "--event", event, "--worker", worker, "--out", str(out), *extra]
         with err.open("wb") as stderr:

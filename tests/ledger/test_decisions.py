@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 from typing import Literal
 
@@ -10,6 +12,7 @@ from ledger_support import AGENT, TEAM, request
 
 from guard.errors import ApprovalDecisionError
 from guard.ledger import DecisionResult, Ledger
+from guard.ledger.signals import Watch
 
 FINANCE = frozenset({"finance"})
 
@@ -107,3 +110,18 @@ def test_withdrawing_an_approved_call_that_has_not_started_ends_it_and_keeps_the
     run = ledger.get_run(approval.run_id)
     assert run is not None and run.state == "running"
     assert ledger.verify_chain().ok
+
+
+@pytest.mark.sqlite_only
+def test_a_decision_committed_in_another_process_moves_the_wake_file_a_waiting_agent_watches(
+        ledger: Ledger, approval_id: str) -> None:
+    watch = Watch(ledger.url)
+    assert not watch.moved()
+    script = ("import sys; from guard.ledger import Ledger; Ledger(sys.argv[1]).decide(sys.argv[2], "
+              "reviewer='alice', decision='approve', reviewer_roles=frozenset({'finance'}))")
+    subprocess.run([sys.executable, "-c", script, ledger.url, approval_id], check=True, timeout=60)
+
+    assert watch.moved()  # the decider's commit returned before it exited: the agent looks at the ledger now
+    assert not watch.moved()  # and only once per change
+    approval = ledger.get_approval(approval_id)
+    assert approval is not None and ledger.call_state(approval.call_id) == "approved"

@@ -12,6 +12,7 @@ from pg_cluster import PgCluster
 from guard import Guard
 from guard.errors import LedgerNotReady, LedgerUnavailable
 from guard.ledger import Ledger
+from guard.ledger.backend import Connections
 from guard.ledger.backend_postgres import conninfo, to_server_sql
 
 POLICY = """\
@@ -161,9 +162,9 @@ def test_only_a_repeat_safe_completion_commits_with_synchronous_commit_off(pg_cl
     guard = Guard(db=pg_cluster.create_database("durability", template="guard_template"), policies=tmp_path,
                   log_level="warning")
     try:
-        guard.ledger.conns.close()
         backend = _ShowingBackend(guard.ledger.conns.backend)
-        guard.ledger.conns.backend = backend
+        guard.ledger.conns.close()  # a closed pool lends no more: a new one opens through the wrapper
+        guard.ledger.conns = Connections(backend)
         def answer(x: int) -> dict[str, int]:
             return {"x": x}
 
