@@ -20,7 +20,7 @@ from pydantic_core import ErrorDetails
 
 from guard.errors import PolicyError
 from guard.policy._policy import Policy
-from guard.policy._rules import RuleProblem, compile_rules
+from guard.policy._rules import RuleProblem, compile_owners, compile_rules
 from guard.policy._spec import PolicySpec
 from guard.policy._types import NO_STOP, Notify, StopRules
 from guard.policy._values import json_type, looks_numeric
@@ -206,6 +206,7 @@ def _compile(text: str, data: bytes, source: str) -> Policy:
         )
     try:
         rules = compile_rules(spec, doc.line_of)
+        owners = None if spec.owners is None else compile_owners(spec.owners, ("owners",), spec.reviewers, doc.line_of)
     except RuleProblem as exc:
         raise PolicyError(
             file=source, line=doc.line_of(exc.path), field=format_path(exc.path), reason=exc.reason
@@ -219,6 +220,7 @@ def _compile(text: str, data: bytes, source: str) -> Policy:
         reviewers={name: frozenset(roles) for name, roles in spec.reviewers.items()},
         reviewer_lines={name: doc.line_of(("reviewers", name)) for name in spec.reviewers},
         secret_fields=frozenset(spec.secrets),
+        owners=owners,
         notify=None if spec.notify is None else Notify(
             webhook=spec.notify.webhook, webhook_env=spec.notify.webhook_env, secret_env=spec.notify.secret_env,
             events=frozenset(spec.notify.events)),

@@ -20,7 +20,7 @@ from typing import Any
 from guard.identity import identity
 from guard.policy._conditions import evaluate_all
 from guard.policy._rules import Rule
-from guard.policy._types import NO_RETRY, NO_STOP, Decision, Notify, OnFailure, StopRules, Verdict
+from guard.policy._types import NO_RETRY, NO_STOP, Decision, Notify, OnFailure, Owners, StopRules, Verdict
 from guard.policy._values import format_duration
 
 __all__ = ["Policy", "RuleTrace"]
@@ -62,6 +62,7 @@ class Policy:
         "_globs",
         "_identities",
         "_notify",
+        "_owners",
         "_plans",
         "_reviewer_lines",
         "_reviewers",
@@ -86,7 +87,9 @@ class Policy:
         notify: Notify | None = None,
         stop: StopRules = NO_STOP,
         reviewer_lines: Mapping[str, int | None] | None = None,
+        owners: Owners | None = None,
     ) -> None:
+        self._owners = owners
         self._notify = notify
         self._stop = stop
         self._team = team
@@ -163,6 +166,33 @@ class Policy:
         """The roles `reviewer` holds in this team, the name compared as the person it means (`Alice ` is
         `alice`); empty for someone who is not a reviewer."""
         return self._identities.get(identity(reviewer), frozenset())
+
+    @property
+    def owners(self) -> Owners | None:
+        """Who answers for the team's pauses and stop rules (policy `owners:`); None when the file names nobody."""
+        return self._owners
+
+    def owners_of(self, tool: str | None = None) -> tuple[Owners, ...]:
+        """Who answers for a pause of `tool` (a name or a glob): the owners of the rules naming it, where they set
+        their own, else the team's; for a team or run pause (None), the team's. Empty when nobody is named."""
+        if tool is not None:
+            found = tuple(dict.fromkeys(rule.owners for rule in self._rules if rule.owners is not None
+                                        and (rule.names_tool(tool) or tool in rule.patterns)))
+            if found:
+                return found
+        return (self._owners,) if self._owners is not None else ()
+
+    def may_pause(self, reviewer: str, tool: str | None = None) -> bool:
+        """Whether `reviewer` may pause and unpause alone: an `operator` of the team, a team owner, or (for a tool)
+        an owner of a rule naming it; an owner is a reviewer by name or anyone holding the role named."""
+        roles = self.roles_of(reviewer)
+        if not roles:
+            return False
+        if "operator" in roles:
+            return True
+        me = identity(reviewer)
+        owners = {*self.owners_of(tool), *((self._owners,) if self._owners is not None else ())}
+        return any(identity(name) == me or name in roles for o in owners for name in o.names)
 
     def classify(self, tool: str, args: Mapping[str, Any]) -> Decision:
         """Decide one call: allow, approve (with its gate) or deny, and why. Pure; never raises for any

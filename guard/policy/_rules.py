@@ -10,15 +10,15 @@ from __future__ import annotations
 import fnmatch
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from guard.identity import identity
 from guard.policy._conditions import ConditionProblem, FieldCheck, compile_conditions
-from guard.policy._spec import PolicySpec, RetrySpec, RuleSpec
-from guard.policy._types import ApprovalRule, OnFailure, RetryRule, SideEffectClass
+from guard.policy._spec import OwnersSpec, PolicySpec, RetrySpec, RuleSpec
+from guard.policy._types import ApprovalRule, OnFailure, Owners, RetryRule, SideEffectClass
 from guard.policy._yaml import Path
 
-__all__ = ["DEFAULT_EXPIRY", "Rule", "RuleProblem", "compile_rules"]
+__all__ = ["DEFAULT_EXPIRY", "Rule", "RuleProblem", "compile_owners", "compile_rules"]
 
 DEFAULT_EXPIRY = 3600.0
 _GLOB_CHARS = re.compile(r"[*?\[]")
@@ -56,6 +56,7 @@ class Rule:
     retry: RetryRule
     on_failure: OnFailure
     secrets: frozenset[str]
+    owners: Owners | None = None  # who answers for pauses of its tools, where they differ from the team's
 
     def names_tool(self, tool: str) -> bool:
         """True when one of the rule's exact names or globs matches `tool` (case-sensitive)."""
@@ -102,8 +103,32 @@ def compile_rules(spec: PolicySpec, line_of: Callable[[Path], int | None]) -> tu
         if rule.name in seen:
             raise RuleProblem((*at, "name"), f"rule name {rule.name!r} is used twice: give each rule its own name")
         seen.add(rule.name)
-        rules.append(_compile(index, rule, at, holders, default_retry, default_expiry, line_of(at)))
+        compiled = _compile(index, rule, at, holders, default_retry, default_expiry, line_of(at))
+        if rule.owners is not None:
+            compiled = replace(compiled, owners=compile_owners(rule.owners, (*at, "owners"), spec.reviewers, line_of))
+        rules.append(compiled)
     return tuple(rules)
+
+
+def compile_owners(spec: OwnersSpec, at: Path, reviewers: Mapping[str, list[str]],
+                   line_of: Callable[[Path], int | None]) -> Owners:
+    """The owners of a pause point, each checked to name someone: a reviewer of `reviewers:` (compared as the
+    person the name means) or a role one of them holds. An owner nobody answers to is refused (fail closed).
+
+    Raises:
+        RuleProblem: an owner or backup that names no reviewer and no role, or a backup that is the owner.
+    """
+    people = {identity(name) for name in reviewers}
+    roles = {role for held in reviewers.values() for role in held}
+    for key in ("owner", "backup"):
+        name: str = getattr(spec, key)
+        if identity(name) not in people and name not in roles:
+            raise RuleProblem((*at, key), f"{key} {name!r} is neither a reviewer nor a role under `reviewers:`: "
+                                          "name a reviewer or a role someone holds, so a person answers for it")
+    if identity(spec.owner) == identity(spec.backup):
+        raise RuleProblem((*at, "backup"), "the backup is the owner: name someone else, who answers when the owner "
+                                           "cannot")
+    return Owners(spec.owner, spec.backup, line_of(at))
 
 
 def _compile(

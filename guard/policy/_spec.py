@@ -25,7 +25,10 @@ from pydantic_core import PydanticCustomError
 from guard.policy._types import OnFailure, SideEffectClass
 from guard.policy._values import number_operand, parse_duration, scalar_list, scalar_operand
 
-__all__ = ["ApprovalSpec", "CaseSpec", "CasesFile", "ConditionSpec", "PolicySpec", "RetrySpec", "RuleSpec", "StopSpec"]
+__all__ = [
+    "ApprovalSpec", "CaseSpec", "CasesFile", "ConditionSpec", "OwnersSpec", "PolicySpec", "RetrySpec", "RuleSpec",
+    "StopSpec",
+]
 
 _DURATION_SCHEMA = {
     "anyOf": [
@@ -126,6 +129,16 @@ class ConditionSpec(_Spec):
     exists: bool | None = None
 
 
+class OwnersSpec(_Spec):
+    """Who answers for a pause point: an `owner` and a `backup`, each a reviewer's name or a role of `reviewers:`.
+
+    They are told when something pauses or a stop rule trips, and may pause and unpause alone (as may anyone
+    holding the `operator` role)."""
+
+    owner: Name
+    backup: Name
+
+
 class RuleSpec(_Spec):
     """One rule: tools (names or globs) and optional conditions -> a class and its gate, or a deny."""
 
@@ -139,6 +152,8 @@ class RuleSpec(_Spec):
     on_failure: Annotated[OnFailure, Field(strict=False)] | None = None
     secrets: list[Name] = Field(default_factory=lambda: [])
     deny: Text | None = Field(default=None, description="Refuse the call; the text tells the agent why.")
+    owners: OwnersSpec | None = Field(default=None, description="Who answers for pauses of this rule's tools, "
+                                                                "where it differs from the team's `owners:`.")
 
 
 EnvName = Annotated[str, StringConstraints(pattern=r"^[A-Z_][A-Z0-9_]*$", max_length=100)]
@@ -190,6 +205,7 @@ class PolicySpec(_Spec):
     description: Text | None = None
     secrets: list[Name] = Field(default_factory=lambda: [])
     reviewers: dict[Name, Annotated[list[Name], Field(min_length=1)]] = Field(default_factory=lambda: {})
+    owners: OwnersSpec | None = Field(default=None, description="Who answers for the team's pauses and stop rules.")
     defaults: DefaultsSpec | None = None
     notify: NotifySpec | None = None
     stop: StopSpec | None = None

@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from fnmatch import fnmatchcase
 
-__all__ = ["NO_STOP", "ApprovalRule", "Decision", "Notify", "OnFailure", "RetryRule", "SideEffectClass", "StopRules",
-           "Verdict"]
+__all__ = ["NO_STOP", "ApprovalRule", "Decision", "Notify", "OnFailure", "Owners", "RetryRule", "SideEffectClass",
+           "StopRules", "Verdict"]
 
 
 class SideEffectClass(StrEnum):
@@ -105,6 +105,20 @@ class ApprovalRule:
     roles: tuple[str, ...]
     quorum: int = 1
     expires_after: float = 3600.0
+
+
+@dataclass(frozen=True, slots=True)
+class Owners:
+    """Who answers for a pause point (policy `owners:` of the team or of a rule): `owner` and `backup`, each a
+    reviewer's name or a role. `line`: where the file names them (None for a policy built in code)."""
+
+    owner: str
+    backup: str
+    line: int | None = None
+
+    @property
+    def names(self) -> tuple[str, str]:
+        return (self.owner, self.backup)
 
 
 @dataclass(frozen=True, slots=True)

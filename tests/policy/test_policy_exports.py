@@ -15,6 +15,7 @@ def test_exported_names() -> None:
             "LivePolicies",
             "Notify",
             "OnFailure",
+            "Owners",
             "Policy",
             "PolicySet",
             "RetryRule",

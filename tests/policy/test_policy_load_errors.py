@@ -51,6 +51,9 @@ EXPECTED: dict[str, tuple[int, str, str]] = {
     "stop_zero.yaml": (6, "stop.max_calls.email.send_*", "greater than or equal to 1"),
     "stop_unknown_key.yaml": (4, "stop.per_minute", "allowed here are max_calls, rate, repeats"),
     "stop_rate_no_period.yaml": (4, "stop.rate.billing.*.per", "required key 'per' is missing"),
+    "owners_nobody.yaml": (6, "owners.backup", "'billing-leads' is neither a reviewer nor a role"),
+    "owners_backup_is_owner.yaml": (6, "owners.backup", "the backup is the owner"),
+    "rule_owners_nobody.yaml": (13, "rules[1].owners.backup", "'carol' is neither a reviewer nor a role"),
 }
 
 
