@@ -47,11 +47,13 @@ def pause(reason: Annotated[str, typer.Option(help="Why: shown to the agent and 
 
 
 @guarded_command
-def unpause(team: TeamOpt = None, tool: ToolOpt = None, run: RunOpt = None, who: Who = None,
-            db: DbOption = None) -> None:
+def unpause(reason: Annotated[str, typer.Option(help="Why it is safe to go on: kept with the pause.")],
+            team: TeamOpt = None, tool: ToolOpt = None, run: RunOpt = None,
+            tool_team: Annotated[str | None, typer.Option("--in-team", help="Lift only that team's pauses.")] = None,
+            who: Who = None, db: DbOption = None) -> None:
     """Lift the pauses on a team, tool or run."""
     scope, target = _target(team, tool, run)
-    n = open_ledger(db).unpause(scope, target, by=operator_name(who))
+    n = open_ledger(db).unpause(scope, target, by=operator_name(who), reason=reason, team=tool_team)
     if n == 0:
         fail(f"no active pause on {scope} {target}")
     echo(f"lifted {n} pause(s) on {scope} {target}")

@@ -1,8 +1,9 @@
 """What the teams' channels were told: the notifier's reads and writes on `notifications` and its cursor.
 
 The notifier reads the events after its cursor that a channel may need (a call entering `awaiting_approval`,
-a run entering `halted` or `pending_review`), claims each one with an insert unique on the event (two notifiers
-never send the same event twice), and records what became of it. Nothing here sends anything: `guard.notify`
+a run entering `halted` or `pending_review`, a pause set or lifted, a call a stop rule denied), claims each one
+with an insert unique on the event (two notifiers never send the same event twice), and records what became of
+it. Nothing here sends anything: `guard.notify`
 does, outside any transaction.
 """
 
@@ -22,15 +23,36 @@ from guard.ledger.states import CallState, RunState
 __all__ = ["LedgerNotices"]
 
 _CURSOR = "webhooks"
+_DETAILED = ("paused", "stop_tripped")
+# A team or tool pause belongs to no run: its team is in the event's detail (the LEFT JOIN finds no run).
 _CANDIDATES = (
-    "SELECT e.id, e.run_id, e.call_id, e.entity, e.to_state, r.team FROM events e JOIN runs r ON r.run_id = e.run_id "
-    "WHERE e.id > ? AND ((e.entity = 'call' AND e.to_state = ?) OR (e.entity = 'run' AND e.to_state IN (?, ?) "
-    "AND e.from_state IS DISTINCT FROM e.to_state)) "
-    "ORDER BY e.id LIMIT ?"
+    "SELECT e.id, e.run_id, e.call_id, e.entity, e.to_state, r.team, e.detail, e.actor FROM events e "
+    "LEFT JOIN runs r ON r.run_id = e.run_id WHERE e.id > ? AND ((e.entity = 'call' AND e.to_state IN (?, ?)) "
+    "OR (e.entity = 'run' AND e.to_state IN (?, ?) AND e.from_state IS DISTINCT FROM e.to_state) "
+    "OR e.entity = 'pause') ORDER BY e.id LIMIT ?"
 )
 
 
-def _record(cur: Any, team: str, run_id: str, notice_id: int, now: float, src: str | None, dst: str) -> None:
+def _notice(row: tuple[Any, ...]) -> NoticeEvent | None:
+    """The notice an event row is, or None when no channel needs it (a call denied by anything but a stop rule,
+    a pause of every team's tool)."""
+    event_id, run_id, call_id, entity, to_state, team, raw, actor = row
+    detail: dict[str, Any] = json.loads(raw) if entity in ("pause", "call") and to_state != "awaiting_approval" else {}
+    if entity == "call" and to_state == CallState.DENIED:
+        if detail.get("brake") != "stop":
+            return None
+        kind = "stop_tripped"
+    elif entity == "pause":
+        kind, team = "paused", detail.get("team") or team
+    else:
+        kind = "approval_waiting" if entity == "call" else "run_halted"
+    if team is None:
+        return None
+    return NoticeEvent(event_id=event_id, run_id=run_id, call_id=call_id, team=team, to_state=to_state, kind=kind,
+                       detail=detail, actor=actor)
+
+
+def _record(cur: Any, team: str, run_id: str | None, notice_id: int, now: float, src: str | None, dst: str) -> None:
     """The notification's outcome as an event of the team's notices stream, carrying the row's claim."""
     append_events(cur, [(run_id, None, now, "guard:notifier", "notice", src, dst, json.dumps({"id": notice_id}))],
                   [claim(cur, "notifications", notice_id)], stream=notices_stream(team))
@@ -49,16 +71,15 @@ class LedgerNotices:
     def notice_events(self, after: int, limit: int = 200) -> tuple[list[NoticeEvent], int]:
         """Events after `after` a channel may need to hear of, oldest first; and the last event id read."""
         with self.conns.read() as cur:
-            cur.execute(_CANDIDATES, (after, CallState.AWAITING_APPROVAL, RunState.HALTED, RunState.PENDING_REVIEW,
-                                      limit))
+            cur.execute(_CANDIDATES, (after, CallState.AWAITING_APPROVAL, CallState.DENIED, RunState.HALTED,
+                                      RunState.PENDING_REVIEW, limit))
             rows = cur.fetchall()
             if len(rows) < limit:  # nothing more to find: the cursor may move to the end of the events
                 cur.execute("SELECT COALESCE(MAX(id), 0) FROM events")
                 last = max(after, int(cur.fetchone()[0]))
             else:
                 last = int(rows[-1][0])
-        events = [NoticeEvent(event_id=r[0], run_id=r[1], call_id=r[2], team=r[5], to_state=r[4],
-                              kind="approval_waiting" if r[3] == "call" else "run_halted") for r in rows]
+        events = [event for event in map(_notice, rows) if event is not None]
         return events, last
 
     def move_notice_cursor(self, to: int) -> None:
@@ -68,7 +89,7 @@ class LedgerNotices:
 
     def stuck_notices(self, older_than: float, limit: int = 50) -> list[tuple[NotificationRecord, NoticeEvent]]:
         """Notifications left `sending` before `older_than` (their notifier died mid-send), with their events."""
-        sql = (f"SELECT {', '.join('n.' + c for c in NotificationRecord.columns())}, e.entity, e.to_state "
+        sql = (f"SELECT {', '.join('n.' + c for c in NotificationRecord.columns())}, e.actor, e.detail, e.to_state "
                "FROM notifications n JOIN events e ON e.id = n.event_id "
                "WHERE n.state = 'sending' AND n.updated_at < ? ORDER BY n.id LIMIT ?")
         with self.conns.read() as cur:
@@ -76,9 +97,11 @@ class LedgerNotices:
             rows = cur.fetchall()
         found: list[tuple[NotificationRecord, NoticeEvent]] = []
         for row in rows:
-            notice = NotificationRecord.from_row(row[:-2])
+            notice = NotificationRecord.from_row(row[:-3])
             found.append((notice, NoticeEvent(event_id=notice.event_id, kind=notice.kind, team=notice.team,
-                                              run_id=notice.run_id, call_id=notice.call_id, to_state=row[-1])))
+                                              run_id=notice.run_id, call_id=notice.call_id, to_state=row[-1],
+                                              detail=json.loads(row[-2]) if notice.kind in _DETAILED else {},
+                                              actor=row[-3])))
         return found
 
     def reclaim_notice(self, notice: NotificationRecord) -> bool:

@@ -1,7 +1,8 @@
 """The kill switch in the ledger: pause a team, a tool (glob) or a run at once; lift it later.
 
 A pause takes effect for the next call that reaches the brakes step (`Ledger.offer` reads it inside the same
-transaction that would record the call). Pausing and lifting are events in the audit trail.
+transaction that would record the call), and for the next run the team opens (`Ledger.pause_of_team`). Pausing
+and lifting are events in the audit trail, each with who, when and why; the pause row keeps the same.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from guard.ledger.backend import Connections
 from guard.ledger.chain import pauses_stream, run_stream
 from guard.ledger.digests import claim
 from guard.ledger.moves import append_events
+from guard.ledger.records import EventRecord
 
 __all__ = ["LedgerPauses", "Scope"]
 
@@ -43,22 +45,38 @@ class LedgerPauses:
                           stream=run_stream(target) if scope == "run" else pauses_stream(owner))
         return pause_id
 
-    def unpause(self, scope: Scope, target: str, *, by: str) -> int:
-        """Lift every active pause on `target`; returns how many were lifted."""
+    def unpause(self, scope: Scope, target: str, *, by: str, reason: str, team: str | None = None) -> int:
+        """Lift every active pause on `target` (only those of `team`, when given); returns how many were lifted.
+
+        Raises:
+            GuardUsageError: an empty reason (why it is safe to go on is part of the record).
+        """
+        if not reason.strip():
+            raise GuardUsageError("lifting a pause needs a reason: say why it is safe to go on")
         now = time.time()
+        mine = "" if team is None else " AND team = ?"
         with self.conns.write() as cur:
-            cur.execute("UPDATE pauses SET lifted_at = ?, lifted_by = ? WHERE scope = ? AND target = ? "
-                        "AND lifted_at IS NULL RETURNING id, team", (now, by, scope, target))
-            lifted = cur.fetchall()
-            ids = [r[0] for r in lifted]
+            cur.execute("UPDATE pauses SET lifted_at = ?, lifted_by = ?, lift_reason = ? WHERE scope = ? "
+                        f"AND target = ?{mine} AND lifted_at IS NULL RETURNING id, team",
+                        (now, by, reason, scope, target, *(() if team is None else (team,))))
+            lifted = sorted(cur.fetchall())
             # One event per stream the lifted pauses were recorded in (a team's pauses, or the run's).
-            for team in sorted({r[1] or "" for r in lifted}):
-                mine = [r[0] for r in lifted if (r[1] or "") == team]
-                append_events(cur, [(target if scope == "run" else None, None, now, by, "pause", "paused",
-                                     "lifted", json.dumps({"ids": mine, "scope": scope, "target": target}))],
-                              [claim(cur, "pauses", i) for i in mine],
-                              stream=run_stream(target) if scope == "run" else pauses_stream(team or None))
-        return len(ids)
+            for owner in sorted({t or "" for _, t in lifted}):
+                ids = [i for i, t in lifted if (t or "") == owner]
+                append_events(cur, [(target if scope == "run" else None, None, now, by, "pause", "paused", "lifted",
+                                     json.dumps({"ids": ids, "scope": scope, "target": target, "team": owner or None,
+                                                 "reason": reason}))],
+                              [claim(cur, "pauses", i) for i in ids],
+                              stream=run_stream(target) if scope == "run" else pauses_stream(owner or None))
+        return len(lifted)
+
+    def pause_of_team(self, team: str) -> dict[str, Any] | None:
+        """The oldest active pause of the whole team, or None: a paused team opens no new run."""
+        with self.conns.read() as cur:
+            cur.execute("SELECT id, reason, paused_by, at FROM pauses WHERE lifted_at IS NULL AND scope = 'team' "
+                        "AND target = ? ORDER BY id LIMIT 1", (team,))
+            row = cur.fetchone()
+        return None if row is None else dict(zip(("id", "reason", "paused_by", "at"), row, strict=True))
 
     def pause_holding(self, team: str, tool: str, run_id: str) -> str | None:
         """The active pause that would stop this call at the brakes now, as a sentence naming how to lift it;
@@ -74,9 +92,22 @@ class LedgerPauses:
                             f"lifted (`guard unpause --{scope} {target}`)")
         return None
 
-    def active_pauses(self) -> list[dict[str, Any]]:
+    def pause_events(self, team: str | None = None) -> list[EventRecord]:
+        """Every pause and lift in the audit trail, oldest first (who, when, and why in the detail); those of
+        `team` only, when given."""
+        with self.conns.read() as cur:
+            cur.execute(f"SELECT {EventRecord.sql_columns()} FROM events WHERE entity = 'pause' ORDER BY id")
+            rows = [EventRecord.from_row(r) for r in cur.fetchall()]
+        return [e for e in rows if team is None or json.loads(e.detail).get("team") == team]
+
+    def active_pauses(self, teams: list[str] | None = None) -> list[dict[str, Any]]:
+        """The pauses in force, oldest first (those of `teams` only, when given; a tool pause of every team is
+        not one of theirs)."""
+        mine = "" if teams is None else f" AND team IN ({', '.join('?' * len(teams))})"
+        if teams == []:
+            return []
         with self.conns.read() as cur:
             cur.execute("SELECT id, scope, team, target, reason, paused_by, at FROM pauses "
-                        "WHERE lifted_at IS NULL ORDER BY id")
+                        f"WHERE lifted_at IS NULL{mine} ORDER BY id", tuple(teams or ()))
             cols = ("id", "scope", "team", "target", "reason", "paused_by", "at")
             return [dict(zip(cols, row, strict=True)) for row in cur.fetchall()]

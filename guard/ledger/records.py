@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from typing import Any, Self
 
 __all__ = ["ApprovalRecord", "CallRecord", "DecisionRecord", "EventRecord", "ManualActionRecord", "NoticeEvent",
@@ -186,7 +186,7 @@ class NotificationRecord(_Row):
     event_id: int
     team: str
     kind: str
-    run_id: str
+    run_id: str | None
     call_id: str | None
     approval_id: str | None
     target: str
@@ -199,11 +199,14 @@ class NotificationRecord(_Row):
 
 @dataclass(frozen=True, slots=True)
 class NoticeEvent:
-    """A ledger event a team's channel may need to hear of, with the run's team."""
+    """A ledger event a team's channel may need to hear of, with the run's team (a pause's own team when it
+    belongs to no run). `detail`: the event's detail, for a pause or a tripped stop rule."""
 
     event_id: int
-    kind: str  # approval_waiting | run_halted
+    kind: str  # approval_waiting | run_halted | paused | stop_tripped
     team: str
-    run_id: str
+    run_id: str | None
     call_id: str | None
     to_state: str
+    detail: dict[str, Any] = field(default_factory=lambda: {})
+    actor: str = ""

@@ -203,7 +203,7 @@ class Ledger(LedgerQueries, LedgerApprovals, LedgerPauses, LedgerInFlight, Ledge
                 if earlier is not None and earlier.state == C.COMPLETED:
                     return self._existing(cur, req, earlier, now)
                 reason = brake[1] if brake is not None else req.reason
-                self._insert(cur, req, seq, now, C.DENIED, reason=reason)
+                self._insert(cur, req, seq, now, C.DENIED, reason=reason, brake=brake[0] if brake else None)
                 return Offer("denied", req.call_id, seq, reason=reason, brake=brake[0] if brake else None)
             if req.verdict == "approve":
                 if not self._insert(cur, req, seq, now, C.AWAITING_APPROVAL):
@@ -321,7 +321,7 @@ class Ledger(LedgerQueries, LedgerApprovals, LedgerPauses, LedgerInFlight, Ledge
                         (req.team, pattern, per, window))
 
     def _insert(self, cur: Any, req: CallRequest, seq: int, now: float, state: CallState, *,
-                reason: str | None = None) -> bool:
+                reason: str | None = None, brake: str | None = None) -> bool:
         """Insert the call in `state` with the events of its path there; False when its key is taken.
 
         A denied call holds no key (it provably never ran, so the key stays free for a later offer).
@@ -342,7 +342,8 @@ class Ledger(LedgerQueries, LedgerApprovals, LedgerPauses, LedgerInFlight, Ledge
         # The call's claim is its digest as inserted (guard.ledger.digests): an edit of any of its fields is
         # found by `verify`; the hash and policy version are repeated in the event for the story's reader.
         offered = json.dumps({"args_hash": req.args_hash, "policy_version": req.policy_version})
-        last = json.dumps({"reason": reason}) if state is C.DENIED else "{}"
+        # A denial names its brake (`pause`, `stop`, `run`): the notifier tells the owners of a tripped stop rule.
+        last = "{}" if state is not C.DENIED else json.dumps({"reason": reason, **({"brake": brake} if brake else {})})
         path = _PATHS[state]
         append_events(cur, [(req.run_id, req.call_id, now, req.actor, "call", src, dst,
                              offered if dst is C.OFFERED else last) for src, dst in path],

@@ -196,6 +196,7 @@ class Pause(SQLModel, table=True):
     at: float
     lifted_at: float | None = Field(default=None, index=True)
     lifted_by: str | None = None
+    lift_reason: str | None = None
 
 
 class RateWindow(SQLModel, table=True):
@@ -247,8 +248,8 @@ class Notification(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     event_id: int = Field(unique=True, index=True)  # one notification per event, however many notifiers run
     team: str
-    kind: str  # approval_waiting | run_halted
-    run_id: str = Field(index=True)
+    kind: str  # approval_waiting | run_halted | paused | stop_tripped
+    run_id: str | None = Field(default=None, index=True)  # None: a team or tool pause, which belongs to no run
     call_id: str | None = None
     approval_id: str | None = None
     target: str  # the webhook's scheme://host only: a Slack webhook's path is a secret

@@ -1,4 +1,5 @@
-"""The notifier: tells each team's channel of calls waiting for approval and of runs that halt.
+"""The notifier: tells each team's channel of calls waiting for approval, of runs that halt, of pauses set or
+lifted and of stop rules that trip (these two naming the owners the policy gives the pause point).
 
 It reads the ledger's events after its cursor (`Ledger.notice_events`), so nothing is lost while no notifier
 runs: the next pass catches up. Each event is claimed with a row unique on the event before it is sent, and
@@ -92,7 +93,7 @@ class Notifier:
         if notify is None or event.kind not in notify.events:
             return
         approval = self.ledger.approval_for_call(event.call_id) if event.call_id else None
-        run = self.ledger.get_run(event.run_id)
+        run = self.ledger.get_run(event.run_id) if event.run_id else None
         url, key = notify.url(), notify.secret()
         target = target_of(url) if url else f"${notify.webhook_env}"
         approval_id = approval.approval_id if approval is not None else None
@@ -125,7 +126,7 @@ class Notifier:
             return
         if read is None:
             read = (self.ledger.approval_for_call(event.call_id) if event.call_id else None,
-                    self.ledger.get_run(event.run_id))
+                    self.ledger.get_run(event.run_id) if event.run_id else None)
         approval, run = read
         if (stale := _stale(event, approval, run)) is not None:  # a stuck row whose call was decided since
             self.ledger.settle_notice(notice_id, state="skipped", attempts=0, error=stale)
@@ -147,11 +148,39 @@ class Notifier:
         policy = self.policies.policies.get(team)
         return policy.notify if policy is not None else None
 
+    def _brake_message(self, event: NoticeEvent) -> tuple[str, dict[str, Any]]:
+        """A pause set or lifted, or a stop rule that tripped: what, who and why, naming the pause point's owners."""
+        d = event.detail
+        policy = self.policies.policies.get(event.team)
+        if event.kind == "stop_tripped":
+            call = self.ledger.get_call(event.call_id) if event.call_id else None
+            tool = call.tool if call is not None else None
+            owners = [{"owner": o.owner, "backup": o.backup} for o in (policy.owners_of(tool) if policy else ())]
+            text = (f"Stop rule tripped in team *{event.team}*: `{tool}` in run `{event.run_id}` was denied: "
+                    f"{d.get('reason')}. Owners: {_owners_text(owners)}. Pause it if it is a runaway "
+                    f"(`guard pause --tool {tool} --in-team {event.team}`).")
+            return text, {"tool": tool, "reason": d.get("reason"), "owners": owners}
+        scope, target, reason = d.get("scope"), d.get("target"), d.get("reason")
+        tool = target if scope == "tool" else None
+        owners = [{"owner": o.owner, "backup": o.backup} for o in (policy.owners_of(tool) if policy else ())]
+        if event.to_state == "lifted":
+            text = (f"Pause lifted in team *{event.team}*: {scope} `{target}` runs again ({event.actor}: {reason}). "
+                    f"Owners: {_owners_text(owners)}.")
+        else:
+            text = (f"Paused in team *{event.team}*: {scope} `{target}` by {event.actor}: {reason}. New calls"
+                    f"{' and runs' if scope == 'team' else ''} are refused until it is lifted. Owners: "
+                    f"{_owners_text(owners)}.")
+        return text, {"state": event.to_state, "scope": scope, "target": target, "reason": reason,
+                      "by": event.actor, "owners": owners}
+
     def message(self, event: NoticeEvent, approval: ApprovalRecord | None, run: RunRecord | None) -> dict[str, Any]:
         """The Slack-compatible message: `text` (mrkdwn, with a link to the page) plus the facts as `guard`."""
         base = self.page_url.rstrip("/")
         facts: dict[str, Any] = {"event": event.kind, "event_id": event.event_id, "team": event.team,
                                  "run_id": event.run_id, "call_id": event.call_id}
+        if event.kind in ("paused", "stop_tripped"):
+            text, more = self._brake_message(event)
+            return {"text": f"{text} <{base}/|Open the reviewer page>", "guard": facts | more | {"url": f"{base}/"}}
         if event.kind == "approval_waiting" and approval is not None:
             link = f"{base}/approvals/{approval.approval_id}"
             roles = ", ".join(approval.role_list)
@@ -175,8 +204,14 @@ class Notifier:
         return {"text": text, "guard": facts}
 
 
+def _owners_text(owners: list[dict[str, str]]) -> str:
+    return "; ".join(f"*{o['owner']}* (backup *{o['backup']}*)" for o in owners) or "none named (policy `owners:`)"
+
+
 def _stale(event: NoticeEvent, approval: ApprovalRecord | None, run: RunRecord | None) -> str | None:
     """Why the event no longer needs telling (decided or resolved before the pass), or None."""
+    if event.kind in ("paused", "stop_tripped"):
+        return None  # a pause or a trip is news even when lifted since: the owners hear of both
     if event.kind == "approval_waiting":
         if approval is None:
             return "no approval recorded for this call"

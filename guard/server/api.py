@@ -1,4 +1,5 @@
-"""The REST API under /api: approvals (list, show, decide) and runs (list, show), bearer-token auth.
+"""The REST API under /api: approvals (list, show, decide), runs (list, show), pauses (list, pause, lift),
+bearer-token auth.
 
 Statuses: 401 no or a bad token; 403 none of the approval's roles, or the requester; 404 an unknown id, or one
 of a team the reviewer does not review for (the same answer: no existence oracle across teams); 409 already
@@ -15,9 +16,10 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field
 
 from guard.server.auth import bearer_reviewer
+from guard.server.brakes import Brakes, PausePoint
 from guard.server.desk import Desk, Reviewer
 
-__all__ = ["DecisionIn", "router"]
+__all__ = ["DecisionIn", "PauseIn", "router"]
 
 _ID = r"^[A-Za-z0-9_.:-]{1,128}$"
 
@@ -36,6 +38,57 @@ class DecisionIn(BaseModel):
         default=None, description="Approve these arguments instead (a full JSON object, from `args` as shown): "
                                   "the approval binds to their hash and the call runs with them. Secret fields "
                                   "stay `[REDACTED]` and keep the agent's value. Approve only.")
+
+
+class PauseIn(BaseModel):
+    """A pause point of one team (the whole team, a tool glob of it, or one of its runs) and why."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    team: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")
+    tool: str | None = Field(default=None, pattern=r"^\S{1,200}$", description="A tool name or glob of the team.")
+    run_id: str | None = Field(default=None, pattern=_ID, description="One run of the team.")
+    reason: str = Field(min_length=1, max_length=4000, description="Why: the agent, the owners and the audit "
+                                                                     "trail see it.")
+
+    def point(self) -> PausePoint:
+        return PausePoint(self.team, self.tool, self.run_id)
+
+
+class Owner(BaseModel):
+    owner: str
+    backup: str
+
+
+class PauseOut(BaseModel):
+    pause_id: int
+    scope: Literal["team", "tool", "run"]
+    target: str
+    team: str
+    reason: str
+    paused_by: str
+    owners: list[Owner] = Field(description="Who answers for this pause point (policy `owners:`).")
+
+
+class LiftOut(BaseModel):
+    lifted: int = Field(description="How many pauses were lifted.")
+    scope: Literal["team", "tool", "run"]
+    target: str
+    team: str
+    reason: str
+    lifted_by: str
+
+
+class ActivePause(BaseModel):
+    id: int
+    scope: Literal["team", "tool", "run"]
+    team: str
+    target: str
+    reason: str
+    paused_by: str
+    at: float
+    owners: list[Owner]
+    may_lift: bool = Field(description="This reviewer is an owner or an operator, and may lift it alone.")
 
 
 class DecisionOut(BaseModel):
@@ -179,3 +232,32 @@ def list_runs(who: Who, desk: DeskDep, team: Annotated[str | None, Query(max_len
 def show_run(who: Who, desk: DeskDep, run_id: Annotated[str, Path(max_length=256)]) -> dict[str, Any]:
     """A run's story: every call with its state and external ids, the events, the manual actions."""
     return desk.run(who, run_id)
+
+
+def _brakes(desk: DeskDep) -> Brakes:
+    return Brakes(desk)
+
+
+BrakesDep = Annotated[Brakes, Depends(_brakes)]
+_PAUSE_ERRORS: dict[int | str, dict[str, Any]] = {
+    403: {"model": Problem, "description": "Neither an owner of this pause point nor an operator of the team."},
+    404: {"model": Problem, "description": "A team (or run) this reviewer does not review for, or no such pause."},
+}
+
+
+@router.get("/pauses", tags=["pauses"], response_model=list[ActivePause])
+def list_pauses(who: Who, brakes: BrakesDep) -> list[dict[str, Any]]:
+    """The pauses in force in the reviewer's teams, with their owners."""
+    return brakes.active(who)
+
+
+@router.post("/pauses", tags=["pauses"], response_model=PauseOut, status_code=201, responses=_PAUSE_ERRORS)
+def pause(who: Who, brakes: BrakesDep, body: PauseIn) -> dict[str, Any]:
+    """Pause a team, a tool or a run at once (owners and operators, alone, with a reason)."""
+    return brakes.pause(who, body.point(), body.reason)
+
+
+@router.post("/pauses/lift", tags=["pauses"], response_model=LiftOut, responses=_PAUSE_ERRORS)
+def lift(who: Who, brakes: BrakesDep, body: PauseIn) -> dict[str, Any]:
+    """Lift the pauses on a team, a tool or a run (owners and operators, alone, with a reason)."""
+    return brakes.unpause(who, body.point(), body.reason)

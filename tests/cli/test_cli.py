@@ -175,9 +175,6 @@ def test_db_status_fails_until_db_upgrade_creates_the_schema(tmp_path: Path, run
 
 
 def test_a_paused_team_has_its_calls_denied_until_it_is_unpaused(db_path: Path, runner: CliRunner) -> None:
-    paused = runner.invoke(app, ["pause", "--team", "onboarding", "--reason", "incident 42", "--as", "oncall",
-                                 "--db", str(db_path)])
-    assert paused.exit_code == 0, paused.output
     guard = Guard(policies=POLICIES, db=str(db_path), log_level="error")
     ran: list[str] = []
 
@@ -186,16 +183,19 @@ def test_a_paused_team_has_its_calls_denied_until_it_is_unpaused(db_path: Path, 
 
     tool = guard.tool(find_contact, name="crm.find_contact")
     try:
-        with guard.run("onboarding"):
+        with guard.run("onboarding"):  # open before the pause: a paused team opens no new run
+            paused = runner.invoke(app, ["pause", "--team", "onboarding", "--reason", "incident 42", "--as",
+                                         "oncall", "--db", str(db_path)])
+            assert paused.exit_code == 0, paused.output
             with pytest.raises(CallDenied, match="incident 42"):
                 tool(email="ada@example.com")
-            lifted = runner.invoke(app, ["unpause", "--team", "onboarding", "--db", str(db_path)])
+            lifted = runner.invoke(app, ["unpause", "--team", "onboarding", "--reason", "fixed", "--db", str(db_path)])
             assert lifted.exit_code == 0, lifted.output
             tool(email="ada@example.com")
     finally:
         guard.close()
     assert ran == ["ada@example.com"]
-    again = runner.invoke(app, ["unpause", "--team", "onboarding", "--db", str(db_path)])
+    again = runner.invoke(app, ["unpause", "--team", "onboarding", "--reason", "fixed", "--db", str(db_path)])
     assert again.exit_code == 1 and "no active pause" in again.output
 
 

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 import uvicorn
 
-from guard import ApprovalPending, CallFailed, Guard
+from guard import ApprovalPending, CallDenied, CallFailed, Guard
 from guard.ledger import Ledger
 from guard.notify import Notifier, verify_signature
 from guard.policy import PolicySet
@@ -31,10 +31,16 @@ team: ops
 reviewers:
   rita: [finance]
   sam: [support]
+owners: {owner: rita, backup: support}
 notify:
   webhook_env: OPS_WEBHOOK_URL
   secret_env: OPS_WEBHOOK_KEY
+stop:
+  max_calls: {crm.lookup: 1}
 rules:
+  - name: lookups
+    tools: [crm.lookup]
+    class: read
   - name: refunds
     tools: [billing.refund]
     class: compensable
@@ -46,6 +52,10 @@ rules:
     on_failure: halt
 """
 
+
+
+def _echo(**kw: Any) -> dict[str, Any]:
+    return kw
 
 @dataclass
 class Receiver:
@@ -112,6 +122,7 @@ def ops(tmp_path: Path, db_path: Path, receiver: Receiver, monkeypatch: pytest.M
         raise ConnectionError("warehouse API answered 503")
 
     guard.tool(ship, name="warehouse.ship")
+    guard.tool(_echo, name="crm.lookup")
     notifier = Notifier(guard.ledger, PolicySet.load_dir(policies), "https://guard.example.com", backoff=0.01,
                         timeout=2)
     try:
@@ -193,6 +204,37 @@ def test_a_run_that_halts_is_told_and_a_call_decided_before_the_pass_is_skipped(
     assert "*finance, support*" in message["text"] and "warehouse API answered 503" in message["text"]
     states = sorted((n.kind, n.state) for n in ops.ledger.notices())
     assert states == [("approval_waiting", "skipped"), ("approval_waiting", "skipped"), ("run_halted", "sent")]
+
+
+def test_a_pause_and_its_lift_are_told_with_who_why_and_the_owners_named(ops: Ops, receiver: Receiver) -> None:
+    ops.ledger.pause("team", "ops", reason="refunds doubled", by="olga")
+    ops.ledger.pause("tool", "crm.*", reason="every team's CRM", by="olga")  # no team's pause: nobody's channel
+    ops.ledger.unpause("team", "ops", by="rita", reason="duplicates voided")
+    report = ops.notifier.deliver()
+    assert (report.sent, report.failed) == (2, 0)
+    paused, lifted = receiver.bodies()
+    assert paused["text"].startswith("Paused in team *ops*: team `ops` by olga: refunds doubled.")
+    assert "Owners: *rita* (backup *support*)" in paused["text"]
+    assert paused["guard"] | {"event_id": 0} == paused["guard"] | {
+        "event_id": 0, "event": "paused", "state": "paused", "scope": "team", "target": "ops", "by": "olga",
+        "reason": "refunds doubled", "owners": [{"owner": "rita", "backup": "support"}]}
+    assert lifted["text"].startswith("Pause lifted in team *ops*: team `ops` runs again (rita: duplicates voided)")
+    assert sorted((n.kind, n.state, n.run_id) for n in ops.ledger.notices()) == [("paused", "sent", None)] * 2
+
+
+def test_a_tripped_stop_rule_is_told_once_naming_the_tool_the_run_and_the_owners(
+        ops: Ops, receiver: Receiver) -> None:
+    with ops.guard.run("ops") as run:
+        lookup = ops.guard.tool_named("crm.lookup")
+        lookup(email="a@example.com")  # type: ignore[misc]
+        with pytest.raises(CallDenied, match="stop rule"):
+            lookup(email="b@example.com")  # type: ignore[misc]
+    assert ops.notifier.deliver().sent == 1
+    [message] = receiver.bodies()
+    assert message["guard"]["event"] == "stop_tripped" and message["guard"]["run_id"] == run.run_id
+    assert message["guard"]["tool"] == "crm.lookup" and "stop.max_calls" in message["guard"]["reason"]
+    assert "Owners: *rita* (backup *support*)" in message["text"]
+    assert ops.notifier.deliver().sent == 0
 
 
 def test_an_unset_signing_key_sends_nothing_unsigned(ops: Ops, receiver: Receiver,

@@ -322,7 +322,7 @@ def test_an_approval_while_a_pause_holds_the_call_says_it_runs_when_the_pause_is
     pay.http.post("/login", data={"token": pay.tokens["rita"]}, headers={"Sec-Fetch-Site": "same-origin"})
     page = pay.http.get(f"/approvals/{approval_id}?done=approved").text
     assert "may run now" not in page and "runs when the pause is lifted" in page
-    pay.ledger.unpause("team", "pay", by="oncall")
+    pay.ledger.unpause("team", "pay", by="oncall", reason="incident 42 fixed")
     assert pay.http.get(f"/api/approvals/{approval_id}", headers=pay.auth("rita")).json()["paused"] is None
     assert pay.resume(run_id) == {"refund_id": "re_1"}
 
