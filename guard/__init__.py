@@ -37,6 +37,7 @@ from guard.errors import (
     PolicyError,
     RunNotRunning,
     SecretKeyMissing,
+    TeamPaused,
 )
 
 if TYPE_CHECKING:
@@ -130,6 +131,7 @@ __all__ = [
     "RunState",
     "SecretKeyMissing",
     "SideEffectClass",
+    "TeamPaused",
     "Verdict",
     "__version__",
     "args_hash",

@@ -16,6 +16,7 @@ GuardError
 │   ├── ApprovalExpired         nobody decided before the expiry
 │   ├── ApprovalTimeout         a blocking wait ran out; the approval still stands
 │   ├── RunNotRunning           the run is halted, pending review or finished
+│   ├── TeamPaused              the team is paused: no new run opens (names the pause, its reason, owners)
 │   ├── IdempotencyConflict     the same idempotency key with other arguments
 │   ├── CallFailed              the tool raised; the error is recorded
 │   └── CallInDoubt             the outcome is unknown (timeout after a write); never re-run blindly
@@ -59,6 +60,7 @@ __all__ = [
     "PolicyError",
     "RunNotRunning",
     "SecretKeyMissing",
+    "TeamPaused",
 ]
 
 
@@ -197,6 +199,21 @@ class RunNotRunning(CallOutcomeError):
     """The run is halted, pending review or finished: no new call may start in it. Fields add: reason."""
 
     reason: str
+
+
+class TeamPaused(CallOutcomeError):
+    """The team is paused (kill switch): `guard.run(...)` opens no new run until the pause is lifted, so
+    schedules and webhook handlers stop feeding work at the source. Nothing was recorded for the run.
+
+    Fields add: team, pause_id, reason, paused_by, owners (the team's owner and backup from the policy, or empty).
+    `state` is "paused"; call_id and tool are None.
+    """
+
+    team: str
+    pause_id: int
+    reason: str
+    paused_by: str
+    owners: list[str]
 
 
 class IdempotencyConflict(CallOutcomeError):

@@ -54,6 +54,7 @@ EXPORTED = [
     "RunState",
     "SecretKeyMissing",
     "SideEffectClass",
+    "TeamPaused",
     "Verdict",
     "__version__",
     "args_hash",

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from guard.crash import crash_point
-from guard.errors import ApprovalPending, ApprovalTimeout, CallInDoubt, RunNotRunning
+from guard.errors import ApprovalPending, ApprovalTimeout, CallInDoubt, RunNotRunning, TeamPaused
 from guard.ledger import RunClose, RunRecord, RunState, new_id
 from guard.ledger.states import OPEN_RUN_STATES
 from guard.redaction import scrub_text
@@ -33,6 +33,8 @@ class RunHandle:
     Entering an existing run resumes it. A `completed` run (or one `finished_by_hand`) may be entered again
     (the same event delivered twice): every call it already made returns its recorded result, and any new call
     is refused with RunNotRunning. A run halted or pending review refuses entry until an operator acts on it.
+    While the team is paused, a new run is refused with TeamPaused and nothing is recorded (a run already open
+    may be entered; the brakes deny its calls).
 
     With `keep_open=True` a clean exit leaves a running run `running` (a run that several sessions carry on,
     e.g. an MCP proxy's run for one event across client connections); a block that raises closes it as above.
@@ -66,6 +68,7 @@ class RunHandle:
 
     def __enter__(self) -> RunHandle:
         self.guard.recover_on_start()
+        self._refuse_if_paused()
         run = self.guard.ledger.open_run(self.run_id, self.team, actor=self.guard.actor, subject=self.subject,
                                          source_event_id=self.source_event_id)
         if run.state not in OPEN_RUN_STATES and run.state not in (RunState.COMPLETED, RunState.FINISHED_BY_HAND):
@@ -77,6 +80,19 @@ class RunHandle:
         self._bound = structlog.contextvars.bind_contextvars(run_id=self.run_id, team=self.team)
         self.guard.log.info("run open", subject=self.subject)
         return self
+
+    def _refuse_if_paused(self) -> None:
+        """Pause at the source: a paused team opens no new run (one read when nothing is paused)."""
+        pause = self.guard.ledger.pause_of_team(self.team)
+        if pause is None or self.guard.ledger.get_run(self.run_id) is not None:
+            return
+        policy = self.guard.policies.policies.get(self.team)
+        owners = list(policy.owners.names) if policy is not None and policy.owners is not None else []
+        reason = (f"team {self.team} is paused by {pause['paused_by']}: {pause['reason']} (pause {pause['id']}"
+                  f"{', owners ' + ' / '.join(owners) if owners else ''}); no new run opens until it is lifted "
+                  f"(`guard unpause --team {self.team}`)")
+        raise TeamPaused(reason, run_id=self.run_id, call_id=None, tool=None, state="paused", team=self.team,
+                         pause_id=pause["id"], reason=pause["reason"], paused_by=pause["paused_by"], owners=owners)
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
