@@ -54,6 +54,8 @@ class Brakes:
             raise unknown
         if point.tool and point.run_id:
             raise DeskError(422, "invalid", "pause a tool or a run, not both")
+        if point.tool is not None and (len(point.tool) > 200 or any(c.isspace() for c in point.tool)):
+            raise DeskError(422, "invalid", "a tool is a name or a glob without spaces, at most 200 characters")
         if point.run_id:
             run = self.desk.ledger.get_run(point.run_id)
             if run is None or run.team != point.team:

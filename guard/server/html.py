@@ -14,7 +14,7 @@ from typing import Any
 from guard.printable import printable
 from guard.spans import format_span
 
-__all__ = ["approval_page", "login_page", "message_page", "queue_page"]
+__all__ = ["approval_page", "login_page", "message_page", "pauses_page", "queue_page"]
 
 _CSS = """
 body{font:16px/1.45 system-ui,sans-serif;max-width:72rem;margin:0 auto;padding:1rem 1.5rem;color:#1b1b1b}
@@ -62,7 +62,8 @@ def _layout(title: str, body: str, *, reviewer: str | None = None, csrf: str | N
                "</form>")
     return (f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{_e(title)} · Guard</title>'
             f'<meta name="viewport" content="width=device-width, initial-scale=1"><style>{_CSS}</style></head>'
-            f'<body><header><p><a href="/">Guard approvals</a></p>{who}</header><main>{body}</main></body></html>')
+            f'<body><header><p><a href="/">Guard approvals</a> · <a href="/pauses">Pauses</a></p>{who}</header>'
+            f'<main>{body}</main></body></html>')
 
 
 def _error(message: str | None) -> str:
@@ -172,3 +173,47 @@ def approval_page(reviewer: str, csrf: str, a: dict[str, Any], *, notice: str | 
 def message_page(title: str, message: str, *, reviewer: str | None = None, csrf: str | None = None) -> str:
     return _layout(title, f"<h1>{_e(title)}</h1>{_error(message)}<p><a href=\"/\">Back to the queue</a></p>",
                    reviewer=reviewer, csrf=csrf)
+
+
+def _owners(p: dict[str, Any]) -> str:
+    return "; ".join(f'{o["owner"]} (backup {o["backup"]})' for o in p["owners"]) or "none named"
+
+
+def _lift_form(p: dict[str, Any], csrf: str) -> str:
+    if not p["may_lift"]:
+        return "only its owners and operators may lift it"
+    field = {"tool": "tool", "run": "run_id"}.get(p["scope"])
+    target = f'<input type="hidden" name="{field}" value="{_e(p["target"])}">' if field else ""
+    label = f'lift-reason-{_e(p["id"])}'
+    return (f'<form method="post" action="/pauses/lift"><input type="hidden" name="csrf_token" value="{_e(csrf)}">'
+            f'<input type="hidden" name="team" value="{_e(p["team"])}">{target}'
+            f'<label for="{label}">Why it is safe to go on</label>'
+            f'<input id="{label}" name="reason" type="text" maxlength="4000" required>'
+            f'<div><button type="submit">Lift the pause on {_e(p["scope"])} {_e(p["target"])}</button></div></form>')
+
+
+def pauses_page(reviewer: str, csrf: str, pauses: list[dict[str, Any]], teams: list[str], *,
+                notice: str | None = None, error: str | None = None) -> str:
+    """The pauses in force in the reviewer's teams, a lift form on those they may lift, and a pause form."""
+    if pauses:
+        rows = "".join(
+            f'<tr><td>{_e(p["team"])}</td><td>{_e(p["scope"])} <code>{_e(p["target"])}</code></td>'
+            f'<td>{_e(p["paused_by"])} at {_t(p["at"])}: {_e(p["reason"])}</td><td>{_e(_owners(p))}</td>'
+            f"<td>{_lift_form(p, csrf)}</td></tr>" for p in pauses)
+        table = ("<table><caption>Pauses in force</caption><thead><tr><th>Team</th><th>Paused</th><th>By, when, why"
+                 f"</th><th>Owners</th><th></th></tr></thead><tbody>{rows}</tbody></table>")
+    else:
+        table = "<p>Nothing is paused in your teams.</p>"
+    options = "".join(f'<option value="{_e(t)}">{_e(t)}</option>' for t in teams)
+    form = ('<h2>Pause</h2><p>Owners of a pause point and operators may pause alone. New calls are denied at once; '
+            'a paused team opens no new run.</p>'
+            f'<form method="post" action="/pauses"><input type="hidden" name="csrf_token" value="{_e(csrf)}">'
+            f'<label for="pause-team">Team</label><select id="pause-team" name="team">{options}</select>'
+            '<label for="pause-tool">Tool or glob (leave empty to pause the whole team)</label>'
+            '<input id="pause-tool" name="tool" type="text" maxlength="200">'
+            '<label for="pause-reason">Why (the agent, the owners and the audit trail see it)</label>'
+            '<input id="pause-reason" name="reason" type="text" maxlength="4000" required>'
+            '<div><button type="submit">Pause now</button></div></form>') if teams else ""
+    body = ("<h1>Pauses</h1>" + (f'<p class="notice" role="status">{_e(notice)}</p>' if notice else "")
+            + _error(error) + table + form)
+    return _layout("Pauses", body, reviewer=reviewer, csrf=csrf)

@@ -15,6 +15,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from guard.server import html
 from guard.server.auth import COOKIE, SESSION_TTL, Session, Sessions, bearer_reviewer, check_same_origin
+from guard.server.brakes import Brakes, PausePoint
 from guard.server.desk import Desk, DeskError
 
 __all__ = ["PAGE_HEADERS", "pages_router"]
@@ -137,7 +138,50 @@ def pages_router(desk: Desk, sessions: Sessions) -> APIRouter:
         done = "repeat" if result["repeat"] else str(result["state"])
         return _to(f"/approvals/{approval_id}?done={done}")
 
+    brakes = Brakes(desk)
+
+    def pauses_view(session: Session, *, notice: str | None = None, error: str | None = None,
+                    status: int = 200) -> Response:
+        who = session.reviewer
+        return _page(html.pauses_page(who.name, sessions.csrf_token(session), brakes.active(who),
+                                      desk.teams_of(who.name), notice=notice, error=error), status)
+
+    @router.get("/pauses")
+    def pauses(cookie: SessionCookie = None, done: str | None = None) -> Response:
+        session = session_of(cookie)
+        if session is None:
+            return _to("/login")
+        return pauses_view(session, notice=_PAUSE_NOTICES.get(done or ""))
+
+    @router.post("/pauses")
+    @router.post("/pauses/lift")
+    def pause_or_lift(request: Request, cookie: SessionCookie = None,
+                      csrf_token: Annotated[str, Form(max_length=200)] = "",
+                      team: Annotated[str, Form(max_length=64)] = "",
+                      tool: Annotated[str, Form(max_length=200)] = "",
+                      run_id: Annotated[str, Form(max_length=128)] = "",
+                      reason: Annotated[str, Form(max_length=4000)] = "") -> Response:
+        session = session_of(cookie)
+        if session is None:
+            return _page(html.login_page("sign in first: your session is missing or has ended"), 401)
+        lifting = request.url.path.endswith("/lift")
+        try:
+            check_same_origin(request)
+            sessions.check_csrf(session, csrf_token)
+            point = PausePoint(team, tool.strip() or None, run_id.strip() or None)
+            if lifting:
+                brakes.unpause(session.reviewer, point, reason)
+            else:
+                brakes.pause(session.reviewer, point, reason)
+        except DeskError as err:
+            return pauses_view(session, error=err.message, status=err.status)
+        return _to(f"/pauses?done={'lifted' if lifting else 'paused'}")
+
     return router
+
+
+_PAUSE_NOTICES = {"paused": "Paused: new calls are denied now, and the owners are told.",
+                  "lifted": "Lifted: calls run again, and the owners are told."}
 
 
 def _edited(text: str | None) -> dict[str, Any] | None:

@@ -172,9 +172,9 @@ def test_a_reviewer_approves_with_only_the_keyboard_and_the_ledger_records_who_d
     page.keyboard.press("Enter")
     expect(page.get_by_role("heading", name="Waiting for you (1)")).to_be_visible()
 
-    # Tab order on the queue: the home link, sign out, then the waiting call.
-    for stop in (page.get_by_role("link", name="Guard approvals"), page.get_by_role("button", name="Sign out"),
-                 page.get_by_role("link", name="billing.create_invoice")):
+    # Tab order on the queue: the home link, the pauses link, sign out, then the waiting call.
+    for stop in (page.get_by_role("link", name="Guard approvals"), page.get_by_role("link", name="Pauses"),
+                 page.get_by_role("button", name="Sign out"), page.get_by_role("link", name="billing.create_invoice")):
         page.keyboard.press("Tab")
         expect(stop).to_be_focused()
     page.keyboard.press("Enter")
@@ -379,3 +379,38 @@ def test_a_session_cookie_copied_before_sign_out_is_refused_after_it(
         expect(other).to_have_url("/login", timeout=2_000)
     finally:
         replay.close()
+
+
+def test_an_owner_pauses_and_lifts_on_the_page_and_a_plain_reviewer_can_neither(
+        service: Service, context: BrowserContext, browser: Browser, live_url: str) -> None:
+    page = context.new_page()
+    sign_in(page, service, "alice")  # alice holds finance: the backup owner of onboarding
+    page.get_by_role("link", name="Pauses").click()
+    page.get_by_label("Team", exact=True).select_option("onboarding")
+    page.get_by_label("Why (the agent").fill("invoices doubled")
+    page.get_by_role("button", name="Pause now").click()
+    expect(page.get_by_role("status")).to_contain_text("Paused: new calls are denied now")
+    [active] = service.ledger.active_pauses()
+    assert (active["scope"], active["target"], active["paused_by"], active["reason"]) == (
+        "team", "onboarding", "alice", "invoices doubled")
+
+    other = browser.new_context(base_url=live_url)
+    try:
+        sam = other.new_page()
+        sign_in(sam, service, "sam")  # a reviewer of the team, neither owner nor operator
+        sam.goto("/pauses")
+        expect(sam.get_by_role("table")).to_contain_text("ops-lead (backup finance)")
+        expect(sam.get_by_role("button", name=re.compile("Lift the pause"))).to_have_count(0)
+        sam.get_by_label("Why (the agent").fill("mine")
+        sam.get_by_role("button", name="Pause now").click()
+        expect(sam.get_by_role("alert")).to_contain_text("only its owners (ops-lead (backup finance))")
+    finally:
+        other.close()
+    assert len(service.ledger.active_pauses()) == 1
+
+    page.get_by_label("Why it is safe to go on").fill("duplicates voided")
+    page.get_by_role("button", name="Lift the pause on team onboarding").click()
+    expect(page.get_by_role("status")).to_contain_text("Lifted")
+    assert service.ledger.active_pauses() == []
+    lifted = [(e.actor, e.to_state, json.loads(e.detail)["reason"]) for e in service.ledger.pause_events()]
+    assert lifted == [("alice", "paused", "invoices doubled"), ("alice", "lifted", "duplicates voided")]
