@@ -105,8 +105,8 @@ def test_a_call_of_a_paused_team_is_denied_naming_the_pause_and_never_runs(
     guard = make_guard()
     body = Recorder()
     tool = driver.tool(guard, body, name="crm.find_contact")
-    pause_team(db_path, "onboarding", "incident 42: duplicate invoices")
-    with driver.run(guard, "onboarding") as run, pytest.raises(CallDenied) as denied:
+    with driver.run(guard, "onboarding") as run, pytest.raises(CallDenied) as denied:  # open before the pause:
+        pause_team(db_path, "onboarding", "incident 42: duplicate invoices")  # a paused team opens no new run
         run.call(tool, email="ada@example.com")
 
     assert body.calls == []
