@@ -73,7 +73,7 @@ def _activity(led: Ledger, tag: str, runs: int) -> None:
     led.create_token(f"{tag}-reviewer", by="admin", label="second")
     led.revoke_token(token.token_id, by="admin")
     led.pause("team", TEAM, reason=f"{tag} drill", by="op")
-    led.unpause("team", TEAM, by="op")
+    led.unpause("team", TEAM, by="op", reason=f"{tag} drill over")
     led.pause("tool", "mail.*", reason=f"{tag} mail drill", by="op", team=TEAM)
     led.end_session(f"{tag}-nonce", until=time.time() + 3600)
 
