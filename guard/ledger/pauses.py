@@ -56,9 +56,10 @@ class LedgerPauses:
         now = time.time()
         mine = "" if team is None else " AND team = ?"
         with self.conns.write() as cur:
-            cur.execute("UPDATE pauses SET lifted_at = ?, lifted_by = ?, lift_reason = ? WHERE scope = ? "
-                        f"AND target = ?{mine} AND lifted_at IS NULL RETURNING id, team",
-                        (now, by, reason, scope, target, *(() if team is None else (team,))))
+            # Why it was lifted goes in the event (chained), next to who and when on the row.
+            cur.execute(f"UPDATE pauses SET lifted_at = ?, lifted_by = ? WHERE scope = ? AND target = ?{mine} "
+                        "AND lifted_at IS NULL RETURNING id, team",
+                        (now, by, scope, target, *(() if team is None else (team,))))
             lifted = sorted(cur.fetchall())
             # One event per stream the lifted pauses were recorded in (a team's pauses, or the run's).
             for owner in sorted({t or "" for _, t in lifted}):

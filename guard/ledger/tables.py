@@ -196,7 +196,6 @@ class Pause(SQLModel, table=True):
     at: float
     lifted_at: float | None = Field(default=None, index=True)
     lifted_by: str | None = None
-    lift_reason: str | None = None
 
 
 class RateWindow(SQLModel, table=True):

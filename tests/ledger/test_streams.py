@@ -10,7 +10,7 @@ import pytest
 from ledger_support import AGENT, TEAM, request
 
 from guard.errors import LedgerNotReady
-from guard.ledger import Ledger, current_revision, upgrade
+from guard.ledger import HEAD_REVISION, Ledger, current_revision, upgrade
 from guard.ledger.chain import GENESIS, legacy_hash
 from guard.ledger.digests import COVERED
 from guard.ledger.tables import metadata
@@ -69,7 +69,7 @@ def _legacy_ledger(path: Path, *, break_at: int | None = None) -> str:
 def test_an_old_ledgers_single_chain_becomes_the_legacy_stream_and_its_rows_get_a_baseline(tmp_path: Path) -> None:
     path = tmp_path / "old.db"
     url = _legacy_ledger(path)
-    assert upgrade(url) == "0007_streams"
+    assert upgrade(url) == HEAD_REVISION  # through 0007_streams
     led = Ledger(url)
     try:
         report = led.verify_chain()

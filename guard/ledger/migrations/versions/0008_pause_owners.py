@@ -1,8 +1,8 @@
-"""why a pause was lifted; notifications of pauses and stop rules, which belong to no run
+"""notifications of pauses and stop rules, which belong to no run
 
-`pauses.lift_reason` keeps why someone lifted a pause, next to who (`lifted_by`) and when (`lifted_at`), as
-`reason` keeps why it was set. A team's webhook is now also told when something pauses or is lifted, and when a
-stop rule trips: a team or tool pause belongs to no run, so `notifications.run_id` may be empty.
+A team's webhook is now also told when something pauses or is lifted, and when a stop rule trips: a team or
+tool pause belongs to no run, so `notifications.run_id` may be empty. (Why a pause was lifted is kept in the
+lift's event, chained, next to who and when on the pause row.)
 
 Revision ID: 0008_pause_owners
 Revises: 0007_streams
@@ -21,8 +21,6 @@ depends_on = None
 
 
 def upgrade() -> None:
-    with op.batch_alter_table("pauses", schema=None) as batch_op:
-        batch_op.add_column(sa.Column("lift_reason", sa.String(), nullable=True))
     with op.batch_alter_table("notifications", schema=None) as batch_op:
         batch_op.alter_column("run_id", existing_type=sa.String(), nullable=True)
 
@@ -31,5 +29,3 @@ def downgrade() -> None:
     op.execute("DELETE FROM notifications WHERE run_id IS NULL")
     with op.batch_alter_table("notifications", schema=None) as batch_op:
         batch_op.alter_column("run_id", existing_type=sa.String(), nullable=False)
-    with op.batch_alter_table("pauses", schema=None) as batch_op:
-        batch_op.drop_column("lift_reason")
