@@ -14,7 +14,15 @@ from guard.errors import CallInDoubt, GuardUsageError, IllegalTransition
 from guard.ledger import CallRecord, CallState, Ledger, RunRecord, RunState
 from guard.ledger.moves import RunClose
 from guard.runtime.hooks import Found, NotFound
-from guard.runtime.recovery import RecoveryReport, Unknown, ask_reconcile, record_found, replayable, run_once
+from guard.runtime.recovery import (
+    RecoveryReport,
+    Unknown,
+    ask_reconcile,
+    record_found,
+    repeat_safe,
+    replayable,
+    run_once,
+)
 from guard.runtime.saga import SagaOutcome, compensate_run
 from guard.runtime.settled_runs import after_settled
 
@@ -25,7 +33,6 @@ __all__ = ["compensate", "finish", "retry_call"]
 
 # A run an operator may act on: it stopped and waits for a person.
 _STOPPED = frozenset({RunState.PENDING_REVIEW, RunState.HALTED})
-_REPEAT_SAFE = ("read", "idempotent")
 
 
 def _stopped_run(ledger: Ledger, run_id: str, to: RunState) -> RunRecord:
@@ -81,7 +88,8 @@ def retry_call(guard: Guard, run_id: str, call_id: str, *, operator: str, note: 
     report = RecoveryReport()
     ids = {"run_id": run_id, "call_id": call_id, "tool": call.tool, "state": call.state}
     action = "retry-call"
-    if call.side_effect not in _REPEAT_SAFE:
+    blind = repeat_safe(guard, call)
+    if not blind:
         answer = ask_reconcile(guard, call)
         if isinstance(answer, Found):
             guard.ledger.record_manual_action(run_id, operator=operator, action=action, note=note, call_id=call_id)
@@ -105,7 +113,7 @@ def retry_call(guard: Guard, run_id: str, call_id: str, *, operator: str, note: 
         raise IllegalTransition(f"call {call_id} changed while retrying; look again", entity="call", id=call_id,
                                 from_state=call.state, to_state=CallState.STARTED)
     report.retried += 1
-    report.ran_once += call.side_effect not in _REPEAT_SAFE
+    report.ran_once += not blind
     _moved_on(guard, call, operator, f"#{call.seq} {call.tool} ran again by hand and completed")
     return report
 

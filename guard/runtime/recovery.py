@@ -43,8 +43,8 @@ if TYPE_CHECKING:
     from guard.runtime.guard import Guard
     from guard.runtime.tools import GuardedTool
 
-__all__ = ["Held", "RecoveryReport", "Unknown", "ask_reconcile", "record_found", "recover", "replayable", "run_claimed",
-           "run_once"]
+__all__ = ["Held", "RecoveryReport", "Unknown", "ask_reconcile", "record_found", "recover", "repeat_safe", "replayable",
+           "run_claimed", "run_once"]
 
 C = CallState
 # The run states an unsettled in-doubt call sends to review (a run already there, or closed, stays as it is).
@@ -172,6 +172,17 @@ def _approved_args(guard: Guard, call: CallRecord) -> str:
     return call.args_json
 
 
+def repeat_safe(guard: Guard, call: CallRecord) -> bool:
+    """Whether recovery or an operator may run the call again without asking its reconcile check first: its
+    recorded class is repeat-safe (read, idempotent) and it runs with the arguments it was offered with. A
+    reviewer's approved edit was judged on its own and may belong to another class than the call row records,
+    so a call that runs with an edit is always reconciled first (never re-run blindly)."""
+    if call.side_effect not in ("read", "idempotent"):
+        return False
+    approval = guard.ledger.approval_for_call(call.call_id)
+    return approval is None or approval.approved_args_json is None
+
+
 def _exact(args_json: str) -> bool:
     """The recorded arguments are the real ones (no secret was redacted out of them)."""
     return REDACTED not in args_json
@@ -184,8 +195,7 @@ def replayable(guard: Guard, call: CallRecord) -> bool:
 
 def _started(guard: Guard, call: CallRecord, report: RecoveryReport) -> None:
     tool = guard.tool_named(call.tool)
-    repeat_safe = call.side_effect in ("read", "idempotent")
-    if tool is not None and repeat_safe and _exact(_approved_args(guard, call)):
+    if tool is not None and repeat_safe(guard, call) and _exact(_approved_args(guard, call)):
         token = guard.ledger.claim(call, worker=guard.worker_id, ttl=guard.lease_ttl, actor=_actor(guard))
         if token is None:
             report.lost(_name(call), "another recoverer took it first")

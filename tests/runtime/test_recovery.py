@@ -264,3 +264,31 @@ def test_a_worker_recovers_expired_leases_before_its_first_run(
     with guard.run("ops", source_event_id="another-event"):
         pass
     assert seen.upserts == 1  # once per worker, not per run
+
+
+def test_a_repeat_safe_call_that_runs_with_a_reviewers_edit_is_reconciled_not_run_again_blindly(
+        worker: tuple[Guard, Counter, dict[str, GuardedTool]]) -> None:
+    """An approved edit is judged on its own and may be of another class than the call row records: recovery
+    never re-runs such a call blindly, whatever the row says."""
+    from guard.runtime.review import review
+
+    guard, seen, _ = worker
+    guard.ledger.open_run("r-edit", "ops", actor="agent")
+    args = {"email": "ada@example.com"}
+    call_id = new_id("call")
+    request = CallRequest(
+        call_id=call_id, run_id="r-edit", team="ops", tool="crm.upsert", args_json=canonical_json(args).decode(),
+        args_hash=args_hash(args), idempotency_key=f"k:{call_id}", verdict="approve", side_effect="idempotent",
+        rule="upsert", reason="", policy_version="v", actor="agent", worker="dead", lease_ttl=0.0,
+        approval_roles=("ops",), quorum=1)
+    offer = guard.ledger.offer(request)
+    assert offer.kind == "awaiting" and offer.approval_id is not None
+    review(guard.ledger, guard.policies, offer.approval_id, reviewer="oncall", decision="approve",
+           edited_args={"email": "grace@example.com"})
+    resumed = guard.ledger.offer(request)  # the dead worker took the approved edit to `started`, then died
+    assert resumed.kind == "started"
+
+    report = guard.recover()
+    assert report.retried == 0 and seen.upserts == 0  # not run again on the row's word that it is repeat-safe
+    call = guard.ledger.get_call(call_id)
+    assert call is not None and call.state != "started"
