@@ -21,7 +21,7 @@ from typing import Any, cast
 
 from guard import GuardedTool, RollbackContext, current_call
 
-from .definitions import unbind
+from .definitions import args_by_name, unbind
 from .meta import IDEMPOTENCY_META_KEY
 from .ownloop import on_own_loop
 from .upstream import Upstream, connect, list_all_tools
@@ -53,14 +53,7 @@ def compensation_args(schema: Mapping[str, Any], ctx: RollbackContext) -> dict[s
     structured = result.get("structuredContent")
     sources: list[Mapping[str, Any]] = [cast(Mapping[str, Any], structured) if isinstance(structured, Mapping)
                                         else {}, dict(ctx.external_ids), unbind(ctx.args)]
-    properties = cast(Mapping[str, Any], schema.get("properties") or {})
-    args: dict[str, Any] = {}
-    for name in properties:
-        for source in sources:
-            if name in source:
-                args[name] = source[name]
-                break
-    missing = [name for name in cast(list[str], schema.get("required") or []) if name not in args]
+    args, missing = args_by_name(schema, sources)
     if missing:
         raise CompensationError(f"no value for {', '.join(missing)} in the result or arguments of {ctx.tool} "
                                 f"call {ctx.call_id}")

@@ -10,14 +10,14 @@ cover it.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import Any, cast
 
 import mcp_types as types
 
 from guard import args_hash
 
-__all__ = ["BINDING_FIELD", "bind", "definition_hash", "unbind"]
+__all__ = ["BINDING_FIELD", "args_by_name", "bind", "definition_hash", "unbind"]
 
 BINDING_FIELD = "guard/tool_definition"
 # What a reviewer relies on when approving a call: what the tool says it does and what it takes.
@@ -40,3 +40,17 @@ def bind(args: Mapping[str, Any], definition: str) -> dict[str, Any]:
 def unbind(args: Mapping[str, Any]) -> dict[str, Any]:
     """The arguments the upstream tool gets: the binding taken out."""
     return {name: value for name, value in args.items() if name != BINDING_FIELD}
+
+
+def args_by_name(schema: Mapping[str, Any], sources: Sequence[Mapping[str, Any]]) -> tuple[dict[str, Any], list[str]]:
+    """Arguments for an upstream tool of input `schema`, each property taken by name from the first source that
+    has it; and the required properties no source had (a look-up or compensation that cannot be asked)."""
+    properties = cast(Mapping[str, Any], schema.get("properties") or {})
+    args: dict[str, Any] = {}
+    for name in properties:
+        for source in sources:
+            if name in source:
+                args[name] = source[name]
+                break
+    missing = [name for name in cast(list[str], schema.get("required") or []) if name not in args]
+    return args, missing

@@ -26,7 +26,7 @@ import mcp_types as types
 
 from guard import Found, GuardedTool, NotFound, ReconcileContext
 
-from .definitions import unbind
+from .definitions import args_by_name, unbind
 from .meta import IDEMPOTENCY_META_KEY
 from .ownloop import on_own_loop
 from .upstream import Upstream, connect, list_all_tools
@@ -40,15 +40,8 @@ def lookup_args(schema: Mapping[str, Any], ctx: ReconcileContext) -> dict[str, A
     """The look-up tool's arguments, by name (None when a required one is found nowhere)."""
     sources: list[Mapping[str, Any]] = [{KEY_ARGUMENT: ctx.idempotency_key} if ctx.idempotency_key else {},
                                         unbind(ctx.args), dict(ctx.external_ids)]
-    properties = cast(Mapping[str, Any], schema.get("properties") or {})
-    args: dict[str, Any] = {}
-    for name in properties:
-        for source in sources:
-            if name in source:
-                args[name] = source[name]
-                break
-    required = cast(list[str], schema.get("required") or [])
-    return args if all(name in args for name in required) else None
+    args, missing = args_by_name(schema, sources)
+    return None if missing else args
 
 
 def declare_reconcile(tool: GuardedTool, lookup_tool: str, upstream: Upstream) -> GuardedTool:
