@@ -1,7 +1,8 @@
 """What the teams' channels were told: the notifier's reads and writes on `notifications` and its cursor.
 
 The notifier reads the events after its cursor that a channel may need (a call entering `awaiting_approval`,
-a run entering `halted` or `pending_review`, a pause set or lifted, a call a stop rule denied), claims each one
+a reviewer's edit that puts new arguments on the table, a run entering `halted` or `pending_review`, a pause set
+or lifted, a call a stop rule denied), claims each one
 with an insert unique on the event (two notifiers never send the same event twice), and records what became of
 it. Nothing here sends anything: `guard.notify`
 does, outside any transaction.
@@ -23,21 +24,23 @@ from guard.ledger.states import CallState, RunState
 __all__ = ["LedgerNotices"]
 
 _CURSOR = "webhooks"
-_DETAILED = ("paused", "stop_tripped")
+_DETAILED = ("paused", "stop_tripped", "approval_waiting")
 # A team or tool pause belongs to no run: its team is in the event's detail (the LEFT JOIN finds no run).
 _CANDIDATES = (
     "SELECT e.id, e.run_id, e.call_id, e.entity, e.to_state, r.team, e.detail, e.actor FROM events e "
     "LEFT JOIN runs r ON r.run_id = e.run_id WHERE e.id > ? AND ((e.entity = 'call' AND e.to_state IN (?, ?)) "
     "OR (e.entity = 'run' AND e.to_state IN (?, ?) AND e.from_state IS DISTINCT FROM e.to_state) "
-    "OR e.entity = 'pause') ORDER BY e.id LIMIT ?"
+    "OR (e.entity = 'approval' AND e.to_state = 'edited') OR e.entity = 'pause') ORDER BY e.id LIMIT ?"
 )
 
 
 def _notice(row: tuple[Any, ...]) -> NoticeEvent | None:
     """The notice an event row is, or None when no channel needs it (a call denied by anything but a stop rule,
-    a pause of every team's tool)."""
+    a pause of every team's tool). A reviewer's edit is an approval waiting again: the edited arguments are the
+    pending request now (perhaps for other roles), and the votes on the old ones no longer count."""
     event_id, run_id, call_id, entity, to_state, team, raw, actor = row
-    detail: dict[str, Any] = json.loads(raw) if entity in ("pause", "call") and to_state != "awaiting_approval" else {}
+    detailed = entity in ("pause", "call", "approval") and to_state != "awaiting_approval"
+    detail: dict[str, Any] = json.loads(raw) if detailed else {}
     if entity == "call" and to_state == CallState.DENIED:
         if detail.get("brake") != "stop":
             return None
@@ -45,7 +48,7 @@ def _notice(row: tuple[Any, ...]) -> NoticeEvent | None:
     elif entity == "pause":
         kind, team = "paused", detail.get("team") or team
     else:
-        kind = "approval_waiting" if entity == "call" else "run_halted"
+        kind = "approval_waiting" if entity in ("call", "approval") else "run_halted"
     if team is None:
         return None
     return NoticeEvent(event_id=event_id, run_id=run_id, call_id=call_id, team=team, to_state=to_state, kind=kind,
@@ -100,7 +103,7 @@ class LedgerNotices:
             notice = NotificationRecord.from_row(row[:-3])
             found.append((notice, NoticeEvent(event_id=notice.event_id, kind=notice.kind, team=notice.team,
                                               run_id=notice.run_id, call_id=notice.call_id, to_state=row[-1],
-                                              detail=json.loads(row[-2]) if notice.kind in _DETAILED else {},
+                                              detail=json.loads(row[-2] or "{}") if notice.kind in _DETAILED else {},
                                               actor=row[-3])))
         return found
 

@@ -1,4 +1,5 @@
-"""The notifier: tells each team's channel of calls waiting for approval, of runs that halt, of pauses set or
+"""The notifier: tells each team's channel of calls waiting for approval (again when a reviewer's edit puts new
+arguments on the table, perhaps for other roles), of runs that halt, of pauses set or
 lifted and of stop rules that trip (these two naming the owners the policy gives the pause point).
 
 It reads the ledger's events after its cursor (`Ledger.notice_events`), so nothing is lost while no notifier
@@ -185,11 +186,16 @@ class Notifier:
             link = f"{base}/approvals/{approval.approval_id}"
             roles = ", ".join(approval.role_list)
             expires = datetime.fromtimestamp(approval.expires_at, UTC).strftime("%Y-%m-%d %H:%M UTC")
-            text = (f"Approval needed in team *{_md(event.team)}*: `{_md(approval.tool)}` waits for "
+            edited = f" edited by {_md(event.actor)}:" if event.to_state == "edited" else ""
+            again = " again" if edited else ""
+            text = (f"Approval needed{again} in team *{_md(event.team)}*:{edited} `{_md(approval.tool)}` waits for "
                     f"{approval.quorum} reviewer(s) with role *{_md(roles)}* (asked by {_md(approval.requested_by)}, "
                     f"expires {expires}). <{link}|Review it>")
             facts |= {"approval_id": approval.approval_id, "tool": approval.tool, "roles": approval.role_list,
-                      "quorum": approval.quorum, "expires_at": approval.expires_at, "url": link}
+                      "quorum": approval.quorum, "expires_at": approval.expires_at, "url": link,
+                      "args_hash": approval.approved_args_hash or approval.args_hash}
+            if edited:
+                facts |= {"edited_by": event.actor, "rule": event.detail.get("rule")}
         else:
             policy = self.policies.policies.get(event.team)
             roles = sorted({r for held in policy.reviewers.values() for r in held}) if policy else []

@@ -22,6 +22,7 @@ from guard import ApprovalPending, CallDenied, CallFailed, Guard
 from guard.ledger import Ledger
 from guard.notify import Notifier, verify_signature
 from guard.policy import PolicySet
+from guard.runtime.review import review
 from guard.server import create_app
 from guard.testing import poll
 
@@ -30,6 +31,7 @@ POLICY = """\
 team: ops
 reviewers:
   rita: [finance]
+  carl: [cfo]
   sam: [support]
 owners: {owner: rita, backup: support}
 notify:
@@ -45,6 +47,11 @@ rules:
     tools: [billing.refund]
     class: compensable
     approval: {roles: [finance], expires_after: 1h}
+  - name: big-refunds
+    tools: [billing.refund]
+    when: {amount_cents: {gt: 50000}}
+    class: irreversible
+    approval: {roles: [cfo], expires_after: 1h}
   - name: shipping
     tools: [warehouse.ship]
     class: irreversible
@@ -160,6 +167,38 @@ def test_a_waiting_call_is_told_once_signed_slack_json_with_a_link_and_the_ownin
     assert notice.target == receiver.url.split("/services")[0]  # never the webhook's secret path
 
 
+def test_an_edit_that_puts_new_arguments_on_the_table_tells_the_channel_again_naming_the_roles_it_needs_now(
+        ops: Ops, receiver: Receiver) -> None:
+    approval_id = _wait_for_refund(ops)
+    assert ops.notifier.deliver().sent == 1
+    policies = PolicySet.load_dir(ops.guard.policies.directory or "")
+    edited = {"invoice_id": "inv_9", "amount_cents": 90000}  # over 500.00: the policy asks a cfo for this one
+    result = review(ops.ledger, policies, approval_id, reviewer="rita", decision="approve", edited_args=edited)
+    assert not result.settled  # rita is finance: her vote on the edit does not count
+
+    assert (ops.notifier.deliver().sent, len(receiver.got)) == (1, 2)
+    message = receiver.bodies()[-1]
+    assert "Approval needed again" in message["text"] and "edited by rita" in message["text"]
+    assert "*cfo*" in message["text"]
+    facts = message["guard"]
+    assert (facts["approval_id"], facts["roles"], facts["edited_by"], facts["rule"]) == (
+        approval_id, ["cfo"], "rita", "big-refunds")
+    assert facts["args_hash"] == ops.ledger.get_approval(approval_id).approved_args_hash  # type: ignore[union-attr]
+
+    review(ops.ledger, policies, approval_id, reviewer="carl", decision="approve")
+    assert ops.notifier.deliver().sent == 0  # decided: nothing more to tell
+
+
+def test_an_edit_the_editor_settles_at_once_is_not_told(ops: Ops, receiver: Receiver) -> None:
+    approval_id = _wait_for_refund(ops)
+    policies = PolicySet.load_dir(ops.guard.policies.directory or "")
+    review(ops.ledger, policies, approval_id, reviewer="rita", decision="approve",
+           edited_args={"invoice_id": "inv_9", "amount_cents": 11000})
+    report = ops.notifier.deliver()
+    assert (report.sent, report.skipped) == (0, 2)  # the first request and the edit: both decided before the pass
+    assert receiver.got == []
+
+
 def test_a_failing_webhook_is_retried_and_a_dead_one_blocks_nothing_and_shows_in_the_ledger(
         ops: Ops, receiver: Receiver, monkeypatch: pytest.MonkeyPatch) -> None:
     receiver.statuses = [500, 502]
@@ -201,7 +240,7 @@ def test_a_run_that_halts_is_told_and_a_call_decided_before_the_pass_is_skipped(
     assert (report.sent, report.skipped) == (1, 2)
     [message] = receiver.bodies()
     assert message["guard"]["event"] == "run_halted" and message["guard"]["run_id"] == run.run_id
-    assert "*finance, support*" in message["text"] and "warehouse API answered 503" in message["text"]
+    assert "*cfo, finance, support*" in message["text"] and "warehouse API answered 503" in message["text"]
     states = sorted((n.kind, n.state) for n in ops.ledger.notices())
     assert states == [("approval_waiting", "skipped"), ("approval_waiting", "skipped"), ("run_halted", "sent")]
 
