@@ -19,7 +19,7 @@ from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.types import Command
 from lc_world import NAMES, Funnel
 
-from guard import CallDenied, Guard, RollbackContext
+from guard import CallDenied, Guard, GuardUsageError, RollbackContext
 from guard.runtime.review import review
 
 Drive = Callable[[Any, Any, Any], dict[str, Any]]
@@ -271,7 +271,7 @@ def test_a_tool_call_in_a_run_of_another_team_is_a_loud_usage_error(guard: Guard
     other = Guard(policies=policy_dir, db=guard.ledger.url, log_level="error")
     try:
         agent, _ = _agent(other, Funnel(), [tool_calls(CONTACT)])
-        with other.run("other", source_event_id="x"), pytest.raises(Exception, match="team 'funnel'"):
+        with other.run("other", source_event_id="x"), pytest.raises(GuardUsageError, match="team 'funnel'"):
             agent.invoke(USER)
     finally:
         other.close()

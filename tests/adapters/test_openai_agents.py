@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 from agents import Agent, RunConfig, Runner, RunResult, RunState, ToolCallOutputItem, function_tool
+from agents.exceptions import UserError
 from guard_openai_agents import GuardedTools, apply_ledger_decisions
 from guard_openai_agents.testing import ScriptedModel, Step, calls, function_call, message, tool_outputs
 from oa_world import NAMES, Funnel
@@ -307,13 +308,13 @@ def test_a_tool_with_its_own_needs_approval_is_refused_the_policy_decides(guard:
 def test_a_tool_call_outside_a_run_or_in_another_teams_run_fails_the_agent_run(guard: Guard, policy_dir: Any) -> None:
     world = Funnel()
     agent, _ = _agent(guard, world, [calls(CONTACT)])
-    with pytest.raises(Exception, match="outside a run"):
+    with pytest.raises(UserError, match="outside a run"):
         _sync(agent, USER)
     (policy_dir / "other.yaml").write_text("team: other\nrules:\n  - {name: all, tools: ['*'], class: read}\n")
     other = Guard(policies=policy_dir, db=guard.ledger.url, log_level="error")
     try:
         agent, _ = _agent(other, world, [calls(CONTACT)])
-        with other.run("other", source_event_id="x"), pytest.raises(Exception, match="team 'funnel'"):
+        with other.run("other", source_event_id="x"), pytest.raises(UserError, match="team 'funnel'"):
             _sync(agent, USER)
     finally:
         other.close()

@@ -13,9 +13,9 @@ from runtime_support import REPO, Driver, Recorder, call_events, life
 
 from guard import (
     ApprovalPending,
+    ArgumentsRefused,
     CallDenied,
     Guard,
-    GuardError,
     GuardUsageError,
     IdempotencyConflict,
     report_external_id,
@@ -194,7 +194,7 @@ def test_an_argument_json_cannot_hold_is_refused_with_a_guard_error_and_runs_not
     guard = make_guard()
     body = Recorder()
     tool = driver.tool(guard, body, name="crm.find_contact")
-    with driver.run(guard, TEAM) as run, pytest.raises(GuardError):
+    with driver.run(guard, TEAM) as run, pytest.raises(ArgumentsRefused, match="limit"):
         run.call(tool, limit=value)
     assert body.calls == []
 
@@ -206,7 +206,7 @@ def test_a_call_id_used_twice_is_refused_with_a_guard_error_and_the_second_call_
     tool = driver.tool(guard, body, name="crm.find_contact")
     with driver.run(guard, TEAM) as run:
         run.call_with(tool, {"email": "ada@example.com"}, call_id="framework-call-1")
-        with pytest.raises(GuardError):
+        with pytest.raises(IdempotencyConflict):
             run.call_with(tool, {"email": "bob@example.com"}, call_id="framework-call-1")
     assert len(body.calls) == 1
 

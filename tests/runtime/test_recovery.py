@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from guard import (
+    CallFailed,
     Found,
     Guard,
     GuardedTool,
@@ -210,7 +211,7 @@ def test_an_operator_retries_a_failed_call_compensates_and_finishes_with_notes(
         worker: tuple[Guard, Counter, dict[str, GuardedTool]]) -> None:
     guard, seen, tools = worker
     seen.ship_fails = True
-    with guard.run("ops", source_event_id="order-1") as run, pytest.raises(Exception, match="carrier"):
+    with guard.run("ops", source_event_id="order-1") as run, pytest.raises(CallFailed, match="carrier"):
         tools["charge"](amount=42)
         tools["ship"](order="o-1")
     record = guard.ledger.get_run(run.run_id)

@@ -102,10 +102,21 @@ def test_more_calls_of_a_tool_than_a_run_may_make_are_denied_and_the_next_run_st
     assert [c.state for c in guard.ledger.calls_of(first)] == ["completed"] * 3 + ["denied"]
 
 
-def test_a_policy_without_stop_rules_sends_none_to_the_ledger(make_guard: Callable[..., Guard]) -> None:
+def test_a_policy_without_stop_rules_stops_no_repeat_and_counts_nothing_in_the_ledger(
+        make_guard: Callable[..., Guard], driver: Driver) -> None:
     guard = make_guard(log_level="error")
     decision = guard.policies.classify("onboarding", "crm.find_contact", {"email": "a@example.com"})
     assert decision.stop.repeats is None and decision.stop.max_calls == ()
+    body = Recorder(result={"contact_id": "c-1"})
+    find = driver.tool(guard, body, name="crm.find_contact")
+    with driver.run(guard, "onboarding") as run:
+        for _ in range(6):  # the same call again and again: only a stop rule would refuse it
+            run.call(find, email="a@example.com")
+    assert len(body.calls) == 6
+    assert [c.state for c in guard.ledger.calls_of(run.run_id)] == ["completed"] * 6
+    with guard.ledger.conns.read() as cur:
+        cur.execute("SELECT count(*) FROM rate_windows")
+        assert cur.fetchone()[0] == 0  # no window was counted for a team without rate rules
 
 
 def test_a_rate_rule_counts_the_whole_team_across_runs_and_opens_again_in_the_next_window(
