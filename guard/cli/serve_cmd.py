@@ -97,7 +97,8 @@ def serve(host: Annotated[str, typer.Option(help="Interface to listen on.")] = "
           log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
           seal_every: Annotated[float | None, typer.Option(
               "--seal-every", envvar="GUARD_SEAL_EVERY", help="Seal the ledger every SECONDS (needs the seal key "
-              "in $GUARD_SEAL_KEY_FILE or --seal-key-env, and $GUARD_SEAL_SINK).")] = None,
+              "in $GUARD_SEAL_KEY_FILE or --seal-key-env, and $GUARD_SEAL_SINK; each seal also goes to "
+              "$GUARD_SEAL_WEBHOOK_URL, signed with $GUARD_SEAL_WEBHOOK_KEY, when both are set).")] = None,
           seal_key_env: Annotated[str | None, typer.Option(
               "--seal-key-env", help="Name of an environment variable holding the seal key's PEM.")] = None) -> None:
     """Start the approval service: the reviewer page at / and the REST API at /api (OpenAPI at /openapi.json).
@@ -120,13 +121,18 @@ def serve(host: Annotated[str, typer.Option(help="Interface to listen on.")] = "
     seals = None
     if seal_every is not None:
         from guard.ledger.seals import Signer
-        from guard.server.sealing import SealSchedule
+        from guard.server.sealing import SealSchedule, SealWitness
 
         sink = os.environ.get("GUARD_SEAL_SINK")
         if seal_every <= 0 or not sink:
             fail("--seal-every needs a positive number of seconds and $GUARD_SEAL_SINK (the file seals go to)")
+        witness_url, witness_key = os.environ.get("GUARD_SEAL_WEBHOOK_URL"), os.environ.get("GUARD_SEAL_WEBHOOK_KEY")
+        if bool(witness_url) != bool(witness_key):
+            fail("a seal witness needs both $GUARD_SEAL_WEBHOOK_URL and $GUARD_SEAL_WEBHOOK_KEY (Guard never sends "
+                 "unsigned); set both, or neither")
+        witness = SealWitness(witness_url, witness_key.encode()) if witness_url and witness_key else None
         seals = SealSchedule(Signer.load(key_file=os.environ.get("GUARD_SEAL_KEY_FILE"), key_env=seal_key_env),
-                             Path(sink), seal_every)
+                             Path(sink), seal_every, witness)
     app = create_app(resolve_url(db), policy_dir(policies), session_secret=secret.encode() if secret else None,
                      public_url=public_url or f"http://{host}:{port}",
                      metrics_token=os.environ.get("GUARD_METRICS_TOKEN") or None, seals=seals)

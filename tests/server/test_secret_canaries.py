@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import contextlib
 import json
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, cast
 
 import httpx
 import pytest
+from loopback import Receiver, receiving
 from server_support import Service
 from typer.testing import CliRunner
 
@@ -80,36 +79,10 @@ def service_policies(tmp_path: Path) -> Path:
     return folder
 
 
-class Receiver:
-    """A webhook endpoint on loopback that keeps every body it got."""
-
-    def __init__(self) -> None:
-        self.bodies: list[bytes] = []
-        self.url = ""
-
-
 @pytest.fixture
 def receiver() -> Iterator[Receiver]:
-    state = Receiver()
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            state.bodies.append(self.rfile.read(int(self.headers["Content-Length"])))
-            self.send_response(200)
-            self.end_headers()
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    state.url = f"http://127.0.0.1:{server.server_address[1]}/hooks/vault"
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield state
-    finally:
-        server.shutdown()
-        server.server_close()
+    with receiving("/hooks/vault") as got:
+        yield got
 
 
 def hits(surface: str) -> list[str]:
@@ -179,7 +152,7 @@ def test_canary_secrets_of_every_json_type_appear_on_no_surface(
     surfaces["exceptions"] = " | ".join(f"{e} {getattr(e, 'fields', {})!r}" for e in errors)
     notifier = Notifier(service.ledger, PolicySet.load_dir(service_policies), live_url, backoff=0.01, timeout=2)
     assert notifier.deliver().sent == 3  # the approval waiting and the two runs that stopped
-    surfaces["webhooks"] = " | ".join(body.decode() for body in receiver.bodies)
+    surfaces["webhooks"] = " | ".join(body.decode() for body in receiver.raw)
 
     rita = service.ledger.create_token("rita", by="test")[1]
     with httpx.Client(base_url=live_url, headers={"Authorization": f"Bearer {rita}"}) as http:
