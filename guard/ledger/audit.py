@@ -23,6 +23,7 @@ from guard.ledger.digests import COVERED, DELETED, Covered, row_digest, row_key
 
 __all__ = ["AuditReport", "Finding", "Unsealed", "audit"]
 
+FETCH = 2000  # rows per fetch from every cursor of the audit: its memory is this, not the ledger's size
 MAX_LISTED = 200  # findings and unsealed streams kept in the report; all are counted
 
 _EVENTS = ("SELECT id, stream, seq, run_id, call_id, at, actor, entity, from_state, to_state, detail, row_table, "
@@ -111,7 +112,7 @@ def audit(conn: Any, sealed: dict[str, list[tuple[int, str]]] | None = None, *, 
         _walk(conn, streams, report)
         _heads(conn, streams, report)
         _seal_ends(streams, report, sealed is not None)
-        claims_cur = conn.cursor()
+        claims_cur = _streaming(conn)
         # One pass over every claim, sorted once (no index: the hot path is spared one), table by table.
         collate = ' COLLATE "C"' if postgres else ""
         claims_cur.execute("SELECT row_table, row_key, row_digest, stream, seq, id FROM events WHERE row_table IS "
@@ -131,8 +132,13 @@ def audit(conn: Any, sealed: dict[str, list[tuple[int, str]]] | None = None, *, 
     return report
 
 
+def _streaming(conn: Any) -> Any:
+    """A cursor whose rows arrive as they are fetched (PostgreSQL's default cursor would hold them all)."""
+    return conn.streaming_cursor() if hasattr(conn, "streaming_cursor") else conn.cursor()
+
+
 def _walk(conn: Any, streams: dict[str, _Stream], report: AuditReport) -> None:
-    cur = conn.cursor()
+    cur = _streaming(conn)
     cur.execute(_EVENTS)
     checked = 0
     for (id_, stream, seq, run_id, call_id, at, actor, entity, src, dst, detail, table, key, digest,
@@ -170,7 +176,7 @@ def _walk(conn: Any, streams: dict[str, _Stream], report: AuditReport) -> None:
 
 def _rows_of(cur: Any) -> Iterator[tuple[Any, ...]]:
     while True:
-        batch = cur.fetchmany(2000)
+        batch = cur.fetchmany(FETCH)
         if not batch:
             return
         yield from batch
@@ -249,7 +255,7 @@ def _rows(conn: Any, spec: Covered, claims: _Peek, streams: dict[str, _Stream], 
     while (stray := claims.take_before(spec.table)) is not None:
         report.add(Finding("row_inserted", stray[3], f"event {stray[5]} claims a row of {stray[0]}, a table "
                            "Guard does not record", event_id=stray[5], seq=stray[4], table=stray[0], key=stray[1]))
-    rows = conn.cursor()
+    rows = _streaming(conn)
     rows.execute(f"SELECT {', '.join(spec.columns)} FROM {spec.table} ORDER BY {spec.key_sql(postgres)}")
     pending = claims.take(spec.table)
     for values in _rows_of(rows):

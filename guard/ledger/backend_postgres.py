@@ -87,13 +87,20 @@ class _Cursor:
 class _Connection:
     """A psycopg connection in autocommit mode (the ledger's transactions are explicit)."""
 
-    __slots__ = ("_conn",)
+    __slots__ = ("_conn", "_serial")
 
     def __init__(self, conn: Any) -> None:
         self._conn = conn
+        self._serial = 0
 
     def cursor(self) -> _Cursor:
         return _Cursor(self._conn.cursor())
+
+    def streaming_cursor(self) -> _Cursor:
+        """A server-side cursor (inside an explicit transaction): its rows come in batches as they are fetched,
+        not all at once into memory (psycopg's default cursor holds the whole result). For `guard ledger verify`."""
+        self._serial += 1
+        return _Cursor(self._conn.cursor(name=f"guard_stream_{self._serial}"))
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> _Cursor:
         """One statement on a new cursor, as `sqlite3.Connection.execute` does (maintenance and tests)."""
