@@ -23,7 +23,7 @@ from guard.runtime.recovery import (
     replayable,
     run_once,
 )
-from guard.runtime.saga import SagaOutcome, compensate_run
+from guard.runtime.saga import SagaOutcome, compensate_run, failure_of
 from guard.runtime.settled_runs import after_settled
 
 if TYPE_CHECKING:
@@ -137,11 +137,11 @@ def _moved_on(guard: Guard, call: CallRecord, operator: str, how: str) -> None:
 
 def compensate(guard: Guard, run_id: str, *, operator: str, note: str) -> SagaOutcome:
     """Run the compensations of a stopped run's standing calls (again); each runs at most once."""
-    run = _stopped_run(guard.ledger, run_id, RunState.ROLLING_BACK)
+    _stopped_run(guard.ledger, run_id, RunState.ROLLING_BACK)
     guard.ledger.record_manual_action(run_id, operator=operator, action="compensate", note=note)
     failed = next((c for c in guard.ledger.calls_of(run_id)
                    if c.state in (CallState.FAILED, CallState.IN_DOUBT) and c.compensates_call_id is None), None)
-    # The run's summary keeps naming the failure that started it all.
-    cause = (run.error_summary or "").split(". Undone:", 1)[0] or f"compensation requested by {operator}"
+    # The run's summary keeps naming the failure that started it all, as the call that failed records it.
+    cause = failure_of(failed) or f"compensation requested by {operator}"
     return compensate_run(guard, run_id, failure=cause, failed_tool=failed.tool if failed is not None else "run",
                           actor=operator)

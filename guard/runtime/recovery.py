@@ -35,7 +35,7 @@ from guard.ledger.moves import RunClose
 from guard.runtime.context import RunScope
 from guard.runtime.failure import disagreement, reconcile
 from guard.runtime.hooks import Found, NotFound, ReconcileContext
-from guard.runtime.saga import compensate_run
+from guard.runtime.saga import compensate_run, failure_of
 from guard.runtime.settled_runs import after_settled
 from guard.runtime.steps import CallInput, Prepared
 
@@ -119,7 +119,7 @@ def recover(guard: Guard, *, stale_after: float | None = None,
         failed = next((c for c in guard.ledger.calls_of(run.run_id)
                        if c.state in (C.FAILED, C.IN_DOUBT) and c.compensates_call_id is None), None)
         if _contended(report, f"run {run.run_id}", lambda r=run, f=failed: compensate_run(
-                guard, r.run_id, failure=r.error_summary or "a saga was interrupted",
+                guard, r.run_id, failure=failure_of(f) or r.error_summary or "a saga was interrupted",
                 failed_tool=f.tool if f is not None else "run", actor=_actor(guard))):
             report.compensations += 1
     return report

@@ -10,6 +10,7 @@ nothing is dropped.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import TYPE_CHECKING
 
 from guard.crash import crash_point
@@ -24,11 +25,52 @@ from guard.runtime.labels import situation
 if TYPE_CHECKING:
     from guard.runtime.guard import Guard
 
-__all__ = ["SagaOutcome", "compensate_run"]
+__all__ = ["Remaining", "SagaOutcome", "Stays", "compensate_run", "failure_of"]
 
 C = CallState
 # A call whose effect may stand and that a saga must consider, newest first.
 _ELIGIBLE = (C.COMPLETED, C.IN_DOUBT, C.ROLLING_BACK, C.ROLLBACK_FAILED)
+
+
+class Stays(StrEnum):
+    """Why an effect of the run still stands after the saga."""
+
+    NO_COMPENSATION = "no compensation declared"  # a person settles it
+    HANDED_OFF = "handed off"  # to the role the tool names; a person settles it
+    CHANGED = "changed while the saga ran"  # look again: another worker or operator moved it
+    WAITS_FOR_APPROVAL = "its compensation waits for approval"
+    COMPENSATION_FAILED = "its compensation failed"
+
+    @property
+    def retryable(self) -> bool:
+        """True when another pass of the saga may undo it (`guard runs compensate`); else only a person can."""
+        return self not in (Stays.NO_COMPENSATION, Stays.HANDED_OFF)
+
+
+@dataclass(frozen=True, slots=True)
+class Remaining:
+    """An effect that still stands: the call (described), its state, why, and what that reason names (the
+    compensation that waits or failed, its error, the role it was handed off to)."""
+
+    call: str
+    state: str
+    why: Stays
+    compensation: str = ""
+    error: str = ""
+    handed_to: str = ""
+
+    def __str__(self) -> str:
+        match self.why:
+            case Stays.NO_COMPENSATION:
+                return f"{self.call}: {self.state}, no compensation declared"
+            case Stays.HANDED_OFF:
+                return f"{self.call}: {self.state}, handed off to {self.handed_to}"
+            case Stays.CHANGED:
+                return f"{self.call}: changed while the saga ran; look again"
+            case Stays.WAITS_FOR_APPROVAL:
+                return f"{self.call}: its compensation {self.compensation} waits for approval"
+            case Stays.COMPENSATION_FAILED:
+                return f"{self.call}: compensation {self.compensation} failed ({self.error})"
 
 
 @dataclass(slots=True)
@@ -36,8 +78,16 @@ class SagaOutcome:
     """What the saga did: calls undone, effects that remain (and why), and the run's new state."""
 
     undone: list[str] = field(default_factory=list[str])
-    remains: list[str] = field(default_factory=list[str])
+    remains: list[Remaining] = field(default_factory=list[Remaining])
     close: RunClose | None = None
+
+
+def failure_of(call: CallRecord | None) -> str | None:
+    """The failure a saga compensates for, as the ledger records it on the call that failed (None: no such
+    call). One wording for the first pass, recovery's and an operator's, read from the call, never from prose."""
+    if call is None:
+        return None
+    return f"{call.tool} failed: {call.error or call.state}"
 
 
 def _describe(call: CallRecord) -> str:
@@ -79,7 +129,7 @@ def compensate_run(guard: Guard, run_id: str, *, failure: str, failed_tool: str,
     out.close = _close(label, failure, out)
     ledger.move_run(run_id, out.close, actor=actor)
     guard.log.warning("run " + out.close.state, run_id=run_id, status_label=label, undone=out.undone,
-                      remains=out.remains)
+                      remains=[str(r) for r in out.remains])
     return out
 
 
@@ -87,12 +137,12 @@ def _compensate_one(guard: Guard, scope: RunScope, call: CallRecord, failure: st
     """Compensate one call; False stops the saga (a compensation failed or waits for a human)."""
     hooks = guard.hooks_of(call.tool)
     if hooks is None or hooks.compensation is None:
-        why = (f"handed off to {hooks.handoff_role}" if hooks is not None and hooks.handoff_role
-               else "no compensation declared")
-        out.remains.append(f"{_describe(call)}: {call.state}, {why}")
+        handed = hooks is not None and bool(hooks.handoff_role)
+        out.remains.append(Remaining(_describe(call), call.state, Stays.HANDED_OFF if handed else Stays.NO_COMPENSATION,
+                                     handed_to=hooks.handoff_role or "" if hooks is not None else ""))
         return True
     if call.state != C.ROLLING_BACK and not guard.ledger.begin_rollback(call, actor=scope.actor, reason=failure):
-        out.remains.append(f"{_describe(call)}: changed while the saga ran; look again")
+        out.remains.append(Remaining(_describe(call), call.state, Stays.CHANGED))
         return False
     crash_point("before_compensation")
     ctx = _context(call, failure, hooks.compensation_kind, guard)
@@ -101,13 +151,14 @@ def _compensate_one(guard: Guard, scope: RunScope, call: CallRecord, failure: st
         guard.invoke_in(scope, comp.spec, {"context": ctx.to_json()}, key=f"compensate:{call.call_id}",
                         compensates=call.call_id)
     except (ApprovalPending, ApprovalTimeout):
-        out.remains.append(f"{_describe(call)}: its compensation {comp.name} waits for approval")
+        out.remains.append(Remaining(_describe(call), C.ROLLING_BACK, Stays.WAITS_FOR_APPROVAL, compensation=comp.name))
         return False
     except GuardError as exc:  # the compensation failed, was denied or rejected: recorded on its own call
         crash_point("after_compensation")
         guard.ledger.end_rollback(call, ok=False, actor=scope.actor, detail={"compensation": comp.name,
                                                                               "error": str(exc)})
-        out.remains.append(f"{_describe(call)}: compensation {comp.name} failed ({exc})")
+        out.remains.append(Remaining(_describe(call), C.ROLLBACK_FAILED, Stays.COMPENSATION_FAILED,
+                                     compensation=comp.name, error=str(exc)))
         return False
     crash_point("after_compensation")
     guard.ledger.end_rollback(call, ok=True, actor=scope.actor,
@@ -118,14 +169,14 @@ def _compensate_one(guard: Guard, scope: RunScope, call: CallRecord, failure: st
 def _close(label: str, failure: str, out: SagaOutcome) -> RunClose:
     undone = "; ".join(out.undone) or "nothing"
     # Only what has a compensation is worth another pass; the rest needs a person.
-    stuck = [r for r in out.remains if "no compensation declared" not in r and "handed off" not in r]
+    stuck = [r for r in out.remains if r.why.retryable]
     if not out.remains:
         return RunClose(RunState.ROLLED_BACK, status_label=label,
                         error_summary=f"{failure}. Undone: {undone}.",
                         next_safe_action="nothing of this run stands in other systems; handle the event anew "
                                          "when its cause is fixed", requires_review=True)
     return RunClose(RunState.PENDING_REVIEW, status_label=label,
-                    error_summary=f"{failure}. Undone: {undone}. Remains: {'; '.join(out.remains)}.",
+                    error_summary=f"{failure}. Undone: {undone}. Remains: {'; '.join(map(str, out.remains))}.",
                     next_safe_action=(
                         "retry what failed to compensate with `guard runs compensate`, or finish by hand with "
                         "`guard runs finish --note`" if stuck else
