@@ -33,7 +33,6 @@ if TYPE_CHECKING:
 
 __all__ = ["Settlement", "reconcile", "settle"]
 
-_REPEAT_SAFE = (SideEffectClass.READ, SideEffectClass.IDEMPOTENT)
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,7 +74,7 @@ def settle(guard: Guard, p: Prepared, exc: BaseException, scope: CallScope, atte
     """Record what the failure means and return a Settlement, or raise the typed outcome for the caller."""
     error = error_text(p, exc)
     side_effect = p.decision.side_effect
-    repeat_safe = side_effect in _REPEAT_SAFE
+    repeat_safe = side_effect is not None and side_effect.repeat_safe
     unknown = isinstance(exc, AttemptTimeout | OutcomeUnknown) or not isinstance(exc, Exception)
     hooks = p.input.tool.hooks
     answer = reconcile(hooks.reconcile, _ctx(p, scope, attempts)) if (unknown or not repeat_safe) else None
@@ -175,8 +174,9 @@ def _halt(guard: Guard, p: Prepared, error: str, doubtful: bool, proven_clean: b
                         error_summary=f"{p.request.tool} may or may not have happened: {error}",
                         next_safe_action=f"check {p.request.tool} in the other system before anything is re-run "
                                          "(`guard recover` runs its reconcile check)", requires_review=True)
-    retry = ("it provably did nothing: `guard runs retry-call` is safe" if proven_clean
-             or p.decision.side_effect in _REPEAT_SAFE else "do not retry before checking the other system")
+    safe = proven_clean or (p.decision.side_effect is not None and p.decision.side_effect.repeat_safe)
+    retry = ("it provably did nothing: `guard runs retry-call` is safe" if safe
+             else "do not retry before checking the other system")
     return RunClose(RunState.PENDING_REVIEW, status_label=label,
                     error_summary=f"{p.request.tool} failed: {error}",
                     next_safe_action=f"{retry}; or compensate (`guard runs compensate`) or finish by hand "

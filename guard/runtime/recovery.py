@@ -32,6 +32,7 @@ from guard.crash import crash_point
 from guard.errors import CallOutcomeError, IllegalTransition
 from guard.ledger import CallRecord, CallRequest, CallState, Offer, RunState
 from guard.ledger.moves import RunClose
+from guard.policy import SideEffectClass
 from guard.runtime.context import RunScope
 from guard.runtime.failure import disagreement, reconcile
 from guard.runtime.hooks import Found, NotFound, ReconcileContext
@@ -177,7 +178,7 @@ def repeat_safe(guard: Guard, call: CallRecord) -> bool:
     recorded class is repeat-safe (read, idempotent) and it runs with the arguments it was offered with. A
     reviewer's approved edit was judged on its own and may belong to another class than the call row records,
     so a call that runs with an edit is always reconciled first (never re-run blindly)."""
-    if call.side_effect not in ("read", "idempotent"):
+    if call.side_effect is None or not SideEffectClass(call.side_effect).repeat_safe:
         return False
     approval = guard.ledger.approval_for_call(call.call_id)
     return approval is None or approval.approved_args_json is None
