@@ -51,6 +51,22 @@ class LedgerInFlight:
             append_events(cur, [(run_id, call_id, now, actor, "call", C.STARTED, C.STARTED,
                                  json.dumps({"attempt": attempt, "error": error}))])
 
+    def reclassify(self, run_id: str, call_id: str, *, token: int, side_effect: str, was: str | None,
+                   rule: str | None, actor: str) -> None:
+        """The started call runs a reviewer's approved edit, which the policy puts in another class than the
+        agent's arguments: the row says so from now on (the saga, recovery and every read go by the row), and
+        the event keeps what it was."""
+        now = time.time()
+        with self.conns.write() as cur:
+            cur.execute("UPDATE calls SET side_effect = ?, updated_at = ? WHERE call_id = ? AND state = ? "
+                        f"AND lease_token = ? RETURNING {_CALL_COLS}", (side_effect, now, call_id, C.STARTED, token))
+            row = cur.fetchone()
+            if row is None:
+                raise _fenced(call_id, C.STARTED, C.STARTED)
+            detail = {"side_effect": side_effect, "was": was, "rule": rule, "why": "runs a reviewer's approved edit"}
+            append_events(cur, [(run_id, call_id, now, actor, "call", C.STARTED, C.STARTED, json.dumps(detail))],
+                          [("calls", call_id, row_digest("calls", row))])
+
     def record_external_ids(self, run_id: str, call_id: str, token: int, external_ids: dict[str, str],
                             actor: str) -> None:
         """Commit the external ids a running tool reported, before it returns."""

@@ -308,7 +308,13 @@ def _still_approved(guard: Guard, p: Prepared) -> Prepared:
     why = ("no approval is recorded for it" if approval is None
            else still_approved(approval, decision, roles_in(policies, team)))
     if why is None:
-        return p._replace(decision=decision) if p.offer.edited_args is not None else p
+        if p.offer.edited_args is None:
+            return p
+        if decision.side_effect is not None and decision.side_effect is not p.decision.side_effect:
+            guard.ledger.reclassify(p.request.run_id, p.offer.call_id, token=p.offer.lease_token,
+                                    side_effect=decision.side_effect.value, rule=decision.rule, actor=p.request.actor,
+                                    was=p.decision.side_effect.value if p.decision.side_effect is not None else None)
+        return p._replace(decision=decision)
     error = f"{tool}: its approval no longer stands ({why}); nothing ran"
     raise _halt(guard, p, error, f"{tool}_approval_withdrawn", attempts=0,
                 next_action=f"ask for approval of {tool} again: make the call again in a new run, or finish this "

@@ -36,7 +36,7 @@ from guard.policy import SideEffectClass
 from guard.runtime.context import RunScope
 from guard.runtime.failure import disagreement, reconcile
 from guard.runtime.hooks import Found, NotFound, ReconcileContext
-from guard.runtime.saga import compensate_run, failure_of
+from guard.runtime.saga import args_run_with, compensate_run, failure_of
 from guard.runtime.settled_runs import after_settled
 from guard.runtime.steps import CallInput, Prepared
 
@@ -166,11 +166,7 @@ def _actor(guard: Guard) -> str:
 
 
 def _approved_args(guard: Guard, call: CallRecord) -> str:
-    """The arguments the call was approved to run with: a reviewer's edit when there is one."""
-    approval = guard.ledger.approval_for_call(call.call_id)
-    if approval is not None and approval.approved_args_json is not None:
-        return approval.approved_args_json
-    return call.args_json
+    return args_run_with(guard.ledger, call)
 
 
 def repeat_safe(guard: Guard, call: CallRecord) -> bool:
