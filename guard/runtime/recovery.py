@@ -232,14 +232,15 @@ def ask_reconcile(guard: Guard, call: CallRecord) -> Found | NotFound | Unknown:
     run it once with the same key. Unknown: nothing runs."""
     tool = guard.tool_named(call.tool)
     hooks = tool.spec.hooks if tool is not None else None
-    ctx = ReconcileContext(run_id=call.run_id, call_id=call.call_id, tool=call.tool, args=call.args,
+    ran_with = _approved_args(guard, call)  # a reviewer's edit is what ran: the check looks for that
+    ctx = ReconcileContext(run_id=call.run_id, call_id=call.call_id, tool=call.tool, args=json.loads(ran_with),
                            idempotency_key=call.offered_key, external_ids=call.external_id_map,
                            attempts=call.attempts)
     answer = reconcile(hooks.reconcile if hooks is not None else None, ctx)
     if isinstance(answer, Found):
         clash = disagreement(call.external_id_map, answer)
         return answer if clash is None else Unknown(f"its reconcile check and the ledger disagree ({clash})", False)
-    exact = _exact(_approved_args(guard, call))
+    exact = _exact(ran_with)
     if isinstance(answer, NotFound):
         return answer if tool is not None and exact else Unknown(
             "its reconcile check confirmed it did not happen, but its recorded arguments are redacted: run it by "

@@ -14,7 +14,16 @@ from typing import Any
 
 import pytest
 
-from guard import ApprovalPending, CallFailed, Guard, RollbackContext
+from guard import (
+    ApprovalPending,
+    CallFailed,
+    CallInDoubt,
+    Found,
+    Guard,
+    OutcomeUnknown,
+    ReconcileContext,
+    RollbackContext,
+)
 from guard.runtime.review import review
 
 POLICY = """\
@@ -30,6 +39,7 @@ rules:
     when: {count: {gt: 10}}
     class: compensable
     approval: {roles: [ops]}
+    on_failure: halt
   - name: untag
     tools: [crm.untag]
     class: idempotent
@@ -43,6 +53,9 @@ class World:
     def __init__(self) -> None:
         self.tagged = 0
         self.untagged: list[int] = []
+        self.lost_answer = False  # the tag lands but its answer is lost (the tool cannot tell)
+        self.looked_up: list[dict[str, Any]] = []  # the arguments each reconcile check was asked about
+        self.found = False
 
 
 @pytest.fixture
@@ -56,7 +69,14 @@ def ops(tmp_path: Path, ledger_url: str) -> Iterator[tuple[Guard, World]]:
     @guard.tool(name="crm.tag")
     def tag(count: int) -> dict[str, int]:
         world.tagged += count
+        if world.lost_answer:
+            raise OutcomeUnknown("the CRM took the request; its answer was lost")
         return {"tagged": count}
+
+    @tag.reconcile
+    def look_up(ctx: ReconcileContext) -> Found | None:
+        world.looked_up.append(dict(ctx.args))
+        return Found({"tagged": ctx.args["count"]}) if world.found else None
 
     @tag.compensation(name="crm.untag", kind="undo")
     def untag(ctx: RollbackContext) -> None:
@@ -95,3 +115,21 @@ def test_an_edit_that_changes_the_class_is_recorded_on_the_call_and_undone_by_th
     details = [json.loads(e.detail) for e in moved]
     assert [(d["was"], d["side_effect"], d["rule"]) for d in details] == [("read", "compensable", "bulk-tags")]
     assert guard.ledger.verify_chain().ok
+
+
+def test_the_reconcile_check_of_an_edited_call_is_asked_about_the_arguments_that_ran(
+        ops: tuple[Guard, World]) -> None:
+    guard, world = ops
+    with pytest.raises(ApprovalPending) as pending, guard.run("ops", source_event_id="evt-2") as run:
+        guard.tool_named("crm.tag")(count=3)  # type: ignore[misc]
+    review(guard.ledger, guard.policies, str(pending.value.approval_id), reviewer="rita", decision="approve",
+           edited_args={"count": 50})
+    world.lost_answer = True
+    with pytest.raises(CallInDoubt), guard.run("ops", run_id=run.run_id):
+        guard.tool_named("crm.tag")(count=3)  # type: ignore[misc]
+    world.found = True
+    report = guard.recover()  # a later pass: the check finds the 50 tags, nothing runs again
+    assert report.reconciled == 1 and world.tagged == 50
+    assert world.looked_up == [{"count": 50}, {"count": 50}]  # at the failure, and by recovery: never the 3
+    [call] = guard.ledger.calls_of(run.run_id)
+    assert (call.state, call.side_effect) == ("completed", "compensable")
