@@ -87,6 +87,14 @@ class LedgerQueries:
         row = self._one(f"SELECT {ApprovalRecord.sql_columns()} FROM approvals WHERE call_id = ?", (call_id,))
         return None if row is None else ApprovalRecord.from_row(row)
 
+    def args_run_with(self, call: CallRecord) -> str:
+        """The arguments (JSON, secrets redacted) the call was approved to run with: a reviewer's edit when there
+        is one, else the agent's. What a compensation undoes, a reconcile check looks for, a repair repeats."""
+        approval = self.approval_for_call(call.call_id)
+        if approval is not None and approval.approved_args_json is not None:
+            return approval.approved_args_json
+        return call.args_json
+
     def list_approvals(self, *, state: str | None = "pending", team: str | None = None,
                        limit: int = 100) -> list[ApprovalRecord]:
         sql = f"SELECT {ApprovalRecord.sql_columns()} FROM approvals WHERE 1 = 1"

@@ -36,7 +36,7 @@ from guard.policy import SideEffectClass
 from guard.runtime.context import RunScope
 from guard.runtime.failure import disagreement, reconcile
 from guard.runtime.hooks import Found, NotFound, ReconcileContext
-from guard.runtime.saga import args_run_with, compensate_run, failure_of
+from guard.runtime.saga import compensate_run, failure_of
 from guard.runtime.settled_runs import after_settled
 from guard.runtime.steps import CallInput, Prepared
 
@@ -165,10 +165,6 @@ def _actor(guard: Guard) -> str:
     return f"recovery:{guard.worker_id}"
 
 
-def _approved_args(guard: Guard, call: CallRecord) -> str:
-    return args_run_with(guard.ledger, call)
-
-
 def repeat_safe(guard: Guard, call: CallRecord) -> bool:
     """Whether recovery or an operator may run the call again without asking its reconcile check first: its
     recorded class is repeat-safe (read, idempotent) and it runs with the arguments it was offered with. A
@@ -187,12 +183,12 @@ def _exact(args_json: str) -> bool:
 
 def replayable(guard: Guard, call: CallRecord) -> bool:
     """The ledger holds the arguments the call was approved to run with exactly (no secret redacted out)."""
-    return _exact(_approved_args(guard, call))
+    return _exact(guard.ledger.args_run_with(call))
 
 
 def _started(guard: Guard, call: CallRecord, report: RecoveryReport) -> None:
     tool = guard.tool_named(call.tool)
-    if tool is not None and repeat_safe(guard, call) and _exact(_approved_args(guard, call)):
+    if tool is not None and repeat_safe(guard, call) and _exact(guard.ledger.args_run_with(call)):
         token = guard.ledger.claim(call, worker=guard.worker_id, ttl=guard.lease_ttl, actor=_actor(guard))
         if token is None:
             report.lost(_name(call), "another recoverer took it first")
@@ -232,7 +228,7 @@ def ask_reconcile(guard: Guard, call: CallRecord) -> Found | NotFound | Unknown:
     run it once with the same key. Unknown: nothing runs."""
     tool = guard.tool_named(call.tool)
     hooks = tool.spec.hooks if tool is not None else None
-    ran_with = _approved_args(guard, call)  # a reviewer's edit is what ran: the check looks for that
+    ran_with = guard.ledger.args_run_with(call)  # a reviewer's edit is what ran: the check looks for that
     ctx = ReconcileContext(run_id=call.run_id, call_id=call.call_id, tool=call.tool, args=json.loads(ran_with),
                            idempotency_key=call.offered_key, external_ids=call.external_id_map,
                            attempts=call.attempts)
@@ -317,7 +313,7 @@ def run_claimed(guard: Guard, call: CallRecord, tool: GuardedTool, token: int, r
                 actor: str | None = None) -> None:
     """Run a claimed call to its recorded end; its failure is settled by the policy as on the live path."""
     scope = RunScope(call.run_id, call.team, actor or _actor(guard))
-    args = json.loads(_approved_args(guard, call))
+    args = json.loads(guard.ledger.args_run_with(call))
     decision = guard.policies.classify(call.team, call.tool, args)
     request = CallRequest(
         call_id=call.call_id, run_id=call.run_id, team=call.team, tool=call.tool, args_json=call.args_json,

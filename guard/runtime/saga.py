@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from guard.crash import crash_point
 from guard.errors import ApprovalPending, ApprovalTimeout, GuardError
-from guard.ledger import CallRecord, CallState, Ledger, RunState
+from guard.ledger import CallRecord, CallState, RunState
 from guard.ledger.moves import RunClose
 from guard.policy import SideEffectClass
 from guard.runtime.context import RunScope
@@ -26,7 +26,7 @@ from guard.runtime.labels import situation
 if TYPE_CHECKING:
     from guard.runtime.guard import Guard
 
-__all__ = ["Remaining", "SagaOutcome", "Stays", "args_run_with", "compensate_run", "failure_of"]
+__all__ = ["Remaining", "SagaOutcome", "Stays", "compensate_run", "failure_of"]
 
 C = CallState
 # A call whose effect may stand and that a saga must consider, newest first.
@@ -83,15 +83,6 @@ class SagaOutcome:
     close: RunClose | None = None
 
 
-def args_run_with(ledger: Ledger, call: CallRecord) -> str:
-    """The arguments (JSON, secrets redacted) the call was approved to run with: a reviewer's edit when there is
-    one, else the agent's. What a compensation undoes and a reconcile check looks for."""
-    approval = ledger.approval_for_call(call.call_id)
-    if approval is not None and approval.approved_args_json is not None:
-        return approval.approved_args_json
-    return call.args_json
-
-
 def failure_of(call: CallRecord | None) -> str | None:
     """The failure a saga compensates for, as the ledger records it on the call that failed (None: no such
     call). One wording for the first pass, recovery's and an operator's, read from the call, never from prose."""
@@ -106,7 +97,7 @@ def _describe(call: CallRecord) -> str:
 
 
 def _context(call: CallRecord, failure: str, kind: str, guard: Guard) -> RollbackContext:
-    args = json.loads(args_run_with(guard.ledger, call))  # a reviewer's edit is what ran, so what is undone
+    args = json.loads(guard.ledger.args_run_with(call))  # a reviewer's edit is what ran, so what is undone
     decision = guard.policies.classify(call.team, call.tool, args)
     return RollbackContext(
         run_id=call.run_id, call_id=call.call_id, tool=call.tool, args=args, result=call.result,

@@ -12,6 +12,7 @@ completed), `after_settled` looks at the run again:
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -36,7 +37,8 @@ def outstanding(guard: Guard, calls: Sequence[CallRecord]) -> list[CallRecord]:
     run went on past it by design)."""
     return [c for c in calls if c.state in _NEEDS_A_PERSON and not (c.state == C.FAILED and (
         c.compensates_call_id is not None
-        or guard.policies.classify(c.team, c.tool, c.args).on_failure is OnFailure.CONTINUE))]
+        or guard.policies.classify(c.team, c.tool, json.loads(guard.ledger.args_run_with(c))).on_failure
+        is OnFailure.CONTINUE))]
 
 
 def next_steps(run_id: str, left: Sequence[CallRecord]) -> str:
