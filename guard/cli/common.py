@@ -85,8 +85,7 @@ def fail(message: str, code: int = 1) -> NoReturn:
 
 def open_ledger(db: str | None) -> Ledger:
     """The ledger for a command that reads or decides: it must exist already (no silent new file)."""
-    from guard.ledger import Ledger, resolve_url
-    from guard.ledger.database import sqlite_path
+    from guard.ledger import Ledger, resolve_url, sqlite_path
 
     url = resolve_url(db)
     path = sqlite_path(url)

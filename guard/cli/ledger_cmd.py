@@ -11,8 +11,7 @@ import typer
 from guard.cli.common import DbOption, JsonFlag, echo, emit, fail, guarded_command, open_ledger
 
 if TYPE_CHECKING:  # the ledger is imported inside the commands: `guard policy ...` starts without it
-    from guard.ledger import AuditReport
-    from guard.ledger.seals import SealFile
+    from guard.ledger import AuditReport, SealFile
 
 ledger_app = typer.Typer(help="The ledger's audit trail.", no_args_is_help=True)
 db_app = typer.Typer(help="The ledger database: migrations.", no_args_is_help=True)
@@ -35,7 +34,7 @@ def verify(db: DbOption = None, as_json: JsonFlag = False,
     """Check every stream's hash chain and every covered row against what Guard wrote; with --seals and
     --public-key, also against the last seal. Exit 1 naming each stream and row that was tampered with; what
     came after the last seal is listed as not yet sealed."""
-    from guard.ledger.seals import SealFile, load_public_key
+    from guard.ledger import SealFile, load_public_key
 
     if (seals is None) != (public_key is None):
         fail("--seals and --public-key go together: the seals are only as good as the key that checks them")
@@ -85,7 +84,7 @@ def _show_report(report: AuditReport, sealed: SealFile | None, problems: list[st
 @guarded_command
 def seal(db: DbOption = None, key_file: KeyFile = None, key_env: KeyEnv = None, sink: SinkFile = None) -> None:
     """Sign every stream's head now: the seal goes to the ledger and is appended to the sink file."""
-    from guard.ledger.seals import Signer
+    from guard.ledger import Signer
 
     if sink is None:
         fail("name the seal sink: --sink FILE or $GUARD_SEAL_SINK (a seal kept only in the ledger proves little)")
@@ -99,7 +98,7 @@ def seal(db: DbOption = None, key_file: KeyFile = None, key_env: KeyEnv = None, 
 @guarded_command
 def keygen(path: Annotated[Path, typer.Argument(help="Where to write the private key (PEM, mode 0600).")]) -> None:
     """Make an Ed25519 seal key: the private key at PATH and the public key at PATH.pub."""
-    from guard.ledger.seals import generate_key
+    from guard.ledger import generate_key
 
     public = generate_key(path)
     echo(f"private key: {path} (keep it outside the ledger's host if you can)\npublic key: {public}")
@@ -131,7 +130,7 @@ def db_status(db: DbOption = None) -> None:
 
 
 def _exists(url: str) -> bool:
-    from guard.ledger.database import sqlite_path
+    from guard.ledger import sqlite_path
 
     path = sqlite_path(url)
     return path is None or path.exists()

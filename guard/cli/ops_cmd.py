@@ -20,7 +20,7 @@ from guard.cli.common import (
 )
 
 if TYPE_CHECKING:
-    from guard.ledger.pauses import Scope
+    from guard.ledger import Scope
 
 TeamOpt = Annotated[str | None, typer.Option("--team", help="Pause a whole team.")]
 ToolOpt = Annotated[str | None, typer.Option("--tool", help="Pause a tool (glob, e.g. 'email.*').")]

@@ -15,8 +15,7 @@ import typer
 
 from guard.cli.common import JsonFlag, PoliciesDir, echo, emit, policy_dir
 from guard.errors import PolicyError
-from guard.policy import Decision, PolicySet, load_policy, policy_json_schema, run_cases
-from guard.policy._cases import CaseReport, cases_path
+from guard.policy import CaseReport, Decision, PolicySet, cases_path, load_policy, policy_json_schema, run_cases
 
 app = typer.Typer(help="Check and explain team policies (policies/<team>.yaml).", no_args_is_help=True)
 

@@ -120,7 +120,7 @@ def serve(host: Annotated[str, typer.Option(help="Interface to listen on.")] = "
     secret = os.environ.get("GUARD_SESSION_SECRET")
     seals = None
     if seal_every is not None:
-        from guard.ledger.seals import Signer
+        from guard.ledger import Signer
         from guard.server.sealing import SealSchedule, SealWitness
 
         sink = os.environ.get("GUARD_SEAL_SINK")

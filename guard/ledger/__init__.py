@@ -4,6 +4,7 @@ from guard.ledger.approvals import DecisionResult, EditGate, RolesNow
 from guard.ledger.audit import AuditReport, Finding, Unsealed
 from guard.ledger.database import HEAD_REVISION, current_revision, resolve_url, sqlite_path, upgrade
 from guard.ledger.moves import RunClose
+from guard.ledger.pauses import Scope
 from guard.ledger.records import (
     ApprovalRecord,
     CallRecord,
@@ -14,11 +15,16 @@ from guard.ledger.records import (
     NotificationRecord,
     RunRecord,
 )
-from guard.ledger.states import ApprovalState, CallState, RunState
+from guard.ledger.seals import SealFile, SealRecord, Signer, generate_key, load_public_key
+from guard.ledger.signals import TICK, Watch, condition
+from guard.ledger.states import OPEN_RUN_STATES, ApprovalState, CallState, RunState
 from guard.ledger.store import CallRequest, Ledger, Offer, new_id
+from guard.ledger.tokens import QueuedApproval
 
 __all__ = [
     "HEAD_REVISION",
+    "OPEN_RUN_STATES",
+    "TICK",
     "ApprovalRecord",
     "ApprovalState",
     "AuditReport",
@@ -35,12 +41,21 @@ __all__ = [
     "NoticeEvent",
     "NotificationRecord",
     "Offer",
+    "QueuedApproval",
     "RolesNow",
     "RunClose",
     "RunRecord",
     "RunState",
+    "Scope",
+    "SealFile",
+    "SealRecord",
+    "Signer",
     "Unsealed",
+    "Watch",
+    "condition",
     "current_revision",
+    "generate_key",
+    "load_public_key",
     "new_id",
     "resolve_url",
     "sqlite_path",

@@ -6,7 +6,7 @@ each call. Loading validates everything and fails with a `PolicyError` naming fi
 classifying is pure and fails closed (unknown tools, wrong-typed arguments and broken policies are denied).
 """
 
-from guard.policy._cases import CaseReport, CaseResult, run_cases
+from guard.policy._cases import CaseReport, CaseResult, cases_path, run_cases
 from guard.policy._live import LivePolicies
 from guard.policy._load import load_policy, policy_from_text
 from guard.policy._policy import Policy, RuleTrace
@@ -40,6 +40,7 @@ __all__ = [
     "SideEffectClass",
     "StopRules",
     "Verdict",
+    "cases_path",
     "load_policy",
     "policy_from_text",
     "policy_json_schema",

@@ -22,8 +22,7 @@ from guard.errors import (
     GuardUsageError,
     LeaseLost,
 )
-from guard.ledger import CallState, RunState
-from guard.ledger.moves import RunClose
+from guard.ledger import CallState, RunClose, RunState
 from guard.policy import Verdict
 from guard.runtime.context import CALL_VAR, RUN_VAR, CallScope, RunScope
 from guard.runtime.execute import run_async, run_sync

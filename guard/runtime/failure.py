@@ -18,8 +18,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 from guard.errors import CallFailed, CallInDoubt, CallOutcomeError, OutcomeUnknown
-from guard.ledger import CallState, RunState
-from guard.ledger.moves import RunClose
+from guard.ledger import CallState, RunClose, RunState
 from guard.policy import OnFailure, SideEffectClass
 from guard.runtime.context import CallScope
 from guard.runtime.execute import AttemptTimeout

@@ -11,8 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from guard.errors import CallInDoubt, GuardUsageError, IllegalTransition
-from guard.ledger import CallRecord, CallState, Ledger, RunRecord, RunState
-from guard.ledger.moves import RunClose
+from guard.ledger import CallRecord, CallState, Ledger, RunClose, RunRecord, RunState
 from guard.runtime.hooks import Found, NotFound
 from guard.runtime.recovery import (
     RecoveryReport,

@@ -30,8 +30,7 @@ from typing import TYPE_CHECKING
 from guard.canonical import REDACTED, redact, to_json
 from guard.crash import crash_point
 from guard.errors import CallOutcomeError, IllegalTransition
-from guard.ledger import CallRecord, CallRequest, CallState, Offer, RunState
-from guard.ledger.moves import RunClose
+from guard.ledger import CallRecord, CallRequest, CallState, Offer, RunClose, RunState
 from guard.policy import SideEffectClass
 from guard.runtime.context import RunScope
 from guard.runtime.failure import disagreement, reconcile

@@ -10,8 +10,7 @@ import structlog
 
 from guard.crash import crash_point
 from guard.errors import ApprovalPending, ApprovalTimeout, CallInDoubt, RunNotRunning, TeamPaused
-from guard.ledger import RunClose, RunRecord, RunState, new_id
-from guard.ledger.states import OPEN_RUN_STATES
+from guard.ledger import OPEN_RUN_STATES, RunClose, RunRecord, RunState, new_id
 from guard.redaction import scrub_text
 from guard.runtime.context import RUN_VAR, RunScope
 

@@ -16,8 +16,7 @@ from typing import TYPE_CHECKING
 
 from guard.crash import crash_point
 from guard.errors import ApprovalPending, ApprovalTimeout, GuardError
-from guard.ledger import CallRecord, CallState, RunState
-from guard.ledger.moves import RunClose
+from guard.ledger import CallRecord, CallState, RunClose, RunState
 from guard.policy import SideEffectClass
 from guard.runtime.context import RunScope
 from guard.runtime.hooks import RollbackContext

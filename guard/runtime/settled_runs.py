@@ -17,8 +17,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from guard.errors import IllegalTransition
-from guard.ledger import CallRecord, CallState, RunRecord, RunState
-from guard.ledger.moves import RunClose
+from guard.ledger import CallRecord, CallState, RunClose, RunRecord, RunState
 from guard.policy import OnFailure
 
 if TYPE_CHECKING:

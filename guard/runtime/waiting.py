@@ -15,8 +15,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from guard.ledger import CallState, Ledger
-from guard.ledger.signals import TICK, Watch, condition
+from guard.ledger import TICK, CallState, Ledger, Watch, condition
 
 __all__ = ["Waiter"]
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from guard.errors import GuardUsageError
-from guard.ledger.pauses import Scope
+from guard.ledger import Scope
 from guard.policy import Owners, Policy
 from guard.server.desk import Desk, DeskError, Reviewer
 

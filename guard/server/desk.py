@@ -16,8 +16,7 @@ from typing import Any, Literal
 from guard.canonical import sets_secrets
 from guard.errors import ApprovalDecisionError, PolicyError
 from guard.identity import same_person
-from guard.ledger import ApprovalRecord, Ledger, RunRecord
-from guard.ledger.tokens import QueuedApproval
+from guard.ledger import ApprovalRecord, Ledger, QueuedApproval, RunRecord
 from guard.policy import LivePolicies, PolicySet
 from guard.runtime.review import review
 

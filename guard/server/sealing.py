@@ -18,8 +18,7 @@ from pathlib import Path
 
 import structlog
 
-from guard.ledger import Ledger
-from guard.ledger.seals import SealRecord, Signer
+from guard.ledger import Ledger, SealRecord, Signer
 from guard.notify.webhook import post, target_of
 
 __all__ = ["SealSchedule", "SealWitness"]
