@@ -10,13 +10,13 @@ import json
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 import uvicorn
+from loopback import Receiver, receiving
 
 from guard import ApprovalPending, CallDenied, CallFailed, Guard
 from guard.ledger import Ledger
@@ -64,42 +64,10 @@ rules:
 def _echo(**kw: Any) -> dict[str, Any]:
     return kw
 
-@dataclass
-class Receiver:
-    """A webhook endpoint on loopback: records what it got, answers `statuses` in turn (then 200)."""
-
-    statuses: list[int] = field(default_factory=list[int])
-    got: list[tuple[dict[str, str], bytes]] = field(default_factory=list[tuple[dict[str, str], bytes]])
-    url: str = ""
-
-    def bodies(self) -> list[dict[str, Any]]:
-        return [json.loads(body) for _, body in self.got]
-
-
 @pytest.fixture
 def receiver() -> Iterator[Receiver]:
-    state = Receiver()
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            body = self.rfile.read(int(self.headers["Content-Length"]))
-            state.got.append(({k: v for k, v in self.headers.items()}, body))
-            status = state.statuses.pop(0) if state.statuses else 200
-            self.send_response(status)
-            self.end_headers()
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    state.url = f"http://127.0.0.1:{server.server_address[1]}/services/T000/B000/secret-path"
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield state
-    finally:
-        server.shutdown()
-        server.server_close()
+    with receiving("/services/T000/B000/secret-path") as got:
+        yield got
 
 
 @dataclass
