@@ -35,7 +35,7 @@ def receiving(path: str = "/hooks") -> Generator[Receiver]:
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers["Content-Length"]))
-            state.got.append(({k: v for k, v in self.headers.items()}, body))
+            state.got.append((dict(self.headers.items()), body))
             self.send_response(state.statuses.pop(0) if state.statuses else 200)
             self.end_headers()
 

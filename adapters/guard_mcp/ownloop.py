@@ -25,7 +25,7 @@ def on_own_loop(work: Callable[[], Coroutine[Any, Any, T]]) -> T:
     def target() -> None:
         try:
             box["value"] = anyio.run(work)
-        except BaseException as exc:  # handed to the caller's thread, out of the transports' task groups
+        except BaseException as exc:  # noqa: BLE001 (handed to the caller's thread, out of the task groups)
             box["error"] = sole(exc)
 
     thread = threading.Thread(target=target, name="guard-mcp-own-loop")

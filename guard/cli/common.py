@@ -111,7 +111,7 @@ def guarded_command(fn: Callable[P, R]) -> Callable[P, R]:
 def when(ts: float | None) -> str:
     if ts is None:
         return "-"
-    return dt.datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S")
+    return dt.datetime.fromtimestamp(ts, dt.UTC).astimezone().strftime("%Y-%m-%d %H:%M:%S")  # the local time
 
 
 def ago(ts: float, now: float) -> str:

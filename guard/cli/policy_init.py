@@ -60,7 +60,7 @@ def init(
     draft: Any = found[source].load()
     try:
         text = draft(team=team, upstream_url=upstream_url, command=command)
-    except Exception as exc:  # a source is another package: whatever it raises is a failed read, said plainly
+    except Exception as exc:  # noqa: BLE001 (another package's source: any failure is a failed read, said)
         fail(f"could not read the tools of the upstream server ({type(exc).__name__}: {exc}); check that "
              "`-- COMMAND` starts an MCP server, or that --upstream-url answers")
     typer.echo(str(text), nl=False)

@@ -17,7 +17,7 @@ from guard.cli.common import echo, emit, fail
 
 __all__ = ["TOKEN_ENV", "decide_over_http"]
 
-TOKEN_ENV = "GUARD_TOKEN"
+TOKEN_ENV = "GUARD_TOKEN"  # noqa: S105 (the variable's name, not a token)
 
 
 def _problem(response: Any) -> tuple[str, str]:

@@ -120,7 +120,7 @@ class SqliteBackend:
                     deadline = now + BUSY_TIMEOUT_MS / 1000
                 elif now >= deadline:
                     raise
-            time.sleep(pause * (0.5 + random.random()))
+            time.sleep(pause * (0.5 + random.random()))  # noqa: S311 (jitter, not a secret)
             pause = min(pause * 2, _RETRY_CAP)
 
     def end_write(self, cur: sqlite3.Cursor, durable: bool = True) -> None:
@@ -317,7 +317,7 @@ class _WriteTx:
         try:
             if not self._durable:
                 self._conns.backend.end_write(cur, self._durable)
-        except Exception:
+        except Exception:  # noqa: BLE001 (whatever broke the connection, it is discarded, not reused)
             cur.close()
             self._conns.discard(conn)
             return

@@ -166,7 +166,7 @@ class PostgresBackend:
     def begin_write(self, cur: _Cursor, durable: bool = True) -> None:
         cur.execute(_BEGIN if durable else _BEGIN_LAZY)
 
-    def end_write(self, cur: _Cursor, durable: bool = True) -> None:
+    def end_write(self, cur: _Cursor, durable: bool = True) -> None:  # noqa: ARG002 (the backend protocol's)
         # SET LOCAL ends with its transaction: nothing to put back.
         return None
 

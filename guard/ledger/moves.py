@@ -18,7 +18,7 @@ from guard.ledger.states import CallState, RunState, check_call_move, check_run_
 
 __all__ = ["EventIn", "RunClose", "append_events", "cas_call", "move_run", "move_run_if", "new_id"]
 
-_random = random.Random()  # seeded from os.urandom at import; reseeded after fork below
+_random = random.Random()  # noqa: S311 (ids unique, not secret) seeded from os.urandom; reseeded after fork
 os.register_at_fork(after_in_child=_random.seed)
 
 # (run_id, call_id, at, actor, entity, from_state, to_state, detail JSON)

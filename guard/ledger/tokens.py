@@ -24,8 +24,8 @@ from guard.ledger.records import ApprovalRecord
 
 __all__ = ["TOKEN_PREFIX", "LedgerTokens", "QueuedApproval", "TokenRecord", "hash_token"]
 
-TOKEN_PREFIX = "gtk_"
-_TOKEN_COLS = "token_id, reviewer, label, created_by, created_at, revoked_at, revoked_by"
+TOKEN_PREFIX = "gtk_"  # noqa: S105 (a prefix, not a token)
+_TOKEN_COLS = "token_id, reviewer, label, created_by, created_at, revoked_at, revoked_by"  # noqa: S105 (columns)
 # Risk of a waiting call by its side-effect class: the queue shows the riskiest first, then the oldest.
 _RISK = "CASE c.side_effect WHEN 'irreversible' THEN 3 WHEN 'compensable' THEN 2 WHEN 'idempotent' THEN 1 ELSE 0 END"
 

@@ -83,7 +83,7 @@ class Notifier:
         while not stop.is_set():
             try:
                 self.deliver()
-            except Exception as exc:  # a ledger hiccup must not end the loop: the next pass catches up
+            except Exception as exc:  # noqa: BLE001 (a hiccup must not end the loop: the next pass catches up)
                 self.log.warning("notifier pass failed; retrying next pass", error=f"{type(exc).__name__}: {exc}")
             stop.wait(interval)
 

@@ -259,13 +259,13 @@ def _from_validation(exc: ValidationError, doc: YamlDocument, source: str) -> Po
     ctx: dict[str, Any] = dict(first.get("ctx") or {})
     if first["type"] in ("unknown_key", "null_value"):
         path = (*path, str(ctx["key"]))
-    reason = _reason(first, doc, path)
+    reason = _reason(first, path)
     if len(errors) > 1:
         reason += f" ({len(errors) - 1} more problem(s) after this one)"
     return PolicyError(file=source, line=doc.line_of(path), field=format_path(path), reason=reason)
 
 
-def _reason(error: ErrorDetails, doc: YamlDocument, path: Path) -> str:
+def _reason(error: ErrorDetails, path: Path) -> str:
     kind = error["type"]
     value: Any = error.get("input")
     if kind == "missing":

@@ -89,7 +89,8 @@ def parse_duration(value: Any) -> float:
             raise ValueError(f"{value!r} is not a duration: write 30s, 5m, 1h, 2d or a number of seconds")
         seconds = float(match.group(1)) * _UNIT[match.group(2)]
     else:
-        raise ValueError(f"expected a duration like 30s, 5m, 1h, 2d or a number of seconds, got {json_type(value)}")
+        raise ValueError(  # noqa: TRY004 (pydantic turns a validator's ValueError into a field error)
+            f"expected a duration like 30s, 5m, 1h, 2d or a number of seconds, got {json_type(value)}")
     if not math.isfinite(seconds) or seconds <= 0:
         raise ValueError(f"a duration must be positive and finite, got {value!r}")
     return seconds

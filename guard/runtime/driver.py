@@ -47,7 +47,7 @@ if TYPE_CHECKING:
 __all__ = ["ainvoke", "drive_sync", "invoke_in"]
 
 
-def _scope(guard: Guard) -> RunScope:
+def _scope() -> RunScope:
     run = RUN_VAR.get()
     if run is None:
         raise GuardUsageError(
@@ -80,7 +80,7 @@ def invoke(
     guard: Guard, spec: ToolSpec, args: Mapping[str, Any], *, key: str | None = None, call_id: str | None = None
 ) -> Any:
     """Run one guarded call synchronously; returns the tool's result or raises a typed outcome."""
-    return invoke_in(guard, _scope(guard), spec, args, key=key, call_id=call_id)
+    return invoke_in(guard, _scope(), spec, args, key=key, call_id=call_id)
 
 
 def invoke_in(
@@ -120,7 +120,7 @@ async def ainvoke(
     guard: Guard, spec: ToolSpec, args: Mapping[str, Any], *, key: str | None = None, call_id: str | None = None
 ) -> Any:
     """Run one guarded call in the event loop (sync tools run inline)."""
-    run = _scope(guard)
+    run = _scope()
     p = _prepare(guard, run, spec, args, key, call_id)
     while p.offer.kind == "awaiting":
         _settled(
@@ -181,7 +181,7 @@ async def _drive(guard: Guard, p: Prepared) -> Any:
                     result, attempts = await run_async(spec.fn, args, p.decision.retry, _on_retry(guard, p))
                 else:
                     result, attempts = run_sync(spec.fn, args, p.decision.retry, _on_retry(guard, p), guard.tool_pool)
-            except BaseException as exc:
+            except BaseException as exc:  # noqa: BLE001 (a tool's failure of any kind is recorded first)
                 settled = _failed(guard, p, exc, scope, retried)
                 if settled.kind == "completed":
                     return settled.value
@@ -414,7 +414,7 @@ def _verified(
     )
     try:
         return verify(result, ctx) is True
-    except Exception:
+    except Exception:  # noqa: BLE001 (a verify hook that raises has not verified: fail closed)
         return False
 
 

@@ -84,7 +84,7 @@ class Heartbeat:
             for call_id, token in list(self._held.items()):
                 try:
                     alive = self._ledger.heartbeat(call_id, token, self._ttl)
-                except Exception as exc:
+                except Exception as exc:  # noqa: BLE001 (logged; the next beat tries again)
                     self._log.warning("lease heartbeat failed", call_id=call_id, error=str(exc))
                     continue
                 if not alive and self._held.get(call_id) == token:

@@ -106,11 +106,8 @@ class Desk:
     def queue(self, who: Reviewer) -> list[dict[str, Any]]:
         """Pending approvals this reviewer may decide now: riskiest first, then oldest."""
         now = self.ledger.database_time()
-        out: list[dict[str, Any]] = []
-        for item in self.ledger.approval_queue(teams=self.teams_of(who.name)):
-            if self._allowed(who, item.approval, now):
-                out.append(self._summary(item, now))
-        return out
+        return [self._summary(item, now) for item in self.ledger.approval_queue(teams=self.teams_of(who.name))
+                if self._allowed(who, item.approval, now)]
 
     def _allowed(self, who: Reviewer, a: ApprovalRecord, now: float) -> bool:
         """Whether `decide` could accept a decision of this reviewer now (the ledger checks again)."""

@@ -62,7 +62,7 @@ class SealSchedule:
                 if self.witness is not None and (why := self.witness.tell(made)) is not None:
                     log.warning("seal not taken by the witness; the sink file and the ledger hold it",
                                 seal=made.number, error=why)
-            except Exception as exc:  # the next pass seals everything this one would have
+            except Exception as exc:  # noqa: BLE001 (the next pass seals everything this one would have)
                 log.warning("seal failed; trying again next pass", error=f"{type(exc).__name__}: {exc}")
             if stopping:
                 return

@@ -118,7 +118,7 @@ class Step:
                 raise ValueError(f"unknown witness mode {raw!r}; use one of {sorted(MODES)}")
             return Step(cast(Mode, raw))
         if not isinstance(raw, dict):
-            raise ValueError(f"a witness step is a mode or an object, not {raw!r}")
+            raise ValueError(f"a witness step is a mode or an object, not {raw!r}")  # noqa: TRY004 (a parse error)
         spec = cast(dict[str, Any], raw)
         mode = str(spec.get("mode", "succeed"))
         if mode not in MODES:

@@ -314,3 +314,16 @@ def test_a_notification_a_dead_notifier_left_sending_is_taken_over_and_sent_once
     assert message["guard"]["approval_id"] == approval_id
     [notice] = ops.ledger.notices()
     assert (notice.state, notice.attempts) == ("sent", 1)
+
+
+def test_a_webhook_url_that_is_not_http_is_refused_plainly_and_nothing_is_opened(
+        ops: Ops, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    secret = tmp_path / "secret.txt"
+    secret.write_text("do not read me")
+    monkeypatch.setenv("OPS_WEBHOOK_URL", secret.as_uri())  # file:///...: urllib would open it
+    _wait_for_refund(ops)
+    report = ops.notifier.deliver()
+    assert (report.sent, report.failed) == (0, 1)
+    [notice] = ops.ledger.notices(state="failed")
+    assert notice.attempts == 0 and notice.last_error is not None
+    assert "must be http:// or https://" in notice.last_error and "do not read me" not in notice.last_error

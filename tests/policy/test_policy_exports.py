@@ -23,6 +23,7 @@ def test_exported_names() -> None:
             "SideEffectClass",
             "StopRules",
             "Verdict",
+            "cases_path",
             "load_policy",
             "policy_from_text",
             "policy_json_schema",

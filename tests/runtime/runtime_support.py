@@ -44,7 +44,7 @@ class Agent(threading.Thread):
     def run(self) -> None:
         try:
             self.result = self.work()
-        except BaseException as exc:  # handed to the test thread, which asserts on it
+        except BaseException as exc:  # noqa: BLE001 (handed to the test thread, which asserts on it)
             self.error = exc
 
     def finish(self, timeout: float = 10.0) -> Agent:

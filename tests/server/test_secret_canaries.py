@@ -139,7 +139,7 @@ def test_canary_secrets_of_every_json_type_appear_on_no_surface(
             tools["fails"](**canary_args())
         errors.append(failed.value)
     assert refused.value.limit == "json" and "card is an integer beyond" in refused.value.reason
-    with pytest.raises(ValueError), guard.run("vault", subject="agent-error"):  # one run
+    with pytest.raises(ValueError, match="the agent gave up"), guard.run("vault", subject="agent-error"):  # one run
         tools["lookup"](**canary_args(account="acct-2"))
         raise ValueError("the agent gave up on " + quoted())
     with pytest.raises(ApprovalPending) as pending, guard.run("vault", subject="held"):

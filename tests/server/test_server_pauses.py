@@ -81,7 +81,7 @@ async def test_an_owner_pauses_the_team_alone_with_a_reason_and_the_ledger_keeps
                                json={"team": "onboarding", "reason": "duplicates voided"})
     assert lifted.status_code == 200 and lifted.json()["lifted"] == 1
     assert service.ledger.active_pauses() == []
-    events = [e for e in service.ledger.pause_events()]
+    events = list(service.ledger.pause_events())
     assert [(e.actor, e.to_state, json.loads(e.detail)["reason"]) for e in events] == [
         ("alice", "paused", "invoices doubled"), ("ops-lead", "lifted", "duplicates voided")]
 
