@@ -9,6 +9,7 @@ the test session and holds nothing but test ledgers.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
 import shutil
@@ -40,8 +41,9 @@ def _free_port() -> int:
 class PgCluster:
     """One PostgreSQL server of the test session's own.
 
-    `start()` creates and starts it; `url(db)` names a database on it; `create_database(name, template)` copies a
-    migrated template (a file copy inside the server: cheap); `stop()` stops it at once and removes its files.
+    `start()` creates and starts it (or starts it again after `stop`); `url(db)` names a database on it;
+    `create_database(name, template)` copies a migrated template (a file copy inside the server: cheap);
+    `stop(mode="immediate")` stops it as a crash would, keeping its files; `remove()` stops it and removes them.
     """
 
     def __init__(self, bin_dir: Path) -> None:
@@ -62,13 +64,17 @@ class PgCluster:
         return done
 
     def start(self) -> PgCluster:
-        self.sockets.mkdir()
-        if self._as_server_user:
-            shutil.chown(self.root, SERVER_USER)
-            shutil.chown(self.sockets, SERVER_USER)
-        self._run("initdb", "-D", str(self.data), "-U", SERVER_USER, "-A", "trust", "-E", "UTF8",
-                  "--locale=C", "--no-sync")
-        self.port = _free_port()
+        """Start the server: the first time, create the cluster on a free port; afterwards start it again on the
+        same port and files (after `stop`). Returns once it accepts connections."""
+        if not self.data.exists():
+            self.sockets.mkdir()
+            if self._as_server_user:
+                shutil.chown(self.root, SERVER_USER)
+                shutil.chown(self.sockets, SERVER_USER)
+            self._run("initdb", "-D", str(self.data), "-U", SERVER_USER, "-A", "trust", "-E", "UTF8",
+                      "--locale=C", "--no-sync")
+            self.port = _free_port()
+            atexit.register(self.remove)  # a caller that ends with `stop()` leaves no files behind either
         options = (f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.sockets} -c max_connections=200 "
                    "-c shared_buffers=64MB")
         self._run("pg_ctl", "-D", str(self.data), "-l", str(self.root / "server.log"), "-o", options, "-w",
@@ -91,15 +97,18 @@ class PgCluster:
         self.sql(f'CREATE DATABASE "{name}"{suffix}')
         return self.url(name)
 
+    def stop(self, mode: str = "immediate") -> None:
+        """Stop the server, keeping its files for `start`. `immediate` is a crash to the clients (every
+        connection cut, no checkpoint); `fast` and `smart` are pg_ctl's orderly modes."""
+        self._run("pg_ctl", "-D", str(self.data), "-m", mode, "-w", "stop")
+
     def restart(self) -> None:
         """Stop the server at once (as a crash would) and start it again on the same port."""
-        self._run("pg_ctl", "-D", str(self.data), "-m", "immediate", "-w", "stop")
-        options = (f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.sockets} -c max_connections=200 "
-                   "-c shared_buffers=64MB")
-        self._run("pg_ctl", "-D", str(self.data), "-l", str(self.root / "server.log"), "-o", options, "-w",
-                  "-t", "60", "start")
+        self.stop("immediate")
+        self.start()
 
-    def stop(self) -> None:
+    def remove(self) -> None:
+        """Stop the server if it runs and remove its files (the end of the session, even after a failure)."""
         with contextlib.suppress(Exception):
             if self.data.exists():
                 self._run("pg_ctl", "-D", str(self.data), "-m", "immediate", "-w", "stop")

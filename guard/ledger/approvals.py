@@ -22,7 +22,7 @@ from guard.ledger.backend import Connections
 from guard.ledger.digests import claim
 from guard.ledger.moves import EventIn, append_events, cas_call, move_run_if
 from guard.ledger.records import ApprovalRecord, CallRecord
-from guard.ledger.signals import changed
+from guard.ledger.signals import announce, changed
 from guard.ledger.states import ApprovalState, CallState, RunState
 
 __all__ = ["DecisionResult", "EditGate", "LedgerApprovals", "RolesNow"]
@@ -117,6 +117,7 @@ class LedgerApprovals:
         expired = False
         refused: ApprovalDecisionError | None = None
         with self.conns.write() as cur:
+            announce(cur, self.conns.backend.url)  # other processes' waiters read the ledger once this commits
             now = self.conns.backend.clock(cur)
             approval = self._approval(cur, approval_id)
             on_table = approval.approved_args_hash or approval.args_hash
@@ -172,6 +173,7 @@ class LedgerApprovals:
             approval = self._approval(cur, approval_id)
             if approval.state != A.PENDING or now < approval.expires_at:
                 return False
+            announce(cur, self.conns.backend.url)
             self._settle(cur, approval, A.EXPIRED, CallState.EXPIRED, now, "guard", "approval expired")
         changed(self.conns.backend.url)
         return True
@@ -183,6 +185,7 @@ class LedgerApprovals:
         with self.conns.write() as cur:
             now = self.conns.backend.clock(cur)
             approval = self._approval(cur, approval_id)
+            announce(cur, self.conns.backend.url)  # (when nothing is withdrawn: one wake-up for nothing, rare)
             if approval.state == A.PENDING:
                 self._settle(cur, approval, A.EXPIRED, CallState.EXPIRED, now, actor, reason)
             elif approval.state == A.APPROVED:

@@ -20,7 +20,7 @@ from typing import Any, Protocol
 from guard.errors import LedgerNotReady, LedgerUnavailable
 from guard.ledger.database import ensure_ready, sqlite_path
 
-__all__ = ["Backend", "Connections", "SqliteBackend", "open_backend"]
+__all__ = ["Backend", "Connections", "SqliteBackend", "open_backend", "shown_url", "unavailable"]
 
 BUSY_TIMEOUT_MS = 5000
 # Waiting for SQLite's write lock: retry BEGIN IMMEDIATE after a short jittered pause that doubles up to a cap.
@@ -29,6 +29,33 @@ BUSY_TIMEOUT_MS = 5000
 # the lock between two commits of the other processes. Each retry is one failed lock attempt (microseconds).
 _RETRY_FIRST, _RETRY_CAP = 0.0002, 0.002
 _BUSY_TIMEOUT = f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}"
+
+
+def shown_url(url: str) -> str:
+    """`url` fit for messages and logs: a password in it is replaced by `***`."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return url
+    auth, at, place = rest.rpartition("@")
+    if not at or ":" not in auth:
+        return url
+    return f"{scheme}://{auth.split(':', 1)[0]}:***@{place}"
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def unavailable(url: str, what: str) -> LedgerUnavailable:
+    """The error for a database that failed or cannot be reached, naming it (without its password) and what to
+    do. The guard fails closed: a call whose `offered` or `started` is not committed never runs its tool."""
+    shown = shown_url(url)
+    return LedgerUnavailable(
+        f"{shown}: {what}. A call whose offer or start could not be committed was refused and its tool did not "
+        "run. Check that the database server is up and reachable from this host; Guard reconnects by itself "
+        "once it is, so make the call again then (its idempotency key keeps it from running twice)",
+        url=shown, database=shown)
 
 
 class Backend(Protocol):
@@ -170,7 +197,8 @@ class Connections:
 
     def borrow(self) -> Any:
         if self._closed:
-            raise LedgerUnavailable(f"{self.backend.url}: this ledger was closed", url=self.backend.url)
+            shown = shown_url(self.backend.url)
+            raise LedgerUnavailable(f"{shown}: this ledger was closed", url=shown, database=shown)
         try:
             conn = self._idle.get_nowait()
             while self._check_stale and conn.stale():
@@ -246,8 +274,8 @@ class Connections:
             self.give_back(conn)
 
     def translate(self, exc: BaseException) -> LedgerUnavailable:
-        """A driver failure (`backend.is_unavailable`) as the ledger's own error."""
-        return LedgerUnavailable(f"{self.backend.url}: ledger write failed ({exc})", url=self.backend.url)
+        """A driver failure (`backend.is_unavailable`) as the ledger's own error, saying what to do."""
+        return unavailable(self.backend.url, f"the ledger's database failed ({_first_line(exc)})")
 
     def rollback(self, cur: Any) -> None:
         with suppress(Exception):

@@ -20,7 +20,8 @@ import select
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from guard.errors import LedgerNotReady, LedgerUnavailable
+from guard.errors import LedgerNotReady
+from guard.ledger.backend import unavailable
 
 __all__ = ["WRITE_LOCK_KEY", "PostgresBackend"]
 
@@ -29,6 +30,7 @@ WRITE_LOCK_KEY = 0x6775617264
 _BEGIN = f"BEGIN; SELECT pg_advisory_xact_lock({WRITE_LOCK_KEY})"
 _BEGIN_LAZY = f"BEGIN; SET LOCAL synchronous_commit = off; SELECT pg_advisory_xact_lock({WRITE_LOCK_KEY})"
 
+CONNECT_TIMEOUT = 5  # seconds: how long opening a connection may take before the ledger is called unavailable
 _translated: dict[str, str] = {}
 
 
@@ -155,12 +157,17 @@ class PostgresBackend:
         self._psycopg = psycopg
         self.url = url
         self._conninfo = conninfo(url)
+        self._timeout: dict[str, Any] = {} if "connect_timeout" in url else {"connect_timeout": CONNECT_TIMEOUT}
 
     def connect(self) -> _Connection:
+        """A new connection, or LedgerUnavailable saying the server cannot be reached and what to do (within
+        `connect_timeout` seconds, 5 unless the URL says otherwise: a host that does not answer is refused, not
+        waited on)."""
         try:
-            conn = self._psycopg.connect(self._conninfo, autocommit=True)
+            conn = self._psycopg.connect(self._conninfo, autocommit=True, **self._timeout)
         except self._psycopg.Error as exc:
-            raise LedgerUnavailable(f"{self.url}: cannot open the ledger ({exc})", url=self.url) from exc
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise unavailable(self.url, f"cannot connect to the ledger's database ({reason})") from exc
         return _Connection(conn)
 
     def begin_write(self, cur: _Cursor, durable: bool = True) -> None:

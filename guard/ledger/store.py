@@ -32,6 +32,7 @@ from guard.ledger.pauses import LedgerPauses
 from guard.ledger.queries import LedgerQueries
 from guard.ledger.records import CallRecord, RunRecord
 from guard.ledger.seals import LedgerSeals
+from guard.ledger.signals import Wakes
 from guard.ledger.states import (
     KEY_RELEASING_STATES,
     OPEN_RUN_STATES,
@@ -136,11 +137,15 @@ class Ledger(LedgerQueries, LedgerApprovals, LedgerPauses, LedgerInFlight, Ledge
     IllegalTransition (a refused move or a lost compare-and-set).
     """
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, listen_url: str | None = None) -> None:
         self.url = url
         self.conns = Connections(open_backend(url))
+        # How waiting agents hear of decisions; on PostgreSQL a LISTEN connection on `listen_url` (default
+        # GUARD_LISTEN_URL, else `url`), opened when an agent first waits. See guard.ledger.signals.
+        self.wakes = Wakes(url, listen_url)
 
     def close(self) -> None:
+        self.wakes.close()
         self.conns.close()
 
     # -- runs ---------------------------------------------------------------------------------------------

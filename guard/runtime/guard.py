@@ -72,6 +72,9 @@ class Guard:
         max_arg_depth: lists and objects nested deeper than this in a call's arguments (the arguments object
             is level 1) deny the call, recorded with a placeholder for the arguments (`ArgumentsRefused`).
         max_arg_bytes: the same for arguments larger than this as canonical JSON (default 1 MiB).
+        listen_url: PostgreSQL: where this worker's one LISTEN connection goes, to hear of decisions made in
+            other processes (default `GUARD_LISTEN_URL`, else `db`). It must reach the server itself or a
+            session-mode pooler: PgBouncer in transaction mode cannot LISTEN.
 
     Failure modes: every refused or failed call raises a subclass of `CallOutcomeError`, recorded first.
     """
@@ -81,7 +84,7 @@ class Guard:
                  log_level: str = "info", log_json: bool = False, worker_id: str | None = None,
                  lease_ttl: float = 30.0, recover_on_start: bool = True, durability: Durability = "by_class",
                  secret_key: bytes | str | None = None, max_arg_depth: int = MAX_DEPTH,
-                 max_arg_bytes: int = MAX_BYTES) -> None:
+                 max_arg_bytes: int = MAX_BYTES, listen_url: str | None = None) -> None:
         if approval not in ("block", "defer"):
             raise GuardUsageError(f"approval must be 'block' or 'defer', not {approval!r}")
         if durability not in ("by_class", "always"):
@@ -90,7 +93,7 @@ class Guard:
             raise GuardUsageError("max_arg_depth must be at least 1 and max_arg_bytes at least 2")
         self.policies = policies if isinstance(policies, PolicySet) else PolicySet.load_dir(policies)
         url = resolve_url(db)
-        self.ledger = Ledger(url)
+        self.ledger = Ledger(url, listen_url=listen_url)
         self.arguments = ArgumentRules(SecretKey(url, secret_key), max_arg_depth, max_arg_bytes)
         self.actor = actor
         self.approval = approval

@@ -1,11 +1,15 @@
 """Waiting for a human decision: until the call leaves `awaiting_approval`, the approval expires, or the
-agent's own timeout runs out.
+agent's own timeout runs out. One API over both backends (`guard.ledger.signals`).
 
 A decision committed in this process (the approval service or a reviewer thread beside the agent) wakes a
-blocked agent at once; one made in another process on the same SQLite file within a few milliseconds, through
-the ledger's wake file (`guard.ledger.signals`). Between wake-ups the agent still reads its one indexed row at
-a growing interval (10 ms, x1.5, at most 250 ms): the safety net, and the seam a PostgreSQL backend fills with
-LISTEN/NOTIFY.
+blocked agent at once; one made in another process within a few milliseconds: through the ledger's wake file on
+SQLite, through this process's LISTEN connection on PostgreSQL. Between wake-ups the agent still reads its one
+indexed row at a growing interval (10 ms, x1.5, at most 250 ms; at most 1 s while a LISTEN connection stands):
+the safety net for a wake-up that cannot come (an unreachable LISTEN connection, a wake file that cannot be
+written).
+
+A call that another worker runs (`started`) is waited out by that poll alone: the per-call lifecycle sends no
+notification (see `guard.ledger.signals`).
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from guard.ledger import TICK, CallState, Ledger, Watch, condition
 
 __all__ = ["Waiter"]
 
-_FIRST, _FACTOR, _CAP = 0.01, 1.5, 0.25
+_FIRST, _FACTOR, _CAP, _CAP_LISTENING = 0.01, 1.5, 0.25, 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,21 +41,21 @@ class Waiter:
         return None
 
     @staticmethod
-    def _delays(deadline: float) -> Iterator[float]:
+    def _delays(deadline: float, watch: Watch | None = None) -> Iterator[float]:
         delay = _FIRST
         while (left := deadline - time.monotonic()) > 0:
             yield min(delay, left)
-            delay = min(delay * _FACTOR, _CAP)
+            delay = min(delay * _FACTOR, _CAP_LISTENING if watch is not None and watch.listening else _CAP)
 
     def wait(self, call_id: str, approval_id: str, expires_at: float, timeout: float) -> str | None:
         """The call's state once decided, or None when `timeout` seconds pass first."""
         decided = condition(self.ledger.url)
-        watch = Watch(self.ledger.url)
-        for delay in self._delays(time.monotonic() + timeout):
+        watch = self.ledger.wakes.watch()
+        for delay in self._delays(time.monotonic() + timeout, watch):
             with decided:  # held from the check to the wait: a decision in between cannot go unnoticed
                 if (state := self._check(call_id, approval_id, expires_at)) is not None:
                     return state
-                watch.wait(decided, delay)
+                watch.wait(decided, _until_expiry(delay, expires_at))
         return self._check(call_id, approval_id, expires_at)
 
     def wait_out(self, call_id: str, timeout: float) -> str | None:
@@ -73,13 +77,21 @@ class Waiter:
         return None
 
     async def await_(self, call_id: str, approval_id: str, expires_at: float, timeout: float) -> str | None:
-        watch = Watch(self.ledger.url)
-        for delay in self._delays(time.monotonic() + timeout):
+        # Opening the LISTEN connection may wait for the server once per process: not on the event loop.
+        watch = await asyncio.to_thread(self.ledger.wakes.watch)
+        for delay in self._delays(time.monotonic() + timeout, watch):
             if (state := self._check(call_id, approval_id, expires_at)) is not None:
                 return state
-            end = time.monotonic() + delay
+            end = time.monotonic() + _until_expiry(delay, expires_at)
             while (left := end - time.monotonic()) > 0:
-                await asyncio.sleep(min(TICK, left) if watch.active else left)
+                await asyncio.sleep(min(TICK, left))
                 if watch.moved():
                     break
         return self._check(call_id, approval_id, expires_at)
+
+
+def _until_expiry(delay: float, expires_at: float) -> float:
+    """`delay`, cut short so the poll comes round when the approval expires (plus a little: the database clock
+    judges it). Once the expiry has passed by this host's clock, `delay` itself."""
+    left = expires_at - time.time()
+    return min(delay, left + 0.01) if left > 0 else delay

@@ -1,9 +1,10 @@
 """`create_app`: the approval service as one FastAPI app over a ledger and a directory of team policies.
 
 Routes: `/api/...` (REST, bearer tokens; see `api.py`), `/`, `/login`, `/approvals/{id}` (the reviewer page;
-see `pages.py`), `/health`, and the OpenAPI document at `/openapi.json`. Refusals are JSON
-`{"detail": sentence, "code": code, ...}` with the status `DeskError` carries; a request body that does not
-validate is 422 with the reason; a ledger that cannot be reached is 503 and nothing is decided.
+see `pages.py`), `/health` (503 naming the database while it cannot be reached), and the OpenAPI document at
+`/openapi.json`. Refusals are JSON `{"detail": sentence, "code": code, ...}` with the status `DeskError`
+carries; a request body that does not validate is 422 with the reason; a ledger that cannot be reached is 503
+and nothing is decided.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from guard.errors import LedgerUnavailable
 from guard.ledger import Ledger, resolve_url
+from guard.ledger.backend import shown_url
 from guard.notify import Notifier
 from guard.policy import LivePolicies
 from guard.server.api import router as api_router
@@ -93,11 +95,19 @@ def create_app(db_url: str | None, policies_dir: str | Path, *, session_secret: 
     app.include_router(pages_router(desk, sessions))
     app.include_router(metrics_router(ledger, metrics_token))
 
-    @app.get("/health", tags=["health"])
-    def health() -> dict[str, Any]:
-        """Ready when the ledger answers a read."""
-        ledger.list_runs(limit=1)
-        return {"status": "ok", "teams": list(desk.policies.teams), "broken_policies": sorted(desk.policies.errors)}
+    @app.get("/health", tags=["health"], responses={503: {"description": "the ledger's database cannot be "
+                                                               "reached; `database` names it"}})
+    def health() -> Any:
+        """200 when the ledger answers a read; 503 naming the database (its password hidden) while it cannot be
+        reached. The service keeps running meanwhile and answers 200 again once the database is back: its
+        connections are opened again on the next request."""
+        try:
+            ledger.list_runs(limit=1)
+        except LedgerUnavailable as exc:
+            return JSONResponse({"status": "unavailable", "code": "ledger_unavailable",
+                                 "database": shown_url(ledger.url), "detail": str(exc)}, status_code=503)
+        return {"status": "ok", "database": shown_url(ledger.url), "teams": list(desk.policies.teams),
+                "broken_policies": sorted(desk.policies.errors)}
 
     @app.middleware("http")
     async def authenticate_api(request: Request, call_next: Any) -> Any:  # pyright: ignore[reportUnusedFunction]
