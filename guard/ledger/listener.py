@@ -23,8 +23,9 @@ from typing import Any
 from guard.ledger.backend_postgres import conninfo
 from guard.ledger.signals import CHANNEL, wake
 
-__all__ = ["Listener", "acquire", "release"]
+__all__ = ["APPLICATION_NAME", "Listener", "acquire", "release"]
 
+APPLICATION_NAME = "guard-listen"  # how it shows in pg_stat_activity
 _PING_EVERY = 5.0  # seconds of quiet before the connection is checked with a query
 _RETRY_FIRST, _RETRY_CAP = 0.05, 2.0
 _READY_WAIT = 2.0  # seconds the first waiter waits for the connection to listen before it relies on its poll
@@ -84,7 +85,8 @@ class Listener:
         pause = _RETRY_FIRST
         while not self._stop.is_set():
             try:
-                conn = psycopg.connect(self._conninfo, autocommit=True, connect_timeout=_CONNECT_TIMEOUT)
+                conn = psycopg.connect(self._conninfo, autocommit=True, connect_timeout=_CONNECT_TIMEOUT,
+                                       application_name=APPLICATION_NAME)
             except psycopg.Error as exc:
                 self.last_error = str(exc).strip()
                 self._tried.set()

@@ -8,6 +8,10 @@ indexed row at a growing interval (10 ms, x1.5, at most 250 ms; at most 1 s whil
 the safety net for a wake-up that cannot come (an unreachable LISTEN connection, a wake file that cannot be
 written).
 
+An agent waits through an outage of the database: a look that cannot reach it counts as "not decided yet", and
+the ledger reconnects by itself when the server is back; only when its timeout runs out with the database still
+unreachable does the wait raise LedgerUnavailable (nothing ran; the approval stands).
+
 A call that another worker runs (`started`) is waited out by that poll alone: the per-call lifecycle sends no
 notification (see `guard.ledger.signals`).
 """
@@ -19,6 +23,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from guard.errors import LedgerUnavailable
 from guard.ledger import TICK, CallState, Ledger, Watch, condition
 
 __all__ = ["Waiter"]
@@ -32,7 +37,18 @@ class Waiter:
 
     ledger: Ledger
 
-    def _check(self, call_id: str, approval_id: str, expires_at: float) -> str | None:
+    def _check(self, call_id: str, approval_id: str, expires_at: float, *, last: bool = True) -> str | None:
+        """The call's state once it left `awaiting_approval` (expiring it when due), else None. A database that
+        cannot be reached is waited out (`last=False`: looked at again at the next poll, the ledger reconnects
+        by itself); at the last look its LedgerUnavailable is raised: nothing is known, nothing ran."""
+        try:
+            return self._look(call_id, approval_id, expires_at)
+        except LedgerUnavailable:
+            if last:
+                raise
+            return None
+
+    def _look(self, call_id: str, approval_id: str, expires_at: float) -> str | None:
         state = self.ledger.call_state(call_id)
         if state != CallState.AWAITING_APPROVAL:
             return state
@@ -53,7 +69,7 @@ class Waiter:
         watch = self.ledger.wakes.watch()
         for delay in self._delays(time.monotonic() + timeout, watch):
             with decided:  # held from the check to the wait: a decision in between cannot go unnoticed
-                if (state := self._check(call_id, approval_id, expires_at)) is not None:
+                if (state := self._check(call_id, approval_id, expires_at, last=False)) is not None:
                     return state
                 watch.wait(decided, _until_expiry(delay, expires_at))
         return self._check(call_id, approval_id, expires_at)
@@ -80,7 +96,7 @@ class Waiter:
         # Opening the LISTEN connection may wait for the server once per process: not on the event loop.
         watch = await asyncio.to_thread(self.ledger.wakes.watch)
         for delay in self._delays(time.monotonic() + timeout, watch):
-            if (state := self._check(call_id, approval_id, expires_at)) is not None:
+            if (state := self._check(call_id, approval_id, expires_at, last=False)) is not None:
                 return state
             end = time.monotonic() + _until_expiry(delay, expires_at)
             while (left := end - time.monotonic()) > 0:

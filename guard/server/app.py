@@ -118,6 +118,8 @@ def create_app(db_url: str | None, policies_dir: str | Path, *, session_secret: 
                                                                  request.headers.get("authorization"))
             except DeskError as err:
                 return JSONResponse(err.body(), status_code=err.status, headers=err.headers)
+            except LedgerUnavailable as exc:  # raised here, the exception handlers below never see it
+                return _unavailable(exc)
         return await call_next(request)
 
     @app.exception_handler(StarletteHTTPException)
@@ -139,7 +141,11 @@ def create_app(db_url: str | None, policies_dir: str | Path, *, session_secret: 
 
     @app.exception_handler(LedgerUnavailable)
     async def unavailable(_: Request, exc: LedgerUnavailable) -> JSONResponse:  # pyright: ignore[reportUnusedFunction]
-        return JSONResponse({"detail": f"the ledger cannot be reached; nothing was decided ({exc})",
-                             "code": "ledger_unavailable"}, status_code=503)
+        return _unavailable(exc)
 
     return app
+
+
+def _unavailable(exc: LedgerUnavailable) -> JSONResponse:
+    return JSONResponse({"detail": f"the ledger cannot be reached; nothing was decided ({exc})",
+                         "code": "ledger_unavailable"}, status_code=503)
