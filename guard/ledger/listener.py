@@ -47,6 +47,7 @@ class Listener:
         self.url = url
         self.listen_url = listen_url
         self.users = 0
+        self.pid = os.getpid()
         self.connects = 0
         self.last_error: str | None = None
         self._conninfo = conninfo(listen_url)
@@ -135,14 +136,17 @@ def acquire(url: str, listen_url: str) -> Listener:
     """This process's listener for the ledger at `url`, started on first use; give it back with `release`."""
     with _LOCK:
         found = _LISTENERS.get((url, listen_url))
-        if found is None:
+        if found is None or found.pid != os.getpid():  # a forked child inherits the entry, never the thread
             found = _LISTENERS[(url, listen_url)] = Listener(url, listen_url)
         found.users += 1
         return found
 
 
 def release(listener: Listener) -> None:
-    """One user less; the last one closes the connection."""
+    """One user less; the last one closes the connection. (A listener inherited through a fork is the parent's:
+    left alone.)"""
+    if listener.pid != os.getpid():
+        return
     with _LOCK:
         listener.users -= 1
         if listener.users > 0:

@@ -141,7 +141,7 @@ class Wakes:
     def watch(self) -> Watch:
         if is_postgres(self.url) and not self._closed:
             with self._lock:
-                if self._listener is None and not self._closed:
+                if (self._listener is None or self._listener.pid != os.getpid()) and not self._closed:
                     from guard.ledger.listener import acquire
 
                     self._listener = acquire(self.url, self.listen_url)
