@@ -18,7 +18,7 @@ from contextlib import contextmanager, suppress
 from typing import Any, Protocol
 
 from guard.errors import LedgerNotReady, LedgerUnavailable
-from guard.ledger.database import ensure_ready, sqlite_path
+from guard.ledger.database import ensure_ready, shown_url, sqlite_path
 
 __all__ = ["Backend", "Connections", "SqliteBackend", "open_backend", "shown_url", "unavailable"]
 
@@ -29,17 +29,6 @@ BUSY_TIMEOUT_MS = 5000
 # the lock between two commits of the other processes. Each retry is one failed lock attempt (microseconds).
 _RETRY_FIRST, _RETRY_CAP = 0.0002, 0.002
 _BUSY_TIMEOUT = f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}"
-
-
-def shown_url(url: str) -> str:
-    """`url` fit for messages and logs: a password in it is replaced by `***`."""
-    scheme, sep, rest = url.partition("://")
-    if not sep:
-        return url
-    auth, at, place = rest.rpartition("@")
-    if not at or ":" not in auth:
-        return url
-    return f"{scheme}://{auth.split(':', 1)[0]}:***@{place}"
 
 
 def _first_line(exc: BaseException) -> str:

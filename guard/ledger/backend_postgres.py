@@ -22,6 +22,7 @@ from typing import Any
 
 from guard.errors import LedgerNotReady
 from guard.ledger.backend import unavailable
+from guard.ledger.database import shown_url
 
 __all__ = ["WRITE_LOCK_KEY", "PostgresBackend"]
 
@@ -138,7 +139,8 @@ def conninfo(url: str) -> str:
     """A libpq connection string from a SQLAlchemy-style URL (`postgresql+psycopg://...` or `postgresql://...`)."""
     scheme, sep, rest = url.partition("://")
     if not sep or scheme.split("+", 1)[0] not in ("postgresql", "postgres"):
-        raise LedgerNotReady(f"{url}: not a PostgreSQL URL (postgresql+psycopg://user@host:port/db)", url=url)
+        raise LedgerNotReady(f"{shown_url(url)}: not a PostgreSQL URL (postgresql+psycopg://user@host:port/db)",
+                             url=shown_url(url))
     return f"postgresql://{rest}"
 
 
@@ -153,7 +155,8 @@ class PostgresBackend:
             import psycopg
         except ImportError as exc:
             raise LedgerNotReady(
-                f"{url}: PostgreSQL needs psycopg: pip install 'guard-middleware[postgres]'", url=url) from exc
+                f"{shown_url(url)}: PostgreSQL needs psycopg: pip install 'guard-middleware[postgres]'",
+                url=shown_url(url)) from exc
         self._psycopg = psycopg
         self.url = url
         self._conninfo = conninfo(url)

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 # SQLAlchemy and alembic are imported only to migrate or to reach a non-SQLite database: an agent
 # process on an existing SQLite ledger (and every CLI command) starts without them.
 
-__all__ = ["DEFAULT_URL", "HEAD_REVISION", "current_revision", "resolve_url", "sqlite_path", "upgrade"]
+__all__ = ["DEFAULT_URL", "HEAD_REVISION", "current_revision", "resolve_url", "shown_url", "sqlite_path", "upgrade"]
 
 DEFAULT_URL = "sqlite:///guard.db"
 # PostgreSQL's advisory lock id for migrations (the bytes of "guardm"; the write lock's is "guard").
@@ -40,6 +40,17 @@ def resolve_url(db: str | None = None) -> str:
     if "://" not in url:
         url = f"sqlite:///{url}"
     return url
+
+
+def shown_url(url: str) -> str:
+    """`url` fit for messages and logs: a password in it is replaced by `***`."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return url
+    auth, at, place = rest.rpartition("@")
+    if not at or ":" not in auth:
+        return url
+    return f"{scheme}://{auth.split(':', 1)[0]}:***@{place}"
 
 
 def sqlite_path(url: str) -> Path | None:
@@ -60,7 +71,7 @@ def _engine(url: str, **kwargs: Any) -> sa.Engine:
     try:
         return sa.create_engine(url, **kwargs)
     except (sa_exc.ArgumentError, sa_exc.NoSuchModuleError, ImportError) as exc:
-        raise LedgerNotReady(f"{url}: not a usable database URL ({exc})", url=url) from exc
+        raise LedgerNotReady(f"{shown_url(url)}: not a usable database URL ({exc})", url=shown_url(url)) from exc
 
 
 def _serialise_migrations(engine: sa.Engine) -> None:
@@ -101,7 +112,10 @@ def current_revision(url: str) -> str | None:
         with engine.connect() as conn:
             return MigrationContext.configure(conn).get_current_revision()
     except sa_exc.OperationalError as exc:
-        raise LedgerUnavailable(f"{url}: cannot read the database ({exc.orig})", url=url) from exc
+        shown = shown_url(url)
+        raise LedgerUnavailable(f"{shown}: cannot reach the database ({str(exc.orig).strip()}). Check that the "
+                                "database server is up and reachable from this host, then start again",
+                                url=shown, database=shown) from exc
     finally:
         engine.dispose()
 
@@ -155,7 +169,7 @@ def upgrade(url: str, revision: str = "head") -> str | None:
             cfg.attributes["connection"] = conn
             command.upgrade(cfg, revision)
     except sa_exc.OperationalError as exc:
-        raise LedgerUnavailable(f"{url}: migration failed ({exc.orig})", url=url) from exc
+        raise LedgerUnavailable(f"{shown_url(url)}: migration failed ({exc.orig})", url=shown_url(url)) from exc
     finally:
         engine.dispose()
     return current_revision(url)
@@ -185,7 +199,7 @@ def ensure_ready(url: str) -> None:
     if rev != HEAD_REVISION:
         found = rev or "no Guard schema"
         raise LedgerNotReady(
-            f"{url}: the ledger is at {found}, this Guard needs {HEAD_REVISION}. "
-            f"Run `guard db upgrade --db {url}` first.",
+            f"{shown_url(url)}: the ledger is at {found}, this Guard needs {HEAD_REVISION}. "
+            f"Run `guard db upgrade --db {shown_url(url)}` first.",
             url=url, revision=rev, needed=HEAD_REVISION,
         )

@@ -136,3 +136,22 @@ def test_an_agent_waiting_for_a_decision_rides_out_an_outage_and_is_woken_by_a_d
     subprocess.run([sys.executable, "-c", DECIDE, guard.ledger.url, pending.approval_id], check=True, timeout=60)
     thread.join(60)
     assert outcome == [{"refund": "inv_1"}] and refunds == ["inv_1"]
+
+
+def test_a_password_in_the_ledger_url_never_shows_in_the_error_at_start_or_on_a_call(
+        running: PgCluster, tmp_path: Path) -> None:
+    (tmp_path / "ops.yaml").write_text(POLICY)
+    running.create_database("secretive", template="outage_template")
+    url = f"postgresql+psycopg://postgres:s3cret-pw@127.0.0.1:{running.port}/secretive"  # trust: any password
+    effects: list[str] = []
+    with Guard(db=url, policies=tmp_path, log_level="error") as guard:
+        note = guard.tool(_recording(effects, "note"), name="crm.add_note")
+        with pytest.raises(LedgerUnavailable) as on_call, guard.run("ops", source_event_id="pw"):
+            running.stop(mode="immediate")
+            note(text="x")
+    with pytest.raises(LedgerUnavailable) as at_start:
+        Guard(db=url, policies=tmp_path, log_level="error")
+    for refused in (on_call.value, at_start.value):
+        assert "s3cret-pw" not in str(refused) and "s3cret-pw" not in repr(refused.fields)
+        assert f"postgres:***@127.0.0.1:{running.port}/secretive" in str(refused)
+    assert effects == []
