@@ -200,13 +200,23 @@ class Watch:
         self._last, self._wakes = now, wakes
         return True
 
-    def wait(self, cond: threading.Condition, seconds: float) -> None:
-        """Wait on `cond` (held by the caller) up to `seconds`, returning early when it is notified or the wake
-        file moved; without a wake file (PostgreSQL, whose LISTEN connection notifies `cond`), one plain wait."""
-        if self._path is None:
-            cond.wait(seconds)
-            return
-        end = time.monotonic() + seconds
-        while (left := end - time.monotonic()) > 0:
-            if cond.wait(min(TICK, left)) or self.moved():
+    def mark(self) -> int:
+        """The count of this process's wake-ups on the ledger: take it before reading the ledger, and give it to
+        `wait`, so a wake-up that lands between the read and the wait is never slept through."""
+        return self._chan.wakes
+
+    def wait(self, seconds: float, since: int) -> None:
+        """Wait up to `seconds`, returning early once a wake-up arrived after `since` (`mark`) or the wake file
+        moved. The ledger is read outside this wait: no lock is held while a waiter queries it, so many waiters
+        (and the LISTEN thread that wakes them) never queue behind each other's reads."""
+        chan = self._chan
+        with chan.cond:
+            if chan.wakes != since:
                 return
+            if self._path is None:
+                chan.cond.wait(seconds)
+                return
+            end = time.monotonic() + seconds
+            while (left := end - time.monotonic()) > 0:
+                if chan.cond.wait(min(TICK, left)) or self.moved():
+                    return

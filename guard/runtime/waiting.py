@@ -65,13 +65,12 @@ class Waiter:
 
     def wait(self, call_id: str, approval_id: str, expires_at: float, timeout: float) -> str | None:
         """The call's state once decided, or None when `timeout` seconds pass first."""
-        decided = condition(self.ledger.url)
         watch = self.ledger.wakes.watch()
         for delay in self._delays(time.monotonic() + timeout, watch):
-            with decided:  # held from the check to the wait: a decision in between cannot go unnoticed
-                if (state := self._check(call_id, approval_id, expires_at, last=False)) is not None:
-                    return state
-                watch.wait(decided, _until_expiry(delay, expires_at))
+            seen = watch.mark()  # taken before the read: a decision after it cuts the wait short
+            if (state := self._check(call_id, approval_id, expires_at, last=False)) is not None:
+                return state
+            watch.wait(_until_expiry(delay, expires_at), seen)
         return self._check(call_id, approval_id, expires_at)
 
     def wait_out(self, call_id: str, timeout: float) -> str | None:
