@@ -2,7 +2,7 @@
 
 from guard.ledger.approvals import DecisionResult, EditGate, RolesNow
 from guard.ledger.audit import AuditReport, Finding, Unsealed
-from guard.ledger.database import HEAD_REVISION, current_revision, resolve_url, sqlite_path, upgrade
+from guard.ledger.database import HEAD_REVISION, current_revision, resolve_url, shown_url, sqlite_path, upgrade
 from guard.ledger.moves import RunClose
 from guard.ledger.pauses import Scope
 from guard.ledger.records import (
@@ -58,6 +58,7 @@ __all__ = [
     "load_public_key",
     "new_id",
     "resolve_url",
+    "shown_url",
     "sqlite_path",
     "upgrade",
 ]

@@ -22,8 +22,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from guard.errors import LedgerUnavailable
-from guard.ledger import Ledger, resolve_url
-from guard.ledger.backend import shown_url
+from guard.ledger import Ledger, resolve_url, shown_url
 from guard.notify import Notifier
 from guard.policy import LivePolicies
 from guard.server.api import router as api_router
