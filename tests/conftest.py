@@ -59,7 +59,7 @@ def pg_cluster() -> Iterator[PgCluster]:
         upgrade(cluster.create_database(PG_TEMPLATE))
         yield cluster
     finally:
-        cluster.stop()
+        cluster.remove()
 
 
 def _sqlite_copy(tmp_path: Path, template: Path) -> Path:
