@@ -69,7 +69,7 @@ class LocalPostgres:
         cmd = [str(self.bin_dir / args[0]), *args[1:]]
         if self._as_server_user:
             cmd = ["runuser", "-u", SERVER_USER, "--", *cmd]
-        done = subprocess.run(cmd, capture_output=True, text=True, check=False, timeout=120)
+        done = subprocess.run(cmd, capture_output=True, text=True, check=False, timeout=120)  # noqa: S603  # the server binaries found by server_bin_dir, arguments built here
         if done.returncode != 0:
             raise RuntimeError(f"{' '.join(cmd)} failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
         return done
@@ -133,5 +133,5 @@ class LocalPostgres:
                 cmd = [str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop"]
                 if os.geteuid() == 0:
                     cmd = ["runuser", "-u", SERVER_USER, "--", *cmd]
-                subprocess.run(cmd, capture_output=True, check=False, timeout=60)
+                subprocess.run(cmd, capture_output=True, check=False, timeout=60)  # noqa: S603  # pg_ctl of server_bin_dir
         shutil.rmtree(root, ignore_errors=True)
