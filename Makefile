@@ -4,10 +4,11 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench bench-postgres chaos example-langchain example-openai-agents example-pydantic-ai example-mcp screenshots clean help
+.PHONY: demo demo-shared test lint bench bench-postgres chaos example-langchain example-openai-agents example-pydantic-ai example-mcp screenshots clean help
 
 help:
 	@echo "make demo   set up and run the onboarding example (CRM -> billing -> provisioning -> email)"
+	@echo "make demo-shared  the onboarding story on a PostgreSQL of its own: guard serve and two agent workers as processes"
 	@echo "make test   set up and run the test suite and the policy cases"
 	@echo "make lint   ruff, import contracts, pyright"
 	@echo "make bench  per-call latency against the two-commit floor and the peers (own venv)"
@@ -27,6 +28,10 @@ $(STAMP): pyproject.toml
 
 demo: $(STAMP)
 	$(BIN)/python examples/onboarding/demo.py
+
+demo-shared: $(STAMP)
+	.ci/ensure-postgres
+	$(BIN)/python examples/shared/run.py
 
 test: $(STAMP)
 	.ci/ensure-chromium
@@ -78,4 +83,4 @@ bench-postgres: $(BENCH_VENV)/ready
 	$(BENCH_VENV)/bin/python -m bench.postgres
 
 clean:
-	rm -rf $(VENV) .venv-bench .pytest_cache .hypothesis examples/onboarding/state
+	rm -rf $(VENV) .venv-bench .pytest_cache .hypothesis examples/onboarding/state examples/shared/state

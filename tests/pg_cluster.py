@@ -1,115 +1,14 @@
-"""A throwaway PostgreSQL cluster for the tests: initdb into a temporary directory, pg_ctl on 127.0.0.1 and a free
-port, removed at the end.
+"""The tests' throwaway PostgreSQL cluster: `guard.local_postgres.LocalPostgres` (also behind `make demo-shared` and
+the benches), under the name the tests, the chaos campaign and `bench.postgres` import it by.
 
-PostgreSQL refuses to run as root, and CI runs as root: then the cluster belongs to the `postgres` user and every
-server command runs through `runuser -u postgres`. The server binaries come from Debian's packages
-(`.ci/ensure-postgres` installs them). Authentication is `trust` on loopback only: the cluster lives as long as
-the test session and holds nothing but test ledgers.
+initdb into a temporary directory, pg_ctl on 127.0.0.1 and a free port, removed at the end; as root, the cluster
+belongs to the `postgres` user and every server command runs through `runuser -u postgres`.
 """
 
 from __future__ import annotations
 
-import atexit
-import contextlib
-import os
-import shutil
-import socket
-import subprocess
-import tempfile
-from pathlib import Path
+from guard.local_postgres import LocalPostgres, server_bin_dir
 
 __all__ = ["PgCluster", "server_bin_dir"]
 
-SERVER_USER = "postgres"
-
-
-def server_bin_dir() -> Path | None:
-    """The newest installed server's bin directory (Debian: /usr/lib/postgresql/<major>/bin), or None."""
-    found = [p for p in Path("/usr/lib/postgresql").glob("*/bin") if (p / "initdb").exists()]
-    if not found:
-        on_path = shutil.which("initdb")
-        return Path(on_path).parent if on_path else None
-    return max(found, key=lambda p: int(p.parent.name) if p.parent.name.isdigit() else 0)
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-class PgCluster:
-    """One PostgreSQL server of the test session's own.
-
-    `start()` creates and starts it (or starts it again after `stop`); `url(db)` names a database on it;
-    `create_database(name, template)` copies a migrated template (a file copy inside the server: cheap);
-    `stop(mode="immediate")` stops it as a crash would, keeping its files; `remove()` stops it and removes them.
-    """
-
-    def __init__(self, bin_dir: Path) -> None:
-        self.bin_dir = bin_dir
-        self.port = 0
-        self.root = Path(tempfile.mkdtemp(prefix="guard-pg-"))
-        self.data = self.root / "data"
-        self.sockets = self.root / "sock"
-        self._as_server_user = os.geteuid() == 0
-
-    def _run(self, *args: str) -> subprocess.CompletedProcess[str]:
-        cmd = [str(self.bin_dir / args[0]), *args[1:]]
-        if self._as_server_user:
-            cmd = ["runuser", "-u", SERVER_USER, "--", *cmd]
-        done = subprocess.run(cmd, capture_output=True, text=True, check=False, timeout=120)
-        if done.returncode != 0:
-            raise RuntimeError(f"{' '.join(cmd)} failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
-        return done
-
-    def start(self) -> PgCluster:
-        """Start the server: the first time, create the cluster on a free port; afterwards start it again on the
-        same port and files (after `stop`). Returns once it accepts connections."""
-        if not self.data.exists():
-            self.sockets.mkdir()
-            if self._as_server_user:
-                shutil.chown(self.root, SERVER_USER)
-                shutil.chown(self.sockets, SERVER_USER)
-            self._run("initdb", "-D", str(self.data), "-U", SERVER_USER, "-A", "trust", "-E", "UTF8",
-                      "--locale=C", "--no-sync")
-            self.port = _free_port()
-            atexit.register(self.remove)  # a caller that ends with `stop()` leaves no files behind either
-        options = (f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.sockets} -c max_connections=200 "
-                   "-c shared_buffers=64MB")
-        self._run("pg_ctl", "-D", str(self.data), "-l", str(self.root / "server.log"), "-o", options, "-w",
-                  "-t", "60", "start")
-        return self
-
-    def url(self, database: str = "postgres") -> str:
-        return f"postgresql+psycopg://{SERVER_USER}@127.0.0.1:{self.port}/{database}"
-
-    def sql(self, statement: str, database: str = "postgres") -> None:
-        """Run one statement as the superuser (autocommit: CREATE DATABASE cannot run in a transaction)."""
-        import psycopg
-
-        with psycopg.connect(host="127.0.0.1", port=self.port, user=SERVER_USER, dbname=database,
-                             autocommit=True) as conn:
-            conn.execute(statement.encode())
-
-    def create_database(self, name: str, template: str | None = None) -> str:
-        suffix = f' TEMPLATE "{template}"' if template else ""
-        self.sql(f'CREATE DATABASE "{name}"{suffix}')
-        return self.url(name)
-
-    def stop(self, mode: str = "immediate") -> None:
-        """Stop the server, keeping its files for `start`. `immediate` is a crash to the clients (every
-        connection cut, no checkpoint); `fast` and `smart` are pg_ctl's orderly modes."""
-        self._run("pg_ctl", "-D", str(self.data), "-m", mode, "-w", "stop")
-
-    def restart(self) -> None:
-        """Stop the server at once (as a crash would) and start it again on the same port."""
-        self.stop("immediate")
-        self.start()
-
-    def remove(self) -> None:
-        """Stop the server if it runs and remove its files (the end of the session, even after a failure)."""
-        with contextlib.suppress(Exception):
-            if self.data.exists():
-                self._run("pg_ctl", "-D", str(self.data), "-m", "immediate", "-w", "stop")
-        shutil.rmtree(self.root, ignore_errors=True)
+PgCluster = LocalPostgres

@@ -9,6 +9,7 @@ import datetime as dt
 import json
 import os
 from collections.abc import Callable
+from contextvars import ContextVar
 from functools import wraps
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn, ParamSpec, TypeVar
@@ -83,8 +84,15 @@ def fail(message: str, code: int = 1) -> NoReturn:
     raise typer.Exit(code)
 
 
+# The ledgers the running command opened, closed when it ends (set by `guarded_command`).
+_opened: ContextVar[list[Ledger] | None] = ContextVar("guard_cli_opened_ledgers", default=None)
+
+
 def open_ledger(db: str | None) -> Ledger:
-    """The ledger for a command that reads or decides: it must exist already (no silent new file)."""
+    """The ledger for a command that reads or decides: it must exist already (no silent new file).
+
+    Closed when the command ends (see `guarded_command`), so a command run in-process, as a test or a host
+    program runs it, leaves no connection to a ledger server open behind it."""
     from guard.ledger import Ledger, resolve_url, sqlite_path
 
     url = resolve_url(db)
@@ -92,19 +100,29 @@ def open_ledger(db: str | None) -> Ledger:
     if path is not None and not path.exists():
         fail(f"no ledger at {path}: pass --db or set GUARD_DATABASE_URL (an agent run creates it; "
              "`guard db upgrade` creates an empty one)", 2)
-    return Ledger(url)
+    ledger = Ledger(url)
+    opened = _opened.get()
+    if opened is not None:
+        opened.append(ledger)
+    return ledger
 
 
 def guarded_command(fn: Callable[P, R]) -> Callable[P, R]:
-    """Turn Guard errors into one clear line and an exit code instead of a traceback."""
+    """Turn Guard errors into one clear line and an exit code instead of a traceback; close the ledgers the
+    command opened (`open_ledger`) when it ends, however it ends."""
     @wraps(fn)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        token = _opened.set([])
         try:
             return fn(*args, **kwargs)
         except ConfigurationError as err:
             fail(str(err), 2)
         except GuardError as err:
             fail(str(err), 1)
+        finally:
+            for ledger in _opened.get() or []:
+                ledger.close()
+            _opened.reset(token)
     return wrapper
 
 

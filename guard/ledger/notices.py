@@ -87,8 +87,11 @@ class LedgerNotices:
 
     def move_notice_cursor(self, to: int) -> None:
         with self.conns.write() as cur:
+            # The cursor only moves forward. Spelled for both dialects: SQLite's two-argument MAX is GREATEST on
+            # PostgreSQL, and PostgreSQL needs the table's own column named apart from `excluded`'s.
             cur.execute("INSERT INTO notify_cursor (name, event_id) VALUES (?, ?) ON CONFLICT (name) DO UPDATE "
-                        "SET event_id = MAX(event_id, excluded.event_id)", (_CURSOR, to))
+                        "SET event_id = CASE WHEN excluded.event_id > notify_cursor.event_id "
+                        "THEN excluded.event_id ELSE notify_cursor.event_id END", (_CURSOR, to))
 
     def stuck_notices(self, older_than: float, limit: int = 50) -> list[tuple[NotificationRecord, NoticeEvent]]:
         """Notifications left `sending` before `older_than` (their notifier died mid-send), with their events."""

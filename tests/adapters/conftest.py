@@ -1,4 +1,5 @@
-"""Adapter fixtures: the adapters on the import path, a lead-funnel policy, a Guard on a real SQLite ledger file.
+"""Adapter fixtures: the adapters on the import path, a lead-funnel policy, a Guard on a real ledger (a SQLite file and
+a PostgreSQL database: a test that asks for `guard` or `deferring_guard` runs on both).
 
 `adapters/` is a folder of import packages (`guard_langchain`, `guard_mcp`), not a package itself. The wheel
 ships them at top level (`[tool.hatch.build.targets.wheel] packages`); an editable install made before that line
@@ -64,12 +65,12 @@ def policy_dir(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def guard(policy_dir: Path, db_path: Path) -> Iterator[Guard]:
-    with Guard(policies=policy_dir, db=f"sqlite:///{db_path}", log_level="error", approval_timeout=20) as g:
+def guard(policy_dir: Path, ledger_url: str) -> Iterator[Guard]:
+    with Guard(policies=policy_dir, db=ledger_url, log_level="error", approval_timeout=20) as g:
         yield g
 
 
 @pytest.fixture
-def deferring_guard(policy_dir: Path, db_path: Path) -> Iterator[Guard]:
-    with Guard(policies=policy_dir, db=f"sqlite:///{db_path}", log_level="error", approval="defer") as g:
+def deferring_guard(policy_dir: Path, ledger_url: str) -> Iterator[Guard]:
+    with Guard(policies=policy_dir, db=ledger_url, log_level="error", approval="defer") as g:
         yield g

@@ -74,7 +74,7 @@ def main(calls: int = 300) -> None:
         db = root / "guard.db"
         upgrade(f"sqlite:///{db}")
         direct = StdioServerParameters(command=sys.executable, args=[str(SERVER)], env=server_env(effects))
-        proxied = stdio_proxy(policies, db, effects, "overhead")
+        proxied = stdio_proxy(policies, f"sqlite:///{db}", effects, "overhead")
         plain = _timed(direct, calls, "direct")
         guarded = _timed(proxied, calls, "proxy")
         core = _in_process(policies, db, calls)

@@ -72,12 +72,12 @@ def server_env(effects: Path, **extra: str) -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": PYTHONPATH, "CRM_EFFECTS": str(effects), **extra}
 
 
-def proxy_args(policies: Path, db: Path, event: str, *extra: str) -> list[str]:
-    return ["-m", "guard_mcp", "--policies", str(policies), "--db", f"sqlite:///{db}", "--team", "crm",
+def proxy_args(policies: Path, db: str, event: str, *extra: str) -> list[str]:
+    return ["-m", "guard_mcp", "--policies", str(policies), "--db", db, "--team", "crm",
             "--event", event, "--log-level", "error", *extra]
 
 
-def stdio_proxy(policies: Path, db: Path, effects: Path, event: str, *extra: str,
+def stdio_proxy(policies: Path, db: str, effects: Path, event: str, *extra: str,
                 env: dict[str, str] | None = None) -> StdioServerParameters:
     """The proxy as a stdio server the client starts, itself starting the CRM server over stdio."""
     return StdioServerParameters(
@@ -118,8 +118,8 @@ def outcome(result: types.CallToolResult) -> dict[str, Any]:
     return result.meta[OUTCOME_META_KEY]
 
 
-def ledger_calls(policies: Path, db: Path, run_id: str) -> list[tuple[str, str]]:
-    with Guard(policies=policies, db=f"sqlite:///{db}", log_level="error") as guard:
+def ledger_calls(policies: Path, db: str, run_id: str) -> list[tuple[str, str]]:
+    with Guard(policies=policies, db=db, log_level="error") as guard:
         return [(c.tool, c.state) for c in guard.ledger.calls_of(run_id)]
 
 

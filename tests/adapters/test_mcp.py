@@ -25,10 +25,10 @@ ADAPTERS = Path(__file__).resolve().parents[2] / "adapters"  # the proxy subproc
 Session = Callable[[ClientSession], Awaitable[Any]]
 
 
-def _proxy(policy_dir: Path, db_path: Path, effects: Path, event: str) -> StdioServerParameters:
+def _proxy(policy_dir: Path, ledger_url: str, effects: Path, event: str) -> StdioServerParameters:
     return StdioServerParameters(
         command=sys.executable,
-        args=["-m", "guard_mcp", "--policies", str(policy_dir), "--db", f"sqlite:///{db_path}", "--team", "funnel",
+        args=["-m", "guard_mcp", "--policies", str(policy_dir), "--db", ledger_url, "--team", "funnel",
               "--event", event, "--log-level", "error", "--", sys.executable, str(SERVER)],
         env={"PYTHONPATH": os.pathsep.join([str(ADAPTERS), str(ADAPTERS.parent)]), "CRM_EFFECTS": str(effects)},
     )
@@ -57,7 +57,7 @@ def effects(tmp_path: Path) -> Path:
 
 
 def test_the_proxy_forwards_allowed_calls_denies_unnamed_tools_and_never_repeats_an_effect(
-        policy_dir: Path, db_path: Path, effects: Path) -> None:
+        policy_dir: Path, ledger_url: str, effects: Path) -> None:
     async def work(session: ClientSession) -> list[types.CallToolResult]:
         listed = await session.list_tools()
         assert {"upsert_contact", "delete_all_leads"} <= {t.name for t in listed.tools}
@@ -66,7 +66,7 @@ def test_the_proxy_forwards_allowed_calls_denies_unnamed_tools_and_never_repeats
                 await session.call_tool("delete_all_leads", {}),
                 await session.call_tool("upsert_contact", args)]  # sent again: the same action
 
-    first, denied, again = _session(_proxy(policy_dir, db_path, effects, "mcp-1"), work)
+    first, denied, again = _session(_proxy(policy_dir, ledger_url, effects, "mcp-1"), work)
     assert not first.is_error and first.structured_content == {"contact_id": "c-ann"}
     assert (denied.is_error and "no rule" in _text(denied).lower()) or "denied" in _text(denied)
     assert denied.structured_content is None and denied.meta is not None
@@ -74,23 +74,23 @@ def test_the_proxy_forwards_allowed_calls_denies_unnamed_tools_and_never_repeats
                                             "call_id": denied.meta["guard/outcome"]["call_id"]}
     assert not again.is_error and again.structured_content == first.structured_content
     assert [e["kind"] for e in _effects(effects)] == ["upsert"]  # once; the read-only-annotated delete never ran
-    with Guard(policies=policy_dir, db=f"sqlite:///{db_path}", log_level="error") as guard:
+    with Guard(policies=policy_dir, db=ledger_url, log_level="error") as guard:
         calls = guard.ledger.calls_of("funnel:mcp-1")
         assert [(c.tool, c.state) for c in calls] == [("upsert_contact", "completed"), ("delete_all_leads", "denied")]
 
 
 def test_a_call_resent_after_a_reconnect_or_under_its_meta_key_runs_once(
-        policy_dir: Path, db_path: Path, effects: Path) -> None:
+        policy_dir: Path, ledger_url: str, effects: Path) -> None:
     args = {"email": "bo@acme.io", "name": "Bo"}
 
     async def send(session: ClientSession) -> types.CallToolResult:
         return await session.call_tool("upsert_contact", args, meta={"guard/idempotency_key": "lead-bo"})
 
-    one = _session(_proxy(policy_dir, db_path, effects, "mcp-2"), send)
-    two = _session(_proxy(policy_dir, db_path, effects, "mcp-2"), send)  # the client reconnected
+    one = _session(_proxy(policy_dir, ledger_url, effects, "mcp-2"), send)
+    two = _session(_proxy(policy_dir, ledger_url, effects, "mcp-2"), send)  # the client reconnected
     assert not one.is_error and two.structured_content == one.structured_content
     assert len(_effects(effects)) == 1
-    with Guard(policies=policy_dir, db=f"sqlite:///{db_path}", log_level="error") as guard:
+    with Guard(policies=policy_dir, db=ledger_url, log_level="error") as guard:
         (call,) = guard.ledger.calls_of("funnel:mcp-2")
         assert (call.idempotency_key, call.state) == ("lead-bo", "completed")
 

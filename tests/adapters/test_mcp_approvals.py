@@ -23,24 +23,24 @@ from mcp_world import (
 QUOTE = {"email": "ann@acme.io", "amount_cents": 120000}
 
 
-def _decide(policies: Path, db: Path, verb: str, approval_id: str, *extra: str) -> None:
-    done = guard_cli("approvals", verb, approval_id, "--as", "maria", "--db", f"sqlite:///{db}", "--policies",
+def _decide(policies: Path, db: str, verb: str, approval_id: str, *extra: str) -> None:
+    done = guard_cli("approvals", verb, approval_id, "--as", "maria", "--db", db, "--policies",
                      str(policies), *extra)
     assert done.returncode == 0, done.stdout + done.stderr
 
 
 def test_a_held_call_waits_is_approved_with_the_cli_and_runs_once_on_the_clients_retry(
-        tmp_path: Path, db_path: Path) -> None:
+        tmp_path: Path, ledger_url: str) -> None:
     policies = write_policy(tmp_path / "policies")
     log = tmp_path / "effects.jsonl"
-    proxy = stdio_proxy(policies, db_path, log, "quote-1")
+    proxy = stdio_proxy(policies, ledger_url, log, "quote-1")
 
     async def work(client: ClientSession) -> list[types.CallToolResult]:
         waiting = await client.call_tool("send_quote", QUOTE)
         pending = outcome(waiting)
-        shown = guard_cli("approvals", "show", pending["approval_id"], "--db", f"sqlite:///{db_path}", "--json")
+        shown = guard_cli("approvals", "show", pending["approval_id"], "--db", ledger_url, "--json")
         assert json.loads(shown.stdout)["args"]["email"] == "ann@acme.io"  # the reviewer sees the arguments
-        _decide(policies, db_path, "approve", pending["approval_id"])
+        _decide(policies, ledger_url, "approve", pending["approval_id"])
         return [waiting, await client.call_tool("send_quote", QUOTE), await client.call_tool("send_quote", QUOTE)]
 
     waiting, ran, again = session(proxy, work)
@@ -48,16 +48,16 @@ def test_a_held_call_waits_is_approved_with_the_cli_and_runs_once_on_the_clients
     assert not ran.is_error and ran.structured_content == {"quote_id": "q-ann-120000"}
     assert again.structured_content == ran.structured_content  # sent again: the recorded result, nothing runs
     assert [e["kind"] for e in effects(log)] == ["quote"]
-    assert ledger_calls(policies, db_path, "crm:quote-1") == [("send_quote", "completed")]
+    assert ledger_calls(policies, ledger_url, "crm:quote-1") == [("send_quote", "completed")]
 
 
 def test_a_rejected_call_never_runs_and_the_reviewers_reason_reaches_the_client_as_an_error(
-        tmp_path: Path, db_path: Path) -> None:
+        tmp_path: Path, ledger_url: str) -> None:
     policies = write_policy(tmp_path / "policies")
     log = tmp_path / "effects.jsonl"
-    proxy = stdio_proxy(policies, db_path, log, "quote-2")
+    proxy = stdio_proxy(policies, ledger_url, log, "quote-2")
     waiting = call(proxy, "send_quote", QUOTE)
-    _decide(policies, db_path, "reject", outcome(waiting)["approval_id"], "--reason", "price not agreed yet")
+    _decide(policies, ledger_url, "reject", outcome(waiting)["approval_id"], "--reason", "price not agreed yet")
 
     async def come_back(client: ClientSession) -> list[types.CallToolResult]:  # the client returns for its answer
         return [await client.call_tool("send_quote", QUOTE), await client.call_tool("send_quote", QUOTE)]
@@ -66,14 +66,14 @@ def test_a_rejected_call_never_runs_and_the_reviewers_reason_reaches_the_client_
     assert outcome(rejected)["state"] == "rejected" and "price not agreed yet" in text(rejected)
     assert outcome(again)["state"] == "rejected"  # sent again: the same answer, no new request for approval
     assert effects(log) == []
-    assert ledger_calls(policies, db_path, "crm:quote-2") == [("send_quote", "rejected")]
+    assert ledger_calls(policies, ledger_url, "crm:quote-2") == [("send_quote", "rejected")]
 
 
 def test_a_tool_annotated_read_only_still_waits_when_the_policy_says_irreversible(
-        tmp_path: Path, db_path: Path) -> None:
+        tmp_path: Path, ledger_url: str) -> None:
     policies = write_policy(tmp_path / "policies")
     log = tmp_path / "effects.jsonl"
-    proxy = stdio_proxy(policies, db_path, log, "quote-3")
+    proxy = stdio_proxy(policies, ledger_url, log, "quote-3")
 
     async def work(client: ClientSession) -> tuple[types.Tool, types.CallToolResult]:
         listed = {t.name: t for t in (await client.list_tools()).tools}
@@ -83,14 +83,14 @@ def test_a_tool_annotated_read_only_still_waits_when_the_policy_says_irreversibl
     assert tool.annotations is not None and tool.annotations.read_only_hint is True  # what the server claims
     assert outcome(result)["outcome"] == "ApprovalPending"  # what the policy decides
     assert effects(log) == []
-    assert ledger_calls(policies, db_path, "crm:quote-3") == [("send_quote", "awaiting_approval")]
+    assert ledger_calls(policies, ledger_url, "crm:quote-3") == [("send_quote", "awaiting_approval")]
 
 
 def test_a_run_resumed_by_a_new_connection_repeats_no_effect_and_runs_the_approved_call_once(
-        tmp_path: Path, db_path: Path) -> None:
+        tmp_path: Path, ledger_url: str) -> None:
     policies = write_policy(tmp_path / "policies")
     log = tmp_path / "effects.jsonl"
-    proxy = stdio_proxy(policies, db_path, log, "deal-9")
+    proxy = stdio_proxy(policies, ledger_url, log, "deal-9")
     invoice = {"customer": "acme", "amount_cents": 5000}
 
     async def agent(client: ClientSession) -> list[types.CallToolResult]:
@@ -101,23 +101,23 @@ def test_a_run_resumed_by_a_new_connection_repeats_no_effect_and_runs_the_approv
 
     contact, created, waiting = session(proxy, agent)
     assert outcome(waiting)["outcome"] == "ApprovalPending"
-    _decide(policies, db_path, "approve", outcome(waiting)["approval_id"])
+    _decide(policies, ledger_url, "approve", outcome(waiting)["approval_id"])
     contact2, created2, quoted = session(proxy, agent)  # a new proxy process, the same event: the same run
     assert contact2.structured_content == contact.structured_content
     assert created2.structured_content == created.structured_content == {"invoice_id": "inv-acme-5000"}
     assert not quoted.is_error and quoted.structured_content == {"quote_id": "q-ann-120000"}
     session(proxy, agent)  # and once more, after everything ran
     assert [e["kind"] for e in effects(log)] == ["upsert", "invoice", "quote"]
-    assert ledger_calls(policies, db_path, "crm:deal-9") == [
+    assert ledger_calls(policies, ledger_url, "crm:deal-9") == [
         ("upsert_contact", "completed"), ("create_invoice", "completed"), ("send_quote", "completed")]
 
 
 def test_a_held_call_whose_arguments_have_no_exact_hash_is_refused_and_recorded(
-        tmp_path: Path, db_path: Path) -> None:
+        tmp_path: Path, ledger_url: str) -> None:
     policies = write_policy(tmp_path / "policies")
     log = tmp_path / "effects.jsonl"
-    proxy = stdio_proxy(policies, db_path, log, "quote-5")
+    proxy = stdio_proxy(policies, ledger_url, log, "quote-5")
     refused = call(proxy, "send_quote", {"email": "ann@acme.io", "amount_cents": 2**60})  # beyond +/-2**53
     assert outcome(refused)["outcome"] == "ArgumentsRefused" and "cannot be hashed exactly" in text(refused)
     assert effects(log) == []
-    assert ledger_calls(policies, db_path, "crm:quote-5") == [("send_quote", "denied")]
+    assert ledger_calls(policies, ledger_url, "crm:quote-5") == [("send_quote", "denied")]

@@ -47,10 +47,10 @@ def _check(version: str, names: set[str], upsert: types.CallToolResult, denied: 
 
 @pytest.mark.parametrize("mode", ["auto", "legacy"])
 def test_the_sdk_client_in_either_era_lists_and_calls_through_the_stdio_proxy(
-        tmp_path: Path, db_path: Path, mode: str) -> None:
+        tmp_path: Path, ledger_url: str, mode: str) -> None:
     policies = write_policy(tmp_path / "policies")
     log = tmp_path / "effects.jsonl"
-    params: StdioServerParameters = stdio_proxy(policies, db_path, log, "client-1")
+    params: StdioServerParameters = stdio_proxy(policies, ledger_url, log, "client-1")
 
     async def main() -> list[Any]:
         async with Client(params, mode=mode) as client:  # pyright: ignore[reportArgumentType] - a ConnectMode literal
@@ -60,16 +60,16 @@ def test_the_sdk_client_in_either_era_lists_and_calls_through_the_stdio_proxy(
     _check(version, names, upsert, denied)
     assert (version == LATEST_MODERN_VERSION) == (mode == "auto")  # the default client speaks the newest era
     assert [e["kind"] for e in effects(log)] == ["upsert"]
-    assert ledger_calls(policies, db_path, "crm:client-1") == [("upsert_contact", "completed"),
+    assert ledger_calls(policies, ledger_url, "crm:client-1") == [("upsert_contact", "completed"),
                                                                 ("delete_all_leads", "denied")]
 
 
-def test_the_sdk_client_in_its_default_mode_is_guarded_through_the_http_proxy(tmp_path: Path, db_path: Path) -> None:
+def test_the_sdk_client_in_its_default_mode_is_guarded_through_the_http_proxy(tmp_path: Path, ledger_url: str) -> None:
     policies = write_policy(tmp_path / "policies")
     log = tmp_path / "effects.jsonl"
     with processes(tmp_path) as procs:
         port = free_port()
-        proxy = procs.start_http("proxy", [*proxy_args(policies, db_path, "client-2", "--serve", "http", "--port",
+        proxy = procs.start_http("proxy", [*proxy_args(policies, ledger_url, "client-2", "--serve", "http", "--port",
                                                        str(port)), "--", sys.executable, str(SERVER)],
                                  server_env(log), port)
 
@@ -118,22 +118,22 @@ def _check_ts(report: dict[str, Any], run_id: str) -> None:
 
 
 def test_the_typescript_sdk_client_gets_guards_reasons_not_schema_errors_over_stdio(
-        tmp_path: Path, db_path: Path) -> None:
+        tmp_path: Path, ledger_url: str) -> None:
     """The TS SDK checks `structuredContent` against the tool's `outputSchema`: Guard's denial and wait reach it
     as error results with Guard's reason in the text and its facts in `_meta`, never as a schema failure."""
     policies = write_policy(tmp_path / "policies")
-    params = stdio_proxy(policies, db_path, tmp_path / "effects.jsonl", "ts-1")
+    params = stdio_proxy(policies, ledger_url, tmp_path / "effects.jsonl", "ts-1")
     report = _ts_client({"command": params.command, "args": params.args, "env": params.env, "calls": TS_CALLS})
     _check_ts(report, "crm:ts-1")
-    assert [state for _, state in ledger_calls(policies, db_path, "crm:ts-1")] == ["completed", "denied",
+    assert [state for _, state in ledger_calls(policies, ledger_url, "crm:ts-1")] == ["completed", "denied",
                                                                                     "awaiting_approval"]
 
 
-def test_the_typescript_sdk_client_gets_guards_reasons_over_streamable_http(tmp_path: Path, db_path: Path) -> None:
+def test_the_typescript_sdk_client_gets_guards_reasons_over_streamable_http(tmp_path: Path, ledger_url: str) -> None:
     policies = write_policy(tmp_path / "policies")
     with processes(tmp_path) as procs:
         port = free_port()
-        proxy = procs.start_http("proxy", [*proxy_args(policies, db_path, "ts-2", "--serve", "http", "--port",
+        proxy = procs.start_http("proxy", [*proxy_args(policies, ledger_url, "ts-2", "--serve", "http", "--port",
                                                        str(port)), "--", sys.executable, str(SERVER)],
                                  server_env(tmp_path / "effects.jsonl"), port)
         report = _ts_client({"url": proxy.url, "calls": TS_CALLS})
@@ -141,7 +141,7 @@ def test_the_typescript_sdk_client_gets_guards_reasons_over_streamable_http(tmp_
 
 
 def test_a_tools_own_error_result_reaches_the_client_as_the_upstream_sent_it_with_guards_facts_in_meta(
-        tmp_path: Path, db_path: Path) -> None:
+        tmp_path: Path, ledger_url: str) -> None:
     """Direct and through the proxy, the same call gets the same result, but for `_meta["guard/outcome"]`."""
     policies = write_policy(tmp_path / "policies")
     log = tmp_path / "effects.jsonl"
@@ -150,7 +150,7 @@ def test_a_tools_own_error_result_reaches_the_client_as_the_upstream_sent_it_wit
 
     async def main() -> list[types.CallToolResult]:
         results: list[types.CallToolResult] = []
-        for params in (direct, stdio_proxy(policies, db_path, log, "own-error")):
+        for params in (direct, stdio_proxy(policies, ledger_url, log, "own-error")):
             async with Client(params) as client:
                 results.append(await client.call_tool("provision_account", broken))
         return results
@@ -161,4 +161,4 @@ def test_a_tools_own_error_result_reaches_the_client_as_the_upstream_sent_it_wit
     assert guard_facts["outcome"] == "CallFailed" and "no such plan" in guard_facts["message"]
     assert proxied.model_dump(exclude={"meta"}) == plain.model_dump(exclude={"meta"})  # content, isError, ...
     assert set(proxied.meta or {}) - set(plain.meta or {}) == {"guard/outcome"}
-    assert ledger_calls(policies, db_path, "crm:own-error") == [("provision_account", "failed")]
+    assert ledger_calls(policies, ledger_url, "crm:own-error") == [("provision_account", "failed")]

@@ -27,7 +27,7 @@ from mcp_world import (
 
 @pytest.mark.parametrize("upstream_transport", ["stdio", "http"])
 def test_a_client_over_streamable_http_is_guarded_like_one_over_stdio(
-        tmp_path: Path, db_path: Path, upstream_transport: str) -> None:
+        tmp_path: Path, ledger_url: str, upstream_transport: str) -> None:
     policies = write_policy(tmp_path / "policies")
     log = tmp_path / "effects.jsonl"
     env = server_env(log)
@@ -39,7 +39,7 @@ def test_a_client_over_streamable_http_is_guarded_like_one_over_stdio(
         else:
             upstream = ["--", sys.executable, str(SERVER)]
         port = free_port()
-        proxy = procs.start_http("proxy", [*proxy_args(policies, db_path, "http-1", "--serve", "http", "--port",
+        proxy = procs.start_http("proxy", [*proxy_args(policies, ledger_url, "http-1", "--serve", "http", "--port",
                                                        str(port)), *upstream], env, port)
 
         async def work(client: ClientSession) -> list[Any]:
@@ -60,7 +60,7 @@ def test_a_client_over_streamable_http_is_guarded_like_one_over_stdio(
     assert isinstance(again, types.CallToolResult) and again.structured_content == first.structured_content
     assert second_client.structured_content == first.structured_content  # another HTTP session, the same run
     assert [e["kind"] for e in effects(log)] == ["upsert"]
-    assert ledger_calls(policies, db_path, "crm:http-1") == [("upsert_contact", "completed"),
+    assert ledger_calls(policies, ledger_url, "crm:http-1") == [("upsert_contact", "completed"),
                                                               ("delete_all_leads", "denied")]
 
 

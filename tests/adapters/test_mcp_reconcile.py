@@ -26,28 +26,28 @@ def call(proxy: StdioServerParameters, tool: str, args: dict[str, Any]) -> types
 
 @pytest.mark.parametrize("after", ["crash", "hang"])
 def test_an_invoice_whose_answer_was_lost_is_found_by_the_declared_look_up_and_recorded_completed(
-        tmp_path: Path, db_path: Path, after: str) -> None:
+        tmp_path: Path, ledger_url: str, after: str) -> None:
     policies = write_policy(tmp_path / "policies")
     log = tmp_path / "effects.jsonl"
-    proxy = stdio_proxy(policies, db_path, log, f"lost-{after}", "--reconcile", "create_invoice=find_invoice",
+    proxy = stdio_proxy(policies, ledger_url, log, f"lost-{after}", "--reconcile", "create_invoice=find_invoice",
                         "--call-timeout", "3", env=server_env(log, CRM_AFTER_INVOICE=after))
     result = call(proxy, "create_invoice", INVOICE)
     assert not result.is_error, text(result)
     assert result.structured_content == {"invoice_id": "inv-acme-5000"}  # what the look-up found
     (made,) = effects(log)
     assert made["kind"] == "invoice" and made["key"]  # the key Guard sent upstream, read by the server
-    assert ledger_calls(policies, db_path, f"crm:lost-{after}") == [("create_invoice", "completed")]
+    assert ledger_calls(policies, ledger_url, f"crm:lost-{after}") == [("create_invoice", "completed")]
 
 
 @pytest.mark.parametrize("after", ["crash", "hang"])
 def test_without_a_look_up_an_unanswered_effect_call_is_in_doubt_not_failed(
-        tmp_path: Path, db_path: Path, after: str) -> None:
+        tmp_path: Path, ledger_url: str, after: str) -> None:
     policies = write_policy(tmp_path / "policies")
     log = tmp_path / "effects.jsonl"
-    proxy = stdio_proxy(policies, db_path, log, f"doubt-{after}", "--call-timeout", "3",
+    proxy = stdio_proxy(policies, ledger_url, log, f"doubt-{after}", "--call-timeout", "3",
                         env=server_env(log, CRM_AFTER_INVOICE=after))
     result = call(proxy, "create_invoice", INVOICE)
     assert outcome(result)["outcome"] == "CallInDoubt" and outcome(result)["state"] == "in_doubt"
     assert "may or may not have happened" in text(result)
     assert [e["kind"] for e in effects(log)] == ["invoice"]
-    assert ledger_calls(policies, db_path, f"crm:doubt-{after}") == [("create_invoice", "in_doubt")]
+    assert ledger_calls(policies, ledger_url, f"crm:doubt-{after}") == [("create_invoice", "in_doubt")]

@@ -42,11 +42,11 @@ async def _tour(client: Client) -> dict[str, Any]:
 
 @pytest.mark.parametrize("mode", ["legacy", "auto"])
 def test_prompts_completions_and_resources_through_the_proxy_are_what_the_upstream_answers(
-        tmp_path: Path, db_path: Path, mode: str) -> None:
+        tmp_path: Path, ledger_url: str, mode: str) -> None:
     policies = write_policy(tmp_path / "policies")
     log = tmp_path / "effects.jsonl"
     direct = StdioServerParameters(command=sys.executable, args=[str(SERVER)], env=server_env(log))
-    proxied = stdio_proxy(policies, db_path, log, f"relay-{mode}")
+    proxied = stdio_proxy(policies, ledger_url, log, f"relay-{mode}")
 
     async def main() -> list[Any]:
         answers: list[Any] = []
@@ -67,6 +67,6 @@ def test_prompts_completions_and_resources_through_the_proxy_are_what_the_upstre
     assert plain_private is None  # the upstream alone serves it
     assert isinstance(denied, MCPError) and denied.message.startswith("[guard] ")
     assert "resource:crm://notes/private" in denied.message
-    assert ledger_calls(policies, db_path, f"crm:relay-{mode}") == [("resource:crm://docs/terms", "completed"),
+    assert ledger_calls(policies, ledger_url, f"crm:relay-{mode}") == [("resource:crm://docs/terms", "completed"),
                                                                      ("resource:crm://notes/private", "denied")]
     assert effects(log) == []

@@ -15,38 +15,38 @@ ANN = {"email": "ann@acme.io", "name": "Ann"}
 BO = {"email": "bo@acme.io", "name": "Bo"}
 
 
-def _run_state(policies: Path, db: Path, run_id: str) -> str:
-    with Guard(policies=policies, db=f"sqlite:///{db}", log_level="error") as guard:
+def _run_state(policies: Path, db: str, run_id: str) -> str:
+    with Guard(policies=policies, db=db, log_level="error") as guard:
         run = guard.ledger.get_run(run_id)
         assert run is not None
         return run.state
 
 
 def test_a_client_that_only_listed_tools_leaves_the_events_run_open_for_the_next_connection(
-        tmp_path: Path, db_path: Path) -> None:
+        tmp_path: Path, ledger_url: str) -> None:
     policies = write_policy(tmp_path / "policies")
     log = tmp_path / "effects.jsonl"
-    proxy = stdio_proxy(policies, db_path, log, "lead-7")
+    proxy = stdio_proxy(policies, ledger_url, log, "lead-7")
 
     async def list_only(client: ClientSession) -> set[str]:
         return {t.name for t in (await client.list_tools()).tools}
 
     assert "upsert_contact" in session(proxy, list_only)
-    assert _run_state(policies, db_path, "crm:lead-7") == "running"
+    assert _run_state(policies, ledger_url, "crm:lead-7") == "running"
     first = call(proxy, "upsert_contact", ANN)  # the next connection for the same event
     second = call(proxy, "upsert_contact", BO)  # and another: the run is still the event's
     assert not first.is_error and not second.is_error, (text(first), text(second))
     assert [e["email"] for e in effects(log)] == ["ann@acme.io", "bo@acme.io"]
-    assert _run_state(policies, db_path, "crm:lead-7") == "running"
+    assert _run_state(policies, ledger_url, "crm:lead-7") == "running"
 
 
 def test_a_run_completed_on_exit_refuses_new_calls_and_says_to_start_a_new_event(tmp_path: Path,
-                                                                                   db_path: Path) -> None:
+                                                                                   ledger_url: str) -> None:
     policies = write_policy(tmp_path / "policies")
     log = tmp_path / "effects.jsonl"
-    proxy = stdio_proxy(policies, db_path, log, "lead-8", "--on-exit", "complete")
+    proxy = stdio_proxy(policies, ledger_url, log, "lead-8", "--on-exit", "complete")
     assert not call(proxy, "upsert_contact", ANN).is_error
-    assert _run_state(policies, db_path, "crm:lead-8") == "completed"
+    assert _run_state(policies, ledger_url, "crm:lead-8") == "completed"
     again = call(proxy, "upsert_contact", ANN)  # what it already did: the recorded result
     refused = call(proxy, "upsert_contact", BO)  # new work in a finished run
     assert not again.is_error and again.structured_content == {"contact_id": "c-ann"}
@@ -56,13 +56,13 @@ def test_a_run_completed_on_exit_refuses_new_calls_and_says_to_start_a_new_event
 
 
 def test_a_replay_of_the_event_into_a_stopped_run_is_answered_with_a_tool_error_not_a_crash(
-        tmp_path: Path, db_path: Path) -> None:
+        tmp_path: Path, ledger_url: str) -> None:
     policies = write_policy(tmp_path / "policies")
     log = tmp_path / "effects.jsonl"
-    proxy = stdio_proxy(policies, db_path, log, "lead-9")
+    proxy = stdio_proxy(policies, ledger_url, log, "lead-9")
     failed = call(proxy, "provision_account", {"customer": "acme", "plan": "broken"})
     assert outcome(failed)["outcome"] == "CallFailed"
-    stopped = _run_state(policies, db_path, "crm:lead-9")
+    stopped = _run_state(policies, ledger_url, "crm:lead-9")
     assert stopped not in ("running", "completed")
 
     async def replay(client: ClientSession) -> list[Any]:
@@ -74,4 +74,4 @@ def test_a_replay_of_the_event_into_a_stopped_run_is_answered_with_a_tool_error_
     assert outcome(refused)["outcome"] == "RunNotRunning" and outcome(refused)["run_id"] == "crm:lead-9"
     assert "nothing ran" in text(refused) and stopped in text(refused) and "guard runs show" in text(refused)
     assert effects(log) == []
-    assert ledger_calls(policies, db_path, "crm:lead-9") == [("provision_account", "failed")]
+    assert ledger_calls(policies, ledger_url, "crm:lead-9") == [("provision_account", "failed")]

@@ -22,10 +22,10 @@ async def _onboard(client: ClientSession) -> list[types.CallToolResult]:
 
 
 def test_a_failure_after_an_invoice_voids_it_through_the_declared_upstream_compensation(
-        tmp_path: Path, db_path: Path) -> None:
+        tmp_path: Path, ledger_url: str) -> None:
     policies = write_policy(tmp_path / "policies")
     log = tmp_path / "effects.jsonl"
-    proxy = stdio_proxy(policies, db_path, log, "onboard-1", "--compensate", "create_invoice=void_invoice")
+    proxy = stdio_proxy(policies, ledger_url, log, "onboard-1", "--compensate", "create_invoice=void_invoice")
     created, failed, after = session(proxy, _onboard)
 
     assert created.structured_content == {"invoice_id": "inv-acme-5000"}
@@ -34,7 +34,7 @@ def test_a_failure_after_an_invoice_voids_it_through_the_declared_upstream_compe
     assert outcome(after)["outcome"] in ("RunNotRunning", "CallDenied")  # the run is over: nothing more runs
     assert [(e["kind"], e["invoice_id"]) for e in effects(log)] == [("invoice", "inv-acme-5000"),
                                                                      ("void", "inv-acme-5000")]
-    with Guard(policies=policies, db=f"sqlite:///{db_path}", log_level="error") as guard:
+    with Guard(policies=policies, db=ledger_url, log_level="error") as guard:
         run = guard.ledger.get_run("crm:onboard-1")
         calls = guard.ledger.calls_of("crm:onboard-1")
         assert run is not None and run.state == "rolled_back"
@@ -46,11 +46,11 @@ def test_a_failure_after_an_invoice_voids_it_through_the_declared_upstream_compe
 
 
 def test_a_compensation_that_cannot_be_called_as_declared_halts_the_run_for_review(
-        tmp_path: Path, db_path: Path) -> None:
+        tmp_path: Path, ledger_url: str) -> None:
     policies = write_policy(tmp_path / "policies")
     log = tmp_path / "effects.jsonl"
     # void_invoice needs an invoice_id; a contact upsert has none to give: the saga must not guess.
-    proxy = stdio_proxy(policies, db_path, log, "onboard-2", "--compensate", "create_invoice=void_invoice",
+    proxy = stdio_proxy(policies, ledger_url, log, "onboard-2", "--compensate", "create_invoice=void_invoice",
                         "--compensate", "upsert_contact=void_invoice")
 
     async def work(client: ClientSession) -> types.CallToolResult:
@@ -61,7 +61,7 @@ def test_a_compensation_that_cannot_be_called_as_declared_halts_the_run_for_revi
     failed = session(proxy, work)
     assert outcome(failed)["outcome"] == "CallFailed" and "pending_review" in outcome(failed)["message"]
     assert [e["kind"] for e in effects(log)] == ["invoice", "upsert"]  # nothing voided out of order
-    with Guard(policies=policies, db=f"sqlite:///{db_path}", log_level="error") as guard:
+    with Guard(policies=policies, db=ledger_url, log_level="error") as guard:
         run = guard.ledger.get_run("crm:onboard-2")
         assert run is not None and run.state == "pending_review" and run.requires_review
         states = {c.tool: c.state for c in guard.ledger.calls_of("crm:onboard-2") if c.compensates_call_id is None}

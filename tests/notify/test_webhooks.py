@@ -1,4 +1,5 @@
-"""Webhook notifications against a real HTTP server on loopback, from a real ledger file.
+"""Webhook notifications against a real HTTP server on loopback, from a real ledger (a SQLite file, a PostgreSQL
+database: every test runs on both).
 
 The team `ops` (written here) has a webhook; its refunds wait for `finance`, its shipments halt the run when
 they fail. A real Guard makes the calls; `Notifier.deliver` is one pass, as `guard serve` runs every second.
@@ -79,13 +80,13 @@ class Ops:
 
 
 @pytest.fixture
-def ops(tmp_path: Path, db_path: Path, receiver: Receiver, monkeypatch: pytest.MonkeyPatch) -> Iterator[Ops]:
+def ops(tmp_path: Path, ledger_url: str, receiver: Receiver, monkeypatch: pytest.MonkeyPatch) -> Iterator[Ops]:
     policies = tmp_path / "policies"
     policies.mkdir()
     (policies / "ops.yaml").write_text(POLICY)
     monkeypatch.setenv("OPS_WEBHOOK_URL", receiver.url)
     monkeypatch.setenv("OPS_WEBHOOK_KEY", KEY)
-    guard = Guard(policies=policies, db=str(db_path), actor="ops-agent", approval="defer", log_level="error")
+    guard = Guard(policies=policies, db=ledger_url, actor="ops-agent", approval="defer", log_level="error")
     shipped: list[dict[str, Any]] = []
     def refund(**kw: Any) -> dict[str, str]:
         return {"refund_id": "re_1"}

@@ -79,14 +79,14 @@ def serving(app: FastAPI) -> Generator[str]:
         assert not thread.is_alive(), "uvicorn did not stop"
 
 
-def _guard(db_path: Path, actor: str) -> Guard:
-    return Guard(policies=POLICIES, db=str(db_path), actor=actor, approval="defer", log_level="error")
+def _guard(db: str, actor: str) -> Guard:
+    return Guard(policies=POLICIES, db=db, actor=actor, approval="defer", log_level="error")
 
 
-def waiting_invoice(db_path: Path, *, actor: str = "onboarding-agent", event_id: str = "evt_signup_1001",
+def waiting_invoice(db: str, *, actor: str = "onboarding-agent", event_id: str = "evt_signup_1001",
                     customer: dict[str, str] = CUSTOMER, invoice_args: dict[str, Any] = INVOICE) -> str:
     """An onboarding run whose CRM contact exists and whose first invoice waits for `finance`; the approval id."""
-    guard = _guard(db_path, actor)
+    guard = _guard(db, actor)
     try:
         def upsert_contact(**_: Any) -> dict[str, str]:
             return {"contact_id": str(invoice_args["contact_id"])}
@@ -105,9 +105,9 @@ def waiting_invoice(db_path: Path, *, actor: str = "onboarding-agent", event_id:
         guard.close()
 
 
-def waiting_prospect_email(db_path: Path) -> str:
+def waiting_prospect_email(db: str) -> str:
     """A growth run whose prospect email waits for `marketing` (a team sam and alice do not review)."""
-    guard = _guard(db_path, "growth-agent")
+    guard = _guard(db, "growth-agent")
     try:
         def send(**_: Any) -> dict[str, str]:
             raise AssertionError("a held email must not be sent before a reviewer approves it")

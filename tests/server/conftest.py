@@ -1,4 +1,5 @@
-"""The approval service on a real ledger file, with approvals made by a real Guard in defer mode.
+"""The approval service on a real ledger (a SQLite file and a PostgreSQL database: every test that asks for `service`
+runs on both backends), with approvals made by a real Guard in defer mode.
 
 `policies/onboarding.yaml`: `email.send_welcome` needs role `support`; reviewers sam [support], alice [finance],
 ops-lead [finance, support]. maria is a reviewer of growth only. The agent asks as `requester`, who is also
@@ -17,7 +18,7 @@ from typing import Any
 import httpx
 import pytest
 import uvicorn
-from server_support import POLICIES, Service, healthy
+from server_support import POLICIES, SHARED_KEY, Service, healthy
 
 from guard.ledger import Ledger
 from guard.server import create_app
@@ -37,14 +38,23 @@ def service_options() -> dict[str, Any]:
 
 
 @pytest.fixture
-def service(db_path: Path, service_policies: Path, service_options: dict[str, Any]) -> Iterator[Service]:
-    ledger = Ledger(f"sqlite:///{db_path}")
+def shared_key(ledger_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """On PostgreSQL, the hashing key every process of the deployment is given (GUARD_SECRET_KEY, inherited by the
+    subprocesses a test starts); a SQLite file makes its own key file beside it."""
+    if not ledger_url.startswith("sqlite"):
+        monkeypatch.setenv("GUARD_SECRET_KEY", SHARED_KEY)
+
+
+@pytest.fixture
+def service(ledger_url: str, shared_key: None, service_policies: Path,
+            service_options: dict[str, Any]) -> Iterator[Service]:
+    ledger = Ledger(ledger_url)
     # `newcomer` holds a token but no role anywhere until a test writes one into a policy.
     tokens = {name: ledger.create_token(name, by="test")[1]
               for name in ("sam", "alice", "ops-lead", "maria", "onboarding-agent", "newcomer")}
-    app = create_app(f"sqlite:///{db_path}", service_policies, session_secret=b"s" * 32, **service_options)
+    app = create_app(ledger_url, service_policies, session_secret=b"s" * 32, **service_options)
     try:
-        yield Service(app, ledger, db_path, tokens, [])
+        yield Service(app, ledger, ledger_url, tokens, [])
     finally:
         app.state.desk.ledger.close()
         ledger.close()

@@ -11,26 +11,37 @@ import pytest
 from fastapi import FastAPI
 
 from guard import ApprovalPending, Guard
-from guard.ledger import Ledger
+from guard.ledger import Ledger, sqlite_path
+from guard.runtime.keys import key_file_for
 
 REPO = Path(__file__).resolve().parents[2]
 POLICIES = REPO / "policies"
 WELCOME = {"to": "ada@example.com", "workspace_id": "ws_1"}
+# What every process of a shared (PostgreSQL) ledger is given as GUARD_SECRET_KEY, as in a deployment; a SQLite
+# ledger file gets a key file beside it by itself.
+SHARED_KEY = "test-deployment-key-0123456789"
 
 
 @dataclass
 class Service:
-    """The app, its ledger, a token per reviewer, and a way to make approvals wait."""
+    """The app, its ledger (at `url`, on either backend), a token per reviewer, and a way to make approvals wait."""
 
     app: FastAPI
     ledger: Ledger
-    db_path: Path
+    url: str
     tokens: dict[str, str]
     sent: list[dict[str, Any]]
 
+    @property
+    def db_path(self) -> Path:
+        """The SQLite ledger file (for the tests marked `sqlite_only` that read the file itself)."""
+        path = sqlite_path(self.url)
+        assert path is not None, f"{self.url} is not a SQLite file: mark the test sqlite_only"
+        return path
+
     def waiting(self, actor: str = "onboarding-agent", args: dict[str, Any] | None = None) -> str:
         """A run whose welcome email waits for support's approval, asked by `actor`; returns the approval id."""
-        guard = Guard(policies=POLICIES, db=str(self.db_path), actor=actor, approval="defer", log_level="error")
+        guard = Guard(policies=POLICIES, db=self.url, actor=actor, approval="defer", log_level="error")
         try:
             tool = guard.tool(self._send, name="email.send_welcome")
             with pytest.raises(ApprovalPending) as pending, guard.run("onboarding"):
@@ -45,6 +56,21 @@ class Service:
 
     def auth(self, reviewer: str) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.tokens[reviewer]}"}
+
+
+def ledger_contents(ledger: Ledger) -> str:
+    """Everything the ledger holds, as text: a SQLite file and its WAL byte for byte (freed pages included; never
+    the hash key file beside them), or on PostgreSQL every value of every table, read back over SQL."""
+    path = sqlite_path(ledger.url)
+    if path is not None:
+        files = sorted(path.parent.glob(path.name + "*"))
+        assert key_file_for(path) not in files  # the hash key lives beside the ledger, not in it
+        return b"".join(f.read_bytes() for f in files).decode("utf-8", "replace")
+    with ledger.conns.read() as cur:
+        tables = [str(t) for (t,) in cur.execute(
+            "SELECT tablename FROM pg_tables WHERE schemaname = current_schema()").fetchall()]
+        return "\n".join(str(value) for table in tables
+                         for row in cur.execute(f'SELECT * FROM "{table}"').fetchall() for value in row)
 
 
 def healthy(url: str) -> bool:

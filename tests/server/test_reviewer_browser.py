@@ -30,6 +30,12 @@ from server_support import Service
 from guard.ledger import ApprovalRecord
 from guard.testing import poll
 
+# The page is the same HTML over the same desk on either backend (the desk's decisions run on both in
+# test_server_page.py and test_server_api.py); a headless Chromium is the slowest thing in the suite, so the page
+# tests drive it once, on SQLite.
+pytestmark = pytest.mark.sqlite_only(reason="Chromium page tests run on one backend to keep the suite's time; "
+                                            "the desk under them runs on both")
+
 NOTE = "PO 4471 matches; finance signed off"
 
 
@@ -106,9 +112,9 @@ def test_signing_in_from_an_unmodified_chromium_reaches_the_queue(
 
 def test_a_reviewer_signs_in_with_a_token_and_the_queue_holds_only_calls_they_may_decide(
         service: Service, page: Page) -> None:
-    invoice = waiting_invoice(service.db_path)           # onboarding, needs finance: alice's
+    invoice = waiting_invoice(service.url)           # onboarding, needs finance: alice's
     email = service.waiting()                            # onboarding, needs support: not alice's
-    prospect = waiting_prospect_email(service.db_path)   # growth: another team's
+    prospect = waiting_prospect_email(service.url)   # growth: another team's
     page.goto("/")
     expect(page).to_have_url("/login")
     page.get_by_label("Reviewer token").fill("gtk_not-a-token")
@@ -133,7 +139,7 @@ def test_a_reviewer_signs_in_with_a_token_and_the_queue_holds_only_calls_they_ma
 
 def test_the_call_page_shows_the_run_so_far_the_exact_arguments_and_hash_the_rule_requester_and_expiry(
         service: Service, page: Page) -> None:
-    approval_id = waiting_invoice(service.db_path)
+    approval_id = waiting_invoice(service.url)
     record = pending(service, approval_id)
     sign_in(page, service, "alice")
     page.get_by_role("link", name="billing.create_invoice").click()
@@ -163,7 +169,7 @@ def test_the_call_page_shows_the_run_so_far_the_exact_arguments_and_hash_the_rul
 
 def test_a_reviewer_approves_with_only_the_keyboard_and_the_ledger_records_who_decided(
         service: Service, page: Page) -> None:
-    approval_id = waiting_invoice(service.db_path)
+    approval_id = waiting_invoice(service.url)
     record = pending(service, approval_id)
     page.goto("/login")
     token = page.get_by_label("Reviewer token")
@@ -200,9 +206,9 @@ def test_a_reviewer_approves_with_only_the_keyboard_and_the_ledger_records_who_d
 
 
 def guard_cli_show(service: Service, approval_id: str) -> dict[str, Any]:
-    """`guard approvals show ID --json` on the service's ledger file, as an operator would run it."""
+    """`guard approvals show ID --json` on the service's ledger, as an operator would run it."""
     done = subprocess.run([sys.executable, "-m", "guard", "approvals", "show", approval_id, "--json",
-                           "--db", f"sqlite:///{service.db_path}"], capture_output=True, text=True, timeout=60,
+                           "--db", service.url], capture_output=True, text=True, timeout=60,
                           check=False)
     assert done.returncode == 0, done.stderr
     shown: dict[str, Any] = json.loads(done.stdout)

@@ -1,10 +1,11 @@
 """Canary secrets of every JSON type, sent in arguments and echoed in errors and results, are found on no
-surface: the SQLite file and its WAL, the debug logs, the API over HTTP, the reviewer page, webhook bodies,
+surface: the ledger (on SQLite the file and its WAL byte for byte; on PostgreSQL every value of every table), the
+debug logs, the API over HTTP, the reviewer page, webhook bodies,
 `/metrics`, every `--json` output of the CLI, and the text of every exception the agent got.
 
 Team `vault` (written here) declares the canaries' fields secret. A real Guard on the service's ledger file
 makes the calls; a real uvicorn serves the approval service; a real HTTP server on loopback takes the
-webhooks; the CLI runs through typer's runner on the same file.
+webhooks; the CLI runs through typer's runner on the same ledger.
 """
 
 from __future__ import annotations
@@ -18,14 +19,13 @@ from typing import Any, cast
 import httpx
 import pytest
 from loopback import Receiver, receiving
-from server_support import Service
+from server_support import Service, ledger_contents
 from typer.testing import CliRunner
 
 from guard import ApprovalPending, ArgumentsRefused, CallFailed, Guard
 from guard.cli import app as cli
 from guard.notify import Notifier
 from guard.policy import PolicySet
-from guard.runtime.keys import key_file_for
 
 VAULT = """\
 team: vault
@@ -112,7 +112,7 @@ def test_canary_secrets_of_every_json_type_appear_on_no_surface(
         monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]) -> None:
     monkeypatch.setenv("VAULT_WEBHOOK_URL", receiver.url)
     monkeypatch.setenv("VAULT_WEBHOOK_KEY", "whsec-vault-0123456789")
-    guard = Guard(policies=service_policies, db=str(service.db_path), actor="vault-agent", approval="defer",
+    guard = Guard(policies=service_policies, db=service.url, actor="vault-agent", approval="defer",
                   log_level="debug")
     errors: list[BaseException] = []
 
@@ -169,7 +169,7 @@ def test_canary_secrets_of_every_json_type_appear_on_no_surface(
         surfaces["pages"] = " | ".join(p.text for p in pages)
 
     runner = CliRunner()
-    db = ["--db", str(service.db_path)]
+    db = ["--db", service.url]
     commands = [["runs", "list", *db], *[["runs", "show", r["run_id"], *db] for r in api[2].json()],
                 ["approvals", "list", *db], ["approvals", "show", approval_id, *db], ["notifications", "list", *db],
                 ["tokens", "list", *db], ["ledger", "verify", *db], ["pauses", *db],
@@ -184,18 +184,16 @@ def test_canary_secrets_of_every_json_type_appear_on_no_surface(
     logs = capfd.readouterr()
     surfaces["logs"] = logs.err + logs.out
     assert "call completed" in surfaces["logs"] and "call failed" in surfaces["logs"]  # debug logs were written
-    ledger_files = sorted(service.db_path.parent.glob(service.db_path.name + "*"))
-    assert key_file_for(service.db_path) not in ledger_files  # the hash key lives beside the ledger, not in it
-    surfaces["sqlite"] = b"".join(f.read_bytes() for f in ledger_files).decode("utf-8", "replace")
+    surfaces["ledger"] = ledger_contents(service.ledger)
 
     # The surfaces hold the story (a search for nothing finds nothing) ...
-    assert "acct-visible" in surfaces["sqlite"] and "acct-visible" in surfaces["api"]
+    assert "acct-visible" in surfaces["ledger"] and "acct-visible" in surfaces["api"]
     assert "gateway refused" in surfaces["api"] and "gateway refused" in surfaces["cli"]
-    assert "the agent gave up on" in surfaces["sqlite"] and "vault.charge" in surfaces["webhooks"]
+    assert "the agent gave up on" in surfaces["ledger"] and "vault.charge" in surfaces["webhooks"]
     # ... and no canary, in any form, on any of them.
     assert {name: hits(text) for name, text in surfaces.items() if hits(text)} == {}
     # The canaries that cannot be searched by value (true, null) are redacted wherever their field shows.
     for name in ("api", "cli"):
         for text in surfaces[name].split(" | "):
             assert unredacted_secret_fields(json.loads(text)) == [], name
-    assert '"flag":true' not in surfaces["sqlite"] and '"nothing":null' not in surfaces["sqlite"]
+    assert '"flag":true' not in surfaces["ledger"] and '"nothing":null' not in surfaces["ledger"]

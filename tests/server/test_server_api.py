@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sqlite3
 import time
 
 import httpx
@@ -98,8 +97,8 @@ async def test_an_expired_approval_is_410_and_its_call_never_runs(service: Servi
     approval_id = service.waiting()
     record = service.ledger.get_approval(approval_id)
     assert record is not None
-    with sqlite3.connect(service.db_path) as raw:  # the expiry passed (no waiting in the test)
-        raw.execute("UPDATE approvals SET expires_at = ? WHERE approval_id = ?", (time.time() - 1, approval_id))
+    with service.ledger.conns.write() as cur:  # the expiry passed (no waiting in the test)
+        cur.execute("UPDATE approvals SET expires_at = ? WHERE approval_id = ?", (time.time() - 1, approval_id))
     assert (await client.get("/api/approvals", headers=service.auth("sam"))).json() == []
     body = {"decision": "approve", "args_hash": record.args_hash}
     for _ in range(2):  # the first decision records the expiry; the next finds it expired

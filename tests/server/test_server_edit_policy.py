@@ -130,11 +130,11 @@ class Pay:
 
 
 @pytest.fixture
-def pay(tmp_path: Path, db_path: Path) -> Iterator[Pay]:
+def pay(tmp_path: Path, ledger_url: str, shared_key: None) -> Iterator[Pay]:
     policies = tmp_path / "policies"
     policies.mkdir()
     (policies / "pay.yaml").write_text(POLICY)
-    db = f"sqlite:///{db_path}"
+    db = ledger_url
     ledger = Ledger(db)
     tokens = {name: ledger.create_token(name, by="test")[1] for name in REVIEWERS}
     app = create_app(db, policies, session_secret=b"s" * 32, notify_every=None, policies_every=0)

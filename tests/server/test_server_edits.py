@@ -6,7 +6,6 @@ The agent is a real Guard in defer mode: it asks, the reviewers decide over HTTP
 
 from __future__ import annotations
 
-import sqlite3
 import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
@@ -82,11 +81,11 @@ class Desk:
 
 
 @pytest.fixture
-async def desk(tmp_path: Path, db_path: Path) -> AsyncIterator[Desk]:
+async def desk(tmp_path: Path, ledger_url: str, shared_key: None) -> AsyncIterator[Desk]:
     policies = tmp_path / "policies"
     policies.mkdir()
     (policies / "desk.yaml").write_text(POLICY)
-    db = f"sqlite:///{db_path}"
+    db = ledger_url
     ledger = Ledger(db)
     tokens = {name: ledger.create_token(name, by="test")[1] for name in ("rita", "omar", "agent")}
     app = create_app(db, policies, session_secret=b"s" * 32)
@@ -236,8 +235,8 @@ async def test_expiry_is_judged_by_the_database_clock_not_the_host_clock(
     assert ok.status_code == 200 and ok.json()["state"] == "pending"
 
     # The database says the expiry has passed; a host clock two hours behind does not revive it.
-    with sqlite3.connect(desk.db.removeprefix("sqlite:///")) as conn:
-        conn.execute("UPDATE approvals SET expires_at = expires_at - 3601 WHERE approval_id = ?", (approval_id,))
+    with desk.ledger.conns.write() as cur:
+        cur.execute("UPDATE approvals SET expires_at = expires_at - 3601 WHERE approval_id = ?", (approval_id,))
     monkeypatch.setattr(time, "time", lambda: real() - 7200)
     late = await desk.decide("omar", approval_id, decision="approve", args_hash=shown["args_hash"])
     assert late.status_code == 410 and late.json()["code"] == "expired"

@@ -51,7 +51,7 @@ def olga(service: Service) -> str:
 
 def _find_contact(service: Service) -> list[str]:
     """Look a contact up in a new run of onboarding; the reasons a pause denied it, if one did."""
-    guard = Guard(policies=service.app.state.desk.policies, db=str(service.db_path), approval="defer",
+    guard = Guard(policies=service.app.state.desk.policies, db=service.url, approval="defer",
                   log_level="error")
     try:
         tool = guard.tool(_echo, name="crm.find_contact")
