@@ -1,14 +1,18 @@
-"""`guard pause` / `guard unpause`: the kill switch for a team, a tool or a run."""
+"""`guard pause` / `guard unpause` / `guard pauses`: the kill switch for a team, a tool or a run, and its record."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from guard.cli.common import (
     DbOption,
     JsonFlag,
+    PoliciesDir,
     Who,
     echo,
     emit,
@@ -16,6 +20,7 @@ from guard.cli.common import (
     guarded_command,
     open_ledger,
     operator_name,
+    policy_dir,
     when,
 )
 
@@ -60,14 +65,53 @@ def unpause(reason: Annotated[str, typer.Option(help="Why it is safe to go on: k
 
 
 @guarded_command
-def pauses(db: DbOption = None, as_json: JsonFlag = False) -> None:
-    """List the active pauses."""
-    active = open_ledger(db).active_pauses()
+def pauses(team: Annotated[str | None, typer.Option("--team", help="Only this team's pauses and history.")] = None,
+           last: Annotated[int, typer.Option("--last", min=0, help="How many pause and lift events of the history to "
+                                                                    "show, newest last.", show_default=True)] = 20,
+           db: DbOption = None, policies: PoliciesDir = None, as_json: JsonFlag = False) -> None:
+    """The pauses in force with their owners (from the team's policy), then the history: every pause and lift,
+    who, when and why."""
+    ledger = open_ledger(db)
+    owners = _owners_by_pause(policy_dir(policies))
+    active: list[dict[str, Any]] = [{**p, "owners": owners(p)} for p in ledger.active_pauses(None if team is None else [team])]
+    history = [_history_row(e.at, e.actor, e.to_state, e.detail) for e in ledger.pause_events(team)]
+    history = history[-last:] if last else []
     if as_json:
-        emit(active)
+        emit({"active": active, "history": history})
         return
     for p in active:
+        who = " / ".join(f"{o['owner']} (backup {o['backup']})" for o in p["owners"]) or "nobody named"
         echo(f"{p['id']:<4} {p['scope']:<5} {p['target']:<24} by {p['paused_by']} at {when(p['at'])}: "
-             f"{p['reason']}")
+             f"{p['reason']}; owners {who}")
     if not active:
         echo("no active pauses")
+    if history:
+        echo("history:")
+    for h in history:
+        echo(f"  {when(h['at'])} {h['action']:<7} {h['scope']} {h['target']} by {h['by']}: {h['reason']}")
+
+
+def _history_row(at: float, actor: str, to_state: str, detail: str) -> dict[str, Any]:
+    facts = json.loads(detail)
+    return {"at": at, "action": "paused" if to_state == "paused" else to_state, "by": actor,
+            "scope": facts.get("scope"), "target": facts.get("target"), "team": facts.get("team"),
+            "reason": facts.get("reason"), "ids": facts.get("ids", [facts.get("id")])}
+
+
+def _owners_by_pause(folder: Path) -> Callable[[dict[str, Any]], list[dict[str, str]]]:
+    """`pause -> [{owner, backup}]` from the policies in `folder`; empty for a team without a loadable policy (the
+    list still shows the pause: a broken policy file must not hide a pause in force)."""
+    from guard.policy import PolicySet
+
+    from guard.policy import Policy
+
+    loaded: dict[str, Policy] = dict(PolicySet.load_dir(folder).policies) if folder.is_dir() else {}
+
+    def owners(p: dict[str, Any]) -> list[dict[str, str]]:
+        policy = loaded.get(p["team"] or "")
+        if policy is None:
+            return []
+        found = policy.owners_of(p["target"] if p["scope"] == "tool" else None)
+        return [{"owner": o.owner, "backup": o.backup} for o in found]
+
+    return owners

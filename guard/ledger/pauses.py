@@ -1,7 +1,7 @@
 """The kill switch in the ledger: pause a team, a tool (glob) or a run at once; lift it later.
 
 A pause takes effect for the next call that reaches the brakes step (`Ledger.offer` reads it inside the same
-transaction that would record the call), and for the next run the team opens (`Ledger.pause_of_team`). Pausing
+transaction that would record the call), and for the next run the team opens (`Ledger.pause_at_source`). Pausing
 and lifting are events in the audit trail, each with who, when and why; the pause row keeps the same.
 """
 
@@ -71,13 +71,24 @@ class LedgerPauses:
                               stream=run_stream(target) if scope == "run" else pauses_stream(owner or None))
         return len(lifted)
 
-    def pause_of_team(self, team: str) -> dict[str, Any] | None:
-        """The oldest active pause of the whole team, or None: a paused team opens no new run."""
+    def pause_at_source(self, team: str, tools: tuple[str, ...] = ()) -> dict[str, Any] | None:
+        """The oldest active pause that keeps a new run of `team` from opening, or None: a pause of the whole team,
+        or a tool pause (of the team, or of every team) whose glob matches one of `tools`, the tools the run
+        declares it uses. The dict holds id, scope, target, reason, paused_by, at and, for a tool pause, `tool`:
+        the declared tool it covers. One read."""
         with self.conns.read() as cur:
-            cur.execute("SELECT id, reason, paused_by, at FROM pauses WHERE lifted_at IS NULL AND scope = 'team' "
-                        "AND target = ? ORDER BY id LIMIT 1", (team,))
-            row = cur.fetchone()
-        return None if row is None else dict(zip(("id", "reason", "paused_by", "at"), row, strict=True))
+            cur.execute("SELECT id, scope, target, reason, paused_by, at FROM pauses WHERE lifted_at IS NULL "
+                        "AND ((scope = 'team' AND target = ?) OR (scope = 'tool' AND (team = ? OR team IS NULL))) "
+                        "ORDER BY id", (team, team))
+            rows = cur.fetchall()
+        for pause_id, scope, target, reason, by, at in rows:
+            found = {"id": pause_id, "scope": scope, "target": target, "reason": reason, "paused_by": by, "at": at}
+            if scope == "team":
+                return found
+            hit = next((tool for tool in tools if fnmatchcase(tool, target)), None)
+            if hit is not None:
+                return {**found, "tool": hit}
+        return None
 
     def pause_holding(self, team: str, tool: str, run_id: str) -> str | None:
         """The active pause that would stop this call at the brakes now, as a sentence naming how to lift it;
