@@ -73,7 +73,8 @@ def pauses(team: Annotated[str | None, typer.Option("--team", help="Only this te
     who, when and why."""
     ledger = open_ledger(db)
     owners = _owners_by_pause(policy_dir(policies))
-    active: list[dict[str, Any]] = [{**p, "owners": owners(p)} for p in ledger.active_pauses(None if team is None else [team])]
+    in_force = ledger.active_pauses(None if team is None else [team])
+    active: list[dict[str, Any]] = [{**p, "owners": owners(p)} for p in in_force]
     history = [_history_row(e.at, e.actor, e.to_state, e.detail) for e in ledger.pause_events(team)]
     history = history[-last:] if last else []
     if as_json:
@@ -101,9 +102,7 @@ def _history_row(at: float, actor: str, to_state: str, detail: str) -> dict[str,
 def _owners_by_pause(folder: Path) -> Callable[[dict[str, Any]], list[dict[str, str]]]:
     """`pause -> [{owner, backup}]` from the policies in `folder`; empty for a team without a loadable policy (the
     list still shows the pause: a broken policy file must not hide a pause in force)."""
-    from guard.policy import PolicySet
-
-    from guard.policy import Policy
+    from guard.policy import Policy, PolicySet
 
     loaded: dict[str, Policy] = dict(PolicySet.load_dir(folder).policies) if folder.is_dir() else {}
 

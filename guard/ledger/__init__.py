@@ -3,6 +3,7 @@
 from guard.ledger.approvals import DecisionResult, EditGate, RolesNow
 from guard.ledger.audit import AuditReport, Finding, Unsealed
 from guard.ledger.database import HEAD_REVISION, current_revision, resolve_url, sqlite_path, upgrade
+from guard.ledger.field_stops import StopMark
 from guard.ledger.moves import RunClose
 from guard.ledger.pauses import Scope
 from guard.ledger.records import (
@@ -50,6 +51,7 @@ __all__ = [
     "SealFile",
     "SealRecord",
     "Signer",
+    "StopMark",
     "Unsealed",
     "Watch",
     "condition",

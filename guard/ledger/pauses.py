@@ -19,9 +19,32 @@ from guard.ledger.digests import claim
 from guard.ledger.moves import append_events
 from guard.ledger.records import EventRecord
 
-__all__ = ["LedgerPauses", "Scope"]
+__all__ = ["LedgerPauses", "Scope", "insert_pause"]
 
 Scope = Literal["team", "tool", "run"]
+
+
+def insert_pause(cur: Any, scope: Scope, target: str, *, reason: str, by: str, team: str | None,
+                 now: float) -> int:
+    """Record a pause and its event inside the caller's write transaction (the CLI's, the API's, or a stop rule's
+    offer that trips with `on_trip: pause`); returns its id.
+
+    Raises:
+        GuardUsageError: an unknown scope or an empty reason.
+    """
+    if scope not in ("team", "tool", "run"):
+        raise GuardUsageError(f"scope must be team, tool or run, not {scope!r}")
+    if not reason.strip():
+        raise GuardUsageError("a pause needs a reason: the agent and the on-call see it")
+    owner = target if scope == "team" else team
+    cur.execute("INSERT INTO pauses (scope, team, target, reason, paused_by, at) VALUES (?, ?, ?, ?, ?, ?) "
+                "RETURNING id", (scope, owner, target, reason, by, now))
+    pause_id: int = cur.fetchone()[0]
+    append_events(cur, [(target if scope == "run" else None, None, now, by, "pause", None, "paused",
+                         json.dumps({"id": pause_id, "scope": scope, "target": target, "team": owner,
+                                     "reason": reason}))], [claim(cur, "pauses", pause_id)],
+                  stream=run_stream(target) if scope == "run" else pauses_stream(owner))
+    return pause_id
 
 
 class LedgerPauses:
@@ -29,21 +52,8 @@ class LedgerPauses:
 
     def pause(self, scope: Scope, target: str, *, reason: str, by: str, team: str | None = None) -> int:
         """Pause `target` (a team name, a tool glob within `team` or every team, or a run id)."""
-        if scope not in ("team", "tool", "run"):
-            raise GuardUsageError(f"scope must be team, tool or run, not {scope!r}")
-        if not reason.strip():
-            raise GuardUsageError("a pause needs a reason: the agent and the on-call see it")
-        now = time.time()
-        owner = target if scope == "team" else team
         with self.conns.write() as cur:
-            cur.execute("INSERT INTO pauses (scope, team, target, reason, paused_by, at) VALUES (?, ?, ?, ?, ?, ?) "
-                        "RETURNING id", (scope, owner, target, reason, by, now))
-            pause_id: int = cur.fetchone()[0]
-            append_events(cur, [(target if scope == "run" else None, None, now, by, "pause", None, "paused",
-                                 json.dumps({"id": pause_id, "scope": scope, "target": target, "team": owner,
-                                             "reason": reason}))], [claim(cur, "pauses", pause_id)],
-                          stream=run_stream(target) if scope == "run" else pauses_stream(owner))
-        return pause_id
+            return insert_pause(cur, scope, target, reason=reason, by=by, team=team, now=time.time())
 
     def unpause(self, scope: Scope, target: str, *, by: str, reason: str, team: str | None = None) -> int:
         """Lift every active pause on `target` (only those of `team`, when given); returns how many were lifted.

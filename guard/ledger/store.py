@@ -25,6 +25,7 @@ from guard.errors import (
 from guard.ledger.approvals import LedgerApprovals
 from guard.ledger.backend import Connections, open_backend
 from guard.ledger.digests import claim, row_digest
+from guard.ledger.field_stops import StopMark, count_marks, field_stop_trip
 from guard.ledger.inflight import LedgerInFlight
 from guard.ledger.moves import EventIn, RunClose, append_events, cas_call, move_run, move_run_if, new_id
 from guard.ledger.notices import LedgerNotices
@@ -103,6 +104,7 @@ class CallRequest(NamedTuple):
     stop_repeats: int | None = None  # the same call at most this many times in a row
     stop_limits: tuple[tuple[str, int], ...] = ()  # (tool glob, most calls of it per run)
     stop_rates: tuple[tuple[str, int, float], ...] = ()  # (tool glob, most calls, per seconds) for the team
+    stop_marks: tuple[StopMark, ...] = ()  # the stop rules on named arguments (guard.ledger.field_stops)
 
 
 class Offer(NamedTuple):
@@ -196,7 +198,8 @@ class Ledger(LedgerQueries, LedgerApprovals, LedgerPauses, LedgerInFlight, Ledge
                                       run_id=req.run_id)
             run_state, paused, seq = row
             # Rate windows are judged by the database clock, read once for the check and the count.
-            clock = self.conns.backend.clock(cur) if req.stop_rates and req.compensates_call_id is None else 0.0
+            clock = (self.conns.backend.clock(cur) if (req.stop_rates or req.stop_marks)
+                     and req.compensates_call_id is None else 0.0)
             brake = self._brake(cur, req, run_state, bool(paused), clock)
             if brake is not None or req.verdict == "deny":
                 earlier = self._by_key(cur, req)
@@ -210,12 +213,14 @@ class Ledger(LedgerQueries, LedgerApprovals, LedgerPauses, LedgerInFlight, Ledge
                     return self._existing(cur, req, self._holder(cur, req), now)
                 if clock:
                     self._count_rate(cur, req, clock)
+                    count_marks(cur, req.team, req.run_id, req.stop_marks, clock)
                 approval_id, expires_at = self._request_approval(cur, req, now)
                 return Offer("awaiting", req.call_id, seq, approval_id=approval_id, expires_at=expires_at)
             if not self._insert(cur, req, seq, now, C.STARTED):
                 return self._existing(cur, req, self._holder(cur, req), now)
             if clock:
                 self._count_rate(cur, req, clock)
+                count_marks(cur, req.team, req.run_id, req.stop_marks, clock)
             return Offer("started", req.call_id, seq, lease_token=1)
 
     def _by_key(self, cur: Any, req: CallRequest) -> CallRecord | None:
@@ -263,9 +268,12 @@ class Ledger(LedgerQueries, LedgerApprovals, LedgerPauses, LedgerInFlight, Ledge
                 if hit:
                     return ("pause", f"{scope} {target} is paused by {by}: {reason} "
                                      f"(lift it with `guard unpause --{scope} {target}`)")
-        if (req.compensates_call_id is None and (req.stop_repeats is not None or req.stop_limits or req.stop_rates)
+        if (req.compensates_call_id is None and (req.stop_repeats is not None or req.stop_limits or req.stop_rates
+                                                 or req.stop_marks)
                 and not self._offered_before(cur, req)):  # only when the policy sets `stop:`
             reason = self._stopped(cur, req, clock)
+            if reason is None and req.stop_marks:
+                reason = field_stop_trip(cur, req.team, req.tool, req.run_id, req.stop_marks, clock, req.actor)
             if reason is not None:
                 return ("stop", reason)
         return None

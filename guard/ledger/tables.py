@@ -11,8 +11,22 @@ from sqlmodel import Field, SQLModel
 
 from guard.ledger.states import UNSETTLED_SQL
 
-__all__ = ["Approval", "ApprovalDecision", "Call", "Event", "ManualAction", "Pause", "RateWindow", "ReviewerToken",
-           "Run", "Seal", "SealedHead", "StreamHead", "metadata"]
+__all__ = [
+    "Approval",
+    "ApprovalDecision",
+    "Call",
+    "Event",
+    "ManualAction",
+    "Pause",
+    "RateWindow",
+    "ReviewerToken",
+    "Run",
+    "Seal",
+    "SealedHead",
+    "StopMark",
+    "StreamHead",
+    "metadata",
+]
 
 
 class Run(SQLModel, table=True):
@@ -208,6 +222,21 @@ class RateWindow(SQLModel, table=True):
     period: float = Field(primary_key=True)  # seconds
     window: int  # the database clock // period
     calls: int
+
+
+class StopMark(SQLModel, table=True):
+    """What a stop rule on named arguments counted: a distinct value's digest in a run or window (`records`), or one
+    call's values in the window of a `duplicates` rule."""
+
+    __tablename__ = "stop_marks"  # pyright: ignore[reportAssignmentType]
+    __table_args__ = (Index("ix_stop_marks_lookup", "team", "rule", "scope", "mark"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    team: str
+    rule: str
+    scope: str  # the run id, `w<window>` for a window of the team, or "" for a duplicates rule
+    mark: str  # digest of the counted values
+    at: float  # the database clock when it was counted
 
 
 class ReviewerToken(SQLModel, table=True):

@@ -7,6 +7,7 @@ classifying is pure and fails closed (unknown tools, wrong-typed arguments and b
 """
 
 from guard.policy._cases import CaseReport, CaseResult, cases_path, run_cases
+from guard.policy._field_stops import FieldStop
 from guard.policy._live import LivePolicies
 from guard.policy._load import load_policy, policy_from_text
 from guard.policy._policy import Policy, RuleTrace
@@ -29,6 +30,7 @@ __all__ = [
     "CaseReport",
     "CaseResult",
     "Decision",
+    "FieldStop",
     "LivePolicies",
     "Notify",
     "OnFailure",

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from fnmatch import fnmatchcase
 
+from guard.policy._field_stops import FieldStop
+
 __all__ = ["NO_STOP", "ApprovalRule", "Decision", "Notify", "OnFailure", "Owners", "RetryRule", "SideEffectClass",
            "StopRules", "Verdict"]
 
@@ -151,16 +153,20 @@ class StopRules:
         max_calls: (tool name or glob, limit): at most `limit` calls of the matching tools per run.
         rate: (tool name or glob, calls, period in seconds): at most `calls` calls of the matching tools in each
             period (a fixed window of the database clock), across every run of the team.
+        fields: The seeds' rules on named arguments (`guard.policy._field_stops.FieldStop`): far more records than
+            expected, duplicate messages, blank fields written.
     """
 
     repeats: int | None = None
     max_calls: tuple[tuple[str, int], ...] = ()
     rate: tuple[tuple[str, int, float], ...] = ()
+    fields: tuple[FieldStop, ...] = ()  # rules on named arguments: records, duplicates, blank fields
 
     def for_tool(self, tool: str) -> StopRules:
         """The rules that count a call of `tool` (the limits whose pattern names it)."""
         return StopRules(self.repeats, tuple((glob, n) for glob, n in self.max_calls if fnmatchcase(tool, glob)),
-                         tuple(rule for rule in self.rate if fnmatchcase(tool, rule[0])))
+                         tuple(rule for rule in self.rate if fnmatchcase(tool, rule[0])),
+                         tuple(rule for rule in self.fields if rule.counts(tool)))
 
 
 NO_STOP = StopRules()

@@ -12,6 +12,7 @@ def test_exported_names() -> None:
             "CaseReport",
             "CaseResult",
             "Decision",
+            "FieldStop",
             "LivePolicies",
             "Notify",
             "OnFailure",
