@@ -18,6 +18,7 @@ from guard.ledger.chain import pauses_stream, run_stream
 from guard.ledger.digests import claim
 from guard.ledger.moves import append_events
 from guard.ledger.records import EventRecord
+from guard.ledger.restarts import restart_tripped
 
 __all__ = ["LedgerPauses", "Scope", "insert_pause"]
 
@@ -40,6 +41,7 @@ def insert_pause(cur: Any, scope: Scope, target: str, *, reason: str, by: str, t
     cur.execute("INSERT INTO pauses (scope, team, target, reason, paused_by, at) VALUES (?, ?, ?, ?, ?, ?) "
                 "RETURNING id", (scope, owner, target, reason, by, now))
     pause_id: int = cur.fetchone()[0]
+    restart_tripped(cur, [(scope, target, owner)], now, f"paused again by {by}: {reason}")
     append_events(cur, [(target if scope == "run" else None, None, now, by, "pause", None, "paused",
                          json.dumps({"id": pause_id, "scope": scope, "target": target, "team": owner,
                                      "reason": reason}))], [claim(cur, "pauses", pause_id)],
@@ -84,12 +86,15 @@ class LedgerPauses:
     def pause_at_source(self, team: str, tools: tuple[str, ...] = ()) -> dict[str, Any] | None:
         """The oldest active pause that keeps a new run of `team` from opening, or None: a pause of the whole team,
         or a tool pause (of the team, or of every team) whose glob matches one of `tools`, the tools the run
-        declares it uses. The dict holds id, scope, target, reason, paused_by, at and, for a tool pause, `tool`:
-        the declared tool it covers. One read."""
+        declares it uses, unless a staged restart of it is letting calls through. The dict holds id, scope,
+        target, reason, paused_by, at and, for a tool pause, `tool`: the declared tool it covers. One read."""
         with self.conns.read() as cur:
-            cur.execute("SELECT id, scope, target, reason, paused_by, at FROM pauses WHERE lifted_at IS NULL "
+            # A point a staged restart is letting calls through opens runs for them (`guard.ledger.restarts`).
+            cur.execute("SELECT id, scope, target, reason, paused_by, at FROM pauses p WHERE lifted_at IS NULL "
                         "AND ((scope = 'team' AND target = ?) OR (scope = 'tool' AND (team = ? OR team IS NULL))) "
-                        "ORDER BY id", (team, team))
+                        "AND NOT EXISTS (SELECT 1 FROM restarts r WHERE r.scope = p.scope AND r.target = p.target "
+                        "AND COALESCE(r.team, '') = COALESCE(p.team, '') AND r.state = 'passing') ORDER BY id",
+                        (team, team))
             rows = cur.fetchall()
         for pause_id, scope, target, reason, by, at in rows:
             found = {"id": pause_id, "scope": scope, "target": target, "reason": reason, "paused_by": by, "at": at}
@@ -114,11 +119,12 @@ class LedgerPauses:
                             f"lifted (`guard unpause --{scope} {target}`)")
         return None
 
-    def pause_events(self, team: str | None = None) -> list[EventRecord]:
+    def pause_events(self, team: str | None = None, *, restarts: bool = False) -> list[EventRecord]:
         """Every pause and lift in the audit trail, oldest first (who, when, and why in the detail); those of
-        `team` only, when given."""
+        `team` only, when given; with `restarts`, the steps of staged restarts too (entity `restart`)."""
+        entities = "('pause', 'restart')" if restarts else "('pause')"
         with self.conns.read() as cur:
-            cur.execute(f"SELECT {EventRecord.sql_columns()} FROM events WHERE entity = 'pause' ORDER BY id")
+            cur.execute(f"SELECT {EventRecord.sql_columns()} FROM events WHERE entity IN {entities} ORDER BY id")
             rows = [EventRecord.from_row(r) for r in cur.fetchall()]
         return [e for e in rows if team is None or json.loads(e.detail).get("team") == team]
 

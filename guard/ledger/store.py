@@ -32,6 +32,7 @@ from guard.ledger.notices import LedgerNotices
 from guard.ledger.pauses import LedgerPauses
 from guard.ledger.queries import LedgerQueries
 from guard.ledger.records import CallRecord, RunRecord
+from guard.ledger.restarts import LedgerRestarts, restart_tripped, stage_gate, stage_pass
 from guard.ledger.seals import LedgerSeals
 from guard.ledger.states import (
     KEY_RELEASING_STATES,
@@ -130,7 +131,7 @@ class Offer(NamedTuple):
 
 
 class Ledger(LedgerQueries, LedgerApprovals, LedgerPauses, LedgerInFlight, LedgerTokens, LedgerNotices,
-             LedgerSeals):
+             LedgerSeals, LedgerRestarts):
     """The durable record of runs, calls, approvals and events. Thread-safe: one connection per thread.
 
     Open with `Ledger(url)`; a new SQLite file is created and migrated, an old one must be upgraded
@@ -259,15 +260,31 @@ class Ledger(LedgerQueries, LedgerApprovals, LedgerPauses, LedgerInFlight, Ledge
         if run_state not in OPEN_RUN_STATES and not (
                 run_state == RunState.ROLLING_BACK and req.compensates_call_id is not None):
             return ("run", f"run {req.run_id} is {run_state}: no new call may start in it")
+        staged: set[tuple[str, str, str | None]] = set()  # pause points a staged restart lets this call through
         if paused:  # only when a pause is active anywhere: the common case costs no second statement
-            cur.execute("SELECT scope, target, reason, paused_by FROM pauses WHERE lifted_at IS NULL "
+            cur.execute("SELECT scope, target, reason, paused_by, team FROM pauses WHERE lifted_at IS NULL "
                         "AND (team = ? OR team IS NULL OR (scope = 'run' AND target = ?))", (req.team, req.run_id))
-            for scope, target, reason, by in cur.fetchall():
+            for scope, target, reason, by, team in cur.fetchall():
                 hit = ((scope == "team" and target == req.team) or (scope == "run" and target == req.run_id)
                        or (scope == "tool" and fnmatchcase(req.tool, target)))
                 if hit:
-                    return ("pause", f"{scope} {target} is paused by {by}: {reason} "
-                                     f"(lift it with `guard unpause --{scope} {target}`)")
+                    passes, held = stage_gate(cur, scope, target, team, time.time())
+                    if not passes:
+                        lift = held or f"lift it with `guard unpause --{scope} {target}`"
+                        return ("pause", f"{scope} {target} is paused by {by}: {reason} ({lift})")
+                    staged.add((scope, target, team))
+        stop = self._stop_brake(cur, req, clock)
+        if stop is not None:
+            if staged:  # a stop rule tripping during a stage pauses again at once
+                restart_tripped(cur, sorted(staged, key=str), time.time(), stop[1])
+            return stop
+        if staged and req.verdict != "deny":
+            for scope, target, team in sorted(staged, key=str):
+                stage_pass(cur, scope, target, team, req.call_id, time.time())
+        return None
+
+    def _stop_brake(self, cur: Any, req: CallRequest, clock: float) -> tuple[str, str] | None:
+        """The policy's stop rules on this call, as ("stop", reason); None when none trips."""
         if (req.compensates_call_id is None and (req.stop_repeats is not None or req.stop_limits or req.stop_rates
                                                  or req.stop_marks)
                 and not self._offered_before(cur, req)):  # only when the policy sets `stop:`

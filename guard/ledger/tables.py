@@ -239,6 +239,38 @@ class StopMark(SQLModel, table=True):
     at: float  # the database clock when it was counted
 
 
+class Restart(SQLModel, table=True):
+    """A staged restart of a pause point (`guard.ledger.restarts`)."""
+
+    __tablename__ = "restarts"  # pyright: ignore[reportAssignmentType]
+    __table_args__ = (Index("ix_restarts_point", "scope", "target", "state"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    scope: str  # team | tool | run
+    team: str | None = None
+    target: str
+    stages: str  # JSON list of call counts, e.g. [1, 10, 100]
+    stage: int  # index of the current stage
+    passed: int  # calls the current stage let through
+    state: str  # passing | holding | failed | done
+    quiet: float | None = None  # seconds after a full stage with no failure that move it on without a confirmation
+    held_at: float | None = None
+    started_by: str
+    reason: str
+    at: float
+    updated_at: float
+
+
+class RestartCall(SQLModel, table=True):
+    """A call a stage of a staged restart let through."""
+
+    __tablename__ = "restart_calls"  # pyright: ignore[reportAssignmentType]
+
+    call_id: str = Field(primary_key=True)
+    restart_id: int
+    stage: int
+
+
 class ReviewerToken(SQLModel, table=True):
     """An API token of the approval service. Only the SHA-256 of its secret is stored; the secret is shown once.
 

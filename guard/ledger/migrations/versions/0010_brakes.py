@@ -1,9 +1,13 @@
-"""the seeds' stop rules on named arguments
+"""the seeds' stop rules on named arguments, and staged restarts
 
 `stop_marks` holds what the stop rules on named arguments count: one row per distinct value a `records` rule saw
 in its run or window, one row per call a `duplicates` rule saw in its window (older rows are pruned as new ones
 come). Values are kept as digests only. Checked and counted in the transaction that offers a call, as
 `rate_windows` is.
+
+`restarts` holds staged restarts of a pause point (stages such as 1,10,100, the current stage, how many calls it
+let through, passing / holding / failed / done, the quiet period); `restart_calls` the calls each stage let
+through, so a failure of one of them stops its restart at once.
 
 Revision ID: 0010_brakes
 Revises: 0008_pause_owners
@@ -32,8 +36,35 @@ def upgrade() -> None:
         sa.Column("at", sa.Float(), nullable=False),
     )
     op.create_index("ix_stop_marks_lookup", "stop_marks", ["team", "rule", "scope", "mark"])
+    op.create_table(
+        "restarts",
+        sa.Column("id", sa.Integer(), primary_key=True, autoincrement=True),
+        sa.Column("scope", sa.String(), nullable=False),
+        sa.Column("team", sa.String(), nullable=True),
+        sa.Column("target", sa.String(), nullable=False),
+        sa.Column("stages", sa.String(), nullable=False),
+        sa.Column("stage", sa.Integer(), nullable=False),
+        sa.Column("passed", sa.Integer(), nullable=False),
+        sa.Column("state", sa.String(), nullable=False),
+        sa.Column("quiet", sa.Float(), nullable=True),
+        sa.Column("held_at", sa.Float(), nullable=True),
+        sa.Column("started_by", sa.String(), nullable=False),
+        sa.Column("reason", sa.String(), nullable=False),
+        sa.Column("at", sa.Float(), nullable=False),
+        sa.Column("updated_at", sa.Float(), nullable=False),
+    )
+    op.create_index("ix_restarts_point", "restarts", ["scope", "target", "state"])
+    op.create_table(
+        "restart_calls",
+        sa.Column("call_id", sa.String(), primary_key=True),
+        sa.Column("restart_id", sa.Integer(), nullable=False),
+        sa.Column("stage", sa.Integer(), nullable=False),
+    )
 
 
 def downgrade() -> None:
+    op.drop_table("restart_calls")
+    op.drop_index("ix_restarts_point", table_name="restarts")
+    op.drop_table("restarts")
     op.drop_index("ix_stop_marks_lookup", table_name="stop_marks")
     op.drop_table("stop_marks")
