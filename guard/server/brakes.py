@@ -116,8 +116,14 @@ class Brakes:
 
     def restarts(self, who: Reviewer) -> list[dict[str, Any]]:
         """The staged restarts of the reviewer's teams, each with its steps (who, when, which stage, why)."""
-        return [{**r, "steps": self.desk.ledger.restart_events(r["id"])}
-                for r in self.desk.ledger.restarts(self.desk.teams_of(who.name))]
+        policies = self.desk.policies.policies
+        out: list[dict[str, Any]] = []
+        for r in self.desk.ledger.restarts(self.desk.teams_of(who.name)):
+            policy = policies.get(r["team"] or "")
+            tool = r["target"] if r["scope"] == "tool" else None
+            out.append({**r, "steps": self.desk.ledger.restart_events(r["id"]),
+                        "may_confirm": policy is not None and policy.may_pause(who.name, tool)})
+        return out
 
     def _restart(self, restart_id: int) -> dict[str, Any]:
         [r] = [r for r in self.desk.ledger.restarts() if r["id"] == restart_id]
