@@ -21,7 +21,7 @@ from typing import Any, NamedTuple
 from guard.ledger.moves import append_events
 from guard.ledger.pauses import insert_pause
 
-__all__ = ["StopMark", "count_marks", "field_stop_trip"]
+__all__ = ["StopMark", "count_marks", "count_shadow", "field_stop_trip", "shadow_verdicts"]
 
 
 class StopMark(NamedTuple):
@@ -82,6 +82,7 @@ def field_stop_trip(cur: Any, team: str, tool: str, run_id: str, marks: tuple[St
         if reason is None:
             continue
         if m.shadow:
+            count_shadow(cur, team, m.rule, "stop")
             append_events(cur, [(run_id, None, now, actor, "stop", None, "would_trip",
                                  json.dumps({"rule": m.rule, "kind": m.kind, "tool": tool, "reason": reason,
                                              "on_trip": m.on_trip}))])
@@ -94,6 +95,20 @@ def field_stop_trip(cur: Any, team: str, tool: str, run_id: str, marks: tuple[St
                        f"(`guard unpause --{m.pause_scope} {target}`)")
         return reason
     return None
+
+
+def count_shadow(cur: Any, team: str, rule: str, kind: str) -> None:
+    """Count one verdict of a rule in `mode: shadow` that differs from what was enforced (the metric
+    `guard_shadow_verdicts_total`); `rule` is the enforced rule for a policy rule, the stop rule's name for a stop
+    rule."""
+    cur.execute("INSERT INTO shadow_counts (team, rule, kind, verdicts) VALUES (?, ?, ?, 1) ON CONFLICT (team, rule, "
+                "kind) DO UPDATE SET verdicts = shadow_counts.verdicts + 1", (team, rule, kind))
+
+
+def shadow_verdicts(cur: Any) -> list[tuple[str, str, str, int]]:
+    """(team, rule, kind, verdicts) of every shadow rule that would have decided otherwise."""
+    cur.execute("SELECT team, rule, kind, verdicts FROM shadow_counts ORDER BY team, rule, kind")
+    return [(t, r, k, int(n)) for t, r, k, n in cur.fetchall()]
 
 
 def count_marks(cur: Any, team: str, run_id: str, marks: tuple[StopMark, ...], now: float) -> None:

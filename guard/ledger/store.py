@@ -25,7 +25,7 @@ from guard.errors import (
 from guard.ledger.approvals import LedgerApprovals
 from guard.ledger.backend import Connections, open_backend
 from guard.ledger.digests import claim, row_digest
-from guard.ledger.field_stops import StopMark, count_marks, field_stop_trip
+from guard.ledger.field_stops import StopMark, count_marks, count_shadow, field_stop_trip
 from guard.ledger.inflight import LedgerInFlight
 from guard.ledger.moves import EventIn, RunClose, append_events, cas_call, move_run, move_run_if, new_id
 from guard.ledger.notices import LedgerNotices
@@ -106,6 +106,7 @@ class CallRequest(NamedTuple):
     stop_limits: tuple[tuple[str, int], ...] = ()  # (tool glob, most calls of it per run)
     stop_rates: tuple[tuple[str, int, float], ...] = ()  # (tool glob, most calls, per seconds) for the team
     stop_marks: tuple[StopMark, ...] = ()  # the stop rules on named arguments (guard.ledger.field_stops)
+    shadow: str | None = None  # what the policy's rules in `mode: shadow` would have decided, when it differs
 
 
 class Offer(NamedTuple):
@@ -366,7 +367,10 @@ class Ledger(LedgerQueries, LedgerApprovals, LedgerPauses, LedgerInFlight, Ledge
             return False
         # The call's claim is its digest as inserted (guard.ledger.digests): an edit of any of its fields is
         # found by `verify`; the hash and policy version are repeated in the event for the story's reader.
-        offered = json.dumps({"args_hash": req.args_hash, "policy_version": req.policy_version})
+        offered = json.dumps({"args_hash": req.args_hash, "policy_version": req.policy_version,
+                              **({"shadow": req.shadow} if req.shadow is not None else {})})
+        if req.shadow is not None:
+            count_shadow(cur, req.team, req.rule or "-", "rule")
         # A denial names its brake (`pause`, `stop`, `run`): the notifier tells the owners of a tripped stop rule.
         last = "{}" if state is not C.DENIED else json.dumps({"reason": reason, **({"brake": brake} if brake else {})})
         path = _PATHS[state]

@@ -19,10 +19,13 @@ __all__ = [
     "ManualAction",
     "Pause",
     "RateWindow",
+    "Restart",
+    "RestartCall",
     "ReviewerToken",
     "Run",
     "Seal",
     "SealedHead",
+    "ShadowCount",
     "StopMark",
     "StreamHead",
     "metadata",
@@ -269,6 +272,17 @@ class RestartCall(SQLModel, table=True):
     call_id: str = Field(primary_key=True)
     restart_id: int
     stage: int
+
+
+class ShadowCount(SQLModel, table=True):
+    """How often a rule in `mode: shadow` would have decided otherwise (kind `rule` or `stop`)."""
+
+    __tablename__ = "shadow_counts"  # pyright: ignore[reportAssignmentType]
+
+    team: str = Field(primary_key=True)
+    rule: str = Field(primary_key=True)
+    kind: str = Field(primary_key=True)
+    verdicts: int
 
 
 class ReviewerToken(SQLModel, table=True):

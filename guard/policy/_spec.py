@@ -149,6 +149,9 @@ class OwnersSpec(_Spec):
     backup: Name
 
 
+Mode = Annotated[str, StringConstraints(pattern=r"^(enforce|shadow)$")]
+
+
 class RuleSpec(_Spec):
     """One rule: tools (names or globs) and optional conditions -> a class and its gate, or a deny."""
 
@@ -164,6 +167,8 @@ class RuleSpec(_Spec):
     deny: Text | None = Field(default=None, description="Refuse the call; the text tells the agent why.")
     owners: OwnersSpec | None = Field(default=None, description="Who answers for pauses of this rule's tools, "
                                                                 "where it differs from the team's `owners:`.")
+    mode: Mode = Field(default="enforce", description="shadow: the rule decides nothing; each call records what it "
+                                                      "would have decided (an event and a metric).")
 
 
 EnvName = Annotated[str, StringConstraints(pattern=r"^[A-Z_][A-Z0-9_]*$", max_length=100)]
@@ -198,7 +203,6 @@ class RateSpec(_Spec):
 FieldName = Annotated[str, StringConstraints(pattern=r"^[^.\s]+(\.[^.\s]+)*$", max_length=200)]
 OnTrip = Annotated[str, StringConstraints(pattern=r"^(deny|pause)$")]
 PauseScope = Annotated[str, StringConstraints(pattern=r"^(team|tool)$")]
-Mode = Annotated[str, StringConstraints(pattern=r"^(enforce|shadow)$")]
 
 
 class _FieldStopSpec(_Spec):

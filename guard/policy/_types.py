@@ -191,6 +191,8 @@ class Decision:
         policy_version: `sha256:<16 hex>` of the policy file, or "" when no policy could be loaded.
         matched: Names of all rules whose tool and conditions matched, in file order.
         stop: The policy's stop rules that count this tool (checked against the run in the ledger).
+        shadow: When rules in `mode: shadow` name the tool and would change the verdict or the class: what they
+            would have decided, in words (`approve, compensable, by rule X: ...`); None otherwise. Not enforced.
     """
 
     team: str
@@ -206,6 +208,7 @@ class Decision:
     policy_version: str
     matched: tuple[str, ...]
     stop: StopRules = NO_STOP
+    shadow: str | None = None  # what the rules in `mode: shadow` would have decided, when that differs
 
     @property
     def allowed(self) -> bool:

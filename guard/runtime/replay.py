@@ -175,6 +175,8 @@ def _changes(r: RecordedCall, new: Decision, tripped: str | None, shadows: list[
     elif was_stopped and tripped is None and new.verdict is not Verdict.DENY:
         out.append(Change("stop", "loosened", "a stop rule denied it", f"no stop rule trips: {verdict}"))
     out.extend(Change("shadow", "shadow", "-", f"shadow rule {name} would trip") for name in shadows)
+    if new.shadow is not None:
+        out.append(Change("shadow", "shadow", f"{verdict}", f"shadow rules would decide {new.shadow}"))
     return out
 
 

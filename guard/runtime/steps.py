@@ -111,6 +111,7 @@ def prepare(ledger: Ledger, decision: Decision, inp: CallInput, worker: str, lea
         stop_limits=decision.stop.max_calls,
         stop_rates=decision.stop.rate,
         stop_marks=stop_marks(decision, inp.tool.name, inp.args, rules) if decision.stop.fields else (),
+        shadow=decision.shadow,
     )
     return Prepared(inp, decision, request, ledger.offer(request), fp.secrets, fp.limit)
 

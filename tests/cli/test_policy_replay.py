@@ -173,3 +173,15 @@ def test_a_call_a_stop_rule_denied_is_listed_loosened_when_the_new_policy_drops_
     assert _changes(report) == [("evt-2", 1, "stop", "a stop rule denied it", "no stop rule trips: allow", "loosened")]
     code, report = _replay(rec, rec.write("kept", with_stop))
     assert code == 0 and report["changes"] == []
+
+
+def test_a_shadow_policy_rule_is_a_shadow_verdict_in_replay_and_in_explain(recorded: Recorded) -> None:
+    watched = SHOP + ("  - {name: reminder-watch, tools: [email.send_reminder], class: irreversible, "
+                      "approval: {roles: [finance]}, mode: shadow}\n")
+    folder = recorded.write("watched", watched)
+    code, report = _replay(recorded, folder)
+    assert code == 0 and report["tightened"] == 0 and report["shadow"] == 2
+    assert {c[2] for c in _changes(report)} == {"shadow"}
+    explained = CliRunner().invoke(app, ["policy", "explain", "email.send_reminder", "--team", "shop", "--policies",
+                                         str(folder), "--args", '{"to": "ada@x.io"}'])
+    assert "shadow (not enforced): would be approve, irreversible, by rule reminder-watch" in explained.output

@@ -33,3 +33,28 @@ rules:
     with pytest.raises(PolicyError) as refused:
         policy_from_text(text.replace("name: blank", "name: dup"), source="t")
     assert refused.value.line == 9 and "used twice" in refused.value.reason
+
+
+SHADOWED = """\
+team: t
+reviewers: {fiona: [finance]}
+rules:
+  - {name: invoice, tools: [billing.create_invoice], class: compensable}
+  - name: big-invoice-watch
+    tools: [billing.create_invoice]
+    when: {amount_cents: {gt: 50000}}
+    class: compensable
+    approval: {roles: [finance]}
+    mode: shadow
+"""
+
+
+def test_a_shadow_rule_decides_nothing_and_the_decision_says_what_it_would_have_decided() -> None:
+    policy = policy_from_text(SHADOWED, source="t")
+    big = policy.classify("billing.create_invoice", {"amount_cents": 90000})
+    assert (big.verdict, big.rule) == ("allow", "invoice")
+    assert big.shadow is not None and big.shadow.startswith("approve, compensable, by rule big-invoice-watch")
+    small = policy.classify("billing.create_invoice", {"amount_cents": 100})
+    assert small.verdict == "allow" and small.shadow is None
+    _, traces = policy.explain("billing.create_invoice", {"amount_cents": 90000})
+    assert [t.outcome for t in traces] == ["matched", "shadow: would match"]

@@ -198,3 +198,25 @@ def test_worker_processes_touching_many_records_at_once_touch_exactly_the_window
                    for i in range(5)])
     flat = [e for worker in ended for e in worker]
     assert flat.count("ran") == 4 and flat.count("denied") == 6
+
+
+def test_a_shadow_policy_rule_lets_the_call_run_and_records_what_it_would_have_decided_and_counts_it(
+        tmp_path: Path, make_guard: Callable[..., Guard], driver: Driver) -> None:
+    folder = tmp_path / "shadowed"
+    folder.mkdir()
+    (folder / "brakes.yaml").write_text(BRAKES_POLICY.replace(
+        "  - {name: email, tools: [\"email.*\"], class: compensable}\n",
+        "  - {name: email, tools: [\"email.*\"], class: compensable}\n"
+        "  - {name: email-watch, tools: [\"email.*\"], class: irreversible, approval: {roles: [ops]}, mode: shadow}\n"))
+    guard = make_guard(policies=folder, log_level="error")
+    body = Recorder(result={"message_id": "m"})
+    send = driver.tool(guard, body, name="email.send_receipt")
+    with driver.run(guard, "brakes") as run:
+        run.call(send, to="ada@x.io")
+        run_id = run.run_id
+    assert len(body.calls) == 1  # enforced: allowed, as before
+    [offered] = [e for e in guard.ledger.events_of(run_id) if e.to_state == "offered"]
+    assert json.loads(offered.detail)["shadow"].startswith("approve, irreversible, by rule email-watch")
+    with guard.ledger.conns.read() as cur:
+        cur.execute("SELECT team, rule, kind, verdicts FROM shadow_counts")
+        assert cur.fetchall() == [("brakes", "email", "rule", 1)]

@@ -7,7 +7,8 @@ come). Values are kept as digests only. Checked and counted in the transaction t
 
 `restarts` holds staged restarts of a pause point (stages such as 1,10,100, the current stage, how many calls it
 let through, passing / holding / failed / done, the quiet period); `restart_calls` the calls each stage let
-through, so a failure of one of them stops its restart at once.
+through, so a failure of one of them stops its restart at once. `shadow_counts` counts what rules in `mode: shadow`
+would have decided otherwise, per team and rule (the metric `guard_shadow_verdicts_total`).
 
 Revision ID: 0010_brakes
 Revises: 0008_pause_owners
@@ -55,6 +56,14 @@ def upgrade() -> None:
     )
     op.create_index("ix_restarts_point", "restarts", ["scope", "target", "state"])
     op.create_table(
+        "shadow_counts",
+        sa.Column("team", sa.String(), nullable=False),
+        sa.Column("rule", sa.String(), nullable=False),
+        sa.Column("kind", sa.String(), nullable=False),
+        sa.Column("verdicts", sa.Integer(), nullable=False),
+        sa.PrimaryKeyConstraint("team", "rule", "kind"),
+    )
+    op.create_table(
         "restart_calls",
         sa.Column("call_id", sa.String(), primary_key=True),
         sa.Column("restart_id", sa.Integer(), nullable=False),
@@ -64,6 +73,7 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table("restart_calls")
+    op.drop_table("shadow_counts")
     op.drop_index("ix_restarts_point", table_name="restarts")
     op.drop_table("restarts")
     op.drop_index("ix_stop_marks_lookup", table_name="stop_marks")
