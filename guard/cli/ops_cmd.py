@@ -74,7 +74,7 @@ def unpause(reason: Annotated[str, typer.Option(help="Why it is safe to go on: k
                                        else "stage confirmed, the next stage lets calls through"))
         return
     if staged is not None:
-        from guard.policy._values import parse_duration
+        from guard.policy import parse_duration
 
         try:
             stages = [int(n) for n in staged.split(",")]

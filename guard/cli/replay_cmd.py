@@ -27,9 +27,8 @@ def replay(policies: Annotated[Path, typer.Option("--policies", help="The folder
     decision would change (allowed -> needs approval, approval -> denied, a new class, a stop rule that would
     trip, and the reverse), and shadow rules that would trip. Teams without a file in --policies are left out.
     Exit 1 when anything would be loosened."""
-    from guard.ledger.replay_facts import recorded_calls
-    from guard.policy import PolicySet
-    from guard.policy._values import parse_duration
+    from guard.ledger import recorded_calls
+    from guard.policy import PolicySet, parse_duration
     from guard.runtime.replay import replay as decide_again
 
     if run is not None and since is not None:

@@ -24,6 +24,7 @@ from guard.policy._types import (
     StopRules,
     Verdict,
 )
+from guard.policy._values import parse_duration
 
 __all__ = [
     "ApprovalRule",
@@ -44,6 +45,7 @@ __all__ = [
     "Verdict",
     "cases_path",
     "load_policy",
+    "parse_duration",
     "policy_from_text",
     "policy_json_schema",
     "run_cases",

@@ -26,7 +26,7 @@ from fnmatch import fnmatchcase
 from typing import Any, Literal
 
 from guard.canonical import to_json
-from guard.ledger.replay_facts import RecordedCall
+from guard.ledger import RecordedCall
 from guard.policy import Decision, PolicySet, SideEffectClass, Verdict
 
 __all__ = ["Change", "ReplayReport", "Replayed", "replay"]

@@ -21,8 +21,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.registry import Collector
 
 from guard.errors import LedgerUnavailable
-from guard.ledger import Ledger
-from guard.ledger.field_stops import shadow_verdicts
+from guard.ledger import Ledger, shadow_verdicts
 
 __all__ = ["LedgerCollector", "metrics_router"]
 

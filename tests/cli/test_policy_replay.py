@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -61,7 +60,7 @@ class Recorded:
 
 
 @pytest.fixture
-def recorded(tmp_path: Path, ledger_url: str) -> Iterator[Recorded]:
+def recorded(tmp_path: Path, ledger_url: str) -> Recorded:
     """A ledger holding three runs of team shop: a lookup, a small invoice, a big invoice waiting for approval, and
     the same reminder sent to ada in two runs."""
     folder = tmp_path / "recorded"
@@ -90,7 +89,7 @@ def recorded(tmp_path: Path, ledger_url: str) -> Iterator[Recorded]:
             remind(to="ada@x.io", invoice_id="inv_1")
     finally:
         guard.close()
-    yield rec
+    return rec
 
 
 def _replay(rec: Recorded, policies: Path, *extra: str) -> tuple[int, dict[str, Any]]:

@@ -13,6 +13,7 @@ def test_exported_names() -> None:
             "CaseResult",
             "Decision",
             "FieldStop",
+            "parse_duration",
             "LivePolicies",
             "Notify",
             "OnFailure",

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -50,8 +50,8 @@ def brakes_dir(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def brakes_guard(brakes_dir: Path, make_guard: Callable[..., Guard]) -> Iterator[Guard]:
-    yield make_guard(policies=brakes_dir, log_level="error")
+def brakes_guard(brakes_dir: Path, make_guard: Callable[..., Guard]) -> Guard:
+    return make_guard(policies=brakes_dir, log_level="error")
 
 
 def test_a_run_that_touches_more_distinct_records_than_expected_is_stopped_and_known_records_still_pass(
