@@ -38,6 +38,7 @@ from guard.errors import (
     RunNotRunning,
     SecretKeyMissing,
     TeamPaused,
+    ToolPaused,
 )
 
 if TYPE_CHECKING:
@@ -132,6 +133,7 @@ __all__ = [
     "SecretKeyMissing",
     "SideEffectClass",
     "TeamPaused",
+    "ToolPaused",
     "Verdict",
     "__version__",
     "args_hash",

@@ -17,6 +17,7 @@ GuardError
 │   ├── ApprovalTimeout         a blocking wait ran out; the approval still stands
 │   ├── RunNotRunning           the run is halted, pending review or finished
 │   ├── TeamPaused              the team is paused: no new run opens (names the pause, its reason, owners)
+│   │   └── ToolPaused          a tool the new run declares it uses is paused: the run does not open
 │   ├── IdempotencyConflict     the same idempotency key with other arguments
 │   ├── CallFailed              the tool raised; the error is recorded
 │   └── CallInDoubt             the outcome is unknown (timeout after a write); never re-run blindly
@@ -61,6 +62,7 @@ __all__ = [
     "RunNotRunning",
     "SecretKeyMissing",
     "TeamPaused",
+    "ToolPaused",
 ]
 
 
@@ -214,6 +216,18 @@ class TeamPaused(CallOutcomeError):
     reason: str
     paused_by: str
     owners: list[str]
+
+
+class ToolPaused(TeamPaused):
+    """A tool the new run declares it will use (`guard.run(team, uses=[...])`) is paused: the run does not open,
+    so a job that would only be denied at its first call of that tool stops at the source instead. A subclass of
+    TeamPaused, so a handler that stops feeding a paused team stops for this too. Nothing was recorded.
+
+    Fields add: tool (the declared tool the pause covers), pattern (the paused tool or glob); owners are those of
+    the rules naming the tool, else the team's.
+    """
+
+    pattern: str
 
 
 class IdempotencyConflict(CallOutcomeError):

@@ -55,6 +55,7 @@ EXPORTED = [
     "SecretKeyMissing",
     "SideEffectClass",
     "TeamPaused",
+    "ToolPaused",
     "Verdict",
     "__version__",
     "args_hash",

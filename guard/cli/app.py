@@ -12,6 +12,7 @@ from guard.cli import (
     ops_cmd,
     policy_cmd,
     policy_init,
+    replay_cmd,
     runs_cmd,
     serve_cmd,
 )
@@ -34,6 +35,7 @@ app = typer.Typer(
 )
 policy_cmd.app.command("init", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})(
     policy_init.init)
+policy_cmd.app.command("replay")(replay_cmd.replay)
 app.add_typer(policy_cmd.app, name="policy")
 app.add_typer(runs_cmd.app, name="runs")
 app.add_typer(approvals_cmd.app, name="approvals")

@@ -130,6 +130,11 @@ def explain(
         echo(f"  {mark} {trace.rule:<24} line {trace.line}: {trace.outcome}: {trace.detail}")
     echo(f"verdict: {decision.verdict}  class: {decision.side_effect}  rule: {decision.rule}")
     echo(f"reason: {decision.reason}")
+    if decision.shadow is not None:
+        echo(f"shadow (not enforced): would be {decision.shadow}")
+    shadows = [rule.name for rule in decision.stop.fields if rule.mode == "shadow"]
+    if shadows:
+        echo(f"shadow stop rules (not enforced, recorded when they would trip): {', '.join(shadows)}")
     if decision.approval is not None:
         gate = decision.approval
         echo(f"gate: roles {', '.join(gate.roles)}, quorum {gate.quorum}, expires after {gate.expires_after:g}s")
@@ -234,6 +239,7 @@ def _decision_json(decision: Decision) -> dict[str, Any]:
             "timeout": retry.timeout,
         },
         "on_failure": str(decision.on_failure),
+        "shadow": decision.shadow,
         "policy_version": decision.policy_version,
         "secret_fields": sorted(decision.secret_fields),
         "stop": {"repeats": decision.stop.repeats, "max_calls": dict(decision.stop.max_calls),

@@ -3,6 +3,7 @@
 from guard.ledger.approvals import DecisionResult, EditGate, RolesNow
 from guard.ledger.audit import AuditReport, Finding, Unsealed
 from guard.ledger.database import HEAD_REVISION, current_revision, resolve_url, shown_url, sqlite_path, upgrade
+from guard.ledger.field_stops import StopMark, shadow_verdicts
 from guard.ledger.moves import RunClose
 from guard.ledger.pauses import Scope
 from guard.ledger.records import (
@@ -15,6 +16,7 @@ from guard.ledger.records import (
     NotificationRecord,
     RunRecord,
 )
+from guard.ledger.replay_facts import RecordedCall, recorded_calls
 from guard.ledger.seals import SealFile, SealRecord, Signer, generate_key, load_public_key
 from guard.ledger.signals import TICK, Watch, condition
 from guard.ledger.states import OPEN_RUN_STATES, ApprovalState, CallState, RunState
@@ -42,6 +44,7 @@ __all__ = [
     "NotificationRecord",
     "Offer",
     "QueuedApproval",
+    "RecordedCall",
     "RolesNow",
     "RunClose",
     "RunRecord",
@@ -50,6 +53,7 @@ __all__ = [
     "SealFile",
     "SealRecord",
     "Signer",
+    "StopMark",
     "Unsealed",
     "Watch",
     "condition",
@@ -57,7 +61,9 @@ __all__ = [
     "generate_key",
     "load_public_key",
     "new_id",
+    "recorded_calls",
     "resolve_url",
+    "shadow_verdicts",
     "shown_url",
     "sqlite_path",
     "upgrade",

@@ -18,6 +18,7 @@ from guard.ledger.backend import Connections
 from guard.ledger.digests import claim, row_digest
 from guard.ledger.moves import EventIn, RunClose, append_events, move_run
 from guard.ledger.records import CallRecord, RunRecord
+from guard.ledger.restarts import restart_call_failed
 from guard.ledger.states import UNSETTLED_SQL, CallState, RunState, check_call_move
 
 __all__ = ["LedgerInFlight"]
@@ -119,6 +120,7 @@ class LedgerInFlight:
             if run is not None:
                 events.extend(move_run(cur, run_id, run, now, actor))
             append_events(cur, events)
+            restart_call_failed(cur, call_id, state, now, actor)  # a staged restart stops at its first failure
 
     def heartbeat(self, call_id: str, token: int, ttl: float) -> bool:
         """Extend this worker's lease on a started call; False when the lease was lost (fenced)."""
@@ -185,6 +187,8 @@ class LedgerInFlight:
                 return None
             append_events(cur, [(call.run_id, call.call_id, now, actor, "call", src, dst,
                                  json.dumps({"takeover": worker, "lease_token": call.lease_token + 1}))])
+            if dst is C.IN_DOUBT:
+                restart_call_failed(cur, call.call_id, dst, now, actor)
         return call.lease_token + 1
 
     def calls_in_state(self, states: tuple[CallState, ...], *, run_id: str | None = None) -> list[CallRecord]:

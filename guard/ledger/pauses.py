@@ -1,7 +1,7 @@
 """The kill switch in the ledger: pause a team, a tool (glob) or a run at once; lift it later.
 
 A pause takes effect for the next call that reaches the brakes step (`Ledger.offer` reads it inside the same
-transaction that would record the call), and for the next run the team opens (`Ledger.pause_of_team`). Pausing
+transaction that would record the call), and for the next run the team opens (`Ledger.pause_at_source`). Pausing
 and lifting are events in the audit trail, each with who, when and why; the pause row keeps the same.
 """
 
@@ -18,10 +18,35 @@ from guard.ledger.chain import pauses_stream, run_stream
 from guard.ledger.digests import claim
 from guard.ledger.moves import append_events
 from guard.ledger.records import EventRecord
+from guard.ledger.restarts import restart_tripped
 
-__all__ = ["LedgerPauses", "Scope"]
+__all__ = ["LedgerPauses", "Scope", "insert_pause"]
 
 Scope = Literal["team", "tool", "run"]
+
+
+def insert_pause(cur: Any, scope: Scope, target: str, *, reason: str, by: str, team: str | None,
+                 now: float) -> int:
+    """Record a pause and its event inside the caller's write transaction (the CLI's, the API's, or a stop rule's
+    offer that trips with `on_trip: pause`); returns its id.
+
+    Raises:
+        GuardUsageError: an unknown scope or an empty reason.
+    """
+    if scope not in ("team", "tool", "run"):
+        raise GuardUsageError(f"scope must be team, tool or run, not {scope!r}")
+    if not reason.strip():
+        raise GuardUsageError("a pause needs a reason: the agent and the on-call see it")
+    owner = target if scope == "team" else team
+    cur.execute("INSERT INTO pauses (scope, team, target, reason, paused_by, at) VALUES (?, ?, ?, ?, ?, ?) "
+                "RETURNING id", (scope, owner, target, reason, by, now))
+    pause_id: int = cur.fetchone()[0]
+    restart_tripped(cur, [(scope, target, owner)], now, f"paused again by {by}: {reason}")
+    append_events(cur, [(target if scope == "run" else None, None, now, by, "pause", None, "paused",
+                         json.dumps({"id": pause_id, "scope": scope, "target": target, "team": owner,
+                                     "reason": reason}))], [claim(cur, "pauses", pause_id)],
+                  stream=run_stream(target) if scope == "run" else pauses_stream(owner))
+    return pause_id
 
 
 class LedgerPauses:
@@ -29,21 +54,8 @@ class LedgerPauses:
 
     def pause(self, scope: Scope, target: str, *, reason: str, by: str, team: str | None = None) -> int:
         """Pause `target` (a team name, a tool glob within `team` or every team, or a run id)."""
-        if scope not in ("team", "tool", "run"):
-            raise GuardUsageError(f"scope must be team, tool or run, not {scope!r}")
-        if not reason.strip():
-            raise GuardUsageError("a pause needs a reason: the agent and the on-call see it")
-        now = time.time()
-        owner = target if scope == "team" else team
         with self.conns.write() as cur:
-            cur.execute("INSERT INTO pauses (scope, team, target, reason, paused_by, at) VALUES (?, ?, ?, ?, ?, ?) "
-                        "RETURNING id", (scope, owner, target, reason, by, now))
-            pause_id: int = cur.fetchone()[0]
-            append_events(cur, [(target if scope == "run" else None, None, now, by, "pause", None, "paused",
-                                 json.dumps({"id": pause_id, "scope": scope, "target": target, "team": owner,
-                                             "reason": reason}))], [claim(cur, "pauses", pause_id)],
-                          stream=run_stream(target) if scope == "run" else pauses_stream(owner))
-        return pause_id
+            return insert_pause(cur, scope, target, reason=reason, by=by, team=team, now=time.time())
 
     def unpause(self, scope: Scope, target: str, *, by: str, reason: str, team: str | None = None) -> int:
         """Lift every active pause on `target` (only those of `team`, when given); returns how many were lifted.
@@ -71,13 +83,27 @@ class LedgerPauses:
                               stream=run_stream(target) if scope == "run" else pauses_stream(owner or None))
         return len(lifted)
 
-    def pause_of_team(self, team: str) -> dict[str, Any] | None:
-        """The oldest active pause of the whole team, or None: a paused team opens no new run."""
+    def pause_at_source(self, team: str, tools: tuple[str, ...] = ()) -> dict[str, Any] | None:
+        """The oldest active pause that keeps a new run of `team` from opening, or None: a pause of the whole team,
+        or a tool pause (of the team, or of every team) whose glob matches one of `tools`, the tools the run
+        declares it uses, unless a staged restart of it is letting calls through. The dict holds id, scope,
+        target, reason, paused_by, at and, for a tool pause, `tool`: the declared tool it covers. One read."""
         with self.conns.read() as cur:
-            cur.execute("SELECT id, reason, paused_by, at FROM pauses WHERE lifted_at IS NULL AND scope = 'team' "
-                        "AND target = ? ORDER BY id LIMIT 1", (team,))
-            row = cur.fetchone()
-        return None if row is None else dict(zip(("id", "reason", "paused_by", "at"), row, strict=True))
+            # A point a staged restart is letting calls through opens runs for them (`guard.ledger.restarts`).
+            cur.execute("SELECT id, scope, target, reason, paused_by, at FROM pauses p WHERE lifted_at IS NULL "
+                        "AND ((scope = 'team' AND target = ?) OR (scope = 'tool' AND (team = ? OR team IS NULL))) "
+                        "AND NOT EXISTS (SELECT 1 FROM restarts r WHERE r.scope = p.scope AND r.target = p.target "
+                        "AND COALESCE(r.team, '') = COALESCE(p.team, '') AND r.state = 'passing') ORDER BY id",
+                        (team, team))
+            rows = cur.fetchall()
+        for pause_id, scope, target, reason, by, at in rows:
+            found = {"id": pause_id, "scope": scope, "target": target, "reason": reason, "paused_by": by, "at": at}
+            if scope == "team":
+                return found
+            hit = next((tool for tool in tools if fnmatchcase(tool, target)), None)
+            if hit is not None:
+                return {**found, "tool": hit}
+        return None
 
     def pause_holding(self, team: str, tool: str, run_id: str) -> str | None:
         """The active pause that would stop this call at the brakes now, as a sentence naming how to lift it;
@@ -93,11 +119,12 @@ class LedgerPauses:
                             f"lifted (`guard unpause --{scope} {target}`)")
         return None
 
-    def pause_events(self, team: str | None = None) -> list[EventRecord]:
+    def pause_events(self, team: str | None = None, *, restarts: bool = False) -> list[EventRecord]:
         """Every pause and lift in the audit trail, oldest first (who, when, and why in the detail); those of
-        `team` only, when given."""
+        `team` only, when given; with `restarts`, the steps of staged restarts too (entity `restart`)."""
+        entities = "('pause', 'restart')" if restarts else "('pause')"
         with self.conns.read() as cur:
-            cur.execute(f"SELECT {EventRecord.sql_columns()} FROM events WHERE entity = 'pause' ORDER BY id")
+            cur.execute(f"SELECT {EventRecord.sql_columns()} FROM events WHERE entity IN {entities} ORDER BY id")
             rows = [EventRecord.from_row(r) for r in cur.fetchall()]
         return [e for e in rows if team is None or json.loads(e.detail).get("team") == team]
 

@@ -25,12 +25,14 @@ from guard.errors import (
 from guard.ledger.approvals import LedgerApprovals
 from guard.ledger.backend import Connections, open_backend
 from guard.ledger.digests import claim, row_digest
+from guard.ledger.field_stops import StopMark, count_marks, count_shadow, field_stop_trip
 from guard.ledger.inflight import LedgerInFlight
 from guard.ledger.moves import EventIn, RunClose, append_events, cas_call, move_run, move_run_if, new_id
 from guard.ledger.notices import LedgerNotices
 from guard.ledger.pauses import LedgerPauses
 from guard.ledger.queries import LedgerQueries
 from guard.ledger.records import CallRecord, RunRecord
+from guard.ledger.restarts import LedgerRestarts, restart_tripped, stage_gate, stage_pass
 from guard.ledger.seals import LedgerSeals
 from guard.ledger.signals import Wakes
 from guard.ledger.states import (
@@ -104,6 +106,8 @@ class CallRequest(NamedTuple):
     stop_repeats: int | None = None  # the same call at most this many times in a row
     stop_limits: tuple[tuple[str, int], ...] = ()  # (tool glob, most calls of it per run)
     stop_rates: tuple[tuple[str, int, float], ...] = ()  # (tool glob, most calls, per seconds) for the team
+    stop_marks: tuple[StopMark, ...] = ()  # the stop rules on named arguments (guard.ledger.field_stops)
+    shadow: str | None = None  # what the policy's rules in `mode: shadow` would have decided, when it differs
 
 
 class Offer(NamedTuple):
@@ -129,7 +133,7 @@ class Offer(NamedTuple):
 
 
 class Ledger(LedgerQueries, LedgerApprovals, LedgerPauses, LedgerInFlight, LedgerTokens, LedgerNotices,
-             LedgerSeals):
+             LedgerSeals, LedgerRestarts):
     """The durable record of runs, calls, approvals and events. Thread-safe: one connection per thread.
 
     Open with `Ledger(url)`; a new SQLite file is created and migrated, an old one must be upgraded
@@ -201,7 +205,8 @@ class Ledger(LedgerQueries, LedgerApprovals, LedgerPauses, LedgerInFlight, Ledge
                                       run_id=req.run_id)
             run_state, paused, seq = row
             # Rate windows are judged by the database clock, read once for the check and the count.
-            clock = self.conns.backend.clock(cur) if req.stop_rates and req.compensates_call_id is None else 0.0
+            clock = (self.conns.backend.clock(cur) if (req.stop_rates or req.stop_marks)
+                     and req.compensates_call_id is None else 0.0)
             brake = self._brake(cur, req, run_state, bool(paused), clock)
             if brake is not None or req.verdict == "deny":
                 earlier = self._by_key(cur, req)
@@ -215,12 +220,14 @@ class Ledger(LedgerQueries, LedgerApprovals, LedgerPauses, LedgerInFlight, Ledge
                     return self._existing(cur, req, self._holder(cur, req), now)
                 if clock:
                     self._count_rate(cur, req, clock)
+                    count_marks(cur, req.team, req.run_id, req.stop_marks, clock)
                 approval_id, expires_at = self._request_approval(cur, req, now)
                 return Offer("awaiting", req.call_id, seq, approval_id=approval_id, expires_at=expires_at)
             if not self._insert(cur, req, seq, now, C.STARTED):
                 return self._existing(cur, req, self._holder(cur, req), now)
             if clock:
                 self._count_rate(cur, req, clock)
+                count_marks(cur, req.team, req.run_id, req.stop_marks, clock)
             return Offer("started", req.call_id, seq, lease_token=1)
 
     def _by_key(self, cur: Any, req: CallRequest) -> CallRecord | None:
@@ -259,18 +266,37 @@ class Ledger(LedgerQueries, LedgerApprovals, LedgerPauses, LedgerInFlight, Ledge
         if run_state not in OPEN_RUN_STATES and not (
                 run_state == RunState.ROLLING_BACK and req.compensates_call_id is not None):
             return ("run", f"run {req.run_id} is {run_state}: no new call may start in it")
+        staged: set[tuple[str, str, str | None]] = set()  # pause points a staged restart lets this call through
         if paused:  # only when a pause is active anywhere: the common case costs no second statement
-            cur.execute("SELECT scope, target, reason, paused_by FROM pauses WHERE lifted_at IS NULL "
+            cur.execute("SELECT scope, target, reason, paused_by, team FROM pauses WHERE lifted_at IS NULL "
                         "AND (team = ? OR team IS NULL OR (scope = 'run' AND target = ?))", (req.team, req.run_id))
-            for scope, target, reason, by in cur.fetchall():
+            for scope, target, reason, by, team in cur.fetchall():
                 hit = ((scope == "team" and target == req.team) or (scope == "run" and target == req.run_id)
                        or (scope == "tool" and fnmatchcase(req.tool, target)))
                 if hit:
-                    return ("pause", f"{scope} {target} is paused by {by}: {reason} "
-                                     f"(lift it with `guard unpause --{scope} {target}`)")
-        if (req.compensates_call_id is None and (req.stop_repeats is not None or req.stop_limits or req.stop_rates)
+                    passes, held = stage_gate(cur, scope, target, team, time.time())
+                    if not passes:
+                        lift = held or f"lift it with `guard unpause --{scope} {target}`"
+                        return ("pause", f"{scope} {target} is paused by {by}: {reason} ({lift})")
+                    staged.add((scope, target, team))
+        stop = self._stop_brake(cur, req, clock)
+        if stop is not None:
+            if staged:  # a stop rule tripping during a stage pauses again at once
+                restart_tripped(cur, sorted(staged, key=str), time.time(), stop[1])
+            return stop
+        if staged and req.verdict != "deny":
+            for scope, target, team in sorted(staged, key=str):
+                stage_pass(cur, scope, target, team, req.call_id, time.time())
+        return None
+
+    def _stop_brake(self, cur: Any, req: CallRequest, clock: float) -> tuple[str, str] | None:
+        """The policy's stop rules on this call, as ("stop", reason); None when none trips."""
+        if (req.compensates_call_id is None and (req.stop_repeats is not None or req.stop_limits or req.stop_rates
+                                                 or req.stop_marks)
                 and not self._offered_before(cur, req)):  # only when the policy sets `stop:`
             reason = self._stopped(cur, req, clock)
+            if reason is None and req.stop_marks:
+                reason = field_stop_trip(cur, req.team, req.tool, req.run_id, req.stop_marks, clock, req.actor)
             if reason is not None:
                 return ("stop", reason)
         return None
@@ -346,7 +372,10 @@ class Ledger(LedgerQueries, LedgerApprovals, LedgerPauses, LedgerInFlight, Ledge
             return False
         # The call's claim is its digest as inserted (guard.ledger.digests): an edit of any of its fields is
         # found by `verify`; the hash and policy version are repeated in the event for the story's reader.
-        offered = json.dumps({"args_hash": req.args_hash, "policy_version": req.policy_version})
+        offered = json.dumps({"args_hash": req.args_hash, "policy_version": req.policy_version,
+                              **({"shadow": req.shadow} if req.shadow is not None else {})})
+        if req.shadow is not None:
+            count_shadow(cur, req.team, req.rule or "-", "rule")
         # A denial names its brake (`pause`, `stop`, `run`): the notifier tells the owners of a tripped stop rule.
         last = "{}" if state is not C.DENIED else json.dumps({"reason": reason, **({"brake": brake} if brake else {})})
         path = _PATHS[state]

@@ -11,8 +11,25 @@ from sqlmodel import Field, SQLModel
 
 from guard.ledger.states import UNSETTLED_SQL
 
-__all__ = ["Approval", "ApprovalDecision", "Call", "Event", "ManualAction", "Pause", "RateWindow", "ReviewerToken",
-           "Run", "Seal", "SealedHead", "StreamHead", "metadata"]
+__all__ = [
+    "Approval",
+    "ApprovalDecision",
+    "Call",
+    "Event",
+    "ManualAction",
+    "Pause",
+    "RateWindow",
+    "Restart",
+    "RestartCall",
+    "ReviewerToken",
+    "Run",
+    "Seal",
+    "SealedHead",
+    "ShadowCount",
+    "StopMark",
+    "StreamHead",
+    "metadata",
+]
 
 
 class Run(SQLModel, table=True):
@@ -208,6 +225,64 @@ class RateWindow(SQLModel, table=True):
     period: float = Field(primary_key=True)  # seconds
     window: int  # the database clock // period
     calls: int
+
+
+class StopMark(SQLModel, table=True):
+    """What a stop rule on named arguments counted: a distinct value's digest in a run or window (`records`), or one
+    call's values in the window of a `duplicates` rule."""
+
+    __tablename__ = "stop_marks"  # pyright: ignore[reportAssignmentType]
+    __table_args__ = (Index("ix_stop_marks_lookup", "team", "rule", "scope", "mark"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    team: str
+    rule: str
+    scope: str  # the run id, `w<window>` for a window of the team, or "" for a duplicates rule
+    mark: str  # digest of the counted values
+    at: float  # the database clock when it was counted
+
+
+class Restart(SQLModel, table=True):
+    """A staged restart of a pause point (`guard.ledger.restarts`)."""
+
+    __tablename__ = "restarts"  # pyright: ignore[reportAssignmentType]
+    __table_args__ = (Index("ix_restarts_point", "scope", "target", "state"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    scope: str  # team | tool | run
+    team: str | None = None
+    target: str
+    stages: str  # JSON list of call counts, e.g. [1, 10, 100]
+    stage: int  # index of the current stage
+    passed: int  # calls the current stage let through
+    state: str  # passing | holding | failed | done
+    quiet: float | None = None  # seconds after a full stage with no failure that move it on without a confirmation
+    held_at: float | None = None
+    started_by: str
+    reason: str
+    at: float
+    updated_at: float
+
+
+class RestartCall(SQLModel, table=True):
+    """A call a stage of a staged restart let through."""
+
+    __tablename__ = "restart_calls"  # pyright: ignore[reportAssignmentType]
+
+    call_id: str = Field(primary_key=True)
+    restart_id: int
+    stage: int
+
+
+class ShadowCount(SQLModel, table=True):
+    """How often a rule in `mode: shadow` would have decided otherwise (kind `rule` or `stop`)."""
+
+    __tablename__ = "shadow_counts"  # pyright: ignore[reportAssignmentType]
+
+    team: str = Field(primary_key=True)
+    rule: str = Field(primary_key=True)
+    kind: str = Field(primary_key=True)
+    verdicts: int
 
 
 class ReviewerToken(SQLModel, table=True):

@@ -7,6 +7,7 @@ classifying is pure and fails closed (unknown tools, wrong-typed arguments and b
 """
 
 from guard.policy._cases import CaseReport, CaseResult, cases_path, run_cases
+from guard.policy._field_stops import FieldStop
 from guard.policy._live import LivePolicies
 from guard.policy._load import load_policy, policy_from_text
 from guard.policy._policy import Policy, RuleTrace
@@ -23,12 +24,14 @@ from guard.policy._types import (
     StopRules,
     Verdict,
 )
+from guard.policy._values import parse_duration
 
 __all__ = [
     "ApprovalRule",
     "CaseReport",
     "CaseResult",
     "Decision",
+    "FieldStop",
     "LivePolicies",
     "Notify",
     "OnFailure",
@@ -42,6 +45,7 @@ __all__ = [
     "Verdict",
     "cases_path",
     "load_policy",
+    "parse_duration",
     "policy_from_text",
     "policy_json_schema",
     "run_cases",

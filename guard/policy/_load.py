@@ -19,6 +19,7 @@ from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
 from guard.errors import PolicyError
+from guard.policy._field_stops_load import field_stops
 from guard.policy._policy import Policy
 from guard.policy._rules import RuleProblem, compile_owners, compile_rules
 from guard.policy._spec import PolicySpec
@@ -226,7 +227,8 @@ def _compile(text: str, data: bytes, source: str) -> Policy:
             events=frozenset(spec.notify.events)),
         stop=NO_STOP if spec.stop is None else StopRules(
             spec.stop.repeats, tuple(spec.stop.max_calls.items()),
-            tuple((glob, rate.calls, rate.per) for glob, rate in spec.stop.rate.items())),
+            tuple((glob, rate.calls, rate.per) for glob, rate in spec.stop.rate.items()),
+            field_stops(spec.stop, source, doc.line_of)),
     )
 
 

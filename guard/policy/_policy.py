@@ -14,7 +14,7 @@ the list is cached per tool name), evaluate their conditions, then decide in thi
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from guard.identity import identity
@@ -210,7 +210,7 @@ class Policy:
             if outcome is True:
                 matched.append(rule)
                 key.append(rule.index)
-            elif outcome is not False and unknown is None:
+            elif outcome is not False and unknown is None and not rule.shadow:
                 unknown = (rule, outcome)  # pyright: ignore[reportAssignmentType]
         if unknown is not None:
             return self._deny(
@@ -236,7 +236,10 @@ class Policy:
                 continue
             outcome = evaluate_all(rule.checks, args, rule.name) if rule.checks else True
             conditions = rule.conditions() or "no conditions"
-            if outcome is True:
+            if rule.shadow:
+                traces.append(RuleTrace(rule.name, rule.line, "shadow: " + ("would match" if outcome is True else
+                                                                            "would not match"), conditions))
+            elif outcome is True:
                 traces.append(RuleTrace(rule.name, rule.line, "matched", conditions))
             elif outcome is False:
                 traces.append(RuleTrace(rule.name, rule.line, "conditions failed", conditions))
@@ -257,6 +260,19 @@ class Policy:
         return plan
 
     def _decide(self, tool: str, plan: _Plan, matched: list[Rule]) -> Decision:
+        """The decision of the enforced rules of `matched`; when shadow rules are among them and would change the
+        verdict or the class, the decision says so in `shadow`."""
+        enforced = [rule for rule in matched if not rule.shadow]
+        decision = self._enforce(tool, plan, enforced)
+        if len(enforced) == len(matched) and not any(rule.shadow for rule in plan.candidates):
+            return decision
+        would = self._enforce(tool, plan, matched)
+        if (would.verdict, would.side_effect) == (decision.verdict, decision.side_effect):
+            return decision
+        what = f"{would.verdict}" + (f", {would.side_effect}" if would.side_effect else "")
+        return replace(decision, shadow=f"{what}, by rule {would.rule}: {would.reason}")
+
+    def _enforce(self, tool: str, plan: _Plan, matched: list[Rule]) -> Decision:
         denies = [rule for rule in matched if rule.deny is not None]
         if denies:
             return self._deny(tool, plan, matched, denies[0].name, f"{denies[0].deny} (rule {denies[0].name})")
@@ -294,7 +310,7 @@ class Policy:
         )
 
     def _deny(self, tool: str, plan: _Plan, matched: list[Rule], rule: str | None, reason: str) -> Decision:
-        gated = [r for r in matched if r.side_effect is not None]
+        gated = [r for r in matched if r.side_effect is not None and not r.shadow]
         side_effect = min(gated, key=lambda r: r.strictness).side_effect if gated else None
         return Decision(
             self._team,

@@ -57,6 +57,7 @@ class Rule:
     on_failure: OnFailure
     secrets: frozenset[str]
     owners: Owners | None = None  # who answers for pauses of its tools, where they differ from the team's
+    shadow: bool = False  # `mode: shadow`: decides nothing; each call records what it would have decided
 
     def names_tool(self, tool: str) -> bool:
         """True when one of the rule's exact names or globs matches `tool` (case-sensitive)."""
@@ -106,6 +107,8 @@ def compile_rules(spec: PolicySpec, line_of: Callable[[Path], int | None]) -> tu
         compiled = _compile(index, rule, at, holders, default_retry, default_expiry, line_of(at))
         if rule.owners is not None:
             compiled = replace(compiled, owners=compile_owners(rule.owners, (*at, "owners"), spec.reviewers, line_of))
+        if rule.mode == "shadow":
+            compiled = replace(compiled, shadow=True)
         rules.append(compiled)
     return tuple(rules)
 

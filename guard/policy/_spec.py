@@ -26,7 +26,17 @@ from guard.policy._types import OnFailure, SideEffectClass
 from guard.policy._values import number_operand, parse_duration, scalar_list, scalar_operand
 
 __all__ = [
-    "ApprovalSpec", "CaseSpec", "CasesFile", "ConditionSpec", "OwnersSpec", "PolicySpec", "RetrySpec", "RuleSpec",
+    "ApprovalSpec",
+    "BlanksStopSpec",
+    "CaseSpec",
+    "CasesFile",
+    "ConditionSpec",
+    "DuplicatesStopSpec",
+    "OwnersSpec",
+    "PolicySpec",
+    "RecordsStopSpec",
+    "RetrySpec",
+    "RuleSpec",
     "StopSpec",
 ]
 
@@ -139,6 +149,9 @@ class OwnersSpec(_Spec):
     backup: Name
 
 
+Mode = Annotated[str, StringConstraints(pattern=r"^(enforce|shadow)$")]
+
+
 class RuleSpec(_Spec):
     """One rule: tools (names or globs) and optional conditions -> a class and its gate, or a deny."""
 
@@ -154,6 +167,8 @@ class RuleSpec(_Spec):
     deny: Text | None = Field(default=None, description="Refuse the call; the text tells the agent why.")
     owners: OwnersSpec | None = Field(default=None, description="Who answers for pauses of this rule's tools, "
                                                                 "where it differs from the team's `owners:`.")
+    mode: Mode = Field(default="enforce", description="shadow: the rule decides nothing; each call records what it "
+                                                      "would have decided (an event and a metric).")
 
 
 EnvName = Annotated[str, StringConstraints(pattern=r"^[A-Z_][A-Z0-9_]*$", max_length=100)]
@@ -185,6 +200,48 @@ class RateSpec(_Spec):
     per: Duration
 
 
+FieldName = Annotated[str, StringConstraints(pattern=r"^[^.\s]+(\.[^.\s]+)*$", max_length=200)]
+OnTrip = Annotated[str, StringConstraints(pattern=r"^(deny|pause)$")]
+PauseScope = Annotated[str, StringConstraints(pattern=r"^(team|tool)$")]
+
+
+class _FieldStopSpec(_Spec):
+    """What every stop rule on named arguments shares: its name, the tools it counts, and what a trip does."""
+
+    name: Name
+    tools: Annotated[list[ToolPattern], Field(min_length=1)]
+    on_trip: OnTrip = Field(default="deny", description="deny: refuse the call; pause: refuse it and pause "
+                                                        "the team or the tool (`pause:`) until an owner lifts it.")
+    pause: PauseScope = Field(default="team", description="What `on_trip: pause` pauses: the team or the tool.")
+    mode: Mode = Field(default="enforce", description="shadow: record what the rule would have decided (an event "
+                                                      "and a metric) without refusing anything.")
+
+
+class RecordsStopSpec(_FieldStopSpec):
+    """Far more records than expected: at most `max` distinct values of `field` per run, or per window of `per`
+    across the team's runs."""
+
+    field: FieldName
+    max: Annotated[int, Field(ge=1, le=1_000_000)]
+    per: Annotated[str, StringConstraints(pattern=r"^run$")] | Duration = Field(
+        default="run", description="`run`, or a duration: a fixed window of the database clock for the whole team.")
+
+
+class DuplicatesStopSpec(_FieldStopSpec):
+    """Duplicate messages: at most `max` calls of one tool with the same values of `fields` (the recipient, the
+    invoice, ...) within `within`, across the team's runs."""
+
+    fields: Annotated[list[FieldName], Field(min_length=1, max_length=20)]
+    within: Duration
+    max: Annotated[int, Field(ge=1, le=1_000_000)] = 1
+
+
+class BlanksStopSpec(_FieldStopSpec):
+    """Blank fields written: a call whose named fields are present and empty, null or only whitespace."""
+
+    fields: Annotated[list[FieldName], Field(min_length=1, max_length=100)]
+
+
 class StopSpec(_Spec):
     """Brakes on a runaway agent: a call over a limit is denied (and recorded) before it starts."""
 
@@ -194,6 +251,9 @@ class StopSpec(_Spec):
         default_factory=lambda: {}, description="Tool name or glob -> at most this many calls of it per run.")
     rate: dict[ToolPattern, RateSpec] = Field(
         default_factory=lambda: {}, description="Tool name or glob -> at most `calls` per `per` for the whole team.")
+    records: list[RecordsStopSpec] = Field(default_factory=lambda: [])
+    duplicates: list[DuplicatesStopSpec] = Field(default_factory=lambda: [])
+    blank_fields: list[BlanksStopSpec] = Field(default_factory=lambda: [])
 
 
 class PolicySpec(_Spec):

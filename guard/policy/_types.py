@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from fnmatch import fnmatchcase
 
+from guard.policy._field_stops import FieldStop
+
 __all__ = ["NO_STOP", "ApprovalRule", "Decision", "Notify", "OnFailure", "Owners", "RetryRule", "SideEffectClass",
            "StopRules", "Verdict"]
 
@@ -151,16 +153,20 @@ class StopRules:
         max_calls: (tool name or glob, limit): at most `limit` calls of the matching tools per run.
         rate: (tool name or glob, calls, period in seconds): at most `calls` calls of the matching tools in each
             period (a fixed window of the database clock), across every run of the team.
+        fields: The seeds' rules on named arguments (`guard.policy._field_stops.FieldStop`): far more records than
+            expected, duplicate messages, blank fields written.
     """
 
     repeats: int | None = None
     max_calls: tuple[tuple[str, int], ...] = ()
     rate: tuple[tuple[str, int, float], ...] = ()
+    fields: tuple[FieldStop, ...] = ()  # rules on named arguments: records, duplicates, blank fields
 
     def for_tool(self, tool: str) -> StopRules:
         """The rules that count a call of `tool` (the limits whose pattern names it)."""
         return StopRules(self.repeats, tuple((glob, n) for glob, n in self.max_calls if fnmatchcase(tool, glob)),
-                         tuple(rule for rule in self.rate if fnmatchcase(tool, rule[0])))
+                         tuple(rule for rule in self.rate if fnmatchcase(tool, rule[0])),
+                         tuple(rule for rule in self.fields if rule.counts(tool)))
 
 
 NO_STOP = StopRules()
@@ -185,6 +191,8 @@ class Decision:
         policy_version: `sha256:<16 hex>` of the policy file, or "" when no policy could be loaded.
         matched: Names of all rules whose tool and conditions matched, in file order.
         stop: The policy's stop rules that count this tool (checked against the run in the ledger).
+        shadow: When rules in `mode: shadow` name the tool and would change the verdict or the class: what they
+            would have decided, in words (`approve, compensable, by rule X: ...`); None otherwise. Not enforced.
     """
 
     team: str
@@ -200,6 +208,7 @@ class Decision:
     policy_version: str
     matched: tuple[str, ...]
     stop: StopRules = NO_STOP
+    shadow: str | None = None  # what the rules in `mode: shadow` would have decided, when that differs
 
     @property
     def allowed(self) -> bool:

@@ -17,7 +17,7 @@ import inspect
 import os
 import socket
 import time
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Literal, overload
@@ -162,15 +162,18 @@ class Guard:
         return wrap(fn) if fn is not None else wrap
 
     def run(self, team: str, *, run_id: str | None = None, subject: str | None = None,
-            source_event_id: str | None = None, keep_open: bool = False) -> RunHandle:
+            source_event_id: str | None = None, keep_open: bool = False,
+            uses: Iterable[str] = ()) -> RunHandle:
         """A run: the calls of one business event, under one run id (`with` or `async with`).
 
         With `source_event_id` and no `run_id`, the run id is `<team>:<source_event_id>`, so the same event
         delivered twice resumes the same run instead of acting twice. An existing run id resumes that run.
         `keep_open=True`: a clean exit leaves the run running, for the next session of the same run.
+        `uses`: the tools the run will call (names); while one of them is paused, a new run does not open
+        (ToolPaused), as a paused team's does not (TeamPaused).
         """
         return RunHandle(self, team=team, run_id=run_id, subject=subject, source_event_id=source_event_id,
-                         keep_open=keep_open)
+                         keep_open=keep_open, uses=tuple(uses))
 
 
     def args_hash(self, team: str, tool: str, args: Mapping[str, Any]) -> str:

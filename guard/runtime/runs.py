@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from guard.crash import crash_point
-from guard.errors import ApprovalPending, ApprovalTimeout, CallInDoubt, RunNotRunning, TeamPaused
+from guard.errors import ApprovalPending, ApprovalTimeout, CallInDoubt, RunNotRunning, TeamPaused, ToolPaused
 from guard.ledger import OPEN_RUN_STATES, RunClose, RunRecord, RunState, new_id
 from guard.redaction import scrub_text
 from guard.runtime.context import RUN_VAR, RunScope
@@ -33,7 +33,10 @@ class RunHandle:
     (the same event delivered twice): every call it already made returns its recorded result, and any new call
     is refused with RunNotRunning. A run halted or pending review refuses entry until an operator acts on it.
     While the team is paused, a new run is refused with TeamPaused and nothing is recorded (a run already open
-    may be entered; the brakes deny its calls).
+    may be entered; the brakes deny its calls). A run that declares the tools it will use (`uses=[...]`) is
+    refused with ToolPaused while a pause of one of them is in force: the job would be denied at that call
+    anyway, and refusing it here stops the schedule or webhook that opened it at the source. A run that declares
+    nothing opens, and the brakes deny its call of a paused tool when it comes.
 
     With `keep_open=True` a clean exit leaves a running run `running` (a run that several sessions carry on,
     e.g. an MCP proxy's run for one event across client connections); a block that raises closes it as above.
@@ -45,8 +48,9 @@ class RunHandle:
     """
 
     def __init__(self, guard: Guard, *, team: str, run_id: str | None, subject: str | None,
-                 source_event_id: str | None, keep_open: bool = False) -> None:
+                 source_event_id: str | None, keep_open: bool = False, uses: tuple[str, ...] = ()) -> None:
         self.guard = guard
+        self.uses = uses
         self.keep_open = keep_open
         self.team = team
         self.run_id = run_id or (f"{team}:{source_event_id}" if source_event_id else new_id("run"))
@@ -81,17 +85,24 @@ class RunHandle:
         return self
 
     def _refuse_if_paused(self) -> None:
-        """Pause at the source: a paused team opens no new run (one read when nothing is paused)."""
-        pause = self.guard.ledger.pause_of_team(self.team)
+        """Pause at the source: a paused team, or a paused tool the run declares, opens no new run (one read when
+        nothing is paused). A run already in the ledger may be entered: the brakes judge its calls."""
+        pause = self.guard.ledger.pause_at_source(self.team, self.uses)
         if pause is None or self.guard.ledger.get_run(self.run_id) is not None:
             return
         policy = self.guard.policies.policies.get(self.team)
-        owners = list(policy.owners.names) if policy is not None and policy.owners is not None else []
-        reason = (f"team {self.team} is paused by {pause['paused_by']}: {pause['reason']} (pause {pause['id']}"
+        tool: str | None = pause.get("tool")
+        owners = [name for o in (policy.owners_of(tool) if policy is not None else ()) for name in o.names]
+        what = f"team {self.team}" if tool is None else f"tool {pause['target']} (used by this run as {tool})"
+        reason = (f"{what} is paused by {pause['paused_by']}: {pause['reason']} (pause {pause['id']}"
                   f"{', owners ' + ' / '.join(owners) if owners else ''}); no new run opens until it is lifted "
-                  f"(`guard unpause --team {self.team}`)")
-        raise TeamPaused(reason, run_id=self.run_id, call_id=None, tool=None, state="paused", team=self.team,
-                         pause_id=pause["id"], reason=pause["reason"], paused_by=pause["paused_by"], owners=owners)
+                  f"(`guard unpause --{pause['scope']} {pause['target']}`)")
+        fields = {"run_id": self.run_id, "call_id": None, "state": "paused", "team": self.team,
+                  "pause_id": pause["id"], "reason": pause["reason"], "paused_by": pause["paused_by"],
+                  "owners": owners}
+        if tool is None:
+            raise TeamPaused(reason, tool=None, **fields)
+        raise ToolPaused(reason, tool=tool, pattern=pause["target"], **fields)
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:

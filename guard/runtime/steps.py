@@ -27,6 +27,7 @@ from guard.redaction import conceal, redact, restore_secrets, scrub_text, secret
 from guard.runtime.arguments import ArgumentRules, fingerprint
 from guard.runtime.context import RunScope
 from guard.runtime.hooks import ToolHooks
+from guard.runtime.stop_marks import stop_marks
 
 __all__ = ["CallInput", "Prepared", "ToolSpec", "as_approved", "decision_outcome", "error_text", "extract_ids",
            "prepare", "record_success", "scrub_ids", "stored_result"]
@@ -109,6 +110,8 @@ def prepare(ledger: Ledger, decision: Decision, inp: CallInput, worker: str, lea
         stop_repeats=decision.stop.repeats,
         stop_limits=decision.stop.max_calls,
         stop_rates=decision.stop.rate,
+        stop_marks=stop_marks(decision, inp.tool.name, inp.args, rules) if decision.stop.fields else (),
+        shadow=decision.shadow,
     )
     return Prepared(inp, decision, request, ledger.offer(request), fp.secrets, fp.limit)
 

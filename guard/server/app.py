@@ -30,6 +30,7 @@ from guard.server.auth import Sessions, bearer_reviewer
 from guard.server.desk import Desk, DeskError
 from guard.server.metrics import metrics_router
 from guard.server.pages import pages_router
+from guard.server.restarts_api import restarts_router
 from guard.server.sealing import SealSchedule
 
 __all__ = ["create_app"]
@@ -91,6 +92,7 @@ def create_app(db_url: str | None, policies_dir: str | Path, *, session_secret: 
     app.state.desk = desk
     app.state.notifier = notifier
     app.include_router(api_router)
+    app.include_router(restarts_router)
     app.include_router(pages_router(desk, sessions))
     app.include_router(metrics_router(ledger, metrics_token))
 

@@ -88,6 +88,47 @@ class Brakes:
         return {"lifted": lifted, "scope": point.scope, "target": point.target, "team": point.team,
                 "reason": reason, "lifted_by": who.name}
 
+    def restart(self, who: Reviewer, point: PausePoint, reason: str, stages: list[int],
+                quiet: float | None) -> dict[str, Any]:
+        """Start a staged restart of a paused point (`guard.ledger.restarts`); 422 when nothing is paused there, a
+        restart is under way, or the stages are not call counts."""
+        self._policy(who, point)
+        try:
+            restart_id = self.desk.ledger.start_restart(point.scope, point.target, stages=stages, by=who.name,
+                                                        reason=reason, team=point.team, quiet=quiet)
+        except GuardUsageError as err:
+            raise DeskError(422, "invalid", str(err)) from err
+        return self._restart(restart_id)
+
+    def confirm(self, who: Reviewer, point: PausePoint, reason: str) -> dict[str, Any]:
+        """Confirm the held stage of a staged restart: the next stage passes, or the pause is lifted; 409 when
+        the stage has not filled yet, 404 when no restart is under way."""
+        self._policy(who, point)
+        active = [r for r in self.desk.ledger.restarts([point.team], active_only=True)
+                  if (r["scope"], r["target"]) == (point.scope, point.target)]
+        if not active:
+            raise DeskError(404, "no_restart", f"no staged restart of {point.scope} {point.target} is under way")
+        try:
+            self.desk.ledger.confirm_restart(point.scope, point.target, by=who.name, reason=reason, team=point.team)
+        except GuardUsageError as err:
+            raise DeskError(409 if "once it holds" in str(err) else 422, "invalid", str(err)) from err
+        return self._restart(active[0]["id"])
+
+    def restarts(self, who: Reviewer) -> list[dict[str, Any]]:
+        """The staged restarts of the reviewer's teams, each with its steps (who, when, which stage, why)."""
+        policies = self.desk.policies.policies
+        out: list[dict[str, Any]] = []
+        for r in self.desk.ledger.restarts(self.desk.teams_of(who.name)):
+            policy = policies.get(r["team"] or "")
+            tool = r["target"] if r["scope"] == "tool" else None
+            out.append({**r, "steps": self.desk.ledger.restart_events(r["id"]),
+                        "may_confirm": policy is not None and policy.may_pause(who.name, tool)})
+        return out
+
+    def _restart(self, restart_id: int) -> dict[str, Any]:
+        [r] = [r for r in self.desk.ledger.restarts() if r["id"] == restart_id]
+        return {**r, "steps": self.desk.ledger.restart_events(restart_id)}
+
     def active(self, who: Reviewer) -> list[dict[str, Any]]:
         """The pauses in force in the reviewer's teams, each with its owners and whether `who` may lift it."""
         policies = self.desk.policies.policies

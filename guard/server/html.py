@@ -189,12 +189,15 @@ def _lift_form(p: dict[str, Any], csrf: str) -> str:
             f'<input type="hidden" name="team" value="{_e(p["team"])}">{target}'
             f'<label for="{label}">Why it is safe to go on</label>'
             f'<input id="{label}" name="reason" type="text" maxlength="4000" required>'
+            f'<label for="stages-{_e(p["id"])}">Restart in stages (calls per stage, e.g. 1,10,100; empty lifts it '
+            f'at once)</label><input id="stages-{_e(p["id"])}" name="stages" type="text" maxlength="100">'
             f'<div><button type="submit">Lift the pause on {_e(p["scope"])} {_e(p["target"])}</button></div></form>')
 
 
 def pauses_page(reviewer: str, csrf: str, pauses: list[dict[str, Any]], teams: list[str], *,
-                notice: str | None = None, error: str | None = None) -> str:
-    """The pauses in force in the reviewer's teams, a lift form on those they may lift, and a pause form."""
+                notice: str | None = None, error: str | None = None, restarts: str = "") -> str:
+    """The pauses in force in the reviewer's teams, a lift form on those they may lift (at once or in stages), the
+    staged restarts (`restarts`, HTML from `guard.server.restarts_html`), and a pause form."""
     if pauses:
         rows = "".join(
             f'<tr><td>{_e(p["team"])}</td><td>{_e(p["scope"])} <code>{_e(p["target"])}</code></td>'
@@ -215,5 +218,5 @@ def pauses_page(reviewer: str, csrf: str, pauses: list[dict[str, Any]], teams: l
             '<input id="pause-reason" name="reason" type="text" maxlength="4000" required>'
             '<div><button type="submit">Pause now</button></div></form>') if teams else ""
     body = ("<h1>Pauses</h1>" + (f'<p class="notice" role="status">{_e(notice)}</p>' if notice else "")
-            + _error(error) + table + form)
+            + _error(error) + table + restarts + form)
     return _layout("Pauses", body, reviewer=reviewer, csrf=csrf)

@@ -16,12 +16,12 @@ from collections.abc import Iterator
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.registry import Collector
 
 from guard.errors import LedgerUnavailable
-from guard.ledger import Ledger
+from guard.ledger import Ledger, shadow_verdicts
 
 __all__ = ["LedgerCollector", "metrics_router"]
 
@@ -56,7 +56,14 @@ class LedgerCollector(Collector):
                                     "Webhook notifications that failed, or are being sent.", labels=["team", "state"])
         for team, state, count in work.notices:
             notices.add_metric([team, state], count)
-        yield from (pending, oldest, runs, calls, notices)
+        shadow = CounterMetricFamily("guard_shadow_verdicts",
+                                     "Calls a rule in `mode: shadow` would have decided otherwise (policy rules: "
+                                     "labelled by the rule enforced; stop rules: by their name).",
+                                     labels=["team", "rule", "kind"])
+        with self.ledger.conns.read() as cur:
+            for team, rule, kind, verdicts in shadow_verdicts(cur):
+                shadow.add_metric([team, rule, kind], verdicts)
+        yield from (pending, oldest, runs, calls, notices, shadow)
 
 
 def metrics_router(ledger: Ledger, token: str | None = None) -> APIRouter:

@@ -17,6 +17,7 @@ from guard.server import html
 from guard.server.auth import COOKIE, SESSION_TTL, Session, Sessions, bearer_reviewer, check_same_origin
 from guard.server.brakes import Brakes, PausePoint
 from guard.server.desk import Desk, DeskError
+from guard.server.restarts_html import restarts_table
 
 __all__ = ["PAGE_HEADERS", "pages_router"]
 
@@ -143,8 +144,9 @@ def pages_router(desk: Desk, sessions: Sessions) -> APIRouter:
     def pauses_view(session: Session, *, notice: str | None = None, error: str | None = None,
                     status: int = 200) -> Response:
         who = session.reviewer
-        return _page(html.pauses_page(who.name, sessions.csrf_token(session), brakes.active(who),
-                                      desk.teams_of(who.name), notice=notice, error=error), status)
+        csrf = sessions.csrf_token(session)
+        return _page(html.pauses_page(who.name, csrf, brakes.active(who), desk.teams_of(who.name), notice=notice,
+                                      error=error, restarts=restarts_table(brakes.restarts(who), csrf)), status)
 
     @router.get("/pauses")
     def pauses(cookie: SessionCookie = None, done: str | None = None) -> Response:
@@ -155,33 +157,54 @@ def pages_router(desk: Desk, sessions: Sessions) -> APIRouter:
 
     @router.post("/pauses")
     @router.post("/pauses/lift")
+    @router.post("/pauses/confirm")
     def pause_or_lift(request: Request, cookie: SessionCookie = None,
                       csrf_token: Annotated[str, Form(max_length=200)] = "",
                       team: Annotated[str, Form(max_length=64)] = "",
                       tool: Annotated[str, Form(max_length=200)] = "",
                       run_id: Annotated[str, Form(max_length=128)] = "",
-                      reason: Annotated[str, Form(max_length=4000)] = "") -> Response:
+                      reason: Annotated[str, Form(max_length=4000)] = "",
+                      stages: Annotated[str, Form(max_length=100)] = "") -> Response:
         session = session_of(cookie)
         if session is None:
             return _page(html.login_page("sign in first: your session is missing or has ended"), 401)
-        lifting = request.url.path.endswith("/lift")
+        action = request.url.path.rsplit("/", 1)[-1]
         try:
             check_same_origin(request)
             sessions.check_csrf(session, csrf_token)
             point = PausePoint(team, tool.strip() or None, run_id.strip() or None)
-            if lifting:
+            if action == "confirm":
+                done = "done" if brakes.confirm(session.reviewer, point, reason)["state"] == "done" else "confirmed"
+            elif action == "lift" and stages.strip():
+                brakes.restart(session.reviewer, point, reason, _stages(stages), None)
+                done = "staged"
+            elif action == "lift":
                 brakes.unpause(session.reviewer, point, reason)
+                done = "lifted"
             else:
                 brakes.pause(session.reviewer, point, reason)
+                done = "paused"
         except DeskError as err:
             return pauses_view(session, error=err.message, status=err.status)
-        return _to(f"/pauses?done={'lifted' if lifting else 'paused'}")
+        return _to(f"/pauses?done={done}")
 
     return router
 
 
 _PAUSE_NOTICES = {"paused": "Paused: new calls are denied now, and the owners are told.",
-                  "lifted": "Lifted: calls run again, and the owners are told."}
+                  "lifted": "Lifted: calls run again, and the owners are told.",
+                  "staged": "Staged restart started: the first stage's calls pass, then the pause holds for you.",
+                  "confirmed": "Stage confirmed: the next stage's calls pass.",
+                  "done": "Every stage passed: the pause is lifted."}
+
+
+def _stages(text: str) -> list[int]:
+    """`1,10,100` as call counts, or a 422 saying what is wrong."""
+    try:
+        return [int(part) for part in text.split(",")]
+    except ValueError:
+        raise DeskError(422, "invalid", f"stages are call counts separated by commas, e.g. 1,10,100, not "
+                                        f"{text!r}") from None
 
 
 def _edited(text: str | None) -> dict[str, Any] | None:

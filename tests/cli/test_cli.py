@@ -202,3 +202,56 @@ def test_a_paused_team_has_its_calls_denied_until_it_is_unpaused(db_path: Path, 
 def test_pause_needs_exactly_one_target(db_path: Path, runner: CliRunner) -> None:
     both = runner.invoke(app, ["pause", "--team", "a", "--tool", "b", "--reason", "x", "--db", str(db_path)])
     assert both.exit_code == 2
+
+
+def test_pauses_lists_each_pause_in_force_with_its_owners_and_the_history_of_who_paused_and_lifted_when_and_why(
+        db_path: Path, runner: CliRunner) -> None:
+    Guard(policies=POLICIES, db=str(db_path), log_level="error").close()  # creates the ledger
+    base = ["--db", str(db_path), "--policies", str(POLICIES)]
+    for argv in (["pause", "--team", "onboarding", "--reason", "invoices doubled", "--as", "ops-lead"],
+                 ["unpause", "--team", "onboarding", "--reason", "duplicates voided", "--as", "ops-lead"],
+                 ["pause", "--tool", "email.*", "--in-team", "onboarding", "--reason", "bounces", "--as", "oncall"]):
+        assert runner.invoke(app, [*argv, "--db", str(db_path)]).exit_code == 0
+    shown = runner.invoke(app, ["pauses", *base, "--json"])
+    assert shown.exit_code == 0, shown.output
+    data = json.loads(shown.output)
+    [active] = data["active"]
+    assert (active["target"], active["paused_by"], active["reason"]) == ("email.*", "oncall", "bounces")
+    assert active["owners"] and all({"owner", "backup"} <= set(o) for o in active["owners"])
+    assert [(h["action"], h["by"], h["reason"]) for h in data["history"]] == [
+        ("paused", "ops-lead", "invoices doubled"), ("lifted", "ops-lead", "duplicates voided"),
+        ("paused", "oncall", "bounces")]
+    text = runner.invoke(app, ["pauses", *base, "--last", "1"])
+    assert "owners " in text.output and "history:" in text.output
+    assert "bounces" in text.output.split("history:")[1] and "duplicates voided" not in text.output
+
+
+def test_unpause_staged_lets_one_call_through_then_holds_until_confirm_stage_and_pauses_shows_the_restart(
+        db_path: Path, runner: CliRunner) -> None:
+    guard = Guard(policies=POLICIES, db=str(db_path), log_level="error")
+    ran: list[str] = []
+
+    def find_contact(email: str) -> None:
+        ran.append(email)
+
+    tool = guard.tool(find_contact, name="crm.find_contact")
+    base = ["--team", "onboarding", "--db", str(db_path), "--as", "ops-lead"]
+    try:
+        with guard.run("onboarding"):
+            assert runner.invoke(app, ["pause", *base, "--reason", "dupes"]).exit_code == 0
+            staged = runner.invoke(app, ["unpause", *base, "--reason", "fixed", "--staged", "1,10"])
+            assert staged.exit_code == 0 and "stage 1 lets 1 call(s) through" in staged.output, staged.output
+            tool(email="a@x.io")
+            with pytest.raises(CallDenied, match="holds after stage 1 of 1,10"):
+                tool(email="b@x.io")
+            shown = runner.invoke(app, ["pauses", "--db", str(db_path), "--policies", str(POLICIES)])
+            assert "holding at stage 1, 1 call(s) through" in shown.output
+            assert "restart 1 stage 1 holding" in shown.output  # the step is in the history
+            confirmed = runner.invoke(app, ["unpause", *base, "--reason", "one fine", "--confirm-stage"])
+            assert confirmed.exit_code == 0 and "next stage" in confirmed.output
+            tool(email="b@x.io")
+    finally:
+        guard.close()
+    assert ran == ["a@x.io", "b@x.io"]
+    bad = runner.invoke(app, ["unpause", *base, "--reason", "x", "--staged", "1,ten"])
+    assert bad.exit_code == 2

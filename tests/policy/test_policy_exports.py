@@ -12,6 +12,8 @@ def test_exported_names() -> None:
             "CaseReport",
             "CaseResult",
             "Decision",
+            "FieldStop",
+            "parse_duration",
             "LivePolicies",
             "Notify",
             "OnFailure",

@@ -9,7 +9,7 @@ from collections.abc import Callable
 import pytest
 from runtime_support import Driver, Recorder
 
-from guard import CallDenied, Guard, TeamPaused
+from guard import CallDenied, Guard, TeamPaused, ToolPaused
 
 
 def test_a_paused_team_refuses_a_new_run_naming_the_pause_and_its_owners_and_records_nothing(
@@ -66,3 +66,50 @@ def test_a_tool_pause_or_another_teams_pause_leaves_new_runs_open(make_guard: Ca
     with driver.run(guard, "onboarding") as run:
         run.call(find, email="ada@example.com")
     assert len(body.calls) == 1
+
+
+def test_a_new_run_that_declares_a_paused_tool_is_refused_naming_the_pause_the_tool_and_its_owners(
+        make_guard: Callable[..., Guard], driver: Driver) -> None:
+    guard = make_guard(log_level="error")
+    pause_id = guard.ledger.pause("tool", "email.*", reason="reminders sent three times", by="ops-lead",
+                                  team="onboarding")
+    with pytest.raises(ToolPaused) as refused, guard.run("onboarding", run_id="reminders",
+                                                          uses=["crm.find_contact", "email.send_welcome"]):
+        pass
+    err = refused.value
+    assert isinstance(err, TeamPaused)  # a handler that stops for a paused team stops for this too
+    assert (err.tool, err.pattern, err.pause_id, err.reason) == ("email.send_welcome", "email.*", pause_id,
+                                                                 "reminders sent three times")
+    assert err.owners and "guard unpause --tool email.*" in str(err)
+    assert pickle.loads(pickle.dumps(err)).fields == err.fields
+    assert guard.ledger.get_run("reminders") is None
+
+
+def test_a_tool_pause_of_every_team_refuses_a_run_declaring_that_tool_and_a_lift_lets_it_open(
+        make_guard: Callable[..., Guard], driver: Driver) -> None:
+    guard = make_guard(log_level="error")
+    guard.ledger.pause("tool", "crm.find_*", reason="crm returns stale data", by="ops-lead")
+    with pytest.raises(ToolPaused), guard.run("onboarding", run_id="sync-1", uses=["crm.find_contact"]):
+        pass
+    guard.ledger.unpause("tool", "crm.find_*", by="ops-lead", reason="crm fixed")
+    body = Recorder(result={"id": "c_1"})
+    find = driver.tool(guard, body, name="crm.find_contact")
+    with driver.run(guard, "onboarding", run_id="sync-1") as run:
+        run.call(find, email="ada@example.com")
+    assert len(body.calls) == 1
+
+
+def test_a_run_that_does_not_declare_the_paused_tool_opens_and_only_its_call_of_that_tool_is_denied(
+        make_guard: Callable[..., Guard], driver: Driver) -> None:
+    guard = make_guard(log_level="error")
+    guard.ledger.pause("tool", "email.*", reason="bounces", by="ops-lead", team="onboarding")
+    body = Recorder(result={"id": "c_1"})
+    find = driver.tool(guard, body, name="crm.find_contact")
+    send = driver.tool(guard, body, name="email.send_welcome")
+    with guard.run("onboarding", run_id="sync-2", uses=["crm.find_contact"]):
+        pass
+    with driver.run(guard, "onboarding", run_id="sync-3") as run:
+        run.call(find, email="ada@example.com")
+        with pytest.raises(CallDenied, match="bounces"):
+            run.call(send, to="ada@example.com")
+    assert guard.ledger.get_run("sync-2") is not None
