@@ -18,6 +18,7 @@ REPO = Path(__file__).resolve().parents[1]
     ("examples/lead_funnel/run.py", "overhead per guarded call"),
     ("examples/booking/run.py", "rolled_back"),
     ("examples/lead_funnel_pydantic_ai/run.py", "no new effect"),
+    ("examples/bad_run/run.py", "counts match"),
 ])
 def test_the_example_runs_offline_and_its_checks_hold(script: str, says: str) -> None:
     env = {**os.environ, "GUARD_DEMO_LOG": "warning", "GUARD_DEMO_REVIEW": "cli", "GUARD_DEMO_PORT": "0"}

@@ -6,6 +6,7 @@ import typer
 
 from guard.cli import (
     approvals_cmd,
+    incident_cmd,
     ledger_cmd,
     notify_cmd,
     operate_cmd,
@@ -49,6 +50,7 @@ app.command("pauses")(ops_cmd.pauses)
 app.add_typer(serve_cmd.tokens_app, name="tokens")
 app.command("serve")(serve_cmd.serve)
 app.add_typer(notify_cmd.app, name="notifications")
+app.add_typer(incident_cmd.app, name="incident")
 
 
 def main() -> None:
