@@ -14,7 +14,7 @@ from typing import Any
 from guard.printable import printable
 from guard.spans import format_span
 
-__all__ = ["approval_page", "login_page", "message_page", "pauses_page", "queue_page"]
+__all__ = ["approval_page", "layout", "login_page", "message_page", "pauses_page", "queue_page", "text", "when"]
 
 _CSS = """
 body{font:16px/1.45 system-ui,sans-serif;max-width:72rem;margin:0 auto;padding:1rem 1.5rem;color:#1b1b1b}
@@ -62,7 +62,8 @@ def _layout(title: str, body: str, *, reviewer: str | None = None, csrf: str | N
                "</form>")
     return (f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{_e(title)} · Guard</title>'
             f'<meta name="viewport" content="width=device-width, initial-scale=1"><style>{_CSS}</style></head>'
-            f'<body><header><p><a href="/">Guard approvals</a> · <a href="/pauses">Pauses</a></p>{who}</header>'
+            f'<body><header><p><a href="/">Guard approvals</a> · <a href="/pauses">Pauses</a> · '
+            f'<a href="/incidents">Incidents</a></p>{who}</header>'
             f'<main>{body}</main></body></html>')
 
 
@@ -217,3 +218,9 @@ def pauses_page(reviewer: str, csrf: str, pauses: list[dict[str, Any]], teams: l
     body = ("<h1>Pauses</h1>" + (f'<p class="notice" role="status">{_e(notice)}</p>' if notice else "")
             + _error(error) + table + form)
     return _layout("Pauses", body, reviewer=reviewer, csrf=csrf)
+
+
+# For the pages of other modules (incidents): the same frame and the same escaping.
+layout = _layout
+text = _e
+when = _t
