@@ -13,6 +13,7 @@ from guard.cli import (
     ops_cmd,
     policy_cmd,
     policy_init,
+    report_cmd,
     runs_cmd,
     serve_cmd,
 )
@@ -51,6 +52,7 @@ app.add_typer(serve_cmd.tokens_app, name="tokens")
 app.command("serve")(serve_cmd.serve)
 app.add_typer(notify_cmd.app, name="notifications")
 app.add_typer(incident_cmd.app, name="incident")
+app.command("report")(report_cmd.report)
 
 
 def main() -> None:
