@@ -16,25 +16,29 @@ import sqlite3
 import tempfile
 import time
 import tracemalloc
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 from bench.seed import seed_calls
 from guard.incidents import IncidentBook, Scope
 from guard.ledger import Ledger
 
+T = TypeVar("T")
 
-def _timed(what: str, fn, runs: int = 1):
-    best = float("inf")
-    out = None
-    for _ in range(runs):
+
+def _timed(what: str, fn: Callable[[], T], runs: int = 1) -> T:
+    t0 = time.perf_counter()
+    out = fn()
+    best = time.perf_counter() - t0
+    for _ in range(runs - 1):
         t0 = time.perf_counter()
         out = fn()
         best = min(best, time.perf_counter() - t0)
     tracemalloc.start()
-    fn_out = fn() if what != "snapshot" else None
+    fn()
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
-    del fn_out
     print(f"{what:<12} {best:8.2f} s   peak Python memory {peak / 2**20:7.1f} MiB")
     return out
 
