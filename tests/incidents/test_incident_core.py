@@ -166,3 +166,12 @@ def test_the_status_update_says_what_happened_what_looks_wrong_what_looks_normal
 
 def _inspector(run: BadRun) -> Inspector:
     return inspector_for(run.guard)
+
+
+def test_every_incident_tables_digest_reads_every_column_of_the_table() -> None:
+    from guard.ledger.digests import COVERED_LATER
+    from guard.ledger.tables import metadata
+
+    assert set(COVERED_LATER) == {"incidents", "incident_verdicts", "incident_notes"}
+    for spec in COVERED_LATER.values():
+        assert set(spec.columns) == {c.name for c in metadata.tables[spec.table].columns}, spec.table
