@@ -12,8 +12,9 @@ import re
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
+import click
 import typer
 
 from guard.cli.common import (
@@ -59,10 +60,18 @@ def parse_when(text: str | None, now: float | None = None) -> float | None:
         fail(f"not a time: {text!r} (use 7d, 2h, 30m, Unix seconds or 2026-12-04T09:10)", 2)
 
 
+def closing(thing: Any) -> Any:
+    """`thing` (a ledger or a Guard), closed when the command ends, whichever way it ends."""
+    ctx = click.get_current_context(silent=True)
+    if ctx is not None:
+        ctx.call_on_close(thing.close)
+    return thing
+
+
 def _book(db: str | None) -> IncidentBook:
     from guard.incidents import IncidentBook
 
-    return IncidentBook(open_ledger(db))
+    return IncidentBook(closing(open_ledger(db)))
 
 
 @app.command("open")
@@ -223,7 +232,7 @@ def snapshot(incident_id: Incident, file: Annotated[Path, typer.Argument(help="A
     inspect = None
     book = _book(db)
     if app_spec is not None:
-        inspect = inspector_for(load_app(app_spec, db))
+        inspect = inspector_for(closing(load_app(app_spec, db)))
     taken = book.snapshot(incident_id, file, by=operator_name(who), inspect=inspect)
     if as_json:
         emit({"path": taken.path, "sha256": taken.digest, "records": taken.records, "inspected": taken.inspected,
@@ -261,7 +270,7 @@ def repair(incident_id: Incident,
     from guard.incidents import IncidentBook
     from guard.incidents.repair import repair as run_repair
 
-    guard = load_app(app_spec, db)
+    guard = closing(load_app(app_spec, db))
     book = IncidentBook(guard.ledger)
     report = run_repair(guard, book, incident_id, operator=operator_name(who), sample=sample, rest=rest,
                         repair_tool=repair_tool)

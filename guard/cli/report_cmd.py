@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 
 from guard.cli.common import DbOption, JsonFlag, echo, emit, guarded_command, open_ledger
-from guard.cli.incident_cmd import parse_when
+from guard.cli.incident_cmd import closing, parse_when
 from guard.spans import format_span
 
 
@@ -23,7 +23,7 @@ def report(since: Annotated[str, typer.Option(help="The window: 7d, 24h, Unix se
     from guard.ledger.health_numbers import health_numbers
 
     start = parse_when(since, time.time()) or 0.0
-    numbers = health_numbers(open_ledger(db).conns, start)
+    numbers = health_numbers(closing(open_ledger(db)).conns, start)
     data = numbers.to_json()
     data["tools"] = [t for t in data["tools"] if team is None or t["team"] == team]
     if as_json:
