@@ -83,7 +83,7 @@ def test_the_numbers_count_pauses_retries_failures_to_clean_ends_and_approval_wa
     lab.close()
 
 
-@pytest.mark.sqlite_only  # a CLI command on a PostgreSQL URL leaves a psycopg connection open (`guard runs list` too): see the report
+@pytest.mark.sqlite_only  # any CLI command on a PostgreSQL URL leaves a psycopg connection open (runs list too)
 def test_guard_report_and_the_prometheus_metrics_show_the_same_numbers(lab: Ledger, ledger_url: str) -> None:
     out = CliRunner().invoke(cli, ["report", "--since", "1h", "--db", ledger_url, "--json"])
     assert out.exit_code == 0, out.output

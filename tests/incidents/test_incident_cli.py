@@ -20,7 +20,7 @@ def _guard(ledger_url: str, *args: str) -> str:
     return out.output
 
 
-@pytest.mark.sqlite_only  # a CLI command on a PostgreSQL URL leaves a psycopg connection open (`guard runs list` too): see the report
+@pytest.mark.sqlite_only  # any CLI command on a PostgreSQL URL leaves a psycopg connection open (runs list too)
 def test_the_cli_opens_on_a_window_tags_by_filter_keeps_history_lists_and_closes(bad_run: BadRun,
                                                                                   ledger_url: str) -> None:
     opened = json.loads(_guard(ledger_url, "incident", "open", "--team", "contacts", "--tool", "crm.*", "--since",
@@ -40,7 +40,7 @@ def test_the_cli_opens_on_a_window_tags_by_filter_keeps_history_lists_and_closes
     assert "closed: restored by hand" in shown and "Looks wrong: 12 in crm." in shown
 
 
-@pytest.mark.sqlite_only  # a CLI command on a PostgreSQL URL leaves a psycopg connection open (`guard runs list` too): see the report
+@pytest.mark.sqlite_only  # any CLI command on a PostgreSQL URL leaves a psycopg connection open (runs list too)
 def test_a_time_that_is_not_one_is_a_usage_error(ledger_url: str, bad_run: BadRun) -> None:
     out = runner.invoke(app, ["incident", "open", "--team", "contacts", "--since", "yesterday-ish", "--title", "t",
                               "--db", ledger_url])
