@@ -20,7 +20,7 @@ def report(since: Annotated[str, typer.Option(help="The window: 7d, 24h, Unix se
            db: DbOption = None, as_json: JsonFlag = False) -> None:
     """Pause rate by step, retry success after a first failure, time from failure to clean completion, and
     approval wait time, per team and tool."""
-    from guard.ledger.health_numbers import health_numbers
+    from guard.ledger import health_numbers
 
     start = parse_when(since, time.time()) or 0.0
     numbers = health_numbers(closing(open_ledger(db)).conns, start)

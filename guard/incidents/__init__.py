@@ -9,6 +9,23 @@ from guard.incidents.radius import BlastRadius, Record, blast_radius, system_of
 from guard.incidents.snapshot import SnapshotCheck, SnapshotTaken, file_digest, take_snapshot, verify_snapshot
 from guard.incidents.status import status_update
 from guard.ledger.incident_scope import Scope
+from guard.ledger.incidents import VERDICTS, IncidentRecord, Verdict
 
-__all__ = ["BlastRadius", "IncidentBook", "Record", "RecordFilter", "Scope", "SnapshotCheck", "SnapshotTaken",
-           "blast_radius", "file_digest", "status_update", "system_of", "take_snapshot", "verify_snapshot"]
+__all__ = [
+           "VERDICTS",
+           "BlastRadius",
+           "IncidentBook",
+           "IncidentRecord",
+           "Record",
+           "RecordFilter",
+           "Scope",
+           "SnapshotCheck",
+           "SnapshotTaken",
+           "Verdict",
+           "blast_radius",
+           "file_digest",
+           "status_update",
+           "system_of",
+           "take_snapshot",
+           "verify_snapshot",
+]

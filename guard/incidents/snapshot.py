@@ -98,7 +98,7 @@ def _record(call: CallRecord, events: list[dict[str, Any]], verdict: Mapping[str
     if inspect is not None:
         try:
             current = inspect(out)
-        except Exception as exc:  # the hook is the team's code; its failure is evidence too
+        except Exception as exc:  # noqa: BLE001 (the hook is the team's code; its failure is evidence too)
             out["current_error"] = f"{type(exc).__name__}: {exc}"
         else:
             if current is not None:

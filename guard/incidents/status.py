@@ -11,7 +11,7 @@ __all__ = ["status_update"]
 
 
 def _at(ts: float | None) -> str:
-    return "-" if ts is None else dt.datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S")
+    return "-" if ts is None else dt.datetime.fromtimestamp(ts, dt.UTC).astimezone().strftime("%Y-%m-%d %H:%M:%S")
 
 
 def status_update(book: IncidentBook, incident_id: str) -> list[str]:

@@ -4,6 +4,7 @@ from guard.ledger.approvals import DecisionResult, EditGate, RolesNow
 from guard.ledger.audit import AuditReport, Finding, Unsealed
 from guard.ledger.database import HEAD_REVISION, current_revision, resolve_url, shown_url, sqlite_path, upgrade
 from guard.ledger.moves import RunClose
+from guard.ledger.numbers import HealthNumbers, ToolNumbers, health_numbers
 from guard.ledger.pauses import Scope
 from guard.ledger.records import (
     ApprovalRecord,
@@ -36,6 +37,7 @@ __all__ = [
     "EditGate",
     "EventRecord",
     "Finding",
+    "HealthNumbers",
     "Ledger",
     "ManualActionRecord",
     "NoticeEvent",
@@ -50,11 +52,13 @@ __all__ = [
     "SealFile",
     "SealRecord",
     "Signer",
+    "ToolNumbers",
     "Unsealed",
     "Watch",
     "condition",
     "current_revision",
     "generate_key",
+    "health_numbers",
     "load_public_key",
     "new_id",
     "resolve_url",

@@ -1,6 +1,6 @@
 """The three numbers for Prometheus: pause rate by step, retry success after a first failure, time from a failure
 to clean completion (a histogram), and approval wait time (a histogram), per team and tool, over the last
-`WINDOW` seconds, read from the ledger (`guard.ledger.health_numbers`) so every replica agrees.
+`WINDOW` seconds, read from the ledger (`guard.ledger.numbers`) so every replica agrees.
 
 Reading them scans the window's calls and events, so the figures are kept for `TTL` seconds between reads: a
 scrape every 15 s costs one read a minute.
@@ -15,8 +15,7 @@ from collections.abc import Iterator, Sequence
 from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from guard.ledger import Ledger
-from guard.ledger.health_numbers import HealthNumbers, health_numbers
+from guard.ledger import HealthNumbers, Ledger, health_numbers
 
 __all__ = ["BUCKETS", "TTL", "WINDOW", "HealthCollector", "histogram"]
 

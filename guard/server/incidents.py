@@ -13,8 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from guard.errors import GuardUsageError, IllegalTransition
-from guard.incidents import IncidentBook, RecordFilter, Scope, status_update
-from guard.ledger.incidents import IncidentRecord, Verdict
+from guard.incidents import IncidentBook, IncidentRecord, RecordFilter, Scope, Verdict, status_update
 from guard.server.desk import Desk, DeskError, Reviewer
 
 __all__ = ["IncidentDesk"]
@@ -46,10 +45,8 @@ class IncidentDesk:
                                               f"{team} may")
 
     def list(self, who: Reviewer, state: str | None = None) -> list[dict[str, Any]]:
-        out: list[dict[str, Any]] = []
-        for inc in self.book.list(teams=self.desk.teams_of(who.name), state=state):
-            out.append({**inc.to_dict(), "may_operate": self._may_operate(who, inc.team or "")})
-        return out
+        return [{**inc.to_dict(), "may_operate": self._may_operate(who, inc.team or "")}
+                for inc in self.book.list(teams=self.desk.teams_of(who.name), state=state)]
 
     def show(self, who: Reviewer, incident_id: str) -> dict[str, Any]:
         inc = self._visible(who, incident_id)

@@ -159,11 +159,7 @@ def incident_pages_router(desk: Desk, sessions: Sessions) -> APIRouter:
             sessions.check_csrf(session, csrf_token)
             who = session.reviewer
             if action == "verdicts":
-                if verdict not in _VERDICTS:
-                    raise DeskError(422, "invalid", "a verdict is safe, wrong or unclear")
-                picked = tuple(call_ids or ()) if which == "picked" else ()
-                if which == "picked" and not picked:
-                    raise DeskError(422, "invalid", "pick at least one record, or judge all records shown")
+                picked = _picked(verdict, which, call_ids)
                 incidents.tag(who, incident_id, verdict, _filter(f, picked), note.strip() or None)  # pyright: ignore[reportArgumentType]
                 message = "judged"
             elif action == "notes":
@@ -178,6 +174,16 @@ def incident_pages_router(desk: Desk, sessions: Sessions) -> APIRouter:
         return _to(f"/incidents/{incident_id}?{query}")
 
     return router
+
+
+def _picked(verdict: str, which: str, call_ids: list[str] | None) -> tuple[str, ...]:
+    """The records the verdict form names: the picked ones, or () for all shown; DeskError 422 when unusable."""
+    if verdict not in _VERDICTS:
+        raise DeskError(422, "invalid", "a verdict is safe, wrong or unclear")
+    picked = tuple(call_ids or ()) if which == "picked" else ()
+    if which == "picked" and not picked:
+        raise DeskError(422, "invalid", "pick at least one record, or judge all records shown")
+    return picked
 
 
 def _filter(f: dict[str, str], picked: tuple[str, ...]) -> RecordFilter:

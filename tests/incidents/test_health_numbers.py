@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 from guard import ApprovalPending, CallFailed, Guard
 from guard.cli.app import app as cli
 from guard.ledger import Ledger
-from guard.ledger.health_numbers import health_numbers
+from guard.ledger.numbers import health_numbers
 from guard.server.health import HealthCollector
 
 POLICY = """\

@@ -24,7 +24,7 @@ def bad_sync(service: Service, state: Path, contacts: int = 12) -> None:
         tools = make_tools(guard, state)
         plans = {f"ct_{i:03d}": ("cancelled" if i % 4 == 0 else "paid") for i in range(contacts)}
         tools.billing.seed(plans)
-        tools.crm.seed({c: "customer" for c in plans})
+        tools.crm.seed(dict.fromkeys(plans, "customer"))
         sync_contacts(guard, tools, "sync-1")
     finally:
         guard.close()
