@@ -62,8 +62,7 @@ def _layout(title: str, body: str, *, reviewer: str | None = None, csrf: str | N
                "</form>")
     return (f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{_e(title)} · Guard</title>'
             f'<meta name="viewport" content="width=device-width, initial-scale=1"><style>{_CSS}</style></head>'
-            f'<body><header><p><a href="/">Guard approvals</a> · <a href="/pauses">Pauses</a> · '
-            f'<a href="/incidents">Incidents</a></p>{who}</header>'
+            f'<body><header><p><a href="/">Guard approvals</a> · <a href="/pauses">Pauses</a></p>{who}</header>'
             f'<main>{body}</main></body></html>')
 
 

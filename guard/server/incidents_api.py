@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from guard.errors import GuardUsageError
 from guard.incidents import RecordFilter, Scope
-from guard.server.api import Problem, Who
+from guard.server.api import InvalidRequest, Problem, Who
 from guard.server.desk import Desk, DeskError
 from guard.server.incidents import IncidentDesk
 
@@ -20,6 +20,9 @@ __all__ = ["router"]
 
 _ID = r"^[A-Za-z0-9_.:-]{1,128}$"
 _ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"model": Problem, "description": "A body that cannot be read (not UTF-8 JSON)."},
+    401: {"model": Problem, "description": "No token, or an unknown or revoked one."},
+    422: {"model": InvalidRequest, "description": "A parameter or body that does not validate, with the reason."},
     403: {"model": Problem, "description": "Not an owner or operator of the incident's team."},
     404: {"model": Problem, "description": "An incident (or team) this reviewer does not review for, or none."},
     409: {"model": Problem, "description": "The incident is closed."},

@@ -81,15 +81,15 @@ def test_verdicts_by_filter_update_the_totals_and_a_changed_verdict_keeps_its_hi
     radius = bad_run.book.radius(inc)
     ids = tuple(r.call_id for r in radius.records if r.external_ids.get("contact") in wrong)
     assert bad_run.book.tag(inc, RecordFilter(call_ids=ids), "wrong", by="rita", note="paid plan") == (9, 9)
-    assert bad_run.book.tag(inc, RecordFilter(system="crm", verdict="none"), "safe", by="sam") == (3, 3)
-    assert bad_run.book.tag(inc, RecordFilter(system="crm", verdict="none"), "safe", by="sam") == (0, 0)
+    assert bad_run.book.tag(inc, RecordFilter(system="crm", verdict="none"), "safe", by="tess") == (3, 3)
+    assert bad_run.book.tag(inc, RecordFilter(system="crm", verdict="none"), "safe", by="tess") == (0, 0)
     first = ids[0]
-    assert bad_run.book.tag(inc, RecordFilter(call_ids=(first,)), "unclear", by="sam", note="check") == (1, 1)
+    assert bad_run.book.tag(inc, RecordFilter(call_ids=(first,)), "unclear", by="tess", note="check") == (1, 1)
     totals = bad_run.book.radius(inc).verdict_totals()
     assert totals == {"safe": 3, "wrong": 8, "unclear": 1, "not_judged": CONTACTS}
     history = bad_run.book.history(inc, first)
     assert [(h["verdict"], h["by"], h["note"]) for h in history] == [("wrong", "rita", "paid plan"),
-                                                                      ("unclear", "sam", "check")]
+                                                                      ("unclear", "tess", "check")]
 
 
 def test_tagging_refuses_an_empty_filter_and_records_outside_the_incident(bad_run: BadRun) -> None:
@@ -131,7 +131,7 @@ def test_every_incident_row_is_claimed_so_an_edited_verdict_is_found_by_verify(b
                                                                                 ledger_url: str) -> None:
     inc = _open(bad_run)
     radius = bad_run.book.radius(inc)
-    bad_run.book.tag(inc, RecordFilter(call_ids=(radius.records[0].call_id,)), "safe", by="sam")
+    bad_run.book.tag(inc, RecordFilter(call_ids=(radius.records[0].call_id,)), "safe", by="tess")
     bad_run.book.note(inc, "CRM team looked at three records", by="rita")
     bad_run.book.close(inc, "repaired by hand", by="olga")
     assert bad_run.guard.ledger.verify_chain().ok
