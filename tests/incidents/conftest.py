@@ -4,39 +4,15 @@ ledger holds a bad run to open incidents on."""
 from __future__ import annotations
 
 import shutil
-import sys
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from bad_run_support import CONTACTS, REPO, BadRun, plans
 
-REPO = Path(__file__).resolve().parents[2]
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
-
-from examples.bad_run.agent import SyncTools, make_tools, sync_contacts  # noqa: E402
-from guard import Guard  # noqa: E402
-from guard.incidents import IncidentBook  # noqa: E402
-
-CONTACTS = 12  # ct_000 .. ct_011; every fourth is cancelled (its `churned` is right), the rest paid (wrong)
-
-
-@dataclass
-class BadRun:
-    guard: Guard
-    tools: SyncTools
-    book: IncidentBook
-    state: Path
-    policies: Path
-    event: str = "sync-1"
-
-    def wrong_contacts(self) -> set[str]:
-        return {c for c, p in self.tools.billing.plans().items() if p == "paid"}
-
-
-def plans(n: int = CONTACTS) -> dict[str, str]:
-    return {f"ct_{i:03d}": ("cancelled" if i % 4 == 0 else "paid") for i in range(n)}
+from examples.bad_run.agent import make_tools, sync_contacts
+from guard import Guard
+from guard.incidents import IncidentBook
 
 
 @pytest.fixture

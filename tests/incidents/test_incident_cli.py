@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import CONTACTS, BadRun
+from bad_run_support import CONTACTS, BadRun
 from typer.testing import CliRunner
 
 from guard.cli.app import app

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import CONTACTS, BadRun
+from bad_run_support import CONTACTS, BadRun
 
 from guard.errors import GuardUsageError, IllegalTransition
 from guard.incidents import RecordFilter, Scope, status_update

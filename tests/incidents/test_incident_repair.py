@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import CONTACTS, BadRun
+from bad_run_support import CONTACTS, BadRun
 
 from guard.errors import GuardUsageError
 from guard.incidents import RecordFilter, Scope

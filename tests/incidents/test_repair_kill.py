@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import REPO, BadRun
+from bad_run_support import REPO, BadRun
 
 from guard.incidents import RecordFilter, Scope
 from guard.incidents.repair import repair_run_id
