@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo demo-shared test lint bench bench-postgres chaos example-langchain example-openai-agents example-pydantic-ai example-mcp screenshots clean help
+.PHONY: demo demo-shared test lint bench bench-postgres chaos example-langchain example-openai-agents example-pydantic-ai example-mcp example-bad-run screenshots clean help
 
 help:
 	@echo "make demo   set up and run the onboarding example (CRM -> billing -> provisioning -> email)"
@@ -19,6 +19,7 @@ help:
 	@echo "make example-pydantic-ai  a Pydantic AI agent (FunctionModel, offline) through ToolGuard, deferred approval"
 	@echo "make screenshots  the reviewer page in headless Chromium, saved to docs/screenshots/"
 	@echo "make example-mcp  a real MCP client through the Guard MCP proxy in front of a CRM MCP server (offline)"
+	@echo "make example-bad-run  after a bad contact sync: incident, blast radius, snapshot, verdicts, staged repair"
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -62,6 +63,9 @@ screenshots: $(STAMP)
 
 example-mcp: $(STAMP)
 	$(BIN)/python examples/mcp_crm/run.py
+
+example-bad-run: $(STAMP)
+	$(BIN)/python examples/bad_run/run.py
 
 chaos: $(STAMP)
 	.ci/ensure-postgres

@@ -19,6 +19,7 @@ REPO = Path(__file__).resolve().parents[1]
     ("examples/booking/run.py", "rolled_back"),
     ("examples/lead_funnel_pydantic_ai/run.py", "no new effect"),
     ("examples/shared/run.py", "shared ledger: done"),  # make demo-shared: a PostgreSQL of its own, 4 processes
+    ("examples/bad_run/run.py", "counts match"),
 ])
 def test_the_example_runs_offline_and_its_checks_hold(script: str, says: str) -> None:
     env = {**os.environ, "GUARD_DEMO_LOG": "warning", "GUARD_DEMO_REVIEW": "cli", "GUARD_DEMO_PORT": "0"}

@@ -96,8 +96,8 @@ def guard_imports(path: Path) -> list[tuple[int, str]]:
 
 
 # Entry points of their own, with an `__all__`: the approval service (its extra), webhook signing for
-# receivers, and the fakes for tests.
-PUBLIC_MODULES = ("guard.server", "guard.notify", "guard.testing")
+# receivers, the fakes for tests, and incidents (after a bad run, for operators' scripts).
+PUBLIC_MODULES = ("guard.server", "guard.notify", "guard.testing", "guard.incidents")
 
 
 def _public(what: str) -> bool:

@@ -6,6 +6,7 @@ import typer
 
 from guard.cli import (
     approvals_cmd,
+    incident_cmd,
     ledger_cmd,
     notify_cmd,
     operate_cmd,
@@ -13,6 +14,7 @@ from guard.cli import (
     policy_cmd,
     policy_init,
     replay_cmd,
+    report_cmd,
     runs_cmd,
     serve_cmd,
 )
@@ -51,6 +53,8 @@ app.command("pauses")(ops_cmd.pauses)
 app.add_typer(serve_cmd.tokens_app, name="tokens")
 app.command("serve")(serve_cmd.serve)
 app.add_typer(notify_cmd.app, name="notifications")
+app.add_typer(incident_cmd.app, name="incident")
+app.command("report")(report_cmd.report)
 
 
 def main() -> None:

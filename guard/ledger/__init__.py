@@ -5,6 +5,7 @@ from guard.ledger.audit import AuditReport, Finding, Unsealed
 from guard.ledger.database import HEAD_REVISION, current_revision, resolve_url, shown_url, sqlite_path, upgrade
 from guard.ledger.field_stops import StopMark, shadow_verdicts
 from guard.ledger.moves import RunClose
+from guard.ledger.numbers import HealthNumbers, ToolNumbers, health_numbers
 from guard.ledger.pauses import Scope
 from guard.ledger.records import (
     ApprovalRecord,
@@ -38,6 +39,7 @@ __all__ = [
     "EditGate",
     "EventRecord",
     "Finding",
+    "HealthNumbers",
     "Ledger",
     "ManualActionRecord",
     "NoticeEvent",
@@ -54,11 +56,13 @@ __all__ = [
     "SealRecord",
     "Signer",
     "StopMark",
+    "ToolNumbers",
     "Unsealed",
     "Watch",
     "condition",
     "current_revision",
     "generate_key",
+    "health_numbers",
     "load_public_key",
     "new_id",
     "recorded_calls",

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from guard.ledger.chain import LEGACY, event_hash, legacy_hash
-from guard.ledger.digests import COVERED, DELETED, Covered, row_digest, row_key
+from guard.ledger.digests import ALL_COVERED, DELETED, Covered, row_digest, row_key
 
 __all__ = ["AuditReport", "Finding", "Unsealed", "audit"]
 
@@ -118,8 +118,8 @@ def audit(conn: Any, sealed: dict[str, list[tuple[int, str]]] | None = None, *, 
         claims_cur.execute("SELECT row_table, row_key, row_digest, stream, seq, id FROM events WHERE row_table IS "
                            f"NOT NULL ORDER BY row_table{collate}, row_key{collate}, id")
         claims = _Peek(_newest(_rows_of(claims_cur)))
-        for table in sorted(COVERED):
-            _rows(conn, COVERED[table], claims, streams, report, postgres)
+        for table in sorted(ALL_COVERED):
+            _rows(conn, ALL_COVERED[table], claims, streams, report, postgres)
         for claim in claims.rest():
             report.add(Finding("row_inserted", claim[3], f"event {claim[5]} claims a row of {claim[0]}, a table "
                                "Guard does not record", event_id=claim[5], seq=claim[4], table=claim[0],

@@ -343,4 +343,8 @@ class NotifyCursor(SQLModel, table=True):
     event_id: int
 
 
+from guard.ledger import incident_tables  # noqa: E402  # its tables join `metadata`
+
+__all__ += ["incident_tables"]
+
 metadata = SQLModel.metadata

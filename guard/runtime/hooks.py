@@ -12,6 +12,9 @@ def find_invoice(ctx: ReconcileContext) -> Found | NotFound | None: ...   # look
 
 @create_invoice.verify
 def invoice_is_open(result: dict, ctx: ReconcileContext) -> bool: ...
+
+@create_invoice.inspect
+def read_invoice(ctx: ReconcileContext) -> dict | None: ...   # the record now, for an incident's snapshot
 ```
 """
 
@@ -95,5 +98,6 @@ class ToolHooks:
     compensation_kind: str = "undo"
     reconcile: Callable[[ReconcileContext], Found | NotFound | None] | None = None
     verify: Callable[[Any, ReconcileContext], bool] | None = None
+    inspect: Callable[[ReconcileContext], Any] | None = None  # the record as it is now in the other system
     handoff_role: str | None = None  # no function: a person with this role takes it over
     label: str | None = None  # how the operator-facing state names this call's effect, e.g. invoice_created

@@ -90,6 +90,12 @@ class GuardedTool:
         self.spec.hooks.verify = fn
         return fn
 
+    def inspect(self, fn: Callable[[ReconcileContext], Any]) -> Callable[[ReconcileContext], Any]:
+        """Declare how to read this call's record back from the other system (by its external ids or key):
+        an incident's snapshot keeps what it returns (JSON) beside what the ledger knows. Never changes anything."""
+        self.spec.hooks.inspect = fn
+        return fn
+
     def handoff(self, role: str) -> GuardedTool:
         """No function undoes this tool: when its run fails, a person with `role` takes it over (the run
         halts in pending review naming the role)."""

@@ -28,6 +28,8 @@ from guard.policy import LivePolicies
 from guard.server.api import router as api_router
 from guard.server.auth import Sessions, bearer_reviewer
 from guard.server.desk import Desk, DeskError
+from guard.server.incidents_api import router as incidents_router
+from guard.server.incidents_page import incident_pages_router
 from guard.server.metrics import metrics_router
 from guard.server.pages import pages_router
 from guard.server.restarts_api import restarts_router
@@ -94,6 +96,8 @@ def create_app(db_url: str | None, policies_dir: str | Path, *, session_secret: 
     app.include_router(api_router)
     app.include_router(restarts_router)
     app.include_router(pages_router(desk, sessions))
+    app.include_router(incidents_router)
+    app.include_router(incident_pages_router(desk, sessions))
     app.include_router(metrics_router(ledger, metrics_token))
 
     @app.get("/health", tags=["health"], responses={503: {"description": "the ledger's database cannot be "

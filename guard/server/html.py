@@ -14,7 +14,7 @@ from typing import Any
 from guard.printable import printable
 from guard.spans import format_span
 
-__all__ = ["approval_page", "login_page", "message_page", "pauses_page", "queue_page"]
+__all__ = ["approval_page", "layout", "login_page", "message_page", "pauses_page", "queue_page", "text", "when"]
 
 _CSS = """
 body{font:16px/1.45 system-ui,sans-serif;max-width:72rem;margin:0 auto;padding:1rem 1.5rem;color:#1b1b1b}
@@ -220,3 +220,9 @@ def pauses_page(reviewer: str, csrf: str, pauses: list[dict[str, Any]], teams: l
     body = ("<h1>Pauses</h1>" + (f'<p class="notice" role="status">{_e(notice)}</p>' if notice else "")
             + _error(error) + table + restarts + form)
     return _layout("Pauses", body, reviewer=reviewer, csrf=csrf)
+
+
+# For the pages of other modules (incidents): the same frame and the same escaping.
+layout = _layout
+text = _e
+when = _t

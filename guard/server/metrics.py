@@ -22,6 +22,7 @@ from prometheus_client.registry import Collector
 
 from guard.errors import LedgerUnavailable
 from guard.ledger import Ledger, shadow_verdicts
+from guard.server.health import HealthCollector
 
 __all__ = ["LedgerCollector", "metrics_router"]
 
@@ -70,6 +71,7 @@ def metrics_router(ledger: Ledger, token: str | None = None) -> APIRouter:
     """The `/metrics` route over `ledger`; with `token`, only a request bearing it is answered."""
     registry = CollectorRegistry(auto_describe=False)
     registry.register(LedgerCollector(ledger))
+    registry.register(HealthCollector(ledger))  # the three numbers (issue 14)
     router = APIRouter()
 
     @router.get("/metrics", tags=["health"], response_class=Response,

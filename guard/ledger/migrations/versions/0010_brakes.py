@@ -11,7 +11,7 @@ through, so a failure of one of them stops its restart at once. `shadow_counts` 
 would have decided otherwise, per team and rule (the metric `guard_shadow_verdicts_total`).
 
 Revision ID: 0010_brakes
-Revises: 0008_pause_owners
+Revises: 0009_incidents
 Create Date: 2026-12-04 23:45:00
 """
 
@@ -21,7 +21,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0010_brakes"
-down_revision = "0008_pause_owners"
+down_revision = "0009_incidents"
 branch_labels = None
 depends_on = None
 

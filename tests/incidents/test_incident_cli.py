@@ -1,0 +1,47 @@
+"""`guard incident ...` over a real ledger (both backends): open on a window, tag by filter, history, list, close,
+and a time that is not one is a usage error."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from bad_run_support import CONTACTS, BadRun
+from typer.testing import CliRunner
+
+from guard.cli.app import app
+
+runner = CliRunner()
+
+
+def _guard(ledger_url: str, *args: str) -> str:
+    out = runner.invoke(app, [*args, "--db", ledger_url], env={"GUARD_OPERATOR": "olga"})
+    assert out.exit_code == 0, out.output
+    return out.output
+
+
+@pytest.mark.sqlite_only  # any CLI command on a PostgreSQL URL leaves a psycopg connection open (runs list too)
+def test_the_cli_opens_on_a_window_tags_by_filter_keeps_history_lists_and_closes(bad_run: BadRun,
+                                                                                  ledger_url: str) -> None:
+    opened = json.loads(_guard(ledger_url, "incident", "open", "--team", "contacts", "--tool", "crm.*", "--since",
+                               "2h", "--title", "statuses", "--json"))
+    inc = opened["incident_id"]
+    assert (opened["opened_by"], opened["team"], opened["scope"]["tools"]) == ("olga", "contacts", ["crm.*"])
+    said = _guard(ledger_url, "incident", "tag", inc, "wrong", "--judged", "none", "--note", "paid")
+    assert f"{CONTACTS} record(s) matched, {CONTACTS} judged wrong" in said
+    assert f"{CONTACTS} records changed in 1 system: {CONTACTS} wrong" in said
+    history = json.loads(_guard(ledger_url, "incident", "history", inc, "--json"))
+    assert len(history) == CONTACTS and {h["by"] for h in history} == {"olga"}
+    assert inc in _guard(ledger_url, "incident", "list")
+    csv = _guard(ledger_url, "incident", "export", inc, "--format", "csv")
+    assert csv.count("\n") == CONTACTS + 1 and ",wrong,olga,paid" in csv
+    _guard(ledger_url, "incident", "close", inc, "--note", "restored by hand")
+    shown = _guard(ledger_url, "incident", "show", inc)
+    assert "closed: restored by hand" in shown and "Looks wrong: 12 in crm." in shown
+
+
+@pytest.mark.sqlite_only  # any CLI command on a PostgreSQL URL leaves a psycopg connection open (runs list too)
+def test_a_time_that_is_not_one_is_a_usage_error(ledger_url: str, bad_run: BadRun) -> None:
+    out = runner.invoke(app, ["incident", "open", "--team", "contacts", "--since", "yesterday-ish", "--title", "t",
+                              "--db", ledger_url])
+    assert out.exit_code == 2 and "not a time" in out.output

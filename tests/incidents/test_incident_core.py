@@ -1,0 +1,177 @@
+"""Incidents over a real ledger (both backends): the scope, the three times, the blast radius, the snapshot, the
+verdicts with their history, the shared log, and the tamper-evidence of every incident row."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from bad_run_support import CONTACTS, BadRun
+
+from guard.errors import GuardUsageError, IllegalTransition
+from guard.incidents import RecordFilter, Scope, status_update
+from guard.incidents.radius import system_of
+from guard.incidents.repair import inspector_for
+from guard.incidents.snapshot import Inspector
+from guard.ledger import Ledger
+
+
+def _open(run: BadRun) -> str:
+    return run.book.open(Scope(source_event_ids=(run.event,)), title="sync wrote churned", opened_by="olga",
+                         owner="rita").incident_id
+
+
+def test_an_incident_records_who_opened_it_its_owner_team_and_the_three_times(bad_run: BadRun) -> None:
+    inc = bad_run.book.get(_open(bad_run))
+    calls = bad_run.guard.ledger.calls_of("contacts:sync-1")
+    run = bad_run.guard.ledger.get_run("contacts:sync-1")
+    assert run is not None
+    assert (inc.opened_by, inc.owner, inc.team, inc.state) == ("olga", "rita", "contacts", "open")
+    assert inc.started_at == run.created_at
+    assert inc.last_changed_at == max(c.ended_at or 0.0 for c in calls)
+    assert inc.paused_at is None  # nothing paused the sync yet
+
+
+def test_the_paused_time_is_the_first_pause_covering_the_scope_after_it_started(bad_run: BadRun) -> None:
+    bad_run.guard.ledger.pause("tool", "crm.set_*", reason="wrong statuses", by="olga", team="contacts")
+    inc = bad_run.book.get(_open(bad_run))
+    pause = bad_run.guard.ledger.pause_events("contacts")[0]
+    assert inc.paused_at == pause.at
+    log = bad_run.book.log(inc.incident_id)
+    assert any(e["author"] == "olga" and "paused tool crm.set_*" in e["text"] for e in log)
+
+
+def test_the_blast_radius_counts_every_changing_call_by_system_and_state_with_its_external_ids(
+        bad_run: BadRun) -> None:
+    radius = bad_run.book.radius(_open(bad_run))
+    assert radius.by_system_state() == {"crm": {"completed": CONTACTS}, "mail": {"completed": CONTACTS}}
+    assert radius.summary() == f"{2 * CONTACTS} records changed in 2 systems: 0 wrong, 0 safe, 0 unclear, " \
+                               f"{2 * CONTACTS} not yet judged"
+    crm = [r for r in radius.records if r.system == "crm"]
+    assert sorted(r.external_ids["contact"] for r in crm) == sorted(bad_run.tools.billing.plans())
+    data = json.loads(json.dumps(radius.to_json()))
+    assert data["records_changed"] == 2 * CONTACTS and data["verdicts"]["not_judged"] == 2 * CONTACTS
+    assert radius.to_csv().count("\n") == 2 * CONTACTS + 1
+
+
+def test_a_window_scope_takes_the_tool_globs_and_times_it_names(bad_run: BadRun) -> None:
+    calls = bad_run.guard.ledger.calls_of("contacts:sync-1")
+    radius = bad_run.book.radius(bad_run.book.open(
+        Scope(team="contacts", tools=("mail.*",), since=calls[0].offered_at, until=calls[-1].offered_at),
+        title="win-back enrollments", opened_by="olga").incident_id)
+    assert {r.system for r in radius.records} == {"mail"} and len(radius.records) == CONTACTS
+
+
+def test_a_scope_that_names_nothing_or_ends_before_it_starts_is_refused() -> None:
+    with pytest.raises(GuardUsageError):
+        Scope()
+    with pytest.raises(GuardUsageError):
+        Scope(team="contacts", since=2.0, until=1.0)
+
+
+def test_systems_come_from_the_tool_prefix_unless_named_by_glob() -> None:
+    assert system_of("crm.set_contact_status") == "crm"
+    assert system_of("billing.create_invoice", {"billing.*": "stripe"}) == "stripe"
+
+
+def test_verdicts_by_filter_update_the_totals_and_a_changed_verdict_keeps_its_history(bad_run: BadRun) -> None:
+    inc = _open(bad_run)
+    wrong = bad_run.wrong_contacts()
+    radius = bad_run.book.radius(inc)
+    ids = tuple(r.call_id for r in radius.records if r.external_ids.get("contact") in wrong)
+    assert bad_run.book.tag(inc, RecordFilter(call_ids=ids), "wrong", by="rita", note="paid plan") == (9, 9)
+    assert bad_run.book.tag(inc, RecordFilter(system="crm", verdict="none"), "safe", by="tess") == (3, 3)
+    assert bad_run.book.tag(inc, RecordFilter(system="crm", verdict="none"), "safe", by="tess") == (0, 0)
+    first = ids[0]
+    assert bad_run.book.tag(inc, RecordFilter(call_ids=(first,)), "unclear", by="tess", note="check") == (1, 1)
+    totals = bad_run.book.radius(inc).verdict_totals()
+    assert totals == {"safe": 3, "wrong": 8, "unclear": 1, "not_judged": CONTACTS}
+    history = bad_run.book.history(inc, first)
+    assert [(h["verdict"], h["by"], h["note"]) for h in history] == [("wrong", "rita", "paid plan"),
+                                                                      ("unclear", "tess", "check")]
+
+
+def test_tagging_refuses_an_empty_filter_and_records_outside_the_incident(bad_run: BadRun) -> None:
+    inc = _open(bad_run)
+    with pytest.raises(GuardUsageError):
+        bad_run.book.tag(inc, RecordFilter(), "wrong", by="rita")
+    with pytest.raises(GuardUsageError, match="not records of incident"):
+        bad_run.book.tag(inc, RecordFilter(call_ids=("call_elsewhere",)), "wrong", by="rita")
+
+
+def test_the_snapshot_is_written_once_with_the_records_current_state_and_its_digest_checks_the_file(
+        bad_run: BadRun, tmp_path: Path) -> None:
+    inc = _open(bad_run)
+    path = tmp_path / "snap.jsonl"
+    taken = bad_run.book.snapshot(inc, path, by="olga", inspect=_inspector(bad_run))
+    lines = [json.loads(x) for x in path.read_text().splitlines()]
+    assert taken.records == 2 * CONTACTS == len(lines) - 2 and taken.inspected == 2 * CONTACTS
+    crm = next(x for x in lines[1:-1] if x["tool"] == "crm.set_contact_status")
+    assert crm["current"]["status"] == "churned" and crm["result"]["status"] == "churned"
+    assert [e["to"] for e in crm["events"]][-1] == "completed"
+    assert bad_run.book.verify(inc).ok
+    with pytest.raises(IllegalTransition):
+        bad_run.book.snapshot(inc, tmp_path / "again.jsonl", by="olga")
+    path.write_text(path.read_text().replace("churned", "customer", 1))
+    check = bad_run.book.verify(inc)
+    assert not check.ok and check.problem is not None and "changed" in check.problem
+
+
+def test_a_snapshot_is_never_written_over_an_existing_file(bad_run: BadRun, tmp_path: Path) -> None:
+    inc = _open(bad_run)
+    path = tmp_path / "taken.jsonl"
+    path.write_text("someone else's file\n")
+    with pytest.raises(GuardUsageError, match="exists"):
+        bad_run.book.snapshot(inc, path, by="olga")
+    assert path.read_text() == "someone else's file\n" and bad_run.book.get(inc).snapshot_digest is None
+
+
+def test_every_incident_row_is_claimed_so_an_edited_verdict_is_found_by_verify(bad_run: BadRun,
+                                                                                ledger_url: str) -> None:
+    inc = _open(bad_run)
+    radius = bad_run.book.radius(inc)
+    bad_run.book.tag(inc, RecordFilter(call_ids=(radius.records[0].call_id,)), "safe", by="tess")
+    bad_run.book.note(inc, "CRM team looked at three records", by="rita")
+    bad_run.book.close(inc, "repaired by hand", by="olga")
+    assert bad_run.guard.ledger.verify_chain().ok
+    led = Ledger(ledger_url)
+    try:
+        with led.conns.write() as cur:
+            cur.execute("UPDATE incident_verdicts SET verdict = 'wrong'")
+        findings = led.verify_chain().findings
+    finally:
+        led.close()
+    assert [(f.kind, f.table) for f in findings] == [("row_edited", "incident_verdicts")]
+
+
+def test_a_closed_incident_takes_no_more_verdicts_or_notes(bad_run: BadRun) -> None:
+    inc = _open(bad_run)
+    bad_run.book.close(inc, "false alarm", by="olga")
+    with pytest.raises(IllegalTransition):
+        bad_run.book.note(inc, "one more thing", by="rita")
+    with pytest.raises(IllegalTransition):
+        bad_run.book.tag(inc, RecordFilter(system="crm"), "safe", by="rita")
+
+
+def test_the_status_update_says_what_happened_what_looks_wrong_what_looks_normal_and_the_next_update(
+        bad_run: BadRun) -> None:
+    inc = _open(bad_run)
+    bad_run.book.tag(inc, RecordFilter(system="mail"), "wrong", by="rita")
+    text = "\n".join(status_update(bad_run.book, inc))
+    assert "Looks wrong: 12 in mail." in text
+    assert "Still looks normal: nothing judged safe yet." in text
+    assert "Next update: " in text and "Snapshot: not taken yet" in text
+
+
+def _inspector(run: BadRun) -> Inspector:
+    return inspector_for(run.guard)
+
+
+def test_every_incident_tables_digest_reads_every_column_of_the_table() -> None:
+    from guard.ledger.digests import COVERED_LATER
+    from guard.ledger.tables import metadata
+
+    assert set(COVERED_LATER) == {"incidents", "incident_verdicts", "incident_notes"}
+    for spec in COVERED_LATER.values():
+        assert set(spec.columns) == {c.name for c in metadata.tables[spec.table].columns}, spec.table
