@@ -25,6 +25,7 @@ from typing import Any, Literal, overload
 from guard.canonical import MAX_BYTES, MAX_DEPTH
 from guard.errors import GuardUsageError
 from guard.ledger import Ledger, new_id, resolve_url
+from guard.logs import log_format as log_format_of
 from guard.logs import make_logger
 from guard.policy import PolicySet
 from guard.runtime import driver
@@ -56,6 +57,8 @@ class Guard:
         approval: `block` waits for a decision up to `approval_timeout` seconds (then ApprovalTimeout);
             `defer` raises ApprovalPending at once and the run resumes when the same call is made again.
         log_level: `debug`, `info`, `warning` or `error`; logs go to stderr with run and call ids.
+        log_format: `console` (for people) or `json` (one object per line, same keys, for log shippers);
+            default `GUARD_LOG_FORMAT`, else `console`. Secrets are redacted in both.
         worker_id: this worker's name on the leases of the calls it runs (default: host, pid and a nonce).
         lease_ttl: seconds a started call stays this worker's without a heartbeat; `recover()` in another
             worker takes over calls whose lease ran out.
@@ -81,7 +84,7 @@ class Guard:
 
     def __init__(self, *, policies: str | Path | PolicySet = "policies", db: str | None = None,
                  actor: str = "agent", approval: WaitMode = "block", approval_timeout: float = 300.0,
-                 log_level: str = "info", log_json: bool = False, worker_id: str | None = None,
+                 log_level: str = "info", log_format: str | None = None, worker_id: str | None = None,
                  lease_ttl: float = 30.0, recover_on_start: bool = True, durability: Durability = "by_class",
                  secret_key: bytes | str | None = None, max_arg_depth: int = MAX_DEPTH,
                  max_arg_bytes: int = MAX_BYTES, listen_url: str | None = None) -> None:
@@ -99,7 +102,7 @@ class Guard:
         self.approval = approval
         self.approval_timeout = approval_timeout
         self.durability = durability
-        self.log = make_logger(log_level, json=log_json)
+        self.log = make_logger(log_level, json=log_format_of(log_format) == "json")
         self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{new_id('w')[-6:]}"
         self.lease_ttl = lease_ttl
         self.heartbeat = Heartbeat(self.ledger, lease_ttl, self.log)
