@@ -38,6 +38,7 @@ from guard.runtime.recovery import RecoveryReport, recover
 from guard.runtime.runs import RunHandle
 from guard.runtime.steps import Prepared, ToolSpec
 from guard.runtime.tools import GuardedTool
+from guard.runtime.tracing import tracing_for
 from guard.runtime.waiting import Waiter
 
 __all__ = ["Guard"]
@@ -78,6 +79,11 @@ class Guard:
         listen_url: PostgreSQL: where this worker's one LISTEN connection goes, to hear of decisions made in
             other processes (default `GUARD_LISTEN_URL`, else `db`). It must reach the server itself or a
             session-mode pooler: PgBouncer in transaction mode cannot LISTEN.
+        tracer_provider: an OpenTelemetry TracerProvider for this Guard's `execute_tool` spans (default: the
+            global one); needs `guard-middleware[otel]`. Without the API nothing is traced
+            (see `guard.runtime.tracing`).
+        trace_content: put each call's arguments and result on its span, redacted as in the ledger (opt-in;
+            default `OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT=true`).
 
     Failure modes: every refused or failed call raises a subclass of `CallOutcomeError`, recorded first.
     """
@@ -87,7 +93,8 @@ class Guard:
                  log_level: str = "info", log_format: str | None = None, worker_id: str | None = None,
                  lease_ttl: float = 30.0, recover_on_start: bool = True, durability: Durability = "by_class",
                  secret_key: bytes | str | None = None, max_arg_depth: int = MAX_DEPTH,
-                 max_arg_bytes: int = MAX_BYTES, listen_url: str | None = None) -> None:
+                 max_arg_bytes: int = MAX_BYTES, listen_url: str | None = None, tracer_provider: Any = None,
+                 trace_content: bool | None = None) -> None:
         if approval not in ("block", "defer"):
             raise GuardUsageError(f"approval must be 'block' or 'defer', not {approval!r}")
         if durability not in ("by_class", "always"):
@@ -102,6 +109,7 @@ class Guard:
         self.approval = approval
         self.approval_timeout = approval_timeout
         self.durability = durability
+        self.tracing = tracing_for(tracer_provider, trace_content)
         self.log = make_logger(log_level, json=log_format_of(log_format) == "json")
         self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{new_id('w')[-6:]}"
         self.lease_ttl = lease_ttl
