@@ -20,6 +20,7 @@ from guard.policy._types import (
     Owners,
     RetryRule,
     SideEffectClass,
+    Slack,
     StopRules,
     Verdict,
 )
@@ -38,6 +39,7 @@ __all__ = [
     "RetryRule",
     "RuleTrace",
     "SideEffectClass",
+    "Slack",
     "StopRules",
     "Verdict",
     "cases_path",
