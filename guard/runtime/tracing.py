@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import functools
 import inspect
-import itertools
 import os
 from collections.abc import Callable, Mapping
 from contextvars import ContextVar
@@ -103,12 +102,13 @@ def trace_context() -> dict[str, str]:
 class _Call:
     """The span of one guarded call while it runs (the current one is in `_CURRENT`)."""
 
-    __slots__ = ("guard", "prepared", "span")
+    __slots__ = ("attempts", "guard", "prepared", "span")
 
     def __init__(self, guard: Guard, span: Any) -> None:
         self.guard = guard
         self.span = span
         self.prepared: Prepared | None = None
+        self.attempts = 0  # runs of the tool so far, across a retry after a settled failure
 
     def offered(self, p: Prepared) -> None:
         self.prepared = p
@@ -258,10 +258,12 @@ def on_completed(fn: Callable[P, R]) -> Callable[P, R]:
 
 
 def child(name: str, attrs: Callable[..., Mapping[str, Any]] | None = None,
-          outcome: Callable[[Any], Mapping[str, Any]] | None = None) -> Callable[[Callable[P, R]], Callable[P, R]]:
+          outcome: Callable[[Any], Mapping[str, Any]] | None = None,
+          *, keep_name: bool = True) -> Callable[[Callable[P, R]], Callable[P, R]]:
     """Decorate a step of a traced call (sync or async) so that it runs in a child span `name`, with `attrs(*args)`
     and, when it returns, `outcome(result)` as attributes; an exception sets `error.type`. Outside a traced call
-    the step runs as it is."""
+    the step runs as it is. `keep_name=False` skips copying the function's name and docstring onto the wrapper (for
+    a closure decorated on every call: `functools.wraps` costs more than the wrapper)."""
     def decorate(fn: Callable[P, R]) -> Callable[P, R]:
         if not AVAILABLE:
             return fn
@@ -292,7 +294,7 @@ def child(name: str, attrs: Callable[..., Mapping[str, Any]] | None = None,
                     ended(span, result)
                     return result
 
-            return cast(Callable[P, R], functools.wraps(fn)(run_async))
+            return cast(Callable[P, R], functools.wraps(fn)(run_async) if keep_name else run_async)
 
         def run(*args: P.args, **kwargs: P.kwargs) -> R:
             manager = start(args)
@@ -307,18 +309,26 @@ def child(name: str, attrs: Callable[..., Mapping[str, Any]] | None = None,
                 ended(span, result)
                 return result
 
-        return functools.wraps(fn)(run)
+        return functools.wraps(fn)(run) if keep_name else run
 
     return decorate
 
 
+def _attempt_attrs(*_args: Any) -> dict[str, Any]:
+    call = _CURRENT.get()
+    if call is None:  # pragma: no cover - child() asks only inside a traced call
+        return {}
+    call.attempts += 1
+    return {"guard.attempt": call.attempts}
+
+
+_attempt = child("guard.attempt", _attempt_attrs, keep_name=False)
+
+
 def attempts(fn: Callable[P, R]) -> Callable[P, R]:
     """Decorate the function that runs one attempt of a tool: each call is a `guard.attempt` span, numbered from 1
-    (`guard.attempt`) within one run of the retry rule."""
-    if not AVAILABLE:
-        return fn
-    count = itertools.count(1)
-    return child("guard.attempt", lambda *_args: {"guard.attempt": next(count)})(fn)
+    (`guard.attempt`) over the whole guarded call (a retry after a settled failure counts on)."""
+    return _attempt(fn)
 
 
 def _wait_attrs(_waiter: Any, call_id: str, approval_id: str, _expires_at: float, timeout: float) -> dict[str, Any]:

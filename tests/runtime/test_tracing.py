@@ -35,6 +35,10 @@ rules:
   - name: lookup
     tools: [shop.lookup]
     class: read
+  - name: restock
+    tools: [shop.restock]
+    class: idempotent
+    on_failure: retry
 """
 
 
@@ -193,3 +197,27 @@ def test_a_deduplicated_call_says_so_and_runs_no_attempt(
     assert dict(second.attributes or {})["guard.deduplicated"] is True
     assert dict(second.attributes or {})["guard.call.state"] == "completed"
     assert children(spans, first) == ["guard.attempt"] and children(spans, second) == []
+
+
+def test_a_call_retried_after_a_clean_failure_numbers_its_attempts_on(
+        make_guard: Callable[..., Guard], shop: Path, provider: TracerProvider,
+        exporter: InMemorySpanExporter) -> None:
+    """An idempotent call that fails once and is retried by its policy has attempts 1 (failed) and 2 (completed)."""
+    guard = make_guard(policies=shop, tracer_provider=provider)
+    failures = [ConnectionError("warehouse busy")]
+
+    def restock(sku: str) -> dict[str, str]:
+        if failures:
+            raise failures.pop()
+        return {"sku": sku}
+
+    tool = guard.tool(restock, name="shop.restock")
+    with guard.run("shop"):
+        tool(sku="A-1")
+    spans = exporter.get_finished_spans()
+    [call] = by_name(spans, "execute_tool shop.restock")
+    runs = sorted(by_name(spans, "guard.attempt"), key=lambda s: s.start_time or 0)
+    attempts = [dict(s.attributes or {}) for s in runs]
+    assert [(a["guard.attempt"], a.get("error.type")) for a in attempts] == [(1, "ConnectionError"), (2, None)]
+    assert dict(call.attributes or {})["guard.call.state"] == "completed" and "error.type" not in dict(
+        call.attributes or {})
