@@ -4,12 +4,13 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench bench-postgres chaos example-langchain example-openai-agents example-pydantic-ai example-mcp screenshots clean help
+.PHONY: demo test lint package-check bench bench-postgres chaos example-langchain example-openai-agents example-pydantic-ai example-mcp screenshots clean help
 
 help:
 	@echo "make demo   set up and run the onboarding example (CRM -> billing -> provisioning -> email)"
 	@echo "make test   set up and run the test suite and the policy cases"
 	@echo "make lint   ruff, import contracts, pyright"
+	@echo "make package-check  build the sdist and wheel, install the wheel with each extra into a fresh venv, one guarded call each"
 	@echo "make bench  per-call latency against the two-commit floor and the peers (own venv)"
 	@echo "make bench-postgres  the ledger on a throwaway PostgreSQL: per call against its two-commit floor, workers 1-16"
 	@echo "make chaos  the kill campaign on SQLite and PostgreSQL: SIGKILL at every crash point, recover, check the invariants"
@@ -28,7 +29,7 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/python examples/onboarding/demo.py
 
-test: $(STAMP)
+test: $(STAMP) package-check
 	.ci/ensure-chromium
 	.ci/ensure-postgres
 	tests/adapters/ts_client/ensure  # npm ci: the TypeScript MCP SDK client for the proxy's interop tests
@@ -36,6 +37,9 @@ test: $(STAMP)
 	$(BIN)/lint-imports
 	$(BIN)/pyright --project pyproject.toml
 	$(BIN)/python -m pytest -q
+
+package-check: $(STAMP)
+	$(BIN)/python tests/package/check.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check guard tests policies examples bench adapters
