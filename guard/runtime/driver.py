@@ -85,7 +85,7 @@ def invoke(
     return invoke_in(guard, _scope(), spec, args, key=key, call_id=call_id)
 
 
-@tracing.traced_call(2)
+@tracing.traced_call(2, run_at=1)
 def invoke_in(
     guard: Guard,
     run: RunScope,

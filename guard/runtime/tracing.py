@@ -16,10 +16,11 @@ agent calls the tool (the framework's own). Its attributes:
 
 Children: `guard.approval_wait` (one blocking wait for a decision, with the state it ended in), `guard.attempt`
 (each run of the tool under its retry rule), `guard.reconcile` (a reconcile check and its answer), and the
-`execute_tool` spans of the compensations a failed call starts. Events: the call's transitions as the ledger
-recorded them (read back when the span ends, with the ledger's timestamps and actors, a reviewer's decision made
-in another process included): a call's own transitions are named for the state reached (`offered`, `approved`,
-`started`, ...), others for their entity and state (`approval decision:approve`, `external_id recorded`).
+`execute_tool` spans of the compensations a failed call starts. Events: the call's transitions since the span
+started, as the ledger recorded them (read back when the span ends, with the ledger's timestamps and actors, a
+reviewer's decision made in another process included): a call's own transitions are named for the state reached
+(`offered`, `approved`, `started`, ...), others for their entity and state (`approval decision:approve`,
+`external_id recorded`).
 
 Hook points are decorators on a few functions of the call path. Without the API each decorator returns the
 function itself, so the call path runs exactly as without tracing; with the API but no SDK (or a provider that
@@ -38,6 +39,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, cast
 
 from guard.errors import ApprovalPending, CallOutcomeError, GuardUsageError
+from guard.runtime.context import RunScope, current_run
 
 
 def _load_api() -> tuple[Any, Any, Any] | None:
@@ -102,11 +104,12 @@ def trace_context() -> dict[str, str]:
 class _Call:
     """The span of one guarded call while it runs (the current one is in `_CURRENT`)."""
 
-    __slots__ = ("attempts", "guard", "prepared", "span")
+    __slots__ = ("attempts", "guard", "prepared", "since", "span")
 
-    def __init__(self, guard: Guard, span: Any) -> None:
+    def __init__(self, guard: Guard, span: Any, since: int) -> None:
         self.guard = guard
         self.span = span
+        self.since = since  # the run's newest event id when the span started: its events come after it
         self.prepared: Prepared | None = None
         self.attempts = 0  # runs of the tool so far, across a retry after a settled failure
 
@@ -136,7 +139,7 @@ class _Call:
         state = None
         if p is not None:
             try:
-                events = [e for e in self.guard.ledger.events_of(p.request.run_id) if e.call_id == p.offer.call_id]
+                events = self.guard.ledger.call_events_after(p.request.run_id, p.offer.call_id, self.since)
             except Exception:  # the ledger is unreachable: the outcome below still says what happened
                 events = []
             for e in events:
@@ -147,6 +150,8 @@ class _Call:
                     state = e.to_state
         if isinstance(exc, CallOutcomeError):
             state = state or exc.state
+        if state is None and p is not None and p.offer.record is not None:  # nothing happened to it: deduplicated
+            state = p.offer.record.state
         if state is not None:
             self.span.set_attribute("guard.call.state", state)
         if exc is not None and not isinstance(exc, ApprovalPending):
@@ -161,7 +166,7 @@ def _error(span: Any, exc: BaseException) -> None:
     span.set_status(otel_trace.Status(otel_trace.StatusCode.ERROR, type(exc).__qualname__))
 
 
-def _open(guard: Guard, spec: ToolSpec, compensates: str | None) -> tuple[_Call, Any, Any] | None:
+def _open(guard: Guard, run: RunScope | None, spec: ToolSpec, compensates: str | None) -> tuple[_Call, Any, Any] | None:
     tracing = guard.tracing
     if tracing is None:
         return None
@@ -173,7 +178,11 @@ def _open(guard: Guard, spec: ToolSpec, compensates: str | None) -> tuple[_Call,
                                      attributes=attrs)
     if not span.is_recording():
         return None
-    call = _Call(guard, span)
+    try:
+        since = guard.ledger.last_event_id(run.run_id) if run is not None else 0
+    except Exception:  # the call path meets the unreachable ledger itself and says so
+        since = 0
+    call = _Call(guard, span, since)
     return call, otel_context.attach(otel_trace.set_span_in_context(span)), _CURRENT.set(call)
 
 
@@ -187,15 +196,19 @@ def _close(opened: tuple[_Call, Any, Any], exc: BaseException | None) -> None:
         call.span.end()
 
 
-def traced_call(spec_at: int) -> Callable[[Callable[P, R]], Callable[P, R]]:
-    """Decorate a driver entry `fn(guard, ..., spec, ...)` (the ToolSpec at position `spec_at`) so that each call
-    is an `execute_tool` span; `compensates=` names the call a compensation undoes."""
+def traced_call(spec_at: int, run_at: int | None = None) -> Callable[[Callable[P, R]], Callable[P, R]]:
+    """Decorate a driver entry `fn(guard, ..., spec, ...)` (the ToolSpec at position `spec_at`, the RunScope at
+    `run_at`, else the current run) so that each call is an `execute_tool` span; `compensates=` names the call a
+    compensation undoes."""
+    def run_of(args: tuple[Any, ...]) -> RunScope | None:
+        return cast("RunScope", args[run_at]) if run_at is not None else current_run()
+
     def decorate(fn: Callable[P, R]) -> Callable[P, R]:
         if not AVAILABLE:
             return fn
         if inspect.iscoroutinefunction(fn):
             async def run_async(*args: P.args, **kwargs: P.kwargs) -> Any:
-                opened = _open(cast("Guard", args[0]), cast("ToolSpec", args[spec_at]),
+                opened = _open(cast("Guard", args[0]), run_of(args), cast("ToolSpec", args[spec_at]),
                                cast("str | None", kwargs.get("compensates")))
                 if opened is None:
                     return await fn(*args, **kwargs)  # pyright: ignore[reportGeneralTypeIssues]
@@ -210,7 +223,7 @@ def traced_call(spec_at: int) -> Callable[[Callable[P, R]], Callable[P, R]]:
             return cast(Callable[P, R], functools.wraps(fn)(run_async))
 
         def run(*args: P.args, **kwargs: P.kwargs) -> R:
-            opened = _open(cast("Guard", args[0]), cast("ToolSpec", args[spec_at]),
+            opened = _open(cast("Guard", args[0]), run_of(args), cast("ToolSpec", args[spec_at]),
                            cast("str | None", kwargs.get("compensates")))
             if opened is None:
                 return fn(*args, **kwargs)
