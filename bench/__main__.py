@@ -202,7 +202,9 @@ def main(argv: list[str]) -> int:
             cases["floor"] = Case("SQLite floor: insert+commit, update+commit", call, note=settings,
                                   warmup=max(600, n_led // 10))
             ledgers = {"guarded": work / "ledger.db", "guarded_always": work / "ledger-always.db",
-                       "guarded_info": work / "ledger-info.db", "guarded_traced": work / "ledger-traced.db"}
+                       "guarded_info": work / "ledger-info.db"}
+            if guard_cases.otel_sdk():  # the traced row needs the OpenTelemetry SDK (bench/requirements.txt)
+                ledgers["guarded_traced"] = work / "ledger-traced.db"
             seeded, previous = 0, None
             for target in seeds:  # the growth rows' files, seeded before anything is timed
                 path = work / f"ledger-{target}.db"

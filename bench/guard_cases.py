@@ -20,6 +20,16 @@ def otel_api() -> bool:
     return AVAILABLE
 
 
+def otel_sdk() -> bool:
+    """Whether the OpenTelemetry SDK can be imported here (for the traced row)."""
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec("opentelemetry.sdk.trace") is not None
+    except (ImportError, ValueError):
+        return False
+
+
 def make_guarded_noop(db_path: str, log_level: str = "warning", durability: str = "by_class",
                       traced: bool = False) -> tuple[Callable[[], Any], Callable[[], None]]:
     """(call, closer): call() makes one auto-approved guarded no-op tool call inside an open run.
