@@ -135,12 +135,12 @@ def test_the_webhook_message_carries_approve_and_reject_buttons_bound_to_the_sho
 @pytest.mark.parametrize("how", ["forged", "tampered", "stale", "future", "unsigned", "no_timestamp"])
 def test_a_request_not_signed_by_slack_now_is_refused_with_401_and_decides_nothing(
         service: Service, service_policies: Path, fake: FakeSlack, live_url: str, how: str) -> None:
-    """Forged (another secret), tampered (body changed after signing), stale or future (over five minutes away) and
+    """Forged (another secret), tampered (body changed after signing), stale or future (ten minutes away) and
     unsigned requests get 401 with their code; the approval stays pending and Slack is told nothing."""
     approval_id = waiting(service, service_policies)
     payload = press(SAM, "guard_approve", value_of(service, approval_id), f"{fake.url}/r/1")
     body, headers = signed(payload, secret="not-the-secret" if how == "forged" else SIGNING_SECRET,
-                           at=time.time() - 301 if how == "stale" else time.time() + 301 if how == "future" else None)
+                           at=time.time() - 600 if how == "stale" else time.time() + 600 if how == "future" else None)
     if how == "tampered":
         body = body.replace(b"U0SAM0001", b"U0OPSLEAD")
     if how == "unsigned":
