@@ -33,7 +33,7 @@ def _line(span: ReadableSpan, depth: int) -> str:
     facts = " ".join(f"{k.removeprefix('guard.')}={attrs[k]}" for k in SHOWN if k in attrs)
     ms = ((span.end_time or 0) - (span.start_time or 0)) / 1e6
     line = f"{'  ' * depth}{span.name} [{ms:.1f} ms] {facts}".rstrip()
-    if span.name.startswith("execute_tool"):
+    if span.name.startswith("execute_tool") and span.events:
         line += "\n" + "  " * (depth + 2) + "events: " + ", ".join(e.name for e in span.events)
     return line
 
