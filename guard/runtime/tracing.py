@@ -120,10 +120,8 @@ class _Call:
                                  "guard.team": req.team, "guard.verdict": req.verdict,
                                  "guard.policy_version": req.policy_version,
                                  "guard.deduplicated": offer.kind == "completed"}
-        for key, value in (("guard.side_effect", req.side_effect), ("guard.rule", req.rule),
-                           ("guard.approval_id", offer.approval_id)):
-            if value is not None:
-                attrs[key] = value
+        attrs |= {key: value for key, value in (("guard.side_effect", req.side_effect), ("guard.rule", req.rule),
+                                                ("guard.approval_id", offer.approval_id)) if value is not None}
         if self.guard.tracing is not None and self.guard.tracing.content:
             attrs["gen_ai.tool.call.arguments"] = req.args_json
         self.span.set_attributes(attrs)
@@ -140,7 +138,7 @@ class _Call:
         if p is not None:
             try:
                 events = self.guard.ledger.call_events_after(p.request.run_id, p.offer.call_id, self.since)
-            except Exception:  # the ledger is unreachable: the outcome below still says what happened
+            except Exception:  # noqa: BLE001 (tracing never fails a call: the outcome below still says what happened)
                 events = []
             for e in events:
                 name = e.to_state if e.entity == "call" else f"{e.entity} {e.to_state}"
@@ -180,7 +178,7 @@ def _open(guard: Guard, run: RunScope | None, spec: ToolSpec, compensates: str |
         return None
     try:
         since = guard.ledger.last_event_id(run.run_id) if run is not None else 0
-    except Exception:  # the call path meets the unreachable ledger itself and says so
+    except Exception:  # noqa: BLE001 (tracing never fails a call: the call path meets the ledger itself and says so)
         since = 0
     call = _Call(guard, span, since)
     return call, otel_context.attach(otel_trace.set_span_in_context(span)), _CURRENT.set(call)

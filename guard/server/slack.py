@@ -120,10 +120,11 @@ def slack_router(desk: Desk, api: SlackApi, page_url: str, log: FilteringBoundLo
         headers = {k.lower(): v for k, v in request.headers.items()}
         try:
             teams = verified_teams(apps, headers, body, now)
-            if not seen.first_time(headers[SIGNATURE.lower()], now):
-                raise SlackRefused(409, "replayed", "this signed request was already received")
         except SlackRefused as refused:
             return JSONResponse({"detail": refused.message, "code": refused.code}, status_code=refused.status)
+        if not seen.first_time(headers[SIGNATURE.lower()], now):
+            return JSONResponse({"detail": "this signed request was already received", "code": "replayed"},
+                                status_code=409)
         try:
             payload: Any = json.loads(parse_qs(body.decode())["payload"][0])
             kind = payload["type"]
