@@ -4,13 +4,14 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo demo-shared test lint bench bench-postgres chaos example-langchain example-openai-agents example-pydantic-ai example-mcp example-bad-run screenshots clean help
+.PHONY: demo demo-shared test lint package-check bench bench-postgres chaos example-langchain example-openai-agents example-pydantic-ai example-mcp example-bad-run screenshots clean help
 
 help:
 	@echo "make demo   set up and run the onboarding example (CRM -> billing -> provisioning -> email)"
 	@echo "make demo-shared  the onboarding story on a PostgreSQL of its own: guard serve and two agent workers as processes"
 	@echo "make test   set up and run the test suite and the policy cases"
 	@echo "make lint   ruff, import contracts, pyright"
+	@echo "make package-check  build the sdist and wheel, install the wheel with each extra into a fresh venv, one guarded call each"
 	@echo "make bench  per-call latency against the two-commit floor and the peers (own venv)"
 	@echo "make bench-postgres  the ledger on a throwaway PostgreSQL: per call against its two-commit floor, workers 1-16"
 	@echo "make chaos  the kill campaign on SQLite and PostgreSQL: SIGKILL at every crash point, recover, check the invariants"
@@ -34,7 +35,7 @@ demo-shared: $(STAMP)
 	.ci/ensure-postgres
 	$(BIN)/python examples/shared/run.py
 
-test: $(STAMP)
+test: $(STAMP) package-check
 	.ci/ensure-chromium
 	.ci/ensure-postgres
 	tests/adapters/ts_client/ensure  # npm ci: the TypeScript MCP SDK client for the proxy's interop tests
@@ -42,6 +43,9 @@ test: $(STAMP)
 	$(BIN)/lint-imports
 	$(BIN)/pyright --project pyproject.toml
 	$(BIN)/python -m pytest -q
+
+package-check: $(STAMP)
+	$(BIN)/python tests/package/check.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check guard tests policies examples bench adapters

@@ -203,6 +203,8 @@ def main(argv: list[str]) -> int:
                                   warmup=max(600, n_led // 10))
             ledgers = {"guarded": work / "ledger.db", "guarded_always": work / "ledger-always.db",
                        "guarded_info": work / "ledger-info.db"}
+            if guard_cases.otel_sdk():  # the traced row needs the OpenTelemetry SDK (bench/requirements.txt)
+                ledgers["guarded_traced"] = work / "ledger-traced.db"
             seeded, previous = 0, None
             for target in seeds:  # the growth rows' files, seeded before anything is timed
                 path = work / f"ledger-{target}.db"
@@ -226,13 +228,17 @@ def main(argv: list[str]) -> int:
                 target = key.removeprefix("guarded")
                 label = ("Guard guarded no-op, " + (f"{int(target):,} earlier calls" if target.isdigit()
                          else "empty ledger") + {"guarded_always": ", every commit durable",
-                                                 "guarded_info": ", info logs"}.get(key, ""))
+                                                 "guarded_info": ", info logs",
+                                                 "guarded_traced": ", traced (OTel SDK, in-memory)"}.get(key, ""))
                 note = (f"auto-approved idempotent no-op, one open run, log_level={log_level}, "
-                        f"durability={durability}")
+                        f"durability={durability}, tracing "
+                        + ("on: SDK TracerProvider, in-memory exporter" if key == "guarded_traced"
+                           else "off" if not guard_cases.otel_api() else "off: OTel API without an SDK"))
                 # At `info` Guard writes a log line per call to stderr: rendered, then sent to /dev/null here.
                 around = _stderr_to_devnull if log_level == "info" else None
                 with around() if around is not None else contextlib.nullcontext():
-                    call, close = guard_cases.make_guarded_noop(str(path), log_level=log_level, durability=durability)
+                    call, close = guard_cases.make_guarded_noop(str(path), log_level=log_level, durability=durability,
+                                                                traced=key == "guarded_traced")
                 closers.append(close)
                 counted[key] = (path, _count(path))
                 cases[key] = Case(label, call, note=note + (" (stderr to /dev/null)" if around else ""), around=around,
@@ -287,7 +293,8 @@ def main(argv: list[str]) -> int:
         else:
             shutil.rmtree(work, ignore_errors=True)
 
-    order = ["bare", "guarded", "guarded_always", "guarded_info", *[f"guarded{s}" for s in seeds], "sql", "floor",
+    order = ["bare", "guarded", "guarded_traced", "guarded_always", "guarded_info", *[f"guarded{s}" for s in seeds],
+             "sql", "floor",
              "recover", "dbos", "dbos_defaults",
              "classify100", "edictum100", "classify60000", "edictum60000"]
     print()

@@ -13,8 +13,25 @@ POLICY_DIR = BENCH_DIR / "policies"
 POLICY_FILE = POLICY_DIR / "bench.yaml"
 
 
-def make_guarded_noop(db_path: str, log_level: str = "warning",
-                      durability: str = "by_class") -> tuple[Callable[[], Any], Callable[[], None]]:
+def otel_api() -> bool:
+    """Whether the OpenTelemetry API is installed here (Guard then makes spans, recording or not)."""
+    from guard.runtime.tracing import AVAILABLE
+
+    return AVAILABLE
+
+
+def otel_sdk() -> bool:
+    """Whether the OpenTelemetry SDK can be imported here (for the traced row)."""
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec("opentelemetry.sdk.trace") is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def make_guarded_noop(db_path: str, log_level: str = "warning", durability: str = "by_class",
+                      traced: bool = False) -> tuple[Callable[[], Any], Callable[[], None]]:
     """(call, closer): call() makes one auto-approved guarded no-op tool call inside an open run.
 
     The run is opened here and closed by closer(), so the timed loop measures tool calls only
@@ -24,6 +41,11 @@ def make_guarded_noop(db_path: str, log_level: str = "warning",
     Each call passes a fresh argument `i`: Guard keys a non-read call by (run, tool, args hash), so
     calling an idempotent tool twice with the same arguments in one run is deduplicated (the second
     call only looks the first one up) — without `i` this would time the dedupe path, not a call.
+
+    `traced`: the Guard records every call's spans with the OpenTelemetry SDK (a TracerProvider of its own, a
+    SimpleSpanProcessor into an in-memory exporter: the cost of making and ending the spans, and of reading the
+    call's ledger events for them, without any export I/O). Otherwise no provider is given: with the API installed
+    and no SDK set up, spans are non-recording.
     """
     import contextvars
     import itertools
@@ -34,8 +56,16 @@ def make_guarded_noop(db_path: str, log_level: str = "warning",
     # `warning` (Guard's mechanism, not a log sink's); the runner adds one row at `info` into /dev/null.
     # durability: `by_class` (Guard's default) commits the `completed` of this repeat-safe (idempotent) call
     # without waiting for the disk; `always` waits, as for a compensable or irreversible call.
+    provider = None
+    if traced:
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+        from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+        provider = TracerProvider()
+        provider.add_span_processor(SimpleSpanProcessor(InMemorySpanExporter()))
     g = Guard(policies=str(POLICY_DIR), db=f"sqlite:///{db_path}", log_level=log_level,
-              durability=durability)  # type: ignore[arg-type]
+              durability=durability, tracer_provider=provider)  # type: ignore[arg-type]
     noop = g.tool(lambda i: None, name="bench.noop")
     run_cm = g.run(team="bench")
     # The run is entered in a context of its own, so several of these can be open at once in one thread

@@ -61,6 +61,7 @@ if TYPE_CHECKING:
         current_run,
         report_external_id,
     )
+    from guard.runtime.tracing import trace_context
 
 _LAZY: dict[str, str] = {
     "BridgedCall": "guard.runtime",
@@ -86,6 +87,7 @@ _LAZY: dict[str, str] = {
     "current_run": "guard.runtime",
     "load_policy": "guard.policy",
     "report_external_id": "guard.runtime",
+    "trace_context": "guard.runtime.tracing",
 }
 
 __version__ = "0.1.0"
@@ -141,6 +143,7 @@ __all__ = [
     "current_run",
     "load_policy",
     "report_external_id",
+    "trace_context",
 ]
 
 

@@ -63,6 +63,7 @@ EXPORTED = [
     "current_run",
     "load_policy",
     "report_external_id",
+    "trace_context",
 ]
 
 

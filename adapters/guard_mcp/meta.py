@@ -11,6 +11,9 @@
 A client's protocol envelope (`io.modelcontextprotocol/*`: its protocol version, info and capabilities on
 2026-07-28 connections) describes the client's connection to the proxy, not the proxy's to the upstream: it is
 never forwarded. Every other key the client sent (`progressToken`, its own namespaced keys) is.
+
+- `traceparent` (and `tracestate`), request, proxy -> upstream: with OpenTelemetry installed, the W3C trace
+  context of Guard's span for the call (`guard.trace_context()`), in place of any the client sent.
 """
 
 from __future__ import annotations
@@ -19,6 +22,8 @@ from collections.abc import Mapping
 from typing import Any, cast
 
 from mcp_types import RequestParamsMeta
+
+from guard import trace_context
 
 __all__ = ["IDEMPOTENCY_META_KEY", "IDEMPOTENCY_META_KEYS", "OUTCOME_META_KEY", "client_key", "forward_meta",
            "upstream_key"]
@@ -45,6 +50,7 @@ def forward_meta(meta: Mapping[str, Any] | None, *, key: str | None = None) -> R
             if not name.startswith(_ENVELOPE_PREFIX) and name not in IDEMPOTENCY_META_KEYS}
     if key:
         kept[IDEMPOTENCY_META_KEY] = key
+    kept.update(trace_context())  # W3C `traceparent` of Guard's span for the call: the upstream's spans join its trace
     return cast(RequestParamsMeta, kept) if kept else None
 
 

@@ -78,6 +78,18 @@ class LedgerQueries:
         rows = self._all(f"SELECT {EventRecord.sql_columns()} FROM events WHERE run_id = ? ORDER BY id", (run_id,))
         return [EventRecord.from_row(r) for r in rows]
 
+    def last_event_id(self, run_id: str) -> int:
+        """The id of the run's newest event (0 when it has none): one look at the run's event index."""
+        row = self._one("SELECT max(id) FROM events WHERE run_id = ?", (run_id,))
+        return int(row[0]) if row is not None and row[0] is not None else 0
+
+    def call_events_after(self, run_id: str, call_id: str, after: int) -> list[EventRecord]:
+        """The call's events newer than the run's event `after` (`last_event_id`), oldest first: what happened to
+        the call since then, read through the run's event index without scanning the run's older events."""
+        rows = self._all(f"SELECT {EventRecord.sql_columns()} FROM events WHERE run_id = ? AND id > ? AND call_id = ? "
+                         "ORDER BY id", (run_id, after, call_id))
+        return [EventRecord.from_row(r) for r in rows]
+
     def get_approval(self, approval_id: str) -> ApprovalRecord | None:
         row = self._one(f"SELECT {ApprovalRecord.sql_columns()} FROM approvals WHERE approval_id = ?",
                         (approval_id,))

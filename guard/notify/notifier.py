@@ -24,6 +24,7 @@ from structlog.typing import FilteringBoundLogger
 
 from guard.ledger import ApprovalRecord, Ledger, NoticeEvent, RunRecord
 from guard.logs import make_logger
+from guard.notify.blocks import approval_blocks
 from guard.notify.webhook import post, target_of
 from guard.policy import LivePolicies, Notify, PolicySet
 from guard.printable import printable
@@ -175,7 +176,9 @@ class Notifier:
                       "by": event.actor, "owners": owners}
 
     def message(self, event: NoticeEvent, approval: ApprovalRecord | None, run: RunRecord | None) -> dict[str, Any]:
-        """The Slack-compatible message: `text` (mrkdwn, with a link to the page) plus the facts as `guard`."""
+        """The Slack-compatible message: `text` (mrkdwn, with a link to the page) plus the facts as `guard`; a waiting
+        call also gets Block Kit `blocks` (rule, redacted arguments, their hash, a link; Approve and Reject buttons
+        when the team decides from Slack, policy `slack:`)."""
         base = self.page_url.rstrip("/")
         facts: dict[str, Any] = {"event": event.kind, "event_id": event.event_id, "team": event.team,
                                  "run_id": event.run_id, "call_id": event.call_id}
@@ -196,6 +199,9 @@ class Notifier:
                       "args_hash": approval.approved_args_hash or approval.args_hash}
             if edited:
                 facts |= {"edited_by": event.actor, "rule": event.detail.get("rule")}
+            policy = self.policies.policies.get(event.team)
+            blocks = approval_blocks(approval, link, buttons=policy is not None and policy.slack is not None)
+            return {"text": text, "blocks": blocks, "guard": facts}
         else:
             policy = self.policies.policies.get(event.team)
             roles = sorted({r for held in policy.reviewers.values() for r in held}) if policy else []

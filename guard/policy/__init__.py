@@ -21,6 +21,7 @@ from guard.policy._types import (
     Owners,
     RetryRule,
     SideEffectClass,
+    Slack,
     StopRules,
     Verdict,
 )
@@ -41,6 +42,7 @@ __all__ = [
     "RetryRule",
     "RuleTrace",
     "SideEffectClass",
+    "Slack",
     "StopRules",
     "Verdict",
     "cases_path",

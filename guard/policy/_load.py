@@ -23,7 +23,7 @@ from guard.policy._field_stops_load import field_stops
 from guard.policy._policy import Policy
 from guard.policy._rules import RuleProblem, compile_owners, compile_rules
 from guard.policy._spec import PolicySpec
-from guard.policy._types import NO_STOP, Notify, StopRules
+from guard.policy._types import NO_STOP, Notify, Slack, StopRules
 from guard.policy._values import json_type, looks_numeric
 from guard.policy._yaml import Path, YamlDocument, YamlProblem, format_path, parse_yaml
 
@@ -208,6 +208,7 @@ def _compile(text: str, data: bytes, source: str) -> Policy:
     try:
         rules = compile_rules(spec, doc.line_of)
         owners = None if spec.owners is None else compile_owners(spec.owners, ("owners",), spec.reviewers, doc.line_of)
+        slack = None if spec.slack is None else _slack(spec)
     except RuleProblem as exc:
         raise PolicyError(
             file=source, line=doc.line_of(exc.path), field=format_path(exc.path), reason=exc.reason
@@ -225,11 +226,26 @@ def _compile(text: str, data: bytes, source: str) -> Policy:
         notify=None if spec.notify is None else Notify(
             webhook=spec.notify.webhook, webhook_env=spec.notify.webhook_env, secret_env=spec.notify.secret_env,
             events=frozenset(spec.notify.events)),
+        slack=slack,
         stop=NO_STOP if spec.stop is None else StopRules(
             spec.stop.repeats, tuple(spec.stop.max_calls.items()),
             tuple((glob, rate.calls, rate.per) for glob, rate in spec.stop.rate.items()),
             field_stops(spec.stop, source, doc.line_of)),
     )
+
+
+def _slack(spec: PolicySpec) -> Slack:
+    """The team's Slack app; every name it maps is a reviewer of `reviewers:` and each Slack user is one of them."""
+    assert spec.slack is not None
+    users: dict[str, str] = {}
+    for name, user in spec.slack.reviewers.items():
+        if name not in spec.reviewers:
+            raise RuleProblem(("slack", "reviewers", name), f"{name!r} is not a reviewer of this team: add them "
+                                                            "under `reviewers:` with their roles")
+        if user in users:
+            raise RuleProblem(("slack", "reviewers", name), f"Slack user {user} is already {users[user]!r}")
+        users[user] = name
+    return Slack(spec.slack.signing_secret_env, spec.slack.bot_token_env, users)
 
 
 def _decode(data: bytes, source: str) -> str:

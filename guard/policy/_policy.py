@@ -20,7 +20,7 @@ from typing import Any
 from guard.identity import identity
 from guard.policy._conditions import evaluate_all
 from guard.policy._rules import Rule
-from guard.policy._types import NO_RETRY, NO_STOP, Decision, Notify, OnFailure, Owners, StopRules, Verdict
+from guard.policy._types import NO_RETRY, NO_STOP, Decision, Notify, OnFailure, Owners, Slack, StopRules, Verdict
 from guard.policy._values import format_duration
 
 __all__ = ["Policy", "RuleTrace"]
@@ -68,6 +68,7 @@ class Policy:
         "_reviewers",
         "_rules",
         "_secrets",
+        "_slack",
         "_source",
         "_stop",
         "_team",
@@ -88,7 +89,9 @@ class Policy:
         stop: StopRules = NO_STOP,
         reviewer_lines: Mapping[str, int | None] | None = None,
         owners: Owners | None = None,
+        slack: Slack | None = None,
     ) -> None:
+        self._slack = slack
         self._owners = owners
         self._notify = notify
         self._stop = stop
@@ -148,6 +151,11 @@ class Policy:
     def notify(self) -> Notify | None:
         """Where the team's channel is told of waiting calls and halted runs; None when nowhere."""
         return self._notify
+
+    @property
+    def slack(self) -> Slack | None:
+        """The team's Slack app for deciding from Slack (policy `slack:`); None when the team has none."""
+        return self._slack
 
     @property
     def stop(self) -> StopRules:

@@ -193,6 +193,22 @@ class NotifySpec(_Spec):
         return self
 
 
+SlackUser = Annotated[str, StringConstraints(pattern=r"^[UW][A-Z0-9]{2,30}$")]
+
+
+class SlackSpec(_Spec):
+    """Approve and reject from Slack: the team's Slack app posts button presses to `guard serve`
+    (`/slack/actions`), signed with its signing secret; `reviewers` says which Slack user is which reviewer."""
+
+    signing_secret_env: EnvName = Field(description="The environment variable holding the Slack app's signing "
+                                                    "secret (never the secret itself).")
+    bot_token_env: EnvName | None = Field(default=None, description="The environment variable holding the bot "
+                                          "token that opens the reject-reason dialog (views.open); without it "
+                                          "Reject links to the page.")
+    reviewers: Annotated[dict[Name, SlackUser], Field(min_length=1)] = Field(
+        description="Reviewer name (of `reviewers:`) -> their Slack user id (U... or W...).")
+
+
 class RateSpec(_Spec):
     """At most `calls` calls of the matching tools in each period of `per`, across every run of the team."""
 
@@ -269,6 +285,7 @@ class PolicySpec(_Spec):
     owners: OwnersSpec | None = Field(default=None, description="Who answers for the team's pauses and stop rules.")
     defaults: DefaultsSpec | None = None
     notify: NotifySpec | None = None
+    slack: SlackSpec | None = None
     stop: StopSpec | None = None
     rules: Annotated[list[RuleSpec], Field(min_length=1)]
 

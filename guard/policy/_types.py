@@ -7,6 +7,7 @@ Everything here is immutable and cheap to build: `Policy.classify` returns a `De
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from fnmatch import fnmatchcase
@@ -14,7 +15,7 @@ from fnmatch import fnmatchcase
 from guard.policy._field_stops import FieldStop
 
 __all__ = ["NO_STOP", "ApprovalRule", "Decision", "Notify", "OnFailure", "Owners", "RetryRule", "SideEffectClass",
-           "StopRules", "Verdict"]
+           "Slack", "StopRules", "Verdict"]
 
 
 class SideEffectClass(StrEnum):
@@ -121,6 +122,25 @@ class Owners:
     @property
     def names(self) -> tuple[str, str]:
         return (self.owner, self.backup)
+
+
+@dataclass(frozen=True, slots=True)
+class Slack:
+    """A team's Slack app (policy `slack:`): the variables holding its signing secret and bot token, and which
+    Slack user is which reviewer (`users`: Slack user id -> reviewer name). Secrets stay in the environment."""
+
+    signing_secret_env: str
+    bot_token_env: str | None
+    users: Mapping[str, str]
+
+    def signing_secret(self) -> bytes | None:
+        """The signing secret now (None when its variable is unset: nothing from Slack is accepted)."""
+        value = os.environ.get(self.signing_secret_env)
+        return value.encode() if value else None
+
+    def bot_token(self) -> str | None:
+        """The bot token now, or None (then Reject sends the reviewer to the page for the reason)."""
+        return (os.environ.get(self.bot_token_env) or None) if self.bot_token_env else None
 
 
 @dataclass(frozen=True, slots=True)

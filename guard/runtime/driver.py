@@ -24,6 +24,7 @@ from guard.errors import (
 )
 from guard.ledger import CallState, RunClose, RunState
 from guard.policy import Verdict
+from guard.runtime import tracing
 from guard.runtime.context import CALL_VAR, RUN_VAR, CallScope, RunScope
 from guard.runtime.execute import run_async, run_sync
 from guard.runtime.failure import Settlement, settle
@@ -56,6 +57,7 @@ def _scope() -> RunScope:
     return run
 
 
+@tracing.on_prepared
 def _prepare(
     guard: Guard,
     run: RunScope,
@@ -83,6 +85,7 @@ def invoke(
     return invoke_in(guard, _scope(), spec, args, key=key, call_id=call_id)
 
 
+@tracing.traced_call(2, run_at=1)
 def invoke_in(
     guard: Guard,
     run: RunScope,
@@ -116,6 +119,7 @@ def invoke_in(
     return drive_sync(guard, _approved(guard, p))
 
 
+@tracing.traced_call(1)
 async def ainvoke(
     guard: Guard, spec: ToolSpec, args: Mapping[str, Any], *, key: str | None = None, call_id: str | None = None
 ) -> Any:
@@ -386,6 +390,7 @@ def _failed(guard: Guard, p: Prepared, exc: BaseException, scope: CallScope, ret
         raise err from exc
 
 
+@tracing.on_completed
 def _completed(guard: Guard, p: Prepared, result: Any, scope: CallScope, attempts: int) -> Any:
     crash_point("after_return")
     verify = p.input.tool.hooks.verify

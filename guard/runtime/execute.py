@@ -18,6 +18,7 @@ from typing import Any
 import tenacity
 
 from guard.policy import RetryRule
+from guard.runtime import tracing
 
 __all__ = ["AttemptTimeout", "run_async", "run_sync"]
 
@@ -68,6 +69,7 @@ def run_sync(fn: Callable[..., Any], args: Mapping[str, Any], rule: RetryRule, o
     """
     timeout = rule.timeout
 
+    @tracing.attempts
     def attempt() -> Any:
         if timeout is None:
             return fn(**args)
@@ -91,6 +93,7 @@ async def run_async(fn: Callable[..., Any], args: Mapping[str, Any], rule: Retry
     """Run an async tool under the retry rule; a timed-out attempt is cancelled and raises AttemptTimeout."""
     timeout = rule.timeout
 
+    @tracing.attempts
     async def once() -> Any:
         if timeout is None:
             return await fn(**args)

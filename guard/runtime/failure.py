@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from guard.errors import CallFailed, CallInDoubt, CallOutcomeError, OutcomeUnknown
 from guard.ledger import CallState, RunClose, RunState
 from guard.policy import OnFailure, SideEffectClass
+from guard.runtime import tracing
 from guard.runtime.context import CallScope
 from guard.runtime.execute import AttemptTimeout
 from guard.runtime.hooks import Found, NotFound, ReconcileContext
@@ -43,6 +44,7 @@ class Settlement:
     attempts: int = 0  # attempts made so far (a retry's own attempts count on from here)
 
 
+@tracing.reconcile_check
 def reconcile(check: Callable[[ReconcileContext], Found | NotFound | None] | None,
               ctx: ReconcileContext) -> Found | NotFound | None:
     """Ask the tool's reconcile check; a check that raises or answers anything else means "cannot tell"."""

@@ -25,6 +25,7 @@ from typing import Any, Literal, overload
 from guard.canonical import MAX_BYTES, MAX_DEPTH
 from guard.errors import GuardUsageError
 from guard.ledger import Ledger, new_id, resolve_url
+from guard.logs import log_format as log_format_of
 from guard.logs import make_logger
 from guard.policy import PolicySet
 from guard.runtime import driver
@@ -37,6 +38,7 @@ from guard.runtime.recovery import RecoveryReport, recover
 from guard.runtime.runs import RunHandle
 from guard.runtime.steps import Prepared, ToolSpec
 from guard.runtime.tools import GuardedTool
+from guard.runtime.tracing import tracing_for
 from guard.runtime.waiting import Waiter
 
 __all__ = ["Guard"]
@@ -56,6 +58,8 @@ class Guard:
         approval: `block` waits for a decision up to `approval_timeout` seconds (then ApprovalTimeout);
             `defer` raises ApprovalPending at once and the run resumes when the same call is made again.
         log_level: `debug`, `info`, `warning` or `error`; logs go to stderr with run and call ids.
+        log_format: `console` (for people) or `json` (one object per line, same keys, for log shippers);
+            default `GUARD_LOG_FORMAT`, else `console`. Secrets are redacted in both.
         worker_id: this worker's name on the leases of the calls it runs (default: host, pid and a nonce).
         lease_ttl: seconds a started call stays this worker's without a heartbeat; `recover()` in another
             worker takes over calls whose lease ran out.
@@ -75,16 +79,22 @@ class Guard:
         listen_url: PostgreSQL: where this worker's one LISTEN connection goes, to hear of decisions made in
             other processes (default `GUARD_LISTEN_URL`, else `db`). It must reach the server itself or a
             session-mode pooler: PgBouncer in transaction mode cannot LISTEN.
+        tracer_provider: an OpenTelemetry TracerProvider for this Guard's `execute_tool` spans (default: the
+            global one); needs `guard-middleware[otel]`. Without the API nothing is traced
+            (see `guard.runtime.tracing`).
+        trace_content: put each call's arguments and result on its span, redacted as in the ledger (opt-in;
+            default `OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT=true`).
 
     Failure modes: every refused or failed call raises a subclass of `CallOutcomeError`, recorded first.
     """
 
     def __init__(self, *, policies: str | Path | PolicySet = "policies", db: str | None = None,
                  actor: str = "agent", approval: WaitMode = "block", approval_timeout: float = 300.0,
-                 log_level: str = "info", log_json: bool = False, worker_id: str | None = None,
+                 log_level: str = "info", log_format: str | None = None, worker_id: str | None = None,
                  lease_ttl: float = 30.0, recover_on_start: bool = True, durability: Durability = "by_class",
                  secret_key: bytes | str | None = None, max_arg_depth: int = MAX_DEPTH,
-                 max_arg_bytes: int = MAX_BYTES, listen_url: str | None = None) -> None:
+                 max_arg_bytes: int = MAX_BYTES, listen_url: str | None = None, tracer_provider: Any = None,
+                 trace_content: bool | None = None) -> None:
         if approval not in ("block", "defer"):
             raise GuardUsageError(f"approval must be 'block' or 'defer', not {approval!r}")
         if durability not in ("by_class", "always"):
@@ -99,7 +109,8 @@ class Guard:
         self.approval = approval
         self.approval_timeout = approval_timeout
         self.durability = durability
-        self.log = make_logger(log_level, json=log_json)
+        self.tracing = tracing_for(tracer_provider, trace_content)
+        self.log = make_logger(log_level, json=log_format_of(log_format) == "json")
         self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{new_id('w')[-6:]}"
         self.lease_ttl = lease_ttl
         self.heartbeat = Heartbeat(self.ledger, lease_ttl, self.log)

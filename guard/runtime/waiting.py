@@ -25,6 +25,7 @@ from dataclasses import dataclass
 
 from guard.errors import LedgerUnavailable
 from guard.ledger import TICK, CallState, Ledger, Watch, condition
+from guard.runtime import tracing
 
 __all__ = ["Waiter"]
 
@@ -63,6 +64,7 @@ class Waiter:
             yield min(delay, left)
             delay = min(delay * _FACTOR, _CAP_LISTENING if watch is not None and watch.listening else _CAP)
 
+    @tracing.approval_wait
     def wait(self, call_id: str, approval_id: str, expires_at: float, timeout: float) -> str | None:
         """The call's state once decided, or None when `timeout` seconds pass first."""
         watch = self.ledger.wakes.watch()
@@ -91,6 +93,7 @@ class Waiter:
             await asyncio.sleep(delay)
         return None
 
+    @tracing.approval_wait
     async def await_(self, call_id: str, approval_id: str, expires_at: float, timeout: float) -> str | None:
         # Opening the LISTEN connection may wait for the server once per process: not on the event loop.
         watch = await asyncio.to_thread(self.ledger.wakes.watch)

@@ -34,6 +34,8 @@ from guard.server.metrics import metrics_router
 from guard.server.pages import pages_router
 from guard.server.restarts_api import restarts_router
 from guard.server.sealing import SealSchedule
+from guard.server.slack import slack_router
+from guard.server.slack_api import SlackApi
 
 __all__ = ["create_app"]
 
@@ -41,7 +43,7 @@ __all__ = ["create_app"]
 def create_app(db_url: str | None, policies_dir: str | Path, *, session_secret: bytes | None = None,
                public_url: str = "http://127.0.0.1:8700", notify_every: float | None = 1.0,
                policies_every: float = 1.0, metrics_token: str | None = None,
-               seals: SealSchedule | None = None) -> FastAPI:
+               seals: SealSchedule | None = None, slack_api: SlackApi | None = None) -> FastAPI:
     """The approval service over the ledger at `db_url` and the policies in `policies_dir`.
 
     `GET /metrics` gives the ledger's open work to Prometheus (see `guard.server.metrics`); with
@@ -54,7 +56,9 @@ def create_app(db_url: str | None, policies_dir: str | Path, *, session_secret: 
     secret is made: sessions end when the process does. While the app runs (its lifespan), a notifier thread
     tells the teams' webhooks (policy `notify:`) of waiting calls and halted runs every `notify_every`
     seconds, linking to the page at `public_url`; None runs no notifier. With `seals`, a thread seals the
-    ledger on that schedule (and once more when the app stops).
+    ledger on that schedule (and once more when the app stops). `POST /slack/actions` takes Approve and Reject from
+    the teams' Slack apps (see `guard.server.slack`); `slack_api` is where it calls Slack (default from the
+    environment, `SlackApi.from_env`).
 
     Raises:
         LedgerNotReady: the ledger is at another schema revision (run `guard db upgrade`).
@@ -99,6 +103,7 @@ def create_app(db_url: str | None, policies_dir: str | Path, *, session_secret: 
     app.include_router(incidents_router)
     app.include_router(incident_pages_router(desk, sessions))
     app.include_router(metrics_router(ledger, metrics_token))
+    app.include_router(slack_router(desk, slack_api or SlackApi.from_env(), public_url))
 
     @app.get("/health", tags=["health"], responses={503: {"description": "the ledger's database cannot be "
                                                                "reached; `database` names it"}})

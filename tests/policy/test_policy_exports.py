@@ -23,6 +23,7 @@ def test_exported_names() -> None:
             "RetryRule",
             "RuleTrace",
             "SideEffectClass",
+            "Slack",
             "StopRules",
             "Verdict",
             "cases_path",
