@@ -326,9 +326,11 @@ class Ledger(LedgerQueries, LedgerApprovals, LedgerPauses, LedgerInFlight, Ledge
         the other way round."""
         made: dict[tuple[str, float], int] = {}
         for pattern, _limit, per in sorted(req.stop_rates, key=lambda r: (r[0], r[2])):
-            cur.execute("INSERT INTO rate_windows (team, pattern, period, window, calls) VALUES (?, ?, ?, ?, 0) "
-                        "ON CONFLICT (team, pattern, period) DO UPDATE SET calls = CASE WHEN rate_windows.window = "
-                        "excluded.window THEN rate_windows.calls ELSE 0 END, window = excluded.window RETURNING calls",
+            # `"window"` quoted: a reserved word in PostgreSQL (SQLite takes it either way).
+            cur.execute('INSERT INTO rate_windows (team, pattern, period, "window", calls) VALUES (?, ?, ?, ?, 0) '
+                        'ON CONFLICT (team, pattern, period) DO UPDATE SET calls = CASE WHEN rate_windows."window" = '
+                        'excluded."window" THEN rate_windows.calls ELSE 0 END, "window" = excluded."window" '
+                        "RETURNING calls",
                         (req.team, pattern, per, int(now // per)))
             made[(pattern, per)] = int(cur.fetchone()[0])
         return made
@@ -337,9 +339,9 @@ class Ledger(LedgerQueries, LedgerApprovals, LedgerPauses, LedgerInFlight, Ledge
         """Count a new call (not a denied one, not one found by its key) in the windows of its rate rules."""
         for pattern, _limit, per in req.stop_rates:
             window = int(now // per)
-            cur.execute("INSERT INTO rate_windows (team, pattern, period, window, calls) VALUES (?, ?, ?, ?, 1) "
-                        "ON CONFLICT (team, pattern, period) DO UPDATE SET calls = "
-                        "CASE WHEN window = excluded.window THEN calls + 1 ELSE 1 END, window = excluded.window",
+            cur.execute('INSERT INTO rate_windows (team, pattern, period, "window", calls) VALUES (?, ?, ?, ?, 1) '
+                        'ON CONFLICT (team, pattern, period) DO UPDATE SET calls = CASE WHEN rate_windows."window" = '
+                        'excluded."window" THEN rate_windows.calls + 1 ELSE 1 END, "window" = excluded."window"',
                         (req.team, pattern, per, window))
 
     def _insert(self, cur: Any, req: CallRequest, seq: int, now: float, state: CallState, *,
