@@ -90,8 +90,14 @@ def _brake(url: str, witness: Witness, worker: str, calls: int) -> dict[str, Any
     g = _guard(url, worker)
     out = {"note": 0, "note_denied": 0, "send": 0, "send_denied": 0}
     try:
-        note = g.tool(lambda n: _send(witness, "note", n=n), name="witness.note", external_ids={"note": "note_id"})
-        send = g.tool(lambda n: _send(witness, "send", n=n), name="witness.send", external_ids={"send": "send_id"})
+        def note_fn(n: str) -> dict[str, str]:
+            return _send(witness, "note", n=n)
+
+        def send_fn(n: str) -> dict[str, str]:
+            return _send(witness, "send", n=n)
+
+        note = g.tool(note_fn, name="witness.note", external_ids={"note": "note_id"})
+        send = g.tool(send_fn, name="witness.send", external_ids={"send": "send_id"})
         for tool, kind, event in ((note, "note", "evt-notes"), (send, "send", f"sends-{worker}")):
             with g.run(TEAM, source_event_id=event):
                 for n in range(calls):
