@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from guard.canonical import canonical_json
-from guard.errors import ApprovalDecisionError
+from guard.errors import ApprovalDecisionError, IllegalTransition
 from guard.identity import same_person
 from guard.ledger.backend import Connections
 from guard.ledger.digests import claim
@@ -199,8 +199,13 @@ class LedgerApprovals:
                 call = CallRecord.from_row(cur.fetchone())
                 if call.state != CallState.APPROVED:
                     return False  # it started (or ended) already: there is nothing left to withdraw
-                self._never_runs(cur, approval, call, CallState.EXPIRED, now, actor, reason,
-                                 f"call {call.call_id} withdrawn: {reason}")
+                try:
+                    self._never_runs(cur, approval, call, CallState.EXPIRED, now, actor, reason,
+                                     f"call {call.call_id} withdrawn: {reason}")
+                except IllegalTransition:
+                    # Its worker started it between the read above and the compare-and-set (an offer holds the
+                    # run's lock, not this approval's): the same as found started; nothing was written.
+                    return False
             else:
                 return False
         changed(self.conns.backend.url)
