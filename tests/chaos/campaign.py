@@ -187,13 +187,27 @@ def restart(cluster: PgCluster) -> Callable[[Path], tuple[int, Check]]:
         agent = lab.start(worker="w1")
         try:
             _charging(lab)
-            cluster.restart()
+            # A checkpoint first keeps the crash recovery short (every lab's database is on this server); the
+            # stop is still a crash: the charge's `started` is committed, its outcome not yet.
+            cluster.sql("CHECKPOINT")
+            try:
+                cluster.restart()
+            except RuntimeError:  # pg_ctl gave up waiting; the server goes on recovering: wait for it
+                poll(lambda: _accepting(cluster), timeout=600, what="the restarted server accepts connections")
         finally:
             release.touch()
         agent.wait()
         lab.run(worker="w2", extra=("--recover",))
         return 0, lab.check()
     return run
+
+
+def _accepting(cluster: PgCluster) -> bool:
+    try:
+        cluster.sql("SELECT 1")
+    except Exception:  # still starting: recovery not done yet
+        return False
+    return True
 
 
 def _released(script: Mapping[str, list[object]], root: Path) -> dict[str, list[object]]:
