@@ -1,7 +1,8 @@
 """Approval decisions in the ledger: who may decide, quorum, expiry, one winner per approval.
 
-A decision is one write transaction that holds the write lock, so two reviewers deciding at the same
-instant are serialised: exactly one settles the approval, the other gets `already_decided` naming the winner.
+A decision is one write transaction that holds the approval's lock (`approval:<id>`), so two reviewers deciding
+at the same instant, on two replicas or one, are serialised: exactly one settles the approval, the other gets
+`already_decided` naming the winner, and every vote of a quorum is counted by the next one.
 Authority (the reviewer's roles) comes from the caller, who read it from the team's policy: the deciding
 reviewer's roles, every other voter's roles as they are now (`roles_now`), and the policy's verdict on edited
 arguments (`EditGate`). The ledger knows no policy; it records what it was told and counts by it.
@@ -16,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from guard.canonical import canonical_json
-from guard.errors import ApprovalDecisionError
+from guard.errors import ApprovalDecisionError, IllegalTransition
 from guard.identity import same_person
 from guard.ledger.backend import Connections
 from guard.ledger.digests import claim
@@ -25,11 +26,16 @@ from guard.ledger.records import ApprovalRecord, CallRecord
 from guard.ledger.signals import announce, changed
 from guard.ledger.states import ApprovalState, CallState, RunState
 
-__all__ = ["DecisionResult", "EditGate", "LedgerApprovals", "RolesNow"]
+__all__ = ["DecisionResult", "EditGate", "LedgerApprovals", "RolesNow", "approval_lock"]
 
 _MAX_EDIT_BYTES = 64 * 1024
 
 A = ApprovalState
+
+
+def approval_lock(approval_id: str) -> str:
+    """The lock every decision, expiry and withdrawal of one approval holds (see `Connections.write`)."""
+    return "approval:" + approval_id
 
 
 RolesNow = Callable[[str], frozenset[str]]
@@ -116,7 +122,7 @@ class LedgerApprovals:
         edit = _edit(approval_id, decision, edited_args)
         expired = False
         refused: ApprovalDecisionError | None = None
-        with self.conns.write() as cur:
+        with self.conns.write(lock=approval_lock(approval_id)) as cur:
             announce(cur, self.conns.backend.url)  # other processes' waiters read the ledger once this commits
             now = self.conns.backend.clock(cur)
             approval = self._approval(cur, approval_id)
@@ -168,7 +174,7 @@ class LedgerApprovals:
     def expire_if_due(self, approval_id: str) -> bool:
         """Expire a pending approval whose expiry has passed by the database clock (its call ends `expired`).
         True if it did."""
-        with self.conns.write() as cur:
+        with self.conns.write(lock=approval_lock(approval_id)) as cur:
             now = self.conns.backend.clock(cur)
             approval = self._approval(cur, approval_id)
             if approval.state != A.PENDING or now < approval.expires_at:
@@ -182,7 +188,7 @@ class LedgerApprovals:
         """End an approval nobody should act on any more (what it approves is superseded): the call ends
         `expired` with `reason` and never runs. A pending approval expires with it; an approved one stays as it
         was given, while its call, approved but not started yet, expires. True if a call was ended."""
-        with self.conns.write() as cur:
+        with self.conns.write(lock=approval_lock(approval_id)) as cur:
             now = self.conns.backend.clock(cur)
             approval = self._approval(cur, approval_id)
             announce(cur, self.conns.backend.url)  # (when nothing is withdrawn: one wake-up for nothing, rare)
@@ -193,8 +199,13 @@ class LedgerApprovals:
                 call = CallRecord.from_row(cur.fetchone())
                 if call.state != CallState.APPROVED:
                     return False  # it started (or ended) already: there is nothing left to withdraw
-                self._never_runs(cur, approval, call, CallState.EXPIRED, now, actor, reason,
-                                 f"call {call.call_id} withdrawn: {reason}")
+                try:
+                    self._never_runs(cur, approval, call, CallState.EXPIRED, now, actor, reason,
+                                     f"call {call.call_id} withdrawn: {reason}")
+                except IllegalTransition:
+                    # Its worker started it between the read above and the compare-and-set (an offer holds the
+                    # run's lock, not this approval's): the same as found started; nothing was written.
+                    return False
             else:
                 return False
         changed(self.conns.backend.url)

@@ -1,6 +1,6 @@
 """Database backends: the small port the ledger writes through, and the factory that picks one by URL.
 
-SQLite and PostgreSQL differ only in how a write transaction takes its lock, how placeholders are spelled,
+SQLite and PostgreSQL differ only in how a write transaction takes its locks, how placeholders are spelled,
 how a commit that need not wait for the disk is asked for, and how a waiting agent is woken. The hot path
 talks to the DB-API connection directly with prepared SQL text: an ORM round-trip per field would cost more
 than the commits themselves.
@@ -56,8 +56,14 @@ class Backend(Protocol):
         """A new DB-API connection in autocommit mode (transactions are explicit); its commits wait for the disk."""
         ...
 
-    def begin_write(self, cur: Any, durable: bool = True) -> None:
-        """Start a transaction that holds the write lock until commit.
+    def begin_write(self, cur: Any, durable: bool = True, lock: str | None = None) -> None:
+        """Start a write transaction.
+
+        SQLite: `BEGIN IMMEDIATE`, the file's one write lock, held until commit (`lock` is covered by it).
+        PostgreSQL: READ COMMITTED; writers of different runs go side by side, each change of an existing row is a
+        compare-and-set, and `lock` (a name: `run:<id>`, `approval:<id>`, `seal`) is a transaction-scoped lock that
+        serialises only the transactions naming it, for the read-check-write steps a compare-and-set cannot cover
+        alone (a run's next sequence number and its stop-rule counts, an approval's quorum).
 
         `durable=False`: this transaction's commit returns without waiting for the disk (SQLite's
         synchronous=NORMAL in WAL mode; PostgreSQL's `SET LOCAL synchronous_commit = off`). Such a commit is
@@ -107,7 +113,9 @@ class SqliteBackend:
             raise LedgerUnavailable(f"{self.url}: cannot open the ledger ({exc})", url=self.url) from exc
         return conn
 
-    def begin_write(self, cur: sqlite3.Cursor, durable: bool = True) -> None:
+    def begin_write(self, cur: sqlite3.Cursor, durable: bool = True,
+                    lock: str | None = None) -> None:  # noqa: ARG002 (covered by BEGIN IMMEDIATE, below)
+        # `lock` needs nothing more: BEGIN IMMEDIATE already holds the one write lock of the file.
         # One connection serves both kinds: a second connection for the lazy commits would find its page cache
         # stale after every commit of the first (SQLite drops a connection's cache when another one wrote).
         if not durable:
@@ -236,16 +244,20 @@ class Connections:
         finally:
             self.give_back(conn)
 
-    def write(self, durable: bool = True) -> _WriteTx:
+    def write(self, durable: bool = True, lock: str | None = None) -> _WriteTx:
         """A write transaction (`with conns.write() as cur:`): committed when the block ends, rolled back if
         it raises; driver errors become LedgerUnavailable.
+
+        `lock`: the name of what this transaction reads, checks and then writes on the strength of what it read
+        (`run:<id>` for a run's calls and state, `approval:<id>`, `seal`); other transactions naming it wait, no
+        one else does (see `Backend.begin_write`).
 
         Durable by default: the commit is on disk when the block ends. `durable=False` is for a record whose
         loss in a power cut costs nothing that cannot be redone exactly (the completion of a repeat-safe call:
         recovery finds it `started` and runs it again with the same key). It still reaches the database file
         before any later durable commit returns, so nothing recorded after it can survive without it.
         """
-        return _WriteTx(self, durable)
+        return _WriteTx(self, durable, lock)
 
     @contextmanager
     def read(self) -> Generator[Any]:
@@ -281,11 +293,12 @@ class Connections:
 class _WriteTx:
     """The context manager behind `Connections.write` (a class: cheaper than a generator on the hot path)."""
 
-    __slots__ = ("_conn", "_conns", "_cur", "_durable")
+    __slots__ = ("_conn", "_conns", "_cur", "_durable", "_lock")
 
-    def __init__(self, conns: Connections, durable: bool) -> None:
+    def __init__(self, conns: Connections, durable: bool, lock: str | None) -> None:
         self._conns = conns
         self._durable = durable
+        self._lock = lock
         self._conn: Any = None
         self._cur: Any = None
 
@@ -295,7 +308,7 @@ class _WriteTx:
             cur = conn.cursor()
             self._conn, self._cur = conn, cur
             try:
-                self._conns.backend.begin_write(cur, self._durable)
+                self._conns.backend.begin_write(cur, self._durable, self._lock)
             except BaseException as exc:
                 self._release()
                 if attempt == 1 and getattr(conn, "broken", False):

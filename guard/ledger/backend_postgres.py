@@ -4,10 +4,15 @@ The ledger's modules write their SQL once, with `?` placeholders; this module al
 `%s`. Each statement's translation is made once and kept (a dict look-up per execute afterwards), and psycopg
 prepares a statement on the server after a few executions, so the hot path pays neither twice.
 
-Write transactions: `BEGIN` then a transaction-scoped advisory lock taken by every writer, which gives the
-ledger's read-check-write steps the same one-writer-at-a-time guarantee `BEGIN IMMEDIATE` gives them on
-SQLite. Readers never wait for it. (Finer locking, so writers of different runs do not queue on one lock, is
-the next step of the shared ledger; the ledger's compare-and-set updates are ready for it.)
+Write transactions: READ COMMITTED, no ledger-wide lock, so writers of different runs commit side by side. What
+keeps the ledger's promises without one: every change of an existing row is a compare-and-set (`UPDATE ... WHERE
+state = ? AND lease_token = ?`, row count checked; the row lock the UPDATE takes holds until commit), every unique
+key is claimed with `INSERT ... ON CONFLICT DO NOTHING` (a concurrent insert of the same key waits for the other's
+commit, then finds it), a stream's chain head is a row locked by the transaction that extends it
+(`guard.ledger.moves.append_events`), a team's stop-rule counter is a row locked from its check to its count
+(`Ledger._stopped`), and a transaction that reads, checks, then writes on the strength of what it read names a lock
+(`Connections.write(lock=...)`): a transaction-scoped advisory lock on a 64-bit key derived from the name, taken
+in the same round trip as BEGIN, that only the transactions naming the same run, approval or seal wait for.
 
 Durability: `SET LOCAL synchronous_commit = off` for a transaction begun with `durable=False` (the completion of
 a repeat-safe call), exactly where SQLite uses its lazy commit; every other commit waits for the server's WAL
@@ -16,6 +21,7 @@ flush.
 
 from __future__ import annotations
 
+import hashlib
 import select
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -24,15 +30,28 @@ from guard.errors import LedgerNotReady
 from guard.ledger.backend import unavailable
 from guard.ledger.database import shown_url
 
-__all__ = ["WRITE_LOCK_KEY", "PostgresBackend"]
+__all__ = ["PostgresBackend", "lock_key"]
 
-# pg_advisory_xact_lock's key for the ledger's write lock: any constant of our own ("guard" in ASCII).
-WRITE_LOCK_KEY = 0x6775617264
-_BEGIN = f"BEGIN; SELECT pg_advisory_xact_lock({WRITE_LOCK_KEY})"
-_BEGIN_LAZY = f"BEGIN; SET LOCAL synchronous_commit = off; SELECT pg_advisory_xact_lock({WRITE_LOCK_KEY})"
+# READ COMMITTED whatever the server's default_transaction_isolation says: the compare-and-sets above rely on an
+# UPDATE seeing the row as the last committed writer left it, which SERIALIZABLE would turn into aborts.
+_BEGIN = "BEGIN ISOLATION LEVEL READ COMMITTED"
+_BEGIN_LAZY = "BEGIN ISOLATION LEVEL READ COMMITTED; SET LOCAL synchronous_commit = off"
 
 CONNECT_TIMEOUT = 5  # seconds: how long opening a connection may take before the ledger is called unavailable
 _translated: dict[str, str] = {}
+
+
+def lock_key(name: str) -> int:
+    """The advisory lock key of a lock name: the first 8 bytes of its BLAKE2b, as PostgreSQL's signed bigint. Two
+    names sharing a key (about 1 in 2**64) only make their transactions wait for each other."""
+    return int.from_bytes(hashlib.blake2b(name.encode(), digest_size=8).digest(), "big", signed=True)
+
+
+def begin_sql(durable: bool, lock: str | None) -> str:
+    """BEGIN, the commit's durability and the named lock as one simple-protocol text: one round trip. The key is
+    an integer made here, never the name itself, so a run id from outside never reaches the SQL text."""
+    sql = _BEGIN if durable else _BEGIN_LAZY
+    return sql if lock is None else f"{sql}; SELECT pg_advisory_xact_lock({lock_key(lock)})"
 
 
 def to_server_sql(sql: str) -> str:
@@ -173,8 +192,8 @@ class PostgresBackend:
             raise unavailable(self.url, f"cannot connect to the ledger's database ({reason})") from exc
         return _Connection(conn)
 
-    def begin_write(self, cur: _Cursor, durable: bool = True) -> None:
-        cur.execute(_BEGIN if durable else _BEGIN_LAZY)
+    def begin_write(self, cur: _Cursor, durable: bool = True, lock: str | None = None) -> None:
+        cur.execute(begin_sql(durable, lock))
 
     def end_write(self, cur: _Cursor, durable: bool = True) -> None:  # noqa: ARG002 (the backend protocol's)
         # SET LOCAL ends with its transaction: nothing to put back.

@@ -15,6 +15,7 @@ from typing import Any
 
 from guard.errors import GuardUsageError, IllegalTransition, LeaseLost
 from guard.ledger.backend import Connections
+from guard.ledger.chain import run_stream
 from guard.ledger.digests import claim, row_digest
 from guard.ledger.moves import EventIn, RunClose, append_events, move_run
 from guard.ledger.records import CallRecord, RunRecord
@@ -109,7 +110,7 @@ class LedgerInFlight:
         the same commit."""
         now = time.time()
         check_call_move(call_id, src, state)
-        with self.conns.write() as cur:
+        with self.conns.write(lock=None if run is None else run_stream(run_id)) as cur:
             cur.execute("UPDATE calls SET state = ?, error = ?, attempts = ?, external_ids = ?, ended_at = ?, "
                         "updated_at = ?, lease_expires_at = NULL WHERE call_id = ? AND state = ? AND lease_token = ?",
                         (state, error, attempts, json.dumps(external_ids), now, now, call_id, src, token))
@@ -149,9 +150,10 @@ class LedgerInFlight:
         of the run completed a change in another system) if, read inside this write transaction, it is still in
         `expect`. Otherwise it stays as another worker left it (a duplicate delivery that closed it first).
 
-        Returns the run as it stands and whether this moved it."""
+        Returns the run as it stands and whether this moved it. Holds the run's lock, as an offer in it does: a
+        call is never recorded in a run another worker is closing."""
         now = time.time()
-        with self.conns.write() as cur:
+        with self.conns.write(lock=run_stream(run_id)) as cur:
             cur.execute("SELECT state FROM runs WHERE run_id = ?", (run_id,))
             row = cur.fetchone()
             if row is None:
@@ -240,7 +242,7 @@ class LedgerInFlight:
             raise IllegalTransition("a manual action needs a note: say what you did and why", entity="run",
                                     id=run_id, from_state=None, to_state=action)
         now = time.time()
-        with self.conns.write() as cur:
+        with self.conns.write(lock=None if run is None else run_stream(run_id)) as cur:
             cur.execute("INSERT INTO manual_actions (run_id, call_id, operator, action, note, at) "
                         "VALUES (?, ?, ?, ?, ?, ?) RETURNING id", (run_id, call_id, operator, action, note, now))
             action_id = int(cur.fetchone()[0])

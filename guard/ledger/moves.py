@@ -29,10 +29,14 @@ _ROW = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 # One INSERT statement per batch size (SQLite caches each prepared statement): a multi-row VALUES is
 # cheaper than executemany for the 1-4 events a step appends.
 _INSERT_EVENTS = {n: f"INSERT INTO events ({_EVENT_COLS}) VALUES {', '.join([_ROW] * n)}" for n in range(1, 9)}
-_HEAD = "SELECT length, head FROM stream_heads WHERE stream = ?"
-# Compare-and-set on the length read above: two writers on one stream can never both extend it from one head.
+# The stream's head, locked until commit (made at length 0 the first time): ON CONFLICT DO UPDATE locks the row and
+# returns it as the last committed writer left it, so a writer on the same stream waits here for the other's commit
+# and then chains onto what that one wrote (on PostgreSQL at READ COMMITTED, where no ledger-wide lock serialises
+# the writers; on SQLite the one write lock already does).
+_LOCK_HEAD = ("INSERT INTO stream_heads (stream, length, head) VALUES (?, 0, ?) ON CONFLICT (stream) "
+              "DO UPDATE SET length = stream_heads.length RETURNING length, head")
+# Compare-and-set on the (length, head) read or remembered: two writers on one stream never both extend one head.
 _MOVE_HEAD = "UPDATE stream_heads SET length = ?, head = ? WHERE stream = ? AND length = ? AND head = ?"
-_NEW_HEAD = "INSERT INTO stream_heads (stream, length, head) VALUES (?, ?, ?)"
 _CALL_ENTITIES = frozenset({"call", "external_id", "lease"})
 _HEADS: dict[str, tuple[int, str]] = {}  # stream -> (length, head) this process last wrote (see _remember)
 _HEADS_KEPT = 50_000
@@ -57,7 +61,8 @@ def append_events(cur: Any, events: list[EventIn], claims: Sequence[Claim] = (),
     other rows written (or a call's row computed from the values just inserted, which saves reading it back).
     They ride on events of the batch without a claim, from the last; `row` events carry any left over. Only this
     stream's head row is written (and read, unless this process wrote it last): writers on other streams never wait
-    for it on a database with row locks (on SQLite every writer holds the one write lock anyway).
+    for it on a database with row locks (on SQLite every writer holds the one write lock anyway). A writer on the
+    same stream waits for the head row's lock and chains onto the head the other one committed.
     """
     if not events:  # e.g. a move_run_if that did not move: nothing happened, nothing to chain
         if claims:  # pragma: no cover - a programming error: a claim rides on an event of its transaction
@@ -95,17 +100,15 @@ def append_events(cur: Any, events: list[EventIn], claims: Sequence[Claim] = (),
             _insert(cur, out, len(events))
             _remember(stream, seq, head)
             return
-    cur.execute(_HEAD, (stream,))
+    # The remembered head was stale (or there was none): lock the head row, then move it from what it holds.
+    cur.execute(_LOCK_HEAD, (stream, GENESIS))
     row = cur.fetchone()
-    length, prev = (int(row[0]), str(row[1])) if row is not None else (0, GENESIS)
+    length, prev = int(row[0]), str(row[1])
     out, seq, head = _chain(stream, length, prev, events, attached)
-    if row is None:
-        cur.execute(_NEW_HEAD, (stream, seq, head))
-    else:
-        cur.execute(_MOVE_HEAD, (seq, head, stream, length, prev))
-        if cur.rowcount != 1:  # pragma: no cover - only a database without the write lock can get here
-            raise IllegalTransition(f"stream {stream} moved on while this transaction appended to it",
-                                    entity="stream", id=stream, from_state=str(length), to_state=str(seq))
+    cur.execute(_MOVE_HEAD, (seq, head, stream, length, prev))
+    if cur.rowcount != 1:  # pragma: no cover - the row is locked by this transaction since _LOCK_HEAD
+        raise IllegalTransition(f"stream {stream} moved on while this transaction held its head",
+                                entity="stream", id=stream, from_state=str(length), to_state=str(seq))
     _insert(cur, out, len(events))
     _remember(stream, seq, head)
 

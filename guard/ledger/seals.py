@@ -31,8 +31,10 @@ if TYPE_CHECKING:
 
 __all__ = ["LedgerSeals", "SealFile", "Signer", "generate_key", "load_public_key", "merkle_root"]
 
-_DELTA = ("SELECT s.stream, s.length, s.head FROM stream_heads s LEFT JOIN sealed_heads p ON p.stream = s.stream "
-          "WHERE p.stream IS NULL OR p.length != s.length OR p.head != s.head ORDER BY s.stream")
+# Every stream's head, and whether it moved since the last seal, in one statement: one snapshot, so the changed
+# heads are exactly those of the cut the root signs, while writers go on extending streams (READ COMMITTED).
+_HEADS = ("SELECT s.stream, s.length, s.head, CASE WHEN p.stream IS NULL OR p.length != s.length OR p.head != s.head "
+          "THEN 1 ELSE 0 END FROM stream_heads s LEFT JOIN sealed_heads p ON p.stream = s.stream ORDER BY s.stream")
 
 
 def merkle_root(leaves: Iterable[tuple[str, int, str]]) -> str:
@@ -156,12 +158,12 @@ class LedgerSeals:
         the seal stays in the ledger and the error says so: the next seal's `prev` then names it, and a
         verifier of the sink sees that one seal is missing from it.
         """
-        with self.conns.write() as cur:
+        with self.conns.write(lock="seal") as cur:  # one sealer at a time: each seal names the one before
             now = self.conns.backend.clock(cur)
-            cur.execute("SELECT stream, length, head FROM stream_heads")
-            leaves = [(str(s), int(n), str(h)) for s, n, h in cur.fetchall()]
-            cur.execute(_DELTA)
-            changed = [(str(s), int(n), str(h)) for s, n, h in cur.fetchall()]
+            cur.execute(_HEADS)
+            rows = cur.fetchall()
+            leaves = [(str(s), int(n), str(h)) for s, n, h, _moved in rows]
+            changed = [leaf for leaf, row in zip(leaves, rows, strict=True) if row[3]]
             cur.execute("SELECT id, body FROM seals ORDER BY id DESC LIMIT 1")
             last = cur.fetchone()
             number = int(last[0]) + 1 if last else 1

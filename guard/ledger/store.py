@@ -24,6 +24,7 @@ from guard.errors import (
 )
 from guard.ledger.approvals import LedgerApprovals
 from guard.ledger.backend import Connections, open_backend
+from guard.ledger.chain import run_stream
 from guard.ledger.digests import claim, row_digest
 from guard.ledger.field_stops import StopMark, count_marks, count_shadow, field_stop_trip
 from guard.ledger.inflight import LedgerInFlight
@@ -159,29 +160,29 @@ class Ledger(LedgerQueries, LedgerApprovals, LedgerPauses, LedgerInFlight, Ledge
         """Create the run, or return it unchanged when it exists for the same team (a resume)."""
         now = time.time()
         with self.conns.write() as cur:
-            cur.execute(f"SELECT {RunRecord.sql_columns()} FROM runs r WHERE r.run_id = ?", (run_id,))
-            row = cur.fetchone()
-            if row is not None:
-                run = RunRecord.from_row(row)
-                if run.team != team:
-                    raise GuardUsageError(f"run {run_id} belongs to team {run.team}, not {team}",
-                                          run_id=run_id, team=team)
-                return run
+            # The run's id is its key: of two workers opening one run at once (a duplicate delivery), one inserts
+            # it and the other waits for that commit, then finds the run (READ COMMITTED: a new statement sees it).
             cur.execute(
                 "INSERT INTO runs (run_id, team, source_event_id, subject, state, requires_review, "
-                "created_by, created_at, updated_at) VALUES (?, ?, ?, ?, ?, FALSE, ?, ?, ?)",
+                "created_by, created_at, updated_at) VALUES (?, ?, ?, ?, ?, FALSE, ?, ?, ?) "
+                "ON CONFLICT (run_id) DO NOTHING RETURNING run_id",
                 (run_id, team, source_event_id, subject, RunState.RUNNING, actor, now, now))
-            append_events(cur, [(run_id, None, now, actor, "run", None, RunState.RUNNING,
-                                 json.dumps({"team": team, "subject": subject,
-                                             "source_event_id": source_event_id}))])
+            if cur.fetchone() is not None:
+                append_events(cur, [(run_id, None, now, actor, "run", None, RunState.RUNNING,
+                                     json.dumps({"team": team, "subject": subject,
+                                                 "source_event_id": source_event_id}))])
             cur.execute(f"SELECT {RunRecord.sql_columns()} FROM runs r WHERE r.run_id = ?", (run_id,))
-            return RunRecord.from_row(cur.fetchone())
+            run = RunRecord.from_row(cur.fetchone())
+            if run.team != team:
+                raise GuardUsageError(f"run {run_id} belongs to team {run.team}, not {team}",
+                                      run_id=run_id, team=team)
+            return run
 
     def move_run(self, run_id: str, close: RunClose, *, actor: str, expect: frozenset[RunState] | None = None,
                  detail: dict[str, Any] | None = None) -> RunRecord:
         """Move a run to `close.state` (compare-and-set on its current state, which must be in `expect`)."""
         now = time.time()
-        with self.conns.write() as cur:
+        with self.conns.write(lock=run_stream(run_id)) as cur:
             append_events(cur, move_run(cur, run_id, close, now, actor, expect=expect, detail=detail))
             cur.execute(f"SELECT {RunRecord.sql_columns()} FROM runs r WHERE r.run_id = ?", (run_id,))
             return RunRecord.from_row(cur.fetchone())
@@ -195,9 +196,12 @@ class Ledger(LedgerQueries, LedgerApprovals, LedgerPauses, LedgerInFlight, Ledge
         its key (`ON CONFLICT DO NOTHING`: a taken key means an earlier call, handled by `_existing`), append
         its events, commit. A completed key returns its recorded result even when a brake is on: that runs
         nothing.
+
+        The transaction holds the run's lock (`run:<id>`): the next sequence number, the run's state and its
+        stop-rule counts are read and acted on by one offer of the run at a time, while other runs' offers go on.
         """
         now = time.time()
-        with self.conns.write() as cur:
+        with self.conns.write(lock=run_stream(req.run_id)) as cur:
             cur.execute(_RUN_GATE, (req.run_id, req.run_id))
             row = cur.fetchone()
             if row is None:
@@ -330,25 +334,40 @@ class Ledger(LedgerQueries, LedgerApprovals, LedgerPauses, LedgerInFlight, Ledge
                     return (f"stop rule: run {req.run_id} already made {made} call(s) of {pattern}, the most the "
                             f"policy allows per run (`stop.max_calls: {{{pattern}: {limit}}}`)")
         if req.stop_rates:
+            made = self._lock_rates(cur, req, now)
             for pattern, limit, per in req.stop_rates:
-                cur.execute("SELECT window, calls FROM rate_windows WHERE team = ? AND pattern = ? AND period = ?",
-                            (req.team, pattern, per))
-                row = cur.fetchone()
-                window = int(now // per)
-                if row is not None and row[0] == window and row[1] >= limit:
-                    wait = (window + 1) * per - now
-                    return (f"stop rule: team {req.team} already made {row[1]} call(s) of {pattern} in this "
-                            f"{per:g}s window, the most the policy allows (`stop.rate`); the next window opens in "
-                            f"{wait:.0f}s")
+                if made[(pattern, per)] >= limit:
+                    wait = (int(now // per) + 1) * per - now
+                    return (f"stop rule: team {req.team} already made {made[(pattern, per)]} call(s) of {pattern} in "
+                            f"this {per:g}s window, the most the policy allows (`stop.rate`); the next window opens "
+                            f"in {wait:.0f}s")
         return None
+
+    @staticmethod
+    def _lock_rates(cur: Any, req: CallRequest, now: float) -> dict[tuple[str, float], int]:
+        """The team's calls so far in the current window of each rate rule, each counter row locked until commit
+        (made, or rolled over to the new window, in the same statement). Every worker of the team counts on the
+        same rows: the check here and the count in `_count_rate` are one step for the whole team, however many
+        processes offer at once. Locked in one order (pattern, period), so two offers never wait for each other
+        the other way round."""
+        made: dict[tuple[str, float], int] = {}
+        for pattern, _limit, per in sorted(req.stop_rates, key=lambda r: (r[0], r[2])):
+            # `"window"` quoted: a reserved word in PostgreSQL (SQLite takes it either way).
+            cur.execute('INSERT INTO rate_windows (team, pattern, period, "window", calls) VALUES (?, ?, ?, ?, 0) '
+                        'ON CONFLICT (team, pattern, period) DO UPDATE SET calls = CASE WHEN rate_windows."window" = '
+                        'excluded."window" THEN rate_windows.calls ELSE 0 END, "window" = excluded."window" '
+                        "RETURNING calls",
+                        (req.team, pattern, per, int(now // per)))
+            made[(pattern, per)] = int(cur.fetchone()[0])
+        return made
 
     def _count_rate(self, cur: Any, req: CallRequest, now: float) -> None:
         """Count a new call (not a denied one, not one found by its key) in the windows of its rate rules."""
         for pattern, _limit, per in req.stop_rates:
             window = int(now // per)
-            cur.execute("INSERT INTO rate_windows (team, pattern, period, window, calls) VALUES (?, ?, ?, ?, 1) "
-                        "ON CONFLICT (team, pattern, period) DO UPDATE SET calls = "
-                        "CASE WHEN window = excluded.window THEN calls + 1 ELSE 1 END, window = excluded.window",
+            cur.execute('INSERT INTO rate_windows (team, pattern, period, "window", calls) VALUES (?, ?, ?, ?, 1) '
+                        'ON CONFLICT (team, pattern, period) DO UPDATE SET calls = CASE WHEN rate_windows."window" = '
+                        'excluded."window" THEN rate_windows.calls + 1 ELSE 1 END, "window" = excluded."window"',
                         (req.team, pattern, per, window))
 
     def _insert(self, cur: Any, req: CallRequest, seq: int, now: float, state: CallState, *,

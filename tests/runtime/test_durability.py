@@ -43,8 +43,8 @@ class TracingBackend:
         conn.set_trace_callback(record)
         return conn
 
-    def begin_write(self, cur: Any, durable: bool = True) -> None:
-        self.inner.begin_write(cur, durable)
+    def begin_write(self, cur: Any, durable: bool = True, lock: str | None = None) -> None:
+        self.inner.begin_write(cur, durable, lock)
 
     def end_write(self, cur: Any, durable: bool = True) -> None:
         self.inner.end_write(cur, durable)
