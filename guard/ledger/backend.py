@@ -85,6 +85,11 @@ class Backend(Protocol):
         """The database's own clock, in Unix seconds: what expiry is judged by, whatever the host's clock says."""
         ...
 
+    def lock(self, cur: Any, name: str) -> None:
+        """Inside a write transaction, also take the lock `name` until it ends (see `begin_write`): for a count
+        shared by the team's runs, which the run's own lock does not cover. SQLite: its one write lock covers it."""
+        ...
+
 
 class SqliteBackend:
     """A SQLite file in WAL mode with synchronous=FULL: every commit is durable when it returns, except those of
@@ -153,6 +158,9 @@ class SqliteBackend:
 
     def is_unavailable(self, exc: BaseException) -> bool:
         return isinstance(exc, sqlite3.Error) and not isinstance(exc, sqlite3.IntegrityError)
+
+    def lock(self, cur: sqlite3.Cursor, name: str) -> None:  # noqa: ARG002 (BEGIN IMMEDIATE already holds every name)
+        return None
 
     def clock(self, cur: sqlite3.Cursor) -> float:
         # julianday('now') is SQLite's clock (the OS clock of the host holding the file, read by the library,

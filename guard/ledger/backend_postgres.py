@@ -203,6 +203,9 @@ class PostgresBackend:
         errors = self._psycopg.errors
         return isinstance(exc, self._psycopg.Error) and not isinstance(exc, errors.IntegrityError)
 
+    def lock(self, cur: _Cursor, name: str) -> None:
+        cur.execute(f"SELECT pg_advisory_xact_lock({lock_key(name)})")
+
     def clock(self, cur: _Cursor) -> float:
         cur.execute("SELECT extract(epoch FROM clock_timestamp())::float8")
         return float(cur.fetchone()[0])

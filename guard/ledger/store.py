@@ -278,6 +278,8 @@ class Ledger(LedgerQueries, LedgerApprovals, LedgerPauses, LedgerInFlight, Ledge
                 hit = ((scope == "team" and target == req.team) or (scope == "run" and target == req.run_id)
                        or (scope == "tool" and fnmatchcase(req.tool, target)))
                 if hit:
+                    # A stage's count is the pause point's, shared by every run: one offer at a time judges it.
+                    self.conns.backend.lock(cur, f"restart:{scope}:{team or ''}:{target}")
                     passes, held = stage_gate(cur, scope, target, team, time.time())
                     if not passes:
                         lift = held or f"lift it with `guard unpause --{scope} {target}`"
@@ -300,6 +302,8 @@ class Ledger(LedgerQueries, LedgerApprovals, LedgerPauses, LedgerInFlight, Ledge
                 and not self._offered_before(cur, req)):  # only when the policy sets `stop:`
             reason = self._stopped(cur, req, clock)
             if reason is None and req.stop_marks:
+                if any(m.window is not None for m in req.stop_marks):  # counted across the team's runs
+                    self.conns.backend.lock(cur, f"stop-marks:{req.team}")
                 reason = field_stop_trip(cur, req.team, req.tool, req.run_id, req.stop_marks, clock, req.actor)
             if reason is not None:
                 return ("stop", reason)

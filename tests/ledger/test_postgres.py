@@ -146,6 +146,9 @@ class _ShowingBackend:
     def clock(self, cur: _ShowingCursor) -> float:
         return float(self.inner.clock(cur.inner))
 
+    def lock(self, cur: _ShowingCursor, name: str) -> None:
+        self.inner.lock(cur.inner, name)
+
 
 POLICY_CLASSES = """\
 team: pgtest

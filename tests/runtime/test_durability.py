@@ -55,6 +55,9 @@ class TracingBackend:
     def clock(self, cur: Any) -> float:
         return self.inner.clock(cur)
 
+    def lock(self, cur: Any, name: str) -> None:
+        self.inner.lock(cur, name)
+
 
 def traced(guard: Guard) -> TracingBackend:
     # Connections opened so far are not traced: a new pool opens them again through the tracer.
