@@ -18,6 +18,8 @@ from contextlib import contextmanager, suppress
 from typing import Any, Protocol
 
 from guard.errors import LedgerNotReady, LedgerUnavailable
+from guard.ledger.checkpoint import PRAGMAS as CHECKPOINT_PRAGMAS
+from guard.ledger.checkpoint import Checkpointer
 from guard.ledger.database import ensure_ready, shown_url, sqlite_path
 
 __all__ = ["Backend", "Connections", "SqliteBackend", "open_backend", "shown_url", "unavailable"]
@@ -82,7 +84,9 @@ class Backend(Protocol):
 
 class SqliteBackend:
     """A SQLite file in WAL mode with synchronous=FULL: every commit is durable when it returns, except those of
-    a transaction begun with `durable=False` (synchronous=NORMAL for that one transaction)."""
+    a transaction begun with `durable=False` (synchronous=NORMAL for that one transaction). The log is
+    checkpointed by a thread of this process (`guard.ledger.checkpoint`), started by the first write and stopped
+    by `close`, never inside a commit."""
 
     def __init__(self, url: str) -> None:
         path = sqlite_path(url)
@@ -90,6 +94,11 @@ class SqliteBackend:
             raise LedgerNotReady(f"{url}: not a SQLite URL", url=url)
         self.url = url
         self.path = path
+        self.checkpointer = Checkpointer(str(path))
+
+    def close(self) -> None:
+        """Stop the checkpoint thread (waited for)."""
+        self.checkpointer.stop()
 
     def connect(self) -> sqlite3.Connection:
         try:
@@ -103,6 +112,8 @@ class SqliteBackend:
             conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")  # reads; a write waits in `begin_write`
             conn.execute("PRAGMA foreign_keys=ON")
             conn.execute("PRAGMA cache_size=-65536")  # 64 MiB: keeps index pages of a large ledger hot
+            for pragma in CHECKPOINT_PRAGMAS:  # no commit checkpoints inline, short of the backstop
+                conn.execute(pragma)
         except sqlite3.Error as exc:
             raise LedgerUnavailable(f"{self.url}: cannot open the ledger ({exc})", url=self.url) from exc
         return conn
@@ -110,6 +121,7 @@ class SqliteBackend:
     def begin_write(self, cur: sqlite3.Cursor, durable: bool = True) -> None:
         # One connection serves both kinds: a second connection for the lazy commits would find its page cache
         # stale after every commit of the first (SQLite drops a connection's cache when another one wrote).
+        self.checkpointer.ensure_running()
         if not durable:
             cur.execute("PRAGMA synchronous=NORMAL")
         cur.execute("PRAGMA busy_timeout=0")  # each try fails at once; the pauses are ours (reads keep SQLite's)
@@ -276,6 +288,9 @@ class Connections:
         Borrowing afterwards raises LedgerUnavailable."""
         self._closed = True
         self.discard_idle()
+        stop = getattr(self.backend, "close", None)  # a SQLite ledger's checkpoint thread
+        if stop is not None:
+            stop()
 
 
 class _WriteTx:
