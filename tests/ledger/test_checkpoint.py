@@ -1,6 +1,6 @@
-"""A SQLite ledger's write-ahead log is checkpointed by a thread of the writing process, never inline by the
-commit that crosses SQLite's default threshold; the log stays bounded, and the thread stops when the ledger
-closes."""
+"""SQLite connection settings on the hot path: the write-ahead log is checkpointed by a thread of the writing
+process, never inline by the commit that crosses SQLite's default threshold; the log stays bounded; the thread
+stops when the ledger closes; reads keep SQLite's busy handler though writes leave it off."""
 
 from __future__ import annotations
 
@@ -84,3 +84,22 @@ def test_closing_the_ledger_stops_its_checkpoint_thread_and_a_later_write_starts
     ledger.close()
     assert not thread.is_alive() and _threads(db_path) == []
     assert not _backend(ledger).checkpointer.running
+
+
+def test_a_read_after_a_write_on_the_same_connection_waits_on_a_busy_database_again(db_path: Path) -> None:
+    """A write leaves its connection at busy_timeout=0 (its own retries wait for the lock); a read outside a write
+    transaction gets SQLite's busy handler back before its first statement."""
+    ledger = Ledger(f"sqlite:///{db_path}")
+    try:
+        ledger.open_run("r1", TEAM, actor=AGENT)
+        with ledger.conns.write() as cur:
+            cur.execute("PRAGMA busy_timeout")
+            assert cur.fetchone()[0] == 0
+        with ledger.conns.read() as cur:  # the pool hands back the connection the write used
+            cur.execute("PRAGMA busy_timeout")
+            assert cur.fetchone()[0] == 5000
+        ledger.offer(request("r1"))
+        with ledger.conns.connection() as conn:
+            assert conn.execute("PRAGMA busy_timeout").fetchone()[0] == 5000
+    finally:
+        ledger.close()
