@@ -140,6 +140,8 @@ def test_runs_show_tells_the_runs_story_in_json(
     assert story["run"]["state"] == "paused"
     assert [c["state"] for c in story["calls"]] == ["awaiting_approval"]
     assert [s for e in story["events"] if e["entity"] == "call" for s in e["path"]] == ["offered", "awaiting_approval"]
+    text = runner.invoke(app, ["runs", "show", run_id, "--db", str(db_path)])
+    assert text.exit_code == 0 and "call #1   · -> offered -> awaiting_approval" in text.output  # one event, its path
 
 
 def test_an_unknown_run_is_a_failed_check_and_a_missing_ledger_a_usage_error(
