@@ -19,6 +19,8 @@ Options / environment:
   BENCH_N_MEM        iterations of in-memory rows (default 200,000)
   BENCH_SEEDS        earlier calls for the growth rows, comma-separated (default 100000,1000000)
   BENCH_RUNS         runs of every row (default 3); each figure is the median of its runs
+  BENCH_WORK_DIR     where the database files go (default bench/); e.g. /dev/shm to take the disk out of the
+                     figures on a machine whose disk other tenants saturate (then commits never wait for it)
   BENCH_NO_VENV=1    run in the current interpreter, do not build/enter .venv-bench/
 The last line printed is always the `bench: ...` summary, in this form (figures are medians):
   bench: guarded/floor 1.28, cpu guarded/floor 1.9, worst p99/p50 1.8, growth 1M/empty 1.02, guarded/dbos 0.25, \
@@ -170,7 +172,7 @@ def main(argv: list[str]) -> int:
     seeds = [int(s) for s in os.environ.get("BENCH_SEEDS", "100000,1000000").split(",") if s.strip()]
     runs = max(1, int(os.environ.get("BENCH_RUNS") or 3))
     t_start = time.perf_counter()
-    work = Path(tempfile.mkdtemp(prefix=".work-", dir=BENCH_DIR))
+    work = Path(tempfile.mkdtemp(prefix=".work-", dir=os.environ.get("BENCH_WORK_DIR") or BENCH_DIR))
 
     print("# Guard benchmark")
     print(f"python {platform.python_version()} ({sys.executable}), sqlite {sqlite3.sqlite_version}, "
