@@ -2,7 +2,11 @@
 # bench runs in its own venv (.venv-bench) with its peers; see the [tool.pyright] comment in pyproject.toml.
 """`python -m bench` — Guard's per-call cost against a bare call, the SQLite floor, DBOS and Edictum.
 
-Runs every row in one process on one disk. The rows that write to disk (the floor, Guard's, the ledger's SQL
+Runs every row in one process on one disk, three times over (BENCH_RUNS): run 1 of every row, then run 2, then
+run 3. It prints each run's figures and their median; every figure in the table and in the summary line is a
+median (a ratio is taken inside each run, whose rows met the same moments, then the median of the runs').
+
+The rows that write to disk (the floor, Guard's, the ledger's SQL
 alone) are measured in turns of 100 calls each, so that a shared machine's drift falls on all of them alike
 and their ratios depend less on the moment each row ran. DBOS alone runs in a subprocess of the same venv,
 after them: it is a process-wide singleton with background threads. Peers live in .venv-bench/ (bench/requirements.txt);
@@ -14,8 +18,14 @@ Options / environment:
   BENCH_N            iterations of ledger-bound rows (default 2,000)
   BENCH_N_MEM        iterations of in-memory rows (default 200,000)
   BENCH_SEEDS        earlier calls for the growth rows, comma-separated (default 100000,1000000)
+  BENCH_RUNS         runs of every row (default 3); each figure is the median of its runs
+  BENCH_WORK_DIR     where the database files go (default bench/); e.g. /dev/shm to take the disk out of the
+                     figures on a machine whose disk other tenants saturate (then commits never wait for it)
   BENCH_NO_VENV=1    run in the current interpreter, do not build/enter .venv-bench/
-The last line printed is always the `bench: ...` summary.
+The last line printed is always the `bench: ...` summary, in this form (figures are medians):
+  bench: guarded/floor 1.28, cpu guarded/floor 1.9, worst p99/p50 1.8, growth 1M/empty 1.02, guarded/dbos 0.25, \
+classify/edictum 0.04
+`worst p99/p50` is the largest, over the guarded rows, of a row's median p99/p50.
 """
 
 from __future__ import annotations
@@ -116,6 +126,14 @@ def _count(db: Path) -> int | None:
         conn.close()
 
 
+def _load() -> str:
+    """The 1, 5 and 15 minute load averages: how busy the shared machine was while it measured."""
+    try:
+        return " ".join(f"{v:.2f}" for v in os.getloadavg())
+    except OSError:
+        return "n/a"
+
+
 def run_dbos(db_path: Path, n: int, dbos_defaults: bool):
     from bench.stats import Row, unavailable
 
@@ -134,56 +152,71 @@ def run_dbos(db_path: Path, n: int, dbos_defaults: bool):
 def main(argv: list[str]) -> int:
     ensure_venv()
     from bench import edictum_case, floor, guard_cases, seed
-    from bench.stats import Case, markdown_table, measure, measure_interleaved, ratio, summarize, unavailable
+    from bench.stats import (
+        Case,
+        fmt_ratio,
+        markdown_table,
+        measure,
+        measure_interleaved,
+        median_of,
+        median_row,
+        quotient,
+        runs_table,
+        summarize,
+        unavailable,
+    )
 
     quick = "--quick" in argv
     n_led = int(os.environ.get("BENCH_N") or (200 if quick else 2000))
     n_mem = int(os.environ.get("BENCH_N_MEM") or (20_000 if quick else 200_000))
     seeds = [int(s) for s in os.environ.get("BENCH_SEEDS", "100000,1000000").split(",") if s.strip()]
+    runs = max(1, int(os.environ.get("BENCH_RUNS") or 3))
     t_start = time.perf_counter()
-    work = Path(tempfile.mkdtemp(prefix=".work-", dir=BENCH_DIR))
+    work = Path(tempfile.mkdtemp(prefix=".work-", dir=os.environ.get("BENCH_WORK_DIR") or BENCH_DIR))
 
     print("# Guard benchmark")
     print(f"python {platform.python_version()} ({sys.executable}), sqlite {sqlite3.sqlite_version}, "
           f"{platform.machine()}, {os.cpu_count()} CPUs")
     print(f"database files: {work}  [{filesystem_of(work)}]")
     print(f"iterations: {n_led:,} per ledger-bound row, {n_mem:,} per in-memory row "
-          f"(+10% warm-up); GC on", flush=True)
+          f"(+10% warm-up), {runs} runs of every row; GC on; load average {_load()}", flush=True)
 
-    rows = {}
+    per_run: dict[str, list] = {}  # key -> its Row in each run, in order
 
-    def add(key: str, row) -> None:
-        rows[key] = row
+    def add(key: str, row, run: int | None = None) -> None:
+        per_run.setdefault(key, []).append(row)
         val = f"p50 {row.p50_us:,.2f} µs, p99 {row.p99_us:,.2f} µs, cpu {row.cpu_us:,.2f} µs" if row.ok \
             else row.note
-        print(f"  {row.name}: {val}", flush=True)
+        print(f"  {'' if run is None else f'[run {run}] '}{row.name}: {val}", flush=True)
 
+    # Everything is measured `runs` times, in turns (run 1 of every row, then run 2 of every row, ...), so that a
+    # shared machine's drift falls on every row alike; each figure printed is the median of its runs.
+    closers: list = []
+    cases: dict = {}
+    counted: dict = {}  # key -> (ledger file, calls of bench.noop before)
     try:
         # 1. bare call (same shape as the guarded call: one keyword argument)
         def bare_noop(i: int) -> None:
             return None
 
         counter = itertools.count()
-        add("bare", measure("bare Python call (no-op tool)", lambda: bare_noop(i=next(counter)), n_mem))
-
-        # 5. policy classification: Guard vs Edictum
+        memory: dict = {"bare": ("bare Python call (no-op tool)", lambda: bare_noop(i=next(counter)), "")}
+        # policy classification: Guard vs Edictum
         for amount in (100, 60_000):
             args = {"amount_cents": amount}
             what = "falls through to `invoice`" if amount == 100 else "matches `big-invoice` (approval)"
             try:
                 classify = guard_cases.make_classifier()
-                add(f"classify{amount}", measure(f"Guard classify, amount_cents={amount}",
-                                                 functools.partial(classify, "billing.create_invoice", args),
-                                                 n_mem, note=what))
+                memory[f"classify{amount}"] = (f"Guard classify, amount_cents={amount}",
+                                               functools.partial(classify, "billing.create_invoice", args), what)
             except Exception as exc:  # Guard core not there yet, or its API moved
                 add(f"classify{amount}", unavailable(f"Guard classify, amount_cents={amount}",
                                                      f"guard: not available ({short(exc)})"))
             try:
                 evaluate = edictum_case.make_evaluator()
-                add(f"edictum{amount}", measure(
-                    f"Edictum {edictum_case.version()} evaluate, amount_cents={amount}",
-                    functools.partial(evaluate, "billing.create_invoice", args), n_mem,
-                    note="YAML pre rule `args.amount_cents gt 50000 -> ask`"))
+                memory[f"edictum{amount}"] = (f"Edictum {edictum_case.version()} evaluate, amount_cents={amount}",
+                                              functools.partial(evaluate, "billing.create_invoice", args),
+                                              "YAML pre rule `args.amount_cents gt 50000 -> ask`")
             except Exception as exc:
                 add(f"edictum{amount}", unavailable(f"Edictum evaluate, amount_cents={amount}",
                                                     f"edictum: not available ({short(exc)})"))
@@ -191,9 +224,6 @@ def main(argv: list[str]) -> int:
         # 2-4. everything that writes to disk, measured in turns on files of its own (see measure_interleaved):
         # the two-commit floor, the guarded no-op (default, every commit durable, info logs), the ledger's SQL
         # alone, and the guarded no-op on ledgers that already hold earlier calls.
-        closers: list = []
-        cases: dict = {}
-        counted: dict = {}  # key -> (ledger file, calls of bench.noop before)
         try:
             call, close, settings = floor.make_two_commits(str(work / "floor.db"))
             closers.append(close)
@@ -243,35 +273,54 @@ def main(argv: list[str]) -> int:
                 counted[key] = (path, _count(path))
                 cases[key] = Case(label, call, note=note + (" (stderr to /dev/null)" if around else ""), around=around,
                                   settle=functools.partial(_flush, path))
-            replay, close_replay, statements = guard_cases.make_sql_replay(str(work), n_led + max(10, n_led // 10))
+            replay, close_replay, statements = guard_cases.make_sql_replay(str(work),
+                                                                           runs * n_led + max(10, n_led // 10))
             closers.append(close_replay)
             cases["sql"] = Case("Guard's ledger SQL alone, replayed without Guard", replay,
                                 note=f"the {statements} statements of one guarded no-op as Guard sent them "
                                      "(durability=by_class), on a ledger file of its own",
                                 settle=functools.partial(_flush, work / "replay.db"))
             os.sync()  # what seeding left in the OS's cache goes to disk now, not during the measurements
-            print(f"  measuring {len(cases)} disk-bound rows in turns of 100 calls ...", flush=True)
-            for key, row in measure_interleaved(cases, n_led).items():
-                if key in counted:
-                    path, before = counted[key]
-                    recorded = (_count(path) or 0) - (before or 0)
-                    expected = n_led + max(10, n_led // 10)
-                    if recorded != expected:
-                        row.note += f"; WARNING: ledger recorded {recorded:,} calls for {expected:,} guarded calls"
-                add(key, row)
         except Exception as exc:
             traceback.print_exc()
             for key, case in cases.items():
-                if key not in rows:
-                    add(key, unavailable(case.name, f"failed ({short(exc)})"))
-        finally:
-            with _stderr_to_devnull():  # the info row's Guard logs its run's end
-                for close in closers:
-                    with contextlib.suppress(Exception):
-                        close()
+                add(key, unavailable(case.name, f"failed ({short(exc)})"))
+            cases = {}
 
-        # 5. what a worker pays at start on the largest ledger: recovery finding nothing to do
-        if seeds and f"guarded{max(seeds)}" in rows:
+        for run in range(1, runs + 1):
+            print(f"run {run} of {runs}:", flush=True)
+            for key, (name, fn, note) in memory.items():
+                add(key, measure(name, fn, n_mem, note=note), run)
+            if cases:
+                print(f"  measuring {len(cases)} disk-bound rows in turns of 100 calls ...", flush=True)
+                try:
+                    for key, row in measure_interleaved(cases, n_led, warm=run == 1).items():
+                        add(key, row, run)
+                except Exception as exc:
+                    traceback.print_exc()
+                    for key, case in cases.items():
+                        add(key, unavailable(case.name, f"failed ({short(exc)})"), run)
+                    cases = {}
+            # DBOS per step (subprocess, same venv, same disk)
+            for defaults in (False, True):
+                key = "dbos_defaults" if defaults else "dbos"
+                try:
+                    add(key, run_dbos(work / f"dbos{'-defaults' if defaults else ''}-{run}.db", n_led, defaults), run)
+                except Exception as exc:
+                    add(key, unavailable(f"DBOS step ({key})", f"dbos: failed ({short(exc)})"), run)
+        for key, (path, before) in counted.items():
+            recorded = (_count(path) or 0) - (before or 0)
+            expected = runs * n_led + max(10, n_led // 10)
+            if recorded != expected and per_run.get(key):
+                for row in per_run[key]:
+                    row.note += f"; WARNING: ledger recorded {recorded:,} calls for {expected:,} guarded calls"
+    finally:
+        with _stderr_to_devnull():  # the info row's Guard logs its run's end
+            for close in closers:
+                with contextlib.suppress(Exception):
+                    close()
+        # what a worker pays at start on the largest ledger: recovery finding nothing to do (once: not a ratio)
+        if seeds and per_run.get(f"guarded{max(seeds)}"):
             try:
                 times = guard_cases.time_recovery(str(work / f"ledger-{max(seeds)}.db"))
                 add("recover", summarize(f"Guard.recover() with nothing to do, {max(seeds):,} earlier calls",
@@ -279,44 +328,75 @@ def main(argv: list[str]) -> int:
             except Exception as exc:
                 traceback.print_exc()
                 add("recover", unavailable("Guard.recover()", f"failed ({short(exc)})"))
-
-        # 6. DBOS per step (subprocess, same venv, same disk)
-        for defaults in (False, True):
-            key = "dbos_defaults" if defaults else "dbos"
-            try:
-                add(key, run_dbos(work / f"dbos{'-defaults' if defaults else ''}.db", n_led, defaults))
-            except Exception as exc:
-                add(key, unavailable(f"DBOS step ({key})", f"dbos: failed ({short(exc)})"))
-    finally:
         if "--keep" in argv:
             print(f"kept {work}")
         else:
             shutil.rmtree(work, ignore_errors=True)
 
-    order = ["bare", "guarded", "guarded_traced", "guarded_always", "guarded_info", *[f"guarded{s}" for s in seeds],
-             "sql", "floor",
-             "recover", "dbos", "dbos_defaults",
+    guarded_keys = ["guarded", "guarded_always", "guarded_info", *[f"guarded{s}" for s in seeds]]
+    order = ["bare", "guarded_traced", *guarded_keys, "sql", "floor", "recover", "dbos", "dbos_defaults",
              "classify100", "edictum100", "classify60000", "edictum60000"]
+    rows = {key: median_row(per_run[key]) for key in order if key in per_run}
     print()
+    print(f"Each figure is the median of {runs} runs (the runs' own figures follow the table).")
     print(markdown_table([rows[k] for k in order if k in rows]))
     print()
-    g, b = rows.get("guarded"), rows.get("bare")
-    if g is not None and g.ok and b is not None and b.ok:
-        print(f"Guard overhead per call (guarded p50 - bare p50): {g.p50_us - b.p50_us:,.2f} µs")
-    sql, fl = rows.get("sql"), rows.get("floor")
-    if g is not None and g.ok and sql is not None and sql.ok and fl is not None and fl.ok:
-        print(f"where it goes: the ledger's SQL alone is {sql.p50_us:,.0f} µs ({ratio(sql, fl)}x the floor), "
-              f"Guard's Python the other {g.p50_us - sql.p50_us:,.0f} µs; "
-              f"every commit durable: {ratio(rows.get('guarded_always'), fl)}x the floor")
+    print(runs_table([(per_run[k][0].name, per_run[k]) for k in order if k in per_run and len(per_run[k]) > 1]))
+    print()
+
+    def each_run(fn) -> list[float | None]:
+        """fn(run index) for every run: a ratio inside one run, whose rows were measured in the same turns."""
+        return [fn(i) for i in range(runs)]
+
+    def p50(key: str, i: int) -> float | None:
+        rs = per_run.get(key) or []
+        return rs[i].p50_us if i < len(rs) and rs[i].ok else None
+
+    def cpu(key: str, i: int) -> float | None:
+        rs = per_run.get(key) or []
+        return rs[i].cpu_us if i < len(rs) and rs[i].ok else None
+
+    def tail(key: str, i: int) -> float | None:
+        rs = per_run.get(key) or []
+        return quotient(rs[i].p99_us, rs[i].p50_us) if i < len(rs) and rs[i].ok else None
+
+    def show(label: str, values: list[float | None], digits: int = 2) -> float | None:
+        mid = median_of(values)
+        print(f"{label}: {' / '.join(fmt_ratio(v, digits) for v in values)} -> median {fmt_ratio(mid, digits)}")
+        return mid
+
+    g = rows.get("guarded")
+    b = rows.get("bare")
+    if g is not None and g.p50_us is not None and b is not None and b.p50_us is not None:
+        print(f"Guard overhead per call (guarded p50 - bare p50, medians): {g.p50_us - b.p50_us:,.2f} µs")
     biggest = f"guarded{max(seeds)}" if seeds else None
     growth_label = "1M" if seeds and max(seeds) == 1_000_000 else (f"{max(seeds):,}" if seeds else "none")
     if growth_label != "1M":
         print(f"note: growth below is {growth_label}/empty (BENCH_SEEDS), not 1M/empty")
-    print(f"total wall time: {time.perf_counter() - t_start:.0f} s")
-    print(f"bench: guarded/floor {ratio(rows.get('guarded'), rows.get('floor'))}, "
-          f"growth 1M/empty {ratio(rows.get(biggest) if biggest else None, rows.get('guarded'))}, "
-          f"guarded/dbos {ratio(rows.get('guarded'), rows.get('dbos'))}, "
-          f"classify/edictum {ratio(rows.get('classify100'), rows.get('edictum100'))}")
+    print("ratios in each run (rows measured in the same turns), then their median:")
+    g_floor = show("  guarded/floor (p50)", each_run(lambda i: quotient(p50("guarded", i), p50("floor", i))))
+    cpu_floor = show("  cpu guarded/floor", each_run(lambda i: quotient(cpu("guarded", i), cpu("floor", i))), 1)
+    show("  sql alone/floor (p50)", each_run(lambda i: quotient(p50("sql", i), p50("floor", i))))
+    show("  every commit durable/floor (p50)",
+         each_run(lambda i: quotient(p50("guarded_always", i), p50("floor", i))))
+    worst, worst_key = None, None
+    for key in guarded_keys:
+        if key in per_run:
+            mid = show(f"  p99/p50 {per_run[key][0].name}", each_run(lambda i, k=key: tail(k, i)), 1)
+            if mid is not None and (worst is None or mid > worst):
+                worst, worst_key = mid, key
+    show("  p99/p50 SQLite floor", each_run(lambda i: tail("floor", i)), 1)
+    if worst_key is not None:
+        print(f"  worst p99/p50 of the guarded rows: {per_run[worst_key][0].name}")
+    growth = show(f"  growth {growth_label}/empty (p50)",
+                  each_run(lambda i: quotient(p50(biggest, i), p50("guarded", i))) if biggest else [None])
+    g_dbos = show("  guarded/dbos (p50)", each_run(lambda i: quotient(p50("guarded", i), p50("dbos", i))))
+    c_ed = show("  classify/edictum (p50)",
+                each_run(lambda i: quotient(p50("classify100", i), p50("edictum100", i))))
+    print(f"total wall time: {time.perf_counter() - t_start:.0f} s; load average now {_load()}")
+    print(f"bench: guarded/floor {fmt_ratio(g_floor)}, cpu guarded/floor {fmt_ratio(cpu_floor, 1)}, "
+          f"worst p99/p50 {fmt_ratio(worst, 1)}, growth 1M/empty {fmt_ratio(growth)}, "
+          f"guarded/dbos {fmt_ratio(g_dbos)}, classify/edictum {fmt_ratio(c_ed)}")
     return 0
 
 

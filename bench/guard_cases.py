@@ -112,15 +112,21 @@ def make_sql_replay(work: str, n: int) -> tuple[Callable[[], Any], Callable[[], 
     """
     import shutil
     import sqlite3
+    import threading
 
     from guard.ledger import backend as ledger_backend
 
     captured: list[tuple[str, tuple[Any, ...]]] = []
+    caller = threading.get_ident()
 
     class Cursor(sqlite3.Cursor):
         def execute(self, sql, parameters=()):  # type: ignore[override]
-            captured.append((sql, tuple(parameters)))
-            return super().execute(sql, parameters)
+            out = super().execute(sql, parameters)
+            # Only what the call itself sent and SQLite took: not a background thread's writes (a lease's
+            # heartbeat on a loaded machine), not a BEGIN IMMEDIATE that found the lock taken and was retried.
+            if threading.get_ident() == caller:
+                captured.append((sql, tuple(parameters)))
+            return out
 
     class Connection(sqlite3.Connection):
         def cursor(self, factory=Cursor):  # type: ignore[override]

@@ -4,7 +4,7 @@
 
 The runner opens Guard on the file first, so Guard's migrations create the schema; this module only
 inserts rows shaped like the ones Guard's ledger writes for an auto-approved call that completed:
-one `calls` row (state completed), its 4 chained events (offered, approved, started, completed), and
+one `calls` row (state completed), its 2 chained events (offered -> approved -> started in one, completed), and
 one `runs` row (completed, with its 2 events) per CALLS_PER_RUN calls; each run is its own stream (its events
 chained from the stream's start, its head in `stream_heads`), and the last event of each row carries that
 row's claim (its digest), as Guard's own writes do.
@@ -31,7 +31,8 @@ BATCH_CALLS = 50_000  # calls per transaction (with their events and runs)
 TEAMS = ("bench", "billing", "support", "ops")
 TOOLS = (("crm.lookup", "read"), ("billing.create_invoice", "compensable"),
          ("crm.upsert_lead", "idempotent"), ("mail.send", "irreversible"))
-CALL_PATH = (None, "offered", "approved", "started", "completed")
+FIRST_PATH = ("offered", "approved", "started")  # the first commit's one event names this path
+CALL_EVENTS = ((None, "started"), ("started", "completed"))
 ACTOR = "agent:seed"
 
 # Column lists come from the ledger's own records, so the seed cannot drift from the schema.
@@ -132,12 +133,10 @@ def seed_calls(conn: sqlite3.Connection, n: int, *, start: int = 0, seed: int = 
                               offered_at=at, approved_at=at, started_at=at, ended_at=at + 0.002,
                               updated_at=at + 0.002, lease_owner="seed", lease_token=1, lease_expires_at=None))
             calls.append(call_row)
-            for i in range(1, len(CALL_PATH)):
-                src, dst = CALL_PATH[i - 1], CALL_PATH[i]
-                assert dst is not None  # only CALL_PATH[0] is None
+            for src, dst in CALL_EVENTS:
                 ev_at = at if dst != "completed" else at + 0.002
-                detail = (json.dumps({"args_hash": args_hash, "policy_version": "sha256:seed"})
-                          if dst == "offered" else "{}")
+                detail = (json.dumps({"path": list(FIRST_PATH), "args_hash": args_hash,
+                                      "policy_version": "sha256:seed"}) if src is None else "{}")
                 claim = ("calls", call_id, row_digest("calls", call_row)) if dst == "completed" else (None,) * 3
                 length += 1
                 h = event_hash(prev, stream, length, run_id, call_id, ev_at, ACTOR, "call", src, dst, detail, *claim)

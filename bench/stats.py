@@ -81,12 +81,13 @@ class Case:
 
 
 def measure_interleaved(cases: dict[str, Case], n: int, block: int = 100,
-                        warmup: int | None = None) -> dict[str, Row]:
+                        warmup: int | None = None, warm: bool = True) -> dict[str, Row]:
     """Measure every case `n` times, in turns of `block` calls (case A, B, C, A, B, C, ...).
 
     A shared machine drifts (other tenants, the disk's background work) by tens of percent over a minute.
     Sequential rows each catch a different moment, and a ratio between two of them mostly measures that drift;
-    in turns, every case sees the same moments, so their ratios hold from run to run. A case that leaves
+    in turns, every case sees the same moments, so their ratios hold from run to run. `warm=False` skips the
+    untimed calls (a second run of the same cases). A case that leaves
     writes in the OS's cache (a commit that did not wait for the disk) must flush them in `settle`: else the
     next case's first disk flush would pay for them (one journal commit flushes the whole filesystem's).
     """
@@ -95,7 +96,7 @@ def measure_interleaved(cases: dict[str, Case], n: int, block: int = 100,
     pc = time.perf_counter_ns
     samples: dict[str, list[int]] = {key: [] for key in cases}
     cpu: dict[str, int] = dict.fromkeys(cases, 0)
-    for case in cases.values():
+    for case in cases.values() if warm else ():  # a later run of the same cases is warm already
         with case.around() if case.around is not None else contextlib.nullcontext():
             for _ in range(case.warmup if case.warmup is not None else warmup):
                 case.fn()
@@ -117,6 +118,36 @@ def measure_interleaved(cases: dict[str, Case], n: int, block: int = 100,
     return {key: summarize(case.name, samples[key], cpu[key], case.note) for key, case in cases.items()}
 
 
+def median_row(runs: list[Row]) -> Row:
+    """One row whose every figure is the median of that figure over `runs` (the runs that succeeded)."""
+    ok = [r for r in runs if r.ok]
+    if not ok:
+        return runs[0]
+    first = ok[0]
+
+    def med(attr: str) -> float | None:
+        values = [getattr(r, attr) for r in ok if getattr(r, attr) is not None]
+        return statistics.median(values) if values else None
+
+    note = first.note + (f"; median of {len(ok)} runs" if len(ok) > 1 else "")
+    return Row(name=first.name, n=sum(r.n for r in ok), p50_us=med("p50_us"), p95_us=med("p95_us"),
+               p99_us=med("p99_us"), cpu_us=med("cpu_us"), note=note, extra=first.extra)
+
+
+def median_of(values: list[float | None]) -> float | None:
+    """The median of the figures that could be computed (None when none could)."""
+    known = [v for v in values if v is not None]
+    return statistics.median(known) if known else None
+
+
+def quotient(a: float | None, b: float | None) -> float | None:
+    return None if a is None or not b else a / b
+
+
+def fmt_ratio(v: float | None, digits: int = 2) -> str:
+    return "n/a" if v is None else f"{v:.{digits}f}"
+
+
 def unavailable(name: str, reason: str) -> Row:
     return Row(name=name, n=0, note=reason)
 
@@ -135,6 +166,20 @@ def _fmt(v: float | None) -> str:
     if v >= 10:
         return f"{v:.1f}"
     return f"{v:.2f}"
+
+
+def runs_table(rows: list[tuple[str, list[Row]]]) -> str:
+    """Each row's figures in every run, then their median: `run 1 / run 2 / run 3 -> median`."""
+
+    def cell(runs: list[Row], attr: str) -> str:
+        values = [getattr(r, attr) if r.ok else None for r in runs]
+        return f"{' / '.join(_fmt(v) for v in values)} -> {_fmt(median_of(values))}"
+
+    lines = ["| case | p50 µs by run -> median | p99 µs by run -> median | CPU/call µs by run -> median |",
+             "| --- | --- | --- | --- |"]
+    for name, runs in rows:
+        lines.append(f"| {name} | {cell(runs, 'p50_us')} | {cell(runs, 'p99_us')} | {cell(runs, 'cpu_us')} |")
+    return "\n".join(lines)
 
 
 def markdown_table(rows: list[Row]) -> str:

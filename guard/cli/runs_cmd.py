@@ -77,4 +77,5 @@ def show(run_id: Annotated[str, typer.Argument(help="The run id (see `guard runs
         echo("events:")
         for e in story["events"]:
             what = f"call #{seqs.get(e['call_id'], '?')}" if e["entity"] == "call" else e["entity"]
-            echo(f"  {when(e['at'])}  {e['actor']:<10} {what:<9} {e['from_state'] or '·'} -> {e['to_state']}")
+            echo(f"  {when(e['at'])}  {e['actor']:<10} {what:<9} {e['from_state'] or '·'} -> "
+                 f"{' -> '.join(e['path'])}")

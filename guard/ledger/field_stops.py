@@ -10,8 +10,8 @@ The runtime reads the values and hands the ledger their digests (`StopMark`), ne
 are recorded and not denied are counted (as `stop.rate` counts), so an agent that keeps trying stays stopped
 without filling the window. Exactness across processes: a per-run count is under the run's lock (the offer's
 transaction names it); a count across the team's runs takes the team's `stop-marks:<team>` lock too (on SQLite
-the file's one write lock covers both). A trip denies the call; `on_trip: pause` also pauses the team or the tool in the same
-transaction; a rule in `shadow` mode refuses nothing and records what it would have decided as an event.
+the file's one write lock covers both). A trip denies the call; `on_trip: pause` also pauses the team or the tool
+in the same transaction; a rule in `shadow` mode refuses nothing and records what it would have decided as an event.
 """
 
 from __future__ import annotations

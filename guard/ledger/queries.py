@@ -144,7 +144,8 @@ class LedgerQueries:
         return {
             "run": run.to_dict(),
             "calls": calls,
-            "events": [e.to_dict() | {"detail": json.loads(e.detail)} for e in self.events_of(run.run_id)],
+            "events": [e.to_dict() | {"detail": json.loads(e.detail), "path": list(e.path)}
+                       for e in self.events_of(run.run_id)],
             "manual_actions": [m.to_dict() for m in self.manual_actions_of(run.run_id)],
         }
 

@@ -168,6 +168,29 @@ class EventRecord(_Row):
     row_key: str | None
     row_digest: str | None
 
+    @property
+    def path(self) -> tuple[str, ...]:
+        """Every state this event moved its call or run through, in order, ending at `to_state`.
+
+        One state for most events. A new call's first commit is one event (entity `call`, from no state) whose
+        detail names its whole path, e.g. `offered -> approved -> started` for an auto-approved call: those moves
+        happen in one transaction at one instant. Ledgers written before that hold one event per move, each
+        with a path of one state; both read the same through `path` and `moves`.
+        """
+        if self.from_state is None and self.entity == "call" and '"path"' in self.detail:
+            detail: dict[str, Any] = json.loads(self.detail)
+            steps = tuple(str(s) for s in detail.get("path") or ())
+            if steps and steps[-1] == self.to_state:
+                return steps
+        return (self.to_state,)
+
+    @property
+    def moves(self) -> tuple[tuple[str | None, str], ...]:
+        """The transitions this event records, as (from, to) pairs: `from_state -> to_state`, or each step of
+        its `path`."""
+        path = self.path
+        return tuple(zip((self.from_state, *path[:-1]), path, strict=True))
+
 
 @dataclass(frozen=True, slots=True)
 class ManualActionRecord(_Row):

@@ -58,15 +58,15 @@ _RUN_GATE = ("SELECT state, EXISTS (SELECT 1 FROM pauses WHERE lifted_at IS NULL
              "(SELECT COALESCE(MAX(seq), 0) + 1 FROM calls WHERE run_id = ?) FROM runs WHERE run_id = ?")
 
 
-def _path(*states: CallState) -> tuple[tuple[CallState | None, CallState], ...]:
-    """The transitions from no row to the last state, each checked against the table once, at import."""
-    moves = tuple(zip((None, *states[:-1]), states, strict=True))
-    for src, dst in moves:
+def _path(*states: CallState) -> list[str]:
+    """The states from no row to the last one, each move checked against the table once, at import."""
+    for src, dst in zip((None, *states[:-1]), states, strict=True):
         check_call_move("<insert>", src, dst)
-    return moves
+    return [str(s) for s in states]
 
 
-# How a new call enters the ledger, by the state it is inserted in.
+# How a new call enters the ledger, by the state it is inserted in. Its first commit is one event naming this
+# path (`EventRecord.path`): the moves happen in one transaction at one instant, so one event loses nothing.
 _PATHS = {
     C.DENIED: _path(C.OFFERED, C.DENIED),
     C.AWAITING_APPROVAL: _path(C.OFFERED, C.AWAITING_APPROVAL),
@@ -393,17 +393,21 @@ class Ledger(LedgerQueries, LedgerApprovals, LedgerPauses, LedgerInFlight, Ledge
         cur.execute(_INSERT_CALL, values)
         if cur.rowcount != 1:
             return False
-        # The call's claim is its digest as inserted (guard.ledger.digests): an edit of any of its fields is
-        # found by `verify`; the hash and policy version are repeated in the event for the story's reader.
-        offered = json.dumps({"args_hash": req.args_hash, "policy_version": req.policy_version,
-                              **({"shadow": req.shadow} if req.shadow is not None else {})})
         if req.shadow is not None:
             count_shadow(cur, req.team, req.rule or "-", "rule")
-        # A denial names its brake (`pause`, `stop`, `run`): the notifier tells the owners of a tripped stop rule.
-        last = "{}" if state is not C.DENIED else json.dumps({"reason": reason, **({"brake": brake} if brake else {})})
-        path = _PATHS[state]
-        append_events(cur, [(req.run_id, req.call_id, now, req.actor, "call", src, dst,
-                             offered if dst is C.OFFERED else last) for src, dst in path],
+        # One event for the whole path (`EventRecord.path`), carrying the call's claim: its digest as inserted
+        # (guard.ledger.digests), so an edit of any of its fields is found by `verify`. The hash and policy
+        # version (and a shadow rule's verdict) are repeated for the story's reader; a denial names its brake
+        # (`pause`, `stop`, `run`): the notifier tells the owners of a tripped stop rule.
+        detail: dict[str, Any] = {"path": _PATHS[state], "args_hash": req.args_hash,
+                                  "policy_version": req.policy_version}
+        if req.shadow is not None:
+            detail["shadow"] = req.shadow
+        if state is C.DENIED:
+            detail["reason"] = reason
+            if brake:
+                detail["brake"] = brake
+        append_events(cur, [(req.run_id, req.call_id, now, req.actor, "call", None, state, json.dumps(detail))],
                       [("calls", req.call_id, row_digest("calls", values))])
         return True
 

@@ -49,7 +49,7 @@ def _tool_messages(out: dict[str, Any]) -> list[ToolMessage]:
 
 
 def _offered(guard: Guard, run_id: str, call_id: str) -> int:
-    return sum(1 for e in guard.ledger.events_of(run_id) if e.call_id == call_id and e.to_state == "offered")
+    return sum(1 for e in guard.ledger.events_of(run_id) if e.call_id == call_id and "offered" in e.path)
 
 
 CONTACT = tool_call("upsert_contact", {"email": "ann@acme.io", "name": "Ann"}, "tc-contact")

@@ -56,7 +56,7 @@ def _outputs(result: RunResult) -> list[ToolCallOutputItem]:
 
 
 def _offered(guard: Guard, run_id: str, call_id: str) -> int:
-    return sum(1 for e in guard.ledger.events_of(run_id) if e.call_id == call_id and e.to_state == "offered")
+    return sum(1 for e in guard.ledger.events_of(run_id) if e.call_id == call_id and "offered" in e.path)
 
 
 class Seen:

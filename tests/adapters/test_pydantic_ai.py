@@ -65,7 +65,7 @@ def _returns(messages: Sequence[ModelMessage]) -> list[ToolReturnPart]:
 
 
 def _offered(guard: Guard, run_id: str, call_id: str) -> int:
-    return sum(1 for e in guard.ledger.events_of(run_id) if e.call_id == call_id and e.to_state == "offered")
+    return sum(1 for e in guard.ledger.events_of(run_id) if e.call_id == call_id and "offered" in e.path)
 
 
 def _reply_after(seen: list[ToolReturnPart], text: str) -> Step:

@@ -185,12 +185,13 @@ def history_violations(events: list[EventRecord], call_states: dict[str, str], r
     for e in events:
         if e.entity == "call" and e.call_id is not None:
             prev = last_call.get(e.call_id)
-            src = None if e.from_state is None else CallState(e.from_state)
             if e.from_state != prev:
                 found.append(f"call {e.call_id}: event {e.id} starts from {e.from_state}, the call was {prev}")
-            if CallState(e.to_state) not in CALL_TRANSITIONS[src]:
-                found.append(f"call {e.call_id}: event {e.id} {e.from_state or 'new'} -> {e.to_state} is not in "
-                             f"CALL_TRANSITIONS ({_why(e)})")
+            for from_state, to_state in e.moves:  # a new call's first event names its whole path
+                src = None if from_state is None else CallState(from_state)
+                if CallState(to_state) not in CALL_TRANSITIONS[src]:
+                    found.append(f"call {e.call_id}: event {e.id} {from_state or 'new'} -> {to_state} is not in "
+                                 f"CALL_TRANSITIONS ({_why(e)})")
             last_call[e.call_id] = e.to_state
         elif e.entity == "run":
             src_run = None if e.from_state is None else RunState(e.from_state)

@@ -117,8 +117,9 @@ def test_an_edited_event_breaks_the_chain(lab: Lab) -> None:
     assert [v.kind for v in result.violations] == ["chain"]
 
 
-def _event(i: int, entity: str, src: str | None, dst: str, call_id: str | None = "c1") -> EventRecord:
-    return EventRecord(i, "r1", call_id if entity == "call" else None, float(i), "t", entity, src, dst, "{}", "",
+def _event(i: int, entity: str, src: str | None, dst: str, call_id: str | None = "c1",
+           detail: str = "{}") -> EventRecord:
+    return EventRecord(i, "r1", call_id if entity == "call" else None, float(i), "t", entity, src, dst, detail, "",
                        "run:r1", i, None, None, None)
 
 
@@ -134,3 +135,13 @@ def test_history_accepts_a_legal_path_and_names_a_jump_and_a_gap() -> None:
     gap = [*legal[:3], _event(4, "call", "started", "completed"), legal[-1]]
     [problem] = history_violations(gap, {"c1": "completed"}, "r1", "completed")
     assert "starts from started, the call was approved" in problem
+
+
+def test_history_walks_each_step_of_a_first_event_that_names_its_path_and_names_an_illegal_step() -> None:
+    first = _event(2, "call", None, "started", detail='{"path": ["offered", "approved", "started"]}')
+    legal = [_event(1, "run", None, "running"), first, _event(3, "call", "started", "completed"),
+             _event(4, "run", "running", "completed")]
+    assert history_violations(legal, {"c1": "completed"}, "r1", "completed") == []
+    skipped = _event(2, "call", None, "started", detail='{"path": ["offered", "started"]}')
+    [problem] = history_violations([legal[0], skipped, *legal[2:]], {"c1": "completed"}, "r1", "completed")
+    assert "offered -> started is not in CALL_TRANSITIONS" in problem

@@ -139,7 +139,9 @@ def test_runs_show_tells_the_runs_story_in_json(
     story = json.loads(result.output)
     assert story["run"]["state"] == "paused"
     assert [c["state"] for c in story["calls"]] == ["awaiting_approval"]
-    assert [e["to_state"] for e in story["events"] if e["entity"] == "call"] == ["offered", "awaiting_approval"]
+    assert [s for e in story["events"] if e["entity"] == "call" for s in e["path"]] == ["offered", "awaiting_approval"]
+    text = runner.invoke(app, ["runs", "show", run_id, "--db", str(db_path)])
+    assert text.exit_code == 0 and "call #1   · -> offered -> awaiting_approval" in text.output  # one event, its path
 
 
 def test_an_unknown_run_is_a_failed_check_and_a_missing_ledger_a_usage_error(
@@ -155,7 +157,7 @@ def test_ledger_verify_passes_on_an_intact_ledger_and_names_the_row_someone_edit
         waiting: tuple[Guard, str, str], db_path: Path) -> None:
     guard, _, _ = waiting
     ok = guard_cli("ledger", "verify", "--db", str(db_path))
-    assert ok.returncode == 0 and "ok: 5 events in 1 streams" in ok.stdout
+    assert ok.returncode == 0 and "ok: 4 events in 1 streams" in ok.stdout
     guard.close()
     with sqlite3.connect(db_path) as conn:
         [(target,)] = conn.execute("SELECT id FROM events WHERE to_state = 'awaiting_approval'").fetchall()

@@ -37,13 +37,14 @@ def history_problem(events: list[EventRecord], final_state: str) -> str | None:
     """None when the events walk CALL_TRANSITIONS from `None` and end at `final_state`; else what is wrong."""
     src: CallState | None = None
     for event in events:
-        from_state = None if event.from_state is None else CallState(event.from_state)
-        if from_state != src:
-            return f"event {event.id} starts at {event.from_state}, but the call was {src}"
-        dst = CallState(event.to_state)
-        if dst not in CALL_TRANSITIONS[src]:
-            return f"event {event.id} moves {src} -> {dst}, not in CALL_TRANSITIONS"
-        src = dst
+        for step_from, step_to in event.moves:  # a new call's first event names its whole path
+            from_state = None if step_from is None else CallState(step_from)
+            if from_state != src:
+                return f"event {event.id} starts at {step_from}, but the call was {src}"
+            dst = CallState(step_to)
+            if dst not in CALL_TRANSITIONS[src]:
+                return f"event {event.id} moves {src} -> {dst}, not in CALL_TRANSITIONS"
+            src = dst
     if src != final_state:
         return f"the history ends at {src}, but the call row says {final_state}"
     return None

@@ -47,7 +47,7 @@ def test_guard_ledger_seal_appends_a_signed_line_and_verify_lists_later_events_a
     assert result.exit_code == 0, result.output
     data = json.loads(result.output)
     assert data["ok"] and data["seals"] == 1
-    assert data["not_yet_sealed"]["list"] == [{"stream": "run:r2", "first": 1, "last": 5}]
+    assert data["not_yet_sealed"]["list"] == [{"stream": "run:r2", "first": 1, "last": 3}]
     assert ["calls", ledger.calls_of("r2")[0].call_id, "run:r2"] in data["not_yet_sealed"]["row_list"]
     with sqlite3.connect(db_path) as raw:
         assert raw.execute("SELECT count(*) FROM seals").fetchone()[0] == 1
@@ -60,14 +60,14 @@ def test_a_tail_cut_with_its_head_moved_back_passes_without_seals_and_is_named_w
     sink = tmp_path / "seals.jsonl"
     ledger.seal(Signer.load(key_file=str(key[0])), sink=sink)
     with sqlite3.connect(db_path) as raw:
-        raw.execute("DELETE FROM events WHERE stream = 'run:r1' AND seq > 5")  # the second call's events
-        (head,) = raw.execute("SELECT hash FROM events WHERE stream = 'run:r1' AND seq = 5").fetchone()
-        raw.execute("UPDATE stream_heads SET length = 5, head = ? WHERE stream = 'run:r1'", (head,))
+        raw.execute("DELETE FROM events WHERE stream = 'run:r1' AND seq > 3")  # the second call's events
+        (head,) = raw.execute("SELECT hash FROM events WHERE stream = 'run:r1' AND seq = 3").fetchone()
+        raw.execute("UPDATE stream_heads SET length = 3, head = ? WHERE stream = 'run:r1'", (head,))
         raw.execute("DELETE FROM calls WHERE seq = 2")  # and the call they recorded
     assert ledger.verify_chain().ok  # the ledger alone agrees with itself: that is what the seal is for
     report = ledger.verify_chain(SealFile.read(sink, load_public_key(str(key[1]))).checkpoints)
     truncated = [f for f in report.findings if f.kind == "stream_truncated"]
-    assert truncated and truncated[0].stream == "run:r1" and "sealed with 9 events" in truncated[0].problem
+    assert truncated and truncated[0].stream == "run:r1" and "sealed with 5 events" in truncated[0].problem
 
 
 def test_a_seal_line_removed_or_altered_is_named_by_the_file_check(ledger: Ledger, key: tuple[Path, Path],

@@ -32,7 +32,7 @@ def test_writes_on_two_runs_move_only_their_own_stream_heads(ledger: Ledger, db_
         after = dict(raw.execute("SELECT stream, head FROM stream_heads").fetchall())
         lengths = dict(raw.execute("SELECT stream, length FROM stream_heads").fetchall())
     assert after["run:b"] == before["run:b"] and after["run:a"] != before["run:a"]
-    assert lengths == {"run:a": 4, "run:b": 1}
+    assert lengths == {"run:a": 2, "run:b": 1}  # the run opened, then the call offered and started: one event
 
 
 def test_an_edited_call_row_is_named_with_its_run_stream_and_key(ledger: Ledger, db_path: Path) -> None:

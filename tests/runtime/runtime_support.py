@@ -61,8 +61,9 @@ def life(ledger: Ledger, run_id: str, call_id: str) -> list[str]:
     """The call's states in order, with repeated `started` (attempts, reported ids) collapsed."""
     states: list[str] = []
     for event in call_events(ledger, run_id, call_id):
-        if not states or states[-1] != event.to_state:
-            states.append(event.to_state)
+        for state in event.path:  # a new call's first event names its whole path (offered, approved, started)
+            if not states or states[-1] != state:
+                states.append(state)
     return states
 
 

@@ -73,7 +73,7 @@ def test_a_blocked_agent_runs_the_call_exactly_once_after_a_reviewer_approves(
     assert body.calls == [BIG]
     call = guard.ledger.get_call(approval.call_id)
     assert call is not None and call.state == "completed"
-    assert [e.to_state for e in call_events(guard.ledger, approval.run_id, call.call_id)] == [
+    assert [s for e in call_events(guard.ledger, approval.run_id, call.call_id) for s in e.path] == [
         "offered", "awaiting_approval", "approved", "started", "completed"]
     run_record = guard.ledger.get_run(run_ids[0])
     assert run_record is not None and run_record.state == "completed"
@@ -207,7 +207,7 @@ def test_a_deferred_call_resumes_in_a_new_run_block_and_runs_exactly_once_after_
     assert body.calls == [BIG]
     [call] = guard.ledger.calls_of(run_id)
     assert call.call_id == pending.value.call_id and call.state == "completed"
-    states = [e.to_state for e in call_events(guard.ledger, run_id, call.call_id)]
+    states = [s for e in call_events(guard.ledger, run_id, call.call_id) for s in e.path]
     assert states.count("offered") == 1
     run_record = guard.ledger.get_run(run_id)
     assert run_record is not None and run_record.state == "completed"

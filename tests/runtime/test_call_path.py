@@ -104,7 +104,7 @@ def test_the_same_call_again_in_a_run_returns_the_recorded_result_and_runs_nothi
     assert first == again == {"invoice_id": "inv-9"}
     assert len(body.calls) == 1
     [call] = guard.ledger.calls_of(run.run_id)
-    assert [e.to_state for e in call_events(guard.ledger, run.run_id, call.call_id)].count("offered") == 1
+    assert [s for e in call_events(guard.ledger, run.run_id, call.call_id) for s in e.path].count("offered") == 1
 
 
 def test_an_explicit_key_reused_with_other_arguments_is_an_idempotency_conflict(

@@ -215,7 +215,7 @@ def test_a_shadow_policy_rule_lets_the_call_run_and_records_what_it_would_have_d
         run.call(send, to="ada@x.io")
         run_id = run.run_id
     assert len(body.calls) == 1  # enforced: allowed, as before
-    [offered] = [e for e in guard.ledger.events_of(run_id) if e.to_state == "offered"]
+    [offered] = [e for e in guard.ledger.events_of(run_id) if e.entity == "call" and "offered" in e.path]
     assert json.loads(offered.detail)["shadow"].startswith("approve, irreversible, by rule email-watch")
     with guard.ledger.conns.read() as cur:
         cur.execute("SELECT team, rule, kind, verdicts FROM shadow_counts")
