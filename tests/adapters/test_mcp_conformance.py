@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from mcp_reference_world import http_proxy, http_reference, write_open_policy
-from mcp_world import processes
+from mcp_world import ledger_calls, processes
 
 SUITE = Path(__file__).with_name("conformance")
 CLI = SUITE / "node_modules" / "@modelcontextprotocol" / "conformance" / "dist" / "index.js"
@@ -81,3 +81,48 @@ def test_every_conformance_scenario_that_passes_directly_passes_through_the_prox
         lost = [name for name, (_, failed) in direct.items() if not failed and runs[label].get(name, (0, 1))[1]]
         missing = [name for name in direct if name not in runs[label]]
         assert not lost and not missing, f"{label}: {lost or missing}\n{table(runs)}"
+
+
+GUARDED_POLICY = """\
+team: ref
+description: the reference server behind the proxy, some tools held or denied (tests)
+reviewers:
+  maria: [sales]
+rules:
+  - name: reads
+    tools: [test_simple_text, "resource:test://static-text"]
+    class: read
+  - name: no-images
+    tools: [test_image_content]
+    deny: images are not for this agent
+  - name: audio
+    tools: [test_audio_content]
+    class: irreversible
+    approval: {roles: [sales], expires_after: 1h}
+"""
+
+
+def test_the_suites_client_through_the_proxy_meets_a_denial_a_wait_for_approval_and_a_denied_resource_as_documented(
+        suite: Path, tmp_path: Path, db_path: Path) -> None:
+    """As adapters/README.md says: a refused or held tool call is a tool error result `[guard] <reason>` with
+    Guard's outcome in `_meta["guard/outcome"]`; a denied read is a JSON-RPC error with it in `data`."""
+    policies = tmp_path / "policies"
+    policies.mkdir()
+    (policies / "ref.yaml").write_text(GUARDED_POLICY)
+    with processes(tmp_path) as procs:
+        proxy = http_proxy(procs, policies, db_path, "guarded", "stdio")
+        done = subprocess.run(["node", str(SUITE / "guarded.mjs"), proxy.url], capture_output=True, text=True,
+                              timeout=120, check=False, cwd=SUITE)
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout)
+    assert out["allowed"]["result"]["content"][0]["text"] == "This is a simple text response for testing."
+    for step, outcome in (("denied", "CallDenied"), ("waiting", "ApprovalPending")):
+        result = out[step]["result"]
+        assert result["isError"] is True and result["content"][0]["text"].startswith("[guard] ")
+        assert result["_meta"]["guard/outcome"]["outcome"] == outcome
+    assert "approval_id" in out["waiting"]["result"]["_meta"]["guard/outcome"]
+    assert out["resource"]["result"]["contents"][0]["text"].startswith("This is the content")
+    refused = out["deniedResource"]["error"]
+    assert "[guard] " in refused["message"] and refused["data"]["guard/outcome"]["outcome"] == "CallDenied"
+    assert [state for _, state in ledger_calls(policies, db_path, "ref:guarded")] == [
+        "completed", "denied", "awaiting_approval", "completed", "denied"]
