@@ -39,6 +39,7 @@ from mcp.server.lowlevel.server import NotificationOptions, Server
 from mcp.server.models import InitializationOptions
 from mcp.shared.exceptions import MCPDeprecationWarning, MCPError
 from mcp_types import CONNECTION_CLOSED, REQUEST_TIMEOUT
+from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
 from guard import (
     ApprovalPending,
@@ -204,11 +205,14 @@ class GuardProxy:
         return types.ListToolsResult.model_validate(await self._listing(ctx, ctx.params))
 
     async def _tools_as_listed(self, ctx: ServerRequestContext[Any], call_next: CallNext) -> HandlerResult:
-        """`tools/list` answered with the upstream's listing as it was sent (a server middleware: the SDK's server
-        would check the listing against its own schema of a tool, stricter than the client behind the proxy may
-        be); every other request goes on to its handler."""
-        if ctx.method != "tools/list" or ctx.request_id is None or not client_connection(ctx).initialize_accepted:
-            return await call_next(ctx)  # (before the handshake the SDK's gate answers)
+        """`tools/list` of a handshake-era client answered with the upstream's listing as it was sent (a server
+        middleware: the SDK's server would check the listing against its own schema of a tool, stricter than the
+        client behind the proxy may be); every other request goes on to its handler."""
+        connection = client_connection(ctx)
+        if (ctx.method != "tools/list" or ctx.request_id is None or not connection.initialize_accepted
+                or connection.protocol_version in MODERN_PROTOCOL_VERSIONS):
+            # Before the handshake the SDK's gate answers; a 2026-era result needs the SDK's own envelope.
+            return await call_next(ctx)
         return await self._listing(ctx, ctx.params)
 
     async def _listing(self, ctx: ServerRequestContext[Any], params: Mapping[str, Any] | None) -> dict[str, Any]:
