@@ -115,15 +115,16 @@ class Link:
 
     # From the upstream to the client.
 
-    async def _sampling(self, context: ClientRequestContext, params: types.CreateMessageRequestParams,
-                        ) -> types.CreateMessageResult | types.ErrorData:
+    async def _sampling(self, context: ClientRequestContext,  # noqa: ARG002 (the SDK's callback signature)
+                        params: types.CreateMessageRequestParams) -> types.CreateMessageResult | types.ErrorData:
         return await self._ask(types.CreateMessageRequest(params=params), types.CreateMessageResult)
 
-    async def _elicitation(self, context: ClientRequestContext, params: types.ElicitRequestParams,
-                           ) -> types.ElicitResult | types.ErrorData:
+    async def _elicitation(self, context: ClientRequestContext,  # noqa: ARG002 (the SDK's callback signature)
+                           params: types.ElicitRequestParams) -> types.ElicitResult | types.ErrorData:
         return await self._ask(types.ElicitRequest(params=params), types.ElicitResult)
 
-    async def _list_roots(self, context: ClientRequestContext) -> types.ListRootsResult | types.ErrorData:
+    async def _list_roots(self, context: ClientRequestContext,  # noqa: ARG002 (the SDK's callback signature)
+                          ) -> types.ListRootsResult | types.ErrorData:
         return await self._ask(types.ListRootsRequest(), types.ListRootsResult)
 
     async def _ask(self, request: types.ServerRequest, result_type: type[R]) -> R | types.ErrorData:
@@ -139,7 +140,7 @@ class Link:
                 return result_type.model_validate(raw, by_name=False)
         except MCPError as exc:
             return exc.error
-        except Exception as exc:  # the client cannot be asked (gone, no back-channel): the upstream learns why
+        except Exception as exc:  # noqa: BLE001 (the client cannot be asked, gone or closed: the upstream learns why)
             logger.warning("could not ask the client %s: %r", request.method, exc)
             return types.ErrorData(code=INTERNAL_ERROR, message=f"the client behind the proxy could not be asked: "
                                                                 f"{type(exc).__name__}")
@@ -215,7 +216,7 @@ class Links:
                 link.session = session
                 link.ready.set()
                 await link.closing.wait()
-        except Exception as exc:  # reported to every request that needed the session
+        except Exception as exc:  # noqa: BLE001 (any failure to open it is reported to every request that needed it)
             link.error = exc
             logger.warning("upstream session for a client ended: %r", exc)
         finally:
