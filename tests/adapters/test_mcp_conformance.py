@@ -124,5 +124,5 @@ def test_the_suites_client_through_the_proxy_meets_a_denial_a_wait_for_approval_
     assert out["resource"]["result"]["contents"][0]["text"].startswith("This is the content")
     refused = out["deniedResource"]["error"]
     assert "[guard] " in refused["message"] and refused["data"]["guard/outcome"]["outcome"] == "CallDenied"
-    assert [state for _, state in ledger_calls(policies, db_path, "ref:guarded")] == [
+    assert [state for _, state in ledger_calls(policies, f"sqlite:///{db_path}", "ref:guarded")] == [
         "completed", "denied", "awaiting_approval", "completed", "denied"]

@@ -46,7 +46,7 @@ def test_the_upstreams_requests_reach_the_client_behind_the_proxy_and_its_answer
     assert plain == ["LLM response: ann says hello", 'User response: action=accept, content={"username": "ann", '
                      '"email": "a@b.c"}', '["file:///work/ann"]']
     assert proxied.asked == direct.asked == ["sampling/createMessage", "elicitation/create", "roots/list"]
-    assert [state for _, state in ledger_calls(policies, db_path, "ref:asks")] == ["completed"] * 3
+    assert [state for _, state in ledger_calls(policies, f"sqlite:///{db_path}", "ref:asks")] == ["completed"] * 3
 
 
 async def _listen(client: ClientSession) -> list[Any]:
