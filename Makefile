@@ -39,6 +39,7 @@ test: $(STAMP) package-check
 	.ci/ensure-chromium
 	.ci/ensure-postgres
 	tests/adapters/ts_client/ensure  # npm ci: the TypeScript MCP SDK client for the proxy's interop tests
+	tests/adapters/conformance/ensure  # npm ci: the MCP conformance suite (0.1.13, Node 20) for the proxy
 	$(BIN)/ruff check guard tests policies examples bench adapters
 	$(BIN)/lint-imports
 	$(BIN)/pyright --project pyproject.toml

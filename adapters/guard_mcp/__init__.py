@@ -26,11 +26,11 @@ from .annotations import suggest_class, suggest_policy
 from .compensate import compensation_args, declare_compensation
 from .definitions import BINDING_FIELD, definition_hash
 from .meta import IDEMPOTENCY_META_KEY, IDEMPOTENCY_META_KEYS, OUTCOME_META_KEY, upstream_key
-from .proxy import GuardProxy, ToolReportedError
+from .proxy import GuardProxy, ToolReportedError, UpstreamAnswered
 from .serve import ProxyConfig, serve
-from .upstream import HttpUpstream, Upstream, connect, stdio_upstream
+from .upstream import HttpUpstream, Upstream, connect, list_tools_as_sent, stdio_upstream
 
 __all__ = ["BINDING_FIELD", "IDEMPOTENCY_META_KEY", "IDEMPOTENCY_META_KEYS", "OUTCOME_META_KEY", "GuardProxy",
-           "HttpUpstream", "ProxyConfig", "ToolReportedError", "Upstream", "compensation_args", "connect",
-           "declare_compensation", "definition_hash", "serve", "stdio_upstream", "suggest_class", "suggest_policy",
-           "upstream_key"]
+           "HttpUpstream", "ProxyConfig", "ToolReportedError", "Upstream", "UpstreamAnswered", "compensation_args",
+           "connect", "declare_compensation", "definition_hash", "list_tools_as_sent", "serve", "stdio_upstream",
+           "suggest_class", "suggest_policy", "upstream_key"]

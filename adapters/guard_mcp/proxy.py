@@ -34,10 +34,12 @@ from typing import Any
 import anyio
 import mcp_types as types
 from mcp.client.session import ClientSession
-from mcp.server.context import ServerRequestContext
-from mcp.server.lowlevel.server import Server
+from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
+from mcp.server.lowlevel.server import NotificationOptions, Server
+from mcp.server.models import InitializationOptions
 from mcp.shared.exceptions import MCPDeprecationWarning, MCPError
 from mcp_types import CONNECTION_CLOSED, REQUEST_TIMEOUT
+from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
 from guard import (
     ApprovalPending,
@@ -57,11 +59,12 @@ from guard import (
 )
 
 from .definitions import BINDING_FIELD, bind, definition_hash, unbind
+from .links import Links, client_connection
 from .meta import OUTCOME_META_KEY, client_key, forward_meta
 from .relay import Relay, identity
-from .upstream import list_all_tools
+from .upstream import Upstream, list_all_tools, list_tools_as_sent
 
-__all__ = ["DEFAULT_CALL_TIMEOUT", "GuardProxy", "ToolReportedError"]
+__all__ = ["DEFAULT_CALL_TIMEOUT", "GuardProxy", "ToolReportedError", "UpstreamAnswered"]
 
 DEFAULT_CALL_TIMEOUT = 300.0  # seconds an upstream tools/call may take when the proxy is not told otherwise
 
@@ -73,6 +76,7 @@ class _Served:
     function sees only the arguments), and the upstream's own error result, if it answered with one."""
 
     params: types.CallToolRequestParams
+    upstream: ClientSession
     answered: types.CallToolResult | None = None
 
 
@@ -82,7 +86,15 @@ _SERVED: ContextVar[_Served | None] = ContextVar("guard_mcp_served", default=Non
 _NEVER_RAN = (CallState.AWAITING_APPROVAL, CallState.APPROVED, CallState.EXPIRED)
 
 
-class ToolReportedError(Exception):
+class UpstreamAnswered(Exception):
+    """The upstream answered the call with an error: a failure for Guard, never retried (`retryable`): the tool
+    ran and answered, and running it again gets the same answer. Retries of a repeat-safe class are for calls
+    that got no answer (a lost connection, a timeout)."""
+
+    retryable = False
+
+
+class ToolReportedError(UpstreamAnswered):
     """The upstream tool answered with `isError: true`: recorded by Guard as a failure. The client gets the
     upstream's result as it was sent, with Guard's outcome added in `_meta["guard/outcome"]`."""
 
@@ -122,10 +134,13 @@ class GuardProxy:
         call_timeout: seconds an upstream `tools/call` may take (None: no bound). A call that gets no answer in
             time, or whose connection is lost, raises `OutcomeUnknown`: its reconcile check looks it up, else a
             call that is not a `read` is `in_doubt`, never `failed`.
+        upstream_spec: where `upstream` came from; each client connection then gets an upstream session of its
+            own (`links.py`, started by `links.start`). None: every client shares `upstream`.
     """
 
     def __init__(self, guard: Guard, upstream: ClientSession, *, team: str, name: str = "guard-proxy",
-                 keeps_run_open: bool = True, call_timeout: float | None = DEFAULT_CALL_TIMEOUT) -> None:
+                 keeps_run_open: bool = True, call_timeout: float | None = DEFAULT_CALL_TIMEOUT,
+                 upstream_spec: Upstream | None = None) -> None:
         self.guard = guard
         self.call_timeout = call_timeout
         self.upstream = upstream
@@ -134,23 +149,32 @@ class GuardProxy:
         # Set when the run could not be entered (halted, pending review): every call is answered with why.
         self.stopped: RunNotRunning | None = None
         self._tools: dict[str, GuardedTool] = {}
-        self.relay = Relay(guard, upstream)
+        self.links = Links(upstream_spec, upstream, self._tools_changed)
+        self.relay = Relay(guard, self.links)
         with warnings.catch_warnings():  # the upstream's logging capability is relayed though deprecated in 2026
             warnings.simplefilter("ignore", MCPDeprecationWarning)
-            self.server: Server[Any] = Server(**{**identity(upstream, name), **self.relay.handlers()},
-                                              on_list_tools=self._list_tools, on_call_tool=self._call_tool)
+            self.server: Server[Any] = _RelayingServer(
+                upstream.server_capabilities, **{**identity(upstream, name), **self.relay.handlers()},
+                on_list_tools=self._list_tools, on_call_tool=self._call_tool)
+        self.server.middleware.append(self._tools_as_listed)
+
+    def _tools_changed(self) -> None:
+        """An upstream said its tools changed. Nothing is cached to drop: a held call's definition is listed
+        afresh (`_definition`), so an approval bound to the old definition stays unusable."""
+        self.guard.log.info("upstream tools changed")
 
     def guarded(self, name: str) -> GuardedTool:
         """The guarded tool that forwards `name` upstream (created on first use, one per name)."""
         tool = self._tools.get(name)
         if tool is None:
-            upstream = self.upstream
+            primary = self.upstream
 
             async def forward(**args: Any) -> Any:
                 call = current_call()  # Guard's key for this call, handed on for servers that deduplicate too
                 key = call.idempotency_key if call is not None else None
                 served = _SERVED.get()
                 request = served.params if served is not None else None
+                upstream = served.upstream if served is not None else primary
                 sent = unbind(args)
                 params = types.CallToolRequestParams(
                     name=name, arguments=None if request is not None and request.arguments is None and not sent
@@ -161,8 +185,8 @@ class GuardProxy:
                     result = await upstream.send_request(types.CallToolRequest(params=params), types.CallToolResult,
                                                          request_read_timeout_seconds=self.call_timeout)
                 except MCPError as exc:
-                    if exc.code not in (CONNECTION_CLOSED, REQUEST_TIMEOUT):
-                        raise  # the upstream answered: a clean failure
+                    if exc.code not in (CONNECTION_CLOSED, REQUEST_TIMEOUT):  # the upstream answered: a failure
+                        raise UpstreamAnswered(f"MCPError: {exc.message}") from exc
                     raise _unanswered(name, exc.message) from exc
                 except (anyio.ClosedResourceError, anyio.BrokenResourceError, anyio.EndOfStream, OSError) as exc:
                     raise _unanswered(name, f"{type(exc).__name__}: {exc}") from exc
@@ -178,8 +202,28 @@ class GuardProxy:
 
     async def _list_tools(self, ctx: ServerRequestContext[Any], params: types.PaginatedRequestParams | None,
                           ) -> types.ListToolsResult:
-        forwarded = None if params is None else params.model_copy(update={"meta": forward_meta(params.meta)})
-        return await self.upstream.list_tools(params=forwarded)
+        return types.ListToolsResult.model_validate(await self._listing(ctx, ctx.params))
+
+    async def _tools_as_listed(self, ctx: ServerRequestContext[Any], call_next: CallNext) -> HandlerResult:
+        """`tools/list` of a handshake-era client answered with the upstream's listing as it was sent (a server
+        middleware: the SDK's server would check the listing against its own schema of a tool, stricter than the
+        client behind the proxy may be); every other request goes on to its handler."""
+        connection = client_connection(ctx)
+        if (ctx.method != "tools/list" or ctx.request_id is None or not connection.initialize_accepted
+                or connection.protocol_version in MODERN_PROTOCOL_VERSIONS):
+            # Before the handshake the SDK's gate answers; a 2026-era result needs the SDK's own envelope.
+            return await call_next(ctx)
+        return await self._listing(ctx, ctx.params)
+
+    async def _listing(self, ctx: ServerRequestContext[Any], params: Mapping[str, Any] | None) -> dict[str, Any]:
+        forwarded = dict(params or {})
+        meta = forward_meta(forwarded.pop("_meta", None))
+        if meta:
+            forwarded["_meta"] = meta
+        link = await self.links.of(ctx)
+        assert link.session is not None  # `of` returns only an open link
+        with link.serving(ctx):
+            return await list_tools_as_sent(link.session, forwarded or None)
 
     async def _call_tool(self, ctx: ServerRequestContext[Any], params: types.CallToolRequestParams,
                          ) -> types.CallToolResult:
@@ -189,10 +233,13 @@ class GuardProxy:
                                 {"outcome": "ReservedArgument"})
         if self.stopped is not None:
             return error_result(_stopped_text(self.stopped), _outcome(self.stopped))
-        served = _Served(params)
+        link = await self.links.of(ctx)
+        assert link.session is not None  # `of` returns only an open link
+        served = _Served(params, link.session)
         token = _SERVED.set(served)
         try:
-            recorded = await self._guarded_call(params.name, args, client_key(params.meta))
+            with link.serving(ctx):
+                recorded = await self._guarded_call(params.name, args, client_key(params.meta))
         except RunNotRunning as err:
             return error_result(self._closed_text(err), _outcome(err))
         except ApprovalPending as err:
@@ -268,7 +315,8 @@ class GuardProxy:
 
     async def _definition(self, name: str) -> str:
         """The hash of `name`'s definition as the upstream lists it now (listed afresh for each held call)."""
-        tools = await list_all_tools(self.upstream)
+        served = _SERVED.get()
+        tools = await list_all_tools(served.upstream if served is not None else self.upstream)
         return definition_hash(next((t for t in tools if t.name == name), None))
 
     def _default_key(self, name: str, args: Mapping[str, Any]) -> str:
@@ -309,3 +357,22 @@ def _run_id() -> str:
 
 def _digest(*parts: str) -> str:
     return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:32]
+
+
+class _RelayingServer(Server[Any]):
+    """The lowlevel `Server`, announcing the upstream's change notifications (`listChanged`, `subscribe`) as the
+    upstream does: the proxy passes them on (`links.py`)."""
+
+    def __init__(self, upstream: types.ServerCapabilities | None, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        caps = upstream or types.ServerCapabilities()
+        self._relayed = NotificationOptions(
+            prompts_changed=bool(caps.prompts and caps.prompts.list_changed),
+            resources_changed=bool(caps.resources and caps.resources.list_changed),
+            tools_changed=bool(caps.tools and caps.tools.list_changed))
+
+    def create_initialization_options(self, notification_options: NotificationOptions | None = None,
+                                      experimental_capabilities: dict[str, dict[str, Any]] | None = None,
+                                      extensions: dict[str, dict[str, Any]] | None = None) -> InitializationOptions:
+        return super().create_initialization_options(notification_options or self._relayed,
+                                                     experimental_capabilities, extensions)

@@ -8,8 +8,8 @@ name `resource:<uri>` (a rule `tools: ["resource:crm://docs/*"]`, `class: read` 
 any call; a URI no rule names is denied, and the client gets a JSON-RPC error with Guard's reason. Each read is
 a call of its own (a resource may change between reads): it never returns an earlier read's recorded result.
 
-Not relayed yet: server-to-client requests (sampling, elicitation, roots), notifications (log messages,
-progress, resource updates, list changes) and `subscriptions/listen` of the 2026-07-28 era.
+Each request goes to the client's own upstream session (`links.py`), which also carries the upstream's
+requests and notifications back to that client. Not relayed yet: `subscriptions/listen` of the 2026-07-28 era.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from mcp_types import INVALID_REQUEST
 
 from guard import ApprovalPending, CallOutcomeError, Guard, GuardedTool
 
+from .links import Links
 from .meta import OUTCOME_META_KEY, forward_meta
 
 __all__ = ["RESOURCE_TOOL_PREFIX", "Relay", "identity"]
@@ -45,8 +46,10 @@ def identity(upstream: ClientSession, fallback: str) -> dict[str, Any]:
 
 P = TypeVar("P", bound=types.RequestParams)
 
-# The client's `resources/read` being served (Guard's tool function sees only the URI).
-_READING: ContextVar[types.ReadResourceRequestParams | None] = ContextVar("guard_mcp_reading", default=None)
+# The client's `resources/read` being served and its upstream session (Guard's tool function sees only the URI).
+_READING: ContextVar[tuple[types.ReadResourceRequestParams, ClientSession] | None] = ContextVar(
+    "guard_mcp_reading", default=None)
+R = TypeVar("R", bound=types.Result)
 
 
 def _forwarded(params: P | None) -> P | None:
@@ -56,13 +59,14 @@ def _forwarded(params: P | None) -> P | None:
 class Relay:
     """The lowlevel `Server` handlers for what the upstream offers besides tools (`handlers()`)."""
 
-    def __init__(self, guard: Guard, upstream: ClientSession) -> None:
+    def __init__(self, guard: Guard, links: Links) -> None:
         self.guard = guard
-        self.upstream = upstream
+        self.links = links
         self._reads: dict[str, GuardedTool] = {}
 
     def handlers(self) -> dict[str, Any]:
-        caps = self.upstream.server_capabilities or types.ServerCapabilities()
+        primary = self.links.primary.session
+        caps = (primary.server_capabilities if primary is not None else None) or types.ServerCapabilities()
         found: dict[str, Any] = {}
         if caps.prompts is not None:
             found |= {"on_list_prompts": self._list_prompts, "on_get_prompt": self._get_prompt}
@@ -75,57 +79,74 @@ class Relay:
             found["on_completion"] = self._complete
         if caps.logging is not None:
             found["on_set_logging_level"] = self._set_level
+        found["on_roots_list_changed"] = self._roots_changed
         return found
+
+    async def _send(self, ctx: ServerRequestContext[Any], request: types.ClientRequest, result_type: type[R]) -> R:
+        """`request` to the client's own upstream session; the upstream's messages about it go to the client."""
+        link = await self.links.of(ctx)
+        assert link.session is not None  # `of` returns only an open link
+        with link.serving(ctx):
+            return await link.session.send_request(request, result_type)
+
+    async def _roots_changed(self, ctx: ServerRequestContext[Any], params: types.NotificationParams | None) -> None:
+        link = await self.links.of(ctx)
+        if link.session is not None:
+            await link.session.send_roots_list_changed()  # pyright: ignore[reportDeprecated] - relayed while clients send it
 
     async def _list_prompts(self, ctx: ServerRequestContext[Any], params: types.PaginatedRequestParams | None,
                             ) -> types.ListPromptsResult:
-        return await self.upstream.send_request(types.ListPromptsRequest(params=_forwarded(params)),
+        return await self._send(ctx, types.ListPromptsRequest(params=_forwarded(params)),
                                                 types.ListPromptsResult)
 
     async def _get_prompt(self, ctx: ServerRequestContext[Any], params: types.GetPromptRequestParams,
                           ) -> types.GetPromptResult:
-        return await self.upstream.send_request(types.GetPromptRequest(params=_forwarded(params) or params),
+        return await self._send(ctx, types.GetPromptRequest(params=_forwarded(params) or params),
                                                 types.GetPromptResult)
 
     async def _list_resources(self, ctx: ServerRequestContext[Any], params: types.PaginatedRequestParams | None,
                               ) -> types.ListResourcesResult:
-        return await self.upstream.send_request(types.ListResourcesRequest(params=_forwarded(params)),
+        return await self._send(ctx, types.ListResourcesRequest(params=_forwarded(params)),
                                                 types.ListResourcesResult)
 
     async def _list_resource_templates(self, ctx: ServerRequestContext[Any],
                                        params: types.PaginatedRequestParams | None,
                                        ) -> types.ListResourceTemplatesResult:
-        return await self.upstream.send_request(types.ListResourceTemplatesRequest(params=_forwarded(params)),
+        return await self._send(ctx, types.ListResourceTemplatesRequest(params=_forwarded(params)),
                                                 types.ListResourceTemplatesResult)
 
     async def _subscribe(self, ctx: ServerRequestContext[Any], params: types.SubscribeRequestParams,
                          ) -> types.EmptyResult:
-        return await self.upstream.send_request(types.SubscribeRequest(params=_forwarded(params) or params),
+        return await self._send(ctx, types.SubscribeRequest(params=_forwarded(params) or params),
                                                 types.EmptyResult)
 
     async def _unsubscribe(self, ctx: ServerRequestContext[Any], params: types.UnsubscribeRequestParams,
                            ) -> types.EmptyResult:
-        return await self.upstream.send_request(types.UnsubscribeRequest(params=_forwarded(params) or params),
+        return await self._send(ctx, types.UnsubscribeRequest(params=_forwarded(params) or params),
                                                 types.EmptyResult)
 
     async def _complete(self, ctx: ServerRequestContext[Any], params: types.CompleteRequestParams,
                         ) -> types.CompleteResult:
-        return await self.upstream.send_request(types.CompleteRequest(params=_forwarded(params) or params),
+        return await self._send(ctx, types.CompleteRequest(params=_forwarded(params) or params),
                                                 types.CompleteResult)
 
     async def _set_level(self, ctx: ServerRequestContext[Any], params: types.SetLevelRequestParams,
                          ) -> types.EmptyResult:
-        return await self.upstream.send_request(types.SetLevelRequest(params=_forwarded(params) or params),
+        return await self._send(ctx, types.SetLevelRequest(params=_forwarded(params) or params),
                                                 types.EmptyResult)
 
     async def _read_resource(self, ctx: ServerRequestContext[Any], params: types.ReadResourceRequestParams,
                              ) -> types.ReadResourceResult:
         name = RESOURCE_TOOL_PREFIX + str(params.uri)
         forwarded = _forwarded(params) or params
-        token = _READING.set(forwarded)
+        link = await self.links.of(ctx)
+        assert link.session is not None  # `of` returns only an open link
+        token = _READING.set((forwarded, link.session))
         try:
-            # A key of its own per read: a resource may change, so no read returns an earlier one's result.
-            recorded = await self._reader(name).acall_with({"uri": str(params.uri)}, key=f"read:{uuid.uuid4().hex}")
+            with link.serving(ctx):
+                # A key of its own per read: a resource may change, so no read returns an earlier one's result.
+                recorded = await self._reader(name).acall_with({"uri": str(params.uri)},
+                                                               key=f"read:{uuid.uuid4().hex}")
         except ApprovalPending as err:
             raise _refusal(err, {"approval_id": err.approval_id}) from err
         except CallOutcomeError as err:
@@ -138,10 +159,12 @@ class Relay:
         """The guarded tool that reads one URI upstream (created on first use, one per name)."""
         tool = self._reads.get(name)
         if tool is None:
-            upstream = self.upstream
+            primary = self.links.primary
 
             async def read(uri: str) -> Any:
-                params = _READING.get() or types.ReadResourceRequestParams(uri=uri)
+                reading = _READING.get()
+                params, upstream = reading or (types.ReadResourceRequestParams(uri=uri), primary.session)
+                assert upstream is not None
                 result = await upstream.send_request(types.ReadResourceRequest(params=params),
                                                      types.ReadResourceResult)
                 return result.model_dump(mode="json", by_alias=True, exclude_none=True)

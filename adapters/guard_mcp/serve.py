@@ -1,8 +1,10 @@
 """Run a `GuardProxy` in one Guard run: upstream over stdio or streamable HTTP, served over stdio or HTTP.
 
-Both sides use the SDK's own transports: `stdio_client` / `streamable_http_client` towards the upstream server,
-`stdio_server` / the lowlevel server's `streamable_http_app` (under uvicorn) towards the client. Over HTTP the
-proxy serves any number of client sessions, all in its one run, until it is stopped (SIGINT / SIGTERM).
+Each client connection gets an upstream session of its own (`links.py`); the first one, opened at start, gives
+the proxy the upstream's identity and capabilities. Both sides use the SDK's own transports: `stdio_client` /
+`streamable_http_client` towards the upstream server, `stdio_server` / the lowlevel server's
+`streamable_http_app` (under uvicorn) towards the client. Over HTTP the proxy serves any number of client
+sessions, all in its one run, until it is stopped (SIGINT / SIGTERM).
 
 The run and the client's connection (`on_exit`):
 - `--event ID` (or `--run-id ID`) names the work, not the connection: the run stays open (`running`) when a
@@ -22,6 +24,7 @@ from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from typing import Literal
 
+import anyio
 import uvicorn
 from mcp.server.stdio import stdio_server
 
@@ -74,9 +77,10 @@ class ProxyConfig:
 
 async def serve(guard: Guard, config: ProxyConfig) -> None:
     """Connect upstream, open (or resume) the run, and serve the proxy until the client side ends."""
-    async with connect(config.upstream) as session, AsyncExitStack() as run:
+    async with connect(config.upstream) as session, AsyncExitStack() as run, anyio.create_task_group() as links:
         proxy = GuardProxy(guard, session, team=config.team, keeps_run_open=config.keeps_run_open,
-                           call_timeout=config.call_timeout)
+                           call_timeout=config.call_timeout, upstream_spec=config.upstream)
+        proxy.links.start(links)
         for tool, compensating in config.compensations.items():
             declare_compensation(proxy.guarded(tool), compensating, config.upstream)
         for tool, lookup in config.reconciles.items():
@@ -94,6 +98,7 @@ async def serve(guard: Guard, config: ProxyConfig) -> None:
         else:
             async with stdio_server() as (read, write):
                 await proxy.server.run(read, write, proxy.server.create_initialization_options())
+        links.cancel_scope.cancel()  # the clients are gone: their upstream sessions end
 
 
 async def _serve_http(proxy: GuardProxy, config: ProxyConfig) -> None:

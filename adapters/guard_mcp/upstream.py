@@ -8,17 +8,19 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import AsyncGenerator, Sequence
+from collections.abc import AsyncGenerator, Mapping, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
-from typing import TextIO
+from typing import Any, TextIO, cast
 
 import mcp_types as types
 from mcp.client.session import ClientSession
 from mcp.client.stdio import StdioServerParameters, stdio_client
 from mcp.client.streamable_http import streamable_http_client
+from mcp.shared.dispatcher import CallOptions
+from mcp.shared.inbound import MCP_PROTOCOL_VERSION_HEADER
 
-__all__ = ["HttpUpstream", "Upstream", "connect", "list_all_tools", "stdio_upstream"]
+__all__ = ["HttpUpstream", "Upstream", "connect", "list_all_tools", "list_tools_as_sent", "stdio_upstream"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,25 +40,43 @@ def stdio_upstream(command: Sequence[str]) -> StdioServerParameters:
 
 
 @asynccontextmanager
-async def connect(upstream: Upstream, *, errlog: TextIO | None = None) -> AsyncGenerator[ClientSession]:
-    """An initialized client session to `upstream`, closed (and a started server stopped) on exit."""
+async def connect(upstream: Upstream, *, errlog: TextIO | None = None,
+                  session_options: Mapping[str, Any] | None = None) -> AsyncGenerator[ClientSession]:
+    """An initialized client session to `upstream`, closed (and a started server stopped) on exit.
+
+    `session_options` are the `ClientSession`'s keyword arguments (its callbacks, `links.Link.session_options`).
+    """
     async with AsyncExitStack() as stack:
         if isinstance(upstream, HttpUpstream):
             read, write = await stack.enter_async_context(streamable_http_client(upstream.url))
         else:
             read, write = await stack.enter_async_context(stdio_client(upstream, errlog=errlog or sys.stderr))
-        session = await stack.enter_async_context(ClientSession(read, write))
+        session = await stack.enter_async_context(ClientSession(read, write, **(session_options or {})))
         await session.initialize()
         yield session
 
 
+async def list_tools_as_sent(session: ClientSession, params: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """One page of `tools/list` as the upstream sent it, not checked against the SDK's schema of a listing.
+
+    The SDK's client refuses a listing whose tool schemas lack `type: object` (or whose output schema is not an
+    object); a client behind the proxy may accept it, so the proxy must not refuse it on the client's behalf.
+    """
+    opts: CallOptions = {}
+    if session.protocol_version is not None:  # what the SDK's own requests carry over streamable HTTP
+        opts["headers"] = {MCP_PROTOCOL_VERSION_HEADER: session.protocol_version}
+    # The session's typed `list_tools` validates the listing; its dispatcher sends the request as it is.
+    return await session._dispatcher.send_raw_request("tools/list", params, opts)  # pyright: ignore[reportPrivateUsage]
+
+
 async def list_all_tools(session: ClientSession) -> list[types.Tool]:
-    """Every tool the server lists, all pages."""
+    """Every tool the server lists, all pages (each tool read as loosely as the SDK's `Tool` model allows)."""
     tools: list[types.Tool] = []
     cursor: str | None = None
     while True:
-        page = await session.list_tools(params=types.PaginatedRequestParams(cursor=cursor) if cursor else None)
-        tools.extend(page.tools)
-        cursor = page.next_cursor
-        if not cursor:
+        page = await list_tools_as_sent(session, {"cursor": cursor} if cursor else None)
+        listed = cast(list[Any], page.get("tools") or [])
+        tools.extend(types.Tool.model_validate(tool, by_name=False) for tool in listed)
+        cursor = page.get("nextCursor")
+        if not isinstance(cursor, str) or not cursor:
             return tools

@@ -1,7 +1,9 @@
 """Running the tool itself: bounded retries (tenacity) for repeat-safe classes, a per-attempt timeout.
 
 Retries exist only where the policy allows them (it refuses attempts > 1 for classes that are not
-repeat-safe). Every failed attempt but the last is recorded in the ledger before the next one starts.
+repeat-safe), and only for a failure that does not say `retryable = False` (a tool that answered with an error:
+running it again gets the same answer). Every failed attempt but the last is recorded in the ledger before the
+next one starts.
 A timed-out attempt is `AttemptTimeout`: the tool may still be running or may have committed.
 """
 
@@ -29,6 +31,11 @@ class AttemptTimeout(TimeoutError):
     """An attempt ran past the policy's per-attempt timeout; its outcome is unknown."""
 
 
+def _retryable(exc: BaseException) -> bool:
+    """Whether a failed attempt may be tried again: unless the error says `retryable = False`."""
+    return isinstance(exc, Exception) and getattr(exc, "retryable", True) is not False
+
+
 def _retrying(rule: RetryRule, on_retry: OnRetry) -> dict[str, Any]:
     """Tenacity settings for attempts 2..n; attempt 1 already ran bare and failed (see `run_sync`).
 
@@ -44,7 +51,7 @@ def _retrying(rule: RetryRule, on_retry: OnRetry) -> dict[str, Any]:
         "stop": tenacity.stop_after_attempt(rule.attempts - 1),
         "wait": tenacity.wait_exponential(multiplier=rule.backoff_initial * rule.backoff_multiplier,
                                           max=rule.backoff_max, exp_base=rule.backoff_multiplier),
-        "retry": tenacity.retry_if_exception_type(Exception),
+        "retry": tenacity.retry_if_exception(_retryable),
         "before_sleep": before_sleep,
         "reraise": True,
     }
@@ -78,7 +85,7 @@ def run_sync(fn: Callable[..., Any], args: Mapping[str, Any], rule: RetryRule, o
     try:
         return attempt(), 1
     except Exception as exc:
-        if rule.attempts == 1:
+        if rule.attempts == 1 or not _retryable(exc):
             raise
         on_retry(1, exc)
     time.sleep(min(rule.backoff_initial, rule.backoff_max))
@@ -105,7 +112,7 @@ async def run_async(fn: Callable[..., Any], args: Mapping[str, Any], rule: Retry
     try:
         return await once(), 1
     except Exception as exc:
-        if rule.attempts == 1:
+        if rule.attempts == 1 or not _retryable(exc):
             raise
         on_retry(1, exc)
     await asyncio.sleep(min(rule.backoff_initial, rule.backoff_max))
