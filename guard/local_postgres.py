@@ -88,7 +88,9 @@ class LocalPostgres:
             atexit.register(self.remove)  # a caller that ends with `stop()`, or fails first, leaves no server
         options = (f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.sockets} -c max_connections=200 "
                    "-c shared_buffers=64MB")
-        self._run("pg_ctl", "-D", str(self.data), "-l", str(self.log), "-o", options, "-w", "-t", "60", "start")
+        # Up to 5 minutes: after an immediate stop the server replays its log first, and on a loaded 2-core CI
+        # machine that took longer than a minute once (every later test then found it still starting).
+        self._run("pg_ctl", "-D", str(self.data), "-l", str(self.log), "-o", options, "-w", "-t", "300", "start")
         return self
 
     def url(self, database: str = "postgres") -> str:

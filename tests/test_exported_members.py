@@ -98,7 +98,8 @@ def guard_imports(path: Path) -> list[tuple[int, str]]:
 
 # Entry points of their own, with an `__all__`: the approval service (its extra), webhook signing for
 # receivers, the fakes for tests, and incidents (after a bad run, for operators' scripts).
-PUBLIC_MODULES = ("guard.server", "guard.notify", "guard.testing", "guard.incidents")
+# guard.local_postgres: a PostgreSQL of its own for the tests, the benches and `make demo-shared` (its __all__).
+PUBLIC_MODULES = ("guard.server", "guard.notify", "guard.testing", "guard.incidents", "guard.local_postgres")
 
 
 def _public(what: str) -> bool:
