@@ -24,13 +24,19 @@ from guard.ledger.states import CallState, RunState
 __all__ = ["LedgerNotices"]
 
 _CURSOR = "webhooks"
+# Event ids are taken when a transaction inserts, not when it commits: on PostgreSQL, where writers of different
+# runs commit side by side, a later id can be visible while an earlier one is still committing. The cursor never
+# moves past a missing id until the events after it are this old; a gap older than that is a transaction that
+# rolled back (its id is never used), not one still on its way.
+GAP_GRACE = 60.0
+_SCAN = 5000  # event ids looked at per pass for gaps
 _DETAILED = ("paused", "stop_tripped", "approval_waiting")
 # A team or tool pause belongs to no run: its team is in the event's detail (the LEFT JOIN finds no run).
 _CANDIDATES = (
     "SELECT e.id, e.run_id, e.call_id, e.entity, e.to_state, r.team, e.detail, e.actor FROM events e "
     "LEFT JOIN runs r ON r.run_id = e.run_id WHERE e.id > ? AND ((e.entity = 'call' AND e.to_state IN (?, ?)) "
     "OR (e.entity = 'run' AND e.to_state IN (?, ?) AND e.from_state IS DISTINCT FROM e.to_state) "
-    "OR (e.entity = 'approval' AND e.to_state = 'edited') OR e.entity = 'pause') ORDER BY e.id LIMIT ?"
+    "OR (e.entity = 'approval' AND e.to_state = 'edited') OR e.entity = 'pause') AND e.id <= ? ORDER BY e.id LIMIT ?"
 )
 
 
@@ -55,6 +61,18 @@ def _notice(row: tuple[Any, ...]) -> NoticeEvent | None:
                        detail=detail, actor=actor)
 
 
+def _settled_end(cur: Any, after: int, now: float) -> int:
+    """The last event id after `after` up to which no earlier id can still appear: ids are consecutive, or the
+    events after a missing one are older than `GAP_GRACE` (its transaction rolled back)."""
+    cur.execute("SELECT id, at FROM events WHERE id > ? ORDER BY id LIMIT ?", (after, _SCAN))
+    end = after
+    for id_, at in cur.fetchall():
+        if id_ != end + 1 and at > now - GAP_GRACE:
+            break  # an earlier transaction may still commit the missing id: wait for it
+        end = id_
+    return end
+
+
 def _record(cur: Any, team: str, run_id: str | None, notice_id: int, now: float, src: str | None, dst: str) -> None:
     """The notification's outcome as an event of the team's notices stream, carrying the row's claim."""
     append_events(cur, [(run_id, None, now, "guard:notifier", "notice", src, dst, json.dumps({"id": notice_id}))],
@@ -72,16 +90,14 @@ class LedgerNotices:
             return int(row[0]) if row else 0
 
     def notice_events(self, after: int, limit: int = 200) -> tuple[list[NoticeEvent], int]:
-        """Events after `after` a channel may need to hear of, oldest first; and the last event id read."""
+        """Events after `after` a channel may need to hear of, oldest first; and the last event id the cursor may
+        move to: never past an id a transaction may still commit (see `GAP_GRACE`)."""
         with self.conns.read() as cur:
+            end = _settled_end(cur, after, time.time())
             cur.execute(_CANDIDATES, (after, CallState.AWAITING_APPROVAL, CallState.DENIED, RunState.HALTED,
-                                      RunState.PENDING_REVIEW, limit))
+                                      RunState.PENDING_REVIEW, end, limit))
             rows = cur.fetchall()
-            if len(rows) < limit:  # nothing more to find: the cursor may move to the end of the events
-                cur.execute("SELECT COALESCE(MAX(id), 0) FROM events")
-                last = max(after, int(cur.fetchone()[0]))
-            else:
-                last = int(rows[-1][0])
+            last = end if len(rows) < limit else int(rows[-1][0])
         events = [event for event in map(_notice, rows) if event is not None]
         return events, last
 

@@ -1,0 +1,67 @@
+"""The notifier's cursor never moves past an event a transaction is still committing.
+
+On PostgreSQL, writers of different runs commit side by side, so an event can take its id before a later one
+and commit after it. A notifier pass in between must leave that id ahead of its cursor, or the event is never told.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from guard.ledger import Ledger
+from guard.ledger import notices as notices_module
+from guard.ledger.pauses import insert_pause
+
+
+def _pause_held_open(ledger: Ledger, committed: threading.Event, release: threading.Event,
+                     errors: list[BaseException]) -> None:
+    """Pause team `slow` in a transaction that stays open until `release`: its event has an id, not yet visible."""
+    try:
+        with ledger.conns.write() as cur:
+            insert_pause(cur, "team", "slow", reason="held open", by="alice", team="slow", now=time.time())
+            committed.set()  # (inserted: the id is taken)
+            release.wait(30)
+    except BaseException as exc:  # noqa: BLE001 (handed to the test thread, which asserts on it)
+        errors.append(exc)
+
+
+def test_an_event_that_commits_after_a_later_one_is_still_told(backend: str, ledger: Ledger) -> None:
+    if backend == "sqlite":
+        pytest.skip("SQLite has one writer at a time: an id is committed before the next one is taken")
+    inserted, release = threading.Event(), threading.Event()
+    errors: list[BaseException] = []
+    slow = threading.Thread(target=_pause_held_open, args=(ledger, inserted, release, errors))
+    slow.start()
+    assert inserted.wait(30)
+    ledger.pause("team", "fast", reason="committed first", by="bob", team="fast")  # a later id, visible now
+
+    events, last = ledger.notice_events(ledger.notice_cursor())
+    assert [e.detail.get("target") for e in events] == []  # the later pause waits behind the missing id
+    ledger.move_notice_cursor(last)
+
+    release.set()
+    slow.join()
+    assert errors == []
+    events, last = ledger.notice_events(ledger.notice_cursor())
+    assert [e.detail.get("target") for e in events] == ["slow", "fast"]  # both told, in id order, none lost
+    ledger.move_notice_cursor(last)
+    assert ledger.notice_events(ledger.notice_cursor())[0] == []
+
+
+def test_a_gap_left_by_a_rolled_back_transaction_is_passed_once_it_is_old(
+        ledger: Ledger, monkeypatch: pytest.MonkeyPatch) -> None:
+    with ledger.conns.write() as cur:  # an id then missing, as a rolled-back insert leaves it (before a later one)
+        insert_pause(cur, "team", "gone", reason="rolled back", by="alice", team="gone", now=time.time())
+        cur.execute("SELECT MAX(id) FROM events")
+        (gone,) = cur.fetchone()
+        insert_pause(cur, "team", "kept", reason="committed", by="alice", team="kept", now=time.time())
+        cur.execute("DELETE FROM events WHERE id = ?", (gone,))
+    ledger.pause("team", "after", reason="after the gap", by="bob", team="after")
+    monkeypatch.setattr(notices_module, "GAP_GRACE", 3600.0)
+    assert ledger.notice_events(ledger.notice_cursor())[0] == []  # a fresh gap: maybe still committing
+    monkeypatch.setattr(notices_module, "GAP_GRACE", 0.0)
+    events, _ = ledger.notice_events(ledger.notice_cursor())
+    assert [e.detail.get("target") for e in events] == ["kept", "after"]  # an old gap is passed; nothing lost
