@@ -141,9 +141,12 @@ class _Call:
             except Exception:  # noqa: BLE001 (tracing never fails a call: the outcome below still says what happened)
                 events = []
             for e in events:
-                name = e.to_state if e.entity == "call" else f"{e.entity} {e.to_state}"
-                self.span.add_event(name, {"guard.entity": e.entity, "guard.from_state": e.from_state or "",
-                                                 "guard.actor": e.actor}, timestamp=int(e.at * 1e9))
+                # A call's first commit is one event naming its whole path: one span event per transition.
+                moves = e.moves if e.entity == "call" else ((e.from_state, e.to_state),)
+                for src, dst in moves:
+                    name = dst if e.entity == "call" else f"{e.entity} {dst}"
+                    self.span.add_event(name, {"guard.entity": e.entity, "guard.from_state": src or "",
+                                               "guard.actor": e.actor}, timestamp=int(e.at * 1e9))
                 if e.entity == "call":
                     state = e.to_state
         if isinstance(exc, CallOutcomeError):

@@ -37,7 +37,7 @@ def _backend(ledger: Ledger) -> SqliteBackend:
 
 
 def _threads(db_path: Path) -> list[threading.Thread]:
-    return [t for t in threading.enumerate() if t.name == f"guard-wal-checkpoint:{db_path.name}"]
+    return [t for t in threading.enumerate() if t.name == f"guard-wal-checkpoint:{db_path}"]
 
 
 def test_no_commit_checkpoints_inline_when_the_log_crosses_sqlites_default_threshold(db_path: Path) -> None:

@@ -19,7 +19,7 @@ __all__ = ["bad_sync"]
 
 def bad_sync(service: Service, state: Path, contacts: int = 12) -> None:
     """Run the sync once into the service's ledger and give olga and rita tokens."""
-    guard = Guard(policies=POLICIES, db=str(service.db_path), log_level="error")
+    guard = Guard(policies=POLICIES, db=service.url, log_level="error")
     try:
         tools = make_tools(guard, state)
         plans = {f"ct_{i:03d}": ("cancelled" if i % 4 == 0 else "paid") for i in range(contacts)}

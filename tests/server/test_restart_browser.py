@@ -58,7 +58,7 @@ def _echo(**kw: Any) -> dict[str, Any]:
 
 
 def _find(service: Service) -> str:
-    guard = Guard(policies=service.app.state.desk.policies, db=str(service.db_path), log_level="error")
+    guard = Guard(policies=service.app.state.desk.policies, db=service.url, log_level="error")
     try:
         tool = guard.tool(_echo, name="crm.find_contact")
         try:

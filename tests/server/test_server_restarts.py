@@ -47,7 +47,7 @@ def olga(service: Service) -> str:
 
 def _find_contacts(service: Service, n: int) -> list[str]:
     """Look `n` contacts up in one new run of onboarding: `ran` or `denied` for each."""
-    guard = Guard(policies=service.app.state.desk.policies, db=str(service.db_path), log_level="error")
+    guard = Guard(policies=service.app.state.desk.policies, db=service.url, log_level="error")
     out: list[str] = []
     try:
         tool = guard.tool(_echo, name="crm.find_contact")

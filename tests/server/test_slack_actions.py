@@ -77,7 +77,7 @@ def service_options(fake: FakeSlack) -> dict[str, Any]:
 def waiting(service: Service, policies: Path, tool: str = "email.send_welcome", actor: str = "onboarding-agent",
             args: dict[str, Any] | None = None) -> str:
     """A call of `tool` waiting for approval (deferred), asked by `actor`; its approval id."""
-    with Guard(policies=policies, db=str(service.db_path), actor=actor, approval="defer", log_level="error") as guard:
+    with Guard(policies=policies, db=service.url, actor=actor, approval="defer", log_level="error") as guard:
         guarded = guard.tool(lambda **kw: {"message_id": "m-1"}, name=tool)  # pyright: ignore[reportUnknownLambdaType, reportUnknownArgumentType]
         with pytest.raises(ApprovalPending) as pending, guard.run("onboarding"):
             guarded(**(args or WELCOME))
@@ -292,7 +292,7 @@ def test_an_approval_made_in_slack_wakes_the_blocked_agent_which_runs_the_call_o
         service: Service, service_policies: Path, fake: FakeSlack, live_url: str) -> None:
     """An agent blocked on its welcome email runs it as soon as sam approves in Slack."""
     sent: list[dict[str, Any]] = []
-    with Guard(policies=service_policies, db=str(service.db_path), actor="onboarding-agent", approval="block",
+    with Guard(policies=service_policies, db=service.url, actor="onboarding-agent", approval="block",
                approval_timeout=30, log_level="error") as guard:
         def send(**kw: Any) -> dict[str, str]:
             sent.append(kw)
