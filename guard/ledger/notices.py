@@ -29,7 +29,11 @@ _CURSOR = "webhooks"
 # moves past a missing id until the events after it are this old; a gap older than that is a transaction that
 # rolled back (its id is never used), not one still on its way.
 GAP_GRACE = 60.0
-_SCAN = 5000  # event ids looked at per pass for gaps
+# The first recent event after the cursor whose id's predecessor is missing, unless that predecessor is the
+# cursor itself: the cursor stops before the missing ids. One pass over the events after the cursor (the primary
+# key's range), however far behind a new notifier starts.
+_FIRST_GAP = ("SELECT MIN(e.id) FROM events e WHERE e.id > ? + 1 AND e.at > ? "
+              "AND NOT EXISTS (SELECT 1 FROM events f WHERE f.id = e.id - 1)")
 _DETAILED = ("paused", "stop_tripped", "approval_waiting")
 # A team or tool pause belongs to no run: its team is in the event's detail (the LEFT JOIN finds no run).
 _CANDIDATES = (
@@ -64,13 +68,14 @@ def _notice(row: tuple[Any, ...]) -> NoticeEvent | None:
 def _settled_end(cur: Any, after: int, now: float) -> int:
     """The last event id after `after` up to which no earlier id can still appear: ids are consecutive, or the
     events after a missing one are older than `GAP_GRACE` (its transaction rolled back)."""
-    cur.execute("SELECT id, at FROM events WHERE id > ? ORDER BY id LIMIT ?", (after, _SCAN))
-    end = after
-    for id_, at in cur.fetchall():
-        if id_ != end + 1 and at > now - GAP_GRACE:
-            break  # an earlier transaction may still commit the missing id: wait for it
-        end = id_
-    return end
+    cur.execute(_FIRST_GAP, (after, now - GAP_GRACE))
+    (gap,) = cur.fetchone()
+    if gap is None:
+        cur.execute("SELECT COALESCE(MAX(id), 0) FROM events")
+        return max(after, int(cur.fetchone()[0]))
+    # An earlier transaction may still commit the missing id(s) before `gap`: stop at the last event below them.
+    cur.execute("SELECT COALESCE(MAX(id), ?) FROM events WHERE id > ? AND id < ?", (after, after, int(gap)))
+    return int(cur.fetchone()[0])
 
 
 def _record(cur: Any, team: str, run_id: str | None, notice_id: int, now: float, src: str | None, dst: str) -> None:
