@@ -13,7 +13,7 @@ import socket
 import threading
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
@@ -23,6 +23,9 @@ from server_support import POLICIES, SHARED_KEY, Service, healthy
 from guard.ledger import Ledger
 from guard.server import create_app
 from guard.testing import poll
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Browser
 
 
 @pytest.fixture
@@ -103,3 +106,20 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
     if FIGURES:
         line = ", ".join(f"{k} {v}" for k, v in sorted(FIGURES.items()))
         terminalreporter.write_line(f"approval service figures: {line}")
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    """Debian's Chromium, headless, for the page tests of one module (imported only by the tests that ask)."""
+    from browser_support import ChromiumUnavailable, launch_chromium
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        try:
+            chromium = launch_chromium(playwright)
+        except ChromiumUnavailable as exc:
+            pytest.fail(str(exc), pytrace=False)
+        try:
+            yield chromium
+        finally:
+            chromium.close()

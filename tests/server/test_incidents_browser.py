@@ -8,25 +8,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from browser_support import ChromiumUnavailable, launch_chromium
 from incident_support import bad_sync
-from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
+from playwright.sync_api import Browser, BrowserContext, Page, expect
 from server_support import Service
 
 from guard.incidents import IncidentBook, Scope
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as playwright:
-        try:
-            chromium = launch_chromium(playwright)
-        except ChromiumUnavailable as exc:
-            pytest.fail(str(exc), pytrace=False)
-        try:
-            yield chromium
-        finally:
-            chromium.close()
 
 
 @pytest.fixture

@@ -6,13 +6,11 @@ step is checked in the ledger too."""
 from __future__ import annotations
 
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from browser_support import ChromiumUnavailable, launch_chromium
-from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
+from playwright.sync_api import Browser, BrowserContext, Page, expect
 from server_support import POLICIES, Service
 
 from guard import CallDenied, Guard, TeamPaused
@@ -26,19 +24,6 @@ def service_policies(tmp_path: Path) -> Path:
     path.write_text(path.read_text().replace("  ops-lead: [finance, support]\n",
                                              "  ops-lead: [finance, support]\n  olga: [operator]\n", 1))
     return target
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as playwright:
-        try:
-            chromium = launch_chromium(playwright)
-        except ChromiumUnavailable as exc:
-            pytest.fail(str(exc), pytrace=False)
-        try:
-            yield chromium
-        finally:
-            chromium.close()
 
 
 def _signed_in(browser: Browser, live_url: str, service: Service, reviewer: str) -> tuple[BrowserContext, Page]:

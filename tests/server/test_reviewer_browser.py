@@ -19,12 +19,10 @@ from typing import Any
 
 import pytest
 from browser_support import (
-    ChromiumUnavailable,
-    launch_chromium,
     waiting_invoice,
     waiting_prospect_email,
 )
-from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
+from playwright.sync_api import Browser, BrowserContext, Page, expect
 from server_support import Service
 
 from guard.ledger import ApprovalRecord
@@ -37,19 +35,6 @@ pytestmark = pytest.mark.sqlite_only(reason="Chromium page tests run on one back
                                             "the desk under them runs on both")
 
 NOTE = "PO 4471 matches; finance signed off"
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as playwright:
-        try:
-            chromium = launch_chromium(playwright)
-        except ChromiumUnavailable as exc:
-            pytest.fail(str(exc), pytrace=False)
-        try:
-            yield chromium
-        finally:
-            chromium.close()
 
 
 @pytest.fixture
