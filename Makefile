@@ -40,6 +40,7 @@ test: $(STAMP) package-check
 	.ci/ensure-postgres
 	tests/adapters/ts_client/ensure  # npm ci: the TypeScript MCP SDK client for the proxy's interop tests
 	tests/adapters/conformance/ensure  # npm ci: the MCP conformance suite (0.1.13, Node 20) for the proxy
+	$(BIN)/ruff format --check guard tests policies examples bench adapters
 	$(BIN)/ruff check guard tests policies examples bench adapters
 	$(BIN)/lint-imports
 	$(BIN)/pyright --project pyproject.toml
@@ -49,6 +50,7 @@ package-check: $(STAMP)
 	$(BIN)/python tests/package/check.py
 
 lint: $(STAMP)
+	$(BIN)/ruff format --check guard tests policies examples bench adapters
 	$(BIN)/ruff check guard tests policies examples bench adapters
 	$(BIN)/lint-imports
 	$(BIN)/pyright --project pyproject.toml

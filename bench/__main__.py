@@ -60,8 +60,7 @@ def ensure_venv() -> None:
     if not STAMP.exists() or STAMP.stat().st_mtime < newest:
         print(f"bench: building {VENV.name}/ ...", flush=True)
         subprocess.check_call([sys.executable, "-m", "venv", str(VENV)])
-        subprocess.check_call([str(VENV / "bin/python"), "-m", "pip", "install", "-q", "-e", str(ROOT),
-                               "-r", str(req)])
+        subprocess.check_call([str(VENV / "bin/python"), "-m", "pip", "install", "-q", "-e", str(ROOT), "-r", str(req)])
         STAMP.touch()
     py = str(VENV / "bin/python")
     os.execv(py, [py, "-m", "bench", *sys.argv[1:]])
@@ -144,7 +143,7 @@ def run_dbos(db_path: Path, n: int, dbos_defaults: bool):
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=900)
     for line in proc.stdout.splitlines():
         if line.startswith("BENCH_JSON "):
-            return Row.from_json(json.loads(line[len("BENCH_JSON "):]))
+            return Row.from_json(json.loads(line[len("BENCH_JSON ") :]))
     tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
     return unavailable(name, f"dbos: failed ({tail[:150]})")
 
@@ -175,18 +174,22 @@ def main(argv: list[str]) -> int:
     work = Path(tempfile.mkdtemp(prefix=".work-", dir=os.environ.get("BENCH_WORK_DIR") or BENCH_DIR))
 
     print("# Guard benchmark")
-    print(f"python {platform.python_version()} ({sys.executable}), sqlite {sqlite3.sqlite_version}, "
-          f"{platform.machine()}, {os.cpu_count()} CPUs")
+    print(
+        f"python {platform.python_version()} ({sys.executable}), sqlite {sqlite3.sqlite_version}, "
+        f"{platform.machine()}, {os.cpu_count()} CPUs"
+    )
     print(f"database files: {work}  [{filesystem_of(work)}]")
-    print(f"iterations: {n_led:,} per ledger-bound row, {n_mem:,} per in-memory row "
-          f"(+10% warm-up), {runs} runs of every row; GC on; load average {_load()}", flush=True)
+    print(
+        f"iterations: {n_led:,} per ledger-bound row, {n_mem:,} per in-memory row "
+        f"(+10% warm-up), {runs} runs of every row; GC on; load average {_load()}",
+        flush=True,
+    )
 
     per_run: dict[str, list] = {}  # key -> its Row in each run, in order
 
     def add(key: str, row, run: int | None = None) -> None:
         per_run.setdefault(key, []).append(row)
-        val = f"p50 {row.p50_us:,.2f} µs, p99 {row.p99_us:,.2f} µs, cpu {row.cpu_us:,.2f} µs" if row.ok \
-            else row.note
+        val = f"p50 {row.p50_us:,.2f} µs, p99 {row.p99_us:,.2f} µs, cpu {row.cpu_us:,.2f} µs" if row.ok else row.note
         print(f"  {'' if run is None else f'[run {run}] '}{row.name}: {val}", flush=True)
 
     # Everything is measured `runs` times, in turns (run 1 of every row, then run 2 of every row, ...), so that a
@@ -207,19 +210,28 @@ def main(argv: list[str]) -> int:
             what = "falls through to `invoice`" if amount == 100 else "matches `big-invoice` (approval)"
             try:
                 classify = guard_cases.make_classifier()
-                memory[f"classify{amount}"] = (f"Guard classify, amount_cents={amount}",
-                                               functools.partial(classify, "billing.create_invoice", args), what)
+                memory[f"classify{amount}"] = (
+                    f"Guard classify, amount_cents={amount}",
+                    functools.partial(classify, "billing.create_invoice", args),
+                    what,
+                )
             except Exception as exc:  # Guard core not there yet, or its API moved
-                add(f"classify{amount}", unavailable(f"Guard classify, amount_cents={amount}",
-                                                     f"guard: not available ({short(exc)})"))
+                add(
+                    f"classify{amount}",
+                    unavailable(f"Guard classify, amount_cents={amount}", f"guard: not available ({short(exc)})"),
+                )
             try:
                 evaluate = edictum_case.make_evaluator()
-                memory[f"edictum{amount}"] = (f"Edictum {edictum_case.version()} evaluate, amount_cents={amount}",
-                                              functools.partial(evaluate, "billing.create_invoice", args),
-                                              "YAML pre rule `args.amount_cents gt 50000 -> ask`")
+                memory[f"edictum{amount}"] = (
+                    f"Edictum {edictum_case.version()} evaluate, amount_cents={amount}",
+                    functools.partial(evaluate, "billing.create_invoice", args),
+                    "YAML pre rule `args.amount_cents gt 50000 -> ask`",
+                )
             except Exception as exc:
-                add(f"edictum{amount}", unavailable(f"Edictum evaluate, amount_cents={amount}",
-                                                    f"edictum: not available ({short(exc)})"))
+                add(
+                    f"edictum{amount}",
+                    unavailable(f"Edictum evaluate, amount_cents={amount}", f"edictum: not available ({short(exc)})"),
+                )
 
         # 2-4. everything that writes to disk, measured in turns on files of its own (see measure_interleaved):
         # the two-commit floor, the guarded no-op (default, every commit durable, info logs), the ledger's SQL
@@ -229,10 +241,14 @@ def main(argv: list[str]) -> int:
             closers.append(close)
             # Warmed up past its WAL's first checkpoint (1,000 pages: 500 calls), as a long-lived ledger's WAL is:
             # while a new WAL file still grows, every commit also flushes its size and costs half as much again.
-            cases["floor"] = Case("SQLite floor: insert+commit, update+commit", call, note=settings,
-                                  warmup=max(600, n_led // 10))
-            ledgers = {"guarded": work / "ledger.db", "guarded_always": work / "ledger-always.db",
-                       "guarded_info": work / "ledger-info.db"}
+            cases["floor"] = Case(
+                "SQLite floor: insert+commit, update+commit", call, note=settings, warmup=max(600, n_led // 10)
+            )
+            ledgers = {
+                "guarded": work / "ledger.db",
+                "guarded_always": work / "ledger-always.db",
+                "guarded_info": work / "ledger-info.db",
+            }
             if guard_cases.otel_sdk():  # the traced row needs the OpenTelemetry SDK (bench/requirements.txt)
                 ledgers["guarded_traced"] = work / "ledger-traced.db"
             seeded, previous = 0, None
@@ -250,36 +266,61 @@ def main(argv: list[str]) -> int:
                 conn.close()
                 seeded, previous = target, path
                 ledgers[f"guarded{target}"] = path
-                print(f"  (seeded {path.name} to {target:,} earlier calls in {time.perf_counter() - t0:.1f} s; "
-                      f"calls table holds {total:,}; file {path.stat().st_size / 2**20:,.0f} MiB)", flush=True)
+                print(
+                    f"  (seeded {path.name} to {target:,} earlier calls in {time.perf_counter() - t0:.1f} s; "
+                    f"calls table holds {total:,}; file {path.stat().st_size / 2**20:,.0f} MiB)",
+                    flush=True,
+                )
             for key, path in ledgers.items():
                 durability = "always" if key == "guarded_always" else "by_class"
                 log_level = "info" if key == "guarded_info" else "warning"
                 target = key.removeprefix("guarded")
-                label = ("Guard guarded no-op, " + (f"{int(target):,} earlier calls" if target.isdigit()
-                         else "empty ledger") + {"guarded_always": ", every commit durable",
-                                                 "guarded_info": ", info logs",
-                                                 "guarded_traced": ", traced (OTel SDK, in-memory)"}.get(key, ""))
-                note = (f"auto-approved idempotent no-op, one open run, log_level={log_level}, "
-                        f"durability={durability}, tracing "
-                        + ("on: SDK TracerProvider, in-memory exporter" if key == "guarded_traced"
-                           else "off" if not guard_cases.otel_api() else "off: OTel API without an SDK"))
+                label = (
+                    "Guard guarded no-op, "
+                    + (f"{int(target):,} earlier calls" if target.isdigit() else "empty ledger")
+                    + {
+                        "guarded_always": ", every commit durable",
+                        "guarded_info": ", info logs",
+                        "guarded_traced": ", traced (OTel SDK, in-memory)",
+                    }.get(key, "")
+                )
+                note = (
+                    f"auto-approved idempotent no-op, one open run, log_level={log_level}, "
+                    f"durability={durability}, tracing "
+                    + (
+                        "on: SDK TracerProvider, in-memory exporter"
+                        if key == "guarded_traced"
+                        else "off"
+                        if not guard_cases.otel_api()
+                        else "off: OTel API without an SDK"
+                    )
+                )
                 # At `info` Guard writes a log line per call to stderr: rendered, then sent to /dev/null here.
                 around = _stderr_to_devnull if log_level == "info" else None
                 with around() if around is not None else contextlib.nullcontext():
-                    call, close = guard_cases.make_guarded_noop(str(path), log_level=log_level, durability=durability,
-                                                                traced=key == "guarded_traced")
+                    call, close = guard_cases.make_guarded_noop(
+                        str(path), log_level=log_level, durability=durability, traced=key == "guarded_traced"
+                    )
                 closers.append(close)
                 counted[key] = (path, _count(path))
-                cases[key] = Case(label, call, note=note + (" (stderr to /dev/null)" if around else ""), around=around,
-                                  settle=functools.partial(_flush, path))
-            replay, close_replay, statements = guard_cases.make_sql_replay(str(work),
-                                                                           runs * n_led + max(10, n_led // 10))
+                cases[key] = Case(
+                    label,
+                    call,
+                    note=note + (" (stderr to /dev/null)" if around else ""),
+                    around=around,
+                    settle=functools.partial(_flush, path),
+                )
+            replay, close_replay, statements = guard_cases.make_sql_replay(
+                str(work), runs * n_led + max(10, n_led // 10)
+            )
             closers.append(close_replay)
-            cases["sql"] = Case("Guard's ledger SQL alone, replayed without Guard", replay,
-                                note=f"the {statements} statements of one guarded no-op as Guard sent them "
-                                     "(durability=by_class), on a ledger file of its own",
-                                settle=functools.partial(_flush, work / "replay.db"))
+            cases["sql"] = Case(
+                "Guard's ledger SQL alone, replayed without Guard",
+                replay,
+                note=f"the {statements} statements of one guarded no-op as Guard sent them "
+                "(durability=by_class), on a ledger file of its own",
+                settle=functools.partial(_flush, work / "replay.db"),
+            )
             os.sync()  # what seeding left in the OS's cache goes to disk now, not during the measurements
         except Exception as exc:
             traceback.print_exc()
@@ -323,8 +364,15 @@ def main(argv: list[str]) -> int:
         if seeds and per_run.get(f"guarded{max(seeds)}"):
             try:
                 times = guard_cases.time_recovery(str(work / f"ledger-{max(seeds)}.db"))
-                add("recover", summarize(f"Guard.recover() with nothing to do, {max(seeds):,} earlier calls",
-                                         times, 0, note="once per worker start; CPU not measured"))
+                add(
+                    "recover",
+                    summarize(
+                        f"Guard.recover() with nothing to do, {max(seeds):,} earlier calls",
+                        times,
+                        0,
+                        note="once per worker start; CPU not measured",
+                    ),
+                )
             except Exception as exc:
                 traceback.print_exc()
                 add("recover", unavailable("Guard.recover()", f"failed ({short(exc)})"))
@@ -334,8 +382,20 @@ def main(argv: list[str]) -> int:
             shutil.rmtree(work, ignore_errors=True)
 
     guarded_keys = ["guarded", "guarded_always", "guarded_info", *[f"guarded{s}" for s in seeds]]
-    order = ["bare", "guarded_traced", *guarded_keys, "sql", "floor", "recover", "dbos", "dbos_defaults",
-             "classify100", "edictum100", "classify60000", "edictum60000"]
+    order = [
+        "bare",
+        "guarded_traced",
+        *guarded_keys,
+        "sql",
+        "floor",
+        "recover",
+        "dbos",
+        "dbos_defaults",
+        "classify100",
+        "edictum100",
+        "classify60000",
+        "edictum60000",
+    ]
     rows = {key: median_row(per_run[key]) for key in order if key in per_run}
     print()
     print(f"Each figure is the median of {runs} runs (the runs' own figures follow the table).")
@@ -377,8 +437,7 @@ def main(argv: list[str]) -> int:
     g_floor = show("  guarded/floor (p50)", each_run(lambda i: quotient(p50("guarded", i), p50("floor", i))))
     cpu_floor = show("  cpu guarded/floor", each_run(lambda i: quotient(cpu("guarded", i), cpu("floor", i))), 1)
     show("  sql alone/floor (p50)", each_run(lambda i: quotient(p50("sql", i), p50("floor", i))))
-    show("  every commit durable/floor (p50)",
-         each_run(lambda i: quotient(p50("guarded_always", i), p50("floor", i))))
+    show("  every commit durable/floor (p50)", each_run(lambda i: quotient(p50("guarded_always", i), p50("floor", i))))
     worst, worst_key = None, None
     for key in guarded_keys:
         if key in per_run:
@@ -388,15 +447,18 @@ def main(argv: list[str]) -> int:
     show("  p99/p50 SQLite floor", each_run(lambda i: tail("floor", i)), 1)
     if worst_key is not None:
         print(f"  worst p99/p50 of the guarded rows: {per_run[worst_key][0].name}")
-    growth = show(f"  growth {growth_label}/empty (p50)",
-                  each_run(lambda i: quotient(p50(biggest, i), p50("guarded", i))) if biggest else [None])
+    growth = show(
+        f"  growth {growth_label}/empty (p50)",
+        each_run(lambda i: quotient(p50(biggest, i), p50("guarded", i))) if biggest else [None],
+    )
     g_dbos = show("  guarded/dbos (p50)", each_run(lambda i: quotient(p50("guarded", i), p50("dbos", i))))
-    c_ed = show("  classify/edictum (p50)",
-                each_run(lambda i: quotient(p50("classify100", i), p50("edictum100", i))))
+    c_ed = show("  classify/edictum (p50)", each_run(lambda i: quotient(p50("classify100", i), p50("edictum100", i))))
     print(f"total wall time: {time.perf_counter() - t_start:.0f} s; load average now {_load()}")
-    print(f"bench: guarded/floor {fmt_ratio(g_floor)}, cpu guarded/floor {fmt_ratio(cpu_floor, 1)}, "
-          f"worst p99/p50 {fmt_ratio(worst, 1)}, growth 1M/empty {fmt_ratio(growth)}, "
-          f"guarded/dbos {fmt_ratio(g_dbos)}, classify/edictum {fmt_ratio(c_ed)}")
+    print(
+        f"bench: guarded/floor {fmt_ratio(g_floor)}, cpu guarded/floor {fmt_ratio(cpu_floor, 1)}, "
+        f"worst p99/p50 {fmt_ratio(worst, 1)}, growth 1M/empty {fmt_ratio(growth)}, "
+        f"guarded/dbos {fmt_ratio(g_dbos)}, classify/edictum {fmt_ratio(c_ed)}"
+    )
     return 0
 
 

@@ -21,7 +21,7 @@ RULES = {
     "none": "",
     "records per run": "  records:\n    - {name: r, tools: [bench.noop], field: customer_id, max: 1000000}\n",
     "records per window": "  records:\n    - {name: r, tools: [bench.noop], field: customer_id, max: 1000000, "
-                          "per: 1h}\n",
+    "per: 1h}\n",
     "duplicates": "  duplicates:\n    - {name: d, tools: [bench.noop], fields: [to, i], within: 10m}\n",
     "blank fields": "  blank_fields:\n    - {name: b, tools: [bench.noop], fields: [to, customer_id]}\n",
 }
@@ -114,8 +114,12 @@ def replay_figure(tmp: Path, n: int) -> tuple[float, float, int, int]:
     # The changed policy: lookups become idempotent (a new class) and a duplicates rule counts every call.
     changed = _policy(tmp / "new", RULES["duplicates"].replace("fields: [to, i]", "fields: [customer]"), TEAMS)
     for path in changed.iterdir():
-        path.write_text(path.read_text().replace("{name: lookup, tools: [crm.lookup], class: read}",
-                                                 "{name: lookup, tools: [crm.lookup], class: idempotent}"))
+        path.write_text(
+            path.read_text().replace(
+                "{name: lookup, tools: [crm.lookup], class: read}",
+                "{name: lookup, tools: [crm.lookup], class: idempotent}",
+            )
+        )
     ledger = Ledger(f"sqlite:///{db}")
     started = time.perf_counter()
     records = recorded_calls(ledger.conns)
@@ -139,8 +143,10 @@ def main(argv: list[str]) -> int:
             extra = "" if label == "none" else f"  (+{us - base:.0f} us)"
             print(f"  {label:<20} {us:8.0f} us{extra}")
         read, decide, calls, changed = replay_figure(Path(tmp), 100_000)
-        print(f"replay of {calls} recorded calls: read {read:.2f}s, decide {decide:.2f}s, total {read + decide:.2f}s "
-              f"({changed} would change)")
+        print(
+            f"replay of {calls} recorded calls: read {read:.2f}s, decide {decide:.2f}s, total {read + decide:.2f}s "
+            f"({changed} would change)"
+        )
     return 0
 
 

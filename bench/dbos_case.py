@@ -56,8 +56,11 @@ def run(db_path: str, n: int, warmup: int, dbos_defaults: bool = False) -> dict:
 
     from bench.stats import summarize
 
-    config: dict[str, Any] = {"name": "guard-bench", "system_database_url": f"sqlite:///{db_path}",
-                              "log_level": "WARNING"}
+    config: dict[str, Any] = {
+        "name": "guard-bench",
+        "system_database_url": f"sqlite:///{db_path}",
+        "log_level": "WARNING",
+    }
     if not dbos_defaults:
         config["system_database_engine"] = _engine(db_path)
     dbos = DBOS(config=config)  # type: ignore[arg-type]
@@ -97,8 +100,9 @@ def run(db_path: str, n: int, warmup: int, dbos_defaults: bool = False) -> dict:
     finally:
         DBOS.destroy(destroy_registry=True)
     label = "DBOS's own SQLite defaults" if dbos_defaults else "Guard's SQLite settings"
-    row = summarize(f"DBOS {version()} step, {label}", samples, cpu_box[0],
-                    note=f"one workflow of {n:,} no-op steps; {settings}")
+    row = summarize(
+        f"DBOS {version()} step, {label}", samples, cpu_box[0], note=f"one workflow of {n:,} no-op steps; {settings}"
+    )
     row.extra = {"settings": settings, "workflow_wall_s": wall, "version": version()}
     return row.to_json()
 

@@ -32,8 +32,10 @@ def settings(conn: sqlite3.Connection) -> str:
 def make_two_commits(db_path: str) -> tuple[Callable[[], None], Callable[[], None], str]:
     """(call, closer, settings): each call() inserts a row and commits, then updates it and commits."""
     conn = connect(db_path)
-    conn.execute("CREATE TABLE IF NOT EXISTS floor_calls(id INTEGER PRIMARY KEY, state TEXT NOT NULL, "
-                 "args_json TEXT NOT NULL, result_json TEXT, at REAL)")
+    conn.execute(
+        "CREATE TABLE IF NOT EXISTS floor_calls(id INTEGER PRIMARY KEY, state TEXT NOT NULL, "
+        "args_json TEXT NOT NULL, result_json TEXT, at REAL)"
+    )
     counter = itertools.count(1)
     ex = conn.execute
 

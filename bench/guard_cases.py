@@ -30,8 +30,9 @@ def otel_sdk() -> bool:
         return False
 
 
-def make_guarded_noop(db_path: str, log_level: str = "warning", durability: str = "by_class",
-                      traced: bool = False) -> tuple[Callable[[], Any], Callable[[], None]]:
+def make_guarded_noop(
+    db_path: str, log_level: str = "warning", durability: str = "by_class", traced: bool = False
+) -> tuple[Callable[[], Any], Callable[[], None]]:
     """(call, closer): call() makes one auto-approved guarded no-op tool call inside an open run.
 
     The run is opened here and closed by closer(), so the timed loop measures tool calls only
@@ -64,8 +65,13 @@ def make_guarded_noop(db_path: str, log_level: str = "warning", durability: str 
 
         provider = TracerProvider()
         provider.add_span_processor(SimpleSpanProcessor(InMemorySpanExporter()))
-    g = Guard(policies=str(POLICY_DIR), db=f"sqlite:///{db_path}", log_level=log_level,
-              durability=durability, tracer_provider=provider)  # type: ignore[arg-type]
+    g = Guard(
+        policies=str(POLICY_DIR),
+        db=f"sqlite:///{db_path}",
+        log_level=log_level,
+        durability=durability,  # type: ignore[arg-type]
+        tracer_provider=provider,
+    )
     noop = g.tool(lambda i: None, name="bench.noop")
     run_cm = g.run(team="bench")
     # The run is entered in a context of its own, so several of these can be open at once in one thread
@@ -160,8 +166,12 @@ def make_sql_replay(work: str, n: int) -> tuple[Callable[[], Any], Callable[[], 
     fresh.execute("VACUUM")
     fresh.close()
     conn = real_connect(replay_db, isolation_level=None, check_same_thread=False)
-    for pragma in ("PRAGMA synchronous=FULL", "PRAGMA busy_timeout=5000", "PRAGMA foreign_keys=ON",
-                   "PRAGMA cache_size=-65536"):
+    for pragma in (
+        "PRAGMA synchronous=FULL",
+        "PRAGMA busy_timeout=5000",
+        "PRAGMA foreign_keys=ON",
+        "PRAGMA cache_size=-65536",
+    ):
         conn.execute(pragma)
     execute = conn.cursor().execute
     plan = iter(groups)

@@ -36,12 +36,26 @@ def _writer(url: str, run_id: str, calls: int, start: threading.Barrier | None =
         start.wait()
     for i in range(calls):
         args = {"i": i}
-        offer = led.offer(CallRequest(call_id=new_id("call"), run_id=run_id, team="bench", tool="crm.lookup",
-                                      args_json=json.dumps(args), args_hash=args_hash(args), idempotency_key=None,
-                                      verdict="allow", side_effect="read", rule="r", reason="", policy_version="v",
-                                      actor="agent"))
-        led.complete(run_id, offer.call_id, token=offer.lease_token, result_json="{}", external_ids={}, attempts=1,
-                     actor="agent")
+        offer = led.offer(
+            CallRequest(
+                call_id=new_id("call"),
+                run_id=run_id,
+                team="bench",
+                tool="crm.lookup",
+                args_json=json.dumps(args),
+                args_hash=args_hash(args),
+                idempotency_key=None,
+                verdict="allow",
+                side_effect="read",
+                rule="r",
+                reason="",
+                policy_version="v",
+                actor="agent",
+            )
+        )
+        led.complete(
+            run_id, offer.call_id, token=offer.lease_token, result_json="{}", external_ids={}, attempts=1, actor="agent"
+        )
     led.close()
 
 

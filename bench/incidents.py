@@ -61,8 +61,10 @@ def main() -> None:
     conn.executemany("UPDATE runs SET source_event_id = 'bad-sync' WHERE run_id = ?", [(r,) for r in runs])
     for r in runs:
         for call_id, seq in conn.execute("SELECT call_id, seq FROM calls WHERE run_id = ?", (r,)).fetchall():
-            conn.execute("UPDATE calls SET external_ids = ? WHERE call_id = ?",
-                         (json.dumps({"contact": f"ct_{r[-6:]}_{seq}"}), call_id))
+            conn.execute(
+                "UPDATE calls SET external_ids = ? WHERE call_id = ?",
+                (json.dumps({"contact": f"ct_{r[-6:]}_{seq}"}), call_id),
+            )
     conn.execute("COMMIT")
     calls = conn.execute("SELECT count(*) FROM calls").fetchone()[0]
     conn.close()
@@ -84,8 +86,10 @@ def main() -> None:
     book.snapshot(again.incident_id, where / "snapshot-2.jsonl", by="bench")
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
-    print(f"{'snapshot':<12} {seconds:8.2f} s   peak Python memory {peak / 2**20:7.1f} MiB   "
-          f"({taken.records:,} records, {snap.stat().st_size / 2**20:.1f} MiB file)")
+    print(
+        f"{'snapshot':<12} {seconds:8.2f} s   peak Python memory {peak / 2**20:7.1f} MiB   "
+        f"({taken.records:,} records, {snap.stat().st_size / 2**20:.1f} MiB file)"
+    )
     t0 = time.perf_counter()
     ok = book.verify(inc.incident_id).ok
     print(f"{'verify':<12} {time.perf_counter() - t0:8.2f} s   ok={ok}")

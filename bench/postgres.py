@@ -34,8 +34,10 @@ sys.path.insert(0, str(ROOT))
 from bench.guard_cases import POLICY_DIR  # noqa: E402
 from tests.pg_cluster import PgCluster, server_bin_dir  # noqa: E402
 
-FLOOR_TABLE = ("CREATE TABLE IF NOT EXISTS floor_calls (id bigint PRIMARY KEY, state text NOT NULL, "
-               "args_json text NOT NULL, result_json text, at double precision)")
+FLOOR_TABLE = (
+    "CREATE TABLE IF NOT EXISTS floor_calls (id bigint PRIMARY KEY, state text NOT NULL, "
+    "args_json text NOT NULL, result_json text, at double precision)"
+)
 
 
 def floor_call(url: str, base: int) -> tuple[Callable[[], None], Callable[[], None]]:
@@ -147,7 +149,8 @@ class WaitSampler:
             while not self._stop.wait(0.005):
                 rows = conn.execute(
                     "SELECT coalesce(wait_event_type, 'CPU'), coalesce(wait_event, '') FROM pg_stat_activity "
-                    "WHERE datname = current_database() AND state = 'active' AND pid != pg_backend_pid()").fetchall()
+                    "WHERE datname = current_database() AND state = 'active' AND pid != pg_backend_pid()"
+                ).fetchall()
                 self.samples += 1
                 for kind, event in rows:
                     key = f"{kind}:{event}" if event else kind
@@ -178,8 +181,13 @@ def throughput(kind: str, url: str, workers: int, n: int) -> dict[str, Any]:
         p.join(60)
     wall = max(r[0] for r in results)
     lat = sorted(x for r in results for x in r[1])
-    return {"per_s": workers * n / wall, "p99_ms": lat[int(len(lat) * 0.99) - 1] * 1000, "max_ms": lat[-1] * 1000,
-            "errors": sum(r[2] for r in results), "waits": waits.summary()}
+    return {
+        "per_s": workers * n / wall,
+        "p99_ms": lat[int(len(lat) * 0.99) - 1] * 1000,
+        "max_ms": lat[-1] * 1000,
+        "errors": sum(r[2] for r in results),
+        "waits": waits.summary(),
+    }
 
 
 def main() -> int:
@@ -208,15 +216,19 @@ def main() -> int:
         for name, r in rows.items():
             print(f"{name:<44} {r['p50']:>9.0f} {r['p99']:>9.0f} {r['cpu']:>8.0f}")
         ratio = rows["guarded no-op, durability=by_class"]["p50"] / rows["floor: two durable commits"]["p50"]
-        print(f"\n{'workers':>7} {'guarded/s':>10} {'raw/s':>8} {'g/raw':>6} {'p99 ms':>7} {'max ms':>7} {'errors':>6}"
-              "  server, guarded (backends active per sample; top wait events) | raw")
+        print(
+            f"\n{'workers':>7} {'guarded/s':>10} {'raw/s':>8} {'g/raw':>6} {'p99 ms':>7} {'max ms':>7} {'errors':>6}"
+            "  server, guarded (backends active per sample; top wait events) | raw"
+        )
         tput: dict[int, float] = {}
         for w in counts:
             g = throughput("guarded", cluster.create_database(f"tput_{w}", template="bench_template"), w, n // 2)
             raw = throughput("raw", cluster.create_database(f"raw_{w}"), w, n // 2)
             tput[w] = g["per_s"] / raw["per_s"]
-            print(f"{w:>7} {g['per_s']:>10.0f} {raw['per_s']:>8.0f} {tput[w]:>6.2f} {g['p99_ms']:>7.1f} "
-                  f"{g['max_ms']:>7.1f} {g['errors'] + raw['errors']:>6.0f}  {g['waits']} | {raw['waits']}")
+            print(
+                f"{w:>7} {g['per_s']:>10.0f} {raw['per_s']:>8.0f} {tput[w]:>6.2f} {g['p99_ms']:>7.1f} "
+                f"{g['max_ms']:>7.1f} {g['errors'] + raw['errors']:>6.0f}  {g['waits']} | {raw['waits']}"
+            )
         top = max(counts)
         print(f"bench-postgres: guarded/floor {ratio:.2f}, guarded/raw at {top} workers {tput[top]:.2f}")
     finally:

@@ -29,8 +29,12 @@ from guard.ledger.records import CallRecord, EventRecord, RunRecord
 CALLS_PER_RUN = 10
 BATCH_CALLS = 50_000  # calls per transaction (with their events and runs)
 TEAMS = ("bench", "billing", "support", "ops")
-TOOLS = (("crm.lookup", "read"), ("billing.create_invoice", "compensable"),
-         ("crm.upsert_lead", "idempotent"), ("mail.send", "irreversible"))
+TOOLS = (
+    ("crm.lookup", "read"),
+    ("billing.create_invoice", "compensable"),
+    ("crm.upsert_lead", "idempotent"),
+    ("mail.send", "irreversible"),
+)
 FIRST_PATH = ("offered", "approved", "started")  # the first commit's one event names this path
 CALL_EVENTS = ((None, "started"), ("started", "completed"))
 ACTOR = "agent:seed"
@@ -104,14 +108,28 @@ def seed_calls(conn: sqlite3.Connection, n: int, *, start: int = 0, seed: int = 
                 run_id = _v7("run", int((t0 + run_no * CALLS_PER_RUN * step) * 1000), rng)
                 run_end = at + CALLS_PER_RUN * step
                 stream, prev, length = run_stream(run_id), GENESIS, 0
-                run_row = _row(_RUN_COLS, run_id=run_id, team=team, source_event_id=None, subject=None,
-                               state="completed", status_label=None, next_safe_action=None,
-                               requires_review=0, error_summary=None, created_by=ACTOR, created_at=at,
-                               updated_at=run_end)
+                run_row = _row(
+                    _RUN_COLS,
+                    run_id=run_id,
+                    team=team,
+                    source_event_id=None,
+                    subject=None,
+                    state="completed",
+                    status_label=None,
+                    next_safe_action=None,
+                    requires_review=0,
+                    error_summary=None,
+                    created_by=ACTOR,
+                    created_at=at,
+                    updated_at=run_end,
+                )
                 runs.append(run_row)
                 for src, dst, ev_at in ((None, "running", at), ("running", "completed", run_end)):
-                    detail = json.dumps({"team": team, "subject": None, "source_event_id": None}) \
-                        if dst == "running" else "{}"
+                    detail = (
+                        json.dumps({"team": team, "subject": None, "source_event_id": None})
+                        if dst == "running"
+                        else "{}"
+                    )
                     claim = ("runs", run_id, row_digest("runs", run_row)) if dst == "completed" else (None,) * 3
                     length += 1
                     h = event_hash(prev, stream, length, run_id, None, ev_at, ACTOR, "run", src, dst, detail, *claim)
@@ -120,23 +138,54 @@ def seed_calls(conn: sqlite3.Connection, n: int, *, start: int = 0, seed: int = 
             seq = seq0 + 1
             tool, side_effect = TOOLS[j % len(TOOLS)]
             call_id = _v7("call", int(at * 1000), rng)
-            args_json = json.dumps({"amount_cents": j % 90_000, "customer": f"c-{j % 5000:05d}"},
-                                   separators=(",", ":"), sort_keys=True)
+            args_json = json.dumps(
+                {"amount_cents": j % 90_000, "customer": f"c-{j % 5000:05d}"}, separators=(",", ":"), sort_keys=True
+            )
             args_hash = "sha256:" + hashlib.sha256(args_json.encode()).hexdigest()
-            key = None if side_effect == "read" else "auto:" + hashlib.sha256(
-                f"{run_id}\x1f{tool}\x1f{args_hash}".encode()).hexdigest()[:32]
-            call_row = (_row(_CALL_COLS, call_id=call_id, run_id=run_id, seq=seq, team=team, tool=tool,
-                              side_effect=side_effect, rule="seed", policy_version="sha256:seed",
-                              args_json=args_json, args_hash=args_hash, idempotency_key=key, requested_key=None,
-                              state="completed", attempts=1, external_ids="{}", result_json='{"ok":true}',
-                              error=None, reason=None, compensates_call_id=None, requested_by=ACTOR,
-                              offered_at=at, approved_at=at, started_at=at, ended_at=at + 0.002,
-                              updated_at=at + 0.002, lease_owner="seed", lease_token=1, lease_expires_at=None))
+            key = (
+                None
+                if side_effect == "read"
+                else "auto:" + hashlib.sha256(f"{run_id}\x1f{tool}\x1f{args_hash}".encode()).hexdigest()[:32]
+            )
+            call_row = _row(
+                _CALL_COLS,
+                call_id=call_id,
+                run_id=run_id,
+                seq=seq,
+                team=team,
+                tool=tool,
+                side_effect=side_effect,
+                rule="seed",
+                policy_version="sha256:seed",
+                args_json=args_json,
+                args_hash=args_hash,
+                idempotency_key=key,
+                requested_key=None,
+                state="completed",
+                attempts=1,
+                external_ids="{}",
+                result_json='{"ok":true}',
+                error=None,
+                reason=None,
+                compensates_call_id=None,
+                requested_by=ACTOR,
+                offered_at=at,
+                approved_at=at,
+                started_at=at,
+                ended_at=at + 0.002,
+                updated_at=at + 0.002,
+                lease_owner="seed",
+                lease_token=1,
+                lease_expires_at=None,
+            )
             calls.append(call_row)
             for src, dst in CALL_EVENTS:
                 ev_at = at if dst != "completed" else at + 0.002
-                detail = (json.dumps({"path": list(FIRST_PATH), "args_hash": args_hash,
-                                      "policy_version": "sha256:seed"}) if src is None else "{}")
+                detail = (
+                    json.dumps({"path": list(FIRST_PATH), "args_hash": args_hash, "policy_version": "sha256:seed"})
+                    if src is None
+                    else "{}"
+                )
                 claim = ("calls", call_id, row_digest("calls", call_row)) if dst == "completed" else (None,) * 3
                 length += 1
                 h = event_hash(prev, stream, length, run_id, call_id, ev_at, ACTOR, "call", src, dst, detail, *claim)
@@ -146,11 +195,13 @@ def seed_calls(conn: sqlite3.Connection, n: int, *, start: int = 0, seed: int = 
             heads.append((stream, length, prev))
         conn.execute("BEGIN IMMEDIATE")
         try:
-            for table, cols, rows in (("runs", _RUN_COLS, runs), ("calls", _CALL_COLS, calls),
-                                      ("events", _EVENT_COLS, events),
-                                      ("stream_heads", ("stream", "length", "head"), heads)):
-                conn.executemany(f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
-                                 rows)
+            for table, cols, rows in (
+                ("runs", _RUN_COLS, runs),
+                ("calls", _CALL_COLS, calls),
+                ("events", _EVENT_COLS, events),
+                ("stream_heads", ("stream", "length", "head"), heads),
+            ):
+                conn.executemany(f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})", rows)
         except BaseException:
             conn.execute("ROLLBACK")
             raise
@@ -159,6 +210,8 @@ def seed_calls(conn: sqlite3.Connection, n: int, *, start: int = 0, seed: int = 
     conn.execute(f"PRAGMA synchronous={old_sync}")
     conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     conn.isolation_level = old_iso
+
+
 # ===================================================================================================
 
 

@@ -32,8 +32,16 @@ class Row:
         return self.p50_us is not None
 
     def to_json(self) -> dict:
-        return {"name": self.name, "n": self.n, "p50_us": self.p50_us, "p95_us": self.p95_us,
-                "p99_us": self.p99_us, "cpu_us": self.cpu_us, "note": self.note, "extra": self.extra}
+        return {
+            "name": self.name,
+            "n": self.n,
+            "p50_us": self.p50_us,
+            "p95_us": self.p95_us,
+            "p99_us": self.p99_us,
+            "cpu_us": self.cpu_us,
+            "note": self.note,
+            "extra": self.extra,
+        }
 
     @classmethod
     def from_json(cls, d: dict) -> Row:
@@ -46,8 +54,9 @@ def summarize(name: str, samples_ns: list[int], cpu_ns: int, note: str = "") -> 
     if n < 2:
         raise ValueError("need at least 2 samples")
     q = statistics.quantiles(samples_ns, n=100, method="inclusive")  # q[k-1] is the k-th percentile
-    return Row(name=name, n=n, p50_us=q[49] / 1e3, p95_us=q[94] / 1e3, p99_us=q[98] / 1e3,
-               cpu_us=cpu_ns / n / 1e3, note=note)
+    return Row(
+        name=name, n=n, p50_us=q[49] / 1e3, p95_us=q[94] / 1e3, p99_us=q[98] / 1e3, cpu_us=cpu_ns / n / 1e3, note=note
+    )
 
 
 def measure(name: str, fn: Callable[[], object], n: int, warmup: int | None = None, note: str = "") -> Row:
@@ -80,8 +89,9 @@ class Case:
     warmup: int | None = None  # untimed calls first; None: the runner's default
 
 
-def measure_interleaved(cases: dict[str, Case], n: int, block: int = 100,
-                        warmup: int | None = None, warm: bool = True) -> dict[str, Row]:
+def measure_interleaved(
+    cases: dict[str, Case], n: int, block: int = 100, warmup: int | None = None, warm: bool = True
+) -> dict[str, Row]:
     """Measure every case `n` times, in turns of `block` calls (case A, B, C, A, B, C, ...).
 
     A shared machine drifts (other tenants, the disk's background work) by tens of percent over a minute.
@@ -130,8 +140,16 @@ def median_row(runs: list[Row]) -> Row:
         return statistics.median(values) if values else None
 
     note = first.note + (f"; median of {len(ok)} runs" if len(ok) > 1 else "")
-    return Row(name=first.name, n=sum(r.n for r in ok), p50_us=med("p50_us"), p95_us=med("p95_us"),
-               p99_us=med("p99_us"), cpu_us=med("cpu_us"), note=note, extra=first.extra)
+    return Row(
+        name=first.name,
+        n=sum(r.n for r in ok),
+        p50_us=med("p50_us"),
+        p95_us=med("p95_us"),
+        p99_us=med("p99_us"),
+        cpu_us=med("cpu_us"),
+        note=note,
+        extra=first.extra,
+    )
 
 
 def median_of(values: list[float | None]) -> float | None:
@@ -175,17 +193,23 @@ def runs_table(rows: list[tuple[str, list[Row]]]) -> str:
         values = [getattr(r, attr) if r.ok else None for r in runs]
         return f"{' / '.join(_fmt(v) for v in values)} -> {_fmt(median_of(values))}"
 
-    lines = ["| case | p50 µs by run -> median | p99 µs by run -> median | CPU/call µs by run -> median |",
-             "| --- | --- | --- | --- |"]
+    lines = [
+        "| case | p50 µs by run -> median | p99 µs by run -> median | CPU/call µs by run -> median |",
+        "| --- | --- | --- | --- |",
+    ]
     for name, runs in rows:
         lines.append(f"| {name} | {cell(runs, 'p50_us')} | {cell(runs, 'p99_us')} | {cell(runs, 'cpu_us')} |")
     return "\n".join(lines)
 
 
 def markdown_table(rows: list[Row]) -> str:
-    lines = ["| case | n | p50 µs | p95 µs | p99 µs | CPU/call µs | notes |",
-             "| --- | ---: | ---: | ---: | ---: | ---: | --- |"]
+    lines = [
+        "| case | n | p50 µs | p95 µs | p99 µs | CPU/call µs | notes |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | --- |",
+    ]
     for r in rows:
-        lines.append(f"| {r.name} | {r.n:,} | {_fmt(r.p50_us)} | {_fmt(r.p95_us)} | {_fmt(r.p99_us)} "
-                     f"| {_fmt(r.cpu_us)} | {r.note} |")
+        lines.append(
+            f"| {r.name} | {r.n:,} | {_fmt(r.p50_us)} | {_fmt(r.p95_us)} | {_fmt(r.p99_us)} "
+            f"| {_fmt(r.cpu_us)} | {r.note} |"
+        )
     return "\n".join(lines)

@@ -71,8 +71,12 @@ def _serve(db: str, policies: Path) -> Iterator[str]:
     """`guard serve` on `db` as a separate process; yields its base URL once /health answers."""
     port = _free_port()
     env = {**os.environ, "GUARD_POLICY_DIR": str(policies)}
-    proc = subprocess.Popen([sys.executable, "-m", "guard", "serve", "--port", str(port), "--db", db,
-                             "--log-level", "error"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "guard", "serve", "--port", str(port), "--db", db, "--log-level", "error"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     base = f"http://127.0.0.1:{port}"
     try:
         poll(lambda: proc.poll() is not None or _healthy(base), timeout=60, what="guard serve answering /health")
@@ -103,8 +107,10 @@ def measure(db: str, policies: Path, n: int) -> dict[str, tuple[list[float], lis
     guard.tool(lambda invoice: started.__setitem__(invoice, time.time()), name="billing.refund")
     figures: dict[str, tuple[list[float], list[float], list[float]]] = {row: ([], [], []) for row, _ in ROUNDS}
     try:
-        with _serve(db, policies) as base, httpx.Client(base_url=base, timeout=30,
-                                                        headers={"Authorization": f"Bearer {token}"}) as api:
+        with (
+            _serve(db, policies) as base,
+            httpx.Client(base_url=base, timeout=30, headers={"Authorization": f"Bearer {token}"}) as api,
+        ):
             for i in range(n):
                 for row, agents in ROUNDS:
                     names = [f"{row}-{i}-{a}".replace(" ", "_").replace(",", "") for a in range(agents)]
@@ -118,11 +124,17 @@ def measure(db: str, policies: Path, n: int) -> dict[str, tuple[list[float], lis
                         invoice = approval.run_id.split(":", 1)[1]
                         sent = time.time()
                         if row == "same process":
-                            reviewer.decide(approval.approval_id, reviewer="rita", decision="approve",
-                                            reviewer_roles=frozenset({"finance"}))
+                            reviewer.decide(
+                                approval.approval_id,
+                                reviewer="rita",
+                                decision="approve",
+                                reviewer_roles=frozenset({"finance"}),
+                            )
                         else:
-                            answer = api.post(f"/api/approvals/{approval.approval_id}/decision",
-                                              json={"decision": "approve", "args_hash": approval.args_hash})
+                            answer = api.post(
+                                f"/api/approvals/{approval.approval_id}/decision",
+                                json={"decision": "approve", "args_hash": approval.args_hash},
+                            )
                             answer.raise_for_status()
                         answered[invoice] = (time.time(), sent, approval.call_id)
                     for thread in threads:
@@ -167,8 +179,9 @@ def _ledger(backend: str, tmp: Path) -> Iterator[str]:
         return
     bin_dir = server_bin_dir()
     if bin_dir is None:
-        raise SystemExit("bench.wake: no PostgreSQL server binaries; run .ci/ensure-postgres "
-                         "or BENCH_WAKE_BACKENDS=sqlite")
+        raise SystemExit(
+            "bench.wake: no PostgreSQL server binaries; run .ci/ensure-postgres or BENCH_WAKE_BACKENDS=sqlite"
+        )
     cluster = PgCluster(bin_dir).start()
     try:
         url = cluster.create_database("wake")
@@ -189,15 +202,21 @@ def main() -> None:
             (policies / "wake.yaml").write_text(POLICY)
             with _ledger(backend, Path(tmp)) as db:
                 results[backend] = measure(db, policies, n)
-    print(f"wake: decision committed -> the blocked agent's tool starts, ms ({n} rounds; load "
-          f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores)")
-    print(f"{'backend':<9} {'decided by':<24} {'p50':>7} {'p99':>7} {'max':>7}   {'from request p50/p99':>20}   "
-          f"{'woken p50/p99':>15}   n")
+    print(
+        f"wake: decision committed -> the blocked agent's tool starts, ms ({n} rounds; load "
+        f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores)"
+    )
+    print(
+        f"{'backend':<9} {'decided by':<24} {'p50':>7} {'p99':>7} {'max':>7}   {'from request p50/p99':>20}   "
+        f"{'woken p50/p99':>15}   n"
+    )
     for backend, rows in results.items():
         for row, (ms, from_request, woke) in rows.items():
-            print(f"{backend:<9} {row:<24} {statistics.median(ms):7.2f} {_pct(ms, 0.99):7.2f} {max(ms):7.2f}   "
-                  f"{statistics.median(from_request):9.2f} / {_pct(from_request, 0.99):7.2f}   "
-                  f"{statistics.median(woke):6.2f} / {_pct(woke, 0.99):6.2f}   {len(ms)}")
+            print(
+                f"{backend:<9} {row:<24} {statistics.median(ms):7.2f} {_pct(ms, 0.99):7.2f} {max(ms):7.2f}   "
+                f"{statistics.median(from_request):9.2f} / {_pct(from_request, 0.99):7.2f}   "
+                f"{statistics.median(woke):6.2f} / {_pct(woke, 0.99):6.2f}   {len(ms)}"
+            )
 
 
 if __name__ == "__main__":

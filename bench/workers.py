@@ -92,10 +92,23 @@ def _gate() -> None:
 
 
 def _spawn(kind: str, db: Path, procs: int, seconds: float, calls: int) -> list[dict[str, Any]]:
-    argv = [sys.executable, "-m", "bench.workers", "--worker-kind", kind, "--db", str(db), "--seconds",
-            str(seconds), "--calls", str(calls)]
-    children = [subprocess.Popen([*argv, "--worker", f"w{n}"], cwd=ROOT, stdin=subprocess.PIPE,
-                                 stdout=subprocess.PIPE) for n in range(procs)]
+    argv = [
+        sys.executable,
+        "-m",
+        "bench.workers",
+        "--worker-kind",
+        kind,
+        "--db",
+        str(db),
+        "--seconds",
+        str(seconds),
+        "--calls",
+        str(calls),
+    ]
+    children = [
+        subprocess.Popen([*argv, "--worker", f"w{n}"], cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        for n in range(procs)
+    ]
     for child in children:
         assert child.stdout is not None and child.stdout.readline() == b"ready\n"
     for child in children:
@@ -124,10 +137,17 @@ def measure(procs: int, seconds: float, calls: int, folder: Path) -> dict[str, A
     errors: Counter[str] = Counter()
     for r in guarded + raw:
         errors.update(r["errors"])
-    return {"procs": procs, "calls_s": len(lat) / seconds, "raw_s": sum(len(r["lat"]) for r in raw) / seconds,
-            "p50": _pct(lat, 0.5), "p99": _pct(lat, 0.99), "max": max(lat, default=float("nan")),
-            "raw_p99": _pct([x for r in raw for x in r["lat"]], 0.99),
-            "cpu_ms": 1000 * sum(r["cpu"] for r in guarded) / max(1, len(lat)), "errors": dict(errors)}
+    return {
+        "procs": procs,
+        "calls_s": len(lat) / seconds,
+        "raw_s": sum(len(r["lat"]) for r in raw) / seconds,
+        "p50": _pct(lat, 0.5),
+        "p99": _pct(lat, 0.99),
+        "max": max(lat, default=float("nan")),
+        "raw_p99": _pct([x for r in raw for x in r["lat"]], 0.99),
+        "cpu_ms": 1000 * sum(r["cpu"] for r in guarded) / max(1, len(lat)),
+        "errors": dict(errors),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -140,19 +160,27 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--db", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker_kind is not None:
-        out = (_guarded(args.db, args.seconds, args.calls, args.worker) if args.worker_kind == "guarded"
-               else _raw(args.db, args.seconds, args.worker))
+        out = (
+            _guarded(args.db, args.seconds, args.calls, args.worker)
+            if args.worker_kind == "guarded"
+            else _raw(args.db, args.seconds, args.worker)
+        )
         sys.stdout.write(json.dumps(out))
         return 0
     print(f"bench.workers: {os.cpu_count()} CPUs, {args.seconds:g} s per row, {args.calls} calls per run")
-    print(f"{'procs':>5} {'guarded/s':>10} {'raw/s':>8} {'p50 ms':>7} {'p99 ms':>7} {'max ms':>7} "
-          f"{'raw p99':>8} {'cpu ms/call':>11}  errors")
+    print(
+        f"{'procs':>5} {'guarded/s':>10} {'raw/s':>8} {'p50 ms':>7} {'p99 ms':>7} {'max ms':>7} "
+        f"{'raw p99':>8} {'cpu ms/call':>11}  errors"
+    )
     with tempfile.TemporaryDirectory(prefix="bench-workers-") as folder:
         for procs in (int(p) for p in args.procs.split(",")):
             r = measure(procs, args.seconds, args.calls, Path(folder))
-            print(f"{procs:>5} {r['calls_s']:>10.0f} {r['raw_s']:>8.0f} {1000 * r['p50']:>7.2f} "
-                  f"{1000 * r['p99']:>7.1f} {1000 * r['max']:>7.1f} {1000 * r['raw_p99']:>8.1f} "
-                  f"{r['cpu_ms']:>11.2f}  {r['errors'] or 'none'}", flush=True)
+            print(
+                f"{procs:>5} {r['calls_s']:>10.0f} {r['raw_s']:>8.0f} {1000 * r['p50']:>7.2f} "
+                f"{1000 * r['p99']:>7.1f} {1000 * r['max']:>7.1f} {1000 * r['raw_p99']:>8.1f} "
+                f"{r['cpu_ms']:>11.2f}  {r['errors'] or 'none'}",
+                flush=True,
+            )
     return 0
 
 

@@ -51,6 +51,7 @@ class System:
     def find_by_key(self, idempotency_key: str) -> dict[str, Any] | None:
         """The row this idempotency key made, or None: what a real API's "get by idempotency key" answers."""
         with self._db() as db:
-            row = db.execute(f"SELECT * FROM {self.table} WHERE {self.key_column} = ? ORDER BY rowid LIMIT 1",
-                             (idempotency_key,)).fetchone()
+            row = db.execute(
+                f"SELECT * FROM {self.table} WHERE {self.key_column} = ? ORDER BY rowid LIMIT 1", (idempotency_key,)
+            ).fetchone()
         return None if row is None else dict(row)

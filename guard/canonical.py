@@ -31,15 +31,27 @@ from guard.redaction import (
     sets_secrets,
 )
 
-__all__ = ["DEFAULT_SECRET_FIELDS", "MAX_BYTES", "MAX_DEPTH", "REDACTED", "UnfitArguments", "args_hash",
-           "bound_hash", "canonical_json", "redact", "restore_secrets", "scrub", "sets_secrets", "to_json"]
+__all__ = [
+    "DEFAULT_SECRET_FIELDS",
+    "MAX_BYTES",
+    "MAX_DEPTH",
+    "REDACTED",
+    "UnfitArguments",
+    "args_hash",
+    "bound_hash",
+    "canonical_json",
+    "redact",
+    "restore_secrets",
+    "scrub",
+    "sets_secrets",
+    "to_json",
+]
 
 MAX_DEPTH = 64  # containers nested in the arguments (the arguments object itself is level 1)
 MAX_BYTES = 1 << 20  # canonical JSON size of the arguments
 
 _MAX_SAFE_INT = 2**53 - 1
-_dumps_sorted = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), sort_keys=True,
-                                 allow_nan=False).encode
+_dumps_sorted = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), sort_keys=True, allow_nan=False).encode
 
 Limit = Literal["depth", "size", "json"]
 
@@ -139,8 +151,10 @@ def _too_deep(max_depth: int, where: str = "") -> str:
     if len(where) > 80:
         where = where[:80] + "..."
     at = f" (at {where})" if where else ""
-    return (f"the arguments nest lists and objects more than {max_depth} levels deep{at}, the most Guard "
-            "accepts: flatten them")
+    return (
+        f"the arguments nest lists and objects more than {max_depth} levels deep{at}, the most Guard "
+        "accepts: flatten them"
+    )
 
 
 def _deeper_than(value: Any, max_depth: int) -> str | None:
@@ -151,8 +165,9 @@ def _deeper_than(value: Any, max_depth: int) -> str | None:
         if isinstance(item, Mapping | list | tuple):
             if depth > max_depth:
                 return path or "the top"
-            children = (cast(Mapping[Any, Any], item).items() if isinstance(item, Mapping)
-                        else enumerate(cast(list[Any], item)))
+            children = (
+                cast(Mapping[Any, Any], item).items() if isinstance(item, Mapping) else enumerate(cast(list[Any], item))
+            )
             for key, child in children:
                 stack.append((child, depth + 1, _join(path, key)))
     return None
@@ -182,8 +197,7 @@ def unfit(value: Any) -> str:
             continue
         elif isinstance(item, int):
             if abs(item) > _MAX_SAFE_INT:
-                return (f"{name} is an integer beyond +/-2**53, where JSON numbers lose precision: send it as "
-                        "a string")
+                return f"{name} is an integer beyond +/-2**53, where JSON numbers lose precision: send it as a string"
         elif isinstance(item, float):
             if not math.isfinite(item):
                 return f"{name} is a non-finite number (NaN or infinity): send a finite number"

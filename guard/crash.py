@@ -21,8 +21,17 @@ import signal
 __all__ = ["POINTS", "crash_point"]
 
 POINTS = (
-    "before_offer", "after_offer", "after_approved", "before_tool", "after_effect", "after_return",
-    "after_completed", "before_run_close", "before_compensation", "after_compensation", "after_recover_claim",
+    "before_offer",
+    "after_offer",
+    "after_approved",
+    "before_tool",
+    "after_effect",
+    "after_return",
+    "after_completed",
+    "before_run_close",
+    "before_compensation",
+    "after_compensation",
+    "after_recover_claim",
 )
 
 

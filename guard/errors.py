@@ -121,8 +121,9 @@ class PolicyError(ConfigurationError):
     field: str
     reason: str
 
-    def __init__(self, message: str | None = None, *, file: str, line: int | None, field: str, reason: str,
-                 **extra: Any) -> None:
+    def __init__(
+        self, message: str | None = None, *, file: str, line: int | None, field: str, reason: str, **extra: Any
+    ) -> None:
         where = f"{file}:{line}" if line is not None else file
         text = message or f"{where}: {field or '<document>'}: {reason}"
         super().__init__(text, file=file, line=line, field=field, reason=reason, **extra)

@@ -82,12 +82,25 @@ class LocalPostgres:
             if self._as_server_user:
                 shutil.chown(self.root, SERVER_USER)
                 shutil.chown(self.sockets, SERVER_USER)
-            self._run("initdb", "-D", str(self.data), "-U", SERVER_USER, "-A", "trust", "-E", "UTF8",
-                      "--locale=C", "--no-sync")
+            self._run(
+                "initdb",
+                "-D",
+                str(self.data),
+                "-U",
+                SERVER_USER,
+                "-A",
+                "trust",
+                "-E",
+                "UTF8",
+                "--locale=C",
+                "--no-sync",
+            )
             self.port = _free_port()
             atexit.register(self.remove)  # a caller that ends with `stop()`, or fails first, leaves no server
-        options = (f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.sockets} -c max_connections=200 "
-                   "-c shared_buffers=64MB")
+        options = (
+            f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.sockets} -c max_connections=200 "
+            "-c shared_buffers=64MB"
+        )
         # Up to 5 minutes: after an immediate stop the server replays its log first, and on a loaded 2-core CI
         # machine that took longer than a minute once (every later test then found it still starting).
         self._run("pg_ctl", "-D", str(self.data), "-l", str(self.log), "-o", options, "-w", "-t", "300", "start")
@@ -101,8 +114,9 @@ class LocalPostgres:
         """Run one statement as the superuser (autocommit: CREATE DATABASE cannot run in a transaction)."""
         import psycopg
 
-        with psycopg.connect(host="127.0.0.1", port=self.port, user=SERVER_USER, dbname=database,
-                             autocommit=True) as conn:
+        with psycopg.connect(
+            host="127.0.0.1", port=self.port, user=SERVER_USER, dbname=database, autocommit=True
+        ) as conn:
             conn.execute(statement.encode())
 
     def create_database(self, name: str, template: str | None = None) -> str:

@@ -68,8 +68,9 @@ def _console(_logger: Any, level: str, event: MutableMapping[str, Any]) -> str:
     return f"{stamp} [{name:<9}] {message:<40} {fields}".rstrip()
 
 
-def make_logger(level: str = "info", *, stream: TextIO | None = None, json: bool | None = None,
-                secret_fields: Iterable[str] = ()) -> FilteringBoundLogger:
+def make_logger(
+    level: str = "info", *, stream: TextIO | None = None, json: bool | None = None, secret_fields: Iterable[str] = ()
+) -> FilteringBoundLogger:
     """A structlog logger that drops lines below `level` at almost no cost and redacts secrets.
 
     `json=None` follows `GUARD_LOG_FORMAT` (see `log_format`). Both formats run the same processors (context
@@ -86,8 +87,11 @@ def make_logger(level: str = "info", *, stream: TextIO | None = None, json: bool
         processors=[
             structlog.contextvars.merge_contextvars,
             structlog.processors.add_log_level,
-            (structlog.processors.TimeStamper(fmt="iso", utc=True) if as_json
-             else structlog.processors.TimeStamper(fmt="%H:%M:%S", utc=False)),
+            (
+                structlog.processors.TimeStamper(fmt="iso", utc=True)
+                if as_json
+                else structlog.processors.TimeStamper(fmt="%H:%M:%S", utc=False)
+            ),
             _redactor(secret_fields),
             renderer,
         ],

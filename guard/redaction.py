@@ -21,16 +21,41 @@ import math
 from collections.abc import Iterable, Mapping
 from typing import Any, cast
 
-__all__ = ["DEFAULT_SECRET_FIELDS", "MIN_SCRUB_CHARS", "REDACTED", "conceal", "redact", "restore_secrets",
-           "scrub", "scrub_text", "scrub_value", "secret_texts", "sets_secrets"]
+__all__ = [
+    "DEFAULT_SECRET_FIELDS",
+    "MIN_SCRUB_CHARS",
+    "REDACTED",
+    "conceal",
+    "redact",
+    "restore_secrets",
+    "scrub",
+    "scrub_text",
+    "scrub_value",
+    "secret_texts",
+    "sets_secrets",
+]
 
 REDACTED = "[REDACTED]"
 MIN_SCRUB_CHARS = 4
 
 # Argument names that hold secrets in every team, whatever the policy says (compared case-insensitively).
 DEFAULT_SECRET_FIELDS: frozenset[str] = frozenset(
-    {"password", "passwd", "secret", "api_key", "apikey", "token", "access_token", "refresh_token",
-     "authorization", "card_number", "cvv", "cvc", "private_key", "client_secret"}
+    {
+        "password",
+        "passwd",
+        "secret",
+        "api_key",
+        "apikey",
+        "token",
+        "access_token",
+        "refresh_token",
+        "authorization",
+        "card_number",
+        "cvv",
+        "cvc",
+        "private_key",
+        "client_secret",
+    }
 )
 
 
@@ -164,8 +189,9 @@ def _scrub(value: Any, texts: tuple[str, ...]) -> Any:
         return REDACTED if any(secret in form for form in spelled for secret in texts) else value
     if isinstance(value, Mapping):
         mapping = cast(Mapping[Any, Any], value)
-        out = {(_scrub(key, texts) if isinstance(key, str) else key): _scrub(item, texts)
-               for key, item in mapping.items()}
+        out = {
+            (_scrub(key, texts) if isinstance(key, str) else key): _scrub(item, texts) for key, item in mapping.items()
+        }
         same = len(out) == len(mapping) and all(k in mapping and out[k] is mapping[k] for k in out)
         return mapping if same else out
     if isinstance(value, list | tuple):

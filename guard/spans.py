@@ -14,4 +14,4 @@ def format_span(seconds: float) -> str:
         count, left = divmod(left, size)
         counts.append((count, unit))
     first = next((i for i, (count, _) in enumerate(counts) if count), len(counts) - 1)
-    return " ".join(f"{count}{unit}" for count, unit in counts[first:first + 2] if count) or "0s"
+    return " ".join(f"{count}{unit}" for count, unit in counts[first : first + 2] if count) or "0s"

@@ -26,8 +26,7 @@ Decision = Literal["approve", "reject"]
 T = TypeVar("T")
 
 
-def poll(predicate: Callable[[], T], *, timeout: float = 10.0, what: str = "condition",
-            interval: float = 0.005) -> T:
+def poll(predicate: Callable[[], T], *, timeout: float = 10.0, what: str = "condition", interval: float = 0.005) -> T:
     """Re-read state until `predicate()` is truthy and return its value; AssertionError after `timeout` s.
 
     The sleep between reads is a poll interval, not a synchronisation: the condition itself is what is
@@ -56,8 +55,11 @@ class RecordingTool:
     def __call__(self, **kwargs: Any) -> Any:
         with self._lock:
             self.calls.append(kwargs)
-            answer = self._script.pop(0) if self._script else (self._default if self._default is not None
-                                                                 else {"echo": kwargs})
+            answer = (
+                self._script.pop(0)
+                if self._script
+                else (self._default if self._default is not None else {"echo": kwargs})
+            )
         if isinstance(answer, BaseException):
             raise answer
         return answer
@@ -68,16 +70,26 @@ class ScriptedReviewer:
     it may decide; `decide` returning None leaves one pending. Decisions it was refused are kept in `refused`
     (code, approval id) rather than raised: a test asserts on them."""
 
-    def __init__(self, ledger: Ledger, decide: Callable[[ApprovalRecord], Decision | None], *,
-                 reviewer: str = "scripted-reviewer", roles: Iterable[str] = (), reason: str = "scripted decision",
-                 edit: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
-                 policies: PolicySet | None = None, poll_interval: float = 0.005) -> None:
+    def __init__(
+        self,
+        ledger: Ledger,
+        decide: Callable[[ApprovalRecord], Decision | None],
+        *,
+        reviewer: str = "scripted-reviewer",
+        roles: Iterable[str] = (),
+        reason: str = "scripted decision",
+        edit: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+        policies: PolicySet | None = None,
+        poll_interval: float = 0.005,
+    ) -> None:
         """`edit`: approve the arguments this function makes of the ones shown, instead of those; an edit is a
         new proposal the team's policy judges, so it needs `policies` (e.g. `guard.policies`). With
         `policies`, other reviewers' votes count only while they hold one of the approval's roles there."""
         if edit is not None and policies is None:
-            raise GuardUsageError("ScriptedReviewer(edit=...) needs policies=... (e.g. guard.policies): an edit is "
-                                  "judged by the team's policy before it is put to reviewers")
+            raise GuardUsageError(
+                "ScriptedReviewer(edit=...) needs policies=... (e.g. guard.policies): an edit is "
+                "judged by the team's policy before it is put to reviewers"
+            )
         self.policies = policies
         self.ledger = ledger
         self.decide = decide
@@ -102,14 +114,25 @@ class ScriptedReviewer:
                     continue
                 self._seen.add(approval.approval_id)
                 try:
-                    edited = (self.edit(json.loads(approval.args_json))
-                              if self.edit is not None and choice == "approve" else None)
+                    edited = (
+                        self.edit(json.loads(approval.args_json))
+                        if self.edit is not None and choice == "approve"
+                        else None
+                    )
                     self.ledger.decide(
-                        approval.approval_id, reviewer=self.reviewer, decision=choice, reviewer_roles=self.roles,
-                        reason=self.reason, edited_args=edited,
-                        edit_gate=(edit_gate(self.policies, approval.team, approval.tool, edited)
-                                   if edited is not None and self.policies is not None else None),
-                        roles_now=self._roles_now(approval.team))
+                        approval.approval_id,
+                        reviewer=self.reviewer,
+                        decision=choice,
+                        reviewer_roles=self.roles,
+                        reason=self.reason,
+                        edited_args=edited,
+                        edit_gate=(
+                            edit_gate(self.policies, approval.team, approval.tool, edited)
+                            if edited is not None and self.policies is not None
+                            else None
+                        ),
+                        roles_now=self._roles_now(approval.team),
+                    )
                     self.decided.append((approval.approval_id, choice))
                 except ApprovalDecisionError as exc:
                     self.refused.append((exc.code, approval.approval_id))
@@ -125,7 +148,8 @@ class ScriptedReviewer:
         self._thread.start()
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self._stop.set()
         self._thread.join(5)

@@ -52,8 +52,10 @@ def pg_cluster() -> Iterator[PgCluster]:
     """A PostgreSQL server of this session's own, with a migrated template database; removed at the end."""
     bin_dir = server_bin_dir()
     if bin_dir is None:
-        pytest.fail("no PostgreSQL server binaries: run .ci/ensure-postgres (make test does), "
-                    "or GUARD_TEST_BACKENDS=sqlite to run the SQLite half alone")
+        pytest.fail(
+            "no PostgreSQL server binaries: run .ci/ensure-postgres (make test does), "
+            "or GUARD_TEST_BACKENDS=sqlite to run the SQLite half alone"
+        )
     cluster = PgCluster(bin_dir).start()
     try:
         upgrade(cluster.create_database(PG_TEMPLATE))

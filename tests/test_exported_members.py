@@ -78,8 +78,11 @@ def test_every_public_name_is_importable_from_guard(name: str) -> None:
 
 
 def test_every_public_error_is_a_guard_error() -> None:
-    errors = [getattr(guard, n) for n in EXPORTED if isinstance(getattr(guard, n), type)
-              and issubclass(getattr(guard, n), BaseException)]
+    errors = [
+        getattr(guard, n)
+        for n in EXPORTED
+        if isinstance(getattr(guard, n), type) and issubclass(getattr(guard, n), BaseException)
+    ]
     assert errors and all(issubclass(e, guard.GuardError) for e in errors)
 
 
@@ -87,12 +90,19 @@ def guard_imports(path: Path) -> list[tuple[int, str]]:
     """Each `guard` name a file imports, as `module:name` (or the module alone for `import guard.x`)."""
     found: list[tuple[int, str]] = []
     for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
-        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0 and (
-                node.module == "guard" or node.module.startswith("guard.")):
+        if (
+            isinstance(node, ast.ImportFrom)
+            and node.module
+            and node.level == 0
+            and (node.module == "guard" or node.module.startswith("guard."))
+        ):
             found.extend((node.lineno, f"{node.module}:{alias.name}") for alias in node.names)
         elif isinstance(node, ast.Import):
-            found.extend((node.lineno, alias.name) for alias in node.names
-                         if alias.name == "guard" or alias.name.startswith("guard."))
+            found.extend(
+                (node.lineno, alias.name)
+                for alias in node.names
+                if alias.name == "guard" or alias.name.startswith("guard.")
+            )
     return found
 
 
@@ -114,8 +124,12 @@ def test_adapters_and_examples_use_only_public_names_of_guard() -> None:
     imports = {p: guard_imports(p) for p in files}
     if not any(imports.values()):
         pytest.skip("no adapter or example imports guard yet")
-    private = [f"{p.relative_to(REPO)}:{line}: {what}" for p, found in imports.items() for line, what in found
-               if not _public(what)]
+    private = [
+        f"{p.relative_to(REPO)}:{line}: {what}"
+        for p, found in imports.items()
+        for line, what in found
+        if not _public(what)
+    ]
     assert private == []
     # adapters (shipped code) take the core's names from `guard` alone
     adapters = [what for p, found in imports.items() if p.is_relative_to(REPO / "adapters") for _, what in found]

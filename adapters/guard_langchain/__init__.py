@@ -20,9 +20,7 @@ try:
     import langchain.agents  # noqa: F401  # pyright: ignore[reportUnusedImport]  # imported only to fail early with the install command
     import langchain_core.tools  # noqa: F401  # pyright: ignore[reportUnusedImport]  # imported only to fail early with the install command
 except ImportError as exc:  # pragma: no cover - exercised only without the extra installed
-    raise ImportError(
-        "guard_langchain needs LangChain 1.x: pip install 'guard-middleware[langchain]'"
-    ) from exc
+    raise ImportError("guard_langchain needs LangChain 1.x: pip install 'guard-middleware[langchain]'") from exc
 
 from .bridge import ToolBridge, ToolReportedError
 from .middleware import GuardMiddleware

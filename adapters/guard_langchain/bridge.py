@@ -51,10 +51,23 @@ class ToolBridge(FrameworkBridge):
     with `ToolBridge.for_name(guard, name)`: one per Guard and name.
     """
 
-    def __init__(self, guard: Guard, name: str, *, external_ids: Mapping[str, str] | None = None,
-                 fallback: Callable[[Mapping[str, Any]], Any] | None = None) -> None:
-        super().__init__(guard, name, record=_record, check=_check, external_ids=external_ids, fallback=fallback,
-                         framework="LangChain")
+    def __init__(
+        self,
+        guard: Guard,
+        name: str,
+        *,
+        external_ids: Mapping[str, str] | None = None,
+        fallback: Callable[[Mapping[str, Any]], Any] | None = None,
+    ) -> None:
+        super().__init__(
+            guard,
+            name,
+            record=_record,
+            check=_check,
+            external_ids=external_ids,
+            fallback=fallback,
+            framework="LangChain",
+        )
 
 
 def _content(recorded: Any) -> str | list[str | dict[str, Any]]:
@@ -65,13 +78,15 @@ def _content(recorded: Any) -> str | list[str | dict[str, Any]]:
     return json.dumps(recorded, ensure_ascii=False)
 
 
-def as_tool_message(out: ToolMessage | Command[Any] | None, recorded: Any, *, tool_call_id: str,
-                    name: str) -> ToolMessage | Command[Any]:
+def as_tool_message(
+    out: ToolMessage | Command[Any] | None, recorded: Any, *, tool_call_id: str, name: str
+) -> ToolMessage | Command[Any]:
     """What the agent gets: LangChain's own output when the tool ran now, else one rebuilt from the record."""
     if out is not None:
         return out
-    return ToolMessage(content=_content(recorded), tool_call_id=tool_call_id, name=name,
-                       artifact={"guard": {"deduplicated": True}})
+    return ToolMessage(
+        content=_content(recorded), tool_call_id=tool_call_id, name=name, artifact={"guard": {"deduplicated": True}}
+    )
 
 
 def refusal_message(err: CallOutcomeError, *, tool_call_id: str, name: str) -> ToolMessage:
@@ -81,6 +96,13 @@ def refusal_message(err: CallOutcomeError, *, tool_call_id: str, name: str) -> T
         tool_call_id=tool_call_id,
         name=name,
         status="error",
-        artifact={"guard": {"outcome": type(err).__name__, "state": err.state, "run_id": err.run_id,
-                            "call_id": err.call_id, "tool": err.tool}},
+        artifact={
+            "guard": {
+                "outcome": type(err).__name__,
+                "state": err.state,
+                "run_id": err.run_id,
+                "call_id": err.call_id,
+                "tool": err.tool,
+            }
+        },
     )

@@ -51,9 +51,15 @@ class GuardMiddleware(AgentMiddleware[AgentState[Any], Any, Any]):
     Declare compensations and reconcile checks on `middleware.tool(policy_name)` before the agent runs.
     """
 
-    def __init__(self, guard: Guard, *, team: str | None = None, names: Mapping[str, str] | None = None,
-                 external_ids: Mapping[str, Mapping[str, str]] | None = None,
-                 on_pending: OnPending = "interrupt") -> None:
+    def __init__(
+        self,
+        guard: Guard,
+        *,
+        team: str | None = None,
+        names: Mapping[str, str] | None = None,
+        external_ids: Mapping[str, Mapping[str, str]] | None = None,
+        on_pending: OnPending = "interrupt",
+    ) -> None:
         super().__init__()
         self.guard = guard
         self.team = team
@@ -70,37 +76,56 @@ class GuardMiddleware(AgentMiddleware[AgentState[Any], Any, Any]):
         """
         bridge = ToolBridge.for_name(self.guard, name, external_ids=self.external_ids.get(name))
         if base is not None and bridge.fallback is None:
+
             def fallback(args: Mapping[str, Any]) -> Any:
                 return base.invoke(dict(args))
+
             bridge.fallback = fallback
         return bridge
 
     def _start(self, request: ToolCallRequest) -> tuple[ToolBridge, str, str]:
         run = current_run()
         if run is not None and self.team is not None and run.team != self.team:
-            raise GuardUsageError(f"GuardMiddleware for team {self.team!r} called in run {run.run_id} of team "
-                                  f"{run.team!r}: open the run with guard.run({self.team!r}, ...)")
+            raise GuardUsageError(
+                f"GuardMiddleware for team {self.team!r} called in run {run.run_id} of team "
+                f"{run.team!r}: open the run with guard.run({self.team!r}, ...)"
+            )
         name = request.tool_call["name"]
         return self.tool(self.names.get(name, name), base=request.tool), name, request.tool_call.get("id") or ""
 
     def _pending(self, err: ApprovalPending, tool_call_id: str, name: str) -> ToolMessage | None:
         """Deferred approval: pause the graph (returns on resume: offer again), or answer with an error."""
         if self.on_pending == "error":
-            return ToolMessage(content=f"[guard] {err.message}", tool_call_id=tool_call_id, name=name,
-                               status="error", artifact={"guard": {"outcome": "ApprovalPending",
-                                                                   "approval_id": err.approval_id}})
-        interrupt({"guard": "approval_pending", "run_id": err.run_id, "call_id": err.call_id, "tool": err.tool,
-                   "approval_id": err.approval_id, "expires_at": err.expires_at})
+            return ToolMessage(
+                content=f"[guard] {err.message}",
+                tool_call_id=tool_call_id,
+                name=name,
+                status="error",
+                artifact={"guard": {"outcome": "ApprovalPending", "approval_id": err.approval_id}},
+            )
+        interrupt(
+            {
+                "guard": "approval_pending",
+                "run_id": err.run_id,
+                "call_id": err.call_id,
+                "tool": err.tool,
+                "approval_id": err.approval_id,
+                "expires_at": err.expires_at,
+            }
+        )
         return None
 
-    def wrap_tool_call(self, request: ToolCallRequest,
-                       handler: Callable[[ToolCallRequest], ToolMessage | Command[Any]],
-                       ) -> ToolMessage | Command[Any]:
+    def wrap_tool_call(
+        self,
+        request: ToolCallRequest,
+        handler: Callable[[ToolCallRequest], ToolMessage | Command[Any]],
+    ) -> ToolMessage | Command[Any]:
         bridge, name, tool_call_id = self._start(request)
         while True:
             try:
-                _, out, recorded = bridge.call(request.tool_call["args"], tool_call_id or None,
-                                               lambda args: handler(_with_args(request, args)))
+                _, out, recorded = bridge.call(
+                    request.tool_call["args"], tool_call_id or None, lambda args: handler(_with_args(request, args))
+                )
             except ApprovalPending as err:
                 if (answer := self._pending(err, tool_call_id, name)) is not None:
                     return answer
@@ -109,14 +134,17 @@ class GuardMiddleware(AgentMiddleware[AgentState[Any], Any, Any]):
                 return refusal_message(err, tool_call_id=tool_call_id, name=name)
             return as_tool_message(out, recorded, tool_call_id=tool_call_id, name=name)
 
-    async def awrap_tool_call(self, request: ToolCallRequest,
-                              handler: Callable[[ToolCallRequest], Awaitable[ToolMessage | Command[Any]]],
-                              ) -> ToolMessage | Command[Any]:
+    async def awrap_tool_call(
+        self,
+        request: ToolCallRequest,
+        handler: Callable[[ToolCallRequest], Awaitable[ToolMessage | Command[Any]]],
+    ) -> ToolMessage | Command[Any]:
         bridge, name, tool_call_id = self._start(request)
         while True:
             try:
-                _, out, recorded = await bridge.acall(request.tool_call["args"], tool_call_id or None,
-                                                      lambda args: handler(_with_args(request, args)))
+                _, out, recorded = await bridge.acall(
+                    request.tool_call["args"], tool_call_id or None, lambda args: handler(_with_args(request, args))
+                )
             except ApprovalPending as err:
                 if (answer := self._pending(err, tool_call_id, name)) is not None:
                     return answer

@@ -42,8 +42,10 @@ def _with_args(tool_input: Any, asked: Mapping[str, Any], run: Mapping[str, Any]
     """The tool input with the arguments Guard runs (a reviewer's edit of the model's), rest unchanged."""
     if run == asked:
         return tool_input
+
     def injected(given: Mapping[str, Any]) -> dict[str, Any]:  # what the model did not send (state, runtime)
         return {k: v for k, v in given.items() if k not in asked}
+
     if isinstance(tool_input, dict) and cast(dict[str, Any], tool_input).get("type") == "tool_call":
         call = cast(ToolCall, tool_input)
         return {**call, "args": {**injected(call["args"]), **run}}
@@ -77,31 +79,38 @@ class GuardedLangChainTool(BaseTool):
             raise err
         return refusal_message(err, tool_call_id=call_id, name=self.name)
 
-    def invoke(self, input: str | dict[str, Any] | ToolCall, config: RunnableConfig | None = None,
-               **kwargs: Any) -> Any:
+    def invoke(
+        self, input: str | dict[str, Any] | ToolCall, config: RunnableConfig | None = None, **kwargs: Any
+    ) -> Any:
         args, call_id = _split(self.inner, input)
         try:
             _, out, recorded = self.bridge.call(
-                args, call_id, lambda run: self.inner.invoke(_with_args(input, args, run), config, **kwargs))
+                args, call_id, lambda run: self.inner.invoke(_with_args(input, args, run), config, **kwargs)
+            )
         except CallOutcomeError as err:
             return self._refused(err, call_id)
         return self._finish(out, recorded, call_id)
 
-    async def ainvoke(self, input: str | dict[str, Any] | ToolCall, config: RunnableConfig | None = None,
-                      **kwargs: Any) -> Any:
+    async def ainvoke(
+        self, input: str | dict[str, Any] | ToolCall, config: RunnableConfig | None = None, **kwargs: Any
+    ) -> Any:
         args, call_id = _split(self.inner, input)
         try:
             _, out, recorded = await self.bridge.acall(
-                args, call_id, lambda run: self.inner.ainvoke(_with_args(input, args, run), config, **kwargs))
+                args, call_id, lambda run: self.inner.ainvoke(_with_args(input, args, run), config, **kwargs)
+            )
         except CallOutcomeError as err:
             return self._refused(err, call_id)
         return self._finish(out, recorded, call_id)
 
 
-def guard_tool(guard: Guard, tool: BaseTool, *, name: str | None = None,
-               external_ids: Mapping[str, str] | None = None) -> GuardedLangChainTool:
+def guard_tool(
+    guard: Guard, tool: BaseTool, *, name: str | None = None, external_ids: Mapping[str, str] | None = None
+) -> GuardedLangChainTool:
     """Guard `tool` under the policy tool `name` (default: the tool's own name)."""
-    bridge = ToolBridge.for_name(guard, name or tool.name, external_ids=external_ids,
-                                 fallback=lambda args: tool.invoke(dict(args)))
-    return GuardedLangChainTool(name=tool.name, description=tool.description, args_schema=tool.args_schema,
-                                inner=tool, bridge=bridge)
+    bridge = ToolBridge.for_name(
+        guard, name or tool.name, external_ids=external_ids, fallback=lambda args: tool.invoke(dict(args))
+    )
+    return GuardedLangChainTool(
+        name=tool.name, description=tool.description, args_schema=tool.args_schema, inner=tool, bridge=bridge
+    )

@@ -30,7 +30,25 @@ from .proxy import GuardProxy, ToolReportedError, UpstreamAnswered
 from .serve import ProxyConfig, serve
 from .upstream import HttpUpstream, Upstream, connect, list_tools_as_sent, stdio_upstream
 
-__all__ = ["BINDING_FIELD", "IDEMPOTENCY_META_KEY", "IDEMPOTENCY_META_KEYS", "OUTCOME_META_KEY", "GuardProxy",
-           "HttpUpstream", "ProxyConfig", "ToolReportedError", "Upstream", "UpstreamAnswered", "compensation_args",
-           "connect", "declare_compensation", "definition_hash", "list_tools_as_sent", "serve", "stdio_upstream",
-           "suggest_class", "suggest_policy", "upstream_key"]
+__all__ = [
+    "BINDING_FIELD",
+    "IDEMPOTENCY_META_KEY",
+    "IDEMPOTENCY_META_KEYS",
+    "OUTCOME_META_KEY",
+    "GuardProxy",
+    "HttpUpstream",
+    "ProxyConfig",
+    "ToolReportedError",
+    "Upstream",
+    "UpstreamAnswered",
+    "compensation_args",
+    "connect",
+    "declare_compensation",
+    "definition_hash",
+    "list_tools_as_sent",
+    "serve",
+    "stdio_upstream",
+    "suggest_class",
+    "suggest_policy",
+    "upstream_key",
+]

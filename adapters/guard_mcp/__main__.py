@@ -26,8 +26,9 @@ from .upstream import HttpUpstream, Upstream, connect, list_all_tools, stdio_ups
 
 
 def _upstream_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--upstream-url", default=None,
-                        help="the upstream server's streamable HTTP endpoint (instead of -- COMMAND)")
+    parser.add_argument(
+        "--upstream-url", default=None, help="the upstream server's streamable HTTP endpoint (instead of -- COMMAND)"
+    )
     parser.add_argument("upstream", nargs=argparse.REMAINDER, help="-- COMMAND [ARGS...] of the upstream server")
 
 
@@ -43,8 +44,10 @@ def _upstream(parser: argparse.ArgumentParser, ns: argparse.Namespace) -> Upstre
 
 
 def proxy_main(argv: list[str]) -> None:
-    parser = argparse.ArgumentParser(prog="python -m guard_mcp", description="Guard proxy in front of an MCP "
-                                     "server (see also: python -m guard_mcp policy-init --help)")
+    parser = argparse.ArgumentParser(
+        prog="python -m guard_mcp",
+        description="Guard proxy in front of an MCP server (see also: python -m guard_mcp policy-init --help)",
+    )
     parser.add_argument("--policies", default="policies")
     parser.add_argument("--db", default=None, help="ledger URL (default GUARD_DATABASE_URL, else sqlite:///guard.db)")
     parser.add_argument("--team", required=True)
@@ -56,17 +59,35 @@ def proxy_main(argv: list[str]) -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8765)
     parser.add_argument("--path", default="/mcp")
-    parser.add_argument("--compensate", action="append", default=[], metavar="TOOL=COMPENSATING_TOOL",
-                        help="the upstream tool that compensates TOOL in a saga (repeatable)")
-    parser.add_argument("--reconcile", action="append", default=[], metavar="TOOL=LOOKUP_TOOL",
-                        help="the upstream tool that finds TOOL's effect by its idempotency key, asked when a "
-                             "call's outcome is unknown (repeatable)")
-    parser.add_argument("--call-timeout", type=float, default=DEFAULT_CALL_TIMEOUT,
-                        help="seconds an upstream tools/call may take; past it the outcome is unknown (in doubt)")
-    parser.add_argument("--on-exit", choices=["keep", "complete"], default=None,
-                        help="what the proxy's end (the client gone, SIGTERM) does to its run: keep it running for "
-                             "the next connection of the same event (the default with --event or --run-id) or "
-                             "complete it (the default without: a run of the proxy's own)")
+    parser.add_argument(
+        "--compensate",
+        action="append",
+        default=[],
+        metavar="TOOL=COMPENSATING_TOOL",
+        help="the upstream tool that compensates TOOL in a saga (repeatable)",
+    )
+    parser.add_argument(
+        "--reconcile",
+        action="append",
+        default=[],
+        metavar="TOOL=LOOKUP_TOOL",
+        help="the upstream tool that finds TOOL's effect by its idempotency key, asked when a "
+        "call's outcome is unknown (repeatable)",
+    )
+    parser.add_argument(
+        "--call-timeout",
+        type=float,
+        default=DEFAULT_CALL_TIMEOUT,
+        help="seconds an upstream tools/call may take; past it the outcome is unknown (in doubt)",
+    )
+    parser.add_argument(
+        "--on-exit",
+        choices=["keep", "complete"],
+        default=None,
+        help="what the proxy's end (the client gone, SIGTERM) does to its run: keep it running for "
+        "the next connection of the same event (the default with --event or --run-id) or "
+        "complete it (the default without: a run of the proxy's own)",
+    )
     parser.add_argument("--log-level", default="warning")
     _upstream_args(parser)
     ns = parser.parse_args(argv)
@@ -76,19 +97,37 @@ def proxy_main(argv: list[str]) -> None:
         reconciles = dict(parse_pair(text, "--reconcile", "LOOKUP_TOOL") for text in ns.reconcile)
     except ValueError as exc:
         parser.error(str(exc))
-    config = ProxyConfig(upstream=upstream, team=ns.team, run_id=ns.run_id, source_event_id=ns.event,
-                         transport=ns.serve, host=ns.host, port=ns.port, path=ns.path, compensations=compensations,
-                         on_exit=ns.on_exit, reconciles=reconciles, call_timeout=ns.call_timeout)
-    with Guard(policies=ns.policies, db=ns.db, approval=ns.approval, approval_timeout=ns.approval_timeout,
-               log_level=ns.log_level) as guard:
+    config = ProxyConfig(
+        upstream=upstream,
+        team=ns.team,
+        run_id=ns.run_id,
+        source_event_id=ns.event,
+        transport=ns.serve,
+        host=ns.host,
+        port=ns.port,
+        path=ns.path,
+        compensations=compensations,
+        on_exit=ns.on_exit,
+        reconciles=reconciles,
+        call_timeout=ns.call_timeout,
+    )
+    with Guard(
+        policies=ns.policies,
+        db=ns.db,
+        approval=ns.approval,
+        approval_timeout=ns.approval_timeout,
+        log_level=ns.log_level,
+    ) as guard:
         anyio.run(serve, guard, config)
 
 
 def policy_init_main(argv: list[str]) -> None:
-    parser = argparse.ArgumentParser(prog="python -m guard_mcp policy-init",
-                                     description="Print a draft policy (YAML) from the tools an MCP server lists "
-                                                 "and their annotations: a suggestion to review, never looser "
-                                                 "than the safest reading.")
+    parser = argparse.ArgumentParser(
+        prog="python -m guard_mcp policy-init",
+        description="Print a draft policy (YAML) from the tools an MCP server lists "
+        "and their annotations: a suggestion to review, never looser "
+        "than the safest reading.",
+    )
     parser.add_argument("--team", required=True, help="the team the draft is for (the file is <team>.yaml)")
     _upstream_args(parser)
     ns = parser.parse_args(argv)

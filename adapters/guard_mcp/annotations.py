@@ -38,8 +38,12 @@ def _hints(tool: types.Tool) -> str:
     hints = tool.annotations
     if hints is None:
         return "no annotations"
-    said = {"readOnlyHint": hints.read_only_hint, "destructiveHint": hints.destructive_hint,
-            "idempotentHint": hints.idempotent_hint, "openWorldHint": hints.open_world_hint}
+    said = {
+        "readOnlyHint": hints.read_only_hint,
+        "destructiveHint": hints.destructive_hint,
+        "idempotentHint": hints.idempotent_hint,
+        "openWorldHint": hints.open_world_hint,
+    }
     text = ", ".join(f"{name}={json.dumps(value)}" for name, value in said.items() if value is not None)
     return text or "no hints"
 
@@ -85,10 +89,12 @@ def suggest_policy(team: str, tools: Iterable[types.Tool], *, server: str | None
     taken: set[str] = set()
     for tool in tools:
         cls = suggest_class(tool)
-        lines += [f"  - name: {_rule_name(tool.name, taken)}",
-                  f"    # suggested from {_hints(tool)}",
-                  f"    tools: [{json.dumps(_exact(tool.name))}]",
-                  f"    class: {cls}"]
+        lines += [
+            f"  - name: {_rule_name(tool.name, taken)}",
+            f"    # suggested from {_hints(tool)}",
+            f"    tools: [{json.dumps(_exact(tool.name))}]",
+            f"    class: {cls}",
+        ]
         if cls == "irreversible":
             lines.append(f"    approval: {{roles: [{DRAFT_APPROVER_ROLE}]}}")
     if not tools:

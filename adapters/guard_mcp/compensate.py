@@ -51,12 +51,16 @@ def compensation_args(schema: Mapping[str, Any], ctx: RollbackContext) -> dict[s
     raw: Any = ctx.result
     result: Mapping[str, Any] = cast(Mapping[str, Any], raw) if isinstance(raw, Mapping) else {}
     structured = result.get("structuredContent")
-    sources: list[Mapping[str, Any]] = [cast(Mapping[str, Any], structured) if isinstance(structured, Mapping)
-                                        else {}, dict(ctx.external_ids), unbind(ctx.args)]
+    sources: list[Mapping[str, Any]] = [
+        cast(Mapping[str, Any], structured) if isinstance(structured, Mapping) else {},
+        dict(ctx.external_ids),
+        unbind(ctx.args),
+    ]
     args, missing = args_by_name(schema, sources)
     if missing:
-        raise CompensationError(f"no value for {', '.join(missing)} in the result or arguments of {ctx.tool} "
-                                f"call {ctx.call_id}")
+        raise CompensationError(
+            f"no value for {', '.join(missing)} in the result or arguments of {ctx.tool} call {ctx.call_id}"
+        )
     return args
 
 

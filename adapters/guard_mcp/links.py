@@ -115,16 +115,24 @@ class Link:
 
     # From the upstream to the client.
 
-    async def _sampling(self, context: ClientRequestContext,  # noqa: ARG002 (the SDK's callback signature)
-                        params: types.CreateMessageRequestParams) -> types.CreateMessageResult | types.ErrorData:
+    async def _sampling(
+        self,
+        context: ClientRequestContext,  # noqa: ARG002 (the SDK's callback signature)
+        params: types.CreateMessageRequestParams,
+    ) -> types.CreateMessageResult | types.ErrorData:
         return await self._ask(types.CreateMessageRequest(params=params), types.CreateMessageResult)
 
-    async def _elicitation(self, context: ClientRequestContext,  # noqa: ARG002 (the SDK's callback signature)
-                           params: types.ElicitRequestParams) -> types.ElicitResult | types.ErrorData:
+    async def _elicitation(
+        self,
+        context: ClientRequestContext,  # noqa: ARG002 (the SDK's callback signature)
+        params: types.ElicitRequestParams,
+    ) -> types.ElicitResult | types.ErrorData:
         return await self._ask(types.ElicitRequest(params=params), types.ElicitResult)
 
-    async def _list_roots(self, context: ClientRequestContext,  # noqa: ARG002 (the SDK's callback signature)
-                          ) -> types.ListRootsResult | types.ErrorData:
+    async def _list_roots(
+        self,
+        context: ClientRequestContext,  # noqa: ARG002 (the SDK's callback signature)
+    ) -> types.ListRootsResult | types.ErrorData:
         return await self._ask(types.ListRootsRequest(), types.ListRootsResult)
 
     async def _ask(self, request: types.ServerRequest, result_type: type[R]) -> R | types.ErrorData:
@@ -133,7 +141,8 @@ class Link:
         try:
             if current is not None:
                 return await current.session.send_request(
-                    request, result_type, metadata=ServerMessageMetadata(related_request_id=current.request_id))
+                    request, result_type, metadata=ServerMessageMetadata(related_request_id=current.request_id)
+                )
             if self.connection is not None:
                 data = request.model_dump(by_alias=True, mode="json", exclude_none=True)
                 raw = await self.connection.send_raw_request(data["method"], data.get("params"))
@@ -142,8 +151,9 @@ class Link:
             return exc.error
         except Exception as exc:  # noqa: BLE001 (the client cannot be asked, gone or closed: the upstream learns why)
             logger.warning("could not ask the client %s: %r", request.method, exc)
-            return types.ErrorData(code=INTERNAL_ERROR, message=f"the client behind the proxy could not be asked: "
-                                                                f"{type(exc).__name__}")
+            return types.ErrorData(
+                code=INTERNAL_ERROR, message=f"the client behind the proxy could not be asked: {type(exc).__name__}"
+            )
         return types.ErrorData(code=INVALID_REQUEST, message="no client session behind the proxy to ask")
 
     async def on_message(self, message: IncomingMessage) -> None:
@@ -153,9 +163,14 @@ class Link:
         if isinstance(message, types.ToolListChangedNotification):
             self._on_tools_changed()
         if isinstance(message, types.ProgressNotification):
-            target = next((s for s in reversed(self._serving)
-                           if s.progress_token is not None and s.progress_token == message.params.progress_token),
-                          None)
+            target = next(
+                (
+                    s
+                    for s in reversed(self._serving)
+                    if s.progress_token is not None and s.progress_token == message.params.progress_token
+                ),
+                None,
+            )
             if target is not None:
                 await target.session.send_notification(message, related_request_id=target.request_id)
             return
@@ -179,8 +194,7 @@ class Links:
         on_tools_changed: called when an upstream says its tools changed.
     """
 
-    def __init__(self, upstream: Upstream | None, primary: ClientSession,
-                 on_tools_changed: Callable[[], None]) -> None:
+    def __init__(self, upstream: Upstream | None, primary: ClientSession, on_tools_changed: Callable[[], None]) -> None:
         self.upstream = upstream
         self.primary = Link(None, on_tools_changed)
         self.primary.session = primary
@@ -205,8 +219,9 @@ class Links:
             self._group.start_soon(self._hold, link, self.upstream, connection.client_capabilities)
         await link.ready.wait()
         if link.session is None:
-            raise MCPError(code=INTERNAL_ERROR, message=f"[guard] the upstream server could not be reached: "
-                                                        f"{link.error!r}")
+            raise MCPError(
+                code=INTERNAL_ERROR, message=f"[guard] the upstream server could not be reached: {link.error!r}"
+            )
         return link
 
     async def _hold(self, link: Link, upstream: Upstream, capabilities: types.ClientCapabilities | None) -> None:
@@ -222,4 +237,3 @@ class Links:
         finally:
             link.session = None
             link.ready.set()
-

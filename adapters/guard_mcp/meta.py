@@ -25,8 +25,14 @@ from mcp_types import RequestParamsMeta
 
 from guard import trace_context
 
-__all__ = ["IDEMPOTENCY_META_KEY", "IDEMPOTENCY_META_KEYS", "OUTCOME_META_KEY", "client_key", "forward_meta",
-           "upstream_key"]
+__all__ = [
+    "IDEMPOTENCY_META_KEY",
+    "IDEMPOTENCY_META_KEYS",
+    "OUTCOME_META_KEY",
+    "client_key",
+    "forward_meta",
+    "upstream_key",
+]
 
 IDEMPOTENCY_META_KEY = "guard/idempotency_key"
 IDEMPOTENCY_META_KEYS = (IDEMPOTENCY_META_KEY, "idempotency_key")  # what a client may send, in this order
@@ -46,8 +52,11 @@ def client_key(meta: Mapping[str, Any] | None) -> str | None:
 def forward_meta(meta: Mapping[str, Any] | None, *, key: str | None = None) -> RequestParamsMeta | None:
     """The `_meta` the proxy sends upstream for a client's request: the client's own keys without its
     connection envelope, and Guard's idempotency key for a guarded call (in place of any the client sent)."""
-    kept = {name: value for name, value in (meta or {}).items()
-            if not name.startswith(_ENVELOPE_PREFIX) and name not in IDEMPOTENCY_META_KEYS}
+    kept = {
+        name: value
+        for name, value in (meta or {}).items()
+        if not name.startswith(_ENVELOPE_PREFIX) and name not in IDEMPOTENCY_META_KEYS
+    }
     if key:
         kept[IDEMPOTENCY_META_KEY] = key
     kept.update(trace_context())  # W3C `traceparent` of Guard's span for the call: the upstream's spans join its trace

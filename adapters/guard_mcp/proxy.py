@@ -69,7 +69,6 @@ __all__ = ["DEFAULT_CALL_TIMEOUT", "GuardProxy", "ToolReportedError", "UpstreamA
 DEFAULT_CALL_TIMEOUT = 300.0  # seconds an upstream tools/call may take when the proxy is not told otherwise
 
 
-
 @dataclass(slots=True)
 class _Served:
     """The client's `tools/call` being served: its `_meta` and whether it sent `arguments` at all (Guard's tool
@@ -105,14 +104,16 @@ class ToolReportedError(UpstreamAnswered):
 
 def passed_on(answered: types.CallToolResult, text: str, outcome: Mapping[str, Any]) -> types.CallToolResult:
     """The upstream tool's own error result, unchanged but for Guard's outcome (and its words) in `_meta`."""
-    return answered.model_copy(update={"meta": {**(answered.meta or {}),
-                                                OUTCOME_META_KEY: {**outcome, "message": text}}})
+    return answered.model_copy(
+        update={"meta": {**(answered.meta or {}), OUTCOME_META_KEY: {**outcome, "message": text}}}
+    )
 
 
 def error_result(text: str, outcome: Mapping[str, Any]) -> types.CallToolResult:
     """An MCP tool error result: Guard's reason as text, the typed outcome in `_meta["guard/outcome"]`."""
-    return types.CallToolResult(content=[types.TextContent(text=f"[guard] {text}")], is_error=True,
-                                _meta={OUTCOME_META_KEY: dict(outcome)})
+    return types.CallToolResult(
+        content=[types.TextContent(text=f"[guard] {text}")], is_error=True, _meta={OUTCOME_META_KEY: dict(outcome)}
+    )
 
 
 def result_text(result: types.CallToolResult) -> str:
@@ -138,9 +139,17 @@ class GuardProxy:
             own (`links.py`, started by `links.start`). None: every client shares `upstream`.
     """
 
-    def __init__(self, guard: Guard, upstream: ClientSession, *, team: str, name: str = "guard-proxy",
-                 keeps_run_open: bool = True, call_timeout: float | None = DEFAULT_CALL_TIMEOUT,
-                 upstream_spec: Upstream | None = None) -> None:
+    def __init__(
+        self,
+        guard: Guard,
+        upstream: ClientSession,
+        *,
+        team: str,
+        name: str = "guard-proxy",
+        keeps_run_open: bool = True,
+        call_timeout: float | None = DEFAULT_CALL_TIMEOUT,
+        upstream_spec: Upstream | None = None,
+    ) -> None:
         self.guard = guard
         self.call_timeout = call_timeout
         self.upstream = upstream
@@ -154,8 +163,11 @@ class GuardProxy:
         with warnings.catch_warnings():  # the upstream's logging capability is relayed though deprecated in 2026
             warnings.simplefilter("ignore", MCPDeprecationWarning)
             self.server: Server[Any] = _RelayingServer(
-                upstream.server_capabilities, **{**identity(upstream, name), **self.relay.handlers()},
-                on_list_tools=self._list_tools, on_call_tool=self._call_tool)
+                upstream.server_capabilities,
+                **{**identity(upstream, name), **self.relay.handlers()},
+                on_list_tools=self._list_tools,
+                on_call_tool=self._call_tool,
+            )
         self.server.middleware.append(self._tools_as_listed)
 
     def _tools_changed(self) -> None:
@@ -177,13 +189,18 @@ class GuardProxy:
                 upstream = served.upstream if served is not None else primary
                 sent = unbind(args)
                 params = types.CallToolRequestParams(
-                    name=name, arguments=None if request is not None and request.arguments is None and not sent
-                    else sent, _meta=forward_meta(request.meta if request is not None else None, key=key))
+                    name=name,
+                    arguments=None if request is not None and request.arguments is None and not sent else sent,
+                    _meta=forward_meta(request.meta if request is not None else None, key=key),
+                )
                 # Sent as a plain request: the proxy does not judge the upstream's result against its declared
                 # output schema (the client behind it may, and the tool has already run).
                 try:
-                    result = await upstream.send_request(types.CallToolRequest(params=params), types.CallToolResult,
-                                                         request_read_timeout_seconds=self.call_timeout)
+                    result = await upstream.send_request(
+                        types.CallToolRequest(params=params),
+                        types.CallToolResult,
+                        request_read_timeout_seconds=self.call_timeout,
+                    )
                 except MCPError as exc:
                     if exc.code not in (CONNECTION_CLOSED, REQUEST_TIMEOUT):  # the upstream answered: a failure
                         raise UpstreamAnswered(f"MCPError: {exc.message}") from exc
@@ -200,8 +217,11 @@ class GuardProxy:
             self._tools[name] = tool
         return tool
 
-    async def _list_tools(self, ctx: ServerRequestContext[Any], params: types.PaginatedRequestParams | None,
-                          ) -> types.ListToolsResult:
+    async def _list_tools(
+        self,
+        ctx: ServerRequestContext[Any],
+        params: types.PaginatedRequestParams | None,
+    ) -> types.ListToolsResult:
         return types.ListToolsResult.model_validate(await self._listing(ctx, ctx.params))
 
     async def _tools_as_listed(self, ctx: ServerRequestContext[Any], call_next: CallNext) -> HandlerResult:
@@ -209,8 +229,12 @@ class GuardProxy:
         middleware: the SDK's server would check the listing against its own schema of a tool, stricter than the
         client behind the proxy may be); every other request goes on to its handler."""
         connection = client_connection(ctx)
-        if (ctx.method != "tools/list" or ctx.request_id is None or not connection.initialize_accepted
-                or connection.protocol_version in MODERN_PROTOCOL_VERSIONS):
+        if (
+            ctx.method != "tools/list"
+            or ctx.request_id is None
+            or not connection.initialize_accepted
+            or connection.protocol_version in MODERN_PROTOCOL_VERSIONS
+        ):
             # Before the handshake the SDK's gate answers; a 2026-era result needs the SDK's own envelope.
             return await call_next(ctx)
         return await self._listing(ctx, ctx.params)
@@ -225,12 +249,17 @@ class GuardProxy:
         with link.serving(ctx):
             return await list_tools_as_sent(link.session, forwarded or None)
 
-    async def _call_tool(self, ctx: ServerRequestContext[Any], params: types.CallToolRequestParams,
-                         ) -> types.CallToolResult:
+    async def _call_tool(
+        self,
+        ctx: ServerRequestContext[Any],
+        params: types.CallToolRequestParams,
+    ) -> types.CallToolResult:
         args: dict[str, Any] = dict(params.arguments or {})
         if BINDING_FIELD in args:
-            return error_result(f"the argument name {BINDING_FIELD!r} is reserved for Guard; nothing ran",
-                                {"outcome": "ReservedArgument"})
+            return error_result(
+                f"the argument name {BINDING_FIELD!r} is reserved for Guard; nothing ran",
+                {"outcome": "ReservedArgument"},
+            )
         if self.stopped is not None:
             return error_result(_stopped_text(self.stopped), _outcome(self.stopped))
         link = await self.links.of(ctx)
@@ -243,8 +272,15 @@ class GuardProxy:
         except RunNotRunning as err:
             return error_result(self._closed_text(err), _outcome(err))
         except ApprovalPending as err:
-            return error_result(err.message, {"outcome": "ApprovalPending", "approval_id": err.approval_id,
-                                              "run_id": err.run_id, "call_id": err.call_id})
+            return error_result(
+                err.message,
+                {
+                    "outcome": "ApprovalPending",
+                    "approval_id": err.approval_id,
+                    "run_id": err.run_id,
+                    "call_id": err.call_id,
+                },
+            )
         except CallFailed as err:
             if served.answered is not None:  # the tool's own error result: passed on as the upstream sent it
                 return passed_on(served.answered, err.message, _outcome(err))
@@ -273,8 +309,11 @@ class GuardProxy:
             return await tool.acall_with(bound, key=key, call_id=self._call_id(key))
         except IdempotencyConflict as err:
             earlier = self.guard.ledger.get_call(err.call_id) if err.call_id else None
-            if (earlier is None or earlier.tool != name
-                    or not self._same_call_other_definition(earlier.args_hash, name, args, earlier.args)):
+            if (
+                earlier is None
+                or earlier.tool != name
+                or not self._same_call_other_definition(earlier.args_hash, name, args, earlier.args)
+            ):
                 raise
             if earlier.state not in _NEVER_RAN:
                 # It ran (or was refused) as the tool was defined then: never again under the same key.
@@ -282,11 +321,20 @@ class GuardProxy:
                     f"{name} changed upstream since call {earlier.call_id} with these arguments ended "
                     f"{earlier.state} under its earlier definition; it is not run or offered again (send a new "
                     "idempotency key for a new attempt)",
-                    {"outcome": "DefinitionChanged", "state": earlier.state, "run_id": earlier.run_id,
-                     "call_id": earlier.call_id})
-            self.guard.log.warning("tool definition changed since the call was offered; its approval does not "
-                                   "cover the new definition: asking again", tool=name, stale_call=earlier.call_id,
-                                   definition=definition)
+                    {
+                        "outcome": "DefinitionChanged",
+                        "state": earlier.state,
+                        "run_id": earlier.run_id,
+                        "call_id": earlier.call_id,
+                    },
+                )
+            self.guard.log.warning(
+                "tool definition changed since the call was offered; its approval does not "
+                "cover the new definition: asking again",
+                tool=name,
+                stale_call=earlier.call_id,
+                definition=definition,
+            )
             # The earlier request no longer describes what would run: out of the reviewers' queue.
             self._withdraw(earlier.call_id, name)
             # A new call under a key of its own (arguments and definition): it waits for a new approval.
@@ -299,19 +347,24 @@ class GuardProxy:
         if run is None or run.state != RunState.COMPLETED:
             return _stopped_text(err)
         event = f"event {run.source_event_id!r}" if run.source_event_id else f"run {run.run_id}"
-        return (f"{err.message}: {event} was finished earlier (its proxy ended with --on-exit complete). Calls it "
-                "made return their recorded results; a new call needs a run of its own: start the proxy with a "
-                "new --event (or --run-id), or keep an event's run open across connections (the default "
-                "--on-exit keep)")
+        return (
+            f"{err.message}: {event} was finished earlier (its proxy ended with --on-exit complete). Calls it "
+            "made return their recorded results; a new call needs a run of its own: start the proxy with a "
+            "new --event (or --run-id), or keep an event's run open across connections (the default "
+            "--on-exit keep)"
+        )
 
     def _withdraw(self, call_id: str, name: str) -> None:
         """End the earlier call of a tool that changed upstream: its request leaves the reviewers' queue, or, if it
         was approved already, the call expires (it never runs on an approval of another definition)."""
         approval = self.guard.ledger.approval_for_call(call_id)
         if approval is not None:
-            self.guard.ledger.withdraw(approval.approval_id, actor="guard-mcp",
-                                       reason=f"superseded: {name} changed upstream; a new approval was asked for "
-                                              "the tool as it is defined now")
+            self.guard.ledger.withdraw(
+                approval.approval_id,
+                actor="guard-mcp",
+                reason=f"superseded: {name} changed upstream; a new approval was asked for "
+                "the tool as it is defined now",
+            )
 
     async def _definition(self, name: str) -> str:
         """The hash of `name`'s definition as the upstream lists it now (listed afresh for each held call)."""
@@ -327,8 +380,9 @@ class GuardProxy:
         run = current_run()
         return self.guard.args_hash(run.team, name, args) if run is not None else args_hash(args)
 
-    def _same_call_other_definition(self, recorded_hash: str, name: str, args: Mapping[str, Any],
-                                    recorded: Mapping[str, Any]) -> bool:
+    def _same_call_other_definition(
+        self, recorded_hash: str, name: str, args: Mapping[str, Any], recorded: Mapping[str, Any]
+    ) -> bool:
         """True when the recorded call had exactly these arguments, bound to another tool definition."""
         old = recorded.get(BINDING_FIELD)
         return isinstance(old, str) and recorded_hash == self._args_hash(name, bind(args, old))
@@ -341,13 +395,16 @@ class GuardProxy:
 
 
 def _unanswered(name: str, why: str) -> OutcomeUnknown:
-    return OutcomeUnknown(f"{name}: the upstream server sent no answer ({why}); its effect may or may not have "
-                          "happened")
+    return OutcomeUnknown(
+        f"{name}: the upstream server sent no answer ({why}); its effect may or may not have happened"
+    )
 
 
 def _stopped_text(err: RunNotRunning) -> str:
-    return (f"nothing ran: {err.message}. An operator decides what happens to the run (retry, compensate or "
-            "finish it by hand); reconnect after that")
+    return (
+        f"nothing ran: {err.message}. An operator decides what happens to the run (retry, compensate or "
+        "finish it by hand); reconnect after that"
+    )
 
 
 def _run_id() -> str:
@@ -369,10 +426,15 @@ class _RelayingServer(Server[Any]):
         self._relayed = NotificationOptions(
             prompts_changed=bool(caps.prompts and caps.prompts.list_changed),
             resources_changed=bool(caps.resources and caps.resources.list_changed),
-            tools_changed=bool(caps.tools and caps.tools.list_changed))
+            tools_changed=bool(caps.tools and caps.tools.list_changed),
+        )
 
-    def create_initialization_options(self, notification_options: NotificationOptions | None = None,
-                                      experimental_capabilities: dict[str, dict[str, Any]] | None = None,
-                                      extensions: dict[str, dict[str, Any]] | None = None) -> InitializationOptions:
-        return super().create_initialization_options(notification_options or self._relayed,
-                                                     experimental_capabilities, extensions)
+    def create_initialization_options(
+        self,
+        notification_options: NotificationOptions | None = None,
+        experimental_capabilities: dict[str, dict[str, Any]] | None = None,
+        extensions: dict[str, dict[str, Any]] | None = None,
+    ) -> InitializationOptions:
+        return super().create_initialization_options(
+            notification_options or self._relayed, experimental_capabilities, extensions
+        )

@@ -38,8 +38,11 @@ KEY_ARGUMENT = "idempotency_key"
 
 def lookup_args(schema: Mapping[str, Any], ctx: ReconcileContext) -> dict[str, Any] | None:
     """The look-up tool's arguments, by name (None when a required one is found nowhere)."""
-    sources: list[Mapping[str, Any]] = [{KEY_ARGUMENT: ctx.idempotency_key} if ctx.idempotency_key else {},
-                                        unbind(ctx.args), dict(ctx.external_ids)]
+    sources: list[Mapping[str, Any]] = [
+        {KEY_ARGUMENT: ctx.idempotency_key} if ctx.idempotency_key else {},
+        unbind(ctx.args),
+        dict(ctx.external_ids),
+    ]
     args, missing = args_by_name(schema, sources)
     return None if missing else args
 
@@ -62,9 +65,11 @@ async def _look_up(upstream: Upstream, name: str, ctx: ReconcileContext) -> Foun
         args = lookup_args(listed[name].input_schema, ctx)
         if args is None:
             return None
-        params = types.CallToolRequestParams(name=name, arguments=args, _meta={IDEMPOTENCY_META_KEY:
-                                                                                ctx.idempotency_key}
-                                             if ctx.idempotency_key else None)
+        params = types.CallToolRequestParams(
+            name=name,
+            arguments=args,
+            _meta={IDEMPOTENCY_META_KEY: ctx.idempotency_key} if ctx.idempotency_key else None,
+        )
         result = await session.send_request(types.CallToolRequest(params=params), types.CallToolResult)
     if result.is_error:
         return None

@@ -34,21 +34,28 @@ __all__ = ["RESOURCE_TOOL_PREFIX", "Relay", "identity"]
 RESOURCE_TOOL_PREFIX = "resource:"
 
 
-
 def identity(upstream: ClientSession, fallback: str) -> dict[str, Any]:
     """The lowlevel `Server`'s identity arguments: the upstream's server info and instructions."""
     info = upstream.server_info
     if info is None:
         return {"name": fallback, "instructions": upstream.instructions}
-    return {"name": info.name, "version": info.version, "title": info.title, "description": info.description,
-            "website_url": info.website_url, "icons": info.icons, "instructions": upstream.instructions}
+    return {
+        "name": info.name,
+        "version": info.version,
+        "title": info.title,
+        "description": info.description,
+        "website_url": info.website_url,
+        "icons": info.icons,
+        "instructions": upstream.instructions,
+    }
 
 
 P = TypeVar("P", bound=types.RequestParams)
 
 # The client's `resources/read` being served and its upstream session (Guard's tool function sees only the URI).
 _READING: ContextVar[tuple[types.ReadResourceRequestParams, ClientSession] | None] = ContextVar(
-    "guard_mcp_reading", default=None)
+    "guard_mcp_reading", default=None
+)
 R = TypeVar("R", bound=types.Result)
 
 
@@ -71,8 +78,11 @@ class Relay:
         if caps.prompts is not None:
             found |= {"on_list_prompts": self._list_prompts, "on_get_prompt": self._get_prompt}
         if caps.resources is not None:
-            found |= {"on_list_resources": self._list_resources, "on_read_resource": self._read_resource,
-                      "on_list_resource_templates": self._list_resource_templates}
+            found |= {
+                "on_list_resources": self._list_resources,
+                "on_read_resource": self._read_resource,
+                "on_list_resource_templates": self._list_resource_templates,
+            }
             if caps.resources.subscribe:
                 found |= {"on_subscribe_resource": self._subscribe, "on_unsubscribe_resource": self._unsubscribe}
         if caps.completions is not None:
@@ -94,49 +104,69 @@ class Relay:
         if link.session is not None:
             await link.session.send_roots_list_changed()  # pyright: ignore[reportDeprecated] - relayed while clients send it
 
-    async def _list_prompts(self, ctx: ServerRequestContext[Any], params: types.PaginatedRequestParams | None,
-                            ) -> types.ListPromptsResult:
-        return await self._send(ctx, types.ListPromptsRequest(params=_forwarded(params)),
-                                                types.ListPromptsResult)
+    async def _list_prompts(
+        self,
+        ctx: ServerRequestContext[Any],
+        params: types.PaginatedRequestParams | None,
+    ) -> types.ListPromptsResult:
+        return await self._send(ctx, types.ListPromptsRequest(params=_forwarded(params)), types.ListPromptsResult)
 
-    async def _get_prompt(self, ctx: ServerRequestContext[Any], params: types.GetPromptRequestParams,
-                          ) -> types.GetPromptResult:
-        return await self._send(ctx, types.GetPromptRequest(params=_forwarded(params) or params),
-                                                types.GetPromptResult)
+    async def _get_prompt(
+        self,
+        ctx: ServerRequestContext[Any],
+        params: types.GetPromptRequestParams,
+    ) -> types.GetPromptResult:
+        return await self._send(ctx, types.GetPromptRequest(params=_forwarded(params) or params), types.GetPromptResult)
 
-    async def _list_resources(self, ctx: ServerRequestContext[Any], params: types.PaginatedRequestParams | None,
-                              ) -> types.ListResourcesResult:
-        return await self._send(ctx, types.ListResourcesRequest(params=_forwarded(params)),
-                                                types.ListResourcesResult)
+    async def _list_resources(
+        self,
+        ctx: ServerRequestContext[Any],
+        params: types.PaginatedRequestParams | None,
+    ) -> types.ListResourcesResult:
+        return await self._send(ctx, types.ListResourcesRequest(params=_forwarded(params)), types.ListResourcesResult)
 
-    async def _list_resource_templates(self, ctx: ServerRequestContext[Any],
-                                       params: types.PaginatedRequestParams | None,
-                                       ) -> types.ListResourceTemplatesResult:
-        return await self._send(ctx, types.ListResourceTemplatesRequest(params=_forwarded(params)),
-                                                types.ListResourceTemplatesResult)
+    async def _list_resource_templates(
+        self,
+        ctx: ServerRequestContext[Any],
+        params: types.PaginatedRequestParams | None,
+    ) -> types.ListResourceTemplatesResult:
+        return await self._send(
+            ctx, types.ListResourceTemplatesRequest(params=_forwarded(params)), types.ListResourceTemplatesResult
+        )
 
-    async def _subscribe(self, ctx: ServerRequestContext[Any], params: types.SubscribeRequestParams,
-                         ) -> types.EmptyResult:
-        return await self._send(ctx, types.SubscribeRequest(params=_forwarded(params) or params),
-                                                types.EmptyResult)
+    async def _subscribe(
+        self,
+        ctx: ServerRequestContext[Any],
+        params: types.SubscribeRequestParams,
+    ) -> types.EmptyResult:
+        return await self._send(ctx, types.SubscribeRequest(params=_forwarded(params) or params), types.EmptyResult)
 
-    async def _unsubscribe(self, ctx: ServerRequestContext[Any], params: types.UnsubscribeRequestParams,
-                           ) -> types.EmptyResult:
-        return await self._send(ctx, types.UnsubscribeRequest(params=_forwarded(params) or params),
-                                                types.EmptyResult)
+    async def _unsubscribe(
+        self,
+        ctx: ServerRequestContext[Any],
+        params: types.UnsubscribeRequestParams,
+    ) -> types.EmptyResult:
+        return await self._send(ctx, types.UnsubscribeRequest(params=_forwarded(params) or params), types.EmptyResult)
 
-    async def _complete(self, ctx: ServerRequestContext[Any], params: types.CompleteRequestParams,
-                        ) -> types.CompleteResult:
-        return await self._send(ctx, types.CompleteRequest(params=_forwarded(params) or params),
-                                                types.CompleteResult)
+    async def _complete(
+        self,
+        ctx: ServerRequestContext[Any],
+        params: types.CompleteRequestParams,
+    ) -> types.CompleteResult:
+        return await self._send(ctx, types.CompleteRequest(params=_forwarded(params) or params), types.CompleteResult)
 
-    async def _set_level(self, ctx: ServerRequestContext[Any], params: types.SetLevelRequestParams,
-                         ) -> types.EmptyResult:
-        return await self._send(ctx, types.SetLevelRequest(params=_forwarded(params) or params),
-                                                types.EmptyResult)
+    async def _set_level(
+        self,
+        ctx: ServerRequestContext[Any],
+        params: types.SetLevelRequestParams,
+    ) -> types.EmptyResult:
+        return await self._send(ctx, types.SetLevelRequest(params=_forwarded(params) or params), types.EmptyResult)
 
-    async def _read_resource(self, ctx: ServerRequestContext[Any], params: types.ReadResourceRequestParams,
-                             ) -> types.ReadResourceResult:
+    async def _read_resource(
+        self,
+        ctx: ServerRequestContext[Any],
+        params: types.ReadResourceRequestParams,
+    ) -> types.ReadResourceResult:
         name = RESOURCE_TOOL_PREFIX + str(params.uri)
         forwarded = _forwarded(params) or params
         link = await self.links.of(ctx)
@@ -145,8 +175,7 @@ class Relay:
         try:
             with link.serving(ctx):
                 # A key of its own per read: a resource may change, so no read returns an earlier one's result.
-                recorded = await self._reader(name).acall_with({"uri": str(params.uri)},
-                                                               key=f"read:{uuid.uuid4().hex}")
+                recorded = await self._reader(name).acall_with({"uri": str(params.uri)}, key=f"read:{uuid.uuid4().hex}")
         except ApprovalPending as err:
             raise _refusal(err, {"approval_id": err.approval_id}) from err
         except CallOutcomeError as err:
@@ -165,8 +194,7 @@ class Relay:
                 reading = _READING.get()
                 params, upstream = reading or (types.ReadResourceRequestParams(uri=uri), primary.session)
                 assert upstream is not None
-                result = await upstream.send_request(types.ReadResourceRequest(params=params),
-                                                     types.ReadResourceResult)
+                result = await upstream.send_request(types.ReadResourceRequest(params=params), types.ReadResourceResult)
                 return result.model_dump(mode="json", by_alias=True, exclude_none=True)
 
             tool = self._reads[name] = self.guard.tool(read, name=name)
@@ -174,6 +202,11 @@ class Relay:
 
 
 def _refusal(err: CallOutcomeError | ApprovalPending, extra: dict[str, Any] | None = None) -> MCPError:
-    outcome = {"outcome": type(err).__name__, "state": getattr(err, "state", "awaiting_approval"),
-               "run_id": err.run_id, "call_id": err.call_id, **(extra or {})}
+    outcome = {
+        "outcome": type(err).__name__,
+        "state": getattr(err, "state", "awaiting_approval"),
+        "run_id": err.run_id,
+        "call_id": err.call_id,
+        **(extra or {}),
+    }
     return MCPError(code=INVALID_REQUEST, message=f"[guard] {err.message}", data={OUTCOME_META_KEY: outcome})

@@ -78,20 +78,30 @@ class ProxyConfig:
 async def serve(guard: Guard, config: ProxyConfig) -> None:
     """Connect upstream, open (or resume) the run, and serve the proxy until the client side ends."""
     async with connect(config.upstream) as session, AsyncExitStack() as run, anyio.create_task_group() as links:
-        proxy = GuardProxy(guard, session, team=config.team, keeps_run_open=config.keeps_run_open,
-                           call_timeout=config.call_timeout, upstream_spec=config.upstream)
+        proxy = GuardProxy(
+            guard,
+            session,
+            team=config.team,
+            keeps_run_open=config.keeps_run_open,
+            call_timeout=config.call_timeout,
+            upstream_spec=config.upstream,
+        )
         proxy.links.start(links)
         for tool, compensating in config.compensations.items():
             declare_compensation(proxy.guarded(tool), compensating, config.upstream)
         for tool, lookup in config.reconciles.items():
             declare_reconcile(proxy.guarded(tool), lookup, config.upstream)
         try:
-            await run.enter_async_context(guard.run(config.team, run_id=config.run_id,
-                                                    source_event_id=config.source_event_id,
-                                                    keep_open=config.keeps_run_open))
+            await run.enter_async_context(
+                guard.run(
+                    config.team,
+                    run_id=config.run_id,
+                    source_event_id=config.source_event_id,
+                    keep_open=config.keeps_run_open,
+                )
+            )
         except RunNotRunning as err:  # a replay of the event into a stopped run: every call is told why
-            guard.log.warning("the run is stopped; serving tool errors that say so", run_id=err.run_id,
-                              state=err.state)
+            guard.log.warning("the run is stopped; serving tool errors that say so", run_id=err.run_id, state=err.state)
             proxy.stopped = err
         if config.transport == "http":
             await _serve_http(proxy, config)
@@ -104,6 +114,5 @@ async def serve(guard: Guard, config: ProxyConfig) -> None:
 async def _serve_http(proxy: GuardProxy, config: ProxyConfig) -> None:
     # Started inside the run's scope: the session tasks the app starts inherit the run (a context variable).
     app = proxy.server.streamable_http_app(streamable_http_path=config.path, host=config.host)
-    server = uvicorn.Server(uvicorn.Config(app, host=config.host, port=config.port, log_level="warning",
-                                           lifespan="on"))
+    server = uvicorn.Server(uvicorn.Config(app, host=config.host, port=config.port, log_level="warning", lifespan="on"))
     await server.serve()

@@ -40,8 +40,9 @@ def stdio_upstream(command: Sequence[str]) -> StdioServerParameters:
 
 
 @asynccontextmanager
-async def connect(upstream: Upstream, *, errlog: TextIO | None = None,
-                  session_options: Mapping[str, Any] | None = None) -> AsyncGenerator[ClientSession]:
+async def connect(
+    upstream: Upstream, *, errlog: TextIO | None = None, session_options: Mapping[str, Any] | None = None
+) -> AsyncGenerator[ClientSession]:
     """An initialized client session to `upstream`, closed (and a started server stopped) on exit.
 
     `session_options` are the `ClientSession`'s keyword arguments (its callbacks, `links.Link.session_options`).

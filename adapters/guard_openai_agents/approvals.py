@@ -40,8 +40,11 @@ class LedgerDecisions:
         return not self.pending
 
 
-_REFUSED = {CallState.REJECTED: "was rejected", CallState.EXPIRED: "was not approved before its approval expired",
-            CallState.DENIED: "was denied"}
+_REFUSED = {
+    CallState.REJECTED: "was rejected",
+    CallState.EXPIRED: "was not approved before its approval expired",
+    CallState.DENIED: "was denied",
+}
 
 
 def apply_ledger_decisions(guard: Guard, state: RunState[Any, Any], *, run_id: str | None = None) -> LedgerDecisions:
@@ -58,8 +61,9 @@ def apply_ledger_decisions(guard: Guard, state: RunState[Any, Any], *, run_id: s
     if run_id is None:
         run = current_run()
         if run is None:
-            raise GuardUsageError("apply_ledger_decisions needs Guard's run: call it inside `guard.run(...)` "
-                               "or pass run_id=")
+            raise GuardUsageError(
+                "apply_ledger_decisions needs Guard's run: call it inside `guard.run(...)` or pass run_id="
+            )
         run_id = run.run_id
     out = LedgerDecisions()
     for item in state.get_interruptions():

@@ -34,8 +34,14 @@ Step = list[TResponseOutputItem] | Callable[[list[TResponseInputItem]], list[TRe
 
 def function_call(name: str, args: Mapping[str, Any], call_id: str) -> ResponseFunctionToolCall:
     """One function call as the model emits it (`arguments` is JSON text, `call_id` the SDK's tool call id)."""
-    return ResponseFunctionToolCall(type="function_call", name=name, arguments=json.dumps(dict(args)),
-                                    call_id=call_id, id=f"fc_{call_id}", status="completed")
+    return ResponseFunctionToolCall(
+        type="function_call",
+        name=name,
+        arguments=json.dumps(dict(args)),
+        call_id=call_id,
+        id=f"fc_{call_id}",
+        status="completed",
+    )
 
 
 def calls(*function_calls: ResponseFunctionToolCall) -> list[TResponseOutputItem]:
@@ -45,8 +51,13 @@ def calls(*function_calls: ResponseFunctionToolCall) -> list[TResponseOutputItem
 
 def message(text: str) -> ResponseOutputMessage:
     """One assistant message (a turn made of it ends the run: it is the final output)."""
-    return ResponseOutputMessage(type="message", id="msg_scripted", role="assistant", status="completed",
-                                 content=[ResponseOutputText(type="output_text", text=text, annotations=[])])
+    return ResponseOutputMessage(
+        type="message",
+        id="msg_scripted",
+        role="assistant",
+        status="completed",
+        content=[ResponseOutputText(type="output_text", text=text, annotations=[])],
+    )
 
 
 def _get(item: Any, key: str) -> Any:
@@ -80,21 +91,38 @@ class ScriptedModel(Model):
         self.script = list(script)
         self.final = final
 
-    async def get_response(self, system_instructions: str | None, input: str | list[TResponseInputItem],
-                           model_settings: ModelSettings, tools: list[Tool],
-                           output_schema: AgentOutputSchemaBase | None, handoffs: list[Handoff],
-                           tracing: ModelTracing, *, previous_response_id: str | None,
-                           conversation_id: str | None, prompt: ResponsePromptParam | None) -> ModelResponse:
+    async def get_response(
+        self,
+        system_instructions: str | None,
+        input: str | list[TResponseInputItem],
+        model_settings: ModelSettings,
+        tools: list[Tool],
+        output_schema: AgentOutputSchemaBase | None,
+        handoffs: list[Handoff],
+        tracing: ModelTracing,
+        *,
+        previous_response_id: str | None,
+        conversation_id: str | None,
+        prompt: ResponsePromptParam | None,
+    ) -> ModelResponse:
         items: list[TResponseInputItem] = [] if isinstance(input, str) else list(input)
         turn = model_turns(items)
         step: Step = self.script[turn] if turn < len(self.script) else [message(self.final)]
         output = step(items) if callable(step) else step
         return ModelResponse(output=list(output), usage=Usage(), response_id=None)
 
-    def stream_response(self, system_instructions: str | None, input: str | list[TResponseInputItem],
-                        model_settings: ModelSettings, tools: list[Tool],
-                        output_schema: AgentOutputSchemaBase | None, handoffs: list[Handoff],
-                        tracing: ModelTracing, *, previous_response_id: str | None,
-                        conversation_id: str | None,
-                        prompt: ResponsePromptParam | None) -> AsyncIterator[TResponseStreamEvent]:
+    def stream_response(
+        self,
+        system_instructions: str | None,
+        input: str | list[TResponseInputItem],
+        model_settings: ModelSettings,
+        tools: list[Tool],
+        output_schema: AgentOutputSchemaBase | None,
+        handoffs: list[Handoff],
+        tracing: ModelTracing,
+        *,
+        previous_response_id: str | None,
+        conversation_id: str | None,
+        prompt: ResponsePromptParam | None,
+    ) -> AsyncIterator[TResponseStreamEvent]:
         raise NotImplementedError("ScriptedModel answers Runner.run / run_sync, not run_streamed")

@@ -55,8 +55,12 @@ def guard_call_id(run_id: str, tool_call_id: str) -> str:
 
 def _refusal(err: CallOutcomeError | ApprovalPending) -> tuple[str, dict[str, Any]]:
     """A refused or failed call as the model reads it, and the typed outcome kept beside the output."""
-    outcome: dict[str, Any] = {"outcome": type(err).__name__, "run_id": err.run_id, "call_id": err.call_id,
-                               "tool": err.tool}
+    outcome: dict[str, Any] = {
+        "outcome": type(err).__name__,
+        "run_id": err.run_id,
+        "call_id": err.call_id,
+        "tool": err.tool,
+    }
     if isinstance(err, ApprovalPending):
         outcome |= {"state": CallState.AWAITING_APPROVAL.value, "approval_id": err.approval_id}
         return f"[guard] {err.tool} is waiting for approval {err.approval_id}; it has not run", outcome
@@ -74,8 +78,13 @@ def _inner(tool: FunctionTool) -> Invoke:
         fn: Any = tool.__wrapped__
     except AttributeError:
         return tool.on_invoke_tool
-    again = function_tool(fn, name_override=tool.name, description_override=tool.description,
-                          failure_error_function=None, strict_mode=tool.strict_json_schema)
+    again = function_tool(
+        fn,
+        name_override=tool.name,
+        description_override=tool.description,
+        failure_error_function=None,
+        strict_mode=tool.strict_json_schema,
+    )
     return again.on_invoke_tool
 
 
@@ -91,8 +100,14 @@ class GuardedTools:
     Declare compensations and reconcile checks on `guarded.tool(policy_name)` before the agent runs.
     """
 
-    def __init__(self, guard: Guard, *, team: str | None = None, names: Mapping[str, str] | None = None,
-                 external_ids: Mapping[str, Mapping[str, str]] | None = None) -> None:
+    def __init__(
+        self,
+        guard: Guard,
+        *,
+        team: str | None = None,
+        names: Mapping[str, str] | None = None,
+        external_ids: Mapping[str, Mapping[str, str]] | None = None,
+    ) -> None:
         self.guard = guard
         self.team = team
         self.names = dict(names or {})
@@ -119,8 +134,10 @@ class GuardedTools:
 
     def wrap_one(self, tool: FunctionTool) -> FunctionTool:
         if tool.needs_approval is not False:
-            raise GuardUsageError(f"tool {tool.name} has its own needs_approval: declare the approval in the team's "
-                                  "policy instead (Guard asks the SDK for the pause itself)")
+            raise GuardUsageError(
+                f"tool {tool.name} has its own needs_approval: declare the approval in the team's "
+                "policy instead (Guard asks the SDK for the pause itself)"
+            )
         policy_name = self.names.get(tool.name, tool.name)
         bridge = self.tool(policy_name)
         execute = _inner(tool)
@@ -132,22 +149,32 @@ class GuardedTools:
             return await self._needs_approval(bridge, execute, tool.name, ctx, params, call_id)
 
         return FunctionTool(
-            name=tool.name, description=tool.description, params_json_schema=tool.params_json_schema,
-            on_invoke_tool=on_invoke_tool, strict_json_schema=tool.strict_json_schema, is_enabled=tool.is_enabled,
-            tool_input_guardrails=tool.tool_input_guardrails, tool_output_guardrails=tool.tool_output_guardrails,
+            name=tool.name,
+            description=tool.description,
+            params_json_schema=tool.params_json_schema,
+            on_invoke_tool=on_invoke_tool,
+            strict_json_schema=tool.strict_json_schema,
+            is_enabled=tool.is_enabled,
+            tool_input_guardrails=tool.tool_input_guardrails,
+            tool_output_guardrails=tool.tool_output_guardrails,
             needs_approval=needs_approval if self.guard.approval == "defer" else False,
-            custom_data_extractor=self._custom_data)
+            custom_data_extractor=self._custom_data,
+        )
 
     # -- the call ------------------------------------------------------------------------------------------
 
     def _run_id(self) -> str:
         run = current_run()
         if run is None:
-            raise GuardUsageError("an Agents SDK tool guarded by Guard was called outside a run: wrap the runner "
-                                  "in `async with guard.run(team):` (or `with`)")
+            raise GuardUsageError(
+                "an Agents SDK tool guarded by Guard was called outside a run: wrap the runner "
+                "in `async with guard.run(team):` (or `with`)"
+            )
         if self.team is not None and run.team != self.team:
-            raise GuardUsageError(f"GuardedTools for team {self.team!r} called in run {run.run_id} of team "
-                                  f"{run.team!r}: open the run with guard.run({self.team!r}, ...)")
+            raise GuardUsageError(
+                f"GuardedTools for team {self.team!r} called in run {run.run_id} of team "
+                f"{run.team!r}: open the run with guard.run({self.team!r}, ...)"
+            )
         return run.run_id
 
     async def _invoke(self, bridge: ToolBridge, execute: Invoke, ctx: ToolContext[Any], raw: str) -> Any:
@@ -158,7 +185,8 @@ class GuardedTools:
             return f"[guard] {bridge.name}: the arguments are not a JSON object; nothing ran"
         try:
             ran, out, recorded = await bridge.acall(
-                args, call_id, lambda run: execute(ctx, raw if run == args else json.dumps(dict(run))))
+                args, call_id, lambda run: execute(ctx, raw if run == args else json.dumps(dict(run)))
+            )
         except (CallOutcomeError, ApprovalPending) as err:
             text, outcome = _refusal(err)
             self._notes[ctx] = outcome
@@ -168,8 +196,15 @@ class GuardedTools:
         self._notes[ctx] = {"deduplicated": True, "call_id": call_id}
         return recorded
 
-    async def _needs_approval(self, bridge: ToolBridge, execute: Invoke, tool_name: str, ctx: RunContextWrapper[Any],
-                              params: dict[str, Any], tool_call_id: str) -> bool:
+    async def _needs_approval(
+        self,
+        bridge: ToolBridge,
+        execute: Invoke,
+        tool_name: str,
+        ctx: RunContextWrapper[Any],
+        params: dict[str, Any],
+        tool_call_id: str,
+    ) -> bool:
         """Deferred mode: True (the SDK pauses the run) while the ledger holds this call awaiting a decision.
 
         The ledger answers for a call it knows. A new call the policy sends to a reviewer is offered here, so the
@@ -190,7 +225,8 @@ class GuardedTools:
             # delivered again before that call ran): then it must run now, once, and the SDK's call below
             # returns its recorded result.
             await bridge.acall(
-                params, call_id, lambda run: execute(tool_ctx, raw if run == params else json.dumps(dict(run))))
+                params, call_id, lambda run: execute(tool_ctx, raw if run == params else json.dumps(dict(run)))
+            )
         except ApprovalPending:
             return True
         except CallOutcomeError:

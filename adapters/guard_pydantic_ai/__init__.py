@@ -22,9 +22,7 @@ from __future__ import annotations
 try:
     import pydantic_ai  # noqa: F401  # pyright: ignore[reportUnusedImport]  # imported only to fail early with the install command
 except ImportError as exc:  # pragma: no cover - exercised only without the extra installed
-    raise ImportError(
-        "guard_pydantic_ai needs Pydantic AI: pip install 'guard-middleware[pydantic-ai]'"
-    ) from exc
+    raise ImportError("guard_pydantic_ai needs Pydantic AI: pip install 'guard-middleware[pydantic-ai]'") from exc
 
 from .bridge import ToolBridge
 from .toolset import GuardCapability, GuardedToolset, ToolGuard

@@ -33,8 +33,13 @@ _DECISIONS = (CallDenied, CallRejected, ApprovalExpired, RunNotRunning)
 
 def outcome_of(err: CallOutcomeError) -> dict[str, Any]:
     """The typed outcome as plain data: what an application reads from the tool return's metadata."""
-    return {"outcome": type(err).__name__, "state": str(err.state), "run_id": err.run_id, "call_id": err.call_id,
-            "tool": err.tool}
+    return {
+        "outcome": type(err).__name__,
+        "state": str(err.state),
+        "run_id": err.run_id,
+        "call_id": err.call_id,
+        "tool": err.tool,
+    }
 
 
 def refusal(err: CallOutcomeError, ctx: RunContext[Any], name: str) -> Exception:
@@ -43,16 +48,31 @@ def refusal(err: CallOutcomeError, ctx: RunContext[Any], name: str) -> Exception
     if ctx.tool_call_id is None:  # pragma: no cover - the agent always names its tool calls
         return ToolFailed(content)
     outcome: Literal["denied", "failed"] = "denied" if isinstance(err, _DECISIONS) else "failed"
-    return ToolFailedError(ToolReturnPart(tool_name=ctx.tool_name or name, content=content,
-                                          tool_call_id=ctx.tool_call_id, outcome=outcome,
-                                          metadata={"guard": outcome_of(err)}))
+    return ToolFailedError(
+        ToolReturnPart(
+            tool_name=ctx.tool_name or name,
+            content=content,
+            tool_call_id=ctx.tool_call_id,
+            outcome=outcome,
+            metadata={"guard": outcome_of(err)},
+        )
+    )
 
 
 def pending(err: ApprovalPending) -> ApprovalRequired:
     """Deferred approval: Pydantic AI's own pause, carrying the approval Guard waits on."""
-    return ApprovalRequired({"guard": {"outcome": "ApprovalPending", "run_id": err.run_id, "call_id": err.call_id,
-                                       "tool": err.tool, "approval_id": err.approval_id,
-                                       "expires_at": err.expires_at}})
+    return ApprovalRequired(
+        {
+            "guard": {
+                "outcome": "ApprovalPending",
+                "run_id": err.run_id,
+                "call_id": err.call_id,
+                "tool": err.tool,
+                "approval_id": err.approval_id,
+                "expires_at": err.expires_at,
+            }
+        }
+    )
 
 
 def deduplicated(recorded: Any) -> ToolReturn[Any]:

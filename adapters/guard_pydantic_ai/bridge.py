@@ -42,7 +42,14 @@ class ToolBridge(FrameworkBridge):
     `ToolBridge.for_name(guard, name)`: one per Guard and name.
     """
 
-    def __init__(self, guard: Guard, name: str, *, external_ids: Mapping[str, str] | None = None,
-                 fallback: Callable[[Mapping[str, Any]], Any] | None = None) -> None:
-        super().__init__(guard, name, record=recordable, external_ids=external_ids, fallback=fallback,
-                         framework="Pydantic AI")
+    def __init__(
+        self,
+        guard: Guard,
+        name: str,
+        *,
+        external_ids: Mapping[str, str] | None = None,
+        fallback: Callable[[Mapping[str, Any]], Any] | None = None,
+    ) -> None:
+        super().__init__(
+            guard, name, record=recordable, external_ids=external_ids, fallback=fallback, framework="Pydantic AI"
+        )

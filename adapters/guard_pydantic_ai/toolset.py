@@ -61,8 +61,14 @@ class ToolGuard:
     the agent with `capability()` (every toolset of the agent) or one toolset with `wrap(toolset)`.
     """
 
-    def __init__(self, guard: Guard, *, team: str | None = None, names: Mapping[str, str] | None = None,
-                 external_ids: Mapping[str, Mapping[str, str]] | None = None) -> None:
+    def __init__(
+        self,
+        guard: Guard,
+        *,
+        team: str | None = None,
+        names: Mapping[str, str] | None = None,
+        external_ids: Mapping[str, Mapping[str, str]] | None = None,
+    ) -> None:
         self.guard = guard
         self.team = team
         self.names = dict(names or {})
@@ -91,12 +97,20 @@ class ToolGuard:
         if run is None or ctx.tool_call_id is None:
             return None
         if self.team is not None and run.team != self.team:
-            raise GuardUsageError(f"ToolGuard for team {self.team!r} called in run {run.run_id} of team "
-                                  f"{run.team!r}: open the run with guard.run({self.team!r}, ...)")
+            raise GuardUsageError(
+                f"ToolGuard for team {self.team!r} called in run {run.run_id} of team "
+                f"{run.team!r}: open the run with guard.run({self.team!r}, ...)"
+            )
         return f"{run.run_id}/{ctx.tool_call_id}"
 
-    async def call(self, name: str, tool_args: dict[str, Any], ctx: RunContext[Any], tool: ToolsetTool[Any],
-                   inner: AbstractToolset[Any]) -> Any:
+    async def call(
+        self,
+        name: str,
+        tool_args: dict[str, Any],
+        ctx: RunContext[Any],
+        tool: ToolsetTool[Any],
+        inner: AbstractToolset[Any],
+    ) -> Any:
         """One tool call of the agent through Guard; `inner.call_tool` is the framework's execution of it."""
         if tool.tool_def.kind == "unapproved" and not ctx.tool_call_approved:
             raise ApprovalRequired  # the framework's own gate comes first; Guard's follows once it is passed
@@ -104,8 +118,11 @@ class ToolGuard:
         bridge = self.tool(self.names.get(name, name))
         args = to_jsonable_python(tool_args, fallback=repr)
         try:
-            answer = await bridge.acall(args, call_id, lambda run: inner.call_tool(
-                name, tool_args if run == args else _validated(tool, run), ctx, tool))
+            answer = await bridge.acall(
+                args,
+                call_id,
+                lambda run: inner.call_tool(name, tool_args if run == args else _validated(tool, run), ctx, tool),
+            )
         except ApprovalPending as err:
             raise pending(err) from None
         except CallOutcomeError as err:
@@ -125,8 +142,9 @@ class GuardedToolset(WrapperToolset[AgentDepsT]):
 
     guarding: ToolGuard
 
-    async def call_tool(self, name: str, tool_args: dict[str, Any], ctx: RunContext[AgentDepsT],
-                        tool: ToolsetTool[AgentDepsT]) -> Any:
+    async def call_tool(
+        self, name: str, tool_args: dict[str, Any], ctx: RunContext[AgentDepsT], tool: ToolsetTool[AgentDepsT]
+    ) -> Any:
         return await self.guarding.call(name, tool_args, ctx, tool, self.wrapped)
 
 

@@ -41,8 +41,14 @@ def plan_of(i: int) -> str:
 def guard_cli(db: str, *args: str) -> str:
     """One operator command, as typed; its output is printed and returned."""
     print(f"$ guard {' '.join(args)}")
-    done = subprocess.run([sys.executable, "-m", "guard", *args, "--db", db], cwd=ROOT, capture_output=True,
-                          text=True, check=False, env={**os.environ, "GUARD_OPERATOR": "olga"})
+    done = subprocess.run(
+        [sys.executable, "-m", "guard", *args, "--db", db],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+        env={**os.environ, "GUARD_OPERATOR": "olga"},
+    )
     out = done.stdout
     if "--json" not in args and "json" not in args:  # machine output is read, not shown
         for line in out.splitlines()[:40]:
@@ -66,19 +72,42 @@ def main() -> int:
     print("1. The nightly contact sync runs with a broken mapping: a paid plan lands as `churned`.")
     written, stopped = sync_contacts(guard, tools, EVENT)
     print(f"   it wrote {written} statuses before it was stopped: {stopped}")
-    check(written == 200 and stopped is not None and "stop rule" in stopped,
-          "the stop rule stopped the sync at 200 status writes")
+    check(
+        written == 200 and stopped is not None and "stop rule" in stopped,
+        "the stop rule stopped the sync at 200 status writes",
+    )
     guard.close()
 
     print("\n2. The owner pauses the sync's writes at the source before anyone investigates.")
-    guard_cli(db, "pause", "--tool", "crm.set_contact_status", "--in-team", TEAM, "--reason",
-              "sync writes churned for paying customers")
+    guard_cli(
+        db,
+        "pause",
+        "--tool",
+        "crm.set_contact_status",
+        "--in-team",
+        TEAM,
+        "--reason",
+        "sync writes churned for paying customers",
+    )
     guard_cli(db, "pause", "--tool", "mail.enroll_winback", "--in-team", TEAM, "--reason", "same sync")
 
     print("\n3. The operator opens an incident on the sync's run and prints the blast radius.")
-    opened = json.loads(guard_cli(db, "incident", "open", "--source-event", EVENT, "--title",
-                                  "contact sync wrote churned into paying customers", "--owner", "olga",
-                                  "--next-update", "2h", "--json"))
+    opened = json.loads(
+        guard_cli(
+            db,
+            "incident",
+            "open",
+            "--source-event",
+            EVENT,
+            "--title",
+            "contact sync wrote churned into paying customers",
+            "--owner",
+            "olga",
+            "--next-update",
+            "2h",
+            "--json",
+        )
+    )
     inc = opened["incident_id"]
     print(f"   incident {inc}")
     radius = json.loads(guard_cli(db, "incident", "export", inc, "--format", "json"))
@@ -99,9 +128,17 @@ def main() -> int:
         plan = plans[contact]
         by_verdict["wrong" if plan == "paid" else "safe" if plan == "cancelled" else "unclear"].append(r.call_id)
     for verdict, ids in by_verdict.items():
-        book.tag(inc, RecordFilter(call_ids=tuple(ids)), verdict, by="rita",  # pyright: ignore[reportArgumentType]
-                 note={"wrong": "pays: must be customer", "safe": "cancelled: churned is right",
-                       "unclear": "no plan on record: ask billing"}[verdict])
+        book.tag(
+            inc,
+            RecordFilter(call_ids=tuple(ids)),
+            verdict,  # pyright: ignore[reportArgumentType]
+            by="rita",
+            note={
+                "wrong": "pays: must be customer",
+                "safe": "cancelled: churned is right",
+                "unclear": "no plan on record: ask billing",
+            }[verdict],
+        )
     guard.close()
     guard_cli(db, "incident", "note", inc, "billing confirms 15 contacts with no plan; they stay unclear")
     judged = json.loads(guard_cli(db, "incident", "export", inc, "--format", "json"))
@@ -127,21 +164,30 @@ def main() -> int:
     n_wrong, n_safe, n_unclear = len(by_verdict["wrong"]), len(by_verdict["safe"]), len(by_verdict["unclear"])
     print(f"   records: {n_wrong} wrong, {n_safe} safe, {n_unclear} unclear (of {sum(map(len, by_verdict.values()))})")
     print(f"   before: {before}\n   after:  {after}")
-    check(all(sum(before[s].values()) == sum(after[s].values()) for s in before),
-          "every system holds as many records after the repair as before")
-    check(after["crm"].get("rolled_back") == len(wrong) and after["mail"].get("rolled_back") == len(wrong),
-          f"{len(wrong)} CRM statuses and {len(wrong)} win-back enrollments repaired, no more")
+    check(
+        all(sum(before[s].values()) == sum(after[s].values()) for s in before),
+        "every system holds as many records after the repair as before",
+    )
+    check(
+        after["crm"].get("rolled_back") == len(wrong) and after["mail"].get("rolled_back") == len(wrong),
+        f"{len(wrong)} CRM statuses and {len(wrong)} win-back enrollments repaired, no more",
+    )
     check(all(crm[c] == "customer" for c in wrong), "every paying contact is a customer again in the CRM")
     check(all(crm[c] == "churned" for c in others), "the safe and unclear records were left as they are")
     check(mail.enrolled() == len(others), f"{len(others)} enrollments stand: the safe and unclear ones")
-    check(tools.crm.total_writes() == 200 + len(wrong) and mail.total_changes() == 200 + len(wrong),
-          "each repair ran exactly once in the other system")
+    check(
+        tools.crm.total_writes() == 200 + len(wrong) and mail.total_changes() == 200 + len(wrong),
+        "each repair ran exactly once in the other system",
+    )
     check(again["repaired"] == 0 and again["left"] == 0, "repairing again runs nothing")
     check(guard.ledger.verify_chain().ok, "the ledger verifies: incident rows and the trail are as Guard wrote them")
     guard.close()
-    print(f"\n{len(FAILED)} broken promise(s)." if FAILED else
-          f"\nDone: {n_wrong + n_safe + n_unclear} records changed in 2 systems, {n_wrong} repaired, counts match. "
-          f"State in {where}")
+    print(
+        f"\n{len(FAILED)} broken promise(s)."
+        if FAILED
+        else f"\nDone: {n_wrong + n_safe + n_unclear} records changed in 2 systems, {n_wrong} repaired, counts match. "
+        f"State in {where}"
+    )
     return 1 if FAILED else 0
 
 

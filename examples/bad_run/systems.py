@@ -30,8 +30,10 @@ class Crm(System):
     """Contacts with a status. Setting a status returns the one it replaced, so it can be put back."""
 
     name, table = "crm", "contacts"
-    schema = ("CREATE TABLE IF NOT EXISTS contacts (contact_id TEXT PRIMARY KEY, status TEXT NOT NULL, "
-              "writes INTEGER NOT NULL DEFAULT 0)")
+    schema = (
+        "CREATE TABLE IF NOT EXISTS contacts (contact_id TEXT PRIMARY KEY, status TEXT NOT NULL, "
+        "writes INTEGER NOT NULL DEFAULT 0)"
+    )
 
     def seed(self, statuses: dict[str, str]) -> None:
         with self._db() as db:
@@ -61,24 +63,31 @@ class Mail(System):
     """The win-back mailing list: one row per enrollment (keyed), unenrolled rows stay with their state."""
 
     name, table = "mail", "winback"
-    schema = ("CREATE TABLE IF NOT EXISTS winback (enrollment_id TEXT PRIMARY KEY, idempotency_key TEXT UNIQUE, "
-              "contact_id TEXT NOT NULL, state TEXT NOT NULL, changes INTEGER NOT NULL DEFAULT 1)")
+    schema = (
+        "CREATE TABLE IF NOT EXISTS winback (enrollment_id TEXT PRIMARY KEY, idempotency_key TEXT UNIQUE, "
+        "contact_id TEXT NOT NULL, state TEXT NOT NULL, changes INTEGER NOT NULL DEFAULT 1)"
+    )
 
     def enroll(self, contact_id: str, idempotency_key: str) -> str:
         with self._db() as db:
-            row = db.execute("SELECT enrollment_id FROM winback WHERE idempotency_key = ?",
-                             (idempotency_key,)).fetchone()
+            row = db.execute(
+                "SELECT enrollment_id FROM winback WHERE idempotency_key = ?", (idempotency_key,)
+            ).fetchone()
             if row is not None:
                 return str(row["enrollment_id"])
             enrollment_id = f"wb_{contact_id}"
-            db.execute("INSERT INTO winback (enrollment_id, idempotency_key, contact_id, state) "
-                       "VALUES (?, ?, ?, 'enrolled')", (enrollment_id, idempotency_key, contact_id))
+            db.execute(
+                "INSERT INTO winback (enrollment_id, idempotency_key, contact_id, state) VALUES (?, ?, ?, 'enrolled')",
+                (enrollment_id, idempotency_key, contact_id),
+            )
             return enrollment_id
 
     def unenroll(self, enrollment_id: str) -> None:
         with self._db() as db:
-            db.execute("UPDATE winback SET state = 'unenrolled', changes = changes + 1 WHERE enrollment_id = ?",
-                       (enrollment_id,))
+            db.execute(
+                "UPDATE winback SET state = 'unenrolled', changes = changes + 1 WHERE enrollment_id = ?",
+                (enrollment_id,),
+            )
 
     def get(self, enrollment_id: str) -> dict[str, object] | None:
         with self._db() as db:

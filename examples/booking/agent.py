@@ -25,10 +25,16 @@ from .systems import Inventory, Mailer, Payments
 __all__ = ["NAMES", "Booking", "Systems", "make_agent"]
 
 # SDK tool name -> policy tool name (model-facing names cannot hold dots).
-NAMES = {"reserve_slot": "inventory.reserve_slot", "charge_card": "payments.charge_card",
-         "send_confirmation": "email.send_confirmation"}
-EXTERNAL_IDS = {"inventory.reserve_slot": {"hold": "hold_id"}, "payments.charge_card": {"charge": "charge_id"},
-                "email.send_confirmation": {"message": "message_id"}}
+NAMES = {
+    "reserve_slot": "inventory.reserve_slot",
+    "charge_card": "payments.charge_card",
+    "send_confirmation": "email.send_confirmation",
+}
+EXTERNAL_IDS = {
+    "inventory.reserve_slot": {"hold": "hold_id"},
+    "payments.charge_card": {"charge": "charge_id"},
+    "email.send_confirmation": {"message": "message_id"},
+}
 
 
 @dataclass(frozen=True)
@@ -52,16 +58,25 @@ class Systems:
 
 def script(b: Booking, turn: str) -> list[Step]:
     """What the model asks for, turn by turn (`turn` makes this delivery's tool call ids, as a real model's)."""
+
     def report(items: list[Any]) -> list[Any]:
         refused = [o for o in tool_outputs(items).values() if o.startswith("[guard]")]
-        text = f"Booking {b.booking} could not be completed: {refused[-1]}" if refused else \
-            f"Booking {b.booking} is confirmed: {b.slot} for {b.guest}, {b.amount_cents / 100:.2f} EUR charged."
+        text = (
+            f"Booking {b.booking} could not be completed: {refused[-1]}"
+            if refused
+            else f"Booking {b.booking} is confirmed: {b.slot} for {b.guest}, {b.amount_cents / 100:.2f} EUR charged."
+        )
         return [message(text)]
 
     return [
         calls(function_call("reserve_slot", {"slot": b.slot, "guest": b.guest}, f"call_reserve_{turn}")),
-        calls(function_call("charge_card", {"booking": b.booking, "amount_cents": b.amount_cents,
-                                            "card_token": "tok_visa_4242"}, f"call_charge_{turn}")),
+        calls(
+            function_call(
+                "charge_card",
+                {"booking": b.booking, "amount_cents": b.amount_cents, "card_token": "tok_visa_4242"},
+                f"call_charge_{turn}",
+            )
+        ),
         calls(function_call("send_confirmation", {"to": b.guest, "booking": b.booking}, f"call_confirm_{turn}")),
         report,
     ]
@@ -98,6 +113,9 @@ def make_agent(guard: Guard, systems: Systems, booking: Booking, turn: str = "a"
     def reverse_charge(ctx: RollbackContext) -> dict[str, Any]:  # pyright: ignore[reportUnusedFunction]  # registered by the decorator
         return {"status": payments.reverse(ctx.external_ids["charge"])}
 
-    return Agent(name="booker", instructions="Book the slot, take the payment, confirm to the guest.",
-                 model=ScriptedModel(script(booking, turn)),
-                 tools=guarded.wrap([reserve_slot, charge_card, send_confirmation]))
+    return Agent(
+        name="booker",
+        instructions="Book the slot, take the payment, confirm to the guest.",
+        model=ScriptedModel(script(booking, turn)),
+        tools=guarded.wrap([reserve_slot, charge_card, send_confirmation]),
+    )

@@ -46,8 +46,11 @@ def show(result: RunResult, seen: set[str] | None = None) -> None:
     for item in result.new_items:
         if isinstance(item, ToolCallOutputItem) and item.call_id not in seen:
             seen.add(item.call_id or "")
-            note = " (recorded result; nothing ran)" if (item.custom_data or {}).get("guard", {}).get(
-                "deduplicated") else ""
+            note = (
+                " (recorded result; nothing ran)"
+                if (item.custom_data or {}).get("guard", {}).get("deduplicated")
+                else ""
+            )
             print(f"    tool output  {str(item.output)[:100]}{note}")
     for item in result.interruptions:
         print(f"    paused       {item.name} {item.arguments} waits for a reviewer")
@@ -73,8 +76,10 @@ class Worker:
             else:
                 state = await RunState.from_string(agent, self.saved)
                 decided = apply_ledger_decisions(self.guard, state)
-                print(f"    resume       ledger says: {len(decided.approved)} approved, "
-                      f"{len(decided.rejected)} rejected, {len(decided.pending)} still waiting")
+                print(
+                    f"    resume       ledger says: {len(decided.approved)} approved, "
+                    f"{len(decided.rejected)} rejected, {len(decided.pending)} still waiting"
+                )
                 result = await Runner.run(agent, state, run_config=RC)
         self.saved = result.to_state().to_string() if result.interruptions else None
         show(result, self.seen)
@@ -83,8 +88,9 @@ class Worker:
     def decide(self, reviewer: str) -> None:
         (approval,) = self.guard.ledger.list_approvals(team=TEAM)
         print(f"    reviewer     {reviewer} sees {approval.tool} {approval.args_json} -> approve")
-        self.guard.ledger.decide(approval.approval_id, reviewer=reviewer, decision="approve",
-                                 reviewer_roles=ROLES[reviewer])
+        self.guard.ledger.decide(
+            approval.approval_id, reviewer=reviewer, decision="approve", reviewer_roles=ROLES[reviewer]
+        )
 
 
 def ledger_story(guard: Guard, run_id: str) -> None:
@@ -133,8 +139,10 @@ async def happy(guard: Guard, state_dir: Path) -> None:
     show(replay)
     run = guard.ledger.get_run(w.run_id)
     check(run is not None and run.state == "completed", "the booking run completed")
-    check(len(systems.payments.rows()) == 1 and len(systems.mailer.rows()) == 1 and len(systems.inventory.rows()) == 1,
-          "one hold, one charge, one email, even after the request came twice")
+    check(
+        len(systems.payments.rows()) == 1 and len(systems.mailer.rows()) == 1 and len(systems.inventory.rows()) == 1,
+        "one hold, one charge, one email, even after the request came twice",
+    )
     check(result.final_output is not None and "confirmed" in str(result.final_output), "the model reports the booking")
     offered = [e for e in guard.ledger.events_of(w.run_id) if "offered" in e.path]
     check(len(offered) == 3, "each call offered once, whatever the number of resumes")
@@ -163,8 +171,10 @@ async def failing(guard: Guard, state_dir: Path) -> None:
 
 
 async def main() -> None:
-    with tempfile.TemporaryDirectory() as tmp, Guard(policies=ROOT / "policies", db=f"sqlite:///{tmp}/guard.db",
-                                                     log_level="error", approval="defer") as guard:
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        Guard(policies=ROOT / "policies", db=f"sqlite:///{tmp}/guard.db", log_level="error", approval="defer") as guard,
+    ):
         await happy(guard, Path(tmp))
         await failing(guard, Path(tmp))
     if FAILED:

@@ -22,8 +22,10 @@ class Inventory(System):
     """Slots held for a guest. A hold can be released: that is how a booking saga gives the slot back."""
 
     name, table = "inventory", "holds"
-    schema = ("CREATE TABLE IF NOT EXISTS holds (hold_id TEXT PRIMARY KEY, slot TEXT NOT NULL, guest TEXT NOT NULL, "
-              "status TEXT NOT NULL)")
+    schema = (
+        "CREATE TABLE IF NOT EXISTS holds (hold_id TEXT PRIMARY KEY, slot TEXT NOT NULL, guest TEXT NOT NULL, "
+        "status TEXT NOT NULL)"
+    )
 
     def reserve(self, slot: str, guest: str) -> str:
         with self._db() as db:
@@ -43,8 +45,10 @@ class Payments(System):
     """Card charges. The same idempotency key returns the same charge; a charge can be reversed (a refund)."""
 
     name, table = "payments", "charges"
-    schema = ("CREATE TABLE IF NOT EXISTS charges (charge_id TEXT PRIMARY KEY, idempotency_key TEXT UNIQUE, "
-              "booking TEXT NOT NULL, amount_cents INTEGER NOT NULL, status TEXT NOT NULL)")
+    schema = (
+        "CREATE TABLE IF NOT EXISTS charges (charge_id TEXT PRIMARY KEY, idempotency_key TEXT UNIQUE, "
+        "booking TEXT NOT NULL, amount_cents INTEGER NOT NULL, status TEXT NOT NULL)"
+    )
 
     def charge(self, booking: str, amount_cents: int, idempotency_key: str) -> str:
         with self._db() as db:
@@ -52,8 +56,10 @@ class Payments(System):
             if row is not None:
                 return str(row["charge_id"])
             charge_id = new_id("ch")
-            db.execute("INSERT INTO charges VALUES (?, ?, ?, ?, 'captured')",
-                       (charge_id, idempotency_key, booking, amount_cents))
+            db.execute(
+                "INSERT INTO charges VALUES (?, ?, ?, ?, 'captured')",
+                (charge_id, idempotency_key, booking, amount_cents),
+            )
             return charge_id
 
     def reverse(self, charge_id: str) -> str:
@@ -70,8 +76,9 @@ class Mailer(System):
     """An outbox: a second call is a second email. `down=True` refuses every send before anything is sent."""
 
     name, table = "email", "outbox"
-    schema = ("CREATE TABLE IF NOT EXISTS outbox (message_id TEXT PRIMARY KEY, to_addr TEXT NOT NULL, "
-              "body TEXT NOT NULL)")
+    schema = (
+        "CREATE TABLE IF NOT EXISTS outbox (message_id TEXT PRIMARY KEY, to_addr TEXT NOT NULL, body TEXT NOT NULL)"
+    )
 
     def __init__(self, state_dir: Path, *, down: bool = False) -> None:
         super().__init__(state_dir)

@@ -26,8 +26,13 @@ from langchain_core.tools import BaseTool, tool  # noqa: E402
 
 from guard import Guard  # noqa: E402
 
-NAMES = {"enrich_lead": "enrichment.lookup", "score_lead": "scoring.score_lead", "upsert_lead": "crm.upsert_lead",
-         "notify_sales": "slack.notify_sales", "send_prospect_email": "email.send_prospect"}
+NAMES = {
+    "enrich_lead": "enrichment.lookup",
+    "score_lead": "scoring.score_lead",
+    "upsert_lead": "crm.upsert_lead",
+    "notify_sales": "slack.notify_sales",
+    "send_prospect_email": "email.send_prospect",
+}
 LEAD = {"lead_id": "l-42", "email": "ann@acme.io", "segment": "smb", "unsubscribed": False}
 EFFECTS: list[str] = []
 
@@ -73,10 +78,11 @@ def script(suffix: str) -> list[Any]:
     return [
         tool_calls(tool_call("enrich_lead", {"email": LEAD["email"]}, f"enrich-{suffix}")),
         tool_calls(tool_call("score_lead", {"lead_id": "l-42", "employees": 120}, f"score-{suffix}")),
-        tool_calls(tool_call("upsert_lead", {"lead_id": "l-42", "email": LEAD["email"], "score": 81},
-                             f"crm-{suffix}")),
-        tool_calls(tool_call("notify_sales", {"text": "hot lead l-42 (81)"}, f"slack-{suffix}"),
-                   tool_call("send_prospect_email", {"lead": LEAD, "template": "intro"}, f"email-{suffix}")),
+        tool_calls(tool_call("upsert_lead", {"lead_id": "l-42", "email": LEAD["email"], "score": 81}, f"crm-{suffix}")),
+        tool_calls(
+            tool_call("notify_sales", {"text": "hot lead l-42 (81)"}, f"slack-{suffix}"),
+            tool_call("send_prospect_email", {"lead": LEAD, "template": "intro"}, f"email-{suffix}"),
+        ),
     ]
 
 
@@ -85,15 +91,19 @@ def reviewer(guard: Guard, stop: threading.Event) -> None:
     while not stop.is_set():
         for approval in guard.ledger.list_approvals(team="growth"):
             print(f"  reviewer maria sees {approval.tool} {approval.args_json} -> approve")
-            guard.ledger.decide(approval.approval_id, reviewer="maria", decision="approve",
-                                reviewer_roles=frozenset({"marketing"}))
+            guard.ledger.decide(
+                approval.approval_id, reviewer="maria", decision="approve", reviewer_roles=frozenset({"marketing"})
+            )
             return
         stop.wait(0.01)
 
 
 def deliver(guard: Guard, suffix: str) -> None:
-    agent = create_agent(ScriptedChatModel(script=script(suffix), final="lead handled"), TOOLS,
-                         middleware=[GuardMiddleware(guard, team="growth", names=NAMES)])
+    agent = create_agent(
+        ScriptedChatModel(script=script(suffix), final="lead handled"),
+        TOOLS,
+        middleware=[GuardMiddleware(guard, team="growth", names=NAMES)],
+    )
     stop = threading.Event()
     thread = threading.Thread(target=reviewer, args=(guard, stop), daemon=True)
     thread.start()
@@ -113,10 +123,18 @@ def overhead(guard: Guard, n: int = 100) -> None:
 
     All guarded turns share one run, so the figure is the call path alone (classify, `offered`+`started` in one
     commit, `completed`), not opening and closing a run."""
+
     def agents(rep: int) -> list[Any]:
-        return [create_agent(ScriptedChatModel(script=[tool_calls(
-            tool_call("enrich_lead", {"email": f"x{i}@acme.io"}, f"o-{rep}-{i}"))]), TOOLS, middleware=middleware)
-            for i in range(n)]
+        return [
+            create_agent(
+                ScriptedChatModel(
+                    script=[tool_calls(tool_call("enrich_lead", {"email": f"x{i}@acme.io"}, f"o-{rep}-{i}"))]
+                ),
+                TOOLS,
+                middleware=middleware,
+            )
+            for i in range(n)
+        ]
 
     def timed() -> float:
         best = float("inf")
@@ -139,8 +157,10 @@ def overhead(guard: Guard, n: int = 100) -> None:
 
 
 def main() -> None:
-    with tempfile.TemporaryDirectory() as tmp, Guard(policies=ROOT / "policies", db=f"sqlite:///{tmp}/guard.db",
-                                                     log_level="error") as guard:
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        Guard(policies=ROOT / "policies", db=f"sqlite:///{tmp}/guard.db", log_level="error") as guard,
+    ):
         print("1. lead.created:l-42 through a LangChain agent with GuardMiddleware")
         deliver(guard, "a")
         print("2. the same event delivered again (new tool call ids): recorded results, no new effect")

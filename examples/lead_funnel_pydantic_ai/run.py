@@ -27,8 +27,13 @@ from pydantic_ai.toolsets import FunctionToolset  # noqa: E402
 
 from guard import Guard  # noqa: E402
 
-NAMES = {"enrich_lead": "enrichment.lookup", "score_lead": "scoring.score_lead", "upsert_lead": "crm.upsert_lead",
-         "notify_sales": "slack.notify_sales", "send_prospect_email": "email.send_prospect"}
+NAMES = {
+    "enrich_lead": "enrichment.lookup",
+    "score_lead": "scoring.score_lead",
+    "upsert_lead": "crm.upsert_lead",
+    "notify_sales": "slack.notify_sales",
+    "send_prospect_email": "email.send_prospect",
+}
 LEAD = {"lead_id": "l-42", "email": "ann@acme.io", "segment": "smb", "unsubscribed": False}
 EVENT = "lead.created:l-42"
 EFFECTS: list[str] = []
@@ -67,18 +72,23 @@ def script(suffix: str) -> list[Step]:
     return [
         tool_calls(tool_call("enrich_lead", {"email": LEAD["email"]}, f"enrich-{suffix}")),
         tool_calls(tool_call("score_lead", {"lead_id": "l-42", "employees": 120}, f"score-{suffix}")),
-        tool_calls(tool_call("upsert_lead", {"lead_id": "l-42", "email": LEAD["email"], "score": 81},
-                             f"crm-{suffix}")),
-        tool_calls(tool_call("notify_sales", {"text": "hot lead l-42 (81)"}, f"slack-{suffix}"),
-                   tool_call("send_prospect_email", {"lead": LEAD, "template": "intro"}, f"email-{suffix}")),
+        tool_calls(tool_call("upsert_lead", {"lead_id": "l-42", "email": LEAD["email"], "score": 81}, f"crm-{suffix}")),
+        tool_calls(
+            tool_call("notify_sales", {"text": "hot lead l-42 (81)"}, f"slack-{suffix}"),
+            tool_call("send_prospect_email", {"lead": LEAD, "template": "intro"}, f"email-{suffix}"),
+        ),
     ]
 
 
 def agent(guard: Guard, suffix: str) -> Agent[None, str | DeferredToolRequests]:
     tools = FunctionToolset([enrich_lead, score_lead, upsert_lead, notify_sales, send_prospect_email])
     guarded = ToolGuard(guard, team="growth", names=NAMES)
-    return Agent(scripted_model(script(suffix), final="lead handled"), toolsets=[tools],
-                 capabilities=[guarded.capability()], output_type=[str, DeferredToolRequests])
+    return Agent(
+        scripted_model(script(suffix), final="lead handled"),
+        toolsets=[tools],
+        capabilities=[guarded.capability()],
+        output_type=[str, DeferredToolRequests],
+    )
 
 
 def show(messages: list[ModelMessage]) -> None:
@@ -93,30 +103,36 @@ def show(messages: list[ModelMessage]) -> None:
 
 
 def main() -> None:
-    with tempfile.TemporaryDirectory() as tmp, Guard(policies=ROOT / "policies", db=f"sqlite:///{tmp}/guard.db",
-                                                     log_level="error", approval="defer") as guard:
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        Guard(policies=ROOT / "policies", db=f"sqlite:///{tmp}/guard.db", log_level="error", approval="defer") as guard,
+    ):
         print(f"1. {EVENT} through a Pydantic AI agent with ToolGuard")
         first = agent(guard, "a")
         with guard.run("growth", source_event_id=EVENT, subject="l-42") as run:
             paused = first.run_sync("new lead ann@acme.io")
         show(paused.all_messages())
         assert isinstance(paused.output, DeferredToolRequests)
-        print(f"  run {run.run_id}: {run.record().state}; waiting:",
-              *(call.tool_name for call in paused.output.approvals))
+        print(
+            f"  run {run.run_id}: {run.record().state}; waiting:", *(call.tool_name for call in paused.output.approvals)
+        )
 
         print("2. maria (marketing) approves the email in the ledger; the agent resumes")
         for approval in guard.ledger.list_approvals(team="growth"):
             print(f"  reviewer maria sees {approval.tool} {approval.args_json} -> approve")
-            guard.ledger.decide(approval.approval_id, reviewer="maria", decision="approve",
-                                reviewer_roles=frozenset({"marketing"}))
+            guard.ledger.decide(
+                approval.approval_id, reviewer="maria", decision="approve", reviewer_roles=frozenset({"marketing"})
+            )
         resume = paused.output.build_results(approve_all=True)  # the ledger decides; this only resumes
         with guard.run("growth", source_event_id=EVENT) as run:
             done = first.run_sync(message_history=paused.all_messages(), deferred_tool_results=resume)
         show(done.new_messages())
         print(f"  run {run.run_id}: {run.record().state}; agent says {done.output!r}")
 
-        print("3. the same event delivered again (new tool call ids): the writes return their recorded results, "
-              "new reads in the completed run are refused; no new effect")
+        print(
+            "3. the same event delivered again (new tool call ids): the writes return their recorded results, "
+            "new reads in the completed run are refused; no new effect"
+        )
         with guard.run("growth", source_event_id=EVENT):
             again = agent(guard, "b").run_sync("new lead ann@acme.io")
         show(again.all_messages())

@@ -50,8 +50,11 @@ def section(title: str) -> None:
 
 
 def show(label: str, result: types.CallToolResult) -> None:
-    body = (result.structured_content if not result.is_error else
-            " ".join(c.text for c in result.content if isinstance(c, types.TextContent)))
+    body = (
+        result.structured_content
+        if not result.is_error
+        else " ".join(c.text for c in result.content if isinstance(c, types.TextContent))
+    )
     print(f"  {label:<34} {'ERROR ' if result.is_error else ''}{json.dumps(body) if not result.is_error else body}")
 
 
@@ -63,8 +66,14 @@ def check(ok: bool, what: str) -> None:
 def guard_cli(*args: str, quiet: bool = False) -> str:
     """Guard's own command line, as the reviewer and the operator run it."""
     print(f"  $ guard {' '.join(args)}")
-    done = subprocess.run([sys.executable, "-m", "guard", *args, "--db", DB], cwd=ROOT, capture_output=True,
-                          text=True, timeout=60, check=False)
+    done = subprocess.run(
+        [sys.executable, "-m", "guard", *args, "--db", DB],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     if done.returncode != 0:
         raise ExampleFailed(f"guard {' '.join(args)} failed: {done.stdout}{done.stderr}")
     if not quiet:
@@ -73,13 +82,33 @@ def guard_cli(*args: str, quiet: bool = False) -> str:
 
 
 def proxy() -> StdioServerParameters:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "adapters"), str(ROOT)]),
-           "CRM_STATE": str(STATE / "crm.json")}
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(ROOT / "adapters"), str(ROOT)]),
+        "CRM_STATE": str(STATE / "crm.json"),
+    }
     return StdioServerParameters(
         command=sys.executable,
-        args=["-m", "guard_mcp", "--policies", str(ROOT / "policies"), "--db", DB, "--team", "growth",
-              "--event", "lead-42", "--log-level", "error", "--", sys.executable, str(HERE / "server.py")],
-        env=env, cwd=str(ROOT))
+        args=[
+            "-m",
+            "guard_mcp",
+            "--policies",
+            str(ROOT / "policies"),
+            "--db",
+            DB,
+            "--team",
+            "growth",
+            "--event",
+            "lead-42",
+            "--log-level",
+            "error",
+            "--",
+            sys.executable,
+            str(HERE / "server.py"),
+        ],
+        env=env,
+        cwd=str(ROOT),
+    )
 
 
 async def agent(client: ClientSession) -> None:
@@ -91,8 +120,9 @@ async def agent(client: ClientSession) -> None:
     section("2. Allowed: a read (rule enrich) and an idempotent write (rule crm-upsert) run at once")
     found = await client.call_tool("enrichment.lookup", {"email": LEAD["email"]})
     show("enrichment.lookup", found)
-    contact = await client.call_tool("crm.upsert_contact", {"email": LEAD["email"], "name": "Ann Lee",
-                                                            "company": "Acme"})
+    contact = await client.call_tool(
+        "crm.upsert_contact", {"email": LEAD["email"], "name": "Ann Lee", "company": "Acme"}
+    )
     show("crm.upsert_contact", contact)
     check(not found.is_error and not contact.is_error, "the read and the upsert should run")
 
@@ -108,8 +138,17 @@ async def agent(client: ClientSession) -> None:
     check(pending.get("outcome") == "ApprovalPending", "the email should wait for approval")
     approval_id = str(pending["approval_id"])
     guard_cli("approvals", "show", approval_id)
-    guard_cli("approvals", "approve", approval_id, "--as", "maria", "--reason", "copy reviewed",
-              "--policies", str(ROOT / "policies"))
+    guard_cli(
+        "approvals",
+        "approve",
+        approval_id,
+        "--as",
+        "maria",
+        "--reason",
+        "copy reviewed",
+        "--policies",
+        str(ROOT / "policies"),
+    )
 
     section("5. The agent asks again: the email goes out once; asked a third time, nothing new runs")
     sent = await client.call_tool("email.send_prospect", EMAIL)

@@ -68,8 +68,13 @@ def _result_field(result: Any, name: str) -> str | None:
     return str(value) if value else None  # pyright: ignore[reportUnknownArgumentType]
 
 
-def make_tools(guard: Guard, state_dir: str | Path = systems.DEFAULT_STATE_DIR, *,
-               provisioning_fail: bool | None = None, email_fail_once: bool | None = None) -> OnboardingTools:
+def make_tools(
+    guard: Guard,
+    state_dir: str | Path = systems.DEFAULT_STATE_DIR,
+    *,
+    provisioning_fail: bool | None = None,
+    email_fail_once: bool | None = None,
+) -> OnboardingTools:
     """Wrap the four tools with `guard`, with their compensations and reconcile checks.
 
     `provisioning_fail=True` makes the workspace step fail (the invoice is then voided by its compensation);
@@ -85,8 +90,9 @@ def make_tools(guard: Guard, state_dir: str | Path = systems.DEFAULT_STATE_DIR, 
 
     @guard.tool(name="billing.create_invoice", external_ids={"invoice": "invoice_id"})
     def create_invoice(contact_id: str, amount_cents: int, currency: str = "EUR") -> dict[str, Any]:
-        invoice_id = billing.create_invoice(contact_id, amount_cents, currency,
-                                            idempotency_key=_key("billing.create_invoice"))
+        invoice_id = billing.create_invoice(
+            contact_id, amount_cents, currency, idempotency_key=_key("billing.create_invoice")
+        )
         # Saved in the ledger now, before anything else can go wrong inside this tool.
         report_external_id("invoice", invoice_id)
         return {"invoice_id": invoice_id, "status": "draft"}
@@ -109,13 +115,16 @@ def make_tools(guard: Guard, state_dir: str | Path = systems.DEFAULT_STATE_DIR, 
         row = billing.find_by_key(_key_of(ctx))
         if row is None:
             return NotFound()
-        return Found(result={"invoice_id": row["invoice_id"], "status": row["status"]},
-                     external_ids={"invoice": str(row["invoice_id"])})
+        return Found(
+            result={"invoice_id": row["invoice_id"], "status": row["status"]},
+            external_ids={"invoice": str(row["invoice_id"])},
+        )
 
     @guard.tool(name="provisioning.create_workspace", external_ids={"workspace": "workspace_id"})
     def create_workspace(contact_id: str, plan: str) -> dict[str, Any]:
-        workspace_id = provisioning.create_workspace(contact_id, plan,
-                                                     idempotency_key=_key("provisioning.create_workspace"))
+        workspace_id = provisioning.create_workspace(
+            contact_id, plan, idempotency_key=_key("provisioning.create_workspace")
+        )
         return {"workspace_id": workspace_id}
 
     @create_workspace.compensation(name="provisioning.delete_workspace", kind="undo")
@@ -135,8 +144,7 @@ def make_tools(guard: Guard, state_dir: str | Path = systems.DEFAULT_STATE_DIR, 
         row = provisioning.find_by_key(_key_of(ctx))
         if row is None:
             return NotFound()
-        return Found(result={"workspace_id": row["workspace_id"]},
-                     external_ids={"workspace": str(row["workspace_id"])})
+        return Found(result={"workspace_id": row["workspace_id"]}, external_ids={"workspace": str(row["workspace_id"])})
 
     @guard.tool(name="email.send_welcome", external_ids={"message": "message_id"})
     def send_welcome(to: str, workspace_id: str) -> dict[str, Any]:
@@ -166,16 +174,19 @@ def app(db: str | None = None) -> Guard:
     return guard
 
 
-def onboard(guard: Guard, customer: dict[str, Any], event_id: str, *,
-            tools: OnboardingTools | None = None) -> dict[str, Any]:
+def onboard(
+    guard: Guard, customer: dict[str, Any], event_id: str, *, tools: OnboardingTools | None = None
+) -> dict[str, Any]:
     """Handle one `customer.signed_up` event. The run id is `onboarding:<event_id>`, so the same event
     delivered twice lands in the same run. Returns the ids the four systems gave back."""
     tools = tools or make_tools(guard)
     with guard.run(TEAM, source_event_id=event_id, subject=customer["email"]) as run:
-        contact = tools.upsert_contact(email=customer["email"], name=customer["name"],
-                                       company=customer.get("company"))
-        invoice = tools.create_invoice(contact_id=contact["contact_id"], amount_cents=customer["first_invoice_cents"],
-                                       currency=customer.get("currency", "EUR"))
+        contact = tools.upsert_contact(email=customer["email"], name=customer["name"], company=customer.get("company"))
+        invoice = tools.create_invoice(
+            contact_id=contact["contact_id"],
+            amount_cents=customer["first_invoice_cents"],
+            currency=customer.get("currency", "EUR"),
+        )
         workspace = tools.create_workspace(contact_id=contact["contact_id"], plan=customer["plan"])
         # Irreversible: the policy holds this call until someone with the `support` role approves it.
         message = tools.send_welcome(to=customer["email"], workspace_id=workspace["workspace_id"])

@@ -37,8 +37,6 @@ __all__ = [
 DEFAULT_STATE_DIR = Path(__file__).resolve().parent / "state"
 
 
-
-
 class _System(System):
     """A system of the onboarding story; its file lives in `examples/onboarding/state/` unless told otherwise."""
 
@@ -50,20 +48,25 @@ class CRM(_System):
     """Contacts keyed by email: an upsert is naturally repeat-safe."""
 
     name, table, key_column = "crm", "contacts", "email"
-    schema = ("CREATE TABLE IF NOT EXISTS contacts (contact_id TEXT PRIMARY KEY, email TEXT UNIQUE NOT NULL, "
-              "name TEXT NOT NULL, company TEXT, writes INTEGER NOT NULL, updated_at REAL NOT NULL)")
+    schema = (
+        "CREATE TABLE IF NOT EXISTS contacts (contact_id TEXT PRIMARY KEY, email TEXT UNIQUE NOT NULL, "
+        "name TEXT NOT NULL, company TEXT, writes INTEGER NOT NULL, updated_at REAL NOT NULL)"
+    )
 
     def upsert_contact(self, email: str, name: str, company: str | None = None) -> str:
         """Create or update the contact with this email; returns its contact_id."""
         with self._db() as db:
             row = db.execute("SELECT contact_id FROM contacts WHERE email = ?", (email,)).fetchone()
             if row is not None:
-                db.execute("UPDATE contacts SET name = ?, company = ?, writes = writes + 1, updated_at = ? "
-                           "WHERE email = ?", (name, company, time.time(), email))
+                db.execute(
+                    "UPDATE contacts SET name = ?, company = ?, writes = writes + 1, updated_at = ? WHERE email = ?",
+                    (name, company, time.time(), email),
+                )
                 return str(row["contact_id"])
             contact_id = new_id("ct")
-            db.execute("INSERT INTO contacts VALUES (?, ?, ?, ?, 1, ?)",
-                       (contact_id, email, name, company, time.time()))
+            db.execute(
+                "INSERT INTO contacts VALUES (?, ?, ?, ?, 1, ?)", (contact_id, email, name, company, time.time())
+            )
             return contact_id
 
     def find_contact(self, email: str) -> dict[str, Any] | None:
@@ -76,22 +79,28 @@ class Billing(_System):
     """Draft invoices. A draft can be voided: that is how the onboarding saga takes one back."""
 
     name, table = "billing", "invoices"
-    schema = ("CREATE TABLE IF NOT EXISTS invoices (invoice_id TEXT PRIMARY KEY, idempotency_key TEXT UNIQUE, "
-              "contact_id TEXT NOT NULL, amount_cents INTEGER NOT NULL, currency TEXT NOT NULL, "
-              "status TEXT NOT NULL, created_at REAL NOT NULL)")
+    schema = (
+        "CREATE TABLE IF NOT EXISTS invoices (invoice_id TEXT PRIMARY KEY, idempotency_key TEXT UNIQUE, "
+        "contact_id TEXT NOT NULL, amount_cents INTEGER NOT NULL, currency TEXT NOT NULL, "
+        "status TEXT NOT NULL, created_at REAL NOT NULL)"
+    )
 
-    def create_invoice(self, contact_id: str, amount_cents: int, currency: str = "EUR",
-                       idempotency_key: str | None = None) -> str:
+    def create_invoice(
+        self, contact_id: str, amount_cents: int, currency: str = "EUR", idempotency_key: str | None = None
+    ) -> str:
         """Create a draft invoice; with an idempotency key, the same key returns the same invoice."""
         with self._db() as db:
             if idempotency_key is not None:
-                row = db.execute("SELECT invoice_id FROM invoices WHERE idempotency_key = ?",
-                                 (idempotency_key,)).fetchone()
+                row = db.execute(
+                    "SELECT invoice_id FROM invoices WHERE idempotency_key = ?", (idempotency_key,)
+                ).fetchone()
                 if row is not None:
                     return str(row["invoice_id"])
             invoice_id = new_id("inv")
-            db.execute("INSERT INTO invoices VALUES (?, ?, ?, ?, ?, 'draft', ?)",
-                       (invoice_id, idempotency_key, contact_id, amount_cents, currency, time.time()))
+            db.execute(
+                "INSERT INTO invoices VALUES (?, ?, ?, ?, ?, 'draft', ?)",
+                (invoice_id, idempotency_key, contact_id, amount_cents, currency, time.time()),
+            )
             return invoice_id
 
     def void_invoice(self, invoice_id: str) -> str:
@@ -113,8 +122,10 @@ class Provisioning(_System):
     before it writes anything: the seam for the demo's failure-and-compensation story."""
 
     name, table = "provisioning", "workspaces"
-    schema = ("CREATE TABLE IF NOT EXISTS workspaces (workspace_id TEXT PRIMARY KEY, idempotency_key TEXT UNIQUE, "
-              "contact_id TEXT NOT NULL, plan TEXT NOT NULL, status TEXT NOT NULL, created_at REAL NOT NULL)")
+    schema = (
+        "CREATE TABLE IF NOT EXISTS workspaces (workspace_id TEXT PRIMARY KEY, idempotency_key TEXT UNIQUE, "
+        "contact_id TEXT NOT NULL, plan TEXT NOT NULL, status TEXT NOT NULL, created_at REAL NOT NULL)"
+    )
 
     def __init__(self, state_dir: str | Path = DEFAULT_STATE_DIR, *, fail: bool | None = None) -> None:
         super().__init__(state_dir)
@@ -125,13 +136,16 @@ class Provisioning(_System):
             raise ProvisioningDown("provisioning: 503 Service Unavailable (scripted failure)")
         with self._db() as db:
             if idempotency_key is not None:
-                row = db.execute("SELECT workspace_id FROM workspaces WHERE idempotency_key = ?",
-                                 (idempotency_key,)).fetchone()
+                row = db.execute(
+                    "SELECT workspace_id FROM workspaces WHERE idempotency_key = ?", (idempotency_key,)
+                ).fetchone()
                 if row is not None:
                     return str(row["workspace_id"])
             workspace_id = new_id("ws")
-            db.execute("INSERT INTO workspaces VALUES (?, ?, ?, ?, 'active', ?)",
-                       (workspace_id, idempotency_key, contact_id, plan, time.time()))
+            db.execute(
+                "INSERT INTO workspaces VALUES (?, ?, ?, ?, 'active', ?)",
+                (workspace_id, idempotency_key, contact_id, plan, time.time()),
+            )
             return workspace_id
 
     def delete_workspace(self, workspace_id: str) -> str:
@@ -152,13 +166,16 @@ class Email(_System):
     anything is sent, the way a provider answers 503 to a request it never accepted."""
 
     name, table = "email", "outbox"
-    schema = ("CREATE TABLE IF NOT EXISTS outbox (message_id TEXT PRIMARY KEY, idempotency_key TEXT, "
-              "to_addr TEXT NOT NULL, template TEXT NOT NULL, workspace_id TEXT, sent_at REAL NOT NULL)")
+    schema = (
+        "CREATE TABLE IF NOT EXISTS outbox (message_id TEXT PRIMARY KEY, idempotency_key TEXT, "
+        "to_addr TEXT NOT NULL, template TEXT NOT NULL, workspace_id TEXT, sent_at REAL NOT NULL)"
+    )
 
     def __init__(self, state_dir: str | Path = DEFAULT_STATE_DIR, *, fail_once: bool | None = None) -> None:
         super().__init__(state_dir)
-        self.failures_left = int(fail_once if fail_once is not None
-                                 else os.environ.get("GUARD_DEMO_EMAIL_FAIL_ONCE") == "1")
+        self.failures_left = int(
+            fail_once if fail_once is not None else os.environ.get("GUARD_DEMO_EMAIL_FAIL_ONCE") == "1"
+        )
 
     def send_welcome(self, to: str, workspace_id: str, idempotency_key: str | None = None) -> str:
         if self.failures_left > 0:
@@ -166,8 +183,10 @@ class Email(_System):
             raise EmailDown("email: 503 Service Unavailable, nothing sent (scripted failure)")
         message_id = new_id("msg")
         with self._db() as db:
-            db.execute("INSERT INTO outbox VALUES (?, ?, ?, 'welcome', ?, ?)",
-                       (message_id, idempotency_key, to, workspace_id, time.time()))
+            db.execute(
+                "INSERT INTO outbox VALUES (?, ?, ?, 'welcome', ?, ?)",
+                (message_id, idempotency_key, to, workspace_id, time.time()),
+            )
         return message_id
 
 

@@ -24,8 +24,17 @@ if str(REPO) not in sys.path:
 
 from examples.onboarding import demo  # noqa: E402
 
-SHOWN = ("guard.side_effect", "guard.verdict", "guard.rule", "guard.call.state", "guard.deduplicated",
-         "guard.compensates", "guard.attempt", "guard.reconcile.answer", "error.type")
+SHOWN = (
+    "guard.side_effect",
+    "guard.verdict",
+    "guard.rule",
+    "guard.call.state",
+    "guard.deduplicated",
+    "guard.compensates",
+    "guard.attempt",
+    "guard.reconcile.answer",
+    "error.type",
+)
 
 
 def _line(span: ReadableSpan, depth: int) -> str:

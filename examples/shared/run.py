@@ -75,8 +75,15 @@ def until(check: Any, what: str, procs: Sequence[subprocess.Popen[bytes]] = ()) 
 
 def guard_cli(env: dict[str, str], *args: str) -> str:
     say("$ guard " + " ".join(a if "://" not in a else "$GUARD_DATABASE_URL" for a in args))
-    done = subprocess.run([sys.executable, "-m", "guard", *args], cwd=REPO, env=env, capture_output=True, text=True,
-                          timeout=DEADLINE_S, check=False)
+    done = subprocess.run(
+        [sys.executable, "-m", "guard", *args],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=DEADLINE_S,
+        check=False,
+    )
     if done.returncode != 0:
         raise DemoFailed(f"guard {' '.join(args)} exited {done.returncode}:\n{done.stdout}{done.stderr}")
     return done.stdout
@@ -100,9 +107,13 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
 
 def start_worker(env: dict[str, str], name: str, *events: str) -> subprocess.Popen[bytes]:
     say(f"  {name}: python -m examples.shared.worker --worker {name} {' '.join(events)}")
-    return subprocess.Popen([sys.executable, "-m", "examples.shared.worker", "--state", str(STATE / "systems"),
-                             "--worker", name, *events], cwd=REPO, env=env, stdout=subprocess.PIPE,
-                            stderr=(STATE / f"{name}.log").open("ab"))
+    return subprocess.Popen(
+        [sys.executable, "-m", "examples.shared.worker", "--state", str(STATE / "systems"), "--worker", name, *events],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=(STATE / f"{name}.log").open("ab"),
+    )
 
 
 def finished(proc: subprocess.Popen[bytes]) -> list[dict[str, Any]]:
@@ -126,18 +137,29 @@ def story(stack: ExitStack) -> None:
     stack.callback(cluster.remove)
     cluster.start()
     url = cluster.create_database("guard")
-    say(f"  server: {cluster.data} on 127.0.0.1:{cluster.port}" + (" (as the postgres user)" if os.geteuid() == 0
-                                                                    else ""))
-    env = {**os.environ, "GUARD_DATABASE_URL": url, "GUARD_POLICY_DIR": str(REPO / "policies"),
-           "GUARD_SECRET_KEY": "demo-shared-deployment-key-0123456789", "PYTHONPATH": str(REPO)}
+    say(
+        f"  server: {cluster.data} on 127.0.0.1:{cluster.port}"
+        + (" (as the postgres user)" if os.geteuid() == 0 else "")
+    )
+    env = {
+        **os.environ,
+        "GUARD_DATABASE_URL": url,
+        "GUARD_POLICY_DIR": str(REPO / "policies"),
+        "GUARD_SECRET_KEY": "demo-shared-deployment-key-0123456789",
+        "PYTHONPATH": str(REPO),
+    }
     say(guard_cli(env, "db", "upgrade").rstrip())
 
     say("\n=== 2. The approval service, against the same database")
     created = json.loads(guard_cli(env, "tokens", "create", "--reviewer", "sam", "--json"))
     port = free_port()
-    service = subprocess.Popen([sys.executable, "-m", "guard", "serve", "--port", str(port), "--log-level",
-                                "warning"], cwd=REPO, env=env, stdout=subprocess.DEVNULL,
-                               stderr=(STATE / "serve.log").open("ab"))
+    service = subprocess.Popen(
+        [sys.executable, "-m", "guard", "serve", "--port", str(port), "--log-level", "warning"],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=(STATE / "serve.log").open("ab"),
+    )
     stack.callback(stop, service)
     base = f"http://127.0.0.1:{port}"
 
@@ -156,6 +178,7 @@ def story(stack: ExitStack) -> None:
         stack.callback(stop, w)
     sam = {"Authorization": f"Bearer {created['token']}"}
     with httpx.Client(base_url=base, headers=sam, timeout=30) as http:
+
         def both_waiting() -> list[dict[str, Any]]:
             listed: list[dict[str, Any]] = http.get("/api/approvals").json()
             mine = [a for a in listed if a["tool"] == "email.send_welcome"]
@@ -168,16 +191,20 @@ def story(stack: ExitStack) -> None:
         say("\n=== 4. sam approves both through the service's REST API")
         for a in waiting:
             shown = http.get(f"/api/approvals/{a['approval_id']}").json()
-            done = http.post(f"/api/approvals/{a['approval_id']}/decision",
-                             json={"decision": "approve", "reason": "looks right", "args_hash": shown["args_hash"]})
+            done = http.post(
+                f"/api/approvals/{a['approval_id']}/decision",
+                json={"decision": "approve", "reason": "looks right", "args_hash": shown["args_hash"]},
+            )
             expect(done.status_code == 200, f"{a['approval_id']} approved ({done.status_code})")
     results = [r for w in workers for r in finished(w)]
     for r in results:
         say(f"  {r['worker']}: {r['run_id']} sent {r['message_id']}")
     expect(sorted(r["event"] for r in results) == sorted(EVENTS), "each worker finished its own run")
     before = systems.counts(STATE / "systems")
-    expect(before["email"] == 2 and before["billing"] == 2 and before["crm"] == 2,
-           f"two customers, one row each per system: {before}")
+    expect(
+        before["email"] == 2 and before["billing"] == 2 and before["crm"] == 2,
+        f"two customers, one row each per system: {before}",
+    )
 
     say("\n=== 5. The first event, delivered again to the other worker")
     again = finished(start_worker(env, "worker-2", EVENTS[0]))

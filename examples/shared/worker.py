@@ -23,10 +23,22 @@ from examples.onboarding.agent import POLICIES, make_tools, onboard  # noqa: E40
 from guard import Guard, GuardError  # noqa: E402
 
 CUSTOMERS = {
-    "evt_signup_2001": {"email": "ada@example.com", "name": "Ada Lovelace", "company": "Analytical Engines Ltd",
-                        "plan": "team", "first_invoice_cents": 4900, "currency": "EUR"},
-    "evt_signup_2002": {"email": "grace@example.com", "name": "Grace Hopper", "company": "Compiler Works",
-                        "plan": "starter", "first_invoice_cents": 1900, "currency": "EUR"},
+    "evt_signup_2001": {
+        "email": "ada@example.com",
+        "name": "Ada Lovelace",
+        "company": "Analytical Engines Ltd",
+        "plan": "team",
+        "first_invoice_cents": 4900,
+        "currency": "EUR",
+    },
+    "evt_signup_2002": {
+        "email": "grace@example.com",
+        "name": "Grace Hopper",
+        "company": "Compiler Works",
+        "plan": "starter",
+        "first_invoice_cents": 1900,
+        "currency": "EUR",
+    },
 }
 
 
@@ -36,8 +48,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--worker", required=True, help="this worker's name (the actor in the ledger)")
     parser.add_argument("events", nargs="+", choices=sorted(CUSTOMERS))
     args = parser.parse_args(argv)
-    with Guard(policies=POLICIES, actor=args.worker, approval="block", approval_timeout=120,
-               log_level="warning") as guard:
+    with Guard(
+        policies=POLICIES, actor=args.worker, approval="block", approval_timeout=120, log_level="warning"
+    ) as guard:
         tools = make_tools(guard, args.state)
         for event in args.events:
             try:

@@ -36,7 +36,8 @@ app = typer.Typer(
     add_completion=False,
 )
 policy_cmd.app.command("init", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})(
-    policy_init.init)
+    policy_init.init
+)
 policy_cmd.app.command("replay")(replay_cmd.replay)
 app.add_typer(policy_cmd.app, name="policy")
 app.add_typer(runs_cmd.app, name="runs")

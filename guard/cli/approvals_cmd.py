@@ -35,12 +35,28 @@ if TYPE_CHECKING:  # the CLI loads the ledger only in the commands that open one
 
 app = typer.Typer(help="Approvals: calls waiting for a human decision.", no_args_is_help=True)
 
-Reviewer = Annotated[str | None, typer.Option("--as", help=(
-    "Decide directly in the ledger as this reviewer. Operator power: nothing proves the name, so whoever can "
-    "write the ledger can decide as anyone. People decide with --server."), show_default="$GUARD_REVIEWER")]
-Server = Annotated[str | None, typer.Option("--server", help=(
-    "Decide through the approval service at this URL (`guard serve`), as the reviewer your token names: the token "
-    f"is read from ${TOKEN_ENV}."), show_default="$GUARD_SERVER_URL")]
+Reviewer = Annotated[
+    str | None,
+    typer.Option(
+        "--as",
+        help=(
+            "Decide directly in the ledger as this reviewer. Operator power: nothing proves the name, so whoever can "
+            "write the ledger can decide as anyone. People decide with --server."
+        ),
+        show_default="$GUARD_REVIEWER",
+    ),
+]
+Server = Annotated[
+    str | None,
+    typer.Option(
+        "--server",
+        help=(
+            "Decide through the approval service at this URL (`guard serve`), as the reviewer your token names: "
+            f"the token is read from ${TOKEN_ENV}."
+        ),
+        show_default="$GUARD_SERVER_URL",
+    ),
+]
 
 
 def _approval_json(a: ApprovalRecord, ledger: Ledger | None = None) -> dict[str, Any]:
@@ -57,9 +73,12 @@ def _approval_json(a: ApprovalRecord, ledger: Ledger | None = None) -> dict[str,
 
 @app.command("list")
 @guarded_command
-def list_approvals(team: Annotated[str | None, typer.Option(help="Only this team.")] = None,
-                   state: Annotated[str, typer.Option(help="pending, approved, rejected, expired or all.")] = "pending",
-                   db: DbOption = None, as_json: JsonFlag = False) -> None:
+def list_approvals(
+    team: Annotated[str | None, typer.Option(help="Only this team.")] = None,
+    state: Annotated[str, typer.Option(help="pending, approved, rejected, expired or all.")] = "pending",
+    db: DbOption = None,
+    as_json: JsonFlag = False,
+) -> None:
     """List approvals (pending ones by default), oldest first."""
     ledger = open_ledger(db)
     items = ledger.list_approvals(state=None if state == "all" else state, team=team)
@@ -71,14 +90,19 @@ def list_approvals(team: Annotated[str | None, typer.Option(help="Only this team
         return
     now = time.time()
     for a in items:
-        echo(f"{a.approval_id}  {a.team:<12} {a.tool:<28} roles={','.join(a.role_list):<14} "
-             f"asked {ago(a.requested_at, now)}, expires {ago(a.expires_at, now)}  [{a.state}]")
+        echo(
+            f"{a.approval_id}  {a.team:<12} {a.tool:<28} roles={','.join(a.role_list):<14} "
+            f"asked {ago(a.requested_at, now)}, expires {ago(a.expires_at, now)}  [{a.state}]"
+        )
 
 
 @app.command("show")
 @guarded_command
-def show(approval_id: Annotated[str, typer.Argument(help="The approval id (see `guard approvals list`).")],
-         db: DbOption = None, as_json: JsonFlag = False) -> None:
+def show(
+    approval_id: Annotated[str, typer.Argument(help="The approval id (see `guard approvals list`).")],
+    db: DbOption = None,
+    as_json: JsonFlag = False,
+) -> None:
     """Everything a reviewer needs: the exact arguments and their hash, the rule, the run so far."""
     ledger = open_ledger(db)
     a = ledger.get_approval(approval_id)
@@ -86,16 +110,16 @@ def show(approval_id: Annotated[str, typer.Argument(help="The approval id (see `
         fail(f"no approval {approval_id}; list them with `guard approvals list`")
     data = _approval_json(a, ledger)
     calls = ledger.calls_of(a.run_id)
-    data["run"] = [{"seq": c.seq, "tool": c.tool, "state": c.state, "external_ids": c.external_id_map}
-                   for c in calls]
+    data["run"] = [{"seq": c.seq, "tool": c.tool, "state": c.state, "external_ids": c.external_id_map} for c in calls]
     if as_json:
         emit(data)
         return
     now = time.time()
     echo(f"approval {a.approval_id}  [{a.state}]")
     echo(f"  {a.team} / {a.tool}   rule {a.rule or '-'}   asked by {a.requested_by or '-'}")
-    echo(f"  needs {a.quorum} of roles {', '.join(a.role_list)}; expires {when(a.expires_at)} "
-         f"({ago(a.expires_at, now)})")
+    echo(
+        f"  needs {a.quorum} of roles {', '.join(a.role_list)}; expires {when(a.expires_at)} ({ago(a.expires_at, now)})"
+    )
     echo(f"  arguments (hash {a.args_hash}):")
     for line in json.dumps(data["args"], indent=2).splitlines():
         echo(f"    {line}")
@@ -109,30 +133,48 @@ def show(approval_id: Annotated[str, typer.Argument(help="The approval id (see `
         marker = "  <- this call" if c.call_id == a.call_id else ""
         echo(f"    #{c.seq:<3} {c.tool:<30} {c.state:<18} {ids}{marker}")
     for d in data["decisions"]:
-        echo(f"  decision: {d['reviewer']} {d['decision']} at {when(d['at'])}"
-             + (f": {d['reason']}" if d["reason"] else ""))
+        echo(
+            f"  decision: {d['reviewer']} {d['decision']} at {when(d['at'])}"
+            + (f": {d['reason']}" if d["reason"] else "")
+        )
     if a.state == "pending":
-        echo(f"  decide: guard approvals approve {a.approval_id} --server URL   |   "
-             f"guard approvals reject {a.approval_id} --server URL --reason TEXT   (your token in "
-             f"${TOKEN_ENV})")
+        echo(
+            f"  decide: guard approvals approve {a.approval_id} --server URL   |   "
+            f"guard approvals reject {a.approval_id} --server URL --reason TEXT   (your token in "
+            f"${TOKEN_ENV})"
+        )
 
 
-def _decide(approval_id: str, reviewer: str | None, decision: Literal["approve", "reject"], reason: str | None,
-            args_hash: str | None, db: str | None, policies: Any, as_json: bool, edit: str | None = None,
-            server: str | None = None) -> None:
+def _decide(
+    approval_id: str,
+    reviewer: str | None,
+    decision: Literal["approve", "reject"],
+    reason: str | None,
+    args_hash: str | None,
+    db: str | None,
+    policies: Any,
+    as_json: bool,
+    edit: str | None = None,
+    server: str | None = None,
+) -> None:
     if server and reviewer:
-        fail("--server decides as the reviewer your token names; --as is direct ledger access (operator power): "
-             "use one of them", 2)
+        fail(
+            "--server decides as the reviewer your token names; --as is direct ledger access (operator power): "
+            "use one of them",
+            2,
+        )
     url = server or (None if reviewer else os.environ.get("GUARD_SERVER_URL"))
     if url:
         edited = _edited(edit, frozenset())  # the service refuses an edit of a secret field itself
-        decide_over_http(url, approval_id, decision, reason=reason, args_hash=args_hash, edited=edited,
-                         as_json=as_json)
+        decide_over_http(url, approval_id, decision, reason=reason, args_hash=args_hash, edited=edited, as_json=as_json)
         return
     who = reviewer or os.environ.get("GUARD_REVIEWER")
     if not who:
-        fail(f"say how you decide: --server URL with your reviewer token in ${TOKEN_ENV} (or set GUARD_SERVER_URL); "
-             "or, with direct ledger access (operator power), --as NAME", 2)
+        fail(
+            f"say how you decide: --server URL with your reviewer token in ${TOKEN_ENV} (or set GUARD_SERVER_URL); "
+            "or, with direct ledger access (operator power), --as NAME",
+            2,
+        )
     ledger = open_ledger(db)
     approval = ledger.get_approval(approval_id)
     if approval is None:
@@ -142,8 +184,16 @@ def _decide(approval_id: str, reviewer: str | None, decision: Literal["approve",
     from guard.runtime.review import review  # the runtime only for a decision, never for `guard policy ...`
 
     try:
-        result = review(ledger, policy_set, approval_id, reviewer=who, decision=decision, reason=reason,
-                        shown_args_hash=args_hash, edited_args=edited)
+        result = review(
+            ledger,
+            policy_set,
+            approval_id,
+            reviewer=who,
+            decision=decision,
+            reason=reason,
+            shown_args_hash=args_hash,
+            edited_args=edited,
+        )
     except ApprovalDecisionError as err:
         if as_json:
             emit({"ok": False, "code": err.fields.get("code"), "error": str(err)})
@@ -157,11 +207,15 @@ def _decide(approval_id: str, reviewer: str | None, decision: Literal["approve",
         echo(f"{who} already decided {decision} on {approval_id}; nothing changed (now {a.state})")
     elif result.settled:
         pause = ledger.pause_holding(a.team, a.tool, a.run_id) if a.state == "approved" else None
-        echo(f"{approval_id} {a.state} by {who}: {a.tool} in run {a.run_id} "
-             + ((pause or "may run now") if a.state == "approved" else "will not run"))
+        echo(
+            f"{approval_id} {a.state} by {who}: {a.tool} in run {a.run_id} "
+            + ((pause or "may run now") if a.state == "approved" else "will not run")
+        )
     else:
-        echo(f"{who}'s decision on {approval_id} is recorded; the arguments on the table need {a.quorum} "
-             f"distinct approver(s) with role {' or '.join(a.role_list)} in all")
+        echo(
+            f"{who}'s decision on {approval_id} is recorded; the arguments on the table need {a.quorum} "
+            f"distinct approver(s) with role {' or '.join(a.role_list)} in all"
+        )
 
 
 def _edited(text: str | None, secret_fields: frozenset[str]) -> dict[str, Any] | None:
@@ -170,8 +224,7 @@ def _edited(text: str | None, secret_fields: frozenset[str]) -> dict[str, Any] |
     try:
         value: Any = json.loads(text)
     except ValueError as exc:
-        fail(f"--edit: not JSON ({exc}); pass the whole argument object, e.g. --edit '{{\"amount_cents\": 5000}}'",
-             2)
+        fail(f"--edit: not JSON ({exc}); pass the whole argument object, e.g. --edit '{{\"amount_cents\": 5000}}'", 2)
     if not isinstance(value, dict):
         fail("--edit: pass the arguments as a JSON object", 2)
     from guard.canonical import sets_secrets
@@ -183,14 +236,29 @@ def _edited(text: str | None, secret_fields: frozenset[str]) -> dict[str, Any] |
 
 @app.command("approve")
 @guarded_command
-def approve(approval_id: Annotated[str, typer.Argument(help="The approval id.")], reviewer: Reviewer = None,
-            reason: Annotated[str | None, typer.Option(help="Why (kept in the audit trail).")] = None,
-            args_hash: Annotated[str | None, typer.Option("--args-hash", help="Refuse unless the waiting "
-                                 "arguments still have this hash (from `approvals show`).")] = None,
-            edit: Annotated[str | None, typer.Option("--edit", help="Approve these arguments instead: the whole "
-                            "JSON object (start from `approvals show --json`); the call runs with them.")] = None,
-            server: Server = None, db: DbOption = None, policies: PoliciesDir = None,
-            as_json: JsonFlag = False) -> None:
+def approve(
+    approval_id: Annotated[str, typer.Argument(help="The approval id.")],
+    reviewer: Reviewer = None,
+    reason: Annotated[str | None, typer.Option(help="Why (kept in the audit trail).")] = None,
+    args_hash: Annotated[
+        str | None,
+        typer.Option(
+            "--args-hash", help="Refuse unless the waiting arguments still have this hash (from `approvals show`)."
+        ),
+    ] = None,
+    edit: Annotated[
+        str | None,
+        typer.Option(
+            "--edit",
+            help="Approve these arguments instead: the whole "
+            "JSON object (start from `approvals show --json`); the call runs with them.",
+        ),
+    ] = None,
+    server: Server = None,
+    db: DbOption = None,
+    policies: PoliciesDir = None,
+    as_json: JsonFlag = False,
+) -> None:
     """Approve a waiting call: the exact arguments it waits with, or your edit of them (--edit).
 
     People decide through the approval service: `--server URL` (or $GUARD_SERVER_URL) with their reviewer token
@@ -200,10 +268,15 @@ def approve(approval_id: Annotated[str, typer.Argument(help="The approval id.")]
 
 @app.command("reject")
 @guarded_command
-def reject(approval_id: Annotated[str, typer.Argument(help="The approval id.")],
-           reason: Annotated[str, typer.Option(help="Why: the agent is told, the audit trail keeps it.")],
-           reviewer: Reviewer = None, server: Server = None, db: DbOption = None, policies: PoliciesDir = None,
-           as_json: JsonFlag = False) -> None:
+def reject(
+    approval_id: Annotated[str, typer.Argument(help="The approval id.")],
+    reason: Annotated[str, typer.Option(help="Why: the agent is told, the audit trail keeps it.")],
+    reviewer: Reviewer = None,
+    server: Server = None,
+    db: DbOption = None,
+    policies: PoliciesDir = None,
+    as_json: JsonFlag = False,
+) -> None:
     """Reject a waiting call with a reason; it never runs.
 
     People decide through the approval service: `--server URL` (or $GUARD_SERVER_URL) with their reviewer token

@@ -55,8 +55,11 @@ Who = Annotated[str | None, typer.Option("--as", help="Who acts.", show_default=
 
 AppOption = Annotated[
     str,
-    typer.Option("--app", help="The agent's Guard, as module:attribute (a Guard, or a function returning one): "
-                               "its tools, compensations and reconcile checks, e.g. examples.onboarding.agent:app."),
+    typer.Option(
+        "--app",
+        help="The agent's Guard, as module:attribute (a Guard, or a function returning one): "
+        "its tools, compensations and reconcile checks, e.g. examples.onboarding.agent:app.",
+    ),
 ]
 
 P = ParamSpec("P")
@@ -98,8 +101,11 @@ def open_ledger(db: str | None) -> Ledger:
     url = resolve_url(db)
     path = sqlite_path(url)
     if path is not None and not path.exists():
-        fail(f"no ledger at {path}: pass --db or set GUARD_DATABASE_URL (an agent run creates it; "
-             "`guard db upgrade` creates an empty one)", 2)
+        fail(
+            f"no ledger at {path}: pass --db or set GUARD_DATABASE_URL (an agent run creates it; "
+            "`guard db upgrade` creates an empty one)",
+            2,
+        )
     ledger = Ledger(url)
     opened = _opened.get()
     if opened is not None:
@@ -110,6 +116,7 @@ def open_ledger(db: str | None) -> Ledger:
 def guarded_command(fn: Callable[P, R]) -> Callable[P, R]:
     """Turn Guard errors into one clear line and an exit code instead of a traceback; close the ledgers the
     command opened (`open_ledger`) when it ends, however it ends."""
+
     @wraps(fn)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         token = _opened.set([])
@@ -123,6 +130,7 @@ def guarded_command(fn: Callable[P, R]) -> Callable[P, R]:
             for ledger in _opened.get() or []:
                 ledger.close()
             _opened.reset(token)
+
     return wrapper
 
 

@@ -17,20 +17,34 @@ ledger_app = typer.Typer(help="The ledger's audit trail.", no_args_is_help=True)
 db_app = typer.Typer(help="The ledger database: migrations.", no_args_is_help=True)
 
 
-KeyFile = Annotated[str | None, typer.Option("--key-file", envvar="GUARD_SEAL_KEY_FILE",
-                                             help="The seal's Ed25519 private key (PEM file, never in the ledger).")]
+KeyFile = Annotated[
+    str | None,
+    typer.Option(
+        "--key-file",
+        envvar="GUARD_SEAL_KEY_FILE",
+        help="The seal's Ed25519 private key (PEM file, never in the ledger).",
+    ),
+]
 KeyEnv = Annotated[str | None, typer.Option("--key-env", help="Name of an environment variable holding the PEM.")]
-SinkFile = Annotated[Path | None, typer.Option("--sink", envvar="GUARD_SEAL_SINK",
-                                               help="JSON-lines file every seal is appended to (ship it elsewhere).")]
+SinkFile = Annotated[
+    Path | None,
+    typer.Option(
+        "--sink", envvar="GUARD_SEAL_SINK", help="JSON-lines file every seal is appended to (ship it elsewhere)."
+    ),
+]
 
 
 @ledger_app.command("verify")
 @guarded_command
-def verify(db: DbOption = None, as_json: JsonFlag = False,
-           seals: Annotated[Path | None, typer.Option("--seals", help="The seal sink file to check against.")] = None,
-           public_key: Annotated[str | None, typer.Option(
-               "--public-key", envvar="GUARD_SEAL_PUBLIC_KEY",
-               help="The seals' public key: PEM file or base64.")] = None) -> None:
+def verify(
+    db: DbOption = None,
+    as_json: JsonFlag = False,
+    seals: Annotated[Path | None, typer.Option("--seals", help="The seal sink file to check against.")] = None,
+    public_key: Annotated[
+        str | None,
+        typer.Option("--public-key", envvar="GUARD_SEAL_PUBLIC_KEY", help="The seals' public key: PEM file or base64."),
+    ] = None,
+) -> None:
     """Check every stream's hash chain and every covered row against what Guard wrote; with --seals and
     --public-key, also against the last seal. Exit 1 naming each stream and row that was tampered with; what
     came after the last seal is listed as not yet sealed."""
@@ -43,14 +57,27 @@ def verify(db: DbOption = None, as_json: JsonFlag = False,
     problems = sealed.problems if sealed is not None else []
     ok = report.ok and not problems
     if as_json:
-        emit({"ok": ok, "checked": report.checked, "rows": report.rows, "streams": report.streams,
-              "found": report.found, "findings": [asdict(f) for f in report.findings], "seal_problems": problems,
-              "sealed": sealed is not None, "seals": sealed.seals if sealed else 0,
-              "last_seal_at": sealed.last_at if sealed else None,
-              "not_yet_sealed": {"streams": report.unsealed_streams, "events": report.unsealed_events,
-                                 "rows": report.unsealed_row_count,
-                                 "list": [asdict(u) for u in report.unsealed],
-                                 "row_list": [list(r) for r in report.unsealed_rows]}})
+        emit(
+            {
+                "ok": ok,
+                "checked": report.checked,
+                "rows": report.rows,
+                "streams": report.streams,
+                "found": report.found,
+                "findings": [asdict(f) for f in report.findings],
+                "seal_problems": problems,
+                "sealed": sealed is not None,
+                "seals": sealed.seals if sealed else 0,
+                "last_seal_at": sealed.last_at if sealed else None,
+                "not_yet_sealed": {
+                    "streams": report.unsealed_streams,
+                    "events": report.unsealed_events,
+                    "rows": report.unsealed_row_count,
+                    "list": [asdict(u) for u in report.unsealed],
+                    "row_list": [list(r) for r in report.unsealed_rows],
+                },
+            }
+        )
     else:
         _show_report(report, sealed, problems)
     if not ok:
@@ -65,13 +92,17 @@ def _show_report(report: AuditReport, sealed: SealFile | None, problems: list[st
     if report.found > len(report.findings):
         echo(f"... and {report.found - len(report.findings)} more findings")
     if sealed is None:
-        echo("no seals checked: pass --seals FILE --public-key KEY; without them a rewrite that re-hashes "
-                   "a whole stream is not detected")
+        echo(
+            "no seals checked: pass --seals FILE --public-key KEY; without them a rewrite that re-hashes "
+            "a whole stream is not detected"
+        )
     else:
         echo(f"{sealed.seals} seal(s) checked, the last at {sealed.last_at}")
         if report.unsealed_events:
-            echo(f"not yet sealed: {report.unsealed_events} event(s) in {report.unsealed_streams} stream(s), "
-                       f"{report.unsealed_row_count} row(s) last written after the last seal")
+            echo(
+                f"not yet sealed: {report.unsealed_events} event(s) in {report.unsealed_streams} stream(s), "
+                f"{report.unsealed_row_count} row(s) last written after the last seal"
+            )
             for u in report.unsealed[:20]:
                 echo(f"  {u.stream}: events #{u.first}..#{u.last}")
             for table, key, stream in report.unsealed_rows[:20]:
@@ -90,8 +121,10 @@ def seal(db: DbOption = None, key_file: KeyFile = None, key_env: KeyEnv = None, 
         fail("name the seal sink: --sink FILE or $GUARD_SEAL_SINK (a seal kept only in the ledger proves little)")
     signer = Signer.load(key_file=key_file, key_env=key_env)
     made = open_ledger(db).seal(signer, sink=sink)
-    echo(f"seal {made.number}: {made.streams} streams, {made.events} events, {made.changed} changed; "
-               f"root {made.root[:16]}..., appended to {sink}")
+    echo(
+        f"seal {made.number}: {made.streams} streams, {made.events} events, {made.changed} changed; "
+        f"root {made.root[:16]}..., appended to {sink}"
+    )
 
 
 @ledger_app.command("keygen")

@@ -15,17 +15,21 @@ from guard.policy import PolicySet
 
 __all__ = ["app"]
 
-app = typer.Typer(help="Webhook notifications of waiting calls and halted runs (policy `notify:`).",
-                  no_args_is_help=True)
+app = typer.Typer(
+    help="Webhook notifications of waiting calls and halted runs (policy `notify:`).", no_args_is_help=True
+)
 
 
 @app.command("list")
 @guarded_command
-def list_notices(team: Annotated[str | None, typer.Option(help="Only this team.")] = None,
-                 state: Annotated[str | None, typer.Option(help="sending, sent, failed or skipped.")] = None,
-                 run: Annotated[str | None, typer.Option("--run", help="Only this run.")] = None,
-                 limit: Annotated[int, typer.Option(min=1, max=1000, help="At most this many, newest first.")] = 50,
-                 db: DbOption = None, as_json: JsonFlag = False) -> None:
+def list_notices(
+    team: Annotated[str | None, typer.Option(help="Only this team.")] = None,
+    state: Annotated[str | None, typer.Option(help="sending, sent, failed or skipped.")] = None,
+    run: Annotated[str | None, typer.Option("--run", help="Only this run.")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=1000, help="At most this many, newest first.")] = 50,
+    db: DbOption = None,
+    as_json: JsonFlag = False,
+) -> None:
     """What each team's webhook was told, newest first, with failures and their last error."""
     rows = open_ledger(db).notices(team=team, state=state, run_id=run, limit=limit)
     if as_json:
@@ -36,15 +40,22 @@ def list_notices(team: Annotated[str | None, typer.Option(help="Only this team."
         return
     now = time.time()
     for r in rows:
-        echo(f"{r.state:<8} {r.kind:<17} {r.team:<12} run {r.run_id}  {r.target}  attempts {r.attempts}  "
-             f"{ago(r.updated_at, now)}" + (f"  ({r.last_error})" if r.last_error else ""))
+        echo(
+            f"{r.state:<8} {r.kind:<17} {r.team:<12} run {r.run_id}  {r.target}  attempts {r.attempts}  "
+            f"{ago(r.updated_at, now)}" + (f"  ({r.last_error})" if r.last_error else "")
+        )
 
 
 @app.command("deliver")
 @guarded_command
-def deliver(public_url: Annotated[str, typer.Option(help="The reviewer page's address, for the links.")]
-            = "http://127.0.0.1:8700", db: DbOption = None, policies: PoliciesDir = None,
-            as_json: JsonFlag = False) -> None:
+def deliver(
+    public_url: Annotated[
+        str, typer.Option(help="The reviewer page's address, for the links.")
+    ] = "http://127.0.0.1:8700",
+    db: DbOption = None,
+    policies: PoliciesDir = None,
+    as_json: JsonFlag = False,
+) -> None:
     """Send what the ledger holds since the last pass (exit 1 when a delivery failed)."""
     from guard.notify import Notifier
 

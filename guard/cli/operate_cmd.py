@@ -32,14 +32,27 @@ Note = Annotated[str, typer.Option("--note", help="What you did or decided, and 
 
 
 @guarded_command
-def recover(app: AppOption, db: DbOption = None,
-            stale_after: Annotated[float | None, typer.Option(
-                help="Take over started calls with no sign of life for this many seconds; 0 when every other "
-                     "worker is known dead.", show_default="when their lease ran out")] = None,
-            dead_worker: Annotated[list[str] | None, typer.Option(
-                "--dead-worker", help="A worker you know is dead (its process is gone): take over its calls now, "
-                                      "without waiting for its lease to run out. Repeat for several.")] = None,
-            as_json: JsonFlag = False) -> None:
+def recover(
+    app: AppOption,
+    db: DbOption = None,
+    stale_after: Annotated[
+        float | None,
+        typer.Option(
+            help="Take over started calls with no sign of life for this many seconds; 0 when every other "
+            "worker is known dead.",
+            show_default="when their lease ran out",
+        ),
+    ] = None,
+    dead_worker: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--dead-worker",
+            help="A worker you know is dead (its process is gone): take over its calls now, "
+            "without waiting for its lease to run out. Repeat for several.",
+        ),
+    ] = None,
+    as_json: JsonFlag = False,
+) -> None:
     """Resolve what dead workers left: started calls, calls in doubt, sagas cut short. Never re-runs blindly.
 
     A call still held by a live lease is left alone and listed, with when its lease runs out and how to take
@@ -49,11 +62,26 @@ def recover(app: AppOption, db: DbOption = None,
     guard = load_app(app, db)
     report = guard.recover(stale_after=stale_after, dead_workers=dead_worker or ())
     data: dict[str, Any] = {
-        "claimed": report.claimed, "retried": report.retried, "reconciled": report.reconciled,
-        "ran_once": report.ran_once, "to_review": report.to_review, "compensations": report.compensations,
+        "claimed": report.claimed,
+        "retried": report.retried,
+        "reconciled": report.reconciled,
+        "ran_once": report.ran_once,
+        "to_review": report.to_review,
+        "compensations": report.compensations,
         "notes": report.notes,
-        "held": [{"run_id": h.run_id, "call_id": h.call_id, "seq": h.seq, "tool": h.tool, "worker": h.worker,
-                  "until": h.until, "dead_process": gone_process(h.worker)} for h in report.held]}
+        "held": [
+            {
+                "run_id": h.run_id,
+                "call_id": h.call_id,
+                "seq": h.seq,
+                "tool": h.tool,
+                "worker": h.worker,
+                "until": h.until,
+                "dead_process": gone_process(h.worker),
+            }
+            for h in report.held
+        ],
+    }
     if as_json:
         emit(data)
         return
@@ -79,34 +107,54 @@ def _held_lines(held: list[Held], app: str) -> list[str]:
         lines.append(f"  held by worker {worker}: {calls}")
         pid = gone_process(worker)
         if pid is not None:
-            lines.append(f"    worker {worker} ran on this host as process {pid}, which is not running any more: "
-                         f"it is dead. Take its calls over now: guard recover --app {app} --dead-worker {worker}")
+            lines.append(
+                f"    worker {worker} ran on this host as process {pid}, which is not running any more: "
+                f"it is dead. Take its calls over now: guard recover --app {app} --dead-worker {worker}"
+            )
             continue
         wait = f"in {max(0, until - now):.0f}s (at {when(until)})" if until is not None else "when its lease runs out"
-        lines.append(f"    its lease runs out {wait}; run `guard recover --app {app}` again then. If you know "
-                     f"that worker is dead (its process is gone), take its calls over now: "
-                     f"guard recover --app {app} --dead-worker {worker}")
+        lines.append(
+            f"    its lease runs out {wait}; run `guard recover --app {app}` again then. If you know "
+            f"that worker is dead (its process is gone), take its calls over now: "
+            f"guard recover --app {app} --dead-worker {worker}"
+        )
     return lines
 
 
 @guarded_command
-def retry_call_cmd(run_id: Annotated[str, typer.Argument(help="The run.")],
-                   call_id: Annotated[str, typer.Argument(help="The failed or in-doubt call to settle.")],
-                   note: Note, app: AppOption, who: Who = None, db: DbOption = None,
-                   confirmed_absent: Annotated[bool, typer.Option(
-                       "--confirmed-absent", help="You checked the other system (by the call's idempotency key) "
-                       "and its effect is not there: run it once although no reconcile check can tell. Recorded "
-                       "with your note.")] = False) -> None:
+def retry_call_cmd(
+    run_id: Annotated[str, typer.Argument(help="The run.")],
+    call_id: Annotated[str, typer.Argument(help="The failed or in-doubt call to settle.")],
+    note: Note,
+    app: AppOption,
+    who: Who = None,
+    db: DbOption = None,
+    confirmed_absent: Annotated[
+        bool,
+        typer.Option(
+            "--confirmed-absent",
+            help="You checked the other system (by the call's idempotency key) "
+            "and its effect is not there: run it once although no reconcile check can tell. Recorded "
+            "with your note.",
+        ),
+    ] = False,
+) -> None:
     """Settle a failed or in-doubt call, never blindly: a repeat-safe call runs again with its key; any other call
     is reconciled first (found: recorded, nothing runs; confirmed absent: runs once; unknown: refused)."""
     from guard.runtime.operator import retry_call
 
     guard = load_app(app, db)
-    report = retry_call(guard, run_id, call_id, operator=operator_name(who), note=note,
-                        confirmed_absent=confirmed_absent)
+    report = retry_call(
+        guard, run_id, call_id, operator=operator_name(who), note=note, confirmed_absent=confirmed_absent
+    )
     call = guard.ledger.get_call(call_id)
-    how = (" (found by its reconcile check: recorded, nothing ran)" if report.reconciled and not report.retried
-           else " (ran once)" if report.retried else "")
+    how = (
+        " (found by its reconcile check: recorded, nothing ran)"
+        if report.reconciled and not report.retried
+        else " (ran once)"
+        if report.retried
+        else ""
+    )
     echo(f"call {call_id}: {call.state if call else '?'}{how}")
     for line in report.notes:
         echo(f"  {line}")
@@ -116,8 +164,13 @@ def retry_call_cmd(run_id: Annotated[str, typer.Argument(help="The run.")],
 
 
 @guarded_command
-def compensate_cmd(run_id: Annotated[str, typer.Argument(help="The run.")], note: Note, app: AppOption,
-                   who: Who = None, db: DbOption = None) -> None:
+def compensate_cmd(
+    run_id: Annotated[str, typer.Argument(help="The run.")],
+    note: Note,
+    app: AppOption,
+    who: Who = None,
+    db: DbOption = None,
+) -> None:
     """Run the remaining compensations of a stopped run, newest first; each runs at most once."""
     from guard.runtime.operator import compensate
 
@@ -130,8 +183,9 @@ def compensate_cmd(run_id: Annotated[str, typer.Argument(help="The run.")], note
 
 
 @guarded_command
-def finish_cmd(run_id: Annotated[str, typer.Argument(help="The run.")], note: Note, who: Who = None,
-               db: DbOption = None) -> None:
+def finish_cmd(
+    run_id: Annotated[str, typer.Argument(help="The run.")], note: Note, who: Who = None, db: DbOption = None
+) -> None:
     """Close a halted or pending-review run by hand, with a note of what you did: it is recorded and shown as
     `finished_by_hand` (never `completed`, which only an agent that finished its work records)."""
     from guard.runtime.operator import finish

@@ -19,6 +19,7 @@ from guard.policy import CaseReport, Decision, PolicySet, cases_path, load_polic
 
 app = typer.Typer(help="Check and explain team policies (policies/<team>.yaml).", no_args_is_help=True)
 
+
 def _usage(message: str, as_json: bool) -> typer.Exit:
     if as_json:
         emit({"ok": False, "error": message})
@@ -147,8 +148,9 @@ def explain(
     echo(f"on failure: {decision.on_failure}")
     limits = [f"the same call at most {decision.stop.repeats} time(s) in a row"] if decision.stop.repeats else []
     limits += [f"at most {n} call(s) of {glob} per run" for glob, n in decision.stop.max_calls]
-    limits += [f"at most {calls} call(s) of {glob} per {per:g}s for the team"
-               for glob, calls, per in decision.stop.rate]
+    limits += [
+        f"at most {calls} call(s) of {glob} per {per:g}s for the team" for glob, calls, per in decision.stop.rate
+    ]
     if limits:
         echo(f"stop rules: {'; '.join(limits)}")
 
@@ -169,8 +171,14 @@ def cases_cmd(
     for team in names:
         path = directory / f"{team}.yaml"
         if not cases_path(path).exists() and path.exists():
-            errors.append(PolicyError(file=str(cases_path(path)), line=None, field="",
-                                      reason=f"team {team} has no cases file: write {cases_path(path).name}"))
+            errors.append(
+                PolicyError(
+                    file=str(cases_path(path)),
+                    line=None,
+                    field="",
+                    reason=f"team {team} has no cases file: write {cases_path(path).name}",
+                )
+            )
             continue
         try:
             reports.append(run_cases(path))
@@ -242,6 +250,9 @@ def _decision_json(decision: Decision) -> dict[str, Any]:
         "shadow": decision.shadow,
         "policy_version": decision.policy_version,
         "secret_fields": sorted(decision.secret_fields),
-        "stop": {"repeats": decision.stop.repeats, "max_calls": dict(decision.stop.max_calls),
-                 "rate": {glob: {"calls": calls, "per": per} for glob, calls, per in decision.stop.rate}},
+        "stop": {
+            "repeats": decision.stop.repeats,
+            "max_calls": dict(decision.stop.max_calls),
+            "rate": {glob: {"calls": calls, "per": per} for glob, calls, per in decision.stop.rate},
+        },
     }

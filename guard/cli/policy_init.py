@@ -42,8 +42,7 @@ def init(
     ctx: typer.Context,
     team: Annotated[str, typer.Option(help="The team the policy is for (the file is policies/<team>.yaml).")],
     source: Annotated[str, typer.Option("--from", help="The policy source for an upstream server.")] = "mcp",
-    upstream_url: Annotated[str | None, typer.Option(help="The upstream server's URL (instead of -- COMMAND).")]
-    = None,
+    upstream_url: Annotated[str | None, typer.Option(help="The upstream server's URL (instead of -- COMMAND).")] = None,
 ) -> None:
     """Print a first policy: a deny-everything skeleton, or a draft from an MCP server's tools
     (`guard policy init --team crm -- python crm_server.py`). Review it before use."""
@@ -61,6 +60,8 @@ def init(
     try:
         text = draft(team=team, upstream_url=upstream_url, command=command)
     except Exception as exc:  # noqa: BLE001 (another package's source: any failure is a failed read, said)
-        fail(f"could not read the tools of the upstream server ({type(exc).__name__}: {exc}); check that "
-             "`-- COMMAND` starts an MCP server, or that --upstream-url answers")
+        fail(
+            f"could not read the tools of the upstream server ({type(exc).__name__}: {exc}); check that "
+            "`-- COMMAND` starts an MCP server, or that --upstream-url answers"
+        )
     typer.echo(str(text), nl=False)

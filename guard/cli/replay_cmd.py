@@ -16,12 +16,19 @@ from guard.cli.common import DbOption, JsonFlag, echo, emit, fail, guarded_comma
 
 
 @guarded_command
-def replay(policies: Annotated[Path, typer.Option("--policies", help="The folder of changed <team>.yaml files to "
-                                                                     "decide the recorded calls under.")],
-           run: Annotated[str | None, typer.Option("--run", help="Only this run's calls.")] = None,
-           since: Annotated[str | None, typer.Option("--since", help="Only calls offered this long ago or later, "
-                                                                     "e.g. 7d.", show_default="every call")] = None,
-           db: DbOption = None, as_json: JsonFlag = False) -> None:
+def replay(
+    policies: Annotated[
+        Path,
+        typer.Option("--policies", help="The folder of changed <team>.yaml files to decide the recorded calls under."),
+    ],
+    run: Annotated[str | None, typer.Option("--run", help="Only this run's calls.")] = None,
+    since: Annotated[
+        str | None,
+        typer.Option("--since", help="Only calls offered this long ago or later, e.g. 7d.", show_default="every call"),
+    ] = None,
+    db: DbOption = None,
+    as_json: JsonFlag = False,
+) -> None:
     """Replay the ledger's recorded calls under the policies in --policies: from each call's stored tool,
     arguments, team and its run's history (for the stop rules), never running a tool. Lists every call whose
     decision would change (allowed -> needs approval, approval -> denied, a new class, a stop rule that would
@@ -54,7 +61,9 @@ def replay(policies: Annotated[Path, typer.Option("--policies", help="The folder
         for r in report.changed:
             for c in r.changes:
                 echo(f"{r.run_id} #{r.seq} {r.tool}: {c.kind} {c.before} -> {c.after} ({c.direction})")
-        echo(f"{report.calls} call(s) decided again in {report.seconds:.2f}s: {report.count('tightened')} tightened, "
-             f"{report.count('loosened')} loosened, {report.count('shadow')} shadow verdict(s); no tool ran")
+        echo(
+            f"{report.calls} call(s) decided again in {report.seconds:.2f}s: {report.count('tightened')} tightened, "
+            f"{report.count('loosened')} loosened, {report.count('shadow')} shadow verdict(s); no tool ran"
+        )
     if report.loosened:
         raise typer.Exit(1)

@@ -13,10 +13,13 @@ app = typer.Typer(help="Runs: the calls of one business event, and what happened
 
 @app.command("list")
 @guarded_command
-def list_runs(team: Annotated[str | None, typer.Option(help="Only this team.")] = None,
-              state: Annotated[str | None, typer.Option(help="Only runs in this state, e.g. pending_review.")] = None,
-              limit: Annotated[int, typer.Option(help="At most this many, newest first.")] = 50,
-              db: DbOption = None, as_json: JsonFlag = False) -> None:
+def list_runs(
+    team: Annotated[str | None, typer.Option(help="Only this team.")] = None,
+    state: Annotated[str | None, typer.Option(help="Only runs in this state, e.g. pending_review.")] = None,
+    limit: Annotated[int, typer.Option(help="At most this many, newest first.")] = 50,
+    db: DbOption = None,
+    as_json: JsonFlag = False,
+) -> None:
     """List runs, newest first."""
     ledger = open_ledger(db)
     runs = ledger.list_runs(team=team, state=state, limit=limit)
@@ -28,15 +31,20 @@ def list_runs(team: Annotated[str | None, typer.Option(help="Only this team.")] 
         return
     for r in runs:
         label = f"  [{r.status_label}]" if r.status_label else ""
-        echo(f"{r.run_id}  {r.team:<12} {r.state:<16} calls={r.call_count:<4} {when(r.created_at)}"
-                   f"  {r.subject or ''}{label}")
+        echo(
+            f"{r.run_id}  {r.team:<12} {r.state:<16} calls={r.call_count:<4} {when(r.created_at)}"
+            f"  {r.subject or ''}{label}"
+        )
 
 
 @app.command("show")
 @guarded_command
-def show(run_id: Annotated[str, typer.Argument(help="The run id (see `guard runs list`).")],
-         db: DbOption = None, as_json: JsonFlag = False,
-         events: Annotated[bool, typer.Option("--events/--no-events", help="Print the event trail.")] = True) -> None:
+def show(
+    run_id: Annotated[str, typer.Argument(help="The run id (see `guard runs list`).")],
+    db: DbOption = None,
+    as_json: JsonFlag = False,
+    events: Annotated[bool, typer.Option("--events/--no-events", help="Print the event trail.")] = True,
+) -> None:
     """Tell a run's story: its state, every call with its external ids, and the event trail."""
     ledger = open_ledger(db)
     run = ledger.get_run(run_id)
@@ -48,8 +56,11 @@ def show(run_id: Annotated[str, typer.Argument(help="The run id (see `guard runs
         return
     echo(f"run {run.run_id}")
     echo(f"  team {run.team}   subject {run.subject or '-'}   source event {run.source_event_id or '-'}")
-    echo(f"  state {run.state}" + (f"   ({run.status_label})" if run.status_label else "")
-               + ("   REQUIRES REVIEW" if run.requires_review else ""))
+    echo(
+        f"  state {run.state}"
+        + (f"   ({run.status_label})" if run.status_label else "")
+        + ("   REQUIRES REVIEW" if run.requires_review else "")
+    )
     if run.state == "finished_by_hand":  # RunState.FINISHED_BY_HAND (the CLI starts without the ledger)
         for m in (m for m in story["manual_actions"] if m["action"] == "finish"):
             echo(f"  FINISHED BY HAND by {m['operator']} at {when(m['at'])}: {m['note']}")
@@ -65,8 +76,7 @@ def show(run_id: Annotated[str, typer.Argument(help="The run id (see `guard runs
     for c in story["calls"]:
         ids = " ".join(f"{k}={v}" for k, v in c["external_ids"].items())
         link = f"  compensates #{seqs[c['compensates_call_id']]}" if c["compensates_call_id"] in seqs else ""
-        echo(f"  #{c['seq']:<3} {c['tool']:<30} {c['side_effect'] or '-':<13} {c['state']:<18}"
-             f" {ids}{link}")
+        echo(f"  #{c['seq']:<3} {c['tool']:<30} {c['side_effect'] or '-':<13} {c['state']:<18} {ids}{link}")
         if c["reason"]:
             echo(f"        reason: {c['reason']}")
         if c["error"]:
@@ -77,5 +87,4 @@ def show(run_id: Annotated[str, typer.Argument(help="The run id (see `guard runs
         echo("events:")
         for e in story["events"]:
             what = f"call #{seqs.get(e['call_id'], '?')}" if e["entity"] == "call" else e["entity"]
-            echo(f"  {when(e['at'])}  {e['actor']:<10} {what:<9} {e['from_state'] or '·'} -> "
-                 f"{' -> '.join(e['path'])}")
+            echo(f"  {when(e['at'])}  {e['actor']:<10} {what:<9} {e['from_state'] or '·'} -> {' -> '.join(e['path'])}")

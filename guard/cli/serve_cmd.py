@@ -35,11 +35,16 @@ tokens_app = typer.Typer(help="Reviewer tokens for the approval service (`guard 
 
 @tokens_app.command("create")
 @guarded_command
-def create(reviewer: Annotated[str, typer.Option("--reviewer", help="The reviewer, as named under `reviewers:` "
-                                                 "in a team policy.")],
-           label: Annotated[str | None, typer.Option(help="What the token is for (kept, shown by list).")] = None,
-           by: Annotated[str | None, typer.Option("--by", help="Who creates it.", show_default="$USER")] = None,
-           db: DbOption = None, policies: PoliciesDir = None, as_json: JsonFlag = False) -> None:
+def create(
+    reviewer: Annotated[
+        str, typer.Option("--reviewer", help="The reviewer, as named under `reviewers:` in a team policy.")
+    ],
+    label: Annotated[str | None, typer.Option(help="What the token is for (kept, shown by list).")] = None,
+    by: Annotated[str | None, typer.Option("--by", help="Who creates it.", show_default="$USER")] = None,
+    db: DbOption = None,
+    policies: PoliciesDir = None,
+    as_json: JsonFlag = False,
+) -> None:
     """Create a token for a reviewer and print its secret once (only its hash is kept)."""
     teams = [t for t, p in PolicySet.load_dir(policy_dir(policies)).policies.items() if reviewer in p.reviewers]
     if not teams:
@@ -51,14 +56,19 @@ def create(reviewer: Annotated[str, typer.Option("--reviewer", help="The reviewe
         return
     echo(f"token {token.token_id} for {reviewer} (reviewer of {', '.join(teams)}):")
     echo(f"  {secret}")
-    echo("Keep it now: it is not stored and cannot be shown again. Revoke it with "
-         f"`guard tokens revoke {token.token_id}`.")
+    echo(
+        "Keep it now: it is not stored and cannot be shown again. Revoke it with "
+        f"`guard tokens revoke {token.token_id}`."
+    )
 
 
 @tokens_app.command("list")
 @guarded_command
-def list_tokens(include_revoked: Annotated[bool, typer.Option("--all", help="Include revoked tokens.")] = False,
-                db: DbOption = None, as_json: JsonFlag = False) -> None:
+def list_tokens(
+    include_revoked: Annotated[bool, typer.Option("--all", help="Include revoked tokens.")] = False,
+    db: DbOption = None,
+    as_json: JsonFlag = False,
+) -> None:
     """List tokens (never their secrets), oldest first."""
     tokens = open_ledger(db).list_tokens(include_revoked=include_revoked)
     if as_json:
@@ -70,15 +80,20 @@ def list_tokens(include_revoked: Annotated[bool, typer.Option("--all", help="Inc
     now = time.time()
     for t in tokens:
         state = "active" if t.active else f"revoked by {t.revoked_by}"
-        echo(f"{t.token_id}  {t.reviewer:<14} created {ago(t.created_at, now)} by {t.created_by}  [{state}]"
-             + (f"  {t.label}" if t.label else ""))
+        echo(
+            f"{t.token_id}  {t.reviewer:<14} created {ago(t.created_at, now)} by {t.created_by}  [{state}]"
+            + (f"  {t.label}" if t.label else "")
+        )
 
 
 @tokens_app.command("revoke")
 @guarded_command
-def revoke(token_id: Annotated[str, typer.Argument(help="The token id (see `guard tokens list`).")],
-           by: Annotated[str | None, typer.Option("--by", help="Who revokes it.", show_default="$USER")] = None,
-           db: DbOption = None, as_json: JsonFlag = False) -> None:
+def revoke(
+    token_id: Annotated[str, typer.Argument(help="The token id (see `guard tokens list`).")],
+    by: Annotated[str | None, typer.Option("--by", help="Who revokes it.", show_default="$USER")] = None,
+    db: DbOption = None,
+    as_json: JsonFlag = False,
+) -> None:
     """Revoke a token: it stops working at once, in the API and in every page session made with it."""
     token = open_ledger(db).revoke_token(token_id, by=by or os.environ.get("USER") or "guard")
     if as_json:
@@ -88,19 +103,33 @@ def revoke(token_id: Annotated[str, typer.Argument(help="The token id (see `guar
 
 
 @guarded_command
-def serve(host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
-          port: Annotated[int, typer.Option(help="Port to listen on.")] = 8700,
-          public_url: Annotated[str | None, typer.Option(help="The page's address as reviewers reach it, for the "
-                                                         "links in notifications.",
-                                                         show_default="http://HOST:PORT")] = None,
-          db: DbOption = None, policies: PoliciesDir = None,
-          log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
-          seal_every: Annotated[float | None, typer.Option(
-              "--seal-every", envvar="GUARD_SEAL_EVERY", help="Seal the ledger every SECONDS (needs the seal key "
-              "in $GUARD_SEAL_KEY_FILE or --seal-key-env, and $GUARD_SEAL_SINK; each seal also goes to "
-              "$GUARD_SEAL_WEBHOOK_URL, signed with $GUARD_SEAL_WEBHOOK_KEY, when both are set).")] = None,
-          seal_key_env: Annotated[str | None, typer.Option(
-              "--seal-key-env", help="Name of an environment variable holding the seal key's PEM.")] = None) -> None:
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8700,
+    public_url: Annotated[
+        str | None,
+        typer.Option(
+            help="The page's address as reviewers reach it, for the links in notifications.",
+            show_default="http://HOST:PORT",
+        ),
+    ] = None,
+    db: DbOption = None,
+    policies: PoliciesDir = None,
+    log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
+    seal_every: Annotated[
+        float | None,
+        typer.Option(
+            "--seal-every",
+            envvar="GUARD_SEAL_EVERY",
+            help="Seal the ledger every SECONDS (needs the seal key "
+            "in $GUARD_SEAL_KEY_FILE or --seal-key-env, and $GUARD_SEAL_SINK; each seal also goes to "
+            "$GUARD_SEAL_WEBHOOK_URL, signed with $GUARD_SEAL_WEBHOOK_KEY, when both are set).",
+        ),
+    ] = None,
+    seal_key_env: Annotated[
+        str | None, typer.Option("--seal-key-env", help="Name of an environment variable holding the seal key's PEM.")
+    ] = None,
+) -> None:
     """Start the approval service: the reviewer page at / and the REST API at /api (OpenAPI at /openapi.json).
 
     Page sessions are signed with $GUARD_SESSION_SECRET (give every replica the same one); without it, a
@@ -128,14 +157,24 @@ def serve(host: Annotated[str, typer.Option(help="Interface to listen on.")] = "
             fail("--seal-every needs a positive number of seconds and $GUARD_SEAL_SINK (the file seals go to)")
         witness_url, witness_key = os.environ.get("GUARD_SEAL_WEBHOOK_URL"), os.environ.get("GUARD_SEAL_WEBHOOK_KEY")
         if bool(witness_url) != bool(witness_key):
-            fail("a seal witness needs both $GUARD_SEAL_WEBHOOK_URL and $GUARD_SEAL_WEBHOOK_KEY (Guard never sends "
-                 "unsigned); set both, or neither")
+            fail(
+                "a seal witness needs both $GUARD_SEAL_WEBHOOK_URL and $GUARD_SEAL_WEBHOOK_KEY (Guard never sends "
+                "unsigned); set both, or neither"
+            )
         witness = SealWitness(witness_url, witness_key.encode()) if witness_url and witness_key else None
-        seals = SealSchedule(Signer.load(key_file=os.environ.get("GUARD_SEAL_KEY_FILE"), key_env=seal_key_env),
-                             Path(sink), seal_every, witness)
-    app = create_app(resolve_url(db), policy_dir(policies), session_secret=secret.encode() if secret else None,
-                     public_url=public_url or f"http://{host}:{port}",
-                     metrics_token=os.environ.get("GUARD_METRICS_TOKEN") or None, seals=seals)
-    echo(f"Guard approval service on http://{host}:{port}/ (API /api, OpenAPI /openapi.json, "
-         "metrics /metrics)")
+        seals = SealSchedule(
+            Signer.load(key_file=os.environ.get("GUARD_SEAL_KEY_FILE"), key_env=seal_key_env),
+            Path(sink),
+            seal_every,
+            witness,
+        )
+    app = create_app(
+        resolve_url(db),
+        policy_dir(policies),
+        session_secret=secret.encode() if secret else None,
+        public_url=public_url or f"http://{host}:{port}",
+        metrics_token=os.environ.get("GUARD_METRICS_TOKEN") or None,
+        seals=seals,
+    )
+    echo(f"Guard approval service on http://{host}:{port}/ (API /api, OpenAPI /openapi.json, metrics /metrics)")
     uvicorn.run(app, host=host, port=port, log_level=log_level)

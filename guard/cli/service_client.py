@@ -32,8 +32,16 @@ def _problem(response: Any) -> tuple[str, str]:
     return str(body), "http"
 
 
-def decide_over_http(server: str, approval_id: str, decision: Literal["approve", "reject"], *, reason: str | None,
-                     args_hash: str | None, edited: dict[str, Any] | None, as_json: bool) -> None:
+def decide_over_http(
+    server: str,
+    approval_id: str,
+    decision: Literal["approve", "reject"],
+    *,
+    reason: str | None,
+    args_hash: str | None,
+    edited: dict[str, Any] | None,
+    as_json: bool,
+) -> None:
     """Show the approval (so the decision binds to the arguments on the table, or to `args_hash` when given),
     then post the decision. A refusal exits 1 with the service's reason and code; a missing token or an
     unreachable service exits 2."""
@@ -43,18 +51,26 @@ def decide_over_http(server: str, approval_id: str, decision: Literal["approve",
         fail("deciding through the approval service needs httpx: pip install 'guard-middleware[server]'", 2)
     token = os.environ.get(TOKEN_ENV)
     if not token:
-        fail(f"set {TOKEN_ENV} to your reviewer token (`guard tokens create --reviewer NAME` prints it once); "
-             "the token says who you are", 2)
+        fail(
+            f"set {TOKEN_ENV} to your reviewer token (`guard tokens create --reviewer NAME` prints it once); "
+            "the token says who you are",
+            2,
+        )
     path = f"/api/approvals/{quote(approval_id, safe='')}"
     try:
-        with httpx.Client(base_url=server.rstrip("/"), headers={"Authorization": f"Bearer {token}"},
-                          timeout=30.0) as client:
+        with httpx.Client(
+            base_url=server.rstrip("/"), headers={"Authorization": f"Bearer {token}"}, timeout=30.0
+        ) as client:
             shown = client.get(path)
             if shown.status_code != 200:
                 _refused(shown, as_json)
             approval = shown.json()
-            body = {"decision": decision, "reason": reason, "args_hash": args_hash or approval["args_hash"],
-                    "edited_args": edited}
+            body = {
+                "decision": decision,
+                "reason": reason,
+                "args_hash": args_hash or approval["args_hash"],
+                "edited_args": edited,
+            }
             response = client.post(f"{path}/decision", json=body)
     except httpx.HTTPError as exc:
         fail(f"cannot reach the approval service at {server}: {exc}", 2)
@@ -68,8 +84,10 @@ def decide_over_http(server: str, approval_id: str, decision: Literal["approve",
     if out["repeat"]:
         echo(f"{who} already decided {decision} on {approval_id}; nothing changed (now {state})")
     elif out["settled"]:
-        echo(f"{approval_id} {state} by {who} (through {server}): {approval['tool']} in run {approval['run_id']} "
-              + ("may run now" if state == "approved" else "will not run"))
+        echo(
+            f"{approval_id} {state} by {who} (through {server}): {approval['tool']} in run {approval['run_id']} "
+            + ("may run now" if state == "approved" else "will not run")
+        )
     else:
         echo(f"{who} approved {approval_id}; it still needs {approval['quorum']} distinct approvers in all")
 

@@ -38,18 +38,21 @@ class RecordFilter:
     changed_only: bool = True  # only records whose call ran (a denied call changed nothing to judge)
 
     def empty(self) -> bool:
-        return not (self.call_ids or self.system or self.state or self.tool or self.run_id or self.external_id
-                    or self.verdict)
+        return not (
+            self.call_ids or self.system or self.state or self.tool or self.run_id or self.external_id or self.verdict
+        )
 
     def matches(self, r: Record) -> bool:
-        return ((not self.changed_only or r.changed or bool(self.call_ids))
-                and (not self.call_ids or r.call_id in self.call_ids)
-                and (self.system is None or r.system == self.system)
-                and (self.state is None or r.state == self.state)
-                and (self.tool is None or fnmatchcase(r.tool, self.tool))
-                and (self.run_id is None or r.run_id == self.run_id)
-                and (self.external_id is None or self.external_id in r.external_ids.values())
-                and (self.verdict is None or (r.verdict or "none") == self.verdict))
+        return (
+            (not self.changed_only or r.changed or bool(self.call_ids))
+            and (not self.call_ids or r.call_id in self.call_ids)
+            and (self.system is None or r.system == self.system)
+            and (self.state is None or r.state == self.state)
+            and (self.tool is None or fnmatchcase(r.tool, self.tool))
+            and (self.run_id is None or r.run_id == self.run_id)
+            and (self.external_id is None or self.external_id in r.external_ids.values())
+            and (self.verdict is None or (r.verdict or "none") == self.verdict)
+        )
 
 
 class IncidentBook:
@@ -60,13 +63,21 @@ class IncidentBook:
         self.book = LedgerIncidents(ledger.conns)
         self.systems = dict(systems or {})
 
-    def open(self, scope: Scope, *, title: str, opened_by: str, owner: str | None = None,
-             next_update_in: float | None = 3600.0) -> IncidentRecord:
+    def open(
+        self,
+        scope: Scope,
+        *,
+        title: str,
+        opened_by: str,
+        owner: str | None = None,
+        next_update_in: float | None = 3600.0,
+    ) -> IncidentRecord:
         """Open an incident; its owner defaults to whoever opened it. The next status update is due in an hour
         unless told otherwise."""
         due = None if next_update_in is None else time.time() + next_update_in
-        return self.book.open_incident(scope, title=title, opened_by=opened_by, owner=owner or opened_by,
-                                       next_update_at=due)
+        return self.book.open_incident(
+            scope, title=title, opened_by=opened_by, owner=owner or opened_by, next_update_at=due
+        )
 
     def get(self, incident_id: str) -> IncidentRecord:
         found = self.book.get_incident(incident_id)
@@ -74,8 +85,9 @@ class IncidentBook:
             raise GuardUsageError(f"no incident {incident_id}; list them with `guard incident list`")
         return found
 
-    def list(self, *, teams: Sequence[str] | None = None, state: str | None = None,
-             limit: int = 100) -> list[IncidentRecord]:
+    def list(
+        self, *, teams: Sequence[str] | None = None, state: str | None = None, limit: int = 100
+    ) -> list[IncidentRecord]:
         return self.book.list_incidents(teams=teams, state=state, limit=limit)
 
     def radius(self, incident_id: str) -> BlastRadius:
@@ -85,23 +97,31 @@ class IncidentBook:
     def select(self, incident_id: str, which: RecordFilter) -> list[Record]:
         return [r for r in self.radius(incident_id).records if which.matches(r)]
 
-    def tag(self, incident_id: str, which: RecordFilter, verdict: Verdict, *, by: str,
-            note: str | None = None) -> tuple[int, int]:
+    def tag(
+        self, incident_id: str, which: RecordFilter, verdict: Verdict, *, by: str, note: str | None = None
+    ) -> tuple[int, int]:
         """Give `verdict` to the records `which` picks; returns (matched, changed). Refuses an empty filter (tag
         everything with `--all` on purpose) and call ids that are not records of this incident."""
         if which.empty():
-            raise GuardUsageError("say which records: call ids, or a filter (system, state, tool, run, external id, "
-                                  "verdict)")
+            raise GuardUsageError(
+                "say which records: call ids, or a filter (system, state, tool, run, external id, verdict)"
+            )
         picked = self.select(incident_id, which)
         if which.call_ids:
             missing = sorted(set(which.call_ids) - {r.call_id for r in picked})
             if missing:
-                raise GuardUsageError(f"not records of incident {incident_id}: {', '.join(missing[:5])}"
-                                      + (" ..." if len(missing) > 5 else ""))
+                raise GuardUsageError(
+                    f"not records of incident {incident_id}: {', '.join(missing[:5])}"
+                    + (" ..." if len(missing) > 5 else "")
+                )
         changed = self.book.set_verdicts(incident_id, [r.call_id for r in picked], verdict, by=by, note=note)
         if changed:
-            self.book.add_note(incident_id, author=by, kind="action",
-                               text=f"{changed} record(s) judged {verdict}" + (f": {note}" if note else ""))
+            self.book.add_note(
+                incident_id,
+                author=by,
+                kind="action",
+                text=f"{changed} record(s) judged {verdict}" + (f": {note}" if note else ""),
+            )
         return len(picked), changed
 
     def history(self, incident_id: str, call_id: str | None = None) -> list[dict[str, Any]]:
@@ -126,8 +146,16 @@ class IncidentBook:
             if e.at < since or (incident.team is None and detail.get("target") not in scope.run_ids):
                 continue
             what = "paused" if e.to_state == "paused" else "lifted the pause on"
-            out.append({"id": None, "incident_id": incident_id, "at": e.at, "author": e.actor, "kind": "action",
-                        "text": f"{what} {detail.get('scope')} {detail.get('target')}: {detail.get('reason')}"})
+            out.append(
+                {
+                    "id": None,
+                    "incident_id": incident_id,
+                    "at": e.at,
+                    "author": e.actor,
+                    "kind": "action",
+                    "text": f"{what} {detail.get('scope')} {detail.get('target')}: {detail.get('reason')}",
+                }
+            )
         return sorted(out, key=lambda n: n["at"])
 
     def close(self, incident_id: str, note: str, *, by: str) -> None:
@@ -136,8 +164,9 @@ class IncidentBook:
     def next_update(self, incident_id: str, at: float, *, by: str) -> None:
         self.book.set_next_update(incident_id, at, by=by)
 
-    def snapshot(self, incident_id: str, path: str | Path, *, by: str,
-                 inspect: Inspector | None = None) -> SnapshotTaken:
+    def snapshot(
+        self, incident_id: str, path: str | Path, *, by: str, inspect: Inspector | None = None
+    ) -> SnapshotTaken:
         return take_snapshot(self.book, incident_id, path, by=by, systems=self.systems, inspect=inspect)
 
     def verify(self, incident_id: str, path: str | Path | None = None) -> SnapshotCheck:

@@ -23,10 +23,21 @@ from guard.ledger.incidents import VERDICTS, LedgerIncidents
 
 __all__ = ["RAN", "STATE_WORDS", "BlastRadius", "Record", "blast_radius", "system_of"]
 
-STATE_WORDS = {"completed": "completed", "rolled_back": "rolled back", "rollback_failed": "compensation failed",
-               "in_doubt": "in doubt", "failed": "failed", "denied": "denied", "rolling_back": "rolling back",
-               "started": "under way", "awaiting_approval": "awaiting approval", "approved": "approved",
-               "rejected": "rejected", "expired": "expired", "offered": "offered"}
+STATE_WORDS = {
+    "completed": "completed",
+    "rolled_back": "rolled back",
+    "rollback_failed": "compensation failed",
+    "in_doubt": "in doubt",
+    "failed": "failed",
+    "denied": "denied",
+    "rolling_back": "rolling back",
+    "started": "under way",
+    "awaiting_approval": "awaiting approval",
+    "approved": "approved",
+    "rejected": "rejected",
+    "expired": "expired",
+    "offered": "offered",
+}
 RAN = frozenset({"completed", "rolled_back", "rollback_failed", "rolling_back", "in_doubt", "failed", "started"})
 CSV_COLUMNS = ("call_id", "run_id", "seq", "system", "tool", "state", "external_ids", "verdict", "judged_by", "note")
 
@@ -59,10 +70,19 @@ class Record:
         return self.state in RAN
 
     def to_dict(self) -> dict[str, Any]:
-        return {"call_id": self.call_id, "run_id": self.run_id, "seq": self.seq, "tool": self.tool,
-                "system": self.system, "state": self.state, "state_words": STATE_WORDS.get(self.state, self.state),
-                "external_ids": self.external_ids, "verdict": self.verdict, "judged_by": self.judged_by,
-                "note": self.note}
+        return {
+            "call_id": self.call_id,
+            "run_id": self.run_id,
+            "seq": self.seq,
+            "tool": self.tool,
+            "system": self.system,
+            "state": self.state,
+            "state_words": STATE_WORDS.get(self.state, self.state),
+            "external_ids": self.external_ids,
+            "verdict": self.verdict,
+            "judged_by": self.judged_by,
+            "note": self.note,
+        }
 
 
 @dataclass(slots=True)
@@ -91,16 +111,23 @@ class BlastRadius:
         changed = self.changed()
         systems = len({r.system for r in changed})
         t = self.verdict_totals()
-        line = (f"{len(changed)} record{'s' if len(changed) != 1 else ''} changed in {systems} "
-                f"system{'s' if systems != 1 else ''}: {t['wrong']} wrong, {t['safe']} safe, {t['unclear']} unclear, "
-                f"{t['not_judged']} not yet judged")
+        line = (
+            f"{len(changed)} record{'s' if len(changed) != 1 else ''} changed in {systems} "
+            f"system{'s' if systems != 1 else ''}: {t['wrong']} wrong, {t['safe']} safe, {t['unclear']} unclear, "
+            f"{t['not_judged']} not yet judged"
+        )
         never = len(self.records) - len(changed)
         return line + (f" ({never} more never ran: denied, rejected or expired)" if never else "")
 
     def to_json(self) -> dict[str, Any]:
-        return {"summary": self.summary(), "records_changed": len(self.changed()), "records": len(self.records),
-                "by_system": self.by_system_state(), "verdicts": self.verdict_totals(),
-                "calls": [r.to_dict() for r in self.records]}
+        return {
+            "summary": self.summary(),
+            "records_changed": len(self.changed()),
+            "records": len(self.records),
+            "by_system": self.by_system_state(),
+            "verdicts": self.verdict_totals(),
+            "calls": [r.to_dict() for r in self.records],
+        }
 
     def to_csv(self) -> str:
         out = io.StringIO()
@@ -108,8 +135,23 @@ class BlastRadius:
         writer.writerow(CSV_COLUMNS)
         for r in self.records:
             ids = " ".join(f"{k}={v}" for k, v in sorted(r.external_ids.items()))
-            writer.writerow([_cell(v) for v in (r.call_id, r.run_id, r.seq, r.system, r.tool, r.state, ids,
-                                                r.verdict or "", r.judged_by or "", r.note or "")])
+            writer.writerow(
+                [
+                    _cell(v)
+                    for v in (
+                        r.call_id,
+                        r.run_id,
+                        r.seq,
+                        r.system,
+                        r.tool,
+                        r.state,
+                        ids,
+                        r.verdict or "",
+                        r.judged_by or "",
+                        r.note or "",
+                    )
+                ]
+            )
         return out.getvalue()
 
 
@@ -119,19 +161,32 @@ def _cell(value: object) -> str:
     return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
 
 
-def records_of(calls: Iterable[ScopeCall], verdicts: Mapping[str, Mapping[str, Any]],
-               systems: Mapping[str, str] | None = None) -> list[Record]:
+def records_of(
+    calls: Iterable[ScopeCall], verdicts: Mapping[str, Mapping[str, Any]], systems: Mapping[str, str] | None = None
+) -> list[Record]:
     out: list[Record] = []
     for c in calls:
         v = verdicts.get(c.call_id)
-        out.append(Record(c.call_id, c.run_id, c.seq, c.tool, system_of(c.tool, systems), c.state, c.ids,
-                          None if v is None else v["verdict"], None if v is None else v["judged_by"],
-                          None if v is None else v["note"]))
+        out.append(
+            Record(
+                c.call_id,
+                c.run_id,
+                c.seq,
+                c.tool,
+                system_of(c.tool, systems),
+                c.state,
+                c.ids,
+                None if v is None else v["verdict"],
+                None if v is None else v["judged_by"],
+                None if v is None else v["note"],
+            )
+        )
     return out
 
 
-def blast_radius(book: LedgerIncidents, scope: Scope, *, incident_id: str | None = None,
-                 systems: Mapping[str, str] | None = None) -> BlastRadius:
+def blast_radius(
+    book: LedgerIncidents, scope: Scope, *, incident_id: str | None = None, systems: Mapping[str, str] | None = None
+) -> BlastRadius:
     """The blast radius of `scope` as the ledger tells it now (with `incident_id`'s verdicts, when given)."""
     verdicts = book.verdicts(incident_id) if incident_id is not None else {}
     return BlastRadius(records_of(book.calls_in_scope(scope), verdicts, systems))

@@ -61,12 +61,27 @@ class RepairReport:
     after: dict[str, dict[str, int]] = field(default_factory=dict[str, dict[str, int]])
 
     def to_json(self) -> dict[str, Any]:
-        return {"repaired": len(self.repaired), "failed": self.failed, "waiting": self.waiting,
-                "skipped": self.skipped, "left": self.left, "before": self.before, "after": self.after}
+        return {
+            "repaired": len(self.repaired),
+            "failed": self.failed,
+            "waiting": self.waiting,
+            "skipped": self.skipped,
+            "left": self.left,
+            "before": self.before,
+            "after": self.after,
+        }
 
 
-def repair(guard: Guard, book: IncidentBook, incident_id: str, *, operator: str, sample: int | None = None,
-           rest: bool = False, repair_tool: str | None = None) -> RepairReport:
+def repair(
+    guard: Guard,
+    book: IncidentBook,
+    incident_id: str,
+    *,
+    operator: str,
+    sample: int | None = None,
+    rest: bool = False,
+    repair_tool: str | None = None,
+) -> RepairReport:
     """Repair the incident's records judged wrong: the first `sample` of those left, or (`rest`) all of them.
 
     Raises:
@@ -81,11 +96,18 @@ def repair(guard: Guard, book: IncidentBook, incident_id: str, *, operator: str,
         raise GuardUsageError("the sample is at least one record")
     incident = book.get(incident_id)
     if incident.state != "open":
-        raise IllegalTransition(f"incident {incident_id} is closed", entity="incident", id=incident_id,
-                                from_state=incident.state, to_state="repair")
+        raise IllegalTransition(
+            f"incident {incident_id} is closed",
+            entity="incident",
+            id=incident_id,
+            from_state=incident.state,
+            to_state="repair",
+        )
     if incident.snapshot_digest is None:
-        raise GuardUsageError(f"take the snapshot of incident {incident_id} before anyone repairs "
-                              f"(`guard incident snapshot {incident_id} FILE`): it is the evidence of what was there")
+        raise GuardUsageError(
+            f"take the snapshot of incident {incident_id} before anyone repairs "
+            f"(`guard incident snapshot {incident_id} FILE`): it is the evidence of what was there"
+        )
     tool: GuardedTool | None = None
     if repair_tool is not None:
         tool = guard.tool_named(repair_tool)
@@ -101,8 +123,9 @@ def repair(guard: Guard, book: IncidentBook, incident_id: str, *, operator: str,
             raise GuardUsageError("repair a sample first (`--sample N`) and check it, then the rest")
         stuck = [r.call_id for r in wrong if r.state == C.ROLLBACK_FAILED]
         if stuck:
-            raise GuardUsageError(f"{len(stuck)} repair(s) failed ({', '.join(stuck[:3])}): look at them before "
-                                  "the rest")
+            raise GuardUsageError(
+                f"{len(stuck)} repair(s) failed ({', '.join(stuck[:3])}): look at them before the rest"
+            )
     batch = todo if rest else todo[:sample]
     guard.recover_on_start()  # a repair killed mid-call left it `started`: recovery settles it first
     scopes: dict[str, RunScope] = {}
@@ -125,9 +148,13 @@ def repair(guard: Guard, book: IncidentBook, incident_id: str, *, operator: str,
     after = book.radius(incident_id)
     report.after = after.by_system_state()
     report.left = sum(1 for r in after.records if r.verdict == "wrong" and r.state in _REPAIRABLE)
-    book.book.add_note(incident_id, author=operator, kind="action",
-                       text=f"repair {what}: {len(report.repaired)} repaired, {len(report.failed)} failed, "
-                            f"{len(report.waiting)} waiting, {len(report.skipped)} skipped; {report.left} left")
+    book.book.add_note(
+        incident_id,
+        author=operator,
+        kind="action",
+        text=f"repair {what}: {len(report.repaired)} repaired, {len(report.failed)} failed, "
+        f"{len(report.waiting)} waiting, {len(report.skipped)} skipped; {report.left} left",
+    )
     return report
 
 
@@ -139,9 +166,11 @@ def _compensation_of(guard: Guard, call: CallRecord) -> GuardedTool | None:
 def _repair_scope(guard: Guard, incident_id: str, team: str, operator: str) -> RunScope:
     held = guard.ledger.pause_at_source(team)
     if held is not None:
-        raise GuardUsageError(f"team {team} is paused by {held['paused_by']} ({held['reason']}): a repair is a run "
-                              "of the team, and the pause holds it. Pause the tool that did the damage instead "
-                              f"(`guard pause --team {team} --tool ...`), then lift the team's pause")
+        raise GuardUsageError(
+            f"team {team} is paused by {held['paused_by']} ({held['reason']}): a repair is a run "
+            "of the team, and the pause holds it. Pause the tool that did the damage instead "
+            f"(`guard pause --team {team} --tool ...`), then lift the team's pause"
+        )
     run_id = repair_run_id(incident_id, team)
     guard.ledger.open_run(run_id, team, actor=operator, subject=f"repair of incident {incident_id}")
     return RunScope(run_id, team, operator)
@@ -152,10 +181,20 @@ def _context(guard: Guard, call: CallRecord, incident_id: str, kind: str) -> Rol
     args = json.loads(guard.ledger.args_run_with(call))  # a reviewer's edit is what ran, so what is repaired
     decision = guard.policies.classify(call.team, call.tool, args)
     return RollbackContext(
-        run_id=call.run_id, call_id=call.call_id, tool=call.tool, args=args, result=call.result,
-        external_ids=call.external_id_map, idempotency_key=call.offered_key, state=C.ROLLING_BACK,
-        attempts=call.attempts, retry_attempts=decision.retry.attempts, timeout=decision.retry.timeout,
-        failure=f"incident {incident_id}: judged wrong", kind=kind)
+        run_id=call.run_id,
+        call_id=call.call_id,
+        tool=call.tool,
+        args=args,
+        result=call.result,
+        external_ids=call.external_id_map,
+        idempotency_key=call.offered_key,
+        state=C.ROLLING_BACK,
+        attempts=call.attempts,
+        retry_attempts=decision.retry.attempts,
+        timeout=decision.retry.timeout,
+        failure=f"incident {incident_id}: judged wrong",
+        kind=kind,
+    )
 
 
 def _repair_one(guard: Guard, scope: RunScope, call: CallRecord, comp: GuardedTool, incident_id: str) -> str:
@@ -165,19 +204,22 @@ def _repair_one(guard: Guard, scope: RunScope, call: CallRecord, comp: GuardedTo
     if held is not None:  # refused before the record moves: a denied repair would read as a failed one
         raise GuardUsageError(f"the repair {comp.name} is held: {held}")
     if call.state != C.ROLLING_BACK and not guard.ledger.begin_rollback(
-            call, actor=actor, reason=f"incident {incident_id}: judged wrong"):
+        call, actor=actor, reason=f"incident {incident_id}: judged wrong"
+    ):
         return "skipped"
     crash_point("before_repair")
     hooks = guard.hooks_of(call.tool)
     ctx = _context(guard, call, incident_id, hooks.compensation_kind if hooks is not None else "correct")
     try:
-        guard.invoke_in(scope, comp.spec, {"context": ctx.to_json()}, key=f"repair:{call.call_id}",
-                        compensates=call.call_id)
+        guard.invoke_in(
+            scope, comp.spec, {"context": ctx.to_json()}, key=f"repair:{call.call_id}", compensates=call.call_id
+        )
     except (ApprovalPending, ApprovalTimeout):
         return "waiting"
     except GuardError as exc:  # failed, denied or rejected: recorded on the repair's own call
-        guard.ledger.end_rollback(call, ok=False, actor=actor, detail={"repair": comp.name, "incident": incident_id,
-                                                                       "error": str(exc)})
+        guard.ledger.end_rollback(
+            call, ok=False, actor=actor, detail={"repair": comp.name, "incident": incident_id, "error": str(exc)}
+        )
         return "failed"
     crash_point("after_repair")
     guard.ledger.end_rollback(call, ok=True, actor=actor, detail={"repair": comp.name, "incident": incident_id})
@@ -192,12 +234,21 @@ def counts_match(before: Mapping[str, Mapping[str, int]], after: Mapping[str, Ma
 def inspector_for(guard: Guard) -> Inspector:
     """The snapshot's inspect step over `guard`'s tools: each record read back through its tool's `.inspect`
     hook (None for a tool that declares none, or that this Guard does not hold)."""
+
     def look(record: Mapping[str, Any]) -> Any:
         hooks = guard.hooks_of(str(record["tool"]))
         if hooks is None or hooks.inspect is None:
             return None
-        return hooks.inspect(ReconcileContext(
-            run_id=record["run_id"], call_id=record["call_id"], tool=record["tool"], args=record["args"],
-            idempotency_key=record["idempotency_key"], external_ids=record["external_ids"],
-            attempts=record["attempts"]))
+        return hooks.inspect(
+            ReconcileContext(
+                run_id=record["run_id"],
+                call_id=record["call_id"],
+                tool=record["tool"],
+                args=record["args"],
+                idempotency_key=record["idempotency_key"],
+                external_ids=record["external_ids"],
+                attempts=record["attempts"],
+            )
+        )
+
     return look

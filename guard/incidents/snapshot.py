@@ -63,8 +63,9 @@ def _line(out: IO[bytes], h: Any, data: Any) -> None:
     out.write(raw)
 
 
-def _records(book: LedgerIncidents, incident: IncidentRecord, systems: Mapping[str, str] | None,
-             inspect: Inspector | None) -> Iterator[dict[str, Any]]:
+def _records(
+    book: LedgerIncidents, incident: IncidentRecord, systems: Mapping[str, str] | None, inspect: Inspector | None
+) -> Iterator[dict[str, Any]]:
     verdicts = book.verdicts(incident.incident_id)
     batch: list[CallRecord] = []
     rows = book.full_calls_in_scope(incident.scope, CallRecord.columns())
@@ -83,16 +84,38 @@ def _records(book: LedgerIncidents, incident: IncidentRecord, systems: Mapping[s
         yield from flush()
 
 
-def _record(call: CallRecord, events: list[dict[str, Any]], verdict: Mapping[str, Any] | None,
-            systems: Mapping[str, str] | None, inspect: Inspector | None) -> dict[str, Any]:
+def _record(
+    call: CallRecord,
+    events: list[dict[str, Any]],
+    verdict: Mapping[str, Any] | None,
+    systems: Mapping[str, str] | None,
+    inspect: Inspector | None,
+) -> dict[str, Any]:
     out: dict[str, Any] = {
-        "call_id": call.call_id, "run_id": call.run_id, "seq": call.seq, "team": call.team, "tool": call.tool,
-        "system": system_of(call.tool, systems), "side_effect": call.side_effect, "rule": call.rule,
-        "policy_version": call.policy_version, "args": json.loads(call.args_json), "args_hash": call.args_hash,
-        "idempotency_key": call.offered_key, "state": call.state, "attempts": call.attempts,
-        "external_ids": call.external_id_map, "result": call.result, "error": call.error, "reason": call.reason,
-        "requested_by": call.requested_by, "offered_at": call.offered_at, "approved_at": call.approved_at,
-        "started_at": call.started_at, "ended_at": call.ended_at, "events": events,
+        "call_id": call.call_id,
+        "run_id": call.run_id,
+        "seq": call.seq,
+        "team": call.team,
+        "tool": call.tool,
+        "system": system_of(call.tool, systems),
+        "side_effect": call.side_effect,
+        "rule": call.rule,
+        "policy_version": call.policy_version,
+        "args": json.loads(call.args_json),
+        "args_hash": call.args_hash,
+        "idempotency_key": call.offered_key,
+        "state": call.state,
+        "attempts": call.attempts,
+        "external_ids": call.external_id_map,
+        "result": call.result,
+        "error": call.error,
+        "reason": call.reason,
+        "requested_by": call.requested_by,
+        "offered_at": call.offered_at,
+        "approved_at": call.approved_at,
+        "started_at": call.started_at,
+        "ended_at": call.ended_at,
+        "events": events,
         "verdict": dict(verdict) if verdict is not None else None,
     }
     if inspect is not None:
@@ -106,8 +129,15 @@ def _record(call: CallRecord, events: list[dict[str, Any]], verdict: Mapping[str
     return out
 
 
-def take_snapshot(book: LedgerIncidents, incident_id: str, path: str | Path, *, by: str,
-                  systems: Mapping[str, str] | None = None, inspect: Inspector | None = None) -> SnapshotTaken:
+def take_snapshot(
+    book: LedgerIncidents,
+    incident_id: str,
+    path: str | Path,
+    *,
+    by: str,
+    systems: Mapping[str, str] | None = None,
+    inspect: Inspector | None = None,
+) -> SnapshotTaken:
     """Write the snapshot of the incident's records to `path` (a new file) and record its digest in the ledger.
 
     Raises:
@@ -119,10 +149,14 @@ def take_snapshot(book: LedgerIncidents, incident_id: str, path: str | Path, *, 
     if incident is None:
         raise GuardUsageError(f"no incident {incident_id}; list them with `guard incident list`")
     if incident.state != "open" or incident.snapshot_digest is not None:
-        raise IllegalTransition(f"incident {incident_id} is {incident.state}"
-                                + (f" and has its snapshot already ({incident.snapshot_path})"
-                                   if incident.snapshot_digest else ""), entity="incident", id=incident_id,
-                                from_state=incident.state, to_state="snapshot")
+        raise IllegalTransition(
+            f"incident {incident_id} is {incident.state}"
+            + (f" and has its snapshot already ({incident.snapshot_path})" if incident.snapshot_digest else ""),
+            entity="incident",
+            id=incident_id,
+            from_state=incident.state,
+            to_state="snapshot",
+        )
     target = Path(path)
     h = hashlib.sha256()
     count = inspected = 0
@@ -132,9 +166,18 @@ def take_snapshot(book: LedgerIncidents, incident_id: str, path: str | Path, *, 
         raise GuardUsageError(f"{target} exists: a snapshot is written to a new file, never over one") from exc
     try:
         with out:
-            _line(out, h, {"snapshot": incident.incident_id, "title": incident.title,
-                           "scope": json.loads(incident.scope_json), "taken_by": by, "taken_at": time.time(),
-                           "format": 1})
+            _line(
+                out,
+                h,
+                {
+                    "snapshot": incident.incident_id,
+                    "title": incident.title,
+                    "scope": json.loads(incident.scope_json),
+                    "taken_by": by,
+                    "taken_at": time.time(),
+                    "format": 1,
+                },
+            )
             for rec in _records(book, incident, systems, inspect):
                 _line(out, h, rec)
                 count += 1
@@ -162,5 +205,6 @@ def verify_snapshot(book: LedgerIncidents, incident_id: str, path: str | Path | 
         return SnapshotCheck(False, incident.snapshot_digest, None, f"{where} is missing")
     actual = file_digest(where)
     ok = actual == incident.snapshot_digest
-    return SnapshotCheck(ok, incident.snapshot_digest, actual,
-                         None if ok else f"{where} was changed since the snapshot was taken")
+    return SnapshotCheck(
+        ok, incident.snapshot_digest, actual, None if ok else f"{where} was changed since the snapshot was taken"
+    )

@@ -19,11 +19,13 @@ def status_update(book: IncidentBook, incident_id: str) -> list[str]:
     inc = book.get(incident_id)
     radius = book.radius(incident_id)
     changed = radius.changed()
-    lines = [f"Incident {inc.incident_id}: {inc.title} ({inc.state}; owner {inc.owner}, opened by {inc.opened_by} "
-             f"at {_at(inc.opened_at)})",
-             f"What happened: {inc.scope.describe()}; first run started {_at(inc.started_at)}, paused "
-             f"{_at(inc.paused_at) if inc.paused_at else 'not yet'}, last changed data {_at(inc.last_changed_at)}.",
-             f"Blast radius: {radius.summary()}."]
+    lines = [
+        f"Incident {inc.incident_id}: {inc.title} ({inc.state}; owner {inc.owner}, opened by {inc.opened_by} "
+        f"at {_at(inc.opened_at)})",
+        f"What happened: {inc.scope.describe()}; first run started {_at(inc.started_at)}, paused "
+        f"{_at(inc.paused_at) if inc.paused_at else 'not yet'}, last changed data {_at(inc.last_changed_at)}.",
+        f"Blast radius: {radius.summary()}.",
+    ]
     wrong: dict[str, int] = {}
     normal: dict[str, int] = {}
     for r in changed:
@@ -31,17 +33,31 @@ def status_update(book: IncidentBook, incident_id: str) -> list[str]:
             wrong[r.system] = wrong.get(r.system, 0) + 1
         elif r.verdict == "safe":
             normal[r.system] = normal.get(r.system, 0) + 1
-    lines.append("Looks wrong: " + (", ".join(f"{n} in {s}" for s, n in sorted(wrong.items())) or "nothing judged "
-                                     "wrong yet") + ".")
-    lines.append("Still looks normal: " + (", ".join(f"{n} in {s}" for s, n in sorted(normal.items()))
-                                            or "nothing judged safe yet") + ".")
+    lines.append(
+        "Looks wrong: "
+        + (", ".join(f"{n} in {s}" for s, n in sorted(wrong.items())) or "nothing judged wrong yet")
+        + "."
+    )
+    lines.append(
+        "Still looks normal: "
+        + (", ".join(f"{n} in {s}" for s, n in sorted(normal.items())) or "nothing judged safe yet")
+        + "."
+    )
     by_system = radius.by_system_state()
-    lines.append("By system: " + "; ".join(
-        f"{s}: " + ", ".join(f"{n} {st.replace('_', ' ')}" for st, n in states.items())
-        for s, states in by_system.items()) + ("" if by_system else "nothing in scope") + ".")
+    lines.append(
+        "By system: "
+        + "; ".join(
+            f"{s}: " + ", ".join(f"{n} {st.replace('_', ' ')}" for st, n in states.items())
+            for s, states in by_system.items()
+        )
+        + ("" if by_system else "nothing in scope")
+        + "."
+    )
     if inc.snapshot_digest:
-        lines.append(f"Snapshot: {inc.snapshot_records} record(s) at {_at(inc.snapshot_at)} by {inc.snapshot_by}, "
-                     f"{inc.snapshot_path} (sha256 {inc.snapshot_digest[:16]}...).")
+        lines.append(
+            f"Snapshot: {inc.snapshot_records} record(s) at {_at(inc.snapshot_at)} by {inc.snapshot_by}, "
+            f"{inc.snapshot_path} (sha256 {inc.snapshot_digest[:16]}...)."
+        )
     else:
         lines.append("Snapshot: not taken yet; take it before anyone repairs.")
     if inc.state == "open":

@@ -26,8 +26,10 @@ __all__ = ["AuditReport", "Finding", "Unsealed", "audit"]
 FETCH = 2000  # rows per fetch from every cursor of the audit: its memory is this, not the ledger's size
 MAX_LISTED = 200  # findings and unsealed streams kept in the report; all are counted
 
-_EVENTS = ("SELECT id, stream, seq, run_id, call_id, at, actor, entity, from_state, to_state, detail, row_table, "
-           "row_key, row_digest, hash FROM events ORDER BY id")
+_EVENTS = (
+    "SELECT id, stream, seq, run_id, call_id, at, actor, entity, from_state, to_state, detail, row_table, "
+    "row_key, row_digest, hash FROM events ORDER BY id"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,15 +117,25 @@ def audit(conn: Any, sealed: dict[str, list[tuple[int, str]]] | None = None, *, 
         claims_cur = _streaming(conn)
         # One pass over every claim, sorted once (no index: the hot path is spared one), table by table.
         collate = ' COLLATE "C"' if postgres else ""
-        claims_cur.execute("SELECT row_table, row_key, row_digest, stream, seq, id FROM events WHERE row_table IS "
-                           f"NOT NULL ORDER BY row_table{collate}, row_key{collate}, id")
+        claims_cur.execute(
+            "SELECT row_table, row_key, row_digest, stream, seq, id FROM events WHERE row_table IS "
+            f"NOT NULL ORDER BY row_table{collate}, row_key{collate}, id"
+        )
         claims = _Peek(_newest(_rows_of(claims_cur)))
         for table in sorted(ALL_COVERED):
             _rows(conn, ALL_COVERED[table], claims, streams, report, postgres)
         for claim in claims.rest():
-            report.add(Finding("row_inserted", claim[3], f"event {claim[5]} claims a row of {claim[0]}, a table "
-                               "Guard does not record", event_id=claim[5], seq=claim[4], table=claim[0],
-                               key=claim[1]))
+            report.add(
+                Finding(
+                    "row_inserted",
+                    claim[3],
+                    f"event {claim[5]} claims a row of {claim[0]}, a table Guard does not record",
+                    event_id=claim[5],
+                    seq=claim[4],
+                    table=claim[0],
+                    key=claim[1],
+                )
+            )
         claims_cur.close()
     finally:
         cur.execute("ROLLBACK")
@@ -141,34 +153,84 @@ def _walk(conn: Any, streams: dict[str, _Stream], report: AuditReport) -> None:
     cur = _streaming(conn)
     cur.execute(_EVENTS)
     checked = 0
-    for (id_, stream, seq, run_id, call_id, at, actor, entity, src, dst, detail, table, key, digest,
-         hash_) in _rows_of(cur):
+    for id_, stream, seq, run_id, call_id, at, actor, entity, src, dst, detail, table, key, digest, hash_ in _rows_of(
+        cur
+    ):
         checked += 1
         st = streams.get(stream)
         if st is None:
             st = streams[stream] = _Stream()
         if seq != st.length + 1:
-            report.add(Finding("event_missing", stream, f"event {id_} is number {seq} of stream {stream}, but "
-                               f"{st.length} came before it: events were deleted, inserted or reordered",
-                               event_id=id_, seq=seq, table=table, key=key))
+            report.add(
+                Finding(
+                    "event_missing",
+                    stream,
+                    f"event {id_} is number {seq} of stream {stream}, but "
+                    f"{st.length} came before it: events were deleted, inserted or reordered",
+                    event_id=id_,
+                    seq=seq,
+                    table=table,
+                    key=key,
+                )
+            )
         elif stream == LEGACY:
             if legacy_hash(st.hash or "0" * 64, run_id, call_id, at, actor, entity, src, dst, detail) != hash_:
-                report.add(Finding("event_edited", stream, f"event {id_} (stream {stream}, #{seq}) does not follow "
-                                   "from the event before it: it or the one before it was edited", event_id=id_,
-                                   seq=seq))
-        elif event_hash(st.hash or "0" * 64, stream, seq, run_id, call_id, at, actor, entity, src, dst, detail,
-                        table, key, digest) != hash_:
-            report.add(Finding("event_edited", stream, f"event {id_} (stream {stream}, #{seq}) does not follow from "
-                               "the event before it: it or the one before it was edited", event_id=id_, seq=seq,
-                               table=table, key=key))
+                report.add(
+                    Finding(
+                        "event_edited",
+                        stream,
+                        f"event {id_} (stream {stream}, #{seq}) does not follow "
+                        "from the event before it: it or the one before it was edited",
+                        event_id=id_,
+                        seq=seq,
+                    )
+                )
+        elif (
+            event_hash(
+                st.hash or "0" * 64,
+                stream,
+                seq,
+                run_id,
+                call_id,
+                at,
+                actor,
+                entity,
+                src,
+                dst,
+                detail,
+                table,
+                key,
+                digest,
+            )
+            != hash_
+        ):
+            report.add(
+                Finding(
+                    "event_edited",
+                    stream,
+                    f"event {id_} (stream {stream}, #{seq}) does not follow from "
+                    "the event before it: it or the one before it was edited",
+                    event_id=id_,
+                    seq=seq,
+                    table=table,
+                    key=key,
+                )
+            )
         points = st.points
         while st.next_point < len(points) and points[st.next_point][0] <= seq:
             length, head = points[st.next_point]
             st.next_point += 1
             if length == seq and hash_ != head:
-                report.add(Finding("sealed_history_changed", stream, f"event {id_} (stream {stream}, #{seq}) is "
-                                   "not the event a seal signed: the stream's sealed history was rewritten",
-                                   event_id=id_, seq=seq))
+                report.add(
+                    Finding(
+                        "sealed_history_changed",
+                        stream,
+                        f"event {id_} (stream {stream}, #{seq}) is "
+                        "not the event a seal signed: the stream's sealed history was rewritten",
+                        event_id=id_,
+                        seq=seq,
+                    )
+                )
         st.length, st.hash = seq, hash_
     report.checked = checked
     cur.close()
@@ -192,9 +254,15 @@ def _heads(conn: Any, streams: dict[str, _Stream], report: AuditReport) -> None:
         st = streams.get(stream)
         walked = (st.length, st.hash) if st is not None else (0, "")
         if walked != (length, head):
-            report.add(Finding("head_mismatch", stream, f"stream {stream}: its head says {length} events, the "
-                               f"chain has {walked[0]}: events were cut off its end or appended without Guard",
-                               seq=length))
+            report.add(
+                Finding(
+                    "head_mismatch",
+                    stream,
+                    f"stream {stream}: its head says {length} events, the "
+                    f"chain has {walked[0]}: events were cut off its end or appended without Guard",
+                    seq=length,
+                )
+            )
     for stream, st in streams.items():
         if stream not in named and st.length:
             report.add(Finding("head_mismatch", stream, f"stream {stream} has {st.length} events but no head"))
@@ -204,11 +272,24 @@ def _heads(conn: Any, streams: dict[str, _Stream], report: AuditReport) -> None:
 def _seal_ends(streams: dict[str, _Stream], report: AuditReport, sealed: bool) -> None:
     for stream, st in streams.items():
         if st.seal_len and st.length == 0:
-            report.add(Finding("stream_dropped", stream, f"stream {stream} was sealed with {st.seal_len} events and "
-                               "is gone from the ledger", seq=st.seal_len))
+            report.add(
+                Finding(
+                    "stream_dropped",
+                    stream,
+                    f"stream {stream} was sealed with {st.seal_len} events and is gone from the ledger",
+                    seq=st.seal_len,
+                )
+            )
         elif st.seal_len > st.length:
-            report.add(Finding("stream_truncated", stream, f"stream {stream} was sealed with {st.seal_len} events; "
-                               f"the ledger holds {st.length}: its end was cut off", seq=st.length + 1))
+            report.add(
+                Finding(
+                    "stream_truncated",
+                    stream,
+                    f"stream {stream} was sealed with {st.seal_len} events; "
+                    f"the ledger holds {st.length}: its end was cut off",
+                    seq=st.length + 1,
+                )
+            )
         elif st.length > st.seal_len:
             report.unsealed_streams += 1
             report.unsealed_events += st.length - st.seal_len
@@ -249,12 +330,22 @@ class _Peek:
             yield claim
 
 
-def _rows(conn: Any, spec: Covered, claims: _Peek, streams: dict[str, _Stream], report: AuditReport,
-          postgres: bool) -> None:
+def _rows(
+    conn: Any, spec: Covered, claims: _Peek, streams: dict[str, _Stream], report: AuditReport, postgres: bool
+) -> None:
     """Merge the table's rows (by key) with its claims (by key, newest last); both sides stream."""
     while (stray := claims.take_before(spec.table)) is not None:
-        report.add(Finding("row_inserted", stray[3], f"event {stray[5]} claims a row of {stray[0]}, a table "
-                           "Guard does not record", event_id=stray[5], seq=stray[4], table=stray[0], key=stray[1]))
+        report.add(
+            Finding(
+                "row_inserted",
+                stray[3],
+                f"event {stray[5]} claims a row of {stray[0]}, a table Guard does not record",
+                event_id=stray[5],
+                seq=stray[4],
+                table=stray[0],
+                key=stray[1],
+            )
+        )
     rows = _streaming(conn)
     rows.execute(f"SELECT {', '.join(spec.columns)} FROM {spec.table} ORDER BY {spec.key_sql(postgres)}")
     pending = claims.take(spec.table)
@@ -265,19 +356,44 @@ def _rows(conn: Any, spec: Covered, claims: _Peek, streams: dict[str, _Stream], 
             _gone(spec, pending, report)
             pending = claims.take(spec.table)
         if pending is None or pending[0] != key:
-            report.add(Finding("row_inserted", None, f"{spec.table} {key}: no event of Guard ever recorded this row",
-                               table=spec.table, key=key))
+            report.add(
+                Finding(
+                    "row_inserted",
+                    None,
+                    f"{spec.table} {key}: no event of Guard ever recorded this row",
+                    table=spec.table,
+                    key=key,
+                )
+            )
             continue
         _key, digest, stream, seq, event_id = pending
         pending = claims.take(spec.table)
         if digest == DELETED:
-            report.add(Finding("row_inserted", stream, f"{spec.table} {key}: Guard recorded its deletion (event "
-                               f"{event_id}, stream {stream}) but the row is there", event_id=event_id, seq=seq,
-                               table=spec.table, key=key))
+            report.add(
+                Finding(
+                    "row_inserted",
+                    stream,
+                    f"{spec.table} {key}: Guard recorded its deletion (event "
+                    f"{event_id}, stream {stream}) but the row is there",
+                    event_id=event_id,
+                    seq=seq,
+                    table=spec.table,
+                    key=key,
+                )
+            )
         elif digest != row_digest(spec.table, values):
-            report.add(Finding("row_edited", stream, f"{spec.table} {key}: the row differs from what Guard wrote "
-                               f"(event {event_id}, stream {stream} #{seq})", event_id=event_id, seq=seq,
-                               table=spec.table, key=key))
+            report.add(
+                Finding(
+                    "row_edited",
+                    stream,
+                    f"{spec.table} {key}: the row differs from what Guard wrote "
+                    f"(event {event_id}, stream {stream} #{seq})",
+                    event_id=event_id,
+                    seq=seq,
+                    table=spec.table,
+                    key=key,
+                )
+            )
         elif report.sealed and seq > streams[stream].seal_len:
             report.unsealed_row_count += 1
             if len(report.unsealed_rows) < MAX_LISTED:
@@ -302,6 +418,14 @@ def _newest(claims: Iterator[tuple[Any, ...]]) -> Iterator[tuple[Any, ...]]:
 def _gone(spec: Covered, claim: tuple[Any, ...], report: AuditReport) -> None:
     key, digest, stream, seq, event_id = claim
     if digest != DELETED:
-        report.add(Finding("row_deleted", stream, f"{spec.table} {key}: Guard wrote this row (event {event_id}, "
-                           f"stream {stream} #{seq}) and it is gone", event_id=event_id, seq=seq, table=spec.table,
-                           key=key))
+        report.add(
+            Finding(
+                "row_deleted",
+                stream,
+                f"{spec.table} {key}: Guard wrote this row (event {event_id}, stream {stream} #{seq}) and it is gone",
+                event_id=event_id,
+                seq=seq,
+                table=spec.table,
+                key=key,
+            )
+        )

@@ -46,7 +46,9 @@ def unavailable(url: str, what: str) -> LedgerUnavailable:
         f"{shown}: {what}. A call whose offer or start could not be committed was refused and its tool did not "
         "run. Check that the database server is up and reachable from this host; Guard reconnects by itself "
         "once it is, so make the call again then (its idempotency key keeps it from running twice)",
-        url=shown, database=shown)
+        url=shown,
+        database=shown,
+    )
 
 
 class Backend(Protocol):
@@ -117,8 +119,9 @@ class SqliteBackend:
 
     def connect(self) -> sqlite3.Connection:
         try:
-            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False,
-                                   timeout=BUSY_TIMEOUT_MS / 1000)
+            conn = sqlite3.connect(
+                self.path, isolation_level=None, check_same_thread=False, timeout=BUSY_TIMEOUT_MS / 1000
+            )
             # WAL is a property of the file, set when it was created (database.upgrade). Switching it here would
             # need an exclusive lock: a connection opened while another writes would fail at once.
             if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
@@ -134,8 +137,7 @@ class SqliteBackend:
             raise LedgerUnavailable(f"{self.url}: cannot open the ledger ({exc})", url=self.url) from exc
         return conn
 
-    def begin_write(self, cur: sqlite3.Cursor, durable: bool = True,
-                    lock: str | None = None) -> None:  # noqa: ARG002 (covered by BEGIN IMMEDIATE, below)
+    def begin_write(self, cur: sqlite3.Cursor, durable: bool = True, lock: str | None = None) -> None:  # noqa: ARG002 (covered by BEGIN IMMEDIATE, below)
         # `lock` needs nothing more: BEGIN IMMEDIATE already holds the one write lock of the file.
         # One connection serves both kinds: a second connection for the lazy commits would find its page cache
         # stale after every commit of the first (SQLite drops a connection's cache when another one wrote).
@@ -206,7 +208,9 @@ def open_backend(url: str) -> Backend:
         return backend
     raise LedgerNotReady(
         f"{url}: not a ledger URL Guard knows; use sqlite:///path/to/guard.db or "
-        "postgresql+psycopg://user@host:port/database", url=url)
+        "postgresql+psycopg://user@host:port/database",
+        url=url,
+    )
 
 
 class Connections:

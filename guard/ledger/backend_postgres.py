@@ -158,8 +158,9 @@ def conninfo(url: str) -> str:
     """A libpq connection string from a SQLAlchemy-style URL (`postgresql+psycopg://...` or `postgresql://...`)."""
     scheme, sep, rest = url.partition("://")
     if not sep or scheme.split("+", 1)[0] not in ("postgresql", "postgres"):
-        raise LedgerNotReady(f"{shown_url(url)}: not a PostgreSQL URL (postgresql+psycopg://user@host:port/db)",
-                             url=shown_url(url))
+        raise LedgerNotReady(
+            f"{shown_url(url)}: not a PostgreSQL URL (postgresql+psycopg://user@host:port/db)", url=shown_url(url)
+        )
     return f"postgresql://{rest}"
 
 
@@ -175,7 +176,8 @@ class PostgresBackend:
         except ImportError as exc:
             raise LedgerNotReady(
                 f"{shown_url(url)}: PostgreSQL needs psycopg: pip install 'guard-middleware[postgres]'",
-                url=shown_url(url)) from exc
+                url=shown_url(url),
+            ) from exc
         self._psycopg = psycopg
         self.url = url
         self._conninfo = conninfo(url)

@@ -13,8 +13,16 @@ from __future__ import annotations
 
 import hashlib
 
-__all__ = ["GENESIS", "LEGACY", "event_hash", "legacy_hash", "notices_stream", "pauses_stream", "reviewer_stream",
-           "run_stream"]
+__all__ = [
+    "GENESIS",
+    "LEGACY",
+    "event_hash",
+    "legacy_hash",
+    "notices_stream",
+    "pauses_stream",
+    "reviewer_stream",
+    "run_stream",
+]
 
 GENESIS = "0" * 64
 LEGACY = "legacy"
@@ -39,18 +47,57 @@ def notices_stream(team: str) -> str:
     return "notices:" + team
 
 
-def event_hash(prev_hash: str, stream: str, seq: int, run_id: str | None, call_id: str | None, at: float,
-               actor: str, entity: str, from_state: str | None, to_state: str, detail: str,
-               row_table: str | None, row_key: str | None, row_digest: str | None) -> str:
+def event_hash(
+    prev_hash: str,
+    stream: str,
+    seq: int,
+    run_id: str | None,
+    call_id: str | None,
+    at: float,
+    actor: str,
+    entity: str,
+    from_state: str | None,
+    to_state: str,
+    detail: str,
+    row_table: str | None,
+    row_key: str | None,
+    row_digest: str | None,
+) -> str:
     """SHA-256 hex over the stream's previous hash, the event's place in its stream and its fields as stored."""
-    text = _SEP.join((prev_hash, stream, str(seq), run_id or "", call_id or "", repr(at), actor, entity,
-                      from_state or "", to_state, detail, row_table or "", row_key or "", row_digest or ""))
+    text = _SEP.join(
+        (
+            prev_hash,
+            stream,
+            str(seq),
+            run_id or "",
+            call_id or "",
+            repr(at),
+            actor,
+            entity,
+            from_state or "",
+            to_state,
+            detail,
+            row_table or "",
+            row_key or "",
+            row_digest or "",
+        )
+    )
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def legacy_hash(prev_hash: str, run_id: str | None, call_id: str | None, at: float, actor: str, entity: str,
-                from_state: str | None, to_state: str, detail: str) -> str:
+def legacy_hash(
+    prev_hash: str,
+    run_id: str | None,
+    call_id: str | None,
+    at: float,
+    actor: str,
+    entity: str,
+    from_state: str | None,
+    to_state: str,
+    detail: str,
+) -> str:
     """The single global chain's hash, before streams (revisions up to 0006): the `legacy` stream's events."""
-    text = _SEP.join((prev_hash, run_id or "", call_id or "", repr(at), actor, entity, from_state or "",
-                      to_state, detail))
+    text = _SEP.join(
+        (prev_hash, run_id or "", call_id or "", repr(at), actor, entity, from_state or "", to_state, detail)
+    )
     return hashlib.sha256(text.encode()).hexdigest()

@@ -72,8 +72,9 @@ class Checkpointer:
             if self._thread is not None or self._closed:
                 return
             self._stop.clear()
-            thread = threading.Thread(target=self._run, name=f"guard-wal-checkpoint:{self.path}",
-                                      daemon=True)  # a process that exits without closing its ledger is not held
+            thread = threading.Thread(
+                target=self._run, name=f"guard-wal-checkpoint:{self.path}", daemon=True
+            )  # a process that exits without closing its ledger is not held
             thread.start()
             self._thread = thread
 

@@ -58,7 +58,7 @@ def sqlite_path(url: str) -> Path | None:
     prefix = "sqlite:///"
     if not url.startswith(prefix):
         return None
-    path = url[len(prefix):].split("?", 1)[0]
+    path = url[len(prefix) :].split("?", 1)[0]
     if path in ("", ":memory:"):
         raise LedgerNotReady(f"{url}: the ledger must be a file, not an in-memory database", url=url)
     return Path(path)
@@ -113,9 +113,12 @@ def current_revision(url: str) -> str | None:
             return MigrationContext.configure(conn).get_current_revision()
     except sa_exc.OperationalError as exc:
         shown = shown_url(url)
-        raise LedgerUnavailable(f"{shown}: cannot reach the database ({str(exc.orig).strip()}). Check that the "
-                                "database server is up and reachable from this host, then start again",
-                                url=shown, database=shown) from exc
+        raise LedgerUnavailable(
+            f"{shown}: cannot reach the database ({str(exc.orig).strip()}). Check that the "
+            "database server is up and reachable from this host, then start again",
+            url=shown,
+            database=shown,
+        ) from exc
     finally:
         engine.dispose()
 
@@ -201,5 +204,7 @@ def ensure_ready(url: str) -> None:
         raise LedgerNotReady(
             f"{shown_url(url)}: the ledger is at {found}, this Guard needs {HEAD_REVISION}. "
             f"Run `guard db upgrade --db {shown_url(url)}` first.",
-            url=url, revision=rev, needed=HEAD_REVISION,
+            url=url,
+            revision=rev,
+            needed=HEAD_REVISION,
         )

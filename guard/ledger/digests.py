@@ -29,8 +29,18 @@ from guard.ledger.records import (
     RunRecord,
 )
 
-__all__ = ["ALL_COVERED", "COVERED", "COVERED_LATER", "DELETED", "Claim", "Covered", "claim", "claim_deleted",
-           "row_digest", "row_key"]
+__all__ = [
+    "ALL_COVERED",
+    "COVERED",
+    "COVERED_LATER",
+    "DELETED",
+    "Claim",
+    "Covered",
+    "claim",
+    "claim_deleted",
+    "row_digest",
+    "row_key",
+]
 
 DELETED = "-"
 KEY_SEP = "\x1f"
@@ -63,34 +73,72 @@ class Covered:
         return f'({text}) COLLATE "C"' if postgres else text
 
 
-COVERED: dict[str, Covered] = {c.table: c for c in (
-    Covered("runs", RunRecord.stored_columns(), ("run_id",)),
-    Covered("calls", CallRecord.columns(), ("call_id",)),
-    Covered("approvals", ApprovalRecord.columns(), ("approval_id",)),
-    # Keyed by (approval, reviewer): a reviewer's revised decision replaces their row under the same key.
-    Covered("approval_decisions", DecisionRecord.columns(), ("approval_id", "reviewer")),
-    Covered("reviewer_tokens", ("token_id", "reviewer", "token_hash", "label", "created_by", "created_at",
-                                "revoked_at", "revoked_by"), ("token_id",)),
-    Covered("ended_sessions", ("nonce", "ended_at", "expires_at"), ("nonce",)),
-    Covered("pauses", ("id", "scope", "team", "target", "reason", "paused_by", "at", "lifted_at", "lifted_by"),
-            ("id",), int_key=True),
-    Covered("manual_actions", ManualActionRecord.columns(), ("id",), int_key=True),
-    Covered("notifications", NotificationRecord.columns(), ("id",), int_key=True),
-)}
+COVERED: dict[str, Covered] = {
+    c.table: c
+    for c in (
+        Covered("runs", RunRecord.stored_columns(), ("run_id",)),
+        Covered("calls", CallRecord.columns(), ("call_id",)),
+        Covered("approvals", ApprovalRecord.columns(), ("approval_id",)),
+        # Keyed by (approval, reviewer): a reviewer's revised decision replaces their row under the same key.
+        Covered("approval_decisions", DecisionRecord.columns(), ("approval_id", "reviewer")),
+        Covered(
+            "reviewer_tokens",
+            ("token_id", "reviewer", "token_hash", "label", "created_by", "created_at", "revoked_at", "revoked_by"),
+            ("token_id",),
+        ),
+        Covered("ended_sessions", ("nonce", "ended_at", "expires_at"), ("nonce",)),
+        Covered(
+            "pauses",
+            ("id", "scope", "team", "target", "reason", "paused_by", "at", "lifted_at", "lifted_by"),
+            ("id",),
+            int_key=True,
+        ),
+        Covered("manual_actions", ManualActionRecord.columns(), ("id",), int_key=True),
+        Covered("notifications", NotificationRecord.columns(), ("id",), int_key=True),
+    )
+}
 
 
 # Tables added after migration 0007 (which baselined every row of `COVERED` as it stood): they start empty, so
 # every row of theirs is claimed from its first write. Verify and `claim` read `ALL_COVERED`.
-COVERED_LATER: dict[str, Covered] = {c.table: c for c in (
-    Covered("incidents", ("incident_id", "title", "team", "scope_json", "state", "opened_by", "owner", "opened_at",
-                          "started_at", "paused_at", "last_changed_at", "next_update_at", "snapshot_path",
-                          "snapshot_digest", "snapshot_records", "snapshot_at", "snapshot_by", "closed_at",
-                          "closed_by"), ("incident_id",)),
-    # Appended, never changed: a record's newest verdict row is its verdict, the older ones its history.
-    Covered("incident_verdicts", ("id", "incident_id", "call_id", "verdict", "note", "judged_by", "judged_at"),
-            ("id",), int_key=True),
-    Covered("incident_notes", ("id", "incident_id", "at", "author", "kind", "text"), ("id",), int_key=True),
-)}
+COVERED_LATER: dict[str, Covered] = {
+    c.table: c
+    for c in (
+        Covered(
+            "incidents",
+            (
+                "incident_id",
+                "title",
+                "team",
+                "scope_json",
+                "state",
+                "opened_by",
+                "owner",
+                "opened_at",
+                "started_at",
+                "paused_at",
+                "last_changed_at",
+                "next_update_at",
+                "snapshot_path",
+                "snapshot_digest",
+                "snapshot_records",
+                "snapshot_at",
+                "snapshot_by",
+                "closed_at",
+                "closed_by",
+            ),
+            ("incident_id",),
+        ),
+        # Appended, never changed: a record's newest verdict row is its verdict, the older ones its history.
+        Covered(
+            "incident_verdicts",
+            ("id", "incident_id", "call_id", "verdict", "note", "judged_by", "judged_at"),
+            ("id",),
+            int_key=True,
+        ),
+        Covered("incident_notes", ("id", "incident_id", "at", "author", "kind", "text"), ("id",), int_key=True),
+    )
+}
 ALL_COVERED: dict[str, Covered] = {**COVERED, **COVERED_LATER}
 
 

@@ -51,30 +51,42 @@ def _judge(cur: Any, m: StopMark, team: str, tool: str, run_id: str, now: float)
     if m.kind == "blanks":
         if not m.blank:
             return None
-        return (f"stop rule {m.rule}: {tool} would write {', '.join(m.blank)} blank (empty, null or whitespace), "
-                "which the policy refuses (`stop.blank_fields`)")
+        return (
+            f"stop rule {m.rule}: {tool} would write {', '.join(m.blank)} blank (empty, null or whitespace), "
+            "which the policy refuses (`stop.blank_fields`)"
+        )
     scope = _scope(m, run_id, now)
     if m.kind == "records":
-        cur.execute("SELECT COUNT(*), COALESCE(MAX(CASE WHEN mark = ? THEN 1 ELSE 0 END), 0) FROM stop_marks "
-                    "WHERE team = ? AND rule = ? AND scope = ?", (m.mark, team, m.rule, scope))
+        cur.execute(
+            "SELECT COUNT(*), COALESCE(MAX(CASE WHEN mark = ? THEN 1 ELSE 0 END), 0) FROM stop_marks "
+            "WHERE team = ? AND rule = ? AND scope = ?",
+            (m.mark, team, m.rule, scope),
+        )
         seen, known = cur.fetchone()
         if known or seen < m.limit:
             return None
         where = f"run {run_id}" if m.window is None else f"team {team}'s {m.window:g}s window"
-        return (f"stop rule {m.rule}: {where} already touched {seen} distinct {m.what} value(s), the most the policy "
-                f"expects (`stop.records` max {m.limit}); this call would touch another")
-    cur.execute("SELECT COUNT(*) FROM stop_marks WHERE team = ? AND rule = ? AND scope = '' AND mark = ? AND at > ?",
-                (team, m.rule, m.mark, now - (m.window or 0.0)))
+        return (
+            f"stop rule {m.rule}: {where} already touched {seen} distinct {m.what} value(s), the most the policy "
+            f"expects (`stop.records` max {m.limit}); this call would touch another"
+        )
+    cur.execute(
+        "SELECT COUNT(*) FROM stop_marks WHERE team = ? AND rule = ? AND scope = '' AND mark = ? AND at > ?",
+        (team, m.rule, m.mark, now - (m.window or 0.0)),
+    )
     (made,) = cur.fetchone()
     if made < m.limit:
         return None
-    return (f"stop rule {m.rule}: {tool} was already called {made} time(s) with the same {m.what} in the last "
-            f"{m.window:g}s across the team's runs, the most the policy allows (`stop.duplicates`); a duplicate "
-            "message is refused")
+    return (
+        f"stop rule {m.rule}: {tool} was already called {made} time(s) with the same {m.what} in the last "
+        f"{m.window:g}s across the team's runs, the most the policy allows (`stop.duplicates`); a duplicate "
+        "message is refused"
+    )
 
 
-def field_stop_trip(cur: Any, team: str, tool: str, run_id: str, marks: tuple[StopMark, ...], now: float,
-                    actor: str) -> str | None:
+def field_stop_trip(
+    cur: Any, team: str, tool: str, run_id: str, marks: tuple[StopMark, ...], now: float, actor: str
+) -> str | None:
     """The reason the first enforced rule of `marks` stops this call, or None. A rule with `on_trip: pause` pauses
     its team or tool here, in the offer's transaction; a shadow rule that would trip is recorded as an event of
     the run (`stop` / `would_trip`) and stops nothing."""
@@ -84,16 +96,39 @@ def field_stop_trip(cur: Any, team: str, tool: str, run_id: str, marks: tuple[St
             continue
         if m.shadow:
             count_shadow(cur, team, m.rule, "stop")
-            append_events(cur, [(run_id, None, now, actor, "stop", None, "would_trip",
-                                 json.dumps({"rule": m.rule, "kind": m.kind, "tool": tool, "reason": reason,
-                                             "on_trip": m.on_trip}))])
+            append_events(
+                cur,
+                [
+                    (
+                        run_id,
+                        None,
+                        now,
+                        actor,
+                        "stop",
+                        None,
+                        "would_trip",
+                        json.dumps(
+                            {"rule": m.rule, "kind": m.kind, "tool": tool, "reason": reason, "on_trip": m.on_trip}
+                        ),
+                    )
+                ],
+            )
             continue
         if m.on_trip == "pause":
             target = team if m.pause_scope == "team" else tool
-            pause_id = insert_pause(cur, "team" if m.pause_scope == "team" else "tool", target, reason=reason,
-                                    by=f"stop rule {m.rule}", team=team, now=now)
-            reason += (f"; {m.pause_scope} {target} is now paused (pause {pause_id}) until an owner lifts it "
-                       f"(`guard unpause --{m.pause_scope} {target}`)")
+            pause_id = insert_pause(
+                cur,
+                "team" if m.pause_scope == "team" else "tool",
+                target,
+                reason=reason,
+                by=f"stop rule {m.rule}",
+                team=team,
+                now=now,
+            )
+            reason += (
+                f"; {m.pause_scope} {target} is now paused (pause {pause_id}) until an owner lifts it "
+                f"(`guard unpause --{m.pause_scope} {target}`)"
+            )
         return reason
     return None
 
@@ -102,8 +137,11 @@ def count_shadow(cur: Any, team: str, rule: str, kind: str) -> None:
     """Count one verdict of a rule in `mode: shadow` that differs from what was enforced (the metric
     `guard_shadow_verdicts_total`); `rule` is the enforced rule for a policy rule, the stop rule's name for a stop
     rule."""
-    cur.execute("INSERT INTO shadow_counts (team, rule, kind, verdicts) VALUES (?, ?, ?, 1) ON CONFLICT (team, rule, "
-                "kind) DO UPDATE SET verdicts = shadow_counts.verdicts + 1", (team, rule, kind))
+    cur.execute(
+        "INSERT INTO shadow_counts (team, rule, kind, verdicts) VALUES (?, ?, ?, 1) ON CONFLICT (team, rule, "
+        "kind) DO UPDATE SET verdicts = shadow_counts.verdicts + 1",
+        (team, rule, kind),
+    )
 
 
 def shadow_verdicts(cur: Any) -> list[tuple[str, str, str, int]]:
@@ -118,14 +156,22 @@ def count_marks(cur: Any, team: str, run_id: str, marks: tuple[StopMark, ...], n
     for m in marks:
         if m.kind == "records":
             scope = _scope(m, run_id, now)
-            cur.execute("INSERT INTO stop_marks (team, rule, scope, mark, at) SELECT ?, ?, ?, ?, ? WHERE NOT EXISTS "
-                        "(SELECT 1 FROM stop_marks WHERE team = ? AND rule = ? AND scope = ? AND mark = ?)",
-                        (team, m.rule, scope, m.mark, now, team, m.rule, scope, m.mark))
+            cur.execute(
+                "INSERT INTO stop_marks (team, rule, scope, mark, at) SELECT ?, ?, ?, ?, ? WHERE NOT EXISTS "
+                "(SELECT 1 FROM stop_marks WHERE team = ? AND rule = ? AND scope = ? AND mark = ?)",
+                (team, m.rule, scope, m.mark, now, team, m.rule, scope, m.mark),
+            )
             if m.window is not None and cur.rowcount == 1:  # windows of the past are not read again
-                cur.execute("DELETE FROM stop_marks WHERE team = ? AND rule = ? AND scope != ? AND scope LIKE 'w%'",
-                            (team, m.rule, scope))
+                cur.execute(
+                    "DELETE FROM stop_marks WHERE team = ? AND rule = ? AND scope != ? AND scope LIKE 'w%'",
+                    (team, m.rule, scope),
+                )
         elif m.kind == "duplicates":
-            cur.execute("DELETE FROM stop_marks WHERE team = ? AND rule = ? AND scope = '' AND mark = ? AND at <= ?",
-                        (team, m.rule, m.mark, now - (m.window or 0.0)))
-            cur.execute("INSERT INTO stop_marks (team, rule, scope, mark, at) VALUES (?, ?, '', ?, ?)",
-                        (team, m.rule, m.mark, now))
+            cur.execute(
+                "DELETE FROM stop_marks WHERE team = ? AND rule = ? AND scope = '' AND mark = ? AND at <= ?",
+                (team, m.rule, m.mark, now - (m.window or 0.0)),
+            )
+            cur.execute(
+                "INSERT INTO stop_marks (team, rule, scope, mark, at) VALUES (?, ?, '', ?, ?)",
+                (team, m.rule, m.mark, now),
+            )

@@ -36,24 +36,39 @@ class Scope:
 
     def __post_init__(self) -> None:
         if not (self.run_ids or self.source_event_ids or self.team):
-            raise GuardUsageError("an incident's scope names runs (--run), source events (--source-event) or a "
-                                  "team's window (--team, with --tool, --since, --until)")
+            raise GuardUsageError(
+                "an incident's scope names runs (--run), source events (--source-event) or a "
+                "team's window (--team, with --tool, --since, --until)"
+            )
         if len(self.run_ids) > _MAX_LISTED or len(self.source_event_ids) > _MAX_LISTED:
             raise GuardUsageError(f"a scope names at most {_MAX_LISTED} runs or source events; use a window")
         if self.since is not None and self.until is not None and self.since > self.until:
             raise GuardUsageError("the scope's window ends before it starts (--since after --until)")
 
     def to_json(self) -> str:
-        return json.dumps({"team": self.team, "run_ids": list(self.run_ids),
-                           "source_event_ids": list(self.source_event_ids), "tools": list(self.tools),
-                           "since": self.since, "until": self.until}, sort_keys=True)
+        return json.dumps(
+            {
+                "team": self.team,
+                "run_ids": list(self.run_ids),
+                "source_event_ids": list(self.source_event_ids),
+                "tools": list(self.tools),
+                "since": self.since,
+                "until": self.until,
+            },
+            sort_keys=True,
+        )
 
     @classmethod
     def from_json(cls, text: str) -> Scope:
         data: dict[str, Any] = json.loads(text)
-        return cls(team=data.get("team"), run_ids=tuple(data.get("run_ids") or ()),
-                   source_event_ids=tuple(data.get("source_event_ids") or ()), tools=tuple(data.get("tools") or ()),
-                   since=data.get("since"), until=data.get("until"))
+        return cls(
+            team=data.get("team"),
+            run_ids=tuple(data.get("run_ids") or ()),
+            source_event_ids=tuple(data.get("source_event_ids") or ()),
+            tools=tuple(data.get("tools") or ()),
+            since=data.get("since"),
+            until=data.get("until"),
+        )
 
     def describe(self) -> str:
         """The scope in a few words, for people."""
@@ -61,8 +76,10 @@ class Scope:
         if self.run_ids:
             parts.append(f"run {', '.join(self.run_ids[:3])}" + (" ..." if len(self.run_ids) > 3 else ""))
         if self.source_event_ids:
-            parts.append(f"source event {', '.join(self.source_event_ids[:3])}"
-                         + (" ..." if len(self.source_event_ids) > 3 else ""))
+            parts.append(
+                f"source event {', '.join(self.source_event_ids[:3])}"
+                + (" ..." if len(self.source_event_ids) > 3 else "")
+            )
         if self.team:
             parts.append(f"team {self.team}")
         if self.tools:
@@ -83,8 +100,10 @@ class Scope:
             runs.append(f"c.run_id IN ({', '.join('?' * len(self.run_ids))})")
             params.extend(self.run_ids)
         if self.source_event_ids:
-            runs.append(f"c.run_id IN (SELECT r.run_id FROM runs r WHERE r.source_event_id IN "
-                        f"({', '.join('?' * len(self.source_event_ids))}))")
+            runs.append(
+                f"c.run_id IN (SELECT r.run_id FROM runs r WHERE r.source_event_id IN "
+                f"({', '.join('?' * len(self.source_event_ids))}))"
+            )
             params.extend(self.source_event_ids)
         if runs:
             sql.append("(" + " OR ".join(runs) + ")")
@@ -100,8 +119,20 @@ class Scope:
         return " AND ".join(sql), tuple(params)
 
 
-SCOPE_CALL_COLUMNS = ("call_id", "run_id", "seq", "team", "tool", "side_effect", "state", "external_ids",
-                      "offered_at", "started_at", "ended_at", "updated_at")
+SCOPE_CALL_COLUMNS = (
+    "call_id",
+    "run_id",
+    "seq",
+    "team",
+    "tool",
+    "side_effect",
+    "state",
+    "external_ids",
+    "offered_at",
+    "started_at",
+    "ended_at",
+    "updated_at",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,8 +164,9 @@ def scope_calls(cur: Any, scope: Scope, columns: tuple[str, ...] = SCOPE_CALL_CO
     """The rows of the calls in `scope` (the given columns), by run and sequence, streamed in batches."""
     where, params = scope.where()
     tool_at = columns.index("tool")
-    cur.execute(f"SELECT {', '.join('c.' + c for c in columns)} FROM calls c WHERE {where} "
-                "ORDER BY c.run_id, c.seq", params)
+    cur.execute(
+        f"SELECT {', '.join('c.' + c for c in columns)} FROM calls c WHERE {where} ORDER BY c.run_id, c.seq", params
+    )
     while True:
         rows = cur.fetchmany(2000)
         if not rows:
@@ -146,4 +178,4 @@ def scope_calls(cur: Any, scope: Scope, columns: tuple[str, ...] = SCOPE_CALL_CO
 
 def chunks(ids: list[str]) -> Iterator[list[str]]:
     for i in range(0, len(ids), _CHUNK):
-        yield ids[i:i + _CHUNK]
+        yield ids[i : i + _CHUNK]

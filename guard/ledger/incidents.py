@@ -110,8 +110,11 @@ class LedgerIncidents:
         out: dict[str, list[dict[str, Any]]] = {}
         with self.conns.read() as cur:
             for part in chunks(sorted(set(run_ids))):
-                cur.execute("SELECT call_id, at, actor, from_state, to_state FROM events WHERE run_id IN "
-                            f"({', '.join('?' * len(part))}) AND call_id IS NOT NULL ORDER BY id", tuple(part))
+                cur.execute(
+                    "SELECT call_id, at, actor, from_state, to_state FROM events WHERE run_id IN "
+                    f"({', '.join('?' * len(part))}) AND call_id IS NOT NULL ORDER BY id",
+                    tuple(part),
+                )
                 for call_id, at, actor, src, dst in cur.fetchall():
                     out.setdefault(call_id, []).append({"at": at, "actor": actor, "from": src, "to": dst})
         return out
@@ -142,8 +145,9 @@ class LedgerIncidents:
         paused: float | None = None
         with self.conns.read() as cur:
             for part in chunks(sorted(runs)):
-                cur.execute(f"SELECT MIN(created_at) FROM runs WHERE run_id IN ({', '.join('?' * len(part))})",
-                            tuple(part))
+                cur.execute(
+                    f"SELECT MIN(created_at) FROM runs WHERE run_id IN ({', '.join('?' * len(part))})", tuple(part)
+                )
                 first = cur.fetchone()[0]
                 if first is not None:
                     started = first if started is None else min(started, first)
@@ -151,16 +155,24 @@ class LedgerIncidents:
             cur.execute("SELECT scope, team, target, at FROM pauses WHERE at >= ? ORDER BY at", (since,))
             teams = {scope.team} if scope.team else None
             for kind, team, target, at in cur.fetchall():
-                hit = ((kind == "run" and target in runs)
-                       or (kind == "team" and (teams is None or target in teams))
-                       or (kind == "tool" and (teams is None or team in teams or team is None)
-                           and any(fnmatchcase(t, target) for t in tools)))
+                hit = (
+                    (kind == "run" and target in runs)
+                    or (kind == "team" and (teams is None or target in teams))
+                    or (
+                        kind == "tool"
+                        and (teams is None or team in teams or team is None)
+                        and any(fnmatchcase(t, target) for t in tools)
+                    )
+                )
                 if hit:
                     paused = at
                     break
             for part in chunks(brake_candidates):
-                cur.execute("SELECT at, detail FROM events WHERE call_id IN "
-                            f"({', '.join('?' * len(part))}) AND to_state = 'denied'", tuple(part))
+                cur.execute(
+                    "SELECT at, detail FROM events WHERE call_id IN "
+                    f"({', '.join('?' * len(part))}) AND to_state = 'denied'",
+                    tuple(part),
+                )
                 for at, detail in cur.fetchall():
                     if json.loads(detail).get("brake") in ("pause", "stop") and (paused is None or at < paused):
                         paused = at
@@ -168,8 +180,9 @@ class LedgerIncidents:
 
     # -- incidents ------------------------------------------------------------------------------------------
 
-    def open_incident(self, scope: Scope, *, title: str, opened_by: str, owner: str,
-                      next_update_at: float | None = None) -> IncidentRecord:
+    def open_incident(
+        self, scope: Scope, *, title: str, opened_by: str, owner: str, next_update_at: float | None = None
+    ) -> IncidentRecord:
         """Record a new incident on `scope` with its three times as the ledger tells them now."""
         if not title.strip():
             raise GuardUsageError("an incident needs a title: what went wrong, in a few words")
@@ -179,17 +192,44 @@ class LedgerIncidents:
         incident_id = new_id("inc")
         now = time.time()
         with self.conns.write() as cur:
-            cur.execute("INSERT INTO incidents (incident_id, title, team, scope_json, state, opened_by, owner, "
-                        "opened_at, started_at, paused_at, last_changed_at, next_update_at) "
-                        "VALUES (?, ?, ?, ?, 'open', ?, ?, ?, ?, ?, ?, ?)",
-                        (incident_id, title, team, scope.to_json(), opened_by, owner, now, started, paused,
-                         changed, next_update_at))
-            note_id = self._insert_note(cur, incident_id, now, opened_by, "action",
-                                        f"opened on {scope.describe()}; owner {owner}")
-            append_events(cur, [(None, None, now, opened_by, "incident", None, "open",
-                                 json.dumps({"title": title, "owner": owner, "scope": json.loads(scope.to_json())}))],
-                          [claim(cur, "incidents", incident_id), claim(cur, "incident_notes", note_id)],
-                          stream=incident_stream(incident_id))
+            cur.execute(
+                "INSERT INTO incidents (incident_id, title, team, scope_json, state, opened_by, owner, "
+                "opened_at, started_at, paused_at, last_changed_at, next_update_at) "
+                "VALUES (?, ?, ?, ?, 'open', ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    incident_id,
+                    title,
+                    team,
+                    scope.to_json(),
+                    opened_by,
+                    owner,
+                    now,
+                    started,
+                    paused,
+                    changed,
+                    next_update_at,
+                ),
+            )
+            note_id = self._insert_note(
+                cur, incident_id, now, opened_by, "action", f"opened on {scope.describe()}; owner {owner}"
+            )
+            append_events(
+                cur,
+                [
+                    (
+                        None,
+                        None,
+                        now,
+                        opened_by,
+                        "incident",
+                        None,
+                        "open",
+                        json.dumps({"title": title, "owner": owner, "scope": json.loads(scope.to_json())}),
+                    )
+                ],
+                [claim(cur, "incidents", incident_id), claim(cur, "incident_notes", note_id)],
+                stream=incident_stream(incident_id),
+            )
         found = self.get_incident(incident_id)
         assert found is not None
         return found
@@ -200,8 +240,9 @@ class LedgerIncidents:
             row = cur.fetchone()
         return None if row is None else IncidentRecord(*row)
 
-    def list_incidents(self, *, teams: Sequence[str] | None = None, state: str | None = None,
-                       limit: int = 100) -> list[IncidentRecord]:
+    def list_incidents(
+        self, *, teams: Sequence[str] | None = None, state: str | None = None, limit: int = 100
+    ) -> list[IncidentRecord]:
         """Incidents, newest first (of `teams` only, when given)."""
         if teams is not None and not teams:
             return []
@@ -224,8 +265,13 @@ class LedgerIncidents:
             raise GuardUsageError(f"no incident {incident_id}; list them with `guard incident list`")
         found = IncidentRecord(*row)
         if found.state != "open":
-            raise IllegalTransition(f"incident {incident_id} is closed: it takes no more changes", entity="incident",
-                                    id=incident_id, from_state=found.state, to_state=found.state)
+            raise IllegalTransition(
+                f"incident {incident_id} is closed: it takes no more changes",
+                entity="incident",
+                id=incident_id,
+                from_state=found.state,
+                to_state=found.state,
+            )
         return found
 
     def close_incident(self, incident_id: str, *, by: str, note: str) -> None:
@@ -234,20 +280,29 @@ class LedgerIncidents:
         now = time.time()
         with self.conns.write() as cur:
             self._open_row(cur, incident_id)
-            cur.execute("UPDATE incidents SET state = 'closed', closed_at = ?, closed_by = ? WHERE incident_id = ?",
-                        (now, by, incident_id))
+            cur.execute(
+                "UPDATE incidents SET state = 'closed', closed_at = ?, closed_by = ? WHERE incident_id = ?",
+                (now, by, incident_id),
+            )
             note_id = self._insert_note(cur, incident_id, now, by, "action", f"closed: {note}")
-            append_events(cur, [(None, None, now, by, "incident", "open", "closed", json.dumps({"note": note}))],
-                          [claim(cur, "incidents", incident_id), claim(cur, "incident_notes", note_id)],
-                          stream=incident_stream(incident_id))
+            append_events(
+                cur,
+                [(None, None, now, by, "incident", "open", "closed", json.dumps({"note": note}))],
+                [claim(cur, "incidents", incident_id), claim(cur, "incident_notes", note_id)],
+                stream=incident_stream(incident_id),
+            )
 
     def set_next_update(self, incident_id: str, at: float, *, by: str) -> None:
         now = time.time()
         with self.conns.write() as cur:
             self._open_row(cur, incident_id)
             cur.execute("UPDATE incidents SET next_update_at = ? WHERE incident_id = ?", (at, incident_id))
-            append_events(cur, [(None, None, now, by, "incident", "open", "open", json.dumps({"next_update_at": at}))],
-                          [claim(cur, "incidents", incident_id)], stream=incident_stream(incident_id))
+            append_events(
+                cur,
+                [(None, None, now, by, "incident", "open", "open", json.dumps({"next_update_at": at}))],
+                [claim(cur, "incidents", incident_id)],
+                stream=incident_stream(incident_id),
+            )
 
     def record_snapshot(self, incident_id: str, *, path: str, digest: str, records: int, by: str) -> None:
         """Record the snapshot file's digest: once per incident (the evidence is taken before anyone repairs)."""
@@ -255,25 +310,48 @@ class LedgerIncidents:
         with self.conns.write() as cur:
             found = self._open_row(cur, incident_id)
             if found.snapshot_digest is not None:
-                raise IllegalTransition(f"incident {incident_id} has its snapshot already ({found.snapshot_path}, "
-                                        f"sha256 {found.snapshot_digest}); it is taken once", entity="incident",
-                                        id=incident_id, from_state="snapshot", to_state="snapshot")
-            cur.execute("UPDATE incidents SET snapshot_path = ?, snapshot_digest = ?, snapshot_records = ?, "
-                        "snapshot_at = ?, snapshot_by = ? WHERE incident_id = ?",
-                        (path, digest, records, now, by, incident_id))
-            note_id = self._insert_note(cur, incident_id, now, by, "action",
-                                        f"snapshot of {records} record(s) taken: {path} (sha256 {digest})")
-            append_events(cur, [(None, None, now, by, "incident", "open", "open",
-                                 json.dumps({"snapshot": path, "sha256": digest, "records": records}))],
-                          [claim(cur, "incidents", incident_id), claim(cur, "incident_notes", note_id)],
-                          stream=incident_stream(incident_id))
+                raise IllegalTransition(
+                    f"incident {incident_id} has its snapshot already ({found.snapshot_path}, "
+                    f"sha256 {found.snapshot_digest}); it is taken once",
+                    entity="incident",
+                    id=incident_id,
+                    from_state="snapshot",
+                    to_state="snapshot",
+                )
+            cur.execute(
+                "UPDATE incidents SET snapshot_path = ?, snapshot_digest = ?, snapshot_records = ?, "
+                "snapshot_at = ?, snapshot_by = ? WHERE incident_id = ?",
+                (path, digest, records, now, by, incident_id),
+            )
+            note_id = self._insert_note(
+                cur, incident_id, now, by, "action", f"snapshot of {records} record(s) taken: {path} (sha256 {digest})"
+            )
+            append_events(
+                cur,
+                [
+                    (
+                        None,
+                        None,
+                        now,
+                        by,
+                        "incident",
+                        "open",
+                        "open",
+                        json.dumps({"snapshot": path, "sha256": digest, "records": records}),
+                    )
+                ],
+                [claim(cur, "incidents", incident_id), claim(cur, "incident_notes", note_id)],
+                stream=incident_stream(incident_id),
+            )
 
     # -- the shared note ------------------------------------------------------------------------------------
 
     @staticmethod
     def _insert_note(cur: Any, incident_id: str, at: float, author: str, kind: str, text: str) -> int:
-        cur.execute("INSERT INTO incident_notes (incident_id, at, author, kind, text) VALUES (?, ?, ?, ?, ?) "
-                    "RETURNING id", (incident_id, at, author, kind, text))
+        cur.execute(
+            "INSERT INTO incident_notes (incident_id, at, author, kind, text) VALUES (?, ?, ?, ?, ?) RETURNING id",
+            (incident_id, at, author, kind, text),
+        )
         return int(cur.fetchone()[0])
 
     def add_note(self, incident_id: str, *, author: str, text: str, kind: Literal["note", "action"] = "note") -> int:
@@ -284,8 +362,12 @@ class LedgerIncidents:
         with self.conns.write() as cur:
             self._open_row(cur, incident_id)
             note_id = self._insert_note(cur, incident_id, now, author, kind, text)
-            append_events(cur, [(None, None, now, author, "incident_note", None, kind, "{}")],
-                          [claim(cur, "incident_notes", note_id)], stream=incident_stream(incident_id))
+            append_events(
+                cur,
+                [(None, None, now, author, "incident_note", None, kind, "{}")],
+                [claim(cur, "incident_notes", note_id)],
+                stream=incident_stream(incident_id),
+            )
         return note_id
 
     def notes(self, incident_id: str) -> list[IncidentNoteRecord]:
@@ -295,8 +377,9 @@ class LedgerIncidents:
 
     # -- verdicts -------------------------------------------------------------------------------------------
 
-    def set_verdicts(self, incident_id: str, call_ids: Sequence[str], verdict: Verdict, *, by: str,
-                     note: str | None = None) -> int:
+    def set_verdicts(
+        self, incident_id: str, call_ids: Sequence[str], verdict: Verdict, *, by: str, note: str | None = None
+    ) -> int:
         """Judge records (calls of the incident's scope, checked by the caller); returns how many changed.
 
         The same verdict again changes nothing and records nothing. Every change is a new row (the older rows
@@ -314,13 +397,20 @@ class LedgerIncidents:
                 old = before.get(call_id)
                 if old == verdict:
                     continue
-                cur.execute("INSERT INTO incident_verdicts (incident_id, call_id, verdict, note, judged_by, judged_at) "
-                            "VALUES (?, ?, ?, ?, ?, ?) RETURNING id", (incident_id, call_id, verdict, note, by, now))
+                cur.execute(
+                    "INSERT INTO incident_verdicts (incident_id, call_id, verdict, note, judged_by, judged_at) "
+                    "VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
+                    (incident_id, call_id, verdict, note, by, now),
+                )
                 verdict_id = int(cur.fetchone()[0])
                 events.append((None, call_id, now, by, "verdict", old, verdict, "{}"))
-                claims.append(("incident_verdicts", str(verdict_id),
-                               row_digest("incident_verdicts", (verdict_id, incident_id, call_id, verdict, note, by,
-                                                                now))))
+                claims.append(
+                    (
+                        "incident_verdicts",
+                        str(verdict_id),
+                        row_digest("incident_verdicts", (verdict_id, incident_id, call_id, verdict, note, by, now)),
+                    )
+                )
             if events:
                 # One claim rides on each verdict's event (append_events attaches them from the last).
                 append_events(cur, events, claims, stream=incident_stream(incident_id))
@@ -330,8 +420,11 @@ class LedgerIncidents:
     def _current(cur: Any, incident_id: str, call_ids: list[str]) -> dict[str, str]:
         out: dict[str, str] = {}
         for part in chunks(call_ids):
-            cur.execute("SELECT call_id, verdict FROM incident_verdicts WHERE incident_id = ? AND call_id IN "
-                        f"({', '.join('?' * len(part))}) ORDER BY id", (incident_id, *part))
+            cur.execute(
+                "SELECT call_id, verdict FROM incident_verdicts WHERE incident_id = ? AND call_id IN "
+                f"({', '.join('?' * len(part))}) ORDER BY id",
+                (incident_id, *part),
+            )
             out.update(dict(cur.fetchall()))  # the newest row of each record wins
         return out
 
@@ -339,8 +432,11 @@ class LedgerIncidents:
         """The current verdict of every judged record: call id -> verdict, note, judged_by, judged_at."""
         out: dict[str, dict[str, Any]] = {}
         with self.conns.read() as cur:
-            cur.execute("SELECT call_id, verdict, note, judged_by, judged_at FROM incident_verdicts "
-                        "WHERE incident_id = ? ORDER BY id", (incident_id,))
+            cur.execute(
+                "SELECT call_id, verdict, note, judged_by, judged_at FROM incident_verdicts "
+                "WHERE incident_id = ? ORDER BY id",
+                (incident_id,),
+            )
             for c, v, n, b, a in cur.fetchall():
                 out[c] = {"verdict": v, "note": n, "judged_by": b, "judged_at": a}
         return out

@@ -29,14 +29,21 @@ _CALL_COLS = CallRecord.sql_columns()
 _UNSETTLED = frozenset({C.STARTED, C.IN_DOUBT})
 _RUN_COLS = RunRecord.sql_columns()
 # A call of the run completed a change in another system (anything but a read).
-_CHANGED = ("SELECT 1 FROM calls WHERE run_id = ? AND state = 'completed' AND side_effect IS NOT NULL "
-            "AND side_effect != 'read' LIMIT 1")
+_CHANGED = (
+    "SELECT 1 FROM calls WHERE run_id = ? AND state = 'completed' AND side_effect IS NOT NULL "
+    "AND side_effect != 'read' LIMIT 1"
+)
 
 
 def _fenced(call_id: str, src: CallState, dst: CallState) -> LeaseLost:
     return LeaseLost(
         f"call {call_id} is no longer {src} under this worker's lease (another worker took it over, or it "
-        "was already settled): nothing written", entity="lease", id=call_id, from_state=src, to_state=dst)
+        "was already settled): nothing written",
+        entity="lease",
+        id=call_id,
+        from_state=src,
+        to_state=dst,
+    )
 
 
 class LedgerInFlight:
@@ -46,44 +53,94 @@ class LedgerInFlight:
         """A failed attempt of a repeat-safe call; the call stays `started` for the next attempt."""
         now = time.time()
         with self.conns.write() as cur:
-            cur.execute("UPDATE calls SET attempts = ?, error = ?, updated_at = ? WHERE call_id = ? AND state = ? "
-                        "AND lease_token = ?", (attempt, error, now, call_id, C.STARTED, token))
+            cur.execute(
+                "UPDATE calls SET attempts = ?, error = ?, updated_at = ? WHERE call_id = ? AND state = ? "
+                "AND lease_token = ?",
+                (attempt, error, now, call_id, C.STARTED, token),
+            )
             if cur.rowcount != 1:
                 raise _fenced(call_id, C.STARTED, C.STARTED)
-            append_events(cur, [(run_id, call_id, now, actor, "call", C.STARTED, C.STARTED,
-                                 json.dumps({"attempt": attempt, "error": error}))])
+            append_events(
+                cur,
+                [
+                    (
+                        run_id,
+                        call_id,
+                        now,
+                        actor,
+                        "call",
+                        C.STARTED,
+                        C.STARTED,
+                        json.dumps({"attempt": attempt, "error": error}),
+                    )
+                ],
+            )
 
-    def reclassify(self, run_id: str, call_id: str, *, token: int, side_effect: str, was: str | None,
-                   rule: str | None, actor: str) -> None:
+    def reclassify(
+        self, run_id: str, call_id: str, *, token: int, side_effect: str, was: str | None, rule: str | None, actor: str
+    ) -> None:
         """The started call runs a reviewer's approved edit, which the policy puts in another class than the
         agent's arguments: the row says so from now on (the saga, recovery and every read go by the row), and
         the event keeps what it was."""
         now = time.time()
         with self.conns.write() as cur:
-            cur.execute("UPDATE calls SET side_effect = ?, updated_at = ? WHERE call_id = ? AND state = ? "
-                        f"AND lease_token = ? RETURNING {_CALL_COLS}", (side_effect, now, call_id, C.STARTED, token))
+            cur.execute(
+                "UPDATE calls SET side_effect = ?, updated_at = ? WHERE call_id = ? AND state = ? "
+                f"AND lease_token = ? RETURNING {_CALL_COLS}",
+                (side_effect, now, call_id, C.STARTED, token),
+            )
             row = cur.fetchone()
             if row is None:
                 raise _fenced(call_id, C.STARTED, C.STARTED)
             detail = {"side_effect": side_effect, "was": was, "rule": rule, "why": "runs a reviewer's approved edit"}
-            append_events(cur, [(run_id, call_id, now, actor, "call", C.STARTED, C.STARTED, json.dumps(detail))],
-                          [("calls", call_id, row_digest("calls", row))])
+            append_events(
+                cur,
+                [(run_id, call_id, now, actor, "call", C.STARTED, C.STARTED, json.dumps(detail))],
+                [("calls", call_id, row_digest("calls", row))],
+            )
 
-    def record_external_ids(self, run_id: str, call_id: str, token: int, external_ids: dict[str, str],
-                            actor: str) -> None:
+    def record_external_ids(
+        self, run_id: str, call_id: str, token: int, external_ids: dict[str, str], actor: str
+    ) -> None:
         """Commit the external ids a running tool reported, before it returns."""
         now = time.time()
         with self.conns.write() as cur:
-            cur.execute("UPDATE calls SET external_ids = ?, updated_at = ? WHERE call_id = ? AND state = ? "
-                        "AND lease_token = ?", (json.dumps(external_ids), now, call_id, C.STARTED, token))
+            cur.execute(
+                "UPDATE calls SET external_ids = ?, updated_at = ? WHERE call_id = ? AND state = ? AND lease_token = ?",
+                (json.dumps(external_ids), now, call_id, C.STARTED, token),
+            )
             if cur.rowcount != 1:
                 raise _fenced(call_id, C.STARTED, C.STARTED)
-            append_events(cur, [(run_id, call_id, now, actor, "external_id", None, "recorded",
-                                 json.dumps({"external_ids": external_ids}))])
+            append_events(
+                cur,
+                [
+                    (
+                        run_id,
+                        call_id,
+                        now,
+                        actor,
+                        "external_id",
+                        None,
+                        "recorded",
+                        json.dumps({"external_ids": external_ids}),
+                    )
+                ],
+            )
 
-    def complete(self, run_id: str, call_id: str, *, token: int, result_json: str, external_ids: dict[str, str],
-                 attempts: int, actor: str, src: CallState = C.STARTED, detail: dict[str, Any] | None = None,
-                 durable: bool = True) -> None:
+    def complete(
+        self,
+        run_id: str,
+        call_id: str,
+        *,
+        token: int,
+        result_json: str,
+        external_ids: dict[str, str],
+        attempts: int,
+        actor: str,
+        src: CallState = C.STARTED,
+        detail: dict[str, Any] | None = None,
+        durable: bool = True,
+    ) -> None:
         """`started -> completed` (or `in_doubt | failed -> completed` after a reconcile check found the effect).
 
         `durable=False` for a repeat-safe call only: see `Connections.write`."""
@@ -92,32 +149,51 @@ class LedgerInFlight:
         now = time.time()
         ids = json.dumps(external_ids) if external_ids else "{}"
         with self.conns.write(durable) as cur:
-            cur.execute("UPDATE calls SET state = ?, result_json = ?, external_ids = ?, attempts = ?, "
-                        "ended_at = ?, updated_at = ?, lease_expires_at = NULL WHERE call_id = ? AND state = ? "
-                        f"AND lease_token = ? RETURNING {_CALL_COLS}",
-                        (C.COMPLETED, result_json, ids, attempts, now, now, call_id, src, token))
+            cur.execute(
+                "UPDATE calls SET state = ?, result_json = ?, external_ids = ?, attempts = ?, "
+                "ended_at = ?, updated_at = ?, lease_expires_at = NULL WHERE call_id = ? AND state = ? "
+                f"AND lease_token = ? RETURNING {_CALL_COLS}",
+                (C.COMPLETED, result_json, ids, attempts, now, now, call_id, src, token),
+            )
             row = cur.fetchone()  # the row as written: its claim, without reading it again
             if row is None:
                 raise _fenced(call_id, src, C.COMPLETED)
             info = ids if detail is None else json.dumps({**detail, "external_ids": external_ids})
-            append_events(cur, [(run_id, call_id, now, actor, "call", src, C.COMPLETED, info)],
-                          [("calls", call_id, row_digest("calls", row))])
+            append_events(
+                cur,
+                [(run_id, call_id, now, actor, "call", src, C.COMPLETED, info)],
+                [("calls", call_id, row_digest("calls", row))],
+            )
 
-    def fail(self, run_id: str, call_id: str, *, token: int, state: CallState, error: str, attempts: int,
-             actor: str, external_ids: dict[str, str], run: RunClose | None = None,
-             src: CallState = C.STARTED) -> None:
+    def fail(
+        self,
+        run_id: str,
+        call_id: str,
+        *,
+        token: int,
+        state: CallState,
+        error: str,
+        attempts: int,
+        actor: str,
+        external_ids: dict[str, str],
+        run: RunClose | None = None,
+        src: CallState = C.STARTED,
+    ) -> None:
         """`started -> failed | in_doubt` (or `in_doubt -> failed`) with the error; optionally move the run in
         the same commit."""
         now = time.time()
         check_call_move(call_id, src, state)
         with self.conns.write(lock=None if run is None else run_stream(run_id)) as cur:
-            cur.execute("UPDATE calls SET state = ?, error = ?, attempts = ?, external_ids = ?, ended_at = ?, "
-                        "updated_at = ?, lease_expires_at = NULL WHERE call_id = ? AND state = ? AND lease_token = ?",
-                        (state, error, attempts, json.dumps(external_ids), now, now, call_id, src, token))
+            cur.execute(
+                "UPDATE calls SET state = ?, error = ?, attempts = ?, external_ids = ?, ended_at = ?, "
+                "updated_at = ?, lease_expires_at = NULL WHERE call_id = ? AND state = ? AND lease_token = ?",
+                (state, error, attempts, json.dumps(external_ids), now, now, call_id, src, token),
+            )
             if cur.rowcount != 1:
                 raise _fenced(call_id, src, state)
-            events: list[EventIn] = [(run_id, call_id, now, actor, "call", src, state,
-                                      json.dumps({"error": error, "attempts": attempts}))]
+            events: list[EventIn] = [
+                (run_id, call_id, now, actor, "call", src, state, json.dumps({"error": error, "attempts": attempts}))
+            ]
             if run is not None:
                 events.extend(move_run(cur, run_id, run, now, actor))
             append_events(cur, events)
@@ -127,25 +203,38 @@ class LedgerInFlight:
         """Extend this worker's lease on a started call; False when the lease was lost (fenced)."""
         with self.conns.write() as cur:
             now = time.time()
-            cur.execute("UPDATE calls SET lease_expires_at = ?, updated_at = ? WHERE call_id = ? AND state = ? "
-                        "AND lease_token = ? RETURNING run_id", (now + ttl, now, call_id, C.STARTED, token))
+            cur.execute(
+                "UPDATE calls SET lease_expires_at = ?, updated_at = ? WHERE call_id = ? AND state = ? "
+                "AND lease_token = ? RETURNING run_id",
+                (now + ttl, now, call_id, C.STARTED, token),
+            )
             held = cur.fetchone()
             if held is None:
                 return False
-            append_events(cur, [(held[0], call_id, now, "guard", "lease", C.STARTED, C.STARTED,
-                                 json.dumps({"lease_token": token}))])
+            append_events(
+                cur,
+                [(held[0], call_id, now, "guard", "lease", C.STARTED, C.STARTED, json.dumps({"lease_token": token}))],
+            )
             return True
 
     def release(self, call_id: str, token: int) -> bool:
         """Give up this worker's lease on a call without moving it (recovery that could not settle an in-doubt
         call leaves it for the next pass or an operator at once); False when the lease was lost already."""
         with self.conns.write() as cur:
-            cur.execute("UPDATE calls SET lease_expires_at = NULL WHERE call_id = ? AND lease_token = ?",
-                        (call_id, token))
+            cur.execute(
+                "UPDATE calls SET lease_expires_at = NULL WHERE call_id = ? AND lease_token = ?", (call_id, token)
+            )
             return cur.rowcount == 1
 
-    def close_run(self, run_id: str, close: RunClose, *, actor: str, expect: frozenset[RunState],
-                  after_changes: RunClose | None = None) -> tuple[RunRecord, bool]:
+    def close_run(
+        self,
+        run_id: str,
+        close: RunClose,
+        *,
+        actor: str,
+        expect: frozenset[RunState],
+        after_changes: RunClose | None = None,
+    ) -> tuple[RunRecord, bool]:
         """End a worker's block on a run: move it to `close.state` (to `after_changes.state` instead when a call
         of the run completed a change in another system) if, read inside this write transaction, it is still in
         `expect`. Otherwise it stays as another worker left it (a duplicate delivery that closed it first).
@@ -168,8 +257,9 @@ class LedgerInFlight:
             cur.execute(f"SELECT {_RUN_COLS} FROM runs r WHERE r.run_id = ?", (run_id,))
             return RunRecord.from_row(cur.fetchone()), moved
 
-    def claim(self, call: CallRecord, *, worker: str, ttl: float, actor: str,
-              to: CallState | None = None) -> int | None:
+    def claim(
+        self, call: CallRecord, *, worker: str, ttl: float, actor: str, to: CallState | None = None
+    ) -> int | None:
         """Take over a call (compare-and-set on its state and lease token); the new token, or None if another
         worker changed it first. With `to`, the call also moves (e.g. `started -> in_doubt`, `in_doubt ->
         started` to run it once)."""
@@ -181,14 +271,29 @@ class LedgerInFlight:
         with self.conns.write() as cur:
             started = ", started_at = ?" if dst is C.STARTED and src is not C.STARTED else ""
             params: tuple[Any, ...] = (now,) if started else ()
-            cur.execute(f"UPDATE calls SET state = ?, lease_owner = ?, lease_token = lease_token + 1, "
-                        f"lease_expires_at = ?, updated_at = ?{started} WHERE call_id = ? AND state = ? "
-                        "AND lease_token = ?",
-                        (dst, worker, now + ttl, now, *params, call.call_id, src, call.lease_token))
+            cur.execute(
+                f"UPDATE calls SET state = ?, lease_owner = ?, lease_token = lease_token + 1, "
+                f"lease_expires_at = ?, updated_at = ?{started} WHERE call_id = ? AND state = ? "
+                "AND lease_token = ?",
+                (dst, worker, now + ttl, now, *params, call.call_id, src, call.lease_token),
+            )
             if cur.rowcount != 1:
                 return None
-            append_events(cur, [(call.run_id, call.call_id, now, actor, "call", src, dst,
-                                 json.dumps({"takeover": worker, "lease_token": call.lease_token + 1}))])
+            append_events(
+                cur,
+                [
+                    (
+                        call.run_id,
+                        call.call_id,
+                        now,
+                        actor,
+                        "call",
+                        src,
+                        dst,
+                        json.dumps({"takeover": worker, "lease_token": call.lease_token + 1}),
+                    )
+                ],
+            )
             if dst is C.IN_DOUBT:
                 restart_call_failed(cur, call.call_id, dst, now, actor)
         return call.lease_token + 1
@@ -214,12 +319,16 @@ class LedgerInFlight:
         src = CallState(call.state)
         check_call_move(call.call_id, src, C.ROLLING_BACK)
         with self.conns.write() as cur:
-            cur.execute("UPDATE calls SET state = ?, updated_at = ? WHERE call_id = ? AND state = ?",
-                        (C.ROLLING_BACK, now, call.call_id, src))
+            cur.execute(
+                "UPDATE calls SET state = ?, updated_at = ? WHERE call_id = ? AND state = ?",
+                (C.ROLLING_BACK, now, call.call_id, src),
+            )
             if cur.rowcount != 1:
                 return False
-            append_events(cur, [(call.run_id, call.call_id, now, actor, "call", src, C.ROLLING_BACK,
-                                 json.dumps({"reason": reason}))])
+            append_events(
+                cur,
+                [(call.run_id, call.call_id, now, actor, "call", src, C.ROLLING_BACK, json.dumps({"reason": reason}))],
+            )
         return True
 
     def end_rollback(self, call: CallRecord, *, ok: bool, actor: str, detail: dict[str, Any]) -> None:
@@ -228,26 +337,46 @@ class LedgerInFlight:
         dst = C.ROLLED_BACK if ok else C.ROLLBACK_FAILED
         check_call_move(call.call_id, C.ROLLING_BACK, dst)
         with self.conns.write() as cur:
-            cur.execute("UPDATE calls SET state = ?, updated_at = ? WHERE call_id = ? AND state = ?",
-                        (dst, now, call.call_id, C.ROLLING_BACK))
+            cur.execute(
+                "UPDATE calls SET state = ?, updated_at = ? WHERE call_id = ? AND state = ?",
+                (dst, now, call.call_id, C.ROLLING_BACK),
+            )
             if cur.rowcount != 1:
                 raise _fenced(call.call_id, C.ROLLING_BACK, dst)
-            append_events(cur, [(call.run_id, call.call_id, now, actor, "call", C.ROLLING_BACK, dst,
-                                 json.dumps(detail))])
+            append_events(
+                cur, [(call.run_id, call.call_id, now, actor, "call", C.ROLLING_BACK, dst, json.dumps(detail))]
+            )
 
-    def record_manual_action(self, run_id: str, *, operator: str, action: str, note: str,
-                             call_id: str | None = None, run: RunClose | None = None) -> None:
+    def record_manual_action(
+        self,
+        run_id: str,
+        *,
+        operator: str,
+        action: str,
+        note: str,
+        call_id: str | None = None,
+        run: RunClose | None = None,
+    ) -> None:
         """What an operator did by hand, with their note; optionally the run's new state in the same commit."""
         if not note.strip():
-            raise IllegalTransition("a manual action needs a note: say what you did and why", entity="run",
-                                    id=run_id, from_state=None, to_state=action)
+            raise IllegalTransition(
+                "a manual action needs a note: say what you did and why",
+                entity="run",
+                id=run_id,
+                from_state=None,
+                to_state=action,
+            )
         now = time.time()
         with self.conns.write(lock=None if run is None else run_stream(run_id)) as cur:
-            cur.execute("INSERT INTO manual_actions (run_id, call_id, operator, action, note, at) "
-                        "VALUES (?, ?, ?, ?, ?, ?) RETURNING id", (run_id, call_id, operator, action, note, now))
+            cur.execute(
+                "INSERT INTO manual_actions (run_id, call_id, operator, action, note, at) "
+                "VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
+                (run_id, call_id, operator, action, note, now),
+            )
             action_id = int(cur.fetchone()[0])
-            events: list[EventIn] = [(run_id, call_id, now, operator, "manual", None, action,
-                                      json.dumps({"note": note}))]
+            events: list[EventIn] = [
+                (run_id, call_id, now, operator, "manual", None, action, json.dumps({"note": note}))
+            ]
             if run is not None:
                 events.extend(move_run(cur, run_id, run, now, operator))
             append_events(cur, events, [claim(cur, "manual_actions", action_id)])

@@ -86,8 +86,9 @@ class Listener:
         pause = _RETRY_FIRST
         while not self._stop.is_set():
             try:
-                conn = psycopg.connect(self._conninfo, autocommit=True, connect_timeout=_CONNECT_TIMEOUT,
-                                       application_name=APPLICATION_NAME)
+                conn = psycopg.connect(
+                    self._conninfo, autocommit=True, connect_timeout=_CONNECT_TIMEOUT, application_name=APPLICATION_NAME
+                )
             except psycopg.Error as exc:
                 self.last_error = str(exc).strip()
                 self._tried.set()

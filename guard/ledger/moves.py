@@ -23,8 +23,10 @@ os.register_at_fork(after_in_child=_random.seed)
 
 # (run_id, call_id, at, actor, entity, from_state, to_state, detail JSON)
 EventIn = tuple[str | None, str | None, float, str, str, str | None, str, str]
-_EVENT_COLS = ("run_id, call_id, at, actor, entity, from_state, to_state, detail, hash, stream, seq, row_table, "
-               "row_key, row_digest")
+_EVENT_COLS = (
+    "run_id, call_id, at, actor, entity, from_state, to_state, detail, hash, stream, seq, row_table, "
+    "row_key, row_digest"
+)
 _ROW = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 # One INSERT statement per batch size (SQLite caches each prepared statement): a multi-row VALUES is
 # cheaper than executemany for the 1-4 events a step appends.
@@ -33,8 +35,10 @@ _INSERT_EVENTS = {n: f"INSERT INTO events ({_EVENT_COLS}) VALUES {', '.join([_RO
 # returns it as the last committed writer left it, so a writer on the same stream waits here for the other's commit
 # and then chains onto what that one wrote (on PostgreSQL at READ COMMITTED, where no ledger-wide lock serialises
 # the writers; on SQLite the one write lock already does).
-_LOCK_HEAD = ("INSERT INTO stream_heads (stream, length, head) VALUES (?, 0, ?) ON CONFLICT (stream) "
-              "DO UPDATE SET length = stream_heads.length RETURNING length, head")
+_LOCK_HEAD = (
+    "INSERT INTO stream_heads (stream, length, head) VALUES (?, 0, ?) ON CONFLICT (stream) "
+    "DO UPDATE SET length = stream_heads.length RETURNING length, head"
+)
 # Compare-and-set on the (length, head) read or remembered: two writers on one stream never both extend one head.
 _MOVE_HEAD = "UPDATE stream_heads SET length = ?, head = ? WHERE stream = ? AND length = ? AND head = ?"
 _CALL_ENTITIES = frozenset({"call", "external_id", "lease"})
@@ -51,8 +55,7 @@ def new_id(prefix: str) -> str:
     return f"{prefix}_{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
-def append_events(cur: Any, events: list[EventIn], claims: Sequence[Claim] = (), *,
-                  stream: str | None = None) -> None:
+def append_events(cur: Any, events: list[EventIn], claims: Sequence[Claim] = (), *, stream: str | None = None) -> None:
     """Append events to one stream's hash chain inside the caller's write transaction, with the claims of the
     rows this transaction wrote (see `guard.ledger.digests`), and move the stream's head in the same transaction.
 
@@ -77,8 +80,13 @@ def append_events(cur: Any, events: list[EventIn], claims: Sequence[Claim] = (),
     attached: list[Claim | None] = [None] * len(events)
     for i in range(len(events) - 1, -1, -1):
         ev = events[i]
-        target = (("calls", ev[1]) if ev[4] in _CALL_ENTITIES and ev[1] is not None
-                  else ("runs", ev[0]) if ev[4] == "run" and ev[0] is not None else None)
+        target = (
+            ("calls", ev[1])
+            if ev[4] in _CALL_ENTITIES and ev[1] is not None
+            else ("runs", ev[0])
+            if ev[4] == "run" and ev[0] is not None
+            else None
+        )
         if target is not None and target not in given:
             given.add(target)
             attached[i] = claim(cur, *target)
@@ -107,14 +115,20 @@ def append_events(cur: Any, events: list[EventIn], claims: Sequence[Claim] = (),
     out, seq, head = _chain(stream, length, prev, events, attached)
     cur.execute(_MOVE_HEAD, (seq, head, stream, length, prev))
     if cur.rowcount != 1:  # pragma: no cover - the row is locked by this transaction since _LOCK_HEAD
-        raise IllegalTransition(f"stream {stream} moved on while this transaction held its head",
-                                entity="stream", id=stream, from_state=str(length), to_state=str(seq))
+        raise IllegalTransition(
+            f"stream {stream} moved on while this transaction held its head",
+            entity="stream",
+            id=stream,
+            from_state=str(length),
+            to_state=str(seq),
+        )
     _insert(cur, out, len(events))
     _remember(stream, seq, head)
 
 
-def _chain(stream: str, length: int, prev: str, events: list[EventIn],
-           attached: list[Claim | None]) -> tuple[list[Any], int, str]:
+def _chain(
+    stream: str, length: int, prev: str, events: list[EventIn], attached: list[Claim | None]
+) -> tuple[list[Any], int, str]:
     """The events' rows (flattened for one INSERT), the stream's new length and head."""
     out: list[Any] = []
     seq = length
@@ -129,7 +143,7 @@ def _chain(stream: str, length: int, prev: str, events: list[EventIn],
 def _insert(cur: Any, out: list[Any], n: int) -> None:
     sql = _INSERT_EVENTS.get(n)
     if sql is None:
-        cur.executemany(_INSERT_EVENTS[1], [out[i:i + 14] for i in range(0, len(out), 14)])
+        cur.executemany(_INSERT_EVENTS[1], [out[i : i + 14] for i in range(0, len(out), 14)])
     else:
         cur.execute(sql, out)
 
@@ -143,21 +157,31 @@ def _remember(stream: str, length: int, head: str) -> None:
     _HEADS[stream] = (length, head)
 
 
-def cas_call(cur: Any, call: CallRecord, dst: CallState, now: float, actor: str,
-             sets: str = "", params: tuple[Any, ...] = (), detail: str = "{}") -> None:
+def cas_call(
+    cur: Any,
+    call: CallRecord,
+    dst: CallState,
+    now: float,
+    actor: str,
+    sets: str = "",
+    params: tuple[Any, ...] = (),
+    detail: str = "{}",
+) -> None:
     src = CallState(call.state)
     check_call_move(call.call_id, src, dst)
     extra = f", {sets}" if sets else ""
-    cur.execute(f"UPDATE calls SET state = ?, updated_at = ?{extra} WHERE call_id = ? AND state = ?",
-                (dst, now, *params, call.call_id, src))
+    cur.execute(
+        f"UPDATE calls SET state = ?, updated_at = ?{extra} WHERE call_id = ? AND state = ?",
+        (dst, now, *params, call.call_id, src),
+    )
     if cur.rowcount != 1:
-        raise IllegalTransition(f"call {call.call_id} is no longer {src}", entity="call",
-                                id=call.call_id, from_state=src, to_state=dst)
+        raise IllegalTransition(
+            f"call {call.call_id} is no longer {src}", entity="call", id=call.call_id, from_state=src, to_state=dst
+        )
     append_events(cur, [(call.run_id, call.call_id, now, actor, "call", src, dst, detail)])
 
 
-def move_run_if(cur: Any, run_id: str, src: RunState, dst: RunState, now: float, actor: str,
-                why: str) -> list[EventIn]:
+def move_run_if(cur: Any, run_id: str, src: RunState, dst: RunState, now: float, actor: str, why: str) -> list[EventIn]:
     """Move the run `src -> dst` if it is in `src` (compare-and-set); the event to append, if it moved."""
     check_run_move(run_id, src, dst)
     cur.execute("UPDATE runs SET state = ?, updated_at = ? WHERE run_id = ? AND state = ?", (dst, now, run_id, src))
@@ -177,8 +201,16 @@ class RunClose:
     requires_review: bool = False
 
 
-def move_run(cur: Any, run_id: str, close: RunClose, now: float, actor: str, *,
-             expect: frozenset[RunState] | None = None, detail: dict[str, Any] | None = None) -> list[EventIn]:
+def move_run(
+    cur: Any,
+    run_id: str,
+    close: RunClose,
+    now: float,
+    actor: str,
+    *,
+    expect: frozenset[RunState] | None = None,
+    detail: dict[str, Any] | None = None,
+) -> list[EventIn]:
     """Move the run to `close.state` (checked against the table, and against `expect` when given) inside the
     caller's write transaction; the event to append. In the same state only its description is updated, and the
     event (from and to the same state) records that."""
@@ -188,22 +220,50 @@ def move_run(cur: Any, run_id: str, close: RunClose, now: float, actor: str, *,
         raise GuardUsageError(f"no run {run_id} in the ledger", run_id=run_id)
     src = RunState(row[0])
     if expect is not None and src not in expect:
-        raise IllegalTransition(f"run {run_id} is {src}, expected one of {sorted(expect)}",
-                                entity="run", id=run_id, from_state=src, to_state=close.state)
+        raise IllegalTransition(
+            f"run {run_id} is {src}, expected one of {sorted(expect)}",
+            entity="run",
+            id=run_id,
+            from_state=src,
+            to_state=close.state,
+        )
     if src == close.state:
-        cur.execute("UPDATE runs SET status_label = ?, error_summary = ?, next_safe_action = ?, requires_review = ?, "
-                    "updated_at = ? WHERE run_id = ?", (close.status_label, close.error_summary,
-                                                        close.next_safe_action, close.requires_review, now, run_id))
+        cur.execute(
+            "UPDATE runs SET status_label = ?, error_summary = ?, next_safe_action = ?, requires_review = ?, "
+            "updated_at = ? WHERE run_id = ?",
+            (close.status_label, close.error_summary, close.next_safe_action, close.requires_review, now, run_id),
+        )
         # Not a move: an event all the same, so the rewritten row is claimed (see guard.ledger.digests).
-        return [(run_id, None, now, actor, "run", src, src, json.dumps({"status_label": close.status_label,
-                                                                       "error_summary": close.error_summary}))]
+        return [
+            (
+                run_id,
+                None,
+                now,
+                actor,
+                "run",
+                src,
+                src,
+                json.dumps({"status_label": close.status_label, "error_summary": close.error_summary}),
+            )
+        ]
     check_run_move(run_id, src, close.state)
-    cur.execute("UPDATE runs SET state = ?, status_label = ?, error_summary = ?, next_safe_action = ?, "
-                "requires_review = ?, updated_at = ? WHERE run_id = ? AND state = ?",
-                (close.state, close.status_label, close.error_summary, close.next_safe_action,
-                 close.requires_review, now, run_id, src))
+    cur.execute(
+        "UPDATE runs SET state = ?, status_label = ?, error_summary = ?, next_safe_action = ?, "
+        "requires_review = ?, updated_at = ? WHERE run_id = ? AND state = ?",
+        (
+            close.state,
+            close.status_label,
+            close.error_summary,
+            close.next_safe_action,
+            close.requires_review,
+            now,
+            run_id,
+            src,
+        ),
+    )
     if cur.rowcount != 1:
-        raise IllegalTransition(f"run {run_id} changed state concurrently", entity="run", id=run_id,
-                                from_state=src, to_state=close.state)
+        raise IllegalTransition(
+            f"run {run_id} changed state concurrently", entity="run", id=run_id, from_state=src, to_state=close.state
+        )
     info = {"status_label": close.status_label, "error_summary": close.error_summary, **(detail or {})}
     return [(run_id, None, now, actor, "run", src, close.state, json.dumps(info))]

@@ -32,8 +32,10 @@ GAP_GRACE = 60.0
 # The first recent event after the cursor whose id's predecessor is missing, unless that predecessor is the
 # cursor itself: the cursor stops before the missing ids. One pass over the events after the cursor (the primary
 # key's range), however far behind a new notifier starts.
-_FIRST_GAP = ("SELECT MIN(e.id) FROM events e WHERE e.id > ? + 1 AND e.at > ? "
-              "AND NOT EXISTS (SELECT 1 FROM events f WHERE f.id = e.id - 1)")
+_FIRST_GAP = (
+    "SELECT MIN(e.id) FROM events e WHERE e.id > ? + 1 AND e.at > ? "
+    "AND NOT EXISTS (SELECT 1 FROM events f WHERE f.id = e.id - 1)"
+)
 _DETAILED = ("paused", "stop_tripped", "approval_waiting")
 # A team or tool pause belongs to no run: its team is in the event's detail (the LEFT JOIN finds no run).
 _CANDIDATES = (
@@ -61,8 +63,16 @@ def _notice(row: tuple[Any, ...]) -> NoticeEvent | None:
         kind = "approval_waiting" if entity in ("call", "approval") else "run_halted"
     if team is None:
         return None
-    return NoticeEvent(event_id=event_id, run_id=run_id, call_id=call_id, team=team, to_state=to_state, kind=kind,
-                       detail=detail, actor=actor)
+    return NoticeEvent(
+        event_id=event_id,
+        run_id=run_id,
+        call_id=call_id,
+        team=team,
+        to_state=to_state,
+        kind=kind,
+        detail=detail,
+        actor=actor,
+    )
 
 
 def _settled_end(cur: Any, after: int, now: float) -> int:
@@ -80,8 +90,12 @@ def _settled_end(cur: Any, after: int, now: float) -> int:
 
 def _record(cur: Any, team: str, run_id: str | None, notice_id: int, now: float, src: str | None, dst: str) -> None:
     """The notification's outcome as an event of the team's notices stream, carrying the row's claim."""
-    append_events(cur, [(run_id, None, now, "guard:notifier", "notice", src, dst, json.dumps({"id": notice_id}))],
-                  [claim(cur, "notifications", notice_id)], stream=notices_stream(team))
+    append_events(
+        cur,
+        [(run_id, None, now, "guard:notifier", "notice", src, dst, json.dumps({"id": notice_id}))],
+        [claim(cur, "notifications", notice_id)],
+        stream=notices_stream(team),
+    )
 
 
 class LedgerNotices:
@@ -99,8 +113,18 @@ class LedgerNotices:
         move to: never past an id a transaction may still commit (see `GAP_GRACE`)."""
         with self.conns.read() as cur:
             end = _settled_end(cur, after, time.time())
-            cur.execute(_CANDIDATES, (after, CallState.AWAITING_APPROVAL, CallState.DENIED, RunState.HALTED,
-                                      RunState.PENDING_REVIEW, end, limit))
+            cur.execute(
+                _CANDIDATES,
+                (
+                    after,
+                    CallState.AWAITING_APPROVAL,
+                    CallState.DENIED,
+                    RunState.HALTED,
+                    RunState.PENDING_REVIEW,
+                    end,
+                    limit,
+                ),
+            )
             rows = cur.fetchall()
             last = end if len(rows) < limit else int(rows[-1][0])
         events = [event for event in map(_notice, rows) if event is not None]
@@ -110,48 +134,87 @@ class LedgerNotices:
         with self.conns.write() as cur:
             # The cursor only moves forward. Spelled for both dialects: SQLite's two-argument MAX is GREATEST on
             # PostgreSQL, and PostgreSQL needs the table's own column named apart from `excluded`'s.
-            cur.execute("INSERT INTO notify_cursor (name, event_id) VALUES (?, ?) ON CONFLICT (name) DO UPDATE "
-                        "SET event_id = CASE WHEN excluded.event_id > notify_cursor.event_id "
-                        "THEN excluded.event_id ELSE notify_cursor.event_id END", (_CURSOR, to))
+            cur.execute(
+                "INSERT INTO notify_cursor (name, event_id) VALUES (?, ?) ON CONFLICT (name) DO UPDATE "
+                "SET event_id = CASE WHEN excluded.event_id > notify_cursor.event_id "
+                "THEN excluded.event_id ELSE notify_cursor.event_id END",
+                (_CURSOR, to),
+            )
 
     def stuck_notices(self, older_than: float, limit: int = 50) -> list[tuple[NotificationRecord, NoticeEvent]]:
         """Notifications left `sending` before `older_than` (their notifier died mid-send), with their events."""
-        sql = (f"SELECT {', '.join('n.' + c for c in NotificationRecord.columns())}, e.actor, e.detail, e.to_state "
-               "FROM notifications n JOIN events e ON e.id = n.event_id "
-               "WHERE n.state = 'sending' AND n.updated_at < ? ORDER BY n.id LIMIT ?")
+        sql = (
+            f"SELECT {', '.join('n.' + c for c in NotificationRecord.columns())}, e.actor, e.detail, e.to_state "
+            "FROM notifications n JOIN events e ON e.id = n.event_id "
+            "WHERE n.state = 'sending' AND n.updated_at < ? ORDER BY n.id LIMIT ?"
+        )
         with self.conns.read() as cur:
             cur.execute(sql, (older_than, limit))
             rows = cur.fetchall()
         found: list[tuple[NotificationRecord, NoticeEvent]] = []
         for row in rows:
             notice = NotificationRecord.from_row(row[:-3])
-            found.append((notice, NoticeEvent(event_id=notice.event_id, kind=notice.kind, team=notice.team,
-                                              run_id=notice.run_id, call_id=notice.call_id, to_state=row[-1],
-                                              detail=json.loads(row[-2] or "{}") if notice.kind in _DETAILED else {},
-                                              actor=row[-3])))
+            found.append(
+                (
+                    notice,
+                    NoticeEvent(
+                        event_id=notice.event_id,
+                        kind=notice.kind,
+                        team=notice.team,
+                        run_id=notice.run_id,
+                        call_id=notice.call_id,
+                        to_state=row[-1],
+                        detail=json.loads(row[-2] or "{}") if notice.kind in _DETAILED else {},
+                        actor=row[-3],
+                    ),
+                )
+            )
         return found
 
     def reclaim_notice(self, notice: NotificationRecord) -> bool:
         """Take over a stuck notification (compare-and-set on its last update): True if this notifier has it."""
         now = time.time()
         with self.conns.write() as cur:
-            cur.execute("UPDATE notifications SET updated_at = ? WHERE id = ? AND state = 'sending' AND updated_at = ? "
-                        "RETURNING run_id", (now, notice.id, notice.updated_at))
+            cur.execute(
+                "UPDATE notifications SET updated_at = ? WHERE id = ? AND state = 'sending' AND updated_at = ? "
+                "RETURNING run_id",
+                (now, notice.id, notice.updated_at),
+            )
             if cur.fetchone() is None:
                 return False
             _record(cur, notice.team, notice.run_id, notice.id, now, "sending", "reclaimed")
             return True
 
-    def claim_notice(self, event: NoticeEvent, *, target: str, approval_id: str | None, state: str = "sending",
-                     error: str | None = None) -> int | None:
+    def claim_notice(
+        self,
+        event: NoticeEvent,
+        *,
+        target: str,
+        approval_id: str | None,
+        state: str = "sending",
+        error: str | None = None,
+    ) -> int | None:
         """Record that `event` is being told (or `skipped`); the row id, or None when another notifier has it."""
         now = time.time()
         with self.conns.write() as cur:
-            cur.execute("INSERT INTO notifications (event_id, team, kind, run_id, call_id, approval_id, target, state, "
-                        "attempts, last_error, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?) "
-                        "ON CONFLICT (event_id) DO NOTHING RETURNING id",
-                        (event.event_id, event.team, event.kind, event.run_id, event.call_id, approval_id, target,
-                         state, error, now, now))
+            cur.execute(
+                "INSERT INTO notifications (event_id, team, kind, run_id, call_id, approval_id, target, state, "
+                "attempts, last_error, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?) "
+                "ON CONFLICT (event_id) DO NOTHING RETURNING id",
+                (
+                    event.event_id,
+                    event.team,
+                    event.kind,
+                    event.run_id,
+                    event.call_id,
+                    approval_id,
+                    target,
+                    state,
+                    error,
+                    now,
+                    now,
+                ),
+            )
             inserted = cur.fetchone()
             if inserted is None:
                 return None
@@ -162,14 +225,18 @@ class LedgerNotices:
     def settle_notice(self, notice_id: int, *, state: str, attempts: int, error: str | None) -> None:
         now = time.time()
         with self.conns.write() as cur:
-            cur.execute("UPDATE notifications SET state = ?, attempts = ?, last_error = ?, updated_at = ? "
-                        "WHERE id = ? RETURNING team, run_id", (state, attempts, error, now, notice_id))
+            cur.execute(
+                "UPDATE notifications SET state = ?, attempts = ?, last_error = ?, updated_at = ? "
+                "WHERE id = ? RETURNING team, run_id",
+                (state, attempts, error, now, notice_id),
+            )
             row = cur.fetchone()
             if row is not None:
                 _record(cur, row[0], row[1], notice_id, now, "sending", state)
 
-    def notices(self, *, team: str | None = None, run_id: str | None = None, state: str | None = None,
-                limit: int = 100) -> list[NotificationRecord]:
+    def notices(
+        self, *, team: str | None = None, run_id: str | None = None, state: str | None = None, limit: int = 100
+    ) -> list[NotificationRecord]:
         """What the channels were told, newest first."""
         sql = f"SELECT {NotificationRecord.sql_columns()} FROM notifications WHERE 1 = 1"
         params: list[object] = []

@@ -51,22 +51,37 @@ class HealthNumbers:
     approval_wait: dict[tuple[str, str], list[float]] = field(default_factory=dict[tuple[str, str], list[float]])
 
     def to_json(self) -> dict[str, Any]:
-        return {"since": self.since, "tools": [
-            {"team": team, "tool": tool, "calls": n.calls, "paused": n.paused, "pause_rate": round(n.pause_rate, 4),
-             "retried": n.retried, "retried_ok": n.retried_ok, "retry_success": n.retry_success,
-             "fail_to_clean_seconds": sorted(self.fail_to_clean.get((team, tool), [])),
-             "approval_wait_seconds": sorted(self.approval_wait.get((team, tool), []))}
-            for (team, tool), n in sorted(self.by_tool.items())]}
+        return {
+            "since": self.since,
+            "tools": [
+                {
+                    "team": team,
+                    "tool": tool,
+                    "calls": n.calls,
+                    "paused": n.paused,
+                    "pause_rate": round(n.pause_rate, 4),
+                    "retried": n.retried,
+                    "retried_ok": n.retried_ok,
+                    "retry_success": n.retry_success,
+                    "fail_to_clean_seconds": sorted(self.fail_to_clean.get((team, tool), [])),
+                    "approval_wait_seconds": sorted(self.approval_wait.get((team, tool), [])),
+                }
+                for (team, tool), n in sorted(self.by_tool.items())
+            ],
+        }
 
 
 def health_numbers(conns: Connections, since: float) -> HealthNumbers:
     """The numbers over the calls offered, failures recorded and approvals decided since `since`."""
     out = HealthNumbers(since)
     with conns.read() as cur:
-        cur.execute("SELECT c.team, c.tool, c.state, c.attempts, "
-                    "(SELECT 1 FROM approvals a WHERE a.call_id = c.call_id), r.requires_review "
-                    "FROM calls c JOIN runs r ON r.run_id = c.run_id "
-                    "WHERE c.offered_at >= ? AND c.compensates_call_id IS NULL", (since,))
+        cur.execute(
+            "SELECT c.team, c.tool, c.state, c.attempts, "
+            "(SELECT 1 FROM approvals a WHERE a.call_id = c.call_id), r.requires_review "
+            "FROM calls c JOIN runs r ON r.run_id = c.run_id "
+            "WHERE c.offered_at >= ? AND c.compensates_call_id IS NULL",
+            (since,),
+        )
         for team, tool, state, attempts, waited, review in cur.fetchall():
             n = out.by_tool.setdefault((team, tool), ToolNumbers())
             n.calls += 1
@@ -74,28 +89,38 @@ def health_numbers(conns: Connections, since: float) -> HealthNumbers:
             if attempts > 1:
                 n.retried += 1
                 n.retried_ok += state == "completed"
-        cur.execute("SELECT run_id, call_id, at FROM events WHERE at >= ? AND entity = 'call' "
-                    "AND to_state IN ('failed', 'in_doubt') ORDER BY id", (since,))
+        cur.execute(
+            "SELECT run_id, call_id, at FROM events WHERE at >= ? AND entity = 'call' "
+            "AND to_state IN ('failed', 'in_doubt') ORDER BY id",
+            (since,),
+        )
         first: dict[str, tuple[str, float]] = {}
         for run_id, call_id, at in cur.fetchall():
             first.setdefault(run_id, (call_id, at))
         for part in chunks(sorted(first)):
             marks = ", ".join("?" * len(part))
-            cur.execute(f"SELECT run_id, updated_at FROM runs WHERE run_id IN ({marks}) "
-                        "AND state IN ('completed', 'rolled_back')", tuple(part))
+            cur.execute(
+                f"SELECT run_id, updated_at FROM runs WHERE run_id IN ({marks}) "
+                "AND state IN ('completed', 'rolled_back')",
+                tuple(part),
+            )
             ended = dict(cur.fetchall())
             calls = [first[r][0] for r in part if r in ended]
             tools: dict[str, tuple[str, str]] = {}
             for few in chunks(calls):
-                cur.execute(f"SELECT call_id, team, tool FROM calls WHERE call_id IN ({', '.join('?' * len(few))})",
-                            tuple(few))
+                cur.execute(
+                    f"SELECT call_id, team, tool FROM calls WHERE call_id IN ({', '.join('?' * len(few))})", tuple(few)
+                )
                 tools.update({c: (team, tool) for c, team, tool in cur.fetchall()})
             for run_id, end in ended.items():
                 call_id, at = first[run_id]
                 if call_id in tools:
                     out.fail_to_clean.setdefault(tools[call_id], []).append(max(0.0, end - at))
-        cur.execute("SELECT team, tool, decided_at - requested_at FROM approvals WHERE decided_at IS NOT NULL "
-                    "AND decided_at >= ?", (since,))
+        cur.execute(
+            "SELECT team, tool, decided_at - requested_at FROM approvals WHERE decided_at IS NOT NULL "
+            "AND decided_at >= ?",
+            (since,),
+        )
         for team, tool, wait in cur.fetchall():
             out.approval_wait.setdefault((team, tool), []).append(max(0.0, float(wait)))
     return out

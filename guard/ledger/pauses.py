@@ -25,8 +25,7 @@ __all__ = ["LedgerPauses", "Scope", "insert_pause"]
 Scope = Literal["team", "tool", "run"]
 
 
-def insert_pause(cur: Any, scope: Scope, target: str, *, reason: str, by: str, team: str | None,
-                 now: float) -> int:
+def insert_pause(cur: Any, scope: Scope, target: str, *, reason: str, by: str, team: str | None, now: float) -> int:
     """Record a pause and its event inside the caller's write transaction (the CLI's, the API's, or a stop rule's
     offer that trips with `on_trip: pause`); returns its id.
 
@@ -38,14 +37,29 @@ def insert_pause(cur: Any, scope: Scope, target: str, *, reason: str, by: str, t
     if not reason.strip():
         raise GuardUsageError("a pause needs a reason: the agent and the on-call see it")
     owner = target if scope == "team" else team
-    cur.execute("INSERT INTO pauses (scope, team, target, reason, paused_by, at) VALUES (?, ?, ?, ?, ?, ?) "
-                "RETURNING id", (scope, owner, target, reason, by, now))
+    cur.execute(
+        "INSERT INTO pauses (scope, team, target, reason, paused_by, at) VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
+        (scope, owner, target, reason, by, now),
+    )
     pause_id: int = cur.fetchone()[0]
     restart_tripped(cur, [(scope, target, owner)], now, f"paused again by {by}: {reason}")
-    append_events(cur, [(target if scope == "run" else None, None, now, by, "pause", None, "paused",
-                         json.dumps({"id": pause_id, "scope": scope, "target": target, "team": owner,
-                                     "reason": reason}))], [claim(cur, "pauses", pause_id)],
-                  stream=run_stream(target) if scope == "run" else pauses_stream(owner))
+    append_events(
+        cur,
+        [
+            (
+                target if scope == "run" else None,
+                None,
+                now,
+                by,
+                "pause",
+                None,
+                "paused",
+                json.dumps({"id": pause_id, "scope": scope, "target": target, "team": owner, "reason": reason}),
+            )
+        ],
+        [claim(cur, "pauses", pause_id)],
+        stream=run_stream(target) if scope == "run" else pauses_stream(owner),
+    )
     return pause_id
 
 
@@ -69,18 +83,34 @@ class LedgerPauses:
         mine = "" if team is None else " AND team = ?"
         with self.conns.write() as cur:
             # Why it was lifted goes in the event (chained), next to who and when on the row.
-            cur.execute(f"UPDATE pauses SET lifted_at = ?, lifted_by = ? WHERE scope = ? AND target = ?{mine} "
-                        "AND lifted_at IS NULL RETURNING id, team",
-                        (now, by, scope, target, *(() if team is None else (team,))))
+            cur.execute(
+                f"UPDATE pauses SET lifted_at = ?, lifted_by = ? WHERE scope = ? AND target = ?{mine} "
+                "AND lifted_at IS NULL RETURNING id, team",
+                (now, by, scope, target, *(() if team is None else (team,))),
+            )
             lifted = sorted(cur.fetchall())
             # One event per stream the lifted pauses were recorded in (a team's pauses, or the run's).
             for owner in sorted({t or "" for _, t in lifted}):
                 ids = [i for i, t in lifted if (t or "") == owner]
-                append_events(cur, [(target if scope == "run" else None, None, now, by, "pause", "paused", "lifted",
-                                     json.dumps({"ids": ids, "scope": scope, "target": target, "team": owner or None,
-                                                 "reason": reason}))],
-                              [claim(cur, "pauses", i) for i in ids],
-                              stream=run_stream(target) if scope == "run" else pauses_stream(owner or None))
+                append_events(
+                    cur,
+                    [
+                        (
+                            target if scope == "run" else None,
+                            None,
+                            now,
+                            by,
+                            "pause",
+                            "paused",
+                            "lifted",
+                            json.dumps(
+                                {"ids": ids, "scope": scope, "target": target, "team": owner or None, "reason": reason}
+                            ),
+                        )
+                    ],
+                    [claim(cur, "pauses", i) for i in ids],
+                    stream=run_stream(target) if scope == "run" else pauses_stream(owner or None),
+                )
         return len(lifted)
 
     def pause_at_source(self, team: str, tools: tuple[str, ...] = ()) -> dict[str, Any] | None:
@@ -90,11 +120,13 @@ class LedgerPauses:
         target, reason, paused_by, at and, for a tool pause, `tool`: the declared tool it covers. One read."""
         with self.conns.read() as cur:
             # A point a staged restart is letting calls through opens runs for them (`guard.ledger.restarts`).
-            cur.execute("SELECT id, scope, target, reason, paused_by, at FROM pauses p WHERE lifted_at IS NULL "
-                        "AND ((scope = 'team' AND target = ?) OR (scope = 'tool' AND (team = ? OR team IS NULL))) "
-                        "AND NOT EXISTS (SELECT 1 FROM restarts r WHERE r.scope = p.scope AND r.target = p.target "
-                        "AND COALESCE(r.team, '') = COALESCE(p.team, '') AND r.state = 'passing') ORDER BY id",
-                        (team, team))
+            cur.execute(
+                "SELECT id, scope, target, reason, paused_by, at FROM pauses p WHERE lifted_at IS NULL "
+                "AND ((scope = 'team' AND target = ?) OR (scope = 'tool' AND (team = ? OR team IS NULL))) "
+                "AND NOT EXISTS (SELECT 1 FROM restarts r WHERE r.scope = p.scope AND r.target = p.target "
+                "AND COALESCE(r.team, '') = COALESCE(p.team, '') AND r.state = 'passing') ORDER BY id",
+                (team, team),
+            )
             rows = cur.fetchall()
         for pause_id, scope, target, reason, by, at in rows:
             found = {"id": pause_id, "scope": scope, "target": target, "reason": reason, "paused_by": by, "at": at}
@@ -109,14 +141,21 @@ class LedgerPauses:
         """The active pause that would stop this call at the brakes now, as a sentence naming how to lift it;
         None when nothing holds it. (The same match `Ledger.offer` makes: the team, a tool glob, or the run.)"""
         with self.conns.read() as cur:
-            cur.execute("SELECT scope, target, reason, paused_by FROM pauses WHERE lifted_at IS NULL "
-                        "AND (team = ? OR team IS NULL OR (scope = 'run' AND target = ?)) ORDER BY id",
-                        (team, run_id))
+            cur.execute(
+                "SELECT scope, target, reason, paused_by FROM pauses WHERE lifted_at IS NULL "
+                "AND (team = ? OR team IS NULL OR (scope = 'run' AND target = ?)) ORDER BY id",
+                (team, run_id),
+            )
             for scope, target, reason, by in cur.fetchall():
-                if ((scope == "team" and target == team) or (scope == "run" and target == run_id)
-                        or (scope == "tool" and fnmatchcase(tool, target))):
-                    return (f"{scope} {target} is paused by {by}: {reason}; the call runs when the pause is "
-                            f"lifted (`guard unpause --{scope} {target}`)")
+                if (
+                    (scope == "team" and target == team)
+                    or (scope == "run" and target == run_id)
+                    or (scope == "tool" and fnmatchcase(tool, target))
+                ):
+                    return (
+                        f"{scope} {target} is paused by {by}: {reason}; the call runs when the pause is "
+                        f"lifted (`guard unpause --{scope} {target}`)"
+                    )
         return None
 
     def pause_events(self, team: str | None = None, *, restarts: bool = False) -> list[EventRecord]:
@@ -135,7 +174,10 @@ class LedgerPauses:
         if teams == []:
             return []
         with self.conns.read() as cur:
-            cur.execute("SELECT id, scope, team, target, reason, paused_by, at FROM pauses "
-                        f"WHERE lifted_at IS NULL{mine} ORDER BY id", tuple(teams or ()))
+            cur.execute(
+                "SELECT id, scope, team, target, reason, paused_by, at FROM pauses "
+                f"WHERE lifted_at IS NULL{mine} ORDER BY id",
+                tuple(teams or ()),
+            )
             cols = ("id", "scope", "team", "target", "reason", "paused_by", "at")
             return [dict(zip(cols, row, strict=True)) for row in cur.fetchall()]

@@ -86,13 +86,14 @@ class LedgerQueries:
     def call_events_after(self, run_id: str, call_id: str, after: int) -> list[EventRecord]:
         """The call's events newer than the run's event `after` (`last_event_id`), oldest first: what happened to
         the call since then, read through the run's event index without scanning the run's older events."""
-        rows = self._all(f"SELECT {EventRecord.sql_columns()} FROM events WHERE run_id = ? AND id > ? AND call_id = ? "
-                         "ORDER BY id", (run_id, after, call_id))
+        rows = self._all(
+            f"SELECT {EventRecord.sql_columns()} FROM events WHERE run_id = ? AND id > ? AND call_id = ? ORDER BY id",
+            (run_id, after, call_id),
+        )
         return [EventRecord.from_row(r) for r in rows]
 
     def get_approval(self, approval_id: str) -> ApprovalRecord | None:
-        row = self._one(f"SELECT {ApprovalRecord.sql_columns()} FROM approvals WHERE approval_id = ?",
-                        (approval_id,))
+        row = self._one(f"SELECT {ApprovalRecord.sql_columns()} FROM approvals WHERE approval_id = ?", (approval_id,))
         return None if row is None else ApprovalRecord.from_row(row)
 
     def approval_for_call(self, call_id: str) -> ApprovalRecord | None:
@@ -107,8 +108,9 @@ class LedgerQueries:
             return approval.approved_args_json
         return call.args_json
 
-    def list_approvals(self, *, state: str | None = "pending", team: str | None = None,
-                       limit: int = 100) -> list[ApprovalRecord]:
+    def list_approvals(
+        self, *, state: str | None = "pending", team: str | None = None, limit: int = 100
+    ) -> list[ApprovalRecord]:
         sql = f"SELECT {ApprovalRecord.sql_columns()} FROM approvals WHERE 1 = 1"
         params: list[Any] = []
         if state:
@@ -122,13 +124,16 @@ class LedgerQueries:
         return [ApprovalRecord.from_row(r) for r in self._all(sql, tuple(params))]
 
     def decisions_of(self, approval_id: str) -> list[DecisionRecord]:
-        rows = self._all(f"SELECT {DecisionRecord.sql_columns()} FROM approval_decisions WHERE approval_id = ? "
-                         "ORDER BY id", (approval_id,))
+        rows = self._all(
+            f"SELECT {DecisionRecord.sql_columns()} FROM approval_decisions WHERE approval_id = ? ORDER BY id",
+            (approval_id,),
+        )
         return [DecisionRecord.from_row(r) for r in rows]
 
     def manual_actions_of(self, run_id: str) -> list[ManualActionRecord]:
-        rows = self._all(f"SELECT {ManualActionRecord.sql_columns()} FROM manual_actions WHERE run_id = ? "
-                         "ORDER BY id", (run_id,))
+        rows = self._all(
+            f"SELECT {ManualActionRecord.sql_columns()} FROM manual_actions WHERE run_id = ? ORDER BY id", (run_id,)
+        )
         return [ManualActionRecord.from_row(r) for r in rows]
 
     def run_story(self, run: RunRecord) -> dict[str, Any]:
@@ -144,8 +149,9 @@ class LedgerQueries:
         return {
             "run": run.to_dict(),
             "calls": calls,
-            "events": [e.to_dict() | {"detail": json.loads(e.detail), "path": list(e.path)}
-                       for e in self.events_of(run.run_id)],
+            "events": [
+                e.to_dict() | {"detail": json.loads(e.detail), "path": list(e.path)} for e in self.events_of(run.run_id)
+            ],
             "manual_actions": [m.to_dict() for m in self.manual_actions_of(run.run_id)],
         }
 
@@ -158,16 +164,20 @@ class LedgerQueries:
         """Counts of what is open, each read through an index of its own (never a scan of every call)."""
         with self.conns.read() as cur:
             now = self.conns.backend.clock(cur)
-            cur.execute("SELECT team, count(*), min(requested_at) FROM approvals WHERE state = 'pending' "
-                        "GROUP BY team")
+            cur.execute("SELECT team, count(*), min(requested_at) FROM approvals WHERE state = 'pending' GROUP BY team")
             pending = [(str(t), int(n), float(oldest)) for t, n, oldest in cur.fetchall()]
-            cur.execute(f"SELECT team, state, count(*) FROM runs WHERE state IN "
-                        f"({', '.join('?' * len(_UNFINISHED_RUNS))}) GROUP BY team, state", _UNFINISHED_RUNS)
+            cur.execute(
+                f"SELECT team, state, count(*) FROM runs WHERE state IN "
+                f"({', '.join('?' * len(_UNFINISHED_RUNS))}) GROUP BY team, state",
+                _UNFINISHED_RUNS,
+            )
             runs = [(str(t), str(st), int(n)) for t, st, n in cur.fetchall()]
             cur.execute(f"SELECT team, state, count(*) FROM calls WHERE {UNSETTLED_SQL} GROUP BY team, state")
             unsettled = [(str(t), str(st), int(n)) for t, st, n in cur.fetchall()]
-            cur.execute("SELECT team, state, count(*) FROM notifications WHERE state IN ('failed', 'sending') "
-                        "GROUP BY team, state")
+            cur.execute(
+                "SELECT team, state, count(*) FROM notifications WHERE state IN ('failed', 'sending') "
+                "GROUP BY team, state"
+            )
             notices = [(str(t), str(st), int(n)) for t, st, n in cur.fetchall()]
         return OpenWork(now, pending, runs, unsettled, notices)
 

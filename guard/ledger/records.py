@@ -6,8 +6,16 @@ import json
 from dataclasses import dataclass, field, fields
 from typing import Any, Self
 
-__all__ = ["ApprovalRecord", "CallRecord", "DecisionRecord", "EventRecord", "ManualActionRecord", "NoticeEvent",
-           "NotificationRecord", "RunRecord"]
+__all__ = [
+    "ApprovalRecord",
+    "CallRecord",
+    "DecisionRecord",
+    "EventRecord",
+    "ManualActionRecord",
+    "NoticeEvent",
+    "NotificationRecord",
+    "RunRecord",
+]
 
 
 class _Row:
@@ -52,9 +60,11 @@ class RunRecord(_Row):
     @classmethod
     def sql_columns(cls) -> str:
         stored = ", ".join(f"r.{c}" for c in cls.stored_columns())
-        return (f"{stored}, (SELECT c.call_id FROM calls c WHERE c.run_id = r.run_id AND c.state = 'completed' "
-                "AND c.compensates_call_id IS NULL ORDER BY c.seq DESC LIMIT 1), "
-                "(SELECT COUNT(*) FROM calls c WHERE c.run_id = r.run_id)")
+        return (
+            f"{stored}, (SELECT c.call_id FROM calls c WHERE c.run_id = r.run_id AND c.state = 'completed' "
+            "AND c.compensates_call_id IS NULL ORDER BY c.seq DESC LIMIT 1), "
+            "(SELECT COUNT(*) FROM calls c WHERE c.run_id = r.run_id)"
+        )
 
 
 @dataclass(frozen=True, slots=True)

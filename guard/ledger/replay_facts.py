@@ -36,8 +36,9 @@ class RecordedCall(NamedTuple):
 _COLS = ", ".join(f"c.{name}" for name in RecordedCall._fields[:-2])
 
 
-def recorded_calls(conns: Connections, *, run_id: str | None = None, since: float | None = None,
-                   teams: list[str] | None = None) -> list[RecordedCall]:
+def recorded_calls(
+    conns: Connections, *, run_id: str | None = None, since: float | None = None, teams: list[str] | None = None
+) -> list[RecordedCall]:
     """The calls of `run_id`, or offered at or after `since` (Unix seconds), or all; of `teams` only when given;
     ordered as they were offered. Two reads, whatever the number of calls."""
     where: list[str] = []
@@ -55,11 +56,16 @@ def recorded_calls(conns: Connections, *, run_id: str | None = None, since: floa
         params.extend(teams)
     clause = (" WHERE " + " AND ".join(where)) if where else ""
     with conns.read() as cur:
-        cur.execute(f"SELECT {_COLS}, EXISTS (SELECT 1 FROM approvals a WHERE a.call_id = c.call_id) FROM calls c"
-                    f"{clause} ORDER BY c.offered_at, c.run_id, c.seq", tuple(params))
+        cur.execute(
+            f"SELECT {_COLS}, EXISTS (SELECT 1 FROM approvals a WHERE a.call_id = c.call_id) FROM calls c"
+            f"{clause} ORDER BY c.offered_at, c.run_id, c.seq",
+            tuple(params),
+        )
         rows = cur.fetchall()
-        cur.execute(f"SELECT e.call_id, e.detail FROM events e JOIN calls c ON c.call_id = e.call_id "
-                    f"WHERE e.entity = 'call' AND e.to_state = 'denied'{clause.replace(' WHERE ', ' AND ', 1)}",
-                    tuple(params))
+        cur.execute(
+            f"SELECT e.call_id, e.detail FROM events e JOIN calls c ON c.call_id = e.call_id "
+            f"WHERE e.entity = 'call' AND e.to_state = 'denied'{clause.replace(' WHERE ', ' AND ', 1)}",
+            tuple(params),
+        )
         brakes = {call_id: json.loads(detail).get("brake") for call_id, detail in cur.fetchall()}
     return [RecordedCall._make((*row[:-1], bool(row[-1]), brakes.get(row[0]))) for row in rows]

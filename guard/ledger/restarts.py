@@ -29,8 +29,22 @@ from guard.ledger.moves import append_events
 
 __all__ = ["LedgerRestarts", "restart_call_failed", "restart_tripped", "stage_gate", "stage_pass"]
 
-_COLS = ("id", "scope", "team", "target", "stages", "stage", "passed", "state", "quiet", "held_at", "started_by",
-         "reason", "at", "updated_at")
+_COLS = (
+    "id",
+    "scope",
+    "team",
+    "target",
+    "stages",
+    "stage",
+    "passed",
+    "state",
+    "quiet",
+    "held_at",
+    "started_by",
+    "reason",
+    "at",
+    "updated_at",
+)
 _ACTIVE = "state IN ('passing', 'holding')"
 
 
@@ -41,17 +55,28 @@ def _row(row: tuple[Any, ...]) -> dict[str, Any]:
 
 
 def _event(cur: Any, r: dict[str, Any], now: float, actor: str, src: str | None, dst: str, why: str) -> None:
-    detail = {"restart": r["id"], "scope": r["scope"], "target": r["target"], "team": r["team"],
-              "stages": r["stages"], "stage": r["stage"] + 1, "passed": r["passed"], "reason": why}
-    append_events(cur, [(r["target"] if r["scope"] == "run" else None, None, now, actor, "restart", src, dst,
-                         json.dumps(detail))],
-                  stream=run_stream(r["target"]) if r["scope"] == "run" else pauses_stream(r["team"]))
+    detail = {
+        "restart": r["id"],
+        "scope": r["scope"],
+        "target": r["target"],
+        "team": r["team"],
+        "stages": r["stages"],
+        "stage": r["stage"] + 1,
+        "passed": r["passed"],
+        "reason": why,
+    }
+    append_events(
+        cur,
+        [(r["target"] if r["scope"] == "run" else None, None, now, actor, "restart", src, dst, json.dumps(detail))],
+        stream=run_stream(r["target"]) if r["scope"] == "run" else pauses_stream(r["team"]),
+    )
 
 
 def _move(cur: Any, r: dict[str, Any], now: float, actor: str, dst: str, why: str, **sets: Any) -> None:
     fields = {"state": dst, "updated_at": now, **sets}
-    cur.execute(f"UPDATE restarts SET {', '.join(f'{k} = ?' for k in fields)} WHERE id = ?",
-                (*fields.values(), r["id"]))
+    cur.execute(
+        f"UPDATE restarts SET {', '.join(f'{k} = ?' for k in fields)} WHERE id = ?", (*fields.values(), r["id"])
+    )
     src = r["state"]
     r.update(fields)
     _event(cur, r, now, actor, src, dst, why)
@@ -63,22 +88,47 @@ def _advance(cur: Any, r: dict[str, Any], now: float, actor: str, why: str) -> N
         _move(cur, r, now, actor, "passing", why, stage=r["stage"] + 1, passed=0, held_at=None)
         return
     _move(cur, r, now, actor, "done", why)
-    cur.execute("UPDATE pauses SET lifted_at = ?, lifted_by = ? WHERE scope = ? AND target = ? "
-                "AND COALESCE(team, '') = ? AND lifted_at IS NULL RETURNING id",
-                (now, actor, r["scope"], r["target"], r["team"] or ""))
+    cur.execute(
+        "UPDATE pauses SET lifted_at = ?, lifted_by = ? WHERE scope = ? AND target = ? "
+        "AND COALESCE(team, '') = ? AND lifted_at IS NULL RETURNING id",
+        (now, actor, r["scope"], r["target"], r["team"] or ""),
+    )
     ids = sorted(i for (i,) in cur.fetchall())
-    append_events(cur, [(r["target"] if r["scope"] == "run" else None, None, now, actor, "pause", "paused", "lifted",
-                         json.dumps({"ids": ids, "scope": r["scope"], "target": r["target"], "team": r["team"],
-                                     "reason": f"staged restart {r['id']} passed every stage: {why}"}))],
-                  [claim(cur, "pauses", i) for i in ids],
-                  stream=run_stream(r["target"]) if r["scope"] == "run" else pauses_stream(r["team"]))
+    append_events(
+        cur,
+        [
+            (
+                r["target"] if r["scope"] == "run" else None,
+                None,
+                now,
+                actor,
+                "pause",
+                "paused",
+                "lifted",
+                json.dumps(
+                    {
+                        "ids": ids,
+                        "scope": r["scope"],
+                        "target": r["target"],
+                        "team": r["team"],
+                        "reason": f"staged restart {r['id']} passed every stage: {why}",
+                    }
+                ),
+            )
+        ],
+        [claim(cur, "pauses", i) for i in ids],
+        stream=run_stream(r["target"]) if r["scope"] == "run" else pauses_stream(r["team"]),
+    )
 
 
 def stage_gate(cur: Any, scope: str, target: str, team: str | None, now: float) -> tuple[bool, str]:
     """Whether a staged restart of this pause point lets one more call through now, and if not, why the pause still
     holds (in words, naming the stage and how it moves on). Writes nothing but a quiet period's advance."""
-    cur.execute(f"SELECT {', '.join(_COLS)} FROM restarts WHERE scope = ? AND target = ? AND COALESCE(team, '') = ? "
-                f"AND {_ACTIVE}", (scope, target, team or ""))
+    cur.execute(
+        f"SELECT {', '.join(_COLS)} FROM restarts WHERE scope = ? AND target = ? AND COALESCE(team, '') = ? "
+        f"AND {_ACTIVE}",
+        (scope, target, team or ""),
+    )
     row = cur.fetchone()
     if row is None:
         return False, ""
@@ -90,27 +140,45 @@ def stage_gate(cur: Any, scope: str, target: str, team: str | None, now: float) 
     if r["state"] == "passing" and r["passed"] < r["stages"][r["stage"]]:
         return True, ""
     size = r["stages"][r["stage"]]
-    quiet = (f", or on its own {r['held_at'] + r['quiet'] - now:.0f}s from now if nothing fails"
-             if r["quiet"] is not None else "")
-    return False, (f"staged restart {r['id']} holds after stage {r['stage'] + 1} of "
-                   f"{','.join(map(str, r['stages']))} ({size} call(s) passed): it goes on when an owner confirms "
-                   f"(`guard unpause --{scope} {target} --confirm-stage`){quiet}")
+    quiet = (
+        f", or on its own {r['held_at'] + r['quiet'] - now:.0f}s from now if nothing fails"
+        if r["quiet"] is not None
+        else ""
+    )
+    return False, (
+        f"staged restart {r['id']} holds after stage {r['stage'] + 1} of "
+        f"{','.join(map(str, r['stages']))} ({size} call(s) passed): it goes on when an owner confirms "
+        f"(`guard unpause --{scope} {target} --confirm-stage`){quiet}"
+    )
 
 
 def stage_pass(cur: Any, scope: str, target: str, team: str | None, call_id: str, now: float) -> None:
     """Count a call the current stage let through (the gate said it may); a full stage holds."""
-    cur.execute(f"SELECT {', '.join(_COLS)} FROM restarts WHERE scope = ? AND target = ? AND COALESCE(team, '') = ? "
-                "AND state = 'passing'", (scope, target, team or ""))
+    cur.execute(
+        f"SELECT {', '.join(_COLS)} FROM restarts WHERE scope = ? AND target = ? AND COALESCE(team, '') = ? "
+        "AND state = 'passing'",
+        (scope, target, team or ""),
+    )
     row = cur.fetchone()
     if row is None:  # the gate's quiet period just finished the restart: the pause is lifted, nothing to count
         return
     r = _row(row)
-    cur.execute("INSERT INTO restart_calls (call_id, restart_id, stage) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
-                (call_id, r["id"], r["stage"]))
+    cur.execute(
+        "INSERT INTO restart_calls (call_id, restart_id, stage) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+        (call_id, r["id"], r["stage"]),
+    )
     passed = r["passed"] + 1
     if passed >= r["stages"][r["stage"]]:
-        _move(cur, r, now, "guard", "holding", f"stage {r['stage'] + 1} let {passed} call(s) through",
-              passed=passed, held_at=now)
+        _move(
+            cur,
+            r,
+            now,
+            "guard",
+            "holding",
+            f"stage {r['stage'] + 1} let {passed} call(s) through",
+            passed=passed,
+            held_at=now,
+        )
     else:
         cur.execute("UPDATE restarts SET passed = ?, updated_at = ? WHERE id = ?", (passed, now, r["id"]))
 
@@ -119,8 +187,11 @@ def restart_tripped(cur: Any, points: list[tuple[str, str, str | None]], now: fl
     """A stop rule tripped on a call a staged restart would let through, or the point was paused again: the
     restart fails, the pause holds."""
     for scope, target, team in points:
-        cur.execute(f"SELECT {', '.join(_COLS)} FROM restarts WHERE scope = ? AND target = ? "
-                    f"AND COALESCE(team, '') = ? AND {_ACTIVE}", (scope, target, team or ""))
+        cur.execute(
+            f"SELECT {', '.join(_COLS)} FROM restarts WHERE scope = ? AND target = ? "
+            f"AND COALESCE(team, '') = ? AND {_ACTIVE}",
+            (scope, target, team or ""),
+        )
         row = cur.fetchone()
         if row is not None:
             _move(cur, _row(row), now, "guard", "failed", why)
@@ -141,8 +212,17 @@ def restart_call_failed(cur: Any, call_id: str, state: str, now: float, actor: s
 class LedgerRestarts:
     conns: Connections
 
-    def start_restart(self, scope: str, target: str, *, stages: list[int], by: str, reason: str,
-                      team: str | None = None, quiet: float | None = None) -> int:
+    def start_restart(
+        self,
+        scope: str,
+        target: str,
+        *,
+        stages: list[int],
+        by: str,
+        reason: str,
+        team: str | None = None,
+        quiet: float | None = None,
+    ) -> int:
         """Start a staged restart of a paused point; returns its id.
 
         Raises:
@@ -158,18 +238,28 @@ class LedgerRestarts:
         owner = target if scope == "team" else team
         now = time.time()
         with self.conns.write() as cur:
-            cur.execute("SELECT 1 FROM pauses WHERE scope = ? AND target = ? AND COALESCE(team, '') = ? "
-                        "AND lifted_at IS NULL LIMIT 1", (scope, target, owner or ""))
+            cur.execute(
+                "SELECT 1 FROM pauses WHERE scope = ? AND target = ? AND COALESCE(team, '') = ? "
+                "AND lifted_at IS NULL LIMIT 1",
+                (scope, target, owner or ""),
+            )
             if cur.fetchone() is None:
                 raise GuardUsageError(f"no active pause on {scope} {target}: nothing to restart")
-            cur.execute(f"SELECT id FROM restarts WHERE scope = ? AND target = ? AND COALESCE(team, '') = ? "
-                        f"AND {_ACTIVE}", (scope, target, owner or ""))
+            cur.execute(
+                f"SELECT id FROM restarts WHERE scope = ? AND target = ? AND COALESCE(team, '') = ? AND {_ACTIVE}",
+                (scope, target, owner or ""),
+            )
             if (busy := cur.fetchone()) is not None:
-                raise GuardUsageError(f"staged restart {busy[0]} of {scope} {target} is under way: confirm its "
-                                      "stages, or pause again to end it")
-            cur.execute("INSERT INTO restarts (scope, team, target, stages, stage, passed, state, quiet, held_at, "
-                        "started_by, reason, at, updated_at) VALUES (?, ?, ?, ?, 0, 0, 'passing', ?, NULL, ?, ?, ?, ?) "
-                        "RETURNING id", (scope, owner, target, json.dumps(stages), quiet, by, reason, now, now))
+                raise GuardUsageError(
+                    f"staged restart {busy[0]} of {scope} {target} is under way: confirm its "
+                    "stages, or pause again to end it"
+                )
+            cur.execute(
+                "INSERT INTO restarts (scope, team, target, stages, stage, passed, state, quiet, held_at, "
+                "started_by, reason, at, updated_at) VALUES (?, ?, ?, ?, 0, 0, 'passing', ?, NULL, ?, ?, ?, ?) "
+                "RETURNING id",
+                (scope, owner, target, json.dumps(stages), quiet, by, reason, now, now),
+            )
             restart_id: int = cur.fetchone()[0]
             cur.execute(f"SELECT {', '.join(_COLS)} FROM restarts WHERE id = ?", (restart_id,))
             _event(cur, _row(cur.fetchone()), now, by, None, "passing", reason)
@@ -187,15 +277,20 @@ class LedgerRestarts:
         owner = target if scope == "team" else team
         now = time.time()
         with self.conns.write() as cur:
-            cur.execute(f"SELECT {', '.join(_COLS)} FROM restarts WHERE scope = ? AND target = ? "
-                        f"AND COALESCE(team, '') = ? AND {_ACTIVE}", (scope, target, owner or ""))
+            cur.execute(
+                f"SELECT {', '.join(_COLS)} FROM restarts WHERE scope = ? AND target = ? "
+                f"AND COALESCE(team, '') = ? AND {_ACTIVE}",
+                (scope, target, owner or ""),
+            )
             row = cur.fetchone()
             if row is None:
                 raise GuardUsageError(f"no staged restart of {scope} {target} is under way")
             r = _row(row)
             if r["state"] != "holding":
-                raise GuardUsageError(f"stage {r['stage'] + 1} of restart {r['id']} has let {r['passed']} of "
-                                      f"{r['stages'][r['stage']]} call(s) through: confirm it once it holds")
+                raise GuardUsageError(
+                    f"stage {r['stage'] + 1} of restart {r['id']} has let {r['passed']} of "
+                    f"{r['stages'][r['stage']]} call(s) through: confirm it once it holds"
+                )
             _advance(cur, r, now, by, reason)
             return str(r["state"])
 
@@ -214,8 +309,9 @@ class LedgerRestarts:
     def restart_events(self, restart_id: int) -> list[dict[str, Any]]:
         """Every step of one restart, oldest first: who, when, from, to, and the detail."""
         with self.conns.read() as cur:
-            cur.execute("SELECT at, actor, from_state, to_state, detail FROM events WHERE entity = 'restart' "
-                        "ORDER BY id")
+            cur.execute(
+                "SELECT at, actor, from_state, to_state, detail FROM events WHERE entity = 'restart' ORDER BY id"
+            )
             rows = cur.fetchall()
         out: list[dict[str, Any]] = []
         for at, actor, src, dst, detail in rows:

@@ -33,8 +33,10 @@ __all__ = ["LedgerSeals", "SealFile", "Signer", "generate_key", "load_public_key
 
 # Every stream's head, and whether it moved since the last seal, in one statement: one snapshot, so the changed
 # heads are exactly those of the cut the root signs, while writers go on extending streams (READ COMMITTED).
-_HEADS = ("SELECT s.stream, s.length, s.head, CASE WHEN p.stream IS NULL OR p.length != s.length OR p.head != s.head "
-          "THEN 1 ELSE 0 END FROM stream_heads s LEFT JOIN sealed_heads p ON p.stream = s.stream ORDER BY s.stream")
+_HEADS = (
+    "SELECT s.stream, s.length, s.head, CASE WHEN p.stream IS NULL OR p.length != s.length OR p.head != s.head "
+    "THEN 1 ELSE 0 END FROM stream_heads s LEFT JOIN sealed_heads p ON p.stream = s.stream ORDER BY s.stream"
+)
 
 
 def merkle_root(leaves: Iterable[tuple[str, int, str]]) -> str:
@@ -103,8 +105,9 @@ def generate_key(path: Path) -> Path:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
     key = Ed25519PrivateKey.generate()
-    private = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                serialization.NoEncryption())
+    private = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
     public = key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
     pub_path = path.with_name(path.name + ".pub")
     try:
@@ -170,15 +173,32 @@ class LedgerSeals:
             prev = hashlib.sha256(str(last[1]).encode()).hexdigest() if last else ""
             events = sum(n for _s, n, _h in leaves)
             root = merkle_root(leaves)
-            body = json.dumps({"v": 1, "seal": number, "at": now, "prev": prev, "root": root,
-                               "streams": len(leaves), "events": events, "key_id": signer.key_id,
-                               "heads": {s: [n, h] for s, n, h in changed}}, separators=(",", ":"), sort_keys=True)
+            body = json.dumps(
+                {
+                    "v": 1,
+                    "seal": number,
+                    "at": now,
+                    "prev": prev,
+                    "root": root,
+                    "streams": len(leaves),
+                    "events": events,
+                    "key_id": signer.key_id,
+                    "heads": {s: [n, h] for s, n, h in changed},
+                },
+                separators=(",", ":"),
+                sort_keys=True,
+            )
             signature = signer.sign(body.encode())
-            cur.execute("INSERT INTO seals (id, at, root, streams, events, key_id, body, signature) "
-                        "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                        (number, now, root, len(leaves), events, signer.key_id, body, signature))
-            cur.executemany("INSERT INTO sealed_heads (stream, length, head) VALUES (?, ?, ?) ON CONFLICT (stream) "
-                            "DO UPDATE SET length = excluded.length, head = excluded.head", changed)
+            cur.execute(
+                "INSERT INTO seals (id, at, root, streams, events, key_id, body, signature) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (number, now, root, len(leaves), events, signer.key_id, body, signature),
+            )
+            cur.executemany(
+                "INSERT INTO sealed_heads (stream, length, head) VALUES (?, ?, ?) ON CONFLICT (stream) "
+                "DO UPDATE SET length = excluded.length, head = excluded.head",
+                changed,
+            )
         line = json.dumps({"body": body, "signature": signature, "key_id": signer.key_id}, separators=(",", ":"))
         if sink is not None:
             try:
@@ -187,8 +207,10 @@ class LedgerSeals:
                     out.flush()
                     os.fsync(out.fileno())
             except OSError as exc:
-                raise GuardUsageError(f"seal {number} is in the ledger but could not be appended to {sink} "
-                                      f"({exc.strerror}); copy it from the ledger's seals table") from exc
+                raise GuardUsageError(
+                    f"seal {number} is in the ledger but could not be appended to {sink} "
+                    f"({exc.strerror}); copy it from the ledger's seals table"
+                ) from exc
         return SealRecord(number, now, root, len(leaves), events, len(changed), line)
 
     def last_seal(self) -> tuple[int, float] | None:
@@ -233,15 +255,18 @@ class SealFile:
                 public_key.verify(base64.b64decode(str(entry["signature"])), body_text.encode())
                 body: dict[str, Any] = json.loads(body_text)
             except InvalidSignature:
-                found.problems.append(f"{path}:{n}: the signature does not match the public key: a forged or "
-                                      "altered seal")
+                found.problems.append(
+                    f"{path}:{n}: the signature does not match the public key: a forged or altered seal"
+                )
                 continue
             except (ValueError, KeyError, TypeError) as exc:
                 found.problems.append(f"{path}:{n}: not a seal ({exc})")
                 continue
             if body.get("prev", "") != prev:
-                found.problems.append(f"{path}:{n}: seal {body.get('seal')} does not follow the seal before it in "
-                                      "this file: a seal is missing between them")
+                found.problems.append(
+                    f"{path}:{n}: seal {body.get('seal')} does not follow the seal before it in "
+                    "this file: a seal is missing between them"
+                )
             prev = hashlib.sha256(body_text.encode()).hexdigest()
             heads: dict[str, list[Any]] = body.get("heads", {})
             for stream, (length, head) in heads.items():
@@ -253,6 +278,8 @@ class SealFile:
         if root is not None:
             leaves = [(s, n, h) for s, (n, h) in found.latest().items()]
             if merkle_root(leaves) != root:
-                found.problems.append(f"{path}: the last seal's root does not match the heads of every seal in the "
-                                      "file: a seal's line was lost or altered")
+                found.problems.append(
+                    f"{path}: the last seal's root does not match the heads of every seal in the "
+                    "file: a seal's line was lost or altered"
+                )
         return found

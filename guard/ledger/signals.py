@@ -32,8 +32,18 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from guard.ledger.listener import Listener
 
-__all__ = ["CHANNEL", "LISTEN_URL_ENV", "TICK", "Wakes", "Watch", "announce", "changed", "condition", "wake",
-           "wake_file"]
+__all__ = [
+    "CHANNEL",
+    "LISTEN_URL_ENV",
+    "TICK",
+    "Wakes",
+    "Watch",
+    "announce",
+    "changed",
+    "condition",
+    "wake",
+    "wake_file",
+]
 
 TICK = 0.005  # how often a waiting agent looks at the wake file (a stat call: a few microseconds)
 CHANNEL = "guard_wake"  # the PostgreSQL notification channel (LISTEN/NOTIFY are per database already)
@@ -79,7 +89,7 @@ def wake_file(url: str) -> Path | None:
     prefix = "sqlite:///"
     if not url.startswith(prefix):
         return None
-    return Path(url[len(prefix):].split("?", 1)[0] + "-wake")
+    return Path(url[len(prefix) :].split("?", 1)[0] + "-wake")
 
 
 def wake(url: str) -> None:

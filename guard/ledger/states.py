@@ -112,7 +112,10 @@ def check_call_move(call_id: str, src: CallState | None, dst: CallState) -> None
     if dst not in CALL_TRANSITIONS[src]:
         raise IllegalTransition(
             f"call {call_id}: {src or 'new'} -> {dst} is not a legal transition",
-            entity="call", id=call_id, from_state=src, to_state=dst,
+            entity="call",
+            id=call_id,
+            from_state=src,
+            to_state=dst,
         )
 
 
@@ -121,5 +124,8 @@ def check_run_move(run_id: str, src: RunState | None, dst: RunState) -> None:
     if src != dst and dst not in RUN_TRANSITIONS[src]:
         raise IllegalTransition(
             f"run {run_id}: {src or 'new'} -> {dst} is not a legal transition",
-            entity="run", id=run_id, from_state=src, to_state=dst,
+            entity="run",
+            id=run_id,
+            from_state=src,
+            to_state=dst,
         )

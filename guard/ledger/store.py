@@ -50,12 +50,13 @@ __all__ = ["CallRequest", "Ledger", "Offer", "RunClose", "new_id"]
 C = CallState
 _CALL_COLS = ", ".join(CallRecord.columns())
 _INSERT_CALL = (
-    f"INSERT INTO calls ({_CALL_COLS}) VALUES ({', '.join('?' * len(CallRecord.columns()))}) "
-    "ON CONFLICT DO NOTHING"
+    f"INSERT INTO calls ({_CALL_COLS}) VALUES ({', '.join('?' * len(CallRecord.columns()))}) ON CONFLICT DO NOTHING"
 )
 # The run's state, whether any pause is active, and the next sequence number: one statement per offer.
-_RUN_GATE = ("SELECT state, EXISTS (SELECT 1 FROM pauses WHERE lifted_at IS NULL), "
-             "(SELECT COALESCE(MAX(seq), 0) + 1 FROM calls WHERE run_id = ?) FROM runs WHERE run_id = ?")
+_RUN_GATE = (
+    "SELECT state, EXISTS (SELECT 1 FROM pauses WHERE lifted_at IS NULL), "
+    "(SELECT COALESCE(MAX(seq), 0) + 1 FROM calls WHERE run_id = ?) FROM runs WHERE run_id = ?"
+)
 
 
 def _path(*states: CallState) -> list[str]:
@@ -76,6 +77,7 @@ _INSERT_APPROVAL = (
     "INSERT INTO approvals (approval_id, call_id, run_id, team, tool, rule, args_hash, args_json, roles, "
     "quorum, requested_by, requested_at, expires_at, state) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
+
 
 class CallRequest(NamedTuple):
     """Everything the ledger needs to record an offered call. The policy decided `verdict` already.
@@ -133,8 +135,16 @@ class Offer(NamedTuple):
     edited_hash: str | None = None  # ... and the hash the approval binds to
 
 
-class Ledger(LedgerQueries, LedgerApprovals, LedgerPauses, LedgerInFlight, LedgerTokens, LedgerNotices,
-             LedgerSeals, LedgerRestarts):
+class Ledger(
+    LedgerQueries,
+    LedgerApprovals,
+    LedgerPauses,
+    LedgerInFlight,
+    LedgerTokens,
+    LedgerNotices,
+    LedgerSeals,
+    LedgerRestarts,
+):
     """The durable record of runs, calls, approvals and events. Thread-safe: one connection per thread.
 
     Open with `Ledger(url)`; a new SQLite file is created and migrated, an old one must be upgraded
@@ -155,8 +165,9 @@ class Ledger(LedgerQueries, LedgerApprovals, LedgerPauses, LedgerInFlight, Ledge
 
     # -- runs ---------------------------------------------------------------------------------------------
 
-    def open_run(self, run_id: str, team: str, *, actor: str, subject: str | None = None,
-                 source_event_id: str | None = None) -> RunRecord:
+    def open_run(
+        self, run_id: str, team: str, *, actor: str, subject: str | None = None, source_event_id: str | None = None
+    ) -> RunRecord:
         """Create the run, or return it unchanged when it exists for the same team (a resume)."""
         now = time.time()
         with self.conns.write() as cur:
@@ -166,20 +177,39 @@ class Ledger(LedgerQueries, LedgerApprovals, LedgerPauses, LedgerInFlight, Ledge
                 "INSERT INTO runs (run_id, team, source_event_id, subject, state, requires_review, "
                 "created_by, created_at, updated_at) VALUES (?, ?, ?, ?, ?, FALSE, ?, ?, ?) "
                 "ON CONFLICT (run_id) DO NOTHING RETURNING run_id",
-                (run_id, team, source_event_id, subject, RunState.RUNNING, actor, now, now))
+                (run_id, team, source_event_id, subject, RunState.RUNNING, actor, now, now),
+            )
             if cur.fetchone() is not None:
-                append_events(cur, [(run_id, None, now, actor, "run", None, RunState.RUNNING,
-                                     json.dumps({"team": team, "subject": subject,
-                                                 "source_event_id": source_event_id}))])
+                append_events(
+                    cur,
+                    [
+                        (
+                            run_id,
+                            None,
+                            now,
+                            actor,
+                            "run",
+                            None,
+                            RunState.RUNNING,
+                            json.dumps({"team": team, "subject": subject, "source_event_id": source_event_id}),
+                        )
+                    ],
+                )
             cur.execute(f"SELECT {RunRecord.sql_columns()} FROM runs r WHERE r.run_id = ?", (run_id,))
             run = RunRecord.from_row(cur.fetchone())
             if run.team != team:
-                raise GuardUsageError(f"run {run_id} belongs to team {run.team}, not {team}",
-                                      run_id=run_id, team=team)
+                raise GuardUsageError(f"run {run_id} belongs to team {run.team}, not {team}", run_id=run_id, team=team)
             return run
 
-    def move_run(self, run_id: str, close: RunClose, *, actor: str, expect: frozenset[RunState] | None = None,
-                 detail: dict[str, Any] | None = None) -> RunRecord:
+    def move_run(
+        self,
+        run_id: str,
+        close: RunClose,
+        *,
+        actor: str,
+        expect: frozenset[RunState] | None = None,
+        detail: dict[str, Any] | None = None,
+    ) -> RunRecord:
         """Move a run to `close.state` (compare-and-set on its current state, which must be in `expect`)."""
         now = time.time()
         with self.conns.write(lock=run_stream(run_id)) as cur:
@@ -205,12 +235,16 @@ class Ledger(LedgerQueries, LedgerApprovals, LedgerPauses, LedgerInFlight, Ledge
             cur.execute(_RUN_GATE, (req.run_id, req.run_id))
             row = cur.fetchone()
             if row is None:
-                raise GuardUsageError(f"no run {req.run_id} in the ledger: open it with guard.run(...) first",
-                                      run_id=req.run_id)
+                raise GuardUsageError(
+                    f"no run {req.run_id} in the ledger: open it with guard.run(...) first", run_id=req.run_id
+                )
             run_state, paused, seq = row
             # Rate windows are judged by the database clock, read once for the check and the count.
-            clock = (self.conns.backend.clock(cur) if (req.stop_rates or req.stop_marks)
-                     and req.compensates_call_id is None else 0.0)
+            clock = (
+                self.conns.backend.clock(cur)
+                if (req.stop_rates or req.stop_marks) and req.compensates_call_id is None
+                else 0.0
+            )
             brake = self._brake(cur, req, run_state, bool(paused), clock)
             if brake is not None or req.verdict == "deny":
                 earlier = self._by_key(cur, req)
@@ -237,8 +271,9 @@ class Ledger(LedgerQueries, LedgerApprovals, LedgerPauses, LedgerInFlight, Ledge
     def _by_key(self, cur: Any, req: CallRequest) -> CallRecord | None:
         if req.idempotency_key is None:
             return None
-        cur.execute(f"SELECT {_CALL_COLS} FROM calls WHERE team = ? AND idempotency_key = ?",
-                    (req.team, req.idempotency_key))
+        cur.execute(
+            f"SELECT {_CALL_COLS} FROM calls WHERE team = ? AND idempotency_key = ?", (req.team, req.idempotency_key)
+        )
         row = cur.fetchone()
         return None if row is None else CallRecord.from_row(row)
 
@@ -254,29 +289,45 @@ class Ledger(LedgerQueries, LedgerApprovals, LedgerPauses, LedgerInFlight, Ledge
                 # Never hand one run another run's result: a framework reused its tool-call id.
                 raise IdempotencyConflict(
                     f"call id {req.call_id!r} belongs to run {call.run_id}, not {req.run_id}: call ids are unique "
-                    "across runs; prefix a framework's tool-call ids with the run id", key=req.idempotency_key,
-                    recorded_hash=call.args_hash, run_id=req.run_id, call_id=req.call_id, tool=req.tool,
-                    state=call.state)
+                    "across runs; prefix a framework's tool-call ids with the run id",
+                    key=req.idempotency_key,
+                    recorded_hash=call.args_hash,
+                    run_id=req.run_id,
+                    call_id=req.call_id,
+                    tool=req.tool,
+                    state=call.state,
+                )
         if call is None:  # pragma: no cover - (run_id, seq) cannot collide under the write lock
-            raise IllegalTransition(f"call {req.call_id} conflicted with no call that holds its key or id",
-                                    entity="call", id=req.call_id, from_state=None, to_state=C.OFFERED)
+            raise IllegalTransition(
+                f"call {req.call_id} conflicted with no call that holds its key or id",
+                entity="call",
+                id=req.call_id,
+                from_state=None,
+                to_state=C.OFFERED,
+            )
         return call
 
-    def _brake(self, cur: Any, req: CallRequest, run_state: str, paused: bool,
-               clock: float) -> tuple[str, str] | None:
+    def _brake(self, cur: Any, req: CallRequest, run_state: str, paused: bool, clock: float) -> tuple[str, str] | None:
         """A kill switch, a closed run or a stop rule that stops this call, as (kind, reason); None when clear.
 
         Stop rules never stop a compensation: undoing what the run did is bounded by what it did."""
         if run_state not in OPEN_RUN_STATES and not (
-                run_state == RunState.ROLLING_BACK and req.compensates_call_id is not None):
+            run_state == RunState.ROLLING_BACK and req.compensates_call_id is not None
+        ):
             return ("run", f"run {req.run_id} is {run_state}: no new call may start in it")
         staged: set[tuple[str, str, str | None]] = set()  # pause points a staged restart lets this call through
         if paused:  # only when a pause is active anywhere: the common case costs no second statement
-            cur.execute("SELECT scope, target, reason, paused_by, team FROM pauses WHERE lifted_at IS NULL "
-                        "AND (team = ? OR team IS NULL OR (scope = 'run' AND target = ?))", (req.team, req.run_id))
+            cur.execute(
+                "SELECT scope, target, reason, paused_by, team FROM pauses WHERE lifted_at IS NULL "
+                "AND (team = ? OR team IS NULL OR (scope = 'run' AND target = ?))",
+                (req.team, req.run_id),
+            )
             for scope, target, reason, by, team in cur.fetchall():
-                hit = ((scope == "team" and target == req.team) or (scope == "run" and target == req.run_id)
-                       or (scope == "tool" and fnmatchcase(req.tool, target)))
+                hit = (
+                    (scope == "team" and target == req.team)
+                    or (scope == "run" and target == req.run_id)
+                    or (scope == "tool" and fnmatchcase(req.tool, target))
+                )
                 if hit:
                     # A stage's count is the pause point's, shared by every run: one offer at a time judges it.
                     self.conns.backend.lock(cur, f"restart:{scope}:{team or ''}:{target}")
@@ -297,9 +348,11 @@ class Ledger(LedgerQueries, LedgerApprovals, LedgerPauses, LedgerInFlight, Ledge
 
     def _stop_brake(self, cur: Any, req: CallRequest, clock: float) -> tuple[str, str] | None:
         """The policy's stop rules on this call, as ("stop", reason); None when none trips."""
-        if (req.compensates_call_id is None and (req.stop_repeats is not None or req.stop_limits or req.stop_rates
-                                                 or req.stop_marks)
-                and not self._offered_before(cur, req)):  # only when the policy sets `stop:`
+        if (
+            req.compensates_call_id is None
+            and (req.stop_repeats is not None or req.stop_limits or req.stop_rates or req.stop_marks)
+            and not self._offered_before(cur, req)
+        ):  # only when the policy sets `stop:`
             reason = self._stopped(cur, req, clock)
             if reason is None and req.stop_marks:
                 if any(m.window is not None for m in req.stop_marks):  # counted across the team's runs
@@ -313,8 +366,10 @@ class Ledger(LedgerQueries, LedgerApprovals, LedgerPauses, LedgerInFlight, Ledge
     def _offered_before(cur: Any, req: CallRequest) -> bool:
         """This call is in the ledger already, by its id or its key: a resume or a repeat that runs nothing new,
         which stop rules do not count again."""
-        cur.execute("SELECT 1 FROM calls WHERE call_id = ? OR (team = ? AND idempotency_key = ?) LIMIT 1",
-                    (req.call_id, req.team, req.idempotency_key))
+        cur.execute(
+            "SELECT 1 FROM calls WHERE call_id = ? OR (team = ? AND idempotency_key = ?) LIMIT 1",
+            (req.call_id, req.team, req.idempotency_key),
+        )
         return cur.fetchone() is not None
 
     def _stopped(self, cur: Any, req: CallRequest, now: float) -> str | None:
@@ -322,29 +377,37 @@ class Ledger(LedgerQueries, LedgerApprovals, LedgerPauses, LedgerInFlight, Ledge
         so an agent that keeps looping stays stopped, and one that changes course goes on."""
         n = req.stop_repeats
         if n is not None:
-            cur.execute("SELECT tool, args_hash FROM calls WHERE run_id = ? AND state != 'denied' "
-                        "ORDER BY seq DESC LIMIT ?", (req.run_id, n))
+            cur.execute(
+                "SELECT tool, args_hash FROM calls WHERE run_id = ? AND state != 'denied' ORDER BY seq DESC LIMIT ?",
+                (req.run_id, n),
+            )
             last = cur.fetchall()
             if len(last) == n and all(tool == req.tool and digest == req.args_hash for tool, digest in last):
-                return (f"stop rule: {req.tool} was called with these same arguments {n} time(s) in a row in run "
-                        f"{req.run_id}, the most the policy allows (`stop.repeats: {n}`); change course or end "
-                        "the run")
+                return (
+                    f"stop rule: {req.tool} was called with these same arguments {n} time(s) in a row in run "
+                    f"{req.run_id}, the most the policy allows (`stop.repeats: {n}`); change course or end "
+                    "the run"
+                )
         if req.stop_limits:
             cur.execute("SELECT tool FROM calls WHERE run_id = ? AND state != 'denied'", (req.run_id,))
             tools = [tool for (tool,) in cur.fetchall()]
             for pattern, limit in req.stop_limits:
                 made = sum(1 for tool in tools if fnmatchcase(tool, pattern))
                 if made >= limit:
-                    return (f"stop rule: run {req.run_id} already made {made} call(s) of {pattern}, the most the "
-                            f"policy allows per run (`stop.max_calls: {{{pattern}: {limit}}}`)")
+                    return (
+                        f"stop rule: run {req.run_id} already made {made} call(s) of {pattern}, the most the "
+                        f"policy allows per run (`stop.max_calls: {{{pattern}: {limit}}}`)"
+                    )
         if req.stop_rates:
             made = self._lock_rates(cur, req, now)
             for pattern, limit, per in req.stop_rates:
                 if made[(pattern, per)] >= limit:
                     wait = (int(now // per) + 1) * per - now
-                    return (f"stop rule: team {req.team} already made {made[(pattern, per)]} call(s) of {pattern} in "
-                            f"this {per:g}s window, the most the policy allows (`stop.rate`); the next window opens "
-                            f"in {wait:.0f}s")
+                    return (
+                        f"stop rule: team {req.team} already made {made[(pattern, per)]} call(s) of {pattern} in "
+                        f"this {per:g}s window, the most the policy allows (`stop.rate`); the next window opens "
+                        f"in {wait:.0f}s"
+                    )
         return None
 
     @staticmethod
@@ -357,11 +420,13 @@ class Ledger(LedgerQueries, LedgerApprovals, LedgerPauses, LedgerInFlight, Ledge
         made: dict[tuple[str, float], int] = {}
         for pattern, _limit, per in sorted(req.stop_rates, key=lambda r: (r[0], r[2])):
             # `"window"` quoted: a reserved word in PostgreSQL (SQLite takes it either way).
-            cur.execute('INSERT INTO rate_windows (team, pattern, period, "window", calls) VALUES (?, ?, ?, ?, 0) '
-                        'ON CONFLICT (team, pattern, period) DO UPDATE SET calls = CASE WHEN rate_windows."window" = '
-                        'excluded."window" THEN rate_windows.calls ELSE 0 END, "window" = excluded."window" '
-                        "RETURNING calls",
-                        (req.team, pattern, per, int(now // per)))
+            cur.execute(
+                'INSERT INTO rate_windows (team, pattern, period, "window", calls) VALUES (?, ?, ?, ?, 0) '
+                'ON CONFLICT (team, pattern, period) DO UPDATE SET calls = CASE WHEN rate_windows."window" = '
+                'excluded."window" THEN rate_windows.calls ELSE 0 END, "window" = excluded."window" '
+                "RETURNING calls",
+                (req.team, pattern, per, int(now // per)),
+            )
             made[(pattern, per)] = int(cur.fetchone()[0])
         return made
 
@@ -369,13 +434,24 @@ class Ledger(LedgerQueries, LedgerApprovals, LedgerPauses, LedgerInFlight, Ledge
         """Count a new call (not a denied one, not one found by its key) in the windows of its rate rules."""
         for pattern, _limit, per in req.stop_rates:
             window = int(now // per)
-            cur.execute('INSERT INTO rate_windows (team, pattern, period, "window", calls) VALUES (?, ?, ?, ?, 1) '
-                        'ON CONFLICT (team, pattern, period) DO UPDATE SET calls = CASE WHEN rate_windows."window" = '
-                        'excluded."window" THEN rate_windows.calls + 1 ELSE 1 END, "window" = excluded."window"',
-                        (req.team, pattern, per, window))
+            cur.execute(
+                'INSERT INTO rate_windows (team, pattern, period, "window", calls) VALUES (?, ?, ?, ?, 1) '
+                'ON CONFLICT (team, pattern, period) DO UPDATE SET calls = CASE WHEN rate_windows."window" = '
+                'excluded."window" THEN rate_windows.calls + 1 ELSE 1 END, "window" = excluded."window"',
+                (req.team, pattern, per, window),
+            )
 
-    def _insert(self, cur: Any, req: CallRequest, seq: int, now: float, state: CallState, *,
-                reason: str | None = None, brake: str | None = None) -> bool:
+    def _insert(
+        self,
+        cur: Any,
+        req: CallRequest,
+        seq: int,
+        now: float,
+        state: CallState,
+        *,
+        reason: str | None = None,
+        brake: str | None = None,
+    ) -> bool:
         """Insert the call in `state` with the events of its path there; False when its key is taken.
 
         A denied call holds no key (it provably never ran, so the key stays free for a later offer).
@@ -386,10 +462,35 @@ class Ledger(LedgerQueries, LedgerApprovals, LedgerPauses, LedgerInFlight, Ledge
         released = req.idempotency_key if key is None else None
         leased = state is C.STARTED
         values = (
-            req.call_id, req.run_id, seq, req.team, req.tool, req.side_effect, req.rule, req.policy_version,
-            req.args_json, req.args_hash, key, released, str(state), 0, "{}", None, None, reason,
-            req.compensates_call_id, req.actor, now, started, started, ended, now,
-            req.worker if leased else None, 1 if leased else 0, now + req.lease_ttl if leased else None)
+            req.call_id,
+            req.run_id,
+            seq,
+            req.team,
+            req.tool,
+            req.side_effect,
+            req.rule,
+            req.policy_version,
+            req.args_json,
+            req.args_hash,
+            key,
+            released,
+            str(state),
+            0,
+            "{}",
+            None,
+            None,
+            reason,
+            req.compensates_call_id,
+            req.actor,
+            now,
+            started,
+            started,
+            ended,
+            now,
+            req.worker if leased else None,
+            1 if leased else 0,
+            now + req.lease_ttl if leased else None,
+        )
         cur.execute(_INSERT_CALL, values)
         if cur.rowcount != 1:
             return False
@@ -399,29 +500,76 @@ class Ledger(LedgerQueries, LedgerApprovals, LedgerPauses, LedgerInFlight, Ledge
         # (guard.ledger.digests), so an edit of any of its fields is found by `verify`. The hash and policy
         # version (and a shadow rule's verdict) are repeated for the story's reader; a denial names its brake
         # (`pause`, `stop`, `run`): the notifier tells the owners of a tripped stop rule.
-        detail: dict[str, Any] = {"path": _PATHS[state], "args_hash": req.args_hash,
-                                  "policy_version": req.policy_version}
+        detail: dict[str, Any] = {
+            "path": _PATHS[state],
+            "args_hash": req.args_hash,
+            "policy_version": req.policy_version,
+        }
         if req.shadow is not None:
             detail["shadow"] = req.shadow
         if state is C.DENIED:
             detail["reason"] = reason
             if brake:
                 detail["brake"] = brake
-        append_events(cur, [(req.run_id, req.call_id, now, req.actor, "call", None, state, json.dumps(detail))],
-                      [("calls", req.call_id, row_digest("calls", values))])
+        append_events(
+            cur,
+            [(req.run_id, req.call_id, now, req.actor, "call", None, state, json.dumps(detail))],
+            [("calls", req.call_id, row_digest("calls", values))],
+        )
         return True
 
     def _request_approval(self, cur: Any, req: CallRequest, now: float) -> tuple[str, float]:
         approval_id = new_id("apr")
         expires_at = self.conns.backend.clock(cur) + req.expires_after  # expiry is judged by the database clock
-        cur.execute(_INSERT_APPROVAL, (
-            approval_id, req.call_id, req.run_id, req.team, req.tool, req.rule, req.args_hash, req.args_json,
-            json.dumps(list(req.approval_roles)), req.quorum, req.actor, now, expires_at, "pending"))
-        events: list[EventIn] = [(req.run_id, req.call_id, now, req.actor, "approval", None, "pending",
-                                  json.dumps({"approval_id": approval_id, "roles": list(req.approval_roles),
-                                              "quorum": req.quorum, "expires_at": expires_at}))]
-        events.extend(move_run_if(cur, req.run_id, RunState.RUNNING, RunState.PAUSED, now, req.actor,
-                                  f"waiting for approval {approval_id}"))
+        cur.execute(
+            _INSERT_APPROVAL,
+            (
+                approval_id,
+                req.call_id,
+                req.run_id,
+                req.team,
+                req.tool,
+                req.rule,
+                req.args_hash,
+                req.args_json,
+                json.dumps(list(req.approval_roles)),
+                req.quorum,
+                req.actor,
+                now,
+                expires_at,
+                "pending",
+            ),
+        )
+        events: list[EventIn] = [
+            (
+                req.run_id,
+                req.call_id,
+                now,
+                req.actor,
+                "approval",
+                None,
+                "pending",
+                json.dumps(
+                    {
+                        "approval_id": approval_id,
+                        "roles": list(req.approval_roles),
+                        "quorum": req.quorum,
+                        "expires_at": expires_at,
+                    }
+                ),
+            )
+        ]
+        events.extend(
+            move_run_if(
+                cur,
+                req.run_id,
+                RunState.RUNNING,
+                RunState.PAUSED,
+                now,
+                req.actor,
+                f"waiting for approval {approval_id}",
+            )
+        )
         append_events(cur, events, [claim(cur, "approvals", approval_id)])
         return approval_id, expires_at
 
@@ -429,52 +577,99 @@ class Ledger(LedgerQueries, LedgerApprovals, LedgerPauses, LedgerInFlight, Ledge
         """An earlier call holds this idempotency key: never a second `offered`, never a blind re-run."""
         common = {"run_id": call.run_id, "call_id": call.call_id, "tool": call.tool, "state": call.state}
         if call.args_hash != req.args_hash or call.tool != req.tool:
-            what = (f"call id {req.call_id!r}" if call.call_id == req.call_id
-                    else f"idempotency key {req.idempotency_key!r}")
+            what = (
+                f"call id {req.call_id!r}"
+                if call.call_id == req.call_id
+                else f"idempotency key {req.idempotency_key!r}"
+            )
             raise IdempotencyConflict(
                 f"{what} was used by call {call.call_id} ({call.tool}) with other arguments; use a new "
-                "one for a new action", key=req.idempotency_key, recorded_hash=call.args_hash, **common)
+                "one for a new action",
+                key=req.idempotency_key,
+                recorded_hash=call.args_hash,
+                **common,
+            )
         state = CallState(call.state)
         if state is C.COMPLETED:
             return Offer("completed", call.call_id, call.seq, record=call)
         if state is C.AWAITING_APPROVAL:
             cur.execute("SELECT approval_id, expires_at FROM approvals WHERE call_id = ?", (call.call_id,))
             approval_id, expires_at = cur.fetchone()
-            return Offer("awaiting", call.call_id, call.seq, approval_id=approval_id, expires_at=expires_at,
-                         record=call)
+            return Offer(
+                "awaiting", call.call_id, call.seq, approval_id=approval_id, expires_at=expires_at, record=call
+            )
         if state is C.APPROVED:
-            cur.execute("SELECT approved_args_json, approved_args_hash FROM approvals WHERE call_id = ?",
-                        (call.call_id,))
+            cur.execute(
+                "SELECT approved_args_json, approved_args_hash FROM approvals WHERE call_id = ?", (call.call_id,)
+            )
             edited, edited_hash = cur.fetchone() or (None, None)
-            cas_call(cur, call, C.STARTED, now, req.actor,
-                     "started_at = ?, lease_owner = ?, lease_token = lease_token + 1, lease_expires_at = ?",
-                     (now, req.worker, now + req.lease_ttl))
-            append_events(cur, move_run_if(cur, call.run_id, RunState.PAUSED, RunState.RUNNING, now, req.actor,
-                                           f"call {call.call_id} approved and started"))
-            return Offer("started", call.call_id, call.seq, record=call, lease_token=call.lease_token + 1,
-                         edited_args=edited, edited_hash=edited_hash if edited is not None else None)
+            cas_call(
+                cur,
+                call,
+                C.STARTED,
+                now,
+                req.actor,
+                "started_at = ?, lease_owner = ?, lease_token = lease_token + 1, lease_expires_at = ?",
+                (now, req.worker, now + req.lease_ttl),
+            )
+            append_events(
+                cur,
+                move_run_if(
+                    cur,
+                    call.run_id,
+                    RunState.PAUSED,
+                    RunState.RUNNING,
+                    now,
+                    req.actor,
+                    f"call {call.call_id} approved and started",
+                ),
+            )
+            return Offer(
+                "started",
+                call.call_id,
+                call.seq,
+                record=call,
+                lease_token=call.lease_token + 1,
+                edited_args=edited,
+                edited_hash=edited_hash if edited is not None else None,
+            )
         if state is C.STARTED:
             expires = call.lease_expires_at
             live = expires is not None and expires > now
             raise CallInDoubt(
                 f"call {call.call_id} ({call.tool}) with this key is already started; it is never run twice. "
-                + (f"Worker {call.lease_owner} holds its lease for {expires - now:.0f}s more (renewed while that "
-                   "worker lives). If that worker is dead, `guard recover --app MODULE:GUARD` takes the call over "
-                   "once the lease runs out, or at once `guard recover --app MODULE:GUARD --dead-worker "
-                   f"{call.lease_owner}` (only when you know its process is gone); it is reconciled, never re-run "
-                   "blindly"
-                   if expires is not None and live else
-                   f"Its worker {call.lease_owner}'s lease ran out: `guard recover --app MODULE:GUARD` takes it over "
-                   "(reconciled, never re-run blindly)"),
-                in_flight=live, held_by=call.lease_owner, lease_expires_at=expires, **common)
+                + (
+                    f"Worker {call.lease_owner} holds its lease for {expires - now:.0f}s more (renewed while that "
+                    "worker lives). If that worker is dead, `guard recover --app MODULE:GUARD` takes the call over "
+                    "once the lease runs out, or at once `guard recover --app MODULE:GUARD --dead-worker "
+                    f"{call.lease_owner}` (only when you know its process is gone); it is reconciled, never re-run "
+                    "blindly"
+                    if expires is not None and live
+                    else f"Its worker {call.lease_owner}'s lease ran out: `guard recover --app MODULE:GUARD` takes it "
+                    "over (reconciled, never re-run blindly)"
+                ),
+                in_flight=live,
+                held_by=call.lease_owner,
+                lease_expires_at=expires,
+                **common,
+            )
         if state is C.IN_DOUBT:
             raise CallInDoubt(
                 f"call {call.call_id} ({call.tool}) with this key is in doubt: its outcome is not known; "
-                "it is never re-run blindly (see `guard runs show " + call.run_id + "`)", **common)
+                "it is never re-run blindly (see `guard runs show " + call.run_id + "`)",
+                **common,
+            )
         if state in KEY_RELEASING_STATES:  # found by its call id: the same refused call, offered again
             # The same typed outcome a blocking wait gets, so a deferred resume reads the same as a live one.
             kind = {C.REJECTED: CallRejected, C.EXPIRED: ApprovalExpired}.get(state, CallDenied)
-            raise kind(f"call {call.call_id} ({call.tool}) was {state}: {call.reason or ''}; it is not "
-                       "offered again", reason=call.reason, **common)
-        raise CallFailed(f"call {call.call_id} ({call.tool}) with this key ended {state}"
-                         + (f": {call.error}" if call.error else "") + "; it is not run again", **common)
+            raise kind(
+                f"call {call.call_id} ({call.tool}) was {state}: {call.reason or ''}; it is not offered again",
+                reason=call.reason,
+                **common,
+            )
+        raise CallFailed(
+            f"call {call.call_id} ({call.tool}) with this key ended {state}"
+            + (f": {call.error}" if call.error else "")
+            + "; it is not run again",
+            **common,
+        )

@@ -52,9 +52,16 @@ class TokenRecord:
         return self.revoked_at is None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"token_id": self.token_id, "reviewer": self.reviewer, "label": self.label,
-                "created_by": self.created_by, "created_at": self.created_at, "revoked_at": self.revoked_at,
-                "revoked_by": self.revoked_by, "active": self.active}
+        return {
+            "token_id": self.token_id,
+            "reviewer": self.reviewer,
+            "label": self.label,
+            "created_by": self.created_by,
+            "created_at": self.created_at,
+            "revoked_at": self.revoked_at,
+            "revoked_by": self.revoked_by,
+            "active": self.active,
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,11 +85,28 @@ class LedgerTokens:
         token_id = new_id("tok")
         now = time.time()
         with self.conns.write() as cur:
-            cur.execute("INSERT INTO reviewer_tokens (token_id, reviewer, token_hash, label, created_by, created_at) "
-                        "VALUES (?, ?, ?, ?, ?, ?)", (token_id, reviewer, hash_token(secret), label, by, now))
-            append_events(cur, [(None, None, now, by, "token", None, "active",
-                                 json.dumps({"token_id": token_id, "reviewer": reviewer, "label": label}))],
-                          [claim(cur, "reviewer_tokens", token_id)], stream=reviewer_stream(reviewer))
+            cur.execute(
+                "INSERT INTO reviewer_tokens (token_id, reviewer, token_hash, label, created_by, created_at) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (token_id, reviewer, hash_token(secret), label, by, now),
+            )
+            append_events(
+                cur,
+                [
+                    (
+                        None,
+                        None,
+                        now,
+                        by,
+                        "token",
+                        None,
+                        "active",
+                        json.dumps({"token_id": token_id, "reviewer": reviewer, "label": label}),
+                    )
+                ],
+                [claim(cur, "reviewer_tokens", token_id)],
+                stream=reviewer_stream(reviewer),
+            )
         return TokenRecord(token_id, reviewer, label, by, now, None, None), secret
 
     def revoke_token(self, token_id: str, *, by: str) -> TokenRecord:
@@ -93,13 +117,19 @@ class LedgerTokens:
         """
         now = time.time()
         with self.conns.write() as cur:
-            cur.execute("UPDATE reviewer_tokens SET revoked_at = ?, revoked_by = ? "
-                        "WHERE token_id = ? AND revoked_at IS NULL RETURNING reviewer", (now, by, token_id))
+            cur.execute(
+                "UPDATE reviewer_tokens SET revoked_at = ?, revoked_by = ? "
+                "WHERE token_id = ? AND revoked_at IS NULL RETURNING reviewer",
+                (now, by, token_id),
+            )
             revoked = cur.fetchone()
             if revoked is not None:
-                append_events(cur, [(None, None, now, by, "token", "active", "revoked",
-                                     json.dumps({"token_id": token_id}))],
-                              [claim(cur, "reviewer_tokens", token_id)], stream=reviewer_stream(revoked[0]))
+                append_events(
+                    cur,
+                    [(None, None, now, by, "token", "active", "revoked", json.dumps({"token_id": token_id}))],
+                    [claim(cur, "reviewer_tokens", token_id)],
+                    stream=reviewer_stream(revoked[0]),
+                )
             cur.execute(f"SELECT {_TOKEN_COLS} FROM reviewer_tokens WHERE token_id = ?", (token_id,))
             row = cur.fetchone()
         if row is None:
@@ -119,8 +149,10 @@ class LedgerTokens:
         if not secret.startswith(TOKEN_PREFIX):
             return None
         with self.conns.read() as cur:
-            cur.execute(f"SELECT {_TOKEN_COLS} FROM reviewer_tokens WHERE token_hash = ? AND revoked_at IS NULL",
-                        (hash_token(secret),))
+            cur.execute(
+                f"SELECT {_TOKEN_COLS} FROM reviewer_tokens WHERE token_hash = ? AND revoked_at IS NULL",
+                (hash_token(secret),),
+            )
             row = cur.fetchone()
         return None if row is None else TokenRecord(*row)
 
@@ -137,9 +169,12 @@ class LedgerTokens:
         cols = ", ".join(f"a.{c}" for c in ApprovalRecord.columns())
         marks = ", ".join("?" * len(teams))
         with self.conns.read() as cur:
-            cur.execute(f"SELECT {cols}, c.side_effect, {_RISK} AS risk FROM approvals a "
-                        f"JOIN calls c ON c.call_id = a.call_id WHERE a.state = 'pending' AND a.team IN ({marks}) "
-                        "ORDER BY risk DESC, a.requested_at LIMIT ?", (*teams, limit))
+            cur.execute(
+                f"SELECT {cols}, c.side_effect, {_RISK} AS risk FROM approvals a "
+                f"JOIN calls c ON c.call_id = a.call_id WHERE a.state = 'pending' AND a.team IN ({marks}) "
+                "ORDER BY risk DESC, a.requested_at LIMIT ?",
+                (*teams, limit),
+            )
             rows = cur.fetchall()
         width = len(ApprovalRecord.columns())
         return [QueuedApproval(ApprovalRecord.from_row(r[:width]), r[width], int(r[width + 1])) for r in rows]
@@ -150,13 +185,17 @@ class LedgerTokens:
         with self.conns.write() as cur:
             cur.execute("DELETE FROM ended_sessions WHERE expires_at < ? RETURNING nonce", (now,))
             claims = [claim_deleted("ended_sessions", gone) for (gone,) in cur.fetchall()]
-            cur.execute("INSERT INTO ended_sessions (nonce, ended_at, expires_at) VALUES (?, ?, ?) "
-                        "ON CONFLICT (nonce) DO NOTHING RETURNING nonce", (nonce, now, until))
+            cur.execute(
+                "INSERT INTO ended_sessions (nonce, ended_at, expires_at) VALUES (?, ?, ?) "
+                "ON CONFLICT (nonce) DO NOTHING RETURNING nonce",
+                (nonce, now, until),
+            )
             if cur.fetchone() is not None:
                 claims.append(claim(cur, "ended_sessions", nonce))
             if claims:
-                append_events(cur, [(None, None, now, "guard", "session", None, "ended", "{}")], claims,
-                              stream=SESSIONS)
+                append_events(
+                    cur, [(None, None, now, "guard", "session", None, "ended", "{}")], claims, stream=SESSIONS
+                )
 
     def session_ended(self, nonce: str) -> bool:
         with self.conns.read() as cur:

@@ -16,8 +16,19 @@ from typing import Any
 from guard.ledger import ApprovalRecord
 from guard.printable import printable
 
-__all__ = ["APPROVE", "ARGS_SHOWN", "REASON", "REJECT", "REJECT_VIEW", "approval_blocks", "button_value", "md",
-           "on_table", "outcome_blocks", "reason_view"]
+__all__ = [
+    "APPROVE",
+    "ARGS_SHOWN",
+    "REASON",
+    "REJECT",
+    "REJECT_VIEW",
+    "approval_blocks",
+    "button_value",
+    "md",
+    "on_table",
+    "outcome_blocks",
+    "reason_view",
+]
 
 APPROVE = "guard_approve"
 REJECT = "guard_reject"
@@ -54,27 +65,55 @@ def approval_blocks(approval: ApprovalRecord, link: str, *, buttons: bool) -> li
     reviewer's edit when one waits, see `on_table`), a link to the page; with `buttons`, Approve and Reject bound
     to the approval and that hash."""
     expires = datetime.fromtimestamp(approval.expires_at, UTC).strftime("%Y-%m-%d %H:%M UTC")
-    head = (f"*Approval needed* in team *{md(approval.team)}*: `{md(approval.tool)}` "
-            f"(rule *{md(approval.rule or 'none')}*) waits for {approval.quorum} reviewer(s) with role "
-            f"*{md(', '.join(approval.role_list))}*. Asked by {md(approval.requested_by)}, expires {expires}.")
+    head = (
+        f"*Approval needed* in team *{md(approval.team)}*: `{md(approval.tool)}` "
+        f"(rule *{md(approval.rule or 'none')}*) waits for {approval.quorum} reviewer(s) with role "
+        f"*{md(', '.join(approval.role_list))}*. Asked by {md(approval.requested_by)}, expires {expires}."
+    )
     elements: list[dict[str, Any]] = []
     args_hash = on_table(approval)[1]
     value = button_value(approval.approval_id, args_hash)
     if buttons:
         elements += [
-            {"type": "button", "action_id": APPROVE, "style": "primary", "value": value,
-             "text": {"type": "plain_text", "text": "Approve"}},
-            {"type": "button", "action_id": REJECT, "style": "danger", "value": value,
-             "text": {"type": "plain_text", "text": "Reject"}},
+            {
+                "type": "button",
+                "action_id": APPROVE,
+                "style": "primary",
+                "value": value,
+                "text": {"type": "plain_text", "text": "Approve"},
+            },
+            {
+                "type": "button",
+                "action_id": REJECT,
+                "style": "danger",
+                "value": value,
+                "text": {"type": "plain_text", "text": "Reject"},
+            },
         ]
-    elements.append({"type": "button", "action_id": "guard_open_page", "url": link,
-                     "text": {"type": "plain_text", "text": "Open the page"}})
+    elements.append(
+        {
+            "type": "button",
+            "action_id": "guard_open_page",
+            "url": link,
+            "text": {"type": "plain_text", "text": "Open the page"},
+        }
+    )
     return [
         {"type": "section", "text": {"type": "mrkdwn", "text": head}},
-        {"type": "section", "text": {"type": "mrkdwn",
-                                     "text": "*Arguments* (secrets redacted)\n" + _args_text(approval)}},
-        {"type": "context", "elements": [{"type": "mrkdwn", "text": f"argument hash `{md(args_hash)}` · "
-                                          f"run `{md(approval.run_id)}` · approval `{md(approval.approval_id)}`"}]},
+        {
+            "type": "section",
+            "text": {"type": "mrkdwn", "text": "*Arguments* (secrets redacted)\n" + _args_text(approval)},
+        },
+        {
+            "type": "context",
+            "elements": [
+                {
+                    "type": "mrkdwn",
+                    "text": f"argument hash `{md(args_hash)}` · "
+                    f"run `{md(approval.run_id)}` · approval `{md(approval.approval_id)}`",
+                }
+            ],
+        },
         {"type": "actions", "block_id": f"guard:{approval.approval_id}", "elements": elements},
     ]
 
@@ -82,16 +121,32 @@ def approval_blocks(approval: ApprovalRecord, link: str, *, buttons: bool) -> li
 def reason_view(approval: ApprovalRecord, metadata: str) -> dict[str, Any]:
     """The dialog asking a rejecting reviewer why; `metadata` comes back with the submission."""
     return {
-        "type": "modal", "callback_id": REJECT_VIEW, "private_metadata": metadata,
+        "type": "modal",
+        "callback_id": REJECT_VIEW,
+        "private_metadata": metadata,
         "title": {"type": "plain_text", "text": "Reject the call"},
         "submit": {"type": "plain_text", "text": "Reject"},
         "close": {"type": "plain_text", "text": "Cancel"},
         "blocks": [
-            {"type": "section", "text": {"type": "mrkdwn", "text": f"`{md(approval.tool)}` in team "
-                                                                  f"*{md(approval.team)}*: the agent is told why."}},
-            {"type": "input", "block_id": REASON, "label": {"type": "plain_text", "text": "Reason"},
-             "element": {"type": "plain_text_input", "action_id": REASON, "multiline": True, "min_length": 1,
-                         "max_length": 2000}},
+            {
+                "type": "section",
+                "text": {
+                    "type": "mrkdwn",
+                    "text": f"`{md(approval.tool)}` in team *{md(approval.team)}*: the agent is told why.",
+                },
+            },
+            {
+                "type": "input",
+                "block_id": REASON,
+                "label": {"type": "plain_text", "text": "Reason"},
+                "element": {
+                    "type": "plain_text_input",
+                    "action_id": REASON,
+                    "multiline": True,
+                    "min_length": 1,
+                    "max_length": 2000,
+                },
+            },
         ],
     }
 
@@ -99,7 +154,12 @@ def reason_view(approval: ApprovalRecord, metadata: str) -> dict[str, Any]:
 def outcome_blocks(approval: ApprovalRecord, outcome: str, link: str) -> dict[str, Any]:
     """What replaces the message once a reviewer decided: the outcome and who decided (`outcome`: mrkdwn whose
     values the caller passed through `md`), no buttons."""
-    text = (f"`{md(approval.tool)}` in team *{md(approval.team)}* (run `{md(approval.run_id)}`): {outcome}. "
-            f"<{link}|Open the page>")
-    return {"replace_original": True, "text": text,
-            "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": text}}]}
+    text = (
+        f"`{md(approval.tool)}` in team *{md(approval.team)}* (run `{md(approval.run_id)}`): {outcome}. "
+        f"<{link}|Open the page>"
+    )
+    return {
+        "replace_original": True,
+        "text": text,
+        "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": text}}],
+    }

@@ -102,8 +102,11 @@ class Notifier:
         stale = _stale(event, approval, run)
         if stale is not None or url is None or key is None:
             unset = notify.webhook_env if url is None else notify.secret_env
-            state, why = ("skipped", stale) if stale is not None else (
-                "failed", f"${unset} is not set: nothing was sent (Guard never sends unsigned)")
+            state, why = (
+                ("skipped", stale)
+                if stale is not None
+                else ("failed", f"${unset} is not set: nothing was sent (Guard never sends unsigned)")
+            )
             if self.ledger.claim_notice(event, target=target, approval_id=approval_id, state=state, error=why):
                 report.skipped += state == "skipped"
                 report.failed += state == "failed"
@@ -113,8 +116,14 @@ class Notifier:
             return  # another notifier holds this event
         self._send(event, notice_id, target, report, read=(approval, run))
 
-    def _send(self, event: NoticeEvent, notice_id: int, target: str, report: NotifyReport,
-              read: tuple[ApprovalRecord | None, RunRecord | None] | None = None) -> None:
+    def _send(
+        self,
+        event: NoticeEvent,
+        notice_id: int,
+        target: str,
+        report: NotifyReport,
+        read: tuple[ApprovalRecord | None, RunRecord | None] | None = None,
+    ) -> None:
         """Post the event's message and record the outcome on its claimed row (a dead notifier's too).
 
         `read`: the approval and run as the caller just read them; a row taken over from a dead notifier reads
@@ -122,29 +131,46 @@ class Notifier:
         notify = self._notify_of(event.team)
         url, key = (notify.url(), notify.secret()) if notify is not None else (None, None)
         if url is None or key is None:
-            self.ledger.settle_notice(notice_id, state="failed", attempts=0,
-                                      error="the team's webhook or signing key is no longer configured")
+            self.ledger.settle_notice(
+                notice_id, state="failed", attempts=0, error="the team's webhook or signing key is no longer configured"
+            )
             report.failed += 1
             return
         if read is None:
-            read = (self.ledger.approval_for_call(event.call_id) if event.call_id else None,
-                    self.ledger.get_run(event.run_id) if event.run_id else None)
+            read = (
+                self.ledger.approval_for_call(event.call_id) if event.call_id else None,
+                self.ledger.get_run(event.run_id) if event.run_id else None,
+            )
         approval, run = read
         if (stale := _stale(event, approval, run)) is not None:  # a stuck row whose call was decided since
             self.ledger.settle_notice(notice_id, state="skipped", attempts=0, error=stale)
             report.skipped += 1
             return
-        delivery = post(url, self.message(event, approval, run), key, attempts=self.attempts, timeout=self.timeout,
-                        backoff=self.backoff)
-        self.ledger.settle_notice(notice_id, state="sent" if delivery.ok else "failed", attempts=delivery.attempts,
-                                  error=delivery.error)
+        delivery = post(
+            url,
+            self.message(event, approval, run),
+            key,
+            attempts=self.attempts,
+            timeout=self.timeout,
+            backoff=self.backoff,
+        )
+        self.ledger.settle_notice(
+            notice_id, state="sent" if delivery.ok else "failed", attempts=delivery.attempts, error=delivery.error
+        )
         if delivery.ok:
             report.sent += 1
         else:
             report.failed += 1
             report.errors.append(f"{event.team} event {event.event_id}: {delivery.error}")
-            self.log.warning("webhook delivery failed", team=event.team, kind=event.kind, run_id=event.run_id,
-                             target=target, attempts=delivery.attempts, error=delivery.error)
+            self.log.warning(
+                "webhook delivery failed",
+                team=event.team,
+                kind=event.kind,
+                run_id=event.run_id,
+                target=target,
+                attempts=delivery.attempts,
+                error=delivery.error,
+            )
 
     def _notify_of(self, team: str) -> Notify | None:
         policy = self.policies.policies.get(team)
@@ -158,30 +184,47 @@ class Notifier:
             call = self.ledger.get_call(event.call_id) if event.call_id else None
             tool = call.tool if call is not None else None
             owners = [{"owner": o.owner, "backup": o.backup} for o in (policy.owners_of(tool) if policy else ())]
-            text = (f"Stop rule tripped in team *{event.team}*: `{tool}` in run `{event.run_id}` was denied: "
-                    f"{d.get('reason')}. Owners: {_owners_text(owners)}. Pause it if it is a runaway "
-                    f"(`guard pause --tool {tool} --in-team {event.team}`).")
+            text = (
+                f"Stop rule tripped in team *{event.team}*: `{tool}` in run `{event.run_id}` was denied: "
+                f"{d.get('reason')}. Owners: {_owners_text(owners)}. Pause it if it is a runaway "
+                f"(`guard pause --tool {tool} --in-team {event.team}`)."
+            )
             return text, {"tool": tool, "reason": d.get("reason"), "owners": owners}
         scope, target, reason = d.get("scope"), d.get("target"), d.get("reason")
         tool = target if scope == "tool" else None
         owners = [{"owner": o.owner, "backup": o.backup} for o in (policy.owners_of(tool) if policy else ())]
         if event.to_state == "lifted":
-            text = (f"Pause lifted in team *{event.team}*: {scope} `{target}` runs again ({event.actor}: {reason}). "
-                    f"Owners: {_owners_text(owners)}.")
+            text = (
+                f"Pause lifted in team *{event.team}*: {scope} `{target}` runs again ({event.actor}: {reason}). "
+                f"Owners: {_owners_text(owners)}."
+            )
         else:
-            text = (f"Paused in team *{event.team}*: {scope} `{target}` by {event.actor}: {reason}. New calls"
-                    f"{' and runs' if scope == 'team' else ''} are refused until it is lifted. Owners: "
-                    f"{_owners_text(owners)}.")
-        return text, {"state": event.to_state, "scope": scope, "target": target, "reason": reason,
-                      "by": event.actor, "owners": owners}
+            text = (
+                f"Paused in team *{event.team}*: {scope} `{target}` by {event.actor}: {reason}. New calls"
+                f"{' and runs' if scope == 'team' else ''} are refused until it is lifted. Owners: "
+                f"{_owners_text(owners)}."
+            )
+        return text, {
+            "state": event.to_state,
+            "scope": scope,
+            "target": target,
+            "reason": reason,
+            "by": event.actor,
+            "owners": owners,
+        }
 
     def message(self, event: NoticeEvent, approval: ApprovalRecord | None, run: RunRecord | None) -> dict[str, Any]:
         """The Slack-compatible message: `text` (mrkdwn, with a link to the page) plus the facts as `guard`; a waiting
         call also gets Block Kit `blocks` (rule, redacted arguments, their hash, a link; Approve and Reject buttons
         when the team decides from Slack, policy `slack:`)."""
         base = self.page_url.rstrip("/")
-        facts: dict[str, Any] = {"event": event.kind, "event_id": event.event_id, "team": event.team,
-                                 "run_id": event.run_id, "call_id": event.call_id}
+        facts: dict[str, Any] = {
+            "event": event.kind,
+            "event_id": event.event_id,
+            "team": event.team,
+            "run_id": event.run_id,
+            "call_id": event.call_id,
+        }
         if event.kind in ("paused", "stop_tripped"):
             text, more = self._brake_message(event)
             return {"text": f"{text} <{base}/|Open the reviewer page>", "guard": facts | more | {"url": f"{base}/"}}
@@ -191,12 +234,20 @@ class Notifier:
             expires = datetime.fromtimestamp(approval.expires_at, UTC).strftime("%Y-%m-%d %H:%M UTC")
             edited = f" edited by {_md(event.actor)}:" if event.to_state == "edited" else ""
             again = " again" if edited else ""
-            text = (f"Approval needed{again} in team *{_md(event.team)}*:{edited} `{_md(approval.tool)}` waits for "
-                    f"{approval.quorum} reviewer(s) with role *{_md(roles)}* (asked by {_md(approval.requested_by)}, "
-                    f"expires {expires}). <{link}|Review it>")
-            facts |= {"approval_id": approval.approval_id, "tool": approval.tool, "roles": approval.role_list,
-                      "quorum": approval.quorum, "expires_at": approval.expires_at, "url": link,
-                      "args_hash": approval.approved_args_hash or approval.args_hash}
+            text = (
+                f"Approval needed{again} in team *{_md(event.team)}*:{edited} `{_md(approval.tool)}` waits for "
+                f"{approval.quorum} reviewer(s) with role *{_md(roles)}* (asked by {_md(approval.requested_by)}, "
+                f"expires {expires}). <{link}|Review it>"
+            )
+            facts |= {
+                "approval_id": approval.approval_id,
+                "tool": approval.tool,
+                "roles": approval.role_list,
+                "quorum": approval.quorum,
+                "expires_at": approval.expires_at,
+                "url": link,
+                "args_hash": approval.approved_args_hash or approval.args_hash,
+            }
             if edited:
                 facts |= {"edited_by": event.actor, "rule": event.detail.get("rule")}
             policy = self.policies.policies.get(event.team)
@@ -208,10 +259,12 @@ class Notifier:
             label = (run.status_label if run else None) or event.to_state
             summary = (run.error_summary if run else None) or ""
             step = (run.next_safe_action if run else None) or f"guard runs show {event.run_id}"
-            text = (f"Run `{_md(event.run_id)}` of team *{_md(event.team)}* is {event.to_state.replace('_', ' ')}: "
-                    f"*{_md(label)}*{': ' + _md(summary) if summary else ''}. "
-                    f"Owners: role *{_md(', '.join(roles) or 'none')}*. Next: {_md(step)}. "
-                    f"<{base}/|Open the reviewer page>")
+            text = (
+                f"Run `{_md(event.run_id)}` of team *{_md(event.team)}* is {event.to_state.replace('_', ' ')}: "
+                f"*{_md(label)}*{': ' + _md(summary) if summary else ''}. "
+                f"Owners: role *{_md(', '.join(roles) or 'none')}*. Next: {_md(step)}. "
+                f"<{base}/|Open the reviewer page>"
+            )
             facts |= {"state": event.to_state, "label": label, "roles": roles, "url": f"{base}/"}
         return {"text": text, "guard": facts}
 

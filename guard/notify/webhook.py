@@ -20,8 +20,17 @@ from urllib.parse import urlsplit
 
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
-__all__ = ["SIGNATURE", "TIMESTAMP", "Delivery", "DeliveryFailed", "post", "sign", "signed_headers", "target_of",
-           "verify_signature"]
+__all__ = [
+    "SIGNATURE",
+    "TIMESTAMP",
+    "Delivery",
+    "DeliveryFailed",
+    "post",
+    "sign",
+    "signed_headers",
+    "target_of",
+    "verify_signature",
+]
 
 SIGNATURE = "X-Guard-Signature"
 TIMESTAMP = "X-Guard-Timestamp"
@@ -44,8 +53,9 @@ def sign(key: bytes, timestamp: int, body: bytes) -> str:
     return "v1=" + hmac.new(key, b"v1:" + str(timestamp).encode() + b":" + body, hashlib.sha256).hexdigest()
 
 
-def verify_signature(key: bytes, headers: Mapping[str, str], body: bytes, *, now: float,
-                     tolerance: float = 300.0) -> bool:
+def verify_signature(
+    key: bytes, headers: Mapping[str, str], body: bytes, *, now: float, tolerance: float = 300.0
+) -> bool:
     """True when `headers` carry a valid signature of `body` made within `tolerance` seconds of `now`."""
     lowered = {k.lower(): v for k, v in headers.items()}
     try:
@@ -58,8 +68,12 @@ def verify_signature(key: bytes, headers: Mapping[str, str], body: bytes, *, now
 
 
 def signed_headers(key: bytes, timestamp: int, body: bytes) -> dict[str, str]:
-    return {"Content-Type": "application/json", TIMESTAMP: str(timestamp), SIGNATURE: sign(key, timestamp, body),
-            "User-Agent": "guard-notifier"}
+    return {
+        "Content-Type": "application/json",
+        TIMESTAMP: str(timestamp),
+        SIGNATURE: sign(key, timestamp, body),
+        "User-Agent": "guard-notifier",
+    }
 
 
 def target_of(url: str) -> str:
@@ -68,8 +82,9 @@ def target_of(url: str) -> str:
     return f"{parts.scheme}://{parts.netloc.rsplit('@', 1)[-1]}"
 
 
-def post(url: str, message: Mapping[str, Any], key: bytes, *, attempts: int = 3, timeout: float = 5.0,
-         backoff: float = 0.2) -> Delivery:
+def post(
+    url: str, message: Mapping[str, Any], key: bytes, *, attempts: int = 3, timeout: float = 5.0, backoff: float = 0.2
+) -> Delivery:
     """POST `message` as signed JSON, retrying failures with exponential backoff; never raises."""
     body = json.dumps(message, separators=(",", ":"), ensure_ascii=False).encode()
     tries = 0
@@ -79,8 +94,12 @@ def post(url: str, message: Mapping[str, Any], key: bytes, *, attempts: int = 3,
     def once() -> None:
         nonlocal tries
         tries += 1
-        request = urllib.request.Request(url, data=body, method="POST",  # noqa: S310 (http(s) checked above)
-                                         headers=signed_headers(key, int(time.time()), body))
+        request = urllib.request.Request(  # noqa: S310 (http(s) checked above)
+            url,
+            data=body,
+            method="POST",
+            headers=signed_headers(key, int(time.time()), body),
+        )
         try:
             with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 (http(s) only)
                 status = int(response.status)
@@ -93,9 +112,12 @@ def post(url: str, message: Mapping[str, Any], key: bytes, *, attempts: int = 3,
             raise DeliveryFailed(f"HTTP {status}")
 
     try:
-        for attempt in Retrying(stop=stop_after_attempt(attempts), reraise=True,
-                                wait=wait_exponential(multiplier=backoff, max=5 * backoff),
-                                retry=retry_if_exception_type(DeliveryFailed)):
+        for attempt in Retrying(
+            stop=stop_after_attempt(attempts),
+            reraise=True,
+            wait=wait_exponential(multiplier=backoff, max=5 * backoff),
+            retry=retry_if_exception_type(DeliveryFailed),
+        ):
             with attempt:
                 once()
     except DeliveryFailed as exc:

@@ -89,7 +89,10 @@ def blanks_in(rule: FieldStop, args: Mapping[str, Any]) -> tuple[str, ...]:
         value = _lookup(args, path)
         if value is _MISSING:
             continue
-        if value is None or (isinstance(value, str) and not value.strip()) or (
-                isinstance(value, list | dict | tuple) and not value):
+        if (
+            value is None
+            or (isinstance(value, str) and not value.strip())
+            or (isinstance(value, list | dict | tuple) and not value)
+        ):
             found.append(path)
     return tuple(found)

@@ -15,9 +15,17 @@ __all__ = ["field_stops"]
 
 
 def _compile(r: _FieldStopSpec, kind: Kind, fields: tuple[str, ...], limit: int, window: float | None) -> FieldStop:
-    return FieldStop(r.name, kind, tuple(r.tools), fields, limit, window,
-                     cast(Literal["deny", "pause"], r.on_trip), cast(Literal["team", "tool"], r.pause),
-                     cast(Literal["enforce", "shadow"], r.mode))
+    return FieldStop(
+        r.name,
+        kind,
+        tuple(r.tools),
+        fields,
+        limit,
+        window,
+        cast(Literal["deny", "pause"], r.on_trip),
+        cast(Literal["team", "tool"], r.pause),
+        cast(Literal["enforce", "shadow"], r.mode),
+    )
 
 
 def field_stops(spec: StopSpec, source: str, line_of: Callable[[Path], int | None]) -> tuple[FieldStop, ...]:
@@ -37,8 +45,12 @@ def field_stops(spec: StopSpec, source: str, line_of: Callable[[Path], int | Non
     seen: dict[str, Path] = {}
     for at, rule in compiled:
         if rule.name in seen:
-            raise PolicyError(file=source, line=line_of((*at, "name")), field=format_path((*at, "name")),
-                              reason=f"stop rule name {rule.name!r} is used twice (also at "
-                                     f"{format_path(seen[rule.name])}): give each its own name")
+            raise PolicyError(
+                file=source,
+                line=line_of((*at, "name")),
+                field=format_path((*at, "name")),
+                reason=f"stop rule name {rule.name!r} is used twice (also at "
+                f"{format_path(seen[rule.name])}): give each its own name",
+            )
         seen[rule.name] = at
     return tuple(rule for _, rule in compiled)

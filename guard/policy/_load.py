@@ -119,8 +119,10 @@ def _too_big(size: int) -> str:
 def _open_reason(path: str | FsPath, exc: OSError) -> str:
     if exc.errno == errno.ENOENT:
         if os.path.islink(path):
-            return (f"is a symbolic link to {os.readlink(path)!r}, which does not exist: "
-                    "point the link at a policy file or remove it")
+            return (
+                f"is a symbolic link to {os.readlink(path)!r}, which does not exist: "
+                "point the link at a policy file or remove it"
+            )
         return "no such file: check the path (policies live in policies/<team>.yaml)"
     if exc.errno == errno.ELOOP:
         return "is a symbolic link loop (or links nested too deep): point the link at a policy file"
@@ -134,8 +136,15 @@ def _open_reason(path: str | FsPath, exc: OSError) -> str:
 def _kind_reason(mode: int) -> str:
     if stat.S_ISDIR(mode):
         return "is a directory: give the path of a .yaml file"
-    kind = ("a named pipe (FIFO)" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode)
-            else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "not a regular file")
+    kind = (
+        "a named pipe (FIFO)"
+        if stat.S_ISFIFO(mode)
+        else "a socket"
+        if stat.S_ISSOCK(mode)
+        else "a device"
+        if stat.S_ISCHR(mode) or stat.S_ISBLK(mode)
+        else "not a regular file"
+    )
     return f"is {kind}, not a regular file: give the path of a .yaml file"
 
 
@@ -223,14 +232,23 @@ def _compile(text: str, data: bytes, source: str) -> Policy:
         reviewer_lines={name: doc.line_of(("reviewers", name)) for name in spec.reviewers},
         secret_fields=frozenset(spec.secrets),
         owners=owners,
-        notify=None if spec.notify is None else Notify(
-            webhook=spec.notify.webhook, webhook_env=spec.notify.webhook_env, secret_env=spec.notify.secret_env,
-            events=frozenset(spec.notify.events)),
+        notify=None
+        if spec.notify is None
+        else Notify(
+            webhook=spec.notify.webhook,
+            webhook_env=spec.notify.webhook_env,
+            secret_env=spec.notify.secret_env,
+            events=frozenset(spec.notify.events),
+        ),
         slack=slack,
-        stop=NO_STOP if spec.stop is None else StopRules(
-            spec.stop.repeats, tuple(spec.stop.max_calls.items()),
+        stop=NO_STOP
+        if spec.stop is None
+        else StopRules(
+            spec.stop.repeats,
+            tuple(spec.stop.max_calls.items()),
             tuple((glob, rate.calls, rate.per) for glob, rate in spec.stop.rate.items()),
-            field_stops(spec.stop, source, doc.line_of)),
+            field_stops(spec.stop, source, doc.line_of),
+        ),
     )
 
 
@@ -240,8 +258,10 @@ def _slack(spec: PolicySpec) -> Slack:
     users: dict[str, str] = {}
     for name, user in spec.slack.reviewers.items():
         if name not in spec.reviewers:
-            raise RuleProblem(("slack", "reviewers", name), f"{name!r} is not a reviewer of this team: add them "
-                                                            "under `reviewers:` with their roles")
+            raise RuleProblem(
+                ("slack", "reviewers", name),
+                f"{name!r} is not a reviewer of this team: add them under `reviewers:` with their roles",
+            )
         if user in users:
             raise RuleProblem(("slack", "reviewers", name), f"Slack user {user} is already {users[user]!r}")
         users[user] = name

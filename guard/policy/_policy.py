@@ -184,8 +184,13 @@ class Policy:
         """Who answers for a pause of `tool` (a name or a glob): the owners of the rules naming it, where they set
         their own, else the team's; for a team or run pause (None), the team's. Empty when nobody is named."""
         if tool is not None:
-            found = tuple(dict.fromkeys(rule.owners for rule in self._rules if rule.owners is not None
-                                        and (rule.names_tool(tool) or tool in rule.patterns)))
+            found = tuple(
+                dict.fromkeys(
+                    rule.owners
+                    for rule in self._rules
+                    if rule.owners is not None and (rule.names_tool(tool) or tool in rule.patterns)
+                )
+            )
             if found:
                 return found
         return (self._owners,) if self._owners is not None else ()
@@ -245,8 +250,14 @@ class Policy:
             outcome = evaluate_all(rule.checks, args, rule.name) if rule.checks else True
             conditions = rule.conditions() or "no conditions"
             if rule.shadow:
-                traces.append(RuleTrace(rule.name, rule.line, "shadow: " + ("would match" if outcome is True else
-                                                                            "would not match"), conditions))
+                traces.append(
+                    RuleTrace(
+                        rule.name,
+                        rule.line,
+                        "shadow: " + ("would match" if outcome is True else "would not match"),
+                        conditions,
+                    )
+                )
             elif outcome is True:
                 traces.append(RuleTrace(rule.name, rule.line, "matched", conditions))
             elif outcome is False:

@@ -113,8 +113,9 @@ def compile_rules(spec: PolicySpec, line_of: Callable[[Path], int | None]) -> tu
     return tuple(rules)
 
 
-def compile_owners(spec: OwnersSpec, at: Path, reviewers: Mapping[str, list[str]],
-                   line_of: Callable[[Path], int | None]) -> Owners:
+def compile_owners(
+    spec: OwnersSpec, at: Path, reviewers: Mapping[str, list[str]], line_of: Callable[[Path], int | None]
+) -> Owners:
     """The owners of a pause point, each checked to name someone: a reviewer of `reviewers:` (compared as the
     person the name means) or a role one of them holds. An owner nobody answers to is refused (fail closed).
 
@@ -126,11 +127,15 @@ def compile_owners(spec: OwnersSpec, at: Path, reviewers: Mapping[str, list[str]
     for key in ("owner", "backup"):
         name: str = getattr(spec, key)
         if identity(name) not in people and name not in roles:
-            raise RuleProblem((*at, key), f"{key} {name!r} is neither a reviewer nor a role under `reviewers:`: "
-                                          "name a reviewer or a role someone holds, so a person answers for it")
+            raise RuleProblem(
+                (*at, key),
+                f"{key} {name!r} is neither a reviewer nor a role under `reviewers:`: "
+                "name a reviewer or a role someone holds, so a person answers for it",
+            )
     if identity(spec.owner) == identity(spec.backup):
-        raise RuleProblem((*at, "backup"), "the backup is the owner: name someone else, who answers when the owner "
-                                           "cannot")
+        raise RuleProblem(
+            (*at, "backup"), "the backup is the owner: name someone else, who answers when the owner cannot"
+        )
     return Owners(spec.owner, spec.backup, line_of(at))
 
 

@@ -165,10 +165,15 @@ class RuleSpec(_Spec):
     on_failure: Annotated[OnFailure, Field(strict=False)] | None = None
     secrets: list[Name] = Field(default_factory=lambda: [])
     deny: Text | None = Field(default=None, description="Refuse the call; the text tells the agent why.")
-    owners: OwnersSpec | None = Field(default=None, description="Who answers for pauses of this rule's tools, "
-                                                                "where it differs from the team's `owners:`.")
-    mode: Mode = Field(default="enforce", description="shadow: the rule decides nothing; each call records what it "
-                                                      "would have decided (an event and a metric).")
+    owners: OwnersSpec | None = Field(
+        default=None,
+        description="Who answers for pauses of this rule's tools, where it differs from the team's `owners:`.",
+    )
+    mode: Mode = Field(
+        default="enforce",
+        description="shadow: the rule decides nothing; each call records what it "
+        "would have decided (an event and a metric).",
+    )
 
 
 EnvName = Annotated[str, StringConstraints(pattern=r"^[A-Z_][A-Z0-9_]*$", max_length=100)]
@@ -180,11 +185,13 @@ class NotifySpec(_Spec):
     stop rules that trip (the last two naming the owners)."""
 
     webhook: Annotated[str, StringConstraints(pattern=r"^https?://\S+$", max_length=2000)] | None = Field(
-        default=None, description="The webhook URL (Slack-compatible). Prefer webhook_env: such URLs are secrets.")
+        default=None, description="The webhook URL (Slack-compatible). Prefer webhook_env: such URLs are secrets."
+    )
     webhook_env: EnvName | None = Field(default=None, description="The environment variable holding the URL.")
     secret_env: EnvName = Field(description="The environment variable holding the HMAC-SHA256 signing key.")
     events: Annotated[list[Event], Field(min_length=1)] = Field(
-        default_factory=lambda: ["approval_waiting", "run_halted", "paused", "stop_tripped"])
+        default_factory=lambda: ["approval_waiting", "run_halted", "paused", "stop_tripped"]
+    )
 
     @model_validator(mode="after")
     def _one_url(self) -> NotifySpec:
@@ -200,13 +207,18 @@ class SlackSpec(_Spec):
     """Approve and reject from Slack: the team's Slack app posts button presses to `guard serve`
     (`/slack/actions`), signed with its signing secret; `reviewers` says which Slack user is which reviewer."""
 
-    signing_secret_env: EnvName = Field(description="The environment variable holding the Slack app's signing "
-                                                    "secret (never the secret itself).")
-    bot_token_env: EnvName | None = Field(default=None, description="The environment variable holding the bot "
-                                          "token that opens the reject-reason dialog (views.open); without it "
-                                          "Reject links to the page.")
+    signing_secret_env: EnvName = Field(
+        description="The environment variable holding the Slack app's signing secret (never the secret itself)."
+    )
+    bot_token_env: EnvName | None = Field(
+        default=None,
+        description="The environment variable holding the bot "
+        "token that opens the reject-reason dialog (views.open); without it "
+        "Reject links to the page.",
+    )
     reviewers: Annotated[dict[Name, SlackUser], Field(min_length=1)] = Field(
-        description="Reviewer name (of `reviewers:`) -> their Slack user id (U... or W...).")
+        description="Reviewer name (of `reviewers:`) -> their Slack user id (U... or W...)."
+    )
 
 
 class RateSpec(_Spec):
@@ -226,11 +238,17 @@ class _FieldStopSpec(_Spec):
 
     name: Name
     tools: Annotated[list[ToolPattern], Field(min_length=1)]
-    on_trip: OnTrip = Field(default="deny", description="deny: refuse the call; pause: refuse it and pause "
-                                                        "the team or the tool (`pause:`) until an owner lifts it.")
+    on_trip: OnTrip = Field(
+        default="deny",
+        description="deny: refuse the call; pause: refuse it and pause "
+        "the team or the tool (`pause:`) until an owner lifts it.",
+    )
     pause: PauseScope = Field(default="team", description="What `on_trip: pause` pauses: the team or the tool.")
-    mode: Mode = Field(default="enforce", description="shadow: record what the rule would have decided (an event "
-                                                      "and a metric) without refusing anything.")
+    mode: Mode = Field(
+        default="enforce",
+        description="shadow: record what the rule would have decided (an event "
+        "and a metric) without refusing anything.",
+    )
 
 
 class RecordsStopSpec(_FieldStopSpec):
@@ -240,7 +258,8 @@ class RecordsStopSpec(_FieldStopSpec):
     field: FieldName
     max: Annotated[int, Field(ge=1, le=1_000_000)]
     per: Annotated[str, StringConstraints(pattern=r"^run$")] | Duration = Field(
-        default="run", description="`run`, or a duration: a fixed window of the database clock for the whole team.")
+        default="run", description="`run`, or a duration: a fixed window of the database clock for the whole team."
+    )
 
 
 class DuplicatesStopSpec(_FieldStopSpec):
@@ -262,11 +281,14 @@ class StopSpec(_Spec):
     """Brakes on a runaway agent: a call over a limit is denied (and recorded) before it starts."""
 
     repeats: Annotated[int, Field(ge=1, le=1000)] | None = Field(
-        default=None, description="The same call (tool and arguments) at most this many times in a row in a run.")
+        default=None, description="The same call (tool and arguments) at most this many times in a row in a run."
+    )
     max_calls: dict[ToolPattern, Annotated[int, Field(ge=1, le=1_000_000)]] = Field(
-        default_factory=lambda: {}, description="Tool name or glob -> at most this many calls of it per run.")
+        default_factory=lambda: {}, description="Tool name or glob -> at most this many calls of it per run."
+    )
     rate: dict[ToolPattern, RateSpec] = Field(
-        default_factory=lambda: {}, description="Tool name or glob -> at most `calls` per `per` for the whole team.")
+        default_factory=lambda: {}, description="Tool name or glob -> at most `calls` per `per` for the whole team."
+    )
     records: list[RecordsStopSpec] = Field(default_factory=lambda: [])
     duplicates: list[DuplicatesStopSpec] = Field(default_factory=lambda: [])
     blank_fields: list[BlanksStopSpec] = Field(default_factory=lambda: [])

@@ -14,8 +14,19 @@ from fnmatch import fnmatchcase
 
 from guard.policy._field_stops import FieldStop
 
-__all__ = ["NO_STOP", "ApprovalRule", "Decision", "Notify", "OnFailure", "Owners", "RetryRule", "SideEffectClass",
-           "Slack", "StopRules", "Verdict"]
+__all__ = [
+    "NO_STOP",
+    "ApprovalRule",
+    "Decision",
+    "Notify",
+    "OnFailure",
+    "Owners",
+    "RetryRule",
+    "SideEffectClass",
+    "Slack",
+    "StopRules",
+    "Verdict",
+]
 
 
 class SideEffectClass(StrEnum):
@@ -184,9 +195,12 @@ class StopRules:
 
     def for_tool(self, tool: str) -> StopRules:
         """The rules that count a call of `tool` (the limits whose pattern names it)."""
-        return StopRules(self.repeats, tuple((glob, n) for glob, n in self.max_calls if fnmatchcase(tool, glob)),
-                         tuple(rule for rule in self.rate if fnmatchcase(tool, rule[0])),
-                         tuple(rule for rule in self.fields if rule.counts(tool)))
+        return StopRules(
+            self.repeats,
+            tuple((glob, n) for glob, n in self.max_calls if fnmatchcase(tool, glob)),
+            tuple(rule for rule in self.rate if fnmatchcase(tool, rule[0])),
+            tuple(rule for rule in self.fields if rule.counts(tool)),
+        )
 
 
 NO_STOP = StopRules()

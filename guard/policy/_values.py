@@ -90,7 +90,8 @@ def parse_duration(value: Any) -> float:
         seconds = float(match.group(1)) * _UNIT[match.group(2)]
     else:
         raise ValueError(  # noqa: TRY004 (pydantic turns a validator's ValueError into a field error)
-            f"expected a duration like 30s, 5m, 1h, 2d or a number of seconds, got {json_type(value)}")
+            f"expected a duration like 30s, 5m, 1h, 2d or a number of seconds, got {json_type(value)}"
+        )
     if not math.isfinite(seconds) or seconds <= 0:
         raise ValueError(f"a duration must be positive and finite, got {value!r}")
     return seconds

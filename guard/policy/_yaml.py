@@ -32,7 +32,8 @@ MAX_DEPTH = 64
 
 _CORE = "tag:yaml.org,2002:"
 _STR, _INT, _FLOAT, _BOOL, _NULL, _TIMESTAMP = (
-    _CORE + name for name in ("str", "int", "float", "bool", "null", "timestamp"))
+    _CORE + name for name in ("str", "int", "float", "bool", "null", "timestamp")
+)
 _SCALAR_TAGS = {_STR, _INT, _FLOAT, _BOOL, _NULL, _TIMESTAMP}
 # What a value under an explicit core tag must resolve to on its own (`!!float 1` is fine, `!!int 1.5` is not).
 _FITS = {_INT: {_INT}, _FLOAT: {_INT, _FLOAT}, _BOOL: {_BOOL}, _NULL: {_NULL}, _TIMESTAMP: {_TIMESTAMP}}
@@ -218,8 +219,12 @@ def _scalar(node: ScalarNode, path: Path, loader: _Loader) -> Any:
         resolved = str(loader.resolve(ScalarNode, text, (True, False)))  # pyright: ignore[reportUnknownMemberType, reportUnknownArgumentType]
         if resolved not in _FITS[tag]:
             name = tag.removeprefix(_CORE)
-            raise YamlProblem(line, path, f"{_show(text)} is not {_KIND[tag]}, which its tag !!{name} says it is: "
-                                          "fix the value or remove the tag")
+            raise YamlProblem(
+                line,
+                path,
+                f"{_show(text)} is not {_KIND[tag]}, which its tag !!{name} says it is: "
+                "fix the value or remove the tag",
+            )
     if tag == _INT and len(text) > _INT_TEXT_LIMIT:
         raise YamlProblem(line, path, _out_of_range(text))
     if tag == _TIMESTAMP and id(node) not in loader.explicit:
@@ -242,5 +247,7 @@ def _show(text: str) -> str:
 
 
 def _out_of_range(text: str) -> str:
-    return (f"the whole number {_show(text)} is out of range: policies take whole numbers from "
-            f"{-_INT_LIMIT - 1} to {_INT_LIMIT}; write a smaller one (or a number like 1.0e+30)")
+    return (
+        f"the whole number {_show(text)} is out of range: policies take whole numbers from "
+        f"{-_INT_LIMIT - 1} to {_INT_LIMIT}; write a smaller one (or a number like 1.0e+30)"
+    )

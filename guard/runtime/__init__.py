@@ -14,6 +14,19 @@ from guard.runtime.recovery import RecoveryReport
 from guard.runtime.runs import RunHandle
 from guard.runtime.tools import GuardedTool
 
-__all__ = ["BridgedCall", "CompensationKind", "Found", "FrameworkBridge", "Guard", "GuardedTool", "NotFound",
-           "ReconcileContext", "RecoveryReport", "RollbackContext", "RunHandle", "current_call",
-           "current_run", "report_external_id"]
+__all__ = [
+    "BridgedCall",
+    "CompensationKind",
+    "Found",
+    "FrameworkBridge",
+    "Guard",
+    "GuardedTool",
+    "NotFound",
+    "ReconcileContext",
+    "RecoveryReport",
+    "RollbackContext",
+    "RunHandle",
+    "current_call",
+    "current_run",
+    "report_external_id",
+]

@@ -39,8 +39,7 @@ class Fingerprint(NamedTuple):
     limit: str | None = None  # "depth", "size" or "json" when refused
 
 
-def fingerprint(args: Mapping[str, Any], secret_fields: frozenset[str], rules: ArgumentRules,
-                tool: str) -> Fingerprint:
+def fingerprint(args: Mapping[str, Any], secret_fields: frozenset[str], rules: ArgumentRules, tool: str) -> Fingerprint:
     """Judge, hash and redact `args`. Raises SecretKeyMissing when they hold secrets and no key can be had."""
     try:
         canonical = canonical_json(args, max_depth=rules.max_depth)
@@ -49,18 +48,25 @@ def fingerprint(args: Mapping[str, Any], secret_fields: frozenset[str], rules: A
             return _placeholder(str(exc), exc.limit)
         # No exact hash means no approval could bind to these arguments: refuse (recorded), never run.
         stored = to_json(redact(args, secret_fields))
-        return Fingerprint(stored, "invalid:" + hashlib.sha256(stored.encode()).hexdigest(),
-                           secret_texts(args, secret_fields),
-                           f"the arguments cannot be hashed exactly ({exc})", "json")
+        return Fingerprint(
+            stored,
+            "invalid:" + hashlib.sha256(stored.encode()).hexdigest(),
+            secret_texts(args, secret_fields),
+            f"the arguments cannot be hashed exactly ({exc})",
+            "json",
+        )
     if len(canonical) > rules.max_bytes:
-        return _placeholder(f"the arguments are {len(canonical)} bytes as JSON, over the {rules.max_bytes} Guard "
-                            "accepts (`Guard(max_arg_bytes=...)`): pass a reference to large content instead",
-                            "size")
+        return _placeholder(
+            f"the arguments are {len(canonical)} bytes as JSON, over the {rules.max_bytes} Guard "
+            "accepts (`Guard(max_arg_bytes=...)`): pass a reference to large content instead",
+            "size",
+        )
     redacted = redact(args, secret_fields)
     if redacted is args:  # no secrets: the canonical text is what we store, one serialisation instead of two
         return Fingerprint(canonical.decode(), bound_hash(canonical, None, b""))
-    return Fingerprint(to_json(redacted), bound_hash(canonical, redacted, rules.key.get(tool)),
-                       secret_texts(args, secret_fields))
+    return Fingerprint(
+        to_json(redacted), bound_hash(canonical, redacted, rules.key.get(tool)), secret_texts(args, secret_fields)
+    )
 
 
 def _placeholder(reason: str, limit: str) -> Fingerprint:

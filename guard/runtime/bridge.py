@@ -96,9 +96,17 @@ class FrameworkBridge:
     `external_ids`.
     """
 
-    def __init__(self, guard: Guard, name: str, *, record: Callable[[Any], Any] = _parse_json_text,
-                 check: Callable[[Any], object] | None = None, external_ids: Mapping[str, str] | None = None,
-                 fallback: Execute | None = None, framework: str = "framework") -> None:
+    def __init__(
+        self,
+        guard: Guard,
+        name: str,
+        *,
+        record: Callable[[Any], Any] = _parse_json_text,
+        check: Callable[[Any], object] | None = None,
+        external_ids: Mapping[str, str] | None = None,
+        fallback: Execute | None = None,
+        framework: str = "framework",
+    ) -> None:
         self.guard, self.name, self.framework = guard, name, framework
         self.record, self.check, self.fallback = record, check, fallback
         self._async = guard.tool(self._abody, name=name, external_ids=external_ids)
@@ -120,13 +128,16 @@ class FrameworkBridge:
         if not isinstance(owner, FrameworkBridge):
             return None
         if type(owner) is not cls:
-            raise GuardUsageError(f"{name} is already bridged for {owner.framework} ({type(owner).__name__}) in "
-                                  f"this Guard: one policy tool name has one bridge")
+            raise GuardUsageError(
+                f"{name} is already bridged for {owner.framework} ({type(owner).__name__}) in "
+                f"this Guard: one policy tool name has one bridge"
+            )
         return owner
 
     @classmethod
-    def for_name(cls, guard: Guard, name: str, *, external_ids: Mapping[str, str] | None = None,
-                 fallback: Execute | None = None) -> Self:
+    def for_name(
+        cls, guard: Guard, name: str, *, external_ids: Mapping[str, str] | None = None, fallback: Execute | None = None
+    ) -> Self:
         """The bridge for `name` in `guard`: the one registered, else a new one made with these arguments.
 
         A registered bridge without a fallback takes `fallback`. `external_ids` must match what it was made with.
@@ -135,8 +146,10 @@ class FrameworkBridge:
         if bridge is None:
             return cls(guard, name, external_ids=external_ids, fallback=fallback)
         if external_ids and dict(external_ids) != dict(bridge.external_ids):
-            raise GuardUsageError(f"{name} is bridged with external_ids={dict(bridge.external_ids)}, not "
-                                  f"{dict(external_ids)}: declare them once, where the tool is first bridged")
+            raise GuardUsageError(
+                f"{name} is bridged with external_ids={dict(bridge.external_ids)}, not "
+                f"{dict(external_ids)}: declare them once, where the tool is first bridged"
+            )
         if bridge.fallback is None:
             bridge.fallback = fallback
         return bridge
@@ -162,8 +175,9 @@ class FrameworkBridge:
             recorded = self._sync.call_with(args, call_id=call_id)
         return BridgedCall(flight.ran, flight.out, recorded)
 
-    async def acall(self, args: Mapping[str, Any], call_id: str | None,
-                    execute: Callable[[Mapping[str, Any]], Awaitable[Any]]) -> BridgedCall:
+    async def acall(
+        self, args: Mapping[str, Any], call_id: str | None, execute: Callable[[Mapping[str, Any]], Awaitable[Any]]
+    ) -> BridgedCall:
         """`call` in the event loop, with the framework's async execution."""
         with self._in_flight(execute) as flight:
             recorded = await self._async.acall_with(args, call_id=call_id)
@@ -214,12 +228,20 @@ class FrameworkBridge:
 
     # -- what undoes or checks this tool (forwarded to both guarded tools) ---------------------------------
 
-    def compensation(self, *, name: str, kind: CompensationKind = "undo", external_ids: Mapping[str, str] | None = None,
-                     label: str | None = None) -> Callable[[Callable[[RollbackContext], Any]], GuardedTool]:
+    def compensation(
+        self,
+        *,
+        name: str,
+        kind: CompensationKind = "undo",
+        external_ids: Mapping[str, str] | None = None,
+        label: str | None = None,
+    ) -> Callable[[Callable[[RollbackContext], Any]], GuardedTool]:
         """See `GuardedTool.compensation`: a plain function, itself a guarded call under `name`."""
+
         def wrap(fn: Callable[[RollbackContext], Any]) -> GuardedTool:
             self._async.compensation(name=name, kind=kind, external_ids=external_ids, label=label)(fn)
             return self._sync.compensation(name=name, kind=kind, external_ids=external_ids, label=label)(fn)
+
         return wrap
 
     def reconcile(self, fn: Reconcile) -> Reconcile:

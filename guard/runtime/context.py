@@ -74,8 +74,9 @@ def report_external_id(kind: str, value: str) -> None:
     if scope is None:
         raise GuardUsageError("report_external_id() must be called from inside a guarded tool")
     scope.external_ids[kind] = scrub_text(str(value), scope.secrets)
-    scope.ledger.record_external_ids(scope.run_id, scope.call_id, scope.lease_token, dict(scope.external_ids),
-                                     scope.actor)
+    scope.ledger.record_external_ids(
+        scope.run_id, scope.call_id, scope.lease_token, dict(scope.external_ids), scope.actor
+    )
 
 
 RUN_VAR = _run

@@ -70,8 +70,14 @@ def _prepare(
     crash_point("before_offer")
     decision = guard.policies.classify(run.team, spec.name, args)
     try:
-        p = prepare(guard.ledger, decision, CallInput(run, spec, args, key, call_id, compensates), guard.worker_id,
-                    guard.lease_ttl, guard.arguments)
+        p = prepare(
+            guard.ledger,
+            decision,
+            CallInput(run, spec, args, key, call_id, compensates),
+            guard.worker_id,
+            guard.lease_ttl,
+            guard.arguments,
+        )
     except CallInDoubt as exc:  # held by another worker: say so when it is known dead, and what to do
         raise name_dead_holder(exc) from None
     crash_point("after_offer")
@@ -239,8 +245,11 @@ def _running_elsewhere(guard: Guard, exc: CallInDoubt) -> str:
     out (its outcome is then read from the ledger, never run here). Any other doubt is raised as it is."""
     if not exc.in_flight or exc.call_id is None or gone_process(exc.held_by) is not None:
         raise exc
-    guard.log.info("call approved; another delivery of it runs it: waiting for its outcome", call_id=exc.call_id,
-                   held_by=exc.held_by)
+    guard.log.info(
+        "call approved; another delivery of it runs it: waiting for its outcome",
+        call_id=exc.call_id,
+        held_by=exc.held_by,
+    )
     return exc.call_id
 
 
@@ -292,13 +301,25 @@ def _approved(guard: Guard, p: Prepared) -> Prepared:
         if approved is not p or p.decision.verdict is Verdict.APPROVE:
             approved = _still_approved(guard, approved)
         if approved is not p:
-            guard.log.info("call runs with the arguments its reviewer edited", call_id=p.offer.call_id,
-                           tool=p.request.tool, args_hash=p.offer.edited_hash)
+            guard.log.info(
+                "call runs with the arguments its reviewer edited",
+                call_id=p.offer.call_id,
+                tool=p.request.tool,
+                args_hash=p.offer.edited_hash,
+            )
         return approved
-    error = (f"{p.request.tool}: the reviewer's edited arguments cannot be applied exactly (a secret field was "
-             "edited, or they do not hash as approved); nothing ran")
-    raise _halt(guard, p, error, f"{p.request.tool}_edit_not_applicable", attempts=0,
-                next_action=f"reject approval of {p.request.tool} or approve it again without editing secrets")
+    error = (
+        f"{p.request.tool}: the reviewer's edited arguments cannot be applied exactly (a secret field was "
+        "edited, or they do not hash as approved); nothing ran"
+    )
+    raise _halt(
+        guard,
+        p,
+        error,
+        f"{p.request.tool}_edit_not_applicable",
+        attempts=0,
+        next_action=f"reject approval of {p.request.tool} or approve it again without editing secrets",
+    )
 
 
 def _still_approved(guard: Guard, p: Prepared) -> Prepared:
@@ -308,24 +329,46 @@ def _still_approved(guard: Guard, p: Prepared) -> Prepared:
     approval = guard.ledger.approval_for_call(p.offer.call_id)
     policies = policies_now(guard.policies, team)
     decision = policies.classify(team, tool, p.input.args)
-    why = ("no approval is recorded for it" if approval is None
-           else still_approved(approval, decision, roles_in(policies, team)))
+    why = (
+        "no approval is recorded for it"
+        if approval is None
+        else still_approved(approval, decision, roles_in(policies, team))
+    )
     if why is None:
         if p.offer.edited_args is None:
             return p
         if decision.side_effect is not None and decision.side_effect is not p.decision.side_effect:
-            guard.ledger.reclassify(p.request.run_id, p.offer.call_id, token=p.offer.lease_token,
-                                    side_effect=decision.side_effect.value, rule=decision.rule, actor=p.request.actor,
-                                    was=p.decision.side_effect.value if p.decision.side_effect is not None else None)
+            guard.ledger.reclassify(
+                p.request.run_id,
+                p.offer.call_id,
+                token=p.offer.lease_token,
+                side_effect=decision.side_effect.value,
+                rule=decision.rule,
+                actor=p.request.actor,
+                was=p.decision.side_effect.value if p.decision.side_effect is not None else None,
+            )
         return p._replace(decision=decision)
     error = f"{tool}: its approval no longer stands ({why}); nothing ran"
-    raise _halt(guard, p, error, f"{tool}_approval_withdrawn", attempts=0,
-                next_action=f"ask for approval of {tool} again: make the call again in a new run, or finish this "
-                            "one by hand")
+    raise _halt(
+        guard,
+        p,
+        error,
+        f"{tool}_approval_withdrawn",
+        attempts=0,
+        next_action=f"ask for approval of {tool} again: make the call again in a new run, or finish this one by hand",
+    )
 
 
-def _halt(guard: Guard, p: Prepared, error: str, label: str, *, attempts: int, next_action: str,
-          external_ids: dict[str, str] | None = None) -> CallOutcomeError:
+def _halt(
+    guard: Guard,
+    p: Prepared,
+    error: str,
+    label: str,
+    *,
+    attempts: int,
+    next_action: str,
+    external_ids: dict[str, str] | None = None,
+) -> CallOutcomeError:
     """Record the started call failed and its run pending review; the typed outcome to raise."""
     guard.heartbeat.release(p.offer.call_id)
     guard.ledger.fail(
@@ -396,9 +439,15 @@ def _completed(guard: Guard, p: Prepared, result: Any, scope: CallScope, attempt
     verify = p.input.tool.hooks.verify
     if verify is not None and not _verified(verify, p, result, scope, attempts):
         error = f"{p.request.tool} returned, but its verification did not confirm the effect"
-        raise _halt(guard, p, error, f"{p.request.tool}_unconfirmed", attempts=attempts,
-                    external_ids=dict(scope.external_ids),
-                    next_action=f"check {p.request.tool} in the other system; do not repeat it before that")
+        raise _halt(
+            guard,
+            p,
+            error,
+            f"{p.request.tool}_unconfirmed",
+            attempts=attempts,
+            external_ids=dict(scope.external_ids),
+            next_action=f"check {p.request.tool} in the other system; do not repeat it before that",
+        )
     record_success(guard.ledger, p, result, scope.external_ids, attempts, durability=guard.durability)
     crash_point("after_completed")
     guard.log.info("call completed", call_id=p.offer.call_id, tool=p.request.tool, side_effect=p.request.side_effect)

@@ -42,6 +42,7 @@ def _retrying(rule: RetryRule, on_retry: OnRetry) -> dict[str, Any]:
     Tenacity numbers its attempts from 1, so its attempt j is our attempt j + 1: the wait after it is
     `initial * multiplier ** j`, and the attempt number reported to `on_retry` is shifted by one.
     """
+
     def before_sleep(state: tenacity.RetryCallState) -> None:
         exc = state.outcome.exception() if state.outcome is not None else None
         if exc is not None:
@@ -49,16 +50,20 @@ def _retrying(rule: RetryRule, on_retry: OnRetry) -> dict[str, Any]:
 
     return {
         "stop": tenacity.stop_after_attempt(rule.attempts - 1),
-        "wait": tenacity.wait_exponential(multiplier=rule.backoff_initial * rule.backoff_multiplier,
-                                          max=rule.backoff_max, exp_base=rule.backoff_multiplier),
+        "wait": tenacity.wait_exponential(
+            multiplier=rule.backoff_initial * rule.backoff_multiplier,
+            max=rule.backoff_max,
+            exp_base=rule.backoff_multiplier,
+        ),
         "retry": tenacity.retry_if_exception(_retryable),
         "before_sleep": before_sleep,
         "reraise": True,
     }
 
 
-def _attempt_with_timeout(pool: ThreadPoolExecutor, fn: Callable[..., Any], args: Mapping[str, Any],
-                          timeout: float) -> Any:
+def _attempt_with_timeout(
+    pool: ThreadPoolExecutor, fn: Callable[..., Any], args: Mapping[str, Any], timeout: float
+) -> Any:
     ctx = contextvars.copy_context()  # the tool still sees its run and call in the worker thread
     future = pool.submit(ctx.run, fn, **args)
     try:
@@ -67,8 +72,13 @@ def _attempt_with_timeout(pool: ThreadPoolExecutor, fn: Callable[..., Any], args
         raise AttemptTimeout(f"attempt ran past its {timeout:g}s timeout") from exc
 
 
-def run_sync(fn: Callable[..., Any], args: Mapping[str, Any], rule: RetryRule, on_retry: OnRetry,
-             pool: Callable[[], ThreadPoolExecutor]) -> tuple[Any, int]:
+def run_sync(
+    fn: Callable[..., Any],
+    args: Mapping[str, Any],
+    rule: RetryRule,
+    on_retry: OnRetry,
+    pool: Callable[[], ThreadPoolExecutor],
+) -> tuple[Any, int]:
     """Run a sync tool under the retry rule; returns (result, attempts). Raises the last error.
 
     Attempt 1 runs bare, so a call that succeeds first time pays nothing for the retry machinery; only
@@ -95,8 +105,9 @@ def run_sync(fn: Callable[..., Any], args: Mapping[str, Any], rule: RetryRule, o
     raise AssertionError("unreachable")  # pragma: no cover - tenacity reraises the last error
 
 
-async def run_async(fn: Callable[..., Any], args: Mapping[str, Any], rule: RetryRule,
-                    on_retry: OnRetry) -> tuple[Any, int]:
+async def run_async(
+    fn: Callable[..., Any], args: Mapping[str, Any], rule: RetryRule, on_retry: OnRetry
+) -> tuple[Any, int]:
     """Run an async tool under the retry rule; a timed-out attempt is cancelled and raises AttemptTimeout."""
     timeout = rule.timeout
 

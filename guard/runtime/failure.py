@@ -34,7 +34,6 @@ if TYPE_CHECKING:
 __all__ = ["Settlement", "reconcile", "settle"]
 
 
-
 @dataclass(frozen=True, slots=True)
 class Settlement:
     """`completed` (a reconcile check found the effect: `value` is the result) or `retry` (run it once more)."""
@@ -45,8 +44,9 @@ class Settlement:
 
 
 @tracing.reconcile_check
-def reconcile(check: Callable[[ReconcileContext], Found | NotFound | None] | None,
-              ctx: ReconcileContext) -> Found | NotFound | None:
+def reconcile(
+    check: Callable[[ReconcileContext], Found | NotFound | None] | None, ctx: ReconcileContext
+) -> Found | NotFound | None:
     """Ask the tool's reconcile check; a check that raises or answers anything else means "cannot tell"."""
     if check is None:
         return None
@@ -59,19 +59,27 @@ def reconcile(check: Callable[[ReconcileContext], Found | NotFound | None] | Non
 
 def disagreement(recorded: Mapping[str, str], found: Found) -> str | None:
     """The reconcile check found an effect whose ids contradict what the ledger already holds, or None."""
-    clashes = [f"{kind}: ledger {value}, other system {found.external_ids[kind]}"
-               for kind, value in recorded.items() if kind in found.external_ids and found.external_ids[kind] != value]
+    clashes = [
+        f"{kind}: ledger {value}, other system {found.external_ids[kind]}"
+        for kind, value in recorded.items()
+        if kind in found.external_ids and found.external_ids[kind] != value
+    ]
     return "; ".join(clashes) or None
 
 
 def _ctx(p: Prepared, scope: CallScope, attempts: int) -> ReconcileContext:
-    return ReconcileContext(run_id=p.request.run_id, call_id=p.offer.call_id, tool=p.request.tool,
-                            args=p.input.args, idempotency_key=p.request.idempotency_key,
-                            external_ids=dict(scope.external_ids), attempts=attempts)
+    return ReconcileContext(
+        run_id=p.request.run_id,
+        call_id=p.offer.call_id,
+        tool=p.request.tool,
+        args=p.input.args,
+        idempotency_key=p.request.idempotency_key,
+        external_ids=dict(scope.external_ids),
+        attempts=attempts,
+    )
 
 
-def settle(guard: Guard, p: Prepared, exc: BaseException, scope: CallScope, attempts: int,
-           retried: bool) -> Settlement:
+def settle(guard: Guard, p: Prepared, exc: BaseException, scope: CallScope, attempts: int, retried: bool) -> Settlement:
     """Record what the failure means and return a Settlement, or raise the typed outcome for the caller."""
     error = error_text(p, exc)
     side_effect = p.decision.side_effect
@@ -85,28 +93,63 @@ def settle(guard: Guard, p: Prepared, exc: BaseException, scope: CallScope, atte
         answer = None
     if isinstance(answer, Found) and (clash := disagreement(scope.external_ids, answer)) is not None:
         # The ledger and the other system disagree: a person decides which is right; nothing is repeated.
-        raise _record(guard, p, f"{error}; the reconcile check and the ledger disagree ({clash})", scope,
-                      attempts, True, False, "ledger_disagrees")
+        raise _record(
+            guard,
+            p,
+            f"{error}; the reconcile check and the ledger disagree ({clash})",
+            scope,
+            attempts,
+            True,
+            False,
+            "ledger_disagrees",
+        )
     if isinstance(answer, Found):
         ids = {**scope.external_ids, **answer.external_ids, **extract_ids(p.input.tool, answer.result, {})}
-        guard.ledger.complete(p.request.run_id, p.offer.call_id, token=p.offer.lease_token,
-                              result_json=stored_result(p, answer.result), external_ids=scrub_ids(p, ids),
-                              attempts=attempts, actor=p.request.actor,
-                              detail={"reconciled": "found", "after": error})
-        guard.log.warning("call completed: the reconcile check found its effect", call_id=p.offer.call_id,
-                          tool=p.request.tool, after=error)
+        guard.ledger.complete(
+            p.request.run_id,
+            p.offer.call_id,
+            token=p.offer.lease_token,
+            result_json=stored_result(p, answer.result),
+            external_ids=scrub_ids(p, ids),
+            attempts=attempts,
+            actor=p.request.actor,
+            detail={"reconciled": "found", "after": error},
+        )
+        guard.log.warning(
+            "call completed: the reconcile check found its effect",
+            call_id=p.offer.call_id,
+            tool=p.request.tool,
+            after=error,
+        )
         return Settlement("completed", answer.result)
     proven_clean = isinstance(answer, NotFound)
     doubtful = unknown and side_effect is not SideEffectClass.READ and not proven_clean
     on_failure = p.decision.on_failure
     escalation = _escalation(p, exc, attempts)
-    if (escalation is None and not doubtful and not retried and on_failure is OnFailure.RETRY and not unknown
-            and (repeat_safe or proven_clean)):
+    if (
+        escalation is None
+        and not doubtful
+        and not retried
+        and on_failure is OnFailure.RETRY
+        and not unknown
+        and (repeat_safe or proven_clean)
+    ):
         why = "its reconcile check found no effect" if proven_clean else "it is repeat-safe"
-        guard.ledger.record_attempt(p.request.run_id, p.offer.call_id, p.offer.lease_token, attempts,
-                                    f"{error} (retrying once: {why})", p.request.actor)
-        guard.log.warning("call failed cleanly; retrying it once", call_id=p.offer.call_id, tool=p.request.tool,
-                          error=error, because=why)
+        guard.ledger.record_attempt(
+            p.request.run_id,
+            p.offer.call_id,
+            p.offer.lease_token,
+            attempts,
+            f"{error} (retrying once: {why})",
+            p.request.actor,
+        )
+        guard.log.warning(
+            "call failed cleanly; retrying it once",
+            call_id=p.offer.call_id,
+            tool=p.request.tool,
+            error=error,
+            because=why,
+        )
         return Settlement("retry", attempts=attempts)
     raise _record(guard, p, error, scope, attempts, doubtful, proven_clean, escalation)
 
@@ -128,57 +171,104 @@ def _escalation(p: Prepared, exc: BaseException, attempts: int) -> str | None:
     return None
 
 
-def _record(guard: Guard, p: Prepared, error: str, scope: CallScope, attempts: int, doubtful: bool,
-            proven_clean: bool, escalation: str | None) -> CallOutcomeError:
+def _record(
+    guard: Guard,
+    p: Prepared,
+    error: str,
+    scope: CallScope,
+    attempts: int,
+    doubtful: bool,
+    proven_clean: bool,
+    escalation: str | None,
+) -> CallOutcomeError:
     state = CallState.IN_DOUBT if doubtful else CallState.FAILED
     on_failure = p.decision.on_failure
     is_compensation = p.input.compensates is not None
     saga = on_failure is OnFailure.COMPENSATE and not is_compensation and escalation is None
     close = None if (saga or is_compensation) else _halt(guard, p, error, doubtful, proven_clean, escalation)
-    guard.ledger.fail(p.request.run_id, p.offer.call_id, token=p.offer.lease_token, state=state, error=error,
-                      attempts=attempts, actor=p.request.actor, external_ids=dict(scope.external_ids), run=close)
+    guard.ledger.fail(
+        p.request.run_id,
+        p.offer.call_id,
+        token=p.offer.lease_token,
+        state=state,
+        error=error,
+        attempts=attempts,
+        actor=p.request.actor,
+        external_ids=dict(scope.external_ids),
+        run=close,
+    )
     ids = {"run_id": p.request.run_id, "call_id": p.offer.call_id, "tool": p.request.tool, "state": state}
     where = ""
     if saga:
-        outcome = compensate_run(guard, p.request.run_id, failure=f"{p.request.tool} failed: {error}",
-                                 failed_tool=p.request.tool, actor=p.request.actor,
-                                 outcome="in_doubt" if doubtful else "failed", failed_call_id=p.offer.call_id)
+        outcome = compensate_run(
+            guard,
+            p.request.run_id,
+            failure=f"{p.request.tool} failed: {error}",
+            failed_tool=p.request.tool,
+            actor=p.request.actor,
+            outcome="in_doubt" if doubtful else "failed",
+            failed_call_id=p.offer.call_id,
+        )
         where = f"; the run is {outcome.close.state if outcome.close else 'rolling back'}"
     elif close is not None:
         where = f"; the run is {close.state} ({close.status_label})"
     guard.log.error("call " + state, call_id=p.offer.call_id, tool=p.request.tool, error=error)
     if doubtful:
         return CallInDoubt(f"{p.request.tool}: outcome unknown after {error}{where}", error=error, **ids)
-    return CallFailed(f"{p.request.tool} failed: {error}{where}", error=error, on_failure=on_failure.value,
-                      **ids)
+    return CallFailed(f"{p.request.tool} failed: {error}{where}", error=error, on_failure=on_failure.value, **ids)
 
 
-def _halt(guard: Guard, p: Prepared, error: str, doubtful: bool, proven_clean: bool,
-          escalation: str | None) -> RunClose | None:
+def _halt(
+    guard: Guard, p: Prepared, error: str, doubtful: bool, proven_clean: bool, escalation: str | None
+) -> RunClose | None:
     """The run's state after a failure that no saga handles; None when the run goes on (`continue`)."""
     on_failure = p.decision.on_failure
     if escalation is not None:
-        label = situation(guard.ledger.calls_of(p.request.run_id), p.request.tool, guard.label_of, escalation,
-                          p.offer.call_id)
-        action = ("fix the credentials of " + p.request.tool.split(".", 1)[0] + ", then `guard runs retry-call`"
-                  if escalation == "credentials_failed" else
-                  f"find out why {p.request.tool} keeps failing before it is repeated again (`guard runs "
-                  "retry-call`), compensated (`guard runs compensate`) or finished by hand")
-        return RunClose(RunState.PENDING_REVIEW, status_label=label, error_summary=f"{p.request.tool}: {error}",
-                        next_safe_action=action, requires_review=True)
+        label = situation(
+            guard.ledger.calls_of(p.request.run_id), p.request.tool, guard.label_of, escalation, p.offer.call_id
+        )
+        action = (
+            "fix the credentials of " + p.request.tool.split(".", 1)[0] + ", then `guard runs retry-call`"
+            if escalation == "credentials_failed"
+            else f"find out why {p.request.tool} keeps failing before it is repeated again (`guard runs "
+            "retry-call`), compensated (`guard runs compensate`) or finished by hand"
+        )
+        return RunClose(
+            RunState.PENDING_REVIEW,
+            status_label=label,
+            error_summary=f"{p.request.tool}: {error}",
+            next_safe_action=action,
+            requires_review=True,
+        )
     if not doubtful and on_failure is OnFailure.CONTINUE:
         return None
-    label = situation(guard.ledger.calls_of(p.request.run_id), p.request.tool, guard.label_of,
-                      "in_doubt" if doubtful else "failed", p.offer.call_id)
+    label = situation(
+        guard.ledger.calls_of(p.request.run_id),
+        p.request.tool,
+        guard.label_of,
+        "in_doubt" if doubtful else "failed",
+        p.offer.call_id,
+    )
     if doubtful:
-        return RunClose(RunState.PENDING_REVIEW, status_label=label,
-                        error_summary=f"{p.request.tool} may or may not have happened: {error}",
-                        next_safe_action=f"check {p.request.tool} in the other system before anything is re-run "
-                                         "(`guard recover` runs its reconcile check)", requires_review=True)
+        return RunClose(
+            RunState.PENDING_REVIEW,
+            status_label=label,
+            error_summary=f"{p.request.tool} may or may not have happened: {error}",
+            next_safe_action=f"check {p.request.tool} in the other system before anything is re-run "
+            "(`guard recover` runs its reconcile check)",
+            requires_review=True,
+        )
     safe = proven_clean or (p.decision.side_effect is not None and p.decision.side_effect.repeat_safe)
-    retry = ("it provably did nothing: `guard runs retry-call` is safe" if safe
-             else "do not retry before checking the other system")
-    return RunClose(RunState.PENDING_REVIEW, status_label=label,
-                    error_summary=f"{p.request.tool} failed: {error}",
-                    next_safe_action=f"{retry}; or compensate (`guard runs compensate`) or finish by hand "
-                                     "(`guard runs finish --note`)", requires_review=True)
+    retry = (
+        "it provably did nothing: `guard runs retry-call` is safe"
+        if safe
+        else "do not retry before checking the other system"
+    )
+    return RunClose(
+        RunState.PENDING_REVIEW,
+        status_label=label,
+        error_summary=f"{p.request.tool} failed: {error}",
+        next_safe_action=f"{retry}; or compensate (`guard runs compensate`) or finish by hand "
+        "(`guard runs finish --note`)",
+        requires_review=True,
+    )

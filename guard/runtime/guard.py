@@ -88,13 +88,27 @@ class Guard:
     Failure modes: every refused or failed call raises a subclass of `CallOutcomeError`, recorded first.
     """
 
-    def __init__(self, *, policies: str | Path | PolicySet = "policies", db: str | None = None,
-                 actor: str = "agent", approval: WaitMode = "block", approval_timeout: float = 300.0,
-                 log_level: str = "info", log_format: str | None = None, worker_id: str | None = None,
-                 lease_ttl: float = 30.0, recover_on_start: bool = True, durability: Durability = "by_class",
-                 secret_key: bytes | str | None = None, max_arg_depth: int = MAX_DEPTH,
-                 max_arg_bytes: int = MAX_BYTES, listen_url: str | None = None, tracer_provider: Any = None,
-                 trace_content: bool | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        policies: str | Path | PolicySet = "policies",
+        db: str | None = None,
+        actor: str = "agent",
+        approval: WaitMode = "block",
+        approval_timeout: float = 300.0,
+        log_level: str = "info",
+        log_format: str | None = None,
+        worker_id: str | None = None,
+        lease_ttl: float = 30.0,
+        recover_on_start: bool = True,
+        durability: Durability = "by_class",
+        secret_key: bytes | str | None = None,
+        max_arg_depth: int = MAX_DEPTH,
+        max_arg_bytes: int = MAX_BYTES,
+        listen_url: str | None = None,
+        tracer_provider: Any = None,
+        trace_content: bool | None = None,
+    ) -> None:
         if approval not in ("block", "defer"):
             raise GuardUsageError(f"approval must be 'block' or 'defer', not {approval!r}")
         if durability not in ("by_class", "always"):
@@ -139,18 +153,38 @@ class Guard:
     # -- wrapping -----------------------------------------------------------------------------------------
 
     @overload
-    def tool(self, fn: Callable[..., Any], /, *, name: str | None = None,
-             external_ids: Mapping[str, str] | None = None,
-             key: Callable[[Mapping[str, Any]], str] | None = None, label: str | None = None) -> GuardedTool: ...
+    def tool(
+        self,
+        fn: Callable[..., Any],
+        /,
+        *,
+        name: str | None = None,
+        external_ids: Mapping[str, str] | None = None,
+        key: Callable[[Mapping[str, Any]], str] | None = None,
+        label: str | None = None,
+    ) -> GuardedTool: ...
     @overload
-    def tool(self, fn: None = None, /, *, name: str | None = None,
-             external_ids: Mapping[str, str] | None = None,
-             key: Callable[[Mapping[str, Any]], str] | None = None,
-             label: str | None = None) -> Callable[[Callable[..., Any]], GuardedTool]: ...
+    def tool(
+        self,
+        fn: None = None,
+        /,
+        *,
+        name: str | None = None,
+        external_ids: Mapping[str, str] | None = None,
+        key: Callable[[Mapping[str, Any]], str] | None = None,
+        label: str | None = None,
+    ) -> Callable[[Callable[..., Any]], GuardedTool]: ...
 
-    def tool(self, fn: Callable[..., Any] | None = None, /, *, name: str | None = None,
-             external_ids: Mapping[str, str] | None = None,
-             key: Callable[[Mapping[str, Any]], str] | None = None, label: str | None = None) -> Any:
+    def tool(
+        self,
+        fn: Callable[..., Any] | None = None,
+        /,
+        *,
+        name: str | None = None,
+        external_ids: Mapping[str, str] | None = None,
+        key: Callable[[Mapping[str, Any]], str] | None = None,
+        label: str | None = None,
+    ) -> Any:
         """Wrap a plain function (sync or async) as a guarded tool. Use as `guard.tool(fn)` or a decorator.
 
         Args:
@@ -163,18 +197,32 @@ class Guard:
         Declare what undoes or checks it with the tool's decorators: `.compensation(name=...)`,
         `.reconcile`, `.verify`, `.handoff(role)`. Recovery and operators find tools by name in this Guard.
         """
+
         def wrap(f: Callable[..., Any]) -> GuardedTool:
-            spec = ToolSpec(name=name or f.__name__, fn=f, is_async=inspect.iscoroutinefunction(f),
-                            external_ids=dict(external_ids or {}), key=key, hooks=ToolHooks(label=label))
+            spec = ToolSpec(
+                name=name or f.__name__,
+                fn=f,
+                is_async=inspect.iscoroutinefunction(f),
+                external_ids=dict(external_ids or {}),
+                key=key,
+                hooks=ToolHooks(label=label),
+            )
             tool = GuardedTool(self, spec)
             self._tools[spec.name] = tool
             return tool
 
         return wrap(fn) if fn is not None else wrap
 
-    def run(self, team: str, *, run_id: str | None = None, subject: str | None = None,
-            source_event_id: str | None = None, keep_open: bool = False,
-            uses: Iterable[str] = ()) -> RunHandle:
+    def run(
+        self,
+        team: str,
+        *,
+        run_id: str | None = None,
+        subject: str | None = None,
+        source_event_id: str | None = None,
+        keep_open: bool = False,
+        uses: Iterable[str] = (),
+    ) -> RunHandle:
         """A run: the calls of one business event, under one run id (`with` or `async with`).
 
         With `source_event_id` and no `run_id`, the run id is `<team>:<source_event_id>`, so the same event
@@ -183,9 +231,15 @@ class Guard:
         `uses`: the tools the run will call (names); while one of them is paused, a new run does not open
         (ToolPaused), as a paused team's does not (TeamPaused).
         """
-        return RunHandle(self, team=team, run_id=run_id, subject=subject, source_event_id=source_event_id,
-                         keep_open=keep_open, uses=tuple(uses))
-
+        return RunHandle(
+            self,
+            team=team,
+            run_id=run_id,
+            subject=subject,
+            source_event_id=source_event_id,
+            keep_open=keep_open,
+            uses=tuple(uses),
+        )
 
     def args_hash(self, team: str, tool: str, args: Mapping[str, Any]) -> str:
         """The argument hash this Guard records for `tool` called with `args` in `team` (keyed when the
@@ -204,18 +258,28 @@ class Guard:
 
     # -- the call path (driver.py) ------------------------------------------------------------------------
 
-    def invoke(self, spec: ToolSpec, args: Mapping[str, Any], *, key: str | None = None,
-               call_id: str | None = None) -> Any:
+    def invoke(
+        self, spec: ToolSpec, args: Mapping[str, Any], *, key: str | None = None, call_id: str | None = None
+    ) -> Any:
         """Run one guarded call synchronously; returns the tool's result or raises a typed outcome."""
         return driver.invoke(self, spec, args, key=key, call_id=call_id)
 
-    async def ainvoke(self, spec: ToolSpec, args: Mapping[str, Any], *, key: str | None = None,
-                      call_id: str | None = None) -> Any:
+    async def ainvoke(
+        self, spec: ToolSpec, args: Mapping[str, Any], *, key: str | None = None, call_id: str | None = None
+    ) -> Any:
         """Run one guarded call in the event loop (sync tools run inline)."""
         return await driver.ainvoke(self, spec, args, key=key, call_id=call_id)
 
-    def invoke_in(self, run: RunScope, spec: ToolSpec, args: Mapping[str, Any], *, key: str | None = None,
-                  call_id: str | None = None, compensates: str | None = None) -> Any:
+    def invoke_in(
+        self,
+        run: RunScope,
+        spec: ToolSpec,
+        args: Mapping[str, Any],
+        *,
+        key: str | None = None,
+        call_id: str | None = None,
+        compensates: str | None = None,
+    ) -> Any:
         """`invoke` in an explicit run: sagas, recovery and operators act outside the agent's `with` block."""
         return driver.invoke_in(self, run, spec, args, key=key, call_id=call_id, compensates=compensates)
 
@@ -254,13 +318,21 @@ class Guard:
         self._recover_pending = False
         report = self.recover()
         if report.claimed or report.to_review or report.compensations:
-            self.log.warning("recovered what a dead worker left", claimed=report.claimed, retried=report.retried,
-                             reconciled=report.reconciled, to_review=report.to_review,
-                             compensations=report.compensations)
+            self.log.warning(
+                "recovered what a dead worker left",
+                claimed=report.claimed,
+                retried=report.retried,
+                reconciled=report.reconciled,
+                to_review=report.to_review,
+                compensations=report.compensations,
+            )
         for worker in sorted({h.worker or "?" for h in report.held}):
             held = [h for h in report.held if (h.worker or "?") == worker]
-            self.log.info("calls held by another worker's live lease: left alone until it runs out",
-                             worker=worker, calls=[h.call_id for h in held],
-                             lease_ends_in=round(max((h.until or 0.0) for h in held) - time.time(), 1),
-                             then="guard recover --app MODULE:GUARD",
-                             now_if_dead=f"guard recover --app MODULE:GUARD --dead-worker {worker}")
+            self.log.info(
+                "calls held by another worker's live lease: left alone until it runs out",
+                worker=worker,
+                calls=[h.call_id for h in held],
+                lease_ends_in=round(max((h.until or 0.0) for h in held) - time.time(), 1),
+                then="guard recover --app MODULE:GUARD",
+                now_if_dead=f"guard recover --app MODULE:GUARD --dead-worker {worker}",
+            )

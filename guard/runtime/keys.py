@@ -38,8 +38,11 @@ class SecretKey:
 
     def __init__(self, url: str, explicit: bytes | str | None = None) -> None:
         self._url = url
-        self._key = _check(explicit.encode() if isinstance(explicit, str) else explicit, "secret_key") \
-            if explicit is not None else None
+        self._key = (
+            _check(explicit.encode() if isinstance(explicit, str) else explicit, "secret_key")
+            if explicit is not None
+            else None
+        )
         self._lock = threading.Lock()
 
     def get(self, tool: str) -> bytes:
@@ -57,21 +60,23 @@ class SecretKey:
             try:
                 return _check(Path(path).read_bytes().strip(), f"{ENV_FILE} ({path})")
             except OSError as exc:
-                raise SecretKeyMissing(f"{ENV_FILE} names {path}, which cannot be read ({exc.strerror})",
-                                       tool=tool) from None
+                raise SecretKeyMissing(
+                    f"{ENV_FILE} names {path}, which cannot be read ({exc.strerror})", tool=tool
+                ) from None
         db = sqlite_path(self._url)
         if db is None:
             raise SecretKeyMissing(
                 f"{tool}: its arguments hold secrets, and their hash must be keyed so that nobody can guess a secret "
                 f"from it; no key is configured for this ledger: set {ENV} (the same value on every worker, at "
-                f"least {_MIN_CHARS} characters) or {ENV_FILE}, or pass Guard(secret_key=...)", tool=tool)
+                f"least {_MIN_CHARS} characters) or {ENV_FILE}, or pass Guard(secret_key=...)",
+                tool=tool,
+            )
         return _beside(key_file_for(db), tool)
 
 
 def _check(key: bytes, source: str) -> bytes:
     if len(key) < _MIN_CHARS:
-        raise SecretKeyMissing(f"{source} is shorter than {_MIN_CHARS} characters: use a long random value",
-                               tool="")
+        raise SecretKeyMissing(f"{source} is shorter than {_MIN_CHARS} characters: use a long random value", tool="")
     return key
 
 
@@ -93,7 +98,8 @@ def _beside(path: Path, tool: str) -> bytes:
             os.link(tmp, path)
         return _check(path.read_bytes().strip(), str(path))
     except OSError as exc:
-        raise SecretKeyMissing(f"{tool}: the key file {path} cannot be made ({exc.strerror}); set {ENV} instead",
-                               tool=tool) from None
+        raise SecretKeyMissing(
+            f"{tool}: the key file {path} cannot be made ({exc.strerror}); set {ENV} instead", tool=tool
+        ) from None
     finally:
         tmp.unlink(missing_ok=True)

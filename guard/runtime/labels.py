@@ -13,8 +13,19 @@ from guard.ledger import CallRecord
 
 __all__ = ["effect_label", "situation"]
 
-_IRREGULAR = {"send": "sent", "make": "made", "get": "got", "set": "set", "put": "put", "pay": "paid",
-              "find": "found", "build": "built", "run": "ran", "write": "written", "begin": "begun"}
+_IRREGULAR = {
+    "send": "sent",
+    "make": "made",
+    "get": "got",
+    "set": "set",
+    "put": "put",
+    "pay": "paid",
+    "find": "found",
+    "build": "built",
+    "run": "ran",
+    "write": "written",
+    "begin": "begun",
+}
 _STANDING = ("completed", "in_doubt", "rolling_back", "rollback_failed")
 
 
@@ -40,12 +51,23 @@ def system_of(tool: str) -> str:
     return (tool.split(".", 1)[0] if "." in tool else tool).replace("-", "_")
 
 
-def situation(calls: Iterable[CallRecord], failed_tool: str, label_of: Callable[[str], str | None],
-              outcome: str = "failed", failed_call_id: str | None = None) -> str:
+def situation(
+    calls: Iterable[CallRecord],
+    failed_tool: str,
+    label_of: Callable[[str], str | None],
+    outcome: str = "failed",
+    failed_call_id: str | None = None,
+) -> str:
     """`<last standing effect>_<failed system>_<outcome>`, or `<failed system>_<outcome>` when nothing stands;
     `outcome` is `failed` or `in_doubt`."""
-    standing = [c for c in calls if c.state in _STANDING and c.side_effect not in (None, "read")
-                and c.compensates_call_id is None and c.call_id != failed_call_id]
+    standing = [
+        c
+        for c in calls
+        if c.state in _STANDING
+        and c.side_effect not in (None, "read")
+        and c.compensates_call_id is None
+        and c.call_id != failed_call_id
+    ]
     tail = f"{system_of(failed_tool)}_{outcome}"
     if not standing:
         return tail

@@ -50,9 +50,12 @@ def name_dead_holder(exc: CallInDoubt) -> CallInDoubt:
     pid = gone_process(exc.held_by) if exc.in_flight else None
     if pid is None:
         return exc
-    return CallInDoubt(f"{exc.message} Worker {exc.held_by} ran on this host as process {pid}, which is not "
-                       f"running any more: it is dead. `guard recover --app MODULE:GUARD --dead-worker {exc.held_by}` "
-                       "takes its calls over now.", **exc.fields)
+    return CallInDoubt(
+        f"{exc.message} Worker {exc.held_by} ran on this host as process {pid}, which is not "
+        f"running any more: it is dead. `guard recover --app MODULE:GUARD --dead-worker {exc.held_by}` "
+        "takes its calls over now.",
+        **exc.fields,
+    )
 
 
 class Heartbeat:

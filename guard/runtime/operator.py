@@ -39,9 +39,14 @@ def _stopped_run(ledger: Ledger, run_id: str, to: RunState) -> RunRecord:
     if run is None:
         raise GuardUsageError(f"no run {run_id}; list them with `guard runs list`", run_id=run_id)
     if run.state not in _STOPPED:
-        raise IllegalTransition(f"run {run_id} is {run.state}: only a run that halted or waits for review is "
-                                "finished, retried or compensated by hand", entity="run", id=run_id,
-                                from_state=run.state, to_state=to)
+        raise IllegalTransition(
+            f"run {run_id} is {run.state}: only a run that halted or waits for review is "
+            "finished, retried or compensated by hand",
+            entity="run",
+            id=run_id,
+            from_state=run.state,
+            to_state=to,
+        )
     return run
 
 
@@ -50,16 +55,21 @@ def finish(ledger: Ledger, run_id: str, *, operator: str, note: str) -> RunRecor
     records. The run keeps its label and error summary (what went wrong); the note says what the operator did
     and why (a manual action, shown with the run)."""
     run = _stopped_run(ledger, run_id, RunState.FINISHED_BY_HAND)
-    ledger.record_manual_action(run_id, operator=operator, action="finish", note=note,
-                                run=RunClose(RunState.FINISHED_BY_HAND, status_label=run.status_label,
-                                             error_summary=run.error_summary))
+    ledger.record_manual_action(
+        run_id,
+        operator=operator,
+        action="finish",
+        note=note,
+        run=RunClose(RunState.FINISHED_BY_HAND, status_label=run.status_label, error_summary=run.error_summary),
+    )
     finished = ledger.get_run(run_id)
     assert finished is not None
     return finished
 
 
-def retry_call(guard: Guard, run_id: str, call_id: str, *, operator: str, note: str,
-               confirmed_absent: bool = False) -> RecoveryReport:
+def retry_call(
+    guard: Guard, run_id: str, call_id: str, *, operator: str, note: str, confirmed_absent: bool = False
+) -> RecoveryReport:
     """Settle a `failed` or `in_doubt` call of a stopped run, exactly as recovery would, never blindly.
 
     - A repeat-safe call (read, idempotent) runs again with its recorded arguments and key.
@@ -79,8 +89,13 @@ def retry_call(guard: Guard, run_id: str, call_id: str, *, operator: str, note: 
     if call is None or call.run_id != run_id:
         raise GuardUsageError(f"no call {call_id} in run {run_id}", run_id=run_id, call_id=call_id)
     if call.state not in (CallState.FAILED, CallState.IN_DOUBT):
-        raise IllegalTransition(f"call {call_id} is {call.state}: only a failed or in-doubt call is retried",
-                                entity="call", id=call_id, from_state=call.state, to_state=CallState.STARTED)
+        raise IllegalTransition(
+            f"call {call_id} is {call.state}: only a failed or in-doubt call is retried",
+            entity="call",
+            id=call_id,
+            from_state=call.state,
+            to_state=CallState.STARTED,
+        )
     tool = guard.tool_named(call.tool)
     if tool is None:
         raise GuardUsageError(f"this Guard has no tool {call.tool}: pass the agent's app with --app", tool=call.tool)
@@ -102,15 +117,29 @@ def retry_call(guard: Guard, run_id: str, call_id: str, *, operator: str, note: 
             action = "retry-call --confirmed-absent"
         report.reconciled += isinstance(answer, NotFound)
     elif not replayable(guard, call):
-        raise CallInDoubt(f"{call.tool} #{call.seq} was not retried: its recorded arguments are redacted, so the "
-                          "ledger cannot replay them; run it by hand, then `guard runs finish "
-                          f"{run_id} --note ...`", error="arguments redacted", **ids)
-    guard.ledger.record_manual_action(run_id, operator=operator, action=action, note=note, call_id=call_id,
-                                      run=RunClose(RunState.RUNNING, status_label=run.status_label,
-                                                   error_summary=run.error_summary))
+        raise CallInDoubt(
+            f"{call.tool} #{call.seq} was not retried: its recorded arguments are redacted, so the "
+            "ledger cannot replay them; run it by hand, then `guard runs finish "
+            f"{run_id} --note ...`",
+            error="arguments redacted",
+            **ids,
+        )
+    guard.ledger.record_manual_action(
+        run_id,
+        operator=operator,
+        action=action,
+        note=note,
+        call_id=call_id,
+        run=RunClose(RunState.RUNNING, status_label=run.status_label, error_summary=run.error_summary),
+    )
     if not run_once(guard, call, tool, report, actor=operator):
-        raise IllegalTransition(f"call {call_id} changed while retrying; look again", entity="call", id=call_id,
-                                from_state=call.state, to_state=CallState.STARTED)
+        raise IllegalTransition(
+            f"call {call_id} changed while retrying; look again",
+            entity="call",
+            id=call_id,
+            from_state=call.state,
+            to_state=CallState.STARTED,
+        )
     report.retried += 1
     report.ran_once += not blind
     _moved_on(guard, call, operator, f"#{call.seq} {call.tool} ran again by hand and completed")
@@ -121,26 +150,34 @@ def _refusal(call: CallRecord, answer: Unknown) -> str:
     """Why an operator's retry was refused, and what to do instead."""
     text = f"{call.tool} #{call.seq} was not retried: {answer.why}; it is never re-run blindly. "
     if answer.replayable:
-        return text + (f"Check the other system for its idempotency key {call.offered_key or '-'}: if the effect "
-                       "is there, close the run by hand (`guard runs finish " + call.run_id + " --note ...`); if it "
-                       "is not, retry with `--confirmed-absent` (recorded with your note)")
+        return text + (
+            f"Check the other system for its idempotency key {call.offered_key or '-'}: if the effect "
+            "is there, close the run by hand (`guard runs finish " + call.run_id + " --note ...`); if it "
+            "is not, retry with `--confirmed-absent` (recorded with your note)"
+        )
     return text + f"Settle it in the other system by hand, then `guard runs finish {call.run_id} --note ...`"
 
 
 def _moved_on(guard: Guard, call: CallRecord, operator: str, how: str) -> None:
     done = guard.ledger.get_call(call.call_id)
     if done is not None and done.state == CallState.COMPLETED:
-        after_settled(guard, call.run_id, actor=operator, settled=how,
-                      expect=frozenset({RunState.RUNNING, *_STOPPED}))
+        after_settled(guard, call.run_id, actor=operator, settled=how, expect=frozenset({RunState.RUNNING, *_STOPPED}))
 
 
 def compensate(guard: Guard, run_id: str, *, operator: str, note: str) -> SagaOutcome:
     """Run the compensations of a stopped run's standing calls (again); each runs at most once."""
     _stopped_run(guard.ledger, run_id, RunState.ROLLING_BACK)
     guard.ledger.record_manual_action(run_id, operator=operator, action="compensate", note=note)
-    failed = next((c for c in guard.ledger.calls_of(run_id)
-                   if c.state in (CallState.FAILED, CallState.IN_DOUBT) and c.compensates_call_id is None), None)
+    failed = next(
+        (
+            c
+            for c in guard.ledger.calls_of(run_id)
+            if c.state in (CallState.FAILED, CallState.IN_DOUBT) and c.compensates_call_id is None
+        ),
+        None,
+    )
     # The run's summary keeps naming the failure that started it all, as the call that failed records it.
     cause = failure_of(failed) or f"compensation requested by {operator}"
-    return compensate_run(guard, run_id, failure=cause, failed_tool=failed.tool if failed is not None else "run",
-                          actor=operator)
+    return compensate_run(
+        guard, run_id, failure=cause, failed_tool=failed.tool if failed is not None else "run", actor=operator
+    )

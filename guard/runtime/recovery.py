@@ -43,8 +43,18 @@ if TYPE_CHECKING:
     from guard.runtime.guard import Guard
     from guard.runtime.tools import GuardedTool
 
-__all__ = ["Held", "RecoveryReport", "Unknown", "ask_reconcile", "record_found", "recover", "repeat_safe", "replayable",
-           "run_claimed", "run_once"]
+__all__ = [
+    "Held",
+    "RecoveryReport",
+    "Unknown",
+    "ask_reconcile",
+    "record_found",
+    "recover",
+    "repeat_safe",
+    "replayable",
+    "run_claimed",
+    "run_once",
+]
 
 C = CallState
 # The run states an unsettled in-doubt call sends to review (a run already there, or closed, stays as it is).
@@ -82,8 +92,7 @@ class Held:
     until: float | None  # when recovery may take it over (epoch seconds); None: unknown
 
 
-def recover(guard: Guard, *, stale_after: float | None = None,
-            dead_workers: Collection[str] = ()) -> RecoveryReport:
+def recover(guard: Guard, *, stale_after: float | None = None, dead_workers: Collection[str] = ()) -> RecoveryReport:
     """Resolve calls left `started` or `in_doubt` and runs left `rolling_back`.
 
     Args:
@@ -104,8 +113,11 @@ def recover(guard: Guard, *, stale_after: float | None = None,
     for call in guard.ledger.calls_in_state((C.STARTED,)):
         if guard.heartbeat.holds(call.call_id):
             continue
-        alive = (call.lease_expires_at is not None and call.lease_expires_at > now) if stale_after is None \
+        alive = (
+            (call.lease_expires_at is not None and call.lease_expires_at > now)
+            if stale_after is None
             else call.updated_at > now - stale_after
+        )
         if alive and call.lease_owner not in dead:
             until = call.lease_expires_at if stale_after is None else call.updated_at + stale_after
             report.held.append(Held(call.run_id, call.call_id, call.seq, call.tool, call.lease_owner, until))
@@ -116,11 +128,25 @@ def recover(guard: Guard, *, stale_after: float | None = None,
         if call.call_id not in seen:
             _contended(report, _name(call), lambda c=call: _take_in_doubt(guard, c, report))
     for run in guard.ledger.list_runs(state=RunState.ROLLING_BACK, limit=10_000):
-        failed = next((c for c in guard.ledger.calls_of(run.run_id)
-                       if c.state in (C.FAILED, C.IN_DOUBT) and c.compensates_call_id is None), None)
-        if _contended(report, f"run {run.run_id}", lambda r=run, f=failed: compensate_run(
-                guard, r.run_id, failure=failure_of(f) or r.error_summary or "a saga was interrupted",
-                failed_tool=f.tool if f is not None else "run", actor=_actor(guard))):
+        failed = next(
+            (
+                c
+                for c in guard.ledger.calls_of(run.run_id)
+                if c.state in (C.FAILED, C.IN_DOUBT) and c.compensates_call_id is None
+            ),
+            None,
+        )
+        if _contended(
+            report,
+            f"run {run.run_id}",
+            lambda r=run, f=failed: compensate_run(
+                guard,
+                r.run_id,
+                failure=failure_of(f) or r.error_summary or "a saga was interrupted",
+                failed_tool=f.tool if f is not None else "run",
+                actor=_actor(guard),
+            ),
+        ):
             report.compensations += 1
     return report
 
@@ -147,8 +173,12 @@ def _take_in_doubt(guard: Guard, call: CallRecord, report: RecoveryReport) -> No
     if fresh is None or fresh.state != C.IN_DOUBT:
         return
     holder = fresh.lease_owner
-    if (holder is not None and holder != guard.worker_id and fresh.lease_expires_at is not None
-            and fresh.lease_expires_at > time.time()):
+    if (
+        holder is not None
+        and holder != guard.worker_id
+        and fresh.lease_expires_at is not None
+        and fresh.lease_expires_at > time.time()
+    ):
         report.lost(_name(fresh), f"{holder} is reconciling it")
         return
     token = guard.ledger.claim(fresh, worker=guard.worker_id, ttl=guard.lease_ttl, actor=_actor(guard))
@@ -197,8 +227,7 @@ def _started(guard: Guard, call: CallRecord, report: RecoveryReport) -> None:
         run_claimed(guard, call, tool, token, report)
         report.retried += 1
         return
-    token = guard.ledger.claim(call, worker=guard.worker_id, ttl=guard.lease_ttl, actor=_actor(guard),
-                               to=C.IN_DOUBT)
+    token = guard.ledger.claim(call, worker=guard.worker_id, ttl=guard.lease_ttl, actor=_actor(guard), to=C.IN_DOUBT)
     if token is None:
         report.lost(_name(call), "another recoverer took it first")
         return
@@ -228,32 +257,62 @@ def ask_reconcile(guard: Guard, call: CallRecord) -> Found | NotFound | Unknown:
     tool = guard.tool_named(call.tool)
     hooks = tool.spec.hooks if tool is not None else None
     ran_with = guard.ledger.args_run_with(call)  # a reviewer's edit is what ran: the check looks for that
-    ctx = ReconcileContext(run_id=call.run_id, call_id=call.call_id, tool=call.tool, args=json.loads(ran_with),
-                           idempotency_key=call.offered_key, external_ids=call.external_id_map,
-                           attempts=call.attempts)
+    ctx = ReconcileContext(
+        run_id=call.run_id,
+        call_id=call.call_id,
+        tool=call.tool,
+        args=json.loads(ran_with),
+        idempotency_key=call.offered_key,
+        external_ids=call.external_id_map,
+        attempts=call.attempts,
+    )
     answer = reconcile(hooks.reconcile if hooks is not None else None, ctx)
     if isinstance(answer, Found):
         clash = disagreement(call.external_id_map, answer)
         return answer if clash is None else Unknown(f"its reconcile check and the ledger disagree ({clash})", False)
     exact = _exact(ran_with)
     if isinstance(answer, NotFound):
-        return answer if tool is not None and exact else Unknown(
-            "its reconcile check confirmed it did not happen, but its recorded arguments are redacted: run it by "
-            "hand" if tool is not None else "this Guard has no tool code for it", tool is None and exact)
+        return (
+            answer
+            if tool is not None and exact
+            else Unknown(
+                "its reconcile check confirmed it did not happen, but its recorded arguments are redacted: run it by "
+                "hand"
+                if tool is not None
+                else "this Guard has no tool code for it",
+                tool is None and exact,
+            )
+        )
     if not exact:
-        return Unknown("no reconcile check answered, and its recorded arguments are redacted: check the other "
-                       "system and run it by hand", False)
-    return Unknown("no tool code here" if hooks is None else "its tool declares no reconcile check"
-                   if hooks.reconcile is None else "its reconcile check could not tell", True)
+        return Unknown(
+            "no reconcile check answered, and its recorded arguments are redacted: check the other "
+            "system and run it by hand",
+            False,
+        )
+    return Unknown(
+        "no tool code here"
+        if hooks is None
+        else "its tool declares no reconcile check"
+        if hooks.reconcile is None
+        else "its reconcile check could not tell",
+        True,
+    )
 
 
 def record_found(guard: Guard, call: CallRecord, found: Found, *, actor: str) -> None:
     """The reconcile check found the call's effect: `in_doubt | failed -> completed` with what it found."""
     decision = guard.policies.classify(call.team, call.tool, call.args)
-    guard.ledger.complete(call.run_id, call.call_id, token=call.lease_token,
-                          result_json=to_json(redact(found.result, decision.secret_fields)),
-                          external_ids={**call.external_id_map, **found.external_ids}, attempts=call.attempts,
-                          actor=actor, src=C(call.state), detail={"reconciled": "found"})
+    guard.ledger.complete(
+        call.run_id,
+        call.call_id,
+        token=call.lease_token,
+        result_json=to_json(redact(found.result, decision.secret_fields)),
+        external_ids={**call.external_id_map, **found.external_ids},
+        attempts=call.attempts,
+        actor=actor,
+        src=C(call.state),
+        detail={"reconciled": "found"},
+    )
 
 
 def run_once(guard: Guard, call: CallRecord, tool: GuardedTool, report: RecoveryReport, *, actor: str) -> bool:
@@ -285,43 +344,70 @@ def _in_doubt(guard: Guard, call: CallRecord, report: RecoveryReport) -> None:
     why = answer.why if isinstance(answer, Unknown) else "no tool code here"
     report.to_review += 1
     report.notes.append(f"{_name(call)}: {why}")
-    guard.ledger.close_run(call.run_id, RunClose(
-        RunState.PENDING_REVIEW, status_label=call.tool.replace(".", "_") + "_in_doubt",
-        error_summary=f"{call.tool} may or may not have happened ({why})",
-        next_safe_action=_what_to_do(call), requires_review=True), actor=_actor(guard), expect=_TO_REVIEW)
+    guard.ledger.close_run(
+        call.run_id,
+        RunClose(
+            RunState.PENDING_REVIEW,
+            status_label=call.tool.replace(".", "_") + "_in_doubt",
+            error_summary=f"{call.tool} may or may not have happened ({why})",
+            next_safe_action=_what_to_do(call),
+            requires_review=True,
+        ),
+        actor=_actor(guard),
+        expect=_TO_REVIEW,
+    )
     guard.ledger.release(call.call_id, call.lease_token)  # the next pass (or an operator) may try it at once
 
 
 def _what_to_do(call: CallRecord) -> str:
     """What a person does about a call the reconcile step could not settle."""
-    return (f"check {call.tool} in the other system (idempotency key {call.offered_key or '-'}); then "
-            f"`guard runs retry-call {call.run_id} {call.call_id} --app MODULE:GUARD --note ...` (add "
-            "`--confirmed-absent` if you found it is not there) or `guard runs finish "
-            f"{call.run_id} --note ...`")
+    return (
+        f"check {call.tool} in the other system (idempotency key {call.offered_key or '-'}); then "
+        f"`guard runs retry-call {call.run_id} {call.call_id} --app MODULE:GUARD --note ...` (add "
+        "`--confirmed-absent` if you found it is not there) or `guard runs finish "
+        f"{call.run_id} --note ...`"
+    )
 
 
 def _settled(guard: Guard, call: CallRecord, how: str) -> None:
     """A call recovery settled: its run, if it waits for review, moves on or says what is left."""
     done = guard.ledger.get_call(call.call_id)
     if done is not None and done.state == C.COMPLETED:
-        after_settled(guard, call.run_id, actor=_actor(guard), settled=how,
-                      expect=frozenset({RunState.PENDING_REVIEW}))
+        after_settled(guard, call.run_id, actor=_actor(guard), settled=how, expect=frozenset({RunState.PENDING_REVIEW}))
 
 
-def run_claimed(guard: Guard, call: CallRecord, tool: GuardedTool, token: int, report: RecoveryReport, *,
-                actor: str | None = None) -> None:
+def run_claimed(
+    guard: Guard, call: CallRecord, tool: GuardedTool, token: int, report: RecoveryReport, *, actor: str | None = None
+) -> None:
     """Run a claimed call to its recorded end; its failure is settled by the policy as on the live path."""
     scope = RunScope(call.run_id, call.team, actor or _actor(guard))
     args = json.loads(guard.ledger.args_run_with(call))
     decision = guard.policies.classify(call.team, call.tool, args)
     request = CallRequest(
-        call_id=call.call_id, run_id=call.run_id, team=call.team, tool=call.tool, args_json=call.args_json,
-        args_hash=call.args_hash, idempotency_key=call.offered_key, verdict="allow", side_effect=call.side_effect,
-        rule=call.rule, reason="", policy_version=call.policy_version, actor=scope.actor,
-        compensates_call_id=call.compensates_call_id, worker=guard.worker_id, lease_ttl=guard.lease_ttl)
+        call_id=call.call_id,
+        run_id=call.run_id,
+        team=call.team,
+        tool=call.tool,
+        args_json=call.args_json,
+        args_hash=call.args_hash,
+        idempotency_key=call.offered_key,
+        verdict="allow",
+        side_effect=call.side_effect,
+        rule=call.rule,
+        reason="",
+        policy_version=call.policy_version,
+        actor=scope.actor,
+        compensates_call_id=call.compensates_call_id,
+        worker=guard.worker_id,
+        lease_ttl=guard.lease_ttl,
+    )
     offer = Offer("started", call.call_id, call.seq, record=call, lease_token=token)
-    p = Prepared(CallInput(scope, tool.spec, args, call.offered_key, call.call_id, call.compensates_call_id),
-                 decision, request, offer)
+    p = Prepared(
+        CallInput(scope, tool.spec, args, call.offered_key, call.call_id, call.compensates_call_id),
+        decision,
+        request,
+        offer,
+    )
     try:
         guard.drive_sync(p)
     except CallOutcomeError as exc:

@@ -74,11 +74,27 @@ class ReplayReport:
         return self.count("loosened") > 0
 
     def to_json(self) -> dict[str, Any]:
-        return {"calls": self.calls, "seconds": round(self.seconds, 3), "tightened": self.count("tightened"),
-                "loosened": self.count("loosened"), "shadow": self.count("shadow"),
-                "changes": [{"call_id": r.call_id, "run_id": r.run_id, "seq": r.seq, "team": r.team, "tool": r.tool,
-                             "changes": [{"kind": c.kind, "direction": c.direction, "before": c.before,
-                                          "after": c.after} for c in r.changes]} for r in self.changed]}
+        return {
+            "calls": self.calls,
+            "seconds": round(self.seconds, 3),
+            "tightened": self.count("tightened"),
+            "loosened": self.count("loosened"),
+            "shadow": self.count("shadow"),
+            "changes": [
+                {
+                    "call_id": r.call_id,
+                    "run_id": r.run_id,
+                    "seq": r.seq,
+                    "team": r.team,
+                    "tool": r.tool,
+                    "changes": [
+                        {"kind": c.kind, "direction": c.direction, "before": c.before, "after": c.after}
+                        for c in r.changes
+                    ],
+                }
+                for r in self.changed
+            ],
+        }
 
 
 @dataclass(slots=True)
@@ -104,7 +120,7 @@ def _stop(decision: Decision, r: RecordedCall, args: dict[str, Any], counts: _Co
     call, stop = r, decision.stop
     mine = counts.runs.setdefault(call.run_id, [])
     if stop.repeats is not None:
-        last = mine[-stop.repeats:]
+        last = mine[-stop.repeats :]
         if len(last) == stop.repeats and all(t == call.tool and h == call.args_hash for t, h in last):
             return "repeats", []
     for pattern, limit in stop.max_calls:
@@ -167,8 +183,9 @@ def _changes(r: RecordedCall, new: Decision, tripped: str | None, shadows: list[
         out.append(Change("verdict", way, old, verdict))
     before, after = _rank(r.side_effect), _rank(new.side_effect.value if new.side_effect else None)
     if before is not None and after is not None and before != after:
-        out.append(Change("class", "tightened" if after > before else "loosened", str(r.side_effect),
-                          str(new.side_effect)))
+        out.append(
+            Change("class", "tightened" if after > before else "loosened", str(r.side_effect), str(new.side_effect))
+        )
     was_stopped = r.brake == "stop"
     if tripped is not None and not was_stopped:
         out.append(Change("stop", "tightened", "no stop rule tripped", f"stop rule {tripped} would trip"))
@@ -196,8 +213,11 @@ def replay(records: Iterable[RecordedCall], policies: PolicySet) -> ReplayReport
         team = counts.setdefault(call.team, _Counts())
         tripped: str | None = None
         shadows: list[str] = []
-        if call.compensates_call_id is None and new.verdict is not Verdict.DENY and (
-                new.stop.repeats is not None or new.stop.max_calls or new.stop.rate or new.stop.fields):
+        if (
+            call.compensates_call_id is None
+            and new.verdict is not Verdict.DENY
+            and (new.stop.repeats is not None or new.stop.max_calls or new.stop.rate or new.stop.fields)
+        ):
             tripped, shadows = _stop(new, r, args, team)
             if tripped is None:
                 _count(new, r, args, team)
@@ -205,7 +225,6 @@ def replay(records: Iterable[RecordedCall], policies: PolicySet) -> ReplayReport
             team.runs.setdefault(call.run_id, []).append((call.tool, call.args_hash))
         changes = _changes(r, new, tripped, shadows)
         if changes:
-            report.changed.append(Replayed(call.call_id, call.run_id, call.seq, call.team, call.tool,
-                                           tuple(changes)))
+            report.changed.append(Replayed(call.call_id, call.run_id, call.seq, call.team, call.tool, tuple(changes)))
     report.seconds = time.perf_counter() - started
     return report

@@ -42,8 +42,12 @@ def edit_gate(policies: PolicySet, team: str, tool: str, edited_args: Mapping[st
 def gate_of(decision: Decision) -> EditGate:
     """A classification as the ledger records it for an edit."""
     side_effect = decision.side_effect.value if decision.side_effect is not None else None
-    common: dict[str, Any] = {"reason": decision.reason, "rule": decision.rule, "side_effect": side_effect,
-                              "policy_version": decision.policy_version}
+    common: dict[str, Any] = {
+        "reason": decision.reason,
+        "rule": decision.rule,
+        "side_effect": side_effect,
+        "policy_version": decision.policy_version,
+    }
     if decision.verdict is Verdict.DENY:
         return EditGate("deny", **common)
     if decision.verdict is Verdict.APPROVE and decision.approval is not None:
@@ -51,9 +55,17 @@ def gate_of(decision: Decision) -> EditGate:
     return EditGate("allow", **common)
 
 
-def review(ledger: Ledger, policies: PolicySet, approval_id: str, *, reviewer: str,
-           decision: Literal["approve", "reject"], reason: str | None = None, shown_args_hash: str | None = None,
-           edited_args: Mapping[str, Any] | None = None) -> DecisionResult:
+def review(
+    ledger: Ledger,
+    policies: PolicySet,
+    approval_id: str,
+    *,
+    reviewer: str,
+    decision: Literal["approve", "reject"],
+    reason: str | None = None,
+    shown_args_hash: str | None = None,
+    edited_args: Mapping[str, Any] | None = None,
+) -> DecisionResult:
     """Record `reviewer`'s decision with the authority the team's policy gives now (see `Ledger.decide`).
 
     Raises:
@@ -61,13 +73,25 @@ def review(ledger: Ledger, policies: PolicySet, approval_id: str, *, reviewer: s
     """
     approval = ledger.get_approval(approval_id)
     if approval is None:
-        raise ApprovalDecisionError(f"no approval {approval_id}; list them with `guard approvals list`",
-                                    approval_id=approval_id, code="not_found", reason="not found")
+        raise ApprovalDecisionError(
+            f"no approval {approval_id}; list them with `guard approvals list`",
+            approval_id=approval_id,
+            code="not_found",
+            reason="not found",
+        )
     roles_now = roles_in(policies, approval.team)
     gate = edit_gate(policies, approval.team, approval.tool, edited_args) if edited_args is not None else None
-    return ledger.decide(approval_id, reviewer=reviewer, decision=decision, reviewer_roles=roles_now(reviewer),
-                         reason=reason, shown_args_hash=shown_args_hash, edited_args=edited_args,
-                         edit_gate=gate, roles_now=roles_now)
+    return ledger.decide(
+        approval_id,
+        reviewer=reviewer,
+        decision=decision,
+        reviewer_roles=roles_now(reviewer),
+        reason=reason,
+        shown_args_hash=shown_args_hash,
+        edited_args=edited_args,
+        edit_gate=gate,
+        roles_now=roles_now,
+    )
 
 
 def policies_now(policies: PolicySet, team: str) -> PolicySet:
@@ -103,6 +127,8 @@ def still_approved(approval: ApprovalRecord, decision: Decision, roles_now: Role
             counted.append(voter)
     if len(counted) < quorum:
         gone = sorted(set(approval.decider_list) - set(counted)) or ["nobody"]
-        return (f"{len(counted)} of the {quorum} approval(s) by role {' or '.join(sorted(roles))} it needs "
-                f"(rule {decision.rule}) stand now; not counted: {', '.join(gone)}")
+        return (
+            f"{len(counted)} of the {quorum} approval(s) by role {' or '.join(sorted(roles))} it needs "
+            f"(rule {decision.rule}) stand now; not counted: {', '.join(gone)}"
+        )
     return None

@@ -47,8 +47,17 @@ class RunHandle:
     nothing to the run: the run is the new owner's to carry on.
     """
 
-    def __init__(self, guard: Guard, *, team: str, run_id: str | None, subject: str | None,
-                 source_event_id: str | None, keep_open: bool = False, uses: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self,
+        guard: Guard,
+        *,
+        team: str,
+        run_id: str | None,
+        subject: str | None,
+        source_event_id: str | None,
+        keep_open: bool = False,
+        uses: tuple[str, ...] = (),
+    ) -> None:
         self.guard = guard
         self.uses = uses
         self.keep_open = keep_open
@@ -72,13 +81,16 @@ class RunHandle:
     def __enter__(self) -> RunHandle:
         self.guard.recover_on_start()
         self._refuse_if_paused()
-        run = self.guard.ledger.open_run(self.run_id, self.team, actor=self.guard.actor, subject=self.subject,
-                                         source_event_id=self.source_event_id)
+        run = self.guard.ledger.open_run(
+            self.run_id, self.team, actor=self.guard.actor, subject=self.subject, source_event_id=self.source_event_id
+        )
         if run.state not in OPEN_RUN_STATES and run.state not in (RunState.COMPLETED, RunState.FINISHED_BY_HAND):
-            reason = (f"run {self.run_id} is {run.state}" + (f" ({run.status_label})" if run.status_label else "")
-                      + f": see `guard runs show {self.run_id}`")
-            raise RunNotRunning(reason, run_id=self.run_id, call_id=None, tool=None, state=run.state,
-                                reason=reason)
+            reason = (
+                f"run {self.run_id} is {run.state}"
+                + (f" ({run.status_label})" if run.status_label else "")
+                + f": see `guard runs show {self.run_id}`"
+            )
+            raise RunNotRunning(reason, run_id=self.run_id, call_id=None, tool=None, state=run.state, reason=reason)
         self._token = RUN_VAR.set(self._scope)
         self._bound = structlog.contextvars.bind_contextvars(run_id=self.run_id, team=self.team)
         self.guard.log.info("run open", subject=self.subject)
@@ -94,18 +106,28 @@ class RunHandle:
         tool: str | None = pause.get("tool")
         owners = [name for o in (policy.owners_of(tool) if policy is not None else ()) for name in o.names]
         what = f"team {self.team}" if tool is None else f"tool {pause['target']} (used by this run as {tool})"
-        reason = (f"{what} is paused by {pause['paused_by']}: {pause['reason']} (pause {pause['id']}"
-                  f"{', owners ' + ' / '.join(owners) if owners else ''}); no new run opens until it is lifted "
-                  f"(`guard unpause --{pause['scope']} {pause['target']}`)")
-        fields = {"run_id": self.run_id, "call_id": None, "state": "paused", "team": self.team,
-                  "pause_id": pause["id"], "reason": pause["reason"], "paused_by": pause["paused_by"],
-                  "owners": owners}
+        reason = (
+            f"{what} is paused by {pause['paused_by']}: {pause['reason']} (pause {pause['id']}"
+            f"{', owners ' + ' / '.join(owners) if owners else ''}); no new run opens until it is lifted "
+            f"(`guard unpause --{pause['scope']} {pause['target']}`)"
+        )
+        fields = {
+            "run_id": self.run_id,
+            "call_id": None,
+            "state": "paused",
+            "team": self.team,
+            "pause_id": pause["id"],
+            "reason": pause["reason"],
+            "paused_by": pause["paused_by"],
+            "owners": owners,
+        }
         if tool is None:
             raise TeamPaused(reason, tool=None, **fields)
         raise ToolPaused(reason, tool=tool, pattern=pause["target"], **fields)
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         try:
             self._close(exc)
         finally:
@@ -116,8 +138,9 @@ class RunHandle:
     async def __aenter__(self) -> RunHandle:
         return self.__enter__()
 
-    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                        tb: TracebackType | None) -> None:
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.__exit__(exc_type, exc, tb)
 
     def _close(self, exc: BaseException | None) -> None:
@@ -125,8 +148,10 @@ class RunHandle:
         log = self.guard.log
         elsewhere = isinstance(exc, CallInDoubt) and exc.in_flight  # another live worker carries the run on
         if self._scope.lost:
-            log.warning("run left to the worker that took over its calls: this worker's lease ran out",
-                        calls=sorted(self._scope.lost))
+            log.warning(
+                "run left to the worker that took over its calls: this worker's lease ran out",
+                calls=sorted(self._scope.lost),
+            )
             return
         if isinstance(exc, ApprovalPending | ApprovalTimeout) or elsewhere:
             self._left(self.record())
@@ -135,8 +160,9 @@ class RunHandle:
             if self.keep_open:
                 log.info("run left open (keep_open)")
                 return
-            run, moved = self.guard.ledger.close_run(self.run_id, RunClose(RunState.COMPLETED), actor=self.guard.actor,
-                                                     expect=frozenset({RunState.RUNNING}))
+            run, moved = self.guard.ledger.close_run(
+                self.run_id, RunClose(RunState.COMPLETED), actor=self.guard.actor, expect=frozenset({RunState.RUNNING})
+            )
             if moved:
                 log.info("run completed")
             else:
@@ -144,13 +170,22 @@ class RunHandle:
             return
         texts = tuple(sorted(self._scope.secrets, key=len, reverse=True))
         error = scrub_text(f"{type(exc).__name__}: {exc}", texts)
-        halted = RunClose(RunState.HALTED, status_label="agent_stopped", error_summary=error,
-                          next_safe_action="nothing changed; the run can be started again")
-        review = RunClose(RunState.PENDING_REVIEW, status_label="agent_stopped_after_changes", error_summary=error,
-                          requires_review=True,
-                          next_safe_action="review the completed calls; compensate or finish by hand")
-        run, moved = self.guard.ledger.close_run(self.run_id, halted, actor=self.guard.actor, expect=OPEN_RUN_STATES,
-                                                 after_changes=review)
+        halted = RunClose(
+            RunState.HALTED,
+            status_label="agent_stopped",
+            error_summary=error,
+            next_safe_action="nothing changed; the run can be started again",
+        )
+        review = RunClose(
+            RunState.PENDING_REVIEW,
+            status_label="agent_stopped_after_changes",
+            error_summary=error,
+            requires_review=True,
+            next_safe_action="review the completed calls; compensate or finish by hand",
+        )
+        run, moved = self.guard.ledger.close_run(
+            self.run_id, halted, actor=self.guard.actor, expect=OPEN_RUN_STATES, after_changes=review
+        )
         if moved:
             log.warning("run " + run.state, status_label=run.status_label, error=error)
         else:

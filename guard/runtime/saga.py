@@ -99,38 +99,70 @@ def _context(call: CallRecord, failure: str, kind: str, guard: Guard) -> Rollbac
     args = json.loads(guard.ledger.args_run_with(call))  # a reviewer's edit is what ran, so what is undone
     decision = guard.policies.classify(call.team, call.tool, args)
     return RollbackContext(
-        run_id=call.run_id, call_id=call.call_id, tool=call.tool, args=args, result=call.result,
-        external_ids=call.external_id_map, idempotency_key=call.offered_key, state=call.state,
-        attempts=call.attempts, retry_attempts=decision.retry.attempts, timeout=decision.retry.timeout,
-        failure=failure, kind=kind)
+        run_id=call.run_id,
+        call_id=call.call_id,
+        tool=call.tool,
+        args=args,
+        result=call.result,
+        external_ids=call.external_id_map,
+        idempotency_key=call.offered_key,
+        state=call.state,
+        attempts=call.attempts,
+        retry_attempts=decision.retry.attempts,
+        timeout=decision.retry.timeout,
+        failure=failure,
+        kind=kind,
+    )
 
 
-def compensate_run(guard: Guard, run_id: str, *, failure: str, failed_tool: str, actor: str,
-                   outcome: str = "failed", failed_call_id: str | None = None) -> SagaOutcome:
+def compensate_run(
+    guard: Guard,
+    run_id: str,
+    *,
+    failure: str,
+    failed_tool: str,
+    actor: str,
+    outcome: str = "failed",
+    failed_call_id: str | None = None,
+) -> SagaOutcome:
     """Run the compensations of `run_id`'s standing calls, newest first; move the run to its end state."""
     ledger = guard.ledger
     run = ledger.get_run(run_id)
     if run is None:
         raise GuardError(f"no run {run_id} in the ledger", run_id=run_id)
     if run.state != RunState.ROLLING_BACK:
-        ledger.move_run(run_id, RunClose(RunState.ROLLING_BACK, status_label=run.status_label,
-                                         error_summary=failure), actor=actor)
+        ledger.move_run(
+            run_id, RunClose(RunState.ROLLING_BACK, status_label=run.status_label, error_summary=failure), actor=actor
+        )
     scope = RunScope(run_id, run.team, actor)
     out = SagaOutcome()
     calls = ledger.calls_of(run_id)
     # A saga run again (recovery, an operator) keeps the name the first one gave the situation.
     label = run.status_label or situation(calls, failed_tool, guard.label_of, outcome, failed_call_id)
-    for call in reversed([c for c in calls if c.state in _ELIGIBLE and c.compensates_call_id is None
-                          and c.side_effect not in (None, SideEffectClass.READ)]):
+    for call in reversed(
+        [
+            c
+            for c in calls
+            if c.state in _ELIGIBLE
+            and c.compensates_call_id is None
+            and c.side_effect not in (None, SideEffectClass.READ)
+        ]
+    ):
         if not _compensate_one(guard, scope, call, failure, out):
             break
     # What is undone is what the ledger says is rolled back, whichever pass of the saga did it.
-    out.undone = [_describe(c) for c in ledger.calls_of(run_id)
-                  if c.state == C.ROLLED_BACK and c.compensates_call_id is None]
+    out.undone = [
+        _describe(c) for c in ledger.calls_of(run_id) if c.state == C.ROLLED_BACK and c.compensates_call_id is None
+    ]
     out.close = _close(label, failure, out)
     ledger.move_run(run_id, out.close, actor=actor)
-    guard.log.warning("run " + out.close.state, run_id=run_id, status_label=label, undone=out.undone,
-                      remains=[str(r) for r in out.remains])
+    guard.log.warning(
+        "run " + out.close.state,
+        run_id=run_id,
+        status_label=label,
+        undone=out.undone,
+        remains=[str(r) for r in out.remains],
+    )
     return out
 
 
@@ -139,8 +171,14 @@ def _compensate_one(guard: Guard, scope: RunScope, call: CallRecord, failure: st
     hooks = guard.hooks_of(call.tool)
     if hooks is None or hooks.compensation is None:
         handed = hooks is not None and bool(hooks.handoff_role)
-        out.remains.append(Remaining(_describe(call), call.state, Stays.HANDED_OFF if handed else Stays.NO_COMPENSATION,
-                                     handed_to=hooks.handoff_role or "" if hooks is not None else ""))
+        out.remains.append(
+            Remaining(
+                _describe(call),
+                call.state,
+                Stays.HANDED_OFF if handed else Stays.NO_COMPENSATION,
+                handed_to=hooks.handoff_role or "" if hooks is not None else "",
+            )
+        )
         return True
     if call.state != C.ROLLING_BACK and not guard.ledger.begin_rollback(call, actor=scope.actor, reason=failure):
         out.remains.append(Remaining(_describe(call), call.state, Stays.CHANGED))
@@ -149,21 +187,27 @@ def _compensate_one(guard: Guard, scope: RunScope, call: CallRecord, failure: st
     ctx = _context(call, failure, hooks.compensation_kind, guard)
     comp = hooks.compensation
     try:
-        guard.invoke_in(scope, comp.spec, {"context": ctx.to_json()}, key=f"compensate:{call.call_id}",
-                        compensates=call.call_id)
+        guard.invoke_in(
+            scope, comp.spec, {"context": ctx.to_json()}, key=f"compensate:{call.call_id}", compensates=call.call_id
+        )
     except (ApprovalPending, ApprovalTimeout):
         out.remains.append(Remaining(_describe(call), C.ROLLING_BACK, Stays.WAITS_FOR_APPROVAL, compensation=comp.name))
         return False
     except GuardError as exc:  # the compensation failed, was denied or rejected: recorded on its own call
         crash_point("after_compensation")
-        guard.ledger.end_rollback(call, ok=False, actor=scope.actor, detail={"compensation": comp.name,
-                                                                              "error": str(exc)})
-        out.remains.append(Remaining(_describe(call), C.ROLLBACK_FAILED, Stays.COMPENSATION_FAILED,
-                                     compensation=comp.name, error=str(exc)))
+        guard.ledger.end_rollback(
+            call, ok=False, actor=scope.actor, detail={"compensation": comp.name, "error": str(exc)}
+        )
+        out.remains.append(
+            Remaining(
+                _describe(call), C.ROLLBACK_FAILED, Stays.COMPENSATION_FAILED, compensation=comp.name, error=str(exc)
+            )
+        )
         return False
     crash_point("after_compensation")
-    guard.ledger.end_rollback(call, ok=True, actor=scope.actor,
-                              detail={"compensation": comp.name, "kind": hooks.compensation_kind})
+    guard.ledger.end_rollback(
+        call, ok=True, actor=scope.actor, detail={"compensation": comp.name, "kind": hooks.compensation_kind}
+    )
     return True
 
 
@@ -172,14 +216,23 @@ def _close(label: str, failure: str, out: SagaOutcome) -> RunClose:
     # Only what has a compensation is worth another pass; the rest needs a person.
     stuck = [r for r in out.remains if r.why.retryable]
     if not out.remains:
-        return RunClose(RunState.ROLLED_BACK, status_label=label,
-                        error_summary=f"{failure}. Undone: {undone}.",
-                        next_safe_action="nothing of this run stands in other systems; handle the event anew "
-                                         "when its cause is fixed", requires_review=True)
-    return RunClose(RunState.PENDING_REVIEW, status_label=label,
-                    error_summary=f"{failure}. Undone: {undone}. Remains: {'; '.join(map(str, out.remains))}.",
-                    next_safe_action=(
-                        "retry what failed to compensate with `guard runs compensate`, or finish by hand with "
-                        "`guard runs finish --note`" if stuck else
-                        "what remains has no compensation: settle it by hand, then `guard runs finish --note`"),
-                    requires_review=True)
+        return RunClose(
+            RunState.ROLLED_BACK,
+            status_label=label,
+            error_summary=f"{failure}. Undone: {undone}.",
+            next_safe_action="nothing of this run stands in other systems; handle the event anew "
+            "when its cause is fixed",
+            requires_review=True,
+        )
+    return RunClose(
+        RunState.PENDING_REVIEW,
+        status_label=label,
+        error_summary=f"{failure}. Undone: {undone}. Remains: {'; '.join(map(str, out.remains))}.",
+        next_safe_action=(
+            "retry what failed to compensate with `guard runs compensate`, or finish by hand with "
+            "`guard runs finish --note`"
+            if stuck
+            else "what remains has no compensation: settle it by hand, then `guard runs finish --note`"
+        ),
+        requires_review=True,
+    )

@@ -34,23 +34,35 @@ def outstanding(guard: Guard, calls: Sequence[CallRecord]) -> list[CallRecord]:
     """The calls that keep their run in review. A failed compensation counts through the call it compensates
     (`rollback_failed`), not twice; a failed call whose rule says `on_failure: continue` does not count (the
     run went on past it by design)."""
-    return [c for c in calls if c.state in _NEEDS_A_PERSON and not (c.state == C.FAILED and (
-        c.compensates_call_id is not None
-        or guard.policies.classify(c.team, c.tool, json.loads(guard.ledger.args_run_with(c))).on_failure
-        is OnFailure.CONTINUE))]
+    return [
+        c
+        for c in calls
+        if c.state in _NEEDS_A_PERSON
+        and not (
+            c.state == C.FAILED
+            and (
+                c.compensates_call_id is not None
+                or guard.policies.classify(c.team, c.tool, json.loads(guard.ledger.args_run_with(c))).on_failure
+                is OnFailure.CONTINUE
+            )
+        )
+    ]
 
 
 def next_steps(run_id: str, left: Sequence[CallRecord]) -> str:
     """The next safe action of a run with calls left: each call, and the commands that continue the run."""
     calls = ", ".join(f"#{c.seq} {c.tool} {c.state} ({c.call_id})" for c in left)
-    return (f"left for review: {calls}. `guard runs retry-call {run_id} CALL --app MODULE:GUARD --note ...` "
-            "settles a call (a call that is not repeat-safe is reconciled first, never re-run blindly); "
-            f"`guard runs compensate {run_id} --app MODULE:GUARD --note ...` undoes the run; "
-            f"`guard runs finish {run_id} --note ...` closes it by hand")
+    return (
+        f"left for review: {calls}. `guard runs retry-call {run_id} CALL --app MODULE:GUARD --note ...` "
+        "settles a call (a call that is not repeat-safe is reconciled first, never re-run blindly); "
+        f"`guard runs compensate {run_id} --app MODULE:GUARD --note ...` undoes the run; "
+        f"`guard runs finish {run_id} --note ...` closes it by hand"
+    )
 
 
-def after_settled(guard: Guard, run_id: str, *, actor: str, settled: str,
-                  expect: frozenset[RunState]) -> RunRecord | None:
+def after_settled(
+    guard: Guard, run_id: str, *, actor: str, settled: str, expect: frozenset[RunState]
+) -> RunRecord | None:
     """After a call of `run_id` settled (`settled` says how): move the run on, or say what is left.
 
     Only a run in `expect` is touched (recovery passes `pending_review`: a run that is running belongs to its
@@ -62,12 +74,21 @@ def after_settled(guard: Guard, run_id: str, *, actor: str, settled: str,
         return run
     left = outstanding(guard, ledger.calls_of(run_id))
     if left:
-        close = RunClose(RunState.PENDING_REVIEW, status_label=run.status_label, error_summary=run.error_summary,
-                         next_safe_action=next_steps(run_id, left), requires_review=True)
+        close = RunClose(
+            RunState.PENDING_REVIEW,
+            status_label=run.status_label,
+            error_summary=run.error_summary,
+            next_safe_action=next_steps(run_id, left),
+            requires_review=True,
+        )
     else:
-        close = RunClose(RunState.RUNNING, next_safe_action=(
-            f"{settled}; nothing is left for review: deliver the run's event again to let the agent go on "
-            "(its completed calls return their recorded results)"))
+        close = RunClose(
+            RunState.RUNNING,
+            next_safe_action=(
+                f"{settled}; nothing is left for review: deliver the run's event again to let the agent go on "
+                "(its completed calls return their recorded results)"
+            ),
+        )
     try:
         return ledger.move_run(run_id, close, actor=actor, expect=expect, detail={"settled": settled})
     except IllegalTransition:  # the run moved meanwhile (its agent resumed it, an operator acted): that stands

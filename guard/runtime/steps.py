@@ -29,8 +29,19 @@ from guard.runtime.context import RunScope
 from guard.runtime.hooks import ToolHooks
 from guard.runtime.stop_marks import stop_marks
 
-__all__ = ["CallInput", "Prepared", "ToolSpec", "as_approved", "decision_outcome", "error_text", "extract_ids",
-           "prepare", "record_success", "scrub_ids", "stored_result"]
+__all__ = [
+    "CallInput",
+    "Prepared",
+    "ToolSpec",
+    "as_approved",
+    "decision_outcome",
+    "error_text",
+    "extract_ids",
+    "prepare",
+    "record_success",
+    "scrub_ids",
+    "stored_result",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,8 +78,9 @@ class Prepared(NamedTuple):
     limit: str | None = None  # the argument limit that refused the call ("depth", "size", "json")
 
 
-def prepare(ledger: Ledger, decision: Decision, inp: CallInput, worker: str, lease_ttl: float,
-            rules: ArgumentRules) -> Prepared:
+def prepare(
+    ledger: Ledger, decision: Decision, inp: CallInput, worker: str, lease_ttl: float, rules: ArgumentRules
+) -> Prepared:
     """Build the ledger request from the decision and offer it (one commit).
 
     Arguments over a limit of `rules`, or not exact JSON, are recorded denied (`ArgumentsRefused` follows).
@@ -77,10 +89,14 @@ def prepare(ledger: Ledger, decision: Decision, inp: CallInput, worker: str, lea
     fp = fingerprint(inp.args, decision.secret_fields, rules, inp.tool.name)
     if fp.secrets:
         inp.run.secrets.update(fp.secrets)  # the run's own error summary is scrubbed of them too
-    key = None if fp.refusal is not None else (
-        inp.key or (inp.tool.key(inp.args) if inp.tool.key is not None else None))
-    if key is None and fp.refusal is None and (decision.side_effect is not SideEffectClass.READ
-                                               or decision.verdict is Verdict.APPROVE):
+    key = (
+        None if fp.refusal is not None else (inp.key or (inp.tool.key(inp.args) if inp.tool.key is not None else None))
+    )
+    if (
+        key is None
+        and fp.refusal is None
+        and (decision.side_effect is not SideEffectClass.READ or decision.verdict is Verdict.APPROVE)
+    ):
         # The same tool with the same arguments in the same run is the same action: never run it twice.
         # Hashed to a short, fixed length: it is indexed, and handed on to other systems as their key. The
         # argument hash in it is keyed when there are secrets, so the key never lets a secret be guessed.
@@ -141,15 +157,19 @@ def decision_outcome(p: Prepared, state: str, reason: str) -> Exception:
     if state == CallState.REJECTED:
         return CallRejected(f"{p.request.tool} was rejected: {reason}", state=state, reason=reason, **ids)
     if state == CallState.EXPIRED:
-        return ApprovalExpired(f"{p.request.tool}: nobody approved it before the approval expired; nothing ran",
-                               state=state, reason=reason, **ids)
+        return ApprovalExpired(
+            f"{p.request.tool}: nobody approved it before the approval expired; nothing ran",
+            state=state,
+            reason=reason,
+            **ids,
+        )
     if p.offer.brake == "run":
         return RunNotRunning(reason, state=state, reason=reason, **ids)
     if p.limit is not None and p.offer.brake is None:
-        return ArgumentsRefused(f"{p.request.tool} denied: {reason}", state=state, reason=reason, rule=None,
-                                limit=p.limit, **ids)
-    return CallDenied(f"{p.request.tool} denied: {reason}", state=state, reason=reason, rule=p.decision.rule,
-                      **ids)
+        return ArgumentsRefused(
+            f"{p.request.tool} denied: {reason}", state=state, reason=reason, rule=None, limit=p.limit, **ids
+        )
+    return CallDenied(f"{p.request.tool} denied: {reason}", state=state, reason=reason, rule=p.decision.rule, **ids)
 
 
 def extract_ids(spec: ToolSpec, result: Any, reported: dict[str, str]) -> dict[str, str]:
@@ -164,8 +184,9 @@ def extract_ids(spec: ToolSpec, result: Any, reported: dict[str, str]) -> dict[s
     return ids
 
 
-def record_success(ledger: Ledger, p: Prepared, result: Any, reported: dict[str, str], attempts: int, *,
-                   durability: str = "always") -> None:
+def record_success(
+    ledger: Ledger, p: Prepared, result: Any, reported: dict[str, str], attempts: int, *, durability: str = "always"
+) -> None:
     """`started -> completed` with the (redacted) result and every external id.
 
     `durability="by_class"` lets the commit of a repeat-safe call return without waiting for the disk (see
@@ -173,9 +194,16 @@ def record_success(ledger: Ledger, p: Prepared, result: Any, reported: dict[str,
     side_effect = p.decision.side_effect
     lazy = durability == "by_class" and side_effect is not None and side_effect.repeat_safe
     ids = extract_ids(p.input.tool, result, reported)
-    ledger.complete(p.request.run_id, p.offer.call_id, token=p.offer.lease_token,
-                    result_json=stored_result(p, result), external_ids=scrub_ids(p, ids), attempts=attempts,
-                    actor=p.request.actor, durable=not lazy)
+    ledger.complete(
+        p.request.run_id,
+        p.offer.call_id,
+        token=p.offer.lease_token,
+        result_json=stored_result(p, result),
+        external_ids=scrub_ids(p, ids),
+        attempts=attempts,
+        actor=p.request.actor,
+        durable=not lazy,
+    )
 
 
 def stored_result(p: Prepared, result: Any) -> str:

@@ -46,26 +46,33 @@ class GuardedTool:
         """Sync call with an explicit idempotency key and call id."""
         return self.guard.invoke(self.spec, args, key=key, call_id=call_id)
 
-    async def acall_with(self, args: Mapping[str, Any], *, key: str | None = None,
-                         call_id: str | None = None) -> Any:
+    async def acall_with(self, args: Mapping[str, Any], *, key: str | None = None, call_id: str | None = None) -> Any:
         """Async call with an explicit idempotency key and call id (sync functions run inline)."""
         return await self.guard.ainvoke(self.spec, args, key=key, call_id=call_id)
 
     # -- what undoes or checks this tool (decorators, used once where the tool is defined) ---------------
 
-    def compensation(self, *, name: str, kind: CompensationKind = "undo",
-                     external_ids: Mapping[str, str] | None = None, label: str | None = None,
-                     ) -> Callable[[Callable[[RollbackContext], Any]], GuardedTool]:
+    def compensation(
+        self,
+        *,
+        name: str,
+        kind: CompensationKind = "undo",
+        external_ids: Mapping[str, str] | None = None,
+        label: str | None = None,
+    ) -> Callable[[Callable[[RollbackContext], Any]], GuardedTool]:
         """Declare the function that compensates this tool when a later call of its run fails.
 
         The compensation is a guarded call of its own under `name` (the team's policy classifies it), with
         the idempotency key `compensate:<call id>`, so a saga run twice never compensates twice. It gets a
         `RollbackContext`. `kind` says what it does: undo, void, cancel, mark_for_review, correct, isolate.
         """
+
         def wrap(fn: Callable[[RollbackContext], Any]) -> GuardedTool:
             if inspect.iscoroutinefunction(fn):
-                raise GuardUsageError(f"the compensation {name} must be a plain function (sagas also run in "
-                                      "recovery and operator commands, outside any event loop)")
+                raise GuardUsageError(
+                    f"the compensation {name} must be a plain function (sagas also run in "
+                    "recovery and operator commands, outside any event loop)"
+                )
 
             def compensate(context: Mapping[str, Any]) -> Any:
                 return fn(RollbackContext.from_json(context))
@@ -75,10 +82,12 @@ class GuardedTool:
             self.spec.hooks.compensation = comp
             self.spec.hooks.compensation_kind = kind
             return comp
+
         return wrap
 
-    def reconcile(self, fn: Callable[[ReconcileContext], Found | NotFound | None]) -> Callable[
-            [ReconcileContext], Found | NotFound | None]:
+    def reconcile(
+        self, fn: Callable[[ReconcileContext], Found | NotFound | None]
+    ) -> Callable[[ReconcileContext], Found | NotFound | None]:
         """Declare the check that looks this call's idempotency key up in the other system: `Found(...)` when
         the effect exists, `NotFound()` when it provably does not, None when it cannot tell."""
         self.spec.hooks.reconcile = fn

@@ -59,8 +59,19 @@ if TYPE_CHECKING:
     from guard.runtime.guard import Guard
     from guard.runtime.steps import Prepared, ToolSpec
 
-__all__ = ["AVAILABLE", "Tracing", "approval_wait", "attempts", "child", "on_completed", "on_prepared",
-           "reconcile_check", "trace_context", "traced_call", "tracing_for"]
+__all__ = [
+    "AVAILABLE",
+    "Tracing",
+    "approval_wait",
+    "attempts",
+    "child",
+    "on_completed",
+    "on_prepared",
+    "reconcile_check",
+    "trace_context",
+    "traced_call",
+    "tracing_for",
+]
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -116,12 +127,23 @@ class _Call:
     def offered(self, p: Prepared) -> None:
         self.prepared = p
         req, offer = p.request, p.offer
-        attrs: dict[str, Any] = {"gen_ai.tool.call.id": offer.call_id, "guard.run_id": req.run_id,
-                                 "guard.team": req.team, "guard.verdict": req.verdict,
-                                 "guard.policy_version": req.policy_version,
-                                 "guard.deduplicated": offer.kind == "completed"}
-        attrs |= {key: value for key, value in (("guard.side_effect", req.side_effect), ("guard.rule", req.rule),
-                                                ("guard.approval_id", offer.approval_id)) if value is not None}
+        attrs: dict[str, Any] = {
+            "gen_ai.tool.call.id": offer.call_id,
+            "guard.run_id": req.run_id,
+            "guard.team": req.team,
+            "guard.verdict": req.verdict,
+            "guard.policy_version": req.policy_version,
+            "guard.deduplicated": offer.kind == "completed",
+        }
+        attrs |= {
+            key: value
+            for key, value in (
+                ("guard.side_effect", req.side_effect),
+                ("guard.rule", req.rule),
+                ("guard.approval_id", offer.approval_id),
+            )
+            if value is not None
+        }
         if self.guard.tracing is not None and self.guard.tracing.content:
             attrs["gen_ai.tool.call.arguments"] = req.args_json
         self.span.set_attributes(attrs)
@@ -145,8 +167,11 @@ class _Call:
                 moves = e.moves if e.entity == "call" else ((e.from_state, e.to_state),)
                 for src, dst in moves:
                     name = dst if e.entity == "call" else f"{e.entity} {dst}"
-                    self.span.add_event(name, {"guard.entity": e.entity, "guard.from_state": src or "",
-                                               "guard.actor": e.actor}, timestamp=int(e.at * 1e9))
+                    self.span.add_event(
+                        name,
+                        {"guard.entity": e.entity, "guard.from_state": src or "", "guard.actor": e.actor},
+                        timestamp=int(e.at * 1e9),
+                    )
                 if e.entity == "call":
                     state = e.to_state
         if isinstance(exc, CallOutcomeError):
@@ -171,12 +196,14 @@ def _open(guard: Guard, run: RunScope | None, spec: ToolSpec, compensates: str |
     tracing = guard.tracing
     if tracing is None:
         return None
-    attrs: dict[str, Any] = {"gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": spec.name,
-                             "gen_ai.tool.type": "function"}
+    attrs: dict[str, Any] = {
+        "gen_ai.operation.name": "execute_tool",
+        "gen_ai.tool.name": spec.name,
+        "gen_ai.tool.type": "function",
+    }
     if compensates is not None:
         attrs["guard.compensates"] = compensates
-    span = tracing.tracer.start_span(f"execute_tool {spec.name}", kind=otel_trace.SpanKind.INTERNAL,
-                                     attributes=attrs)
+    span = tracing.tracer.start_span(f"execute_tool {spec.name}", kind=otel_trace.SpanKind.INTERNAL, attributes=attrs)
     if not span.is_recording():
         return None
     try:
@@ -201,6 +228,7 @@ def traced_call(spec_at: int, run_at: int | None = None) -> Callable[[Callable[P
     """Decorate a driver entry `fn(guard, ..., spec, ...)` (the ToolSpec at position `spec_at`, the RunScope at
     `run_at`, else the current run) so that each call is an `execute_tool` span; `compensates=` names the call a
     compensation undoes."""
+
     def run_of(args: tuple[Any, ...]) -> RunScope | None:
         return cast("RunScope", args[run_at]) if run_at is not None else current_run()
 
@@ -208,9 +236,14 @@ def traced_call(spec_at: int, run_at: int | None = None) -> Callable[[Callable[P
         if not AVAILABLE:
             return fn
         if inspect.iscoroutinefunction(fn):
+
             async def run_async(*args: P.args, **kwargs: P.kwargs) -> Any:
-                opened = _open(cast("Guard", args[0]), run_of(args), cast("ToolSpec", args[spec_at]),
-                               cast("str | None", kwargs.get("compensates")))
+                opened = _open(
+                    cast("Guard", args[0]),
+                    run_of(args),
+                    cast("ToolSpec", args[spec_at]),
+                    cast("str | None", kwargs.get("compensates")),
+                )
                 if opened is None:
                     return await fn(*args, **kwargs)  # pyright: ignore[reportGeneralTypeIssues]
                 try:
@@ -224,8 +257,12 @@ def traced_call(spec_at: int, run_at: int | None = None) -> Callable[[Callable[P
             return cast(Callable[P, R], functools.wraps(fn)(run_async))
 
         def run(*args: P.args, **kwargs: P.kwargs) -> R:
-            opened = _open(cast("Guard", args[0]), run_of(args), cast("ToolSpec", args[spec_at]),
-                           cast("str | None", kwargs.get("compensates")))
+            opened = _open(
+                cast("Guard", args[0]),
+                run_of(args),
+                cast("ToolSpec", args[spec_at]),
+                cast("str | None", kwargs.get("compensates")),
+            )
             if opened is None:
                 return fn(*args, **kwargs)
             try:
@@ -271,13 +308,18 @@ def on_completed(fn: Callable[P, R]) -> Callable[P, R]:
     return functools.wraps(fn)(run)
 
 
-def child(name: str, attrs: Callable[..., Mapping[str, Any]] | None = None,
-          outcome: Callable[[Any], Mapping[str, Any]] | None = None,
-          *, keep_name: bool = True) -> Callable[[Callable[P, R]], Callable[P, R]]:
+def child(
+    name: str,
+    attrs: Callable[..., Mapping[str, Any]] | None = None,
+    outcome: Callable[[Any], Mapping[str, Any]] | None = None,
+    *,
+    keep_name: bool = True,
+) -> Callable[[Callable[P, R]], Callable[P, R]]:
     """Decorate a step of a traced call (sync or async) so that it runs in a child span `name`, with `attrs(*args)`
     and, when it returns, `outcome(result)` as attributes; an exception sets `error.type`. Outside a traced call
     the step runs as it is. `keep_name=False` skips copying the function's name and docstring onto the wrapper (for
     a closure decorated on every call: `functools.wraps` costs more than the wrapper)."""
+
     def decorate(fn: Callable[P, R]) -> Callable[P, R]:
         if not AVAILABLE:
             return fn
@@ -287,14 +329,19 @@ def child(name: str, attrs: Callable[..., Mapping[str, Any]] | None = None,
             if call is None or call.guard.tracing is None:
                 return None
             return call.guard.tracing.tracer.start_as_current_span(
-                name, kind=otel_trace.SpanKind.INTERNAL, attributes=dict(attrs(*args)) if attrs else None,
-                record_exception=False, set_status_on_exception=False)
+                name,
+                kind=otel_trace.SpanKind.INTERNAL,
+                attributes=dict(attrs(*args)) if attrs else None,
+                record_exception=False,
+                set_status_on_exception=False,
+            )
 
         def ended(span: Any, result: Any) -> None:
             if outcome is not None:
                 span.set_attributes(dict(outcome(result)))
 
         if inspect.iscoroutinefunction(fn):
+
             async def run_async(*args: P.args, **kwargs: P.kwargs) -> Any:
                 manager = start(args)
                 if manager is None:
@@ -350,8 +397,10 @@ def _wait_attrs(_waiter: Any, call_id: str, approval_id: str, _expires_at: float
 
 
 def _wait_outcome(state: str | None) -> dict[str, Any]:
-    return {"guard.call.state": state if state is not None else "awaiting_approval",
-            "guard.wait.timed_out": state is None}
+    return {
+        "guard.call.state": state if state is not None else "awaiting_approval",
+        "guard.wait.timed_out": state is None,
+    }
 
 
 def _reconcile_attrs(_check: Any, ctx: Any) -> dict[str, Any]:
@@ -359,8 +408,13 @@ def _reconcile_attrs(_check: Any, ctx: Any) -> dict[str, Any]:
 
 
 def _reconcile_outcome(answer: Any) -> dict[str, Any]:
-    return {"guard.reconcile.answer": "cannot_tell" if answer is None else
-            "found" if type(answer).__name__ == "Found" else "not_found"}
+    return {
+        "guard.reconcile.answer": "cannot_tell"
+        if answer is None
+        else "found"
+        if type(answer).__name__ == "Found"
+        else "not_found"
+    }
 
 
 approval_wait = child("guard.approval_wait", _wait_attrs, _wait_outcome)

@@ -30,14 +30,20 @@ class DecisionIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     decision: Literal["approve", "reject"]
-    reason: str | None = Field(default=None, max_length=4000,
-                               description="Why. Required to reject: the agent and the audit trail show it.")
-    args_hash: str = Field(min_length=1, max_length=128,
-                           description="The `args_hash` of the approval as shown; refused if the arguments changed.")
+    reason: str | None = Field(
+        default=None, max_length=4000, description="Why. Required to reject: the agent and the audit trail show it."
+    )
+    args_hash: str = Field(
+        min_length=1,
+        max_length=128,
+        description="The `args_hash` of the approval as shown; refused if the arguments changed.",
+    )
     edited_args: dict[str, Any] | None = Field(
-        default=None, description="Approve these arguments instead (a full JSON object, from `args` as shown): "
-                                  "the approval binds to their hash and the call runs with them. Secret fields "
-                                  "stay `[REDACTED]` and keep the agent's value. Approve only.")
+        default=None,
+        description="Approve these arguments instead (a full JSON object, from `args` as shown): "
+        "the approval binds to their hash and the call runs with them. Secret fields "
+        "stay `[REDACTED]` and keep the agent's value. Approve only.",
+    )
 
 
 class PauseIn(BaseModel):
@@ -48,8 +54,9 @@ class PauseIn(BaseModel):
     team: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")
     tool: str | None = Field(default=None, pattern=r"^\S{1,200}$", description="A tool name or glob of the team.")
     run_id: str | None = Field(default=None, pattern=_ID, description="One run of the team.")
-    reason: str = Field(min_length=1, max_length=4000, description="Why: the agent, the owners and the audit "
-                                                                     "trail see it.")
+    reason: str = Field(
+        min_length=1, max_length=4000, description="Why: the agent, the owners and the audit trail see it."
+    )
 
     def point(self) -> PausePoint:
         return PausePoint(self.team, self.tool, self.run_id)
@@ -102,8 +109,10 @@ class DecisionOut(BaseModel):
     args_hash: str = Field(description="The hash of the arguments on the table after this decision.")
     roles: list[str] = Field(description="The roles the arguments on the table need (an edit may change them).")
     quorum: int = Field(description="Distinct approvers those arguments need.")
-    paused: str | None = Field(default=None, description="Approved, but a pause (kill switch) holds the call: "
-                                                         "it runs when the pause is lifted.")
+    paused: str | None = Field(
+        default=None,
+        description="Approved, but a pause (kill switch) holds the call: it runs when the pause is lifted.",
+    )
 
 
 class ApprovalSummary(BaseModel):
@@ -149,8 +158,10 @@ class ApprovalDetail(BaseModel):
     decisions: list[dict[str, Any]]
     allowed_decisions: list[Literal["approve", "reject"]]
     run: dict[str, Any] | None = Field(description="The run so far: its calls, events and manual actions.")
-    paused: str | None = Field(default=None, description="Approved, but a pause (kill switch) holds the call: it "
-                                                         "runs when the pause is lifted.")
+    paused: str | None = Field(
+        default=None,
+        description="Approved, but a pause (kill switch) holds the call: it runs when the pause is lifted.",
+    )
 
 
 class Problem(BaseModel):
@@ -185,8 +196,11 @@ def _desk(request: Request) -> Desk:
     return desk
 
 
-def _reviewer(request: Request, _: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-              authorization: Annotated[str | None, Header(include_in_schema=False)] = None) -> Reviewer:
+def _reviewer(
+    request: Request,
+    _: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    authorization: Annotated[str | None, Header(include_in_schema=False)] = None,
+) -> Reviewer:
     known: Reviewer | None = getattr(request.state, "reviewer", None)  # checked before the body was read
     return known if known is not None else bearer_reviewer(_desk(request).ledger, authorization)
 
@@ -209,21 +223,34 @@ def show_approval(who: Who, desk: DeskDep, approval_id: ApprovalId) -> dict[str,
     return desk.approval(who, approval_id)
 
 
-@router.post("/approvals/{approval_id}/decision", tags=["approvals"], response_model=DecisionOut,
-             responses={409: {"model": Problem, "description": "Already decided; the body names who."},
-                        410: {"model": Problem, "description": "Expired before the decision."},
-                        422: {"model": InvalidRequest, "description": "A bad body, a rejection without a "
-                                                                      "reason, or arguments that changed."}})
+@router.post(
+    "/approvals/{approval_id}/decision",
+    tags=["approvals"],
+    response_model=DecisionOut,
+    responses={
+        409: {"model": Problem, "description": "Already decided; the body names who."},
+        410: {"model": Problem, "description": "Expired before the decision."},
+        422: {
+            "model": InvalidRequest,
+            "description": "A bad body, a rejection without a reason, or arguments that changed.",
+        },
+    },
+)
 def decide(who: Who, desk: DeskDep, approval_id: ApprovalId, body: DecisionIn) -> dict[str, Any]:
     """Approve or reject, bound to the arguments' hash as shown. Idempotent for the same reviewer."""
-    return desk.decide(who, approval_id, body.decision, reason=body.reason, args_hash=body.args_hash,
-                       edited_args=body.edited_args)
+    return desk.decide(
+        who, approval_id, body.decision, reason=body.reason, args_hash=body.args_hash, edited_args=body.edited_args
+    )
 
 
 @router.get("/runs", tags=["runs"])
-def list_runs(who: Who, desk: DeskDep, team: Annotated[str | None, Query(max_length=128)] = None,
-              state: Annotated[str | None, Query(max_length=64)] = None,
-              limit: Annotated[int, Query(ge=1, le=500)] = 50) -> list[dict[str, Any]]:
+def list_runs(
+    who: Who,
+    desk: DeskDep,
+    team: Annotated[str | None, Query(max_length=128)] = None,
+    state: Annotated[str | None, Query(max_length=64)] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+) -> list[dict[str, Any]]:
     """Runs of the reviewer's teams, newest first."""
     return desk.runs(who, team=team, state=state, limit=limit)
 

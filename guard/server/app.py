@@ -40,10 +40,18 @@ from guard.server.slack_api import SlackApi
 __all__ = ["create_app"]
 
 
-def create_app(db_url: str | None, policies_dir: str | Path, *, session_secret: bytes | None = None,
-               public_url: str = "http://127.0.0.1:8700", notify_every: float | None = 1.0,
-               policies_every: float = 1.0, metrics_token: str | None = None,
-               seals: SealSchedule | None = None, slack_api: SlackApi | None = None) -> FastAPI:
+def create_app(
+    db_url: str | None,
+    policies_dir: str | Path,
+    *,
+    session_secret: bytes | None = None,
+    public_url: str = "http://127.0.0.1:8700",
+    notify_every: float | None = 1.0,
+    policies_every: float = 1.0,
+    metrics_token: str | None = None,
+    seals: SealSchedule | None = None,
+    slack_api: SlackApi | None = None,
+) -> FastAPI:
     """The approval service over the ledger at `db_url` and the policies in `policies_dir`.
 
     `GET /metrics` gives the ledger's open work to Prometheus (see `guard.server.metrics`); with
@@ -76,8 +84,9 @@ def create_app(db_url: str | None, policies_dir: str | Path, *, session_secret: 
     async def lifespan(_: FastAPI) -> AsyncGenerator[None]:
         thread = None
         if notify_every is not None and any(p.notify for p in desk.policies.policies.values()):
-            thread = threading.Thread(target=notifier.run, args=(stop, notify_every), name="guard-notifier",
-                                      daemon=True)
+            thread = threading.Thread(
+                target=notifier.run, args=(stop, notify_every), name="guard-notifier", daemon=True
+            )
             thread.start()
         sealer = None
         if seals is not None:
@@ -91,10 +100,14 @@ def create_app(db_url: str | None, policies_dir: str | Path, *, session_secret: 
             sealer.join(timeout=30)
         ledger.close()
 
-    app = FastAPI(title="Guard approval service", version="0.1.0", lifespan=lifespan,
-                  description="Reviewers decide the tool calls that wait for a human: list, show with full "
-                              "context, approve or reject (bound to the arguments' hash). Authenticate with "
-                              "`Authorization: Bearer <token>` from `guard tokens create --reviewer NAME`.")
+    app = FastAPI(
+        title="Guard approval service",
+        version="0.1.0",
+        lifespan=lifespan,
+        description="Reviewers decide the tool calls that wait for a human: list, show with full "
+        "context, approve or reject (bound to the arguments' hash). Authenticate with "
+        "`Authorization: Bearer <token>` from `guard tokens create --reviewer NAME`.",
+    )
     app.state.desk = desk
     app.state.notifier = notifier
     app.include_router(api_router)
@@ -105,8 +118,11 @@ def create_app(db_url: str | None, policies_dir: str | Path, *, session_secret: 
     app.include_router(metrics_router(ledger, metrics_token))
     app.include_router(slack_router(desk, slack_api or SlackApi.from_env(), public_url))
 
-    @app.get("/health", tags=["health"], responses={503: {"description": "the ledger's database cannot be "
-                                                               "reached; `database` names it"}})
+    @app.get(
+        "/health",
+        tags=["health"],
+        responses={503: {"description": "the ledger's database cannot be reached; `database` names it"}},
+    )
     def health() -> Any:
         """200 when the ledger answers a read; 503 naming the database (its password hidden) while it cannot be
         reached. The service keeps running meanwhile and answers 200 again once the database is back: its
@@ -114,18 +130,30 @@ def create_app(db_url: str | None, policies_dir: str | Path, *, session_secret: 
         try:
             ledger.list_runs(limit=1)
         except LedgerUnavailable as exc:
-            return JSONResponse({"status": "unavailable", "code": "ledger_unavailable",
-                                 "database": shown_url(ledger.url), "detail": str(exc)}, status_code=503)
-        return {"status": "ok", "database": shown_url(ledger.url), "teams": list(desk.policies.teams),
-                "broken_policies": sorted(desk.policies.errors)}
+            return JSONResponse(
+                {
+                    "status": "unavailable",
+                    "code": "ledger_unavailable",
+                    "database": shown_url(ledger.url),
+                    "detail": str(exc),
+                },
+                status_code=503,
+            )
+        return {
+            "status": "ok",
+            "database": shown_url(ledger.url),
+            "teams": list(desk.policies.teams),
+            "broken_policies": sorted(desk.policies.errors),
+        }
 
     @app.middleware("http")
     async def authenticate_api(request: Request, call_next: Any) -> Any:  # pyright: ignore[reportUnusedFunction]
         """The API's token is checked before anything of the request is read: no body is parsed for a stranger."""
         if request.url.path.startswith("/api/"):
             try:
-                request.state.reviewer = await run_in_threadpool(bearer_reviewer, ledger,
-                                                                 request.headers.get("authorization"))
+                request.state.reviewer = await run_in_threadpool(
+                    bearer_reviewer, ledger, request.headers.get("authorization")
+                )
             except DeskError as err:
                 return JSONResponse(err.body(), status_code=err.status, headers=err.headers)
             except LedgerUnavailable as exc:  # raised here, the exception handlers below never see it
@@ -135,8 +163,7 @@ def create_app(db_url: str | None, policies_dir: str | Path, *, session_secret: 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:  # pyright: ignore[reportUnusedFunction]
         code = {400: "bad_request", 404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
-        return JSONResponse({"detail": str(exc.detail), "code": code}, status_code=exc.status_code,
-                            headers=exc.headers)
+        return JSONResponse({"detail": str(exc.detail), "code": code}, status_code=exc.status_code, headers=exc.headers)
 
     @app.exception_handler(DeskError)
     async def refused(_: Request, exc: DeskError) -> JSONResponse:  # pyright: ignore[reportUnusedFunction]
@@ -144,8 +171,14 @@ def create_app(db_url: str | None, policies_dir: str | Path, *, session_secret: 
 
     @app.exception_handler(RequestValidationError)
     async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:  # pyright: ignore[reportUnusedFunction]
-        errors = [{"loc": [str(part) for part in e.get("loc", ())], "msg": str(e.get("msg", "")),
-                   "type": str(e.get("type", ""))} for e in exc.errors()]
+        errors = [
+            {
+                "loc": [str(part) for part in e.get("loc", ())],
+                "msg": str(e.get("msg", "")),
+                "type": str(e.get("type", "")),
+            }
+            for e in exc.errors()
+        ]
         reason = "; ".join(f"{'.'.join(e['loc'][1:]) or 'body'}: {e['msg']}" for e in errors) or "invalid request"
         return JSONResponse({"detail": reason, "code": "invalid", "errors": errors}, status_code=422)
 
@@ -157,5 +190,7 @@ def create_app(db_url: str | None, policies_dir: str | Path, *, session_secret: 
 
 
 def _unavailable(exc: LedgerUnavailable) -> JSONResponse:
-    return JSONResponse({"detail": f"the ledger cannot be reached; nothing was decided ({exc})",
-                         "code": "ledger_unavailable"}, status_code=503)
+    return JSONResponse(
+        {"detail": f"the ledger cannot be reached; nothing was decided ({exc})", "code": "ledger_unavailable"},
+        status_code=503,
+    )

@@ -33,12 +33,16 @@ def bearer_reviewer(ledger: Ledger, authorization: str | None) -> Reviewer:
     """The reviewer an `Authorization: Bearer` header names; DeskError 401 when absent, malformed or unknown."""
     challenge = {"WWW-Authenticate": 'Bearer realm="guard"'}
     if not authorization:
-        raise DeskError(401, "unauthenticated", "send a reviewer token: Authorization: Bearer <token> "
-                        "(create one with `guard tokens create --reviewer NAME`)", headers=challenge)
+        raise DeskError(
+            401,
+            "unauthenticated",
+            "send a reviewer token: Authorization: Bearer <token> "
+            "(create one with `guard tokens create --reviewer NAME`)",
+            headers=challenge,
+        )
     scheme, _, secret = authorization.partition(" ")
     if scheme.lower() != "bearer" or not secret.strip():
-        raise DeskError(401, "unauthenticated", "the Authorization header must be `Bearer <token>`",
-                        headers=challenge)
+        raise DeskError(401, "unauthenticated", "the Authorization header must be `Bearer <token>`", headers=challenge)
     token = ledger.token_for_secret(secret.strip())
     if token is None:
         raise DeskError(401, "bad_token", "this token is unknown or revoked", headers=challenge)
@@ -96,8 +100,9 @@ class Sessions:
 
     def check_csrf(self, session: Session, token: str | None) -> None:
         if not token or not hmac.compare_digest(token, self.csrf_token(session)):
-            raise DeskError(403, "csrf", "this form did not come from your session of this page; "
-                                         "reload the page and try again")
+            raise DeskError(
+                403, "csrf", "this form did not come from your session of this page; reload the page and try again"
+            )
 
 
 def check_same_origin(request: Request) -> None:

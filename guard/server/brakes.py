@@ -62,8 +62,12 @@ class Brakes:
                 raise DeskError(404, "not_found", f"no run {point.run_id}", run_id=point.run_id)
         if not policy.may_pause(who.name, point.tool):
             names = " / ".join(f"{o.owner} (backup {o.backup})" for o in policy.owners_of(point.tool)) or "nobody"
-            raise DeskError(403, "forbidden", f"{who.name} may not pause {point.scope} {point.target}: only its "
-                                              f"owners ({names}) and operators of team {point.team} may")
+            raise DeskError(
+                403,
+                "forbidden",
+                f"{who.name} may not pause {point.scope} {point.target}: only its "
+                f"owners ({names}) and operators of team {point.team} may",
+            )
         return policy
 
     def pause(self, who: Reviewer, point: PausePoint, reason: str) -> dict[str, Any]:
@@ -73,8 +77,15 @@ class Brakes:
             pause_id = self.desk.ledger.pause(point.scope, point.target, reason=reason, by=who.name, team=point.team)
         except GuardUsageError as err:
             raise DeskError(422, "invalid", str(err)) from err
-        return {"pause_id": pause_id, "scope": point.scope, "target": point.target, "team": point.team,
-                "reason": reason, "paused_by": who.name, "owners": owners_json(policy.owners_of(point.tool))}
+        return {
+            "pause_id": pause_id,
+            "scope": point.scope,
+            "target": point.target,
+            "team": point.team,
+            "reason": reason,
+            "paused_by": who.name,
+            "owners": owners_json(policy.owners_of(point.tool)),
+        }
 
     def unpause(self, who: Reviewer, point: PausePoint, reason: str) -> dict[str, Any]:
         """Lift the team's pauses on `point`; 404 when none is in force."""
@@ -85,17 +96,25 @@ class Brakes:
             raise DeskError(422, "invalid", str(err)) from err
         if lifted == 0:
             raise DeskError(404, "no_pause", f"no active pause on {point.scope} {point.target} in team {point.team}")
-        return {"lifted": lifted, "scope": point.scope, "target": point.target, "team": point.team,
-                "reason": reason, "lifted_by": who.name}
+        return {
+            "lifted": lifted,
+            "scope": point.scope,
+            "target": point.target,
+            "team": point.team,
+            "reason": reason,
+            "lifted_by": who.name,
+        }
 
-    def restart(self, who: Reviewer, point: PausePoint, reason: str, stages: list[int],
-                quiet: float | None) -> dict[str, Any]:
+    def restart(
+        self, who: Reviewer, point: PausePoint, reason: str, stages: list[int], quiet: float | None
+    ) -> dict[str, Any]:
         """Start a staged restart of a paused point (`guard.ledger.restarts`); 422 when nothing is paused there, a
         restart is under way, or the stages are not call counts."""
         self._policy(who, point)
         try:
-            restart_id = self.desk.ledger.start_restart(point.scope, point.target, stages=stages, by=who.name,
-                                                        reason=reason, team=point.team, quiet=quiet)
+            restart_id = self.desk.ledger.start_restart(
+                point.scope, point.target, stages=stages, by=who.name, reason=reason, team=point.team, quiet=quiet
+            )
         except GuardUsageError as err:
             raise DeskError(422, "invalid", str(err)) from err
         return self._restart(restart_id)
@@ -104,8 +123,11 @@ class Brakes:
         """Confirm the held stage of a staged restart: the next stage passes, or the pause is lifted; 409 when
         the stage has not filled yet, 404 when no restart is under way."""
         self._policy(who, point)
-        active = [r for r in self.desk.ledger.restarts([point.team], active_only=True)
-                  if (r["scope"], r["target"]) == (point.scope, point.target)]
+        active = [
+            r
+            for r in self.desk.ledger.restarts([point.team], active_only=True)
+            if (r["scope"], r["target"]) == (point.scope, point.target)
+        ]
         if not active:
             raise DeskError(404, "no_restart", f"no staged restart of {point.scope} {point.target} is under way")
         try:
@@ -121,8 +143,13 @@ class Brakes:
         for r in self.desk.ledger.restarts(self.desk.teams_of(who.name)):
             policy = policies.get(r["team"] or "")
             tool = r["target"] if r["scope"] == "tool" else None
-            out.append({**r, "steps": self.desk.ledger.restart_events(r["id"]),
-                        "may_confirm": policy is not None and policy.may_pause(who.name, tool)})
+            out.append(
+                {
+                    **r,
+                    "steps": self.desk.ledger.restart_events(r["id"]),
+                    "may_confirm": policy is not None and policy.may_pause(who.name, tool),
+                }
+            )
         return out
 
     def _restart(self, restart_id: int) -> dict[str, Any]:
@@ -136,6 +163,7 @@ class Brakes:
         for p in self.desk.ledger.active_pauses(teams=self.desk.teams_of(who.name)):
             policy = policies[p["team"]]
             tool = p["target"] if p["scope"] == "tool" else None
-            out.append({**p, "owners": owners_json(policy.owners_of(tool)),
-                        "may_lift": policy.may_pause(who.name, tool)})
+            out.append(
+                {**p, "owners": owners_json(policy.owners_of(tool)), "may_lift": policy.may_pause(who.name, tool)}
+            )
         return out

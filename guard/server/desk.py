@@ -24,15 +24,23 @@ __all__ = ["Desk", "DeskError", "Reviewer"]
 
 Decision = Literal["approve", "reject"]
 # The ledger's refusal codes as HTTP statuses. `already_decided` on an expired approval becomes 410.
-_STATUS = {"not_found": 404, "forbidden": 403, "self_approval": 403, "already_decided": 409, "expired": 410,
-           "invalid": 422, "denied": 422}
+_STATUS = {
+    "not_found": 404,
+    "forbidden": 403,
+    "self_approval": 403,
+    "already_decided": 409,
+    "expired": 410,
+    "invalid": 422,
+    "denied": 422,
+}
 
 
 class DeskError(Exception):
     """A request the desk refuses: an HTTP status, a stable `code`, a sentence for people, extra fields."""
 
-    def __init__(self, status: int, code: str, message: str, *, headers: dict[str, str] | None = None,
-                 **extra: Any) -> None:
+    def __init__(
+        self, status: int, code: str, message: str, *, headers: dict[str, str] | None = None, **extra: Any
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
@@ -106,8 +114,11 @@ class Desk:
     def queue(self, who: Reviewer) -> list[dict[str, Any]]:
         """Pending approvals this reviewer may decide now: riskiest first, then oldest."""
         now = self.ledger.database_time()
-        return [self._summary(item, now) for item in self.ledger.approval_queue(teams=self.teams_of(who.name))
-                if self._allowed(who, item.approval, now)]
+        return [
+            self._summary(item, now)
+            for item in self.ledger.approval_queue(teams=self.teams_of(who.name))
+            if self._allowed(who, item.approval, now)
+        ]
 
     def _allowed(self, who: Reviewer, a: ApprovalRecord, now: float) -> bool:
         """Whether `decide` could accept a decision of this reviewer now (the ledger checks again)."""
@@ -116,16 +127,30 @@ class Desk:
         if not self.roles(who.name, a.team) & set(a.role_list):
             return False
         on_table = a.approved_args_hash or a.args_hash
-        return a.quorum <= 1 or all(d.reviewer != who.name or d.args_hash != on_table
-                                    for d in self.ledger.decisions_of(a.approval_id))
+        return a.quorum <= 1 or all(
+            d.reviewer != who.name or d.args_hash != on_table for d in self.ledger.decisions_of(a.approval_id)
+        )
 
     @staticmethod
     def _summary(item: QueuedApproval, now: float) -> dict[str, Any]:
         a = item.approval
-        return {"approval_id": a.approval_id, "run_id": a.run_id, "team": a.team, "tool": a.tool, "rule": a.rule,
-                "side_effect": item.side_effect, "risk": item.risk, "roles": a.role_list, "quorum": a.quorum,
-                "requested_by": a.requested_by, "requested_at": a.requested_at, "expires_at": a.expires_at,
-                "age_seconds": round(now - a.requested_at, 3), "state": a.state, "now": now}
+        return {
+            "approval_id": a.approval_id,
+            "run_id": a.run_id,
+            "team": a.team,
+            "tool": a.tool,
+            "rule": a.rule,
+            "side_effect": item.side_effect,
+            "risk": item.risk,
+            "roles": a.role_list,
+            "quorum": a.quorum,
+            "requested_by": a.requested_by,
+            "requested_at": a.requested_at,
+            "expires_at": a.expires_at,
+            "age_seconds": round(now - a.requested_at, 3),
+            "state": a.state,
+            "now": now,
+        }
 
     def _approval(self, who: Reviewer, approval_id: str) -> ApprovalRecord:
         """The approval, when it exists and `who` reviews for its team; one 404 for both otherwise."""
@@ -144,24 +169,49 @@ class Desk:
         now = self.ledger.database_time()
         edited = a.approved_args_json is not None and a.approved_args_hash != a.args_hash
         return {
-            "approval_id": a.approval_id, "call_id": a.call_id, "run_id": a.run_id, "team": a.team, "tool": a.tool,
-            "rule": a.rule, "side_effect": call.side_effect if call else None,
+            "approval_id": a.approval_id,
+            "call_id": a.call_id,
+            "run_id": a.run_id,
+            "team": a.team,
+            "tool": a.tool,
+            "rule": a.rule,
+            "side_effect": call.side_effect if call else None,
             "args": json.loads(a.approved_args_json if edited and a.approved_args_json else a.args_json),
-            "args_hash": (a.approved_args_hash or a.args_hash) if edited else a.args_hash, "edited": edited,
-            "requested_args": json.loads(a.args_json), "requested_args_hash": a.args_hash,
-            "roles": a.role_list, "quorum": a.quorum, "requested_by": a.requested_by,
-            "requested_at": a.requested_at, "expires_at": a.expires_at, "expired": now >= a.expires_at, "now": now,
-            "state": a.state, "decided_at": a.decided_at,
-            "decided_by": json.loads(a.decided_by) if a.decided_by else [], "reason": a.reason,
+            "args_hash": (a.approved_args_hash or a.args_hash) if edited else a.args_hash,
+            "edited": edited,
+            "requested_args": json.loads(a.args_json),
+            "requested_args_hash": a.args_hash,
+            "roles": a.role_list,
+            "quorum": a.quorum,
+            "requested_by": a.requested_by,
+            "requested_at": a.requested_at,
+            "expires_at": a.expires_at,
+            "expired": now >= a.expires_at,
+            "now": now,
+            "state": a.state,
+            "decided_at": a.decided_at,
+            "decided_by": json.loads(a.decided_by) if a.decided_by else [],
+            "reason": a.reason,
             "decisions": [d.to_dict() for d in self.ledger.decisions_of(a.approval_id)],
             "allowed_decisions": ["approve", "reject"] if self._allowed(who, a, now) else [],
             "run": self.ledger.run_story(run) if run is not None else None,
-            "paused": (self.ledger.pause_holding(a.team, a.tool, a.run_id)
-                       if call is not None and call.state == "approved" else None),
+            "paused": (
+                self.ledger.pause_holding(a.team, a.tool, a.run_id)
+                if call is not None and call.state == "approved"
+                else None
+            ),
         }
 
-    def decide(self, who: Reviewer, approval_id: str, decision: Decision, *, reason: str | None,
-               args_hash: str, edited_args: dict[str, Any] | None = None) -> dict[str, Any]:
+    def decide(
+        self,
+        who: Reviewer,
+        approval_id: str,
+        decision: Decision,
+        *,
+        reason: str | None,
+        args_hash: str,
+        edited_args: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
         """Record the reviewer's decision on the arguments they were shown (`args_hash`), or approve edited
         arguments (`edited_args`: the approval then binds to their hash and the call runs with them).
 
@@ -177,23 +227,47 @@ class Desk:
         policies = self.policies
         roles = self.roles(who.name, a.team)
         if not roles & set(a.role_list):
-            raise DeskError(403, "forbidden", f"{who.name} holds none of the roles {a.role_list} this approval "
-                                              f"needs in team {a.team}", approval_id=approval_id)
+            raise DeskError(
+                403,
+                "forbidden",
+                f"{who.name} holds none of the roles {a.role_list} this approval needs in team {a.team}",
+                approval_id=approval_id,
+            )
         if edited_args is not None and sets_secrets(edited_args, self._secrets(a.team)):
-            raise DeskError(422, "invalid", "secret fields cannot be edited: leave them as [REDACTED], the call "
-                                            "keeps the agent's value", approval_id=approval_id)
+            raise DeskError(
+                422,
+                "invalid",
+                "secret fields cannot be edited: leave them as [REDACTED], the call keeps the agent's value",
+                approval_id=approval_id,
+            )
         try:
-            result = review(self.ledger, policies, approval_id, reviewer=who.name, decision=decision,
-                            reason=reason or None, shown_args_hash=args_hash, edited_args=edited_args)
+            result = review(
+                self.ledger,
+                policies,
+                approval_id,
+                reviewer=who.name,
+                decision=decision,
+                reason=reason or None,
+                shown_args_hash=args_hash,
+                edited_args=edited_args,
+            )
         except ApprovalDecisionError as err:
             raise DeskError.from_decision(err) from err
         after = result.approval
         pause = self.ledger.pause_holding(after.team, after.tool, after.run_id) if after.state == "approved" else None
-        return {"approval_id": approval_id, "decision": decision, "reviewer": who.name, "state": after.state,
-                "settled": result.settled, "repeat": result.repeat,
-                "args_hash": after.approved_args_hash or after.args_hash,
-                "decided_by": json.loads(after.decided_by) if after.decided_by else [],
-                "roles": after.role_list, "quorum": after.quorum, "paused": pause}
+        return {
+            "approval_id": approval_id,
+            "decision": decision,
+            "reviewer": who.name,
+            "state": after.state,
+            "settled": result.settled,
+            "repeat": result.repeat,
+            "args_hash": after.approved_args_hash or after.args_hash,
+            "decided_by": json.loads(after.decided_by) if after.decided_by else [],
+            "roles": after.role_list,
+            "quorum": after.quorum,
+            "paused": pause,
+        }
 
     # -- runs ---------------------------------------------------------------------------------------------
 

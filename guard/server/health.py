@@ -50,28 +50,36 @@ class HealthCollector(Collector):
         n = self.numbers()
         days = f"over the last {self.window / 86400:g} days"
         calls = GaugeMetricFamily("guard_window_calls", f"Calls made {days}.", labels=["team", "tool"])
-        rate = GaugeMetricFamily("guard_pause_rate", f"Calls that stopped their run for a person, over calls, {days}.",
-                                 labels=["team", "tool"])
-        retried = GaugeMetricFamily("guard_retried_calls", f"Calls that needed more than one attempt, {days}.",
-                                    labels=["team", "tool"])
-        retry_ok = GaugeMetricFamily("guard_retry_success_ratio",
-                                     f"Of the calls retried after a first failure, the share that completed, {days}.",
-                                     labels=["team", "tool"])
+        rate = GaugeMetricFamily(
+            "guard_pause_rate",
+            f"Calls that stopped their run for a person, over calls, {days}.",
+            labels=["team", "tool"],
+        )
+        retried = GaugeMetricFamily(
+            "guard_retried_calls", f"Calls that needed more than one attempt, {days}.", labels=["team", "tool"]
+        )
+        retry_ok = GaugeMetricFamily(
+            "guard_retry_success_ratio",
+            f"Of the calls retried after a first failure, the share that completed, {days}.",
+            labels=["team", "tool"],
+        )
         for (team, tool), t in sorted(n.by_tool.items()):
             calls.add_metric([team, tool], t.calls)
             rate.add_metric([team, tool], t.pause_rate)
             retried.add_metric([team, tool], t.retried)
             if t.retry_success is not None:
                 retry_ok.add_metric([team, tool], t.retry_success)
-        clean = HistogramMetricFamily("guard_failure_to_clean_seconds",
-                                      f"Seconds from a run's first failure to its clean end, by the failing tool, "
-                                      f"{days}.",
-                                      labels=["team", "tool"])
+        clean = HistogramMetricFamily(
+            "guard_failure_to_clean_seconds",
+            f"Seconds from a run's first failure to its clean end, by the failing tool, {days}.",
+            labels=["team", "tool"],
+        )
         for (team, tool), values in sorted(n.fail_to_clean.items()):
             buckets, total = histogram(values)
             clean.add_metric([team, tool], buckets, total)
-        wait = HistogramMetricFamily("guard_approval_wait_seconds", f"Seconds approvals waited for a decision, {days}.",
-                                     labels=["team", "tool"])
+        wait = HistogramMetricFamily(
+            "guard_approval_wait_seconds", f"Seconds approvals waited for a decision, {days}.", labels=["team", "tool"]
+        )
         for (team, tool), values in sorted(n.approval_wait.items()):
             buckets, total = histogram(values)
             wait.add_metric([team, tool], buckets, total)

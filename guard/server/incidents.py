@@ -41,20 +41,29 @@ class IncidentDesk:
 
     def _operator(self, who: Reviewer, team: str, what: str) -> None:
         if not self._may_operate(who, team):
-            raise DeskError(403, "forbidden", f"{who.name} may not {what}: only the owners and operators of team "
-                                              f"{team} may")
+            raise DeskError(
+                403, "forbidden", f"{who.name} may not {what}: only the owners and operators of team {team} may"
+            )
 
     def list(self, who: Reviewer, state: str | None = None) -> list[dict[str, Any]]:
-        return [{**inc.to_dict(), "may_operate": self._may_operate(who, inc.team or "")}
-                for inc in self.book.list(teams=self.desk.teams_of(who.name), state=state)]
+        return [
+            {**inc.to_dict(), "may_operate": self._may_operate(who, inc.team or "")}
+            for inc in self.book.list(teams=self.desk.teams_of(who.name), state=state)
+        ]
 
     def show(self, who: Reviewer, incident_id: str) -> dict[str, Any]:
         inc = self._visible(who, incident_id)
         book = self.book
         radius = book.radius(incident_id)
-        return {**inc.to_dict(), "status": status_update(book, incident_id), "summary": radius.summary(),
-                "by_system": radius.by_system_state(), "verdicts": radius.verdict_totals(),
-                "log": book.log(incident_id), "may_operate": self._may_operate(who, inc.team or "")}
+        return {
+            **inc.to_dict(),
+            "status": status_update(book, incident_id),
+            "summary": radius.summary(),
+            "by_system": radius.by_system_state(),
+            "verdicts": radius.verdict_totals(),
+            "log": book.log(incident_id),
+            "may_operate": self._may_operate(who, inc.team or ""),
+        }
 
     def records(self, who: Reviewer, incident_id: str, which: RecordFilter) -> list[dict[str, Any]]:
         self._visible(who, incident_id)
@@ -78,14 +87,19 @@ class IncidentDesk:
             inc = self.book.open(scope, title=title, opened_by=who.name, owner=owner)
         return inc.to_dict()
 
-    def tag(self, who: Reviewer, incident_id: str, verdict: Verdict, which: RecordFilter,
-            note: str | None) -> dict[str, Any]:
+    def tag(
+        self, who: Reviewer, incident_id: str, verdict: Verdict, which: RecordFilter, note: str | None
+    ) -> dict[str, Any]:
         self._visible(who, incident_id)
         with _refusals():
             matched, changed = self.book.tag(incident_id, which, verdict, by=who.name, note=note)
         radius = self.book.radius(incident_id)
-        return {"matched": matched, "changed": changed, "verdicts": radius.verdict_totals(),
-                "summary": radius.summary()}
+        return {
+            "matched": matched,
+            "changed": changed,
+            "verdicts": radius.verdict_totals(),
+            "summary": radius.summary(),
+        }
 
     def note(self, who: Reviewer, incident_id: str, text: str) -> dict[str, Any]:
         self._visible(who, incident_id)

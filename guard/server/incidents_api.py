@@ -66,8 +66,9 @@ class FilterIn(BaseModel):
     judged: str | None = Field(default=None, max_length=16, description="Current verdict, or `none`.")
 
     def which(self) -> RecordFilter:
-        return RecordFilter(tuple(self.call_ids), self.system, self.state, self.tool, self.run_id, self.external_id,
-                            self.judged)
+        return RecordFilter(
+            tuple(self.call_ids), self.system, self.state, self.tool, self.run_id, self.external_id, self.judged
+        )
 
 
 class TagIn(FilterIn):
@@ -82,8 +83,9 @@ class NoteIn(BaseModel):
 
 
 @router.get("")
-def list_incidents(who: Who, incidents: Incidents,
-                   state: Annotated[Literal["open", "closed"] | None, Query()] = None) -> list[dict[str, Any]]:
+def list_incidents(
+    who: Who, incidents: Incidents, state: Annotated[Literal["open", "closed"] | None, Query()] = None
+) -> list[dict[str, Any]]:
     """The incidents of the reviewer's teams, newest first."""
     return incidents.list(who, state)
 
@@ -92,8 +94,14 @@ def list_incidents(who: Who, incidents: Incidents,
 def open_incident(who: Who, incidents: Incidents, body: OpenIn) -> dict[str, Any]:
     """Open an incident (owners and operators of the team)."""
     try:
-        scope = Scope(team=body.team, run_ids=tuple(body.run_ids), source_event_ids=tuple(body.source_event_ids),
-                      tools=tuple(body.tools), since=body.since, until=body.until)
+        scope = Scope(
+            team=body.team,
+            run_ids=tuple(body.run_ids),
+            source_event_ids=tuple(body.source_event_ids),
+            tools=tuple(body.tools),
+            since=body.since,
+            until=body.until,
+        )
     except GuardUsageError as err:
         raise DeskError(422, "invalid", str(err)) from err
     return incidents.open(who, scope, title=body.title, owner=body.owner)
@@ -106,32 +114,44 @@ def show_incident(who: Who, incidents: Incidents, incident_id: IncidentId) -> di
 
 
 @router.get("/{incident_id}/records")
-def records(who: Who, incidents: Incidents, incident_id: IncidentId,
-            system: Annotated[str | None, Query(max_length=200)] = None,
-            state: Annotated[str | None, Query(max_length=64)] = None,
-            tool: Annotated[str | None, Query(max_length=200)] = None,
-            judged: Annotated[str | None, Query(max_length=16)] = None) -> list[dict[str, Any]]:
+def records(
+    who: Who,
+    incidents: Incidents,
+    incident_id: IncidentId,
+    system: Annotated[str | None, Query(max_length=200)] = None,
+    state: Annotated[str | None, Query(max_length=64)] = None,
+    tool: Annotated[str | None, Query(max_length=200)] = None,
+    judged: Annotated[str | None, Query(max_length=16)] = None,
+) -> list[dict[str, Any]]:
     """The blast radius' records, filtered (every record in scope, those that never ran too)."""
-    return incidents.records(who, incident_id, RecordFilter(system=system, state=state, tool=tool, verdict=judged,
-                                                            changed_only=False))
+    return incidents.records(
+        who, incident_id, RecordFilter(system=system, state=state, tool=tool, verdict=judged, changed_only=False)
+    )
 
 
-@router.get("/{incident_id}/records.csv", response_class=Response,
-            responses={200: {"content": {"text/csv": {}}}})
+@router.get("/{incident_id}/records.csv", response_class=Response, responses={200: {"content": {"text/csv": {}}}})
 def records_csv(who: Who, incidents: Incidents, incident_id: IncidentId) -> Response:
     """The blast radius as CSV, one record a line."""
     return Response(incidents.csv(who, incident_id), media_type="text/csv")
 
 
 @router.get("/{incident_id}/history")
-def history(who: Who, incidents: Incidents, incident_id: IncidentId,
-            call_id: Annotated[str | None, Query(max_length=256)] = None) -> list[dict[str, Any]]:
+def history(
+    who: Who,
+    incidents: Incidents,
+    incident_id: IncidentId,
+    call_id: Annotated[str | None, Query(max_length=256)] = None,
+) -> list[dict[str, Any]]:
     """Every verdict given (on one record, with `call_id`), oldest first."""
     return incidents.history(who, incident_id, call_id)
 
 
-@router.post("/{incident_id}/verdicts", responses={422: {"model": Problem, "description": "An empty filter, or "
-                                                                  "call ids that are not records of the incident."}})
+@router.post(
+    "/{incident_id}/verdicts",
+    responses={
+        422: {"model": Problem, "description": "An empty filter, or call ids that are not records of the incident."}
+    },
+)
 def tag(who: Who, incidents: Incidents, incident_id: IncidentId, body: TagIn) -> dict[str, Any]:
     """Judge records safe / wrong / unclear, by call ids or by filter (any reviewer of the team)."""
     return incidents.tag(who, incident_id, body.verdict, body.which(), body.note)

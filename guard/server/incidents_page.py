@@ -40,66 +40,111 @@ def _to(url: str) -> RedirectResponse:
 def _list_page(who: str, csrf: str, items: list[dict[str, Any]], state: str | None) -> str:
     rows = "".join(
         f'<tr><td><a href="/incidents/{_e(i["incident_id"])}">{_e(i["title"])}</a></td><td>{_e(i["team"])}</td>'
-        f'<td>{_e(i["state"])}</td><td>{_e(i["owner"])}</td><td>{html.when(i["opened_at"])}</td></tr>' for i in items)
-    choices = "".join(f'<option value="{v}"{" selected" if v == (state or "") else ""}>{v or "all"}</option>'
-                      for v in ("", "open", "closed"))
-    body = ('<h1>Incidents</h1><form method="get" action="/incidents"><label for="state">State</label>'
-            f'<select id="state" name="state">{choices}</select> <button type="submit">Show</button></form>'
-            + (f"<table><thead><tr><th>Title</th><th>Team</th><th>State</th><th>Owner</th><th>Opened</th></tr>"
-               f"</thead><tbody>{rows}</tbody></table>" if items else "<p>No incidents.</p>"))
+        f"<td>{_e(i['state'])}</td><td>{_e(i['owner'])}</td><td>{html.when(i['opened_at'])}</td></tr>"
+        for i in items
+    )
+    choices = "".join(
+        f'<option value="{v}"{" selected" if v == (state or "") else ""}>{v or "all"}</option>'
+        for v in ("", "open", "closed")
+    )
+    body = (
+        '<h1>Incidents</h1><form method="get" action="/incidents"><label for="state">State</label>'
+        f'<select id="state" name="state">{choices}</select> <button type="submit">Show</button></form>'
+        + (
+            f"<table><thead><tr><th>Title</th><th>Team</th><th>State</th><th>Owner</th><th>Opened</th></tr>"
+            f"</thead><tbody>{rows}</tbody></table>"
+            if items
+            else "<p>No incidents.</p>"
+        )
+    )
     return html.layout("Incidents", body, reviewer=who, csrf=csrf)
 
 
 def _filters(inc: str, f: dict[str, str]) -> str:
     def field(name: str, label: str) -> str:
-        return (f'<label for="f-{name}">{label}</label><input type="text" id="f-{name}" name="{name}" '
-                f'value="{_e(f.get(name) or "")}">')
-    return (f'<form method="get" action="/incidents/{_e(inc)}" aria-label="Filter records">'
-            + field("system", "System") + field("state", "State") + field("tool", "Tool (glob)")
-            + field("judged", "Verdict now (none: not judged)")
-            + '<button type="submit">Filter</button></form>')
+        return (
+            f'<label for="f-{name}">{label}</label><input type="text" id="f-{name}" name="{name}" '
+            f'value="{_e(f.get(name) or "")}">'
+        )
+
+    return (
+        f'<form method="get" action="/incidents/{_e(inc)}" aria-label="Filter records">'
+        + field("system", "System")
+        + field("state", "State")
+        + field("tool", "Tool (glob)")
+        + field("judged", "Verdict now (none: not judged)")
+        + '<button type="submit">Filter</button></form>'
+    )
 
 
-def _detail_page(who: str, csrf: str, d: dict[str, Any], records: list[dict[str, Any]], f: dict[str, str], *,
-                 notice: str | None = None, error: str | None = None) -> str:
+def _detail_page(
+    who: str,
+    csrf: str,
+    d: dict[str, Any],
+    records: list[dict[str, Any]],
+    f: dict[str, str],
+    *,
+    notice: str | None = None,
+    error: str | None = None,
+) -> str:
     inc = d["incident_id"]
     hidden = f'<input type="hidden" name="csrf_token" value="{_e(csrf)}">'
     keep = "".join(f'<input type="hidden" name="{k}" value="{_e(v)}">' for k, v in f.items() if v)
-    counts = "".join(f"<tr><td>{_e(s)}</td><td>{_e(', '.join(f'{n} {st}' for st, n in states.items()))}</td></tr>"
-                     for s, states in d["by_system"].items())
+    counts = "".join(
+        f"<tr><td>{_e(s)}</td><td>{_e(', '.join(f'{n} {st}' for st, n in states.items()))}</td></tr>"
+        for s, states in d["by_system"].items()
+    )
     status = "".join(f"<li>{_e(line)}</li>" for line in d["status"])
     rows = "".join(
         f'<tr><td><input type="checkbox" name="call_ids" value="{_e(r["call_id"])}" id="r-{_e(r["call_id"])}" '
         f'aria-label="select record {_e(r["call_id"])}"></td><td>{_e(r["system"])}</td><td>{_e(r["tool"])}</td>'
-        f'<td>{_e(r["state_words"])}</td><td>{_e(" ".join(f"{k}={v}" for k, v in r["external_ids"].items()))}</td>'
+        f"<td>{_e(r['state_words'])}</td><td>{_e(' '.join(f'{k}={v}' for k, v in r['external_ids'].items()))}</td>"
         f'<td class="verdict">{_e(r["verdict"] or "not judged")}</td><td>{_e(r["judged_by"])}</td></tr>'
-        for r in records)
+        for r in records
+    )
     options = "".join(f'<option value="{v}">{v}</option>' for v in _VERDICTS)
-    tag_form = (f'<form method="post" action="/incidents/{_e(inc)}/verdicts" aria-label="Judge records">{hidden}{keep}'
-                f"<table><thead><tr><th>Pick</th><th>System</th><th>Tool</th><th>State</th><th>External ids</th>"
-                f"<th>Verdict</th><th>By</th></tr></thead><tbody>{rows}</tbody></table>"
-                f'<label for="verdict">Verdict</label><select id="verdict" name="verdict">{options}</select>'
-                '<label for="tag-note">Why (kept with the verdicts)</label>'
-                '<input type="text" id="tag-note" name="note">'
-                '<button type="submit" name="which" value="picked">Judge the picked records</button> '
-                f'<button type="submit" name="which" value="filter">Judge all {len(records)} shown</button></form>')
-    log = "".join(f"<li>{html.when(n['at'])} <strong>{_e(n['author'])}</strong> ({_e(n['kind'])}): {_e(n['text'])}</li>"
-                  for n in d["log"])
-    note_form = (f'<form method="post" action="/incidents/{_e(inc)}/notes" aria-label="Add a note">{hidden}'
-                 '<label for="note-text">Note for the log</label>'
-                 '<textarea id="note-text" name="text" required></textarea>'
-                 '<button type="submit">Add to the log</button></form>') if d["state"] == "open" else ""
-    close_form = (f'<form method="post" action="/incidents/{_e(inc)}/close" aria-label="Close the incident">{hidden}'
-                  '<label for="close-text">How it ended</label><input type="text" id="close-text" name="text" required>'
-                  '<button type="submit">Close the incident</button></form>'
-                  ) if d["state"] == "open" and d["may_operate"] else ""
-    body = (f"<h1>{_e(d['title'])}</h1>"
-            + (f'<p class="notice" role="status">{_e(notice)}</p>' if notice else "")
-            + (f'<p class="error" role="alert">{_e(error)}</p>' if error else "")
-            + f'<p id="summary">{_e(d["summary"])}</p><ul id="status">{status}</ul>'
-            + f"<h2>By system</h2><table><tbody>{counts}</tbody></table>"
-            + f"<h2>Records</h2>{_filters(inc, f)}{tag_form}"
-            + f'<h2>Log</h2><ol id="log">{log}</ol>{note_form}{close_form}')
+    tag_form = (
+        f'<form method="post" action="/incidents/{_e(inc)}/verdicts" aria-label="Judge records">{hidden}{keep}'
+        f"<table><thead><tr><th>Pick</th><th>System</th><th>Tool</th><th>State</th><th>External ids</th>"
+        f"<th>Verdict</th><th>By</th></tr></thead><tbody>{rows}</tbody></table>"
+        f'<label for="verdict">Verdict</label><select id="verdict" name="verdict">{options}</select>'
+        '<label for="tag-note">Why (kept with the verdicts)</label>'
+        '<input type="text" id="tag-note" name="note">'
+        '<button type="submit" name="which" value="picked">Judge the picked records</button> '
+        f'<button type="submit" name="which" value="filter">Judge all {len(records)} shown</button></form>'
+    )
+    log = "".join(
+        f"<li>{html.when(n['at'])} <strong>{_e(n['author'])}</strong> ({_e(n['kind'])}): {_e(n['text'])}</li>"
+        for n in d["log"]
+    )
+    note_form = (
+        (
+            f'<form method="post" action="/incidents/{_e(inc)}/notes" aria-label="Add a note">{hidden}'
+            '<label for="note-text">Note for the log</label>'
+            '<textarea id="note-text" name="text" required></textarea>'
+            '<button type="submit">Add to the log</button></form>'
+        )
+        if d["state"] == "open"
+        else ""
+    )
+    close_form = (
+        (
+            f'<form method="post" action="/incidents/{_e(inc)}/close" aria-label="Close the incident">{hidden}'
+            '<label for="close-text">How it ended</label><input type="text" id="close-text" name="text" required>'
+            '<button type="submit">Close the incident</button></form>'
+        )
+        if d["state"] == "open" and d["may_operate"]
+        else ""
+    )
+    body = (
+        f"<h1>{_e(d['title'])}</h1>"
+        + (f'<p class="notice" role="status">{_e(notice)}</p>' if notice else "")
+        + (f'<p class="error" role="alert">{_e(error)}</p>' if error else "")
+        + f'<p id="summary">{_e(d["summary"])}</p><ul id="status">{status}</ul>'
+        + f"<h2>By system</h2><table><tbody>{counts}</tbody></table>"
+        + f"<h2>Records</h2>{_filters(inc, f)}{tag_form}"
+        + f'<h2>Log</h2><ol id="log">{log}</ol>{note_form}{close_form}'
+    )
     return html.layout(d["title"], body, reviewer=who, csrf=csrf)
 
 
@@ -107,8 +152,15 @@ def incident_pages_router(desk: Desk, sessions: Sessions) -> APIRouter:
     router = APIRouter(include_in_schema=False)
     incidents = IncidentDesk(desk)
 
-    def detail(session: Session, incident_id: str, f: dict[str, str], *, notice: str | None = None,
-               error: str | None = None, status: int = 200) -> Response:
+    def detail(
+        session: Session,
+        incident_id: str,
+        f: dict[str, str],
+        *,
+        notice: str | None = None,
+        error: str | None = None,
+        status: int = 200,
+    ) -> Response:
         who = session.reviewer
         csrf = sessions.csrf_token(session)
         try:
@@ -124,31 +176,50 @@ def incident_pages_router(desk: Desk, sessions: Sessions) -> APIRouter:
         if session is None:
             return _to("/login")
         chosen = state if state in ("open", "closed") else None
-        return _page(_list_page(session.reviewer.name, sessions.csrf_token(session),
-                                incidents.list(session.reviewer, chosen), chosen))
+        return _page(
+            _list_page(
+                session.reviewer.name, sessions.csrf_token(session), incidents.list(session.reviewer, chosen), chosen
+            )
+        )
 
     @router.get("/incidents/{incident_id}")
-    def show(incident_id: str, cookie: SessionCookie = None, done: str | None = None,
-             system: Annotated[str, Query(max_length=200)] = "", state: Annotated[str, Query(max_length=64)] = "",
-             tool: Annotated[str, Query(max_length=200)] = "",
-             judged: Annotated[str, Query(max_length=16)] = "") -> Response:
+    def show(
+        incident_id: str,
+        cookie: SessionCookie = None,
+        done: str | None = None,
+        system: Annotated[str, Query(max_length=200)] = "",
+        state: Annotated[str, Query(max_length=64)] = "",
+        tool: Annotated[str, Query(max_length=200)] = "",
+        judged: Annotated[str, Query(max_length=16)] = "",
+    ) -> Response:
         session = sessions.read(cookie)
         if session is None:
             return _to("/login")
-        return detail(session, incident_id, {"system": system, "state": state, "tool": tool, "judged": judged},
-                      notice=_NOTICES.get(done or ""))
+        return detail(
+            session,
+            incident_id,
+            {"system": system, "state": state, "tool": tool, "judged": judged},
+            notice=_NOTICES.get(done or ""),
+        )
 
     @router.post("/incidents/{incident_id}/verdicts")
     @router.post("/incidents/{incident_id}/notes")
     @router.post("/incidents/{incident_id}/close")
-    def act(request: Request, incident_id: str, cookie: SessionCookie = None,
-            csrf_token: Annotated[str, Form(max_length=200)] = "",
-            verdict: Annotated[str, Form(max_length=16)] = "", note: Annotated[str, Form(max_length=4000)] = "",
-            text: Annotated[str, Form(max_length=4000)] = "", which: Annotated[str, Form(max_length=16)] = "",
-            call_ids: Annotated[list[str] | None, Form()] = None,
-            system: Annotated[str, Form(max_length=200)] = "", state: Annotated[str, Form(max_length=64)] = "",
-            tool: Annotated[str, Form(max_length=200)] = "", judged: Annotated[str, Form(max_length=16)] = "",
-            ) -> Response:
+    def act(
+        request: Request,
+        incident_id: str,
+        cookie: SessionCookie = None,
+        csrf_token: Annotated[str, Form(max_length=200)] = "",
+        verdict: Annotated[str, Form(max_length=16)] = "",
+        note: Annotated[str, Form(max_length=4000)] = "",
+        text: Annotated[str, Form(max_length=4000)] = "",
+        which: Annotated[str, Form(max_length=16)] = "",
+        call_ids: Annotated[list[str] | None, Form()] = None,
+        system: Annotated[str, Form(max_length=200)] = "",
+        state: Annotated[str, Form(max_length=64)] = "",
+        tool: Annotated[str, Form(max_length=200)] = "",
+        judged: Annotated[str, Form(max_length=16)] = "",
+    ) -> Response:
         session = sessions.read(cookie)
         if session is None:
             return _page(html.login_page("sign in first: your session is missing or has ended"), 401)
@@ -188,5 +259,11 @@ def _picked(verdict: str, which: str, call_ids: list[str] | None) -> tuple[str, 
 
 def _filter(f: dict[str, str], picked: tuple[str, ...]) -> RecordFilter:
     """The page's filter: empty fields match everything (the list shows every record in scope)."""
-    return RecordFilter(call_ids=picked, system=f.get("system") or None, state=f.get("state") or None,
-                        tool=f.get("tool") or None, verdict=f.get("judged") or None, changed_only=False)
+    return RecordFilter(
+        call_ids=picked,
+        system=f.get("system") or None,
+        state=f.get("state") or None,
+        tool=f.get("tool") or None,
+        verdict=f.get("judged") or None,
+        changed_only=False,
+    )

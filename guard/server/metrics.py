@@ -35,32 +35,44 @@ class LedgerCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         work = self.ledger.open_work()
-        pending = GaugeMetricFamily("guard_approvals_pending", "Approvals waiting for a reviewer's decision.",
-                                    labels=["team"])
-        oldest = GaugeMetricFamily("guard_approval_oldest_pending_seconds",
-                                   "How long the oldest waiting approval has waited, by the database clock.",
-                                   labels=["team"])
+        pending = GaugeMetricFamily(
+            "guard_approvals_pending", "Approvals waiting for a reviewer's decision.", labels=["team"]
+        )
+        oldest = GaugeMetricFamily(
+            "guard_approval_oldest_pending_seconds",
+            "How long the oldest waiting approval has waited, by the database clock.",
+            labels=["team"],
+        )
         for team, count, requested_at in work.pending:
             pending.add_metric([team], count)
             oldest.add_metric([team], max(0.0, work.now - requested_at))
-        runs = GaugeMetricFamily("guard_runs_unfinished",
-                                 "Runs not completed or rolled back: running, paused for a person, rolling back, "
-                                 "pending review, halted.", labels=["team", "state"])
+        runs = GaugeMetricFamily(
+            "guard_runs_unfinished",
+            "Runs not completed or rolled back: running, paused for a person, rolling back, pending review, halted.",
+            labels=["team", "state"],
+        )
         for team, state, count in work.runs:
             runs.add_metric([team, state], count)
-        calls = GaugeMetricFamily("guard_calls_unsettled",
-                                  "Calls started and not ended, or in doubt (their outcome is not known).",
-                                  labels=["team", "state"])
+        calls = GaugeMetricFamily(
+            "guard_calls_unsettled",
+            "Calls started and not ended, or in doubt (their outcome is not known).",
+            labels=["team", "state"],
+        )
         for team, state, count in work.unsettled:
             calls.add_metric([team, state], count)
-        notices = GaugeMetricFamily("guard_notifications_undelivered",
-                                    "Webhook notifications that failed, or are being sent.", labels=["team", "state"])
+        notices = GaugeMetricFamily(
+            "guard_notifications_undelivered",
+            "Webhook notifications that failed, or are being sent.",
+            labels=["team", "state"],
+        )
         for team, state, count in work.notices:
             notices.add_metric([team, state], count)
-        shadow = CounterMetricFamily("guard_shadow_verdicts",
-                                     "Calls a rule in `mode: shadow` would have decided otherwise (policy rules: "
-                                     "labelled by the rule enforced; stop rules: by their name).",
-                                     labels=["team", "rule", "kind"])
+        shadow = CounterMetricFamily(
+            "guard_shadow_verdicts",
+            "Calls a rule in `mode: shadow` would have decided otherwise (policy rules: "
+            "labelled by the rule enforced; stop rules: by their name).",
+            labels=["team", "rule", "kind"],
+        )
         with self.ledger.conns.read() as cur:
             for team, rule, kind, verdicts in shadow_verdicts(cur):
                 shadow.add_metric([team, rule, kind], verdicts)
@@ -74,22 +86,32 @@ def metrics_router(ledger: Ledger, token: str | None = None) -> APIRouter:
     registry.register(HealthCollector(ledger))  # the three numbers (issue 14)
     router = APIRouter()
 
-    @router.get("/metrics", tags=["health"], response_class=Response,
-                responses={200: {"content": {CONTENT_TYPE_LATEST: {}}, "description": "Prometheus text format"},
-                           401: {"description": "a metrics token is set and the request does not bear it"},
-                           503: {"description": "the ledger cannot be reached"}})
+    @router.get(
+        "/metrics",
+        tags=["health"],
+        response_class=Response,
+        responses={
+            200: {"content": {CONTENT_TYPE_LATEST: {}}, "description": "Prometheus text format"},
+            401: {"description": "a metrics token is set and the request does not bear it"},
+            503: {"description": "the ledger cannot be reached"},
+        },
+    )
     def metrics(request: Request) -> Response:
         """The ledger's open work by team, in Prometheus' text format."""
         if token is not None:
             sent = request.headers.get("authorization", "")
             if not hmac.compare_digest(sent.encode(), f"Bearer {token}".encode()):
-                return JSONResponse({"detail": "send Authorization: Bearer <the metrics token>",
-                                     "code": "unauthorized"}, status_code=401, headers={"WWW-Authenticate": "Bearer"})
+                return JSONResponse(
+                    {"detail": "send Authorization: Bearer <the metrics token>", "code": "unauthorized"},
+                    status_code=401,
+                    headers={"WWW-Authenticate": "Bearer"},
+                )
         try:
             body = generate_latest(registry)
         except LedgerUnavailable as exc:
-            return JSONResponse({"detail": f"the ledger cannot be reached ({exc})", "code": "ledger_unavailable"},
-                                status_code=503)
+            return JSONResponse(
+                {"detail": f"the ledger cannot be reached ({exc})", "code": "ledger_unavailable"}, status_code=503
+            )
         return Response(body, media_type=CONTENT_TYPE_LATEST)
 
     return router

@@ -24,7 +24,7 @@ __all__ = ["PAGE_HEADERS", "pages_router"]
 # No script, no framing (an approve button inside another site's frame is a clickjacking target), no caching.
 PAGE_HEADERS = {
     "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; "
-                               "frame-ancestors 'none'; base-uri 'none'",
+    "frame-ancestors 'none'; base-uri 'none'",
     "X-Frame-Options": "DENY",
     "Referrer-Policy": "same-origin",  # no-referrer makes Chromium post forms with Origin: null
     "Cache-Control": "no-store",
@@ -38,9 +38,12 @@ def _notice(done: str | None, data: dict[str, Any]) -> str | None:
     if done == "approved":
         return f"Approved: {data['paused']}" if data.get("paused") else "Approved: the call may run now."
     if done == "pending":
-        return (f"Your decision is recorded. The arguments on the table need {data['quorum']} approval(s) by role "
-                f"{' or '.join(data['roles'])}.")
+        return (
+            f"Your decision is recorded. The arguments on the table need {data['quorum']} approval(s) by role "
+            f"{' or '.join(data['roles'])}."
+        )
     return _NOTICES.get(done or "")
+
 
 SessionCookie = Annotated[str | None, Cookie(alias=COOKIE, include_in_schema=False)]
 
@@ -72,13 +75,21 @@ def pages_router(desk: Desk, sessions: Sessions) -> APIRouter:
         except DeskError as err:
             return _page(html.login_page(err.message), 401 if err.status == 401 else err.status)
         response = _to("/")
-        response.set_cookie(COOKIE, sessions.issue(reviewer), max_age=SESSION_TTL, path="/", httponly=True,
-                            samesite="strict", secure=request.url.scheme == "https")
+        response.set_cookie(
+            COOKIE,
+            sessions.issue(reviewer),
+            max_age=SESSION_TTL,
+            path="/",
+            httponly=True,
+            samesite="strict",
+            secure=request.url.scheme == "https",
+        )
         return response
 
     @router.post("/logout")
-    def logout(request: Request, cookie: SessionCookie = None,
-               csrf_token: Annotated[str, Form(max_length=200)] = "") -> Response:
+    def logout(
+        request: Request, cookie: SessionCookie = None, csrf_token: Annotated[str, Form(max_length=200)] = ""
+    ) -> Response:
         session = session_of(cookie)
         if session is not None:
             try:
@@ -108,17 +119,22 @@ def pages_router(desk: Desk, sessions: Sessions) -> APIRouter:
         try:
             data = desk.approval(session.reviewer, approval_id)
         except DeskError as err:
-            return _page(html.message_page("Not available", err.message, reviewer=session.reviewer.name,
-                                           csrf=csrf), err.status)
+            return _page(
+                html.message_page("Not available", err.message, reviewer=session.reviewer.name, csrf=csrf), err.status
+            )
         return _page(html.approval_page(session.reviewer.name, csrf, data, notice=_notice(done, data)))
 
     @router.post("/approvals/{approval_id}/decision")
-    def decide(request: Request, approval_id: str, cookie: SessionCookie = None,
-               csrf_token: Annotated[str, Form(max_length=200)] = "",
-               decision: Annotated[str, Form(max_length=20)] = "",
-               reason: Annotated[str, Form(max_length=4000)] = "",
-               args_hash: Annotated[str, Form(max_length=128)] = "",
-               edited_args: Annotated[str | None, Form(max_length=65536)] = None) -> Response:
+    def decide(
+        request: Request,
+        approval_id: str,
+        cookie: SessionCookie = None,
+        csrf_token: Annotated[str, Form(max_length=200)] = "",
+        decision: Annotated[str, Form(max_length=20)] = "",
+        reason: Annotated[str, Form(max_length=4000)] = "",
+        args_hash: Annotated[str, Form(max_length=128)] = "",
+        edited_args: Annotated[str | None, Form(max_length=65536)] = None,
+    ) -> Response:
         session = session_of(cookie)
         if session is None:
             return _page(html.login_page("sign in first: your session is missing or has ended"), 401)
@@ -128,8 +144,14 @@ def pages_router(desk: Desk, sessions: Sessions) -> APIRouter:
             check_same_origin(request)
             sessions.check_csrf(session, csrf_token)
             choice = _decision(decision)
-            result = desk.decide(who, approval_id, choice, reason=reason.strip() or None, args_hash=args_hash,
-                                 edited_args=_edited(edited_args))
+            result = desk.decide(
+                who,
+                approval_id,
+                choice,
+                reason=reason.strip() or None,
+                args_hash=args_hash,
+                edited_args=_edited(edited_args),
+            )
         except DeskError as err:
             try:
                 data = desk.approval(who, approval_id)
@@ -141,12 +163,23 @@ def pages_router(desk: Desk, sessions: Sessions) -> APIRouter:
 
     brakes = Brakes(desk)
 
-    def pauses_view(session: Session, *, notice: str | None = None, error: str | None = None,
-                    status: int = 200) -> Response:
+    def pauses_view(
+        session: Session, *, notice: str | None = None, error: str | None = None, status: int = 200
+    ) -> Response:
         who = session.reviewer
         csrf = sessions.csrf_token(session)
-        return _page(html.pauses_page(who.name, csrf, brakes.active(who), desk.teams_of(who.name), notice=notice,
-                                      error=error, restarts=restarts_table(brakes.restarts(who), csrf)), status)
+        return _page(
+            html.pauses_page(
+                who.name,
+                csrf,
+                brakes.active(who),
+                desk.teams_of(who.name),
+                notice=notice,
+                error=error,
+                restarts=restarts_table(brakes.restarts(who), csrf),
+            ),
+            status,
+        )
 
     @router.get("/pauses")
     def pauses(cookie: SessionCookie = None, done: str | None = None) -> Response:
@@ -158,13 +191,16 @@ def pages_router(desk: Desk, sessions: Sessions) -> APIRouter:
     @router.post("/pauses")
     @router.post("/pauses/lift")
     @router.post("/pauses/confirm")
-    def pause_or_lift(request: Request, cookie: SessionCookie = None,
-                      csrf_token: Annotated[str, Form(max_length=200)] = "",
-                      team: Annotated[str, Form(max_length=64)] = "",
-                      tool: Annotated[str, Form(max_length=200)] = "",
-                      run_id: Annotated[str, Form(max_length=128)] = "",
-                      reason: Annotated[str, Form(max_length=4000)] = "",
-                      stages: Annotated[str, Form(max_length=100)] = "") -> Response:
+    def pause_or_lift(
+        request: Request,
+        cookie: SessionCookie = None,
+        csrf_token: Annotated[str, Form(max_length=200)] = "",
+        team: Annotated[str, Form(max_length=64)] = "",
+        tool: Annotated[str, Form(max_length=200)] = "",
+        run_id: Annotated[str, Form(max_length=128)] = "",
+        reason: Annotated[str, Form(max_length=4000)] = "",
+        stages: Annotated[str, Form(max_length=100)] = "",
+    ) -> Response:
         session = session_of(cookie)
         if session is None:
             return _page(html.login_page("sign in first: your session is missing or has ended"), 401)
@@ -191,11 +227,13 @@ def pages_router(desk: Desk, sessions: Sessions) -> APIRouter:
     return router
 
 
-_PAUSE_NOTICES = {"paused": "Paused: new calls are denied now, and the owners are told.",
-                  "lifted": "Lifted: calls run again, and the owners are told.",
-                  "staged": "Staged restart started: the first stage's calls pass, then the pause holds for you.",
-                  "confirmed": "Stage confirmed: the next stage's calls pass.",
-                  "done": "Every stage passed: the pause is lifted."}
+_PAUSE_NOTICES = {
+    "paused": "Paused: new calls are denied now, and the owners are told.",
+    "lifted": "Lifted: calls run again, and the owners are told.",
+    "staged": "Staged restart started: the first stage's calls pass, then the pause holds for you.",
+    "confirmed": "Stage confirmed: the next stage's calls pass.",
+    "done": "Every stage passed: the pause is lifted.",
+}
 
 
 def _stages(text: str) -> list[int]:
@@ -203,8 +241,9 @@ def _stages(text: str) -> list[int]:
     try:
         return [int(part) for part in text.split(",")]
     except ValueError:
-        raise DeskError(422, "invalid", f"stages are call counts separated by commas, e.g. 1,10,100, not "
-                                        f"{text!r}") from None
+        raise DeskError(
+            422, "invalid", f"stages are call counts separated by commas, e.g. 1,10,100, not {text!r}"
+        ) from None
 
 
 def _edited(text: str | None) -> dict[str, Any] | None:

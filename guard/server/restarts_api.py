@@ -24,8 +24,9 @@ class RestartIn(PauseIn):
     model_config = ConfigDict(extra="forbid")
 
     stages: list[int] = Field(min_length=1, max_length=10, description="Call counts per stage, e.g. [1, 10, 100].")
-    quiet_seconds: float | None = Field(default=None, gt=0, le=7 * 86400,
-                                        description="A held stage moves on by itself after this long with no failure.")
+    quiet_seconds: float | None = Field(
+        default=None, gt=0, le=7 * 86400, description="A held stage moves on by itself after this long with no failure."
+    )
 
 
 class RestartStep(BaseModel):
@@ -54,15 +55,18 @@ class RestartOut(BaseModel):
 restarts_router = APIRouter(prefix="/api/pauses", responses=_ERRORS)
 
 
-@restarts_router.post("/restart", tags=["pauses"], response_model=RestartOut, status_code=201,
-                      responses=_PAUSE_ERRORS)
+@restarts_router.post("/restart", tags=["pauses"], response_model=RestartOut, status_code=201, responses=_PAUSE_ERRORS)
 def restart(who: Who, brakes: BrakesDep, body: RestartIn) -> dict[str, Any]:
     """Start a staged restart of a paused team, tool or run (owners and operators, alone, with a reason)."""
     return brakes.restart(who, body.point(), body.reason, body.stages, body.quiet_seconds)
 
 
-@restarts_router.post("/restart/confirm", tags=["pauses"], response_model=RestartOut,
-                      responses={**_PAUSE_ERRORS, 409: {"model": Problem, "description": "The stage has not filled."}})
+@restarts_router.post(
+    "/restart/confirm",
+    tags=["pauses"],
+    response_model=RestartOut,
+    responses={**_PAUSE_ERRORS, 409: {"model": Problem, "description": "The stage has not filled."}},
+)
 def confirm(who: Who, brakes: BrakesDep, body: PauseIn) -> dict[str, Any]:
     """Confirm the held stage: the next stage passes, or after the last one the pause is lifted."""
     return brakes.confirm(who, body.point(), body.reason)

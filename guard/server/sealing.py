@@ -35,9 +35,11 @@ class SealWitness:
 
     def tell(self, made: SealRecord) -> str | None:
         """Post the seal; None when the witness took it, else why not (after the retries)."""
-        message = {"text": f"Guard ledger sealed: seal {made.number} over {made.streams} streams and {made.events} "
-                           f"events, root {made.root[:16]}",
-                   "guard": {"event": "ledger_sealed", "seal_number": made.number, "seal": json.loads(made.line)}}
+        message = {
+            "text": f"Guard ledger sealed: seal {made.number} over {made.streams} streams and {made.events} "
+            f"events, root {made.root[:16]}",
+            "guard": {"event": "ledger_sealed", "seal_number": made.number, "seal": json.loads(made.line)},
+        }
         delivery = post(self.url, message, self.key, attempts=self.attempts, timeout=self.timeout)
         return None if delivery.ok else f"{target_of(self.url)}: {delivery.error}"
 
@@ -60,8 +62,11 @@ class SealSchedule:
                 made = ledger.seal(self.signer, sink=self.sink)
                 log.info("ledger sealed", seal=made.number, streams=made.streams, changed=made.changed)
                 if self.witness is not None and (why := self.witness.tell(made)) is not None:
-                    log.warning("seal not taken by the witness; the sink file and the ledger hold it",
-                                seal=made.number, error=why)
+                    log.warning(
+                        "seal not taken by the witness; the sink file and the ledger hold it",
+                        seal=made.number,
+                        error=why,
+                    )
             except Exception as exc:  # noqa: BLE001 (the next pass seals everything this one would have)
                 log.warning("seal failed; trying again next pass", error=f"{type(exc).__name__}: {exc}")
             if stopping:

@@ -79,9 +79,12 @@ def verified_teams(apps: Mapping[str, Slack], headers: Mapping[str, str], body: 
         raise SlackRefused(401, "unsigned", f"{TIMESTAMP} is not a number of seconds") from None
     if age > MAX_AGE:
         raise SlackRefused(401, "stale", f"the request was signed {age:.0f}s from now; at most {MAX_AGE:.0f}s")
-    teams = frozenset(team for team, app in apps.items()
-                      if (secret := app.signing_secret()) is not None
-                      and hmac.compare_digest(slack_signature(secret, stamp, body), signature))
+    teams = frozenset(
+        team
+        for team, app in apps.items()
+        if (secret := app.signing_secret()) is not None
+        and hmac.compare_digest(slack_signature(secret, stamp, body), signature)
+    )
     if not teams:
         raise SlackRefused(401, "forged", "no team's Slack signing secret signs this request")
     return teams
@@ -123,14 +126,17 @@ def slack_router(desk: Desk, api: SlackApi, page_url: str, log: FilteringBoundLo
         except SlackRefused as refused:
             return JSONResponse({"detail": refused.message, "code": refused.code}, status_code=refused.status)
         if not seen.first_time(headers[SIGNATURE.lower()], now):
-            return JSONResponse({"detail": "this signed request was already received", "code": "replayed"},
-                                status_code=409)
+            return JSONResponse(
+                {"detail": "this signed request was already received", "code": "replayed"}, status_code=409
+            )
         try:
             payload: Any = json.loads(parse_qs(body.decode())["payload"][0])
             kind = payload["type"]
         except (UnicodeDecodeError, KeyError, IndexError, TypeError, ValueError):
-            return JSONResponse({"detail": "a form field `payload` holding Slack's JSON is required",
-                                 "code": "invalid"}, status_code=400)
+            return JSONResponse(
+                {"detail": "a form field `payload` holding Slack's JSON is required", "code": "invalid"},
+                status_code=400,
+            )
         handler = _Interaction(desk, api, base, apps, teams, logger)
         if kind == "block_actions":
             return await run_in_threadpool(handler.button, cast(dict[str, Any], payload))
@@ -144,8 +150,15 @@ def slack_router(desk: Desk, api: SlackApi, page_url: str, log: FilteringBoundLo
 class _Interaction:
     """One verified request: who pressed what, and the decision it makes."""
 
-    def __init__(self, desk: Desk, api: SlackApi, base: str, apps: Mapping[str, Slack], teams: frozenset[str],
-                 log: FilteringBoundLogger) -> None:
+    def __init__(
+        self,
+        desk: Desk,
+        api: SlackApi,
+        base: str,
+        apps: Mapping[str, Slack],
+        teams: frozenset[str],
+        log: FilteringBoundLogger,
+    ) -> None:
         self.desk, self.api, self.base, self.apps, self.teams, self.log = desk, api, base, apps, teams, log
 
     def _reviewer(self, approval: ApprovalRecord, user_id: str) -> Reviewer:
@@ -154,8 +167,11 @@ class _Interaction:
             raise DeskError(403, "forbidden", f"this request is not signed by team {approval.team}'s Slack app")
         name = self.apps[approval.team].users.get(user_id)
         if name is None:
-            raise DeskError(403, "forbidden", f"Slack user {user_id} is not a reviewer of team {approval.team} "
-                                              "(policy `slack.reviewers`)")
+            raise DeskError(
+                403,
+                "forbidden",
+                f"Slack user {user_id} is not a reviewer of team {approval.team} (policy `slack.reviewers`)",
+            )
         return Reviewer(name=name, token_id=f"slack:{user_id}")
 
     def _approval(self, approval_id: str) -> ApprovalRecord:
@@ -182,24 +198,34 @@ class _Interaction:
                 return self._ask_reason(approval, payload, args_hash, response_url)
             return JSONResponse({"detail": f"unknown action {action_id!r}", "code": "invalid"}, status_code=400)
         except DeskError as err:
-            self._tell(response_url, {"response_type": "ephemeral", "replace_original": False,
-                                      "text": f"Not decided: {md(err.message)}"})
+            self._tell(
+                response_url,
+                {"response_type": "ephemeral", "replace_original": False, "text": f"Not decided: {md(err.message)}"},
+            )
             return JSONResponse({**err.body(), "status": err.status})
 
-    def _ask_reason(self, approval: ApprovalRecord, payload: dict[str, Any], args_hash: str,
-                    response_url: str) -> Response:
+    def _ask_reason(
+        self, approval: ApprovalRecord, payload: dict[str, Any], args_hash: str, response_url: str
+    ) -> Response:
         token = self.apps[approval.team].bot_token()
         link = f"{self.base}/approvals/{approval.approval_id}"
         if token is None:
-            raise DeskError(409, "no_dialog", f"a rejection needs a reason and this team's Slack app has no bot token "
-                                              f"to ask for it: reject on the page, {link}")
-        metadata = json.dumps({"approval_id": approval.approval_id, "args_hash": args_hash,
-                               "response_url": response_url}, separators=(",", ":"))
+            raise DeskError(
+                409,
+                "no_dialog",
+                f"a rejection needs a reason and this team's Slack app has no bot token "
+                f"to ask for it: reject on the page, {link}",
+            )
+        metadata = json.dumps(
+            {"approval_id": approval.approval_id, "args_hash": args_hash, "response_url": response_url},
+            separators=(",", ":"),
+        )
         try:
             self.api.open_view(token, str(payload.get("trigger_id") or ""), reason_view(approval, metadata))
         except SlackApiError as exc:
-            raise DeskError(502, "slack_unavailable", f"the reason dialog could not be opened ({exc}): reject on "
-                                                      f"the page, {link}") from None
+            raise DeskError(
+                502, "slack_unavailable", f"the reason dialog could not be opened ({exc}): reject on the page, {link}"
+            ) from None
         return JSONResponse({"approval_id": approval.approval_id, "asked": "reason"})
 
     def submission(self, payload: dict[str, Any]) -> Response:
@@ -224,10 +250,23 @@ class _Interaction:
             return JSONResponse({"response_action": "errors", "errors": {REASON: f"Not decided: {err.message}"}})
         return Response(status_code=200)  # an empty 200 closes the dialog
 
-    def _decide(self, approval: ApprovalRecord, who: Reviewer, user_id: str, decision: str, reason: str | None,
-                args_hash: str, response_url: str) -> Response:
-        done = self.desk.decide(who, approval.approval_id, "approve" if decision == "approve" else "reject",
-                                reason=reason, args_hash=args_hash)
+    def _decide(
+        self,
+        approval: ApprovalRecord,
+        who: Reviewer,
+        user_id: str,
+        decision: str,
+        reason: str | None,
+        args_hash: str,
+        response_url: str,
+    ) -> Response:
+        done = self.desk.decide(
+            who,
+            approval.approval_id,
+            "approve" if decision == "approve" else "reject",
+            reason=reason,
+            args_hash=args_hash,
+        )
         by = f"{md(who.name)} (<@{md(user_id)}>)"
         if done["state"] == "pending":
             outcome = f"approved by {by}; waits for {done['quorum']} approval(s) in all"
@@ -236,8 +275,14 @@ class _Interaction:
         else:
             outcome = f"*rejected* by {by}: {md(reason or '')}"
         if done["state"] == "pending":  # the quorum is not met: the buttons stay for the next reviewer
-            self._tell(response_url, {"response_type": "in_channel", "replace_original": False,
-                                      "text": f"`{md(approval.tool)}`: {outcome}."})
+            self._tell(
+                response_url,
+                {
+                    "response_type": "in_channel",
+                    "replace_original": False,
+                    "text": f"`{md(approval.tool)}`: {outcome}.",
+                },
+            )
         else:
             self._tell(response_url, outcome_blocks(approval, outcome, f"{self.base}/approvals/{approval.approval_id}"))
         return JSONResponse(done)

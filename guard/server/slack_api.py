@@ -42,9 +42,12 @@ class SlackApi:
     def open_view(self, token: str, trigger_id: str, view: Mapping[str, Any]) -> None:
         """Open a modal for the user whose button press carried `trigger_id` (valid for 3 seconds)."""
         try:
-            response = httpx.post(f"{self.base_url.rstrip('/')}/views.open", timeout=self.timeout,
-                                  headers={"Authorization": f"Bearer {token}"},
-                                  json={"trigger_id": trigger_id, "view": dict(view)})
+            response = httpx.post(
+                f"{self.base_url.rstrip('/')}/views.open",
+                timeout=self.timeout,
+                headers={"Authorization": f"Bearer {token}"},
+                json={"trigger_id": trigger_id, "view": dict(view)},
+            )
         except httpx.HTTPError as exc:
             raise SlackApiError(f"views.open unreachable: {type(exc).__name__}") from None
         if response.status_code // 100 != 2:

@@ -67,5 +67,11 @@ class Funnel:
 
     def functions(self) -> list[Callable[..., Any]]:
         """The funnel's tools in the order agents get them (names, docstrings and hints are what a model sees)."""
-        return [self.lookup_company, self.upsert_contact, self.create_deal, self.notify_sales,
-                self.send_prospect_email, self.delete_all_leads]
+        return [
+            self.lookup_company,
+            self.upsert_contact,
+            self.create_deal,
+            self.notify_sales,
+            self.send_prospect_email,
+            self.delete_all_leads,
+        ]

@@ -42,6 +42,7 @@ def _timed(upstream: Upstream, calls: int, tag: str) -> list[float]:
             if result.is_error:
                 raise SystemExit(f"call {i} failed: {result.content}")
         return took[WARMUP:]
+
     return session(upstream, work)
 
 
@@ -59,6 +60,7 @@ def _in_process(policies: Path, db: Path, calls: int) -> list[float]:
                     await tool.acall_with({"email": f"inproc-{i}@acme.io", "name": f"Lead {i}"})
                     took.append(time.perf_counter() - start)
             return took[WARMUP:]
+
     return asyncio.run(work())
 
 

@@ -32,11 +32,17 @@ from mcp.server.lowlevel.server import NotificationOptions, Server
 from mcp.server.stdio import stdio_server
 from mcp.shared.message import ServerMessageMetadata
 
-PNG = base64.b64encode(bytes.fromhex(
-    "89504e470d0a1a0a0000000d4948445200000001000000010806000000" "1f15c4890000000d49444154789c63f8cfc0f01f0005000201"
-    "a5f6e7a40000000049454e44ae426082")).decode()
-WAV = base64.b64encode(b"RIFF$\x00\x00\x00WAVEfmt \x10\x00\x00\x00\x01\x00\x01\x00D\xac\x00\x00\x88X\x01\x00"
-                       b"\x02\x00\x10\x00data\x00\x00\x00\x00").decode()
+PNG = base64.b64encode(
+    bytes.fromhex(
+        "89504e470d0a1a0a0000000d4948445200000001000000010806000000"
+        "1f15c4890000000d49444154789c63f8cfc0f01f0005000201"
+        "a5f6e7a40000000049454e44ae426082"
+    )
+).decode()
+WAV = base64.b64encode(
+    b"RIFF$\x00\x00\x00WAVEfmt \x10\x00\x00\x00\x01\x00\x01\x00D\xac\x00\x00\x88X\x01\x00"
+    b"\x02\x00\x10\x00data\x00\x00\x00\x00"
+).decode()
 LEVELS = ["debug", "info", "notice", "warning", "error", "critical", "alert", "emergency"]
 NO_ARGS: dict[str, Any] = {"type": "object", "properties": {}}
 
@@ -54,18 +60,31 @@ TOOLS = [
     _tool("test_tool_with_logging", "Logs three messages while it runs"),
     _tool("test_error_handling", "Always answers with an error result"),
     _tool("test_tool_with_progress", "Reports progress 0, 50, 100"),
-    _tool("test_sampling", "Asks the client's LLM", {"type": "object", "properties": {"prompt": {"type": "string"}},
-                                                      "required": ["prompt"]}),
-    _tool("test_elicitation", "Asks the user", {"type": "object", "properties": {"message": {"type": "string"}},
-                                                 "required": ["message"]}),
+    _tool(
+        "test_sampling",
+        "Asks the client's LLM",
+        {"type": "object", "properties": {"prompt": {"type": "string"}}, "required": ["prompt"]},
+    ),
+    _tool(
+        "test_elicitation",
+        "Asks the user",
+        {"type": "object", "properties": {"message": {"type": "string"}}, "required": ["message"]},
+    ),
     _tool("test_elicitation_sep1034_defaults", "Asks the user, with defaults"),
     _tool("test_elicitation_sep1330_enums", "Asks the user, with every enum form"),
-    _tool("json_schema_2020_12_tool", "Tool with JSON Schema 2020-12 features", {
-        "$schema": "https://json-schema.org/draft/2020-12/schema", "type": "object",
-        "$defs": {"address": {"type": "object", "properties": {"street": {"type": "string"},
-                                                               "city": {"type": "string"}}}},
-        "properties": {"name": {"type": "string"}, "address": {"$ref": "#/$defs/address"}},
-        "additionalProperties": False}),
+    _tool(
+        "json_schema_2020_12_tool",
+        "Tool with JSON Schema 2020-12 features",
+        {
+            "$schema": "https://json-schema.org/draft/2020-12/schema",
+            "type": "object",
+            "$defs": {
+                "address": {"type": "object", "properties": {"street": {"type": "string"}, "city": {"type": "string"}}}
+            },
+            "properties": {"name": {"type": "string"}, "address": {"$ref": "#/$defs/address"}},
+            "additionalProperties": False,
+        },
+    ),
     _tool("test_reconnection", "Answers after a short while"),
     _tool("test_roots", "Asks the client for its roots"),
     _tool("test_list_changed", "Announces changed tools, prompts and resources"),
@@ -90,8 +109,10 @@ def _session_state(ctx: ServerRequestContext[Any]) -> dict[str, Any]:
 async def _log(ctx: ServerRequestContext[Any], level: str, text: str) -> None:
     floor = _session_state(ctx).get("level", "debug")
     if LEVELS.index(level) >= LEVELS.index(floor):
-        await ctx.session.send_notification(types.LoggingMessageNotification.model_validate(
-            {"params": {"level": level, "data": text}}), related_request_id=ctx.request_id)
+        await ctx.session.send_notification(
+            types.LoggingMessageNotification.model_validate({"params": {"level": level, "data": text}}),
+            related_request_id=ctx.request_id,
+        )
 
 
 async def _ask(ctx: ServerRequestContext[Any], request: Any, result: type[Any]) -> Any:
@@ -102,20 +123,38 @@ def _elicit(message: str, schema: dict[str, Any]) -> types.ElicitRequest:
     return types.ElicitRequest.model_validate({"params": {"message": message, "requestedSchema": schema}})
 
 
-DEFAULTS_SCHEMA: dict[str, Any] = {"type": "object", "properties": {
-    "name": {"type": "string", "default": "John Doe"}, "age": {"type": "integer", "default": 30},
-    "score": {"type": "number", "default": 95.5},
-    "status": {"type": "string", "enum": ["active", "inactive", "pending"], "default": "active"},
-    "verified": {"type": "boolean", "default": True}}}
-ENUMS_SCHEMA: dict[str, Any] = {"type": "object", "properties": {
-    "untitledSingle": {"type": "string", "enum": ["option1", "option2", "option3"]},
-    "titledSingle": {"type": "string", "oneOf": [{"const": "value1", "title": "First Option"},
-                                                 {"const": "value2", "title": "Second Option"}]},
-    "legacyEnum": {"type": "string", "enum": ["opt1", "opt2", "opt3"],
-                   "enumNames": ["Option One", "Option Two", "Option Three"]},
-    "untitledMulti": {"type": "array", "items": {"type": "string", "enum": ["option1", "option2", "option3"]}},
-    "titledMulti": {"type": "array", "items": {"anyOf": [{"const": "value1", "title": "First Choice"},
-                                                         {"const": "value2", "title": "Second Choice"}]}}}}
+DEFAULTS_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "name": {"type": "string", "default": "John Doe"},
+        "age": {"type": "integer", "default": 30},
+        "score": {"type": "number", "default": 95.5},
+        "status": {"type": "string", "enum": ["active", "inactive", "pending"], "default": "active"},
+        "verified": {"type": "boolean", "default": True},
+    },
+}
+ENUMS_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "untitledSingle": {"type": "string", "enum": ["option1", "option2", "option3"]},
+        "titledSingle": {
+            "type": "string",
+            "oneOf": [{"const": "value1", "title": "First Option"}, {"const": "value2", "title": "Second Option"}],
+        },
+        "legacyEnum": {
+            "type": "string",
+            "enum": ["opt1", "opt2", "opt3"],
+            "enumNames": ["Option One", "Option Two", "Option Three"],
+        },
+        "untitledMulti": {"type": "array", "items": {"type": "string", "enum": ["option1", "option2", "option3"]}},
+        "titledMulti": {
+            "type": "array",
+            "items": {
+                "anyOf": [{"const": "value1", "title": "First Choice"}, {"const": "value2", "title": "Second Choice"}]
+            },
+        },
+    },
+}
 
 
 async def call_tool(ctx: ServerRequestContext[Any], params: types.CallToolRequestParams) -> types.CallToolResult:
@@ -129,13 +168,29 @@ async def call_tool(ctx: ServerRequestContext[Any], params: types.CallToolReques
         case "test_audio_content":
             content = [{"type": "audio", "data": WAV, "mimeType": "audio/wav"}]
         case "test_embedded_resource":
-            content = [{"type": "resource", "resource": {"uri": "test://embedded-resource", "mimeType": "text/plain",
-                                                         "text": "This is an embedded resource content."}}]
+            content = [
+                {
+                    "type": "resource",
+                    "resource": {
+                        "uri": "test://embedded-resource",
+                        "mimeType": "text/plain",
+                        "text": "This is an embedded resource content.",
+                    },
+                }
+            ]
         case "test_multiple_content_types":
-            content = [_text("Multiple content types test:"), {"type": "image", "data": PNG, "mimeType": "image/png"},
-                       {"type": "resource", "resource": {"uri": "test://mixed-content-resource",
-                                                         "mimeType": "application/json",
-                                                         "text": json.dumps({"test": "data", "value": 123})}}]
+            content = [
+                _text("Multiple content types test:"),
+                {"type": "image", "data": PNG, "mimeType": "image/png"},
+                {
+                    "type": "resource",
+                    "resource": {
+                        "uri": "test://mixed-content-resource",
+                        "mimeType": "application/json",
+                        "text": json.dumps({"test": "data", "value": 123}),
+                    },
+                },
+            ]
         case "test_tool_with_logging":
             for i, text in enumerate(["Tool execution started", "Tool processing data", "Tool execution completed"]):
                 if i:
@@ -148,7 +203,8 @@ async def call_tool(ctx: ServerRequestContext[Any], params: types.CallToolReques
             content = [_text("logged")]
         case "test_error_handling":
             return types.CallToolResult.model_validate(
-                {"isError": True, "content": [_text("This tool intentionally returns an error for testing")]})
+                {"isError": True, "content": [_text("This tool intentionally returns an error for testing")]}
+            )
         case "test_tool_with_progress":
             for step in (0, 50, 100):
                 await ctx.session.report_progress(step, 100)  # on the token the client sent, if it sent one
@@ -156,16 +212,36 @@ async def call_tool(ctx: ServerRequestContext[Any], params: types.CallToolReques
                     await anyio.sleep(0.05)  # the scenario asks for progress spread over the call
             content = [_text("Progress test completed")]
         case "test_sampling":
-            answer = await _ask(ctx, types.CreateMessageRequest.model_validate({"params": {
-                "messages": [{"role": "user", "content": _text(str(args.get("prompt", "")))}], "maxTokens": 100}}),
-                types.CreateMessageResult)
+            answer = await _ask(
+                ctx,
+                types.CreateMessageRequest.model_validate(
+                    {
+                        "params": {
+                            "messages": [{"role": "user", "content": _text(str(args.get("prompt", "")))}],
+                            "maxTokens": 100,
+                        }
+                    }
+                ),
+                types.CreateMessageResult,
+            )
             said = answer.content.text if isinstance(answer.content, types.TextContent) else str(answer.content)
             content = [_text(f"LLM response: {said}")]
         case "test_elicitation":
-            answer = await _ask(ctx, _elicit(str(args.get("message", "")), {
-                "type": "object", "properties": {"username": {"type": "string", "description": "User's response"},
-                                                 "email": {"type": "string", "description": "User's email address"}},
-                "required": ["username", "email"]}), types.ElicitResult)
+            answer = await _ask(
+                ctx,
+                _elicit(
+                    str(args.get("message", "")),
+                    {
+                        "type": "object",
+                        "properties": {
+                            "username": {"type": "string", "description": "User's response"},
+                            "email": {"type": "string", "description": "User's email address"},
+                        },
+                        "required": ["username", "email"],
+                    },
+                ),
+                types.ElicitResult,
+            )
             content = [_text(f"User response: action={answer.action}, content={json.dumps(answer.content)}")]
         case "test_elicitation_sep1034_defaults" | "test_elicitation_sep1330_enums":
             schema = DEFAULTS_SCHEMA if params.name.endswith("defaults") else ENUMS_SCHEMA
@@ -184,45 +260,70 @@ async def call_tool(ctx: ServerRequestContext[Any], params: types.CallToolReques
             await ctx.session.send_resource_list_changed()
             content = [_text("announced")]
         case _:
-            return types.CallToolResult.model_validate({"isError": True,
-                                                        "content": [_text(f"Unknown tool: {params.name}")]})
+            return types.CallToolResult.model_validate(
+                {"isError": True, "content": [_text(f"Unknown tool: {params.name}")]}
+            )
     return types.CallToolResult.model_validate({"content": content})
 
 
-async def list_tools(ctx: ServerRequestContext[Any], params: types.PaginatedRequestParams | None,
-                     ) -> types.ListToolsResult:
+async def list_tools(
+    ctx: ServerRequestContext[Any],
+    params: types.PaginatedRequestParams | None,
+) -> types.ListToolsResult:
     return types.ListToolsResult(tools=TOOLS)
 
 
 RESOURCES = [
     {"uri": "test://static-text", "name": "static-text", "description": "A static text", "mimeType": "text/plain"},
     {"uri": "test://static-binary", "name": "static-binary", "description": "A PNG", "mimeType": "image/png"},
-    {"uri": "test://watched-resource", "name": "watched", "description": "A resource to watch",
-     "mimeType": "text/plain"},
+    {
+        "uri": "test://watched-resource",
+        "name": "watched",
+        "description": "A resource to watch",
+        "mimeType": "text/plain",
+    },
 ]
 
 
-async def list_resources(ctx: ServerRequestContext[Any], params: types.PaginatedRequestParams | None,
-                         ) -> types.ListResourcesResult:
+async def list_resources(
+    ctx: ServerRequestContext[Any],
+    params: types.PaginatedRequestParams | None,
+) -> types.ListResourcesResult:
     return types.ListResourcesResult.model_validate({"resources": RESOURCES})
 
 
-async def list_templates(ctx: ServerRequestContext[Any], params: types.PaginatedRequestParams | None,
-                         ) -> types.ListResourceTemplatesResult:
-    return types.ListResourceTemplatesResult.model_validate({"resourceTemplates": [
-        {"uriTemplate": "test://template/{id}/data", "name": "template", "description": "Data by id",
-         "mimeType": "application/json"}]})
+async def list_templates(
+    ctx: ServerRequestContext[Any],
+    params: types.PaginatedRequestParams | None,
+) -> types.ListResourceTemplatesResult:
+    return types.ListResourceTemplatesResult.model_validate(
+        {
+            "resourceTemplates": [
+                {
+                    "uriTemplate": "test://template/{id}/data",
+                    "name": "template",
+                    "description": "Data by id",
+                    "mimeType": "application/json",
+                }
+            ]
+        }
+    )
 
 
-async def read_resource(ctx: ServerRequestContext[Any], params: types.ReadResourceRequestParams,
-                        ) -> types.ReadResourceResult:
+async def read_resource(
+    ctx: ServerRequestContext[Any],
+    params: types.ReadResourceRequestParams,
+) -> types.ReadResourceResult:
     uri = str(params.uri)
     if uri == "test://static-binary":
         item: dict[str, Any] = {"uri": uri, "mimeType": "image/png", "blob": PNG}
     elif uri.startswith("test://template/") and uri.endswith("/data"):
         id_ = uri.removeprefix("test://template/").removesuffix("/data")
-        item = {"uri": uri, "mimeType": "application/json",
-                "text": json.dumps({"id": id_, "templateTest": True, "data": f"Data for ID: {id_}"})}
+        item = {
+            "uri": uri,
+            "mimeType": "application/json",
+            "text": json.dumps({"id": id_, "templateTest": True, "data": f"Data for ID: {id_}"}),
+        }
     elif uri in ("test://static-text", "test://watched-resource"):
         item = {"uri": uri, "mimeType": "text/plain", "text": "This is the content of the static text resource."}
     else:
@@ -243,16 +344,24 @@ async def unsubscribe(ctx: ServerRequestContext[Any], params: types.UnsubscribeR
 
 PROMPTS = [
     {"name": "test_simple_prompt", "description": "A simple prompt"},
-    {"name": "test_prompt_with_arguments", "description": "A prompt with arguments",
-     "arguments": [{"name": "arg1", "required": True}, {"name": "arg2", "required": True}]},
-    {"name": "test_prompt_with_embedded_resource", "description": "A prompt with a resource",
-     "arguments": [{"name": "resourceUri", "required": True}]},
+    {
+        "name": "test_prompt_with_arguments",
+        "description": "A prompt with arguments",
+        "arguments": [{"name": "arg1", "required": True}, {"name": "arg2", "required": True}],
+    },
+    {
+        "name": "test_prompt_with_embedded_resource",
+        "description": "A prompt with a resource",
+        "arguments": [{"name": "resourceUri", "required": True}],
+    },
     {"name": "test_prompt_with_image", "description": "A prompt with an image"},
 ]
 
 
-async def list_prompts(ctx: ServerRequestContext[Any], params: types.PaginatedRequestParams | None,
-                       ) -> types.ListPromptsResult:
+async def list_prompts(
+    ctx: ServerRequestContext[Any],
+    params: types.PaginatedRequestParams | None,
+) -> types.ListPromptsResult:
     return types.ListPromptsResult.model_validate({"prompts": PROMPTS})
 
 
@@ -261,16 +370,32 @@ async def get_prompt(ctx: ServerRequestContext[Any], params: types.GetPromptRequ
     messages: list[dict[str, Any]]
     match params.name:
         case "test_prompt_with_arguments":
-            messages = [{"role": "user", "content": _text(
-                f"Prompt with arguments: arg1='{args.get('arg1')}', arg2='{args.get('arg2')}'")}]
+            messages = [
+                {
+                    "role": "user",
+                    "content": _text(f"Prompt with arguments: arg1='{args.get('arg1')}', arg2='{args.get('arg2')}'"),
+                }
+            ]
         case "test_prompt_with_embedded_resource":
-            messages = [{"role": "user", "content": {"type": "resource", "resource": {
-                "uri": args.get("resourceUri", "test://example-resource"), "mimeType": "text/plain",
-                "text": "Embedded resource content for testing."}}},
-                        {"role": "user", "content": _text("Please process the embedded resource above.")}]
+            messages = [
+                {
+                    "role": "user",
+                    "content": {
+                        "type": "resource",
+                        "resource": {
+                            "uri": args.get("resourceUri", "test://example-resource"),
+                            "mimeType": "text/plain",
+                            "text": "Embedded resource content for testing.",
+                        },
+                    },
+                },
+                {"role": "user", "content": _text("Please process the embedded resource above.")},
+            ]
         case "test_prompt_with_image":
-            messages = [{"role": "user", "content": {"type": "image", "data": PNG, "mimeType": "image/png"}},
-                        {"role": "user", "content": _text("Please analyze the image above.")}]
+            messages = [
+                {"role": "user", "content": {"type": "image", "data": PNG, "mimeType": "image/png"}},
+                {"role": "user", "content": _text("Please analyze the image above.")},
+            ]
         case _:
             messages = [{"role": "user", "content": _text("This is a simple prompt for testing.")}]
     return types.GetPromptResult.model_validate({"messages": messages})
@@ -278,8 +403,9 @@ async def get_prompt(ctx: ServerRequestContext[Any], params: types.GetPromptRequ
 
 async def complete(ctx: ServerRequestContext[Any], params: types.CompleteRequestParams) -> types.CompleteResult:
     values = [v for v in ("paris", "park", "party") if v.startswith(params.argument.value)]
-    return types.CompleteResult.model_validate({"completion": {"values": values, "total": len(values),
-                                                               "hasMore": False}})
+    return types.CompleteResult.model_validate(
+        {"completion": {"values": values, "total": len(values), "hasMore": False}}
+    )
 
 
 async def set_level(ctx: ServerRequestContext[Any], params: types.SetLevelRequestParams) -> types.EmptyResult:
@@ -288,15 +414,22 @@ async def set_level(ctx: ServerRequestContext[Any], params: types.SetLevelReques
 
 
 class _ReferenceServer(Server[Any]):
-    def create_initialization_options(self, notification_options: NotificationOptions | None = None,
-                                      *args: Any, **kwargs: Any) -> Any:
+    def create_initialization_options(
+        self, notification_options: NotificationOptions | None = None, *args: Any, **kwargs: Any
+    ) -> Any:
         return super().create_initialization_options(
-            notification_options or NotificationOptions(prompts_changed=True, resources_changed=True,
-                                                        tools_changed=True), *args, **kwargs)
+            notification_options
+            or NotificationOptions(prompts_changed=True, resources_changed=True, tools_changed=True),
+            *args,
+            **kwargs,
+        )
 
 
-LAX_TOOL = {"name": "test_lax_schema", "description": "A tool whose schema has no type",
-            "inputSchema": {"properties": {"x": {"type": "string"}}}}
+LAX_TOOL = {
+    "name": "test_lax_schema",
+    "description": "A tool whose schema has no type",
+    "inputSchema": {"properties": {"x": {"type": "string"}}},
+}
 
 
 async def lax_listing(ctx: ServerRequestContext[Any], call_next: CallNext) -> HandlerResult:
@@ -310,14 +443,24 @@ def build() -> Server[Any]:
     import warnings
 
     from mcp.shared.exceptions import MCPDeprecationWarning
+
     with warnings.catch_warnings():  # logging/setLevel is a handshake-era method the scenarios still test
         warnings.simplefilter("ignore", MCPDeprecationWarning)
         server = _ReferenceServer(  # pyright: ignore[reportDeprecated] - the scenarios still test logging/setLevel
-            "guard-reference-server", version="1.0.0", on_list_tools=list_tools, on_call_tool=call_tool,
-            on_list_resources=list_resources, on_list_resource_templates=list_templates,
-            on_read_resource=read_resource, on_subscribe_resource=subscribe, on_unsubscribe_resource=unsubscribe,
-            on_list_prompts=list_prompts, on_get_prompt=get_prompt, on_completion=complete,
-            on_set_logging_level=set_level)
+            "guard-reference-server",
+            version="1.0.0",
+            on_list_tools=list_tools,
+            on_call_tool=call_tool,
+            on_list_resources=list_resources,
+            on_list_resource_templates=list_templates,
+            on_read_resource=read_resource,
+            on_subscribe_resource=subscribe,
+            on_unsubscribe_resource=unsubscribe,
+            on_list_prompts=list_prompts,
+            on_get_prompt=get_prompt,
+            on_completion=complete,
+            on_set_logging_level=set_level,
+        )
     if os.environ.get("REFERENCE_LAX_SCHEMAS") == "1":
         server.middleware.append(lax_listing)
     return server
@@ -327,8 +470,9 @@ async def main(argv: list[str]) -> None:
     server = build()
     if argv[:1] == ["--http"]:
         app = server.streamable_http_app(host="127.0.0.1")
-        await uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=int(argv[1]), log_level="warning",
-                                            lifespan="on")).serve()
+        await uvicorn.Server(
+            uvicorn.Config(app, host="127.0.0.1", port=int(argv[1]), log_level="warning", lifespan="on")
+        ).serve()
     else:
         async with stdio_server() as (read, write):
             await server.run(read, write, server.create_initialization_options())

@@ -48,14 +48,30 @@ def reference_stdio(**extra: str) -> StdioServerParameters:
 
 
 def proxy_args(policies: Path, db: Path, event: str, *extra: str) -> list[str]:
-    return ["-m", "guard_mcp", "--policies", str(policies), "--db", f"sqlite:///{db}", "--team", "ref",
-            "--event", event, "--log-level", "error", *extra]
+    return [
+        "-m",
+        "guard_mcp",
+        "--policies",
+        str(policies),
+        "--db",
+        f"sqlite:///{db}",
+        "--team",
+        "ref",
+        "--event",
+        event,
+        "--log-level",
+        "error",
+        *extra,
+    ]
 
 
 def stdio_proxy(policies: Path, db: Path, event: str, **extra: str) -> StdioServerParameters:
     """The proxy as a stdio server the client starts, itself starting the reference server over stdio."""
-    return StdioServerParameters(command=sys.executable, args=[*proxy_args(policies, db, event), "--",
-                                                               sys.executable, str(REFERENCE)], env=env(**extra))
+    return StdioServerParameters(
+        command=sys.executable,
+        args=[*proxy_args(policies, db, event), "--", sys.executable, str(REFERENCE)],
+        env=env(**extra),
+    )
 
 
 def http_reference(procs: Processes) -> HttpUpstream:
@@ -67,8 +83,9 @@ def http_proxy(procs: Processes, policies: Path, db: Path, event: str, upstream:
     """The proxy over streamable HTTP, in front of the reference server (`upstream`: "stdio", or its URL)."""
     port = free_port()
     tail = ["--", sys.executable, str(REFERENCE)] if upstream == "stdio" else ["--upstream-url", upstream]
-    return procs.start_http("proxy", [*proxy_args(policies, db, event, "--serve", "http", "--port", str(port)),
-                                      *tail], env(), port)
+    return procs.start_http(
+        "proxy", [*proxy_args(policies, db, event, "--serve", "http", "--port", str(port)), *tail], env(), port
+    )
 
 
 @dataclass
@@ -81,20 +98,33 @@ class Agent:
     asked: list[str] = field(default_factory=list[str])
 
     def options(self) -> dict[str, Any]:
-        return {"sampling_callback": self._sample, "elicitation_callback": self._elicit,
-                "list_roots_callback": self._roots, "message_handler": self._heard}
+        return {
+            "sampling_callback": self._sample,
+            "elicitation_callback": self._elicit,
+            "list_roots_callback": self._roots,
+            "message_handler": self._heard,
+        }
 
-    async def _sample(self, ctx: ClientRequestContext, params: types.CreateMessageRequestParams,
-                      ) -> types.CreateMessageResult:
+    async def _sample(
+        self,
+        ctx: ClientRequestContext,
+        params: types.CreateMessageRequestParams,
+    ) -> types.CreateMessageResult:
         self.asked.append("sampling/createMessage")
         return types.CreateMessageResult.model_validate(
-            {"role": "assistant", "content": {"type": "text", "text": f"{self.name} says hello"}, "model": "test",
-             "stopReason": "endTurn"})
+            {
+                "role": "assistant",
+                "content": {"type": "text", "text": f"{self.name} says hello"},
+                "model": "test",
+                "stopReason": "endTurn",
+            }
+        )
 
     async def _elicit(self, ctx: ClientRequestContext, params: types.ElicitRequestParams) -> types.ElicitResult:
         self.asked.append("elicitation/create")
-        return types.ElicitResult.model_validate({"action": "accept", "content": {"username": self.name,
-                                                                                  "email": "a@b.c"}})
+        return types.ElicitResult.model_validate(
+            {"action": "accept", "content": {"username": self.name, "email": "a@b.c"}}
+        )
 
     async def _roots(self, ctx: ClientRequestContext) -> types.ListRootsResult:
         self.asked.append("roots/list")

@@ -73,32 +73,51 @@ def server_env(effects: Path, **extra: str) -> dict[str, str]:
 
 
 def proxy_args(policies: Path, db: str, event: str, *extra: str) -> list[str]:
-    return ["-m", "guard_mcp", "--policies", str(policies), "--db", db, "--team", "crm",
-            "--event", event, "--log-level", "error", *extra]
+    return [
+        "-m",
+        "guard_mcp",
+        "--policies",
+        str(policies),
+        "--db",
+        db,
+        "--team",
+        "crm",
+        "--event",
+        event,
+        "--log-level",
+        "error",
+        *extra,
+    ]
 
 
-def stdio_proxy(policies: Path, db: str, effects: Path, event: str, *extra: str,
-                env: dict[str, str] | None = None) -> StdioServerParameters:
+def stdio_proxy(
+    policies: Path, db: str, effects: Path, event: str, *extra: str, env: dict[str, str] | None = None
+) -> StdioServerParameters:
     """The proxy as a stdio server the client starts, itself starting the CRM server over stdio."""
     return StdioServerParameters(
         command=sys.executable,
         args=[*proxy_args(policies, db, event, *extra), "--", sys.executable, str(SERVER)],
-        env=env or server_env(effects))
+        env=env or server_env(effects),
+    )
 
 
 def session(upstream: Upstream, work: Work) -> Any:
     """Run `work(session)` in a real MCP client session to `upstream` (the proxy, or the server itself)."""
+
     async def main() -> Any:
         with open(os.devnull, "w") as quiet:
             async with connect(upstream, errlog=quiet) as client:
                 return await work(client)
+
     return anyio.run(main)
 
 
 def call(upstream: Upstream, tool: str, args: dict[str, Any], **meta: str) -> types.CallToolResult:
     """One call in a session of its own (a client that connects, calls and goes away)."""
+
     async def work(client: Any) -> types.CallToolResult:
         return await client.call_tool(tool, args, meta=meta or None)
+
     return session(upstream, work)
 
 
@@ -125,8 +144,9 @@ def ledger_calls(policies: Path, db: str, run_id: str) -> list[tuple[str, str]]:
 
 def guard_cli(*args: str) -> subprocess.CompletedProcess[str]:
     """Guard's own command line, as a reviewer or operator runs it."""
-    return subprocess.run([sys.executable, "-m", "guard", *args], capture_output=True, text=True, timeout=60,
-                          check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "guard", *args], capture_output=True, text=True, timeout=60, check=False
+    )
 
 
 def free_port() -> int:

@@ -55,8 +55,14 @@ def upsert_contact(email: str) -> dict[str, Any]:
 
 
 def _agents(tool: FunctionTool, wrapped: Any, arg: str, n: int, tag: str) -> list[Agent[Any]]:
-    return [Agent(name="bench", tools=wrapped, model=ScriptedModel([calls(function_call(
-        tool.name, {arg: f"x{i}@{tag}.example"}, f"call_{tag}_{i}"))])) for i in range(n)]
+    return [
+        Agent(
+            name="bench",
+            tools=wrapped,
+            model=ScriptedModel([calls(function_call(tool.name, {arg: f"x{i}@{tag}.example"}, f"call_{tag}_{i}"))]),
+        )
+        for i in range(n)
+    ]
 
 
 async def _sample(agent: Agent[Any]) -> float:
@@ -71,8 +77,7 @@ async def _core(plain: GuardedTool, arg: str, i: int) -> float:
     return time.perf_counter() - start
 
 
-async def measure(guard: Guard, tool: FunctionTool, arg: str, n: int,
-                  warmup: int = 20) -> tuple[float, float, float]:
+async def measure(guard: Guard, tool: FunctionTool, arg: str, n: int, warmup: int = 20) -> tuple[float, float, float]:
     """p50 seconds: (a run with one tool call without Guard, the same with Guard, Guard's call path alone)."""
     guarded = GuardedTools(guard, team="bench", names=NAMES).wrap([tool])
     bare_agents = _agents(tool, [tool], arg, n + warmup, f"bare-{tool.name}")
@@ -99,12 +104,16 @@ async def main(n: int) -> None:
         (policies / "bench.yaml").write_text(POLICY)
         with Guard(policies=policies, db=f"sqlite:///{tmp}/guard.db", log_level="error") as guard:
             print(f"Agents SDK Runner.run with one function call, p50 of {n} runs each (SQLite ledger file)")
-            for tool, arg, what in ((lookup_company, "domain", "read (auto)"),
-                                    (upsert_contact, "email", "idempotent write (auto, keyed)")):
+            for tool, arg, what in (
+                (lookup_company, "domain", "read (auto)"),
+                (upsert_contact, "email", "idempotent write (auto, keyed)"),
+            ):
                 bare, guarded, core = await measure(guard, tool, arg, n)
-                print(f"  {what:<31} without Guard {bare * 1e3:6.2f} ms | with Guard {guarded * 1e3:6.2f} ms | "
-                      f"overhead {(guarded - bare) * 1e3:5.2f} ms per call | Guard's call path alone "
-                      f"{core * 1e3:5.2f} ms")
+                print(
+                    f"  {what:<31} without Guard {bare * 1e3:6.2f} ms | with Guard {guarded * 1e3:6.2f} ms | "
+                    f"overhead {(guarded - bare) * 1e3:5.2f} ms per call | Guard's call path alone "
+                    f"{core * 1e3:5.2f} ms"
+                )
 
 
 if __name__ == "__main__":

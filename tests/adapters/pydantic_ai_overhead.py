@@ -39,8 +39,9 @@ class Timed(WrapperToolset[Any]):
 
     seconds: list[float] = field(default_factory=list[float])
 
-    async def call_tool(self, name: str, tool_args: dict[str, Any], ctx: RunContext[Any],
-                        tool: ToolsetTool[Any]) -> Any:
+    async def call_tool(
+        self, name: str, tool_args: dict[str, Any], ctx: RunContext[Any], tool: ToolsetTool[Any]
+    ) -> Any:
         start = time.perf_counter()
         try:
             return await self.wrapped.call_tool(name, tool_args, ctx, tool)
@@ -57,7 +58,7 @@ def _timed_run(toolset: AbstractToolset[Any], calls: int) -> list[float]:
     script = [tool_calls(tool_call("upsert", {"key": f"k{i}", "value": i}, f"call_{i}")) for i in range(calls)]
     timed = Timed(toolset)
     Agent(scripted_model(script), toolsets=[timed]).run_sync("go", usage_limits=UsageLimits(request_limit=calls + 1))
-    return timed.seconds[calls // 10:]  # the first tenth warms caches and connections up
+    return timed.seconds[calls // 10 :]  # the first tenth warms caches and connections up
 
 
 def _timed_plain(guard: Guard, calls: int) -> list[float]:
@@ -67,7 +68,7 @@ def _timed_plain(guard: Guard, calls: int) -> list[float]:
         start = time.perf_counter()
         tool(key=f"p{i}", value=i)
         seconds.append(time.perf_counter() - start)
-    return seconds[calls // 10:]
+    return seconds[calls // 10 :]
 
 
 def main(calls: int = 300, rounds: int = 3) -> None:

@@ -68,12 +68,17 @@ def test_an_allowed_call_runs_once_under_the_tool_call_id_and_the_run_completes(
     assert world.upserts == 1
     (call,) = run.calls()
     assert (call.call_id, call.tool, call.state, call.result) == (
-        "tc-contact", "crm.upsert_contact", "completed", {"contact_id": "c-1"})
+        "tc-contact",
+        "crm.upsert_contact",
+        "completed",
+        {"contact_id": "c-1"},
+    )
     assert run.record().state == "completed"
 
 
 def test_a_denied_call_never_runs_and_the_model_reads_the_reason_in_an_error_tool_message(
-        guard: Guard, drive: Drive) -> None:
+    guard: Guard, drive: Drive
+) -> None:
     world = Funnel()
     seen: list[BaseMessage] = []
 
@@ -108,8 +113,13 @@ class Reviewer(threading.Thread):
             if pending:
                 approval = pending[0]
                 self.seen_args = {"tool": approval.tool, "args_json": approval.args_json}
-                self.guard.ledger.decide(approval.approval_id, reviewer="maria", decision=self.decision,  # pyright: ignore[reportArgumentType]  # "approve" | "reject"
-                                         reviewer_roles=frozenset({"marketing"}), reason=self.reason)
+                self.guard.ledger.decide(
+                    approval.approval_id,
+                    reviewer="maria",
+                    decision=self.decision,  # pyright: ignore[reportArgumentType]  # "approve" | "reject"
+                    reviewer_roles=frozenset({"marketing"}),
+                    reason=self.reason,
+                )
                 return
             self.done.wait(0.005)  # a poll interval of the ledger, not a synchronisation
 
@@ -169,7 +179,8 @@ def test_a_failure_compensates_the_earlier_deal_and_the_model_gets_an_error(guar
 
 
 def test_a_compensation_declared_through_one_middleware_holds_for_another_on_the_same_guard(
-        guard: Guard, drive: Drive) -> None:
+    guard: Guard, drive: Drive
+) -> None:
     world = Funnel(slack_down=True)
     first = GuardMiddleware(guard, team="funnel", names=NAMES)
 
@@ -193,8 +204,10 @@ def test_the_same_event_run_again_repeats_no_effect_even_with_new_tool_call_ids(
         drive(first, USER, None)
     assert (world.upserts, len(world.deals)) == (1, 1)
     # A real model names its tool calls afresh on every run: dedupe rests on the idempotency key, not the id.
-    again = [tool_calls(tool_call("upsert_contact", {"email": "ann@acme.io", "name": "Ann"}, "tc-contact-2")),
-             tool_calls(tool_call("create_deal", {"contact_id": "c-1", "amount_cents": 90000}, "tc-deal-2"))]
+    again = [
+        tool_calls(tool_call("upsert_contact", {"email": "ann@acme.io", "name": "Ann"}, "tc-contact-2")),
+        tool_calls(tool_call("create_deal", {"contact_id": "c-1", "amount_cents": 90000}, "tc-deal-2")),
+    ]
     second, _ = _agent(guard, world, again)
     with guard.run("funnel", source_event_id="lead-6") as run:
         out = drive(second, USER, None)
@@ -206,7 +219,8 @@ def test_the_same_event_run_again_repeats_no_effect_even_with_new_tool_call_ids(
 
 
 def test_deferred_approval_pauses_with_a_langgraph_interrupt_and_a_resume_offers_nothing_twice(
-        deferring_guard: Guard, drive: Drive) -> None:
+    deferring_guard: Guard, drive: Drive
+) -> None:
     guard, world = deferring_guard, Funnel()
     agent, _ = _agent(guard, world, [tool_calls(EMAIL)], checkpointer=InMemorySaver())
     config = {"configurable": {"thread_id": "lead-7"}}
@@ -221,8 +235,9 @@ def test_deferred_approval_pauses_with_a_langgraph_interrupt_and_a_resume_offers
     assert "__interrupt__" in out and world.emails == []
 
     (approval,) = guard.ledger.list_approvals(team="funnel")
-    guard.ledger.decide(approval.approval_id, reviewer="maria", decision="approve",
-                        reviewer_roles=frozenset({"marketing"}))
+    guard.ledger.decide(
+        approval.approval_id, reviewer="maria", decision="approve", reviewer_roles=frozenset({"marketing"})
+    )
     with guard.run("funnel", source_event_id="lead-7") as run:
         out = drive(agent, Command(resume="approved"), config)
     assert "__interrupt__" not in out
@@ -240,8 +255,7 @@ def test_a_reviewers_edit_of_the_arguments_is_what_langchain_runs(deferring_guar
         assert "__interrupt__" in drive(agent, USER, config)
     (approval,) = guard.ledger.list_approvals(team="funnel")
     edited = {**json.loads(approval.args_json), "template": "intro-short"}
-    review(guard.ledger, guard.policies, approval.approval_id, reviewer="maria", decision="approve",
-           edited_args=edited)
+    review(guard.ledger, guard.policies, approval.approval_id, reviewer="maria", decision="approve", edited_args=edited)
     with guard.run("funnel", source_event_id="lead-9") as run:
         out = drive(agent, Command(resume="approved"), config)
     assert "__interrupt__" not in out
@@ -250,7 +264,8 @@ def test_a_reviewers_edit_of_the_arguments_is_what_langchain_runs(deferring_guar
 
 
 def test_guard_tool_answers_a_tool_call_with_an_error_message_and_plain_python_with_the_typed_error(
-        guard: Guard) -> None:
+    guard: Guard,
+) -> None:
     world = Funnel()
     tools = {t.name: t for t in world.tools()}
     delete = guard_tool(guard, tools["delete_all_leads"], name="crm.delete_all_leads")

@@ -28,8 +28,23 @@ Session = Callable[[ClientSession], Awaitable[Any]]
 def _proxy(policy_dir: Path, ledger_url: str, effects: Path, event: str) -> StdioServerParameters:
     return StdioServerParameters(
         command=sys.executable,
-        args=["-m", "guard_mcp", "--policies", str(policy_dir), "--db", ledger_url, "--team", "funnel",
-              "--event", event, "--log-level", "error", "--", sys.executable, str(SERVER)],
+        args=[
+            "-m",
+            "guard_mcp",
+            "--policies",
+            str(policy_dir),
+            "--db",
+            ledger_url,
+            "--team",
+            "funnel",
+            "--event",
+            event,
+            "--log-level",
+            "error",
+            "--",
+            sys.executable,
+            str(SERVER),
+        ],
         env={"PYTHONPATH": os.pathsep.join([str(ADAPTERS), str(ADAPTERS.parent)]), "CRM_EFFECTS": str(effects)},
     )
 
@@ -40,6 +55,7 @@ def _session(params: StdioServerParameters, work: Session) -> Any:
             async with stdio_client(params, errlog=quiet) as (read, write), ClientSession(read, write) as session:
                 await session.initialize()
                 return await work(session)
+
     return anyio.run(main)
 
 
@@ -57,21 +73,28 @@ def effects(tmp_path: Path) -> Path:
 
 
 def test_the_proxy_forwards_allowed_calls_denies_unnamed_tools_and_never_repeats_an_effect(
-        policy_dir: Path, ledger_url: str, effects: Path) -> None:
+    policy_dir: Path, ledger_url: str, effects: Path
+) -> None:
     async def work(session: ClientSession) -> list[types.CallToolResult]:
         listed = await session.list_tools()
         assert {"upsert_contact", "delete_all_leads"} <= {t.name for t in listed.tools}
         args = {"email": "ann@acme.io", "name": "Ann"}
-        return [await session.call_tool("upsert_contact", args),
-                await session.call_tool("delete_all_leads", {}),
-                await session.call_tool("upsert_contact", args)]  # sent again: the same action
+        return [
+            await session.call_tool("upsert_contact", args),
+            await session.call_tool("delete_all_leads", {}),
+            await session.call_tool("upsert_contact", args),
+        ]  # sent again: the same action
 
     first, denied, again = _session(_proxy(policy_dir, ledger_url, effects, "mcp-1"), work)
     assert not first.is_error and first.structured_content == {"contact_id": "c-ann"}
     assert (denied.is_error and "no rule" in _text(denied).lower()) or "denied" in _text(denied)
     assert denied.structured_content is None and denied.meta is not None
-    assert denied.meta["guard/outcome"] == {"outcome": "CallDenied", "state": "denied", "run_id": "funnel:mcp-1",
-                                            "call_id": denied.meta["guard/outcome"]["call_id"]}
+    assert denied.meta["guard/outcome"] == {
+        "outcome": "CallDenied",
+        "state": "denied",
+        "run_id": "funnel:mcp-1",
+        "call_id": denied.meta["guard/outcome"]["call_id"],
+    }
     assert not again.is_error and again.structured_content == first.structured_content
     assert [e["kind"] for e in _effects(effects)] == ["upsert"]  # once; the read-only-annotated delete never ran
     with Guard(policies=policy_dir, db=ledger_url, log_level="error") as guard:
@@ -80,7 +103,8 @@ def test_the_proxy_forwards_allowed_calls_denies_unnamed_tools_and_never_repeats
 
 
 def test_a_call_resent_after_a_reconnect_or_under_its_meta_key_runs_once(
-        policy_dir: Path, ledger_url: str, effects: Path) -> None:
+    policy_dir: Path, ledger_url: str, effects: Path
+) -> None:
     args = {"email": "bo@acme.io", "name": "Bo"}
 
     async def send(session: ClientSession) -> types.CallToolResult:

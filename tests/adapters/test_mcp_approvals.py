@@ -24,13 +24,13 @@ QUOTE = {"email": "ann@acme.io", "amount_cents": 120000}
 
 
 def _decide(policies: Path, db: str, verb: str, approval_id: str, *extra: str) -> None:
-    done = guard_cli("approvals", verb, approval_id, "--as", "maria", "--db", db, "--policies",
-                     str(policies), *extra)
+    done = guard_cli("approvals", verb, approval_id, "--as", "maria", "--db", db, "--policies", str(policies), *extra)
     assert done.returncode == 0, done.stdout + done.stderr
 
 
 def test_a_held_call_waits_is_approved_with_the_cli_and_runs_once_on_the_clients_retry(
-        tmp_path: Path, ledger_url: str) -> None:
+    tmp_path: Path, ledger_url: str
+) -> None:
     policies = write_policy(tmp_path / "policies")
     log = tmp_path / "effects.jsonl"
     proxy = stdio_proxy(policies, ledger_url, log, "quote-1")
@@ -52,7 +52,8 @@ def test_a_held_call_waits_is_approved_with_the_cli_and_runs_once_on_the_clients
 
 
 def test_a_rejected_call_never_runs_and_the_reviewers_reason_reaches_the_client_as_an_error(
-        tmp_path: Path, ledger_url: str) -> None:
+    tmp_path: Path, ledger_url: str
+) -> None:
     policies = write_policy(tmp_path / "policies")
     log = tmp_path / "effects.jsonl"
     proxy = stdio_proxy(policies, ledger_url, log, "quote-2")
@@ -70,7 +71,8 @@ def test_a_rejected_call_never_runs_and_the_reviewers_reason_reaches_the_client_
 
 
 def test_a_tool_annotated_read_only_still_waits_when_the_policy_says_irreversible(
-        tmp_path: Path, ledger_url: str) -> None:
+    tmp_path: Path, ledger_url: str
+) -> None:
     policies = write_policy(tmp_path / "policies")
     log = tmp_path / "effects.jsonl"
     proxy = stdio_proxy(policies, ledger_url, log, "quote-3")
@@ -87,7 +89,8 @@ def test_a_tool_annotated_read_only_still_waits_when_the_policy_says_irreversibl
 
 
 def test_a_run_resumed_by_a_new_connection_repeats_no_effect_and_runs_the_approved_call_once(
-        tmp_path: Path, ledger_url: str) -> None:
+    tmp_path: Path, ledger_url: str
+) -> None:
     policies = write_policy(tmp_path / "policies")
     log = tmp_path / "effects.jsonl"
     proxy = stdio_proxy(policies, ledger_url, log, "deal-9")
@@ -95,9 +98,11 @@ def test_a_run_resumed_by_a_new_connection_repeats_no_effect_and_runs_the_approv
 
     async def agent(client: ClientSession) -> list[types.CallToolResult]:
         # The same agent steps each time it (re)connects: a restarted agent replays its run from the start.
-        return [await client.call_tool("upsert_contact", {"email": "ann@acme.io", "name": "Ann"}),
-                await client.call_tool("create_invoice", invoice),
-                await client.call_tool("send_quote", QUOTE)]
+        return [
+            await client.call_tool("upsert_contact", {"email": "ann@acme.io", "name": "Ann"}),
+            await client.call_tool("create_invoice", invoice),
+            await client.call_tool("send_quote", QUOTE),
+        ]
 
     contact, created, waiting = session(proxy, agent)
     assert outcome(waiting)["outcome"] == "ApprovalPending"
@@ -109,11 +114,15 @@ def test_a_run_resumed_by_a_new_connection_repeats_no_effect_and_runs_the_approv
     session(proxy, agent)  # and once more, after everything ran
     assert [e["kind"] for e in effects(log)] == ["upsert", "invoice", "quote"]
     assert ledger_calls(policies, ledger_url, "crm:deal-9") == [
-        ("upsert_contact", "completed"), ("create_invoice", "completed"), ("send_quote", "completed")]
+        ("upsert_contact", "completed"),
+        ("create_invoice", "completed"),
+        ("send_quote", "completed"),
+    ]
 
 
 def test_a_held_call_whose_arguments_have_no_exact_hash_is_refused_and_recorded(
-        tmp_path: Path, ledger_url: str) -> None:
+    tmp_path: Path, ledger_url: str
+) -> None:
     policies = write_policy(tmp_path / "policies")
     log = tmp_path / "effects.jsonl"
     proxy = stdio_proxy(policies, ledger_url, log, "quote-5")

@@ -29,8 +29,7 @@ V2 = "Email a price quote to a customer AND charge their card on file."
 
 
 def _approve(policies: Path, db: str, approval_id: str) -> None:
-    done = guard_cli("approvals", "approve", approval_id, "--as", "maria", "--db", db,
-                     "--policies", str(policies))
+    done = guard_cli("approvals", "approve", approval_id, "--as", "maria", "--db", db, "--policies", str(policies))
     assert done.returncode == 0, done.stdout + done.stderr
 
 
@@ -39,7 +38,8 @@ def _args_shown(db: str, approval_id: str) -> dict[str, Any]:
 
 
 def test_a_tool_changed_after_its_approval_does_not_run_on_it_and_waits_for_a_new_one(
-        tmp_path: Path, ledger_url: str) -> None:
+    tmp_path: Path, ledger_url: str
+) -> None:
     policies = write_policy(tmp_path / "policies")
     log = tmp_path / "effects.jsonl"
     v1 = stdio_proxy(policies, ledger_url, log, "quote-b")
@@ -52,14 +52,18 @@ def test_a_tool_changed_after_its_approval_does_not_run_on_it_and_waits_for_a_ne
     assert outcome(again)["outcome"] == "ApprovalPending" and outcome(again)["approval_id"] != first["approval_id"]
     assert effects(log) == []  # the approval of the old definition ran nothing
     # The call approved for the old definition is over: expired with the reason, not left `approved` forever.
-    assert ledger_calls(policies, ledger_url, "crm:quote-b") == [("send_quote", "expired"),
-                                                               ("send_quote", "awaiting_approval")]
-    stale = json.loads(guard_cli("approvals", "show", first["approval_id"], "--db", ledger_url,
-                                 "--json").stdout)
+    assert ledger_calls(policies, ledger_url, "crm:quote-b") == [
+        ("send_quote", "expired"),
+        ("send_quote", "awaiting_approval"),
+    ]
+    stale = json.loads(guard_cli("approvals", "show", first["approval_id"], "--db", ledger_url, "--json").stdout)
     assert stale["state"] == "approved"  # what the reviewer decided stays in the record
     old, new = _args_shown(ledger_url, first["approval_id"]), _args_shown(ledger_url, outcome(again)["approval_id"])
-    assert {k: v for k, v in old.items() if k != BINDING_FIELD} == QUOTE == {
-        k: v for k, v in new.items() if k != BINDING_FIELD}
+    assert (
+        {k: v for k, v in old.items() if k != BINDING_FIELD}
+        == QUOTE
+        == {k: v for k, v in new.items() if k != BINDING_FIELD}
+    )
     assert old[BINDING_FIELD] != new[BINDING_FIELD]  # the reviewer sees which definition they approve
 
     _approve(policies, ledger_url, outcome(again)["approval_id"])
@@ -69,7 +73,8 @@ def test_a_tool_changed_after_its_approval_does_not_run_on_it_and_waits_for_a_ne
 
 
 def test_a_request_still_waiting_when_its_tool_changes_is_withdrawn_from_the_reviewers_queue(
-        tmp_path: Path, ledger_url: str) -> None:
+    tmp_path: Path, ledger_url: str
+) -> None:
     policies = write_policy(tmp_path / "policies")
     log = tmp_path / "effects.jsonl"
     v1 = stdio_proxy(policies, ledger_url, log, "quote-w")
@@ -78,8 +83,7 @@ def test_a_request_still_waiting_when_its_tool_changes_is_withdrawn_from_the_rev
     first = outcome(call(v1, "send_quote", QUOTE))
     again = outcome(call(v2, "send_quote", QUOTE))  # redeployed before anyone decided
     assert again["outcome"] == "ApprovalPending" and again["approval_id"] != first["approval_id"]
-    shown = json.loads(guard_cli("approvals", "show", first["approval_id"], "--db", ledger_url,
-                                 "--json").stdout)
+    shown = json.loads(guard_cli("approvals", "show", first["approval_id"], "--db", ledger_url, "--json").stdout)
     assert shown["state"] == "expired" and shown["reason"].startswith("superseded: send_quote changed upstream")
     waiting = json.loads(guard_cli("approvals", "list", "--json", "--db", ledger_url).stdout)
     assert [a["approval_id"] for a in waiting] == [again["approval_id"]]  # only the request that can still run

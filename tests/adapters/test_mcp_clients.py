@@ -34,9 +34,12 @@ ANN = {"email": "ann@acme.io", "name": "Ann"}
 
 async def _agent(client: Client) -> list[Any]:
     listed = await client.list_tools()
-    return [client.protocol_version, {t.name for t in listed.tools},
-            await client.call_tool("upsert_contact", ANN),
-            await client.call_tool("delete_all_leads", {})]
+    return [
+        client.protocol_version,
+        {t.name for t in listed.tools},
+        await client.call_tool("upsert_contact", ANN),
+        await client.call_tool("delete_all_leads", {}),
+    ]
 
 
 def _check(version: str, names: set[str], upsert: types.CallToolResult, denied: types.CallToolResult) -> None:
@@ -47,7 +50,8 @@ def _check(version: str, names: set[str], upsert: types.CallToolResult, denied: 
 
 @pytest.mark.parametrize("mode", ["auto", "legacy"])
 def test_the_sdk_client_in_either_era_lists_and_calls_through_the_stdio_proxy(
-        tmp_path: Path, ledger_url: str, mode: str) -> None:
+    tmp_path: Path, ledger_url: str, mode: str
+) -> None:
     policies = write_policy(tmp_path / "policies")
     log = tmp_path / "effects.jsonl"
     params: StdioServerParameters = stdio_proxy(policies, ledger_url, log, "client-1")
@@ -60,8 +64,10 @@ def test_the_sdk_client_in_either_era_lists_and_calls_through_the_stdio_proxy(
     _check(version, names, upsert, denied)
     assert (version == LATEST_MODERN_VERSION) == (mode == "auto")  # the default client speaks the newest era
     assert [e["kind"] for e in effects(log)] == ["upsert"]
-    assert ledger_calls(policies, ledger_url, "crm:client-1") == [("upsert_contact", "completed"),
-                                                                ("delete_all_leads", "denied")]
+    assert ledger_calls(policies, ledger_url, "crm:client-1") == [
+        ("upsert_contact", "completed"),
+        ("delete_all_leads", "denied"),
+    ]
 
 
 def test_the_sdk_client_in_its_default_mode_is_guarded_through_the_http_proxy(tmp_path: Path, ledger_url: str) -> None:
@@ -69,9 +75,17 @@ def test_the_sdk_client_in_its_default_mode_is_guarded_through_the_http_proxy(tm
     log = tmp_path / "effects.jsonl"
     with processes(tmp_path) as procs:
         port = free_port()
-        proxy = procs.start_http("proxy", [*proxy_args(policies, ledger_url, "client-2", "--serve", "http", "--port",
-                                                       str(port)), "--", sys.executable, str(SERVER)],
-                                 server_env(log), port)
+        proxy = procs.start_http(
+            "proxy",
+            [
+                *proxy_args(policies, ledger_url, "client-2", "--serve", "http", "--port", str(port)),
+                "--",
+                sys.executable,
+                str(SERVER),
+            ],
+            server_env(log),
+            port,
+        )
 
         async def main() -> list[Any]:
             async with Client(proxy.url) as client:
@@ -92,14 +106,22 @@ TS_CLIENT = Path(__file__).with_name("ts_client")
 def _ts_client(config: dict[str, Any]) -> dict[str, Any]:
     """Run the TypeScript SDK's client (tests/adapters/ts_client/client.mjs) under node; its JSON report."""
     subprocess.run([str(TS_CLIENT / "ensure")], check=True, timeout=300)
-    done = subprocess.run(["node", str(TS_CLIENT / "client.mjs"), json.dumps(config)], capture_output=True,
-                          text=True, timeout=120, check=False)
+    done = subprocess.run(
+        ["node", str(TS_CLIENT / "client.mjs"), json.dumps(config)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout)
 
 
-TS_CALLS: list[list[Any]] = [["upsert_contact", ANN], ["delete_all_leads", {}], ["send_quote", {"email": "ann@acme.io",
-                                                                               "amount_cents": 900}]]
+TS_CALLS: list[list[Any]] = [
+    ["upsert_contact", ANN],
+    ["delete_all_leads", {}],
+    ["send_quote", {"email": "ann@acme.io", "amount_cents": 900}],
+]
 
 
 def _check_ts(report: dict[str, Any], run_id: str) -> None:
@@ -118,30 +140,43 @@ def _check_ts(report: dict[str, Any], run_id: str) -> None:
 
 
 def test_the_typescript_sdk_client_gets_guards_reasons_not_schema_errors_over_stdio(
-        tmp_path: Path, ledger_url: str) -> None:
+    tmp_path: Path, ledger_url: str
+) -> None:
     """The TS SDK checks `structuredContent` against the tool's `outputSchema`: Guard's denial and wait reach it
     as error results with Guard's reason in the text and its facts in `_meta`, never as a schema failure."""
     policies = write_policy(tmp_path / "policies")
     params = stdio_proxy(policies, ledger_url, tmp_path / "effects.jsonl", "ts-1")
     report = _ts_client({"command": params.command, "args": params.args, "env": params.env, "calls": TS_CALLS})
     _check_ts(report, "crm:ts-1")
-    assert [state for _, state in ledger_calls(policies, ledger_url, "crm:ts-1")] == ["completed", "denied",
-                                                                                    "awaiting_approval"]
+    assert [state for _, state in ledger_calls(policies, ledger_url, "crm:ts-1")] == [
+        "completed",
+        "denied",
+        "awaiting_approval",
+    ]
 
 
 def test_the_typescript_sdk_client_gets_guards_reasons_over_streamable_http(tmp_path: Path, ledger_url: str) -> None:
     policies = write_policy(tmp_path / "policies")
     with processes(tmp_path) as procs:
         port = free_port()
-        proxy = procs.start_http("proxy", [*proxy_args(policies, ledger_url, "ts-2", "--serve", "http", "--port",
-                                                       str(port)), "--", sys.executable, str(SERVER)],
-                                 server_env(tmp_path / "effects.jsonl"), port)
+        proxy = procs.start_http(
+            "proxy",
+            [
+                *proxy_args(policies, ledger_url, "ts-2", "--serve", "http", "--port", str(port)),
+                "--",
+                sys.executable,
+                str(SERVER),
+            ],
+            server_env(tmp_path / "effects.jsonl"),
+            port,
+        )
         report = _ts_client({"url": proxy.url, "calls": TS_CALLS})
     _check_ts(report, "crm:ts-2")
 
 
 def test_a_tools_own_error_result_reaches_the_client_as_the_upstream_sent_it_with_guards_facts_in_meta(
-        tmp_path: Path, ledger_url: str) -> None:
+    tmp_path: Path, ledger_url: str
+) -> None:
     """Direct and through the proxy, the same call gets the same result, but for `_meta["guard/outcome"]`."""
     policies = write_policy(tmp_path / "policies")
     log = tmp_path / "effects.jsonl"

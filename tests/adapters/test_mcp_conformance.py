@@ -31,8 +31,14 @@ def suite() -> Path:
 
 def run_suite(cli: Path, url: str, out: Path) -> dict[str, Outcome]:
     """Every server scenario of the suite against `url`: checks passed and failed per scenario."""
-    subprocess.run(["node", str(cli), "server", "--url", url, "--suite", "all", "--output-dir", str(out)],
-                   capture_output=True, text=True, timeout=600, check=False, cwd=SUITE)
+    subprocess.run(
+        ["node", str(cli), "server", "--url", url, "--suite", "all", "--output-dir", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+        cwd=SUITE,
+    )
     outcomes: dict[str, Outcome] = {}
     for checks_file in sorted(out.glob("*/checks.json")):
         match = _RESULT_DIR.match(checks_file.parent.name)
@@ -63,7 +69,8 @@ def table(runs: dict[str, dict[str, Outcome]]) -> str:
 
 
 def test_every_conformance_scenario_that_passes_directly_passes_through_the_proxy_with_either_upstream(
-        suite: Path, tmp_path: Path, db_path: Path) -> None:
+    suite: Path, tmp_path: Path, db_path: Path
+) -> None:
     policies = write_open_policy(tmp_path / "policies")
     runs: dict[str, dict[str, Outcome]] = {}
     with processes(tmp_path) as procs:
@@ -103,7 +110,8 @@ rules:
 
 
 def test_the_suites_client_through_the_proxy_meets_a_denial_a_wait_for_approval_and_a_denied_resource_as_documented(
-        suite: Path, tmp_path: Path, db_path: Path) -> None:
+    suite: Path, tmp_path: Path, db_path: Path
+) -> None:
     """As adapters/README.md says: a refused or held tool call is a tool error result `[guard] <reason>` with
     Guard's outcome in `_meta["guard/outcome"]`; a denied read is a JSON-RPC error with it in `data`."""
     policies = tmp_path / "policies"
@@ -111,8 +119,14 @@ def test_the_suites_client_through_the_proxy_meets_a_denial_a_wait_for_approval_
     (policies / "ref.yaml").write_text(GUARDED_POLICY)
     with processes(tmp_path) as procs:
         proxy = http_proxy(procs, policies, db_path, "guarded", "stdio")
-        done = subprocess.run(["node", str(SUITE / "guarded.mjs"), proxy.url], capture_output=True, text=True,
-                              timeout=120, check=False, cwd=SUITE)
+        done = subprocess.run(
+            ["node", str(SUITE / "guarded.mjs"), proxy.url],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+            cwd=SUITE,
+        )
     assert done.returncode == 0, done.stderr
     out = json.loads(done.stdout)
     assert out["allowed"]["result"]["content"][0]["text"] == "This is a simple text response for testing."
@@ -125,4 +139,9 @@ def test_the_suites_client_through_the_proxy_meets_a_denial_a_wait_for_approval_
     refused = out["deniedResource"]["error"]
     assert "[guard] " in refused["message"] and refused["data"]["guard/outcome"]["outcome"] == "CallDenied"
     assert [state for _, state in ledger_calls(policies, f"sqlite:///{db_path}", "ref:guarded")] == [
-        "completed", "denied", "awaiting_approval", "completed", "denied"]
+        "completed",
+        "denied",
+        "awaiting_approval",
+        "completed",
+        "denied",
+    ]

@@ -27,7 +27,8 @@ from mcp_world import (
 
 @pytest.mark.parametrize("upstream_transport", ["stdio", "http"])
 def test_a_client_over_streamable_http_is_guarded_like_one_over_stdio(
-        tmp_path: Path, ledger_url: str, upstream_transport: str) -> None:
+    tmp_path: Path, ledger_url: str, upstream_transport: str
+) -> None:
     policies = write_policy(tmp_path / "policies")
     log = tmp_path / "effects.jsonl"
     env = server_env(log)
@@ -39,20 +40,25 @@ def test_a_client_over_streamable_http_is_guarded_like_one_over_stdio(
         else:
             upstream = ["--", sys.executable, str(SERVER)]
         port = free_port()
-        proxy = procs.start_http("proxy", [*proxy_args(policies, ledger_url, "http-1", "--serve", "http", "--port",
-                                                       str(port)), *upstream], env, port)
+        proxy = procs.start_http(
+            "proxy",
+            [*proxy_args(policies, ledger_url, "http-1", "--serve", "http", "--port", str(port)), *upstream],
+            env,
+            port,
+        )
 
         async def work(client: ClientSession) -> list[Any]:
             listed = await client.list_tools()
             args = {"email": "ann@acme.io", "name": "Ann"}
-            return [{t.name for t in listed.tools},
-                    await client.call_tool("upsert_contact", args),
-                    await client.call_tool("delete_all_leads", {}),
-                    await client.call_tool("upsert_contact", args)]
+            return [
+                {t.name for t in listed.tools},
+                await client.call_tool("upsert_contact", args),
+                await client.call_tool("delete_all_leads", {}),
+                await client.call_tool("upsert_contact", args),
+            ]
 
         names, first, denied, again = session(proxy, work)
-        second_client = session(proxy, lambda c: c.call_tool("upsert_contact", {"email": "ann@acme.io",
-                                                                                 "name": "Ann"}))
+        second_client = session(proxy, lambda c: c.call_tool("upsert_contact", {"email": "ann@acme.io", "name": "Ann"}))
     assert {"upsert_contact", "delete_all_leads", "send_quote"} <= names
     assert isinstance(first, types.CallToolResult) and not first.is_error
     assert first.structured_content == {"contact_id": "c-ann"}
@@ -60,8 +66,10 @@ def test_a_client_over_streamable_http_is_guarded_like_one_over_stdio(
     assert isinstance(again, types.CallToolResult) and again.structured_content == first.structured_content
     assert second_client.structured_content == first.structured_content  # another HTTP session, the same run
     assert [e["kind"] for e in effects(log)] == ["upsert"]
-    assert ledger_calls(policies, ledger_url, "crm:http-1") == [("upsert_contact", "completed"),
-                                                              ("delete_all_leads", "denied")]
+    assert ledger_calls(policies, ledger_url, "crm:http-1") == [
+        ("upsert_contact", "completed"),
+        ("delete_all_leads", "denied"),
+    ]
 
 
 def test_the_upstream_server_alone_over_http_runs_every_call(tmp_path: Path) -> None:

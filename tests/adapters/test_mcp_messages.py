@@ -51,9 +51,16 @@ async def recorded(params: StdioServerParameters, agent: Agent, wire: Wire) -> A
 async def _exchanges(client: ClientSession) -> None:
     await set_level(client, "debug")
     await client.list_tools()
-    for name, args in [("test_simple_text", {}), ("test_multiple_content_types", {}), ("test_error_handling", {}),
-                       ("test_tool_with_logging", {}), ("test_sampling", {"prompt": "hi"}),
-                       ("test_elicitation", {"message": "who?"}), ("test_roots", {}), ("test_list_changed", {})]:
+    for name, args in [
+        ("test_simple_text", {}),
+        ("test_multiple_content_types", {}),
+        ("test_error_handling", {}),
+        ("test_tool_with_logging", {}),
+        ("test_sampling", {"prompt": "hi"}),
+        ("test_elicitation", {"message": "who?"}),
+        ("test_roots", {}),
+        ("test_list_changed", {}),
+    ]:
         await client.call_tool(name, args)
     await client.call_tool("test_tool_with_progress", {}, progress_callback=_ignore)
     await client.list_resources()
@@ -82,14 +89,17 @@ def _comparable(wire: Wire) -> list[tuple[str, dict[str, Any]]]:
         result = message.get("result")
         if isinstance(result, dict) and isinstance(result.get("_meta"), dict):
             meta = {k: v for k, v in result["_meta"].items() if k != "guard/outcome"}
-            message["result"] = {**{k: v for k, v in result.items() if k != "_meta"}, **({"_meta": meta} if meta
-                                                                                         else {})}
+            message["result"] = {
+                **{k: v for k, v in result.items() if k != "_meta"},
+                **({"_meta": meta} if meta else {}),
+            }
         out.append((side, message))
     return out
 
 
 def test_the_same_exchanges_directly_and_through_the_proxy_are_the_same_messages_but_for_guards_meta(
-        tmp_path: Path, db_path: Path) -> None:
+    tmp_path: Path, db_path: Path
+) -> None:
     policies = write_open_policy(tmp_path / "policies")
     wires: list[Wire] = [[], []]
 
@@ -100,11 +110,21 @@ def test_the_same_exchanges_directly_and_through_the_proxy_are_the_same_messages
 
     anyio.run(main)
     direct, proxied = wires
-    added = [meta["guard/outcome"]["outcome"] for side, m in proxied
-             if side == "server" and "guard/outcome" in (meta := _result_meta(m))]
+    added = [
+        meta["guard/outcome"]["outcome"]
+        for side, m in proxied
+        if side == "server" and "guard/outcome" in (meta := _result_meta(m))
+    ]
     assert added == ["CallFailed"]  # the tool's own error result, Guard's outcome beside it
     assert _comparable(proxied) == _comparable(direct)
     methods = [m.get("method") for _, m in direct if "method" in m]
-    for expected in ("sampling/createMessage", "elicitation/create", "roots/list", "notifications/progress",
-                     "notifications/message", "notifications/tools/list_changed", "notifications/resources/updated"):
+    for expected in (
+        "sampling/createMessage",
+        "elicitation/create",
+        "roots/list",
+        "notifications/progress",
+        "notifications/message",
+        "notifications/tools/list_changed",
+        "notifications/resources/updated",
+    ):
         assert expected in methods

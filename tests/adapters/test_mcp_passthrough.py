@@ -31,20 +31,26 @@ def _texts(result: types.CallToolResult) -> str:
 
 
 async def _ask_the_client(client: ClientSession) -> list[str]:
-    return [_texts(await client.call_tool("test_sampling", {"prompt": "hi"})),
-            _texts(await client.call_tool("test_elicitation", {"message": "who are you?"})),
-            _texts(await client.call_tool("test_roots", {}))]
+    return [
+        _texts(await client.call_tool("test_sampling", {"prompt": "hi"})),
+        _texts(await client.call_tool("test_elicitation", {"message": "who are you?"})),
+        _texts(await client.call_tool("test_roots", {})),
+    ]
 
 
 def test_the_upstreams_requests_reach_the_client_behind_the_proxy_and_its_answers_go_back(
-        tmp_path: Path, db_path: Path) -> None:
+    tmp_path: Path, db_path: Path
+) -> None:
     policies = write_open_policy(tmp_path / "policies")
     direct, proxied = Agent("ann", ["file:///work/ann"]), Agent("ann", ["file:///work/ann"])
     plain = run(reference_stdio(), direct, _ask_the_client)
     through = run(stdio_proxy(policies, db_path, "asks"), proxied, _ask_the_client)
     assert through == plain
-    assert plain == ["LLM response: ann says hello", 'User response: action=accept, content={"username": "ann", '
-                     '"email": "a@b.c"}', '["file:///work/ann"]']
+    assert plain == [
+        "LLM response: ann says hello",
+        'User response: action=accept, content={"username": "ann", "email": "a@b.c"}',
+        '["file:///work/ann"]',
+    ]
     assert proxied.asked == direct.asked == ["sampling/createMessage", "elicitation/create", "roots/list"]
     assert [state for _, state in ledger_calls(policies, f"sqlite:///{db_path}", "ref:asks")] == ["completed"] * 3
 
@@ -65,12 +71,15 @@ async def _listen(client: ClientSession) -> list[Any]:
 
 
 def _heard(agent: Agent) -> list[tuple[str, Any]]:
-    return [(n.method, n.params.model_dump(exclude_none=True) if n.params is not None else None)
-            for n in agent.notifications]
+    return [
+        (n.method, n.params.model_dump(exclude_none=True) if n.params is not None else None)
+        for n in agent.notifications
+    ]
 
 
 def test_progress_log_messages_list_changes_and_resource_updates_reach_the_client_as_sent(
-        tmp_path: Path, db_path: Path) -> None:
+    tmp_path: Path, db_path: Path
+) -> None:
     policies = write_open_policy(tmp_path / "policies")
     direct, proxied = Agent(), Agent()
     plain = run(reference_stdio(), direct, _listen)
@@ -78,13 +87,18 @@ def test_progress_log_messages_list_changes_and_resource_updates_reach_the_clien
     assert through == plain == [(0.0, 100.0), (50.0, 100.0), (100.0, 100.0)]
     assert _heard(proxied) == _heard(direct)
     assert [m for m, _ in _heard(direct)] == [
-        *["notifications/progress"] * 3, *["notifications/message"] * 3, "notifications/tools/list_changed",
+        *["notifications/progress"] * 3,
+        *["notifications/message"] * 3,
+        "notifications/tools/list_changed",
         "notifications/prompts/list_changed",
-        "notifications/resources/list_changed", "notifications/resources/updated"]
+        "notifications/resources/list_changed",
+        "notifications/resources/updated",
+    ]
 
 
 def test_two_clients_at_once_keep_their_own_log_level_and_get_only_their_own_server_requests(
-        tmp_path: Path, db_path: Path) -> None:
+    tmp_path: Path, db_path: Path
+) -> None:
     """Each client session has an upstream session of its own: a log level one client sets never silences the
     other, and the upstream's sampling request for one client's call is answered by that client."""
     policies = write_open_policy(tmp_path / "policies")
@@ -105,13 +119,16 @@ def test_two_clients_at_once_keep_their_own_log_level_and_get_only_their_own_ser
                 await client.call_tool("test_log_levels", {})
                 await client.send_ping()
                 return [answer]
+
             return go
 
         async def main() -> list[Any]:
             out: dict[str, Any] = {}
             async with anyio.create_task_group() as group:
+
                 async def one(agent: Agent, level: types.LoggingLevel) -> None:
                     out[agent.name] = await as_agent(proxy, agent, work(level))
+
                 group.start_soon(one, quiet, "error")
                 group.start_soon(one, chatty, "debug")
             return [out["quiet"], out["chatty"]]
@@ -119,7 +136,10 @@ def test_two_clients_at_once_keep_their_own_log_level_and_get_only_their_own_ser
         quiet_said, chatty_said = anyio.run(main)
     assert quiet_said == ["LLM response: quiet says hello"] and chatty_said == ["LLM response: chatty says hello"]
     assert quiet.asked == chatty.asked == ["sampling/createMessage"]
-    levels = {agent.name: [n.params.level for n in agent.heard(types.LoggingMessageNotification)]
-              for agent in (quiet, chatty)}
-    assert levels == {"quiet": ["error", "critical", "alert", "emergency"],
-                      "chatty": ["debug", "info", "notice", "warning", "error", "critical", "alert", "emergency"]}
+    levels = {
+        agent.name: [n.params.level for n in agent.heard(types.LoggingMessageNotification)] for agent in (quiet, chatty)
+    }
+    assert levels == {
+        "quiet": ["error", "critical", "alert", "emergency"],
+        "chatty": ["debug", "info", "notice", "warning", "error", "critical", "alert", "emergency"],
+    }

@@ -18,19 +18,31 @@ INVOICE = {"customer": "acme", "amount_cents": 5000}
 
 def call(proxy: StdioServerParameters, tool: str, args: dict[str, Any]) -> types.CallToolResult:
     """A client that lists the tools first (the SDK checks results against the listed output schemas)."""
+
     async def work(client: ClientSession) -> types.CallToolResult:
         await client.list_tools()
         return await client.call_tool(tool, args)
+
     return session(proxy, work)
 
 
 @pytest.mark.parametrize("after", ["crash", "hang"])
 def test_an_invoice_whose_answer_was_lost_is_found_by_the_declared_look_up_and_recorded_completed(
-        tmp_path: Path, ledger_url: str, after: str) -> None:
+    tmp_path: Path, ledger_url: str, after: str
+) -> None:
     policies = write_policy(tmp_path / "policies")
     log = tmp_path / "effects.jsonl"
-    proxy = stdio_proxy(policies, ledger_url, log, f"lost-{after}", "--reconcile", "create_invoice=find_invoice",
-                        "--call-timeout", "3", env=server_env(log, CRM_AFTER_INVOICE=after))
+    proxy = stdio_proxy(
+        policies,
+        ledger_url,
+        log,
+        f"lost-{after}",
+        "--reconcile",
+        "create_invoice=find_invoice",
+        "--call-timeout",
+        "3",
+        env=server_env(log, CRM_AFTER_INVOICE=after),
+    )
     result = call(proxy, "create_invoice", INVOICE)
     assert not result.is_error, text(result)
     assert result.structured_content == {"invoice_id": "inv-acme-5000"}  # what the look-up found
@@ -41,11 +53,13 @@ def test_an_invoice_whose_answer_was_lost_is_found_by_the_declared_look_up_and_r
 
 @pytest.mark.parametrize("after", ["crash", "hang"])
 def test_without_a_look_up_an_unanswered_effect_call_is_in_doubt_not_failed(
-        tmp_path: Path, ledger_url: str, after: str) -> None:
+    tmp_path: Path, ledger_url: str, after: str
+) -> None:
     policies = write_policy(tmp_path / "policies")
     log = tmp_path / "effects.jsonl"
-    proxy = stdio_proxy(policies, ledger_url, log, f"doubt-{after}", "--call-timeout", "3",
-                        env=server_env(log, CRM_AFTER_INVOICE=after))
+    proxy = stdio_proxy(
+        policies, ledger_url, log, f"doubt-{after}", "--call-timeout", "3", env=server_env(log, CRM_AFTER_INVOICE=after)
+    )
     result = call(proxy, "create_invoice", INVOICE)
     assert outcome(result)["outcome"] == "CallInDoubt" and outcome(result)["state"] == "in_doubt"
     assert "may or may not have happened" in text(result)

@@ -29,8 +29,12 @@ async def _tour(client: Client) -> dict[str, Any]:
             await client.set_logging_level("info")  # pyright: ignore[reportDeprecated] - relayed while servers offer it
     return {
         "server": client.server_info.name if client.server_info else None,
-        "capabilities": (caps.prompts is not None, caps.resources is not None, caps.completions is not None,
-                         caps.logging is not None),
+        "capabilities": (
+            caps.prompts is not None,
+            caps.resources is not None,
+            caps.completions is not None,
+            caps.logging is not None,
+        ),
         "prompts": [p.name for p in (await client.list_prompts()).prompts],
         "prompt": prompt.model_dump(exclude={"meta"}),
         "tones": tones.completion.values,
@@ -42,7 +46,8 @@ async def _tour(client: Client) -> dict[str, Any]:
 
 @pytest.mark.parametrize("mode", ["legacy", "auto"])
 def test_prompts_completions_and_resources_through_the_proxy_are_what_the_upstream_answers(
-        tmp_path: Path, ledger_url: str, mode: str) -> None:
+    tmp_path: Path, ledger_url: str, mode: str
+) -> None:
     policies = write_policy(tmp_path / "policies")
     log = tmp_path / "effects.jsonl"
     direct = StdioServerParameters(command=sys.executable, args=[str(SERVER)], env=server_env(log))
@@ -67,6 +72,8 @@ def test_prompts_completions_and_resources_through_the_proxy_are_what_the_upstre
     assert plain_private is None  # the upstream alone serves it
     assert isinstance(denied, MCPError) and denied.message.startswith("[guard] ")
     assert "resource:crm://notes/private" in denied.message
-    assert ledger_calls(policies, ledger_url, f"crm:relay-{mode}") == [("resource:crm://docs/terms", "completed"),
-                                                                     ("resource:crm://notes/private", "denied")]
+    assert ledger_calls(policies, ledger_url, f"crm:relay-{mode}") == [
+        ("resource:crm://docs/terms", "completed"),
+        ("resource:crm://notes/private", "denied"),
+    ]
     assert effects(log) == []

@@ -22,13 +22,16 @@ def _texts(result: types.CallToolResult) -> str:
 
 async def _calls(client: ClientSession) -> list[Any]:
     # Two calls of their own (a key each): to Guard, no arguments and `{}` are the same arguments.
-    return [_texts(await client.call_tool("test_arguments", meta={"idempotency_key": "none"})),
-            _texts(await client.call_tool("test_arguments", {}, meta={"idempotency_key": "empty"})),
-            (await client.call_tool("test_error_handling", {})).model_dump(exclude={"meta"})]
+    return [
+        _texts(await client.call_tool("test_arguments", meta={"idempotency_key": "none"})),
+        _texts(await client.call_tool("test_arguments", {}, meta={"idempotency_key": "empty"})),
+        (await client.call_tool("test_error_handling", {})).model_dump(exclude={"meta"}),
+    ]
 
 
 def test_omitted_arguments_stay_omitted_and_an_error_result_of_a_read_tool_is_not_retried(
-        tmp_path: Path, db_path: Path) -> None:
+    tmp_path: Path, db_path: Path
+) -> None:
     policies = write_open_policy(tmp_path / "policies")
     plain = run(reference_stdio(), Agent(), _calls)
     through = run(stdio_proxy(policies, db_path, "results"), Agent(), _calls)
@@ -37,8 +40,11 @@ def test_omitted_arguments_stay_omitted_and_an_error_result_of_a_read_tool_is_no
     assert plain[2]["is_error"] is True
     with Guard(policies=policies, db=f"sqlite:///{db_path}", log_level="error") as guard:
         calls = [(c.tool, c.state, c.attempts) for c in guard.ledger.calls_of("ref:results")]
-    assert calls == [("test_arguments", "completed", 1), ("test_arguments", "completed", 1),
-                     ("test_error_handling", "failed", 1)]  # `read`, retried up to 3 times, but it answered
+    assert calls == [
+        ("test_arguments", "completed", 1),
+        ("test_arguments", "completed", 1),
+        ("test_error_handling", "failed", 1),
+    ]  # `read`, retried up to 3 times, but it answered
 
 
 async def _lax(client: ClientSession) -> list[Any]:
@@ -49,11 +55,17 @@ async def _lax(client: ClientSession) -> list[Any]:
 
 
 def test_a_tool_schema_without_type_object_is_listed_and_called_through_the_proxy_as_directly(
-        tmp_path: Path, db_path: Path) -> None:
+    tmp_path: Path, db_path: Path
+) -> None:
     policies = write_open_policy(tmp_path / "policies")
     plain = run(reference_stdio(REFERENCE_LAX_SCHEMAS="1"), Agent(), _lax)
     through = run(stdio_proxy(policies, db_path, "lax", REFERENCE_LAX_SCHEMAS="1"), Agent(), _lax)
     assert through == plain
-    assert plain[0] == [{"name": "test_lax_schema", "description": "A tool whose schema has no type",
-                         "inputSchema": {"properties": {"x": {"type": "string"}}}}]
+    assert plain[0] == [
+        {
+            "name": "test_lax_schema",
+            "description": "A tool whose schema has no type",
+            "inputSchema": {"properties": {"x": {"type": "string"}}},
+        }
+    ]
     assert plain[1] == 'lax: {"x": "1"}'

@@ -23,7 +23,8 @@ def _run_state(policies: Path, db: str, run_id: str) -> str:
 
 
 def test_a_client_that_only_listed_tools_leaves_the_events_run_open_for_the_next_connection(
-        tmp_path: Path, ledger_url: str) -> None:
+    tmp_path: Path, ledger_url: str
+) -> None:
     policies = write_policy(tmp_path / "policies")
     log = tmp_path / "effects.jsonl"
     proxy = stdio_proxy(policies, ledger_url, log, "lead-7")
@@ -40,8 +41,9 @@ def test_a_client_that_only_listed_tools_leaves_the_events_run_open_for_the_next
     assert _run_state(policies, ledger_url, "crm:lead-7") == "running"
 
 
-def test_a_run_completed_on_exit_refuses_new_calls_and_says_to_start_a_new_event(tmp_path: Path,
-                                                                                   ledger_url: str) -> None:
+def test_a_run_completed_on_exit_refuses_new_calls_and_says_to_start_a_new_event(
+    tmp_path: Path, ledger_url: str
+) -> None:
     policies = write_policy(tmp_path / "policies")
     log = tmp_path / "effects.jsonl"
     proxy = stdio_proxy(policies, ledger_url, log, "lead-8", "--on-exit", "complete")
@@ -56,7 +58,8 @@ def test_a_run_completed_on_exit_refuses_new_calls_and_says_to_start_a_new_event
 
 
 def test_a_replay_of_the_event_into_a_stopped_run_is_answered_with_a_tool_error_not_a_crash(
-        tmp_path: Path, ledger_url: str) -> None:
+    tmp_path: Path, ledger_url: str
+) -> None:
     policies = write_policy(tmp_path / "policies")
     log = tmp_path / "effects.jsonl"
     proxy = stdio_proxy(policies, ledger_url, log, "lead-9")

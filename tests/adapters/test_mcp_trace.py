@@ -47,8 +47,12 @@ def test_the_upstream_server_sees_the_trace_id_and_span_of_guards_call(tmp_path:
     exporter = InMemorySpanExporter()
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
-    guard = Guard(policies=tmp_path / "policies", db=f"sqlite:///{tmp_path / 'guard.db'}", log_level="error",
-                  tracer_provider=provider)
+    guard = Guard(
+        policies=tmp_path / "policies",
+        db=f"sqlite:///{tmp_path / 'guard.db'}",
+        log_level="error",
+        tracer_provider=provider,
+    )
 
     async def scenario() -> Any:
         async with connect(stdio_upstream([sys.executable, str(server)])) as upstream:

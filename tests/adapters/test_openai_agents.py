@@ -78,7 +78,8 @@ EMAIL = function_call("send_prospect_email", {"email": "ann@acme.io", "template"
 
 
 def test_an_allowed_call_runs_once_under_the_run_scoped_call_id_and_the_run_completes(
-        guard: Guard, drive: Drive) -> None:
+    guard: Guard, drive: Drive
+) -> None:
     world = Funnel()
     agent, _ = _agent(guard, world, [calls(CONTACT)])
     with guard.run("funnel", source_event_id="lead-1") as run:
@@ -88,12 +89,15 @@ def test_an_allowed_call_runs_once_under_the_run_scoped_call_id_and_the_run_comp
     assert world.upserts == 1
     (call,) = run.calls()
     assert (call.call_id, call.tool, call.state, call.result) == (
-        "funnel:lead-1/call_contact", "crm.upsert_contact", "completed", {"contact_id": "c-1"})
+        "funnel:lead-1/call_contact",
+        "crm.upsert_contact",
+        "completed",
+        {"contact_id": "c-1"},
+    )
     assert run.record().state == "completed" and result.final_output == "done"
 
 
-def test_a_denied_call_never_runs_and_the_model_reads_the_reason_as_the_tool_output(
-        guard: Guard, drive: Drive) -> None:
+def test_a_denied_call_never_runs_and_the_model_reads_the_reason_as_the_tool_output(guard: Guard, drive: Drive) -> None:
     world = Funnel()
     seen = Seen("I may not delete leads.")
     agent, _ = _agent(guard, world, [calls(function_call("delete_all_leads", {}, "call_del")), seen])
@@ -111,9 +115,17 @@ def test_a_denied_call_never_runs_and_the_model_reads_the_reason_as_the_tool_out
 def test_a_reviewers_edit_of_the_arguments_is_what_the_framework_runs(guard: Guard, drive: Drive) -> None:
     world = Funnel()
     agent, _ = _agent(guard, world, [calls(EMAIL)])
-    with ScriptedReviewer(guard.ledger, lambda a: "approve", reviewer="maria", roles={"marketing"},
-                          policies=guard.policies, edit=lambda args: {**args, "template": "intro-short"}), \
-            guard.run("funnel", source_event_id="lead-3e") as run:
+    with (
+        ScriptedReviewer(
+            guard.ledger,
+            lambda a: "approve",
+            reviewer="maria",
+            roles={"marketing"},
+            policies=guard.policies,
+            edit=lambda args: {**args, "template": "intro-short"},
+        ),
+        guard.run("funnel", source_event_id="lead-3e") as run,
+    ):
         drive(agent, USER)
     assert world.emails == [{"email": "ann@acme.io", "template": "intro-short"}]  # the edit ran, not the ask
     assert [c.state for c in run.calls()] == ["completed"]
@@ -122,8 +134,10 @@ def test_a_reviewers_edit_of_the_arguments_is_what_the_framework_runs(guard: Gua
 def test_a_blocking_wait_for_approval_runs_the_call_once_a_reviewer_approves(guard: Guard, drive: Drive) -> None:
     world = Funnel()
     agent, _ = _agent(guard, world, [calls(EMAIL)])
-    with ScriptedReviewer(guard.ledger, lambda a: "approve", reviewer="maria", roles={"marketing"}) as reviewer, \
-            guard.run("funnel", source_event_id="lead-3") as run:
+    with (
+        ScriptedReviewer(guard.ledger, lambda a: "approve", reviewer="maria", roles={"marketing"}) as reviewer,
+        guard.run("funnel", source_event_id="lead-3") as run,
+    ):
         result = drive(agent, USER)
     assert [d for _, d in reviewer.decided] == ["approve"]
     assert world.emails == [{"email": "ann@acme.io", "template": "intro"}]
@@ -134,13 +148,21 @@ def test_a_blocking_wait_for_approval_runs_the_call_once_a_reviewer_approves(gua
 
 
 def test_a_blocking_wait_rejected_never_runs_and_the_model_reads_the_reviewers_reason(
-        guard: Guard, drive: Drive) -> None:
+    guard: Guard, drive: Drive
+) -> None:
     world = Funnel()
     seen = Seen("ok, no email")
     agent, _ = _agent(guard, world, [calls(EMAIL), seen])
-    with ScriptedReviewer(guard.ledger, lambda a: "reject", reviewer="maria", roles={"marketing"},
-                          reason="not before the call with sales"), \
-            guard.run("funnel", source_event_id="lead-4") as run:
+    with (
+        ScriptedReviewer(
+            guard.ledger,
+            lambda a: "reject",
+            reviewer="maria",
+            roles={"marketing"},
+            reason="not before the call with sales",
+        ),
+        guard.run("funnel", source_event_id="lead-4") as run,
+    ):
         result = drive(agent, USER)
     assert world.emails == []
     assert "not before the call with sales" in seen.outputs["call_email"]
@@ -182,7 +204,8 @@ def test_the_same_event_run_again_repeats_no_effect_even_with_new_tool_call_ids(
     # A real model names its tool calls afresh on every run: dedupe rests on the idempotency key, not the id.
     again: list[Step] = [
         calls(function_call("upsert_contact", {"email": "ann@acme.io", "name": "Ann"}, "call_contact_2")),
-        calls(function_call("create_deal", {"contact_id": "c-1", "amount_cents": 90000}, "call_deal_2"))]
+        calls(function_call("create_deal", {"contact_id": "c-1", "amount_cents": 90000}, "call_deal_2")),
+    ]
     second, _ = _agent(guard, world, again)
     with guard.run("funnel", source_event_id="lead-6") as run:
         result = drive(second, USER)
@@ -196,8 +219,11 @@ def test_the_same_event_run_again_repeats_no_effect_even_with_new_tool_call_ids(
 def test_a_models_call_ids_reused_in_another_run_are_namespaced_by_the_run(guard: Guard, drive: Drive) -> None:
     world = Funnel()
     for event in ("lead-7a", "lead-7b"):  # the scripted model says `call_contact` in both runs
-        agent, _ = _agent(guard, world, [calls(function_call(
-            "upsert_contact", {"email": f"{event}@acme.io", "name": "Ann"}, "call_contact"))])
+        agent, _ = _agent(
+            guard,
+            world,
+            [calls(function_call("upsert_contact", {"email": f"{event}@acme.io", "name": "Ann"}, "call_contact"))],
+        )
         with guard.run("funnel", source_event_id=event) as run:
             (out,) = _outputs(drive(agent, USER))
         assert out.custom_data is None  # it ran: no IdempotencyConflict, no other run's result
@@ -208,16 +234,28 @@ def test_a_models_call_ids_reused_in_another_run_are_namespaced_by_the_run(guard
 # -- the SDK's own pause and resume (Guard(approval="defer")) ---------------------------------------------------
 
 
-async def _resume(guard: Guard, world: Funnel, saved: str, script: list[Step], event: str,
-                  ) -> tuple[RunResult, list[str]]:
+async def _resume(
+    guard: Guard,
+    world: Funnel,
+    saved: str,
+    script: list[Step],
+    event: str,
+) -> tuple[RunResult, list[str]]:
     """Another process picks the run up: a fresh agent, the SDK state from its string, the ledger's decisions."""
     agent, _ = _agent(guard, world, script)
     async with guard.run("funnel", source_event_id=event):
         state = await RunState.from_string(agent, saved)
         decisions = apply_ledger_decisions(guard, state)
         result = await Runner.run(agent, state, run_config=RC)
-    return result, [d for d, items in (("approved", decisions.approved), ("rejected", decisions.rejected),
-                                       ("pending", decisions.pending)) for _ in items]
+    return result, [
+        d
+        for d, items in (
+            ("approved", decisions.approved),
+            ("rejected", decisions.rejected),
+            ("pending", decisions.pending),
+        )
+        for _ in items
+    ]
 
 
 async def _pause(guard: Guard, world: Funnel, script: list[Step], event: str) -> str:
@@ -230,7 +268,8 @@ async def _pause(guard: Guard, world: Funnel, script: list[Step], event: str) ->
 
 
 def test_deferred_approval_pauses_with_an_sdk_interruption_and_resumes_from_run_state_offering_nothing_twice(
-        deferring_guard: Guard) -> None:
+    deferring_guard: Guard,
+) -> None:
     guard, world, event = deferring_guard, Funnel(), "lead-8"
     script: list[Step] = [calls(CONTACT), calls(EMAIL)]
     saved = asyncio.run(_pause(guard, world, script, event))
@@ -243,26 +282,35 @@ def test_deferred_approval_pauses_with_an_sdk_interruption_and_resumes_from_run_
 
     (approval,) = guard.ledger.list_approvals(team="funnel")
     assert approval.call_id == call_id
-    guard.ledger.decide(approval.approval_id, reviewer="maria", decision="approve",
-                        reviewer_roles=frozenset({"marketing"}))
+    guard.ledger.decide(
+        approval.approval_id, reviewer="maria", decision="approve", reviewer_roles=frozenset({"marketing"})
+    )
     result, decided = asyncio.run(_resume(guard, world, result.to_state().to_string(), script, event))
     assert decided == ["approved"] and result.interruptions == []
     assert world.emails == [{"email": "ann@acme.io", "template": "intro"}]
     assert world.upserts == 1  # the contact call was not run again by the resume
     assert _offered(guard, run_id, call_id) == 1
     assert [(c.call_id, c.state) for c in guard.ledger.calls_of(run_id)] == [
-        (f"funnel:{event}/call_contact", "completed"), (call_id, "completed")]
+        (f"funnel:{event}/call_contact", "completed"),
+        (call_id, "completed"),
+    ]
     assert guard.ledger.get_run(run_id).state == "completed"  # pyright: ignore[reportOptionalMemberAccess]
 
 
 def test_deferred_rejection_reaches_the_model_through_the_sdks_rejection_and_nothing_runs(
-        deferring_guard: Guard) -> None:
+    deferring_guard: Guard,
+) -> None:
     guard, world, event = deferring_guard, Funnel(), "lead-9"
     seen = Seen("understood, no email")
     saved = asyncio.run(_pause(guard, world, [calls(EMAIL), seen], event))
     (approval,) = guard.ledger.list_approvals(team="funnel")
-    guard.ledger.decide(approval.approval_id, reviewer="maria", decision="reject",
-                        reviewer_roles=frozenset({"marketing"}), reason="not before the call with sales")
+    guard.ledger.decide(
+        approval.approval_id,
+        reviewer="maria",
+        decision="reject",
+        reviewer_roles=frozenset({"marketing"}),
+        reason="not before the call with sales",
+    )
     result, decided = asyncio.run(_resume(guard, world, saved, [calls(EMAIL), seen], event))
     assert decided == ["rejected"] and world.emails == []
     assert seen.outputs["call_email"].startswith("[guard] email.send_prospect was rejected")
@@ -329,16 +377,25 @@ def test_importing_the_adapter_without_the_sdk_fails_with_the_install_command(mo
 
 
 def test_an_approved_call_delivered_again_with_a_new_call_id_runs_once_and_the_old_state_reads_its_record(
-        deferring_guard: Guard) -> None:
+    deferring_guard: Guard,
+) -> None:
     guard, world, event = deferring_guard, Funnel(), "lead-11"
     saved = asyncio.run(_pause(guard, world, [calls(EMAIL)], event))
     (approval,) = guard.ledger.list_approvals(team="funnel")
-    guard.ledger.decide(approval.approval_id, reviewer="maria", decision="approve",
-                        reviewer_roles=frozenset({"marketing"}))
+    guard.ledger.decide(
+        approval.approval_id, reviewer="maria", decision="approve", reviewer_roles=frozenset({"marketing"})
+    )
 
     async def deliver_again() -> RunResult:  # the worker lost the SDK state; the event comes again
-        agent, _ = _agent(guard, world, [calls(function_call(
-            "send_prospect_email", {"email": "ann@acme.io", "template": "intro"}, "call_email_2"))])
+        agent, _ = _agent(
+            guard,
+            world,
+            [
+                calls(
+                    function_call("send_prospect_email", {"email": "ann@acme.io", "template": "intro"}, "call_email_2")
+                )
+            ],
+        )
         async with guard.run("funnel", source_event_id=event):
             return await Runner.run(agent, USER, run_config=RC)
 
@@ -352,4 +409,5 @@ def test_an_approved_call_delivered_again_with_a_new_call_id_runs_once_and_the_o
     assert out.output == "sent intro to ann@acme.io"
     assert out.custom_data is not None and out.custom_data["guard"]["deduplicated"] is True
     assert [(c.call_id, c.state) for c in guard.ledger.calls_of(f"funnel:{event}")] == [
-        (f"funnel:{event}/call_email", "completed")]
+        (f"funnel:{event}/call_email", "completed")
+    ]

@@ -55,8 +55,12 @@ def drive(request: pytest.FixtureRequest) -> Drive:
 
 def _agent(guard: Guard, world: Funnel, script: Sequence[Step]) -> tuple[Agent[None, Any], ToolGuard]:
     tools = ToolGuard(guard, team="funnel", names=NAMES)
-    agent = Agent(scripted_model(script), toolsets=[world.toolset()], capabilities=[tools.capability()],
-                  output_type=[str, DeferredToolRequests])
+    agent = Agent(
+        scripted_model(script),
+        toolsets=[world.toolset()],
+        capabilities=[tools.capability()],
+        output_type=[str, DeferredToolRequests],
+    )
     return agent, tools
 
 
@@ -70,9 +74,11 @@ def _offered(guard: Guard, run_id: str, call_id: str) -> int:
 
 def _reply_after(seen: list[ToolReturnPart], text: str) -> Step:
     """A model turn that keeps the tool returns it was shown, then answers `text`."""
+
     def step(messages: Sequence[ModelMessage]) -> ModelResponse:
         seen.extend(_returns(messages[-1:]))
         return ModelResponse(parts=[TextPart(text)])
+
     return step
 
 
@@ -82,8 +88,7 @@ NOTIFY = tool_call("notify_sales", {"deal_id": "d-1"}, "call_3")
 EMAIL = tool_call("send_prospect_email", {"email": "ann@acme.io", "template": "intro"}, "call_4")
 
 
-def test_an_allowed_call_runs_once_under_a_run_scoped_call_id_and_the_run_completes(
-        guard: Guard, drive: Drive) -> None:
+def test_an_allowed_call_runs_once_under_a_run_scoped_call_id_and_the_run_completes(guard: Guard, drive: Drive) -> None:
     world = Funnel()
     agent, _ = _agent(guard, world, [tool_calls(CONTACT)])
     with guard.run("funnel", source_event_id="lead-1") as run:
@@ -93,15 +98,23 @@ def test_an_allowed_call_runs_once_under_a_run_scoped_call_id_and_the_run_comple
     assert world.upserts == 1
     (call,) = run.calls()
     assert (call.call_id, call.tool, call.state, call.result) == (
-        "funnel:lead-1/call_1", "crm.upsert_contact", "completed", {"contact_id": "c-1"})
+        "funnel:lead-1/call_1",
+        "crm.upsert_contact",
+        "completed",
+        {"contact_id": "c-1"},
+    )
     assert run.record().state == "completed" and result.output == "done"
 
 
 def test_a_denied_call_never_runs_and_the_model_reads_the_reason_in_a_denied_tool_return(
-        guard: Guard, drive: Drive) -> None:
+    guard: Guard, drive: Drive
+) -> None:
     world, seen = Funnel(), list[ToolReturnPart]()
-    agent, _ = _agent(guard, world, [tool_calls(tool_call("delete_all_leads", {}, "call_1")),
-                                     _reply_after(seen, "I may not delete leads.")])
+    agent, _ = _agent(
+        guard,
+        world,
+        [tool_calls(tool_call("delete_all_leads", {}, "call_1")), _reply_after(seen, "I may not delete leads.")],
+    )
     with guard.run("funnel", source_event_id="lead-2") as run:
         result = drive(agent)
     assert world.deletes == 0
@@ -118,9 +131,17 @@ def test_a_denied_call_never_runs_and_the_model_reads_the_reason_in_a_denied_too
 def test_a_reviewers_edit_of_the_arguments_is_what_the_framework_runs(guard: Guard, drive: Drive) -> None:
     world = Funnel()
     agent, _ = _agent(guard, world, [tool_calls(EMAIL)])
-    with ScriptedReviewer(guard.ledger, lambda a: "approve", reviewer="maria", roles={"marketing"},
-                          policies=guard.policies, edit=lambda args: {**args, "template": "intro-short"}), \
-            guard.run("funnel", source_event_id="lead-3e") as run:
+    with (
+        ScriptedReviewer(
+            guard.ledger,
+            lambda a: "approve",
+            reviewer="maria",
+            roles={"marketing"},
+            policies=guard.policies,
+            edit=lambda args: {**args, "template": "intro-short"},
+        ),
+        guard.run("funnel", source_event_id="lead-3e") as run,
+    ):
         drive(agent)
     assert world.emails == [{"email": "ann@acme.io", "template": "intro-short"}]  # the edit ran, not the ask
     assert [c.state for c in run.calls()] == ["completed"]
@@ -129,8 +150,10 @@ def test_a_reviewers_edit_of_the_arguments_is_what_the_framework_runs(guard: Gua
 def test_a_blocking_wait_for_approval_runs_the_call_once_a_reviewer_approves(guard: Guard, drive: Drive) -> None:
     world = Funnel()
     agent, _ = _agent(guard, world, [tool_calls(EMAIL)])
-    with ScriptedReviewer(guard.ledger, lambda a: "approve", reviewer="maria", roles={"marketing"}) as reviewer, \
-            guard.run("funnel", source_event_id="lead-3") as run:
+    with (
+        ScriptedReviewer(guard.ledger, lambda a: "approve", reviewer="maria", roles={"marketing"}) as reviewer,
+        guard.run("funnel", source_event_id="lead-3") as run,
+    ):
         result = drive(agent)
     assert len(reviewer.decided) == 1
     assert world.emails == [{"email": "ann@acme.io", "template": "intro"}]
@@ -141,12 +164,20 @@ def test_a_blocking_wait_for_approval_runs_the_call_once_a_reviewer_approves(gua
 
 
 def test_a_blocking_wait_ends_in_a_denied_tool_return_with_the_reviewers_reason_when_rejected(
-        guard: Guard, drive: Drive) -> None:
+    guard: Guard, drive: Drive
+) -> None:
     world, seen = Funnel(), list[ToolReturnPart]()
     agent, _ = _agent(guard, world, [tool_calls(EMAIL), _reply_after(seen, "no email then")])
-    with ScriptedReviewer(guard.ledger, lambda a: "reject", reviewer="maria", roles={"marketing"},
-                          reason="not before the call with sales"), \
-            guard.run("funnel", source_event_id="lead-3r") as run:
+    with (
+        ScriptedReviewer(
+            guard.ledger,
+            lambda a: "reject",
+            reviewer="maria",
+            roles={"marketing"},
+            reason="not before the call with sales",
+        ),
+        guard.run("funnel", source_event_id="lead-3r") as run,
+    ):
         result = drive(agent)
     assert world.emails == []
     (ret,) = seen
@@ -157,7 +188,8 @@ def test_a_blocking_wait_ends_in_a_denied_tool_return_with_the_reviewers_reason_
 
 
 def test_deferred_approval_ends_the_run_with_deferred_tool_requests_and_runs_only_once_the_ledger_approves(
-        deferring_guard: Guard, drive: Drive) -> None:
+    deferring_guard: Guard, drive: Drive
+) -> None:
     guard, world = deferring_guard, Funnel()
     agent, _ = _agent(guard, world, [tool_calls(EMAIL)])
     with guard.run("funnel", source_event_id="lead-4") as run:
@@ -177,8 +209,9 @@ def test_deferred_approval_ends_the_run_with_deferred_tool_requests_and_runs_onl
 
     (approval,) = guard.ledger.list_approvals(team="funnel")
     assert approval.approval_id == meta["approval_id"]
-    guard.ledger.decide(approval.approval_id, reviewer="maria", decision="approve",
-                        reviewer_roles=frozenset({"marketing"}))
+    guard.ledger.decide(
+        approval.approval_id, reviewer="maria", decision="approve", reviewer_roles=frozenset({"marketing"})
+    )
     with guard.run("funnel", source_event_id="lead-4") as run:
         third = drive(agent, message_history=second.all_messages(), deferred_tool_results=approve)
     assert third.output == "done"
@@ -189,18 +222,27 @@ def test_deferred_approval_ends_the_run_with_deferred_tool_requests_and_runs_onl
 
 
 def test_a_rejected_call_never_runs_even_when_the_caller_approves_and_the_model_reads_the_reviewers_reason(
-        deferring_guard: Guard, drive: Drive) -> None:
+    deferring_guard: Guard, drive: Drive
+) -> None:
     guard, world, seen = deferring_guard, Funnel(), list[ToolReturnPart]()
     agent, _ = _agent(guard, world, [tool_calls(EMAIL), _reply_after(seen, "no email then")])
     with guard.run("funnel", source_event_id="lead-5"):
         first = drive(agent)
     assert isinstance(first.output, DeferredToolRequests)
     (approval,) = guard.ledger.list_approvals(team="funnel")
-    guard.ledger.decide(approval.approval_id, reviewer="maria", decision="reject",
-                        reviewer_roles=frozenset({"marketing"}), reason="not before the call with sales")
+    guard.ledger.decide(
+        approval.approval_id,
+        reviewer="maria",
+        decision="reject",
+        reviewer_roles=frozenset({"marketing"}),
+        reason="not before the call with sales",
+    )
     with guard.run("funnel", source_event_id="lead-5") as run:
-        second = drive(agent, message_history=first.all_messages(),
-                       deferred_tool_results=DeferredToolResults(approvals={"call_4": True}))
+        second = drive(
+            agent,
+            message_history=first.all_messages(),
+            deferred_tool_results=DeferredToolResults(approvals={"call_4": True}),
+        )
     assert world.emails == []
     (ret,) = seen
     assert ret.outcome == "denied" and "not before the call with sales" in str(ret.content)
@@ -216,19 +258,23 @@ def test_an_approval_with_other_arguments_than_the_reviewed_ones_runs_nothing(de
     with guard.run("funnel", source_event_id="lead-6"):
         first = agent.run_sync(PROMPT)
     (approval,) = guard.ledger.list_approvals(team="funnel")
-    guard.ledger.decide(approval.approval_id, reviewer="maria", decision="approve",
-                        reviewer_roles=frozenset({"marketing"}))
+    guard.ledger.decide(
+        approval.approval_id, reviewer="maria", decision="approve", reviewer_roles=frozenset({"marketing"})
+    )
     swapped = ToolApproved(override_args={"email": "everyone@acme.io", "template": "intro"})
     with guard.run("funnel", source_event_id="lead-6"):
-        second = agent.run_sync(message_history=first.all_messages(),
-                                deferred_tool_results=DeferredToolResults(approvals={"call_4": swapped}))
+        second = agent.run_sync(
+            message_history=first.all_messages(),
+            deferred_tool_results=DeferredToolResults(approvals={"call_4": swapped}),
+        )
     assert world.emails == []
     (ret,) = _returns(second.all_messages())
     assert ret.outcome == "failed" and ret.metadata["guard"]["outcome"] == "IdempotencyConflict"
 
 
 def test_a_failure_compensates_the_earlier_deal_and_the_model_reads_a_failed_tool_return(
-        guard: Guard, drive: Drive) -> None:
+    guard: Guard, drive: Drive
+) -> None:
     world = Funnel(slack_down=True)
     agent, tools = _agent(guard, world, [tool_calls(CONTACT), tool_calls(DEAL), tool_calls(NOTIFY)])
 
@@ -268,7 +314,8 @@ def test_a_compensation_declared_through_one_tool_guard_holds_for_another_on_the
 
 
 def test_the_same_event_replayed_repeats_no_effect_with_the_same_or_new_tool_call_ids(
-        guard: Guard, drive: Drive) -> None:
+    guard: Guard, drive: Drive
+) -> None:
     world = Funnel()
     first, _ = _agent(guard, world, [tool_calls(CONTACT), tool_calls(DEAL)])
     with guard.run("funnel", source_event_id="lead-8"):
@@ -278,8 +325,10 @@ def test_the_same_event_replayed_repeats_no_effect_with_the_same_or_new_tool_cal
     with guard.run("funnel", source_event_id="lead-8"):  # the same script again: the same tool call ids
         replay = drive(first)
     # A real model names its tool calls afresh on every run: dedupe rests on the idempotency key, not the id.
-    renamed = [tool_calls(tool_call("upsert_contact", {"email": "ann@acme.io", "name": "Ann"}, "call_9")),
-               tool_calls(tool_call("create_deal", {"contact_id": "c-1", "amount_cents": 90000}, "call_10"))]
+    renamed = [
+        tool_calls(tool_call("upsert_contact", {"email": "ann@acme.io", "name": "Ann"}, "call_9")),
+        tool_calls(tool_call("create_deal", {"contact_id": "c-1", "amount_cents": 90000}, "call_10")),
+    ]
     second, _ = _agent(guard, world, renamed)
     with guard.run("funnel", source_event_id="lead-8") as run:
         again = drive(second)
@@ -330,8 +379,9 @@ def test_a_tool_pydantic_ai_holds_for_its_caller_never_runs_unrecorded(guard: Gu
     world = Funnel()
     tools = ToolGuard(guard, team="funnel", names=NAMES)
     held = FunctionToolset([Tool(world.upsert_contact, requires_approval=True)])
-    agent = Agent(scripted_model([tool_calls(CONTACT)]), toolsets=[tools.wrap(held)],
-                  output_type=[str, DeferredToolRequests])
+    agent = Agent(
+        scripted_model([tool_calls(CONTACT)]), toolsets=[tools.wrap(held)], output_type=[str, DeferredToolRequests]
+    )
     with guard.run("funnel", source_event_id="lead-11") as run:
         first = agent.run_sync(PROMPT)
     assert isinstance(first.output, DeferredToolRequests) and world.upserts == 0
@@ -339,8 +389,9 @@ def test_a_tool_pydantic_ai_holds_for_its_caller_never_runs_unrecorded(guard: Gu
     # Nothing waits in the ledger, so the block's clean end completed the run; a resume there runs nothing.
     assert run.record().state == "completed"
     with guard.run("funnel", source_event_id="lead-11"):
-        second = agent.run_sync(message_history=first.all_messages(),
-                                deferred_tool_results=DeferredToolResults(approvals={"call_1": True}))
+        second = agent.run_sync(
+            message_history=first.all_messages(), deferred_tool_results=DeferredToolResults(approvals={"call_1": True})
+        )
     assert world.upserts == 0
     (ret,) = _returns(second.all_messages())
     assert ret.outcome == "denied" and ret.metadata["guard"]["outcome"] == "RunNotRunning"

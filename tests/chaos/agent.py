@@ -105,12 +105,14 @@ def build_tools(g: Guard, witness: Witness, *, reconcile: bool = True) -> Tools:
 
     @g.tool(name="witness.message", external_ids={"message": "message_id"})
     def message(account: str, text: str) -> dict[str, Any]:
-        effect_id = witness.perform("witness.message", "message", _key(), {"account": account, "text": text},
-                                    idempotent=False)
+        effect_id = witness.perform(
+            "witness.message", "message", _key(), {"account": account, "text": text}, idempotent=False
+        )
         crash_point("after_effect")
         return {"message_id": effect_id}
 
     if reconcile:
+
         @charge.reconcile
         def find_charge(ctx: ReconcileContext) -> Found | NotFound | None:
             return _find(witness, ctx, "charge")
@@ -148,8 +150,9 @@ class Reviewer(threading.Thread):
                 if approval.run_id != self.run_id:
                     continue
                 try:
-                    self.guard.ledger.decide(approval.approval_id, reviewer=REVIEWER, decision="approve",
-                                             reviewer_roles=REVIEWER_ROLES)
+                    self.guard.ledger.decide(
+                        approval.approval_id, reviewer=REVIEWER, decision="approve", reviewer_roles=REVIEWER_ROLES
+                    )
                     self.approved.append(approval.approval_id)
                 except ApprovalDecisionError:
                     pass  # decided by another reviewer (a second agent on the same run) or expired
@@ -216,8 +219,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--worker", default="w1")
     parser.add_argument("--amount", type=int, default=500)
     parser.add_argument("--lease-ttl", type=float, default=30.0)
-    parser.add_argument("--stale-after", type=float, default=0.0,
-                        help="0: every started call's worker is dead; negative: only calls whose lease ran out")
+    parser.add_argument(
+        "--stale-after",
+        type=float,
+        default=0.0,
+        help="0: every started call's worker is dead; negative: only calls whose lease ran out",
+    )
     parser.add_argument("--no-reconcile", action="store_true")
     parser.add_argument("--recover", action="store_true", help="recover before running the event")
     parser.add_argument("--out", type=Path)
@@ -225,8 +232,15 @@ def main(argv: list[str] | None = None) -> int:
 
     out = Outcome()
     code = 0
-    g = Guard(policies=POLICIES, db=args.db, actor=f"agent:{args.worker}", worker_id=args.worker,
-              lease_ttl=args.lease_ttl, log_level="error", approval_timeout=30.0)
+    g = Guard(
+        policies=POLICIES,
+        db=args.db,
+        actor=f"agent:{args.worker}",
+        worker_id=args.worker,
+        lease_ttl=args.lease_ttl,
+        log_level="error",
+        approval_timeout=30.0,
+    )
     try:
         tools = build_tools(g, Witness(args.witness), reconcile=not args.no_reconcile)
         if args.command == "recover" or args.recover:

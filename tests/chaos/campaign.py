@@ -72,24 +72,29 @@ class Tally:
         self.violations.extend(f"{name}: {v.kind}: {v.detail}" for v in check.violations)
 
     def line(self) -> str:
-        return (f"chaos: {self.kills} kills, {self.duplicates} duplicate effects, {self.lost} lost rows, "
-                f"{self.illegal} illegal transitions, {self.left_started} left started, {self.reconciled} "
-                f"reconciled, {self.to_review} to review, {self.restarts} server restarts")
+        return (
+            f"chaos: {self.kills} kills, {self.duplicates} duplicate effects, {self.lost} lost rows, "
+            f"{self.illegal} illegal transitions, {self.left_started} left started, {self.reconciled} "
+            f"reconciled, {self.to_review} to review, {self.restarts} server restarts"
+        )
 
 
-def _kill(point: str, nth: int, tool: str | None, script: Mapping[str, list[object]] | None,
-          kill_recoverer: bool = False) -> Callable[[Path], tuple[int, Check]]:
+def _kill(
+    point: str, nth: int, tool: str | None, script: Mapping[str, list[object]] | None, kill_recoverer: bool = False
+) -> Callable[[Path], tuple[int, Check]]:
     def run(root: Path) -> tuple[int, Check]:
         kill = kill_and_recover(root, point, nth, tool=tool, script=script, kill_recoverer=kill_recoverer)
         if not kill.first.killed:
             raise RuntimeError(f"{point}@{nth} did not kill the agent: {kill.first.stderr[-1000:]}")
         kills = 1 + (1 if kill.extra is not None and kill.extra.killed else 0)
         return kills, kill.result
+
     return run
 
 
-def _fault(script: Mapping[str, list[object]], extra: tuple[str, ...] = (),
-           release: str | None = None) -> Callable[[Path], tuple[int, Check]]:
+def _fault(
+    script: Mapping[str, list[object]], extra: tuple[str, ...] = (), release: str | None = None
+) -> Callable[[Path], tuple[int, Check]]:
     def run(root: Path) -> tuple[int, Check]:
         lab = Lab(root, script=script)
         agent = lab.start(extra=extra)
@@ -103,13 +108,16 @@ def _fault(script: Mapping[str, list[object]], extra: tuple[str, ...] = (),
         agent.wait()
         lab.run(worker="w2", extra=("--recover", *extra))
         return 0, lab.check()
+
     return run
 
 
 def _settled(ledger: Ledger, lab: Lab) -> None:
     """Wait until the timed-out charge is no longer `started` in the ledger."""
-    poll(lambda: [c for c in ledger.calls_of("chaos:evt-1") if c.tool == "witness.charge" and c.state != "started"],
-         what="the timed-out charge settled")
+    poll(
+        lambda: [c for c in ledger.calls_of("chaos:evt-1") if c.tool == "witness.charge" and c.state != "started"],
+        what="the timed-out charge settled",
+    )
 
 
 def scenarios(work: Path) -> list[Scenario]:
@@ -123,15 +131,22 @@ def scenarios(work: Path) -> list[Scenario]:
                 tool = tool_of(windows, nth)
                 out.append(Scenario(f"{label} kill {point}@{nth} in {tool}", _kill(point, nth, tool, script)))
     for nth, tool in ((3, "witness.charge"), (4, "witness.message")):
-        out.append(Scenario(f"run kill before_tool@{nth} in {tool}, recoverer killed after its claim",
-                            _kill("before_tool", nth, tool, None, kill_recoverer=True)))
+        out.append(
+            Scenario(
+                f"run kill before_tool@{nth} in {tool}, recoverer killed after its claim",
+                _kill("before_tool", nth, tool, None, kill_recoverer=True),
+            )
+        )
     hang: dict[str, list[object]] = {"witness.charge": [{"mode": "hang", "release": "RELEASE", "seconds": 20}]}
-    out.append(Scenario("fault: charge hangs past its 100ms timeout, then commits",
-                        lambda root: _fault(_released(hang, root), ("--amount", "1000000"), "release")(root)))
+    out.append(
+        Scenario(
+            "fault: charge hangs past its 100ms timeout, then commits",
+            lambda root: _fault(_released(hang, root), ("--amount", "1000000"), "release")(root),
+        )
+    )
     for tool in ("witness.upsert", "witness.charge", "witness.message"):
         out.append(Scenario(f"fault: {tool} commits, then the response is lost", _fault({tool: ["commit_then_drop"]})))
-    out.append(Scenario("fault: the refund fails every attempt",
-                        _fault({**SAGA, "witness.refund": ["fail", "fail"]})))
+    out.append(Scenario("fault: the refund fails every attempt", _fault({**SAGA, "witness.refund": ["fail", "fail"]})))
     return out
 
 
@@ -160,8 +175,14 @@ def zombie(root: Path) -> tuple[int, Check]:
         takeover = lab.run("recover", worker="w2")
         ledger = lab.ledger()
         try:
-            poll(lambda: [c for c in ledger.calls_of("chaos:evt-1") if c.tool == _HANG_CHARGE
-                          and c.state not in ("started", "in_doubt")], what="the recoverer settled the charge")
+            poll(
+                lambda: [
+                    c
+                    for c in ledger.calls_of("chaos:evt-1")
+                    if c.tool == _HANG_CHARGE and c.state not in ("started", "in_doubt")
+                ],
+                what="the recoverer settled the charge",
+            )
         finally:
             ledger.close()
     finally:
@@ -182,6 +203,7 @@ def restart(cluster: PgCluster) -> Callable[[Path], tuple[int, Check]]:
     """The PostgreSQL server stopped at once (`pg_ctl stop -m immediate`) and started again while a worker's charge
     is in flight (its `started` committed, the tool not yet returned): the worker reconnects by itself and records
     the outcome once; the next delivery finishes the run."""
+
     def run(root: Path) -> tuple[int, Check]:
         lab, release = _hanging(root)
         agent = lab.start(worker="w1")
@@ -199,6 +221,7 @@ def restart(cluster: PgCluster) -> Callable[[Path], tuple[int, Check]]:
         agent.wait()
         lab.run(worker="w2", extra=("--recover",))
         return 0, lab.check()
+
     return run
 
 
@@ -212,6 +235,7 @@ def _accepting(cluster: PgCluster) -> bool:
 
 def _released(script: Mapping[str, list[object]], root: Path) -> dict[str, list[object]]:
     """The script with its RELEASE placeholder pointing at `<root>/release`."""
+
     def step(s: object) -> object:
         return {**cast(dict[str, object], s), "release": str(root / "release")} if isinstance(s, dict) else s
 
@@ -223,16 +247,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--keep", type=Path, help="keep every lab under this directory")
-    parser.add_argument("--backend", default="sqlite,postgres",
-                        help="comma-separated: sqlite, postgres (a throwaway cluster of the campaign's own)")
+    parser.add_argument(
+        "--backend",
+        default="sqlite,postgres",
+        help="comma-separated: sqlite, postgres (a throwaway cluster of the campaign's own)",
+    )
     args = parser.parse_args(argv)
     failed = False
     for backend in args.backend.split(","):
         tally = _campaign(args, backend)
         for v in tally.violations:
             print(v)
-        print(f"{backend}: {tally.scenarios} scenarios; {tally.blind_reruns} blind re-runs of non-repeat-safe "
-              "calls (a key that already had its effect reached the witness again)")
+        print(
+            f"{backend}: {tally.scenarios} scenarios; {tally.blind_reruns} blind re-runs of non-repeat-safe "
+            "calls (a key that already had its effect reached the witness again)"
+        )
         print(f"{backend} {tally.line()}")
         sys.stdout.flush()
         failed = failed or bool(tally.violations)
@@ -263,8 +292,9 @@ def _campaign(args: argparse.Namespace, backend: str) -> Tally:
 
         serial = [Scenario("a worker SIGSTOPped past its lease wakes after the takeover", zombie)]
         if cluster is not None:
-            serial.append(Scenario("server stopped -m immediate and started while a charge is in flight",
-                                   restart(cluster)))
+            serial.append(
+                Scenario("server stopped -m immediate and started while a charge is in flight", restart(cluster))
+            )
         half = len(jobs) // 2
         with ThreadPoolExecutor(max_workers=max(args.jobs, 1)) as pool:
             for name, kills, check in pool.map(one, jobs[:half]):

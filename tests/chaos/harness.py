@@ -25,8 +25,23 @@ from guard.testing import poll
 from tests.chaos.invariants import Check, check
 from tests.chaos.witness import Witness
 
-__all__ = ["EVENT", "KILL_POINTS", "NEW_LEDGER", "POLICIES", "SAGA", "TEAM", "Agent", "Kill", "Lab", "Result",
-           "calibrate", "kill_and_recover", "poll", "template", "tool_of"]
+__all__ = [
+    "EVENT",
+    "KILL_POINTS",
+    "NEW_LEDGER",
+    "POLICIES",
+    "SAGA",
+    "TEAM",
+    "Agent",
+    "Kill",
+    "Lab",
+    "Result",
+    "calibrate",
+    "kill_and_recover",
+    "poll",
+    "template",
+    "tool_of",
+]
 
 REPO = Path(__file__).resolve().parents[2]
 POLICIES = Path(__file__).resolve().parent / "policies"
@@ -72,6 +87,7 @@ class Agent:
     def stopped(self, timeout: float = 30.0) -> None:
         """Wait until the process stopped itself at its `stop` point (SIGSTOP); AssertionError if it ended or
         did not get there within `timeout` s."""
+
         def stopped_now() -> bool:
             if self.proc.poll() is not None:
                 raise AssertionError(f"the agent ended (exit {self.proc.returncode}) before its stop point")
@@ -126,8 +142,16 @@ class Lab:
         self.script_file.write_text(json.dumps(self.script))
         self.witness = Witness(self.store, script=self.script)
 
-    def start(self, command: str = "run", *, crash: str | None = None, stop: str | None = None, worker: str = "w1",
-              event: str = EVENT, extra: tuple[str, ...] = ()) -> Agent:
+    def start(
+        self,
+        command: str = "run",
+        *,
+        crash: str | None = None,
+        stop: str | None = None,
+        worker: str = "w1",
+        event: str = EVENT,
+        extra: tuple[str, ...] = (),
+    ) -> Agent:
         """Start `python -m tests.chaos.agent <command>` on this lab; `crash` arms GUARD_CRASH_AT, `stop`
         GUARD_STOP_AT (see `Agent.stopped`)."""
         self.runs += 1
@@ -140,8 +164,23 @@ class Lab:
             env["GUARD_CRASH_AT"] = crash
         if stop is not None:
             env["GUARD_STOP_AT"] = stop
-        argv = [sys.executable, "-m", "tests.chaos.agent", command, "--db", self.ledger_url, "--witness",
-                str(self.store), "--event", event, "--worker", worker, "--out", str(out), *extra]
+        argv = [
+            sys.executable,
+            "-m",
+            "tests.chaos.agent",
+            command,
+            "--db",
+            self.ledger_url,
+            "--witness",
+            str(self.store),
+            "--event",
+            event,
+            "--worker",
+            worker,
+            "--out",
+            str(out),
+            *extra,
+        ]
         with err.open("wb") as stderr:
             proc = subprocess.Popen(argv, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=stderr)
         return Agent(proc, out, err)
@@ -178,14 +217,23 @@ class Kill:
     extra: Result | None = None
 
     def describe(self) -> str:
-        return (f"kill at {self.point}@{self.nth} (in {self.tool or '?'}): agent exit {self.first.code}, "
-                f"resume exit {self.resume.code} ({self.resume.output.get('status')}, run "
-                f"{self.resume.output.get('run_state')}, {self.resume.output.get('error_type')})")
+        return (
+            f"kill at {self.point}@{self.nth} (in {self.tool or '?'}): agent exit {self.first.code}, "
+            f"resume exit {self.resume.code} ({self.resume.output.get('status')}, run "
+            f"{self.resume.output.get('run_state')}, {self.resume.output.get('error_type')})"
+        )
 
 
-def kill_and_recover(root: Path, point: str, nth: int, *, tool: str | None = None,
-                     script: Mapping[str, list[object]] | None = None, extra: tuple[str, ...] = (),
-                     kill_recoverer: bool = False) -> Kill:
+def kill_and_recover(
+    root: Path,
+    point: str,
+    nth: int,
+    *,
+    tool: str | None = None,
+    script: Mapping[str, list[object]] | None = None,
+    extra: tuple[str, ...] = (),
+    kill_recoverer: bool = False,
+) -> Kill:
     """Run the event with `point@nth` armed (SIGKILL), then a fresh worker recovers and runs it again.
 
     With `kill_recoverer`, the first recovering worker is itself killed after it claimed a call, and a
@@ -200,8 +248,9 @@ def kill_and_recover(root: Path, point: str, nth: int, *, tool: str | None = Non
     return Kill(point, nth, tool, first, resume, lab.check(), second)
 
 
-def calibrate(root: Path, point: str, *, script: Mapping[str, list[object]] | None = None,
-              extra: tuple[str, ...] = ()) -> dict[str, tuple[int, int]]:
+def calibrate(
+    root: Path, point: str, *, script: Mapping[str, list[object]] | None = None, extra: tuple[str, ...] = ()
+) -> dict[str, tuple[int, int]]:
     """How often each tool's step reaches `point`: {tool: (hits before it, hits after it)} from a clean run
     with the point armed at an unreachable hit. A kill at `point@n` lands in the tool whose window holds n."""
     lab = Lab(root, script=script or {})

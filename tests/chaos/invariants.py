@@ -68,10 +68,19 @@ class Check:
         self.violations.append(Violation(kind, detail))
 
     def summary(self) -> dict[str, Any]:
-        return {"effects": self.effects, "calls": self.calls, "duplicates": self.duplicates,
-                "blind_reruns": self.blind_reruns, "lost": self.lost, "illegal": self.illegal,
-                "left_started": self.left_started, "chain_ok": self.chain_ok, "reconciled": self.reconciled,
-                "to_review": self.to_review, "effect_states": dict(self.effect_states)}
+        return {
+            "effects": self.effects,
+            "calls": self.calls,
+            "duplicates": self.duplicates,
+            "blind_reruns": self.blind_reruns,
+            "lost": self.lost,
+            "illegal": self.illegal,
+            "left_started": self.left_started,
+            "chain_ok": self.chain_ok,
+            "reconciled": self.reconciled,
+            "to_review": self.to_review,
+            "effect_states": dict(self.effect_states),
+        }
 
 
 def check(ledger: Ledger, witness: Witness) -> Check:
@@ -91,8 +100,9 @@ def check(ledger: Ledger, witness: Witness) -> Check:
     _duplicates(out, effects, witness, by_key)
     _lost(out, effects, by_key, run_state)
     for r in runs:
-        for v in history_violations(events[r.run_id], {c.call_id: c.state for c in calls if c.run_id == r.run_id},
-                                    r.run_id, r.state):
+        for v in history_violations(
+            events[r.run_id], {c.call_id: c.state for c in calls if c.run_id == r.run_id}, r.run_id, r.state
+        ):
             out.add("illegal", v)
             out.illegal += 1
     report = ledger.verify_chain()
@@ -125,8 +135,11 @@ def _duplicates(out: Check, effects: list[Effect], witness: Witness, by_key: dic
         owners = [c for c in by_key.get(a.key, []) if c.side_effect in NOT_REPEAT_SAFE]
         if owners:
             out.blind_reruns += 1
-            out.add("blind_rerun", f"{a.tool} reached the witness again (pid {a.pid}) with key {a.key} whose effect "
-                                   f"{a.effect_id} already existed; call {owners[0].call_id} is {owners[0].state}")
+            out.add(
+                "blind_rerun",
+                f"{a.tool} reached the witness again (pid {a.pid}) with key {a.key} whose effect "
+                f"{a.effect_id} already existed; call {owners[0].call_id} is {owners[0].state}",
+            )
 
 
 def _lost(out: Check, effects: list[Effect], by_key: dict[str, list[CallRecord]], run_state: dict[str, str]) -> None:
@@ -143,31 +156,47 @@ def _lost(out: Check, effects: list[Effect], by_key: dict[str, list[CallRecord]]
         review = run_state.get(c.run_id) == RunState.PENDING_REVIEW
         if state is CallState.COMPLETED:
             if recorded != e.effect_id:
-                _lose(out, "completed_wrong_id", f"call {c.call_id} ({c.tool}) completed recording {recorded!r}, "
-                                                 f"the witness holds {e.effect_id}")
+                _lose(
+                    out,
+                    "completed_wrong_id",
+                    f"call {c.call_id} ({c.tool}) completed recording {recorded!r}, the witness holds {e.effect_id}",
+                )
             elif e.undone_at is not None:
-                _lose(out, "completed_but_undone", f"call {c.call_id} ({c.tool}) completed, but its effect "
-                                                   f"{e.effect_id} was undone and no rollback is recorded")
+                _lose(
+                    out,
+                    "completed_but_undone",
+                    f"call {c.call_id} ({c.tool}) completed, but its effect "
+                    f"{e.effect_id} was undone and no rollback is recorded",
+                )
             else:
                 out.effect_states["completed"] += 1
         elif state is CallState.ROLLED_BACK:
             if e.undone_at is None:
-                _lose(out, "rolled_back_not_undone", f"call {c.call_id} ({c.tool}) rolled_back but effect "
-                                                     f"{e.effect_id} is still in place")
+                _lose(
+                    out,
+                    "rolled_back_not_undone",
+                    f"call {c.call_id} ({c.tool}) rolled_back but effect {e.effect_id} is still in place",
+                )
             else:
                 out.effect_states["rolled_back"] += 1
         elif state in UNDER_REVIEW_CALL and review:
             out.effect_states[f"{state}/pending_review"] += 1
         else:
             where = f"run {c.run_id} is {run_state.get(c.run_id)}"
-            _lose(out, f"{state}_with_effect", f"call {c.call_id} ({c.tool}) is {state} ({where}) but the witness "
-                                               f"holds its effect {e.effect_id}")
+            _lose(
+                out,
+                f"{state}_with_effect",
+                f"call {c.call_id} ({c.tool}) is {state} ({where}) but the witness holds its effect {e.effect_id}",
+            )
     for owners in by_key.values():
         for c in owners:
             for kind, value in c.external_id_map.items():
                 if kind in EFFECT_ID_FIELD.values() and c.state == CallState.COMPLETED and value not in seen:
-                    _lose(out, "phantom", f"call {c.call_id} ({c.tool}) completed naming {kind} {value}, which the "
-                                          "witness does not hold")
+                    _lose(
+                        out,
+                        "phantom",
+                        f"call {c.call_id} ({c.tool}) completed naming {kind} {value}, which the witness does not hold",
+                    )
 
 
 def _lose(out: Check, label: str, detail: str) -> None:
@@ -176,8 +205,9 @@ def _lose(out: Check, label: str, detail: str) -> None:
     out.add("lost", detail)
 
 
-def history_violations(events: list[EventRecord], call_states: dict[str, str], run_id: str,
-                       run_state: str) -> list[str]:
+def history_violations(
+    events: list[EventRecord], call_states: dict[str, str], run_id: str, run_state: str
+) -> list[str]:
     """Every step of the run's and its calls' histories that is not a legal transition from the last state."""
     found: list[str] = []
     last_call: dict[str, str | None] = {}
@@ -190,16 +220,20 @@ def history_violations(events: list[EventRecord], call_states: dict[str, str], r
             for from_state, to_state in e.moves:  # a new call's first event names its whole path
                 src = None if from_state is None else CallState(from_state)
                 if CallState(to_state) not in CALL_TRANSITIONS[src]:
-                    found.append(f"call {e.call_id}: event {e.id} {from_state or 'new'} -> {to_state} is not in "
-                                 f"CALL_TRANSITIONS ({_why(e)})")
+                    found.append(
+                        f"call {e.call_id}: event {e.id} {from_state or 'new'} -> {to_state} is not in "
+                        f"CALL_TRANSITIONS ({_why(e)})"
+                    )
             last_call[e.call_id] = e.to_state
         elif e.entity == "run":
             src_run = None if e.from_state is None else RunState(e.from_state)
             if e.from_state != last_run:
                 found.append(f"run {run_id}: event {e.id} starts from {e.from_state}, the run was {last_run}")
             if e.to_state != e.from_state and RunState(e.to_state) not in RUN_TRANSITIONS[src_run]:
-                found.append(f"run {run_id}: event {e.id} {e.from_state or 'new'} -> {e.to_state} is not in "
-                             f"RUN_TRANSITIONS ({_why(e)})")
+                found.append(
+                    f"run {run_id}: event {e.id} {e.from_state or 'new'} -> {e.to_state} is not in "
+                    f"RUN_TRANSITIONS ({_why(e)})"
+                )
             last_run = e.to_state
     for call_id, state in call_states.items():
         if last_call.get(call_id) != state:
@@ -226,7 +260,10 @@ def _reconciled(events: dict[str, list[EventRecord]]) -> int:
             if e.entity != "call" or e.call_id is None:
                 continue
             out_of_doubt = e.from_state == CallState.IN_DOUBT and e.to_state in (
-                CallState.COMPLETED, CallState.STARTED, CallState.FAILED)
+                CallState.COMPLETED,
+                CallState.STARTED,
+                CallState.FAILED,
+            )
             if out_of_doubt or '"reconciled"' in e.detail:
                 settled.add(e.call_id)
     return len(settled)

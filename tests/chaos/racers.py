@@ -32,6 +32,7 @@ def _open(db: Path, worker: str) -> dict[str, Any]:
     """Open a Guard on `db` (created and migrated on first use) and make one guarded read through it."""
     g = Guard(policies=POLICIES, db=f"sqlite:///{db}", worker_id=worker, log_level="error")
     try:
+
         def echo(account: str) -> dict[str, str]:
             return {"account": account}
 
@@ -51,8 +52,14 @@ def _close_while_beating(db: Path, worker: str, rounds: int) -> dict[str, Any]:
 
 
 def _close_one(db: Path, name: str) -> None:
-    g = Guard(policies=POLICIES, db=f"sqlite:///{db}", worker_id=name, lease_ttl=0.003, log_level="critical",
-              recover_on_start=False)
+    g = Guard(
+        policies=POLICIES,
+        db=f"sqlite:///{db}",
+        worker_id=name,
+        lease_ttl=0.003,
+        log_level="critical",
+        recover_on_start=False,
+    )
     release = threading.Event()
     entered = threading.Event()
 
@@ -96,11 +103,16 @@ def main(argv: list[str] | None = None) -> int:
     sys.stdout.flush()
     sys.stdin.readline()  # the start gate: every racer is released at once
     try:
-        out = (_open(args.db, args.worker) if args.command == "open"
-               else _close_while_beating(args.db, args.worker, args.rounds))
+        out = (
+            _open(args.db, args.worker)
+            if args.command == "open"
+            else _close_while_beating(args.db, args.worker, args.rounds)
+        )
     except Exception as exc:
-        sys.stdout.write(json.dumps({"error_type": type(exc).__name__, "error": str(exc),
-                                     "traceback": traceback.format_exc()}) + "\n")
+        sys.stdout.write(
+            json.dumps({"error_type": type(exc).__name__, "error": str(exc), "traceback": traceback.format_exc()})
+            + "\n"
+        )
         return 1
     sys.stdout.write(json.dumps(out) + "\n")
     return 0

@@ -69,8 +69,12 @@ def _deliver(url: str, witness: Witness, worker: str, keys: int) -> dict[str, An
 
     try:
         charge = g.tool(charge_fn, name="witness.charge", external_ids={"charge": "charge_id"})
-        shared = g.tool(charge_fn, name="witness.charge_shared", external_ids={"charge": "charge_id"},
-                        key=lambda args: f"shared-{args['n']}")
+        shared = g.tool(
+            charge_fn,
+            name="witness.charge_shared",
+            external_ids={"charge": "charge_id"},
+            key=lambda args: f"shared-{args['n']}",
+        )
         for tool, event in ((charge, "evt-shared"), (shared, f"own-{worker}")):
             with g.run(TEAM, source_event_id=event):
                 for n in range(keys):
@@ -90,6 +94,7 @@ def _brake(url: str, witness: Witness, worker: str, calls: int) -> dict[str, Any
     g = _guard(url, worker)
     out = {"note": 0, "note_denied": 0, "send": 0, "send_denied": 0}
     try:
+
         def note_fn(n: str) -> dict[str, str]:
             return _send(witness, "note", n=n)
 
@@ -116,8 +121,7 @@ def _brake(url: str, witness: Witness, worker: str, calls: int) -> dict[str, Any
 def _decide(url: str, approval_id: str, reviewer: str) -> dict[str, Any]:
     ledger = Ledger(url)
     try:
-        result = ledger.decide(approval_id, reviewer=reviewer, decision="approve",
-                               reviewer_roles=frozenset({"ops"}))
+        result = ledger.decide(approval_id, reviewer=reviewer, decision="approve", reviewer_roles=frozenset({"ops"}))
     except ApprovalDecisionError as exc:
         return {"refused": exc.code}
     finally:
@@ -142,11 +146,16 @@ def main(argv: list[str] | None = None) -> int:
             out = _decide(args.url, args.approval, args.worker)
         else:
             assert witness is not None
-            out = (_deliver(args.url, witness, args.worker, args.keys) if args.command == "deliver"
-                   else _brake(args.url, witness, args.worker, args.calls))
+            out = (
+                _deliver(args.url, witness, args.worker, args.keys)
+                if args.command == "deliver"
+                else _brake(args.url, witness, args.worker, args.calls)
+            )
     except Exception as exc:
-        sys.stdout.write(json.dumps({"error_type": type(exc).__name__, "error": str(exc),
-                                     "traceback": traceback.format_exc()}) + "\n")
+        sys.stdout.write(
+            json.dumps({"error_type": type(exc).__name__, "error": str(exc), "traceback": traceback.format_exc()})
+            + "\n"
+        )
         return 1
     sys.stdout.write(json.dumps(out) + "\n")
     return 0

@@ -20,6 +20,7 @@ def _clean_run(lab: Lab) -> dict[str, Any]:
     """lookup -> upsert -> charge through Guard on the lab's ledger, effects at the lab's witness."""
     w = lab.witness
     with Guard(policies=POLICIES, db=lab.ledger_url, log_level="error") as g:
+
         @g.tool(name="witness.lookup")
         def lookup(account: str) -> dict[str, Any]:
             w.read("account", account)
@@ -117,17 +118,38 @@ def test_an_edited_event_breaks_the_chain(lab: Lab) -> None:
     assert [v.kind for v in result.violations] == ["chain"]
 
 
-def _event(i: int, entity: str, src: str | None, dst: str, call_id: str | None = "c1",
-           detail: str = "{}") -> EventRecord:
-    return EventRecord(i, "r1", call_id if entity == "call" else None, float(i), "t", entity, src, dst, detail, "",
-                       "run:r1", i, None, None, None)
+def _event(
+    i: int, entity: str, src: str | None, dst: str, call_id: str | None = "c1", detail: str = "{}"
+) -> EventRecord:
+    return EventRecord(
+        i,
+        "r1",
+        call_id if entity == "call" else None,
+        float(i),
+        "t",
+        entity,
+        src,
+        dst,
+        detail,
+        "",
+        "run:r1",
+        i,
+        None,
+        None,
+        None,
+    )
 
 
 def test_history_accepts_a_legal_path_and_names_a_jump_and_a_gap() -> None:
-    legal = [_event(1, "run", None, "running"), _event(2, "call", None, "offered"),
-             _event(3, "call", "offered", "approved"), _event(4, "call", "approved", "started"),
-             _event(5, "call", "started", "started"), _event(6, "call", "started", "completed"),
-             _event(7, "run", "running", "completed")]
+    legal = [
+        _event(1, "run", None, "running"),
+        _event(2, "call", None, "offered"),
+        _event(3, "call", "offered", "approved"),
+        _event(4, "call", "approved", "started"),
+        _event(5, "call", "started", "started"),
+        _event(6, "call", "started", "completed"),
+        _event(7, "run", "running", "completed"),
+    ]
     assert history_violations(legal, {"c1": "completed"}, "r1", "completed") == []
     jump = [*legal[:4], _event(5, "call", "started", "rolled_back"), legal[-1]]
     [problem] = history_violations(jump, {"c1": "rolled_back"}, "r1", "completed")
@@ -139,8 +161,12 @@ def test_history_accepts_a_legal_path_and_names_a_jump_and_a_gap() -> None:
 
 def test_history_walks_each_step_of_a_first_event_that_names_its_path_and_names_an_illegal_step() -> None:
     first = _event(2, "call", None, "started", detail='{"path": ["offered", "approved", "started"]}')
-    legal = [_event(1, "run", None, "running"), first, _event(3, "call", "started", "completed"),
-             _event(4, "run", "running", "completed")]
+    legal = [
+        _event(1, "run", None, "running"),
+        first,
+        _event(3, "call", "started", "completed"),
+        _event(4, "run", "running", "completed"),
+    ]
     assert history_violations(legal, {"c1": "completed"}, "r1", "completed") == []
     skipped = _event(2, "call", None, "started", detail='{"path": ["offered", "started"]}')
     [problem] = history_violations([legal[0], skipped, *legal[2:]], {"c1": "completed"}, "r1", "completed")

@@ -25,9 +25,14 @@ Windows = dict[str, tuple[int, int]]
 FAST_POINTS = frozenset({"before_tool", "after_effect", "after_return"})
 TOOLS = ("witness.lookup", "witness.upsert", "witness.charge", "witness.message")
 # Where a point cannot be reached: reads have no effect to kill after; only the approved call is `approved`.
-UNREACHABLE = {("after_effect", "witness.lookup"), ("after_approved", "witness.lookup"),
-               ("after_approved", "witness.upsert"), ("after_approved", "witness.charge"),
-               ("before_compensation", "*"), ("after_compensation", "*")}
+UNREACHABLE = {
+    ("after_effect", "witness.lookup"),
+    ("after_approved", "witness.lookup"),
+    ("after_approved", "witness.upsert"),
+    ("after_approved", "witness.charge"),
+    ("before_compensation", "*"),
+    ("after_compensation", "*"),
+}
 
 
 @pytest.fixture(scope="session")
@@ -62,8 +67,8 @@ def _matrix() -> list[object]:
 
 @pytest.mark.parametrize(("point", "tool"), _matrix())
 def test_a_kill_at_each_point_of_each_tool_recovers_with_no_duplicate_no_lost_record_and_nothing_started(
-        point: str, tool: str, windows: Callable[[str, bool], Windows], tmp_path: Path,
-        migrated_template: Path) -> None:
+    point: str, tool: str, windows: Callable[[str, bool], Windows], tmp_path: Path, migrated_template: Path
+) -> None:
     before, after = windows(point, False)[tool]
     assert after > before, f"{point} is never reached in {tool}'s step"
     Lab(tmp_path, base=migrated_template)
@@ -79,7 +84,8 @@ def test_a_kill_at_each_point_of_each_tool_recovers_with_no_duplicate_no_lost_re
 @pytest.mark.chaos
 @pytest.mark.parametrize("point", KILL_POINTS)
 def test_a_kill_during_a_failing_run_and_its_saga_recovers_with_the_charge_refunded_once(
-        point: str, windows: Callable[[str, bool], Windows], tmp_path: Path, migrated_template: Path) -> None:
+    point: str, windows: Callable[[str, bool], Windows], tmp_path: Path, migrated_template: Path
+) -> None:
     win = windows(point, True)
     total = max(end for _, end in win.values())
     if total == 0:
@@ -94,8 +100,7 @@ def test_a_kill_during_a_failing_run_and_its_saga_recovers_with_the_charge_refun
         assert all(e.undone_at is not None for e in charges), kill.describe()
 
 
-def test_a_kill_inside_the_compensation_resumes_the_saga_and_refunds_the_charge_exactly_once(
-        lab: Lab) -> None:
+def test_a_kill_inside_the_compensation_resumes_the_saga_and_refunds_the_charge_exactly_once(lab: Lab) -> None:
     lab = Lab(lab.root, script=SAGA)
     assert lab.run(crash="before_compensation@1").killed
     resume = lab.run(worker="w2", extra=("--recover",))
@@ -139,14 +144,17 @@ def test_a_charge_that_hangs_past_its_timeout_is_in_doubt_and_reconciled_never_c
     agent = lab.start(extra=("--amount", "1000000"))
     ledger = lab.ledger()
     try:
-        poll(lambda: [c for c in ledger.calls_of("chaos:evt-1") if c.tool == "witness.charge"
-                      and c.state != "started"], what="the timed-out charge settled in the ledger")
+        poll(
+            lambda: [c for c in ledger.calls_of("chaos:evt-1") if c.tool == "witness.charge" and c.state != "started"],
+            what="the timed-out charge settled in the ledger",
+        )
         release.touch()  # the provider answers late: the first attempt commits now
         first = agent.wait()
         resume = lab.run(worker="w2", extra=("--recover", "--amount", "1000000"))
         check = lab.check()
-        _assert_clean(check, f"hang past timeout (agent {first.output.get('error_type')}, resume "
-                             f"{resume.output.get('status')})")
+        _assert_clean(
+            check, f"hang past timeout (agent {first.output.get('error_type')}, resume {resume.output.get('status')})"
+        )
         assert len(_charge_of(lab)) == 1
         [charge] = [c for c in ledger.calls_of("chaos:evt-1") if c.tool == "witness.charge"]
         assert charge.state in ("completed", "in_doubt")
@@ -163,8 +171,11 @@ def test_a_committed_effect_whose_response_was_lost_is_reconciled_never_applied_
     resume = lab.run(worker="w2", extra=("--recover",))
 
     check = lab.check()
-    _assert_clean(check, f"{tool} commit_then_drop: agent {first.output.get('error_type')}, resume "
-                         f"{resume.output.get('status')} {resume.output.get('error_type')}")
+    _assert_clean(
+        check,
+        f"{tool} commit_then_drop: agent {first.output.get('error_type')}, resume "
+        f"{resume.output.get('status')} {resume.output.get('error_type')}",
+    )
     kind = {"witness.upsert": "contact", "witness.charge": "charge", "witness.message": "message"}[tool]
     assert len([e for e in lab.witness.effects() if e.kind == kind]) == 1
     assert check.effect_states.keys() <= {"completed", "in_doubt/pending_review"}
@@ -174,8 +185,9 @@ def _leases_ran_out(lab: Lab) -> bool:
     ledger = lab.ledger()
     try:
         started = ledger.calls_in_state((CallState.STARTED,))
-        return bool(started) and all(c.lease_expires_at is not None and c.lease_expires_at < time.time()
-                                     for c in started)
+        return bool(started) and all(
+            c.lease_expires_at is not None and c.lease_expires_at < time.time() for c in started
+        )
     finally:
         ledger.close()
 

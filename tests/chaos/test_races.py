@@ -43,7 +43,8 @@ def _run_state(lab: Lab) -> str | None:
 
 
 def test_a_worker_that_wakes_after_its_call_was_taken_over_leaves_the_run_to_be_finished_by_the_next_delivery(
-        lab: Lab) -> None:
+    lab: Lab,
+) -> None:
     release = lab.root / "release-charge"
     lab = Lab(lab.root, script={"witness.charge": [{"mode": "hang", "release": str(release), "seconds": 30}]})
     zombie = lab.start(worker="zombie")
@@ -86,8 +87,7 @@ def _in_doubt_charges(lab: Lab, events: list[str]) -> None:
     """Leave each event's charge `in_doubt` after its effect reached the witness (the provider's answer was lost
     and there was no reconcile check at the time), every other call completed."""
     for event in events:
-        result = lab.run(worker=f"first-{event}", event=event,
-                         extra=("--no-reconcile", "--amount", "1000000"))
+        result = lab.run(worker=f"first-{event}", event=event, extra=("--no-reconcile", "--amount", "1000000"))
         assert result.code == 2, result.output
 
 
@@ -95,8 +95,10 @@ def test_four_recoveries_at_once_each_take_every_in_doubt_call_over_once_and_all
     never = lab.root / "never-released"
     events = [f"evt-{n}" for n in range(3)]
     # Each charge applies, then its answer comes after the 100 ms attempt timeout: in doubt.
-    lab = Lab(lab.root, script={"witness.charge": [{"mode": "commit_then_hang", "release": str(never),
-                                                      "seconds": 0.4}] * len(events)})
+    lab = Lab(
+        lab.root,
+        script={"witness.charge": [{"mode": "commit_then_hang", "release": str(never), "seconds": 0.4}] * len(events)},
+    )
     _in_doubt_charges(lab, events)
     ledger = lab.ledger()
     try:
@@ -114,8 +116,11 @@ def test_four_recoveries_at_once_each_take_every_in_doubt_call_over_once_and_all
         for call in doubtful:
             settled = ledger.get_call(call.call_id)
             assert settled is not None and settled.state == CallState.COMPLETED
-            takeovers = [json.loads(e.detail)["takeover"] for e in ledger.events_of(call.run_id)
-                         if e.call_id == call.call_id and "takeover" in (e.detail or "")]
+            takeovers = [
+                json.loads(e.detail)["takeover"]
+                for e in ledger.events_of(call.run_id)
+                if e.call_id == call.call_id and "takeover" in (e.detail or "")
+            ]
             assert len([w for w in takeovers if w in recoverers]) == 1, takeovers
         notes: list[str] = [note for r in done for note in r.output["recover"]["notes"]]
         skipped = [note for note in notes if "skipped" in note]
@@ -128,8 +133,16 @@ def test_four_recoveries_at_once_each_take_every_in_doubt_call_over_once_and_all
 def _racers(command: str, db: Path, count: int, *extra: str) -> list[tuple[int, str]]:
     """Start `count` racer processes, release them through one gate, and return (exit status, output) each."""
     argv = [sys.executable, "-m", "tests.chaos.racers", command, "--db", str(db), *extra]
-    procs = [subprocess.Popen([*argv, "--worker", f"r{n}"], cwd=REPO, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE) for n in range(count)]
+    procs = [
+        subprocess.Popen(
+            [*argv, "--worker", f"r{n}"],
+            cwd=REPO,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        for n in range(count)
+    ]
     for proc in procs:  # each imported everything and now blocks on its stdin
         assert proc.stdout is not None
         assert proc.stdout.readline() == b"ready\n"
@@ -145,7 +158,8 @@ def _racers(command: str, db: Path, count: int, *extra: str) -> list[tuple[int, 
 
 
 def test_eight_processes_opening_a_guard_at_once_on_a_new_ledger_file_all_start_and_migrate_it_once(
-        tmp_path: Path) -> None:
+    tmp_path: Path,
+) -> None:
     db = tmp_path / "fresh" / "guard.db"
     results = _racers("open", db, 8)
 

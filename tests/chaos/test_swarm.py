@@ -22,10 +22,23 @@ RACERS = 6
 def _race(lab: Lab, command: str, workers: list[str], *extra: str, gates: int = 0) -> list[dict[str, Any]]:
     """Start one racer per worker, release them through the start gate, then through `gates` more (each racer
     says `offered` at each), and return each one's JSON output (failing on any racer's error)."""
-    argv = [sys.executable, "-m", "tests.chaos.swarm", command, "--url", lab.ledger_url, "--witness",
-            str(lab.store), *extra]
-    procs = [subprocess.Popen([*argv, "--worker", w], cwd=REPO, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE) for w in workers]
+    argv = [
+        sys.executable,
+        "-m",
+        "tests.chaos.swarm",
+        command,
+        "--url",
+        lab.ledger_url,
+        "--witness",
+        str(lab.store),
+        *extra,
+    ]
+    procs = [
+        subprocess.Popen(
+            [*argv, "--worker", w], cwd=REPO, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        )
+        for w in workers
+    ]
     try:
         for said in ["ready"] + ["offered"] * gates:
             for proc in procs:
@@ -86,11 +99,25 @@ def _approval(lab: Lab, quorum: int) -> tuple[str, str]:
         run_id = f"{TEAM}:approve-{quorum}"
         ledger.open_run(run_id, TEAM, actor="agent")
         args = {"n": 1}
-        offer = ledger.offer(CallRequest(
-            call_id=new_id("call"), run_id=run_id, team=TEAM, tool="witness.charge", args_json=json.dumps(args),
-            args_hash=args_hash(args), idempotency_key=f"approve-{quorum}", verdict="approve",
-            side_effect="compensable", rule="charge", reason="", policy_version="v", actor="agent",
-            approval_roles=("ops",), quorum=quorum))
+        offer = ledger.offer(
+            CallRequest(
+                call_id=new_id("call"),
+                run_id=run_id,
+                team=TEAM,
+                tool="witness.charge",
+                args_json=json.dumps(args),
+                args_hash=args_hash(args),
+                idempotency_key=f"approve-{quorum}",
+                verdict="approve",
+                side_effect="compensable",
+                rule="charge",
+                reason="",
+                policy_version="v",
+                actor="agent",
+                approval_roles=("ops",),
+                quorum=quorum,
+            )
+        )
         assert offer.kind == "awaiting" and offer.approval_id is not None
         return offer.approval_id, offer.call_id
     finally:

@@ -11,8 +11,7 @@ from tests.chaos.harness import poll
 from tests.chaos.witness import Witness, WitnessDown
 
 
-def test_apply_with_a_key_seen_before_returns_the_first_effect_and_records_a_duplicate_attempt(
-        tmp_path: Path) -> None:
+def test_apply_with_a_key_seen_before_returns_the_first_effect_and_records_a_duplicate_attempt(tmp_path: Path) -> None:
     w = Witness(tmp_path / "w.db", script={})
     first = w.apply("charge", "k1", {"amount": 5})
     assert w.apply("charge", "k1", {"amount": 5}) == first

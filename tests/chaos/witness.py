@@ -167,18 +167,22 @@ class Witness:
         finally:
             db.close()
 
-    def _record(self, db: sqlite3.Connection, tool: str, kind: str, key: str | None, outcome: str,
-                effect_id: str | None) -> None:
-        db.execute("INSERT INTO attempts (tool, kind, key, outcome, effect_id, pid, at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                   (tool, kind, key, outcome, effect_id, os.getpid(), time.time()))
+    def _record(
+        self, db: sqlite3.Connection, tool: str, kind: str, key: str | None, outcome: str, effect_id: str | None
+    ) -> None:
+        db.execute(
+            "INSERT INTO attempts (tool, kind, key, outcome, effect_id, pid, at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (tool, kind, key, outcome, effect_id, os.getpid(), time.time()),
+        )
 
     # -- the service's API ------------------------------------------------------------------------------
 
     def apply(self, kind: str, key: str, payload: Mapping[str, Any], *, tool: str = "") -> str:
         """Create the effect of `key` once; a repeat returns the same effect id (recorded as a duplicate)."""
         with self._tx() as db:
-            row = db.execute("SELECT effect_id FROM effects WHERE kind = ? AND key = ? AND idempotent = 1",
-                             (kind, key)).fetchone()
+            row = db.execute(
+                "SELECT effect_id FROM effects WHERE kind = ? AND key = ? AND idempotent = 1", (kind, key)
+            ).fetchone()
             if row is not None:
                 self._record(db, tool or kind, kind, key, "duplicate_attempt", row[0])
                 return str(row[0])
@@ -189,13 +193,15 @@ class Witness:
         with self._tx() as db:
             return self._insert(db, tool or kind, kind, key, payload, idempotent=False)
 
-    def _insert(self, db: sqlite3.Connection, tool: str, kind: str, key: str, payload: Mapping[str, Any], *,
-                idempotent: bool) -> str:
+    def _insert(
+        self, db: sqlite3.Connection, tool: str, kind: str, key: str, payload: Mapping[str, Any], *, idempotent: bool
+    ) -> str:
         effect_id = f"{kind}_{uuid.uuid4().hex[:12]}"
-        db.execute("INSERT INTO effects (effect_id, kind, key, payload, idempotent, pid, created_at) "
-                   "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                   (effect_id, kind, key, json.dumps(dict(payload), sort_keys=True), idempotent, os.getpid(),
-                    time.time()))
+        db.execute(
+            "INSERT INTO effects (effect_id, kind, key, payload, idempotent, pid, created_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (effect_id, kind, key, json.dumps(dict(payload), sort_keys=True), idempotent, os.getpid(), time.time()),
+        )
         self._record(db, tool, kind, key, "applied", effect_id)
         return effect_id
 
@@ -209,8 +215,9 @@ class Witness:
             if row[1] is not None:
                 self._record(db, tool, "undo", key, "undo_repeat", effect_id)
                 return True
-            db.execute("UPDATE effects SET undone_at = ?, undone_key = ? WHERE effect_id = ?",
-                       (time.time(), key, effect_id))
+            db.execute(
+                "UPDATE effects SET undone_at = ?, undone_key = ? WHERE effect_id = ?", (time.time(), key, effect_id)
+            )
             self._record(db, tool, "undo", key, "undone", effect_id)
             return True
 
@@ -276,14 +283,17 @@ class Witness:
 
     def effects(self) -> list[Effect]:
         with self._read() as db:
-            rows = db.execute("SELECT effect_id, kind, key, payload, idempotent, pid, created_at, undone_at, "
-                              "undone_key FROM effects ORDER BY created_at").fetchall()
+            rows = db.execute(
+                "SELECT effect_id, kind, key, payload, idempotent, pid, created_at, undone_at, "
+                "undone_key FROM effects ORDER BY created_at"
+            ).fetchall()
         return [Effect(r[0], r[1], r[2], json.loads(r[3]), bool(r[4]), r[5], r[6], r[7], r[8]) for r in rows]
 
     def attempts(self) -> list[Attempt]:
         with self._read() as db:
-            rows = db.execute("SELECT id, tool, kind, key, outcome, effect_id, pid, at FROM attempts "
-                              "ORDER BY id").fetchall()
+            rows = db.execute(
+                "SELECT id, tool, kind, key, outcome, effect_id, pid, at FROM attempts ORDER BY id"
+            ).fetchall()
         return [Attempt(*r) for r in rows]
 
     def invocations(self, tool: str) -> int:

@@ -45,14 +45,15 @@ def waiting(tmp_path: Path, db_path: Path, monkeypatch: pytest.MonkeyPatch) -> I
         guard.close()
 
 
-@pytest.mark.parametrize(("seconds", "shown"), [(14399, "3h 59m"), (7200, "2h"), (95, "1m 35s"), (40, "40s"),
-                                                (90061, "1d 1h"), (0, "0s"), (-5, "0s")])
+@pytest.mark.parametrize(
+    ("seconds", "shown"),
+    [(14399, "3h 59m"), (7200, "2h"), (95, "1m 35s"), (40, "40s"), (90061, "1d 1h"), (0, "0s"), (-5, "0s")],
+)
 def test_a_span_reads_in_its_two_largest_units_and_is_never_rounded_up(seconds: float, shown: str) -> None:
     assert format_span(seconds) == shown
 
 
-def test_approvals_list_and_show_give_the_time_left_to_the_minute(
-        waiting: tuple[Guard, str], db_path: Path) -> None:
+def test_approvals_list_and_show_give_the_time_left_to_the_minute(waiting: tuple[Guard, str], db_path: Path) -> None:
     _, approval_id = waiting
     runner = CliRunner()
     listed = runner.invoke(app, ["approvals", "list", "--db", str(db_path)])
@@ -63,7 +64,8 @@ def test_approvals_list_and_show_give_the_time_left_to_the_minute(
 
 
 def test_approving_a_call_a_pause_holds_says_it_runs_when_the_pause_is_lifted(
-        waiting: tuple[Guard, str], db_path: Path) -> None:
+    waiting: tuple[Guard, str], db_path: Path
+) -> None:
     guard, approval_id = waiting
     guard.ledger.pause("team", "pay", reason="incident 42", by="oncall")
     runner = CliRunner()

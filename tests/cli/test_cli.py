@@ -28,8 +28,9 @@ def guard_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.Compl
     """Run `python -m guard ...` as a separate process, as a user or a script would."""
     full_env = {**os.environ, "GUARD_POLICY_DIR": str(POLICIES), **(env or {})}
     full_env.pop("GUARD_REVIEWER", None)
-    return subprocess.run([sys.executable, "-m", "guard", *args], capture_output=True, text=True, env=full_env,
-                          timeout=60, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "guard", *args], capture_output=True, text=True, env=full_env, timeout=60, check=False
+    )
 
 
 @pytest.fixture
@@ -67,7 +68,8 @@ def test_help_explains_the_tool_and_lists_every_command_group() -> None:
 
 
 def test_approvals_list_json_shows_the_waiting_call_with_its_exact_arguments(
-        waiting: tuple[Guard, str, str], db_path: Path) -> None:
+    waiting: tuple[Guard, str, str], db_path: Path
+) -> None:
     _, run_id, approval_id = waiting
     done = guard_cli("approvals", "list", "--json", "--db", str(db_path))
     assert done.returncode == 0, done.stderr
@@ -77,7 +79,8 @@ def test_approvals_list_json_shows_the_waiting_call_with_its_exact_arguments(
 
 
 def test_a_reviewer_without_the_role_and_the_requester_are_refused_and_nothing_is_decided(
-        waiting: tuple[Guard, str, str], db_path: Path) -> None:
+    waiting: tuple[Guard, str, str], db_path: Path
+) -> None:
     guard, _, approval_id = waiting
     wrong_role = guard_cli("approvals", "approve", approval_id, "--as", "alice", "--db", str(db_path))
     assert wrong_role.returncode == 1 and "forbidden" in wrong_role.stderr
@@ -88,11 +91,11 @@ def test_a_reviewer_without_the_role_and_the_requester_are_refused_and_nothing_i
     assert guard.ledger.decisions_of(approval_id) == []
 
 
-def test_approving_through_the_cli_lets_the_waiting_call_run(
-        waiting: tuple[Guard, str, str], db_path: Path) -> None:
+def test_approving_through_the_cli_lets_the_waiting_call_run(waiting: tuple[Guard, str, str], db_path: Path) -> None:
     guard, _, approval_id = waiting
-    done = guard_cli("approvals", "approve", approval_id, "--as", "ops-lead", "--reason", "checked", "--db",
-                     str(db_path))
+    done = guard_cli(
+        "approvals", "approve", approval_id, "--as", "ops-lead", "--reason", "checked", "--db", str(db_path)
+    )
     assert done.returncode == 0, done.stderr
     assert "approved by ops-lead" in done.stdout
     approval = guard.ledger.get_approval(approval_id)
@@ -101,14 +104,29 @@ def test_approving_through_the_cli_lets_the_waiting_call_run(
 
 
 def test_approving_an_edit_through_the_cli_binds_the_approval_to_the_edited_arguments(
-        waiting: tuple[Guard, str, str], db_path: Path, runner: CliRunner) -> None:
+    waiting: tuple[Guard, str, str], db_path: Path, runner: CliRunner
+) -> None:
     guard, _, approval_id = waiting
     edited = {**WELCOME, "to": "ada.lovelace@example.com"}
-    bad = runner.invoke(app, ["approvals", "approve", approval_id, "--as", "ops-lead", "--edit", "{to:", "--db",
-                              str(db_path)])
+    bad = runner.invoke(
+        app, ["approvals", "approve", approval_id, "--as", "ops-lead", "--edit", "{to:", "--db", str(db_path)]
+    )
     assert bad.exit_code == 2 and "not JSON" in bad.output
-    done = runner.invoke(app, ["approvals", "approve", approval_id, "--as", "ops-lead", "--edit", json.dumps(edited),
-                               "--json", "--db", str(db_path)])
+    done = runner.invoke(
+        app,
+        [
+            "approvals",
+            "approve",
+            approval_id,
+            "--as",
+            "ops-lead",
+            "--edit",
+            json.dumps(edited),
+            "--json",
+            "--db",
+            str(db_path),
+        ],
+    )
     assert done.exit_code == 0, done.output
     approval = guard.ledger.get_approval(approval_id)
     assert approval is not None and approval.state == "approved"
@@ -116,7 +134,8 @@ def test_approving_an_edit_through_the_cli_binds_the_approval_to_the_edited_argu
 
 
 def test_deciding_without_saying_who_is_a_usage_error(
-        waiting: tuple[Guard, str, str], db_path: Path, runner: CliRunner) -> None:
+    waiting: tuple[Guard, str, str], db_path: Path, runner: CliRunner
+) -> None:
     _, _, approval_id = waiting
     result = runner.invoke(app, ["approvals", "approve", approval_id, "--db", str(db_path)])
     assert result.exit_code == 2
@@ -132,7 +151,8 @@ def test_a_rejection_needs_a_reason(waiting: tuple[Guard, str, str], db_path: Pa
 
 
 def test_runs_show_tells_the_runs_story_in_json(
-        waiting: tuple[Guard, str, str], db_path: Path, runner: CliRunner) -> None:
+    waiting: tuple[Guard, str, str], db_path: Path, runner: CliRunner
+) -> None:
     _, run_id, _ = waiting
     result = runner.invoke(app, ["runs", "show", run_id, "--json", "--db", str(db_path)])
     assert result.exit_code == 0, result.output
@@ -145,7 +165,8 @@ def test_runs_show_tells_the_runs_story_in_json(
 
 
 def test_an_unknown_run_is_a_failed_check_and_a_missing_ledger_a_usage_error(
-        db_path: Path, tmp_path: Path, runner: CliRunner) -> None:
+    db_path: Path, tmp_path: Path, runner: CliRunner
+) -> None:
     unknown = runner.invoke(app, ["runs", "show", "run_nope", "--db", str(db_path)])
     assert unknown.exit_code == 1 and "guard runs list" in unknown.output
     missing = runner.invoke(app, ["runs", "list", "--db", str(tmp_path / "absent.db")])
@@ -154,7 +175,8 @@ def test_an_unknown_run_is_a_failed_check_and_a_missing_ledger_a_usage_error(
 
 
 def test_ledger_verify_passes_on_an_intact_ledger_and_names_the_row_someone_edited(
-        waiting: tuple[Guard, str, str], db_path: Path) -> None:
+    waiting: tuple[Guard, str, str], db_path: Path
+) -> None:
     guard, _, _ = waiting
     ok = guard_cli("ledger", "verify", "--db", str(db_path))
     assert ok.returncode == 0 and "ok: 4 events in 1 streams" in ok.stdout
@@ -186,8 +208,10 @@ def test_a_paused_team_has_its_calls_denied_until_it_is_unpaused(db_path: Path, 
     tool = guard.tool(find_contact, name="crm.find_contact")
     try:
         with guard.run("onboarding"):  # open before the pause: a paused team opens no new run
-            paused = runner.invoke(app, ["pause", "--team", "onboarding", "--reason", "incident 42", "--as",
-                                         "oncall", "--db", str(db_path)])
+            paused = runner.invoke(
+                app,
+                ["pause", "--team", "onboarding", "--reason", "incident 42", "--as", "oncall", "--db", str(db_path)],
+            )
             assert paused.exit_code == 0, paused.output
             with pytest.raises(CallDenied, match="incident 42"):
                 tool(email="ada@example.com")
@@ -207,12 +231,15 @@ def test_pause_needs_exactly_one_target(db_path: Path, runner: CliRunner) -> Non
 
 
 def test_pauses_lists_each_pause_in_force_with_its_owners_and_the_history_of_who_paused_and_lifted_when_and_why(
-        db_path: Path, runner: CliRunner) -> None:
+    db_path: Path, runner: CliRunner
+) -> None:
     Guard(policies=POLICIES, db=str(db_path), log_level="error").close()  # creates the ledger
     base = ["--db", str(db_path), "--policies", str(POLICIES)]
-    for argv in (["pause", "--team", "onboarding", "--reason", "invoices doubled", "--as", "ops-lead"],
-                 ["unpause", "--team", "onboarding", "--reason", "duplicates voided", "--as", "ops-lead"],
-                 ["pause", "--tool", "email.*", "--in-team", "onboarding", "--reason", "bounces", "--as", "oncall"]):
+    for argv in (
+        ["pause", "--team", "onboarding", "--reason", "invoices doubled", "--as", "ops-lead"],
+        ["unpause", "--team", "onboarding", "--reason", "duplicates voided", "--as", "ops-lead"],
+        ["pause", "--tool", "email.*", "--in-team", "onboarding", "--reason", "bounces", "--as", "oncall"],
+    ):
         assert runner.invoke(app, [*argv, "--db", str(db_path)]).exit_code == 0
     shown = runner.invoke(app, ["pauses", *base, "--json"])
     assert shown.exit_code == 0, shown.output
@@ -221,15 +248,18 @@ def test_pauses_lists_each_pause_in_force_with_its_owners_and_the_history_of_who
     assert (active["target"], active["paused_by"], active["reason"]) == ("email.*", "oncall", "bounces")
     assert active["owners"] and all({"owner", "backup"} <= set(o) for o in active["owners"])
     assert [(h["action"], h["by"], h["reason"]) for h in data["history"]] == [
-        ("paused", "ops-lead", "invoices doubled"), ("lifted", "ops-lead", "duplicates voided"),
-        ("paused", "oncall", "bounces")]
+        ("paused", "ops-lead", "invoices doubled"),
+        ("lifted", "ops-lead", "duplicates voided"),
+        ("paused", "oncall", "bounces"),
+    ]
     text = runner.invoke(app, ["pauses", *base, "--last", "1"])
     assert "owners " in text.output and "history:" in text.output
     assert "bounces" in text.output.split("history:")[1] and "duplicates voided" not in text.output
 
 
 def test_unpause_staged_lets_one_call_through_then_holds_until_confirm_stage_and_pauses_shows_the_restart(
-        db_path: Path, runner: CliRunner) -> None:
+    db_path: Path, runner: CliRunner
+) -> None:
     guard = Guard(policies=POLICIES, db=str(db_path), log_level="error")
     ran: list[str] = []
 

@@ -28,13 +28,28 @@ else:
 print(json.dumps({"code": code, "modules": sorted(sys.modules)}))
 """
 
-HEAVY = ("sqlalchemy", "sqlmodel", "fastapi", "starlette", "uvicorn", "httpx", "structlog", "tenacity", "rich",
-         "guard.ledger", "guard.runtime", "guard.server", "guard.notify", "guard.logs")
+HEAVY = (
+    "sqlalchemy",
+    "sqlmodel",
+    "fastapi",
+    "starlette",
+    "uvicorn",
+    "httpx",
+    "structlog",
+    "tenacity",
+    "rich",
+    "guard.ledger",
+    "guard.runtime",
+    "guard.server",
+    "guard.notify",
+    "guard.logs",
+)
 
 
 def loaded_by(*args: str) -> tuple[int, list[str]]:
-    result = subprocess.run([sys.executable, "-c", PROBE, *args], capture_output=True, text=True, timeout=60,
-                            check=False, cwd=REPO)
+    result = subprocess.run(
+        [sys.executable, "-c", PROBE, *args], capture_output=True, text=True, timeout=60, check=False, cwd=REPO
+    )
     report = json.loads(result.stdout.strip().splitlines()[-1])
     return report["code"], report["modules"]
 
@@ -54,8 +69,10 @@ def test_policy_validate_loads_neither_the_ledger_nor_the_server(files: list[str
 
 def test_import_guard_alone_loads_only_the_errors() -> None:
     """`import guard` defers everything but the errors to first use; `guard.Guard` still works."""
-    probe = ("import json, sys, guard; before = sorted(sys.modules); guard.Guard; "
-             "print(json.dumps([before, sorted(sys.modules)]))")
+    probe = (
+        "import json, sys, guard; before = sorted(sys.modules); guard.Guard; "
+        "print(json.dumps([before, sorted(sys.modules)]))"
+    )
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True)
     before, after = json.loads(result.stdout)
     assert heavy(before) == []

@@ -78,12 +78,19 @@ def test_the_console_log_escapes_the_tool_name_and_the_reason(called: tuple[Guar
     assert_clean(log)
 
 
-@pytest.mark.parametrize("command", [
-    ["runs", "list"], ["runs", "show", "{run}"], ["approvals", "list"], ["approvals", "show", "{approval}"],
-    ["approvals", "approve", "{approval}", "--as", "fin", "--policies", "{policies}"],
-])
-def test_cli_text_output_escapes_what_the_agent_sent(called: tuple[Guard, str, str, str, str],
-                                                     command: list[str], tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["runs", "list"],
+        ["runs", "show", "{run}"],
+        ["approvals", "list"],
+        ["approvals", "show", "{approval}"],
+        ["approvals", "approve", "{approval}", "--as", "fin", "--policies", "{policies}"],
+    ],
+)
+def test_cli_text_output_escapes_what_the_agent_sent(
+    called: tuple[Guard, str, str, str, str], command: list[str], tmp_path: Path
+) -> None:
     """`runs list/show` and `approvals list/show/approve` print the tool name escaped, on one line."""
     _, db, run_id, approval_id, _ = called
     args = [a.format(run=run_id, approval=approval_id, policies=tmp_path / "policies") for a in command]
@@ -122,8 +129,14 @@ def test_the_webhook_message_cannot_gain_a_line_or_a_link(called: tuple[Guard, s
     approval = guard.ledger.get_approval(approval_id)
     assert approval is not None
     approval = dataclasses.replace(approval, tool=f"{approval.tool}<https://evil.example|Approve here>")
-    event = NoticeEvent(event_id=1, kind="approval_waiting", team="ctl", run_id=run_id, call_id=approval.call_id,
-                        to_state="awaiting_approval")
+    event = NoticeEvent(
+        event_id=1,
+        kind="approval_waiting",
+        team="ctl",
+        run_id=run_id,
+        call_id=approval.call_id,
+        to_state="awaiting_approval",
+    )
     text = Notifier(guard.ledger, guard.policies, "http://guard.local").message(event, approval, None)["text"]
     assert_clean(text)
     assert "&lt;https://evil.example|Approve here&gt;" in text
@@ -134,6 +147,11 @@ def test_cli_commands_print_text_only_through_the_escaping_echo() -> None:
     """No command module calls typer.echo itself: text goes through `common.echo`, JSON through `common.emit`
     (`policy init` prints a YAML document to be saved as a file, which YAML quoting keeps safe)."""
     cli = Path(__file__).resolve().parents[2] / "guard" / "cli"
-    direct = [f"{p.name}:{n}" for p in sorted(cli.glob("*.py")) if p.name not in ("common.py", "policy_init.py")
-              for n, line in enumerate(p.read_text().splitlines(), 1) if "typer.echo" in line or "print(" in line]
+    direct = [
+        f"{p.name}:{n}"
+        for p in sorted(cli.glob("*.py"))
+        if p.name not in ("common.py", "policy_init.py")
+        for n, line in enumerate(p.read_text().splitlines(), 1)
+        if "typer.echo" in line or "print(" in line
+    ]
     assert direct == []

@@ -29,7 +29,7 @@ rules:
   - {name: ship, tools: [warehouse.ship], class: compensable, on_failure: halt}
 """
 
-APP = '''\
+APP = """\
 from pathlib import Path
 from guard import Guard, RollbackContext
 
@@ -54,7 +54,7 @@ def app(db=None):
             raise RuntimeError("carrier API down")
 
     return guard
-'''
+"""
 
 
 @pytest.fixture
@@ -85,11 +85,23 @@ def halted_run(db_path: Path, folder: Path, event: str) -> str:
 
 
 def test_compensate_through_the_cli_refunds_the_charge_once_and_rolls_the_run_back(
-        ops_app: Path, db_path: Path) -> None:
+    ops_app: Path, db_path: Path
+) -> None:
     run_id = halted_run(db_path, ops_app, "order-1")
     runner = CliRunner()
-    args = ["runs", "compensate", run_id, "--note", "customer cancelled", "--as", "oncall", "--app", "opsapp:app",
-            "--db", str(db_path)]
+    args = [
+        "runs",
+        "compensate",
+        run_id,
+        "--note",
+        "customer cancelled",
+        "--as",
+        "oncall",
+        "--app",
+        "opsapp:app",
+        "--db",
+        str(db_path),
+    ]
     done = runner.invoke(cli, args)
     assert done.exit_code == 0, done.output
     assert f"run {run_id}: rolled_back" in done.output
@@ -104,8 +116,9 @@ def test_finish_needs_a_note_and_closes_the_run_by_hand(ops_app: Path, db_path: 
     runner = CliRunner()
     missing = runner.invoke(cli, ["runs", "finish", run_id, "--db", str(db_path)])
     assert missing.exit_code == 2
-    done = runner.invoke(cli, ["runs", "finish", run_id, "--note", "shipped by hand", "--as", "oncall",
-                               "--db", str(db_path)])
+    done = runner.invoke(
+        cli, ["runs", "finish", run_id, "--note", "shipped by hand", "--as", "oncall", "--db", str(db_path)]
+    )
     assert done.exit_code == 0 and f"run {run_id}: finished_by_hand (billing_charged_warehouse_failed)" in done.output
     story = runner.invoke(cli, ["runs", "show", run_id, "--db", str(db_path), "--no-events"])
     assert "state finished_by_hand" in story.output and "state completed" not in story.output
@@ -123,8 +136,18 @@ def test_retry_call_runs_the_failed_call_again_once_the_cause_is_fixed(ops_app: 
     finally:
         guard.close()
     runner = CliRunner()
-    args = ["runs", "retry-call", run_id, ship.call_id, "--note", "carrier is back; no parcel left",
-            "--app", "opsapp:app", "--db", str(db_path)]
+    args = [
+        "runs",
+        "retry-call",
+        run_id,
+        ship.call_id,
+        "--note",
+        "carrier is back; no parcel left",
+        "--app",
+        "opsapp:app",
+        "--db",
+        str(db_path),
+    ]
     refused = runner.invoke(cli, args)  # shipping declares no reconcile check: nobody knows it did nothing
     assert refused.exit_code == 1 and "--confirmed-absent" in refused.output
     done = runner.invoke(cli, [*args, "--confirmed-absent"])  # the operator checked the carrier by hand
@@ -142,16 +165,31 @@ def test_recover_reports_what_it_did_and_a_bad_app_is_a_usage_error(ops_app: Pat
 
 
 def test_recover_right_after_a_crash_says_which_lease_holds_a_call_until_when_and_how_to_take_it_over_now(
-        ops_app: Path, db_path: Path) -> None:
+    ops_app: Path, db_path: Path
+) -> None:
     ledger = Ledger(f"sqlite:///{db_path}")
     try:
         ledger.open_run("ops:order-9", "ops", actor="agent")
         args = {"amount": 9}
-        ledger.offer(CallRequest(  # what a worker killed mid-charge leaves: its lease lives on for a minute
-            call_id=new_id("call"), run_id="ops:order-9", team="ops", tool="billing.charge",
-            args_json=canonical_json(args).decode(), args_hash=args_hash(args), idempotency_key="k9",
-            verdict="allow", side_effect="compensable", rule="charge", reason="", policy_version="v", actor="agent",
-            worker="box-7:4242:w", lease_ttl=60.0))
+        ledger.offer(
+            CallRequest(  # what a worker killed mid-charge leaves: its lease lives on for a minute
+                call_id=new_id("call"),
+                run_id="ops:order-9",
+                team="ops",
+                tool="billing.charge",
+                args_json=canonical_json(args).decode(),
+                args_hash=args_hash(args),
+                idempotency_key="k9",
+                verdict="allow",
+                side_effect="compensable",
+                rule="charge",
+                reason="",
+                policy_version="v",
+                actor="agent",
+                worker="box-7:4242:w",
+                lease_ttl=60.0,
+            )
+        )
     finally:
         ledger.close()
     runner = CliRunner()
@@ -180,11 +218,25 @@ def test_recover_says_a_holder_on_this_host_whose_process_is_gone_is_dead(ops_ap
     try:
         ledger.open_run("ops:order-10", "ops", actor="agent")
         args = {"order": "o-10"}
-        ledger.offer(CallRequest(
-            call_id=new_id("call"), run_id="ops:order-10", team="ops", tool="warehouse.ship",
-            args_json=canonical_json(args).decode(), args_hash=args_hash(args), idempotency_key="k10",
-            verdict="allow", side_effect="compensable", rule="ship", reason="", policy_version="v", actor="agent",
-            worker=worker, lease_ttl=60.0))
+        ledger.offer(
+            CallRequest(
+                call_id=new_id("call"),
+                run_id="ops:order-10",
+                team="ops",
+                tool="warehouse.ship",
+                args_json=canonical_json(args).decode(),
+                args_hash=args_hash(args),
+                idempotency_key="k10",
+                verdict="allow",
+                side_effect="compensable",
+                rule="ship",
+                reason="",
+                policy_version="v",
+                actor="agent",
+                worker=worker,
+                lease_ttl=60.0,
+            )
+        )
     finally:
         ledger.close()
     done = CliRunner().invoke(cli, ["recover", "--app", "opsapp:app", "--db", str(db_path)])

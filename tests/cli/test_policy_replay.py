@@ -67,8 +67,9 @@ def recorded(tmp_path: Path, ledger_url: str) -> Recorded:
     folder.mkdir()
     (folder / "shop.yaml").write_text(SHOP)
     rec = Recorded(ledger_url, folder)
-    guard = Guard(policies=folder, db=ledger_url, approval="defer", log_level="error",
-                  secret_key="test-deployment-key-0123456789")
+    guard = Guard(
+        policies=folder, db=ledger_url, approval="defer", log_level="error", secret_key="test-deployment-key-0123456789"
+    )
 
     def body(**kwargs: Any) -> dict[str, Any]:
         rec.ran.append(kwargs)
@@ -94,16 +95,20 @@ def recorded(tmp_path: Path, ledger_url: str) -> Recorded:
 
 def _replay(rec: Recorded, policies: Path, *extra: str) -> tuple[int, dict[str, Any]]:
     ran, totals = len(rec.ran), rec.totals()
-    result = CliRunner().invoke(app, ["policy", "replay", "--policies", str(policies), "--db", rec.url, "--json",
-                                      *extra])
+    result = CliRunner().invoke(
+        app, ["policy", "replay", "--policies", str(policies), "--db", rec.url, "--json", *extra]
+    )
     assert result.exit_code in (0, 1), result.output
     assert len(rec.ran) == ran and rec.totals() == totals  # no tool ran, nothing was written
     return result.exit_code, json.loads(result.output)
 
 
 def _changes(report: dict[str, Any]) -> list[tuple[str, int, str, str, str, str]]:
-    return [(r["run_id"], r["seq"], c["kind"], c["before"], c["after"], c["direction"])
-            for r in report["changes"] for c in r["changes"]]
+    return [
+        (r["run_id"], r["seq"], c["kind"], c["before"], c["after"], c["direction"])
+        for r in report["changes"]
+        for c in r["changes"]
+    ]
 
 
 def test_an_unchanged_policy_changes_nothing_and_exits_0(recorded: Recorded) -> None:
@@ -112,30 +117,42 @@ def test_an_unchanged_policy_changes_nothing_and_exits_0(recorded: Recorded) -> 
 
 
 def test_a_tightened_policy_lists_allowed_to_approval_and_a_duplicate_stop_rule_that_would_trip_and_exits_0(
-        recorded: Recorded) -> None:
+    recorded: Recorded,
+) -> None:
     tightened = SHOP.replace("gt: 50000", "gt: 1000").replace(
-        "rules:\n", "stop:\n  duplicates:\n    - {name: once, tools: [email.send_reminder], fields: [to, invoice_id], "
-                    "within: 1h}\nrules:\n", 1)
+        "rules:\n",
+        "stop:\n  duplicates:\n    - {name: once, tools: [email.send_reminder], fields: [to, invoice_id], "
+        "within: 1h}\nrules:\n",
+        1,
+    )
     code, report = _replay(recorded, recorded.write("tight", tightened))
     assert code == 0
-    assert _changes(report) == [("evt-1", 2, "verdict", "allow", "approve", "tightened"),
-                                ("evt-3", 1, "stop", "no stop rule tripped", "stop rule once would trip",
-                                 "tightened")]
+    assert _changes(report) == [
+        ("evt-1", 2, "verdict", "allow", "approve", "tightened"),
+        ("evt-3", 1, "stop", "no stop rule tripped", "stop rule once would trip", "tightened"),
+    ]
 
 
 def test_a_loosened_policy_lists_approval_to_allowed_and_a_lower_class_and_exits_1(recorded: Recorded) -> None:
     loosened = SHOP.replace("    approval: {roles: [finance]}\n", "").replace(
-        "tools: [email.send_reminder]\n    class: compensable", "tools: [email.send_reminder]\n    class: read")
+        "tools: [email.send_reminder]\n    class: compensable", "tools: [email.send_reminder]\n    class: read"
+    )
     code, report = _replay(recorded, recorded.write("loose", loosened))
     assert code == 1 and report["loosened"] == 3 and report["tightened"] == 0
-    assert _changes(report) == [("evt-1", 3, "verdict", "approve", "allow", "loosened"),
-                                ("evt-2", 1, "class", "compensable", "read", "loosened"),
-                                ("evt-3", 1, "class", "compensable", "read", "loosened")]
+    assert _changes(report) == [
+        ("evt-1", 3, "verdict", "approve", "allow", "loosened"),
+        ("evt-2", 1, "class", "compensable", "read", "loosened"),
+        ("evt-3", 1, "class", "compensable", "read", "loosened"),
+    ]
 
 
 def test_a_shadow_rule_is_listed_as_a_shadow_verdict_that_neither_tightens_nor_loosens(recorded: Recorded) -> None:
-    shadow = SHOP.replace("rules:\n", "stop:\n  duplicates:\n    - {name: once, tools: [email.send_reminder], "
-                                      "fields: [to], within: 1h, mode: shadow}\nrules:\n", 1)
+    shadow = SHOP.replace(
+        "rules:\n",
+        "stop:\n  duplicates:\n    - {name: once, tools: [email.send_reminder], "
+        "fields: [to], within: 1h, mode: shadow}\nrules:\n",
+        1,
+    )
     code, report = _replay(recorded, recorded.write("shadow", shadow), "--run", "evt-3")
     assert code == 0 and report["calls"] == 1  # one run alone: its history holds no earlier reminder
     code, report = _replay(recorded, recorded.write("shadow", shadow))
@@ -149,15 +166,20 @@ def test_replay_refuses_an_invalid_policy_folder_with_exit_2_naming_the_file(rec
 
 
 def test_a_call_a_stop_rule_denied_is_listed_loosened_when_the_new_policy_drops_the_rule(
-        tmp_path: Path, ledger_url: str) -> None:
-    with_stop = SHOP.replace("rules:\n", "stop:\n  duplicates:\n    - {name: once, tools: [email.send_reminder], "
-                                         "fields: [to], within: 1h}\nrules:\n", 1)
+    tmp_path: Path, ledger_url: str
+) -> None:
+    with_stop = SHOP.replace(
+        "rules:\n",
+        "stop:\n  duplicates:\n    - {name: once, tools: [email.send_reminder], fields: [to], within: 1h}\nrules:\n",
+        1,
+    )
     folder = tmp_path / "recorded"
     folder.mkdir()
     (folder / "shop.yaml").write_text(with_stop)
     rec = Recorded(ledger_url, folder)
     guard = Guard(policies=folder, db=ledger_url, log_level="error", secret_key="test-deployment-key-0123456789")
     try:
+
         def send(**kwargs: Any) -> dict[str, bool]:
             return {"ok": True}
 
@@ -175,12 +197,26 @@ def test_a_call_a_stop_rule_denied_is_listed_loosened_when_the_new_policy_drops_
 
 
 def test_a_shadow_policy_rule_is_a_shadow_verdict_in_replay_and_in_explain(recorded: Recorded) -> None:
-    watched = SHOP + ("  - {name: reminder-watch, tools: [email.send_reminder], class: irreversible, "
-                      "approval: {roles: [finance]}, mode: shadow}\n")
+    watched = SHOP + (
+        "  - {name: reminder-watch, tools: [email.send_reminder], class: irreversible, "
+        "approval: {roles: [finance]}, mode: shadow}\n"
+    )
     folder = recorded.write("watched", watched)
     code, report = _replay(recorded, folder)
     assert code == 0 and report["tightened"] == 0 and report["shadow"] == 2
     assert {c[2] for c in _changes(report)} == {"shadow"}
-    explained = CliRunner().invoke(app, ["policy", "explain", "email.send_reminder", "--team", "shop", "--policies",
-                                         str(folder), "--args", '{"to": "ada@x.io"}'])
+    explained = CliRunner().invoke(
+        app,
+        [
+            "policy",
+            "explain",
+            "email.send_reminder",
+            "--team",
+            "shop",
+            "--policies",
+            str(folder),
+            "--args",
+            '{"to": "ada@x.io"}',
+        ],
+    )
     assert "shadow (not enforced): would be approve, irreversible, by rule reminder-watch" in explained.output

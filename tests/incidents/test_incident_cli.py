@@ -21,10 +21,25 @@ def _guard(ledger_url: str, *args: str) -> str:
 
 
 @pytest.mark.sqlite_only  # any CLI command on a PostgreSQL URL leaves a psycopg connection open (runs list too)
-def test_the_cli_opens_on_a_window_tags_by_filter_keeps_history_lists_and_closes(bad_run: BadRun,
-                                                                                  ledger_url: str) -> None:
-    opened = json.loads(_guard(ledger_url, "incident", "open", "--team", "contacts", "--tool", "crm.*", "--since",
-                               "2h", "--title", "statuses", "--json"))
+def test_the_cli_opens_on_a_window_tags_by_filter_keeps_history_lists_and_closes(
+    bad_run: BadRun, ledger_url: str
+) -> None:
+    opened = json.loads(
+        _guard(
+            ledger_url,
+            "incident",
+            "open",
+            "--team",
+            "contacts",
+            "--tool",
+            "crm.*",
+            "--since",
+            "2h",
+            "--title",
+            "statuses",
+            "--json",
+        )
+    )
     inc = opened["incident_id"]
     assert (opened["opened_by"], opened["team"], opened["scope"]["tools"]) == ("olga", "contacts", ["crm.*"])
     said = _guard(ledger_url, "incident", "tag", inc, "wrong", "--judged", "none", "--note", "paid")
@@ -42,6 +57,7 @@ def test_the_cli_opens_on_a_window_tags_by_filter_keeps_history_lists_and_closes
 
 @pytest.mark.sqlite_only  # any CLI command on a PostgreSQL URL leaves a psycopg connection open (runs list too)
 def test_a_time_that_is_not_one_is_a_usage_error(ledger_url: str, bad_run: BadRun) -> None:
-    out = runner.invoke(app, ["incident", "open", "--team", "contacts", "--since", "yesterday-ish", "--title", "t",
-                              "--db", ledger_url])
+    out = runner.invoke(
+        app, ["incident", "open", "--team", "contacts", "--since", "yesterday-ish", "--title", "t", "--db", ledger_url]
+    )
     assert out.exit_code == 2 and "not a time" in out.output

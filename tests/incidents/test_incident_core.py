@@ -18,8 +18,9 @@ from guard.ledger import Ledger
 
 
 def _open(run: BadRun) -> str:
-    return run.book.open(Scope(source_event_ids=(run.event,)), title="sync wrote churned", opened_by="olga",
-                         owner="rita").incident_id
+    return run.book.open(
+        Scope(source_event_ids=(run.event,)), title="sync wrote churned", opened_by="olga", owner="rita"
+    ).incident_id
 
 
 def test_an_incident_records_who_opened_it_its_owner_team_and_the_three_times(bad_run: BadRun) -> None:
@@ -42,12 +43,13 @@ def test_the_paused_time_is_the_first_pause_covering_the_scope_after_it_started(
     assert any(e["author"] == "olga" and "paused tool crm.set_*" in e["text"] for e in log)
 
 
-def test_the_blast_radius_counts_every_changing_call_by_system_and_state_with_its_external_ids(
-        bad_run: BadRun) -> None:
+def test_the_blast_radius_counts_every_changing_call_by_system_and_state_with_its_external_ids(bad_run: BadRun) -> None:
     radius = bad_run.book.radius(_open(bad_run))
     assert radius.by_system_state() == {"crm": {"completed": CONTACTS}, "mail": {"completed": CONTACTS}}
-    assert radius.summary() == f"{2 * CONTACTS} records changed in 2 systems: 0 wrong, 0 safe, 0 unclear, " \
-                               f"{2 * CONTACTS} not yet judged"
+    assert (
+        radius.summary() == f"{2 * CONTACTS} records changed in 2 systems: 0 wrong, 0 safe, 0 unclear, "
+        f"{2 * CONTACTS} not yet judged"
+    )
     crm = [r for r in radius.records if r.system == "crm"]
     assert sorted(r.external_ids["contact"] for r in crm) == sorted(bad_run.tools.billing.plans())
     data = json.loads(json.dumps(radius.to_json()))
@@ -57,9 +59,13 @@ def test_the_blast_radius_counts_every_changing_call_by_system_and_state_with_it
 
 def test_a_window_scope_takes_the_tool_globs_and_times_it_names(bad_run: BadRun) -> None:
     calls = bad_run.guard.ledger.calls_of("contacts:sync-1")
-    radius = bad_run.book.radius(bad_run.book.open(
-        Scope(team="contacts", tools=("mail.*",), since=calls[0].offered_at, until=calls[-1].offered_at),
-        title="win-back enrollments", opened_by="olga").incident_id)
+    radius = bad_run.book.radius(
+        bad_run.book.open(
+            Scope(team="contacts", tools=("mail.*",), since=calls[0].offered_at, until=calls[-1].offered_at),
+            title="win-back enrollments",
+            opened_by="olga",
+        ).incident_id
+    )
     assert {r.system for r in radius.records} == {"mail"} and len(radius.records) == CONTACTS
 
 
@@ -88,8 +94,10 @@ def test_verdicts_by_filter_update_the_totals_and_a_changed_verdict_keeps_its_hi
     totals = bad_run.book.radius(inc).verdict_totals()
     assert totals == {"safe": 3, "wrong": 8, "unclear": 1, "not_judged": CONTACTS}
     history = bad_run.book.history(inc, first)
-    assert [(h["verdict"], h["by"], h["note"]) for h in history] == [("wrong", "rita", "paid plan"),
-                                                                      ("unclear", "tess", "check")]
+    assert [(h["verdict"], h["by"], h["note"]) for h in history] == [
+        ("wrong", "rita", "paid plan"),
+        ("unclear", "tess", "check"),
+    ]
 
 
 def test_tagging_refuses_an_empty_filter_and_records_outside_the_incident(bad_run: BadRun) -> None:
@@ -101,7 +109,8 @@ def test_tagging_refuses_an_empty_filter_and_records_outside_the_incident(bad_ru
 
 
 def test_the_snapshot_is_written_once_with_the_records_current_state_and_its_digest_checks_the_file(
-        bad_run: BadRun, tmp_path: Path) -> None:
+    bad_run: BadRun, tmp_path: Path
+) -> None:
     inc = _open(bad_run)
     path = tmp_path / "snap.jsonl"
     taken = bad_run.book.snapshot(inc, path, by="olga", inspect=_inspector(bad_run))
@@ -127,8 +136,9 @@ def test_a_snapshot_is_never_written_over_an_existing_file(bad_run: BadRun, tmp_
     assert path.read_text() == "someone else's file\n" and bad_run.book.get(inc).snapshot_digest is None
 
 
-def test_every_incident_row_is_claimed_so_an_edited_verdict_is_found_by_verify(bad_run: BadRun,
-                                                                                ledger_url: str) -> None:
+def test_every_incident_row_is_claimed_so_an_edited_verdict_is_found_by_verify(
+    bad_run: BadRun, ledger_url: str
+) -> None:
     inc = _open(bad_run)
     radius = bad_run.book.radius(inc)
     bad_run.book.tag(inc, RecordFilter(call_ids=(radius.records[0].call_id,)), "safe", by="tess")
@@ -155,7 +165,8 @@ def test_a_closed_incident_takes_no_more_verdicts_or_notes(bad_run: BadRun) -> N
 
 
 def test_the_status_update_says_what_happened_what_looks_wrong_what_looks_normal_and_the_next_update(
-        bad_run: BadRun) -> None:
+    bad_run: BadRun,
+) -> None:
     inc = _open(bad_run)
     bad_run.book.tag(inc, RecordFilter(system="mail"), "wrong", by="rita")
     text = "\n".join(status_update(bad_run.book, inc))

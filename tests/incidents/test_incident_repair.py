@@ -36,7 +36,8 @@ def test_the_rest_is_refused_until_a_sample_was_repaired(bad_run: BadRun, tmp_pa
 
 
 def test_a_sample_then_the_rest_repairs_exactly_the_wrong_records_once_and_the_counts_match(
-        bad_run: BadRun, tmp_path: Path) -> None:
+    bad_run: BadRun, tmp_path: Path
+) -> None:
     inc = _judged(bad_run, tmp_path)
     wrong = bad_run.wrong_contacts()
     first = repair(bad_run.guard, bad_run.book, inc, operator="olga", sample=3)
@@ -44,8 +45,10 @@ def test_a_sample_then_the_rest_repairs_exactly_the_wrong_records_once_and_the_c
     rest = repair(bad_run.guard, bad_run.book, inc, operator="olga", rest=True)
     assert len(rest.repaired) == 2 * len(wrong) - 3 and rest.left == 0
     assert counts_match(first.before, rest.after)
-    assert rest.after == {"crm": {"completed": CONTACTS - len(wrong), "rolled_back": len(wrong)},
-                          "mail": {"completed": CONTACTS - len(wrong), "rolled_back": len(wrong)}}
+    assert rest.after == {
+        "crm": {"completed": CONTACTS - len(wrong), "rolled_back": len(wrong)},
+        "mail": {"completed": CONTACTS - len(wrong), "rolled_back": len(wrong)},
+    }
     statuses = bad_run.tools.crm.statuses()
     assert all(statuses[c] == "customer" for c in wrong)
     assert all(statuses[c] == "churned" for c in set(statuses) - wrong)
@@ -54,7 +57,8 @@ def test_a_sample_then_the_rest_repairs_exactly_the_wrong_records_once_and_the_c
     assert again.repaired == [] and bad_run.tools.crm.total_writes() == CONTACTS + len(wrong)
     calls = bad_run.guard.ledger.calls_of(repair_run_id(inc, "contacts"))
     assert len(calls) == 2 * len(wrong) and {c.idempotency_key for c in calls} == {
-        f"repair:{c.compensates_call_id}" for c in calls}
+        f"repair:{c.compensates_call_id}" for c in calls
+    }
     log = [n.text for n in bad_run.book.notes(inc) if n.kind == "action"]
     assert any(t.startswith("repair sample of 3: 3 repaired") for t in log)
 

@@ -22,16 +22,36 @@ def _repair(ledger_url: str, state: Path, inc: str, sample: int, crash: str | No
     env.pop("GUARD_CRASH_AT", None)
     if crash is not None:
         env["GUARD_CRASH_AT"] = crash
-    done = subprocess.run([sys.executable, "-m", "guard", "incident", "repair", inc, "--app",
-                           "examples.bad_run.agent:app", "--sample", str(sample), "--db", ledger_url],
-                          cwd=REPO, env=env, capture_output=True, text=True, timeout=120, check=False)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "guard",
+            "incident",
+            "repair",
+            inc,
+            "--app",
+            "examples.bad_run.agent:app",
+            "--sample",
+            str(sample),
+            "--db",
+            ledger_url,
+        ],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert crash is not None or done.returncode == 0, done.stderr
     return done.returncode
 
 
 @pytest.mark.parametrize("point", ["before_repair", "after_repair"])
 def test_a_repair_killed_at_a_crash_point_resumes_without_repeating_a_call(
-        bad_run: BadRun, ledger_url: str, tmp_path: Path, point: str) -> None:
+    bad_run: BadRun, ledger_url: str, tmp_path: Path, point: str
+) -> None:
     book, ledger = bad_run.book, bad_run.guard.ledger
     inc = book.open(Scope(source_event_ids=(bad_run.event,)), title="t", opened_by="olga").incident_id
     book.tag(inc, RecordFilter(system="crm"), "wrong", by="rita")

@@ -14,18 +14,37 @@ TEAM = "ops"
 AGENT = "agent"
 
 
-def request(run_id: str, *, verdict: Literal["allow", "approve", "deny"] = "allow", tool: str = "crm.upsert",
-            args: Mapping[str, Any] | None = None, key: str | None = None, quorum: int = 1,
-            expires_after: float = 3600.0, roles: tuple[str, ...] = ("finance",),
-            call_id: str | None = None) -> CallRequest:
+def request(
+    run_id: str,
+    *,
+    verdict: Literal["allow", "approve", "deny"] = "allow",
+    tool: str = "crm.upsert",
+    args: Mapping[str, Any] | None = None,
+    key: str | None = None,
+    quorum: int = 1,
+    expires_after: float = 3600.0,
+    roles: tuple[str, ...] = ("finance",),
+    call_id: str | None = None,
+) -> CallRequest:
     """An offered call as the runtime would build it, with the hash of `args` and redaction left to the caller."""
     arguments = dict(args if args is not None else {"n": 1})
     return CallRequest(
-        call_id=call_id or new_id("call"), run_id=run_id, team=TEAM, tool=tool,
-        args_json=json.dumps(arguments), args_hash=args_hash(arguments), idempotency_key=key,
-        verdict=verdict, side_effect="compensable", rule="r", reason=f"test {verdict}",
-        policy_version="sha256:test", actor=AGENT, approval_roles=roles if verdict == "approve" else (),
-        quorum=quorum, expires_after=expires_after,
+        call_id=call_id or new_id("call"),
+        run_id=run_id,
+        team=TEAM,
+        tool=tool,
+        args_json=json.dumps(arguments),
+        args_hash=args_hash(arguments),
+        idempotency_key=key,
+        verdict=verdict,
+        side_effect="compensable",
+        rule="r",
+        reason=f"test {verdict}",
+        policy_version="sha256:test",
+        actor=AGENT,
+        approval_roles=roles if verdict == "approve" else (),
+        quorum=quorum,
+        expires_after=expires_after,
     )
 
 

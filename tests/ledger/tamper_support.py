@@ -50,22 +50,46 @@ def _activity(led: Ledger, tag: str, runs: int) -> None:
         run = f"{tag}-run{r}"
         led.open_run(run, TEAM, actor=AGENT)
         done = led.offer(request(run, key=f"{run}-k1", args={"n": r, "to": "a@example.com"}))
-        led.complete(run, done.call_id, token=done.lease_token, result_json='{"ok":true}',
-                     external_ids={"crm": f"c-{r}"}, attempts=1, actor=AGENT)
+        led.complete(
+            run,
+            done.call_id,
+            token=done.lease_token,
+            result_json='{"ok":true}',
+            external_ids={"crm": f"c-{r}"},
+            attempts=1,
+            actor=AGENT,
+        )
         led.offer(request(run, verdict="deny", args={"n": -r}))
         waiting = led.offer(request(run, verdict="approve", key=f"{run}-k2", quorum=2, args={"amount": 100 + r}))
         assert waiting.approval_id is not None
-        led.decide(waiting.approval_id, reviewer="alice", decision="approve", reviewer_roles=frozenset({"finance"}),
-                   edited_args={"amount": 90 + r}, edit_gate=_GATE)
+        led.decide(
+            waiting.approval_id,
+            reviewer="alice",
+            decision="approve",
+            reviewer_roles=frozenset({"finance"}),
+            edited_args={"amount": 90 + r},
+            edit_gate=_GATE,
+        )
         led.decide(waiting.approval_id, reviewer="bob", decision="approve", reviewer_roles=frozenset({"finance"}))
         refused = led.offer(request(run, verdict="approve", key=f"{run}-k3", args={"amount": 9_000}))
         assert refused.approval_id is not None
-        led.decide(refused.approval_id, reviewer="carol", decision="reject", reviewer_roles=frozenset({"finance"}),
-                   reason="too much")
+        led.decide(
+            refused.approval_id,
+            reviewer="carol",
+            decision="reject",
+            reviewer_roles=frozenset({"finance"}),
+            reason="too much",
+        )
         led.record_manual_action(run, operator="ops", action="note", note=f"checked {run}")
         led.move_run(run, RunClose(RunState.COMPLETED), actor=AGENT)
-        notice = NoticeEvent(event_id=10_000 * (r + 1) + len(tag), kind="run_halted", team=TEAM, run_id=run,
-                             call_id=None, to_state="halted")
+        notice = NoticeEvent(
+            event_id=10_000 * (r + 1) + len(tag),
+            kind="run_halted",
+            team=TEAM,
+            run_id=run,
+            call_id=None,
+            to_state="halted",
+        )
         notice_id = led.claim_notice(notice, target="https://hooks.example", approval_id=None)
         assert notice_id is not None
         led.settle_notice(notice_id, state="sent", attempts=1, error=None)
@@ -93,13 +117,15 @@ def build_ledger(path: Path, key: Path, sink: Path) -> None:
 
 # -- helpers on the raw file ------------------------------------------------------------------------------
 
+
 def _sealed_len(sealed: dict[str, tuple[int, str]], stream: str) -> int:
     return sealed.get(stream, (0, ""))[0]
 
 
 def _claim_of(conn: sqlite3.Connection, table: str, key: str) -> tuple[str, int]:
-    row = conn.execute("SELECT stream, seq FROM events WHERE row_table = ? AND row_key = ? ORDER BY id DESC LIMIT 1",
-                       (table, key)).fetchone()
+    row = conn.execute(
+        "SELECT stream, seq FROM events WHERE row_table = ? AND row_key = ? ORDER BY id DESC LIMIT 1", (table, key)
+    ).fetchone()
     return str(row[0]), int(row[1])
 
 
@@ -111,8 +137,9 @@ def _random_row(conn: sqlite3.Connection, rng: random.Random, table: str | None 
     return table, rng.choice(rows)
 
 
-def _row_target(conn: sqlite3.Connection, sealed: dict[str, tuple[int, str]], table: str,
-                values: tuple[Any, ...]) -> Target:
+def _row_target(
+    conn: sqlite3.Connection, sealed: dict[str, tuple[int, str]], table: str, values: tuple[Any, ...]
+) -> Target:
     key = row_key(table, values)
     stream, seq = _claim_of(conn, table, key)
     return Target(stream, seq <= _sealed_len(sealed, stream), table, key)
@@ -137,8 +164,11 @@ def _rechain(conn: sqlite3.Connection, stream: str) -> None:
     """Recompute every hash of `stream` from its first event and set its head: the work of someone who knows the
     chain's recipe (it needs no key)."""
     prev, seq = "0" * 64, 0
-    rows = conn.execute("SELECT id, run_id, call_id, at, actor, entity, from_state, to_state, detail, row_table, "
-                        "row_key, row_digest FROM events WHERE stream = ? ORDER BY id", (stream,)).fetchall()
+    rows = conn.execute(
+        "SELECT id, run_id, call_id, at, actor, entity, from_state, to_state, detail, row_table, "
+        "row_key, row_digest FROM events WHERE stream = ? ORDER BY id",
+        (stream,),
+    ).fetchall()
     for id_, *fields in rows:
         seq += 1
         prev = event_hash(prev, stream, seq, *fields)
@@ -182,7 +212,7 @@ def insert_row(conn: sqlite3.Connection, rng: random.Random, sealed: dict[str, t
     row = list(values)
     for k in spec.key:
         i = spec.columns.index(k)
-        row[i] = (rng.randint(10**6, 10**7) if spec.int_key else f"{row[i]}-forged{rng.randint(0, 10**6)}")
+        row[i] = rng.randint(10**6, 10**7) if spec.int_key else f"{row[i]}-forged{rng.randint(0, 10**6)}"
     for unique in ("token_hash", "event_id", "idempotency_key"):
         if unique in spec.columns and row[spec.columns.index(unique)] is not None:
             row[spec.columns.index(unique)] = f"forged-{rng.randint(0, 10**9)}"
@@ -199,8 +229,13 @@ def swap_rows(conn: sqlite3.Connection, rng: random.Random, sealed: dict[str, tu
     table, a = _random_row(conn, rng)
     _t, b = _random_row(conn, rng, table)
     spec = COVERED[table]
-    columns = [c for c in spec.columns if c not in spec.key
-               and a[spec.columns.index(c)] != b[spec.columns.index(c)] and c not in ("token_hash", "event_id")]
+    columns = [
+        c
+        for c in spec.columns
+        if c not in spec.key
+        and a[spec.columns.index(c)] != b[spec.columns.index(c)]
+        and c not in ("token_hash", "event_id")
+    ]
     if not columns:
         return None
     column = rng.choice(columns)
@@ -227,16 +262,20 @@ def delete_event(conn: sqlite3.Connection, rng: random.Random, sealed: dict[str,
 
 def insert_event(conn: sqlite3.Connection, rng: random.Random, sealed: dict[str, tuple[int, str]]) -> Target | None:
     id_, stream, seq = _random_event(conn, rng)
-    conn.execute("INSERT INTO events (run_id, call_id, at, actor, entity, from_state, to_state, detail, hash, stream, "
-                 "seq, row_table, row_key, row_digest) SELECT run_id, call_id, at + 0.0001, 'mallory', entity, "
-                 "from_state, to_state, detail, hash, stream, seq, NULL, NULL, NULL FROM events WHERE id = ?", (id_,))
+    conn.execute(
+        "INSERT INTO events (run_id, call_id, at, actor, entity, from_state, to_state, detail, hash, stream, "
+        "seq, row_table, row_key, row_digest) SELECT run_id, call_id, at + 0.0001, 'mallory', entity, "
+        "from_state, to_state, detail, hash, stream, seq, NULL, NULL, NULL FROM events WHERE id = ?",
+        (id_,),
+    )
     return Target(stream, seq <= _sealed_len(sealed, stream))
 
 
 def swap_events(conn: sqlite3.Connection, rng: random.Random, sealed: dict[str, tuple[int, str]]) -> Target | None:
     id_, stream, seq = _random_event(conn, rng)
-    other = conn.execute("SELECT id, seq FROM events WHERE stream = ? AND id != ? ORDER BY random() LIMIT 1",
-                         (stream, id_)).fetchone()
+    other = conn.execute(
+        "SELECT id, seq FROM events WHERE stream = ? AND id != ? ORDER BY random() LIMIT 1", (stream, id_)
+    ).fetchone()
     if other is None:
         return None
     cols = "run_id, call_id, at, actor, entity, from_state, to_state, detail, row_table, row_key, row_digest"
@@ -257,8 +296,9 @@ def truncate_tail(conn: sqlite3.Connection, rng: random.Random, sealed: dict[str
     cut = rng.randint(1, length)
     conn.execute("DELETE FROM events WHERE stream = ? AND seq > ?", (stream, length - cut))
     if length - cut:
-        (head,) = conn.execute("SELECT hash FROM events WHERE stream = ? AND seq = ?",
-                               (stream, length - cut)).fetchone()
+        (head,) = conn.execute(
+            "SELECT hash FROM events WHERE stream = ? AND seq = ?", (stream, length - cut)
+        ).fetchone()
         conn.execute("UPDATE stream_heads SET length = ?, head = ? WHERE stream = ?", (length - cut, head, stream))
     else:
         conn.execute("DELETE FROM stream_heads WHERE stream = ?", (stream,))
@@ -269,8 +309,9 @@ def drop_stream(conn: sqlite3.Connection, rng: random.Random, sealed: dict[str, 
     """Remove a whole stream: its events, its head, and the rows it recorded."""
     _id, stream, _seq = _random_event(conn, rng)
     conn.execute("PRAGMA foreign_keys=OFF")
-    for table, key in conn.execute("SELECT DISTINCT row_table, row_key FROM events WHERE stream = ? AND "
-                                   "row_table IS NOT NULL", (stream,)).fetchall():
+    for table, key in conn.execute(
+        "SELECT DISTINCT row_table, row_key FROM events WHERE stream = ? AND row_table IS NOT NULL", (stream,)
+    ).fetchall():
         spec = COVERED[table]
         values = key.split(KEY_SEP)
         conn.execute(f"DELETE FROM {table} WHERE {' AND '.join(f'{k} = ?' for k in spec.key)}", values)
@@ -282,15 +323,17 @@ def drop_stream(conn: sqlite3.Connection, rng: random.Random, sealed: dict[str, 
 def append_forged(conn: sqlite3.Connection, rng: random.Random, sealed: dict[str, tuple[int, str]]) -> Target | None:
     """Append a well-chained event to a stream and move its head: what a forger who knows the recipe writes."""
     _id, stream, _seq = _random_event(conn, rng)
-    conn.execute("INSERT INTO events (run_id, call_id, at, actor, entity, from_state, to_state, detail, hash, stream, "
-                 "seq) SELECT run_id, NULL, at + 1, 'mallory', 'run', to_state, 'completed', '{}', '', stream, 0 "
-                 "FROM events WHERE stream = ? ORDER BY id DESC LIMIT 1", (stream,))
+    conn.execute(
+        "INSERT INTO events (run_id, call_id, at, actor, entity, from_state, to_state, detail, hash, stream, "
+        "seq) SELECT run_id, NULL, at + 1, 'mallory', 'run', to_state, 'completed', '{}', '', stream, 0 "
+        "FROM events WHERE stream = ? ORDER BY id DESC LIMIT 1",
+        (stream,),
+    )
     _rechain(conn, stream)
     return Target(stream, False)
 
 
-def rehash_history(conn: sqlite3.Connection, rng: random.Random,
-                   sealed: dict[str, tuple[int, str]]) -> Target | None:
+def rehash_history(conn: sqlite3.Connection, rng: random.Random, sealed: dict[str, tuple[int, str]]) -> Target | None:
     """Rewrite one event's detail and re-hash the whole stream after it, head included."""
     id_, stream, seq = _random_event(conn, rng)
     conn.execute("UPDATE events SET detail = ? WHERE id = ?", (json.dumps({"rewritten": rng.random()}), id_))
@@ -298,8 +341,9 @@ def rehash_history(conn: sqlite3.Connection, rng: random.Random,
     return Target(stream, seq <= _sealed_len(sealed, stream))
 
 
-def edit_row_and_claim(conn: sqlite3.Connection, rng: random.Random,
-                       sealed: dict[str, tuple[int, str]]) -> Target | None:
+def edit_row_and_claim(
+    conn: sqlite3.Connection, rng: random.Random, sealed: dict[str, tuple[int, str]]
+) -> Target | None:
     """Edit a row, write its new digest into its newest claim, and re-hash the stream: a consistent forgery."""
     from guard.ledger.digests import row_digest
 
@@ -311,15 +355,18 @@ def edit_row_and_claim(conn: sqlite3.Connection, rng: random.Random,
     row[spec.columns.index(column)] = _changed(row[spec.columns.index(column)], rng)
     where, params = _where(table, values)
     conn.execute(f"UPDATE {table} SET {column} = ? WHERE {where}", (row[spec.columns.index(column)], *params))
-    conn.execute("UPDATE events SET row_digest = ? WHERE id = (SELECT max(id) FROM events WHERE row_table = ? AND "
-                 "row_key = ?)", (row_digest(table, row), table, target.key))
+    conn.execute(
+        "UPDATE events SET row_digest = ? WHERE id = (SELECT max(id) FROM events WHERE row_table = ? AND row_key = ?)",
+        (row_digest(table, row), table, target.key),
+    )
     assert target.stream is not None
     _rechain(conn, target.stream)
     return target
 
 
-def _edit_named(table: str, sets: str, params: Callable[[tuple[Any, ...]], tuple[Any, ...]],
-                where_extra: str = "") -> Tamper:
+def _edit_named(
+    table: str, sets: str, params: Callable[[tuple[Any, ...]], tuple[Any, ...]], where_extra: str = ""
+) -> Tamper:
     def tamper(conn: sqlite3.Connection, rng: random.Random, sealed: dict[str, tuple[int, str]]) -> Target | None:
         spec = COVERED[table]
         rows = conn.execute(f"SELECT {', '.join(spec.columns)} FROM {table} {where_extra}").fetchall()
@@ -329,11 +376,13 @@ def _edit_named(table: str, sets: str, params: Callable[[tuple[Any, ...]], tuple
         where, keys = _where(table, values)
         conn.execute(f"UPDATE {table} SET {sets} WHERE {where}", (*params(values), *keys))
         return _row_target(conn, sealed, table, values)
+
     return tamper
 
 
-unrevoke_token = _edit_named("reviewer_tokens", "revoked_at = NULL, revoked_by = NULL", lambda _v: (),
-                             "WHERE revoked_at IS NOT NULL")
+unrevoke_token = _edit_named(
+    "reviewer_tokens", "revoked_at = NULL, revoked_by = NULL", lambda _v: (), "WHERE revoked_at IS NOT NULL"
+)
 change_reviewer = _edit_named("approval_decisions", "reviewer = ?", lambda v: ("mallory-" + str(v[2]),))
 
 
@@ -345,9 +394,20 @@ def _forged_args(values: tuple[Any, ...]) -> tuple[Any, ...]:
 change_args = _edit_named("calls", "args_json = ?, args_hash = ?", _forged_args)
 
 KINDS: dict[str, Tamper] = {
-    "edit_field": edit_field, "delete_row": delete_row, "insert_row": insert_row, "swap_rows": swap_rows,
-    "edit_event": edit_event, "delete_event": delete_event, "insert_event": insert_event,
-    "swap_events": swap_events, "truncate_tail": truncate_tail, "drop_stream": drop_stream,
-    "append_forged": append_forged, "rehash_history": rehash_history, "edit_row_and_claim": edit_row_and_claim,
-    "unrevoke_token": unrevoke_token, "change_reviewer": change_reviewer, "change_args": change_args,
+    "edit_field": edit_field,
+    "delete_row": delete_row,
+    "insert_row": insert_row,
+    "swap_rows": swap_rows,
+    "edit_event": edit_event,
+    "delete_event": delete_event,
+    "insert_event": insert_event,
+    "swap_events": swap_events,
+    "truncate_tail": truncate_tail,
+    "drop_stream": drop_stream,
+    "append_forged": append_forged,
+    "rehash_history": rehash_history,
+    "edit_row_and_claim": edit_row_and_claim,
+    "unrevoke_token": unrevoke_token,
+    "change_reviewer": change_reviewer,
+    "change_args": change_args,
 }

@@ -77,7 +77,8 @@ def test_an_edit_with_a_recomputed_hash_is_named_at_the_following_row(busy_ledge
             "SELECT run_id, call_id, at, actor, entity, from_state, to_state FROM events WHERE id = ?", (target,)
         ).fetchone()
         claim: tuple[str | None, str | None, str | None] = raw.execute(
-            "SELECT row_table, row_key, row_digest FROM events WHERE id = ?", (target,)).fetchone()
+            "SELECT row_table, row_key, row_digest FROM events WHERE id = ?", (target,)
+        ).fetchone()
         forged = event_hash(prev_hash, "run:r1", 3, *row, '{"forged":true}', *claim)
         raw.execute("UPDATE events SET detail = ?, hash = ? WHERE id = ?", ('{"forged":true}', forged, target))
     report = busy_ledger.verify_chain()

@@ -21,8 +21,15 @@ FRAME = PAGE + 24  # a WAL frame: a page and its header
 def _calls(ledger: Ledger, run_id: str, n: int) -> None:
     for i in range(n):
         done = ledger.offer(request(run_id, args={"i": i, "pad": "x" * 2000}))
-        ledger.complete(run_id, done.call_id, token=done.lease_token, result_json='"' + "y" * 2000 + '"',
-                        external_ids={}, attempts=1, actor=AGENT)
+        ledger.complete(
+            run_id,
+            done.call_id,
+            token=done.lease_token,
+            result_json='"' + "y" * 2000 + '"',
+            external_ids={},
+            attempts=1,
+            actor=AGENT,
+        )
 
 
 def _frames(db_path: Path) -> int:

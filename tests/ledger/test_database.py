@@ -104,8 +104,9 @@ def test_the_migrations_create_exactly_the_tables_the_models_declare(db_path: Pa
 def test_every_connection_runs_in_wal_with_full_sync_and_a_busy_timeout(ledger: Ledger) -> None:
     def pragmas() -> tuple[object, ...]:
         with ledger.conns.connection() as conn:
-            return tuple(conn.execute(f"PRAGMA {name}").fetchone()[0]
-                         for name in ("journal_mode", "synchronous", "busy_timeout"))
+            return tuple(
+                conn.execute(f"PRAGMA {name}").fetchone()[0] for name in ("journal_mode", "synchronous", "busy_timeout")
+            )
 
     seen: list[tuple[object, ...]] = []
     worker = threading.Thread(target=lambda: seen.append(pragmas()))
@@ -116,7 +117,8 @@ def test_every_connection_runs_in_wal_with_full_sync_and_a_busy_timeout(ledger: 
 
 
 def test_a_connection_opened_while_another_holds_the_write_lock_of_a_new_ledger_does_not_fail_at_once(
-        db_path: Path) -> None:
+    db_path: Path,
+) -> None:
     ledger = Ledger(f"sqlite:///{db_path}")
     writer = sqlite3.connect(db_path, isolation_level=None)
     writer.execute("BEGIN IMMEDIATE")
@@ -148,8 +150,9 @@ def copy_call(path: Path, call_id: str, *, new_id: str, seq: int | None, key: st
             elif c == "idempotency_key":
                 params.append(key)
         # The placeholders appear in column order, so the parameters do too.
-        raw.execute(f"INSERT INTO calls ({', '.join(cols)}) SELECT {select} FROM calls WHERE call_id = ?",
-                    (*params, call_id))
+        raw.execute(
+            f"INSERT INTO calls ({', '.join(cols)}) SELECT {select} FROM calls WHERE call_id = ?", (*params, call_id)
+        )
 
 
 @pytest.fixture

@@ -25,21 +25,23 @@ def approval_id(ledger: Ledger) -> str:
     return offer.approval_id
 
 
-def test_two_reviewers_deciding_at_the_same_instant_leave_exactly_one_winner(ledger: Ledger,
-                                                                              approval_id: str) -> None:
+def test_two_reviewers_deciding_at_the_same_instant_leave_exactly_one_winner(ledger: Ledger, approval_id: str) -> None:
     barrier = threading.Barrier(2)
     outcomes: dict[str, DecisionResult | ApprovalDecisionError] = {}
 
     def decide(reviewer: str, decision: Literal["approve", "reject"]) -> None:
         barrier.wait()
         try:
-            outcomes[reviewer] = ledger.decide(approval_id, reviewer=reviewer, decision=decision,
-                                               reviewer_roles=FINANCE, reason="looked at it")
+            outcomes[reviewer] = ledger.decide(
+                approval_id, reviewer=reviewer, decision=decision, reviewer_roles=FINANCE, reason="looked at it"
+            )
         except ApprovalDecisionError as exc:
             outcomes[reviewer] = exc
 
-    threads = [threading.Thread(target=decide, args=("alice", "approve")),
-               threading.Thread(target=decide, args=("bob", "reject"))]
+    threads = [
+        threading.Thread(target=decide, args=("alice", "approve")),
+        threading.Thread(target=decide, args=("bob", "reject")),
+    ]
     for t in threads:
         t.start()
     for t in threads:
@@ -65,16 +67,23 @@ def test_a_rejection_without_a_reason_is_refused_as_invalid(ledger: Ledger, appr
 
 
 def test_a_decision_on_arguments_other_than_the_waiting_ones_is_refused_as_invalid(
-        ledger: Ledger, approval_id: str) -> None:
+    ledger: Ledger, approval_id: str
+) -> None:
     with pytest.raises(ApprovalDecisionError) as info:
-        ledger.decide(approval_id, reviewer="alice", decision="approve", reviewer_roles=FINANCE,
-                      shown_args_hash="sha256:" + "0" * 64)
+        ledger.decide(
+            approval_id,
+            reviewer="alice",
+            decision="approve",
+            reviewer_roles=FINANCE,
+            shown_args_hash="sha256:" + "0" * 64,
+        )
     assert info.value.code == "invalid"
     assert ledger.decisions_of(approval_id) == []
 
 
 def test_a_settled_approval_names_who_settled_it_when_someone_else_decides_later(
-        ledger: Ledger, approval_id: str) -> None:
+    ledger: Ledger, approval_id: str
+) -> None:
     ledger.decide(approval_id, reviewer="alice", decision="approve", reviewer_roles=FINANCE)
     with pytest.raises(ApprovalDecisionError) as info:
         ledger.decide(approval_id, reviewer="bob", decision="reject", reviewer_roles=FINANCE, reason="too late")
@@ -83,7 +92,8 @@ def test_a_settled_approval_names_who_settled_it_when_someone_else_decides_later
 
 
 def test_a_withdrawn_approval_ends_its_call_expired_with_the_reason_and_cannot_be_decided(
-        ledger: Ledger, approval_id: str) -> None:
+    ledger: Ledger, approval_id: str
+) -> None:
     assert ledger.withdraw(approval_id, reason="superseded: the tool changed", actor="guard-mcp") is True
     assert ledger.withdraw(approval_id, reason="again", actor="guard-mcp") is False  # only a pending one
     approval = ledger.get_approval(approval_id)
@@ -95,7 +105,8 @@ def test_a_withdrawn_approval_ends_its_call_expired_with_the_reason_and_cannot_b
 
 
 def test_withdrawing_an_approved_call_that_has_not_started_ends_it_and_keeps_the_approval_as_given(
-        ledger: Ledger, approval_id: str) -> None:
+    ledger: Ledger, approval_id: str
+) -> None:
     ledger.decide(approval_id, reviewer="alice", decision="approve", reviewer_roles=frozenset({"finance"}))
     approval = ledger.get_approval(approval_id)
     assert approval is not None and ledger.call_state(approval.call_id) == "approved"
@@ -114,11 +125,14 @@ def test_withdrawing_an_approved_call_that_has_not_started_ends_it_and_keeps_the
 
 @pytest.mark.sqlite_only
 def test_a_decision_committed_in_another_process_moves_the_wake_file_a_waiting_agent_watches(
-        ledger: Ledger, approval_id: str) -> None:
+    ledger: Ledger, approval_id: str
+) -> None:
     watch = Watch(ledger.url)
     assert not watch.moved()
-    script = ("import sys; from guard.ledger import Ledger; Ledger(sys.argv[1]).decide(sys.argv[2], "
-              "reviewer='alice', decision='approve', reviewer_roles=frozenset({'finance'}))")
+    script = (
+        "import sys; from guard.ledger import Ledger; Ledger(sys.argv[1]).decide(sys.argv[2], "
+        "reviewer='alice', decision='approve', reviewer_roles=frozenset({'finance'}))"
+    )
     subprocess.run([sys.executable, "-c", script, ledger.url, approval_id], check=True, timeout=60)
 
     assert watch.moved()  # the decider's commit returned before it exited: the agent looks at the ledger now

@@ -16,8 +16,9 @@ from guard.ledger import notices as notices_module
 from guard.ledger.pauses import insert_pause
 
 
-def _pause_held_open(ledger: Ledger, committed: threading.Event, release: threading.Event,
-                     errors: list[BaseException]) -> None:
+def _pause_held_open(
+    ledger: Ledger, committed: threading.Event, release: threading.Event, errors: list[BaseException]
+) -> None:
     """Pause team `slow` in a transaction that stays open until `release`: its event has an id, not yet visible."""
     try:
         with ledger.conns.write() as cur:
@@ -52,7 +53,8 @@ def test_an_event_that_commits_after_a_later_one_is_still_told(backend: str, led
 
 
 def test_a_gap_left_by_a_rolled_back_transaction_is_passed_once_it_is_old(
-        ledger: Ledger, monkeypatch: pytest.MonkeyPatch) -> None:
+    ledger: Ledger, monkeypatch: pytest.MonkeyPatch
+) -> None:
     with ledger.conns.write() as cur:  # an id then missing, as a rolled-back insert leaves it (before a later one)
         insert_pause(cur, "team", "gone", reason="rolled back", by="alice", team="gone", now=time.time())
         cur.execute("SELECT MAX(id) FROM events")

@@ -28,16 +28,20 @@ rules:
   - {name: notes, tools: [crm.add_note], class: compensable}
   - {name: refunds, tools: [billing.refund], class: irreversible, approval: {roles: [finance]}}
 """
-DECIDE = ("import sys; from guard.ledger import Ledger; Ledger(sys.argv[1]).decide(sys.argv[2], reviewer='alice', "
-          "decision='approve', reviewer_roles=frozenset({'finance'}))")
+DECIDE = (
+    "import sys; from guard.ledger import Ledger; Ledger(sys.argv[1]).decide(sys.argv[2], reviewer='alice', "
+    "decision='approve', reviewer_roles=frozenset({'finance'}))"
+)
 
 
 def _recording(effects: list[str], field: str) -> Callable[..., dict[str, str]]:
     """A tool that records each effect it has in `effects`."""
+
     def tool(**kw: str) -> dict[str, str]:
         [value] = kw.values()
         effects.append(value)
         return {field: value}
+
     return tool
 
 
@@ -73,7 +77,8 @@ def guard(running: PgCluster, tmp_path: Path) -> Iterator[Guard]:
 
 
 def test_a_call_whose_offer_cannot_be_committed_is_refused_and_runs_once_when_the_server_is_back(
-        guard: Guard, running: PgCluster) -> None:
+    guard: Guard, running: PgCluster
+) -> None:
     effects: list[str] = []
     note = guard.tool(_recording(effects, "note"), name="crm.add_note")
 
@@ -94,7 +99,8 @@ def test_a_call_whose_offer_cannot_be_committed_is_refused_and_runs_once_when_th
 
 
 def test_a_call_refused_while_the_server_is_down_leaves_no_trace_and_the_next_runs(
-        guard: Guard, running: PgCluster) -> None:
+    guard: Guard, running: PgCluster
+) -> None:
     effects: list[str] = []
     note = guard.tool(_recording(effects, "note"), name="crm.add_note")
     running.stop(mode="immediate")
@@ -108,7 +114,8 @@ def test_a_call_refused_while_the_server_is_down_leaves_no_trace_and_the_next_ru
 
 
 def test_an_agent_waiting_for_a_decision_rides_out_an_outage_and_is_woken_by_a_decision_made_after_it(
-        guard: Guard, running: PgCluster) -> None:
+    guard: Guard, running: PgCluster
+) -> None:
     refunds: list[str] = []
     refund = guard.tool(_recording(refunds, "refund"), name="billing.refund")
     outcome: list[Any] = []
@@ -139,7 +146,8 @@ def test_an_agent_waiting_for_a_decision_rides_out_an_outage_and_is_woken_by_a_d
 
 
 def test_a_password_in_the_ledger_url_never_shows_in_the_error_at_start_or_on_a_call(
-        running: PgCluster, tmp_path: Path) -> None:
+    running: PgCluster, tmp_path: Path
+) -> None:
     (tmp_path / "ops.yaml").write_text(POLICY)
     running.create_database("secretive", template="outage_template")
     url = f"postgresql+psycopg://postgres:s3cret-pw@127.0.0.1:{running.port}/secretive"  # trust: any password

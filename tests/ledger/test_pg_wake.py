@@ -24,8 +24,10 @@ from guard.ledger.signals import CHANNEL
 from guard.runtime.waiting import Waiter
 from guard.testing import poll
 
-DECIDE = ("import sys; from guard.ledger import Ledger; Ledger(sys.argv[1]).decide(sys.argv[2], reviewer='alice', "
-          "decision='approve', reviewer_roles=frozenset({'finance'}))")
+DECIDE = (
+    "import sys; from guard.ledger import Ledger; Ledger(sys.argv[1]).decide(sys.argv[2], reviewer='alice', "
+    "decision='approve', reviewer_roles=frozenset({'finance'}))"
+)
 POLICY = """\
 team: ops
 reviewers: {alice: [finance]}
@@ -66,15 +68,19 @@ def _decide_elsewhere(url: str, approval_id: str) -> None:
 
 
 def _listen_backends(cluster: PgCluster, database: str) -> list[int]:
-    with psycopg.connect(host="127.0.0.1", port=cluster.port, user="postgres", dbname="postgres",
-                         autocommit=True) as conn:
-        rows = conn.execute("SELECT pid FROM pg_stat_activity WHERE datname = %s AND application_name = %s",
-                            (database, APPLICATION_NAME)).fetchall()
+    with psycopg.connect(
+        host="127.0.0.1", port=cluster.port, user="postgres", dbname="postgres", autocommit=True
+    ) as conn:
+        rows = conn.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = %s AND application_name = %s",
+            (database, APPLICATION_NAME),
+        ).fetchall()
     return [int(r[0]) for r in rows]
 
 
 def test_a_decision_committed_in_another_process_reaches_this_process_through_its_listen_connection(
-        pg_ledger: Ledger) -> None:
+    pg_ledger: Ledger,
+) -> None:
     _, approval_id = _awaiting(pg_ledger)
     watch = pg_ledger.wakes.watch()
     assert watch.listening and not watch.moved()
@@ -85,8 +91,7 @@ def test_a_decision_committed_in_another_process_reaches_this_process_through_it
 def test_a_blocked_agent_returns_the_decision_made_in_another_process(pg_ledger: Ledger) -> None:
     call_id, approval_id = _awaiting(pg_ledger)
     got: list[str | None] = []
-    waiter = threading.Thread(target=lambda: got.append(Waiter(pg_ledger).wait(call_id, approval_id,
-                                                                                 2e9, timeout=60)))
+    waiter = threading.Thread(target=lambda: got.append(Waiter(pg_ledger).wait(call_id, approval_id, 2e9, timeout=60)))
     waiter.start()
     _decide_elsewhere(pg_ledger.url, approval_id)
     waiter.join(60)
@@ -105,7 +110,8 @@ def test_an_async_agent_returns_the_decision_made_in_another_process(pg_ledger: 
 
 
 def test_every_ledger_of_a_process_on_one_database_shares_one_listen_connection_closed_by_the_last(
-        pg_cluster: PgCluster, tmp_path: Path) -> None:
+    pg_cluster: PgCluster, tmp_path: Path
+) -> None:
     database, url = _database(pg_cluster, tmp_path)
     first, second = Ledger(url), Ledger(url)
     try:
@@ -123,11 +129,13 @@ def test_every_ledger_of_a_process_on_one_database_shares_one_listen_connection_
 
 
 def test_the_per_call_lifecycle_notifies_nobody_and_a_decision_notifies_once(
-        pg_cluster: PgCluster, tmp_path: Path) -> None:
+    pg_cluster: PgCluster, tmp_path: Path
+) -> None:
     database, url = _database(pg_cluster, tmp_path)
     (tmp_path / "ops.yaml").write_text(POLICY)
-    with psycopg.connect(host="127.0.0.1", port=pg_cluster.port, user="postgres", dbname=database,
-                         autocommit=True) as listening:
+    with psycopg.connect(
+        host="127.0.0.1", port=pg_cluster.port, user="postgres", dbname=database, autocommit=True
+    ) as listening:
         listening.execute(f"LISTEN {CHANNEL}")
         with Guard(db=url, policies=tmp_path, log_level="error") as guard:
             note = guard.tool(_note, name="crm.add_note")
@@ -135,8 +143,9 @@ def test_the_per_call_lifecycle_notifies_nobody_and_a_decision_notifies_once(
                 with guard.run("ops", source_event_id=f"e{n}"):
                     note(text=f"n{n}")  # offered+started, then completed: two commits, no NOTIFY
             _, approval_id = _awaiting(guard.ledger)
-            guard.ledger.decide(approval_id, reviewer="alice", decision="approve",
-                                reviewer_roles=frozenset({"finance"}))
+            guard.ledger.decide(
+                approval_id, reviewer="alice", decision="approve", reviewer_roles=frozenset({"finance"})
+            )
         # Notifications arrive in commit order: any the lifecycle sent would come before the decision's.
         heard = list(listening.notifies(timeout=10, stop_after=1))
         listening.execute("SELECT 1")
@@ -145,7 +154,8 @@ def test_the_per_call_lifecycle_notifies_nobody_and_a_decision_notifies_once(
 
 
 def test_a_cut_listen_connection_comes_back_by_itself_and_wakes_every_waiter(
-        pg_cluster: PgCluster, tmp_path: Path) -> None:
+    pg_cluster: PgCluster, tmp_path: Path
+) -> None:
     database, url = _database(pg_cluster, tmp_path)
     ledger = Ledger(url)
     try:
@@ -164,7 +174,8 @@ def test_a_cut_listen_connection_comes_back_by_itself_and_wakes_every_waiter(
 
 
 def test_a_listen_connection_that_cannot_be_opened_leaves_the_waiter_its_poll(
-        pg_cluster: PgCluster, tmp_path: Path) -> None:
+    pg_cluster: PgCluster, tmp_path: Path
+) -> None:
     _, url = _database(pg_cluster, tmp_path)
     nowhere = f"postgresql+psycopg://postgres@127.0.0.1:{_closed_port()}/postgres"
     ledger = Ledger(url, listen_url=nowhere)

@@ -37,7 +37,8 @@ def pg_guard(pg_cluster: PgCluster, tmp_path: Path) -> Any:
 
 
 def test_a_worker_whose_server_restarted_reconnects_by_itself_and_runs_the_next_call_once(
-        pg_guard: Guard, pg_cluster: PgCluster) -> None:
+    pg_guard: Guard, pg_cluster: PgCluster
+) -> None:
     effects: list[str] = []
 
     @pg_guard.tool(name="crm.add_note")
@@ -78,14 +79,14 @@ def test_a_database_the_server_does_not_hold_is_refused_at_start_by_name(pg_clus
 
 def test_the_ledger_sql_is_written_once_and_spelled_for_the_server_by_the_backend() -> None:
     assert to_server_sql("SELECT a FROM t WHERE b = ? AND c LIKE 'x%'") == (
-        "SELECT a FROM t WHERE b = %s AND c LIKE 'x%%'")
+        "SELECT a FROM t WHERE b = %s AND c LIKE 'x%%'"
+    )
 
 
 @pytest.mark.parametrize("url", ["mysql://h/db", "postgresql", "sqlite+psycopg://h/db"])
 def test_a_url_that_is_not_postgresql_is_refused_by_the_postgres_backend(url: str) -> None:
     with pytest.raises(LedgerNotReady):
         conninfo(url)
-
 
 
 class _ShowingCursor:
@@ -159,15 +160,18 @@ rules:
 """
 
 
-def test_only_a_repeat_safe_completion_commits_with_synchronous_commit_off(pg_cluster: PgCluster,
-                                                                            tmp_path: Path) -> None:
+def test_only_a_repeat_safe_completion_commits_with_synchronous_commit_off(
+    pg_cluster: PgCluster, tmp_path: Path
+) -> None:
     (tmp_path / "pgtest.yaml").write_text(POLICY_CLASSES)
-    guard = Guard(db=pg_cluster.create_database("durability", template="guard_template"), policies=tmp_path,
-                  log_level="warning")
+    guard = Guard(
+        db=pg_cluster.create_database("durability", template="guard_template"), policies=tmp_path, log_level="warning"
+    )
     try:
         backend = _ShowingBackend(guard.ledger.conns.backend)
         guard.ledger.conns.close()  # a closed pool lends no more: a new one opens through the wrapper
         guard.ledger.conns = Connections(backend)
+
         def answer(x: int) -> dict[str, int]:
             return {"x": x}
 
@@ -185,8 +189,17 @@ def test_only_a_repeat_safe_completion_commits_with_synchronous_commit_off(pg_cl
         assert modes == {"crm.find": {"off"}, "crm.upsert": {"off"}, "billing.invoice": {"on"}}
         # Nothing but those completions (and their events) ran in a transaction that does not wait for the disk.
         lazy = [sql for mode, sql, _ in backend.trace if mode == "off"]
-        assert lazy and all(sql.startswith(("UPDATE calls SET state = ?", "INSERT INTO stream_heads",
-                                            "UPDATE stream_heads", "INSERT INTO events", "COMMIT"))
-                            for sql in lazy), lazy
+        assert lazy and all(
+            sql.startswith(
+                (
+                    "UPDATE calls SET state = ?",
+                    "INSERT INTO stream_heads",
+                    "UPDATE stream_heads",
+                    "INSERT INTO events",
+                    "COMMIT",
+                )
+            )
+            for sql in lazy
+        ), lazy
     finally:
         guard.close()

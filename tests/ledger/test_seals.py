@@ -29,21 +29,25 @@ def _calls(ledger: Ledger, run_id: str, n: int = 2) -> None:
     ledger.open_run(run_id, TEAM, actor=AGENT)
     for _ in range(n):
         done = ledger.offer(request(run_id))
-        ledger.complete(run_id, done.call_id, token=done.lease_token, result_json="{}", external_ids={}, attempts=1,
-                        actor=AGENT)
+        ledger.complete(
+            run_id, done.call_id, token=done.lease_token, result_json="{}", external_ids={}, attempts=1, actor=AGENT
+        )
 
 
 def test_guard_ledger_seal_appends_a_signed_line_and_verify_lists_later_events_as_not_yet_sealed(
-        ledger: Ledger, db_path: Path, key: tuple[Path, Path], tmp_path: Path) -> None:
+    ledger: Ledger, db_path: Path, key: tuple[Path, Path], tmp_path: Path
+) -> None:
     _calls(ledger, "r1")
     sink = tmp_path / "seals.jsonl"
-    sealed = runner.invoke(app, ["ledger", "seal", "--db", str(db_path), "--key-file", str(key[0]),
-                                 "--sink", str(sink)])
+    sealed = runner.invoke(
+        app, ["ledger", "seal", "--db", str(db_path), "--key-file", str(key[0]), "--sink", str(sink)]
+    )
     assert sealed.exit_code == 0, sealed.output
     assert "seal 1: 1 streams" in sealed.output
     _calls(ledger, "r2", 1)
-    result = runner.invoke(app, ["ledger", "verify", "--db", str(db_path), "--seals", str(sink),
-                                 "--public-key", str(key[1]), "--json"])
+    result = runner.invoke(
+        app, ["ledger", "verify", "--db", str(db_path), "--seals", str(sink), "--public-key", str(key[1]), "--json"]
+    )
     assert result.exit_code == 0, result.output
     data = json.loads(result.output)
     assert data["ok"] and data["seals"] == 1
@@ -55,7 +59,8 @@ def test_guard_ledger_seal_appends_a_signed_line_and_verify_lists_later_events_a
 
 
 def test_a_tail_cut_with_its_head_moved_back_passes_without_seals_and_is_named_with_them(
-        ledger: Ledger, db_path: Path, key: tuple[Path, Path], tmp_path: Path) -> None:
+    ledger: Ledger, db_path: Path, key: tuple[Path, Path], tmp_path: Path
+) -> None:
     _calls(ledger, "r1")
     sink = tmp_path / "seals.jsonl"
     ledger.seal(Signer.load(key_file=str(key[0])), sink=sink)
@@ -70,8 +75,9 @@ def test_a_tail_cut_with_its_head_moved_back_passes_without_seals_and_is_named_w
     assert truncated and truncated[0].stream == "run:r1" and "sealed with 5 events" in truncated[0].problem
 
 
-def test_a_seal_line_removed_or_altered_is_named_by_the_file_check(ledger: Ledger, key: tuple[Path, Path],
-                                                                     tmp_path: Path) -> None:
+def test_a_seal_line_removed_or_altered_is_named_by_the_file_check(
+    ledger: Ledger, key: tuple[Path, Path], tmp_path: Path
+) -> None:
     signer = Signer.load(key_file=str(key[0]))
     sink = tmp_path / "seals.jsonl"
     for run in ("r1", "r2", "r3"):
@@ -93,9 +99,9 @@ def test_a_seal_line_removed_or_altered_is_named_by_the_file_check(ledger: Ledge
     assert any("forged or altered" in p for p in SealFile.read(forged, public).problems)
 
 
-def test_a_later_seal_signs_only_the_streams_that_changed_and_the_root_of_all(ledger: Ledger,
-                                                                                key: tuple[Path, Path],
-                                                                                tmp_path: Path) -> None:
+def test_a_later_seal_signs_only_the_streams_that_changed_and_the_root_of_all(
+    ledger: Ledger, key: tuple[Path, Path], tmp_path: Path
+) -> None:
     signer = Signer.load(key_file=str(key[0]))
     _calls(ledger, "r1", 1)
     _calls(ledger, "r2", 1)
@@ -110,7 +116,8 @@ def test_a_later_seal_signs_only_the_streams_that_changed_and_the_root_of_all(le
 
 
 def test_the_seal_key_comes_from_a_named_environment_variable_and_a_missing_key_is_a_clear_error(
-        key: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    key: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("SEAL_PEM", key[0].read_text())
     assert Signer.load(key_env="SEAL_PEM").key_id == Signer.load(key_file=str(key[0])).key_id
     with pytest.raises(GuardUsageError, match="--key-file FILE or --key-env VAR"):

@@ -42,28 +42,38 @@ def test_an_edited_call_row_is_named_with_its_run_stream_and_key(ledger: Ledger,
         raw.execute("UPDATE calls SET args_json = '{\"amount\":5000}' WHERE call_id = ?", (offer.call_id,))
     report = ledger.verify_chain()
     assert [(f.kind, f.stream, f.table, f.key) for f in report.findings] == [
-        ("row_edited", "run:a", "calls", offer.call_id)]
+        ("row_edited", "run:a", "calls", offer.call_id)
+    ]
 
 
 def _legacy_ledger(path: Path, *, break_at: int | None = None) -> str:
     """A ledger at 0006 with a run, a call and their events chained the old, single way."""
     url = f"sqlite:///{path}"
     upgrade(url, "0006_rate_windows")
-    events = [("r1", None, 1.0, "agent", "run", None, "running", "{}"),
-              ("r1", "c1", 2.0, "agent", "call", None, "offered", "{}"),
-              ("r1", "c1", 3.0, "agent", "call", "offered", "denied", '{"reason":"no"}')]
+    events = [
+        ("r1", None, 1.0, "agent", "run", None, "running", "{}"),
+        ("r1", "c1", 2.0, "agent", "call", None, "offered", "{}"),
+        ("r1", "c1", 3.0, "agent", "call", "offered", "denied", '{"reason":"no"}'),
+    ]
     with sqlite3.connect(path) as raw:
-        raw.execute("INSERT INTO runs (run_id, team, state, requires_review, created_at, updated_at) "
-                    "VALUES ('r1', 'ops', 'running', 0, 1.0, 1.0)")
-        raw.execute("INSERT INTO calls (call_id, run_id, seq, team, tool, policy_version, args_json, args_hash, state, "
-                    "attempts, external_ids, offered_at, updated_at, lease_token) VALUES ('c1', 'r1', 1, 'ops', "
-                    "'crm.x', 'v', '{}', 'h', 'denied', 0, '{}', 2.0, 3.0, 0)")
+        raw.execute(
+            "INSERT INTO runs (run_id, team, state, requires_review, created_at, updated_at) "
+            "VALUES ('r1', 'ops', 'running', 0, 1.0, 1.0)"
+        )
+        raw.execute(
+            "INSERT INTO calls (call_id, run_id, seq, team, tool, policy_version, args_json, args_hash, state, "
+            "attempts, external_ids, offered_at, updated_at, lease_token) VALUES ('c1', 'r1', 1, 'ops', "
+            "'crm.x', 'v', '{}', 'h', 'denied', 0, '{}', 2.0, 3.0, 0)"
+        )
         prev = GENESIS
         for i, ev in enumerate(events):
             prev = legacy_hash(prev, *ev)
             stored = "0" * 64 if i == break_at else prev
-            raw.execute("INSERT INTO events (run_id, call_id, at, actor, entity, from_state, to_state, detail, hash) "
-                        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", (*ev, stored))
+            raw.execute(
+                "INSERT INTO events (run_id, call_id, at, actor, entity, from_state, to_state, detail, hash) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (*ev, stored),
+            )
     return url
 
 
@@ -78,7 +88,10 @@ def test_an_old_ledgers_single_chain_becomes_the_legacy_stream_and_its_rows_get_
         assert report.checked == 3 + 2 and report.rows == 2
         with sqlite3.connect(path) as raw:
             assert raw.execute("SELECT stream, seq FROM events ORDER BY id LIMIT 3").fetchall() == [
-                ("legacy", 1), ("legacy", 2), ("legacy", 3)]
+                ("legacy", 1),
+                ("legacy", 2),
+                ("legacy", 3),
+            ]
             raw.execute("UPDATE events SET actor = 'mallory' WHERE seq = 2 AND stream = 'legacy'")
             raw.execute("UPDATE calls SET state = 'completed'")
         kinds = {(f.kind, f.stream) for f in led.verify_chain().findings}
@@ -98,7 +111,8 @@ def test_an_old_ledger_whose_chain_is_already_broken_is_not_upgraded(tmp_path: P
 
 
 def test_verify_reads_a_ledger_larger_than_its_batches_on_every_backend_and_names_the_one_edited_row(
-        ledger: Ledger, monkeypatch: pytest.MonkeyPatch) -> None:
+    ledger: Ledger, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Many fetch batches (made small here): on PostgreSQL the rows come through server-side cursors batch by
     batch; every stream and row is still checked, and the one edited row is named."""
     monkeypatch.setattr(audit_module, "FETCH", 7)

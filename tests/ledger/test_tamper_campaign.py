@@ -20,8 +20,9 @@ TAMPERINGS = 528  # 33 of each of the 16 kinds
 
 
 @pytest.fixture(scope="module")
-def sealed_ledger(tmp_path_factory: pytest.TempPathFactory, migrated_template: Path) -> Iterator[
-        tuple[sqlite3.Connection, SealFile]]:
+def sealed_ledger(
+    tmp_path_factory: pytest.TempPathFactory, migrated_template: Path
+) -> Iterator[tuple[sqlite3.Connection, SealFile]]:
     """One ledger with every covered kind of row, sealed once, then more activity after the seal."""
     root = tmp_path_factory.mktemp("campaign")
     path = root / "guard.db"
@@ -44,18 +45,22 @@ def _copy(master: sqlite3.Connection) -> sqlite3.Connection:
 
 def _names(report: AuditReport, target: Target) -> bool:
     """A finding names the tampered stream, or the tampered row (table and key)."""
-    return any((target.stream is not None and f.stream == target.stream)
-               or (target.table is not None and f.table == target.table and f.key == target.key)
-               for f in report.findings)
+    return any(
+        (target.stream is not None and f.stream == target.stream)
+        or (target.table is not None and f.table == target.table and f.key == target.key)
+        for f in report.findings
+    )
 
 
 def _listed_unsealed(report: AuditReport, target: Target) -> bool:
-    return (any(u.stream == target.stream for u in report.unsealed)
-            or any((t, k) == (target.table, target.key) for t, k, _s in report.unsealed_rows))
+    return any(u.stream == target.stream for u in report.unsealed) or any(
+        (t, k) == (target.table, target.key) for t, k, _s in report.unsealed_rows
+    )
 
 
 def test_the_untouched_sealed_ledger_verifies_and_lists_only_what_came_after_the_seal(
-        sealed_ledger: tuple[sqlite3.Connection, SealFile]) -> None:
+    sealed_ledger: tuple[sqlite3.Connection, SealFile],
+) -> None:
     master, seals = sealed_ledger
     report = audit(_copy(master), seals.checkpoints)
     assert report.ok, report.findings
@@ -65,7 +70,8 @@ def test_the_untouched_sealed_ledger_verifies_and_lists_only_what_came_after_the
 
 
 def test_every_tampering_of_sealed_history_is_detected_and_named(
-        sealed_ledger: tuple[sqlite3.Connection, SealFile]) -> None:
+    sealed_ledger: tuple[sqlite3.Connection, SealFile],
+) -> None:
     master, seals = sealed_ledger
     latest = seals.latest()
     rng = random.Random(12)

@@ -61,9 +61,9 @@ rules:
 """
 
 
-
 def _echo(**kw: Any) -> dict[str, Any]:
     return kw
+
 
 @pytest.fixture
 def receiver() -> Iterator[Receiver]:
@@ -88,6 +88,7 @@ def ops(tmp_path: Path, ledger_url: str, receiver: Receiver, monkeypatch: pytest
     monkeypatch.setenv("OPS_WEBHOOK_KEY", KEY)
     guard = Guard(policies=policies, db=ledger_url, actor="ops-agent", approval="defer", log_level="error")
     shipped: list[dict[str, Any]] = []
+
     def refund(**kw: Any) -> dict[str, str]:
         return {"refund_id": "re_1"}
 
@@ -99,8 +100,9 @@ def ops(tmp_path: Path, ledger_url: str, receiver: Receiver, monkeypatch: pytest
 
     guard.tool(ship, name="warehouse.ship")
     guard.tool(_echo, name="crm.lookup")
-    notifier = Notifier(guard.ledger, PolicySet.load_dir(policies), "https://guard.example.com", backoff=0.01,
-                        timeout=2)
+    notifier = Notifier(
+        guard.ledger, PolicySet.load_dir(policies), "https://guard.example.com", backoff=0.01, timeout=2
+    )
     try:
         yield Ops(guard, guard.ledger, notifier, shipped)
     finally:
@@ -114,7 +116,8 @@ def _wait_for_refund(ops: Ops) -> str:
 
 
 def test_a_waiting_call_is_told_once_signed_slack_json_with_a_link_and_the_owning_role(
-        ops: Ops, receiver: Receiver) -> None:
+    ops: Ops, receiver: Receiver
+) -> None:
     approval_id = _wait_for_refund(ops)
     report = ops.notifier.deliver()
     assert (report.sent, report.failed) == (1, 0)
@@ -131,13 +134,18 @@ def test_a_waiting_call_is_told_once_signed_slack_json_with_a_link_and_the_ownin
     assert ops.notifier.deliver().sent == 0  # a second pass tells nothing twice
     assert len(receiver.got) == 1
     [notice] = ops.ledger.notices(team="ops")
-    assert (notice.state, notice.kind, notice.attempts, notice.approval_id) == ("sent", "approval_waiting", 1,
-                                                                               approval_id)
+    assert (notice.state, notice.kind, notice.attempts, notice.approval_id) == (
+        "sent",
+        "approval_waiting",
+        1,
+        approval_id,
+    )
     assert notice.target == receiver.url.split("/services")[0]  # never the webhook's secret path
 
 
 def test_an_edit_that_puts_new_arguments_on_the_table_tells_the_channel_again_naming_the_roles_it_needs_now(
-        ops: Ops, receiver: Receiver) -> None:
+    ops: Ops, receiver: Receiver
+) -> None:
     approval_id = _wait_for_refund(ops)
     assert ops.notifier.deliver().sent == 1
     policies = PolicySet.load_dir(ops.guard.policies.directory or "")
@@ -151,7 +159,11 @@ def test_an_edit_that_puts_new_arguments_on_the_table_tells_the_channel_again_na
     assert "*cfo*" in message["text"]
     facts = message["guard"]
     assert (facts["approval_id"], facts["roles"], facts["edited_by"], facts["rule"]) == (
-        approval_id, ["cfo"], "rita", "big-refunds")
+        approval_id,
+        ["cfo"],
+        "rita",
+        "big-refunds",
+    )
     assert facts["args_hash"] == ops.ledger.get_approval(approval_id).approved_args_hash  # type: ignore[union-attr]
 
     review(ops.ledger, policies, approval_id, reviewer="carl", decision="approve")
@@ -161,15 +173,22 @@ def test_an_edit_that_puts_new_arguments_on_the_table_tells_the_channel_again_na
 def test_an_edit_the_editor_settles_at_once_is_not_told(ops: Ops, receiver: Receiver) -> None:
     approval_id = _wait_for_refund(ops)
     policies = PolicySet.load_dir(ops.guard.policies.directory or "")
-    review(ops.ledger, policies, approval_id, reviewer="rita", decision="approve",
-           edited_args={"invoice_id": "inv_9", "amount_cents": 11000})
+    review(
+        ops.ledger,
+        policies,
+        approval_id,
+        reviewer="rita",
+        decision="approve",
+        edited_args={"invoice_id": "inv_9", "amount_cents": 11000},
+    )
     report = ops.notifier.deliver()
     assert (report.sent, report.skipped) == (0, 2)  # the first request and the edit: both decided before the pass
     assert receiver.got == []
 
 
 def test_a_failing_webhook_is_retried_and_a_dead_one_blocks_nothing_and_shows_in_the_ledger(
-        ops: Ops, receiver: Receiver, monkeypatch: pytest.MonkeyPatch) -> None:
+    ops: Ops, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
     receiver.statuses = [500, 502]
     _wait_for_refund(ops)
     assert ops.notifier.deliver().sent == 1
@@ -190,15 +209,20 @@ def test_a_failing_webhook_is_retried_and_a_dead_one_blocks_nothing_and_shows_in
     assert decided.approval.state == "approved"
 
 
-def test_a_run_that_halts_is_told_and_a_call_decided_before_the_pass_is_skipped(
-        ops: Ops, receiver: Receiver) -> None:
+def test_a_run_that_halts_is_told_and_a_call_decided_before_the_pass_is_skipped(ops: Ops, receiver: Receiver) -> None:
     approval_id = _wait_for_refund(ops)
-    ops.ledger.decide(approval_id, reviewer="rita", decision="reject", reviewer_roles=frozenset({"finance"}),
-                      reason="duplicate refund")
+    ops.ledger.decide(
+        approval_id,
+        reviewer="rita",
+        decision="reject",
+        reviewer_roles=frozenset({"finance"}),
+        reason="duplicate refund",
+    )
     with pytest.raises(ApprovalPending) as pending, ops.guard.run("ops") as run:
         ops.guard.tool_named("warehouse.ship")(order_id="o_1")  # type: ignore[misc]
-    ops.ledger.decide(str(pending.value.approval_id), reviewer="sam", decision="approve",
-                      reviewer_roles=frozenset({"support"}))
+    ops.ledger.decide(
+        str(pending.value.approval_id), reviewer="sam", decision="approve", reviewer_roles=frozenset({"support"})
+    )
     with pytest.raises(CallFailed), ops.guard.run("ops", run_id=run.run_id):
         ops.guard.tool_named("warehouse.ship")(order_id="o_1")  # type: ignore[misc]
     assert len(ops.shipped) == 1
@@ -224,14 +248,20 @@ def test_a_pause_and_its_lift_are_told_with_who_why_and_the_owners_named(ops: Op
     assert paused["text"].startswith("Paused in team *ops*: team `ops` by olga: refunds doubled.")
     assert "Owners: *rita* (backup *support*)" in paused["text"]
     assert paused["guard"] | {"event_id": 0} == paused["guard"] | {
-        "event_id": 0, "event": "paused", "state": "paused", "scope": "team", "target": "ops", "by": "olga",
-        "reason": "refunds doubled", "owners": [{"owner": "rita", "backup": "support"}]}
+        "event_id": 0,
+        "event": "paused",
+        "state": "paused",
+        "scope": "team",
+        "target": "ops",
+        "by": "olga",
+        "reason": "refunds doubled",
+        "owners": [{"owner": "rita", "backup": "support"}],
+    }
     assert lifted["text"].startswith("Pause lifted in team *ops*: team `ops` runs again (rita: duplicates voided)")
     assert sorted((n.kind, n.state, n.run_id) for n in ops.ledger.notices()) == [("paused", "sent", None)] * 2
 
 
-def test_a_tripped_stop_rule_is_told_once_naming_the_tool_the_run_and_the_owners(
-        ops: Ops, receiver: Receiver) -> None:
+def test_a_tripped_stop_rule_is_told_once_naming_the_tool_the_run_and_the_owners(ops: Ops, receiver: Receiver) -> None:
     with ops.guard.run("ops") as run:
         lookup = ops.guard.tool_named("crm.lookup")
         lookup(email="a@example.com")  # type: ignore[misc]
@@ -245,8 +275,9 @@ def test_a_tripped_stop_rule_is_told_once_naming_the_tool_the_run_and_the_owners
     assert ops.notifier.deliver().sent == 0
 
 
-def test_an_unset_signing_key_sends_nothing_unsigned(ops: Ops, receiver: Receiver,
-                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+def test_an_unset_signing_key_sends_nothing_unsigned(
+    ops: Ops, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.delenv("OPS_WEBHOOK_KEY")
     _wait_for_refund(ops)
     assert ops.notifier.deliver().failed == 1
@@ -278,10 +309,14 @@ def test_two_notifiers_at_once_tell_each_event_once(ops: Ops, receiver: Receiver
     assert len({json.loads(body)["guard"]["event_id"] for _, body in receiver.got}) == 5
 
 
-def test_the_approval_service_tells_the_channel_while_it_runs(
-        ops: Ops, receiver: Receiver, tmp_path: Path) -> None:
-    app = create_app(ops.ledger.url, tmp_path / "policies", session_secret=b"s" * 32,
-                     public_url="https://review.example.com", notify_every=0.05)
+def test_the_approval_service_tells_the_channel_while_it_runs(ops: Ops, receiver: Receiver, tmp_path: Path) -> None:
+    app = create_app(
+        ops.ledger.url,
+        tmp_path / "policies",
+        session_secret=b"s" * 32,
+        public_url="https://review.example.com",
+        notify_every=0.05,
+    )
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="error", lifespan="on"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -297,8 +332,7 @@ def test_the_approval_service_tells_the_channel_while_it_runs(
     assert [n.state for n in ops.ledger.notices()] == ["sent"]
 
 
-def test_a_notification_a_dead_notifier_left_sending_is_taken_over_and_sent_once(
-        ops: Ops, receiver: Receiver) -> None:
+def test_a_notification_a_dead_notifier_left_sending_is_taken_over_and_sent_once(ops: Ops, receiver: Receiver) -> None:
     approval_id = _wait_for_refund(ops)
     # A notifier claimed the event, then died before sending: its row stays `sending`, its cursor moved on.
     [event], last = ops.ledger.notice_events(ops.ledger.notice_cursor())
@@ -318,7 +352,8 @@ def test_a_notification_a_dead_notifier_left_sending_is_taken_over_and_sent_once
 
 
 def test_a_webhook_url_that_is_not_http_is_refused_plainly_and_nothing_is_opened(
-        ops: Ops, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    ops: Ops, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     secret = tmp_path / "secret.txt"
     secret.write_text("do not read me")
     monkeypatch.setenv("OPS_WEBHOOK_URL", secret.as_uri())  # file:///...: urllib would open it

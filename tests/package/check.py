@@ -48,8 +48,19 @@ def wheelhouse(wheel: Path) -> Path:
     t0 = time.monotonic()
     shutil.rmtree(house, ignore_errors=True)
     every = ",".join(e for e in EXTRAS if e != "core")
-    run([sys.executable, "-m", "pip", "download", "-q", "--disable-pip-version-check", "--dest", str(house),
-         f"{wheel}[{every}]"])
+    run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "-q",
+            "--disable-pip-version-check",
+            "--dest",
+            str(house),
+            f"{wheel}[{every}]",
+        ]
+    )
     for ours in house.glob("guard_middleware-*"):
         ours.unlink()
     (house / ".complete").touch()
@@ -76,8 +87,21 @@ def main(extras: list[str]) -> None:
             run([sys.executable, "-m", "venv", str(venv)])
             py = str(venv / "bin" / "python")
             spec = str(wheel) if extra == "core" else f"{wheel}[{extra}]"
-            run([py, "-m", "pip", "install", "-q", "--disable-pip-version-check", "--no-index", "--find-links",
-                 str(house), "--no-compile", spec])
+            run(
+                [
+                    py,
+                    "-m",
+                    "pip",
+                    "install",
+                    "-q",
+                    "--disable-pip-version-check",
+                    "--no-index",
+                    "--find-links",
+                    str(house),
+                    "--no-compile",
+                    spec,
+                ]
+            )
             installed = time.monotonic() - t0
             run([py, str(work / SCRIPT.name), extra], cwd=work)
             print(f"{extra}: installed in {installed:.1f}s, guarded call in {time.monotonic() - t0 - installed:.1f}s")

@@ -26,9 +26,24 @@ rules:
   - {name: gated, tools: [pkg.send], class: irreversible, approval: {roles: [ops]}}
 """
 # What the core alone must not pull in: the server's packages and every framework's.
-NOT_IN_CORE = {"fastapi", "starlette", "uvicorn", "httpx", "prometheus-client", "python-multipart", "langchain",
-               "langchain-core", "langgraph", "mcp", "openai-agents", "openai", "pydantic-ai-slim", "pydantic-ai",
-               "opentelemetry-api", "psycopg"}
+NOT_IN_CORE = {
+    "fastapi",
+    "starlette",
+    "uvicorn",
+    "httpx",
+    "prometheus-client",
+    "python-multipart",
+    "langchain",
+    "langchain-core",
+    "langgraph",
+    "mcp",
+    "openai-agents",
+    "openai",
+    "pydantic-ai-slim",
+    "pydantic-ai",
+    "opentelemetry-api",
+    "psycopg",
+}
 UPSTREAM = '''
 from mcp.server.mcpserver import MCPServer
 server = MCPServer("pkg")
@@ -89,9 +104,11 @@ def server(folder: Path) -> str:
         with TestClient(create_app(db, policies, notify_every=None)) as client:
             shown = client.get(f"/api/approvals/{approval_id}", headers={"Authorization": f"Bearer {token}"})
             assert shown.status_code == 200, shown.text
-            decided = client.post(f"/api/approvals/{approval_id}/decision",
-                                  headers={"Authorization": f"Bearer {token}"},
-                                  json={"decision": "approve", "args_hash": shown.json()["args_hash"]})
+            decided = client.post(
+                f"/api/approvals/{approval_id}/decision",
+                headers={"Authorization": f"Bearer {token}"},
+                json={"decision": "approve", "args_hash": shown.json()["args_hash"]},
+            )
             assert decided.status_code == 200, decided.text
             page = client.get("/login")
             assert page.status_code == 200, page.text
@@ -123,8 +140,24 @@ def mcp(folder: Path) -> str:
     policies, db = setup(folder)
     server_file = folder / "upstream.py"
     server_file.write_text(UPSTREAM)
-    proxy = [sys.executable, "-m", "guard_mcp", "--policies", str(policies), "--db", db, "--team", "pkg",
-             "--event", "e-1", "--log-level", "error", "--", sys.executable, str(server_file)]
+    proxy = [
+        sys.executable,
+        "-m",
+        "guard_mcp",
+        "--policies",
+        str(policies),
+        "--db",
+        db,
+        "--team",
+        "pkg",
+        "--event",
+        "e-1",
+        "--log-level",
+        "error",
+        "--",
+        sys.executable,
+        str(server_file),
+    ]
 
     async def call() -> Any:
         async with connect(stdio_upstream(proxy)) as client:
@@ -147,8 +180,9 @@ def openai_agents(folder: Path) -> str:
         tools = GuardedTools(guard, team="pkg", names={"lookup": "pkg.lookup"}).wrap([function_tool(lookup)])
         model = ScriptedModel([calls(function_call("lookup", {"sku": "A-1"}, "call_1"))])
         with guard.run("pkg") as run:
-            Runner.run_sync(Agent(name="pkg", tools=tools, model=model), "go",
-                            run_config=RunConfig(tracing_disabled=True))
+            Runner.run_sync(
+                Agent(name="pkg", tools=tools, model=model), "go", run_config=RunConfig(tracing_disabled=True)
+            )
         [call] = guard.ledger.calls_of(run.run_id)
     assert call.state == "completed", call.state
     return "Agents SDK Runner (scripted model) called the wrapped function tool"
@@ -191,8 +225,15 @@ def otel(folder: Path) -> str:
     return "Guard traces through the API alone (no SDK: non-recording spans)"
 
 
-CHECKS = {"core": core, "server": server, "langchain": langchain, "mcp": mcp, "openai-agents": openai_agents,
-          "pydantic-ai": pydantic_ai, "otel": otel}
+CHECKS = {
+    "core": core,
+    "server": server,
+    "langchain": langchain,
+    "mcp": mcp,
+    "openai-agents": openai_agents,
+    "pydantic-ai": pydantic_ai,
+    "otel": otel,
+}
 
 if __name__ == "__main__":
     extra = sys.argv[1]

@@ -8,8 +8,9 @@ from guard.errors import PolicyError
 from guard.policy import policy_from_text
 
 
-def test_stop_rules_on_named_arguments_compile_with_their_defaults_and_a_name_used_twice_is_refused_at_its_line(
-) -> None:
+def test_stop_rules_on_named_arguments_compile_with_their_defaults_and_a_name_used_twice_is_refused_at_its_line() -> (
+    None
+):
     text = """\
 team: t
 reviewers: {olga: [ops]}
@@ -25,8 +26,13 @@ rules:
 """
     policy = policy_from_text(text, source="t")
     many, dup, blank = policy.stop.fields
-    assert (many.kind, many.limit, many.window, many.on_trip, many.pause_scope) == ("records", 3, 600.0, "pause",
-                                                                                    "team")
+    assert (many.kind, many.limit, many.window, many.on_trip, many.pause_scope) == (
+        "records",
+        3,
+        600.0,
+        "pause",
+        "team",
+    )
     assert (dup.kind, dup.limit, dup.window, dup.on_trip, dup.mode) == ("duplicates", 1, 600.0, "deny", "enforce")
     assert (blank.kind, blank.mode) == ("blanks", "shadow")
     assert [r.name for r in policy.classify("crm.update", {}).stop.fields] == ["many", "blank"]

@@ -29,6 +29,7 @@ Build = Callable[[Path], None]
 def _text(body: str) -> Build:
     def build(path: Path) -> None:
         path.write_text(f"team: {path.stem}\n{body}")
+
     return build
 
 
@@ -83,15 +84,30 @@ HOSTILE: dict[str, tuple[Build, int | None, str, str]] = {
     "bool_tag_on_word": (_text("description: !!bool maybe\nrules: []\n"), 2, "description", "not true or false"),
     "null_tag_on_word": (_text("description: !!null abc\nrules: []\n"), 2, "description", "is not null"),
     "timestamp_tag_on_word": (_text("description: !!timestamp abc\nrules: []\n"), 2, "description", "not a date"),
-    "timestamp_tag_bad_month": (_text("description: !!timestamp 2020-13-45\nrules: []\n"), 2, "description",
-                                "'2020-13-45' is not a date"),
-    "int_past_digit_limit": (_text("rules: []\nstop:\n  repeats: " + "9" * 5000 + "\n"), 4, "stop.repeats",
-                             "(5000 characters) is out of range"),
-    "hex_int_past_digit_limit": (_text("rules: []\nstop:\n  repeats: 0x" + "f" * 5000 + "\n"), 4, "stop.repeats",
-                                 "is out of range"),
-    "int_past_64_bits": (_text("rules:\n  - {name: r, tools: [a], class: read,\n"
-                               "     when: {n: {gt: 9223372036854775808}}}\n"), 4, "rules[0].when.n.gt",
-                         "'9223372036854775808' is out of range"),
+    "timestamp_tag_bad_month": (
+        _text("description: !!timestamp 2020-13-45\nrules: []\n"),
+        2,
+        "description",
+        "'2020-13-45' is not a date",
+    ),
+    "int_past_digit_limit": (
+        _text("rules: []\nstop:\n  repeats: " + "9" * 5000 + "\n"),
+        4,
+        "stop.repeats",
+        "(5000 characters) is out of range",
+    ),
+    "hex_int_past_digit_limit": (
+        _text("rules: []\nstop:\n  repeats: 0x" + "f" * 5000 + "\n"),
+        4,
+        "stop.repeats",
+        "is out of range",
+    ),
+    "int_past_64_bits": (
+        _text("rules:\n  - {name: r, tools: [a], class: read,\n     when: {n: {gt: 9223372036854775808}}}\n"),
+        4,
+        "rules[0].when.n.gt",
+        "'9223372036854775808' is out of range",
+    ),
     "flow_lists_5000_deep": (_text(_flow("[", "]", 5000)), 2, "", "nested more than 64 levels deep"),
     "flow_mappings_5000_deep": (_text(_flow("{a: ", "}", 5000)), 2, "", "nested more than 64 levels deep"),
     "block_mappings_1000_deep": (_text(_block_mapping(1000)), 66, "", "nested more than 64 levels deep"),
@@ -138,8 +154,13 @@ def test_load_dir_keeps_the_hostile_file_as_its_teams_error(tmp_path: Path, name
 def test_policy_validate_refuses_the_hostile_file_without_a_traceback(tmp_path: Path, name: str) -> None:
     """`guard policy validate FILE` in its own process exits 1 with the one-line error, and never hangs."""
     path = _make(tmp_path, name)
-    result = subprocess.run([sys.executable, "-m", "guard", "policy", "validate", str(path)], capture_output=True,
-                            text=True, timeout=30, check=False)
+    result = subprocess.run(
+        [sys.executable, "-m", "guard", "policy", "validate", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
     assert result.returncode == 1, result.stderr
     assert "Traceback" not in result.stdout + result.stderr
     assert result.stdout.startswith(_expected(path, name))
@@ -165,18 +186,55 @@ def test_a_file_over_the_cap_is_refused_before_any_of_it_is_read(tmp_path: Path)
 
 def test_an_explicit_tag_that_fits_its_value_is_still_accepted() -> None:
     """`!!str 123`, `!!float 1` and `!!int 0x10` are plain YAML and keep working; implicit dates stay text."""
-    text = ("team: t\ndescription: !!str 123\nrules:\n"
-            "  - {name: r, tools: [a], class: read, when: {n: {gt: !!float 1}, m: {lt: !!int 0x10}}}\n"
-            "  - {name: d, tools: [b], class: read, when: {day: {eq: 2020-13-45}}}\n")
+    text = (
+        "team: t\ndescription: !!str 123\nrules:\n"
+        "  - {name: r, tools: [a], class: read, when: {n: {gt: !!float 1}, m: {lt: !!int 0x10}}}\n"
+        "  - {name: d, tools: [b], class: read, when: {day: {eq: 2020-13-45}}}\n"
+    )
     policy = policy_from_text(text, source="t.yaml")
     assert policy.description == "123"
     assert policy.classify("a", {"n": 2, "m": 3}).rule == "r"
     assert policy.classify("b", {"day": "2020-13-45"}).rule == "d"
 
 
-YAML_BITS = ["team: t\n", "rules:", " - ", "[", "]", "{", "}", ": ", ", ", "!!int ", "!!float ", "!!bool ",
-             "!!timestamp ", "!!null ", "!!str ", "&a ", "*a", "<<: ", "\n", "  ", "abc", "9" * 30, "0x", "1:2",
-             "2020-13-45", "'", '"', "#", "---\n", "? ", "|\n", "~", ".nan", "\t", "\x00", "\ufeff"]
+YAML_BITS = [
+    "team: t\n",
+    "rules:",
+    " - ",
+    "[",
+    "]",
+    "{",
+    "}",
+    ": ",
+    ", ",
+    "!!int ",
+    "!!float ",
+    "!!bool ",
+    "!!timestamp ",
+    "!!null ",
+    "!!str ",
+    "&a ",
+    "*a",
+    "<<: ",
+    "\n",
+    "  ",
+    "abc",
+    "9" * 30,
+    "0x",
+    "1:2",
+    "2020-13-45",
+    "'",
+    '"',
+    "#",
+    "---\n",
+    "? ",
+    "|\n",
+    "~",
+    ".nan",
+    "\t",
+    "\x00",
+    "\ufeff",
+]
 
 
 @settings(max_examples=300, deadline=None)

@@ -49,8 +49,11 @@ EXPECTED: dict[str, tuple[int, str, str]] = {
     "unknown_class.yaml": (5, "rules[0].class", "'read', 'idempotent'"),
     "empty_roles.yaml": (6, "rules[0].approval.roles", "at least 1 item"),
     "stop_zero.yaml": (6, "stop.max_calls.email.send_*", "greater than or equal to 1"),
-    "stop_unknown_key.yaml": (4, "stop.per_minute",
-                              "allowed here are blank_fields, duplicates, max_calls, rate, records, repeats"),
+    "stop_unknown_key.yaml": (
+        4,
+        "stop.per_minute",
+        "allowed here are blank_fields, duplicates, max_calls, rate, records, repeats",
+    ),
     "stop_rate_no_period.yaml": (4, "stop.rate.billing.*.per", "required key 'per' is missing"),
     "owners_nobody.yaml": (6, "owners.backup", "'billing-leads' is neither a reviewer nor a role"),
     "owners_backup_is_owner.yaml": (6, "owners.backup", "the backup is the owner"),

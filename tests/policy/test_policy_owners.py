@@ -52,7 +52,9 @@ def test_owners_by_name_or_role_and_operators_may_pause_others_may_not() -> None
 
 
 def test_a_policy_without_owners_leaves_pausing_to_operators() -> None:
-    policy = policy_from_text("team: t\nreviewers:\n  olga: [operator]\n  al: [finance]\n"
-                              "rules:\n  - {name: r, tools: [x], class: read}\n", source="t.yaml")
+    policy = policy_from_text(
+        "team: t\nreviewers:\n  olga: [operator]\n  al: [finance]\nrules:\n  - {name: r, tools: [x], class: read}\n",
+        source="t.yaml",
+    )
     assert policy.owners is None and policy.owners_of("x") == ()
     assert policy.may_pause("olga") and not policy.may_pause("al")

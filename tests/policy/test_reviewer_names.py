@@ -15,8 +15,10 @@ from guard.policy import PolicySet, policy_from_text
 RULES = "rules:\n  - name: reads\n    tools: [crm.get]\n    class: read\n"
 
 
-@pytest.mark.parametrize(("a", "b"), [("Agent-Bob ", "agent-bob"), ("ALICE", "alice"),
-                                      ("ａｌｉｃｅ", "alice"), ("\tsam\n", "Sam")])  # noqa: RUF001
+@pytest.mark.parametrize(
+    ("a", "b"),
+    [("Agent-Bob ", "agent-bob"), ("ALICE", "alice"), ("ａｌｉｃｅ", "alice"), ("\tsam\n", "Sam")],  # noqa: RUF001
+)
 def test_spellings_of_one_name_are_one_person(a: str, b: str) -> None:
     assert identity(a) == identity(b) and same_person(a, b)
 
@@ -36,8 +38,9 @@ def test_two_spellings_of_one_reviewer_in_one_file_are_refused_with_file_line_an
     text = f"team: pay\nreviewers:\n  Alice: [finance]\n  bob: [finance]\n  alice: [support]\n{RULES}"
     with pytest.raises(PolicyError) as refused:
         policy_from_text(text, source="pay.yaml")
-    assert re.match(r"pay\.yaml:5: reviewers\.alice: reviewer 'alice' and reviewer 'Alice' are the same name",
-                    str(refused.value)), str(refused.value)
+    assert re.match(
+        r"pay\.yaml:5: reviewers\.alice: reviewer 'alice' and reviewer 'Alice' are the same name", str(refused.value)
+    ), str(refused.value)
 
 
 def test_a_reviewer_spelled_two_ways_in_two_teams_leaves_the_second_team_refused(tmp_path: Path) -> None:

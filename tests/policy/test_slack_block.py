@@ -20,10 +20,13 @@ rules:
 
 
 def test_slack_maps_each_user_id_to_the_reviewer_and_reads_the_secret_from_the_environment(
-        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """`slack.reviewers` becomes Slack user id -> reviewer; the secret is read from its variable when asked."""
-    policy = policy_from_text(BASE + "slack:\n  signing_secret_env: DESK_SLACK_SECRET\n"
-                                     "  reviewers: {alice: U0ALICE01, sam: W0SAM0001}\n", source="desk.yaml")
+    policy = policy_from_text(
+        BASE + "slack:\n  signing_secret_env: DESK_SLACK_SECRET\n  reviewers: {alice: U0ALICE01, sam: W0SAM0001}\n",
+        source="desk.yaml",
+    )
     assert policy.slack is not None
     assert dict(policy.slack.users) == {"U0ALICE01": "alice", "W0SAM0001": "sam"}
     monkeypatch.delenv("DESK_SLACK_SECRET", raising=False)
@@ -32,14 +35,18 @@ def test_slack_maps_each_user_id_to_the_reviewer_and_reads_the_secret_from_the_e
     assert policy.slack.signing_secret() == b"s3cret"
 
 
-@pytest.mark.parametrize(("block", "field", "reason"), [
-    ("  reviewers: {mallory: U0MAL0001}\n", "slack.reviewers.mallory", "not a reviewer of this team"),
-    ("  reviewers: {alice: U0ALICE01, sam: U0ALICE01}\n", "slack.reviewers.sam", "already 'alice'"),
-    ("  reviewers: {alice: not-an-id}\n", "slack.reviewers.alice", ""),
-    ("  reviewers: {}\n", "slack.reviewers", ""),
-])
-def test_a_slack_block_that_names_no_reviewer_or_a_user_twice_is_refused_at_load(block: str, field: str,
-                                                                                   reason: str) -> None:
+@pytest.mark.parametrize(
+    ("block", "field", "reason"),
+    [
+        ("  reviewers: {mallory: U0MAL0001}\n", "slack.reviewers.mallory", "not a reviewer of this team"),
+        ("  reviewers: {alice: U0ALICE01, sam: U0ALICE01}\n", "slack.reviewers.sam", "already 'alice'"),
+        ("  reviewers: {alice: not-an-id}\n", "slack.reviewers.alice", ""),
+        ("  reviewers: {}\n", "slack.reviewers", ""),
+    ],
+)
+def test_a_slack_block_that_names_no_reviewer_or_a_user_twice_is_refused_at_load(
+    block: str, field: str, reason: str
+) -> None:
     """Unknown reviewers, one Slack user for two reviewers, malformed ids and an empty map fail at load with
     file:line: field."""
     with pytest.raises(PolicyError) as err:
@@ -50,5 +57,7 @@ def test_a_slack_block_that_names_no_reviewer_or_a_user_twice_is_refused_at_load
 def test_the_signing_secret_itself_is_not_a_policy_field() -> None:
     """A policy cannot hold the secret: `signing_secret` is an unknown field."""
     with pytest.raises(PolicyError, match="signing_secret"):
-        policy_from_text(BASE + "slack:\n  signing_secret: abc\n  signing_secret_env: X\n"
-                                "  reviewers: {alice: U0ALICE01}\n", source="desk.yaml")
+        policy_from_text(
+            BASE + "slack:\n  signing_secret: abc\n  signing_secret_env: X\n  reviewers: {alice: U0ALICE01}\n",
+            source="desk.yaml",
+        )

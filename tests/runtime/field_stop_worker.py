@@ -14,9 +14,11 @@ from guard import CallDenied, Guard
 
 def main(argv: list[str]) -> int:
     policies, url, worker, tool_name, *calls = argv
-    guard = Guard(policies=policies, db=url, log_level="error", secret_key="test-deployment-key-0123456789",
-                  worker_id=worker)
+    guard = Guard(
+        policies=policies, db=url, log_level="error", secret_key="test-deployment-key-0123456789", worker_id=worker
+    )
     try:
+
         def body(**kwargs: object) -> dict[str, str]:
             return {"sent": worker}
 

@@ -75,8 +75,9 @@ class SyncSession:
     def call(self, tool: GuardedTool, **kwargs: Any) -> Any:
         return tool(**kwargs)
 
-    def call_with(self, tool: GuardedTool, args: dict[str, Any], *, key: str | None = None,
-                  call_id: str | None = None) -> Any:
+    def call_with(
+        self, tool: GuardedTool, args: dict[str, Any], *, key: str | None = None, call_id: str | None = None
+    ) -> Any:
         return tool.call_with(args, key=key, call_id=call_id)
 
 
@@ -92,8 +93,9 @@ class AsyncSession:
     def call(self, tool: GuardedTool, **kwargs: Any) -> Any:
         return self._runner.run(tool(**kwargs), context=self._ctx)
 
-    def call_with(self, tool: GuardedTool, args: dict[str, Any], *, key: str | None = None,
-                  call_id: str | None = None) -> Any:
+    def call_with(
+        self, tool: GuardedTool, args: dict[str, Any], *, key: str | None = None, call_id: str | None = None
+    ) -> Any:
         return self._runner.run(tool.acall_with(args, key=key, call_id=call_id), context=self._ctx)
 
 
@@ -103,8 +105,9 @@ class Driver:
     def __init__(self, kind: str) -> None:
         self.kind = kind
 
-    def tool(self, guard: Guard, fn: Callable[..., Any], *, name: str,
-             external_ids: dict[str, str] | None = None) -> GuardedTool:
+    def tool(
+        self, guard: Guard, fn: Callable[..., Any], *, name: str, external_ids: dict[str, str] | None = None
+    ) -> GuardedTool:
         """Wrap `fn` as a plain def tool (sync) or as an `async def` that calls it (async)."""
         if self.kind == "sync":
             return guard.tool(fn, name=name, external_ids=external_ids)
@@ -117,6 +120,7 @@ class Driver:
     def hanging_tool(self, guard: Guard, *, name: str, gate: Any, started: list[str]) -> GuardedTool:
         """A tool that never finishes on its own: a thread blocked on `gate`, or a coroutine that awaits forever."""
         if self.kind == "sync":
+
             def hang(**_kwargs: Any) -> None:
                 started.append("attempt")
                 gate.wait(30)
@@ -130,8 +134,9 @@ class Driver:
         return guard.tool(hang_async, name=name)
 
     @contextmanager
-    def run(self, guard: Guard, team: str, *,
-            run_id: str | None = None) -> Generator[SyncSession | AsyncSession, None, None]:
+    def run(
+        self, guard: Guard, team: str, *, run_id: str | None = None
+    ) -> Generator[SyncSession | AsyncSession, None, None]:
         handle = guard.run(team, run_id=run_id)
         if self.kind == "sync":
             with handle:

@@ -28,8 +28,9 @@ BIG = {"customer_id": "cust-1", "amount_cents": 60000}
 FINANCE = frozenset({"finance"})
 
 
-def blocking_agent(driver: Driver, guard: Guard, tool: GuardedTool, team: str, args: dict[str, Any],
-                   run_ids: list[str]) -> Agent:
+def blocking_agent(
+    driver: Driver, guard: Guard, tool: GuardedTool, team: str, args: dict[str, Any], run_ids: list[str]
+) -> Agent:
     def work() -> Any:
         with driver.run(guard, team) as run:
             run_ids.append(run.run_id)
@@ -42,6 +43,7 @@ def blocking_agent(driver: Driver, guard: Guard, tool: GuardedTool, team: str, a
 
 def waiting_approval(guard: Guard, agent: Agent, team: str = TEAM) -> ApprovalRecord:
     """The one approval the agent is blocked on, once the ledger shows it."""
+
     def shown() -> list[ApprovalRecord]:
         if not agent.is_alive():
             raise AssertionError(f"the agent stopped before its approval showed: {agent.error!r}")
@@ -53,7 +55,8 @@ def waiting_approval(guard: Guard, agent: Agent, team: str = TEAM) -> ApprovalRe
 
 
 def test_a_blocked_agent_runs_the_call_exactly_once_after_a_reviewer_approves(
-        driver: Driver, make_guard: Callable[..., Guard]) -> None:
+    driver: Driver, make_guard: Callable[..., Guard]
+) -> None:
     guard = make_guard(approval_timeout=30)
     body = Recorder(result={"invoice_id": "inv-1"})
     tool = driver.tool(guard, body, name="billing.create_invoice")
@@ -64,8 +67,13 @@ def test_a_blocked_agent_runs_the_call_exactly_once_after_a_reviewer_approves(
     assert body.calls == []
     run_record = guard.ledger.get_run(approval.run_id)
     assert run_record is not None and run_record.state == "paused"
-    decided = guard.ledger.decide(approval.approval_id, reviewer="alice", decision="approve",
-                                  reviewer_roles=FINANCE, shown_args_hash=approval.args_hash)
+    decided = guard.ledger.decide(
+        approval.approval_id,
+        reviewer="alice",
+        decision="approve",
+        reviewer_roles=FINANCE,
+        shown_args_hash=approval.args_hash,
+    )
     assert decided.settled
 
     agent.finish()
@@ -74,21 +82,32 @@ def test_a_blocked_agent_runs_the_call_exactly_once_after_a_reviewer_approves(
     call = guard.ledger.get_call(approval.call_id)
     assert call is not None and call.state == "completed"
     assert [s for e in call_events(guard.ledger, approval.run_id, call.call_id) for s in e.path] == [
-        "offered", "awaiting_approval", "approved", "started", "completed"]
+        "offered",
+        "awaiting_approval",
+        "approved",
+        "started",
+        "completed",
+    ]
     run_record = guard.ledger.get_run(run_ids[0])
     assert run_record is not None and run_record.state == "completed"
 
 
 def test_a_rejection_reaches_the_blocked_agent_as_call_rejected_with_the_reason(
-        driver: Driver, make_guard: Callable[..., Guard]) -> None:
+    driver: Driver, make_guard: Callable[..., Guard]
+) -> None:
     guard = make_guard(approval_timeout=30)
     body = Recorder()
     tool = driver.tool(guard, body, name="billing.create_invoice")
     agent = blocking_agent(driver, guard, tool, TEAM, BIG, [])
 
     approval = waiting_approval(guard, agent)
-    guard.ledger.decide(approval.approval_id, reviewer="alice", decision="reject", reviewer_roles=FINANCE,
-                        reason="customer is on a free plan")
+    guard.ledger.decide(
+        approval.approval_id,
+        reviewer="alice",
+        decision="reject",
+        reviewer_roles=FINANCE,
+        reason="customer is on a free plan",
+    )
 
     agent.finish()
     assert isinstance(agent.error, CallRejected)
@@ -98,12 +117,16 @@ def test_a_rejection_reaches_the_blocked_agent_as_call_rejected_with_the_reason(
     assert guard.ledger.call_state(approval.call_id) == "rejected"
 
 
-@pytest.mark.parametrize(("reviewer", "roles", "code"), [
-    ("agent", FINANCE, "self_approval"),
-    ("sam", frozenset({"support"}), "forbidden"),
-])
+@pytest.mark.parametrize(
+    ("reviewer", "roles", "code"),
+    [
+        ("agent", FINANCE, "self_approval"),
+        ("sam", frozenset({"support"}), "forbidden"),
+    ],
+)
 def test_a_decision_by_the_asker_or_without_the_role_is_refused_and_changes_nothing(
-        driver: Driver, make_guard: Callable[..., Guard], reviewer: str, roles: frozenset[str], code: str) -> None:
+    driver: Driver, make_guard: Callable[..., Guard], reviewer: str, roles: frozenset[str], code: str
+) -> None:
     guard = make_guard(approval="defer")
     assert guard.actor == "agent"
     body = Recorder()
@@ -121,7 +144,8 @@ def test_a_decision_by_the_asker_or_without_the_role_is_refused_and_changes_noth
 
 
 def test_a_quorum_of_two_needs_two_distinct_reviewers_before_the_call_runs(
-        driver: Driver, make_guard: Callable[..., Guard]) -> None:
+    driver: Driver, make_guard: Callable[..., Guard]
+) -> None:
     guard = make_guard(approval_timeout=30)
     body = Recorder(result={"wire_id": "w-1"})
     tool = driver.tool(guard, body, name="lab.wire_money")
@@ -146,7 +170,8 @@ def test_a_quorum_of_two_needs_two_distinct_reviewers_before_the_call_runs(
 
 
 def test_a_decision_after_the_expiry_is_refused_and_the_call_ends_expired(
-        driver: Driver, make_guard: Callable[..., Guard]) -> None:
+    driver: Driver, make_guard: Callable[..., Guard]
+) -> None:
     guard = make_guard(approval="defer")
     body = Recorder()
     tool = driver.tool(guard, body, name="lab.flash_sale")
@@ -167,7 +192,8 @@ def test_a_decision_after_the_expiry_is_refused_and_the_call_ends_expired(
 
 
 def test_a_blocked_agent_whose_approval_expires_gets_approval_expired_and_nothing_runs(
-        driver: Driver, make_guard: Callable[..., Guard]) -> None:
+    driver: Driver, make_guard: Callable[..., Guard]
+) -> None:
     guard = make_guard(approval_timeout=30)
     body = Recorder()
     tool = driver.tool(guard, body, name="lab.flash_sale")
@@ -183,7 +209,8 @@ def test_a_blocked_agent_whose_approval_expires_gets_approval_expired_and_nothin
 
 
 def test_a_deferred_call_resumes_in_a_new_run_block_and_runs_exactly_once_after_approval(
-        driver: Driver, make_guard: Callable[..., Guard]) -> None:
+    driver: Driver, make_guard: Callable[..., Guard]
+) -> None:
     guard = make_guard(approval="defer")
     body = Recorder(result={"invoice_id": "inv-1"})
     tool = driver.tool(guard, body, name="billing.create_invoice")
@@ -214,7 +241,8 @@ def test_a_deferred_call_resumes_in_a_new_run_block_and_runs_exactly_once_after_
 
 
 def test_a_blocking_wait_that_runs_out_raises_approval_timeout_and_the_approval_stands(
-        driver: Driver, make_guard: Callable[..., Guard]) -> None:
+    driver: Driver, make_guard: Callable[..., Guard]
+) -> None:
     guard = make_guard(approval_timeout=0.05)
     body = Recorder(result={"invoice_id": "inv-1"})
     tool = driver.tool(guard, body, name="billing.create_invoice")
@@ -233,7 +261,8 @@ def test_a_blocking_wait_that_runs_out_raises_approval_timeout_and_the_approval_
 
 
 def test_after_approval_timeout_leaves_the_run_block_the_run_can_resume_with_the_same_call(
-        driver: Driver, make_guard: Callable[..., Guard]) -> None:
+    driver: Driver, make_guard: Callable[..., Guard]
+) -> None:
     guard = make_guard(approval_timeout=0.05)
     body = Recorder(result={"invoice_id": "inv-1"})
     tool = driver.tool(guard, body, name="billing.create_invoice")
@@ -250,15 +279,21 @@ def test_after_approval_timeout_leaves_the_run_block_the_run_can_resume_with_the
 
 @pytest.mark.parametrize(("decision", "outcome"), [("reject", CallRejected), ("expire", ApprovalExpired)])
 def test_a_deferred_call_offered_again_after_its_refusal_gets_the_same_typed_outcome_as_a_blocked_one(
-        make_guard: Callable[..., Guard], decision: str, outcome: type[Exception]) -> None:
+    make_guard: Callable[..., Guard], decision: str, outcome: type[Exception]
+) -> None:
     guard = make_guard(approval="defer")
     body = Recorder(result={"invoice_id": "inv-1"})
     tool = guard.tool(body, name="billing.create_invoice")
     with guard.run(TEAM) as run, pytest.raises(ApprovalPending) as pending:
         tool.call_with(BIG, call_id="agent-call-7")
     if decision == "reject":
-        guard.ledger.decide(pending.value.approval_id, reviewer="alice", decision="reject", reviewer_roles=FINANCE,
-                            reason="wrong customer")
+        guard.ledger.decide(
+            pending.value.approval_id,
+            reviewer="alice",
+            decision="reject",
+            reviewer_roles=FINANCE,
+            reason="wrong customer",
+        )
     else:
         with guard.ledger.conns.connection() as conn:
             conn.execute("UPDATE approvals SET expires_at = 0 WHERE approval_id = ?", (pending.value.approval_id,))

@@ -27,7 +27,8 @@ def nested(levels: int, leaf: Any = 1, *, kind: str = "list") -> Any:
 @pytest.mark.parametrize("leaf", [1, 1.5], ids=["integers", "floats"])  # floats take the reference encoder
 @pytest.mark.parametrize("kind", ["list", "object"])
 def test_arguments_nested_a_thousand_levels_deep_are_denied_recorded_and_never_run(
-        driver: Driver, make_guard: Callable[..., Guard], leaf: Any, kind: str) -> None:
+    driver: Driver, make_guard: Callable[..., Guard], leaf: Any, kind: str
+) -> None:
     guard = make_guard()
     body = Recorder()
     tool = driver.tool(guard, body, name="lab.flaky_read")
@@ -42,7 +43,8 @@ def test_arguments_nested_a_thousand_levels_deep_are_denied_recorded_and_never_r
 
 
 def test_arguments_at_the_depth_limit_run_and_one_level_deeper_are_refused(
-        driver: Driver, make_guard: Callable[..., Guard]) -> None:
+    driver: Driver, make_guard: Callable[..., Guard]
+) -> None:
     guard = make_guard()
     body = Recorder(result={"ok": True})
     tool = driver.tool(guard, body, name="lab.flaky_read")
@@ -66,7 +68,8 @@ def test_the_depth_limit_is_a_setting_of_guard(driver: Driver, make_guard: Calla
 
 
 def test_arguments_over_the_size_limit_are_denied_and_their_content_is_not_stored(
-        driver: Driver, make_guard: Callable[..., Guard], db_path: Path) -> None:
+    driver: Driver, make_guard: Callable[..., Guard], db_path: Path
+) -> None:
     guard = make_guard(max_arg_bytes=4096)
     body = Recorder()
     tool = driver.tool(guard, body, name="lab.flaky_read")
@@ -82,7 +85,8 @@ def test_arguments_over_the_size_limit_are_denied_and_their_content_is_not_store
 
 
 def test_a_secret_field_nested_too_deep_is_refused_like_any_other_argument(
-        driver: Driver, make_guard: Callable[..., Guard]) -> None:
+    driver: Driver, make_guard: Callable[..., Guard]
+) -> None:
     guard = make_guard()
     tool = driver.tool(guard, Recorder(), name="lab.flaky_read")
     with driver.run(guard, "lab") as run, pytest.raises(ArgumentsRefused) as refused:
@@ -91,7 +95,8 @@ def test_a_secret_field_nested_too_deep_is_refused_like_any_other_argument(
 
 
 @pytest.mark.parametrize("settings", [{"max_arg_depth": 0}, {"max_arg_bytes": 1}])
-def test_limits_that_no_call_could_meet_are_a_usage_error(make_guard: Callable[..., Guard],
-                                                          settings: dict[str, int]) -> None:
+def test_limits_that_no_call_could_meet_are_a_usage_error(
+    make_guard: Callable[..., Guard], settings: dict[str, int]
+) -> None:
     with pytest.raises(GuardUsageError, match="max_arg_depth must be at least 1"):
         make_guard(**settings)

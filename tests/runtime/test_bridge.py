@@ -63,10 +63,23 @@ def _check(out: Reply) -> None:
 class ReplyBridge(FrameworkBridge):
     """The bridge of the stand-in framework: records a reply's payload, fails on an error reply."""
 
-    def __init__(self, guard: Guard, name: str, *, external_ids: Mapping[str, str] | None = None,
-                 fallback: Callable[[Mapping[str, Any]], Any] | None = None) -> None:
-        super().__init__(guard, name, record=_record, check=_check, external_ids=external_ids, fallback=fallback,
-                         framework="stand-in")
+    def __init__(
+        self,
+        guard: Guard,
+        name: str,
+        *,
+        external_ids: Mapping[str, str] | None = None,
+        fallback: Callable[[Mapping[str, Any]], Any] | None = None,
+    ) -> None:
+        super().__init__(
+            guard,
+            name,
+            record=_record,
+            check=_check,
+            external_ids=external_ids,
+            fallback=fallback,
+            framework="stand-in",
+        )
 
 
 class Framework:
@@ -79,22 +92,25 @@ class Framework:
         def execute(args: Mapping[str, Any]) -> Reply:
             self.ran.append((tool, dict(args)))
             return reply(args)
+
         return execute
 
 
-Bridging = Callable[[FrameworkBridge, Mapping[str, Any], str | None, Callable[[Mapping[str, Any]], Reply]],
-                    BridgedCall]
+Bridging = Callable[[FrameworkBridge, Mapping[str, Any], str | None, Callable[[Mapping[str, Any]], Reply]], BridgedCall]
 
 
-def _sync(bridge: FrameworkBridge, args: Mapping[str, Any], call_id: str | None,
-          execute: Callable[[Mapping[str, Any]], Reply]) -> BridgedCall:
+def _sync(
+    bridge: FrameworkBridge, args: Mapping[str, Any], call_id: str | None, execute: Callable[[Mapping[str, Any]], Reply]
+) -> BridgedCall:
     return bridge.call(args, call_id, execute)
 
 
-def _async(bridge: FrameworkBridge, args: Mapping[str, Any], call_id: str | None,
-           execute: Callable[[Mapping[str, Any]], Reply]) -> BridgedCall:
+def _async(
+    bridge: FrameworkBridge, args: Mapping[str, Any], call_id: str | None, execute: Callable[[Mapping[str, Any]], Reply]
+) -> BridgedCall:
     async def aexecute(run: Mapping[str, Any]) -> Reply:
         return execute(run)
+
     return asyncio.run(bridge.acall(args, call_id, aexecute))  # the task copies this context: it sees the run
 
 
@@ -126,7 +142,8 @@ def _contact(args: Mapping[str, Any]) -> Reply:
 
 
 def test_a_call_runs_the_in_flight_execution_with_guards_arguments_and_records_the_framework_output(
-        guard: Guard, bridging: Bridging) -> None:
+    guard: Guard, bridging: Bridging
+) -> None:
     world = Framework()
     bridge = ReplyBridge.for_name(guard, "crm.upsert_contact")
     with guard.run("desk", source_event_id="lead-1") as run:
@@ -135,7 +152,11 @@ def test_a_call_runs_the_in_flight_execution_with_guards_arguments_and_records_t
     assert answer == BridgedCall(True, Reply({"contact_id": "c-ann@acme.io"}), {"contact_id": "c-ann@acme.io"})
     (call,) = run.calls()
     assert (call.call_id, call.tool, call.state, call.result) == (
-        "tc-1", "crm.upsert_contact", "completed", {"contact_id": "c-ann@acme.io"})
+        "tc-1",
+        "crm.upsert_contact",
+        "completed",
+        {"contact_id": "c-ann@acme.io"},
+    )
 
 
 def test_a_deduplicated_call_runs_nothing_and_returns_the_recorded_value(guard: Guard, bridging: Bridging) -> None:
@@ -150,8 +171,9 @@ def test_a_deduplicated_call_runs_nothing_and_returns_the_recorded_value(guard: 
     assert len(world.ran) == 1
 
 
-def test_an_approval_with_edited_arguments_runs_the_edit_not_the_ask(deferring_guard: Guard,
-                                                                     bridging: Bridging) -> None:
+def test_an_approval_with_edited_arguments_runs_the_edit_not_the_ask(
+    deferring_guard: Guard, bridging: Bridging
+) -> None:
     guard, world = deferring_guard, Framework()
     bridge = ReplyBridge.for_name(guard, "email.send_prospect")
     execute = world.execution("email", lambda args: Reply(f"sent {args['template']}"))
@@ -161,8 +183,7 @@ def test_an_approval_with_edited_arguments_runs_the_edit_not_the_ask(deferring_g
     assert world.ran == []
     (approval,) = guard.ledger.list_approvals(team="desk")
     edited = {**json.loads(approval.args_json), "template": "intro-short"}
-    review(guard.ledger, guard.policies, approval.approval_id, reviewer="maria", decision="approve",
-           edited_args=edited)
+    review(guard.ledger, guard.policies, approval.approval_id, reviewer="maria", decision="approve", edited_args=edited)
     with guard.run("desk", source_event_id="lead-3") as run:
         answer = bridging(bridge, asked, "tc-email", execute)
     assert world.ran == [("email", {"email": "ann@acme.io", "template": "intro-short"})]
@@ -184,10 +205,25 @@ def _left_started(guard: Guard, run_id: str, tool: str, args: dict[str, Any]) ->
     """What a worker that died right after `started` committed leaves behind (its lease already ran out)."""
     guard.ledger.open_run(run_id, "desk", actor="agent")
     call_id = new_id("call")
-    offer = guard.ledger.offer(CallRequest(
-        call_id=call_id, run_id=run_id, team="desk", tool=tool, args_json=canonical_json(args).decode(),
-        args_hash=args_hash(args), idempotency_key=f"k:{call_id}", verdict="allow", side_effect="idempotent",
-        rule=None, reason="", policy_version="v", actor="agent", worker="dead", lease_ttl=0.0))
+    offer = guard.ledger.offer(
+        CallRequest(
+            call_id=call_id,
+            run_id=run_id,
+            team="desk",
+            tool=tool,
+            args_json=canonical_json(args).decode(),
+            args_hash=args_hash(args),
+            idempotency_key=f"k:{call_id}",
+            verdict="allow",
+            side_effect="idempotent",
+            rule=None,
+            reason="",
+            policy_version="v",
+            actor="agent",
+            worker="dead",
+            lease_ttl=0.0,
+        )
+    )
     assert offer.kind == "started"
     return call_id
 
@@ -231,7 +267,8 @@ def test_a_bridge_never_runs_the_execution_in_flight_for_another_bridge(guard: G
 
 
 def test_a_compensation_declared_through_one_bridge_holds_for_a_second_on_the_same_guard(
-        guard: Guard, bridging: Bridging) -> None:
+    guard: Guard, bridging: Bridging
+) -> None:
     world, closed = Framework(), list[str]()
     first = ReplyBridge.for_name(guard, "crm.create_deal", external_ids={"deal": "deal_id"})
 
@@ -253,7 +290,10 @@ def test_a_compensation_declared_through_one_bridge_holds_for_a_second_on_the_sa
     assert second is first
     assert closed == ["d-1"]
     assert {c.tool: c.state for c in run.calls()} == {
-        "crm.create_deal": "rolled_back", "slack.notify_sales": "failed", "crm.close_deal": "completed"}
+        "crm.create_deal": "rolled_back",
+        "slack.notify_sales": "failed",
+        "crm.close_deal": "completed",
+    }
 
 
 def test_a_name_bridged_for_one_framework_is_refused_to_another(guard: Guard) -> None:

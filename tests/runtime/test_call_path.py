@@ -25,7 +25,8 @@ TEAM = "onboarding"
 
 
 def test_an_allowed_call_runs_once_and_records_its_life_result_and_external_ids(
-        driver: Driver, make_guard: Callable[..., Guard]) -> None:
+    driver: Driver, make_guard: Callable[..., Guard]
+) -> None:
     guard = make_guard()
     seen: list[str] = []
 
@@ -46,15 +47,17 @@ def test_an_allowed_call_runs_once_and_records_its_life_result_and_external_ids(
     assert call.result == result
     assert call.external_id_map == {"crm_audit": "aud-7", "contact": "c-42"}
     assert life(guard.ledger, run.run_id, call.call_id) == ["offered", "approved", "started", "completed"]
-    reported = [json.loads(e.detail) for e in guard.ledger.events_of(run.run_id)
-                if e.call_id == call.call_id and e.entity == "external_id"]
+    reported = [
+        json.loads(e.detail)
+        for e in guard.ledger.events_of(run.run_id)
+        if e.call_id == call.call_id and e.entity == "external_id"
+    ]
     assert reported == [{"external_ids": {"crm_audit": "aud-7"}}]  # committed before the tool returned
     record = guard.ledger.get_run(run.run_id)
     assert record is not None and record.state == "completed" and record.last_call_id == call.call_id
 
 
-def test_an_unknown_tool_is_denied_recorded_and_never_runs(driver: Driver,
-                                                           make_guard: Callable[..., Guard]) -> None:
+def test_an_unknown_tool_is_denied_recorded_and_never_runs(driver: Driver, make_guard: Callable[..., Guard]) -> None:
     guard = make_guard()
     body = Recorder()
     tool = driver.tool(guard, body, name="crm.delete_everything")
@@ -68,17 +71,27 @@ def test_an_unknown_tool_is_denied_recorded_and_never_runs(driver: Driver,
     assert life(guard.ledger, run.run_id, call.call_id) == ["offered", "denied"]
 
 
-@pytest.mark.parametrize(("amount", "outcome"), [
-    ("60000", "denied"), ([60000], "denied"), (True, "denied"), (None, "denied"),
-    (60000.0, "awaiting_approval"), (100, "completed"),
-], ids=["string", "list", "bool", "missing", "float", "small-int"])
+@pytest.mark.parametrize(
+    ("amount", "outcome"),
+    [
+        ("60000", "denied"),
+        ([60000], "denied"),
+        (True, "denied"),
+        (None, "denied"),
+        (60000.0, "awaiting_approval"),
+        (100, "completed"),
+    ],
+    ids=["string", "list", "bool", "missing", "float", "small-int"],
+)
 def test_an_argument_of_the_wrong_type_never_slips_past_the_amount_rule(
-        driver: Driver, make_guard: Callable[..., Guard], amount: Any, outcome: str) -> None:
+    driver: Driver, make_guard: Callable[..., Guard], amount: Any, outcome: str
+) -> None:
     guard = make_guard(approval="defer")
     body = Recorder(result={"invoice_id": "inv-1"})
     tool = driver.tool(guard, body, name="billing.create_invoice")
-    args: dict[str, Any] = {"customer_id": "cust-1"} if amount is None else {"customer_id": "cust-1",
-                                                                             "amount_cents": amount}
+    args: dict[str, Any] = (
+        {"customer_id": "cust-1"} if amount is None else {"customer_id": "cust-1", "amount_cents": amount}
+    )
     expected_error = {"denied": CallDenied, "awaiting_approval": ApprovalPending, "completed": None}[outcome]
     with driver.run(guard, TEAM) as run:
         if expected_error is None:
@@ -93,7 +106,8 @@ def test_an_argument_of_the_wrong_type_never_slips_past_the_amount_rule(
 
 
 def test_the_same_call_again_in_a_run_returns_the_recorded_result_and_runs_nothing(
-        driver: Driver, make_guard: Callable[..., Guard]) -> None:
+    driver: Driver, make_guard: Callable[..., Guard]
+) -> None:
     guard = make_guard()
     body = Recorder(result={"invoice_id": "inv-9"})
     tool = driver.tool(guard, body, name="billing.create_invoice")
@@ -108,7 +122,8 @@ def test_the_same_call_again_in_a_run_returns_the_recorded_result_and_runs_nothi
 
 
 def test_an_explicit_key_reused_with_other_arguments_is_an_idempotency_conflict(
-        driver: Driver, make_guard: Callable[..., Guard]) -> None:
+    driver: Driver, make_guard: Callable[..., Guard]
+) -> None:
     guard = make_guard()
     body = Recorder(result={"invoice_id": "inv-1"})
     tool = driver.tool(guard, body, name="billing.create_invoice")
@@ -123,8 +138,9 @@ def test_an_explicit_key_reused_with_other_arguments_is_an_idempotency_conflict(
     assert info.value.key == "invoice-cust-1"
 
 
-def test_a_call_outside_a_run_is_a_usage_error_and_runs_nothing(driver: Driver,
-                                                                make_guard: Callable[..., Guard]) -> None:
+def test_a_call_outside_a_run_is_a_usage_error_and_runs_nothing(
+    driver: Driver, make_guard: Callable[..., Guard]
+) -> None:
     guard = make_guard()
     body = Recorder()
     tool = driver.tool(guard, body, name="crm.find_contact")
@@ -134,7 +150,8 @@ def test_a_call_outside_a_run_is_a_usage_error_and_runs_nothing(driver: Driver,
 
 
 def test_a_broken_policy_file_denies_its_team_and_leaves_other_teams_working(
-        driver: Driver, make_guard: Callable[..., Guard], tmp_path: Path) -> None:
+    driver: Driver, make_guard: Callable[..., Guard], tmp_path: Path
+) -> None:
     folder = tmp_path / "mixed"
     folder.mkdir()
     (folder / "onboarding.yaml").write_text((REPO / "policies" / "onboarding.yaml").read_text())
@@ -154,8 +171,7 @@ def test_a_broken_policy_file_denies_its_team_and_leaves_other_teams_working(
     assert len(body.calls) == 1
 
 
-def test_async_with_and_await_run_an_async_tool_on_the_callers_event_loop(
-        make_guard: Callable[..., Guard]) -> None:
+def test_async_with_and_await_run_an_async_tool_on_the_callers_event_loop(make_guard: Callable[..., Guard]) -> None:
     guard = make_guard()
     loops: list[asyncio.AbstractEventLoop] = []
 
@@ -190,7 +206,8 @@ def test_a_sync_call_of_an_async_tool_is_a_usage_error(make_guard: Callable[...,
 
 @pytest.mark.parametrize("value", [float("nan"), 2**60], ids=["nan", "big-int"])
 def test_an_argument_json_cannot_hold_is_refused_with_a_guard_error_and_runs_nothing(
-        driver: Driver, make_guard: Callable[..., Guard], value: Any) -> None:
+    driver: Driver, make_guard: Callable[..., Guard], value: Any
+) -> None:
     guard = make_guard()
     body = Recorder()
     tool = driver.tool(guard, body, name="crm.find_contact")
@@ -200,7 +217,8 @@ def test_an_argument_json_cannot_hold_is_refused_with_a_guard_error_and_runs_not
 
 
 def test_a_call_id_used_twice_is_refused_with_a_guard_error_and_the_second_call_never_runs(
-        driver: Driver, make_guard: Callable[..., Guard]) -> None:
+    driver: Driver, make_guard: Callable[..., Guard]
+) -> None:
     guard = make_guard()
     body = Recorder(result={"contact_id": "c-1"})
     tool = driver.tool(guard, body, name="crm.find_contact")
@@ -212,7 +230,8 @@ def test_a_call_id_used_twice_is_refused_with_a_guard_error_and_the_second_call_
 
 
 def test_a_call_id_reused_in_another_run_never_returns_that_runs_result(
-        driver: Driver, make_guard: Callable[..., Guard]) -> None:
+    driver: Driver, make_guard: Callable[..., Guard]
+) -> None:
     guard = make_guard()
     body = Recorder(result={"contact_id": "c-1"})
     tool = driver.tool(guard, body, name="crm.find_contact")

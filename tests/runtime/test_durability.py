@@ -80,6 +80,7 @@ def completion_modes(backend: TracingBackend, call_ids: dict[str, str]) -> dict[
 
 def run_three(guard: Guard) -> tuple[str, dict[str, str]]:
     """A read, an idempotent write and a compensable write, each completed; their call ids by class."""
+
     def find_contact(email: str) -> dict[str, Any]:
         return {"contact_id": None}
 
@@ -97,25 +98,48 @@ def run_three(guard: Guard) -> tuple[str, dict[str, str]]:
         upsert(email="a@example.com", name="Ada")
         invoice(customer_id="c-1", amount_cents=1200)
     calls = {c.tool: c.call_id for c in guard.ledger.calls_of(run.run_id)}
-    return run.run_id, {"read": calls["crm.find_contact"], "idempotent": calls["crm.upsert_contact"],
-                        "compensable": calls["billing.create_invoice"]}
+    return run.run_id, {
+        "read": calls["crm.find_contact"],
+        "idempotent": calls["crm.upsert_contact"],
+        "compensable": calls["billing.create_invoice"],
+    }
 
 
 @pytest.mark.sqlite_only  # reads SQLite's synchronous pragma through its trace callback
 def test_by_class_only_a_repeat_safe_completion_commits_without_waiting_for_the_disk(
-        make_guard: Callable[..., Guard]) -> None:
+    make_guard: Callable[..., Guard],
+) -> None:
     guard = make_guard(log_level="warning")
     backend = traced(guard)
     run_id, ids = run_three(guard)
 
     assert completion_modes(backend, ids) == {"read": {NORMAL}, "idempotent": {NORMAL}, "compensable": {FULL}}
     # Everything else (each offer, the run's own moves) waited for the disk.
-    lazy = [sql for mode, sql in backend.trace
-            if mode == NORMAL and sql not in ("BEGIN IMMEDIATE", "COMMIT", "PRAGMA synchronous=NORMAL",
-                                              "PRAGMA busy_timeout=0", "PRAGMA busy_timeout=5000")]
-    assert lazy and all(sql.startswith(("UPDATE calls SET state = 'completed'", "SELECT call_id, run_id",
-                                        "SELECT length, head FROM stream_heads", "INSERT INTO events",
-                                        "UPDATE stream_heads")) for sql in lazy), lazy
+    lazy = [
+        sql
+        for mode, sql in backend.trace
+        if mode == NORMAL
+        and sql
+        not in (
+            "BEGIN IMMEDIATE",
+            "COMMIT",
+            "PRAGMA synchronous=NORMAL",
+            "PRAGMA busy_timeout=0",
+            "PRAGMA busy_timeout=5000",
+        )
+    ]
+    assert lazy and all(
+        sql.startswith(
+            (
+                "UPDATE calls SET state = 'completed'",
+                "SELECT call_id, run_id",
+                "SELECT length, head FROM stream_heads",
+                "INSERT INTO events",
+                "UPDATE stream_heads",
+            )
+        )
+        for sql in lazy
+    ), lazy
     assert [c.state for c in guard.ledger.calls_of(run_id)] == ["completed"] * 3
 
 
@@ -168,8 +192,14 @@ with guard.run("onboarding", run_id="run-killed"):
 
 def test_a_process_killed_right_after_a_lazy_completion_loses_nothing(policy_dir: Path, db_path: Path) -> None:
     env = {**os.environ, "GUARD_CRASH_AT": "after_completed"}
-    proc = subprocess.run([sys.executable, "-c", _KILLED_AFTER_COMPLETION, str(policy_dir), str(db_path)],
-                          env=env, cwd=REPO, capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-c", _KILLED_AFTER_COMPLETION, str(policy_dir), str(db_path)],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == -9, proc.stderr  # SIGKILL: no cleanup ran
 
     led = Ledger(f"sqlite:///{db_path}")

@@ -93,14 +93,21 @@ def ops(tmp_path: Path, ledger_url: str) -> Iterator[tuple[Guard, World]]:
 
 
 def test_an_edit_that_changes_the_class_is_recorded_on_the_call_and_undone_by_the_saga(
-        ops: tuple[Guard, World]) -> None:
+    ops: tuple[Guard, World],
+) -> None:
     guard, world = ops
     with pytest.raises(ApprovalPending) as pending, guard.run("ops", source_event_id="evt-1") as run:
         guard.tool_named("crm.tag")(count=3)  # type: ignore[misc]
     call = guard.ledger.calls_of(run.run_id)[0]
     assert call.side_effect == "read"
-    review(guard.ledger, guard.policies, str(pending.value.approval_id), reviewer="rita", decision="approve",
-           edited_args={"count": 50})
+    review(
+        guard.ledger,
+        guard.policies,
+        str(pending.value.approval_id),
+        reviewer="rita",
+        decision="approve",
+        edited_args={"count": 50},
+    )
 
     with pytest.raises(CallFailed), guard.run("ops", run_id=run.run_id):
         guard.tool_named("crm.tag")(count=3)  # type: ignore[misc]  # resumes: the approved edit runs
@@ -110,20 +117,28 @@ def test_an_edit_that_changes_the_class_is_recorded_on_the_call_and_undone_by_th
     assert tagged is not None and tagged.side_effect == "compensable"
     assert world.untagged == [50]  # the saga undid the bulk tag the row now records as a write
     assert tagged.state == "rolled_back"
-    moved = [e for e in guard.ledger.events_of(run.run_id) if e.call_id == call.call_id
-             and e.from_state == e.to_state == "started"]
+    moved = [
+        e
+        for e in guard.ledger.events_of(run.run_id)
+        if e.call_id == call.call_id and e.from_state == e.to_state == "started"
+    ]
     details = [json.loads(e.detail) for e in moved]
     assert [(d["was"], d["side_effect"], d["rule"]) for d in details] == [("read", "compensable", "bulk-tags")]
     assert guard.ledger.verify_chain().ok
 
 
-def test_the_reconcile_check_of_an_edited_call_is_asked_about_the_arguments_that_ran(
-        ops: tuple[Guard, World]) -> None:
+def test_the_reconcile_check_of_an_edited_call_is_asked_about_the_arguments_that_ran(ops: tuple[Guard, World]) -> None:
     guard, world = ops
     with pytest.raises(ApprovalPending) as pending, guard.run("ops", source_event_id="evt-2") as run:
         guard.tool_named("crm.tag")(count=3)  # type: ignore[misc]
-    review(guard.ledger, guard.policies, str(pending.value.approval_id), reviewer="rita", decision="approve",
-           edited_args={"count": 50})
+    review(
+        guard.ledger,
+        guard.policies,
+        str(pending.value.approval_id),
+        reviewer="rita",
+        decision="approve",
+        edited_args={"count": 50},
+    )
     world.lost_answer = True
     with pytest.raises(CallInDoubt), guard.run("ops", run_id=run.run_id):
         guard.tool_named("crm.tag")(count=3)  # type: ignore[misc]

@@ -17,7 +17,8 @@ from guard import CallDenied, CallFailed, CallInDoubt, Guard, RunNotRunning
 
 
 def test_a_failing_tool_under_on_failure_halt_raises_call_failed_and_halts_the_run_for_review(
-        driver: Driver, make_guard: Callable[..., Guard]) -> None:
+    driver: Driver, make_guard: Callable[..., Guard]
+) -> None:
     guard = make_guard()
     boom = RuntimeError("disk full")
     tool = driver.tool(guard, Recorder(errors=[boom]), name="lab.halting_write")
@@ -29,16 +30,20 @@ def test_a_failing_tool_under_on_failure_halt_raises_call_failed_and_halts_the_r
     assert "disk full" in failed.value.error
     [call] = guard.ledger.calls_of(run.run_id)
     assert (call.call_id, call.state, call.error, call.attempts) == (
-        failed.value.call_id, "failed", "RuntimeError: disk full", 1)
+        failed.value.call_id,
+        "failed",
+        "RuntimeError: disk full",
+        1,
+    )
     record = guard.ledger.get_run(run.run_id)
     assert record is not None
-    assert (record.state, record.status_label, record.requires_review) == (
-        "pending_review", "lab_failed", True)
+    assert (record.state, record.status_label, record.requires_review) == ("pending_review", "lab_failed", True)
     assert "disk full" in (record.error_summary or "")
 
 
 def test_a_failing_tool_under_on_failure_continue_leaves_the_run_running(
-        driver: Driver, make_guard: Callable[..., Guard]) -> None:
+    driver: Driver, make_guard: Callable[..., Guard]
+) -> None:
     guard = make_guard()
     tool = driver.tool(guard, Recorder(errors=[ValueError("bad row")]), name="lab.continuing_write")
     with driver.run(guard, "lab") as run:
@@ -52,7 +57,8 @@ def test_a_failing_tool_under_on_failure_continue_leaves_the_run_running(
 
 
 def test_a_repeat_safe_tool_that_fails_twice_completes_on_the_third_attempt_with_each_failure_recorded(
-        driver: Driver, make_guard: Callable[..., Guard]) -> None:
+    driver: Driver, make_guard: Callable[..., Guard]
+) -> None:
     guard = make_guard()
     body = Recorder(result={"rows": 3}, errors=[ConnectionError("reset"), TimeoutError("slow")])
     tool = driver.tool(guard, body, name="lab.flaky_read")
@@ -62,10 +68,15 @@ def test_a_repeat_safe_tool_that_fails_twice_completes_on_the_third_attempt_with
     assert len(body.calls) == 3
     [call] = guard.ledger.calls_of(run.run_id)
     assert (call.state, call.attempts) == ("completed", 3)
-    attempts = [json.loads(e.detail) for e in call_events(guard.ledger, run.run_id, call.call_id)
-                if e.from_state == e.to_state == "started"]
-    assert attempts == [{"attempt": 1, "error": "ConnectionError: reset"},
-                        {"attempt": 2, "error": "TimeoutError: slow"}]
+    attempts = [
+        json.loads(e.detail)
+        for e in call_events(guard.ledger, run.run_id, call.call_id)
+        if e.from_state == e.to_state == "started"
+    ]
+    assert attempts == [
+        {"attempt": 1, "error": "ConnectionError: reset"},
+        {"attempt": 2, "error": "TimeoutError: slow"},
+    ]
 
 
 @pytest.fixture
@@ -77,7 +88,8 @@ def gate() -> Iterator[threading.Event]:
 
 
 def test_a_timed_out_attempt_of_a_compensable_tool_is_in_doubt_and_halts_the_run(
-        driver: Driver, make_guard: Callable[..., Guard], gate: threading.Event) -> None:
+    driver: Driver, make_guard: Callable[..., Guard], gate: threading.Event
+) -> None:
     guard = make_guard()
     started: list[str] = []
     tool = driver.hanging_tool(guard, name="lab.slow_write", gate=gate, started=started)
@@ -90,18 +102,20 @@ def test_a_timed_out_attempt_of_a_compensable_tool_is_in_doubt_and_halts_the_run
     assert call.state == "in_doubt"
     record = guard.ledger.get_run(run.run_id)
     assert record is not None
-    assert (record.state, record.status_label, record.requires_review) == (
-        "pending_review", "lab_in_doubt", True)
+    assert (record.state, record.status_label, record.requires_review) == ("pending_review", "lab_in_doubt", True)
 
 
 def pause_team(db_path: Path, team: str, reason: str) -> None:
     with sqlite3.connect(db_path) as raw:
-        raw.execute("INSERT INTO pauses (scope, team, target, reason, paused_by, at) VALUES (?, ?, ?, ?, ?, ?)",
-                    ("team", team, team, reason, "ops-lead", time.time()))
+        raw.execute(
+            "INSERT INTO pauses (scope, team, target, reason, paused_by, at) VALUES (?, ?, ?, ?, ?, ?)",
+            ("team", team, team, reason, "ops-lead", time.time()),
+        )
 
 
 def test_a_call_of_a_paused_team_is_denied_naming_the_pause_and_never_runs(
-        driver: Driver, make_guard: Callable[..., Guard], db_path: Path) -> None:
+    driver: Driver, make_guard: Callable[..., Guard], db_path: Path
+) -> None:
     guard = make_guard()
     body = Recorder()
     tool = driver.tool(guard, body, name="crm.find_contact")
@@ -114,8 +128,9 @@ def test_a_call_of_a_paused_team_is_denied_naming_the_pause_and_never_runs(
     assert [c.state for c in guard.ledger.calls_of(run.run_id)] == ["denied"]
 
 
-def test_a_pause_of_another_team_does_not_stop_this_one(driver: Driver, make_guard: Callable[..., Guard],
-                                                        db_path: Path) -> None:
+def test_a_pause_of_another_team_does_not_stop_this_one(
+    driver: Driver, make_guard: Callable[..., Guard], db_path: Path
+) -> None:
     guard = make_guard()
     tool = driver.tool(guard, Recorder(result={"rows": 1}), name="lab.flaky_read")
     pause_team(db_path, "onboarding", "incident 42")
@@ -124,7 +139,8 @@ def test_a_pause_of_another_team_does_not_stop_this_one(driver: Driver, make_gua
 
 
 def test_no_call_starts_in_a_run_pending_review_and_the_run_cannot_be_reopened(
-        driver: Driver, make_guard: Callable[..., Guard]) -> None:
+    driver: Driver, make_guard: Callable[..., Guard]
+) -> None:
     guard = make_guard()
     failing = driver.tool(guard, Recorder(errors=[RuntimeError("boom")]), name="lab.halting_write")
     reader = Recorder(result={"rows": 1})
@@ -145,7 +161,8 @@ def test_no_call_starts_in_a_run_pending_review_and_the_run_cannot_be_reopened(
 
 
 def test_a_repeat_safe_tool_that_fails_every_attempt_ends_failed_after_exactly_its_attempts(
-        driver: Driver, make_guard: Callable[..., Guard]) -> None:
+    driver: Driver, make_guard: Callable[..., Guard]
+) -> None:
     guard = make_guard()
     body = Recorder(errors=[ConnectionError(f"reset {i}") for i in range(1, 5)])
     tool = driver.tool(guard, body, name="lab.flaky_read")
@@ -159,7 +176,8 @@ def test_a_repeat_safe_tool_that_fails_every_attempt_ends_failed_after_exactly_i
 
 
 def test_cancelling_the_agent_task_mid_call_records_the_call_in_doubt_and_the_cancellation_propagates(
-        make_guard: Callable[..., Guard]) -> None:
+    make_guard: Callable[..., Guard],
+) -> None:
     guard = make_guard()
     entered = asyncio.Event()
 

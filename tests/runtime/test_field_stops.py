@@ -55,14 +55,18 @@ def brakes_guard(brakes_dir: Path, make_guard: Callable[..., Guard]) -> Guard:
 
 
 def test_a_run_that_touches_more_distinct_records_than_expected_is_stopped_and_known_records_still_pass(
-        brakes_guard: Guard, driver: Driver) -> None:
+    brakes_guard: Guard, driver: Driver
+) -> None:
     body = Recorder(result={"invoice_id": "inv"})
     invoice = driver.tool(brakes_guard, body, name="billing.create_invoice")
     with driver.run(brakes_guard, "brakes") as run:
         for customer in ("c1", "c2", "c3"):
             run.call(invoice, customer_id=customer, amount_cents=100)
-        with pytest.raises(CallDenied, match=r"stop rule customers-per-run: run .* already touched 3 distinct "
-                                             r"customer_id value\(s\)"):
+        with pytest.raises(
+            CallDenied,
+            match=r"stop rule customers-per-run: run .* already touched 3 distinct "
+            r"customer_id value\(s\)",
+        ):
             run.call(invoice, customer_id="c4", amount_cents=100)
         run.call(invoice, customer_id="c2", amount_cents=200)  # a record already touched is not another one
         stopped = run.run_id
@@ -73,7 +77,8 @@ def test_a_run_that_touches_more_distinct_records_than_expected_is_stopped_and_k
 
 
 def test_too_many_records_in_a_window_across_runs_denies_the_call_and_pauses_the_team_naming_the_rule(
-        brakes_guard: Guard, driver: Driver) -> None:
+    brakes_guard: Guard, driver: Driver
+) -> None:
     body = Recorder(result={"ok": True})
     update = driver.tool(brakes_guard, body, name="crm.update_contact")
     with driver.run(brakes_guard, "brakes") as first:
@@ -83,8 +88,11 @@ def test_too_many_records_in_a_window_across_runs_denies_the_call_and_pauses_the
         second.call(update, contact_id="k3", email="c@x.io", status="lead")
         second.call(update, contact_id="k1", email="a@x.io", status="won")  # k1 again: not a new record
         second.call(update, contact_id="k4", email="d@x.io", status="lead")
-        with pytest.raises(CallDenied, match=r"contacts-per-hour: team brakes's 3600s window already touched 4 "
-                                             r"distinct contact_id .* team brakes is now paused"):
+        with pytest.raises(
+            CallDenied,
+            match=r"contacts-per-hour: team brakes's 3600s window already touched 4 "
+            r"distinct contact_id .* team brakes is now paused",
+        ):
             second.call(update, contact_id="k5", email="e@x.io", status="lead")
     assert len(body.calls) == 5
     [pause] = brakes_guard.ledger.active_pauses()
@@ -97,7 +105,8 @@ def test_too_many_records_in_a_window_across_runs_denies_the_call_and_pauses_the
 
 
 def test_the_same_reminder_to_the_same_recipient_in_another_run_is_a_duplicate_and_pauses_the_tool(
-        brakes_guard: Guard, driver: Driver) -> None:
+    brakes_guard: Guard, driver: Driver
+) -> None:
     body = Recorder(result={"message_id": "m"})
     remind = driver.tool(brakes_guard, body, name="email.send_reminder")
     with driver.run(brakes_guard, "brakes", run_id="evt-1") as first:
@@ -106,8 +115,10 @@ def test_the_same_reminder_to_the_same_recipient_in_another_run_is_a_duplicate_a
         first.call(remind, to="ada@x.io", invoice_id="inv_2")  # another invoice: not a duplicate
     with driver.run(brakes_guard, "brakes", run_id="evt-1") as again:  # the same event delivered again
         again.call(remind, to="ada@x.io", invoice_id="inv_1")  # returns the recorded result: nothing is sent
-    duplicate = (r"reminder-once: email.send_reminder was already called 1 time\(s\) with the same to, invoice_id in "
-                 r"the last 600s .* tool email.send_reminder is now paused")
+    duplicate = (
+        r"reminder-once: email.send_reminder was already called 1 time\(s\) with the same to, invoice_id in "
+        r"the last 600s .* tool email.send_reminder is now paused"
+    )
     with driver.run(brakes_guard, "brakes", run_id="evt-2") as second, pytest.raises(CallDenied, match=duplicate):
         second.call(remind, to="ada@x.io", invoice_id="inv_1")
     assert len(body.calls) == 3
@@ -118,7 +129,8 @@ def test_the_same_reminder_to_the_same_recipient_in_another_run_is_a_duplicate_a
 
 
 def test_a_duplicate_rule_allows_its_count_then_denies_and_the_window_moving_on_lets_the_message_go(
-        brakes_guard: Guard, driver: Driver) -> None:
+    brakes_guard: Guard, driver: Driver
+) -> None:
     body = Recorder(result={"message_id": "m"})
     receipt = driver.tool(brakes_guard, body, name="email.send_receipt")
     for n in range(2):
@@ -136,14 +148,18 @@ def test_a_duplicate_rule_allows_its_count_then_denies_and_the_window_moving_on_
 
 
 def test_a_write_with_a_named_field_empty_null_or_whitespace_is_denied_and_one_leaving_it_out_is_not(
-        brakes_guard: Guard, driver: Driver) -> None:
+    brakes_guard: Guard, driver: Driver
+) -> None:
     body = Recorder(result={"ok": True})
     update = driver.tool(brakes_guard, body, name="crm.update_contact")
     with driver.run(brakes_guard, "brakes") as run:
         blanks: list[dict[str, Any]] = [{"email": "   "}, {"status": None}, {"email": ""}, {"status": []}]
         for blank in blanks:
-            with pytest.raises(CallDenied, match=r"no-blank-contacts: crm.update_contact would write "
-                                                 r"(email|status) blank"):
+            with pytest.raises(
+                CallDenied,
+                match=r"no-blank-contacts: crm.update_contact would write "
+                r"(email|status) blank",
+            ):
                 run.call(update, contact_id="k1", **{"email": "a@x.io", "status": "lead", **blank})
         run.call(update, contact_id="k1", email="a@x.io")  # status left out: not written, not blank
         run.call(update, contact_id="k1", email="a@x.io", status="won")
@@ -151,7 +167,8 @@ def test_a_write_with_a_named_field_empty_null_or_whitespace_is_denied_and_one_l
 
 
 def test_a_shadow_rule_refuses_nothing_and_records_what_it_would_have_decided(
-        brakes_guard: Guard, driver: Driver) -> None:
+    brakes_guard: Guard, driver: Driver
+) -> None:
     body = Recorder(result={"ok": True})
     note = driver.tool(brakes_guard, body, name="crm.add_note")
     with driver.run(brakes_guard, "brakes") as run:
@@ -165,10 +182,15 @@ def test_a_shadow_rule_refuses_nothing_and_records_what_it_would_have_decided(
 
 
 def _race(brakes_dir: Path, url: str, tool: str, calls_per_worker: list[list[dict[str, Any]]]) -> list[list[str]]:
-    procs = [subprocess.Popen([sys.executable, str(WORKER), str(brakes_dir), url, f"w{i}", tool,
-                               *(json.dumps(a) for a in calls)],
-                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-             for i, calls in enumerate(calls_per_worker)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, str(WORKER), str(brakes_dir), url, f"w{i}", tool, *(json.dumps(a) for a in calls)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        for i, calls in enumerate(calls_per_worker)
+    ]
     for proc in procs:  # every worker has its run open ...
         assert proc.stdout is not None
         assert proc.stdout.readline() == b"ready\n", proc.communicate(timeout=60)[1].decode()[-2000:]
@@ -185,29 +207,39 @@ def _race(brakes_dir: Path, url: str, tool: str, calls_per_worker: list[list[dic
 
 
 def test_worker_processes_sending_the_same_receipt_at_once_send_it_exactly_as_often_as_the_rule_allows(
-        brakes_dir: Path, ledger_url: str) -> None:
+    brakes_dir: Path, ledger_url: str
+) -> None:
     ended = _race(brakes_dir, ledger_url, "email.send_receipt", [[{"to": "ada@x.io", "w": i}] for i in range(6)])
     flat = [e for worker in ended for e in worker]
     assert flat.count("ran") == 2 and flat.count("denied") == 4
 
 
 def test_worker_processes_touching_many_records_at_once_touch_exactly_the_windows_limit_then_pause_the_team(
-        brakes_dir: Path, ledger_url: str) -> None:
-    ended = _race(brakes_dir, ledger_url, "crm.update_contact",
-                  [[{"contact_id": f"k{i}-{j}", "email": "a@x.io", "status": "lead"} for j in range(2)]
-                   for i in range(5)])
+    brakes_dir: Path, ledger_url: str
+) -> None:
+    ended = _race(
+        brakes_dir,
+        ledger_url,
+        "crm.update_contact",
+        [[{"contact_id": f"k{i}-{j}", "email": "a@x.io", "status": "lead"} for j in range(2)] for i in range(5)],
+    )
     flat = [e for worker in ended for e in worker]
     assert flat.count("ran") == 4 and flat.count("denied") == 6
 
 
 def test_a_shadow_policy_rule_lets_the_call_run_and_records_what_it_would_have_decided_and_counts_it(
-        tmp_path: Path, make_guard: Callable[..., Guard], driver: Driver) -> None:
+    tmp_path: Path, make_guard: Callable[..., Guard], driver: Driver
+) -> None:
     folder = tmp_path / "shadowed"
     folder.mkdir()
-    (folder / "brakes.yaml").write_text(BRAKES_POLICY.replace(
-        "  - {name: email, tools: [\"email.*\"], class: compensable}\n",
-        "  - {name: email, tools: [\"email.*\"], class: compensable}\n"
-        "  - {name: email-watch, tools: [\"email.*\"], class: irreversible, approval: {roles: [ops]}, mode: shadow}\n"))
+    (folder / "brakes.yaml").write_text(
+        BRAKES_POLICY.replace(
+            '  - {name: email, tools: ["email.*"], class: compensable}\n',
+            '  - {name: email, tools: ["email.*"], class: compensable}\n'
+            '  - {name: email-watch, tools: ["email.*"], class: irreversible, '
+            "approval: {roles: [ops]}, mode: shadow}\n",
+        )
+    )
     guard = make_guard(policies=folder, log_level="error")
     body = Recorder(result={"message_id": "m"})
     send = driver.tool(guard, body, name="email.send_receipt")

@@ -23,7 +23,8 @@ def _lines(err: str) -> list[dict[str, Any]]:
 
 
 def test_a_guarded_call_logs_one_json_object_per_line_with_its_run_and_call(
-        make_guard: Callable[..., Guard], capsys: pytest.CaptureFixture[str]) -> None:
+    make_guard: Callable[..., Guard], capsys: pytest.CaptureFixture[str]
+) -> None:
     """Every line a guarded call logs parses as JSON and carries the run id, team, call id, tool and level."""
     guard = make_guard(log_format="json", log_level="info")
     tool = guard.tool(find_contact, name="crm.find_contact")
@@ -38,9 +39,9 @@ def test_a_guarded_call_logs_one_json_object_per_line_with_its_run_and_call(
     assert done[0]["level"] == "info" and "T" in done[0]["timestamp"]
 
 
-def test_guard_log_format_in_the_environment_chooses_json(make_guard: Callable[..., Guard],
-                                                         capsys: pytest.CaptureFixture[str],
-                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+def test_guard_log_format_in_the_environment_chooses_json(
+    make_guard: Callable[..., Guard], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     """GUARD_LOG_FORMAT=json turns a Guard made without log_format to JSON lines."""
     monkeypatch.setenv("GUARD_LOG_FORMAT", "json")
     guard = make_guard(log_level="info")
@@ -50,8 +51,9 @@ def test_guard_log_format_in_the_environment_chooses_json(make_guard: Callable[.
     assert any(r["event"] == "call completed" for r in _lines(capsys.readouterr().err))
 
 
-def test_an_unknown_log_format_is_refused_by_name(make_guard: Callable[..., Guard],
-                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+def test_an_unknown_log_format_is_refused_by_name(
+    make_guard: Callable[..., Guard], monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A misspelt GUARD_LOG_FORMAT stops the Guard with an error naming the variable, never a silent fallback."""
     monkeypatch.setenv("GUARD_LOG_FORMAT", "jsno")
     with pytest.raises(GuardUsageError, match="GUARD_LOG_FORMAT='jsno'"):
@@ -63,7 +65,8 @@ def test_json_and_console_lines_hold_the_same_keys_with_secrets_redacted() -> No
     as_json, as_text = io.StringIO(), io.StringIO()
     for stream, json_ in ((as_json, True), (as_text, False)):
         make_logger("info", stream=stream, json=json_, secret_fields=["ssn"]).info(
-            "call failed", tool="lab.wire", api_key="sk-live-123", ssn="123-45-6789", attempt=2)
+            "call failed", tool="lab.wire", api_key="sk-live-123", ssn="123-45-6789", attempt=2
+        )
     record = json.loads(as_json.getvalue())
     assert record["api_key"] == "[REDACTED]" and record["ssn"] == "[REDACTED]"
     assert "sk-live-123" not in as_json.getvalue() and "sk-live-123" not in as_text.getvalue()

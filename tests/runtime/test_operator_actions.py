@@ -99,8 +99,9 @@ def pay(tmp_path: Path, ledger_url: str) -> Iterator[tuple[Guard, Billing, dict[
         guard.close()
 
 
-def in_doubt_charge(guard: Guard, billing: Billing, tools: dict[str, GuardedTool], event: str,
-                    amounts: tuple[int, ...] = (42,)) -> tuple[str, list[str]]:
+def in_doubt_charge(
+    guard: Guard, billing: Billing, tools: dict[str, GuardedTool], event: str, amounts: tuple[int, ...] = (42,)
+) -> tuple[str, list[str]]:
     """A run whose charges landed in billing but answered too late while the look-up was down: each is in
     doubt and the run waits for review. Returns the run id and the charges' call ids."""
     billing.lookup_up = False
@@ -119,7 +120,8 @@ def in_doubt_charge(guard: Guard, billing: Billing, tools: dict[str, GuardedTool
 
 
 def test_a_retry_of_an_in_doubt_charge_that_landed_records_it_found_and_charges_nobody_twice(
-        pay: tuple[Guard, Billing, dict[str, GuardedTool]]) -> None:
+    pay: tuple[Guard, Billing, dict[str, GuardedTool]],
+) -> None:
     guard, billing, tools = pay
     run_id, [call_id] = in_doubt_charge(guard, billing, tools, "order-1")
     before = guard.ledger.get_call(call_id)
@@ -133,15 +135,20 @@ def test_a_retry_of_an_in_doubt_charge_that_landed_records_it_found_and_charges_
     assert after is not None and after.state == "completed"
     assert after.external_id_map == {"charge": "ch_1"}
     [done] = [e for e in guard.ledger.events_of(run_id) if e.call_id == call_id and e.to_state == "completed"]
-    assert (done.from_state, done.actor, done.detail) == ("in_doubt", "oncall",
-                                                          '{"reconciled": "found", "external_ids": {"charge": "ch_1"}}')
+    assert (done.from_state, done.actor, done.detail) == (
+        "in_doubt",
+        "oncall",
+        '{"reconciled": "found", "external_ids": {"charge": "ch_1"}}',
+    )
     assert [(m.action, m.note) for m in guard.ledger.manual_actions_of(run_id)] == [
-        ("retry-call", "customer says the charge hung")]
+        ("retry-call", "customer says the charge hung")
+    ]
     assert guard.ledger.verify_chain().ok
 
 
 def test_a_retry_of_an_in_doubt_charge_confirmed_absent_runs_it_once_with_the_same_key(
-        pay: tuple[Guard, Billing, dict[str, GuardedTool]]) -> None:
+    pay: tuple[Guard, Billing, dict[str, GuardedTool]],
+) -> None:
     guard, billing, tools = pay
     run_id, [call_id] = in_doubt_charge(guard, billing, tools, "order-2")
     billing.charges.clear()  # the processor dropped it after all: the look-up says it is not there
@@ -154,7 +161,8 @@ def test_a_retry_of_an_in_doubt_charge_confirmed_absent_runs_it_once_with_the_sa
 
 
 def test_a_retry_nobody_can_check_is_refused_saying_why_and_changes_nothing_until_the_operator_vouches(
-        pay: tuple[Guard, Billing, dict[str, GuardedTool]]) -> None:
+    pay: tuple[Guard, Billing, dict[str, GuardedTool]],
+) -> None:
     guard, billing, tools = pay
     run_id, [call_id] = in_doubt_charge(guard, billing, tools, "order-3")
     billing.lookup_up = False
@@ -175,7 +183,8 @@ def test_a_retry_nobody_can_check_is_refused_saying_why_and_changes_nothing_unti
 
 
 def test_a_retry_whose_check_disagrees_with_the_ledger_is_refused_even_when_vouched_for(
-        pay: tuple[Guard, Billing, dict[str, GuardedTool]]) -> None:
+    pay: tuple[Guard, Billing, dict[str, GuardedTool]],
+) -> None:
     guard, billing, tools = pay
     billing.reported = "ch_other"  # the tool reported one charge id; the look-up will find another
     run_id, [call_id] = in_doubt_charge(guard, billing, tools, "order-4")
@@ -185,7 +194,8 @@ def test_a_retry_whose_check_disagrees_with_the_ledger_is_refused_even_when_vouc
 
 
 def test_a_settled_in_doubt_call_moves_its_run_on_and_a_replay_finishes_the_run(
-        pay: tuple[Guard, Billing, dict[str, GuardedTool]]) -> None:
+    pay: tuple[Guard, Billing, dict[str, GuardedTool]],
+) -> None:
     guard, billing, tools = pay
     run_id, [_call_id] = in_doubt_charge(guard, billing, tools, "order-5")
     stuck = guard.ledger.get_run(run_id)
@@ -210,16 +220,32 @@ def left_started(ledger: Ledger, run_id: str, amount: int) -> str:
     ledger.open_run(run_id, "pay", actor="agent")
     call_id = new_id("call")
     args = {"amount": amount}
-    offer = ledger.offer(CallRequest(
-        call_id=call_id, run_id=run_id, team="pay", tool="billing.charge", args_json=canonical_json(args).decode(),
-        args_hash=args_hash(args), idempotency_key=f"k:{call_id}", verdict="allow", side_effect="compensable",
-        rule="charge", reason="", policy_version="v", actor="agent", worker="dead", lease_ttl=0.0))
+    offer = ledger.offer(
+        CallRequest(
+            call_id=call_id,
+            run_id=run_id,
+            team="pay",
+            tool="billing.charge",
+            args_json=canonical_json(args).decode(),
+            args_hash=args_hash(args),
+            idempotency_key=f"k:{call_id}",
+            verdict="allow",
+            side_effect="compensable",
+            rule="charge",
+            reason="",
+            policy_version="v",
+            actor="agent",
+            worker="dead",
+            lease_ttl=0.0,
+        )
+    )
     assert offer.kind == "started"
     return call_id
 
 
 def test_a_run_with_a_call_still_in_doubt_stays_in_review_naming_what_is_left_and_the_command(
-        pay: tuple[Guard, Billing, dict[str, GuardedTool]]) -> None:
+    pay: tuple[Guard, Billing, dict[str, GuardedTool]],
+) -> None:
     guard, billing, _ = pay
     unknown = left_started(guard.ledger, "r-two", 10)  # two charges in flight when the worker died
     landed = left_started(guard.ledger, "r-two", 20)
@@ -240,11 +266,15 @@ def test_a_run_with_a_call_still_in_doubt_stays_in_review_naming_what_is_left_an
 
 
 def test_a_failure_the_policy_lets_the_run_go_past_is_not_left_for_review(
-        pay: tuple[Guard, Billing, dict[str, GuardedTool]], tmp_path: Path) -> None:
+    pay: tuple[Guard, Billing, dict[str, GuardedTool]], tmp_path: Path
+) -> None:
     guard, billing, tools = pay
-    (tmp_path / "pay-policies" / "pay.yaml").write_text(POLICY.replace(
-        "{name: ship, tools: [warehouse.ship], class: compensable, on_failure: halt}",
-        "{name: ship, tools: [warehouse.ship], class: compensable, on_failure: continue}"))
+    (tmp_path / "pay-policies" / "pay.yaml").write_text(
+        POLICY.replace(
+            "{name: ship, tools: [warehouse.ship], class: compensable, on_failure: halt}",
+            "{name: ship, tools: [warehouse.ship], class: compensable, on_failure: continue}",
+        )
+    )
     guard.policies = PolicySet.load_dir(tmp_path / "pay-policies")
     billing.lookup_up = False
 
@@ -264,7 +294,8 @@ def test_a_failure_the_policy_lets_the_run_go_past_is_not_left_for_review(
 
 
 def test_an_operator_retry_that_completes_the_last_call_left_makes_the_run_resumable(
-        pay: tuple[Guard, Billing, dict[str, GuardedTool]]) -> None:
+    pay: tuple[Guard, Billing, dict[str, GuardedTool]],
+) -> None:
     guard, billing, tools = pay
     run_id, [call_id] = in_doubt_charge(guard, billing, tools, "order-7")
     retry_call(guard, run_id, call_id, operator="oncall", note="look-up is back")
@@ -284,16 +315,31 @@ def dead_pid() -> int:
 
 @pytest.mark.parametrize("holder", ["elsewhere", "dead_here"])
 def test_a_worker_meeting_a_call_another_worker_holds_is_told_when_it_frees_and_how_to_take_it_over(
-        pay: tuple[Guard, Billing, dict[str, GuardedTool]], holder: str) -> None:
+    pay: tuple[Guard, Billing, dict[str, GuardedTool]], holder: str
+) -> None:
     guard, billing, _ = pay
     worker = "otherhost:4242:w" if holder == "elsewhere" else f"{socket.gethostname()}:{dead_pid()}:w"
     guard.ledger.open_run("pay:order-9", "pay", actor="agent")
     args = {"amount": 9}
-    guard.ledger.offer(CallRequest(
-        call_id=new_id("call"), run_id="pay:order-9", team="pay", tool="billing.charge",
-        args_json=canonical_json(args).decode(), args_hash=args_hash(args), idempotency_key="charge:order-9",
-        verdict="allow", side_effect="compensable", rule="charge", reason="", policy_version="v", actor="agent",
-        worker=worker, lease_ttl=60.0))  # a worker that died mid-charge, its lease still live
+    guard.ledger.offer(
+        CallRequest(
+            call_id=new_id("call"),
+            run_id="pay:order-9",
+            team="pay",
+            tool="billing.charge",
+            args_json=canonical_json(args).decode(),
+            args_hash=args_hash(args),
+            idempotency_key="charge:order-9",
+            verdict="allow",
+            side_effect="compensable",
+            rule="charge",
+            reason="",
+            policy_version="v",
+            actor="agent",
+            worker=worker,
+            lease_ttl=60.0,
+        )
+    )  # a worker that died mid-charge, its lease still live
     keyed = guard.tool(billing.charge, name="billing.charge", key=lambda _args: "charge:order-9")
 
     with pytest.raises(CallInDoubt) as held, guard.run("pay", source_event_id="order-9"):

@@ -13,7 +13,8 @@ from guard import CallDenied, Guard, TeamPaused, ToolPaused
 
 
 def test_a_paused_team_refuses_a_new_run_naming_the_pause_and_its_owners_and_records_nothing(
-        make_guard: Callable[..., Guard], driver: Driver) -> None:
+    make_guard: Callable[..., Guard], driver: Driver
+) -> None:
     guard = make_guard(log_level="error")
     pause_id = guard.ledger.pause("team", "onboarding", reason="invoices doubled", by="ops-lead")
     body = Recorder(result={"id": "c_1"})
@@ -21,16 +22,19 @@ def test_a_paused_team_refuses_a_new_run_naming_the_pause_and_its_owners_and_rec
     with pytest.raises(TeamPaused) as refused, driver.run(guard, "onboarding", run_id="nightly-sync") as run:
         run.call(find, email="ada@example.com")
     err = refused.value
-    assert (err.team, err.pause_id, err.reason, err.paused_by) == ("onboarding", pause_id, "invoices doubled",
-                                                                   "ops-lead")
+    assert (err.team, err.pause_id, err.reason, err.paused_by) == (
+        "onboarding",
+        pause_id,
+        "invoices doubled",
+        "ops-lead",
+    )
     assert err.owners == ["ops-lead", "finance"] and err.run_id == "nightly-sync"
     assert f"pause {pause_id}" in str(err) and "guard unpause --team onboarding" in str(err)
     assert pickle.loads(pickle.dumps(err)).fields == err.fields  # crosses a worker boundary intact
     assert body.calls == [] and guard.ledger.get_run("nightly-sync") is None
 
 
-def test_once_the_pause_is_lifted_the_same_run_opens_and_runs(make_guard: Callable[..., Guard],
-                                                               driver: Driver) -> None:
+def test_once_the_pause_is_lifted_the_same_run_opens_and_runs(make_guard: Callable[..., Guard], driver: Driver) -> None:
     guard = make_guard(log_level="error")
     guard.ledger.pause("team", "onboarding", reason="incident 7", by="ops-lead")
     body = Recorder(result={"id": "c_1"})
@@ -44,7 +48,8 @@ def test_once_the_pause_is_lifted_the_same_run_opens_and_runs(make_guard: Callab
 
 
 def test_a_run_open_before_the_pause_may_be_entered_but_the_brakes_deny_its_calls(
-        make_guard: Callable[..., Guard], driver: Driver) -> None:
+    make_guard: Callable[..., Guard], driver: Driver
+) -> None:
     guard = make_guard(log_level="error")
     body = Recorder(result={"id": "c_1"})
     find = driver.tool(guard, body, name="crm.find_contact")
@@ -56,8 +61,9 @@ def test_a_run_open_before_the_pause_may_be_entered_but_the_brakes_deny_its_call
     assert len(body.calls) == 1
 
 
-def test_a_tool_pause_or_another_teams_pause_leaves_new_runs_open(make_guard: Callable[..., Guard],
-                                                                  driver: Driver) -> None:
+def test_a_tool_pause_or_another_teams_pause_leaves_new_runs_open(
+    make_guard: Callable[..., Guard], driver: Driver
+) -> None:
     guard = make_guard(log_level="error")
     guard.ledger.pause("tool", "email.*", reason="bounces", by="ops-lead", team="onboarding")
     guard.ledger.pause("team", "growth", reason="other team", by="ops-lead")
@@ -69,24 +75,33 @@ def test_a_tool_pause_or_another_teams_pause_leaves_new_runs_open(make_guard: Ca
 
 
 def test_a_new_run_that_declares_a_paused_tool_is_refused_naming_the_pause_the_tool_and_its_owners(
-        make_guard: Callable[..., Guard], driver: Driver) -> None:
+    make_guard: Callable[..., Guard], driver: Driver
+) -> None:
     guard = make_guard(log_level="error")
-    pause_id = guard.ledger.pause("tool", "email.*", reason="reminders sent three times", by="ops-lead",
-                                  team="onboarding")
-    with pytest.raises(ToolPaused) as refused, guard.run("onboarding", run_id="reminders",
-                                                          uses=["crm.find_contact", "email.send_welcome"]):
+    pause_id = guard.ledger.pause(
+        "tool", "email.*", reason="reminders sent three times", by="ops-lead", team="onboarding"
+    )
+    with (
+        pytest.raises(ToolPaused) as refused,
+        guard.run("onboarding", run_id="reminders", uses=["crm.find_contact", "email.send_welcome"]),
+    ):
         pass
     err = refused.value
     assert isinstance(err, TeamPaused)  # a handler that stops for a paused team stops for this too
-    assert (err.tool, err.pattern, err.pause_id, err.reason) == ("email.send_welcome", "email.*", pause_id,
-                                                                 "reminders sent three times")
+    assert (err.tool, err.pattern, err.pause_id, err.reason) == (
+        "email.send_welcome",
+        "email.*",
+        pause_id,
+        "reminders sent three times",
+    )
     assert err.owners and "guard unpause --tool email.*" in str(err)
     assert pickle.loads(pickle.dumps(err)).fields == err.fields
     assert guard.ledger.get_run("reminders") is None
 
 
 def test_a_tool_pause_of_every_team_refuses_a_run_declaring_that_tool_and_a_lift_lets_it_open(
-        make_guard: Callable[..., Guard], driver: Driver) -> None:
+    make_guard: Callable[..., Guard], driver: Driver
+) -> None:
     guard = make_guard(log_level="error")
     guard.ledger.pause("tool", "crm.find_*", reason="crm returns stale data", by="ops-lead")
     with pytest.raises(ToolPaused), guard.run("onboarding", run_id="sync-1", uses=["crm.find_contact"]):
@@ -100,7 +115,8 @@ def test_a_tool_pause_of_every_team_refuses_a_run_declaring_that_tool_and_a_lift
 
 
 def test_a_run_that_does_not_declare_the_paused_tool_opens_and_only_its_call_of_that_tool_is_denied(
-        make_guard: Callable[..., Guard], driver: Driver) -> None:
+    make_guard: Callable[..., Guard], driver: Driver
+) -> None:
     guard = make_guard(log_level="error")
     guard.ledger.pause("tool", "email.*", reason="bounces", by="ops-lead", team="onboarding")
     body = Recorder(result={"id": "c_1"})

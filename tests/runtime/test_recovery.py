@@ -86,21 +86,38 @@ def worker(tmp_path: Path, db_path: Path) -> Iterator[tuple[Guard, Counter, dict
         guard.close()
 
 
-def left_started(ledger: Ledger, run_id: str, tool: str, side_effect: str, args: dict[str, object],
-                 *, ttl: float = 0.0) -> str:
+def left_started(
+    ledger: Ledger, run_id: str, tool: str, side_effect: str, args: dict[str, object], *, ttl: float = 0.0
+) -> str:
     """What a worker that died right after `started` committed leaves behind (its lease lasts `ttl`)."""
     ledger.open_run(run_id, "ops", actor="agent")
     call_id = new_id("call")
-    offer = ledger.offer(CallRequest(
-        call_id=call_id, run_id=run_id, team="ops", tool=tool, args_json=canonical_json(args).decode(),
-        args_hash=args_hash(args), idempotency_key=f"k:{call_id}", verdict="allow", side_effect=side_effect,
-        rule=None, reason="", policy_version="v", actor="agent", worker="dead", lease_ttl=ttl))
+    offer = ledger.offer(
+        CallRequest(
+            call_id=call_id,
+            run_id=run_id,
+            team="ops",
+            tool=tool,
+            args_json=canonical_json(args).decode(),
+            args_hash=args_hash(args),
+            idempotency_key=f"k:{call_id}",
+            verdict="allow",
+            side_effect=side_effect,
+            rule=None,
+            reason="",
+            policy_version="v",
+            actor="agent",
+            worker="dead",
+            lease_ttl=ttl,
+        )
+    )
     assert offer.kind == "started"
     return call_id
 
 
 def test_a_repeat_safe_call_left_started_runs_again_with_its_key(
-        worker: tuple[Guard, Counter, dict[str, GuardedTool]]) -> None:
+    worker: tuple[Guard, Counter, dict[str, GuardedTool]],
+) -> None:
     guard, seen, _ = worker
     call_id = left_started(guard.ledger, "r1", "crm.upsert", "idempotent", {"email": "ada@example.com"})
     report = guard.recover()
@@ -112,7 +129,8 @@ def test_a_repeat_safe_call_left_started_runs_again_with_its_key(
 
 @pytest.mark.parametrize("inside_a_loop", [False, True])
 def test_a_repeat_safe_async_tool_left_started_runs_again_to_its_end(
-        worker: tuple[Guard, Counter, dict[str, GuardedTool]], inside_a_loop: bool) -> None:
+    worker: tuple[Guard, Counter, dict[str, GuardedTool]], inside_a_loop: bool
+) -> None:
     guard, seen, _ = worker
     enriched: list[str] = []
 
@@ -135,7 +153,8 @@ def test_a_repeat_safe_async_tool_left_started_runs_again_to_its_end(
 
 
 def test_a_compensable_call_left_started_is_found_by_its_reconcile_check_and_not_run_again(
-        worker: tuple[Guard, Counter, dict[str, GuardedTool]]) -> None:
+    worker: tuple[Guard, Counter, dict[str, GuardedTool]],
+) -> None:
     guard, seen, _ = worker
     seen.charge_answer = Found(result={"charge_id": "ch_900"}, external_ids={"charge": "ch_900"})
     call_id = left_started(guard.ledger, "r2", "billing.charge", "compensable", {"amount": 900})
@@ -145,8 +164,9 @@ def test_a_compensable_call_left_started_is_found_by_its_reconcile_check_and_not
     call = guard.ledger.get_call(call_id)
     assert call is not None and call.state == "completed" and call.external_id_map == {"charge": "ch_900"}
     states = [s for e in guard.ledger.events_of("r2") if e.call_id == call_id and e.entity == "call" for s in e.path]
-    assert states == ["offered", "approved", "started", "in_doubt", "in_doubt", "completed"][:len(states)] or \
-        states[-2:] == ["in_doubt", "completed"]
+    assert states == ["offered", "approved", "started", "in_doubt", "in_doubt", "completed"][: len(states)] or states[
+        -2:
+    ] == ["in_doubt", "completed"]
 
 
 def test_a_call_confirmed_absent_runs_exactly_once(worker: tuple[Guard, Counter, dict[str, GuardedTool]]) -> None:
@@ -162,7 +182,8 @@ def test_a_call_confirmed_absent_runs_exactly_once(worker: tuple[Guard, Counter,
 
 
 def test_a_call_whose_outcome_nobody_can_tell_goes_to_review_and_never_runs(
-        worker: tuple[Guard, Counter, dict[str, GuardedTool]]) -> None:
+    worker: tuple[Guard, Counter, dict[str, GuardedTool]],
+) -> None:
     guard, seen, _ = worker
     seen.charge_answer = None
     call_id = left_started(guard.ledger, "r4", "billing.charge", "compensable", {"amount": 7})
@@ -176,7 +197,8 @@ def test_a_call_whose_outcome_nobody_can_tell_goes_to_review_and_never_runs(
 
 
 def test_a_live_lease_is_not_taken_over_unless_its_worker_is_declared_dead(
-        worker: tuple[Guard, Counter, dict[str, GuardedTool]]) -> None:
+    worker: tuple[Guard, Counter, dict[str, GuardedTool]],
+) -> None:
     guard, seen, _ = worker
     call_id = left_started(guard.ledger, "r5", "crm.upsert", "idempotent", {"email": "x@y"}, ttl=60.0)
     assert guard.recover().claimed == 0
@@ -187,7 +209,8 @@ def test_a_live_lease_is_not_taken_over_unless_its_worker_is_declared_dead(
 
 
 def test_a_worker_that_lost_its_lease_cannot_complete_or_heartbeat_the_call(
-        worker: tuple[Guard, Counter, dict[str, GuardedTool]]) -> None:
+    worker: tuple[Guard, Counter, dict[str, GuardedTool]],
+) -> None:
     guard, _, _ = worker
     guard.ledger.open_run("r6", "ops", actor="agent")
     call_id = left_started(guard.ledger, "r6", "warehouse.ship", "compensable", {"order": "o1"}, ttl=60.0)
@@ -198,17 +221,20 @@ def test_a_worker_that_lost_its_lease_cannot_complete_or_heartbeat_the_call(
     assert new_token == zombie_token + 1
     assert guard.ledger.heartbeat(call_id, zombie_token, 30.0) is False
     with pytest.raises(IllegalTransition) as fenced:
-        guard.ledger.complete("r6", call_id, token=zombie_token, result_json="null", external_ids={}, attempts=1,
-                              actor="zombie")
+        guard.ledger.complete(
+            "r6", call_id, token=zombie_token, result_json="null", external_ids={}, attempts=1, actor="zombie"
+        )
     assert fenced.value.entity == "lease"
-    guard.ledger.complete("r6", call_id, token=new_token, result_json="null", external_ids={}, attempts=1,
-                          actor="fresh")
+    guard.ledger.complete(
+        "r6", call_id, token=new_token, result_json="null", external_ids={}, attempts=1, actor="fresh"
+    )
     after = guard.ledger.get_call(call_id)
     assert after is not None and after.state == "completed"
 
 
 def test_an_operator_retries_a_failed_call_compensates_and_finishes_with_notes(
-        worker: tuple[Guard, Counter, dict[str, GuardedTool]]) -> None:
+    worker: tuple[Guard, Counter, dict[str, GuardedTool]],
+) -> None:
     guard, seen, tools = worker
     seen.ship_fails = True
     with guard.run("ops", source_event_id="order-1") as run, pytest.raises(CallFailed, match="carrier"):
@@ -220,8 +246,14 @@ def test_an_operator_retries_a_failed_call_compensates_and_finishes_with_notes(
 
     with pytest.raises(IllegalTransition):
         finish(guard.ledger, run.run_id, operator="oncall", note="   ")  # a note is required
-    retry_call(guard, run.run_id, ship_call.call_id, operator="oncall", note="carrier is back: no shipment",
-               confirmed_absent=True)
+    retry_call(
+        guard,
+        run.run_id,
+        ship_call.call_id,
+        operator="oncall",
+        note="carrier is back: no shipment",
+        confirmed_absent=True,
+    )
     assert seen.ships == 2
     again = guard.ledger.get_call(ship_call.call_id)
     assert again is not None and again.state == "failed"  # still down: recorded, run back to review
@@ -239,7 +271,8 @@ def test_an_operator_retries_a_failed_call_compensates_and_finishes_with_notes(
 
 
 def test_a_run_finished_by_hand_is_recorded_finished_by_hand_with_its_note_never_completed(
-        worker: tuple[Guard, Counter, dict[str, GuardedTool]]) -> None:
+    worker: tuple[Guard, Counter, dict[str, GuardedTool]],
+) -> None:
     guard, seen, _ = worker
     seen.charge_answer = None
     left_started(guard.ledger, "r7", "billing.charge", "compensable", {"amount": 1})
@@ -255,7 +288,8 @@ def test_a_run_finished_by_hand_is_recorded_finished_by_hand_with_its_note_never
 
 
 def test_a_worker_recovers_expired_leases_before_its_first_run(
-        worker: tuple[Guard, Counter, dict[str, GuardedTool]]) -> None:
+    worker: tuple[Guard, Counter, dict[str, GuardedTool]],
+) -> None:
     guard, seen, _ = worker
     call_id = left_started(guard.ledger, "r8", "crm.upsert", "idempotent", {"email": "late@example.com"})
     with guard.run("ops", source_event_id="next-event"):
@@ -268,7 +302,8 @@ def test_a_worker_recovers_expired_leases_before_its_first_run(
 
 
 def test_a_repeat_safe_call_that_runs_with_a_reviewers_edit_is_reconciled_not_run_again_blindly(
-        worker: tuple[Guard, Counter, dict[str, GuardedTool]]) -> None:
+    worker: tuple[Guard, Counter, dict[str, GuardedTool]],
+) -> None:
     """An approved edit is judged on its own and may be of another class than the call row records: recovery
     never re-runs such a call blindly, whatever the row says."""
     from guard.runtime.review import review
@@ -278,14 +313,34 @@ def test_a_repeat_safe_call_that_runs_with_a_reviewers_edit_is_reconciled_not_ru
     args = {"email": "ada@example.com"}
     call_id = new_id("call")
     request = CallRequest(
-        call_id=call_id, run_id="r-edit", team="ops", tool="crm.upsert", args_json=canonical_json(args).decode(),
-        args_hash=args_hash(args), idempotency_key=f"k:{call_id}", verdict="approve", side_effect="idempotent",
-        rule="upsert", reason="", policy_version="v", actor="agent", worker="dead", lease_ttl=0.0,
-        approval_roles=("ops",), quorum=1)
+        call_id=call_id,
+        run_id="r-edit",
+        team="ops",
+        tool="crm.upsert",
+        args_json=canonical_json(args).decode(),
+        args_hash=args_hash(args),
+        idempotency_key=f"k:{call_id}",
+        verdict="approve",
+        side_effect="idempotent",
+        rule="upsert",
+        reason="",
+        policy_version="v",
+        actor="agent",
+        worker="dead",
+        lease_ttl=0.0,
+        approval_roles=("ops",),
+        quorum=1,
+    )
     offer = guard.ledger.offer(request)
     assert offer.kind == "awaiting" and offer.approval_id is not None
-    review(guard.ledger, guard.policies, offer.approval_id, reviewer="oncall", decision="approve",
-           edited_args={"email": "grace@example.com"})
+    review(
+        guard.ledger,
+        guard.policies,
+        offer.approval_id,
+        reviewer="oncall",
+        decision="approve",
+        edited_args={"email": "grace@example.com"},
+    )
     resumed = guard.ledger.offer(request)  # the dead worker took the approved edit to `started`, then died
     assert resumed.kind == "started"
 

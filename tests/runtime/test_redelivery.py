@@ -43,8 +43,10 @@ class WatchedWaiter(Waiter):
     def _looked(self, call_id: str, state: str | None) -> str | None:
         if not self.late:
             return state
-        poll(lambda: self.ledger.call_state(call_id) == CallState.COMPLETED,
-             what="the other delivery completing the call")
+        poll(
+            lambda: self.ledger.call_state(call_id) == CallState.COMPLETED,
+            what="the other delivery completing the call",
+        )
         return self.ledger.call_state(call_id)
 
     def wait(self, call_id: str, approval_id: str, expires_at: float, timeout: float) -> str | None:
@@ -82,13 +84,15 @@ class Mailer:
         return {"message_id": f"m-{len(self.sent)}"}
 
 
-def worker(tmp_path: Path, ledger_url: str, name: str, late: bool,
-           mailer: Mailer) -> tuple[Guard, GuardedTool, WatchedWaiter]:
+def worker(
+    tmp_path: Path, ledger_url: str, name: str, late: bool, mailer: Mailer
+) -> tuple[Guard, GuardedTool, WatchedWaiter]:
     policies = tmp_path / "mail-policies"
     policies.mkdir(exist_ok=True)
     (policies / "mail.yaml").write_text(POLICY)
-    guard = Guard(policies=policies, db=ledger_url, worker_id=name, approval_timeout=20, log_level="error",
-                  recover_on_start=False)
+    guard = Guard(
+        policies=policies, db=ledger_url, worker_id=name, approval_timeout=20, log_level="error", recover_on_start=False
+    )
     guard.waiter = watched = WatchedWaiter(guard.ledger, late=late)
     return guard, guard.tool(mailer.send, name="email.send"), watched
 
@@ -108,7 +112,8 @@ def delivery(guard: Guard, tool: GuardedTool, kind: str) -> Callable[[], Any]:
 @pytest.mark.parametrize("kind", ["sync", "async"])
 @pytest.mark.parametrize("second_looks", ["late", "while_it_runs"])
 def test_a_second_delivery_waiting_on_the_same_approval_gets_the_recorded_result_and_nothing_runs_twice(
-        tmp_path: Path, ledger_url: str, kind: str, second_looks: str) -> None:
+    tmp_path: Path, ledger_url: str, kind: str, second_looks: str
+) -> None:
     late = second_looks == "late"
     mailer = Mailer(hold=not late)
     first, first_tool, first_waiter = worker(tmp_path, ledger_url, "w-first", False, mailer)
@@ -120,12 +125,15 @@ def test_a_second_delivery_waiting_on_the_same_approval_gets_the_recorded_result
         b = Agent(delivery(second, second_tool, kind))
         b.start()
         assert second_waiter.waiting.wait(10)  # both deliveries wait on the one approval now
-        first.ledger.decide(approval.approval_id, reviewer="sam", decision="approve",
-                            reviewer_roles=frozenset({"support"}))
+        first.ledger.decide(
+            approval.approval_id, reviewer="sam", decision="approve", reviewer_roles=frozenset({"support"})
+        )
         if not late:  # one delivery runs the email; the other meets it in flight and waits for its outcome
             assert mailer.sending.wait(10)
-            poll(lambda: first_waiter.waiting_out.is_set() or second_waiter.waiting_out.is_set(),
-                 what="the other delivery waiting for the call's outcome")
+            poll(
+                lambda: first_waiter.waiting_out.is_set() or second_waiter.waiting_out.is_set(),
+                what="the other delivery waiting for the call's outcome",
+            )
             mailer.gate.set()
         a.finish(20)
         b.finish(20)

@@ -134,8 +134,7 @@ def shop(tmp_path: Path, db_path: Path) -> Iterator[tuple[Guard, World, dict[str
             return Found(result={"message_id": "msg_found"}, external_ids={"message": "msg_found"})
         return NotFound()
 
-    tools = {"contact": upsert_contact, "invoice": create_invoice, "workspace": create_workspace,
-             "email": send_welcome}
+    tools = {"contact": upsert_contact, "invoice": create_invoice, "workspace": create_workspace, "email": send_welcome}
     try:
         yield guard, world, tools
     finally:
@@ -152,7 +151,8 @@ def onboard(guard: Guard, tools: dict[str, GuardedTool], event: str) -> str:
 
 
 def test_provisioning_fails_after_the_invoice_the_invoice_is_voided_no_email_and_the_run_names_the_state(
-        shop: tuple[Guard, World, dict[str, GuardedTool]]) -> None:
+    shop: tuple[Guard, World, dict[str, GuardedTool]],
+) -> None:
     guard, world, tools = shop
     world.provisioning_fails = True
     with pytest.raises(CallFailed, match="provisioning API 503") as failed:
@@ -163,7 +163,10 @@ def test_provisioning_fails_after_the_invoice_the_invoice_is_voided_no_email_and
     run = guard.ledger.get_run(failed.value.run_id)
     assert run is not None
     assert (run.state, run.status_label, run.requires_review) == (
-        "pending_review", "invoice_created_provisioning_failed", True)
+        "pending_review",
+        "invoice_created_provisioning_failed",
+        True,
+    )
     assert run.error_summary is not None and "Undone: #2 billing.create_invoice" in run.error_summary
     assert "Remains: #1 crm.upsert_contact" in run.error_summary  # the contact has no compensation
     assert run.last_call_id is not None
@@ -177,7 +180,8 @@ def test_provisioning_fails_after_the_invoice_the_invoice_is_voided_no_email_and
 
 
 def test_compensations_run_newest_first_and_what_has_none_keeps_the_run_for_review(
-        shop: tuple[Guard, World, dict[str, GuardedTool]]) -> None:
+    shop: tuple[Guard, World, dict[str, GuardedTool]],
+) -> None:
     guard, world, tools = shop
     made: list[dict[str, str]] = []
     with guard.run("shop", source_event_id="evt-2") as run, pytest.raises(CallFailed):
@@ -195,8 +199,7 @@ def test_compensations_run_newest_first_and_what_has_none_keeps_the_run_for_revi
     assert record.status_label == "workspace_created_provisioning_failed"
 
 
-def test_a_run_whose_every_effect_is_undone_ends_rolled_back(
-        shop: tuple[Guard, World, dict[str, GuardedTool]]) -> None:
+def test_a_run_whose_every_effect_is_undone_ends_rolled_back(shop: tuple[Guard, World, dict[str, GuardedTool]]) -> None:
     guard, world, tools = shop
     with guard.run("shop", source_event_id="evt-2b") as run, pytest.raises(CallFailed):
         tools["invoice"](contact_id="ct_1", amount_cents=100)
@@ -204,12 +207,15 @@ def test_a_run_whose_every_effect_is_undone_ends_rolled_back(
         tools["workspace"](contact_id="ct_1")
     record = guard.ledger.get_run(run.run_id)
     assert record is not None and (record.state, record.status_label) == (
-        "rolled_back", "invoice_created_provisioning_failed")
+        "rolled_back",
+        "invoice_created_provisioning_failed",
+    )
     assert world.invoices["inv_1"]["status"] == "void"
 
 
 def test_a_compensation_that_fails_marks_rollback_failed_stops_the_saga_and_lists_what_remains(
-        shop: tuple[Guard, World, dict[str, GuardedTool]]) -> None:
+    shop: tuple[Guard, World, dict[str, GuardedTool]],
+) -> None:
     guard, world, tools = shop
     world.provisioning_fails = True
     world.void_fails = True
@@ -225,7 +231,8 @@ def test_a_compensation_that_fails_marks_rollback_failed_stops_the_saga_and_list
 
 
 def test_the_email_fails_cleanly_once_only_the_email_is_retried_and_nothing_is_rolled_back(
-        shop: tuple[Guard, World, dict[str, GuardedTool]]) -> None:
+    shop: tuple[Guard, World, dict[str, GuardedTool]],
+) -> None:
     guard, world, tools = shop
     world.email_failures = 1
     run_id = onboard(guard, tools, "evt-4")
@@ -239,7 +246,8 @@ def test_the_email_fails_cleanly_once_only_the_email_is_retried_and_nothing_is_r
 
 
 def test_a_commit_whose_response_was_lost_is_found_by_the_reconcile_check_and_never_sent_twice(
-        shop: tuple[Guard, World, dict[str, GuardedTool]]) -> None:
+    shop: tuple[Guard, World, dict[str, GuardedTool]],
+) -> None:
     guard, world, tools = shop
     send = tools["email"]
     original = send.spec.fn
@@ -258,7 +266,8 @@ def test_a_commit_whose_response_was_lost_is_found_by_the_reconcile_check_and_ne
 
 
 def test_a_timed_out_call_without_a_reconcile_check_is_in_doubt_and_named_so(
-        shop: tuple[Guard, World, dict[str, GuardedTool]]) -> None:
+    shop: tuple[Guard, World, dict[str, GuardedTool]],
+) -> None:
     import threading
 
     guard, _, _ = shop
@@ -278,7 +287,8 @@ def test_a_timed_out_call_without_a_reconcile_check_is_in_doubt_and_named_so(
 
 
 def test_a_verification_that_does_not_confirm_fails_the_call_and_sends_the_run_to_review(
-        shop: tuple[Guard, World, dict[str, GuardedTool]]) -> None:
+    shop: tuple[Guard, World, dict[str, GuardedTool]],
+) -> None:
     guard, world, tools = shop
 
     @tools["workspace"].verify
@@ -295,7 +305,8 @@ def test_a_verification_that_does_not_confirm_fails_the_call_and_sends_the_run_t
 
 
 def test_credentials_failing_mid_run_go_straight_to_review_without_compensating(
-        shop: tuple[Guard, World, dict[str, GuardedTool]]) -> None:
+    shop: tuple[Guard, World, dict[str, GuardedTool]],
+) -> None:
     guard, world, tools = shop
     workspace = tools["workspace"]
 
@@ -309,12 +320,15 @@ def test_credentials_failing_mid_run_go_straight_to_review_without_compensating(
     assert world.invoices["inv_1"]["status"] == "draft"  # nothing undone with broken credentials
     record = guard.ledger.get_run(run.run_id)
     assert record is not None and (record.state, record.status_label) == (
-        "pending_review", "invoice_created_provisioning_credentials_failed")
+        "pending_review",
+        "invoice_created_provisioning_credentials_failed",
+    )
     assert record.next_safe_action is not None and "credentials" in record.next_safe_action
 
 
 def test_a_write_whose_retries_ran_out_goes_straight_to_review(
-        shop: tuple[Guard, World, dict[str, GuardedTool]]) -> None:
+    shop: tuple[Guard, World, dict[str, GuardedTool]],
+) -> None:
     guard, _, tools = shop
     contact = tools["contact"]
     tries: list[str] = []
@@ -332,7 +346,8 @@ def test_a_write_whose_retries_ran_out_goes_straight_to_review(
 
 
 def test_a_reconcile_check_that_contradicts_the_ledger_sends_the_call_to_review(
-        shop: tuple[Guard, World, dict[str, GuardedTool]]) -> None:
+    shop: tuple[Guard, World, dict[str, GuardedTool]],
+) -> None:
     from guard import report_external_id
 
     guard, _, tools = shop
@@ -353,7 +368,8 @@ def test_a_reconcile_check_that_contradicts_the_ledger_sends_the_call_to_review(
 
 
 def test_a_compensation_that_hangs_past_its_timeout_is_in_doubt_and_the_run_halts_without_looping(
-        shop: tuple[Guard, World, dict[str, GuardedTool]]) -> None:
+    shop: tuple[Guard, World, dict[str, GuardedTool]],
+) -> None:
     guard, world, tools = shop
     world.provisioning_fails = True
     world.void_hangs = threading.Event()

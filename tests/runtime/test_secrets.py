@@ -20,25 +20,35 @@ API_KEY = "sk_live_Zq8uniqueSECRETvalue"
 
 
 def test_card_numbers_and_api_keys_are_redacted_in_calls_events_approvals_results_and_logs(
-        driver: Driver, make_guard: Callable[..., Guard], db_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    driver: Driver, make_guard: Callable[..., Guard], db_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
     guard = make_guard(approval="defer", log_level="debug")
     body = Recorder(result={"invoice_id": "inv-1", "charged_with": {"Card_Number": CARD}})
     tool = driver.tool(guard, body, name="billing.create_invoice", external_ids={"invoice": "invoice_id"})
-    args = {"customer_id": "cust-1", "amount_cents": 60000, "card_number": CARD,
-            "auth": {"API_KEY": API_KEY, "scheme": "bearer"}}
+    args = {
+        "customer_id": "cust-1",
+        "amount_cents": 60000,
+        "card_number": CARD,
+        "auth": {"API_KEY": API_KEY, "scheme": "bearer"},
+    }
 
     with driver.run(guard, "onboarding") as run, pytest.raises(ApprovalPending) as pending:
         run.call(tool, **args)
-    guard.ledger.decide(pending.value.approval_id, reviewer="alice", decision="approve",
-                        reviewer_roles=frozenset({"finance"}))
+    guard.ledger.decide(
+        pending.value.approval_id, reviewer="alice", decision="approve", reviewer_roles=frozenset({"finance"})
+    )
     with driver.run(guard, "onboarding", run_id=run.run_id) as resumed:
         result = resumed.call(tool, **args)
 
     assert body.calls == [args]  # the tool itself gets the real values
     assert result["charged_with"]["Card_Number"] == CARD  # and so does the agent
     [call] = guard.ledger.calls_of(run.run_id)
-    assert call.args == {"customer_id": "cust-1", "amount_cents": 60000, "card_number": "[REDACTED]",
-                         "auth": {"API_KEY": "[REDACTED]", "scheme": "bearer"}}
+    assert call.args == {
+        "customer_id": "cust-1",
+        "amount_cents": 60000,
+        "card_number": "[REDACTED]",
+        "auth": {"API_KEY": "[REDACTED]", "scheme": "bearer"},
+    }
     assert call.result == {"invoice_id": "inv-1", "charged_with": {"Card_Number": "[REDACTED]"}}
     approval = guard.ledger.get_approval(pending.value.approval_id)
     assert approval is not None and "[REDACTED]" in approval.args_json
@@ -57,7 +67,8 @@ def test_card_numbers_and_api_keys_are_redacted_in_calls_events_approvals_result
 
 
 def test_a_secret_named_in_a_teams_policy_is_redacted_in_that_team_only(
-        driver: Driver, make_guard: Callable[..., Guard]) -> None:
+    driver: Driver, make_guard: Callable[..., Guard]
+) -> None:
     guard = make_guard()
     lab_tool = driver.tool(guard, Recorder(result={"rows": 0}), name="lab.flaky_read")
     crm_tool = driver.tool(guard, Recorder(result={"rows": 0}), name="crm.find_contact")
@@ -72,7 +83,8 @@ def test_a_secret_named_in_a_teams_policy_is_redacted_in_that_team_only(
 
 
 def test_a_secret_quoted_in_the_tools_own_error_message_is_scrubbed_from_the_ledger_and_the_logs(
-        driver: Driver, make_guard: Callable[..., Guard], db_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    driver: Driver, make_guard: Callable[..., Guard], db_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
     guard = make_guard(log_level="debug")
     body = Recorder(errors=[ValueError(f"gateway refused key {API_KEY} for card {CARD}")])
     tool = driver.tool(guard, body, name="billing.create_invoice")
@@ -90,15 +102,17 @@ def test_a_secret_quoted_in_the_tools_own_error_message_is_scrubbed_from_the_led
 
 def _pin_call(guard: Guard, driver: Driver, pin: str, run_id: str | None = None) -> tuple[str, str]:
     """A wire of money (quorum 2 of finance) with a PIN in the secret `api_key` field; (run id, approval id)."""
-    tool = guard.tool_named("lab.wire_money") or driver.tool(guard, Recorder(result={"wire": "w-1"}),
-                                                            name="lab.wire_money")
+    tool = guard.tool_named("lab.wire_money") or driver.tool(
+        guard, Recorder(result={"wire": "w-1"}), name="lab.wire_money"
+    )
     with driver.run(guard, "lab", run_id=run_id) as run, pytest.raises(ApprovalPending) as pending:
         run.call(tool, account="acct-9", amount_cents=500, api_key=pin)
     return run.run_id, pending.value.approval_id
 
 
 def test_a_four_digit_pin_cannot_be_recovered_from_the_visible_hash_or_the_default_key(
-        driver: Driver, make_guard: Callable[..., Guard]) -> None:
+    driver: Driver, make_guard: Callable[..., Guard]
+) -> None:
     guard = make_guard(approval="defer")
     run_id, approval_id = _pin_call(guard, driver, "4821")
     approval = guard.ledger.get_approval(approval_id)
@@ -115,7 +129,8 @@ def test_a_four_digit_pin_cannot_be_recovered_from_the_visible_hash_or_the_defau
 
 
 def test_the_hash_still_binds_the_exact_secret_values_so_an_approval_of_one_pin_never_runs_another(
-        driver: Driver, make_guard: Callable[..., Guard]) -> None:
+    driver: Driver, make_guard: Callable[..., Guard]
+) -> None:
     guard = make_guard(approval="defer")
     run_id, first = _pin_call(guard, driver, "4821")
     for reviewer in ("alice", "bob"):
@@ -128,7 +143,8 @@ def test_the_hash_still_binds_the_exact_secret_values_so_an_approval_of_one_pin_
 
 
 def test_the_hash_key_is_made_once_beside_the_ledger_private_never_inside_it_and_shared_by_its_workers(
-        driver: Driver, make_guard: Callable[..., Guard], db_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    driver: Driver, make_guard: Callable[..., Guard], db_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.delenv("GUARD_SECRET_KEY", raising=False)
     monkeypatch.delenv("GUARD_SECRET_KEY_FILE", raising=False)
     first, second = make_guard(), make_guard()  # two workers on one ledger file
@@ -151,7 +167,8 @@ def test_the_hash_key_is_made_once_beside_the_ledger_private_never_inside_it_and
 
 
 def test_without_a_key_a_call_with_secrets_fails_closed_before_anything_is_recorded(
-        driver: Driver, make_guard: Callable[..., Guard], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    driver: Driver, make_guard: Callable[..., Guard], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.delenv("GUARD_SECRET_KEY", raising=False)
     monkeypatch.setenv("GUARD_SECRET_KEY_FILE", str(tmp_path / "missing.key"))
     guard = make_guard(secret_key=None)  # on either backend: no key given, and the one named cannot be read
@@ -165,8 +182,7 @@ def test_without_a_key_a_call_with_secrets_fails_closed_before_anything_is_recor
     assert len(body.calls) == 1
 
 
-def test_a_ledger_server_without_a_configured_key_names_the_settings_to_fix(
-        monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_ledger_server_without_a_configured_key_names_the_settings_to_fix(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("GUARD_SECRET_KEY", raising=False)
     monkeypatch.delenv("GUARD_SECRET_KEY_FILE", raising=False)
     with pytest.raises(SecretKeyMissing, match=r"set GUARD_SECRET_KEY .* or GUARD_SECRET_KEY_FILE"):
@@ -178,7 +194,8 @@ def test_a_ledger_server_without_a_configured_key_names_the_settings_to_fix(
 
 
 def test_workers_with_different_keys_record_different_hashes_for_the_same_secret_arguments(
-        driver: Driver, make_guard: Callable[..., Guard]) -> None:
+    driver: Driver, make_guard: Callable[..., Guard]
+) -> None:
     hashes: list[str] = []
     for secret_key in ("deployment-key-one-0123456789", "deployment-key-two-0123456789"):
         guard = make_guard(secret_key=secret_key)
@@ -189,18 +206,27 @@ def test_workers_with_different_keys_record_different_hashes_for_the_same_secret
     assert hashes[0] != hashes[1]
 
 
-@pytest.mark.parametrize(("secret", "forms"), [
-    (4111111111111, ["4111111111111"]),
-    (27182.818284, ["27182.818284"]),
-    (["sk_list_member_1", 6180339887], ["sk_list_member_1", "6180339887"]),
-    ({"inner": "sk_object_member", "n": 1414.21356}, ["sk_object_member", "1414.21356"]),
-], ids=["integer", "float", "list", "object"])
+@pytest.mark.parametrize(
+    ("secret", "forms"),
+    [
+        (4111111111111, ["4111111111111"]),
+        (27182.818284, ["27182.818284"]),
+        (["sk_list_member_1", 6180339887], ["sk_list_member_1", "6180339887"]),
+        ({"inner": "sk_object_member", "n": 1414.21356}, ["sk_object_member", "1414.21356"]),
+    ],
+    ids=["integer", "float", "list", "object"],
+)
 def test_a_secret_of_any_json_type_is_scrubbed_by_value_from_the_result_and_the_error(
-        driver: Driver, make_guard: Callable[..., Guard], db_path: Path, secret: Any, forms: list[str]) -> None:
+    driver: Driver, make_guard: Callable[..., Guard], db_path: Path, secret: Any, forms: list[str]
+) -> None:
     guard = make_guard()
     echo = " ".join(forms)
-    result = {"echo": f"used {echo}!", "as_number": secret if not isinstance(secret, list | dict) else 0,
-              "by_key": {forms[0]: "x"}, "list": [f"<{forms[-1]}>"]}
+    result = {
+        "echo": f"used {echo}!",
+        "as_number": secret if not isinstance(secret, list | dict) else 0,
+        "by_key": {forms[0]: "x"},
+        "list": [f"<{forms[-1]}>"],
+    }
     reader = driver.tool(guard, Recorder(result=result), name="lab.flaky_read")
     writer = driver.tool(guard, Recorder(errors=[ValueError(f"refused {echo}")]), name="lab.halting_write")
     with driver.run(guard, "lab") as run:
@@ -218,7 +244,8 @@ def test_a_secret_of_any_json_type_is_scrubbed_by_value_from_the_result_and_the_
 
 
 def test_a_nineteen_digit_card_number_in_a_secret_field_is_refused_without_being_quoted(
-        driver: Driver, make_guard: Callable[..., Guard], db_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    driver: Driver, make_guard: Callable[..., Guard], db_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
     guard = make_guard(log_level="debug")
     tool = driver.tool(guard, Recorder(), name="lab.flaky_read")
     with driver.run(guard, "lab") as run, pytest.raises(CallDenied) as denied:
@@ -228,13 +255,19 @@ def test_a_nineteen_digit_card_number_in_a_secret_field_is_refused_without_being
     guard.close()
     raw = b"".join(f.read_bytes() for f in sorted(db_path.parent.glob(db_path.name + "*")))
     logs = capfd.readouterr()
-    for text in (str(denied.value), repr(denied.value.fields), call.reason or "", raw.decode("utf-8", "replace"),
-                 logs.err + logs.out):
+    for text in (
+        str(denied.value),
+        repr(denied.value.fields),
+        call.reason or "",
+        raw.decode("utf-8", "replace"),
+        logs.err + logs.out,
+    ):
         assert "4111111111111111117" not in text
 
 
 def test_a_secret_a_tool_reports_as_an_external_id_is_scrubbed_before_it_is_recorded(
-        driver: Driver, make_guard: Callable[..., Guard]) -> None:
+    driver: Driver, make_guard: Callable[..., Guard]
+) -> None:
     guard = make_guard()
 
     def charge(**kw: Any) -> dict[str, str]:

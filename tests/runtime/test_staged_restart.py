@@ -18,7 +18,8 @@ def _restart(guard: Guard) -> dict[str, object]:
 
 
 def test_each_stage_lets_its_calls_through_then_holds_until_confirmed_and_the_last_confirmation_lifts_the_pause(
-        make_guard: Callable[..., Guard], driver: Driver) -> None:
+    make_guard: Callable[..., Guard], driver: Driver
+) -> None:
     guard = make_guard(log_level="error")
     body = Recorder(result={"id": "c"})
     find = driver.tool(guard, body, name="crm.find_contact")
@@ -43,12 +44,18 @@ def test_each_stage_lets_its_calls_through_then_holds_until_confirmed_and_the_la
     assert [c["email"] for c in body.calls] == ["a@x.io", "c@x.io", "d@x.io", "f@x.io"]
     assert guard.ledger.active_pauses() == []
     steps = [(e["by"], e["to"], e["stage"]) for e in guard.ledger.restart_events(int(str(_restart(guard)["id"])))]
-    assert steps == [("ops-lead", "passing", 1), ("guard", "holding", 1), ("ops-lead", "passing", 2),
-                     ("guard", "holding", 2), ("ops-lead", "done", 2)]
+    assert steps == [
+        ("ops-lead", "passing", 1),
+        ("guard", "holding", 1),
+        ("ops-lead", "passing", 2),
+        ("guard", "holding", 2),
+        ("ops-lead", "done", 2),
+    ]
 
 
 def test_a_failure_during_a_stage_pauses_again_at_once_and_the_restart_is_recorded_failed(
-        make_guard: Callable[..., Guard], driver: Driver) -> None:
+    make_guard: Callable[..., Guard], driver: Driver
+) -> None:
     guard = make_guard(log_level="error")
     body = Recorder(result={"id": "c"}, errors=[RuntimeError("crm down")])
     find = driver.tool(guard, body, name="lab.halting_write")
@@ -64,14 +71,16 @@ def test_a_failure_during_a_stage_pauses_again_at_once_and_the_restart_is_record
 
 
 def test_a_quiet_period_with_no_failure_moves_a_held_stage_on_without_a_confirmation(
-        make_guard: Callable[..., Guard], driver: Driver) -> None:
+    make_guard: Callable[..., Guard], driver: Driver
+) -> None:
     guard = make_guard(log_level="error")
     body = Recorder(result={"id": "c"})
     find = driver.tool(guard, body, name="crm.find_contact")
     with driver.run(guard, "onboarding") as run:
         guard.ledger.pause("tool", "crm.*", reason="stale", by="ops-lead", team="onboarding")
-        guard.ledger.start_restart("tool", "crm.*", stages=[1, 1], by="ops-lead", reason="fixed", team="onboarding",
-                                   quiet=600)
+        guard.ledger.start_restart(
+            "tool", "crm.*", stages=[1, 1], by="ops-lead", reason="fixed", team="onboarding", quiet=600
+        )
         run.call(find, email="a@x.io")
         with pytest.raises(CallDenied, match="on its own"):
             run.call(find, email="b@x.io")
@@ -94,7 +103,8 @@ def test_pausing_again_during_a_staged_restart_ends_it(make_guard: Callable[...,
 
 
 def test_a_stage_letting_calls_through_lets_new_runs_open_and_a_held_stage_refuses_them_again(
-        make_guard: Callable[..., Guard], driver: Driver) -> None:
+    make_guard: Callable[..., Guard], driver: Driver
+) -> None:
     guard = make_guard(log_level="error")
     find = driver.tool(guard, Recorder(result={"id": "c"}), name="crm.find_contact")
     guard.ledger.pause("team", "onboarding", reason="dupes", by="ops-lead")
@@ -108,7 +118,8 @@ def test_a_stage_letting_calls_through_lets_new_runs_open_and_a_held_stage_refus
 
 
 def test_a_restart_that_passes_every_stage_lifts_the_pause_with_a_claim_so_the_ledger_still_verifies(
-        make_guard: Callable[..., Guard], driver: Driver) -> None:
+    make_guard: Callable[..., Guard], driver: Driver
+) -> None:
     guard = make_guard(log_level="error")
     find = driver.tool(guard, Recorder(result={"id": "c"}), name="crm.find_contact")
     guard.ledger.pause("team", "onboarding", reason="dupes", by="ops-lead")

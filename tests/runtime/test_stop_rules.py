@@ -60,7 +60,8 @@ def loop_guard(tmp_path: Path, db_path: Path) -> Iterator[Callable[..., Guard]]:
 
 
 def test_the_same_call_past_its_repeats_is_denied_and_recorded_and_stays_denied(
-        loop_guard: Callable[..., Guard], driver: Driver) -> None:
+    loop_guard: Callable[..., Guard], driver: Driver
+) -> None:
     guard = loop_guard()
     body = Recorder(result={"hits": []})
     search = driver.tool(guard, body, name="crm.search")
@@ -81,7 +82,8 @@ def test_the_same_call_past_its_repeats_is_denied_and_recorded_and_stays_denied(
 
 
 def test_more_calls_of_a_tool_than_a_run_may_make_are_denied_and_the_next_run_starts_afresh(
-        loop_guard: Callable[..., Guard], driver: Driver) -> None:
+    loop_guard: Callable[..., Guard], driver: Driver
+) -> None:
     guard = loop_guard()
     body = Recorder(result={"sent": True})
     send_email = driver.tool(guard, body, name="outreach.send_email")
@@ -103,7 +105,8 @@ def test_more_calls_of_a_tool_than_a_run_may_make_are_denied_and_the_next_run_st
 
 
 def test_a_policy_without_stop_rules_stops_no_repeat_and_counts_nothing_in_the_ledger(
-        make_guard: Callable[..., Guard], driver: Driver) -> None:
+    make_guard: Callable[..., Guard], driver: Driver
+) -> None:
     guard = make_guard(log_level="error")
     decision = guard.policies.classify("onboarding", "crm.find_contact", {"email": "a@example.com"})
     assert decision.stop.repeats is None and decision.stop.max_calls == ()
@@ -120,7 +123,8 @@ def test_a_policy_without_stop_rules_stops_no_repeat_and_counts_nothing_in_the_l
 
 
 def test_a_rate_rule_counts_the_whole_team_across_runs_and_opens_again_in_the_next_window(
-        loop_guard: Callable[..., Guard], driver: Driver) -> None:
+    loop_guard: Callable[..., Guard], driver: Driver
+) -> None:
     guard = loop_guard()
     body = Recorder(result={"invoice_id": "inv"})
     invoice = driver.tool(guard, body, name="billing.create_invoice")
@@ -150,6 +154,7 @@ def test_a_rate_rule_counts_the_whole_team_across_runs_and_opens_again_in_the_ne
 def test_stop_rules_never_stop_a_compensation(loop_guard: Callable[..., Guard]) -> None:
     guard = loop_guard()
     voided: list[str] = []
+
     def create_invoice(amount_cents: int) -> dict[str, str]:
         return {"invoice_id": f"inv-{amount_cents}"}
 
@@ -174,15 +179,17 @@ def test_stop_rules_never_stop_a_compensation(loop_guard: Callable[..., Guard]) 
 
 
 def test_resuming_a_call_that_waited_for_approval_is_not_counted_again(
-        loop_guard: Callable[..., Guard], driver: Driver) -> None:
+    loop_guard: Callable[..., Guard], driver: Driver
+) -> None:
     guard = loop_guard(approval="defer", actor="agent")
     body = Recorder(result={"payout_id": "p-1"})
     payout = driver.tool(guard, body, name="payout.send")
     with driver.run(guard, "loop") as run:
         with pytest.raises(ApprovalPending) as pending:
             run.call(payout, amount_cents=500)
-        guard.ledger.decide(pending.value.approval_id, reviewer="olga", decision="approve",
-                            reviewer_roles=frozenset({"ops"}))
+        guard.ledger.decide(
+            pending.value.approval_id, reviewer="olga", decision="approve", reviewer_roles=frozenset({"ops"})
+        )
         assert run.call(payout, amount_cents=500) == {"payout_id": "p-1"}  # the resume: the one payout of the run
         with pytest.raises(CallDenied, match=r"already made 1 call\(s\) of payout\.\*"):
             run.call(payout, amount_cents=900)  # a second one is over `max_calls`

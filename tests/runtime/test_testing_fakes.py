@@ -13,12 +13,15 @@ BIG = {"customer_id": "c-1", "amount_cents": 60000}
 
 
 def test_a_scripted_reviewer_approves_through_the_ledger_and_the_blocked_call_runs_once(
-        make_guard: Callable[..., Guard]) -> None:
+    make_guard: Callable[..., Guard],
+) -> None:
     guard = make_guard(approval_timeout=10.0)
     body = RecordingTool(default={"invoice_id": "inv-1"})
     tool = guard.tool(body, name="billing.create_invoice")
-    with ScriptedReviewer(guard.ledger, lambda a: "approve", reviewer="alice", roles={"finance"}) as reviewer, \
-            guard.run("onboarding"):
+    with (
+        ScriptedReviewer(guard.ledger, lambda a: "approve", reviewer="alice", roles={"finance"}) as reviewer,
+        guard.run("onboarding"),
+    ):
         assert tool(**BIG) == {"invoice_id": "inv-1"}
     assert body.calls == [BIG]
     assert [d for _, d in reviewer.decided] == ["approve"]
@@ -28,10 +31,18 @@ def test_a_scripted_reviewer_without_the_role_is_refused_like_a_person(make_guar
     guard = make_guard(approval_timeout=10.0)
     body = RecordingTool()
     tool = guard.tool(body, name="billing.create_invoice")
-    with ScriptedReviewer(guard.ledger, lambda a: "approve", reviewer="sam", roles={"support"}) as outsider, \
-            ScriptedReviewer(guard.ledger, lambda a: "reject" if outsider.refused else None, reviewer="alice",
-                             roles={"finance"}, reason="not this month"), \
-            guard.run("onboarding"), pytest.raises(CallRejected, match="not this month"):
+    with (
+        ScriptedReviewer(guard.ledger, lambda a: "approve", reviewer="sam", roles={"support"}) as outsider,
+        ScriptedReviewer(
+            guard.ledger,
+            lambda a: "reject" if outsider.refused else None,
+            reviewer="alice",
+            roles={"finance"},
+            reason="not this month",
+        ),
+        guard.run("onboarding"),
+        pytest.raises(CallRejected, match="not this month"),
+    ):
         tool(**BIG)
     assert outsider.refused and outsider.refused[0][0] == "forbidden"
     assert body.calls == []

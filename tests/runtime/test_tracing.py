@@ -77,13 +77,20 @@ def by_name(spans: tuple[ReadableSpan, ...], name: str) -> list[ReadableSpan]:
 
 def children(spans: tuple[ReadableSpan, ...], parent: ReadableSpan) -> list[str]:
     assert parent.context is not None
-    return [s.name for s in sorted(spans, key=lambda s: s.start_time or 0)
-            if s.parent is not None and s.parent.span_id == parent.context.span_id]
+    return [
+        s.name
+        for s in sorted(spans, key=lambda s: s.start_time or 0)
+        if s.parent is not None and s.parent.span_id == parent.context.span_id
+    ]
 
 
 def test_a_call_that_waits_is_approved_fails_once_and_is_compensated_is_one_span_tree(
-        driver: Driver, make_guard: Callable[..., Guard], shop: Path, provider: TracerProvider,
-        exporter: InMemorySpanExporter) -> None:
+    driver: Driver,
+    make_guard: Callable[..., Guard],
+    shop: Path,
+    provider: TracerProvider,
+    exporter: InMemorySpanExporter,
+) -> None:
     """The charge's span holds the approval wait, its failed attempt, the reconcile check and the execute_tool
     span of its refund; its events are the ledger's transitions, the reviewer's approval included."""
     guard = make_guard(policies=shop, approval_timeout=30, tracer_provider=provider)
@@ -111,8 +118,13 @@ def test_a_call_that_waits_is_approved_fails_once_and_is_compensated_is_one_span
     agent = Agent(work)
     agent.start()
     approval = waiting_approval(guard, agent, "shop")
-    guard.ledger.decide(approval.approval_id, reviewer="alice", decision="approve",
-                        reviewer_roles=frozenset({"finance"}), shown_args_hash=approval.args_hash)
+    guard.ledger.decide(
+        approval.approval_id,
+        reviewer="alice",
+        decision="approve",
+        reviewer_roles=frozenset({"finance"}),
+        shown_args_hash=approval.args_hash,
+    )
     agent.finish()
     assert isinstance(agent.error, CallInDoubt)
 
@@ -128,8 +140,12 @@ def test_a_call_that_waits_is_approved_fails_once_and_is_compensated_is_one_span
     assert attrs["guard.run_id"] == approval.run_id and attrs["guard.deduplicated"] is False
     assert attrs["guard.call.state"] == "rolled_back" and "guard.policy_version" in attrs
     assert "gen_ai.tool.call.arguments" not in attrs  # not opted in
-    assert children(spans, root) == ["guard.approval_wait", "guard.attempt", "guard.reconcile",
-                                     "execute_tool shop.refund"]
+    assert children(spans, root) == [
+        "guard.approval_wait",
+        "guard.attempt",
+        "guard.reconcile",
+        "execute_tool shop.refund",
+    ]
     [wait] = by_name(spans, "guard.approval_wait")
     assert dict(wait.attributes or {})["guard.call.state"] == "approved"
     attempt = next(s for s in by_name(spans, "guard.attempt") if s.parent == root.context)
@@ -140,21 +156,31 @@ def test_a_call_that_waits_is_approved_fails_once_and_is_compensated_is_one_span
     assert dict(refund.attributes or {})["guard.compensates"] == approval.call_id
     assert "error.type" not in dict(refund.attributes or {})
     events = [(e.name, dict(e.attributes or {}).get("guard.actor")) for e in root.events]
-    assert events == [("offered", "agent"), ("awaiting_approval", "agent"), ("approval pending", "agent"),
-                      ("approval decision:approve", "alice"), ("approval approved", "alice"), ("approved", "alice"),
-                      ("started", "agent"), ("in_doubt", "agent"), ("rolling_back", "agent"),
-                      ("rolled_back", "agent")]
+    assert events == [
+        ("offered", "agent"),
+        ("awaiting_approval", "agent"),
+        ("approval pending", "agent"),
+        ("approval decision:approve", "alice"),
+        ("approval approved", "alice"),
+        ("approved", "alice"),
+        ("started", "agent"),
+        ("in_doubt", "agent"),
+        ("rolling_back", "agent"),
+        ("rolled_back", "agent"),
+    ]
     assert all(s.context.trace_id == root.context.trace_id for s in spans if s.context and root.context)
 
 
 def test_the_call_span_is_a_child_of_the_span_the_agent_framework_has_open(
-        make_guard: Callable[..., Guard], shop: Path, provider: TracerProvider,
-        exporter: InMemorySpanExporter) -> None:
+    make_guard: Callable[..., Guard], shop: Path, provider: TracerProvider, exporter: InMemorySpanExporter
+) -> None:
     """A guarded call made inside the framework's span is its child, in the same trace."""
     guard = make_guard(policies=shop, tracer_provider=provider)
     lookup = guard.tool(stock, name="shop.lookup")
-    with provider.get_tracer("agent-framework").start_as_current_span("invoke_agent shopper") as outer, \
-            guard.run("shop"):
+    with (
+        provider.get_tracer("agent-framework").start_as_current_span("invoke_agent shopper") as outer,
+        guard.run("shop"),
+    ):
         lookup(sku="A-1")
     [span] = by_name(exporter.get_finished_spans(), "execute_tool shop.lookup")
     assert span.parent is not None and span.parent.span_id == outer.get_span_context().span_id
@@ -163,8 +189,8 @@ def test_the_call_span_is_a_child_of_the_span_the_agent_framework_has_open(
 
 
 def test_arguments_and_results_go_on_the_span_only_when_opted_in_and_then_redacted(
-        make_guard: Callable[..., Guard], shop: Path, provider: TracerProvider,
-        exporter: InMemorySpanExporter) -> None:
+    make_guard: Callable[..., Guard], shop: Path, provider: TracerProvider, exporter: InMemorySpanExporter
+) -> None:
     """With trace_content the span holds the ledger's redacted arguments and result: the api_key never shows."""
     guard = make_guard(policies=shop, tracer_provider=provider, trace_content=True)
 
@@ -178,13 +204,14 @@ def test_arguments_and_results_go_on_the_span_only_when_opted_in_and_then_redact
     attrs = dict(span.attributes or {})
     assert '"sku":"A-1"' in str(attrs["gen_ai.tool.call.arguments"]).replace(" ", "")
     assert "sk-live" not in str(attrs["gen_ai.tool.call.arguments"]) and "[REDACTED]" in str(
-        attrs["gen_ai.tool.call.arguments"])
+        attrs["gen_ai.tool.call.arguments"]
+    )
     assert "sk-live" not in str(attrs["gen_ai.tool.call.result"]) and "used" in str(attrs["gen_ai.tool.call.result"])
 
 
 def test_a_deduplicated_call_says_so_and_runs_no_attempt(
-        make_guard: Callable[..., Guard], shop: Path, provider: TracerProvider,
-        exporter: InMemorySpanExporter) -> None:
+    make_guard: Callable[..., Guard], shop: Path, provider: TracerProvider, exporter: InMemorySpanExporter
+) -> None:
     """The same refund made twice in a run: the second span is deduplicated, completed, with no attempt span."""
     guard = make_guard(policies=shop, tracer_provider=provider)
     refund = guard.tool(give_back, name="shop.refund")
@@ -200,8 +227,8 @@ def test_a_deduplicated_call_says_so_and_runs_no_attempt(
 
 
 def test_a_call_retried_after_a_clean_failure_numbers_its_attempts_on(
-        make_guard: Callable[..., Guard], shop: Path, provider: TracerProvider,
-        exporter: InMemorySpanExporter) -> None:
+    make_guard: Callable[..., Guard], shop: Path, provider: TracerProvider, exporter: InMemorySpanExporter
+) -> None:
     """An idempotent call that fails once and is retried by its policy has attempts 1 (failed) and 2 (completed)."""
     guard = make_guard(policies=shop, tracer_provider=provider)
     failures = [ConnectionError("warehouse busy")]
@@ -220,4 +247,5 @@ def test_a_call_retried_after_a_clean_failure_numbers_its_attempts_on(
     attempts = [dict(s.attributes or {}) for s in runs]
     assert [(a["guard.attempt"], a.get("error.type")) for a in attempts] == [(1, "ConnectionError"), (2, None)]
     assert dict(call.attributes or {})["guard.call.state"] == "completed" and "error.type" not in dict(
-        call.attributes or {})
+        call.attributes or {}
+    )

@@ -27,17 +27,31 @@ from guard.testing import poll
 CHROMIUM = Path("/usr/bin/chromium")
 # Headless on a machine with no display and a closed network: no GPU, no QUIC, no background requests
 # (component updates, sync, first-run pages), no sandbox (the tests may run as root).
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--disable-dev-shm-usage"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-dev-shm-usage",
+]
 
 # The onboarding story as the reviewer page shows it: the contact exists, the first invoice is over the
 # policy's limit (`big-invoice`: amount_cents > 50000 waits for `finance`).
 CUSTOMER = {"email": "ada@example.com", "name": "Ada Lovelace", "company": "Analytical Engines Ltd"}
-INVOICE = {"contact_id": "ct_ada_1001", "amount_cents": 1_250_000, "currency": "EUR",
-           "memo": "Enterprise plan, 50 seats, annual prepay"}
-PROSPECT_EMAIL = {"lead": {"email": "lin@example.org", "segment": "smb", "unsubscribed": False},
-                  "template": "first-touch"}
+INVOICE = {
+    "contact_id": "ct_ada_1001",
+    "amount_cents": 1_250_000,
+    "currency": "EUR",
+    "memo": "Enterprise plan, 50 seats, annual prepay",
+}
+PROSPECT_EMAIL = {
+    "lead": {"email": "lin@example.org", "segment": "smb", "unsubscribed": False},
+    "template": "first-touch",
+}
 
 
 class ChromiumUnavailable(RuntimeError):
@@ -47,8 +61,10 @@ class ChromiumUnavailable(RuntimeError):
 def launch_chromium(playwright: Playwright) -> Browser:
     """Debian's Chromium, headless, driven by Playwright. Raises ChromiumUnavailable with the fix."""
     if not CHROMIUM.exists():
-        raise ChromiumUnavailable(f"{CHROMIUM} is missing: run `.ci/ensure-chromium` (as root or with sudo; "
-                                  "`make test` runs it) to install Debian's chromium package")
+        raise ChromiumUnavailable(
+            f"{CHROMIUM} is missing: run `.ci/ensure-chromium` (as root or with sudo; "
+            "`make test` runs it) to install Debian's chromium package"
+        )
     try:
         return playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, timeout=30_000)
     except Error as exc:
@@ -83,11 +99,18 @@ def _guard(db: str, actor: str) -> Guard:
     return Guard(policies=POLICIES, db=db, actor=actor, approval="defer", log_level="error")
 
 
-def waiting_invoice(db: str, *, actor: str = "onboarding-agent", event_id: str = "evt_signup_1001",
-                    customer: dict[str, str] = CUSTOMER, invoice_args: dict[str, Any] = INVOICE) -> str:
+def waiting_invoice(
+    db: str,
+    *,
+    actor: str = "onboarding-agent",
+    event_id: str = "evt_signup_1001",
+    customer: dict[str, str] = CUSTOMER,
+    invoice_args: dict[str, Any] = INVOICE,
+) -> str:
     """An onboarding run whose CRM contact exists and whose first invoice waits for `finance`; the approval id."""
     guard = _guard(db, actor)
     try:
+
         def upsert_contact(**_: Any) -> dict[str, str]:
             return {"contact_id": str(invoice_args["contact_id"])}
 
@@ -96,8 +119,10 @@ def waiting_invoice(db: str, *, actor: str = "onboarding-agent", event_id: str =
 
         upsert = guard.tool(upsert_contact, name="crm.upsert_contact", external_ids={"contact": "contact_id"})
         invoice = guard.tool(create_invoice, name="billing.create_invoice", external_ids={"invoice": "invoice_id"})
-        with pytest.raises(ApprovalPending) as pending, guard.run("onboarding", source_event_id=event_id,
-                                                                  subject=customer["email"]):
+        with (
+            pytest.raises(ApprovalPending) as pending,
+            guard.run("onboarding", source_event_id=event_id, subject=customer["email"]),
+        ):
             upsert(**customer)
             invoice(**invoice_args)
         return pending.value.approval_id
@@ -109,6 +134,7 @@ def waiting_prospect_email(db: str) -> str:
     """A growth run whose prospect email waits for `marketing` (a team sam and alice do not review)."""
     guard = _guard(db, "growth-agent")
     try:
+
         def send(**_: Any) -> dict[str, str]:
             raise AssertionError("a held email must not be sent before a reviewer approves it")
 

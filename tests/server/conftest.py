@@ -49,12 +49,15 @@ def shared_key(ledger_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture
-def service(ledger_url: str, shared_key: None, service_policies: Path,
-            service_options: dict[str, Any]) -> Iterator[Service]:
+def service(
+    ledger_url: str, shared_key: None, service_policies: Path, service_options: dict[str, Any]
+) -> Iterator[Service]:
     ledger = Ledger(ledger_url)
     # `newcomer` holds a token but no role anywhere until a test writes one into a policy.
-    tokens = {name: ledger.create_token(name, by="test")[1]
-              for name in ("sam", "alice", "ops-lead", "maria", "onboarding-agent", "newcomer")}
+    tokens = {
+        name: ledger.create_token(name, by="test")[1]
+        for name in ("sam", "alice", "ops-lead", "maria", "onboarding-agent", "newcomer")
+    }
     app = create_app(ledger_url, service_policies, session_secret=b"s" * 32, **service_options)
     try:
         yield Service(app, ledger, ledger_url, tokens, [])
@@ -81,8 +84,7 @@ def _free_port() -> int:
 def live_url(service: Service) -> Iterator[str]:
     """A real uvicorn server on loopback in a thread; ready when /health answers (polled with a deadline)."""
     port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(service.app, host="127.0.0.1", port=port, log_level="error",
-                                           lifespan="off"))
+    server = uvicorn.Server(uvicorn.Config(service.app, host="127.0.0.1", port=port, log_level="error", lifespan="off"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     url = f"http://127.0.0.1:{port}"

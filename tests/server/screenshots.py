@@ -32,10 +32,17 @@ def seed(db_path: Path) -> tuple[str, str]:
     finally:
         ledger.close()
     first = waiting_invoice(f"sqlite:///{db_path}")
-    waiting_invoice(f"sqlite:///{db_path}", event_id="evt_signup_1002",
-                    customer={"email": "grace@example.com", "name": "Grace Hopper", "company": "Compiler Works"},
-                    invoice_args={"contact_id": "ct_grace_1002", "amount_cents": 68_000, "currency": "EUR",
-                                  "memo": "Team plan, 12 seats, first quarter"})
+    waiting_invoice(
+        f"sqlite:///{db_path}",
+        event_id="evt_signup_1002",
+        customer={"email": "grace@example.com", "name": "Grace Hopper", "company": "Compiler Works"},
+        invoice_args={
+            "contact_id": "ct_grace_1002",
+            "amount_cents": 68_000,
+            "currency": "EUR",
+            "memo": "Team plan, 12 seats, first quarter",
+        },
+    )
     return first, token
 
 

@@ -67,10 +67,16 @@ def ledger_contents(ledger: Ledger) -> str:
         assert key_file_for(path) not in files  # the hash key lives beside the ledger, not in it
         return b"".join(f.read_bytes() for f in files).decode("utf-8", "replace")
     with ledger.conns.read() as cur:
-        tables = [str(t) for (t,) in cur.execute(
-            "SELECT tablename FROM pg_tables WHERE schemaname = current_schema()").fetchall()]
-        return "\n".join(str(value) for table in tables
-                         for row in cur.execute(f'SELECT * FROM "{table}"').fetchall() for value in row)
+        tables = [
+            str(t)
+            for (t,) in cur.execute("SELECT tablename FROM pg_tables WHERE schemaname = current_schema()").fetchall()
+        ]
+        return "\n".join(
+            str(value)
+            for table in tables
+            for row in cur.execute(f'SELECT * FROM "{table}"').fetchall()
+            for value in row
+        )
 
 
 def healthy(url: str) -> bool:

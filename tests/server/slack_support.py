@@ -39,10 +39,12 @@ class FakeSlack:
 
     def at(self, path: str, count: int = 1) -> list[Received]:
         """The requests to `path`, once there are `count` of them (polled with a deadline)."""
+
         def arrived() -> list[Received]:
             with self.lock:
                 found = [r for r in self.received if r.path == path]
             return found if len(found) >= count else []
+
         return poll(arrived, what=f"{count} request(s) to {path}")
 
     def paths(self) -> list[str]:
@@ -58,8 +60,9 @@ def fake_slack() -> Generator[FakeSlack]:
         def do_POST(self) -> None:
             raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
             with state.lock:
-                state.received.append(Received(self.path, {k.lower(): v for k, v in self.headers.items()},
-                                               json.loads(raw or b"null")))
+                state.received.append(
+                    Received(self.path, {k.lower(): v for k, v in self.headers.items()}, json.loads(raw or b"null"))
+                )
             answer: dict[str, Any] = {"ok": state.views_ok} if self.path.endswith("/views.open") else {"ok": True}
             if not state.views_ok:
                 answer["error"] = "expired_trigger_id"
@@ -85,25 +88,41 @@ def fake_slack() -> Generator[FakeSlack]:
         thread.join(timeout=10)
 
 
-def signed(payload: dict[str, Any], *, secret: str = SIGNING_SECRET, at: float | None = None) -> tuple[bytes,
-                                                                                                      dict[str, str]]:
+def signed(
+    payload: dict[str, Any], *, secret: str = SIGNING_SECRET, at: float | None = None
+) -> tuple[bytes, dict[str, str]]:
     """The body and headers of an interaction as Slack posts it: form-encoded `payload`, signed `v0`."""
     body = urlencode({"payload": json.dumps(payload)}).encode()
     stamp = str(int(time.time() if at is None else at))
     digest = hmac.new(secret.encode(), f"v0:{stamp}:".encode() + body, hashlib.sha256).hexdigest()
-    return body, {"Content-Type": "application/x-www-form-urlencoded", "X-Slack-Request-Timestamp": stamp,
-                  "X-Slack-Signature": f"v0={digest}"}
+    return body, {
+        "Content-Type": "application/x-www-form-urlencoded",
+        "X-Slack-Request-Timestamp": stamp,
+        "X-Slack-Signature": f"v0={digest}",
+    }
 
 
 def press(user: str, action_id: str, value: str, response_url: str, trigger_id: str = "trig-1") -> dict[str, Any]:
     """A block_actions payload: `user` pressed the button `action_id` carrying `value`."""
-    return {"type": "block_actions", "user": {"id": user, "username": user.lower()}, "team": {"id": "T0001"},
-            "trigger_id": trigger_id, "response_url": response_url,
-            "actions": [{"type": "button", "action_id": action_id, "block_id": "guard:x", "value": value}]}
+    return {
+        "type": "block_actions",
+        "user": {"id": user, "username": user.lower()},
+        "team": {"id": "T0001"},
+        "trigger_id": trigger_id,
+        "response_url": response_url,
+        "actions": [{"type": "button", "action_id": action_id, "block_id": "guard:x", "value": value}],
+    }
 
 
 def submit(user: str, metadata: str, reason: str | None) -> dict[str, Any]:
     """A view_submission payload: `user` submitted the reason dialog."""
-    return {"type": "view_submission", "user": {"id": user}, "team": {"id": "T0001"},
-            "view": {"callback_id": "guard_reject_reason", "private_metadata": metadata,
-                     "state": {"values": {"reason": {"reason": {"type": "plain_text_input", "value": reason}}}}}}
+    return {
+        "type": "view_submission",
+        "user": {"id": user},
+        "team": {"id": "T0001"},
+        "view": {
+            "callback_id": "guard_reject_reason",
+            "private_metadata": metadata,
+            "state": {"values": {"reason": {"reason": {"type": "plain_text_input", "value": reason}}}},
+        },
+    }

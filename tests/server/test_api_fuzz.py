@@ -48,18 +48,28 @@ FuzzCase = Any
 Check = Callable[[CheckContext, Response, Any], "bool | None"]
 
 
+CHECKS: list[Check] = [
+    not_a_server_error,
+    status_code_conformance,
+    content_type_conformance,
+    response_headers_conformance,
+    response_schema_conformance,
+    negative_data_rejection,
+]
+FUZZ = settings(
+    max_examples=EXAMPLES,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    print_blob=True,
+    phases=[Phase.explicit, Phase.generate, Phase.shrink],
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much, HealthCheck.data_too_large],
+)
 
 
-CHECKS: list[Check] = [not_a_server_error, status_code_conformance, content_type_conformance,
-                       response_headers_conformance, response_schema_conformance, negative_data_rejection]
-FUZZ = settings(max_examples=EXAMPLES, deadline=None, derandomize=True, database=None, print_blob=True,
-                phases=[Phase.explicit, Phase.generate, Phase.shrink],
-                suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much,
-                                       HealthCheck.data_too_large])
-
-
-def fuzz(service: Service, live_url: str, *, reviewer: str | None,
-         known_ids: dict[str, str]) -> Counter[tuple[str, int]]:
+def fuzz(
+    service: Service, live_url: str, *, reviewer: str | None, known_ids: dict[str, str]
+) -> Counter[tuple[str, int]]:
     """Fuzz every operation; returns how many answers of each status each operation gave.
 
     Fails on the first check that fails, with schemathesis's account of it and a curl line to repeat it.
@@ -75,9 +85,14 @@ def fuzz(service: Service, live_url: str, *, reviewer: str | None,
         if isinstance(result, Err):
             raise result.err()  # an operation the document describes in a way schemathesis cannot use
         operations.append(result.ok())
-    assert {op.label for op in operations} >= {"GET /api/approvals", "GET /api/approvals/{approval_id}",
-                                               "POST /api/approvals/{approval_id}/decision", "GET /api/runs",
-                                               "GET /api/runs/{run_id}", "GET /health"}
+    assert {op.label for op in operations} >= {
+        "GET /api/approvals",
+        "GET /api/approvals/{approval_id}",
+        "POST /api/approvals/{approval_id}/decision",
+        "GET /api/runs",
+        "GET /api/runs/{run_id}",
+        "GET /health",
+    }
     for operation in operations:
         variants: list[dict[str, Any]] = [{}]
         names: set[str] = {p.name for p in operation.path_parameters}
@@ -87,8 +102,9 @@ def fuzz(service: Service, live_url: str, *, reviewer: str | None,
             for fixed in variants:
                 if mode is GenerationMode.NEGATIVE and not negatable(operation, fixed):
                     continue
-                strategy: SearchStrategy[FuzzCase] = operation.as_strategy(generation_mode=mode,
-                                                                           path_parameters=fixed or None)
+                strategy: SearchStrategy[FuzzCase] = operation.as_strategy(
+                    generation_mode=mode, path_parameters=fixed or None
+                )
                 send_all(strategy, base_url=live_url, checks=checks, statuses=statuses)
     return statuses
 
@@ -100,9 +116,11 @@ def negatable(operation: Operation, fixed: dict[str, Any]) -> bool:
     return bool(free) or bool(operation.body)
 
 
-def send_all(strategy: SearchStrategy[FuzzCase], *, base_url: str, checks: list[Check],
-             statuses: Counter[tuple[str, int]]) -> None:
+def send_all(
+    strategy: SearchStrategy[FuzzCase], *, base_url: str, checks: list[Check], statuses: Counter[tuple[str, int]]
+) -> None:
     """Send every case Hypothesis draws from `strategy`, count its status and check the answer."""
+
     @FUZZ
     @given(case=strategy)
     def run(case: FuzzCase) -> None:
@@ -128,12 +146,14 @@ def server_errors(caplog: pytest.LogCaptureFixture) -> Iterator[pytest.LogCaptur
 
 @pytest.mark.parametrize("reviewer", ["sam", None], ids=["reviewer token", "no token"])
 def test_the_api_answers_every_generated_request_without_a_5xx_and_as_its_schema_says(
-        service: Service, live_url: str, reviewer: str | None, server_errors: pytest.LogCaptureFixture) -> None:
+    service: Service, live_url: str, reviewer: str | None, server_errors: pytest.LogCaptureFixture
+) -> None:
     approval_id = service.waiting()
     record = service.ledger.get_approval(approval_id)
     assert record is not None
-    statuses = fuzz(service, live_url, reviewer=reviewer, known_ids={"approval_id": approval_id,
-                                                                     "run_id": record.run_id})
+    statuses = fuzz(
+        service, live_url, reviewer=reviewer, known_ids={"approval_id": approval_id, "run_id": record.run_id}
+    )
     FIGURES[f"fuzz requests with {'a' if reviewer else 'no'} token"] += statuses.total()
     labels = {label for label, _ in statuses}
     assert len(labels) >= 6 and statuses.total() >= 5 * EXAMPLES, statuses
@@ -145,10 +165,13 @@ def test_the_api_answers_every_generated_request_without_a_5xx_and_as_its_schema
     else:
         # No token, no data: every API answer is 401, but for the known bug of a decision body that is not
         # JSON (400 or 422 before the token is looked at; see the last test of this file).
-        unparsable = {("POST /api/approvals/{approval_id}/decision", 400),
-                      ("POST /api/approvals/{approval_id}/decision", 422)}
-        assert {(label, status) for (label, status) in statuses
-                if label.split()[1].startswith("/api/") and status != 401} <= unparsable, statuses
+        unparsable = {
+            ("POST /api/approvals/{approval_id}/decision", 400),
+            ("POST /api/approvals/{approval_id}/decision", 422),
+        }
+        assert {
+            (label, status) for (label, status) in statuses if label.split()[1].startswith("/api/") and status != 401
+        } <= unparsable, statuses
     after = service.ledger.get_approval(approval_id)
     # Nothing generated knows the arguments' hash, so nothing can have been decided.
     assert after is not None and after.state == "pending" and service.ledger.decisions_of(approval_id) == []
@@ -163,17 +186,24 @@ def test_a_422_body_is_the_one_the_document_declares(service: Service, live_url:
     case.validate_response(response, checks=[response_schema_conformance])
 
 
-def test_a_body_that_is_not_json_is_refused_with_a_documented_status_and_shape(
-        service: Service, live_url: str) -> None:
+def test_a_body_that_is_not_json_is_refused_with_a_documented_status_and_shape(service: Service, live_url: str) -> None:
     schema = schemathesis.openapi.from_url(f"{live_url}/openapi.json")
     approval_id = service.waiting()
     operation: Operation = schema["/api/approvals/{approval_id}/decision"]["POST"]
     case: FuzzCase = operation.Case(path_parameters={"approval_id": approval_id})
-    response = httpx.post(f"{live_url}/api/approvals/{approval_id}/decision", content=b"\x13\xff",
-                          headers={**service.auth("sam"), "Content-Type": "application/json"}, timeout=10)
+    response = httpx.post(
+        f"{live_url}/api/approvals/{approval_id}/decision",
+        content=b"\x13\xff",
+        headers={**service.auth("sam"), "Content-Type": "application/json"},
+        timeout=10,
+    )
     assert response.status_code < 500 and "code" in response.json(), response.text
     case.validate_response(response, checks=[status_code_conformance])
     for body in (b"\x13\xff", b"\x00"):
-        anonymous = httpx.post(f"{live_url}/api/approvals/{approval_id}/decision", content=body,
-                               headers={"Content-Type": "application/json"}, timeout=10)
+        anonymous = httpx.post(
+            f"{live_url}/api/approvals/{approval_id}/decision",
+            content=body,
+            headers={"Content-Type": "application/json"},
+            timeout=10,
+        )
         assert anonymous.status_code == 401, (body, anonymous.text)

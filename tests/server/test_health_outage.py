@@ -47,17 +47,28 @@ def _status(url: str) -> int:
 
 
 def test_health_answers_503_naming_the_database_while_it_is_down_and_200_once_it_is_back(
-        own_cluster: PgCluster) -> None:
+    own_cluster: PgCluster,
+) -> None:
     db = own_cluster.create_database("health")
     upgrade(db)
     env = {**os.environ, "GUARD_POLICY_DIR": str(POLICIES)}
-    created = subprocess.run([sys.executable, "-m", "guard", "tokens", "create", "--reviewer", "sam", "--db", db,
-                              "--json"], env=env, capture_output=True, text=True, check=True, timeout=60)
+    created = subprocess.run(
+        [sys.executable, "-m", "guard", "tokens", "create", "--reviewer", "sam", "--db", db, "--json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
     auth = {"Authorization": f"Bearer {json.loads(created.stdout)['token']}"}
     port = _free_port()
     base = f"http://127.0.0.1:{port}"
-    proc = subprocess.Popen([sys.executable, "-m", "guard", "serve", "--port", str(port), "--db", db,
-                             "--log-level", "warning"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "guard", "serve", "--port", str(port), "--db", db, "--log-level", "warning"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     try:
         poll(lambda: proc.poll() is not None or healthy(base), timeout=30, what="guard serve answering /health")
         assert proc.poll() is None, proc.communicate()[1].decode()

@@ -29,8 +29,13 @@ def page(browser: Browser, live_url: str) -> Iterator[Page]:
 @pytest.fixture
 def incident(service: Service, tmp_path: Path) -> str:
     bad_sync(service, tmp_path / "systems")
-    return IncidentBook(service.ledger).open(Scope(team="contacts", source_event_ids=("sync-1",)),
-                                             title="Contact sync wrote churned", opened_by="olga").incident_id
+    return (
+        IncidentBook(service.ledger)
+        .open(
+            Scope(team="contacts", source_event_ids=("sync-1",)), title="Contact sync wrote churned", opened_by="olga"
+        )
+        .incident_id
+    )
 
 
 def _sign_in(page: Page, service: Service, reviewer: str) -> None:
@@ -41,7 +46,8 @@ def _sign_in(page: Page, service: Service, reviewer: str) -> None:
 
 
 def test_a_reviewer_finds_the_incident_filters_its_records_and_judges_picked_ones_and_all_shown(
-        service: Service, page: Page, incident: str) -> None:
+    service: Service, page: Page, incident: str
+) -> None:
     _sign_in(page, service, "rita")
     page.goto("/incidents")
     page.get_by_role("link", name="Contact sync wrote churned").click()
@@ -69,7 +75,8 @@ def test_a_reviewer_finds_the_incident_filters_its_records_and_judges_picked_one
 
 
 def test_a_note_lands_in_the_log_a_reviewer_cannot_close_and_an_operator_can(
-        service: Service, browser: Browser, page: Page, live_url: str, incident: str) -> None:
+    service: Service, browser: Browser, page: Page, live_url: str, incident: str
+) -> None:
     _sign_in(page, service, "rita")
     page.goto(f"/incidents/{incident}")
     page.get_by_label("Note for the log").fill("Support saw three complaints about churn emails")
@@ -92,7 +99,8 @@ def test_a_note_lands_in_the_log_a_reviewer_cannot_close_and_an_operator_can(
 
 
 def test_a_reviewer_of_another_team_sees_no_incidents_and_the_page_of_one_is_not_found(
-        service: Service, page: Page, incident: str) -> None:
+    service: Service, page: Page, incident: str
+) -> None:
     _sign_in(page, service, "maria")
     page.goto("/incidents")
     expect(page.get_by_text("No incidents.")).to_be_visible()

@@ -26,12 +26,16 @@ def synced(service: Service, tmp_path: Path) -> Service:
 
 
 async def _open(client: httpx.AsyncClient, service: Service, who: str = "olga") -> httpx.Response:
-    return await client.post("/api/incidents", headers=service.auth(who), json={
-        "title": "sync wrote churned", "team": "contacts", "source_event_ids": ["sync-1"]})
+    return await client.post(
+        "/api/incidents",
+        headers=service.auth(who),
+        json={"title": "sync wrote churned", "team": "contacts", "source_event_ids": ["sync-1"]},
+    )
 
 
 async def test_an_operator_opens_an_incident_and_a_reviewer_of_the_team_may_not(
-        client: httpx.AsyncClient, synced: Service) -> None:
+    client: httpx.AsyncClient, synced: Service
+) -> None:
     refused = await _open(client, synced, "rita")
     assert refused.status_code == 403 and refused.json()["code"] == "forbidden"
     stranger = await _open(client, synced, "maria")
@@ -44,13 +48,19 @@ async def test_an_operator_opens_an_incident_and_a_reviewer_of_the_team_may_not(
 
 
 async def test_a_reviewer_tags_by_filter_and_by_id_and_the_totals_and_history_follow(
-        client: httpx.AsyncClient, synced: Service) -> None:
+    client: httpx.AsyncClient, synced: Service
+) -> None:
     inc = (await _open(client, synced)).json()["incident_id"]
     rita = synced.auth("rita")
     crm = (await client.get(f"/api/incidents/{inc}/records", headers=rita, params={"system": "crm"})).json()
     assert len(crm) == 12 and all(r["system"] == "crm" for r in crm)
-    done = (await client.post(f"/api/incidents/{inc}/verdicts", headers=rita, json={
-        "verdict": "wrong", "system": "mail", "note": "paid plans"})).json()
+    done = (
+        await client.post(
+            f"/api/incidents/{inc}/verdicts",
+            headers=rita,
+            json={"verdict": "wrong", "system": "mail", "note": "paid plans"},
+        )
+    ).json()
     assert (done["matched"], done["changed"]) == (12, 12)
     one = crm[0]["call_id"]
     await client.post(f"/api/incidents/{inc}/verdicts", headers=rita, json={"verdict": "safe", "call_ids": [one]})
@@ -65,7 +75,8 @@ async def test_a_reviewer_tags_by_filter_and_by_id_and_the_totals_and_history_fo
 
 
 async def test_an_empty_filter_and_a_bad_verdict_are_refused_and_nothing_is_judged(
-        client: httpx.AsyncClient, synced: Service) -> None:
+    client: httpx.AsyncClient, synced: Service
+) -> None:
     inc = (await _open(client, synced)).json()["incident_id"]
     rita = synced.auth("rita")
     empty = await client.post(f"/api/incidents/{inc}/verdicts", headers=rita, json={"verdict": "wrong"})
@@ -77,11 +88,15 @@ async def test_an_empty_filter_and_a_bad_verdict_are_refused_and_nothing_is_judg
 
 
 async def test_notes_go_in_the_shared_log_and_only_an_operator_closes_after_which_nothing_changes(
-        client: httpx.AsyncClient, synced: Service) -> None:
+    client: httpx.AsyncClient, synced: Service
+) -> None:
     inc = (await _open(client, synced)).json()["incident_id"]
     rita, olga = synced.auth("rita"), synced.auth("olga")
-    assert (await client.post(f"/api/incidents/{inc}/notes", headers=rita,
-                              json={"text": "CRM looks wrong for paying customers"})).status_code == 201
+    assert (
+        await client.post(
+            f"/api/incidents/{inc}/notes", headers=rita, json={"text": "CRM looks wrong for paying customers"}
+        )
+    ).status_code == 201
     assert (await client.post(f"/api/incidents/{inc}/close", headers=rita, json={"text": "done"})).status_code == 403
     assert (await client.post(f"/api/incidents/{inc}/close", headers=olga, json={"text": "fixed"})).status_code == 200
     late = await client.post(f"/api/incidents/{inc}/notes", headers=rita, json={"text": "one more"})
@@ -92,7 +107,8 @@ async def test_notes_go_in_the_shared_log_and_only_an_operator_closes_after_whic
 
 
 async def test_a_reviewer_of_another_team_sees_no_incident_and_gets_the_404_of_an_unknown_id(
-        client: httpx.AsyncClient, synced: Service) -> None:
+    client: httpx.AsyncClient, synced: Service
+) -> None:
     inc = (await _open(client, synced)).json()["incident_id"]
     maria = synced.auth("maria")
     assert (await client.get("/api/incidents", headers=maria)).json() == []

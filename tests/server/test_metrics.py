@@ -32,12 +32,16 @@ async def scrape(client: httpx.AsyncClient) -> dict[tuple[str, tuple[tuple[str, 
     response = await client.get("/metrics", headers=BEARER)
     assert response.status_code == 200, response.text
     assert response.headers["content-type"].startswith("text/plain")
-    return {(sample.name, tuple(sorted(sample.labels.items()))): sample.value
-            for family in text_string_to_metric_families(response.text) for sample in family.samples}
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(response.text)
+        for sample in family.samples
+    }
 
 
-async def test_a_waiting_approval_shows_by_team_until_it_is_decided(service: Service,
-                                                                     client: httpx.AsyncClient) -> None:
+async def test_a_waiting_approval_shows_by_team_until_it_is_decided(
+    service: Service, client: httpx.AsyncClient
+) -> None:
     assert not any(name == "guard_approvals_pending" for name, _ in await scrape(client))
     approval_id = service.waiting()
 
@@ -48,8 +52,11 @@ async def test_a_waiting_approval_shows_by_team_until_it_is_decided(service: Ser
 
     record = service.ledger.get_approval(approval_id)
     assert record is not None
-    decided = await client.post(f"/api/approvals/{approval_id}/decision", headers=service.auth("sam"),
-                                json={"decision": "reject", "reason": "not today", "args_hash": record.args_hash})
+    decided = await client.post(
+        f"/api/approvals/{approval_id}/decision",
+        headers=service.auth("sam"),
+        json={"decision": "reject", "reason": "not today", "args_hash": record.args_hash},
+    )
     assert decided.status_code == 200, decided.text
     after = await scrape(client)
     assert ("guard_approvals_pending", (("team", "onboarding"),)) not in after
@@ -59,11 +66,23 @@ async def test_a_waiting_approval_shows_by_team_until_it_is_decided(service: Ser
 async def test_a_call_left_started_is_counted_as_unsettled(service: Service, client: httpx.AsyncClient) -> None:
     service.ledger.open_run("r-stuck", "onboarding", actor="agent")
     args = {"email": "ada@example.com", "name": "Ada"}
-    offer = service.ledger.offer(CallRequest(
-        call_id=new_id("call"), run_id="r-stuck", team="onboarding", tool="crm.upsert_contact",
-        args_json='{"email":"ada@example.com","name":"Ada"}', args_hash=args_hash(args), idempotency_key="k-stuck",
-        verdict="allow", side_effect="idempotent", rule="crm-writes", reason="", policy_version="sha256:test",
-        actor="agent"))
+    offer = service.ledger.offer(
+        CallRequest(
+            call_id=new_id("call"),
+            run_id="r-stuck",
+            team="onboarding",
+            tool="crm.upsert_contact",
+            args_json='{"email":"ada@example.com","name":"Ada"}',
+            args_hash=args_hash(args),
+            idempotency_key="k-stuck",
+            verdict="allow",
+            side_effect="idempotent",
+            rule="crm-writes",
+            reason="",
+            policy_version="sha256:test",
+            actor="agent",
+        )
+    )
     assert offer.kind == "started"  # and nobody ends it: a dead worker's call
 
     seen = await scrape(client)

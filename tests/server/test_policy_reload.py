@@ -57,12 +57,16 @@ def edit(policy_dir: Path, old: str, new: str) -> None:
 async def approve(http: httpx.AsyncClient, service: Service, who: str, approval_id: str) -> httpx.Response:
     record = service.ledger.get_approval(approval_id)
     assert record is not None
-    return await http.post(f"/api/approvals/{approval_id}/decision", headers=service.auth(who),
-                           json={"decision": "approve", "args_hash": record.args_hash})
+    return await http.post(
+        f"/api/approvals/{approval_id}/decision",
+        headers=service.auth(who),
+        json={"decision": "approve", "args_hash": record.args_hash},
+    )
 
 
 async def test_a_reviewer_added_to_the_file_may_decide_at_once(
-        service: Service, http: httpx.AsyncClient, policy_dir: Path) -> None:
+    service: Service, http: httpx.AsyncClient, policy_dir: Path
+) -> None:
     approval_id = service.waiting()
     refused = await approve(http, service, "newcomer", approval_id)
     assert refused.status_code == 404, refused.text  # not a reviewer of the team yet: as if the id were unknown
@@ -78,7 +82,8 @@ async def test_a_reviewer_added_to_the_file_may_decide_at_once(
 
 
 async def test_a_reviewer_taken_off_the_file_loses_authority_at_once(
-        service: Service, http: httpx.AsyncClient, policy_dir: Path) -> None:
+    service: Service, http: httpx.AsyncClient, policy_dir: Path
+) -> None:
     approval_id = service.waiting()
     assert (await http.get(f"/api/approvals/{approval_id}", headers=service.auth("sam"))).status_code == 200
 
@@ -91,7 +96,8 @@ async def test_a_reviewer_taken_off_the_file_loses_authority_at_once(
 
 
 async def test_an_edit_that_breaks_the_file_leaves_that_team_without_reviewers(
-        service: Service, http: httpx.AsyncClient, policy_dir: Path) -> None:
+    service: Service, http: httpx.AsyncClient, policy_dir: Path
+) -> None:
     approval_id = service.waiting()
     edit(policy_dir, "reviewers:\n", "reviewers:\n  - not a mapping\n")
 

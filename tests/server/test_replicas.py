@@ -39,11 +39,19 @@ def _free_port() -> int:
 
 def _replica(url: str, logs: Path, name: str) -> tuple[subprocess.Popen[bytes], str]:
     port = _free_port()
-    env = {**os.environ, "GUARD_POLICY_DIR": str(POLICIES), "GUARD_SECRET_KEY": SHARED_KEY,
-           "GUARD_SESSION_SECRET": "one-secret-for-every-replica-0123456789"}
+    env = {
+        **os.environ,
+        "GUARD_POLICY_DIR": str(POLICIES),
+        "GUARD_SECRET_KEY": SHARED_KEY,
+        "GUARD_SESSION_SECRET": "one-secret-for-every-replica-0123456789",
+    }
     with (logs / f"{name}.log").open("wb") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "guard", "serve", "--port", str(port), "--db", url,
-                                 "--log-level", "warning"], env=env, stdout=log, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "guard", "serve", "--port", str(port), "--db", url, "--log-level", "warning"],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
     return proc, f"http://127.0.0.1:{port}"
 
 
@@ -61,8 +69,7 @@ def replicas(shared_url: str, tmp_path: Path) -> Iterator[list[str]]:
             proc, url = _replica(shared_url, tmp_path, name)
             stack.callback(_stop, proc)
             urls.append(url)
-            poll(lambda p=proc, u=url: p.poll() is not None or healthy(u), timeout=30,
-                 what=f"{name} answering /health")
+            poll(lambda p=proc, u=url: p.poll() is not None or healthy(u), timeout=30, what=f"{name} answering /health")
             assert proc.poll() is None, (tmp_path / f"{name}.log").read_text()
         yield urls
 
@@ -82,8 +89,9 @@ def _send(**kw: Any) -> dict[str, str]:
 
 def _waiting(url: str, event: str) -> str:
     """A welcome email of run `onboarding:<event>` waiting for support; its approval id."""
-    with Guard(policies=POLICIES, db=url, approval="defer", actor="onboarding-agent", log_level="error",
-               secret_key=SHARED_KEY) as guard:
+    with Guard(
+        policies=POLICIES, db=url, approval="defer", actor="onboarding-agent", log_level="error", secret_key=SHARED_KEY
+    ) as guard:
         tool = guard.tool(_send, name="email.send_welcome")
         with pytest.raises(ApprovalPending) as pending, guard.run("onboarding", source_event_id=event):
             tool(**WELCOME)
@@ -91,7 +99,8 @@ def _waiting(url: str, event: str) -> str:
 
 
 def test_the_same_approval_decided_on_two_replicas_at_once_records_one_decision_and_the_other_gets_409(
-        shared_url: str, replicas: list[str]) -> None:
+    shared_url: str, replicas: list[str]
+) -> None:
     ledger = Ledger(shared_url)
     try:
         sam = ledger.create_token("sam", by="test")[1]
@@ -100,18 +109,28 @@ def test_the_same_approval_decided_on_two_replicas_at_once_records_one_decision_
             approval_id = _waiting(shared_url, f"evt_race_{n}")
             record = ledger.get_approval(approval_id)
             assert record is not None
-            bodies = [(sam, {"decision": "approve", "args_hash": record.args_hash}),
-                      (lead, {"decision": "reject", "reason": "not this one", "args_hash": record.args_hash})]
+            bodies = [
+                (sam, {"decision": "approve", "args_hash": record.args_hash}),
+                (lead, {"decision": "reject", "reason": "not this one", "args_hash": record.args_hash}),
+            ]
             gate = threading.Barrier(2)
             answers: list[httpx.Response | BaseException] = [ValueError("no answer"), ValueError("no answer")]
 
-            def decide(i: int, base: str, token: str, body: dict[str, str], aid: str = approval_id,
-                       gate: threading.Barrier = gate, answers: list[httpx.Response | BaseException] = answers) -> None:
+            def decide(
+                i: int,
+                base: str,
+                token: str,
+                body: dict[str, str],
+                aid: str = approval_id,
+                gate: threading.Barrier = gate,
+                answers: list[httpx.Response | BaseException] = answers,
+            ) -> None:
                 with httpx.Client(base_url=base, timeout=30) as http:
                     gate.wait(timeout=30)
                     try:
-                        answers[i] = http.post(f"/api/approvals/{aid}/decision", json=body,
-                                               headers={"Authorization": f"Bearer {token}"})
+                        answers[i] = http.post(
+                            f"/api/approvals/{aid}/decision", json=body, headers={"Authorization": f"Bearer {token}"}
+                        )
                     except httpx.HTTPError as exc:
                         answers[i] = exc
 
@@ -140,20 +159,23 @@ def test_the_same_approval_decided_on_two_replicas_at_once_records_one_decision_
         ledger.close()
 
 
-def test_a_decision_made_on_one_replica_is_what_the_other_replica_shows(
-        shared_url: str, replicas: list[str]) -> None:
+def test_a_decision_made_on_one_replica_is_what_the_other_replica_shows(shared_url: str, replicas: list[str]) -> None:
     ledger = Ledger(shared_url)
     try:
         sam = {"Authorization": f"Bearer {ledger.create_token('sam', by='test')[1]}"}
     finally:
         ledger.close()
     approval_id = _waiting(shared_url, "evt_seen_elsewhere")
-    with httpx.Client(base_url=replicas[0], headers=sam, timeout=30) as a, \
-            httpx.Client(base_url=replicas[1], headers=sam, timeout=30) as b:
+    with (
+        httpx.Client(base_url=replicas[0], headers=sam, timeout=30) as a,
+        httpx.Client(base_url=replicas[1], headers=sam, timeout=30) as b,
+    ):
         shown = b.get(f"/api/approvals/{approval_id}")
         assert shown.status_code == 200, shown.text
-        done = a.post(f"/api/approvals/{approval_id}/decision",
-                      json={"decision": "approve", "args_hash": shown.json()["args_hash"]})
+        done = a.post(
+            f"/api/approvals/{approval_id}/decision",
+            json={"decision": "approve", "args_hash": shown.json()["args_hash"]},
+        )
         assert done.status_code == 200, done.text
         assert b.get(f"/api/approvals/{approval_id}").json()["state"] == "approved"
         assert approval_id not in [q["approval_id"] for q in b.get("/api/approvals").json()]

@@ -21,8 +21,11 @@ def service_policies(tmp_path: Path) -> Path:
     target = tmp_path / "policies"
     shutil.copytree(POLICIES, target)
     path = target / "onboarding.yaml"
-    path.write_text(path.read_text().replace("  ops-lead: [finance, support]\n",
-                                             "  ops-lead: [finance, support]\n  olga: [operator]\n", 1))
+    path.write_text(
+        path.read_text().replace(
+            "  ops-lead: [finance, support]\n", "  ops-lead: [finance, support]\n  olga: [operator]\n", 1
+        )
+    )
     return target
 
 
@@ -57,7 +60,8 @@ def _find(service: Service) -> str:
 
 
 def test_a_staged_restart_is_started_on_the_page_confirmed_by_an_operator_and_a_plain_reviewer_only_watches(
-        service: Service, browser: Browser, live_url: str) -> None:
+    service: Service, browser: Browser, live_url: str
+) -> None:
     service.tokens["olga"] = service.ledger.create_token("olga", by="test")[1]
     service.ledger.pause("team", "onboarding", reason="invoices doubled", by="ops-lead")
     expect.set_options(timeout=10_000)
@@ -92,8 +96,9 @@ def test_a_staged_restart_is_started_on_the_page_confirmed_by_an_operator_and_a_
         anon = nobody.new_page()
         anon.goto("/pauses")
         expect(anon).to_have_url(f"{live_url}/login")
-        response = anon.request.post(f"{live_url}/pauses/confirm",
-                                     form={"team": "onboarding", "reason": "me", "csrf_token": "x"})
+        response = anon.request.post(
+            f"{live_url}/pauses/confirm", form={"team": "onboarding", "reason": "me", "csrf_token": "x"}
+        )
         assert response.status == 401
         assert [(s["by"], s["to"]) for s in service.ledger.restart_events(restart["id"])] == steps
     finally:

@@ -31,8 +31,9 @@ from guard.testing import poll
 # The page is the same HTML over the same desk on either backend (the desk's decisions run on both in
 # test_server_page.py and test_server_api.py); a headless Chromium is the slowest thing in the suite, so the page
 # tests drive it once, on SQLite.
-pytestmark = pytest.mark.sqlite_only(reason="Chromium page tests run on one backend to keep the suite's time; "
-                                            "the desk under them runs on both")
+pytestmark = pytest.mark.sqlite_only(
+    reason="Chromium page tests run on one backend to keep the suite's time; the desk under them runs on both"
+)
 
 NOTE = "PO 4471 matches; finance signed off"
 
@@ -74,9 +75,11 @@ def sign_in(page: Page, service: Service, reviewer: str) -> None:
 
 def settled(service: Service, approval_id: str) -> ApprovalRecord:
     """The approval once the ledger shows it decided (polled with a deadline)."""
+
     def read() -> ApprovalRecord | None:
         record = service.ledger.get_approval(approval_id)
         return record if record is not None and record.state != "pending" else None
+
     record = poll(read, timeout=10, what=f"approval {approval_id} decided in the ledger")
     assert record is not None
     return record
@@ -89,17 +92,19 @@ def pending(service: Service, approval_id: str) -> ApprovalRecord:
 
 
 def test_signing_in_from_an_unmodified_chromium_reaches_the_queue(
-        service: Service, bare_context: BrowserContext) -> None:
+    service: Service, bare_context: BrowserContext
+) -> None:
     page = bare_context.new_page()
     sign_in_form(page, service, "alice")
     expect(page.get_by_role("heading", name="Waiting for you")).to_be_visible(timeout=2_000)
 
 
 def test_a_reviewer_signs_in_with_a_token_and_the_queue_holds_only_calls_they_may_decide(
-        service: Service, page: Page) -> None:
-    invoice = waiting_invoice(service.url)           # onboarding, needs finance: alice's
-    email = service.waiting()                            # onboarding, needs support: not alice's
-    prospect = waiting_prospect_email(service.url)   # growth: another team's
+    service: Service, page: Page
+) -> None:
+    invoice = waiting_invoice(service.url)  # onboarding, needs finance: alice's
+    email = service.waiting()  # onboarding, needs support: not alice's
+    prospect = waiting_prospect_email(service.url)  # growth: another team's
     page.goto("/")
     expect(page).to_have_url("/login")
     page.get_by_label("Reviewer token").fill("gtk_not-a-token")
@@ -123,7 +128,8 @@ def test_a_reviewer_signs_in_with_a_token_and_the_queue_holds_only_calls_they_ma
 
 
 def test_the_call_page_shows_the_run_so_far_the_exact_arguments_and_hash_the_rule_requester_and_expiry(
-        service: Service, page: Page) -> None:
+    service: Service, page: Page
+) -> None:
     approval_id = waiting_invoice(service.url)
     record = pending(service, approval_id)
     sign_in(page, service, "alice")
@@ -132,10 +138,17 @@ def test_the_call_page_shows_the_run_so_far_the_exact_arguments_and_hash_the_rul
     expect(page.get_by_role("heading", name="billing.create_invoice (pending)")).to_be_visible()
 
     facts = page.locator("dl")
-    for term, value in {"Team": "onboarding", "Class": "compensable", "Rule": "big-invoice",
-                        "Asked by": "onboarding-agent", "Needs": "1 of roles finance",
-                        "Expires": re.compile(re.escape(dt.datetime.fromtimestamp(record.expires_at, dt.UTC).strftime(
-                            "%Y-%m-%d %H:%M:%S UTC")) + r" \(in \d+m \d+s\)")}.items():  # and what is left
+    for term, value in {
+        "Team": "onboarding",
+        "Class": "compensable",
+        "Rule": "big-invoice",
+        "Asked by": "onboarding-agent",
+        "Needs": "1 of roles finance",
+        "Expires": re.compile(
+            re.escape(dt.datetime.fromtimestamp(record.expires_at, dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC"))
+            + r" \(in \d+m \d+s\)"
+        ),
+    }.items():  # and what is left
         expect(facts.locator(f'dt:text-is("{term}") + dd')).to_have_text(value)
     expect(page.locator("code").filter(has_text=record.args_hash)).to_have_count(1)
     assert json.loads(page.locator("pre").inner_text()) == json.loads(record.args_json)
@@ -153,7 +166,8 @@ def test_the_call_page_shows_the_run_so_far_the_exact_arguments_and_hash_the_rul
 
 
 def test_a_reviewer_approves_with_only_the_keyboard_and_the_ledger_records_who_decided(
-        service: Service, page: Page) -> None:
+    service: Service, page: Page
+) -> None:
     approval_id = waiting_invoice(service.url)
     record = pending(service, approval_id)
     page.goto("/login")
@@ -164,8 +178,12 @@ def test_a_reviewer_approves_with_only_the_keyboard_and_the_ledger_records_who_d
     expect(page.get_by_role("heading", name="Waiting for you (1)")).to_be_visible()
 
     # Tab order on the queue: the home link, the pauses link, sign out, then the waiting call.
-    for stop in (page.get_by_role("link", name="Guard approvals"), page.get_by_role("link", name="Pauses"),
-                 page.get_by_role("button", name="Sign out"), page.get_by_role("link", name="billing.create_invoice")):
+    for stop in (
+        page.get_by_role("link", name="Guard approvals"),
+        page.get_by_role("link", name="Pauses"),
+        page.get_by_role("button", name="Sign out"),
+        page.get_by_role("link", name="billing.create_invoice"),
+    ):
         page.keyboard.press("Tab")
         expect(stop).to_be_focused()
     page.keyboard.press("Enter")
@@ -185,16 +203,24 @@ def test_a_reviewer_approves_with_only_the_keyboard_and_the_ledger_records_who_d
     after = settled(service, approval_id)
     assert after.state == "approved" and json.loads(after.decided_by or "[]") == ["alice"]
     [decision] = service.ledger.decisions_of(approval_id)
-    assert (decision.reviewer, decision.decision, decision.reason, decision.args_hash) == \
-        ("alice", "approve", NOTE, record.args_hash)
+    assert (decision.reviewer, decision.decision, decision.reason, decision.args_hash) == (
+        "alice",
+        "approve",
+        NOTE,
+        record.args_hash,
+    )
     assert service.ledger.call_state(record.call_id) == "approved"
 
 
 def guard_cli_show(service: Service, approval_id: str) -> dict[str, Any]:
     """`guard approvals show ID --json` on the service's ledger, as an operator would run it."""
-    done = subprocess.run([sys.executable, "-m", "guard", "approvals", "show", approval_id, "--json",
-                           "--db", service.url], capture_output=True, text=True, timeout=60,
-                          check=False)
+    done = subprocess.run(
+        [sys.executable, "-m", "guard", "approvals", "show", approval_id, "--json", "--db", service.url],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr
     shown: dict[str, Any] = json.loads(done.stdout)
     return shown
@@ -229,7 +255,8 @@ def test_rejecting_needs_a_reason_and_the_reason_is_in_the_ledger(service: Servi
 
 
 def test_a_reviewer_edits_the_arguments_on_the_page_and_the_approval_binds_to_the_edit(
-        service: Service, page: Page) -> None:
+    service: Service, page: Page
+) -> None:
     approval_id = service.waiting()
     record = pending(service, approval_id)
     sign_in(page, service, "sam")
@@ -253,8 +280,7 @@ def test_a_reviewer_edits_the_arguments_on_the_page_and_the_approval_binds_to_th
     assert service.sent == []  # the agent has not resumed yet: nothing ran on the page's say-so alone
 
 
-def test_the_requester_sees_no_decision_buttons_and_a_forced_decision_is_refused(
-        service: Service, page: Page) -> None:
+def test_the_requester_sees_no_decision_buttons_and_a_forced_decision_is_refused(service: Service, page: Page) -> None:
     approval_id = service.waiting(actor="sam")  # sam holds `support`: only self-approval stops him
     record = pending(service, approval_id)
     sign_in(page, service, "sam")
@@ -268,8 +294,11 @@ def test_the_requester_sees_no_decision_buttons_and_a_forced_decision_is_refused
 
     # The same post the approve form would make, from his own session with his own CSRF token.
     csrf = page.locator('input[name="csrf_token"]').first.input_value()
-    forced = page.request.post(f"/approvals/{approval_id}/decision", max_redirects=0, form={
-        "csrf_token": csrf, "args_hash": record.args_hash, "decision": "approve", "reason": "mine"})
+    forced = page.request.post(
+        f"/approvals/{approval_id}/decision",
+        max_redirects=0,
+        form={"csrf_token": csrf, "args_hash": record.args_hash, "decision": "approve", "reason": "mine"},
+    )
     assert forced.status == 403, forced.text()
     assert "sam asked for this call and cannot decide it" in forced.text()
     assert service.ledger.decisions_of(approval_id) == []
@@ -309,15 +338,18 @@ def attacker() -> Iterator[tuple[_AttackerSite, int]]:
         thread.join(timeout=10)
 
 
-@pytest.mark.parametrize(("host", "status", "says"), [
-    # Same site (cookies are sent: the port is not part of a site), other origin: the Origin check refuses.
-    ("127.0.0.1", 403, "form posts from other sites are refused"),
-    # Another site: the SameSite=Strict cookie stays home, so the post has no session.
-    ("localhost", 401, "sign in first"),
-])
+@pytest.mark.parametrize(
+    ("host", "status", "says"),
+    [
+        # Same site (cookies are sent: the port is not part of a site), other origin: the Origin check refuses.
+        ("127.0.0.1", 403, "form posts from other sites are refused"),
+        # Another site: the SameSite=Strict cookie stays home, so the post has no session.
+        ("localhost", 401, "sign in first"),
+    ],
+)
 def test_a_form_posted_from_another_origin_is_refused_and_nothing_is_decided(
-        service: Service, page: Page, live_url: str, attacker: tuple[_AttackerSite, int],
-        host: str, status: int, says: str) -> None:
+    service: Service, page: Page, live_url: str, attacker: tuple[_AttackerSite, int], host: str, status: int, says: str
+) -> None:
     approval_id = service.waiting()
     record = pending(service, approval_id)
     sign_in(page, service, "sam")
@@ -331,7 +363,8 @@ def test_a_form_posted_from_another_origin_is_refused_and_nothing_is_decided(
         f'<input type="hidden" name="csrf_token" value="{csrf}">'
         f'<input type="hidden" name="args_hash" value="{record.args_hash}">'
         '<input type="hidden" name="decision" value="approve">'
-        '<button type="submit">Claim</button></form>').encode()
+        '<button type="submit">Claim</button></form>'
+    ).encode()
     page.goto(f"http://{host}:{port}/")
     with page.expect_response(lambda r: r.url.endswith("/decision")) as answer:
         page.get_by_role("button", name="Claim").click()
@@ -357,7 +390,8 @@ def test_signing_out_ends_the_session_in_the_browser(service: Service, page: Pag
 
 
 def test_a_session_cookie_copied_before_sign_out_is_refused_after_it(
-        service: Service, browser: Browser, page: Page, live_url: str) -> None:
+    service: Service, browser: Browser, page: Page, live_url: str
+) -> None:
     sign_in(page, service, "sam")
     [copied] = page.context.cookies()
     page.get_by_role("button", name="Sign out").click()
@@ -373,7 +407,8 @@ def test_a_session_cookie_copied_before_sign_out_is_refused_after_it(
 
 
 def test_an_owner_pauses_and_lifts_on_the_page_and_a_plain_reviewer_can_neither(
-        service: Service, context: BrowserContext, browser: Browser, live_url: str) -> None:
+    service: Service, context: BrowserContext, browser: Browser, live_url: str
+) -> None:
     page = context.new_page()
     sign_in(page, service, "alice")  # alice holds finance: the backup owner of onboarding
     page.get_by_role("link", name="Pauses").click()
@@ -383,7 +418,11 @@ def test_an_owner_pauses_and_lifts_on_the_page_and_a_plain_reviewer_can_neither(
     expect(page.get_by_role("status")).to_contain_text("Paused: new calls are denied now")
     [active] = service.ledger.active_pauses()
     assert (active["scope"], active["target"], active["paused_by"], active["reason"]) == (
-        "team", "onboarding", "alice", "invoices doubled")
+        "team",
+        "onboarding",
+        "alice",
+        "invoices doubled",
+    )
 
     other = browser.new_context(base_url=live_url)
     try:

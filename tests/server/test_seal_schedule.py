@@ -54,7 +54,8 @@ def test_the_schedule_seals_again_every_period(ledger: Ledger, signer: Signer, t
 
 
 def test_each_seal_goes_to_the_witness_signed_and_what_it_got_verifies_as_a_seal_file(
-        ledger: Ledger, signer: Signer, tmp_path: Path) -> None:
+    ledger: Ledger, signer: Signer, tmp_path: Path
+) -> None:
     ledger.open_run("r1", "ops", actor="agent")
     key = b"witness-key-0123456789"
     with receiving("/seals") as witness:
@@ -82,7 +83,11 @@ def test_a_dead_witness_does_not_stop_the_seals(ledger: Ledger, signer: Signer, 
     ledger.open_run("r1", "ops", actor="agent")
     stop = threading.Event()
     stop.set()
-    SealSchedule(signer, tmp_path / "s.jsonl", every=3600.0,
-                 witness=SealWitness("http://127.0.0.1:9/dead", b"k" * 16, attempts=1, timeout=1)).run(ledger, stop)
+    SealSchedule(
+        signer,
+        tmp_path / "s.jsonl",
+        every=3600.0,
+        witness=SealWitness("http://127.0.0.1:9/dead", b"k" * 16, attempts=1, timeout=1),
+    ).run(ledger, stop)
     assert (ledger.last_seal() or (0, 0.0))[0] == 1
     assert len((tmp_path / "s.jsonl").read_text().splitlines()) == 1

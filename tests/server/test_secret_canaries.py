@@ -61,14 +61,25 @@ CANARIES = [STR, str(INT), str(BIG), repr(FLOAT), LIST_STR, str(LIST_INT), OBJ_S
 
 
 def canary_args(**more: Any) -> dict[str, Any]:
-    return {"account": "acct-visible", "pin": STR, "card": INT, "ratio": FLOAT, "flag": True, "nothing": None,
-            "codes": [LIST_STR, LIST_INT], "profile": {"part": OBJ_STR, "score": OBJ_FLOAT}, **more}
+    return {
+        "account": "acct-visible",
+        "pin": STR,
+        "card": INT,
+        "ratio": FLOAT,
+        "flag": True,
+        "nothing": None,
+        "codes": [LIST_STR, LIST_INT],
+        "profile": {"part": OBJ_STR, "score": OBJ_FLOAT},
+        **more,
+    }
 
 
 def quoted() -> str:
     """A message that quotes every canary, as a careless API error or result would."""
-    return (f"account acct-visible pin={STR} card={INT} ratio={FLOAT} codes={LIST_STR},{LIST_INT} "
-            f"profile={OBJ_STR}/{OBJ_FLOAT}")
+    return (
+        f"account acct-visible pin={STR} card={INT} ratio={FLOAT} codes={LIST_STR},{LIST_INT} "
+        f"profile={OBJ_STR}/{OBJ_FLOAT}"
+    )
 
 
 @pytest.fixture
@@ -108,18 +119,28 @@ def unredacted_secret_fields(value: Any, path: str = "") -> list[str]:
 
 
 def test_canary_secrets_of_every_json_type_appear_on_no_surface(
-        service: Service, service_policies: Path, live_url: str, receiver: Receiver,
-        monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]) -> None:
+    service: Service,
+    service_policies: Path,
+    live_url: str,
+    receiver: Receiver,
+    monkeypatch: pytest.MonkeyPatch,
+    capfd: pytest.CaptureFixture[str],
+) -> None:
     monkeypatch.setenv("VAULT_WEBHOOK_URL", receiver.url)
     monkeypatch.setenv("VAULT_WEBHOOK_KEY", "whsec-vault-0123456789")
-    guard = Guard(policies=service_policies, db=service.url, actor="vault-agent", approval="defer",
-                  log_level="debug")
+    guard = Guard(policies=service_policies, db=service.url, actor="vault-agent", approval="defer", log_level="debug")
     errors: list[BaseException] = []
 
     def lookup(**kw: Any) -> dict[str, Any]:  # echoes every canary: in text, as numbers, as a key, nested
-        return {"echo": quoted(), "card_again": INT, "ratio_again": FLOAT, STR: "as a key",
-                "nested": [{"deep": f"x{LIST_STR}y", "n": LIST_INT}], "copy": {"part": OBJ_STR, "s": OBJ_FLOAT},
-                "flag": True}
+        return {
+            "echo": quoted(),
+            "card_again": INT,
+            "ratio_again": FLOAT,
+            STR: "as a key",
+            "nested": [{"deep": f"x{LIST_STR}y", "n": LIST_INT}],
+            "copy": {"part": OBJ_STR, "s": OBJ_FLOAT},
+            "flag": True,
+        }
 
     def fails(**kw: Any) -> None:
         raise RuntimeError("gateway refused: " + quoted())
@@ -127,8 +148,10 @@ def test_canary_secrets_of_every_json_type_appear_on_no_surface(
     def charge(**kw: Any) -> dict[str, str]:
         return {"charge_id": "ch_1"}
 
-    tools = {name: guard.tool(fn, name=f"vault.{name}") for name, fn in
-             (("lookup", lookup), ("fails", fails), ("charge", charge))}
+    tools = {
+        name: guard.tool(fn, name=f"vault.{name}")
+        for name, fn in (("lookup", lookup), ("fails", fails), ("charge", charge))
+    }
     with guard.run("vault", subject="canaries") as run:
         result = tools["lookup"](**canary_args())
         assert result["echo"] == quoted()  # the agent itself gets the tool's real result
@@ -156,8 +179,10 @@ def test_canary_secrets_of_every_json_type_appear_on_no_surface(
 
     rita = service.ledger.create_token("rita", by="test")[1]
     with httpx.Client(base_url=live_url, headers={"Authorization": f"Bearer {rita}"}) as http:
-        api = [http.get(path) for path in ("/api/approvals", f"/api/approvals/{approval_id}", "/api/runs",
-                                           f"/api/runs/{run.run_id}")]
+        api = [
+            http.get(path)
+            for path in ("/api/approvals", f"/api/approvals/{approval_id}", "/api/runs", f"/api/runs/{run.run_id}")
+        ]
         api += [http.get(f"/api/runs/{r['run_id']}") for r in api[2].json()]
         assert all(r.status_code == 200 for r in api), [r.text for r in api if r.status_code != 200]
         surfaces["api"] = " | ".join(r.text for r in api)
@@ -170,10 +195,17 @@ def test_canary_secrets_of_every_json_type_appear_on_no_surface(
 
     runner = CliRunner()
     db = ["--db", service.url]
-    commands = [["runs", "list", *db], *[["runs", "show", r["run_id"], *db] for r in api[2].json()],
-                ["approvals", "list", *db], ["approvals", "show", approval_id, *db], ["notifications", "list", *db],
-                ["tokens", "list", *db], ["ledger", "verify", *db], ["pauses", *db],
-                ["policy", "explain", "vault.lookup", "--team", "vault", "--args", json.dumps(canary_args())]]
+    commands = [
+        ["runs", "list", *db],
+        *[["runs", "show", r["run_id"], *db] for r in api[2].json()],
+        ["approvals", "list", *db],
+        ["approvals", "show", approval_id, *db],
+        ["notifications", "list", *db],
+        ["tokens", "list", *db],
+        ["ledger", "verify", *db],
+        ["pauses", *db],
+        ["policy", "explain", "vault.lookup", "--team", "vault", "--args", json.dumps(canary_args())],
+    ]
     outputs: list[str] = []
     for command in commands:
         out = runner.invoke(cli, [*command, "--json"], env={"GUARD_POLICY_DIR": str(service_policies)})

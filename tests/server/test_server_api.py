@@ -30,7 +30,8 @@ async def test_the_queue_lists_only_what_the_reviewer_may_decide(service: Servic
 
 
 async def test_an_approval_shows_its_full_context_and_the_decisions_allowed(
-        service: Service, client: httpx.AsyncClient) -> None:
+    service: Service, client: httpx.AsyncClient
+) -> None:
     approval_id = service.waiting()
     body = (await client.get(f"/api/approvals/{approval_id}", headers=service.auth("sam"))).json()
     record = service.ledger.get_approval(approval_id)
@@ -48,20 +49,36 @@ async def test_an_approval_shows_its_full_context_and_the_decisions_allowed(
 
 
 async def test_an_approval_binds_to_the_hash_shown_and_lets_the_call_run(
-        service: Service, client: httpx.AsyncClient) -> None:
+    service: Service, client: httpx.AsyncClient
+) -> None:
     approval_id = service.waiting()
     shown = (await client.get(f"/api/approvals/{approval_id}", headers=service.auth("sam"))).json()
-    stale = await client.post(f"/api/approvals/{approval_id}/decision", headers=service.auth("sam"),
-                              json={"decision": "approve", "args_hash": "0" * 64})
+    stale = await client.post(
+        f"/api/approvals/{approval_id}/decision",
+        headers=service.auth("sam"),
+        json={"decision": "approve", "args_hash": "0" * 64},
+    )
     assert stale.status_code == 422 and "arguments" in stale.json()["detail"]
     assert service.ledger.decisions_of(approval_id) == []
-    done = await client.post(f"/api/approvals/{approval_id}/decision", headers=service.auth("sam"),
-                             json={"decision": "approve", "args_hash": shown["args_hash"], "reason": "looks right"})
+    done = await client.post(
+        f"/api/approvals/{approval_id}/decision",
+        headers=service.auth("sam"),
+        json={"decision": "approve", "args_hash": shown["args_hash"], "reason": "looks right"},
+    )
     assert done.status_code == 200, done.text
     assert done.json() | {"decided_by": None} == {
-        "approval_id": approval_id, "decision": "approve", "reviewer": "sam", "state": "approved", "settled": True,
-        "repeat": False, "decided_by": None, "args_hash": shown["args_hash"], "roles": ["support"], "quorum": 1,
-        "paused": None}
+        "approval_id": approval_id,
+        "decision": "approve",
+        "reviewer": "sam",
+        "state": "approved",
+        "settled": True,
+        "repeat": False,
+        "decided_by": None,
+        "args_hash": shown["args_hash"],
+        "roles": ["support"],
+        "quorum": 1,
+        "paused": None,
+    }
     assert service.ledger.call_state(shown["call_id"]) == "approved"
 
 
@@ -80,14 +97,21 @@ async def test_a_replayed_decision_is_200_and_records_nothing_new(service: Servi
 
 
 async def test_a_decision_on_a_decided_approval_is_409_naming_who_decided(
-        service: Service, client: httpx.AsyncClient) -> None:
+    service: Service, client: httpx.AsyncClient
+) -> None:
     approval_id = service.waiting()
     record = service.ledger.get_approval(approval_id)
     assert record is not None
-    await client.post(f"/api/approvals/{approval_id}/decision", headers=service.auth("sam"),
-                      json={"decision": "approve", "args_hash": record.args_hash})
-    late = await client.post(f"/api/approvals/{approval_id}/decision", headers=service.auth("ops-lead"),
-                             json={"decision": "reject", "reason": "no", "args_hash": record.args_hash})
+    await client.post(
+        f"/api/approvals/{approval_id}/decision",
+        headers=service.auth("sam"),
+        json={"decision": "approve", "args_hash": record.args_hash},
+    )
+    late = await client.post(
+        f"/api/approvals/{approval_id}/decision",
+        headers=service.auth("ops-lead"),
+        json={"decision": "reject", "reason": "no", "args_hash": record.args_hash},
+    )
     assert late.status_code == 409
     assert late.json()["code"] == "already_decided" and late.json()["decided_by"] == ["sam"]
     assert "sam" in late.json()["detail"]
@@ -108,14 +132,18 @@ async def test_an_expired_approval_is_410_and_its_call_never_runs(service: Servi
     assert service.ledger.decisions_of(approval_id) == []
 
 
-@pytest.mark.parametrize(("body", "field"), [
-    ({"decision": "maybe", "args_hash": "x"}, "decision"),
-    ({"decision": "approve"}, "args_hash"),
-    ({"decision": "approve", "args_hash": "x", "extra": 1}, "extra"),
-    ({"decision": "reject", "args_hash": "HASH"}, "reason"),
-])
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"decision": "maybe", "args_hash": "x"}, "decision"),
+        ({"decision": "approve"}, "args_hash"),
+        ({"decision": "approve", "args_hash": "x", "extra": 1}, "extra"),
+        ({"decision": "reject", "args_hash": "HASH"}, "reason"),
+    ],
+)
 async def test_a_bad_body_is_422_with_the_reason_and_decides_nothing(
-        service: Service, client: httpx.AsyncClient, body: dict[str, object], field: str) -> None:
+    service: Service, client: httpx.AsyncClient, body: dict[str, object], field: str
+) -> None:
     approval_id = service.waiting()
     record = service.ledger.get_approval(approval_id)
     assert record is not None
@@ -128,16 +156,21 @@ async def test_a_bad_body_is_422_with_the_reason_and_decides_nothing(
 
 
 async def test_unknown_ids_are_404(service: Service, client: httpx.AsyncClient) -> None:
-    for method, path in (("GET", "/api/approvals/apr_nope"), ("GET", "/api/runs/run_nope"),
-                         ("POST", "/api/approvals/apr_nope/decision")):
-        response = await client.request(method, path, headers=service.auth("sam"),
-                                        json={"decision": "approve", "args_hash": "x"})
+    for method, path in (
+        ("GET", "/api/approvals/apr_nope"),
+        ("GET", "/api/runs/run_nope"),
+        ("POST", "/api/approvals/apr_nope/decision"),
+    ):
+        response = await client.request(
+            method, path, headers=service.auth("sam"), json={"decision": "approve", "args_hash": "x"}
+        )
         assert response.status_code == 404, (method, path)
         assert response.json()["code"] == "not_found"
 
 
 async def test_runs_are_listed_and_told_for_the_reviewers_teams_only(
-        service: Service, client: httpx.AsyncClient) -> None:
+    service: Service, client: httpx.AsyncClient
+) -> None:
     approval_id = service.waiting()
     record = service.ledger.get_approval(approval_id)
     assert record is not None
@@ -154,8 +187,14 @@ async def test_health_and_the_openapi_document_need_no_token(client: httpx.Async
     health = await client.get("/health")
     assert health.status_code == 200 and health.json()["status"] == "ok"
     doc = (await client.get("/openapi.json")).json()
-    assert {"/api/approvals", "/api/approvals/{approval_id}", "/api/approvals/{approval_id}/decision",
-            "/api/runs", "/api/runs/{run_id}", "/health"} <= set(doc["paths"])
+    assert {
+        "/api/approvals",
+        "/api/approvals/{approval_id}",
+        "/api/approvals/{approval_id}/decision",
+        "/api/runs",
+        "/api/runs/{run_id}",
+        "/health",
+    } <= set(doc["paths"])
     assert doc["components"]["securitySchemes"]["HTTPBearer"]["scheme"] == "bearer"
 
 

@@ -21,12 +21,17 @@ WRONG: dict[str, tuple[dict[str, str] | str, int]] = {
 
 def state_changing_routes(url: str) -> list[tuple[str, str]]:
     doc = httpx.get(f"{url}/openapi.json").json()
-    return [(method.upper(), path) for path, ops in doc["paths"].items() for method in ops
-            if method in ("post", "put", "patch", "delete")]
+    return [
+        (method.upper(), path)
+        for path, ops in doc["paths"].items()
+        for method in ops
+        if method in ("post", "put", "patch", "delete")
+    ]
 
 
 def test_every_state_changing_route_refuses_every_wrong_identity_and_nothing_is_decided(
-        service: Service, live_url: str) -> None:
+    service: Service, live_url: str
+) -> None:
     routes = [r for r in state_changing_routes(live_url) if "{approval_id}" in r[1]]  # pauses: test_server_pauses
     assert ("POST", "/api/approvals/{approval_id}/decision") in routes
     approval_id = service.waiting(actor="sam")  # sam holds `support`: only self-approval stops him
@@ -37,10 +42,13 @@ def test_every_state_changing_route_refuses_every_wrong_identity_and_nothing_is_
         for method, path in routes:
             for who, (identity, status) in WRONG.items():
                 headers = service.auth(identity) if isinstance(identity, str) else identity
-                for decision in ({"decision": "approve", "args_hash": record.args_hash},
-                                 {"decision": "reject", "reason": "no", "args_hash": record.args_hash}):
-                    response = http.request(method, path.format(approval_id=approval_id), headers=headers,
-                                            json=decision)
+                for decision in (
+                    {"decision": "approve", "args_hash": record.args_hash},
+                    {"decision": "reject", "reason": "no", "args_hash": record.args_hash},
+                ):
+                    response = http.request(
+                        method, path.format(approval_id=approval_id), headers=headers, json=decision
+                    )
                     FIGURES["requests tried"] += 1
                     FIGURES["5xx"] += response.status_code >= 500
                     FIGURES["unauthorized decisions"] += response.status_code < 400
@@ -52,7 +60,8 @@ def test_every_state_changing_route_refuses_every_wrong_identity_and_nothing_is_
 
 
 def test_two_reviewers_deciding_at_the_same_instant_over_http_leave_exactly_one_winner(
-        service: Service, live_url: str) -> None:
+    service: Service, live_url: str
+) -> None:
     rounds = 8
     for _ in range(rounds):
         approval_id = service.waiting()
@@ -61,17 +70,26 @@ def test_two_reviewers_deciding_at_the_same_instant_over_http_leave_exactly_one_
         barrier = threading.Barrier(2)
         results: dict[str, httpx.Response] = {}
 
-        def decide(reviewer: str, body: dict[str, Any], aid: str = approval_id,
-                   barrier: threading.Barrier = barrier, results: dict[str, httpx.Response] = results) -> None:
+        def decide(
+            reviewer: str,
+            body: dict[str, Any],
+            aid: str = approval_id,
+            barrier: threading.Barrier = barrier,
+            results: dict[str, httpx.Response] = results,
+        ) -> None:
             with httpx.Client(base_url=live_url) as http:
                 barrier.wait()
-                results[reviewer] = http.post(f"/api/approvals/{aid}/decision", headers=service.auth(reviewer),
-                                              json=body)
+                results[reviewer] = http.post(
+                    f"/api/approvals/{aid}/decision", headers=service.auth(reviewer), json=body
+                )
 
-        threads = [threading.Thread(target=decide, args=("sam", {"decision": "approve",
-                                                                  "args_hash": record.args_hash})),
-                   threading.Thread(target=decide, args=("ops-lead", {"decision": "reject", "reason": "race",
-                                                                       "args_hash": record.args_hash}))]
+        threads = [
+            threading.Thread(target=decide, args=("sam", {"decision": "approve", "args_hash": record.args_hash})),
+            threading.Thread(
+                target=decide,
+                args=("ops-lead", {"decision": "reject", "reason": "race", "args_hash": record.args_hash}),
+            ),
+        ]
         for t in threads:
             t.start()
         for t in threads:

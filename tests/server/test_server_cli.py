@@ -48,8 +48,9 @@ def test_a_token_for_someone_no_policy_names_is_refused(runner: CliRunner, ledge
 
 
 def test_a_revoked_token_no_longer_names_anyone(runner: CliRunner, ledger_url: str) -> None:
-    created = json.loads(runner.invoke(app, ["tokens", "create", "--reviewer", "alice", "--db", ledger_url,
-                                             "--json"]).output)
+    created = json.loads(
+        runner.invoke(app, ["tokens", "create", "--reviewer", "alice", "--db", ledger_url, "--json"]).output
+    )
     done = runner.invoke(app, ["tokens", "revoke", created["token_id"], "--db", ledger_url])
     assert done.exit_code == 0 and "revoked" in done.output
     ledger = Ledger(ledger_url)
@@ -57,8 +58,10 @@ def test_a_revoked_token_no_longer_names_anyone(runner: CliRunner, ledger_url: s
         assert ledger.token_for_secret(created["token"]) is None
         assert ledger.verify_chain().ok  # the token's events continue the audit chain
         with ledger.conns.read() as cur:
-            trail = [tuple(r) for r in cur.execute(
-                "SELECT to_state FROM events WHERE entity = 'token' ORDER BY id").fetchall()]
+            trail = [
+                tuple(r)
+                for r in cur.execute("SELECT to_state FROM events WHERE entity = 'token' ORDER BY id").fetchall()
+            ]
     finally:
         ledger.close()
     assert trail == [("active",), ("revoked",)]
@@ -74,11 +77,18 @@ def test_guard_serve_answers_health_and_the_api_on_loopback(ledger_url: str) -> 
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     env = {**os.environ, "GUARD_POLICY_DIR": str(POLICIES)}
-    proc = subprocess.Popen([sys.executable, "-m", "guard", "serve", "--port", str(port), "--db", ledger_url,
-                             "--log-level", "warning"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "guard", "serve", "--port", str(port), "--db", ledger_url, "--log-level", "warning"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     try:
-        poll(lambda: proc.poll() is not None or healthy(f"http://127.0.0.1:{port}"), timeout=20,
-             what="guard serve answering /health")
+        poll(
+            lambda: proc.poll() is not None or healthy(f"http://127.0.0.1:{port}"),
+            timeout=20,
+            what="guard serve answering /health",
+        )
         assert proc.poll() is None, proc.communicate()[1].decode()
         assert httpx.get(f"http://127.0.0.1:{port}/api/approvals").status_code == 401
     finally:

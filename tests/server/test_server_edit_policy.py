@@ -58,8 +58,12 @@ rules:
     when: {customer.tier: {eq: test}}
     deny: test customers are never refunded
 """
-ASKED: dict[str, Any] = {"invoice_id": "inv_1", "amount_cents": 20000, "card_token": "tok_live_4242424242",
-                         "customer": {"id": "cus_1", "tier": "gold"}}
+ASKED: dict[str, Any] = {
+    "invoice_id": "inv_1",
+    "amount_cents": 20000,
+    "card_token": "tok_live_4242424242",
+    "customer": {"id": "cus_1", "tier": "gold"},
+}
 SHOWN: dict[str, Any] = {**ASKED, "card_token": REDACTED}
 REVIEWERS = ("rita", "omar", "carla", "dora", "fran", "agent")
 
@@ -119,8 +123,11 @@ class Pay:
 
     def events(self, run_id: str, to_state: str) -> list[dict[str, Any]]:
         """The details of the run's approval events that moved to `to_state`, oldest first."""
-        return [json.loads(e.detail) for e in self.ledger.events_of(run_id)
-                if e.entity == "approval" and e.to_state == to_state]
+        return [
+            json.loads(e.detail)
+            for e in self.ledger.events_of(run_id)
+            if e.entity == "approval" and e.to_state == to_state
+        ]
 
     def rewrite_policy(self, old: str, new: str) -> None:
         file = self.policies / "pay.yaml"
@@ -167,7 +174,8 @@ def test_an_edit_a_deny_rule_forbids_is_refused_with_the_rules_reason_and_the_ca
 
 
 def test_an_edit_that_needs_another_role_becomes_the_request_for_that_role_and_the_editors_vote_waits_for_it(
-        pay: Pay) -> None:
+    pay: Pay,
+) -> None:
     run_id, approval_id = pay.ask()
     edited = {**SHOWN, "amount_cents": 90000}
     proposed = pay.approve("rita", approval_id, edited)  # rita holds finance; 900.00 needs two cfo approvals
@@ -177,8 +185,12 @@ def test_an_edit_that_needs_another_role_becomes_the_request_for_that_role_and_t
     assert body["args_hash"] == args_hash(edited)
     assert [(d.reviewer, d.decision) for d in pay.ledger.decisions_of(approval_id)] == [("rita", "edit")]
     [record] = pay.events(run_id, "edited")
-    assert (record["verdict"], record["rule"], record["roles"], record["quorum"]) == ("approve", "big-refund",
-                                                                                      ["cfo"], 2)
+    assert (record["verdict"], record["rule"], record["roles"], record["quorum"]) == (
+        "approve",
+        "big-refund",
+        ["cfo"],
+        2,
+    )
     assert pay.approve("omar", approval_id).status_code == 403  # finance may no longer decide it
     assert pay.approve("agent", approval_id).status_code == 403  # nor the requester, whatever roles it holds
     assert pay.approve("carla", approval_id).json()["state"] == "pending"  # one cfo of two
@@ -206,16 +218,23 @@ def _drop(args: dict[str, Any], key: str) -> dict[str, Any]:
     return {k: v for k, v in args.items() if k != key}
 
 
-@pytest.mark.parametrize(("edit", "why"), [
-    pytest.param({**SHOWN, "amount_cents": "90000"}, "argument amount_cents is a string", id="amount as text"),
-    pytest.param(_drop(SHOWN, "amount_cents"), "argument amount_cents is missing", id="amount removed"),
-    pytest.param({**SHOWN, "customer": {"id": "cus_1", "tier": "test"}}, "test customers are never refunded",
-                 id="nested field a deny rule forbids"),
-    pytest.param({**SHOWN, "customer": "cus_1"}, "send an object", id="nested field not an object"),
-    pytest.param(_drop(SHOWN, "customer"), "argument customer.tier is missing", id="nested field removed"),
-])
+@pytest.mark.parametrize(
+    ("edit", "why"),
+    [
+        pytest.param({**SHOWN, "amount_cents": "90000"}, "argument amount_cents is a string", id="amount as text"),
+        pytest.param(_drop(SHOWN, "amount_cents"), "argument amount_cents is missing", id="amount removed"),
+        pytest.param(
+            {**SHOWN, "customer": {"id": "cus_1", "tier": "test"}},
+            "test customers are never refunded",
+            id="nested field a deny rule forbids",
+        ),
+        pytest.param({**SHOWN, "customer": "cus_1"}, "send an object", id="nested field not an object"),
+        pytest.param(_drop(SHOWN, "customer"), "argument customer.tier is missing", id="nested field removed"),
+    ],
+)
 def test_a_type_confused_or_missing_field_in_an_edit_is_judged_as_an_agents_call_and_never_approved(
-        pay: Pay, edit: dict[str, Any], why: str) -> None:
+    pay: Pay, edit: dict[str, Any], why: str
+) -> None:
     run_id, approval_id = pay.ask()
     refused = pay.approve("rita", approval_id, edit)
     assert refused.status_code == 422, refused.text
@@ -246,8 +265,7 @@ def test_a_vote_of_a_reviewer_taken_off_the_policy_no_longer_counts_towards_the_
     assert approval is not None and sorted(approval.decider_list) == ["dora", "fran"]
 
 
-def test_an_approval_whose_approver_was_taken_off_the_policy_before_the_agent_resumed_does_not_run(
-        pay: Pay) -> None:
+def test_an_approval_whose_approver_was_taken_off_the_policy_before_the_agent_resumed_does_not_run(pay: Pay) -> None:
     big = {**ASKED, "amount_cents": 90000}
     run_id, approval_id = pay.ask(big)
     assert pay.approve("carla", approval_id).json()["state"] == "pending"
@@ -262,8 +280,9 @@ def test_an_approval_whose_approver_was_taken_off_the_policy_before_the_agent_re
 
 
 def test_a_reviewer_of_another_team_gets_the_same_answer_as_for_an_unknown_id(pay: Pay) -> None:
-    (pay.policies / "growth.yaml").write_text("team: growth\nreviewers:\n  gus: [marketing]\nrules:\n"
-                                              "  - name: reads\n    tools: [crm.get]\n    class: read\n")
+    (pay.policies / "growth.yaml").write_text(
+        "team: growth\nreviewers:\n  gus: [marketing]\nrules:\n  - name: reads\n    tools: [crm.get]\n    class: read\n"
+    )
     pay.tokens["gus"] = pay.ledger.create_token("gus", by="test")[1]
     run_id, approval_id = pay.ask()
     unknown_approval, unknown_run = "apr_00000000-0000-0000-0000-000000000000", "pay:no-such-event"
@@ -274,9 +293,11 @@ def test_a_reviewer_of_another_team_gets_the_same_answer_as_for_an_unknown_id(pa
         none = pay.http.request(method, path.format(fake), headers=pay.auth("gus"), json=body)
         return (theirs.status_code, theirs.text.replace(real, "ID")), (none.status_code, none.text.replace(fake, "ID"))
 
-    for method, path, real, fake in [("GET", "/api/approvals/{}", approval_id, unknown_approval),
-                                     ("POST", "/api/approvals/{}/decision", approval_id, unknown_approval),
-                                     ("GET", "/api/runs/{}", run_id, unknown_run)]:
+    for method, path, real, fake in [
+        ("GET", "/api/approvals/{}", approval_id, unknown_approval),
+        ("POST", "/api/approvals/{}/decision", approval_id, unknown_approval),
+        ("GET", "/api/runs/{}", run_id, unknown_run),
+    ]:
         theirs, none = answer(method, path, real, fake)
         assert theirs == none and theirs[0] == 404, (method, path, theirs)
         assert "pay" not in theirs[1]  # the owning team is never named
@@ -328,19 +349,35 @@ def test_an_approval_while_a_pause_holds_the_call_says_it_runs_when_the_pause_is
 
 
 _MISSING: Any = object()
-_AMOUNTS = st.one_of(st.integers(-10, 3_000_000), st.sampled_from([50000, 50001, 1_000_000, 1_000_001]),
-                     st.floats(-1e7, 1e7, allow_nan=False), st.text(max_size=8), st.booleans(), st.none(),
-                     st.just(_MISSING))
-_CUSTOMERS = st.one_of(st.fixed_dictionaries({"id": st.just("cus_1"),
-                                              "tier": st.one_of(st.sampled_from(["gold", "test"]), st.integers())}),
-                       st.just({"id": "cus_1"}), st.text(max_size=4), st.just(_MISSING))
+_AMOUNTS = st.one_of(
+    st.integers(-10, 3_000_000),
+    st.sampled_from([50000, 50001, 1_000_000, 1_000_001]),
+    st.floats(-1e7, 1e7, allow_nan=False),
+    st.text(max_size=8),
+    st.booleans(),
+    st.none(),
+    st.just(_MISSING),
+)
+_CUSTOMERS = st.one_of(
+    st.fixed_dictionaries(
+        {"id": st.just("cus_1"), "tier": st.one_of(st.sampled_from(["gold", "test"]), st.integers())}
+    ),
+    st.just({"id": "cus_1"}),
+    st.text(max_size=4),
+    st.just(_MISSING),
+)
 
 
-@settings(max_examples=40, deadline=None, derandomize=True,
-          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@settings(
+    max_examples=40,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 @given(amount=_AMOUNTS, customer=_CUSTOMERS, editor=st.sampled_from(REVIEWERS))
 def test_for_any_edit_what_runs_was_approved_under_the_policys_verdict_for_those_exact_arguments(
-        pay: Pay, amount: Any, customer: Any, editor: str) -> None:
+    pay: Pay, amount: Any, customer: Any, editor: str
+) -> None:
     policy = policy_from_text(POLICY, source="pay.yaml")
     run_id, approval_id = pay.ask()
     edited = {k: v for k, v in {**SHOWN, "amount_cents": amount, "customer": customer}.items() if v is not _MISSING}

@@ -118,8 +118,14 @@ async def test_edited_arguments_run_only_with_the_approval_of_the_edit(desk: Des
     assert shown["args"]["card_token"] == REDACTED and shown["edited"] is False
     edited = {**shown["args"], "amount_cents": 45000}
 
-    first = await desk.decide("rita", approval_id, decision="approve", args_hash=shown["args_hash"],
-                              edited_args=edited, reason="half is what we owe")
+    first = await desk.decide(
+        "rita",
+        approval_id,
+        decision="approve",
+        args_hash=shown["args_hash"],
+        edited_args=edited,
+        reason="half is what we owe",
+    )
     assert first.status_code == 200, first.text
     assert first.json()["state"] == "pending" and first.json()["args_hash"] == args_hash(edited)
 
@@ -152,8 +158,7 @@ async def test_an_approval_of_the_old_arguments_does_not_count_after_an_edit(des
     shown = await desk.shown("rita", approval_id)
     assert (await desk.decide("omar", approval_id, decision="approve", args_hash=shown["args_hash"])).status_code == 200
     edited = {**shown["args"], "amount_cents": 1000}
-    after = await desk.decide("rita", approval_id, decision="approve", args_hash=shown["args_hash"],
-                              edited_args=edited)
+    after = await desk.decide("rita", approval_id, decision="approve", args_hash=shown["args_hash"], edited_args=edited)
     # omar approved 90000, rita approved 1000: two approvals, but not two of the same arguments.
     assert after.status_code == 200 and after.json()["state"] == "pending"
     # omar may now decide again, on the edited arguments.
@@ -165,15 +170,16 @@ async def test_an_approval_of_the_old_arguments_does_not_count_after_an_edit(des
 
 
 async def test_a_reviewer_may_revise_their_own_edit_before_the_quorum_and_only_the_last_one_runs(
-        desk: Desk, agent: Guard) -> None:
+    desk: Desk, agent: Guard
+) -> None:
     run_id, approval_id = desk.ask(agent)
     shown = await desk.shown("rita", approval_id)
     first = {**shown["args"], "amount_cents": 45000}
     second = {**shown["args"], "amount_cents": 40000}
-    assert (await desk.decide("rita", approval_id, decision="approve", args_hash=shown["args_hash"],
-                              edited_args=first)).status_code == 200
-    revised = await desk.decide("rita", approval_id, decision="approve", args_hash=args_hash(first),
-                                edited_args=second)
+    assert (
+        await desk.decide("rita", approval_id, decision="approve", args_hash=shown["args_hash"], edited_args=first)
+    ).status_code == 200
+    revised = await desk.decide("rita", approval_id, decision="approve", args_hash=args_hash(first), edited_args=second)
     assert revised.status_code == 200 and revised.json()["args_hash"] == args_hash(second)
     assert [(d.reviewer, d.args_hash) for d in desk.ledger.decisions_of(approval_id)] == [("rita", args_hash(second))]
     done = await desk.decide("omar", approval_id, decision="approve", args_hash=args_hash(second))
@@ -182,8 +188,7 @@ async def test_a_reviewer_may_revise_their_own_edit_before_the_quorum_and_only_t
     assert desk.refunds == [{**ASKED, "amount_cents": 40000}]
 
 
-async def test_quorum_counts_distinct_reviewers_and_nobody_approves_their_own_call(
-        desk: Desk, agent: Guard) -> None:
+async def test_quorum_counts_distinct_reviewers_and_nobody_approves_their_own_call(desk: Desk, agent: Guard) -> None:
     run_id, approval_id = desk.ask(agent)
     shown = await desk.shown("rita", approval_id)
     one = await desk.decide("rita", approval_id, decision="approve", args_hash=shown["args_hash"])
@@ -191,8 +196,13 @@ async def test_quorum_counts_distinct_reviewers_and_nobody_approves_their_own_ca
     assert one.json()["state"] == twice.json()["state"] == "pending" and twice.json()["repeat"] is True
     own = await desk.decide("agent", approval_id, decision="approve", args_hash=shown["args_hash"])
     assert own.status_code == 403 and own.json()["code"] == "self_approval"
-    own_edit = await desk.decide("agent", approval_id, decision="approve", args_hash=shown["args_hash"],
-                                 edited_args={**shown["args"], "amount_cents": 1})
+    own_edit = await desk.decide(
+        "agent",
+        approval_id,
+        decision="approve",
+        args_hash=shown["args_hash"],
+        edited_args={**shown["args"], "amount_cents": 1},
+    )
     assert own_edit.status_code == 403
     assert (await desk.shown("agent", approval_id))["allowed_decisions"] == []
     assert [d.reviewer for d in desk.ledger.decisions_of(approval_id)] == ["rita"]
@@ -201,22 +211,35 @@ async def test_quorum_counts_distinct_reviewers_and_nobody_approves_their_own_ca
     assert desk.refunds == []
 
 
-@pytest.mark.parametrize(("edit", "why"), [
-    ('{"invoice_id": "inv_1", "amount_cents": 90000, "card_token": "tok_attacker"}', "secret"),
-    ('{"invoice_id": "inv_1", "amount_cents": 1e999, "card_token": "[REDACTED]"}', "JSON"),
-    ('["not", "an", "object"]', "dictionary"),
-])
+@pytest.mark.parametrize(
+    ("edit", "why"),
+    [
+        ('{"invoice_id": "inv_1", "amount_cents": 90000, "card_token": "tok_attacker"}', "secret"),
+        ('{"invoice_id": "inv_1", "amount_cents": 1e999, "card_token": "[REDACTED]"}', "JSON"),
+        ('["not", "an", "object"]', "dictionary"),
+    ],
+)
 async def test_bad_edits_are_refused_with_a_reason_and_decide_nothing(
-        desk: Desk, agent: Guard, edit: str, why: str) -> None:
+    desk: Desk, agent: Guard, edit: str, why: str
+) -> None:
     _, approval_id = desk.ask(agent)
     shown = await desk.shown("rita", approval_id)
     body = f'{{"decision": "approve", "args_hash": "{shown["args_hash"]}", "edited_args": {edit}}}'
-    response = await desk.client.post(f"/api/approvals/{approval_id}/decision", content=body,
-                                      headers={**desk.auth("rita"), "Content-Type": "application/json"})
+    response = await desk.client.post(
+        f"/api/approvals/{approval_id}/decision",
+        content=body,
+        headers={**desk.auth("rita"), "Content-Type": "application/json"},
+    )
     assert response.status_code == 422, response.text
     assert why in response.text
-    reject = await desk.decide("omar", approval_id, decision="reject", reason="no", args_hash=shown["args_hash"],
-                               edited_args={**shown["args"], "amount_cents": 1})
+    reject = await desk.decide(
+        "omar",
+        approval_id,
+        decision="reject",
+        reason="no",
+        args_hash=shown["args_hash"],
+        edited_args={**shown["args"], "amount_cents": 1},
+    )
     assert reject.status_code == 422 and "rejection" in reject.json()["detail"]
     assert desk.ledger.decisions_of(approval_id) == []
     after = desk.ledger.get_approval(approval_id)
@@ -224,7 +247,8 @@ async def test_bad_edits_are_refused_with_a_reason_and_decide_nothing(
 
 
 async def test_expiry_is_judged_by_the_database_clock_not_the_host_clock(
-        desk: Desk, agent: Guard, monkeypatch: pytest.MonkeyPatch) -> None:
+    desk: Desk, agent: Guard, monkeypatch: pytest.MonkeyPatch
+) -> None:
     _, approval_id = desk.ask(agent)
     shown = await desk.shown("rita", approval_id)
     # The host's clock runs two hours ahead (the approval expires in one): the database still says it is live.

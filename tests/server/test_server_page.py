@@ -30,19 +30,22 @@ def field(page: str, name: str) -> str:
 
 
 async def test_signing_in_sets_a_strict_httponly_session_and_shows_the_queue(
-        service: Service, client: httpx.AsyncClient) -> None:
+    service: Service, client: httpx.AsyncClient
+) -> None:
     approval_id = service.waiting()
     assert (await client.get("/")).headers["location"] == "/login"
     login = await client.get("/login")
-    assert 'autofocus' in login.text and '<label for="token">' in login.text
+    assert "autofocus" in login.text and '<label for="token">' in login.text
     signed = await sign_in(client, service, "sam")
     assert signed.status_code == 303 and signed.headers["location"] == "/"
     cookie = signed.headers["set-cookie"].lower()
     assert "httponly" in cookie and "samesite=strict" in cookie
     queue = await client.get("/")
     assert queue.status_code == 200 and f'href="/approvals/{approval_id}"' in queue.text
-    assert queue.headers["x-frame-options"] == "DENY" and "frame-ancestors 'none'" in \
-        queue.headers["content-security-policy"]
+    assert (
+        queue.headers["x-frame-options"] == "DENY"
+        and "frame-ancestors 'none'" in queue.headers["content-security-policy"]
+    )
 
 
 async def test_a_bad_token_does_not_sign_in(service: Service, client: httpx.AsyncClient) -> None:
@@ -52,14 +55,21 @@ async def test_a_bad_token_does_not_sign_in(service: Service, client: httpx.Asyn
 
 
 async def test_approving_through_the_form_decides_and_the_page_says_so(
-        service: Service, client: httpx.AsyncClient) -> None:
+    service: Service, client: httpx.AsyncClient
+) -> None:
     approval_id = service.waiting()
     await sign_in(client, service, "sam")
     page = (await client.get(f"/approvals/{approval_id}")).text
     assert "ada@example.com" in page and "Approve these exact arguments" in page
-    done = await client.post(f"/approvals/{approval_id}/decision", data={
-        "csrf_token": field(page, "csrf_token"), "args_hash": field(page, "args_hash"), "decision": "approve",
-        "reason": "checked the address"})
+    done = await client.post(
+        f"/approvals/{approval_id}/decision",
+        data={
+            "csrf_token": field(page, "csrf_token"),
+            "args_hash": field(page, "args_hash"),
+            "decision": "approve",
+            "reason": "checked the address",
+        },
+    )
     assert done.status_code == 303 and done.headers["location"].endswith("?done=approved")
     after = await client.get(done.headers["location"])
     assert "Approved: the call may run now." in after.text
@@ -68,7 +78,8 @@ async def test_approving_through_the_form_decides_and_the_page_says_so(
 
 
 async def test_approving_edited_arguments_through_the_form_binds_to_the_edit(
-        service: Service, client: httpx.AsyncClient) -> None:
+    service: Service, client: httpx.AsyncClient
+) -> None:
     approval_id = service.waiting()
     await sign_in(client, service, "sam")
     page = (await client.get(f"/approvals/{approval_id}")).text
@@ -86,20 +97,25 @@ async def test_approving_edited_arguments_through_the_form_binds_to_the_edit(
 
 
 async def test_rejecting_through_the_form_without_a_reason_is_refused(
-        service: Service, client: httpx.AsyncClient) -> None:
+    service: Service, client: httpx.AsyncClient
+) -> None:
     approval_id = service.waiting()
     await sign_in(client, service, "sam")
     page = (await client.get(f"/approvals/{approval_id}")).text
-    refused = await client.post(f"/approvals/{approval_id}/decision", data={
-        "csrf_token": field(page, "csrf_token"), "args_hash": field(page, "args_hash"), "decision": "reject"})
+    refused = await client.post(
+        f"/approvals/{approval_id}/decision",
+        data={"csrf_token": field(page, "csrf_token"), "args_hash": field(page, "args_hash"), "decision": "reject"},
+    )
     assert refused.status_code == 422 and "reason" in refused.text
     assert service.ledger.decisions_of(approval_id) == []
 
 
-@pytest.mark.parametrize("attack", ["no csrf token", "wrong csrf token", "another session's token",
-                                    "cross-site origin", "no session"])
+@pytest.mark.parametrize(
+    "attack", ["no csrf token", "wrong csrf token", "another session's token", "cross-site origin", "no session"]
+)
 async def test_a_forged_form_post_is_refused_and_nothing_is_decided(
-        service: Service, client: httpx.AsyncClient, attack: str) -> None:
+    service: Service, client: httpx.AsyncClient, attack: str
+) -> None:
     approval_id = service.waiting()
     # Another session of another reviewer: its CSRF token is valid there, and must be useless here.
     other = httpx.AsyncClient(transport=httpx.ASGITransport(app=service.app), base_url="http://testserver")

@@ -74,8 +74,13 @@ def service_options(fake: FakeSlack) -> dict[str, Any]:
     return {"slack_api": SlackApi(base_url=f"{fake.url}/api", response_prefixes=(fake.url,)), "notify_every": None}
 
 
-def waiting(service: Service, policies: Path, tool: str = "email.send_welcome", actor: str = "onboarding-agent",
-            args: dict[str, Any] | None = None) -> str:
+def waiting(
+    service: Service,
+    policies: Path,
+    tool: str = "email.send_welcome",
+    actor: str = "onboarding-agent",
+    args: dict[str, Any] | None = None,
+) -> str:
     """A call of `tool` waiting for approval (deferred), asked by `actor`; its approval id."""
     with Guard(policies=policies, db=service.url, actor=actor, approval="defer", log_level="error") as guard:
         guarded = guard.tool(lambda **kw: {"message_id": "m-1"}, name=tool)  # pyright: ignore[reportUnknownLambdaType, reportUnknownArgumentType]
@@ -104,7 +109,8 @@ def state_of(service: Service, approval_id: str) -> str:
 
 
 def test_the_webhook_message_carries_approve_and_reject_buttons_bound_to_the_shown_hash_and_a_press_decides(
-        service: Service, service_policies: Path, fake: FakeSlack, live_url: str) -> None:
+    service: Service, service_policies: Path, fake: FakeSlack, live_url: str
+) -> None:
     """The notifier posts Block Kit with the rule, the redacted arguments and a link; the Approve button's value,
     signed back as Slack would, approves exactly that call."""
     approval_id = waiting(service, service_policies, args={**WELCOME, "api_key": "sk-live-secret-42"})
@@ -134,13 +140,17 @@ def test_the_webhook_message_carries_approve_and_reject_buttons_bound_to_the_sho
 
 @pytest.mark.parametrize("how", ["forged", "tampered", "stale", "future", "unsigned", "no_timestamp"])
 def test_a_request_not_signed_by_slack_now_is_refused_with_401_and_decides_nothing(
-        service: Service, service_policies: Path, fake: FakeSlack, live_url: str, how: str) -> None:
+    service: Service, service_policies: Path, fake: FakeSlack, live_url: str, how: str
+) -> None:
     """Forged (another secret), tampered (body changed after signing), stale or future (ten minutes away) and
     unsigned requests get 401 with their code; the approval stays pending and Slack is told nothing."""
     approval_id = waiting(service, service_policies)
     payload = press(SAM, "guard_approve", value_of(service, approval_id), f"{fake.url}/r/1")
-    body, headers = signed(payload, secret="not-the-secret" if how == "forged" else SIGNING_SECRET,
-                           at=time.time() - 600 if how == "stale" else time.time() + 600 if how == "future" else None)
+    body, headers = signed(
+        payload,
+        secret="not-the-secret" if how == "forged" else SIGNING_SECRET,
+        at=time.time() - 600 if how == "stale" else time.time() + 600 if how == "future" else None,
+    )
     if how == "tampered":
         body = body.replace(b"U0SAM0001", b"U0OPSLEAD")
     if how == "unsigned":
@@ -155,7 +165,8 @@ def test_a_request_not_signed_by_slack_now_is_refused_with_401_and_decides_nothi
 
 
 def test_a_replayed_request_is_refused_with_409_and_the_first_one_stands(
-        service: Service, service_policies: Path, fake: FakeSlack, live_url: str) -> None:
+    service: Service, service_policies: Path, fake: FakeSlack, live_url: str
+) -> None:
     """The same signed request sent twice: the first approves, the replay is refused and changes nothing."""
     approval_id = waiting(service, service_policies, tool="email.announce")
     request = signed(press(SAM, "guard_approve", value_of(service, approval_id), f"{fake.url}/r/1"))
@@ -171,8 +182,9 @@ def test_a_request_without_a_payload_is_refused_with_400(service: Service, live_
     body = b"hello=world"
     _, headers = signed({})
     stamp = headers["X-Slack-Request-Timestamp"]
-    headers["X-Slack-Signature"] = "v0=" + hmac.new(SIGNING_SECRET.encode(), f"v0:{stamp}:".encode() + body,
-                                                    hashlib.sha256).hexdigest()
+    headers["X-Slack-Signature"] = (
+        "v0=" + hmac.new(SIGNING_SECRET.encode(), f"v0:{stamp}:".encode() + body, hashlib.sha256).hexdigest()
+    )
     answer = post(live_url, body, headers)
     assert answer.status_code == 400 and answer.json()["code"] == "invalid"
 
@@ -180,14 +192,17 @@ def test_a_request_without_a_payload_is_refused_with_400(service: Service, live_
 # -- every check of the page ------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("user", "actor", "code"), [
-    (STRANGER, "onboarding-agent", "forbidden"),  # a Slack user the policy does not map
-    (ALICE, "onboarding-agent", "forbidden"),  # a reviewer without the role (finance, not support)
-    (SAM, "sam", "self_approval"),  # the asker
-])
+@pytest.mark.parametrize(
+    ("user", "actor", "code"),
+    [
+        (STRANGER, "onboarding-agent", "forbidden"),  # a Slack user the policy does not map
+        (ALICE, "onboarding-agent", "forbidden"),  # a reviewer without the role (finance, not support)
+        (SAM, "sam", "self_approval"),  # the asker
+    ],
+)
 def test_a_press_by_someone_the_page_would_refuse_decides_nothing_and_tells_them_alone(
-        service: Service, service_policies: Path, fake: FakeSlack, live_url: str, user: str, actor: str,
-        code: str) -> None:
+    service: Service, service_policies: Path, fake: FakeSlack, live_url: str, user: str, actor: str, code: str
+) -> None:
     """Unknown Slack users, reviewers without the role and the asker are refused as on the page; the refusal is an
     ephemeral reply (the channel's message keeps its buttons)."""
     approval_id = waiting(service, service_policies, actor=actor)
@@ -199,7 +214,8 @@ def test_a_press_by_someone_the_page_would_refuse_decides_nothing_and_tells_them
 
 
 def test_a_press_for_other_arguments_than_the_ledger_holds_is_refused(
-        service: Service, service_policies: Path, fake: FakeSlack, live_url: str) -> None:
+    service: Service, service_policies: Path, fake: FakeSlack, live_url: str
+) -> None:
     """A button whose hash is not the call's (a message for other arguments) approves nothing."""
     approval_id = waiting(service, service_policies)
     other = button_value(approval_id, "sha256:" + "0" * 64)
@@ -210,7 +226,8 @@ def test_a_press_for_other_arguments_than_the_ledger_holds_is_refused(
 
 
 def test_a_press_after_the_approval_expired_is_refused(
-        service: Service, service_policies: Path, fake: FakeSlack, live_url: str) -> None:
+    service: Service, service_policies: Path, fake: FakeSlack, live_url: str
+) -> None:
     """An approval past its expiry cannot be approved from Slack (410 from the desk, told to the reviewer)."""
     approval_id = waiting(service, service_policies, tool="email.flash")
     approval = service.ledger.get_approval(approval_id)
@@ -222,7 +239,8 @@ def test_a_press_after_the_approval_expired_is_refused(
 
 
 def test_a_quorum_of_two_needs_two_reviewers_in_slack_and_the_message_says_who_is_still_needed(
-        service: Service, service_policies: Path, fake: FakeSlack, live_url: str) -> None:
+    service: Service, service_policies: Path, fake: FakeSlack, live_url: str
+) -> None:
     """The first approval leaves the call pending (the buttons stay); a second reviewer's approval decides it."""
     approval_id = waiting(service, service_policies, tool="email.announce")
     value = value_of(service, approval_id)
@@ -240,12 +258,15 @@ def test_a_quorum_of_two_needs_two_reviewers_in_slack_and_the_message_says_who_i
 
 
 def test_reject_opens_a_reason_dialog_and_its_submission_rejects_with_that_reason(
-        service: Service, service_policies: Path, fake: FakeSlack, live_url: str) -> None:
+    service: Service, service_policies: Path, fake: FakeSlack, live_url: str
+) -> None:
     """Reject calls views.open with the bot token and the press's trigger id; the submitted dialog rejects the
     call with the reason and replaces the message with who rejected and why."""
     approval_id = waiting(service, service_policies)
-    pressed = post(live_url, *signed(press(SAM, "guard_reject", value_of(service, approval_id), f"{fake.url}/r/1",
-                                           trigger_id="trig-42")))
+    pressed = post(
+        live_url,
+        *signed(press(SAM, "guard_reject", value_of(service, approval_id), f"{fake.url}/r/1", trigger_id="trig-42")),
+    )
     assert pressed.status_code == 200 and state_of(service, approval_id) == "pending"
     [opened] = fake.at("/api/views.open")
     assert opened.headers["authorization"] == f"Bearer {BOT_TOKEN}" and opened.body["trigger_id"] == "trig-42"
@@ -264,7 +285,8 @@ def test_reject_opens_a_reason_dialog_and_its_submission_rejects_with_that_reaso
 
 
 def test_when_the_reason_dialog_cannot_be_opened_the_reviewer_is_sent_to_the_page_and_nothing_is_decided(
-        service: Service, service_policies: Path, fake: FakeSlack, live_url: str) -> None:
+    service: Service, service_policies: Path, fake: FakeSlack, live_url: str
+) -> None:
     """views.open refused (an expired trigger): an ephemeral reply links the page; the call stays pending."""
     fake.views_ok = False
     approval_id = waiting(service, service_policies)
@@ -275,11 +297,17 @@ def test_when_the_reason_dialog_cannot_be_opened_the_reviewer_is_sent_to_the_pag
 
 
 def test_a_dialog_submitted_by_someone_the_page_would_refuse_shows_the_refusal_in_the_dialog(
-        service: Service, service_policies: Path, fake: FakeSlack, live_url: str) -> None:
+    service: Service, service_policies: Path, fake: FakeSlack, live_url: str
+) -> None:
     """A reason dialog submitted by a reviewer without the role gets the dialog's error and decides nothing."""
     approval_id = waiting(service, service_policies)
-    metadata = json.dumps({"approval_id": approval_id, "args_hash": json.loads(value_of(service, approval_id))[
-        "args_hash"], "response_url": f"{fake.url}/r/1"})
+    metadata = json.dumps(
+        {
+            "approval_id": approval_id,
+            "args_hash": json.loads(value_of(service, approval_id))["args_hash"],
+            "response_url": f"{fake.url}/r/1",
+        }
+    )
     answer = post(live_url, *signed(submit(ALICE, metadata, "no")))
     assert answer.json()["response_action"] == "errors" and "roles" in answer.json()["errors"]["reason"]
     assert state_of(service, approval_id) == "pending"
@@ -289,11 +317,19 @@ def test_a_dialog_submitted_by_someone_the_page_would_refuse_shows_the_refusal_i
 
 
 def test_an_approval_made_in_slack_wakes_the_blocked_agent_which_runs_the_call_once(
-        service: Service, service_policies: Path, fake: FakeSlack, live_url: str) -> None:
+    service: Service, service_policies: Path, fake: FakeSlack, live_url: str
+) -> None:
     """An agent blocked on its welcome email runs it as soon as sam approves in Slack."""
     sent: list[dict[str, Any]] = []
-    with Guard(policies=service_policies, db=service.url, actor="onboarding-agent", approval="block",
-               approval_timeout=30, log_level="error") as guard:
+    with Guard(
+        policies=service_policies,
+        db=service.url,
+        actor="onboarding-agent",
+        approval="block",
+        approval_timeout=30,
+        log_level="error",
+    ) as guard:
+
         def send(**kw: Any) -> dict[str, str]:
             sent.append(kw)
             return {"message_id": "m-1"}
@@ -309,8 +345,9 @@ def test_an_approval_made_in_slack_wakes_the_blocked_agent_which_runs_the_call_o
         agent.start()
         [approval] = poll(lambda: service.ledger.list_approvals(team="onboarding"), what="the waiting approval")
         assert sent == []
-        answer = post(live_url, *signed(press(SAM, "guard_approve", value_of(service, approval.approval_id),
-                                              f"{fake.url}/r/1")))
+        answer = post(
+            live_url, *signed(press(SAM, "guard_approve", value_of(service, approval.approval_id), f"{fake.url}/r/1"))
+        )
         assert answer.json()["state"] == "approved"
         agent.join(timeout=10)
         assert not agent.is_alive(), "the agent is still blocked"

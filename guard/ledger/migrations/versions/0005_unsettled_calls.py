@@ -24,8 +24,14 @@ UNSETTLED = "state IN ('started', 'in_doubt')"
 
 
 def upgrade() -> None:
-    op.create_index("ix_calls_unsettled", "calls", ["state"], unique=False,
-                    sqlite_where=sa.text(UNSETTLED), postgresql_where=sa.text(UNSETTLED))
+    op.create_index(
+        "ix_calls_unsettled",
+        "calls",
+        ["state"],
+        unique=False,
+        sqlite_where=sa.text(UNSETTLED),
+        postgresql_where=sa.text(UNSETTLED),
+    )
 
 
 def downgrade() -> None:

@@ -70,25 +70,38 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id"),
     )
     if length:
-        bind.execute(sa.text("UPDATE events SET stream = :s, seq = r.n FROM (SELECT id, row_number() OVER "
-                             "(ORDER BY id) AS n FROM events) AS r WHERE events.id = r.id"), {"s": LEGACY})
-        bind.execute(sa.text("INSERT INTO stream_heads (stream, length, head) VALUES (:s, :n, :h)"),
-                     {"s": LEGACY, "n": length, "h": head})
+        bind.execute(
+            sa.text(
+                "UPDATE events SET stream = :s, seq = r.n FROM (SELECT id, row_number() OVER "
+                "(ORDER BY id) AS n FROM events) AS r WHERE events.id = r.id"
+            ),
+            {"s": LEGACY},
+        )
+        bind.execute(
+            sa.text("INSERT INTO stream_heads (stream, length, head) VALUES (:s, :n, :h)"),
+            {"s": LEGACY, "n": length, "h": head},
+        )
     _baseline(bind)
 
 
 def _verify_legacy(bind: Any) -> tuple[int, str]:
     """Walk the old single chain; stop the upgrade at the first event that does not follow."""
     prev, n = GENESIS, 0
-    rows = bind.execute(sa.text("SELECT id, run_id, call_id, at, actor, entity, from_state, to_state, detail, hash "
-                                "FROM events ORDER BY id"))
+    rows = bind.execute(
+        sa.text(
+            "SELECT id, run_id, call_id, at, actor, entity, from_state, to_state, detail, hash FROM events ORDER BY id"
+        )
+    )
     for id_, run_id, call_id, at, actor, entity, src, dst, detail, hash_ in rows:
         if legacy_hash(prev, run_id, call_id, at, actor, entity, src, dst, detail) != hash_:
             raise LedgerNotReady(
                 f"event {id_} does not follow from the event before it: this ledger's audit chain was edited or "
                 f"cut before the upgrade to streams ({n} events before it verify). Keep a copy of the file for "
-                "investigation; the upgrade changed nothing.", url=str(bind.engine.url), revision=down_revision,
-                needed=revision)
+                "investigation; the upgrade changed nothing.",
+                url=str(bind.engine.url),
+                revision=down_revision,
+                needed=revision,
+            )
         prev, n = hash_, n + 1
     return n, prev
 
@@ -97,9 +110,11 @@ def _baseline(bind: Any) -> None:
     """A first claim of every row that exists now, in the `baseline` stream."""
     now = time.time()
     seq, prev = 0, GENESIS
-    insert = sa.text("INSERT INTO events (run_id, call_id, at, actor, entity, from_state, to_state, detail, hash, "
-                     "stream, seq, row_table, row_key, row_digest) VALUES (NULL, NULL, :at, 'guard:upgrade', 'row', "
-                     "NULL, 'baseline', '{}', :hash, :stream, :seq, :t, :k, :d)")
+    insert = sa.text(
+        "INSERT INTO events (run_id, call_id, at, actor, entity, from_state, to_state, detail, hash, "
+        "stream, seq, row_table, row_key, row_digest) VALUES (NULL, NULL, :at, 'guard:upgrade', 'row', "
+        "NULL, 'baseline', '{}', :hash, :stream, :seq, :t, :k, :d)"
+    )
     for spec in COVERED.values():
         batch: list[dict[str, Any]] = []
         order = spec.key_sql(bind.dialect.name == "postgresql")
@@ -108,28 +123,49 @@ def _baseline(bind: Any) -> None:
             values = tuple(row)
             key, digest = row_key(spec.table, values), row_digest(spec.table, values)
             seq += 1
-            prev = event_hash(prev, BASELINE, seq, None, None, now, "guard:upgrade", "row", None, "baseline", "{}",
-                              spec.table, key, digest)
-            batch.append({"at": now, "hash": prev, "stream": BASELINE, "seq": seq, "t": spec.table, "k": key,
-                          "d": digest})
+            prev = event_hash(
+                prev,
+                BASELINE,
+                seq,
+                None,
+                None,
+                now,
+                "guard:upgrade",
+                "row",
+                None,
+                "baseline",
+                "{}",
+                spec.table,
+                key,
+                digest,
+            )
+            batch.append(
+                {"at": now, "hash": prev, "stream": BASELINE, "seq": seq, "t": spec.table, "k": key, "d": digest}
+            )
             if len(batch) >= _CHUNK:
                 bind.execute(insert, batch)
                 batch = []
         if batch:
             bind.execute(insert, batch)
     if seq:
-        bind.execute(sa.text("INSERT INTO stream_heads (stream, length, head) VALUES (:s, :n, :h)"),
-                     {"s": BASELINE, "n": seq, "h": prev})
+        bind.execute(
+            sa.text("INSERT INTO stream_heads (stream, length, head) VALUES (:s, :n, :h)"),
+            {"s": BASELINE, "n": seq, "h": prev},
+        )
 
 
 def downgrade() -> None:
     bind = op.get_bind()
-    newer = bind.execute(sa.text("SELECT count(*) FROM events WHERE stream NOT IN (:a, :b)"),
-                         {"a": LEGACY, "b": BASELINE}).scalar()
+    newer = bind.execute(
+        sa.text("SELECT count(*) FROM events WHERE stream NOT IN (:a, :b)"), {"a": LEGACY, "b": BASELINE}
+    ).scalar()
     if newer:
-        raise LedgerNotReady(f"{newer} events were recorded in streams since the upgrade; the single chain of "
-                             "0006 cannot hold them", url=str(bind.engine.url), revision=revision,
-                             needed=down_revision)
+        raise LedgerNotReady(
+            f"{newer} events were recorded in streams since the upgrade; the single chain of 0006 cannot hold them",
+            url=str(bind.engine.url),
+            revision=revision,
+            needed=down_revision,
+        )
     bind.execute(sa.text("DELETE FROM events WHERE stream = :b"), {"b": BASELINE})
     op.drop_table("seals")
     op.drop_table("sealed_heads")

@@ -75,8 +75,12 @@ def downgrade() -> None:
     bind = op.get_bind()
     held = bind.execute(sa.text("SELECT count(*) FROM incidents")).scalar()
     if held:  # their claims are chained in the incidents' streams: dropping the rows would read as tampering
-        raise LedgerNotReady(f"{held} incident(s) are recorded; 0008 has no place for them", url=str(bind.engine.url),
-                             revision=revision, needed=down_revision)
+        raise LedgerNotReady(
+            f"{held} incident(s) are recorded; 0008 has no place for them",
+            url=str(bind.engine.url),
+            revision=revision,
+            needed=down_revision,
+        )
     op.drop_table("incident_notes")
     op.drop_table("incident_verdicts")
     op.drop_table("incidents")
