@@ -23,18 +23,30 @@ import signal
 import sys
 import tempfile
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Generator, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import cast
 
 from guard.ledger import Ledger, upgrade
-from tests.chaos.harness import KILL_POINTS, NEW_LEDGER, SAGA, Lab, calibrate, kill_and_recover, poll, template, tool_of
+from tests.chaos.harness import (
+    KILL_POINTS,
+    NEW_LEDGER,
+    SAGA,
+    Lab,
+    calibrate,
+    forget_template,
+    kill_and_recover,
+    poll,
+    template,
+    tool_of,
+)
 from tests.chaos.invariants import Check
 from tests.pg_cluster import PgCluster, server_bin_dir
 
-__all__ = ["Scenario", "Tally", "main", "scenarios"]
+__all__ = ["Scenario", "Tally", "ledgers", "main", "scenarios"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -271,48 +283,61 @@ def main(argv: list[str] | None = None) -> int:
 def _campaign(args: argparse.Namespace, backend: str) -> Tally:
     """Every scenario `args.repeat` times, each lab's ledger on `backend`."""
     work = (args.keep / backend) if args.keep else Path(tempfile.mkdtemp(prefix=f"chaos-{backend}-"))
-    work.mkdir(parents=True, exist_ok=True)
-    template(work)
-    cluster = _postgres(NEW_LEDGER) if backend == "postgres" else None
     tally = Tally()
     try:
-        matrix = scenarios(work)
-        jobs = [(rep, i, s) for rep in range(args.repeat) for i, s in enumerate(matrix)]
+        with ledgers(work, backend) as cluster:
+            matrix = scenarios(work)
+            jobs = [(rep, i, s) for rep in range(args.repeat) for i, s in enumerate(matrix)]
 
-        def one(job: tuple[int, int, Scenario]) -> tuple[str, int, Check]:
-            rep, i, s = job
-            name = f"[{backend} {rep + 1}/{args.repeat}] {s.name}"
-            try:
-                kills, check = s.run(work / f"r{rep}" / f"s{i:03d}")
-            except Exception as exc:  # a scenario that could not run is reported, and the campaign goes on
-                check = Check()
-                check.add("harness", f"{type(exc).__name__}: {str(exc)[-500:]}")
-                return name, 0, check
-            return name, kills, check
+            def one(job: tuple[int, int, Scenario]) -> tuple[str, int, Check]:
+                rep, i, s = job
+                name = f"[{backend} {rep + 1}/{args.repeat}] {s.name}"
+                try:
+                    kills, check = s.run(work / f"r{rep}" / f"s{i:03d}")
+                except Exception as exc:  # a scenario that could not run is reported, and the campaign goes on
+                    check = Check()
+                    check.add("harness", f"{type(exc).__name__}: {str(exc)[-500:]}")
+                    return name, 0, check
+                return name, kills, check
 
-        serial = [Scenario("a worker SIGSTOPped past its lease wakes after the takeover", zombie)]
-        if cluster is not None:
-            serial.append(
-                Scenario("server stopped -m immediate and started while a charge is in flight", restart(cluster))
-            )
-        half = len(jobs) // 2
-        with ThreadPoolExecutor(max_workers=max(args.jobs, 1)) as pool:
-            for name, kills, check in pool.map(one, jobs[:half]):
-                tally.add(name, kills, check)
-            for rep in range(args.repeat):  # alone: a restart would cut every other lab's connections too
-                for i, s in enumerate(serial):
-                    name, kills, check = one((rep, len(matrix) + i, s))
+            serial = [Scenario("a worker SIGSTOPped past its lease wakes after the takeover", zombie)]
+            if cluster is not None:
+                serial.append(
+                    Scenario("server stopped -m immediate and started while a charge is in flight", restart(cluster))
+                )
+            half = len(jobs) // 2
+            with ThreadPoolExecutor(max_workers=max(args.jobs, 1)) as pool:
+                for name, kills, check in pool.map(one, jobs[:half]):
                     tally.add(name, kills, check)
-                    tally.restarts += s.name.startswith("server")
-            for name, kills, check in pool.map(one, jobs[half:]):
-                tally.add(name, kills, check)
+                for rep in range(args.repeat):  # alone: a restart would cut every other lab's connections too
+                    for i, s in enumerate(serial):
+                        name, kills, check = one((rep, len(matrix) + i, s))
+                        tally.add(name, kills, check)
+                        tally.restarts += s.name.startswith("server")
+                for name, kills, check in pool.map(one, jobs[half:]):
+                    tally.add(name, kills, check)
     finally:
-        NEW_LEDGER.clear()
-        if cluster is not None:
-            cluster.stop()
         if args.keep is None:
             shutil.rmtree(work, ignore_errors=True)
     return tally
+
+
+@contextmanager
+def ledgers(work: Path, backend: str) -> Generator[PgCluster | None]:
+    """Where one backend's labs get their ledgers while the block runs: on SQLite a migrated template file in
+    `work` that each lab copies; on PostgreSQL a throwaway cluster (yielded) whose template database each lab
+    copies. On leaving, the cluster is stopped and removed and the process forgets both, so a later backend's
+    labs (in either order) never reach a ledger this one removed."""
+    work.mkdir(parents=True, exist_ok=True)
+    template(work)
+    cluster = _postgres(NEW_LEDGER) if backend == "postgres" else None
+    try:
+        yield cluster
+    finally:
+        NEW_LEDGER.clear()
+        forget_template()
+        if cluster is not None:
+            cluster.remove()
 
 
 def _postgres(factory: list[Callable[[], str]]) -> PgCluster:

@@ -37,6 +37,7 @@ __all__ = [
     "Lab",
     "Result",
     "calibrate",
+    "forget_template",
     "kill_and_recover",
     "poll",
     "template",
@@ -54,13 +55,21 @@ _TEMPLATE: list[Path] = []
 
 
 def template(folder: Path | None = None) -> Path:
-    """A migrated, empty ledger file, made once per process (in `folder`, else a temporary directory); each
-    lab copies it, so every scenario still has a real file of its own."""
+    """A migrated, empty ledger file, made once per process (in `folder`, else a temporary directory) and made
+    again when the one made before is gone (its folder was removed); each lab copies it, so every scenario still
+    has a real file of its own."""
+    if _TEMPLATE and not _TEMPLATE[0].exists():
+        forget_template()
     if not _TEMPLATE:
         path = (folder or Path(tempfile.mkdtemp(prefix="chaos-template-"))) / "template.db"
         upgrade(f"sqlite:///{path}")
         _TEMPLATE.append(path)
     return _TEMPLATE[0]
+
+
+def forget_template() -> None:
+    """Make the next `template()` a new file: the campaign calls it when the folder holding the last one goes."""
+    _TEMPLATE.clear()
 
 
 @dataclass
