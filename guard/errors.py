@@ -24,6 +24,7 @@ GuardError
 ├── OutcomeUnknown              raised BY a tool (an adapter): its request went out, no answer came back
 └── LedgerError                 the ledger could not do what was asked
     ├── LedgerUnavailable       the database failed (translated from the driver error)
+    │   └── LedgerBusy          every connection of this process's pool stayed in use past the pool timeout
     ├── IllegalTransition       a state change the transition table refuses
     │   └── LeaseLost           a write on a call another worker took over (fenced: nothing written)
     └── ApprovalDecisionError   a decision that is not allowed (role, self-approval, decided, expired)
@@ -54,6 +55,7 @@ __all__ = [
     "IdempotencyConflict",
     "IllegalTransition",
     "LeaseLost",
+    "LedgerBusy",
     "LedgerError",
     "LedgerNotReady",
     "LedgerUnavailable",
@@ -265,6 +267,19 @@ class LedgerError(GuardError):
 
 class LedgerUnavailable(LedgerError):
     """The database failed or cannot be reached. Nothing was decided; the guard fails closed."""
+
+
+class LedgerBusy(LedgerUnavailable):
+    """Every connection of this process's ledger pool stayed in use for the pool's timeout: nothing was
+    recorded, the call that needed one was refused (fail closed). Raise the pool size
+    (`GUARD_DB_POOL_SIZE`, `Guard(db_pool_size=...)`) or the database's `max_connections`, or run fewer threads.
+
+    Fields: url, database (without a password), size, overflow, timeout (seconds waited).
+    """
+
+    size: int
+    overflow: int
+    timeout: float
 
 
 class IllegalTransition(LedgerError):

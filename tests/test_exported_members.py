@@ -39,6 +39,7 @@ EXPORTED = [
     "IllegalTransition",
     "LeaseLost",
     "Ledger",
+    "LedgerBusy",
     "LedgerError",
     "LedgerNotReady",
     "LedgerUnavailable",

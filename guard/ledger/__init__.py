@@ -7,6 +7,7 @@ from guard.ledger.field_stops import StopMark, shadow_verdicts
 from guard.ledger.moves import RunClose
 from guard.ledger.numbers import HealthNumbers, ToolNumbers, health_numbers
 from guard.ledger.pauses import Scope
+from guard.ledger.pool import PoolLimits
 from guard.ledger.records import (
     ApprovalRecord,
     CallRecord,
@@ -45,6 +46,7 @@ __all__ = [
     "NoticeEvent",
     "NotificationRecord",
     "Offer",
+    "PoolLimits",
     "QueuedApproval",
     "RecordedCall",
     "RolesNow",

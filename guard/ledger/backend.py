@@ -17,10 +17,11 @@ from collections.abc import Generator
 from contextlib import contextmanager, suppress
 from typing import Any, Protocol
 
-from guard.errors import LedgerNotReady, LedgerUnavailable
+from guard.errors import LedgerBusy, LedgerNotReady, LedgerUnavailable
 from guard.ledger.checkpoint import PRAGMAS as CHECKPOINT_PRAGMAS
 from guard.ledger.checkpoint import Checkpointer
 from guard.ledger.database import ensure_ready, shown_url, sqlite_path
+from guard.ledger.pool import PoolLimits
 
 __all__ = ["Backend", "Connections", "SqliteBackend", "open_backend", "shown_url", "unavailable"]
 
@@ -219,8 +220,12 @@ class Connections:
     connection instead of paying for a new one each time, and nothing is left open behind a finished thread.
     """
 
-    def __init__(self, backend: Backend) -> None:
+    def __init__(self, backend: Backend, limits: PoolLimits | None = None) -> None:
         self.backend = backend
+        # A database server's pool is bounded (`guard.ledger.pool`): a slot per borrowed connection, taken on
+        # borrow and given back with the connection; idle ones beyond `size` are closed. None: unbounded (SQLite).
+        self.limits = limits
+        self._slots = None if limits is None else threading.BoundedSemaphore(limits.most)
         # A server can drop an idle connection (a restart); a file cannot. Checked on borrow where it can happen.
         self._check_stale = bool(getattr(backend, "drops_idle_connections", False))
         self._begin_read: Any = getattr(backend, "begin_read", None)  # SQLite: the busy handler for reads
@@ -230,9 +235,36 @@ class Connections:
         self._closed = False
 
     def borrow(self) -> Any:
+        """An open connection for one transaction; give it back with `give_back` (or `drop`). With limits, waits
+        up to their timeout while every connection is in use, then raises LedgerBusy."""
         if self._closed:
             shown = shown_url(self.backend.url)
             raise LedgerUnavailable(f"{shown}: this ledger was closed", url=shown, database=shown)
+        if self._slots is None or self.limits is None:
+            return self._open()
+        if not self._slots.acquire(timeout=self.limits.timeout):
+            raise self._busy(self.limits)
+        try:
+            return self._open()
+        except BaseException:
+            self._slots.release()
+            raise
+
+    def _busy(self, limits: PoolLimits) -> LedgerBusy:
+        shown = shown_url(self.backend.url)
+        return LedgerBusy(
+            f"{shown}: all {limits.most} connections of this process's ledger pool (size {limits.size}, overflow "
+            f"{limits.overflow}) stayed in use for {limits.timeout:g}s, so nothing was recorded and the call was "
+            "refused. Raise GUARD_DB_POOL_SIZE (Guard(db_pool_size=...)) within the server's max_connections, or "
+            "run fewer threads per process",
+            url=shown,
+            database=shown,
+            size=limits.size,
+            overflow=limits.overflow,
+            timeout=limits.timeout,
+        )
+
+    def _open(self) -> Any:
         try:
             conn = self._idle.get_nowait()
             while self._check_stale and conn.stale():
@@ -248,11 +280,25 @@ class Connections:
             return conn
 
     def give_back(self, conn: Any) -> None:
-        if self._closed or getattr(conn, "in_transaction", False):
-            # Closed meanwhile, or a rollback that failed: this connection is not reused.
+        try:
+            if self._closed or getattr(conn, "in_transaction", False):
+                # Closed meanwhile, or a rollback that failed: this connection is not reused.
+                self.discard(conn)
+            elif self.limits is not None and self._idle.qsize() >= self.limits.size:
+                self.discard(conn)  # an overflow connection: closed once the load that opened it is gone
+            else:
+                self._idle.put(conn)
+        finally:
+            if self._slots is not None:
+                self._slots.release()
+
+    def drop(self, conn: Any) -> None:
+        """Close a borrowed connection that must not be reused (its state is unknown), freeing its place."""
+        try:
             self.discard(conn)
-            return
-        self._idle.put(conn)
+        finally:
+            if self._slots is not None:
+                self._slots.release()
 
     def discard_idle(self) -> None:
         """Close every idle connection (after one of them was found cut off from the server)."""
@@ -395,7 +441,7 @@ class _WriteTx:
                 self._conns.backend.end_write(cur, self._durable)
         except Exception:  # noqa: BLE001 (whatever broke the connection, it is discarded, not reused)
             cur.close()
-            self._conns.discard(conn)
+            self._conns.drop(conn)
             return
         cur.close()
         self._conns.give_back(conn)

@@ -25,12 +25,14 @@ from guard.errors import (
 from guard.ledger.approvals import LedgerApprovals
 from guard.ledger.backend import Connections, open_backend
 from guard.ledger.chain import run_stream
+from guard.ledger.database import sqlite_path
 from guard.ledger.digests import claim, row_digest
 from guard.ledger.field_stops import StopMark, count_marks, count_shadow, field_stop_trip
 from guard.ledger.inflight import LedgerInFlight
 from guard.ledger.moves import EventIn, RunClose, append_events, cas_call, move_run, move_run_if, new_id
 from guard.ledger.notices import LedgerNotices
 from guard.ledger.pauses import LedgerPauses
+from guard.ledger.pool import PoolLimits
 from guard.ledger.queries import LedgerQueries
 from guard.ledger.records import CallRecord, RunRecord
 from guard.ledger.restarts import LedgerRestarts, restart_tripped, stage_gate, stage_pass
@@ -152,9 +154,12 @@ class Ledger(
     IllegalTransition (a refused move or a lost compare-and-set).
     """
 
-    def __init__(self, url: str, *, listen_url: str | None = None) -> None:
+    def __init__(self, url: str, *, listen_url: str | None = None, pool: PoolLimits | None = None) -> None:
         self.url = url
-        self.conns = Connections(open_backend(url))
+        # A database server's connections are bounded per process (`pool`, else GUARD_DB_POOL_*); a SQLite file's
+        # are not. See guard.ledger.pool.
+        limits = None if sqlite_path(url) is not None else (pool or PoolLimits.resolve())
+        self.conns = Connections(open_backend(url), limits)
         # How waiting agents hear of decisions; on PostgreSQL a LISTEN connection on `listen_url` (default
         # GUARD_LISTEN_URL, else `url`), opened when an agent first waits. See guard.ledger.signals.
         self.wakes = Wakes(url, listen_url)

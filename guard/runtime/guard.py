@@ -24,7 +24,7 @@ from typing import Any, Literal, overload
 
 from guard.canonical import MAX_BYTES, MAX_DEPTH
 from guard.errors import GuardUsageError
-from guard.ledger import Ledger, new_id, resolve_url
+from guard.ledger import Ledger, PoolLimits, new_id, resolve_url
 from guard.logs import log_format as log_format_of
 from guard.logs import make_logger
 from guard.policy import PolicySet
@@ -76,6 +76,10 @@ class Guard:
         max_arg_depth: lists and objects nested deeper than this in a call's arguments (the arguments object
             is level 1) deny the call, recorded with a placeholder for the arguments (`ArgumentsRefused`).
         max_arg_bytes: the same for arguments larger than this as canonical JSON (default 1 MiB).
+        db_pool_size: PostgreSQL: connections this process keeps open to the ledger's server (default
+            `GUARD_DB_POOL_SIZE`, else 10); `db_pool_overflow` more are opened under load (`GUARD_DB_POOL_OVERFLOW`,
+            else 10) and a thread that finds them all in use waits `db_pool_timeout` seconds
+            (`GUARD_DB_POOL_TIMEOUT`, else 30), then its call is refused with `LedgerBusy`. See guard.ledger.pool.
         listen_url: PostgreSQL: where this worker's one LISTEN connection goes, to hear of decisions made in
             other processes (default `GUARD_LISTEN_URL`, else `db`). It must reach the server itself or a
             session-mode pooler: PgBouncer in transaction mode cannot LISTEN.
@@ -106,6 +110,9 @@ class Guard:
         max_arg_depth: int = MAX_DEPTH,
         max_arg_bytes: int = MAX_BYTES,
         listen_url: str | None = None,
+        db_pool_size: int | None = None,
+        db_pool_overflow: int | None = None,
+        db_pool_timeout: float | None = None,
         tracer_provider: Any = None,
         trace_content: bool | None = None,
     ) -> None:
@@ -117,7 +124,8 @@ class Guard:
             raise GuardUsageError("max_arg_depth must be at least 1 and max_arg_bytes at least 2")
         self.policies = policies if isinstance(policies, PolicySet) else PolicySet.load_dir(policies)
         url = resolve_url(db)
-        self.ledger = Ledger(url, listen_url=listen_url)
+        pool = PoolLimits.resolve(db_pool_size, db_pool_overflow, db_pool_timeout)
+        self.ledger = Ledger(url, listen_url=listen_url, pool=pool)
         self.arguments = ArgumentRules(SecretKey(url, secret_key), max_arg_depth, max_arg_bytes)
         self.actor = actor
         self.approval = approval
