@@ -21,6 +21,7 @@ from guard.errors import LedgerBusy, LedgerNotReady, LedgerUnavailable
 from guard.ledger.checkpoint import PRAGMAS as CHECKPOINT_PRAGMAS
 from guard.ledger.checkpoint import Checkpointer
 from guard.ledger.database import ensure_ready, shown_url, sqlite_path
+from guard.ledger.lease_clock import WORKER_CLOCK, LeaseClock
 from guard.ledger.pool import PoolLimits
 
 __all__ = ["Backend", "Connections", "SqliteBackend", "open_backend", "shown_url", "unavailable"]
@@ -90,6 +91,9 @@ class Backend(Protocol):
         """The database's own clock, in Unix seconds: what expiry is judged by, whatever the host's clock says."""
         ...
 
+    # Which clock judges leases (guard.ledger.lease_clock): the worker's on SQLite, the server's on PostgreSQL.
+    lease_clock: LeaseClock
+
     def lock(self, cur: Any, name: str) -> None:
         """Inside a write transaction, also take the lock `name` until it ends (see `begin_write`): for a count
         shared by the team's runs, which the run's own lock does not cover. SQLite: its one write lock covers it."""
@@ -101,6 +105,8 @@ class SqliteBackend:
     a transaction begun with `durable=False` (synchronous=NORMAL for that one transaction). The log is
     checkpointed by a thread of this process (`guard.ledger.checkpoint`), started by the first write and stopped
     by `close`, never inside a commit."""
+
+    lease_clock = WORKER_CLOCK  # one machine, one clock: leases judged by the worker's, fenced by token alone
 
     def __init__(self, url: str) -> None:
         path = sqlite_path(url)

@@ -29,6 +29,7 @@ from typing import Any
 from guard.errors import LedgerNotReady
 from guard.ledger.backend import unavailable
 from guard.ledger.database import shown_url
+from guard.ledger.lease_clock import DATABASE_CLOCK
 
 __all__ = ["PostgresBackend", "lock_key"]
 
@@ -169,6 +170,8 @@ class PostgresBackend:
 
     # The pool checks a connection on borrow (`_Connection.stale`): a restarted server dropped it.
     drops_idle_connections = True
+    # Workers on many hosts: every lease is judged by the server's clock_timestamp() (guard.ledger.lease_clock).
+    lease_clock = DATABASE_CLOCK
 
     def __init__(self, url: str) -> None:
         try:

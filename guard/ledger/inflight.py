@@ -49,13 +49,25 @@ def _fenced(call_id: str, src: CallState, dst: CallState) -> LeaseLost:
 class LedgerInFlight:
     conns: Connections
 
+    @property
+    def _fence(self) -> str:
+        """What every write under a lease adds to its compare-and-set (guard.ledger.lease_clock)."""
+        return self.conns.backend.lease_clock.fence
+
+    def lease_now(self) -> float:
+        """Now by the clock leases are judged by (Unix seconds): the database server's on PostgreSQL, this
+        worker's on SQLite. For recovery's view of which leases ran out."""
+        clock = self.conns.backend.lease_clock
+        with self.conns.read() as cur:
+            return clock.now(self.conns.backend, cur)
+
     def record_attempt(self, run_id: str, call_id: str, token: int, attempt: int, error: str, actor: str) -> None:
         """A failed attempt of a repeat-safe call; the call stays `started` for the next attempt."""
         now = time.time()
         with self.conns.write() as cur:
             cur.execute(
                 "UPDATE calls SET attempts = ?, error = ?, updated_at = ? WHERE call_id = ? AND state = ? "
-                "AND lease_token = ?",
+                f"AND lease_token = ?{self._fence}",
                 (attempt, error, now, call_id, C.STARTED, token),
             )
             if cur.rowcount != 1:
@@ -86,7 +98,7 @@ class LedgerInFlight:
         with self.conns.write() as cur:
             cur.execute(
                 "UPDATE calls SET side_effect = ?, updated_at = ? WHERE call_id = ? AND state = ? "
-                f"AND lease_token = ? RETURNING {_CALL_COLS}",
+                f"AND lease_token = ?{self._fence} RETURNING {_CALL_COLS}",
                 (side_effect, now, call_id, C.STARTED, token),
             )
             row = cur.fetchone()
@@ -106,7 +118,8 @@ class LedgerInFlight:
         now = time.time()
         with self.conns.write() as cur:
             cur.execute(
-                "UPDATE calls SET external_ids = ?, updated_at = ? WHERE call_id = ? AND state = ? AND lease_token = ?",
+                "UPDATE calls SET external_ids = ?, updated_at = ? WHERE call_id = ? AND state = ? "
+                f"AND lease_token = ?{self._fence}",
                 (json.dumps(external_ids), now, call_id, C.STARTED, token),
             )
             if cur.rowcount != 1:
@@ -152,7 +165,7 @@ class LedgerInFlight:
             cur.execute(
                 "UPDATE calls SET state = ?, result_json = ?, external_ids = ?, attempts = ?, "
                 "ended_at = ?, updated_at = ?, lease_expires_at = NULL WHERE call_id = ? AND state = ? "
-                f"AND lease_token = ? RETURNING {_CALL_COLS}",
+                f"AND lease_token = ?{self._fence} RETURNING {_CALL_COLS}",
                 (C.COMPLETED, result_json, ids, attempts, now, now, call_id, src, token),
             )
             row = cur.fetchone()  # the row as written: its claim, without reading it again
@@ -186,7 +199,8 @@ class LedgerInFlight:
         with self.conns.write(lock=None if run is None else run_stream(run_id)) as cur:
             cur.execute(
                 "UPDATE calls SET state = ?, error = ?, attempts = ?, external_ids = ?, ended_at = ?, "
-                "updated_at = ?, lease_expires_at = NULL WHERE call_id = ? AND state = ? AND lease_token = ?",
+                "updated_at = ?, lease_expires_at = NULL WHERE call_id = ? AND state = ? "
+                f"AND lease_token = ?{self._fence}",
                 (state, error, attempts, json.dumps(external_ids), now, now, call_id, src, token),
             )
             if cur.rowcount != 1:
@@ -200,13 +214,15 @@ class LedgerInFlight:
             restart_call_failed(cur, call_id, state, now, actor)  # a staged restart stops at its first failure
 
     def heartbeat(self, call_id: str, token: int, ttl: float) -> bool:
-        """Extend this worker's lease on a started call; False when the lease was lost (fenced)."""
+        """Extend this worker's lease on a started call to `ttl` seconds from now by the lease clock; False when
+        the lease was lost (fenced: taken over, or on PostgreSQL already run out by the server's clock)."""
+        clock = self.conns.backend.lease_clock
         with self.conns.write() as cur:
             now = time.time()
             cur.execute(
-                "UPDATE calls SET lease_expires_at = ?, updated_at = ? WHERE call_id = ? AND state = ? "
-                "AND lease_token = ? RETURNING run_id",
-                (now + ttl, now, call_id, C.STARTED, token),
+                f"UPDATE calls SET lease_expires_at = {clock.now_sql} + ?, updated_at = ? WHERE call_id = ? "
+                f"AND state = ? AND lease_token = ?{clock.fence} RETURNING run_id",
+                (*clock.args(now), ttl, now, call_id, C.STARTED, token),
             )
             held = cur.fetchone()
             if held is None:
@@ -258,12 +274,22 @@ class LedgerInFlight:
             return RunRecord.from_row(cur.fetchone()), moved
 
     def claim(
-        self, call: CallRecord, *, worker: str, ttl: float, actor: str, to: CallState | None = None
+        self,
+        call: CallRecord,
+        *,
+        worker: str,
+        ttl: float,
+        actor: str,
+        to: CallState | None = None,
+        lease_ran_out: bool = False,
     ) -> int | None:
         """Take over a call (compare-and-set on its state and lease token); the new token, or None if another
         worker changed it first. With `to`, the call also moves (e.g. `started -> in_doubt`, `in_doubt ->
-        started` to run it once)."""
+        started` to run it once). `lease_ran_out`: only if the holder's lease has run out by the lease clock, judged
+        in the same statement (a heartbeat that extended it since the caller looked keeps the call its worker's).
+        The new lease runs `ttl` seconds from now by the lease clock."""
         now = time.time()
+        clock = self.conns.backend.lease_clock
         src = CallState(call.state)
         dst = to or src
         if dst is not src:
@@ -271,11 +297,23 @@ class LedgerInFlight:
         with self.conns.write() as cur:
             started = ", started_at = ?" if dst is C.STARTED and src is not C.STARTED else ""
             params: tuple[Any, ...] = (now,) if started else ()
+            expired = f" AND (lease_expires_at IS NULL OR lease_expires_at <= {clock.now_sql})" if lease_ran_out else ""
             cur.execute(
                 f"UPDATE calls SET state = ?, lease_owner = ?, lease_token = lease_token + 1, "
-                f"lease_expires_at = ?, updated_at = ?{started} WHERE call_id = ? AND state = ? "
-                "AND lease_token = ?",
-                (dst, worker, now + ttl, now, *params, call.call_id, src, call.lease_token),
+                f"lease_expires_at = {clock.now_sql} + ?, updated_at = ?{started} WHERE call_id = ? AND state = ? "
+                f"AND lease_token = ?{expired}",
+                (
+                    dst,
+                    worker,
+                    *clock.args(now),
+                    ttl,
+                    now,
+                    *params,
+                    call.call_id,
+                    src,
+                    call.lease_token,
+                    *(clock.args(now) if lease_ran_out else ()),
+                ),
             )
             if cur.rowcount != 1:
                 return None

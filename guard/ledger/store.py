@@ -29,6 +29,7 @@ from guard.ledger.database import sqlite_path
 from guard.ledger.digests import claim, row_digest
 from guard.ledger.field_stops import StopMark, count_marks, count_shadow, field_stop_trip
 from guard.ledger.inflight import LedgerInFlight
+from guard.ledger.lease_clock import LeaseClock
 from guard.ledger.moves import EventIn, RunClose, append_events, cas_call, move_run, move_run_if, new_id
 from guard.ledger.notices import LedgerNotices
 from guard.ledger.pauses import LedgerPauses
@@ -51,9 +52,23 @@ __all__ = ["CallRequest", "Ledger", "Offer", "RunClose", "new_id"]
 
 C = CallState
 _CALL_COLS = ", ".join(CallRecord.columns())
-_INSERT_CALL = (
-    f"INSERT INTO calls ({_CALL_COLS}) VALUES ({', '.join('?' * len(CallRecord.columns()))}) ON CONFLICT DO NOTHING"
-)
+_INSERT_CALL: dict[str, str] = {}  # by the lease clock's SQL for now
+
+
+def _insert_call_sql(clock: LeaseClock) -> str:
+    """Insert a call, its lease (the last column) running `ttl` seconds from now by the lease clock; returns the
+    lease as written (for the row's digest), or no row when the key is taken."""
+    sql = _INSERT_CALL.get(clock.now_sql)
+    if sql is None:
+        marks = ", ".join("?" * (len(CallRecord.columns()) - 1))
+        sql = (
+            f"INSERT INTO calls ({_CALL_COLS}) VALUES ({marks}, {clock.now_sql} + ?) ON CONFLICT DO NOTHING "
+            "RETURNING lease_expires_at"
+        )
+        _INSERT_CALL[clock.now_sql] = sql
+    return sql
+
+
 # The run's state, whether any pause is active, and the next sequence number: one statement per offer.
 _RUN_GATE = (
     "SELECT state, EXISTS (SELECT 1 FROM pauses WHERE lifted_at IS NULL), "
@@ -494,11 +509,13 @@ class Ledger(
             now,
             req.worker if leased else None,
             1 if leased else 0,
-            now + req.lease_ttl if leased else None,
         )
-        cur.execute(_INSERT_CALL, values)
-        if cur.rowcount != 1:
+        clock = self.conns.backend.lease_clock
+        cur.execute(_insert_call_sql(clock), (*values, *clock.args(now), req.lease_ttl if leased else None))
+        inserted = cur.fetchone()
+        if inserted is None:
             return False
+        values = (*values, inserted[0])  # the lease as the database wrote it
         if req.shadow is not None:
             count_shadow(cur, req.team, req.rule or "-", "rule")
         # One event for the whole path (`EventRecord.path`), carrying the call's claim: its digest as inserted
@@ -608,14 +625,16 @@ class Ledger(
                 "SELECT approved_args_json, approved_args_hash FROM approvals WHERE call_id = ?", (call.call_id,)
             )
             edited, edited_hash = cur.fetchone() or (None, None)
+            clock = self.conns.backend.lease_clock
             cas_call(
                 cur,
                 call,
                 C.STARTED,
                 now,
                 req.actor,
-                "started_at = ?, lease_owner = ?, lease_token = lease_token + 1, lease_expires_at = ?",
-                (now, req.worker, now + req.lease_ttl),
+                "started_at = ?, lease_owner = ?, lease_token = lease_token + 1, "
+                f"lease_expires_at = {clock.now_sql} + ?",
+                (now, req.worker, *clock.args(now), req.lease_ttl),
             )
             append_events(
                 cur,
@@ -640,6 +659,7 @@ class Ledger(
             )
         if state is C.STARTED:
             expires = call.lease_expires_at
+            now = self.conns.backend.lease_clock.now(self.conns.backend, cur)  # as leases are judged
             live = expires is not None and expires > now
             raise CallInDoubt(
                 f"call {call.call_id} ({call.tool}) with this key is already started; it is never run twice. "

@@ -108,13 +108,14 @@ def recover(guard: Guard, *, stale_after: float | None = None, dead_workers: Col
     """
     report = RecoveryReport()
     now = time.time()
+    lease_now = guard.ledger.lease_now()  # leases are judged by the database's clock on PostgreSQL
     seen: set[str] = set()
     dead = frozenset(dead_workers)
     for call in guard.ledger.calls_in_state((C.STARTED,)):
         if guard.heartbeat.holds(call.call_id):
             continue
         alive = (
-            (call.lease_expires_at is not None and call.lease_expires_at > now)
+            (call.lease_expires_at is not None and call.lease_expires_at > lease_now)
             if stale_after is None
             else call.updated_at > now - stale_after
         )
@@ -123,7 +124,9 @@ def recover(guard: Guard, *, stale_after: float | None = None, dead_workers: Col
             report.held.append(Held(call.run_id, call.call_id, call.seq, call.tool, call.lease_owner, until))
             continue
         seen.add(call.call_id)
-        _contended(report, _name(call), lambda c=call: _started(guard, c, report))
+        # Taken over by its lease only: the claim checks again, in its own statement, that the lease ran out.
+        ran_out = stale_after is None and call.lease_owner not in dead
+        _contended(report, _name(call), lambda c=call, r=ran_out: _started(guard, c, report, lease_ran_out=r))
     for call in guard.ledger.calls_in_state((C.IN_DOUBT,)):
         if call.call_id not in seen:
             _contended(report, _name(call), lambda c=call: _take_in_doubt(guard, c, report))
@@ -173,15 +176,13 @@ def _take_in_doubt(guard: Guard, call: CallRecord, report: RecoveryReport) -> No
     if fresh is None or fresh.state != C.IN_DOUBT:
         return
     holder = fresh.lease_owner
-    if (
-        holder is not None
-        and holder != guard.worker_id
-        and fresh.lease_expires_at is not None
-        and fresh.lease_expires_at > time.time()
-    ):
+    other = holder is not None and holder != guard.worker_id
+    if other and fresh.lease_expires_at is not None and fresh.lease_expires_at > guard.ledger.lease_now():
         report.lost(_name(fresh), f"{holder} is reconciling it")
         return
-    token = guard.ledger.claim(fresh, worker=guard.worker_id, ttl=guard.lease_ttl, actor=_actor(guard))
+    token = guard.ledger.claim(
+        fresh, worker=guard.worker_id, ttl=guard.lease_ttl, actor=_actor(guard), lease_ran_out=other
+    )
     if token is None:
         report.lost(_name(fresh), "another recoverer took it first")
         return
@@ -215,10 +216,12 @@ def replayable(guard: Guard, call: CallRecord) -> bool:
     return _exact(guard.ledger.args_run_with(call))
 
 
-def _started(guard: Guard, call: CallRecord, report: RecoveryReport) -> None:
+def _started(guard: Guard, call: CallRecord, report: RecoveryReport, *, lease_ran_out: bool) -> None:
     tool = guard.tool_named(call.tool)
     if tool is not None and repeat_safe(guard, call) and _exact(guard.ledger.args_run_with(call)):
-        token = guard.ledger.claim(call, worker=guard.worker_id, ttl=guard.lease_ttl, actor=_actor(guard))
+        token = guard.ledger.claim(
+            call, worker=guard.worker_id, ttl=guard.lease_ttl, actor=_actor(guard), lease_ran_out=lease_ran_out
+        )
         if token is None:
             report.lost(_name(call), "another recoverer took it first")
             return
@@ -227,7 +230,14 @@ def _started(guard: Guard, call: CallRecord, report: RecoveryReport) -> None:
         run_claimed(guard, call, tool, token, report)
         report.retried += 1
         return
-    token = guard.ledger.claim(call, worker=guard.worker_id, ttl=guard.lease_ttl, actor=_actor(guard), to=C.IN_DOUBT)
+    token = guard.ledger.claim(
+        call,
+        worker=guard.worker_id,
+        ttl=guard.lease_ttl,
+        actor=_actor(guard),
+        to=C.IN_DOUBT,
+        lease_ran_out=lease_ran_out,
+    )
     if token is None:
         report.lost(_name(call), "another recoverer took it first")
         return

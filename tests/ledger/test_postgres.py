@@ -112,6 +112,7 @@ class _ShowingBackend:
         self.inner: Any = inner
         self.url: str = inner.url
         self.drops_idle_connections = True
+        self.lease_clock = inner.lease_clock
         self.trace: list[tuple[str, str, tuple[Any, ...]]] = []
 
     def connect(self) -> Any:

@@ -29,6 +29,7 @@ class TracingBackend:
     def __init__(self, inner: Backend) -> None:
         self.inner = inner
         self.url = inner.url
+        self.lease_clock = inner.lease_clock
         self.trace: list[tuple[int, str]] = []
 
     def connect(self) -> Any:

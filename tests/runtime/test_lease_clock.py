@@ -1,0 +1,121 @@
+"""Leases judged by the database clock on PostgreSQL: a worker whose own clock is minutes off neither takes over a
+live call nor keeps writing after its lease ran out by the server's clock. The skewed worker's clock is this
+process's `time.time`, moved; the database and its clock are real. On SQLite (one machine, one clock) leases are
+judged by the worker's clock as before; the takeover that re-checks the lease in its own statement holds on both."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from guard import Guard, LeaseLost
+from guard.ledger import CallRecord, Ledger
+from tests.runtime.test_recovery import left_started
+
+SKEW = 600.0  # ten minutes
+POLICY = """\
+team: ops
+rules:
+  - {name: charge, tools: [billing.charge], class: compensable, on_failure: halt}
+"""
+
+
+@pytest.fixture
+def recoverer(tmp_path: Path, ledger_url: str) -> Iterator[Guard]:
+    """Another worker of the same ledger, with the tool's code, that recovers what it finds."""
+    (tmp_path / "ops.yaml").write_text(POLICY)
+    guard = Guard(policies=tmp_path, db=ledger_url, worker_id="recoverer", log_level="error")
+
+    @guard.tool(name="billing.charge")
+    def charge(amount: int) -> dict[str, int]:
+        return {"amount": amount}
+
+    try:
+        yield guard
+    finally:
+        guard.close()
+
+
+def _skew(monkeypatch: pytest.MonkeyPatch, seconds: float) -> None:
+    """This process's clock, as a worker on a host whose clock is `seconds` off sees it."""
+    real = time.time
+    monkeypatch.setattr(time, "time", lambda: real() + seconds)
+
+
+def _call(ledger: Ledger, call_id: str) -> CallRecord:
+    call = ledger.get_call(call_id)
+    assert call is not None
+    return call
+
+
+def _postgres_only(backend: str) -> None:
+    if backend == "sqlite":
+        pytest.skip("SQLite: every worker runs on the machine holding the file, with its one clock")
+
+
+@pytest.mark.parametrize("skew", [SKEW, -SKEW], ids=["recoverer-ahead", "recoverer-behind"])
+def test_a_recoverer_whose_clock_is_minutes_off_leaves_a_live_lease_to_its_worker(
+    backend: str, recoverer: Guard, monkeypatch: pytest.MonkeyPatch, skew: float
+) -> None:
+    _postgres_only(backend)
+    call_id = left_started(recoverer.ledger, "r-live", "billing.charge", "compensable", {"amount": 5}, ttl=60)
+    _skew(monkeypatch, skew)
+    report = recoverer.recover()
+    assert report.claimed == 0
+    assert [h.call_id for h in report.held] == [call_id]
+    call = _call(recoverer.ledger, call_id)
+    assert (call.state, call.lease_owner, call.lease_token) == ("started", "dead", 1)
+
+
+def test_a_worker_whose_clock_is_minutes_behind_writes_a_lease_that_runs_from_the_database_clock(
+    backend: str, recoverer: Guard, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _postgres_only(backend)
+    _skew(monkeypatch, -SKEW)
+    call_id = left_started(recoverer.ledger, "r-behind", "billing.charge", "compensable", {"amount": 5}, ttl=60)
+    monkeypatch.undo()
+    lease = _call(recoverer.ledger, call_id).lease_expires_at
+    assert lease is not None
+    assert abs(lease - (recoverer.ledger.database_time() + 60)) < 10  # not ten minutes in the past
+    report = recoverer.recover()
+    assert report.claimed == 0
+    assert _call(recoverer.ledger, call_id).lease_owner == "dead"
+
+
+def test_a_worker_whose_clock_is_behind_cannot_write_once_its_lease_ran_out_by_the_database_clock(
+    backend: str, recoverer: Guard, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _postgres_only(backend)
+    ledger = recoverer.ledger
+    _skew(monkeypatch, -SKEW)  # to this worker its half-second lease still has ten minutes to go
+    call_id = left_started(ledger, "r-late", "billing.charge", "compensable", {"amount": 5}, ttl=0.5)
+    expires = _call(ledger, call_id).lease_expires_at
+    assert expires is not None
+    deadline = time.monotonic() + 10
+    while ledger.database_time() <= expires:  # the server's clock passes the lease
+        assert time.monotonic() < deadline, "the database clock never passed the lease"
+    assert ledger.heartbeat(call_id, 1, 60) is False
+    with pytest.raises(LeaseLost):
+        ledger.record_attempt("r-late", call_id, 1, 2, "timeout", "dead")
+    with pytest.raises(LeaseLost):
+        ledger.complete("r-late", call_id, token=1, result_json="{}", external_ids={}, attempts=1, actor="dead")
+    call = _call(ledger, call_id)
+    assert (call.state, call.attempts, call.lease_token) == ("started", 0, 1)  # nothing of it written
+    monkeypatch.undo()
+    assert recoverer.recover().claimed == 1  # and any other worker may take it over now
+
+
+def test_a_takeover_of_a_run_out_lease_checks_it_again_in_its_own_statement_and_leaves_a_live_one_alone(
+    recoverer: Guard,
+) -> None:
+    ledger = recoverer.ledger
+    call_id = left_started(ledger, "r-renewed", "billing.charge", "compensable", {"amount": 5}, ttl=60)
+    seen = _call(ledger, call_id)  # a recoverer that judged this lease run out (a stale read, a skewed clock)
+    assert ledger.claim(seen, worker="recoverer", ttl=30, actor="recovery", lease_ran_out=True) is None
+    call = _call(ledger, call_id)
+    assert (call.lease_owner, call.lease_token) == ("dead", 1)
+    # Told the worker is dead, a takeover does not ask about the lease.
+    assert ledger.claim(seen, worker="recoverer", ttl=30, actor="recovery") == 2
