@@ -33,6 +33,7 @@ from guard.ledger.notices import LedgerNotices
 from guard.ledger.pauses import LedgerPauses
 from guard.ledger.queries import LedgerQueries
 from guard.ledger.records import CallRecord, RunRecord
+from guard.ledger.replays import LedgerReplays
 from guard.ledger.restarts import LedgerRestarts, restart_tripped, stage_gate, stage_pass
 from guard.ledger.seals import LedgerSeals
 from guard.ledger.signals import Wakes
@@ -144,6 +145,7 @@ class Ledger(
     LedgerNotices,
     LedgerSeals,
     LedgerRestarts,
+    LedgerReplays,
 ):
     """The durable record of runs, calls, approvals and events. Thread-safe: one connection per thread.
 
