@@ -14,11 +14,11 @@ is the signature) before anything of the request is acted on, and kept until its
 ledger cannot be reached nothing is accepted (503). A request signed with one team's secret decides only that
 team's approvals.
 
-The Slack user is the reviewer the team's policy maps them to (`slack.reviewers`); the decision then goes through
-`Desk.decide` exactly as from the page: role, quorum, no self-approval, the argument hash the message showed
-(carried by the button), expiry. Its outcome replaces the message (`response_url`); a refusal is told to the
-reviewer alone (an ephemeral reply, or the dialog's error). Slack needs an answer within three seconds: the
-answer is 200 once the request was verified, with the outcome as JSON for anyone reading it.
+The Slack user is the reviewer whose Slack id they are in the team's policy (`reviewers:`, `slack: U...`); the
+decision then goes through `Desk.decide` exactly as from the page: role, quorum, no self-approval, the argument
+hash the message showed (carried by the button), expiry. Its outcome replaces the message (`response_url`); a
+refusal is told to the reviewer alone (an ephemeral reply, or the dialog's error). Slack needs an answer within
+three seconds: the answer is 200 once the request was verified, with the outcome as JSON for anyone reading it.
 """
 
 from __future__ import annotations
@@ -162,7 +162,8 @@ class _Interaction:
             raise DeskError(
                 403,
                 "forbidden",
-                f"Slack user {user_id} is not a reviewer of team {approval.team} (policy `slack.reviewers`)",
+                f"Slack user {user_id} is not a reviewer of team {approval.team} "
+                "(no reviewer has that `slack:` id under the policy's `reviewers:`)",
             )
         return Reviewer(name=name, token_id=f"slack:{user_id}")
 

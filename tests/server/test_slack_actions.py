@@ -28,6 +28,7 @@ from guard.server import create_app
 from guard.server.slack_api import SlackApi
 from guard.testing import poll
 
+# The Slack ids of policies/onboarding.yaml's reviewers, and a Slack user the policy does not name.
 SAM, ALICE, OPS, STRANGER = "U0SAM0001", "U0ALICE01", "U0OPSLEAD", "U0NOBODY1"
 MORE_RULES = """
   - name: announce
@@ -48,7 +49,6 @@ notify:
 slack:
   signing_secret_env: GUARD_TEST_SLACK_SECRET
   bot_token_env: GUARD_TEST_SLACK_BOT
-  reviewers: {sam: U0SAM0001, alice: U0ALICE01, ops-lead: U0OPSLEAD}
 """
 
 
