@@ -28,8 +28,13 @@ from guard.server import create_app
 from guard.server.slack_api import SlackApi
 from guard.testing import poll
 
-# The Slack ids of policies/onboarding.yaml's reviewers, and a Slack user the policy does not name.
 SAM, ALICE, OPS, STRANGER = "U0SAM0001", "U0ALICE01", "U0OPSLEAD", "U0NOBODY1"
+# The reviewers of policies/onboarding.yaml, given their Slack ids in the test's copy (STRANGER is nobody's).
+SLACK_IDS = {
+    "  alice: [finance]\n": f"  alice: {{roles: [finance], slack: {ALICE}}}\n",
+    "  sam: [support]\n": f"  sam: {{roles: [support], slack: {SAM}}}\n",
+    "  ops-lead: [finance, support]\n": f"  ops-lead: {{roles: [finance, support], slack: {OPS}}}\n",
+}
 MORE_RULES = """
   - name: announce
     tools: [email.announce]
@@ -62,7 +67,11 @@ def fake() -> Iterator[FakeSlack]:
 def service_policies(tmp_path: Path, fake: FakeSlack, monkeypatch: pytest.MonkeyPatch) -> Path:
     folder = tmp_path / "slack-policies"
     folder.mkdir()
-    (folder / "onboarding.yaml").write_text((POLICIES / "onboarding.yaml").read_text() + MORE_RULES)
+    text = (POLICIES / "onboarding.yaml").read_text()
+    for line, ids in SLACK_IDS.items():
+        assert line in text, line
+        text = text.replace(line, ids, 1)
+    (folder / "onboarding.yaml").write_text(text + MORE_RULES)
     monkeypatch.setenv("GUARD_TEST_SLACK_SECRET", SIGNING_SECRET)
     monkeypatch.setenv("GUARD_TEST_SLACK_BOT", BOT_TOKEN)
     monkeypatch.setenv("GUARD_TEST_SLACK_WEBHOOK", f"{fake.url}/webhook")
