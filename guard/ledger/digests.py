@@ -9,8 +9,9 @@ is not chained. A deleted row's last claim is `DELETED`.
 The digest is SHA-256 (hex) of the compact JSON array `[table, value, value, ...]` of the row's values in the
 column order below (text, integers, floats as their shortest round-trip form, null). Not covered: `rate_windows`
 and `stop_marks` (stop-rule counters), `restarts` and `restart_calls` (every step of a staged restart is a chained
-event of its own), `notify_cursor` (how far the notifier read), `stream_heads` and `seals` (checked by the
-chain and the seals themselves), `alembic_version`.
+event of its own), `notify_cursor` (how far the notifier read), `seen_requests` (signed requests already
+received: a replay cache), `stream_heads` and `seals` (checked by the chain and the seals themselves),
+`alembic_version`.
 """
 
 from __future__ import annotations

@@ -36,6 +36,7 @@ from guard.ledger.pauses import LedgerPauses
 from guard.ledger.pool import PoolLimits
 from guard.ledger.queries import LedgerQueries
 from guard.ledger.records import CallRecord, RunRecord
+from guard.ledger.replays import LedgerReplays
 from guard.ledger.restarts import LedgerRestarts, restart_tripped, stage_gate, stage_pass
 from guard.ledger.seals import LedgerSeals
 from guard.ledger.signals import Wakes
@@ -161,6 +162,7 @@ class Ledger(
     LedgerNotices,
     LedgerSeals,
     LedgerRestarts,
+    LedgerReplays,
 ):
     """The durable record of runs, calls, approvals and events. Thread-safe: one connection per thread.
 

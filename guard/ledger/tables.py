@@ -25,6 +25,7 @@ __all__ = [
     "Run",
     "Seal",
     "SealedHead",
+    "SeenRequest",
     "ShadowCount",
     "StopMark",
     "StreamHead",
@@ -341,6 +342,17 @@ class NotifyCursor(SQLModel, table=True):
 
     name: str = Field(primary_key=True)
     event_id: int
+
+
+class SeenRequest(SQLModel, table=True):
+    """A signed request the approval service accepted (a Slack interaction), kept until its timestamp is too old
+    to be accepted again: a second insert of its key is a replay, on whichever replica it arrives."""
+
+    __tablename__ = "seen_requests"  # pyright: ignore[reportAssignmentType]
+
+    source: str = Field(primary_key=True)  # who signed it: `slack`
+    signature: str = Field(primary_key=True)
+    expires_at: float = Field(index=True)
 
 
 from guard.ledger import incident_tables  # noqa: E402  # its tables join `metadata`

@@ -216,8 +216,8 @@ def _compile(text: str, data: bytes, source: str) -> Policy:
         )
     try:
         rules = compile_rules(spec, doc.line_of)
-        owners = None if spec.owners is None else compile_owners(spec.owners, ("owners",), spec.reviewers, doc.line_of)
-        slack = None if spec.slack is None else _slack(spec)
+        owners = None if spec.owners is None else compile_owners(spec.owners, ("owners",), spec.roles(), doc.line_of)
+        slack = _slack(spec)
     except RuleProblem as exc:
         raise PolicyError(
             file=source, line=doc.line_of(exc.path), field=format_path(exc.path), reason=exc.reason
@@ -228,7 +228,7 @@ def _compile(text: str, data: bytes, source: str) -> Policy:
         source=source,
         description=spec.description or "",
         rules=rules,
-        reviewers={name: frozenset(roles) for name, roles in spec.reviewers.items()},
+        reviewers={name: frozenset(roles) for name, roles in spec.roles().items()},
         reviewer_lines={name: doc.line_of(("reviewers", name)) for name in spec.reviewers},
         secret_fields=frozenset(spec.secrets),
         owners=owners,
@@ -252,20 +252,51 @@ def _compile(text: str, data: bytes, source: str) -> Policy:
     )
 
 
-def _slack(spec: PolicySpec) -> Slack:
-    """The team's Slack app; every name it maps is a reviewer of `reviewers:` and each Slack user is one of them."""
-    assert spec.slack is not None
+def _slack(spec: PolicySpec) -> Slack | None:
+    """The team's Slack app (None without a `slack:` block), mapping each reviewer's Slack id (`reviewers:`) to them.
+
+    Raises:
+        RuleProblem: a Slack id given to two reviewers; a `slack:` block while no reviewer has a Slack id (nobody
+            could decide from it); the former `slack.reviewers` map, refused with the `reviewers:` lines to write.
+    """
     users: dict[str, str] = {}
-    for name, user in spec.slack.reviewers.items():
-        if name not in spec.reviewers:
+    for name, reviewer in spec.reviewers.items():
+        if reviewer.slack is None:
+            continue
+        if reviewer.slack in users:
             raise RuleProblem(
-                ("slack", "reviewers", name),
-                f"{name!r} is not a reviewer of this team: add them under `reviewers:` with their roles",
+                ("reviewers", name, "slack"),
+                f"Slack user {reviewer.slack} is already {users[reviewer.slack]!r}: one Slack user is one reviewer",
             )
-        if user in users:
-            raise RuleProblem(("slack", "reviewers", name), f"Slack user {user} is already {users[user]!r}")
-        users[user] = name
+        users[reviewer.slack] = name
+    if spec.slack is None:
+        return None
+    if spec.slack.reviewers is not None:
+        raise RuleProblem(("slack", "reviewers"), _moved(spec))
+    if not users:
+        raise RuleProblem(
+            ("slack",),
+            "no reviewer has a Slack id, so nobody can decide from Slack: give reviewers theirs under `reviewers:` "
+            "(`sam: {roles: [support], slack: U024BE7LH}`) or remove `slack:`",
+        )
     return Slack(spec.slack.signing_secret_env, spec.slack.bot_token_env, users)
+
+
+def _moved(spec: PolicySpec) -> str:
+    """How to rewrite the former `slack.reviewers` map: the `reviewers:` entries that carry the same ids."""
+    assert spec.slack is not None and spec.slack.reviewers is not None
+    old: dict[str, Any] = spec.slack.reviewers
+    lines: list[str] = []
+    for name, reviewer in spec.reviewers.items():
+        user = old.get(name)
+        roles = ", ".join(reviewer.roles)
+        lines.append(f"  {name}: " + (f"{{roles: [{roles}], slack: {user}}}" if user is not None else f"[{roles}]"))
+    unknown = sorted(set(old) - set(spec.reviewers))
+    tail = f"; {', '.join(map(repr, unknown))} must be added as reviewers first" if unknown else ""
+    return (
+        "Slack user ids moved into `reviewers:` (one per reviewer) and `slack.reviewers` is no longer read: remove "
+        "it and write `reviewers:` as\n" + "\n".join(lines) + tail
+    )
 
 
 def _decode(data: bytes, source: str) -> str:

@@ -85,8 +85,9 @@ def compile_rules(spec: PolicySpec, line_of: Callable[[Path], int | None]) -> tu
             quorum larger than the reviewers holding the roles, an impossible condition, or two reviewer
             names that mean one person (`Alice` and `alice`: see `guard.identity`).
     """
-    _one_person_per_name(spec.reviewers)
-    holders = _role_holders(spec.reviewers)
+    reviewers = spec.roles()
+    _one_person_per_name(reviewers)
+    holders = _role_holders(reviewers)
     defaults = spec.defaults
     default_retry = defaults.retry if defaults is not None else None
     if default_retry is not None and default_retry.attempts is not None:
@@ -106,7 +107,7 @@ def compile_rules(spec: PolicySpec, line_of: Callable[[Path], int | None]) -> tu
         seen.add(rule.name)
         compiled = _compile(index, rule, at, holders, default_retry, default_expiry, line_of(at))
         if rule.owners is not None:
-            compiled = replace(compiled, owners=compile_owners(rule.owners, (*at, "owners"), spec.reviewers, line_of))
+            compiled = replace(compiled, owners=compile_owners(rule.owners, (*at, "owners"), reviewers, line_of))
         if rule.mode == "shadow":
             compiled = replace(compiled, shadow=True)
         rules.append(compiled)

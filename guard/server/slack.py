@@ -9,14 +9,16 @@ Each request is refused before anything of it is read unless it is signed the wa
 v0=<hex HMAC-SHA256 over "v0:" + X-Slack-Request-Timestamp + ":" + body>` with the signing secret of a team's
 Slack app (policy `slack.signing_secret_env`: the secret stays in the environment), made within five minutes of
 now. Unsigned, forged and stale requests get 401; a signature seen before (a replay within the five minutes) gets
-409 (remembered by this process; on another replica the ledger refuses a second decision of the same reviewer
-anyway). A request signed with one team's secret decides only that team's approvals.
+409, on whichever replica it arrives: each accepted signature is recorded in the ledger (`seen_requests`, whose key
+is the signature) before anything of the request is acted on, and kept until its timestamp is long past. While the
+ledger cannot be reached nothing is accepted (503). A request signed with one team's secret decides only that
+team's approvals.
 
-The Slack user is the reviewer the team's policy maps them to (`slack.reviewers`); the decision then goes through
-`Desk.decide` exactly as from the page: role, quorum, no self-approval, the argument hash the message showed
-(carried by the button), expiry. Its outcome replaces the message (`response_url`); a refusal is told to the
-reviewer alone (an ephemeral reply, or the dialog's error). Slack needs an answer within three seconds: the
-answer is 200 once the request was verified, with the outcome as JSON for anyone reading it.
+The Slack user is the reviewer whose Slack id they are in the team's policy (`reviewers:`, `slack: U...`); the
+decision then goes through `Desk.decide` exactly as from the page: role, quorum, no self-approval, the argument
+hash the message showed (carried by the button), expiry. Its outcome replaces the message (`response_url`); a
+refusal is told to the reviewer alone (an ephemeral reply, or the dialog's error). Slack needs an answer within
+three seconds: the answer is 200 once the request was verified, with the outcome as JSON for anyone reading it.
 """
 
 from __future__ import annotations
@@ -24,9 +26,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import threading
 import time
-from collections import OrderedDict
 from collections.abc import Mapping
 from typing import Any, cast
 from urllib.parse import parse_qs
@@ -43,11 +43,15 @@ from guard.policy import Slack
 from guard.server.desk import Desk, DeskError, Reviewer
 from guard.server.slack_api import SlackApi, SlackApiError
 
-__all__ = ["MAX_AGE", "SIGNATURE", "TIMESTAMP", "SeenSignatures", "slack_router", "slack_signature", "verified_teams"]
+__all__ = ["MAX_AGE", "SIGNATURE", "TIMESTAMP", "slack_router", "slack_signature", "verified_teams"]
 
 SIGNATURE = "X-Slack-Signature"
 TIMESTAMP = "X-Slack-Request-Timestamp"
 MAX_AGE = 300.0  # seconds: Slack's own advice
+# How long after its timestamp a received signature is remembered. A request is accepted until MAX_AGE after its
+# timestamp; remembering it three times as long keeps a replay refused while the replicas' clocks (the one that
+# accepts it, the one that prunes it) disagree by less than ten minutes between them.
+_REMEMBER = 3 * MAX_AGE
 
 
 def slack_signature(secret: bytes, timestamp: str, body: bytes) -> str:
@@ -90,28 +94,9 @@ def verified_teams(apps: Mapping[str, Slack], headers: Mapping[str, str], body: 
     return teams
 
 
-class SeenSignatures:
-    """Signatures verified in the last `MAX_AGE` seconds (a replay carries one again); at most `limit` kept."""
-
-    def __init__(self, limit: int = 100_000) -> None:
-        self._seen: OrderedDict[str, float] = OrderedDict()
-        self._lock = threading.Lock()
-        self._limit = limit
-
-    def first_time(self, signature: str, now: float) -> bool:
-        with self._lock:
-            while self._seen and (next(iter(self._seen.values())) < now - MAX_AGE or len(self._seen) >= self._limit):
-                self._seen.popitem(last=False)
-            if signature in self._seen:
-                return False
-            self._seen[signature] = now
-            return True
-
-
 def slack_router(desk: Desk, api: SlackApi, page_url: str, log: FilteringBoundLogger | None = None) -> APIRouter:
     """The `/slack/actions` route over `desk`; outbound calls go through `api`; links point at `page_url`."""
     router = APIRouter(tags=["slack"])
-    seen = SeenSignatures()
     logger = log or make_logger("warning")
     base = page_url.rstrip("/")
 
@@ -125,7 +110,14 @@ def slack_router(desk: Desk, api: SlackApi, page_url: str, log: FilteringBoundLo
             teams = verified_teams(apps, headers, body, now)
         except SlackRefused as refused:
             return JSONResponse({"detail": refused.message, "code": refused.code}, status_code=refused.status)
-        if not seen.first_time(headers[SIGNATURE.lower()], now):
+        first = await run_in_threadpool(
+            desk.ledger.first_sighting,
+            "slack",
+            headers[SIGNATURE.lower()],
+            expires_at=int(headers[TIMESTAMP.lower()]) + _REMEMBER,
+            now=now,
+        )
+        if not first:
             return JSONResponse(
                 {"detail": "this signed request was already received", "code": "replayed"}, status_code=409
             )
@@ -170,7 +162,8 @@ class _Interaction:
             raise DeskError(
                 403,
                 "forbidden",
-                f"Slack user {user_id} is not a reviewer of team {approval.team} (policy `slack.reviewers`)",
+                f"Slack user {user_id} is not a reviewer of team {approval.team} "
+                "(no reviewer has that `slack:` id under the policy's `reviewers:`)",
             )
         return Reviewer(name=name, token_id=f"slack:{user_id}")
 

@@ -9,20 +9,16 @@ stops him).
 
 from __future__ import annotations
 
-import socket
-import threading
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
-import uvicorn
-from server_support import POLICIES, SHARED_KEY, Service, healthy
+from server_support import POLICIES, SHARED_KEY, Service, serving
 
 from guard.ledger import Ledger
 from guard.server import create_app
-from guard.testing import poll
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser
@@ -74,32 +70,11 @@ async def client(service: Service) -> AsyncIterator[httpx.AsyncClient]:
         yield client
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture
 def live_url(service: Service) -> Iterator[str]:
-    """A real uvicorn server on loopback in a thread; ready when /health answers (polled with a deadline)."""
-    port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(service.app, host="127.0.0.1", port=port, log_level="error", lifespan="off"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    url = f"http://127.0.0.1:{port}"
-    try:
-        poll(lambda: not thread.is_alive() or healthy(url), timeout=10, what="uvicorn answering /health")
-        assert thread.is_alive(), "uvicorn stopped before it answered /health"
-    except AssertionError:
-        server.should_exit = True
-        raise
-    try:
+    """The service's app on a real uvicorn server on loopback."""
+    with serving(service.app) as url:
         yield url
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
-        assert not thread.is_alive(), "uvicorn did not stop"
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:

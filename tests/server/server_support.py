@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import socket
+import threading
+from collections.abc import Generator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+import uvicorn
 from fastapi import FastAPI
 
 from guard import ApprovalPending, Guard
 from guard.ledger import Ledger, sqlite_path
 from guard.runtime.keys import key_file_for
+from guard.testing import poll
 
 REPO = Path(__file__).resolve().parents[2]
 POLICIES = REPO / "policies"
@@ -85,3 +91,32 @@ def healthy(url: str) -> bool:
         return httpx.get(f"{url}/health", timeout=1).status_code == 200
     except httpx.TransportError:
         return False
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextmanager
+def serving(app: Any) -> Generator[str]:
+    """`app` on a real uvicorn server on loopback in a thread; its base URL once /health answers (polled with a
+    deadline). A second app on the same ledger is a second replica of the service."""
+    port = _free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error", lifespan="off"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{port}"
+    try:
+        poll(lambda: not thread.is_alive() or healthy(url), timeout=10, what="uvicorn answering /health")
+        assert thread.is_alive(), "uvicorn stopped before it answered /health"
+    except AssertionError:
+        server.should_exit = True
+        raise
+    try:
+        yield url
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        assert not thread.is_alive(), "uvicorn did not stop"

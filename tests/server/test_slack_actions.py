@@ -19,15 +19,22 @@ from typing import Any
 
 import httpx
 import pytest
-from server_support import POLICIES, WELCOME, Service
+from server_support import POLICIES, WELCOME, Service, serving
 from slack_support import BOT_TOKEN, SIGNING_SECRET, FakeSlack, fake_slack, press, signed, submit
 
 from guard import ApprovalPending, Guard
 from guard.notify.blocks import button_value
+from guard.server import create_app
 from guard.server.slack_api import SlackApi
 from guard.testing import poll
 
 SAM, ALICE, OPS, STRANGER = "U0SAM0001", "U0ALICE01", "U0OPSLEAD", "U0NOBODY1"
+# The reviewers of policies/onboarding.yaml, given their Slack ids in the test's copy (STRANGER is nobody's).
+SLACK_IDS = {
+    "  alice: [finance]\n": f"  alice: {{roles: [finance], slack: {ALICE}}}\n",
+    "  sam: [support]\n": f"  sam: {{roles: [support], slack: {SAM}}}\n",
+    "  ops-lead: [finance, support]\n": f"  ops-lead: {{roles: [finance, support], slack: {OPS}}}\n",
+}
 MORE_RULES = """
   - name: announce
     tools: [email.announce]
@@ -47,7 +54,6 @@ notify:
 slack:
   signing_secret_env: GUARD_TEST_SLACK_SECRET
   bot_token_env: GUARD_TEST_SLACK_BOT
-  reviewers: {sam: U0SAM0001, alice: U0ALICE01, ops-lead: U0OPSLEAD}
 """
 
 
@@ -61,7 +67,11 @@ def fake() -> Iterator[FakeSlack]:
 def service_policies(tmp_path: Path, fake: FakeSlack, monkeypatch: pytest.MonkeyPatch) -> Path:
     folder = tmp_path / "slack-policies"
     folder.mkdir()
-    (folder / "onboarding.yaml").write_text((POLICIES / "onboarding.yaml").read_text() + MORE_RULES)
+    text = (POLICIES / "onboarding.yaml").read_text()
+    for line, ids in SLACK_IDS.items():
+        assert line in text, line
+        text = text.replace(line, ids, 1)
+    (folder / "onboarding.yaml").write_text(text + MORE_RULES)
     monkeypatch.setenv("GUARD_TEST_SLACK_SECRET", SIGNING_SECRET)
     monkeypatch.setenv("GUARD_TEST_SLACK_BOT", BOT_TOKEN)
     monkeypatch.setenv("GUARD_TEST_SLACK_WEBHOOK", f"{fake.url}/webhook")
@@ -91,6 +101,23 @@ def waiting(
 
 def post(live_url: str, body: bytes, headers: dict[str, str]) -> httpx.Response:
     return httpx.post(f"{live_url}/slack/actions", content=body, headers=headers, timeout=10)
+
+
+def at_once(urls: tuple[str, ...], request: tuple[bytes, dict[str, str]]) -> list[int]:
+    """The statuses of `request` posted to every one of `urls` at the same instant (threads leaving one barrier)."""
+    gate = threading.Barrier(len(urls))
+    answers: list[int] = []
+
+    def send(url: str) -> None:
+        gate.wait(timeout=10)
+        answers.append(post(url, *request).status_code)
+
+    senders = [threading.Thread(target=send, args=(url,)) for url in urls]
+    for sender in senders:
+        sender.start()
+    for sender in senders:
+        sender.join(timeout=30)
+    return answers
 
 
 def value_of(service: Service, approval_id: str) -> str:
@@ -175,6 +202,44 @@ def test_a_replayed_request_is_refused_with_409_and_the_first_one_stands(
     again = post(live_url, *request)
     assert again.status_code == 409 and again.json()["code"] == "replayed"
     assert len(service.ledger.decisions_of(approval_id)) == 1
+
+
+@pytest.fixture
+def replica_b(service: Service, service_policies: Path, service_options: dict[str, Any]) -> Iterator[str]:
+    """A second replica of the service: another app on the same ledger (and the same policies), served on its own
+    port; it shares no memory with the first."""
+    app = create_app(service.url, service_policies, session_secret=b"s" * 32, **service_options)
+    try:
+        with serving(app) as url:
+            yield url
+    finally:
+        app.state.desk.ledger.close()
+
+
+def test_a_request_accepted_by_one_replica_and_replayed_to_another_is_refused_there_with_409(
+    service: Service, service_policies: Path, fake: FakeSlack, live_url: str, replica_b: str
+) -> None:
+    """The same signed request sent to replica A, then to replica B: A decides, B refuses it as replayed (the
+    ledger remembers the signature, not A's memory) and the ledger holds one decision."""
+    approval_id = waiting(service, service_policies, tool="email.announce")
+    request = signed(press(SAM, "guard_approve", value_of(service, approval_id), f"{fake.url}/r/1"))
+    first = post(live_url, *request)
+    assert first.status_code == 200 and first.json()["state"] == "pending"
+    again = post(replica_b, *request)
+    assert again.status_code == 409 and again.json()["code"] == "replayed"
+    assert len(service.ledger.decisions_of(approval_id)) == 1
+
+
+def test_the_same_request_sent_to_two_replicas_at_the_same_instant_is_accepted_by_exactly_one(
+    service: Service, service_policies: Path, fake: FakeSlack, live_url: str, replica_b: str
+) -> None:
+    """A request delivered twice at once, to each replica: the database's uniqueness lets one accept it and the
+    other answers 409, in every round."""
+    for n in range(4):
+        approval_id = waiting(service, service_policies, tool="email.announce")
+        request = signed(press(SAM, "guard_approve", value_of(service, approval_id), f"{fake.url}/r/{n}"))
+        assert sorted(at_once((live_url, replica_b), request)) == [200, 409], n
+        assert len(service.ledger.decisions_of(approval_id)) == 1
 
 
 def test_a_request_without_a_payload_is_refused_with_400(service: Service, live_url: str) -> None:
