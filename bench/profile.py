@@ -4,10 +4,12 @@
 
 Makes `--runs` runs of `--calls` guarded no-op calls each (every run opened by `Guard.run` with a source event
 and closed, as a worker of `bench.workers` does) under cProfile, on a fresh SQLite ledger in `--dir` (default a
-temporary directory; `/dev/shm` takes the disk out). Prints the wall and CPU time per call, then CPU per call by
-area (each function's own time, summed by the part of Guard or the library it belongs to), then the `--top`
-functions by own time, in microseconds per call. cProfile adds its own cost per Python function call, so the
-areas' shares matter more than their sum.
+temporary directory; `/dev/shm` takes the disk out). Prints the wall and CPU time per call, then the time per
+call by area (each function's own time, summed by the part of Guard or the library it belongs to), then the
+`--top` functions by own time, in microseconds per call. `--timer cpu` (default) profiles CPU time, so a loaded
+machine's preemptions and the disk's waits fall on no function; `--timer wall` counts them (the waits show in
+SQLite's `execute`). cProfile adds its own cost per Python function call, so the areas' shares matter more than
+their sum.
 
 Runs in any venv that has Guard: `.venv/bin/python -m bench.profile`.
 """
@@ -70,6 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--calls", type=int, default=5, help="guarded calls per run")
     parser.add_argument("--dir", default=None, help="where the ledger file goes (default: a temporary directory)")
     parser.add_argument("--top", type=int, default=25)
+    parser.add_argument("--timer", choices=["cpu", "wall"], default="cpu")
     args = parser.parse_args(argv)
 
     from guard import Guard
@@ -80,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
         for n in range(20):  # warm: imports, prepared statements, the checkpoint thread
             with g.run("bench", source_event_id=f"warm-{n}"):
                 noop(i=0)
-        prof = cProfile.Profile()
+        prof = cProfile.Profile(time.process_time if args.timer == "cpu" else time.perf_counter)
         wall0, cpu0 = time.perf_counter(), time.process_time()
         prof.enable()
         for n in range(args.runs):
@@ -117,10 +120,10 @@ def main(argv: list[str] | None = None) -> int:
         areas[_area(func)] += tottime
         own.append((tottime, ncalls, func))
     total = sum(areas.values())
-    print(f"\nown time per call by area (µs; total {total * us:.0f} under the profiler):")
+    print(f"\nown {args.timer} time per call by area (µs; total {total * us:.0f} under the profiler):")
     for area, t in areas.most_common():
         print(f"  {t * us:>7.1f}  {100 * t / total:>5.1f}%  {area}")
-    print(f"\ntop {args.top} functions by own time (µs per call, calls per call):")
+    print(f"\ntop {args.top} functions by own {args.timer} time (µs per call, calls per call):")
     for tottime, ncalls, (path, line, name) in sorted(own, reverse=True)[: args.top]:
         where = name if path == "~" else f"{path.replace(str(ROOT) + '/', '')}:{line}({name})"
         print(f"  {tottime * us:>7.1f}  {ncalls / calls:>5.1f}  {where}")

@@ -78,23 +78,27 @@ def _rss_kib(pid: int) -> int | None:
     return None
 
 
-def _verify(url: str) -> dict[str, object]:
+def _verify(url: str, folder: Path) -> dict[str, object]:
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "guard", "ledger", "verify", "--db", url, "--json"],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
-    samples: list[tuple[float, int]] = []
-    while proc.poll() is None:
-        rss = _rss_kib(proc.pid)
-        if rss is not None:
-            samples.append((time.perf_counter() - t0, rss))
-        time.sleep(0.2)
-    out, err = proc.communicate()
-    wall = time.perf_counter() - t0
+    # Output to files, not pipes: the JSON report is larger than a pipe holds, and nothing reads it meanwhile.
+    with (folder / "verify.out").open("w+b") as out_file, (folder / "verify.err").open("w+b") as err_file:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "guard", "ledger", "verify", "--db", url, "--json"],
+            cwd=ROOT,
+            stdout=out_file,
+            stderr=err_file,
+        )
+        samples: list[tuple[float, int]] = []
+        while proc.poll() is None:
+            rss = _rss_kib(proc.pid)
+            if rss is not None:
+                samples.append((time.perf_counter() - t0, rss))
+            time.sleep(0.2)
+        wall = time.perf_counter() - t0
+        out_file.seek(0)
+        err_file.seek(0)
+        out, err = out_file.read(), err_file.read()
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     report = json.loads(out) if out.strip().startswith(b"{") else {"raw": out.decode()[-2000:]}
     return {
@@ -131,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
             t = time.perf_counter()
             _copy(sqlite_path, url)
             print(f"PostgreSQL ledger of {args.calls:,} calls built in {time.perf_counter() - t:.0f} s", flush=True)
-            r = _verify(url)
+            r = _verify(url, Path(folder))
         finally:
             cluster.remove()
     samples = r["samples"]
@@ -146,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
         shown = ", ".join(f"{at:.0f}s:{rss / 1024:.0f}" for at, rss in samples[::tenth])
         print(f"RSS (MiB) over the run: {shown}")
     report = r["report"]
-    print("report:", json.dumps(report)[:600])
+    print("report:", json.dumps(report)[:400])
     if r["exit"] != 0:
         print(r["stderr"], file=sys.stderr)
     return 0 if r["exit"] == 0 else 1
