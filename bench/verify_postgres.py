@@ -40,7 +40,7 @@ def _seed_sqlite(path: Path, calls: int) -> None:
     have = count_calls(conn) or 0
     if have < calls:
         t = time.perf_counter()
-        seed_calls(conn, calls - have, start=have)
+        seed_calls(conn, calls - have, start=have, for_postgres=True)
         print(f"seeded {calls - have:,} calls into {path} in {time.perf_counter() - t:.0f} s", flush=True)
     conn.close()
 

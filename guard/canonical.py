@@ -64,7 +64,8 @@ def fast_encoder(encoder: json.JSONEncoder) -> Callable[[Any], str]:
     where the C accelerator is missing.
     """
     make = getattr(json.encoder, "c_make_encoder", None)
-    if make is None or encoder.indent is not None:  # pragma: no cover - CPython has the accelerator
+    indented: Any = getattr(encoder, "indent", None)  # typeshed says never None; at run time it is by default
+    if make is None or indented is not None:  # pragma: no cover - CPython has the accelerator; we never indent
         return encoder.encode
     quote = json.encoder.encode_basestring_ascii if encoder.ensure_ascii else json.encoder.encode_basestring
     chunks = make(
