@@ -105,7 +105,8 @@ def _verify(url: str, folder: Path) -> dict[str, object]:
         "exit": proc.returncode,
         "wall_s": wall,
         "cpu_s": (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime),
-        "peak_rss_mib": after.ru_maxrss / 1024,
+        # The largest RSS sampled (ru_maxrss of RUSAGE_CHILDREN would be the largest of every child so far).
+        "peak_rss_mib": max((rss for _, rss in samples), default=0) / 1024,
         "samples": samples,
         "report": report,
         "stderr": err.decode()[-2000:],
