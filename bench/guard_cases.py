@@ -134,13 +134,15 @@ def make_sql_replay(work: str, n: int) -> tuple[Callable[[], Any], Callable[[], 
                 captured.append((sql, tuple(parameters)))
             return out
 
-    class Connection(sqlite3.Connection):
-        def cursor(self, factory=Cursor):  # type: ignore[override]
-            return super().cursor(factory)
-
     real_connect = sqlite3.connect
 
     def connect(*args: Any, **kwargs: Any) -> Any:
+        base = kwargs.pop("factory", sqlite3.Connection)  # Guard's own connection class, when it gives one
+
+        class Connection(base):  # type: ignore[misc,valid-type]
+            def cursor(self, factory=Cursor):  # type: ignore[override]
+                return super().cursor(factory)
+
         return real_connect(*args, factory=Connection, **kwargs)
 
     capture_db = f"{work}/replay-capture.db"

@@ -72,7 +72,7 @@ def count_calls(conn: sqlite3.Connection, tool: str | None = None) -> int | None
 # ===================================================================================================
 # SEED FUNCTION — keep in step with Guard's schema (tables, columns, states, events, hash chain).
 # ===================================================================================================
-def seed_calls(conn: sqlite3.Connection, n: int, *, start: int = 0, seed: int = 7) -> None:
+def seed_calls(conn: sqlite3.Connection, n: int, *, start: int = 0, seed: int = 7, for_postgres: bool = False) -> None:
     """Insert `n` completed earlier calls into the ledger open on `conn` (Guard's schema must exist).
 
     `start` numbers the synthetic calls, so that seeding twice into one file (100k, then 900k more)
@@ -80,6 +80,9 @@ def seed_calls(conn: sqlite3.Connection, n: int, *, start: int = 0, seed: int = 
     ids sort before any live call's. Events continue the ledger's hash chain from its last event.
     Durability is off while seeding (setup, not measurement); afterwards the caller's synchronous
     setting is restored and the WAL is checkpointed.
+
+    `for_postgres`: the rows are to be copied into a PostgreSQL ledger (`bench.verify_postgres`), whose boolean
+    column reads back as `false`, not SQLite's `0`: the runs' claims are computed as PostgreSQL will read them.
     """
     if n <= 0:
         return
@@ -117,7 +120,7 @@ def seed_calls(conn: sqlite3.Connection, n: int, *, start: int = 0, seed: int = 
                     state="completed",
                     status_label=None,
                     next_safe_action=None,
-                    requires_review=0,
+                    requires_review=False if for_postgres else 0,
                     error_summary=None,
                     created_by=ACTOR,
                     created_at=at,

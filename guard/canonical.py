@@ -17,7 +17,7 @@ import hashlib
 import hmac
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Literal, cast
 
 import rfc8785
@@ -40,6 +40,7 @@ __all__ = [
     "args_hash",
     "bound_hash",
     "canonical_json",
+    "fast_encoder",
     "redact",
     "restore_secrets",
     "scrub",
@@ -51,7 +52,44 @@ MAX_DEPTH = 64  # containers nested in the arguments (the arguments object itsel
 MAX_BYTES = 1 << 20  # canonical JSON size of the arguments
 
 _MAX_SAFE_INT = 2**53 - 1
-_dumps_sorted = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), sort_keys=True, allow_nan=False).encode
+
+
+def fast_encoder(encoder: json.JSONEncoder) -> Callable[[Any], str]:
+    """`encoder.encode`, made once instead of per call: the same text for every value without a reference cycle.
+
+    `JSONEncoder.encode` builds a new C encoder (with its settings and a cycle-check dict) on every call, which
+    costs more than encoding the small rows and details of the call path. This is that C encoder, built once,
+    without the cycle check (a cycle recurses until RecursionError instead of raising ValueError; the values
+    given here are rows, details and arguments that `_plain` already walked). Falls back to `encoder.encode`
+    where the C accelerator is missing.
+    """
+    make = getattr(json.encoder, "c_make_encoder", None)
+    indented: Any = getattr(encoder, "indent", None)  # typeshed says never None; at run time it is by default
+    if make is None or indented is not None:  # pragma: no cover - CPython has the accelerator; we never indent
+        return encoder.encode
+    quote = json.encoder.encode_basestring_ascii if encoder.ensure_ascii else json.encoder.encode_basestring
+    chunks = make(
+        None,
+        encoder.default,
+        quote,
+        None,
+        encoder.key_separator,
+        encoder.item_separator,
+        encoder.sort_keys,
+        encoder.skipkeys,
+        encoder.allow_nan,
+    )
+    join = "".join
+
+    def encode(value: Any) -> str:
+        return join(chunks(value, 0))
+
+    return encode
+
+
+_dumps_sorted = fast_encoder(
+    json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), sort_keys=True, allow_nan=False)
+)
 
 Limit = Literal["depth", "size", "json"]
 

@@ -15,7 +15,7 @@ import threading
 import time
 from collections.abc import Generator
 from contextlib import contextmanager, suppress
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from guard.errors import LedgerBusy, LedgerNotReady, LedgerUnavailable
 from guard.ledger.checkpoint import PRAGMAS as CHECKPOINT_PRAGMAS
@@ -23,14 +23,15 @@ from guard.ledger.checkpoint import Checkpointer
 from guard.ledger.database import ensure_ready, shown_url, sqlite_path
 from guard.ledger.lease_clock import WORKER_CLOCK, LeaseClock
 from guard.ledger.pool import PoolLimits
+from guard.ledger.write_queue import QueuedConnection, WriteQueue
 
 __all__ = ["Backend", "Connections", "SqliteBackend", "open_backend", "shown_url", "unavailable"]
 
 BUSY_TIMEOUT_MS = 5000
-# Waiting for SQLite's write lock: retry BEGIN IMMEDIATE after a short jittered pause that doubles up to a cap.
-# SQLite's own busy handler sleeps 1, 2, 5, 10 ... 100 ms between tries, so with several processes a waiter
-# sleeps through the moments the lock is free and the tail grows to seconds; a pause of at most 2 ms catches
-# the lock between two commits of the other processes. Each retry is one failed lock attempt (microseconds).
+# Writers queue for SQLite's write lock in the kernel (`guard.ledger.write_queue`) before BEGIN IMMEDIATE. A
+# writer that still finds the lock taken (by one that does not queue: a migration, a checkpoint's RESTART,
+# another program) tries BEGIN IMMEDIATE again after a short jittered pause that doubles up to a cap: SQLite's
+# own busy handler sleeps 1, 2, 5, 10 ... 100 ms between tries and would sleep through the moments it is free.
 _RETRY_FIRST, _RETRY_CAP = 0.0002, 0.002
 _BUSY_TIMEOUT = f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}"
 
@@ -79,8 +80,9 @@ class Backend(Protocol):
         ...
 
     def end_write(self, cur: Any, durable: bool = True) -> None:
-        """After the commit or rollback: put the connection back to waiting for the disk on every commit.
-        Raises when it cannot; the connection is then closed, never reused."""
+        """After the commit or rollback (called after every write transaction): let go of what `begin_write`
+        took beyond the transaction (SQLite: the writers' queue), and put the connection back to waiting for the
+        disk on every commit. Raises when it cannot; the connection is then closed, never reused."""
         ...
 
     def is_unavailable(self, exc: BaseException) -> bool:
@@ -104,7 +106,8 @@ class SqliteBackend:
     """A SQLite file in WAL mode with synchronous=FULL: every commit is durable when it returns, except those of
     a transaction begun with `durable=False` (synchronous=NORMAL for that one transaction). The log is
     checkpointed by a thread of this process (`guard.ledger.checkpoint`), started by the first write and stopped
-    by `close`, never inside a commit."""
+    by `close`, never inside a commit. Write transactions of every process queue for the write lock in the
+    kernel (`guard.ledger.write_queue`): taken in `begin_write`, let go in `end_write`."""
 
     lease_clock = WORKER_CLOCK  # one machine, one clock: leases judged by the worker's, fenced by token alone
 
@@ -115,19 +118,25 @@ class SqliteBackend:
         self.url = url
         self.path = path
         self.checkpointer = Checkpointer(str(path))
+        self.writers = WriteQueue(path)
         # Connections (by id) a write left at busy_timeout=0. A write sets it once and leaves it: its own retries
         # wait for the lock, and inside a write transaction nothing else waits. A read outside one gets SQLite's
         # own busy handler back first (`begin_read`). Two statements fewer per write transaction.
         self._no_busy_wait: set[int] = set()
 
     def close(self) -> None:
-        """Stop the checkpoint thread (waited for)."""
+        """Stop the checkpoint thread (waited for) and the write queue's waiter thread."""
         self.checkpointer.stop()
+        self.writers.stop()
 
     def connect(self) -> sqlite3.Connection:
         try:
             conn = sqlite3.connect(
-                self.path, isolation_level=None, check_same_thread=False, timeout=BUSY_TIMEOUT_MS / 1000
+                self.path,
+                isolation_level=None,
+                check_same_thread=False,
+                timeout=BUSY_TIMEOUT_MS / 1000,
+                factory=QueuedConnection,
             )
             # WAL is a property of the file, set when it was created (database.upgrade). Switching it here would
             # need an exclusive lock: a connection opened while another writes would fail at once.
@@ -155,7 +164,13 @@ class SqliteBackend:
         if conn_id not in self._no_busy_wait:  # each try fails at once; the pauses are ours (reads get SQLite's)
             cur.execute("PRAGMA busy_timeout=0")
             self._no_busy_wait.add(conn_id)
-        self._begin_immediate(cur)
+        conn = cast(QueuedConnection, cur.connection)  # made by `connect`
+        self.writers.take(conn, BUSY_TIMEOUT_MS / 1000)
+        try:
+            self._begin_immediate(cur)
+        except BaseException:
+            self.writers.release(conn)
+            raise
 
     def begin_read(self, cur: sqlite3.Cursor) -> None:
         """Before reads outside a write transaction: SQLite's own busy handler, if a write left it off."""
@@ -186,6 +201,7 @@ class SqliteBackend:
             pause = min(pause * 2, _RETRY_CAP)
 
     def end_write(self, cur: sqlite3.Cursor, durable: bool = True) -> None:
+        self.writers.release(cast(QueuedConnection, cur.connection))  # the next writer goes at once
         if not durable:
             cur.execute("PRAGMA synchronous=FULL")
 
@@ -443,8 +459,7 @@ class _WriteTx:
         reused: a later durable write must not land on it. (The commit itself stands either way.)"""
         cur, conn = self._cur, self._conn
         try:
-            if not self._durable:
-                self._conns.backend.end_write(cur, self._durable)
+            self._conns.backend.end_write(cur, self._durable)
         except Exception:  # noqa: BLE001 (whatever broke the connection, it is discarded, not reused)
             cur.close()
             self._conns.drop(conn)

@@ -21,6 +21,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from guard.canonical import fast_encoder
 from guard.ledger.records import (
     ApprovalRecord,
     CallRecord,
@@ -49,7 +50,7 @@ KEY_SEP = "\x1f"
 # (table, key, digest) as carried by an event
 Claim = tuple[str, str, str]
 
-_encode = json.JSONEncoder(ensure_ascii=True, separators=(",", ":"), allow_nan=False).encode
+_encode = fast_encoder(json.JSONEncoder(ensure_ascii=True, separators=(",", ":"), allow_nan=False))
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,14 +10,17 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from guard.canonical import fast_encoder
 from guard.errors import GuardUsageError, IllegalTransition
 from guard.ledger.chain import GENESIS, event_hash
 from guard.ledger.digests import Claim, claim
 from guard.ledger.records import CallRecord
 from guard.ledger.states import CallState, RunState, check_call_move, check_run_move
 
-__all__ = ["EventIn", "RunClose", "append_events", "cas_call", "move_run", "move_run_if", "new_id"]
+__all__ = ["EventIn", "RunClose", "append_events", "cas_call", "detail_json", "move_run", "move_run_if", "new_id"]
 
+# An event's detail as `json.dumps` writes it, without building a new encoder per call (`fast_encoder`).
+detail_json = fast_encoder(json.JSONEncoder())
 _random = random.Random()  # noqa: S311 (ids unique, not secret) seeded from os.urandom; reseeded after fork
 os.register_at_fork(after_in_child=_random.seed)
 
@@ -187,7 +190,7 @@ def move_run_if(cur: Any, run_id: str, src: RunState, dst: RunState, now: float,
     cur.execute("UPDATE runs SET state = ?, updated_at = ? WHERE run_id = ? AND state = ?", (dst, now, run_id, src))
     if cur.rowcount != 1:
         return []
-    return [(run_id, None, now, actor, "run", src, dst, json.dumps({"why": why}))]
+    return [(run_id, None, now, actor, "run", src, dst, detail_json({"why": why}))]
 
 
 @dataclass(frozen=True, slots=True)
@@ -243,7 +246,7 @@ def move_run(
                 "run",
                 src,
                 src,
-                json.dumps({"status_label": close.status_label, "error_summary": close.error_summary}),
+                detail_json({"status_label": close.status_label, "error_summary": close.error_summary}),
             )
         ]
     check_run_move(run_id, src, close.state)
@@ -266,4 +269,4 @@ def move_run(
             f"run {run_id} changed state concurrently", entity="run", id=run_id, from_state=src, to_state=close.state
         )
     info = {"status_label": close.status_label, "error_summary": close.error_summary, **(detail or {})}
-    return [(run_id, None, now, actor, "run", src, close.state, json.dumps(info))]
+    return [(run_id, None, now, actor, "run", src, close.state, detail_json(info))]

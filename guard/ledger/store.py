@@ -30,7 +30,16 @@ from guard.ledger.digests import claim, row_digest
 from guard.ledger.field_stops import StopMark, count_marks, count_shadow, field_stop_trip
 from guard.ledger.inflight import LedgerInFlight
 from guard.ledger.lease_clock import LeaseClock
-from guard.ledger.moves import EventIn, RunClose, append_events, cas_call, move_run, move_run_if, new_id
+from guard.ledger.moves import (
+    EventIn,
+    RunClose,
+    append_events,
+    cas_call,
+    detail_json,
+    move_run,
+    move_run_if,
+    new_id,
+)
 from guard.ledger.notices import LedgerNotices
 from guard.ledger.pauses import LedgerPauses
 from guard.ledger.pool import PoolLimits
@@ -213,7 +222,7 @@ class Ledger(
                             "run",
                             None,
                             RunState.RUNNING,
-                            json.dumps({"team": team, "subject": subject, "source_event_id": source_event_id}),
+                            detail_json({"team": team, "subject": subject, "source_event_id": source_event_id}),
                         )
                     ],
                 )
@@ -537,7 +546,7 @@ class Ledger(
                 detail["brake"] = brake
         append_events(
             cur,
-            [(req.run_id, req.call_id, now, req.actor, "call", None, state, json.dumps(detail))],
+            [(req.run_id, req.call_id, now, req.actor, "call", None, state, detail_json(detail))],
             [("calls", req.call_id, row_digest("calls", values))],
         )
         return True

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import random
 from typing import Any, cast
@@ -11,7 +12,7 @@ import rfc8785
 from hypothesis import given
 from hypothesis import strategies as st
 
-from guard.canonical import DEFAULT_SECRET_FIELDS, REDACTED, args_hash, canonical_json, redact
+from guard.canonical import DEFAULT_SECRET_FIELDS, REDACTED, args_hash, canonical_json, fast_encoder, redact
 
 SAFE = 2**53 - 1
 # Plain text, plus the characters where canonical JSON is easy to get wrong: escapes, line separators, DEL,
@@ -72,6 +73,25 @@ def test_changing_one_value_changes_the_hash(args: dict[str, Any], key: str, old
     if model(old) == model(new):
         return
     assert args_hash({**args, key: old}) != args_hash({**args, key: new})
+
+
+_ENCODERS = (
+    json.JSONEncoder(),  # json.dumps: events' details
+    json.JSONEncoder(ensure_ascii=True, separators=(",", ":"), allow_nan=False),  # row digests
+    json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), sort_keys=True, allow_nan=False),  # canonical
+)
+
+
+@given(value=json_values)
+def test_an_encoder_made_once_writes_exactly_what_its_json_encoder_writes(value: Any) -> None:
+    """The hot path's encoders (built once, `fast_encoder`) write the same text as `JSONEncoder.encode`, so
+    digests, details and argument hashes are unchanged; a value JSON cannot hold is refused alike."""
+    for encoder in _ENCODERS:
+        assert fast_encoder(encoder)(value) == encoder.encode(value)
+        with pytest.raises(TypeError):
+            fast_encoder(encoder)({"a": [object()]})
+    with pytest.raises(ValueError, match="JSON compliant"):
+        fast_encoder(_ENCODERS[1])([math.nan])
 
 
 @given(value=json_values)

@@ -1,0 +1,154 @@
+"""The queue of a SQLite ledger's writers: a file lock beside the database that every write transaction takes
+before `BEGIN IMMEDIATE`, so writers wait in the kernel instead of sleeping and trying again.
+
+SQLite lets a writer that finds the file's write lock taken either fail at once or sleep in its busy handler
+and try again. With several processes, a sleeper misses the moments the lock is free between two commits of the
+others (each holds it for a fraction of a millisecond): the tail grows to hundreds of milliseconds at eight
+processes, and to seconds beyond. Here a writer first takes an exclusive `flock` on `<ledger>-writers`. A
+writer that finds it held blocks in the kernel, which wakes it the moment the holder lets go (at its commit or
+rollback); then `BEGIN IMMEDIATE` finds SQLite's lock free, unless a writer that does not queue here holds it
+(a migration, a checkpoint's RESTART, another program), which the backend's own short retries still cover.
+
+`flock` belongs to an open file, not to a process: each connection opens the file once and holds its own
+descriptor, so two connections of one process queue against each other as well. The kernel drops the lock of a
+process that dies, so a killed writer never leaves it taken.
+
+A blocking `flock` cannot time out, and a writer must not wait forever on a process that stopped while it held
+the lock (SIGSTOP): the blocking call is made by one waiter thread per process, which the writer waits on for at
+most the busy timeout. A writer that gives up raises SQLite's own `database is locked` (the ledger turns it into
+`LedgerUnavailable`, as before), and the descriptor it was waiting with goes to the waiter thread, which lets
+the lock go and closes it when it gets it; the connection opens a new one for its next write. The uncontended
+case is one non-blocking `flock` call (about a microsecond) and the release another.
+
+States of a connection's queue place: none (no descriptor yet) -> open (`take` opened it) -> held (after `take`)
+-> open (after `release`) -> closed (`close`, with the connection). The waiter thread: idle (not started) ->
+running (on the first wait of the process) -> stopped (`stop`, when the ledger closes; a waiter blocked on a
+stopped holder is a daemon and is not waited for).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import queue
+import sqlite3
+import threading
+import weakref
+from pathlib import Path
+
+__all__ = ["QueuedConnection", "WriteQueue"]
+
+_live: weakref.WeakSet[WriteQueue] = weakref.WeakSet()
+
+
+class QueuedConnection(sqlite3.Connection):
+    """A SQLite connection that keeps its own descriptor of the writers' lock file (opened on its first write),
+    closed with it."""
+
+    queue_fd: int = -1
+
+    def close(self) -> None:
+        fd, self.queue_fd = self.queue_fd, -1
+        if fd >= 0:
+            os.close(fd)
+        super().close()
+
+
+class _Wait:
+    """One writer's blocking wait, handed to the waiter thread."""
+
+    __slots__ = ("abandoned", "done", "fd", "mutex")
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self.done = threading.Event()
+        self.mutex = threading.Lock()
+        self.abandoned = False
+
+
+class WriteQueue:
+    """The writers' queue of one SQLite file in one process. Thread-safe."""
+
+    def __init__(self, db_path: Path) -> None:
+        self.path = f"{db_path}-writers"
+        self.waits = 0  # writers that found the lock held and waited in the kernel
+        self.gave_up = 0  # writers that waited the whole timeout
+        self._requests: queue.SimpleQueue[_Wait | None] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+        _live.add(self)
+
+    def take(self, conn: QueuedConnection, timeout: float) -> None:
+        """Hold the writers' lock for `conn` (until `release`); waits at most `timeout` seconds behind other
+        writers, then raises `sqlite3.OperationalError('database is locked')`."""
+        fd = conn.queue_fd
+        if fd < 0:
+            fd = conn.queue_fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            pass
+        self.waits += 1
+        wait = _Wait(fd)
+        self._waiter().put(wait)
+        if wait.done.wait(timeout):
+            return
+        with wait.mutex:
+            if wait.done.is_set():  # got it just now
+                return
+            wait.abandoned = True  # the waiter thread lets it go and closes `fd` when it gets it
+        conn.queue_fd = -1
+        self.gave_up += 1
+        raise sqlite3.OperationalError("database is locked (waited for the other writers of the ledger)")
+
+    @staticmethod
+    def release(conn: QueuedConnection) -> None:
+        """Let the next writer go (after the commit or rollback); nothing when `conn` does not hold it."""
+        fd = conn.queue_fd
+        if fd >= 0:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+
+    def stop(self) -> None:
+        """Stop the waiter thread once it has served the waits before this call (it is not waited for: one
+        blocked behind a stopped process stays blocked until that process goes on or dies)."""
+        with self._lock:
+            if self._thread is not None:
+                self._requests.put(None)
+                self._thread = None
+
+    def _waiter(self) -> queue.SimpleQueue[_Wait | None]:
+        if self._thread is None:
+            with self._lock:
+                if self._thread is None:
+                    thread = threading.Thread(
+                        target=self._serve, args=(self._requests,), name=f"guard-write-queue:{self.path}", daemon=True
+                    )
+                    thread.start()
+                    self._thread = thread
+        return self._requests
+
+    @staticmethod
+    def _serve(requests: queue.SimpleQueue[_Wait | None]) -> None:
+        while (wait := requests.get()) is not None:
+            fcntl.flock(wait.fd, fcntl.LOCK_EX)  # blocks in the kernel until the holder lets go
+            with wait.mutex:
+                if not wait.abandoned:
+                    wait.done.set()
+                    continue
+            fcntl.flock(wait.fd, fcntl.LOCK_UN)
+            os.close(wait.fd)
+
+    def _forget_thread(self) -> None:
+        """In a fork's child: the parent's thread does not exist here."""
+        self._thread = None
+        self._requests = queue.SimpleQueue()
+        self._lock = threading.Lock()
+
+
+def _after_fork_in_child() -> None:
+    for writers in list(_live):
+        writers._forget_thread()  # pyright: ignore[reportPrivateUsage]
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
