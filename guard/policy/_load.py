@@ -244,10 +244,10 @@ def _compile(text: str, data: bytes, source: str) -> Policy:
         stop=NO_STOP
         if spec.stop is None
         else StopRules(
-            spec.stop.repeats,
-            tuple(spec.stop.max_calls.items()),
-            tuple((glob, rate.calls, rate.per) for glob, rate in spec.stop.rate.items()),
-            field_stops(spec.stop, source, doc.line_of),
+            repeats=spec.stop.repeats,
+            max_calls=tuple(spec.stop.max_calls.items()),
+            rate=tuple((glob, rate.calls, rate.per) for glob, rate in spec.stop.rate.items()),
+            fields=field_stops(spec.stop, source, doc.line_of),
         ),
     )
 
@@ -265,7 +265,7 @@ def _slack(spec: PolicySpec) -> Slack:
         if user in users:
             raise RuleProblem(("slack", "reviewers", name), f"Slack user {user} is already {users[user]!r}")
         users[user] = name
-    return Slack(spec.slack.signing_secret_env, spec.slack.bot_token_env, users)
+    return Slack(signing_secret_env=spec.slack.signing_secret_env, bot_token_env=spec.slack.bot_token_env, users=users)
 
 
 def _decode(data: bytes, source: str) -> str:
