@@ -29,14 +29,6 @@ if TYPE_CHECKING:
     from playwright.sync_api import Browser
 
 
-def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line(
-        "markers",
-        "operators: the service reads a copy of the demo policies in which olga holds the `operator` role and the "
-        "welcome-email rule has owners of its own (sam, backup support)",
-    )
-
-
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
