@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 help:
 	@echo "make demo   set up and run the onboarding example (CRM -> billing -> provisioning -> email)"
 	@echo "make demo-shared  the onboarding story on a PostgreSQL of its own: guard serve and two agent workers as processes"
-	@echo "make test   set up and run the test suite and the policy cases"
+	@echo "make test   set up and run the test suite and the policy cases, with branch coverage of guard/ (a floor)"
 	@echo "make lint   ruff, import contracts, pyright"
 	@echo "make package-check  build the sdist and wheel, install the wheel with each extra into a fresh venv, one guarded call each"
 	@echo "make bench  per-call latency against the two-commit floor and the peers (own venv)"
@@ -44,7 +44,7 @@ test: $(STAMP) package-check
 	$(BIN)/ruff check guard tests policies examples bench adapters
 	$(BIN)/lint-imports
 	$(BIN)/pyright --project pyproject.toml
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --cov --cov-report=term:skip-covered  # branch coverage of guard/, floor in [tool.coverage.report]
 
 package-check: $(STAMP)
 	$(BIN)/python tests/package/check.py
@@ -94,4 +94,4 @@ bench-postgres: $(BENCH_VENV)/ready
 	$(BENCH_VENV)/bin/python -m bench.postgres
 
 clean:
-	rm -rf $(VENV) .venv-bench .pytest_cache .hypothesis examples/onboarding/state examples/shared/state
+	rm -rf $(VENV) .venv-bench .pytest_cache .hypothesis .coverage examples/onboarding/state examples/shared/state

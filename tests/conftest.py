@@ -30,6 +30,11 @@ _database_numbers = itertools.count(1)
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "sqlite_only: the test reads or edits the SQLite file beside the ledger")
+    config.addinivalue_line(
+        "markers",
+        "operators: the approval service reads a copy of the demo policies in which olga holds the `operator` role "
+        "and the welcome-email rule has owners of its own (tests/server/conftest.py `service_policies`)",
+    )
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:

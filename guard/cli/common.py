@@ -25,6 +25,7 @@ if TYPE_CHECKING:  # imported where used: `guard policy ...` never loads the led
 
 __all__ = [
     "AppOption",
+    "By",
     "DbOption",
     "JsonFlag",
     "PoliciesDir",
@@ -52,6 +53,10 @@ PoliciesDir = Annotated[
 ]
 
 Who = Annotated[str | None, typer.Option("--as", help="Who acts.", show_default="$GUARD_OPERATOR or $USER")]
+# The same person as `Who`, for commands that record who made or revoked something (`guard tokens ...`).
+By = Annotated[
+    str | None, typer.Option("--by", help="Who acts (kept in the ledger).", show_default="$GUARD_OPERATOR or $USER")
+]
 
 AppOption = Annotated[
     str,
@@ -147,7 +152,7 @@ def ago(ts: float, now: float) -> str:
 
 
 def operator_name(who: str | None) -> str:
-    """Who acts: `--as`, else $GUARD_OPERATOR, else $USER."""
+    """Who acts: `--as` (or `--by`), else $GUARD_OPERATOR, else $USER."""
     return who or os.environ.get("GUARD_OPERATOR") or os.environ.get("USER") or "operator"
 
 

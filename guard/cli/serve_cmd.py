@@ -15,6 +15,7 @@ from typing import Annotated
 import typer
 
 from guard.cli.common import (
+    By,
     DbOption,
     JsonFlag,
     PoliciesDir,
@@ -24,6 +25,7 @@ from guard.cli.common import (
     fail,
     guarded_command,
     open_ledger,
+    operator_name,
     policy_dir,
 )
 from guard.policy import PolicySet
@@ -40,7 +42,7 @@ def create(
         str, typer.Option("--reviewer", help="The reviewer, as named under `reviewers:` in a team policy.")
     ],
     label: Annotated[str | None, typer.Option(help="What the token is for (kept, shown by list).")] = None,
-    by: Annotated[str | None, typer.Option("--by", help="Who creates it.", show_default="$USER")] = None,
+    by: By = None,
     db: DbOption = None,
     policies: PoliciesDir = None,
     as_json: JsonFlag = False,
@@ -50,7 +52,7 @@ def create(
     if not teams:
         fail(f"no team policy lists {reviewer!r} under `reviewers:`; a token for them could decide nothing", 2)
     ledger = open_ledger(db)
-    token, secret = ledger.create_token(reviewer, by=by or os.environ.get("USER") or "guard", label=label)
+    token, secret = ledger.create_token(reviewer, by=operator_name(by), label=label)
     if as_json:
         emit(token.to_dict() | {"token": secret, "teams": teams})
         return
@@ -90,12 +92,12 @@ def list_tokens(
 @guarded_command
 def revoke(
     token_id: Annotated[str, typer.Argument(help="The token id (see `guard tokens list`).")],
-    by: Annotated[str | None, typer.Option("--by", help="Who revokes it.", show_default="$USER")] = None,
+    by: By = None,
     db: DbOption = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Revoke a token: it stops working at once, in the API and in every page session made with it."""
-    token = open_ledger(db).revoke_token(token_id, by=by or os.environ.get("USER") or "guard")
+    token = open_ledger(db).revoke_token(token_id, by=operator_name(by))
     if as_json:
         emit(token.to_dict())
         return

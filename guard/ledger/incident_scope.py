@@ -15,6 +15,8 @@ from fnmatch import fnmatchcase
 from typing import Any
 
 from guard.errors import GuardUsageError
+from guard.ledger.states import CallState
+from guard.side_effects import SideEffectClass
 
 __all__ = ["SCOPE_CALL_COLUMNS", "Scope", "ScopeCall"]
 
@@ -144,8 +146,8 @@ class ScopeCall:
     seq: int
     team: str
     tool: str
-    side_effect: str | None
-    state: str
+    side_effect: SideEffectClass | None
+    state: CallState
     external_ids: str
     offered_at: float
     started_at: float | None
@@ -155,7 +157,9 @@ class ScopeCall:
 
     @classmethod
     def from_row(cls, row: tuple[Any, ...]) -> ScopeCall:
-        call = cls(*row)
+        call_id, run_id, seq, team, tool, side_effect, state, *rest = row
+        effect = None if side_effect is None else SideEffectClass(side_effect)
+        call = cls(call_id, run_id, seq, team, tool, effect, CallState(state), *rest)
         call.ids.update(json.loads(call.external_ids or "{}"))
         return call
 

@@ -1,10 +1,17 @@
-"""Read-only views of ledger rows, as the rest of Guard sees them (plain frozen dataclasses, no ORM)."""
+"""Read-only views of ledger rows, as the rest of Guard sees them (plain frozen dataclasses, no ORM).
+
+States and side-effect classes are enums (`CallState`, `RunState`, `ApprovalState`, `SideEffectClass`); each is a
+`StrEnum`, so it compares equal to the string stored in its column and prints as that string.
+"""
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field, fields
 from typing import Any, Self
+
+from guard.ledger.states import ApprovalState, CallState, RunState
+from guard.side_effects import SideEffectClass
 
 __all__ = [
     "ApprovalRecord",
@@ -41,7 +48,7 @@ class RunRecord(_Row):
     team: str
     source_event_id: str | None
     subject: str | None
-    state: str
+    state: RunState
     status_label: str | None
     next_safe_action: str | None
     requires_review: bool
@@ -51,6 +58,9 @@ class RunRecord(_Row):
     updated_at: float
     last_call_id: str | None  # derived: the latest completed forward call (the calls table is the truth)
     call_count: int  # derived
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "state", RunState(self.state))
 
     @classmethod
     def stored_columns(cls) -> tuple[str, ...]:
@@ -74,14 +84,14 @@ class CallRecord(_Row):
     seq: int
     team: str
     tool: str
-    side_effect: str | None
+    side_effect: SideEffectClass | None
     rule: str | None
     policy_version: str
     args_json: str
     args_hash: str
     idempotency_key: str | None
     requested_key: str | None  # the key as offered, once it was released (denied, rejected, expired)
-    state: str
+    state: CallState
     attempts: int
     external_ids: str
     result_json: str | None
@@ -97,6 +107,12 @@ class CallRecord(_Row):
     lease_owner: str | None
     lease_token: int
     lease_expires_at: float | None
+
+    def __post_init__(self) -> None:
+        # Rows come back as the strings stored; the record holds the enums (a StrEnum equals its string).
+        object.__setattr__(self, "state", CallState(self.state))
+        if self.side_effect is not None:
+            object.__setattr__(self, "side_effect", SideEffectClass(self.side_effect))
 
     @property
     def offered_key(self) -> str | None:
@@ -131,12 +147,15 @@ class ApprovalRecord(_Row):
     requested_by: str | None
     requested_at: float
     expires_at: float
-    state: str
+    state: ApprovalState
     decided_at: float | None
     decided_by: str | None
     reason: str | None
     approved_args_hash: str | None
     approved_args_json: str | None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "state", ApprovalState(self.state))
 
     @property
     def role_list(self) -> list[str]:

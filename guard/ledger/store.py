@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import time
 from fnmatch import fnmatchcase
-from typing import Any, Literal, NamedTuple
+from typing import Any
 
 from guard.errors import (
     ApprovalExpired,
@@ -27,7 +27,7 @@ from guard.ledger.backend import Connections, open_backend
 from guard.ledger.chain import run_stream
 from guard.ledger.database import sqlite_path
 from guard.ledger.digests import claim, row_digest
-from guard.ledger.field_stops import StopMark, count_marks, count_shadow, field_stop_trip
+from guard.ledger.field_stops import count_shadow
 from guard.ledger.inflight import LedgerInFlight
 from guard.ledger.lease_clock import LeaseClock
 from guard.ledger.moves import (
@@ -41,6 +41,7 @@ from guard.ledger.moves import (
     new_id,
 )
 from guard.ledger.notices import LedgerNotices
+from guard.ledger.offers import CallRequest, Offer
 from guard.ledger.pauses import LedgerPauses
 from guard.ledger.pool import PoolLimits
 from guard.ledger.queries import LedgerQueries
@@ -56,6 +57,7 @@ from guard.ledger.states import (
     RunState,
     check_call_move,
 )
+from guard.ledger.stop_rules import count_offer, stop_reason
 from guard.ledger.tokens import LedgerTokens
 
 __all__ = ["CallRequest", "Ledger", "Offer", "RunClose", "new_id"]
@@ -104,62 +106,6 @@ _INSERT_APPROVAL = (
     "INSERT INTO approvals (approval_id, call_id, run_id, team, tool, rule, args_hash, args_json, roles, "
     "quorum, requested_by, requested_at, expires_at, state) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
-
-
-class CallRequest(NamedTuple):
-    """Everything the ledger needs to record an offered call. The policy decided `verdict` already.
-
-    Immutable; a NamedTuple rather than a frozen dataclass because one is built on every call and a frozen
-    dataclass costs four times as much to construct.
-    """
-
-    call_id: str
-    run_id: str
-    team: str
-    tool: str
-    args_json: str
-    args_hash: str
-    idempotency_key: str | None
-    verdict: Literal["allow", "approve", "deny"]
-    side_effect: str | None
-    rule: str | None
-    reason: str
-    policy_version: str
-    actor: str
-    approval_roles: tuple[str, ...] = ()
-    quorum: int = 1
-    expires_after: float = 3600.0
-    compensates_call_id: str | None = None
-    worker: str = "worker"  # holds the lease on the call once it is started
-    lease_ttl: float = 30.0
-    # The policy's stop rules for this tool, counted in the run when the call is offered (`_stopped`).
-    stop_repeats: int | None = None  # the same call at most this many times in a row
-    stop_limits: tuple[tuple[str, int], ...] = ()  # (tool glob, most calls of it per run)
-    stop_rates: tuple[tuple[str, int, float], ...] = ()  # (tool glob, most calls, per seconds) for the team
-    stop_marks: tuple[StopMark, ...] = ()  # the stop rules on named arguments (guard.ledger.field_stops)
-    shadow: str | None = None  # what the policy's rules in `mode: shadow` would have decided, when it differs
-
-
-class Offer(NamedTuple):
-    """What `offer` found or did. `kind`:
-
-    - `started`: the call is committed as started; run the tool now.
-    - `awaiting`: the call waits for approval (new, or found waiting from an earlier offer).
-    - `completed`: the idempotency key already completed; `record` holds the recorded result. Run nothing.
-    - `denied`: refused by the policy or a brake (`brake` names which); recorded as denied.
-    """
-
-    kind: Literal["started", "awaiting", "completed", "denied"]
-    call_id: str
-    seq: int
-    reason: str = ""
-    brake: str | None = None
-    approval_id: str | None = None
-    expires_at: float | None = None
-    record: CallRecord | None = None
-    lease_token: int = 0  # the fencing token every later write on a started call must carry
-    edited_args: str | None = None  # `started` after an approval of edited arguments: their canonical JSON
-    edited_hash: str | None = None  # ... and the hash the approval binds to
 
 
 class Ledger(
@@ -288,15 +234,13 @@ class Ledger(
                 if not self._insert(cur, req, seq, now, C.AWAITING_APPROVAL):
                     return self._existing(cur, req, self._holder(cur, req), now)
                 if clock:
-                    self._count_rate(cur, req, clock)
-                    count_marks(cur, req.team, req.run_id, req.stop_marks, clock)
+                    count_offer(cur, req, clock)
                 approval_id, expires_at = self._request_approval(cur, req, now)
                 return Offer("awaiting", req.call_id, seq, approval_id=approval_id, expires_at=expires_at)
             if not self._insert(cur, req, seq, now, C.STARTED):
                 return self._existing(cur, req, self._holder(cur, req), now)
             if clock:
-                self._count_rate(cur, req, clock)
-                count_marks(cur, req.team, req.run_id, req.stop_marks, clock)
+                count_offer(cur, req, clock)
             return Offer("started", req.call_id, seq, lease_token=1)
 
     def _by_key(self, cur: Any, req: CallRequest) -> CallRecord | None:
@@ -367,110 +311,15 @@ class Ledger(
                         lift = held or f"lift it with `guard unpause --{scope} {target}`"
                         return ("pause", f"{scope} {target} is paused by {by}: {reason} ({lift})")
                     staged.add((scope, target, team))
-        stop = self._stop_brake(cur, req, clock)
+        stop = stop_reason(cur, self.conns.backend, req, clock)  # guard.ledger.stop_rules
         if stop is not None:
             if staged:  # a stop rule tripping during a stage pauses again at once
-                restart_tripped(cur, sorted(staged, key=str), time.time(), stop[1])
-            return stop
+                restart_tripped(cur, sorted(staged, key=str), time.time(), stop)
+            return ("stop", stop)
         if staged and req.verdict != "deny":
             for scope, target, team in sorted(staged, key=str):
                 stage_pass(cur, scope, target, team, req.call_id, time.time())
         return None
-
-    def _stop_brake(self, cur: Any, req: CallRequest, clock: float) -> tuple[str, str] | None:
-        """The policy's stop rules on this call, as ("stop", reason); None when none trips."""
-        if (
-            req.compensates_call_id is None
-            and (req.stop_repeats is not None or req.stop_limits or req.stop_rates or req.stop_marks)
-            and not self._offered_before(cur, req)
-        ):  # only when the policy sets `stop:`
-            reason = self._stopped(cur, req, clock)
-            if reason is None and req.stop_marks:
-                if any(m.window is not None for m in req.stop_marks):  # counted across the team's runs
-                    self.conns.backend.lock(cur, f"stop-marks:{req.team}")
-                reason = field_stop_trip(cur, req.team, req.tool, req.run_id, req.stop_marks, clock, req.actor)
-            if reason is not None:
-                return ("stop", reason)
-        return None
-
-    @staticmethod
-    def _offered_before(cur: Any, req: CallRequest) -> bool:
-        """This call is in the ledger already, by its id or its key: a resume or a repeat that runs nothing new,
-        which stop rules do not count again."""
-        cur.execute(
-            "SELECT 1 FROM calls WHERE call_id = ? OR (team = ? AND idempotency_key = ?) LIMIT 1",
-            (req.call_id, req.team, req.idempotency_key),
-        )
-        return cur.fetchone() is not None
-
-    def _stopped(self, cur: Any, req: CallRequest, now: float) -> str | None:
-        """Why the policy's stop rules refuse this call in its run, or None. Calls denied earlier do not count,
-        so an agent that keeps looping stays stopped, and one that changes course goes on."""
-        n = req.stop_repeats
-        if n is not None:
-            cur.execute(
-                "SELECT tool, args_hash FROM calls WHERE run_id = ? AND state != 'denied' ORDER BY seq DESC LIMIT ?",
-                (req.run_id, n),
-            )
-            last = cur.fetchall()
-            if len(last) == n and all(tool == req.tool and digest == req.args_hash for tool, digest in last):
-                return (
-                    f"stop rule: {req.tool} was called with these same arguments {n} time(s) in a row in run "
-                    f"{req.run_id}, the most the policy allows (`stop.repeats: {n}`); change course or end "
-                    "the run"
-                )
-        if req.stop_limits:
-            cur.execute("SELECT tool FROM calls WHERE run_id = ? AND state != 'denied'", (req.run_id,))
-            tools = [tool for (tool,) in cur.fetchall()]
-            for pattern, limit in req.stop_limits:
-                made = sum(1 for tool in tools if fnmatchcase(tool, pattern))
-                if made >= limit:
-                    return (
-                        f"stop rule: run {req.run_id} already made {made} call(s) of {pattern}, the most the "
-                        f"policy allows per run (`stop.max_calls: {{{pattern}: {limit}}}`)"
-                    )
-        if req.stop_rates:
-            made = self._lock_rates(cur, req, now)
-            for pattern, limit, per in req.stop_rates:
-                if made[(pattern, per)] >= limit:
-                    wait = (int(now // per) + 1) * per - now
-                    return (
-                        f"stop rule: team {req.team} already made {made[(pattern, per)]} call(s) of {pattern} in "
-                        f"this {per:g}s window, the most the policy allows (`stop.rate`); the next window opens "
-                        f"in {wait:.0f}s"
-                    )
-        return None
-
-    @staticmethod
-    def _lock_rates(cur: Any, req: CallRequest, now: float) -> dict[tuple[str, float], int]:
-        """The team's calls so far in the current window of each rate rule, each counter row locked until commit
-        (made, or rolled over to the new window, in the same statement). Every worker of the team counts on the
-        same rows: the check here and the count in `_count_rate` are one step for the whole team, however many
-        processes offer at once. Locked in one order (pattern, period), so two offers never wait for each other
-        the other way round."""
-        made: dict[tuple[str, float], int] = {}
-        for pattern, _limit, per in sorted(req.stop_rates, key=lambda r: (r[0], r[2])):
-            # `"window"` quoted: a reserved word in PostgreSQL (SQLite takes it either way).
-            cur.execute(
-                'INSERT INTO rate_windows (team, pattern, period, "window", calls) VALUES (?, ?, ?, ?, 0) '
-                'ON CONFLICT (team, pattern, period) DO UPDATE SET calls = CASE WHEN rate_windows."window" = '
-                'excluded."window" THEN rate_windows.calls ELSE 0 END, "window" = excluded."window" '
-                "RETURNING calls",
-                (req.team, pattern, per, int(now // per)),
-            )
-            made[(pattern, per)] = int(cur.fetchone()[0])
-        return made
-
-    def _count_rate(self, cur: Any, req: CallRequest, now: float) -> None:
-        """Count a new call (not a denied one, not one found by its key) in the windows of its rate rules."""
-        for pattern, _limit, per in req.stop_rates:
-            window = int(now // per)
-            cur.execute(
-                'INSERT INTO rate_windows (team, pattern, period, "window", calls) VALUES (?, ?, ?, ?, 1) '
-                'ON CONFLICT (team, pattern, period) DO UPDATE SET calls = CASE WHEN rate_windows."window" = '
-                'excluded."window" THEN rate_windows.calls + 1 ELSE 1 END, "window" = excluded."window"',
-                (req.team, pattern, per, window),
-            )
 
     def _insert(
         self,

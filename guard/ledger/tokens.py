@@ -21,6 +21,7 @@ from guard.ledger.chain import SESSIONS, reviewer_stream
 from guard.ledger.digests import claim, claim_deleted
 from guard.ledger.moves import append_events, new_id
 from guard.ledger.records import ApprovalRecord
+from guard.side_effects import SideEffectClass
 
 __all__ = ["TOKEN_PREFIX", "LedgerTokens", "QueuedApproval", "TokenRecord", "hash_token"]
 
@@ -69,7 +70,7 @@ class QueuedApproval:
     """A pending approval with the side-effect class of its call and the risk rank the queue sorts by."""
 
     approval: ApprovalRecord
-    side_effect: str | None
+    side_effect: SideEffectClass | None
     risk: int
 
 
@@ -177,7 +178,14 @@ class LedgerTokens:
             )
             rows = cur.fetchall()
         width = len(ApprovalRecord.columns())
-        return [QueuedApproval(ApprovalRecord.from_row(r[:width]), r[width], int(r[width + 1])) for r in rows]
+        return [
+            QueuedApproval(
+                ApprovalRecord.from_row(r[:width]),
+                None if r[width] is None else SideEffectClass(r[width]),
+                int(r[width + 1]),
+            )
+            for r in rows
+        ]
 
     def end_session(self, nonce: str, *, until: float) -> None:
         """Record a page session as ended (signed out); kept until its cookie would have expired anyway."""

@@ -19,7 +19,7 @@ Kind = Literal["records", "duplicates", "blanks"]
 _MISSING = object()
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class FieldStop:
     """One stop rule on named arguments.
 

@@ -16,15 +16,15 @@ __all__ = ["field_stops"]
 
 def _compile(r: _FieldStopSpec, kind: Kind, fields: tuple[str, ...], limit: int, window: float | None) -> FieldStop:
     return FieldStop(
-        r.name,
-        kind,
-        tuple(r.tools),
-        fields,
-        limit,
-        window,
-        cast(Literal["deny", "pause"], r.on_trip),
-        cast(Literal["team", "tool"], r.pause),
-        cast(Literal["enforce", "shadow"], r.mode),
+        name=r.name,
+        kind=kind,
+        tools=tuple(r.tools),
+        fields=fields,
+        limit=limit,
+        window=window,
+        on_trip=cast(Literal["deny", "pause"], r.on_trip),
+        pause_scope=cast(Literal["team", "tool"], r.pause),
+        mode=cast(Literal["enforce", "shadow"], r.mode),
     )
 
 

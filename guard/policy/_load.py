@@ -244,10 +244,10 @@ def _compile(text: str, data: bytes, source: str) -> Policy:
         stop=NO_STOP
         if spec.stop is None
         else StopRules(
-            spec.stop.repeats,
-            tuple(spec.stop.max_calls.items()),
-            tuple((glob, rate.calls, rate.per) for glob, rate in spec.stop.rate.items()),
-            field_stops(spec.stop, source, doc.line_of),
+            repeats=spec.stop.repeats,
+            max_calls=tuple(spec.stop.max_calls.items()),
+            rate=tuple((glob, rate.calls, rate.per) for glob, rate in spec.stop.rate.items()),
+            fields=field_stops(spec.stop, source, doc.line_of),
         ),
     )
 
@@ -279,7 +279,7 @@ def _slack(spec: PolicySpec) -> Slack | None:
             "no reviewer has a Slack id, so nobody can decide from Slack: give reviewers theirs under `reviewers:` "
             "(`sam: {roles: [support], slack: U024BE7LH}`) or remove `slack:`",
         )
-    return Slack(spec.slack.signing_secret_env, spec.slack.bot_token_env, users)
+    return Slack(signing_secret_env=spec.slack.signing_secret_env, bot_token_env=spec.slack.bot_token_env, users=users)
 
 
 def _moved(spec: PolicySpec) -> str:

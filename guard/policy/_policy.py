@@ -313,37 +313,37 @@ class Policy:
         if len(matched) > 1:
             reason += f"; strictest of the matching rules {', '.join(rule.name for rule in matched)}"
         return Decision(
-            self._team,
-            tool,
-            Verdict.APPROVE if winner.approval else Verdict.ALLOW,
-            winner.side_effect,
-            winner.name,
-            reason,
-            winner.approval,
-            winner.retry,
-            winner.on_failure,
-            plan.secrets,
-            self._version,
-            tuple(rule.name for rule in matched),
-            plan.stop,
+            team=self._team,
+            tool=tool,
+            verdict=Verdict.APPROVE if winner.approval else Verdict.ALLOW,
+            side_effect=winner.side_effect,
+            rule=winner.name,
+            reason=reason,
+            approval=winner.approval,
+            retry=winner.retry,
+            on_failure=winner.on_failure,
+            secret_fields=plan.secrets,
+            policy_version=self._version,
+            matched=tuple(rule.name for rule in matched),
+            stop=plan.stop,
         )
 
     def _deny(self, tool: str, plan: _Plan, matched: list[Rule], rule: str | None, reason: str) -> Decision:
         gated = [r for r in matched if r.side_effect is not None and not r.shadow]
         side_effect = min(gated, key=lambda r: r.strictness).side_effect if gated else None
         return Decision(
-            self._team,
-            tool,
-            Verdict.DENY,
-            side_effect,
-            rule,
-            reason,
-            None,
-            NO_RETRY,
-            OnFailure.HALT,
-            plan.secrets,
-            self._version,
-            tuple(r.name for r in matched),
+            team=self._team,
+            tool=tool,
+            verdict=Verdict.DENY,
+            side_effect=side_effect,
+            rule=rule,
+            reason=reason,
+            approval=None,
+            retry=NO_RETRY,
+            on_failure=OnFailure.HALT,
+            secret_fields=plan.secrets,
+            policy_version=self._version,
+            matched=tuple(r.name for r in matched),
         )
 
     def _no_match(self, tool: str, plan: _Plan) -> str:

@@ -39,7 +39,7 @@ class RuleProblem(Exception):
         self.reason = reason
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Rule:
     """One compiled rule. `side_effect` is None exactly for deny rules (then `deny` holds the reason)."""
 
@@ -137,7 +137,7 @@ def compile_owners(
         raise RuleProblem(
             (*at, "backup"), "the backup is the owner: name someone else, who answers when the owner cannot"
         )
-    return Owners(spec.owner, spec.backup, line_of(at))
+    return Owners(owner=spec.owner, backup=spec.backup, line=line_of(at))
 
 
 def _compile(
@@ -161,19 +161,19 @@ def _compile(
             if getattr(rule, "class_" if key == "class" else key) is not None:
                 raise RuleProblem((*at, key), f"a deny rule takes no `{key}`: remove it, or remove `deny`")
         return Rule(
-            index,
-            rule.name,
-            line,
-            tuple(rule.tools),
-            exact,
-            globs,
-            checks,
-            rule.deny,
-            None,
-            None,
-            RetryRule(),
-            OnFailure.HALT,
-            secrets,
+            index=index,
+            name=rule.name,
+            line=line,
+            patterns=tuple(rule.tools),
+            exact=exact,
+            globs=globs,
+            checks=checks,
+            deny=rule.deny,
+            side_effect=None,
+            approval=None,
+            retry=RetryRule(),
+            on_failure=OnFailure.HALT,
+            secrets=secrets,
         )
     side_effect = rule.class_
     if side_effect is None:
@@ -190,19 +190,19 @@ def _compile(
     retry = _retry(side_effect, rule.retry, default_retry, at)
     on_failure = rule.on_failure or _ON_FAILURE[side_effect]
     return Rule(
-        index,
-        rule.name,
-        line,
-        tuple(rule.tools),
-        exact,
-        globs,
-        checks,
-        None,
-        side_effect,
-        approval,
-        retry,
-        on_failure,
-        secrets,
+        index=index,
+        name=rule.name,
+        line=line,
+        patterns=tuple(rule.tools),
+        exact=exact,
+        globs=globs,
+        checks=checks,
+        deny=None,
+        side_effect=side_effect,
+        approval=approval,
+        retry=retry,
+        on_failure=on_failure,
+        secrets=secrets,
     )
 
 
@@ -224,7 +224,7 @@ def _approval(
             f"{len(eligible)} hold it ({who}): add reviewers under `reviewers:` or lower the quorum",
         )
     expiry = spec.expires_after if spec.expires_after is not None else default_expiry
-    return ApprovalRule(tuple(spec.roles), spec.quorum, expiry)
+    return ApprovalRule(roles=tuple(spec.roles), quorum=spec.quorum, expires_after=expiry)
 
 
 def _retry(side_effect: SideEffectClass, spec: RetrySpec | None, default: RetrySpec | None, at: Path) -> RetryRule:
@@ -250,7 +250,13 @@ def _retry(side_effect: SideEffectClass, spec: RetrySpec | None, default: RetryS
             (*at, "retry", "backoff", "max"),
             f"backoff max ({maximum}s) is below initial ({initial}s): raise max",
         )
-    return RetryRule(attempts, initial, maximum, multiplier, timeout)
+    return RetryRule(
+        attempts=attempts,
+        backoff_initial=initial,
+        backoff_max=maximum,
+        backoff_multiplier=multiplier,
+        timeout=timeout,
+    )
 
 
 def _one_person_per_name(reviewers: Mapping[str, list[str]]) -> None:

@@ -124,7 +124,18 @@ class PolicySet:
             return policy.classify(tool, args)
         reason = f"the policy of team {team!r} cannot be used, so every call is denied: {self._error(team)}"
         return Decision(
-            team, tool, Verdict.DENY, None, None, reason, None, NO_RETRY, OnFailure.HALT, frozenset(), "", ()
+            team=team,
+            tool=tool,
+            verdict=Verdict.DENY,
+            side_effect=None,
+            rule=None,
+            reason=reason,
+            approval=None,
+            retry=NO_RETRY,
+            on_failure=OnFailure.HALT,
+            secret_fields=frozenset(),
+            policy_version="",
+            matched=(),
         )
 
     def _error(self, team: str) -> PolicyError:

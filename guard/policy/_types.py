@@ -13,6 +13,7 @@ from enum import StrEnum
 from fnmatch import fnmatchcase
 
 from guard.policy._field_stops import FieldStop
+from guard.side_effects import SideEffectClass
 
 __all__ = [
     "NO_STOP",
@@ -27,38 +28,6 @@ __all__ = [
     "StopRules",
     "Verdict",
 ]
-
-
-class SideEffectClass(StrEnum):
-    """What a tool call changes in the world, from harmless to final.
-
-    `read` changes nothing; `idempotent` is a write keyed so that repeating it changes nothing more;
-    `compensable` is a write a compensation can undo; `irreversible` cannot be undone (money, messages,
-    deletion, permissions) and always needs a human approval.
-    """
-
-    READ = "read"
-    IDEMPOTENT = "idempotent"
-    COMPENSABLE = "compensable"
-    IRREVERSIBLE = "irreversible"
-
-    @property
-    def repeat_safe(self) -> bool:
-        """True when running the call again cannot do harm (read, idempotent): only these retry."""
-        return self in (SideEffectClass.READ, SideEffectClass.IDEMPOTENT)
-
-    @property
-    def rank(self) -> int:
-        """Strictness: read 0 < idempotent 1 < compensable 2 < irreversible 3."""
-        return _RANK[self]
-
-
-_RANK = {
-    SideEffectClass.READ: 0,
-    SideEffectClass.IDEMPOTENT: 1,
-    SideEffectClass.COMPENSABLE: 2,
-    SideEffectClass.IRREVERSIBLE: 3,
-}
 
 
 class OnFailure(StrEnum):
@@ -84,7 +53,7 @@ class Verdict(StrEnum):
     DENY = "deny"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class RetryRule:
     """How often and how fast a failed call is tried again.
 
@@ -106,7 +75,7 @@ class RetryRule:
 NO_RETRY = RetryRule()
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ApprovalRule:
     """Who must approve a call, how many of them, and how long the request stays open.
 
@@ -121,7 +90,7 @@ class ApprovalRule:
     expires_after: float = 3600.0
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Owners:
     """Who answers for a pause point (policy `owners:` of the team or of a rule): `owner` and `backup`, each a
     reviewer's name or a role. `line`: where the file names them (None for a policy built in code)."""
@@ -135,7 +104,7 @@ class Owners:
         return (self.owner, self.backup)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Slack:
     """A team's Slack app (policy `slack:`): the variables holding its signing secret and bot token, and which
     Slack user is which reviewer (`users`: Slack user id -> reviewer name). Secrets stay in the environment."""
@@ -154,7 +123,7 @@ class Slack:
         return (os.environ.get(self.bot_token_env) or None) if self.bot_token_env else None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Notify:
     """A team's webhook: the URL (or the environment variable holding it), the signing key's variable, and
     which events it hears (`approval_waiting`, `run_halted`). Secrets stay in the environment, never in files."""
@@ -174,7 +143,7 @@ class Notify:
         return value.encode() if value else None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class StopRules:
     """Brakes on a runaway agent, counted per run in the ledger when a call is offered (policy `stop:`).
 
@@ -196,17 +165,17 @@ class StopRules:
     def for_tool(self, tool: str) -> StopRules:
         """The rules that count a call of `tool` (the limits whose pattern names it)."""
         return StopRules(
-            self.repeats,
-            tuple((glob, n) for glob, n in self.max_calls if fnmatchcase(tool, glob)),
-            tuple(rule for rule in self.rate if fnmatchcase(tool, rule[0])),
-            tuple(rule for rule in self.fields if rule.counts(tool)),
+            repeats=self.repeats,
+            max_calls=tuple((glob, n) for glob, n in self.max_calls if fnmatchcase(tool, glob)),
+            rate=tuple(rule for rule in self.rate if fnmatchcase(tool, rule[0])),
+            fields=tuple(rule for rule in self.fields if rule.counts(tool)),
         )
 
 
 NO_STOP = StopRules()
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Decision:
     """What the policy says about one tool call, with the reason in words.
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter, defaultdict
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -142,7 +143,7 @@ def _duplicates(out: Check, effects: list[Effect], witness: Witness, by_key: dic
             )
 
 
-def _lost(out: Check, effects: list[Effect], by_key: dict[str, list[CallRecord]], run_state: dict[str, str]) -> None:
+def _lost(out: Check, effects: list[Effect], by_key: dict[str, list[CallRecord]], run_state: Mapping[str, str]) -> None:
     seen: set[str] = set()
     for e in effects:
         seen.add(e.effect_id)

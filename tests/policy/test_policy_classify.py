@@ -56,7 +56,7 @@ def test_json_numbers_compare_numerically(billing: Policy, raw: str) -> None:
     decision = billing.classify(INVOICE, json.loads(raw))
     assert decision.verdict is Verdict.APPROVE
     assert decision.rule == "big-invoice"
-    assert decision.approval == ApprovalRule(("finance",), 1, 1800.0)
+    assert decision.approval == ApprovalRule(roles=("finance",), quorum=1, expires_after=1800.0)
 
 
 def test_small_invoice_is_allowed_by_the_broader_rule(billing: Policy) -> None:
@@ -93,7 +93,7 @@ def test_a_deny_rule_overrides_every_other_match() -> None:
 def test_irreversible_call_needs_a_quorum_of_two(billing: Policy) -> None:
     decision = billing.classify("billing.charge_card", {"card_number": "4242", "cvv": "123"})
     assert decision.verdict is Verdict.APPROVE
-    assert decision.approval == ApprovalRule(("finance",), 2, 3600.0)
+    assert decision.approval == ApprovalRule(roles=("finance",), quorum=2, expires_after=3600.0)
     assert decision.on_failure is OnFailure.HALT
     assert decision.retry.attempts == 1
     assert decision.secret_fields == {"card_number", "cvv"}

@@ -1,7 +1,9 @@
 """Which commits wait for the disk: all of them, except the `completed` of a repeat-safe call (by_class).
 
-Observed on the real SQLite connections: every connection the ledger opens reports its `synchronous` mode,
-and a trace of the statements it ran tells which connection committed which call's completion.
+Observed in the database itself, on both backends: just before each write transaction of the ledger commits, the
+witness asks the database, inside that transaction, whether its commit will wait for the disk (SQLite in WAL mode:
+`PRAGMA synchronous` FULL, not NORMAL; PostgreSQL: `SHOW synchronous_commit` on, not off), and which calls the
+transaction leaves `completed` that were not before. Nothing is inferred from the SQL the ledger sends.
 """
 
 from __future__ import annotations
@@ -9,7 +11,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,63 +22,109 @@ from guard import Guard
 from guard.ledger import Ledger
 from guard.ledger.backend import Backend, Connections
 
-FULL, NORMAL = 2, 1
+
+def waits_for_disk(cur: Any, url: str) -> bool:
+    """Whether a commit on this cursor's connection, now, waits until it is on disk (asked of the database)."""
+    if url.startswith("sqlite"):
+        cur.execute("PRAGMA synchronous")
+        return int(cur.fetchone()[0]) >= 2  # FULL (2) or EXTRA (3); NORMAL (1) in WAL mode syncs at checkpoints
+    cur.execute("SHOW synchronous_commit")
+    return str(cur.fetchone()[0]) != "off"
 
 
-class TracingBackend:
-    """The ledger's own SQLite backend, with a trace of (synchronous mode in effect, SQL) for every statement."""
+class Commit:
+    """One commit of a write transaction: whether it waited for the disk, and the calls it completed."""
+
+    def __init__(self, durable: bool, completed: frozenset[str]) -> None:
+        self.durable = durable
+        self.completed = completed
+
+    def __repr__(self) -> str:
+        return f"Commit(durable={self.durable}, completed={sorted(self.completed)})"
+
+
+class _WitnessCursor:
+    def __init__(self, inner: Any, witness: CommitWitness) -> None:
+        self.inner: Any = inner
+        self._witness = witness
+
+    def execute(self, sql: str, params: Any = ()) -> Any:
+        if sql == "COMMIT":
+            self._witness.observe(self.inner)
+        return self.inner.execute(sql, params)
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self.inner)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+class _WitnessConnection:
+    def __init__(self, inner: Any, witness: CommitWitness) -> None:
+        self.inner: Any = inner
+        self._witness = witness
+
+    def cursor(self) -> _WitnessCursor:
+        return _WitnessCursor(self.inner.cursor(), self._witness)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+class CommitWitness:
+    """The ledger's own backend, observing every commit from inside its transaction (see the module docstring)."""
 
     def __init__(self, inner: Backend) -> None:
-        self.inner = inner
+        self.inner: Any = inner
         self.url = inner.url
         self.lease_clock = inner.lease_clock
-        self.trace: list[tuple[int, str]] = []
+        self.drops_idle_connections = bool(getattr(inner, "drops_idle_connections", False))
+        self.commits: list[Commit] = []
+        self._completed: set[str] = set()
 
-    def connect(self) -> Any:
-        conn = self.inner.connect()
-        mode = [int(conn.execute("PRAGMA synchronous").fetchone()[0])]
+    def observe(self, cur: Any) -> None:
+        durable = waits_for_disk(cur, self.url)
+        cur.execute("SELECT call_id FROM calls WHERE state = 'completed'")
+        completed = {row[0] for row in cur.fetchall()}
+        self.commits.append(Commit(durable, frozenset(completed - self._completed)))
+        self._completed |= completed
 
-        def record(sql: str) -> None:
-            if sql.startswith("PRAGMA synchronous="):
-                mode[0] = {"FULL": FULL, "NORMAL": NORMAL}[sql.split("=", 1)[1]]
-            self.trace.append((mode[0], sql))
+    def connect(self) -> _WitnessConnection:
+        return _WitnessConnection(self.inner.connect(), self)
 
-        conn.set_trace_callback(record)
-        return conn
+    def begin_write(self, cur: _WitnessCursor, durable: bool = True, lock: str | None = None) -> None:
+        self.inner.begin_write(cur.inner, durable, lock)
 
-    def begin_write(self, cur: Any, durable: bool = True, lock: str | None = None) -> None:
-        self.inner.begin_write(cur, durable, lock)
+    def begin_read(self, cur: _WitnessCursor) -> None:
+        begin_read = getattr(self.inner, "begin_read", None)
+        if begin_read is not None:
+            begin_read(cur.inner)
 
-    def end_write(self, cur: Any, durable: bool = True) -> None:
-        self.inner.end_write(cur, durable)
+    def end_write(self, cur: _WitnessCursor, durable: bool = True) -> None:
+        self.inner.end_write(cur.inner, durable)
 
     def is_unavailable(self, exc: BaseException) -> bool:
-        return self.inner.is_unavailable(exc)
+        return bool(self.inner.is_unavailable(exc))
 
-    def clock(self, cur: Any) -> float:
-        return self.inner.clock(cur)
+    def clock(self, cur: _WitnessCursor) -> float:
+        return float(self.inner.clock(cur.inner))
 
-    def lock(self, cur: Any, name: str) -> None:
-        self.inner.lock(cur, name)
+    def lock(self, cur: _WitnessCursor, name: str) -> None:
+        self.inner.lock(cur.inner, name)
+
+    def close(self) -> None:
+        close = getattr(self.inner, "close", None)
+        if close is not None:
+            close()
 
 
-def traced(guard: Guard) -> TracingBackend:
-    # Connections opened so far are not traced: a new pool opens them again through the tracer.
-    backend = TracingBackend(guard.ledger.conns.backend)
+def witnessed(guard: Guard) -> CommitWitness:
+    # Connections opened so far are not watched: a new pool opens them again through the witness.
+    witness = CommitWitness(guard.ledger.conns.backend)
     guard.ledger.conns.close()
-    guard.ledger.conns = Connections(backend)
-    return backend
-
-
-def completion_modes(backend: TracingBackend, call_ids: dict[str, str]) -> dict[str, set[int]]:
-    """For each named call, the synchronous modes of the connections that wrote its `completed`."""
-    found: dict[str, set[int]] = {name: set() for name in call_ids}
-    for mode, sql in backend.trace:
-        if sql.startswith("UPDATE calls SET state = 'completed'"):
-            for name, call_id in call_ids.items():
-                if f"'{call_id}'" in sql:
-                    found[name].add(mode)
-    return found
+    guard.ledger.conns = Connections(witness)
+    return witness
 
 
 def run_three(guard: Guard) -> tuple[str, dict[str, str]]:
@@ -106,53 +154,30 @@ def run_three(guard: Guard) -> tuple[str, dict[str, str]]:
     }
 
 
-@pytest.mark.sqlite_only  # reads SQLite's synchronous pragma through its trace callback
-def test_by_class_only_a_repeat_safe_completion_commits_without_waiting_for_the_disk(
+def test_by_class_only_the_commit_completing_a_repeat_safe_call_returns_before_the_disk_has_it(
     make_guard: Callable[..., Guard],
 ) -> None:
     guard = make_guard(log_level="warning")
-    backend = traced(guard)
+    witness = witnessed(guard)
     run_id, ids = run_three(guard)
 
-    assert completion_modes(backend, ids) == {"read": {NORMAL}, "idempotent": {NORMAL}, "compensable": {FULL}}
-    # Everything else (each offer, the run's own moves) waited for the disk.
-    lazy = [
-        sql
-        for mode, sql in backend.trace
-        if mode == NORMAL
-        and sql
-        not in (
-            "BEGIN IMMEDIATE",
-            "COMMIT",
-            "PRAGMA synchronous=NORMAL",
-            "PRAGMA busy_timeout=0",
-            "PRAGMA busy_timeout=5000",
-        )
-    ]
-    assert lazy and all(
-        sql.startswith(
-            (
-                "UPDATE calls SET state = 'completed'",
-                "SELECT call_id, run_id",
-                "SELECT length, head FROM stream_heads",
-                "INSERT INTO events",
-                "UPDATE stream_heads",
-            )
-        )
-        for sql in lazy
-    ), lazy
+    by_call = {call_id: c.durable for c in witness.commits for call_id in c.completed}
+    assert by_call == {ids["read"]: False, ids["idempotent"]: False, ids["compensable"]: True}
+    # Every other commit (each offer, the run's own moves) waited for the disk: the two lazy commits are exactly
+    # the completions of the read and the idempotent call, one each.
+    lazy = [c.completed for c in witness.commits if not c.durable]
+    assert lazy == [frozenset({ids["read"]}), frozenset({ids["idempotent"]})], witness.commits
+    assert len(witness.commits) > len(lazy) + 1  # the offers and the run's moves were seen too
     assert [c.state for c in guard.ledger.calls_of(run_id)] == ["completed"] * 3
 
 
-@pytest.mark.sqlite_only  # reads SQLite's synchronous pragma through its trace callback
-def test_always_makes_every_completion_wait_for_the_disk(make_guard: Callable[..., Guard]) -> None:
+def test_always_makes_every_commit_wait_for_the_disk(make_guard: Callable[..., Guard]) -> None:
     guard = make_guard(log_level="warning", durability="always")
-    backend = traced(guard)
+    witness = witnessed(guard)
     _, ids = run_three(guard)
 
-    assert completion_modes(backend, ids) == {"read": {FULL}, "idempotent": {FULL}, "compensable": {FULL}}
-    assert {mode for mode, _ in backend.trace} == {FULL}
-    assert not any("synchronous" in sql for _, sql in backend.trace)
+    assert {call_id for c in witness.commits for call_id in c.completed} == set(ids.values())
+    assert witness.commits and all(c.durable for c in witness.commits), witness.commits
 
 
 def test_an_unknown_durability_is_a_usage_error(policy_dir: Path, db_path: Path) -> None:
@@ -162,21 +187,19 @@ def test_an_unknown_durability_is_a_usage_error(policy_dir: Path, db_path: Path)
         Guard(policies=policy_dir, db=str(db_path), durability="sometimes")  # type: ignore[arg-type]
 
 
-@pytest.mark.sqlite_only  # reads SQLite's synchronous pragma through its trace callback
 def test_a_lazy_transaction_leaves_its_connection_waiting_for_the_disk_again(ledger: Ledger) -> None:
-    seen: list[tuple[bool, int]] = []
+    url = ledger.url
+    seen: list[tuple[bool, bool]] = []
     for durable in (True, False, False, True, False, True, True):
         with ledger.conns.write(durable) as cur:
-            cur.execute("PRAGMA synchronous")
-            seen.append((durable, int(cur.fetchone()[0])))
-    assert seen == [(d, FULL if d else NORMAL) for d, _ in seen]
+            seen.append((durable, waits_for_disk(cur, url)))
+    assert seen == [(d, d) for d, _ in seen]
     with pytest.raises(RuntimeError), ledger.conns.write(False):  # also when the block fails
         raise RuntimeError("boom")
-    with ledger.conns.connection() as conn:  # the pool holds one connection, and it waits for the disk
-        assert conn.execute("PRAGMA synchronous").fetchone()[0] == FULL
+    with ledger.conns.write() as cur:  # the pool's connections wait for the disk again
+        assert waits_for_disk(cur, url)
     with ledger.conns.read() as cur:
-        cur.execute("PRAGMA synchronous")
-        assert cur.fetchone()[0] == FULL
+        assert waits_for_disk(cur, url)
 
 
 _KILLED_AFTER_COMPLETION = """

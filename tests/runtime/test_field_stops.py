@@ -16,6 +16,7 @@ import pytest
 from runtime_support import Driver, Recorder
 
 from guard import CallDenied, Guard, TeamPaused, ToolPaused
+from guard.ledger import CallState
 
 BRAKES_POLICY = """\
 team: brakes
@@ -73,7 +74,7 @@ def test_a_run_that_touches_more_distinct_records_than_expected_is_stopped_and_k
     with driver.run(brakes_guard, "brakes") as other:  # per run: another run counts from zero
         other.call(invoice, customer_id="c4", amount_cents=100)
     assert [c["customer_id"] for c in body.calls] == ["c1", "c2", "c3", "c2", "c4"]
-    assert [c.state for c in brakes_guard.ledger.calls_of(stopped)].count("denied") == 1
+    assert [c.state for c in brakes_guard.ledger.calls_of(stopped)].count(CallState.DENIED) == 1
 
 
 def test_too_many_records_in_a_window_across_runs_denies_the_call_and_pauses_the_team_naming_the_rule(

@@ -9,6 +9,7 @@ stops him).
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -25,9 +26,36 @@ if TYPE_CHECKING:
 
 
 @pytest.fixture
-def service_policies() -> Path:
-    """The policy directory the service reads (a test module may give it a copy it edits)."""
-    return POLICIES
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture
+def service_policies(request: pytest.FixtureRequest, tmp_path: Path) -> Path:
+    """The policy directory the service reads: the demo policies, or for a test marked `operators` a copy where
+    olga holds the `operator` role and `email.send_welcome` names owners of its own (`owners: {owner: sam, backup:
+    support}`). A test module may give it a copy of its own instead."""
+    if request.node.get_closest_marker("operators") is None:
+        return POLICIES
+    target = tmp_path / "policies"
+    shutil.copytree(POLICIES, target)
+    path = target / "onboarding.yaml"
+    text = path.read_text()
+    text = text.replace("  ops-lead: [finance, support]\n", "  ops-lead: [finance, support]\n  olga: [operator]\n", 1)
+    text = text.replace(
+        "    tools: [email.send_welcome]\n",
+        "    tools: [email.send_welcome]\n    owners: {owner: sam, backup: support}\n",
+        1,
+    )
+    path.write_text(text)
+    return target
+
+
+@pytest.fixture
+def olga(service: Service) -> str:
+    """The operator of the `operators` policies, with a token of her own."""
+    service.tokens["olga"] = service.ledger.create_token("olga", by="test")[1]
+    return "olga"
 
 
 @pytest.fixture

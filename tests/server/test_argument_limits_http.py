@@ -10,11 +10,6 @@ from server_support import Service
 pytestmark = pytest.mark.anyio
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 @pytest.mark.parametrize(("levels", "status"), [(65, 422), (1000, 400), (5000, 400)])
 async def test_an_edit_nested_deeper_than_the_limit_is_refused_with_a_4xx_and_decides_nothing(
     service: Service, client: httpx.AsyncClient, levels: int, status: int

@@ -13,11 +13,6 @@ from guard.runtime.operator import finish
 pytestmark = pytest.mark.anyio
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 def finished_by_hand(service: Service) -> tuple[str, str]:
     """A run whose welcome email was rejected and whose agent stopped, closed by hand; (approval id, run id)."""
     approval_id = service.waiting()

@@ -15,11 +15,6 @@ pytestmark = pytest.mark.anyio
 
 
 @pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture
 def synced(service: Service, tmp_path: Path) -> Service:
     bad_sync(service, tmp_path / "systems")
     return service

@@ -19,11 +19,6 @@ BEARER = {"Authorization": f"Bearer {TOKEN}"}
 
 
 @pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture
 def service_options() -> dict[str, Any]:
     return {"notify_every": None, "metrics_token": TOKEN}
 

@@ -20,11 +20,6 @@ pytestmark = pytest.mark.anyio
 
 
 @pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture
 def policy_dir(tmp_path: Path) -> Path:
     folder = tmp_path / "policies"
     shutil.copytree(POLICIES, folder)

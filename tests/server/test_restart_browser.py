@@ -5,28 +5,15 @@ step is checked in the ledger too."""
 
 from __future__ import annotations
 
-import shutil
-from pathlib import Path
 from typing import Any
 
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, expect
-from server_support import POLICIES, Service
+from server_support import Service
 
 from guard import CallDenied, Guard, TeamPaused
 
-
-@pytest.fixture
-def service_policies(tmp_path: Path) -> Path:
-    target = tmp_path / "policies"
-    shutil.copytree(POLICIES, target)
-    path = target / "onboarding.yaml"
-    path.write_text(
-        path.read_text().replace(
-            "  ops-lead: [finance, support]\n", "  ops-lead: [finance, support]\n  olga: [operator]\n", 1
-        )
-    )
-    return target
+pytestmark = pytest.mark.operators
 
 
 def _signed_in(browser: Browser, live_url: str, service: Service, reviewer: str) -> tuple[BrowserContext, Page]:

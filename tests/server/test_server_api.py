@@ -11,11 +11,6 @@ from server_support import WELCOME, Service
 pytestmark = pytest.mark.anyio
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 async def test_the_queue_lists_only_what_the_reviewer_may_decide(service: Service, client: httpx.AsyncClient) -> None:
     mine = service.waiting(actor="onboarding-agent")
     sams_own = service.waiting(actor="sam")

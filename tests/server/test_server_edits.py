@@ -23,11 +23,6 @@ from guard.server import create_app
 pytestmark = pytest.mark.anyio
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 POLICY = """\
 team: desk
 secrets: [card_token]

@@ -14,11 +14,6 @@ from guard.canonical import args_hash
 pytestmark = pytest.mark.anyio
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 async def sign_in(client: httpx.AsyncClient, service: Service, reviewer: str) -> httpx.Response:
     return await client.post("/login", data={"token": service.tokens[reviewer]})
 

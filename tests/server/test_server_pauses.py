@@ -8,48 +8,19 @@ The service reads a copy of the demo policies where onboarding names `owners: {o
 from __future__ import annotations
 
 import json
-import shutil
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from server_support import POLICIES, WELCOME, Service
+from server_support import WELCOME, Service
 
 from guard import CallDenied, Guard
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.operators]
 
 
 def _echo(**kw: Any) -> dict[str, Any]:
     return kw
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture
-def service_policies(tmp_path: Path) -> Path:
-    target = tmp_path / "policies"
-    shutil.copytree(POLICIES, target)
-    path = target / "onboarding.yaml"
-    text = path.read_text()
-    text = text.replace("  ops-lead: [finance, support]\n", "  ops-lead: [finance, support]\n  olga: [operator]\n", 1)
-    text = text.replace(
-        "    tools: [email.send_welcome]\n",
-        "    tools: [email.send_welcome]\n    owners: {owner: sam, backup: support}\n",
-        1,
-    )
-    path.write_text(text)
-    return target
-
-
-@pytest.fixture
-def olga(service: Service) -> str:
-    service.tokens["olga"] = service.ledger.create_token("olga", by="test")[1]
-    return "olga"
 
 
 def _find_contact(service: Service) -> list[str]:

@@ -7,45 +7,19 @@ Roles, as in test_server_pauses: onboarding's owner is ops-lead (backup finance,
 
 from __future__ import annotations
 
-import shutil
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from server_support import POLICIES, WELCOME, Service
+from server_support import WELCOME, Service
 
 from guard import CallDenied, Guard
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.operators]
 
 
 def _echo(**kw: Any) -> dict[str, Any]:
     return kw
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture
-def service_policies(tmp_path: Path) -> Path:
-    target = tmp_path / "policies"
-    shutil.copytree(POLICIES, target)
-    path = target / "onboarding.yaml"
-    path.write_text(
-        path.read_text().replace(
-            "  ops-lead: [finance, support]\n", "  ops-lead: [finance, support]\n  olga: [operator]\n", 1
-        )
-    )
-    return target
-
-
-@pytest.fixture
-def olga(service: Service) -> str:
-    service.tokens["olga"] = service.ledger.create_token("olga", by="test")[1]
-    return "olga"
 
 
 def _find_contacts(service: Service, n: int) -> list[str]:
