@@ -9,9 +9,10 @@ and tool, so every replica of the service agrees:
   that failed);
 - and the approval wait: seconds from request to decision of approvals decided in the window.
 
-Cost: one pass over the window's calls (by `offered_at`), its failure events (by `at`) and its approvals; none of
-these columns is indexed (the hot path is spared an index), so the cost grows with the ledger: the service caches
-the figures (see `guard.server.health`).
+Cost: one pass over the window's calls (by `offered_at`), its failure events (by `at`) and its approvals, each
+through an index of migration 0012 (`ix_calls_offered_at`, the partial `ix_events_failures` that only failures
+enter, `ix_approvals_decided`), so a week's figures cost a week's rows however long the ledger's history. The
+service still caches them (see `guard.server.health`).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from typing import Any
 
 from guard.ledger.backend import Connections
 from guard.ledger.incident_scope import chunks
+from guard.ledger.tables import FAILURE_EVENTS_SQL
 
 __all__ = ["HealthNumbers", "ToolNumbers", "health_numbers"]
 
@@ -90,8 +92,7 @@ def health_numbers(conns: Connections, since: float) -> HealthNumbers:
                 n.retried += 1
                 n.retried_ok += state == "completed"
         cur.execute(
-            "SELECT run_id, call_id, at FROM events WHERE at >= ? AND entity = 'call' "
-            "AND to_state IN ('failed', 'in_doubt') ORDER BY id",
+            f"SELECT run_id, call_id, at FROM events WHERE at >= ? AND {FAILURE_EVENTS_SQL} ORDER BY at, id",
             (since,),
         )
         first: dict[str, tuple[str, float]] = {}
