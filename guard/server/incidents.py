@@ -78,6 +78,10 @@ class IncidentDesk:
                 403, "forbidden", f"{who.name} may not {what}: only the owners and operators of {whose} may"
             )
 
+    def operable_teams(self, who: Reviewer) -> list[str]:
+        """The teams `who` may open incidents for (owner or operator)."""
+        return [team for team in self.desk.teams_of(who.name) if self._may_operate(who, [team])]
+
     def list(self, who: Reviewer, state: str | None = None) -> list[dict[str, Any]]:
         return [
             {**inc.to_dict(), "may_operate": self._may_operate(who, inc.teams)}
