@@ -78,10 +78,10 @@ def health_numbers(conns: Connections, since: float) -> HealthNumbers:
     out = HealthNumbers(since)
     with conns.read() as cur:
         cur.execute("SELECT MIN(offered_at) FROM calls")  # the index's first entry
-        first = cur.fetchone()[0]
+        oldest: float | None = cur.fetchone()[0]
         # A window that starts before the first call holds the whole ledger: one pass in table order is faster than
         # a walk of the index (`+` keeps the planner off it).
-        offered = "+c.offered_at" if first is not None and since <= first else "c.offered_at"
+        offered = "+c.offered_at" if oldest is not None and since <= oldest else "c.offered_at"
         cur.execute(
             "SELECT c.team, c.tool, c.state, c.attempts, "
             "(SELECT 1 FROM approvals a WHERE a.call_id = c.call_id), r.requires_review "

@@ -39,11 +39,15 @@ def service_policies(tmp_path: Path) -> Path:
     return target
 
 
+def _upsert_contact(contact_id: str) -> dict[str, str]:
+    return {"contact_id": contact_id}
+
+
 def _upsert(service: Service, policies: Path, team: str, event: str) -> None:
     """One run of `team` started by the source event `event`, writing one CRM contact (idempotent)."""
     guard = Guard(policies=policies, db=service.url, log_level="error")
     try:
-        tool = guard.tool(lambda contact_id: {"contact_id": contact_id}, name="crm.upsert_contact")
+        tool = guard.tool(_upsert_contact, name="crm.upsert_contact")
         with guard.run(team, source_event_id=event):
             tool(contact_id=f"{team}-1")
     finally:
