@@ -5,6 +5,10 @@ service without the agent's tools refuses repairs plainly. Runs on both backends
 from __future__ import annotations
 
 import hashlib
+import os
+import socket
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -12,13 +16,15 @@ from typing import Any
 import httpx
 import pytest
 from incident_support import bad_sync
-from server_support import POLICIES, Service
+from server_support import POLICIES, REPO, Service, healthy
 
-from examples.bad_run.agent import make_tools
+from examples.bad_run.agent import make_tools, sync_contacts
 from examples.bad_run.systems import Crm, Mail
 from guard import Guard
 from guard.errors import GuardUsageError
+from guard.ledger import Ledger
 from guard.server import create_app
+from guard.testing import poll
 
 pytestmark = pytest.mark.anyio
 
@@ -147,3 +153,51 @@ def test_a_service_given_an_agent_on_another_ledger_refuses_to_start(
             create_app(ledger_url, POLICIES, agent=other)
     finally:
         other.close()
+
+
+def test_guard_serve_with_the_agents_app_repairs_over_real_http(
+    ledger_url: str, shared_key: None, systems: Path, tmp_path: Path
+) -> None:
+    guard = Guard(policies=POLICIES, db=ledger_url, log_level="error")
+    try:
+        tools = make_tools(guard, systems)
+        tools.billing.seed({f"ct_{i:03d}": "paid" for i in range(4)})
+        tools.crm.seed({f"ct_{i:03d}": "customer" for i in range(4)})
+        sync_contacts(guard, tools, "sync-1")
+    finally:
+        guard.close()
+    ledger = Ledger(ledger_url)
+    try:
+        tokens = {name: ledger.create_token(name, by="test")[1] for name in ("olga", "rita")}
+    finally:
+        ledger.close()
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {
+        **os.environ,
+        "GUARD_POLICY_DIR": str(POLICIES),
+        "GUARD_BAD_RUN_STATE": str(systems),
+        "GUARD_DEMO_LOG": "error",
+    }
+    argv = [sys.executable, "-m", "guard", "serve", "--port", str(port), "--db", ledger_url, "--log-level", "warning"]
+    argv += ["--app", "examples.bad_run.agent:app", "--snapshots", str(tmp_path / "snaps")]
+    proc = subprocess.Popen(argv, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        poll(lambda: proc.poll() is not None or healthy(url), timeout=30, what="guard serve --app answering /health")
+        assert proc.poll() is None, proc.communicate()[1].decode()
+        with httpx.Client(base_url=url, timeout=60) as http:
+            olga, rita = ({"Authorization": f"Bearer {tokens[n]}"} for n in ("olga", "rita"))
+            inc = http.post(
+                "/api/incidents", headers=olga, json={"title": "t", "team": "contacts", "source_event_ids": ["sync-1"]}
+            ).json()["incident_id"]
+            http.post(f"/api/incidents/{inc}/verdicts", headers=rita, json={"verdict": "wrong", "system": "crm"})
+            taken = http.post(f"/api/incidents/{inc}/snapshot", headers=olga).json()
+            assert (taken["records"], taken["inspected"]) == (8, 8)
+            done = http.post(f"/api/incidents/{inc}/repair", headers=olga, json={"sample": 4}).json()
+        assert (done["repaired"], done["left"]) == (4, 0)
+        assert set(Crm(systems).statuses().values()) == {"customer"}  # every wrong status put back
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=10)
