@@ -128,9 +128,8 @@ def list_incidents(
     if not incidents:
         echo("no incidents")
     for i in incidents:
-        echo(
-            f"{i.incident_id}  {i.state:<6} {i.team or ','.join(i.teams) or '-':<12} {when(i.opened_at)}  owner {i.owner}  {i.title}"
-        )
+        teams = ",".join(i.teams) or "-"
+        echo(f"{i.incident_id}  {i.state:<6} {teams:<12} {when(i.opened_at)}  owner {i.owner}  {i.title}")
 
 
 @app.command("show")
