@@ -72,14 +72,24 @@ def count_calls(conn: sqlite3.Connection, tool: str | None = None) -> int | None
 # ===================================================================================================
 # SEED FUNCTION — keep in step with Guard's schema (tables, columns, states, events, hash chain).
 # ===================================================================================================
-def seed_calls(conn: sqlite3.Connection, n: int, *, start: int = 0, seed: int = 7, for_postgres: bool = False) -> None:
+def seed_calls(
+    conn: sqlite3.Connection,
+    n: int,
+    *,
+    start: int = 0,
+    seed: int = 7,
+    step: float = 0.01,
+    end: float | None = None,
+    for_postgres: bool = False,
+) -> None:
     """Insert `n` completed earlier calls into the ledger open on `conn` (Guard's schema must exist).
 
     `start` numbers the synthetic calls, so that seeding twice into one file (100k, then 900k more)
     never collides. Calls are dated in the past, one per 10 ms ending an hour ago, so their time-ordered
     ids sort before any live call's. Events continue the ledger's hash chain from its last event.
     Durability is off while seeding (setup, not measurement); afterwards the caller's synchronous
-    setting is restored and the WAL is checkpointed.
+    setting is restored and the WAL is checkpointed. `step` spaces the calls (seconds) and `end`, when given, is
+    when the last of the `start + n` calls is offered: a history of weeks for a window to select from.
 
     `for_postgres`: the rows are to be copied into a PostgreSQL ledger (`bench.verify_postgres`), whose boolean
     column reads back as `false`, not SQLite's `0`: the runs' claims are computed as PostgreSQL will read them.
@@ -92,8 +102,8 @@ def seed_calls(conn: sqlite3.Connection, n: int, *, start: int = 0, seed: int = 
     conn.isolation_level = None
     conn.execute("PRAGMA synchronous=OFF")
     conn.execute("PRAGMA cache_size=-262144")  # 256 MiB while seeding
-    step = 0.01
-    t0 = time.time() - 3600.0 - 1_000_000 * step * 1.2  # whole 1M history ends ~1h ago
+    # by default the whole 1M history ends ~1h ago
+    t0 = time.time() - 3600.0 - 1_000_000 * step * 1.2 if end is None else end - (start + n) * step
 
     done = 0
     while done < n:

@@ -7,8 +7,6 @@ before repair, judge its records, repair the wrong ones (a sample, then the rest
 
 from __future__ import annotations
 
-import datetime as dt
-import re
 import sys
 import time
 from pathlib import Path
@@ -17,6 +15,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 import click
 import typer
 
+from guard import spans
 from guard.cli.common import (
     DbOption,
     JsonFlag,
@@ -39,26 +38,16 @@ app = typer.Typer(
 )
 
 Incident = Annotated[str, typer.Argument(help="The incident id (see `guard incident list`).")]
-_SPAN = re.compile(r"^(\d+(?:\.\d+)?)([smhd])$")
-_UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
 def parse_when(text: str | None, now: float | None = None) -> float | None:
-    """`7d`, `2h`, `30m` (that long ago), Unix seconds, or an ISO 8601 time (local time when it names no zone)."""
+    """`guard.spans.parse_when` for an option that may be absent; a time it cannot read exits 2 with the reason."""
     if text is None:
         return None
-    text = text.strip()
-    span = _SPAN.match(text)
-    if span:
-        return (now or time.time()) - float(span.group(1)) * _UNIT[span.group(2)]
     try:
-        return float(text)
-    except ValueError:
-        pass
-    try:
-        return dt.datetime.fromisoformat(text).timestamp()
-    except ValueError:
-        fail(f"not a time: {text!r} (use 7d, 2h, 30m, Unix seconds or 2026-12-04T09:10)", 2)
+        return spans.parse_when(text, now)
+    except ValueError as exc:
+        fail(str(exc), 2)
 
 
 def closing(thing: Any) -> Any:
@@ -139,7 +128,8 @@ def list_incidents(
     if not incidents:
         echo("no incidents")
     for i in incidents:
-        echo(f"{i.incident_id}  {i.state:<6} {i.team or '-':<12} {when(i.opened_at)}  owner {i.owner}  {i.title}")
+        teams = ",".join(i.teams) or "-"
+        echo(f"{i.incident_id}  {i.state:<6} {teams:<12} {when(i.opened_at)}  owner {i.owner}  {i.title}")
 
 
 @app.command("show")

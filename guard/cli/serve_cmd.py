@@ -131,6 +131,18 @@ def serve(
     seal_key_env: Annotated[
         str | None, typer.Option("--seal-key-env", help="Name of an environment variable holding the seal key's PEM.")
     ] = None,
+    app_spec: Annotated[
+        str | None,
+        typer.Option(
+            "--app",
+            help="The agent's Guard (module:attribute) on this ledger: incident snapshots read records back through "
+            "its tools' .inspect hooks, and repairs run their compensations, over the API.",
+            show_default="no agent tools: snapshots hold ledger facts, repairs are refused",
+        ),
+    ] = None,
+    snapshots: Annotated[Path, typer.Option(help="Where incident snapshots taken over the API are written.")] = Path(
+        "guard-snapshots"
+    ),
 ) -> None:
     """Start the approval service: the reviewer page at / and the REST API at /api (OpenAPI at /openapi.json).
 
@@ -138,7 +150,8 @@ def serve(
     random secret, so sessions end when the server stops. Teams with a `notify:` webhook in their policy are
     told of waiting calls and halted runs (see `guard notifications list`). Prometheus reads /metrics; set
     $GUARD_METRICS_TOKEN to require it as a bearer token there. With --seal-every, the service seals the ledger
-    on that schedule (see `guard ledger seal`).
+    on that schedule (see `guard ledger seal`). With --app, the service holds the agent's tools, so operators take
+    incident snapshots and repair over the API and the page (see `guard incident`).
     """
     try:
         import uvicorn
@@ -170,6 +183,11 @@ def serve(
             seal_every,
             witness,
         )
+    agent = None
+    if app_spec is not None:
+        from guard.cli.common import load_app
+
+        agent = load_app(app_spec, db)
     app = create_app(
         resolve_url(db),
         policy_dir(policies),
@@ -177,6 +195,8 @@ def serve(
         public_url=public_url or f"http://{host}:{port}",
         metrics_token=os.environ.get("GUARD_METRICS_TOKEN") or None,
         seals=seals,
+        agent=agent,
+        snapshots=snapshots,
     )
     echo(f"Guard approval service on http://{host}:{port}/ (API /api, OpenAPI /openapi.json, metrics /metrics)")
     uvicorn.run(app, host=host, port=port, log_level=log_level)

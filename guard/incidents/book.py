@@ -143,7 +143,7 @@ class IncidentBook:
         since = incident.started_at or incident.opened_at
         for e in self.ledger.pause_events(incident.team):
             detail = json.loads(e.detail)
-            if e.at < since or (incident.team is None and detail.get("target") not in scope.run_ids):
+            if e.at < since or (incident.team is None and detail.get("target") not in (*scope.run_ids, *scope.teams)):
                 continue
             what = "paused" if e.to_state == "paused" else "lifted the pause on"
             out.append(

@@ -1,7 +1,9 @@
 """What an incident is about: its scope, and the calls of the ledger inside it, read as a stream.
 
 A scope is one run or several (by id, or by the source event that started them), or a window of one team's
-calls (tool globs, from, to), or both (the runs, narrowed by the window). The calls in scope are those that may
+calls (tool globs, from, to), or both (the runs, narrowed by the window). Runs may belong to several teams: an
+incident fixes the teams its runs belonged to when it was opened (`teams`), so a later run of another team never
+enters it, and whoever acts on it must act for every one of them. The calls in scope are those that may
 have changed something: every class but `read`, the agent's own calls (a compensation or a repair is shown as
 the state of the call it undid, not as a record of its own).
 """
@@ -27,7 +29,8 @@ _CHUNK = 500  # ids per IN (...) list
 @dataclass(frozen=True, slots=True)
 class Scope:
     """Runs (`run_ids`, or `source_event_ids`), or a window of `team`'s calls (`tools` globs, `since`, `until`
-    in Unix seconds), or runs narrowed by a window. Raises GuardUsageError when it names nothing."""
+    in Unix seconds), or runs narrowed by a window; `teams` narrows runs to the calls of those teams (an incident
+    over several teams' runs). Raises GuardUsageError when it names nothing, or names both `team` and `teams`."""
 
     team: str | None = None
     run_ids: tuple[str, ...] = ()
@@ -35,8 +38,11 @@ class Scope:
     tools: tuple[str, ...] = ()
     since: float | None = None
     until: float | None = None
+    teams: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
+        if self.team and self.teams:
+            raise GuardUsageError("a scope is one team's (team) or several teams' runs (teams), not both")
         if not (self.run_ids or self.source_event_ids or self.team):
             raise GuardUsageError(
                 "an incident's scope names runs (--run), source events (--source-event) or a "
@@ -56,6 +62,7 @@ class Scope:
                 "tools": list(self.tools),
                 "since": self.since,
                 "until": self.until,
+                **({"teams": list(self.teams)} if self.teams else {}),
             },
             sort_keys=True,
         )
@@ -70,7 +77,13 @@ class Scope:
             tools=tuple(data.get("tools") or ()),
             since=data.get("since"),
             until=data.get("until"),
+            teams=tuple(data.get("teams") or ()),
         )
+
+    @property
+    def all_teams(self) -> tuple[str, ...]:
+        """The teams whose calls the scope may hold: its team, or its teams (empty: not fixed yet)."""
+        return (self.team,) if self.team else self.teams
 
     def describe(self) -> str:
         """The scope in a few words, for people."""
@@ -84,6 +97,8 @@ class Scope:
             )
         if self.team:
             parts.append(f"team {self.team}")
+        if self.teams:
+            parts.append(f"teams {', '.join(self.teams)}")
         if self.tools:
             parts.append(f"tools {', '.join(self.tools)}")
         if self.since is not None or self.until is not None:
@@ -112,6 +127,9 @@ class Scope:
         if self.team:
             sql.append("c.team = ?")
             params.append(self.team)
+        if self.teams:
+            sql.append(f"c.team IN ({', '.join('?' * len(self.teams))})")
+            params.extend(self.teams)
         if self.since is not None:
             sql.append("c.offered_at >= ?")
             params.append(self.since)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from fnmatch import fnmatchcase
 from typing import Any, Literal
 
@@ -64,9 +64,15 @@ class IncidentRecord:
     def scope(self) -> Scope:
         return Scope.from_json(self.scope_json)
 
+    @property
+    def teams(self) -> tuple[str, ...]:
+        """The teams whose people act on it: its team, or the teams its runs belonged to when it was opened."""
+        return (self.team,) if self.team else self.scope.teams
+
     def to_dict(self) -> dict[str, Any]:
         out = {f.name: getattr(self, f.name) for f in fields(self)}
         out["scope"] = json.loads(out.pop("scope_json"))
+        out["teams"] = list(self.teams)
         return out
 
 
@@ -99,6 +105,13 @@ class LedgerIncidents:
         with self.conns.read() as cur:
             for row in scope_calls(cur, scope):
                 yield ScopeCall.from_row(row)
+
+    def teams_in(self, scope: Scope) -> list[str]:
+        """The teams whose calls are in `scope` (globs aside), sorted: who must be able to act on it."""
+        where, params = scope.where()
+        with self.conns.read() as cur:
+            cur.execute(f"SELECT DISTINCT c.team FROM calls c WHERE {where} ORDER BY c.team", params)
+            return [str(t) for (t,) in cur.fetchall()]
 
     def full_calls_in_scope(self, scope: Scope, columns: tuple[str, ...]) -> Iterator[tuple[Any, ...]]:
         """The same calls with the given columns of `calls` (the snapshot reads every column)."""
@@ -153,7 +166,7 @@ class LedgerIncidents:
                     started = first if started is None else min(started, first)
             since = started if started is not None else first_offer or 0.0
             cur.execute("SELECT scope, team, target, at FROM pauses WHERE at >= ? ORDER BY at", (since,))
-            teams = {scope.team} if scope.team else None
+            teams = set(scope.all_teams) or None
             for kind, team, target, at in cur.fetchall():
                 hit = (
                     (kind == "run" and target in runs)
@@ -187,8 +200,11 @@ class LedgerIncidents:
         if not title.strip():
             raise GuardUsageError("an incident needs a title: what went wrong, in a few words")
         started, paused, changed, teams = self.scope_times(scope)
-        # The team whose people act on it: the scope's, else the one team its calls belong to.
+        # The team whose people act on it: the scope's, else the one team its calls belong to; runs of several
+        # teams fix those teams in the scope (a later run of another team never enters the incident).
         team = scope.team or (next(iter(teams)) if len(teams) == 1 else None)
+        if not scope.all_teams and len(teams) > 1:
+            scope = replace(scope, teams=tuple(sorted(teams)))
         incident_id = new_id("inc")
         now = time.time()
         with self.conns.write() as cur:
@@ -243,20 +259,25 @@ class LedgerIncidents:
     def list_incidents(
         self, *, teams: Sequence[str] | None = None, state: str | None = None, limit: int = 100
     ) -> list[IncidentRecord]:
-        """Incidents, newest first (of `teams` only, when given)."""
+        """Incidents, newest first (of `teams` only, when given: an incident over several teams is listed when
+        every one of its teams is among them)."""
         if teams is not None and not teams:
             return []
         sql = f"SELECT {IncidentRecord.sql_columns()} FROM incidents WHERE 1 = 1"
         params: list[Any] = []
         if teams is not None:
-            sql += f" AND team IN ({', '.join('?' * len(teams))})"
+            sql += f" AND (team IN ({', '.join('?' * len(teams))}) OR team IS NULL)"
             params.extend(teams)
         if state is not None:
             sql += " AND state = ?"
             params.append(state)
         with self.conns.read() as cur:
             cur.execute(sql + " ORDER BY opened_at DESC LIMIT ?", (*params, limit))
-            return [IncidentRecord(*r) for r in cur.fetchall()]
+            found = [IncidentRecord(*r) for r in cur.fetchall()]
+        if teams is None:
+            return found
+        mine = set(teams)
+        return [i for i in found if i.teams and mine.issuperset(i.teams)]
 
     def _open_row(self, cur: Any, incident_id: str) -> IncidentRecord:
         cur.execute(f"SELECT {IncidentRecord.sql_columns()} FROM incidents WHERE incident_id = ?", (incident_id,))

@@ -11,6 +11,9 @@ from sqlmodel import Field, SQLModel
 
 from guard.ledger.states import UNSETTLED_SQL
 
+# The call events the three numbers' window reads (guard.ledger.numbers); the partial index of migration 0012.
+FAILURE_EVENTS_SQL = "entity = 'call' AND to_state IN ('failed', 'in_doubt')"
+
 __all__ = [
     "Approval",
     "ApprovalDecision",
@@ -57,6 +60,8 @@ class Call(SQLModel, table=True):
         UniqueConstraint("team", "idempotency_key", name="uq_calls_team_key"),
         # Only the calls recovery looks for: as small as the work in flight (migration 0005).
         Index("ix_calls_unsettled", "state", sqlite_where=text(UNSETTLED_SQL), postgresql_where=text(UNSETTLED_SQL)),
+        # The three numbers' window (migration 0012): the calls offered since a time.
+        Index("ix_calls_offered_at", "offered_at"),
     )
 
     call_id: str = Field(primary_key=True)
@@ -96,7 +101,13 @@ class Event(SQLModel, table=True):
 
     __tablename__ = "events"  # pyright: ignore[reportAssignmentType]
     # No index on the claims: verify sorts them once, and every call's commit is spared a B-tree insert.
-    __table_args__ = (Index("ix_events_run", "run_id", "id"),)
+    __table_args__ = (
+        Index("ix_events_run", "run_id", "id"),
+        # Only the failures, for the three numbers' window (migration 0012): a call that went well never enters it.
+        Index(
+            "ix_events_failures", "at", sqlite_where=text(FAILURE_EVENTS_SQL), postgresql_where=text(FAILURE_EVENTS_SQL)
+        ),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     run_id: str | None = None
@@ -152,6 +163,7 @@ class Seal(SQLModel, table=True):
 
 class Approval(SQLModel, table=True):
     __tablename__ = "approvals"  # pyright: ignore[reportAssignmentType]
+    __table_args__ = (Index("ix_approvals_decided", "decided_at"),)  # the three numbers' window (migration 0012)
 
     approval_id: str = Field(primary_key=True)
     call_id: str = Field(foreign_key="calls.call_id", unique=True)

@@ -13,7 +13,7 @@ import threading
 from collections.abc import AsyncGenerator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -21,13 +21,14 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from guard.errors import LedgerUnavailable
+from guard.errors import GuardUsageError, LedgerUnavailable
 from guard.ledger import Ledger, resolve_url, shown_url
 from guard.notify import Notifier
 from guard.policy import LivePolicies
 from guard.server.api import router as api_router
 from guard.server.auth import Sessions, bearer_reviewer
 from guard.server.desk import Desk, DeskError
+from guard.server.incidents import IncidentAgent
 from guard.server.incidents_api import router as incidents_router
 from guard.server.incidents_page import incident_pages_router
 from guard.server.metrics import metrics_router
@@ -36,6 +37,9 @@ from guard.server.restarts_api import restarts_router
 from guard.server.sealing import SealSchedule
 from guard.server.slack import slack_router
 from guard.server.slack_api import SlackApi
+
+if TYPE_CHECKING:
+    from guard.runtime import Guard
 
 __all__ = ["create_app"]
 
@@ -51,6 +55,8 @@ def create_app(
     metrics_token: str | None = None,
     seals: SealSchedule | None = None,
     slack_api: SlackApi | None = None,
+    agent: Guard | None = None,
+    snapshots: str | Path | None = None,
 ) -> FastAPI:
     """The approval service over the ledger at `db_url` and the policies in `policies_dir`.
 
@@ -68,10 +74,21 @@ def create_app(
     the teams' Slack apps (see `guard.server.slack`); `slack_api` is where it calls Slack (default from the
     environment, `SlackApi.from_env`).
 
+    `agent` is the agent's Guard (`guard serve --app`), on this same ledger: with it, incident snapshots read
+    records back through its tools' `.inspect` hooks and repairs run their compensations over the API (see
+    `guard.server.incidents`). Snapshot files go to `snapshots` (default `guard-snapshots` in the working
+    directory).
+
     Raises:
         LedgerNotReady: the ledger is at another schema revision (run `guard db upgrade`).
         PolicyError: the policy directory cannot be listed.
+        GuardUsageError: `agent` writes to another ledger than the service's.
     """
+    if agent is not None and agent.ledger.url != resolve_url(db_url):
+        raise GuardUsageError(
+            f"the agent's Guard writes to {shown_url(agent.ledger.url)}, the service reads "
+            f"{shown_url(resolve_url(db_url))}: give both the same ledger (--db)"
+        )
     ledger = Ledger(resolve_url(db_url))
     policies = LivePolicies(policies_dir, every=policies_every)
     desk = Desk(ledger, policies)
@@ -109,6 +126,7 @@ def create_app(
         "`Authorization: Bearer <token>` from `guard tokens create --reviewer NAME`.",
     )
     app.state.desk = desk
+    app.state.incident_agent = IncidentAgent(Path(snapshots or "guard-snapshots"), agent)
     app.state.notifier = notifier
     app.include_router(api_router)
     app.include_router(restarts_router)

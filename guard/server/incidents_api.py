@@ -1,20 +1,21 @@
 """The incidents' REST API under /api/incidents, with the approvals' bearer tokens and authority (see
-`guard.server.incidents`): list, show (status update, counts, log), records (filters), CSV, history, open, tag,
-note, close."""
+`guard.server.incidents`): list, show (status update, counts, log), records (filters), CSV, history, open (one
+team's scope, or runs of several teams), tag, note, close, snapshot (take, download) and repair (with the agent's
+tools: `guard serve --app`)."""
 
 from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Path, Query, Request
-from fastapi.responses import Response
+from fastapi.responses import FileResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from guard.errors import GuardUsageError
 from guard.incidents import RecordFilter, Scope
 from guard.server.api import InvalidRequest, Problem, Who
 from guard.server.desk import Desk, DeskError
-from guard.server.incidents import IncidentDesk
+from guard.server.incidents import IncidentAgent, IncidentDesk
 
 __all__ = ["router"]
 
@@ -25,13 +26,18 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
     422: {"model": InvalidRequest, "description": "A parameter or body that does not validate, with the reason."},
     403: {"model": Problem, "description": "Not an owner or operator of the incident's team."},
     404: {"model": Problem, "description": "An incident (or team) this reviewer does not review for, or none."},
-    409: {"model": Problem, "description": "The incident is closed."},
+    409: {
+        "model": Problem,
+        "description": "The incident is closed or has its snapshot; or (repair) the service has no agent tools "
+        "(`no_agent_tools`) or a repair is under way on it (`repair_running`).",
+    },
 }
 
 
 def _incidents(request: Request) -> IncidentDesk:
     desk: Desk = request.app.state.desk  # set by create_app
-    return IncidentDesk(desk)
+    agent: IncidentAgent = request.app.state.incident_agent
+    return IncidentDesk(desk, agent)
 
 
 Incidents = Annotated[IncidentDesk, Depends(_incidents)]
@@ -40,12 +46,13 @@ router = APIRouter(prefix="/api/incidents", tags=["incidents"], responses=_ERROR
 
 
 class OpenIn(BaseModel):
-    """An incident on a scope of one team: some of its runs, the runs of source events, or a window."""
+    """An incident on a scope of one team (`team`: some of its runs, the runs of source events, or a window), or on
+    runs of several teams (no `team`: run ids or source events; the opener must act for every team in it)."""
 
     model_config = ConfigDict(extra="forbid")
 
     title: str = Field(min_length=1, max_length=500)
-    team: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")
+    team: str | None = Field(default=None, pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")
     run_ids: list[str] = Field(default_factory=list[str], max_length=1000)
     source_event_ids: list[str] = Field(default_factory=list[str], max_length=1000)
     tools: list[str] = Field(default_factory=list[str], max_length=50, description="Tool globs.")
@@ -74,6 +81,16 @@ class FilterIn(BaseModel):
 class TagIn(FilterIn):
     verdict: Literal["safe", "wrong", "unclear"]
     note: str | None = Field(default=None, max_length=4000)
+
+
+class RepairIn(BaseModel):
+    """A sample of the wrong records left (`sample`), or, after a sample, the rest (`rest`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    sample: int | None = Field(default=None, ge=1, le=1_000_000)
+    rest: bool = False
+    repair_tool: str | None = Field(default=None, max_length=200, description="Instead of each compensation.")
 
 
 class NoteIn(BaseModel):
@@ -167,3 +184,28 @@ def note(who: Who, incidents: Incidents, incident_id: IncidentId, body: NoteIn) 
 def close(who: Who, incidents: Incidents, incident_id: IncidentId, body: NoteIn) -> dict[str, Any]:
     """Close the incident with a note (owners and operators)."""
     return incidents.close(who, incident_id, body.text)
+
+
+@router.post("/{incident_id}/snapshot", status_code=201)
+def snapshot(who: Who, incidents: Incidents, incident_id: IncidentId) -> dict[str, Any]:
+    """Take the snapshot before anyone repairs (owners and operators): written once on the service's disk, its
+    SHA-256 recorded; each record read back through its tool's `.inspect` hook when the service has the agent's
+    tools (`read_back`)."""
+    return incidents.snapshot(who, incident_id)
+
+
+@router.get(
+    "/{incident_id}/snapshot",
+    response_class=FileResponse,
+    responses={200: {"content": {"application/jsonl": {}}}},
+)
+def snapshot_file(who: Who, incidents: Incidents, incident_id: IncidentId) -> FileResponse:
+    """The snapshot file (JSON lines) as written, when this replica holds it; check it against `sha256`."""
+    return FileResponse(incidents.snapshot_file(who, incident_id), media_type="application/jsonl")
+
+
+@router.post("/{incident_id}/repair")
+def repair(who: Who, incidents: Incidents, incident_id: IncidentId, body: RepairIn) -> dict[str, Any]:
+    """Repair the records judged wrong with the agent's compensations (owners and operators; the service must hold
+    the agent's tools): a sample first, then the rest. Each repair runs once, whoever asks again."""
+    return incidents.repair(who, incident_id, sample=body.sample, rest=body.rest, repair_tool=body.repair_tool)

@@ -1,5 +1,6 @@
-"""The incidents on the reviewer page: the list, one incident (status update, counts, the records with filters,
-verdicts one by one or by filter, the shared log with a note form, and close for owners and operators).
+"""The incidents on the reviewer page: the list (with a form to open one, for owners and operators), one incident
+(status update, counts, the records with filters, verdicts one by one or by filter, the shared log with a note form,
+and close for owners and operators).
 
 Same sessions, CSRF tokens and same-origin checks as the approvals' page; plain forms, no script. A post
 redirects back (post/redirect/get); a refused one shows the page again with the reason and its status.
@@ -13,12 +14,14 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Cookie, Form, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from guard.incidents import RecordFilter
+from guard.errors import GuardUsageError
+from guard.incidents import RecordFilter, Scope
 from guard.server import html
 from guard.server.auth import COOKIE, Session, Sessions, check_same_origin
 from guard.server.desk import Desk, DeskError
 from guard.server.incidents import IncidentDesk
 from guard.server.pages import PAGE_HEADERS
+from guard.spans import parse_when
 
 __all__ = ["incident_pages_router"]
 
@@ -26,7 +29,8 @@ SessionCookie = Annotated[str | None, Cookie(alias=COOKIE, include_in_schema=Fal
 _e = html.text
 _VERDICTS = ("wrong", "safe", "unclear")
 # Fixed texts: a link cannot make the page say something Guard did not (the totals are in the summary above).
-_NOTICES = {"judged": "Verdicts recorded.", "noted": "Noted.", "closed": "Closed."}
+_NOTICES = {"judged": "Verdicts recorded.", "noted": "Noted.", "closed": "Closed.", "opened": "Incident opened."}
+_SEVERAL = "(runs of several teams)"
 
 
 def _page(body: str, status: int = 200) -> HTMLResponse:
@@ -37,9 +41,49 @@ def _to(url: str) -> RedirectResponse:
     return RedirectResponse(url, status_code=303, headers=PAGE_HEADERS)
 
 
-def _list_page(who: str, csrf: str, items: list[dict[str, Any]], state: str | None) -> str:
+def _open_form(csrf: str, teams: list[str], given: dict[str, str]) -> str:
+    """The form that opens an incident: a title, a team (or runs of several teams), what is in scope."""
+    if not teams:
+        return ""
+    chosen = given.get("team", "")
+    options = "".join(
+        f'<option value="{_e(t)}"{" selected" if t == chosen else ""}>{_e(t or _SEVERAL)}</option>'
+        for t in (*teams, "")
+    )
+
+    def field(name: str, label: str, hint: str = "") -> str:
+        return (
+            f'<label for="o-{name}">{label}</label><input type="text" id="o-{name}" name="{name}" '
+            f'value="{_e(given.get(name, ""))}"{f" placeholder={chr(34)}{hint}{chr(34)}" if hint else ""}>'
+        )
+
+    return (
+        '<h2>Open an incident</h2><form method="post" action="/incidents" aria-label="Open an incident">'
+        f'<input type="hidden" name="csrf_token" value="{_e(csrf)}">'
+        + field("title", "What went wrong")
+        + f'<label for="o-team">Team</label><select id="o-team" name="team">{options}</select>'
+        + field("source_events", "Source events (space separated)")
+        + field("runs", "Runs (space separated)")
+        + field("tools", "Tool globs (space separated)")
+        + field("since", "From", "2h, 7d or 2026-12-04T09:10")
+        + field("until", "To", "empty: now")
+        + field("owner", "Owner", "you")
+        + '<button type="submit">Open the incident</button></form>'
+    )
+
+
+def _list_page(
+    who: str,
+    csrf: str,
+    items: list[dict[str, Any]],
+    state: str | None,
+    teams: list[str] | None = None,
+    given: dict[str, str] | None = None,
+    error: str | None = None,
+) -> str:
     rows = "".join(
-        f'<tr><td><a href="/incidents/{_e(i["incident_id"])}">{_e(i["title"])}</a></td><td>{_e(i["team"])}</td>'
+        f'<tr><td><a href="/incidents/{_e(i["incident_id"])}">{_e(i["title"])}</a></td>'
+        f"<td>{_e(i['team'] or ', '.join(i['teams']))}</td>"
         f"<td>{_e(i['state'])}</td><td>{_e(i['owner'])}</td><td>{html.when(i['opened_at'])}</td></tr>"
         for i in items
     )
@@ -48,7 +92,9 @@ def _list_page(who: str, csrf: str, items: list[dict[str, Any]], state: str | No
         for v in ("", "open", "closed")
     )
     body = (
-        '<h1>Incidents</h1><form method="get" action="/incidents"><label for="state">State</label>'
+        "<h1>Incidents</h1>"
+        + (f'<p class="error" role="alert">{_e(error)}</p>' if error else "")
+        + '<form method="get" action="/incidents"><label for="state">State</label>'
         f'<select id="state" name="state">{choices}</select> <button type="submit">Show</button></form>'
         + (
             f"<table><thead><tr><th>Title</th><th>Team</th><th>State</th><th>Owner</th><th>Opened</th></tr>"
@@ -56,6 +102,7 @@ def _list_page(who: str, csrf: str, items: list[dict[str, Any]], state: str | No
             if items
             else "<p>No incidents.</p>"
         )
+        + _open_form(csrf, teams or [], given or {})
     )
     return html.layout("Incidents", body, reviewer=who, csrf=csrf)
 
@@ -176,11 +223,56 @@ def incident_pages_router(desk: Desk, sessions: Sessions) -> APIRouter:
         if session is None:
             return _to("/login")
         chosen = state if state in ("open", "closed") else None
+        who = session.reviewer
         return _page(
             _list_page(
-                session.reviewer.name, sessions.csrf_token(session), incidents.list(session.reviewer, chosen), chosen
+                who.name,
+                sessions.csrf_token(session),
+                incidents.list(who, chosen),
+                chosen,
+                incidents.operable_teams(who),
             )
         )
+
+    @router.post("/incidents")
+    def open_incident(
+        request: Request,
+        cookie: SessionCookie = None,
+        csrf_token: Annotated[str, Form(max_length=200)] = "",
+        title: Annotated[str, Form(max_length=500)] = "",
+        team: Annotated[str, Form(max_length=64)] = "",
+        source_events: Annotated[str, Form(max_length=20_000)] = "",
+        runs: Annotated[str, Form(max_length=20_000)] = "",
+        tools: Annotated[str, Form(max_length=2_000)] = "",
+        since: Annotated[str, Form(max_length=64)] = "",
+        until: Annotated[str, Form(max_length=64)] = "",
+        owner: Annotated[str, Form(max_length=200)] = "",
+    ) -> Response:
+        session = sessions.read(cookie)
+        if session is None:
+            return _page(html.login_page("sign in first: your session is missing or has ended"), 401)
+        who = session.reviewer
+        given = {
+            "title": title,
+            "team": team,
+            "source_events": source_events,
+            "runs": runs,
+            "tools": tools,
+            "since": since,
+            "until": until,
+            "owner": owner,
+        }
+        try:
+            check_same_origin(request)
+            sessions.check_csrf(session, csrf_token)
+            inc = incidents.open(who, _scope(given), title=title.strip(), owner=owner.strip() or None)
+        except DeskError as err:
+            csrf = sessions.csrf_token(session)
+            page = _list_page(
+                who.name, csrf, incidents.list(who), None, incidents.operable_teams(who), given, err.message
+            )
+            return _page(page, err.status)
+        return _to(f"/incidents/{inc['incident_id']}?done=opened")
 
     @router.get("/incidents/{incident_id}")
     def show(
@@ -245,6 +337,21 @@ def incident_pages_router(desk: Desk, sessions: Sessions) -> APIRouter:
         return _to(f"/incidents/{incident_id}?{query}")
 
     return router
+
+
+def _scope(given: dict[str, str]) -> Scope:
+    """The scope the open form describes; DeskError 422 for a time or a scope that cannot be read."""
+    try:
+        return Scope(
+            team=given["team"] or None,
+            run_ids=tuple(given["runs"].replace(",", " ").split()),
+            source_event_ids=tuple(given["source_events"].replace(",", " ").split()),
+            tools=tuple(given["tools"].replace(",", " ").split()),
+            since=parse_when(given["since"]) if given["since"].strip() else None,
+            until=parse_when(given["until"]) if given["until"].strip() else None,
+        )
+    except (ValueError, GuardUsageError) as exc:
+        raise DeskError(422, "invalid", str(exc)) from exc
 
 
 def _picked(verdict: str, which: str, call_ids: list[str] | None) -> tuple[str, ...]:

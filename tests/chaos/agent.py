@@ -3,13 +3,16 @@
 ```
 python -m tests.chaos.agent run --db LEDGER --witness STORE --event EVT [--out OUT.json]
 python -m tests.chaos.agent recover --db LEDGER --witness STORE [--out OUT.json]
+python -m tests.chaos.agent repair --db LEDGER --witness STORE --incident INC --sample N [--recover]
 ```
 
 `run` opens run `chaos:<EVT>` and calls, in order, `witness.lookup` (read), `witness.upsert` (idempotent),
 `witness.charge` (compensable, refunded by `witness.refund`) and `witness.message` (irreversible, approved
 by a reviewer thread in this process through the ledger). Each tool hands its call's idempotency key to the
 witness and passes the crash point `after_effect` between the effect and its return. With `--recover` the
-process first recovers (a fresh worker taking over from a dead one), then runs the event.
+process first recovers (a fresh worker taking over from a dead one), then runs the event. `repair` repairs an
+incident's records judged wrong (a sample of N) with the tools' compensations, as `guard incident repair` does,
+as the operator `ops-bot` (kills at `before_repair` / `after_repair` land in its loop).
 
 Kills come from `GUARD_CRASH_AT` (see `guard.crash`); the witness's behaviour from `WITNESS_SCRIPT`.
 Exit status: 0 the run completed, 2 a typed outcome (refused, failed, in doubt, run not running: recorded in
@@ -212,7 +215,7 @@ def _plain(value: object) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tests.chaos.agent")
-    parser.add_argument("command", choices=["run", "recover"])
+    parser.add_argument("command", choices=["run", "recover", "repair"])
     parser.add_argument("--db", required=True, help="the ledger URL (or a SQLite file)")
     parser.add_argument("--witness", required=True, type=Path)
     parser.add_argument("--event", default="evt-1")
@@ -227,6 +230,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--no-reconcile", action="store_true")
     parser.add_argument("--recover", action="store_true", help="recover before running the event")
+    parser.add_argument("--incident", help="repair: the incident whose records judged wrong are repaired")
+    parser.add_argument("--sample", type=int, default=1, help="repair: how many of them")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args(argv)
 
@@ -248,6 +253,12 @@ def main(argv: list[str] | None = None) -> int:
             out.recover = _plain(g.recover(stale_after=stale_after))
         if args.command == "run":
             run_event(g, tools, args.event, amount=args.amount, out=out)
+        if args.command == "repair":
+            from guard.incidents import IncidentBook
+            from guard.incidents.repair import repair
+
+            report = repair(g, IncidentBook(g.ledger), args.incident, operator=REVIEWER, sample=args.sample)
+            out.results["repair"] = report.to_json() | {"repaired_ids": report.repaired}
     except GuardError as exc:
         out.status, code = "outcome", 2
         out.error_type, out.error = type(exc).__name__, str(exc)

@@ -1,5 +1,6 @@
 """The kill campaign: every hit of every crash point, in a clean run and in a run whose saga refunds the charge,
-plus killed recoverers and the witness's faults (hang past the timeout, lost responses, a failing refund).
+plus killed recoverers, the witness's faults (hang past the timeout, lost responses, a failing refund), and an
+incident's repair killed in its loop and resumed (`tests.chaos.repairs`).
 
 ```
 python -m tests.chaos.campaign [--repeat N] [--jobs J] [--keep DIR] [--backend sqlite,postgres]
@@ -11,7 +12,9 @@ another worker took its call over, and on PostgreSQL the server stopped with `pg
 would) and started again while a call is in flight. Each scenario has its own ledger and witness store; after
 the kill a fresh worker recovers and runs the event again, then the invariants are checked. Every violation is
 printed with its scenario; each backend's last line is `<backend> chaos: K kills, D duplicate effects, L lost rows,
-I illegal transitions, S left started, R reconciled, V to review, N server restarts`.
+I illegal transitions, S left started, R reconciled, V to review, N server restarts, P repair kills, Q repeated
+repairs` (a repeated repair is a refund that reached the witness again for a charge already refunded: none may
+happen at the points outside the refund's call, see `tests.chaos.repairs`).
 """
 
 from __future__ import annotations
@@ -44,6 +47,8 @@ from tests.chaos.harness import (
     tool_of,
 )
 from tests.chaos.invariants import Check
+from tests.chaos.repairs import EVENTS as REPAIR_EVENTS
+from tests.chaos.repairs import REPAIR_POINTS, repair_kill
 from tests.pg_cluster import PgCluster, server_bin_dir
 
 __all__ = ["Scenario", "Tally", "ledgers", "main", "scenarios"]
@@ -69,11 +74,15 @@ class Tally:
     to_review: int = 0
     scenarios: int = 0
     restarts: int = 0  # of the PostgreSQL server (pg_ctl stop -m immediate, then start)
+    repair_kills: int = 0
+    repeated_repairs: int = 0  # refunds that reached the witness again where none may (outside the refund's call)
     violations: list[str] = field(default_factory=list[str])
 
     def add(self, name: str, kills: int, check: Check) -> None:
         self.scenarios += 1
         self.kills += kills
+        self.repair_kills += kills if "repair kill" in name else 0
+        self.repeated_repairs += check.repeated_repairs
         self.duplicates += check.duplicates
         self.blind_reruns += check.blind_reruns
         self.lost += check.lost
@@ -87,7 +96,8 @@ class Tally:
         return (
             f"chaos: {self.kills} kills, {self.duplicates} duplicate effects, {self.lost} lost rows, "
             f"{self.illegal} illegal transitions, {self.left_started} left started, {self.reconciled} "
-            f"reconciled, {self.to_review} to review, {self.restarts} server restarts"
+            f"reconciled, {self.to_review} to review, {self.restarts} server restarts, {self.repair_kills} repair "
+            f"kills, {self.repeated_repairs} repeated repairs"
         )
 
 
@@ -159,6 +169,9 @@ def scenarios(work: Path) -> list[Scenario]:
     for tool in ("witness.upsert", "witness.charge", "witness.message"):
         out.append(Scenario(f"fault: {tool} commits, then the response is lost", _fault({tool: ["commit_then_drop"]})))
     out.append(Scenario("fault: the refund fails every attempt", _fault({**SAGA, "witness.refund": ["fail", "fail"]})))
+    for point in REPAIR_POINTS:
+        for nth in range(1, len(REPAIR_EVENTS) + 1):
+            out.append(Scenario(f"repair kill {point}@{nth}", repair_kill(point, nth)))
     return out
 
 

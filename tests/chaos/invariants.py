@@ -59,6 +59,7 @@ class Check:
     reconciled: int = 0
     to_review: int = 0
     effect_states: Counter[str] = field(default_factory=Counter[str])  # where each effect's record stands
+    repeated_repairs: int = 0  # set by a repair scenario (tests.chaos.repairs): refunds that reached the witness again
     violations: list[Violation] = field(default_factory=list[Violation])
 
     @property

@@ -215,3 +215,25 @@ def test_recovery_finds_the_unsettled_calls_through_their_index_not_a_scan_of_ev
             assert plan.startswith("SEARCH calls USING INDEX") and "SCAN calls" not in plan, (sql, plan)
             if "run_id =" not in sql:
                 assert "ix_calls_unsettled" in plan, (sql, plan)
+
+
+@pytest.mark.sqlite_only  # SQLite's trace callback and query plans
+def test_the_three_numbers_read_their_window_through_indexes_not_a_scan_of_the_ledger(ledger: Ledger) -> None:
+    from guard.ledger import health_numbers
+
+    seen: list[str] = []
+    with ledger.conns.connection() as conn:
+        conn.set_trace_callback(seen.append)
+    try:
+        health_numbers(ledger.conns, 0.0)
+    finally:
+        with ledger.conns.connection() as conn:
+            conn.set_trace_callback(None)
+    queries = [sql for sql in seen if sql.startswith("SELECT")]
+    assert len(queries) == 4  # the first call, calls, failure events (by time, the first of a run first), approvals
+    with ledger.conns.connection() as conn:
+        plans = [" ".join(str(row[3]) for row in conn.execute("EXPLAIN QUERY PLAN " + sql)) for sql in queries]
+    for index, plan in zip(
+        ("ix_calls_offered_at", "ix_calls_offered_at", "ix_events_failures", "ix_approvals_decided"), plans, strict=True
+    ):
+        assert index in plan and "SCAN c " not in plan and not plan.startswith("SCAN"), plan

@@ -106,3 +106,50 @@ def test_a_reviewer_of_another_team_sees_no_incidents_and_the_page_of_one_is_not
     expect(page.get_by_text("No incidents.")).to_be_visible()
     answer = page.goto(f"/incidents/{incident}")
     assert answer is not None and answer.status == 404
+
+
+def test_an_operator_opens_an_incident_from_the_page_and_a_time_it_cannot_read_is_shown_back_with_the_form_kept(
+    service: Service, page: Page, tmp_path: Path
+) -> None:
+    bad_sync(service, tmp_path / "systems")
+    _sign_in(page, service, "olga")
+    page.goto("/incidents")
+    form = page.get_by_role("form", name="Open an incident")
+    form.get_by_label("What went wrong").fill("Sync wrote churned")
+    form.get_by_label("Team").select_option("contacts")
+    form.get_by_label("Source events (space separated)").fill("sync-1")
+    form.get_by_label("From").fill("last tuesday")
+    form.get_by_role("button", name="Open the incident").click()
+    expect(page.get_by_role("alert")).to_contain_text("not a time: 'last tuesday'")
+    assert IncidentBook(service.ledger).list() == []
+    form = page.get_by_role("form", name="Open an incident")
+    expect(form.get_by_label("Source events (space separated)")).to_have_value("sync-1")
+    form.get_by_label("From").fill("2h")
+    form.get_by_role("button", name="Open the incident").click()
+    expect(page.get_by_role("status")).to_have_text("Incident opened.")
+    expect(page.locator("#summary")).to_contain_text("24 records changed in 2 systems")
+    [opened] = IncidentBook(service.ledger).list()
+    assert (opened.title, opened.team, opened.opened_by, opened.scope.source_event_ids) == (
+        "Sync wrote churned",
+        "contacts",
+        "olga",
+        ("sync-1",),
+    )
+
+
+def test_a_reviewer_who_may_only_tag_has_no_open_form_and_a_post_of_one_is_refused_and_records_nothing(
+    service: Service, page: Page, live_url: str, tmp_path: Path
+) -> None:
+    bad_sync(service, tmp_path / "systems")
+    _sign_in(page, service, "rita")
+    page.goto("/incidents")
+    expect(page.get_by_role("form", name="Open an incident")).to_have_count(0)
+    csrf = page.locator("input[name=csrf_token]").first.get_attribute("value")
+    assert csrf
+    answer = page.request.post(
+        "/incidents",
+        form={"csrf_token": csrf, "title": "mine", "team": "contacts", "source_events": "sync-1"},
+        headers={"Origin": live_url},
+    )
+    assert answer.status == 403 and "only the owners and operators of team contacts" in answer.text()
+    assert IncidentBook(service.ledger).list() == []
