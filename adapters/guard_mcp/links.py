@@ -42,21 +42,15 @@ from mcp_types import INTERNAL_ERROR, INVALID_REQUEST
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from pydantic import BaseModel
 
+from .sdk import client_connection
 from .upstream import Upstream, connect
 
-__all__ = ["Link", "Links", "client_connection"]
+__all__ = ["Link", "Links"]
 
 logger = logging.getLogger(__name__)
 
 R = TypeVar("R", bound=BaseModel)
 _STATE_KEY = "guard_mcp/link"
-
-
-def client_connection(ctx: ServerRequestContext[Any]) -> Connection:
-    """The client connection a request came on (its per-connection state and teardown)."""
-    # The SDK hands lowlevel handlers a ServerRequestContext whose session holds the connection privately (its
-    # higher-level Context exposes it as `connection`); the proxy needs it to keep one upstream per client.
-    return ctx.session._connection  # pyright: ignore[reportPrivateUsage]
 
 
 @dataclass(frozen=True, slots=True)

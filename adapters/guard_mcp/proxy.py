@@ -59,9 +59,10 @@ from guard import (
 )
 
 from .definitions import BINDING_FIELD, bind, definition_hash, unbind
-from .links import Links, client_connection
+from .links import Links
 from .meta import OUTCOME_META_KEY, client_key, forward_meta
 from .relay import Relay, identity
+from .sdk import client_connection
 from .upstream import Upstream, list_all_tools, list_tools_as_sent
 
 __all__ = ["DEFAULT_CALL_TIMEOUT", "GuardProxy", "ToolReportedError", "UpstreamAnswered"]
