@@ -136,8 +136,9 @@ class GuardProxy:
         call_timeout: seconds an upstream `tools/call` may take (None: no bound). A call that gets no answer in
             time, or whose connection is lost, raises `OutcomeUnknown`: its reconcile check looks it up, else a
             call that is not a `read` is `in_doubt`, never `failed`.
-        upstream_spec: where `upstream` came from; each client connection then gets an upstream session of its
-            own (`links.py`, started by `links.start`). None: every client shares `upstream`.
+        upstream_spec: where `upstream` came from; each handshake-era client connection then gets an upstream
+            session of its own, and each request of a 2026-era client one lent from a pool while it is served
+            (`links.py`, started by `links.start`). None: every client shares `upstream`.
     """
 
     def __init__(

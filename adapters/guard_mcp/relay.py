@@ -9,7 +9,9 @@ any call; a URI no rule names is denied, and the client gets a JSON-RPC error wi
 a call of its own (a resource may change between reads): it never returns an earlier read's recorded result.
 
 Each request goes to the client's own upstream session (`links.py`), which also carries the upstream's
-requests and notifications back to that client. Not relayed yet: `subscriptions/listen` of the 2026-07-28 era.
+requests and notifications back to that client. Not relayed yet: `subscriptions/listen` of the 2026-07-28 era
+(the proxy does not serve it, so a 2026-era client's listen is answered `Method not found`, and the list changes
+and resource updates an upstream session of a 2026-era request receives reach no client).
 """
 
 from __future__ import annotations
