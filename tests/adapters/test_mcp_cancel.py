@@ -94,7 +94,7 @@ def test_a_cancelled_call_is_cancelled_upstream_for_that_request_only_and_left_i
 
             async with anyio.create_task_group() as group:
                 group.start_soon(call, "charge", {"charge_id": "c1"})
-                group.start_soon(call, "watch", {})
+                group.start_soon(call, "watch", dict[str, Any]())
                 await running["charge"].wait()
                 await running["watch"].wait()
                 doomed.cancel()  # the SDK client sends notifications/cancelled for the charge's request

@@ -168,10 +168,10 @@ def test_stateless_clients_each_get_their_own_progress_and_opted_in_logs_and_no_
             return log
 
         async def stateless(name: str, level: types.LoggingLevel) -> list[Any]:
-            progress: list[float] = []
+            seen: list[float] = []
 
-            async def on_progress(done: float, total: float | None, message: str | None) -> None:
-                progress.append(done)
+            async def on_progress(progress: float, total: float | None, message: str | None) -> None:
+                seen.append(progress)
 
             async with Client(proxy.url, log_level=level, logging_callback=logger(name)) as client:
                 assert client.protocol_version == "2026-07-28"
@@ -182,7 +182,7 @@ def test_stateless_clients_each_get_their_own_progress_and_opted_in_logs_and_no_
                 await client.call_tool("test_tool_with_progress", {}, progress_callback=on_progress)
                 await client.call_tool("test_log_levels", {})
                 asked = await client.call_tool("test_sampling", {"prompt": name})
-                return [progress, asked.is_error]
+                return [seen, asked.is_error]
 
         async def standing_by(client: ClientSession) -> None:
             arrived.append("bystander")
