@@ -18,14 +18,24 @@ From the upstream back to the client (`Link`):
   also tells the proxy (`on_tools_changed`).
 
 A client of the 2026-07-28 era has no session (every request carries its own envelope, and the server may not
-ask the client anything): its requests use the proxy's first upstream session, which has no client to ask.
+ask the client anything), so each of its requests borrows an upstream session of its own for as long as it is
+served (`Links.serving`), from a pool of idle ones (a new one is opened when none is idle), and gives it back
+when it ends. One request at a time per upstream session, so what the upstream sends while serving it (progress,
+log messages, requests) is about that request alone and goes to its client alone: log messages only as far as
+the request opted in (`io.modelcontextprotocol/logLevel`, the SDK's `send_log_message` gate); a server request
+is refused (the 2026 era forbids them), never asked of another client. The upstream answers a request after its
+progress and log messages, so the next borrower gets none of them; a request that got no answer (timed out,
+cancelled, its connection lost) may still have some coming, and its session is closed, not lent again
+(`Link.awaiting_answer`). These sessions offer the upstream no sampling, elicitation or roots, and nobody sets
+their log level (`logging/setLevel` is gone in the 2026 era), so no state of one request reaches the next.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Generator, Mapping
-from contextlib import contextmanager
+import warnings
+from collections.abc import AsyncGenerator, Callable, Generator, Mapping
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -36,27 +46,21 @@ from mcp.client.session import ClientRequestContext, ClientSession, IncomingMess
 from mcp.server.connection import Connection
 from mcp.server.context import ServerRequestContext
 from mcp.server.session import ServerSession
-from mcp.shared.exceptions import MCPError
+from mcp.shared.exceptions import MCPDeprecationWarning, MCPError
 from mcp.shared.message import ServerMessageMetadata
-from mcp_types import INTERNAL_ERROR, INVALID_REQUEST
+from mcp_types import CONNECTION_CLOSED, INTERNAL_ERROR, INVALID_REQUEST, REQUEST_TIMEOUT
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from pydantic import BaseModel
 
+from .sdk import client_connection
 from .upstream import Upstream, connect
 
-__all__ = ["Link", "Links", "client_connection"]
+__all__ = ["Link", "Links"]
 
 logger = logging.getLogger(__name__)
 
 R = TypeVar("R", bound=BaseModel)
 _STATE_KEY = "guard_mcp/link"
-
-
-def client_connection(ctx: ServerRequestContext[Any]) -> Connection:
-    """The client connection a request came on (its per-connection state and teardown)."""
-    # The SDK hands lowlevel handlers a ServerRequestContext whose session holds the connection privately (its
-    # higher-level Context exposes it as `connection`); the proxy needs it to keep one upstream per client.
-    return ctx.session._connection  # pyright: ignore[reportPrivateUsage]
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +87,7 @@ class Link:
         self.closing = anyio.Event()
         self._serving: list[_Serving] = []
         self._on_tools_changed = on_tools_changed
+        self.spoiled = False  # a request on it got no answer: its late messages may still come (not lent again)
 
     def session_options(self, capabilities: types.ClientCapabilities | None) -> dict[str, Any]:
         """The upstream `ClientSession`'s callbacks: the client's own capabilities, offered upstream."""
@@ -109,6 +114,19 @@ class Link:
             yield
         finally:
             self._serving.remove(entry)
+
+    @contextmanager
+    def awaiting_answer(self) -> Generator[None]:
+        """Around a request sent upstream on this link: one that gets no answer spoils the link."""
+        try:
+            yield
+        except MCPError as exc:
+            if exc.code in (CONNECTION_CLOSED, REQUEST_TIMEOUT):
+                self.spoiled = True
+            raise
+        except BaseException:
+            self.spoiled = True
+            raise
 
     async def close(self) -> None:
         self.closing.set()
@@ -176,7 +194,13 @@ class Link:
             return
         if isinstance(message, types.LoggingMessageNotification) and self._serving:
             current = self._serving[-1]
-            await current.session.send_notification(message, related_request_id=current.request_id)
+            params = message.params
+            with warnings.catch_warnings():  # relayed while clients and servers use it
+                warnings.simplefilter("ignore", MCPDeprecationWarning)
+                # Not `send_notification`: this one keeps a 2026-era request's log-level opt-in.
+                await current.session.send_log_message(  # pyright: ignore[reportDeprecated]
+                    params.level, params.data, params.logger, related_request_id=current.request_id
+                )
             return
         if self.connection is not None:
             data = message.model_dump(by_alias=True, mode="json", exclude_none=True)
@@ -184,32 +208,59 @@ class Link:
 
 
 class Links:
-    """The upstream sessions of a proxy: its first one (`primary`: identity, capabilities, the 2026-era clients),
-    and one per handshake-era client connection, opened on the client's first request and closed with it.
+    """The upstream sessions of a proxy: its first one (`primary`: the upstream's identity and capabilities), one
+    per handshake-era client connection (opened on the client's first request, closed with it), and a pool lent to
+    the requests of 2026-era clients one request at a time.
 
     Args:
         upstream: where to open a client's session; None: every client shares `primary` (a proxy built on a
             session someone else opened).
         primary: the session the proxy was built on.
         on_tools_changed: called when an upstream says its tools changed.
+        idle_sessions: how many idle sessions the pool keeps for 2026-era requests.
     """
 
-    def __init__(self, upstream: Upstream | None, primary: ClientSession, on_tools_changed: Callable[[], None]) -> None:
+    def __init__(
+        self,
+        upstream: Upstream | None,
+        primary: ClientSession,
+        on_tools_changed: Callable[[], None],
+        *,
+        idle_sessions: int = 4,
+    ) -> None:
         self.upstream = upstream
         self.primary = Link(None, on_tools_changed)
         self.primary.session = primary
         self.primary.ready.set()
         self._on_tools_changed = on_tools_changed
         self._group: anyio.abc.TaskGroup | None = None
+        self._idle: list[Link] = []
+        self._idle_sessions = idle_sessions
 
     def start(self, group: anyio.abc.TaskGroup) -> None:
         """Open client sessions as tasks of `group` (ended with it)."""
         self._group = group
 
-    async def of(self, ctx: ServerRequestContext[Any]) -> Link:
-        """The link that serves the client of request `ctx` (opened on its first request)."""
+    @asynccontextmanager
+    async def serving(self, ctx: ServerRequestContext[Any]) -> AsyncGenerator[Link]:
+        """The link that serves request `ctx`, open, with the upstream's messages about it going to its client."""
         connection = client_connection(ctx)
-        if self.upstream is None or self._group is None or connection.protocol_version in MODERN_PROTOCOL_VERSIONS:
+        lent = (
+            self.upstream is not None
+            and self._group is not None
+            and connection.protocol_version in MODERN_PROTOCOL_VERSIONS
+        )
+        link = await (self._lend() if lent else self._of(connection))
+        try:
+            with link.serving(ctx):
+                yield link
+        finally:
+            if lent:
+                self._give_back(link)
+
+    async def _of(self, connection: Connection) -> Link:
+        """The link of a handshake-era client connection (opened on its first request)."""
+        if self.upstream is None or self._group is None:
             return self.primary
         link = connection.state.get(_STATE_KEY)
         if not isinstance(link, Link):
@@ -217,12 +268,24 @@ class Links:
             connection.state[_STATE_KEY] = link
             connection.exit_stack.push_async_callback(link.close)
             self._group.start_soon(self._hold, link, self.upstream, connection.client_capabilities)
-        await link.ready.wait()
-        if link.session is None:
-            raise MCPError(
-                code=INTERNAL_ERROR, message=f"[guard] the upstream server could not be reached: {link.error!r}"
-            )
-        return link
+        return await _opened(link)
+
+    async def _lend(self) -> Link:
+        """An idle pooled link, or a new one: one 2026-era request's own upstream session while it is served."""
+        while self._idle:
+            link = self._idle.pop()
+            if link.session is not None:
+                return link
+        assert self.upstream is not None and self._group is not None  # `serving` lends only with both
+        link = Link(None, self._on_tools_changed)
+        self._group.start_soon(self._hold, link, self.upstream, None)
+        return await _opened(link)
+
+    def _give_back(self, link: Link) -> None:
+        if link.session is not None and not link.spoiled and len(self._idle) < self._idle_sessions:
+            self._idle.append(link)
+        else:
+            link.closing.set()
 
     async def _hold(self, link: Link, upstream: Upstream, capabilities: types.ClientCapabilities | None) -> None:
         """Open `link`'s upstream session and keep it open until its client's connection closes."""
@@ -237,3 +300,10 @@ class Links:
         finally:
             link.session = None
             link.ready.set()
+
+
+async def _opened(link: Link) -> Link:
+    await link.ready.wait()
+    if link.session is None:
+        raise MCPError(code=INTERNAL_ERROR, message=f"[guard] the upstream server could not be reached: {link.error!r}")
+    return link

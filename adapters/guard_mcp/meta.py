@@ -12,8 +12,11 @@ A client's protocol envelope (`io.modelcontextprotocol/*`: its protocol version,
 2026-07-28 connections) describes the client's connection to the proxy, not the proxy's to the upstream: it is
 never forwarded. Every other key the client sent (`progressToken`, its own namespaced keys) is.
 
-- `traceparent` (and `tracestate`), request, proxy -> upstream: with OpenTelemetry installed, the W3C trace
-  context of Guard's span for the call (`guard.trace_context()`), in place of any the client sent.
+- `traceparent` (and `tracestate`), request, client -> proxy -> upstream: with OpenTelemetry installed, the
+  client's trace context is the parent of Guard's span for the call (the SDK's server middleware,
+  `OpenTelemetryMiddleware`, on by default in mcp 2.x, makes it current for the handler), and the upstream gets
+  the W3C trace context of Guard's span (`guard.trace_context()`) in place of the client's: one trace runs
+  client -> Guard -> upstream (`tests/adapters/test_mcp_trace.py`).
 """
 
 from __future__ import annotations

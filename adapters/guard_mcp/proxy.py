@@ -59,9 +59,10 @@ from guard import (
 )
 
 from .definitions import BINDING_FIELD, bind, definition_hash, unbind
-from .links import Links, client_connection
+from .links import Link, Links
 from .meta import OUTCOME_META_KEY, client_key, forward_meta
 from .relay import Relay, identity
+from .sdk import client_connection
 from .upstream import Upstream, list_all_tools, list_tools_as_sent
 
 __all__ = ["DEFAULT_CALL_TIMEOUT", "GuardProxy", "ToolReportedError", "UpstreamAnswered"]
@@ -75,7 +76,7 @@ class _Served:
     function sees only the arguments), and the upstream's own error result, if it answered with one."""
 
     params: types.CallToolRequestParams
-    upstream: ClientSession
+    link: Link
     answered: types.CallToolResult | None = None
 
 
@@ -135,8 +136,9 @@ class GuardProxy:
         call_timeout: seconds an upstream `tools/call` may take (None: no bound). A call that gets no answer in
             time, or whose connection is lost, raises `OutcomeUnknown`: its reconcile check looks it up, else a
             call that is not a `read` is `in_doubt`, never `failed`.
-        upstream_spec: where `upstream` came from; each client connection then gets an upstream session of its
-            own (`links.py`, started by `links.start`). None: every client shares `upstream`.
+        upstream_spec: where `upstream` came from; each handshake-era client connection then gets an upstream
+            session of its own, and each request of a 2026-era client one lent from a pool while it is served
+            (`links.py`, started by `links.start`). None: every client shares `upstream`.
     """
 
     def __init__(
@@ -186,7 +188,8 @@ class GuardProxy:
                 key = call.idempotency_key if call is not None else None
                 served = _SERVED.get()
                 request = served.params if served is not None else None
-                upstream = served.upstream if served is not None else primary
+                link = served.link if served is not None else self.links.primary
+                upstream = link.session or primary
                 sent = unbind(args)
                 params = types.CallToolRequestParams(
                     name=name,
@@ -196,17 +199,24 @@ class GuardProxy:
                 # Sent as a plain request: the proxy does not judge the upstream's result against its declared
                 # output schema (the client behind it may, and the tool has already run).
                 try:
-                    result = await upstream.send_request(
-                        types.CallToolRequest(params=params),
-                        types.CallToolResult,
-                        request_read_timeout_seconds=self.call_timeout,
-                    )
+                    with link.awaiting_answer():
+                        result = await upstream.send_request(
+                            types.CallToolRequest(params=params),
+                            types.CallToolResult,
+                            request_read_timeout_seconds=self.call_timeout,
+                        )
                 except MCPError as exc:
                     if exc.code not in (CONNECTION_CLOSED, REQUEST_TIMEOUT):  # the upstream answered: a failure
                         raise UpstreamAnswered(f"MCPError: {exc.message}") from exc
                     raise _unanswered(name, exc.message) from exc
                 except (anyio.ClosedResourceError, anyio.BrokenResourceError, anyio.EndOfStream, OSError) as exc:
                     raise _unanswered(name, f"{type(exc).__name__}: {exc}") from exc
+                except anyio.get_cancelled_exc_class() as exc:
+                    # The client cancelled the call (the SDK has told the upstream, `notifications/cancelled` for
+                    # this request), or the proxy is stopping: the upstream may have run it. Recorded as such
+                    # (`in_doubt` for an effect), not as a task's cancellation; the cancellation itself goes on at
+                    # the next await of the cancelled request.
+                    raise _unanswered(name, "the call was cancelled (by the client, or the proxy stopping)") from exc
                 if result.is_error:
                     if served is not None:
                         served.answered = result
@@ -244,10 +254,10 @@ class GuardProxy:
         meta = forward_meta(forwarded.pop("_meta", None))
         if meta:
             forwarded["_meta"] = meta
-        link = await self.links.of(ctx)
-        assert link.session is not None  # `of` returns only an open link
-        with link.serving(ctx):
-            return await list_tools_as_sent(link.session, forwarded or None)
+        async with self.links.serving(ctx) as link:
+            assert link.session is not None  # `serving` lends only an open link
+            with link.awaiting_answer():
+                return await list_tools_as_sent(link.session, forwarded or None)
 
     async def _call_tool(
         self,
@@ -262,13 +272,16 @@ class GuardProxy:
             )
         if self.stopped is not None:
             return error_result(_stopped_text(self.stopped), _outcome(self.stopped))
-        link = await self.links.of(ctx)
-        assert link.session is not None  # `of` returns only an open link
-        served = _Served(params, link.session)
+        async with self.links.serving(ctx) as link:
+            return await self._served_call(params, args, link)
+
+    async def _served_call(
+        self, params: types.CallToolRequestParams, args: dict[str, Any], link: Link
+    ) -> types.CallToolResult:
+        served = _Served(params, link)
         token = _SERVED.set(served)
         try:
-            with link.serving(ctx):
-                recorded = await self._guarded_call(params.name, args, client_key(params.meta))
+            recorded = await self._guarded_call(params.name, args, client_key(params.meta))
         except RunNotRunning as err:
             return error_result(self._closed_text(err), _outcome(err))
         except ApprovalPending as err:
@@ -369,7 +382,7 @@ class GuardProxy:
     async def _definition(self, name: str) -> str:
         """The hash of `name`'s definition as the upstream lists it now (listed afresh for each held call)."""
         served = _SERVED.get()
-        tools = await list_all_tools(served.upstream if served is not None else self.upstream)
+        tools = await list_all_tools((served.link.session if served is not None else None) or self.upstream)
         return definition_hash(next((t for t in tools if t.name == name), None))
 
     def _default_key(self, name: str, args: Mapping[str, Any]) -> str:

@@ -9,7 +9,9 @@ any call; a URI no rule names is denied, and the client gets a JSON-RPC error wi
 a call of its own (a resource may change between reads): it never returns an earlier read's recorded result.
 
 Each request goes to the client's own upstream session (`links.py`), which also carries the upstream's
-requests and notifications back to that client. Not relayed yet: `subscriptions/listen` of the 2026-07-28 era.
+requests and notifications back to that client. Not relayed yet: `subscriptions/listen` of the 2026-07-28 era
+(the proxy does not serve it, so a 2026-era client's listen is answered `Method not found`, and the list changes
+and resource updates an upstream session of a 2026-era request receives reach no client).
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from mcp_types import INVALID_REQUEST
 
 from guard import ApprovalPending, CallOutcomeError, Guard, GuardedTool
 
-from .links import Links
+from .links import Link, Links
 from .meta import OUTCOME_META_KEY, forward_meta
 
 __all__ = ["RESOURCE_TOOL_PREFIX", "Relay", "identity"]
@@ -53,7 +55,7 @@ def identity(upstream: ClientSession, fallback: str) -> dict[str, Any]:
 P = TypeVar("P", bound=types.RequestParams)
 
 # The client's `resources/read` being served and its upstream session (Guard's tool function sees only the URI).
-_READING: ContextVar[tuple[types.ReadResourceRequestParams, ClientSession] | None] = ContextVar(
+_READING: ContextVar[tuple[types.ReadResourceRequestParams, Link] | None] = ContextVar(
     "guard_mcp_reading", default=None
 )
 R = TypeVar("R", bound=types.Result)
@@ -94,15 +96,15 @@ class Relay:
 
     async def _send(self, ctx: ServerRequestContext[Any], request: types.ClientRequest, result_type: type[R]) -> R:
         """`request` to the client's own upstream session; the upstream's messages about it go to the client."""
-        link = await self.links.of(ctx)
-        assert link.session is not None  # `of` returns only an open link
-        with link.serving(ctx):
-            return await link.session.send_request(request, result_type)
+        async with self.links.serving(ctx) as link:
+            assert link.session is not None  # `serving` lends only an open link
+            with link.awaiting_answer():
+                return await link.session.send_request(request, result_type)
 
     async def _roots_changed(self, ctx: ServerRequestContext[Any], params: types.NotificationParams | None) -> None:
-        link = await self.links.of(ctx)
-        if link.session is not None:
-            await link.session.send_roots_list_changed()  # pyright: ignore[reportDeprecated] - relayed while clients send it
+        async with self.links.serving(ctx) as link:
+            if link.session is not None:
+                await link.session.send_roots_list_changed()  # pyright: ignore[reportDeprecated] - relayed while clients send it
 
     async def _list_prompts(
         self,
@@ -169,19 +171,17 @@ class Relay:
     ) -> types.ReadResourceResult:
         name = RESOURCE_TOOL_PREFIX + str(params.uri)
         forwarded = _forwarded(params) or params
-        link = await self.links.of(ctx)
-        assert link.session is not None  # `of` returns only an open link
-        token = _READING.set((forwarded, link.session))
-        try:
-            with link.serving(ctx):
+        async with self.links.serving(ctx) as link:
+            token = _READING.set((forwarded, link))
+            try:
                 # A key of its own per read: a resource may change, so no read returns an earlier one's result.
                 recorded = await self._reader(name).acall_with({"uri": str(params.uri)}, key=f"read:{uuid.uuid4().hex}")
-        except ApprovalPending as err:
-            raise _refusal(err, {"approval_id": err.approval_id}) from err
-        except CallOutcomeError as err:
-            raise _refusal(err) from err
-        finally:
-            _READING.reset(token)
+            except ApprovalPending as err:
+                raise _refusal(err, {"approval_id": err.approval_id}) from err
+            except CallOutcomeError as err:
+                raise _refusal(err) from err
+            finally:
+                _READING.reset(token)
         return types.ReadResourceResult.model_validate(recorded)
 
     def _reader(self, name: str) -> GuardedTool:
@@ -191,10 +191,12 @@ class Relay:
             primary = self.links.primary
 
             async def read(uri: str) -> Any:
-                reading = _READING.get()
-                params, upstream = reading or (types.ReadResourceRequestParams(uri=uri), primary.session)
-                assert upstream is not None
-                result = await upstream.send_request(types.ReadResourceRequest(params=params), types.ReadResourceResult)
+                params, link = _READING.get() or (types.ReadResourceRequestParams(uri=uri), primary)
+                assert link.session is not None
+                with link.awaiting_answer():
+                    result = await link.session.send_request(
+                        types.ReadResourceRequest(params=params), types.ReadResourceResult
+                    )
                 return result.model_dump(mode="json", by_alias=True, exclude_none=True)
 
             tool = self._reads[name] = self.guard.tool(read, name=name)

@@ -17,8 +17,8 @@ import mcp_types as types
 from mcp.client.session import ClientSession
 from mcp.client.stdio import StdioServerParameters, stdio_client
 from mcp.client.streamable_http import streamable_http_client
-from mcp.shared.dispatcher import CallOptions
-from mcp.shared.inbound import MCP_PROTOCOL_VERSION_HEADER
+
+from .sdk import send_raw_request
 
 __all__ = ["HttpUpstream", "Upstream", "connect", "list_all_tools", "list_tools_as_sent", "stdio_upstream"]
 
@@ -63,11 +63,7 @@ async def list_tools_as_sent(session: ClientSession, params: Mapping[str, Any] |
     The SDK's client refuses a listing whose tool schemas lack `type: object` (or whose output schema is not an
     object); a client behind the proxy may accept it, so the proxy must not refuse it on the client's behalf.
     """
-    opts: CallOptions = {}
-    if session.protocol_version is not None:  # what the SDK's own requests carry over streamable HTTP
-        opts["headers"] = {MCP_PROTOCOL_VERSION_HEADER: session.protocol_version}
-    # The session's typed `list_tools` validates the listing; its dispatcher sends the request as it is.
-    return await session._dispatcher.send_raw_request("tools/list", params, opts)  # pyright: ignore[reportPrivateUsage]
+    return await send_raw_request(session, "tools/list", params)  # the typed `list_tools` validates the listing
 
 
 async def list_all_tools(session: ClientSession) -> list[types.Tool]:

@@ -10,6 +10,7 @@ from typing import Any
 
 import anyio
 import mcp_types as types
+from mcp import Client
 from mcp.client.session import ClientSession
 from mcp_reference_world import (
     Agent,
@@ -140,6 +141,73 @@ def test_two_clients_at_once_keep_their_own_log_level_and_get_only_their_own_ser
         agent.name: [n.params.level for n in agent.heard(types.LoggingMessageNotification)] for agent in (quiet, chatty)
     }
     assert levels == {
+        "quiet": ["error", "critical", "alert", "emergency"],
+        "chatty": ["debug", "info", "notice", "warning", "error", "critical", "alert", "emergency"],
+    }
+
+
+def test_stateless_clients_each_get_their_own_progress_and_opted_in_logs_and_no_other_clients_server_requests(
+    tmp_path: Path, db_path: Path
+) -> None:
+    """A 2026-era client has no session (every request stands alone), so each of its requests borrows an upstream
+    session of its own while it is served: two such clients calling at once each get their own progress and only
+    the log levels they opted in to, and a request the upstream makes while serving one of them (refused: that
+    era forbids them) is never asked of another client, here a handshake-era client connected at the same time."""
+    policies = write_open_policy(tmp_path / "policies")
+    heard: dict[str, list[Any]] = {"quiet": [], "chatty": []}
+    with processes(tmp_path) as procs:
+        proxy = http_proxy(procs, policies, db_path, "stateless", http_reference(procs).url)
+        bystander = Agent("bystander")
+        all_in = anyio.Event()
+        arrived: list[str] = []
+
+        def logger(name: str) -> Any:
+            async def log(params: types.LoggingMessageNotificationParams) -> None:
+                heard[name].append(params.level)
+
+            return log
+
+        async def stateless(name: str, level: types.LoggingLevel) -> list[Any]:
+            seen: list[float] = []
+
+            async def on_progress(progress: float, total: float | None, message: str | None) -> None:
+                seen.append(progress)
+
+            async with Client(proxy.url, log_level=level, logging_callback=logger(name)) as client:
+                assert client.protocol_version == "2026-07-28"
+                arrived.append(name)
+                if len(arrived) == 3:
+                    all_in.set()
+                await all_in.wait()  # both stateless clients and the bystander are connected: they call at once
+                await client.call_tool("test_tool_with_progress", {}, progress_callback=on_progress)
+                await client.call_tool("test_log_levels", {})
+                asked = await client.call_tool("test_sampling", {"prompt": name})
+                return [seen, asked.is_error]
+
+        async def standing_by(client: ClientSession) -> None:
+            arrived.append("bystander")
+            if len(arrived) == 3:
+                all_in.set()
+            await all_in.wait()
+            await client.send_ping()
+
+        async def main() -> dict[str, Any]:
+            out: dict[str, Any] = {}
+            async with anyio.create_task_group() as group:
+
+                async def one(name: str, level: types.LoggingLevel) -> None:
+                    out[name] = await stateless(name, level)
+
+                group.start_soon(one, "quiet", "error")
+                group.start_soon(one, "chatty", "debug")
+                with anyio.fail_after(60):
+                    await as_agent(proxy, bystander, standing_by)
+            return out
+
+        said = anyio.run(main)
+    assert said["quiet"] == said["chatty"] == [[0.0, 50.0, 100.0], True]
+    assert bystander.asked == []  # the upstream's sampling requests reached no other client
+    assert heard == {
         "quiet": ["error", "critical", "alert", "emergency"],
         "chatty": ["debug", "info", "notice", "warning", "error", "critical", "alert", "emergency"],
     }
