@@ -7,6 +7,15 @@ from guard.ledger.field_stops import StopMark, shadow_verdicts
 from guard.ledger.moves import RunClose
 from guard.ledger.numbers import HealthNumbers, ToolNumbers, health_numbers
 from guard.ledger.pauses import Scope
+from guard.ledger.ports import (
+    ApprovalsPort,
+    CallPathLedger,
+    CallsPort,
+    NoticesPort,
+    PausesPort,
+    ReadsPort,
+    ReviewersPort,
+)
 from guard.ledger.records import (
     ApprovalRecord,
     CallRecord,
@@ -30,10 +39,13 @@ __all__ = [
     "TICK",
     "ApprovalRecord",
     "ApprovalState",
+    "ApprovalsPort",
     "AuditReport",
+    "CallPathLedger",
     "CallRecord",
     "CallRequest",
     "CallState",
+    "CallsPort",
     "DecisionRecord",
     "DecisionResult",
     "EditGate",
@@ -43,10 +55,14 @@ __all__ = [
     "Ledger",
     "ManualActionRecord",
     "NoticeEvent",
+    "NoticesPort",
     "NotificationRecord",
     "Offer",
+    "PausesPort",
     "QueuedApproval",
+    "ReadsPort",
     "RecordedCall",
+    "ReviewersPort",
     "RolesNow",
     "RunClose",
     "RunRecord",
