@@ -30,6 +30,7 @@ EXPORTED = [
     "Decision",
     "Found",
     "FrameworkBridge",
+    "FrameworkTools",
     "Guard",
     "GuardError",
     "GuardSignal",

@@ -28,7 +28,7 @@ from langchain_core.tools import BaseTool
 from langgraph.prebuilt.tool_node import ToolCallRequest
 from langgraph.types import Command, interrupt
 
-from guard import ApprovalPending, CallOutcomeError, Guard, GuardUsageError, current_run
+from guard import ApprovalPending, CallOutcomeError, FrameworkTools, Guard
 
 from .bridge import ToolBridge, as_tool_message, refusal_message
 
@@ -37,7 +37,7 @@ __all__ = ["GuardMiddleware"]
 OnPending = Literal["interrupt", "error"]
 
 
-class GuardMiddleware(AgentMiddleware[AgentState[Any], Any, Any]):
+class GuardMiddleware(FrameworkTools[ToolBridge], AgentMiddleware[AgentState[Any], Any, Any]):
     """Guards every tool call of the agent it is given to.
 
     Args:
@@ -51,6 +51,8 @@ class GuardMiddleware(AgentMiddleware[AgentState[Any], Any, Any]):
     Declare compensations and reconcile checks on `middleware.tool(policy_name)` before the agent runs.
     """
 
+    bridge = ToolBridge
+
     def __init__(
         self,
         guard: Guard,
@@ -60,11 +62,8 @@ class GuardMiddleware(AgentMiddleware[AgentState[Any], Any, Any]):
         external_ids: Mapping[str, Mapping[str, str]] | None = None,
         on_pending: OnPending = "interrupt",
     ) -> None:
-        super().__init__()
-        self.guard = guard
-        self.team = team
-        self.names = dict(names or {})
-        self.external_ids = {k: dict(v) for k, v in (external_ids or {}).items()}
+        super().__init__(guard, team=team, names=names, external_ids=external_ids)
+        AgentMiddleware.__init__(self)  # FrameworkTools.__init__ (first in the MRO) does not chain on
         self.on_pending = on_pending
 
     def tool(self, name: str, *, base: BaseTool | None = None) -> ToolBridge:
@@ -74,7 +73,7 @@ class GuardMiddleware(AgentMiddleware[AgentState[Any], Any, Any]):
         one, so a compensation declared through either holds for both (sagas and recovery find tools by name).
         `base`, the LangChain tool itself, becomes the bridge's fallback if it has none.
         """
-        bridge = ToolBridge.for_name(self.guard, name, external_ids=self.external_ids.get(name))
+        bridge = super().tool(name)
         if base is not None and bridge.fallback is None:
 
             def fallback(args: Mapping[str, Any]) -> Any:
@@ -84,14 +83,9 @@ class GuardMiddleware(AgentMiddleware[AgentState[Any], Any, Any]):
         return bridge
 
     def _start(self, request: ToolCallRequest) -> tuple[ToolBridge, str, str]:
-        run = current_run()
-        if run is not None and self.team is not None and run.team != self.team:
-            raise GuardUsageError(
-                f"GuardMiddleware for team {self.team!r} called in run {run.run_id} of team "
-                f"{run.team!r}: open the run with guard.run({self.team!r}, ...)"
-            )
+        self.current_run()  # the team check
         name = request.tool_call["name"]
-        return self.tool(self.names.get(name, name), base=request.tool), name, request.tool_call.get("id") or ""
+        return self.tool(self.policy_name(name), base=request.tool), name, request.tool_call.get("id") or ""
 
     def _pending(self, err: ApprovalPending, tool_call_id: str, name: str) -> ToolMessage | None:
         """Deferred approval: pause the graph (returns on resume: offer again), or answer with an error."""

@@ -67,7 +67,7 @@ def apply_ledger_decisions(guard: Guard, state: RunState[Any, Any], *, run_id: s
         run_id = run.run_id
     out = LedgerDecisions()
     for item in state.get_interruptions():
-        call = guard.ledger.get_call(guard_call_id(run_id, item.call_id or ""))
+        call = guard.call_record(guard_call_id(run_id, item.call_id or ""))
         if call is None or call.state == CallState.AWAITING_APPROVAL:
             out.pending.append(item)
             continue

@@ -35,10 +35,10 @@ from guard import (
     ApprovalPending,
     CallOutcomeError,
     CallState,
+    FrameworkTools,
     Guard,
     GuardUsageError,
     Verdict,
-    current_run,
 )
 
 from .bridge import ToolBridge
@@ -49,8 +49,8 @@ Invoke = Callable[[ToolContext[Any], str], Awaitable[Any]]
 
 
 def guard_call_id(run_id: str, tool_call_id: str) -> str:
-    """Guard's call id for an SDK tool call in run `run_id`: the model's ids are unique within one run only."""
-    return f"{run_id}/{tool_call_id}"
+    """Guard's call id of an SDK tool call in run `run_id` (see `FrameworkTools.call_id`)."""
+    return FrameworkTools.call_id(run_id, tool_call_id)
 
 
 def _refusal(err: CallOutcomeError | ApprovalPending) -> tuple[str, dict[str, Any]]:
@@ -88,7 +88,7 @@ def _inner(tool: FunctionTool) -> Invoke:
     return again.on_invoke_tool
 
 
-class GuardedTools:
+class GuardedTools(FrameworkTools[ToolBridge]):
     """Guards the function tools it wraps; one instance per agent (or per team's set of tools).
 
     Args:
@@ -100,6 +100,8 @@ class GuardedTools:
     Declare compensations and reconcile checks on `guarded.tool(policy_name)` before the agent runs.
     """
 
+    bridge = ToolBridge
+
     def __init__(
         self,
         guard: Guard,
@@ -108,20 +110,9 @@ class GuardedTools:
         names: Mapping[str, str] | None = None,
         external_ids: Mapping[str, Mapping[str, str]] | None = None,
     ) -> None:
-        self.guard = guard
-        self.team = team
-        self.names = dict(names or {})
-        self.external_ids = {k: dict(v) for k, v in (external_ids or {}).items()}
+        super().__init__(guard, team=team, names=names, external_ids=external_ids)
         # The typed outcome of a refused or deduplicated call, until the SDK asks for the output's custom data.
         self._notes: weakref.WeakKeyDictionary[ToolContext[Any], dict[str, Any]] = weakref.WeakKeyDictionary()
-
-    def tool(self, name: str) -> ToolBridge:
-        """The bridge for the policy tool `name`; declare its compensation here.
-
-        One bridge per Guard and name: a `GuardedTools` reuses the bridge another one made on the same Guard, so a
-        compensation declared through either holds for both (sagas and recovery find tools by name in the Guard).
-        """
-        return ToolBridge.for_name(self.guard, name, external_ids=self.external_ids.get(name))
 
     def wrap(self, tools: Iterable[FunctionTool]) -> list[Tool]:
         """Guarded copies of `tools`, for `Agent(tools=...)`: the same names, descriptions and schemas.
@@ -138,7 +129,7 @@ class GuardedTools:
                 f"tool {tool.name} has its own needs_approval: declare the approval in the team's "
                 "policy instead (Guard asks the SDK for the pause itself)"
             )
-        policy_name = self.names.get(tool.name, tool.name)
+        policy_name = self.policy_name(tool.name)
         bridge = self.tool(policy_name)
         execute = _inner(tool)
 
@@ -163,22 +154,18 @@ class GuardedTools:
 
     # -- the call ------------------------------------------------------------------------------------------
 
-    def _run_id(self) -> str:
-        run = current_run()
+    def _run(self) -> tuple[str, str]:
+        """The open run's id and team (checked against `team`)."""
+        run = self.current_run()
         if run is None:
             raise GuardUsageError(
                 "an Agents SDK tool guarded by Guard was called outside a run: wrap the runner "
                 "in `async with guard.run(team):` (or `with`)"
             )
-        if self.team is not None and run.team != self.team:
-            raise GuardUsageError(
-                f"GuardedTools for team {self.team!r} called in run {run.run_id} of team "
-                f"{run.team!r}: open the run with guard.run({self.team!r}, ...)"
-            )
-        return run.run_id
+        return run.run_id, run.team
 
     async def _invoke(self, bridge: ToolBridge, execute: Invoke, ctx: ToolContext[Any], raw: str) -> Any:
-        call_id = guard_call_id(self._run_id(), ctx.tool_call_id)
+        call_id = self.call_id(self._run()[0], ctx.tool_call_id)
         args = _arguments(raw)
         if args is None:  # nothing to classify, hash or run: the model is told, nothing is recorded
             self._notes[ctx] = {"outcome": "InvalidArguments", "call_id": call_id, "tool": bridge.name}
@@ -209,14 +196,12 @@ class GuardedTools:
 
         The ledger answers for a call it knows. A new call the policy sends to a reviewer is offered here, so the
         approval request exists when the SDK pauses; any other call is offered when it runs."""
-        run_id = self._run_id()
-        call_id = guard_call_id(run_id, tool_call_id)
-        known = self.guard.ledger.get_call(call_id)
+        run_id, team = self._run()
+        call_id = self.call_id(run_id, tool_call_id)
+        known = self.guard.call_record(call_id)
         if known is not None:
             return known.state == CallState.AWAITING_APPROVAL
-        run = current_run()
-        assert run is not None  # _run_id checked it
-        if self.guard.policies.classify(run.team, bridge.name, params).verdict is not Verdict.APPROVE:
+        if self.guard.policies.classify(team, bridge.name, params).verdict is not Verdict.APPROVE:
             return False
         raw = json.dumps(params)
         tool_ctx = ToolContext.from_agent_context(ctx, tool_call_id, tool_name=tool_name, tool_arguments=raw)

@@ -40,7 +40,7 @@ from pydantic_ai.toolsets import AbstractToolset, WrapperToolset
 from pydantic_ai.toolsets.abstract import ToolsetTool
 from pydantic_core import to_jsonable_python
 
-from guard import ApprovalPending, CallOutcomeError, Guard, GuardUsageError, current_run
+from guard import ApprovalPending, CallOutcomeError, FrameworkTools
 
 from .answers import deduplicated, pending, refusal
 from .bridge import ToolBridge
@@ -48,7 +48,7 @@ from .bridge import ToolBridge
 __all__ = ["GuardCapability", "GuardedToolset", "ToolGuard"]
 
 
-class ToolGuard:
+class ToolGuard(FrameworkTools[ToolBridge]):
     """The Guard side of an agent's tools: policy names, one `ToolBridge` per policy tool, the team check.
 
     Args:
@@ -61,26 +61,7 @@ class ToolGuard:
     the agent with `capability()` (every toolset of the agent) or one toolset with `wrap(toolset)`.
     """
 
-    def __init__(
-        self,
-        guard: Guard,
-        *,
-        team: str | None = None,
-        names: Mapping[str, str] | None = None,
-        external_ids: Mapping[str, Mapping[str, str]] | None = None,
-    ) -> None:
-        self.guard = guard
-        self.team = team
-        self.names = dict(names or {})
-        self.external_ids = {k: dict(v) for k, v in (external_ids or {}).items()}
-
-    def tool(self, name: str) -> ToolBridge:
-        """The bridge for the policy tool `name`; declare its compensation here.
-
-        One bridge per Guard and name: a `ToolGuard` reuses the bridge another one made on the same Guard, so a
-        compensation declared through either holds for both (sagas and recovery find tools by name in the Guard).
-        """
-        return ToolBridge.for_name(self.guard, name, external_ids=self.external_ids.get(name))
+    bridge = ToolBridge
 
     def capability(self) -> GuardCapability[Any]:
         """A capability that guards every (non-output) tool of the agent it is given to, whatever toolset holds it."""
@@ -90,18 +71,13 @@ class ToolGuard:
         """`toolset`, with every call through Guard."""
         return GuardedToolset(toolset, self)
 
-    def _call_id(self, ctx: RunContext[Any]) -> str | None:
+    def _run_call_id(self, ctx: RunContext[Any]) -> str | None:
         """`<run id>/<tool call id>` in the open run (checked against `team`); None outside a run, where Guard's
         call path itself refuses the call with a usage error."""
-        run = current_run()
+        run = self.current_run()
         if run is None or ctx.tool_call_id is None:
             return None
-        if self.team is not None and run.team != self.team:
-            raise GuardUsageError(
-                f"ToolGuard for team {self.team!r} called in run {run.run_id} of team "
-                f"{run.team!r}: open the run with guard.run({self.team!r}, ...)"
-            )
-        return f"{run.run_id}/{ctx.tool_call_id}"
+        return self.call_id(run.run_id, ctx.tool_call_id)
 
     async def call(
         self,
@@ -114,8 +90,8 @@ class ToolGuard:
         """One tool call of the agent through Guard; `inner.call_tool` is the framework's execution of it."""
         if tool.tool_def.kind == "unapproved" and not ctx.tool_call_approved:
             raise ApprovalRequired  # the framework's own gate comes first; Guard's follows once it is passed
-        call_id = self._call_id(ctx)
-        bridge = self.tool(self.names.get(name, name))
+        call_id = self._run_call_id(ctx)
+        bridge = self.tool(self.policy_name(name))
         args = to_jsonable_python(tool_args, fallback=repr)
         try:
             answer = await bridge.acall(

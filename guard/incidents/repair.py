@@ -36,7 +36,8 @@ from guard.runtime.context import RunScope
 from guard.runtime.hooks import ReconcileContext, RollbackContext
 
 if TYPE_CHECKING:
-    from guard.runtime import Guard, GuardedTool
+    from guard.runtime import Guard
+    from guard.runtime.hooks import ToolSpec
 
 __all__ = ["RepairReport", "counts_match", "inspector_for", "repair", "repair_run_id"]
 
@@ -108,9 +109,10 @@ def repair(
             f"take the snapshot of incident {incident_id} before anyone repairs "
             f"(`guard incident snapshot {incident_id} FILE`): it is the evidence of what was there"
         )
-    tool: GuardedTool | None = None
+    tool: ToolSpec | None = None
     if repair_tool is not None:
-        tool = guard.tool_named(repair_tool)
+        named = guard.tool_named(repair_tool)
+        tool = named.spec if named is not None else None
         if tool is None:
             raise GuardUsageError(f"this Guard has no tool {repair_tool}: pass the agent's app with --app")
     radius = book.radius(incident_id)
@@ -158,7 +160,7 @@ def repair(
     return report
 
 
-def _compensation_of(guard: Guard, call: CallRecord) -> GuardedTool | None:
+def _compensation_of(guard: Guard, call: CallRecord) -> ToolSpec | None:
     hooks = guard.hooks_of(call.tool)
     return None if hooks is None else hooks.compensation
 
@@ -197,7 +199,7 @@ def _context(guard: Guard, call: CallRecord, incident_id: str, kind: str) -> Rol
     )
 
 
-def _repair_one(guard: Guard, scope: RunScope, call: CallRecord, comp: GuardedTool, incident_id: str) -> str:
+def _repair_one(guard: Guard, scope: RunScope, call: CallRecord, comp: ToolSpec, incident_id: str) -> str:
     """Repair one record; the name of the report's list it lands in."""
     actor = scope.actor
     held = guard.ledger.pause_holding(scope.team, comp.name, scope.run_id)
@@ -211,9 +213,7 @@ def _repair_one(guard: Guard, scope: RunScope, call: CallRecord, comp: GuardedTo
     hooks = guard.hooks_of(call.tool)
     ctx = _context(guard, call, incident_id, hooks.compensation_kind if hooks is not None else "correct")
     try:
-        guard.invoke_in(
-            scope, comp.spec, {"context": ctx.to_json()}, key=f"repair:{call.call_id}", compensates=call.call_id
-        )
+        guard.invoke_in(scope, comp, {"context": ctx.to_json()}, key=f"repair:{call.call_id}", compensates=call.call_id)
     except (ApprovalPending, ApprovalTimeout):
         return "waiting"
     except GuardError as exc:  # failed, denied or rejected: recorded on the repair's own call

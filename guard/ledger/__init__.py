@@ -8,6 +8,15 @@ from guard.ledger.moves import RunClose
 from guard.ledger.numbers import HealthNumbers, ToolNumbers, health_numbers
 from guard.ledger.pauses import Scope
 from guard.ledger.pool import PoolLimits
+from guard.ledger.ports import (
+    ApprovalsPort,
+    CallPathLedger,
+    CallsPort,
+    NoticesPort,
+    PausesPort,
+    ReadsPort,
+    ReviewersPort,
+)
 from guard.ledger.records import (
     ApprovalRecord,
     CallRecord,
@@ -31,10 +40,13 @@ __all__ = [
     "TICK",
     "ApprovalRecord",
     "ApprovalState",
+    "ApprovalsPort",
     "AuditReport",
+    "CallPathLedger",
     "CallRecord",
     "CallRequest",
     "CallState",
+    "CallsPort",
     "DecisionRecord",
     "DecisionResult",
     "EditGate",
@@ -44,11 +56,15 @@ __all__ = [
     "Ledger",
     "ManualActionRecord",
     "NoticeEvent",
+    "NoticesPort",
     "NotificationRecord",
     "Offer",
+    "PausesPort",
     "PoolLimits",
     "QueuedApproval",
+    "ReadsPort",
     "RecordedCall",
+    "ReviewersPort",
     "RolesNow",
     "RunClose",
     "RunRecord",

@@ -1,6 +1,6 @@
 """The guarded call path, as the agent sees it."""
 
-from guard.runtime.bridge import BridgedCall, FrameworkBridge
+from guard.runtime.bridge import BridgedCall, FrameworkBridge, FrameworkTools
 from guard.runtime.context import current_call, current_run, report_external_id
 from guard.runtime.guard import Guard
 from guard.runtime.hooks import (
@@ -19,6 +19,7 @@ __all__ = [
     "CompensationKind",
     "Found",
     "FrameworkBridge",
+    "FrameworkTools",
     "Guard",
     "GuardedTool",
     "NotFound",

@@ -2,16 +2,19 @@
 
 Guard runs a registered function; a framework runs a tool its own way (argument validation, injected state,
 callbacks, inner middleware or wrappers). A bridge joins them: the adapter hands the framework's execution of
-*this* call to `call` / `acall` (a function of the arguments), the bridge puts it in a context variable and
-makes the guarded call; Guard's body runs whatever is in flight for this bridge. So classify, brakes,
-`offered`, dedupe, the gate, `started`, retries and `completed` / `failed` all happen around the framework's
-execution, and a call Guard refuses or deduplicates never reaches it. The execution gets the arguments Guard
-runs: the model's, or a reviewer's edit of them.
+*this* call to `call` / `acall` (a function of the arguments), and the bridge makes the guarded call with that
+execution as the tool's body for this one call (`GuardedTool.run_as`). So classify, brakes, `offered`, dedupe,
+the gate, `started`, retries and `completed` / `failed` all happen around the framework's execution, and a call
+Guard refuses or deduplicates never reaches it. The execution gets the arguments Guard runs: the model's, or a
+reviewer's edit of them.
 
-One name, two guarded tools on the Guard: an async body for `acall` and a sync one for `call`, recovery and
-sagas (which find tools by name and run outside any event loop). The sync one is registered last, so that is
-the one they find. One bridge per Guard and name: `for_name` returns the bridge already registered, so a
-compensation declared through one adapter object holds for every other one on the same Guard.
+One name, one guarded tool on the Guard: its registered body is the `fallback`, what recovery and sagas run
+(they find tools by name, outside any framework call). One bridge per Guard and name: `for_name` returns the
+bridge already registered, so a compensation declared through one adapter object holds for every other one on
+the same Guard.
+
+`FrameworkTools` is the adapter's side, written once for every framework: the Guard, the team check, policy
+names, `external_ids` per name, the bridge per name, and the run-scoped call id (`<run id>/<framework call id>`).
 
 What a framework adds comes in as two functions: `record` turns the framework's output into the JSON value
 the ledger records (default: a text holding a JSON object becomes that object, anything else stays as it is),
@@ -22,20 +25,19 @@ its policy decides (retry, compensate, halt).
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable, Generator, Mapping
-from contextlib import contextmanager
-from contextvars import ContextVar
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, NamedTuple, Self, cast
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, NamedTuple, Self, TypeVar, cast
 
 from guard.errors import GuardUsageError
+from guard.runtime.context import RunScope, current_run
 from guard.runtime.hooks import CompensationKind, Found, NotFound, ReconcileContext, RollbackContext
 from guard.runtime.tools import GuardedTool
 
 if TYPE_CHECKING:
     from guard.runtime.guard import Guard
 
-__all__ = ["BridgedCall", "FrameworkBridge"]
+__all__ = ["BridgedCall", "FrameworkBridge", "FrameworkTools"]
 
 Execute = Callable[[Mapping[str, Any]], Any]  # the framework's execution of the call, given the arguments to run
 Reconcile = Callable[[ReconcileContext], Found | NotFound | None]
@@ -51,15 +53,21 @@ class BridgedCall(NamedTuple):
 
 @dataclass(slots=True)
 class _InFlight:
-    """The framework's execution of the call a bridge is guarding now, and what it returned once it ran."""
+    """The framework's execution of one call a bridge guards, as the guarded tool's body for that call, and what
+    it returned once it ran (a retry starts afresh)."""
 
     bridge: FrameworkBridge
-    execute: Execute
+    execute: Callable[[Mapping[str, Any]], Any]
     ran: bool = False
     out: Any = None
 
+    def body(self, **args: Any) -> Any:
+        self.ran, self.out = False, None
+        return self.bridge.ran(self, self.execute(args))
 
-_IN_FLIGHT: ContextVar[_InFlight | None] = ContextVar("guard_bridge_in_flight", default=None)
+    async def abody(self, **args: Any) -> Any:
+        self.ran, self.out = False, None
+        return self.bridge.ran(self, await self.execute(args))
 
 
 def _parse_json_text(out: Any) -> Any:
@@ -109,8 +117,7 @@ class FrameworkBridge:
     ) -> None:
         self.guard, self.name, self.framework = guard, name, framework
         self.record, self.check, self.fallback = record, check, fallback
-        self._async = guard.tool(self._abody, name=name, external_ids=external_ids)
-        self._sync = guard.tool(self._body, name=name, external_ids=external_ids)  # last: what recovery finds
+        self._tool = guard.tool(self._fallback, name=name, external_ids=external_ids)  # what recovery finds
 
     parse_json_text = staticmethod(_parse_json_text)
     """The default `record`: a text holding a JSON object is recorded as that object (so a policy's
@@ -155,13 +162,13 @@ class FrameworkBridge:
         return bridge
 
     @property
-    def tools(self) -> tuple[GuardedTool, GuardedTool]:
-        """The sync and the async guarded tool under this name."""
-        return (self._sync, self._async)
+    def guarded(self) -> GuardedTool:
+        """The guarded tool under this name (its body: the fallback)."""
+        return self._tool
 
     @property
     def external_ids(self) -> Mapping[str, str]:
-        return self._sync.spec.external_ids
+        return self._tool.spec.external_ids
 
     # -- calls ---------------------------------------------------------------------------------------------
 
@@ -171,62 +178,37 @@ class FrameworkBridge:
         Returns whether the execution ran now (False: Guard returned the result the ledger holds for the call's
         idempotency key), what it returned, and the recorded value. `call_id` is the framework's id of the call.
         """
-        with self._in_flight(execute) as flight:
-            recorded = self._sync.call_with(args, call_id=call_id)
+        flight = _InFlight(self, execute)
+        recorded = self._tool.run_as(flight.body, args, call_id=call_id)
         return BridgedCall(flight.ran, flight.out, recorded)
 
     async def acall(
         self, args: Mapping[str, Any], call_id: str | None, execute: Callable[[Mapping[str, Any]], Awaitable[Any]]
     ) -> BridgedCall:
         """`call` in the event loop, with the framework's async execution."""
-        with self._in_flight(execute) as flight:
-            recorded = await self._async.acall_with(args, call_id=call_id)
+        flight = _InFlight(self, execute)
+        recorded = await self._tool.arun_as(flight.abody, args, call_id=call_id)
         return BridgedCall(flight.ran, flight.out, recorded)
 
-    @contextmanager
-    def _in_flight(self, execute: Execute) -> Generator[_InFlight]:
-        flight = _InFlight(self, execute)
-        token = _IN_FLIGHT.set(flight)
-        try:
-            yield flight
-        finally:
-            _IN_FLIGHT.reset(token)
-
-    # -- the guarded bodies (each attempt) -----------------------------------------------------------------
-
-    def _flight(self) -> _InFlight | None:
-        flight = _IN_FLIGHT.get()
-        return flight if flight is not None and flight.bridge is self else None
-
-    def _body(self, **args: Any) -> Any:
-        flight = self._flight()
-        if flight is None:
-            return self._fallback(args)
-        flight.ran, flight.out = False, None  # a retry starts afresh
-        return self._ran(flight, flight.execute(args))
-
-    async def _abody(self, **args: Any) -> Any:
-        flight = self._flight()
-        if flight is None:
-            return self._fallback(args)
-        flight.ran, flight.out = False, None
-        return self._ran(flight, await flight.execute(args))
+    # -- what the guarded body does with an output (each attempt) ------------------------------------------
 
     def _checked(self, out: Any) -> Any:
         if self.check is not None:
             self.check(out)  # raises on an error report: Guard records a failed attempt
         return out
 
-    def _ran(self, flight: _InFlight, out: Any) -> Any:
+    def ran(self, flight: _InFlight, out: Any) -> Any:
+        """The framework's execution returned `out`: check it (raises on an error report), keep it for the
+        adapter, and give Guard the value to record."""
         flight.ran, flight.out = True, self._checked(out)
         return self.record(out)
 
-    def _fallback(self, args: Mapping[str, Any]) -> Any:
+    def _fallback(self, **args: Any) -> Any:
         if self.fallback is None:
             raise RuntimeError(f"{self.name}: no {self.framework} call in flight and no fallback to run it")
         return self.record(self._checked(self.fallback(args)))
 
-    # -- what undoes or checks this tool (forwarded to both guarded tools) ---------------------------------
+    # -- what undoes or checks this tool (forwarded to the guarded tool) -----------------------------------
 
     def compensation(
         self,
@@ -238,29 +220,84 @@ class FrameworkBridge:
     ) -> Callable[[Callable[[RollbackContext], Any]], GuardedTool]:
         """See `GuardedTool.compensation`: a plain function, itself a guarded call under `name`."""
 
-        def wrap(fn: Callable[[RollbackContext], Any]) -> GuardedTool:
-            self._async.compensation(name=name, kind=kind, external_ids=external_ids, label=label)(fn)
-            return self._sync.compensation(name=name, kind=kind, external_ids=external_ids, label=label)(fn)
-
-        return wrap
+        return self._tool.compensation(name=name, kind=kind, external_ids=external_ids, label=label)
 
     def reconcile(self, fn: Reconcile) -> Reconcile:
         """See `GuardedTool.reconcile`."""
-        for tool in self.tools:
-            tool.reconcile(fn)
-        return fn
+        return self._tool.reconcile(fn)
 
     def verify(self, fn: Callable[[Any, ReconcileContext], bool]) -> Callable[[Any, ReconcileContext], bool]:
         """See `GuardedTool.verify`."""
-        for tool in self.tools:
-            tool.verify(fn)
-        return fn
+        return self._tool.verify(fn)
 
     def handoff(self, role: str) -> Self:
         """See `GuardedTool.handoff`."""
-        for tool in self.tools:
-            tool.handoff(role)
+        self._tool.handoff(role)
         return self
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name}>"
+
+
+B = TypeVar("B", bound=FrameworkBridge)
+
+
+class FrameworkTools(Generic[B]):
+    """An adapter's side of Guard, written once for every framework: one per agent (or per team's set of tools).
+
+    Args:
+        guard: the Guard whose policies and ledger decide.
+        team: when set, a tool call in a run of another team is a usage error (a wiring mistake, loud).
+        names: the framework's tool name -> policy tool name (default: the same name).
+        external_ids: policy tool name -> `{kind: result field}`, as in `guard.tool(external_ids=...)`.
+
+    A subclass names its bridge class in `bridge`. Declare compensations and reconcile checks on
+    `.tool(policy_name)` before the agent runs.
+    """
+
+    bridge: ClassVar[type[FrameworkBridge]]
+
+    def __init__(
+        self,
+        guard: Guard,
+        *,
+        team: str | None = None,
+        names: Mapping[str, str] | None = None,
+        external_ids: Mapping[str, Mapping[str, str]] | None = None,
+    ) -> None:
+        self.guard = guard
+        self.team = team
+        self.names = dict(names or {})
+        self.external_ids = {k: dict(v) for k, v in (external_ids or {}).items()}
+
+    def policy_name(self, name: str) -> str:
+        """The policy tool name of the framework's tool `name`."""
+        return self.names.get(name, name)
+
+    def tool(self, name: str) -> B:
+        """The bridge for the policy tool `name`; declare its compensation here.
+
+        One bridge per Guard and name: another adapter object on the same Guard gets the same one, so a
+        compensation declared through either holds for both (sagas and recovery find tools by name in the Guard).
+        """
+        return cast(B, self.bridge.for_name(self.guard, name, external_ids=self.external_ids.get(name)))
+
+    def current_run(self) -> RunScope | None:
+        """The open run, or None outside one.
+
+        Raises:
+            GuardUsageError: the run is of another team than this object's `team`.
+        """
+        run = current_run()
+        if run is not None and self.team is not None and run.team != self.team:
+            raise GuardUsageError(
+                f"{type(self).__name__} for team {self.team!r} called in run {run.run_id} of team "
+                f"{run.team!r}: open the run with guard.run({self.team!r}, ...)"
+            )
+        return run
+
+    @staticmethod
+    def call_id(run_id: str, tool_call_id: str) -> str:
+        """Guard's call id of a framework's tool call: `<run id>/<the framework's call id>`. A model's ids (`call_1`,
+        ...) are unique in one run only, and the ledger refuses a call id of another run."""
+        return f"{run_id}/{tool_call_id}"

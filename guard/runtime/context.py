@@ -14,7 +14,7 @@ from guard.errors import GuardUsageError
 from guard.redaction import scrub_text
 
 if TYPE_CHECKING:
-    from guard.ledger import Ledger
+    from guard.ledger import CallsPort
 
 __all__ = ["CallScope", "RunScope", "current_call", "current_run", "report_external_id"]
 
@@ -40,7 +40,7 @@ class RunScope:
 class CallScope:
     """The call whose tool is running now. `external_ids` gathers what the tool reported so far."""
 
-    ledger: Ledger
+    ledger: CallsPort
     run_id: str
     call_id: str
     tool: str

@@ -6,8 +6,12 @@
 2. An unknown outcome of anything but a read is `in_doubt`: never re-run blindly. The run halts for review,
    or compensates when the policy says so (the in-doubt call's own compensation reconciles by its key).
 3. A clean failure follows the policy's `on_failure`: `retry` (once, only when provably safe), `continue`,
-   `halt` (pending review), or `compensate` (the saga, `saga.py`).
+   `halt` (pending review), or `compensate`.
 A compensation that fails never starts a saga of its own: the saga that ran it decides.
+
+`settle` records what the failure means and returns the decision as a typed value (`Completed`, `Retry`,
+`Compensate`, `Stop`); the driver acts on it (it runs the saga, `saga.py`, on `Compensate`). Nothing here calls
+back up the call path.
 """
 
 from __future__ import annotations
@@ -15,32 +19,52 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any
 
 from guard.errors import CallFailed, CallInDoubt, CallOutcomeError, OutcomeUnknown
 from guard.ledger import CallState, RunClose, RunState
 from guard.policy import OnFailure, SideEffectClass
 from guard.runtime import tracing
+from guard.runtime.callpath import CallPath
 from guard.runtime.context import CallScope
 from guard.runtime.execute import AttemptTimeout
 from guard.runtime.hooks import Found, NotFound, ReconcileContext
 from guard.runtime.labels import situation
-from guard.runtime.saga import compensate_run
 from guard.runtime.steps import Prepared, error_text, extract_ids, scrub_ids, stored_result
 
-if TYPE_CHECKING:
-    from guard.runtime.guard import Guard
-
-__all__ = ["Settlement", "reconcile", "settle"]
+__all__ = ["Compensate", "Completed", "Retry", "Settlement", "Stop", "failure_outcome", "reconcile", "settle"]
 
 
 @dataclass(frozen=True, slots=True)
-class Settlement:
-    """`completed` (a reconcile check found the effect: `value` is the result) or `retry` (run it once more)."""
+class Completed:
+    """A reconcile check found the effect: the call is recorded `completed`, `value` is its result."""
 
-    kind: Literal["completed", "retry"]
-    value: Any = None
-    attempts: int = 0  # attempts made so far (a retry's own attempts count on from here)
+    value: Any
+
+
+@dataclass(frozen=True, slots=True)
+class Retry:
+    """Run the tool once more (a clean failure of a repeat-safe call, or one proven absent)."""
+
+    attempts: int  # attempts made so far (the retry's own attempts count on from here)
+
+
+@dataclass(frozen=True, slots=True)
+class Compensate:
+    """The call is recorded failed (or in doubt); its run's saga is to run. Then `failure_outcome` is raised."""
+
+    error: str
+    doubtful: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Stop:
+    """The failure is recorded (the run halted for review, or left running under `continue`): raise `outcome`."""
+
+    outcome: CallOutcomeError
+
+
+Settlement = Completed | Retry | Compensate | Stop
 
 
 @tracing.reconcile_check
@@ -79,8 +103,10 @@ def _ctx(p: Prepared, scope: CallScope, attempts: int) -> ReconcileContext:
     )
 
 
-def settle(guard: Guard, p: Prepared, exc: BaseException, scope: CallScope, attempts: int, retried: bool) -> Settlement:
-    """Record what the failure means and return a Settlement, or raise the typed outcome for the caller."""
+def settle(
+    path: CallPath, p: Prepared, exc: BaseException, scope: CallScope, attempts: int, retried: bool
+) -> Settlement:
+    """Record what the failure means and return the decision for the driver."""
     error = error_text(p, exc)
     side_effect = p.decision.side_effect
     repeat_safe = side_effect is not None and side_effect.repeat_safe
@@ -93,8 +119,8 @@ def settle(guard: Guard, p: Prepared, exc: BaseException, scope: CallScope, atte
         answer = None
     if isinstance(answer, Found) and (clash := disagreement(scope.external_ids, answer)) is not None:
         # The ledger and the other system disagree: a person decides which is right; nothing is repeated.
-        raise _record(
-            guard,
+        return _record(
+            path,
             p,
             f"{error}; the reconcile check and the ledger disagree ({clash})",
             scope,
@@ -105,7 +131,7 @@ def settle(guard: Guard, p: Prepared, exc: BaseException, scope: CallScope, atte
         )
     if isinstance(answer, Found):
         ids = {**scope.external_ids, **answer.external_ids, **extract_ids(p.input.tool, answer.result, {})}
-        guard.ledger.complete(
+        path.ledger.complete(
             p.request.run_id,
             p.offer.call_id,
             token=p.offer.lease_token,
@@ -115,13 +141,13 @@ def settle(guard: Guard, p: Prepared, exc: BaseException, scope: CallScope, atte
             actor=p.request.actor,
             detail={"reconciled": "found", "after": error},
         )
-        guard.log.warning(
+        path.log.warning(
             "call completed: the reconcile check found its effect",
             call_id=p.offer.call_id,
             tool=p.request.tool,
             after=error,
         )
-        return Settlement("completed", answer.result)
+        return Completed(answer.result)
     proven_clean = isinstance(answer, NotFound)
     doubtful = unknown and side_effect is not SideEffectClass.READ and not proven_clean
     on_failure = p.decision.on_failure
@@ -135,7 +161,7 @@ def settle(guard: Guard, p: Prepared, exc: BaseException, scope: CallScope, atte
         and (repeat_safe or proven_clean)
     ):
         why = "its reconcile check found no effect" if proven_clean else "it is repeat-safe"
-        guard.ledger.record_attempt(
+        path.ledger.record_attempt(
             p.request.run_id,
             p.offer.call_id,
             p.offer.lease_token,
@@ -143,15 +169,15 @@ def settle(guard: Guard, p: Prepared, exc: BaseException, scope: CallScope, atte
             f"{error} (retrying once: {why})",
             p.request.actor,
         )
-        guard.log.warning(
+        path.log.warning(
             "call failed cleanly; retrying it once",
             call_id=p.offer.call_id,
             tool=p.request.tool,
             error=error,
             because=why,
         )
-        return Settlement("retry", attempts=attempts)
-    raise _record(guard, p, error, scope, attempts, doubtful, proven_clean, escalation)
+        return Retry(attempts)
+    return _record(path, p, error, scope, attempts, doubtful, proven_clean, escalation)
 
 
 _CREDENTIALS = re.compile(r"auth|credential|unauthori[sz]ed|forbidden|permission", re.IGNORECASE)
@@ -172,7 +198,7 @@ def _escalation(p: Prepared, exc: BaseException, attempts: int) -> str | None:
 
 
 def _record(
-    guard: Guard,
+    path: CallPath,
     p: Prepared,
     error: str,
     scope: CallScope,
@@ -180,13 +206,13 @@ def _record(
     doubtful: bool,
     proven_clean: bool,
     escalation: str | None,
-) -> CallOutcomeError:
+) -> Compensate | Stop:
     state = CallState.IN_DOUBT if doubtful else CallState.FAILED
     on_failure = p.decision.on_failure
     is_compensation = p.input.compensates is not None
     saga = on_failure is OnFailure.COMPENSATE and not is_compensation and escalation is None
-    close = None if (saga or is_compensation) else _halt(guard, p, error, doubtful, proven_clean, escalation)
-    guard.ledger.fail(
+    close = None if (saga or is_compensation) else _halt(path, p, error, doubtful, proven_clean, escalation)
+    path.ledger.fail(
         p.request.run_id,
         p.offer.call_id,
         token=p.offer.lease_token,
@@ -197,35 +223,32 @@ def _record(
         external_ids=dict(scope.external_ids),
         run=close,
     )
-    ids = {"run_id": p.request.run_id, "call_id": p.offer.call_id, "tool": p.request.tool, "state": state}
-    where = ""
     if saga:
-        outcome = compensate_run(
-            guard,
-            p.request.run_id,
-            failure=f"{p.request.tool} failed: {error}",
-            failed_tool=p.request.tool,
-            actor=p.request.actor,
-            outcome="in_doubt" if doubtful else "failed",
-            failed_call_id=p.offer.call_id,
-        )
-        where = f"; the run is {outcome.close.state if outcome.close else 'rolling back'}"
-    elif close is not None:
-        where = f"; the run is {close.state} ({close.status_label})"
-    guard.log.error("call " + state, call_id=p.offer.call_id, tool=p.request.tool, error=error)
+        return Compensate(error, doubtful)
+    where = f"; the run is {close.state} ({close.status_label})" if close is not None else ""
+    return Stop(failure_outcome(path, p, error, doubtful, where))
+
+
+def failure_outcome(path: CallPath, p: Prepared, error: str, doubtful: bool, where: str) -> CallOutcomeError:
+    """The typed outcome of a recorded failure (`where` says what became of the run), logged."""
+    state = CallState.IN_DOUBT if doubtful else CallState.FAILED
+    ids = {"run_id": p.request.run_id, "call_id": p.offer.call_id, "tool": p.request.tool, "state": state}
+    path.log.error("call " + state, call_id=p.offer.call_id, tool=p.request.tool, error=error)
     if doubtful:
         return CallInDoubt(f"{p.request.tool}: outcome unknown after {error}{where}", error=error, **ids)
-    return CallFailed(f"{p.request.tool} failed: {error}{where}", error=error, on_failure=on_failure.value, **ids)
+    return CallFailed(
+        f"{p.request.tool} failed: {error}{where}", error=error, on_failure=p.decision.on_failure.value, **ids
+    )
 
 
 def _halt(
-    guard: Guard, p: Prepared, error: str, doubtful: bool, proven_clean: bool, escalation: str | None
+    path: CallPath, p: Prepared, error: str, doubtful: bool, proven_clean: bool, escalation: str | None
 ) -> RunClose | None:
     """The run's state after a failure that no saga handles; None when the run goes on (`continue`)."""
     on_failure = p.decision.on_failure
     if escalation is not None:
         label = situation(
-            guard.ledger.calls_of(p.request.run_id), p.request.tool, guard.label_of, escalation, p.offer.call_id
+            path.ledger.calls_of(p.request.run_id), p.request.tool, path.label_of, escalation, p.offer.call_id
         )
         action = (
             "fix the credentials of " + p.request.tool.split(".", 1)[0] + ", then `guard runs retry-call`"
@@ -243,9 +266,9 @@ def _halt(
     if not doubtful and on_failure is OnFailure.CONTINUE:
         return None
     label = situation(
-        guard.ledger.calls_of(p.request.run_id),
+        path.ledger.calls_of(p.request.run_id),
         p.request.tool,
-        guard.label_of,
+        path.label_of,
         "in_doubt" if doubtful else "failed",
         p.offer.call_id,
     )

@@ -13,38 +13,35 @@ with guard.run("onboarding", subject="cust-42"):
 
 from __future__ import annotations
 
-import inspect
+import dataclasses
 import os
 import socket
 import time
 from collections.abc import Callable, Collection, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Literal, overload
+from typing import Any, overload
 
 from guard.canonical import MAX_BYTES, MAX_DEPTH
 from guard.errors import GuardUsageError
-from guard.ledger import Ledger, PoolLimits, new_id, resolve_url
+from guard.ledger import ApprovalRecord, CallRecord, Ledger, PoolLimits, RunRecord, new_id, resolve_url
 from guard.logs import log_format as log_format_of
 from guard.logs import make_logger
 from guard.policy import PolicySet
 from guard.runtime import driver
 from guard.runtime.arguments import ArgumentRules, fingerprint
+from guard.runtime.callpath import CallPath, Durability, WaitMode
 from guard.runtime.context import RunScope
-from guard.runtime.hooks import ToolHooks
+from guard.runtime.hooks import ToolHooks, ToolSpec
 from guard.runtime.keys import SecretKey
 from guard.runtime.leases import Heartbeat
 from guard.runtime.recovery import RecoveryReport, recover
 from guard.runtime.runs import RunHandle
-from guard.runtime.steps import Prepared, ToolSpec
-from guard.runtime.tools import GuardedTool
+from guard.runtime.tools import GuardedTool, Toolbox
 from guard.runtime.tracing import tracing_for
 from guard.runtime.waiting import Waiter
 
 __all__ = ["Guard"]
-
-WaitMode = Literal["block", "defer"]
-Durability = Literal["by_class", "always"]
 
 
 class Guard:
@@ -90,6 +87,9 @@ class Guard:
             default `OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT=true`).
 
     Failure modes: every refused or failed call raises a subclass of `CallOutcomeError`, recorded first.
+
+    `Guard` is the facade: it builds the `CallPath` (`path`) its tools, runs, recovery and operators run on, and
+    holds the tools by name. No step of the call path calls back into it.
     """
 
     def __init__(
@@ -122,7 +122,7 @@ class Guard:
             raise GuardUsageError(f"durability must be 'by_class' or 'always', not {durability!r}")
         if max_arg_depth < 1 or max_arg_bytes < 2:
             raise GuardUsageError("max_arg_depth must be at least 1 and max_arg_bytes at least 2")
-        self.policies = policies if isinstance(policies, PolicySet) else PolicySet.load_dir(policies)
+        loaded = policies if isinstance(policies, PolicySet) else PolicySet.load_dir(policies)
         url = resolve_url(db)
         pool = PoolLimits.resolve(db_pool_size, db_pool_overflow, db_pool_timeout)
         self.ledger = Ledger(url, listen_url=listen_url, pool=pool)
@@ -136,9 +136,26 @@ class Guard:
         self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{new_id('w')[-6:]}"
         self.lease_ttl = lease_ttl
         self.heartbeat = Heartbeat(self.ledger, lease_ttl, self.log)
-        self.waiter = Waiter(self.ledger)
         self._pool: ThreadPoolExecutor | None = None
-        self._tools: dict[str, GuardedTool] = {}
+        specs: dict[str, ToolSpec] = {}
+        self.path = CallPath(
+            ledger=self.ledger,
+            policies=loaded,
+            arguments=self.arguments,
+            log=self.log,
+            actor=actor,
+            worker_id=self.worker_id,
+            lease_ttl=lease_ttl,
+            approval=approval,
+            approval_timeout=approval_timeout,
+            durability=durability,
+            heartbeat=self.heartbeat,
+            waiter=Waiter(self.ledger),
+            tracing=self.tracing,
+            tools=specs,
+            pool=self._tool_pool,
+        )
+        self._toolbox = Toolbox(self.path, specs)
         self._recover_pending = recover_on_start
         for team, err in self.policies.errors.items():
             self.log.error("policy invalid: every call of this team is denied", team=team, error=str(err))
@@ -151,6 +168,29 @@ class Guard:
         if self._pool is not None:
             self._pool.shutdown(wait=False, cancel_futures=True)
         self.ledger.close()
+
+    @property
+    def policies(self) -> PolicySet:
+        """The teams' policies every call is classified by."""
+        return self.path.policies
+
+    @policies.setter
+    def policies(self, policies: PolicySet) -> None:
+        self._repath(policies=policies)
+
+    @property
+    def waiter(self) -> Waiter:
+        """How this Guard waits for decisions (and hears of them from other processes)."""
+        return self.path.waiter
+
+    @waiter.setter
+    def waiter(self, waiter: Waiter) -> None:
+        self._repath(waiter=waiter)
+
+    def _repath(self, **changes: Any) -> None:
+        """Replace parts of the (frozen) call path; every tool runs on the new one from its next call."""
+        self.path = dataclasses.replace(self.path, **changes)
+        self._toolbox.repoint(self.path)
 
     def __enter__(self) -> Guard:
         return self
@@ -207,17 +247,7 @@ class Guard:
         """
 
         def wrap(f: Callable[..., Any]) -> GuardedTool:
-            spec = ToolSpec(
-                name=name or f.__name__,
-                fn=f,
-                is_async=inspect.iscoroutinefunction(f),
-                external_ids=dict(external_ids or {}),
-                key=key,
-                hooks=ToolHooks(label=label),
-            )
-            tool = GuardedTool(self, spec)
-            self._tools[spec.name] = tool
-            return tool
+            return self._toolbox.wrap(f, name=name, external_ids=external_ids, key=key, label=label)
 
         return wrap(fn) if fn is not None else wrap
 
@@ -240,7 +270,8 @@ class Guard:
         (ToolPaused), as a paused team's does not (TeamPaused).
         """
         return RunHandle(
-            self,
+            self.path,
+            before_open=self.recover_on_start,
             team=team,
             run_id=run_id,
             subject=subject,
@@ -264,20 +295,6 @@ class Guard:
             raise TypeError(fp.refusal)
         return fp.digest
 
-    # -- the call path (driver.py) ------------------------------------------------------------------------
-
-    def invoke(
-        self, spec: ToolSpec, args: Mapping[str, Any], *, key: str | None = None, call_id: str | None = None
-    ) -> Any:
-        """Run one guarded call synchronously; returns the tool's result or raises a typed outcome."""
-        return driver.invoke(self, spec, args, key=key, call_id=call_id)
-
-    async def ainvoke(
-        self, spec: ToolSpec, args: Mapping[str, Any], *, key: str | None = None, call_id: str | None = None
-    ) -> Any:
-        """Run one guarded call in the event loop (sync tools run inline)."""
-        return await driver.ainvoke(self, spec, args, key=key, call_id=call_id)
-
     def invoke_in(
         self,
         run: RunScope,
@@ -288,36 +305,50 @@ class Guard:
         call_id: str | None = None,
         compensates: str | None = None,
     ) -> Any:
-        """`invoke` in an explicit run: sagas, recovery and operators act outside the agent's `with` block."""
-        return driver.invoke_in(self, run, spec, args, key=key, call_id=call_id, compensates=compensates)
+        """One guarded call in an explicit run, for operators acting outside the agent's `with` block (an incident's
+        repairs); see `guard.runtime.driver.invoke_in`."""
+        return driver.invoke_in(self.path, run, spec, args, key=key, call_id=call_id, compensates=compensates)
 
-    def drive_sync(self, p: Prepared) -> Any:
-        """Run a call that is `started` under this worker's lease to its recorded end (recovery)."""
-        return driver.drive_sync(self, p)
-
-    def tool_pool(self) -> ThreadPoolExecutor:
+    def _tool_pool(self) -> ThreadPoolExecutor:
         """Worker threads for sync tools with a per-attempt timeout (created on first use)."""
         if self._pool is None:
             self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="guard-tool")
         return self._pool
 
+    # -- what adapters read of the ledger (one door each, instead of the whole `ledger`) -------------------
+
+    def call_record(self, call_id: str) -> CallRecord | None:
+        """The call as the ledger holds it now, or None."""
+        return self.ledger.get_call(call_id)
+
+    def run_record(self, run_id: str) -> RunRecord | None:
+        """The run as the ledger holds it now, or None."""
+        return self.ledger.get_run(run_id)
+
+    def approval_of(self, call_id: str) -> ApprovalRecord | None:
+        """The approval request of a call (with its decisions so far), or None."""
+        return self.ledger.approval_for_call(call_id)
+
+    def withdraw_approval(self, approval_id: str, *, reason: str, actor: str) -> bool:
+        """End an approval nobody should act on any more: its call ends `expired` with `reason` and never runs
+        (see `Ledger.withdraw`). True if a call was ended."""
+        return self.ledger.withdraw(approval_id, reason=reason, actor=actor)
+
     # -- what recovery, sagas and operators look up -------------------------------------------------------
 
     def tool_named(self, name: str) -> GuardedTool | None:
         """The tool registered under `name` in this Guard (its compensations included), or None."""
-        return self._tools.get(name)
+        return self._toolbox.named(name)
 
     def hooks_of(self, name: str) -> ToolHooks | None:
-        tool = self._tools.get(name)
-        return tool.spec.hooks if tool is not None else None
+        return self.path.hooks_of(name)
 
     def label_of(self, name: str) -> str | None:
-        hooks = self.hooks_of(name)
-        return hooks.label if hooks is not None else None
+        return self.path.label_of(name)
 
     def recover(self, *, stale_after: float | None = None, dead_workers: Collection[str] = ()) -> RecoveryReport:
         """Resolve what dead workers left behind; see `guard.runtime.recovery.recover`."""
-        return recover(self, stale_after=stale_after, dead_workers=dead_workers)
+        return recover(self.path, stale_after=stale_after, dead_workers=dead_workers)
 
     def recover_on_start(self) -> None:
         """Once per worker, before its first run: recover what expired leases left behind."""

@@ -24,7 +24,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-__all__ = ["CompensationKind", "Found", "NotFound", "ReconcileContext", "RollbackContext", "ToolHooks"]
+__all__ = ["CompensationKind", "Found", "NotFound", "ReconcileContext", "RollbackContext", "ToolHooks", "ToolSpec"]
 
 # The kinds the seeds name. Not all of them undo: `mark_for_review` and `handoff` leave the effect in place.
 CompensationKind = Literal["undo", "void", "cancel", "mark_for_review", "correct", "isolate", "handoff"]
@@ -94,10 +94,22 @@ class RollbackContext:
 class ToolHooks:
     """Filled in by the decorators on a GuardedTool, once, where the tool is defined."""
 
-    compensation: Any = None  # the GuardedTool that compensates this one
+    compensation: ToolSpec | None = None  # the tool that compensates this one (a guarded call of its own)
     compensation_kind: str = "undo"
     reconcile: Callable[[ReconcileContext], Found | NotFound | None] | None = None
     verify: Callable[[Any, ReconcileContext], bool] | None = None
     inspect: Callable[[ReconcileContext], Any] | None = None  # the record as it is now in the other system
     handoff_role: str | None = None  # no function: a person with this role takes it over
     label: str | None = None  # how the operator-facing state names this call's effect, e.g. invoice_created
+
+
+@dataclass(frozen=True, slots=True)
+class ToolSpec:
+    """A tool as Guard knows it: its name in the policy, the function, and how to read its result."""
+
+    name: str
+    fn: Callable[..., Any]
+    is_async: bool
+    external_ids: Mapping[str, str] = field(default_factory=dict[str, str])  # kind -> result field
+    key: Callable[[Mapping[str, Any]], str] | None = None  # idempotency key from the arguments
+    hooks: ToolHooks = field(default_factory=ToolHooks)  # compensation, reconcile, verify (set by decorators)

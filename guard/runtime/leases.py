@@ -20,7 +20,7 @@ from structlog.typing import FilteringBoundLogger
 from guard.errors import CallInDoubt
 
 if TYPE_CHECKING:
-    from guard.ledger import Ledger
+    from guard.ledger import CallsPort
 
 __all__ = ["Heartbeat", "gone_process", "name_dead_holder"]
 
@@ -59,7 +59,7 @@ def name_dead_holder(exc: CallInDoubt) -> CallInDoubt:
 
 
 class Heartbeat:
-    def __init__(self, ledger: Ledger, ttl: float, log: FilteringBoundLogger) -> None:
+    def __init__(self, ledger: CallsPort, ttl: float, log: FilteringBoundLogger) -> None:
         self._ledger = ledger
         self._ttl = ttl
         self._log = log

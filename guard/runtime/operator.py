@@ -11,7 +11,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from guard.errors import CallInDoubt, GuardUsageError, IllegalTransition
-from guard.ledger import CallRecord, CallState, Ledger, RunClose, RunRecord, RunState
+from guard.ledger import CallRecord, CallState, Ledger, ReadsPort, RunClose, RunRecord, RunState
+from guard.runtime.callpath import CallPath
+from guard.runtime.driver import compensate_run
 from guard.runtime.hooks import Found, NotFound
 from guard.runtime.recovery import (
     RecoveryReport,
@@ -22,7 +24,7 @@ from guard.runtime.recovery import (
     replayable,
     run_once,
 )
-from guard.runtime.saga import SagaOutcome, compensate_run, failure_of
+from guard.runtime.saga import SagaOutcome, failure_of
 from guard.runtime.settled_runs import after_settled
 
 if TYPE_CHECKING:
@@ -34,7 +36,7 @@ __all__ = ["compensate", "finish", "retry_call"]
 _STOPPED = frozenset({RunState.PENDING_REVIEW, RunState.HALTED})
 
 
-def _stopped_run(ledger: Ledger, run_id: str, to: RunState) -> RunRecord:
+def _stopped_run(ledger: ReadsPort, run_id: str, to: RunState) -> RunRecord:
     run = ledger.get_run(run_id)
     if run is None:
         raise GuardUsageError(f"no run {run_id}; list them with `guard runs list`", run_id=run_id)
@@ -84,8 +86,9 @@ def retry_call(
     left for review (deliver its event again to let the agent go on), else back in `pending_review` naming
     what is left. Every retry is a manual action with the operator's note.
     """
-    run = _stopped_run(guard.ledger, run_id, RunState.RUNNING)
-    call = guard.ledger.get_call(call_id)
+    path = guard.path
+    run = _stopped_run(path.ledger, run_id, RunState.RUNNING)
+    call = path.ledger.get_call(call_id)
     if call is None or call.run_id != run_id:
         raise GuardUsageError(f"no call {call_id} in run {run_id}", run_id=run_id, call_id=call_id)
     if call.state not in (CallState.FAILED, CallState.IN_DOUBT):
@@ -96,27 +99,27 @@ def retry_call(
             from_state=call.state,
             to_state=CallState.STARTED,
         )
-    tool = guard.tool_named(call.tool)
+    tool = path.tools.get(call.tool)
     if tool is None:
         raise GuardUsageError(f"this Guard has no tool {call.tool}: pass the agent's app with --app", tool=call.tool)
     report = RecoveryReport()
     ids = {"run_id": run_id, "call_id": call_id, "tool": call.tool, "state": call.state}
     action = "retry-call"
-    blind = repeat_safe(guard, call)
+    blind = repeat_safe(path, call)
     if not blind:
-        answer = ask_reconcile(guard, call)
+        answer = ask_reconcile(path, call)
         if isinstance(answer, Found):
-            guard.ledger.record_manual_action(run_id, operator=operator, action=action, note=note, call_id=call_id)
-            record_found(guard, call, answer, actor=operator)
+            path.ledger.record_manual_action(run_id, operator=operator, action=action, note=note, call_id=call_id)
+            record_found(path, call, answer, actor=operator)
             report.reconciled += 1
-            _moved_on(guard, call, operator, f"#{call.seq} {call.tool} was found by its reconcile check")
+            _moved_on(path, call, operator, f"#{call.seq} {call.tool} was found by its reconcile check")
             return report
         if isinstance(answer, Unknown):
             if not (answer.replayable and confirmed_absent):
                 raise CallInDoubt(_refusal(call, answer), error=answer.why, **ids)
             action = "retry-call --confirmed-absent"
         report.reconciled += isinstance(answer, NotFound)
-    elif not replayable(guard, call):
+    elif not replayable(path, call):
         raise CallInDoubt(
             f"{call.tool} #{call.seq} was not retried: its recorded arguments are redacted, so the "
             "ledger cannot replay them; run it by hand, then `guard runs finish "
@@ -124,7 +127,7 @@ def retry_call(
             error="arguments redacted",
             **ids,
         )
-    guard.ledger.record_manual_action(
+    path.ledger.record_manual_action(
         run_id,
         operator=operator,
         action=action,
@@ -132,7 +135,7 @@ def retry_call(
         call_id=call_id,
         run=RunClose(RunState.RUNNING, status_label=run.status_label, error_summary=run.error_summary),
     )
-    if not run_once(guard, call, tool, report, actor=operator):
+    if not run_once(path, call, tool, report, actor=operator):
         raise IllegalTransition(
             f"call {call_id} changed while retrying; look again",
             entity="call",
@@ -142,7 +145,7 @@ def retry_call(
         )
     report.retried += 1
     report.ran_once += not blind
-    _moved_on(guard, call, operator, f"#{call.seq} {call.tool} ran again by hand and completed")
+    _moved_on(path, call, operator, f"#{call.seq} {call.tool} ran again by hand and completed")
     return report
 
 
@@ -158,10 +161,10 @@ def _refusal(call: CallRecord, answer: Unknown) -> str:
     return text + f"Settle it in the other system by hand, then `guard runs finish {call.run_id} --note ...`"
 
 
-def _moved_on(guard: Guard, call: CallRecord, operator: str, how: str) -> None:
-    done = guard.ledger.get_call(call.call_id)
+def _moved_on(path: CallPath, call: CallRecord, operator: str, how: str) -> None:
+    done = path.ledger.get_call(call.call_id)
     if done is not None and done.state == CallState.COMPLETED:
-        after_settled(guard, call.run_id, actor=operator, settled=how, expect=frozenset({RunState.RUNNING, *_STOPPED}))
+        after_settled(path, call.run_id, actor=operator, settled=how, expect=frozenset({RunState.RUNNING, *_STOPPED}))
 
 
 def compensate(guard: Guard, run_id: str, *, operator: str, note: str) -> SagaOutcome:
@@ -179,5 +182,5 @@ def compensate(guard: Guard, run_id: str, *, operator: str, note: str) -> SagaOu
     # The run's summary keeps naming the failure that started it all, as the call that failed records it.
     cause = failure_of(failed) or f"compensation requested by {operator}"
     return compensate_run(
-        guard, run_id, failure=cause, failed_tool=failed.tool if failed is not None else "run", actor=operator
+        guard.path, run_id, failure=cause, failed_tool=failed.tool if failed is not None else "run", actor=operator
     )

@@ -25,23 +25,20 @@ import json
 import time
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 from guard.canonical import REDACTED, redact, to_json
 from guard.crash import crash_point
 from guard.errors import CallOutcomeError, IllegalTransition
 from guard.ledger import CallRecord, CallRequest, CallState, Offer, RunClose, RunState
 from guard.policy import SideEffectClass
+from guard.runtime import driver
+from guard.runtime.callpath import CallPath
 from guard.runtime.context import RunScope
 from guard.runtime.failure import disagreement, reconcile
-from guard.runtime.hooks import Found, NotFound, ReconcileContext
-from guard.runtime.saga import compensate_run, failure_of
+from guard.runtime.hooks import Found, NotFound, ReconcileContext, ToolSpec
+from guard.runtime.saga import failure_of
 from guard.runtime.settled_runs import after_settled
 from guard.runtime.steps import CallInput, Prepared
-
-if TYPE_CHECKING:
-    from guard.runtime.guard import Guard
-    from guard.runtime.tools import GuardedTool
 
 __all__ = [
     "Held",
@@ -92,7 +89,7 @@ class Held:
     until: float | None  # when recovery may take it over (epoch seconds); None: unknown
 
 
-def recover(guard: Guard, *, stale_after: float | None = None, dead_workers: Collection[str] = ()) -> RecoveryReport:
+def recover(path: CallPath, *, stale_after: float | None = None, dead_workers: Collection[str] = ()) -> RecoveryReport:
     """Resolve calls left `started` or `in_doubt` and runs left `rolling_back`.
 
     Args:
@@ -108,11 +105,11 @@ def recover(guard: Guard, *, stale_after: float | None = None, dead_workers: Col
     """
     report = RecoveryReport()
     now = time.time()
-    lease_now = guard.ledger.lease_now()  # leases are judged by the database's clock on PostgreSQL
+    lease_now = path.ledger.lease_now()  # leases are judged by the database's clock on PostgreSQL
     seen: set[str] = set()
     dead = frozenset(dead_workers)
-    for call in guard.ledger.calls_in_state((C.STARTED,)):
-        if guard.heartbeat.holds(call.call_id):
+    for call in path.ledger.calls_in_state((C.STARTED,)):
+        if path.heartbeat.holds(call.call_id):
             continue
         alive = (
             (call.lease_expires_at is not None and call.lease_expires_at > lease_now)
@@ -126,15 +123,15 @@ def recover(guard: Guard, *, stale_after: float | None = None, dead_workers: Col
         seen.add(call.call_id)
         # Taken over by its lease only: the claim checks again, in its own statement, that the lease ran out.
         ran_out = stale_after is None and call.lease_owner not in dead
-        _contended(report, _name(call), lambda c=call, r=ran_out: _started(guard, c, report, lease_ran_out=r))
-    for call in guard.ledger.calls_in_state((C.IN_DOUBT,)):
+        _contended(report, _name(call), lambda c=call, r=ran_out: _started(path, c, report, lease_ran_out=r))
+    for call in path.ledger.calls_in_state((C.IN_DOUBT,)):
         if call.call_id not in seen:
-            _contended(report, _name(call), lambda c=call: _take_in_doubt(guard, c, report))
-    for run in guard.ledger.list_runs(state=RunState.ROLLING_BACK, limit=10_000):
+            _contended(report, _name(call), lambda c=call: _take_in_doubt(path, c, report))
+    for run in path.ledger.list_runs(state=RunState.ROLLING_BACK, limit=10_000):
         failed = next(
             (
                 c
-                for c in guard.ledger.calls_of(run.run_id)
+                for c in path.ledger.calls_of(run.run_id)
                 if c.state in (C.FAILED, C.IN_DOUBT) and c.compensates_call_id is None
             ),
             None,
@@ -142,12 +139,12 @@ def recover(guard: Guard, *, stale_after: float | None = None, dead_workers: Col
         if _contended(
             report,
             f"run {run.run_id}",
-            lambda r=run, f=failed: compensate_run(
-                guard,
+            lambda r=run, f=failed: driver.compensate_run(
+                path,
                 r.run_id,
                 failure=failure_of(f) or r.error_summary or "a saga was interrupted",
                 failed_tool=f.tool if f is not None else "run",
-                actor=_actor(guard),
+                actor=_actor(path),
             ),
         ):
             report.compensations += 1
@@ -169,40 +166,38 @@ def _contended(report: RecoveryReport, what: str, step: Callable[[], object]) ->
     return True
 
 
-def _take_in_doubt(guard: Guard, call: CallRecord, report: RecoveryReport) -> None:
+def _take_in_doubt(path: CallPath, call: CallRecord, report: RecoveryReport) -> None:
     """Take an in-doubt call over (a new lease token) before its reconcile check, unless another recoverer
     holds a live lease on it: two recoverers never settle one call."""
-    fresh = guard.ledger.get_call(call.call_id)
+    fresh = path.ledger.get_call(call.call_id)
     if fresh is None or fresh.state != C.IN_DOUBT:
         return
     holder = fresh.lease_owner
-    other = holder is not None and holder != guard.worker_id
-    if other and fresh.lease_expires_at is not None and fresh.lease_expires_at > guard.ledger.lease_now():
+    other = holder is not None and holder != path.worker_id
+    if other and fresh.lease_expires_at is not None and fresh.lease_expires_at > path.ledger.lease_now():
         report.lost(_name(fresh), f"{holder} is reconciling it")
         return
-    token = guard.ledger.claim(
-        fresh, worker=guard.worker_id, ttl=guard.lease_ttl, actor=_actor(guard), lease_ran_out=other
-    )
+    token = path.ledger.claim(fresh, worker=path.worker_id, ttl=path.lease_ttl, actor=_actor(path), lease_ran_out=other)
     if token is None:
         report.lost(_name(fresh), "another recoverer took it first")
         return
-    taken = guard.ledger.get_call(call.call_id)
+    taken = path.ledger.get_call(call.call_id)
     if taken is not None:
-        _in_doubt(guard, taken, report)
+        _in_doubt(path, taken, report)
 
 
-def _actor(guard: Guard) -> str:
-    return f"recovery:{guard.worker_id}"
+def _actor(path: CallPath) -> str:
+    return f"recovery:{path.worker_id}"
 
 
-def repeat_safe(guard: Guard, call: CallRecord) -> bool:
+def repeat_safe(path: CallPath, call: CallRecord) -> bool:
     """Whether recovery or an operator may run the call again without asking its reconcile check first: its
     recorded class is repeat-safe (read, idempotent) and it runs with the arguments it was offered with. A
     reviewer's approved edit was judged on its own and may belong to another class than the call row records,
     so a call that runs with an edit is always reconciled first (never re-run blindly)."""
     if call.side_effect is None or not SideEffectClass(call.side_effect).repeat_safe:
         return False
-    approval = guard.ledger.approval_for_call(call.call_id)
+    approval = path.ledger.approval_for_call(call.call_id)
     return approval is None or approval.approved_args_json is None
 
 
@@ -211,30 +206,30 @@ def _exact(args_json: str) -> bool:
     return REDACTED not in args_json
 
 
-def replayable(guard: Guard, call: CallRecord) -> bool:
+def replayable(path: CallPath, call: CallRecord) -> bool:
     """The ledger holds the arguments the call was approved to run with exactly (no secret redacted out)."""
-    return _exact(guard.ledger.args_run_with(call))
+    return _exact(path.ledger.args_run_with(call))
 
 
-def _started(guard: Guard, call: CallRecord, report: RecoveryReport, *, lease_ran_out: bool) -> None:
-    tool = guard.tool_named(call.tool)
-    if tool is not None and repeat_safe(guard, call) and _exact(guard.ledger.args_run_with(call)):
-        token = guard.ledger.claim(
-            call, worker=guard.worker_id, ttl=guard.lease_ttl, actor=_actor(guard), lease_ran_out=lease_ran_out
+def _started(path: CallPath, call: CallRecord, report: RecoveryReport, *, lease_ran_out: bool) -> None:
+    tool = path.tools.get(call.tool)
+    if tool is not None and repeat_safe(path, call) and _exact(path.ledger.args_run_with(call)):
+        token = path.ledger.claim(
+            call, worker=path.worker_id, ttl=path.lease_ttl, actor=_actor(path), lease_ran_out=lease_ran_out
         )
         if token is None:
             report.lost(_name(call), "another recoverer took it first")
             return
         report.claimed += 1
         crash_point("after_recover_claim")
-        run_claimed(guard, call, tool, token, report)
+        run_claimed(path, call, tool, token, report)
         report.retried += 1
         return
-    token = guard.ledger.claim(
+    token = path.ledger.claim(
         call,
-        worker=guard.worker_id,
-        ttl=guard.lease_ttl,
-        actor=_actor(guard),
+        worker=path.worker_id,
+        ttl=path.lease_ttl,
+        actor=_actor(path),
         to=C.IN_DOUBT,
         lease_ran_out=lease_ran_out,
     )
@@ -243,9 +238,9 @@ def _started(guard: Guard, call: CallRecord, report: RecoveryReport, *, lease_ra
         return
     report.claimed += 1
     crash_point("after_recover_claim")
-    moved = guard.ledger.get_call(call.call_id)
+    moved = path.ledger.get_call(call.call_id)
     if moved is not None:
-        _in_doubt(guard, moved, report)
+        _in_doubt(path, moved, report)
 
 
 @dataclass(frozen=True, slots=True)
@@ -259,14 +254,14 @@ class Unknown:
     replayable: bool
 
 
-def ask_reconcile(guard: Guard, call: CallRecord) -> Found | NotFound | Unknown:
+def ask_reconcile(path: CallPath, call: CallRecord) -> Found | NotFound | Unknown:
     """The reconcile step, shared by recovery and an operator's retry: ask the tool's reconcile check about a
     call whose outcome is not known, and say what may happen next. Found: the effect is there (its ids agree
     with the ledger); record it, run nothing. NotFound: it provably is not, and the call can be replayed exactly;
     run it once with the same key. Unknown: nothing runs."""
-    tool = guard.tool_named(call.tool)
-    hooks = tool.spec.hooks if tool is not None else None
-    ran_with = guard.ledger.args_run_with(call)  # a reviewer's edit is what ran: the check looks for that
+    tool = path.tools.get(call.tool)
+    hooks = tool.hooks if tool is not None else None
+    ran_with = path.ledger.args_run_with(call)  # a reviewer's edit is what ran: the check looks for that
     ctx = ReconcileContext(
         run_id=call.run_id,
         call_id=call.call_id,
@@ -309,10 +304,10 @@ def ask_reconcile(guard: Guard, call: CallRecord) -> Found | NotFound | Unknown:
     )
 
 
-def record_found(guard: Guard, call: CallRecord, found: Found, *, actor: str) -> None:
+def record_found(path: CallPath, call: CallRecord, found: Found, *, actor: str) -> None:
     """The reconcile check found the call's effect: `in_doubt | failed -> completed` with what it found."""
-    decision = guard.policies.classify(call.team, call.tool, call.args)
-    guard.ledger.complete(
+    decision = path.policies.classify(call.team, call.tool, call.args)
+    path.ledger.complete(
         call.run_id,
         call.call_id,
         token=call.lease_token,
@@ -325,36 +320,36 @@ def record_found(guard: Guard, call: CallRecord, found: Found, *, actor: str) ->
     )
 
 
-def run_once(guard: Guard, call: CallRecord, tool: GuardedTool, report: RecoveryReport, *, actor: str) -> bool:
+def run_once(path: CallPath, call: CallRecord, tool: ToolSpec, report: RecoveryReport, *, actor: str) -> bool:
     """Take the call over (`-> started`, a new fencing token) and run it once with its recorded arguments and
     key; False when another worker changed it first (then nothing ran here)."""
-    token = guard.ledger.claim(call, worker=guard.worker_id, ttl=guard.lease_ttl, actor=actor, to=C.STARTED)
+    token = path.ledger.claim(call, worker=path.worker_id, ttl=path.lease_ttl, actor=actor, to=C.STARTED)
     if token is None:
         return False
-    run_claimed(guard, call, tool, token, report, actor=actor)
+    run_claimed(path, call, tool, token, report, actor=actor)
     return True
 
 
-def _in_doubt(guard: Guard, call: CallRecord, report: RecoveryReport) -> None:
-    answer = ask_reconcile(guard, call)
-    tool = guard.tool_named(call.tool)
+def _in_doubt(path: CallPath, call: CallRecord, report: RecoveryReport) -> None:
+    answer = ask_reconcile(path, call)
+    tool = path.tools.get(call.tool)
     if isinstance(answer, Found):
-        record_found(guard, call, answer, actor=_actor(guard))
+        record_found(path, call, answer, actor=_actor(path))
         report.reconciled += 1
-        _settled(guard, call, f"#{call.seq} {call.tool} was found by its reconcile check")
+        _settled(path, call, f"#{call.seq} {call.tool} was found by its reconcile check")
         return
     if isinstance(answer, NotFound) and tool is not None:
-        if run_once(guard, call, tool, report, actor=_actor(guard)):
+        if run_once(path, call, tool, report, actor=_actor(path)):
             report.reconciled += 1
             report.ran_once += 1
-            _settled(guard, call, f"#{call.seq} {call.tool} was confirmed absent by its reconcile check and ran once")
+            _settled(path, call, f"#{call.seq} {call.tool} was confirmed absent by its reconcile check and ran once")
         else:
             report.lost(_name(call), "another recoverer took it first")
         return
     why = answer.why if isinstance(answer, Unknown) else "no tool code here"
     report.to_review += 1
     report.notes.append(f"{_name(call)}: {why}")
-    guard.ledger.close_run(
+    path.ledger.close_run(
         call.run_id,
         RunClose(
             RunState.PENDING_REVIEW,
@@ -363,10 +358,10 @@ def _in_doubt(guard: Guard, call: CallRecord, report: RecoveryReport) -> None:
             next_safe_action=_what_to_do(call),
             requires_review=True,
         ),
-        actor=_actor(guard),
+        actor=_actor(path),
         expect=_TO_REVIEW,
     )
-    guard.ledger.release(call.call_id, call.lease_token)  # the next pass (or an operator) may try it at once
+    path.ledger.release(call.call_id, call.lease_token)  # the next pass (or an operator) may try it at once
 
 
 def _what_to_do(call: CallRecord) -> str:
@@ -379,20 +374,20 @@ def _what_to_do(call: CallRecord) -> str:
     )
 
 
-def _settled(guard: Guard, call: CallRecord, how: str) -> None:
+def _settled(path: CallPath, call: CallRecord, how: str) -> None:
     """A call recovery settled: its run, if it waits for review, moves on or says what is left."""
-    done = guard.ledger.get_call(call.call_id)
+    done = path.ledger.get_call(call.call_id)
     if done is not None and done.state == C.COMPLETED:
-        after_settled(guard, call.run_id, actor=_actor(guard), settled=how, expect=frozenset({RunState.PENDING_REVIEW}))
+        after_settled(path, call.run_id, actor=_actor(path), settled=how, expect=frozenset({RunState.PENDING_REVIEW}))
 
 
 def run_claimed(
-    guard: Guard, call: CallRecord, tool: GuardedTool, token: int, report: RecoveryReport, *, actor: str | None = None
+    path: CallPath, call: CallRecord, tool: ToolSpec, token: int, report: RecoveryReport, *, actor: str | None = None
 ) -> None:
     """Run a claimed call to its recorded end; its failure is settled by the policy as on the live path."""
-    scope = RunScope(call.run_id, call.team, actor or _actor(guard))
-    args = json.loads(guard.ledger.args_run_with(call))
-    decision = guard.policies.classify(call.team, call.tool, args)
+    scope = RunScope(call.run_id, call.team, actor or _actor(path))
+    args = json.loads(path.ledger.args_run_with(call))
+    decision = path.policies.classify(call.team, call.tool, args)
     request = CallRequest(
         call_id=call.call_id,
         run_id=call.run_id,
@@ -408,17 +403,17 @@ def run_claimed(
         policy_version=call.policy_version,
         actor=scope.actor,
         compensates_call_id=call.compensates_call_id,
-        worker=guard.worker_id,
-        lease_ttl=guard.lease_ttl,
+        worker=path.worker_id,
+        lease_ttl=path.lease_ttl,
     )
     offer = Offer("started", call.call_id, call.seq, record=call, lease_token=token)
     p = Prepared(
-        CallInput(scope, tool.spec, args, call.offered_key, call.call_id, call.compensates_call_id),
+        CallInput(scope, tool, args, call.offered_key, call.call_id, call.compensates_call_id),
         decision,
         request,
         offer,
     )
     try:
-        guard.drive_sync(p)
+        driver.drive_sync(path, p)
     except CallOutcomeError as exc:
         report.notes.append(f"{call.run_id} #{call.seq} {call.tool}: re-run ended {exc.state}")

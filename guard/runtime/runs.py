@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
@@ -12,13 +12,13 @@ from guard.crash import crash_point
 from guard.errors import ApprovalPending, ApprovalTimeout, CallInDoubt, RunNotRunning, TeamPaused, ToolPaused
 from guard.ledger import OPEN_RUN_STATES, RunClose, RunRecord, RunState, new_id
 from guard.redaction import scrub_text
+from guard.runtime.callpath import CallPath
 from guard.runtime.context import RUN_VAR, RunScope
 
 if TYPE_CHECKING:
     from contextvars import Token
 
     from guard.ledger import CallRecord
-    from guard.runtime.guard import Guard
 
 __all__ = ["RunHandle"]
 
@@ -49,7 +49,7 @@ class RunHandle:
 
     def __init__(
         self,
-        guard: Guard,
+        path: CallPath,
         *,
         team: str,
         run_id: str | None,
@@ -57,32 +57,34 @@ class RunHandle:
         source_event_id: str | None,
         keep_open: bool = False,
         uses: tuple[str, ...] = (),
+        before_open: Callable[[], None] = lambda: None,
     ) -> None:
-        self.guard = guard
+        self.path = path
+        self._before_open = before_open  # the Guard's recovery of what dead workers left, once per worker
         self.uses = uses
         self.keep_open = keep_open
         self.team = team
         self.run_id = run_id or (f"{team}:{source_event_id}" if source_event_id else new_id("run"))
         self.subject = subject
         self.source_event_id = source_event_id
-        self._scope = RunScope(self.run_id, team, guard.actor)
+        self._scope = RunScope(self.run_id, team, path.actor)
         self._token: Token[RunScope | None] | None = None
         self._bound: Mapping[str, Token[Any]] = {}
 
     def record(self) -> RunRecord:
         """The run as the ledger has it now."""
-        run = self.guard.ledger.get_run(self.run_id)
+        run = self.path.ledger.get_run(self.run_id)
         assert run is not None
         return run
 
     def calls(self) -> list[CallRecord]:
-        return self.guard.ledger.calls_of(self.run_id)
+        return self.path.ledger.calls_of(self.run_id)
 
     def __enter__(self) -> RunHandle:
-        self.guard.recover_on_start()
+        self._before_open()
         self._refuse_if_paused()
-        run = self.guard.ledger.open_run(
-            self.run_id, self.team, actor=self.guard.actor, subject=self.subject, source_event_id=self.source_event_id
+        run = self.path.ledger.open_run(
+            self.run_id, self.team, actor=self.path.actor, subject=self.subject, source_event_id=self.source_event_id
         )
         if run.state not in OPEN_RUN_STATES and run.state not in (RunState.COMPLETED, RunState.FINISHED_BY_HAND):
             reason = (
@@ -93,16 +95,16 @@ class RunHandle:
             raise RunNotRunning(reason, run_id=self.run_id, call_id=None, tool=None, state=run.state, reason=reason)
         self._token = RUN_VAR.set(self._scope)
         self._bound = structlog.contextvars.bind_contextvars(run_id=self.run_id, team=self.team)
-        self.guard.log.info("run open", subject=self.subject)
+        self.path.log.info("run open", subject=self.subject)
         return self
 
     def _refuse_if_paused(self) -> None:
         """Pause at the source: a paused team, or a paused tool the run declares, opens no new run (one read when
         nothing is paused). A run already in the ledger may be entered: the brakes judge its calls."""
-        pause = self.guard.ledger.pause_at_source(self.team, self.uses)
-        if pause is None or self.guard.ledger.get_run(self.run_id) is not None:
+        pause = self.path.ledger.pause_at_source(self.team, self.uses)
+        if pause is None or self.path.ledger.get_run(self.run_id) is not None:
             return
-        policy = self.guard.policies.policies.get(self.team)
+        policy = self.path.policies.policies.get(self.team)
         tool: str | None = pause.get("tool")
         owners = [name for o in (policy.owners_of(tool) if policy is not None else ()) for name in o.names]
         what = f"team {self.team}" if tool is None else f"tool {pause['target']} (used by this run as {tool})"
@@ -145,7 +147,7 @@ class RunHandle:
 
     def _close(self, exc: BaseException | None) -> None:
         crash_point("before_run_close")
-        log = self.guard.log
+        log = self.path.log
         elsewhere = isinstance(exc, CallInDoubt) and exc.in_flight  # another live worker carries the run on
         if self._scope.lost:
             log.warning(
@@ -160,8 +162,8 @@ class RunHandle:
             if self.keep_open:
                 log.info("run left open (keep_open)")
                 return
-            run, moved = self.guard.ledger.close_run(
-                self.run_id, RunClose(RunState.COMPLETED), actor=self.guard.actor, expect=frozenset({RunState.RUNNING})
+            run, moved = self.path.ledger.close_run(
+                self.run_id, RunClose(RunState.COMPLETED), actor=self.path.actor, expect=frozenset({RunState.RUNNING})
             )
             if moved:
                 log.info("run completed")
@@ -183,8 +185,8 @@ class RunHandle:
             requires_review=True,
             next_safe_action="review the completed calls; compensate or finish by hand",
         )
-        run, moved = self.guard.ledger.close_run(
-            self.run_id, halted, actor=self.guard.actor, expect=OPEN_RUN_STATES, after_changes=review
+        run, moved = self.path.ledger.close_run(
+            self.run_id, halted, actor=self.path.actor, expect=OPEN_RUN_STATES, after_changes=review
         )
         if moved:
             log.warning("run " + run.state, status_label=run.status_label, error=error)
@@ -192,4 +194,4 @@ class RunHandle:
             self._left(run)
 
     def _left(self, run: RunRecord) -> None:
-        self.guard.log.info("run left " + run.state, **({"status_label": run.status_label} if run.status_label else {}))
+        self.path.log.info("run left " + run.state, **({"status_label": run.status_label} if run.status_label else {}))

@@ -5,27 +5,46 @@ like any call), with the idempotency key `compensate:<call id>`, so running the 
 or by an operator) never compensates twice. A compensation that fails marks its call `rollback_failed` and
 stops the saga: the run halts in `pending_review` listing what was undone and what remains. Nothing loops,
 nothing is dropped.
+
+The saga runs each compensation through the `RunCall` it is given (the driver's `invoke_in`): it never reaches
+back into `Guard` or the driver.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
 from guard.crash import crash_point
 from guard.errors import ApprovalPending, ApprovalTimeout, GuardError
 from guard.ledger import CallRecord, CallState, RunClose, RunState
 from guard.policy import SideEffectClass
+from guard.runtime.callpath import CallPath
 from guard.runtime.context import RunScope
-from guard.runtime.hooks import RollbackContext
+from guard.runtime.hooks import RollbackContext, ToolSpec
 from guard.runtime.labels import situation
 
-if TYPE_CHECKING:
-    from guard.runtime.guard import Guard
+__all__ = ["Remaining", "RunCall", "SagaOutcome", "Stays", "compensate_run", "failure_of"]
 
-__all__ = ["Remaining", "SagaOutcome", "Stays", "compensate_run", "failure_of"]
+
+class RunCall(Protocol):
+    """Run one guarded call in an explicit run, to its recorded end (the driver's `invoke_in`)."""
+
+    def __call__(
+        self,
+        run: RunScope,
+        spec: ToolSpec,
+        args: Mapping[str, Any],
+        /,
+        *,
+        key: str | None = None,
+        call_id: str | None = None,
+        compensates: str | None = None,
+    ) -> Any: ...
+
 
 C = CallState
 # A call whose effect may stand and that a saga must consider, newest first.
@@ -95,9 +114,9 @@ def _describe(call: CallRecord) -> str:
     return f"#{call.seq} {call.tool}" + (f" ({ids})" if ids else "")
 
 
-def _context(call: CallRecord, failure: str, kind: str, guard: Guard) -> RollbackContext:
-    args = json.loads(guard.ledger.args_run_with(call))  # a reviewer's edit is what ran, so what is undone
-    decision = guard.policies.classify(call.team, call.tool, args)
+def _context(call: CallRecord, failure: str, kind: str, path: CallPath) -> RollbackContext:
+    args = json.loads(path.ledger.args_run_with(call))  # a reviewer's edit is what ran, so what is undone
+    decision = path.policies.classify(call.team, call.tool, args)
     return RollbackContext(
         run_id=call.run_id,
         call_id=call.call_id,
@@ -116,7 +135,8 @@ def _context(call: CallRecord, failure: str, kind: str, guard: Guard) -> Rollbac
 
 
 def compensate_run(
-    guard: Guard,
+    path: CallPath,
+    invoke: RunCall,
     run_id: str,
     *,
     failure: str,
@@ -126,7 +146,7 @@ def compensate_run(
     failed_call_id: str | None = None,
 ) -> SagaOutcome:
     """Run the compensations of `run_id`'s standing calls, newest first; move the run to its end state."""
-    ledger = guard.ledger
+    ledger = path.ledger
     run = ledger.get_run(run_id)
     if run is None:
         raise GuardError(f"no run {run_id} in the ledger", run_id=run_id)
@@ -138,7 +158,7 @@ def compensate_run(
     out = SagaOutcome()
     calls = ledger.calls_of(run_id)
     # A saga run again (recovery, an operator) keeps the name the first one gave the situation.
-    label = run.status_label or situation(calls, failed_tool, guard.label_of, outcome, failed_call_id)
+    label = run.status_label or situation(calls, failed_tool, path.label_of, outcome, failed_call_id)
     for call in reversed(
         [
             c
@@ -148,7 +168,7 @@ def compensate_run(
             and c.side_effect not in (None, SideEffectClass.READ)
         ]
     ):
-        if not _compensate_one(guard, scope, call, failure, out):
+        if not _compensate_one(path, invoke, scope, call, failure, out):
             break
     # What is undone is what the ledger says is rolled back, whichever pass of the saga did it.
     out.undone = [
@@ -156,7 +176,7 @@ def compensate_run(
     ]
     out.close = _close(label, failure, out)
     ledger.move_run(run_id, out.close, actor=actor)
-    guard.log.warning(
+    path.log.warning(
         "run " + out.close.state,
         run_id=run_id,
         status_label=label,
@@ -166,9 +186,11 @@ def compensate_run(
     return out
 
 
-def _compensate_one(guard: Guard, scope: RunScope, call: CallRecord, failure: str, out: SagaOutcome) -> bool:
+def _compensate_one(
+    path: CallPath, invoke: RunCall, scope: RunScope, call: CallRecord, failure: str, out: SagaOutcome
+) -> bool:
     """Compensate one call; False stops the saga (a compensation failed or waits for a human)."""
-    hooks = guard.hooks_of(call.tool)
+    hooks = path.hooks_of(call.tool)
     if hooks is None or hooks.compensation is None:
         handed = hooks is not None and bool(hooks.handoff_role)
         out.remains.append(
@@ -180,22 +202,20 @@ def _compensate_one(guard: Guard, scope: RunScope, call: CallRecord, failure: st
             )
         )
         return True
-    if call.state != C.ROLLING_BACK and not guard.ledger.begin_rollback(call, actor=scope.actor, reason=failure):
+    if call.state != C.ROLLING_BACK and not path.ledger.begin_rollback(call, actor=scope.actor, reason=failure):
         out.remains.append(Remaining(_describe(call), call.state, Stays.CHANGED))
         return False
     crash_point("before_compensation")
-    ctx = _context(call, failure, hooks.compensation_kind, guard)
+    ctx = _context(call, failure, hooks.compensation_kind, path)
     comp = hooks.compensation
     try:
-        guard.invoke_in(
-            scope, comp.spec, {"context": ctx.to_json()}, key=f"compensate:{call.call_id}", compensates=call.call_id
-        )
+        invoke(scope, comp, {"context": ctx.to_json()}, key=f"compensate:{call.call_id}", compensates=call.call_id)
     except (ApprovalPending, ApprovalTimeout):
         out.remains.append(Remaining(_describe(call), C.ROLLING_BACK, Stays.WAITS_FOR_APPROVAL, compensation=comp.name))
         return False
     except GuardError as exc:  # the compensation failed, was denied or rejected: recorded on its own call
         crash_point("after_compensation")
-        guard.ledger.end_rollback(
+        path.ledger.end_rollback(
             call, ok=False, actor=scope.actor, detail={"compensation": comp.name, "error": str(exc)}
         )
         out.remains.append(
@@ -205,7 +225,7 @@ def _compensate_one(guard: Guard, scope: RunScope, call: CallRecord, failure: st
         )
         return False
     crash_point("after_compensation")
-    guard.ledger.end_rollback(
+    path.ledger.end_rollback(
         call, ok=True, actor=scope.actor, detail={"compensation": comp.name, "kind": hooks.compensation_kind}
     )
     return True

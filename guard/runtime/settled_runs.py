@@ -14,14 +14,11 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 from guard.errors import IllegalTransition
 from guard.ledger import CallRecord, CallState, RunClose, RunRecord, RunState
 from guard.policy import OnFailure
-
-if TYPE_CHECKING:
-    from guard.runtime.guard import Guard
+from guard.runtime.callpath import CallPath
 
 __all__ = ["after_settled", "next_steps", "outstanding"]
 
@@ -30,7 +27,7 @@ C = CallState
 _NEEDS_A_PERSON = frozenset({C.IN_DOUBT, C.STARTED, C.FAILED, C.ROLLING_BACK, C.ROLLBACK_FAILED})
 
 
-def outstanding(guard: Guard, calls: Sequence[CallRecord]) -> list[CallRecord]:
+def outstanding(path: CallPath, calls: Sequence[CallRecord]) -> list[CallRecord]:
     """The calls that keep their run in review. A failed compensation counts through the call it compensates
     (`rollback_failed`), not twice; a failed call whose rule says `on_failure: continue` does not count (the
     run went on past it by design)."""
@@ -42,7 +39,7 @@ def outstanding(guard: Guard, calls: Sequence[CallRecord]) -> list[CallRecord]:
             c.state == C.FAILED
             and (
                 c.compensates_call_id is not None
-                or guard.policies.classify(c.team, c.tool, json.loads(guard.ledger.args_run_with(c))).on_failure
+                or path.policies.classify(c.team, c.tool, json.loads(path.ledger.args_run_with(c))).on_failure
                 is OnFailure.CONTINUE
             )
         )
@@ -61,18 +58,18 @@ def next_steps(run_id: str, left: Sequence[CallRecord]) -> str:
 
 
 def after_settled(
-    guard: Guard, run_id: str, *, actor: str, settled: str, expect: frozenset[RunState]
+    path: CallPath, run_id: str, *, actor: str, settled: str, expect: frozenset[RunState]
 ) -> RunRecord | None:
     """After a call of `run_id` settled (`settled` says how): move the run on, or say what is left.
 
     Only a run in `expect` is touched (recovery passes `pending_review`: a run that is running belongs to its
     agent). Returns the run as it is now, or None when there is no such run.
     """
-    ledger = guard.ledger
+    ledger = path.ledger
     run = ledger.get_run(run_id)
     if run is None or run.state not in expect:
         return run
-    left = outstanding(guard, ledger.calls_of(run_id))
+    left = outstanding(path, ledger.calls_of(run_id))
     if left:
         close = RunClose(
             RunState.PENDING_REVIEW,

@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping
 from typing import Any, NamedTuple, cast
 
 from guard.canonical import args_hash, to_json
@@ -21,12 +20,12 @@ from guard.errors import (
     CallRejected,
     RunNotRunning,
 )
-from guard.ledger import CallRequest, CallState, Ledger, Offer, new_id
+from guard.ledger import CallRequest, CallsPort, CallState, Offer, new_id
 from guard.policy import Decision, SideEffectClass, Verdict
 from guard.redaction import conceal, redact, restore_secrets, scrub_text, secret_texts
 from guard.runtime.arguments import ArgumentRules, fingerprint
 from guard.runtime.context import RunScope
-from guard.runtime.hooks import ToolHooks
+from guard.runtime.hooks import ToolSpec
 from guard.runtime.stop_marks import stop_marks
 
 __all__ = [
@@ -42,18 +41,6 @@ __all__ = [
     "scrub_ids",
     "stored_result",
 ]
-
-
-@dataclass(frozen=True, slots=True)
-class ToolSpec:
-    """A tool as Guard knows it: its name in the policy, the function, and how to read its result."""
-
-    name: str
-    fn: Callable[..., Any]
-    is_async: bool
-    external_ids: Mapping[str, str] = field(default_factory=dict[str, str])  # kind -> result field
-    key: Callable[[Mapping[str, Any]], str] | None = None  # idempotency key from the arguments
-    hooks: ToolHooks = field(default_factory=ToolHooks)  # compensation, reconcile, verify (set by decorators)
 
 
 class CallInput(NamedTuple):
@@ -79,7 +66,7 @@ class Prepared(NamedTuple):
 
 
 def prepare(
-    ledger: Ledger, decision: Decision, inp: CallInput, worker: str, lease_ttl: float, rules: ArgumentRules
+    ledger: CallsPort, decision: Decision, inp: CallInput, worker: str, lease_ttl: float, rules: ArgumentRules
 ) -> Prepared:
     """Build the ledger request from the decision and offer it (one commit).
 
@@ -185,7 +172,7 @@ def extract_ids(spec: ToolSpec, result: Any, reported: dict[str, str]) -> dict[s
 
 
 def record_success(
-    ledger: Ledger, p: Prepared, result: Any, reported: dict[str, str], attempts: int, *, durability: str = "always"
+    ledger: CallsPort, p: Prepared, result: Any, reported: dict[str, str], attempts: int, *, durability: str = "always"
 ) -> None:
     """`started -> completed` with the (redacted) result and every external id.
 

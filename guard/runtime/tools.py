@@ -1,20 +1,72 @@
-"""`GuardedTool`: a plain function wrapped so that every call goes the guarded path."""
+"""`GuardedTool`: a plain function wrapped so that every call goes the guarded path; `Toolbox`: a Guard's tools.
+
+A tool calls the driver directly on its Guard's `CallPath` (no hop through `Guard`).
+"""
 
 from __future__ import annotations
 
 import functools
 import inspect
-from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import replace
+from typing import Any
 
 from guard.errors import GuardUsageError
-from guard.runtime.hooks import CompensationKind, Found, NotFound, ReconcileContext, RollbackContext
-from guard.runtime.steps import ToolSpec
+from guard.runtime import driver
+from guard.runtime.callpath import CallPath
+from guard.runtime.hooks import (
+    CompensationKind,
+    Found,
+    NotFound,
+    ReconcileContext,
+    RollbackContext,
+    ToolHooks,
+    ToolSpec,
+)
 
-if TYPE_CHECKING:
-    from guard.runtime.guard import Guard
+__all__ = ["GuardedTool", "Toolbox"]
 
-__all__ = ["GuardedTool"]
+
+class Toolbox:
+    """A Guard's tools by policy name: wraps functions as guarded tools and registers them (their specs also in
+    `specs`, the mapping the call path's recovery and sagas look tools up in). The last tool wrapped under a name
+    is the one found."""
+
+    def __init__(self, path: CallPath, specs: dict[str, ToolSpec]) -> None:
+        self.path = path
+        self._specs = specs
+        self._tools: dict[str, GuardedTool] = {}
+
+    def wrap(
+        self,
+        fn: Callable[..., Any],
+        *,
+        name: str | None = None,
+        external_ids: Mapping[str, str] | None = None,
+        key: Callable[[Mapping[str, Any]], str] | None = None,
+        label: str | None = None,
+    ) -> GuardedTool:
+        spec = ToolSpec(
+            name=name or fn.__name__,
+            fn=fn,
+            is_async=inspect.iscoroutinefunction(fn),
+            external_ids=dict(external_ids or {}),
+            key=key,
+            hooks=ToolHooks(label=label),
+        )
+        tool = GuardedTool(self, spec)
+        self._tools[spec.name] = tool
+        self._specs[spec.name] = spec
+        return tool
+
+    def named(self, name: str) -> GuardedTool | None:
+        return self._tools.get(name)
+
+    def repoint(self, path: CallPath) -> None:
+        """Every tool runs on `path` from now on (a Guard whose waiter was replaced)."""
+        self.path = path
+        for tool in self._tools.values():
+            tool.path = path
 
 
 class GuardedTool:
@@ -23,8 +75,9 @@ class GuardedTool:
     pass the framework's own call id and an idempotency key.
     """
 
-    def __init__(self, guard: Guard, spec: ToolSpec) -> None:
-        self.guard = guard
+    def __init__(self, toolbox: Toolbox, spec: ToolSpec) -> None:
+        self.path = toolbox.path
+        self._toolbox = toolbox
         self.spec = spec
         self.name = spec.name
         self._signature = inspect.signature(spec.fn)
@@ -39,16 +92,27 @@ class GuardedTool:
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         arguments = self._args(args, kwargs)
         if self.spec.is_async:
-            return self.guard.ainvoke(self.spec, arguments)
-        return self.guard.invoke(self.spec, arguments)
+            return driver.ainvoke(self.path, self.spec, arguments)
+        return driver.invoke(self.path, self.spec, arguments)
 
     def call_with(self, args: Mapping[str, Any], *, key: str | None = None, call_id: str | None = None) -> Any:
         """Sync call with an explicit idempotency key and call id."""
-        return self.guard.invoke(self.spec, args, key=key, call_id=call_id)
+        return driver.invoke(self.path, self.spec, args, key=key, call_id=call_id)
 
     async def acall_with(self, args: Mapping[str, Any], *, key: str | None = None, call_id: str | None = None) -> Any:
         """Async call with an explicit idempotency key and call id (sync functions run inline)."""
-        return await self.guard.ainvoke(self.spec, args, key=key, call_id=call_id)
+        return await driver.ainvoke(self.path, self.spec, args, key=key, call_id=call_id)
+
+    def run_as(self, body: Callable[..., Any], args: Mapping[str, Any], *, call_id: str | None = None) -> Any:
+        """One sync call of this tool (its name, hooks and key) whose body, this once, is `body` (a framework's own
+        execution of the call, see `FrameworkBridge`); recovery and sagas still run the registered function."""
+        return driver.invoke(self.path, replace(self.spec, fn=body, is_async=False), args, call_id=call_id)
+
+    async def arun_as(
+        self, body: Callable[..., Awaitable[Any]], args: Mapping[str, Any], *, call_id: str | None = None
+    ) -> Any:
+        """`run_as` in the event loop, with an async `body`."""
+        return await driver.ainvoke(self.path, replace(self.spec, fn=body, is_async=True), args, call_id=call_id)
 
     # -- what undoes or checks this tool (decorators, used once where the tool is defined) ---------------
 
@@ -78,8 +142,8 @@ class GuardedTool:
                 return fn(RollbackContext.from_json(context))
 
             functools.update_wrapper(compensate, fn)
-            comp = self.guard.tool(compensate, name=name, external_ids=external_ids, label=label)
-            self.spec.hooks.compensation = comp
+            comp = self._toolbox.wrap(compensate, name=name, external_ids=external_ids, label=label)
+            self.spec.hooks.compensation = comp.spec
             self.spec.hooks.compensation_kind = kind
             return comp
 

@@ -36,7 +36,7 @@ import os
 from collections.abc import Callable, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, cast
+from typing import TYPE_CHECKING, Any, ParamSpec, Protocol, TypeVar, cast
 
 from guard.errors import ApprovalPending, CallOutcomeError, GuardUsageError
 from guard.runtime.context import RunScope, current_run
@@ -56,8 +56,9 @@ AVAILABLE = _API is not None
 otel_context, otel_propagate, otel_trace = _API if _API is not None else cast(tuple[Any, Any, Any], (None,) * 3)
 
 if TYPE_CHECKING:
-    from guard.runtime.guard import Guard
-    from guard.runtime.steps import Prepared, ToolSpec
+    from guard.ledger import ReadsPort
+    from guard.runtime.hooks import ToolSpec
+    from guard.runtime.steps import Prepared
 
 __all__ = [
     "AVAILABLE",
@@ -112,12 +113,21 @@ def trace_context() -> dict[str, str]:
     return carrier
 
 
+class Traced(Protocol):
+    """What a traced call reads of the path it runs on (a `CallPath`): its tracing and its ledger."""
+
+    @property
+    def tracing(self) -> Tracing | None: ...
+    @property
+    def ledger(self) -> ReadsPort: ...
+
+
 class _Call:
     """The span of one guarded call while it runs (the current one is in `_CURRENT`)."""
 
     __slots__ = ("attempts", "guard", "prepared", "since", "span")
 
-    def __init__(self, guard: Guard, span: Any, since: int) -> None:
+    def __init__(self, guard: Traced, span: Any, since: int) -> None:
         self.guard = guard
         self.span = span
         self.since = since  # the run's newest event id when the span started: its events come after it
@@ -192,7 +202,9 @@ def _error(span: Any, exc: BaseException) -> None:
     span.set_status(otel_trace.Status(otel_trace.StatusCode.ERROR, type(exc).__qualname__))
 
 
-def _open(guard: Guard, run: RunScope | None, spec: ToolSpec, compensates: str | None) -> tuple[_Call, Any, Any] | None:
+def _open(
+    guard: Traced, run: RunScope | None, spec: ToolSpec, compensates: str | None
+) -> tuple[_Call, Any, Any] | None:
     tracing = guard.tracing
     if tracing is None:
         return None
@@ -225,7 +237,7 @@ def _close(opened: tuple[_Call, Any, Any], exc: BaseException | None) -> None:
 
 
 def traced_call(spec_at: int, run_at: int | None = None) -> Callable[[Callable[P, R]], Callable[P, R]]:
-    """Decorate a driver entry `fn(guard, ..., spec, ...)` (the ToolSpec at position `spec_at`, the RunScope at
+    """Decorate a driver entry `fn(path, ..., spec, ...)` (the ToolSpec at position `spec_at`, the RunScope at
     `run_at`, else the current run) so that each call is an `execute_tool` span; `compensates=` names the call a
     compensation undoes."""
 
@@ -239,7 +251,7 @@ def traced_call(spec_at: int, run_at: int | None = None) -> Callable[[Callable[P
 
             async def run_async(*args: P.args, **kwargs: P.kwargs) -> Any:
                 opened = _open(
-                    cast("Guard", args[0]),
+                    cast("Traced", args[0]),
                     run_of(args),
                     cast("ToolSpec", args[spec_at]),
                     cast("str | None", kwargs.get("compensates")),
@@ -258,7 +270,7 @@ def traced_call(spec_at: int, run_at: int | None = None) -> Callable[[Callable[P
 
         def run(*args: P.args, **kwargs: P.kwargs) -> R:
             opened = _open(
-                cast("Guard", args[0]),
+                cast("Traced", args[0]),
                 run_of(args),
                 cast("ToolSpec", args[spec_at]),
                 cast("str | None", kwargs.get("compensates")),
@@ -294,7 +306,7 @@ def on_prepared(fn: Callable[P, Prepared]) -> Callable[P, Prepared]:
 
 
 def on_completed(fn: Callable[P, R]) -> Callable[P, R]:
-    """Decorate the step that records a result `fn(guard, p, result, ...)`: the result goes on the span (opt-in)."""
+    """Decorate the step that records a result `fn(path, p, result, ...)`: the result goes on the span (opt-in)."""
     if not AVAILABLE:
         return fn
 

@@ -24,7 +24,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from guard.errors import LedgerUnavailable
-from guard.ledger import TICK, CallState, Ledger, Watch, condition
+from guard.ledger import TICK, CallPathLedger, CallState, Watch, condition
 from guard.runtime import tracing
 
 __all__ = ["Waiter"]
@@ -36,7 +36,7 @@ _FIRST, _FACTOR, _CAP, _CAP_LISTENING = 0.01, 1.5, 0.25, 1.0
 class Waiter:
     """Polls one call's state. `wait` blocks the thread, `await_` yields to the event loop."""
 
-    ledger: Ledger
+    ledger: CallPathLedger
 
     def _check(self, call_id: str, approval_id: str, expires_at: float, *, last: bool = True) -> str | None:
         """The call's state once it left `awaiting_approval` (expiring it when due), else None. A database that
