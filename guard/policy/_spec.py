@@ -38,6 +38,7 @@ __all__ = [
     "RetrySpec",
     "RuleSpec",
     "StopSpec",
+    "SystemSpec",
 ]
 
 _DURATION_SCHEMA = {
@@ -294,6 +295,20 @@ class StopSpec(_Spec):
     blank_fields: list[BlanksStopSpec] = Field(default_factory=lambda: [])
 
 
+class SystemSpec(_Spec):
+    """Another system the team's tools write to (billing, CRM, email): the timeout and retries all its tools share.
+    What it sets applies to every tool it names, whichever rule decides the call."""
+
+    tools: Annotated[list[ToolPattern], Field(min_length=1)]
+    description: Text | None = None
+    timeout: Duration | None = Field(default=None, description="Seconds one try of any of its tools may take.")
+    retry: RetrySpec | None = Field(
+        default=None,
+        description="Attempts (for its repeat-safe tools: the others never retry) and backoff; the timeout is "
+        "`timeout:` on the system.",
+    )
+
+
 class PolicySpec(_Spec):
     """A team's policy file, `policies/<team>.yaml`."""
 
@@ -309,6 +324,10 @@ class PolicySpec(_Spec):
     notify: NotifySpec | None = None
     slack: SlackSpec | None = None
     stop: StopSpec | None = None
+    systems: dict[Name, SystemSpec] = Field(
+        default_factory=lambda: {},
+        description="System name -> the tools it holds and the timeout and retries they share.",
+    )
     rules: Annotated[list[RuleSpec], Field(min_length=1)]
 
 
