@@ -26,6 +26,7 @@ from guard.ledger.approvals import LedgerApprovals
 from guard.ledger.backend import Connections, open_backend
 from guard.ledger.chain import run_stream
 from guard.ledger.digests import claim, row_digest
+from guard.ledger.drills import LedgerDrills
 from guard.ledger.field_stops import StopMark, count_marks, count_shadow, field_stop_trip
 from guard.ledger.inflight import LedgerInFlight
 from guard.ledger.moves import EventIn, RunClose, append_events, cas_call, move_run, move_run_if, new_id
@@ -144,6 +145,7 @@ class Ledger(
     LedgerNotices,
     LedgerSeals,
     LedgerRestarts,
+    LedgerDrills,
 ):
     """The durable record of runs, calls, approvals and events. Thread-safe: one connection per thread.
 
