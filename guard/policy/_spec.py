@@ -178,12 +178,13 @@ class RuleSpec(_Spec):
 
 
 EnvName = Annotated[str, StringConstraints(pattern=r"^[A-Z_][A-Z0-9_]*$", max_length=100)]
-Event = Annotated[str, StringConstraints(pattern=r"^(approval_waiting|run_halted|paused|stop_tripped)$")]
+Event = Annotated[str, StringConstraints(pattern=r"^(approval_waiting|run_halted|paused|stop_tripped|restart)$")]
 
 
 class NotifySpec(_Spec):
-    """Where the team's channel hears about calls waiting for approval, runs that halt, pauses set or lifted and
-    stop rules that trip (the last two naming the owners)."""
+    """Where the team's channel hears about calls waiting for approval, runs that halt, pauses set or lifted, stop
+    rules that trip (these two naming the owners) and each step of a staged restart (`restart`: a stage opened,
+    passed, failed and re-paused, the last one done)."""
 
     webhook: Annotated[str, StringConstraints(pattern=r"^https?://\S+$", max_length=2000)] | None = Field(
         default=None, description="The webhook URL (Slack-compatible). Prefer webhook_env: such URLs are secrets."
@@ -191,7 +192,7 @@ class NotifySpec(_Spec):
     webhook_env: EnvName | None = Field(default=None, description="The environment variable holding the URL.")
     secret_env: EnvName = Field(description="The environment variable holding the HMAC-SHA256 signing key.")
     events: Annotated[list[Event], Field(min_length=1)] = Field(
-        default_factory=lambda: ["approval_waiting", "run_halted", "paused", "stop_tripped"]
+        default_factory=lambda: ["approval_waiting", "run_halted", "paused", "stop_tripped", "restart"]
     )
 
     @model_validator(mode="after")
