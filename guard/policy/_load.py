@@ -246,6 +246,7 @@ def _compile(text: str, data: bytes, source: str) -> Policy:
         ),
         slack=slack,
         systems=systems,
+        drill=spec.drill.stand_ins if spec.drill is not None else None,
         default_retry=() if defaults_retry is None else retry_lines(defaults_retry, ("defaults", "retry"), doc.line_of),
         stop=NO_STOP
         if spec.stop is None

@@ -61,6 +61,7 @@ class Policy:
     __slots__ = (
         "_default_retry",
         "_description",
+        "_drill",
         "_exact",
         "_globs",
         "_identities",
@@ -96,7 +97,9 @@ class Policy:
         slack: Slack | None = None,
         systems: tuple[System, ...] = (),
         default_retry: tuple[tuple[str, int | None], ...] = (),
+        drill: str | None = None,
     ) -> None:
+        self._drill = drill
         self._systems = systems
         self._default_retry = default_retry
         self._slack = slack
@@ -169,6 +172,11 @@ class Policy:
     def stop(self) -> StopRules:
         """The brakes on a runaway agent (policy `stop:`); no limits when the file sets none."""
         return self._stop
+
+    @property
+    def drill_stand_ins(self) -> str | None:
+        """The team's drill stand-ins as module:function (policy `drill:`), or None when it declares none."""
+        return self._drill
 
     @property
     def systems(self) -> tuple[System, ...]:

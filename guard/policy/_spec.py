@@ -31,6 +31,7 @@ __all__ = [
     "CaseSpec",
     "CasesFile",
     "ConditionSpec",
+    "DrillSpec",
     "DuplicatesStopSpec",
     "OwnersSpec",
     "PolicySpec",
@@ -310,6 +311,17 @@ class SystemSpec(_Spec):
     )
 
 
+class DrillSpec(_Spec):
+    """How the team drills its recovery (`guard drill --team T`): the stand-in tools a scripted bad run calls."""
+
+    stand_ins: Annotated[
+        str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_.]*:[A-Za-z_][A-Za-z0-9_]*$", max_length=200)
+    ] = Field(
+        description="module:function taking the drill's Guard: it registers stand-in tools (each with its "
+        "compensation) and returns the bad run, a function of no arguments calling them."
+    )
+
+
 class PolicySpec(_Spec):
     """A team's policy file, `policies/<team>.yaml`."""
 
@@ -325,6 +337,7 @@ class PolicySpec(_Spec):
     notify: NotifySpec | None = None
     slack: SlackSpec | None = None
     stop: StopSpec | None = None
+    drill: DrillSpec | None = Field(default=None, description="The team's recovery drill (`guard drill`).")
     systems: dict[Name, SystemSpec] = Field(
         default_factory=lambda: {},
         description="System name -> the tools it holds and the timeout and retries they share.",
