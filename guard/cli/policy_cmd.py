@@ -147,8 +147,8 @@ def explain(
         f"backoff {retry.backoff_initial:g}s x{retry.backoff_multiplier:g} "
         f"up to {retry.backoff_max:g}s, timeout {retry.timeout if retry.timeout is not None else 'none'}"
     )
-    echo(f"system: {data['system'] or 'none (policy `systems:` names no system holding this tool)'}")
-    echo("retry from: " + "; ".join(f"{key} {where}" for key, where in data["retry_from"].items()))
+    echo(f"system: {policy.system_of(tool) or 'none (policy `systems:` names no system holding this tool)'}")
+    echo("retry from: " + "; ".join(f"{key} {where}" for key, where in policy.retry_sources(decision).items()))
     echo(f"on failure: {decision.on_failure}")
     limits = [f"the same call at most {decision.stop.repeats} time(s) in a row"] if decision.stop.repeats else []
     limits += [f"at most {n} call(s) of {glob} per run" for glob, n in decision.stop.max_calls]

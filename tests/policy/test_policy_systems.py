@@ -109,7 +109,9 @@ def test_a_rule_repeating_its_systems_value_or_a_compensable_rule_saying_one_att
         "    tools: [billing.create_invoice]\n    class: compensable\n",
         "    tools: [billing.create_invoice]\n    class: compensable\n    retry: {attempts: 1, timeout: 10s}\n",
     )
-    assert policy_from_text(text, source="policies/shop.yaml").classify("billing.create_invoice", {}).retry.timeout == 10
+    assert (
+        policy_from_text(text, source="policies/shop.yaml").classify("billing.create_invoice", {}).retry.timeout == 10
+    )
 
 
 def test_two_systems_that_could_hold_one_tool_are_refused() -> None:
