@@ -8,7 +8,8 @@ GuardError
 │   ├── PolicyError             a policy file is invalid: file, line, field, reason
 │   ├── LedgerNotReady          the database is unmigrated or at another revision
 │   ├── GuardUsageError         the API was used wrongly (a call outside a run, ...)
-│   └── SecretKeyMissing        arguments hold secrets and no key to hash them is configured
+│   ├── SecretKeyMissing        arguments hold secrets and no key to hash them is configured
+│   └── DrillFailed             a recovery drill did not reach clean state: the step (pause, radius, clean)
 ├── CallOutcomeError            a guarded call did not complete; carries run, call, tool, state
 │   ├── CallDenied              no rule allows it, a deny rule, a brake, a paused team/tool/run
 │   │   └── ArgumentsRefused    arguments too deep, too large, or not exact JSON (recorded as denied)
@@ -49,6 +50,7 @@ __all__ = [
     "CallOutcomeError",
     "CallRejected",
     "ConfigurationError",
+    "DrillFailed",
     "GuardError",
     "GuardSignal",
     "GuardUsageError",
@@ -156,6 +158,15 @@ class SecretKeyMissing(ConfigurationError):
     """
 
     tool: str
+
+
+class DrillFailed(ConfigurationError):
+    """A recovery drill (`guard drill`) did not reach clean state: the team's brakes never paused the bad run, or
+    its records could not all be undone. Fields: drill (its id in the ledger, where it is kept as failed), step
+    (pause, radius or clean)."""
+
+    drill: int
+    step: str
 
 
 class CallOutcomeError(GuardError):

@@ -6,6 +6,7 @@ import typer
 
 from guard.cli import (
     approvals_cmd,
+    drill_cmd,
     incident_cmd,
     ledger_cmd,
     notify_cmd,
@@ -56,6 +57,7 @@ app.command("serve")(serve_cmd.serve)
 app.add_typer(notify_cmd.app, name="notifications")
 app.add_typer(incident_cmd.app, name="incident")
 app.command("report")(report_cmd.report)
+app.command("drill")(drill_cmd.drill)
 
 
 def main() -> None:

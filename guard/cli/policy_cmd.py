@@ -119,6 +119,8 @@ def explain(
         "tool": tool,
         "args": shown,
         **_decision_json(decision),
+        "system": policy.system_of(tool),
+        "retry_from": policy.retry_sources(decision),
         "rules": [{"rule": t.rule, "line": t.line, "outcome": t.outcome, "detail": t.detail} for t in traces],
     }
     if as_json:
@@ -145,6 +147,8 @@ def explain(
         f"backoff {retry.backoff_initial:g}s x{retry.backoff_multiplier:g} "
         f"up to {retry.backoff_max:g}s, timeout {retry.timeout if retry.timeout is not None else 'none'}"
     )
+    echo(f"system: {policy.system_of(tool) or 'none (policy `systems:` names no system holding this tool)'}")
+    echo("retry from: " + "; ".join(f"{key} {where}" for key, where in policy.retry_sources(decision).items()))
     echo(f"on failure: {decision.on_failure}")
     limits = [f"the same call at most {decision.stop.repeats} time(s) in a row"] if decision.stop.repeats else []
     limits += [f"at most {n} call(s) of {glob} per run" for glob, n in decision.stop.max_calls]

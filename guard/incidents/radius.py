@@ -16,7 +16,7 @@ from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
-from typing import Any
+from typing import Any, Protocol
 
 from guard.ledger.incident_scope import Scope, ScopeCall
 from guard.ledger.incidents import VERDICTS, LedgerIncidents
@@ -42,11 +42,23 @@ RAN = frozenset({"completed", "rolled_back", "rollback_failed", "rolling_back", 
 CSV_COLUMNS = ("call_id", "run_id", "seq", "system", "tool", "state", "external_ids", "verdict", "judged_by", "note")
 
 
-def system_of(tool: str, systems: Mapping[str, str] | None = None) -> str:
-    """The system a tool writes to: the first glob of `systems` it matches, else its name's prefix."""
-    for glob, name in (systems or {}).items():
-        if fnmatchcase(tool, glob):
-            return name
+class SystemNames(Protocol):
+    """What names a tool's system: a team's `Policy` (its `systems:` section)."""
+
+    def system_of(self, tool: str) -> str | None: ...
+
+
+def system_of(tool: str, systems: Mapping[str, str] | SystemNames | None = None) -> str:
+    """The system a tool writes to: the system the team's policy puts it in (`Policy.system_of`, policy
+    `systems:`), or the first glob of a `systems` mapping it matches; else its name's prefix."""
+    if systems is not None and not isinstance(systems, Mapping):
+        named = systems.system_of(tool)
+        if named is not None:
+            return named
+    else:
+        for glob, name in (systems or {}).items():
+            if fnmatchcase(tool, glob):
+                return name
     return tool.split(".", 1)[0] if "." in tool else tool
 
 

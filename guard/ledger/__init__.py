@@ -3,6 +3,7 @@
 from guard.ledger.approvals import DecisionResult, EditGate, RolesNow
 from guard.ledger.audit import AuditReport, Finding, Unsealed
 from guard.ledger.database import HEAD_REVISION, current_revision, resolve_url, shown_url, sqlite_path, upgrade
+from guard.ledger.drills import DrillRecord
 from guard.ledger.field_stops import StopMark, shadow_verdicts
 from guard.ledger.moves import RunClose
 from guard.ledger.numbers import HealthNumbers, ToolNumbers, health_numbers
@@ -49,6 +50,7 @@ __all__ = [
     "CallsPort",
     "DecisionRecord",
     "DecisionResult",
+    "DrillRecord",
     "EditGate",
     "EventRecord",
     "Finding",

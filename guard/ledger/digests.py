@@ -139,6 +139,25 @@ COVERED_LATER: dict[str, Covered] = {
             int_key=True,
         ),
         Covered("incident_notes", ("id", "incident_id", "at", "author", "kind", "text"), ("id",), int_key=True),
+        Covered(
+            "drills",
+            (
+                "id",
+                "team",
+                "run_id",
+                "incident_id",
+                "state",
+                "drilled_by",
+                "started_at",
+                "pause_s",
+                "radius_s",
+                "clean_s",
+                "records",
+                "detail",
+            ),
+            ("id",),
+            int_key=True,
+        ),
     )
 }
 ALL_COVERED: dict[str, Covered] = {**COVERED, **COVERED_LATER}

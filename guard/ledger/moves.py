@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -15,12 +16,13 @@ from guard.errors import GuardUsageError, IllegalTransition
 from guard.ledger.chain import GENESIS, event_hash
 from guard.ledger.digests import Claim, claim
 from guard.ledger.records import CallRecord
-from guard.ledger.states import CallState, RunState, check_call_move, check_run_move
+from guard.ledger.states import FINISHED_RUN_STATES, CallState, RunState, check_call_move, check_run_move
 
 __all__ = ["EventIn", "RunClose", "append_events", "cas_call", "detail_json", "move_run", "move_run_if", "new_id"]
 
 # An event's detail as `json.dumps` writes it, without building a new encoder per call (`fast_encoder`).
 detail_json = fast_encoder(json.JSONEncoder())
+_WINDOW_SCOPE = re.compile(r"^(w\d*)?$")  # the `stop_marks` scopes that are not run ids (guard.ledger.field_stops)
 _random = random.Random()  # noqa: S311 (ids unique, not secret) seeded from os.urandom; reseeded after fork
 os.register_at_fork(after_in_child=_random.seed)
 
@@ -268,5 +270,9 @@ def move_run(
         raise IllegalTransition(
             f"run {run_id} changed state concurrently", entity="run", id=run_id, from_state=src, to_state=close.state
         )
+    if close.state in FINISHED_RUN_STATES and not _WINDOW_SCOPE.match(run_id):
+        # An ended run takes no more calls: its per-run stop-rule counts are never read again (a window's or a
+        # duplicates rule's rows have scopes `w<n>` and "", which no pruned run id is).
+        cur.execute("DELETE FROM stop_marks WHERE scope = ?", (run_id,))
     info = {"status_label": close.status_label, "error_summary": close.error_summary, **(detail or {})}
     return [(run_id, None, now, actor, "run", src, close.state, detail_json(info))]

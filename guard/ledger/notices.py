@@ -2,7 +2,7 @@
 
 The notifier reads the events after its cursor that a channel may need (a call entering `awaiting_approval`,
 a reviewer's edit that puts new arguments on the table, a run entering `halted` or `pending_review`, a pause set
-or lifted, a call a stop rule denied), claims each one
+or lifted, a call a stop rule denied, each step of a staged restart), claims each one
 with an insert unique on the event (two notifiers never send the same event twice), and records what became of
 it. Nothing here sends anything: `guard.notify`
 does, outside any transaction.
@@ -36,13 +36,14 @@ _FIRST_GAP = (
     "SELECT MIN(e.id) FROM events e WHERE e.id > ? + 1 AND e.at > ? "
     "AND NOT EXISTS (SELECT 1 FROM events f WHERE f.id = e.id - 1)"
 )
-_DETAILED = ("paused", "stop_tripped", "approval_waiting")
+_DETAILED = ("paused", "stop_tripped", "approval_waiting", "restart")
 # A team or tool pause belongs to no run: its team is in the event's detail (the LEFT JOIN finds no run).
 _CANDIDATES = (
     "SELECT e.id, e.run_id, e.call_id, e.entity, e.to_state, r.team, e.detail, e.actor FROM events e "
     "LEFT JOIN runs r ON r.run_id = e.run_id WHERE e.id > ? AND ((e.entity = 'call' AND e.to_state IN (?, ?)) "
     "OR (e.entity = 'run' AND e.to_state IN (?, ?) AND e.from_state IS DISTINCT FROM e.to_state) "
-    "OR (e.entity = 'approval' AND e.to_state = 'edited') OR e.entity = 'pause') AND e.id <= ? ORDER BY e.id LIMIT ?"
+    "OR (e.entity = 'approval' AND e.to_state = 'edited') OR e.entity IN ('pause', 'restart')) AND e.id <= ? "
+    "ORDER BY e.id LIMIT ?"
 )
 
 
@@ -51,7 +52,7 @@ def _notice(row: tuple[Any, ...]) -> NoticeEvent | None:
     a pause of every team's tool). A reviewer's edit is an approval waiting again: the edited arguments are the
     pending request now (perhaps for other roles), and the votes on the old ones no longer count."""
     event_id, run_id, call_id, entity, to_state, team, raw, actor = row
-    detailed = entity in ("pause", "call", "approval") and to_state != "awaiting_approval"
+    detailed = entity in ("pause", "restart", "call", "approval") and to_state != "awaiting_approval"
     detail: dict[str, Any] = json.loads(raw) if detailed else {}
     if entity == "call" and to_state == CallState.DENIED:
         if detail.get("brake") != "stop":
@@ -59,6 +60,8 @@ def _notice(row: tuple[Any, ...]) -> NoticeEvent | None:
         kind = "stop_tripped"
     elif entity == "pause":
         kind, team = "paused", detail.get("team") or team
+    elif entity == "restart":  # a staged restart's step: a stage opened, passed (held), failed, or the last done
+        kind, team = "restart", detail.get("team") or team
     else:
         kind = "approval_waiting" if entity in ("call", "approval") else "run_halted"
     if team is None:

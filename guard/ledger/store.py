@@ -27,6 +27,7 @@ from guard.ledger.backend import Connections, open_backend
 from guard.ledger.chain import run_stream
 from guard.ledger.database import sqlite_path
 from guard.ledger.digests import claim, row_digest
+from guard.ledger.drills import LedgerDrills
 from guard.ledger.field_stops import count_shadow
 from guard.ledger.inflight import LedgerInFlight
 from guard.ledger.lease_clock import LeaseClock
@@ -118,6 +119,7 @@ class Ledger(
     LedgerSeals,
     LedgerRestarts,
     LedgerReplays,
+    LedgerDrills,
 ):
     """The durable record of runs, calls, approvals and events. Thread-safe: one connection per thread.
 

@@ -18,6 +18,7 @@ __all__ = [
     "Approval",
     "ApprovalDecision",
     "Call",
+    "Drill",
     "Event",
     "ManualAction",
     "Pause",
@@ -245,7 +246,10 @@ class StopMark(SQLModel, table=True):
     call's values in the window of a `duplicates` rule."""
 
     __tablename__ = "stop_marks"  # pyright: ignore[reportAssignmentType]
-    __table_args__ = (Index("ix_stop_marks_lookup", "team", "rule", "scope", "mark"),)
+    __table_args__ = (
+        Index("ix_stop_marks_lookup", "team", "rule", "scope", "mark"),
+        Index("ix_stop_marks_scope", "scope"),  # a run's rows, deleted when it ends
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     team: str
@@ -253,6 +257,27 @@ class StopMark(SQLModel, table=True):
     scope: str  # the run id, `w<window>` for a window of the team, or "" for a duplicates rule
     mark: str  # digest of the counted values
     at: float  # the database clock when it was counted
+
+
+class Drill(SQLModel, table=True):
+    """One recovery drill of a team (`guard drill`): its run and incident, the records it touched and its three times
+    in seconds (None: the step was not reached; `detail` says why)."""
+
+    __tablename__ = "drills"  # pyright: ignore[reportAssignmentType]
+    __table_args__ = (Index("ix_drills_team", "team", "id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    team: str
+    run_id: str | None = None
+    incident_id: str | None = None
+    state: str  # passed | failed
+    drilled_by: str
+    started_at: float
+    pause_s: float | None = None  # from the bad run's first call to the pause in force
+    radius_s: float | None = None  # from the pause to the blast radius found (incident opened, radius read)
+    clean_s: float | None = None  # from the radius to clean state (wrong records repaired, the pause lifted)
+    records: int = 0  # records the bad run changed
+    detail: str  # JSON: the step that failed and why, systems touched, counts
 
 
 class Restart(SQLModel, table=True):

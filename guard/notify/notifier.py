@@ -213,6 +213,42 @@ class Notifier:
             "owners": owners,
         }
 
+    def _restart_message(self, event: NoticeEvent) -> tuple[str, dict[str, Any]]:
+        """A step of a staged restart: a stage opened, passed (the pause holds until confirmed), failed (the pause
+        holds everything again), or the last stage done (the pause lifted); naming the pause point's owners."""
+        d = event.detail
+        scope, target, stages = d.get("scope"), d.get("target"), list(d.get("stages") or [])
+        stage = int(d.get("stage") or 1)
+        size = stages[stage - 1] if 0 < stage <= len(stages) else None
+        policy = self.policies.policies.get(event.team)
+        tool = target if scope == "tool" else None
+        owners = [{"owner": o.owner, "backup": o.backup} for o in (policy.owners_of(tool) if policy else ())]
+        plan = ",".join(map(str, stages))
+        head = f"Staged restart {d.get('restart')} of {scope} `{_md(target)}` in team *{_md(event.team)}*"
+        step = {
+            "passing": f"stage {stage} of {plan} opened: it lets {size} call(s) through ({_md(event.actor)}: "
+            f"{_md(d.get('reason'))})",
+            "holding": f"stage {stage} of {plan} passed ({d.get('passed')} call(s)): the pause holds until an owner "
+            f"confirms (`guard unpause --{scope} {_md(target)} --confirm-stage`)",
+            "failed": f"stage {stage} of {plan} failed: {_md(d.get('reason'))}. Re-paused: the pause holds "
+            "everything again",
+            "done": f"every stage of {plan} passed: the pause is lifted ({_md(event.actor)}: {_md(d.get('reason'))})",
+        }.get(event.to_state, f"{event.to_state}: {_md(d.get('reason'))}")
+        text = f"{head}: {step}. Owners: {_owners_text(owners)}."
+        return text, {
+            "restart": d.get("restart"),
+            "step": {"passing": "opened", "holding": "passed"}.get(event.to_state, event.to_state),
+            "state": event.to_state,
+            "scope": scope,
+            "target": target,
+            "stages": stages,
+            "stage": stage,
+            "passed": d.get("passed"),
+            "reason": d.get("reason"),
+            "by": event.actor,
+            "owners": owners,
+        }
+
     def message(self, event: NoticeEvent, approval: ApprovalRecord | None, run: RunRecord | None) -> dict[str, Any]:
         """The Slack-compatible message: `text` (mrkdwn, with a link to the page) plus the facts as `guard`; a waiting
         call also gets Block Kit `blocks` (rule, redacted arguments, their hash, a link; Approve and Reject buttons
@@ -225,8 +261,8 @@ class Notifier:
             "run_id": event.run_id,
             "call_id": event.call_id,
         }
-        if event.kind in ("paused", "stop_tripped"):
-            text, more = self._brake_message(event)
+        if event.kind in ("paused", "stop_tripped", "restart"):
+            text, more = self._restart_message(event) if event.kind == "restart" else self._brake_message(event)
             return {"text": f"{text} <{base}/|Open the reviewer page>", "guard": facts | more | {"url": f"{base}/"}}
         if event.kind == "approval_waiting" and approval is not None:
             link = f"{base}/approvals/{approval.approval_id}"
@@ -275,8 +311,8 @@ def _owners_text(owners: list[dict[str, str]]) -> str:
 
 def _stale(event: NoticeEvent, approval: ApprovalRecord | None, run: RunRecord | None) -> str | None:
     """Why the event no longer needs telling (decided or resolved before the pass), or None."""
-    if event.kind in ("paused", "stop_tripped"):
-        return None  # a pause or a trip is news even when lifted since: the owners hear of both
+    if event.kind in ("paused", "stop_tripped", "restart"):
+        return None  # a pause, a trip or a restart's step is news even when lifted since: the owners hear of each
     if event.kind == "approval_waiting":
         if approval is None:
             return "no approval recorded for this call"

@@ -21,8 +21,9 @@ from pydantic_core import ErrorDetails
 from guard.errors import PolicyError
 from guard.policy._field_stops_load import field_stops
 from guard.policy._policy import Policy
-from guard.policy._rules import RuleProblem, compile_owners, compile_rules
+from guard.policy._rules import RuleProblem, compile_owners, compile_rules, retry_lines
 from guard.policy._spec import PolicySpec
+from guard.policy._systems import compile_systems, system_conflicts
 from guard.policy._types import NO_STOP, Notify, Slack, StopRules
 from guard.policy._values import json_type, looks_numeric
 from guard.policy._yaml import Path, YamlDocument, YamlProblem, format_path, parse_yaml
@@ -216,6 +217,9 @@ def _compile(text: str, data: bytes, source: str) -> Policy:
         )
     try:
         rules = compile_rules(spec, doc.line_of)
+        systems = compile_systems(spec, doc.line_of)
+        system_conflicts(spec, systems)
+        defaults_retry = spec.defaults.retry if spec.defaults is not None else None
         owners = None if spec.owners is None else compile_owners(spec.owners, ("owners",), spec.roles(), doc.line_of)
         slack = _slack(spec)
     except RuleProblem as exc:
@@ -241,6 +245,9 @@ def _compile(text: str, data: bytes, source: str) -> Policy:
             events=frozenset(spec.notify.events),
         ),
         slack=slack,
+        systems=systems,
+        drill=spec.drill.stand_ins if spec.drill is not None else None,
+        default_retry=() if defaults_retry is None else retry_lines(defaults_retry, ("defaults", "retry"), doc.line_of),
         stop=NO_STOP
         if spec.stop is None
         else StopRules(

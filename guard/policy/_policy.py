@@ -19,7 +19,8 @@ from typing import Any
 
 from guard.identity import identity
 from guard.policy._conditions import evaluate_all
-from guard.policy._rules import Rule
+from guard.policy._rules import RETRY_FIELDS, Rule
+from guard.policy._systems import System
 from guard.policy._types import NO_RETRY, NO_STOP, Decision, Notify, OnFailure, Owners, Slack, StopRules, Verdict
 from guard.policy._values import format_duration
 
@@ -35,6 +36,7 @@ class _Plan:
     candidates: tuple[Rule, ...]
     secrets: frozenset[str]
     stop: StopRules
+    system: System | None
     decisions: dict[tuple[int, ...], Decision] = field(default_factory=lambda: {})
     fixed: Decision | None = None
 
@@ -57,7 +59,9 @@ class Policy:
     """
 
     __slots__ = (
+        "_default_retry",
         "_description",
+        "_drill",
         "_exact",
         "_globs",
         "_identities",
@@ -71,6 +75,7 @@ class Policy:
         "_slack",
         "_source",
         "_stop",
+        "_systems",
         "_team",
         "_version",
     )
@@ -90,7 +95,13 @@ class Policy:
         reviewer_lines: Mapping[str, int | None] | None = None,
         owners: Owners | None = None,
         slack: Slack | None = None,
+        systems: tuple[System, ...] = (),
+        default_retry: tuple[tuple[str, int | None], ...] = (),
+        drill: str | None = None,
     ) -> None:
+        self._drill = drill
+        self._systems = systems
+        self._default_retry = default_retry
         self._slack = slack
         self._owners = owners
         self._notify = notify
@@ -161,6 +172,48 @@ class Policy:
     def stop(self) -> StopRules:
         """The brakes on a runaway agent (policy `stop:`); no limits when the file sets none."""
         return self._stop
+
+    @property
+    def drill_stand_ins(self) -> str | None:
+        """The team's drill stand-ins as module:function (policy `drill:`), or None when it declares none."""
+        return self._drill
+
+    @property
+    def systems(self) -> tuple[System, ...]:
+        """The systems the team's tools write to (policy `systems:`), in file order."""
+        return self._systems
+
+    def system_of(self, tool: str) -> str | None:
+        """The name of the system `tool` belongs to (policy `systems:`), or None when no system names it."""
+        plan = self._plans.get(tool)
+        system = plan.system if plan is not None else self._system_for(tool)
+        return system.name if system is not None else None
+
+    def _system_for(self, tool: str) -> System | None:
+        return next((system for system in self._systems if system.names_tool(tool)), None)
+
+    def retry_sources(self, decision: Decision) -> dict[str, str]:
+        """Where each retry value of `decision` came from, in words (`system billing (line 7)`, `rule crm-reads
+        (line 30)`, `defaults (line 4)`, `built in (class read)`): for `guard policy explain`."""
+        if decision.rule is None or decision.side_effect is None or decision.verdict is Verdict.DENY:
+            return dict.fromkeys(RETRY_FIELDS, "denied: never runs")
+        rule = next(r for r in self._rules if r.name == decision.rule)
+        system = self._system_for(decision.tool)
+        own, defaults = dict(rule.retry_set), dict(self._default_retry)
+        out: dict[str, str] = {}
+        for key in RETRY_FIELDS:
+            if system is not None and system.sets(key):
+                where = f"system {system.name} (line {system.line(key)})"
+                if key == "attempts" and not decision.side_effect.repeat_safe:
+                    where = f"class {decision.side_effect}: never retried ({where} counts for repeat-safe classes)"
+                out[key] = where
+            elif key in own:
+                out[key] = f"rule {rule.name} (line {own[key]})"
+            elif key in defaults:
+                out[key] = f"defaults (line {defaults[key]})"
+            else:
+                out[key] = f"built in (class {decision.side_effect})"
+        return out
 
     @property
     def rules(self) -> tuple[Rule, ...]:
@@ -271,7 +324,7 @@ class Policy:
         named.update((rule.index, rule) for rule in self._globs if rule.names_tool(tool))
         candidates = tuple(named[index] for index in sorted(named))
         secrets = self._secrets.union(*(rule.secrets for rule in candidates))
-        plan = _Plan(candidates, secrets, self._stop.for_tool(tool))
+        plan = _Plan(candidates, secrets, self._stop.for_tool(tool), self._system_for(tool))
         if not any(rule.checks for rule in candidates):
             plan.fixed = self._decide(tool, plan, list(candidates))
         if len(self._plans) < _CACHE_LIMIT:
@@ -310,6 +363,7 @@ class Policy:
             )
         else:
             reason += f": {winner.side_effect} call, allowed without approval"
+        retry = winner.retry if plan.system is None else plan.system.apply(winner.retry, winner.side_effect)
         if len(matched) > 1:
             reason += f"; strictest of the matching rules {', '.join(rule.name for rule in matched)}"
         return Decision(
@@ -320,7 +374,7 @@ class Policy:
             rule=winner.name,
             reason=reason,
             approval=winner.approval,
-            retry=winner.retry,
+            retry=retry,
             on_failure=winner.on_failure,
             secret_fields=plan.secrets,
             policy_version=self._version,

@@ -18,7 +18,9 @@ from guard.policy._spec import OwnersSpec, PolicySpec, RetrySpec, RuleSpec
 from guard.policy._types import ApprovalRule, OnFailure, Owners, RetryRule, SideEffectClass
 from guard.policy._yaml import Path
 
-__all__ = ["DEFAULT_EXPIRY", "Rule", "RuleProblem", "compile_owners", "compile_rules"]
+__all__ = ["DEFAULT_EXPIRY", "RETRY_FIELDS", "Rule", "RuleProblem", "compile_owners", "compile_rules", "retry_lines"]
+
+RETRY_FIELDS = ("attempts", "backoff", "timeout")
 
 DEFAULT_EXPIRY = 3600.0
 _GLOB_CHARS = re.compile(r"[*?\[]")
@@ -58,6 +60,7 @@ class Rule:
     secrets: frozenset[str]
     owners: Owners | None = None  # who answers for pauses of its tools, where they differ from the team's
     shadow: bool = False  # `mode: shadow`: decides nothing; each call records what it would have decided
+    retry_set: tuple[tuple[str, int | None], ...] = ()  # the retry fields the rule sets itself, and their lines
 
     def names_tool(self, tool: str) -> bool:
         """True when one of the rule's exact names or globs matches `tool` (case-sensitive)."""
@@ -110,8 +113,15 @@ def compile_rules(spec: PolicySpec, line_of: Callable[[Path], int | None]) -> tu
             compiled = replace(compiled, owners=compile_owners(rule.owners, (*at, "owners"), reviewers, line_of))
         if rule.mode == "shadow":
             compiled = replace(compiled, shadow=True)
+        if rule.retry is not None:
+            compiled = replace(compiled, retry_set=retry_lines(rule.retry, (*at, "retry"), line_of))
         rules.append(compiled)
     return tuple(rules)
+
+
+def retry_lines(spec: RetrySpec, at: Path, line_of: Callable[[Path], int | None]) -> tuple[tuple[str, int | None], ...]:
+    """The fields of `RETRY_FIELDS` a `retry:` block sets, each with its line (for `guard policy explain`)."""
+    return tuple((key, line_of((*at, key))) for key in RETRY_FIELDS if getattr(spec, key) is not None)
 
 
 def compile_owners(

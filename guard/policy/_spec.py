@@ -33,6 +33,7 @@ __all__ = [
     "CaseSpec",
     "CasesFile",
     "ConditionSpec",
+    "DrillSpec",
     "DuplicatesStopSpec",
     "OwnersSpec",
     "PolicySpec",
@@ -41,6 +42,7 @@ __all__ = [
     "ReviewerSpec",
     "RuleSpec",
     "StopSpec",
+    "SystemSpec",
 ]
 
 _DURATION_SCHEMA = {
@@ -180,12 +182,13 @@ class RuleSpec(_Spec):
 
 
 EnvName = Annotated[str, StringConstraints(pattern=r"^[A-Z_][A-Z0-9_]*$", max_length=100)]
-Event = Annotated[str, StringConstraints(pattern=r"^(approval_waiting|run_halted|paused|stop_tripped)$")]
+Event = Annotated[str, StringConstraints(pattern=r"^(approval_waiting|run_halted|paused|stop_tripped|restart)$")]
 
 
 class NotifySpec(_Spec):
-    """Where the team's channel hears about calls waiting for approval, runs that halt, pauses set or lifted and
-    stop rules that trip (the last two naming the owners)."""
+    """Where the team's channel hears about calls waiting for approval, runs that halt, pauses set or lifted, stop
+    rules that trip (these two naming the owners) and each step of a staged restart (`restart`: a stage opened,
+    passed, failed and re-paused, the last one done)."""
 
     webhook: Annotated[str, StringConstraints(pattern=r"^https?://\S+$", max_length=2000)] | None = Field(
         default=None, description="The webhook URL (Slack-compatible). Prefer webhook_env: such URLs are secrets."
@@ -193,7 +196,7 @@ class NotifySpec(_Spec):
     webhook_env: EnvName | None = Field(default=None, description="The environment variable holding the URL.")
     secret_env: EnvName = Field(description="The environment variable holding the HMAC-SHA256 signing key.")
     events: Annotated[list[Event], Field(min_length=1)] = Field(
-        default_factory=lambda: ["approval_waiting", "run_halted", "paused", "stop_tripped"]
+        default_factory=lambda: ["approval_waiting", "run_halted", "paused", "stop_tripped", "restart"]
     )
 
     @model_validator(mode="after")
@@ -341,6 +344,31 @@ class StopSpec(_Spec):
     blank_fields: list[BlanksStopSpec] = Field(default_factory=lambda: [])
 
 
+class SystemSpec(_Spec):
+    """Another system the team's tools write to (billing, CRM, email): the timeout and retries all its tools share.
+    What it sets applies to every tool it names, whichever rule decides the call."""
+
+    tools: Annotated[list[ToolPattern], Field(min_length=1)]
+    description: Text | None = None
+    timeout: Duration | None = Field(default=None, description="Seconds one try of any of its tools may take.")
+    retry: RetrySpec | None = Field(
+        default=None,
+        description="Attempts (for its repeat-safe tools: the others never retry) and backoff; the timeout is "
+        "`timeout:` on the system.",
+    )
+
+
+class DrillSpec(_Spec):
+    """How the team drills its recovery (`guard drill --team T`): the stand-in tools a scripted bad run calls."""
+
+    stand_ins: Annotated[
+        str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_.]*:[A-Za-z_][A-Za-z0-9_]*$", max_length=200)
+    ] = Field(
+        description="module:function taking the drill's Guard: it registers stand-in tools (each with its "
+        "compensation) and returns the bad run, a function of no arguments calling them."
+    )
+
+
 class PolicySpec(_Spec):
     """A team's policy file, `policies/<team>.yaml`."""
 
@@ -358,6 +386,11 @@ class PolicySpec(_Spec):
     notify: NotifySpec | None = None
     slack: SlackSpec | None = None
     stop: StopSpec | None = None
+    drill: DrillSpec | None = Field(default=None, description="The team's recovery drill (`guard drill`).")
+    systems: dict[Name, SystemSpec] = Field(
+        default_factory=lambda: {},
+        description="System name -> the tools it holds and the timeout and retries they share.",
+    )
     rules: Annotated[list[RuleSpec], Field(min_length=1)]
 
     def roles(self) -> dict[str, list[str]]:

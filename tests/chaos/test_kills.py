@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from guard.ledger import CallState
-from tests.chaos.harness import KILL_POINTS, SAGA, Lab, calibrate, kill_and_recover, poll, tool_of
+from tests.chaos.harness import KILL_POINTS, SAGA, TEAM, Lab, calibrate, kill_and_recover, poll, tool_of
 from tests.chaos.invariants import Check
 from tests.chaos.witness import Effect
 
@@ -245,3 +245,44 @@ def test_a_zombie_worker_cannot_complete_a_call_another_worker_took_over(lab: La
     late = [v for v in check.violations if v.kind == "blind_rerun" and f"pid {zombie.proc.pid}" in v.detail]
     assert len(late) <= 1
     _assert_clean(Check(violations=[v for v in check.violations if v not in late]), "zombie")
+
+
+def _stage_calls(ledger_lab: Lab, restart: int) -> int:
+    ledger = ledger_lab.ledger()
+    try:
+        with ledger.conns.read() as cur:
+            cur.execute("SELECT COUNT(*) FROM restart_calls WHERE restart_id = ? AND stage = 0", (restart,))
+            return int(cur.fetchone()[0])
+    finally:
+        ledger.close()
+
+
+@pytest.mark.parametrize("crash", ["before_tool@2", "after_effect@1"])
+def test_a_worker_killed_while_a_stage_of_a_staged_restart_is_open_recovers_without_exceeding_the_stage(
+    lab: Lab, crash: str
+) -> None:
+    """The team is paused and a staged restart lets 2 calls through: the worker dies on the stage's second call
+    (before its tool ran, or after its effect), a fresh worker recovers and runs the event again. The invariants
+    hold, the stage let exactly its 2 calls through (the recovered call is not counted twice), the charge after
+    them is held by the pause and never runs, and the restart holds for an owner's confirmation."""
+    ledger = lab.ledger()
+    try:
+        ledger.pause("team", TEAM, reason="chaos: a bad deploy", by="ops-bot")
+        restart = ledger.start_restart("team", TEAM, stages=[2, 10], by="ops-bot", reason="fix deployed")
+    finally:
+        ledger.close()
+    first = lab.run(crash=crash)
+    assert first.killed, f"the agent was not killed at {crash}: {first.stderr[-2000:]}"
+    resume = lab.run(worker="w2", extra=("--recover",))
+
+    _assert_clean(lab.check(), f"staged restart, killed at {crash}")
+    assert (resume.code, resume.output.get("error_type")) == (2, "CallDenied"), resume.output
+    assert sorted(e.kind for e in lab.witness.effects()) == ["contact"]  # the charge was held: it never ran
+    assert _stage_calls(lab, restart) == 2
+    ledger = lab.ledger()
+    try:
+        [state] = ledger.restarts()
+        assert (state["stage"], state["passed"], state["state"]) == (0, 2, "holding")
+        assert [p["target"] for p in ledger.active_pauses([TEAM])] == [TEAM]
+    finally:
+        ledger.close()

@@ -275,6 +275,41 @@ def test_a_tripped_stop_rule_is_told_once_naming_the_tool_the_run_and_the_owners
     assert ops.notifier.deliver().sent == 0
 
 
+def test_each_step_of_a_staged_restart_is_told_opened_passed_and_failed_and_re_paused(
+    ops: Ops, receiver: Receiver
+) -> None:
+    lookup = ops.guard.tool_named("crm.lookup")
+    ops.ledger.pause("team", "ops", reason="refunds doubled", by="rita")
+    restart = ops.ledger.start_restart("team", "ops", stages=[1, 2], by="rita", reason="fix deployed")
+    with ops.guard.run("ops"):
+        lookup(email="a@example.com")  # type: ignore[misc]  # stage 1's one call: the stage passes and holds
+    ops.ledger.confirm_restart("team", "ops", by="rita", reason="the first lookup looked right")
+    with ops.guard.run("ops"):
+        lookup(email="b@example.com")  # type: ignore[misc]
+        with pytest.raises(CallDenied, match="stop rule"):  # a stop rule trips inside stage 2: it fails
+            lookup(email="c@example.com")  # type: ignore[misc]
+    assert ops.notifier.deliver().failed == 0
+    steps = [body for body in receiver.bodies() if body["guard"]["event"] == "restart"]
+    assert [(s["guard"]["step"], s["guard"]["stage"]) for s in steps] == [
+        ("opened", 1),
+        ("passed", 1),
+        ("opened", 2),
+        ("failed", 2),
+    ]
+    assert {s["guard"]["restart"] for s in steps} == {restart}
+    opened, passed, _, failed = (s["text"] for s in steps)
+    assert opened.startswith(
+        f"Staged restart {restart} of team `ops` in team *ops*: stage 1 of 1,2 opened: it lets 1 call(s) through "
+        "(rita: fix deployed)"
+    )
+    assert "stage 1 of 1,2 passed (1 call(s)): the pause holds until an owner confirms" in passed
+    assert "stage 2 of 1,2 failed: " in failed and "Re-paused: the pause holds everything again" in failed
+    assert all("Owners: *rita* (backup *support*)" in s["text"] for s in steps)
+    assert [r["state"] for r in ops.ledger.restarts()] == ["failed"]
+    assert ops.ledger.active_pauses()[0]["target"] == "ops"  # the pause holds again
+    assert ops.notifier.deliver().sent == 0  # each step told once
+
+
 def test_an_unset_signing_key_sends_nothing_unsigned(
     ops: Ops, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -16,7 +16,7 @@ import pytest
 from runtime_support import Driver, Recorder
 
 from guard import CallDenied, Guard, TeamPaused, ToolPaused
-from guard.ledger import CallState
+from guard.ledger import CallState, RunClose, RunState
 
 BRAKES_POLICY = """\
 team: brakes
@@ -253,3 +253,48 @@ def test_a_shadow_policy_rule_lets_the_call_run_and_records_what_it_would_have_d
     with guard.ledger.conns.read() as cur:
         cur.execute("SELECT team, rule, kind, verdicts FROM shadow_counts")
         assert cur.fetchall() == [("brakes", "email", "rule", 1)]
+
+
+def _marks_by_scope(guard: Guard) -> dict[str, int]:
+    with guard.ledger.conns.read() as cur:
+        cur.execute("SELECT scope, COUNT(*) FROM stop_marks GROUP BY scope")
+        return {str(scope): int(n) for scope, n in cur.fetchall()}
+
+
+def test_a_runs_per_run_counts_are_pruned_when_it_ends_and_the_window_and_other_runs_still_count(
+    brakes_guard: Guard, driver: Driver
+) -> None:
+    invoice = driver.tool(brakes_guard, Recorder(result={"invoice_id": "inv"}), name="billing.create_invoice")
+    update = driver.tool(brakes_guard, Recorder(result={"ok": True}), name="crm.update_contact")
+    with driver.run(brakes_guard, "brakes") as first:
+        for customer in ("c1", "c2", "c3"):
+            first.call(invoice, customer_id=customer, amount_cents=100)
+        first.call(update, contact_id="k1", email="a@x.io", status="lead")
+        first.call(update, contact_id="k2", email="b@x.io", status="lead")
+        assert _marks_by_scope(brakes_guard)[first.run_id] == 3
+    marks = _marks_by_scope(brakes_guard)
+    assert first.run_id not in marks  # the run ended: its per-run rows are gone
+    assert [n for scope, n in marks.items() if scope.startswith("w")] == [2]  # the team's window is kept
+    with driver.run(brakes_guard, "brakes") as second:
+        for customer in ("c1", "c2", "c3"):  # per run: counts from zero, and up to the limit again
+            second.call(invoice, customer_id=customer, amount_cents=100)
+        with pytest.raises(CallDenied, match="customers-per-run"):
+            second.call(invoice, customer_id="c4", amount_cents=100)
+        second.call(update, contact_id="k3", email="c@x.io", status="lead")
+        second.call(update, contact_id="k4", email="d@x.io", status="lead")
+        with pytest.raises(CallDenied, match="contacts-per-hour"):  # the window still holds the ended run's two
+            second.call(update, contact_id="k5", email="e@x.io", status="lead")
+        assert _marks_by_scope(brakes_guard)[second.run_id] == 3
+
+
+def test_a_run_stopped_for_review_keeps_its_counts_so_a_resumed_run_cannot_touch_more(
+    brakes_guard: Guard, driver: Driver
+) -> None:
+    invoice = driver.tool(brakes_guard, Recorder(result={"invoice_id": "inv"}), name="billing.create_invoice")
+    with driver.run(brakes_guard, "brakes") as run:
+        for customer in ("c1", "c2"):
+            run.call(invoice, customer_id=customer, amount_cents=100)
+        brakes_guard.ledger.move_run(run.run_id, RunClose(RunState.PENDING_REVIEW, requires_review=True), actor="op")
+    assert _marks_by_scope(brakes_guard)[run.run_id] == 2  # not ended: nothing pruned
+    brakes_guard.ledger.move_run(run.run_id, RunClose(RunState.FINISHED_BY_HAND), actor="test")
+    assert run.run_id not in _marks_by_scope(brakes_guard)
