@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 if TYPE_CHECKING:
     from guard.ledger.approvals import DecisionResult, EditGate, RolesNow
     from guard.ledger.audit import AuditReport
+    from guard.ledger.drills import DrillRecord
     from guard.ledger.moves import RunClose
     from guard.ledger.pauses import Scope
     from guard.ledger.queries import OpenWork
@@ -198,7 +199,7 @@ class ReviewersPort(Protocol):
 
 
 class PausesPort(Protocol):
-    """Pauses (the kill switch) and staged restarts: the brakes' own state."""
+    """Pauses (the kill switch), staged restarts and recovery drills: the brakes' own state."""
 
     def pause(self, scope: Scope, target: str, *, reason: str, by: str, team: str | None = None) -> int: ...
     def unpause(self, scope: Scope, target: str, *, by: str, reason: str, team: str | None = None) -> int: ...
@@ -220,6 +221,20 @@ class PausesPort(Protocol):
     def confirm_restart(self, scope: str, target: str, *, by: str, reason: str, team: str | None = None) -> str: ...
     def restarts(self, teams: list[str] | None = None, *, active_only: bool = False) -> list[dict[str, Any]]: ...
     def restart_events(self, restart_id: int) -> list[dict[str, Any]]: ...
+    def record_drill(
+        self,
+        team: str,
+        *,
+        by: str,
+        state: str,
+        started_at: float,
+        times: tuple[float | None, float | None, float | None],
+        records: int,
+        run_id: str | None = None,
+        incident_id: str | None = None,
+        detail: dict[str, Any] | None = None,
+    ) -> int: ...
+    def drills(self, team: str | None = None, limit: int = 50) -> list[DrillRecord]: ...
 
 
 class NoticesPort(Protocol):
