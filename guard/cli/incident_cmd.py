@@ -19,6 +19,7 @@ from guard import spans
 from guard.cli.common import (
     DbOption,
     JsonFlag,
+    PoliciesDir,
     Who,
     echo,
     emit,
@@ -27,6 +28,7 @@ from guard.cli.common import (
     load_app,
     open_ledger,
     operator_name,
+    policy_dir,
     when,
 )
 
@@ -58,10 +60,17 @@ def closing(thing: Any) -> Any:
     return thing
 
 
-def _book(db: str | None) -> IncidentBook:
-    from guard.incidents import IncidentBook
+def _book(db: str | None, policies: Path | None = None) -> IncidentBook:
+    """The incidents of the ledger; each record in the system its team's policy names (`systems:`) when the
+    policies are at hand (`--policies`, else ./policies when it exists), else the system of its tool's prefix."""
+    from guard.incidents import IncidentBook, TeamSystems
+    from guard.policy import PolicySet
 
-    return IncidentBook(closing(open_ledger(db)))
+    folder = policy_dir(policies)
+    systems = None
+    if policies is not None or folder.is_dir():
+        systems = TeamSystems(PolicySet.load_dir(folder).policies)
+    return IncidentBook(closing(open_ledger(db)), systems=systems)
 
 
 @app.command("open")
@@ -134,12 +143,12 @@ def list_incidents(
 
 @app.command("show")
 @guarded_command
-def show(incident_id: Incident, db: DbOption = None, as_json: JsonFlag = False) -> None:
+def show(incident_id: Incident, db: DbOption = None, policies: PoliciesDir = None, as_json: JsonFlag = False) -> None:
     """A plain status update (what happened, what looks wrong, what still looks normal, the next update), then
     the shared log."""
     from guard.incidents import status_update
 
-    book = _book(db)
+    book = _book(db, policies)
     if as_json:
         emit(
             {
@@ -167,11 +176,12 @@ def export(
     ] = "json",
     out: Annotated[Path | None, typer.Option(help="Write to this file.", show_default="stdout")] = None,
     db: DbOption = None,
+    policies: PoliciesDir = None,
 ) -> None:
     """The blast radius: every record in scope with its system, state, external ids and verdict."""
     import json
 
-    radius = _book(db).radius(incident_id)
+    radius = _book(db, policies).radius(incident_id)
     text = radius.to_csv() if fmt == "csv" else json.dumps(radius.to_json(), indent=2) + "\n"
     if out is None:
         sys.stdout.write(text)
@@ -273,13 +283,14 @@ def snapshot(
     ] = None,
     who: Who = None,
     db: DbOption = None,
+    policies: PoliciesDir = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Take the snapshot before anyone repairs: written once, its SHA-256 recorded in the ledger."""
     from guard.incidents.repair import inspector_for
 
     inspect = None
-    book = _book(db)
+    book = _book(db, policies)
     if app_spec is not None:
         inspect = inspector_for(closing(load_app(app_spec, db)))
     taken = book.snapshot(incident_id, file, by=operator_name(who), inspect=inspect)
@@ -335,11 +346,11 @@ def repair(
     as_json: JsonFlag = False,
 ) -> None:
     """Repair the records judged wrong with their compensation, as guarded calls that never run twice."""
-    from guard.incidents import IncidentBook
+    from guard.incidents import IncidentBook, TeamSystems
     from guard.incidents.repair import repair as run_repair
 
     guard = closing(load_app(app_spec, db))
-    book = IncidentBook(guard.ledger)
+    book = IncidentBook(guard.ledger, systems=TeamSystems(guard.policies.policies))
     report = run_repair(
         guard, book, incident_id, operator=operator_name(who), sample=sample, rest=rest, repair_tool=repair_tool
     )

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from guard.errors import DrillFailed, GuardError, GuardUsageError
-from guard.incidents import IncidentBook, RecordFilter, Scope
+from guard.incidents import IncidentBook, RecordFilter, Scope, TeamSystems
 from guard.incidents.repair import repair
 
 if TYPE_CHECKING:
@@ -143,7 +143,9 @@ def run_drill(
     """
     if guard.ledger.active_pauses([team]):
         raise GuardUsageError(f"team {team} is paused already: lift its pauses before a drill, which pauses it itself")
-    book = IncidentBook(guard.ledger, systems=_systems_of(guard, team))
+    if team not in guard.policies.policies:
+        raise GuardUsageError(f"team {team} has no valid policy: a drill runs under the team's policy")
+    book = IncidentBook(guard.ledger, systems=TeamSystems(guard.policies.policies))
     bad_run = stand_ins(guard)
     result = DrillResult(0, team, f"{team}:drill-{uuid.uuid4().hex[:12]}", "failed")
     started_at = time.time() - 0.001  # a pause row's clock (the database's on PostgreSQL) may read a bit behind
@@ -215,11 +217,3 @@ def _clean(
     if run is not None and run.state in ("pending_review", "halted"):
         finish(guard.ledger, result.run_id, operator=by, note=f"drill: repaired through incident {incident_id}")
     book.close(incident_id, "drill: every record the bad run changed is undone", by=by)
-
-
-def _systems_of(guard: Guard, team: str) -> dict[str, str]:
-    """The team policy's systems as tool glob -> system name (the blast radius groups by them)."""
-    policy = guard.policies.policies.get(team)
-    if policy is None:
-        raise GuardUsageError(f"team {team} has no valid policy: a drill runs under the team's policy")
-    return {pattern: system.name for system in policy.systems for pattern in system.patterns}

@@ -5,7 +5,7 @@ Framework-free: the ledger for everything but repairs and the snapshot's inspect
 Guard (its tools)."""
 
 from guard.incidents.book import IncidentBook, RecordFilter
-from guard.incidents.radius import BlastRadius, Record, blast_radius, system_of
+from guard.incidents.radius import BlastRadius, Record, Systems, TeamSystems, blast_radius, system_of
 from guard.incidents.snapshot import SnapshotCheck, SnapshotTaken, file_digest, take_snapshot, verify_snapshot
 from guard.incidents.status import status_update
 from guard.ledger.incident_scope import Scope
@@ -21,6 +21,8 @@ __all__ = [
     "Scope",
     "SnapshotCheck",
     "SnapshotTaken",
+    "Systems",
+    "TeamSystems",
     "Verdict",
     "blast_radius",
     "file_digest",

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from guard.errors import GuardUsageError
-from guard.incidents.radius import BlastRadius, Record, blast_radius
+from guard.incidents.radius import BlastRadius, Record, Systems, blast_radius
 from guard.incidents.snapshot import Inspector, SnapshotCheck, SnapshotTaken, take_snapshot, verify_snapshot
 from guard.ledger import Ledger
 from guard.ledger.incident_scope import Scope
@@ -56,12 +56,13 @@ class RecordFilter:
 
 
 class IncidentBook:
-    """Incidents over one ledger. `systems` names systems by tool glob (default: a tool's prefix)."""
+    """Incidents over one ledger. `systems` names each tool's system: every team's policy (`TeamSystems`), or a
+    map of tool glob to name; a tool nothing names is in the system of its prefix."""
 
-    def __init__(self, ledger: Ledger, systems: Mapping[str, str] | None = None) -> None:
+    def __init__(self, ledger: Ledger, systems: Systems = None) -> None:
         self.ledger = ledger
         self.book = LedgerIncidents(ledger.conns)
-        self.systems = dict(systems or {})
+        self.systems: Systems = dict(systems) if isinstance(systems, Mapping) else systems
 
     def open(
         self,

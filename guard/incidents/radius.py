@@ -2,7 +2,8 @@
 ids, grouped by system and state, counted, and the people's verdicts on them.
 
 A record is one call. Its system is the part of the tool's name before the first dot (`crm.update_status` ->
-`crm`), unless the caller names systems by tool glob (`{"billing.*": "stripe"}`). Its state is the call's state
+`crm`), unless the team's policy names it (`systems:`) or the caller names systems by tool glob (`{"billing.*":
+"stripe"}`). Its state is the call's state
 in the ledger, in words: completed, rolled back, compensation failed, in doubt, failed, denied (and the rarer
 ones as they are). A record *changed data* when its call ran: completed, rolled back, compensation failed, in
 doubt, failed, or still under way; denied, rejected or expired calls never ran and are counted apart.
@@ -21,7 +22,7 @@ from typing import Any, Protocol
 from guard.ledger.incident_scope import Scope, ScopeCall
 from guard.ledger.incidents import VERDICTS, LedgerIncidents
 
-__all__ = ["RAN", "STATE_WORDS", "BlastRadius", "Record", "blast_radius", "system_of"]
+__all__ = ["RAN", "STATE_WORDS", "BlastRadius", "Record", "Systems", "TeamSystems", "blast_radius", "system_of"]
 
 STATE_WORDS = {
     "completed": "completed",
@@ -48,17 +49,32 @@ class SystemNames(Protocol):
     def system_of(self, tool: str) -> str | None: ...
 
 
-def system_of(tool: str, systems: Mapping[str, str] | SystemNames | None = None) -> str:
-    """The system a tool writes to: the system the team's policy puts it in (`Policy.system_of`, policy
+class TeamSystems:
+    """Every team's policy naming the systems of its own tools (`systems:`): a record is looked up under its team."""
+
+    def __init__(self, policies: Mapping[str, SystemNames]) -> None:
+        self._policies = dict(policies)
+
+    def named(self, tool: str, team: str | None) -> str | None:
+        policy = None if team is None else self._policies.get(team)
+        return None if policy is None else policy.system_of(tool)
+
+
+# What names systems: each team's policy, one policy, a tool-glob map, or nothing (a tool's prefix).
+Systems = TeamSystems | SystemNames | Mapping[str, str] | None
+
+
+def system_of(tool: str, systems: Systems = None, team: str | None = None) -> str:
+    """The system a tool writes to: the system its team's policy puts it in (`Policy.system_of`, policy
     `systems:`), or the first glob of a `systems` mapping it matches; else its name's prefix."""
-    if systems is not None and not isinstance(systems, Mapping):
+    if isinstance(systems, TeamSystems):
+        named = systems.named(tool, team)
+    elif systems is not None and not isinstance(systems, Mapping):
         named = systems.system_of(tool)
-        if named is not None:
-            return named
     else:
-        for glob, name in (systems or {}).items():
-            if fnmatchcase(tool, glob):
-                return name
+        named = next((name for glob, name in (systems or {}).items() if fnmatchcase(tool, glob)), None)
+    if named is not None:
+        return named
     return tool.split(".", 1)[0] if "." in tool else tool
 
 
@@ -174,7 +190,7 @@ def _cell(value: object) -> str:
 
 
 def records_of(
-    calls: Iterable[ScopeCall], verdicts: Mapping[str, Mapping[str, Any]], systems: Mapping[str, str] | None = None
+    calls: Iterable[ScopeCall], verdicts: Mapping[str, Mapping[str, Any]], systems: Systems = None
 ) -> list[Record]:
     out: list[Record] = []
     for c in calls:
@@ -185,7 +201,7 @@ def records_of(
                 c.run_id,
                 c.seq,
                 c.tool,
-                system_of(c.tool, systems),
+                system_of(c.tool, systems, c.team),
                 c.state,
                 c.ids,
                 None if v is None else v["verdict"],
@@ -197,7 +213,7 @@ def records_of(
 
 
 def blast_radius(
-    book: LedgerIncidents, scope: Scope, *, incident_id: str | None = None, systems: Mapping[str, str] | None = None
+    book: LedgerIncidents, scope: Scope, *, incident_id: str | None = None, systems: Systems = None
 ) -> BlastRadius:
     """The blast radius of `scope` as the ledger tells it now (with `incident_id`'s verdicts, when given)."""
     verdicts = book.verdicts(incident_id) if incident_id is not None else {}

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from guard.errors import GuardUsageError, IllegalTransition
-from guard.incidents.radius import system_of
+from guard.incidents.radius import Systems, system_of
 from guard.ledger.incidents import IncidentRecord, LedgerIncidents
 from guard.ledger.records import CallRecord
 
@@ -64,7 +64,7 @@ def _line(out: IO[bytes], h: Any, data: Any) -> None:
 
 
 def _records(
-    book: LedgerIncidents, incident: IncidentRecord, systems: Mapping[str, str] | None, inspect: Inspector | None
+    book: LedgerIncidents, incident: IncidentRecord, systems: Systems, inspect: Inspector | None
 ) -> Iterator[dict[str, Any]]:
     verdicts = book.verdicts(incident.incident_id)
     batch: list[CallRecord] = []
@@ -88,7 +88,7 @@ def _record(
     call: CallRecord,
     events: list[dict[str, Any]],
     verdict: Mapping[str, Any] | None,
-    systems: Mapping[str, str] | None,
+    systems: Systems,
     inspect: Inspector | None,
 ) -> dict[str, Any]:
     out: dict[str, Any] = {
@@ -97,7 +97,7 @@ def _record(
         "seq": call.seq,
         "team": call.team,
         "tool": call.tool,
-        "system": system_of(call.tool, systems),
+        "system": system_of(call.tool, systems, call.team),
         "side_effect": call.side_effect,
         "rule": call.rule,
         "policy_version": call.policy_version,
@@ -135,7 +135,7 @@ def take_snapshot(
     path: str | Path,
     *,
     by: str,
-    systems: Mapping[str, str] | None = None,
+    systems: Systems = None,
     inspect: Inspector | None = None,
 ) -> SnapshotTaken:
     """Write the snapshot of the incident's records to `path` (a new file) and record its digest in the ledger.

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from guard.errors import GuardUsageError, IllegalTransition
-from guard.incidents import IncidentBook, IncidentRecord, RecordFilter, Scope, Verdict, status_update
+from guard.incidents import IncidentBook, IncidentRecord, RecordFilter, Scope, TeamSystems, Verdict, status_update
 from guard.server.desk import Desk, DeskError, Reviewer
 
 if TYPE_CHECKING:
@@ -52,7 +52,8 @@ class IncidentDesk:
 
     @property
     def book(self) -> IncidentBook:
-        return IncidentBook(self.desk.ledger)
+        """The incidents, each record in the system its team's policy names (as the files say now)."""
+        return IncidentBook(self.desk.ledger, systems=TeamSystems(self.desk.policies.policies))
 
     def _may_operate(self, who: Reviewer, teams: Sequence[str]) -> bool:
         """An owner or operator of every one of `teams` (none: nobody)."""
@@ -220,7 +221,7 @@ class IncidentDesk:
             with _refusals():
                 report = repair(
                     guard,
-                    IncidentBook(guard.ledger),
+                    self.book,
                     incident_id,
                     operator=who.name,
                     sample=sample,

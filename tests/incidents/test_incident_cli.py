@@ -61,3 +61,20 @@ def test_a_time_that_is_not_one_is_a_usage_error(ledger_url: str, bad_run: BadRu
         app, ["incident", "open", "--team", "contacts", "--since", "yesterday-ish", "--title", "t", "--db", ledger_url]
     )
     assert out.exit_code == 2 and "not a time" in out.output
+
+
+@pytest.mark.sqlite_only  # any CLI command on a PostgreSQL URL leaves a psycopg connection open (runs list too)
+def test_the_blast_radius_groups_records_by_the_systems_the_teams_policy_names(
+    bad_run: BadRun, ledger_url: str
+) -> None:
+    policy = bad_run.policies / "contacts.yaml"
+    policy.write_text(
+        policy.read_text() + '\nsystems:\n  salesforce: {tools: ["crm.*"]}\n  mailchimp: {tools: ["mail.*"]}\n'
+    )
+    inc = json.loads(
+        _guard(ledger_url, "incident", "open", "--team", "contacts", "--since", "2h", "--title", "t", "--json")
+    )["incident_id"]
+    named = json.loads(_guard(ledger_url, "incident", "export", inc, "--policies", str(bad_run.policies)))
+    assert {r["system"] for r in named["calls"]} == set(named["by_system"]) == {"salesforce", "mailchimp"}
+    shown = _guard(ledger_url, "incident", "show", inc, "--policies", str(bad_run.policies))
+    assert f"{2 * CONTACTS} records changed in 2 systems" in shown and "salesforce" in shown

@@ -11,10 +11,11 @@ from bad_run_support import CONTACTS, BadRun
 
 from guard.errors import GuardUsageError, IllegalTransition
 from guard.incidents import RecordFilter, Scope, status_update
-from guard.incidents.radius import system_of
+from guard.incidents.radius import TeamSystems, system_of
 from guard.incidents.repair import inspector_for
 from guard.incidents.snapshot import Inspector
 from guard.ledger import Ledger
+from guard.policy import PolicySet
 
 
 def _open(run: BadRun) -> str:
@@ -79,6 +80,22 @@ def test_a_scope_that_names_nothing_or_ends_before_it_starts_is_refused() -> Non
 def test_systems_come_from_the_tool_prefix_unless_named_by_glob() -> None:
     assert system_of("crm.set_contact_status") == "crm"
     assert system_of("billing.create_invoice", {"billing.*": "stripe"}) == "stripe"
+
+
+def test_each_record_is_in_the_system_its_own_teams_policy_names_and_else_in_its_prefix(tmp_path: Path) -> None:
+    (tmp_path / "sales.yaml").write_text(
+        'team: sales\nrules:\n  - {name: crm, tools: ["crm.*"], class: idempotent}\n'
+        'systems:\n  salesforce: {tools: ["crm.*"]}\n'
+    )
+    (tmp_path / "support.yaml").write_text(
+        'team: support\nrules:\n  - {name: crm, tools: ["crm.*"], class: idempotent}\n'
+        'systems:\n  hubspot: {tools: ["crm.*"]}\n'
+    )
+    systems = TeamSystems(PolicySet.load_dir(tmp_path).policies)
+    assert system_of("crm.update", systems, "sales") == "salesforce"
+    assert system_of("crm.update", systems, "support") == "hubspot"
+    assert system_of("mail.send", systems, "sales") == "mail"  # no system of its team names it
+    assert system_of("crm.update", systems, "nobody") == "crm"  # a team without a policy here
 
 
 def test_verdicts_by_filter_update_the_totals_and_a_changed_verdict_keeps_its_history(bad_run: BadRun) -> None:
