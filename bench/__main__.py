@@ -248,6 +248,7 @@ def main(argv: list[str]) -> int:
                 "guarded": work / "ledger.db",
                 "guarded_always": work / "ledger-always.db",
                 "guarded_info": work / "ledger-info.db",
+                "guarded_plain": work / "ledger-plain.db",
             }
             if guard_cases.otel_sdk():  # the traced row needs the OpenTelemetry SDK (bench/requirements.txt)
                 ledgers["guarded_traced"] = work / "ledger-traced.db"
@@ -282,6 +283,7 @@ def main(argv: list[str]) -> int:
                         "guarded_always": ", every commit durable",
                         "guarded_info": ", info logs",
                         "guarded_traced": ", traced (OTel SDK, in-memory)",
+                        "guarded_plain": ", without tamper evidence (for comparison)",
                     }.get(key, "")
                 )
                 note = (
@@ -296,7 +298,13 @@ def main(argv: list[str]) -> int:
                     )
                 )
                 # At `info` Guard writes a log line per call to stderr: rendered, then sent to /dev/null here.
-                around = _stderr_to_devnull if log_level == "info" else None
+                around = (
+                    _stderr_to_devnull
+                    if log_level == "info"
+                    else guard_cases.without_tamper_evidence
+                    if key == "guarded_plain"
+                    else None
+                )
                 with around() if around is not None else contextlib.nullcontext():
                     call, close = guard_cases.make_guarded_noop(
                         str(path), log_level=log_level, durability=durability, traced=key == "guarded_traced"
@@ -306,7 +314,13 @@ def main(argv: list[str]) -> int:
                 cases[key] = Case(
                     label,
                     call,
-                    note=note + (" (stderr to /dev/null)" if around else ""),
+                    note=note
+                    + (" (stderr to /dev/null)" if log_level == "info" else "")
+                    + (
+                        " (events as plain inserts: no row digests, hashes or stream heads)"
+                        if key == "guarded_plain"
+                        else ""
+                    ),
                     around=around,
                     settle=functools.partial(_flush, path),
                 )
@@ -386,6 +400,7 @@ def main(argv: list[str]) -> int:
         "bare",
         "guarded_traced",
         *guarded_keys,
+        "guarded_plain",
         "sql",
         "floor",
         "recover",
@@ -438,6 +453,15 @@ def main(argv: list[str]) -> int:
     cpu_floor = show("  cpu guarded/floor", each_run(lambda i: quotient(cpu("guarded", i), cpu("floor", i))), 1)
     show("  sql alone/floor (p50)", each_run(lambda i: quotient(p50("sql", i), p50("floor", i))))
     show("  every commit durable/floor (p50)", each_run(lambda i: quotient(p50("guarded_always", i), p50("floor", i))))
+    # What the tamper evidence (#12: row digests, per-stream hash chains, stream heads) adds to a call.
+    show(
+        "  tamper evidence: guarded/without (p50)",
+        each_run(lambda i: quotient(p50("guarded", i), p50("guarded_plain", i))),
+    )
+    show(
+        "  tamper evidence: cpu guarded/without",
+        each_run(lambda i: quotient(cpu("guarded", i), cpu("guarded_plain", i))),
+    )
     worst, worst_key = None, None
     for key in guarded_keys:
         if key in per_run:

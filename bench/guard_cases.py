@@ -4,7 +4,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -93,6 +94,42 @@ def make_guarded_noop(
             g.close()
 
     return call, closer
+
+
+@contextlib.contextmanager
+def without_tamper_evidence() -> Iterator[None]:
+    """Inside this block Guard's ledger writes its events without the tamper evidence (#12): no row digests
+    (claims), no chained hashes, no stream head moved; each event is a plain insert. Only for the bench's
+    comparison row, so the evidence's own cost per call is measured side by side with the real thing; a ledger
+    written this way does not verify."""
+    import importlib
+
+    from guard.ledger import moves
+
+    names = (
+        "approvals backend_postgres drills field_stops incidents inflight moves notices pauses restarts store tokens"
+    )
+    modules = [importlib.import_module(f"guard.ledger.{m}") for m in names.split()]
+    plain_insert = moves._insert  # pyright: ignore[reportPrivateUsage]
+
+    def plain(cur: Any, events: list[Any], claims: Any = (), *, stream: str | None = None) -> None:
+        if not events:
+            return
+        out: list[Any] = []
+        for run_id, call_id, at, actor, entity, src, dst, detail in events:
+            out.extend((run_id, call_id, at, actor, entity, src, dst, detail, "", stream or "", 0, None, None, None))
+        plain_insert(cur, out, len(events))
+
+    saved = [
+        (m, name, getattr(m, name)) for m in modules for name in ("append_events", "row_digest") if hasattr(m, name)
+    ]
+    for m, name, _ in saved:
+        setattr(m, name, plain if name == "append_events" else (lambda table, values: None))
+    try:
+        yield
+    finally:
+        for m, name, real in saved:
+            setattr(m, name, real)
 
 
 def make_classifier() -> Callable[[str, dict[str, Any]], Any]:
