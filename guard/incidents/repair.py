@@ -22,7 +22,6 @@ paused team (a repair is a run of the team: lift the pause, or narrow it to the 
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -33,7 +32,8 @@ from guard.incidents.book import IncidentBook
 from guard.incidents.snapshot import Inspector
 from guard.ledger import CallRecord, CallState
 from guard.runtime.context import RunScope
-from guard.runtime.hooks import ReconcileContext, RollbackContext
+from guard.runtime.hooks import ReconcileContext
+from guard.runtime.saga import rollback_context
 
 if TYPE_CHECKING:
     from guard.runtime import Guard
@@ -178,27 +178,6 @@ def _repair_scope(guard: Guard, incident_id: str, team: str, operator: str) -> R
     return RunScope(run_id, team, operator)
 
 
-def _context(guard: Guard, call: CallRecord, incident_id: str, kind: str) -> RollbackContext:
-    """The same context every time for the same record, so the repair's arguments (and key) never change."""
-    args = json.loads(guard.ledger.args_run_with(call))  # a reviewer's edit is what ran, so what is repaired
-    decision = guard.policies.classify(call.team, call.tool, args)
-    return RollbackContext(
-        run_id=call.run_id,
-        call_id=call.call_id,
-        tool=call.tool,
-        args=args,
-        result=call.result,
-        external_ids=call.external_id_map,
-        idempotency_key=call.offered_key,
-        state=C.ROLLING_BACK,
-        attempts=call.attempts,
-        retry_attempts=decision.retry.attempts,
-        timeout=decision.retry.timeout,
-        failure=f"incident {incident_id}: judged wrong",
-        kind=kind,
-    )
-
-
 def _repair_one(guard: Guard, scope: RunScope, call: CallRecord, comp: ToolSpec, incident_id: str) -> str:
     """Repair one record; the name of the report's list it lands in."""
     actor = scope.actor
@@ -211,7 +190,14 @@ def _repair_one(guard: Guard, scope: RunScope, call: CallRecord, comp: ToolSpec,
         return "skipped"
     crash_point("before_repair")
     hooks = guard.hooks_of(call.tool)
-    ctx = _context(guard, call, incident_id, hooks.compensation_kind if hooks is not None else "correct")
+    ctx = rollback_context(
+        call,
+        ledger=guard.ledger,
+        policies=guard.policies,
+        failure=f"incident {incident_id}: judged wrong",
+        kind=hooks.compensation_kind if hooks is not None else "correct",
+        state=C.ROLLING_BACK,
+    )
     try:
         guard.invoke_in(scope, comp, {"context": ctx.to_json()}, key=f"repair:{call.call_id}", compensates=call.call_id)
     except (ApprovalPending, ApprovalTimeout):

@@ -13,25 +13,12 @@ from typing import Any
 from guard.errors import GuardUsageError
 from guard.ledger.backend import Connections
 from guard.ledger.chain import pauses_stream
-from guard.ledger.digests import claim
+from guard.ledger.digests import ALL_COVERED, claim
 from guard.ledger.moves import append_events
 
 __all__ = ["DRILL_COLUMNS", "DrillRecord", "LedgerDrills"]
 
-DRILL_COLUMNS = (
-    "id",
-    "team",
-    "run_id",
-    "incident_id",
-    "state",
-    "drilled_by",
-    "started_at",
-    "pause_s",
-    "radius_s",
-    "clean_s",
-    "records",
-    "detail",
-)
+DRILL_COLUMNS = ALL_COVERED["drills"].columns  # a drill row's columns, in the order its digest covers them
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,14 +20,14 @@ from typing import Any, Protocol
 
 from guard.crash import crash_point
 from guard.errors import ApprovalPending, ApprovalTimeout, GuardError
-from guard.ledger import CallRecord, CallState, RunClose, RunState
-from guard.policy import SideEffectClass
+from guard.ledger import CallPathLedger, CallRecord, CallState, RunClose, RunState
+from guard.policy import PolicySet, SideEffectClass
 from guard.runtime.callpath import CallPath
 from guard.runtime.context import RunScope
 from guard.runtime.hooks import RollbackContext, ToolSpec
 from guard.runtime.labels import situation
 
-__all__ = ["Remaining", "RunCall", "SagaOutcome", "Stays", "compensate_run", "failure_of"]
+__all__ = ["Remaining", "RunCall", "SagaOutcome", "Stays", "compensate_run", "failure_of", "rollback_context"]
 
 
 class RunCall(Protocol):
@@ -114,9 +114,13 @@ def _describe(call: CallRecord) -> str:
     return f"#{call.seq} {call.tool}" + (f" ({ids})" if ids else "")
 
 
-def _context(call: CallRecord, failure: str, kind: str, path: CallPath) -> RollbackContext:
-    args = json.loads(path.ledger.args_run_with(call))  # a reviewer's edit is what ran, so what is undone
-    decision = path.policies.classify(call.team, call.tool, args)
+def rollback_context(
+    call: CallRecord, *, ledger: CallPathLedger, policies: PolicySet, failure: str, kind: str, state: str
+) -> RollbackContext:
+    """What the compensation (or an incident's repair) of `call` is given: the same for the same record every time,
+    so its arguments, and the key they make, never change. A reviewer's edit is what ran, so it is what is undone."""
+    args = json.loads(ledger.args_run_with(call))
+    decision = policies.classify(call.team, call.tool, args)
     return RollbackContext(
         run_id=call.run_id,
         call_id=call.call_id,
@@ -125,7 +129,7 @@ def _context(call: CallRecord, failure: str, kind: str, path: CallPath) -> Rollb
         result=call.result,
         external_ids=call.external_id_map,
         idempotency_key=call.offered_key,
-        state=call.state,
+        state=state,
         attempts=call.attempts,
         retry_attempts=decision.retry.attempts,
         timeout=decision.retry.timeout,
@@ -206,7 +210,14 @@ def _compensate_one(
         out.remains.append(Remaining(_describe(call), call.state, Stays.CHANGED))
         return False
     crash_point("before_compensation")
-    ctx = _context(call, failure, hooks.compensation_kind, path)
+    ctx = rollback_context(
+        call,
+        ledger=path.ledger,
+        policies=path.policies,
+        failure=failure,
+        kind=hooks.compensation_kind,
+        state=call.state,
+    )
     comp = hooks.compensation
     try:
         invoke(scope, comp, {"context": ctx.to_json()}, key=f"compensate:{call.call_id}", compensates=call.call_id)
