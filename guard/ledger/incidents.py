@@ -259,9 +259,15 @@ class LedgerIncidents:
     def list_incidents(
         self, *, teams: Sequence[str] | None = None, state: str | None = None, limit: int = 100
     ) -> list[IncidentRecord]:
-        """Incidents, newest first (of `teams` only, when given: an incident over several teams is listed when
-        every one of its teams is among them)."""
-        if teams is not None and not teams:
+        """At most `limit` incidents, newest first; of `teams` only, when given (an incident over several teams is
+        listed when every one of its teams is among them).
+
+        The teams are judged before the limit counts: an incident of one team is chosen by its `team` column in
+        the query; one over several teams (no `team`: its teams are in its scope) is judged as it is read. The
+        rows are read a page at a time, newest first (keyed on when each was opened, then its id), until `limit`
+        visible ones are found or none are left, so incidents of other teams never take a visible one's place.
+        """
+        if (teams is not None and not teams) or limit < 1:
             return []
         sql = f"SELECT {IncidentRecord.sql_columns()} FROM incidents WHERE 1 = 1"
         params: list[Any] = []
@@ -271,13 +277,20 @@ class LedgerIncidents:
         if state is not None:
             sql += " AND state = ?"
             params.append(state)
+        mine = None if teams is None else set(teams)
+        found: list[IncidentRecord] = []
+        after: tuple[float, str] | None = None
         with self.conns.read() as cur:
-            cur.execute(sql + " ORDER BY opened_at DESC LIMIT ?", (*params, limit))
-            found = [IncidentRecord(*r) for r in cur.fetchall()]
-        if teams is None:
-            return found
-        mine = set(teams)
-        return [i for i in found if i.teams and mine.issuperset(i.teams)]
+            while len(found) < limit:
+                page = sql + ("" if after is None else " AND (opened_at < ? OR (opened_at = ? AND incident_id < ?))")
+                keys = () if after is None else (after[0], after[0], after[1])
+                cur.execute(page + " ORDER BY opened_at DESC, incident_id DESC LIMIT ?", (*params, *keys, limit))
+                rows = [IncidentRecord(*r) for r in cur.fetchall()]
+                found.extend(i for i in rows if mine is None or (i.teams and mine.issuperset(i.teams)))
+                if len(rows) < limit:
+                    break
+                after = (rows[-1].opened_at, rows[-1].incident_id)
+        return found[:limit]
 
     def _open_row(self, cur: Any, incident_id: str) -> IncidentRecord:
         cur.execute(f"SELECT {IncidentRecord.sql_columns()} FROM incidents WHERE incident_id = ?", (incident_id,))

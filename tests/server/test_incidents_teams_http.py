@@ -13,6 +13,7 @@ from incident_support import bad_sync
 from server_support import POLICIES, Service
 
 from guard import Guard
+from guard.incidents import IncidentBook, Scope
 
 pytestmark = pytest.mark.anyio
 
@@ -106,3 +107,23 @@ async def test_someone_who_operates_every_team_opens_it_and_only_people_of_every
     assert after["summary"].startswith("25 records changed") and after["may_operate"] is True
     assert (await client.post(f"/api/incidents/{inc}/close", headers=olga, json={"text": "x"})).status_code == 403
     assert (await client.post(f"/api/incidents/{inc}/close", headers=lead, json={"text": "fixed"})).status_code == 200
+
+
+async def test_a_reviewer_of_one_team_sees_its_incident_behind_more_than_a_page_of_incidents_of_other_teams(
+    client: httpx.AsyncClient, service: Service
+) -> None:
+    """The list's limit counts what the reviewer may see: 100 newer incidents over contacts and onboarding, which
+    rita (contacts only) may not see, do not push the contacts incident off her list."""
+    book = IncidentBook(service.ledger)
+    mine = book.open(Scope(team="contacts", run_ids=("contacts:sync-1",)), title="rita's", opened_by="olga")
+    for i in range(100):
+        book.open(
+            Scope(run_ids=(f"both:{i}",), teams=("contacts", "onboarding")), title=f"both {i}", opened_by="ops-lead"
+        )
+    service.tokens["rita"] = service.ledger.create_token("rita", by="test")[1]
+    listed = await client.get("/api/incidents", headers=service.auth("rita"))
+    assert [i["incident_id"] for i in listed.json()] == [mine.incident_id]
+    both = (await client.get("/api/incidents", headers=service.auth("ops-lead"))).json()  # acts for both teams
+    assert (
+        len(both) == 100 and both[0]["title"] == "both 99" and mine.incident_id not in {i["incident_id"] for i in both}
+    )
