@@ -50,6 +50,31 @@ def _names_spelled_twice(policies: Mapping[str, Policy]) -> dict[str, PolicyErro
     return errors
 
 
+def _slack_users_shared(policies: Mapping[str, Policy]) -> dict[str, PolicyError]:
+    """Teams (after the first, in file order) whose Slack app maps a Slack user to another reviewer name than an
+    earlier team's does. A Slack click acts as the name the approval's team gives its user: one person would be
+    two reviewers (approving what the other name asked, acting for a team the first name is not in).
+    """
+    first: dict[str, tuple[str, Policy]] = {}
+    errors: dict[str, PolicyError] = {}
+    for team, policy in policies.items():
+        users: Mapping[str, str] = policy.slack.users if policy.slack is not None else {}
+        for user, name in users.items():
+            other, where = first.setdefault(user, (name, policy))
+            if identity(other) != identity(name) and team not in errors:
+                line = where.reviewer_line(other)
+                errors[team] = PolicyError(
+                    file=policy.source,
+                    line=policy.reviewer_line(name),
+                    field=f"reviewers.{name}.slack",
+                    reason=f"Slack user {user} is {name!r} here, and {where.source}"
+                    f"{'' if line is None else f':{line}'} gives it to reviewer {other!r}: a click in Slack would "
+                    "act as either, one person as two reviewers; give each person one Slack id under one name in "
+                    "every team (fix the id that is wrong, or name the reviewer the same in both files)",
+                )
+    return errors
+
+
 class PolicySet:
     """Policies by team. Immutable after construction; build a new set to reload.
 
@@ -98,6 +123,9 @@ class PolicySet:
             except PolicyError as exc:
                 errors[file.stem] = exc
         for team, exc in _names_spelled_twice(policies).items():
+            del policies[team]
+            errors[team] = exc
+        for team, exc in _slack_users_shared(policies).items():
             del policies[team]
             errors[team] = exc
         return cls(policies, errors, directory)

@@ -14,7 +14,8 @@ is the signature) before anything of the request is acted on, and kept until its
 ledger cannot be reached nothing is accepted (503). A request signed with one team's secret decides only that
 team's approvals.
 
-The Slack user is the reviewer whose Slack id they are in the team's policy (`reviewers:`, `slack: U...`); the
+The Slack user is the reviewer whose Slack id they are in the team's policy (`reviewers:`, `slack: U...`; one id is
+one name in every team, or the later team's policy is refused at load: `guard.policy.PolicySet`); the
 decision then goes through `Desk.decide` exactly as from the page: role, quorum, no self-approval, the argument
 hash the message showed (carried by the button), expiry. Its outcome replaces the message (`response_url`); a
 refusal is told to the reviewer alone (an ephemeral reply, or the dialog's error). Slack needs an answer within

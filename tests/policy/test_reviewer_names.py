@@ -59,3 +59,40 @@ def test_one_reviewer_spelled_alike_in_every_team_is_accepted(tmp_path: Path) ->
     (tmp_path / "support.yaml").write_text(f"team: support\nreviewers:\n  alice: [support]\n{RULES}")
     policies = PolicySet.load_dir(tmp_path)
     assert policies.errors == {} and policies.get("support").roles_of("Alice") == frozenset({"support"})
+
+
+APP = "slack:\n  signing_secret_env: TEAM_SLACK_SECRET\n"
+
+
+def test_one_slack_user_given_to_two_reviewer_names_in_two_teams_leaves_the_second_team_refused(
+    tmp_path: Path,
+) -> None:
+    """A Slack click acts as the name the approval's team gives its user: one Slack user named sam in billing and
+    bob in support would be two reviewers (approving what the other asked, acting for a team sam is not in). The
+    set refuses the later file, naming both files, lines and names and what to write."""
+    (tmp_path / "billing.yaml").write_text(
+        f"team: billing\nreviewers:\n  sam: {{roles: [finance], slack: U024BE7LH}}\n{APP}{RULES}"
+    )
+    (tmp_path / "support.yaml").write_text(
+        f"team: support\nreviewers:\n  rita: [support]\n  bob: {{roles: [support], slack: U024BE7LH}}\n{APP}{RULES}"
+    )
+    policies = PolicySet.load_dir(tmp_path)
+    assert list(policies.policies) == ["billing"]
+    error = str(policies.errors["support"])
+    assert error.startswith(f"{tmp_path / 'support.yaml'}:4: reviewers.bob.slack: Slack user U024BE7LH is 'bob' here")
+    assert f"{tmp_path / 'billing.yaml'}:3 gives it to reviewer 'sam'" in error
+    assert "give each person one Slack id" in error
+    assert policies.classify("support", "crm.get", {}).verdict.value == "deny"  # the refused team fails closed
+
+
+def test_one_slack_user_under_one_reviewer_name_in_every_team_is_accepted(tmp_path: Path) -> None:
+    """The same person reviewing for two teams keeps one Slack id under one name."""
+    (tmp_path / "billing.yaml").write_text(
+        f"team: billing\nreviewers:\n  sam: {{roles: [finance], slack: U024BE7LH}}\n{APP}{RULES}"
+    )
+    (tmp_path / "support.yaml").write_text(
+        f"team: support\nreviewers:\n  sam: {{roles: [support], slack: U024BE7LH}}\n{APP}{RULES}"
+    )
+    policies = PolicySet.load_dir(tmp_path)
+    assert policies.errors == {}
+    assert policies.get("support").slack is not None
