@@ -5,6 +5,7 @@ from guard.ledger.audit import AuditReport, Finding, Unsealed
 from guard.ledger.database import HEAD_REVISION, current_revision, resolve_url, shown_url, sqlite_path, upgrade
 from guard.ledger.drills import DrillRecord
 from guard.ledger.field_stops import StopMark, shadow_verdicts
+from guard.ledger.lease_clock import Beat, LeaseBeat
 from guard.ledger.moves import RunClose
 from guard.ledger.numbers import HealthNumbers, ToolNumbers, health_numbers
 from guard.ledger.pauses import Scope
@@ -43,6 +44,7 @@ __all__ = [
     "ApprovalState",
     "ApprovalsPort",
     "AuditReport",
+    "Beat",
     "CallPathLedger",
     "CallRecord",
     "CallRequest",
@@ -55,6 +57,7 @@ __all__ = [
     "EventRecord",
     "Finding",
     "HealthNumbers",
+    "LeaseBeat",
     "Ledger",
     "ManualActionRecord",
     "NoticeEvent",

@@ -17,6 +17,7 @@ from guard.errors import GuardUsageError, IllegalTransition, LeaseLost
 from guard.ledger.backend import Connections
 from guard.ledger.chain import run_stream
 from guard.ledger.digests import claim, row_digest
+from guard.ledger.lease_clock import Beat, LeaseBeat
 from guard.ledger.moves import EventIn, RunClose, append_events, move_run
 from guard.ledger.records import CallRecord, RunRecord
 from guard.ledger.restarts import restart_call_failed
@@ -213,9 +214,10 @@ class LedgerInFlight:
             append_events(cur, events)
             restart_call_failed(cur, call_id, state, now, actor)  # a staged restart stops at its first failure
 
-    def heartbeat(self, call_id: str, token: int, ttl: float) -> bool:
-        """Extend this worker's lease on a started call to `ttl` seconds from now by the lease clock; False when
-        the lease was lost (fenced: taken over, or on PostgreSQL already run out by the server's clock)."""
+    def heartbeat(self, call_id: str, token: int, ttl: float) -> LeaseBeat:
+        """Extend this worker's lease on a started call to `ttl` seconds from now by the lease clock. When it cannot
+        (fenced), say why, read in the same transaction: the call was taken over (a newer token), ended by this
+        worker (no longer `started`, same token), or its lease ran out by the database clock (PostgreSQL)."""
         clock = self.conns.backend.lease_clock
         with self.conns.write() as cur:
             now = time.time()
@@ -226,12 +228,16 @@ class LedgerInFlight:
             )
             held = cur.fetchone()
             if held is None:
-                return False
+                cur.execute("SELECT state, lease_token, lease_owner FROM calls WHERE call_id = ?", (call_id,))
+                row = cur.fetchone()
+                if row is not None and int(row[1]) != token:
+                    return LeaseBeat(Beat.TAKEN_OVER, row[2])
+                return LeaseBeat(Beat.RAN_OUT if row is not None and row[0] == C.STARTED else Beat.ENDED)
             append_events(
                 cur,
                 [(held[0], call_id, now, "guard", "lease", C.STARTED, C.STARTED, json.dumps({"lease_token": token}))],
             )
-            return True
+            return LeaseBeat(Beat.HELD)
 
     def release(self, call_id: str, token: int) -> bool:
         """Give up this worker's lease on a call without moving it (recovery that could not settle an in-doubt

@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any, Protocol
 
-__all__ = ["DATABASE_CLOCK", "WORKER_CLOCK", "LeaseClock"]
+__all__ = ["DATABASE_CLOCK", "WORKER_CLOCK", "Beat", "LeaseBeat", "LeaseClock"]
 
 
 class _Clocked(Protocol):
@@ -50,3 +51,23 @@ WORKER_CLOCK = LeaseClock("?")
 _DB_NOW = "extract(epoch FROM clock_timestamp())::float8"
 # A call nobody holds a lease on (failed, or in doubt and released for an operator) is fenced by its token alone.
 DATABASE_CLOCK = LeaseClock(_DB_NOW, fence=f" AND (lease_expires_at IS NULL OR lease_expires_at > {_DB_NOW})")
+
+
+class Beat(StrEnum):
+    """What a heartbeat found, judged in its own transaction: `held` (renewed); `ended` (the call left `started`
+    under the worker's own token: it ended the call itself, e.g. completed it after the heartbeat read its calls);
+    `taken_over` (another worker holds it: a newer token); `ran_out` (still the worker's token and `started`, but
+    its lease ran out by the database clock before it was renewed, and nobody took it over yet)."""
+
+    HELD = "held"
+    ENDED = "ended"
+    TAKEN_OVER = "taken_over"
+    RAN_OUT = "ran_out"
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseBeat:
+    """A heartbeat's outcome, and who holds the call when it was taken over (`holder`)."""
+
+    beat: Beat
+    holder: str | None = None

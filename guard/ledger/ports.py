@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from guard.ledger.approvals import DecisionResult, EditGate, RolesNow
     from guard.ledger.audit import AuditReport
     from guard.ledger.drills import DrillRecord
+    from guard.ledger.lease_clock import LeaseBeat
     from guard.ledger.moves import RunClose
     from guard.ledger.pauses import Scope
     from guard.ledger.queries import OpenWork
@@ -102,7 +103,7 @@ class CallsPort(Protocol):
         run: RunClose | None = None,
         src: CallState = ...,
     ) -> None: ...
-    def heartbeat(self, call_id: str, token: int, ttl: float) -> bool: ...
+    def heartbeat(self, call_id: str, token: int, ttl: float) -> LeaseBeat: ...
     def release(self, call_id: str, token: int) -> bool: ...
     def close_run(
         self,

@@ -1,8 +1,9 @@
 """Keeping this worker's leases alive while its tools run, so no other worker takes a live call over.
 
 A daemon thread, started with the first call, extends the lease of every call this worker holds every
-third of the lease's lifetime. A heartbeat the ledger refuses means the lease was lost (another worker took
-the call over): the call is dropped from the set, and the tool's own final write will be refused too.
+third of the lease's lifetime. A heartbeat the ledger refuses drops the call from the set, saying why: another
+worker took the call over ("lease lost": the tool's own final write will be refused too), the lease ran out by the
+database clock before it was renewed, or (said nothing of) this worker ended the call itself meanwhile.
 
 `close()` stops the thread and waits for it: a heartbeat is never half-way through a write when the ledger's
 connections close behind it (`Guard.close`).
@@ -18,6 +19,7 @@ from typing import TYPE_CHECKING
 from structlog.typing import FilteringBoundLogger
 
 from guard.errors import CallInDoubt
+from guard.ledger import Beat
 
 if TYPE_CHECKING:
     from guard.ledger import CallsPort
@@ -84,15 +86,31 @@ class Heartbeat:
 
     def _loop(self) -> None:
         while not self._stop.wait(self._ttl / 3):
-            for call_id, token in list(self._held.items()):
-                try:
-                    alive = self._ledger.heartbeat(call_id, token, self._ttl)
-                except Exception as exc:  # noqa: BLE001 (logged; the next beat tries again)
-                    self._log.warning("lease heartbeat failed", call_id=call_id, error=str(exc))
-                    continue
-                if not alive and self._held.get(call_id) == token:
-                    self._held.pop(call_id, None)
-                    self._log.error("lease lost: another worker took this call over", call_id=call_id)
+            self.beat()
+
+    def beat(self) -> None:
+        """One pass: renew the lease of every call held now. A call the ledger no longer lets this worker renew is
+        dropped; only one another worker took over is logged as a lost lease (a call this worker ended after the
+        pass read its calls is not: it completed, failed or went in doubt here). Stops at shutdown (`close`)."""
+        for call_id, token in list(self._held.items()):
+            if self._stop.is_set():
+                return
+            try:
+                found = self._ledger.heartbeat(call_id, token, self._ttl)
+            except Exception as exc:  # noqa: BLE001 (logged; the next beat tries again)
+                self._log.warning("lease heartbeat failed", call_id=call_id, error=str(exc))
+                continue
+            if found.beat is Beat.HELD or self._held.get(call_id) != token:
+                continue  # renewed; or let go (and perhaps held again under a new token) since the pass began
+            self._held.pop(call_id, None)
+            if found.beat is Beat.TAKEN_OVER:
+                self._log.error(
+                    "lease lost: another worker took this call over", call_id=call_id, taken_by=found.holder
+                )
+            elif found.beat is Beat.RAN_OUT:
+                self._log.error(
+                    "lease ran out before its heartbeat renewed it: its writes are refused from now on", call_id=call_id
+                )
 
     def close(self) -> None:
         """Stop the heartbeat and wait for a write it is making to end (at most the ledger's lock timeout)."""

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from guard import Guard, LeaseLost
-from guard.ledger import CallRecord, Ledger
+from guard.ledger import Beat, CallRecord, Ledger
 from tests.runtime.test_recovery import left_started
 
 SKEW = 600.0  # ten minutes
@@ -97,7 +97,7 @@ def test_a_worker_whose_clock_is_behind_cannot_write_once_its_lease_ran_out_by_t
     deadline = time.monotonic() + 10
     while ledger.database_time() <= expires:  # the server's clock passes the lease
         assert time.monotonic() < deadline, "the database clock never passed the lease"
-    assert ledger.heartbeat(call_id, 1, 60) is False
+    assert ledger.heartbeat(call_id, 1, 60).beat is Beat.RAN_OUT
     with pytest.raises(LeaseLost):
         ledger.record_attempt("r-late", call_id, 1, 2, "timeout", "dead")
     with pytest.raises(LeaseLost):

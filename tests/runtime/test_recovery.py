@@ -23,7 +23,7 @@ from guard import (
     args_hash,
 )
 from guard.canonical import canonical_json
-from guard.ledger import CallRequest, Ledger, new_id
+from guard.ledger import Beat, CallRequest, Ledger, new_id
 from guard.runtime.operator import compensate, finish, retry_call
 
 POLICY = """\
@@ -219,7 +219,7 @@ def test_a_worker_that_lost_its_lease_cannot_complete_or_heartbeat_the_call(
     assert call is not None
     new_token = guard.ledger.claim(call, worker="fresh", ttl=30.0, actor="recovery", to=None)
     assert new_token == zombie_token + 1
-    assert guard.ledger.heartbeat(call_id, zombie_token, 30.0) is False
+    assert guard.ledger.heartbeat(call_id, zombie_token, 30.0).beat is Beat.TAKEN_OVER
     with pytest.raises(IllegalTransition) as fenced:
         guard.ledger.complete(
             "r6", call_id, token=zombie_token, result_json="null", external_ids={}, attempts=1, actor="zombie"
