@@ -96,6 +96,15 @@ class Backend(Protocol):
     # Which clock judges leases (guard.ledger.lease_clock): the worker's on SQLite, the server's on PostgreSQL.
     lease_clock: LeaseClock
 
+    def writers_now(self, cur: Any) -> int | None:
+        """A mark of the write transactions in progress now, or None when none is (no id a reader sees missing
+        below a visible one can still be committed). With a mark, `writers_ended` tells when all of them ended."""
+        ...
+
+    def writers_ended(self, cur: Any, mark: int) -> bool:
+        """Every write transaction in progress when `writers_now` gave `mark` has ended (committed or rolled back)."""
+        ...
+
     def lock(self, cur: Any, name: str) -> None:
         """Inside a write transaction, also take the lock `name` until it ends (see `begin_write`): for a count
         shared by the team's runs, which the run's own lock does not cover. SQLite: its one write lock covers it."""
@@ -210,6 +219,13 @@ class SqliteBackend:
 
     def lock(self, cur: sqlite3.Cursor, name: str) -> None:  # noqa: ARG002 (BEGIN IMMEDIATE already holds every name)
         return None
+
+    def writers_now(self, cur: sqlite3.Cursor) -> int | None:  # noqa: ARG002 (the backend protocol's)
+        # One writer at a time: an id is committed (or rolled back, and taken again) before the next is taken.
+        return None
+
+    def writers_ended(self, cur: sqlite3.Cursor, mark: int) -> bool:  # noqa: ARG002 (the backend protocol's)
+        return True
 
     def clock(self, cur: sqlite3.Cursor) -> float:
         # julianday('now') is SQLite's clock (the OS clock of the host holding the file, read by the library,

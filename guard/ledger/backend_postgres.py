@@ -214,3 +214,14 @@ class PostgresBackend:
     def clock(self, cur: _Cursor) -> float:
         cur.execute("SELECT extract(epoch FROM clock_timestamp())::float8")
         return float(cur.fetchone()[0])
+
+    def writers_now(self, cur: _Cursor) -> int | None:
+        # The snapshot's xmin is the oldest transaction id still in progress (its xmax when none is); every id in
+        # progress now is below its xmax. Reads run in autocommit: this statement's snapshot is now.
+        cur.execute("SELECT pg_snapshot_xmin(s)::text, pg_snapshot_xmax(s)::text FROM pg_current_snapshot() s")
+        oldest, limit = cur.fetchone()
+        return None if oldest == limit else int(limit)
+
+    def writers_ended(self, cur: _Cursor, mark: int) -> bool:
+        cur.execute("SELECT pg_snapshot_xmin(pg_current_snapshot()) >= ?::text::xid8", (str(mark),))
+        return bool(cur.fetchone()[0])

@@ -11,10 +11,11 @@ does, outside any transaction.
 from __future__ import annotations
 
 import json
+import threading
 import time
 from typing import Any
 
-from guard.ledger.backend import Connections
+from guard.ledger.backend import Backend, Connections
 from guard.ledger.chain import notices_stream
 from guard.ledger.digests import claim
 from guard.ledger.moves import append_events
@@ -26,14 +27,17 @@ __all__ = ["LedgerNotices"]
 _CURSOR = "webhooks"
 # Event ids are taken when a transaction inserts, not when it commits: on PostgreSQL, where writers of different
 # runs commit side by side, a later id can be visible while an earlier one is still committing. The cursor never
-# moves past a missing id until the events after it are this old; a gap older than that is a transaction that
-# rolled back (its id is never used), not one still on its way.
-GAP_GRACE = 60.0
-# The first recent event after the cursor whose id's predecessor is missing, unless that predecessor is the
-# cursor itself: the cursor stops before the missing ids. One pass over the events after the cursor (the primary
-# key's range), however far behind a new notifier starts.
+# moves past a missing id while a write transaction that may still commit it is open. That is judged by the
+# database, never by the events' `at` (each writer's own clock, which may be minutes off): a transaction that
+# inserts an event has written its stream's head first, so it was in progress (`Backend.writers_now`) when a later
+# id was seen, and once every such transaction ended (`writers_ended`) the missing ids are rolled back for good.
+# A pass waits this long for them (Guard's write transactions last milliseconds), then leaves the gap to the next.
+SETTLE_WAIT = 1.0
+# The first id after the cursor (up to the newest seen) whose predecessor is missing, unless that predecessor is
+# the cursor itself. One pass over the events after the cursor (the primary key's range), however far behind a new
+# notifier starts.
 _FIRST_GAP = (
-    "SELECT MIN(e.id) FROM events e WHERE e.id > ? + 1 AND e.at > ? "
+    "SELECT MIN(e.id) FROM events e WHERE e.id > ? + 1 AND e.id <= ? "
     "AND NOT EXISTS (SELECT 1 FROM events f WHERE f.id = e.id - 1)"
 )
 _DETAILED = ("paused", "stop_tripped", "approval_waiting", "restart")
@@ -78,17 +82,27 @@ def _notice(row: tuple[Any, ...]) -> NoticeEvent | None:
     )
 
 
-def _settled_end(cur: Any, after: int, now: float) -> int:
-    """The last event id after `after` up to which no earlier id can still appear: ids are consecutive, or the
-    events after a missing one are older than `GAP_GRACE` (its transaction rolled back)."""
-    cur.execute(_FIRST_GAP, (after, now - GAP_GRACE))
+def _settled_end(cur: Any, backend: Backend, after: int) -> int:
+    """The last event id after `after` up to which no earlier id can still appear: ids are consecutive, or no write
+    transaction that was open when a missing one was seen is open any more (see `SETTLE_WAIT`)."""
+    cur.execute("SELECT COALESCE(MAX(id), 0) FROM events")
+    newest = max(after, int(cur.fetchone()[0]))
+    cur.execute(_FIRST_GAP, (after, newest))
     (gap,) = cur.fetchone()
     if gap is None:
-        cur.execute("SELECT COALESCE(MAX(id), 0) FROM events")
-        return max(after, int(cur.fetchone()[0]))
-    # An earlier transaction may still commit the missing id(s) before `gap`: stop at the last event below them.
-    cur.execute("SELECT COALESCE(MAX(id), ?) FROM events WHERE id > ? AND id < ?", (after, after, int(gap)))
-    return int(cur.fetchone()[0])
+        return newest
+    mark = backend.writers_now(cur)
+    deadline = time.monotonic() + SETTLE_WAIT
+    while mark is not None and not backend.writers_ended(cur, mark):
+        if time.monotonic() >= deadline:
+            # A transaction that may commit the missing id(s) before `gap` is still open: stop below them.
+            cur.execute("SELECT COALESCE(MAX(id), ?) FROM events WHERE id > ? AND id < ?", (after, after, int(gap)))
+            return int(cur.fetchone()[0])
+        _PAUSE.wait(0.02)
+    return newest  # every id missing up to `newest` was rolled back; the ones committed since are read next
+
+
+_PAUSE = threading.Event()  # never set: a short wait between two looks at the open transactions
 
 
 def _record(cur: Any, team: str, run_id: str | None, notice_id: int, now: float, src: str | None, dst: str) -> None:
@@ -113,9 +127,9 @@ class LedgerNotices:
 
     def notice_events(self, after: int, limit: int = 200) -> tuple[list[NoticeEvent], int]:
         """Events after `after` a channel may need to hear of, oldest first; and the last event id the cursor may
-        move to: never past an id a transaction may still commit (see `GAP_GRACE`)."""
+        move to: never past an id a transaction may still commit (see `SETTLE_WAIT`)."""
         with self.conns.read() as cur:
-            end = _settled_end(cur, after, time.time())
+            end = _settled_end(cur, self.conns.backend, after)
             cur.execute(
                 _CANDIDATES,
                 (

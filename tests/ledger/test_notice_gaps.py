@@ -12,7 +12,6 @@ import time
 import pytest
 
 from guard.ledger import Ledger
-from guard.ledger import notices as notices_module
 from guard.ledger.pauses import insert_pause
 
 
@@ -29,7 +28,22 @@ def _pause_held_open(
         errors.append(exc)
 
 
-def test_an_event_that_commits_after_a_later_one_is_still_told(backend: str, ledger: Ledger) -> None:
+SKEW = 600.0  # a writer whose clock is ten minutes off
+
+
+def _skewed(monkeypatch: pytest.MonkeyPatch, seconds: float) -> None:
+    """This process's clock as a writer on a host whose clock is `seconds` off sees it (its events' `at`)."""
+    real = time.time
+    monkeypatch.setattr(time, "time", lambda: real() + seconds)
+
+
+@pytest.mark.parametrize("skew", [0.0, -SKEW], ids=["one-clock", "later-writer-ten-minutes-behind"])
+def test_an_event_that_commits_after_a_later_one_is_still_told(
+    backend: str, ledger: Ledger, monkeypatch: pytest.MonkeyPatch, skew: float
+) -> None:
+    """The gap before the later event is judged by the database (is a transaction that could hold the missing id
+    still open?), never by the later writer's `at`: stamped ten minutes in the past, it does not make the gap look
+    old enough to pass, so the event behind it is told once it commits."""
     if backend == "sqlite":
         pytest.skip("SQLite has one writer at a time: an id is committed before the next one is taken")
     inserted, release = threading.Event(), threading.Event()
@@ -37,7 +51,9 @@ def test_an_event_that_commits_after_a_later_one_is_still_told(backend: str, led
     slow = threading.Thread(target=_pause_held_open, args=(ledger, inserted, release, errors))
     slow.start()
     assert inserted.wait(30)
+    _skewed(monkeypatch, skew)
     ledger.pause("team", "fast", reason="committed first", by="bob", team="fast")  # a later id, visible now
+    monkeypatch.undo()
 
     events, last = ledger.notice_events(ledger.notice_cursor())
     assert [e.detail.get("target") for e in events] == []  # the later pause waits behind the missing id
@@ -52,9 +68,12 @@ def test_an_event_that_commits_after_a_later_one_is_still_told(backend: str, led
     assert ledger.notice_events(ledger.notice_cursor())[0] == []
 
 
-def test_a_gap_left_by_a_rolled_back_transaction_is_passed_once_it_is_old(
+def test_a_gap_left_by_a_rolled_back_transaction_is_passed_at_once_though_later_events_are_stamped_ten_minutes_ahead(
     ledger: Ledger, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """A missing id that no open transaction can still commit is passed at once, whatever the later writer's clock
+    says (ten minutes ahead used to make the gap look fresh for eleven minutes and hold every notice behind it)."""
+    _skewed(monkeypatch, SKEW)
     with ledger.conns.write() as cur:  # an id then missing, as a rolled-back insert leaves it (before a later one)
         insert_pause(cur, "team", "gone", reason="rolled back", by="alice", team="gone", now=time.time())
         cur.execute("SELECT MAX(id) FROM events")
@@ -62,8 +81,8 @@ def test_a_gap_left_by_a_rolled_back_transaction_is_passed_once_it_is_old(
         insert_pause(cur, "team", "kept", reason="committed", by="alice", team="kept", now=time.time())
         cur.execute("DELETE FROM events WHERE id = ?", (gone,))
     ledger.pause("team", "after", reason="after the gap", by="bob", team="after")
-    monkeypatch.setattr(notices_module, "GAP_GRACE", 3600.0)
-    assert ledger.notice_events(ledger.notice_cursor())[0] == []  # a fresh gap: maybe still committing
-    monkeypatch.setattr(notices_module, "GAP_GRACE", 0.0)
-    events, _ = ledger.notice_events(ledger.notice_cursor())
-    assert [e.detail.get("target") for e in events] == ["kept", "after"]  # an old gap is passed; nothing lost
+    monkeypatch.undo()
+    events, last = ledger.notice_events(ledger.notice_cursor())
+    assert [e.detail.get("target") for e in events] == ["kept", "after"]  # passed; nothing lost
+    ledger.move_notice_cursor(last)
+    assert ledger.notice_events(ledger.notice_cursor())[0] == []  # and nothing told twice

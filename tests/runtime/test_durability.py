@@ -113,6 +113,13 @@ class CommitWitness:
     def lock(self, cur: _WitnessCursor, name: str) -> None:
         self.inner.lock(cur.inner, name)
 
+    def writers_now(self, cur: _WitnessCursor) -> int | None:
+        mark = self.inner.writers_now(cur.inner)
+        return None if mark is None else int(mark)
+
+    def writers_ended(self, cur: _WitnessCursor, mark: int) -> bool:
+        return bool(self.inner.writers_ended(cur.inner, mark))
+
     def close(self) -> None:
         close = getattr(self.inner, "close", None)
         if close is not None:
