@@ -6,7 +6,6 @@ from __future__ import annotations
 import importlib
 import json
 import socket
-import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -15,10 +14,10 @@ from typing import cast
 import pytest
 from typer.testing import CliRunner
 
-from guard import CallFailed, Guard, args_hash
-from guard.canonical import canonical_json
+from guard import CallFailed, Guard
 from guard.cli import app as cli
-from guard.ledger import CallRequest, Ledger, new_id
+from guard.ledger import Ledger
+from tests.crashed import dead_pid, left_started
 
 POLICY = """\
 team: ops
@@ -169,26 +168,9 @@ def test_recover_right_after_a_crash_says_which_lease_holds_a_call_until_when_an
 ) -> None:
     ledger = Ledger(f"sqlite:///{db_path}")
     try:
-        ledger.open_run("ops:order-9", "ops", actor="agent")
-        args = {"amount": 9}
-        ledger.offer(
-            CallRequest(  # what a worker killed mid-charge leaves: its lease lives on for a minute
-                call_id=new_id("call"),
-                run_id="ops:order-9",
-                team="ops",
-                tool="billing.charge",
-                args_json=canonical_json(args).decode(),
-                args_hash=args_hash(args),
-                idempotency_key="k9",
-                verdict="allow",
-                side_effect="compensable",
-                rule="charge",
-                reason="",
-                policy_version="v",
-                actor="agent",
-                worker="box-7:4242:w",
-                lease_ttl=60.0,
-            )
+        # What a worker killed mid-charge leaves: its lease lives on for a minute.
+        left_started(
+            ledger, "ops:order-9", "billing.charge", "compensable", {"amount": 9}, ttl=60.0, worker="box-7:4242:w"
         )
     finally:
         ledger.close()
@@ -211,34 +193,15 @@ def test_recover_right_after_a_crash_says_which_lease_holds_a_call_until_when_an
 
 
 def test_recover_says_a_holder_on_this_host_whose_process_is_gone_is_dead(ops_app: Path, db_path: Path) -> None:
-    child = subprocess.Popen([sys.executable, "-c", "pass"])
-    child.wait()
-    worker = f"{socket.gethostname()}:{child.pid}:w"
+    pid = dead_pid()
+    worker = f"{socket.gethostname()}:{pid}:w"
     ledger = Ledger(f"sqlite:///{db_path}")
     try:
-        ledger.open_run("ops:order-10", "ops", actor="agent")
-        args = {"order": "o-10"}
-        ledger.offer(
-            CallRequest(
-                call_id=new_id("call"),
-                run_id="ops:order-10",
-                team="ops",
-                tool="warehouse.ship",
-                args_json=canonical_json(args).decode(),
-                args_hash=args_hash(args),
-                idempotency_key="k10",
-                verdict="allow",
-                side_effect="compensable",
-                rule="ship",
-                reason="",
-                policy_version="v",
-                actor="agent",
-                worker=worker,
-                lease_ttl=60.0,
-            )
+        left_started(
+            ledger, "ops:order-10", "warehouse.ship", "compensable", {"order": "o-10"}, ttl=60.0, worker=worker
         )
     finally:
         ledger.close()
     done = CliRunner().invoke(cli, ["recover", "--app", "opsapp:app", "--db", str(db_path)])
-    assert f"ran on this host as process {child.pid}, which is not running any more: it is dead" in done.output
+    assert f"ran on this host as process {pid}, which is not running any more: it is dead" in done.output
     assert f"guard recover --app opsapp:app --dead-worker {worker}" in done.output

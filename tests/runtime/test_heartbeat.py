@@ -16,7 +16,7 @@ import pytest
 from guard.ledger import Ledger
 from guard.logs import make_logger
 from guard.runtime.leases import Heartbeat
-from tests.runtime.test_recovery import left_started
+from tests.crashed import left_started
 
 LOST = "lease lost: another worker took this call over"
 

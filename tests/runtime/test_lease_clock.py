@@ -13,7 +13,7 @@ import pytest
 
 from guard import Guard, LeaseLost
 from guard.ledger import Beat, CallRecord, Ledger
-from tests.runtime.test_recovery import left_started
+from tests.crashed import left_started
 
 SKEW = 600.0  # ten minutes
 POLICY = """\

@@ -9,8 +9,6 @@ its charge endpoint was called, and has a look-up by key (the tool's reconcile c
 from __future__ import annotations
 
 import socket
-import subprocess
-import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,13 +25,11 @@ from guard import (
     NotFound,
     PolicySet,
     ReconcileContext,
-    args_hash,
     current_call,
     report_external_id,
 )
-from guard.canonical import canonical_json
-from guard.ledger import CallRequest, Ledger, new_id
 from guard.runtime.operator import retry_call
+from tests.crashed import dead_pid, left_started
 
 POLICY = """\
 team: pay
@@ -215,40 +211,13 @@ def test_a_settled_in_doubt_call_moves_its_run_on_and_a_replay_finishes_the_run(
     assert done is not None and done.state == "completed" and billing.invocations == 1
 
 
-def left_started(ledger: Ledger, run_id: str, amount: int) -> str:
-    """A charge a worker that died right after `started` committed left behind (its lease already ran out)."""
-    ledger.open_run(run_id, "pay", actor="agent")
-    call_id = new_id("call")
-    args = {"amount": amount}
-    offer = ledger.offer(
-        CallRequest(
-            call_id=call_id,
-            run_id=run_id,
-            team="pay",
-            tool="billing.charge",
-            args_json=canonical_json(args).decode(),
-            args_hash=args_hash(args),
-            idempotency_key=f"k:{call_id}",
-            verdict="allow",
-            side_effect="compensable",
-            rule="charge",
-            reason="",
-            policy_version="v",
-            actor="agent",
-            worker="dead",
-            lease_ttl=0.0,
-        )
-    )
-    assert offer.kind == "started"
-    return call_id
-
-
 def test_a_run_with_a_call_still_in_doubt_stays_in_review_naming_what_is_left_and_the_command(
     pay: tuple[Guard, Billing, dict[str, GuardedTool]],
 ) -> None:
     guard, billing, _ = pay
-    unknown = left_started(guard.ledger, "r-two", 10)  # two charges in flight when the worker died
-    landed = left_started(guard.ledger, "r-two", 20)
+    # Two charges in flight when the worker died (their leases already ran out).
+    unknown = left_started(guard.ledger, "r-two", "billing.charge", "compensable", {"amount": 10}, team="pay")
+    landed = left_started(guard.ledger, "r-two", "billing.charge", "compensable", {"amount": 20}, team="pay")
     billing.unknown.add(f"k:{unknown}")  # the look-up cannot answer for the first
     billing.charges[f"k:{landed}"] = "ch_20"  # the second one landed
 
@@ -306,40 +275,23 @@ def test_an_operator_retry_that_completes_the_last_call_left_makes_the_run_resum
     assert "was found by its reconcile check" in detail
 
 
-def dead_pid() -> int:
-    """The id of a process that ran on this host and has exited."""
-    child = subprocess.Popen([sys.executable, "-c", "pass"])
-    child.wait()
-    return child.pid
-
-
 @pytest.mark.parametrize("holder", ["elsewhere", "dead_here"])
 def test_a_worker_meeting_a_call_another_worker_holds_is_told_when_it_frees_and_how_to_take_it_over(
     pay: tuple[Guard, Billing, dict[str, GuardedTool]], holder: str
 ) -> None:
     guard, billing, _ = pay
     worker = "otherhost:4242:w" if holder == "elsewhere" else f"{socket.gethostname()}:{dead_pid()}:w"
-    guard.ledger.open_run("pay:order-9", "pay", actor="agent")
-    args = {"amount": 9}
-    guard.ledger.offer(
-        CallRequest(
-            call_id=new_id("call"),
-            run_id="pay:order-9",
-            team="pay",
-            tool="billing.charge",
-            args_json=canonical_json(args).decode(),
-            args_hash=args_hash(args),
-            idempotency_key="charge:order-9",
-            verdict="allow",
-            side_effect="compensable",
-            rule="charge",
-            reason="",
-            policy_version="v",
-            actor="agent",
-            worker=worker,
-            lease_ttl=60.0,
-        )
-    )  # a worker that died mid-charge, its lease still live
+    left_started(  # a worker that died mid-charge, its lease still live
+        guard.ledger,
+        "pay:order-9",
+        "billing.charge",
+        "compensable",
+        {"amount": 9},
+        ttl=60.0,
+        team="pay",
+        worker=worker,
+        key="charge:order-9",
+    )
     keyed = guard.tool(billing.charge, name="billing.charge", key=lambda _args: "charge:order-9")
 
     with pytest.raises(CallInDoubt) as held, guard.run("pay", source_event_id="order-9"):

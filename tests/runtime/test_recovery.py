@@ -23,8 +23,9 @@ from guard import (
     args_hash,
 )
 from guard.canonical import canonical_json
-from guard.ledger import Beat, CallRequest, Ledger, new_id
+from guard.ledger import Beat, CallRequest, new_id
 from guard.runtime.operator import compensate, finish, retry_call
+from tests.crashed import left_started
 
 POLICY = """\
 team: ops
@@ -84,35 +85,6 @@ def worker(tmp_path: Path, db_path: Path) -> Iterator[tuple[Guard, Counter, dict
         yield guard, seen, {"upsert": upsert, "charge": charge, "ship": ship}
     finally:
         guard.close()
-
-
-def left_started(
-    ledger: Ledger, run_id: str, tool: str, side_effect: str, args: dict[str, object], *, ttl: float = 0.0
-) -> str:
-    """What a worker that died right after `started` committed leaves behind (its lease lasts `ttl`)."""
-    ledger.open_run(run_id, "ops", actor="agent")
-    call_id = new_id("call")
-    offer = ledger.offer(
-        CallRequest(
-            call_id=call_id,
-            run_id=run_id,
-            team="ops",
-            tool=tool,
-            args_json=canonical_json(args).decode(),
-            args_hash=args_hash(args),
-            idempotency_key=f"k:{call_id}",
-            verdict="allow",
-            side_effect=side_effect,
-            rule=None,
-            reason="",
-            policy_version="v",
-            actor="agent",
-            worker="dead",
-            lease_ttl=ttl,
-        )
-    )
-    assert offer.kind == "started"
-    return call_id
 
 
 def test_a_repeat_safe_call_left_started_runs_again_with_its_key(
