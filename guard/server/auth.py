@@ -98,6 +98,15 @@ class Sessions:
     def csrf_token(self, session: Session) -> str:
         return self._sign(f"csrf:{session.nonce}".encode())
 
+    def check_form(self, request: Request, session: Session, token: str | None) -> None:
+        """A form post is this session's own, sent from this site (`check_same_origin`, then `check_csrf`).
+
+        Raises:
+            DeskError: 403 `cross_site` or `csrf`.
+        """
+        check_same_origin(request)
+        self.check_csrf(session, token)
+
     def check_csrf(self, session: Session, token: str | None) -> None:
         if not token or not hmac.compare_digest(token, self.csrf_token(session)):
             raise DeskError(

@@ -11,34 +11,25 @@ from __future__ import annotations
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
-from fastapi import APIRouter, Cookie, Form, Query, Request
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi import APIRouter, Form, Query, Request
+from fastapi.responses import Response
 
 from guard.errors import GuardUsageError
 from guard.incidents import RecordFilter, Scope
 from guard.server import html
-from guard.server.auth import COOKIE, Session, Sessions, check_same_origin
+from guard.server.auth import Session, Sessions
 from guard.server.desk import Desk, DeskError
 from guard.server.incidents import IncidentDesk
-from guard.server.pages import PAGE_HEADERS
+from guard.server.pages import SessionCookie, page, see_other, signed_out
 from guard.spans import parse_when
 
 __all__ = ["incident_pages_router"]
 
-SessionCookie = Annotated[str | None, Cookie(alias=COOKIE, include_in_schema=False)]
 _e = html.text
 _VERDICTS = ("wrong", "safe", "unclear")
 # Fixed texts: a link cannot make the page say something Guard did not (the totals are in the summary above).
 _NOTICES = {"judged": "Verdicts recorded.", "noted": "Noted.", "closed": "Closed.", "opened": "Incident opened."}
 _SEVERAL = "(runs of several teams)"
-
-
-def _page(body: str, status: int = 200) -> HTMLResponse:
-    return HTMLResponse(body, status_code=status, headers=PAGE_HEADERS)
-
-
-def _to(url: str) -> RedirectResponse:
-    return RedirectResponse(url, status_code=303, headers=PAGE_HEADERS)
 
 
 def _open_form(csrf: str, teams: list[str], given: dict[str, str]) -> str:
@@ -214,17 +205,17 @@ def incident_pages_router(desk: Desk, sessions: Sessions) -> APIRouter:
             d = incidents.show(who, incident_id)
             records = incidents.records(who, incident_id, _filter(f, ()))
         except DeskError as err:
-            return _page(html.message_page("Not available", err.message, reviewer=who.name, csrf=csrf), err.status)
-        return _page(_detail_page(who.name, csrf, d, records, f, notice=notice, error=error), status)
+            return page(html.message_page("Not available", err.message, reviewer=who.name, csrf=csrf), err.status)
+        return page(_detail_page(who.name, csrf, d, records, f, notice=notice, error=error), status)
 
     @router.get("/incidents")
     def list_page(cookie: SessionCookie = None, state: Annotated[str | None, Query(max_length=16)] = None) -> Response:
         session = sessions.read(cookie)
         if session is None:
-            return _to("/login")
+            return see_other("/login")
         chosen = state if state in ("open", "closed") else None
         who = session.reviewer
-        return _page(
+        return page(
             _list_page(
                 who.name,
                 sessions.csrf_token(session),
@@ -250,7 +241,7 @@ def incident_pages_router(desk: Desk, sessions: Sessions) -> APIRouter:
     ) -> Response:
         session = sessions.read(cookie)
         if session is None:
-            return _page(html.login_page("sign in first: your session is missing or has ended"), 401)
+            return signed_out()
         who = session.reviewer
         given = {
             "title": title,
@@ -263,16 +254,15 @@ def incident_pages_router(desk: Desk, sessions: Sessions) -> APIRouter:
             "owner": owner,
         }
         try:
-            check_same_origin(request)
-            sessions.check_csrf(session, csrf_token)
+            sessions.check_form(request, session, csrf_token)
             inc = incidents.open(who, _scope(given), title=title.strip(), owner=owner.strip() or None)
         except DeskError as err:
             csrf = sessions.csrf_token(session)
-            page = _list_page(
+            body = _list_page(
                 who.name, csrf, incidents.list(who), None, incidents.operable_teams(who), given, err.message
             )
-            return _page(page, err.status)
-        return _to(f"/incidents/{inc['incident_id']}?done=opened")
+            return page(body, err.status)
+        return see_other(f"/incidents/{inc['incident_id']}?done=opened")
 
     @router.get("/incidents/{incident_id}")
     def show(
@@ -286,7 +276,7 @@ def incident_pages_router(desk: Desk, sessions: Sessions) -> APIRouter:
     ) -> Response:
         session = sessions.read(cookie)
         if session is None:
-            return _to("/login")
+            return see_other("/login")
         return detail(
             session,
             incident_id,
@@ -314,12 +304,11 @@ def incident_pages_router(desk: Desk, sessions: Sessions) -> APIRouter:
     ) -> Response:
         session = sessions.read(cookie)
         if session is None:
-            return _page(html.login_page("sign in first: your session is missing or has ended"), 401)
+            return signed_out()
         f = {"system": system, "state": state, "tool": tool, "judged": judged}
         action = request.url.path.rsplit("/", 1)[-1]
         try:
-            check_same_origin(request)
-            sessions.check_csrf(session, csrf_token)
+            sessions.check_form(request, session, csrf_token)
             who = session.reviewer
             if action == "verdicts":
                 picked = _picked(verdict, which, call_ids)
@@ -334,7 +323,7 @@ def incident_pages_router(desk: Desk, sessions: Sessions) -> APIRouter:
         except DeskError as err:
             return detail(session, incident_id, f, error=err.message, status=err.status)
         query = urlencode({**{k: v for k, v in f.items() if v}, "done": message})
-        return _to(f"/incidents/{incident_id}?{query}")
+        return see_other(f"/incidents/{incident_id}?{query}")
 
     return router
 

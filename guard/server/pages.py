@@ -48,12 +48,19 @@ def _notice(done: str | None, data: dict[str, Any]) -> str | None:
 SessionCookie = Annotated[str | None, Cookie(alias=COOKIE, include_in_schema=False)]
 
 
-def _page(body: str, status: int = 200) -> HTMLResponse:
+def page(body: str, status: int = 200) -> HTMLResponse:
+    """A page of the reviewer's site, never cached."""
     return HTMLResponse(body, status_code=status, headers=PAGE_HEADERS)
 
 
-def _to(url: str) -> RedirectResponse:
+def see_other(url: str) -> RedirectResponse:
+    """After a form post (or without a session): go to `url` with a GET."""
     return RedirectResponse(url, status_code=303, headers=PAGE_HEADERS)
+
+
+def signed_out() -> HTMLResponse:
+    """What a form post without a live session gets: the sign-in page, 401."""
+    return page(html.login_page("sign in first: your session is missing or has ended"), 401)
 
 
 def pages_router(desk: Desk, sessions: Sessions) -> APIRouter:
@@ -65,7 +72,7 @@ def pages_router(desk: Desk, sessions: Sessions) -> APIRouter:
 
     @router.get("/login")
     def login_form() -> Response:
-        return _page(html.login_page())
+        return page(html.login_page())
 
     @router.post("/login")
     def login(request: Request, token: Annotated[str, Form(max_length=200)] = "") -> Response:
@@ -73,8 +80,8 @@ def pages_router(desk: Desk, sessions: Sessions) -> APIRouter:
             check_same_origin(request)
             reviewer = bearer_reviewer(desk.ledger, f"Bearer {token}")
         except DeskError as err:
-            return _page(html.login_page(err.message), 401 if err.status == 401 else err.status)
-        response = _to("/")
+            return page(html.login_page(err.message), 401 if err.status == 401 else err.status)
+        response = see_other("/")
         response.set_cookie(
             COOKIE,
             sessions.issue(reviewer),
@@ -93,12 +100,11 @@ def pages_router(desk: Desk, sessions: Sessions) -> APIRouter:
         session = session_of(cookie)
         if session is not None:
             try:
-                check_same_origin(request)
-                sessions.check_csrf(session, csrf_token)
+                sessions.check_form(request, session, csrf_token)
             except DeskError as err:
-                return _page(html.message_page("Refused", err.message), err.status)
+                return page(html.message_page("Refused", err.message), err.status)
             sessions.end(session)
-        response = _to("/login")
+        response = see_other("/login")
         response.delete_cookie(COOKIE, path="/", httponly=True, samesite="strict")
         return response
 
@@ -106,23 +112,23 @@ def pages_router(desk: Desk, sessions: Sessions) -> APIRouter:
     def queue(cookie: SessionCookie = None) -> Response:
         session = session_of(cookie)
         if session is None:
-            return _to("/login")
+            return see_other("/login")
         who = session.reviewer
-        return _page(html.queue_page(who.name, sessions.csrf_token(session), desk.queue(who)))
+        return page(html.queue_page(who.name, sessions.csrf_token(session), desk.queue(who)))
 
     @router.get("/approvals/{approval_id}")
     def approval(approval_id: str, cookie: SessionCookie = None, done: str | None = None) -> Response:
         session = session_of(cookie)
         if session is None:
-            return _to("/login")
+            return see_other("/login")
         csrf = sessions.csrf_token(session)
         try:
             data = desk.approval(session.reviewer, approval_id)
         except DeskError as err:
-            return _page(
+            return page(
                 html.message_page("Not available", err.message, reviewer=session.reviewer.name, csrf=csrf), err.status
             )
-        return _page(html.approval_page(session.reviewer.name, csrf, data, notice=_notice(done, data)))
+        return page(html.approval_page(session.reviewer.name, csrf, data, notice=_notice(done, data)))
 
     @router.post("/approvals/{approval_id}/decision")
     def decide(
@@ -137,12 +143,11 @@ def pages_router(desk: Desk, sessions: Sessions) -> APIRouter:
     ) -> Response:
         session = session_of(cookie)
         if session is None:
-            return _page(html.login_page("sign in first: your session is missing or has ended"), 401)
+            return signed_out()
         who = session.reviewer
         csrf = sessions.csrf_token(session)
         try:
-            check_same_origin(request)
-            sessions.check_csrf(session, csrf_token)
+            sessions.check_form(request, session, csrf_token)
             choice = _decision(decision)
             result = desk.decide(
                 who,
@@ -156,10 +161,10 @@ def pages_router(desk: Desk, sessions: Sessions) -> APIRouter:
             try:
                 data = desk.approval(who, approval_id)
             except DeskError:
-                return _page(html.message_page("Refused", err.message, reviewer=who.name, csrf=csrf), err.status)
-            return _page(html.approval_page(who.name, csrf, data, error=err.message), err.status)
+                return page(html.message_page("Refused", err.message, reviewer=who.name, csrf=csrf), err.status)
+            return page(html.approval_page(who.name, csrf, data, error=err.message), err.status)
         done = "repeat" if result["repeat"] else str(result["state"])
-        return _to(f"/approvals/{approval_id}?done={done}")
+        return see_other(f"/approvals/{approval_id}?done={done}")
 
     brakes = Brakes(desk)
 
@@ -168,7 +173,7 @@ def pages_router(desk: Desk, sessions: Sessions) -> APIRouter:
     ) -> Response:
         who = session.reviewer
         csrf = sessions.csrf_token(session)
-        return _page(
+        return page(
             html.pauses_page(
                 who.name,
                 csrf,
@@ -185,7 +190,7 @@ def pages_router(desk: Desk, sessions: Sessions) -> APIRouter:
     def pauses(cookie: SessionCookie = None, done: str | None = None) -> Response:
         session = session_of(cookie)
         if session is None:
-            return _to("/login")
+            return see_other("/login")
         return pauses_view(session, notice=_PAUSE_NOTICES.get(done or ""))
 
     @router.post("/pauses")
@@ -203,11 +208,10 @@ def pages_router(desk: Desk, sessions: Sessions) -> APIRouter:
     ) -> Response:
         session = session_of(cookie)
         if session is None:
-            return _page(html.login_page("sign in first: your session is missing or has ended"), 401)
+            return signed_out()
         action = request.url.path.rsplit("/", 1)[-1]
         try:
-            check_same_origin(request)
-            sessions.check_csrf(session, csrf_token)
+            sessions.check_form(request, session, csrf_token)
             point = PausePoint(team, tool.strip() or None, run_id.strip() or None)
             if action == "confirm":
                 done = "done" if brakes.confirm(session.reviewer, point, reason)["state"] == "done" else "confirmed"
@@ -222,7 +226,7 @@ def pages_router(desk: Desk, sessions: Sessions) -> APIRouter:
                 done = "paused"
         except DeskError as err:
             return pauses_view(session, error=err.message, status=err.status)
-        return _to(f"/pauses?done={done}")
+        return see_other(f"/pauses?done={done}")
 
     return router
 
