@@ -36,7 +36,7 @@ import threading
 import weakref
 from pathlib import Path
 
-__all__ = ["QueuedConnection", "WriteQueue"]
+__all__ = ["QueueHandle", "QueuedConnection", "WriteQueue"]
 
 _live: weakref.WeakSet[WriteQueue] = weakref.WeakSet()
 
@@ -52,6 +52,18 @@ class QueuedConnection(sqlite3.Connection):
         if fd >= 0:
             os.close(fd)
         super().close()
+
+
+class QueueHandle:
+    """A place in the writers' queue held without a SQLite connection: a migration queues with one, so the writers
+    of other processes wait for it in the kernel too, and so do the processes that wait for it to finish."""
+
+    queue_fd: int = -1
+
+    def close(self) -> None:
+        fd, self.queue_fd = self.queue_fd, -1
+        if fd >= 0:
+            os.close(fd)
 
 
 class _Wait:
@@ -82,7 +94,7 @@ class WriteQueue:
         self._lock = threading.Lock()
         _live.add(self)
 
-    def take(self, conn: QueuedConnection, timeout: float) -> None:
+    def take(self, conn: QueuedConnection | QueueHandle, timeout: float) -> None:
         """Hold the writers' lock for `conn` (until `release`); waits at most `timeout` seconds behind other
         writers, then raises `sqlite3.OperationalError('database is locked')`."""
         fd = conn.queue_fd
@@ -107,7 +119,7 @@ class WriteQueue:
         raise sqlite3.OperationalError("database is locked (waited for the other writers of the ledger)")
 
     @staticmethod
-    def release(conn: QueuedConnection) -> None:
+    def release(conn: QueuedConnection | QueueHandle) -> None:
         """Let the next writer go (after the commit or rollback); nothing when `conn` does not hold it."""
         fd = conn.queue_fd
         if fd >= 0:
