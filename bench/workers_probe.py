@@ -100,7 +100,7 @@ class Probe:
     def _cache(self) -> tuple[int, int]:
         cur, high = ctypes.c_int(), ctypes.c_int()
         hits = misses = 0
-        for conn in list(self._conns._all):  # noqa: SLF001 (a bench probe reads the pool's connections)
+        for conn in list(self._conns._all):  # a bench probe reads the pool's connections
             db = _handle(conn)
             self._lib.sqlite3_db_status(db, _CACHE_HIT, ctypes.byref(cur), ctypes.byref(high), 0)
             hits += cur.value

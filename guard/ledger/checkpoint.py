@@ -20,7 +20,7 @@ held open for minutes pins the log's pages after its snapshot either way; that i
 One process checkpoints a file, not every process that writes it: the thread checkpoints only while it holds an
 exclusive `flock` on `<ledger>-checkpoint`, taken without waiting and kept until the ledger closes (the kernel
 drops it with a process that dies). The threads of the other processes try to take it every `FOLLOW_TICKS`
-ticks and otherwise sleep: with eight processes, eight threads copying the same log every tenth of a second cost
+ticks, sleeping in between: with eight processes, eight threads copying the same log every tenth of a second cost
 a twentieth of each call's CPU and only one of them found pages left to copy.
 
 States: idle (no thread) -> running (`ensure_running`, on the first write of the process) -> stopped (`stop`,
@@ -42,7 +42,7 @@ import weakref
 __all__ = ["BACKSTOP_PAGES", "FOLLOW_TICKS", "INTERVAL", "RESTART_PAGES", "WAL_SIZE_LIMIT", "Checkpointer"]
 
 INTERVAL = 0.1  # seconds between two checkpoints
-FOLLOW_TICKS = 10  # a follower tries to lead every this many ticks (a second): soon after a leader dies or closes
+FOLLOW_TICKS = 10  # a follower sleeps this many ticks (a second) between tries to lead: soon after a leader goes
 RESTART_PAGES = 2_000  # a log this long (8 MiB) is started over (RESTART) rather than only copied (PASSIVE)
 RESTART_WAIT_MS = 1_000  # how long a RESTART waits for the writer lock before it tries again at the next tick
 BACKSTOP_PAGES = 10_000  # `wal_autocheckpoint` of the writers' connections: only if the thread falls behind
@@ -134,18 +134,22 @@ class Checkpointer:
 
     def _run(self) -> None:
         conn: sqlite3.Connection | None = None
-        tick = 0
+        pause = self.interval
         try:
-            while not self._stop.wait(self.interval):
-                tick += 1
+            while not self._stop.wait(pause):
                 try:
-                    if self._lead_fd < 0 and (tick % FOLLOW_TICKS != 1 or not self._lead()):
-                        continue  # another process checkpoints this file
+                    if not self._lead():
+                        pause = self.interval * FOLLOW_TICKS  # another process checkpoints this file
+                        continue
+                    pause = self.interval
                     if conn is None:
                         conn = sqlite3.connect(self.path, isolation_level=None, timeout=RESTART_WAIT_MS / 1000)
                         conn.execute("PRAGMA synchronous=FULL")  # the log is flushed before, the file after
                     self.checkpoint(conn)
-                except (sqlite3.Error, OSError) as exc:  # tried again at the next tick; the backstop covers the meantime
+                except (
+                    sqlite3.Error,
+                    OSError,
+                ) as exc:  # tried again at the next tick; the backstop covers the meantime
                     self.last_error = exc
                     if conn is not None:
                         conn.close()
