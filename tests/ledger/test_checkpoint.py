@@ -120,7 +120,8 @@ def test_one_ledger_of_a_file_checkpoints_its_log_and_another_takes_over_when_it
             _backend(ledger).checkpointer.interval = 0.01
         first.open_run("r1", TEAM, actor=AGENT)  # each first write starts its ledger's thread
         second.open_run("r2", TEAM, actor=AGENT)
-        leader = poll(lambda: next((x for x in (first, second) if _backend(x).checkpointer.leading), None))
+        leading = poll(lambda: [x for x in (first, second) if _backend(x).checkpointer.leading], what="one leads")
+        [leader] = leading
         follower = second if leader is first else first
         poll(lambda: _backend(leader).checkpointer.checkpoints >= 5, what="the leader checkpointed")
         _calls(follower, "r2" if follower is second else "r1", 20)
