@@ -146,10 +146,7 @@ class Checkpointer:
                         conn = sqlite3.connect(self.path, isolation_level=None, timeout=RESTART_WAIT_MS / 1000)
                         conn.execute("PRAGMA synchronous=FULL")  # the log is flushed before, the file after
                     self.checkpoint(conn)
-                except (
-                    sqlite3.Error,
-                    OSError,
-                ) as exc:  # tried again at the next tick; the backstop covers the meantime
+                except (sqlite3.Error, OSError) as exc:  # tried again next tick; the backstop covers the meantime
                     self.last_error = exc
                     if conn is not None:
                         conn.close()
