@@ -159,8 +159,9 @@ def _set_wal(url: str, path: Path) -> None:
         raise LedgerUnavailable(f"{url}: cannot open the database ({exc})", url=url) from exc
 
 
-def migration_wait() -> float:
-    """How long opening a ledger waits for another process's migration: GUARD_MIGRATION_WAIT seconds, else 60."""
+def migration_wait(url: str) -> float:
+    """How long opening the ledger at `url` waits for another process's migration: GUARD_MIGRATION_WAIT seconds,
+    else 60; LedgerNotReady when the variable is not a number of seconds above 0."""
     raw = os.environ.get("GUARD_MIGRATION_WAIT", "").strip()
     if not raw:
         return _MIGRATION_WAIT
@@ -169,17 +170,18 @@ def migration_wait() -> float:
     except ValueError:
         wait = -1.0
     if not wait > 0:
-        raise LedgerNotReady(f"GUARD_MIGRATION_WAIT={raw!r}: give a number of seconds above 0", url="")
+        shown = shown_url(url)
+        raise LedgerNotReady(f"{shown}: GUARD_MIGRATION_WAIT={raw!r}: give a number of seconds above 0", url=shown)
     return wait
 
 
 @contextmanager
 def _sqlite_migration(url: str, path: Path) -> Generator[None]:
     """Hold the writers' queue of the file for a migration, waiting behind another process's migration at most
-    `migration_wait()` seconds; LedgerUnavailable past it."""
+    `migration_wait(url)` seconds; LedgerUnavailable past it."""
     from guard.ledger.write_queue import QueueHandle, WriteQueue
 
-    writers, place, wait = WriteQueue(path), QueueHandle(), migration_wait()
+    writers, place, wait = WriteQueue(path), QueueHandle(), migration_wait(url)
     try:
         writers.take(place, wait)
     except sqlite3.OperationalError as exc:
@@ -226,7 +228,7 @@ def _migrate(url: str, path: Path | None, revision: str) -> str | None:
     cfg = Config()
     cfg.set_main_option("script_location", str(_MIGRATIONS))
     # Every queued writer waits in the queue; SQLite's own wait covers one that does not queue (another program).
-    engine = _engine(url, connect_args={"timeout": migration_wait()}) if path is not None else _engine(url)
+    engine = _engine(url, connect_args={"timeout": migration_wait(url)}) if path is not None else _engine(url)
     _serialise_migrations(engine)
     try:
         with engine.begin() as conn:
