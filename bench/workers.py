@@ -10,6 +10,11 @@ the same file. Printed per N: guarded calls/s, raw two-commit lifecycles/s, p50/
 errors by kind. All processes start at one gate (a line on their stdin) once every one of them is ready.
 
 Runs in any venv that has Guard (no peers needed): `.venv/bin/python -m bench.workers`.
+
+Where the CPU goes: `--profile PREFIX` adds a line per N with the CPU per call of each kind of thread, SQLite's
+page reads per call, the waits in the writers' queue and the context switches (`bench/workers_probe.py`);
+`--cprofile` also writes a CPU-time cProfile per worker (`PREFIX-<N>-w<k>.prof`). `--separate` gives each worker
+a ledger file of its own (what the machine adds, with nothing shared); `--no-raw` skips the raw floor.
 """
 
 from __future__ import annotations
