@@ -10,6 +10,11 @@ the same file. Printed per N: guarded calls/s, raw two-commit lifecycles/s, p50/
 errors by kind. All processes start at one gate (a line on their stdin) once every one of them is ready.
 
 Runs in any venv that has Guard (no peers needed): `.venv/bin/python -m bench.workers`.
+
+Where the CPU goes: `--profile PREFIX` adds a line per N with the CPU per call of each kind of thread, SQLite's
+page reads per call, the waits in the writers' queue and the context switches (`bench/workers_probe.py`);
+`--cprofile` also writes a CPU-time cProfile per worker (`PREFIX-<N>-w<k>.prof`). `--separate` gives each worker
+a ledger file of its own (what the machine adds, with nothing shared); `--no-raw` skips the raw floor.
 """
 
 from __future__ import annotations
@@ -29,7 +34,10 @@ ROOT = Path(__file__).resolve().parent.parent
 POLICY_DIR = ROOT / "bench" / "policies"
 
 
-def _guarded(db: str, seconds: float, calls: int, worker: str) -> dict[str, Any]:
+def _guarded(
+    db: str, seconds: float, calls: int, worker: str, profile: str | None = None, cprofile: bool = False
+) -> dict[str, Any]:
+    from bench.workers_probe import Probe
     from guard import Guard
 
     g = Guard(policies=str(POLICY_DIR), db=f"sqlite:///{db}", log_level="error", worker_id=worker)
@@ -37,6 +45,7 @@ def _guarded(db: str, seconds: float, calls: int, worker: str) -> dict[str, Any]
     lat: list[float] = []
     errors: Counter[str] = Counter()
     _gate()
+    probe = Probe(g, f"{profile}-{worker}", cprofile) if profile else None
     cpu0, end, n = time.process_time(), time.monotonic() + seconds, 0
     while time.monotonic() < end:
         try:
@@ -51,8 +60,9 @@ def _guarded(db: str, seconds: float, calls: int, worker: str) -> dict[str, Any]
             errors[type(exc).__name__] += 1
         n += 1
     cpu = time.process_time() - cpu0
+    found = probe.stop() if probe is not None else {}
     g.close()
-    return {"lat": lat, "cpu": cpu, "errors": dict(errors)}
+    return {"lat": lat, "cpu": cpu, "errors": dict(errors), "probe": found}
 
 
 def _raw(db: str, seconds: float, worker: str) -> dict[str, Any]:
@@ -91,22 +101,28 @@ def _gate() -> None:
     sys.stdin.readline()
 
 
-def _spawn(kind: str, db: Path, procs: int, seconds: float, calls: int) -> list[dict[str, Any]]:
+def _spawn(
+    kind: str, db: Path, procs: int, seconds: float, calls: int, probe: list[str], separate: bool = False
+) -> list[dict[str, Any]]:
     argv = [
         sys.executable,
         "-m",
         "bench.workers",
         "--worker-kind",
         kind,
-        "--db",
-        str(db),
         "--seconds",
         str(seconds),
         "--calls",
         str(calls),
+        *(probe if kind == "guarded" else []),
     ]
     children = [
-        subprocess.Popen([*argv, "--worker", f"w{n}"], cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        subprocess.Popen(
+            [*argv, "--worker", f"w{n}", "--db", str(_file(db, n) if separate else db)],
+            cwd=ROOT,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+        )
         for n in range(procs)
     ]
     for child in children:
@@ -118,12 +134,26 @@ def _spawn(kind: str, db: Path, procs: int, seconds: float, calls: int) -> list[
     return [json.loads(child.communicate()[0]) for child in children]
 
 
+def _file(db: Path, n: int) -> Path:
+    """Worker `n`'s own ledger file (`--separate`)."""
+    return db.with_name(f"{db.stem}-w{n}{db.suffix}")
+
+
 def _pct(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
 
 
-def measure(procs: int, seconds: float, calls: int, folder: Path) -> dict[str, Any]:
+def measure(
+    procs: int,
+    seconds: float,
+    calls: int,
+    folder: Path,
+    profile: str | None = None,
+    cprofile: bool = False,
+    with_raw: bool = True,
+    separate: bool = False,
+) -> dict[str, Any]:
     from bench.floor import make_two_commits
     from guard.ledger import upgrade
 
@@ -131,8 +161,11 @@ def measure(procs: int, seconds: float, calls: int, folder: Path) -> dict[str, A
     upgrade(f"sqlite:///{db}")
     _, close, _ = make_two_commits(str(db))  # creates the floor's table in the same file
     close()
-    guarded = _spawn("guarded", db, procs, seconds, calls)
-    raw = _spawn("raw", db, procs, seconds, calls)
+    probe = [f"--profile={profile}-{procs}", *(["--cprofile"] if cprofile else [])] if profile else []
+    for n in range(procs if separate else 0):
+        upgrade(f"sqlite:///{_file(db, n)}")
+    guarded = _spawn("guarded", db, procs, seconds, calls, probe, separate)
+    raw = _spawn("raw", db, procs, seconds, calls, []) if with_raw else []
     lat = [x for r in guarded for x in r["lat"]]
     errors: Counter[str] = Counter()
     for r in guarded + raw:
@@ -147,7 +180,28 @@ def measure(procs: int, seconds: float, calls: int, folder: Path) -> dict[str, A
         "raw_p99": _pct([x for r in raw for x in r["lat"]], 0.99),
         "cpu_ms": 1000 * sum(r["cpu"] for r in guarded) / max(1, len(lat)),
         "errors": dict(errors),
+        "probe": _probed(guarded, len(lat)) if probe else "",
     }
+
+
+def _probed(guarded: list[dict[str, Any]], calls: int) -> str:
+    """Per guarded call: CPU ms of each kind of thread, and SQLite page-cache misses and hits."""
+    threads: Counter[str] = Counter()
+    hits = misses = waits = 0
+    perf: Counter[str] = Counter()
+    for r in guarded:
+        perf.update(r["probe"]["perf"])
+        waits += r["probe"]["queue_waits"]
+        threads.update(r["probe"]["threads"])
+        hits += r["probe"]["cache_hits"]
+        misses += r["probe"]["cache_misses"]
+    per = max(1, calls)
+    cpu = " ".join(f"{name}={1000 * sec / per:.3f}" for name, sec in threads.most_common())
+    counted = "".join(f"; {k}/call {v / per:,.0f}" for k, v in perf.items())
+    return (
+        f"      cpu ms/call by thread: {cpu}; pages/call: {misses / per:.1f} read, {hits / per:.1f} from cache; "
+        f"waits in the queue/call: {waits / per:.2f}{counted}"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -155,13 +209,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--procs", default="1,2,4,8")
     parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument("--calls", type=int, default=5, help="guarded calls per run")
+    parser.add_argument(
+        "--separate", action="store_true", help="each guarded worker on a ledger file of its own (the machine's share)"
+    )
+    parser.add_argument("--no-raw", action="store_true", help="skip the raw two-commit floor")
     parser.add_argument("--worker-kind", choices=["guarded", "raw"], help=argparse.SUPPRESS)
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--db", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--profile",
+        metavar="PREFIX",
+        help="probe the guarded workers: CPU by thread, SQLite page reads (workers_probe)",
+    )
+    parser.add_argument("--cprofile", action="store_true", help="with --profile: cProfile each worker to PREFIX-*.prof")
     args = parser.parse_args(argv)
     if args.worker_kind is not None:
         out = (
-            _guarded(args.db, args.seconds, args.calls, args.worker)
+            _guarded(args.db, args.seconds, args.calls, args.worker, args.profile, args.cprofile)
             if args.worker_kind == "guarded"
             else _raw(args.db, args.seconds, args.worker)
         )
@@ -174,13 +238,24 @@ def main(argv: list[str] | None = None) -> int:
     )
     with tempfile.TemporaryDirectory(prefix="bench-workers-") as folder:
         for procs in (int(p) for p in args.procs.split(",")):
-            r = measure(procs, args.seconds, args.calls, Path(folder))
+            r = measure(
+                procs,
+                args.seconds,
+                args.calls,
+                Path(folder),
+                args.profile,
+                args.cprofile,
+                not args.no_raw,
+                args.separate,
+            )
             print(
                 f"{procs:>5} {r['calls_s']:>10.0f} {r['raw_s']:>8.0f} {1000 * r['p50']:>7.2f} "
                 f"{1000 * r['p99']:>7.1f} {1000 * r['max']:>7.1f} {1000 * r['raw_p99']:>8.1f} "
                 f"{r['cpu_ms']:>11.2f}  {r['errors'] or 'none'}",
                 flush=True,
             )
+            if r["probe"]:
+                print(r["probe"], flush=True)
     return 0
 
 

@@ -9,7 +9,8 @@ normal process pays one attribute test per point.
 Points on the path: before_offer, after_offer (the first commit: a call is `started`, or `awaiting_approval`),
 after_approved (an approved call moved to `started`), before_tool, after_return (the tool returned; `completed`
 not yet committed), after_completed, before_run_close (the agent's block ended; the run's close not yet
-committed), before_compensation, after_compensation, after_recover_claim.
+committed), before_compensation, after_compensation, after_recover_claim; in_migration (a SQLite ledger's migration
+holds its lock, nothing of it done yet).
 A tool under test may add its own, e.g. `crash_point("after_effect")` between its effect and its return.
 """
 
@@ -32,6 +33,7 @@ POINTS = (
     "before_compensation",
     "after_compensation",
     "after_recover_claim",
+    "in_migration",
 )
 
 

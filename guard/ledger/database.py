@@ -6,15 +6,23 @@ set-up); any other database at another revision is refused until `guard db upgra
 
 Migrations are serialised across processes by a lock the database gives (`_serialise_migrations`), so any number
 of workers can start together on a new ledger: the first migrates it, the others wait for it and find it done.
+On SQLite a migration first takes its place in the writers' queue (`guard.ledger.write_queue`): the processes that
+wait for it block in the kernel and wake the moment it commits, read the revision (no lock) and go on, without
+taking SQLite's write lock in turn (eight processes each holding it to find the work done kept the first one's
+writes out for longer than their busy timeout on a loaded machine). The wait is bounded by `GUARD_MIGRATION_WAIT`
+seconds (60 by default); past it, opening fails with `LedgerUnavailable` saying another process is migrating.
 """
 
 from __future__ import annotations
 
 import os
 import sqlite3
+from collections.abc import Generator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from guard.crash import crash_point
 from guard.errors import LedgerNotReady, LedgerUnavailable
 
 if TYPE_CHECKING:
@@ -31,7 +39,7 @@ _MIGRATION_LOCK = 0x67756172646D
 # The revision this code reads and writes. tests/ledger pins it to the newest file in migrations/versions.
 HEAD_REVISION = "0013_drills"
 _MIGRATIONS = Path(__file__).with_name("migrations")
-_MIGRATION_WAIT = 60.0  # seconds a process waits for another one's migration
+_MIGRATION_WAIT = 60.0  # seconds a process waits for another one's migration (GUARD_MIGRATION_WAIT)
 
 
 def resolve_url(db: str | None = None) -> str:
@@ -151,21 +159,76 @@ def _set_wal(url: str, path: Path) -> None:
         raise LedgerUnavailable(f"{url}: cannot open the database ({exc})", url=url) from exc
 
 
+def migration_wait(url: str) -> float:
+    """How long opening the ledger at `url` waits for another process's migration: GUARD_MIGRATION_WAIT seconds,
+    else 60; LedgerNotReady when the variable is not a number of seconds above 0."""
+    raw = os.environ.get("GUARD_MIGRATION_WAIT", "").strip()
+    if not raw:
+        return _MIGRATION_WAIT
+    try:
+        wait = float(raw)
+    except ValueError:
+        wait = -1.0
+    if not wait > 0:
+        shown = shown_url(url)
+        raise LedgerNotReady(f"{shown}: GUARD_MIGRATION_WAIT={raw!r}: give a number of seconds above 0", url=shown)
+    return wait
+
+
+@contextmanager
+def _sqlite_migration(url: str, path: Path) -> Generator[None]:
+    """Hold the writers' queue of the file for a migration, waiting behind another process's migration at most
+    `migration_wait(url)` seconds; LedgerUnavailable past it."""
+    from guard.ledger.write_queue import QueueHandle, WriteQueue
+
+    writers, place, wait = WriteQueue(path), QueueHandle(), migration_wait(url)
+    try:
+        writers.take(place, wait)
+    except sqlite3.OperationalError as exc:
+        writers.stop()
+        shown = shown_url(url)
+        raise LedgerUnavailable(
+            f"{shown}: another process is migrating this ledger and still held its lock after {wait:g}s, so this "
+            "one did not open it. It opens once that migration commits: start again then, or give it longer with "
+            f"GUARD_MIGRATION_WAIT (seconds). If no `guard db upgrade` or starting worker is running, a stopped "
+            f"process holds {path}-writers (`fuser {path}-writers` names it)",
+            url=shown,
+            database=shown,
+        ) from exc
+    try:
+        yield
+    finally:
+        writers.release(place)
+        place.close()
+        writers.stop()
+
+
 def upgrade(url: str, revision: str = "head") -> str | None:
-    """Run the migrations up to `revision`; returns the revision the database is at afterwards."""
+    """Run the migrations up to `revision`; returns the revision the database is at afterwards.
+
+    SQLite: one process at a time, in the writers' queue (`_sqlite_migration`); a process that waited finds the
+    file at `revision` and returns without taking the database's write lock."""
+    path = sqlite_path(url)
+    if path is None:
+        return _migrate(url, None, revision)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with _sqlite_migration(url, path):
+        if revision == "head" and path.exists() and _sqlite_revision(url, path) == HEAD_REVISION:
+            return HEAD_REVISION  # another process migrated it while this one waited
+        crash_point("in_migration")
+        _set_wal(url, path)
+        return _migrate(url, path, revision)
+
+
+def _migrate(url: str, path: Path | None, revision: str) -> str | None:
     from alembic import command
     from alembic.config import Config
     from sqlalchemy import exc as sa_exc
 
-    path = sqlite_path(url)
-    if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
     cfg = Config()
     cfg.set_main_option("script_location", str(_MIGRATIONS))
-    if path is not None:
-        _set_wal(url, path)
-    # A waiting process waits as long as a migration of a large ledger may take, not SQLite's default 5 s.
-    engine = _engine(url, connect_args={"timeout": _MIGRATION_WAIT}) if path is not None else _engine(url)
+    # Every queued writer waits in the queue; SQLite's own wait covers one that does not queue (another program).
+    engine = _engine(url, connect_args={"timeout": migration_wait(url)}) if path is not None else _engine(url)
     _serialise_migrations(engine)
     try:
         with engine.begin() as conn:

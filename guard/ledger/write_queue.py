@@ -36,7 +36,7 @@ import threading
 import weakref
 from pathlib import Path
 
-__all__ = ["QueuedConnection", "WriteQueue"]
+__all__ = ["QueueHandle", "QueuedConnection", "WriteQueue"]
 
 _live: weakref.WeakSet[WriteQueue] = weakref.WeakSet()
 
@@ -54,14 +54,30 @@ class QueuedConnection(sqlite3.Connection):
         super().close()
 
 
+class QueueHandle:
+    """A place in the writers' queue held without a SQLite connection: a migration queues with one, so the writers
+    of other processes wait for it in the kernel too, and so do the processes that wait for it to finish."""
+
+    queue_fd: int = -1
+
+    def close(self) -> None:
+        fd, self.queue_fd = self.queue_fd, -1
+        if fd >= 0:
+            os.close(fd)
+
+
 class _Wait:
-    """One writer's blocking wait, handed to the waiter thread."""
+    """One writer's blocking wait, handed to the waiter thread. `done` is a plain lock, taken at creation and let go
+    by the waiter thread once the writer holds the queue: a writer waits on it with a timeout. (A
+    `threading.Event` would build a Condition and a lock of its own per wait: with eight processes nearly every
+    write waits, and those objects were a tenth of the writer's CPU per call.)"""
 
     __slots__ = ("abandoned", "done", "fd", "mutex")
 
     def __init__(self, fd: int) -> None:
         self.fd = fd
-        self.done = threading.Event()
+        self.done = threading.Lock()
+        self.done.acquire()
         self.mutex = threading.Lock()
         self.abandoned = False
 
@@ -78,7 +94,7 @@ class WriteQueue:
         self._lock = threading.Lock()
         _live.add(self)
 
-    def take(self, conn: QueuedConnection, timeout: float) -> None:
+    def take(self, conn: QueuedConnection | QueueHandle, timeout: float) -> None:
         """Hold the writers' lock for `conn` (until `release`); waits at most `timeout` seconds behind other
         writers, then raises `sqlite3.OperationalError('database is locked')`."""
         fd = conn.queue_fd
@@ -92,10 +108,10 @@ class WriteQueue:
         self.waits += 1
         wait = _Wait(fd)
         self._waiter().put(wait)
-        if wait.done.wait(timeout):
+        if wait.done.acquire(timeout=timeout):
             return
         with wait.mutex:
-            if wait.done.is_set():  # got it just now
+            if wait.done.acquire(blocking=False):  # got it just now
                 return
             wait.abandoned = True  # the waiter thread lets it go and closes `fd` when it gets it
         conn.queue_fd = -1
@@ -103,7 +119,7 @@ class WriteQueue:
         raise sqlite3.OperationalError("database is locked (waited for the other writers of the ledger)")
 
     @staticmethod
-    def release(conn: QueuedConnection) -> None:
+    def release(conn: QueuedConnection | QueueHandle) -> None:
         """Let the next writer go (after the commit or rollback); nothing when `conn` does not hold it."""
         fd = conn.queue_fd
         if fd >= 0:
@@ -134,7 +150,7 @@ class WriteQueue:
             fcntl.flock(wait.fd, fcntl.LOCK_EX)  # blocks in the kernel until the holder lets go
             with wait.mutex:
                 if not wait.abandoned:
-                    wait.done.set()
+                    wait.done.release()
                     continue
             fcntl.flock(wait.fd, fcntl.LOCK_UN)
             os.close(wait.fd)

@@ -9,12 +9,15 @@ it is stopped; racers start at one gate (a line on their stdin); the ledger and 
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from guard.ledger import CallState, Ledger
+from guard.ledger.backend import BUSY_TIMEOUT_MS
 from tests.chaos.harness import EVENT, REPO, TEAM, Lab, poll
 from tests.chaos.invariants import Check
 
@@ -177,3 +180,77 @@ def test_closing_a_guard_while_its_heartbeat_writes_never_crashes_the_process(tm
 
     assert code == 0, output
     assert json.loads(output.splitlines()[0])["beats"] == 40
+
+
+def _opener(db: Path, worker: str, **env: str) -> subprocess.Popen[bytes]:
+    """A racer that opens a Guard on `db` and makes one call, released through its gate at once."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tests.chaos.racers", "open", "--db", str(db), "--worker", worker],
+        cwd=REPO,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={k: v for k, v in os.environ.items() if k not in ("GUARD_STOP_AT", "GUARD_MIGRATION_WAIT")} | env,
+    )
+    assert proc.stdout is not None and proc.stdout.readline() == b"ready\n"
+    assert proc.stdin is not None
+    proc.stdin.write(b"go\n")
+    proc.stdin.flush()
+    return proc
+
+
+def _stopped(proc: subprocess.Popen[bytes]) -> bool:
+    assert proc.poll() is None, "the migrator ended before its stop point"
+    _, status = os.waitpid(proc.pid, os.WUNTRACED | os.WNOHANG)
+    return os.WIFSTOPPED(status)
+
+
+def _outcome(proc: subprocess.Popen[bytes]) -> tuple[int, dict[str, str]]:
+    stdout, stderr = proc.communicate(timeout=120)
+    lines = stdout.decode().strip().splitlines()
+    return proc.returncode, json.loads(lines[-1]) if lines else {"stderr": stderr.decode()[-2000:]}
+
+
+def test_opening_a_guard_waits_for_a_migration_in_progress_longer_than_the_busy_timeout_and_finds_it_done(
+    tmp_path: Path,
+) -> None:
+    db = tmp_path / "fresh" / "guard.db"
+    migrator = _opener(db, "m", GUARD_STOP_AT="in_migration")
+    poll(lambda: _stopped(migrator), what="the migrator stopped holding the migration's lock")
+    opener = _opener(db, "o")
+    started = time.monotonic()
+    try:
+        # The migration outlasts the busy timeout of every SQLite wait; the opener is still waiting, not failed.
+        poll(
+            lambda: opener.poll() is None and time.monotonic() - started > BUSY_TIMEOUT_MS / 1000 + 1,
+            timeout=30,
+            what="the opener waited past the busy timeout",
+        )
+    finally:
+        os.kill(migrator.pid, signal.SIGCONT)
+
+    assert _outcome(migrator)[0] == 0
+    code, out = _outcome(opener)
+    assert code == 0, out
+    ledger = Ledger(f"sqlite:///{db}")
+    try:
+        assert sorted(r.run_id for r in ledger.list_runs(limit=10)) == [f"{TEAM}:open-m", f"{TEAM}:open-o"]
+    finally:
+        ledger.close()
+
+
+def test_opening_a_guard_gives_up_on_a_migration_that_holds_its_lock_past_the_wait_and_says_so(
+    tmp_path: Path,
+) -> None:
+    db = tmp_path / "fresh" / "guard.db"
+    migrator = _opener(db, "m", GUARD_STOP_AT="in_migration")
+    try:
+        poll(lambda: _stopped(migrator), what="the migrator stopped holding the migration's lock")
+        code, out = _outcome(_opener(db, "o", GUARD_MIGRATION_WAIT="0.5"))
+    finally:
+        os.kill(migrator.pid, signal.SIGCONT)
+
+    assert (code, out["error_type"]) == (1, "LedgerUnavailable"), out
+    assert "another process is migrating this ledger and still held its lock after 0.5s" in out["error"]
+    assert "GUARD_MIGRATION_WAIT" in out["error"]
+    assert _outcome(migrator)[0] == 0  # the migration itself finishes once it goes on

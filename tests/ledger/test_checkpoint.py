@@ -1,6 +1,6 @@
-"""SQLite connection settings on the hot path: the write-ahead log is checkpointed by a thread of the writing
-process, never inline by the commit that crosses SQLite's default threshold; the log stays bounded; the thread
-stops when the ledger closes; reads keep SQLite's busy handler though writes leave it off."""
+"""SQLite connection settings on the hot path: the write-ahead log is checkpointed by a thread of one writing
+process per file, never inline by the commit that crosses SQLite's default threshold; the log stays bounded; the
+thread stops when the ledger closes; reads keep SQLite's busy handler though writes leave it off."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from ledger_support import AGENT, TEAM, request
 from guard.ledger import Ledger
 from guard.ledger.backend import SqliteBackend
 from guard.ledger.checkpoint import BACKSTOP_PAGES, RESTART_PAGES
+from guard.testing import poll
 
 PAGE = 4096
 FRAME = PAGE + 24  # a WAL frame: a page and its header
@@ -110,3 +111,27 @@ def test_a_read_after_a_write_on_the_same_connection_waits_on_a_busy_database_ag
             assert conn.execute("PRAGMA busy_timeout").fetchone()[0] == 5000
     finally:
         ledger.close()
+
+
+def test_one_ledger_of_a_file_checkpoints_its_log_and_another_takes_over_when_it_closes(db_path: Path) -> None:
+    first, second = Ledger(f"sqlite:///{db_path}"), Ledger(f"sqlite:///{db_path}")  # as two processes would
+    try:
+        for ledger in (first, second):
+            _backend(ledger).checkpointer.interval = 0.01
+        first.open_run("r1", TEAM, actor=AGENT)  # each first write starts its ledger's thread
+        second.open_run("r2", TEAM, actor=AGENT)
+        leading = poll(lambda: [x for x in (first, second) if _backend(x).checkpointer.leading], what="one leads")
+        [leader] = leading
+        follower = second if leader is first else first
+        poll(lambda: _backend(leader).checkpointer.checkpoints >= 5, what="the leader checkpointed")
+        _calls(follower, "r2" if follower is second else "r1", 20)
+        poll(lambda: _backend(leader).checkpointer.checkpoints >= 10, what="the leader went on checkpointing")
+
+        assert not _backend(follower).checkpointer.leading
+        assert _backend(follower).checkpointer.checkpoints == 0  # one thread copies the log, not one per writer
+        leader.close()
+        poll(lambda: _backend(follower).checkpointer.checkpoints > 0, what="the follower took over")
+        assert _backend(follower).checkpointer.leading
+    finally:
+        first.close()
+        second.close()

@@ -237,3 +237,12 @@ def test_the_three_numbers_read_their_window_through_indexes_not_a_scan_of_the_l
         ("ix_calls_offered_at", "ix_calls_offered_at", "ix_events_failures", "ix_approvals_decided"), plans, strict=True
     ):
         assert index in plan and "SCAN c " not in plan and not plan.startswith("SCAN"), plan
+
+
+def test_a_migration_wait_that_is_not_a_positive_number_of_seconds_is_refused_naming_the_variable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("GUARD_MIGRATION_WAIT", "soon")
+    with pytest.raises(LedgerNotReady, match="GUARD_MIGRATION_WAIT='soon': give a number of seconds above 0"):
+        Ledger(f"sqlite:///{tmp_path / 'guard.db'}")
+    assert not (tmp_path / "guard.db").exists()  # nothing created on a refused start
