@@ -4,6 +4,12 @@ Adapters and examples read the records they need (a call, a run, its calls and e
 ledger only by what a person or the agent may do: a reviewer's decision goes through `decide`, the same judgement
 by the team's policy as the approval service and `guard approvals approve|reject` (`guard.runtime.review`), never
 a raw ledger write; an adapter withdraws an approval nobody should act on any more. `Guard` inherits these doors.
+
+`Guard.ledger` is the ledger typed as its read port (`ReadsPort`): pyright strict makes a write through it a type
+error. The whole `Ledger` is the runtime's (`_ledger`); Guard's own operator tooling in `guard/` that acts on an
+agent's Guard with operator power (incident repairs, drills, an operator's compensate, the service's check that
+both share one ledger) takes it with `ledger_of`. Adapters, examples and tests never do
+(`tests/test_doors_contract.py`): tests write through their own `Ledger` on the same database.
 """
 
 from __future__ import annotations
@@ -11,11 +17,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Literal
 
-from guard.ledger import ApprovalRecord, CallRecord, DecisionResult, EventRecord, Ledger, RunRecord
+from guard.ledger import ApprovalRecord, CallRecord, DecisionResult, EventRecord, Ledger, ReadsPort, RunRecord
 from guard.runtime.callpath import CallPath
 from guard.runtime.review import review
 
-__all__ = ["LedgerDoors"]
+__all__ = ["LedgerDoors", "ledger_of"]
 
 
 class LedgerDoors:
@@ -23,6 +29,12 @@ class LedgerDoors:
 
     _ledger: Ledger
     path: CallPath
+
+    @property
+    def ledger(self) -> ReadsPort:
+        """The ledger, to read: runs, calls, events, approvals and their decisions, the audit trail. Nothing is
+        written through it (a type error): a caller acts through the doors below, the agent through its tools."""
+        return self._ledger
 
     def call_record(self, call_id: str) -> CallRecord | None:
         """The call as the ledger holds it now, or None."""
@@ -85,3 +97,8 @@ class LedgerDoors:
         """End an approval nobody should act on any more: its call ends `expired` with `reason` and never runs
         (see `Ledger.withdraw`). True if a call was ended."""
         return self._ledger.withdraw(approval_id, reason=reason, actor=actor)
+
+
+def ledger_of(guard: LedgerDoors) -> Ledger:
+    """The whole ledger of `guard`, for Guard's own operator tooling in `guard/` (see the module docstring)."""
+    return guard._ledger  # pyright: ignore[reportPrivateUsage]  # the one way to it outside the class, named

@@ -91,7 +91,8 @@ class Guard(LedgerDoors):
 
     `Guard` is the facade: it builds the `CallPath` (`path`) its tools, runs, recovery and operators run on, and
     holds the tools by name. No step of the call path calls back into it. What callers may touch of the ledger
-    are its doors (`guard.runtime.doors.LedgerDoors`: `call_record`, `calls_of`, `approvals`, `decide`, ...).
+    are its doors (`guard.runtime.doors.LedgerDoors`: `call_record`, `calls_of`, `approvals`, `decide`, ...) and
+    `ledger`, typed as the ledger's read port: nothing is written through it.
     """
 
     def __init__(
@@ -128,7 +129,6 @@ class Guard(LedgerDoors):
         url = resolve_url(db)
         pool = PoolLimits.resolve(db_pool_size, db_pool_overflow, db_pool_timeout)
         self._ledger = Ledger(url, listen_url=listen_url, pool=pool)
-        self.ledger = self._ledger
         self.arguments = ArgumentRules(SecretKey(url, secret_key), max_arg_depth, max_arg_bytes)
         self.actor = actor
         self.approval = approval
