@@ -244,11 +244,12 @@ def left_started(ledger: Ledger, run_id: str, amount: int) -> str:
 
 
 def test_a_run_with_a_call_still_in_doubt_stays_in_review_naming_what_is_left_and_the_command(
+    ledger: Ledger,
     pay: tuple[Guard, Billing, dict[str, GuardedTool]],
 ) -> None:
     guard, billing, _ = pay
-    unknown = left_started(guard.ledger, "r-two", 10)  # two charges in flight when the worker died
-    landed = left_started(guard.ledger, "r-two", 20)
+    unknown = left_started(ledger, "r-two", 10)  # two charges in flight when the worker died
+    landed = left_started(ledger, "r-two", 20)
     billing.unknown.add(f"k:{unknown}")  # the look-up cannot answer for the first
     billing.charges[f"k:{landed}"] = "ch_20"  # the second one landed
 
@@ -315,13 +316,13 @@ def dead_pid() -> int:
 
 @pytest.mark.parametrize("holder", ["elsewhere", "dead_here"])
 def test_a_worker_meeting_a_call_another_worker_holds_is_told_when_it_frees_and_how_to_take_it_over(
-    pay: tuple[Guard, Billing, dict[str, GuardedTool]], holder: str
+    ledger: Ledger, pay: tuple[Guard, Billing, dict[str, GuardedTool]], holder: str
 ) -> None:
     guard, billing, _ = pay
     worker = "otherhost:4242:w" if holder == "elsewhere" else f"{socket.gethostname()}:{dead_pid()}:w"
-    guard.ledger.open_run("pay:order-9", "pay", actor="agent")
+    ledger.open_run("pay:order-9", "pay", actor="agent")
     args = {"amount": 9}
-    guard.ledger.offer(
+    ledger.offer(
         CallRequest(
             call_id=new_id("call"),
             run_id="pay:order-9",
