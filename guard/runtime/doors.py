@@ -8,8 +8,9 @@ a raw ledger write; an adapter withdraws an approval nobody should act on any mo
 `Guard.ledger` is the ledger typed as its read port (`ReadsPort`): pyright strict makes a write through it a type
 error. The whole `Ledger` is the runtime's (`_ledger`); Guard's own operator tooling in `guard/` that acts on an
 agent's Guard with operator power (incident repairs, drills, an operator's compensate, the service's check that
-both share one ledger) takes it with `ledger_of`. Adapters, examples and tests never do
-(`tests/test_doors_contract.py`): tests write through their own `Ledger` on the same database.
+both share one ledger) takes it with `ledger_of`. Adapters and examples never do (`tests/test_doors_contract.py`).
+Tests write through a `Ledger` of their own on the same database (the `ledger` fixture), and take `ledger_of` only
+to look into the Guard's own connections (its pool, its LISTEN connection, a commit witness).
 """
 
 from __future__ import annotations
