@@ -38,7 +38,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from guard import Guard  # noqa: E402
-from guard.ledger import ApprovalRecord, Ledger, upgrade  # noqa: E402
+from guard.ledger import ApprovalRecord, CallPathLedger, Ledger, upgrade  # noqa: E402
 from guard.runtime.waiting import Waiter  # noqa: E402
 from guard.testing import poll  # noqa: E402
 from tests.pg_cluster import PgCluster, server_bin_dir  # noqa: E402
@@ -102,7 +102,7 @@ def measure(db: str, policies: Path, n: int) -> dict[str, tuple[list[float], lis
     _, token = reviewer.create_token("rita", by="bench")
     guard = Guard(policies=policies, db=db, approval="block", approval_timeout=60, log_level="error")
     woken: dict[str, float] = {}
-    guard.waiter = _TimedWaiter(guard.ledger, woken)
+    guard.waiter = _TimedWaiter(guard.waiter.ledger, woken)
     started: dict[str, float] = {}
     guard.tool(lambda invoice: started.__setitem__(invoice, time.time()), name="billing.refund")
     figures: dict[str, tuple[list[float], list[float], list[float]]] = {row: ([], [], []) for row, _ in ROUNDS}
@@ -152,7 +152,7 @@ def measure(db: str, policies: Path, n: int) -> dict[str, tuple[list[float], lis
 class _TimedWaiter(Waiter):
     """The real waiter, noting when each wait ended (the agent then records `started` and runs its tool)."""
 
-    def __init__(self, ledger: Ledger, woken: dict[str, float]) -> None:
+    def __init__(self, ledger: CallPathLedger, woken: dict[str, float]) -> None:
         super().__init__(ledger)
         object.__setattr__(self, "woken", woken)  # the real Waiter is a frozen dataclass
 

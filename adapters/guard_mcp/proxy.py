@@ -321,7 +321,7 @@ class GuardProxy:
         try:
             return await tool.acall_with(bound, key=key, call_id=self._call_id(key))
         except IdempotencyConflict as err:
-            earlier = self.guard.ledger.get_call(err.call_id) if err.call_id else None
+            earlier = self.guard.call_record(err.call_id) if err.call_id else None
             if (
                 earlier is None
                 or earlier.tool != name
@@ -356,7 +356,7 @@ class GuardProxy:
 
     def _closed_text(self, err: RunNotRunning) -> str:
         """Why a new call in a run that is no longer running is refused, and what to do."""
-        run = self.guard.ledger.get_run(err.run_id)
+        run = self.guard.run_record(err.run_id)
         if run is None or run.state != RunState.COMPLETED:
             return _stopped_text(err)
         event = f"event {run.source_event_id!r}" if run.source_event_id else f"run {run.run_id}"
@@ -370,9 +370,9 @@ class GuardProxy:
     def _withdraw(self, call_id: str, name: str) -> None:
         """End the earlier call of a tool that changed upstream: its request leaves the reviewers' queue, or, if it
         was approved already, the call expires (it never runs on an approval of another definition)."""
-        approval = self.guard.ledger.approval_for_call(call_id)
+        approval = self.guard.approval_of(call_id)
         if approval is not None:
-            self.guard.ledger.withdraw(
+            self.guard.withdraw_approval(
                 approval.approval_id,
                 actor="guard-mcp",
                 reason=f"superseded: {name} changed upstream; a new approval was asked for "

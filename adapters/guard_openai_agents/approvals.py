@@ -2,7 +2,7 @@
 
 The SDK pauses a run at a tool call that needs approval (`result.interruptions`) and resumes it from a
 `RunState` on which each item was approved or rejected. With Guard the decision is a reviewer's, recorded in
-the ledger (web page, REST, CLI, `ledger.decide`), bound to the call's exact arguments. This function reads
+the ledger (web page, REST, CLI, `guard.decide`), bound to the call's exact arguments. This function reads
 that record for each interruption and tells the SDK:
 
 - approved in the ledger -> `state.approve(item)`: the resumed run executes the call, and Guard runs it

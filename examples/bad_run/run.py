@@ -19,7 +19,6 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from examples.bad_run.agent import TEAM, app, make_tools, state_dir, sync_contacts  # noqa: E402
-from guard.incidents import IncidentBook, RecordFilter  # noqa: E402
 
 EVENT = "nightly-sync-2026-12-04"
 APP = "examples.bad_run.agent:app"
@@ -39,8 +38,9 @@ def plan_of(i: int) -> str:
 
 
 def guard_cli(db: str, *args: str) -> str:
-    """One operator command, as typed; its output is printed and returned."""
-    print(f"$ guard {' '.join(args)}")
+    """One operator command, as typed (a long list of `--call` ids shortened); its output is printed and returned."""
+    shown = [*args[:8], f"... ({len(args) - 10} more)", *args[-2:]] if len(args) > 12 else args
+    print(f"$ guard {' '.join(shown)}")
     done = subprocess.run(
         [sys.executable, "-m", "guard", *args, "--db", db],
         cwd=ROOT,
@@ -119,27 +119,22 @@ def main() -> int:
     print("\n4. The snapshot before repair: ledger facts plus each record read back from the CRM and the mailer.")
     guard_cli(db, "incident", "snapshot", inc, str(where / "snapshot.jsonl"), "--app", APP)
 
-    print("\n5. The team judges every record against billing's truth (scripted), by filter and one by one.")
-    guard = app(db)
-    book = IncidentBook(guard.ledger)
+    print("\n5. The team judges every record against billing's truth (scripted), record by record.")
+    notes = {
+        "wrong": "pays: must be customer",
+        "safe": "cancelled: churned is right",
+        "unclear": "no plan on record: ask billing",
+    }
     by_verdict: dict[str, list[str]] = {"wrong": [], "safe": [], "unclear": []}
-    for r in book.radius(inc).changed():
-        contact = r.external_ids.get("contact") or r.external_ids.get("enrollment", "").removeprefix("wb_")
+    changed = [r for r in radius["calls"] if r["state"] == "completed"]  # the rest were stopped before they ran
+    check(len(changed) == radius["records_changed"], "every record that changed data is judged")
+    for r in changed:
+        contact = r["external_ids"].get("contact") or r["external_ids"].get("enrollment", "").removeprefix("wb_")
         plan = plans[contact]
-        by_verdict["wrong" if plan == "paid" else "safe" if plan == "cancelled" else "unclear"].append(r.call_id)
+        by_verdict["wrong" if plan == "paid" else "safe" if plan == "cancelled" else "unclear"].append(r["call_id"])
     for verdict, ids in by_verdict.items():
-        book.tag(
-            inc,
-            RecordFilter(call_ids=tuple(ids)),
-            verdict,  # pyright: ignore[reportArgumentType]
-            by="rita",
-            note={
-                "wrong": "pays: must be customer",
-                "safe": "cancelled: churned is right",
-                "unclear": "no plan on record: ask billing",
-            }[verdict],
-        )
-    guard.close()
+        calls = [arg for call_id in ids for arg in ("--call", call_id)]
+        guard_cli(db, "incident", "tag", inc, verdict, *calls, "--note", notes[verdict], "--as", "rita")
     guard_cli(db, "incident", "note", inc, "billing confirms 15 contacts with no plan; they stay unclear")
     judged = json.loads(guard_cli(db, "incident", "export", inc, "--format", "json"))
     print(f"   {judged['summary']}")
@@ -180,8 +175,9 @@ def main() -> int:
         "each repair ran exactly once in the other system",
     )
     check(again["repaired"] == 0 and again["left"] == 0, "repairing again runs nothing")
-    check(guard.ledger.verify_chain().ok, "the ledger verifies: incident rows and the trail are as Guard wrote them")
     guard.close()
+    verified = json.loads(guard_cli(db, "ledger", "verify", "--json"))
+    check(verified["ok"], "the ledger verifies: incident rows and the trail are as Guard wrote them")
     print(
         f"\n{len(FAILED)} broken promise(s)."
         if FAILED

@@ -89,11 +89,9 @@ def script(suffix: str) -> list[Any]:
 def reviewer(guard: Guard, stop: threading.Event) -> None:
     """maria (marketing) approves the prospect email once it shows up in the ledger."""
     while not stop.is_set():
-        for approval in guard.ledger.list_approvals(team="growth"):
+        for approval in guard.approvals(team="growth"):
             print(f"  reviewer maria sees {approval.tool} {approval.args_json} -> approve")
-            guard.ledger.decide(
-                approval.approval_id, reviewer="maria", decision="approve", reviewer_roles=frozenset({"marketing"})
-            )
+            guard.decide(approval.approval_id, reviewer="maria", decision="approve")  # her roles: policies/growth.yaml
             return
         stop.wait(0.01)
 

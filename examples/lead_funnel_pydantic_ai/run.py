@@ -118,11 +118,9 @@ def main() -> None:
         )
 
         print("2. maria (marketing) approves the email in the ledger; the agent resumes")
-        for approval in guard.ledger.list_approvals(team="growth"):
+        for approval in guard.approvals(team="growth"):
             print(f"  reviewer maria sees {approval.tool} {approval.args_json} -> approve")
-            guard.ledger.decide(
-                approval.approval_id, reviewer="maria", decision="approve", reviewer_roles=frozenset({"marketing"})
-            )
+            guard.decide(approval.approval_id, reviewer="maria", decision="approve")  # her roles: policies/growth.yaml
         resume = paused.output.build_results(approve_all=True)  # the ledger decides; this only resumes
         with guard.run("growth", source_event_id=EVENT) as run:
             done = first.run_sync(message_history=paused.all_messages(), deferred_tool_results=resume)

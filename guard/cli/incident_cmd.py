@@ -348,9 +348,10 @@ def repair(
     """Repair the records judged wrong with their compensation, as guarded calls that never run twice."""
     from guard.incidents import IncidentBook, TeamSystems
     from guard.incidents.repair import repair as run_repair
+    from guard.runtime.doors import ledger_of
 
     guard = closing(load_app(app_spec, db))
-    book = IncidentBook(guard.ledger, systems=TeamSystems(guard.policies.policies))
+    book = IncidentBook(ledger_of(guard), systems=TeamSystems(guard.policies.policies))
     report = run_repair(
         guard, book, incident_id, operator=operator_name(who), sample=sample, rest=rest, repair_tool=repair_tool
     )

@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 from guard.errors import DrillFailed, GuardError, GuardUsageError
 from guard.incidents import IncidentBook, RecordFilter, Scope, TeamSystems
 from guard.incidents.repair import repair
+from guard.runtime.doors import ledger_of
 
 if TYPE_CHECKING:
     from guard.runtime import Guard
@@ -116,7 +117,7 @@ def _bad_run(guard: Guard, team: str, run_id: str, bad_run: Callable[[], None], 
             bad_run()
     except GuardError:
         pass  # the brakes stopped it: whether they paused anything is read from the ledger below
-    pauses = [p for p in guard.ledger.active_pauses([team]) if p["at"] >= since]
+    pauses = [p for p in ledger_of(guard).active_pauses([team]) if p["at"] >= since]
     if not pauses:
         raise _StepFailed(
             f"the bad run of team {team} ended and nothing paused: the team's brakes (policy `stop:` with "
@@ -141,11 +142,11 @@ def run_drill(
         GuardUsageError: the team is paused already (a drill measures a pause of its own), or the stand-ins are
             not usable.
     """
-    if guard.ledger.active_pauses([team]):
+    if ledger_of(guard).active_pauses([team]):
         raise GuardUsageError(f"team {team} is paused already: lift its pauses before a drill, which pauses it itself")
     if team not in guard.policies.policies:
         raise GuardUsageError(f"team {team} has no valid policy: a drill runs under the team's policy")
-    book = IncidentBook(guard.ledger, systems=TeamSystems(guard.policies.policies))
+    book = IncidentBook(ledger_of(guard), systems=TeamSystems(guard.policies.policies))
     bad_run = stand_ins(guard)
     result = DrillResult(0, team, f"{team}:drill-{uuid.uuid4().hex[:12]}", "failed")
     started_at = time.time() - 0.001  # a pause row's clock (the database's on PostgreSQL) may read a bit behind
@@ -167,7 +168,7 @@ def run_drill(
     except _StepFailed as exc:
         result.failed_at = "pause" if result.pause_s is None else "radius" if result.radius_s is None else "clean"
         result.reason = str(exc)
-    result.drill_id = guard.ledger.record_drill(
+    result.drill_id = ledger_of(guard).record_drill(
         team,
         by=by,
         state=result.state,
@@ -195,7 +196,7 @@ def _clean(
     if result.records:
         book.tag(incident_id, RecordFilter(run_id=result.run_id), "wrong", by=by, note="drill: every change is wrong")
     for pause in pauses:
-        guard.ledger.unpause(
+        ledger_of(guard).unpause(
             pause["scope"], pause["target"], by=by, reason="drill: the pause held; repairing", team=pause["team"]
         )
     if result.records:
@@ -215,5 +216,5 @@ def _clean(
         )
     run = guard.ledger.get_run(result.run_id)
     if run is not None and run.state in ("pending_review", "halted"):
-        finish(guard.ledger, result.run_id, operator=by, note=f"drill: repaired through incident {incident_id}")
+        finish(ledger_of(guard), result.run_id, operator=by, note=f"drill: repaired through incident {incident_id}")
     book.close(incident_id, "drill: every record the bad run changed is undone", by=by)

@@ -32,6 +32,7 @@ from guard.incidents.book import IncidentBook
 from guard.incidents.snapshot import Inspector
 from guard.ledger import CallRecord, CallState
 from guard.runtime.context import RunScope
+from guard.runtime.doors import ledger_of
 from guard.runtime.hooks import ReconcileContext
 from guard.runtime.saga import rollback_context
 
@@ -166,7 +167,7 @@ def _compensation_of(guard: Guard, call: CallRecord) -> ToolSpec | None:
 
 
 def _repair_scope(guard: Guard, incident_id: str, team: str, operator: str) -> RunScope:
-    held = guard.ledger.pause_at_source(team)
+    held = ledger_of(guard).pause_at_source(team)
     if held is not None:
         raise GuardUsageError(
             f"team {team} is paused by {held['paused_by']} ({held['reason']}): a repair is a run "
@@ -174,17 +175,17 @@ def _repair_scope(guard: Guard, incident_id: str, team: str, operator: str) -> R
             f"(`guard pause --team {team} --tool ...`), then lift the team's pause"
         )
     run_id = repair_run_id(incident_id, team)
-    guard.ledger.open_run(run_id, team, actor=operator, subject=f"repair of incident {incident_id}")
+    ledger_of(guard).open_run(run_id, team, actor=operator, subject=f"repair of incident {incident_id}")
     return RunScope(run_id, team, operator)
 
 
 def _repair_one(guard: Guard, scope: RunScope, call: CallRecord, comp: ToolSpec, incident_id: str) -> str:
     """Repair one record; the name of the report's list it lands in."""
     actor = scope.actor
-    held = guard.ledger.pause_holding(scope.team, comp.name, scope.run_id)
+    held = ledger_of(guard).pause_holding(scope.team, comp.name, scope.run_id)
     if held is not None:  # refused before the record moves: a denied repair would read as a failed one
         raise GuardUsageError(f"the repair {comp.name} is held: {held}")
-    if call.state != C.ROLLING_BACK and not guard.ledger.begin_rollback(
+    if call.state != C.ROLLING_BACK and not ledger_of(guard).begin_rollback(
         call, actor=actor, reason=f"incident {incident_id}: judged wrong"
     ):
         return "skipped"
@@ -192,7 +193,7 @@ def _repair_one(guard: Guard, scope: RunScope, call: CallRecord, comp: ToolSpec,
     hooks = guard.hooks_of(call.tool)
     ctx = rollback_context(
         call,
-        ledger=guard.ledger,
+        ledger=ledger_of(guard),
         policies=guard.policies,
         failure=f"incident {incident_id}: judged wrong",
         kind=hooks.compensation_kind if hooks is not None else "correct",
@@ -203,12 +204,12 @@ def _repair_one(guard: Guard, scope: RunScope, call: CallRecord, comp: ToolSpec,
     except (ApprovalPending, ApprovalTimeout):
         return "waiting"
     except GuardError as exc:  # failed, denied or rejected: recorded on the repair's own call
-        guard.ledger.end_rollback(
+        ledger_of(guard).end_rollback(
             call, ok=False, actor=actor, detail={"repair": comp.name, "incident": incident_id, "error": str(exc)}
         )
         return "failed"
     crash_point("after_repair")
-    guard.ledger.end_rollback(call, ok=True, actor=actor, detail={"repair": comp.name, "incident": incident_id})
+    ledger_of(guard).end_rollback(call, ok=True, actor=actor, detail={"repair": comp.name, "incident": incident_id})
     return "repaired"
 
 

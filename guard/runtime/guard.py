@@ -24,7 +24,7 @@ from typing import Any, overload
 
 from guard.canonical import MAX_BYTES, MAX_DEPTH
 from guard.errors import GuardUsageError
-from guard.ledger import ApprovalRecord, CallRecord, Ledger, PoolLimits, RunRecord, new_id, resolve_url
+from guard.ledger import Ledger, PoolLimits, new_id, resolve_url
 from guard.logs import log_format as log_format_of
 from guard.logs import make_logger
 from guard.policy import PolicySet
@@ -32,6 +32,7 @@ from guard.runtime import driver
 from guard.runtime.arguments import ArgumentRules, fingerprint
 from guard.runtime.callpath import CallPath, Durability, WaitMode
 from guard.runtime.context import RunScope
+from guard.runtime.doors import LedgerDoors
 from guard.runtime.hooks import ToolHooks, ToolSpec
 from guard.runtime.keys import SecretKey
 from guard.runtime.leases import Heartbeat
@@ -44,7 +45,7 @@ from guard.runtime.waiting import Waiter
 __all__ = ["Guard"]
 
 
-class Guard:
+class Guard(LedgerDoors):
     """Guards tool calls for the teams in a policy directory, recording them in one ledger.
 
     Args:
@@ -89,7 +90,9 @@ class Guard:
     Failure modes: every refused or failed call raises a subclass of `CallOutcomeError`, recorded first.
 
     `Guard` is the facade: it builds the `CallPath` (`path`) its tools, runs, recovery and operators run on, and
-    holds the tools by name. No step of the call path calls back into it.
+    holds the tools by name. No step of the call path calls back into it. What callers may touch of the ledger
+    are its doors (`guard.runtime.doors.LedgerDoors`: `call_record`, `calls_of`, `approvals`, `decide`, ...) and
+    `ledger`, typed as the ledger's read port: nothing is written through it.
     """
 
     def __init__(
@@ -125,7 +128,7 @@ class Guard:
         loaded = policies if isinstance(policies, PolicySet) else PolicySet.load_dir(policies)
         url = resolve_url(db)
         pool = PoolLimits.resolve(db_pool_size, db_pool_overflow, db_pool_timeout)
-        self.ledger = Ledger(url, listen_url=listen_url, pool=pool)
+        self._ledger = Ledger(url, listen_url=listen_url, pool=pool)
         self.arguments = ArgumentRules(SecretKey(url, secret_key), max_arg_depth, max_arg_bytes)
         self.actor = actor
         self.approval = approval
@@ -135,11 +138,11 @@ class Guard:
         self.log = make_logger(log_level, json=log_format_of(log_format) == "json")
         self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{new_id('w')[-6:]}"
         self.lease_ttl = lease_ttl
-        self.heartbeat = Heartbeat(self.ledger, lease_ttl, self.log)
+        self.heartbeat = Heartbeat(self._ledger, lease_ttl, self.log)
         self._pool: ThreadPoolExecutor | None = None
         specs: dict[str, ToolSpec] = {}
         self.path = CallPath(
-            ledger=self.ledger,
+            ledger=self._ledger,
             policies=loaded,
             arguments=self.arguments,
             log=self.log,
@@ -150,7 +153,7 @@ class Guard:
             approval_timeout=approval_timeout,
             durability=durability,
             heartbeat=self.heartbeat,
-            waiter=Waiter(self.ledger),
+            waiter=Waiter(self._ledger),
             tracing=self.tracing,
             tools=specs,
             pool=self._tool_pool,
@@ -167,7 +170,7 @@ class Guard:
         self.heartbeat.close()
         if self._pool is not None:
             self._pool.shutdown(wait=False, cancel_futures=True)
-        self.ledger.close()
+        self._ledger.close()
 
     @property
     def policies(self) -> PolicySet:
@@ -314,25 +317,6 @@ class Guard:
         if self._pool is None:
             self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="guard-tool")
         return self._pool
-
-    # -- what adapters read of the ledger (one door each, instead of the whole `ledger`) -------------------
-
-    def call_record(self, call_id: str) -> CallRecord | None:
-        """The call as the ledger holds it now, or None."""
-        return self.ledger.get_call(call_id)
-
-    def run_record(self, run_id: str) -> RunRecord | None:
-        """The run as the ledger holds it now, or None."""
-        return self.ledger.get_run(run_id)
-
-    def approval_of(self, call_id: str) -> ApprovalRecord | None:
-        """The approval request of a call (with its decisions so far), or None."""
-        return self.ledger.approval_for_call(call_id)
-
-    def withdraw_approval(self, approval_id: str, *, reason: str, actor: str) -> bool:
-        """End an approval nobody should act on any more: its call ends `expired` with `reason` and never runs
-        (see `Ledger.withdraw`). True if a call was ended."""
-        return self.ledger.withdraw(approval_id, reason=reason, actor=actor)
 
     # -- what recovery, sagas and operators look up -------------------------------------------------------
 

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from guard.errors import CallInDoubt, GuardUsageError, IllegalTransition
 from guard.ledger import CallRecord, CallState, Ledger, ReadsPort, RunClose, RunRecord, RunState
 from guard.runtime.callpath import CallPath
+from guard.runtime.doors import ledger_of
 from guard.runtime.driver import compensate_run
 from guard.runtime.hooks import Found, NotFound
 from guard.runtime.recovery import (
@@ -170,7 +171,7 @@ def _moved_on(path: CallPath, call: CallRecord, operator: str, how: str) -> None
 def compensate(guard: Guard, run_id: str, *, operator: str, note: str) -> SagaOutcome:
     """Run the compensations of a stopped run's standing calls (again); each runs at most once."""
     _stopped_run(guard.ledger, run_id, RunState.ROLLING_BACK)
-    guard.ledger.record_manual_action(run_id, operator=operator, action="compensate", note=note)
+    ledger_of(guard).record_manual_action(run_id, operator=operator, action="compensate", note=note)
     failed = next(
         (
             c

@@ -25,6 +25,7 @@ from guard.errors import GuardUsageError, LedgerUnavailable
 from guard.ledger import Ledger, resolve_url, shown_url
 from guard.notify import Notifier
 from guard.policy import LivePolicies
+from guard.runtime.doors import ledger_of
 from guard.server.api import router as api_router
 from guard.server.auth import Sessions, bearer_reviewer
 from guard.server.desk import Desk, DeskError
@@ -84,9 +85,9 @@ def create_app(
         PolicyError: the policy directory cannot be listed.
         GuardUsageError: `agent` writes to another ledger than the service's.
     """
-    if agent is not None and agent.ledger.url != resolve_url(db_url):
+    if agent is not None and ledger_of(agent).url != resolve_url(db_url):
         raise GuardUsageError(
-            f"the agent's Guard writes to {shown_url(agent.ledger.url)}, the service reads "
+            f"the agent's Guard writes to {shown_url(ledger_of(agent).url)}, the service reads "
             f"{shown_url(resolve_url(db_url))}: give both the same ledger (--db)"
         )
     ledger = Ledger(resolve_url(db_url))

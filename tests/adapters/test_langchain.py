@@ -20,6 +20,7 @@ from langgraph.types import Command
 from lc_world import NAMES, Funnel
 
 from guard import CallDenied, Guard, GuardUsageError, RollbackContext
+from guard.ledger import Ledger
 from guard.runtime.review import review
 
 Drive = Callable[[Any, Any, Any], dict[str, Any]]
@@ -101,19 +102,19 @@ def test_a_denied_call_never_runs_and_the_model_reads_the_reason_in_an_error_too
 class Reviewer(threading.Thread):
     """A reviewer who sees only the ledger: waits for the approval to show up, then decides."""
 
-    def __init__(self, guard: Guard, decision: str, reason: str | None = None) -> None:
+    def __init__(self, ledger: Ledger, decision: str, reason: str | None = None) -> None:
         super().__init__(daemon=True)
-        self.guard, self.decision, self.reason = guard, decision, reason
+        self.ledger, self.decision, self.reason = ledger, decision, reason
         self.seen_args: dict[str, Any] | None = None
         self.done = threading.Event()
 
     def run(self) -> None:
         while not self.done.is_set():
-            pending = self.guard.ledger.list_approvals(team="funnel")
+            pending = self.ledger.list_approvals(team="funnel")
             if pending:
                 approval = pending[0]
                 self.seen_args = {"tool": approval.tool, "args_json": approval.args_json}
-                self.guard.ledger.decide(
+                self.ledger.decide(
                     approval.approval_id,
                     reviewer="maria",
                     decision=self.decision,  # pyright: ignore[reportArgumentType]  # "approve" | "reject"
@@ -124,10 +125,12 @@ class Reviewer(threading.Thread):
             self.done.wait(0.005)  # a poll interval of the ledger, not a synchronisation
 
 
-def test_a_blocking_wait_for_approval_resumes_and_runs_the_call_once_approved(guard: Guard, drive: Drive) -> None:
+def test_a_blocking_wait_for_approval_resumes_and_runs_the_call_once_approved(
+    ledger: Ledger, guard: Guard, drive: Drive
+) -> None:
     world = Funnel()
     agent, _ = _agent(guard, world, [tool_calls(EMAIL)])
-    reviewer = Reviewer(guard, "approve")
+    reviewer = Reviewer(ledger, "approve")
     reviewer.start()
     with guard.run("funnel", source_event_id="lead-3") as run:
         out = drive(agent, USER, None)
@@ -140,10 +143,12 @@ def test_a_blocking_wait_for_approval_resumes_and_runs_the_call_once_approved(gu
     assert run.record().state == "completed"
 
 
-def test_a_rejected_call_never_runs_and_the_model_reads_the_reviewers_reason(guard: Guard, drive: Drive) -> None:
+def test_a_rejected_call_never_runs_and_the_model_reads_the_reviewers_reason(
+    ledger: Ledger, guard: Guard, drive: Drive
+) -> None:
     world = Funnel()
     agent, _ = _agent(guard, world, [tool_calls(EMAIL)])
-    reviewer = Reviewer(guard, "reject", reason="not before the call with sales")
+    reviewer = Reviewer(ledger, "reject", reason="not before the call with sales")
     reviewer.start()
     with guard.run("funnel", source_event_id="lead-4") as run:
         out = drive(agent, USER, None)
@@ -219,7 +224,7 @@ def test_the_same_event_run_again_repeats_no_effect_even_with_new_tool_call_ids(
 
 
 def test_deferred_approval_pauses_with_a_langgraph_interrupt_and_a_resume_offers_nothing_twice(
-    deferring_guard: Guard, drive: Drive
+    ledger: Ledger, deferring_guard: Guard, drive: Drive
 ) -> None:
     guard, world = deferring_guard, Funnel()
     agent, _ = _agent(guard, world, [tool_calls(EMAIL)], checkpointer=InMemorySaver())
@@ -235,9 +240,7 @@ def test_deferred_approval_pauses_with_a_langgraph_interrupt_and_a_resume_offers
     assert "__interrupt__" in out and world.emails == []
 
     (approval,) = guard.ledger.list_approvals(team="funnel")
-    guard.ledger.decide(
-        approval.approval_id, reviewer="maria", decision="approve", reviewer_roles=frozenset({"marketing"})
-    )
+    ledger.decide(approval.approval_id, reviewer="maria", decision="approve", reviewer_roles=frozenset({"marketing"}))
     with guard.run("funnel", source_event_id="lead-7") as run:
         out = drive(agent, Command(resume="approved"), config)
     assert "__interrupt__" not in out
@@ -247,7 +250,9 @@ def test_deferred_approval_pauses_with_a_langgraph_interrupt_and_a_resume_offers
     assert run.record().state == "completed"
 
 
-def test_a_reviewers_edit_of_the_arguments_is_what_langchain_runs(deferring_guard: Guard, drive: Drive) -> None:
+def test_a_reviewers_edit_of_the_arguments_is_what_langchain_runs(
+    ledger: Ledger, deferring_guard: Guard, drive: Drive
+) -> None:
     guard, world = deferring_guard, Funnel()
     agent, _ = _agent(guard, world, [tool_calls(EMAIL)], checkpointer=InMemorySaver())
     config = {"configurable": {"thread_id": "lead-9"}}
@@ -255,7 +260,7 @@ def test_a_reviewers_edit_of_the_arguments_is_what_langchain_runs(deferring_guar
         assert "__interrupt__" in drive(agent, USER, config)
     (approval,) = guard.ledger.list_approvals(team="funnel")
     edited = {**json.loads(approval.args_json), "template": "intro-short"}
-    review(guard.ledger, guard.policies, approval.approval_id, reviewer="maria", decision="approve", edited_args=edited)
+    review(ledger, guard.policies, approval.approval_id, reviewer="maria", decision="approve", edited_args=edited)
     with guard.run("funnel", source_event_id="lead-9") as run:
         out = drive(agent, Command(resume="approved"), config)
     assert "__interrupt__" not in out
@@ -281,9 +286,11 @@ def test_guard_tool_answers_a_tool_call_with_an_error_message_and_plain_python_w
     assert {c.call_id: c.state for c in run.calls()}["tc-y"] == "completed"
 
 
-def test_a_tool_call_in_a_run_of_another_team_is_a_loud_usage_error(guard: Guard, policy_dir: Any) -> None:
+def test_a_tool_call_in_a_run_of_another_team_is_a_loud_usage_error(
+    ledger_url: str, guard: Guard, policy_dir: Any
+) -> None:
     (policy_dir / "other.yaml").write_text("team: other\nrules:\n  - {name: all, tools: ['*'], class: read}\n")
-    other = Guard(policies=policy_dir, db=guard.ledger.url, log_level="error")
+    other = Guard(policies=policy_dir, db=ledger_url, log_level="error")
     try:
         agent, _ = _agent(other, Funnel(), [tool_calls(CONTACT)])
         with other.run("other", source_event_id="x"), pytest.raises(GuardUsageError, match="team 'funnel'"):

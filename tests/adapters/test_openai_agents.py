@@ -19,6 +19,7 @@ from guard_openai_agents.testing import ScriptedModel, Step, calls, function_cal
 from oa_world import NAMES, Funnel
 
 from guard import Guard, GuardUsageError, RollbackContext
+from guard.ledger import Ledger
 from guard.testing import ScriptedReviewer
 
 RC = RunConfig(tracing_disabled=True)  # offline: no trace export
@@ -112,12 +113,14 @@ def test_a_denied_call_never_runs_and_the_model_reads_the_reason_as_the_tool_out
     assert result.final_output == "I may not delete leads."
 
 
-def test_a_reviewers_edit_of_the_arguments_is_what_the_framework_runs(guard: Guard, drive: Drive) -> None:
+def test_a_reviewers_edit_of_the_arguments_is_what_the_framework_runs(
+    ledger: Ledger, guard: Guard, drive: Drive
+) -> None:
     world = Funnel()
     agent, _ = _agent(guard, world, [calls(EMAIL)])
     with (
         ScriptedReviewer(
-            guard.ledger,
+            ledger,
             lambda a: "approve",
             reviewer="maria",
             roles={"marketing"},
@@ -131,11 +134,13 @@ def test_a_reviewers_edit_of_the_arguments_is_what_the_framework_runs(guard: Gua
     assert [c.state for c in run.calls()] == ["completed"]
 
 
-def test_a_blocking_wait_for_approval_runs_the_call_once_a_reviewer_approves(guard: Guard, drive: Drive) -> None:
+def test_a_blocking_wait_for_approval_runs_the_call_once_a_reviewer_approves(
+    ledger: Ledger, guard: Guard, drive: Drive
+) -> None:
     world = Funnel()
     agent, _ = _agent(guard, world, [calls(EMAIL)])
     with (
-        ScriptedReviewer(guard.ledger, lambda a: "approve", reviewer="maria", roles={"marketing"}) as reviewer,
+        ScriptedReviewer(ledger, lambda a: "approve", reviewer="maria", roles={"marketing"}) as reviewer,
         guard.run("funnel", source_event_id="lead-3") as run,
     ):
         result = drive(agent, USER)
@@ -148,14 +153,14 @@ def test_a_blocking_wait_for_approval_runs_the_call_once_a_reviewer_approves(gua
 
 
 def test_a_blocking_wait_rejected_never_runs_and_the_model_reads_the_reviewers_reason(
-    guard: Guard, drive: Drive
+    ledger: Ledger, guard: Guard, drive: Drive
 ) -> None:
     world = Funnel()
     seen = Seen("ok, no email")
     agent, _ = _agent(guard, world, [calls(EMAIL), seen])
     with (
         ScriptedReviewer(
-            guard.ledger,
+            ledger,
             lambda a: "reject",
             reviewer="maria",
             roles={"marketing"},
@@ -268,6 +273,7 @@ async def _pause(guard: Guard, world: Funnel, script: list[Step], event: str) ->
 
 
 def test_deferred_approval_pauses_with_an_sdk_interruption_and_resumes_from_run_state_offering_nothing_twice(
+    ledger: Ledger,
     deferring_guard: Guard,
 ) -> None:
     guard, world, event = deferring_guard, Funnel(), "lead-8"
@@ -282,9 +288,7 @@ def test_deferred_approval_pauses_with_an_sdk_interruption_and_resumes_from_run_
 
     (approval,) = guard.ledger.list_approvals(team="funnel")
     assert approval.call_id == call_id
-    guard.ledger.decide(
-        approval.approval_id, reviewer="maria", decision="approve", reviewer_roles=frozenset({"marketing"})
-    )
+    ledger.decide(approval.approval_id, reviewer="maria", decision="approve", reviewer_roles=frozenset({"marketing"}))
     result, decided = asyncio.run(_resume(guard, world, result.to_state().to_string(), script, event))
     assert decided == ["approved"] and result.interruptions == []
     assert world.emails == [{"email": "ann@acme.io", "template": "intro"}]
@@ -298,13 +302,14 @@ def test_deferred_approval_pauses_with_an_sdk_interruption_and_resumes_from_run_
 
 
 def test_deferred_rejection_reaches_the_model_through_the_sdks_rejection_and_nothing_runs(
+    ledger: Ledger,
     deferring_guard: Guard,
 ) -> None:
     guard, world, event = deferring_guard, Funnel(), "lead-9"
     seen = Seen("understood, no email")
     saved = asyncio.run(_pause(guard, world, [calls(EMAIL), seen], event))
     (approval,) = guard.ledger.list_approvals(team="funnel")
-    guard.ledger.decide(
+    ledger.decide(
         approval.approval_id,
         reviewer="maria",
         decision="reject",
@@ -353,13 +358,15 @@ def test_a_tool_with_its_own_needs_approval_is_refused_the_policy_decides(guard:
         GuardedTools(guard, team="funnel").wrap([wire_money])
 
 
-def test_a_tool_call_outside_a_run_or_in_another_teams_run_fails_the_agent_run(guard: Guard, policy_dir: Any) -> None:
+def test_a_tool_call_outside_a_run_or_in_another_teams_run_fails_the_agent_run(
+    ledger_url: str, guard: Guard, policy_dir: Any
+) -> None:
     world = Funnel()
     agent, _ = _agent(guard, world, [calls(CONTACT)])
     with pytest.raises(UserError, match="outside a run"):
         _sync(agent, USER)
     (policy_dir / "other.yaml").write_text("team: other\nrules:\n  - {name: all, tools: ['*'], class: read}\n")
-    other = Guard(policies=policy_dir, db=guard.ledger.url, log_level="error")
+    other = Guard(policies=policy_dir, db=ledger_url, log_level="error")
     try:
         agent, _ = _agent(other, world, [calls(CONTACT)])
         with other.run("other", source_event_id="x"), pytest.raises(UserError, match="team 'funnel'"):
@@ -377,14 +384,13 @@ def test_importing_the_adapter_without_the_sdk_fails_with_the_install_command(mo
 
 
 def test_an_approved_call_delivered_again_with_a_new_call_id_runs_once_and_the_old_state_reads_its_record(
+    ledger: Ledger,
     deferring_guard: Guard,
 ) -> None:
     guard, world, event = deferring_guard, Funnel(), "lead-11"
     saved = asyncio.run(_pause(guard, world, [calls(EMAIL)], event))
     (approval,) = guard.ledger.list_approvals(team="funnel")
-    guard.ledger.decide(
-        approval.approval_id, reviewer="maria", decision="approve", reviewer_roles=frozenset({"marketing"})
-    )
+    ledger.decide(approval.approval_id, reviewer="maria", decision="approve", reviewer_roles=frozenset({"marketing"}))
 
     async def deliver_again() -> RunResult:  # the worker lost the SDK state; the event comes again
         agent, _ = _agent(

@@ -20,6 +20,7 @@ from pydantic_ai.tools import DeferredToolRequests, DeferredToolResults, Tool, T
 from pydantic_ai.toolsets import FunctionToolset
 
 from guard import Guard, GuardUsageError, RollbackContext
+from guard.ledger import Ledger
 from guard.testing import ScriptedReviewer
 
 Drive = Callable[..., Any]  # (agent, **run kwargs) -> AgentRunResult
@@ -128,12 +129,14 @@ def test_a_denied_call_never_runs_and_the_model_reads_the_reason_in_a_denied_too
     assert result.output == "I may not delete leads."
 
 
-def test_a_reviewers_edit_of_the_arguments_is_what_the_framework_runs(guard: Guard, drive: Drive) -> None:
+def test_a_reviewers_edit_of_the_arguments_is_what_the_framework_runs(
+    ledger: Ledger, guard: Guard, drive: Drive
+) -> None:
     world = Funnel()
     agent, _ = _agent(guard, world, [tool_calls(EMAIL)])
     with (
         ScriptedReviewer(
-            guard.ledger,
+            ledger,
             lambda a: "approve",
             reviewer="maria",
             roles={"marketing"},
@@ -147,11 +150,13 @@ def test_a_reviewers_edit_of_the_arguments_is_what_the_framework_runs(guard: Gua
     assert [c.state for c in run.calls()] == ["completed"]
 
 
-def test_a_blocking_wait_for_approval_runs_the_call_once_a_reviewer_approves(guard: Guard, drive: Drive) -> None:
+def test_a_blocking_wait_for_approval_runs_the_call_once_a_reviewer_approves(
+    ledger: Ledger, guard: Guard, drive: Drive
+) -> None:
     world = Funnel()
     agent, _ = _agent(guard, world, [tool_calls(EMAIL)])
     with (
-        ScriptedReviewer(guard.ledger, lambda a: "approve", reviewer="maria", roles={"marketing"}) as reviewer,
+        ScriptedReviewer(ledger, lambda a: "approve", reviewer="maria", roles={"marketing"}) as reviewer,
         guard.run("funnel", source_event_id="lead-3") as run,
     ):
         result = drive(agent)
@@ -164,13 +169,13 @@ def test_a_blocking_wait_for_approval_runs_the_call_once_a_reviewer_approves(gua
 
 
 def test_a_blocking_wait_ends_in_a_denied_tool_return_with_the_reviewers_reason_when_rejected(
-    guard: Guard, drive: Drive
+    ledger: Ledger, guard: Guard, drive: Drive
 ) -> None:
     world, seen = Funnel(), list[ToolReturnPart]()
     agent, _ = _agent(guard, world, [tool_calls(EMAIL), _reply_after(seen, "no email then")])
     with (
         ScriptedReviewer(
-            guard.ledger,
+            ledger,
             lambda a: "reject",
             reviewer="maria",
             roles={"marketing"},
@@ -188,7 +193,7 @@ def test_a_blocking_wait_ends_in_a_denied_tool_return_with_the_reviewers_reason_
 
 
 def test_deferred_approval_ends_the_run_with_deferred_tool_requests_and_runs_only_once_the_ledger_approves(
-    deferring_guard: Guard, drive: Drive
+    ledger: Ledger, deferring_guard: Guard, drive: Drive
 ) -> None:
     guard, world = deferring_guard, Funnel()
     agent, _ = _agent(guard, world, [tool_calls(EMAIL)])
@@ -209,9 +214,7 @@ def test_deferred_approval_ends_the_run_with_deferred_tool_requests_and_runs_onl
 
     (approval,) = guard.ledger.list_approvals(team="funnel")
     assert approval.approval_id == meta["approval_id"]
-    guard.ledger.decide(
-        approval.approval_id, reviewer="maria", decision="approve", reviewer_roles=frozenset({"marketing"})
-    )
+    ledger.decide(approval.approval_id, reviewer="maria", decision="approve", reviewer_roles=frozenset({"marketing"}))
     with guard.run("funnel", source_event_id="lead-4") as run:
         third = drive(agent, message_history=second.all_messages(), deferred_tool_results=approve)
     assert third.output == "done"
@@ -222,7 +225,7 @@ def test_deferred_approval_ends_the_run_with_deferred_tool_requests_and_runs_onl
 
 
 def test_a_rejected_call_never_runs_even_when_the_caller_approves_and_the_model_reads_the_reviewers_reason(
-    deferring_guard: Guard, drive: Drive
+    ledger: Ledger, deferring_guard: Guard, drive: Drive
 ) -> None:
     guard, world, seen = deferring_guard, Funnel(), list[ToolReturnPart]()
     agent, _ = _agent(guard, world, [tool_calls(EMAIL), _reply_after(seen, "no email then")])
@@ -230,7 +233,7 @@ def test_a_rejected_call_never_runs_even_when_the_caller_approves_and_the_model_
         first = drive(agent)
     assert isinstance(first.output, DeferredToolRequests)
     (approval,) = guard.ledger.list_approvals(team="funnel")
-    guard.ledger.decide(
+    ledger.decide(
         approval.approval_id,
         reviewer="maria",
         decision="reject",
@@ -252,15 +255,15 @@ def test_a_rejected_call_never_runs_even_when_the_caller_approves_and_the_model_
     assert [(c.call_id, c.state) for c in run.calls()] == [("funnel:lead-5/call_4", "rejected")]
 
 
-def test_an_approval_with_other_arguments_than_the_reviewed_ones_runs_nothing(deferring_guard: Guard) -> None:
+def test_an_approval_with_other_arguments_than_the_reviewed_ones_runs_nothing(
+    ledger: Ledger, deferring_guard: Guard
+) -> None:
     guard, world = deferring_guard, Funnel()
     agent, _ = _agent(guard, world, [tool_calls(EMAIL)])
     with guard.run("funnel", source_event_id="lead-6"):
         first = agent.run_sync(PROMPT)
     (approval,) = guard.ledger.list_approvals(team="funnel")
-    guard.ledger.decide(
-        approval.approval_id, reviewer="maria", decision="approve", reviewer_roles=frozenset({"marketing"})
-    )
+    ledger.decide(approval.approval_id, reviewer="maria", decision="approve", reviewer_roles=frozenset({"marketing"}))
     swapped = ToolApproved(override_args={"email": "everyone@acme.io", "template": "intro"})
     with guard.run("funnel", source_event_id="lead-6"):
         second = agent.run_sync(
@@ -397,9 +400,11 @@ def test_a_tool_pydantic_ai_holds_for_its_caller_never_runs_unrecorded(guard: Gu
     assert ret.outcome == "denied" and ret.metadata["guard"]["outcome"] == "RunNotRunning"
 
 
-def test_a_tool_call_in_a_run_of_another_team_is_a_loud_usage_error(guard: Guard, policy_dir: Any) -> None:
+def test_a_tool_call_in_a_run_of_another_team_is_a_loud_usage_error(
+    ledger_url: str, guard: Guard, policy_dir: Any
+) -> None:
     (policy_dir / "other.yaml").write_text("team: other\nrules:\n  - {name: all, tools: ['*'], class: read}\n")
-    other = Guard(policies=policy_dir, db=guard.ledger.url, log_level="error")
+    other = Guard(policies=policy_dir, db=ledger_url, log_level="error")
     try:
         world = Funnel()
         agent, _ = _agent(other, world, [tool_calls(CONTACT)])

@@ -45,6 +45,7 @@ from guard import (
     report_external_id,
 )
 from guard.crash import crash_point
+from guard.ledger import Ledger, resolve_url
 from tests.chaos.harness import POLICIES, TEAM
 from tests.chaos.witness import Witness
 
@@ -52,7 +53,6 @@ __all__ = ["TOOLS", "Tools", "build_tools", "main", "run_event"]
 
 TOOLS = ("witness.lookup", "witness.upsert", "witness.charge", "witness.message")
 REVIEWER = "ops-bot"
-REVIEWER_ROLES = frozenset({"ops"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,13 +149,11 @@ class Reviewer(threading.Thread):
 
     def run(self) -> None:
         while not self.stop.wait(0.005):  # a poll interval: each pass re-reads the pending approvals
-            for approval in self.guard.ledger.list_approvals(state="pending", team=TEAM):
+            for approval in self.guard.approvals(team=TEAM):
                 if approval.run_id != self.run_id:
                     continue
-                try:
-                    self.guard.ledger.decide(
-                        approval.approval_id, reviewer=REVIEWER, decision="approve", reviewer_roles=REVIEWER_ROLES
-                    )
+                try:  # judged as the approval service judges it: ops-bot's role is in the team's policy
+                    self.guard.decide(approval.approval_id, reviewer=REVIEWER, decision="approve")
                     self.approved.append(approval.approval_id)
                 except ApprovalDecisionError:
                     pass  # decided by another reviewer (a second agent on the same run) or expired
@@ -257,7 +255,11 @@ def main(argv: list[str] | None = None) -> int:
             from guard.incidents import IncidentBook
             from guard.incidents.repair import repair
 
-            report = repair(g, IncidentBook(g.ledger), args.incident, operator=REVIEWER, sample=args.sample)
+            book_ledger = Ledger(resolve_url(args.db))  # the operator's own, as `guard incident repair` opens it
+            try:
+                report = repair(g, IncidentBook(book_ledger), args.incident, operator=REVIEWER, sample=args.sample)
+            finally:
+                book_ledger.close()
             out.results["repair"] = report.to_json() | {"repaired_ids": report.repaired}
     except GuardError as exc:
         out.status, code = "outcome", 2

@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 
 from guard import ApprovalPending, Guard
 from guard.cli import app
+from guard.ledger import Ledger
 from guard.spans import format_span
 
 POLICY = """\
@@ -64,10 +65,10 @@ def test_approvals_list_and_show_give_the_time_left_to_the_minute(waiting: tuple
 
 
 def test_approving_a_call_a_pause_holds_says_it_runs_when_the_pause_is_lifted(
-    waiting: tuple[Guard, str], db_path: Path
+    ledger: Ledger, waiting: tuple[Guard, str], db_path: Path
 ) -> None:
-    guard, approval_id = waiting
-    guard.ledger.pause("team", "pay", reason="incident 42", by="oncall")
+    _, approval_id = waiting
+    ledger.pause("team", "pay", reason="incident 42", by="oncall")
     runner = CliRunner()
     done = runner.invoke(app, ["approvals", "approve", approval_id, "--as", "rita", "--db", str(db_path)])
     assert done.exit_code == 0, done.output

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import re
 from collections.abc import Iterator
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,7 @@ from typer.testing import CliRunner
 
 from guard import ApprovalPending, CallDenied, Guard
 from guard.cli import app
-from guard.ledger import NoticeEvent
+from guard.ledger import Ledger, NoticeEvent
 from guard.notify import Notifier
 from guard.printable import printable
 from guard.server.desk import Desk, Reviewer
@@ -113,11 +114,12 @@ def test_cli_errors_escape_what_they_quote(called: tuple[Guard, str, str, str, s
 def test_the_reviewer_page_shows_control_characters_escaped(called: tuple[Guard, str, str, str, str]) -> None:
     """The queue and the approval page, built by the service's own Desk from the ledger, show the tool name
     with its controls and bidi override escaped."""
-    guard, _, _, approval_id, _ = called
-    desk = Desk(guard.ledger, guard.policies)
-    fin = Reviewer("fin", "tok_1")
-    queue = queue_page("fin", "csrf", desk.queue(fin))
-    page = approval_page("fin", "csrf", desk.approval(fin, approval_id))
+    guard, db, _, approval_id, _ = called
+    with closing(Ledger(f"sqlite:///{db}")) as ledger:  # the service's own, on the agent's file
+        desk = Desk(ledger, guard.policies)
+        fin = Reviewer("fin", "tok_1")
+        queue = queue_page("fin", "csrf", desk.queue(fin))
+        page = approval_page("fin", "csrf", desk.approval(fin, approval_id))
     for html in (queue, page):
         assert_clean(html)
         assert "pay.refund\\n12:00:00 [info     ] forged line\\x1b[31m\\x1b]0;owned\\x07\\u202e" in html
@@ -125,7 +127,7 @@ def test_the_reviewer_page_shows_control_characters_escaped(called: tuple[Guard,
 
 def test_the_webhook_message_cannot_gain_a_line_or_a_link(called: tuple[Guard, str, str, str, str]) -> None:
     """The Slack text escapes controls and encodes `<`, `>` and `&`, so a tool name adds no link of its own."""
-    guard, _, run_id, approval_id, _ = called
+    guard, db, run_id, approval_id, _ = called
     approval = guard.ledger.get_approval(approval_id)
     assert approval is not None
     approval = dataclasses.replace(approval, tool=f"{approval.tool}<https://evil.example|Approve here>")
@@ -137,7 +139,8 @@ def test_the_webhook_message_cannot_gain_a_line_or_a_link(called: tuple[Guard, s
         call_id=approval.call_id,
         to_state="awaiting_approval",
     )
-    text = Notifier(guard.ledger, guard.policies, "http://guard.local").message(event, approval, None)["text"]
+    with closing(Ledger(f"sqlite:///{db}")) as ledger:  # the notifier's own, on the agent's file
+        text = Notifier(ledger, guard.policies, "http://guard.local").message(event, approval, None)["text"]
     assert_clean(text)
     assert "&lt;https://evil.example|Approve here&gt;" in text
     assert text.count("<") == 1  # the one link Guard adds

@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 
 from guard import ApprovalPending, CallDenied, Guard
 from guard.cli import app
+from guard.ledger import Ledger
 
 SHOP = """\
 team: shop
@@ -49,14 +50,14 @@ class Recorded:
         return target
 
     def totals(self) -> tuple[int, int]:
-        guard = Guard(policies=self.folder, db=self.url, log_level="error", secret_key="test-deployment-key-0123456789")
+        ledger = Ledger(self.url)
         try:
-            with guard.ledger.conns.read() as cur:
+            with ledger.conns.read() as cur:
                 cur.execute("SELECT (SELECT COUNT(*) FROM calls), (SELECT COUNT(*) FROM events)")
                 calls, events = cur.fetchone()
                 return int(calls), int(events)
         finally:
-            guard.close()
+            ledger.close()
 
 
 @pytest.fixture

@@ -63,7 +63,7 @@ def test_a_drill_pauses_finds_the_blast_radius_and_cleans_up_printing_and_keepin
 
 
 def test_a_drill_whose_brakes_never_pause_fails_at_pause_and_is_kept_as_failed(
-    ledger_url: str, policies: Path, tmp_path: Path
+    ledger: Ledger, ledger_url: str, policies: Path, tmp_path: Path
 ) -> None:
     text = (policies / "crm-sync.yaml").read_text().replace("max: 5, on_trip: pause", "max: 500, on_trip: pause")
     (policies / "crm-sync.yaml").write_text(text)
@@ -75,7 +75,7 @@ def test_a_drill_whose_brakes_never_pause_fails_at_pause_and_is_kept_as_failed(
             run_drill(guard, "crm-sync", stand_ins, by="olga", snapshot_dir=tmp_path / "snaps")
         assert failed.value.step == "pause"
         assert "nothing paused" in str(failed.value)
-        [kept] = guard.ledger.drills("crm-sync")
+        [kept] = ledger.drills("crm-sync")
         assert (kept.state, kept.pause_s, kept.radius_s, kept.clean_s) == ("failed", None, None, None)
         assert json.loads(kept.detail)["failed_at"] == "pause"
     finally:

@@ -13,6 +13,7 @@ from bad_run_support import CONTACTS, REPO, BadRun, plans
 from examples.bad_run.agent import make_tools, sync_contacts
 from guard import Guard
 from guard.incidents import IncidentBook
+from guard.ledger import Ledger
 
 
 @pytest.fixture
@@ -24,7 +25,7 @@ def contacts_policies(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def bad_run(ledger_url: str, contacts_policies: Path, tmp_path: Path) -> Iterator[BadRun]:
+def bad_run(ledger: Ledger, ledger_url: str, contacts_policies: Path, tmp_path: Path) -> Iterator[BadRun]:
     """A sync that wrote `churned` into 12 contacts (9 of them wrongly) and enrolled each in the win-back list."""
     state = tmp_path / "systems"
     guard = Guard(policies=contacts_policies, db=ledger_url, log_level="error")
@@ -34,6 +35,6 @@ def bad_run(ledger_url: str, contacts_policies: Path, tmp_path: Path) -> Iterato
     written, stopped = sync_contacts(guard, tools, "sync-1")
     assert (written, stopped) == (CONTACTS, None)
     try:
-        yield BadRun(guard, tools, IncidentBook(guard.ledger), state, contacts_policies)
+        yield BadRun(guard, tools, IncidentBook(ledger), state, contacts_policies)
     finally:
         guard.close()

@@ -35,7 +35,7 @@ rules:
 
 
 @pytest.fixture
-def lab(tmp_path: Path, ledger_url: str) -> Ledger:
+def lab(ledger: Ledger, tmp_path: Path, ledger_url: str) -> Ledger:
     (tmp_path / "policies").mkdir()
     (tmp_path / "policies" / "lab.yaml").write_text(POLICY)
     guard = Guard(policies=tmp_path / "policies", db=ledger_url, approval="defer", log_level="error")
@@ -63,7 +63,7 @@ def lab(tmp_path: Path, ledger_url: str) -> Ledger:
     with pytest.raises(ApprovalPending), guard.run("lab", run_id="r-wait"):
         sender()
     pending = guard.ledger.list_approvals(team="lab")[0]
-    guard.ledger.decide(pending.approval_id, reviewer="alice", decision="approve", reviewer_roles=frozenset({"ops"}))
+    ledger.decide(pending.approval_id, reviewer="alice", decision="approve", reviewer_roles=frozenset({"ops"}))
     guard.close()
     return Ledger(ledger_url)
 

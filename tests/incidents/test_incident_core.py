@@ -35,10 +35,12 @@ def test_an_incident_records_who_opened_it_its_owner_team_and_the_three_times(ba
     assert inc.paused_at is None  # nothing paused the sync yet
 
 
-def test_the_paused_time_is_the_first_pause_covering_the_scope_after_it_started(bad_run: BadRun) -> None:
-    bad_run.guard.ledger.pause("tool", "crm.set_*", reason="wrong statuses", by="olga", team="contacts")
+def test_the_paused_time_is_the_first_pause_covering_the_scope_after_it_started(
+    ledger: Ledger, bad_run: BadRun
+) -> None:
+    ledger.pause("tool", "crm.set_*", reason="wrong statuses", by="olga", team="contacts")
     inc = bad_run.book.get(_open(bad_run))
-    pause = bad_run.guard.ledger.pause_events("contacts")[0]
+    pause = ledger.pause_events("contacts")[0]
     assert inc.paused_at == pause.at
     log = bad_run.book.log(inc.incident_id)
     assert any(e["author"] == "olga" and "paused tool crm.set_*" in e["text"] for e in log)

@@ -11,6 +11,7 @@ from bad_run_support import CONTACTS, BadRun
 from guard.errors import GuardUsageError
 from guard.incidents import RecordFilter, Scope
 from guard.incidents.repair import counts_match, repair, repair_run_id
+from guard.ledger import Ledger
 
 
 def _judged(run: BadRun, tmp_path: Path) -> str:
@@ -63,9 +64,9 @@ def test_a_sample_then_the_rest_repairs_exactly_the_wrong_records_once_and_the_c
     assert any(t.startswith("repair sample of 3: 3 repaired") for t in log)
 
 
-def test_a_paused_team_holds_the_repair_before_anything_runs(bad_run: BadRun, tmp_path: Path) -> None:
+def test_a_paused_team_holds_the_repair_before_anything_runs(ledger: Ledger, bad_run: BadRun, tmp_path: Path) -> None:
     inc = _judged(bad_run, tmp_path)
-    bad_run.guard.ledger.pause("team", "contacts", reason="bad run", by="olga")
+    ledger.pause("team", "contacts", reason="bad run", by="olga")
     with pytest.raises(GuardUsageError, match="is paused"):
         repair(bad_run.guard, bad_run.book, inc, operator="olga", sample=1)
     assert bad_run.tools.crm.total_writes() == CONTACTS

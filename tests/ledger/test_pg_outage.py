@@ -19,6 +19,7 @@ from pg_cluster import PgCluster, server_bin_dir
 
 from guard import Guard, LedgerUnavailable
 from guard.ledger import upgrade
+from guard.runtime.doors import ledger_of
 from guard.testing import poll
 
 POLICY = """\
@@ -130,7 +131,8 @@ def test_an_agent_waiting_for_a_decision_rides_out_an_outage_and_is_woken_by_a_d
     thread = threading.Thread(target=agent)
     thread.start()
     [pending] = poll(lambda: guard.ledger.list_approvals(state="pending", team="ops"), what="the approval request")
-    listener = poll(lambda: guard.ledger.wakes.listener, what="the agent asking for its LISTEN connection")
+    own = ledger_of(guard)  # the agent's own LISTEN connection is the one the outage cuts
+    listener = poll(lambda: own.wakes.listener, what="the agent asking for its LISTEN connection")
     assert listener is not None
     poll(lambda: listener.live, what="the agent's LISTEN connection")
 
@@ -140,7 +142,7 @@ def test_an_agent_waiting_for_a_decision_rides_out_an_outage_and_is_woken_by_a_d
     poll(lambda: listener.live and listener.connects >= 2, what="the LISTEN connection coming back by itself")
     assert thread.is_alive() and outcome == []  # still waiting: the outage was not taken for a decision
 
-    subprocess.run([sys.executable, "-c", DECIDE, guard.ledger.url, pending.approval_id], check=True, timeout=60)
+    subprocess.run([sys.executable, "-c", DECIDE, own.url, pending.approval_id], check=True, timeout=60)
     thread.join(60)
     assert outcome == [{"refund": "inv_1"}] and refunds == ["inv_1"]
 

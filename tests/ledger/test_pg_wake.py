@@ -9,6 +9,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import Iterator
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -137,15 +138,13 @@ def test_the_per_call_lifecycle_notifies_nobody_and_a_decision_notifies_once(
         host="127.0.0.1", port=pg_cluster.port, user="postgres", dbname=database, autocommit=True
     ) as listening:
         listening.execute(f"LISTEN {CHANNEL}")
-        with Guard(db=url, policies=tmp_path, log_level="error") as guard:
+        with Guard(db=url, policies=tmp_path, log_level="error") as guard, closing(Ledger(url)) as reviewer:
             note = guard.tool(_note, name="crm.add_note")
             for n in range(5):
                 with guard.run("ops", source_event_id=f"e{n}"):
                     note(text=f"n{n}")  # offered+started, then completed: two commits, no NOTIFY
-            _, approval_id = _awaiting(guard.ledger)
-            guard.ledger.decide(
-                approval_id, reviewer="alice", decision="approve", reviewer_roles=frozenset({"finance"})
-            )
+            _, approval_id = _awaiting(reviewer)
+            reviewer.decide(approval_id, reviewer="alice", decision="approve", reviewer_roles=frozenset({"finance"}))
         # Notifications arrive in commit order: any the lifecycle sent would come before the decision's.
         heard = list(listening.notifies(timeout=10, stop_after=1))
         listening.execute("SELECT 1")

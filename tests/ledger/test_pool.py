@@ -16,6 +16,7 @@ import pytest
 from guard import Guard, GuardUsageError, LedgerBusy, LedgerUnavailable
 from guard.ledger import Ledger, PoolLimits
 from guard.ledger.backend_postgres import conninfo
+from guard.runtime.doors import ledger_of
 from guard.testing import poll
 
 
@@ -107,9 +108,9 @@ def test_guard_takes_the_pool_from_its_settings_else_the_environment(
     monkeypatch.setenv("GUARD_DB_POOL_OVERFLOW", "0")
     monkeypatch.setenv("GUARD_DB_POOL_TIMEOUT", "1.5")
     with Guard(db=pg_url, policies=str(tmp_path), log_level="error") as from_env:
-        assert from_env.ledger.conns.limits == PoolLimits(size=3, overflow=0, timeout=1.5)
+        assert ledger_of(from_env).conns.limits == PoolLimits(size=3, overflow=0, timeout=1.5)
     with Guard(db=pg_url, policies=str(tmp_path), log_level="error", db_pool_size=5, db_pool_timeout=2) as given:
-        assert given.ledger.conns.limits == PoolLimits(size=5, overflow=0, timeout=2.0)
+        assert ledger_of(given).conns.limits == PoolLimits(size=5, overflow=0, timeout=2.0)
 
 
 @pytest.mark.parametrize(

@@ -80,7 +80,9 @@ class Ops:
 
 
 @pytest.fixture
-def ops(tmp_path: Path, ledger_url: str, receiver: Receiver, monkeypatch: pytest.MonkeyPatch) -> Iterator[Ops]:
+def ops(
+    ledger: Ledger, tmp_path: Path, ledger_url: str, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Ops]:
     policies = tmp_path / "policies"
     policies.mkdir()
     (policies / "ops.yaml").write_text(POLICY)
@@ -100,11 +102,9 @@ def ops(tmp_path: Path, ledger_url: str, receiver: Receiver, monkeypatch: pytest
 
     guard.tool(ship, name="warehouse.ship")
     guard.tool(_echo, name="crm.lookup")
-    notifier = Notifier(
-        guard.ledger, PolicySet.load_dir(policies), "https://guard.example.com", backoff=0.01, timeout=2
-    )
+    notifier = Notifier(ledger, PolicySet.load_dir(policies), "https://guard.example.com", backoff=0.01, timeout=2)
     try:
-        yield Ops(guard, guard.ledger, notifier, shipped)
+        yield Ops(guard, ledger, notifier, shipped)
     finally:
         guard.close()
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from guard import Guard, GuardedTool, RunHandle
-from guard.ledger import EventRecord, Ledger
+from guard.ledger import EventRecord, ReadsPort
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -53,11 +53,11 @@ class Agent(threading.Thread):
         return self
 
 
-def call_events(ledger: Ledger, run_id: str, call_id: str) -> list[EventRecord]:
+def call_events(ledger: ReadsPort, run_id: str, call_id: str) -> list[EventRecord]:
     return [e for e in ledger.events_of(run_id) if e.call_id == call_id and e.entity == "call"]
 
 
-def life(ledger: Ledger, run_id: str, call_id: str) -> list[str]:
+def life(ledger: ReadsPort, run_id: str, call_id: str) -> list[str]:
     """The call's states in order, with repeated `started` (attempts, reported ids) collapsed."""
     states: list[str] = []
     for event in call_events(ledger, run_id, call_id):

@@ -20,7 +20,7 @@ from guard import (
     GuardedTool,
     RunNotRunning,
 )
-from guard.ledger import ApprovalRecord
+from guard.ledger import ApprovalRecord, Ledger
 from guard.testing import poll
 
 TEAM = "onboarding"
@@ -55,7 +55,7 @@ def waiting_approval(guard: Guard, agent: Agent, team: str = TEAM) -> ApprovalRe
 
 
 def test_a_blocked_agent_runs_the_call_exactly_once_after_a_reviewer_approves(
-    driver: Driver, make_guard: Callable[..., Guard]
+    ledger: Ledger, driver: Driver, make_guard: Callable[..., Guard]
 ) -> None:
     guard = make_guard(approval_timeout=30)
     body = Recorder(result={"invoice_id": "inv-1"})
@@ -67,7 +67,7 @@ def test_a_blocked_agent_runs_the_call_exactly_once_after_a_reviewer_approves(
     assert body.calls == []
     run_record = guard.ledger.get_run(approval.run_id)
     assert run_record is not None and run_record.state == "paused"
-    decided = guard.ledger.decide(
+    decided = ledger.decide(
         approval.approval_id,
         reviewer="alice",
         decision="approve",
@@ -81,7 +81,7 @@ def test_a_blocked_agent_runs_the_call_exactly_once_after_a_reviewer_approves(
     assert body.calls == [BIG]
     call = guard.ledger.get_call(approval.call_id)
     assert call is not None and call.state == "completed"
-    assert [s for e in call_events(guard.ledger, approval.run_id, call.call_id) for s in e.path] == [
+    assert [s for e in call_events(ledger, approval.run_id, call.call_id) for s in e.path] == [
         "offered",
         "awaiting_approval",
         "approved",
@@ -93,7 +93,7 @@ def test_a_blocked_agent_runs_the_call_exactly_once_after_a_reviewer_approves(
 
 
 def test_a_rejection_reaches_the_blocked_agent_as_call_rejected_with_the_reason(
-    driver: Driver, make_guard: Callable[..., Guard]
+    ledger: Ledger, driver: Driver, make_guard: Callable[..., Guard]
 ) -> None:
     guard = make_guard(approval_timeout=30)
     body = Recorder()
@@ -101,7 +101,7 @@ def test_a_rejection_reaches_the_blocked_agent_as_call_rejected_with_the_reason(
     agent = blocking_agent(driver, guard, tool, TEAM, BIG, [])
 
     approval = waiting_approval(guard, agent)
-    guard.ledger.decide(
+    ledger.decide(
         approval.approval_id,
         reviewer="alice",
         decision="reject",
@@ -125,7 +125,7 @@ def test_a_rejection_reaches_the_blocked_agent_as_call_rejected_with_the_reason(
     ],
 )
 def test_a_decision_by_the_asker_or_without_the_role_is_refused_and_changes_nothing(
-    driver: Driver, make_guard: Callable[..., Guard], reviewer: str, roles: frozenset[str], code: str
+    ledger: Ledger, driver: Driver, make_guard: Callable[..., Guard], reviewer: str, roles: frozenset[str], code: str
 ) -> None:
     guard = make_guard(approval="defer")
     assert guard.actor == "agent"
@@ -135,7 +135,7 @@ def test_a_decision_by_the_asker_or_without_the_role_is_refused_and_changes_noth
         run.call(tool, **BIG)
 
     with pytest.raises(ApprovalDecisionError) as refused:
-        guard.ledger.decide(pending.value.approval_id, reviewer=reviewer, decision="approve", reviewer_roles=roles)
+        ledger.decide(pending.value.approval_id, reviewer=reviewer, decision="approve", reviewer_roles=roles)
     assert refused.value.code == code
     approval = guard.ledger.get_approval(pending.value.approval_id)
     assert approval is not None and approval.state == "pending"
@@ -144,7 +144,7 @@ def test_a_decision_by_the_asker_or_without_the_role_is_refused_and_changes_noth
 
 
 def test_a_quorum_of_two_needs_two_distinct_reviewers_before_the_call_runs(
-    driver: Driver, make_guard: Callable[..., Guard]
+    ledger: Ledger, driver: Driver, make_guard: Callable[..., Guard]
 ) -> None:
     guard = make_guard(approval_timeout=30)
     body = Recorder(result={"wire_id": "w-1"})
@@ -152,13 +152,13 @@ def test_a_quorum_of_two_needs_two_distinct_reviewers_before_the_call_runs(
     agent = blocking_agent(driver, guard, tool, "lab", {"amount_cents": 5}, [])
 
     approval = waiting_approval(guard, agent, "lab")
-    first = guard.ledger.decide(approval.approval_id, reviewer="alice", decision="approve", reviewer_roles=FINANCE)
-    again = guard.ledger.decide(approval.approval_id, reviewer="alice", decision="approve", reviewer_roles=FINANCE)
+    first = ledger.decide(approval.approval_id, reviewer="alice", decision="approve", reviewer_roles=FINANCE)
+    again = ledger.decide(approval.approval_id, reviewer="alice", decision="approve", reviewer_roles=FINANCE)
     assert not first.settled and again.repeat
     assert guard.ledger.call_state(approval.call_id) == "awaiting_approval"
     assert body.calls == []
 
-    second = guard.ledger.decide(approval.approval_id, reviewer="bob", decision="approve", reviewer_roles=FINANCE)
+    second = ledger.decide(approval.approval_id, reviewer="bob", decision="approve", reviewer_roles=FINANCE)
     assert second.settled
 
     agent.finish()
@@ -170,7 +170,7 @@ def test_a_quorum_of_two_needs_two_distinct_reviewers_before_the_call_runs(
 
 
 def test_a_decision_after_the_expiry_is_refused_and_the_call_ends_expired(
-    driver: Driver, make_guard: Callable[..., Guard]
+    ledger: Ledger, driver: Driver, make_guard: Callable[..., Guard]
 ) -> None:
     guard = make_guard(approval="defer")
     body = Recorder()
@@ -179,11 +179,11 @@ def test_a_decision_after_the_expiry_is_refused_and_the_call_ends_expired(
         run.call(tool, sku="sku-1")
     expires_at = pending.value.expires_at
     assert expires_at - time.time() < 0.06
-    while guard.ledger.database_time() < expires_at:  # expiry is an instant of the database clock: spin past it
+    while ledger.database_time() < expires_at:  # expiry is an instant of the database clock: spin past it
         pass
 
     with pytest.raises(ApprovalDecisionError) as refused:
-        guard.ledger.decide(pending.value.approval_id, reviewer="alice", decision="approve", reviewer_roles=FINANCE)
+        ledger.decide(pending.value.approval_id, reviewer="alice", decision="approve", reviewer_roles=FINANCE)
     assert refused.value.code == "expired"
     approval = guard.ledger.get_approval(pending.value.approval_id)
     assert approval is not None and approval.state == "expired"
@@ -209,7 +209,7 @@ def test_a_blocked_agent_whose_approval_expires_gets_approval_expired_and_nothin
 
 
 def test_a_deferred_call_resumes_in_a_new_run_block_and_runs_exactly_once_after_approval(
-    driver: Driver, make_guard: Callable[..., Guard]
+    ledger: Ledger, driver: Driver, make_guard: Callable[..., Guard]
 ) -> None:
     guard = make_guard(approval="defer")
     body = Recorder(result={"invoice_id": "inv-1"})
@@ -227,21 +227,21 @@ def test_a_deferred_call_resumes_in_a_new_run_block_and_runs_exactly_once_after_
         again.call(tool, **BIG)  # still undecided: the same approval, not a second one
     assert [a.approval_id for a in guard.ledger.list_approvals(team=TEAM)] == [approval.approval_id]
 
-    guard.ledger.decide(approval.approval_id, reviewer="alice", decision="approve", reviewer_roles=FINANCE)
+    ledger.decide(approval.approval_id, reviewer="alice", decision="approve", reviewer_roles=FINANCE)
     with driver.run(guard, TEAM, run_id=run_id) as resumed:
         assert resumed.call(tool, **BIG) == {"invoice_id": "inv-1"}
 
     assert body.calls == [BIG]
     [call] = guard.ledger.calls_of(run_id)
     assert call.call_id == pending.value.call_id and call.state == "completed"
-    states = [s for e in call_events(guard.ledger, run_id, call.call_id) for s in e.path]
+    states = [s for e in call_events(ledger, run_id, call.call_id) for s in e.path]
     assert states.count("offered") == 1
     run_record = guard.ledger.get_run(run_id)
     assert run_record is not None and run_record.state == "completed"
 
 
 def test_a_blocking_wait_that_runs_out_raises_approval_timeout_and_the_approval_stands(
-    driver: Driver, make_guard: Callable[..., Guard]
+    ledger: Ledger, driver: Driver, make_guard: Callable[..., Guard]
 ) -> None:
     guard = make_guard(approval_timeout=0.05)
     body = Recorder(result={"invoice_id": "inv-1"})
@@ -255,20 +255,20 @@ def test_a_blocking_wait_that_runs_out_raises_approval_timeout_and_the_approval_
         assert guard.ledger.call_state(timeout.value.call_id) == "awaiting_approval"
         assert body.calls == []
 
-        guard.ledger.decide(approval.approval_id, reviewer="alice", decision="approve", reviewer_roles=FINANCE)
+        ledger.decide(approval.approval_id, reviewer="alice", decision="approve", reviewer_roles=FINANCE)
         assert run.call(tool, **BIG) == {"invoice_id": "inv-1"}  # calling again picks the decision up
     assert len(body.calls) == 1
 
 
 def test_after_approval_timeout_leaves_the_run_block_the_run_can_resume_with_the_same_call(
-    driver: Driver, make_guard: Callable[..., Guard]
+    ledger: Ledger, driver: Driver, make_guard: Callable[..., Guard]
 ) -> None:
     guard = make_guard(approval_timeout=0.05)
     body = Recorder(result={"invoice_id": "inv-1"})
     tool = driver.tool(guard, body, name="billing.create_invoice")
     with pytest.raises(ApprovalTimeout) as timeout, driver.run(guard, TEAM) as run:
         run.call(tool, **BIG)  # the timeout leaves the run block, as an uncaught ApprovalPending would
-    guard.ledger.decide(timeout.value.approval_id, reviewer="alice", decision="approve", reviewer_roles=FINANCE)
+    ledger.decide(timeout.value.approval_id, reviewer="alice", decision="approve", reviewer_roles=FINANCE)
     try:
         with driver.run(guard, TEAM, run_id=run.run_id) as resumed:
             assert resumed.call(tool, **BIG) == {"invoice_id": "inv-1"}
@@ -279,7 +279,7 @@ def test_after_approval_timeout_leaves_the_run_block_the_run_can_resume_with_the
 
 @pytest.mark.parametrize(("decision", "outcome"), [("reject", CallRejected), ("expire", ApprovalExpired)])
 def test_a_deferred_call_offered_again_after_its_refusal_gets_the_same_typed_outcome_as_a_blocked_one(
-    make_guard: Callable[..., Guard], decision: str, outcome: type[Exception]
+    ledger: Ledger, make_guard: Callable[..., Guard], decision: str, outcome: type[Exception]
 ) -> None:
     guard = make_guard(approval="defer")
     body = Recorder(result={"invoice_id": "inv-1"})
@@ -287,7 +287,7 @@ def test_a_deferred_call_offered_again_after_its_refusal_gets_the_same_typed_out
     with guard.run(TEAM) as run, pytest.raises(ApprovalPending) as pending:
         tool.call_with(BIG, call_id="agent-call-7")
     if decision == "reject":
-        guard.ledger.decide(
+        ledger.decide(
             pending.value.approval_id,
             reviewer="alice",
             decision="reject",
@@ -295,9 +295,9 @@ def test_a_deferred_call_offered_again_after_its_refusal_gets_the_same_typed_out
             reason="wrong customer",
         )
     else:
-        with guard.ledger.conns.connection() as conn:
+        with ledger.conns.connection() as conn:
             conn.execute("UPDATE approvals SET expires_at = 0 WHERE approval_id = ?", (pending.value.approval_id,))
-        assert guard.ledger.expire_if_due(pending.value.approval_id)
+        assert ledger.expire_if_due(pending.value.approval_id)
     with guard.run(TEAM, run_id=run.run_id), pytest.raises(outcome) as again:
         tool.call_with(BIG, call_id="agent-call-7")  # a framework resuming the same tool call
     assert isinstance(again.value, CallOutcomeError) and again.value.call_id == "agent-call-7"

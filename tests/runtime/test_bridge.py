@@ -24,7 +24,7 @@ from guard import (
     args_hash,
 )
 from guard.canonical import canonical_json
-from guard.ledger import CallRequest, new_id
+from guard.ledger import CallRequest, Ledger, new_id
 from guard.runtime.review import review
 
 POLICY = """\
@@ -172,7 +172,7 @@ def test_a_deduplicated_call_runs_nothing_and_returns_the_recorded_value(guard: 
 
 
 def test_an_approval_with_edited_arguments_runs_the_edit_not_the_ask(
-    deferring_guard: Guard, bridging: Bridging
+    ledger: Ledger, deferring_guard: Guard, bridging: Bridging
 ) -> None:
     guard, world = deferring_guard, Framework()
     bridge = ReplyBridge.for_name(guard, "email.send_prospect")
@@ -183,7 +183,7 @@ def test_an_approval_with_edited_arguments_runs_the_edit_not_the_ask(
     assert world.ran == []
     (approval,) = guard.ledger.list_approvals(team="desk")
     edited = {**json.loads(approval.args_json), "template": "intro-short"}
-    review(guard.ledger, guard.policies, approval.approval_id, reviewer="maria", decision="approve", edited_args=edited)
+    review(ledger, guard.policies, approval.approval_id, reviewer="maria", decision="approve", edited_args=edited)
     with guard.run("desk", source_event_id="lead-3") as run:
         answer = bridging(bridge, asked, "tc-email", execute)
     assert world.ran == [("email", {"email": "ann@acme.io", "template": "intro-short"})]
@@ -201,11 +201,11 @@ def test_an_output_the_check_calls_an_error_is_a_recorded_failure(guard: Guard, 
     assert [c.state for c in run.calls()] == ["failed"]
 
 
-def _left_started(guard: Guard, run_id: str, tool: str, args: dict[str, Any]) -> str:
+def _left_started(ledger: Ledger, run_id: str, tool: str, args: dict[str, Any]) -> str:
     """What a worker that died right after `started` committed leaves behind (its lease already ran out)."""
-    guard.ledger.open_run(run_id, "desk", actor="agent")
+    ledger.open_run(run_id, "desk", actor="agent")
     call_id = new_id("call")
-    offer = guard.ledger.offer(
+    offer = ledger.offer(
         CallRequest(
             call_id=call_id,
             run_id=run_id,
@@ -228,10 +228,12 @@ def _left_started(guard: Guard, run_id: str, tool: str, args: dict[str, Any]) ->
     return call_id
 
 
-def test_recovery_with_no_call_in_flight_runs_the_fallback_with_the_recorded_arguments(guard: Guard) -> None:
+def test_recovery_with_no_call_in_flight_runs_the_fallback_with_the_recorded_arguments(
+    ledger: Ledger, guard: Guard
+) -> None:
     world = Framework()
     ReplyBridge.for_name(guard, "crm.upsert_contact", fallback=world.execution("fallback", _contact))
-    call_id = _left_started(guard, "r1", "crm.upsert_contact", {"email": "bo@acme.io"})
+    call_id = _left_started(ledger, "r1", "crm.upsert_contact", {"email": "bo@acme.io"})
     report = guard.recover()
     assert (report.claimed, report.retried) == (1, 1)
     assert world.ran == [("fallback", {"email": "bo@acme.io"})]
@@ -239,9 +241,9 @@ def test_recovery_with_no_call_in_flight_runs_the_fallback_with_the_recorded_arg
     assert call is not None and (call.state, call.result) == ("completed", {"contact_id": "c-bo@acme.io"})
 
 
-def test_recovery_without_a_fallback_records_a_failure_naming_what_is_missing(guard: Guard) -> None:
+def test_recovery_without_a_fallback_records_a_failure_naming_what_is_missing(ledger: Ledger, guard: Guard) -> None:
     ReplyBridge.for_name(guard, "crm.upsert_contact")
-    call_id = _left_started(guard, "r2", "crm.upsert_contact", {"email": "bo@acme.io"})
+    call_id = _left_started(ledger, "r2", "crm.upsert_contact", {"email": "bo@acme.io"})
     guard.recover()
     call = guard.ledger.get_call(call_id)
     assert call is not None and call.state == "failed"

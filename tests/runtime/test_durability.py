@@ -21,6 +21,7 @@ from runtime_support import REPO
 from guard import Guard
 from guard.ledger import Ledger
 from guard.ledger.backend import Backend, Connections
+from guard.runtime.doors import ledger_of
 
 
 def waits_for_disk(cur: Any, url: str) -> bool:
@@ -127,10 +128,12 @@ class CommitWitness:
 
 
 def witnessed(guard: Guard) -> CommitWitness:
-    # Connections opened so far are not watched: a new pool opens them again through the witness.
-    witness = CommitWitness(guard.ledger.conns.backend)
-    guard.ledger.conns.close()
-    guard.ledger.conns = Connections(witness)
+    # Connections opened so far are not watched: a new pool opens them again through the witness. The witness
+    # watches the Guard's own commits, so it goes into the Guard's own ledger (the runtime's, hence ledger_of).
+    ledger = ledger_of(guard)
+    witness = CommitWitness(ledger.conns.backend)
+    ledger.conns.close()
+    ledger.conns = Connections(witness)
     return witness
 
 

@@ -24,6 +24,7 @@ from guard import (
     ReconcileContext,
     RollbackContext,
 )
+from guard.ledger import Ledger
 from guard.runtime.review import review
 
 POLICY = """\
@@ -93,6 +94,7 @@ def ops(tmp_path: Path, ledger_url: str) -> Iterator[tuple[Guard, World]]:
 
 
 def test_an_edit_that_changes_the_class_is_recorded_on_the_call_and_undone_by_the_saga(
+    ledger: Ledger,
     ops: tuple[Guard, World],
 ) -> None:
     guard, world = ops
@@ -101,7 +103,7 @@ def test_an_edit_that_changes_the_class_is_recorded_on_the_call_and_undone_by_th
     call = guard.ledger.calls_of(run.run_id)[0]
     assert call.side_effect == "read"
     review(
-        guard.ledger,
+        ledger,
         guard.policies,
         str(pending.value.approval_id),
         reviewer="rita",
@@ -127,12 +129,14 @@ def test_an_edit_that_changes_the_class_is_recorded_on_the_call_and_undone_by_th
     assert guard.ledger.verify_chain().ok
 
 
-def test_the_reconcile_check_of_an_edited_call_is_asked_about_the_arguments_that_ran(ops: tuple[Guard, World]) -> None:
+def test_the_reconcile_check_of_an_edited_call_is_asked_about_the_arguments_that_ran(
+    ledger: Ledger, ops: tuple[Guard, World]
+) -> None:
     guard, world = ops
     with pytest.raises(ApprovalPending) as pending, guard.run("ops", source_event_id="evt-2") as run:
         guard.tool_named("crm.tag")(count=3)  # type: ignore[misc]
     review(
-        guard.ledger,
+        ledger,
         guard.policies,
         str(pending.value.approval_id),
         reviewer="rita",

@@ -16,7 +16,7 @@ import pytest
 from runtime_support import Driver, Recorder
 
 from guard import CallDenied, Guard, TeamPaused, ToolPaused
-from guard.ledger import CallState, RunClose, RunState
+from guard.ledger import CallState, Ledger, RunClose, RunState
 
 BRAKES_POLICY = """\
 team: brakes
@@ -78,7 +78,7 @@ def test_a_run_that_touches_more_distinct_records_than_expected_is_stopped_and_k
 
 
 def test_too_many_records_in_a_window_across_runs_denies_the_call_and_pauses_the_team_naming_the_rule(
-    brakes_guard: Guard, driver: Driver
+    ledger: Ledger, brakes_guard: Guard, driver: Driver
 ) -> None:
     body = Recorder(result={"ok": True})
     update = driver.tool(brakes_guard, body, name="crm.update_contact")
@@ -96,17 +96,17 @@ def test_too_many_records_in_a_window_across_runs_denies_the_call_and_pauses_the
         ):
             second.call(update, contact_id="k5", email="e@x.io", status="lead")
     assert len(body.calls) == 5
-    [pause] = brakes_guard.ledger.active_pauses()
+    [pause] = ledger.active_pauses()
     assert (pause["scope"], pause["target"], pause["paused_by"]) == ("team", "brakes", "stop rule contacts-per-hour")
     with pytest.raises(TeamPaused) as refused, brakes_guard.run("brakes"):  # no new run feeds the job
         pass
     assert refused.value.owners == ["olga", "otto"]
-    events = brakes_guard.ledger.pause_events("brakes")
+    events = ledger.pause_events("brakes")
     assert [e.to_state for e in events] == ["paused"] and "contacts-per-hour" in events[0].detail
 
 
 def test_the_same_reminder_to_the_same_recipient_in_another_run_is_a_duplicate_and_pauses_the_tool(
-    brakes_guard: Guard, driver: Driver
+    ledger: Ledger, brakes_guard: Guard, driver: Driver
 ) -> None:
     body = Recorder(result={"message_id": "m"})
     remind = driver.tool(brakes_guard, body, name="email.send_reminder")
@@ -123,14 +123,14 @@ def test_the_same_reminder_to_the_same_recipient_in_another_run_is_a_duplicate_a
     with driver.run(brakes_guard, "brakes", run_id="evt-2") as second, pytest.raises(CallDenied, match=duplicate):
         second.call(remind, to="ada@x.io", invoice_id="inv_1")
     assert len(body.calls) == 3
-    [pause] = brakes_guard.ledger.active_pauses()
+    [pause] = ledger.active_pauses()
     assert (pause["scope"], pause["target"], pause["team"]) == ("tool", "email.send_reminder", "brakes")
     with pytest.raises(ToolPaused), brakes_guard.run("brakes", uses=["email.send_reminder"]):
         pass
 
 
 def test_a_duplicate_rule_allows_its_count_then_denies_and_the_window_moving_on_lets_the_message_go(
-    brakes_guard: Guard, driver: Driver
+    ledger: Ledger, brakes_guard: Guard, driver: Driver
 ) -> None:
     body = Recorder(result={"message_id": "m"})
     receipt = driver.tool(brakes_guard, body, name="email.send_receipt")
@@ -141,11 +141,11 @@ def test_a_duplicate_rule_allows_its_count_then_denies_and_the_window_moving_on_
         for _ in range(2):  # denied calls do not count: an agent that keeps trying stays stopped
             with pytest.raises(CallDenied, match="receipt-twice"):
                 run.call(receipt, to="ada@x.io", n=9)
-    with brakes_guard.ledger.conns.write() as cur:  # an hour passes
+    with ledger.conns.write() as cur:  # an hour passes
         cur.execute("UPDATE stop_marks SET at = at - 3601 WHERE rule = 'receipt-twice'")
     with driver.run(brakes_guard, "brakes") as run:
         run.call(receipt, to="ada@x.io", n=10)
-    assert len(body.calls) == 3 and brakes_guard.ledger.active_pauses() == []
+    assert len(body.calls) == 3 and ledger.active_pauses() == []
 
 
 def test_a_write_with_a_named_field_empty_null_or_whitespace_is_denied_and_one_leaving_it_out_is_not(
@@ -229,7 +229,7 @@ def test_worker_processes_touching_many_records_at_once_touch_exactly_the_window
 
 
 def test_a_shadow_policy_rule_lets_the_call_run_and_records_what_it_would_have_decided_and_counts_it(
-    tmp_path: Path, make_guard: Callable[..., Guard], driver: Driver
+    ledger: Ledger, tmp_path: Path, make_guard: Callable[..., Guard], driver: Driver
 ) -> None:
     folder = tmp_path / "shadowed"
     folder.mkdir()
@@ -250,19 +250,19 @@ def test_a_shadow_policy_rule_lets_the_call_run_and_records_what_it_would_have_d
     assert len(body.calls) == 1  # enforced: allowed, as before
     [offered] = [e for e in guard.ledger.events_of(run_id) if e.entity == "call" and "offered" in e.path]
     assert json.loads(offered.detail)["shadow"].startswith("approve, irreversible, by rule email-watch")
-    with guard.ledger.conns.read() as cur:
+    with ledger.conns.read() as cur:
         cur.execute("SELECT team, rule, kind, verdicts FROM shadow_counts")
         assert cur.fetchall() == [("brakes", "email", "rule", 1)]
 
 
-def _marks_by_scope(guard: Guard) -> dict[str, int]:
-    with guard.ledger.conns.read() as cur:
+def _marks_by_scope(ledger: Ledger) -> dict[str, int]:
+    with ledger.conns.read() as cur:
         cur.execute("SELECT scope, COUNT(*) FROM stop_marks GROUP BY scope")
         return {str(scope): int(n) for scope, n in cur.fetchall()}
 
 
 def test_a_runs_per_run_counts_are_pruned_when_it_ends_and_the_window_and_other_runs_still_count(
-    brakes_guard: Guard, driver: Driver
+    ledger: Ledger, brakes_guard: Guard, driver: Driver
 ) -> None:
     invoice = driver.tool(brakes_guard, Recorder(result={"invoice_id": "inv"}), name="billing.create_invoice")
     update = driver.tool(brakes_guard, Recorder(result={"ok": True}), name="crm.update_contact")
@@ -271,8 +271,8 @@ def test_a_runs_per_run_counts_are_pruned_when_it_ends_and_the_window_and_other_
             first.call(invoice, customer_id=customer, amount_cents=100)
         first.call(update, contact_id="k1", email="a@x.io", status="lead")
         first.call(update, contact_id="k2", email="b@x.io", status="lead")
-        assert _marks_by_scope(brakes_guard)[first.run_id] == 3
-    marks = _marks_by_scope(brakes_guard)
+        assert _marks_by_scope(ledger)[first.run_id] == 3
+    marks = _marks_by_scope(ledger)
     assert first.run_id not in marks  # the run ended: its per-run rows are gone
     assert [n for scope, n in marks.items() if scope.startswith("w")] == [2]  # the team's window is kept
     with driver.run(brakes_guard, "brakes") as second:
@@ -284,17 +284,17 @@ def test_a_runs_per_run_counts_are_pruned_when_it_ends_and_the_window_and_other_
         second.call(update, contact_id="k4", email="d@x.io", status="lead")
         with pytest.raises(CallDenied, match="contacts-per-hour"):  # the window still holds the ended run's two
             second.call(update, contact_id="k5", email="e@x.io", status="lead")
-        assert _marks_by_scope(brakes_guard)[second.run_id] == 3
+        assert _marks_by_scope(ledger)[second.run_id] == 3
 
 
 def test_a_run_stopped_for_review_keeps_its_counts_so_a_resumed_run_cannot_touch_more(
-    brakes_guard: Guard, driver: Driver
+    ledger: Ledger, brakes_guard: Guard, driver: Driver
 ) -> None:
     invoice = driver.tool(brakes_guard, Recorder(result={"invoice_id": "inv"}), name="billing.create_invoice")
     with driver.run(brakes_guard, "brakes") as run:
         for customer in ("c1", "c2"):
             run.call(invoice, customer_id=customer, amount_cents=100)
-        brakes_guard.ledger.move_run(run.run_id, RunClose(RunState.PENDING_REVIEW, requires_review=True), actor="op")
-    assert _marks_by_scope(brakes_guard)[run.run_id] == 2  # not ended: nothing pruned
-    brakes_guard.ledger.move_run(run.run_id, RunClose(RunState.FINISHED_BY_HAND), actor="test")
-    assert run.run_id not in _marks_by_scope(brakes_guard)
+        ledger.move_run(run.run_id, RunClose(RunState.PENDING_REVIEW, requires_review=True), actor="op")
+    assert _marks_by_scope(ledger)[run.run_id] == 2  # not ended: nothing pruned
+    ledger.move_run(run.run_id, RunClose(RunState.FINISHED_BY_HAND), actor="test")
+    assert run.run_id not in _marks_by_scope(ledger)

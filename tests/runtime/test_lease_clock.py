@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from guard import Guard, LeaseLost
-from guard.ledger import Beat, CallRecord, Ledger
+from guard.ledger import Beat, CallRecord, Ledger, ReadsPort
 from tests.crashed import left_started
 
 SKEW = 600.0  # ten minutes
@@ -45,7 +45,7 @@ def _skew(monkeypatch: pytest.MonkeyPatch, seconds: float) -> None:
     monkeypatch.setattr(time, "time", lambda: real() + seconds)
 
 
-def _call(ledger: Ledger, call_id: str) -> CallRecord:
+def _call(ledger: ReadsPort, call_id: str) -> CallRecord:
     call = ledger.get_call(call_id)
     assert call is not None
     return call
@@ -58,38 +58,37 @@ def _postgres_only(backend: str) -> None:
 
 @pytest.mark.parametrize("skew", [SKEW, -SKEW], ids=["recoverer-ahead", "recoverer-behind"])
 def test_a_recoverer_whose_clock_is_minutes_off_leaves_a_live_lease_to_its_worker(
-    backend: str, recoverer: Guard, monkeypatch: pytest.MonkeyPatch, skew: float
+    ledger: Ledger, backend: str, recoverer: Guard, monkeypatch: pytest.MonkeyPatch, skew: float
 ) -> None:
     _postgres_only(backend)
-    call_id = left_started(recoverer.ledger, "r-live", "billing.charge", "compensable", {"amount": 5}, ttl=60)
+    call_id = left_started(ledger, "r-live", "billing.charge", "compensable", {"amount": 5}, ttl=60)
     _skew(monkeypatch, skew)
     report = recoverer.recover()
     assert report.claimed == 0
     assert [h.call_id for h in report.held] == [call_id]
-    call = _call(recoverer.ledger, call_id)
+    call = _call(ledger, call_id)
     assert (call.state, call.lease_owner, call.lease_token) == ("started", "dead", 1)
 
 
 def test_a_worker_whose_clock_is_minutes_behind_writes_a_lease_that_runs_from_the_database_clock(
-    backend: str, recoverer: Guard, monkeypatch: pytest.MonkeyPatch
+    ledger: Ledger, backend: str, recoverer: Guard, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     _postgres_only(backend)
     _skew(monkeypatch, -SKEW)
-    call_id = left_started(recoverer.ledger, "r-behind", "billing.charge", "compensable", {"amount": 5}, ttl=60)
+    call_id = left_started(ledger, "r-behind", "billing.charge", "compensable", {"amount": 5}, ttl=60)
     monkeypatch.undo()
-    lease = _call(recoverer.ledger, call_id).lease_expires_at
+    lease = _call(ledger, call_id).lease_expires_at
     assert lease is not None
-    assert abs(lease - (recoverer.ledger.database_time() + 60)) < 10  # not ten minutes in the past
+    assert abs(lease - (ledger.database_time() + 60)) < 10  # not ten minutes in the past
     report = recoverer.recover()
     assert report.claimed == 0
-    assert _call(recoverer.ledger, call_id).lease_owner == "dead"
+    assert _call(ledger, call_id).lease_owner == "dead"
 
 
 def test_a_worker_whose_clock_is_behind_cannot_write_once_its_lease_ran_out_by_the_database_clock(
-    backend: str, recoverer: Guard, monkeypatch: pytest.MonkeyPatch
+    backend: str, recoverer: Guard, ledger: Ledger, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     _postgres_only(backend)
-    ledger = recoverer.ledger
     _skew(monkeypatch, -SKEW)  # to this worker its half-second lease still has ten minutes to go
     call_id = left_started(ledger, "r-late", "billing.charge", "compensable", {"amount": 5}, ttl=0.5)
     expires = _call(ledger, call_id).lease_expires_at
@@ -109,9 +108,8 @@ def test_a_worker_whose_clock_is_behind_cannot_write_once_its_lease_ran_out_by_t
 
 
 def test_a_takeover_of_a_run_out_lease_checks_it_again_in_its_own_statement_and_leaves_a_live_one_alone(
-    recoverer: Guard,
+    ledger: Ledger,
 ) -> None:
-    ledger = recoverer.ledger
     call_id = left_started(ledger, "r-renewed", "billing.charge", "compensable", {"amount": 5}, ttl=60)
     seen = _call(ledger, call_id)  # a recoverer that judged this lease run out (a stale read, a skewed clock)
     assert ledger.claim(seen, worker="recoverer", ttl=30, actor="recovery", lease_ran_out=True) is None

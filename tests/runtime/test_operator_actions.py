@@ -28,6 +28,7 @@ from guard import (
     current_call,
     report_external_id,
 )
+from guard.ledger import Ledger
 from guard.runtime.operator import retry_call
 from tests.crashed import dead_pid, left_started
 
@@ -212,12 +213,13 @@ def test_a_settled_in_doubt_call_moves_its_run_on_and_a_replay_finishes_the_run(
 
 
 def test_a_run_with_a_call_still_in_doubt_stays_in_review_naming_what_is_left_and_the_command(
+    ledger: Ledger,
     pay: tuple[Guard, Billing, dict[str, GuardedTool]],
 ) -> None:
     guard, billing, _ = pay
     # Two charges in flight when the worker died (their leases already ran out).
-    unknown = left_started(guard.ledger, "r-two", "billing.charge", "compensable", {"amount": 10}, team="pay")
-    landed = left_started(guard.ledger, "r-two", "billing.charge", "compensable", {"amount": 20}, team="pay")
+    unknown = left_started(ledger, "r-two", "billing.charge", "compensable", {"amount": 10}, team="pay")
+    landed = left_started(ledger, "r-two", "billing.charge", "compensable", {"amount": 20}, team="pay")
     billing.unknown.add(f"k:{unknown}")  # the look-up cannot answer for the first
     billing.charges[f"k:{landed}"] = "ch_20"  # the second one landed
 
@@ -277,12 +279,12 @@ def test_an_operator_retry_that_completes_the_last_call_left_makes_the_run_resum
 
 @pytest.mark.parametrize("holder", ["elsewhere", "dead_here"])
 def test_a_worker_meeting_a_call_another_worker_holds_is_told_when_it_frees_and_how_to_take_it_over(
-    pay: tuple[Guard, Billing, dict[str, GuardedTool]], holder: str
+    ledger: Ledger, pay: tuple[Guard, Billing, dict[str, GuardedTool]], holder: str
 ) -> None:
     guard, billing, _ = pay
     worker = "otherhost:4242:w" if holder == "elsewhere" else f"{socket.gethostname()}:{dead_pid()}:w"
     left_started(  # a worker that died mid-charge, its lease still live
-        guard.ledger,
+        ledger,
         "pay:order-9",
         "billing.charge",
         "compensable",

@@ -10,13 +10,14 @@ import pytest
 from runtime_support import Driver, Recorder
 
 from guard import CallDenied, Guard, TeamPaused, ToolPaused
+from guard.ledger import Ledger
 
 
 def test_a_paused_team_refuses_a_new_run_naming_the_pause_and_its_owners_and_records_nothing(
-    make_guard: Callable[..., Guard], driver: Driver
+    ledger: Ledger, make_guard: Callable[..., Guard], driver: Driver
 ) -> None:
     guard = make_guard(log_level="error")
-    pause_id = guard.ledger.pause("team", "onboarding", reason="invoices doubled", by="ops-lead")
+    pause_id = ledger.pause("team", "onboarding", reason="invoices doubled", by="ops-lead")
     body = Recorder(result={"id": "c_1"})
     find = driver.tool(guard, body, name="crm.find_contact")
     with pytest.raises(TeamPaused) as refused, driver.run(guard, "onboarding", run_id="nightly-sync") as run:
@@ -34,39 +35,41 @@ def test_a_paused_team_refuses_a_new_run_naming_the_pause_and_its_owners_and_rec
     assert body.calls == [] and guard.ledger.get_run("nightly-sync") is None
 
 
-def test_once_the_pause_is_lifted_the_same_run_opens_and_runs(make_guard: Callable[..., Guard], driver: Driver) -> None:
+def test_once_the_pause_is_lifted_the_same_run_opens_and_runs(
+    ledger: Ledger, make_guard: Callable[..., Guard], driver: Driver
+) -> None:
     guard = make_guard(log_level="error")
-    guard.ledger.pause("team", "onboarding", reason="incident 7", by="ops-lead")
+    ledger.pause("team", "onboarding", reason="incident 7", by="ops-lead")
     body = Recorder(result={"id": "c_1"})
     find = driver.tool(guard, body, name="crm.find_contact")
     with pytest.raises(TeamPaused), driver.run(guard, "onboarding", run_id="evt-1"):
         pass
-    guard.ledger.unpause("team", "onboarding", by="ops-lead", reason="fixed")
+    ledger.unpause("team", "onboarding", by="ops-lead", reason="fixed")
     with driver.run(guard, "onboarding", run_id="evt-1") as run:
         run.call(find, email="ada@example.com")
     assert len(body.calls) == 1
 
 
 def test_a_run_open_before_the_pause_may_be_entered_but_the_brakes_deny_its_calls(
-    make_guard: Callable[..., Guard], driver: Driver
+    ledger: Ledger, make_guard: Callable[..., Guard], driver: Driver
 ) -> None:
     guard = make_guard(log_level="error")
     body = Recorder(result={"id": "c_1"})
     find = driver.tool(guard, body, name="crm.find_contact")
     with driver.run(guard, "onboarding", run_id="evt-2") as run:
         run.call(find, email="ada@example.com")
-        guard.ledger.pause("team", "onboarding", reason="incident 8", by="ops-lead")
+        ledger.pause("team", "onboarding", reason="incident 8", by="ops-lead")
         with pytest.raises(CallDenied, match="incident 8"):
             run.call(find, email="grace@example.com")
     assert len(body.calls) == 1
 
 
 def test_a_tool_pause_or_another_teams_pause_leaves_new_runs_open(
-    make_guard: Callable[..., Guard], driver: Driver
+    ledger: Ledger, make_guard: Callable[..., Guard], driver: Driver
 ) -> None:
     guard = make_guard(log_level="error")
-    guard.ledger.pause("tool", "email.*", reason="bounces", by="ops-lead", team="onboarding")
-    guard.ledger.pause("team", "growth", reason="other team", by="ops-lead")
+    ledger.pause("tool", "email.*", reason="bounces", by="ops-lead", team="onboarding")
+    ledger.pause("team", "growth", reason="other team", by="ops-lead")
     body = Recorder(result={"id": "c_1"})
     find = driver.tool(guard, body, name="crm.find_contact")
     with driver.run(guard, "onboarding") as run:
@@ -75,12 +78,10 @@ def test_a_tool_pause_or_another_teams_pause_leaves_new_runs_open(
 
 
 def test_a_new_run_that_declares_a_paused_tool_is_refused_naming_the_pause_the_tool_and_its_owners(
-    make_guard: Callable[..., Guard], driver: Driver
+    ledger: Ledger, make_guard: Callable[..., Guard], driver: Driver
 ) -> None:
     guard = make_guard(log_level="error")
-    pause_id = guard.ledger.pause(
-        "tool", "email.*", reason="reminders sent three times", by="ops-lead", team="onboarding"
-    )
+    pause_id = ledger.pause("tool", "email.*", reason="reminders sent three times", by="ops-lead", team="onboarding")
     with (
         pytest.raises(ToolPaused) as refused,
         guard.run("onboarding", run_id="reminders", uses=["crm.find_contact", "email.send_welcome"]),
@@ -100,13 +101,13 @@ def test_a_new_run_that_declares_a_paused_tool_is_refused_naming_the_pause_the_t
 
 
 def test_a_tool_pause_of_every_team_refuses_a_run_declaring_that_tool_and_a_lift_lets_it_open(
-    make_guard: Callable[..., Guard], driver: Driver
+    ledger: Ledger, make_guard: Callable[..., Guard], driver: Driver
 ) -> None:
     guard = make_guard(log_level="error")
-    guard.ledger.pause("tool", "crm.find_*", reason="crm returns stale data", by="ops-lead")
+    ledger.pause("tool", "crm.find_*", reason="crm returns stale data", by="ops-lead")
     with pytest.raises(ToolPaused), guard.run("onboarding", run_id="sync-1", uses=["crm.find_contact"]):
         pass
-    guard.ledger.unpause("tool", "crm.find_*", by="ops-lead", reason="crm fixed")
+    ledger.unpause("tool", "crm.find_*", by="ops-lead", reason="crm fixed")
     body = Recorder(result={"id": "c_1"})
     find = driver.tool(guard, body, name="crm.find_contact")
     with driver.run(guard, "onboarding", run_id="sync-1") as run:
@@ -115,10 +116,10 @@ def test_a_tool_pause_of_every_team_refuses_a_run_declaring_that_tool_and_a_lift
 
 
 def test_a_run_that_does_not_declare_the_paused_tool_opens_and_only_its_call_of_that_tool_is_denied(
-    make_guard: Callable[..., Guard], driver: Driver
+    ledger: Ledger, make_guard: Callable[..., Guard], driver: Driver
 ) -> None:
     guard = make_guard(log_level="error")
-    guard.ledger.pause("tool", "email.*", reason="bounces", by="ops-lead", team="onboarding")
+    ledger.pause("tool", "email.*", reason="bounces", by="ops-lead", team="onboarding")
     body = Recorder(result={"id": "c_1"})
     find = driver.tool(guard, body, name="crm.find_contact")
     send = driver.tool(guard, body, name="email.send_welcome")

@@ -23,7 +23,7 @@ from guard import (
     args_hash,
 )
 from guard.canonical import canonical_json
-from guard.ledger import Beat, CallRequest, new_id
+from guard.ledger import Beat, CallRequest, Ledger, new_id
 from guard.runtime.operator import compensate, finish, retry_call
 from tests.crashed import left_started
 
@@ -88,10 +88,11 @@ def worker(tmp_path: Path, db_path: Path) -> Iterator[tuple[Guard, Counter, dict
 
 
 def test_a_repeat_safe_call_left_started_runs_again_with_its_key(
+    ledger: Ledger,
     worker: tuple[Guard, Counter, dict[str, GuardedTool]],
 ) -> None:
     guard, seen, _ = worker
-    call_id = left_started(guard.ledger, "r1", "crm.upsert", "idempotent", {"email": "ada@example.com"})
+    call_id = left_started(ledger, "r1", "crm.upsert", "idempotent", {"email": "ada@example.com"})
     report = guard.recover()
     assert (report.claimed, report.retried, report.to_review) == (1, 1, 0)
     assert seen.upserts == 1
@@ -101,7 +102,7 @@ def test_a_repeat_safe_call_left_started_runs_again_with_its_key(
 
 @pytest.mark.parametrize("inside_a_loop", [False, True])
 def test_a_repeat_safe_async_tool_left_started_runs_again_to_its_end(
-    worker: tuple[Guard, Counter, dict[str, GuardedTool]], inside_a_loop: bool
+    ledger: Ledger, worker: tuple[Guard, Counter, dict[str, GuardedTool]], inside_a_loop: bool
 ) -> None:
     guard, seen, _ = worker
     enriched: list[str] = []
@@ -112,7 +113,7 @@ def test_a_repeat_safe_async_tool_left_started_runs_again_to_its_end(
         enriched.append(email)
         return {"contact": email}
 
-    call_id = left_started(guard.ledger, "r-async", "crm.upsert", "idempotent", {"email": "ada@example.com"})
+    call_id = left_started(ledger, "r-async", "crm.upsert", "idempotent", {"email": "ada@example.com"})
 
     async def from_async_code() -> RecoveryReport:
         return guard.recover()  # e.g. the first `guard.run` of a worker opened inside an event loop
@@ -125,11 +126,12 @@ def test_a_repeat_safe_async_tool_left_started_runs_again_to_its_end(
 
 
 def test_a_compensable_call_left_started_is_found_by_its_reconcile_check_and_not_run_again(
+    ledger: Ledger,
     worker: tuple[Guard, Counter, dict[str, GuardedTool]],
 ) -> None:
     guard, seen, _ = worker
     seen.charge_answer = Found(result={"charge_id": "ch_900"}, external_ids={"charge": "ch_900"})
-    call_id = left_started(guard.ledger, "r2", "billing.charge", "compensable", {"amount": 900})
+    call_id = left_started(ledger, "r2", "billing.charge", "compensable", {"amount": 900})
     report = guard.recover()
     assert (report.reconciled, report.ran_once) == (1, 0)
     assert seen.charges == []  # never re-run: the effect was already there
@@ -141,10 +143,12 @@ def test_a_compensable_call_left_started_is_found_by_its_reconcile_check_and_not
     ] == ["in_doubt", "completed"]
 
 
-def test_a_call_confirmed_absent_runs_exactly_once(worker: tuple[Guard, Counter, dict[str, GuardedTool]]) -> None:
+def test_a_call_confirmed_absent_runs_exactly_once(
+    ledger: Ledger, worker: tuple[Guard, Counter, dict[str, GuardedTool]]
+) -> None:
     guard, seen, _ = worker
     seen.charge_answer = NotFound()
-    call_id = left_started(guard.ledger, "r3", "billing.charge", "compensable", {"amount": 5})
+    call_id = left_started(ledger, "r3", "billing.charge", "compensable", {"amount": 5})
     report = guard.recover()
     assert (report.reconciled, report.ran_once) == (1, 1)
     assert seen.charges == ["5"]
@@ -154,11 +158,12 @@ def test_a_call_confirmed_absent_runs_exactly_once(worker: tuple[Guard, Counter,
 
 
 def test_a_call_whose_outcome_nobody_can_tell_goes_to_review_and_never_runs(
+    ledger: Ledger,
     worker: tuple[Guard, Counter, dict[str, GuardedTool]],
 ) -> None:
     guard, seen, _ = worker
     seen.charge_answer = None
-    call_id = left_started(guard.ledger, "r4", "billing.charge", "compensable", {"amount": 7})
+    call_id = left_started(ledger, "r4", "billing.charge", "compensable", {"amount": 7})
     report = guard.recover()
     assert report.to_review == 1 and "could not tell" in report.notes[0]
     assert seen.charges == []
@@ -169,10 +174,11 @@ def test_a_call_whose_outcome_nobody_can_tell_goes_to_review_and_never_runs(
 
 
 def test_a_live_lease_is_not_taken_over_unless_its_worker_is_declared_dead(
+    ledger: Ledger,
     worker: tuple[Guard, Counter, dict[str, GuardedTool]],
 ) -> None:
     guard, seen, _ = worker
-    call_id = left_started(guard.ledger, "r5", "crm.upsert", "idempotent", {"email": "x@y"}, ttl=60.0)
+    call_id = left_started(ledger, "r5", "crm.upsert", "idempotent", {"email": "x@y"}, ttl=60.0)
     assert guard.recover().claimed == 0
     assert seen.upserts == 0
     assert guard.recover(stale_after=0.0).claimed == 1
@@ -181,30 +187,30 @@ def test_a_live_lease_is_not_taken_over_unless_its_worker_is_declared_dead(
 
 
 def test_a_worker_that_lost_its_lease_cannot_complete_or_heartbeat_the_call(
+    ledger: Ledger,
     worker: tuple[Guard, Counter, dict[str, GuardedTool]],
 ) -> None:
     guard, _, _ = worker
-    guard.ledger.open_run("r6", "ops", actor="agent")
-    call_id = left_started(guard.ledger, "r6", "warehouse.ship", "compensable", {"order": "o1"}, ttl=60.0)
+    ledger.open_run("r6", "ops", actor="agent")
+    call_id = left_started(ledger, "r6", "warehouse.ship", "compensable", {"order": "o1"}, ttl=60.0)
     zombie_token = 1
     call = guard.ledger.get_call(call_id)
     assert call is not None
-    new_token = guard.ledger.claim(call, worker="fresh", ttl=30.0, actor="recovery", to=None)
+    new_token = ledger.claim(call, worker="fresh", ttl=30.0, actor="recovery", to=None)
     assert new_token == zombie_token + 1
-    assert guard.ledger.heartbeat(call_id, zombie_token, 30.0).beat is Beat.TAKEN_OVER
+    assert ledger.heartbeat(call_id, zombie_token, 30.0).beat is Beat.TAKEN_OVER
     with pytest.raises(IllegalTransition) as fenced:
-        guard.ledger.complete(
+        ledger.complete(
             "r6", call_id, token=zombie_token, result_json="null", external_ids={}, attempts=1, actor="zombie"
         )
     assert fenced.value.entity == "lease"
-    guard.ledger.complete(
-        "r6", call_id, token=new_token, result_json="null", external_ids={}, attempts=1, actor="fresh"
-    )
+    ledger.complete("r6", call_id, token=new_token, result_json="null", external_ids={}, attempts=1, actor="fresh")
     after = guard.ledger.get_call(call_id)
     assert after is not None and after.state == "completed"
 
 
 def test_an_operator_retries_a_failed_call_compensates_and_finishes_with_notes(
+    ledger: Ledger,
     worker: tuple[Guard, Counter, dict[str, GuardedTool]],
 ) -> None:
     guard, seen, tools = worker
@@ -217,7 +223,7 @@ def test_an_operator_retries_a_failed_call_compensates_and_finishes_with_notes(
     ship_call = next(c for c in guard.ledger.calls_of(run.run_id) if c.tool == "warehouse.ship")
 
     with pytest.raises(IllegalTransition):
-        finish(guard.ledger, run.run_id, operator="oncall", note="   ")  # a note is required
+        finish(ledger, run.run_id, operator="oncall", note="   ")  # a note is required
     retry_call(
         guard,
         run.run_id,
@@ -243,13 +249,14 @@ def test_an_operator_retries_a_failed_call_compensates_and_finishes_with_notes(
 
 
 def test_a_run_finished_by_hand_is_recorded_finished_by_hand_with_its_note_never_completed(
+    ledger: Ledger,
     worker: tuple[Guard, Counter, dict[str, GuardedTool]],
 ) -> None:
     guard, seen, _ = worker
     seen.charge_answer = None
-    left_started(guard.ledger, "r7", "billing.charge", "compensable", {"amount": 1})
+    left_started(ledger, "r7", "billing.charge", "compensable", {"amount": 1})
     guard.recover()
-    run = finish(guard.ledger, "r7", operator="oncall", note="checked the processor: no charge; closing")
+    run = finish(ledger, "r7", operator="oncall", note="checked the processor: no charge; closing")
     assert (run.state, run.status_label) == ("finished_by_hand", "billing_charge_in_doubt")
     assert not run.requires_review
     [close] = [e for e in guard.ledger.events_of("r7") if e.entity == "run" and e.to_state == "finished_by_hand"]
@@ -260,10 +267,11 @@ def test_a_run_finished_by_hand_is_recorded_finished_by_hand_with_its_note_never
 
 
 def test_a_worker_recovers_expired_leases_before_its_first_run(
+    ledger: Ledger,
     worker: tuple[Guard, Counter, dict[str, GuardedTool]],
 ) -> None:
     guard, seen, _ = worker
-    call_id = left_started(guard.ledger, "r8", "crm.upsert", "idempotent", {"email": "late@example.com"})
+    call_id = left_started(ledger, "r8", "crm.upsert", "idempotent", {"email": "late@example.com"})
     with guard.run("ops", source_event_id="next-event"):
         pass
     call = guard.ledger.get_call(call_id)
@@ -274,6 +282,7 @@ def test_a_worker_recovers_expired_leases_before_its_first_run(
 
 
 def test_a_repeat_safe_call_that_runs_with_a_reviewers_edit_is_reconciled_not_run_again_blindly(
+    ledger: Ledger,
     worker: tuple[Guard, Counter, dict[str, GuardedTool]],
 ) -> None:
     """An approved edit is judged on its own and may be of another class than the call row records: recovery
@@ -281,7 +290,7 @@ def test_a_repeat_safe_call_that_runs_with_a_reviewers_edit_is_reconciled_not_ru
     from guard.runtime.review import review
 
     guard, seen, _ = worker
-    guard.ledger.open_run("r-edit", "ops", actor="agent")
+    ledger.open_run("r-edit", "ops", actor="agent")
     args = {"email": "ada@example.com"}
     call_id = new_id("call")
     request = CallRequest(
@@ -303,17 +312,17 @@ def test_a_repeat_safe_call_that_runs_with_a_reviewers_edit_is_reconciled_not_ru
         approval_roles=("ops",),
         quorum=1,
     )
-    offer = guard.ledger.offer(request)
+    offer = ledger.offer(request)
     assert offer.kind == "awaiting" and offer.approval_id is not None
     review(
-        guard.ledger,
+        ledger,
         guard.policies,
         offer.approval_id,
         reviewer="oncall",
         decision="approve",
         edited_args={"email": "grace@example.com"},
     )
-    resumed = guard.ledger.offer(request)  # the dead worker took the approved edit to `started`, then died
+    resumed = ledger.offer(request)  # the dead worker took the approved edit to `started`, then died
     assert resumed.kind == "started"
 
     report = guard.recover()

@@ -14,7 +14,7 @@ import pytest
 from runtime_support import Agent
 
 from guard import Guard, GuardedTool
-from guard.ledger import CallState, Ledger
+from guard.ledger import CallPathLedger, CallState, Ledger
 from guard.runtime.waiting import Waiter
 from guard.testing import poll
 
@@ -34,7 +34,7 @@ class WatchedWaiter(Waiter):
     waiting: threading.Event
     waiting_out: threading.Event
 
-    def __init__(self, ledger: Ledger, *, late: bool) -> None:
+    def __init__(self, ledger: CallPathLedger, *, late: bool) -> None:
         super().__init__(ledger)
         object.__setattr__(self, "late", late)  # the real Waiter is a frozen dataclass
         object.__setattr__(self, "waiting", threading.Event())
@@ -93,7 +93,7 @@ def worker(
     guard = Guard(
         policies=policies, db=ledger_url, worker_id=name, approval_timeout=20, log_level="error", recover_on_start=False
     )
-    guard.waiter = watched = WatchedWaiter(guard.ledger, late=late)
+    guard.waiter = watched = WatchedWaiter(guard.waiter.ledger, late=late)  # the Guard's own waiter's ledger
     return guard, guard.tool(mailer.send, name="email.send"), watched
 
 
@@ -112,7 +112,7 @@ def delivery(guard: Guard, tool: GuardedTool, kind: str) -> Callable[[], Any]:
 @pytest.mark.parametrize("kind", ["sync", "async"])
 @pytest.mark.parametrize("second_looks", ["late", "while_it_runs"])
 def test_a_second_delivery_waiting_on_the_same_approval_gets_the_recorded_result_and_nothing_runs_twice(
-    tmp_path: Path, ledger_url: str, kind: str, second_looks: str
+    ledger: Ledger, tmp_path: Path, ledger_url: str, kind: str, second_looks: str
 ) -> None:
     late = second_looks == "late"
     mailer = Mailer(hold=not late)
@@ -125,9 +125,7 @@ def test_a_second_delivery_waiting_on_the_same_approval_gets_the_recorded_result
         b = Agent(delivery(second, second_tool, kind))
         b.start()
         assert second_waiter.waiting.wait(10)  # both deliveries wait on the one approval now
-        first.ledger.decide(
-            approval.approval_id, reviewer="sam", decision="approve", reviewer_roles=frozenset({"support"})
-        )
+        ledger.decide(approval.approval_id, reviewer="sam", decision="approve", reviewer_roles=frozenset({"support"}))
         if not late:  # one delivery runs the email; the other meets it in flight and waits for its outcome
             assert mailer.sending.wait(10)
             poll(

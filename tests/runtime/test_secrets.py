@@ -13,6 +13,7 @@ import pytest
 from runtime_support import Driver, Recorder
 
 from guard import ApprovalPending, CallDenied, CallFailed, Guard, SecretKeyMissing, args_hash, report_external_id
+from guard.ledger import Ledger
 from guard.runtime.keys import SecretKey, key_file_for
 
 CARD = "4111-1111-1111-9876"
@@ -20,7 +21,7 @@ API_KEY = "sk_live_Zq8uniqueSECRETvalue"
 
 
 def test_card_numbers_and_api_keys_are_redacted_in_calls_events_approvals_results_and_logs(
-    driver: Driver, make_guard: Callable[..., Guard], db_path: Path, capfd: pytest.CaptureFixture[str]
+    ledger: Ledger, driver: Driver, make_guard: Callable[..., Guard], db_path: Path, capfd: pytest.CaptureFixture[str]
 ) -> None:
     guard = make_guard(approval="defer", log_level="debug")
     body = Recorder(result={"invoice_id": "inv-1", "charged_with": {"Card_Number": CARD}})
@@ -34,7 +35,7 @@ def test_card_numbers_and_api_keys_are_redacted_in_calls_events_approvals_result
 
     with driver.run(guard, "onboarding") as run, pytest.raises(ApprovalPending) as pending:
         run.call(tool, **args)
-    guard.ledger.decide(
+    ledger.decide(
         pending.value.approval_id, reviewer="alice", decision="approve", reviewer_roles=frozenset({"finance"})
     )
     with driver.run(guard, "onboarding", run_id=run.run_id) as resumed:
@@ -129,12 +130,12 @@ def test_a_four_digit_pin_cannot_be_recovered_from_the_visible_hash_or_the_defau
 
 
 def test_the_hash_still_binds_the_exact_secret_values_so_an_approval_of_one_pin_never_runs_another(
-    driver: Driver, make_guard: Callable[..., Guard]
+    ledger: Ledger, driver: Driver, make_guard: Callable[..., Guard]
 ) -> None:
     guard = make_guard(approval="defer")
     run_id, first = _pin_call(guard, driver, "4821")
     for reviewer in ("alice", "bob"):
-        guard.ledger.decide(first, reviewer=reviewer, decision="approve", reviewer_roles=frozenset({"finance"}))
+        ledger.decide(first, reviewer=reviewer, decision="approve", reviewer_roles=frozenset({"finance"}))
     _, second = _pin_call(guard, driver, "1111", run_id=run_id)  # same run, same visible fields, another PIN
     assert second != first
     a, b = guard.ledger.get_approval(first), guard.ledger.get_approval(second)

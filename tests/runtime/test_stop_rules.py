@@ -10,6 +10,7 @@ import pytest
 from runtime_support import Driver, Recorder
 
 from guard import ApprovalPending, CallDenied, CallFailed, Guard, RollbackContext
+from guard.ledger import Ledger
 
 LOOP_POLICY = """\
 team: loop
@@ -105,7 +106,7 @@ def test_more_calls_of_a_tool_than_a_run_may_make_are_denied_and_the_next_run_st
 
 
 def test_a_policy_without_stop_rules_stops_no_repeat_and_counts_nothing_in_the_ledger(
-    make_guard: Callable[..., Guard], driver: Driver
+    ledger: Ledger, make_guard: Callable[..., Guard], driver: Driver
 ) -> None:
     guard = make_guard(log_level="error")
     decision = guard.policies.classify("onboarding", "crm.find_contact", {"email": "a@example.com"})
@@ -117,13 +118,13 @@ def test_a_policy_without_stop_rules_stops_no_repeat_and_counts_nothing_in_the_l
             run.call(find, email="a@example.com")
     assert len(body.calls) == 6
     assert [c.state for c in guard.ledger.calls_of(run.run_id)] == ["completed"] * 6
-    with guard.ledger.conns.read() as cur:
+    with ledger.conns.read() as cur:
         cur.execute("SELECT count(*) FROM rate_windows")
         assert cur.fetchone()[0] == 0  # no window was counted for a team without rate rules
 
 
 def test_a_rate_rule_counts_the_whole_team_across_runs_and_opens_again_in_the_next_window(
-    loop_guard: Callable[..., Guard], driver: Driver
+    ledger: Ledger, loop_guard: Callable[..., Guard], driver: Driver
 ) -> None:
     guard = loop_guard()
     body = Recorder(result={"invoice_id": "inv"})
@@ -140,13 +141,13 @@ def test_a_rate_rule_counts_the_whole_team_across_runs_and_opens_again_in_the_ne
         stopped = second.run_id
     assert len(body.calls) == 2
 
-    with guard.ledger.conns.write() as cur:  # an hour passes: the window the count is in is an old one now
+    with ledger.conns.write() as cur:  # an hour passes: the window the count is in is an old one now
         cur.execute("UPDATE rate_windows SET window = window - 1 WHERE team = 'loop'")
     with driver.run(guard, "loop") as third:
         third.call(invoice, amount_cents=400)
     assert len(body.calls) == 3
     assert [c.state for c in guard.ledger.calls_of(stopped)] == ["completed", "denied", "denied"]
-    with guard.ledger.conns.read() as cur:
+    with ledger.conns.read() as cur:
         cur.execute("SELECT pattern, period, calls FROM rate_windows WHERE team = 'loop'")
         assert cur.fetchall() == [("billing.*", 3600.0, 1)]
 
@@ -179,7 +180,7 @@ def test_stop_rules_never_stop_a_compensation(loop_guard: Callable[..., Guard]) 
 
 
 def test_resuming_a_call_that_waited_for_approval_is_not_counted_again(
-    loop_guard: Callable[..., Guard], driver: Driver
+    ledger: Ledger, loop_guard: Callable[..., Guard], driver: Driver
 ) -> None:
     guard = loop_guard(approval="defer", actor="agent")
     body = Recorder(result={"payout_id": "p-1"})
@@ -187,9 +188,7 @@ def test_resuming_a_call_that_waited_for_approval_is_not_counted_again(
     with driver.run(guard, "loop") as run:
         with pytest.raises(ApprovalPending) as pending:
             run.call(payout, amount_cents=500)
-        guard.ledger.decide(
-            pending.value.approval_id, reviewer="olga", decision="approve", reviewer_roles=frozenset({"ops"})
-        )
+        ledger.decide(pending.value.approval_id, reviewer="olga", decision="approve", reviewer_roles=frozenset({"ops"}))
         assert run.call(payout, amount_cents=500) == {"payout_id": "p-1"}  # the resume: the one payout of the run
         with pytest.raises(CallDenied, match=r"already made 1 call\(s\) of payout\.\*"):
             run.call(payout, amount_cents=900)  # a second one is over `max_calls`

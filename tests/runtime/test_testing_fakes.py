@@ -7,19 +7,21 @@ from collections.abc import Callable
 import pytest
 
 from guard import CallRejected, Guard
+from guard.ledger import Ledger
 from guard.testing import RecordingTool, ScriptedReviewer
 
 BIG = {"customer_id": "c-1", "amount_cents": 60000}
 
 
 def test_a_scripted_reviewer_approves_through_the_ledger_and_the_blocked_call_runs_once(
+    ledger: Ledger,
     make_guard: Callable[..., Guard],
 ) -> None:
     guard = make_guard(approval_timeout=10.0)
     body = RecordingTool(default={"invoice_id": "inv-1"})
     tool = guard.tool(body, name="billing.create_invoice")
     with (
-        ScriptedReviewer(guard.ledger, lambda a: "approve", reviewer="alice", roles={"finance"}) as reviewer,
+        ScriptedReviewer(ledger, lambda a: "approve", reviewer="alice", roles={"finance"}) as reviewer,
         guard.run("onboarding"),
     ):
         assert tool(**BIG) == {"invoice_id": "inv-1"}
@@ -27,14 +29,16 @@ def test_a_scripted_reviewer_approves_through_the_ledger_and_the_blocked_call_ru
     assert [d for _, d in reviewer.decided] == ["approve"]
 
 
-def test_a_scripted_reviewer_without_the_role_is_refused_like_a_person(make_guard: Callable[..., Guard]) -> None:
+def test_a_scripted_reviewer_without_the_role_is_refused_like_a_person(
+    ledger: Ledger, make_guard: Callable[..., Guard]
+) -> None:
     guard = make_guard(approval_timeout=10.0)
     body = RecordingTool()
     tool = guard.tool(body, name="billing.create_invoice")
     with (
-        ScriptedReviewer(guard.ledger, lambda a: "approve", reviewer="sam", roles={"support"}) as outsider,
+        ScriptedReviewer(ledger, lambda a: "approve", reviewer="sam", roles={"support"}) as outsider,
         ScriptedReviewer(
-            guard.ledger,
+            ledger,
             lambda a: "reject" if outsider.refused else None,
             reviewer="alice",
             roles={"finance"},

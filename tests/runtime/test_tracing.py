@@ -17,6 +17,7 @@ from runtime_support import Agent, Driver
 from test_approvals import waiting_approval
 
 from guard import CallInDoubt, Guard, OutcomeUnknown, ReconcileContext, RollbackContext
+from guard.ledger import Ledger
 
 SHOP = """\
 team: shop
@@ -85,6 +86,7 @@ def children(spans: tuple[ReadableSpan, ...], parent: ReadableSpan) -> list[str]
 
 
 def test_a_call_that_waits_is_approved_fails_once_and_is_compensated_is_one_span_tree(
+    ledger: Ledger,
     driver: Driver,
     make_guard: Callable[..., Guard],
     shop: Path,
@@ -118,7 +120,7 @@ def test_a_call_that_waits_is_approved_fails_once_and_is_compensated_is_one_span
     agent = Agent(work)
     agent.start()
     approval = waiting_approval(guard, agent, "shop")
-    guard.ledger.decide(
+    ledger.decide(
         approval.approval_id,
         reviewer="alice",
         decision="approve",
