@@ -431,7 +431,7 @@ def _digest(*parts: str) -> str:
 
 class _RelayingServer(Server[Any]):
     """The lowlevel `Server`, announcing the upstream's change notifications (`listChanged`, `subscribe`) as the
-    upstream does: the proxy passes them on (`links.py`)."""
+    upstream does, in either era: the proxy passes them on (`links.py`, and `listen.py` in the 2026-07-28 era)."""
 
     def __init__(self, upstream: types.ServerCapabilities | None, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -440,6 +440,34 @@ class _RelayingServer(Server[Any]):
             prompts_changed=bool(caps.prompts and caps.prompts.list_changed),
             resources_changed=bool(caps.resources and caps.resources.list_changed),
             tools_changed=bool(caps.tools and caps.tools.list_changed),
+        )
+        self._subscribe = bool(caps.resources and caps.resources.subscribe)
+
+    def get_capabilities(
+        self,
+        notification_options: NotificationOptions | None = None,
+        experimental_capabilities: dict[str, dict[str, Any]] | None = None,
+        extensions: dict[str, dict[str, Any]] | None = None,
+        *,
+        protocol_version: str | None = None,
+    ) -> types.ServerCapabilities:
+        """The SDK's capabilities; for the 2026-07-28 era (where the SDK derives every change flag from whether
+        `subscriptions/listen` is served), the upstream's own flags, which its listen streams deliver."""
+        caps = super().get_capabilities(
+            notification_options, experimental_capabilities, extensions, protocol_version=protocol_version
+        )
+        if protocol_version not in MODERN_PROTOCOL_VERSIONS or self.get_request_handler("subscriptions/listen") is None:
+            return caps  # the handshake era's flags come from `create_initialization_options`
+        relayed = self._relayed
+        return caps.model_copy(
+            update={
+                "tools": caps.tools and caps.tools.model_copy(update={"list_changed": relayed.tools_changed}),
+                "prompts": caps.prompts and caps.prompts.model_copy(update={"list_changed": relayed.prompts_changed}),
+                "resources": caps.resources
+                and caps.resources.model_copy(
+                    update={"list_changed": relayed.resources_changed, "subscribe": self._subscribe}
+                ),
+            }
         )
 
     def create_initialization_options(
