@@ -64,6 +64,7 @@ logger = logging.getLogger(__name__)
 
 R = TypeVar("R", bound=BaseModel)
 _STATE_KEY = "guard_mcp/link"
+_UNASKED = object()  # the upstream's 2026-07-28 capabilities, before they were asked for
 
 
 @dataclass(frozen=True, slots=True)
@@ -241,11 +242,32 @@ class Links:
         self._idle: list[Link] = []
         self._idle_sessions = idle_sessions
         self.listens = 0  # upstream sessions open for `subscriptions/listen` streams (`listening()`)
+        self._discovering = anyio.Lock()
+        self._discovered: types.ServerCapabilities | object | None = _UNASKED
 
     @property
     def idle(self) -> int:
         """How many upstream sessions wait in the pool for the next 2026-era request."""
         return len(self._idle)
+
+    async def modern_capabilities(self) -> types.ServerCapabilities | None:
+        """The upstream's capabilities in the 2026-07-28 era, as its own `server/discover` answers them (asked once,
+        on a session of its own closed at once); None when the upstream does not speak that era (its discover
+        failed) or the proxy opens no sessions of its own. Not kept when the upstream could not be reached."""
+        if self.upstream is None:
+            return None
+        async with self._discovering:
+            if self._discovered is _UNASKED:
+                try:
+                    async with connect(self.upstream, era="modern") as session:
+                        self._discovered = session.server_capabilities
+                except MCPError as exc:
+                    logger.info("the upstream does not speak the 2026-07-28 era: %r", exc)
+                    self._discovered = None
+                except (OSError, anyio.BrokenResourceError, anyio.ClosedResourceError, anyio.EndOfStream) as exc:
+                    logger.warning("could not ask the upstream its 2026-07-28 capabilities: %r", exc)
+                    return None
+        return self._discovered if isinstance(self._discovered, types.ServerCapabilities) else None
 
     @asynccontextmanager
     async def listening(self) -> AsyncGenerator[ClientSession]:

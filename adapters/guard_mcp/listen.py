@@ -16,8 +16,8 @@ same listen upstream, with the client's filter, through the SDK's client driver 
   session end with it, and the session is never lent to another request (`Links.listens` counts it).
 
 The upstream must speak the 2026-07-28 era: an upstream that does not (its `server/discover` fails) answers the
-client's listen with its own error. The proxy serves the method only when the upstream announces change
-notifications (`serves_listen`), and only when it may open sessions of its own (`Links.upstream`). Each event is
+client's listen with its own error, and the proxy's `server/discover` announces no change flags for it. The proxy
+serves the method when it may open upstream sessions of its own (`Links.upstream`). Each event is
 relayed as the SDK's driver types it (the four kinds of the 2026-07-28 filter); events are level triggers, so the
 driver merges a repeat of one still waiting to be relayed, as it does for any client.
 """
@@ -35,16 +35,7 @@ from mcp_types import CONNECTION_CLOSED, INTERNAL_ERROR, INVALID_REQUEST, REQUES
 
 from .links import Links
 
-__all__ = ["Listening", "serves_listen"]
-
-
-def serves_listen(caps: types.ServerCapabilities) -> bool:
-    """Whether an upstream with these (handshake-era) capabilities has change notifications to deliver."""
-    return bool(
-        (caps.tools is not None and caps.tools.list_changed)
-        or (caps.prompts is not None and caps.prompts.list_changed)
-        or (caps.resources is not None and (caps.resources.list_changed or caps.resources.subscribe))
-    )
+__all__ = ["Listening"]
 
 
 class Listening:

@@ -10,8 +10,8 @@ a call of its own (a resource may change between reads): it never returns an ear
 
 Each request goes to the client's own upstream session (`links.py`), which also carries the upstream's
 requests and notifications back to that client. A 2026-era client's `subscriptions/listen` is the upstream's own
-listen stream, relayed on an upstream session of its own (`listen.py`); the proxy serves it when the upstream
-announces change notifications and the proxy opens upstream sessions of its own.
+listen stream, relayed on an upstream session of its own (`listen.py`), whenever the proxy opens upstream sessions
+of its own; `server/discover` announces the change flags the upstream announces in that era (`GuardProxy`).
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from mcp_types import INVALID_REQUEST
 from guard import ApprovalPending, CallOutcomeError, Guard, GuardedTool
 
 from .links import Link, Links
-from .listen import Listening, serves_listen
+from .listen import Listening
 from .meta import OUTCOME_META_KEY, forward_meta
 
 __all__ = ["RESOURCE_TOOL_PREFIX", "Relay", "identity"]
@@ -92,7 +92,7 @@ class Relay:
             found["on_completion"] = self._complete
         if caps.logging is not None:
             found["on_set_logging_level"] = self._set_level
-        if self.links.upstream is not None and serves_listen(caps):
+        if self.links.upstream is not None:  # the upstream's own listen answers, in the 2026-07-28 era
             found["on_subscriptions_listen"] = Listening(self.links)
         found["on_roots_list_changed"] = self._roots_changed
         return found

@@ -28,7 +28,7 @@ from mcp.client.stdio import StdioServerParameters
 from mcp.client.subscriptions import ResourceUpdated, ServerEvent, Subscription, ToolsListChanged
 from mcp.shared.exceptions import MCPError
 from mcp_reference_world import REFERENCE, env, http_proxy, http_reference, subscribe, write_open_policy
-from mcp_world import processes
+from mcp_world import SERVER, processes, server_env, stdio_proxy, write_policy
 
 from guard import Guard
 from guard.testing import poll
@@ -57,15 +57,18 @@ def _texts(result: types.CallToolResult) -> str:
     return " ".join(c.text for c in result.content if isinstance(c, types.TextContent))
 
 
-async def _changes_made_by_the_client(target: Target) -> tuple[Any, list[ServerEvent]]:
+async def _changes_made_by_the_client(target: Target) -> tuple[Any, Any, list[ServerEvent]]:
     """Listen for tool list changes and one resource, then change the tool list and that resource (and, unasked
-    for, the prompt and resource lists): the honored filter and the stream up to the resource's update."""
+    for, the prompt and resource lists): the change flags announced, the honored filter and the stream up to the
+    resource's update."""
     async with Client(target) as client:
         assert client.protocol_version == "2026-07-28"
+        caps = client.server_capabilities
+        announced = caps.model_dump(include={"tools", "prompts", "resources"}, exclude_none=True)
         async with client.listen(tools_list_changed=True, resource_subscriptions=[WATCHED]) as sub:
             await client.call_tool("test_list_changed", {})
             await client.call_tool("test_update_resource", {"uri": WATCHED})
-            return sub.honored, await events(sub, _reached(WATCHED))
+            return announced, sub.honored, await events(sub, _reached(WATCHED))
 
 
 async def _clock(target: Target) -> tuple[Any, list[ServerEvent]]:
@@ -80,9 +83,9 @@ async def _clock(target: Target) -> tuple[Any, list[ServerEvent]]:
 def test_a_listen_through_the_proxy_gets_the_filter_and_the_events_the_upstream_gives_it_directly(
     tmp_path: Path, db_path: Path
 ) -> None:
-    """Over an HTTP upstream (one process behind every session): the tool list change and the resource update a
-    client's own calls cause reach its listen stream as they do directly, and the list changes it did not ask
-    for do not; the honored filter is the upstream's."""
+    """Over an HTTP upstream (one process behind every session): the proxy announces the change flags the upstream
+    does, the tool list change and the resource update a client's own calls cause reach its listen stream as they
+    do directly, and the list changes it did not ask for do not; the honored filter is the upstream's."""
     policies = write_open_policy(tmp_path / "policies")
     with processes(tmp_path) as procs:
         reference = http_reference(procs)
@@ -90,7 +93,8 @@ def test_a_listen_through_the_proxy_gets_the_filter_and_the_events_the_upstream_
         proxy = http_proxy(procs, policies, db_path, "listen-http", reference.url)
         through = anyio.run(_changes_made_by_the_client, proxy.url)
     assert through == plain
-    honored, seen = plain
+    announced, honored, seen = plain
+    assert announced["tools"]["list_changed"] is True and announced["resources"]["subscribe"] is True
     assert honored.tools_list_changed is True and honored.resource_subscriptions == [WATCHED]
     assert seen == [ToolsListChanged(), ResourceUpdated(uri=WATCHED)]
 
@@ -286,3 +290,26 @@ def test_a_listen_closes_with_its_client_and_leaves_no_upstream_session_open(tmp
     assert counts["idle before"] == counts["idle while open"] == counts["idle after"] >= 1
     if upstream == "http":
         assert counts["upstream while open"] == "1"
+
+
+def test_a_2026_client_is_told_the_change_flags_the_upstream_announces_in_that_era_not_its_handshake_ones(
+    tmp_path: Path, ledger_url: str
+) -> None:
+    """The CRM test server (the SDK's `MCPServer`) announces no change notifications to a handshake-era client and
+    every one to a 2026-era client (its listen streams deliver them); through the proxy each era hears the same."""
+    policies = write_policy(tmp_path / "policies")
+    log = tmp_path / "effects.jsonl"
+    direct = StdioServerParameters(command=sys.executable, args=[str(SERVER)], env=server_env(log))
+    proxied = stdio_proxy(policies, ledger_url, log, "flags")
+
+    async def flags(target: Target, mode: str) -> dict[str, Any]:
+        async with Client(target, mode=mode) as client:  # pyright: ignore[reportArgumentType] - a ConnectMode literal
+            caps = client.server_capabilities
+            return caps.model_dump(include={"tools", "prompts", "resources"}, exclude_none=True)
+
+    async def main() -> list[dict[str, Any]]:
+        return [await flags(target, mode) for mode in ("legacy", "auto") for target in (direct, proxied)]
+
+    legacy_direct, legacy_through, modern_direct, modern_through = anyio.run(main)
+    assert legacy_through == legacy_direct and legacy_direct["tools"]["list_changed"] is False
+    assert modern_through == modern_direct and modern_direct["tools"]["list_changed"] is True
