@@ -12,9 +12,9 @@ subscribing to a resource answers with a `notifications/resources/updated` for i
 The 2026-07-28 era's `subscriptions/listen` is served by the SDK's `ListenHandler` on one bus per process: every
 listen stream of the process gets what it asked for. `test_list_changed` announces on the bus too,
 `test_update_resource` announces that one URI changed (on the bus, and to the calling session if it subscribed),
-`test_open_listens` says how many listen streams are open, and the clocks `test://clock/1` and `test://clock/2`
-announce an update every `TICK` seconds (on the bus only): events that start in the process itself, which a
-listen stream on a process of its own (a stdio upstream) hears too.
+`test_open_listens` says how many listen streams are open, `test_close_listens` ends them gracefully, and the
+clocks `test://clock/1` and `test://clock/2` announce an update every `TICK` seconds (on the bus only): events
+that start in the process itself, which a listen stream on a process of its own (a stdio upstream) hears too.
 
 With `REFERENCE_LAX_SCHEMAS=1` it also lists `test_lax_schema`, whose input schema has no `type: object` (the SDK's
 own client refuses such a listing; a laxer client takes it), sent as is past the SDK server's own check.
@@ -113,6 +113,7 @@ TOOLS = [
         {"type": "object", "properties": {"uri": {"type": "string"}}, "required": ["uri"]},
     ),
     _tool("test_open_listens", "Says how many subscriptions/listen streams are open"),
+    _tool("test_close_listens", "Ends every open subscriptions/listen stream gracefully"),
 ]
 CLOCKS = ("test://clock/1", "test://clock/2")
 TICK = 0.1  # seconds between two updates of each clock
@@ -141,6 +142,7 @@ class CountingBus(InMemorySubscriptionBus):
 
 
 BUS = CountingBus()
+LISTENS = ListenHandler(BUS)
 
 
 async def tick() -> None:
@@ -327,6 +329,9 @@ async def call_tool(ctx: ServerRequestContext[Any], params: types.CallToolReques
             content = [_text(f"updated {uri}")]
         case "test_open_listens":
             content = [_text(str(BUS.listeners))]
+        case "test_close_listens":
+            LISTENS.close()
+            content = [_text("closed")]
         case _:
             return types.CallToolResult.model_validate(
                 {"isError": True, "content": [_text(f"Unknown tool: {params.name}")]}
@@ -528,7 +533,7 @@ def build() -> Server[Any]:
             on_get_prompt=get_prompt,
             on_completion=complete,
             on_set_logging_level=set_level,
-            on_subscriptions_listen=ListenHandler(BUS),
+            on_subscriptions_listen=LISTENS,
         )
     if os.environ.get("REFERENCE_LAX_SCHEMAS") == "1":
         server.middleware.append(lax_listing)

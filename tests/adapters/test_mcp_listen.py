@@ -25,7 +25,7 @@ import uvicorn
 from guard_mcp import GuardProxy, HttpUpstream, Upstream, connect
 from mcp import Client
 from mcp.client.stdio import StdioServerParameters
-from mcp.client.subscriptions import ResourceUpdated, ServerEvent, Subscription, ToolsListChanged
+from mcp.client.subscriptions import ResourceUpdated, ServerEvent, Subscription, SubscriptionLost, ToolsListChanged
 from mcp.shared.exceptions import MCPError
 from mcp_reference_world import REFERENCE, env, http_proxy, http_reference, subscribe, write_open_policy
 from mcp_world import SERVER, processes, server_env, stdio_proxy, write_policy
@@ -313,3 +313,31 @@ def test_a_2026_client_is_told_the_change_flags_the_upstream_announces_in_that_e
     legacy_direct, legacy_through, modern_direct, modern_through = anyio.run(main)
     assert legacy_through == legacy_direct and legacy_direct["tools"]["list_changed"] is False
     assert modern_through == modern_direct and modern_direct["tools"]["list_changed"] is True
+
+
+def test_an_upstream_that_ends_its_listen_streams_gracefully_ends_the_clients_gracefully_through_the_proxy(
+    tmp_path: Path, db_path: Path
+) -> None:
+    """The upstream closing its listen streams (the SDK's `ListenHandler.close`, e.g. on its shutdown) ends the
+    client's stream through the proxy as it ends it directly: gracefully (the iteration stops), not as a lost
+    subscription."""
+    policies = write_open_policy(tmp_path / "policies")
+
+    async def ending(target: Target) -> str:
+        async with Client(target) as client, client.listen(resource_subscriptions=[CLOCK_1]) as sub:
+            await events(sub, lambda seen: len(seen) == 1)
+            await client.call_tool("test_close_listens", {})
+            try:
+                with anyio.fail_after(30):
+                    async for _ in sub:
+                        pass
+            except SubscriptionLost:
+                return "lost"
+            return "graceful"
+
+    with processes(tmp_path) as procs:
+        reference = http_reference(procs)
+        plain = anyio.run(ending, reference.url)
+        proxy = http_proxy(procs, policies, db_path, "ending", reference.url)
+        through = anyio.run(ending, proxy.url)
+    assert plain == through == "graceful"
