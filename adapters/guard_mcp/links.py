@@ -28,6 +28,9 @@ progress and log messages, so the next borrower gets none of them; a request tha
 cancelled, its connection lost) may still have some coming, and its session is closed, not lent again
 (`Link.awaiting_answer`). These sessions offer the upstream no sampling, elicitation or roots, and nobody sets
 their log level (`logging/setLevel` is gone in the 2026 era), so no state of one request reaches the next.
+A pooled session's list changes and resource updates reach no client: in the 2026 era those travel only on a
+`subscriptions/listen` stream, and each such stream has an upstream session of its own, in that era, outside the
+pool (`Links.listening`, `listen.py`).
 """
 
 from __future__ import annotations
@@ -48,7 +51,7 @@ from mcp.server.context import ServerRequestContext
 from mcp.server.session import ServerSession
 from mcp.shared.exceptions import MCPDeprecationWarning, MCPError
 from mcp.shared.message import ServerMessageMetadata
-from mcp_types import CONNECTION_CLOSED, INTERNAL_ERROR, INVALID_REQUEST, REQUEST_TIMEOUT
+from mcp_types import CONNECTION_CLOSED, INTERNAL_ERROR, INVALID_REQUEST, METHOD_NOT_FOUND, REQUEST_TIMEOUT
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from pydantic import BaseModel
 
@@ -61,6 +64,7 @@ logger = logging.getLogger(__name__)
 
 R = TypeVar("R", bound=BaseModel)
 _STATE_KEY = "guard_mcp/link"
+_UNASKED = object()  # the upstream's 2026-07-28 capabilities, before they were asked for
 
 
 @dataclass(frozen=True, slots=True)
@@ -209,8 +213,9 @@ class Link:
 
 class Links:
     """The upstream sessions of a proxy: its first one (`primary`: the upstream's identity and capabilities), one
-    per handshake-era client connection (opened on the client's first request, closed with it), and a pool lent to
-    the requests of 2026-era clients one request at a time.
+    per handshake-era client connection (opened on the client's first request, closed with it), a pool lent to
+    the requests of 2026-era clients one request at a time (`idle` of them waiting), and one 2026-era session per
+    open `subscriptions/listen` stream (`listens` of them).
 
     Args:
         upstream: where to open a client's session; None: every client shares `primary` (a proxy built on a
@@ -236,6 +241,60 @@ class Links:
         self._group: anyio.abc.TaskGroup | None = None
         self._idle: list[Link] = []
         self._idle_sessions = idle_sessions
+        self.listens = 0  # upstream sessions open for `subscriptions/listen` streams (`listening()`)
+        self._discovering = anyio.Lock()
+        self._discovered: types.ServerCapabilities | object | None = _UNASKED
+
+    @property
+    def idle(self) -> int:
+        """How many upstream sessions wait in the pool for the next 2026-era request."""
+        return len(self._idle)
+
+    async def modern_capabilities(self) -> types.ServerCapabilities | None:
+        """The upstream's capabilities in the 2026-07-28 era, as its own `server/discover` answers them (asked once,
+        on a session of its own closed at once); None when the upstream does not speak that era (its discover
+        failed) or the proxy opens no sessions of its own. Not kept when the upstream could not be reached."""
+        if self.upstream is None:
+            return None
+        async with self._discovering:
+            if self._discovered is _UNASKED:
+                try:
+                    async with connect(self.upstream, era="modern") as session:
+                        self._discovered = session.server_capabilities
+                except MCPError as exc:
+                    logger.info("the upstream does not speak the 2026-07-28 era: %r", exc)
+                    self._discovered = None
+                except (OSError, anyio.BrokenResourceError, anyio.ClosedResourceError, anyio.EndOfStream) as exc:
+                    logger.warning("could not ask the upstream its 2026-07-28 capabilities: %r", exc)
+                    return None
+        return self._discovered if isinstance(self._discovered, types.ServerCapabilities) else None
+
+    @asynccontextmanager
+    async def listening(self) -> AsyncGenerator[ClientSession]:
+        """A 2026-era upstream session of its own for one `subscriptions/listen` stream (`listen.py`), opened and
+        closed in the caller's task: never from the pool nor back into it (its stream outlives any request), so a
+        client that goes away closes it by cancelling the call. `listens` counts those open.
+
+        Raises:
+            MCPError: the proxy opens no sessions of its own (built on someone else's), or the upstream could not
+                be reached or does not speak the 2026-07-28 era (its own error, as it answered).
+        """
+        if self.upstream is None:
+            raise MCPError(code=METHOD_NOT_FOUND, message="[guard] this proxy opens no upstream sessions to listen on")
+        opened = False
+        self.listens += 1
+        try:
+            async with connect(self.upstream, era="modern") as session:
+                opened = True
+                yield session
+        except (OSError, anyio.BrokenResourceError, anyio.ClosedResourceError, anyio.EndOfStream) as exc:
+            if opened:
+                raise
+            raise MCPError(
+                code=INTERNAL_ERROR, message=f"[guard] the upstream server could not be reached: {exc!r}"
+            ) from exc
+        finally:
+            self.listens -= 1
 
     def start(self, group: anyio.abc.TaskGroup) -> None:
         """Open client sessions as tasks of `group` (ended with it)."""

@@ -171,6 +171,25 @@ class GuardProxy:
                 on_call_tool=self._call_tool,
             )
         self.server.middleware.append(self._tools_as_listed)
+        if upstream_spec is not None:
+            self.server.add_request_handler("server/discover", types.RequestParams, self._discover)
+
+    async def _discover(
+        self,
+        ctx: ServerRequestContext[Any],
+        params: types.RequestParams | None,
+    ) -> types.DiscoverResult:
+        """`server/discover` (the 2026-07-28 era's handshake), answered as the SDK does, with the change flags the
+        upstream announces in that era (learned from its own discover, once): its listen streams deliver them."""
+        modern = await self.links.modern_capabilities()
+        server = self.server
+        if isinstance(server, _RelayingServer):
+            server.modern = modern if modern is not None else types.ServerCapabilities()
+        return types.DiscoverResult(
+            supported_versions=list(MODERN_PROTOCOL_VERSIONS),
+            capabilities=server.get_capabilities(protocol_version=ctx.protocol_version),
+            instructions=server.instructions,
+        )
 
     def _tools_changed(self) -> None:
         """An upstream said its tools changed. Nothing is cached to drop: a held call's definition is listed
@@ -431,7 +450,7 @@ def _digest(*parts: str) -> str:
 
 class _RelayingServer(Server[Any]):
     """The lowlevel `Server`, announcing the upstream's change notifications (`listChanged`, `subscribe`) as the
-    upstream does: the proxy passes them on (`links.py`)."""
+    upstream does, in either era: the proxy passes them on (`links.py`, and `listen.py` in the 2026-07-28 era)."""
 
     def __init__(self, upstream: types.ServerCapabilities | None, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -440,6 +459,43 @@ class _RelayingServer(Server[Any]):
             prompts_changed=bool(caps.prompts and caps.prompts.list_changed),
             resources_changed=bool(caps.resources and caps.resources.list_changed),
             tools_changed=bool(caps.tools and caps.tools.list_changed),
+        )
+        # The upstream's own capabilities in the 2026-07-28 era (`GuardProxy._discover` learns them); None: unknown.
+        self.modern: types.ServerCapabilities | None = None
+
+    def get_capabilities(
+        self,
+        notification_options: NotificationOptions | None = None,
+        experimental_capabilities: dict[str, dict[str, Any]] | None = None,
+        extensions: dict[str, dict[str, Any]] | None = None,
+        *,
+        protocol_version: str | None = None,
+    ) -> types.ServerCapabilities:
+        """The SDK's capabilities; for the 2026-07-28 era (where the SDK derives every change flag from whether
+        `subscriptions/listen` is served), the upstream's own flags in that era once they are known (`modern`): its
+        listen streams are what the proxy relays (an upstream without that era has none to relay)."""
+        caps = super().get_capabilities(
+            notification_options, experimental_capabilities, extensions, protocol_version=protocol_version
+        )
+        modern = self.modern
+        if protocol_version not in MODERN_PROTOCOL_VERSIONS or modern is None:
+            return caps  # the handshake era's flags come from `create_initialization_options`
+        return caps.model_copy(
+            update={
+                "tools": caps.tools
+                and caps.tools.model_copy(update={"list_changed": bool(modern.tools and modern.tools.list_changed)}),
+                "prompts": caps.prompts
+                and caps.prompts.model_copy(
+                    update={"list_changed": bool(modern.prompts and modern.prompts.list_changed)}
+                ),
+                "resources": caps.resources
+                and caps.resources.model_copy(
+                    update={
+                        "list_changed": bool(modern.resources and modern.resources.list_changed),
+                        "subscribe": bool(modern.resources and modern.resources.subscribe),
+                    }
+                ),
+            }
         )
 
     def create_initialization_options(

@@ -9,9 +9,9 @@ any call; a URI no rule names is denied, and the client gets a JSON-RPC error wi
 a call of its own (a resource may change between reads): it never returns an earlier read's recorded result.
 
 Each request goes to the client's own upstream session (`links.py`), which also carries the upstream's
-requests and notifications back to that client. Not relayed yet: `subscriptions/listen` of the 2026-07-28 era
-(the proxy does not serve it, so a 2026-era client's listen is answered `Method not found`, and the list changes
-and resource updates an upstream session of a 2026-era request receives reach no client).
+requests and notifications back to that client. A 2026-era client's `subscriptions/listen` is the upstream's own
+listen stream, relayed on an upstream session of its own (`listen.py`), whenever the proxy opens upstream sessions
+of its own; `server/discover` announces the change flags the upstream announces in that era (`GuardProxy`).
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from mcp_types import INVALID_REQUEST
 from guard import ApprovalPending, CallOutcomeError, Guard, GuardedTool
 
 from .links import Link, Links
+from .listen import Listening
 from .meta import OUTCOME_META_KEY, forward_meta
 
 __all__ = ["RESOURCE_TOOL_PREFIX", "Relay", "identity"]
@@ -91,6 +92,8 @@ class Relay:
             found["on_completion"] = self._complete
         if caps.logging is not None:
             found["on_set_logging_level"] = self._set_level
+        if self.links.upstream is not None:  # the upstream's own listen answers, in the 2026-07-28 era
+            found["on_subscriptions_listen"] = Listening(self.links)
         found["on_roots_list_changed"] = self._roots_changed
         return found
 

@@ -76,8 +76,13 @@ class ProxyConfig:
 
 
 async def serve(guard: Guard, config: ProxyConfig) -> None:
-    """Connect upstream, open (or resume) the run, and serve the proxy until the client side ends."""
-    async with connect(config.upstream) as session, AsyncExitStack() as run, anyio.create_task_group() as links:
+    """Connect upstream, open (or resume) the run, and serve the proxy until the client side ends.
+
+    When the clients are gone the run is closed first (`on_exit`), then the upstream sessions: closing a stdio
+    upstream waits for its server to exit, and a stdio client gives the proxy only a grace period (two seconds
+    in the SDK) after closing its stdin before it kills it, so nothing may stand between the client's going and
+    the run's end."""
+    async with connect(config.upstream) as session, anyio.create_task_group() as links:
         proxy = GuardProxy(
             guard,
             session,
@@ -91,24 +96,27 @@ async def serve(guard: Guard, config: ProxyConfig) -> None:
             declare_compensation(proxy.guarded(tool), compensating, config.upstream)
         for tool, lookup in config.reconciles.items():
             declare_reconcile(proxy.guarded(tool), lookup, config.upstream)
-        try:
-            await run.enter_async_context(
-                guard.run(
-                    config.team,
-                    run_id=config.run_id,
-                    source_event_id=config.source_event_id,
-                    keep_open=config.keeps_run_open,
+        async with AsyncExitStack() as run:
+            try:
+                await run.enter_async_context(
+                    guard.run(
+                        config.team,
+                        run_id=config.run_id,
+                        source_event_id=config.source_event_id,
+                        keep_open=config.keeps_run_open,
+                    )
                 )
-            )
-        except RunNotRunning as err:  # a replay of the event into a stopped run: every call is told why
-            guard.log.warning("the run is stopped; serving tool errors that say so", run_id=err.run_id, state=err.state)
-            proxy.stopped = err
-        if config.transport == "http":
-            await _serve_http(proxy, config)
-        else:
-            async with stdio_server() as (read, write):
-                await proxy.server.run(read, write, proxy.server.create_initialization_options())
-        links.cancel_scope.cancel()  # the clients are gone: their upstream sessions end
+            except RunNotRunning as err:  # a replay of the event into a stopped run: every call is told why
+                guard.log.warning(
+                    "the run is stopped; serving tool errors that say so", run_id=err.run_id, state=err.state
+                )
+                proxy.stopped = err
+            if config.transport == "http":
+                await _serve_http(proxy, config)
+            else:
+                async with stdio_server() as (read, write):
+                    await proxy.server.run(read, write, proxy.server.create_initialization_options())
+        links.cancel_scope.cancel()  # the clients are gone and the run closed: their upstream sessions end
 
 
 async def _serve_http(proxy: GuardProxy, config: ProxyConfig) -> None:

@@ -11,7 +11,7 @@ import sys
 from collections.abc import AsyncGenerator, Mapping, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
-from typing import Any, TextIO, cast
+from typing import Any, Literal, TextIO, cast
 
 import mcp_types as types
 from mcp.client.session import ClientSession
@@ -20,7 +20,15 @@ from mcp.client.streamable_http import streamable_http_client
 
 from .sdk import send_raw_request
 
-__all__ = ["HttpUpstream", "Upstream", "connect", "list_all_tools", "list_tools_as_sent", "stdio_upstream"]
+__all__ = [
+    "Era",
+    "HttpUpstream",
+    "Upstream",
+    "connect",
+    "list_all_tools",
+    "list_tools_as_sent",
+    "stdio_upstream",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +39,7 @@ class HttpUpstream:
 
 
 Upstream = StdioServerParameters | HttpUpstream
+Era = Literal["handshake", "modern"]  # the 2025 `initialize` handshake, or the 2026-07-28 `server/discover` probe
 
 
 def stdio_upstream(command: Sequence[str]) -> StdioServerParameters:
@@ -41,11 +50,21 @@ def stdio_upstream(command: Sequence[str]) -> StdioServerParameters:
 
 @asynccontextmanager
 async def connect(
-    upstream: Upstream, *, errlog: TextIO | None = None, session_options: Mapping[str, Any] | None = None
+    upstream: Upstream,
+    *,
+    errlog: TextIO | None = None,
+    session_options: Mapping[str, Any] | None = None,
+    era: Era = "handshake",
 ) -> AsyncGenerator[ClientSession]:
     """An initialized client session to `upstream`, closed (and a started server stopped) on exit.
 
     `session_options` are the `ClientSession`'s keyword arguments (its callbacks, `links.Link.session_options`).
+    `era`: the `handshake` (2025) session every request of the proxy uses, or a `modern` (2026-07-28) one, which
+    only a `subscriptions/listen` stream needs (`listen.py`).
+
+    Raises:
+        MCPError: a `modern` session to an upstream that does not speak the 2026-07-28 era (its `server/discover`
+            answered with an error).
     """
     async with AsyncExitStack() as stack:
         if isinstance(upstream, HttpUpstream):
@@ -53,7 +72,10 @@ async def connect(
         else:
             read, write = await stack.enter_async_context(stdio_client(upstream, errlog=errlog or sys.stderr))
         session = await stack.enter_async_context(ClientSession(read, write, **(session_options or {})))
-        await session.initialize()
+        if era == "modern":
+            await session.discover()
+        else:
+            await session.initialize()
         yield session
 
 

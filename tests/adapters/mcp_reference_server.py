@@ -9,6 +9,13 @@ resources and template, subscriptions, the `test_*` prompts, completion and the 
 `test_arguments` says which arguments it got, and
 subscribing to a resource answers with a `notifications/resources/updated` for it.
 
+The 2026-07-28 era's `subscriptions/listen` is served by the SDK's `ListenHandler` on one bus per process: every
+listen stream of the process gets what it asked for. `test_list_changed` announces on the bus too,
+`test_update_resource` announces that one URI changed (on the bus, and to the calling session if it subscribed),
+`test_open_listens` says how many listen streams are open, `test_close_listens` ends them gracefully, and the
+clocks `test://clock/1` and `test://clock/2` announce an update every `TICK` seconds (on the bus only): events
+that start in the process itself, which a listen stream on a process of its own (a stdio upstream) hears too.
+
 With `REFERENCE_LAX_SCHEMAS=1` it also lists `test_lax_schema`, whose input schema has no `type: object` (the SDK's
 own client refuses such a listing; a laxer client takes it), sent as is past the SDK server's own check.
 
@@ -22,6 +29,7 @@ import base64
 import json
 import os
 import sys
+from collections.abc import Callable
 from typing import Any
 
 import anyio
@@ -30,6 +38,15 @@ import uvicorn
 from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
 from mcp.server.lowlevel.server import NotificationOptions, Server
 from mcp.server.stdio import stdio_server
+from mcp.server.subscriptions import (
+    InMemorySubscriptionBus,
+    ListenHandler,
+    PromptsListChanged,
+    ResourcesListChanged,
+    ResourceUpdated,
+    ServerEvent,
+    ToolsListChanged,
+)
 from mcp.shared.message import ServerMessageMetadata
 
 PNG = base64.b64encode(
@@ -90,7 +107,50 @@ TOOLS = [
     _tool("test_list_changed", "Announces changed tools, prompts and resources"),
     _tool("test_log_levels", "Logs once at every level; the session's level filters"),
     _tool("test_arguments", "Says which arguments it got (null: none were sent)"),
+    _tool(
+        "test_update_resource",
+        "Announces that the resource at uri changed",
+        {"type": "object", "properties": {"uri": {"type": "string"}}, "required": ["uri"]},
+    ),
+    _tool("test_open_listens", "Says how many subscriptions/listen streams are open"),
+    _tool("test_close_listens", "Ends every open subscriptions/listen stream gracefully"),
 ]
+CLOCKS = ("test://clock/1", "test://clock/2")
+TICK = 0.1  # seconds between two updates of each clock
+
+
+class CountingBus(InMemorySubscriptionBus):
+    """The SDK's in-process bus, counting its listeners (one per open listen stream)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.listeners = 0
+
+    def subscribe(self, listener: Callable[[ServerEvent], None]) -> Callable[[], None]:
+        unsubscribe = super().subscribe(listener)
+        self.listeners += 1
+        done = False
+
+        def once() -> None:
+            nonlocal done
+            if not done:
+                done = True
+                self.listeners -= 1
+                unsubscribe()
+
+        return once
+
+
+BUS = CountingBus()
+LISTENS = ListenHandler(BUS)
+
+
+async def tick() -> None:
+    """Each clock announces an update every `TICK` seconds, forever."""
+    while True:
+        await anyio.sleep(TICK)
+        for uri in CLOCKS:
+            await BUS.publish(ResourceUpdated(uri=uri))
 
 
 def _text(text: str) -> dict[str, Any]:
@@ -258,7 +318,20 @@ async def call_tool(ctx: ServerRequestContext[Any], params: types.CallToolReques
             await ctx.session.send_tool_list_changed()
             await ctx.session.send_prompt_list_changed()
             await ctx.session.send_resource_list_changed()
+            for event in (ToolsListChanged(), PromptsListChanged(), ResourcesListChanged()):
+                await BUS.publish(event)
             content = [_text("announced")]
+        case "test_update_resource":
+            uri = str(args.get("uri", ""))
+            if uri in _session_state(ctx).get("subscribed", set()):
+                await ctx.session.send_resource_updated(uri)
+            await BUS.publish(ResourceUpdated(uri=uri))
+            content = [_text(f"updated {uri}")]
+        case "test_open_listens":
+            content = [_text(str(BUS.listeners))]
+        case "test_close_listens":
+            LISTENS.close()
+            content = [_text("closed")]
         case _:
             return types.CallToolResult.model_validate(
                 {"isError": True, "content": [_text(f"Unknown tool: {params.name}")]}
@@ -460,6 +533,7 @@ def build() -> Server[Any]:
             on_get_prompt=get_prompt,
             on_completion=complete,
             on_set_logging_level=set_level,
+            on_subscriptions_listen=LISTENS,
         )
     if os.environ.get("REFERENCE_LAX_SCHEMAS") == "1":
         server.middleware.append(lax_listing)
@@ -468,14 +542,17 @@ def build() -> Server[Any]:
 
 async def main(argv: list[str]) -> None:
     server = build()
-    if argv[:1] == ["--http"]:
-        app = server.streamable_http_app(host="127.0.0.1")
-        await uvicorn.Server(
-            uvicorn.Config(app, host="127.0.0.1", port=int(argv[1]), log_level="warning", lifespan="on")
-        ).serve()
-    else:
-        async with stdio_server() as (read, write):
-            await server.run(read, write, server.create_initialization_options())
+    async with anyio.create_task_group() as clocks:
+        clocks.start_soon(tick)
+        if argv[:1] == ["--http"]:
+            app = server.streamable_http_app(host="127.0.0.1")
+            await uvicorn.Server(
+                uvicorn.Config(app, host="127.0.0.1", port=int(argv[1]), log_level="warning", lifespan="on")
+            ).serve()
+        else:
+            async with stdio_server() as (read, write):
+                await server.run(read, write, server.create_initialization_options())
+        clocks.cancel_scope.cancel()
 
 
 if __name__ == "__main__":

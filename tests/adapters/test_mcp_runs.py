@@ -3,11 +3,25 @@ run says what to do, and a replay into a stopped run is answered with a tool err
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any
 
 from mcp.client.session import ClientSession
-from mcp_world import call, effects, ledger_calls, outcome, session, stdio_proxy, text, write_policy
+from mcp.client.stdio import StdioServerParameters
+from mcp_world import (
+    SERVER,
+    call,
+    effects,
+    ledger_calls,
+    outcome,
+    proxy_args,
+    server_env,
+    session,
+    stdio_proxy,
+    text,
+    write_policy,
+)
 
 from guard import Guard
 
@@ -78,3 +92,19 @@ def test_a_replay_of_the_event_into_a_stopped_run_is_answered_with_a_tool_error_
     assert "nothing ran" in text(refused) and stopped in text(refused) and "guard runs show" in text(refused)
     assert effects(log) == []
     assert ledger_calls(policies, ledger_url, "crm:lead-9") == [("provision_account", "failed")]
+
+
+def test_a_run_completed_on_exit_is_completed_even_when_its_upstream_server_is_slow_to_stop(
+    tmp_path: Path, ledger_url: str
+) -> None:
+    """The client of a stdio proxy closes the proxy's stdin, waits two seconds (the SDK's grace period), then kills
+    it; closing the upstream sessions may take that long (an upstream server that lingers after its stdin closes,
+    or a loaded machine). The run is completed the moment the client is gone, before any upstream session is
+    closed, so the client's kill never costs the run its `completed`."""
+    policies = write_policy(tmp_path / "policies")
+    log = tmp_path / "effects.jsonl"
+    lingering = ["--", "sh", "-c", '"$0" "$1"; exec sleep 30', sys.executable, str(SERVER)]  # exits 30 s late
+    args = [*proxy_args(policies, ledger_url, "lead-10", "--on-exit", "complete"), *lingering]
+    proxy = StdioServerParameters(command=sys.executable, args=args, env=server_env(log))
+    assert not call(proxy, "upsert_contact", ANN).is_error
+    assert _run_state(policies, ledger_url, "crm:lead-10") == "completed"
