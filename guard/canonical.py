@@ -29,6 +29,7 @@ from guard.redaction import (
     restore_secrets,
     scrub,
     sets_secrets,
+    storable,
 )
 
 __all__ = [
@@ -150,6 +151,8 @@ def canonical_json(value: Any, *, max_depth: int = MAX_DEPTH) -> bytes:
             return _dumps_sorted(value).encode()
     except (_TooDeep, RecursionError):
         raise UnfitArguments(_too_deep(max_depth), "depth") from None
+    except UnicodeEncodeError:  # a lone surrogate: a str no UTF-8 text (hence no JSON on the wire) can hold
+        raise UnfitArguments(f"arguments must be JSON values: {unfit(value)}", "json") from None
     where = _deeper_than(value, max_depth)
     if where is not None:
         raise UnfitArguments(_too_deep(max_depth, where), "depth")
@@ -179,10 +182,11 @@ def bound_hash(canonical: bytes, redacted: Mapping[str, Any] | None, key: bytes)
 
 
 def to_json(value: Any) -> str:
-    """Compact JSON for storage (not canonical; fast). Non-JSON values are stored as their repr."""
+    """Compact JSON for storage (not canonical; fast). Non-JSON values are stored as their repr; a lone
+    surrogate, which no UTF-8 text can hold, as U+FFFD (`storable`)."""
     if value is None:
         return "null"
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=repr)
+    return storable(json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=repr))
 
 
 def _too_deep(max_depth: int, where: str = "") -> str:

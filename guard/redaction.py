@@ -12,12 +12,17 @@ What it cannot catch (the README says so too): a secret that is encoded (base64,
 or reformatted (`4111 1111 ...` for `4111111111111111`); values shorter than `MIN_SCRUB_CHARS` characters,
 which are only redacted where they stand as a secret field (cutting them out of text would mangle it); and
 booleans and null, which carry too little to find by value and are redacted where they stand only.
+
+Text that is stored is also made storable (`storable`): a lone surrogate (what `surrogateescape` decoding of a
+file name or of a process's output leaves in a str) has no UTF-8 form, so no database, log or HTTP answer can
+hold it; it becomes U+FFFD, the character a decoder shows for bytes that are not text.
 """
 
 from __future__ import annotations
 
 import functools
 import math
+import re
 from collections.abc import Iterable, Mapping
 from typing import Any, cast
 
@@ -33,6 +38,7 @@ __all__ = [
     "scrub_value",
     "secret_texts",
     "sets_secrets",
+    "storable",
 ]
 
 REDACTED = "[REDACTED]"
@@ -88,12 +94,22 @@ def secret_texts(args: Any, secret_fields: Iterable[str] = ()) -> tuple[str, ...
     return tuple(sorted(found, key=lambda text: (-len(text), text)))
 
 
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def storable(text: str) -> str:
+    """`text` as UTF-8 can hold it: each lone surrogate replaced by U+FFFD (the same `text` when there is none)."""
+    if text.isascii() or _LONE_SURROGATE.search(text) is None:
+        return text
+    return _LONE_SURROGATE.sub("\ufffd", text)
+
+
 def scrub_text(text: str, texts: tuple[str, ...]) -> str:
-    """`text` with every occurrence of each of `texts` (longest first) replaced by `[REDACTED]`."""
+    """`text` with every occurrence of each of `texts` (longest first) replaced by `[REDACTED]`, made `storable`."""
     for secret in texts:
         if secret in text:
             text = text.replace(secret, REDACTED)
-    return text
+    return storable(text)
 
 
 def scrub(text: str, args: Any, secret_fields: Iterable[str] = ()) -> str:

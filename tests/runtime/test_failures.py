@@ -200,3 +200,38 @@ def test_cancelling_the_agent_task_mid_call_records_the_call_in_doubt_and_the_ca
     assert call.state == "in_doubt"
     record = guard.ledger.get_run(run_id)
     assert record is not None and record.state == "pending_review" and record.requires_review
+
+
+def test_a_result_holding_a_lone_surrogate_completes_the_call_with_the_character_replaced(
+    driver: Driver, make_guard: Callable[..., Guard]
+) -> None:
+    """The tool ran, so its call must end `completed`: a result string no UTF-8 text can hold (a lone surrogate)
+    is kept with U+FFFD in its place, and the agent gets the result as the tool returned it. (The ledger's encoder
+    raised instead: the agent got a bare UnicodeEncodeError after the effect, the call stayed `started`.)"""
+    guard = make_guard()
+    result = {"invoice_id": "inv-1", "file": "r\udce9sum\u00e9.pdf"}
+    tool = driver.tool(guard, Recorder(result=result), name="lab.halting_write")
+    with driver.run(guard, "lab") as run:
+        assert run.call(tool, path="/tmp/x") == result
+    [call] = guard.ledger.calls_of(run.run_id)
+    assert call.state == "completed" and call.result == {"invoice_id": "inv-1", "file": "r\ufffdsum\u00e9.pdf"}
+    record = guard.ledger.get_run(run.run_id)
+    assert record is not None and record.state == "completed"
+
+
+def test_a_failure_message_holding_a_lone_surrogate_fails_the_call_and_halts_the_run_for_review(
+    driver: Driver, make_guard: Callable[..., Guard]
+) -> None:
+    """An exception whose text no UTF-8 can hold is recorded like any failure (the character replaced by U+FFFD):
+    `CallFailed` with the tool's exception as its cause, the call `failed`, the run in review. (Recording the
+    failure raised UnicodeEncodeError instead, and the call stayed `started` under its lease.)"""
+    guard = make_guard()
+    boom = RuntimeError("cannot open /srv/r\udce9sum\u00e9.pdf")
+    tool = driver.tool(guard, Recorder(errors=[boom]), name="lab.halting_write")
+    with driver.run(guard, "lab") as run, pytest.raises(CallFailed) as failed:
+        run.call(tool, path="/tmp/x")
+    assert failed.value.__cause__ is boom
+    [call] = guard.ledger.calls_of(run.run_id)
+    assert (call.state, call.error) == ("failed", "RuntimeError: cannot open /srv/r\ufffdsum\u00e9.pdf")
+    record = guard.ledger.get_run(run.run_id)
+    assert record is not None and record.state == "pending_review"

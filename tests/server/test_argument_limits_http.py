@@ -66,3 +66,26 @@ async def test_a_page_edit_nested_thousands_of_levels_deep_is_refused_with_a_4xx
     assert response.status_code == 422, response.text
     assert "nested too deep" in response.text
     _nothing_decided(service, approval_id)
+
+
+@pytest.mark.parametrize("surface", ["api", "page"])
+async def test_an_edit_holding_a_lone_surrogate_is_refused_with_422_and_decides_nothing(
+    service: Service, client: httpx.AsyncClient, surface: str
+) -> None:
+    """JSON may spell a lone surrogate (`"\\ud800"`), which no UTF-8 text can hold: such an edit is arguments JSON
+    cannot hold exactly, refused with 422 naming the field (it was a 500 from the ledger's encoder)."""
+    approval_id = service.waiting()
+    edited = '{"to": "\\ud800@example.com", "workspace_id": "ws_1"}'
+    if surface == "api":
+        shown = (await client.get(f"/api/approvals/{approval_id}", headers=service.auth("sam"))).json()
+        response = await client.post(
+            f"/api/approvals/{approval_id}/decision",
+            content=f'{{"decision": "approve", "args_hash": "{shown["args_hash"]}", "edited_args": {edited}}}',
+            headers={**service.auth("sam"), "Content-Type": "application/json"},
+        )
+    else:
+        form = await _page_form(client, service, approval_id)
+        response = await client.post(f"/approvals/{approval_id}/decision", data=form | {"edited_args": edited})
+    assert response.status_code == 422, response.text
+    assert "lone surrogate" in response.text and "to" in response.text
+    _nothing_decided(service, approval_id)
