@@ -312,3 +312,20 @@ def test_an_argument_that_is_not_utf8_is_a_usage_error_naming_it_and_writes_noth
     assert cli.returncode == 2, err
     assert "Traceback" not in err and "is not UTF-8 text" in err and "\\x" in err
     assert ledger.active_pauses() == [] and ledger.list_runs() == []
+
+
+def test_json_nested_too_deep_to_parse_is_a_usage_error_of_explain_and_of_an_edit_not_a_traceback(
+    waiting: tuple[Guard, str, str], db_path: Path
+) -> None:
+    """`--args` of `guard policy explain` and `--edit` of `guard approvals approve` nested thousands of levels deep
+    make the JSON parser raise RecursionError (not a ValueError): each is refused as unreadable JSON (exit 2), and
+    the edit decides nothing."""
+    guard, _, approval_id = waiting
+    deep = '{"a":' * 5000 + "1" + "}" * 5000
+    explain = guard_cli("policy", "explain", "billing.create_invoice", "--team", "onboarding", "--args", deep)
+    edit = guard_cli("approvals", "approve", approval_id, "--as", "ops-lead", "--edit", deep, "--db", str(db_path))
+    for done in (explain, edit):
+        assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+        assert "nested too deep" in done.stderr
+    approval = guard.ledger.get_approval(approval_id)
+    assert approval is not None and approval.state == "pending" and guard.ledger.decisions_of(approval_id) == []
