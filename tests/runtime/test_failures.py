@@ -9,6 +9,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from runtime_support import Driver, Recorder, call_events
@@ -235,3 +236,78 @@ def test_a_failure_message_holding_a_lone_surrogate_fails_the_call_and_halts_the
     assert (call.state, call.error) == ("failed", "RuntimeError: cannot open /srv/r\ufffdsum\u00e9.pdf")
     record = guard.ledger.get_run(run.run_id)
     assert record is not None and record.state == "pending_review"
+
+
+class _NoRepr:
+    def __repr__(self) -> str:
+        raise RuntimeError("this object cannot be shown")
+
+
+def _nested(levels: int, bottom: str = "bottom") -> Any:
+    value: Any = bottom
+    for _ in range(levels):
+        value = [value]
+    return value
+
+
+def _cycle() -> dict[str, Any]:
+    loop: dict[str, Any] = {"invoice_id": "inv-1"}
+    loop["self"] = loop
+    return loop
+
+
+def _strict_json(text: str) -> Any:
+    """`text` parsed as strict JSON: NaN and Infinity, which Python's parser lets through, are refused."""
+
+    def refuse(token: str) -> None:
+        raise ValueError(f"{token} is not JSON")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+def _nan_result() -> dict[str, float]:
+    return {"total": float("nan"), "max": float("inf")}
+
+
+def _tuple_key_result() -> dict[tuple[str, int], str]:
+    return {("eu", 1): "inv-1"}
+
+
+def _no_repr_result() -> dict[str, _NoRepr]:
+    return {"obj": _NoRepr()}
+
+
+def _deep_result() -> dict[str, Any]:
+    return {"invoice_id": "inv-1", "tree": _nested(5000)}
+
+
+# Each result JSON cannot hold as it is, and the strict JSON the ledger keeps of it.
+UNFIT_RESULTS: dict[str, tuple[Callable[[], Any], Any]] = {
+    "nested-5000": (_deep_result, {"invoice_id": "inv-1", "tree": _nested(99, "[nested too deep]")}),
+    "cycle": (_cycle, {"invoice_id": "inv-1", "self": "[cycle]"}),
+    "nan": (_nan_result, {"total": "NaN", "max": "Infinity"}),
+    "tuple-key": (_tuple_key_result, {"('eu', 1)": "inv-1"}),
+    "repr-raises": (_no_repr_result, {"obj": "<_NoRepr object>"}),
+}
+
+
+@pytest.mark.parametrize("case", sorted(UNFIT_RESULTS))
+def test_a_result_json_cannot_hold_as_it_is_completes_the_call_with_the_agent_getting_it_unchanged(
+    driver: Driver, make_guard: Callable[..., Guard], case: str
+) -> None:
+    """The tool ran: its call must end `completed`, whatever it returned. A result nested deeper than the encoder
+    goes, holding a reference cycle, NaN, a tuple key or an object whose repr fails is stored as strict JSON with
+    those places spelled out as text; the agent gets the very object the tool returned. (Recording it raised
+    RecursionError, ValueError or TypeError after the effect: the call stayed `started` and the agent got a bare
+    exception, outside GuardError.)"""
+    guard = make_guard()
+    make, stored = UNFIT_RESULTS[case]
+    value = make()
+    tool = driver.tool(guard, Recorder(result=value), name="lab.halting_write")
+    with driver.run(guard, "lab") as run:
+        assert run.call(tool, path="/tmp/x") is value
+    [call] = guard.ledger.calls_of(run.run_id)
+    assert call.state == "completed" and call.result_json is not None
+    assert _strict_json(call.result_json) == stored
+    record = guard.ledger.get_run(run.run_id)
+    assert record is not None and record.state == "completed"
