@@ -33,6 +33,7 @@ __all__ = [
     "MIN_SCRUB_CHARS",
     "REDACTED",
     "conceal",
+    "described",
     "redact",
     "restore_secrets",
     "scrub",
@@ -143,6 +144,16 @@ def conceal(result: Any, texts: tuple[str, ...], secret_fields: Iterable[str] = 
         return redact(scrub_value(result, texts), secret_fields)
     except RecursionError:
         return redact(scrub_value(storable_value(result), texts), secret_fields)
+
+
+def described(exc: BaseException) -> str:
+    """`"<type>: <message>"` of an exception, as errors are recorded; the message is `<no message: its str
+    failed>` when the exception's own `__str__` raises (the tool's class: its failure must not stop the record)."""
+    try:
+        message = str(exc)
+    except Exception:  # noqa: BLE001 - any failure of the tool's __str__ only costs the message
+        message = "<no message: its str failed>"
+    return f"{type(exc).__name__}: {message}"
 
 
 def shown(value: object) -> str:

@@ -19,7 +19,7 @@ from guard.errors import (
     ToolPaused,
 )
 from guard.ledger import OPEN_RUN_STATES, RunClose, RunRecord, RunState, new_id
-from guard.redaction import scrub_text
+from guard.redaction import described, scrub_text
 from guard.runtime.callpath import CallPath
 from guard.runtime.context import RUN_VAR, RunScope
 
@@ -180,7 +180,7 @@ class RunHandle:
                 self._left(run)
             return
         texts = tuple(sorted(self._scope.secrets, key=len, reverse=True))
-        error = scrub_text(f"{type(exc).__name__}: {exc}", texts)
+        error = scrub_text(described(exc), texts)
         halted = RunClose(
             RunState.HALTED,
             status_label="agent_stopped",

@@ -311,3 +311,47 @@ def test_a_result_json_cannot_hold_as_it_is_completes_the_call_with_the_agent_ge
     assert _strict_json(call.result_json) == stored
     record = guard.ledger.get_run(run.run_id)
     assert record is not None and record.state == "completed"
+
+
+class _Unprintable(Exception):
+    """An exception whose own `__str__` fails, as a tool's or an agent's exception class may."""
+
+    def __str__(self) -> str:
+        raise RuntimeError("cannot format this error")
+
+
+def test_an_agent_exception_whose_str_fails_still_closes_the_run_and_reaches_the_agent(
+    make_guard: Callable[..., Guard],
+) -> None:
+    """The agent's own exception leaves the run block: the run is closed (`halted`, nothing changed) with the
+    exception's type as its error summary, and the agent gets that exception, not a RuntimeError from formatting
+    it (which left the run `running`)."""
+    guard = make_guard()
+    boom = _Unprintable()
+    with pytest.raises(_Unprintable) as raised, guard.run("lab") as run:
+        raise boom
+    assert raised.value is boom
+    record = guard.ledger.get_run(run.run_id)
+    assert record is not None and record.state == "halted"
+    assert record.error_summary == "_Unprintable: <no message: its str failed>"
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="guard/runtime/steps.py error_text formats f'{type(exc).__name__}: {exc}' without a guard: a tool "
+    "exception whose __str__ raises makes recording the failure raise, the call stays `started` and the agent gets "
+    "a bare RuntimeError. Fix (hot-path owner): use guard.redaction.described(exc) there.",
+)
+def test_a_tool_exception_whose_str_fails_is_recorded_as_a_failure_of_the_call(
+    driver: Driver, make_guard: Callable[..., Guard]
+) -> None:
+    """The tool raised: its call ends `failed` with the exception's type, and the agent gets `CallFailed` whose
+    cause is the tool's exception."""
+    guard = make_guard()
+    boom = _Unprintable()
+    tool = driver.tool(guard, Recorder(errors=[boom]), name="lab.halting_write")
+    with driver.run(guard, "lab") as run, pytest.raises(CallFailed) as failed:
+        run.call(tool, path="/tmp/x")
+    assert failed.value.__cause__ is boom
+    [call] = guard.ledger.calls_of(run.run_id)
+    assert (call.state, call.error) == ("failed", "_Unprintable: <no message: its str failed>")
