@@ -29,6 +29,9 @@ from guard.redaction import (
     restore_secrets,
     scrub,
     sets_secrets,
+    shown,
+    storable,
+    storable_value,
 )
 
 __all__ = [
@@ -150,6 +153,8 @@ def canonical_json(value: Any, *, max_depth: int = MAX_DEPTH) -> bytes:
             return _dumps_sorted(value).encode()
     except (_TooDeep, RecursionError):
         raise UnfitArguments(_too_deep(max_depth), "depth") from None
+    except UnicodeEncodeError:  # a lone surrogate: a str no UTF-8 text (hence no JSON on the wire) can hold
+        raise UnfitArguments(f"arguments must be JSON values: {unfit(value)}", "json") from None
     where = _deeper_than(value, max_depth)
     if where is not None:
         raise UnfitArguments(_too_deep(max_depth, where), "depth")
@@ -179,10 +184,21 @@ def bound_hash(canonical: bytes, redacted: Mapping[str, Any] | None, key: bytes)
 
 
 def to_json(value: Any) -> str:
-    """Compact JSON for storage (not canonical; fast). Non-JSON values are stored as their repr."""
+    """Compact JSON for storage (not canonical; fast), never refused: non-JSON values are stored as their repr; a
+    lone surrogate, which no UTF-8 text can hold, as U+FFFD (`storable`); what JSON cannot hold as it is (nesting
+    deeper than the encoder goes, a reference cycle, NaN or infinity, a key that is not text) spelled out as text
+    where it stands (`storable_value`)."""
     if value is None:
         return "null"
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=repr)
+    try:
+        text = _dumps_stored(value)
+    except (ValueError, TypeError, RecursionError):
+        text = _dumps_stored(storable_value(value))
+    return storable(text)
+
+
+def _dumps_stored(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False, default=shown)
 
 
 def _too_deep(max_depth: int, where: str = "") -> str:

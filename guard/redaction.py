@@ -12,12 +12,19 @@ What it cannot catch (the README says so too): a secret that is encoded (base64,
 or reformatted (`4111 1111 ...` for `4111111111111111`); values shorter than `MIN_SCRUB_CHARS` characters,
 which are only redacted where they stand as a secret field (cutting them out of text would mangle it); and
 booleans and null, which carry too little to find by value and are redacted where they stand only.
+
+Text that is stored is also made storable (`storable`): a lone surrogate (what `surrogateescape` decoding of a
+file name or of a process's output leaves in a str) has no UTF-8 form, so no database, log or HTTP answer can
+hold it; it becomes U+FFFD, the character a decoder shows for bytes that are not text. A result JSON cannot hold
+as it is (`storable_value`: nested deeper than `STORE_DEPTH`, a reference cycle, a non-finite number, a key that is
+not text) is stored with those places spelled out as text, never refused: the tool has already run.
 """
 
 from __future__ import annotations
 
 import functools
 import math
+import re
 from collections.abc import Iterable, Mapping
 from typing import Any, cast
 
@@ -26,6 +33,7 @@ __all__ = [
     "MIN_SCRUB_CHARS",
     "REDACTED",
     "conceal",
+    "described",
     "redact",
     "restore_secrets",
     "scrub",
@@ -33,10 +41,14 @@ __all__ = [
     "scrub_value",
     "secret_texts",
     "sets_secrets",
+    "shown",
+    "storable",
+    "storable_value",
 ]
 
 REDACTED = "[REDACTED]"
 MIN_SCRUB_CHARS = 4
+STORE_DEPTH = 100  # containers kept of a stored result; deeper ones are stored as "[nested too deep]"
 
 # Argument names that hold secrets in every team, whatever the policy says (compared case-insensitively).
 DEFAULT_SECRET_FIELDS: frozenset[str] = frozenset(
@@ -88,12 +100,22 @@ def secret_texts(args: Any, secret_fields: Iterable[str] = ()) -> tuple[str, ...
     return tuple(sorted(found, key=lambda text: (-len(text), text)))
 
 
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def storable(text: str) -> str:
+    """`text` as UTF-8 can hold it: each lone surrogate replaced by U+FFFD (the same `text` when there is none)."""
+    if text.isascii() or _LONE_SURROGATE.search(text) is None:
+        return text
+    return _LONE_SURROGATE.sub("\ufffd", text)
+
+
 def scrub_text(text: str, texts: tuple[str, ...]) -> str:
-    """`text` with every occurrence of each of `texts` (longest first) replaced by `[REDACTED]`."""
+    """`text` with every occurrence of each of `texts` (longest first) replaced by `[REDACTED]`, made `storable`."""
     for secret in texts:
         if secret in text:
             text = text.replace(secret, REDACTED)
-    return text
+    return storable(text)
 
 
 def scrub(text: str, args: Any, secret_fields: Iterable[str] = ()) -> str:
@@ -116,8 +138,58 @@ def scrub_value(value: Any, texts: tuple[str, ...]) -> Any:
 
 
 def conceal(result: Any, texts: tuple[str, ...], secret_fields: Iterable[str] = ()) -> Any:
-    """A result as it may be stored and served: the call's secret values scrubbed, secret fields redacted."""
-    return redact(scrub_value(result, texts), secret_fields)
+    """A result as it may be stored and served: the call's secret values scrubbed, secret fields redacted. A result
+    nested too deep to walk, or holding a reference cycle, is first cut to what can be stored (`storable_value`)."""
+    try:
+        return redact(scrub_value(result, texts), secret_fields)
+    except RecursionError:
+        return redact(scrub_value(storable_value(result), texts), secret_fields)
+
+
+def described(exc: BaseException) -> str:
+    """`"<type>: <message>"` of an exception, as errors are recorded; the message is `<no message: its str
+    failed>` when the exception's own `__str__` raises (the tool's class: its failure must not stop the record)."""
+    try:
+        message = str(exc)
+    except Exception:  # noqa: BLE001 - any failure of the tool's __str__ only costs the message
+        message = "<no message: its str failed>"
+    return f"{type(exc).__name__}: {message}"
+
+
+def shown(value: object) -> str:
+    """`repr(value)` for a value JSON cannot hold; its type's name when that `repr` itself fails."""
+    try:
+        return repr(value)
+    except Exception:  # noqa: BLE001 - the tool's object: any failure of its repr is only a worse way to show it
+        return f"<{type(value).__qualname__} object>"
+
+
+def storable_value(value: Any, depth: int = STORE_DEPTH) -> Any:
+    """A copy of `value` that JSON can hold: containers below `depth` levels become "[nested too deep]", a container
+    inside itself "[cycle]", a non-finite number "NaN" / "Infinity" / "-Infinity", a key that is not a JSON scalar
+    its `repr`. Recursion is bounded by `depth`."""
+    return _storable(value, depth, frozenset())
+
+
+def _storable(value: Any, depth: int, inside: frozenset[int]) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return "NaN" if value != value else ("Infinity" if value > 0 else "-Infinity")
+    if not isinstance(value, Mapping | list | tuple):
+        return value
+    if depth <= 0:
+        return "[nested too deep]"
+    marker = id(cast(object, value))
+    if marker in inside:
+        return "[cycle]"
+    inside = inside | {marker}
+    if isinstance(value, Mapping):
+        return {
+            (key if isinstance(key, str | int | float | bool) or key is None else shown(key)): _storable(
+                item, depth - 1, inside
+            )
+            for key, item in cast(Mapping[Any, Any], value).items()
+        }
+    return [_storable(item, depth - 1, inside) for item in cast(list[Any] | tuple[Any, ...], value)]
 
 
 def sets_secrets(value: Any, secret_fields: Iterable[str] = ()) -> bool:
@@ -198,7 +270,7 @@ def _scrub(value: Any, texts: tuple[str, ...]) -> Any:
         seq = cast(list[Any] | tuple[Any, ...], value)
         items: list[Any] = [_scrub(item, texts) for item in seq]
         return seq if all(a is b for a, b in zip(items, seq, strict=True)) else items
-    text = repr(value)
+    text = shown(value)
     scrubbed = scrub_text(text, texts)
     return value if scrubbed == text else scrubbed
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import typer
 
 from guard.cli import (
@@ -19,6 +21,7 @@ from guard.cli import (
     runs_cmd,
     serve_cmd,
 )
+from guard.cli.common import echo
 
 app = typer.Typer(
     name="guard",
@@ -61,4 +64,16 @@ app.command("drill")(drill_cmd.drill)
 
 
 def main() -> None:
+    """`guard ...`: every argument must be UTF-8 text, then the command runs.
+
+    Python hands an argument that is not UTF-8 to the program as lone surrogates (`surrogateescape`), which no
+    ledger, log or HTTP answer can hold: it is refused as a usage error (exit 2) naming it, before anything is
+    opened, instead of a traceback from the database driver halfway through a command."""
+    for place, arg in enumerate(sys.argv[1:], start=1):
+        try:
+            arg.encode("utf-8")
+        except UnicodeEncodeError:
+            raw = arg.encode("utf-8", "surrogateescape")
+            echo(f"error: argument {place} ({raw!r}) is not UTF-8 text: give it in UTF-8", err=True)
+            raise SystemExit(2) from None
     app()

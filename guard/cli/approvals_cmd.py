@@ -225,6 +225,8 @@ def _edited(text: str | None, secret_fields: frozenset[str]) -> dict[str, Any] |
         value: Any = json.loads(text)
     except ValueError as exc:
         fail(f"--edit: not JSON ({exc}); pass the whole argument object, e.g. --edit '{{\"amount_cents\": 5000}}'", 2)
+    except RecursionError:  # the parser's own depth limit
+        fail("--edit: nested too deep to read; flatten it (a call takes at most 64 levels)", 2)
     if not isinstance(value, dict):
         fail("--edit: pass the arguments as a JSON object", 2)
     from guard.canonical import sets_secrets

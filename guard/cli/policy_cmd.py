@@ -100,6 +100,10 @@ def explain(
         raise _usage(
             f"--args is not valid JSON ({exc}): pass an object like '{{\"amount_cents\": 100}}'", as_json
         ) from None
+    except RecursionError:  # the parser's own depth limit, below any a call could pass
+        raise _usage(
+            "--args is nested too deep to read: flatten it (a call takes at most 64 levels)", as_json
+        ) from None
     if not isinstance(call_args, dict):
         raise _usage("--args must be a JSON object of arguments, like '{\"amount_cents\": 100}'", as_json)
     try:

@@ -31,6 +31,7 @@ from guard.errors import ApprovalPending, ApprovalTimeout, GuardError, GuardUsag
 from guard.incidents.book import IncidentBook
 from guard.incidents.snapshot import Inspector
 from guard.ledger import CallRecord, CallState
+from guard.redaction import redact
 from guard.runtime.context import RunScope
 from guard.runtime.doors import ledger_of
 from guard.runtime.hooks import ReconcileContext
@@ -220,22 +221,28 @@ def counts_match(before: Mapping[str, Mapping[str, int]], after: Mapping[str, Ma
 
 def inspector_for(guard: Guard) -> Inspector:
     """The snapshot's inspect step over `guard`'s tools: each record read back through its tool's `.inspect`
-    hook (None for a tool that declares none, or that this Guard does not hold)."""
+    hook (None for a tool that declares none, or that this Guard does not hold), with the secret fields of the
+    record's team `[REDACTED]` in it, as in what the ledger keeps. A team whose policy cannot be read fails the
+    hook (PolicyError: the snapshot writes it as `current_error`), never an unredacted record."""
 
     def look(record: Mapping[str, Any]) -> Any:
         hooks = guard.hooks_of(str(record["tool"]))
         if hooks is None or hooks.inspect is None:
             return None
-        return hooks.inspect(
-            ReconcileContext(
-                run_id=record["run_id"],
-                call_id=record["call_id"],
-                tool=record["tool"],
-                args=record["args"],
-                idempotency_key=record["idempotency_key"],
-                external_ids=record["external_ids"],
-                attempts=record["attempts"],
-            )
+        secrets = guard.policies.get(str(record["team"])).secret_fields
+        return redact(
+            hooks.inspect(
+                ReconcileContext(
+                    run_id=record["run_id"],
+                    call_id=record["call_id"],
+                    tool=record["tool"],
+                    args=record["args"],
+                    idempotency_key=record["idempotency_key"],
+                    external_ids=record["external_ids"],
+                    attempts=record["attempts"],
+                )
+            ),
+            secrets,
         )
 
     return look

@@ -30,6 +30,26 @@ _EVENTS = (
     "SELECT id, stream, seq, run_id, call_id, at, actor, entity, from_state, to_state, detail, row_table, "
     "row_key, row_digest, hash FROM events ORDER BY id"
 )
+# What Guard writes in each column of _EVENTS. SQLite keeps a value of any type in any column, so a hand edit
+# can leave a BLOB or a number where text belongs: that event was edited, and the walk names it (it crashed).
+_OPTIONAL = (str, type(None))
+_EVENT_TYPES: tuple[tuple[str, tuple[type, ...]], ...] = (
+    ("id", (int,)),
+    ("stream", (str,)),
+    ("seq", (int,)),
+    ("run_id", _OPTIONAL),
+    ("call_id", _OPTIONAL),
+    ("at", (float, int)),
+    ("actor", (str,)),
+    ("entity", (str,)),
+    ("from_state", _OPTIONAL),
+    ("to_state", (str,)),
+    ("detail", (str,)),
+    ("row_table", _OPTIONAL),
+    ("row_key", _OPTIONAL),
+    ("row_digest", _OPTIONAL),
+    ("hash", (str,)),
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,7 +141,7 @@ def audit(conn: Any, sealed: dict[str, list[tuple[int, str]]] | None = None, *, 
             "SELECT row_table, row_key, row_digest, stream, seq, id FROM events WHERE row_table IS "
             f"NOT NULL ORDER BY row_table{collate}, row_key{collate}, id"
         )
-        claims = _Peek(_newest(_rows_of(claims_cur)))
+        claims = _Peek(_newest(_claims_of(_rows_of(claims_cur))))
         for table in sorted(ALL_COVERED):
             _rows(conn, ALL_COVERED[table], claims, streams, report, postgres)
         for claim in claims.rest():
@@ -153,10 +173,12 @@ def _walk(conn: Any, streams: dict[str, _Stream], report: AuditReport) -> None:
     cur = _streaming(conn)
     cur.execute(_EVENTS)
     checked = 0
-    for id_, stream, seq, run_id, call_id, at, actor, entity, src, dst, detail, table, key, digest, hash_ in _rows_of(
-        cur
-    ):
+    for row in _rows_of(cur):
+        id_, stream, seq, run_id, call_id, at, actor, entity, src, dst, detail, table, key, digest, hash_ = row
         checked += 1
+        if type(seq) is not int or type(stream) is not str:
+            _foreign_value(streams, row, report)
+            continue
         st = streams.get(stream)
         if st is None:
             st = streams[stream] = _Stream()
@@ -186,7 +208,7 @@ def _walk(conn: Any, streams: dict[str, _Stream], report: AuditReport) -> None:
                     )
                 )
         elif (
-            event_hash(
+            _event_hash(
                 st.hash or "0" * 64,
                 stream,
                 seq,
@@ -231,9 +253,56 @@ def _walk(conn: Any, streams: dict[str, _Stream], report: AuditReport) -> None:
                         seq=seq,
                     )
                 )
-        st.length, st.hash = seq, hash_
+        st.length, st.hash = seq, hash_ if type(hash_) is str else ""
     report.checked = checked
     cur.close()
+
+
+def _event_hash(*fields: Any) -> str | None:
+    """`event_hash` of the fields as stored; None (never a stored hash) when one holds a type `event_hash` cannot
+    take (a BLOB or a number where Guard writes text): the event was edited, and the walk reports it so."""
+    try:
+        return event_hash(*fields)
+    except (TypeError, AttributeError):
+        return None
+
+
+def _odd_column(row: tuple[Any, ...]) -> str:
+    """The first column of an event row holding a type Guard never writes there (a bool is not a number here)."""
+    for (name, types), value in zip(_EVENT_TYPES, row, strict=True):
+        if isinstance(value, bool) or not isinstance(value, types):
+            return name
+    return "row"
+
+
+def _foreign_value(streams: dict[str, _Stream], row: tuple[Any, ...], report: AuditReport) -> None:
+    """Name an event whose stream or place is not of Guard's types as edited; the walk goes on from it as the next
+    event of its stream, so the events after it are judged by their own hashes."""
+    id_, stream, hash_ = row[0], row[1], row[-1]
+    name = stream if type(stream) is str else repr(stream)
+    st = streams.get(name)
+    if st is None:
+        st = streams[name] = _Stream()
+    column = _odd_column(row)
+    kind = type(row[[n for n, _ in _EVENT_TYPES].index(column)]).__name__ if column != "row" else "value"
+    report.add(
+        Finding(
+            "event_edited",
+            name,
+            f"event {id_!r} (stream {name}) holds a {kind} in its {column}, which Guard never writes there: "
+            "it was edited",
+            event_id=id_ if type(id_) is int else None,
+        )
+    )
+    st.length, st.hash = st.length + 1, hash_ if type(hash_) is str else ""
+
+
+def _claims_of(rows: Iterator[tuple[Any, ...]]) -> Iterator[tuple[Any, ...]]:
+    """The claims whose table and key are text, as Guard writes them. Any other was left by a hand edit of its
+    event, which the walk names; it is left out here, since the merge orders claims by comparing them as text."""
+    for claim in rows:
+        if type(claim[0]) is str and type(claim[1]) is str:
+            yield claim
 
 
 def _rows_of(cur: Any) -> Iterator[tuple[Any, ...]]:
@@ -381,7 +450,7 @@ def _rows(
                     key=key,
                 )
             )
-        elif digest != row_digest(spec.table, values):
+        elif digest != _digest_of(spec.table, values):
             report.add(
                 Finding(
                     "row_edited",
@@ -402,6 +471,15 @@ def _rows(
         _gone(spec, pending, report)
         pending = claims.take(spec.table)
     rows.close()
+
+
+def _digest_of(table: str, values: tuple[Any, ...]) -> str | None:
+    """The row's digest; None (never a claimed digest) when a column holds a value no JSON can hold, such as a
+    BLOB a hand edit left where Guard writes text: that row was edited."""
+    try:
+        return row_digest(table, values)
+    except (TypeError, ValueError):
+        return None
 
 
 def _newest(claims: Iterator[tuple[Any, ...]]) -> Iterator[tuple[Any, ...]]:

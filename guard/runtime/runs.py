@@ -9,9 +9,17 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from guard.crash import crash_point
-from guard.errors import ApprovalPending, ApprovalTimeout, CallInDoubt, RunNotRunning, TeamPaused, ToolPaused
+from guard.errors import (
+    ApprovalPending,
+    ApprovalTimeout,
+    CallInDoubt,
+    GuardUsageError,
+    RunNotRunning,
+    TeamPaused,
+    ToolPaused,
+)
 from guard.ledger import OPEN_RUN_STATES, RunClose, RunRecord, RunState, new_id
-from guard.redaction import scrub_text
+from guard.redaction import described, scrub_text
 from guard.runtime.callpath import CallPath
 from guard.runtime.context import RUN_VAR, RunScope
 
@@ -59,6 +67,7 @@ class RunHandle:
         uses: tuple[str, ...] = (),
         before_open: Callable[[], None] = lambda: None,
     ) -> None:
+        _refuse_untext(team=team, run_id=run_id, subject=subject, source_event_id=source_event_id)
         self.path = path
         self._before_open = before_open  # the Guard's recovery of what dead workers left, once per worker
         self.uses = uses
@@ -171,7 +180,7 @@ class RunHandle:
                 self._left(run)
             return
         texts = tuple(sorted(self._scope.secrets, key=len, reverse=True))
-        error = scrub_text(f"{type(exc).__name__}: {exc}", texts)
+        error = scrub_text(described(exc), texts)
         halted = RunClose(
             RunState.HALTED,
             status_label="agent_stopped",
@@ -195,3 +204,19 @@ class RunHandle:
 
     def _left(self, run: RunRecord) -> None:
         self.path.log.info("run left " + run.state, **({"status_label": run.status_label} if run.status_label else {}))
+
+
+def _refuse_untext(**names: str | None) -> None:
+    """GuardUsageError naming the first of `names` that no UTF-8 text can hold (a lone surrogate, as
+    `surrogateescape` decoding leaves): the ledger could not record the run."""
+    for name, value in names.items():
+        if value is None:
+            continue
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise GuardUsageError(
+                f"the run's {name} is not valid Unicode text (it holds a lone surrogate): decode it strictly, or "
+                "pass the original bytes as hex",
+                field=name,
+            ) from None

@@ -258,6 +258,10 @@ def _edited(text: str | None) -> dict[str, Any] | None:
         value: Any = json.loads(text)
     except ValueError as exc:
         raise DeskError(422, "invalid", f"the edited arguments are not JSON: {exc}") from exc
+    except RecursionError:  # the parser's own depth limit: thousands of levels fit in the text area
+        raise DeskError(
+            422, "invalid", "the edited arguments are nested too deep to read: flatten them (at most 64 levels)"
+        ) from None
     if not isinstance(value, dict):
         raise DeskError(422, "invalid", "the edited arguments must be a JSON object")
     return cast(dict[str, Any], value)

@@ -125,7 +125,7 @@ def slack_router(desk: Desk, api: SlackApi, page_url: str, log: FilteringBoundLo
         try:
             payload: Any = json.loads(parse_qs(body.decode())["payload"][0])
             kind = payload["type"]
-        except (UnicodeDecodeError, KeyError, IndexError, TypeError, ValueError):
+        except (UnicodeDecodeError, KeyError, IndexError, TypeError, ValueError, RecursionError):
             return JSONResponse(
                 {"detail": "a form field `payload` holding Slack's JSON is required", "code": "invalid"},
                 status_code=400,
@@ -181,7 +181,7 @@ class _Interaction:
             user_id = str(payload["user"]["id"])
             value = json.loads(action["value"])
             approval_id, args_hash, action_id = str(value["approval_id"]), str(value["args_hash"]), action["action_id"]
-        except (KeyError, IndexError, TypeError, ValueError):
+        except (KeyError, IndexError, TypeError, ValueError, RecursionError):  # RecursionError: JSON nested too deep
             return JSONResponse({"detail": "not a Guard button", "code": "invalid"}, status_code=400)
         try:
             approval = self._approval(approval_id)
@@ -232,7 +232,7 @@ class _Interaction:
             reason = str(view["state"]["values"][REASON][REASON].get("value") or "").strip()
             approval_id, args_hash = str(meta["approval_id"]), str(meta["args_hash"])
             response_url = str(meta.get("response_url") or "")
-        except (KeyError, TypeError, ValueError, AttributeError):
+        except (KeyError, TypeError, ValueError, AttributeError, RecursionError):
             return JSONResponse({"detail": "not a Guard dialog", "code": "invalid"}, status_code=400)
         if not reason:
             return JSONResponse({"response_action": "errors", "errors": {REASON: "Say why: the agent is told."}})

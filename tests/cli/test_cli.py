@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 
 from guard import ApprovalPending, CallDenied, Guard
 from guard.cli import app
-from guard.ledger import HEAD_REVISION
+from guard.ledger import HEAD_REVISION, Ledger
 
 REPO = Path(__file__).resolve().parents[2]
 POLICIES = REPO / "policies"
@@ -287,3 +287,45 @@ def test_unpause_staged_lets_one_call_through_then_holds_until_confirm_stage_and
     assert ran == ["a@x.io", "b@x.io"]
     bad = runner.invoke(app, ["unpause", *base, "--reason", "x", "--staged", "1,ten"])
     assert bad.exit_code == 2
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        [b"pause", b"--team", b"onboarding", b"--reason", b"stop \xff now"],
+        [b"runs", b"show", b"run-\xe9"],
+        [b"incident", b"open", b"--team", b"onboarding", b"--title", b"caf\xe9", b"--since", b"1h"],
+    ],
+    ids=["pause-reason", "run-id", "incident-title"],
+)
+def test_an_argument_that_is_not_utf8_is_a_usage_error_naming_it_and_writes_nothing(
+    ledger: Ledger, command: list[bytes]
+) -> None:
+    """A byte string that is not UTF-8 on the command line (a Latin-1 terminal, a pasted byte) reaches Python as
+    a lone surrogate, which no ledger can store: the command exits 2 naming the argument, before it opens the
+    ledger, instead of a UnicodeEncodeError traceback from the database driver."""
+    env = {**os.environ, "GUARD_POLICY_DIR": str(POLICIES), "GUARD_DATABASE_URL": ledger.url}
+    cli = subprocess.run(
+        [sys.executable.encode(), b"-m", b"guard", *command], capture_output=True, env=env, timeout=60, check=False
+    )
+    err = cli.stderr.decode("utf-8", "backslashreplace")
+    assert cli.returncode == 2, err
+    assert "Traceback" not in err and "is not UTF-8 text" in err and "\\x" in err
+    assert ledger.active_pauses() == [] and ledger.list_runs() == []
+
+
+def test_json_nested_too_deep_to_parse_is_a_usage_error_of_explain_and_of_an_edit_not_a_traceback(
+    waiting: tuple[Guard, str, str], db_path: Path
+) -> None:
+    """`--args` of `guard policy explain` and `--edit` of `guard approvals approve` nested thousands of levels deep
+    make the JSON parser raise RecursionError (not a ValueError): each is refused as unreadable JSON (exit 2), and
+    the edit decides nothing."""
+    guard, _, approval_id = waiting
+    deep = '{"a":' * 5000 + "1" + "}" * 5000
+    explain = guard_cli("policy", "explain", "billing.create_invoice", "--team", "onboarding", "--args", deep)
+    edit = guard_cli("approvals", "approve", approval_id, "--as", "ops-lead", "--edit", deep, "--db", str(db_path))
+    for done in (explain, edit):
+        assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+        assert "nested too deep" in done.stderr
+    approval = guard.ledger.get_approval(approval_id)
+    assert approval is not None and approval.state == "pending" and guard.ledger.decisions_of(approval_id) == []

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from bad_run_support import CONTACTS, BadRun
 
+from guard import Guard, ReconcileContext
 from guard.errors import GuardUsageError, IllegalTransition
-from guard.incidents import RecordFilter, Scope, status_update
+from guard.incidents import IncidentBook, RecordFilter, Scope, status_update
 from guard.incidents.radius import TeamSystems, system_of
 from guard.incidents.repair import inspector_for
 from guard.incidents.snapshot import Inspector
@@ -205,3 +207,54 @@ def test_every_incident_tables_digest_reads_every_column_of_the_table() -> None:
     assert set(COVERED_LATER) == {"incidents", "incident_verdicts", "incident_notes", "drills"}
     for spec in COVERED_LATER.values():
         assert set(spec.columns) == {c.name for c in metadata.tables[spec.table].columns}, spec.table
+
+
+VAULT_POLICY = """\
+team: vault
+secrets: [pin]
+reviewers: {olga: [operator]}
+rules:
+  - {name: pins, tools: [crm.set_pin], class: compensable}
+"""
+
+
+def test_a_snapshot_redacts_the_secret_fields_of_the_record_its_inspect_hook_read_back(
+    ledger_url: str, tmp_path: Path
+) -> None:
+    """What `@tool.inspect` reads back from the other system is written to the snapshot file (and served by
+    `GET /api/incidents/{id}/snapshot`) with the team's secret fields `[REDACTED]` at any depth, as the call's own
+    arguments and result are: the file is evidence handed around, not a copy of the CRM's secrets."""
+    pin, key = "pin-cnry-7Q2x", "sk-live-cnry-0Zt9"
+    folder = tmp_path / "vault-policies"
+    folder.mkdir()
+    (folder / "vault.yaml").write_text(VAULT_POLICY)
+    # A secret argument's hash is keyed: a PostgreSQL ledger has no key file beside it, so the test gives one.
+    guard = Guard(policies=folder, db=ledger_url, log_level="error", secret_key="incident-test-key-0123456789")
+    try:
+
+        @guard.tool(name="crm.set_pin")
+        def set_pin(contact_id: str, pin: str) -> dict[str, str]:
+            return {"contact_id": contact_id}
+
+        @set_pin.inspect
+        def read_back(ctx: ReconcileContext) -> dict[str, Any]:  # pyright: ignore[reportUnusedFunction]
+            return {"contact_id": "ct_1", "status": "active", "PIN": pin, "profile": [{"api_key": key}]}
+
+        with guard.run("vault", source_event_id="ev-1"):
+            set_pin(contact_id="ct_1", pin=pin)
+        book = IncidentBook(guard.ledger)
+        inc = book.open(Scope(source_event_ids=("ev-1",)), title="pins", opened_by="olga").incident_id
+        path = tmp_path / "snap.jsonl"
+        taken = book.snapshot(inc, path, by="olga", inspect=inspector_for(guard))
+    finally:
+        guard.close()
+    text = path.read_text()
+    assert taken.inspected == 1 and pin not in text and key not in text
+    [record] = [json.loads(line) for line in text.splitlines()[1:-1]]
+    assert record["args"] == {"contact_id": "ct_1", "pin": "[REDACTED]"}
+    assert record["current"] == {
+        "contact_id": "ct_1",
+        "status": "active",
+        "PIN": "[REDACTED]",
+        "profile": [{"api_key": "[REDACTED]"}],
+    }

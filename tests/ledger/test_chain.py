@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -84,3 +86,49 @@ def test_an_edit_with_a_recomputed_hash_is_named_at_the_following_row(busy_ledge
     report = busy_ledger.verify_chain()
     assert not report.ok
     assert report.bad_id == ids[3]
+
+
+@pytest.mark.parametrize(
+    ("edit", "column"),
+    [
+        ("UPDATE events SET detail = x'ff00' WHERE id = ?", "detail"),
+        ("UPDATE events SET actor = x'41' WHERE id = ?", "actor"),
+        ("UPDATE events SET seq = 'third' WHERE id = ?", "seq"),
+        ("UPDATE events SET stream = x'00' WHERE id = ?", "stream"),
+    ],
+    ids=["blob-detail", "blob-actor", "text-seq", "blob-stream"],
+)
+def test_an_event_holding_a_value_of_a_type_guard_never_writes_is_named_edited_not_a_crash(
+    busy_ledger: Ledger, db_path: Path, edit: str, column: str
+) -> None:
+    """SQLite keeps a BLOB in any column: a hand edit that leaves one where Guard writes
+    text (or text where it writes a sequence number) is an edited event, named by id and stream, and
+    `guard ledger verify` exits 1 saying so (it raised TypeError with a traceback)."""
+    ids = event_ids(db_path)
+    target = ids[len(ids) // 2]
+    with sqlite3.connect(db_path) as raw:
+        raw.execute(edit, (target,))
+    report = busy_ledger.verify_chain()
+    assert not report.ok
+    assert report.bad_id == target and report.findings[0].kind == "event_edited"
+    if column in ("seq", "stream"):  # the walk cannot place such an event; the others no longer match their hash
+        assert f"in its {column}, which Guard never writes there" in (report.problem or "")
+    cli = subprocess.run(
+        [sys.executable, "-m", "guard", "ledger", "verify", "--db", busy_ledger.url],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert cli.returncode == 1 and "TAMPERED" in cli.stdout and "Traceback" not in cli.stderr, cli.stderr
+
+
+def test_a_claimed_row_holding_a_blob_where_guard_writes_text_is_named_edited_not_a_crash(
+    busy_ledger: Ledger, db_path: Path
+) -> None:
+    """A covered row whose column holds a value JSON cannot hold (a BLOB) differs from what Guard wrote: `row_edited`
+    naming the table, not a TypeError from the row's digest."""
+    with sqlite3.connect(db_path) as raw:
+        raw.execute("UPDATE calls SET tool = x'ff' WHERE state = 'completed'")
+    report = busy_ledger.verify_chain()
+    assert [(f.kind, f.table) for f in report.findings] == [("row_edited", "calls")]

@@ -100,3 +100,20 @@ def test_limits_that_no_call_could_meet_are_a_usage_error(
 ) -> None:
     with pytest.raises(GuardUsageError, match="max_arg_depth must be at least 1"):
         make_guard(**settings)
+
+
+def test_an_argument_holding_a_lone_surrogate_is_refused_like_any_value_json_cannot_hold(
+    driver: Driver, make_guard: Callable[..., Guard]
+) -> None:
+    """A str with a lone surrogate (what `surrogateescape` decoding of a file name or a process's output makes)
+    has no UTF-8 form: the call is denied as `json`, naming the field, and runs nothing (it raised a bare
+    UnicodeEncodeError and left the run halted with no call recorded)."""
+    guard = make_guard()
+    body = Recorder()
+    tool = driver.tool(guard, body, name="lab.flaky_read")
+    with driver.run(guard, "lab") as run, pytest.raises(ArgumentsRefused) as refused:
+        run.call(tool, customer_ref="c-1", path="report-\udce9.csv")
+    assert refused.value.limit == "json" and "path is a string that is not valid Unicode" in refused.value.reason
+    assert body.calls == []
+    [call] = guard.ledger.calls_of(run.run_id)
+    assert call.state == "denied" and call.reason == refused.value.reason

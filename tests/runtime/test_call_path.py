@@ -240,3 +240,20 @@ def test_a_call_id_reused_in_another_run_never_returns_that_runs_result(
     with driver.run(guard, TEAM) as second, pytest.raises(IdempotencyConflict, match="belongs to run"):
         second.call_with(tool, {"email": "ada@example.com"}, call_id="framework-call-7")
     assert len(body.calls) == 1
+
+
+@pytest.mark.parametrize("field", ["subject", "source_event_id", "team"])
+def test_a_run_named_with_a_lone_surrogate_is_a_usage_error_naming_the_field_and_opens_nothing(
+    make_guard: Callable[..., Guard], field: str
+) -> None:
+    """A subject, source event id or team that no UTF-8 text can hold (a lone surrogate from `surrogateescape`
+    decoding) cannot be recorded: `GuardUsageError` naming the field before the run opens (sync and async open
+    the same handle), not a bare UnicodeEncodeError from the ledger's driver."""
+    guard = make_guard()
+    body = Recorder()
+    tool = guard.tool(body, name="lab.flaky_read")
+    names: dict[str, Any] = {"subject": "ada@example.com", "source_event_id": "evt-1"} | {field: "evt-\udce9"}
+    team = names.pop("team", "lab")
+    with pytest.raises(GuardUsageError, match=f"the run's {field} is not valid Unicode"), guard.run(team, **names):
+        tool(customer_ref="c-1")
+    assert body.calls == [] and guard.ledger.list_runs() == []

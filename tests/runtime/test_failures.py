@@ -9,6 +9,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from runtime_support import Driver, Recorder, call_events
@@ -200,3 +201,157 @@ def test_cancelling_the_agent_task_mid_call_records_the_call_in_doubt_and_the_ca
     assert call.state == "in_doubt"
     record = guard.ledger.get_run(run_id)
     assert record is not None and record.state == "pending_review" and record.requires_review
+
+
+def test_a_result_holding_a_lone_surrogate_completes_the_call_with_the_character_replaced(
+    driver: Driver, make_guard: Callable[..., Guard]
+) -> None:
+    """The tool ran, so its call must end `completed`: a result string no UTF-8 text can hold (a lone surrogate)
+    is kept with U+FFFD in its place, and the agent gets the result as the tool returned it. (The ledger's encoder
+    raised instead: the agent got a bare UnicodeEncodeError after the effect, the call stayed `started`.)"""
+    guard = make_guard()
+    result = {"invoice_id": "inv-1", "file": "r\udce9sum\u00e9.pdf"}
+    tool = driver.tool(guard, Recorder(result=result), name="lab.halting_write")
+    with driver.run(guard, "lab") as run:
+        assert run.call(tool, path="/tmp/x") == result
+    [call] = guard.ledger.calls_of(run.run_id)
+    assert call.state == "completed" and call.result == {"invoice_id": "inv-1", "file": "r\ufffdsum\u00e9.pdf"}
+    record = guard.ledger.get_run(run.run_id)
+    assert record is not None and record.state == "completed"
+
+
+def test_a_failure_message_holding_a_lone_surrogate_fails_the_call_and_halts_the_run_for_review(
+    driver: Driver, make_guard: Callable[..., Guard]
+) -> None:
+    """An exception whose text no UTF-8 can hold is recorded like any failure (the character replaced by U+FFFD):
+    `CallFailed` with the tool's exception as its cause, the call `failed`, the run in review. (Recording the
+    failure raised UnicodeEncodeError instead, and the call stayed `started` under its lease.)"""
+    guard = make_guard()
+    boom = RuntimeError("cannot open /srv/r\udce9sum\u00e9.pdf")
+    tool = driver.tool(guard, Recorder(errors=[boom]), name="lab.halting_write")
+    with driver.run(guard, "lab") as run, pytest.raises(CallFailed) as failed:
+        run.call(tool, path="/tmp/x")
+    assert failed.value.__cause__ is boom
+    [call] = guard.ledger.calls_of(run.run_id)
+    assert (call.state, call.error) == ("failed", "RuntimeError: cannot open /srv/r\ufffdsum\u00e9.pdf")
+    record = guard.ledger.get_run(run.run_id)
+    assert record is not None and record.state == "pending_review"
+
+
+class _NoRepr:
+    def __repr__(self) -> str:
+        raise RuntimeError("this object cannot be shown")
+
+
+def _nested(levels: int, bottom: str = "bottom") -> Any:
+    value: Any = bottom
+    for _ in range(levels):
+        value = [value]
+    return value
+
+
+def _cycle() -> dict[str, Any]:
+    loop: dict[str, Any] = {"invoice_id": "inv-1"}
+    loop["self"] = loop
+    return loop
+
+
+def _strict_json(text: str) -> Any:
+    """`text` parsed as strict JSON: NaN and Infinity, which Python's parser lets through, are refused."""
+
+    def refuse(token: str) -> None:
+        raise ValueError(f"{token} is not JSON")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+def _nan_result() -> dict[str, float]:
+    return {"total": float("nan"), "max": float("inf")}
+
+
+def _tuple_key_result() -> dict[tuple[str, int], str]:
+    return {("eu", 1): "inv-1"}
+
+
+def _no_repr_result() -> dict[str, _NoRepr]:
+    return {"obj": _NoRepr()}
+
+
+def _deep_result() -> dict[str, Any]:
+    return {"invoice_id": "inv-1", "tree": _nested(5000)}
+
+
+# Each result JSON cannot hold as it is, and the strict JSON the ledger keeps of it.
+UNFIT_RESULTS: dict[str, tuple[Callable[[], Any], Any]] = {
+    "nested-5000": (_deep_result, {"invoice_id": "inv-1", "tree": _nested(99, "[nested too deep]")}),
+    "cycle": (_cycle, {"invoice_id": "inv-1", "self": "[cycle]"}),
+    "nan": (_nan_result, {"total": "NaN", "max": "Infinity"}),
+    "tuple-key": (_tuple_key_result, {"('eu', 1)": "inv-1"}),
+    "repr-raises": (_no_repr_result, {"obj": "<_NoRepr object>"}),
+}
+
+
+@pytest.mark.parametrize("case", sorted(UNFIT_RESULTS))
+def test_a_result_json_cannot_hold_as_it_is_completes_the_call_with_the_agent_getting_it_unchanged(
+    driver: Driver, make_guard: Callable[..., Guard], case: str
+) -> None:
+    """The tool ran: its call must end `completed`, whatever it returned. A result nested deeper than the encoder
+    goes, holding a reference cycle, NaN, a tuple key or an object whose repr fails is stored as strict JSON with
+    those places spelled out as text; the agent gets the very object the tool returned. (Recording it raised
+    RecursionError, ValueError or TypeError after the effect: the call stayed `started` and the agent got a bare
+    exception, outside GuardError.)"""
+    guard = make_guard()
+    make, stored = UNFIT_RESULTS[case]
+    value = make()
+    tool = driver.tool(guard, Recorder(result=value), name="lab.halting_write")
+    with driver.run(guard, "lab") as run:
+        assert run.call(tool, path="/tmp/x") is value
+    [call] = guard.ledger.calls_of(run.run_id)
+    assert call.state == "completed" and call.result_json is not None
+    assert _strict_json(call.result_json) == stored
+    record = guard.ledger.get_run(run.run_id)
+    assert record is not None and record.state == "completed"
+
+
+class _Unprintable(Exception):
+    """An exception whose own `__str__` fails, as a tool's or an agent's exception class may."""
+
+    def __str__(self) -> str:
+        raise RuntimeError("cannot format this error")
+
+
+def test_an_agent_exception_whose_str_fails_still_closes_the_run_and_reaches_the_agent(
+    make_guard: Callable[..., Guard],
+) -> None:
+    """The agent's own exception leaves the run block: the run is closed (`halted`, nothing changed) with the
+    exception's type as its error summary, and the agent gets that exception, not a RuntimeError from formatting
+    it (which left the run `running`)."""
+    guard = make_guard()
+    boom = _Unprintable()
+    with pytest.raises(_Unprintable) as raised, guard.run("lab") as run:
+        raise boom
+    assert raised.value is boom
+    record = guard.ledger.get_run(run.run_id)
+    assert record is not None and record.state == "halted"
+    assert record.error_summary == "_Unprintable: <no message: its str failed>"
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="guard/runtime/steps.py error_text formats f'{type(exc).__name__}: {exc}' without a guard: a tool "
+    "exception whose __str__ raises makes recording the failure raise, the call stays `started` and the agent gets "
+    "a bare RuntimeError. Fix (hot-path owner): use guard.redaction.described(exc) there.",
+)
+def test_a_tool_exception_whose_str_fails_is_recorded_as_a_failure_of_the_call(
+    driver: Driver, make_guard: Callable[..., Guard]
+) -> None:
+    """The tool raised: its call ends `failed` with the exception's type, and the agent gets `CallFailed` whose
+    cause is the tool's exception."""
+    guard = make_guard()
+    boom = _Unprintable()
+    tool = driver.tool(guard, Recorder(errors=[boom]), name="lab.halting_write")
+    with driver.run(guard, "lab") as run, pytest.raises(CallFailed) as failed:
+        run.call(tool, path="/tmp/x")
+    assert failed.value.__cause__ is boom
+    [call] = guard.ledger.calls_of(run.run_id)
+    assert (call.state, call.error) == ("failed", "_Unprintable: <no message: its str failed>")

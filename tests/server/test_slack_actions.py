@@ -16,6 +16,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import httpx
 import pytest
@@ -417,3 +418,33 @@ def test_an_approval_made_in_slack_wakes_the_blocked_agent_which_runs_the_call_o
         agent.join(timeout=10)
         assert not agent.is_alive(), "the agent is still blocked"
     assert outcome == [{"message_id": "m-1"}] and sent == [WELCOME]
+
+
+@pytest.mark.parametrize("where", ["payload", "button value", "dialog metadata"])
+def test_a_signed_request_nesting_json_thousands_of_levels_deep_is_refused_with_400_not_a_500(
+    service: Service, live_url: str, where: str
+) -> None:
+    """JSON nested deeper than the parser goes raises RecursionError, not ValueError: a correctly signed request
+    holding such JSON in its payload, a button's value or a dialog's metadata is a 400 like any other form that is
+    not Slack's, and decides nothing."""
+    approval_id = service.waiting()
+    deep = "[" * 100_000 + "]" * 100_000
+    if where == "payload":
+        body = urlencode({"payload": deep}).encode()
+        stamp = str(int(time.time()))
+        digest = hmac.new(SIGNING_SECRET.encode(), f"v0:{stamp}:".encode() + body, hashlib.sha256).hexdigest()
+        headers = {
+            "Content-Type": "application/x-www-form-urlencoded",
+            "X-Slack-Request-Timestamp": stamp,
+            "X-Slack-Signature": f"v0={digest}",
+        }
+    elif where == "button value":
+        action = {"action_id": "guard_approve", "value": deep}
+        body, headers = signed({"type": "block_actions", "user": {"id": SAM}, "actions": [action]})
+    else:
+        view: dict[str, Any] = {"callback_id": "guard_reject_reason", "private_metadata": deep, "state": {"values": {}}}
+        body, headers = signed({"type": "view_submission", "user": {"id": SAM}, "view": view})
+    answer = post(live_url, body, headers)
+    assert answer.status_code == 400, answer.text
+    assert answer.json()["code"] == "invalid"
+    assert service.ledger.decisions_of(approval_id) == []
