@@ -22,7 +22,7 @@ from guard.errors import (
 )
 from guard.ledger import CallRequest, CallsPort, CallState, Offer, new_id
 from guard.policy import Decision, SideEffectClass, Verdict
-from guard.redaction import conceal, redact, restore_secrets, scrub_text, secret_texts
+from guard.redaction import conceal, described, redact, restore_secrets, scrub_text, secret_texts
 from guard.runtime.arguments import ArgumentRules, fingerprint
 from guard.runtime.context import RunScope
 from guard.runtime.hooks import ToolSpec
@@ -206,4 +206,4 @@ def scrub_ids(p: Prepared, ids: dict[str, str]) -> dict[str, str]:
 def error_text(p: Prepared, exc: BaseException) -> str:
     """The error as recorded and logged: its type and message, secret argument values scrubbed out."""
     texts = p.secrets or secret_texts(p.input.args, p.decision.secret_fields)
-    return scrub_text(f"{type(exc).__name__}: {exc}", texts)
+    return scrub_text(described(exc), texts)  # an exception whose own __str__ fails is still recorded

@@ -336,12 +336,6 @@ def test_an_agent_exception_whose_str_fails_still_closes_the_run_and_reaches_the
     assert record.error_summary == "_Unprintable: <no message: its str failed>"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="guard/runtime/steps.py error_text formats f'{type(exc).__name__}: {exc}' without a guard: a tool "
-    "exception whose __str__ raises makes recording the failure raise, the call stays `started` and the agent gets "
-    "a bare RuntimeError. Fix (hot-path owner): use guard.redaction.described(exc) there.",
-)
 def test_a_tool_exception_whose_str_fails_is_recorded_as_a_failure_of_the_call(
     driver: Driver, make_guard: Callable[..., Guard]
 ) -> None:
