@@ -18,6 +18,7 @@ from guard.incidents.repair import inspector_for
 from guard.incidents.snapshot import Inspector
 from guard.ledger import Ledger
 from guard.policy import PolicySet
+from guard.runtime.doors import ledger_of
 
 
 def _open(run: BadRun) -> str:
@@ -242,7 +243,7 @@ def test_a_snapshot_redacts_the_secret_fields_of_the_record_its_inspect_hook_rea
 
         with guard.run("vault", source_event_id="ev-1"):
             set_pin(contact_id="ct_1", pin=pin)
-        book = IncidentBook(guard.ledger)
+        book = IncidentBook(ledger_of(guard))
         inc = book.open(Scope(source_event_ids=("ev-1",)), title="pins", opened_by="olga").incident_id
         path = tmp_path / "snap.jsonl"
         taken = book.snapshot(inc, path, by="olga", inspect=inspector_for(guard))
