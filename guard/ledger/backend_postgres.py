@@ -30,6 +30,7 @@ from guard.errors import LedgerNotReady
 from guard.ledger.backend import unavailable
 from guard.ledger.database import shown_url
 from guard.ledger.lease_clock import DATABASE_CLOCK
+from guard.ledger.moves import EVENT_COLUMNS
 
 __all__ = ["PostgresBackend", "lock_key"]
 
@@ -64,6 +65,28 @@ def to_server_sql(sql: str) -> str:
     return done
 
 
+# An event's values as they are sent: a VALUES list inside a SELECT needs its columns' types said (an untyped
+# parameter there would be taken for text), the column's own type or one that converts to it on insert.
+_EVENT_TYPES = tuple({"at": "float8", "seq": "int"}.get(c, "text") for c in EVENT_COLUMNS)
+_EXTEND_CHAIN: dict[int, str] = {}
+
+
+def extend_chain_sql(n: int) -> str:
+    """One statement that moves a stream's head by compare-and-set and appends `n` events only if it moved (a
+    data-modifying CTE): the two statements of `guard.ledger.moves._extend` in one round trip. Its row count is
+    `n` when the head moved, 0 when it was no longer the old one (and then nothing was written)."""
+    sql = _EXTEND_CHAIN.get(n)
+    if sql is None:
+        row = "(" + ", ".join(f"%s::{t}" for t in _EVENT_TYPES) + ")"
+        sql = (
+            "WITH moved AS (UPDATE stream_heads SET length = %s, head = %s WHERE stream = %s AND length = %s "
+            f"AND head = %s RETURNING 1) INSERT INTO events ({', '.join(EVENT_COLUMNS)}) SELECT * FROM (VALUES "
+            f"{', '.join([row] * n)}) AS v WHERE EXISTS (SELECT FROM moved)"
+        )
+        _EXTEND_CHAIN[n] = sql
+    return sql
+
+
 class _Cursor:
     """A psycopg cursor that takes the ledger's SQL text as written."""
 
@@ -82,6 +105,12 @@ class _Cursor:
 
     def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
         self._cur.executemany(to_server_sql(sql), list(rows))
+
+    def extend_chain(self, move: Sequence[Any], rows: Sequence[Any], n: int) -> bool:
+        """`guard.ledger.moves._extend` in one statement (`extend_chain_sql`): True when the head moved and the
+        `n` events (`rows`, their values flattened) were inserted; False when nothing was written."""
+        self._cur.execute(extend_chain_sql(n), (*move, *rows))
+        return int(self._cur.rowcount) == n
 
     def fetchone(self) -> Any:
         return self._cur.fetchone()

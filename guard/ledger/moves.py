@@ -18,7 +18,7 @@ from guard.ledger.digests import Claim, claim
 from guard.ledger.records import CallRecord
 from guard.ledger.states import FINISHED_RUN_STATES, CallState, RunState, check_call_move, check_run_move
 
-__all__ = ["EventIn", "RunClose", "append_events", "cas_call", "detail_json", "move_run", "move_run_if", "new_id"]
+__all__ = ["EVENT_COLUMNS", "EventIn", "RunClose", "append_events", "cas_call", "detail_json", "move_run", "move_run_if", "new_id"]
 
 # An event's detail as `json.dumps` writes it, without building a new encoder per call (`fast_encoder`).
 detail_json = fast_encoder(json.JSONEncoder())
@@ -28,11 +28,25 @@ os.register_at_fork(after_in_child=_random.seed)
 
 # (run_id, call_id, at, actor, entity, from_state, to_state, detail JSON)
 EventIn = tuple[str | None, str | None, float, str, str, str | None, str, str]
-_EVENT_COLS = (
-    "run_id, call_id, at, actor, entity, from_state, to_state, detail, hash, stream, seq, row_table, "
-    "row_key, row_digest"
+# The columns of an event row as `_chain` lays its values out (the backend's one-statement append names them too).
+EVENT_COLUMNS = (
+    "run_id",
+    "call_id",
+    "at",
+    "actor",
+    "entity",
+    "from_state",
+    "to_state",
+    "detail",
+    "hash",
+    "stream",
+    "seq",
+    "row_table",
+    "row_key",
+    "row_digest",
 )
-_ROW = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+_EVENT_COLS = ", ".join(EVENT_COLUMNS)
+_ROW = f"({', '.join('?' * len(EVENT_COLUMNS))})"
 # One INSERT statement per batch size (SQLite caches each prepared statement): a multi-row VALUES is
 # cheaper than executemany for the 1-4 events a step appends.
 _INSERT_EVENTS = {n: f"INSERT INTO events ({_EVENT_COLS}) VALUES {', '.join([_ROW] * n)}" for n in range(1, 9)}
@@ -108,9 +122,7 @@ def append_events(cur: Any, events: list[EventIn], claims: Sequence[Claim] = (),
     known = _HEADS.get(stream)
     if known is not None:  # the head this process last wrote: one compare-and-set proves it is still the head
         out, seq, head = _chain(stream, known[0], known[1], events, attached)
-        cur.execute(_MOVE_HEAD, (seq, head, stream, known[0], known[1]))
-        if cur.rowcount == 1:
-            _insert(cur, out, len(events))
+        if _extend(cur, (seq, head, stream, *known), out, len(events)):
             _remember(stream, seq, head)
             return
     # The remembered head was stale (or there was none): lock the head row, then move it from what it holds.
@@ -118,8 +130,7 @@ def append_events(cur: Any, events: list[EventIn], claims: Sequence[Claim] = (),
     row = cur.fetchone()
     length, prev = int(row[0]), str(row[1])
     out, seq, head = _chain(stream, length, prev, events, attached)
-    cur.execute(_MOVE_HEAD, (seq, head, stream, length, prev))
-    if cur.rowcount != 1:  # pragma: no cover - the row is locked by this transaction since _LOCK_HEAD
+    if not _extend(cur, (seq, head, stream, length, prev), out, len(events)):  # pragma: no cover - locked above
         raise IllegalTransition(
             f"stream {stream} moved on while this transaction held its head",
             entity="stream",
@@ -127,8 +138,23 @@ def append_events(cur: Any, events: list[EventIn], claims: Sequence[Claim] = (),
             from_state=str(length),
             to_state=str(seq),
         )
-    _insert(cur, out, len(events))
     _remember(stream, seq, head)
+
+
+def _extend(cur: Any, move: tuple[int, str, str, int, str], out: list[Any], n: int) -> bool:
+    """Move a stream's head (`move`: new length, new head, stream, old length, old head) by compare-and-set and
+    insert the `n` events' rows `out` only if it moved; False (nothing written) when the head was no longer the old.
+
+    A cursor that can do both in one statement (`extend_chain`: PostgreSQL's data-modifying CTE, one round trip
+    to the server instead of two) does; otherwise two statements (SQLite, in-process: a statement costs no trip)."""
+    fold = getattr(cur, "extend_chain", None)
+    if fold is not None:
+        return bool(fold(move, out, n))
+    cur.execute(_MOVE_HEAD, move)
+    if cur.rowcount != 1:
+        return False
+    _insert(cur, out, n)
+    return True
 
 
 def _chain(
