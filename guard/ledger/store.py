@@ -231,8 +231,8 @@ class Ledger(
                     count_offer(cur, req, clock)
                 approval_id, expires_at = self._request_approval(cur, req, now, float(db_now))
                 return Offer("awaiting", req.call_id, seq, approval_id=approval_id, expires_at=expires_at)
-            lease = self.conns.backend.lease_clock.pick(now, float(db_now)) + req.lease_ttl
-            if not self._insert(cur, req, seq, now, C.STARTED, lease=lease):
+            lease_now = self.conns.backend.lease_clock.pick(now, float(db_now))
+            if not self._insert(cur, req, seq, now, C.STARTED, lease_now=lease_now):
                 return self._existing(cur, req, self._holder(cur, req), now)
             if clock:
                 count_offer(cur, req, clock)
@@ -326,10 +326,11 @@ class Ledger(
         *,
         reason: str | None = None,
         brake: str | None = None,
-        lease: float | None = None,
+        lease_now: float | None = None,
     ) -> bool:
         """Insert the call in `state` with the events of its path there; False (nothing written) when its key is
-        taken. `lease`: when a started call's lease runs out, by the lease clock.
+        taken. `lease_now`: a started call's now by the lease clock: its lease runs `lease_ttl` from it, and it is
+        the call's `updated_at`, its first sign of life (`recover(stale_after=)` judges them by the same clock).
 
         A denied call holds no key (it provably never ran, so the key stays free for a later offer).
         """
@@ -363,10 +364,10 @@ class Ledger(
             started,
             started,
             ended,
-            now,
+            now if lease_now is None else lease_now,
             req.worker if leased else None,
             1 if leased else 0,
-            lease if leased else None,
+            None if lease_now is None else lease_now + req.lease_ttl,
         )
         # One event for the whole path (`EventRecord.path`), carrying the call's claim: its digest as inserted
         # (guard.ledger.digests), so an edit of any of its fields is found by `verify`. The hash and policy
