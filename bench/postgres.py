@@ -326,7 +326,7 @@ def main() -> int:
         )
         print(
             f"\n{'workers':>7} {'guarded/s':>10} {'raw/s':>8} {'g/raw':>6} {'p99 ms':>7} {'max ms':>7} {'errors':>6}"
-            f" {'load g/r':>9} {'wrk µs':>6} {'srv µs g/r':>10} {'fsync/call g/r':>14}"
+            f" {'load g/r':>9} {'wrk µs g/r':>10} {'srv µs g/r':>10} {'fsync/call g/r':>14}"
             "  server, guarded (backends active per sample; top wait events) | raw"
         )
         tput: dict[int, float] = {}
@@ -339,7 +339,7 @@ def main() -> int:
             print(
                 f"{w:>7} {g['per_s']:>10.0f} {raw['per_s']:>8.0f} {tput[w]:>6.2f} {g['p99_ms']:>7.1f} "
                 f"{g['max_ms']:>7.1f} {g['errors'] + raw['errors']:>6.0f} {g['load']:>4.1f}/{raw['load']:<4.1f} "
-                f"{g['worker_us']:>6.0f} {g['server_us']:>4.0f}/{raw['server_us']:<5.0f} "
+                f"{g['worker_us']:>4.0f}/{raw['worker_us']:<5.0f} {g['server_us']:>4.0f}/{raw['server_us']:<5.0f} "
                 f"{g['fsyncs']:>6.2f}/{raw['fsyncs']:<7.2f}  {g['waits']} | {raw['waits']}"
             )
         top = max(counts)
