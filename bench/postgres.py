@@ -160,7 +160,7 @@ class ServerUsage:
 
         with psycopg.connect(conninfo(self.url), autocommit=True) as conn:
             row = conn.execute("SELECT wal_sync FROM pg_stat_wal").fetchone()
-        return int(row[0])
+        return 0 if row is None else int(row[0])
 
     def read(self) -> tuple[float, int]:
         return self.cpu(), self.wal_syncs()
