@@ -112,13 +112,18 @@ def without_tamper_evidence() -> Iterator[None]:
     modules = [importlib.import_module(f"guard.ledger.{m}") for m in names.split()]
     plain_insert = moves._insert  # pyright: ignore[reportPrivateUsage]
 
-    def plain(cur: Any, events: list[Any], claims: Any = (), *, stream: str | None = None) -> None:
+    def plain(cur: Any, events: list[Any], claims: Any = (), *, stream: str | None = None, lead: Any = None) -> bool:
+        if lead is not None:  # the row the events are about (a call's insert): written first, as the real one does
+            cur.execute(*lead)
+            if cur.rowcount != 1:
+                return False
         if not events:
-            return
+            return True
         out: list[Any] = []
         for run_id, call_id, at, actor, entity, src, dst, detail in events:
             out.extend((run_id, call_id, at, actor, entity, src, dst, detail, "", stream or "", 0, None, None, None))
         plain_insert(cur, out, len(events))
+        return True
 
     saved = [
         (m, name, getattr(m, name)) for m in modules for name in ("append_events", "row_digest") if hasattr(m, name)

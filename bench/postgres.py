@@ -8,9 +8,15 @@ Starts a throwaway cluster of its own (tests/pg_cluster.py; as the `postgres` us
   and a guarded auto-approved no-op on a PostgreSQL ledger (`durability` by class and always), p50/p99 and CPU;
 - throughput with N worker processes (each its own run): guarded calls/s against the raw two-commit lifecycles/s
   of N clients on the same server, for N in BENCH_PG_WORKERS (default 1,2,4,8,16);
-- where the guarded workers' time goes on the server: pg_stat_activity sampled every 5 ms while they run, as the
-  share of samples of an active backend on CPU (no wait event), waiting for the WAL flush (IO:WALSync and
-  LWLock:WALWrite: the commits' fsync), on a lock (Lock:*, e.g. a run's or a head row's), or elsewhere.
+- statements and round trips per call: the server's count (pg_stat_statements, loaded into this cluster; a
+  simple-protocol text such as `BEGIN; SELECT pg_advisory_xact_lock(..)` counts each statement in it) and the
+  client's (psycopg executes: one round trip each), for a guarded call and the floor;
+- where the time goes, per row of the throughput table: the load average of the machine (1 minute) when the row
+  ended, the CPU the worker processes and the server's processes spent per call (µs, from /proc), the WAL fsyncs
+  per call (pg_stat_wal: a commit that waits for the disk shares an fsync with those committed beside it), and
+  pg_stat_activity sampled every 5 ms while they run, as the share of samples of an active backend on CPU (no
+  wait event), waiting for the WAL flush (IO:WALSync and LWLock:WALWrite: the commits' fsync), on a lock
+  (Lock:*, e.g. a run's or a head row's), or elsewhere.
 
 Options / environment: BENCH_N (calls per row and per worker, default 1,000), BENCH_PG_WORKERS.
 The last line is the `bench-postgres: ...` summary.
@@ -95,7 +101,72 @@ def timed(call: Callable[[], Any], n: int) -> dict[str, float]:
     return {"p50": statistics.median(lat), "p99": lat[int(len(lat) * 0.99) - 1], "cpu": cpu}
 
 
-def _worker(kind: str, url: str, n: int, index: int, start: Any, out: Any) -> None:
+def count_sql(
+    cluster: Any, database: str, make: Callable[[str], tuple[Callable[[], Any], Callable[[], None]]], n: int
+) -> tuple[float, float]:
+    """(statements, round trips) per call, from the server's own log of what it was sent (`log_statement = all` on
+    a database of its own): a simple-protocol text (`BEGIN ...; SELECT pg_advisory_xact_lock(..)`) is one line and
+    one round trip holding each of its statements; an extended-protocol execute is one line, one round trip and
+    one statement."""
+    cluster.sql(f"ALTER DATABASE \"{database}\" SET log_statement = 'all'")
+    call, close = make(cluster.url(database))
+    try:
+        call()  # warm: the connections are open, the run and its head known
+        log = Path(cluster.log)
+        start = log.stat().st_size
+        for _ in range(n):
+            call()
+        with log.open("rb") as f:
+            f.seek(start)
+            lines = [
+                line.decode(errors="replace").split("LOG:  ", 1)[1]
+                for line in f
+                if b"LOG:  statement: " in line or b"LOG:  execute " in line
+            ]
+    finally:
+        close()
+        cluster.sql(f'ALTER DATABASE "{database}" RESET log_statement')
+    sent = [line.split(": ", 1)[1] for line in lines]
+    return sum(len([q for q in text.split(";") if q.strip()]) for text in sent) / n, len(sent) / n
+
+
+class ServerUsage:
+    """CPU seconds of the server's processes (the postmaster's children: backends, WAL writer, ...) and its WAL
+    fsyncs, read before and after a measurement."""
+
+    def __init__(self, cluster: Any, url: str, skip: int) -> None:
+        self.postmaster = int((Path(cluster.data) / "postmaster.pid").read_text().split()[0])
+        self.url = url
+        self.skip = skip  # the sampler's backend (its polling is not the workers' load)
+        self.tick = os.sysconf("SC_CLK_TCK")
+
+    def cpu(self) -> float:
+        total = 0
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(entry.name) != self.skip and self.postmaster in (int(fields[1]), int(entry.name)):
+                total += int(fields[11]) + int(fields[12])  # utime, stime
+        return total / self.tick
+
+    def wal_syncs(self) -> int:
+        import psycopg
+
+        from guard.ledger.backend_postgres import conninfo
+
+        with psycopg.connect(conninfo(self.url), autocommit=True) as conn:
+            row = conn.execute("SELECT wal_sync FROM pg_stat_wal").fetchone()
+        return 0 if row is None else int(row[0])
+
+    def read(self) -> tuple[float, int]:
+        return self.cpu(), self.wal_syncs()
+
+
+def _worker(kind: str, url: str, n: int, index: int, start: Any, finish: Any, out: Any) -> None:
     try:
         call, closer = floor_call(url, 10_000_000 * (index + 1)) if kind == "raw" else guarded_call(url)
     except BaseException:
@@ -105,6 +176,7 @@ def _worker(kind: str, url: str, n: int, index: int, start: Any, out: Any) -> No
         call()
         start.wait()
         t0 = time.perf_counter()
+        cpu0 = time.process_time()
         lat: list[float] = []
         errors = 0
         for _ in range(n):
@@ -114,7 +186,8 @@ def _worker(kind: str, url: str, n: int, index: int, start: Any, out: Any) -> No
             except Exception:
                 errors += 1
             lat.append(time.perf_counter() - c0)
-        out.put((time.perf_counter() - t0, lat, errors))
+        out.put((time.perf_counter() - t0, lat, errors, time.process_time() - cpu0))
+        finish.wait()  # the server's CPU is read while every connection is still open (a closed one's is gone)
     finally:
         closer()
 
@@ -128,11 +201,14 @@ class WaitSampler:
         self.url = url
         self.counts: dict[str, int] = {}
         self.samples = 0
+        self.pid = 0  # its backend's process id, once connected
+        self._ready = threading.Event()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def __enter__(self) -> WaitSampler:
         self._thread.start()
+        self._ready.wait(10)
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -145,6 +221,8 @@ class WaitSampler:
         from guard.ledger.backend_postgres import conninfo
 
         conn = psycopg.connect(conninfo(self.url), autocommit=True)
+        self.pid = conn.info.backend_pid
+        self._ready.set()
         try:
             while not self._stop.wait(0.005):
                 rows = conn.execute(
@@ -166,27 +244,39 @@ class WaitSampler:
         return f"{busy:.1f} active; " + ", ".join(f"{k} {100 * v / total:.0f}%" for k, v in top)
 
 
-def throughput(kind: str, url: str, workers: int, n: int) -> dict[str, Any]:
+def throughput(kind: str, url: str, workers: int, n: int, cluster: Any) -> dict[str, Any]:
     if kind == "raw":
         floor_call(url, 0)[1]()  # the table, made once before the workers start (a concurrent CREATE races)
     ctx = mp.get_context("spawn")
     start = ctx.Barrier(workers)
+    finish = ctx.Barrier(workers + 1)
     out = ctx.Queue()
-    procs = [ctx.Process(target=_worker, args=(kind, url, n, i, start, out)) for i in range(workers)]
+    procs = [ctx.Process(target=_worker, args=(kind, url, n, i, start, finish, out)) for i in range(workers)]
     for p in procs:
         p.start()
     with WaitSampler(url) as waits:
+        usage = ServerUsage(cluster, url, skip=waits.pid)
+        cpu0, wal0 = usage.read()
         results = [out.get(timeout=600) for _ in procs]
+    time.sleep(1.2)  # backends report their WAL counts within a second of going idle (still connected: their CPU stays)
+    cpu1, wal1 = usage.read()
+    load = os.getloadavg()[0]
+    finish.wait()
     for p in procs:
         p.join(60)
     wall = max(r[0] for r in results)
     lat = sorted(x for r in results for x in r[1])
+    calls = workers * n
     return {
-        "per_s": workers * n / wall,
+        "per_s": calls / wall,
         "p99_ms": lat[int(len(lat) * 0.99) - 1] * 1000,
         "max_ms": lat[-1] * 1000,
         "errors": sum(r[2] for r in results),
         "waits": waits.summary(),
+        "load": load,
+        "worker_us": 1e6 * sum(r[3] for r in results) / calls,
+        "server_us": 1e6 * (cpu1 - cpu0) / calls,
+        "fsyncs": (wal1 - wal0) / calls,
     }
 
 
@@ -201,6 +291,14 @@ def main() -> int:
 
     cluster = PgCluster(bin_dir).start()
     try:
+        # pg_stat_statements, to count the statements a call makes (loaded at start; its absence only skips that).
+        cluster.sql("ALTER SYSTEM SET shared_preload_libraries = 'pg_stat_statements'")
+        cluster.stop("fast")
+        try:
+            cluster.start()
+        except RuntimeError:
+            cluster.sql("ALTER SYSTEM RESET shared_preload_libraries")
+            cluster.start()
         print(f"PostgreSQL cluster {cluster.url()} (fsync on, synchronous_commit on); {n} calls per row")
         upgrade(cluster.create_database("bench_template"))
         rows: dict[str, dict[str, float]] = {}
@@ -216,18 +314,33 @@ def main() -> int:
         for name, r in rows.items():
             print(f"{name:<44} {r['p50']:>9.0f} {r['p99']:>9.0f} {r['cpu']:>8.0f}")
         ratio = rows["guarded no-op, durability=by_class"]["p50"] / rows["floor: two durable commits"]["p50"]
+        counted = min(n, 200)
+        cluster.create_database("counted_guarded", template="bench_template")
+        cluster.create_database("counted_floor")
+        floor_call(cluster.url("counted_floor"), 0)[1]()  # its table
+        g_stmts, g_trips = count_sql(cluster, "counted_guarded", guarded_call, counted)
+        f_stmts, f_trips = count_sql(cluster, "counted_floor", lambda u: floor_call(u, 10**9), counted)
+        print(
+            f"per call, as the server logged them: guarded {g_stmts:.1f} statements in {g_trips:.1f} round trips; "
+            f"floor {f_stmts:.1f} in {f_trips:.1f}"
+        )
         print(
             f"\n{'workers':>7} {'guarded/s':>10} {'raw/s':>8} {'g/raw':>6} {'p99 ms':>7} {'max ms':>7} {'errors':>6}"
+            f" {'load g/r':>9} {'wrk µs g/r':>10} {'srv µs g/r':>10} {'fsync/call g/r':>14}"
             "  server, guarded (backends active per sample; top wait events) | raw"
         )
         tput: dict[int, float] = {}
         for w in counts:
-            g = throughput("guarded", cluster.create_database(f"tput_{w}", template="bench_template"), w, n // 2)
-            raw = throughput("raw", cluster.create_database(f"raw_{w}"), w, n // 2)
+            g = throughput(
+                "guarded", cluster.create_database(f"tput_{w}", template="bench_template"), w, n // 2, cluster
+            )
+            raw = throughput("raw", cluster.create_database(f"raw_{w}"), w, n // 2, cluster)
             tput[w] = g["per_s"] / raw["per_s"]
             print(
                 f"{w:>7} {g['per_s']:>10.0f} {raw['per_s']:>8.0f} {tput[w]:>6.2f} {g['p99_ms']:>7.1f} "
-                f"{g['max_ms']:>7.1f} {g['errors'] + raw['errors']:>6.0f}  {g['waits']} | {raw['waits']}"
+                f"{g['max_ms']:>7.1f} {g['errors'] + raw['errors']:>6.0f} {g['load']:>4.1f}/{raw['load']:<4.1f} "
+                f"{g['worker_us']:>4.0f}/{raw['worker_us']:<5.0f} {g['server_us']:>4.0f}/{raw['server_us']:<5.0f} "
+                f"{g['fsyncs']:>6.2f}/{raw['fsyncs']:<7.2f}  {g['waits']} | {raw['waits']}"
             )
         top = max(counts)
         print(f"bench-postgres: guarded/floor {ratio:.2f}, guarded/raw at {top} workers {tput[top]:.2f}")

@@ -93,6 +93,9 @@ class Backend(Protocol):
         """The database's own clock, in Unix seconds: what expiry is judged by, whatever the host's clock says."""
         ...
 
+    # `clock` as an SQL expression, for a statement that reads the clock along with what it reads anyway.
+    clock_sql: str
+
     # Which clock judges leases (guard.ledger.lease_clock): the worker's on SQLite, the server's on PostgreSQL.
     lease_clock: LeaseClock
 
@@ -119,6 +122,9 @@ class SqliteBackend:
     kernel (`guard.ledger.write_queue`): taken in `begin_write`, let go in `end_write`."""
 
     lease_clock = WORKER_CLOCK  # one machine, one clock: leases judged by the worker's, fenced by token alone
+    # julianday('now') is SQLite's clock (the OS clock of the host holding the file, read by the library, never a
+    # client's idea of the time).
+    clock_sql = "(julianday('now') - 2440587.5) * 86400.0"
 
     def __init__(self, url: str) -> None:
         path = sqlite_path(url)
@@ -228,9 +234,7 @@ class SqliteBackend:
         return True
 
     def clock(self, cur: sqlite3.Cursor) -> float:
-        # julianday('now') is SQLite's clock (the OS clock of the host holding the file, read by the library,
-        # never a client's idea of the time); PostgreSQL will read clock_timestamp() here.
-        cur.execute("SELECT (julianday('now') - 2440587.5) * 86400.0")
+        cur.execute(f"SELECT {self.clock_sql}")
         return float(cur.fetchone()[0])
 
 

@@ -8,11 +8,13 @@ Write transactions: READ COMMITTED, no ledger-wide lock, so writers of different
 keeps the ledger's promises without one: every change of an existing row is a compare-and-set (`UPDATE ... WHERE
 state = ? AND lease_token = ?`, row count checked; the row lock the UPDATE takes holds until commit), every unique
 key is claimed with `INSERT ... ON CONFLICT DO NOTHING` (a concurrent insert of the same key waits for the other's
-commit, then finds it), a stream's chain head is a row locked by the transaction that extends it
-(`guard.ledger.moves.append_events`), a team's stop-rule counter is a row locked from its check to its count
-(`Ledger._stopped`), and a transaction that reads, checks, then writes on the strength of what it read names a lock
-(`Connections.write(lock=...)`): a transaction-scoped advisory lock on a 64-bit key derived from the name, taken
-in the same round trip as BEGIN, that only the transactions naming the same run, approval or seal wait for.
+commit, then finds it), a stream's chain head is a row moved by compare-and-set (locked when the head this process
+remembers is stale) by the transaction that extends it, in the same statement as the events' insert
+(`extend_chain_sql`, `guard.ledger.moves.append_events`), a team's stop-rule counter is a row locked from its check
+to its count (`Ledger._stopped`), and a transaction that reads, checks, then writes on the strength of what it read
+names a lock (`Connections.write(lock=...)`): a transaction-scoped advisory lock on a 64-bit key derived from the
+name, taken in the same round trip as BEGIN, that only the transactions naming the same run, approval or seal wait
+for.
 
 Durability: `SET LOCAL synchronous_commit = off` for a transaction begun with `durable=False` (the completion of
 a repeat-safe call), exactly where SQLite uses its lazy commit; every other commit waits for the server's WAL
@@ -30,6 +32,7 @@ from guard.errors import LedgerNotReady
 from guard.ledger.backend import unavailable
 from guard.ledger.database import shown_url
 from guard.ledger.lease_clock import DATABASE_CLOCK
+from guard.ledger.moves import EVENT_COLUMNS
 
 __all__ = ["PostgresBackend", "lock_key"]
 
@@ -64,6 +67,32 @@ def to_server_sql(sql: str) -> str:
     return done
 
 
+# An event's values as they are sent: a VALUES list inside a SELECT needs its columns' types said (an untyped
+# parameter there would be taken for text), the column's own type or one that converts to it on insert.
+_EVENT_TYPES = tuple({"at": "float8", "seq": "int"}.get(c, "text") for c in EVENT_COLUMNS)
+_EXTEND_CHAIN: dict[tuple[int, str | None], str] = {}
+
+
+def extend_chain_sql(n: int, lead: str | None = None) -> str:
+    """One statement (a data-modifying CTE) that makes the `lead` insert if any (ledger SQL text, no RETURNING) and,
+    only if it wrote its row, moves a stream's head by compare-and-set and appends `n` events only if it moved: what
+    `guard.ledger.moves._extend` does in up to three statements, in one round trip. Its one row counts the lead's
+    rows (1 when there is none) and the head's moves (1 or 0); nothing is written unless both are 1."""
+    sql = _EXTEND_CHAIN.get((n, lead))
+    if sql is None:
+        row = "(" + ", ".join(f"%s::{t}" for t in _EVENT_TYPES) + ")"
+        first = "" if lead is None else f"lead AS ({to_server_sql(lead)} RETURNING 1), "
+        after = "" if lead is None else " AND EXISTS (SELECT FROM lead)"
+        sql = (
+            f"WITH {first}moved AS (UPDATE stream_heads SET length = %s, head = %s WHERE stream = %s AND length = %s "
+            f"AND head = %s{after} RETURNING 1), appended AS (INSERT INTO events ({', '.join(EVENT_COLUMNS)}) "
+            f"SELECT * FROM (VALUES {', '.join([row] * n)}) AS v WHERE EXISTS (SELECT FROM moved)) "
+            f"SELECT {'(SELECT count(*) FROM lead)' if lead else '1'}, (SELECT count(*) FROM moved)"
+        )
+        _EXTEND_CHAIN[(n, lead)] = sql
+    return sql
+
+
 class _Cursor:
     """A psycopg cursor that takes the ledger's SQL text as written."""
 
@@ -82,6 +111,18 @@ class _Cursor:
 
     def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
         self._cur.executemany(to_server_sql(sql), list(rows))
+
+    def extend_chain(
+        self, move: Sequence[Any], rows: Sequence[Any], n: int, lead: tuple[str, Sequence[Any]] | None = None
+    ) -> tuple[bool, bool]:
+        """`guard.ledger.moves._extend` in one statement (`extend_chain_sql`): (the lead wrote its row or there was
+        none, the head moved and the `n` events, `rows` their values flattened, were inserted)."""
+        if lead is None:
+            self._cur.execute(extend_chain_sql(n), (*move, *rows))
+        else:
+            self._cur.execute(extend_chain_sql(n, lead[0]), (*lead[1], *move, *rows))
+        wrote, moved = self._cur.fetchone()
+        return wrote == 1, moved == 1
 
     def fetchone(self) -> Any:
         return self._cur.fetchone()
@@ -172,6 +213,7 @@ class PostgresBackend:
     drops_idle_connections = True
     # Workers on many hosts: every lease is judged by the server's clock_timestamp() (guard.ledger.lease_clock).
     lease_clock = DATABASE_CLOCK
+    clock_sql = DATABASE_CLOCK.now_sql  # clock_timestamp(): the server's now when read, not its transaction's start
 
     def __init__(self, url: str) -> None:
         try:
@@ -212,7 +254,7 @@ class PostgresBackend:
         cur.execute(f"SELECT pg_advisory_xact_lock({lock_key(name)})")
 
     def clock(self, cur: _Cursor) -> float:
-        cur.execute("SELECT extract(epoch FROM clock_timestamp())::float8")
+        cur.execute(f"SELECT {self.clock_sql}")
         return float(cur.fetchone()[0])
 
     def writers_now(self, cur: _Cursor) -> int | None:

@@ -55,6 +55,15 @@ class LedgerInFlight:
         """What every write under a lease adds to its compare-and-set (guard.ledger.lease_clock)."""
         return self.conns.backend.lease_clock.fence
 
+    # A started call's `updated_at` is its last sign of life, written by the lease clock (the database's on
+    # PostgreSQL), so `recover(stale_after=)` judges it by the clock that wrote it, not by a worker's.
+    @property
+    def _now_sql(self) -> str:
+        return self.conns.backend.lease_clock.now_sql
+
+    def _now_args(self, now: float) -> tuple[float, ...]:
+        return self.conns.backend.lease_clock.args(now)
+
     def lease_now(self) -> float:
         """Now by the clock leases are judged by (Unix seconds): the database server's on PostgreSQL, this
         worker's on SQLite. For recovery's view of which leases ran out."""
@@ -67,9 +76,9 @@ class LedgerInFlight:
         now = time.time()
         with self.conns.write() as cur:
             cur.execute(
-                "UPDATE calls SET attempts = ?, error = ?, updated_at = ? WHERE call_id = ? AND state = ? "
-                f"AND lease_token = ?{self._fence}",
-                (attempt, error, now, call_id, C.STARTED, token),
+                f"UPDATE calls SET attempts = ?, error = ?, updated_at = {self._now_sql} WHERE call_id = ? AND "
+                f"state = ? AND lease_token = ?{self._fence}",
+                (attempt, error, *self._now_args(now), call_id, C.STARTED, token),
             )
             if cur.rowcount != 1:
                 raise _fenced(call_id, C.STARTED, C.STARTED)
@@ -98,9 +107,9 @@ class LedgerInFlight:
         now = time.time()
         with self.conns.write() as cur:
             cur.execute(
-                "UPDATE calls SET side_effect = ?, updated_at = ? WHERE call_id = ? AND state = ? "
+                f"UPDATE calls SET side_effect = ?, updated_at = {self._now_sql} WHERE call_id = ? AND state = ? "
                 f"AND lease_token = ?{self._fence} RETURNING {_CALL_COLS}",
-                (side_effect, now, call_id, C.STARTED, token),
+                (side_effect, *self._now_args(now), call_id, C.STARTED, token),
             )
             row = cur.fetchone()
             if row is None:
@@ -119,9 +128,9 @@ class LedgerInFlight:
         now = time.time()
         with self.conns.write() as cur:
             cur.execute(
-                "UPDATE calls SET external_ids = ?, updated_at = ? WHERE call_id = ? AND state = ? "
+                f"UPDATE calls SET external_ids = ?, updated_at = {self._now_sql} WHERE call_id = ? AND state = ? "
                 f"AND lease_token = ?{self._fence}",
-                (json.dumps(external_ids), now, call_id, C.STARTED, token),
+                (json.dumps(external_ids), *self._now_args(now), call_id, C.STARTED, token),
             )
             if cur.rowcount != 1:
                 raise _fenced(call_id, C.STARTED, C.STARTED)
@@ -222,9 +231,9 @@ class LedgerInFlight:
         with self.conns.write() as cur:
             now = time.time()
             cur.execute(
-                f"UPDATE calls SET lease_expires_at = {clock.now_sql} + ?, updated_at = ? WHERE call_id = ? "
-                f"AND state = ? AND lease_token = ?{clock.fence} RETURNING run_id",
-                (*clock.args(now), ttl, now, call_id, C.STARTED, token),
+                f"UPDATE calls SET lease_expires_at = {clock.now_sql} + ?, updated_at = {clock.now_sql} WHERE "
+                f"call_id = ? AND state = ? AND lease_token = ?{clock.fence} RETURNING run_id",
+                (*clock.args(now), ttl, *clock.args(now), call_id, C.STARTED, token),
             )
             held = cur.fetchone()
             if held is None:
@@ -306,14 +315,14 @@ class LedgerInFlight:
             expired = f" AND (lease_expires_at IS NULL OR lease_expires_at <= {clock.now_sql})" if lease_ran_out else ""
             cur.execute(
                 f"UPDATE calls SET state = ?, lease_owner = ?, lease_token = lease_token + 1, "
-                f"lease_expires_at = {clock.now_sql} + ?, updated_at = ?{started} WHERE call_id = ? AND state = ? "
-                f"AND lease_token = ?{expired}",
+                f"lease_expires_at = {clock.now_sql} + ?, updated_at = {clock.now_sql}{started} WHERE call_id = ? "
+                f"AND state = ? AND lease_token = ?{expired}",
                 (
                     dst,
                     worker,
                     *clock.args(now),
                     ttl,
-                    now,
+                    *clock.args(now),
                     *params,
                     call.call_id,
                     src,

@@ -1,12 +1,13 @@
 """Which clock judges an in-flight call's lease: when it runs out, whether a takeover may happen, whether a write
 under it is still allowed.
 
-On PostgreSQL the workers run on many hosts, and a host's clock can be minutes off. Every lease is therefore
-judged by the database server's clock (`clock_timestamp()`, read inside the statement that acts on it): a lease is
-written as "the server's now + ttl", a takeover happens only when the row's lease has run out by the server's
-now, and every write under a lease (an attempt, an external id, the outcome, a heartbeat) is refused once the
-lease ran out by the server's now, even before another worker took it over. A worker whose own clock is skewed
-neither takes a live call over nor keeps writing after its lease expired.
+On PostgreSQL the workers run on many hosts, and a host's clock can be minutes off. Every lease is therefore judged
+by the database server's clock (`clock_timestamp()`, read inside the statement that acts on it, or for a new call's
+lease by the first statement of its offer's transaction): a lease is written as "the server's now + ttl", a takeover
+happens only when the row's lease has run out by the server's now, and every write under a lease (an attempt, an
+external id, the outcome, a heartbeat) is refused once the lease ran out by the server's now, even before another
+worker took it over. A worker whose own clock is skewed neither takes a live call over nor keeps writing after its
+lease expired.
 
 On SQLite every process runs on the machine holding the file, with one clock: leases are judged by the worker's
 clock as before (a value passed in), and a write is fenced by the lease token alone (refused after a takeover).
@@ -41,6 +42,10 @@ class LeaseClock:
     def args(self, now: float) -> tuple[float, ...]:
         """The parameters `now_sql` takes: the worker's `now`, or none."""
         return (now,) if self.now_sql == "?" else ()
+
+    def pick(self, worker_now: float, database_now: float) -> float:
+        """Now by this clock, of the worker's time and the database's (read by a statement made anyway)."""
+        return worker_now if self.now_sql == "?" else database_now
 
     def now(self, backend: _Clocked, cur: Any) -> float:
         """Now by this clock, in Unix seconds (the database clock costs a round trip; the worker's does not)."""

@@ -18,7 +18,18 @@ from guard.ledger.digests import Claim, claim
 from guard.ledger.records import CallRecord
 from guard.ledger.states import FINISHED_RUN_STATES, CallState, RunState, check_call_move, check_run_move
 
-__all__ = ["EventIn", "RunClose", "append_events", "cas_call", "detail_json", "move_run", "move_run_if", "new_id"]
+__all__ = [
+    "EVENT_COLUMNS",
+    "EventIn",
+    "Lead",
+    "RunClose",
+    "append_events",
+    "cas_call",
+    "detail_json",
+    "move_run",
+    "move_run_if",
+    "new_id",
+]
 
 # An event's detail as `json.dumps` writes it, without building a new encoder per call (`fast_encoder`).
 detail_json = fast_encoder(json.JSONEncoder())
@@ -28,11 +39,25 @@ os.register_at_fork(after_in_child=_random.seed)
 
 # (run_id, call_id, at, actor, entity, from_state, to_state, detail JSON)
 EventIn = tuple[str | None, str | None, float, str, str, str | None, str, str]
-_EVENT_COLS = (
-    "run_id, call_id, at, actor, entity, from_state, to_state, detail, hash, stream, seq, row_table, "
-    "row_key, row_digest"
+# The columns of an event row as `_chain` lays its values out (the backend's one-statement append names them too).
+EVENT_COLUMNS = (
+    "run_id",
+    "call_id",
+    "at",
+    "actor",
+    "entity",
+    "from_state",
+    "to_state",
+    "detail",
+    "hash",
+    "stream",
+    "seq",
+    "row_table",
+    "row_key",
+    "row_digest",
 )
-_ROW = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+_EVENT_COLS = ", ".join(EVENT_COLUMNS)
+_ROW = f"({', '.join('?' * len(EVENT_COLUMNS))})"
 # One INSERT statement per batch size (SQLite caches each prepared statement): a multi-row VALUES is
 # cheaper than executemany for the 1-4 events a step appends.
 _INSERT_EVENTS = {n: f"INSERT INTO events ({_EVENT_COLS}) VALUES {', '.join([_ROW] * n)}" for n in range(1, 9)}
@@ -60,7 +85,19 @@ def new_id(prefix: str) -> str:
     return f"{prefix}_{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
-def append_events(cur: Any, events: list[EventIn], claims: Sequence[Claim] = (), *, stream: str | None = None) -> None:
+# A write that events are about, made with them (`append_events(lead=...)`): an INSERT's SQL text (no RETURNING) and
+# its parameters; when it writes no row (ON CONFLICT DO NOTHING found the key taken) nothing is appended.
+Lead = tuple[str, Sequence[Any]]
+
+
+def append_events(
+    cur: Any,
+    events: list[EventIn],
+    claims: Sequence[Claim] = (),
+    *,
+    stream: str | None = None,
+    lead: Lead | None = None,
+) -> bool:
     """Append events to one stream's hash chain inside the caller's write transaction, with the claims of the
     rows this transaction wrote (see `guard.ledger.digests`), and move the stream's head in the same transaction.
 
@@ -71,11 +108,15 @@ def append_events(cur: Any, events: list[EventIn], claims: Sequence[Claim] = (),
     stream's head row is written (and read, unless this process wrote it last): writers on other streams never wait
     for it on a database with row locks (on SQLite every writer holds the one write lock anyway). A writer on the
     same stream waits for the head row's lock and chains onto the head the other one committed.
+
+    `lead`: the insert of the row the events are about, made first (in the same statement as the head's move and
+    the events where the cursor can, `_extend`). Returns False, having written nothing, when it wrote no row;
+    True when the events were appended.
     """
     if not events:  # e.g. a move_run_if that did not move: nothing happened, nothing to chain
-        if claims:  # pragma: no cover - a programming error: a claim rides on an event of its transaction
+        if claims or lead:  # pragma: no cover - a programming error: a claim rides on an event of its transaction
             raise GuardUsageError("claims need at least one event to ride on")
-        return
+        return True
     if stream is None:
         first = events[0][0]
         if first is None:  # pragma: no cover - a programming error: run-less events name their stream
@@ -108,18 +149,20 @@ def append_events(cur: Any, events: list[EventIn], claims: Sequence[Claim] = (),
     known = _HEADS.get(stream)
     if known is not None:  # the head this process last wrote: one compare-and-set proves it is still the head
         out, seq, head = _chain(stream, known[0], known[1], events, attached)
-        cur.execute(_MOVE_HEAD, (seq, head, stream, known[0], known[1]))
-        if cur.rowcount == 1:
-            _insert(cur, out, len(events))
+        wrote, moved = _extend(cur, (seq, head, stream, *known), out, len(events), lead)
+        if not wrote:
+            return False
+        if moved:
             _remember(stream, seq, head)
-            return
+            return True
+    elif lead is not None and not _lead(cur, lead):
+        return False
     # The remembered head was stale (or there was none): lock the head row, then move it from what it holds.
     cur.execute(_LOCK_HEAD, (stream, GENESIS))
     row = cur.fetchone()
     length, prev = int(row[0]), str(row[1])
     out, seq, head = _chain(stream, length, prev, events, attached)
-    cur.execute(_MOVE_HEAD, (seq, head, stream, length, prev))
-    if cur.rowcount != 1:  # pragma: no cover - the row is locked by this transaction since _LOCK_HEAD
+    if not _extend(cur, (seq, head, stream, length, prev), out, len(events))[1]:  # pragma: no cover - locked above
         raise IllegalTransition(
             f"stream {stream} moved on while this transaction held its head",
             entity="stream",
@@ -127,8 +170,35 @@ def append_events(cur: Any, events: list[EventIn], claims: Sequence[Claim] = (),
             from_state=str(length),
             to_state=str(seq),
         )
-    _insert(cur, out, len(events))
     _remember(stream, seq, head)
+    return True
+
+
+def _extend(
+    cur: Any, move: tuple[int, str, str, int, str], out: list[Any], n: int, lead: Lead | None = None
+) -> tuple[bool, bool]:
+    """Make the `lead` insert if any, then, only if it wrote its row, move a stream's head (`move`: new length, new
+    head, stream, old length, old head) by compare-and-set and insert the `n` events' rows `out` only if it moved.
+    Returns (the lead wrote its row or there was none, the head moved and the events are in).
+
+    A cursor that can do it all in one statement (`extend_chain`: PostgreSQL's data-modifying CTE, one round trip
+    to the server instead of up to three) does; otherwise one statement each (SQLite, in-process: no trips)."""
+    fold = getattr(cur, "extend_chain", None)
+    if fold is not None:
+        return fold(move, out, n, lead)  # type: ignore[no-any-return]
+    if lead is not None and not _lead(cur, lead):
+        return False, False
+    cur.execute(_MOVE_HEAD, move)
+    if cur.rowcount != 1:
+        return True, False
+    _insert(cur, out, n)
+    return True, True
+
+
+def _lead(cur: Any, lead: Lead) -> bool:
+    """The lead insert alone; True when it wrote its row."""
+    cur.execute(*lead)
+    return bool(cur.rowcount == 1)
 
 
 def _chain(

@@ -30,7 +30,6 @@ from guard.ledger.digests import claim, row_digest
 from guard.ledger.drills import LedgerDrills
 from guard.ledger.field_stops import count_shadow
 from guard.ledger.inflight import LedgerInFlight
-from guard.ledger.lease_clock import LeaseClock
 from guard.ledger.moves import (
     EventIn,
     RunClose,
@@ -65,28 +64,25 @@ __all__ = ["CallRequest", "Ledger", "Offer", "RunClose", "new_id"]
 
 C = CallState
 _CALL_COLS = ", ".join(CallRecord.columns())
-_INSERT_CALL: dict[str, str] = {}  # by the lease clock's SQL for now
-
-
-def _insert_call_sql(clock: LeaseClock) -> str:
-    """Insert a call, its lease (the last column) running `ttl` seconds from now by the lease clock; returns the
-    lease as written (for the row's digest), or no row when the key is taken."""
-    sql = _INSERT_CALL.get(clock.now_sql)
-    if sql is None:
-        marks = ", ".join("?" * (len(CallRecord.columns()) - 1))
-        sql = (
-            f"INSERT INTO calls ({_CALL_COLS}) VALUES ({marks}, {clock.now_sql} + ?) ON CONFLICT DO NOTHING "
-            "RETURNING lease_expires_at"
-        )
-        _INSERT_CALL[clock.now_sql] = sql
-    return sql
-
-
-# The run's state, whether any pause is active, and the next sequence number: one statement per offer.
-_RUN_GATE = (
-    "SELECT state, EXISTS (SELECT 1 FROM pauses WHERE lifted_at IS NULL), "
-    "(SELECT COALESCE(MAX(seq), 0) + 1 FROM calls WHERE run_id = ?) FROM runs WHERE run_id = ?"
+# Insert a call; no row when its key (or id) is taken. Its lease (the last column) is a value: the lease clock's
+# now, read by the offer's first statement, plus the ttl, so its digest is known before it is written.
+_INSERT_CALL = (
+    f"INSERT INTO calls ({_CALL_COLS}) VALUES ({', '.join('?' * len(CallRecord.columns()))}) ON CONFLICT DO NOTHING"
 )
+_RUN_GATES: dict[str, str] = {}  # by the backend's clock SQL
+
+
+def _run_gate(clock_sql: str) -> str:
+    """The run's state, whether any pause is active, the next sequence number and the database's clock (for rate
+    windows, approval expiry and the lease on PostgreSQL): one statement per offer."""
+    sql = _RUN_GATES.get(clock_sql)
+    if sql is None:
+        sql = (
+            "SELECT state, EXISTS (SELECT 1 FROM pauses WHERE lifted_at IS NULL), "
+            f"(SELECT COALESCE(MAX(seq), 0) + 1 FROM calls WHERE run_id = ?), {clock_sql} FROM runs WHERE run_id = ?"
+        )
+        _RUN_GATES[clock_sql] = sql
+    return sql
 
 
 def _path(*states: CallState) -> list[str]:
@@ -201,29 +197,25 @@ class Ledger(
     def offer(self, req: CallRequest) -> Offer:
         """Brakes, record `offered`, dedupe, gate: one commit. See `Offer` for what comes back.
 
-        The common path is four statements: read the run (state, any pause, next seq), insert the call with
-        its key (`ON CONFLICT DO NOTHING`: a taken key means an earlier call, handled by `_existing`), append
-        its events, commit. A completed key returns its recorded result even when a brake is on: that runs
-        nothing.
+        The common path is three statements after BEGIN: read the run (state, any pause, next seq, the database's
+        clock), insert the call with its key (`ON CONFLICT DO NOTHING`: a taken key means an earlier call, handled by
+        `_existing`) and append its events (one statement on PostgreSQL, `append_events(lead=...)`), commit. A
+        completed key returns its recorded result even when a brake is on: that runs nothing.
 
         The transaction holds the run's lock (`run:<id>`): the next sequence number, the run's state and its
         stop-rule counts are read and acted on by one offer of the run at a time, while other runs' offers go on.
         """
         now = time.time()
         with self.conns.write(lock=run_stream(req.run_id)) as cur:
-            cur.execute(_RUN_GATE, (req.run_id, req.run_id))
+            cur.execute(_run_gate(self.conns.backend.clock_sql), (req.run_id, req.run_id))
             row = cur.fetchone()
             if row is None:
                 raise GuardUsageError(
                     f"no run {req.run_id} in the ledger: open it with guard.run(...) first", run_id=req.run_id
                 )
-            run_state, paused, seq = row
-            # Rate windows are judged by the database clock, read once for the check and the count.
-            clock = (
-                self.conns.backend.clock(cur)
-                if (req.stop_rates or req.stop_marks) and req.compensates_call_id is None
-                else 0.0
-            )
+            run_state, paused, seq, db_now = row
+            # Rate windows are judged by the database clock, read once (above) for the check and the count.
+            clock = float(db_now) if (req.stop_rates or req.stop_marks) and req.compensates_call_id is None else 0.0
             brake = self._brake(cur, req, run_state, bool(paused), clock)
             if brake is not None or req.verdict == "deny":
                 earlier = self._by_key(cur, req)
@@ -237,9 +229,10 @@ class Ledger(
                     return self._existing(cur, req, self._holder(cur, req), now)
                 if clock:
                     count_offer(cur, req, clock)
-                approval_id, expires_at = self._request_approval(cur, req, now)
+                approval_id, expires_at = self._request_approval(cur, req, now, float(db_now))
                 return Offer("awaiting", req.call_id, seq, approval_id=approval_id, expires_at=expires_at)
-            if not self._insert(cur, req, seq, now, C.STARTED):
+            lease_now = self.conns.backend.lease_clock.pick(now, float(db_now))
+            if not self._insert(cur, req, seq, now, C.STARTED, lease_now=lease_now):
                 return self._existing(cur, req, self._holder(cur, req), now)
             if clock:
                 count_offer(cur, req, clock)
@@ -333,8 +326,11 @@ class Ledger(
         *,
         reason: str | None = None,
         brake: str | None = None,
+        lease_now: float | None = None,
     ) -> bool:
-        """Insert the call in `state` with the events of its path there; False when its key is taken.
+        """Insert the call in `state` with the events of its path there; False (nothing written) when its key is
+        taken. `lease_now`: a started call's now by the lease clock: its lease runs `lease_ttl` from it, and it is
+        the call's `updated_at`, its first sign of life (`recover(stale_after=)` judges them by the same clock).
 
         A denied call holds no key (it provably never ran, so the key stays free for a later offer).
         """
@@ -368,18 +364,11 @@ class Ledger(
             started,
             started,
             ended,
-            now,
+            now if lease_now is None else lease_now,
             req.worker if leased else None,
             1 if leased else 0,
+            None if lease_now is None else lease_now + req.lease_ttl,
         )
-        clock = self.conns.backend.lease_clock
-        cur.execute(_insert_call_sql(clock), (*values, *clock.args(now), req.lease_ttl if leased else None))
-        inserted = cur.fetchone()
-        if inserted is None:
-            return False
-        values = (*values, inserted[0])  # the lease as the database wrote it
-        if req.shadow is not None:
-            count_shadow(cur, req.team, req.rule or "-", "rule")
         # One event for the whole path (`EventRecord.path`), carrying the call's claim: its digest as inserted
         # (guard.ledger.digests), so an edit of any of its fields is found by `verify`. The hash and policy
         # version (and a shadow rule's verdict) are repeated for the story's reader; a denial names its brake
@@ -395,16 +384,21 @@ class Ledger(
             detail["reason"] = reason
             if brake:
                 detail["brake"] = brake
-        append_events(
+        # The insert leads: the events follow only if it wrote the row (in one statement where the backend can).
+        if not append_events(
             cur,
             [(req.run_id, req.call_id, now, req.actor, "call", None, state, detail_json(detail))],
             [("calls", req.call_id, row_digest("calls", values))],
-        )
+            lead=(_INSERT_CALL, values),
+        ):
+            return False
+        if req.shadow is not None:
+            count_shadow(cur, req.team, req.rule or "-", "rule")
         return True
 
-    def _request_approval(self, cur: Any, req: CallRequest, now: float) -> tuple[str, float]:
+    def _request_approval(self, cur: Any, req: CallRequest, now: float, db_now: float) -> tuple[str, float]:
         approval_id = new_id("apr")
-        expires_at = self.conns.backend.clock(cur) + req.expires_after  # expiry is judged by the database clock
+        expires_at = db_now + req.expires_after  # expiry is judged by the database clock (read by the run's gate)
         cur.execute(
             _INSERT_APPROVAL,
             (

@@ -22,7 +22,6 @@ pass goes on.
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 
@@ -94,7 +93,8 @@ def recover(path: CallPath, *, stale_after: float | None = None, dead_workers: C
 
     Args:
         stale_after: None takes over calls whose lease ran out; a number takes over calls with no sign of
-            life for that many seconds (0: every started call not held by this worker; use it only when every
+            life for that many seconds by the lease clock (the database's on PostgreSQL, whatever this host's
+            clock says; 0: every started call not held by this worker; use it only when every
             other worker is known dead, e.g. after its process was killed: two recoveries at once must rely on
             leases, or one may take over a call the other is running).
         dead_workers: worker ids a person knows are dead (their process is gone): their calls are taken over
@@ -104,8 +104,9 @@ def recover(path: CallPath, *, stale_after: float | None = None, dead_workers: C
     lease runs out.
     """
     report = RecoveryReport()
-    now = time.time()
-    lease_now = path.ledger.lease_now()  # leases are judged by the database's clock on PostgreSQL
+    # Leases and signs of life are judged by the clock that wrote them: the database's on PostgreSQL (a started
+    # call's `updated_at` is written by it), this worker's on SQLite; never by a worker's clock against another's.
+    lease_now = path.ledger.lease_now()
     seen: set[str] = set()
     dead = frozenset(dead_workers)
     for call in path.ledger.calls_in_state((C.STARTED,)):
@@ -114,7 +115,7 @@ def recover(path: CallPath, *, stale_after: float | None = None, dead_workers: C
         alive = (
             (call.lease_expires_at is not None and call.lease_expires_at > lease_now)
             if stale_after is None
-            else call.updated_at > now - stale_after
+            else call.updated_at > lease_now - stale_after
         )
         if alive and call.lease_owner not in dead:
             until = call.lease_expires_at if stale_after is None else call.updated_at + stale_after

@@ -80,6 +80,7 @@ class CommitWitness:
         self.inner: Any = inner
         self.url = inner.url
         self.lease_clock = inner.lease_clock
+        self.clock_sql = inner.clock_sql
         self.drops_idle_connections = bool(getattr(inner, "drops_idle_connections", False))
         self.commits: list[Commit] = []
         self._completed: set[str] = set()

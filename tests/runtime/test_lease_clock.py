@@ -117,3 +117,45 @@ def test_a_takeover_of_a_run_out_lease_checks_it_again_in_its_own_statement_and_
     assert (call.lease_owner, call.lease_token) == ("dead", 1)
     # Told the worker is dead, a takeover does not ask about the lease.
     assert ledger.claim(seen, worker="recoverer", ttl=30, actor="recovery") == 2
+
+
+@pytest.mark.parametrize(
+    ("worker_skew", "recoverer_skew"),
+    [(0.0, SKEW), (-SKEW, 0.0)],
+    ids=["recoverer-ahead", "worker-behind"],
+)
+def test_recover_stale_after_leaves_a_call_with_a_recent_sign_of_life_whatever_the_clocks_of_its_worker_and_recoverer(
+    backend: str, recoverer: Guard, monkeypatch: pytest.MonkeyPatch, worker_skew: float, recoverer_skew: float
+) -> None:
+    """`stale_after` is judged by the database clock: the call's worker wrote its sign of life a moment ago by the
+    server's clock, so neither a recoverer ten minutes ahead nor a worker ten minutes behind makes it look stale."""
+    _postgres_only(backend)
+    _skew(monkeypatch, worker_skew)
+    call_id = left_started(recoverer.ledger, "r-recent", "billing.charge", "compensable", {"amount": 5}, ttl=60)
+    assert recoverer.ledger.heartbeat(call_id, 1, 60)  # a sign of life from the worker, on its own clock
+    monkeypatch.undo()
+    _skew(monkeypatch, recoverer_skew)
+    report = recoverer.recover(stale_after=60)
+    assert report.claimed == 0
+    assert [h.call_id for h in report.held] == [call_id]
+    held = report.held[0]
+    assert held.until is not None and abs(held.until - (recoverer.ledger.database_time() + 60)) < 10
+    assert _call(recoverer.ledger, call_id).lease_owner == "dead"
+
+
+def test_recover_stale_after_takes_over_a_call_silent_that_long_by_the_database_clock_from_a_recoverer_behind(
+    backend: str, recoverer: Guard, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A call whose last sign of life is `stale_after` seconds old by the server's clock is taken over, even by a
+    recoverer whose own clock is ten minutes behind (to which the call would look ten minutes younger)."""
+    _postgres_only(backend)
+    ledger = recoverer.ledger
+    call_id = left_started(ledger, "r-silent", "billing.charge", "compensable", {"amount": 5})
+    seen = _call(ledger, call_id).updated_at
+    deadline = time.monotonic() + 10
+    while ledger.database_time() <= seen + 0.5:  # the server's clock passes the call's last sign of life + 0.5 s
+        assert time.monotonic() < deadline, "the database clock never passed the call's last sign of life"
+    _skew(monkeypatch, -SKEW)
+    report = recoverer.recover(stale_after=0.5)
+    assert report.claimed == 1
+    assert _call(ledger, call_id).lease_owner == "recoverer"
