@@ -13,6 +13,7 @@ import pytest
 
 from guard import Guard, LeaseLost
 from guard.ledger import Beat, CallRecord, Ledger, ReadsPort
+from guard.runtime.doors import ledger_of
 from tests.crashed import left_started
 
 SKEW = 600.0  # ten minutes
@@ -131,16 +132,16 @@ def test_recover_stale_after_leaves_a_call_with_a_recent_sign_of_life_whatever_t
     server's clock, so neither a recoverer ten minutes ahead nor a worker ten minutes behind makes it look stale."""
     _postgres_only(backend)
     _skew(monkeypatch, worker_skew)
-    call_id = left_started(recoverer.ledger, "r-recent", "billing.charge", "compensable", {"amount": 5}, ttl=60)
-    assert recoverer.ledger.heartbeat(call_id, 1, 60)  # a sign of life from the worker, on its own clock
+    call_id = left_started(ledger_of(recoverer), "r-recent", "billing.charge", "compensable", {"amount": 5}, ttl=60)
+    assert ledger_of(recoverer).heartbeat(call_id, 1, 60)  # a sign of life from the worker, on its own clock
     monkeypatch.undo()
     _skew(monkeypatch, recoverer_skew)
     report = recoverer.recover(stale_after=60)
     assert report.claimed == 0
     assert [h.call_id for h in report.held] == [call_id]
     held = report.held[0]
-    assert held.until is not None and abs(held.until - (recoverer.ledger.database_time() + 60)) < 10
-    assert _call(recoverer.ledger, call_id).lease_owner == "dead"
+    assert held.until is not None and abs(held.until - (ledger_of(recoverer).database_time() + 60)) < 10
+    assert _call(ledger_of(recoverer), call_id).lease_owner == "dead"
 
 
 def test_recover_stale_after_takes_over_a_call_silent_that_long_by_the_database_clock_from_a_recoverer_behind(
@@ -149,7 +150,7 @@ def test_recover_stale_after_takes_over_a_call_silent_that_long_by_the_database_
     """A call whose last sign of life is `stale_after` seconds old by the server's clock is taken over, even by a
     recoverer whose own clock is ten minutes behind (to which the call would look ten minutes younger)."""
     _postgres_only(backend)
-    ledger = recoverer.ledger
+    ledger = ledger_of(recoverer)
     call_id = left_started(ledger, "r-silent", "billing.charge", "compensable", {"amount": 5})
     seen = _call(ledger, call_id).updated_at
     deadline = time.monotonic() + 10
