@@ -99,13 +99,15 @@ class Backend(Protocol):
     # Which clock judges leases (guard.ledger.lease_clock): the worker's on SQLite, the server's on PostgreSQL.
     lease_clock: LeaseClock
 
-    def writers_now(self, cur: Any) -> int | None:
-        """A mark of the write transactions in progress now, or None when none is (no id a reader sees missing
-        below a visible one can still be committed). With a mark, `writers_ended` tells when all of them ended."""
+    def writers_now(self, cur: Any) -> tuple[str, ...] | None:
+        """A mark of the transactions in progress now that inserted events, or None when none is (no id a reader
+        sees missing below a visible one can still be committed). With a mark, `writers_ended` tells when all of
+        them ended."""
         ...
 
-    def writers_ended(self, cur: Any, mark: int) -> bool:
-        """Every write transaction in progress when `writers_now` gave `mark` has ended (committed or rolled back)."""
+    def writers_ended(self, cur: Any, mark: tuple[str, ...]) -> bool:
+        """Every event-writing transaction in progress when `writers_now` gave `mark` has ended (committed or
+        rolled back)."""
         ...
 
     def lock(self, cur: Any, name: str) -> None:
@@ -226,11 +228,11 @@ class SqliteBackend:
     def lock(self, cur: sqlite3.Cursor, name: str) -> None:  # noqa: ARG002 (BEGIN IMMEDIATE already holds every name)
         return None
 
-    def writers_now(self, cur: sqlite3.Cursor) -> int | None:  # noqa: ARG002 (the backend protocol's)
+    def writers_now(self, cur: sqlite3.Cursor) -> tuple[str, ...] | None:  # noqa: ARG002 (the backend protocol's)
         # One writer at a time: an id is committed (or rolled back, and taken again) before the next is taken.
         return None
 
-    def writers_ended(self, cur: sqlite3.Cursor, mark: int) -> bool:  # noqa: ARG002 (the backend protocol's)
+    def writers_ended(self, cur: sqlite3.Cursor, mark: tuple[str, ...]) -> bool:  # noqa: ARG002 (the backend protocol's)
         return True
 
     def clock(self, cur: sqlite3.Cursor) -> float:

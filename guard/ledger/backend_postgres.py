@@ -206,6 +206,18 @@ def conninfo(url: str) -> str:
     return f"postgresql://{rest}"
 
 
+# Who holds `events` open for insert now (the lock an INSERT takes, kept to the end of its transaction).
+_EVENT_WRITERS = (
+    "SELECT array_agg(DISTINCT virtualtransaction) FROM pg_locks WHERE locktype = 'relation' "
+    "AND database = (SELECT oid FROM pg_database WHERE datname = current_database()) "
+    "AND relation = 'events'::regclass AND mode = 'RowExclusiveLock' AND granted"
+)
+_EVENT_WRITERS_LEFT = (
+    "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'relation' AND relation = 'events'::regclass "
+    "AND mode = 'RowExclusiveLock' AND virtualtransaction = ANY(?))"
+)
+
+
 class PostgresBackend:
     """A PostgreSQL database holding the ledger, reached with psycopg 3."""
 
@@ -257,13 +269,15 @@ class PostgresBackend:
         cur.execute(f"SELECT {self.clock_sql}")
         return float(cur.fetchone()[0])
 
-    def writers_now(self, cur: _Cursor) -> int | None:
-        # The snapshot's xmin is the oldest transaction id still in progress (its xmax when none is); every id in
-        # progress now is below its xmax. Reads run in autocommit: this statement's snapshot is now.
-        cur.execute("SELECT pg_snapshot_xmin(s)::text, pg_snapshot_xmax(s)::text FROM pg_current_snapshot() s")
-        oldest, limit = cur.fetchone()
-        return None if oldest == limit else int(limit)
+    def writers_now(self, cur: _Cursor) -> tuple[str, ...] | None:
+        # The transactions that inserted into this database's `events` and have not ended: each holds its table
+        # lock until it commits or rolls back, so any id taken and not yet visible belongs to one of them. Only
+        # they count: a long write transaction of another application (another database of the cluster, or a
+        # table of ours no event is in) never holds the notifier back. Virtual transaction ids are never reused.
+        cur.execute(_EVENT_WRITERS)
+        (held,) = cur.fetchone()
+        return tuple(held) if held else None
 
-    def writers_ended(self, cur: _Cursor, mark: int) -> bool:
-        cur.execute("SELECT pg_snapshot_xmin(pg_current_snapshot()) >= ?::text::xid8", (str(mark),))
-        return bool(cur.fetchone()[0])
+    def writers_ended(self, cur: _Cursor, mark: tuple[str, ...]) -> bool:
+        cur.execute(_EVENT_WRITERS_LEFT, (list(mark),))
+        return not cur.fetchone()[0]

@@ -27,10 +27,11 @@ __all__ = ["LedgerNotices"]
 _CURSOR = "webhooks"
 # Event ids are taken when a transaction inserts, not when it commits: on PostgreSQL, where writers of different
 # runs commit side by side, a later id can be visible while an earlier one is still committing. The cursor never
-# moves past a missing id while a write transaction that may still commit it is open. That is judged by the
-# database, never by the events' `at` (each writer's own clock, which may be minutes off): a transaction that
-# inserts an event has written its stream's head first, so it was in progress (`Backend.writers_now`) when a later
-# id was seen, and once every such transaction ended (`writers_ended`) the missing ids are rolled back for good.
+# moves past a missing id while a transaction that may still commit it is open. That is judged by the database,
+# never by the events' `at` (each writer's own clock, which may be minutes off): a transaction that took an event id
+# holds the `events` table open for insert until it ends, so it is among the writers of events in progress
+# (`Backend.writers_now`) when a later id is seen; once all of those ended (`writers_ended`), the missing ids were
+# rolled back for good. Other transactions (another database of the server, a batch job) never hold it back.
 # A pass waits this long for them (Guard's write transactions last milliseconds), then leaves the gap to the next.
 SETTLE_WAIT = 1.0
 # The first id after the cursor (up to the newest seen) whose predecessor is missing, unless that predecessor is

@@ -86,3 +86,37 @@ def test_a_gap_left_by_a_rolled_back_transaction_is_passed_at_once_though_later_
     assert [e.detail.get("target") for e in events] == ["kept", "after"]  # passed; nothing lost
     ledger.move_notice_cursor(last)
     assert ledger.notice_events(ledger.notice_cursor())[0] == []  # and nothing told twice
+
+
+def test_a_write_transaction_of_another_database_on_the_server_does_not_hold_back_notices_behind_a_gap(
+    backend: str, ledger: Ledger, ledger_url: str
+) -> None:
+    """Only transactions that inserted events can commit a missing id: a long write transaction of another
+    application on the same server (here another database, left open) does not keep the notifier from passing a
+    gap a rolled-back insert left, and the notices behind it are told at once."""
+    if backend == "sqlite":
+        pytest.skip("SQLite has one writer at a time and no other database on its file")
+    import psycopg
+    from sqlalchemy.engine import make_url
+
+    url = make_url(ledger_url)
+    other = psycopg.connect(
+        host=url.host, port=url.port, user=url.username, password=url.password, dbname="postgres", autocommit=False
+    )
+    try:
+        with other.cursor() as cur:  # a write transaction left open: it has a transaction id the server tracks
+            cur.execute("CREATE TEMP TABLE batch (n int)")
+            cur.execute("INSERT INTO batch VALUES (1)")
+            cur.execute("SELECT pg_current_xact_id()")
+        with ledger.conns.write() as cur:  # an id then missing, as a rolled-back insert leaves it
+            insert_pause(cur, "team", "gone", reason="rolled back", by="alice", team="gone", now=time.time())
+            cur.execute("SELECT MAX(id) FROM events")
+            (gone,) = cur.fetchone()
+            insert_pause(cur, "team", "kept", reason="committed", by="alice", team="kept", now=time.time())
+            cur.execute("DELETE FROM events WHERE id = ?", (gone,))
+        events, last = ledger.notice_events(ledger.notice_cursor())
+        assert [e.detail.get("target") for e in events] == ["kept"]  # the gap passed although `other` is open
+        ledger.move_notice_cursor(last)
+    finally:
+        other.rollback()
+        other.close()

@@ -115,11 +115,11 @@ class CommitWitness:
     def lock(self, cur: _WitnessCursor, name: str) -> None:
         self.inner.lock(cur.inner, name)
 
-    def writers_now(self, cur: _WitnessCursor) -> int | None:
+    def writers_now(self, cur: _WitnessCursor) -> tuple[str, ...] | None:
         mark = self.inner.writers_now(cur.inner)
-        return None if mark is None else int(mark)
+        return None if mark is None else tuple(str(m) for m in mark)
 
-    def writers_ended(self, cur: _WitnessCursor, mark: int) -> bool:
+    def writers_ended(self, cur: _WitnessCursor, mark: tuple[str, ...]) -> bool:
         return bool(self.inner.writers_ended(cur.inner, mark))
 
     def close(self) -> None:
