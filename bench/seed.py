@@ -6,8 +6,8 @@ The runner opens Guard on the file first, so Guard's migrations create the schem
 inserts rows shaped like the ones Guard's ledger writes for an auto-approved call that completed:
 one `calls` row (state completed), its 2 chained events (offered -> approved -> started in one, completed), and
 one `runs` row (completed, with its 2 events) per CALLS_PER_RUN calls; each run is its own stream (its events
-chained from the stream's start, its head in `stream_heads`), and the last event of each row carries that
-row's claim (its digest), as Guard's own writes do.
+chained from the stream's start; its head in `stream_heads` only for PostgreSQL, as SQLite keeps no head row for a
+run's stream), and the last event of each row carries that row's claim (its digest), as Guard's own writes do.
 
 Column lists come from the ledger's record types, the hash chain from its own `event_hash`, the claims from
 its own `row_digest`.
@@ -212,7 +212,7 @@ def seed_calls(
                 ("runs", _RUN_COLS, runs),
                 ("calls", _CALL_COLS, calls),
                 ("events", _EVENT_COLS, events),
-                ("stream_heads", ("stream", "length", "head"), heads),
+                ("stream_heads", ("stream", "length", "head"), heads if for_postgres else []),
             ):
                 conn.executemany(f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})", rows)
         except BaseException:

@@ -5,7 +5,8 @@ number of streams (a few dozen bytes each), never with the number of events or r
 What is checked (see guard.ledger.chain, guard.ledger.digests, guard.ledger.seals):
 - each event follows from the one before it in its stream (hash and place), so an edited, deleted, inserted or
   reordered event is named, with its stream;
-- each stream's walked head equals its `stream_heads` row (a cut tail or an appended event with an unchanged head);
+- each stream's walked head equals its `stream_heads` row (a cut tail or an appended event with an unchanged head),
+  for the streams that keep one (all on PostgreSQL; all but the runs' on SQLite, guard.ledger.moves.heads_kept);
 - each current row of a covered table has the digest its newest claim says (edited, inserted or deleted rows);
 - with seals: each sealed stream still holds its sealed length, and its event at that place has the sealed hash
   (truncation, a dropped stream, history rewritten and re-hashed); events after the seal, and rows whose newest
@@ -20,6 +21,7 @@ from typing import Any
 
 from guard.ledger.chain import LEGACY, event_hash, legacy_hash
 from guard.ledger.digests import ALL_COVERED, DELETED, Covered, row_digest, row_key
+from guard.ledger.moves import heads_kept
 
 __all__ = ["AuditReport", "Finding", "Unsealed", "audit"]
 
@@ -132,7 +134,7 @@ def audit(conn: Any, sealed: dict[str, list[tuple[int, str]]] | None = None, *, 
     try:
         streams = {name: _Stream(points) for name, points in (sealed or {}).items()}
         _walk(conn, streams, report)
-        _heads(conn, streams, report)
+        _heads(conn, streams, report, postgres)
         _seal_ends(streams, report, sealed is not None)
         claims_cur = _streaming(conn)
         # One pass over every claim, sorted once (no index: the hot path is spared one), table by table.
@@ -313,8 +315,10 @@ def _rows_of(cur: Any) -> Iterator[tuple[Any, ...]]:
         yield from batch
 
 
-def _heads(conn: Any, streams: dict[str, _Stream], report: AuditReport) -> None:
-    """Each stream's head row against the chain walked: a cut tail or an event appended without its head."""
+def _heads(conn: Any, streams: dict[str, _Stream], report: AuditReport, postgres: bool) -> None:
+    """Each stream's head row against the chain walked: a cut tail or an event appended without its head. On
+    SQLite a run's stream has no head row (`heads_kept`): its cut tail is found by the rows the cut events
+    claimed, and against the seals."""
     cur = conn.cursor()
     cur.execute("SELECT stream, length, head FROM stream_heads")
     named: set[str] = set()
@@ -333,7 +337,7 @@ def _heads(conn: Any, streams: dict[str, _Stream], report: AuditReport) -> None:
                 )
             )
     for stream, st in streams.items():
-        if stream not in named and st.length:
+        if stream not in named and st.length and heads_kept(stream, postgres=postgres):
             report.add(Finding("head_mismatch", stream, f"stream {stream} has {st.length} events but no head"))
     cur.close()
 

@@ -37,7 +37,7 @@ DEFAULT_URL = "sqlite:///guard.db"
 # PostgreSQL's advisory lock id for migrations (the bytes of "guardm"; the write lock's is "guard").
 _MIGRATION_LOCK = 0x67756172646D
 # The revision this code reads and writes. tests/ledger pins it to the newest file in migrations/versions.
-HEAD_REVISION = "0013_drills"
+HEAD_REVISION = "0014_run_heads"
 _MIGRATIONS = Path(__file__).with_name("migrations")
 _MIGRATION_WAIT = 60.0  # seconds a process waits for another one's migration (GUARD_MIGRATION_WAIT)
 

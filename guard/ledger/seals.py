@@ -25,17 +25,25 @@ from typing import TYPE_CHECKING, Any
 
 from guard.errors import GuardUsageError
 from guard.ledger.backend import Connections
+from guard.ledger.moves import heads_in_events
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 __all__ = ["LedgerSeals", "SealFile", "Signer", "generate_key", "load_public_key", "merkle_root"]
 
-# Every stream's head, and whether it moved since the last seal, in one statement: one snapshot, so the changed
+# Every stream's head row and its head as last sealed (or none), in one statement: one snapshot, so the changed
 # heads are exactly those of the cut the root signs, while writers go on extending streams (READ COMMITTED).
 _HEADS = (
-    "SELECT s.stream, s.length, s.head, CASE WHEN p.stream IS NULL OR p.length != s.length OR p.head != s.head "
-    "THEN 1 ELSE 0 END FROM stream_heads s LEFT JOIN sealed_heads p ON p.stream = s.stream ORDER BY s.stream"
+    "SELECT s.stream, s.length, s.head FROM stream_heads s LEFT JOIN sealed_heads p ON p.stream = s.stream "
+    "WHERE p.stream IS NULL OR p.length != s.length OR p.head != s.head"
+)
+_SEALED = "SELECT stream, length, head FROM sealed_heads"
+# SQLite keeps no head row for a run's stream (guard.ledger.moves.heads_kept): the runs' heads that moved since the
+# last seal are the last events of their streams among the events after it. SQLite commits its writers one at a
+# time, in id order, so every event up to the previous seal's `upto` was in that seal's cut.
+_RUN_EVENTS_AFTER = (
+    "SELECT stream, seq, hash FROM events WHERE id > ? AND id <= ? AND stream >= 'run:' AND stream < 'run;' ORDER BY id"
 )
 
 
@@ -163,31 +171,28 @@ class LedgerSeals:
         """
         with self.conns.write(lock="seal") as cur:  # one sealer at a time: each seal names the one before
             now = self.conns.backend.clock(cur)
-            cur.execute(_HEADS)
-            rows = cur.fetchall()
-            leaves = [(str(s), int(n), str(h)) for s, n, h, _moved in rows]
-            changed = [leaf for leaf, row in zip(leaves, rows, strict=True) if row[3]]
             cur.execute("SELECT id, body FROM seals ORDER BY id DESC LIMIT 1")
             last = cur.fetchone()
             number = int(last[0]) + 1 if last else 1
             prev = hashlib.sha256(str(last[1]).encode()).hexdigest() if last else ""
-            events = sum(n for _s, n, _h in leaves)
+            heads, changed, upto = _cut(cur, json.loads(str(last[1])).get("upto", 0) if last else 0)
+            leaves = [(s, n, h) for s, (n, h) in heads.items()]
+            events = sum(n for n, _h in heads.values())
             root = merkle_root(leaves)
-            body = json.dumps(
-                {
-                    "v": 1,
-                    "seal": number,
-                    "at": now,
-                    "prev": prev,
-                    "root": root,
-                    "streams": len(leaves),
-                    "events": events,
-                    "key_id": signer.key_id,
-                    "heads": {s: [n, h] for s, n, h in changed},
-                },
-                separators=(",", ":"),
-                sort_keys=True,
-            )
+            fields: dict[str, Any] = {
+                "v": 1,
+                "seal": number,
+                "at": now,
+                "prev": prev,
+                "root": root,
+                "streams": len(leaves),
+                "events": events,
+                "key_id": signer.key_id,
+                "heads": {s: list(changed[s]) for s in sorted(changed)},
+            }
+            if upto is not None:
+                fields["upto"] = upto
+            body = json.dumps(fields, separators=(",", ":"), sort_keys=True)
             signature = signer.sign(body.encode())
             cur.execute(
                 "INSERT INTO seals (id, at, root, streams, events, key_id, body, signature) "
@@ -197,7 +202,7 @@ class LedgerSeals:
             cur.executemany(
                 "INSERT INTO sealed_heads (stream, length, head) VALUES (?, ?, ?) ON CONFLICT (stream) "
                 "DO UPDATE SET length = excluded.length, head = excluded.head",
-                changed,
+                [(s, n, h) for s, (n, h) in sorted(changed.items())],
             )
         line = json.dumps({"body": body, "signature": signature, "key_id": signer.key_id}, separators=(",", ":"))
         if sink is not None:
@@ -219,6 +224,26 @@ class LedgerSeals:
             cur.execute("SELECT id, at FROM seals ORDER BY id DESC LIMIT 1")
             row = cur.fetchone()
         return None if row is None else (int(row[0]), float(row[1]))
+
+
+def _cut(cur: Any, after: int) -> tuple[dict[str, tuple[int, str]], dict[str, tuple[int, str]], int | None]:
+    """Inside the seal's write transaction: every stream's head (the sealed ones, with those that moved since),
+    the heads that moved, and on SQLite the last event id of the cut (`upto`, where the next seal's search of the
+    runs' events starts; None on PostgreSQL, which keeps every head as a row)."""
+    cur.execute(_SEALED)
+    heads = {str(s): (int(n), str(h)) for s, n, h in cur.fetchall()}
+    cur.execute(_HEADS)
+    changed = {str(s): (int(n), str(h)) for s, n, h in cur.fetchall()}
+    upto = None
+    if heads_in_events(cur):
+        upto = int(cur.execute("SELECT coalesce(max(id), 0) FROM events").fetchone()[0])
+        cur.execute(_RUN_EVENTS_AFTER, (int(after), upto))
+        while batch := cur.fetchmany(2000):
+            for s, n, h in batch:
+                changed[str(s)] = (int(n), str(h))
+        changed = {s: head for s, head in changed.items() if heads.get(s) != head}
+    heads.update(changed)
+    return heads, changed, upto
 
 
 @dataclass(slots=True)

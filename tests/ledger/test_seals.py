@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from guard.cli.app import app
 from guard.errors import GuardUsageError
-from guard.ledger import Ledger
+from guard.ledger import HEAD_REVISION, Ledger, upgrade
 from guard.ledger.seals import SealFile, Signer, generate_key, load_public_key, merkle_root
 
 runner = CliRunner()
@@ -110,9 +110,10 @@ def test_a_later_seal_signs_only_the_streams_that_changed_and_the_root_of_all(
     second = ledger.seal(signer)
     body = json.loads(json.loads(second.line)["body"])
     assert first.changed == 2 and second.changed == 1 and list(body["heads"]) == ["run:r2"]
-    with ledger.conns.read() as cur:
-        cur.execute("SELECT stream, length, head FROM stream_heads")
-        assert body["root"] == merkle_root(cur.fetchall())
+    with ledger.conns.read() as cur:  # every stream's head: its last event (SQLite keeps no row for a run's)
+        cur.execute("SELECT stream, seq, hash FROM events ORDER BY id")
+        heads = {stream: (stream, seq, head) for stream, seq, head in cur.fetchall()}
+        assert body["root"] == merkle_root(heads.values())
 
 
 def test_the_seal_key_comes_from_a_named_environment_variable_and_a_missing_key_is_a_clear_error(
@@ -131,3 +132,46 @@ def test_the_seal_key_comes_from_a_named_environment_variable_and_a_missing_key_
 def test_verify_without_a_public_key_for_the_seals_refuses(db_path: Path, ledger: Ledger, tmp_path: Path) -> None:
     result = runner.invoke(app, ["ledger", "verify", "--db", str(db_path), "--seals", str(tmp_path / "s.jsonl")])
     assert result.exit_code == 1 and "--seals and --public-key go together" in result.output
+
+
+def test_a_ledger_sealed_with_run_head_rows_upgrades_to_none_and_its_next_seal_covers_the_runs_moved_since(
+    db_path: Path, key: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """Before 0014 a SQLite ledger kept a head row per run; the upgrade deletes them (a run's head is its last
+    event) and neither verify nor the next seal misses one: the moved run is in the seal, the others unchanged."""
+    url = f"sqlite:///{db_path}"
+    signer = Signer.load(key_file=str(key[0]))
+    sink = tmp_path / "seals.jsonl"
+    ledger = Ledger(url)
+    try:
+        _calls(ledger, "r1", 1)
+        _calls(ledger, "r2", 1)
+        ledger.seal(signer, sink=sink)
+    finally:
+        ledger.close()
+    with sqlite3.connect(db_path) as raw:  # as 0013 left it: each run's head as a row, the revision before 0014
+        raw.execute(
+            "INSERT INTO stream_heads (stream, length, head) SELECT stream, max(seq), hash FROM events "
+            "WHERE stream LIKE 'run:%' GROUP BY stream"
+        )
+        raw.execute("UPDATE alembic_version SET version_num = '0013_drills'")
+    assert upgrade(url) == HEAD_REVISION  # `guard db upgrade`
+    ledger = Ledger(url)
+    try:
+        with sqlite3.connect(db_path) as raw:
+            assert raw.execute("SELECT count(*) FROM stream_heads WHERE stream LIKE 'run:%'").fetchone()[0] == 0
+        _calls(ledger, "r2", 1)
+        second = ledger.seal(signer, sink=sink)
+        body = json.loads(json.loads(second.line)["body"])
+        assert list(body["heads"]) == ["run:r2"] and body["heads"]["run:r2"][0] == 5
+        assert body["streams"] == 2 and body["upto"] > 0
+        report = ledger.verify_chain(SealFile.read(sink, load_public_key(str(key[1]))).checkpoints)
+        assert report.ok and report.unsealed_events == 0, report.findings
+        with sqlite3.connect(db_path) as raw:  # the run's last two events cut: named against the seal
+            raw.execute("DELETE FROM events WHERE stream = 'run:r2' AND seq > 3")
+        cut = ledger.verify_chain(SealFile.read(sink, load_public_key(str(key[1]))).checkpoints)
+        assert [(f.kind, f.stream) for f in cut.findings if f.kind == "stream_truncated"] == [
+            ("stream_truncated", "run:r2")
+        ]
+    finally:
+        ledger.close()

@@ -22,17 +22,37 @@ def test_every_covered_tables_digest_reads_every_column_of_the_table() -> None:
         assert set(spec.columns) == {c.name for c in metadata.tables[spec.table].columns}, spec.table
 
 
-def test_writes_on_two_runs_move_only_their_own_stream_heads(ledger: Ledger, db_path: Path) -> None:
+def test_writes_on_two_runs_extend_only_their_own_streams_and_sqlite_keeps_no_head_row_for_a_run(
+    ledger: Ledger, db_path: Path
+) -> None:
     ledger.open_run("a", TEAM, actor=AGENT)
     ledger.open_run("b", TEAM, actor=AGENT)
     with sqlite3.connect(db_path) as raw:
-        before = dict(raw.execute("SELECT stream, head FROM stream_heads").fetchall())
+        before = raw.execute("SELECT id, stream, seq, hash FROM events WHERE stream = 'run:b'").fetchall()
     ledger.offer(request("a"))
     with sqlite3.connect(db_path) as raw:
-        after = dict(raw.execute("SELECT stream, head FROM stream_heads").fetchall())
-        lengths = dict(raw.execute("SELECT stream, length FROM stream_heads").fetchall())
-    assert after["run:b"] == before["run:b"] and after["run:a"] != before["run:a"]
-    assert lengths == {"run:a": 2, "run:b": 1}  # the run opened, then the call offered and started: one event
+        after = raw.execute("SELECT id, stream, seq, hash FROM events WHERE stream = 'run:b'").fetchall()
+        lengths = dict(raw.execute("SELECT stream, max(seq) FROM events GROUP BY stream").fetchall())
+        head_rows = raw.execute("SELECT count(*) FROM stream_heads WHERE stream LIKE 'run:%'").fetchone()[0]
+    assert after == before and lengths == {"run:a": 2, "run:b": 1}  # the run opened, then the call offered
+    assert head_rows == 0  # a run's head is its last event: one statement and one page fewer in every commit
+    assert ledger.verify_chain().ok
+
+
+def test_an_event_appended_behind_guards_back_breaks_the_next_link_of_its_run(ledger: Ledger, db_path: Path) -> None:
+    """With no head row, a run's next event chains onto the stream's last event as stored; an event inserted by
+    hand with a made-up hash is then named by verify (the chain from it is broken or its own hash is wrong)."""
+    ledger.open_run("a", TEAM, actor=AGENT)
+    with sqlite3.connect(db_path) as raw:
+        raw.execute(
+            "INSERT INTO events (run_id, at, actor, entity, to_state, detail, hash, stream, seq) "
+            "VALUES ('a', 1.0, 'x', 'run', 'running', '{}', ?, 'run:a', 2)",
+            ("f" * 64,),
+        )
+    ledger.offer(request("a"))
+    report = ledger.verify_chain()
+    assert not report.ok
+    assert any(f.kind == "event_edited" and f.stream == "run:a" and f.seq == 2 for f in report.findings)
 
 
 def test_an_edited_call_row_is_named_with_its_run_stream_and_key(ledger: Ledger, db_path: Path) -> None:
