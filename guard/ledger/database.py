@@ -82,12 +82,13 @@ def _engine(url: str, **kwargs: Any) -> sa.Engine:
         raise LedgerNotReady(f"{shown_url(url)}: not a usable database URL ({exc})", url=shown_url(url)) from exc
 
 
-def _serialise_migrations(engine: sa.Engine) -> None:
+def _serialise_migrations(engine: sa.Engine, wait: float) -> None:
     """Make every transaction on `engine` first take a lock that every other migrating process waits for.
 
     SQLite: the transaction begins EXCLUSIVE (the driver's own deferred BEGIN is turned off, so the lock is
     taken before alembic reads the revision). PostgreSQL: a transaction-scoped advisory lock, released at
-    commit. Inside the lock alembic reads the revision again, so a process that waited finds the work done.
+    commit, waited for at most `wait` seconds (`lock_timeout`, then back to the session's own for the migration's
+    statements). Inside the lock alembic reads the revision again, so a process that waited finds the work done.
     """
     from sqlalchemy import event
 
@@ -95,7 +96,9 @@ def _serialise_migrations(engine: sa.Engine) -> None:
         conn.exec_driver_sql("BEGIN EXCLUSIVE")
 
     def advisory(conn: sa.Connection) -> None:
+        conn.exec_driver_sql(f"SET LOCAL lock_timeout = '{max(1, round(wait * 1000))}ms'")
         conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_MIGRATION_LOCK})")
+        conn.exec_driver_sql("SET LOCAL lock_timeout TO DEFAULT")
 
     def autocommit(dbapi_conn: Any, _record: Any) -> None:
         dbapi_conn.isolation_level = None
@@ -228,14 +231,24 @@ def _migrate(url: str, path: Path | None, revision: str) -> str | None:
     cfg = Config()
     cfg.set_main_option("script_location", str(_MIGRATIONS))
     # Every queued writer waits in the queue; SQLite's own wait covers one that does not queue (another program).
-    engine = _engine(url, connect_args={"timeout": migration_wait(url)}) if path is not None else _engine(url)
-    _serialise_migrations(engine)
+    wait = migration_wait(url)
+    engine = _engine(url, connect_args={"timeout": wait}) if path is not None else _engine(url)
+    _serialise_migrations(engine, wait)
     try:
         with engine.begin() as conn:
             cfg.attributes["connection"] = conn
             command.upgrade(cfg, revision)
     except sa_exc.OperationalError as exc:
-        raise LedgerUnavailable(f"{shown_url(url)}: migration failed ({exc.orig})", url=shown_url(url)) from exc
+        shown = shown_url(url)
+        if getattr(exc.orig, "sqlstate", None) == "55P03":  # lock_not_available: the advisory lock's wait ran out
+            raise LedgerUnavailable(
+                f"{shown}: another process is migrating this ledger and still held its lock after {wait:g}s, so "
+                "this one did not migrate it. Start again once that migration commits, or give it longer with "
+                "GUARD_MIGRATION_WAIT (seconds); `SELECT pid, state, query FROM pg_stat_activity` names the holder",
+                url=shown,
+                database=shown,
+            ) from exc
+        raise LedgerUnavailable(f"{shown}: migration failed ({exc.orig})", url=shown) from exc
     finally:
         engine.dispose()
     return current_revision(url)

@@ -13,6 +13,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from ledger_support import AGENT, TEAM, request
+from pg_cluster import PgCluster
 
 import guard.ledger.database
 from guard.errors import LedgerNotReady, LedgerUnavailable
@@ -246,3 +247,20 @@ def test_a_migration_wait_that_is_not_a_positive_number_of_seconds_is_refused_na
     with pytest.raises(LedgerNotReady, match="GUARD_MIGRATION_WAIT='soon': give a number of seconds above 0"):
         Ledger(f"sqlite:///{tmp_path / 'guard.db'}")
     assert not (tmp_path / "guard.db").exists()  # nothing created on a refused start
+
+
+def test_a_postgresql_migration_waits_for_another_ones_lock_at_most_the_migration_wait_then_says_what_to_do(
+    pg_cluster: PgCluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another process migrating (its advisory lock held) makes this one give up after GUARD_MIGRATION_WAIT with a
+    clear error, having changed nothing; once that one commits, the migration goes through."""
+    import psycopg
+
+    url = pg_cluster.create_database(f"mig_{tmp_path.name}".lower()[:60])
+    monkeypatch.setenv("GUARD_MIGRATION_WAIT", "0.3")
+    with psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://")) as holder:
+        holder.execute("SELECT pg_advisory_xact_lock(%s)", (guard.ledger.database._MIGRATION_LOCK,))  # noqa: SLF001
+        with pytest.raises(LedgerUnavailable, match=r"still held its lock after 0\.3s.*GUARD_MIGRATION_WAIT"):
+            upgrade(url)
+        assert current_revision(url) is None  # nothing half-done
+    assert upgrade(url) == HEAD_REVISION
