@@ -259,7 +259,7 @@ def test_a_postgresql_migration_waits_for_another_ones_lock_at_most_the_migratio
     url = pg_cluster.create_database(f"mig_{tmp_path.name}".lower()[:60])
     monkeypatch.setenv("GUARD_MIGRATION_WAIT", "0.3")
     with psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://")) as holder:
-        holder.execute("SELECT pg_advisory_xact_lock(%s)", (guard.ledger.database._MIGRATION_LOCK,))
+        holder.execute("SELECT pg_advisory_xact_lock(%s)", (guard.ledger.database._MIGRATION_LOCK,))  # pyright: ignore[reportPrivateUsage]
         with pytest.raises(LedgerUnavailable, match=r"still held its lock after 0\.3s.*GUARD_MIGRATION_WAIT"):
             upgrade(url)
         assert current_revision(url) is None  # nothing half-done
