@@ -131,6 +131,8 @@ def audit(conn: Any, sealed: dict[str, list[tuple[int, str]]] | None = None, *, 
     cur = conn.cursor()
     # One snapshot for the chains and the rows: concurrent writers are not false alarms.
     cur.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY" if postgres else "BEGIN")
+    if postgres:  # a long read, idle between its batches while they are checked: not a transaction left open
+        cur.execute("SET LOCAL idle_in_transaction_session_timeout = 0")
     try:
         streams = {name: _Stream(points) for name, points in (sealed or {}).items()}
         _walk(conn, streams, report)

@@ -42,6 +42,11 @@ _BEGIN = "BEGIN ISOLATION LEVEL READ COMMITTED"
 _BEGIN_LAZY = "BEGIN ISOLATION LEVEL READ COMMITTED; SET LOCAL synchronous_commit = off"
 
 CONNECT_TIMEOUT = 5  # seconds: how long opening a connection may take before the ledger is called unavailable
+# A ledger transaction lasts milliseconds. One left open (a worker stopped or hung inside it) holds its run's and its
+# stream's locks, and the notifier's reading of every event after it; the server ends it after this long (rolled
+# back: nothing of it was ever committed), and the worker, once it runs again, finds its connection gone and says
+# the ledger was unavailable. A URL that sets `idle_in_transaction_session_timeout` itself keeps its own.
+IDLE_IN_TRANSACTION = "60s"
 _translated: dict[str, str] = {}
 
 
@@ -239,6 +244,7 @@ class PostgresBackend:
         self.url = url
         self._conninfo = conninfo(url)
         self._timeout: dict[str, Any] = {} if "connect_timeout" in url else {"connect_timeout": CONNECT_TIMEOUT}
+        self._idle_limit = "idle_in_transaction_session_timeout" not in url
 
     def connect(self) -> _Connection:
         """A new connection, or LedgerUnavailable saying the server cannot be reached and what to do (within
@@ -246,6 +252,8 @@ class PostgresBackend:
         waited on)."""
         try:
             conn = self._psycopg.connect(self._conninfo, autocommit=True, **self._timeout)
+            if self._idle_limit:
+                conn.execute(f"SET idle_in_transaction_session_timeout = '{IDLE_IN_TRANSACTION}'")
         except self._psycopg.Error as exc:
             reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise unavailable(self.url, f"cannot connect to the ledger's database ({reason})") from exc
