@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal, cast
 
 import typer
 
+from guard.cli.choices import APPROVAL_STATES
 from guard.cli.common import (
     DbOption,
     JsonFlag,
@@ -75,7 +76,10 @@ def _approval_json(a: ApprovalRecord, ledger: Ledger | None = None) -> dict[str,
 @guarded_command
 def list_approvals(
     team: Annotated[str | None, typer.Option(help="Only this team.")] = None,
-    state: Annotated[str, typer.Option(help="pending, approved, rejected, expired or all.")] = "pending",
+    state: Annotated[
+        str,
+        typer.Option(parser=APPROVAL_STATES, metavar="STATE", help="pending, approved, rejected, expired or all."),
+    ] = "pending",
     db: DbOption = None,
     as_json: JsonFlag = False,
 ) -> None:

@@ -16,6 +16,7 @@ import click
 import typer
 
 from guard import spans
+from guard.cli.choices import CALL_STATES, INCIDENT_STATES, JUDGED, VERDICTS
 from guard.cli.common import (
     DbOption,
     JsonFlag,
@@ -86,16 +87,27 @@ def open_incident(
     tool: Annotated[list[str] | None, typer.Option("--tool", help="Only these tools (globs). Repeat.")] = None,
     since: Annotated[str | None, typer.Option(help="Window start: 7d, 2h, Unix seconds or ISO time.")] = None,
     until: Annotated[str | None, typer.Option(help="Window end, as --since.")] = None,
-    owner: Annotated[str | None, typer.Option(help="Who owns it.", show_default="whoever opens it")] = None,
+    owner: Annotated[
+        str | None,
+        typer.Option(
+            help="Who owns it: a reviewer of every team in scope (per --policies).", show_default="whoever opens it"
+        ),
+    ] = None,
     next_update: Annotated[
         str, typer.Option("--next-update", help="When the next status update is due, from now: 30m, 1h, 2h.")
     ] = "1h",
     who: Who = None,
     db: DbOption = None,
+    policies: PoliciesDir = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Open an incident on runs, the runs of source events, or a team's window (tools, from, to)."""
     from guard.incidents import Scope
+    from guard.policy import PolicySet
+
+    folder = policy_dir(policies)
+    if owner is not None and not folder.is_dir():
+        fail(f"--owner must be a reviewer of the team per its policy, and there is no policy folder at {folder}", 2)
 
     now = time.time()
     due = parse_when(next_update, now)
@@ -107,9 +119,14 @@ def open_incident(
         since=parse_when(since, now),
         until=parse_when(until, now),
     )
-    book = _book(db)
+    book = _book(db, policies)
     inc = book.open(
-        scope, title=title, opened_by=operator_name(who), owner=owner, next_update_in=None if due is None else now - due
+        scope,
+        title=title,
+        opened_by=operator_name(who),
+        owner=owner,
+        next_update_in=None if due is None else now - due,
+        policies=None if owner is None else PolicySet.load_dir(folder).policies,
     )
     if as_json:
         emit(inc.to_dict())
@@ -125,7 +142,9 @@ def open_incident(
 @app.command("list")
 @guarded_command
 def list_incidents(
-    state: Annotated[str | None, typer.Option(help="open or closed.")] = None,
+    state: Annotated[
+        str | None, typer.Option(parser=INCIDENT_STATES, metavar="STATE", help="Only these: open or closed.")
+    ] = None,
     db: DbOption = None,
     as_json: JsonFlag = False,
 ) -> None:
@@ -217,15 +236,29 @@ def close(
 @guarded_command
 def tag(
     incident_id: Incident,
-    verdict: Annotated[str, typer.Argument(help="safe, wrong or unclear.")],
+    verdict: Annotated[str, typer.Argument(parser=VERDICTS, metavar="VERDICT", help="safe, wrong or unclear.")],
     call: Annotated[list[str] | None, typer.Option("--call", help="A record's call id. Repeat.")] = None,
     system: Annotated[str | None, typer.Option(help="Records of this system.")] = None,
-    state: Annotated[str | None, typer.Option(help="Records in this state, e.g. completed.")] = None,
+    state: Annotated[
+        str | None,
+        typer.Option(
+            parser=CALL_STATES,
+            metavar="STATE",
+            help="Records in this state: offered, awaiting_approval, approved, rejected, expired, denied, started, "
+            "completed, failed, in_doubt, rolling_back, rolled_back or rollback_failed.",
+        ),
+    ] = None,
     tool: Annotated[str | None, typer.Option(help="Records of this tool (glob).")] = None,
     run: Annotated[str | None, typer.Option(help="Records of this run.")] = None,
     external_id: Annotated[str | None, typer.Option(help="The record with this external id.")] = None,
     judged: Annotated[
-        str | None, typer.Option("--judged", help="Only records with this verdict now (none: not yet judged).")
+        str | None,
+        typer.Option(
+            "--judged",
+            parser=JUDGED,
+            metavar="VERDICT",
+            help="Only records with this verdict now: safe, wrong, unclear or none (not yet judged).",
+        ),
     ] = None,
     note_text: Annotated[str | None, typer.Option("--note", help="Why.")] = None,
     who: Who = None,
@@ -234,8 +267,6 @@ def tag(
     """Judge records safe / wrong / unclear, one by one (--call) or by filter; every verdict is kept."""
     from guard.incidents import RecordFilter
 
-    if verdict not in ("safe", "wrong", "unclear"):
-        fail(f"a verdict is safe, wrong or unclear, not {verdict!r}", 2)
     which = RecordFilter(
         call_ids=tuple(call or ()),
         system=system,
@@ -333,7 +364,7 @@ def repair(
             "--app", help="The agent's Guard (module:attribute): its tools' compensations repair the records."
         ),
     ],
-    sample: Annotated[int | None, typer.Option(help="Repair the first N wrong records left.")] = None,
+    sample: Annotated[int | None, typer.Option(min=1, help="Repair the first N wrong records left.")] = None,
     rest: Annotated[bool, typer.Option("--rest", help="Repair every wrong record left (after a sample).")] = False,
     repair_tool: Annotated[
         str | None,

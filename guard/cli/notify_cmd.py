@@ -10,6 +10,7 @@ from typing import Annotated
 
 import typer
 
+from guard.cli.choices import NOTICE_STATES
 from guard.cli.common import DbOption, JsonFlag, PoliciesDir, ago, echo, emit, guarded_command, open_ledger, policy_dir
 from guard.policy import PolicySet
 
@@ -24,7 +25,10 @@ app = typer.Typer(
 @guarded_command
 def list_notices(
     team: Annotated[str | None, typer.Option(help="Only this team.")] = None,
-    state: Annotated[str | None, typer.Option(help="sending, sent, failed or skipped.")] = None,
+    state: Annotated[
+        str | None,
+        typer.Option(parser=NOTICE_STATES, metavar="STATE", help="Only these: sending, sent, failed or skipped."),
+    ] = None,
     run: Annotated[str | None, typer.Option("--run", help="Only this run.")] = None,
     limit: Annotated[int, typer.Option(min=1, max=1000, help="At most this many, newest first.")] = 50,
     db: DbOption = None,

@@ -6,6 +6,7 @@ from typing import Annotated
 
 import typer
 
+from guard.cli.choices import RUN_STATES
 from guard.cli.common import DbOption, JsonFlag, echo, emit, fail, guarded_command, open_ledger, when
 
 app = typer.Typer(help="Runs: the calls of one business event, and what happened to each.", no_args_is_help=True)
@@ -15,8 +16,16 @@ app = typer.Typer(help="Runs: the calls of one business event, and what happened
 @guarded_command
 def list_runs(
     team: Annotated[str | None, typer.Option(help="Only this team.")] = None,
-    state: Annotated[str | None, typer.Option(help="Only runs in this state, e.g. pending_review.")] = None,
-    limit: Annotated[int, typer.Option(help="At most this many, newest first.")] = 50,
+    state: Annotated[
+        str | None,
+        typer.Option(
+            parser=RUN_STATES,
+            metavar="STATE",
+            help="Only runs in this state: running, paused, completed, finished_by_hand, rolling_back, rolled_back, "
+            "pending_review or halted.",
+        ),
+    ] = None,
+    limit: Annotated[int, typer.Option(min=1, max=10_000, help="At most this many, newest first.")] = 50,
     db: DbOption = None,
     as_json: JsonFlag = False,
 ) -> None:

@@ -14,6 +14,7 @@ from typing import Annotated
 
 import typer
 
+from guard.cli.choices import LOG_LEVELS
 from guard.cli.common import (
     By,
     DbOption,
@@ -107,7 +108,7 @@ def revoke(
 @guarded_command
 def serve(
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8700,
+    port: Annotated[int, typer.Option(min=0, max=65535, help="Port to listen on (0: any free one).")] = 8700,
     public_url: Annotated[
         str | None,
         typer.Option(
@@ -117,7 +118,14 @@ def serve(
     ] = None,
     db: DbOption = None,
     policies: PoliciesDir = None,
-    log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
+    log_level: Annotated[
+        str,
+        typer.Option(
+            parser=LOG_LEVELS,
+            metavar="LEVEL",
+            help="uvicorn log level: critical, error, warning, info, debug or trace.",
+        ),
+    ] = "info",
     seal_every: Annotated[
         float | None,
         typer.Option(

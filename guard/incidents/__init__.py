@@ -4,7 +4,7 @@ before repair, judge each record, repair with a clean list, keep one shared note
 Framework-free: the ledger for everything but repairs and the snapshot's inspect hooks, which need the agent's
 Guard (its tools)."""
 
-from guard.incidents.book import IncidentBook, RecordFilter
+from guard.incidents.book import IncidentBook, RecordFilter, check_owner
 from guard.incidents.radius import BlastRadius, Record, Systems, TeamSystems, blast_radius, system_of
 from guard.incidents.snapshot import SnapshotCheck, SnapshotTaken, file_digest, take_snapshot, verify_snapshot
 from guard.incidents.status import status_update
@@ -25,6 +25,7 @@ __all__ = [
     "TeamSystems",
     "Verdict",
     "blast_radius",
+    "check_owner",
     "file_digest",
     "status_update",
     "system_of",

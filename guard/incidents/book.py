@@ -16,11 +16,16 @@ from typing import Any
 from guard.errors import GuardUsageError
 from guard.incidents.radius import BlastRadius, Record, Systems, blast_radius
 from guard.incidents.snapshot import Inspector, SnapshotCheck, SnapshotTaken, take_snapshot, verify_snapshot
-from guard.ledger import Ledger
+from guard.ledger import CallState, Ledger
 from guard.ledger.incident_scope import Scope
-from guard.ledger.incidents import IncidentNoteRecord, IncidentRecord, LedgerIncidents, Verdict
+from guard.ledger.incidents import VERDICTS, IncidentNoteRecord, IncidentRecord, LedgerIncidents, Verdict
+from guard.policy import Policy
 
-__all__ = ["IncidentBook", "RecordFilter"]
+__all__ = ["IncidentBook", "RecordFilter", "check_owner"]
+
+
+_CALL_STATES: tuple[str, ...] = tuple(s.value for s in CallState)
+_JUDGED: tuple[str, ...] = (*VERDICTS, "none")
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +41,14 @@ class RecordFilter:
     external_id: str | None = None
     verdict: str | None = None
     changed_only: bool = True  # only records whose call ran (a denied call changed nothing to judge)
+
+    def __post_init__(self) -> None:
+        """A state or verdict outside its fixed set is refused, naming the allowed ones: it would match nothing and
+        read as "no such records"."""
+        if self.state is not None and self.state not in _CALL_STATES:
+            raise GuardUsageError(f"no record state {self.state!r}: one of {', '.join(_CALL_STATES)}")
+        if self.verdict is not None and self.verdict not in _JUDGED:
+            raise GuardUsageError(f"no verdict {self.verdict!r}: one of {', '.join(_JUDGED)} (none: not yet judged)")
 
     def empty(self) -> bool:
         return not (
@@ -55,6 +68,34 @@ class RecordFilter:
         )
 
 
+def check_owner(owner: str, teams: Sequence[str], policies: Mapping[str, Policy]) -> str:
+    """`owner` when the policies list them under `reviewers:` in every one of `teams` (names compared as people).
+
+    Raises:
+        GuardUsageError: blank, or not a reviewer of one of the teams; the message names the reviewers who may own
+            it (of every team), or says that no team is in scope.
+    """
+    name = owner.strip()
+    if not name:
+        raise GuardUsageError("an incident's owner is a reviewer's name, not blank")
+    if not teams:
+        raise GuardUsageError("no team's calls are in that scope, so nobody may own an incident on it")
+
+    def reviews_all(person: str) -> bool:
+        return all((p := policies.get(t)) is not None and bool(p.roles_of(person)) for t in teams)
+
+    if not reviews_all(name):
+        first = policies.get(teams[0])
+        named: list[str] = [] if first is None else list(first.reviewers)
+        allowed = sorted(r for r in named if reviews_all(r))
+        whose = f"team {teams[0]}" if len(teams) == 1 else f"every team in it ({', '.join(teams)})"
+        raise GuardUsageError(
+            f"owner {name} is not a reviewer of {whose}: an incident's owner must be one of the reviewers its "
+            f"policy lists under `reviewers:` ({', '.join(allowed) or 'none'})"
+        )
+    return name
+
+
 class IncidentBook:
     """Incidents over one ledger. `systems` names each tool's system: every team's policy (`TeamSystems`), or a
     map of tool glob to name; a tool nothing names is in the system of its prefix."""
@@ -72,9 +113,21 @@ class IncidentBook:
         opened_by: str,
         owner: str | None = None,
         next_update_in: float | None = 3600.0,
+        policies: Mapping[str, Policy] | None = None,
     ) -> IncidentRecord:
         """Open an incident; its owner defaults to whoever opened it. The next status update is due in an hour
-        unless told otherwise."""
+        unless told otherwise.
+
+        With the teams' `policies` (the approval service and the CLI give them), an `owner` named must be a reviewer
+        of every team in the incident (`check_owner`).
+
+        Raises:
+            GuardUsageError: an owner who is not a reviewer of a team in scope (the message names who may own it),
+                or a scope the ledger refuses.
+        """
+        if owner is not None and policies is not None:
+            teams = [scope.team] if scope.team else self.book.teams_in(scope)
+            owner = check_owner(owner, teams, policies)
         due = None if next_update_in is None else time.time() + next_update_in
         return self.book.open_incident(
             scope, title=title, opened_by=opened_by, owner=owner or opened_by, next_update_at=due

@@ -32,7 +32,7 @@ from guard.ledger.records import (
 from guard.ledger.replay_facts import RecordedCall, recorded_calls
 from guard.ledger.seals import SealFile, SealRecord, Signer, generate_key, load_public_key
 from guard.ledger.signals import TICK, Watch, condition
-from guard.ledger.states import OPEN_RUN_STATES, ApprovalState, CallState, RunState
+from guard.ledger.states import OPEN_RUN_STATES, ApprovalState, CallState, IncidentState, NoticeState, RunState
 from guard.ledger.store import CallRequest, Ledger, Offer, new_id
 from guard.ledger.tokens import QueuedApproval
 
@@ -57,10 +57,12 @@ __all__ = [
     "EventRecord",
     "Finding",
     "HealthNumbers",
+    "IncidentState",
     "LeaseBeat",
     "Ledger",
     "ManualActionRecord",
     "NoticeEvent",
+    "NoticeState",
     "NoticesPort",
     "NotificationRecord",
     "Offer",

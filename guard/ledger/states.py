@@ -19,6 +19,8 @@ __all__ = [
     "UNSETTLED_SQL",
     "ApprovalState",
     "CallState",
+    "IncidentState",
+    "NoticeState",
     "RunState",
     "check_call_move",
     "check_run_move",
@@ -57,6 +59,23 @@ class ApprovalState(StrEnum):
     APPROVED = "approved"
     REJECTED = "rejected"
     EXPIRED = "expired"
+
+
+class IncidentState(StrEnum):
+    """An incident's states (`guard.ledger.incidents`): `open -> closed`, once."""
+
+    OPEN = "open"
+    CLOSED = "closed"
+
+
+class NoticeState(StrEnum):
+    """What became of a notification (`guard.ledger.notices`): claimed and `sending`, then `sent`, `failed` or
+    `skipped`."""
+
+    SENDING = "sending"
+    SENT = "sent"
+    FAILED = "failed"
+    SKIPPED = "skipped"
 
 
 C = CallState

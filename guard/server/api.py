@@ -1,10 +1,11 @@
 """The REST API under /api: approvals (list, show, decide), runs (list, show), pauses (list, pause, lift),
 bearer-token auth.
 
-Statuses: 401 no or a bad token; 403 none of the approval's roles, or the requester; 404 an unknown id, or one
-of a team the reviewer does not review for (the same answer: no existence oracle across teams); 409 already
-decided (the body names who); 410 expired; 422 a bad body, or edited arguments the team's policy refuses
-(with the reason). The same reviewer repeating the same decision gets 200 with `repeat: true`, and nothing changes.
+Statuses: 401 no or a bad token; 403 none of the approval's roles, or the requester; 404 an unknown id or team, or
+one of a team the reviewer does not review for (the same answer: no existence oracle across teams); 409 already
+decided (the body names who); 410 expired; 422 a bad body, a filter value outside its fixed set (`state=zzz`: the
+answer names the allowed values, `guard.server.filters`), or edited arguments the team's policy refuses (with the
+reason). The same reviewer repeating the same decision gets 200 with `repeat: true`, and nothing changes.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from guard.server.auth import bearer_reviewer
 from guard.server.brakes import Brakes, PausePoint
 from guard.server.desk import Desk, Reviewer
+from guard.server.filters import RunStateQuery
 
 __all__ = ["DecisionIn", "PauseIn", "router"]
 
@@ -247,11 +249,13 @@ def decide(who: Who, desk: DeskDep, approval_id: ApprovalId, body: DecisionIn) -
 def list_runs(
     who: Who,
     desk: DeskDep,
-    team: Annotated[str | None, Query(max_length=128)] = None,
-    state: Annotated[str | None, Query(max_length=64)] = None,
-    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    team: Annotated[
+        str | None, Query(max_length=128, description="Only this team (404 unless you review for it).")
+    ] = None,
+    state: RunStateQuery = None,
+    limit: Annotated[int, Query(ge=1, le=500, description="At most this many.")] = 50,
 ) -> list[dict[str, Any]]:
-    """Runs of the reviewer's teams, newest first."""
+    """Runs of the reviewer's teams, newest first. An unknown `state` is a 422 naming the run states."""
     return desk.runs(who, team=team, state=state, limit=limit)
 
 

@@ -3,7 +3,8 @@
 Routes: `/api/...` (REST, bearer tokens; see `api.py`), `/`, `/login`, `/approvals/{id}` (the reviewer page;
 see `pages.py`), `/health` (503 naming the database while it cannot be reached), and the OpenAPI document at
 `/openapi.json`. Refusals are JSON `{"detail": sentence, "code": code, ...}` with the status `DeskError`
-carries; a request body that does not validate is 422 with the reason; a ledger that cannot be reached is 503
+carries; a request (a body, a parameter, a filter value outside its fixed set) that does not validate is 422 with
+the reason, as JSON on the API and as a page on the reviewer's site; a ledger that cannot be reached is 503
 and nothing is decided.
 """
 
@@ -17,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -26,6 +27,7 @@ from guard.ledger import Ledger, resolve_url, shown_url
 from guard.notify import Notifier
 from guard.policy import LivePolicies
 from guard.runtime.doors import ledger_of
+from guard.server import html
 from guard.server.api import router as api_router
 from guard.server.auth import Sessions, bearer_reviewer
 from guard.server.desk import Desk, DeskError
@@ -33,7 +35,7 @@ from guard.server.incidents import IncidentAgent
 from guard.server.incidents_api import router as incidents_router
 from guard.server.incidents_page import incident_pages_router
 from guard.server.metrics import metrics_router
-from guard.server.pages import pages_router
+from guard.server.pages import page, pages_router
 from guard.server.restarts_api import restarts_router
 from guard.server.sealing import SealSchedule
 from guard.server.slack import slack_router
@@ -189,7 +191,9 @@ def create_app(
         return JSONResponse(exc.body(), status_code=exc.status, headers=exc.headers)
 
     @app.exception_handler(RequestValidationError)
-    async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:  # pyright: ignore[reportUnusedFunction]
+    async def invalid(request: Request, exc: RequestValidationError) -> Response:  # pyright: ignore[reportUnusedFunction]
+        """422 with the reason (a filter outside its fixed set names the allowed values): JSON for the API, a page
+        for the reviewer's site."""
         errors = [
             {
                 "loc": [str(part) for part in e.get("loc", ())],
@@ -199,13 +203,27 @@ def create_app(
             for e in exc.errors()
         ]
         reason = "; ".join(f"{'.'.join(e['loc'][1:]) or 'body'}: {e['msg']}" for e in errors) or "invalid request"
+        if _is_page(request):
+            return page(html.message_page("Not a valid request", reason), 422)
         return JSONResponse({"detail": reason, "code": "invalid", "errors": errors}, status_code=422)
+
+    @app.exception_handler(GuardUsageError)
+    async def misused(request: Request, exc: GuardUsageError) -> Response:  # pyright: ignore[reportUnusedFunction]
+        """A value the core refuses (a record filter, a scope) that no route caught: 422 with its reason."""
+        if _is_page(request):
+            return page(html.message_page("Not a valid request", str(exc)), 422)
+        return JSONResponse({"detail": str(exc), "code": "invalid"}, status_code=422)
 
     @app.exception_handler(LedgerUnavailable)
     async def unavailable(_: Request, exc: LedgerUnavailable) -> JSONResponse:  # pyright: ignore[reportUnusedFunction]
         return _unavailable(exc)
 
     return app
+
+
+def _is_page(request: Request) -> bool:
+    """A request of the reviewer's site (not the API, Slack, metrics or health): its refusals are pages."""
+    return not request.url.path.startswith(("/api/", "/slack/", "/metrics", "/health", "/openapi", "/docs"))
 
 
 def _unavailable(exc: LedgerUnavailable) -> JSONResponse:

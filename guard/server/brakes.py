@@ -48,10 +48,7 @@ class Brakes:
 
     def _policy(self, who: Reviewer, point: PausePoint) -> Policy:
         """The team's policy when `who` may pause `point` alone; 404 / 403 as the module says."""
-        unknown = DeskError(404, "not_found", f"no team {point.team}", team=point.team)
-        policy = self.desk.policies.policies.get(point.team)
-        if policy is None or not policy.roles_of(who.name):
-            raise unknown
+        policy = self.desk.team(who, point.team)
         if point.tool and point.run_id:
             raise DeskError(422, "invalid", "pause a tool or a run, not both")
         if point.tool is not None and (len(point.tool) > 200 or any(c.isspace() for c in point.tool)):

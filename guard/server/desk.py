@@ -16,8 +16,8 @@ from typing import Any, Literal
 from guard.canonical import sets_secrets
 from guard.errors import ApprovalDecisionError, PolicyError
 from guard.identity import same_person
-from guard.ledger import ApprovalRecord, Ledger, QueuedApproval, RunRecord
-from guard.policy import LivePolicies, PolicySet
+from guard.ledger import ApprovalRecord, Ledger, QueuedApproval, RunRecord, RunState
+from guard.policy import LivePolicies, Policy, PolicySet
 from guard.runtime.review import review
 
 __all__ = ["Desk", "DeskError", "Reviewer"]
@@ -102,6 +102,14 @@ class Desk:
             return self.policies.get(team).secret_fields
         except PolicyError:
             return frozenset()
+
+    def team(self, who: Reviewer, team: str) -> Policy:
+        """The policy of `team` when `who` reviews for it. A team they do not review for gets the 404 of a team
+        that does not exist (no existence oracle across teams)."""
+        policy = self.policies.policies.get(team)
+        if policy is None or not policy.roles_of(who.name):
+            raise DeskError(404, "not_found", f"no team {team}", team=team)
+        return policy
 
     def _visible(self, who: Reviewer, team: str, unknown: DeskError) -> None:
         """Refuse a reviewer of other teams exactly as an unknown id is refused (`unknown`): the answer never
@@ -271,13 +279,9 @@ class Desk:
 
     # -- runs ---------------------------------------------------------------------------------------------
 
-    def runs(self, who: Reviewer, *, team: str | None, state: str | None, limit: int) -> list[dict[str, Any]]:
-        """Runs of the reviewer's teams (or of one of them), newest first."""
-        teams = self.teams_of(who.name)
-        if team is not None:
-            if not self.roles(who.name, team):
-                raise DeskError(403, "forbidden", f"{who.name} is not a reviewer of team {team}")
-            teams = [team]
+    def runs(self, who: Reviewer, *, team: str | None, state: RunState | None, limit: int) -> list[dict[str, Any]]:
+        """Runs of the reviewer's teams (or of one of them: 404 for a team they do not review for), newest first."""
+        teams = self.teams_of(who.name) if team is None else [self.team(who, team).team]
         runs: list[RunRecord] = []
         for t in teams:
             runs.extend(self.ledger.list_runs(team=t, state=state, limit=limit))

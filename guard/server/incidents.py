@@ -122,7 +122,8 @@ class IncidentDesk:
 
         Raises:
             DeskError: 404 when the opener has no role in a team of the scope (or it holds no calls), 403 when
-                they may not act for one of them, 422 for a scope the ledger refuses.
+                they may not act for one of them, 422 for a scope the ledger refuses or an `owner` who is not a
+                reviewer of every team in it (`guard.incidents.check_owner`: the answer names who may own it).
         """
         if scope.team:
             teams = [scope.team]
@@ -134,7 +135,9 @@ class IncidentDesk:
             raise DeskError(404, "not_found", "no runs in that scope that you review for")
         self._operator(who, teams, "open an incident")
         with _refusals():
-            inc = self.book.open(scope, title=title, opened_by=who.name, owner=owner)
+            inc = self.book.open(
+                scope, title=title, opened_by=who.name, owner=owner, policies=self.desk.policies.policies
+            )
         return inc.to_dict()
 
     def tag(

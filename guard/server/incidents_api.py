@@ -13,8 +13,10 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from guard.errors import GuardUsageError
 from guard.incidents import RecordFilter, Scope
+from guard.ledger import CallState
 from guard.server.api import InvalidRequest, Problem, Who
 from guard.server.desk import Desk, DeskError
+from guard.server.filters import CallStateQuery, IncidentStateQuery, Judged, JudgedQuery
 from guard.server.incidents import IncidentAgent, IncidentDesk
 
 __all__ = ["router"]
@@ -66,11 +68,11 @@ class FilterIn(BaseModel):
 
     call_ids: list[str] = Field(default_factory=list[str], max_length=100_000)
     system: str | None = Field(default=None, max_length=200)
-    state: str | None = Field(default=None, max_length=64)
+    state: CallState | None = Field(default=None, description="Records (calls) in this state.")
     tool: str | None = Field(default=None, max_length=200)
     run_id: str | None = Field(default=None, max_length=256)
     external_id: str | None = Field(default=None, max_length=500)
-    judged: str | None = Field(default=None, max_length=16, description="Current verdict, or `none`.")
+    judged: Judged | None = Field(default=None, description="Current verdict, or `none`.")
 
     def which(self) -> RecordFilter:
         return RecordFilter(
@@ -100,9 +102,7 @@ class NoteIn(BaseModel):
 
 
 @router.get("")
-def list_incidents(
-    who: Who, incidents: Incidents, state: Annotated[Literal["open", "closed"] | None, Query()] = None
-) -> list[dict[str, Any]]:
+def list_incidents(who: Who, incidents: Incidents, state: IncidentStateQuery = None) -> list[dict[str, Any]]:
     """The incidents of the reviewer's teams, newest first."""
     return incidents.list(who, state)
 
@@ -136,9 +136,9 @@ def records(
     incidents: Incidents,
     incident_id: IncidentId,
     system: Annotated[str | None, Query(max_length=200)] = None,
-    state: Annotated[str | None, Query(max_length=64)] = None,
+    state: CallStateQuery = None,
     tool: Annotated[str | None, Query(max_length=200)] = None,
-    judged: Annotated[str | None, Query(max_length=16)] = None,
+    judged: JudgedQuery = None,
 ) -> list[dict[str, Any]]:
     """The blast radius' records, filtered (every record in scope, those that never ran too)."""
     return incidents.records(

@@ -8,7 +8,7 @@ redirects back (post/redirect/get); a refused one shows the page again with the 
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Form, Query, Request
@@ -19,6 +19,7 @@ from guard.incidents import RecordFilter, Scope
 from guard.server import html
 from guard.server.auth import Session, Sessions
 from guard.server.desk import Desk, DeskError
+from guard.server.filters import CallStateForm, CallStateQuery, IncidentStateQuery, JudgedForm, JudgedQuery
 from guard.server.incidents import IncidentDesk
 from guard.server.pages import SessionCookie, page, see_other, signed_out
 from guard.spans import parse_when
@@ -209,11 +210,11 @@ def incident_pages_router(desk: Desk, sessions: Sessions) -> APIRouter:
         return page(_detail_page(who.name, csrf, d, records, f, notice=notice, error=error), status)
 
     @router.get("/incidents")
-    def list_page(cookie: SessionCookie = None, state: Annotated[str | None, Query(max_length=16)] = None) -> Response:
+    def list_page(cookie: SessionCookie = None, state: IncidentStateQuery = None) -> Response:
         session = sessions.read(cookie)
         if session is None:
             return see_other("/login")
-        chosen = state if state in ("open", "closed") else None
+        chosen = None if state is None else state.value
         who = session.reviewer
         return page(
             _list_page(
@@ -268,11 +269,11 @@ def incident_pages_router(desk: Desk, sessions: Sessions) -> APIRouter:
     def show(
         incident_id: str,
         cookie: SessionCookie = None,
-        done: str | None = None,
+        done: Annotated[Literal["judged", "noted", "closed", "opened"] | None, Query()] = None,
         system: Annotated[str, Query(max_length=200)] = "",
-        state: Annotated[str, Query(max_length=64)] = "",
+        state: CallStateQuery = None,
         tool: Annotated[str, Query(max_length=200)] = "",
-        judged: Annotated[str, Query(max_length=16)] = "",
+        judged: JudgedQuery = None,
     ) -> Response:
         session = sessions.read(cookie)
         if session is None:
@@ -280,7 +281,7 @@ def incident_pages_router(desk: Desk, sessions: Sessions) -> APIRouter:
         return detail(
             session,
             incident_id,
-            {"system": system, "state": state, "tool": tool, "judged": judged},
+            {"system": system, "state": state or "", "tool": tool, "judged": judged or ""},
             notice=_NOTICES.get(done or ""),
         )
 
@@ -298,14 +299,14 @@ def incident_pages_router(desk: Desk, sessions: Sessions) -> APIRouter:
         which: Annotated[str, Form(max_length=16)] = "",
         call_ids: Annotated[list[str] | None, Form()] = None,
         system: Annotated[str, Form(max_length=200)] = "",
-        state: Annotated[str, Form(max_length=64)] = "",
+        state: CallStateForm = None,
         tool: Annotated[str, Form(max_length=200)] = "",
-        judged: Annotated[str, Form(max_length=16)] = "",
+        judged: JudgedForm = None,
     ) -> Response:
         session = sessions.read(cookie)
         if session is None:
             return signed_out()
-        f = {"system": system, "state": state, "tool": tool, "judged": judged}
+        f = {"system": system, "state": state or "", "tool": tool, "judged": judged or ""}
         action = request.url.path.rsplit("/", 1)[-1]
         try:
             sessions.check_form(request, session, csrf_token)

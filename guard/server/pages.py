@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from typing import Annotated, Any, Literal, cast
 
-from fastapi import APIRouter, Cookie, Form, Request
+from fastapi import APIRouter, Cookie, Form, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from guard.server import html
@@ -46,6 +46,8 @@ def _notice(done: str | None, data: dict[str, Any]) -> str | None:
 
 
 SessionCookie = Annotated[str | None, Cookie(alias=COOKIE, include_in_schema=False)]
+# What a decision did, for the notice on the page it redirects to (an unknown one is a 422, as for any fixed set).
+DoneQuery = Annotated[Literal["approved", "pending", "rejected", "repeat"] | None, Query()]
 
 
 def page(body: str, status: int = 200) -> HTMLResponse:
@@ -117,7 +119,7 @@ def pages_router(desk: Desk, sessions: Sessions) -> APIRouter:
         return page(html.queue_page(who.name, sessions.csrf_token(session), desk.queue(who)))
 
     @router.get("/approvals/{approval_id}")
-    def approval(approval_id: str, cookie: SessionCookie = None, done: str | None = None) -> Response:
+    def approval(approval_id: str, cookie: SessionCookie = None, done: DoneQuery = None) -> Response:
         session = session_of(cookie)
         if session is None:
             return see_other("/login")
@@ -187,7 +189,10 @@ def pages_router(desk: Desk, sessions: Sessions) -> APIRouter:
         )
 
     @router.get("/pauses")
-    def pauses(cookie: SessionCookie = None, done: str | None = None) -> Response:
+    def pauses(
+        cookie: SessionCookie = None,
+        done: Annotated[Literal["paused", "lifted", "staged", "confirmed", "done"] | None, Query()] = None,
+    ) -> Response:
         session = session_of(cookie)
         if session is None:
             return see_other("/login")

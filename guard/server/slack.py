@@ -12,7 +12,8 @@ now. Unsigned, forged and stale requests get 401; a signature seen before (a rep
 409, on whichever replica it arrives: each accepted signature is recorded in the ledger (`seen_requests`, whose key
 is the signature) before anything of the request is acted on, and kept until its timestamp is long past. While the
 ledger cannot be reached nothing is accepted (503). A request signed with one team's secret decides only that
-team's approvals.
+team's approvals: another team's approval gets the answer of an unknown id (404 `not_found`), so no request learns
+that it exists.
 
 The Slack user is the reviewer whose Slack id they are in the team's policy (`reviewers:`, `slack: U...`; one id is
 one name in every team, or the later team's policy is refused at load: `guard.policy.PolicySet`); the
@@ -154,10 +155,16 @@ class _Interaction:
     ) -> None:
         self.desk, self.api, self.base, self.apps, self.teams, self.log = desk, api, base, apps, teams, log
 
-    def _reviewer(self, approval: ApprovalRecord, user_id: str) -> Reviewer:
-        """The reviewer the approval's team maps this Slack user to; the request must be that team's."""
-        if approval.team not in self.teams:
-            raise DeskError(403, "forbidden", f"this request is not signed by team {approval.team}'s Slack app")
+    def _approval(self, approval_id: str, user_id: str) -> tuple[ApprovalRecord, Reviewer]:
+        """The approval and the reviewer the Slack user is in its team.
+
+        An approval of a team whose Slack app did not sign the request gets the answer of an id that does not exist
+        (404 `not_found`, the same sentence and fields): a request never learns that another team's approval
+        exists. A user of the signing team's workspace whom its policy does not map is refused with 403 (the
+        approval is in their own workspace's channel already)."""
+        approval = self.desk.ledger.get_approval(approval_id)
+        if approval is None or approval.team not in self.teams:
+            raise DeskError(404, "not_found", f"no approval {approval_id}", approval_id=approval_id)
         name = self.apps[approval.team].users.get(user_id)
         if name is None:
             raise DeskError(
@@ -166,13 +173,7 @@ class _Interaction:
                 f"Slack user {user_id} is not a reviewer of team {approval.team} "
                 "(no reviewer has that `slack:` id under the policy's `reviewers:`)",
             )
-        return Reviewer(name=name, token_id=f"slack:{user_id}")
-
-    def _approval(self, approval_id: str) -> ApprovalRecord:
-        approval = self.desk.ledger.get_approval(approval_id)
-        if approval is None:
-            raise DeskError(404, "not_found", f"no approval {approval_id}")
-        return approval
+        return approval, Reviewer(name=name, token_id=f"slack:{user_id}")
 
     def button(self, payload: dict[str, Any]) -> Response:
         response_url = str(payload.get("response_url") or "")
@@ -184,8 +185,7 @@ class _Interaction:
         except (KeyError, IndexError, TypeError, ValueError, RecursionError):  # RecursionError: JSON nested too deep
             return JSONResponse({"detail": "not a Guard button", "code": "invalid"}, status_code=400)
         try:
-            approval = self._approval(approval_id)
-            who = self._reviewer(approval, user_id)
+            approval, who = self._approval(approval_id, user_id)
             if action_id == APPROVE:
                 return self._decide(approval, who, user_id, "approve", None, args_hash, response_url)
             if action_id == REJECT:
@@ -237,8 +237,7 @@ class _Interaction:
         if not reason:
             return JSONResponse({"response_action": "errors", "errors": {REASON: "Say why: the agent is told."}})
         try:
-            approval = self._approval(approval_id)
-            who = self._reviewer(approval, user_id)
+            approval, who = self._approval(approval_id, user_id)
             self._decide(approval, who, user_id, "reject", reason, args_hash, response_url)
         except DeskError as err:
             return JSONResponse({"response_action": "errors", "errors": {REASON: f"Not decided: {err.message}"}})
