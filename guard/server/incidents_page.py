@@ -19,7 +19,7 @@ from guard.incidents import RecordFilter, Scope
 from guard.server import html
 from guard.server.auth import Session, Sessions
 from guard.server.desk import Desk, DeskError
-from guard.server.filters import CallStateForm, CallStateQuery, IncidentStateQuery, JudgedForm, JudgedQuery
+from guard.server.filters import CallStateForm, JudgedForm, PageCallState, PageIncidentState, PageJudged
 from guard.server.incidents import IncidentDesk
 from guard.server.pages import SessionCookie, page, see_other, signed_out
 from guard.spans import parse_when
@@ -210,7 +210,7 @@ def incident_pages_router(desk: Desk, sessions: Sessions) -> APIRouter:
         return page(_detail_page(who.name, csrf, d, records, f, notice=notice, error=error), status)
 
     @router.get("/incidents")
-    def list_page(cookie: SessionCookie = None, state: IncidentStateQuery = None) -> Response:
+    def list_page(cookie: SessionCookie = None, state: PageIncidentState = None) -> Response:
         session = sessions.read(cookie)
         if session is None:
             return see_other("/login")
@@ -271,9 +271,9 @@ def incident_pages_router(desk: Desk, sessions: Sessions) -> APIRouter:
         cookie: SessionCookie = None,
         done: Annotated[Literal["judged", "noted", "closed", "opened"] | None, Query()] = None,
         system: Annotated[str, Query(max_length=200)] = "",
-        state: CallStateQuery = None,
+        state: PageCallState = None,
         tool: Annotated[str, Query(max_length=200)] = "",
-        judged: JudgedQuery = None,
+        judged: PageJudged = None,
     ) -> Response:
         session = sessions.read(cookie)
         if session is None:

@@ -30,6 +30,12 @@ from guard.server.slack_api import SlackApi
 from guard.testing import poll
 
 SAM, ALICE, OPS, STRANGER = "U0SAM0001", "U0ALICE01", "U0OPSLEAD", "U0NOBODY1"
+MARIA = "U0MARIA01"  # a reviewer of growth (policies/growth.yaml), whose own Slack app signs with GROWTH_SECRET
+GROWTH_SECRET = "growth-signing-secret-5a5a5a5a5a5a"
+GROWTH_SLACK = """
+slack:
+  signing_secret_env: GUARD_TEST_GROWTH_SLACK_SECRET
+"""
 # The reviewers of policies/onboarding.yaml, given their Slack ids in the test's copy (STRANGER is nobody's).
 SLACK_IDS = {
     "  alice: [finance]\n": f"  alice: {{roles: [finance], slack: {ALICE}}}\n",
@@ -73,6 +79,8 @@ def service_policies(tmp_path: Path, fake: FakeSlack, monkeypatch: pytest.Monkey
         assert line in text, line
         text = text.replace(line, ids, 1)
     (folder / "onboarding.yaml").write_text(text + MORE_RULES)
+    (folder / "growth.yaml").write_text((POLICIES / "growth.yaml").read_text() + GROWTH_SLACK)
+    monkeypatch.setenv("GUARD_TEST_GROWTH_SLACK_SECRET", GROWTH_SECRET)
     monkeypatch.setenv("GUARD_TEST_SLACK_SECRET", SIGNING_SECRET)
     monkeypatch.setenv("GUARD_TEST_SLACK_BOT", BOT_TOKEN)
     monkeypatch.setenv("GUARD_TEST_SLACK_WEBHOOK", f"{fake.url}/webhook")
@@ -376,6 +384,45 @@ def test_a_dialog_submitted_by_someone_the_page_would_refuse_shows_the_refusal_i
     )
     answer = post(live_url, *signed(submit(ALICE, metadata, "no")))
     assert answer.json()["response_action"] == "errors" and "roles" in answer.json()["errors"]["reason"]
+    assert state_of(service, approval_id) == "pending"
+
+
+# -- no existence oracle across teams ---------------------------------------------------------------------
+
+
+def test_a_press_from_another_teams_slack_app_is_answered_as_for_an_approval_that_does_not_exist(
+    service: Service, service_policies: Path, fake: FakeSlack, live_url: str
+) -> None:
+    """Maria, through growth's Slack app, presses Approve on onboarding's approval and on an id that does not exist:
+    the answer and her ephemeral reply are the same but for the id (404 `not_found`), and nothing is decided."""
+    approval_id = waiting(service, service_policies)
+    unknown = "apr_" + "0" * (len(approval_id) - 4)
+    shown = json.loads(value_of(service, approval_id))["args_hash"]
+    answers: list[str] = []
+    for n, ident in enumerate((unknown, approval_id)):
+        press_ = press(MARIA, "guard_approve", button_value(ident, shown), f"{fake.url}/o/{n}")
+        answer = post(live_url, *signed(press_, secret=GROWTH_SECRET))
+        assert answer.status_code == 200 and answer.json()["status"] == 404 and answer.json()["code"] == "not_found"
+        [reply] = fake.at(f"/o/{n}")
+        answers.append((answer.text + json.dumps(reply.body)).replace(ident, "<id>"))
+    assert answers[0] == answers[1]
+    assert state_of(service, approval_id) == "pending"
+
+
+def test_a_reason_dialog_from_another_teams_slack_app_is_answered_as_for_an_approval_that_does_not_exist(
+    service: Service, service_policies: Path, fake: FakeSlack, live_url: str
+) -> None:
+    """The reject dialog's submission, signed by growth's app, about onboarding's approval or an unknown id: the
+    dialog shows the same error, and nothing is decided."""
+    approval_id = waiting(service, service_policies)
+    unknown = "apr_" + "0" * (len(approval_id) - 4)
+    answers: list[str] = []
+    for ident in (unknown, approval_id):
+        metadata = json.dumps({"approval_id": ident, "args_hash": "sha256:x", "response_url": ""})
+        answer = post(live_url, *signed(submit(MARIA, metadata, "no"), secret=GROWTH_SECRET))
+        assert answer.status_code == 200 and "no approval" in answer.json()["errors"]["reason"]
+        answers.append(answer.text.replace(ident, "<id>"))
+    assert answers[0] == answers[1]
     assert state_of(service, approval_id) == "pending"
 
 
