@@ -4,6 +4,7 @@ and a time that is not one is a usage error."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from bad_run_support import CONTACTS, BadRun
@@ -78,3 +79,21 @@ def test_the_blast_radius_groups_records_by_the_systems_the_teams_policy_names(
     assert {r["system"] for r in named["calls"]} == set(named["by_system"]) == {"salesforce", "mailchimp"}
     shown = _guard(ledger_url, "incident", "show", inc, "--policies", str(bad_run.policies))
     assert f"{2 * CONTACTS} records changed in 2 systems" in shown and "salesforce" in shown
+
+
+@pytest.mark.sqlite_only  # any CLI command on a PostgreSQL URL leaves a psycopg connection open (runs list too)
+def test_an_owner_who_is_not_a_reviewer_of_the_team_is_a_usage_error_and_opens_nothing(
+    bad_run: BadRun, ledger_url: str, tmp_path: Path
+) -> None:
+    """`--owner` must be a reviewer of the team per `--policies`: a made-up name is refused (exit 2) naming who may
+    own it; without a policy folder to check against, an owner is refused too; a reviewer of the team is taken."""
+    scope = ["incident", "open", "--team", "contacts", "--since", "2h", "--title", "statuses", "--db", ledger_url]
+    policies = ["--policies", str(bad_run.policies)]
+    refused = runner.invoke(app, [*scope, *policies, "--owner", "maria"])
+    assert refused.exit_code == 2, refused.output
+    assert "owner maria is not a reviewer of team contacts" in refused.output and "olga, rita, tess" in refused.output
+    unchecked = runner.invoke(app, [*scope, "--policies", str(tmp_path / "none"), "--owner", "rita"])
+    assert unchecked.exit_code == 2 and "no policy folder" in unchecked.output
+    assert bad_run.book.list() == []
+    opened = json.loads(_guard(ledger_url, *scope[:-2], *policies, "--owner", "rita", "--json"))
+    assert opened["owner"] == "rita"

@@ -259,3 +259,26 @@ def test_a_snapshot_redacts_the_secret_fields_of_the_record_its_inspect_hook_rea
         "PIN": "[REDACTED]",
         "profile": [{"api_key": "[REDACTED]"}],
     }
+
+
+@pytest.mark.parametrize(
+    ("which", "named"),
+    [({"state": "compelted"}, "completed, failed, in_doubt"), ({"verdict": "maybe"}, "safe, wrong, unclear, none")],
+)
+def test_a_record_filter_outside_the_states_or_verdicts_is_refused_naming_them(
+    which: dict[str, str], named: str
+) -> None:
+    """A misspelt state or verdict would match no record and read as "none of those": it is refused instead."""
+    with pytest.raises(GuardUsageError) as refused:
+        RecordFilter(**which)  # pyright: ignore[reportArgumentType]
+    assert named in str(refused.value)
+
+
+def test_an_owner_is_checked_against_the_policies_of_every_team_in_the_incident(bad_run: BadRun) -> None:
+    """With the policies, `open` takes a reviewer of the team as owner and refuses anyone else before recording."""
+    policies = PolicySet.load_dir(bad_run.policies).policies
+    scope = Scope(source_event_ids=("sync-1",))
+    with pytest.raises(GuardUsageError, match="owner mallory is not a reviewer of team contacts"):
+        bad_run.book.open(scope, title="t", opened_by="olga", owner="mallory", policies=policies)
+    assert bad_run.book.list() == []
+    assert bad_run.book.open(scope, title="t", opened_by="olga", owner="tess", policies=policies).owner == "tess"

@@ -148,7 +148,7 @@ def _fixed_set_queries(app: Any) -> list[tuple[str, str]]:
     return [
         (route.path, q.name)
         for route in _routes(app.routes)
-        if "GET" in route.methods
+        if "GET" in (route.methods or set[str]())
         for q in route.dependant.query_params
         if q.name in FIXED
     ]

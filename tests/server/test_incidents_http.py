@@ -111,3 +111,39 @@ async def test_a_reviewer_of_another_team_sees_no_incident_and_gets_the_404_of_a
         answer = await client.get(path, headers=maria)
         assert answer.status_code == 404 and answer.json()["code"] == "not_found"
     assert (await client.get("/api/incidents")).status_code == 401
+
+
+async def test_an_owner_who_is_not_a_reviewer_of_the_team_is_refused_with_422_naming_who_may_own_it(
+    client: httpx.AsyncClient, synced: Service
+) -> None:
+    """`owner` must be a reviewer of the incident's team per its policy: maria (growth) and a made-up name are
+    refused with a reason naming contacts' reviewers, and no incident is opened; rita (a reviewer) may own it."""
+    olga = synced.auth("olga")
+    scope = {"title": "sync wrote churned", "team": "contacts", "source_event_ids": ["sync-1"]}
+    for owner in ("maria", "nobody-at-all", " "):
+        refused = await client.post("/api/incidents", headers=olga, json={**scope, "owner": owner})
+        assert refused.status_code == 422, (owner, refused.text)
+        assert refused.json()["code"] == "invalid"
+        if owner.strip():
+            assert f"owner {owner} is not a reviewer of team contacts" in refused.json()["detail"]
+            assert "olga, rita, tess" in refused.json()["detail"]
+    assert (await client.get("/api/incidents", headers=olga)).json() == []
+    opened = await client.post("/api/incidents", headers=olga, json={**scope, "owner": "rita"})
+    assert opened.status_code == 201 and opened.json()["owner"] == "rita"
+
+
+async def test_the_page_refuses_an_owner_who_is_not_a_reviewer_of_the_team_and_opens_nothing(
+    client: httpx.AsyncClient, synced: Service
+) -> None:
+    """The open form on the page gives the same refusal (422, the reason on the page) for an owner of another
+    team."""
+    await client.post("/login", data={"token": synced.tokens["olga"]})
+    page = await client.get("/incidents")
+    csrf = page.text.split('name="csrf_token" value="', 1)[1].split('"', 1)[0]
+    refused = await client.post(
+        "/incidents",
+        data={"csrf_token": csrf, "title": "t", "team": "contacts", "source_events": "sync-1", "owner": "maria"},
+        headers={"Sec-Fetch-Site": "same-origin"},
+    )
+    assert refused.status_code == 422 and "owner maria is not a reviewer of team contacts" in refused.text
+    assert (await client.get("/api/incidents", headers=synced.auth("olga"))).json() == []

@@ -43,11 +43,11 @@ async def _both(
             return {k: fill(v, ident) for k, v in value.items()}  # pyright: ignore[reportUnknownVariableType]
         return value
 
-    answers = [
+    unknown, other = [
         await client.request(method, fill(template, ident), **{k: fill(v, ident) for k, v in kw.items()})
         for ident in (unknown_id, other_id)
     ]
-    assert_same_answer(*answers, unknown_id, other_id)
+    assert_same_answer(unknown, other, unknown_id, other_id)
 
 
 @pytest.fixture
