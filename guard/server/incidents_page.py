@@ -15,7 +15,8 @@ from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import Response
 
 from guard.errors import GuardUsageError
-from guard.incidents import RecordFilter, Scope
+from guard.incidents import VERDICTS, RecordFilter, Scope
+from guard.ledger import CallState
 from guard.server import html
 from guard.server.auth import Session, Sessions
 from guard.server.desk import Desk, DeskError
@@ -106,12 +107,21 @@ def _filters(inc: str, f: dict[str, str]) -> str:
             f'value="{_e(f.get(name) or "")}">'
         )
 
+    def choice(name: str, label: str, values: tuple[str, ...]) -> str:
+        """A select of the fixed set the filter takes (empty: any), so the page offers nothing it would refuse."""
+        chosen = f.get(name) or ""
+        options = "".join(
+            f'<option value="{_e(v)}"{" selected" if v == chosen else ""}>{_e(v or "any")}</option>'
+            for v in ("", *values)
+        )
+        return f'<label for="f-{name}">{label}</label><select id="f-{name}" name="{name}">{options}</select>'
+
     return (
         f'<form method="get" action="/incidents/{_e(inc)}" aria-label="Filter records">'
         + field("system", "System")
-        + field("state", "State")
+        + choice("state", "State", tuple(s.value for s in CallState))
         + field("tool", "Tool (glob)")
-        + field("judged", "Verdict now (none: not judged)")
+        + choice("judged", "Verdict now (none: not judged)", (*VERDICTS, "none"))
         + '<button type="submit">Filter</button></form>'
     )
 

@@ -62,7 +62,7 @@ def test_a_reviewer_finds_the_incident_filters_its_records_and_judges_picked_one
     page.get_by_role("button", name="Judge the picked records").click()
     expect(page.get_by_role("status")).to_have_text("Verdicts recorded.")
     expect(page.locator("#summary")).to_contain_text("0 wrong, 2 safe")
-    page.get_by_label("Verdict now (none: not judged)").fill("none")
+    page.get_by_label("Verdict now (none: not judged)").select_option("none")
     page.get_by_role("button", name="Filter").click()
     expect(page.locator("td.verdict")).to_have_count(10)
     page.get_by_label("Verdict", exact=True).select_option("wrong")
