@@ -58,8 +58,8 @@ class OpenIn(BaseModel):
     run_ids: list[str] = Field(default_factory=list[str], max_length=1000)
     source_event_ids: list[str] = Field(default_factory=list[str], max_length=1000)
     tools: list[str] = Field(default_factory=list[str], max_length=50, description="Tool globs.")
-    since: float | None = Field(default=None, description="Window start, Unix seconds.")
-    until: float | None = Field(default=None, description="Window end, Unix seconds.")
+    since: float | None = Field(default=None, allow_inf_nan=False, description="Window start, Unix seconds.")
+    until: float | None = Field(default=None, allow_inf_nan=False, description="Window end, Unix seconds.")
     owner: str | None = Field(default=None, max_length=200)
 
 

@@ -172,3 +172,15 @@ async def test_every_fixed_set_filter_of_every_route_refuses_an_unknown_value_wi
         answer = await client.get(url, params={name: "zzz-not-in-the-set"}, headers=service.auth("sam"))
         assert answer.status_code == 422, (path, name, answer.status_code)
         assert "Input should be" in answer.text, (path, name)
+
+
+@pytest.mark.parametrize("when", ["NaN", "Infinity", "-Infinity"])
+async def test_an_incident_window_that_is_not_a_time_is_refused_with_422(
+    client: httpx.AsyncClient, synced: Service, when: str
+) -> None:
+    """`since` of NaN or an infinity (JSON as Python reads it) is a 422, and no incident is opened on it."""
+    olga = synced.auth("olga")
+    body = f'{{"title": "t", "team": "contacts", "since": {when}}}'
+    answer = await client.post("/api/incidents", headers={**olga, "Content-Type": "application/json"}, content=body)
+    assert answer.status_code == 422 and answer.json()["detail"].startswith("since: ")
+    assert (await client.get("/api/incidents", headers=olga)).json() == []
