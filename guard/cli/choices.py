@@ -4,7 +4,7 @@ An unknown value is a usage error (exit 2) naming the allowed ones, before anyth
 --state zzz` never answers "no runs". The sets are the ledger's own types (`guard.ledger.RunState`, ...), the same the
 approval service validates against (`guard.server.filters`); they are imported when a value is checked, because the
 CLI starts without the ledger (tests/cli/test_cli_startup.py). Each option's help names the values; a test walks
-every command and checks that the help names exactly the set.
+every command and checks that the help names every value of its set (tests/cli/test_cli_fixed_sets.py).
 """
 
 from __future__ import annotations
