@@ -4,6 +4,7 @@
 python -m guard_mcp --policies DIR --db URL --team TEAM [--event ID | --run-id ID]
     [--serve stdio|http --host H --port P --path /mcp] [--compensate TOOL=COMPENSATING_TOOL ...]
     [--reconcile TOOL=LOOKUP_TOOL ...] [--call-timeout SECONDS] [--on-exit keep|complete]
+    [--max-sessions N] [--session-wait SECONDS]
     (--upstream-url http://host:port/mcp | -- COMMAND [ARGS...])
 python -m guard_mcp policy-init --team TEAM (--upstream-url URL | -- COMMAND [ARGS...]) > policies/TEAM.yaml
 ```
@@ -20,6 +21,7 @@ from guard import Guard
 
 from .annotations import suggest_policy
 from .compensate import parse_compensation, parse_pair
+from .places import DEFAULT_MAX_SESSIONS, DEFAULT_SESSION_WAIT
 from .proxy import DEFAULT_CALL_TIMEOUT
 from .serve import ProxyConfig, serve
 from .upstream import HttpUpstream, Upstream, connect, list_all_tools, stdio_upstream
@@ -88,9 +90,30 @@ def proxy_main(argv: list[str]) -> None:
         "the next connection of the same event (the default with --event or --run-id) or "
         "complete it (the default without: a run of the proxy's own)",
     )
+    parser.add_argument(
+        "--max-sessions",
+        type=int,
+        default=DEFAULT_MAX_SESSIONS,
+        metavar="N",
+        help="upstream sessions the proxy holds open for its clients at once (with a stdio upstream, server "
+        "processes): pooled ones of 2026-era requests, listen streams, handshake-era connections "
+        "(default: %(default)s)",
+    )
+    parser.add_argument(
+        "--session-wait",
+        type=float,
+        default=DEFAULT_SESSION_WAIT,
+        metavar="SECONDS",
+        help="seconds a request waits for a free upstream session at the limit before it gets an MCP error "
+        "(default: %(default)s)",
+    )
     parser.add_argument("--log-level", default="warning")
     _upstream_args(parser)
     ns = parser.parse_args(argv)
+    if ns.max_sessions < 1:
+        parser.error("--max-sessions must be at least 1")
+    if not ns.session_wait >= 0:
+        parser.error("--session-wait must be a number of seconds >= 0")
     upstream = _upstream(parser, ns)
     try:
         compensations = dict(parse_compensation(text) for text in ns.compensate)
@@ -110,6 +133,8 @@ def proxy_main(argv: list[str]) -> None:
         on_exit=ns.on_exit,
         reconciles=reconciles,
         call_timeout=ns.call_timeout,
+        max_sessions=ns.max_sessions,
+        session_wait=ns.session_wait,
     )
     with Guard(
         policies=ns.policies,

@@ -61,6 +61,7 @@ from guard import (
 from .definitions import BINDING_FIELD, bind, definition_hash, unbind
 from .links import Link, Links
 from .meta import OUTCOME_META_KEY, client_key, forward_meta
+from .places import DEFAULT_MAX_SESSIONS, DEFAULT_SESSION_WAIT
 from .relay import Relay, identity
 from .sdk import client_connection
 from .upstream import Upstream, list_all_tools, list_tools_as_sent
@@ -139,6 +140,13 @@ class GuardProxy:
         upstream_spec: where `upstream` came from; each handshake-era client connection then gets an upstream
             session of its own, and each request of a 2026-era client one lent from a pool while it is served
             (`links.py`, started by `links.start`). None: every client shares `upstream`.
+        max_sessions: how many upstream sessions the proxy holds open for its clients at once (pooled ones in use
+            or idle, listen streams, handshake-era connections; `places.py`).
+        session_wait: seconds a request waits for one of those places; then it gets a JSON-RPC error naming the
+            limit (`SessionLimitReached`), and nothing was sent upstream.
+
+    Raises:
+        ConfigurationError: `max_sessions` below 1 or a negative `session_wait`.
     """
 
     def __init__(
@@ -151,6 +159,8 @@ class GuardProxy:
         keeps_run_open: bool = True,
         call_timeout: float | None = DEFAULT_CALL_TIMEOUT,
         upstream_spec: Upstream | None = None,
+        max_sessions: int = DEFAULT_MAX_SESSIONS,
+        session_wait: float = DEFAULT_SESSION_WAIT,
     ) -> None:
         self.guard = guard
         self.call_timeout = call_timeout
@@ -160,7 +170,9 @@ class GuardProxy:
         # Set when the run could not be entered (halted, pending review): every call is answered with why.
         self.stopped: RunNotRunning | None = None
         self._tools: dict[str, GuardedTool] = {}
-        self.links = Links(upstream_spec, upstream, self._tools_changed)
+        self.links = Links(
+            upstream_spec, upstream, self._tools_changed, max_sessions=max_sessions, session_wait=session_wait
+        )
         self.relay = Relay(guard, self.links)
         with warnings.catch_warnings():  # the upstream's logging capability is relayed though deprecated in 2026
             warnings.simplefilter("ignore", MCPDeprecationWarning)
@@ -450,7 +462,7 @@ def _digest(*parts: str) -> str:
 
 class _RelayingServer(Server[Any]):
     """The lowlevel `Server`, announcing the upstream's change notifications (`listChanged`, `subscribe`) as the
-    upstream does, in either era: the proxy passes them on (`links.py`, and `listen.py` in the 2026-07-28 era)."""
+    upstream does, in either era: the proxy passes them on (`link.py`, and `listen.py` in the 2026-07-28 era)."""
 
     def __init__(self, upstream: types.ServerCapabilities | None, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

@@ -31,6 +31,7 @@ from mcp.server.stdio import stdio_server
 from guard import Guard, RunNotRunning
 
 from .compensate import declare_compensation
+from .places import DEFAULT_MAX_SESSIONS, DEFAULT_SESSION_WAIT
 from .proxy import DEFAULT_CALL_TIMEOUT, GuardProxy
 from .reconcile import declare_reconcile
 from .upstream import Upstream, connect
@@ -53,6 +54,9 @@ class ProxyConfig:
             `complete` it (default without: a run of the proxy's own).
         reconciles: tool -> upstream look-up tool that finds its effect by idempotency key (`reconcile.py`).
         call_timeout: seconds an upstream `tools/call` may take; past it the call's outcome is unknown.
+        max_sessions: how many upstream sessions the proxy holds open for its clients at once (with a stdio
+            upstream, server processes): pooled ones in use or idle, listen streams, handshake-era connections.
+        session_wait: seconds a request waits for one of those places before it is refused with an MCP error.
     """
 
     upstream: Upstream
@@ -67,6 +71,8 @@ class ProxyConfig:
     on_exit: Literal["keep", "complete"] | None = None
     reconciles: Mapping[str, str] = field(default_factory=dict[str, str])
     call_timeout: float | None = DEFAULT_CALL_TIMEOUT
+    max_sessions: int = DEFAULT_MAX_SESSIONS
+    session_wait: float = DEFAULT_SESSION_WAIT
 
     @property
     def keeps_run_open(self) -> bool:
@@ -90,6 +96,8 @@ async def serve(guard: Guard, config: ProxyConfig) -> None:
             keeps_run_open=config.keeps_run_open,
             call_timeout=config.call_timeout,
             upstream_spec=config.upstream,
+            max_sessions=config.max_sessions,
+            session_wait=config.session_wait,
         )
         proxy.links.start(links)
         for tool, compensating in config.compensations.items():

@@ -58,7 +58,7 @@ async def connect(
 ) -> AsyncGenerator[ClientSession]:
     """An initialized client session to `upstream`, closed (and a started server stopped) on exit.
 
-    `session_options` are the `ClientSession`'s keyword arguments (its callbacks, `links.Link.session_options`).
+    `session_options` are the `ClientSession`'s keyword arguments (its callbacks, `link.Link.session_options`).
     `era`: the `handshake` (2025) session every request of the proxy uses, or a `modern` (2026-07-28) one, which
     only a `subscriptions/listen` stream needs (`listen.py`).
 

@@ -16,6 +16,10 @@ listen stream of the process gets what it asked for. `test_list_changed` announc
 clocks `test://clock/1` and `test://clock/2` announce an update every `TICK` seconds (on the bus only): events
 that start in the process itself, which a listen stream on a process of its own (a stdio upstream) hears too.
 
+For counting its sessions from its own side: with `REFERENCE_SESSIONS=FILE` each process appends `+PID` to FILE
+when it starts and `-PID` when it is done serving (a stdio server is one session per process), and `test_hold`
+reports progress 0 of 1 (it runs), then answers once the file `REFERENCE_GATE` names exists.
+
 With `REFERENCE_LAX_SCHEMAS=1` it also lists `test_lax_schema`, whose input schema has no `type: object` (the SDK's
 own client refuses such a listing; a laxer client takes it), sent as is past the SDK server's own check.
 
@@ -30,6 +34,7 @@ import json
 import os
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -114,6 +119,7 @@ TOOLS = [
     ),
     _tool("test_open_listens", "Says how many subscriptions/listen streams are open"),
     _tool("test_close_listens", "Ends every open subscriptions/listen stream gracefully"),
+    _tool("test_hold", "Reports that it runs, then answers once the file $REFERENCE_GATE exists"),
 ]
 CLOCKS = ("test://clock/1", "test://clock/2")
 TICK = 0.1  # seconds between two updates of each clock
@@ -332,6 +338,12 @@ async def call_tool(ctx: ServerRequestContext[Any], params: types.CallToolReques
         case "test_close_listens":
             LISTENS.close()
             content = [_text("closed")]
+        case "test_hold":
+            await ctx.session.report_progress(0, 1)  # on the token the client sent: the call is running
+            gate = Path(os.environ["REFERENCE_GATE"])
+            while not gate.exists():
+                await anyio.sleep(0.02)  # the stand-in polls its gate; the test waits on this answer
+            content = [_text("released")]
         case _:
             return types.CallToolResult.model_validate(
                 {"isError": True, "content": [_text(f"Unknown tool: {params.name}")]}
@@ -540,7 +552,21 @@ def build() -> Server[Any]:
     return server
 
 
+def _note_session(sign: str) -> None:
+    if sessions := os.environ.get("REFERENCE_SESSIONS"):
+        with open(sessions, "a") as log:
+            log.write(f"{sign}{os.getpid()}\n")
+
+
 async def main(argv: list[str]) -> None:
+    _note_session("+")
+    try:
+        await _serve(argv)
+    finally:
+        _note_session("-")
+
+
+async def _serve(argv: list[str]) -> None:
     server = build()
     async with anyio.create_task_group() as clocks:
         clocks.start_soon(tick)
