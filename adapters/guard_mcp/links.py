@@ -63,7 +63,8 @@ class Links:
     """The upstream sessions of a proxy: its first one (`primary`: the upstream's identity and capabilities), one
     per handshake-era client connection (opened on the client's first request, closed with it), a pool lent to
     the requests of 2026-era clients one request at a time (`idle` of them waiting), and one 2026-era session per
-    open `subscriptions/listen` stream (`listens` of them).
+    open `subscriptions/listen` stream (`listens` of them). All but `primary` hold a place of `places` (at most
+    `max_sessions`) from before they open until they have closed.
 
     Args:
         upstream: where to open a client's session; None: every client shares `primary` (a proxy built on a

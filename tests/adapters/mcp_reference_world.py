@@ -79,13 +79,15 @@ def http_reference(procs: Processes) -> HttpUpstream:
     return procs.start_http("reference", [str(REFERENCE), "--http", str(port)], env(), port)
 
 
-def http_proxy(procs: Processes, policies: Path, db: Path, event: str, upstream: str) -> HttpUpstream:
-    """The proxy over streamable HTTP, in front of the reference server (`upstream`: "stdio", or its URL)."""
+def http_proxy(
+    procs: Processes, policies: Path, db: Path, event: str, upstream: str, *extra: str, **environ: str
+) -> HttpUpstream:
+    """The proxy over streamable HTTP with the options `extra`, in front of the reference server (`upstream`:
+    "stdio", or its URL), with `environ` added to the environment (a stdio upstream's too)."""
     port = free_port()
     tail = ["--", sys.executable, str(REFERENCE)] if upstream == "stdio" else ["--upstream-url", upstream]
-    return procs.start_http(
-        "proxy", [*proxy_args(policies, db, event, "--serve", "http", "--port", str(port)), *tail], env(), port
-    )
+    args = proxy_args(policies, db, event, "--serve", "http", "--port", str(port), *extra)
+    return procs.start_http("proxy", [*args, *tail], env(**environ), port)
 
 
 @dataclass

@@ -68,6 +68,11 @@ def table(runs: dict[str, dict[str, Outcome]]) -> str:
     return "\n".join(rows)
 
 
+# The suite's client (the TypeScript SDK's) opens a streamable HTTP session per scenario and never ends it (no
+# DELETE): each keeps its upstream session, and its place under --max-sessions, until the SDK's idle timeout.
+EVERY_SCENARIO = ("--max-sessions", "64")
+
+
 def test_every_conformance_scenario_that_passes_directly_passes_through_the_proxy_with_either_upstream(
     suite: Path, tmp_path: Path, db_path: Path
 ) -> None:
@@ -76,10 +81,10 @@ def test_every_conformance_scenario_that_passes_directly_passes_through_the_prox
     with processes(tmp_path) as procs:
         reference = http_reference(procs)
         runs["direct"] = run_suite(suite, reference.url, tmp_path / "direct")
-        proxy = http_proxy(procs, policies, db_path, "conformance-http", reference.url)
+        proxy = http_proxy(procs, policies, db_path, "conformance-http", reference.url, *EVERY_SCENARIO)
         runs["proxy, http upstream"] = run_suite(suite, proxy.url, tmp_path / "via-http")
     with processes(tmp_path) as procs:
-        proxy = http_proxy(procs, policies, tmp_path / "stdio.db", "conformance-stdio", "stdio")
+        proxy = http_proxy(procs, policies, tmp_path / "stdio.db", "conformance-stdio", "stdio", *EVERY_SCENARIO)
         runs["proxy, stdio upstream"] = run_suite(suite, proxy.url, tmp_path / "via-stdio")
     print("\n" + table(runs))
     direct = runs["direct"]
