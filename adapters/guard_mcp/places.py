@@ -28,7 +28,7 @@ from guard import ConfigurationError
 
 __all__ = ["DEFAULT_MAX_SESSIONS", "DEFAULT_SESSION_WAIT", "Places", "SessionLimitReached"]
 
-DEFAULT_MAX_SESSIONS = 16  # upstream sessions the proxy holds open for its clients at once (stdio: processes)
+DEFAULT_MAX_SESSIONS = 64  # upstream sessions the proxy holds open for its clients at once (stdio: processes)
 DEFAULT_SESSION_WAIT = 5.0  # seconds a request waits for a place before it is refused
 
 T = TypeVar("T")

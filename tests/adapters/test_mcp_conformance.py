@@ -69,8 +69,9 @@ def table(runs: dict[str, dict[str, Outcome]]) -> str:
 
 
 # The suite's client (the TypeScript SDK's) opens a streamable HTTP session per scenario and never ends it (no
-# DELETE): each keeps its upstream session, and its place under --max-sessions, until the SDK's idle timeout.
-EVERY_SCENARIO = ("--max-sessions", "64")
+# DELETE): each keeps its upstream session, and its place under --max-sessions, until the SDK's idle timeout. The
+# default bound (64) holds the whole suite's 32 scenarios: a client that abandons its sessions this way is common.
+EVERY_SCENARIO: tuple[str, ...] = ()
 
 
 def test_every_conformance_scenario_that_passes_directly_passes_through_the_proxy_with_either_upstream(
