@@ -24,6 +24,7 @@ The last line is the `bench-postgres: ...` summary.
 
 from __future__ import annotations
 
+import cProfile
 import itertools
 import multiprocessing as mp
 import os
@@ -175,6 +176,10 @@ def _worker(kind: str, url: str, n: int, index: int, start: Any, finish: Any, ou
     try:
         call()
         start.wait()
+        prefix = os.environ.get("BENCH_PG_CPROFILE") if kind == "guarded" else None
+        profile = cProfile.Profile(time.thread_time) if prefix else None  # CPU, not waits (bench.pg_cpu)
+        if profile is not None:
+            profile.enable()
         t0 = time.perf_counter()
         cpu0 = time.process_time()
         lat: list[float] = []
@@ -186,7 +191,11 @@ def _worker(kind: str, url: str, n: int, index: int, start: Any, finish: Any, ou
             except Exception:
                 errors += 1
             lat.append(time.perf_counter() - c0)
-        out.put((time.perf_counter() - t0, lat, errors, time.process_time() - cpu0))
+        elapsed, cpu = time.perf_counter() - t0, time.process_time() - cpu0
+        if profile is not None:
+            profile.disable()
+            profile.dump_stats(f"{prefix}-{index}.prof")
+        out.put((elapsed, lat, errors, cpu))
         finish.wait()  # the server's CPU is read while every connection is still open (a closed one's is gone)
     finally:
         closer()

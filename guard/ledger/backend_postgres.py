@@ -33,13 +33,18 @@ from guard.ledger.backend import unavailable
 from guard.ledger.database import shown_url
 from guard.ledger.lease_clock import DATABASE_CLOCK
 from guard.ledger.moves import EVENT_COLUMNS
+from guard.ledger.pg_wire import SCALARS, Wire, dollar_sql
 
 __all__ = ["PostgresBackend", "lock_key"]
 
 # READ COMMITTED whatever the server's default_transaction_isolation says: the compare-and-sets above rely on an
 # UPDATE seeing the row as the last committed writer left it, which SERIALIZABLE would turn into aborts.
 _BEGIN = "BEGIN ISOLATION LEVEL READ COMMITTED"
-_BEGIN_LAZY = "BEGIN ISOLATION LEVEL READ COMMITTED; SET LOCAL synchronous_commit = off"
+_BEGIN_B = _BEGIN.encode()
+_LAZY_B = b"SET LOCAL synchronous_commit = off"
+_LOCK_B = b"SELECT pg_advisory_xact_lock($1)"  # one text for every key
+_ENDS = frozenset({"COMMIT", "ROLLBACK"})
+_TUPLES_OK = 2  # libpq's PGRES_TUPLES_OK
 
 CONNECT_TIMEOUT = 5  # seconds: how long opening a connection may take before the ledger is called unavailable
 # A ledger transaction lasts milliseconds. One left open (a worker stopped or hung inside it) holds its run's and its
@@ -54,13 +59,6 @@ def lock_key(name: str) -> int:
     """The advisory lock key of a lock name: the first 8 bytes of its BLAKE2b, as PostgreSQL's signed bigint. Two
     names sharing a key (about 1 in 2**64) only make their transactions wait for each other."""
     return int.from_bytes(hashlib.blake2b(name.encode(), digest_size=8).digest(), "big", signed=True)
-
-
-def begin_sql(durable: bool, lock: str | None) -> str:
-    """BEGIN, the commit's durability and the named lock as one simple-protocol text: one round trip. The key is
-    an integer made here, never the name itself, so a run id from outside never reaches the SQL text."""
-    sql = _BEGIN if durable else _BEGIN_LAZY
-    return sql if lock is None else f"{sql}; SELECT pg_advisory_xact_lock({lock_key(lock)})"
 
 
 def to_server_sql(sql: str) -> str:
@@ -99,22 +97,48 @@ def extend_chain_sql(n: int, lead: str | None = None) -> str:
 
 
 class _Cursor:
-    """A psycopg cursor that takes the ledger's SQL text as written."""
+    """A psycopg cursor that takes the ledger's SQL text as written.
 
-    __slots__ = ("_cur",)
+    A statement whose parameters are all scalars goes through libpq (`guard.ledger.pg_wire`: prepared once per
+    connection, sent without psycopg's cursor); anything else through psycopg's cursor. A write transaction's BEGIN
+    (with its durability and named lock) is sent with its first statement, in one round trip
+    (`_Connection.begin`); its COMMIT or ROLLBACK is not sent at all when no statement was."""
 
-    def __init__(self, cur: Any) -> None:
+    __slots__ = ("_at", "_cur", "_owner", "_res", "_rows")
+
+    def __init__(self, cur: Any, owner: _Connection) -> None:
         self._cur = cur
+        self._owner = owner
+        self._res: Any = None  # the last statement's result when it went through libpq
+        self._rows: list[Any] = []
+        self._at = 0
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> _Cursor:
-        # Without parameters psycopg sends the text as it is (no placeholders, `%` stays single).
-        if params:
-            self._cur.execute(to_server_sql(sql), params)
+        owner = self._owner
+        if params and all(type(p) in SCALARS for p in params):
+            self._took(owner.run(dollar_sql(to_server_sql(sql)), params))
+        elif sql in _ENDS:
+            self._took(owner.end(sql))
         else:
-            self._cur.execute(sql)
+            if owner.pending is not None:
+                self._took(owner.run(None, ()))
+            self._res = None
+            # Without parameters psycopg sends the text as it is (no placeholders, `%` stays single).
+            if params:
+                self._cur.execute(to_server_sql(sql), params)
+            else:
+                self._cur.execute(sql)
         return self
 
+    def _took(self, res: Any) -> None:
+        self._res = res
+        self._rows = [] if res is None else self._owner.wire.rows(res)
+        self._at = 0
+
     def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        if self._owner.pending is not None:
+            self._took(self._owner.run(None, ()))
+        self._res = None
         self._cur.executemany(to_server_sql(sql), list(rows))
 
     def extend_chain(
@@ -123,31 +147,62 @@ class _Cursor:
         """`guard.ledger.moves._extend` in one statement (`extend_chain_sql`): (the lead wrote its row or there was
         none, the head moved and the `n` events, `rows` their values flattened, were inserted)."""
         if lead is None:
-            self._cur.execute(extend_chain_sql(n), (*move, *rows))
+            sql, params = extend_chain_sql(n), (*move, *rows)
         else:
-            self._cur.execute(extend_chain_sql(n, lead[0]), (*lead[1], *move, *rows))
-        wrote, moved = self._cur.fetchone()
+            sql, params = extend_chain_sql(n, lead[0]), (*lead[1], *move, *rows)
+        if all(type(p) in SCALARS for p in params):
+            self._took(self._owner.run(dollar_sql(sql), params))
+        else:  # pragma: no cover - an event's values are scalars
+            if self._owner.pending is not None:
+                self._took(self._owner.run(None, ()))
+            self._res = None
+            self._cur.execute(sql, params)
+        wrote, moved = self.fetchone()
         return wrote == 1, moved == 1
 
     def fetchone(self) -> Any:
-        return self._cur.fetchone()
+        if self._res is None:
+            return self._cur.fetchone()
+        if self._at >= len(self._rows):
+            return None
+        self._at += 1
+        return self._rows[self._at - 1]
 
     def fetchall(self) -> list[Any]:
-        return self._cur.fetchall()
+        if self._res is None:
+            return self._cur.fetchall()
+        rest, self._at = self._rows[self._at :], len(self._rows)
+        return rest
 
     def fetchmany(self, size: int) -> list[Any]:
-        return self._cur.fetchmany(size)
+        if self._res is None:
+            return self._cur.fetchmany(size)
+        some = self._rows[self._at : self._at + size]
+        self._at += len(some)
+        return some
 
     def __iter__(self) -> Any:
-        return iter(self._cur)
+        if self._res is None:
+            return iter(self._cur)
+        return iter(self.fetchall())
 
     @property
     def rowcount(self) -> int:
-        return int(self._cur.rowcount)
+        if self._res is None:
+            return int(self._cur.rowcount)
+        if self._res.status == _TUPLES_OK:
+            return len(self._rows)
+        done = self._res.command_tuples
+        return -1 if done is None else int(done)
 
     @property
     def description(self) -> Any:
-        return self._cur.description
+        if self._res is None:
+            return self._cur.description
+        res = self._res
+        if not res.nfields:
+            return None
+        return [(res.fname(i).decode(), res.ftype(i), None, None, None, None, None) for i in range(res.nfields)]
 
     def close(self) -> None:
         self._cur.close()
@@ -156,20 +211,54 @@ class _Cursor:
 class _Connection:
     """A psycopg connection in autocommit mode (the ledger's transactions are explicit)."""
 
-    __slots__ = ("_conn", "_serial")
+    __slots__ = ("_conn", "_serial", "pending", "wire")
 
     def __init__(self, conn: Any) -> None:
         self._conn = conn
         self._serial = 0
+        self.wire = Wire(conn)
+        # A write transaction begun here and not yet sent: (durable, the named lock's key or None).
+        self.pending: tuple[bool, int | None] | None = None
+
+    def begin(self, durable: bool, lock: str | None) -> None:
+        """Begin a write transaction with its first statement (`run`): nothing is sent yet."""
+        self.pending = (durable, None if lock is None else lock_key(lock))
+
+    def run(self, sql: bytes | None, params: Sequence[Any]) -> Any:
+        """A statement (`$n` placeholders) through libpq; after a `begin`, sent with the pending BEGIN, the commit's
+        durability (`SET LOCAL synchronous_commit = off` when not durable) and the named lock in one round trip
+        (libpq's pipeline mode: each runs after the one before, as if sent one by one; the first error stops the
+        rest and is raised, the transaction then aborted or never begun, and the caller rolls back). Every text
+        but BEGIN's is the same on every call, prepared once per connection."""
+        pending = self.pending
+        if pending is None:
+            return None if sql is None else self.wire.run(sql, params)
+        self.pending = None
+        durable, key = pending
+        begin: list[tuple[bytes, tuple[Any, ...]]] = [(_BEGIN_B, ())]
+        if not durable:
+            begin.append((_LAZY_B, ()))
+        if key is not None:
+            begin.append((_LOCK_B, (key,)))
+        return self.wire.first(begin, sql, params)
+
+    def end(self, sql: str) -> Any:
+        """COMMIT or ROLLBACK; nothing sent when the transaction sent nothing (no transaction on the server)."""
+        if self.pending is not None:
+            self.pending = None
+            return None
+        return self.wire.plain(sql.encode())
 
     def cursor(self) -> _Cursor:
-        return _Cursor(self._conn.cursor())
+        return _Cursor(self._conn.cursor(), self)
 
     def streaming_cursor(self) -> _Cursor:
         """A server-side cursor (inside an explicit transaction): its rows come in batches as they are fetched,
         not all at once into memory (psycopg's default cursor holds the whole result). For `guard ledger verify`."""
+        if self.pending is not None:
+            self.run(None, ())
         self._serial += 1
-        return _Cursor(self._conn.cursor(name=f"guard_stream_{self._serial}"))
+        return _Cursor(self._conn.cursor(name=f"guard_stream_{self._serial}"), self)
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> _Cursor:
         """One statement on a new cursor, as `sqlite3.Connection.execute` does (maintenance and tests)."""
@@ -195,7 +284,7 @@ class _Connection:
     def in_transaction(self) -> bool:
         from psycopg.pq import TransactionStatus
 
-        return self._conn.info.transaction_status != TransactionStatus.IDLE
+        return self.pending is not None or self._conn.info.transaction_status != TransactionStatus.IDLE
 
     def close(self) -> None:
         self._conn.close()
@@ -260,7 +349,8 @@ class PostgresBackend:
         return _Connection(conn)
 
     def begin_write(self, cur: _Cursor, durable: bool = True, lock: str | None = None) -> None:
-        cur.execute(begin_sql(durable, lock))
+        # Sent with the transaction's first statement, in its round trip (`_Connection.send_begin`).
+        cur._owner.begin(durable, lock)
 
     def end_write(self, cur: _Cursor, durable: bool = True) -> None:  # noqa: ARG002 (the backend protocol's)
         # SET LOCAL ends with its transaction: nothing to put back.
@@ -271,7 +361,7 @@ class PostgresBackend:
         return isinstance(exc, self._psycopg.Error) and not isinstance(exc, errors.IntegrityError)
 
     def lock(self, cur: _Cursor, name: str) -> None:
-        cur.execute(f"SELECT pg_advisory_xact_lock({lock_key(name)})")
+        cur.execute("SELECT pg_advisory_xact_lock(?)", (lock_key(name),))
 
     def clock(self, cur: _Cursor) -> float:
         cur.execute(f"SELECT {self.clock_sql}")

@@ -1,0 +1,166 @@
+"""The ledger's statements on PostgreSQL straight through libpq (psycopg's `pq` layer), for the hot path.
+
+psycopg's cursor spends more of a worker's CPU per statement than the statement costs the server (its Python
+layers: query conversion, the prepared-statement bookkeeping, generators waiting on the socket). Here a statement
+with parameters is prepared once per connection under a name of its own (`g<n>`, at most `_KEPT` per connection,
+the least recently used deallocated), then executed with `PQexecPrepared`, which waits in C with the GIL released.
+Parameters are dumped and rows loaded by psycopg's own `Transformer`, so the values sent and read back are
+exactly those psycopg's cursor would send and return (the row digests depend on that).
+
+A write transaction's BEGIN, its durability (`SET LOCAL synchronous_commit = off`), its named lock and its first
+statement go in one round trip (`first`, libpq's pipeline mode): the server runs them in order as if sent one by
+one, and the first error stops the rest.
+
+Errors are psycopg's (`psycopg.errors.error_from_result`, the class of the SQLSTATE): callers handle them as they
+handle the cursor's. A connection that breaks under a statement raises psycopg's OperationalError and reads as
+`broken` from then on (libpq's status, which psycopg reads too).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import Any
+
+__all__ = ["SCALARS", "Wire", "dollar_sql"]
+
+# The parameter types sent this way (anything else goes through psycopg's cursor: lists, dicts, ...).
+SCALARS = frozenset({str, int, float, bool, type(None)})
+_KEPT = 128  # prepared statements per connection: the ledger's hot texts number a few dozen
+_dollars: dict[str, bytes] = {}
+_PLACEHOLDER = re.compile(r"%%|%s")
+
+
+def dollar_sql(sql: str) -> bytes:
+    """A text in psycopg's placeholder style (`%s`, a literal `%` doubled) in PostgreSQL's (`$1, $2, ...`),
+    translated once per text."""
+    done = _dollars.get(sql)
+    if done is None:
+        count = iter(range(1, sql.count("%s") + 1))
+        done = _PLACEHOLDER.sub(lambda m: "%" if m.group() == "%%" else f"${next(count)}", sql).encode()
+        _dollars[sql] = done
+    return done
+
+
+class Wire:
+    """One psycopg connection's statements sent through libpq. Used by one thread at a time (the pool's)."""
+
+    __slots__ = ("_auto", "_bad", "_conn", "_errors", "_exec", "_names", "_pg", "_psycopg", "_serial", "_tx")
+
+    def __init__(self, conn: Any) -> None:
+        import psycopg
+        from psycopg import pq
+        from psycopg.adapt import PyFormat, Transformer
+
+        self._psycopg = psycopg
+        self._exec = pq.ExecStatus
+        self._bad = pq.ConnStatus.BAD
+        self._conn = conn
+        self._pg = conn.pgconn
+        self._tx = Transformer(conn)
+        self._auto = PyFormat.AUTO
+        self._names: dict[tuple[bytes, tuple[int, ...]], bytes] = {}
+        self._serial = 0
+        self._errors = conn.info.encoding
+
+    def run(self, sql: bytes, params: Sequence[Any]) -> Any:
+        """Execute a prepared statement (preparing it on first use); its result (TUPLES_OK or COMMAND_OK)."""
+        values, types, formats = self._dump(params)
+        name = self._prepared(sql, types)
+        return self._check(self._pg.exec_prepared(name, values, formats))
+
+    def plain(self, sql: bytes) -> Any:
+        """A statement without parameters (COMMIT, ROLLBACK)."""
+        return self._check(self._pg.exec_(sql))
+
+    def first(self, begin: Sequence[tuple[bytes, Sequence[Any]]], sql: bytes | None, params: Sequence[Any]) -> Any:
+        """The `begin` statements (text, parameters), then `sql` if any, in one round trip; the last result."""
+        values, types, formats = self._dump(params) if sql is not None else ((), (), ())
+        key = (sql, types) if sql is not None else None
+        name = None if key is None else self._names.get(key)
+        pg = self._pg
+        pg.enter_pipeline_mode()
+        try:
+            for text, args in begin:
+                pg.send_query_params(text, [str(a).encode() for a in args] or None)
+            fresh = False
+            if sql is not None:
+                if name is None:
+                    name, fresh = self._name(), True
+                    pg.send_prepare(name, sql, types)
+                pg.send_query_prepared(name, values, formats)
+            pg.pipeline_sync()
+            results = self._collect(len(begin) + (sql is not None) + fresh)
+        finally:
+            if pg.pipeline_status:
+                pg.exit_pipeline_mode()
+        failed = next((r for r in results if r.status == self._exec.FATAL_ERROR), None)
+        if failed is not None:
+            raise self._psycopg.errors.error_from_result(failed, encoding=self._errors)
+        if any(r.status == self._exec.PIPELINE_ABORTED for r in results):  # pragma: no cover - an error came first
+            raise self._psycopg.OperationalError("the statements of this transaction were not run")
+        if fresh and key is not None and name is not None:
+            self._keep(key, name)
+        return results[-1]
+
+    def _collect(self, expected: int) -> list[Any]:
+        """The result of each query of the pipeline, up to its sync (libpq ends each query's results with None)."""
+        pg, results = self._pg, []
+        while True:
+            res = pg.get_result()
+            if res is None:
+                if pg.status == self._bad:  # the server went away under the pipeline
+                    raise self._psycopg.OperationalError(_message(pg))
+                continue
+            if res.status == self._exec.PIPELINE_SYNC:
+                if len(results) != expected:  # pragma: no cover - libpq answers each query
+                    raise self._psycopg.OperationalError("the server answered fewer statements than were sent")
+                return results
+            results.append(res)
+
+    def _dump(self, params: Sequence[Any]) -> tuple[Sequence[Any], tuple[int, ...], Sequence[Any]]:
+        tx = self._tx
+        values = tx.dump_sequence(params, [self._auto] * len(params))
+        return values, tuple(tx.types or ()), list(tx.formats or ())
+
+    def _prepared(self, sql: bytes, types: tuple[int, ...]) -> bytes:
+        key = (sql, types)
+        name = self._names.get(key)
+        if name is None:
+            name = self._name()
+            self._check(self._pg.prepare(name, sql, types))
+            self._keep(key, name)
+        return name
+
+    def _name(self) -> bytes:
+        self._serial += 1
+        return f"g{self._serial}".encode()
+
+    def _keep(self, key: tuple[bytes, tuple[int, ...]], name: bytes) -> None:
+        if len(self._names) >= _KEPT:
+            oldest = next(iter(self._names))
+            self._check(self._pg.exec_(b"DEALLOCATE " + self._names.pop(oldest)))
+        self._names[key] = name
+
+    def _check(self, res: Any) -> Any:
+        """The result if it succeeded; the server's error as psycopg's exception otherwise."""
+        status = None if res is None else res.status
+        if status == self._exec.TUPLES_OK or status == self._exec.COMMAND_OK:
+            return res
+        if status == self._exec.FATAL_ERROR:
+            raise self._psycopg.errors.error_from_result(res, encoding=self._errors)
+        raise self._psycopg.OperationalError(_message(self._pg))
+
+    def rows(self, res: Any) -> list[tuple[Any, ...]]:
+        """The rows of a result as psycopg's cursor returns them."""
+        n = res.ntuples
+        if not n:
+            return []
+        tx = self._tx
+        tx.set_pgresult(res)
+        return tx.load_rows(0, n, tuple)
+
+
+def _message(pg: Any) -> str:
+    text = pg.error_message
+    return (text.decode(errors="replace") if isinstance(text, bytes) else str(text)).strip() or "connection lost"
