@@ -105,18 +105,22 @@ def timed(call: Callable[[], Any], n: int) -> dict[str, float]:
 def count_sql(
     cluster: Any, database: str, make: Callable[[str], tuple[Callable[[], Any], Callable[[], None]]], n: int
 ) -> tuple[float, float]:
-    """(statements, round trips) per call, from the server's own log of what it was sent (`log_statement = all` on
-    a database of its own): a simple-protocol text (`BEGIN ...; SELECT pg_advisory_xact_lock(..)`) is one line and
-    one round trip holding each of its statements; an extended-protocol execute is one line, one round trip and
-    one statement."""
+    """(statements, round trips) per call. Statements from the server's own log of what it was sent (`log_statement =
+    all` on a database of its own): a simple-protocol text (`BEGIN ...; SELECT pg_advisory_xact_lock(..)`) is one
+    line holding each of its statements, an extended-protocol execute one line and one statement (also when several
+    ride in one round trip, libpq's pipeline mode). Round trips counted by the client as it waits for the server:
+    each psycopg execute or transaction command, and each of `guard.ledger.pg_wire.Wire`'s sends (a pipeline is
+    one)."""
     cluster.sql(f"ALTER DATABASE \"{database}\" SET log_statement = 'all'")
     call, close = make(cluster.url(database))
+    trips = _TripCounter()
     try:
         call()  # warm: the connections are open, the run and its head known
         log = Path(cluster.log)
         start = log.stat().st_size
-        for _ in range(n):
-            call()
+        with trips:
+            for _ in range(n):
+                call()
         with log.open("rb") as f:
             f.seek(start)
             lines = [
@@ -128,7 +132,43 @@ def count_sql(
         close()
         cluster.sql(f'ALTER DATABASE "{database}" RESET log_statement')
     sent = [line.split(": ", 1)[1] for line in lines]
-    return sum(len([q for q in text.split(";") if q.strip()]) for text in sent) / n, len(sent) / n
+    return sum(len([q for q in text.split(";") if q.strip()]) for text in sent) / n, trips.count / n
+
+
+class _TripCounter:
+    """Counts, while entered, the round trips this process makes: psycopg's executes and `Wire`'s sends."""
+
+    def __init__(self) -> None:
+        import psycopg
+
+        self.count = 0
+        self._patched: list[tuple[Any, str, Any]] = [
+            (psycopg.Cursor, "execute", psycopg.Cursor.execute),
+            (psycopg.Cursor, "executemany", psycopg.Cursor.executemany),
+            # BEGIN and COMMIT of `with conn.transaction()` (the floor), sent without a cursor
+            (psycopg.Connection, "_exec_command", psycopg.Connection._exec_command),
+        ]
+        try:
+            from guard.ledger.pg_wire import Wire
+        except ImportError:  # an older Guard (A/B): psycopg alone
+            return
+        self._patched += [(Wire, name, getattr(Wire, name)) for name in ("run", "plain", "first")]
+
+    def __enter__(self) -> _TripCounter:
+        for owner, name, orig in self._patched:
+            setattr(owner, name, self._counted(orig))
+        return self
+
+    def _counted(self, orig: Any) -> Any:
+        def counted(*args: Any, **kwargs: Any) -> Any:
+            self.count += 1
+            return orig(*args, **kwargs)
+
+        return counted
+
+    def __exit__(self, *exc: object) -> None:
+        for owner, name, orig in self._patched:
+            setattr(owner, name, orig)
 
 
 class ServerUsage:

@@ -19,6 +19,17 @@ for.
 Durability: `SET LOCAL synchronous_commit = off` for a transaction begun with `durable=False` (the completion of
 a repeat-safe call), exactly where SQLite uses its lazy commit; every other commit waits for the server's WAL
 flush.
+
+Round trips: a round trip costs both sides more CPU than most of the ledger's statements do (a wake-up of each
+process, the socket calls), so a transaction makes as few as its reads allow. BEGIN, its durability and its
+named lock go with the first statement (`_Connection.run`); a transaction's last statement, when its writer says
+so (`_Cursor.commit_with_next`: the offer of an auto-approved call, the completion), carries the COMMIT: it is
+sent strict after a savepoint, and when it would not write everything it was given (a taken key, a stream head
+another process moved) it fails, is undone to the savepoint and runs again as the plain statement, the
+transaction open as before (`_Connection.fold`). A guarded auto-approved call is 4 round trips: the offer's
+BEGIN, lock and gate read, then its call row, head, event and COMMIT; the completion's BEGIN, durability and
+compare-and-set, then its head, event and COMMIT. Statements with parameters are prepared once per connection
+and sent through libpq (`guard.ledger.pg_wire`).
 """
 
 from __future__ import annotations
@@ -33,7 +44,7 @@ from guard.ledger.backend import unavailable
 from guard.ledger.database import shown_url
 from guard.ledger.lease_clock import DATABASE_CLOCK
 from guard.ledger.moves import EVENT_COLUMNS
-from guard.ledger.pg_wire import SCALARS, Wire, dollar_sql
+from guard.ledger.pg_wire import Wire, dollar_sql
 
 __all__ = ["PostgresBackend", "lock_key"]
 
@@ -44,6 +55,8 @@ _BEGIN_B = _BEGIN.encode()
 _LAZY_B = b"SET LOCAL synchronous_commit = off"
 _LOCK_B = b"SELECT pg_advisory_xact_lock($1)"  # one text for every key
 _ENDS = frozenset({"COMMIT", "ROLLBACK"})
+_SAVEPOINT = b"SAVEPOINT guard_last"
+_BACK_TO_SAVEPOINT = b"ROLLBACK TO SAVEPOINT guard_last"
 _TUPLES_OK = 2  # libpq's PGRES_TUPLES_OK
 
 CONNECT_TIMEOUT = 5  # seconds: how long opening a connection may take before the ledger is called unavailable
@@ -73,15 +86,18 @@ def to_server_sql(sql: str) -> str:
 # An event's values as they are sent: a VALUES list inside a SELECT needs its columns' types said (an untyped
 # parameter there would be taken for text), the column's own type or one that converts to it on insert.
 _EVENT_TYPES = tuple({"at": "float8", "seq": "int"}.get(c, "text") for c in EVENT_COLUMNS)
-_EXTEND_CHAIN: dict[tuple[int, str | None], str] = {}
+_EXTEND_CHAIN: dict[tuple[int, str | None, bool], str] = {}
 
 
-def extend_chain_sql(n: int, lead: str | None = None) -> str:
+def extend_chain_sql(n: int, lead: str | None = None, strict: bool = False) -> str:
     """One statement (a data-modifying CTE) that makes the `lead` insert if any (ledger SQL text, no RETURNING) and,
     only if it wrote its row, moves a stream's head by compare-and-set and appends `n` events only if it moved: what
     `guard.ledger.moves._extend` does in up to three statements, in one round trip. Its one row counts the lead's
-    rows (1 when there is none) and the head's moves (1 or 0); nothing is written unless both are 1."""
-    sql = _EXTEND_CHAIN.get((n, lead))
+    rows (1 when there is none) and the head's moves (1 or 0); nothing is written unless both are 1.
+
+    `strict`: the statement fails (division_by_zero, SQLSTATE 22012), undoing all it did, unless both are 1; its
+    row is then (1, 1). What lets the COMMIT ride in its round trip (`_Cursor.extend_chain`)."""
+    sql = _EXTEND_CHAIN.get((n, lead, strict))
     if sql is None:
         row = "(" + ", ".join(f"%s::{t}" for t in _EVENT_TYPES) + ")"
         first = "" if lead is None else f"lead AS ({to_server_sql(lead)} RETURNING 1), "
@@ -92,30 +108,36 @@ def extend_chain_sql(n: int, lead: str | None = None) -> str:
             f"SELECT * FROM (VALUES {', '.join([row] * n)}) AS v WHERE EXISTS (SELECT FROM moved)) "
             f"SELECT {'(SELECT count(*) FROM lead)' if lead else '1'}, (SELECT count(*) FROM moved)"
         )
-        _EXTEND_CHAIN[(n, lead)] = sql
+        if strict:  # a count of 0 divides by zero at run time (a subquery: never folded into a constant)
+            sql = sql.replace("SELECT (SELECT count(*) FROM lead), (", "SELECT 1 / (SELECT count(*) FROM lead), 1 / (")
+            sql = sql.replace("SELECT 1, (SELECT count(*) FROM moved)", "SELECT 1, 1 / (SELECT count(*) FROM moved)")
+        _EXTEND_CHAIN[(n, lead, strict)] = sql
     return sql
 
 
 class _Cursor:
     """A psycopg cursor that takes the ledger's SQL text as written.
 
-    A statement whose parameters are all scalars goes through libpq (`guard.ledger.pg_wire`: prepared once per
-    connection, sent without psycopg's cursor); anything else through psycopg's cursor. A write transaction's BEGIN
-    (with its durability and named lock) is sent with its first statement, in one round trip
-    (`_Connection.begin`); its COMMIT or ROLLBACK is not sent at all when no statement was."""
+    A statement with parameters goes through libpq (`guard.ledger.pg_wire`: prepared once per connection, its
+    parameters dumped as psycopg's cursor dumps them); one without, and `executemany`, through psycopg's cursor.
+    A write transaction's BEGIN (with its durability and named lock) is sent with its first statement, in one
+    round trip (`_Connection.begin`); its COMMIT or ROLLBACK is not sent at all when no statement was, nor when
+    it rode with the last statement (`commit_with_next`)."""
 
-    __slots__ = ("_at", "_cur", "_owner", "_res", "_rows")
+    __slots__ = ("_at", "_cur", "_owner", "_res", "_rows", "_streams")
 
-    def __init__(self, cur: Any, owner: _Connection) -> None:
+    def __init__(self, cur: Any, owner: _Connection, streams: bool = False) -> None:
         self._cur = cur
         self._owner = owner
+        self._streams = streams  # a server-side cursor (`_Connection.streaming_cursor`): psycopg's, always
         self._res: Any = None  # the last statement's result when it went through libpq
         self._rows: list[Any] = []
         self._at = 0
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> _Cursor:
         owner = self._owner
-        if params and all(type(p) in SCALARS for p in params):
+        owner.last = False  # only the statement right after `commit_with_next` carries the COMMIT
+        if params and not self._streams:
             self._took(owner.run(dollar_sql(to_server_sql(sql)), params))
         elif sql in _ENDS:
             self._took(owner.end(sql))
@@ -123,10 +145,11 @@ class _Cursor:
             if owner.pending is not None:
                 self._took(owner.run(None, ()))
             self._res = None
-            # Without parameters psycopg sends the text as it is (no placeholders, `%` stays single).
-            if params:
+            if params:  # a server-side cursor: its rows come as they are fetched
                 self._cur.execute(to_server_sql(sql), params)
             else:
+                # Without parameters psycopg sends the text as it is (no placeholders, `%` stays single), in the
+                # simple protocol: maintenance texts of several statements work.
                 self._cur.execute(sql)
         return self
 
@@ -136,6 +159,7 @@ class _Cursor:
         self._at = 0
 
     def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        self._owner.last = False
         if self._owner.pending is not None:
             self._took(self._owner.run(None, ()))
         self._res = None
@@ -150,15 +174,29 @@ class _Cursor:
             sql, params = extend_chain_sql(n), (*move, *rows)
         else:
             sql, params = extend_chain_sql(n, lead[0]), (*lead[1], *move, *rows)
-        if all(type(p) in SCALARS for p in params):
-            self._took(self._owner.run(dollar_sql(sql), params))
-        else:  # pragma: no cover - an event's values are scalars
-            if self._owner.pending is not None:
-                self._took(self._owner.run(None, ()))
-            self._res = None
-            self._cur.execute(sql, params)
+        owner = self._owner
+        if owner.last and owner.pending is None:
+            # The transaction's last statement: strict, with the COMMIT in its round trip. When it would not write
+            # it all (a taken key, a stale head) it fails and is undone to the savepoint before it, and runs again
+            # as a plain statement, the transaction still open, so the caller goes on as it would have.
+            owner.last = False
+            strict = dollar_sql(extend_chain_sql(n, None if lead is None else lead[0], strict=True))
+            if owner.fold(strict, params):
+                return True, True
+        owner.last = False
+        self._took(owner.run(dollar_sql(sql), params))
         wrote, moved = self.fetchone()
         return wrote == 1, moved == 1
+
+    def begin(self, durable: bool, lock: str | None) -> None:
+        """A write transaction on this cursor's connection, sent with its first statement (`_Connection.run`)."""
+        self._owner.begin(durable, lock)
+
+    def commit_with_next(self) -> None:
+        """The transaction's next statement is its last (`guard.ledger.moves` appending its events): commit in the
+        same round trip when that statement writes everything it is given (`_Connection.fold`). The block's own
+        COMMIT then has nothing left to do."""
+        self._owner.last = True
 
     def fetchone(self) -> Any:
         if self._res is None:
@@ -211,7 +249,7 @@ class _Cursor:
 class _Connection:
     """A psycopg connection in autocommit mode (the ledger's transactions are explicit)."""
 
-    __slots__ = ("_conn", "_serial", "pending", "wire")
+    __slots__ = ("_conn", "_serial", "committed", "last", "pending", "wire")
 
     def __init__(self, conn: Any) -> None:
         self._conn = conn
@@ -219,6 +257,20 @@ class _Connection:
         self.wire = Wire(conn)
         # A write transaction begun here and not yet sent: (durable, the named lock's key or None).
         self.pending: tuple[bool, int | None] | None = None
+        self.last = False  # the next statement is the transaction's last (`_Cursor.commit_with_next`)
+        self.committed = False  # the transaction committed with its last statement (`fold`)
+
+    def fold(self, sql: bytes, params: Sequence[Any]) -> bool:
+        """A strict last statement (`extend_chain_sql(strict=True)`) and the COMMIT, in one round trip, after a
+        savepoint. True: all written and committed, as durable as the transaction was begun. False: it refused
+        (SQLSTATE 22012) and everything it did is undone to the savepoint; the transaction is open as before."""
+        try:
+            self.wire.first([(_SAVEPOINT, ())], sql, params, [b"COMMIT"])
+        except self.wire.refused:
+            self.wire.plain(_BACK_TO_SAVEPOINT)
+            return False
+        self.committed = True
+        return True
 
     def begin(self, durable: bool, lock: str | None) -> None:
         """Begin a write transaction with its first statement (`run`): nothing is sent yet."""
@@ -243,9 +295,12 @@ class _Connection:
         return self.wire.first(begin, sql, params)
 
     def end(self, sql: str) -> Any:
-        """COMMIT or ROLLBACK; nothing sent when the transaction sent nothing (no transaction on the server)."""
-        if self.pending is not None:
+        """COMMIT or ROLLBACK; nothing sent when the transaction sent nothing (no transaction on the server) or
+        committed with its last statement (`fold`)."""
+        self.last = False
+        if self.pending is not None or self.committed:
             self.pending = None
+            self.committed = False
             return None
         return self.wire.plain(sql.encode())
 
@@ -258,7 +313,7 @@ class _Connection:
         if self.pending is not None:
             self.run(None, ())
         self._serial += 1
-        return _Cursor(self._conn.cursor(name=f"guard_stream_{self._serial}"), self)
+        return _Cursor(self._conn.cursor(name=f"guard_stream_{self._serial}"), self, streams=True)
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> _Cursor:
         """One statement on a new cursor, as `sqlite3.Connection.execute` does (maintenance and tests)."""
@@ -349,8 +404,7 @@ class PostgresBackend:
         return _Connection(conn)
 
     def begin_write(self, cur: _Cursor, durable: bool = True, lock: str | None = None) -> None:
-        # Sent with the transaction's first statement, in its round trip (`_Connection.send_begin`).
-        cur._owner.begin(durable, lock)
+        cur.begin(durable, lock)
 
     def end_write(self, cur: _Cursor, durable: bool = True) -> None:  # noqa: ARG002 (the backend protocol's)
         # SET LOCAL ends with its transaction: nothing to put back.

@@ -182,6 +182,9 @@ class LedgerInFlight:
             if row is None:
                 raise _fenced(call_id, src, C.COMPLETED)
             info = ids if detail is None else json.dumps({**detail, "external_ids": external_ids})
+            last = getattr(cur, "commit_with_next", None)  # PostgreSQL: the COMMIT rides with the events
+            if last is not None:
+                last()
             append_events(
                 cur,
                 [(run_id, call_id, now, actor, "call", src, C.COMPLETED, info)],

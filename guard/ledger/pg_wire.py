@@ -19,13 +19,12 @@ handle the cursor's. A connection that breaks under a statement raises psycopg's
 from __future__ import annotations
 
 import re
+import select
 from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["SCALARS", "Wire", "dollar_sql"]
+__all__ = ["Wire", "dollar_sql"]
 
-# The parameter types sent this way (anything else goes through psycopg's cursor: lists, dicts, ...).
-SCALARS = frozenset({str, int, float, bool, type(None)})
 _KEPT = 128  # prepared statements per connection: the ledger's hot texts number a few dozen
 _dollars: dict[str, bytes] = {}
 _PLACEHOLDER = re.compile(r"%%|%s")
@@ -45,7 +44,20 @@ def dollar_sql(sql: str) -> bytes:
 class Wire:
     """One psycopg connection's statements sent through libpq. Used by one thread at a time (the pool's)."""
 
-    __slots__ = ("_auto", "_bad", "_conn", "_errors", "_exec", "_names", "_pg", "_psycopg", "_serial", "_tx")
+    __slots__ = (
+        "_auto",
+        "_bad",
+        "_conn",
+        "_errors",
+        "_exec",
+        "_failed",
+        "_names",
+        "_pg",
+        "_psycopg",
+        "_serial",
+        "_tx",
+        "refused",
+    )
 
     def __init__(self, conn: Any) -> None:
         import psycopg
@@ -55,6 +67,8 @@ class Wire:
         self._psycopg = psycopg
         self._exec = pq.ExecStatus
         self._bad = pq.ConnStatus.BAD
+        self._failed = pq.TransactionStatus.INERROR
+        self.refused: type[Exception] = psycopg.errors.DivisionByZero  # a strict statement that would not write all
         self._conn = conn
         self._pg = conn.pgconn
         self._tx = Transformer(conn)
@@ -73,15 +87,23 @@ class Wire:
         """A statement without parameters (COMMIT, ROLLBACK)."""
         return self._check(self._pg.exec_(sql))
 
-    def first(self, begin: Sequence[tuple[bytes, Sequence[Any]]], sql: bytes | None, params: Sequence[Any]) -> Any:
-        """The `begin` statements (text, parameters), then `sql` if any, in one round trip; the last result."""
+    def first(
+        self,
+        before: Sequence[tuple[bytes, Sequence[Any]]],
+        sql: bytes | None,
+        params: Sequence[Any],
+        after: Sequence[bytes] = (),
+    ) -> Any:
+        """The `before` statements (text, parameters), then `sql` if any, then the `after` statements, in one round
+        trip; the result of `sql` (else of the last statement). The first error is raised: the statements after it
+        were not run."""
         values, types, formats = self._dump(params) if sql is not None else ((), (), ())
         key = (sql, types) if sql is not None else None
         name = None if key is None else self._names.get(key)
         pg = self._pg
         pg.enter_pipeline_mode()
         try:
-            for text, args in begin:
+            for text, args in before:
                 pg.send_query_params(text, [str(a).encode() for a in args] or None)
             fresh = False
             if sql is not None:
@@ -89,24 +111,36 @@ class Wire:
                     name, fresh = self._name(), True
                     pg.send_prepare(name, sql, types)
                 pg.send_query_prepared(name, values, formats)
+            for text in after:
+                pg.send_query_params(text, None)
             pg.pipeline_sync()
-            results = self._collect(len(begin) + (sql is not None) + fresh)
+            results = self._collect(len(before) + (sql is not None) + fresh + len(after))
         finally:
             if pg.pipeline_status:
                 pg.exit_pipeline_mode()
+        if fresh and key is not None and name is not None and results[len(before)].status == self._exec.COMMAND_OK:
+            self._keep(key, name)  # prepared, whatever came after
         failed = next((r for r in results if r.status == self._exec.FATAL_ERROR), None)
         if failed is not None:
             raise self._psycopg.errors.error_from_result(failed, encoding=self._errors)
         if any(r.status == self._exec.PIPELINE_ABORTED for r in results):  # pragma: no cover - an error came first
             raise self._psycopg.OperationalError("the statements of this transaction were not run")
-        if fresh and key is not None and name is not None:
-            self._keep(key, name)
-        return results[-1]
+        return results[len(before) + fresh] if sql is not None else results[-1]
 
     def _collect(self, expected: int) -> list[Any]:
-        """The result of each query of the pipeline, up to its sync (libpq ends each query's results with None)."""
-        pg, results = self._pg, []
+        """The result of each query of the pipeline, up to its sync (libpq ends each query's results with None).
+        Waits for the socket in `select`, which lets go of the GIL (libpq's own wait in PQgetResult would hold it
+        for as long as the server takes, a durable COMMIT's flush included, and stop every other thread)."""
+        pg = self._pg
+        results: list[Any] = []
+        fd = pg.socket
+        while pg.flush():  # what the socket did not take yet (a large argument)
+            select.select([], [fd], [])
         while True:
+            if pg.is_busy():
+                select.select([fd], [], [])
+                pg.consume_input()
+                continue
             res = pg.get_result()
             if res is None:
                 if pg.status == self._bad:  # the server went away under the pipeline
@@ -138,8 +172,9 @@ class Wire:
 
     def _keep(self, key: tuple[bytes, tuple[int, ...]], name: bytes) -> None:
         if len(self._names) >= _KEPT:
-            oldest = next(iter(self._names))
-            self._check(self._pg.exec_(b"DEALLOCATE " + self._names.pop(oldest)))
+            oldest = self._names.pop(next(iter(self._names)))
+            if self._pg.transaction_status != self._failed:  # an aborted transaction runs nothing till it ends
+                self._check(self._pg.exec_(b"DEALLOCATE " + oldest))
         self._names[key] = name
 
     def _check(self, res: Any) -> Any:
@@ -147,7 +182,7 @@ class Wire:
         status = None if res is None else res.status
         if status == self._exec.TUPLES_OK or status == self._exec.COMMAND_OK:
             return res
-        if status == self._exec.FATAL_ERROR:
+        if status == self._exec.FATAL_ERROR and res is not None:
             raise self._psycopg.errors.error_from_result(res, encoding=self._errors)
         raise self._psycopg.OperationalError(_message(self._pg))
 

@@ -232,6 +232,9 @@ class Ledger(
                 approval_id, expires_at = self._request_approval(cur, req, now, float(db_now))
                 return Offer("awaiting", req.call_id, seq, approval_id=approval_id, expires_at=expires_at)
             lease_now = self.conns.backend.lease_clock.pick(now, float(db_now))
+            last = None if clock or req.shadow is not None else getattr(cur, "commit_with_next", None)
+            if last is not None:  # PostgreSQL: nothing follows the call's insert and event, the COMMIT rides with them
+                last()
             if not self._insert(cur, req, seq, now, C.STARTED, lease_now=lease_now):
                 return self._existing(cur, req, self._holder(cur, req), now)
             if clock:

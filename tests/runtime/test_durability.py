@@ -48,16 +48,28 @@ class _WitnessCursor:
     def __init__(self, inner: Any, witness: CommitWitness) -> None:
         self.inner: Any = inner
         self._witness = witness
+        self._observed = False
 
     def execute(self, sql: str, params: Any = ()) -> Any:
-        if sql == "COMMIT":
+        if sql == "COMMIT" and not self._observed:
             self._witness.observe(self.inner)
+        if sql in ("COMMIT", "ROLLBACK"):
+            self._observed = False
         return self.inner.execute(sql, params)
+
+    def _commit_with_next(self) -> None:
+        # PostgreSQL commits with the transaction's last statement: seen before it, inside the transaction (the
+        # calls it completes are completed by then; the last statement appends their events).
+        self._witness.observe(self.inner)
+        self._observed = True
+        self.inner.commit_with_next()
 
     def __iter__(self) -> Iterator[Any]:
         return iter(self.inner)
 
     def __getattr__(self, name: str) -> Any:
+        if name == "commit_with_next" and hasattr(self.inner, name):
+            return self._commit_with_next
         return getattr(self.inner, name)
 
 

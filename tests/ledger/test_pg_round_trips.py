@@ -1,0 +1,138 @@
+"""How a guarded call reaches PostgreSQL: its round trips, and the COMMIT that rides with a transaction's last
+statement (`guard.ledger.backend_postgres`), also when that statement must fall back because another process
+moved the run's stream head meanwhile."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from pg_cluster import PgCluster
+
+from guard import Guard
+from guard.ledger.pg_wire import Wire
+from guard.runtime.doors import ledger_of
+
+POLICY = """\
+team: pgtrips
+reviewers: {alice: [finance]}
+rules:
+  - name: notes
+    tools: [crm.add_note]
+    class: compensable
+  - name: reads
+    tools: [crm.find]
+    class: read
+"""
+
+# Another worker process writing on the same run: its run event moves the run's stream head past the one this
+# process remembers.
+_OTHER_WORKER = """
+import sys
+from guard.ledger import Ledger
+from guard.ledger.moves import RunClose
+from guard.ledger.states import RunState
+ledger = Ledger(sys.argv[1])
+ledger.move_run(sys.argv[2], RunClose(RunState.RUNNING, status_label=sys.argv[3]), actor="other-worker")
+ledger.close()
+"""
+
+
+@pytest.fixture
+def pg_guard(pg_cluster: PgCluster, tmp_path: Path) -> Iterator[Guard]:
+    (tmp_path / "pgtrips.yaml").write_text(POLICY)
+    url = pg_cluster.create_database(f"trips_{tmp_path.name}".lower(), template="guard_template")
+    guard = Guard(db=url, policies=tmp_path, log_level="warning")
+    try:
+        yield guard
+    finally:
+        guard.close()
+
+
+class _Trips:
+    """The round trips this process makes to the server while entered: each psycopg execute, each send of `Wire`."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.count = 0
+        for owner, name in (
+            (psycopg.Cursor, "execute"),
+            (psycopg.Cursor, "executemany"),
+            (Wire, "run"),
+            (Wire, "plain"),
+            (Wire, "first"),
+        ):
+            monkeypatch.setattr(owner, name, self._counted(getattr(owner, name)))
+
+    def _counted(self, orig: Any) -> Any:
+        def counted(*args: Any, **kwargs: Any) -> Any:
+            self.count += 1
+            return orig(*args, **kwargs)
+
+        return counted
+
+
+def test_a_guarded_auto_approved_call_makes_two_round_trips_per_transaction(
+    pg_guard: Guard, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def echo(i: int) -> dict[str, int]:
+        return {"i": i}
+
+    find = pg_guard.tool(echo, name="crm.find")
+    note = pg_guard.tool(echo, name="crm.add_note")
+    with pg_guard.run("pgtrips") as run:
+        find(i=-1)  # warm: connections open, statements prepared, the run's head known
+        note(i=-1)
+        trips = _Trips(monkeypatch)
+        for i in range(10):
+            find(i=i)  # repeat-safe: its completion commits lazily
+            note(i=i)  # compensable: every commit durable
+        counted = trips.count
+        monkeypatch.undo()
+    # Offer: BEGIN, the run's lock and its gate in one; the call's row, its event and the COMMIT in the other.
+    # Completion: BEGIN, the durability and the row's compare-and-set in one; the event and the COMMIT in the other.
+    assert counted == 20 * 4
+    calls = pg_guard.ledger.calls_of(run.run_id)
+    assert [c.state for c in calls] == ["completed"] * 22
+    assert pg_guard.ledger.verify_chain().ok
+
+
+def test_a_call_whose_run_head_another_worker_moved_meanwhile_still_commits_once_on_the_chain(
+    pg_guard: Guard, pg_cluster: PgCluster
+) -> None:
+    url = ledger_of(pg_guard).url
+    run_ids: list[str] = []
+
+    def other_worker_writes(label: str) -> None:
+        proc = subprocess.run(
+            [sys.executable, "-c", _OTHER_WORKER, url, run_ids[0], label], capture_output=True, text=True, timeout=60
+        )
+        assert proc.returncode == 0, proc.stderr
+
+    def add_note(text: str) -> dict[str, str]:
+        other_worker_writes(f"during {text}")  # between this call's offer and its completion
+        return {"note": text}
+
+    note = pg_guard.tool(add_note, name="crm.add_note")
+    with pg_guard.run("pgtrips") as run:
+        run_ids.append(run.run_id)
+        note(text="one")  # its completion's remembered head is stale
+        other_worker_writes("between")  # the next offer's remembered head is stale
+        note(text="two")
+    calls = pg_guard.ledger.calls_of(run.run_id)
+    assert [(c.state, c.result_json) for c in calls] == [
+        ("completed", '{"note":"one"}'),
+        ("completed", '{"note":"two"}'),
+    ]
+    report = pg_guard.ledger.verify_chain()
+    assert report.ok, report
+    events = pg_guard.ledger.events_of(run.run_id)
+    labels = [json.loads(e.detail)["status_label"] for e in events if e.entity == "run" and e.actor == "other-worker"]
+    assert labels == ["during one", "between", "during two"]
+    offered = [e for e in events if e.entity == "call" and e.from_state is None]
+    assert len(offered) == 2  # each call recorded once: the refused statement left nothing behind
