@@ -10,7 +10,8 @@ Starts a throwaway cluster of its own (tests/pg_cluster.py; as the `postgres` us
   of N clients on the same server, for N in BENCH_PG_WORKERS (default 1,2,4,8,16);
 - statements and round trips per call: the server's count (pg_stat_statements, loaded into this cluster; a
   simple-protocol text such as `BEGIN; SELECT pg_advisory_xact_lock(..)` counts each statement in it) and the
-  client's (psycopg executes: one round trip each), for a guarded call and the floor;
+  client's (each psycopg execute, and each send of guard.ledger.pg_wire: a pipeline is one), for a guarded call
+  and the floor;
 - where the time goes, per row of the throughput table: the load average of the machine (1 minute) when the row
   ended, the CPU the worker processes and the server's processes spent per call (µs, from /proc), the WAL fsyncs
   per call (pg_stat_wal: a commit that waits for the disk shares an fsync with those committed beside it), and
