@@ -25,7 +25,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.postgres import WaitSampler, _worker, floor_call  # noqa: E402
+from bench.postgres import WaitSampler, _worker, floor_call, start_with_statements  # noqa: E402
 from tests.pg_cluster import PgCluster, server_bin_dir  # noqa: E402
 
 
@@ -112,11 +112,8 @@ def main() -> int:
         return 1
     from guard.ledger import upgrade
 
-    cluster = PgCluster(bin_dir).start()
+    cluster = start_with_statements(PgCluster(bin_dir))
     try:
-        cluster.sql("ALTER SYSTEM SET shared_preload_libraries = 'pg_stat_statements'")
-        cluster.stop("fast")
-        cluster.start()
         cluster.sql("ALTER SYSTEM SET pg_stat_statements.track_planning = on")  # known once the library is loaded
         cluster.sql("SELECT pg_reload_conf()")
         cluster.sql("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")

@@ -330,6 +330,20 @@ def throughput(kind: str, url: str, workers: int, n: int, cluster: Any) -> dict[
     }
 
 
+def start_with_statements(cluster: Any) -> Any:
+    """Start a throwaway cluster with pg_stat_statements loaded (to count and time the statements a call makes);
+    a server without the library starts without it, and only those figures are skipped."""
+    cluster.start()
+    cluster.sql("ALTER SYSTEM SET shared_preload_libraries = 'pg_stat_statements'")
+    cluster.stop("fast")
+    try:
+        cluster.start()
+    except RuntimeError:
+        cluster.sql("ALTER SYSTEM RESET shared_preload_libraries")
+        cluster.start()
+    return cluster
+
+
 def main() -> int:
     n = int(os.environ.get("BENCH_N", "1000"))
     counts = [int(x) for x in os.environ.get("BENCH_PG_WORKERS", "1,2,4,8,16").split(",")]
@@ -339,16 +353,8 @@ def main() -> int:
         return 1
     from guard.ledger import upgrade
 
-    cluster = PgCluster(bin_dir).start()
+    cluster = start_with_statements(PgCluster(bin_dir))
     try:
-        # pg_stat_statements, to count the statements a call makes (loaded at start; its absence only skips that).
-        cluster.sql("ALTER SYSTEM SET shared_preload_libraries = 'pg_stat_statements'")
-        cluster.stop("fast")
-        try:
-            cluster.start()
-        except RuntimeError:
-            cluster.sql("ALTER SYSTEM RESET shared_preload_libraries")
-            cluster.start()
         print(f"PostgreSQL cluster {cluster.url()} (fsync on, synchronous_commit on); {n} calls per row")
         upgrade(cluster.create_database("bench_template"))
         rows: dict[str, dict[str, float]] = {}
