@@ -102,26 +102,73 @@ def without_tamper_evidence() -> Iterator[None]:
     (claims), no chained hashes, no stream head moved; each event is a plain insert. Only for the bench's
     comparison row, so the evidence's own cost per call is measured side by side with the real thing; a ledger
     written this way does not verify."""
+
+    def plain(cur: Any, events: list[Any], stream: str | None) -> list[Any]:
+        out: list[Any] = []
+        for run_id, call_id, at, actor, entity, src, dst, detail in events:
+            out.extend((run_id, call_id, at, actor, entity, src, dst, detail, "", stream or "", 0, None, None, None))
+        return out
+
+    with _events_written_by(plain):
+        yield
+
+
+# The chain as it was before #12 (the commit before cfa1382): one hash chain over every event of the ledger, its
+# head the newest event, the hash over these fields (guard.ledger.chain.event_hash of that time, copied here).
+_GLOBAL_HEAD = "SELECT hash FROM events ORDER BY id DESC LIMIT 1"
+
+
+def _global_hash(prev: str, run_id: Any, call_id: Any, at: float, actor: str, entity: str, src: Any, dst: str,
+                 detail: str) -> str:  # fmt: skip
+    import hashlib
+
+    text = "\x1f".join((prev, run_id or "", call_id or "", repr(at), actor, entity, src or "", dst, detail))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+@contextlib.contextmanager
+def with_global_chain() -> Iterator[None]:
+    """Inside this block Guard's ledger keeps the audit trail as it did before #12: one global hash chain (each
+    event hashes the newest event's hash and its own fields), no row digests, no stream heads. The bench's
+    "before" row for #12's rule that the per-stream chains and the claims may add at most 10% to a call; a ledger
+    written this way does not verify."""
+    from guard.ledger.chain import GENESIS
+
+    def chained(cur: Any, events: list[Any], stream: str | None) -> list[Any]:
+        cur.execute(_GLOBAL_HEAD)
+        row = cur.fetchone()
+        prev = row[0] if row else GENESIS
+        out: list[Any] = []
+        for run_id, call_id, at, actor, entity, src, dst, detail in events:
+            prev = _global_hash(prev, run_id, call_id, at, actor, entity, src, dst, detail)
+            out.extend((run_id, call_id, at, actor, entity, src, dst, detail, prev, stream or "", 0, None, None, None))
+        return out
+
+    with _events_written_by(chained):
+        yield
+
+
+@contextlib.contextmanager
+def _events_written_by(rows: Callable[[Any, list[Any], str | None], list[Any]]) -> Iterator[None]:
+    """Guard's `append_events` replaced by one that inserts the rows `rows(cur, events, stream)` makes, and
+    `row_digest` by a no-op, in every ledger module that holds them (found, not listed: a module added later is
+    covered too); put back on leaving."""
     import sys
 
     from guard.ledger import digests, moves
 
     plain_insert = moves._insert  # pyright: ignore[reportPrivateUsage]
 
-    def plain(cur: Any, events: list[Any], claims: Any = (), *, stream: str | None = None, lead: Any = None) -> bool:
+    def append(cur: Any, events: list[Any], claims: Any = (), *, stream: str | None = None, lead: Any = None) -> bool:
         if lead is not None:  # the row the events are about (a call's insert): written first, as the real one does
             cur.execute(*lead)
             if cur.rowcount != 1:
                 return False
         if not events:
             return True
-        out: list[Any] = []
-        for run_id, call_id, at, actor, entity, src, dst, detail in events:
-            out.extend((run_id, call_id, at, actor, entity, src, dst, detail, "", stream or "", 0, None, None, None))
-        plain_insert(cur, out, len(events))
+        plain_insert(cur, rows(cur, events, stream), len(events))
         return True
 
-    # Every ledger module that holds the real functions (found, not listed: a module added later is covered too).
     real = {"append_events": moves.append_events, "row_digest": digests.row_digest}
     saved = [
         (m, name, fn)
@@ -131,12 +178,12 @@ def without_tamper_evidence() -> Iterator[None]:
         if getattr(m, name, None) is fn
     ]
     for m, name, _ in saved:
-        setattr(m, name, plain if name == "append_events" else (lambda table, values: None))
+        setattr(m, name, append if name == "append_events" else (lambda table, values: None))
     try:
         yield
     finally:
-        for m, name, real in saved:
-            setattr(m, name, real)
+        for m, name, fn in saved:
+            setattr(m, name, fn)
 
 
 def make_classifier() -> Callable[[str, dict[str, Any]], Any]:

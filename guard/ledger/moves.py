@@ -129,30 +129,11 @@ def append_events(
         if first is None:  # pragma: no cover - a programming error: run-less events name their stream
             raise GuardUsageError("an event without a run must name its stream")
         stream = "run:" + first
-    given = {(c[0], c[1]) for c in claims}
-    attached: list[Claim | None] = [None] * len(events)
-    for i in range(len(events) - 1, -1, -1):
-        ev = events[i]
-        target = (
-            ("calls", ev[1])
-            if ev[4] in _CALL_ENTITIES and ev[1] is not None
-            else ("runs", ev[0])
-            if ev[4] == "run" and ev[0] is not None
-            else None
-        )
-        if target is not None and target not in given:
-            given.add(target)
-            attached[i] = claim(cur, *target)
-    rest = list(claims)
-    for i in range(len(events) - 1, -1, -1):
-        if not rest:
-            break
-        if attached[i] is None:
-            attached[i] = rest.pop()
-    if rest:
-        run_id, _call, at, actor = events[-1][:4]
-        events = [*events, *[(run_id, None, at, actor, "row", None, "written", "{}")] * len(rest)]
-        attached.extend(rest)
+    if len(events) == 1 and len(claims) == 1 and _target(events[0]) in (None, claims[0][:2]):
+        # The call path's case (one event, its row's claim given): what the loops below come to, without them.
+        attached: list[Claim | None] = [claims[0]]
+    else:
+        events, attached = _attach(cur, events, claims)
     if stream.startswith("run:") and heads_in_events(cur):
         return _append_run_sqlite(cur, stream, events, attached, lead)
     known = _HEADS.get(stream)
@@ -181,6 +162,40 @@ def append_events(
         )
     _remember(stream, seq, head)
     return True
+
+
+def _target(ev: EventIn) -> tuple[str, str] | None:
+    """The row an event is about, whose claim it carries: a call's (entity `call`, `external_id`, `lease`) or a
+    run's (`run`); None for any other event."""
+    if ev[4] in _CALL_ENTITIES and ev[1] is not None:
+        return ("calls", ev[1])
+    if ev[4] == "run" and ev[0] is not None:
+        return ("runs", ev[0])
+    return None
+
+
+def _attach(cur: Any, events: list[EventIn], claims: Sequence[Claim]) -> tuple[list[EventIn], list[Claim | None]]:
+    """The events (with a `row` event added per claim left over) and the claim each carries: every row an event is
+    about claimed as it is now (the last such event per row only) unless `claims` has it; the other claims ride on
+    events without one, from the last."""
+    given = {(c[0], c[1]) for c in claims}
+    attached: list[Claim | None] = [None] * len(events)
+    for i in range(len(events) - 1, -1, -1):
+        target = _target(events[i])
+        if target is not None and target not in given:
+            given.add(target)
+            attached[i] = claim(cur, *target)
+    rest = list(claims)
+    for i in range(len(events) - 1, -1, -1):
+        if not rest:
+            break
+        if attached[i] is None:
+            attached[i] = rest.pop()
+    if rest:
+        run_id, _call, at, actor = events[-1][:4]
+        events = [*events, *[(run_id, None, at, actor, "row", None, "written", "{}")] * len(rest)]
+        attached.extend(rest)
+    return events, attached
 
 
 def _append_run_sqlite(
