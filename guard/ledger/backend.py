@@ -25,7 +25,7 @@ from guard.ledger.lease_clock import WORKER_CLOCK, LeaseClock
 from guard.ledger.pool import PoolLimits
 from guard.ledger.write_queue import QueuedConnection, WriteQueue
 
-__all__ = ["Backend", "Connections", "SqliteBackend", "open_backend", "shown_url", "unavailable"]
+__all__ = ["Backend", "CommitRefused", "Connections", "SqliteBackend", "open_backend", "shown_url", "unavailable"]
 
 BUSY_TIMEOUT_MS = 5000
 # Writers queue for SQLite's write lock in the kernel (`guard.ledger.write_queue`) before BEGIN IMMEDIATE. A
@@ -34,6 +34,13 @@ BUSY_TIMEOUT_MS = 5000
 # own busy handler sleeps 1, 2, 5, 10 ... 100 ms between tries and would sleep through the moments it is free.
 _RETRY_FIRST, _RETRY_CAP = 0.0002, 0.002
 _BUSY_TIMEOUT = f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}"
+
+
+class CommitRefused(Exception):
+    """A transaction's last statement, sent with its COMMIT (`commit_with_next`, PostgreSQL), would not write all it
+    was given (a taken key, a stream head another process moved) and refused: the whole transaction was rolled back,
+    nothing of it is in the ledger. Its writer makes it again from the start without `commit_with_next`, where the
+    plain statement says what it found. Never leaves the ledger."""
 
 
 def _first_line(exc: BaseException) -> str:

@@ -24,9 +24,9 @@ Round trips: a round trip costs both sides more CPU than most of the ledger's st
 process, the socket calls), so a transaction makes as few as its reads allow. BEGIN, its durability and its
 named lock go with the first statement (`_Connection.run`); a transaction's last statement, when its writer says
 so (`_Cursor.commit_with_next`: the offer of an auto-approved call, the completion), carries the COMMIT: it is
-sent strict after a savepoint, and when it would not write everything it was given (a taken key, a stream head
-another process moved) it fails, is undone to the savepoint and runs again as the plain statement, the
-transaction open as before (`_Connection.fold`). A guarded auto-approved call is 4 round trips: the offer's
+sent strict, and when it would not write everything it was given (a taken key, a stream head another process
+moved) it fails, the transaction is rolled back and its writer makes it again without folding
+(`guard.ledger.backend.CommitRefused`, `_Connection.fold`). A guarded auto-approved call is 4 round trips: the offer's
 BEGIN, lock and gate read, then its call row, head, event and COMMIT; the completion's BEGIN, durability and
 compare-and-set, then its head, event and COMMIT. Statements with parameters are prepared once per connection
 and sent through libpq (`guard.ledger.pg_wire`).
@@ -40,7 +40,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from guard.errors import LedgerNotReady
-from guard.ledger.backend import unavailable
+from guard.ledger.backend import CommitRefused, unavailable
 from guard.ledger.database import shown_url
 from guard.ledger.lease_clock import DATABASE_CLOCK
 from guard.ledger.moves import EVENT_COLUMNS
@@ -55,8 +55,6 @@ _BEGIN_B = _BEGIN.encode()
 _LAZY_B = b"SET LOCAL synchronous_commit = off"
 _LOCK_B = b"SELECT pg_advisory_xact_lock($1)"  # one text for every key
 _ENDS = frozenset({"COMMIT", "ROLLBACK"})
-_SAVEPOINT = b"SAVEPOINT guard_last"
-_BACK_TO_SAVEPOINT = b"ROLLBACK TO SAVEPOINT guard_last"
 _TUPLES_OK = 2  # libpq's PGRES_TUPLES_OK
 
 CONNECT_TIMEOUT = 5  # seconds: how long opening a connection may take before the ledger is called unavailable
@@ -177,12 +175,11 @@ class _Cursor:
         owner = self._owner
         if owner.last and owner.pending is None:
             # The transaction's last statement: strict, with the COMMIT in its round trip. When it would not write
-            # it all (a taken key, a stale head) it fails and is undone to the savepoint before it, and runs again
-            # as a plain statement, the transaction still open, so the caller goes on as it would have.
+            # it all (a taken key, a stale head) it fails, the transaction is rolled back (CommitRefused), and its
+            # writer makes it again without folding, where this statement runs plain and says what it found.
             owner.last = False
-            strict = dollar_sql(extend_chain_sql(n, None if lead is None else lead[0], strict=True))
-            if owner.fold(strict, params):
-                return True, True
+            owner.fold(dollar_sql(extend_chain_sql(n, None if lead is None else lead[0], strict=True)), params)
+            return True, True
         owner.last = False
         self._took(owner.run(dollar_sql(sql), params))
         wrote, moved = self.fetchone()
@@ -249,9 +246,12 @@ class _Cursor:
 class _Connection:
     """A psycopg connection in autocommit mode (the ledger's transactions are explicit)."""
 
-    __slots__ = ("_conn", "_serial", "committed", "last", "pending", "wire")
+    __slots__ = ("_conn", "_int8", "_serial", "committed", "last", "pending", "wire")
 
     def __init__(self, conn: Any) -> None:
+        from psycopg.types.numeric import Int8
+
+        self._int8 = Int8
         self._conn = conn
         self._serial = 0
         self.wire = Wire(conn)
@@ -260,17 +260,19 @@ class _Connection:
         self.last = False  # the next statement is the transaction's last (`_Cursor.commit_with_next`)
         self.committed = False  # the transaction committed with its last statement (`fold`)
 
-    def fold(self, sql: bytes, params: Sequence[Any]) -> bool:
-        """A strict last statement (`extend_chain_sql(strict=True)`) and the COMMIT, in one round trip, after a
-        savepoint. True: all written and committed, as durable as the transaction was begun. False: it refused
-        (SQLSTATE 22012) and everything it did is undone to the savepoint; the transaction is open as before."""
+    def fold(self, sql: bytes, params: Sequence[Any]) -> None:
+        """A strict last statement (`extend_chain_sql(strict=True)`) and the COMMIT, in one round trip: all written
+        and committed, as durable as the transaction was begun. When it refuses (SQLSTATE 22012) the transaction is
+        aborted (the COMMIT was not run) and CommitRefused is raised; the write block's exit rolls it back.
+
+        No savepoint to fall back to within the transaction: a savepoint is two more statements and a
+        subtransaction in every call, for a refusal that comes only when another process wrote the same run or key,
+        and then the writer makes the whole (uncommitted) transaction again."""
         try:
-            self.wire.first([(_SAVEPOINT, ())], sql, params, [b"COMMIT"])
-        except self.wire.refused:
-            self.wire.plain(_BACK_TO_SAVEPOINT)
-            return False
+            self.wire.first((), sql, params, [b"COMMIT"])
+        except self.wire.refused as exc:
+            raise CommitRefused from exc
         self.committed = True
-        return True
 
     def begin(self, durable: bool, lock: str | None) -> None:
         """Begin a write transaction with its first statement (`run`): nothing is sent yet."""
@@ -291,7 +293,7 @@ class _Connection:
         if not durable:
             begin.append((_LAZY_B, ()))
         if key is not None:
-            begin.append((_LOCK_B, (key,)))
+            begin.append((_LOCK_B, (self._int8(key),)))  # always int8: one prepared text and type
         return self.wire.first(begin, sql, params)
 
     def end(self, sql: str) -> Any:

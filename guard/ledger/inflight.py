@@ -14,7 +14,7 @@ import time
 from typing import Any
 
 from guard.errors import GuardUsageError, IllegalTransition, LeaseLost
-from guard.ledger.backend import Connections
+from guard.ledger.backend import CommitRefused, Connections
 from guard.ledger.chain import run_stream
 from guard.ledger.digests import claim, row_digest
 from guard.ledger.lease_clock import Beat, LeaseBeat
@@ -169,6 +169,27 @@ class LedgerInFlight:
         `durable=False` for a repeat-safe call only: see `Connections.write`."""
         if src is not C.STARTED:  # the hot path's `started -> completed` is legal by construction
             check_call_move(call_id, src, C.COMPLETED)
+        done = (run_id, call_id, token, result_json, external_ids, attempts, actor, src, detail, durable)
+        try:
+            self._complete(*done, fold=True)
+        except CommitRefused:  # PostgreSQL: the run's head moved meanwhile; nothing was written, make it again
+            self._complete(*done, fold=False)
+
+    def _complete(
+        self,
+        run_id: str,
+        call_id: str,
+        token: int,
+        result_json: str,
+        external_ids: dict[str, str],
+        attempts: int,
+        actor: str,
+        src: CallState,
+        detail: dict[str, Any] | None,
+        durable: bool,
+        *,
+        fold: bool,
+    ) -> None:
         now = time.time()
         ids = json.dumps(external_ids) if external_ids else "{}"
         with self.conns.write(durable) as cur:
@@ -182,8 +203,8 @@ class LedgerInFlight:
             if row is None:
                 raise _fenced(call_id, src, C.COMPLETED)
             info = ids if detail is None else json.dumps({**detail, "external_ids": external_ids})
-            last = getattr(cur, "commit_with_next", None)  # PostgreSQL: the COMMIT rides with the events
-            if last is not None:
+            last = getattr(cur, "commit_with_next", None) if fold else None
+            if last is not None:  # PostgreSQL: the COMMIT rides with the events
                 last()
             append_events(
                 cur,

@@ -8,8 +8,9 @@ Parameters are dumped and rows loaded by psycopg's own `Transformer`, so the val
 exactly those psycopg's cursor would send and return (the row digests depend on that).
 
 A write transaction's BEGIN, its durability (`SET LOCAL synchronous_commit = off`), its named lock and its first
-statement go in one round trip (`first`, libpq's pipeline mode): the server runs them in order as if sent one by
-one, and the first error stops the rest.
+statement go in one round trip (`first`, libpq's pipeline mode), each prepared once per connection too (BEGIN's
+text is parsed once, the lock's planned once): the server runs them in order as if sent one by one, and the first
+error stops the rest.
 
 Errors are psycopg's (`psycopg.errors.error_from_result`, the class of the SQLSTATE): callers handle them as they
 handle the cursor's. A connection that breaks under a statement raises psycopg's OperationalError and reads as
@@ -28,6 +29,7 @@ __all__ = ["Wire", "dollar_sql"]
 _KEPT = 128  # prepared statements per connection: the ledger's hot texts number a few dozen
 _dollars: dict[str, bytes] = {}
 _PLACEHOLDER = re.compile(r"%%|%s")
+_NOTHING: tuple[Sequence[Any], tuple[int, ...], Sequence[Any]] = ((), (), ())  # a statement without parameters
 
 
 def dollar_sql(sql: str) -> bytes:
@@ -95,37 +97,38 @@ class Wire:
         after: Sequence[bytes] = (),
     ) -> Any:
         """The `before` statements (text, parameters), then `sql` if any, then the `after` statements, in one round
-        trip; the result of `sql` (else of the last statement). The first error is raised: the statements after it
-        were not run."""
-        values, types, formats = self._dump(params) if sql is not None else ((), (), ())
-        key = (sql, types) if sql is not None else None
-        name = None if key is None else self._names.get(key)
+        trip, each prepared once per connection like `run`'s; the result of `sql` (else of the last statement). The
+        first error is raised: the statements after it were not run."""
+        statements = [*before, *([] if sql is None else [(sql, params)]), *((text, ()) for text in after)]
         pg = self._pg
+        fresh: list[tuple[int, tuple[bytes, tuple[int, ...]], bytes]] = []  # (its result's place, key, name)
+        places: list[int] = []  # where each statement's own result is among the results
         pg.enter_pipeline_mode()
         try:
-            for text, args in before:
-                pg.send_query_params(text, [str(a).encode() for a in args] or None)
-            fresh = False
-            if sql is not None:
+            for text, args in statements:
+                values, types, formats = self._dump(args) if args else _NOTHING
+                key = (text, types)
+                name = self._names.get(key)
                 if name is None:
-                    name, fresh = self._name(), True
-                    pg.send_prepare(name, sql, types)
+                    name = self._name()
+                    pg.send_prepare(name, text, types)
+                    fresh.append((len(places) + len(fresh), key, name))
                 pg.send_query_prepared(name, values, formats)
-            for text in after:
-                pg.send_query_params(text, None)
+                places.append(len(places) + len(fresh))
             pg.pipeline_sync()
-            results = self._collect(len(before) + (sql is not None) + fresh + len(after))
+            results = self._collect(len(places) + len(fresh))
         finally:
             if pg.pipeline_status:
                 pg.exit_pipeline_mode()
-        if fresh and key is not None and name is not None and results[len(before)].status == self._exec.COMMAND_OK:
-            self._keep(key, name)  # prepared, whatever came after
+        for place, key, name in fresh:
+            if results[place].status == self._exec.COMMAND_OK:
+                self._keep(key, name)  # prepared, whatever came after
         failed = next((r for r in results if r.status == self._exec.FATAL_ERROR), None)
         if failed is not None:
             raise self._psycopg.errors.error_from_result(failed, encoding=self._errors)
         if any(r.status == self._exec.PIPELINE_ABORTED for r in results):  # pragma: no cover - an error came first
             raise self._psycopg.OperationalError("the statements of this transaction were not run")
-        return results[len(before) + fresh] if sql is not None else results[-1]
+        return results[places[len(before)] if sql is not None else places[-1]]
 
     def _collect(self, expected: int) -> list[Any]:
         """The result of each query of the pipeline, up to its sync (libpq ends each query's results with None).

@@ -23,7 +23,7 @@ from guard.errors import (
     IllegalTransition,
 )
 from guard.ledger.approvals import LedgerApprovals
-from guard.ledger.backend import Connections, open_backend
+from guard.ledger.backend import CommitRefused, Connections, open_backend
 from guard.ledger.chain import run_stream
 from guard.ledger.database import sqlite_path
 from guard.ledger.digests import claim, row_digest
@@ -205,6 +205,13 @@ class Ledger(
         The transaction holds the run's lock (`run:<id>`): the next sequence number, the run's state and its
         stop-rule counts are read and acted on by one offer of the run at a time, while other runs' offers go on.
         """
+        try:
+            return self._offer(req, fold=True)
+        except CommitRefused:  # PostgreSQL: its key or its run's head was taken meanwhile; nothing was written
+            return self._offer(req, fold=False)
+
+    def _offer(self, req: CallRequest, *, fold: bool) -> Offer:
+        """`offer`; `fold`: an auto-approved call's last statement carries the COMMIT (`commit_with_next`)."""
         now = time.time()
         with self.conns.write(lock=run_stream(req.run_id)) as cur:
             cur.execute(_run_gate(self.conns.backend.clock_sql), (req.run_id, req.run_id))
@@ -232,7 +239,7 @@ class Ledger(
                 approval_id, expires_at = self._request_approval(cur, req, now, float(db_now))
                 return Offer("awaiting", req.call_id, seq, approval_id=approval_id, expires_at=expires_at)
             lease_now = self.conns.backend.lease_clock.pick(now, float(db_now))
-            last = None if clock or req.shadow is not None else getattr(cur, "commit_with_next", None)
+            last = None if clock or req.shadow is not None or not fold else getattr(cur, "commit_with_next", None)
             if last is not None:  # PostgreSQL: nothing follows the call's insert and event, the COMMIT rides with them
                 last()
             if not self._insert(cur, req, seq, now, C.STARTED, lease_now=lease_now):

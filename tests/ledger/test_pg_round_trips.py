@@ -56,10 +56,12 @@ def pg_guard(pg_cluster: PgCluster, tmp_path: Path) -> Iterator[Guard]:
 
 
 class _Trips:
-    """The round trips this process makes to the server while entered: each psycopg execute, each send of `Wire`."""
+    """The round trips this process makes to the server while entered: each psycopg execute, each send of `Wire`;
+    and the statements they carry (`statements`: each of a pipeline's counted)."""
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self.count = 0
+        self.statements = 0
         for owner, name in (
             (psycopg.Cursor, "execute"),
             (psycopg.Cursor, "executemany"),
@@ -72,6 +74,11 @@ class _Trips:
     def _counted(self, orig: Any) -> Any:
         def counted(*args: Any, **kwargs: Any) -> Any:
             self.count += 1
+            if orig.__name__ == "first":  # (self, before, sql, params, after)
+                _, before, sql, _, *after = args
+                self.statements += len(before) + (sql is not None) + len(after[0] if after else ())
+            else:
+                self.statements += 1
             return orig(*args, **kwargs)
 
         return counted
@@ -92,11 +99,14 @@ def test_a_guarded_auto_approved_call_makes_two_round_trips_per_transaction(
         for i in range(10):
             find(i=i)  # repeat-safe: its completion commits lazily
             note(i=i)  # compensable: every commit durable
-        counted = trips.count
+        counted, statements = trips.count, trips.statements
         monkeypatch.undo()
     # Offer: BEGIN, the run's lock and its gate in one; the call's row, its event and the COMMIT in the other.
     # Completion: BEGIN, the durability and the row's compare-and-set in one; the event and the COMMIT in the other.
     assert counted == 20 * 4
+    # Statements: the offer's BEGIN, lock, gate, [row + head + event], COMMIT; the completion's BEGIN, (durability:
+    # the repeat-safe call's only), compare-and-set, [head + event], COMMIT. No savepoint in any of them.
+    assert statements == 10 * (5 + 5) + 10 * (5 + 4)
     calls = pg_guard.ledger.calls_of(run.run_id)
     assert [c.state for c in calls] == ["completed"] * 22
     assert pg_guard.ledger.verify_chain().ok
