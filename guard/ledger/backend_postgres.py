@@ -173,7 +173,7 @@ class _Cursor:
         else:
             sql, params = extend_chain_sql(n, lead[0]), (*lead[1], *move, *rows)
         owner = self._owner
-        if owner.last and owner.pending is None:
+        if owner.last:
             # The transaction's last statement: strict, with the COMMIT in its round trip. When it would not write
             # it all (a taken key, a stale head) it fails, the transaction is rolled back (CommitRefused), and its
             # writer makes it again without folding, where this statement runs plain and says what it found.
@@ -269,7 +269,7 @@ class _Connection:
         subtransaction in every call, for a refusal that comes only when another process wrote the same run or key,
         and then the writer makes the whole (uncommitted) transaction again."""
         try:
-            self.wire.first((), sql, params, [b"COMMIT"])
+            self.wire.first(self._begun(), sql, params, [b"COMMIT"])
         except self.wire.refused as exc:
             raise CommitRefused from exc
         self.committed = True
@@ -284,17 +284,22 @@ class _Connection:
         (libpq's pipeline mode: each runs after the one before, as if sent one by one; the first error stops the
         rest and is raised, the transaction then aborted or never begun, and the caller rolls back). Every text
         but BEGIN's is the same on every call, prepared once per connection."""
-        pending = self.pending
-        if pending is None:
+        if self.pending is None:
             return None if sql is None else self.wire.run(sql, params)
-        self.pending = None
+        return self.wire.first(self._begun(), sql, params)
+
+    def _begun(self) -> list[tuple[bytes, tuple[Any, ...]]]:
+        """The statements that begin the pending transaction (none when it was begun on the server already)."""
+        pending, self.pending = self.pending, None
+        if pending is None:
+            return []
         durable, key = pending
         begin: list[tuple[bytes, tuple[Any, ...]]] = [(_BEGIN_B, ())]
         if not durable:
             begin.append((_LAZY_B, ()))
         if key is not None:
             begin.append((_LOCK_B, (self._int8(key),)))  # always int8: one prepared text and type
-        return self.wire.first(begin, sql, params)
+        return begin
 
     def end(self, sql: str) -> Any:
         """COMMIT or ROLLBACK; nothing sent when the transaction sent nothing (no transaction on the server) or

@@ -47,8 +47,51 @@ def _fenced(call_id: str, src: CallState, dst: CallState) -> LeaseLost:
     )
 
 
+# A started call's row as this process inserted it (its offer), by call id, kept where the completion can then be
+# one statement with its COMMIT (PostgreSQL: `_complete_as_written`). Only a hint: that statement writes only if
+# every column still holds what was kept, and anything else (a heartbeat, ids recorded, a takeover) goes the plain
+# way. Bounded: cleared when full (a call that never completes here leaves its row behind).
+_STARTED_KEPT = 10_000
+_COLS = CallRecord.columns()
+_AT = {c: i for i, c in enumerate(_COLS)}
+_AS_WRITTEN: dict[str, str] = {}  # the statement by the lease clock's fence
+
+
+def _complete_as_written(fence: str) -> str:
+    """`started -> completed` only if the row holds exactly what this process wrote: its claim is then computed, not
+    read back, and the statement can carry the COMMIT."""
+    sql = _AS_WRITTEN.get(fence)
+    if sql is None:
+        sql = (
+            "UPDATE calls SET state = ?, result_json = ?, external_ids = ?, attempts = ?, ended_at = ?, "
+            f"updated_at = ?, lease_expires_at = NULL WHERE call_id = ? AND state = ? AND lease_token = ?{fence} "
+            f"AND ({_CALL_COLS}) IS NOT DISTINCT FROM ({', '.join('?' * len(_COLS))})"
+        )
+        _AS_WRITTEN[fence] = sql
+    return sql
+
+
+def _completed(row: tuple[Any, ...], result_json: str, ids: str, attempts: int, now: float) -> list[Any]:
+    """A started call's row as `_complete_as_written` leaves it."""
+    out = list(row)
+    out[_AT["state"]] = C.COMPLETED.value
+    out[_AT["result_json"]] = result_json
+    out[_AT["external_ids"]] = ids
+    out[_AT["attempts"]] = attempts
+    out[_AT["ended_at"]] = out[_AT["updated_at"]] = now
+    out[_AT["lease_expires_at"]] = None
+    return out
+
+
 class LedgerInFlight:
     conns: Connections
+    started_rows: dict[str, tuple[Any, ...]]  # see `_STARTED_KEPT`
+
+    def _keep_started(self, call_id: str, row: tuple[Any, ...]) -> None:
+        """Keep a started call's row as this process inserted it (`_complete_as_written`)."""
+        if len(self.started_rows) >= _STARTED_KEPT:
+            self.started_rows.clear()
+        self.started_rows[call_id] = row
 
     @property
     def _fence(self) -> str:
@@ -192,7 +235,20 @@ class LedgerInFlight:
     ) -> None:
         now = time.time()
         ids = json.dumps(external_ids) if external_ids else "{}"
+        info = ids if detail is None else json.dumps({**detail, "external_ids": external_ids})
+        event = (run_id, call_id, now, actor, "call", src, C.COMPLETED, info)
         with self.conns.write(durable) as cur:
+            last = getattr(cur, "commit_with_next", None) if fold else None
+            kept = self.started_rows.pop(call_id, None) if last is not None else None
+            if last is not None and kept is not None and kept[_AT["state"]] == src:
+                # PostgreSQL, a call this process started: one statement (the compare-and-set on the row as kept,
+                # the head, the event) that carries the COMMIT. No row when it changed meanwhile: the plain way.
+                row = _completed(kept, result_json, ids, attempts, now)
+                last()
+                sets = (C.COMPLETED, result_json, ids, attempts, now, now, call_id, src, token, *kept)
+                lead = (_complete_as_written(self._fence), sets)
+                if append_events(cur, [event], [("calls", call_id, row_digest("calls", row))], lead=lead):
+                    return
             cur.execute(
                 "UPDATE calls SET state = ?, result_json = ?, external_ids = ?, attempts = ?, "
                 "ended_at = ?, updated_at = ?, lease_expires_at = NULL WHERE call_id = ? AND state = ? "
@@ -202,15 +258,9 @@ class LedgerInFlight:
             row = cur.fetchone()  # the row as written: its claim, without reading it again
             if row is None:
                 raise _fenced(call_id, src, C.COMPLETED)
-            info = ids if detail is None else json.dumps({**detail, "external_ids": external_ids})
-            last = getattr(cur, "commit_with_next", None) if fold else None
             if last is not None:  # PostgreSQL: the COMMIT rides with the events
                 last()
-            append_events(
-                cur,
-                [(run_id, call_id, now, actor, "call", src, C.COMPLETED, info)],
-                [("calls", call_id, row_digest("calls", row))],
-            )
+            append_events(cur, [event], [("calls", call_id, row_digest("calls", row))])
 
     def fail(
         self,

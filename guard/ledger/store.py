@@ -130,6 +130,7 @@ class Ledger(
         # are not. See guard.ledger.pool.
         limits = None if sqlite_path(url) is not None else (pool or PoolLimits.resolve())
         self.conns = Connections(open_backend(url), limits)
+        self.started_rows = {}  # the calls this process started, as inserted (`LedgerInFlight._keep_started`)
         # How waiting agents hear of decisions; on PostgreSQL a LISTEN connection on `listen_url` (default
         # GUARD_LISTEN_URL, else `url`), opened when an agent first waits. See guard.ledger.signals.
         self.wakes = Wakes(url, listen_url)
@@ -242,7 +243,7 @@ class Ledger(
             last = None if clock or req.shadow is not None or not fold else getattr(cur, "commit_with_next", None)
             if last is not None:  # PostgreSQL: nothing follows the call's insert and event, the COMMIT rides with them
                 last()
-            if not self._insert(cur, req, seq, now, C.STARTED, lease_now=lease_now):
+            if not self._insert(cur, req, seq, now, C.STARTED, lease_now=lease_now, keep=last is not None):
                 return self._existing(cur, req, self._holder(cur, req), now)
             if clock:
                 count_offer(cur, req, clock)
@@ -337,12 +338,14 @@ class Ledger(
         reason: str | None = None,
         brake: str | None = None,
         lease_now: float | None = None,
+        keep: bool = False,
     ) -> bool:
         """Insert the call in `state` with the events of its path there; False (nothing written) when its key is
         taken. `lease_now`: a started call's now by the lease clock: its lease runs `lease_ttl` from it, and it is
         the call's `updated_at`, its first sign of life (`recover(stale_after=)` judges them by the same clock).
 
-        A denied call holds no key (it provably never ran, so the key stays free for a later offer).
+        A denied call holds no key (it provably never ran, so the key stays free for a later offer). `keep`: remember
+        the row as inserted, for its completion (`LedgerInFlight._keep_started`).
         """
         key = None if state is C.DENIED else req.idempotency_key
         started = now if state is C.STARTED else None
@@ -402,6 +405,8 @@ class Ledger(
             lead=(_INSERT_CALL, values),
         ):
             return False
+        if keep:
+            self._keep_started(req.call_id, values)
         if req.shadow is not None:
             count_shadow(cur, req.team, req.rule or "-", "rule")
         return True

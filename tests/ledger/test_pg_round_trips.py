@@ -17,6 +17,7 @@ from pg_cluster import PgCluster
 
 from guard import Guard
 from guard.ledger.pg_wire import Wire
+from guard.runtime import report_external_id
 from guard.runtime.doors import ledger_of
 
 POLICY = """\
@@ -29,6 +30,10 @@ rules:
   - name: reads
     tools: [crm.find]
     class: read
+  - name: tags
+    tools: [crm.tag]
+    class: idempotent
+    on_failure: retry
 """
 
 # Another worker process writing on the same run: its run event moves the run's stream head past the one this
@@ -84,9 +89,7 @@ class _Trips:
         return counted
 
 
-def test_a_guarded_auto_approved_call_makes_two_round_trips_per_transaction(
-    pg_guard: Guard, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_a_guarded_auto_approved_call_makes_three_round_trips(pg_guard: Guard, monkeypatch: pytest.MonkeyPatch) -> None:
     def echo(i: int) -> dict[str, int]:
         return {"i": i}
 
@@ -102,11 +105,12 @@ def test_a_guarded_auto_approved_call_makes_two_round_trips_per_transaction(
         counted, statements = trips.count, trips.statements
         monkeypatch.undo()
     # Offer: BEGIN, the run's lock and its gate in one; the call's row, its event and the COMMIT in the other.
-    # Completion: BEGIN, the durability and the row's compare-and-set in one; the event and the COMMIT in the other.
-    assert counted == 20 * 4
+    # Completion of a call this process started: BEGIN, the durability, the row's compare-and-set on the row as
+    # this process wrote it, its event and the COMMIT, in one.
+    assert counted == 20 * 3
     # Statements: the offer's BEGIN, lock, gate, [row + head + event], COMMIT; the completion's BEGIN, (durability:
-    # the repeat-safe call's only), compare-and-set, [head + event], COMMIT. No savepoint in any of them.
-    assert statements == 10 * (5 + 5) + 10 * (5 + 4)
+    # the repeat-safe call's only), [compare-and-set + head + event], COMMIT. No savepoint in any of them.
+    assert statements == 10 * (5 + 4) + 10 * (5 + 3)
     calls = pg_guard.ledger.calls_of(run.run_id)
     assert [c.state for c in calls] == ["completed"] * 22
     assert pg_guard.ledger.verify_chain().ok
@@ -146,3 +150,51 @@ def test_a_call_whose_run_head_another_worker_moved_meanwhile_still_commits_once
     assert labels == ["during one", "between", "during two"]
     offered = [e for e in events if e.entity == "call" and e.from_state is None]
     assert len(offered) == 2  # each call recorded once: the refused statement left nothing behind
+
+
+def test_a_call_whose_row_changed_while_it_ran_completes_with_a_claim_of_the_row_as_it_is(pg_guard: Guard) -> None:
+    """The completion's one-statement path (the row as this process inserted it) finds the row changed (an external
+    id reported mid-call, and a second one): it writes nothing, and the plain path completes the call with the claim
+    of the row as it now is, which `verify` checks against the row."""
+
+    def create_invoice(amount: int) -> dict[str, int]:
+        report_external_id("invoice", f"inv_{amount}")
+        report_external_id("draft", f"d_{amount}")
+        return {"amount": amount}
+
+    invoice = pg_guard.tool(create_invoice, name="crm.add_note")
+    with pg_guard.run("pgtrips") as run:
+        invoice(amount=5)
+        invoice(amount=7)
+    calls = pg_guard.ledger.calls_of(run.run_id)
+    assert [(c.state, json.loads(c.external_ids)) for c in calls] == [
+        ("completed", {"invoice": "inv_5", "draft": "d_5"}),
+        ("completed", {"invoice": "inv_7", "draft": "d_7"}),
+    ]
+    report = pg_guard.ledger.verify_chain()
+    assert report.ok, report
+    events = pg_guard.ledger.events_of(run.run_id)
+    completions = [e for e in events if e.entity == "call" and e.to_state == "completed"]
+    assert len(completions) == 2
+
+
+def test_a_call_retried_after_a_clean_failure_completes_with_a_claim_of_its_row_as_it_is(pg_guard: Guard) -> None:
+    """A repeat-safe call that failed cleanly once keeps that attempt's error on its row, a column the completion
+    does not set: the completion must not claim the row as this process first inserted it (error empty), or
+    `verify` would call the row edited."""
+    tries: list[str] = []
+
+    def tag(name: str) -> dict[str, str]:
+        tries.append(name)
+        if len(tries) == 1:
+            raise ValueError("the CRM refused the tag this once")
+        return {"tag": name}
+
+    tag_tool = pg_guard.tool(tag, name="crm.tag")
+    with pg_guard.run("pgtrips") as run:
+        tag_tool(name="vip")
+    (call,) = pg_guard.ledger.calls_of(run.run_id)
+    assert (call.state, call.attempts, tries) == ("completed", 2, ["vip", "vip"])
+    assert call.error is not None and "refused the tag" in call.error
+    report = pg_guard.ledger.verify_chain()
+    assert report.ok, report

@@ -45,10 +45,12 @@ class Commit:
 
 
 class _WitnessCursor:
-    def __init__(self, inner: Any, witness: CommitWitness) -> None:
+    def __init__(self, inner: Any, witness: CommitWitness, conn: Any) -> None:
         self.inner: Any = inner
         self._witness = witness
+        self._conn = conn  # the backend's connection: out of its transaction once a last statement committed
         self._observed = False
+        self._fold_durable: bool | None = None
 
     def execute(self, sql: str, params: Any = ()) -> Any:
         if sql == "COMMIT" and not self._observed:
@@ -58,11 +60,18 @@ class _WitnessCursor:
         return self.inner.execute(sql, params)
 
     def _commit_with_next(self) -> None:
-        # PostgreSQL commits with the transaction's last statement: seen before it, inside the transaction (the
-        # calls it completes are completed by then; the last statement appends their events).
-        self._witness.observe(self.inner)
-        self._observed = True
+        # PostgreSQL commits with the transaction's last statement, which may complete a call itself: whether the
+        # commit waits for the disk is read before it, inside the transaction, and what it completed after it.
+        self._fold_durable = waits_for_disk(self.inner, self._witness.url)
         self.inner.commit_with_next()
+
+    def _extend_chain(self, *args: Any) -> Any:
+        out = self.inner.extend_chain(*args)
+        if self._fold_durable is not None and not self._conn.in_transaction:  # it carried the COMMIT
+            self._witness.observe(self.inner, durable=self._fold_durable)
+            self._observed = True
+        self._fold_durable = None
+        return out
 
     def __iter__(self) -> Iterator[Any]:
         return iter(self.inner)
@@ -70,6 +79,8 @@ class _WitnessCursor:
     def __getattr__(self, name: str) -> Any:
         if name == "commit_with_next" and hasattr(self.inner, name):
             return self._commit_with_next
+        if name == "extend_chain" and hasattr(self.inner, name):
+            return self._extend_chain
         return getattr(self.inner, name)
 
 
@@ -79,7 +90,7 @@ class _WitnessConnection:
         self._witness = witness
 
     def cursor(self) -> _WitnessCursor:
-        return _WitnessCursor(self.inner.cursor(), self._witness)
+        return _WitnessCursor(self.inner.cursor(), self._witness, self.inner)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
@@ -97,8 +108,10 @@ class CommitWitness:
         self.commits: list[Commit] = []
         self._completed: set[str] = set()
 
-    def observe(self, cur: Any) -> None:
-        durable = waits_for_disk(cur, self.url)
+    def observe(self, cur: Any, durable: bool | None = None) -> None:
+        """A commit: whether it waits for the disk (read in its transaction unless given) and the calls it
+        completed (those completed now that were not at the commit before)."""
+        durable = waits_for_disk(cur, self.url) if durable is None else durable
         cur.execute("SELECT call_id FROM calls WHERE state = 'completed'")
         completed = {row[0] for row in cur.fetchall()}
         self.commits.append(Commit(durable, frozenset(completed - self._completed)))
