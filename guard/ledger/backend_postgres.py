@@ -26,10 +26,11 @@ named lock go with the first statement (`_Connection.run`); a transaction's last
 so (`_Cursor.commit_with_next`: the offer of an auto-approved call, the completion), carries the COMMIT: it is
 sent strict, and when it would not write everything it was given (a taken key, a stream head another process
 moved) it fails, the transaction is rolled back and its writer makes it again without folding
-(`guard.ledger.backend.CommitRefused`, `_Connection.fold`). A guarded auto-approved call is 4 round trips: the offer's
-BEGIN, lock and gate read, then its call row, head, event and COMMIT; the completion's BEGIN, durability and
-compare-and-set, then its head, event and COMMIT. Statements with parameters are prepared once per connection
-and sent through libpq (`guard.ledger.pg_wire`).
+(`guard.ledger.backend.CommitRefused`, `_Connection.fold`). A guarded auto-approved call is 3 round trips: the
+offer's BEGIN, lock and gate read, then its call row, head, event and COMMIT; the completion's BEGIN, durability
+and one statement (the compare-and-set on the row as this process inserted it, its head and event: a call it
+started, `guard.ledger.inflight._complete_as_written`) with the COMMIT. Statements with parameters, BEGIN's and
+the durability's are prepared once per connection and sent through libpq (`guard.ledger.pg_wire`).
 """
 
 from __future__ import annotations

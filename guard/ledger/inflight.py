@@ -212,30 +212,31 @@ class LedgerInFlight:
         `durable=False` for a repeat-safe call only: see `Connections.write`."""
         if src is not C.STARTED:  # the hot path's `started -> completed` is legal by construction
             check_call_move(call_id, src, C.COMPLETED)
-        done = (run_id, call_id, token, result_json, external_ids, attempts, actor, src, detail, durable)
-        try:
-            self._complete(*done, fold=True)
-        except CommitRefused:  # PostgreSQL: the run's head moved meanwhile; nothing was written, make it again
-            self._complete(*done, fold=False)
+        ids = json.dumps(external_ids) if external_ids else "{}"
+        info = ids if detail is None else json.dumps({**detail, "external_ids": external_ids})
+        for fold in (True, False):  # a refused fold (CommitRefused) wrote nothing: made again the plain way
+            try:
+                self._complete(call_id, token, result_json, ids, attempts, durable, (run_id, actor, src, info), fold)
+                return
+            except CommitRefused:
+                if not fold:  # pragma: no cover - only a folded statement refuses
+                    raise
 
     def _complete(
         self,
-        run_id: str,
         call_id: str,
         token: int,
         result_json: str,
-        external_ids: dict[str, str],
+        ids: str,
         attempts: int,
-        actor: str,
-        src: CallState,
-        detail: dict[str, Any] | None,
         durable: bool,
-        *,
+        about: tuple[str, str, CallState, str],
         fold: bool,
     ) -> None:
+        """`complete` in one transaction; `about`: the event's run, actor, source state and detail. `fold`: its
+        last statement may carry the COMMIT (PostgreSQL)."""
+        run_id, actor, src, info = about
         now = time.time()
-        ids = json.dumps(external_ids) if external_ids else "{}"
-        info = ids if detail is None else json.dumps({**detail, "external_ids": external_ids})
         event = (run_id, call_id, now, actor, "call", src, C.COMPLETED, info)
         with self.conns.write(durable) as cur:
             last = getattr(cur, "commit_with_next", None) if fold else None
