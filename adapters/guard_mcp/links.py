@@ -125,6 +125,7 @@ class Links:
         self._http: HttpSessions | None = None
         self._held: dict[str, Link] = {}  # HTTP session ID -> its open handshake-era link (holding a place)
         self._ending: Link | None = None  # the session ended to make room, until its place is back
+        self._returning = 0  # sessions closing, their places not back yet
         self._discovering = anyio.Lock()
         self._discovered: types.ServerCapabilities | object | None = _UNASKED
 
@@ -263,7 +264,7 @@ class Links:
         """End the HTTP client session idle the longest, if for at least `session_idle` seconds: one at a time, never
         one with an HTTP request in flight (an open GET stream included) or a request being served upstream."""
         http = self._http
-        if http is None or self._ending is not None:  # the place of the one ending comes back soon (`moved`)
+        if http is None or self._ending is not None or self._returning:  # a place comes back soon (`moved`)
             return None
         quiet = [(link.last_active, sid, link) for sid, link in self._held.items() if not link.busy]
         quiet = [entry for entry in quiet if not http.busy(entry[1])]
@@ -281,6 +282,7 @@ class Links:
             idle_seconds=round(idle, 3),
             session_idle=self.session_idle,
             max_sessions=self.places.limit,
+            ended_so_far=self.ended,
         )
         http.end(sid)  # 404 from now on; the connection's teardown closes the link too
         link.closing.set()  # its upstream session closes at once, whatever the SDK's teardown takes
@@ -323,6 +325,7 @@ class Links:
                     return
                 raise
         session_id = link.connection.session_id if link.connection is not None else None
+        returning = False
         try:
             async with connect(upstream, session_options=link.session_options(capabilities)) as session:
                 link.session = session
@@ -331,6 +334,8 @@ class Links:
                     self._held[session_id] = link
                 link.ready.set()
                 await link.closing.wait()
+                returning = True
+                self._returning += 1
         except Exception as exc:  # noqa: BLE001 (any failure to open it is reported to every request that needed it)
             link.error = exc
             logger.warning("upstream session for a client ended: %r", exc)
@@ -341,6 +346,8 @@ class Links:
                 del self._held[session_id]
             if self._ending is link:
                 self._ending = None
+            if returning:
+                self._returning -= 1
             self.places.give_back()
 
 
