@@ -266,6 +266,8 @@ class Links:
         http = self._http
         if http is None or self._ending is not None or self._returning:  # a place comes back soon (`moved`)
             return None
+        if any(link.closing.is_set() for link in self._held.values()):  # one closing: its `_hold` not woken yet
+            return None
         quiet = [(link.last_active, sid, link) for sid, link in self._held.items() if not link.busy]
         quiet = [entry for entry in quiet if not http.busy(entry[1])]
         if not quiet:
@@ -284,8 +286,8 @@ class Links:
             max_sessions=self.places.limit,
             ended_so_far=self.ended,
         )
-        http.end(sid)  # 404 from now on; the connection's teardown closes the link too
         link.closing.set()  # its upstream session closes at once, whatever the SDK's teardown takes
+        http.end(sid)  # 404 from now on; the connection's teardown (`Link.close`) follows
         return None
 
     def _quiet(self, session_id: str) -> None:
