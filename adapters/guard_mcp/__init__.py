@@ -26,7 +26,7 @@ from .annotations import suggest_class, suggest_policy
 from .compensate import compensation_args, declare_compensation
 from .definitions import BINDING_FIELD, definition_hash
 from .meta import IDEMPOTENCY_META_KEY, IDEMPOTENCY_META_KEYS, OUTCOME_META_KEY, upstream_key
-from .places import DEFAULT_MAX_SESSIONS, DEFAULT_SESSION_WAIT, SessionLimitReached
+from .places import DEFAULT_MAX_SESSIONS, DEFAULT_SESSION_IDLE, DEFAULT_SESSION_WAIT, SessionLimitReached
 from .proxy import GuardProxy, ToolReportedError, UpstreamAnswered
 from .serve import ProxyConfig, serve
 from .upstream import HttpUpstream, Upstream, connect, list_tools_as_sent, stdio_upstream
@@ -34,6 +34,7 @@ from .upstream import HttpUpstream, Upstream, connect, list_tools_as_sent, stdio
 __all__ = [
     "BINDING_FIELD",
     "DEFAULT_MAX_SESSIONS",
+    "DEFAULT_SESSION_IDLE",
     "DEFAULT_SESSION_WAIT",
     "IDEMPOTENCY_META_KEY",
     "IDEMPOTENCY_META_KEYS",

@@ -4,7 +4,7 @@
 python -m guard_mcp --policies DIR --db URL --team TEAM [--event ID | --run-id ID]
     [--serve stdio|http --host H --port P --path /mcp] [--compensate TOOL=COMPENSATING_TOOL ...]
     [--reconcile TOOL=LOOKUP_TOOL ...] [--call-timeout SECONDS] [--on-exit keep|complete]
-    [--max-sessions N] [--session-wait SECONDS]
+    [--max-sessions N] [--session-wait SECONDS] [--session-idle SECONDS]
     (--upstream-url http://host:port/mcp | -- COMMAND [ARGS...])
 python -m guard_mcp policy-init --team TEAM (--upstream-url URL | -- COMMAND [ARGS...]) > policies/TEAM.yaml
 ```
@@ -21,7 +21,7 @@ from guard import Guard
 
 from .annotations import suggest_policy
 from .compensate import parse_compensation, parse_pair
-from .places import DEFAULT_MAX_SESSIONS, DEFAULT_SESSION_WAIT
+from .places import DEFAULT_MAX_SESSIONS, DEFAULT_SESSION_IDLE, DEFAULT_SESSION_WAIT
 from .proxy import DEFAULT_CALL_TIMEOUT
 from .serve import ProxyConfig, serve
 from .upstream import HttpUpstream, Upstream, connect, list_all_tools, stdio_upstream
@@ -107,6 +107,15 @@ def proxy_main(argv: list[str]) -> None:
         help="seconds a request waits for a free upstream session at the limit before it gets an MCP error "
         "(default: %(default)s)",
     )
+    parser.add_argument(
+        "--session-idle",
+        type=float,
+        default=DEFAULT_SESSION_IDLE,
+        metavar="SECONDS",
+        help="at the limit, a streamable HTTP client session idle this long (no request in flight, no open "
+        "stream) is ended to make room; its client's next request gets 404 and starts a new session "
+        "(default: %(default)s)",
+    )
     parser.add_argument("--log-level", default="warning")
     _upstream_args(parser)
     ns = parser.parse_args(argv)
@@ -114,6 +123,8 @@ def proxy_main(argv: list[str]) -> None:
         parser.error("--max-sessions must be at least 1")
     if not ns.session_wait >= 0:
         parser.error("--session-wait must be a number of seconds >= 0")
+    if not ns.session_idle > 0:
+        parser.error("--session-idle must be a number of seconds > 0")
     upstream = _upstream(parser, ns)
     try:
         compensations = dict(parse_compensation(text) for text in ns.compensate)
@@ -135,6 +146,7 @@ def proxy_main(argv: list[str]) -> None:
         call_timeout=ns.call_timeout,
         max_sessions=ns.max_sessions,
         session_wait=ns.session_wait,
+        session_idle=ns.session_idle,
     )
     with Guard(
         policies=ns.policies,

@@ -64,6 +64,12 @@ class Link:
         self._serving: list[_Serving] = []
         self._on_tools_changed = on_tools_changed
         self.spoiled = False  # a request on it got no answer: its late messages may still come (not lent again)
+        self.last_active = 0.0  # when it opened, or last ended serving a request (the proxy's clock)
+
+    @property
+    def busy(self) -> bool:
+        """Whether a client request is being served on it (`serving`)."""
+        return bool(self._serving)
 
     def session_options(self, capabilities: types.ClientCapabilities | None) -> dict[str, Any]:
         """The upstream `ClientSession`'s callbacks: the client's own capabilities, offered upstream."""

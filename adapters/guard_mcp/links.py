@@ -26,7 +26,9 @@ pool (`Links.listening`, `listen.py`).
 Every session opened for a client (pooled, in use or idle; a listen's; a handshake-era connection's) takes one of
 `max_sessions` places before it opens and gives it back once it closed (`places.py`): a flood of requests waits a
 short while for a place, then gets a JSON-RPC error naming the limit, and never opens more sessions (with a stdio
-upstream, more processes) than that.
+upstream, more processes) than that. A request that finds every place taken makes room: an idle pooled session is
+closed, else the handshake-era streamable HTTP client session idle the longest (for at least `session_idle`
+seconds, nothing in flight) is ended as the SDK's idle timeout ends it (`idle.py`).
 """
 
 from __future__ import annotations
@@ -39,15 +41,22 @@ from typing import Any
 import anyio
 import anyio.abc
 import mcp_types as types
+import structlog
 from mcp.client.session import ClientSession
 from mcp.server.connection import Connection
 from mcp.server.context import ServerRequestContext
+from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
 from mcp.shared.exceptions import MCPError
 from mcp_types import INTERNAL_ERROR, METHOD_NOT_FOUND
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
+from starlette.types import ASGIApp
+from structlog.typing import FilteringBoundLogger
 
+from guard import ConfigurationError
+
+from .idle import HttpSessions
 from .link import Link
-from .places import DEFAULT_MAX_SESSIONS, DEFAULT_SESSION_WAIT, Places, SessionLimitReached
+from .places import DEFAULT_MAX_SESSIONS, DEFAULT_SESSION_IDLE, DEFAULT_SESSION_WAIT, Places, SessionLimitReached
 from .sdk import client_connection
 from .upstream import Upstream, connect
 
@@ -74,9 +83,14 @@ class Links:
         idle_sessions: how many idle sessions the pool keeps for 2026-era requests.
         max_sessions: how many upstream sessions it holds open for clients at once, all kinds together (`places.py`).
         session_wait: seconds a request waits for one of those places before `SessionLimitReached` answers it.
+        session_idle: seconds a handshake-era streamable HTTP client session must have been idle before a request
+            that finds every place taken ends it to take its place (`idle.py`; only once `watch_http` watches the
+            proxy's HTTP app).
+        log: where an ended session is logged (structlog; default: structlog's own logger).
+        clock: the time in seconds (default: the event loop's).
 
     Raises:
-        ConfigurationError: `max_sessions` below 1 or a negative `session_wait`.
+        ConfigurationError: `max_sessions` below 1, a negative `session_wait`, or a `session_idle` not above 0.
     """
 
     def __init__(
@@ -88,7 +102,12 @@ class Links:
         idle_sessions: int = 4,
         max_sessions: int = DEFAULT_MAX_SESSIONS,
         session_wait: float = DEFAULT_SESSION_WAIT,
+        session_idle: float = DEFAULT_SESSION_IDLE,
+        log: FilteringBoundLogger | None = None,
+        clock: Callable[[], float] = anyio.current_time,
     ) -> None:
+        if not session_idle > 0:
+            raise ConfigurationError(f"guard_mcp: session_idle must be a number of seconds > 0, not {session_idle}")
         self.upstream = upstream
         self.primary = Link(None, on_tools_changed)
         self.primary.session = primary
@@ -99,6 +118,14 @@ class Links:
         self._idle_sessions = idle_sessions
         self.places = Places(max_sessions, session_wait)
         self.listens = 0  # upstream sessions open for `subscriptions/listen` streams (`listening()`)
+        self.session_idle = session_idle
+        self.ended = 0  # idle HTTP client sessions ended to make room
+        self._log: FilteringBoundLogger = log if log is not None else structlog.get_logger("guard_mcp")
+        self._clock = clock
+        self._http: HttpSessions | None = None
+        self._held: dict[str, Link] = {}  # HTTP session ID -> its open handshake-era link (holding a place)
+        self._ending: Link | None = None  # the session ended to make room, until its place is back
+        self._returning = 0  # sessions closing, their places not back yet
         self._discovering = anyio.Lock()
         self._discovered: types.ServerCapabilities | object | None = _UNASKED
 
@@ -141,7 +168,7 @@ class Links:
         if self.upstream is None:
             raise MCPError(code=METHOD_NOT_FOUND, message="[guard] this proxy opens no upstream sessions to listen on")
         opened = False
-        await self.places.take(make_room=self._close_an_idle)
+        await self.places.take(make_room=self._make_room)
         self.listens += 1
         try:
             async with connect(self.upstream, era="modern") as session:
@@ -161,6 +188,12 @@ class Links:
         """Open client sessions as tasks of `group` (ended with it)."""
         self._group = group
 
+    def watch_http(self, app: ASGIApp, manager: StreamableHTTPSessionManager) -> ASGIApp:
+        """`app` (the proxy's streamable HTTP app, `manager`'s) as an app that counts each client session's HTTP
+        requests in flight, so a request at the bound may end a session idle for `session_idle` seconds."""
+        self._http = HttpSessions(app, manager, self._quiet)
+        return self._http
+
     @asynccontextmanager
     async def serving(self, ctx: ServerRequestContext[Any]) -> AsyncGenerator[Link]:
         """The link that serves request `ctx`, open, with the upstream's messages about it going to its client."""
@@ -177,6 +210,8 @@ class Links:
         finally:
             if lent:
                 self._give_back(link)
+            else:
+                self._quiet_link(link)
 
     async def _of(self, connection: Connection) -> Link:
         """The link of a handshake-era client connection (opened on its first request)."""
@@ -197,7 +232,7 @@ class Links:
         Raises:
             SessionLimitReached: no idle link and no free place came in time.
         """
-        reused = await self.places.take(reuse=self._idle_link)
+        reused = await self.places.take(reuse=self._idle_link, make_room=self._make_room)
         if reused is not None:
             return reused
         assert self.upstream is not None and self._group is not None  # `serving` lends only with both
@@ -216,10 +251,55 @@ class Links:
                 return link
         return None
 
-    def _close_an_idle(self) -> None:
-        """Make room: the longest idle pooled session closes (its place comes back once it has)."""
+    def _make_room(self) -> float | None:
+        """Make room for a request that found every place taken: the longest idle pooled session closes, else the
+        longest idle handshake-era HTTP client session is ended (`_end_an_idle`); its place comes back once it has
+        closed. The seconds until a session will have been idle long enough to end (look again then), else None."""
         if self._idle:
             self._idle.pop(0).closing.set()
+            return None
+        return self._end_an_idle()
+
+    def _end_an_idle(self) -> float | None:
+        """End the HTTP client session idle the longest, if for at least `session_idle` seconds: one at a time, never
+        one with an HTTP request in flight (an open GET stream included) or a request being served upstream."""
+        http = self._http
+        if http is None or self._ending is not None or self._returning:  # a place comes back soon (`moved`)
+            return None
+        if any(link.closing.is_set() for link in self._held.values()):  # one closing: its `_hold` not woken yet
+            return None
+        quiet = [(link.last_active, sid, link) for sid, link in self._held.items() if not link.busy]
+        quiet = [entry for entry in quiet if not http.busy(entry[1])]
+        if not quiet:
+            return None
+        since, sid, link = min(quiet, key=lambda entry: entry[0])
+        idle = self._clock() - since
+        if idle < self.session_idle:
+            return self.session_idle - idle
+        self._ending = link
+        self.ended += 1
+        self._log.warning(
+            "ended an idle client session to make room for a new one: its client's next request is answered 404 "
+            "and starts a new session",
+            idle_seconds=round(idle, 3),
+            session_idle=self.session_idle,
+            max_sessions=self.places.limit,
+            ended_so_far=self.ended,
+        )
+        link.closing.set()  # its upstream session closes at once, whatever the SDK's teardown takes
+        http.end(sid)  # 404 from now on; the connection's teardown (`Link.close`) follows
+        return None
+
+    def _quiet(self, session_id: str) -> None:
+        """The last HTTP request naming `session_id` ended: its idle time starts now."""
+        link = self._held.get(session_id)
+        if link is not None:
+            self._quiet_link(link)
+
+    def _quiet_link(self, link: Link) -> None:
+        link.last_active = self._clock()
+        if not link.busy:
+            self.places.moved()  # a request waiting for a place looks again (when this one may be ended)
 
     def _give_back(self, link: Link) -> None:
         if link.session is not None and not link.spoiled and len(self._idle) < self._idle_sessions:
@@ -239,24 +319,37 @@ class Links:
         its client's connection closes (or, lent, until it is not given back to the pool); then free the place."""
         if not placed:
             try:
-                await self.places.take(make_room=self._close_an_idle)
+                await self.places.take(make_room=self._make_room)
             except BaseException as exc:  # refused a place (or the proxy stopping): every request waiting is told
                 link.error = exc
                 link.ready.set()
                 if isinstance(exc, SessionLimitReached):
                     return
                 raise
+        session_id = link.connection.session_id if link.connection is not None else None
+        returning = False
         try:
             async with connect(upstream, session_options=link.session_options(capabilities)) as session:
                 link.session = session
+                link.last_active = self._clock()
+                if session_id is not None:
+                    self._held[session_id] = link
                 link.ready.set()
                 await link.closing.wait()
+                returning = True
+                self._returning += 1
         except Exception as exc:  # noqa: BLE001 (any failure to open it is reported to every request that needed it)
             link.error = exc
             logger.warning("upstream session for a client ended: %r", exc)
         finally:
             link.session = None
             link.ready.set()
+            if session_id is not None and self._held.get(session_id) is link:
+                del self._held[session_id]
+            if self._ending is link:
+                self._ending = None
+            if returning:
+                self._returning -= 1
             self.places.give_back()
 
 

@@ -10,13 +10,15 @@ its 2026-07-28 capabilities; a compensation's or a reconcile look-up's own conne
 `reconcile.py`), opened by a call that already holds a place, runs on a loop of its own and is not counted.
 
 A request that finds every place taken waits up to `session_wait` seconds for one: a pooled session given back
-idle is lent at once, an idle one is closed to make room for a listen or a connection's session, and a closed one
-frees its place. When none came back in time the request is answered with `SessionLimitReached`, a JSON-RPC error
-that names the limit and what to do (retry, or raise `--max-sessions`); the proxy goes on serving.
+idle is lent at once, an idle one is closed to make room, else a handshake-era streamable HTTP client session idle
+for at least `session_idle` seconds is ended (`links.py`, `idle.py`), and a closed one frees its place. When none
+came back in time the request is answered with `SessionLimitReached`, a JSON-RPC error that names the limit and what
+to do (retry, or raise `--max-sessions`); the proxy goes on serving.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -26,10 +28,13 @@ from mcp_types import INTERNAL_ERROR
 
 from guard import ConfigurationError
 
-__all__ = ["DEFAULT_MAX_SESSIONS", "DEFAULT_SESSION_WAIT", "Places", "SessionLimitReached"]
+__all__ = ["DEFAULT_MAX_SESSIONS", "DEFAULT_SESSION_IDLE", "DEFAULT_SESSION_WAIT", "Places", "SessionLimitReached"]
 
 DEFAULT_MAX_SESSIONS = 64  # upstream sessions the proxy holds open for its clients at once (stdio: processes)
 DEFAULT_SESSION_WAIT = 5.0  # seconds a request waits for a place before it is refused
+DEFAULT_SESSION_IDLE = (
+    60.0  # seconds a handshake-era HTTP client session sits idle before a newcomer may take its place
+)
 
 T = TypeVar("T")
 
@@ -81,11 +86,12 @@ class Places:
     async def take(
         self,
         reuse: Callable[[], T | None] = _nothing,
-        make_room: Callable[[], object] = _nothing,
+        make_room: Callable[[], float | None] = _nothing,
     ) -> T | None:
         """What `reuse()` finds (an idle session, lent without a new place), else None with a place taken for a new
-        session. While none is free it calls `make_room()` (close an idle session) and waits for a change, at most
-        `wait` seconds in all.
+        session. While none is free it calls `make_room()` (close or end an idle session) and waits for a change, or
+        for as many seconds as `make_room()` answered (when a session it may end will have been idle long enough),
+        at most `wait` seconds in all.
 
         Raises:
             SessionLimitReached: no place came free in time.
@@ -98,8 +104,9 @@ class Places:
                 if self.taken < self.limit:
                     self.taken += 1
                     return None
-                make_room()
-                await self._moved.wait()
+                again = make_room()
+                with anyio.move_on_after(math.inf if again is None else again):
+                    await self._moved.wait()
         raise SessionLimitReached(self.limit, self.wait)
 
     def give_back(self) -> None:

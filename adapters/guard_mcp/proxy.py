@@ -61,7 +61,7 @@ from guard import (
 from .definitions import BINDING_FIELD, bind, definition_hash, unbind
 from .links import Link, Links
 from .meta import OUTCOME_META_KEY, client_key, forward_meta
-from .places import DEFAULT_MAX_SESSIONS, DEFAULT_SESSION_WAIT
+from .places import DEFAULT_MAX_SESSIONS, DEFAULT_SESSION_IDLE, DEFAULT_SESSION_WAIT
 from .relay import Relay, identity
 from .sdk import client_connection
 from .upstream import Upstream, list_all_tools, list_tools_as_sent
@@ -144,9 +144,13 @@ class GuardProxy:
             or idle, listen streams, handshake-era connections; `places.py`).
         session_wait: seconds a request waits for one of those places; then it gets a JSON-RPC error naming the
             limit (`SessionLimitReached`), and nothing was sent upstream.
+        session_idle: seconds a handshake-era streamable HTTP client session must have been idle (no request in
+            flight, no open stream) before a request that finds every place taken ends it to take its place (its
+            client's next request gets 404 and starts a new session); `serve.py` watches its HTTP app for that
+            (`Links.watch_http`).
 
     Raises:
-        ConfigurationError: `max_sessions` below 1 or a negative `session_wait`.
+        ConfigurationError: `max_sessions` below 1, a negative `session_wait`, or a `session_idle` not above 0.
     """
 
     def __init__(
@@ -161,6 +165,7 @@ class GuardProxy:
         upstream_spec: Upstream | None = None,
         max_sessions: int = DEFAULT_MAX_SESSIONS,
         session_wait: float = DEFAULT_SESSION_WAIT,
+        session_idle: float = DEFAULT_SESSION_IDLE,
     ) -> None:
         self.guard = guard
         self.call_timeout = call_timeout
@@ -171,7 +176,13 @@ class GuardProxy:
         self.stopped: RunNotRunning | None = None
         self._tools: dict[str, GuardedTool] = {}
         self.links = Links(
-            upstream_spec, upstream, self._tools_changed, max_sessions=max_sessions, session_wait=session_wait
+            upstream_spec,
+            upstream,
+            self._tools_changed,
+            max_sessions=max_sessions,
+            session_wait=session_wait,
+            session_idle=session_idle,
+            log=guard.log,
         )
         self.relay = Relay(guard, self.links)
         with warnings.catch_warnings():  # the upstream's logging capability is relayed though deprecated in 2026

@@ -31,7 +31,7 @@ from mcp.server.stdio import stdio_server
 from guard import Guard, RunNotRunning
 
 from .compensate import declare_compensation
-from .places import DEFAULT_MAX_SESSIONS, DEFAULT_SESSION_WAIT
+from .places import DEFAULT_MAX_SESSIONS, DEFAULT_SESSION_IDLE, DEFAULT_SESSION_WAIT
 from .proxy import DEFAULT_CALL_TIMEOUT, GuardProxy
 from .reconcile import declare_reconcile
 from .upstream import Upstream, connect
@@ -57,6 +57,8 @@ class ProxyConfig:
         max_sessions: how many upstream sessions the proxy holds open for its clients at once (with a stdio
             upstream, server processes): pooled ones in use or idle, listen streams, handshake-era connections.
         session_wait: seconds a request waits for one of those places before it is refused with an MCP error.
+        session_idle: seconds a streamable HTTP client session (handshake era) must have been idle, nothing in
+            flight and no open stream, before a request that finds every place taken ends it and takes its place.
     """
 
     upstream: Upstream
@@ -73,6 +75,7 @@ class ProxyConfig:
     call_timeout: float | None = DEFAULT_CALL_TIMEOUT
     max_sessions: int = DEFAULT_MAX_SESSIONS
     session_wait: float = DEFAULT_SESSION_WAIT
+    session_idle: float = DEFAULT_SESSION_IDLE
 
     @property
     def keeps_run_open(self) -> bool:
@@ -98,6 +101,7 @@ async def serve(guard: Guard, config: ProxyConfig) -> None:
             upstream_spec=config.upstream,
             max_sessions=config.max_sessions,
             session_wait=config.session_wait,
+            session_idle=config.session_idle,
         )
         proxy.links.start(links)
         for tool, compensating in config.compensations.items():
@@ -129,6 +133,8 @@ async def serve(guard: Guard, config: ProxyConfig) -> None:
 
 async def _serve_http(proxy: GuardProxy, config: ProxyConfig) -> None:
     # Started inside the run's scope: the session tasks the app starts inherit the run (a context variable).
-    app = proxy.server.streamable_http_app(streamable_http_path=config.path, host=config.host)
+    # The SDK's own idle timeout (30 minutes) still ends a session nobody needs the place of.
+    sdk_app = proxy.server.streamable_http_app(streamable_http_path=config.path, host=config.host)
+    app = proxy.links.watch_http(sdk_app, proxy.server.session_manager)
     server = uvicorn.Server(uvicorn.Config(app, host=config.host, port=config.port, log_level="warning", lifespan="on"))
     await server.serve()

@@ -7,91 +7,19 @@ counter. The proxy runs as `python -m guard_mcp --serve http`, its clients are t
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import anyio
-import anyio.to_thread
-import mcp_types as types
 import pytest
-from guard_mcp import HttpUpstream
 from guard_mcp.__main__ import main as guard_mcp_main
 from mcp import Client
 from mcp.shared.exceptions import MCPError
-from mcp_reference_world import REFERENCE, env, proxy_args, write_open_policy
-from mcp_world import Processes, free_port, processes
-
-from guard.testing import poll
+from mcp_limits_world import SIMPLE, assert_limit_error, limited_proxy, texts, until
+from mcp_reference_world import REFERENCE
+from mcp_world import processes
 
 CLOCK_1, CLOCK_2 = "test://clock/1", "test://clock/2"
-SIMPLE = "This is a simple text response for testing."
-
-
-class UpstreamSessions:
-    """The reference server's own record of its processes: `+PID` when one starts, `-PID` when it is done."""
-
-    def __init__(self, log: Path) -> None:
-        self.log = log
-
-    def _marks(self) -> list[str]:
-        text = self.log.read_text() if self.log.exists() else ""
-        return [line for line in text.split("\n") if line[:1] in "+-" and line[1:].isdigit()]
-
-    def live(self) -> int:
-        """Sessions open now, but for the proxy's first one (opened at start, outside the bound)."""
-        return self.peak_and_live()[1]
-
-    def peak(self) -> int:
-        """The most sessions that were ever open at once, but for the proxy's first one."""
-        return self.peak_and_live()[0]
-
-    def peak_and_live(self) -> tuple[int, int]:
-        marks = self._marks()
-        first = marks[0][1:] if marks else None
-        open_now: set[str] = set()
-        peak = 0
-        for mark in marks:
-            if mark[1:] == first:
-                continue
-            if mark[0] == "+":
-                open_now.add(mark[1:])
-            else:
-                open_now.discard(mark[1:])
-            peak = max(peak, len(open_now))
-        return peak, len(open_now)
-
-
-def limited_proxy(
-    procs: Processes, tmp_path: Path, event: str, *extra: str
-) -> tuple[HttpUpstream, UpstreamSessions, Path]:
-    """The proxy over streamable HTTP with `extra` options, the reference server behind it over stdio: its endpoint,
-    the upstream's record of its sessions, and the gate file that releases `test_hold`."""
-    policies = write_open_policy(tmp_path / "policies")
-    sessions, gate = tmp_path / "sessions.log", tmp_path / "gate"
-    port = free_port()
-    args = proxy_args(policies, tmp_path / "guard.db", event, "--serve", "http", "--port", str(port), *extra)
-    proxy = procs.start_http(
-        "proxy",
-        [*args, "--", sys.executable, str(REFERENCE)],
-        env(REFERENCE_SESSIONS=str(sessions), REFERENCE_GATE=str(gate)),
-        port,
-    )
-    return proxy, UpstreamSessions(sessions), gate
-
-
-async def until(what: str, holds: Callable[[], bool]) -> None:
-    await anyio.to_thread.run_sync(lambda: poll(holds, timeout=30, what=what, interval=0.02))
-
-
-def texts(result: types.CallToolResult) -> str:
-    return " ".join(c.text for c in result.content if isinstance(c, types.TextContent))
-
-
-def assert_limit_error(exc: MCPError, limit: int) -> None:
-    assert exc.code == types.INTERNAL_ERROR
-    assert f"at its limit of {limit} upstream sessions" in exc.message and "--max-sessions" in exc.message
-    assert exc.data == {"guard/limit": "max_sessions", "max_sessions": limit}
 
 
 def test_concurrent_2026_requests_never_open_more_upstream_sessions_than_the_bound_and_the_rest_get_its_error(
@@ -245,9 +173,23 @@ def test_a_request_cancelled_or_timed_out_upstream_gives_its_place_back(tmp_path
     assert out["next"] == SIMPLE
 
 
-@pytest.mark.parametrize(("option", "value"), [("--max-sessions", "0"), ("--session-wait", "-1")])
+@pytest.mark.parametrize(
+    ("option", "value"), [("--max-sessions", "0"), ("--session-wait", "-1"), ("--session-idle", "0")]
+)
 def test_the_command_line_refuses_a_bound_that_serves_nothing(option: str, value: str) -> None:
-    """`--max-sessions 0` or a negative `--session-wait` is a usage error before anything starts."""
+    """`--max-sessions 0`, a negative `--session-wait` or a `--session-idle` of 0 is a usage error before anything
+    starts."""
     with pytest.raises(SystemExit) as exited:
         guard_mcp_main(["--team", "ref", option, value, "--", sys.executable, str(REFERENCE)])
     assert exited.value.code == 2
+
+
+def test_the_help_names_each_session_option_with_its_default(capsys: pytest.CaptureFixture[str]) -> None:
+    """`--help` shows `--max-sessions`, `--session-wait` and `--session-idle` with their defaults (64, 5, 60)."""
+    with pytest.raises(SystemExit) as exited:
+        guard_mcp_main(["--help"])
+    assert exited.value.code == 0
+    shown = " ".join(capsys.readouterr().out.split())
+    for option, default in (("--max-sessions", "64"), ("--session-wait", "5.0"), ("--session-idle", "60.0")):
+        after = shown.rsplit(f"{option} ", 1)[1]  # its line in the options, not the usage
+        assert f"(default: {default})" in after.split(" --", 1)[0], option

@@ -1,5 +1,6 @@
-"""The two private internals of the `mcp` SDK the proxy relies on (`guard_mcp/sdk.py`) are still where the
-installed SDK keeps them: an SDK upgrade that moves either fails here by name, not somewhere in the proxy."""
+"""The three private internals of the `mcp` SDK the proxy relies on (`guard_mcp/sdk.py`) are still where the
+installed SDK keeps them: an SDK upgrade that moves one fails here by name, not somewhere in the proxy. (Ending a
+live session through the third is exercised end to end in `test_mcp_idle_sessions.py`.)"""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import anyio
 import mcp_types as types
 import pytest
 from guard_mcp import connect
-from guard_mcp.sdk import SdkChanged, client_connection, send_raw_request
+from guard_mcp.sdk import SdkChanged, client_connection, end_http_session, send_raw_request
 from mcp import Client
 from mcp.server.connection import Connection
 from mcp.server.context import ServerRequestContext
@@ -65,3 +66,14 @@ def test_an_sdk_without_the_internal_is_named_in_a_typed_error() -> None:
 
     with pytest.raises(SdkChanged, match=r"ClientSession._dispatcher.*written against mcp 2\.3\.0"):
         anyio.run(send_raw_request, Elsewhere(), "tools/list")  # pyright: ignore[reportArgumentType]
+
+
+def test_the_http_session_manager_keeps_its_sessions_by_id_where_ending_one_looks() -> None:
+    """`end_http_session` finds the SDK manager's table of sessions (an unknown ID is simply not there: False), and a
+    manager that keeps none where mcp 2.3.0 does is named in a typed error."""
+    server: Server[Any] = Server("internals")
+    server.streamable_http_app()
+    assert end_http_session(server.session_manager, "no-such-session") is False
+
+    with pytest.raises(SdkChanged, match=r"_server_instances.*written against mcp 2\.3\.0"):
+        end_http_session(object(), "any")  # pyright: ignore[reportArgumentType]
