@@ -32,9 +32,8 @@ __all__ = ["DEFAULT_MAX_SESSIONS", "DEFAULT_SESSION_IDLE", "DEFAULT_SESSION_WAIT
 
 DEFAULT_MAX_SESSIONS = 64  # upstream sessions the proxy holds open for its clients at once (stdio: processes)
 DEFAULT_SESSION_WAIT = 5.0  # seconds a request waits for a place before it is refused
-DEFAULT_SESSION_IDLE = (
-    60.0  # seconds a handshake-era HTTP client session sits idle before a newcomer may take its place
-)
+# Seconds a handshake-era HTTP client session sits idle before a newcomer may take its place.
+DEFAULT_SESSION_IDLE = 60.0
 
 T = TypeVar("T")
 
