@@ -13,9 +13,9 @@ import random
 import sqlite3
 import threading
 import time
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from contextlib import contextmanager, suppress
-from typing import Any, Protocol, cast
+from typing import Any, Protocol, TypeVar, cast
 
 from guard.errors import LedgerBusy, LedgerNotReady, LedgerUnavailable
 from guard.ledger.checkpoint import PRAGMAS as CHECKPOINT_PRAGMAS
@@ -25,7 +25,16 @@ from guard.ledger.lease_clock import WORKER_CLOCK, LeaseClock
 from guard.ledger.pool import PoolLimits
 from guard.ledger.write_queue import QueuedConnection, WriteQueue
 
-__all__ = ["Backend", "CommitRefused", "Connections", "SqliteBackend", "open_backend", "shown_url", "unavailable"]
+__all__ = [
+    "Backend",
+    "CommitRefused",
+    "Connections",
+    "SqliteBackend",
+    "folding",
+    "open_backend",
+    "shown_url",
+    "unavailable",
+]
 
 BUSY_TIMEOUT_MS = 5000
 # Writers queue for SQLite's write lock in the kernel (`guard.ledger.write_queue`) before BEGIN IMMEDIATE. A
@@ -34,6 +43,7 @@ BUSY_TIMEOUT_MS = 5000
 # own busy handler sleeps 1, 2, 5, 10 ... 100 ms between tries and would sleep through the moments it is free.
 _RETRY_FIRST, _RETRY_CAP = 0.0002, 0.002
 _BUSY_TIMEOUT = f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}"
+_T = TypeVar("_T")
 
 
 class CommitRefused(Exception):
@@ -41,6 +51,15 @@ class CommitRefused(Exception):
     was given (a taken key, a stream head another process moved) and refused: the whole transaction was rolled back,
     nothing of it is in the ledger. Its writer makes it again from the start without `commit_with_next`, where the
     plain statement says what it found. Never leaves the ledger."""
+
+
+def folding(write: Callable[[bool], _T]) -> _T:
+    """`write(True)`, a transaction whose last statement may carry its COMMIT; when that statement refused
+    (`CommitRefused`: nothing of it was written), `write(False)`, the same transaction made the plain way."""
+    try:
+        return write(True)
+    except CommitRefused:
+        return write(False)
 
 
 def _first_line(exc: BaseException) -> str:

@@ -105,11 +105,11 @@ def extend_chain_sql(n: int, lead: str | None = None, strict: bool = False) -> s
             f"WITH {first}moved AS (UPDATE stream_heads SET length = %s, head = %s WHERE stream = %s AND length = %s "
             f"AND head = %s{after} RETURNING 1), appended AS (INSERT INTO events ({', '.join(EVENT_COLUMNS)}) "
             f"SELECT * FROM (VALUES {', '.join([row] * n)}) AS v WHERE EXISTS (SELECT FROM moved)) "
-            f"SELECT {'(SELECT count(*) FROM lead)' if lead else '1'}, (SELECT count(*) FROM moved)"
         )
+        counts = [*(["(SELECT count(*) FROM lead)"] if lead else []), "(SELECT count(*) FROM moved)"]
         if strict:  # a count of 0 divides by zero at run time (a subquery: never folded into a constant)
-            sql = sql.replace("SELECT (SELECT count(*) FROM lead), (", "SELECT 1 / (SELECT count(*) FROM lead), 1 / (")
-            sql = sql.replace("SELECT 1, (SELECT count(*) FROM moved)", "SELECT 1, 1 / (SELECT count(*) FROM moved)")
+            counts = [f"1 / {c}" for c in counts]
+        sql += "SELECT " + ", ".join(counts if lead else ["1", *counts])
         _EXTEND_CHAIN[(n, lead, strict)] = sql
     return sql
 
@@ -169,20 +169,17 @@ class _Cursor:
     ) -> tuple[bool, bool]:
         """`guard.ledger.moves._extend` in one statement (`extend_chain_sql`): (the lead wrote its row or there was
         none, the head moved and the `n` events, `rows` their values flattened, were inserted)."""
-        if lead is None:
-            sql, params = extend_chain_sql(n), (*move, *rows)
-        else:
-            sql, params = extend_chain_sql(n, lead[0]), (*lead[1], *move, *rows)
+        lead_sql, params = (None, (*move, *rows)) if lead is None else (lead[0], (*lead[1], *move, *rows))
         owner = self._owner
-        if owner.last:
-            # The transaction's last statement: strict, with the COMMIT in its round trip. When it would not write
-            # it all (a taken key, a stale head) it fails, the transaction is rolled back (CommitRefused), and its
-            # writer makes it again without folding, where this statement runs plain and says what it found.
-            owner.last = False
-            owner.fold(dollar_sql(extend_chain_sql(n, None if lead is None else lead[0], strict=True)), params)
+        # The transaction's last statement is strict, with the COMMIT in its round trip. When it would not write it
+        # all (a taken key, a stale head) it fails, the transaction is rolled back (CommitRefused), and its writer
+        # makes it again without folding, where this statement runs plain and says what it found.
+        strict, owner.last = owner.last, False
+        sql = dollar_sql(extend_chain_sql(n, lead_sql, strict=strict))
+        if strict:
+            owner.fold(sql, params)
             return True, True
-        owner.last = False
-        self._took(owner.run(dollar_sql(sql), params))
+        self._took(owner.run(sql, params))
         wrote, moved = self.fetchone()
         return wrote == 1, moved == 1
 

@@ -14,7 +14,7 @@ import time
 from typing import Any
 
 from guard.errors import GuardUsageError, IllegalTransition, LeaseLost
-from guard.ledger.backend import CommitRefused, Connections
+from guard.ledger.backend import Connections, folding
 from guard.ledger.chain import run_stream
 from guard.ledger.digests import claim, row_digest
 from guard.ledger.lease_clock import Beat, LeaseBeat
@@ -214,13 +214,9 @@ class LedgerInFlight:
             check_call_move(call_id, src, C.COMPLETED)
         ids = json.dumps(external_ids) if external_ids else "{}"
         info = ids if detail is None else json.dumps({**detail, "external_ids": external_ids})
-        for fold in (True, False):  # a refused fold (CommitRefused) wrote nothing: made again the plain way
-            try:
-                self._complete(call_id, token, result_json, ids, attempts, durable, (run_id, actor, src, info), fold)
-                return
-            except CommitRefused:
-                if not fold:  # pragma: no cover - only a folded statement refuses
-                    raise
+        about = (run_id, actor, src, info)
+        # PostgreSQL: when the row or the run's head changed meanwhile, made again the plain way (`folding`).
+        folding(lambda fold: self._complete(call_id, token, result_json, ids, attempts, durable, about, fold))
 
     def _complete(
         self,

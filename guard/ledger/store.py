@@ -23,7 +23,7 @@ from guard.errors import (
     IllegalTransition,
 )
 from guard.ledger.approvals import LedgerApprovals
-from guard.ledger.backend import CommitRefused, Connections, open_backend
+from guard.ledger.backend import Connections, folding, open_backend
 from guard.ledger.chain import run_stream
 from guard.ledger.database import sqlite_path
 from guard.ledger.digests import claim, row_digest
@@ -206,10 +206,8 @@ class Ledger(
         The transaction holds the run's lock (`run:<id>`): the next sequence number, the run's state and its
         stop-rule counts are read and acted on by one offer of the run at a time, while other runs' offers go on.
         """
-        try:
-            return self._offer(req, fold=True)
-        except CommitRefused:  # PostgreSQL: its key or its run's head was taken meanwhile; nothing was written
-            return self._offer(req, fold=False)
+        # PostgreSQL: when its key or its run's head was taken meanwhile, made again the plain way (`folding`).
+        return folding(lambda fold: self._offer(req, fold=fold))
 
     def _offer(self, req: CallRequest, *, fold: bool) -> Offer:
         """`offer`; `fold`: an auto-approved call's last statement carries the COMMIT (`commit_with_next`)."""
