@@ -22,6 +22,7 @@ from guard.ledger.checkpoint import PRAGMAS as CHECKPOINT_PRAGMAS
 from guard.ledger.checkpoint import Checkpointer
 from guard.ledger.database import ensure_ready, shown_url, sqlite_path
 from guard.ledger.lease_clock import WORKER_CLOCK, LeaseClock
+from guard.ledger.log_sync import LogSync
 from guard.ledger.pool import PoolLimits
 from guard.ledger.write_queue import QueuedConnection, WriteQueue
 
@@ -98,17 +99,23 @@ class Backend(Protocol):
         serialises only the transactions naming it, for the read-check-write steps a compare-and-set cannot cover
         alone (a run's next sequence number and its stop-rule counts, an approval's quorum).
 
-        `durable=False`: this transaction's commit returns without waiting for the disk (SQLite's
-        synchronous=NORMAL in WAL mode; PostgreSQL's `SET LOCAL synchronous_commit = off`). Such a commit is
+        `durable=False`: this transaction's commit returns without waiting for the disk (SQLite: no `flush`
+        after it; PostgreSQL's `SET LOCAL synchronous_commit = off`). Such a commit is
         durable once any later durable commit returns, because the log is written and flushed in order; a
         process that dies loses nothing of it, only a machine that loses power before that flush does.
         """
         ...
 
-    def end_write(self, cur: Any, durable: bool = True) -> None:
+    def end_write(self, cur: Any) -> None:
         """After the commit or rollback (called after every write transaction): let go of what `begin_write`
-        took beyond the transaction (SQLite: the writers' queue), and put the connection back to waiting for the
-        disk on every commit. Raises when it cannot; the connection is then closed, never reused."""
+        took beyond the transaction (SQLite: the writers' queue). Raises when it cannot; the connection is then
+        closed, never reused."""
+        ...
+
+    def flush(self) -> None:
+        """After a durable commit, once `end_write` let the writers' queue go: return once the commit is on disk.
+        SQLite: the log is flushed here, outside the write lock (`guard.ledger.log_sync`); PostgreSQL: nothing,
+        its COMMIT returned once the server had flushed. Raises OSError when the flush failed."""
         ...
 
     def is_unavailable(self, exc: BaseException) -> bool:
@@ -143,8 +150,9 @@ class Backend(Protocol):
 
 
 class SqliteBackend:
-    """A SQLite file in WAL mode with synchronous=FULL: every commit is durable when it returns, except those of
-    a transaction begun with `durable=False` (synchronous=NORMAL for that one transaction). The log is
+    """A SQLite file in WAL mode. Connections commit with synchronous=NORMAL; a durable write returns once `flush`
+    has flushed the log, after the write lock is let go (`guard.ledger.log_sync`); a transaction begun with
+    `durable=False` skips that flush. The log is
     checkpointed by a thread of this process (`guard.ledger.checkpoint`), started by the first write and stopped
     by `close`, never inside a commit. Write transactions of every process queue for the write lock in the
     kernel (`guard.ledger.write_queue`): taken in `begin_write`, let go in `end_write`."""
@@ -162,6 +170,7 @@ class SqliteBackend:
         self.path = path
         self.checkpointer = Checkpointer(str(path))
         self.writers = WriteQueue(path)
+        self.log = LogSync(path)
         # Connections (by id) a write left at busy_timeout=0. A write sets it once and leaves it: its own retries
         # wait for the lock, and inside a write transaction nothing else waits. A read outside one gets SQLite's
         # own busy handler back first (`begin_read`). Two statements fewer per write transaction.
@@ -171,6 +180,7 @@ class SqliteBackend:
         """Stop the checkpoint thread (waited for) and the write queue's waiter thread."""
         self.checkpointer.stop()
         self.writers.stop()
+        self.log.close()
 
     def connect(self) -> sqlite3.Connection:
         try:
@@ -185,7 +195,7 @@ class SqliteBackend:
             # need an exclusive lock: a connection opened while another writes would fail at once.
             if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
                 conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=FULL")
+            conn.execute("PRAGMA synchronous=NORMAL")  # the log is flushed after the lock goes: `flush`
             conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")  # reads; a write waits in `begin_write`
             conn.execute("PRAGMA foreign_keys=ON")
             conn.execute("PRAGMA cache_size=-65536")  # 64 MiB: keeps index pages of a large ledger hot
@@ -196,13 +206,11 @@ class SqliteBackend:
             raise LedgerUnavailable(f"{self.url}: cannot open the ledger ({exc})", url=self.url) from exc
         return conn
 
-    def begin_write(self, cur: sqlite3.Cursor, durable: bool = True, lock: str | None = None) -> None:  # noqa: ARG002 (covered by BEGIN IMMEDIATE, below)
+    def begin_write(self, cur: sqlite3.Cursor, durable: bool = True, lock: str | None = None) -> None:  # noqa: ARG002 (covered by BEGIN IMMEDIATE, below; `durable` by `flush`)
         # `lock` needs nothing more: BEGIN IMMEDIATE already holds the one write lock of the file.
         # One connection serves both kinds: a second connection for the lazy commits would find its page cache
         # stale after every commit of the first (SQLite drops a connection's cache when another one wrote).
         self.checkpointer.ensure_running()
-        if not durable:
-            cur.execute("PRAGMA synchronous=NORMAL")
         conn_id = id(cur.connection)
         if conn_id not in self._no_busy_wait:  # each try fails at once; the pauses are ours (reads get SQLite's)
             cur.execute("PRAGMA busy_timeout=0")
@@ -243,10 +251,11 @@ class SqliteBackend:
             time.sleep(pause * (0.5 + random.random()))  # noqa: S311 (jitter, not a secret)
             pause = min(pause * 2, _RETRY_CAP)
 
-    def end_write(self, cur: sqlite3.Cursor, durable: bool = True) -> None:
+    def end_write(self, cur: sqlite3.Cursor) -> None:
         self.writers.release(cast(QueuedConnection, cur.connection))  # the next writer goes at once
-        if not durable:
-            cur.execute("PRAGMA synchronous=FULL")
+
+    def flush(self) -> None:
+        self.log.sync(self.log.written())
 
     def is_unavailable(self, exc: BaseException) -> bool:
         return isinstance(exc, sqlite3.Error) and not isinstance(exc, sqlite3.IntegrityError)
@@ -487,27 +496,34 @@ class _WriteTx:
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object) -> None:
         cur = self._cur
         try:
-            if exc is None:
-                try:
-                    cur.execute("COMMIT")
-                except BaseException as commit_exc:
-                    self._conns.rollback(cur)
-                    if self._conns.backend.is_unavailable(commit_exc):
-                        raise self._conns.translate(commit_exc) from commit_exc
-                    raise
+            if exc is not None:
+                self._conns.rollback(cur)
+                if self._conns.backend.is_unavailable(exc):
+                    raise self._conns.translate(exc) from exc
                 return
-            self._conns.rollback(cur)
-            if self._conns.backend.is_unavailable(exc):
-                raise self._conns.translate(exc) from exc
+            try:
+                cur.execute("COMMIT")
+            except BaseException as commit_exc:
+                self._conns.rollback(cur)
+                if self._conns.backend.is_unavailable(commit_exc):
+                    raise self._conns.translate(commit_exc) from commit_exc
+                raise
         finally:
             self._release()
+        if self._durable:  # committed; on disk before the block ends, flushed after the lock went
+            try:
+                self._conns.backend.flush()
+            except OSError as flush_exc:
+                raise unavailable(
+                    self._conns.backend.url, f"the ledger's log could not be flushed to disk ({flush_exc})"
+                ) from flush_exc
 
     def _release(self) -> None:
-        """Give the connection back, waiting for the disk again. One that cannot be put back is closed, never
-        reused: a later durable write must not land on it. (The commit itself stands either way.)"""
+        """Give the connection back. One that cannot be put back is closed, never reused. (The commit itself
+        stands either way.)"""
         cur, conn = self._cur, self._conn
         try:
-            self._conns.backend.end_write(cur, self._durable)
+            self._conns.backend.end_write(cur)
         except Exception:  # noqa: BLE001 (whatever broke the connection, it is discarded, not reused)
             cur.close()
             self._conns.drop(conn)
