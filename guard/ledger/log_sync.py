@@ -33,9 +33,12 @@ from __future__ import annotations
 import itertools
 import os
 import threading
+import weakref
 from pathlib import Path
 
 __all__ = ["LogSync"]
+
+_live: weakref.WeakSet[LogSync] = weakref.WeakSet()
 
 
 class LogSync:
@@ -50,6 +53,7 @@ class LogSync:
         self._lock = threading.Lock()
         self._fd = -1
         self._file: tuple[int, int] | None = None  # (st_dev, st_ino) of the kept descriptor's file
+        _live.add(self)
 
     def written(self) -> int:
         """A number for a commit that has just been written (call after the COMMIT returned, before `sync`)."""
@@ -98,3 +102,15 @@ class LogSync:
         if old >= 0:
             os.close(old)
         return fd
+
+    def _forget_lock(self) -> None:
+        """In a fork's child: a parent's thread may have held the lock at the fork; it never lets go here."""
+        self._lock = threading.Lock()
+
+
+def _after_fork_in_child() -> None:
+    for log in list(_live):
+        log._forget_lock()  # pyright: ignore[reportPrivateUsage]
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)

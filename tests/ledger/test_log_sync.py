@@ -18,6 +18,7 @@ from log_flushes import file_of, spied_flushes
 from guard.errors import LedgerUnavailable
 from guard.ledger import Ledger
 from guard.ledger.log_sync import LogSync
+from guard.testing import poll
 
 pytestmark = pytest.mark.sqlite_only  # SQLite's log file; PostgreSQL's COMMIT waits for its server's flush
 
@@ -168,3 +169,48 @@ def test_a_flush_that_fails_fails_the_write_and_the_ledger_says_the_commit_may_n
     with ledger.conns.write():  # the next write goes on as usual
         pass
     ledger.close()
+
+
+def test_a_process_forked_while_another_thread_flushes_can_flush_in_the_child(tmp_path: Path) -> None:
+    path = tmp_path / "l.db"
+    Path(f"{path}-wal").write_bytes(b"log")
+    log = LogSync(path)
+    in_flush, go_on = threading.Event(), threading.Event()
+
+    parent = os.getpid()
+
+    def slow_flush(fd: int) -> None:
+        if os.getpid() == parent:  # the parent's flusher waits inside its flush; the child's goes straight on
+            in_flush.set()
+            go_on.wait(10.0)
+
+    with spied_flushes(slow_flush):
+        flusher = threading.Thread(target=lambda: log.sync(log.written()))
+        flusher.start()
+        assert in_flush.wait(10.0)  # the flusher holds the log's lock now
+        pid = os.fork()
+        if pid == 0:  # the child: the parent's flusher does not exist here, its lock must not either
+            status = 1
+            try:
+                log.sync(log.written())
+                status = 0
+            finally:
+                os._exit(status)
+        go_on.set()
+        flusher.join()
+    ended: list[int] = []
+
+    def child_ended() -> bool:
+        got, status = os.waitpid(pid, os.WNOHANG)
+        if got == pid:
+            ended.append(status)
+        return bool(ended)
+
+    try:
+        poll(child_ended, what="the child's flush (it hangs on a lock its parent's thread held at the fork)")
+    finally:
+        if not ended:
+            os.kill(pid, 9)
+            os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(ended[0]) == 0
+    log.close()
