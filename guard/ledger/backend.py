@@ -38,6 +38,9 @@ __all__ = [
 ]
 
 BUSY_TIMEOUT_MS = 5000
+# SQLite: for this many seconds after a writer of this process found the write lock held by another, durable
+# commits let the lock go before the disk flush (`SqliteBackend`); with no other writer, SQLite flushes inside.
+SHARED_FOR = 1.0
 # Writers queue for SQLite's write lock in the kernel (`guard.ledger.write_queue`) before BEGIN IMMEDIATE. A
 # writer that still finds the lock taken (by one that does not queue: a migration, a checkpoint's RESTART,
 # another program) tries BEGIN IMMEDIATE again after a short jittered pause that doubles up to a cap: SQLite's
@@ -99,23 +102,24 @@ class Backend(Protocol):
         serialises only the transactions naming it, for the read-check-write steps a compare-and-set cannot cover
         alone (a run's next sequence number and its stop-rule counts, an approval's quorum).
 
-        `durable=False`: this transaction's commit returns without waiting for the disk (SQLite: no `flush`
-        after it; PostgreSQL's `SET LOCAL synchronous_commit = off`). Such a commit is
+        `durable=False`: this transaction's commit returns without waiting for the disk (SQLite's
+        synchronous=NORMAL in WAL mode; PostgreSQL's `SET LOCAL synchronous_commit = off`). Such a commit is
         durable once any later durable commit returns, because the log is written and flushed in order; a
         process that dies loses nothing of it, only a machine that loses power before that flush does.
         """
         ...
 
-    def end_write(self, cur: Any) -> None:
+    def end_write(self, cur: Any) -> bool:
         """After the commit or rollback (called after every write transaction): let go of what `begin_write`
-        took beyond the transaction (SQLite: the writers' queue). Raises when it cannot; the connection is then
-        closed, never reused."""
+        took beyond the transaction (SQLite: the writers' queue). True when a commit made now is not on disk yet
+        and waits for `flush` (SQLite, while other writers want the lock). Raises when it cannot; the connection
+        is then closed, never reused."""
         ...
 
     def flush(self) -> None:
-        """After a durable commit, once `end_write` let the writers' queue go: return once the commit is on disk.
-        SQLite: the log is flushed here, outside the write lock (`guard.ledger.log_sync`); PostgreSQL: nothing,
-        its COMMIT returned once the server had flushed. Raises OSError when the flush failed."""
+        """After a durable commit for which `end_write` said so, once the connection is back: return once the
+        commit is on disk (SQLite: the log is flushed here, outside the write lock, `guard.ledger.log_sync`).
+        Raises OSError when the flush failed."""
         ...
 
     def is_unavailable(self, exc: BaseException) -> bool:
@@ -150,12 +154,19 @@ class Backend(Protocol):
 
 
 class SqliteBackend:
-    """A SQLite file in WAL mode. Connections commit with synchronous=NORMAL; a durable write returns once `flush`
-    has flushed the log, after the write lock is let go (`guard.ledger.log_sync`); a transaction begun with
-    `durable=False` skips that flush. The log is
-    checkpointed by a thread of this process (`guard.ledger.checkpoint`), started by the first write and stopped
-    by `close`, never inside a commit. Write transactions of every process queue for the write lock in the
-    kernel (`guard.ledger.write_queue`): taken in `begin_write`, let go in `end_write`."""
+    """A SQLite file in WAL mode. A durable commit is on disk when its write returns; a transaction begun with
+    `durable=False` commits with synchronous=NORMAL (on disk at the next durable commit).
+
+    Where a durable commit waits for the disk depends on whether other writers want the file's one write lock.
+    While none has (this process found the lock free at every write for `SHARED_FOR` seconds): inside the commit,
+    `synchronous=FULL`, SQLite's own flush, the cheapest way for one writer. Once one has: the commit is made with
+    synchronous=NORMAL, the lock goes to the next writer, and then the log is flushed (`flush`,
+    `guard.ledger.log_sync`), so writers no longer queue behind each other's disk flushes and one flush serves
+    every commit of the process written before it.
+
+    The log is checkpointed by a thread of this process (`guard.ledger.checkpoint`), started by the first write
+    and stopped by `close`, never inside a commit. Write transactions of every process queue for the write lock in
+    the kernel (`guard.ledger.write_queue`): taken in `begin_write`, let go in `end_write`."""
 
     lease_clock = WORKER_CLOCK  # one machine, one clock: leases judged by the worker's, fenced by token alone
     # julianday('now') is SQLite's clock (the OS clock of the host holding the file, read by the library, never a
@@ -171,6 +182,7 @@ class SqliteBackend:
         self.checkpointer = Checkpointer(str(path))
         self.writers = WriteQueue(path)
         self.log = LogSync(path)
+        self._shared_until = 0.0  # until then, durable commits flush the log after the lock (see the class)
         # Connections (by id) a write left at busy_timeout=0. A write sets it once and leaves it: its own retries
         # wait for the lock, and inside a write transaction nothing else waits. A read outside one gets SQLite's
         # own busy handler back first (`begin_read`). Two statements fewer per write transaction.
@@ -195,7 +207,8 @@ class SqliteBackend:
             # need an exclusive lock: a connection opened while another writes would fail at once.
             if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
                 conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")  # the log is flushed after the lock goes: `flush`
+            conn.execute("PRAGMA synchronous=FULL")
+            conn.synchronous = "FULL"
             conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")  # reads; a write waits in `begin_write`
             conn.execute("PRAGMA foreign_keys=ON")
             conn.execute("PRAGMA cache_size=-65536")  # 64 MiB: keeps index pages of a large ledger hot
@@ -216,10 +229,18 @@ class SqliteBackend:
             cur.execute("PRAGMA busy_timeout=0")
             self._no_busy_wait.add(conn_id)
         conn = cast(QueuedConnection, cur.connection)  # made by `connect`
-        self.writers.take(conn, BUSY_TIMEOUT_MS / 1000)
+        now = time.monotonic()
+        if self.writers.take(conn, BUSY_TIMEOUT_MS / 1000):
+            self._shared_until = now + SHARED_FOR
         try:
+            conn.flush_after = durable and now < self._shared_until
+            synchronous = "FULL" if durable and not conn.flush_after else "NORMAL"
+            if conn.synchronous != synchronous:
+                cur.execute(f"PRAGMA synchronous={synchronous}")
+                conn.synchronous = synchronous
             self._begin_immediate(cur)
         except BaseException:
+            conn.flush_after = False
             self.writers.release(conn)
             raise
 
@@ -251,8 +272,11 @@ class SqliteBackend:
             time.sleep(pause * (0.5 + random.random()))  # noqa: S311 (jitter, not a secret)
             pause = min(pause * 2, _RETRY_CAP)
 
-    def end_write(self, cur: sqlite3.Cursor) -> None:
-        self.writers.release(cast(QueuedConnection, cur.connection))  # the next writer goes at once
+    def end_write(self, cur: sqlite3.Cursor) -> bool:
+        conn = cast(QueuedConnection, cur.connection)
+        self.writers.release(conn)  # the next writer goes at once
+        flush_after, conn.flush_after = conn.flush_after, False
+        return flush_after
 
     def flush(self) -> None:
         self.log.sync(self.log.written())
@@ -495,6 +519,7 @@ class _WriteTx:
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object) -> None:
         cur = self._cur
+        flush = False
         try:
             if exc is not None:
                 self._conns.rollback(cur)
@@ -509,8 +534,8 @@ class _WriteTx:
                     raise self._conns.translate(commit_exc) from commit_exc
                 raise
         finally:
-            self._release()
-        if self._durable:  # committed; on disk before the block ends, flushed after the lock went
+            flush = self._release()
+        if flush:  # committed, not on disk yet: flushed now, after the write lock went
             try:
                 self._conns.backend.flush()
             except OSError as flush_exc:
@@ -518,15 +543,16 @@ class _WriteTx:
                     self._conns.backend.url, f"the ledger's log could not be flushed to disk ({flush_exc})"
                 ) from flush_exc
 
-    def _release(self) -> None:
-        """Give the connection back. One that cannot be put back is closed, never reused. (The commit itself
-        stands either way.)"""
+    def _release(self) -> bool:
+        """Give the connection back; True when a commit waits for the backend's `flush`. One that cannot be put
+        back is closed, never reused. (The commit itself stands either way.)"""
         cur, conn = self._cur, self._conn
         try:
-            self._conns.backend.end_write(cur)
+            flush = self._conns.backend.end_write(cur)
         except Exception:  # noqa: BLE001 (whatever broke the connection, it is discarded, not reused)
             cur.close()
             self._conns.drop(conn)
-            return
+            return True  # whether its commit waits for a flush is unknown: one more flush costs nothing wrong
         cur.close()
         self._conns.give_back(conn)
+        return flush

@@ -411,12 +411,12 @@ class PostgresBackend:
     def begin_write(self, cur: _Cursor, durable: bool = True, lock: str | None = None) -> None:
         cur.begin(durable, lock)
 
-    def end_write(self, cur: _Cursor) -> None:  # noqa: ARG002 (the backend protocol's)
-        # SET LOCAL ends with its transaction: nothing to put back.
-        return None
+    def end_write(self, cur: _Cursor) -> bool:  # noqa: ARG002 (the backend protocol's)
+        # SET LOCAL ends with its transaction: nothing to put back. A durable COMMIT returned once the server had
+        # flushed its WAL: nothing waits for `flush`.
+        return False
 
-    def flush(self) -> None:
-        # A durable COMMIT returned once the server had flushed its WAL.
+    def flush(self) -> None:  # pragma: no cover - never asked for (end_write says False)
         return None
 
     def is_unavailable(self, exc: BaseException) -> bool:

@@ -54,6 +54,8 @@ class QueuedConnection(sqlite3.Connection):
     closed with it."""
 
     queue_fd: int = -1
+    synchronous: str = ""  # the connection's `PRAGMA synchronous` as the backend last set it
+    flush_after: bool = False  # the write transaction in progress commits without waiting; the backend flushes
 
     def close(self) -> None:
         fd, self.queue_fd = self.queue_fd, -1
@@ -102,26 +104,27 @@ class WriteQueue:
         self._lock = threading.Lock()
         _live.add(self)
 
-    def take(self, conn: QueuedConnection | QueueHandle, timeout: float) -> None:
+    def take(self, conn: QueuedConnection | QueueHandle, timeout: float) -> bool:
         """Hold the writers' lock for `conn` (until `release`); waits at most `timeout` seconds behind other
-        writers, then raises `sqlite3.OperationalError('database is locked')`."""
+        writers, then raises `sqlite3.OperationalError('database is locked')`. Returns True when another writer
+        held it at first (this one had to wait for it)."""
         fd = conn.queue_fd
         if fd < 0:
             fd = conn.queue_fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        for _ in range(TRIES_BEFORE_WAITING):
+        for tried in range(TRIES_BEFORE_WAITING):
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                return
+                return tried > 0
             except BlockingIOError:
                 os.sched_yield()  # the holder (or another writer) runs; it lets go within one transaction
         self.waits += 1
         wait = _Wait(fd)
         self._waiter().put(wait)
         if wait.done.acquire(timeout=timeout):
-            return
+            return True
         with wait.mutex:
             if wait.done.acquire(blocking=False):  # got it just now
-                return
+                return True
             wait.abandoned = True  # the waiter thread lets it go and closes `fd` when it gets it
         conn.queue_fd = -1
         self.gave_up += 1

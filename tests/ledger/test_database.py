@@ -102,8 +102,7 @@ def test_the_migrations_create_exactly_the_tables_the_models_declare(db_path: Pa
 
 
 @pytest.mark.sqlite_only  # SQLite's pragmas and trace callback
-def test_every_connection_runs_in_wal_with_normal_sync_and_a_busy_timeout(ledger: Ledger) -> None:
-    # synchronous=NORMAL: a durable write flushes the log itself, after the write lock (tests/ledger/test_log_sync.py)
+def test_every_connection_runs_in_wal_with_full_sync_and_a_busy_timeout(ledger: Ledger) -> None:
     def pragmas() -> tuple[object, ...]:
         with ledger.conns.connection() as conn:
             return tuple(
@@ -114,8 +113,8 @@ def test_every_connection_runs_in_wal_with_normal_sync_and_a_busy_timeout(ledger
     worker = threading.Thread(target=lambda: seen.append(pragmas()))
     worker.start()
     worker.join()
-    assert pragmas() == ("wal", 1, 5000)
-    assert seen == [("wal", 1, 5000)]  # from another thread too
+    assert pragmas() == ("wal", 2, 5000)
+    assert seen == [("wal", 2, 5000)]  # from another thread too
 
 
 def test_a_connection_opened_while_another_holds_the_write_lock_of_a_new_ledger_does_not_fail_at_once(
@@ -188,7 +187,7 @@ def test_connections_are_pooled_across_threads_and_each_is_set_up_alike(ledger: 
     with ledger.conns.connection() as first, ledger.conns.connection() as second:
         assert first is not second  # two transactions at once get two connections
         for conn in (first, second):
-            assert conn.execute("PRAGMA synchronous").fetchone()[0] == 1  # NORMAL: the log is flushed after the lock
+            assert conn.execute("PRAGMA synchronous").fetchone()[0] == 2
     reused: list[object] = []
     worker = threading.Thread(target=lambda: reused.append(ledger.conns.borrow()))
     worker.start()

@@ -1,13 +1,15 @@
-"""A SQLite ledger's durable write returns once its commit is on disk: the write commits without waiting
-(`synchronous=NORMAL`), lets the writers' lock go, and then flushes the log (`fdatasync` of `<ledger>-wal`) before
-the block ends; one flush serves every commit written before it began; a log file replaced meanwhile is followed;
-a flush that fails is an error of the write, never a silent success."""
+"""A SQLite ledger's durable write returns once its commit is on disk. With no other writer, SQLite flushes inside
+the commit (`synchronous=FULL`). Once another writer has wanted the write lock (within `SHARED_FOR` seconds), the
+write commits without waiting (`synchronous=NORMAL`), lets the writers' lock go, and then flushes the log
+(`fdatasync` of `<ledger>-wal`) before the block ends; one flush serves every commit written before it began; a
+log file replaced meanwhile is followed; a flush that fails is an error of the write, never a silent success."""
 
 from __future__ import annotations
 
 import errno
 import fcntl
 import os
+import sqlite3
 import threading
 from pathlib import Path
 from unittest.mock import patch
@@ -17,14 +19,81 @@ from log_flushes import file_of, spied_flushes
 
 from guard.errors import LedgerUnavailable
 from guard.ledger import Ledger
+from guard.ledger import backend as backend_module
+from guard.ledger.backend import SqliteBackend
 from guard.ledger.log_sync import LogSync
+from guard.ledger.write_queue import QueuedConnection
 from guard.testing import poll
 
 pytestmark = pytest.mark.sqlite_only  # SQLite's log file; PostgreSQL's COMMIT waits for its server's flush
 
 
+@pytest.fixture(autouse=True)
+def _shared_long(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Another writer seen once keeps this module's ledgers flushing after the lock for a minute, however slow
+    the machine running the test is (`SHARED_FOR` is a second)."""
+    monkeypatch.setattr(backend_module, "SHARED_FOR", 60.0)
+
+
 def _sqlite_ledger(tmp_path: Path) -> Ledger:
     return Ledger(f"sqlite:///{tmp_path / 'ledger.db'}")
+
+
+def _share_the_lock(ledger: Ledger) -> None:
+    """Another writer (a second connection) holds the writers' lock while one of the ledger's writes begins, so
+    the ledger has seen another writer want the lock (and its durable commits flush after the lock for a while)."""
+    backend = ledger.conns.backend
+    assert isinstance(backend, SqliteBackend)
+    other = sqlite3.connect(backend.path, isolation_level=None, check_same_thread=False, factory=QueuedConnection)
+    assert isinstance(other, QueuedConnection)
+    waits = backend.writers.waits
+    backend.writers.take(other, timeout=5.0)
+
+    def write() -> None:
+        with ledger.conns.write():
+            pass
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    poll(lambda: backend.writers.waits > waits, what="the ledger's write waiting behind the other writer")
+    backend.writers.release(other)
+    writer.join()
+    other.close()
+
+
+def _synchronous_at_commit(ledger: Ledger, durable: bool = True) -> int:
+    with ledger.conns.write(durable) as cur:
+        cur.execute("PRAGMA synchronous")
+        return int(cur.fetchone()[0])
+
+
+def test_with_no_other_writer_sqlite_flushes_inside_the_commit_and_the_write_makes_no_flush_of_its_own(
+    tmp_path: Path,
+) -> None:
+    ledger = _sqlite_ledger(tmp_path)
+    with spied_flushes() as flushed:
+        assert _synchronous_at_commit(ledger) == 2  # FULL: the COMMIT waits for the disk itself
+        assert _synchronous_at_commit(ledger, durable=False) == 1  # a lazy one: NORMAL
+        assert _synchronous_at_commit(ledger) == 2
+    assert flushed == []
+    ledger.close()
+
+
+def test_once_another_writer_wanted_the_lock_durable_commits_flush_after_it_until_that_is_past(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ledger = _sqlite_ledger(tmp_path)
+    log = f"{tmp_path / 'ledger.db'}-wal"
+    _share_the_lock(ledger)
+    with spied_flushes() as flushed:
+        assert _synchronous_at_commit(ledger) == 1  # NORMAL: flushed by the write, after the lock
+        assert flushed == [file_of(log)]
+    monkeypatch.setattr(backend_module, "SHARED_FOR", 0.0)
+    _share_the_lock(ledger)  # seen again, but only for no time at all
+    with spied_flushes() as flushed:
+        assert _synchronous_at_commit(ledger) == 2
+    assert flushed == []
+    ledger.close()
 
 
 def test_a_durable_write_flushes_the_log_after_its_commit_and_after_letting_the_writers_lock_go(
@@ -32,6 +101,7 @@ def test_a_durable_write_flushes_the_log_after_its_commit_and_after_letting_the_
 ) -> None:
     ledger = _sqlite_ledger(tmp_path)
     log = f"{tmp_path / 'ledger.db'}-wal"
+    _share_the_lock(ledger)
     lock_free_at_flush: list[bool] = []
     committed_at_flush: list[int] = []
 
@@ -63,6 +133,7 @@ def test_a_durable_write_flushes_the_log_after_its_commit_and_after_letting_the_
 
 def test_a_lazy_write_returns_without_flushing_and_the_next_durable_write_flushes_both(tmp_path: Path) -> None:
     ledger = _sqlite_ledger(tmp_path)
+    _share_the_lock(ledger)
     with spied_flushes() as flushed:
         with ledger.conns.write(durable=False):
             pass
@@ -156,6 +227,7 @@ def test_a_flush_that_fails_fails_the_write_and_the_ledger_says_the_commit_may_n
     tmp_path: Path,
 ) -> None:
     ledger = _sqlite_ledger(tmp_path)
+    _share_the_lock(ledger)
 
     def broken(fd: int) -> None:
         raise OSError(errno.EIO, "Input/output error")

@@ -133,8 +133,8 @@ class CommitWitness:
         if begin_read is not None:
             begin_read(cur.inner)
 
-    def end_write(self, cur: _WitnessCursor) -> None:
-        self.inner.end_write(cur.inner)
+    def end_write(self, cur: _WitnessCursor) -> bool:
+        return bool(self.inner.end_write(cur.inner))
 
     def flush(self) -> None:
         if not self.url.startswith("sqlite"):
