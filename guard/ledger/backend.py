@@ -219,7 +219,7 @@ class SqliteBackend:
             raise LedgerUnavailable(f"{self.url}: cannot open the ledger ({exc})", url=self.url) from exc
         return conn
 
-    def begin_write(self, cur: sqlite3.Cursor, durable: bool = True, lock: str | None = None) -> None:  # noqa: ARG002 (covered by BEGIN IMMEDIATE, below; `durable` by `flush`)
+    def begin_write(self, cur: sqlite3.Cursor, durable: bool = True, lock: str | None = None) -> None:  # noqa: ARG002 (covered by BEGIN IMMEDIATE, below)
         # `lock` needs nothing more: BEGIN IMMEDIATE already holds the one write lock of the file.
         # One connection serves both kinds: a second connection for the lazy commits would find its page cache
         # stale after every commit of the first (SQLite drops a connection's cache when another one wrote).

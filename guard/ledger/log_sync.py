@@ -5,11 +5,12 @@ the file's one write lock: every other writer, of this process or another, waits
 machine a flush is about 80 us of a ~220 us write transaction, and a guarded call makes two of them, so with one
 writer at a time the flushes alone bound a ledger's calls per second, however many processes share it.
 
-Here the connections commit with `synchronous=NORMAL` (the commit's pages are in the log file, handed to the OS,
-not yet flushed), the writer lets the lock go, and only then flushes the log itself before its write returns
-(`LogSync.sync`). The next writer writes while the last one waits for the disk, and one flush covers every commit
-written before it started: what PostgreSQL calls group commit. A durable write still returns only once it is on
-disk, exactly as before.
+So once other writers want the lock (`guard.ledger.backend.SqliteBackend` decides when), a durable transaction
+commits with `synchronous=NORMAL` (the commit's pages are in the log file, handed to the OS, not yet flushed),
+the writer lets the lock go, and only then flushes the log itself before its write returns (`LogSync.sync`). The
+next writer writes while the last one waits for the disk, and one flush covers every commit written before it
+started: what PostgreSQL calls group commit. A durable write still returns only once it is on disk. (A writer
+alone keeps SQLite's own flush inside the commit, which costs it less.)
 
 What a commit that has not yet returned is: visible to other connections, and safe from a killed process (its
 pages are in the OS's cache), but not yet from a power cut. Nothing acts on it outside the ledger before it is
