@@ -519,7 +519,6 @@ class _WriteTx:
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object) -> None:
         cur = self._cur
-        flush = False
         try:
             if exc is not None:
                 self._conns.rollback(cur)
