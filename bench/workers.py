@@ -213,6 +213,12 @@ def main(argv: list[str] | None = None) -> int:
         "--separate", action="store_true", help="each guarded worker on a ledger file of its own (the machine's share)"
     )
     parser.add_argument("--no-raw", action="store_true", help="skip the raw two-commit floor")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="sweep every N this many times in turn; then the medians, and each round's ratios of most to fewest",
+    )
     parser.add_argument("--worker-kind", choices=["guarded", "raw"], help=argparse.SUPPRESS)
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--db", help=argparse.SUPPRESS)
@@ -236,27 +242,64 @@ def main(argv: list[str] | None = None) -> int:
         f"{'procs':>5} {'guarded/s':>10} {'raw/s':>8} {'p50 ms':>7} {'p99 ms':>7} {'max ms':>7} "
         f"{'raw p99':>8} {'cpu ms/call':>11}  errors"
     )
-    with tempfile.TemporaryDirectory(prefix="bench-workers-") as folder:
-        for procs in (int(p) for p in args.procs.split(",")):
-            r = measure(
-                procs,
-                args.seconds,
-                args.calls,
-                Path(folder),
-                args.profile,
-                args.cprofile,
-                not args.no_raw,
-                args.separate,
-            )
-            print(
-                f"{procs:>5} {r['calls_s']:>10.0f} {r['raw_s']:>8.0f} {1000 * r['p50']:>7.2f} "
-                f"{1000 * r['p99']:>7.1f} {1000 * r['max']:>7.1f} {1000 * r['raw_p99']:>8.1f} "
-                f"{r['cpu_ms']:>11.2f}  {r['errors'] or 'none'}",
-                flush=True,
-            )
-            if r["probe"]:
-                print(r["probe"], flush=True)
+    sweep = [int(p) for p in args.procs.split(",")]
+    rows: list[dict[str, Any]] = []
+    for round_ in range(args.rounds):
+        if args.rounds > 1:
+            print(f"round {round_ + 1} of {args.rounds}", flush=True)
+        with tempfile.TemporaryDirectory(prefix="bench-workers-") as folder:
+            for procs in sweep:
+                r = measure(
+                    procs,
+                    args.seconds,
+                    args.calls,
+                    Path(folder),
+                    args.profile,
+                    args.cprofile,
+                    not args.no_raw,
+                    args.separate,
+                )
+                rows.append(r)
+                print(
+                    f"{procs:>5} {r['calls_s']:>10.0f} {r['raw_s']:>8.0f} {1000 * r['p50']:>7.2f} "
+                    f"{1000 * r['p99']:>7.1f} {1000 * r['max']:>7.1f} {1000 * r['raw_p99']:>8.1f} "
+                    f"{r['cpu_ms']:>11.2f}  {r['errors'] or 'none'}",
+                    flush=True,
+                )
+                if r["probe"]:
+                    print(r["probe"], flush=True)
+    if args.rounds > 1:
+        _summary(rows, sweep)
     return 0
+
+
+def _summary(rows: list[dict[str, Any]], sweep: list[int]) -> None:
+    """Per N the medians over the rounds; then, round by round, the most processes against the fewest."""
+    print("medians over the rounds:")
+    for procs in sweep:
+        mine = [r for r in rows if r["procs"] == procs]
+        print(
+            f"{procs:>5} {_median([r['calls_s'] for r in mine]):>10.0f} {_median([r['raw_s'] for r in mine]):>8.0f} "
+            f"{1000 * _median([r['p50'] for r in mine]):>7.2f} {1000 * _median([r['p99'] for r in mine]):>7.1f} "
+            f"{1000 * max(r['max'] for r in mine):>7.1f} (max of all)"
+        )
+    few, most = min(sweep), max(sweep)
+    if few == most:
+        return
+    pairs = list(zip([r for r in rows if r["procs"] == few], [r for r in rows if r["procs"] == most], strict=True))
+    rates = [b["calls_s"] / a["calls_s"] for a, b in pairs]
+    tails = [b["p99"] / a["p99"] for a, b in pairs]
+    print(
+        f"calls/s {most} against {few}, each round: {' / '.join(f'{x:.2f}' for x in rates)} -> median "
+        f"{_median(rates):.2f}; p99 {most} against {few}: {' / '.join(f'{x:.1f}' for x in tails)} -> median "
+        f"{_median(tails):.1f}x"
+    )
+
+
+def _median(values: list[float]) -> float:
+    ordered = sorted(values)
+    mid = len(ordered) // 2
+    return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
 
 
 if __name__ == "__main__":

@@ -322,11 +322,19 @@ class LedgerInFlight:
     def release(self, call_id: str, token: int) -> bool:
         """Give up this worker's lease on a call without moving it (recovery that could not settle an in-doubt
         call leaves it for the next pass or an operator at once); False when the lease was lost already."""
+        now = time.time()
         with self.conns.write() as cur:
             cur.execute(
-                "UPDATE calls SET lease_expires_at = NULL WHERE call_id = ? AND lease_token = ?", (call_id, token)
+                "UPDATE calls SET lease_expires_at = NULL WHERE call_id = ? AND lease_token = ? RETURNING run_id, state",
+                (call_id, token),
             )
-            return cur.rowcount == 1
+            row = cur.fetchone()
+            if row is None:
+                return False
+            # The row changed: its claim rides on a `lease` event, or verify would find the row edited.
+            detail = json.dumps({"lease_token": token, "released": True})
+            append_events(cur, [(row[0], call_id, now, "guard", "lease", row[1], row[1], detail)])
+            return True
 
     def close_run(
         self,

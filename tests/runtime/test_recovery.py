@@ -171,6 +171,10 @@ def test_a_call_whose_outcome_nobody_can_tell_goes_to_review_and_never_runs(
     assert call is not None and call.state == "in_doubt"
     run = guard.ledger.get_run("r4")
     assert run is not None and (run.state, run.status_label) == ("pending_review", "billing_charge_in_doubt")
+    # Its lease was let go for the next pass or an operator: a change of the call's row that verify must know of.
+    assert call.lease_expires_at is None
+    report = guard.ledger.verify_chain()
+    assert report.ok, report.problem
 
 
 def test_a_live_lease_is_not_taken_over_unless_its_worker_is_declared_dead(
