@@ -22,6 +22,7 @@ import pytest
 from pg_cluster import PgCluster, server_bin_dir
 
 from guard.ledger import Ledger, upgrade
+from guard.ledger.database import sqlite_path
 
 BACKENDS = tuple(os.environ.get("GUARD_TEST_BACKENDS", "sqlite,postgres").split(","))
 PG_TEMPLATE = "guard_template"
@@ -32,8 +33,40 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "sqlite_only: the test reads or edits the SQLite file beside the ledger")
     config.addinivalue_line(
         "markers",
+        "tampers: the test edits a ledger by hand; its ledgers need not verify (`_ledgers_verify_when_closed`)",
+    )
+    config.addinivalue_line(
+        "markers",
         "operators: the approval service reads a copy of the demo policies in which olga holds the `operator` role "
         "and the welcome-email rule has owners of its own (tests/server/conftest.py `service_policies`)",
+    )
+
+
+@pytest.fixture(autouse=True)
+def _ledgers_verify_when_closed(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Every SQLite ledger a test closes must pass `guard ledger verify`'s checks (guard.ledger.audit): a write of
+    Guard's own that changes a covered row without its claim, or breaks a chain, fails the test that made it,
+    whatever the test was about. A test that edits a ledger by hand says so: `@pytest.mark.tampers`."""
+    if request.node.get_closest_marker("tampers"):
+        yield
+        return
+    found: list[str] = []
+    real_close = Ledger.close
+
+    def close(self: Ledger) -> None:
+        if sqlite_path(self.url) is not None and not getattr(self.conns, "_closed", True):
+            try:
+                report = self.verify_chain()
+            except Exception:  # noqa: BLE001 (a ledger a test broke on purpose, or already gone: not this check's)
+                report = None
+            if report is not None and not report.ok:
+                found.append(f"{self.url}: {report.found} finding(s), first: {report.problem}")
+        real_close(self)
+
+    monkeypatch.setattr(Ledger, "close", close)
+    yield
+    assert not found, "a ledger Guard wrote does not verify (mark the test `tampers` if it edits one by hand):\n" + (
+        "\n".join(found)
     )
 
 

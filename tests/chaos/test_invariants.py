@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from guard import Guard, current_call
 from guard.ledger import EventRecord
 from tests.chaos.harness import POLICIES, TEAM, Lab
@@ -81,6 +83,7 @@ def test_an_effect_without_a_ledger_call_is_a_lost_record(lab: Lab) -> None:
     assert result.lost == 1 and result.effect_states["no_call"] == 1
 
 
+@pytest.mark.tampers
 def test_a_completed_call_naming_another_id_than_the_witness_holds_is_lost_and_a_phantom(lab: Lab) -> None:
     _clean_run(lab)
     _sql(lab, "UPDATE calls SET external_ids = ? WHERE tool = 'witness.charge'", ('{"charge": "charge_other"}',))
@@ -95,6 +98,7 @@ def test_an_effect_undone_behind_a_completed_call_is_a_lost_record(lab: Lab) -> 
     assert lab.check().effect_states["completed_but_undone"] == 1
 
 
+@pytest.mark.tampers
 def test_a_call_row_moved_without_its_event_is_illegal_and_a_started_call_is_left_in_flight(lab: Lab) -> None:
     _clean_run(lab)
     _sql(lab, "UPDATE calls SET state = 'started' WHERE tool = 'witness.charge'")
@@ -103,6 +107,7 @@ def test_a_call_row_moved_without_its_event_is_illegal_and_a_started_call_is_lef
     assert any("is started but its events end at completed" in v.detail for v in result.violations)
 
 
+@pytest.mark.tampers
 def test_a_failed_call_whose_effect_exists_is_a_lost_record(lab: Lab) -> None:
     _clean_run(lab)
     _sql(lab, "UPDATE calls SET state = 'failed' WHERE tool = 'witness.charge'")
@@ -110,6 +115,7 @@ def test_a_failed_call_whose_effect_exists_is_a_lost_record(lab: Lab) -> None:
     assert result.effect_states["failed_with_effect"] == 1
 
 
+@pytest.mark.tampers
 def test_an_edited_event_breaks_the_chain(lab: Lab) -> None:
     _clean_run(lab)
     _sql(lab, "UPDATE events SET actor = 'mallory' WHERE id = (SELECT MIN(id) FROM events)")

@@ -158,6 +158,7 @@ def test_a_snapshot_is_never_written_over_an_existing_file(bad_run: BadRun, tmp_
     assert path.read_text() == "someone else's file\n" and bad_run.book.get(inc).snapshot_digest is None
 
 
+@pytest.mark.tampers
 def test_every_incident_row_is_claimed_so_an_edited_verdict_is_found_by_verify(
     bad_run: BadRun, ledger_url: str
 ) -> None:

@@ -45,6 +45,7 @@ def test_a_fresh_ledger_with_calls_verifies_every_event(busy_ledger: Ledger, db_
     assert report.checked == len(event_ids(db_path)) >= 7  # a new call is one event, whatever its path
 
 
+@pytest.mark.tampers
 def test_editing_one_events_detail_names_exactly_that_row(busy_ledger: Ledger, db_path: Path) -> None:
     ids = event_ids(db_path)
     target = ids[len(ids) // 2]
@@ -57,6 +58,7 @@ def test_editing_one_events_detail_names_exactly_that_row(busy_ledger: Ledger, d
     assert "edited" in (report.problem or "")
 
 
+@pytest.mark.tampers
 def test_deleting_a_middle_event_names_the_row_after_it(busy_ledger: Ledger, db_path: Path) -> None:
     ids = event_ids(db_path)
     victim = ids[len(ids) // 2]
@@ -68,6 +70,7 @@ def test_deleting_a_middle_event_names_the_row_after_it(busy_ledger: Ledger, db_
     assert "deleted" in (report.problem or "")
 
 
+@pytest.mark.tampers
 def test_an_edit_with_a_recomputed_hash_is_named_at_the_following_row(busy_ledger: Ledger, db_path: Path) -> None:
     ids = event_ids(db_path)
     target = ids[2]
@@ -98,6 +101,7 @@ def test_an_edit_with_a_recomputed_hash_is_named_at_the_following_row(busy_ledge
     ],
     ids=["blob-detail", "blob-actor", "text-seq", "blob-stream"],
 )
+@pytest.mark.tampers
 def test_an_event_holding_a_value_of_a_type_guard_never_writes_is_named_edited_not_a_crash(
     busy_ledger: Ledger, db_path: Path, edit: str, column: str
 ) -> None:
@@ -123,6 +127,7 @@ def test_an_event_holding_a_value_of_a_type_guard_never_writes_is_named_edited_n
     assert cli.returncode == 1 and "TAMPERED" in cli.stdout and "Traceback" not in cli.stderr, cli.stderr
 
 
+@pytest.mark.tampers
 def test_a_claimed_row_holding_a_blob_where_guard_writes_text_is_named_edited_not_a_crash(
     busy_ledger: Ledger, db_path: Path
 ) -> None:

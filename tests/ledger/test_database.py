@@ -163,6 +163,7 @@ def one_call(ledger: Ledger) -> tuple[str, int]:
     return offer.call_id, offer.seq
 
 
+@pytest.mark.tampers
 def test_two_calls_may_not_share_a_run_and_sequence(one_call: tuple[str, int], db_path: Path) -> None:
     call_id, seq = one_call
     copy_call(db_path, call_id, new_id="call_ok", seq=seq + 1, key=None)  # control: a distinct row is fine

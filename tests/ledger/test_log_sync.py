@@ -96,6 +96,7 @@ def test_once_another_writer_wanted_the_lock_durable_commits_flush_after_it_unti
     ledger.close()
 
 
+@pytest.mark.tampers
 def test_a_durable_write_flushes_the_log_after_its_commit_and_after_letting_the_writers_lock_go(
     tmp_path: Path,
 ) -> None:

@@ -134,6 +134,7 @@ def test_verify_without_a_public_key_for_the_seals_refuses(db_path: Path, ledger
     assert result.exit_code == 1 and "--seals and --public-key go together" in result.output
 
 
+@pytest.mark.tampers
 def test_a_ledger_sealed_with_run_head_rows_upgrades_to_none_and_its_next_seal_covers_the_runs_moved_since(
     db_path: Path, key: tuple[Path, Path], tmp_path: Path
 ) -> None:

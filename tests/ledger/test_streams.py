@@ -39,6 +39,7 @@ def test_writes_on_two_runs_extend_only_their_own_streams_and_sqlite_keeps_no_he
     assert ledger.verify_chain().ok
 
 
+@pytest.mark.tampers
 def test_an_event_appended_behind_guards_back_breaks_the_next_link_of_its_run(ledger: Ledger, db_path: Path) -> None:
     """With no head row, a run's next event chains onto the stream's last event as stored; an event inserted by
     hand with a made-up hash is then named by verify (the chain from it is broken or its own hash is wrong)."""
@@ -55,6 +56,7 @@ def test_an_event_appended_behind_guards_back_breaks_the_next_link_of_its_run(le
     assert any(f.kind == "event_edited" and f.stream == "run:a" and f.seq == 2 for f in report.findings)
 
 
+@pytest.mark.tampers
 def test_an_edited_call_row_is_named_with_its_run_stream_and_key(ledger: Ledger, db_path: Path) -> None:
     ledger.open_run("a", TEAM, actor=AGENT)
     offer = ledger.offer(request("a", args={"amount": 5}))
@@ -97,6 +99,7 @@ def _legacy_ledger(path: Path, *, break_at: int | None = None) -> str:
     return url
 
 
+@pytest.mark.tampers
 def test_an_old_ledgers_single_chain_becomes_the_legacy_stream_and_its_rows_get_a_baseline(tmp_path: Path) -> None:
     path = tmp_path / "old.db"
     url = _legacy_ledger(path)
@@ -130,6 +133,7 @@ def test_an_old_ledger_whose_chain_is_already_broken_is_not_upgraded(tmp_path: P
         assert "stream" not in {row[1] for row in raw.execute("PRAGMA table_info(events)")}  # nothing half-done
 
 
+@pytest.mark.tampers
 def test_verify_reads_a_ledger_larger_than_its_batches_on_every_backend_and_names_the_one_edited_row(
     ledger: Ledger, monkeypatch: pytest.MonkeyPatch
 ) -> None:

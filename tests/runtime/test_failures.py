@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import sqlite3
 import threading
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -15,6 +13,7 @@ import pytest
 from runtime_support import Driver, Recorder, call_events
 
 from guard import CallDenied, CallFailed, CallInDoubt, Guard, RunNotRunning
+from guard.ledger import Ledger
 
 
 def test_a_failing_tool_under_on_failure_halt_raises_call_failed_and_halts_the_run_for_review(
@@ -107,11 +106,12 @@ def test_a_timed_out_attempt_of_a_compensable_tool_is_in_doubt_and_halts_the_run
 
 
 def pause_team(db_path: Path, team: str, reason: str) -> None:
-    with sqlite3.connect(db_path) as raw:
-        raw.execute(
-            "INSERT INTO pauses (scope, team, target, reason, paused_by, at) VALUES (?, ?, ?, ?, ?, ?)",
-            ("team", team, team, reason, "ops-lead", time.time()),
-        )
+    """An operator pauses the team from elsewhere (`guard pause`): another ledger handle on the same file."""
+    other = Ledger(f"sqlite:///{db_path}")
+    try:
+        other.pause("team", team, reason=reason, by="ops-lead", team=team)
+    finally:
+        other.close()
 
 
 def test_a_call_of_a_paused_team_is_denied_naming_the_pause_and_never_runs(
