@@ -325,7 +325,8 @@ class LedgerInFlight:
         now = time.time()
         with self.conns.write() as cur:
             cur.execute(
-                "UPDATE calls SET lease_expires_at = NULL WHERE call_id = ? AND lease_token = ? RETURNING run_id, state",
+                "UPDATE calls SET lease_expires_at = NULL WHERE call_id = ? AND lease_token = ? "
+                "RETURNING run_id, state",
                 (call_id, token),
             )
             row = cur.fetchone()
