@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -278,9 +279,9 @@ def _summary(rows: list[dict[str, Any]], sweep: list[int]) -> None:
     print("medians over the rounds:")
     for procs in sweep:
         mine = [r for r in rows if r["procs"] == procs]
+        calls_s, raw_s, p50, p99 = (statistics.median(r[k] for r in mine) for k in ("calls_s", "raw_s", "p50", "p99"))
         print(
-            f"{procs:>5} {_median([r['calls_s'] for r in mine]):>10.0f} {_median([r['raw_s'] for r in mine]):>8.0f} "
-            f"{1000 * _median([r['p50'] for r in mine]):>7.2f} {1000 * _median([r['p99'] for r in mine]):>7.1f} "
+            f"{procs:>5} {calls_s:>10.0f} {raw_s:>8.0f} {1000 * p50:>7.2f} {1000 * p99:>7.1f} "
             f"{1000 * max(r['max'] for r in mine):>7.1f} (max of all)"
         )
     few, most = min(sweep), max(sweep)
@@ -291,15 +292,9 @@ def _summary(rows: list[dict[str, Any]], sweep: list[int]) -> None:
     tails = [b["p99"] / a["p99"] for a, b in pairs]
     print(
         f"calls/s {most} against {few}, each round: {' / '.join(f'{x:.2f}' for x in rates)} -> median "
-        f"{_median(rates):.2f}; p99 {most} against {few}: {' / '.join(f'{x:.1f}' for x in tails)} -> median "
-        f"{_median(tails):.1f}x"
+        f"{statistics.median(rates):.2f}; p99 {most} against {few}: {' / '.join(f'{x:.1f}' for x in tails)} -> median "
+        f"{statistics.median(tails):.1f}x"
     )
-
-
-def _median(values: list[float]) -> float:
-    ordered = sorted(values)
-    mid = len(ordered) // 2
-    return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
 
 
 if __name__ == "__main__":

@@ -120,7 +120,7 @@ def append_events(
     the events where the cursor can, `_extend`). Returns False, having written nothing, when it wrote no row;
     True when the events were appended.
     """
-    if len(events) == 1 and len(claims) == 1 and stream is None and type(cur) is sqlite3.Cursor:
+    if len(events) == 1 and len(claims) == 1 and stream is None and heads_in_events(cur):
         ev, held = events[0], claims[0]
         run_id = ev[0]
         if run_id is not None and _target(ev) in (None, held[:2]):
@@ -224,10 +224,8 @@ def _append_run_sqlite(
 def _append_one_sqlite(cur: sqlite3.Cursor, run_id: str, ev: EventIn, held: Claim, lead: Lead | None) -> bool:
     """`_append_run_sqlite` for one event carrying one claim, on its run's stream: what every offer and completion
     of a call appends, in as few steps as the same rows take (one lead insert, one read of the head, one insert)."""
-    if lead is not None:
-        cur.execute(*lead)
-        if cur.rowcount != 1:
-            return False
+    if lead is not None and not _lead(cur, lead):
+        return False
     _run, call_id, at, actor, entity, src, dst, detail = ev
     stream = "run:" + run_id
     row = cur.execute(_LAST_OF_RUN, (run_id, stream)).fetchone()
