@@ -8,7 +8,7 @@ from guard.ledger.field_stops import StopMark, shadow_verdicts
 from guard.ledger.lease_clock import Beat, LeaseBeat
 from guard.ledger.moves import RunClose
 from guard.ledger.numbers import HealthNumbers, ToolNumbers, health_numbers
-from guard.ledger.pauses import Scope
+from guard.ledger.pauses import PausedAtSource, Scope
 from guard.ledger.pool import PoolLimits
 from guard.ledger.ports import (
     ApprovalsPort,
@@ -66,6 +66,7 @@ __all__ = [
     "NoticesPort",
     "NotificationRecord",
     "Offer",
+    "PausedAtSource",
     "PausesPort",
     "PoolLimits",
     "QueuedApproval",

@@ -40,8 +40,10 @@ __all__ = [
     "Covered",
     "claim",
     "claim_deleted",
+    "returned_run",
     "row_digest",
     "row_key",
+    "run_claim",
 ]
 
 DELETED = "-"
@@ -166,6 +168,26 @@ ALL_COVERED: dict[str, Covered] = {**COVERED, **COVERED_LATER}
 def row_digest(table: str, values: tuple[Any, ...] | list[Any]) -> str:
     """SHA-256 hex of `[table, *values]` as compact JSON (values in the table's digest column order)."""
     return hashlib.sha256(_encode([table, *values]).encode()).hexdigest()
+
+
+_RUN_COLUMNS = RunRecord.stored_columns()
+_RUN_REALS = tuple(_RUN_COLUMNS.index(c) for c in ("created_at", "updated_at"))
+
+
+def returned_run(row: tuple[Any, ...]) -> tuple[Any, ...]:
+    """A `runs` row as its INSERT or UPDATE `... RETURNING` gave it back, as a SELECT reads it: SQLite returns a
+    REAL column's whole-number value as an integer there, where a SELECT (and verify) gives a float."""
+    values = list(row)
+    for i in _RUN_REALS:
+        if values[i] is not None:
+            values[i] = float(values[i])
+    return tuple(values)
+
+
+def run_claim(row: tuple[Any, ...]) -> Claim:
+    """The claim of a `runs` row read as a SELECT reads it (`returned_run`): its stored columns first, in digest
+    order; any derived ones after are left out."""
+    return ("runs", str(row[0]), row_digest("runs", row[: len(_RUN_COLUMNS)]))
 
 
 def row_key(table: str, values: tuple[Any, ...] | list[Any]) -> str:

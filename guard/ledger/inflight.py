@@ -289,9 +289,10 @@ class LedgerInFlight:
             events: list[EventIn] = [
                 (run_id, call_id, now, actor, "call", src, state, json.dumps({"error": error, "attempts": attempts}))
             ]
-            if run is not None:
-                events.extend(move_run(cur, run_id, run, now, actor))
-            append_events(cur, events)
+            moved = None if run is None else move_run(cur, run_id, run, now, actor)
+            if moved is not None:
+                events.extend(moved.events)
+            append_events(cur, events, () if moved is None else [moved.claim])
             restart_call_failed(cur, call_id, state, now, actor)  # a staged restart stops at its first failure
 
     def heartbeat(self, call_id: str, token: int, ttl: float) -> LeaseBeat:
@@ -352,21 +353,37 @@ class LedgerInFlight:
 
         Returns the run as it stands and whether this moved it. Holds the run's lock, as an offer in it does: a
         call is never recorded in a run another worker is closing."""
+        # PostgreSQL: the COMMIT rides with the run's event; made again the plain way when it could not (`folding`).
+        return folding(lambda fold: self._close_run(run_id, close, actor, expect, after_changes, fold))
+
+    def _close_run(
+        self,
+        run_id: str,
+        close: RunClose,
+        actor: str,
+        expect: frozenset[RunState],
+        after_changes: RunClose | None,
+        fold: bool,
+    ) -> tuple[RunRecord, bool]:
         now = time.time()
         with self.conns.write(lock=run_stream(run_id)) as cur:
             cur.execute("SELECT state FROM runs WHERE run_id = ?", (run_id,))
             row = cur.fetchone()
             if row is None:
                 raise GuardUsageError(f"no run {run_id} in the ledger", run_id=run_id)
-            moved = row[0] in expect
-            if moved:
-                if after_changes is not None:
-                    cur.execute(_CHANGED, (run_id,))
-                    if cur.fetchone() is not None:
-                        close = after_changes
-                append_events(cur, move_run(cur, run_id, close, now, actor, expect=expect))
-            cur.execute(f"SELECT {_RUN_COLS} FROM runs r WHERE r.run_id = ?", (run_id,))
-            return RunRecord.from_row(cur.fetchone()), moved
+            if row[0] not in expect:
+                cur.execute(f"SELECT {_RUN_COLS} FROM runs r WHERE r.run_id = ?", (run_id,))
+                return RunRecord.from_row(cur.fetchone()), False
+            if after_changes is not None:
+                cur.execute(_CHANGED, (run_id,))
+                if cur.fetchone() is not None:
+                    close = after_changes
+            moved = move_run(cur, run_id, close, now, actor, expect=expect, src=RunState(row[0]))
+            last = getattr(cur, "commit_with_next", None) if fold else None
+            if last is not None:  # PostgreSQL: nothing follows the run's event, the COMMIT rides with it
+                last()
+            append_events(cur, moved.events, [moved.claim])
+            return moved.run, True
 
     def claim(
         self,
@@ -510,6 +527,9 @@ class LedgerInFlight:
             events: list[EventIn] = [
                 (run_id, call_id, now, operator, "manual", None, action, json.dumps({"note": note}))
             ]
+            claims = [claim(cur, "manual_actions", action_id)]
             if run is not None:
-                events.extend(move_run(cur, run_id, run, now, operator))
-            append_events(cur, events, [claim(cur, "manual_actions", action_id)])
+                moved = move_run(cur, run_id, run, now, operator)
+                events.extend(moved.events)
+                claims.append(moved.claim)
+            append_events(cur, events, claims)

@@ -10,13 +10,13 @@ import sqlite3
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from guard.canonical import fast_encoder
 from guard.errors import GuardUsageError, IllegalTransition
 from guard.ledger.chain import GENESIS, event_hash
-from guard.ledger.digests import Claim, claim
-from guard.ledger.records import CallRecord
+from guard.ledger.digests import Claim, claim, returned_run, run_claim
+from guard.ledger.records import CallRecord, RunRecord
 from guard.ledger.states import FINISHED_RUN_STATES, CallState, RunState, check_call_move, check_run_move
 
 __all__ = [
@@ -24,6 +24,7 @@ __all__ = [
     "EventIn",
     "Lead",
     "RunClose",
+    "RunMoved",
     "append_events",
     "cas_call",
     "detail_json",
@@ -349,6 +350,19 @@ class RunClose:
     requires_review: bool = False
 
 
+class RunMoved(NamedTuple):
+    """A run moved inside the caller's write transaction: the event to append, the claim of the row as written
+    (its `UPDATE ... RETURNING`: no read back), and the run as it now stands."""
+
+    events: list[EventIn]
+    claim: Claim
+    run: RunRecord
+
+
+# The run as an UPDATE left it: the claim's columns first, then the record's derived ones.
+_RETURNING_RUN = f" RETURNING {RunRecord.sql_columns('runs')}"
+
+
 def move_run(
     cur: Any,
     run_id: str,
@@ -358,15 +372,18 @@ def move_run(
     *,
     expect: frozenset[RunState] | None = None,
     detail: dict[str, Any] | None = None,
-) -> list[EventIn]:
+    src: RunState | None = None,
+) -> RunMoved:
     """Move the run to `close.state` (checked against the table, and against `expect` when given) inside the
-    caller's write transaction; the event to append. In the same state only its description is updated, and the
-    event (from and to the same state) records that."""
-    cur.execute("SELECT state FROM runs WHERE run_id = ?", (run_id,))
-    row = cur.fetchone()
-    if row is None:
-        raise GuardUsageError(f"no run {run_id} in the ledger", run_id=run_id)
-    src = RunState(row[0])
+    caller's write transaction. In the same state only its description is updated, and the event (from and to the
+    same state) records that. `src`: the run's state as the caller read it in this transaction (else read here);
+    the update moves it only from there (compare-and-set)."""
+    if src is None:
+        cur.execute("SELECT state FROM runs WHERE run_id = ?", (run_id,))
+        row = cur.fetchone()
+        if row is None:
+            raise GuardUsageError(f"no run {run_id} in the ledger", run_id=run_id)
+        src = RunState(row[0])
     if expect is not None and src not in expect:
         raise IllegalTransition(
             f"run {run_id} is {src}, expected one of {sorted(expect)}",
@@ -375,41 +392,24 @@ def move_run(
             from_state=src,
             to_state=close.state,
         )
+    labels = (close.status_label, close.error_summary, close.next_safe_action, close.requires_review, now)
     if src == close.state:
         cur.execute(
             "UPDATE runs SET status_label = ?, error_summary = ?, next_safe_action = ?, requires_review = ?, "
-            "updated_at = ? WHERE run_id = ?",
-            (close.status_label, close.error_summary, close.next_safe_action, close.requires_review, now, run_id),
+            "updated_at = ? WHERE run_id = ?" + _RETURNING_RUN,
+            (*labels, run_id),
         )
         # Not a move: an event all the same, so the rewritten row is claimed (see guard.ledger.digests).
-        return [
-            (
-                run_id,
-                None,
-                now,
-                actor,
-                "run",
-                src,
-                src,
-                detail_json({"status_label": close.status_label, "error_summary": close.error_summary}),
-            )
-        ]
+        info = {"status_label": close.status_label, "error_summary": close.error_summary}
+        return _moved(cur.fetchone(), run_id, now, actor, src, src, info)
     check_run_move(run_id, src, close.state)
     cur.execute(
         "UPDATE runs SET state = ?, status_label = ?, error_summary = ?, next_safe_action = ?, "
-        "requires_review = ?, updated_at = ? WHERE run_id = ? AND state = ?",
-        (
-            close.state,
-            close.status_label,
-            close.error_summary,
-            close.next_safe_action,
-            close.requires_review,
-            now,
-            run_id,
-            src,
-        ),
+        "requires_review = ?, updated_at = ? WHERE run_id = ? AND state = ?" + _RETURNING_RUN,
+        (close.state, *labels, run_id, src),
     )
-    if cur.rowcount != 1:
+    row = cur.fetchone()
+    if row is None:
         raise IllegalTransition(
             f"run {run_id} changed state concurrently", entity="run", id=run_id, from_state=src, to_state=close.state
         )
@@ -418,4 +418,14 @@ def move_run(
         # duplicates rule's rows have scopes `w<n>` and "", which no pruned run id is).
         cur.execute("DELETE FROM stop_marks WHERE scope = ?", (run_id,))
     info = {"status_label": close.status_label, "error_summary": close.error_summary, **(detail or {})}
-    return [(run_id, None, now, actor, "run", src, close.state, detail_json(info))]
+    return _moved(row, run_id, now, actor, src, close.state, info)
+
+
+def _moved(
+    row: tuple[Any, ...] | None, run_id: str, now: float, actor: str, src: RunState, dst: RunState, info: dict[str, Any]
+) -> RunMoved:
+    if row is None:  # pragma: no cover - the run's row was read or locked in this transaction
+        raise GuardUsageError(f"no run {run_id} in the ledger", run_id=run_id)
+    event: EventIn = (run_id, None, now, actor, "run", src, dst, detail_json(info))
+    run = returned_run(row)
+    return RunMoved([event], run_claim(run), RunRecord.from_row(run))

@@ -1,8 +1,9 @@
 """The kill switch in the ledger: pause a team, a tool (glob) or a run at once; lift it later.
 
 A pause takes effect for the next call that reaches the brakes step (`Ledger.offer` reads it inside the same
-transaction that would record the call), and for the next run the team opens (`Ledger.pause_at_source`). Pausing
-and lifting are events in the audit trail, each with who, when and why; the pause row keeps the same.
+transaction that would record the call), and for the next run the team opens (`source_pause`, inside the
+transaction that would open it). Pausing and lifting are events in the audit trail, each with who, when and why;
+the pause row keeps the same.
 """
 
 from __future__ import annotations
@@ -20,9 +21,42 @@ from guard.ledger.moves import append_events
 from guard.ledger.records import EventRecord
 from guard.ledger.restarts import restart_tripped
 
-__all__ = ["LedgerPauses", "Scope", "insert_pause"]
+__all__ = ["LedgerPauses", "PausedAtSource", "Scope", "insert_pause", "source_pause"]
 
 Scope = Literal["team", "tool", "run"]
+
+
+# A point a staged restart is letting calls through opens runs for them (`guard.ledger.restarts`).
+_SOURCE_PAUSES = (
+    "SELECT id, scope, target, reason, paused_by, at FROM pauses p WHERE lifted_at IS NULL "
+    "AND ((scope = 'team' AND target = ?) OR (scope = 'tool' AND (team = ? OR team IS NULL))) "
+    "AND NOT EXISTS (SELECT 1 FROM restarts r WHERE r.scope = p.scope AND r.target = p.target "
+    "AND COALESCE(r.team, '') = COALESCE(p.team, '') AND r.state = 'passing') ORDER BY id"
+)
+
+
+class PausedAtSource(Exception):
+    """A new run was not opened (nothing was recorded): `pause` holds at its source (see `source_pause`)."""
+
+    def __init__(self, pause: dict[str, Any]) -> None:
+        super().__init__(f"{pause['scope']} {pause['target']} is paused")
+        self.pause = pause
+
+
+def source_pause(cur: Any, team: str, tools: tuple[str, ...] = ()) -> dict[str, Any] | None:
+    """The oldest active pause that keeps a new run of `team` from opening, or None: a pause of the whole team,
+    or a tool pause (of the team, or of every team) whose glob matches one of `tools`, the tools the run
+    declares it uses, unless a staged restart of it is letting calls through. The dict holds id, scope,
+    target, reason, paused_by, at and, for a tool pause, `tool`: the declared tool it covers. One read."""
+    cur.execute(_SOURCE_PAUSES, (team, team))
+    for pause_id, scope, target, reason, by, at in cur.fetchall():
+        found = {"id": pause_id, "scope": scope, "target": target, "reason": reason, "paused_by": by, "at": at}
+        if scope == "team":
+            return found
+        hit = next((tool for tool in tools if fnmatchcase(tool, target)), None)
+        if hit is not None:
+            return {**found, "tool": hit}
+    return None
 
 
 def insert_pause(cur: Any, scope: Scope, target: str, *, reason: str, by: str, team: str | None, now: float) -> int:
@@ -114,28 +148,10 @@ class LedgerPauses:
         return len(lifted)
 
     def pause_at_source(self, team: str, tools: tuple[str, ...] = ()) -> dict[str, Any] | None:
-        """The oldest active pause that keeps a new run of `team` from opening, or None: a pause of the whole team,
-        or a tool pause (of the team, or of every team) whose glob matches one of `tools`, the tools the run
-        declares it uses, unless a staged restart of it is letting calls through. The dict holds id, scope,
-        target, reason, paused_by, at and, for a tool pause, `tool`: the declared tool it covers. One read."""
+        """The oldest active pause that keeps a new run of `team` from opening, or None (`source_pause`). One
+        read. (`Ledger.open_run(pauses=...)` makes the same check inside the transaction that opens the run.)"""
         with self.conns.read() as cur:
-            # A point a staged restart is letting calls through opens runs for them (`guard.ledger.restarts`).
-            cur.execute(
-                "SELECT id, scope, target, reason, paused_by, at FROM pauses p WHERE lifted_at IS NULL "
-                "AND ((scope = 'team' AND target = ?) OR (scope = 'tool' AND (team = ? OR team IS NULL))) "
-                "AND NOT EXISTS (SELECT 1 FROM restarts r WHERE r.scope = p.scope AND r.target = p.target "
-                "AND COALESCE(r.team, '') = COALESCE(p.team, '') AND r.state = 'passing') ORDER BY id",
-                (team, team),
-            )
-            rows = cur.fetchall()
-        for pause_id, scope, target, reason, by, at in rows:
-            found = {"id": pause_id, "scope": scope, "target": target, "reason": reason, "paused_by": by, "at": at}
-            if scope == "team":
-                return found
-            hit = next((tool for tool in tools if fnmatchcase(tool, target)), None)
-            if hit is not None:
-                return {**found, "tool": hit}
-        return None
+            return source_pause(cur, team, tools)
 
     def pause_holding(self, team: str, tool: str, run_id: str) -> str | None:
         """The active pause that would stop this call at the brakes now, as a sentence naming how to lift it;

@@ -56,7 +56,14 @@ class CallsPort(Protocol):
     """The call path's writes: open and move runs, offer calls, hold leases, record ends, roll back."""
 
     def open_run(
-        self, run_id: str, team: str, *, actor: str, subject: str | None = None, source_event_id: str | None = None
+        self,
+        run_id: str,
+        team: str,
+        *,
+        actor: str,
+        subject: str | None = None,
+        source_event_id: str | None = None,
+        pauses: tuple[str, ...] | None = None,
     ) -> RunRecord: ...
     def move_run(
         self,
@@ -262,11 +269,10 @@ class NoticesPort(Protocol):
 
 
 class CallPathLedger(CallsPort, ReadsPort, ApprovalsPort, Protocol):
-    """What one guarded call uses: the call path's writes, reads, approvals (a wait may expire one), the pause
-    check at a run's source, and how a waiting agent hears of a decision."""
+    """What one guarded call uses: the call path's writes (a run's open checks the pauses at its source), reads,
+    approvals (a wait may expire one), and how a waiting agent hears of a decision."""
 
     url: str
     wakes: Wakes
 
-    def pause_at_source(self, team: str, tools: tuple[str, ...] = ()) -> dict[str, Any] | None: ...
     def close(self) -> None: ...

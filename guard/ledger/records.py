@@ -68,12 +68,14 @@ class RunRecord(_Row):
         return cls.columns()[:-2]
 
     @classmethod
-    def sql_columns(cls) -> str:
-        stored = ", ".join(f"r.{c}" for c in cls.stored_columns())
+    def sql_columns(cls, of: str = "r") -> str:
+        """The record's columns, the derived ones as subqueries, for a statement that names the runs table `of`
+        (`FROM runs r`, or `runs` in an `UPDATE runs ... RETURNING`)."""
+        stored = ", ".join(f"{of}.{c}" for c in cls.stored_columns())
         return (
-            f"{stored}, (SELECT c.call_id FROM calls c WHERE c.run_id = r.run_id AND c.state = 'completed' "
+            f"{stored}, (SELECT c.call_id FROM calls c WHERE c.run_id = {of}.run_id AND c.state = 'completed' "
             "AND c.compensates_call_id IS NULL ORDER BY c.seq DESC LIMIT 1), "
-            "(SELECT COUNT(*) FROM calls c WHERE c.run_id = r.run_id)"
+            f"(SELECT COUNT(*) FROM calls c WHERE c.run_id = {of}.run_id)"
         )
 
 

@@ -26,7 +26,7 @@ from guard.ledger.approvals import LedgerApprovals
 from guard.ledger.backend import Connections, folding, open_backend
 from guard.ledger.chain import run_stream
 from guard.ledger.database import sqlite_path
-from guard.ledger.digests import claim, row_digest
+from guard.ledger.digests import claim, returned_run, row_digest, run_claim
 from guard.ledger.drills import LedgerDrills
 from guard.ledger.field_stops import count_shadow
 from guard.ledger.inflight import LedgerInFlight
@@ -42,7 +42,7 @@ from guard.ledger.moves import (
 )
 from guard.ledger.notices import LedgerNotices
 from guard.ledger.offers import CallRequest, Offer
-from guard.ledger.pauses import LedgerPauses
+from guard.ledger.pauses import LedgerPauses, PausedAtSource, source_pause
 from guard.ledger.pool import PoolLimits
 from guard.ledger.queries import LedgerQueries
 from guard.ledger.records import CallRecord, RunRecord
@@ -99,6 +99,12 @@ _PATHS = {
     C.AWAITING_APPROVAL: _path(C.OFFERED, C.AWAITING_APPROVAL),
     C.STARTED: _path(C.OFFERED, C.APPROVED, C.STARTED),
 }
+# A new run, as written (its claim's columns): nothing when the id is taken (a resume, or a duplicate delivery).
+_OPEN_RUN = (
+    "INSERT INTO runs (run_id, team, source_event_id, subject, state, requires_review, created_by, created_at, "
+    "updated_at) VALUES (?, ?, ?, ?, ?, FALSE, ?, ?, ?) ON CONFLICT (run_id) DO NOTHING "
+    f"RETURNING {', '.join(RunRecord.stored_columns())}"
+)
 _INSERT_APPROVAL = (
     "INSERT INTO approvals (approval_id, call_id, run_id, team, tool, rule, args_hash, args_json, roles, "
     "quorum, requested_by, requested_at, expires_at, state) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
@@ -142,40 +148,43 @@ class Ledger(
     # -- runs ---------------------------------------------------------------------------------------------
 
     def open_run(
-        self, run_id: str, team: str, *, actor: str, subject: str | None = None, source_event_id: str | None = None
+        self,
+        run_id: str,
+        team: str,
+        *,
+        actor: str,
+        subject: str | None = None,
+        source_event_id: str | None = None,
+        pauses: tuple[str, ...] | None = None,
     ) -> RunRecord:
-        """Create the run, or return it unchanged when it exists for the same team (a resume)."""
+        """Create the run, or return it unchanged when it exists for the same team (a resume).
+
+        `pauses`: refuse to create it while a pause holds at its source (the team's, or one of these tools'; see
+        `source_pause`), judged in the same transaction, and raise PausedAtSource having recorded nothing. A run
+        that exists is resumed all the same: the brakes judge its calls."""
         now = time.time()
         with self.conns.write() as cur:
             # The run's id is its key: of two workers opening one run at once (a duplicate delivery), one inserts
             # it and the other waits for that commit, then finds the run (READ COMMITTED: a new statement sees it).
-            cur.execute(
-                "INSERT INTO runs (run_id, team, source_event_id, subject, state, requires_review, "
-                "created_by, created_at, updated_at) VALUES (?, ?, ?, ?, ?, FALSE, ?, ?, ?) "
-                "ON CONFLICT (run_id) DO NOTHING RETURNING run_id",
-                (run_id, team, source_event_id, subject, RunState.RUNNING, actor, now, now),
+            cur.execute(_OPEN_RUN, (run_id, team, source_event_id, subject, RunState.RUNNING, actor, now, now))
+            inserted = cur.fetchone()
+            if inserted is None:
+                cur.execute(f"SELECT {RunRecord.sql_columns()} FROM runs r WHERE r.run_id = ?", (run_id,))
+                run = RunRecord.from_row(cur.fetchone())
+                if run.team != team:
+                    raise GuardUsageError(
+                        f"run {run_id} belongs to team {run.team}, not {team}", run_id=run_id, team=team
+                    )
+                return run
+            if pauses is not None and (pause := source_pause(cur, team, pauses)) is not None:
+                raise PausedAtSource(pause)  # the insert is rolled back
+            detail = {"team": team, "subject": subject, "source_event_id": source_event_id}
+            append_events(
+                cur,
+                [(run_id, None, now, actor, "run", None, RunState.RUNNING, detail_json(detail))],
+                [run_claim(row := returned_run(inserted))],
             )
-            if cur.fetchone() is not None:
-                append_events(
-                    cur,
-                    [
-                        (
-                            run_id,
-                            None,
-                            now,
-                            actor,
-                            "run",
-                            None,
-                            RunState.RUNNING,
-                            detail_json({"team": team, "subject": subject, "source_event_id": source_event_id}),
-                        )
-                    ],
-                )
-            cur.execute(f"SELECT {RunRecord.sql_columns()} FROM runs r WHERE r.run_id = ?", (run_id,))
-            run = RunRecord.from_row(cur.fetchone())
-            if run.team != team:
-                raise GuardUsageError(f"run {run_id} belongs to team {run.team}, not {team}", run_id=run_id, team=team)
-            return run
+            return RunRecord.from_row((*row, None, 0))  # a new run: no call yet
 
     def move_run(
         self,
@@ -189,9 +198,9 @@ class Ledger(
         """Move a run to `close.state` (compare-and-set on its current state, which must be in `expect`)."""
         now = time.time()
         with self.conns.write(lock=run_stream(run_id)) as cur:
-            append_events(cur, move_run(cur, run_id, close, now, actor, expect=expect, detail=detail))
-            cur.execute(f"SELECT {RunRecord.sql_columns()} FROM runs r WHERE r.run_id = ?", (run_id,))
-            return RunRecord.from_row(cur.fetchone())
+            moved = move_run(cur, run_id, close, now, actor, expect=expect, detail=detail)
+            append_events(cur, moved.events, [moved.claim])
+            return moved.run
 
     # -- the call path ------------------------------------------------------------------------------------
 

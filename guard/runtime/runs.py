@@ -18,7 +18,7 @@ from guard.errors import (
     TeamPaused,
     ToolPaused,
 )
-from guard.ledger import OPEN_RUN_STATES, RunClose, RunRecord, RunState, new_id
+from guard.ledger import OPEN_RUN_STATES, PausedAtSource, RunClose, RunRecord, RunState, new_id
 from guard.redaction import described, scrub_text
 from guard.runtime.callpath import CallPath
 from guard.runtime.context import RUN_VAR, RunScope
@@ -91,10 +91,17 @@ class RunHandle:
 
     def __enter__(self) -> RunHandle:
         self._before_open()
-        self._refuse_if_paused()
-        run = self.path.ledger.open_run(
-            self.run_id, self.team, actor=self.path.actor, subject=self.subject, source_event_id=self.source_event_id
-        )
+        try:
+            run = self.path.ledger.open_run(
+                self.run_id,
+                self.team,
+                actor=self.path.actor,
+                subject=self.subject,
+                source_event_id=self.source_event_id,
+                pauses=self.uses,
+            )
+        except PausedAtSource as held:
+            raise self._refused(held.pause) from None
         if run.state not in OPEN_RUN_STATES and run.state not in (RunState.COMPLETED, RunState.FINISHED_BY_HAND):
             reason = (
                 f"run {self.run_id} is {run.state}"
@@ -107,12 +114,9 @@ class RunHandle:
         self.path.log.info("run open", subject=self.subject)
         return self
 
-    def _refuse_if_paused(self) -> None:
-        """Pause at the source: a paused team, or a paused tool the run declares, opens no new run (one read when
-        nothing is paused). A run already in the ledger may be entered: the brakes judge its calls."""
-        pause = self.path.ledger.pause_at_source(self.team, self.uses)
-        if pause is None or self.path.ledger.get_run(self.run_id) is not None:
-            return
+    def _refused(self, pause: dict[str, Any]) -> TeamPaused | ToolPaused:
+        """Pause at the source: a paused team, or a paused tool the run declares, opens no new run (judged in the
+        transaction that would open it). A run already in the ledger may be entered: the brakes judge its calls."""
         policy = self.path.policies.policies.get(self.team)
         tool: str | None = pause.get("tool")
         owners = [name for o in (policy.owners_of(tool) if policy is not None else ()) for name in o.names]
@@ -133,8 +137,8 @@ class RunHandle:
             "owners": owners,
         }
         if tool is None:
-            raise TeamPaused(reason, tool=None, **fields)
-        raise ToolPaused(reason, tool=tool, pattern=pause["target"], **fields)
+            return TeamPaused(reason, tool=None, **fields)
+        return ToolPaused(reason, tool=tool, pattern=pause["target"], **fields)
 
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None

@@ -198,3 +198,30 @@ def test_a_call_retried_after_a_clean_failure_completes_with_a_claim_of_its_row_
     assert call.error is not None and "refused the tag" in call.error
     report = pg_guard.ledger.verify_chain()
     assert report.ok, report
+
+
+def test_a_runs_open_and_close_read_no_row_back(pg_guard: Guard, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A new run's open checks the pauses at its source in the transaction that inserts it, and takes the row's
+    claim from the insert itself; its close takes the claim and the record from the update itself, and its COMMIT
+    rides with the run's event. (Before this change: open 7 round trips, close 8.)"""
+    def echo(i: int) -> dict[str, int]:
+        return {"i": i}
+
+    find = pg_guard.tool(echo, name="crm.find")
+    with pg_guard.run("pgtrips", source_event_id="warm"):  # warm: connections open, recovery done
+        find(i=0)
+    trips = _Trips(monkeypatch)
+    with pg_guard.run("pgtrips", source_event_id="one") as run:
+        opened = (trips.count, trips.statements)
+        find(i=1)
+        trips.count = trips.statements = 0
+    closed = (trips.count, trips.statements)
+    monkeypatch.undo()
+    # Open: BEGIN with the run's insert (RETURNING the row); the pauses at the source; the new stream's head row;
+    # the head's move with the event; COMMIT.
+    assert opened == (5, 6)
+    # Close: BEGIN, the run's lock and its state; the update (RETURNING the row and the record); the run's
+    # stop-rule marks; the head's move with the event and the COMMIT.
+    assert closed == (4, 7)
+    assert run.record().state == "completed"
+    assert pg_guard.ledger.verify_chain().ok

@@ -4,14 +4,18 @@ ledgers from before streams migrated with their single chain verified once."""
 from __future__ import annotations
 
 import sqlite3
+import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from ledger_support import AGENT, TEAM, request
 
 from guard.errors import LedgerNotReady
-from guard.ledger import HEAD_REVISION, Ledger, Offer, current_revision, upgrade
+from guard.ledger import HEAD_REVISION, Ledger, Offer, RunClose, RunState, current_revision, upgrade
 from guard.ledger import audit as audit_module
+from guard.ledger import inflight as inflight_module
+from guard.ledger import store as store_module
 from guard.ledger.chain import GENESIS, legacy_hash
 from guard.ledger.digests import COVERED
 from guard.ledger.tables import metadata
@@ -37,6 +41,36 @@ def test_writes_on_two_runs_extend_only_their_own_streams_and_sqlite_keeps_no_he
     assert after == before and lengths == {"run:a": 2, "run:b": 1}  # the run opened, then the call offered
     assert head_rows == 0  # a run's head is its last event: one statement and one page fewer in every commit
     assert ledger.verify_chain().ok
+
+
+class _WholeSecondClock:
+    """The `time` module as the ledger's writers see it, but `time()` on a whole second."""
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(time, name)
+
+    @staticmethod
+    def time() -> float:
+        return 1_800_000_000.0
+
+
+def test_a_run_opened_moved_and_closed_on_a_whole_second_verifies(
+    ledger: Ledger, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run's claim is taken from its INSERT or UPDATE `... RETURNING`, not read back. SQLite returns a REAL column
+    holding a whole number as an integer there, where a SELECT (and verify) gives a float: the claim must be the
+    digest of the row as verify reads it, or a run written on a whole second is named edited."""
+    monkeypatch.setattr(store_module, "time", _WholeSecondClock())
+    monkeypatch.setattr(inflight_module, "time", _WholeSecondClock())
+    run = ledger.open_run("a", TEAM, actor=AGENT)
+    assert run.created_at == 1_800_000_000.0 and (run.last_call_id, run.call_count) == (None, 0)
+    moved = ledger.move_run("a", RunClose(RunState.RUNNING, status_label="waiting on the CRM"), actor=AGENT)
+    assert moved.status_label == "waiting on the CRM"
+    closed, did = ledger.close_run("a", RunClose(RunState.COMPLETED), actor=AGENT, expect=frozenset({RunState.RUNNING}))
+    assert did and closed.state == RunState.COMPLETED and closed.updated_at == 1_800_000_000.0
+    assert closed == ledger.get_run("a") and type(closed.created_at) is float  # the run as a read gives it
+    report = ledger.verify_chain()
+    assert report.ok, report.findings
 
 
 @pytest.mark.tampers
