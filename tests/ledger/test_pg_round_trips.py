@@ -204,6 +204,7 @@ def test_a_runs_open_and_close_read_no_row_back(pg_guard: Guard, monkeypatch: py
     """A new run's open checks the pauses at its source in the transaction that inserts it, and takes the row's
     claim from the insert itself; its close takes the claim and the record from the update itself, and its COMMIT
     rides with the run's event. (Before this change: open 7 round trips, close 8.)"""
+
     def echo(i: int) -> dict[str, int]:
         return {"i": i}
 
@@ -225,3 +226,43 @@ def test_a_runs_open_and_close_read_no_row_back(pg_guard: Guard, monkeypatch: py
     assert closed == (4, 7)
     assert run.record().state == "completed"
     assert pg_guard.ledger.verify_chain().ok
+
+
+def test_a_close_whose_run_head_another_worker_moved_meanwhile_closes_the_run_once(
+    pg_guard: Guard, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The close's COMMIT rides with the run's event, sent strict on the head this process remembers; another
+    process moved that head after the last call, so the statement is refused, the close is rolled back whole and
+    made again the plain way: the run ends completed, with one closing event, on an intact chain."""
+    url = ledger_of(pg_guard).url
+    tries: list[bool] = []
+
+    def close_run(*args: Any, **kwargs: Any) -> Any:
+        tries.append(bool(kwargs.get("fold", args[-1] if args else None)))
+        return plain_close(*args, **kwargs)
+
+    plain_close = ledger_of(pg_guard)._close_run  # pyright: ignore[reportPrivateUsage]
+    monkeypatch.setattr(ledger_of(pg_guard), "_close_run", close_run)
+
+    def echo(i: int) -> dict[str, int]:
+        return {"i": i}
+
+    find = pg_guard.tool(echo, name="crm.find")
+    with pg_guard.run("pgtrips") as run:
+        find(i=1)
+        proc = subprocess.run(
+            [sys.executable, "-c", _OTHER_WORKER, url, run.run_id, "before the close"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert proc.returncode == 0, proc.stderr
+    assert tries == [True, False]  # folded and refused, then made the plain way
+    assert run.record().state == "completed"
+    events = pg_guard.ledger.events_of(run.run_id)
+    assert [(e.from_state, e.to_state) for e in events if e.entity == "run" and e.actor != "other-worker"] == [
+        (None, "running"),
+        ("running", "completed"),
+    ]
+    report = pg_guard.ledger.verify_chain()
+    assert report.ok, report
