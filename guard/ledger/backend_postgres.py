@@ -85,32 +85,42 @@ def to_server_sql(sql: str) -> str:
 # An event's values as they are sent: a VALUES list inside a SELECT needs its columns' types said (an untyped
 # parameter there would be taken for text), the column's own type or one that converts to it on insert.
 _EVENT_TYPES = tuple({"at": "float8", "seq": "int"}.get(c, "text") for c in EVENT_COLUMNS)
-_EXTEND_CHAIN: dict[tuple[int, str | None, bool], str] = {}
+_EXTEND_CHAIN: dict[tuple[int, str | None, bool, bool], str] = {}
 
 
-def extend_chain_sql(n: int, lead: str | None = None, strict: bool = False) -> str:
+def extend_chain_sql(n: int, lead: str | None = None, strict: bool = False, fresh: bool = False) -> str:
     """One statement (a data-modifying CTE) that makes the `lead` insert if any (ledger SQL text, no RETURNING) and,
     only if it wrote its row, moves a stream's head by compare-and-set and appends `n` events only if it moved: what
     `guard.ledger.moves._extend` does in up to three statements, in one round trip. Its one row counts the lead's
     rows (1 when there is none) and the head's moves (1 or 0); nothing is written unless both are 1.
 
     `strict`: the statement fails (division_by_zero, SQLSTATE 22012), undoing all it did, unless both are 1; its
-    row is then (1, 1). What lets the COMMIT ride in its round trip (`_Cursor.extend_chain`)."""
-    sql = _EXTEND_CHAIN.get((n, lead, strict))
+    row is then (1, 1). What lets the COMMIT ride in its round trip (`_Cursor.extend_chain`).
+
+    `fresh`: the stream is new (its run was inserted in this transaction): its head row is made, at the new length
+    and head, instead of moved; it counts as not moved when the row exists already."""
+    sql = _EXTEND_CHAIN.get((n, lead, strict, fresh))
     if sql is None:
         row = "(" + ", ".join(f"%s::{t}" for t in _EVENT_TYPES) + ")"
         first = "" if lead is None else f"lead AS ({to_server_sql(lead)} RETURNING 1), "
         after = "" if lead is None else " AND EXISTS (SELECT FROM lead)"
+        move = (
+            # The old length and head are those of a stream with no event (0 and GENESIS, as `move` gives them).
+            "INSERT INTO stream_heads (length, head, stream) SELECT %s::int, %s::text, %s::text "
+            f"WHERE %s::int = 0 AND %s::text IS NOT NULL{after} ON CONFLICT (stream) DO NOTHING RETURNING 1"
+            if fresh
+            else "UPDATE stream_heads SET length = %s, head = %s WHERE stream = %s AND length = %s "
+            f"AND head = %s{after} RETURNING 1"
+        )
         sql = (
-            f"WITH {first}moved AS (UPDATE stream_heads SET length = %s, head = %s WHERE stream = %s AND length = %s "
-            f"AND head = %s{after} RETURNING 1), appended AS (INSERT INTO events ({', '.join(EVENT_COLUMNS)}) "
+            f"WITH {first}moved AS ({move}), appended AS (INSERT INTO events ({', '.join(EVENT_COLUMNS)}) "
             f"SELECT * FROM (VALUES {', '.join([row] * n)}) AS v WHERE EXISTS (SELECT FROM moved)) "
         )
         counts = [*(["(SELECT count(*) FROM lead)"] if lead else []), "(SELECT count(*) FROM moved)"]
         if strict:  # a count of 0 divides by zero at run time (a subquery: never folded into a constant)
             counts = [f"1 / {c}" for c in counts]
         sql += "SELECT " + ", ".join(counts if lead else ["1", *counts])
-        _EXTEND_CHAIN[(n, lead, strict)] = sql
+        _EXTEND_CHAIN[(n, lead, strict, fresh)] = sql
     return sql
 
 
@@ -165,17 +175,23 @@ class _Cursor:
         self._cur.executemany(to_server_sql(sql), list(rows))
 
     def extend_chain(
-        self, move: Sequence[Any], rows: Sequence[Any], n: int, lead: tuple[str, Sequence[Any]] | None = None
+        self,
+        move: Sequence[Any],
+        rows: Sequence[Any],
+        n: int,
+        lead: tuple[str, Sequence[Any]] | None = None,
+        fresh: bool = False,
     ) -> tuple[bool, bool]:
         """`guard.ledger.moves._extend` in one statement (`extend_chain_sql`): (the lead wrote its row or there was
-        none, the head moved and the `n` events, `rows` their values flattened, were inserted)."""
+        none, the head moved, or was made for a `fresh` stream, and the `n` events, `rows` their values flattened,
+        were inserted)."""
         lead_sql, params = (None, (*move, *rows)) if lead is None else (lead[0], (*lead[1], *move, *rows))
         owner = self._owner
         # The transaction's last statement is strict, with the COMMIT in its round trip. When it would not write it
         # all (a taken key, a stale head) it fails, the transaction is rolled back (CommitRefused), and its writer
         # makes it again without folding, where this statement runs plain and says what it found.
         strict, owner.last = owner.last, False
-        sql = dollar_sql(extend_chain_sql(n, lead_sql, strict=strict))
+        sql = dollar_sql(extend_chain_sql(n, lead_sql, strict=strict, fresh=fresh))
         if strict:
             owner.fold(sql, params)
             return True, True

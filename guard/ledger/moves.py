@@ -73,6 +73,8 @@ _LOCK_HEAD = (
     "INSERT INTO stream_heads (stream, length, head) VALUES (?, 0, ?) ON CONFLICT (stream) "
     "DO UPDATE SET length = stream_heads.length RETURNING length, head"
 )
+# A new stream's head row, made at its first events (nothing when the row exists: its head is read and moved).
+_MAKE_HEAD = "INSERT INTO stream_heads (length, head, stream) VALUES (?, ?, ?) ON CONFLICT (stream) DO NOTHING"
 # Compare-and-set on the (length, head) read or remembered: two writers on one stream never both extend one head.
 _MOVE_HEAD = "UPDATE stream_heads SET length = ?, head = ? WHERE stream = ? AND length = ? AND head = ?"
 # A run stream's head on SQLite, found in its events (ix_events_run) instead of a `stream_heads` row: SQLite has one
@@ -105,6 +107,7 @@ def append_events(
     *,
     stream: str | None = None,
     lead: Lead | None = None,
+    fresh: bool = False,
 ) -> bool:
     """Append events to one stream's hash chain inside the caller's write transaction, with the claims of the
     rows this transaction wrote (see `guard.ledger.digests`), and move the stream's head in the same transaction.
@@ -120,6 +123,9 @@ def append_events(
     `lead`: the insert of the row the events are about, made first (in the same statement as the head's move and
     the events where the cursor can, `_extend`). Returns False, having written nothing, when it wrote no row;
     True when the events were appended.
+
+    `fresh`: the stream is new (its run was inserted in this transaction): where heads are kept in rows, its head
+    row is made with the events instead of read first (the head is read and moved as usual if it exists).
     """
     if len(events) == 1 and len(claims) == 1 and stream is None and heads_in_events(cur):
         ev, held = events[0], claims[0]
@@ -142,10 +148,11 @@ def append_events(
         events, attached = _attach(cur, events, claims)
     if stream.startswith("run:") and heads_in_events(cur):
         return _append_run_sqlite(cur, stream, events, attached, lead)
-    known = _HEADS.get(stream)
-    if known is not None:  # the head this process last wrote: one compare-and-set proves it is still the head
+    # The head this process last wrote (one compare-and-set proves it is still the head), or a new stream's.
+    known: tuple[int, str] | None = (0, GENESIS) if fresh else _HEADS.get(stream)
+    if known is not None:
         out, seq, head = _chain(stream, known[0], known[1], events, attached)
-        wrote, moved = _extend(cur, (seq, head, stream, *known), out, len(events), lead)
+        wrote, moved = _extend(cur, (seq, head, stream, known[0], known[1]), out, len(events), lead, fresh)
         if not wrote:
             return False
         if moved:
@@ -249,20 +256,26 @@ def heads_kept(stream: str, *, postgres: bool) -> bool:
 
 
 def _extend(
-    cur: Any, move: tuple[int, str, str, int, str], out: list[Any], n: int, lead: Lead | None = None
+    cur: Any,
+    move: tuple[int, str, str, int, str],
+    out: list[Any],
+    n: int,
+    lead: Lead | None = None,
+    fresh: bool = False,
 ) -> tuple[bool, bool]:
     """Make the `lead` insert if any, then, only if it wrote its row, move a stream's head (`move`: new length, new
     head, stream, old length, old head) by compare-and-set and insert the `n` events' rows `out` only if it moved.
-    Returns (the lead wrote its row or there was none, the head moved and the events are in).
+    Returns (the lead wrote its row or there was none, the head moved and the events are in). `fresh`: make the
+    head row instead (not moved when it exists).
 
     A cursor that can do it all in one statement (`extend_chain`: PostgreSQL's data-modifying CTE, one round trip
     to the server instead of up to three) does; otherwise one statement each (SQLite, in-process: no trips)."""
     fold = getattr(cur, "extend_chain", None)
     if fold is not None:
-        return fold(move, out, n, lead)  # type: ignore[no-any-return]
+        return fold(move, out, n, lead, fresh)  # type: ignore[no-any-return]
     if lead is not None and not _lead(cur, lead):
         return False, False
-    cur.execute(_MOVE_HEAD, move)
+    cur.execute(*((_MAKE_HEAD, move[:3]) if fresh else (_MOVE_HEAD, move)))
     if cur.rowcount != 1:
         return True, False
     _insert(cur, out, n)

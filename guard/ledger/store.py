@@ -162,6 +162,19 @@ class Ledger(
         `pauses`: refuse to create it while a pause holds at its source (the team's, or one of these tools'; see
         `source_pause`), judged in the same transaction, and raise PausedAtSource having recorded nothing. A run
         that exists is resumed all the same: the brakes judge its calls."""
+        # PostgreSQL: the COMMIT rides with the new run's event; made again the plain way when it could not.
+        return folding(lambda fold: self._open_run(run_id, team, actor, subject, source_event_id, pauses, fold))
+
+    def _open_run(
+        self,
+        run_id: str,
+        team: str,
+        actor: str,
+        subject: str | None,
+        source_event_id: str | None,
+        pauses: tuple[str, ...] | None,
+        fold: bool,
+    ) -> RunRecord:
         now = time.time()
         with self.conns.write() as cur:
             # The run's id is its key: of two workers opening one run at once (a duplicate delivery), one inserts
@@ -179,10 +192,14 @@ class Ledger(
             if pauses is not None and (pause := source_pause(cur, team, pauses)) is not None:
                 raise PausedAtSource(pause)  # the insert is rolled back
             detail = {"team": team, "subject": subject, "source_event_id": source_event_id}
+            last = getattr(cur, "commit_with_next", None) if fold else None
+            if last is not None:  # PostgreSQL: nothing follows the run's event, the COMMIT rides with it
+                last()
             append_events(
                 cur,
                 [(run_id, None, now, actor, "run", None, RunState.RUNNING, detail_json(detail))],
                 [run_claim(row := returned_run(inserted))],
+                fresh=True,  # its stream's head row is made with the event (or, if one is there, read and moved)
             )
             return RunRecord.from_row((*row, None, 0))  # a new run: no call yet
 

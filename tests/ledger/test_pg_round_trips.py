@@ -202,8 +202,9 @@ def test_a_call_retried_after_a_clean_failure_completes_with_a_claim_of_its_row_
 
 def test_a_runs_open_and_close_read_no_row_back(pg_guard: Guard, monkeypatch: pytest.MonkeyPatch) -> None:
     """A new run's open checks the pauses at its source in the transaction that inserts it, and takes the row's
-    claim from the insert itself; its close takes the claim and the record from the update itself, and its COMMIT
-    rides with the run's event. (Before this change: open 7 round trips, close 8.)"""
+    claim from the insert itself, and makes its stream's head row with its event and the COMMIT; its close takes the
+    claim and the record from the update itself, and its COMMIT rides with the run's event. (Before this change:
+    open 7 round trips, close 8.)"""
 
     def echo(i: int) -> dict[str, int]:
         return {"i": i}
@@ -218,9 +219,9 @@ def test_a_runs_open_and_close_read_no_row_back(pg_guard: Guard, monkeypatch: py
         trips.count = trips.statements = 0
     closed = (trips.count, trips.statements)
     monkeypatch.undo()
-    # Open: BEGIN with the run's insert (RETURNING the row); the pauses at the source; the new stream's head row;
-    # the head's move with the event; COMMIT.
-    assert opened == (5, 6)
+    # Open: BEGIN with the run's insert (RETURNING the row); the pauses at the source; the new stream's head row
+    # made with the event, and the COMMIT.
+    assert opened == (3, 5)
     # Close: BEGIN, the run's lock and its state; the update (RETURNING the row and the record); the run's
     # stop-rule marks; the head's move with the event and the COMMIT.
     assert closed == (4, 7)
@@ -266,3 +267,18 @@ def test_a_close_whose_run_head_another_worker_moved_meanwhile_closes_the_run_on
     ]
     report = pg_guard.ledger.verify_chain()
     assert report.ok, report
+
+
+@pytest.mark.tampers
+def test_a_new_run_whose_stream_already_has_a_head_row_chains_onto_it(pg_guard: Guard) -> None:
+    """A new run's open makes its stream's head row with its first event. Where that row exists already (here made
+    by hand: a run id used again after its run was deleted), the folded statement is refused, the open is made again
+    the plain way, and the run's event chains onto the head the row holds."""
+    url = ledger_of(pg_guard).url
+    with psycopg.connect(url.replace("postgresql+psycopg", "postgresql"), autocommit=True) as raw:
+        raw.execute("INSERT INTO stream_heads (stream, length, head) VALUES ('run:pgtrips:again', 2, %s)", ("a" * 64,))
+    with pg_guard.run("pgtrips", source_event_id="again") as run:
+        pass
+    assert run.record().state == "completed"
+    events = [e for e in pg_guard.ledger.events_of(run.run_id) if e.entity == "run"]
+    assert [(e.seq, e.from_state, e.to_state) for e in events] == [(3, None, "running"), (4, "running", "completed")]
