@@ -159,7 +159,15 @@ def _events_written_by(rows: Callable[[Any, list[Any], str | None], list[Any]]) 
 
     plain_insert = moves._insert  # pyright: ignore[reportPrivateUsage]
 
-    def append(cur: Any, events: list[Any], claims: Any = (), *, stream: str | None = None, lead: Any = None) -> bool:
+    def append(
+        cur: Any,
+        events: list[Any],
+        claims: Any = (),
+        *,
+        stream: str | None = None,
+        lead: Any = None,
+        fresh: bool = False,  # noqa: ARG001 (no stream heads are kept here, new or not)
+    ) -> bool:
         if lead is not None:  # the row the events are about (a call's insert): written first, as the real one does
             cur.execute(*lead)
             if cur.rowcount != 1:
