@@ -166,7 +166,7 @@ def _events_written_by(rows: Callable[[Any, list[Any], str | None], list[Any]]) 
         *,
         stream: str | None = None,
         lead: Any = None,
-        fresh: bool = False,  # noqa: ARG001 (no stream heads are kept here, new or not)
+        fresh: bool = False,  # no stream heads are kept here, new or not
     ) -> bool:
         if lead is not None:  # the row the events are about (a call's insert): written first, as the real one does
             cur.execute(*lead)
