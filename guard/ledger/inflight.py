@@ -16,7 +16,7 @@ from typing import Any
 from guard.errors import GuardUsageError, IllegalTransition, LeaseLost
 from guard.ledger.backend import Connections, folding
 from guard.ledger.chain import run_stream
-from guard.ledger.digests import claim, row_digest
+from guard.ledger.digests import Claim, claim, row_digest
 from guard.ledger.lease_clock import Beat, LeaseBeat
 from guard.ledger.moves import EventIn, RunClose, append_events, move_run
 from guard.ledger.records import CallRecord, RunRecord
@@ -289,10 +289,12 @@ class LedgerInFlight:
             events: list[EventIn] = [
                 (run_id, call_id, now, actor, "call", src, state, json.dumps({"error": error, "attempts": attempts}))
             ]
-            moved = None if run is None else move_run(cur, run_id, run, now, actor)
-            if moved is not None:
+            claims: list[Claim] = []
+            if run is not None:
+                moved = move_run(cur, run_id, run, now, actor)
                 events.extend(moved.events)
-            append_events(cur, events, () if moved is None else [moved.claim])
+                claims.append(moved.claim)
+            append_events(cur, events, claims)
             restart_call_failed(cur, call_id, state, now, actor)  # a staged restart stops at its first failure
 
     def heartbeat(self, call_id: str, token: int, ttl: float) -> LeaseBeat:
