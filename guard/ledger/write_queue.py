@@ -8,9 +8,14 @@ processes, and to seconds beyond. Here a writer first takes an exclusive `flock`
 writer that finds it held blocks in the kernel, which wakes it the moment the holder lets go (at its commit or
 rollback); then `BEGIN IMMEDIATE` finds SQLite's lock free, unless a writer that does not queue here holds it
 (a migration, a checkpoint's RESTART, another program), which the backend's own short retries still cover.
-Before it waits in the kernel, a writer that finds the lock held yields the CPU and tries again a few times
-(`TRIES_BEFORE_WAITING`): the holder usually lets go within that, and the wait's handoff costs two thread
-wake-ups.
+Before it waits in the kernel, a writer that finds the lock held yields the CPU and tries again, up to
+`TRIES_BEFORE_WAITING` times: the holder usually lets go within that. A wait in the kernel costs more than the
+two thread wake-ups of its handoff: while the other writers sleep there, the lock stays free from the moment
+its holder lets go until the woken one runs, and with more processes than cores that is often a whole time
+slice (a lock convoy). A writer that yields gives its core to the others (the holder
+among them) and takes the lock as soon as it runs again after the holder let go. Where nothing else wants the
+CPU a try costs about 1.5 us, so the tries run out within about half a millisecond (two transactions or so)
+before the writer sleeps: a holder that stopped (SIGSTOP) costs each writer that much CPU once.
 
 `flock` belongs to an open file, not to a process: each connection opens the file once and holds its own
 descriptor, so two connections of one process queue against each other as well. The kernel drops the lock of a
@@ -42,9 +47,9 @@ from pathlib import Path
 __all__ = ["QueueHandle", "QueuedConnection", "WriteQueue"]
 
 # A writer that finds the lock held yields the CPU and tries again this many times before it waits in the kernel
-# (through the waiter thread: two thread wake-ups more). A holder lets go within one transaction (0.1-0.3 ms);
-# with 8 processes on 2 cores this raised the calls per second by a fifth (bench.workers, README).
-TRIES_BEFORE_WAITING = 10
+# (through the waiter thread). A holder lets go within one transaction (0.1-0.3 ms). 300 against 10, 8 processes
+# on 2 cores (bench.workers, README): about 1.4x the calls per second on a disk and on tmpfs, p99 no higher.
+TRIES_BEFORE_WAITING = 300
 
 _live: weakref.WeakSet[WriteQueue] = weakref.WeakSet()
 
