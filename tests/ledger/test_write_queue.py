@@ -5,6 +5,7 @@ killed holder."""
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import subprocess
 import sys
@@ -133,3 +134,69 @@ def test_a_ledger_write_holds_the_queue_until_its_commit_and_one_held_elsewhere_
         other.close()
     finally:
         ledger.close()
+
+
+def test_threads_of_one_process_wait_on_its_place_and_never_try_the_file_while_one_of_them_writes(
+    tmp_path: Path,
+) -> None:
+    """One thread of a process at a time tries for the file's lock: a second one sleeps on the process's place (a
+    thread that kept trying would take the GIL back from the holder at every try), so it has not even opened its
+    descriptor of the lock file while the first holds; it gets the lock at the first's release."""
+    writers = WriteQueue(tmp_path / "l.db")
+    first, second = _conn(tmp_path / "l.db"), _conn(tmp_path / "l.db")
+    assert writers.take(first, timeout=1.0) is False  # nobody else wanted it
+    waited: list[bool] = []
+    waiter = threading.Thread(target=lambda: waited.append(writers.take(second, timeout=10.0)))
+    waiter.start()
+    poll(lambda: writers.waits == 1, what="the second thread waiting")
+    assert second.queue_fd == -1 and not waited  # asleep on the place, not at the file
+    writers.release(first)
+    waiter.join()
+    assert waited == [True]  # it had to wait: the backend then flushes after the lock (log_sync)
+    assert second.queue_fd >= 0
+    writers.release(second)
+    writers.stop()
+    first.close()
+    second.close()
+
+
+def test_a_connection_closed_while_it_holds_its_place_lets_the_next_writer_in(tmp_path: Path) -> None:
+    """Closing a connection lets go of the process's place with the file's lock, so no thread waits on a place
+    that nothing holds any more."""
+    writers = WriteQueue(tmp_path / "l.db")
+    gone, next_one = _conn(tmp_path / "l.db"), _conn(tmp_path / "l.db")
+    writers.take(gone, timeout=1.0)
+    gone.close()
+    assert writers.take(next_one, timeout=0.0) is False  # free at once: no wait, no other holder
+    writers.release(next_one)
+    writers.release(gone)  # nothing: it holds nothing any more
+    writers.stop()
+    next_one.close()
+
+
+def test_a_child_forked_while_a_thread_of_its_parent_held_the_place_takes_the_queue(tmp_path: Path) -> None:
+    """The place is the process's: a child forked while another thread of the parent held it (that thread does not
+    exist in the child) gets places of its own and writes."""
+    db = tmp_path / "l.db"
+    writers = WriteQueue(db)
+    place = _place_of(writers)
+    place.acquire()  # as a thread of this process does between its place and the file's lock
+    try:
+        pid = os.fork()
+        if pid == 0:  # the child: exit 0 only when it took and let go of the queue
+            code = 1
+            try:
+                conn = _conn(db)
+                WriteQueue(db).take(conn, timeout=2.0)
+                code = 0
+            finally:
+                os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+    finally:
+        place.release()
+        writers.stop()
+
+
+def _place_of(writers: WriteQueue) -> threading.Lock:
+    return writers._place  # pyright: ignore[reportPrivateUsage]
