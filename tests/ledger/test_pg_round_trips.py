@@ -204,7 +204,7 @@ def test_a_runs_open_and_close_read_no_row_back(pg_guard: Guard, monkeypatch: py
     """A new run's open checks the pauses at its source in the transaction that inserts it, and takes the row's
     claim from the insert itself, and makes its stream's head row with its event and the COMMIT; its close takes the
     claim and the record from the update itself, and its COMMIT rides with the run's event. (Before this change:
-    open 7 round trips, close 8.)"""
+    open 7 round trips, close 8; before the marks' delete rode in the update, close 4.)"""
 
     def echo(i: int) -> dict[str, int]:
         return {"i": i}
@@ -222,9 +222,9 @@ def test_a_runs_open_and_close_read_no_row_back(pg_guard: Guard, monkeypatch: py
     # Open: BEGIN with the run's insert (RETURNING the row); the pauses at the source; the new stream's head row
     # made with the event, and the COMMIT.
     assert opened == (3, 5)
-    # Close: BEGIN, the run's lock and its state; the update (RETURNING the row and the record); the run's
-    # stop-rule marks; the head's move with the event and the COMMIT.
-    assert closed == (4, 7)
+    # Close: BEGIN, the run's lock and its state; the update (RETURNING the row and the record) with the delete of
+    # the run's stop-rule marks in its statement; the head's move with the event and the COMMIT.
+    assert closed == (3, 6)
     assert run.record().state == "completed"
     assert pg_guard.ledger.verify_chain().ok
 
