@@ -53,7 +53,7 @@ __all__ = ["QueueHandle", "QueuedConnection", "WriteQueue"]
 
 # A writer that finds the lock held yields the CPU and tries again this many times before it waits in the kernel
 # (through the waiter thread). A holder lets go within one transaction (0.1-0.3 ms). 300 against 10, 8 processes
-# on 2 cores (bench.workers, README): about 1.4x the calls per second on a disk and on tmpfs, p99 no higher.
+# on 2 cores (bench.workers, README): 1.5-1.7x the calls per second on a disk, 1.3x on tmpfs; p99 no higher.
 TRIES_BEFORE_WAITING = 300
 
 _live: weakref.WeakSet[WriteQueue] = weakref.WeakSet()
@@ -119,7 +119,7 @@ class WriteQueue:
 
     def __init__(self, db_path: Path) -> None:
         self.path = f"{db_path}-writers"
-        self.waits = 0  # writers that found the lock held and waited in the kernel
+        self.waits = 0  # writers that slept: behind another thread of this process, or in the kernel
         self.gave_up = 0  # writers that waited the whole timeout
         self._place = _place(self.path)
         self._requests: queue.SimpleQueue[_Wait | None] = queue.SimpleQueue()
