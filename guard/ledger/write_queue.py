@@ -72,13 +72,20 @@ class _Holder:
     queue_fd: int = -1
     place: threading.Lock | None = None  # the process's place for the file, while this one holds it
 
-    def close(self) -> None:
+    def let_go(self) -> None:
+        """Let the file's lock and the process's place go; nothing when this one does not hold them."""
         place, self.place = self.place, None
+        if place is None:
+            return
+        if self.queue_fd >= 0:
+            fcntl.flock(self.queue_fd, fcntl.LOCK_UN)
+        place.release()
+
+    def close(self) -> None:
+        self.let_go()
         fd, self.queue_fd = self.queue_fd, -1
         if fd >= 0:
-            os.close(fd)  # lets the file's lock go with the descriptor
-        if place is not None:
-            place.release()
+            os.close(fd)
 
 
 class QueuedConnection(_Holder, sqlite3.Connection):
@@ -176,13 +183,7 @@ class WriteQueue:
     @staticmethod
     def release(conn: QueuedConnection | QueueHandle) -> None:
         """Let the next writer go (after the commit or rollback); nothing when `conn` does not hold it."""
-        place, conn.place = conn.place, None
-        if place is None:
-            return
-        fd = conn.queue_fd
-        if fd >= 0:
-            fcntl.flock(fd, fcntl.LOCK_UN)
-        place.release()
+        conn.let_go()
 
     def stop(self) -> None:
         """Stop the waiter thread once it has served the waits before this call (it is not waited for: one
